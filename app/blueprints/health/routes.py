@@ -1,0 +1,66 @@
+"""Operator endpoints: liveness, readiness, Prometheus metrics."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Response, current_app, jsonify
+from sqlalchemy import text
+
+from app.blueprints.health import bp
+from app.extensions import csrf, db, limiter
+from app.metrics import QUEUE_DEPTH, render_latest
+from app.tasks import QUEUE_NAMES, get_queue, get_redis
+
+log = logging.getLogger(__name__)
+
+
+@bp.get("/healthz")
+@limiter.exempt
+def healthz():
+    """The process is up (no dependency checked: that is /readyz)."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+@limiter.exempt
+def readyz():
+    """Database and Redis reachable; 503 naming what is down."""
+    checks = {"database": _check_database(), "redis": _check_redis()}
+    down = [name for name, ok in checks.items() if not ok]
+    body = {"status": "ok" if not down else "unavailable", "checks": checks, "down": down}
+    return jsonify(body), (503 if down else 200)
+
+
+@bp.get("/metrics")
+@limiter.exempt
+def metrics():
+    """Prometheus text format; queue depths are read from Redis at scrape time."""
+    try:
+        for name in QUEUE_NAMES:
+            QUEUE_DEPTH.labels(name).set(len(get_queue(name)))
+    except Exception:  # a scrape must still answer when Redis is down
+        log.warning("queue depths unavailable: Redis unreachable")
+    payload, content_type = render_latest()
+    return Response(payload, content_type=content_type)
+
+
+def _check_database() -> bool:
+    try:
+        db.session.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        log.warning("readiness: database unreachable")
+        db.session.rollback()
+        return False
+
+
+def _check_redis() -> bool:
+    try:
+        return bool(get_redis(current_app).ping())
+    except Exception:
+        log.warning("readiness: Redis unreachable")
+        return False
+
+
+csrf.exempt(bp)

@@ -1,0 +1,172 @@
+"""One exception hierarchy for PayBridge, rendered as JSON for the API and HTML for pages.
+
+Every error code the API can answer is listed in ERROR_CODES: the set is fixed and documented
+(README, OpenAPI). Add a code here, never inline in a view.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ErrorSpec:
+    status: int
+    message: str
+    retryable: bool = False
+
+
+ERROR_CODES: dict[str, ErrorSpec] = {
+    "VALIDATION_ERROR": ErrorSpec(400, "The request has invalid or missing fields."),
+    "INVALID_JSON": ErrorSpec(400, "The request body is not a JSON object."),
+    "AUTHENTICATION_REQUIRED": ErrorSpec(401, "Send an API key: Authorization: Bearer <key>."),
+    "INVALID_API_KEY": ErrorSpec(401, "The API key is unknown or revoked."),
+    "FORBIDDEN": ErrorSpec(403, "You are not allowed to do this."),
+    "NOT_FOUND": ErrorSpec(404, "There is nothing at this address."),
+    "PAYMENT_NOT_FOUND": ErrorSpec(404, "No such payment."),
+    "METHOD_NOT_ALLOWED": ErrorSpec(405, "This method is not allowed here."),
+    "DUPLICATE_MERCHANT_REFERENCE": ErrorSpec(
+        409, "A payment with this merchant_reference already exists."
+    ),
+    "REQUEST_IN_PROGRESS": ErrorSpec(
+        409, "A request with this Idempotency-Key is still being processed; retry shortly.", True
+    ),
+    "PAYMENT_ALREADY_FINAL": ErrorSpec(409, "The payment is already final."),
+    "ILLEGAL_TRANSITION": ErrorSpec(409, "This status change is not allowed."),
+    "PAYLOAD_TOO_LARGE": ErrorSpec(413, "The request body is too large."),
+    "UNSUPPORTED_MEDIA_TYPE": ErrorSpec(415, "Send the body as application/json."),
+    "IDEMPOTENCY_KEY_REUSED": ErrorSpec(
+        422, "This Idempotency-Key was already used with a different request."
+    ),
+    "PSP_REJECTED": ErrorSpec(422, "The payment service provider rejected the payment."),
+    "RATE_LIMITED": ErrorSpec(429, "Too many requests; slow down.", True),
+    "INTERNAL_ERROR": ErrorSpec(500, "Something went wrong on our side.", True),
+    "PSP_ERROR": ErrorSpec(502, "The payment service provider answered with an error.", True),
+    "PSP_UNAVAILABLE": ErrorSpec(
+        503, "The payment service provider cannot be reached; retry later.", True
+    ),
+    "SERVICE_UNAVAILABLE": ErrorSpec(503, "A service PayBridge depends on is down.", True),
+    "WEBHOOK_SIGNATURE_INVALID": ErrorSpec(400, "The webhook signature is invalid."),
+    "WEBHOOK_PAYLOAD_INVALID": ErrorSpec(400, "The webhook payload is not a valid event."),
+}
+
+
+class PayBridgeError(Exception):
+    """An error with a code from ERROR_CODES; the code decides HTTP status and default text."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str | None = None,
+        *,
+        param: str | None = None,
+        details: dict | list | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if code not in ERROR_CODES:
+            raise ValueError(f"unknown error code {code!r}: add it to ERROR_CODES")
+        self.code = code
+        self.spec = ERROR_CODES[code]
+        self.message = message or self.spec.message
+        self.param = param
+        self.details = details
+        self.headers = headers or {}
+        super().__init__(f"{code}: {self.message}")
+
+    @property
+    def status(self) -> int:
+        return self.spec.status
+
+    def to_dict(self) -> dict:
+        body: dict = {"code": self.code, "message": self.message}
+        if self.param:
+            body["param"] = self.param
+        if self.details is not None:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class NotFoundError(PayBridgeError):
+    def __init__(self, code: str = "NOT_FOUND", message: str | None = None) -> None:
+        super().__init__(code, message)
+
+
+class ValidationError(PayBridgeError):
+    def __init__(self, message: str, *, param: str | None = None, details=None) -> None:
+        super().__init__("VALIDATION_ERROR", message, param=param, details=details)
+
+
+# Requests that get JSON errors whatever they accept.
+JSON_PREFIXES = ("/api/", "/webhooks/", "/healthz", "/readyz", "/metrics", "/shop/notify")
+
+HTTP_CODE_NAMES = {
+    400: "VALIDATION_ERROR",
+    401: "AUTHENTICATION_REQUIRED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: "RATE_LIMITED",
+}
+
+
+def wants_json() -> bool:
+    if request.path.startswith(JSON_PREFIXES):
+        return True
+    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
+    return best == "application/json"
+
+
+def render_error(error: PayBridgeError):
+    if wants_json():
+        response = jsonify(error.to_dict())
+    else:
+        response = render_template("errors/error.html", error=error), error.status
+        response = _as_response(response)
+    response.status_code = error.status
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def _as_response(rv):
+    from flask import make_response
+
+    return make_response(rv)
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Render PayBridge errors, HTTP errors and crashes in the one format each client expects."""
+
+    @app.errorhandler(PayBridgeError)
+    def handle_paybridge_error(error: PayBridgeError):
+        if error.status >= 500:
+            db.session.rollback()
+            log.warning("request failed: %s", error)
+        return render_error(error)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_exception(error: HTTPException):
+        code = HTTP_CODE_NAMES.get(error.code or 500, "INTERNAL_ERROR")
+        message = error.description if error.code and error.code < 500 else None
+        wrapped = PayBridgeError(code, message)
+        response = render_error(wrapped)
+        response.status_code = error.code or 500
+        if error.code == 405 and getattr(error, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(error.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def handle_unexpected(error: Exception):
+        db.session.rollback()
+        log.exception("unhandled error")
+        return render_error(PayBridgeError("INTERNAL_ERROR"))

@@ -1,0 +1,62 @@
+"""Prometheus metrics: defined once here, exported at /metrics.
+
+Under gunicorn each worker process counts on its own; with PROMETHEUS_MULTIPROC_DIR set,
+prometheus-client aggregates the processes' files at scrape time.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+HTTP_REQUESTS = Counter(
+    "paybridge_http_requests_total",
+    "HTTP requests by route and status",
+    ["route", "method", "status"],
+)
+HTTP_LATENCY = Histogram(
+    "paybridge_http_request_seconds", "HTTP request latency by route", ["route"]
+)
+PAYMENT_TRANSITIONS = Counter(
+    "paybridge_payment_transitions_total",
+    "Payment status changes",
+    ["from_status", "to_status", "source"],
+)
+PSP_CALL_SECONDS = Histogram(
+    "paybridge_psp_call_seconds", "Latency of calls to the PSP", ["psp", "operation"]
+)
+PSP_ERRORS = Counter(
+    "paybridge_psp_errors_total", "Failed calls to the PSP", ["psp", "operation", "kind"]
+)
+WEBHOOK_EVENTS = Counter(
+    "paybridge_webhook_events_total", "PSP webhook events by type and outcome", ["type", "outcome"]
+)
+PAYMENT_CONFLICTS = Counter(
+    "paybridge_payment_conflicts_total", "PSP facts that could not be applied", ["kind"]
+)
+NOTIFICATION_DELIVERIES = Counter(
+    "paybridge_notification_deliveries_total", "Notification delivery attempts", ["result"]
+)
+QUEUE_DEPTH = Gauge(
+    "paybridge_queue_depth", "Jobs waiting in each RQ queue", ["queue"], multiprocess_mode="max"
+)
+
+
+def render_latest() -> tuple[bytes, str]:
+    """The text exposition of every metric, aggregated across processes when configured."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

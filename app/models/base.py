@@ -1,0 +1,26 @@
+"""Column types and helpers shared by every model."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime
+from sqlalchemy.dialects import mysql
+
+# Microsecond timestamps on MySQL/MariaDB (its DATETIME keeps whole seconds by default),
+# stored naive in UTC everywhere.
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def utcnow() -> datetime:
+    """Naive UTC now, the form every timestamp column stores."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def public_id(prefix: str, length: int = 24) -> str:
+    """An unguessable id with a type prefix, like Stripe's (`pay_…`, `msg_…`)."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))

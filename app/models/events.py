@@ -1,0 +1,130 @@
+"""What PayBridge hears from the PSP (webhook events) and tells client apps (notifications)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import Timestamp, public_id, utcnow
+from app.models.merchant import Merchant
+from app.models.payment import Payment
+
+_BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+class PspEvent(db.Model):
+    """A PSP event, stored once by its id whatever number of times it is delivered."""
+
+    __tablename__ = "psp_events"
+    __table_args__ = (
+        UniqueConstraint("psp", "event_id"),
+        Index("ix_psp_events_received", "received_at"),
+        Index("ix_psp_events_outcome_received", "outcome", "received_at"),
+        Index("ix_psp_events_session", "psp_session_id"),
+    )
+
+    # What processing the event did; the dashboard filters on these.
+    OUTCOME_APPLIED = "applied"
+    OUTCOME_IGNORED = "ignored"  # stale or out of order: would move the payment backwards
+    OUTCOME_UNKNOWN_SESSION = "unknown_session"
+    OUTCOME_MISMATCH = "mismatch"
+    OUTCOME_CONFLICT = "conflict"
+    OUTCOME_UNHANDLED = "unhandled_type"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    psp: Mapped[str] = mapped_column(String(20), default="stripe")
+    event_id: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(100))
+    psp_session_id: Mapped[str | None] = mapped_column(String(255))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    payload: Mapped[dict] = mapped_column(db.JSON)
+    psp_created_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    received_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # webhook | recon (caught up through the PSP's events API)
+    received_via: Mapped[str] = mapped_column(String(10), default="webhook")
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(String(500))
+
+    payment: Mapped[Payment | None] = relationship()
+
+
+class Notification(db.Model):
+    """Outbox row: written with the status change, delivered to the merchant by a job."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_notifications_payment", "payment_id", "id"),
+        Index("ix_notifications_merchant_created", "merchant_id", "created_at"),
+    )
+
+    STATUS_PENDING = "pending"
+    STATUS_DELIVERED = "delivered"
+    STATUS_FAILED = "failed"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    # The Standard Webhooks `webhook-id`: stays the same across retries so clients dedupe.
+    public_id: Mapped[str] = mapped_column(
+        String(40), unique=True, default=lambda: public_id("msg_")
+    )
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    event_type: Mapped[str] = mapped_column(String(50))
+    status_version: Mapped[int | None] = mapped_column(Integer)
+    # The body is frozen when the status changes, so a retry sends exactly the same bytes.
+    payload: Mapped[dict] = mapped_column(db.JSON)
+    status: Mapped[str] = mapped_column(String(10), default=STATUS_PENDING)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, default=utcnow)
+    enqueued_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+    merchant: Mapped[Merchant] = relationship()
+    payment: Mapped[Payment | None] = relationship()
+    attempts: Mapped[list[NotificationAttempt]] = relationship(
+        back_populates="notification", order_by="NotificationAttempt.id"
+    )
+
+
+class NotificationAttempt(db.Model):
+    __tablename__ = "notification_attempts"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), index=True)
+    attempted_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+
+    notification: Mapped[Notification] = relationship(back_populates="attempts")
+
+
+class ReconciliationRun(db.Model):
+    __tablename__ = "reconciliation_runs"
+    __table_args__ = (Index("ix_reconciliation_runs_started", "started_at"),)
+
+    STATUS_RUNNING = "running"
+    STATUS_SUCCEEDED = "succeeded"
+    STATUS_FAILED = "failed"
+    STATUS_SKIPPED = "skipped"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    status: Mapped[str] = mapped_column(String(10), default=STATUS_RUNNING)
+    trigger: Mapped[str] = mapped_column(String(20), default="schedule")  # schedule|cli|dashboard
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    checked: Mapped[int] = mapped_column(Integer, default=0)
+    corrected: Mapped[int] = mapped_column(Integer, default=0)
+    still_open: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+    # [{"payment": "pay_…", "from": "INITIATED", "to": "SUCCESS", "why": "…"}, …]
+    details: Mapped[list | None] = mapped_column(db.JSON)
+    error_text: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,130 @@
+"""Merchants (PayBridge's clients), their API keys and their dashboard users."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime
+
+from flask_login import UserMixin
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.extensions import db
+from app.models.base import Timestamp, utcnow
+
+API_KEY_PREFIX = "pbk_"
+API_KEY_SHOWN_CHARS = 12
+
+
+def new_signing_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` + base64 of 24 random bytes."""
+    import base64
+
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def hash_api_key(raw_key: str) -> str:
+    # API keys are 32 random bytes: a fast hash is enough and keeps auth cheap per request.
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+class Merchant(db.Model):
+    __tablename__ = "merchants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    notify_url: Mapped[str | None] = mapped_column(String(2000))
+    signing_secret: Mapped[str] = mapped_column(String(100), default=new_signing_secret)
+    # While a merchant rotates its secret, notifications are signed with both.
+    previous_signing_secret: Mapped[str | None] = mapped_column(String(100))
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant")
+
+    def signing_secrets(self) -> list[str]:
+        return [s for s in (self.signing_secret, self.previous_signing_secret) if s]
+
+    def __repr__(self) -> str:
+        return f"<Merchant {self.id} {self.name!r}>"
+
+
+class ApiKey(db.Model):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="default")
+    prefix: Mapped[str] = mapped_column(String(API_KEY_SHOWN_CHARS))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    merchant: Mapped[Merchant] = relationship(back_populates="api_keys")
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    @staticmethod
+    def generate(merchant: Merchant, name: str = "default") -> tuple[ApiKey, str]:
+        """Make a key; the raw key is returned once and never stored."""
+        raw = API_KEY_PREFIX + secrets.token_urlsafe(32)
+        key = ApiKey(
+            merchant=merchant,
+            name=name,
+            prefix=raw[:API_KEY_SHOWN_CHARS],
+            key_hash=hash_api_key(raw),
+        )
+        return key, raw
+
+
+class User(UserMixin, db.Model):
+    """A dashboard user: belongs to one merchant, or is an operator who sees all of them."""
+
+    __tablename__ = "users"
+    __table_args__ = (Index("ix_users_merchant_id", "merchant_id"),)
+
+    ROLE_MERCHANT = "merchant"
+    ROLE_OPERATOR = "operator"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(20), default=ROLE_MERCHANT)
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    merchant: Mapped[Merchant | None] = relationship()
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == self.ROLE_OPERATOR
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+
+class AuditLog(db.Model):
+    """Append-only record of what dashboard users did (who, what, when, from where)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_merchant_created", "merchant_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"))
+    action: Mapped[str] = mapped_column(String(50))
+    target_type: Mapped[str | None] = mapped_column(String(50))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict | None] = mapped_column(db.JSON)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)

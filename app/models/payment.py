@@ -1,0 +1,166 @@
+"""Payments, their status history, and the idempotency records of the API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import Timestamp, public_id, utcnow
+from app.models.merchant import Merchant
+from app.payments.status import PaymentStatus, PaymentType
+
+PAYMENT_ID_PREFIX = "pay_"
+
+
+def new_payment_id() -> str:
+    return public_id(PAYMENT_ID_PREFIX)
+
+
+class Payment(db.Model):
+    __tablename__ = "payments"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "merchant_reference"),
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("refunded_amount >= 0", name="refunded_amount_not_negative"),
+        Index("ix_payments_merchant_created", "merchant_id", "created_at", "id"),
+        Index("ix_payments_merchant_status_created", "merchant_id", "status", "created_at"),
+        Index("ix_payments_status_updated", "status", "updated_at"),
+        Index("ix_payments_merchant_email", "merchant_id", "customer_email"),
+        Index("ix_payments_created", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_payment_id)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    merchant_reference: Mapped[str] = mapped_column(String(200))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    payment_type: Mapped[str] = mapped_column(String(4), default=PaymentType.SALE.value)
+    # RECC only: the billing period.
+    interval: Mapped[str | None] = mapped_column(String(5))
+    interval_count: Mapped[int | None] = mapped_column(Integer)
+    description: Mapped[str | None] = mapped_column(String(500))
+    customer_email: Mapped[str | None] = mapped_column(String(254))
+    success_url: Mapped[str] = mapped_column(String(2000))
+    cancel_url: Mapped[str] = mapped_column(String(2000))
+    # `metadata` is taken by SQLAlchemy's declarative base; the column keeps the API's name.
+    metadata_: Mapped[dict] = mapped_column("metadata", db.JSON, default=dict)
+
+    status: Mapped[str] = mapped_column(String(10), default=PaymentStatus.CREATED.value)
+    # Grows by one with every status change; notifications carry it so clients drop stale ones.
+    status_version: Mapped[int] = mapped_column(Integer, default=1)
+
+    psp: Mapped[str] = mapped_column(String(20), default="stripe")
+    psp_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    psp_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
+    psp_subscription_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    checkout_url: Mapped[str | None] = mapped_column(String(2000))
+    psp_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    failure_code: Mapped[str | None] = mapped_column(String(100))
+    failure_message: Mapped[str | None] = mapped_column(String(500))
+    refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    # RECC renewals point at the subscription's first payment.
+    parent_payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    finalized_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    merchant: Mapped[Merchant] = relationship()
+    history: Mapped[list[PaymentStatusChange]] = relationship(
+        back_populates="payment", order_by="PaymentStatusChange.id"
+    )
+
+    @property
+    def status_enum(self) -> PaymentStatus:
+        return PaymentStatus(self.status)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status_enum.is_final
+
+    @property
+    def psp_idempotency_key(self) -> str:
+        """The key for registering this payment at the PSP: every retry reuses it."""
+        return f"paybridge-create-{self.public_id}"
+
+    def __repr__(self) -> str:
+        return f"<Payment {self.public_id} {self.status}>"
+
+
+class PaymentStatusChange(db.Model):
+    """One row per status change (the first row records creation, from_status NULL)."""
+
+    __tablename__ = "payment_status_history"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(10))
+    to_status: Mapped[str] = mapped_column(String(10))
+    status_version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    psp_event_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    payment: Mapped[Payment] = relationship(back_populates="history")
+
+
+class IdempotencyRecord(db.Model):
+    """The first answer to an Idempotency-Key, replayed for every retry with the same body."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("merchant_id", "idempotency_key"),)
+
+    STATE_IN_PROGRESS = "in_progress"
+    STATE_COMPLETED = "completed"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(255))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(12), default=STATE_IN_PROGRESS)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[dict | None] = mapped_column(db.JSON)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+    payment: Mapped[Payment | None] = relationship()
+
+
+class PaymentConflict(db.Model):
+    """A PSP fact PayBridge could not apply and must not drop, e.g. paid after we FAILED it."""
+
+    __tablename__ = "payment_conflicts"
+    __table_args__ = (Index("ix_payment_conflicts_resolved_created", "resolved_at", "created_at"),)
+
+    KIND_PAID_AFTER_FAILED = "paid_after_failed"
+    KIND_MISMATCH = "mismatch"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"))
+    kind: Mapped[str] = mapped_column(String(30))
+    psp_event_id: Mapped[str | None] = mapped_column(String(255))
+    psp_session_id: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    resolution: Mapped[str | None] = mapped_column(String(500))
+
+    payment: Mapped[Payment | None] = relationship()

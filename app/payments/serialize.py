@@ -1,0 +1,57 @@
+"""The payment as client apps see it: one shape for API responses and notifications."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from app.models import Payment
+
+
+def iso(value: datetime | None) -> str | None:
+    """Timestamps leave PayBridge as ISO 8601 in UTC with a `Z`."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+
+def payment_to_dict(payment: Payment, *, with_history: bool = False) -> dict:
+    data = {
+        "id": payment.public_id,
+        "object": "payment",
+        "merchant_reference": payment.merchant_reference,
+        "amount": payment.amount,
+        "currency": payment.currency,
+        "payment_type": payment.payment_type,
+        "interval": payment.interval,
+        "interval_count": payment.interval_count,
+        "description": payment.description,
+        "customer_email": payment.customer_email,
+        "success_url": payment.success_url,
+        "cancel_url": payment.cancel_url,
+        "metadata": payment.metadata_ or {},
+        "status": payment.status,
+        "status_version": payment.status_version,
+        "checkout_url": payment.checkout_url if payment.status == "INITIATED" else None,
+        "psp": payment.psp,
+        "psp_session_id": payment.psp_session_id,
+        "expires_at": iso(payment.psp_expires_at),
+        "failure_code": payment.failure_code,
+        "failure_message": payment.failure_message,
+        "refunded_amount": payment.refunded_amount,
+        "created_at": iso(payment.created_at),
+        "updated_at": iso(payment.updated_at),
+    }
+    if with_history:
+        data["status_history"] = [
+            {
+                "from": change.from_status,
+                "to": change.to_status,
+                "status_version": change.status_version,
+                "source": change.source,
+                "reason": change.reason,
+                "psp_event_id": change.psp_event_id,
+                "at": iso(change.created_at),
+            }
+            for change in payment.history
+        ]
+    return data

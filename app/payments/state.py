@@ -1,0 +1,110 @@
+"""The only code that changes a payment's status.
+
+Callers lock the row first (`lock_payment`), call `transition`, and commit: the status, its
+history row and, for a final status, the outbox notification then land in one transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+
+from app.errors import PayBridgeError
+from app.extensions import db
+from app.metrics import PAYMENT_TRANSITIONS
+from app.models import Payment, PaymentStatusChange, utcnow
+from app.notifications.outbox import add_payment_notification
+from app.payments.status import PaymentStatus, StatusSource, is_allowed
+
+log = logging.getLogger(__name__)
+
+
+class IllegalTransition(PayBridgeError):
+    """A move the transition table does not allow, e.g. out of a final status."""
+
+    def __init__(self, current: PaymentStatus, target: PaymentStatus) -> None:
+        self.current = current
+        self.target = target
+        code = "PAYMENT_ALREADY_FINAL" if current.is_final else "ILLEGAL_TRANSITION"
+        super().__init__(code, f"A payment cannot go from {current} to {target}.")
+
+
+def lock_payment(payment_id: int) -> Payment:
+    """Load the payment with a row lock (SELECT … FOR UPDATE) held until the caller commits.
+
+    populate_existing refreshes an instance already in the session, so decisions are made on
+    the locked, current row and not on a stale copy.
+    """
+    stmt = (
+        select(Payment)
+        .where(Payment.id == payment_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return db.session.execute(stmt).scalar_one()
+
+
+def record_creation(payment: Payment, *, source: StatusSource = StatusSource.API) -> None:
+    """The first history row of a new payment (None → CREATED)."""
+    payment.status = PaymentStatus.CREATED.value
+    payment.status_version = 1
+    db.session.add(
+        PaymentStatusChange(
+            payment=payment,
+            from_status=None,
+            to_status=PaymentStatus.CREATED.value,
+            status_version=1,
+            source=source.value,
+            reason="created",
+        )
+    )
+
+
+def transition(
+    payment: Payment,
+    target: PaymentStatus,
+    *,
+    source: StatusSource,
+    reason: str | None = None,
+    psp_event_id: str | None = None,
+    failure_code: str | None = None,
+    failure_message: str | None = None,
+) -> PaymentStatusChange:
+    """Move `payment` to `target`, or raise IllegalTransition. The caller holds the row lock."""
+    current = payment.status_enum
+    if not is_allowed(current, target):
+        raise IllegalTransition(current, target)
+    now = utcnow()
+    payment.status = target.value
+    payment.status_version += 1
+    payment.updated_at = now
+    if target == PaymentStatus.FAILED:
+        payment.failure_code = failure_code or payment.failure_code
+        payment.failure_message = failure_message or payment.failure_message
+    if target.is_final:
+        payment.finalized_at = now
+    change = PaymentStatusChange(
+        payment=payment,
+        from_status=current.value,
+        to_status=target.value,
+        status_version=payment.status_version,
+        source=source.value,
+        reason=(reason or "")[:500] or None,
+        psp_event_id=psp_event_id,
+        created_at=now,
+    )
+    db.session.add(change)
+    db.session.flush()
+    if target.is_final:
+        add_payment_notification(payment)
+    PAYMENT_TRANSITIONS.labels(current.value, target.value, source.value).inc()
+    log.info(
+        "payment %s: %s -> %s (source=%s, reason=%s)",
+        payment.public_id,
+        current,
+        target,
+        source,
+        reason,
+    )
+    return change

@@ -1,0 +1,29 @@
+"""Payment service providers: one interface (base.py), one adapter module per PSP."""
+
+from app.psp.base import (
+    CheckoutRequest,
+    CheckoutSession,
+    PaymentProvider,
+    PspError,
+    PspEventData,
+    PspInvalidState,
+    PspNotFound,
+    PspRejected,
+    PspUnavailable,
+    WebhookVerificationError,
+)
+from app.psp.factory import get_provider
+
+__all__ = [
+    "CheckoutRequest",
+    "CheckoutSession",
+    "PaymentProvider",
+    "PspError",
+    "PspEventData",
+    "PspInvalidState",
+    "PspNotFound",
+    "PspRejected",
+    "PspUnavailable",
+    "WebhookVerificationError",
+    "get_provider",
+]

@@ -1,0 +1,121 @@
+"""The interface every PSP adapter implements, and the plain data that crosses it.
+
+The payment core sees only these types; only an adapter module imports its PSP's SDK.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class CheckoutRequest:
+    """What the PSP needs to open a hosted checkout for one payment."""
+
+    payment_id: str  # PayBridge's public id, sent as client_reference_id and in metadata
+    merchant_reference: str
+    idempotency_key: str
+    amount: int
+    currency: str
+    description: str | None
+    customer_email: str | None
+    success_url: str
+    cancel_url: str
+    expires_at: datetime  # naive UTC
+    metadata: dict[str, str] = field(default_factory=dict)
+    # Subscriptions (RECC): the billing period; None for one-time payments.
+    interval: str | None = None
+    interval_count: int | None = None
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    """The PSP's view of a checkout, normalised."""
+
+    id: str
+    status: str  # open | complete | expired
+    payment_status: str  # paid | unpaid | no_payment_required
+    url: str | None
+    amount_total: int | None
+    currency: str | None  # upper-case ISO 4217
+    client_reference_id: str | None
+    metadata: dict[str, str]
+    payment_intent_id: str | None
+    subscription_id: str | None
+    expires_at: datetime | None  # naive UTC
+    created_at: datetime | None  # naive UTC
+
+
+@dataclass(frozen=True)
+class PspEventData:
+    """A verified PSP event: its id, type, creation time, and the session it is about."""
+
+    id: str
+    type: str
+    created_at: datetime  # naive UTC
+    session: CheckoutSession | None  # None when the event is not about a checkout session
+    raw: dict  # the whole event as JSON, to store
+
+
+class PspError(Exception):
+    """A PSP call failed. `retryable` says whether the same call may succeed later."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, code: str | None = None, http_status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.http_status = http_status
+
+
+class PspRejected(PspError):
+    """The PSP refused the request itself (invalid parameters, card error): do not retry."""
+
+
+class PspNotFound(PspError):
+    """The PSP has no such object."""
+
+
+class PspUnavailable(PspError):
+    """Connection failure, timeout, rate limit, 5xx, auth trouble or open circuit: retry later."""
+
+    retryable = True
+
+
+class PspInvalidState(PspError):
+    """The object exists but cannot do this now (e.g. expiring a completed session)."""
+
+
+class WebhookVerificationError(Exception):
+    """The webhook's signature, timestamp or payload is not acceptable."""
+
+
+class PaymentProvider(ABC):
+    """One PSP. Implementations must be safe to share between threads."""
+
+    name: str
+
+    @abstractmethod
+    def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession: ...
+
+    @abstractmethod
+    def retrieve_checkout_session(self, session_id: str) -> CheckoutSession: ...
+
+    @abstractmethod
+    def expire_checkout_session(self, session_id: str) -> CheckoutSession: ...
+
+    @abstractmethod
+    def list_checkout_sessions(self, created_since: datetime) -> Iterator[CheckoutSession]:
+        """Every session created at or after `created_since`, following the PSP's pagination."""
+
+    @abstractmethod
+    def list_events(self, types: list[str], created_since: datetime) -> Iterator[PspEventData]:
+        """The PSP's events of these types since a time (to catch up on missed webhooks)."""
+
+    @abstractmethod
+    def verify_webhook(self, payload: bytes, signature_header: str | None) -> PspEventData:
+        """Check the signature over the raw body and parse it; raise WebhookVerificationError."""

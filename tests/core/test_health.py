@@ -1,0 +1,48 @@
+"""Operator endpoints: liveness, readiness naming what is down, Prometheus metrics."""
+
+
+def test_healthz_answers_while_the_process_is_up(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+    assert response.headers["X-Request-Id"].startswith("req_")
+
+
+def test_readyz_reports_database_and_redis(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json()["checks"] == {"database": True, "redis": True}
+
+
+def test_readyz_names_redis_when_it_is_down(app, client):
+    from app.tasks import get_redis
+
+    good = app.config["REDIS_URL"]
+    app.extensions.pop("paybridge_redis", None)
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    try:
+        response = client.get("/readyz")
+    finally:
+        app.config["REDIS_URL"] = good
+        app.extensions.pop("paybridge_redis", None)
+        with app.app_context():
+            get_redis()
+    assert response.status_code == 503
+    assert response.get_json()["down"] == ["redis"]
+
+
+def test_metrics_in_prometheus_format(client):
+    client.get("/healthz")
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type.startswith("text/plain")
+    assert (
+        b'paybridge_http_requests_total{method="GET",route="/healthz",status="200"}'
+        in response.data
+    )
+
+
+def test_unknown_path_is_a_json_error_under_the_api(client):
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "NOT_FOUND"
