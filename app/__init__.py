@@ -38,6 +38,10 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     api.init_app(app)
 
+    from app import notifications
+
+    notifications.init_app(app)
+
 
 def register_blueprints(app: Flask) -> None:
     from app.blueprints import register_all

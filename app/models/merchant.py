@@ -47,6 +47,15 @@ class Merchant(db.Model):
     def signing_secrets(self) -> list[str]:
         return [s for s in (self.signing_secret, self.previous_signing_secret) if s]
 
+    def rotate_signing_secret(self) -> str:
+        """Start a rotation: the new secret signs from now on, the old one keeps signing too."""
+        from app.models.base import utcnow
+
+        self.previous_signing_secret = self.signing_secret
+        self.signing_secret = new_signing_secret()
+        self.secret_rotated_at = utcnow()
+        return self.signing_secret
+
     def __repr__(self) -> str:
         return f"<Merchant {self.id} {self.name!r}>"
 

@@ -47,6 +47,11 @@ class CheckoutSession:
     subscription_id: str | None
     expires_at: datetime | None  # naive UTC
     created_at: datetime | None  # naive UTC
+    # Known when the payment intent was expanded: tells a failed delayed payment (the session
+    # stays complete/unpaid) from one still processing.
+    payment_intent_status: str | None = None
+    # The PSP's decline or failure code, when it gave one.
+    failure_code: str | None = None
 
 
 @dataclass(frozen=True)
