@@ -1,0 +1,394 @@
+"""The WSGI app: Stripe's /v1 API, the /_emulator control routes and the hosted checkout page."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import secrets
+import string
+import threading
+import time
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from . import API_VERSION, forms
+from .emulator import Ctx, Emulator
+from .errors import StripeErrorResponse, not_found_route, unknown
+
+log = logging.getLogger("stripe_emulator.api")
+
+_ALNUM = string.ascii_letters + string.digits
+
+API_RULES = Map(
+    [
+        Rule("/v1/checkout/sessions", methods=["POST"], endpoint="create_session"),
+        Rule("/v1/checkout/sessions", methods=["GET"], endpoint="list_sessions"),
+        Rule("/v1/checkout/sessions/<sid>", methods=["GET"], endpoint="get_session"),
+        Rule("/v1/checkout/sessions/<sid>/expire", methods=["POST"], endpoint="expire_session"),
+        Rule("/v1/checkout/sessions/<sid>/line_items", methods=["GET"], endpoint="line_items"),
+        Rule("/v1/payment_intents/<pid>", methods=["GET"], endpoint="get_payment_intent"),
+        Rule("/v1/events", methods=["GET"], endpoint="list_events"),
+        Rule("/v1/events/<eid>", methods=["GET"], endpoint="get_event"),
+        Rule("/v1/webhook_endpoints", methods=["POST"], endpoint="create_endpoint"),
+        Rule("/v1/webhook_endpoints", methods=["GET"], endpoint="list_endpoints"),
+        Rule("/v1/webhook_endpoints/<wid>", methods=["GET"], endpoint="get_endpoint"),
+        Rule("/v1/webhook_endpoints/<wid>", methods=["POST"], endpoint="update_endpoint"),
+        Rule("/v1/webhook_endpoints/<wid>", methods=["DELETE"], endpoint="delete_endpoint"),
+    ]
+)
+
+CONTROL_RULES = Map(
+    [
+        Rule("/_emulator/reset", methods=["POST"], endpoint="reset"),
+        Rule("/_emulator/checkout/sessions/<sid>/pay", methods=["POST"], endpoint="pay"),
+        Rule("/_emulator/checkout/sessions/<sid>/settle", methods=["POST"], endpoint="settle"),
+        Rule("/_emulator/clock", methods=["GET"], endpoint="clock"),
+        Rule("/_emulator/clock/advance", methods=["POST"], endpoint="advance"),
+        Rule("/_emulator/webhook_endpoints", methods=["POST"], endpoint="add_endpoint"),
+        Rule("/_emulator/deliveries", methods=["GET"], endpoint="deliveries"),
+        Rule("/_emulator/deliveries/pause", methods=["POST"], endpoint="pause"),
+        Rule("/_emulator/deliveries/resume", methods=["POST"], endpoint="resume"),
+        Rule("/_emulator/events/<eid>/redeliver", methods=["POST"], endpoint="redeliver"),
+        Rule("/_emulator/faults", methods=["POST"], endpoint="add_fault"),
+        Rule("/_emulator/faults", methods=["GET"], endpoint="list_faults"),
+        Rule("/_emulator/faults", methods=["DELETE"], endpoint="clear_faults"),
+        Rule("/_emulator/latency", methods=["POST"], endpoint="latency"),
+        Rule("/_emulator/health", methods=["GET"], endpoint="health"),
+    ]
+)
+
+NO_KEY = (
+    "You did not provide an API key. You need to provide your API key in the Authorization "
+    "header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY'). See "
+    "https://stripe.com/docs/api#authentication for details, or we can help at "
+    "https://support.stripe.com/."
+)
+
+
+def request_id() -> str:
+    return "req_" + "".join(secrets.choice(_ALNUM) for _ in range(14))
+
+
+def json_response(body, status: int = 200, headers: dict | None = None) -> Response:
+    resp = Response(json.dumps(body, indent=2), status=status, mimetype="application/json")
+    for k, v in (headers or {}).items():
+        resp.headers[k] = v
+    return resp
+
+
+def latency_seconds(mean_ms: float, p99_ms: float) -> float:
+    """A log-normal sample with the given mean and 99th percentile (0 when disabled)."""
+    if mean_ms <= 0:
+        return 0.0
+    if p99_ms <= mean_ms:
+        return mean_ms / 1000
+    # For LogNormal(mu, s): mean = e^(mu + s²/2), p99 = e^(mu + 2.326 s); solve for s.
+    z = 2.326
+    disc = z * z - 2 * math.log(p99_ms / mean_ms)
+    sigma = z - math.sqrt(disc) if disc > 0 else z
+    mu = math.log(mean_ms) - sigma * sigma / 2
+    return random.lognormvariate(mu, sigma) / 1000
+
+
+class IdempotencyCache:
+    """Stored (status, body) per (api key, Idempotency-Key); keys in flight answer 409."""
+
+    def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
+        self.lock = threading.Lock()
+        self.in_flight: set[str] = set()
+
+    def begin(self, scope: str, fingerprint: dict, key: str):
+        """Return a stored record to replay, or None after marking the key in flight."""
+        with self.lock:
+            rec = self.emu.store.get("idempotency", scope)
+            if rec is not None:
+                if rec["fingerprint"] != fingerprint:
+                    raise StripeErrorResponse(
+                        400,
+                        "Keys for idempotent requests can only be used with the same parameters "
+                        "they were first used with. Try using a key other than "
+                        f"'{key}' if you meant to execute a different request.",
+                        type="idempotency_error",
+                        save_idempotent=False,
+                    )
+                return rec
+            if scope in self.in_flight:
+                raise StripeErrorResponse(
+                    409,
+                    "There is currently another in-progress request using this Idempotent Key "
+                    "(that probably means you submitted twice, and the other request is still "
+                    f"going through): {key}. Please try again later.",
+                    type="idempotency_error",
+                    code="idempotency_key_in_use",
+                    save_idempotent=False,
+                )
+            self.in_flight.add(scope)
+            return None
+
+    def finish(self, scope: str, fingerprint: dict, status: int | None, body, rid: str) -> None:
+        with self.lock:
+            self.in_flight.discard(scope)
+            if status is not None:
+                self.emu.store.save(
+                    "idempotency",
+                    {
+                        "id": scope,
+                        "fingerprint": fingerprint,
+                        "status": status,
+                        "body": body,
+                        "request_id": rid,
+                        "created": self.emu.clock.now(),
+                    },
+                )
+
+
+class EmulatorApp:
+    def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
+        self.idem = IdempotencyCache(emu)
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        path = request.path
+        try:
+            if path.startswith("/v1/"):
+                resp = self.api(request)
+            elif path.startswith("/_emulator/"):
+                resp = self.control(request)
+            elif path.startswith("/c/pay/"):
+                from .hosted import handle
+
+                resp = handle(self.emu, request)
+            elif path in ("/", "/favicon.ico"):
+                resp = Response("Stripe emulator\n", mimetype="text/plain")
+            else:
+                resp = json_response(not_found_route(request.method, path).body(), 404)
+        except Exception:
+            log.exception("unhandled error on %s %s", request.method, path)
+            resp = json_response(
+                {"error": {"type": "api_error", "message": "An unknown error occurred."}}, 500
+            )
+        if "Request-Id" not in resp.headers:
+            resp.headers["Request-Id"] = request_id()
+        return resp(environ, start_response)
+
+    # -- /v1 ------------------------------------------------------------------------------
+    def api(self, request: Request) -> Response:
+        rid = request_id()
+        headers = {"Request-Id": rid, "Stripe-Version": request.headers.get(
+            "Stripe-Version", API_VERSION)}  # fmt: skip
+        cfg = self.emu.config
+        delay = latency_seconds(cfg.latency_mean_ms, cfg.latency_p99_ms)
+        if delay:
+            time.sleep(delay)
+        try:
+            api_key = self._authenticate(request)
+            adapter = API_RULES.bind_to_environ(request.environ)
+            try:
+                endpoint, args = adapter.match()
+            except HTTPException:
+                raise not_found_route(request.method, request.path) from None
+            fault = self.emu.faults.take_api(request.method, request.path)
+            if fault and fault["kind"] == "http_500":
+                raise StripeErrorResponse(
+                    500, "An unknown error occurred (injected fault).", type="api_error",
+                    save_idempotent=False,
+                )  # fmt: skip
+            if fault and fault["kind"] == "http_429":
+                raise StripeErrorResponse(
+                    429,
+                    "Too many requests hit the API too quickly (injected fault).",
+                    code="rate_limit",
+                    save_idempotent=False,
+                )
+            params = forms.decode(request.query_string)
+            if request.method == "POST":
+                params.update(forms.decode(request.get_data()))
+            key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
+            ctx = Ctx(rid, key, request.headers.get("Stripe-Version"))
+            if fault and fault["kind"] == "hang":
+                ctx.hang = fault["seconds"]
+            lose = bool(fault and fault["kind"] == "lose_response")
+            if not key:
+                status, body = self._run(endpoint, args, params, ctx)
+            else:
+                scope = f"{api_key}:{key}"
+                fingerprint = {"method": request.method, "path": request.path, "params": params}
+                stored = self.idem.begin(scope, fingerprint, key)
+                if stored is not None:
+                    headers["Idempotent-Replayed"] = "true"
+                    headers["Original-Request"] = stored["request_id"]
+                    return json_response(stored["body"], stored["status"], headers)
+                saved_status, body = None, None
+                try:
+                    try:
+                        status, body = self._run(endpoint, args, params, ctx)
+                        saved_status = status
+                    except StripeErrorResponse as err:
+                        if err.save_idempotent:
+                            saved_status, body = err.status, err.body()
+                        raise
+                finally:
+                    self.idem.finish(
+                        scope, fingerprint, saved_status, body if saved_status else None, rid
+                    )
+            if lose:
+                # The work is done and stored; the client only sees a failure.
+                raise StripeErrorResponse(
+                    500, "An unknown error occurred (injected lost response).", type="api_error"
+                )
+            return json_response(body, status, headers)
+        except StripeErrorResponse as err:
+            headers.update(err.headers)
+            return json_response(err.body(), err.status, headers)
+
+    def _authenticate(self, request: Request) -> str:
+        auth = request.headers.get("Authorization", "")
+        key = None
+        if auth.startswith("Bearer "):
+            key = auth[len("Bearer ") :].strip()
+        elif request.authorization and request.authorization.username:
+            key = request.authorization.username
+        if not key:
+            raise StripeErrorResponse(401, NO_KEY)
+        if not (key.startswith("sk_test_") or key.startswith("rk_test_")) or len(key) <= 8:
+            shown = key[:8] + "*" * max(len(key) - 12, 4) + key[-4:] if len(key) > 12 else key
+            raise StripeErrorResponse(401, f"Invalid API Key provided: {shown}")
+        return key
+
+    def _run(self, endpoint: str, args: dict, params: dict, ctx: Ctx) -> tuple[int, dict]:
+        emu = self.emu
+        if ctx.hang:
+            # Inside the idempotency window: a client retrying after its timeout sees a 409.
+            time.sleep(ctx.hang)
+        expand = params.get("expand") or []
+        if isinstance(expand, str):
+            expand = [expand]
+
+        def only_expand():
+            for k in params:
+                if k != "expand":
+                    raise unknown(k)
+
+        if endpoint == "create_session":
+            return 200, emu.create_session(params, ctx)
+        if endpoint == "list_sessions":
+            return 200, emu.list_sessions(params)
+        if endpoint == "get_session":
+            only_expand()
+            return 200, emu.get_session(args["sid"], expand)
+        if endpoint == "expire_session":
+            only_expand()
+            obj = emu.expire_session(args["sid"], ctx)
+            return 200, emu.get_session(obj["id"], expand) if expand else obj
+        if endpoint == "line_items":
+            return 200, emu.list_line_items(args["sid"], params)
+        if endpoint == "get_payment_intent":
+            for k in params:
+                if k not in ("expand", "client_secret"):
+                    raise unknown(k)
+            return 200, emu.get_payment_intent(args["pid"])
+        if endpoint == "list_events":
+            return 200, emu.list_events(params)
+        if endpoint == "get_event":
+            only_expand()
+            return 200, emu.get_event(args["eid"])
+        if endpoint == "create_endpoint":
+            return 200, emu.create_webhook_endpoint(params)
+        if endpoint == "list_endpoints":
+            return 200, emu.list_webhook_endpoints(params)
+        if endpoint == "get_endpoint":
+            only_expand()
+            return 200, emu.get_webhook_endpoint(args["wid"])
+        if endpoint == "update_endpoint":
+            return 200, emu.update_webhook_endpoint(args["wid"], params)
+        if endpoint == "delete_endpoint":
+            return 200, emu.delete_webhook_endpoint(args["wid"])
+        raise AssertionError(endpoint)
+
+    # -- /_emulator -----------------------------------------------------------------------
+    def control(self, request: Request) -> Response:
+        adapter = CONTROL_RULES.bind_to_environ(request.environ)
+        try:
+            endpoint, args = adapter.match()
+        except HTTPException:
+            return json_response(not_found_route(request.method, request.path).body(), 404)
+        body = {}
+        if request.get_data():
+            body = request.get_json(silent=True)
+            if body is None:
+                body = forms.decode(request.get_data())
+        try:
+            return json_response(self._control(endpoint, args, body, request))
+        except StripeErrorResponse as err:
+            return json_response(err.body(), err.status)
+
+    def _control(self, endpoint: str, args: dict, body: dict, request: Request):
+        emu = self.emu
+        if endpoint == "health":
+            return {"ok": True}
+        if endpoint == "reset":
+            emu.reset()
+            return {"ok": True}
+        if endpoint == "pay":
+            return emu.pay(
+                args["sid"],
+                card=body.get("card"),
+                iban=body.get("iban"),
+                outcome=body.get("outcome"),
+                email=body.get("email"),
+                name=body.get("name"),
+                three_d_secure=body.get("three_d_secure", "approve"),
+                settle_outcome=body.get("settle_outcome"),
+            )
+        if endpoint == "settle":
+            return {"session": emu.settle(args["sid"], body.get("outcome"))}
+        if endpoint == "clock":
+            return {"now": emu.clock.now()}
+        if endpoint == "advance":
+            return {"now": emu.advance_clock(float(body.get("seconds", 0)))}
+        if endpoint == "add_endpoint":
+            return emu.create_webhook_endpoint(
+                {
+                    "url": body.get("url"),
+                    "secret": body.get("secret"),
+                    "enabled_events": body.get("enabled_events") or ["*"],
+                }
+            )
+        if endpoint == "deliveries":
+            return {
+                "data": emu.dispatcher.list(
+                    request.args.get("event_id") or None, request.args.get("type") or None
+                )
+            }
+        if endpoint == "pause":
+            emu.dispatcher.pause()
+            return {"paused": True}
+        if endpoint == "resume":
+            emu.dispatcher.resume()
+            return {"paused": False}
+        if endpoint == "redeliver":
+            with emu.lock:
+                evt = emu.store.get("event", args["eid"])
+                if evt is None:
+                    from .errors import no_such
+
+                    raise no_such("event", args["eid"])
+                return {"data": emu.dispatcher.redeliver(evt)}
+        if endpoint == "add_fault":
+            return emu.faults.add(body)
+        if endpoint == "list_faults":
+            return {"data": emu.faults.list()}
+        if endpoint == "clear_faults":
+            emu.faults.clear()
+            return {"data": []}
+        if endpoint == "latency":
+            emu.config.latency_mean_ms = float(body.get("mean_ms", 0))
+            emu.config.latency_p99_ms = float(body.get("p99_ms", 0))
+            return {"mean_ms": emu.config.latency_mean_ms, "p99_ms": emu.config.latency_p99_ms}
+        raise AssertionError(endpoint)

@@ -1,0 +1,829 @@
+"""The emulator's state and business rules; the HTTP layer (api.py) only parses and renders."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from dataclasses import dataclass, field
+
+from . import cards, objects
+from .clock import Clock
+from .errors import StripeErrorResponse, invalid, missing, no_such, unknown
+from .store import Store, public
+
+log = logging.getLogger("stripe_emulator")
+
+MIN_EXPIRY = 30 * 60
+MAX_EXPIRY = 24 * 60 * 60
+DEFAULT_METHODS = ["card", "sepa_debit"]
+PMT_REMOVED_IN = "2026-09-30"
+
+CREATE_PARAMS = {
+    "adaptive_pricing", "after_expiration", "allow_promotion_codes",
+    "allowed_payment_method_types", "automatic_tax", "billing_address_collection",
+    "cancel_url", "client_reference_id", "consent_collection", "currency", "custom_fields",
+    "custom_text", "customer", "customer_creation", "customer_email", "customer_update",
+    "discounts", "excluded_payment_method_types", "expand", "expires_at", "invoice_creation",
+    "line_items", "locale", "metadata", "mode", "payment_intent_data",
+    "payment_method_collection", "payment_method_configuration", "payment_method_options",
+    "phone_number_collection", "redirect_on_completion", "return_url",
+    "saved_payment_method_options", "setup_intent_data", "shipping_address_collection",
+    "shipping_options", "submit_type", "subscription_data", "success_url", "tax_id_collection",
+    "ui_mode", "wallet_options",
+}  # fmt: skip
+LINE_ITEM_PARAMS = {
+    "adjustable_quantity", "dynamic_tax_rates", "metadata", "price", "price_data", "quantity",
+    "tax_rates",
+}  # fmt: skip
+PRICE_DATA_PARAMS = {
+    "currency", "product", "product_data", "recurring", "tax_behavior", "unit_amount",
+    "unit_amount_decimal",
+}  # fmt: skip
+PRODUCT_DATA_PARAMS = {"description", "images", "metadata", "name", "tax_code", "unit_label"}
+RECURRING_PARAMS = {"interval", "interval_count"}
+LIST_PARAMS = {"limit", "starting_after", "ending_before", "expand", "created"}
+SESSION_LIST_PARAMS = LIST_PARAMS | {
+    "status", "payment_intent", "payment_link", "subscription", "customer",
+    "customer_account", "customer_details",
+}  # fmt: skip
+EVENT_LIST_PARAMS = LIST_PARAMS | {"type", "types", "delivery_success"}
+EXPANDABLE = {"payment_intent", "line_items", "subscription", "customer", "invoice"}
+
+
+@dataclass
+class Ctx:
+    """Who caused a change: an API request (id + idempotency key) or nobody (customer/timer)."""
+
+    request_id: str | None = None
+    idempotency_key: str | None = None
+    stripe_version: str | None = None
+    hang: float = 0.0
+
+
+NO_REQUEST = Ctx()
+
+
+@dataclass
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 12111
+    public_url: str | None = None
+    db_path: str | None = None
+    webhooks: list[tuple[str, str]] = field(default_factory=list)
+    retry_schedule: list[float] = field(default_factory=lambda: [60.0, 300.0, 1800.0])
+    async_delay: float = 5.0
+    latency_mean_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+    expiry_check_interval: float = 1.0
+    webhook_timeout: float = 10.0
+
+
+def _int(value, param: str, *, minimum: int | None = None) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise invalid(param, f"Invalid integer: {value}", "parameter_invalid_integer") from None
+    if minimum is not None and n < minimum:
+        raise invalid(param, f"This value must be greater than or equal to {minimum}.")
+    return n
+
+
+def _check_keys(given, allowed: set[str], prefix: str) -> None:
+    if not isinstance(given, dict):
+        raise invalid(prefix, f"Invalid object: {prefix} must be a hash.")
+    for key in given:
+        if key not in allowed:
+            raise unknown(f"{prefix}[{key}]" if prefix else key)
+
+
+def _blank_to_none(params: dict) -> dict:
+    # Stripe treats an empty top-level string as "unset".
+    return {k: v for k, v in params.items() if v != ""}
+
+
+def _as_list(value, param: str) -> list:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str):
+        return [value]
+    raise invalid(param, f"Invalid array: {param}")
+
+
+class Emulator:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.clock = Clock()
+        self.store = Store(config.db_path)
+        self.lock = self.store.lock
+        self.public_url = config.public_url or f"http://{config.host}:{config.port}"
+        from .faults import Faults
+        from .webhooks import Dispatcher
+
+        self.faults = Faults()
+        self.dispatcher = Dispatcher(self)
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._install_cli_endpoints()
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        self.dispatcher.start()
+        if self.config.expiry_check_interval > 0:
+            self._ticker = threading.Thread(target=self._tick, name="emulator-clock", daemon=True)
+            self._ticker.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.dispatcher.stop()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.config.expiry_check_interval):
+            try:
+                self.process_due()
+            except Exception:  # keep the timer alive whatever happens
+                log.exception("processing due work failed")
+
+    def _install_cli_endpoints(self) -> None:
+        with self.lock:
+            for rec in self.store.newest_first("webhook_endpoint"):
+                if rec.get("_cli"):
+                    self.store.delete("webhook_endpoint", rec["id"])
+            for url, secret in self.config.webhooks:
+                rec = objects.webhook_endpoint(
+                    created=self.clock.now(), url=url, enabled_events=["*"], secret=secret
+                )
+                rec["_cli"] = True
+                self.store.save("webhook_endpoint", rec)
+
+    def reset(self) -> None:
+        """Forget everything created at runtime; keep the CLI's webhook endpoints."""
+        with self.lock:
+            keep = {
+                "webhook_endpoint": {
+                    r["id"] for r in self.store.newest_first("webhook_endpoint") if r.get("_cli")
+                }
+            }
+            self.store.clear(keep)
+            self.faults.clear()
+            self.dispatcher.reset()
+            self.clock.reset()
+            self.config.latency_mean_ms = self.config.latency_p99_ms = 0
+
+    # -- checkout sessions ----------------------------------------------------------------
+    def create_session(self, params: dict, ctx: Ctx = NO_REQUEST) -> dict:
+        params = _blank_to_none(params)
+        if "payment_method_types" in params:
+            if (ctx.stripe_version or PMT_REMOVED_IN) >= PMT_REMOVED_IN:
+                raise invalid(
+                    "payment_method_types",
+                    "The `payment_method_types` parameter is not supported in this API version "
+                    "(2026-09-30 and later). Use `allowed_payment_method_types` or "
+                    "`excluded_payment_method_types` instead.",
+                    "parameter_unknown",
+                )
+            params["allowed_payment_method_types"] = params.pop("payment_method_types")
+        for key in params:
+            if key not in CREATE_PARAMS:
+                raise unknown(key)
+        mode = params.get("mode")
+        if mode is None:
+            raise missing("mode")
+        if mode not in ("payment", "setup", "subscription"):
+            raise invalid("mode", "Invalid mode: must be one of payment, setup, or subscription")
+        ui_mode = params.get("ui_mode")
+        if ui_mode is not None and ui_mode not in (
+            "hosted_page", "embedded_page", "elements", "form"
+        ):  # fmt: skip
+            raise invalid(
+                "ui_mode",
+                f"Invalid ui_mode: must be one of hosted_page, embedded_page, elements or form "
+                f"(got {ui_mode!r}).",
+            )
+        metadata = params.get("metadata") or {}
+        if not isinstance(metadata, dict):
+            raise invalid("metadata", "Invalid object: metadata must be a hash.")
+        params["metadata"] = {k: v for k, v in metadata.items() if v != ""}
+        now = self.clock.now()
+        expires_at = now + MAX_EXPIRY
+        if "expires_at" in params:
+            expires_at = _int(params["expires_at"], "expires_at")
+            if expires_at < now + MIN_EXPIRY:
+                raise invalid(
+                    "expires_at",
+                    "The `expires_at` timestamp must be at least 30 minutes from Checkout "
+                    "Session creation.",
+                )
+            if expires_at > now + MAX_EXPIRY:
+                raise invalid(
+                    "expires_at",
+                    "The `expires_at` timestamp must be less than 24 hours from Checkout "
+                    "Session creation.",
+                )
+        items = self._line_items(params, mode, now)
+        methods = _as_list(
+            params.get("allowed_payment_method_types"), "allowed_payment_method_types"
+        )
+        excluded = _as_list(
+            params.get("excluded_payment_method_types"), "excluded_payment_method_types"
+        )
+        methods = [m for m in (methods or DEFAULT_METHODS) if m not in excluded] or ["card"]
+        sid = objects.session_id()
+        rec = objects.checkout_session(
+            sid=sid,
+            created=now,
+            expires_at=expires_at,
+            mode=mode,
+            url=f"{self.public_url}/c/pay/{sid}",
+            items=items,
+            params=params,
+            payment_method_types=methods,
+        )
+        pid = params.get("payment_intent_data")
+        rec["_items"] = items
+        rec["_pi_metadata"] = (pid or {}).get("metadata") or {} if isinstance(pid, dict) else {}
+        rec["_pi_description"] = (pid or {}).get("description") if isinstance(pid, dict) else None
+        rec["_settlement"] = None
+        with self.lock:
+            self.store.save("session", rec)
+        return self.render_session(rec, _as_list(params.get("expand"), "expand"))
+
+    def _line_items(self, params: dict, mode: str, now: int) -> list[dict]:
+        raw = params.get("line_items")
+        if mode == "setup":
+            if raw:
+                raise invalid("line_items", "You cannot pass `line_items` in `setup` mode.")
+            return []
+        if not raw:
+            raise missing("line_items")
+        if isinstance(raw, dict):  # sparse indexes such as line_items[1] only
+            raw = list(raw.values())
+        if not isinstance(raw, list):
+            raise invalid("line_items", "Invalid array: line_items")
+        if len(raw) > 100:
+            raise invalid("line_items", "You may only specify up to 100 line items.")
+        items = []
+        currency = None
+        recurring_seen = False
+        for i, li in enumerate(raw):
+            p = f"line_items[{i}]"
+            _check_keys(li, LINE_ITEM_PARAMS, p)
+            if "price" in li and li["price"]:
+                raise no_such("price", li["price"], param=f"{p}[price]", status=400)
+            pdata = li.get("price_data")
+            if not pdata:
+                raise invalid(p, f"You must specify either `price` or `price_data` in `{p}`.")
+            _check_keys(pdata, PRICE_DATA_PARAMS, f"{p}[price_data]")
+            cur = (pdata.get("currency") or "").lower()
+            if not cur:
+                raise missing(f"{p}[price_data][currency]")
+            if currency and cur != currency:
+                raise invalid(
+                    f"{p}[price_data][currency]", "All line items must use the same currency."
+                )
+            currency = cur
+            if pdata.get("unit_amount") not in (None, ""):
+                unit = _int(pdata["unit_amount"], f"{p}[price_data][unit_amount]", minimum=0)
+            elif pdata.get("unit_amount_decimal") not in (None, ""):
+                try:
+                    unit = int(round(float(pdata["unit_amount_decimal"])))
+                except ValueError:
+                    raise invalid(
+                        f"{p}[price_data][unit_amount_decimal]",
+                        f"Invalid decimal: {pdata['unit_amount_decimal']}",
+                    ) from None
+            else:
+                raise missing(f"{p}[price_data][unit_amount]")
+            product_data = pdata.get("product_data")
+            name = None
+            if product_data:
+                _check_keys(product_data, PRODUCT_DATA_PARAMS, f"{p}[price_data][product_data]")
+                name = product_data.get("name")
+                if not name:
+                    raise missing(f"{p}[price_data][product_data][name]")
+            elif not pdata.get("product"):
+                raise missing(f"{p}[price_data][product_data]")
+            recurring = pdata.get("recurring")
+            if recurring:
+                _check_keys(recurring, RECURRING_PARAMS, f"{p}[price_data][recurring]")
+                interval = recurring.get("interval")
+                if interval not in ("day", "week", "month", "year"):
+                    if interval is None:
+                        raise missing(f"{p}[price_data][recurring][interval]")
+                    raise invalid(
+                        f"{p}[price_data][recurring][interval]",
+                        "Invalid interval: must be one of day, week, month, or year",
+                    )
+                recurring = {
+                    "interval": interval,
+                    "interval_count": _int(
+                        recurring.get("interval_count", 1),
+                        f"{p}[price_data][recurring][interval_count]",
+                        minimum=1,
+                    ),
+                }
+                if mode == "payment":
+                    raise invalid(
+                        f"{p}[price_data][recurring]",
+                        "You specified `payment` mode but passed a recurring price. Either "
+                        "switch to `subscription` mode or use only one-time prices.",
+                    )
+                recurring_seen = True
+            if li.get("quantity") in (None, ""):
+                raise missing(f"{p}[quantity]")
+            qty = _int(li["quantity"], f"{p}[quantity]", minimum=0)
+            price_obj = objects.price(
+                created=now,
+                currency=cur,
+                unit_amount=unit,
+                product_name=name or "",
+                recurring=recurring,
+                product=pdata.get("product"),
+            )
+            items.append(
+                objects.line_item(price_obj=price_obj, quantity=qty, description=name or "")
+            )
+        if mode == "subscription" and not recurring_seen:
+            raise invalid(
+                "line_items",
+                "You must provide at least one recurring price in `subscription` mode when "
+                "using prices.",
+            )
+        return items
+
+    def _session(self, sid: str, param: str = "session") -> dict:
+        rec = self.store.get("session", sid)
+        if rec is None:
+            raise no_such("checkout.session", sid, param=param)
+        self._expire_if_due(rec)
+        return rec
+
+    def get_session(self, sid: str, expand: list | None = None) -> dict:
+        with self.lock:
+            return self.render_session(self._session(sid), expand or [])
+
+    def render_session(self, rec: dict, expand: list) -> dict:
+        obj = public(rec)
+        for path in expand:
+            if path not in EXPANDABLE:
+                raise invalid(
+                    "expand",
+                    f"This property cannot be expanded ({path}).",
+                )
+            if path == "line_items":
+                items = [dict(i) for i in rec.get("_items", [])]
+                obj["line_items"] = objects.list_object(
+                    f"/v1/checkout/sessions/{rec['id']}/line_items", items, False
+                )
+            elif path == "payment_intent" and obj["payment_intent"]:
+                pi = self.store.get("payment_intent", obj["payment_intent"])
+                obj["payment_intent"] = public(pi) if pi else obj["payment_intent"]
+        return obj
+
+    def list_sessions(self, params: dict) -> dict:
+        self._check_list_params(params, SESSION_LIST_PARAMS)
+        expand = [e.removeprefix("data.") for e in _as_list(params.get("expand"), "expand")]
+        with self.lock:
+            self.process_due()
+            recs = self.store.newest_first("session")
+            recs = _filter_created(recs, params.get("created"))
+            for key in ("status", "payment_intent", "payment_link", "subscription", "customer"):
+                if params.get(key):
+                    recs = [r for r in recs if r.get(key) == params[key]]
+            email = (params.get("customer_details") or {}).get("email")
+            if email:
+                recs = [r for r in recs if (r.get("customer_details") or {}).get("email") == email]
+            page, has_more = _paginate(recs, params, "checkout.session")
+            data = [self.render_session(r, expand) for r in page]
+        return objects.list_object("/v1/checkout/sessions", data, has_more)
+
+    def list_line_items(self, sid: str, params: dict) -> dict:
+        self._check_list_params(params, {"limit", "starting_after", "ending_before", "expand"})
+        with self.lock:
+            rec = self._session(sid)
+            items = [dict(i, _seq=-n) for n, i in enumerate(rec.get("_items", []))]
+            # Line items keep their creation order (oldest first), unlike other lists.
+            items = sorted(items, key=lambda i: -i["_seq"], reverse=True)
+            page, has_more = _paginate(items, params, "line_item")
+        data = [public(i) for i in page]
+        return objects.list_object(f"/v1/checkout/sessions/{sid}/line_items", data, has_more)
+
+    def expire_session(self, sid: str, ctx: Ctx = NO_REQUEST) -> dict:
+        with self.lock:
+            rec = self._session(sid)
+            if rec["status"] != "open":
+                raise StripeErrorResponse(
+                    400,
+                    'Only Checkout Sessions with a status in ["open"] can be expired. This '
+                    f"Checkout Session has a status of `{rec['status']}`.",
+                )
+            self._expire(rec, ctx)
+            return self.render_session(rec, [])
+
+    def _expire(self, rec: dict, ctx: Ctx) -> None:
+        rec["status"] = "expired"
+        rec["url"] = None
+        self.store.save("session", rec)
+        self.emit("checkout.session.expired", public(rec), ctx)
+
+    def _expire_if_due(self, rec: dict) -> None:
+        if rec["status"] == "open" and rec["expires_at"] <= self.clock.now():
+            self._expire(rec, NO_REQUEST)
+
+    # -- paying (hosted page and control route share these rules) -------------------------
+    def pay(
+        self,
+        sid: str,
+        *,
+        card: str | None = None,
+        iban: str | None = None,
+        outcome: str | None = None,
+        email: str | None = None,
+        name: str | None = None,
+        three_d_secure: str | None = "approve",
+        settle_outcome: str | None = None,
+    ) -> dict:
+        """Pay an open session; returns ``{"session", "declined", "decline_code", ...}``."""
+        with self.lock:
+            rec = self._session(sid, param="id")
+            if rec["status"] != "open":
+                raise StripeErrorResponse(
+                    400,
+                    f"This Checkout Session is no longer payable: its status is `{rec['status']}`.",
+                    code="checkout_session_not_open",
+                )
+            email = email or rec.get("customer_email")
+            if outcome is not None:
+                if outcome == "paid":
+                    return self._complete(rec, "card", email, name)
+                if outcome == "unpaid":
+                    return self._complete_delayed(rec, email, name, settle_outcome or "succeeded")
+                if outcome == "declined":
+                    return self._declined(rec, cards.CARD_DECLINES["4000000000000002"])
+                raise invalid("outcome", "outcome must be one of paid, unpaid, declined.")
+            if iban is not None:
+                if "sepa_debit" not in rec["payment_method_types"]:
+                    raise invalid("iban", "sepa_debit is not allowed for this Checkout Session.")
+                result = cards.iban_outcome(iban)
+                if result is None:
+                    return self._declined(rec, cards.INVALID_IBAN)
+                chosen = settle_outcome or ("succeeded" if result else "failed")
+                return self._complete_delayed(rec, email, name, chosen)
+            if card is not None:
+                if "card" not in rec["payment_method_types"]:
+                    raise invalid("card", "card is not allowed for this Checkout Session.")
+                result = cards.card_outcome(card)
+                if isinstance(result, cards.Decline):
+                    return self._declined(rec, result)
+                if result == "3ds":
+                    if three_d_secure == "deny":
+                        return self._declined(rec, cards.AUTH_FAILED)
+                    if three_d_secure != "approve":
+                        return {
+                            "session": self.render_session(rec, []),
+                            "declined": False,
+                            "decline_code": None,
+                            "requires_action": True,
+                        }
+                return self._complete(rec, "card", email, name)
+            if rec["payment_status"] == "no_payment_required":
+                return self._complete(rec, "card", email, name)
+            raise missing("card")
+
+    def _declined(self, rec: dict, decline: cards.Decline) -> dict:
+        return {
+            "session": self.render_session(rec, []),
+            "declined": True,
+            "decline_code": decline.decline_code or decline.code,
+            "code": decline.code,
+            "message": decline.message,
+            "requires_action": False,
+        }
+
+    def _finish(self, rec: dict, email: str | None, name: str | None) -> None:
+        rec["status"] = "complete"
+        rec["url"] = None
+        rec["customer_details"] = objects.customer_details(email or "customer@example.com", name)
+        if rec["mode"] == "subscription":
+            rec["subscription"] = objects.new_id("sub_1")
+            rec["invoice"] = objects.new_id("in_1")
+
+    def _new_pi(self, rec: dict, method: str, status: str, email: str | None) -> dict:
+        pi = objects.payment_intent(
+            created=self.clock.now(),
+            amount=rec["amount_total"] or 0,
+            currency=rec["currency"] or "usd",
+            method_type=method,
+            status=status,
+            metadata=rec.get("_pi_metadata") or {},
+            description=rec.get("_pi_description"),
+            receipt_email=None,
+        )
+        self.store.save("payment_intent", pi)
+        # Subscription-mode sessions carry the subscription; the invoice owns the intent.
+        if rec["mode"] == "payment":
+            rec["payment_intent"] = pi["id"]
+        rec["_pi"] = pi["id"]
+        return pi
+
+    def _complete(self, rec: dict, method: str, email: str | None, name: str | None) -> dict:
+        self._finish(rec, email, name)
+        if rec["payment_status"] == "no_payment_required" or rec["mode"] == "setup":
+            if rec["mode"] == "setup":
+                rec["setup_intent"] = objects.new_id("seti_1")
+            self.store.save("session", rec)
+        else:
+            rec["payment_status"] = "paid"
+            pi = self._new_pi(rec, method, "succeeded", email)
+            self.store.save("session", rec)
+            self.emit("payment_intent.succeeded", public(pi), NO_REQUEST)
+        self.emit("checkout.session.completed", public(rec), NO_REQUEST)
+        return {
+            "session": self.render_session(rec, []),
+            "declined": False,
+            "decline_code": None,
+            "requires_action": False,
+        }
+
+    def _complete_delayed(self, rec: dict, email, name, settle_outcome: str) -> dict:
+        if settle_outcome not in ("succeeded", "failed"):
+            raise invalid("settle_outcome", "settle_outcome must be succeeded or failed.")
+        self._finish(rec, email, name)
+        pi = self._new_pi(rec, "sepa_debit", "processing", email)
+        pi["processing"] = None
+        pi["latest_charge"] = pi["latest_charge"]
+        self.store.save("payment_intent", pi)
+        due = None
+        if self.config.async_delay > 0:
+            due = self.clock.now() + self.config.async_delay
+        rec["_settlement"] = {"outcome": settle_outcome, "due": due}
+        self.store.save("session", rec)
+        self.emit("checkout.session.completed", public(rec), NO_REQUEST)
+        return {
+            "session": self.render_session(rec, []),
+            "declined": False,
+            "decline_code": None,
+            "requires_action": False,
+        }
+
+    def settle(self, sid: str, outcome: str | None = None) -> dict:
+        with self.lock:
+            rec = self._session(sid, param="id")
+            if not rec.get("_settlement"):
+                raise StripeErrorResponse(
+                    400,
+                    "This Checkout Session has no pending delayed payment to settle.",
+                    code="no_pending_payment",
+                )
+            self._settle(rec, outcome or rec["_settlement"]["outcome"])
+            return self.render_session(rec, [])
+
+    def _settle(self, rec: dict, outcome: str) -> None:
+        if outcome not in ("succeeded", "failed"):
+            raise invalid("outcome", "outcome must be succeeded or failed.")
+        rec["_settlement"] = None
+        pi = self.store.get("payment_intent", rec["_pi"])
+        if outcome == "succeeded":
+            rec["payment_status"] = "paid"
+            pi["status"] = "succeeded"
+            pi["amount_received"] = pi["amount"]
+            self.store.save("payment_intent", pi)
+            self.store.save("session", rec)
+            self.emit("payment_intent.succeeded", public(pi), NO_REQUEST)
+            self.emit("checkout.session.async_payment_succeeded", public(rec), NO_REQUEST)
+        else:
+            pi["status"] = "requires_payment_method"
+            pi["last_payment_error"] = {
+                "type": "invalid_request_error",
+                "code": "payment_method_provider_decline",
+                "decline_code": "generic_decline",
+                "message": "The payment was declined by the bank.",
+                "payment_method": {"id": pi["payment_method"], "type": "sepa_debit"},
+            }
+            self.store.save("payment_intent", pi)
+            self.store.save("session", rec)
+            self.emit("payment_intent.payment_failed", public(pi), NO_REQUEST)
+            self.emit("checkout.session.async_payment_failed", public(rec), NO_REQUEST)
+
+    # -- the clock ------------------------------------------------------------------------
+    def process_due(self) -> None:
+        """Expire sessions past expires_at and settle delayed payments that became due."""
+        with self.lock:
+            now = self.clock.now()
+            for rec in self.store.newest_first("session"):
+                if rec["status"] == "open" and rec["expires_at"] <= now:
+                    self._expire(rec, NO_REQUEST)
+                settlement = rec.get("_settlement")
+                if settlement and settlement.get("due") is not None and settlement["due"] <= now:
+                    self._settle(rec, settlement["outcome"])
+
+    def advance_clock(self, seconds: float) -> int:
+        self.clock.advance(seconds)
+        self.process_due()
+        return self.clock.now()
+
+    # -- payment intents ------------------------------------------------------------------
+    def get_payment_intent(self, pid: str) -> dict:
+        with self.lock:
+            rec = self.store.get("payment_intent", pid)
+            if rec is None:
+                raise no_such("payment_intent", pid, param="intent")
+            return public(rec)
+
+    # -- events ---------------------------------------------------------------------------
+    def emit(self, type: str, obj: dict, ctx: Ctx) -> dict:
+        evt = objects.event(
+            created=self.clock.now(),
+            type=type,
+            obj=obj,
+            request_id=ctx.request_id,
+            idempotency_key=ctx.idempotency_key,
+        )
+        with self.lock:
+            self.store.save("event", evt)
+            self.dispatcher.enqueue(evt)
+        return evt
+
+    def render_event(self, rec: dict) -> dict:
+        obj = public(rec)
+        obj["pending_webhooks"] = self.dispatcher.pending_count(rec["id"])
+        return obj
+
+    def get_event(self, eid: str) -> dict:
+        with self.lock:
+            rec = self.store.get("event", eid)
+            if rec is None:
+                raise no_such("event", eid, param="id")
+            return self.render_event(rec)
+
+    def list_events(self, params: dict) -> dict:
+        self._check_list_params(params, EVENT_LIST_PARAMS)
+        with self.lock:
+            recs = _filter_created(self.store.newest_first("event"), params.get("created"))
+            types = _as_list(params.get("types"), "types")
+            if params.get("type"):
+                if types:
+                    raise invalid("types", "You may not specify both `type` and `types`.")
+                types = [params["type"]]
+            if types:
+                recs = [r for r in recs if any(_type_match(t, r["type"]) for t in types)]
+            ds = params.get("delivery_success")
+            if ds not in (None, ""):
+                want = ds == "true"
+                recs = [r for r in recs if self.dispatcher.delivered(r["id"]) == want]
+            page, has_more = _paginate(recs, params, "event")
+            data = [self.render_event(r) for r in page]
+        return objects.list_object("/v1/events", data, has_more)
+
+    # -- webhook endpoints ----------------------------------------------------------------
+    def create_webhook_endpoint(self, params: dict) -> dict:
+        params = _blank_to_none(params)
+        allowed = {"url", "enabled_events", "description", "metadata", "api_version",
+                   "connect", "expand", "secret"}  # fmt: skip
+        for key in params:
+            if key not in allowed:
+                raise unknown(key)
+        if not params.get("url"):
+            raise missing("url")
+        events = _as_list(params.get("enabled_events"), "enabled_events")
+        if not events:
+            raise missing("enabled_events")
+        secret = params.get("secret") or "whsec_" + secrets.token_hex(16)
+        rec = objects.webhook_endpoint(
+            created=self.clock.now(),
+            url=params["url"],
+            enabled_events=events,
+            secret=secret,
+            description=params.get("description"),
+            metadata=params.get("metadata") if isinstance(params.get("metadata"), dict) else {},
+            api_version=params.get("api_version"),
+        )
+        with self.lock:
+            self.store.save("webhook_endpoint", rec)
+        return public(rec)  # only creation reveals the secret, as on Stripe
+
+    def _endpoint(self, wid: str) -> dict:
+        rec = self.store.get("webhook_endpoint", wid)
+        if rec is None:
+            raise no_such("webhook_endpoint", wid, param="id")
+        return rec
+
+    def render_endpoint(self, rec: dict) -> dict:
+        obj = public(rec)
+        obj.pop("secret", None)
+        return obj
+
+    def get_webhook_endpoint(self, wid: str) -> dict:
+        with self.lock:
+            return self.render_endpoint(self._endpoint(wid))
+
+    def update_webhook_endpoint(self, wid: str, params: dict) -> dict:
+        with self.lock:
+            rec = self._endpoint(wid)
+            for key in params:
+                if key not in {"url", "enabled_events", "description", "metadata", "disabled",
+                               "expand"}:  # fmt: skip
+                    raise unknown(key)
+            if params.get("url"):
+                rec["url"] = params["url"]
+            if "enabled_events" in params:
+                rec["enabled_events"] = _as_list(params["enabled_events"], "enabled_events")
+            if "description" in params:
+                rec["description"] = params["description"] or None
+            if isinstance(params.get("metadata"), dict):
+                rec["metadata"].update(params["metadata"])
+            if "disabled" in params:
+                rec["status"] = "disabled" if params["disabled"] == "true" else "enabled"
+            self.store.save("webhook_endpoint", rec)
+            return self.render_endpoint(rec)
+
+    def delete_webhook_endpoint(self, wid: str) -> dict:
+        with self.lock:
+            self._endpoint(wid)
+            self.store.delete("webhook_endpoint", wid)
+        return {"id": wid, "object": "webhook_endpoint", "deleted": True}
+
+    def list_webhook_endpoints(self, params: dict) -> dict:
+        self._check_list_params(params, {"limit", "starting_after", "ending_before", "expand"})
+        with self.lock:
+            page, has_more = _paginate(
+                self.store.newest_first("webhook_endpoint"), params, "webhook_endpoint"
+            )
+            data = [self.render_endpoint(r) for r in page]
+        return objects.list_object("/v1/webhook_endpoints", data, has_more)
+
+    def endpoints(self) -> list[dict]:
+        with self.lock:
+            return [
+                r for r in self.store.newest_first("webhook_endpoint") if r["status"] == "enabled"
+            ]
+
+    @staticmethod
+    def _check_list_params(params: dict, allowed: set[str]) -> None:
+        for key in params:
+            if key not in allowed:
+                raise unknown(key)
+
+
+def _type_match(pattern: str, type: str) -> bool:
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        return type.startswith(pattern[:-1])
+    return pattern == type
+
+
+def _filter_created(recs: list[dict], created) -> list[dict]:
+    if created in (None, ""):
+        return recs
+    if isinstance(created, str):
+        value = _int(created, "created")
+        return [r for r in recs if r["created"] == value]
+    if not isinstance(created, dict):
+        raise invalid("created", "Invalid created: must be an integer or a hash.")
+    ops = {
+        "gt": lambda a, b: a > b,
+        "gte": lambda a, b: a >= b,
+        "lt": lambda a, b: a < b,
+        "lte": lambda a, b: a <= b,
+    }
+    for op, raw in created.items():
+        if op not in ops:
+            raise unknown(f"created[{op}]")
+        value = _int(raw, f"created[{op}]")
+        recs = [r for r in recs if ops[op](r["created"], value)]
+    return recs
+
+
+def _paginate(recs: list[dict], params: dict, kind: str) -> tuple[list[dict], bool]:
+    """Slice a newest-first list by limit / starting_after / ending_before as Stripe does."""
+    limit = 10
+    if params.get("limit") not in (None, ""):
+        limit = _int(params["limit"], "limit")
+        if not 1 <= limit <= 100:
+            raise invalid(
+                "limit",
+                "This value must be greater than or equal to 1."
+                if limit < 1
+                else "This value must be less than or equal to 100.",
+            )
+    after, before = params.get("starting_after"), params.get("ending_before")
+    if after and before:
+        raise invalid(
+            "starting_after", "You may only specify one of these parameters: ending_before, "
+            "starting_after.",
+        )  # fmt: skip
+    ids = [r["id"] for r in recs]
+    if after:
+        if after not in ids:
+            raise no_such(kind, after, param="starting_after", status=400)
+        rest = recs[ids.index(after) + 1 :]
+        return rest[:limit], len(rest) > limit
+    if before:
+        if before not in ids:
+            raise no_such(kind, before, param="ending_before", status=400)
+        head = recs[: ids.index(before)]
+        return head[-limit:], len(head) > limit
+    return recs[:limit], len(recs) > limit

@@ -1,0 +1,74 @@
+"""Fault injection: the next N API calls or webhook deliveries misbehave on purpose."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+
+from .errors import invalid
+
+API_KINDS = {"http_500", "http_429", "hang", "lose_response"}
+WEBHOOK_KINDS = {
+    "webhook_duplicate",
+    "webhook_out_of_order",
+    "webhook_bad_signature",
+    "webhook_drop",
+}
+
+
+class Faults:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[dict] = []
+        self._ids = itertools.count(1)
+
+    def add(self, spec: dict) -> dict:
+        kind = spec.get("kind")
+        if kind not in API_KINDS | WEBHOOK_KINDS:
+            raise invalid("kind", f"Unknown fault kind: {kind!r}")
+        try:
+            count = int(spec.get("count", 1))
+            seconds = float(spec.get("seconds", 30))
+        except (TypeError, ValueError):
+            raise invalid("count", "count and seconds must be numbers") from None
+        fault = {
+            "id": f"fault_{next(self._ids)}",
+            "kind": kind,
+            "remaining": count,
+            "path": spec.get("path"),
+            "method": (spec.get("method") or "").upper() or None,
+            "seconds": seconds,
+        }
+        with self._lock:
+            self._faults.append(fault)
+        return dict(fault)
+
+    def list(self) -> list[dict]:
+        with self._lock:
+            return [dict(f) for f in self._faults]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def _take(self, match) -> dict | None:
+        with self._lock:
+            for fault in self._faults:
+                if match(fault):
+                    fault["remaining"] -= 1
+                    if fault["remaining"] <= 0:
+                        self._faults.remove(fault)
+                    return dict(fault)
+        return None
+
+    def take_api(self, method: str, path: str) -> dict | None:
+        return self._take(
+            lambda f: (
+                f["kind"] in API_KINDS
+                and (not f["path"] or path.startswith(f["path"]))
+                and (not f["method"] or f["method"] == method)
+            )
+        )
+
+    def take_webhook(self, kind: str) -> bool:
+        return self._take(lambda f: f["kind"] == kind) is not None

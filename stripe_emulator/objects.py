@@ -1,0 +1,308 @@
+"""Builders for Stripe objects: every key of the matching object in fixtures3.json is present."""
+
+from __future__ import annotations
+
+import secrets
+import string
+
+from . import API_VERSION
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
+
+
+def session_id() -> str:
+    return new_id("cs_test_a1", 56)
+
+
+def price(
+    *,
+    created: int,
+    currency: str,
+    unit_amount: int,
+    product_name: str,
+    recurring: dict | None,
+    product: str | None = None,
+) -> dict:
+    return {
+        "id": new_id("price_"),
+        "object": "price",
+        "active": False,  # ad-hoc prices from price_data are inactive on Stripe
+        "billing_scheme": "per_unit",
+        "created": created,
+        "currency": currency,
+        "custom_unit_amount": None,
+        "livemode": False,
+        "lookup_key": None,
+        "metadata": {},
+        "nickname": None,
+        "product": product or new_id("prod_", 14),
+        "recurring": (
+            {
+                "interval": recurring["interval"],
+                "interval_count": recurring.get("interval_count", 1),
+                "meter": None,
+                "trial_period_days": None,
+                "usage_type": "licensed",
+            }
+            if recurring
+            else None
+        ),
+        "tax_behavior": "unspecified",
+        "tiers_mode": None,
+        "transform_quantity": None,
+        "type": "recurring" if recurring else "one_time",
+        "unit_amount": unit_amount,
+        "unit_amount_decimal": str(unit_amount),
+    }
+
+
+def line_item(*, price_obj: dict, quantity: int, description: str) -> dict:
+    amount = price_obj["unit_amount"] * quantity
+    return {
+        "id": new_id("li_"),
+        "object": "item",
+        "adjustable_quantity": None,
+        "amount_discount": 0,
+        "amount_subtotal": amount,
+        "amount_tax": 0,
+        "amount_total": amount,
+        "currency": price_obj["currency"],
+        "description": description,
+        "metadata": {},
+        "price": price_obj,
+        "quantity": quantity,
+    }
+
+
+def checkout_session(
+    *,
+    sid: str,
+    created: int,
+    expires_at: int,
+    mode: str,
+    url: str,
+    items: list[dict],
+    params: dict,
+    payment_method_types: list[str],
+) -> dict:
+    total = sum(i["amount_total"] for i in items) if items else None
+    currency = items[0]["currency"] if items else params.get("currency")
+    no_payment = mode == "setup" or total == 0
+    invoice_creation = None
+    if mode == "payment":
+        invoice_creation = {
+            "enabled": False,
+            "invoice_data": {
+                "account_tax_ids": None,
+                "custom_fields": None,
+                "description": None,
+                "footer": None,
+                "issuer": None,
+                "metadata": {},
+                "rendering_options": None,
+            },
+        }
+    apc = params.get("allow_promotion_codes")
+    return {
+        "id": sid,
+        "object": "checkout.session",
+        "adaptive_pricing": {"enabled": False},
+        "after_expiration": None,
+        "allow_promotion_codes": None if apc is None else apc == "true",
+        "amount_subtotal": total,
+        "amount_total": total,
+        "automatic_tax": {"enabled": False, "liability": None, "provider": None, "status": None},
+        "billing_address_collection": params.get("billing_address_collection"),
+        "cancel_url": params.get("cancel_url"),
+        "client_reference_id": params.get("client_reference_id"),
+        "client_secret": None,
+        "collected_information": None,
+        "consent": None,
+        "consent_collection": None,
+        "created": created,
+        "currency": currency,
+        "currency_conversion": None,
+        "custom_fields": [],
+        "custom_text": {
+            "after_submit": None,
+            "shipping_address": None,
+            "submit": None,
+            "terms_of_service_acceptance": None,
+        },
+        "customer": params.get("customer"),
+        "customer_account": None,
+        "customer_creation": None if mode == "subscription" else "if_required",
+        "customer_details": None,
+        "customer_email": params.get("customer_email"),
+        "discounts": [],
+        "expires_at": expires_at,
+        "integration_identifier": None,
+        "invoice": None,
+        "invoice_creation": invoice_creation,
+        "livemode": False,
+        "locale": params.get("locale"),
+        "managed_payments": {"enabled": False},
+        "metadata": dict(params.get("metadata") or {}),
+        "mode": mode,
+        "origin_context": None,
+        "payment_intent": None,
+        "payment_link": None,
+        "payment_method_collection": "always" if mode == "subscription" else "if_required",
+        "payment_method_configuration_details": None,
+        "payment_method_options": {},
+        "payment_method_types": payment_method_types,
+        "payment_status": "no_payment_required" if no_payment else "unpaid",
+        "permissions": None,
+        "phone_number_collection": {"enabled": False},
+        "recovered_from": None,
+        "saved_payment_method_options": None,
+        "setup_intent": None,
+        "shipping_address_collection": None,
+        "shipping_cost": None,
+        "shipping_options": [],
+        "status": "open",
+        "submit_type": params.get("submit_type"),
+        "subscription": None,
+        "success_url": params.get("success_url"),
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+        "ui_mode": params.get("ui_mode") or "hosted_page",
+        "url": url,
+        "wallet_options": None,
+    }
+
+
+def customer_details(email: str | None, name: str | None = None) -> dict:
+    return {
+        "address": {
+            "city": None,
+            "country": None,
+            "line1": None,
+            "line2": None,
+            "postal_code": None,
+            "state": None,
+        },
+        "business_name": None,
+        "email": email,
+        "individual_name": None,
+        "name": name,
+        "phone": None,
+        "tax_exempt": "none",
+        "tax_ids": [],
+    }
+
+
+def payment_intent(
+    *,
+    created: int,
+    amount: int,
+    currency: str,
+    method_type: str,
+    status: str,
+    metadata: dict,
+    description: str | None,
+    receipt_email: str | None,
+) -> dict:
+    pid = new_id("pi_3")
+    return {
+        "id": pid,
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_capturable": 0,
+        "amount_details": {"tip": {}},
+        "amount_received": amount if status == "succeeded" else 0,
+        "application": None,
+        "application_fee_amount": None,
+        "automatic_payment_methods": None,
+        "canceled_at": None,
+        "cancellation_reason": None,
+        "capture_method": "automatic_async",
+        "client_secret": f"{pid}_secret_{new_id('', 25)}",
+        "confirmation_method": "automatic",
+        "created": created,
+        "currency": currency,
+        "customer": None,
+        "customer_account": None,
+        "description": description,
+        "excluded_payment_method_types": None,
+        "last_payment_error": None,
+        "latest_charge": new_id("ch_3"),
+        "livemode": False,
+        "managed_payments": None,
+        "metadata": dict(metadata),
+        "next_action": None,
+        "on_behalf_of": None,
+        "payment_method": new_id("pm_1"),
+        "payment_method_configuration_details": None,
+        "payment_method_options": {},
+        "payment_method_types": [method_type],
+        "processing": None,
+        "receipt_email": receipt_email,
+        "review": None,
+        "setup_future_usage": None,
+        "shipping": None,
+        "source": None,
+        "statement_descriptor": None,
+        "statement_descriptor_suffix": None,
+        "status": status,
+        "transfer_data": None,
+        "transfer_group": None,
+    }
+
+
+def event(
+    *,
+    created: int,
+    type: str,
+    obj: dict,
+    request_id: str | None,
+    idempotency_key: str | None,
+    previous_attributes: dict | None = None,
+) -> dict:
+    data: dict = {"object": obj}
+    if previous_attributes is not None:
+        data["previous_attributes"] = previous_attributes
+    return {
+        "id": new_id("evt_1"),
+        "object": "event",
+        "api_version": API_VERSION,
+        "created": created,
+        "data": data,
+        "livemode": False,
+        "pending_webhooks": 0,
+        "request": {"id": request_id, "idempotency_key": idempotency_key},
+        "type": type,
+    }
+
+
+def webhook_endpoint(
+    *,
+    created: int,
+    url: str,
+    enabled_events: list[str],
+    secret: str,
+    description: str | None = None,
+    metadata: dict | None = None,
+    api_version: str | None = None,
+) -> dict:
+    return {
+        "id": new_id("we_1"),
+        "object": "webhook_endpoint",
+        "api_version": api_version,
+        "application": None,
+        "created": created,
+        "description": description,
+        "enabled_events": list(enabled_events),
+        "livemode": False,
+        "metadata": dict(metadata or {}),
+        "secret": secret,
+        "status": "enabled",
+        "url": url,
+    }
+
+
+def list_object(url: str, data: list[dict], has_more: bool) -> dict:
+    return {"object": "list", "data": data, "has_more": has_more, "url": url}

@@ -1,0 +1,79 @@
+"""Object store: in memory, optionally written through to a SQLite file so a restart keeps state."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import sqlite3
+import threading
+
+KINDS = ("session", "payment_intent", "event", "webhook_endpoint", "idempotency", "meta")
+
+
+class Store:
+    """Tables of JSON-able records keyed by id; callers hold ``lock`` around read-modify-write."""
+
+    def __init__(self, db_path: str | None = None) -> None:
+        self.lock = threading.RLock()
+        self._tables: dict[str, dict[str, dict]] = {k: {} for k in KINDS}
+        self._seq = itertools.count(1)
+        self._db: sqlite3.Connection | None = None
+        if db_path:
+            self._db = sqlite3.connect(db_path, check_same_thread=False)
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS objects ("
+                " kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,"
+                " PRIMARY KEY (kind, id))"
+            )
+            self._db.commit()
+            self._load()
+
+    def _load(self) -> None:
+        top = 0
+        for kind, oid, body in self._db.execute("SELECT kind, id, body FROM objects"):
+            if kind in self._tables:
+                rec = json.loads(body)
+                self._tables[kind][oid] = rec
+                top = max(top, rec.get("_seq", 0))
+        self._seq = itertools.count(top + 1)
+
+    def save(self, kind: str, rec: dict) -> dict:
+        with self.lock:
+            rec.setdefault("_seq", next(self._seq))
+            self._tables[kind][rec["id"]] = rec
+            if self._db is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO objects (kind, id, body) VALUES (?, ?, ?)",
+                    (kind, rec["id"], json.dumps(rec)),
+                )
+                self._db.commit()
+            return rec
+
+    def get(self, kind: str, oid: str) -> dict | None:
+        with self.lock:
+            return self._tables[kind].get(oid)
+
+    def delete(self, kind: str, oid: str) -> None:
+        with self.lock:
+            self._tables[kind].pop(oid, None)
+            if self._db is not None:
+                self._db.execute("DELETE FROM objects WHERE kind = ? AND id = ?", (kind, oid))
+                self._db.commit()
+
+    def newest_first(self, kind: str) -> list[dict]:
+        with self.lock:
+            return sorted(self._tables[kind].values(), key=lambda r: r["_seq"], reverse=True)
+
+    def clear(self, keep: dict[str, set[str]] | None = None) -> None:
+        keep = keep or {}
+        with self.lock:
+            for kind, table in self._tables.items():
+                for oid in list(table):
+                    if oid not in keep.get(kind, set()):
+                        self.delete(kind, oid)
+
+
+def public(rec: dict) -> dict:
+    """A deep copy without the emulator's private ``_`` fields."""
+    return {k: copy.deepcopy(v) for k, v in rec.items() if not k.startswith("_")}

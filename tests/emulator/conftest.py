@@ -1,0 +1,134 @@
+"""Fixtures: one emulator subprocess per module, reset before each test, and a webhook receiver."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import stripe
+
+from stripe_emulator.testing import run_emulator
+
+SECRET = "whsec_test_cli_secret"
+
+
+class Receiver:
+    """A real local HTTP endpoint that records webhook POSTs and answers scripted statuses."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.statuses: list[int] = []  # consumed one per request; then 200
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver.lock:
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    receiver.requests.append(
+                        {
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "body": body,
+                            "status": status,
+                        }
+                    )
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def events(self) -> list[dict]:
+        with self.lock:
+            return [json.loads(r["body"]) for r in self.requests]
+
+    def wait_for(self, predicate, timeout: float = 10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                found = [r for r in self.requests if predicate(r)]
+            if found:
+                return found
+            time.sleep(0.02)
+        raise AssertionError(f"no matching webhook within {timeout}s; got {self.requests}")
+
+    def clear(self) -> None:
+        with self.lock:
+            self.requests.clear()
+            self.statuses.clear()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+def event_type(req: dict) -> str:
+    return json.loads(req["body"])["type"]
+
+
+@pytest.fixture(scope="session")
+def receiver():
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="session")
+def emulator_process(receiver):
+    with run_emulator(
+        webhooks=[(receiver.url, SECRET)], retry_schedule="0.1,0.2,0.3", async_delay=5
+    ) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emu(emulator_process, receiver):
+    emulator_process.control("POST", "reset")
+    receiver.clear()
+    return emulator_process
+
+
+@pytest.fixture
+def client(emu) -> stripe.StripeClient:
+    return stripe.StripeClient(emu.api_key, base_addresses={"api": emu.url}, max_network_retries=0)
+
+
+def session_params(**overrides) -> dict:
+    params = {
+        "mode": "payment",
+        "success_url": "http://shop.test/success?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": "http://shop.test/cancel",
+        "line_items": [
+            {
+                "price_data": {
+                    "currency": "usd",
+                    "unit_amount": 1999,
+                    "product_data": {"name": "Widget"},
+                },
+                "quantity": 2,
+            }
+        ],
+    }
+    params.update(overrides)
+    return params

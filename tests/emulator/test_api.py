@@ -1,0 +1,349 @@
+"""The emulator's /v1 API through the real stripe SDK: objects, lists, errors, idempotency."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import stripe
+
+from .conftest import session_params
+
+FIXTURES = json.loads(Path("/work/shared/stripe/fixtures3.json").read_text())["resources"]
+
+
+def auth(emu) -> dict:
+    return {"Authorization": f"Bearer {emu.api_key}"}
+
+
+def test_create_retrieve_echoes_params_and_stripe_shape(client, emu):
+    s = client.v1.checkout.sessions.create(
+        params=session_params(
+            client_reference_id="order_42",
+            metadata={"order_id": "42", "empty": ""},
+            customer_email="buyer@example.com",
+        )
+    )
+    assert s.id.startswith("cs_test_")
+    assert s.object == "checkout.session"
+    assert (s.status, s.payment_status, s.mode) == ("open", "unpaid", "payment")
+    assert s.amount_total == 3998 and s.currency == "usd"
+    assert s.url == f"{emu.url}/c/pay/{s.id}"
+    assert s.payment_intent is None
+    assert s.metadata.to_dict() == {"order_id": "42"}
+    assert s.client_reference_id == "order_42"
+    assert s.livemode is False
+    assert s.expires_at - s.created == 24 * 3600
+    assert "{CHECKOUT_SESSION_ID}" in s.success_url
+
+    again = client.v1.checkout.sessions.retrieve(s.id, {"expand": ["line_items"]})
+    assert again.id == s.id
+    item = again.line_items.data[0]
+    assert (item.description, item.quantity, item.amount_total) == ("Widget", 2, 3998)
+    items = client.v1.checkout.sessions.line_items.list(s.id)
+    assert [i.id for i in items.data] == [item.id]
+
+
+def test_every_fixture_key_is_present(client, emu):
+    s = client.v1.checkout.sessions.create(params=session_params())
+    emu.control("POST", f"checkout/sessions/{s.id}/pay", {"card": "4242424242424242"})
+    s = client.v1.checkout.sessions.retrieve(s.id)
+    pi = client.v1.payment_intents.retrieve(s.payment_intent)
+    item = client.v1.checkout.sessions.line_items.list(s.id).data[0]
+    event = client.v1.events.list().data[0]
+    endpoint = client.v1.webhook_endpoints.create(
+        {"url": "http://127.0.0.1:9/nowhere", "enabled_events": ["checkout.session.completed"]}
+    )
+    for name, obj in [
+        ("checkout.session", s),
+        ("payment_intent", pi),
+        ("item", item),
+        ("price", item.price),
+        ("event", event),
+        ("webhook_endpoint", endpoint),
+    ]:
+        missing = set(FIXTURES[name]) - set(obj.to_dict())
+        assert not missing, f"{name} lacks {sorted(missing)}"
+
+
+def test_expire_open_session_then_refuse_second_expire(client):
+    s = client.v1.checkout.sessions.create(params=session_params())
+    expired = client.v1.checkout.sessions.expire(s.id, options={"idempotency_key": "exp-1"})
+    assert (expired.status, expired.url) == ("expired", None)
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.checkout.sessions.expire(s.id)
+    assert exc.value.http_status == 400
+    assert 'status in ["open"]' in exc.value.user_message
+    assert "status of `expired`" in exc.value.user_message
+    event = client.v1.events.list({"type": "checkout.session.expired"}).data[0]
+    assert event.data.object.id == s.id
+    assert event.request.idempotency_key == "exp-1"
+    assert event.request.id.startswith("req_")
+
+
+def test_expiry_by_clock_advance(client, emu):
+    now = emu.control("GET", "clock")["now"]
+    s = client.v1.checkout.sessions.create(params=session_params(expires_at=now + 1800))
+    emu.control("POST", "clock/advance", {"seconds": 1801})
+    assert client.v1.checkout.sessions.retrieve(s.id).status == "expired"
+    event = client.v1.events.list({"types": ["checkout.session.expired"]}).data[0]
+    assert event.data.object.id == s.id
+    assert event.request.id is None
+    with pytest.raises(Exception) as exc:
+        emu.control("POST", f"checkout/sessions/{s.id}/pay", {"card": "4242424242424242"})
+    assert exc.value.status == 400
+
+
+def test_pagination_over_250_sessions_and_created_filters(client, emu):
+    ids = [client.v1.checkout.sessions.create(params=session_params()).id for _ in range(250)]
+    first = client.v1.checkout.sessions.list({"limit": 100})
+    assert first.object == "list" and first.url == "/v1/checkout/sessions"
+    assert first.has_more is True and len(first.data) == 100
+    assert first.data[0].id == ids[-1]  # newest first
+    seen = [s.id for s in client.v1.checkout.sessions.list({"limit": 100}).auto_paging_iter()]
+    assert seen == list(reversed(ids))
+    default = client.v1.checkout.sessions.list()
+    assert len(default.data) == 10
+    before = client.v1.checkout.sessions.list({"ending_before": ids[0], "limit": 3})
+    assert [s.id for s in before.data] == list(reversed(ids[1:4]))
+
+    emu.control("POST", "clock/advance", {"seconds": 100})
+    later = client.v1.checkout.sessions.create(params=session_params()).id
+    t = emu.control("GET", "clock")["now"]
+    assert [s.id for s in client.v1.checkout.sessions.list({"created": {"gte": t - 1}}).data] == [
+        later
+    ]
+    assert (
+        len(client.v1.checkout.sessions.list({"created": {"lt": t - 50}, "limit": 100}).data) == 100
+    )
+    complete = client.v1.checkout.sessions.list({"status": "complete"})
+    assert complete.data == [] and complete.has_more is False
+
+
+def test_error_classes(client, emu):
+    bad = stripe.StripeClient("sk_live_nope", base_addresses={"api": emu.url})
+    with pytest.raises(stripe.AuthenticationError) as exc:
+        bad.v1.checkout.sessions.list()
+    assert exc.value.http_status == 401 and exc.value.request_id.startswith("req_")
+    r = requests.get(f"{emu.url}/v1/checkout/sessions")
+    assert r.status_code == 401 and "error" in r.json()
+
+    cases = [
+        ({"mode": None}, "mode", "parameter_missing"),
+        ({"foo": "bar"}, "foo", "parameter_unknown"),
+        ({"payment_method_types": ["card"]}, "payment_method_types", None),
+        ({"expires_at": int(time.time()) + 60}, "expires_at", None),
+        ({"expires_at": int(time.time()) + 90000}, "expires_at", None),
+        ({"line_items": None}, "line_items", "parameter_missing"),
+    ]
+    for override, param, code in cases:
+        with pytest.raises(stripe.InvalidRequestError) as exc:
+            client.v1.checkout.sessions.create(params=session_params(**override))
+        assert exc.value.http_status == 400
+        assert exc.value.param == param, override
+        if code:
+            assert exc.value.code == code
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.checkout.sessions.create(
+            params=session_params(
+                line_items=[{"price_data": {"currency": "usd", "unit_amount": 5, "foo": 1}}]
+            )
+        )
+    assert exc.value.param == "line_items[0][price_data][foo]"
+
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.checkout.sessions.retrieve("cs_test_missing")
+    assert (exc.value.http_status, exc.value.code) == (404, "resource_missing")
+    assert "No such checkout.session: 'cs_test_missing'" in exc.value.user_message
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.payment_intents.retrieve("pi_missing")
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.events.retrieve("evt_missing")
+
+    emu.control("POST", "faults", {"kind": "http_429", "path": "/v1/checkout/sessions"})
+    with pytest.raises(stripe.RateLimitError):
+        client.v1.checkout.sessions.list()
+    emu.control("POST", "faults", {"kind": "http_500", "method": "GET"})
+    with pytest.raises(stripe.APIError) as exc:
+        client.v1.checkout.sessions.list()
+    assert exc.value.http_status == 500
+    assert client.v1.checkout.sessions.list().object == "list"  # faults are used up
+    assert emu.control("GET", "faults")["data"] == []
+
+
+def test_idempotent_replay_and_conflict(client, emu):
+    params = session_params(client_reference_id="o1")
+    a = client.v1.checkout.sessions.create(params=params, options={"idempotency_key": "key-1"})
+    b = client.v1.checkout.sessions.create(params=params, options={"idempotency_key": "key-1"})
+    assert a.id == b.id
+    assert len(client.v1.checkout.sessions.list().data) == 1
+    body = "mode=payment&line_items[0][price_data][currency]=usd"
+    headers = {**auth(emu), "Idempotency-Key": "raw-1"}
+    first = requests.post(f"{emu.url}/v1/checkout/sessions", data="x=1", headers=headers)
+    replay = requests.post(f"{emu.url}/v1/checkout/sessions", data="x=1", headers=headers)
+    assert first.status_code == 400 and "Idempotent-Replayed" not in first.headers
+    assert replay.status_code == 400  # validation errors are not stored ...
+    assert "Idempotent-Replayed" not in replay.headers
+    assert body  # ... while executed requests are:
+    r1 = requests.post(
+        f"{emu.url}/v1/checkout/sessions/{a.id}/expire",
+        headers={**auth(emu), "Idempotency-Key": "e"},
+    )
+    r2 = requests.post(
+        f"{emu.url}/v1/checkout/sessions/{a.id}/expire",
+        headers={**auth(emu), "Idempotency-Key": "e"},
+    )
+    assert r1.status_code == r2.status_code == 200
+    assert r2.headers["Idempotent-Replayed"] == "true" and r1.json() == r2.json()
+
+    with pytest.raises(stripe.IdempotencyError):
+        client.v1.checkout.sessions.create(
+            params=session_params(client_reference_id="o2"), options={"idempotency_key": "key-1"}
+        )
+
+
+def test_concurrent_same_key_is_409_then_replays(client, emu):
+    emu.control("POST", "faults", {"kind": "hang", "seconds": 1.0, "method": "POST"})
+    results = {}
+
+    def first():
+        results["a"] = client.v1.checkout.sessions.create(
+            params=session_params(), options={"idempotency_key": "busy"}
+        )
+
+    t = threading.Thread(target=first)
+    t.start()
+    time.sleep(0.3)
+    with pytest.raises(stripe.APIError) as exc:
+        client.v1.checkout.sessions.create(
+            params=session_params(), options={"idempotency_key": "busy"}
+        )
+    assert exc.value.http_status == 409
+    t.join()
+    again = client.v1.checkout.sessions.create(
+        params=session_params(), options={"idempotency_key": "busy"}
+    )
+    assert again.id == results["a"].id
+
+
+def test_lost_response_then_retry_with_same_key_returns_created_session(client, emu):
+    emu.control("POST", "faults", {"kind": "lose_response", "path": "/v1/checkout/sessions"})
+    with pytest.raises(stripe.APIError):
+        client.v1.checkout.sessions.create(
+            params=session_params(), options={"idempotency_key": "L"}
+        )
+    created = client.v1.checkout.sessions.list().data
+    assert len(created) == 1
+    retry = client.v1.checkout.sessions.create(
+        params=session_params(), options={"idempotency_key": "L"}
+    )
+    assert retry.id == created[0].id
+
+
+def test_bracket_forms_and_request_id(emu):
+    raw = (
+        "mode=payment&line_items%5B0%5D%5Bprice_data%5D%5Bcurrency%5D=eur"
+        "&line_items%5B0%5D%5Bprice_data%5D%5Bunit_amount%5D=500"
+        "&line_items[0][price_data][product_data][name]=Tea&line_items[0][quantity]=3"
+        "&metadata%5Bk%5D=v&allowed_payment_method_types[]=card"
+    )
+    r = requests.post(
+        f"{emu.url}/v1/checkout/sessions",
+        data=raw,
+        headers={**auth(emu), "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["amount_total"] == 1500 and body["metadata"] == {"k": "v"}
+    assert body["payment_method_types"] == ["card"]
+    assert r.headers["Request-Id"].startswith("req_")
+    listed = requests.get(
+        f"{emu.url}/v1/checkout/sessions?created[gte]=0&limit=1", headers=auth(emu)
+    )
+    assert listed.json()["data"][0]["id"] == body["id"]
+    assert listed.headers["Request-Id"].startswith("req_")
+
+
+def test_pay_control_creates_payment_intent_and_events(client, emu):
+    s = client.v1.checkout.sessions.create(params=session_params(customer_email="a@b.test"))
+    declined = emu.control("POST", f"checkout/sessions/{s.id}/pay", {"card": "4000000000000002"})
+    assert declined["declined"] is True and declined["decline_code"] == "generic_decline"
+    assert declined["session"]["status"] == "open"
+    paid = emu.control("POST", f"checkout/sessions/{s.id}/pay", {"card": "4242424242424242"})
+    assert paid["declined"] is False
+    s = client.v1.checkout.sessions.retrieve(s.id, {"expand": ["payment_intent"]})
+    assert (s.status, s.payment_status, s.url) == ("complete", "paid", None)
+    assert s.payment_intent.id.startswith("pi_") and s.payment_intent.status == "succeeded"
+    assert s.customer_details.email == "a@b.test"
+    assert (
+        client.v1.checkout.sessions.list({"payment_intent": s.payment_intent.id}).data[0].id == s.id
+    )
+    types = [e.type for e in client.v1.events.list().data]
+    assert sorted(types) == ["checkout.session.completed", "payment_intent.succeeded"]
+    completed = client.v1.events.list({"type": "checkout.session.completed"}).data[0]
+    assert completed.api_version == "2026-10-28.endive"
+    assert completed.data.object.payment_status == "paid"
+    assert completed.request.id is None
+    with pytest.raises(Exception) as exc:
+        emu.control("POST", f"checkout/sessions/{s.id}/pay", {"card": "4242424242424242"})
+    assert exc.value.status == 400
+
+
+def test_delayed_payment_settles_by_clock_and_control(client, emu):
+    a = client.v1.checkout.sessions.create(params=session_params())
+    b = client.v1.checkout.sessions.create(params=session_params())
+    emu.control("POST", f"checkout/sessions/{a.id}/pay", {"iban": "DE89370400440532013000"})
+    emu.control("POST", f"checkout/sessions/{b.id}/pay", {"iban": "DE62370400440532013001"})
+    a = client.v1.checkout.sessions.retrieve(a.id, {"expand": ["payment_intent"]})
+    assert (a.status, a.payment_status, a.payment_intent.status) == (
+        "complete", "unpaid", "processing",
+    )  # fmt: skip
+    emu.control("POST", "clock/advance", {"seconds": 5})
+    a = client.v1.checkout.sessions.retrieve(a.id, {"expand": ["payment_intent"]})
+    b = client.v1.checkout.sessions.retrieve(b.id, {"expand": ["payment_intent"]})
+    assert (a.payment_status, a.payment_intent.status) == ("paid", "succeeded")
+    assert (b.payment_status, b.payment_intent.status) == ("unpaid", "requires_payment_method")
+    types = {e.type for e in client.v1.events.list({"limit": 100}).data}
+    assert {
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+        "payment_intent.payment_failed",
+    } <= types
+
+    c = client.v1.checkout.sessions.create(params=session_params())
+    emu.control("POST", f"checkout/sessions/{c.id}/pay", {"outcome": "unpaid"})
+    settled = emu.control("POST", f"checkout/sessions/{c.id}/settle", {"outcome": "failed"})
+    assert settled["session"]["payment_status"] == "unpaid"
+    assert (
+        client.v1.events.list({"type": "checkout.session.async_payment_failed"})
+        .data[0]
+        .data.object.id
+        == c.id
+    )
+
+
+def test_subscription_mode_sets_subscription_on_completion(client, emu):
+    s = client.v1.checkout.sessions.create(
+        params=session_params(
+            mode="subscription",
+            line_items=[
+                {
+                    "price_data": {
+                        "currency": "usd",
+                        "unit_amount": 900,
+                        "product_data": {"name": "Plan"},
+                        "recurring": {"interval": "month", "interval_count": 1},
+                    },
+                    "quantity": 1,
+                }
+            ],
+        )
+    )
+    assert s.subscription is None
+    emu.control("POST", f"checkout/sessions/{s.id}/pay", {"outcome": "paid"})
+    s = client.v1.checkout.sessions.retrieve(s.id)
+    assert s.subscription.startswith("sub_") and s.payment_status == "paid"
