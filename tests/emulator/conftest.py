@@ -18,7 +18,8 @@ SECRET = "whsec_test_cli_secret"
 class Receiver:
     """A real local HTTP endpoint that records webhook POSTs and answers scripted statuses."""
 
-    def __init__(self) -> None:
+    def __init__(self, secret: str | None = SECRET) -> None:
+        self.secret = secret  # like a real app: answer 400 when the signature does not verify
         self.requests: list[dict] = []
         self.statuses: list[int] = []  # consumed one per request; then 200
         self.lock = threading.Lock()
@@ -29,6 +30,8 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    if receiver.secret and not _verifies(body, self.headers, receiver.secret):
+                        status = 400
                     receiver.requests.append(
                         {
                             "path": self.path,
@@ -71,6 +74,16 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _verifies(body: bytes, headers, secret: str) -> bool:
+    try:
+        stripe.WebhookSignature.verify_header(
+            body.decode(), headers.get("Stripe-Signature"), secret, tolerance=300
+        )
+        return True
+    except stripe.SignatureVerificationError:
+        return False
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
