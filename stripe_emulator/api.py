@@ -28,6 +28,7 @@ API_RULES = Map(
         Rule("/v1/checkout/sessions", methods=["POST"], endpoint="create_session"),
         Rule("/v1/checkout/sessions", methods=["GET"], endpoint="list_sessions"),
         Rule("/v1/checkout/sessions/<sid>", methods=["GET"], endpoint="get_session"),
+        Rule("/v1/checkout/sessions/<sid>", methods=["POST"], endpoint="update_session"),
         Rule("/v1/checkout/sessions/<sid>/expire", methods=["POST"], endpoint="expire_session"),
         Rule("/v1/checkout/sessions/<sid>/line_items", methods=["GET"], endpoint="line_items"),
         Rule("/v1/payment_intents/<pid>", methods=["GET"], endpoint="get_payment_intent"),
@@ -210,6 +211,13 @@ class EmulatorApp:
             if request.method == "POST":
                 params.update(forms.decode(request.get_data()))
             key = request.headers.get("Idempotency-Key") if request.method == "POST" else None
+            if key is not None and len(key) > 255:
+                raise StripeErrorResponse(
+                    400,
+                    "Idempotency-Key must be at most 255 characters long.",
+                    type="idempotency_error",
+                    save_idempotent=False,
+                )
             ctx = Ctx(rid, key, request.headers.get("Stripe-Version"))
             if fault and fault["kind"] == "hang":
                 ctx.hang = fault["seconds"]
@@ -282,6 +290,8 @@ class EmulatorApp:
         if endpoint == "get_session":
             only_expand()
             return 200, emu.get_session(args["sid"], expand)
+        if endpoint == "update_session":
+            return 200, emu.update_session(args["sid"], params)
         if endpoint == "expire_session":
             only_expand()
             obj = emu.expire_session(args["sid"], ctx)

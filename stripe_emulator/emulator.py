@@ -126,6 +126,7 @@ class Emulator:
         self.dispatcher = Dispatcher(self)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        self._cli_latency = (config.latency_mean_ms, config.latency_p99_ms)
         self._install_cli_endpoints()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -170,7 +171,7 @@ class Emulator:
             self.faults.clear()
             self.dispatcher.reset()
             self.clock.reset()
-            self.config.latency_mean_ms = self.config.latency_p99_ms = 0
+            self.config.latency_mean_ms, self.config.latency_p99_ms = self._cli_latency
 
     # -- checkout sessions ----------------------------------------------------------------
     def create_session(self, params: dict, ctx: Ctx = NO_REQUEST) -> dict:
@@ -403,10 +404,8 @@ class Emulator:
         self._check_list_params(params, {"limit", "starting_after", "ending_before", "expand"})
         with self.lock:
             rec = self._session(sid)
-            items = [dict(i, _seq=-n) for n, i in enumerate(rec.get("_items", []))]
-            # Line items keep their creation order (oldest first), unlike other lists.
-            items = sorted(items, key=lambda i: -i["_seq"], reverse=True)
-            page, has_more = _paginate(items, params, "line_item")
+            # Line items keep the order they were given in, unlike other lists.
+            page, has_more = _paginate(list(rec.get("_items", [])), params, "line_item")
         data = [public(i) for i in page]
         return objects.list_object(f"/v1/checkout/sessions/{sid}/line_items", data, has_more)
 
@@ -421,6 +420,27 @@ class Emulator:
                 )
             self._expire(rec, ctx)
             return self.render_session(rec, [])
+
+    def update_session(self, sid: str, params: dict) -> dict:
+        """Stripe lets an integration update a session's metadata."""
+        for key in params:
+            if key not in ("metadata", "expand"):
+                raise unknown(key)
+        with self.lock:
+            rec = self._session(sid)
+            metadata = params.get("metadata")
+            if metadata == "":
+                rec["metadata"] = {}
+            elif isinstance(metadata, dict):
+                for k, v in metadata.items():
+                    if v == "":
+                        rec["metadata"].pop(k, None)
+                    else:
+                        rec["metadata"][k] = v
+            elif metadata is not None:
+                raise invalid("metadata", "Invalid object: metadata must be a hash.")
+            self.store.save("session", rec)
+            return self.render_session(rec, _as_list(params.get("expand"), "expand"))
 
     def _expire(self, rec: dict, ctx: Ctx) -> None:
         rec["status"] = "expired"

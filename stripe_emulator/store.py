@@ -21,6 +21,9 @@ class Store:
         self._db: sqlite3.Connection | None = None
         if db_path:
             self._db = sqlite3.connect(db_path, check_same_thread=False)
+            # WAL + NORMAL: durable across a process restart without an fsync per write.
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS objects ("
                 " kind TEXT NOT NULL, id TEXT NOT NULL, body TEXT NOT NULL,"

@@ -1,0 +1,104 @@
+"""Persistence, the form decoder, automatic expiry, metadata updates, latency and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import stripe
+
+from stripe_emulator import forms
+from stripe_emulator.api import latency_seconds
+from stripe_emulator.testing import run_emulator
+
+from .conftest import session_params
+
+
+def sdk(emu) -> stripe.StripeClient:
+    return stripe.StripeClient(emu.api_key, base_addresses={"api": emu.url}, max_network_retries=0)
+
+
+def test_form_decoder_accepts_both_bracket_and_list_forms():
+    assert forms.decode("a[b][c]=1&a%5Bb%5D%5Bd%5D=2") == {"a": {"b": {"c": "1", "d": "2"}}}
+    assert forms.decode("x[]=a&x[]=b") == {"x": ["a", "b"]}
+    assert forms.decode("x[1]=b&x[0]=a&e=") == {"x": ["a", "b"], "e": ""}
+    assert forms.decode("li[0][q]=2&li[0][p][c]=usd&li[1][q]=1") == {
+        "li": [{"q": "2", "p": {"c": "usd"}}, {"q": "1"}]
+    }
+
+
+def test_latency_sample_has_requested_mean():
+    assert latency_seconds(0, 0) == 0
+    samples = [latency_seconds(300, 800) for _ in range(4000)]
+    mean_ms = sum(samples) / len(samples) * 1000
+    assert 250 < mean_ms < 350
+    assert sorted(samples)[int(len(samples) * 0.99)] * 1000 < 1200
+
+
+def test_sessions_expire_on_their_own(emu, client, receiver):
+    now = emu.control("GET", "clock")["now"]
+    s = client.v1.checkout.sessions.create(params=session_params(expires_at=now + 1800))
+    emu.control("POST", "clock/advance", {"seconds": 1799})
+    # No API call touches the session: the emulator's own timer must expire it.
+    req = receiver.wait_for(
+        lambda r: json.loads(r["body"])["type"] == "checkout.session.expired", timeout=5
+    )[0]
+    assert json.loads(req["body"])["data"]["object"]["id"] == s.id
+
+
+def test_line_items_keep_their_order_and_metadata_updates(client):
+    two = session_params()
+    two["line_items"].append(
+        {"price_data": {"currency": "usd", "unit_amount": 100, "product_data": {"name": "Tea"}},
+         "quantity": 1}
+    )  # fmt: skip
+    s = client.v1.checkout.sessions.create(params=two)
+    assert s.amount_total == 4098
+    items = client.v1.checkout.sessions.line_items.list(s.id)
+    assert [i.description for i in items.data] == ["Widget", "Tea"]
+    updated = client.v1.checkout.sessions.update(s.id, {"metadata": {"a": "1"}})
+    assert updated.metadata.to_dict() == {"a": "1"}
+
+
+def test_latency_control_and_reset(emu, client):
+    emu.control("POST", "latency", {"mean_ms": 150, "p99_ms": 150})
+    started = time.monotonic()
+    client.v1.checkout.sessions.list()
+    assert time.monotonic() - started >= 0.14
+    emu.control("POST", "latency", {"mean_ms": 0})
+
+
+def test_db_keeps_sessions_events_and_idempotency_across_restart(tmp_path):
+    db = str(tmp_path / "emulator.sqlite3")
+    with run_emulator(db_path=db) as emu:
+        client = sdk(emu)
+        s = client.v1.checkout.sessions.create(
+            params=session_params(), options={"idempotency_key": "persist-1"}
+        )
+        emu.control("POST", f"checkout/sessions/{s.id}/pay", {"card": "4242424242424242"})
+    with run_emulator(db_path=db) as emu:
+        client = sdk(emu)
+        again = client.v1.checkout.sessions.retrieve(s.id, {"expand": ["payment_intent"]})
+        assert (again.status, again.payment_intent.status) == ("complete", "succeeded")
+        replay = client.v1.checkout.sessions.create(
+            params=session_params(), options={"idempotency_key": "persist-1"}
+        )
+        assert replay.id == s.id
+        assert {e.type for e in client.v1.events.list().data} == {
+            "checkout.session.completed",
+            "payment_intent.succeeded",
+        }
+        newer = client.v1.checkout.sessions.create(params=session_params())
+        assert [x.id for x in client.v1.checkout.sessions.list().data] == [newer.id, s.id]
+
+
+def test_cli_rejects_unpaired_webhook_flags():
+    proc = subprocess.run(
+        [sys.executable, "-m", "stripe_emulator", "--webhook-url", "http://x/"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2 and "pairs" in proc.stderr
