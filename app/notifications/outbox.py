@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from app.extensions import db
 from app.models import Notification, Payment, utcnow
-from app.payments.serialize import payment_to_dict
+from app.models.base import public_id
+from app.payments.serialize import iso, payment_to_dict
 from app.payments.status import PaymentStatus
 
 PAYMENT_EVENT_TYPES = {
@@ -19,20 +20,17 @@ def add_payment_notification(payment: Payment) -> Notification | None:
     if event_type is None:
         return None
     now = utcnow()
+    message_id = public_id("msg_")
+    data = payment_to_dict(payment)
     notification = Notification(
+        public_id=message_id,
         merchant_id=payment.merchant_id,
         payment_id=payment.id,
         event_type=event_type,
         status_version=payment.status_version,
+        payload={"id": message_id, "type": event_type, "timestamp": iso(now), "data": data},
         next_attempt_at=now,
         created_at=now,
     )
     db.session.add(notification)
-    db.session.flush()  # the public id becomes part of the payload
-    notification.payload = {
-        "id": notification.public_id,
-        "type": event_type,
-        "timestamp": payment_to_dict(payment)["updated_at"],
-        "data": payment_to_dict(payment),
-    }
     return notification
