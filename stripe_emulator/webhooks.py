@@ -78,11 +78,11 @@ class Dispatcher:
         now = time.monotonic()
         with self.cond:
             for ep in endpoints:
-                # Events held by an out_of_order fault go right after this newer one.
-                for d in self.deliveries.values():
-                    if d["_held"] and d["_endpoint_id"] == ep["id"]:
-                        d["_held"] = False
-                        d["_next_at"] = now + 0.05
+                held = [
+                    d
+                    for d in self.deliveries.values()
+                    if d["_held"] and d["_endpoint_id"] == ep["id"]
+                ]
                 for _ in range(copies):
                     d = {
                         "id": f"whdel_{next(self._ids)}",
@@ -101,6 +101,11 @@ class Dispatcher:
                     }
                     self.deliveries[d["id"]] = d
                     created.append(d)
+                # Events held by an out_of_order fault go once this newer one was attempted.
+                for h in held:
+                    h["_held"] = False
+                    h["_after"] = created[-1]["id"]
+                    h["_next_at"] = now
             self.cond.notify_all()
         return created
 
@@ -151,13 +156,19 @@ class Dispatcher:
         wait = 0.5
         if self.paused:
             return None, wait
+        due = None
         for d in self.deliveries.values():
             if d["status"] != "pending" or d["_busy"]:
                 continue
+            after = self.deliveries.get(d.get("_after") or "")
+            if after is not None and not after["attempts"]:
+                continue
             if d["_next_at"] <= now:
-                return d, 0
-            wait = min(wait, d["_next_at"] - now)
-        return None, wait
+                if due is None or d["_next_at"] < due["_next_at"]:
+                    due = d
+            else:
+                wait = min(wait, d["_next_at"] - now)
+        return (due, 0) if due is not None else (None, wait)
 
     def _work(self) -> None:
         while True:

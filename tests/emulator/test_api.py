@@ -347,3 +347,48 @@ def test_subscription_mode_sets_subscription_on_completion(client, emu):
     emu.control("POST", f"checkout/sessions/{s.id}/pay", {"outcome": "paid"})
     s = client.v1.checkout.sessions.retrieve(s.id)
     assert s.subscription.startswith("sub_") and s.payment_status == "paid"
+
+
+def test_hang_times_out_client_and_sdk_retries_recover_lost_response(emu):
+    impatient = stripe.StripeClient(
+        emu.api_key,
+        base_addresses={"api": emu.url},
+        max_network_retries=0,
+        http_client=stripe.RequestsClient(timeout=0.3),
+    )
+    emu.control("POST", "faults", {"kind": "hang", "seconds": 0.8, "method": "GET"})
+    with pytest.raises(stripe.APIConnectionError):
+        impatient.v1.checkout.sessions.list()
+
+    retrying = stripe.StripeClient(
+        emu.api_key, base_addresses={"api": emu.url}, max_network_retries=2
+    )
+    emu.control("POST", "faults", {"kind": "lose_response", "method": "POST"})
+    s = retrying.v1.checkout.sessions.create(params=session_params())
+    assert [x.id for x in retrying.v1.checkout.sessions.list().data] == [s.id]
+
+
+def test_reset_forgets_state_and_events_filter_by_created(client, emu):
+    s = client.v1.checkout.sessions.create(params=session_params())
+    client.v1.checkout.sessions.expire(s.id)
+    t = emu.control("GET", "clock")["now"]
+    assert len(client.v1.events.list({"created": {"gte": t - 5}}).data) == 1
+    assert client.v1.events.list({"created": {"gt": t + 5}}).data == []
+    emu.control("POST", "reset")
+    assert client.v1.checkout.sessions.list().data == []
+    assert client.v1.events.list().data == []
+
+
+def test_setup_mode_and_zero_total_need_no_payment(client, emu):
+    s = client.v1.checkout.sessions.create(
+        params={"mode": "setup", "currency": "eur", "success_url": "http://x/s"}
+    )
+    assert (s.payment_status, s.amount_total) == ("no_payment_required", None)
+    paid = emu.control("POST", f"checkout/sessions/{s.id}/pay", {"card": "4242424242424242"})
+    assert paid["session"]["setup_intent"].startswith("seti_")
+    free = session_params()
+    free["line_items"][0]["price_data"]["unit_amount"] = 0
+    z = client.v1.checkout.sessions.create(params=free)
+    assert z.payment_status == "no_payment_required"
+    done = emu.control("POST", f"checkout/sessions/{z.id}/pay", {"outcome": "paid"})
+    assert done["session"]["status"] == "complete" and done["session"]["payment_intent"] is None
