@@ -32,6 +32,8 @@ API_RULES = Map(
         Rule("/v1/checkout/sessions/<sid>/expire", methods=["POST"], endpoint="expire_session"),
         Rule("/v1/checkout/sessions/<sid>/line_items", methods=["GET"], endpoint="line_items"),
         Rule("/v1/payment_intents/<pid>", methods=["GET"], endpoint="get_payment_intent"),
+        Rule("/v1/charges", methods=["GET"], endpoint="list_charges"),
+        Rule("/v1/charges/<cid>", methods=["GET"], endpoint="get_charge"),
         Rule("/v1/events", methods=["GET"], endpoint="list_events"),
         Rule("/v1/events/<eid>", methods=["GET"], endpoint="get_event"),
         Rule("/v1/webhook_endpoints", methods=["POST"], endpoint="create_endpoint"),
@@ -302,7 +304,12 @@ class EmulatorApp:
             for k in params:
                 if k not in ("expand", "client_secret"):
                     raise unknown(k)
-            return 200, emu.get_payment_intent(args["pid"])
+            return 200, emu.get_payment_intent(args["pid"], expand)
+        if endpoint == "get_charge":
+            only_expand()
+            return 200, emu.get_charge(args["cid"])
+        if endpoint == "list_charges":
+            return 200, emu.list_charges(params)
         if endpoint == "list_events":
             return 200, emu.list_events(params)
         if endpoint == "get_event":

@@ -48,7 +48,8 @@ SESSION_LIST_PARAMS = LIST_PARAMS | {
     "customer_account", "customer_details",
 }  # fmt: skip
 EVENT_LIST_PARAMS = LIST_PARAMS | {"type", "types", "delivery_success"}
-EXPANDABLE = {"payment_intent", "line_items", "subscription", "customer", "invoice"}
+EXPANDABLE = {"payment_intent", "payment_intent.latest_charge", "line_items", "subscription",
+              "customer", "invoice"}  # fmt: skip
 
 
 @dataclass
@@ -378,9 +379,11 @@ class Emulator:
                 obj["line_items"] = objects.list_object(
                     f"/v1/checkout/sessions/{rec['id']}/line_items", items, False
                 )
-            elif path == "payment_intent" and obj["payment_intent"]:
+            elif path.startswith("payment_intent") and obj["payment_intent"]:
                 pi = self.store.get("payment_intent", obj["payment_intent"])
-                obj["payment_intent"] = public(pi) if pi else obj["payment_intent"]
+                if pi:
+                    sub = ["latest_charge"] if path == "payment_intent.latest_charge" else []
+                    obj["payment_intent"] = self.render_payment_intent(pi, sub)
         return obj
 
     def list_sessions(self, params: dict) -> dict:
@@ -477,9 +480,12 @@ class Emulator:
             email = email or rec.get("customer_email")
             if outcome is not None:
                 if outcome == "paid":
-                    return self._complete(rec, "card", email, name)
+                    return self._complete(rec, {"type": "card"}, email, name)
                 if outcome == "unpaid":
-                    return self._complete_delayed(rec, email, name, settle_outcome or "succeeded")
+                    method = {"type": "sepa_debit", "iban": "DE89370400440532013000"}
+                    return self._complete_delayed(
+                        rec, method, email, name, settle_outcome or "succeeded"
+                    )
                 if outcome == "declined":
                     return self._declined(rec, cards.CARD_DECLINES["4000000000000002"])
                 raise invalid("outcome", "outcome must be one of paid, unpaid, declined.")
@@ -490,7 +496,8 @@ class Emulator:
                 if result is None:
                     return self._declined(rec, cards.INVALID_IBAN)
                 chosen = settle_outcome or ("succeeded" if result else "failed")
-                return self._complete_delayed(rec, email, name, chosen)
+                method = {"type": "sepa_debit", "iban": cards.normalize(iban)}
+                return self._complete_delayed(rec, method, email, name, chosen)
             if card is not None:
                 if "card" not in rec["payment_method_types"]:
                     raise invalid("card", "card is not allowed for this Checkout Session.")
@@ -507,9 +514,10 @@ class Emulator:
                             "decline_code": None,
                             "requires_action": True,
                         }
-                return self._complete(rec, "card", email, name)
+                method = {"type": "card", "number": cards.normalize(card)}
+                return self._complete(rec, method, email, name)
             if rec["payment_status"] == "no_payment_required":
-                return self._complete(rec, "card", email, name)
+                return self._complete(rec, {"type": "card"}, email, name)
             raise missing("card")
 
     def _declined(self, rec: dict, decline: cards.Decline) -> dict:
@@ -530,17 +538,23 @@ class Emulator:
             rec["subscription"] = objects.new_id("sub_1")
             rec["invoice"] = objects.new_id("in_1")
 
-    def _new_pi(self, rec: dict, method: str, status: str, email: str | None) -> dict:
+    def _new_pi(self, rec: dict, method: dict, status: str, email, name) -> dict:
         pi = objects.payment_intent(
             created=self.clock.now(),
             amount=rec["amount_total"] or 0,
             currency=rec["currency"] or "usd",
-            method_type=method,
+            method_type=method["type"],
             status=status,
             metadata=rec.get("_pi_metadata") or {},
             description=rec.get("_pi_description"),
             receipt_email=None,
         )
+        charge_status = {"succeeded": "succeeded", "processing": "pending"}[status]
+        charge = objects.charge(
+            created=pi["created"], pi=pi, status=charge_status, method=method, email=email,
+            name=name,
+        )  # fmt: skip
+        self.store.save("charge", charge)
         self.store.save("payment_intent", pi)
         # Subscription-mode sessions carry the subscription; the invoice owns the intent.
         if rec["mode"] == "payment":
@@ -548,7 +562,7 @@ class Emulator:
         rec["_pi"] = pi["id"]
         return pi
 
-    def _complete(self, rec: dict, method: str, email: str | None, name: str | None) -> dict:
+    def _complete(self, rec: dict, method: dict, email: str | None, name: str | None) -> dict:
         self._finish(rec, email, name)
         if rec["payment_status"] == "no_payment_required" or rec["mode"] == "setup":
             if rec["mode"] == "setup":
@@ -556,7 +570,7 @@ class Emulator:
             self.store.save("session", rec)
         else:
             rec["payment_status"] = "paid"
-            pi = self._new_pi(rec, method, "succeeded", email)
+            pi = self._new_pi(rec, method, "succeeded", rec["customer_details"]["email"], name)
             self.store.save("session", rec)
             self.emit("payment_intent.succeeded", public(pi), NO_REQUEST)
         self.emit("checkout.session.completed", public(rec), NO_REQUEST)
@@ -567,14 +581,11 @@ class Emulator:
             "requires_action": False,
         }
 
-    def _complete_delayed(self, rec: dict, email, name, settle_outcome: str) -> dict:
+    def _complete_delayed(self, rec: dict, method: dict, email, name, settle_outcome) -> dict:
         if settle_outcome not in ("succeeded", "failed"):
             raise invalid("settle_outcome", "settle_outcome must be succeeded or failed.")
         self._finish(rec, email, name)
-        pi = self._new_pi(rec, "sepa_debit", "processing", email)
-        pi["processing"] = None
-        pi["latest_charge"] = pi["latest_charge"]
-        self.store.save("payment_intent", pi)
+        self._new_pi(rec, method, "processing", rec["customer_details"]["email"], name)
         due = None
         if self.config.async_delay > 0:
             due = self.clock.now() + self.config.async_delay
@@ -605,10 +616,17 @@ class Emulator:
             raise invalid("outcome", "outcome must be succeeded or failed.")
         rec["_settlement"] = None
         pi = self.store.get("payment_intent", rec["_pi"])
+        charge = self.store.get("charge", pi["latest_charge"])
         if outcome == "succeeded":
             rec["payment_status"] = "paid"
             pi["status"] = "succeeded"
             pi["amount_received"] = pi["amount"]
+            if charge:
+                charge.update(
+                    status="succeeded", paid=True, amount_captured=charge["amount"],
+                    balance_transaction=objects.new_id("txn_3"),
+                )  # fmt: skip
+                self.store.save("charge", charge)
             self.store.save("payment_intent", pi)
             self.store.save("session", rec)
             self.emit("payment_intent.succeeded", public(pi), NO_REQUEST)
@@ -622,6 +640,16 @@ class Emulator:
                 "message": "The payment was declined by the bank.",
                 "payment_method": {"id": pi["payment_method"], "type": "sepa_debit"},
             }
+            if charge:
+                charge.update(
+                    status="failed", captured=False, failure_code="generic_decline",
+                    failure_message="The payment was declined by the bank.",
+                )  # fmt: skip
+                charge["outcome"].update(
+                    network_status="declined_by_network", type="issuer_declined",
+                    reason="generic_decline", seller_message="The bank returned the decline.",
+                )  # fmt: skip
+                self.store.save("charge", charge)
             self.store.save("payment_intent", pi)
             self.store.save("session", rec)
             self.emit("payment_intent.payment_failed", public(pi), NO_REQUEST)
@@ -645,12 +673,39 @@ class Emulator:
         return self.clock.now()
 
     # -- payment intents ------------------------------------------------------------------
-    def get_payment_intent(self, pid: str) -> dict:
+    def get_payment_intent(self, pid: str, expand: list | None = None) -> dict:
         with self.lock:
             rec = self.store.get("payment_intent", pid)
             if rec is None:
                 raise no_such("payment_intent", pid, param="intent")
+            return self.render_payment_intent(rec, expand or [])
+
+    def render_payment_intent(self, rec: dict, expand: list) -> dict:
+        obj = public(rec)
+        for path in expand:
+            if path != "latest_charge":
+                raise invalid("expand", f"This property cannot be expanded ({path}).")
+            charge = self.store.get("charge", obj["latest_charge"] or "")
+            if charge:
+                obj["latest_charge"] = public(charge)
+        return obj
+
+    def get_charge(self, cid: str) -> dict:
+        with self.lock:
+            rec = self.store.get("charge", cid)
+            if rec is None:
+                raise no_such("charge", cid, param="id")
             return public(rec)
+
+    def list_charges(self, params: dict) -> dict:
+        self._check_list_params(params, LIST_PARAMS | {"payment_intent", "customer"})
+        with self.lock:
+            recs = _filter_created(self.store.newest_first("charge"), params.get("created"))
+            if params.get("payment_intent"):
+                recs = [r for r in recs if r["payment_intent"] == params["payment_intent"]]
+            page, has_more = _paginate(recs, params, "charge")
+            data = [public(r) for r in page]
+        return objects.list_object("/v1/charges", data, has_more)
 
     # -- events ---------------------------------------------------------------------------
     def emit(self, type: str, obj: dict, ctx: Ctx) -> dict:

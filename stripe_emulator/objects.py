@@ -306,3 +306,140 @@ def webhook_endpoint(
 
 def list_object(url: str, data: list[dict], has_more: bool) -> dict:
     return {"object": "list", "data": data, "has_more": has_more, "url": url}
+
+
+def card_brand(number: str) -> str:
+    if number.startswith("4"):
+        return "visa"
+    if number[:2] in {"51", "52", "53", "54", "55"} or number[:1] == "2":
+        return "mastercard"
+    if number[:2] in {"34", "37"}:
+        return "amex"
+    return "unknown"
+
+
+def charge(
+    *, created: int, pi: dict, status: str, method: dict, email: str | None, name: str | None
+) -> dict:
+    """The charge behind a PaymentIntent (refunds will hang off it, issue 6)."""
+    cid = pi["latest_charge"]
+    if method.get("type") == "sepa_debit":
+        details = {
+            "type": "sepa_debit",
+            "sepa_debit": {
+                "bank_code": method.get("iban", "")[4:12] or None,
+                "branch_code": None,
+                "country": method.get("iban", "")[:2] or None,
+                "fingerprint": new_id("", 16),
+                "last4": method.get("iban", "")[-4:] or None,
+                "mandate": new_id("mandate_1"),
+            },
+        }
+    else:
+        number = method.get("number", "4242424242424242")
+        brand = card_brand(number)
+        details = {
+            "type": "card",
+            "card": {
+                "amount_authorized": pi["amount"],
+                "authorization_code": None,
+                "brand": brand,
+                "checks": {
+                    "address_line1_check": None,
+                    "address_postal_code_check": None,
+                    "cvc_check": "pass",
+                },
+                "country": "US",
+                "exp_month": 12,
+                "exp_year": 2034,
+                "extended_authorization": {"status": "disabled"},
+                "fingerprint": new_id("", 16),
+                "funding": "credit",
+                "incremental_authorization": {"status": "unavailable"},
+                "installments": None,
+                "last4": number[-4:],
+                "mandate": None,
+                "multicapture": {"status": "unavailable"},
+                "network": brand,
+                "network_token": {"used": False},
+                "network_transaction_id": None,
+                "overcapture": {"maximum_amount_capturable": pi["amount"], "status": "unavailable"},
+                "regulated_status": None,
+                "three_d_secure": None,
+                "transaction_link_id": None,
+                "wallet": None,
+            },
+        }
+    paid = status == "succeeded"
+    return {
+        "id": cid,
+        "object": "charge",
+        "amount": pi["amount"],
+        "amount_captured": pi["amount"] if paid else 0,
+        "amount_refunded": 0,
+        "application": None,
+        "application_fee": None,
+        "application_fee_amount": None,
+        "balance_transaction": new_id("txn_3") if paid else None,
+        "billing_details": {
+            "address": {
+                "city": None,
+                "country": None,
+                "line1": None,
+                "line2": None,
+                "postal_code": None,
+                "state": None,
+            },
+            "email": email,
+            "name": name,
+            "phone": None,
+            "tax_id": None,
+        },
+        "calculated_statement_descriptor": "PAYBRIDGE EMULATOR",
+        "captured": status != "failed",
+        "created": created,
+        "currency": pi["currency"],
+        "customer": None,
+        "description": pi["description"],
+        "disputed": False,
+        "failure_balance_transaction": None,
+        "failure_code": None,
+        "failure_message": None,
+        "fraud_details": {},
+        "livemode": False,
+        "metadata": dict(pi["metadata"]),
+        "on_behalf_of": None,
+        "outcome": {
+            "advice_code": None,
+            "network_advice_code": None,
+            "network_decline_code": None,
+            "network_status": "approved_by_network",
+            "reason": None,
+            "risk_level": "normal",
+            "seller_message": "Payment complete.",
+            "type": "authorized",
+        },
+        "paid": paid,
+        "payment_intent": pi["id"],
+        "payment_method": pi["payment_method"],
+        "payment_method_details": details,
+        "receipt_email": email,
+        "receipt_number": None,
+        "receipt_url": None,
+        "refunded": False,
+        "refunds": {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "url": f"/v1/charges/{cid}/refunds",
+        },
+        "review": None,
+        "shipping": None,
+        "source": None,
+        "source_transfer": None,
+        "statement_descriptor": None,
+        "statement_descriptor_suffix": None,
+        "status": status,
+        "transfer_data": None,
+        "transfer_group": None,
+    }

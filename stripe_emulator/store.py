@@ -8,7 +8,7 @@ import json
 import sqlite3
 import threading
 
-KINDS = ("session", "payment_intent", "event", "webhook_endpoint", "idempotency", "meta")
+KINDS = ("session", "payment_intent", "charge", "event", "webhook_endpoint", "idempotency", "meta")
 
 
 class Store:

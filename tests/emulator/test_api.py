@@ -53,6 +53,7 @@ def test_every_fixture_key_is_present(client, emu):
     emu.control("POST", f"checkout/sessions/{s.id}/pay", {"card": "4242424242424242"})
     s = client.v1.checkout.sessions.retrieve(s.id)
     pi = client.v1.payment_intents.retrieve(s.payment_intent)
+    charge = client.v1.charges.retrieve(pi.latest_charge)
     item = client.v1.checkout.sessions.line_items.list(s.id).data[0]
     event = client.v1.events.list().data[0]
     endpoint = client.v1.webhook_endpoints.create(
@@ -61,6 +62,7 @@ def test_every_fixture_key_is_present(client, emu):
     for name, obj in [
         ("checkout.session", s),
         ("payment_intent", pi),
+        ("charge", charge),
         ("item", item),
         ("price", item.price),
         ("event", event),
@@ -307,6 +309,14 @@ def test_delayed_payment_settles_by_clock_and_control(client, emu):
     b = client.v1.checkout.sessions.retrieve(b.id, {"expand": ["payment_intent"]})
     assert (a.payment_status, a.payment_intent.status) == ("paid", "succeeded")
     assert (b.payment_status, b.payment_intent.status) == ("unpaid", "requires_payment_method")
+    assert client.v1.charges.retrieve(b.payment_intent.latest_charge).status == "failed"
+    expanded = client.v1.checkout.sessions.retrieve(
+        a.id, {"expand": ["payment_intent.latest_charge"]}
+    )
+    charge = expanded.payment_intent.latest_charge
+    assert (charge.status, charge.paid, charge.payment_method_details.type) == (
+        "succeeded", True, "sepa_debit",
+    )  # fmt: skip
     types = {e.type for e in client.v1.events.list({"limit": 100}).data}
     assert {
         "checkout.session.async_payment_succeeded",
