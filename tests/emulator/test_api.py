@@ -402,3 +402,26 @@ def test_setup_mode_and_zero_total_need_no_payment(client, emu):
     assert z.payment_status == "no_payment_required"
     done = emu.control("POST", f"checkout/sessions/{z.id}/pay", {"outcome": "paid"})
     assert done["session"]["status"] == "complete" and done["session"]["payment_intent"] is None
+
+
+def test_concurrent_requests_are_safe(emu):
+    from concurrent.futures import ThreadPoolExecutor
+
+    retrying = stripe.StripeClient(
+        emu.api_key, base_addresses={"api": emu.url}, max_network_retries=3
+    )
+
+    def create(n: int) -> str:
+        key = "shared" if n % 2 else f"own-{n}"
+        return retrying.v1.checkout.sessions.create(
+            params=session_params(), options={"idempotency_key": key}
+        ).id
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(create, range(40)))
+    shared = {ids[n] for n in range(40) if n % 2}
+    assert len(shared) == 1
+    own = {ids[n] for n in range(40) if not n % 2}
+    assert len(own) == 20
+    listed = [s.id for s in retrying.v1.checkout.sessions.list({"limit": 100}).data]
+    assert sorted(listed) == sorted(own | shared)
