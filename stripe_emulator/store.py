@@ -72,9 +72,18 @@ class Store:
         keep = keep or {}
         with self.lock:
             for kind, table in self._tables.items():
-                for oid in list(table):
-                    if oid not in keep.get(kind, set()):
-                        self.delete(kind, oid)
+                kept = keep.get(kind, set())
+                for oid in [o for o in table if o not in kept]:
+                    del table[oid]
+            if self._db is not None:
+                self._db.execute("DELETE FROM objects")
+                for kind, table in self._tables.items():
+                    for rec in table.values():
+                        self._db.execute(
+                            "INSERT INTO objects (kind, id, body) VALUES (?, ?, ?)",
+                            (kind, rec["id"], json.dumps(rec)),
+                        )
+                self._db.commit()
 
 
 def public(rec: dict) -> dict:

@@ -34,6 +34,9 @@ class Dispatcher:
         self.emu = emulator
         self.cond = threading.Condition()
         self.deliveries: dict[str, dict] = {}
+        # Indexes so a long benchmark run does not make every worker wake-up O(all deliveries).
+        self.pending: dict[str, dict] = {}
+        self.by_event: dict[str, list[dict]] = {}
         self.dropped: dict[str, int] = {}
         self.paused = False
         self._ids = itertools.count(1)
@@ -55,6 +58,8 @@ class Dispatcher:
     def reset(self) -> None:
         with self.cond:
             self.deliveries.clear()
+            self.pending.clear()
+            self.by_event.clear()
             self.dropped.clear()
             self.paused = False
             self.cond.notify_all()
@@ -79,9 +84,7 @@ class Dispatcher:
         with self.cond:
             for ep in endpoints:
                 held = [
-                    d
-                    for d in self.deliveries.values()
-                    if d["_held"] and d["_endpoint_id"] == ep["id"]
+                    d for d in self.pending.values() if d["_held"] and d["_endpoint_id"] == ep["id"]
                 ]
                 for _ in range(copies):
                     d = {
@@ -100,6 +103,8 @@ class Dispatcher:
                         "_busy": False,
                     }
                     self.deliveries[d["id"]] = d
+                    self.pending[d["id"]] = d
+                    self.by_event.setdefault(event["id"], []).append(d)
                     created.append(d)
                 # Events held by an out_of_order fault go once this newer one was attempted.
                 for h in held:
@@ -131,9 +136,10 @@ class Dispatcher:
 
     def list(self, event_id: str | None = None, type: str | None = None) -> list[dict]:
         with self.cond:
+            source = self.by_event.get(event_id, []) if event_id else self.deliveries.values()
             return [
                 self._public(d)
-                for d in self.deliveries.values()
+                for d in source
                 if (not event_id or d["event_id"] == event_id)
                 and (not type or d["event_type"] == type)
             ]
@@ -141,10 +147,9 @@ class Dispatcher:
     def pending_count(self, event_id: str) -> int:
         with self.cond:
             endpoints = {}
-            for d in self.deliveries.values():
-                if d["event_id"] == event_id:
-                    ok = d["status"] == "succeeded"
-                    endpoints[d["_endpoint_id"]] = endpoints.get(d["_endpoint_id"], False) or ok
+            for d in self.by_event.get(event_id, []):
+                ok = d["status"] == "succeeded"
+                endpoints[d["_endpoint_id"]] = endpoints.get(d["_endpoint_id"], False) or ok
             return sum(1 for ok in endpoints.values() if not ok) + self.dropped.get(event_id, 0)
 
     def delivered(self, event_id: str) -> bool:
@@ -157,7 +162,7 @@ class Dispatcher:
         if self.paused:
             return None, wait
         due = None
-        for d in self.deliveries.values():
+        for d in self.pending.values():
             if d["status"] != "pending" or d["_busy"]:
                 continue
             after = self.deliveries.get(d.get("_after") or "")
@@ -230,6 +235,7 @@ class Dispatcher:
             code = attempt["status_code"]
             if code is not None and 200 <= code < 300:
                 d["status"] = "succeeded"
+                self.pending.pop(d["id"], None)
             else:
                 schedule = self.emu.config.retry_schedule
                 n = len(d["attempts"])
@@ -237,6 +243,7 @@ class Dispatcher:
                     d["_next_at"] = time.monotonic() + schedule[n - 1]
                 else:
                     d["status"] = "failed"
+                    self.pending.pop(d["id"], None)
             self.cond.notify_all()
         log.info(
             "webhook %s %s -> %s (%s)", d["event_type"], d["endpoint_url"], attempt["status_code"],

@@ -92,6 +92,9 @@ def test_db_keeps_sessions_events_and_idempotency_across_restart(tmp_path):
         }
         newer = client.v1.checkout.sessions.create(params=session_params())
         assert [x.id for x in client.v1.checkout.sessions.list().data] == [newer.id, s.id]
+        emu.control("POST", "reset")
+    with run_emulator(db_path=db) as emu:
+        assert sdk(emu).v1.checkout.sessions.list().data == []
 
 
 def test_cli_rejects_unpaired_webhook_flags():
