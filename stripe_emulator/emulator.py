@@ -535,6 +535,8 @@ class Emulator:
         rec["url"] = None
         rec["customer_details"] = objects.customer_details(email or "customer@example.com", name)
         if rec["mode"] == "subscription":
+            # Stripe always creates a customer for a subscription.
+            rec["customer"] = rec["customer"] or objects.new_id("cus_", 14)
             rec["subscription"] = objects.new_id("sub_1")
             rec["invoice"] = objects.new_id("in_1")
 

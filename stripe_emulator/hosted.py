@@ -107,8 +107,17 @@ def closed(rec: dict, status: int = 200) -> Response:
 def summary(rec: dict) -> str:
     rows = []
     for item in rec["line_items"]["data"]:
+        recurring = (item.get("price") or {}).get("recurring")
+        every = ""
+        if recurring:
+            n = recurring["interval_count"]
+            every = (
+                f" (every {n} {recurring['interval']}s)"
+                if n > 1
+                else (f" (per {recurring['interval']})")
+            )
         rows.append(
-            f"<tr><td>{html.escape(item['description'] or '')}</td>"
+            f"<tr><td>{html.escape((item['description'] or '') + every)}</td>"
             f'<td class="num">{item["quantity"]}</td>'
             f'<td class="num">{money(item["amount_total"], item["currency"])}</td></tr>'
         )
@@ -189,7 +198,8 @@ def checkout_form(rec: dict, *, error: str | None = None, values=None, status: i
             f'<select id="sepa_outcome" name="sepa_outcome">{options}</select>'
             "</fieldset>"
         )
-    pay_label = f"Pay {money(rec['amount_total'], rec['currency'])}".strip()
+    verb = "Subscribe" if rec["mode"] == "subscription" else "Pay"
+    pay_label = f"{verb} {money(rec['amount_total'], rec['currency'])}".strip()
     body = (
         f"{back}<h1>Checkout</h1>{summary(rec)}{err}"
         f'<form method="post" action="/c/pay/{esc(rec["id"])}" novalidate>'
