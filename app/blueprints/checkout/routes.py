@@ -1,1 +1,57 @@
-"""Routes: filled in by the issue that builds this blueprint."""
+"""Where Stripe sends the shopper back: check with the PSP, then on to the merchant's own pages."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import redirect, render_template, request
+
+from app.blueprints.checkout import bp
+from app.errors import PayBridgeError
+from app.models import Payment
+from app.webhooks.returns import check_on_return, find_payment, format_amount, with_payment_id
+
+log = logging.getLogger(__name__)
+
+
+def _payment_or_404(payment_id: str) -> Payment:
+    payment = find_payment(payment_id)
+    if payment is None:
+        raise PayBridgeError("PAYMENT_NOT_FOUND")
+    return payment
+
+
+@bp.get("/checkout/return/<payment_id>")
+def checkout_return(payment_id: str):
+    """The shopper finished checkout: learn the outcome from the PSP, then the merchant's page."""
+    payment = _payment_or_404(payment_id)
+    target = with_payment_id(payment.success_url, payment.public_id)
+    outcome = check_on_return(payment, request.args.get("session_id"))
+    log.info("shopper returned for %s (check: %s)", payment_id, outcome or "not asked")
+    return redirect(target, 303)
+
+
+@bp.get("/checkout/cancel/<payment_id>")
+def checkout_cancel(payment_id: str):
+    """The shopper left checkout: the payment stays open until its session expires."""
+    payment = _payment_or_404(payment_id)
+    log.info("shopper left checkout for %s (%s)", payment_id, payment.status)
+    return redirect(with_payment_id(payment.cancel_url, payment.public_id), 303)
+
+
+@bp.get("/checkout/status/<payment_id>")
+def checkout_status(payment_id: str):
+    """The payment's current status, reloading every few seconds until it is final."""
+    payment = _payment_or_404(payment_id)
+    refresh = not payment.is_final and request.args.get("refresh") != "0"
+    response = render_template(
+        "checkout/status.html",
+        payment=payment,
+        amount=format_amount(payment.amount, payment.currency),
+        refresh=refresh,
+        merchant_url=with_payment_id(
+            payment.success_url if payment.status == "SUCCESS" else payment.cancel_url,
+            payment.public_id,
+        ),
+    )
+    return response, 200, {"Cache-Control": "no-store"}

@@ -1,0 +1,1 @@
+"""What PayBridge does with what the PSP tells it: webhook events and retrieved sessions."""

@@ -1,0 +1,96 @@
+"""The shopper's return from the hosted checkout: not proof of payment, but a cue to ask the PSP."""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from app.extensions import db
+from app.models import Payment
+from app.payments.status import PaymentStatus, StatusSource
+from app.psp.base import PspError
+from app.psp.factory import get_provider
+from app.webhooks.processing import apply_session
+
+log = logging.getLogger(__name__)
+
+_SESSION_ID = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
+_PAYMENT_ID = re.compile(r"^pay_[A-Za-z0-9]{1,28}$")
+
+# ISO 4217 minor-unit exponents that are not 2.
+_ZERO_DECIMAL = frozenset(
+    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
+)
+_THREE_DECIMAL = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
+
+
+def find_payment(public_id: str) -> Payment | None:
+    """The payment with this public id, or None (also for ids that cannot be ours)."""
+    if not _PAYMENT_ID.match(public_id or ""):
+        return None
+    return db.session.execute(
+        db.select(Payment).where(Payment.public_id == public_id)
+    ).scalar_one_or_none()
+
+
+def check_on_return(payment: Payment, session_id_hint: str | None) -> str | None:
+    """Ask the PSP once about a payment still waiting (INITIATED) and apply the answer.
+
+    A CREATED payment (its registration answer was lost) has no session id of its own: the
+    session named in the return URL is used, and apply_session checks it belongs to the
+    payment. Returns apply_session's outcome, or None when nothing was asked or the PSP could
+    not answer: the shopper is redirected either way.
+    """
+    status = payment.status_enum
+    if status not in (PaymentStatus.INITIATED, PaymentStatus.CREATED):
+        return None
+    session_id = payment.psp_session_id
+    if session_id is None:
+        if not session_id_hint or not _SESSION_ID.match(session_id_hint):
+            return None
+        session_id = session_id_hint
+    elif session_id_hint and session_id_hint != session_id:
+        log.warning(
+            "return for %s names session %.60s, not its own %s: asking about its own",
+            payment.public_id,
+            session_id_hint,
+            session_id,
+        )
+    payment_pk, public_id = payment.id, payment.public_id
+    try:
+        session = get_provider(payment.psp).retrieve_checkout_session(session_id)
+    except PspError as exc:
+        log.warning(
+            "return for %s: could not ask the PSP about %s (%s: %s); redirecting anyway",
+            public_id,
+            session_id,
+            type(exc).__name__,
+            exc.message,
+        )
+        return None
+    try:
+        return apply_session(payment_pk, session, source=StatusSource.RETURN)
+    except Exception:
+        # Never strand the shopper: the webhook or reconciliation will apply it later.
+        db.session.rollback()
+        log.exception("return for %s: could not apply session %s", public_id, session_id)
+        return None
+
+
+def with_payment_id(url: str, public_id: str) -> str:
+    """The merchant's URL with `payment_id=<id>` added, its other query parameters kept."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "payment_id"]
+    query.append(("payment_id", public_id))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def format_amount(amount: int, currency: str) -> str:
+    """Minor units as a human amount: 1999 EUR → '19.99 EUR', 500 JPY → '500 JPY'."""
+    code = currency.upper()
+    exponent = 0 if code in _ZERO_DECIMAL else 3 if code in _THREE_DECIMAL else 2
+    if exponent == 0:
+        return f"{amount:,} {code}"
+    major, minor = divmod(amount, 10**exponent)
+    return f"{major:,}.{minor:0{exponent}d} {code}"
