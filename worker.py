@@ -1,17 +1,156 @@
-"""RQ worker entry point: `python worker.py` (jobs arrive with the outcomes issue)."""
+"""RQ worker entry point: `python worker.py [--burst] [--no-cron] [--queues a,b]`.
 
-from app import create_app
-from app.tasks import QUEUE_NAMES, get_queue
+Runs the notifications, recon and default queues with RQ's scheduler (for delayed retries)
+and RQ's cron scheduler (periodic jobs from app/tasks/schedule.py) in a thread.
+
+Why SimpleWorker (no fork per job): RQ's default Worker forks a work horse for every job, and a
+forked child inheriting the parent's SQLAlchemy pool would share its MySQL sockets. With
+SimpleWorker jobs run in this process, each inside a fresh app context, so there is no fork to
+share a connection across, and the pool is reused between jobs instead of reconnecting for
+every notification (a fork + connect costs more than most deliveries). The price: a job that
+leaks memory or crashes the interpreter takes the worker with it, which the process manager
+restarts; jobs are idempotent and the sweeper re-enqueues anything lost. RQ's delayed-job
+scheduler still forks a process, which only talks to Redis; the pool is disposed in any forked
+child anyway (os.register_at_fork), so nothing is shared whatever worker class is used.
+
+SIGTERM (or Ctrl-C) is a warm shutdown: the current job finishes, then the worker exits; a
+second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import threading
+
+from flask import Flask
+from redis.exceptions import RedisError
+from rq import SimpleWorker
+
+log = logging.getLogger("paybridge.worker")
+
+CRON_LEADER_TTL_SECONDS = 60
+CRON_MAX_SLEEP_SECONDS = 10.0
 
 
-def main() -> None:
-    from rq import Worker
+class AppWorker(SimpleWorker):
+    """A SimpleWorker that runs each job in its own app context (and so its own DB session)."""
+
+    flask_app: Flask
+
+    def execute_job(self, job, queue):
+        with self.flask_app.app_context():
+            return super().execute_job(job, queue)
+
+
+def build_worker(app: Flask, queue_names: list[str] | None = None, **kwargs) -> AppWorker:
+    from app.tasks import QUEUE_NAMES, get_queue
+
+    with app.app_context():
+        queues = [get_queue(name) for name in (queue_names or QUEUE_NAMES)]
+    worker_class = type("PayBridgeWorker", (AppWorker,), {"flask_app": app})
+    return worker_class(queues, connection=queues[0].connection, **kwargs)
+
+
+class CronThread(threading.Thread):
+    """Drives RQ's CronScheduler in a thread (its own start() wants the main thread's signals).
+
+    With several worker processes only one enqueues periodic jobs: a Redis key with a TTL
+    elects the leader, so a dead leader is replaced within CRON_LEADER_TTL_SECONDS.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        super().__init__(name="cron", daemon=True)
+        from app.tasks import get_redis
+        from app.tasks.schedule import build_cron
+
+        self.connection = get_redis(app)
+        self.cron = build_cron(app, self.connection)
+        self.leader_key = f"{app.config['RQ_QUEUE_PREFIX']}:cron-leader"
+        self._stop_event = threading.Event()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+
+    def _is_leader(self) -> bool:
+        name = self.cron.name
+        if self.connection.set(self.leader_key, name, nx=True, ex=CRON_LEADER_TTL_SECONDS):
+            return True
+        current = self.connection.get(self.leader_key)
+        if current is not None and current.decode() == name:
+            self.connection.expire(self.leader_key, CRON_LEADER_TTL_SECONDS)
+            return True
+        return False
+
+    def run(self) -> None:
+        registered = False
+        while not self._stop_event.is_set():
+            sleep = CRON_MAX_SLEEP_SECONDS
+            try:
+                if not registered:
+                    self.cron.register_birth()
+                    registered = True
+                if self._is_leader():
+                    if self.cron.enqueue_jobs():
+                        self.cron.save()
+                    sleep = min(self.cron.calculate_sleep_interval(), CRON_MAX_SLEEP_SECONDS)
+                self.cron.heartbeat()
+            except RedisError as exc:
+                log.warning("cron scheduler: Redis unreachable (%s); retrying", exc)
+            except Exception:
+                log.exception("cron scheduler: unexpected error; retrying")
+            self._stop_event.wait(max(sleep, 0.5))
+        try:
+            current = self.connection.get(self.leader_key)
+            if current is not None and current.decode() == self.cron.name:
+                self.connection.delete(self.leader_key)
+            if registered:
+                self.cron.register_death()
+        except RedisError:
+            pass
+
+
+def dispose_pool_after_fork(app: Flask) -> None:
+    """A forked child must open its own DB connections, never reuse the parent's sockets."""
+    from app.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="PayBridge background worker (RQ)")
+    parser.add_argument("--burst", action="store_true", help="run queued jobs, then exit")
+    parser.add_argument("--no-cron", action="store_true", help="do not enqueue periodic jobs")
+    parser.add_argument("--queues", help="comma-separated queue names (default: all)")
+    parser.add_argument("--name", help="worker name (default: RQ's)")
+    args = parser.parse_args(argv)
+
+    from app import create_app
 
     app = create_app()
-    with app.app_context():
-        queues = [get_queue(name) for name in QUEUE_NAMES]
-        Worker(queues, connection=queues[0].connection).work()
+    dispose_pool_after_fork(app)
+    queue_names = [q.strip() for q in args.queues.split(",")] if args.queues else None
+    worker = build_worker(app, queue_names, name=args.name)
+
+    cron = None
+    if not args.burst and not args.no_cron:
+        cron = CronThread(app)
+        cron.start()
+    try:
+        worker.work(
+            burst=args.burst,
+            with_scheduler=True,
+            logging_level=str(app.config.get("LOG_LEVEL", "INFO")).upper(),
+        )
+    finally:
+        if cron:
+            cron.stop()
+            cron.join(timeout=5)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

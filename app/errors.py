@@ -32,6 +32,7 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "FORBIDDEN": ErrorSpec(403, "You are not allowed to do this."),
     "NOT_FOUND": ErrorSpec(404, "There is nothing at this address."),
     "PAYMENT_NOT_FOUND": ErrorSpec(404, "No such payment."),
+    "NOTIFICATION_NOT_FOUND": ErrorSpec(404, "No such notification."),
     "METHOD_NOT_ALLOWED": ErrorSpec(405, "This method is not allowed here."),
     "DUPLICATE_MERCHANT_REFERENCE": ErrorSpec(
         409, "A payment with this merchant_reference already exists."
@@ -40,6 +41,9 @@ ERROR_CODES: dict[str, ErrorSpec] = {
         409, "A request with this Idempotency-Key is still being processed; retry shortly.", True
     ),
     "PAYMENT_ALREADY_FINAL": ErrorSpec(409, "The payment is already final."),
+    "NOTIFICATION_PENDING": ErrorSpec(
+        409, "The notification is still being delivered; resend it once delivered or failed."
+    ),
     "ILLEGAL_TRANSITION": ErrorSpec(409, "This status change is not allowed."),
     "PAYLOAD_TOO_LARGE": ErrorSpec(413, "The request body is too large."),
     "UNSUPPORTED_MEDIA_TYPE": ErrorSpec(415, "Send the body as application/json."),
