@@ -39,6 +39,13 @@ def stripe_webhook():
         # The reason only: never the body, the header or a secret.
         log.warning("stripe webhook rejected (%s, %d bytes): %s", code, len(payload), exc)
         raise PayBridgeError(code) from None
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        # Raised by the SDK while parsing a correctly signed body that is not an event object
+        # (e.g. a JSON array). Stripe retries any non-2xx, so nothing genuine is lost.
+        WEBHOOK_EVENTS.labels("unverified", "rejected").inc()
+        log.warning("stripe webhook rejected (unparseable signed body, %d bytes): %s",
+                    len(payload), type(exc).__name__)  # fmt: skip
+        raise PayBridgeError("WEBHOOK_PAYLOAD_INVALID") from None
     try:
         stored = process_event(event, received_via="webhook", psp="stripe")
         outcome = stored.outcome
