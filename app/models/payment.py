@@ -39,6 +39,14 @@ class Payment(db.Model):
         Index("ix_payments_status_updated", "status", "updated_at"),
         Index("ix_payments_merchant_email", "merchant_id", "customer_email"),
         Index("ix_payments_created", "created_at", "id"),
+        # Dashboard filters (migration 0003_dashboard).
+        Index("ix_payments_merchant_currency_created", "merchant_id", "currency", "created_at"),
+        Index("ix_payments_merchant_type_created", "merchant_id", "payment_type", "created_at"),
+        Index("ix_payments_merchant_amount", "merchant_id", "amount"),
+        Index("ix_payments_status_created", "status", "created_at"),
+        Index("ix_payments_currency_created", "currency", "created_at"),
+        Index("ix_payments_merchant_reference", "merchant_reference"),
+        Index("ix_payments_customer_email", "customer_email"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

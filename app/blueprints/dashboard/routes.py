@@ -1,1 +1,794 @@
-"""Routes: filled in by the issue that builds this blueprint."""
+"""Dashboard pages: thin views over app/dashboard (queries, services, audit).
+
+Tenancy: a merchant user's scope is its own merchant_id, always taken from the logged-in user;
+an operator's scope is every merchant, narrowed by an optional `merchant_id` filter. Anything
+outside the scope answers 404, exactly as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
+from flask_login import current_user, login_required, login_user, logout_user
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.blueprints.dashboard import bp
+from app.blueprints.dashboard.forms import (
+    ApiKeyForm,
+    ConfirmForm,
+    EventFilterForm,
+    ExpireForm,
+    LoginForm,
+    NotifyUrlForm,
+    TransactionFilterForm,
+)
+from app.dashboard import audit, charts, queries, services, transactions
+from app.dashboard.money import format_minor, format_money
+from app.errors import PayBridgeError
+from app.extensions import db, limiter, login_manager
+from app.models import User, utcnow
+from app.payments.serialize import iso
+
+log = logging.getLogger(__name__)
+
+# A hash to compare against when the email is unknown, so both paths take the same time.
+_DUMMY_HASH = generate_password_hash("paybridge-no-such-user")
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    try:
+        return db.session.get(User, int(user_id))
+    except (TypeError, ValueError):
+        return None
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _is_operator() -> bool:
+    return current_user.is_authenticated and current_user.is_operator
+
+
+def scope_merchant_id() -> int | None:
+    """The merchant whose data this request may see; None = all (operators only)."""
+    if _is_operator():
+        return request.values.get("merchant_id", type=int)
+    if current_user.merchant_id is None:
+        abort(403, "Your account is not linked to a merchant. Ask an operator to fix it.")
+    return current_user.merchant_id
+
+
+def own_merchant_id() -> int | None:
+    """The scope for loading one object by id: a merchant's own, or anything for operators."""
+    return None if _is_operator() else scope_merchant_id()
+
+
+def settings_merchant():
+    """The one merchant a keys/settings page acts on (operators pick it); None = must pick."""
+    merchant_id = scope_merchant_id()
+    if merchant_id is None:
+        return None
+    merchant = queries.get_merchant(merchant_id)
+    if merchant is None:
+        abort(404, "No such merchant.")
+    return merchant
+
+
+def client_ip() -> str | None:
+    return request.remote_addr
+
+
+def audit_action(action: str, *, merchant_id: int | None, **kwargs) -> None:
+    """Append an audit row for the current user and request (committed with the action)."""
+    user = current_user if current_user.is_authenticated else None
+    audit.record(
+        action,
+        user=user,
+        merchant_id=merchant_id,
+        ip=client_ip(),
+        user_agent=request.user_agent.string,
+        **kwargs,
+    )
+
+
+def safe_next(target: str | None) -> str:
+    """Only ever redirect after log-in to a page of this dashboard (no open redirect)."""
+    if target:
+        parts = urlsplit(target)
+        if (
+            not parts.scheme
+            and not parts.netloc
+            and target.startswith("/dashboard")
+            and not target.startswith("//")
+            and "\\" not in target
+        ):
+            return target
+    return url_for("dashboard.overview")
+
+
+def operator_required() -> None:
+    if not _is_operator():
+        abort(403, "Only operators can do this.")
+
+
+def _login_rate_key() -> str:
+    email = (request.form.get("email") or "").strip().lower()[:254]
+    return f"dashboard-login:{request.remote_addr}:{email}"
+
+
+def _psp_links(payment) -> list[tuple[str, str]]:
+    base = (current_app.config.get("STRIPE_API_BASE") or "").rstrip("/")
+    links = []
+    if base.startswith("https://api.stripe.com"):
+        key = current_app.config.get("STRIPE_SECRET_KEY") or ""
+        mode = "test/" if "_test_" in key else ""
+        if payment.psp_payment_intent_id:
+            links.append(
+                (
+                    "Payment in the Stripe dashboard",
+                    f"https://dashboard.stripe.com/{mode}payments/{payment.psp_payment_intent_id}",
+                )
+            )
+        if payment.psp_subscription_id:
+            links.append(
+                (
+                    "Subscription in the Stripe dashboard",
+                    f"https://dashboard.stripe.com/{mode}subscriptions/{payment.psp_subscription_id}",
+                )
+            )
+    elif base and payment.psp_session_id:
+        links.append(
+            ("Checkout session on the Stripe emulator", f"{base}/c/pay/{payment.psp_session_id}")
+        )
+    return links
+
+
+@bp.context_processor
+def dashboard_context() -> dict:
+    return {
+        "money": format_money,
+        "minor": format_minor,
+        "iso": iso,
+        "is_operator": _is_operator(),
+        "pretty_json": lambda value: json.dumps(value, indent=2, sort_keys=True, default=str),
+    }
+
+
+@bp.after_request
+def private_headers(response: Response) -> Response:
+    # Payment data and secrets: never cached, never framed.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'self'"
+    )
+    return response
+
+
+# --- log-in -----------------------------------------------------------------------------------
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit("5/minute", key_func=_login_rate_key, methods=["POST"])
+@limiter.limit("30/minute", methods=["POST"])
+def login():
+    """Log a dashboard user in; wrong email and wrong password look the same."""
+    if current_user.is_authenticated:
+        return redirect(url_for("dashboard.overview"))
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = request.args.get("next", "")
+    if form.validate_on_submit():
+        user = services.find_user_by_email(form.email.data)
+        if user is None:
+            check_password_hash(_DUMMY_HASH, form.password.data)
+        if user is not None and user.check_password(form.password.data):
+            session.clear()  # a fresh session on log-in: nothing carried over from before
+            login_user(user)
+            user.last_login_at = utcnow()
+            audit_action(
+                "login", merchant_id=user.merchant_id, target_type="user", target_id=user.id
+            )
+            db.session.commit()
+            return redirect(safe_next(form.next.data))
+        audit.record(
+            "login_failed",
+            user=user,
+            merchant_id=user.merchant_id if user else None,
+            ip=client_ip(),
+            user_agent=request.user_agent.string,
+            detail={"email": form.email.data.strip().lower()[:254]},
+        )
+        db.session.commit()
+        form.password.errors.append("The email or the password is wrong.")
+        return render_template("dashboard/login.html", form=form), 401
+    status = 400 if request.method == "POST" else 200
+    return render_template("dashboard/login.html", form=form), status
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout():
+    """Log out (POST with CSRF, so no other site can log a user out)."""
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        abort(400, "The form expired; please try again.")
+    audit_action(
+        "logout",
+        merchant_id=current_user.merchant_id,
+        target_type="user",
+        target_id=current_user.id,
+    )
+    db.session.commit()
+    logout_user()
+    session.clear()
+    flash("You are logged out.", "info")
+    return redirect(url_for("dashboard.login"))
+
+
+# --- overview ---------------------------------------------------------------------------------
+
+
+@bp.route("/")
+@login_required
+def overview():
+    """Volumes, amounts, success rate and what needs attention."""
+    merchant_id = scope_merchant_id()
+    data = queries.overview(merchant_id=merchant_id)
+    return render_template(
+        "dashboard/overview.html",
+        data=data,
+        volume_chart=charts.volume_chart(data.days),
+        amount_charts=[charts.amount_chart(data.days, cur) for cur in data.currencies[:3]],
+        merchant_id=merchant_id,
+        merchants=queries.merchants() if _is_operator() else [],
+    )
+
+
+# --- transactions -----------------------------------------------------------------------------
+
+
+def _decimal_or_none(value) -> Decimal | None:
+    return value if isinstance(value, Decimal) else None
+
+
+def _filter_from_form(form: TransactionFilterForm) -> transactions.TransactionFilter:
+    return transactions.TransactionFilter(
+        merchant_id=scope_merchant_id(),
+        status=form.status.data or None,
+        date_from=form.date_from.data,
+        date_to=form.date_to.data,
+        amount_min=_decimal_or_none(form.amount_min.data),
+        amount_max=_decimal_or_none(form.amount_max.data),
+        currency=form.currency.data or None,
+        payment_type=form.payment_type.data or None,
+        q=form.q.data or None,
+    )
+
+
+@bp.route("/payments")
+@login_required
+def payments():
+    """The transactions table: filters, search, keyset pages."""
+    form = TransactionFilterForm(formdata=request.args)
+    valid = form.validate()
+    txf = (
+        _filter_from_form(form)
+        if valid
+        else transactions.TransactionFilter(merchant_id=scope_merchant_id())
+    )
+    try:
+        result = transactions.page(
+            txf, after=request.args.get("after"), before=request.args.get("before")
+        )
+    except transactions.BadCursor as exc:
+        flash(str(exc), "warning")
+        result = transactions.page(txf)
+    status = 200 if valid else 400
+    query_args = {k: v for k, v in request.args.items() if k not in ("after", "before") and v}
+    return (
+        render_template(
+            "dashboard/payments.html",
+            form=form,
+            page=result,
+            query_args=query_args,
+            merchants=queries.merchants() if _is_operator() else [],
+        ),
+        status,
+    )
+
+
+@bp.route("/payments/export.csv")
+@login_required
+def export_payments():
+    """The filtered set as CSV, streamed row batch by row batch."""
+    form = TransactionFilterForm(formdata=request.args)
+    if not form.validate():
+        abort(400, "The filters are not valid; fix them on the transactions page first.")
+    txf = _filter_from_form(form)
+    stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    return Response(
+        stream_with_context(transactions.export_csv(txf)),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="payments-{stamp}.csv"'},
+    )
+
+
+def _payment_or_404(public_id: str):
+    payment = queries.payment_by_public_id(public_id, merchant_id=own_merchant_id())
+    if payment is None:
+        abort(404, "No such payment.")
+    return payment
+
+
+@bp.route("/payments/<public_id>")
+@login_required
+def payment_detail(public_id: str):
+    """One payment's whole story."""
+    payment = _payment_or_404(public_id)
+    return render_template(
+        "dashboard/payment.html",
+        story=queries.payment_story(payment),
+        psp_links=_psp_links(payment),
+        confirm=ConfirmForm(),
+    )
+
+
+@bp.route("/payments/<public_id>/expire", methods=["GET", "POST"])
+@login_required
+def expire(public_id: str):
+    """Confirm, then expire a payment that is not final (PSP session expired, FAILED)."""
+    payment = _payment_or_404(public_id)
+    form = ExpireForm()
+    if payment.is_final:
+        flash(f"This payment is already {payment.status}; nothing to expire.", "warning")
+        return redirect(url_for("dashboard.payment_detail", public_id=public_id))
+    if not form.validate_on_submit():
+        code = 400 if request.method == "POST" else 200
+        return render_template("dashboard/confirm_expire.html", payment=payment, form=form), code
+    from app.payments.service import expire_payment
+    from app.payments.status import StatusSource
+
+    payment_id, merchant_id, reason = payment.id, payment.merchant_id, form.reason.data.strip()
+    try:
+        expired = expire_payment(payment_id, source=StatusSource.DASHBOARD, reason=reason)
+        outcome = {"result": "ok", "status": expired.status, "reason": reason}
+        flash(f"Payment {public_id} is now {expired.status}.", "success")
+    except PayBridgeError as exc:
+        db.session.rollback()
+        outcome = {"result": "error", "code": exc.code, "reason": reason}
+        flash(f"The payment was not expired: {exc.message}", "error")
+    audit_action(
+        "payment_expire",
+        merchant_id=merchant_id,
+        target_type="payment",
+        target_id=public_id,
+        detail=outcome,
+    )
+    db.session.commit()
+    return redirect(url_for("dashboard.payment_detail", public_id=public_id))
+
+
+@bp.route("/payments/<public_id>/reconcile", methods=["GET", "POST"])
+@login_required
+def reconcile(public_id: str):
+    """Confirm, then ask the PSP for this payment's truth and apply it."""
+    payment = _payment_or_404(public_id)
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        code = 400 if request.method == "POST" else 200
+        return render_template("dashboard/confirm_reconcile.html", payment=payment, form=form), code
+    from app.reconciliation.service import reconcile_payment
+
+    payment_id, merchant_id = payment.id, payment.merchant_id
+    try:
+        result = reconcile_payment(payment_id, trigger="dashboard")
+        outcome = {"result": "ok", **_jsonable(result)}
+        flash(f"Reconciled {public_id}: {_describe(result)}", "success")
+    except PayBridgeError as exc:
+        db.session.rollback()
+        outcome = {"result": "error", "code": exc.code}
+        flash(f"Reconciliation did not finish: {exc.message}", "error")
+    audit_action(
+        "payment_reconcile",
+        merchant_id=merchant_id,
+        target_type="payment",
+        target_id=public_id,
+        detail=outcome,
+    )
+    db.session.commit()
+    return redirect(url_for("dashboard.payment_detail", public_id=public_id))
+
+
+def _jsonable(value) -> dict:
+    if not isinstance(value, dict):
+        return {"value": str(value)}
+    return json.loads(json.dumps(value, default=str))
+
+
+def _describe(result) -> str:
+    if isinstance(result, dict):
+        return ", ".join(f"{k}: {v}" for k, v in result.items() if v not in (None, "", [], {}))
+    return str(result)
+
+
+@bp.route("/notifications/<int:notification_id>/resend", methods=["GET", "POST"])
+@login_required
+def resend_notification(notification_id: int):
+    """Confirm, then send a notification to the merchant's notify URL again."""
+    notification = queries.notification_in_scope(notification_id, merchant_id=own_merchant_id())
+    if notification is None:
+        abort(404, "No such notification.")
+    payment = notification.payment
+    back = (
+        url_for("dashboard.payment_detail", public_id=payment.public_id)
+        if payment
+        else url_for("dashboard.overview")
+    )
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        code = 400 if request.method == "POST" else 200
+        return (
+            render_template(
+                "dashboard/confirm_resend.html", notification=notification, form=form, back=back
+            ),
+            code,
+        )
+    from app.notifications.delivery import resend
+
+    msg_id, merchant_id = notification.public_id, notification.merchant_id
+    try:
+        resent = resend(notification_id)
+        outcome = {"result": "ok", "status": resent.status}
+        flash(f"Notification {msg_id} is queued to be sent again.", "success")
+    except PayBridgeError as exc:
+        db.session.rollback()
+        outcome = {"result": "error", "code": exc.code}
+        flash(f"The notification was not resent: {exc.message}", "error")
+    audit_action(
+        "notification_resend",
+        merchant_id=merchant_id,
+        target_type="notification",
+        target_id=msg_id,
+        detail=outcome,
+    )
+    db.session.commit()
+    return redirect(back)
+
+
+# --- reconciliation runs ----------------------------------------------------------------------
+
+
+@bp.route("/reconciliation")
+@login_required
+def recon_runs():
+    """Reconciliation runs, newest first."""
+    scope_merchant_id()
+    runs = queries.recon_runs(before_id=request.args.get("before", type=int))
+    more = len(runs) > queries.LIST_PAGE_SIZE
+    return render_template(
+        "dashboard/recon_runs.html",
+        runs=runs[: queries.LIST_PAGE_SIZE],
+        next_before=runs[queries.LIST_PAGE_SIZE - 1].id if more else None,
+        form=ConfirmForm(),
+    )
+
+
+@bp.route("/reconciliation/<int:run_id>")
+@login_required
+def recon_run(run_id: int):
+    """One run and the payments it looked at (a merchant sees only its own)."""
+    from app.models import ReconciliationRun
+
+    run = db.session.get(ReconciliationRun, run_id)
+    if run is None:
+        abort(404, "No such reconciliation run.")
+    details = queries.recon_details_for(run, merchant_id=own_merchant_id())
+    return render_template("dashboard/recon_run.html", run=run, details=details)
+
+
+@bp.route("/reconciliation/run", methods=["GET", "POST"])
+@login_required
+def recon_run_now():
+    """Confirm, then run a full reconciliation pass now (operators: it spans every merchant)."""
+    operator_required()
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        code = 400 if request.method == "POST" else 200
+        return render_template("dashboard/confirm_recon_run.html", form=form), code
+    from app.reconciliation.service import run_reconciliation
+
+    try:
+        run = run_reconciliation(trigger="dashboard")
+    except PayBridgeError as exc:
+        db.session.rollback()
+        audit_action(
+            "reconciliation_run", merchant_id=None, detail={"result": "error", "code": exc.code}
+        )
+        db.session.commit()
+        flash(f"Reconciliation did not run: {exc.message}", "error")
+        return redirect(url_for("dashboard.recon_runs"))
+    run_id = run.id
+    audit_action(
+        "reconciliation_run",
+        merchant_id=None,
+        target_type="reconciliation_run",
+        target_id=run_id,
+        detail={"result": "ok", "status": run.status},
+    )
+    db.session.commit()
+    flash(f"Reconciliation run {run_id} finished: {run.status}.", "success")
+    return redirect(url_for("dashboard.recon_run", run_id=run_id))
+
+
+# --- webhook events ---------------------------------------------------------------------------
+
+
+@bp.route("/events")
+@login_required
+def events():
+    """PSP webhook events, filterable by outcome and type."""
+    merchant_id = scope_merchant_id()
+    form = EventFilterForm(formdata=request.args)
+    form.outcome.choices = [("", "Any outcome")] + [
+        (o, o.replace("_", " ")) for o in queries.EVENT_OUTCOMES
+    ]
+    form.event_type.choices = [("", "Any type")] + [(t, t) for t in queries.event_types()]
+    valid = form.validate()
+    rows = queries.events(
+        merchant_id=merchant_id,
+        outcome=form.outcome.data if valid and form.outcome.data else None,
+        event_type=form.event_type.data if valid and form.event_type.data else None,
+        before_id=request.args.get("before", type=int),
+    )
+    more = len(rows) > queries.LIST_PAGE_SIZE
+    rows = rows[: queries.LIST_PAGE_SIZE]
+    query_args = {k: v for k, v in request.args.items() if k != "before" and v}
+    return (
+        render_template(
+            "dashboard/events.html",
+            form=form,
+            rows=rows,
+            next_before=rows[-1].id if more and rows else None,
+            query_args=query_args,
+            merchants=queries.merchants() if _is_operator() else [],
+        ),
+        200 if valid else 400,
+    )
+
+
+@bp.route("/events/<int:event_id>")
+@login_required
+def event_detail(event_id: int):
+    """One PSP event with its raw payload."""
+    event = queries.event_in_scope(event_id, merchant_id=own_merchant_id())
+    if event is None:
+        abort(404, "No such event.")
+    return render_template("dashboard/event.html", event=event)
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+@bp.route("/api-keys", methods=["GET", "POST"])
+@login_required
+def api_keys():
+    """List keys by prefix; create one (its raw value is shown on this response only)."""
+    merchant = settings_merchant()
+    if merchant is None:
+        return render_template(
+            "dashboard/pick_merchant.html",
+            merchants=queries.merchants(),
+            endpoint="dashboard.api_keys",
+            title="API keys",
+        )
+    form = ApiKeyForm()
+    raw_key = None
+    code = 200
+    if form.validate_on_submit():
+        key, raw_key = services.create_api_key(merchant, form.name.data)
+        audit_action(
+            "api_key_create",
+            merchant_id=merchant.id,
+            target_type="api_key",
+            target_id=key.prefix,
+            detail={"name": key.name},
+        )
+        db.session.commit()
+        form = ApiKeyForm(formdata=None)
+    elif request.method == "POST":
+        code = 400
+    return (
+        render_template(
+            "dashboard/api_keys.html",
+            merchant=merchant,
+            keys=services.api_keys(merchant.id),
+            form=form,
+            raw_key=raw_key,
+            confirm=ConfirmForm(),
+        ),
+        code,
+    )
+
+
+@bp.route("/api-keys/<int:key_id>/revoke", methods=["GET", "POST"])
+@login_required
+def revoke_api_key(key_id: int):
+    """Confirm, then revoke a key: requests with it fail from now on."""
+    merchant = settings_merchant()
+    if merchant is None:
+        abort(404, "No such API key.")
+    key = next((k for k in services.api_keys(merchant.id) if k.id == key_id), None)
+    if key is None:
+        abort(404, "No such API key.")
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        code = 400 if request.method == "POST" else 200
+        return render_template(
+            "dashboard/confirm_revoke.html", key=key, merchant=merchant, form=form
+        ), code
+    services.revoke_api_key(merchant.id, key_id)
+    audit_action(
+        "api_key_revoke",
+        merchant_id=merchant.id,
+        target_type="api_key",
+        target_id=key.prefix,
+        detail={"name": key.name},
+    )
+    db.session.commit()
+    flash(f"API key {key.prefix}… is revoked.", "success")
+    return redirect(_merchant_url("dashboard.api_keys", merchant.id))
+
+
+def _merchant_url(endpoint: str, merchant_id: int, **kwargs) -> str:
+    if _is_operator():
+        kwargs["merchant_id"] = merchant_id
+    return url_for(endpoint, **kwargs)
+
+
+# --- settings: notify URL and signing secret ----------------------------------------------------
+
+
+@bp.route("/settings", methods=["GET"])
+@login_required
+def settings():
+    """Notify URL and signing secret (hidden until revealed)."""
+    merchant = settings_merchant()
+    if merchant is None:
+        return render_template(
+            "dashboard/pick_merchant.html",
+            merchants=queries.merchants(),
+            endpoint="dashboard.settings",
+            title="Settings",
+        )
+    form = NotifyUrlForm(formdata=None, notify_url=merchant.notify_url or "")
+    return render_template(
+        "dashboard/settings.html", merchant=merchant, form=form, confirm=ConfirmForm(), secret=None
+    )
+
+
+@bp.route("/settings/notify-url", methods=["POST"])
+@login_required
+def set_notify_url():
+    """Change where PayBridge sends this merchant's notifications."""
+    merchant = settings_merchant()
+    if merchant is None:
+        abort(404, "No such merchant.")
+    form = NotifyUrlForm()
+    error = None
+    if form.validate_on_submit():
+        try:
+            old, new = services.set_notify_url(merchant, form.notify_url.data)
+        except PayBridgeError as exc:
+            db.session.rollback()
+            error = exc.message
+        else:
+            audit_action(
+                "notify_url_change",
+                merchant_id=merchant.id,
+                target_type="merchant",
+                target_id=merchant.id,
+                detail={"from": old, "to": new},
+            )
+            db.session.commit()
+            flash("The notify URL is saved.", "success")
+            return redirect(_merchant_url("dashboard.settings", merchant.id))
+    if error:
+        form.notify_url.errors = [*form.notify_url.errors, error]
+    return render_template(
+        "dashboard/settings.html", merchant=merchant, form=form, confirm=ConfirmForm(), secret=None
+    ), 400
+
+
+@bp.route("/settings/secret/reveal", methods=["POST"])
+@login_required
+def reveal_secret():
+    """Show the signing secret on this one response (POST, audited, never cached)."""
+    merchant = settings_merchant()
+    if merchant is None:
+        abort(404, "No such merchant.")
+    confirm = ConfirmForm()
+    if not confirm.validate_on_submit():
+        abort(400, "The form expired; please try again.")
+    audit_action(
+        "secret_reveal", merchant_id=merchant.id, target_type="merchant", target_id=merchant.id
+    )
+    db.session.commit()
+    form = NotifyUrlForm(formdata=None, notify_url=merchant.notify_url or "")
+    return render_template(
+        "dashboard/settings.html",
+        merchant=merchant,
+        form=form,
+        confirm=ConfirmForm(),
+        secret=merchant.signing_secret,
+    )
+
+
+@bp.route("/settings/secret/rotate", methods=["GET", "POST"])
+@login_required
+def rotate_secret():
+    """Confirm, then rotate the signing secret (the previous one keeps signing for a while)."""
+    merchant = settings_merchant()
+    if merchant is None:
+        abort(404, "No such merchant.")
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        code = 400 if request.method == "POST" else 200
+        return render_template("dashboard/confirm_rotate.html", merchant=merchant, form=form), code
+    services.rotate_signing_secret(merchant)
+    audit_action(
+        "secret_rotate", merchant_id=merchant.id, target_type="merchant", target_id=merchant.id
+    )
+    db.session.commit()
+    flash(
+        "A new signing secret is active. Both the new and the previous secret sign "
+        "notifications until your app verifies with the new one.",
+        "success",
+    )
+    return redirect(_merchant_url("dashboard.settings", merchant.id))
+
+
+# --- audit log --------------------------------------------------------------------------------
+
+
+@bp.route("/audit")
+@login_required
+def audit_log():
+    """What dashboard users did, newest first."""
+    merchant_id = scope_merchant_id()
+    action = request.args.get("action") or None
+    if action and action not in audit.ACTIONS:
+        action = None
+    rows = audit.entries(
+        merchant_id=merchant_id, action=action, before_id=request.args.get("before", type=int)
+    )
+    more = len(rows) > audit.AUDIT_PAGE_SIZE
+    rows = rows[: audit.AUDIT_PAGE_SIZE]
+    return render_template(
+        "dashboard/audit.html",
+        rows=rows,
+        actions=audit.ACTIONS,
+        action=action,
+        next_before=rows[-1][0].id if more and rows else None,
+        merchant_id=merchant_id,
+        merchants=queries.merchants() if _is_operator() else [],
+    )
