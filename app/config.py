@@ -80,6 +80,14 @@ class Config:
         self.RECON_STALE_AFTER_SECONDS = _env_int("RECON_STALE_AFTER_SECONDS", 600)
         self.RECON_LOOKBACK_HOURS = _env_int("RECON_LOOKBACK_HOURS", 48)
         self.RECON_RATE_LIMIT_PER_SECOND = _env_float("RECON_RATE_LIMIT_PER_SECOND", 20.0)
+        # A PSP answering 429: wait this long (doubling, at most 30 s) and retry up to N times.
+        self.RECON_RATE_LIMIT_BACKOFF_SECONDS = _env_float("RECON_RATE_LIMIT_BACKOFF_SECONDS", 1.0)
+        self.RECON_RATE_LIMIT_MAX_RETRIES = _env_int("RECON_RATE_LIMIT_MAX_RETRIES", 6)
+        # The run lock expires this long after its last renewal (a crashed run frees it).
+        self.RECON_LOCK_TTL_SECONDS = _env_int("RECON_LOCK_TTL_SECONDS", 120)
+        # A run stops starting new work after this long (under RQ's job timeout); the next
+        # run picks up what is left.
+        self.RECON_MAX_RUN_SECONDS = _env_int("RECON_MAX_RUN_SECONDS", 240)
 
         # Without Redis the demo runs background jobs in the web process instead of failing.
         self.RQ_INLINE_FALLBACK = _env("RQ_INLINE_FALLBACK", "0") == "1"

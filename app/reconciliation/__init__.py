@@ -1,0 +1,1 @@
+"""Reconciliation: asks the PSP for the truth and finishes every payment (DESIGN.md)."""
