@@ -1,1 +1,130 @@
-"""Routes: filled in by the payment core issue."""
+"""API v1 routes: parse → one service call → JSON. Every answer, errors included, is JSON."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, render_template, request
+from flask.views import MethodView
+
+from app.auth import authenticate, current_merchant_id
+from app.blueprints.api import bp
+from app.blueprints.api.docs import docs_context
+from app.blueprints.api.schemas import (
+    PayBridgeErrorSchema,
+    PaymentCreateSchema,
+    PaymentDetailSchema,
+    PaymentListQuerySchema,
+    PaymentListSchema,
+    PaymentSchema,
+)
+from app.payments import service
+from app.payments.serialize import payment_to_dict
+from app.payments.status import StatusSource
+
+PUBLIC_ENDPOINTS = {"api.docs"}
+SECURITY = [{"bearerAuth": []}, {"basicAuth": []}]
+IDEMPOTENCY_HEADER = {
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
+    "schema": {"type": "string", "maxLength": 255},
+    "description": "Same key + same body returns the first answer again "
+    "(header Idempotent-Replayed: true); same key + another body is 422 IDEMPOTENCY_KEY_REUSED.",
+}
+
+
+def document_security(api) -> None:
+    """Declare the API-key schemes in the OpenAPI document (once per Api instance)."""
+    schemes = api.spec.components.security_schemes
+    if "bearerAuth" not in schemes:
+        api.spec.components.security_scheme(
+            "bearerAuth", {"type": "http", "scheme": "bearer", "description": "API key"}
+        )
+    if "basicAuth" not in schemes:
+        api.spec.components.security_scheme(
+            "basicAuth",
+            {"type": "http", "scheme": "basic", "description": "API key as the user name"},
+        )
+
+
+@bp.before_request
+def require_api_key() -> None:
+    """Every API route but the docs page needs a merchant's API key."""
+    if request.endpoint not in PUBLIC_ENDPOINTS:
+        authenticate()
+
+
+def _errors(*statuses: int):
+    """Document error answers (all in PayBridgeErrorSchema's shape)."""
+
+    def decorate(func):
+        for status in statuses:
+            func = bp.alt_response(status, schema=PayBridgeErrorSchema, description="Error")(func)
+        return func
+
+    return decorate
+
+
+@bp.route("/payments")
+class Payments(MethodView):
+    @bp.doc(security=SECURITY, parameters=[IDEMPOTENCY_HEADER])
+    @bp.arguments(PaymentCreateSchema, error_status_code=400)
+    @bp.response(201, PaymentSchema, description="Created and registered at the PSP")
+    @_errors(401, 409, 415, 422, 503)
+    def post(self, data: dict):
+        """Create a payment and get its checkout URL (exactly once per Idempotency-Key)."""
+        result = service.submit_payment(
+            current_merchant_id(), data, idempotency_key=request.headers.get("Idempotency-Key")
+        )
+        response = jsonify(result.body)
+        response.status_code = result.status
+        if result.replayed:
+            response.headers[service.REPLAYED_HEADER] = "true"
+        return response
+
+    @bp.doc(security=SECURITY)
+    @bp.arguments(PaymentListQuerySchema, location="query", error_status_code=400)
+    @bp.response(200, PaymentListSchema)
+    @_errors(401)
+    def get(self, query: dict):
+        """List payments, newest first, with filters and cursor pagination."""
+        page = service.list_payments(current_merchant_id(), **query)
+        return jsonify(
+            object="list",
+            data=[payment_to_dict(p) for p in page.payments],
+            has_more=page.has_more,
+            next_cursor=page.next_cursor,
+        )
+
+
+@bp.route("/payments/<string:payment_id>")
+class PaymentById(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.response(200, PaymentDetailSchema)
+    @_errors(401, 404)
+    def get(self, payment_id: str):
+        """One payment with its status history."""
+        payment = service.get_payment(current_merchant_id(), payment_id)
+        return jsonify(payment_to_dict(payment, with_history=True))
+
+
+@bp.route("/payments/<string:payment_id>/expire")
+class ExpirePayment(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.response(200, PaymentDetailSchema, description="The payment, now FAILED")
+    @_errors(401, 404, 409, 503)
+    def post(self, payment_id: str):
+        """Stop a payment that is not final: expire its PSP session; the payment becomes FAILED."""
+        payment = service.get_payment(current_merchant_id(), payment_id)
+        payment = service.expire_payment(
+            payment.id, source=StatusSource.API, reason="expired by the merchant (API)"
+        )
+        return jsonify(payment_to_dict(payment, with_history=True))
+
+
+def docs():
+    """A human-readable API reference rendered from the OpenAPI document (no external assets)."""
+    return render_template("api/docs.html", **docs_context())
+
+
+# A plain Flask rule: the page is about the API, not part of it (kept out of the OpenAPI).
+Blueprint.add_url_rule(bp, "/docs", "docs", docs)

@@ -1,0 +1,114 @@
+"""Request and response schemas of API v1: they validate requests and generate the OpenAPI."""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from marshmallow import Schema, fields, validate
+
+from app.payments.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from app.payments.status import PaymentStatus, StatusSource
+from app.payments.validation import PaymentCreateSchema
+
+__all__ = [
+    "PayBridgeErrorSchema",
+    "PaymentCreateSchema",
+    "PaymentDetailSchema",
+    "PaymentListQuerySchema",
+    "PaymentListSchema",
+    "PaymentSchema",
+]
+
+STATUSES = [s.value for s in PaymentStatus]
+
+
+class PaymentSchema(Schema):
+    """A payment as client apps see it (also the `data` of notifications)."""
+
+    id = fields.String(metadata={"example": "pay_4Xq0Gm2cTqV1uV8yJ3nL5aBc"})
+    object = fields.Constant("payment")
+    merchant_reference = fields.String()
+    amount = fields.Integer(metadata={"description": "Minor units."})
+    currency = fields.String()
+    payment_type = fields.String(validate=validate.OneOf(["SALE", "RECC"]))
+    interval = fields.String(allow_none=True)
+    interval_count = fields.Integer(allow_none=True)
+    description = fields.String(allow_none=True)
+    customer_email = fields.String(allow_none=True)
+    success_url = fields.String()
+    cancel_url = fields.String()
+    metadata = fields.Dict(keys=fields.String(), values=fields.String())
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    status_version = fields.Integer(
+        metadata={"description": "Grows by one with every status change."}
+    )
+    checkout_url = fields.String(
+        allow_none=True,
+        metadata={"description": "The PSP's hosted checkout page; set while INITIATED."},
+    )
+    psp = fields.String()
+    psp_session_id = fields.String(allow_none=True)
+    expires_at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
+    failure_code = fields.String(allow_none=True)
+    failure_message = fields.String(allow_none=True)
+    refunded_amount = fields.Integer()
+    created_at = fields.String(metadata={"description": "ISO 8601, UTC."})
+    updated_at = fields.String(metadata={"description": "ISO 8601, UTC."})
+
+
+class StatusChangeSchema(Schema):
+    from_ = fields.String(data_key="from", allow_none=True)
+    to = fields.String(validate=validate.OneOf(STATUSES))
+    status_version = fields.Integer()
+    source = fields.String(validate=validate.OneOf([s.value for s in StatusSource]))
+    reason = fields.String(allow_none=True)
+    psp_event_id = fields.String(allow_none=True)
+    at = fields.String(metadata={"description": "ISO 8601, UTC."})
+
+
+class PaymentDetailSchema(PaymentSchema):
+    status_history = fields.List(fields.Nested(StatusChangeSchema))
+
+
+class PaymentListQuerySchema(Schema):
+    """Filters and paging of GET /api/v1/payments."""
+
+    status = fields.String(validate=validate.OneOf(STATUSES))
+    created_gte = fields.AwareDateTime(
+        default_timezone=UTC,
+        metadata={"description": "ISO 8601; without an offset it is read as UTC."},
+    )
+    created_lte = fields.AwareDateTime(
+        default_timezone=UTC,
+        metadata={"description": "ISO 8601; without an offset it is read as UTC."},
+    )
+    merchant_reference = fields.String(validate=validate.Length(min=1, max=200))
+    limit = fields.Integer(
+        load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
+    )
+    starting_after = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "The `next_cursor` of the previous page."},
+    )
+
+
+class PaymentListSchema(Schema):
+    object = fields.Constant("list")
+    data = fields.List(fields.Nested(PaymentSchema))
+    has_more = fields.Boolean()
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "Pass as starting_after for the next page."}
+    )
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(metadata={"description": "One of the documented error codes."})
+    message = fields.String()
+    param = fields.String(metadata={"description": "The field or header at fault, if any."})
+    details = fields.Raw(metadata={"description": "Per-field messages, or the ids involved."})
+
+
+class PayBridgeErrorSchema(Schema):
+    """Every error answer: {"error": {"code", "message", "param"?, "details"?}}."""
+
+    error = fields.Nested(ErrorBodySchema)

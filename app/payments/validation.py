@@ -1,0 +1,180 @@
+"""The rules a new payment must satisfy: one marshmallow schema for the API and in-process callers.
+
+The API blueprint uses `PaymentCreateSchema` to validate requests and to generate the OpenAPI
+document; `validate_create_params` applies the same rules for callers that are not the API
+(the demo storefront), so no path skips them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from app.errors import PayBridgeError
+from app.payments.status import PaymentType
+
+# Stripe's limit for a charge amount (8 digits in minor units).
+MAX_AMOUNT = 99_999_999
+MAX_URL_LENGTH = 2000
+METADATA_MAX_KEYS = 50
+METADATA_MAX_KEY_LENGTH = 40
+METADATA_MAX_VALUE_LENGTH = 500
+INTERVALS = ("day", "week", "month", "year")
+MAX_INTERVAL_COUNT = 12
+
+# Active ISO 4217 codes (the fund and precious-metal codes are left out: no PSP charges them).
+CURRENCIES = frozenset(
+    """
+    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP
+    BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP
+    GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR
+    KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK
+    MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR
+    SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS
+    UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
+    """.split()
+)
+# No minor unit: an amount of 500 JPY is ¥500 (Stripe's zero-decimal list).
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()
+)
+# Three minor digits: 1000 KWD-units are 1 KWD (Stripe expects the last digit to be 0).
+THREE_DECIMAL_CURRENCIES = frozenset("BHD JOD KWD OMR TND".split())
+
+
+class CurrencyField(fields.String):
+    """An ISO 4217 code, accepted in any case and stored upper-case."""
+
+    default_error_messages = {"unknown": "Unknown currency {input!r}: use an ISO 4217 code."}
+
+    def _deserialize(self, value, attr, data, **kwargs) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs).strip().upper()
+        if text not in CURRENCIES:
+            raise self.make_error("unknown", input=value)
+        return text
+
+
+def _metadata_key(key: str) -> None:
+    if "[" in key or "]" in key:
+        raise ValidationError("Metadata keys cannot contain square brackets.")
+
+
+def _http_url() -> fields.Url:
+    return fields.Url(
+        required=True,
+        schemes={"http", "https"},
+        require_tld=False,
+        validate=validate.Length(max=MAX_URL_LENGTH),
+        metadata={"description": "http(s) URL, at most 2000 characters"},
+    )
+
+
+class PaymentCreateSchema(Schema):
+    """Body of POST /api/v1/payments."""
+
+    merchant_reference = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Your order id; unique per merchant.", "example": "order-1001"},
+    )
+    amount = fields.Integer(
+        required=True,
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_AMOUNT),
+        metadata={"description": "Minor units (cents); 1..99999999.", "example": 1999},
+    )
+    currency = CurrencyField(
+        required=True, metadata={"description": "ISO 4217 code.", "example": "EUR"}
+    )
+    payment_type = fields.String(
+        load_default=PaymentType.SALE.value,
+        validate=validate.OneOf([t.value for t in PaymentType]),
+        metadata={"description": "SALE (one-time, default) or RECC (subscription)."},
+    )
+    interval = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.OneOf(INTERVALS),
+        metadata={"description": "RECC only (required there): day, week, month or year."},
+    )
+    interval_count = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_INTERVAL_COUNT),
+        metadata={"description": "RECC only: bill every N intervals (1..12, default 1)."},
+    )
+    description = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=500),
+        metadata={"description": "Shown to the shopper on the checkout page."},
+    )
+    customer_email = fields.Email(
+        load_default=None, allow_none=True, validate=validate.Length(max=254)
+    )
+    success_url = _http_url()
+    cancel_url = _http_url()
+    metadata = fields.Dict(
+        keys=fields.String(
+            validate=[validate.Length(min=1, max=METADATA_MAX_KEY_LENGTH), _metadata_key]
+        ),
+        values=fields.String(validate=validate.Length(max=METADATA_MAX_VALUE_LENGTH)),
+        load_default=dict,
+        validate=validate.Length(max=METADATA_MAX_KEYS, error="At most 50 keys."),
+        metadata={"description": "Up to 50 string pairs (key ≤40, value ≤500 characters)."},
+    )
+
+    @validates_schema
+    def _recurring_needs_an_interval(self, data: dict, **kwargs) -> None:
+        if data.get("payment_type") == PaymentType.RECC.value:
+            if not data.get("interval"):
+                raise ValidationError("A RECC payment needs an interval.", "interval")
+        else:
+            for name in ("interval", "interval_count"):
+                if data.get(name) is not None:
+                    raise ValidationError("Only RECC payments have an interval.", name)
+
+
+def normalise(data: dict) -> dict:
+    """Fill the defaults that depend on other fields (RECC interval_count)."""
+    data = dict(data)
+    if data.get("payment_type") == PaymentType.RECC.value and not data.get("interval_count"):
+        data["interval_count"] = 1
+    return data
+
+
+def validation_error(messages: dict | list | str) -> PayBridgeError:
+    """Our VALIDATION_ERROR for marshmallow messages: names the first field in `param`."""
+    if not isinstance(messages, dict):
+        messages = {"_schema": messages if isinstance(messages, list) else [messages]}
+    param = next(iter(sorted(k for k in messages if k != "_schema")), None)
+    first = messages[param] if param else messages.get("_schema")
+    text = _first_message(first)
+    message = f"{param}: {text}" if param else text
+    return PayBridgeError("VALIDATION_ERROR", message, param=param, details=messages)
+
+
+def _first_message(value) -> str:
+    while isinstance(value, dict | list) and value:
+        value = next(iter(value.values())) if isinstance(value, dict) else value[0]
+    return str(value) if value else "Invalid value."
+
+
+def validate_create_params(params: dict) -> dict:
+    """Validate a create request's body; raise VALIDATION_ERROR naming each bad field."""
+    if not isinstance(params, dict):
+        raise PayBridgeError("INVALID_JSON")
+    try:
+        data = PaymentCreateSchema().load(params)
+    except ValidationError as exc:
+        raise validation_error(exc.messages) from exc
+    return normalise(data)
+
+
+def fingerprint(params: dict) -> str:
+    """A stable hash of validated params: the same request gives the same fingerprint."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()

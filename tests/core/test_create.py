@@ -1,0 +1,391 @@
+"""Exactly-once creation: POST /api/v1/payments against MariaDB, Redis and the emulator."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+from datetime import timedelta
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import IdempotencyRecord, Payment, PaymentStatusChange, utcnow
+from tests.support.api import auth_headers
+
+
+@pytest.fixture(autouse=True)
+def _fresh_emulator(emulator):
+    emulator.control("POST", "reset")
+    yield
+    emulator.control("DELETE", "faults")
+
+
+@pytest.fixture
+def merchant(make_merchant):
+    return make_merchant("Core Shop")
+
+
+@pytest.fixture
+def provider(app):
+    """The app's Stripe adapter, with its circuit closed again after the test."""
+    from app.psp import get_provider
+
+    with app.app_context():
+        psp = get_provider()
+    psp.breaker.close()
+    yield psp
+    psp.breaker.close()
+
+
+def body(**overrides) -> dict:
+    data = {
+        "merchant_reference": "order-1001",
+        "amount": 2599,
+        "currency": "eur",
+        "description": "Two blue widgets",
+        "customer_email": "shopper@example.com",
+        "success_url": "https://shop.example.com/thanks",
+        "cancel_url": "https://shop.example.com/cart",
+        "metadata": {"cart": "c-1"},
+    }
+    data.update(overrides)
+    return data
+
+
+def emulator_sessions(emulator) -> list[dict]:
+    """Every checkout session the emulator holds (straight from its API, not our adapter)."""
+    req = urllib.request.Request(
+        f"{emulator.url}/v1/checkout/sessions?limit=100",
+        headers={"Authorization": f"Bearer {emulator.api_key}"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        import json
+
+        return json.loads(resp.read())["data"]
+
+
+def count(app, model, *where) -> int:
+    with app.app_context():
+        return db.session.execute(select(func.count()).select_from(model).where(*where)).scalar()
+
+
+def test_create_registers_at_the_psp_and_returns_a_working_checkout_url(
+    app, client, merchant, emulator, provider
+):
+    _, key = merchant
+    response = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "k-1"))
+    assert response.status_code == 201, response.get_json()
+    payment = response.get_json()
+    assert payment["id"].startswith("pay_")
+    assert payment["status"] == "INITIATED"
+    assert payment["currency"] == "EUR" and payment["amount"] == 2599
+    assert payment["psp_session_id"].startswith("cs_test_")
+    assert payment["expires_at"].endswith("Z")
+    assert "Idempotent-Replayed" not in response.headers
+    with urllib.request.urlopen(payment["checkout_url"], timeout=10) as page:
+        assert page.status == 200
+
+    (session,) = emulator_sessions(emulator)
+    assert session["id"] == payment["psp_session_id"]
+    assert session["client_reference_id"] == payment["id"]
+    assert session["metadata"]["paybridge_payment_id"] == payment["id"]
+    assert session["metadata"]["merchant_reference"] == "order-1001"
+    assert session["amount_total"] == 2599 and session["currency"] == "eur"
+    base = app.config["PUBLIC_BASE_URL"]
+    assert session["success_url"] == (
+        f"{base}/checkout/return/{payment['id']}?session_id={{CHECKOUT_SESSION_ID}}"
+    )
+    assert session["cancel_url"] == f"{base}/checkout/cancel/{payment['id']}"
+
+    with app.app_context():
+        stored = db.session.execute(select(Payment)).scalar_one()
+        assert stored.success_url == "https://shop.example.com/thanks"
+        history = [(h.from_status, h.to_status, h.source) for h in stored.history]
+        assert history == [(None, "CREATED", "api"), ("CREATED", "INITIATED", "api")]
+        record = db.session.execute(select(IdempotencyRecord)).scalar_one()
+        assert record.state == "completed" and record.response_status == 201
+
+
+def test_same_key_and_body_replays_the_first_answer(app, client, merchant, emulator, provider):
+    _, key = merchant
+    first = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "k-2"))
+    again = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "k-2"))
+    assert again.status_code == 201
+    assert again.get_json() == first.get_json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert count(app, Payment) == 1
+    assert len(emulator_sessions(emulator)) == 1
+
+
+def test_replay_does_not_depend_on_key_order_or_currency_case(app, client, merchant, provider):
+    _, key = merchant
+    first = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "k-3"))
+    reordered = dict(reversed(list(body(currency="EUR").items())))
+    again = client.post("/api/v1/payments", json=reordered, headers=auth_headers(key, "k-3"))
+    assert again.status_code == 201 and again.get_json()["id"] == first.get_json()["id"]
+
+
+def test_same_key_with_another_body_is_refused(app, client, merchant, provider):
+    _, key = merchant
+    client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "k-4"))
+    other = client.post("/api/v1/payments", json=body(amount=100), headers=auth_headers(key, "k-4"))
+    assert other.status_code == 422
+    assert other.get_json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    assert count(app, Payment) == 1
+
+
+def test_keys_belong_to_one_merchant(app, client, make_merchant, provider):
+    _, key_a = make_merchant("A")
+    _, key_b = make_merchant("B")
+    a = client.post("/api/v1/payments", json=body(), headers=auth_headers(key_a, "shared"))
+    b = client.post("/api/v1/payments", json=body(), headers=auth_headers(key_b, "shared"))
+    assert a.status_code == b.status_code == 201
+    assert a.get_json()["id"] != b.get_json()["id"]
+
+
+def test_duplicate_merchant_reference_names_the_existing_payment(app, client, merchant, provider):
+    _, key = merchant
+    first = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "k-5"))
+    dup = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "k-6"))
+    assert dup.status_code == 409
+    error = dup.get_json()["error"]
+    assert error["code"] == "DUPLICATE_MERCHANT_REFERENCE"
+    assert error["param"] == "merchant_reference"
+    assert error["details"]["payment_id"] == first.get_json()["id"]
+    without_key = client.post("/api/v1/payments", json=body(), headers=auth_headers(key))
+    assert without_key.status_code == 409
+    assert count(app, Payment) == 1
+    assert count(app, IdempotencyRecord) == 1
+
+
+def test_twenty_concurrent_identical_creates_make_one_payment_and_one_session(
+    app, live_server, merchant, emulator, provider
+):
+    _, key = merchant
+    results: list[requests.Response] = []
+    lock = threading.Lock()
+    start = threading.Barrier(20)
+
+    def create() -> None:
+        start.wait()
+        r = requests.post(
+            f"{live_server.url}/api/v1/payments",
+            json=body(),
+            headers=auth_headers(key, "concurrent-1"),
+            timeout=30,
+        )
+        with lock:
+            results.append(r)
+
+    threads = [threading.Thread(target=create) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+    assert len(results) == 20
+    statuses = sorted(r.status_code for r in results)
+    ok = [r for r in results if r.status_code == 201]
+    # Losers wait for the winner's answer; none may see a half-made payment.
+    assert all(s in (201, 409) for s in statuses), statuses
+    assert ok, statuses
+    ids = {r.json()["id"] for r in ok}
+    assert len(ids) == 1
+    assert all(r.json()["checkout_url"] for r in ok)
+    for r in results:
+        if r.status_code == 409:
+            assert r.json()["error"]["code"] == "REQUEST_IN_PROGRESS"
+            assert r.headers["Retry-After"]
+    assert sum(1 for r in ok if r.headers.get("Idempotent-Replayed") != "true") == 1
+    assert count(app, Payment) == 1
+    assert len(emulator_sessions(emulator)) == 1
+
+
+def test_psp_rejecting_the_payment_makes_it_failed_with_the_psp_code(
+    app, client, merchant, provider
+):
+    _, key = merchant
+    app.config["CHECKOUT_SESSION_TTL_SECONDS"] = 60  # Stripe wants at least 30 minutes
+    try:
+        response = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "r-1"))
+    finally:
+        app.config["CHECKOUT_SESSION_TTL_SECONDS"] = 3600
+    assert response.status_code == 422
+    error = response.get_json()["error"]
+    assert error["code"] == "PSP_REJECTED"
+    assert error["details"]["psp_code"] == "invalid_request_error"
+    assert "expires_at" in error["message"]
+    with app.app_context():
+        payment = db.session.execute(select(Payment)).scalar_one()
+        assert payment.status == "FAILED"
+        assert payment.failure_code == "invalid_request_error"
+        assert payment.history[-1].reason.startswith("rejected by the PSP")
+    replay = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "r-1"))
+    assert replay.status_code == 422
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.get_json() == response.get_json()
+
+
+@pytest.mark.parametrize("fault", ["http_500", "lose_response"])
+def test_psp_outage_leaves_created_and_a_retry_finishes_without_a_second_session(
+    app, client, merchant, emulator, provider, fault
+):
+    _, key = merchant
+    emulator.control("POST", "faults", {"kind": fault, "count": 1})
+    first = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "o-1"))
+    assert first.status_code == 503
+    error = first.get_json()["error"]
+    assert error["code"] == "PSP_UNAVAILABLE"
+    assert first.headers["Retry-After"]
+    with app.app_context():
+        payment = db.session.execute(select(Payment)).scalar_one()
+        assert payment.status == "CREATED" and payment.checkout_url is None
+        assert error["details"]["payment_id"] == payment.public_id
+
+    retry = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "o-1"))
+    assert retry.status_code == 201, retry.get_json()
+    assert retry.get_json()["id"] == error["details"]["payment_id"]
+    assert retry.get_json()["status"] == "INITIATED"
+    assert len(emulator_sessions(emulator)) == 1
+    assert count(app, Payment) == 1
+
+
+def test_dead_psp_address_is_retryable_and_the_circuit_then_fails_fast(
+    app, client, merchant, emulator, provider
+):
+    _, key = merchant
+    good_client = provider.client
+    from app.psp.stripe_adapter import StripeProvider
+
+    dead = StripeProvider(
+        "sk_test_x", api_base="http://127.0.0.1:1", webhook_secrets=[], max_network_retries=0
+    )
+    provider.client = dead.client
+    fail_max = provider.breaker.fail_max
+    try:
+        for n in range(fail_max):
+            r = client.post(
+                "/api/v1/payments",
+                json=body(merchant_reference=f"dead-{n}"),
+                headers=auth_headers(key, f"dead-{n}"),
+            )
+            assert r.status_code == 503
+        assert provider.breaker.current_state == "open"
+        fast = client.post(
+            "/api/v1/payments",
+            json=body(merchant_reference="dead-fast"),
+            headers=auth_headers(key, "dead-fast"),
+        )
+        assert fast.status_code == 503
+        assert fast.headers["Retry-After"] == str(app.config["PSP_BREAKER_RESET_SECONDS"])
+    finally:
+        provider.client = good_client
+        provider.breaker.close()
+    assert count(app, Payment, Payment.status == "CREATED") == fail_max + 1
+    retry = client.post(
+        "/api/v1/payments",
+        json=body(merchant_reference="dead-fast"),
+        headers=auth_headers(key, "dead-fast"),
+    )
+    assert retry.status_code == 201
+    assert len(emulator_sessions(emulator)) == 1
+
+
+def test_a_crash_after_the_insert_is_finished_by_a_retry_with_the_same_key(
+    app, client, merchant, emulator, provider
+):
+    """The first request died between its commit and the PSP call: its lease runs out."""
+    from app.payments import idempotency
+    from app.payments.service import CREATE_METHOD, CREATE_PATH, _new_payment
+    from app.payments.validation import fingerprint, validate_create_params
+
+    merchant_row, key = merchant
+    data = validate_create_params(body())
+    with app.app_context():
+        payment = _new_payment(merchant_row.id, data)
+        record = idempotency.new_record(
+            merchant_row.id,
+            "crash-1",
+            method=CREATE_METHOD,
+            path=CREATE_PATH,
+            request_fingerprint=fingerprint(data),
+        )
+        record.payment = payment
+        db.session.commit()
+        old = utcnow() - timedelta(minutes=5)
+        record.updated_at = old
+        db.session.commit()
+
+    retry = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "crash-1"))
+    assert retry.status_code == 201
+    assert retry.get_json()["status"] == "INITIATED"
+    assert len(emulator_sessions(emulator)) == 1
+
+
+def test_a_request_whose_twin_is_still_working_gets_request_in_progress(
+    app, client, merchant, provider
+):
+    from app.payments import idempotency
+    from app.payments.service import CREATE_METHOD, CREATE_PATH, _new_payment
+    from app.payments.validation import fingerprint, validate_create_params
+
+    merchant_row, key = merchant
+    data = validate_create_params(body())
+    with app.app_context():
+        payment = _new_payment(merchant_row.id, data)
+        record = idempotency.new_record(
+            merchant_row.id,
+            "busy-1",
+            method=CREATE_METHOD,
+            path=CREATE_PATH,
+            request_fingerprint=fingerprint(data),
+        )
+        record.payment = payment
+        db.session.commit()
+    app.config["IDEMPOTENCY_WAIT_SECONDS"] = 0.3
+    try:
+        r = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "busy-1"))
+    finally:
+        app.config.pop("IDEMPOTENCY_WAIT_SECONDS")
+    assert r.status_code == 409
+    assert r.get_json()["error"]["code"] == "REQUEST_IN_PROGRESS"
+    assert r.headers["Retry-After"] == "1"
+    assert count(app, PaymentStatusChange) == 1  # nothing half-made beyond the CREATED row
+
+
+def test_create_payment_in_process_returns_an_initiated_payment(app, merchant, provider):
+    from app.payments.service import create_payment
+
+    merchant_row, _ = merchant
+    with app.test_request_context():
+        payment = create_payment(
+            merchant_row.id, body(merchant_reference="shop-7"), idempotency_key=None
+        )
+        assert payment.status == "INITIATED" and payment.checkout_url
+
+
+def test_create_payment_in_process_validates_like_the_api(app, merchant, provider):
+    from app.errors import PayBridgeError
+    from app.payments.service import create_payment
+
+    merchant_row, _ = merchant
+    with app.test_request_context(), pytest.raises(PayBridgeError) as caught:
+        create_payment(merchant_row.id, body(amount=0), idempotency_key=None)
+    assert caught.value.code == "VALIDATION_ERROR" and caught.value.param == "amount"
+
+
+def test_recurring_payment_is_registered_as_a_subscription(
+    app, client, merchant, emulator, provider
+):
+    _, key = merchant
+    r = client.post(
+        "/api/v1/payments",
+        json=body(payment_type="RECC", interval="month"),
+        headers=auth_headers(key),
+    )
+    assert r.status_code == 201, r.get_json()
+    assert (r.get_json()["interval"], r.get_json()["interval_count"]) == ("month", 1)
+    (session,) = emulator_sessions(emulator)
+    assert session["mode"] == "subscription"
