@@ -33,6 +33,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
         default=5.0,
         help="seconds before a delayed (SEPA) payment settles; 0 = only via /_emulator/.../settle",
     )
+    p.add_argument(
+        "--refund-delay",
+        type=float,
+        default=0.0,
+        help="seconds a refund stays pending before it succeeds; 0 = succeeded at creation",
+    )
     p.add_argument("--latency-ms", type=float, default=0.0, help="mean response latency")
     p.add_argument("--latency-p99-ms", type=float, default=0.0)
     p.add_argument("--expiry-check-interval", type=float, default=1.0)
@@ -64,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         latency_p99_ms=a.latency_p99_ms,
         expiry_check_interval=a.expiry_check_interval,
         webhook_timeout=a.webhook_timeout,
+        refund_delay=a.refund_delay,
     )
 
 

@@ -17,7 +17,7 @@ from werkzeug.wrappers import Request, Response
 
 from . import API_VERSION, forms
 from .emulator import Ctx, Emulator
-from .errors import StripeErrorResponse, not_found_route, unknown
+from .errors import StripeErrorResponse, invalid, not_found_route, unknown
 
 log = logging.getLogger("stripe_emulator.api")
 
@@ -34,6 +34,17 @@ API_RULES = Map(
         Rule("/v1/payment_intents/<pid>", methods=["GET"], endpoint="get_payment_intent"),
         Rule("/v1/charges", methods=["GET"], endpoint="list_charges"),
         Rule("/v1/charges/<cid>", methods=["GET"], endpoint="get_charge"),
+        Rule("/v1/refunds", methods=["POST"], endpoint="create_refund"),
+        Rule("/v1/refunds", methods=["GET"], endpoint="list_refunds"),
+        Rule("/v1/refunds/<rid>", methods=["GET"], endpoint="get_refund"),
+        Rule("/v1/refunds/<rid>", methods=["POST"], endpoint="update_refund"),
+        Rule("/v1/subscriptions", methods=["GET"], endpoint="list_subscriptions"),
+        Rule("/v1/subscriptions/<sid>", methods=["GET"], endpoint="get_subscription"),
+        Rule("/v1/subscriptions/<sid>", methods=["POST"], endpoint="update_subscription"),
+        Rule("/v1/subscriptions/<sid>", methods=["DELETE"], endpoint="cancel_subscription"),
+        Rule("/v1/invoices", methods=["GET"], endpoint="list_invoices"),
+        Rule("/v1/invoices/<iid>", methods=["GET"], endpoint="get_invoice"),
+        Rule("/v1/invoices/<iid>/lines", methods=["GET"], endpoint="invoice_lines"),
         Rule("/v1/events", methods=["GET"], endpoint="list_events"),
         Rule("/v1/events/<eid>", methods=["GET"], endpoint="get_event"),
         Rule("/v1/webhook_endpoints", methods=["POST"], endpoint="create_endpoint"),
@@ -49,6 +60,15 @@ CONTROL_RULES = Map(
         Rule("/_emulator/reset", methods=["POST"], endpoint="reset"),
         Rule("/_emulator/checkout/sessions/<sid>/pay", methods=["POST"], endpoint="pay"),
         Rule("/_emulator/checkout/sessions/<sid>/settle", methods=["POST"], endpoint="settle"),
+        Rule("/_emulator/refunds/<rid>/succeed", methods=["POST"], endpoint="refund_succeed"),
+        Rule("/_emulator/refunds/<rid>/fail", methods=["POST"], endpoint="refund_fail"),
+        Rule(
+            "/_emulator/subscriptions/<sid>/fail_next_renewal",
+            methods=["POST"],
+            endpoint="fail_next_renewal",
+        ),
+        Rule("/_emulator/subscriptions/<sid>/renew", methods=["POST"], endpoint="renew"),
+        Rule("/_emulator/invoices/<iid>/pay", methods=["POST"], endpoint="pay_invoice"),
         Rule("/_emulator/clock", methods=["GET"], endpoint="clock"),
         Rule("/_emulator/clock/advance", methods=["POST"], endpoint="advance"),
         Rule("/_emulator/webhook_endpoints", methods=["POST"], endpoint="add_endpoint"),
@@ -310,6 +330,31 @@ class EmulatorApp:
             return 200, emu.get_charge(args["cid"])
         if endpoint == "list_charges":
             return 200, emu.list_charges(params)
+        if endpoint == "create_refund":
+            return 200, emu.create_refund(params, ctx)
+        if endpoint == "list_refunds":
+            return 200, emu.list_refunds(params)
+        if endpoint == "get_refund":
+            only_expand()
+            return 200, emu.get_refund(args["rid"], expand)
+        if endpoint == "update_refund":
+            return 200, emu.update_refund(args["rid"], params)
+        if endpoint == "list_subscriptions":
+            return 200, emu.list_subscriptions(params)
+        if endpoint == "get_subscription":
+            only_expand()
+            return 200, emu.get_subscription(args["sid"], expand)
+        if endpoint == "update_subscription":
+            return 200, emu.update_subscription(args["sid"], params, ctx)
+        if endpoint == "cancel_subscription":
+            return 200, emu.cancel_subscription(args["sid"], params, ctx)
+        if endpoint == "list_invoices":
+            return 200, emu.list_invoices(params)
+        if endpoint == "get_invoice":
+            only_expand()
+            return 200, emu.get_invoice(args["iid"], expand)
+        if endpoint == "invoice_lines":
+            return 200, emu.list_invoice_lines(args["iid"], params)
         if endpoint == "list_events":
             return 200, emu.list_events(params)
         if endpoint == "get_event":
@@ -365,6 +410,20 @@ class EmulatorApp:
             )
         if endpoint == "settle":
             return {"session": emu.settle(args["sid"], body.get("outcome"))}
+        if endpoint == "refund_succeed":
+            return {"refund": emu.succeed_refund(args["rid"])}
+        if endpoint == "refund_fail":
+            return {"refund": emu.fail_refund(args["rid"], body.get("failure_reason"))}
+        if endpoint == "fail_next_renewal":
+            try:
+                count = int(body.get("count", 1))
+            except (TypeError, ValueError):
+                raise invalid("count", "count must be an integer.") from None
+            return emu.fail_next_renewal(args["sid"], count, body.get("decline_code"))
+        if endpoint == "renew":
+            return emu.renew_now(args["sid"])
+        if endpoint == "pay_invoice":
+            return emu.pay_invoice(args["iid"], body.get("outcome"), body.get("decline_code"))
         if endpoint == "clock":
             return {"now": emu.clock.now()}
         if endpoint == "advance":

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from . import cards, objects
 from .clock import Clock
 from .errors import StripeErrorResponse, invalid, missing, no_such, unknown
+from .refunds import RefundsMixin
 from .store import Store, public
+from .subscriptions import SubscriptionsMixin
 
 log = logging.getLogger("stripe_emulator")
 
@@ -78,6 +80,7 @@ class Config:
     latency_p99_ms: float = 0.0
     expiry_check_interval: float = 1.0
     webhook_timeout: float = 10.0
+    refund_delay: float = 0.0
 
 
 def _int(value, param: str, *, minimum: int | None = None) -> int:
@@ -113,7 +116,7 @@ def _as_list(value, param: str) -> list:
     raise invalid(param, f"Invalid array: {param}")
 
 
-class Emulator:
+class Emulator(RefundsMixin, SubscriptionsMixin):
     def __init__(self, config: Config) -> None:
         self.config = config
         self.clock = Clock()
@@ -248,6 +251,12 @@ class Emulator:
         rec["_pi_metadata"] = (pid or {}).get("metadata") or {} if isinstance(pid, dict) else {}
         rec["_pi_description"] = (pid or {}).get("description") if isinstance(pid, dict) else None
         rec["_settlement"] = None
+        sdata = params.get("subscription_data")
+        if isinstance(sdata, dict) and mode == "subscription":
+            rec["_sub_metadata"] = {
+                k: v for k, v in (sdata.get("metadata") or {}).items() if v != ""
+            }
+            rec["_sub_description"] = sdata.get("description") or None
         with self.lock:
             self.store.save("session", rec)
         return self.render_session(rec, _as_list(params.get("expand"), "expand"))
@@ -332,7 +341,13 @@ class Emulator:
                         "You specified `payment` mode but passed a recurring price. Either "
                         "switch to `subscription` mode or use only one-time prices.",
                     )
-                recurring_seen = True
+                if recurring_seen and recurring != recurring_seen:
+                    raise invalid(
+                        f"{p}[price_data][recurring]",
+                        "All recurring prices in a Checkout Session must have the same billing "
+                        "interval and interval_count.",
+                    )
+                recurring_seen = recurring
             if li.get("quantity") in (None, ""):
                 raise missing(f"{p}[quantity]")
             qty = _int(li["quantity"], f"{p}[quantity]", minimum=0)
@@ -379,6 +394,14 @@ class Emulator:
                 obj["line_items"] = objects.list_object(
                     f"/v1/checkout/sessions/{rec['id']}/line_items", items, False
                 )
+            elif path == "subscription" and obj["subscription"]:
+                sub = self.store.get("subscription", obj["subscription"])
+                if sub:
+                    obj["subscription"] = self.render_subscription(sub, [])
+            elif path == "invoice" and obj["invoice"]:
+                inv = self.store.get("invoice", obj["invoice"])
+                if inv:
+                    obj["invoice"] = self.render_invoice(inv, [])
             elif path.startswith("payment_intent") and obj["payment_intent"]:
                 pi = self.store.get("payment_intent", obj["payment_intent"])
                 if pi:
@@ -535,10 +558,9 @@ class Emulator:
         rec["url"] = None
         rec["customer_details"] = objects.customer_details(email or "customer@example.com", name)
         if rec["mode"] == "subscription":
-            # Stripe always creates a customer for a subscription.
+            # Stripe always creates a customer for a subscription; the subscription and its
+            # first invoice come from _start_subscription (subscriptions.py).
             rec["customer"] = rec["customer"] or objects.new_id("cus_", 14)
-            rec["subscription"] = objects.new_id("sub_1")
-            rec["invoice"] = objects.new_id("in_1")
 
     def _new_pi(self, rec: dict, method: dict, status: str, email, name) -> dict:
         pi = objects.payment_intent(
@@ -566,7 +588,13 @@ class Emulator:
 
     def _complete(self, rec: dict, method: dict, email: str | None, name: str | None) -> dict:
         self._finish(rec, email, name)
-        if rec["payment_status"] == "no_payment_required" or rec["mode"] == "setup":
+        if rec["mode"] == "subscription":
+            paid = rec["payment_status"] != "no_payment_required"
+            if paid:
+                rec["payment_status"] = "paid"
+            email = rec["customer_details"]["email"]
+            self._start_subscription(rec, method, "succeeded" if paid else "none", email, name)
+        elif rec["payment_status"] == "no_payment_required" or rec["mode"] == "setup":
             if rec["mode"] == "setup":
                 rec["setup_intent"] = objects.new_id("seti_1")
             self.store.save("session", rec)
@@ -587,7 +615,11 @@ class Emulator:
         if settle_outcome not in ("succeeded", "failed"):
             raise invalid("settle_outcome", "settle_outcome must be succeeded or failed.")
         self._finish(rec, email, name)
-        self._new_pi(rec, method, "processing", rec["customer_details"]["email"], name)
+        if rec["mode"] == "subscription":
+            email = rec["customer_details"]["email"]
+            self._start_subscription(rec, method, "processing", email, name)
+        else:
+            self._new_pi(rec, method, "processing", rec["customer_details"]["email"], name)
         due = None
         if self.config.async_delay > 0:
             due = self.clock.now() + self.config.async_delay
@@ -632,6 +664,7 @@ class Emulator:
             self.store.save("payment_intent", pi)
             self.store.save("session", rec)
             self.emit("payment_intent.succeeded", public(pi), NO_REQUEST)
+            self._subscription_payment_settled(pi, True)
             self.emit("checkout.session.async_payment_succeeded", public(rec), NO_REQUEST)
         else:
             pi["status"] = "requires_payment_method"
@@ -655,6 +688,7 @@ class Emulator:
             self.store.save("payment_intent", pi)
             self.store.save("session", rec)
             self.emit("payment_intent.payment_failed", public(pi), NO_REQUEST)
+            self._subscription_payment_settled(pi, False)
             self.emit("checkout.session.async_payment_failed", public(rec), NO_REQUEST)
 
     # -- the clock ------------------------------------------------------------------------
@@ -668,6 +702,8 @@ class Emulator:
                 settlement = rec.get("_settlement")
                 if settlement and settlement.get("due") is not None and settlement["due"] <= now:
                     self._settle(rec, settlement["outcome"])
+            self.process_due_refunds()
+            self.process_due_subscriptions()
 
     def advance_clock(self, seconds: float) -> int:
         self.clock.advance(seconds)
@@ -689,7 +725,7 @@ class Emulator:
                 raise invalid("expand", f"This property cannot be expanded ({path}).")
             charge = self.store.get("charge", obj["latest_charge"] or "")
             if charge:
-                obj["latest_charge"] = public(charge)
+                obj["latest_charge"] = self.render_charge(charge)
         return obj
 
     def get_charge(self, cid: str) -> dict:
@@ -697,7 +733,7 @@ class Emulator:
             rec = self.store.get("charge", cid)
             if rec is None:
                 raise no_such("charge", cid, param="id")
-            return public(rec)
+            return self.render_charge(rec)
 
     def list_charges(self, params: dict) -> dict:
         self._check_list_params(params, LIST_PARAMS | {"payment_intent", "customer"})
@@ -706,17 +742,20 @@ class Emulator:
             if params.get("payment_intent"):
                 recs = [r for r in recs if r["payment_intent"] == params["payment_intent"]]
             page, has_more = _paginate(recs, params, "charge")
-            data = [public(r) for r in page]
+            data = [self.render_charge(r) for r in page]
         return objects.list_object("/v1/charges", data, has_more)
 
     # -- events ---------------------------------------------------------------------------
-    def emit(self, type: str, obj: dict, ctx: Ctx) -> dict:
+    def emit(
+        self, type: str, obj: dict, ctx: Ctx, *, previous_attributes: dict | None = None
+    ) -> dict:
         evt = objects.event(
             created=self.clock.now(),
             type=type,
             obj=obj,
             request_id=ctx.request_id,
             idempotency_key=ctx.idempotency_key,
+            previous_attributes=previous_attributes,
         )
         with self.lock:
             self.store.save("event", evt)

@@ -14,6 +14,8 @@ WEBHOOK_KINDS = {
     "webhook_bad_signature",
     "webhook_drop",
 }
+# The next N refunds: fail (pending, then failed when due) / stay pending until a control call.
+REFUND_KINDS = {"refund_fail", "refund_pending"}
 
 
 class Faults:
@@ -24,7 +26,7 @@ class Faults:
 
     def add(self, spec: dict) -> dict:
         kind = spec.get("kind")
-        if kind not in API_KINDS | WEBHOOK_KINDS:
+        if kind not in API_KINDS | WEBHOOK_KINDS | REFUND_KINDS:
             raise invalid("kind", f"Unknown fault kind: {kind!r}")
         try:
             count = int(spec.get("count", 1))
@@ -38,6 +40,7 @@ class Faults:
             "path": spec.get("path"),
             "method": (spec.get("method") or "").upper() or None,
             "seconds": seconds,
+            "failure_reason": spec.get("failure_reason") or "expired_or_canceled_card",
         }
         with self._lock:
             self._faults.append(fault)
@@ -69,6 +72,9 @@ class Faults:
                 and (not f["method"] or f["method"] == method)
             )
         )
+
+    def take_refund(self) -> dict | None:
+        return self._take(lambda f: f["kind"] in REFUND_KINDS)
 
     def take_webhook(self, kind: str) -> bool:
         return self._take(lambda f: f["kind"] == kind) is not None

@@ -443,3 +443,374 @@ def charge(
         "transfer_data": None,
         "transfer_group": None,
     }
+
+
+# -- refunds (issue 6) ---------------------------------------------------------------------
+
+
+def refund(
+    *, created: int, charge_obj: dict, amount: int, reason: str | None, metadata: dict, status: str
+) -> dict:
+    method_type = charge_obj["payment_method_details"]["type"]
+    if method_type == "card":
+        destination = {
+            "card": {
+                "reference": None,
+                "reference_status": "pending",
+                "reference_type": "acquirer_reference_number",
+                "type": "refund",
+            },
+            "type": "card",
+        }
+    else:
+        destination = {method_type: {}, "type": method_type}
+    return {
+        "id": new_id("re_3"),
+        "object": "refund",
+        "amount": amount,
+        "balance_transaction": new_id("txn_3"),
+        "charge": charge_obj["id"],
+        "created": created,
+        "currency": charge_obj["currency"],
+        "customer": charge_obj["customer"],
+        "customer_account": None,
+        "description": None,
+        "destination_details": destination,
+        "failure_balance_transaction": None,
+        "failure_reason": None,
+        "instructions_email": None,
+        "metadata": dict(metadata),
+        "next_action": None,
+        "payment_intent": charge_obj["payment_intent"],
+        "payment_method": charge_obj["payment_method"],
+        "pending_reason": "processing" if status == "pending" else None,
+        "presentment_details": None,
+        "reason": reason,
+        "receipt_number": None,
+        "source_transfer_reversal": None,
+        "status": status,
+        "transfer_reversal": None,
+    }
+
+
+# -- subscriptions and invoices (issue 6) --------------------------------------------------
+
+
+def plan(price_obj: dict) -> dict:
+    recurring = price_obj["recurring"] or {}
+    return {
+        "id": price_obj["id"],
+        "object": "plan",
+        "active": price_obj["active"],
+        "amount": price_obj["unit_amount"],
+        "amount_decimal": price_obj["unit_amount_decimal"],
+        "billing_scheme": "per_unit",
+        "created": price_obj["created"],
+        "currency": price_obj["currency"],
+        "interval": recurring.get("interval"),
+        "interval_count": recurring.get("interval_count"),
+        "livemode": False,
+        "metadata": {},
+        "meter": None,
+        "nickname": None,
+        "product": price_obj["product"],
+        "tiers_mode": None,
+        "transform_usage": None,
+        "trial_period_days": None,
+        "usage_type": "licensed",
+    }
+
+
+def subscription_item(
+    *, created: int, sub_id: str, price_obj: dict, quantity: int, start: int, end: int
+) -> dict:
+    return {
+        "id": new_id("si_", 14),
+        "object": "subscription_item",
+        "billed_until": None,
+        "billing_thresholds": None,
+        "created": created,
+        "current_period_end": end,
+        "current_period_start": start,
+        "current_trial": None,
+        "discounts": [],
+        "metadata": {},
+        "plan": plan(price_obj),
+        "price": price_obj,
+        "quantity": quantity,
+        "subscription": sub_id,
+        "tax_rates": [],
+    }
+
+
+def subscription(
+    *,
+    sub_id: str,
+    created: int,
+    customer: str,
+    currency: str,
+    items: list[dict],
+    metadata: dict,
+    description: str | None,
+    default_payment_method: str | None,
+) -> dict:
+    return {
+        "id": sub_id,
+        "object": "subscription",
+        "application": None,
+        "application_fee_percent": None,
+        "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
+        "billing_cycle_anchor": created,
+        "billing_cycle_anchor_config": None,
+        "billing_mode": {"flexible": None, "type": "classic"},
+        "billing_schedules": [],
+        "billing_thresholds": None,
+        "cancel_at": None,
+        "cancel_at_period_end": False,
+        "canceled_at": None,
+        "cancellation_details": {"comment": None, "feedback": None, "reason": None},
+        "collection_method": "charge_automatically",
+        "created": created,
+        "currency": currency,
+        "customer": customer,
+        "customer_account": None,
+        "days_until_due": None,
+        "default_payment_method": default_payment_method,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": description,
+        "discounts": [],
+        "ended_at": None,
+        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "items": list_object(f"/v1/subscription_items?subscription={sub_id}", items, False),
+        "latest_invoice": None,
+        "livemode": False,
+        "managed_payments": {"enabled": False},
+        "metadata": dict(metadata),
+        "next_pending_invoice_item_invoice": None,
+        "on_behalf_of": None,
+        "pause_collection": None,
+        "payment_settings": {
+            "payment_method_options": None,
+            "payment_method_types": None,
+            "save_default_payment_method": "off",
+        },
+        "pending_invoice_item_interval": None,
+        "pending_setup_intent": None,
+        "pending_update": None,
+        "presentment_details": None,
+        "schedule": None,
+        "start_date": created,
+        "status": "incomplete",
+        "status_details": None,
+        "test_clock": None,
+        "transfer_data": None,
+        "trial_end": None,
+        "trial_settings": {"end_behavior": {"missing_payment_method": "create_invoice"}},
+        "trial_start": None,
+    }
+
+
+def invoice_line(
+    *,
+    invoice_id: str,
+    sub: dict,
+    price_obj: dict,
+    quantity: int,
+    description: str,
+    start: int,
+    end: int,
+    subscription_item_id: str | None,
+) -> dict:
+    amount = price_obj["unit_amount"] * quantity
+    name = description or "item"
+    if subscription_item_id:
+        parent = {
+            "invoice_item_details": None,
+            "subscription_item_details": {
+                "invoice_item": None,
+                "proration": False,
+                "proration_details": {"credited_items": None},
+                "subscription": sub["id"],
+                "subscription_item": subscription_item_id,
+            },
+            "type": "subscription_item_details",
+        }
+    else:  # a one-time item bought together with the subscription (first invoice only)
+        parent = {
+            "invoice_item_details": {
+                "invoice_item": new_id("ii_1"),
+                "proration": False,
+                "proration_details": {"credited_items": None},
+                "subscription": sub["id"],
+            },
+            "subscription_item_details": None,
+            "type": "invoice_item_details",
+        }
+    return {
+        "id": new_id("il_1"),
+        "object": "line_item",
+        "amount": amount,
+        "currency": price_obj["currency"],
+        "description": f"{quantity} × {name}",
+        "discount_amounts": [],
+        "discountable": True,
+        "discounts": [],
+        "invoice": invoice_id,
+        "livemode": False,
+        "metadata": {},
+        "parent": parent,
+        "period": {"end": end, "start": start},
+        "pretax_credit_amounts": [],
+        "pricing": {
+            "price_details": {"price": price_obj["id"], "product": price_obj["product"]},
+            "type": "price_details",
+            "unit_amount_decimal": price_obj["unit_amount_decimal"],
+        },
+        "quantity": quantity,
+        "quantity_decimal": str(quantity),
+        "subscription": sub["id"],
+        "subtotal": amount,
+        "taxes": [],
+    }
+
+
+def invoice(
+    *,
+    invoice_id: str,
+    created: int,
+    sub: dict,
+    number: str,
+    billing_reason: str,
+    period_start: int,
+    period_end: int,
+    lines: list[dict],
+    customer_email: str | None,
+    customer_name: str | None,
+) -> dict:
+    total = sum(line["amount"] for line in lines)
+    return {
+        "id": invoice_id,
+        "object": "invoice",
+        "account_country": "US",
+        "account_name": "PayBridge Emulator",
+        "account_tax_ids": None,
+        "amount_due": total,
+        "amount_overpaid": 0,
+        "amount_paid": 0,
+        "amount_paid_off_stripe": 0,
+        "amount_remaining": total,
+        "amount_shipping": 0,
+        "application": None,
+        "attempt_count": 0,
+        "attempted": False,
+        "auto_advance": True,
+        "automatic_tax": {
+            "disabled_reason": None,
+            "enabled": False,
+            "liability": None,
+            "provider": None,
+            "status": None,
+        },
+        "automatically_finalizes_at": None,
+        "billing_reason": billing_reason,
+        "collection_method": "charge_automatically",
+        "confirmation_secret": None,
+        "created": created,
+        "currency": sub["currency"],
+        "custom_fields": None,
+        "customer": sub["customer"],
+        "customer_account": None,
+        "customer_address": None,
+        "customer_email": customer_email,
+        "customer_name": customer_name,
+        "customer_phone": None,
+        "customer_shipping": None,
+        "customer_tax_exempt": "none",
+        "customer_tax_ids": [],
+        "default_payment_method": None,
+        "default_source": None,
+        "default_tax_rates": [],
+        "description": None,
+        "discounts": [],
+        "due_date": None,
+        "effective_at": created,
+        "ending_balance": 0,
+        "footer": None,
+        "from_invoice": None,
+        "hosted_invoice_url": None,
+        "invoice_pdf": None,
+        "issuer": {"type": "self"},
+        "last_finalization_error": None,
+        "latest_revision": None,
+        "lines": list_object(f"/v1/invoices/{invoice_id}/lines", lines, False),
+        "livemode": False,
+        "metadata": {},
+        "next_payment_attempt": None,
+        "number": number,
+        "on_behalf_of": None,
+        "parent": {
+            "quote_details": None,
+            "subscription_details": {
+                "metadata": dict(sub["metadata"]),
+                "subscription": sub["id"],
+            },
+            "type": "subscription_details",
+        },
+        "payment_settings": {
+            "default_mandate": None,
+            "payment_method_options": None,
+            "payment_method_types": None,
+        },
+        "period_end": period_end,
+        "period_start": period_start,
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0,
+        "receipt_number": None,
+        "rendering": None,
+        "shipping_cost": None,
+        "shipping_details": None,
+        "starting_balance": 0,
+        "statement_descriptor": None,
+        "status": "open",
+        "status_details": None,
+        "status_transitions": {
+            "finalized_at": created,
+            "marked_uncollectible_at": None,
+            "paid_at": None,
+            "voided_at": None,
+        },
+        # Not in the endive API any more (see parent.subscription_details), but in the fixture.
+        "subscription": sub["id"],
+        "subtotal": total,
+        "subtotal_excluding_tax": total,
+        "test_clock": None,
+        "threshold_reason": None,
+        "total": total,
+        "total_discount_amounts": [],
+        "total_excluding_tax": total,
+        "total_pretax_credit_amounts": [],
+        "total_taxes": [],
+        "webhooks_delivered_at": created,
+    }
+
+
+def invoice_payment(*, created: int, inv: dict, pi_id: str) -> dict:
+    paid = inv["status"] == "paid"
+    return {
+        "id": "inpay_" + pi_id.removeprefix("pi_"),
+        "object": "invoice_payment",
+        "amount_paid": inv["amount_paid"] if paid else None,
+        "amount_requested": inv["amount_due"],
+        "created": created,
+        "currency": inv["currency"],
+        "invoice": inv["id"],
+        "is_default": True,
+        "livemode": False,
+        "payment": {"payment_intent": pi_id, "type": "payment_intent"},
+        "status": "paid" if paid else "open",
+        "status_transitions": {
+            "canceled_at": None,
+            "paid_at": inv["status_transitions"]["paid_at"] if paid else None,
+        },
+    }

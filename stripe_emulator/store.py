@@ -8,7 +8,10 @@ import json
 import sqlite3
 import threading
 
-KINDS = ("session", "payment_intent", "charge", "event", "webhook_endpoint", "idempotency", "meta")
+KINDS = (
+    "session", "payment_intent", "charge", "refund", "subscription", "invoice", "event",
+    "webhook_endpoint", "idempotency", "meta",
+)  # fmt: skip
 
 
 class Store:
