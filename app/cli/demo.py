@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from app.extensions import db
 
 
 @click.command("seed-demo")
+@with_appcontext
 @click.option(
     "--public-base-url",
     default=None,

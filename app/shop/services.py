@@ -400,6 +400,11 @@ def cancel_order(order: Order) -> Payment | None:
         if error.code == "PAYMENT_ALREADY_FINAL":
             db.session.rollback()
             return order_payment(order)
+        if error.code == "ILLEGAL_TRANSITION":
+            raise ShopError(
+                "You already completed the checkout and the payment is being processed, "
+                "so the order can no longer be cancelled."
+            ) from error
         raise _shop_error(error) from error
 
 

@@ -7,10 +7,15 @@ from wtforms.validators import DataRequired, EqualTo, Length, NumberRange, Regex
 from app.shop.cart import MAX_QUANTITY
 
 
+def _strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
 class SignupForm(FlaskForm):
-    name = StringField("Your name", validators=[DataRequired(), Length(max=120)])
+    name = StringField("Your name", filters=[_strip], validators=[DataRequired(), Length(max=120)])
     email = EmailField(
         "Email",
+        filters=[_strip],
         validators=[
             DataRequired(),
             Length(max=254),
@@ -29,7 +34,7 @@ class SignupForm(FlaskForm):
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
+    email = EmailField("Email", filters=[_strip], validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
     next = HiddenField()
 
