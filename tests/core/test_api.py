@@ -1,0 +1,451 @@
+"""API v1 beyond creation: auth, tenant isolation, validation, read, list, expire."""
+
+from __future__ import annotations
+
+import base64
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import ApiKey, Payment, utcnow
+from app.payments.state import record_creation
+from tests.core.test_create import body, emulator_sessions
+from tests.support.api import auth_headers
+
+
+@pytest.fixture(autouse=True)
+def _fresh_emulator(emulator):
+    emulator.control("POST", "reset")
+    yield
+    emulator.control("DELETE", "faults")
+
+
+def create(client, key, **overrides):
+    response = client.post("/api/v1/payments", json=body(**overrides), headers=auth_headers(key))
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def insert_payments(app, merchant_id: int, n: int, *, status: str = "CREATED", start=None):
+    """Payments straight in the database (no PSP), one second apart, oldest first."""
+    start = start or utcnow() - timedelta(hours=1)
+    ids = []
+    with app.app_context():
+        for i in range(n):
+            p = Payment(
+                merchant_id=merchant_id,
+                merchant_reference=f"bulk-{status}-{i}",
+                amount=100 + i,
+                currency="EUR",
+                success_url="https://shop.example.com/ok",
+                cancel_url="https://shop.example.com/no",
+                created_at=start + timedelta(seconds=i),
+            )
+            record_creation(p)
+            p.status = status
+            db.session.add(p)
+            db.session.flush()
+            ids.append(p.public_id)
+        db.session.commit()
+    return ids
+
+
+# -- authentication ---------------------------------------------------------------------------
+
+
+def test_missing_key_asks_for_one(client):
+    r = client.get("/api/v1/payments")
+    assert r.status_code == 401
+    assert r.get_json()["error"]["code"] == "AUTHENTICATION_REQUIRED"
+    assert "Bearer" in r.headers["WWW-Authenticate"]
+
+
+@pytest.mark.parametrize("header", ["Bearer pbk_unknown", "Bearer ", "Token abc", "Basic !!!"])
+def test_unknown_or_malformed_keys_are_refused(client, header):
+    r = client.get("/api/v1/payments", headers={"Authorization": header})
+    assert r.status_code == 401
+    assert r.get_json()["error"]["code"] in ("INVALID_API_KEY", "AUTHENTICATION_REQUIRED")
+    if header == "Bearer pbk_unknown":
+        assert r.get_json()["error"]["code"] == "INVALID_API_KEY"
+
+
+def test_basic_auth_with_the_key_as_user_name_works(client, make_merchant):
+    _, key = make_merchant()
+    token = base64.b64encode(f"{key}:".encode()).decode()
+    r = client.get("/api/v1/payments", headers={"Authorization": f"Basic {token}"})
+    assert r.status_code == 200
+    assert r.get_json()["data"] == []
+
+
+def test_revoked_key_is_refused(app, client, make_merchant):
+    merchant, key = make_merchant()
+    with app.app_context():
+        api_key = db.session.execute(select(ApiKey)).scalar_one()
+        api_key.revoked_at = utcnow()
+        db.session.commit()
+    r = client.get("/api/v1/payments", headers=auth_headers(key))
+    assert r.status_code == 401
+    assert r.get_json()["error"]["code"] == "INVALID_API_KEY"
+
+
+def test_last_used_is_recorded_at_most_once_a_minute(app, client, make_merchant):
+    _, key = make_merchant()
+    client.get("/api/v1/payments", headers=auth_headers(key))
+    with app.app_context():
+        first = db.session.execute(select(ApiKey)).scalar_one().last_used_at
+    assert first is not None
+    client.get("/api/v1/payments", headers=auth_headers(key))
+    with app.app_context():
+        api_key = db.session.execute(select(ApiKey)).scalar_one()
+        assert api_key.last_used_at == first
+        api_key.last_used_at = first - timedelta(minutes=2)
+        db.session.commit()
+    client.get("/api/v1/payments", headers=auth_headers(key))
+    with app.app_context():
+        assert db.session.execute(select(ApiKey)).scalar_one().last_used_at > first
+
+
+def test_secrets_never_appear_in_error_bodies(client):
+    r = client.get("/api/v1/payments", headers={"Authorization": "Bearer pbk_secret_value"})
+    assert b"pbk_secret_value" not in r.data
+
+
+# -- tenant isolation -------------------------------------------------------------------------
+
+
+def test_another_merchants_payment_is_not_found(app, client, make_merchant):
+    merchant_a, key_a = make_merchant("A")
+    _, key_b = make_merchant("B")
+    (pid,) = insert_payments(app, merchant_a.id, 1)
+    for method, path in (
+        ("get", f"/api/v1/payments/{pid}"),
+        ("post", f"/api/v1/payments/{pid}/expire"),
+    ):
+        r = getattr(client, method)(path, headers=auth_headers(key_b))
+        assert r.status_code == 404
+        assert r.get_json()["error"]["code"] == "PAYMENT_NOT_FOUND"
+    listed = client.get("/api/v1/payments", headers=auth_headers(key_b)).get_json()
+    assert listed["data"] == []
+    by_ref = client.get(
+        "/api/v1/payments?merchant_reference=bulk-CREATED-0", headers=auth_headers(key_b)
+    )
+    assert by_ref.get_json()["data"] == []
+    assert client.get(f"/api/v1/payments/{pid}", headers=auth_headers(key_a)).status_code == 200
+
+
+def test_unknown_payment_is_not_found(client, make_merchant):
+    _, key = make_merchant()
+    r = client.get("/api/v1/payments/pay_nothing", headers=auth_headers(key))
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "PAYMENT_NOT_FOUND"
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("amount", 0),
+        ("amount", -5),
+        ("amount", 100_000_000),
+        ("amount", 12.5),
+        ("amount", "100"),
+        ("amount", True),
+        ("amount", None),
+        ("currency", "XXX"),
+        ("currency", "EURO"),
+        ("currency", 978),
+        ("merchant_reference", ""),
+        ("merchant_reference", "r" * 201),
+        ("description", "d" * 501),
+        ("customer_email", "not-an-email"),
+        ("success_url", "ftp://shop.example.com/ok"),
+        ("success_url", "javascript:alert(1)"),
+        ("success_url", "https://shop.example.com/" + "a" * 2000),
+        ("cancel_url", "not a url"),
+        ("metadata", {f"k{i}": "v" for i in range(51)}),
+        ("metadata", {"k" * 41: "v"}),
+        ("metadata", {"k": "v" * 501}),
+        ("metadata", {"k": 5}),
+        ("metadata", {"a[b]": "v"}),
+        ("metadata", "flat"),
+        ("payment_type", "RENT"),
+        ("interval", "month"),
+        ("interval_count", 2),
+        ("unexpected_field", 1),
+    ],
+)
+def test_each_invalid_field_is_named(client, make_merchant, field, value):
+    _, key = make_merchant()
+    r = client.post("/api/v1/payments", json=body(**{field: value}), headers=auth_headers(key))
+    assert r.status_code == 400, r.get_json()
+    error = r.get_json()["error"]
+    assert error["code"] == "VALIDATION_ERROR"
+    assert error["param"] == field
+    assert field in error["details"]
+    assert error["message"].startswith(f"{field}: ")
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"payment_type": "RECC"}, "interval"),
+        ({"payment_type": "RECC", "interval": "fortnight"}, "interval"),
+        ({"payment_type": "RECC", "interval": "month", "interval_count": 13}, "interval_count"),
+        ({"payment_type": "RECC", "interval": "month", "interval_count": 0}, "interval_count"),
+    ],
+)
+def test_recurring_rules(client, make_merchant, overrides, field):
+    _, key = make_merchant()
+    r = client.post("/api/v1/payments", json=body(**overrides), headers=auth_headers(key))
+    assert r.status_code == 400
+    assert r.get_json()["error"]["param"] == field
+
+
+@pytest.mark.parametrize("missing", ["merchant_reference", "amount", "currency", "success_url"])
+def test_required_fields(client, make_merchant, missing):
+    _, key = make_merchant()
+    data = body()
+    del data[missing]
+    r = client.post("/api/v1/payments", json=data, headers=auth_headers(key))
+    assert r.status_code == 400
+    assert r.get_json()["error"]["details"][missing] == ["Missing data for required field."]
+
+
+def test_every_bad_field_is_reported_at_once(client, make_merchant):
+    _, key = make_merchant()
+    r = client.post(
+        "/api/v1/payments", json=body(amount=0, currency="ZZZ"), headers=auth_headers(key)
+    )
+    assert set(r.get_json()["error"]["details"]) == {"amount", "currency"}
+
+
+def test_zero_decimal_currency_and_the_maximum_amount_are_accepted(client, make_merchant):
+    _, key = make_merchant()
+    payment = create(client, key, currency="jpy", amount=99_999_999)
+    assert (payment["currency"], payment["amount"]) == ("JPY", 99_999_999)
+
+
+@pytest.mark.parametrize(
+    "data, content_type, status, code",
+    [
+        (b"{not json", "application/json", 400, "INVALID_JSON"),
+        (b"", "application/json", 400, "INVALID_JSON"),
+        (b"[1, 2]", "application/json", 400, "INVALID_JSON"),
+        (b"amount=5", "application/x-www-form-urlencoded", 415, "UNSUPPORTED_MEDIA_TYPE"),
+        (b"{}", "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE"),
+    ],
+)
+def test_bodies_that_are_not_json_objects(client, make_merchant, data, content_type, status, code):
+    _, key = make_merchant()
+    r = client.post(
+        "/api/v1/payments", data=data, content_type=content_type, headers=auth_headers(key)
+    )
+    assert r.status_code == status
+    assert r.get_json()["error"]["code"] == code
+
+
+def test_idempotency_key_too_long_is_a_validation_error(client, make_merchant):
+    _, key = make_merchant()
+    r = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "k" * 256))
+    assert r.status_code == 400
+    assert r.get_json()["error"]["param"] == "Idempotency-Key"
+
+
+def test_wrong_method_is_a_json_405(client, make_merchant):
+    _, key = make_merchant()
+    r = client.delete("/api/v1/payments", headers=auth_headers(key))
+    assert r.status_code == 405
+    assert r.get_json()["error"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+# -- read and list ----------------------------------------------------------------------------
+
+
+def test_get_returns_the_payment_with_its_history(client, make_merchant):
+    _, key = make_merchant()
+    created = create(client, key)
+    r = client.get(f"/api/v1/payments/{created['id']}", headers=auth_headers(key))
+    assert r.status_code == 200
+    payment = r.get_json()
+    assert payment["id"] == created["id"] and payment["checkout_url"] == created["checkout_url"]
+    assert [(h["from"], h["to"], h["source"]) for h in payment["status_history"]] == [
+        (None, "CREATED", "api"),
+        ("CREATED", "INITIATED", "api"),
+    ]
+
+
+def test_list_is_newest_first_and_pages_with_an_opaque_cursor(app, client, make_merchant):
+    merchant, key = make_merchant()
+    ids = insert_payments(app, merchant.id, 7)
+    seen = []
+    cursor = None
+    pages = 0
+    while True:
+        query = "limit=3" + (f"&starting_after={cursor}" if cursor else "")
+        page = client.get(f"/api/v1/payments?{query}", headers=auth_headers(key)).get_json()
+        pages += 1
+        seen += [p["id"] for p in page["data"]]
+        if not page["has_more"]:
+            assert page["next_cursor"] is None
+            break
+        cursor = page["next_cursor"]
+    assert pages == 3
+    assert seen == list(reversed(ids))
+
+
+def test_list_pages_stay_stable_when_payments_share_a_timestamp(app, client, make_merchant):
+    merchant, key = make_merchant()
+    same = utcnow() - timedelta(minutes=5)
+    with app.app_context():
+        for i in range(4):
+            p = Payment(
+                merchant_id=merchant.id,
+                merchant_reference=f"same-{i}",
+                amount=100,
+                currency="EUR",
+                success_url="https://s.example/ok",
+                cancel_url="https://s.example/no",
+                created_at=same,
+            )
+            record_creation(p)
+            db.session.add(p)
+        db.session.commit()
+    first = client.get("/api/v1/payments?limit=2", headers=auth_headers(key)).get_json()
+    second = client.get(
+        f"/api/v1/payments?limit=2&starting_after={first['next_cursor']}",
+        headers=auth_headers(key),
+    ).get_json()
+    refs = [p["merchant_reference"] for p in first["data"] + second["data"]]
+    assert sorted(refs) == [f"same-{i}" for i in range(4)]
+    assert not second["has_more"]
+
+
+def test_list_filters(app, client, make_merchant):
+    merchant, key = make_merchant()
+    start = utcnow() - timedelta(hours=2)
+    created = insert_payments(app, merchant.id, 3, status="CREATED", start=start)
+    failed = insert_payments(app, merchant.id, 2, status="FAILED", start=start + timedelta(hours=1))
+
+    def ids(query: str) -> list[str]:
+        r = client.get(f"/api/v1/payments?{query}", headers=auth_headers(key))
+        assert r.status_code == 200, r.get_json()
+        return [p["id"] for p in r.get_json()["data"]]
+
+    assert ids("status=FAILED") == list(reversed(failed))
+    assert ids("status=CREATED") == list(reversed(created))
+    boundary = (start + timedelta(minutes=30)).isoformat() + "Z"
+    assert ids(f"created_gte={boundary}") == list(reversed(failed))
+    assert ids(f"created_lte={boundary}") == list(reversed(created))
+    naive = (start + timedelta(seconds=1)).isoformat()
+    assert ids(f"created_lte={naive}") == list(reversed(created[:2]))
+    assert ids("merchant_reference=bulk-FAILED-1") == [failed[1]]
+
+
+@pytest.mark.parametrize(
+    "query, param",
+    [
+        ("status=DONE", "status"),
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=x", "limit"),
+        ("created_gte=yesterday", "created_gte"),
+        ("starting_after=not-a-cursor", "starting_after"),
+    ],
+)
+def test_bad_list_parameters_are_named(client, make_merchant, query, param):
+    _, key = make_merchant()
+    r = client.get(f"/api/v1/payments?{query}", headers=auth_headers(key))
+    assert r.status_code == 400
+    assert r.get_json()["error"]["code"] == "VALIDATION_ERROR"
+    assert r.get_json()["error"]["param"] == param
+
+
+# -- expire -----------------------------------------------------------------------------------
+
+
+def test_expire_stops_the_psp_session_and_fails_the_payment(client, make_merchant, emulator):
+    _, key = make_merchant()
+    created = create(client, key)
+    r = client.post(f"/api/v1/payments/{created['id']}/expire", headers=auth_headers(key))
+    assert r.status_code == 200, r.get_json()
+    payment = r.get_json()
+    assert payment["status"] == "FAILED"
+    assert payment["failure_code"] == "expired"
+    assert payment["checkout_url"] is None
+    assert payment["status_history"][-1]["source"] == "api"
+    (session,) = emulator_sessions(emulator)
+    assert session["status"] == "expired"
+    again = client.post(f"/api/v1/payments/{created['id']}/expire", headers=auth_headers(key))
+    assert again.status_code == 409
+    assert again.get_json()["error"]["code"] == "PAYMENT_ALREADY_FINAL"
+
+
+def test_expire_a_payment_the_shopper_already_paid_records_success_instead(
+    client, make_merchant, emulator
+):
+    _, key = make_merchant()
+    created = create(client, key)
+    emulator.control(
+        "POST",
+        f"checkout/sessions/{created['psp_session_id']}/pay",
+        {"card": "4242424242424242"},
+    )
+    r = client.post(f"/api/v1/payments/{created['id']}/expire", headers=auth_headers(key))
+    assert r.status_code == 409
+    assert r.get_json()["error"]["code"] == "PAYMENT_ALREADY_FINAL"
+    payment = client.get(f"/api/v1/payments/{created['id']}", headers=auth_headers(key))
+    assert payment.get_json()["status"] == "SUCCESS"
+
+
+def test_expire_a_session_that_already_expired_at_the_psp(client, make_merchant, emulator):
+    _, key = make_merchant()
+    created = create(client, key)
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"{emulator.url}/v1/checkout/sessions/{created['psp_session_id']}/expire",
+        method="POST",
+        headers={"Authorization": f"Bearer {emulator.api_key}"},
+    )
+    urllib.request.urlopen(req, timeout=10).close()
+    r = client.post(f"/api/v1/payments/{created['id']}/expire", headers=auth_headers(key))
+    assert r.status_code == 200
+    assert r.get_json()["status"] == "FAILED"
+
+
+def test_expire_a_payment_never_registered(app, client, make_merchant):
+    merchant, key = make_merchant()
+    (pid,) = insert_payments(app, merchant.id, 1)
+    r = client.post(f"/api/v1/payments/{pid}/expire", headers=auth_headers(key))
+    assert r.status_code == 200
+    assert r.get_json()["status"] == "FAILED"
+
+
+def test_expire_while_the_psp_is_down_changes_nothing(client, make_merchant, emulator):
+    _, key = make_merchant()
+    created = create(client, key)
+    emulator.control("POST", "faults", {"kind": "http_500", "count": 1})
+    r = client.post(f"/api/v1/payments/{created['id']}/expire", headers=auth_headers(key))
+    assert r.status_code == 503
+    assert r.get_json()["error"]["code"] == "PSP_UNAVAILABLE"
+    after = client.get(f"/api/v1/payments/{created['id']}", headers=auth_headers(key))
+    assert after.get_json()["status"] == "INITIATED"
+
+
+# -- docs -------------------------------------------------------------------------------------
+
+
+def test_docs_page_lists_every_operation_and_error_code(client):
+    from app.errors import ERROR_CODES
+
+    r = client.get("/api/v1/docs")
+    assert r.status_code == 200 and r.content_type.startswith("text/html")
+    html = r.get_data(as_text=True)
+    for path in ("/api/v1/payments", "/api/v1/payments/{payment_id}/expire"):
+        assert path in html
+    for code in ERROR_CODES:
+        assert code in html
+    assert "cdn" not in html.lower()
