@@ -1,7 +1,137 @@
-"""Commands: filled in by the issue that builds this domain."""
+"""`flask merchants …`: create merchants and manage their API keys (keys are shown once)."""
 
+from __future__ import annotations
+
+import json
+from urllib.parse import urlparse
+
+import click
 from flask import Flask
+from flask.cli import AppGroup
+from sqlalchemy import or_, select
+
+from app.extensions import db
+from app.models import ApiKey, Merchant, utcnow
+from app.payments.serialize import iso
+
+merchants = AppGroup("merchants", help="Merchants (client apps) and their API keys.")
+keys = AppGroup("keys", help="A merchant's API keys.")
+merchants.add_command(keys)
+
+
+def _http_url(ctx, param, value: str | None) -> str | None:
+    if value is None:
+        return None
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or len(value) > 2000:
+        raise click.BadParameter("must be an http(s) URL of at most 2000 characters")
+    return value
+
+
+def _merchant(merchant_id: int) -> Merchant:
+    merchant = db.session.get(Merchant, merchant_id)
+    if merchant is None:
+        raise click.ClickException(f"no merchant with id {merchant_id}")
+    return merchant
+
+
+@merchants.command("create")
+@click.argument("name")
+@click.option("--notify-url", callback=_http_url, help="Where PayBridge POSTs notifications.")
+@click.option("--key-name", default="default", show_default=True, help="Name of the first key.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
+def create_merchant(name: str, notify_url: str | None, key_name: str, as_json: bool) -> None:
+    """Create a merchant with an API key; prints the key and signing secret once."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise click.BadParameter("must be 1 to 200 characters", param_hint="NAME")
+    merchant = Merchant(name=name, notify_url=notify_url)
+    api_key, raw = ApiKey.generate(merchant, name=key_name)
+    db.session.add_all([merchant, api_key])
+    db.session.commit()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "merchant_id": merchant.id,
+                    "name": merchant.name,
+                    "notify_url": merchant.notify_url,
+                    "api_key": raw,
+                    "api_key_prefix": api_key.prefix,
+                    "signing_secret": merchant.signing_secret,
+                }
+            )
+        )
+        return
+    click.echo(f"Merchant {merchant.id} created: {merchant.name}")
+    click.echo(f"Notify URL:     {merchant.notify_url or '(none)'}")
+    click.echo(f"API key:        {raw}")
+    click.echo(f"Signing secret: {merchant.signing_secret}")
+    click.echo("Store both now: they are not shown again.")
+
+
+@merchants.command("list")
+def list_merchants() -> None:
+    """Every merchant with its active key count."""
+    rows = db.session.execute(select(Merchant).order_by(Merchant.id)).scalars().all()
+    if not rows:
+        click.echo("No merchants yet: flask merchants create NAME --notify-url URL")
+        return
+    click.echo(f"{'ID':>5}  {'NAME':<30} {'KEYS':>4}  NOTIFY URL")
+    for merchant in rows:
+        active = sum(1 for k in merchant.api_keys if k.active)
+        click.echo(
+            f"{merchant.id:>5}  {merchant.name[:30]:<30} {active:>4}  {merchant.notify_url or '-'}"
+        )
+
+
+@keys.command("list")
+@click.argument("merchant_id", type=int)
+def list_keys(merchant_id: int) -> None:
+    """A merchant's keys: id, prefix, name, created, last used, revoked."""
+    merchant = _merchant(merchant_id)
+    click.echo(f"{'ID':>5}  {'PREFIX':<13} {'NAME':<20} {'CREATED':<28} {'LAST USED':<28} REVOKED")
+    for key in sorted(merchant.api_keys, key=lambda k: k.id):
+        click.echo(
+            f"{key.id:>5}  {key.prefix:<13} {key.name[:20]:<20} {iso(key.created_at):<28} "
+            f"{iso(key.last_used_at) or '-':<28} {iso(key.revoked_at) or '-'}"
+        )
+
+
+@keys.command("create")
+@click.argument("merchant_id", type=int)
+@click.option("--name", default="default", show_default=True, help="A label for the key.")
+def create_key(merchant_id: int, name: str) -> None:
+    """Add an API key to a merchant; prints it once."""
+    merchant = _merchant(merchant_id)
+    api_key, raw = ApiKey.generate(merchant, name=name[:100])
+    db.session.add(api_key)
+    db.session.commit()
+    click.echo(f"API key {api_key.id} ({api_key.prefix}…) for merchant {merchant.id}: {raw}")
+    click.echo("Store it now: it is not shown again.")
+
+
+@keys.command("revoke")
+@click.argument("key")
+def revoke_key(key: str) -> None:
+    """Revoke a key by its id or its shown prefix; it stops working at once."""
+    conditions = [ApiKey.prefix == key]
+    if key.isdigit():
+        conditions.append(ApiKey.id == int(key))
+    found = db.session.execute(select(ApiKey).where(or_(*conditions))).scalars().all()
+    if not found:
+        raise click.ClickException(f"no API key with id or prefix {key!r}")
+    if len(found) > 1:
+        ids = ", ".join(str(k.id) for k in found)
+        raise click.ClickException(f"{key!r} matches several keys ({ids}): revoke by id")
+    api_key = found[0]
+    if api_key.revoked_at is not None:
+        click.echo(f"API key {api_key.id} ({api_key.prefix}…) was already revoked.")
+        return
+    api_key.revoked_at = utcnow()
+    db.session.commit()
+    click.echo(f"API key {api_key.id} ({api_key.prefix}…) revoked.")
 
 
 def register(app: Flask) -> None:
-    pass
+    app.cli.add_command(merchants)
