@@ -343,7 +343,8 @@ class Reconciler:
                     self._expire_session_of_failed(entry, session)
                 return
             if not _past_expiry(payment, session):
-                entry["action"] = "open"
+                if entry["action"] == "unchanged":
+                    entry["action"] = "open"
                 return
             entry["why"] = "checkout session open past its expiry"
             if self.dry_run:

@@ -1,0 +1,112 @@
+"""Reconciliation tests: real MariaDB, Redis and the Stripe emulator over HTTP.
+
+Each test starts from a reset emulator (no sessions, no events, its clock back at real time, no
+webhook endpoint: a webhook never comes unless a test sets one up) and a closed circuit breaker.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+import pytest
+import stripe
+
+from app.errors import PayBridgeError
+from app.extensions import db
+from app.models import Payment, utcnow
+from app.payments.service import create_payment
+from app.psp.factory import get_provider
+
+# Settings the tests change; restored after each test.
+RECON_SETTINGS = {
+    "RECON_STALE_AFTER_SECONDS": 0,
+    "RECON_RATE_LIMIT_PER_SECOND": 500.0,
+    "RECON_RATE_LIMIT_BACKOFF_SECONDS": 0.05,
+    "RECON_RATE_LIMIT_MAX_RETRIES": 4,
+    "RECON_LOCK_TTL_SECONDS": 30,
+    "RECON_MAX_RUN_SECONDS": 60,
+}
+
+
+@pytest.fixture
+def recon(app, emulator):
+    """An app context with fast reconciliation settings and a clean emulator."""
+    emulator.control("POST", "reset")
+    emulator.control("DELETE", "faults")
+    saved = {key: app.config[key] for key in RECON_SETTINGS}
+    app.config.update(RECON_SETTINGS)
+    with app.app_context():
+        get_provider().breaker.close()
+        yield app
+    app.config.update(saved)
+    emulator.control("DELETE", "faults")
+    emulator.control("POST", "deliveries/resume")
+
+
+@pytest.fixture
+def merchant(make_merchant):
+    merchant, _raw = make_merchant("Recon Shop", "http://127.0.0.1:9/notify")
+    return merchant
+
+
+@pytest.fixture
+def stripe_client(emulator):
+    """Talks to the emulator directly, to see what the PSP holds (not through PayBridge)."""
+    return stripe.StripeClient(emulator.api_key, base_addresses={"api": emulator.url})
+
+
+@pytest.fixture
+def new_payment(recon, merchant):
+    """Create a payment through the payment core (registered at the emulator).
+
+    With `expect_error` the PSP registration is expected to fail (a fault was injected): the
+    payment stays CREATED and is returned all the same.
+    """
+
+    def factory(*, amount: int = 1999, expect_error: bool = False) -> Payment:
+        reference = "order-" + secrets.token_hex(5)
+        params = {
+            "merchant_reference": reference,
+            "amount": amount,
+            "currency": "EUR",
+            "description": "Recon test order",
+            "success_url": "https://merchant.example/ok",
+            "cancel_url": "https://merchant.example/cancel",
+        }
+        if expect_error:
+            with pytest.raises(PayBridgeError):
+                create_payment(merchant.id, params, idempotency_key=None)
+            db.session.rollback()
+            return db.session.execute(
+                db.select(Payment).where(Payment.merchant_reference == reference)
+            ).scalar_one()
+        return create_payment(merchant.id, params, idempotency_key=None)
+
+    return factory
+
+
+def reload(payment_id: int) -> Payment:
+    db.session.rollback()
+    return db.session.execute(
+        db.select(Payment).where(Payment.id == payment_id).execution_options(populate_existing=True)
+    ).scalar_one()
+
+
+def set_expired(payment_id: int, seconds_ago: int = 60) -> None:
+    """PayBridge's own clock is real: move the payment's recorded session expiry into the past."""
+    payment = reload(payment_id)
+    payment.psp_expires_at = utcnow() - timedelta(seconds=seconds_ago)
+    db.session.commit()
+
+
+def sessions_for(stripe_client, public_id: str) -> list:
+    """Every session the emulator holds for this payment (client_reference_id = its id)."""
+    listing = stripe_client.v1.checkout.sessions.list({"limit": 100})
+    return [s for s in listing.auto_paging_iter() if s.client_reference_id == public_id]
+
+
+def pay(emulator, session_id: str, **body) -> dict:
+    return emulator.control(
+        "POST", f"checkout/sessions/{session_id}/pay", body or {"card": "4242424242424242"}
+    )
