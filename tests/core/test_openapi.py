@@ -1,0 +1,75 @@
+"""The OpenAPI document is valid OpenAPI 3, generated from the schemas, and matches the routes."""
+
+from __future__ import annotations
+
+import re
+
+from openapi_spec_validator import validate
+
+from app.errors import ERROR_CODES
+
+
+def _spec(client) -> dict:
+    response = client.get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    assert response.content_type.startswith("application/json")
+    return response.get_json()
+
+
+def test_document_is_valid_openapi_3(client):
+    spec = _spec(client)
+    assert spec["openapi"].startswith("3.")
+    validate(spec)
+
+
+def test_paths_are_exactly_the_api_routes(app, client):
+    spec = _spec(client)
+    documented = {
+        (path, method.upper())
+        for path, item in spec["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    }
+    served = set()
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/v1/") or rule.endpoint.startswith("api-docs."):
+            continue
+        if rule.endpoint == "api.docs":
+            continue
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        served |= {(path, m) for m in rule.methods - {"HEAD", "OPTIONS"}}
+    assert documented == served
+
+
+def test_request_schema_is_the_one_that_validates(client):
+    spec = _spec(client)
+    body = spec["paths"]["/api/v1/payments"]["post"]["requestBody"]["content"]["application/json"]
+    ref = body["schema"]["$ref"].rsplit("/", 1)[-1]
+    schema = spec["components"]["schemas"][ref]
+    assert set(schema["required"]) == {
+        "merchant_reference",
+        "amount",
+        "currency",
+        "success_url",
+        "cancel_url",
+    }
+    assert schema["properties"]["amount"]["maximum"] == 99_999_999
+    assert schema["properties"]["amount"]["minimum"] == 1
+    assert schema["properties"]["merchant_reference"]["maxLength"] == 200
+
+
+def test_operations_declare_api_key_auth_and_error_answers(client):
+    spec = _spec(client)
+    assert set(spec["components"]["securitySchemes"]) == {"bearerAuth", "basicAuth"}
+    create = spec["paths"]["/api/v1/payments"]["post"]
+    assert create["security"] == [{"bearerAuth": []}, {"basicAuth": []}]
+    assert {"201", "400", "401", "409", "422", "503"} <= set(create["responses"])
+    assert any(p["name"] == "Idempotency-Key" for p in create["parameters"])
+
+
+def test_error_codes_are_documented_in_docs_api_md():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    for code in ERROR_CODES:
+        assert f"`{code}`" in text, code
