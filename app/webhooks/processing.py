@@ -232,15 +232,20 @@ def _lock_payment_for_session(session: CheckoutSession) -> Payment | None:
     """The payment the session belongs to, row-locked: by session id, else by our own id.
 
     A payment still CREATED (its registration answer was lost) has no session id yet; the
-    session names it through client_reference_id and metadata. Locking reads see the latest
-    committed rows whatever snapshot the caller's transaction holds.
+    session names it through client_reference_id and metadata. The lookup by session id is a
+    plain read (a locking read of a missing key would gap-lock the index against the payment
+    core recording a session id); if it misses because a registration committed meanwhile,
+    the locking read by public id, which sees the latest rows, still finds the payment.
     """
-    payment = _locked(Payment.psp_session_id == session.id)
-    if payment is None:
-        claimed = session.client_reference_id or session.metadata.get("paybridge_payment_id")
-        if claimed:
-            payment = _locked(Payment.public_id == claimed)
-    return payment
+    payment_id = db.session.execute(
+        select(Payment.id).where(Payment.psp_session_id == session.id)
+    ).scalar_one_or_none()
+    if payment_id is not None:
+        return _locked(Payment.id == payment_id)
+    claimed = session.client_reference_id or session.metadata.get("paybridge_payment_id")
+    if claimed:
+        return _locked(Payment.public_id == claimed)
+    return None
 
 
 def _locked(criterion) -> Payment | None:

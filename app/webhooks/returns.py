@@ -6,7 +6,7 @@ import logging
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from app.extensions import db
+from app.extensions import db, limiter
 from app.models import Payment
 from app.payments.status import PaymentStatus, StatusSource
 from app.psp.base import PspError
@@ -14,6 +14,9 @@ from app.psp.factory import get_provider
 from app.webhooks.processing import apply_session
 
 log = logging.getLogger(__name__)
+
+# Anyone holding a return URL can reload it: bound the PSP calls it causes per payment.
+RETURN_CHECKS_PER_PAYMENT = "6/minute"
 
 _SESSION_ID = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
 _PAYMENT_ID = re.compile(r"^pay_[A-Za-z0-9]{1,28}$")
@@ -58,6 +61,9 @@ def check_on_return(payment: Payment, session_id_hint: str | None) -> str | None
             session_id,
         )
     payment_pk, public_id = payment.id, payment.public_id
+    if not _may_ask_psp(public_id):
+        log.info("return for %s: PSP asked often enough lately; not asking again", public_id)
+        return None
     try:
         session = get_provider(payment.psp).retrieve_checkout_session(session_id)
     except PspError as exc:
@@ -76,6 +82,17 @@ def check_on_return(payment: Payment, session_id_hint: str | None) -> str | None
         db.session.rollback()
         log.exception("return for %s: could not apply session %s", public_id, session_id)
         return None
+
+
+def _may_ask_psp(public_id: str) -> bool:
+    """A per-payment budget of PSP calls from return pages; without Redis, always yes."""
+    try:
+        from limits import parse
+
+        return limiter.limiter.hit(parse(RETURN_CHECKS_PER_PAYMENT), "checkout-return", public_id)
+    except Exception as exc:  # storage down or limiter off: the shopper's check matters more
+        log.debug("return check budget unavailable (%s)", type(exc).__name__)
+        return True
 
 
 def with_payment_id(url: str, public_id: str) -> str:

@@ -14,6 +14,7 @@ from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Payment, PspEvent
 from app.payments.service import create_payment
+from app.psp.factory import get_provider
 from tests.webhooks.helpers import WEBHOOK_SECRET, counts, load_payment
 
 MERCHANT_SUCCESS = "http://merchant.example/thanks?order=42&lang=en"
@@ -21,7 +22,7 @@ MERCHANT_CANCEL = "http://merchant.example/cart"
 
 
 @pytest.fixture
-def stripe_delivers(emulator, live_server):
+def stripe_delivers(app, emulator, live_server):
     """The emulator, reset, delivering every event to PayBridge's webhook endpoint."""
     emulator.control("POST", "reset")
     emulator.control(
@@ -31,6 +32,7 @@ def stripe_delivers(emulator, live_server):
     )
     yield emulator
     emulator.control("POST", "reset")
+    app.extensions.pop("paybridge_psp", None)  # a fresh circuit breaker for the next test
 
 
 def create(app, merchant, amount: int = 2500, currency: str = "EUR") -> dict:
@@ -335,3 +337,22 @@ def test_status_page_refreshes_until_final(app, stripe_delivers, client, merchan
     assert 'http-equiv="refresh"' not in html
     assert "Payment received" in html
     assert f"payment_id={payment['public_id']}" in html  # link back to the merchant
+
+
+def test_reloading_the_return_page_cannot_flood_the_psp(
+    app, stripe_delivers, client, merchant, monkeypatch
+):
+    payment = create(app, merchant)
+    with app.app_context():
+        provider = get_provider()
+    asked = []
+    real_retrieve = provider.retrieve_checkout_session
+
+    def counting_retrieve(session_id):  # a spy: the real call still goes to the emulator
+        asked.append(session_id)
+        return real_retrieve(session_id)
+
+    monkeypatch.setattr(provider, "retrieve_checkout_session", counting_retrieve)
+    for _ in range(10):
+        assert client.get(f"/checkout/return/{payment['public_id']}").status_code == 303
+    assert asked == [payment["session"]] * 6  # RETURN_CHECKS_PER_PAYMENT
