@@ -155,6 +155,7 @@ class Reconciler:
         log.warning("recon: payment %s: %s: %s", entry.get("payment"), type(exc).__name__, exc)
         payment = self.load(payment_id)
         entry["error"] = _describe(exc)
+        entry["why"] = "; ".join(filter(None, [entry.get("why"), f"error: {entry['error']}"]))
         entry.setdefault("action", "error")
         return self._finish_entry(entry, payment)
 
@@ -765,18 +766,26 @@ def _finish_run(
     run.still_open = tally.still_open
     run.errors = tally.errors
     details = list(tally.details)
-    details.append(
-        {
-            "action": "summary",
-            "psp_calls": reconciler.gate.calls,
-            "rate_limited": reconciler.gate.rate_limited,
-            "events_listed": tally.events_listed,
-            "events_caught_up": tally.events_caught_up,
-            "sessions_listed": tally.sessions_listed,
-            "unknown_sessions": tally.unknown_sessions,
-            "details_dropped": tally.details_dropped,
-        }
+    summary = {
+        "action": "summary",
+        "psp_calls": reconciler.gate.calls,
+        "rate_limited": reconciler.gate.rate_limited,
+        "events_listed": tally.events_listed,
+        "events_caught_up": tally.events_caught_up,
+        "sessions_listed": tally.sessions_listed,
+        "unknown_sessions": tally.unknown_sessions,
+        "details_dropped": tally.details_dropped,
+    }
+    # The one line without a payment: readable as it is in the dashboard's table.
+    summary["why"] = (
+        f"summary: {summary['psp_calls']} PSP calls ({summary['rate_limited']} rate limited), "
+        f"{summary['events_caught_up']} of {summary['events_listed']} events caught up, "
+        f"{summary['sessions_listed']} sessions listed, {summary['unknown_sessions']} without "
+        f"a payment"
     )
+    if tally.details_dropped:
+        summary["why"] += f", {tally.details_dropped} lines not kept"
+    details.append(summary)
     run.details = details
     run.error_text = error_text
     db.session.commit()
