@@ -1,0 +1,539 @@
+"""The rules of reconciliation for one payment, one missed event and one PSP session.
+
+`Reconciler` holds a run's PSP gate and tally; service.py runs its passes and records the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from prometheus_client import Counter
+from sqlalchemy import or_, select
+
+from app.errors import PayBridgeError
+from app.extensions import db
+from app.models import Payment, PspEvent, utcnow
+from app.payments.outcomes import is_backwards, target_for_event, target_for_session
+from app.payments.service import expire_payment, register_with_psp
+from app.payments.status import PaymentStatus, StatusSource
+from app.psp.base import CheckoutSession, PaymentProvider, PspError, PspEventData
+from app.reconciliation.gate import PspGate
+from app.webhooks.processing import HANDLED_TYPES, apply_session, process_event
+
+log = logging.getLogger(__name__)
+
+RECON_CORRECTIONS = Counter(
+    "paybridge_recon_corrections_total",
+    "Payments reconciliation moved, by from and to status",
+    ["from_status", "to_status"],
+)
+
+NON_FINAL = tuple(s.value for s in PaymentStatus if not s.is_final)
+CATCH_UP_EVENT_TYPES = sorted(HANDLED_TYPES)
+BATCH_SIZE = 200
+COMPARE_BATCH = 100
+MAX_DETAILS = 500
+
+
+class OutOfTime(Exception):
+    """The run's time budget is spent: stop starting new work."""
+
+
+@dataclass
+class Tally:
+    checked: set[int] = field(default_factory=set)
+    corrected: set[str] = field(default_factory=set)  # public ids
+    still_open: int = 0
+    errors: int = 0
+    details: list[dict] = field(default_factory=list)
+    details_dropped: int = 0
+    events_listed: int = 0
+    events_caught_up: int = 0
+    sessions_listed: int = 0
+    unknown_sessions: int = 0
+    phase_errors: list[str] = field(default_factory=list)
+    out_of_time: bool = False
+    events_complete: bool = False  # the missed-events pass went through to the end
+
+    def add(self, entry: dict) -> None:
+        if len(self.details) < MAX_DETAILS:
+            self.details.append(entry)
+        else:
+            self.details_dropped += 1
+
+
+class Reconciler:
+    """The rules of one run (or of one payment's check), over one PSP and one rate gate."""
+
+    def __init__(
+        self,
+        *,
+        provider: PaymentProvider,
+        gate: PspGate,
+        dry_run: bool,
+        keep_alive: Callable[[], None] = lambda: None,
+        deadline: float | None = None,
+    ) -> None:
+        self.provider = provider
+        self.gate = gate
+        self.dry_run = dry_run
+        self.keep_alive = keep_alive
+        self.deadline = deadline
+        self.tally = Tally()
+        # Dry run: payments a missed event would already change (not reported twice).
+        self.planned: dict[int, str] = {}
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Between two pieces of work: renew the lock, stop when the time budget is spent."""
+        self.keep_alive()
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise OutOfTime()
+
+    @staticmethod
+    def load(payment_id: int) -> Payment | None:
+        """The payment as committed now (not a stale copy from earlier in the session)."""
+        stmt = select(Payment).where(Payment.id == payment_id)
+        stmt = stmt.execution_options(populate_existing=True)
+        return db.session.execute(stmt).scalar_one_or_none()
+
+    def _finish_entry(self, entry: dict, payment: Payment | None) -> dict:
+        """Fill in where the payment ended up, and count it."""
+        if payment is not None:
+            entry["to"] = entry.get("to") if self.dry_run else payment.status
+            if not self.dry_run and entry["from"] != payment.status:
+                entry["changed"] = True
+                RECON_CORRECTIONS.labels(entry["from"] or "-", payment.status).inc()
+        if entry.get("changed") or (self.dry_run and entry.get("to") not in (None, entry["from"])):
+            if entry.get("payment"):
+                self.tally.corrected.add(entry["payment"])
+        if entry.get("error"):
+            self.tally.errors += 1
+        if entry.get("changed") or entry.get("error") or entry["action"] not in _QUIET_ACTIONS:
+            self.tally.add({k: v for k, v in entry.items() if k != "changed"})
+        return entry
+
+    def _fail_entry(self, entry: dict, payment_id: int, exc: Exception) -> dict:
+        """A per-payment error: roll back, see whether anything committed, count, go on."""
+        db.session.rollback()
+        log.warning("recon: payment %s: %s: %s", entry.get("payment"), type(exc).__name__, exc)
+        payment = self.load(payment_id)
+        entry["error"] = describe_error(exc)
+        entry["why"] = "; ".join(filter(None, [entry.get("why"), f"error: {entry['error']}"]))
+        entry.setdefault("action", "error")
+        return self._finish_entry(entry, payment)
+
+    # -- pass 1: events the webhooks never delivered ---------------------------------------
+
+    def catch_up_events(self, since: datetime) -> None:
+        missing: list[PspEventData] = []
+        page: list[PspEventData] = []
+        listing = self.gate.iterate(
+            "list_events",
+            lambda: self.provider.list_events(CATCH_UP_EVENT_TYPES, since),
+            key=lambda e: e.id,
+        )
+        for event in listing:
+            self.tally.events_listed += 1
+            page.append(event)
+            if len(page) >= COMPARE_BATCH:
+                missing.extend(self._not_stored(page))
+                page = []
+                self.tick()
+        missing.extend(self._not_stored(page))
+        # Oldest first, as the webhooks would have come.
+        missing.sort(key=lambda e: e.created_at)
+        for event in missing:
+            self.tick()
+            self._catch_up(event)
+        self.tally.events_complete = True
+
+    def _not_stored(self, events: list[PspEventData]) -> list[PspEventData]:
+        if not events:
+            return []
+        stored = set(
+            db.session.execute(
+                select(PspEvent.event_id).where(
+                    PspEvent.psp == self.provider.name,
+                    PspEvent.event_id.in_([e.id for e in events]),
+                )
+            ).scalars()
+        )
+        db.session.commit()
+        return [e for e in events if e.id not in stored]
+
+    def _catch_up(self, event: PspEventData) -> None:
+        payment = self._payment_for_session(event.session) if event.session else None
+        entry: dict = {
+            "payment": payment.public_id if payment else None,
+            "from": payment.status if payment else None,
+            "to": payment.status if payment else None,
+            "action": "event",
+            "event": event.id,
+            "why": f"missed webhook {event.type}",
+        }
+        if payment is not None:
+            self.tally.checked.add(payment.id)
+        if self.dry_run:
+            target = target_for_event(event.type, event.session) if event.session else None
+            if payment is not None and target is not None:
+                current = payment.status_enum
+                if target != current and not is_backwards(current, target):
+                    entry["to"] = target.value
+                    entry["action"] = "would_apply_event"
+                    self.planned[payment.id] = target.value
+            self.tally.events_caught_up += 1
+            self._finish_entry(entry, payment)
+            return
+        try:
+            row = process_event(event, received_via="recon", psp=self.provider.name)
+        except Exception as exc:
+            self._fail_entry(entry, payment.id if payment else 0, exc)
+            return
+        self.tally.events_caught_up += 1
+        entry["why"] += f": {row.outcome}" + (f" ({row.detail})" if row.detail else "")
+        if payment is None and row.payment_id is not None:
+            payment = self.load(row.payment_id)
+            entry.update(payment=payment.public_id if payment else None)
+        else:
+            payment = self.load(payment.id) if payment else None
+        self._finish_entry(entry, payment)
+
+    def _payment_for_session(self, session: CheckoutSession) -> Payment | None:
+        payment = db.session.execute(
+            select(Payment).where(Payment.psp_session_id == session.id)
+        ).scalar_one_or_none()
+        claimed = session.client_reference_id or session.metadata.get("paybridge_payment_id")
+        if payment is None and claimed:
+            payment = db.session.execute(
+                select(Payment).where(Payment.public_id == claimed)
+            ).scalar_one_or_none()
+        return payment
+
+    # -- pass 2: every stale non-final payment ---------------------------------------------
+
+    def stale_payment_ids(self, stale_after: timedelta) -> Iterator[int]:
+        """Ids of non-final payments untouched for `stale_after` or past their session's
+        expiry, in id order, a batch at a time (a fresh query per batch sees new commits)."""
+        last_id = 0
+        while True:
+            now = utcnow()
+            ids = list(
+                db.session.execute(
+                    select(Payment.id)
+                    .where(
+                        Payment.status.in_(NON_FINAL),
+                        Payment.id > last_id,
+                        or_(Payment.updated_at <= now - stale_after, Payment.psp_expires_at <= now),
+                    )
+                    .order_by(Payment.id)
+                    .limit(BATCH_SIZE)
+                ).scalars()
+            )
+            db.session.commit()
+            if not ids:
+                return
+            yield from ids
+            last_id = ids[-1]
+
+    def check_stale_payments(self, stale_after: timedelta) -> None:
+        for payment_id in self.stale_payment_ids(stale_after):
+            self.tick()
+            if payment_id in self.planned:
+                entry = {"to": self.planned[payment_id]}
+            else:
+                entry = self.check_payment(payment_id)
+            if entry.get("to") in NON_FINAL:
+                self.tally.still_open += 1
+
+    def check_payment(self, payment_id: int) -> dict:
+        """Ask the PSP about one payment and apply what it says. Returns the run's entry."""
+        payment = self.load(payment_id)
+        if payment is None:
+            return {"payment": None, "from": None, "to": None, "action": "missing"}
+        self.tally.checked.add(payment.id)
+        entry: dict = {
+            "payment": payment.public_id,
+            "from": payment.status,
+            "to": payment.status,
+            "action": "unchanged",
+        }
+        try:
+            if payment.status_enum == PaymentStatus.CREATED:
+                if self.dry_run:
+                    entry.update(
+                        to=PaymentStatus.INITIATED.value,
+                        action="would_register",
+                        why="registration outcome unknown: register again with the same "
+                        "PSP idempotency key",
+                    )
+                    return self._finish_entry(entry, payment)
+                payment = self._register(payment_id)
+                entry.update(action="registered", why="registered again with the same key")
+                if payment.is_final or payment.status_enum == PaymentStatus.CREATED:
+                    return self._finish_entry(entry, payment)
+            if not payment.psp_session_id:
+                entry.update(action="error", error="the payment has no PSP session to check")
+                return self._finish_entry(entry, payment)
+            session = self.gate.call(
+                "retrieve_session",
+                lambda: self.provider.retrieve_checkout_session(payment.psp_session_id),
+            )
+            self._apply_checked(entry, payment, session)
+            return self._finish_entry(entry, self.load(payment_id))
+        except OutOfTime:
+            raise
+        except (PspError, PayBridgeError) as exc:
+            return self._fail_entry(entry, payment_id, exc)
+        except Exception as exc:  # one payment's surprise must not stop the run
+            log.exception("recon: unexpected error on payment %s", entry["payment"])
+            return self._fail_entry(entry, payment_id, exc)
+
+    def _register(self, payment_id: int) -> Payment:
+        self.gate.call(
+            "create_session",
+            lambda: register_with_psp(payment_id, source=StatusSource.RECON),
+        )
+        db.session.commit()
+        return self.load(payment_id)
+
+    def _apply_checked(self, entry: dict, payment: Payment, session: CheckoutSession) -> None:
+        """What the retrieved session means for the payment: apply it, or expire it."""
+        current = payment.status_enum
+        target = target_for_session(session)
+        entry["session"] = session.id
+        if target is None:
+            if current.is_final:
+                if current == PaymentStatus.FAILED:
+                    self._expire_session_of_failed(entry, session)
+                return
+            if not _past_expiry(payment, session):
+                if entry["action"] == "unchanged":
+                    entry["action"] = "open"
+                return
+            entry["why"] = "checkout session open past its expiry"
+            if self.dry_run:
+                entry.update(action="would_expire", to=PaymentStatus.FAILED.value)
+                return
+            try:
+                self.gate.call(
+                    "expire_session",
+                    lambda: expire_payment(payment.id, source=StatusSource.RECON, reason="expired"),
+                )
+                entry["action"] = "expired"
+            except PayBridgeError as exc:
+                if exc.code not in ("PAYMENT_ALREADY_FINAL", "ILLEGAL_TRANSITION"):
+                    raise
+                # The shopper finished checkout in the meantime: expire_payment applied that.
+                db.session.rollback()
+                entry.update(action="completed_at_psp", why=exc.message)
+            db.session.commit()
+            return
+        if target == current:
+            return
+        entry["why"] = f"PSP session {session.status}/{session.payment_status}" + (
+            f", payment intent {session.payment_intent_status}"
+            if session.payment_intent_status
+            else ""
+        )
+        if self.dry_run:
+            if current == PaymentStatus.FAILED and target == PaymentStatus.SUCCESS:
+                entry["action"] = "would_record_conflict"
+            elif is_backwards(current, target):
+                entry["action"] = "ignored"
+            else:
+                entry.update(action="would_apply", to=target.value)
+            return
+        entry["action"] = apply_session(payment.id, session, source=StatusSource.RECON)
+
+    def _expire_session_of_failed(self, entry: dict, session: CheckoutSession) -> None:
+        """A FAILED payment whose session is still open could still be paid: close it."""
+        entry["why"] = "the payment is FAILED but its PSP session is still open"
+        if self.dry_run:
+            entry["action"] = "would_expire_session"
+            return
+        try:
+            self.gate.call(
+                "expire_session", lambda: self.provider.expire_checkout_session(session.id)
+            )
+            entry["action"] = "expired_session"
+        except PspError as exc:
+            entry.update(action="error", error=describe_error(exc))
+
+    # -- pass 3: the PSP's recent sessions against the database -----------------------------
+
+    def compare_sessions(self, since: datetime) -> None:
+        page: list[CheckoutSession] = []
+        listing = self.gate.iterate(
+            "list_sessions",
+            lambda: self.provider.list_checkout_sessions(since),
+            key=lambda s: s.id,
+        )
+        for session in listing:
+            self.tally.sessions_listed += 1
+            page.append(session)
+            if len(page) >= COMPARE_BATCH:
+                self._compare_page(page)
+                page = []
+        self._compare_page(page)
+
+    def _compare_page(self, sessions: list[CheckoutSession]) -> None:
+        if not sessions:
+            return
+        by_session = {
+            p.psp_session_id: p.id
+            for p in db.session.execute(
+                select(Payment).where(Payment.psp_session_id.in_([s.id for s in sessions]))
+            ).scalars()
+        }
+        claims = {_claimed_payment(s) for s in sessions if s.id not in by_session} - {None}
+        by_public = (
+            {
+                p.public_id: p.id
+                for p in db.session.execute(
+                    select(Payment).where(Payment.public_id.in_(claims))
+                ).scalars()
+            }
+            if claims
+            else {}
+        )
+        db.session.commit()
+        for session in sessions:
+            self.tick()
+            payment_id = by_session.get(session.id) or by_public.get(_claimed_payment(session))
+            if payment_id is None:
+                self._unknown_session(session)
+                continue
+            self._compare_one(payment_id, session)
+
+    def _unknown_session(self, session: CheckoutSession) -> None:
+        self.tally.unknown_sessions += 1
+        claimed = _claimed_payment(session)
+        paid = target_for_session(session) == PaymentStatus.SUCCESS
+        # A shared PSP account has other integrations' sessions: report ours, and any paid one.
+        if not paid and not (claimed or "").startswith("pay_"):
+            return
+        self.tally.add(
+            {
+                "payment": claimed,
+                "session": session.id,
+                "from": None,
+                "to": None,
+                "action": "unknown_session",
+                "why": f"PSP session {session.status}/{session.payment_status} "
+                f"({session.amount_total} {session.currency}) has no payment in PayBridge",
+            }
+        )
+
+    def _compare_one(self, payment_id: int, session: CheckoutSession) -> None:
+        if payment_id in self.tally.checked:
+            return  # looked at with a fresh retrieve earlier in this run
+        payment = self.load(payment_id)
+        if payment is None:
+            return
+        current = payment.status_enum
+        target = target_for_session(session)
+        entry = {
+            "payment": payment.public_id,
+            "session": session.id,
+            "from": payment.status,
+            "to": payment.status,
+            "action": "unchanged",
+        }
+        if payment.psp_session_id and payment.psp_session_id != session.id:
+            # A second session for one payment: it must not be paid as well.
+            self.tally.checked.add(payment.id)
+            entry["why"] = f"a second PSP session; the payment's is {payment.psp_session_id}"
+            if target is None and not self.dry_run:
+                self._guarded(entry, payment.id, self._expire_extra_session, session)
+            elif target is None:
+                entry["action"] = "would_expire_session"
+                self._finish_entry(entry, payment)
+            elif target == PaymentStatus.SUCCESS and not self.dry_run:
+                # apply_session sees the session id differ and records a mismatch conflict.
+                self._guarded(entry, payment.id, self._apply, session)
+            else:
+                entry["action"] = "extra_session"
+                self._finish_entry(entry, payment)
+            return
+        if target is None:
+            if current == PaymentStatus.FAILED:
+                self.tally.checked.add(payment.id)
+                self._expire_session_of_failed(entry, session)
+                self._finish_entry(entry, payment)
+            elif current == PaymentStatus.CREATED:
+                # Its registration answer was lost; the session proves it was registered.
+                self.tally.checked.add(payment.id)
+                entry["why"] = "the PSP has a session for this CREATED payment"
+                if self.dry_run:
+                    entry.update(action="would_apply", to=PaymentStatus.INITIATED.value)
+                    self._finish_entry(entry, payment)
+                else:
+                    self._guarded(entry, payment.id, self._apply, session)
+            return
+        if target == current:
+            return
+        if current.is_final:
+            # Only a real disagreement: paid at the PSP but FAILED here (a conflict to refund),
+            # or SUCCESS here while the PSP never took the money.
+            if not (
+                (current == PaymentStatus.FAILED and target == PaymentStatus.SUCCESS)
+                or (current == PaymentStatus.SUCCESS and target == PaymentStatus.FAILED)
+            ):
+                return
+        elif is_backwards(current, target):
+            return
+        self.tally.checked.add(payment.id)
+        entry["why"] = f"PSP session {session.status}/{session.payment_status}"
+        if self.dry_run:
+            if current.is_final:
+                entry["action"] = (
+                    "would_record_conflict" if target == PaymentStatus.SUCCESS else ("disagreement")
+                )
+            else:
+                entry.update(action="would_apply", to=target.value)
+            self._finish_entry(entry, payment)
+            return
+        self._guarded(entry, payment.id, self._apply, session)
+
+    def _apply(self, entry: dict, payment_id: int, session: CheckoutSession) -> None:
+        entry["action"] = apply_session(payment_id, session, source=StatusSource.RECON)
+
+    def _expire_extra_session(self, entry: dict, payment_id: int, session: CheckoutSession) -> None:
+        self.gate.call("expire_session", lambda: self.provider.expire_checkout_session(session.id))
+        entry["action"] = "expired_session"
+
+    def _guarded(self, entry: dict, payment_id: int, work: Callable, session: CheckoutSession):
+        try:
+            work(entry, payment_id, session)
+        except OutOfTime:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, PspError | PayBridgeError):
+                log.exception("recon: unexpected error on payment %s", entry["payment"])
+            self._fail_entry(entry, payment_id, exc)
+            return
+        self._finish_entry(entry, self.load(payment_id))
+
+
+_QUIET_ACTIONS = frozenset({"unchanged", "open", "missing"})
+
+
+def _claimed_payment(session: CheckoutSession) -> str | None:
+    return session.client_reference_id or session.metadata.get("paybridge_payment_id")
+
+
+def _past_expiry(payment: Payment, session: CheckoutSession) -> bool:
+    now = utcnow()
+    return any(t is not None and t <= now for t in (payment.psp_expires_at, session.expires_at))
+
+
+def describe_error(exc: BaseException) -> str:
+    if isinstance(exc, PayBridgeError):
+        return f"{exc.code}: {exc.message}"[:300]
+    return f"{type(exc).__name__}: {exc}"[:300]
