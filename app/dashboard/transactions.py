@@ -210,23 +210,41 @@ def _cell(value) -> str:
     return text
 
 
-def csv_row(p: Payment) -> list[str]:
+EXPORT_COLUMNS = (
+    Payment.public_id,
+    Payment.created_at,
+    Payment.merchant_id,
+    Payment.merchant_reference,
+    Payment.status,
+    Payment.amount,
+    Payment.currency,
+    Payment.payment_type,
+    Payment.customer_email,
+    Payment.description,
+    Payment.psp_session_id,
+    Payment.refunded_amount,
+    Payment.finalized_at,
+    Payment.failure_code,
+)
+
+
+def csv_row(row) -> list[str]:
     return [
-        p.public_id,
-        _cell(p.created_at),
-        str(p.merchant_id),
-        _cell(p.merchant_reference),
-        p.status,
-        format_minor(p.amount, p.currency),
-        str(p.amount),
-        p.currency,
-        p.payment_type,
-        _cell(p.customer_email),
-        _cell(p.description),
-        _cell(p.psp_session_id),
-        str(p.refunded_amount or 0),
-        _cell(p.finalized_at),
-        _cell(p.failure_code),
+        row.public_id,
+        _cell(row.created_at),
+        str(row.merchant_id),
+        _cell(row.merchant_reference),
+        row.status,
+        format_minor(row.amount, row.currency),
+        str(row.amount),
+        row.currency,
+        row.payment_type,
+        _cell(row.customer_email),
+        _cell(row.description),
+        _cell(row.psp_session_id),
+        str(row.refunded_amount or 0),
+        _cell(row.finalized_at),
+        _cell(row.failure_code),
     ]
 
 
@@ -239,21 +257,21 @@ def export_csv(f: TransactionFilter) -> Iterator[str]:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
+    # Plain column rows, not ORM objects: nothing lands in the session's identity map.
     stmt = (
         filtered(f)
+        .with_only_columns(*EXPORT_COLUMNS)
         .order_by(Payment.created_at.desc(), Payment.id.desc())
         .execution_options(yield_per=EXPORT_BATCH)
     )
     result = db.session.execute(stmt)
     try:
-        for partition in result.scalars().partitions():
-            for payment in partition:
-                writer.writerow(csv_row(payment))
+        for partition in result.partitions():
+            for row in partition:
+                writer.writerow(csv_row(row))
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
-            # The identity map would otherwise keep every streamed row alive.
-            db.session.expunge_all()
     finally:
         result.close()
     tail = buffer.getvalue()

@@ -10,18 +10,19 @@ from wtforms import (
     HiddenField,
     IntegerField,
     PasswordField,
+    SelectChoice,
     SelectField,
     StringField,
     SubmitField,
 )
-from wtforms.validators import DataRequired, Email, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
 from app.dashboard.money import parse_major
 from app.payments.status import PaymentStatus, PaymentType
 
 
 class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[DataRequired(), Email(), Length(max=254)])
+    email = EmailField("Email", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
     next = HiddenField()
     submit = SubmitField("Log in")
@@ -78,7 +79,8 @@ class TransactionFilterForm(FlaskForm):
     )
     status = SelectField(
         "Status",
-        choices=[("", "Any status")] + [(s.value, s.value.title()) for s in PaymentStatus],
+        choices=[SelectChoice("", "Any status")]
+        + [SelectChoice(s.value, s.value.title()) for s in PaymentStatus],
         validators=[Optional()],
     )
     currency = StringField(
@@ -87,9 +89,9 @@ class TransactionFilterForm(FlaskForm):
     payment_type = SelectField(
         "Payment type",
         choices=[
-            ("", "Any type"),
-            (PaymentType.SALE.value, "Sale (one-time)"),
-            (PaymentType.RECC.value, "Recurring"),
+            SelectChoice("", "Any type"),
+            SelectChoice(PaymentType.SALE.value, "Sale (one-time)"),
+            SelectChoice(PaymentType.RECC.value, "Recurring"),
         ],
         validators=[Optional()],
     )

@@ -26,6 +26,7 @@ from flask import (
 )
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.security import check_password_hash, generate_password_hash
+from wtforms import SelectChoice
 
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.forms import (
@@ -549,10 +550,12 @@ def events():
     """PSP webhook events, filterable by outcome and type."""
     merchant_id = scope_merchant_id()
     form = EventFilterForm(formdata=request.args)
-    form.outcome.choices = [("", "Any outcome")] + [
-        (o, o.replace("_", " ")) for o in queries.EVENT_OUTCOMES
+    form.outcome.choices = [SelectChoice("", "Any outcome")] + [
+        SelectChoice(o, o.replace("_", " ")) for o in queries.EVENT_OUTCOMES
     ]
-    form.event_type.choices = [("", "Any type")] + [(t, t) for t in queries.event_types()]
+    form.event_type.choices = [SelectChoice("", "Any type")] + [
+        SelectChoice(t) for t in queries.event_types()
+    ]
     valid = form.validate()
     rows = queries.events(
         merchant_id=merchant_id,
