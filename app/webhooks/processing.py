@@ -88,6 +88,9 @@ def process_event(
                 log.info("psp event %s: lock conflict, retrying (%s)", event.id, attempt)
                 continue
             raise
+        except Exception:
+            _rollback_quietly()  # release the row lock; nothing half-applied stays pending
+            raise
     raise AssertionError("unreachable")
 
 
@@ -122,6 +125,9 @@ def apply_session(
             _rollback_quietly()
             if attempt < _MAX_ATTEMPTS and _is_retryable(exc):
                 continue
+            raise
+        except Exception:
+            _rollback_quietly()
             raise
         _count_conflict(result)
         log.info(

@@ -346,3 +346,37 @@ def test_notification_is_written_with_the_final_status(app, make_payment):
         assert note.event_type == "payment.succeeded"
         assert note.status_version == 3
         assert note.payload["data"]["status"] == "SUCCESS"
+
+
+def test_return_and_webhook_racing_apply_once(app, make_payment):
+    payment = make_payment()
+    session = session_for(payment)
+    event = event_for(COMPLETED, session)
+    barrier = threading.Barrier(6)
+    outcomes, errors = [], []
+
+    def webhook():
+        barrier.wait()
+        outcomes.append(process(app, event).outcome)
+
+    def shopper_returns():
+        barrier.wait()
+        outcomes.append(apply(app, payment["id"], session))
+
+    def run(target):
+        try:
+            target()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(f,)) for f in [webhook, shopper_returns] * 3]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+
+    assert errors == []
+    assert outcomes.count("applied") >= 1
+    stored = load_payment(app, payment["id"])
+    assert [h.to_status for h in stored.history] == ["CREATED", "INITIATED", "SUCCESS"]
+    assert counts(app, payment["id"]) == {"events": 1, "notifications": 1, "conflicts": 0}
