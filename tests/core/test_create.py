@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import urllib.request
 from datetime import timedelta
 
@@ -389,3 +390,93 @@ def test_recurring_payment_is_registered_as_a_subscription(
     assert (r.get_json()["interval"], r.get_json()["interval_count"]) == ("month", 1)
     (session,) = emulator_sessions(emulator)
     assert session["mode"] == "subscription"
+
+
+def test_reconciliation_finishes_a_created_payment_and_the_client_retry_then_replays(
+    app, client, merchant, emulator, provider
+):
+    from app.payments.service import register_with_psp
+    from app.payments.status import StatusSource
+
+    _, key = merchant
+    emulator.control("POST", "faults", {"kind": "http_500", "count": 1})
+    first = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "recon-1"))
+    assert first.status_code == 503
+    with app.app_context():
+        payment_id = db.session.execute(select(Payment.id)).scalar_one()
+        payment = register_with_psp(payment_id, source=StatusSource.RECON)
+        assert payment.status == "INITIATED"
+        assert payment.history[-1].source == "recon"
+        again = register_with_psp(payment_id, source=StatusSource.RECON)  # a no-op now
+        assert again.status_version == payment.status_version
+    retry = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "recon-1"))
+    assert retry.status_code == 201
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.get_json()["status"] == "INITIATED"
+    assert len(emulator_sessions(emulator)) == 1
+
+
+def test_concurrent_creates_with_one_reference_and_different_keys(
+    app, live_server, merchant, provider
+):
+    _, key = merchant
+    results: list[requests.Response] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def create(n: int) -> None:
+        start.wait()
+        r = requests.post(
+            f"{live_server.url}/api/v1/payments",
+            json=body(),
+            headers=auth_headers(key, f"ref-race-{n}"),
+            timeout=30,
+        )
+        with lock:
+            results.append(r)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [201] + [409] * 7, statuses
+    winner = next(r for r in results if r.status_code == 201).json()["id"]
+    for r in results:
+        if r.status_code == 409:
+            assert r.json()["error"]["code"] == "DUPLICATE_MERCHANT_REFERENCE"
+            assert r.json()["error"]["details"]["payment_id"] == winner
+    assert count(app, Payment) == 1
+
+
+def test_payment_expired_while_its_registration_is_in_flight_leaves_no_open_session(
+    app, client, merchant, emulator, provider
+):
+    """The PSP answers after the merchant stopped the payment: the new session is expired."""
+    from app.payments.service import expire_payment
+    from app.payments.status import StatusSource
+
+    _, key = merchant
+    emulator.control(
+        "POST", "faults", {"kind": "hang", "seconds": 1.5, "path": "/v1/checkout/sessions"}
+    )
+    answers = []
+    creating = threading.Thread(
+        target=lambda: answers.append(
+            client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "race-x"))
+        )
+    )
+    creating.start()
+    deadline = time.monotonic() + 5
+    while count(app, Payment) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with app.app_context():
+        payment_id = db.session.execute(select(Payment.id)).scalar_one()
+        stopped = expire_payment(payment_id, source=StatusSource.API, reason="merchant stopped it")
+        assert stopped.status == "FAILED"
+    creating.join(20)
+    assert answers[0].status_code == 201
+    assert answers[0].get_json()["status"] == "FAILED"
+    (session,) = emulator_sessions(emulator)
+    assert session["status"] == "expired"

@@ -73,3 +73,10 @@ def test_error_codes_are_documented_in_docs_api_md():
     text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
     for code in ERROR_CODES:
         assert f"`{code}`" in text, code
+
+
+def test_every_documented_error_has_our_shape(client):
+    spec = _spec(client)
+    schemas = spec["components"]["schemas"]
+    assert schemas["Error"] == {"$ref": "#/components/schemas/PayBridgeError"}
+    assert set(schemas["PayBridgeError"]["properties"]) == {"error"}

@@ -33,7 +33,12 @@ IDEMPOTENCY_HEADER = {
 
 
 def document_security(api) -> None:
-    """Declare the API-key schemes in the OpenAPI document (once per Api instance)."""
+    """Declare the API-key schemes, and our error shape as flask-smorest's default "Error"."""
+    schemas = api.spec.components.schemas
+    if "PayBridgeError" in schemas:
+        # flask-smorest's 400/default responses point at its own "Error" shape; every error
+        # this API answers has ours.
+        schemas["Error"] = {"$ref": "#/components/schemas/PayBridgeError"}
     schemes = api.spec.components.security_schemes
     if "bearerAuth" not in schemes:
         api.spec.components.security_scheme(
