@@ -95,6 +95,9 @@ class Config:
 
         self.RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", self.REDIS_URL)
         self.RATELIMIT_HEADERS_ENABLED = True
+        # A Redis outage must not turn rate-limited pages into 500s: count in memory meanwhile.
+        self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+        self.RATELIMIT_SWALLOW_ERRORS = True
         self.LOG_LEVEL = _env("LOG_LEVEL", "INFO")
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"

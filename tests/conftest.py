@@ -106,6 +106,9 @@ def _clean_state(request):
     application = request.getfixturevalue("app")
     from app.extensions import db
 
+    # A fresh PSP adapter per test: an open circuit breaker must not leak into the next test.
+    application.extensions.pop("paybridge_psp", None)
+
     with application.app_context():
         db.session.remove()
         with db.engine.begin() as conn:
