@@ -196,7 +196,10 @@ def _resume(record: IdempotencyRecord, request_fingerprint: str) -> CreateResult
             # Registered meanwhile by reconciliation: this request's answer is the payment now.
             _, response = _register(payment.id, source=StatusSource.API, record_id=record.id)
             return _as_result(payment, response, replayed=True)
-        if idempotency.claim(record.id, lease_seconds=_lease_seconds()):
+        claimable = record.state == idempotency.STATE_RETRYABLE or idempotency.lease_expired(
+            record, lease_seconds=_lease_seconds(), now=utcnow()
+        )
+        if claimable and idempotency.claim(record.id, lease_seconds=_lease_seconds()):
             # The previous attempt failed retryably or its owner died: finish it, same PSP key.
             return _register_for_request(payment.id, record.id)
         if time.monotonic() >= deadline:
@@ -457,6 +460,13 @@ def expire_payment(payment_id: int, *, source: StatusSource, reason: str) -> Pay
     payment = lock_payment(payment_id)
     if truth is not None and truth.status != "expired":
         target = _apply_session(payment, truth, source=source, reason="completed at the PSP")
+        if target is None:  # the PSP refused to expire a session it still reports open
+            db.session.rollback()
+            raise PayBridgeError(
+                "PSP_ERROR",
+                "The payment service provider could not expire the checkout session.",
+                details={"payment_id": public_id, "status": status_before},
+            )
         db.session.commit()
         if payment.status == PaymentStatus.FAILED:
             return payment

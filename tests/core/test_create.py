@@ -480,3 +480,16 @@ def test_payment_expired_while_its_registration_is_in_flight_leaves_no_open_sess
     assert answers[0].get_json()["status"] == "FAILED"
     (session,) = emulator_sessions(emulator)
     assert session["status"] == "expired"
+
+
+def test_purge_drops_only_completed_records_past_the_retention(app, client, merchant, provider):
+    from app.payments import idempotency
+
+    _, key = merchant
+    client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "old-1"))
+    with app.app_context():
+        assert idempotency.purge_older_than(utcnow() - timedelta(hours=24)) == 0
+        assert idempotency.purge_older_than(utcnow() + timedelta(seconds=1)) == 1
+        db.session.commit()
+    assert count(app, IdempotencyRecord) == 0
+    assert count(app, Payment) == 1
