@@ -6,6 +6,7 @@ import itertools
 import threading
 
 from .errors import invalid
+from .refunds import FAILURE_REASONS
 
 API_KINDS = {"http_500", "http_429", "hang", "lose_response"}
 WEBHOOK_KINDS = {
@@ -33,6 +34,9 @@ class Faults:
             seconds = float(spec.get("seconds", 30))
         except (TypeError, ValueError):
             raise invalid("count", "count and seconds must be numbers") from None
+        reason = spec.get("failure_reason") or "expired_or_canceled_card"
+        if reason not in FAILURE_REASONS:
+            raise invalid("failure_reason", f"failure_reason must be one of {FAILURE_REASONS}")
         fault = {
             "id": f"fault_{next(self._ids)}",
             "kind": kind,
@@ -40,7 +44,7 @@ class Faults:
             "path": spec.get("path"),
             "method": (spec.get("method") or "").upper() or None,
             "seconds": seconds,
-            "failure_reason": spec.get("failure_reason") or "expired_or_canceled_card",
+            "failure_reason": reason,
         }
         with self._lock:
             self._faults.append(fault)

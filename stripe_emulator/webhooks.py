@@ -77,7 +77,9 @@ class Dispatcher:
             return []
         copies = 2 if not redelivery and faults.take_webhook("webhook_duplicate") else 1
         hold = not redelivery and faults.take_webhook("webhook_out_of_order")
-        payload = dict(event, pending_webhooks=len(endpoints))
+        # Only the public event goes on the wire (the store's bookkeeping fields stay home).
+        payload = {k: v for k, v in event.items() if not k.startswith("_")}
+        payload["pending_webhooks"] = len(endpoints)
         body = json.dumps(payload, indent=2)
         created = []
         now = time.monotonic()

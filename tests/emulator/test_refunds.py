@@ -240,6 +240,18 @@ def test_refund_webhooks_are_signed_and_delivered(client, emu, receiver):
     r = client.v1.refunds.create({"payment_intent": pi_id, "amount": 100})
     for type, cls in [("refund.created", stripe.Refund), ("charge.refunded", stripe.Charge)]:
         req = receiver.wait_for(lambda x, t=type: event_type(x) == t)[0]
+        body = json.loads(req["body"])
+        assert set(body) == {
+            "id",
+            "object",
+            "api_version",
+            "created",
+            "data",
+            "livemode",
+            "pending_webhooks",
+            "request",
+            "type",
+        }  # fmt: skip  (nothing of the emulator's own bookkeeping goes on the wire)
         event = stripe.Webhook.construct_event(
             req["body"], req["headers"]["Stripe-Signature"], SECRET
         )
