@@ -81,12 +81,16 @@ def submit_payment(merchant_id: int, params: dict, *, idempotency_key: str | Non
     for attempt in range(3):
         try:
             return _create_once(merchant_id, data, key, request_fingerprint)
-        except OperationalError as exc:
-            # InnoDB may pick a racing twin as a deadlock victim: start over, it is safe.
-            db.session.rollback()
-            if not _is_deadlock(exc) or attempt == 2:
-                raise
+        except _InsertDeadlock as exc:
+            # InnoDB may pick a racing twin's insert as a deadlock victim: nothing was written,
+            # so starting over is safe.
+            if attempt == 2:
+                raise exc.__cause__ from None
     raise AssertionError("unreachable")
+
+
+class _InsertDeadlock(Exception):
+    """The insert of a new payment lost a deadlock; it wrote nothing."""
 
 
 def _is_deadlock(exc: OperationalError) -> bool:
@@ -118,6 +122,11 @@ def _create_once(
     except IntegrityError as exc:
         db.session.rollback()
         return _after_conflict(merchant_id, data, key, request_fingerprint, exc)
+    except OperationalError as exc:
+        db.session.rollback()
+        if not _is_deadlock(exc):
+            raise
+        raise _InsertDeadlock() from exc
     log.info("payment %s created (merchant %s)", payment.public_id, merchant_id)
     return _register_for_request(payment.id, record.id if record else None)
 
