@@ -1,0 +1,201 @@
+"""Dashboard actions: a confirmation step, POST with CSRF, the real service, an audit row."""
+
+from __future__ import annotations
+
+import html as htmllib
+
+import requests
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import ApiKey, AuditLog, Merchant, Payment
+from app.models.merchant import hash_api_key
+from tests.dashboard.support import csrf_from, token_for
+
+
+def audit(app, action):
+    with app.app_context():
+        return list(
+            db.session.scalars(
+                select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id)
+            )
+        )
+
+
+def real_payment(app, merchant_id, reference="dash-expire-1"):
+    """A payment registered at the emulator through the payment service (INITIATED)."""
+    from app.payments.service import create_payment
+
+    with app.app_context():
+        payment = create_payment(
+            merchant_id,
+            {
+                "merchant_reference": reference,
+                "amount": 1500,
+                "currency": "EUR",
+                "description": "Dashboard test",
+                "success_url": "https://shop.example/ok",
+                "cancel_url": "https://shop.example/cancel",
+            },
+            idempotency_key=f"idem-{reference}",
+        )
+        db.session.commit()
+        return payment.public_id, payment.psp_session_id
+
+
+def test_expire_needs_confirmation_and_csrf_then_fails_the_payment(
+    app, client_a, tenants, emulator
+):
+    public_id, session_id = real_payment(app, tenants.a_id)
+    url = f"/dashboard/payments/{public_id}/expire"
+
+    confirm = client_a.get(url)
+    assert confirm.status_code == 200
+    assert "Yes, expire this payment" in confirm.get_data(as_text=True)
+    token = csrf_from(confirm.get_data(as_text=True))
+
+    refused = client_a.post(url, data={"reason": "no token"})
+    assert refused.status_code == 400
+    with app.app_context():
+        assert (
+            db.session.scalar(select(Payment.status).where(Payment.public_id == public_id))
+            == "INITIATED"
+        )
+
+    done = client_a.post(url, data={"reason": "customer called", "csrf_token": token})
+    assert done.status_code == 302
+    page = htmllib.unescape(client_a.get(done.headers["Location"]).get_data(as_text=True))
+    assert f"Payment {public_id} is now FAILED." in page
+    with app.app_context():
+        payment = db.session.scalar(select(Payment).where(Payment.public_id == public_id))
+        assert payment.status == "FAILED"
+        last = payment.history[-1]
+        assert (last.from_status, last.to_status, last.source, last.reason) == (
+            "INITIATED",
+            "FAILED",
+            "dashboard",
+            "customer called",
+        )
+    # the session is expired at the PSP too
+    session = requests.get(
+        f"{emulator.url}/v1/checkout/sessions/{session_id}",
+        auth=(emulator.api_key, ""),
+        timeout=5,
+    ).json()
+    assert session["status"] == "expired"
+    (row,) = audit(app, "payment_expire")
+    assert row.target_id == public_id
+    assert row.merchant_id == tenants.a_id
+    assert row.detail == {"result": "ok", "status": "FAILED", "reason": "customer called"}
+
+
+def test_api_key_create_shows_the_raw_key_once_and_revoke_confirms(app, client_a, tenants):
+    token = token_for(client_a, "/dashboard/api-keys")
+    assert client_a.post("/dashboard/api-keys", data={"name": "no token"}).status_code == 400
+
+    created = client_a.post("/dashboard/api-keys", data={"name": "web shop", "csrf_token": token})
+    assert created.status_code == 200
+    page = created.get_data(as_text=True)
+    raw = page.split('id="new-api-key">')[1].split("<")[0]
+    assert raw.startswith("pbk_")
+    with app.app_context():
+        key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(raw)))
+        assert key.merchant_id == tenants.a_id and key.name == "web shop"
+        key_id, prefix = key.id, key.prefix
+    listing = client_a.get("/dashboard/api-keys").get_data(as_text=True)
+    assert raw not in listing
+    assert f"{prefix}…" in listing
+
+    revoke_url = f"/dashboard/api-keys/{key_id}/revoke"
+    confirm = client_a.get(revoke_url)
+    assert "Yes, revoke this key" in confirm.get_data(as_text=True)
+    assert client_a.post(revoke_url).status_code == 400
+    done = client_a.post(revoke_url, data={"csrf_token": csrf_from(confirm.get_data(as_text=True))})
+    assert done.status_code == 302
+    with app.app_context():
+        assert db.session.get(ApiKey, key_id).revoked_at is not None
+    assert [r.target_id for r in audit(app, "api_key_create")] == [prefix]
+    assert [r.target_id for r in audit(app, "api_key_revoke")] == [prefix]
+
+
+def test_notify_url_is_validated_saved_and_audited(app, client_a, tenants):
+    token = token_for(client_a, "/dashboard/settings")
+    for bad, message in [
+        ("ftp://a.example/x", "must start with https://"),
+        ("https://", "needs a host name"),
+        ("https://a.example/has space", "must not contain spaces"),
+        ("https://a.example:99999/", "invalid port"),
+    ]:
+        response = client_a.post(
+            "/dashboard/settings/notify-url", data={"notify_url": bad, "csrf_token": token}
+        )
+        assert response.status_code == 400, bad
+        assert message in response.get_data(as_text=True)
+    assert (
+        client_a.post(
+            "/dashboard/settings/notify-url", data={"notify_url": "https://new.example/hook"}
+        ).status_code
+        == 400
+    )
+    with app.app_context():
+        assert db.session.get(Merchant, tenants.a_id).notify_url == "https://a.example/notify"
+
+    ok = client_a.post(
+        "/dashboard/settings/notify-url",
+        data={"notify_url": "https://new.example/hook", "csrf_token": token},
+    )
+    assert ok.status_code == 302
+    with app.app_context():
+        assert db.session.get(Merchant, tenants.a_id).notify_url == "https://new.example/hook"
+    (row,) = audit(app, "notify_url_change")
+    assert row.detail == {"from": "https://a.example/notify", "to": "https://new.example/hook"}
+
+
+def test_signing_secret_is_revealed_by_post_only_and_rotation_keeps_the_old_one(
+    app, client_a, tenants
+):
+    with app.app_context():
+        original = db.session.get(Merchant, tenants.a_id).signing_secret
+    settings = client_a.get("/dashboard/settings").get_data(as_text=True)
+    assert original not in settings
+    token = csrf_from(settings)
+    assert client_a.post("/dashboard/settings/secret/reveal").status_code == 400
+    revealed = client_a.post("/dashboard/settings/secret/reveal", data={"csrf_token": token})
+    assert revealed.status_code == 200
+    assert original in revealed.get_data(as_text=True)
+    assert revealed.headers["Cache-Control"] == "no-store"
+    assert len(audit(app, "secret_reveal")) == 1
+
+    confirm = client_a.get("/dashboard/settings/secret/rotate")
+    assert "Yes, rotate the secret" in confirm.get_data(as_text=True)
+    assert client_a.post("/dashboard/settings/secret/rotate").status_code == 400
+    done = client_a.post(
+        "/dashboard/settings/secret/rotate",
+        data={"csrf_token": csrf_from(confirm.get_data(as_text=True))},
+    )
+    assert done.status_code == 302
+    with app.app_context():
+        merchant = db.session.get(Merchant, tenants.a_id)
+        assert merchant.signing_secret != original
+        assert merchant.signing_secret.startswith("whsec_")
+        assert merchant.previous_signing_secret == original
+    assert len(audit(app, "secret_rotate")) == 1
+    # the secret itself never lands in the audit log
+    with app.app_context():
+        for row in db.session.scalars(select(AuditLog)):
+            assert original not in str(row.detail)
+
+
+def test_audit_page_lists_actions_and_has_no_way_to_change_them(app, client_a, client_b, tenants):
+    token = token_for(client_a, "/dashboard/settings")
+    client_a.post("/dashboard/settings/secret/reveal", data={"csrf_token": token})
+    page = client_a.get("/dashboard/audit").get_data(as_text=True)
+    assert "<td>secret reveal</td>" in page and "<td>login</td>" in page
+    assert tenants.a_email in page
+    # B's audit page shows B's log-in only
+    page_b = client_b.get("/dashboard/audit").get_data(as_text=True)
+    assert "<td>secret reveal</td>" not in page_b and "<td>login</td>" in page_b
+    filtered = client_a.get("/dashboard/audit?action=login").get_data(as_text=True)
+    assert "<td>secret reveal</td>" not in filtered and "<td>login</td>" in filtered
+    for method in ("post", "put", "delete", "patch"):
+        assert getattr(client_a, method)("/dashboard/audit").status_code in (400, 405)
