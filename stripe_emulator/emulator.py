@@ -614,6 +614,8 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
     def _complete_delayed(self, rec: dict, method: dict, email, name, settle_outcome) -> dict:
         if settle_outcome not in ("succeeded", "failed"):
             raise invalid("settle_outcome", "settle_outcome must be succeeded or failed.")
+        if rec["payment_status"] == "no_payment_required":
+            return self._complete(rec, method, email, name)  # nothing to debit, nothing to settle
         self._finish(rec, email, name)
         if rec["mode"] == "subscription":
             email = rec["customer_details"]["email"]

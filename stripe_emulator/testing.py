@@ -69,13 +69,14 @@ def run_emulator(
     webhooks: list[tuple[str, str]] = (),
     retry_schedule: str = "0.2,0.5,1",
     async_delay: float = 0,
+    refund_delay: float = 0,
     extra_args: list[str] = (),
 ) -> Iterator[RunningEmulator]:
     """Start ``python -m stripe_emulator`` on a free port; wait until it answers; stop on exit."""
     cmd = [
         sys.executable, "-m", "stripe_emulator", "--host", "127.0.0.1", "--port", str(port),
         "--webhook-retry-schedule", retry_schedule, "--async-delay", str(async_delay),
-        "--log-level", "WARNING",
+        "--refund-delay", str(refund_delay), "--log-level", "WARNING",
     ]  # fmt: skip
     if db_path:
         cmd += ["--db", db_path]

@@ -220,7 +220,7 @@ def test_pending_refund_succeeds_by_control(client, emu, receiver):
 
 
 def test_refund_delay_flag_keeps_refunds_pending_until_the_clock_passes():
-    with run_emulator(extra_args=["--refund-delay", "60"]) as emu:
+    with run_emulator(refund_delay=60) as emu:
         client = stripe.StripeClient(
             emu.api_key, base_addresses={"api": emu.url}, max_network_retries=0
         )

@@ -11,7 +11,7 @@ import pytest
 import stripe
 
 from stripe_emulator.subscriptions import add_interval
-from stripe_emulator.testing import EmulatorError
+from stripe_emulator.testing import EmulatorError, run_emulator
 
 from .conftest import SECRET, event_type, session_params
 
@@ -370,3 +370,31 @@ def test_every_fixture_key_is_present_on_refunds_subscriptions_and_invoices(clie
     for cls, obj in [(stripe.Refund, refund), (stripe.Subscription, sub)]:
         declared = {k for k in cls.__annotations__ if not k.startswith("_") and k != "OBJECT_NAME"}
         assert not declared - set(obj.to_dict()), cls
+
+
+def test_db_keeps_subscriptions_invoices_and_refunds_across_restart(tmp_path):
+    db = str(tmp_path / "emulator.sqlite3")
+
+    def sdk(emu):
+        return stripe.StripeClient(emu.api_key, base_addresses={"api": emu.url})
+
+    with run_emulator(db_path=db) as emu:
+        s, sub = buy(sdk(emu), emu)
+        emu.control("POST", "faults", {"kind": "refund_pending"})
+        pi_id = sdk(emu).v1.invoices.retrieve(s.invoice, {"expand": ["payments"]})
+        pending = sdk(emu).v1.refunds.create(
+            {"payment_intent": pi_id.payments.data[0].payment.payment_intent, "amount": 100}
+        )
+    with run_emulator(db_path=db) as emu:
+        client = sdk(emu)
+        assert client.v1.subscriptions.retrieve(sub.id).status == "active"
+        assert client.v1.refunds.retrieve(pending.id).status == "pending"
+        emu.control("POST", f"refunds/{pending.id}/succeed")
+        renewed = emu.control("POST", f"subscriptions/{sub.id}/renew")["invoice"]
+        assert renewed["billing_reason"] == "subscription_cycle"
+        assert renewed["number"].endswith("-0002")
+        assert [i.id for i in client.v1.invoices.list({"subscription": sub.id}).data] == [
+            renewed["id"], s.invoice,
+        ]  # fmt: skip
+    with run_emulator(db_path=db) as emu:
+        assert sdk(emu).v1.refunds.retrieve(pending.id).status == "succeeded"
