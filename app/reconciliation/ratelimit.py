@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 DEFAULT_KEY = "paybridge:recon:psp-rate"
+REDIS_RETRY_SECONDS = 30.0
 
 # KEYS[1] = bucket key; ARGV = interval_us, tolerance_us. Returns the wait in microseconds.
 # tat (theoretical arrival time) is the moment the bucket is full again; a call conforms
@@ -79,6 +80,7 @@ class RateCap:
         self._lock = threading.Lock()
         self._local_tat = 0.0
         self._warned = False
+        self._redis_retry_at = 0.0
         self.calls = 0
 
     def slow_down(self, factor: float = 0.5, floor: float = 1.0) -> None:
@@ -102,7 +104,7 @@ class RateCap:
     def _reserve(self) -> float:
         interval = 1.0 / self.rate
         tolerance = interval * (self.burst - 1)
-        if self.redis is not None:
+        if self.redis is not None and time.monotonic() >= self._redis_retry_at:
             try:
                 wait_us = self.redis.eval(
                     _RESERVE_SCRIPT,
@@ -113,6 +115,8 @@ class RateCap:
                 )
                 return int(wait_us) / 1_000_000
             except RedisError as exc:
+                # Don't pay a connect timeout on every call: ask Redis again a bit later.
+                self._redis_retry_at = time.monotonic() + REDIS_RETRY_SECONDS
                 if not self._warned:
                     log.warning("rate cap: Redis unreachable (%s), capping in process only", exc)
                     self._warned = True

@@ -46,6 +46,8 @@ from app.tasks import get_redis
 log = logging.getLogger(__name__)
 
 RECON_RUNS = Counter("paybridge_recon_runs_total", "Reconciliation runs by status", ["status"])
+# A real run's error_text while it runs under the database lease (Redis unreachable).
+DB_LEASE_NOTE = "running under the database lease: Redis was unreachable"
 # A crashed dry run (no lock) is declared dead after this long.
 DRY_RUN_STALE_AFTER = timedelta(hours=6)
 # Events created while the previous run was listing them must not fall between two runs.
@@ -104,18 +106,26 @@ def _record_finished(
     return run
 
 
-def _close_interrupted_runs(current_id: int) -> None:
-    """Runs still marked running died mid-way: we hold the lock, so none of them is alive."""
+def _close_interrupted_runs(current_id: int, *, started_before: datetime | None = None) -> None:
+    """Mark runs still 'running' that died mid-way as failed.
+
+    Under the Redis lock no other real run is alive, so every other one is dead; under the
+    database lease only those older than the lease window are (`started_before`).
+    """
     now = utcnow()
+    if started_before is not None:
+        dead = ReconciliationRun.started_at < started_before
+    else:
+        dead = or_(
+            ReconciliationRun.dry_run.is_(False),
+            ReconciliationRun.started_at < now - DRY_RUN_STALE_AFTER,
+        )
     result = db.session.execute(
         update(ReconciliationRun)
         .where(
             ReconciliationRun.status == ReconciliationRun.STATUS_RUNNING,
             ReconciliationRun.id != current_id,
-            or_(
-                ReconciliationRun.dry_run.is_(False),
-                ReconciliationRun.started_at < now - DRY_RUN_STALE_AFTER,
-            ),
+            dead,
         )
         .values(
             status=ReconciliationRun.STATUS_FAILED,
@@ -126,6 +136,39 @@ def _close_interrupted_runs(current_id: int) -> None:
     db.session.commit()
     if result.rowcount:
         log.warning("recon: marked %d interrupted run(s) as failed", result.rowcount)
+
+
+def _lease_window(config) -> timedelta:
+    """How long a run may hold the database lease: its time budget plus the lock's TTL."""
+    return timedelta(seconds=config["RECON_MAX_RUN_SECONDS"] + config["RECON_LOCK_TTL_SECONDS"])
+
+
+def _live_runs(current_id: int, window: timedelta, *, lower_ids_only: bool, leased: bool):
+    """Other real runs marked running and started within the lease window."""
+    stmt = select(ReconciliationRun.id).where(
+        ReconciliationRun.status == ReconciliationRun.STATUS_RUNNING,
+        ReconciliationRun.dry_run.is_(False),
+        ReconciliationRun.id != current_id,
+        ReconciliationRun.started_at >= utcnow() - window,
+    )
+    if lower_ids_only:
+        stmt = stmt.where(ReconciliationRun.id < current_id)
+    if leased:
+        stmt = stmt.where(ReconciliationRun.error_text == DB_LEASE_NOTE)
+    found = db.session.execute(stmt.limit(1)).scalar_one_or_none()
+    db.session.commit()
+    return found is not None
+
+
+def _skip(run: ReconciliationRun, why: str) -> ReconciliationRun:
+    run.status = ReconciliationRun.STATUS_SKIPPED
+    run.finished_at = utcnow()
+    run.details = []
+    run.error_text = why
+    db.session.commit()
+    RECON_RUNS.labels(run.status).inc()
+    log.info("recon run %s skipped: %s", run.id, why)
+    return run
 
 
 def _phase(reconciler: Reconciler, name: str, work: Callable[[], None]) -> None:
@@ -148,44 +191,63 @@ def _phase(reconciler: Reconciler, name: str, work: Callable[[], None]) -> None:
 
 
 def run_reconciliation(*, trigger: str, dry_run: bool = False) -> ReconciliationRun:
-    """One reconciliation run (see the module docstring); returns its stored record."""
+    """One reconciliation run (see the module docstring); returns its stored record.
+
+    Real runs never overlap: the Redis lock decides, or, while Redis is unreachable, the
+    runs table itself (the oldest live 'running' row goes, the others skip). A dry run changes
+    nothing, so it takes no lock.
+    """
     config = current_app.config
-    lock: RunLock | None = None
-    if not dry_run:  # a dry run changes nothing, so it cannot conflict with a real one
-        lock = RunLock(get_redis(), config["RECON_LOCK_TTL_SECONDS"])
-        try:
-            acquired = lock.acquire()
-        except RedisError as exc:
-            log.error("recon: cannot take the run lock, Redis unreachable: %s", exc)
-            return _record_finished(
-                trigger, dry_run, ReconciliationRun.STATUS_FAILED,
-                f"Redis unreachable, cannot take the run lock: {exc}",
-            )  # fmt: skip
-        if not acquired:
-            log.info("recon: another run holds the lock; this one (%s) is skipped", trigger)
-            return _record_finished(
-                trigger, dry_run, ReconciliationRun.STATUS_SKIPPED,
-                "another reconciliation run was in progress",
-            )  # fmt: skip
+    if dry_run:
+        return _execute(config, _start_run(trigger, dry_run=True), lock=None)
+    lock = RunLock(get_redis(), config["RECON_LOCK_TTL_SECONDS"])
     try:
-        return _run_locked(config, trigger, dry_run, lock)
+        acquired = lock.acquire()
+    except RedisError as exc:
+        log.warning("recon: Redis unreachable (%s): the database lease decides", exc)
+        return _run_on_database_lease(config, trigger)
+    if not acquired:
+        log.info("recon: another run holds the lock; this one (%s) is skipped", trigger)
+        return _record_finished(
+            trigger, False, ReconciliationRun.STATUS_SKIPPED,
+            "another reconciliation run was in progress",
+        )  # fmt: skip
+    try:
+        run = _start_run(trigger, dry_run=False)
+        if _live_runs(run.id, _lease_window(config), lower_ids_only=False, leased=True):
+            return _skip(run, "a run started while Redis was down is still in progress")
+        _close_interrupted_runs(run.id)
+        return _execute(config, run, lock)
     finally:
-        if lock is not None:
-            lock.release()
+        lock.release()
 
 
-def _run_locked(config, trigger: str, dry_run: bool, lock: RunLock | None) -> ReconciliationRun:
-    started = utcnow()
+def _run_on_database_lease(config, trigger: str) -> ReconciliationRun:
+    """Without Redis: insert our 'running' row, then go only if no older live run exists.
+
+    Every run checks after its own row is committed, so of two racing runs at least the
+    younger sees the older one and skips (at worst both skip); none overlaps.
+    """
+    run = _start_run(trigger, dry_run=False, note=DB_LEASE_NOTE)
+    window = _lease_window(config)
+    _close_interrupted_runs(run.id, started_before=utcnow() - window)
+    if _live_runs(run.id, window, lower_ids_only=True, leased=False):
+        return _skip(run, "another reconciliation run was in progress")
+    return _execute(config, run, None)
+
+
+def _start_run(trigger: str, *, dry_run: bool, note: str | None = None) -> ReconciliationRun:
     run = ReconciliationRun(
         trigger=trigger[:20], dry_run=dry_run, status=ReconciliationRun.STATUS_RUNNING,
-        started_at=started,
+        started_at=utcnow(), error_text=note,
     )  # fmt: skip
     db.session.add(run)
     db.session.commit()
-    run_id = run.id
-    if lock is not None:
-        _close_interrupted_runs(run_id)
+    return run
 
+
+def _execute(config, run: ReconciliationRun, lock: RunLock | None) -> ReconciliationRun:
+    run_id, started, trigger, dry_run = run.id, run.started_at, run.trigger, run.dry_run
     renew_every = max(1.0, config["RECON_LOCK_TTL_SECONDS"] / 3)
     last_renewal = time.monotonic()
 

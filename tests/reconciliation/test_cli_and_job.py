@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+from datetime import timedelta
+
 import pytest
 from redis import Redis
 
 from app.extensions import db
-from app.models import ReconciliationRun
+from app.models import ReconciliationRun, utcnow
 from app.reconciliation.service import run_reconciliation
 from app.tasks import get_redis
 from app.tasks.recon import run_scheduled_reconciliation
@@ -94,18 +97,83 @@ def redis_down(recon):
     recon.extensions["paybridge_redis"] = saved
 
 
-def test_without_redis_a_run_refuses_rather_than_risk_overlapping(
+def test_without_redis_the_runs_table_decides_and_runs_still_never_overlap(
     recon, emulator, new_payment, redis_down
 ):
     payment = new_payment()
     pay(emulator, payment.psp_session_id)
+    # Another run is in progress (its row is recent and still running).
+    other = ReconciliationRun(trigger="schedule", status="running", started_at=utcnow())
+    db.session.add(other)
+    db.session.commit()
+
+    skipped = run_reconciliation(trigger="schedule")
+
+    assert skipped.status == "skipped"
+    assert reload(payment.id).status == "INITIATED"
+
+    # That run died long ago (older than its time budget plus the lock's TTL): it is closed and
+    # this run goes ahead, on the database lease.
+    other.started_at = utcnow() - timedelta(hours=1)
+    db.session.commit()
 
     run = run_reconciliation(trigger="schedule")
 
-    assert run.status == "failed" and "Redis unreachable" in run.error_text
-    assert reload(payment.id).status == "INITIATED"
+    assert run.status == "succeeded" and run.corrected == 1 and run.error_text is None
+    assert reload(payment.id).status == "SUCCESS"
+    db.session.refresh(other)
+    assert other.status == "failed" and "interrupted" in other.error_text
+
+
+def test_without_redis_two_runs_started_together_never_both_work(
+    recon, emulator, new_payment, redis_down
+):
+    payments = [new_payment() for _ in range(3)]
+    for p in payments:
+        pay(emulator, p.psp_session_id)
+    start = threading.Barrier(2)
+    statuses: list[str] = []
+
+    def one_run():
+        with recon.app_context():
+            start.wait()
+            statuses.append(run_reconciliation(trigger="cli").status)
+
+    threads = [threading.Thread(target=one_run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+
+    assert len(statuses) == 2 and statuses.count("succeeded") <= 1
+    if "succeeded" in statuses:
+        assert [reload(p.id).status for p in payments] == ["SUCCESS"] * 3
+
+
+def test_a_run_started_while_redis_was_down_keeps_its_lease_when_redis_returns(recon):
+    from app.reconciliation.service import DB_LEASE_NOTE
+
+    leased = ReconciliationRun(
+        trigger="schedule", status="running", started_at=utcnow(), error_text=DB_LEASE_NOTE
+    )
+    db.session.add(leased)
+    db.session.commit()
+
+    run = run_reconciliation(trigger="schedule")  # Redis is back: it takes the Redis lock
+
+    assert run.status == "skipped"
+    db.session.refresh(leased)
+    assert leased.status == "running"
+
+
+def test_a_failed_run_makes_the_job_fail_so_rq_records_it(recon, emulator, new_payment):
+    new_payment()
+    # Both listings refused: the run fails (its passes are recorded), and so does the job.
+    emulator.control("POST", "faults", {"kind": "http_500", "path": "/v1/events", "count": 1})
     with pytest.raises(RuntimeError, match="failed"):
         run_scheduled_reconciliation()
+    run = db.session.execute(db.select(ReconciliationRun)).scalar_one()
+    assert run.status == "failed" and "events" in run.error_text
 
 
 def test_without_redis_a_dry_run_still_reads_with_the_in_process_cap(
