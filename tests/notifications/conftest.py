@@ -1,0 +1,131 @@
+"""Fixtures for the notification tests: payments that reach a final status, and a real worker."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from rq.timeouts import TimerDeathPenalty
+
+from app.extensions import db
+from app.models import Notification, Payment
+from app.payments.state import lock_payment, record_creation, transition
+from app.payments.status import PaymentStatus, StatusSource
+
+
+@pytest.fixture
+def notify_config(app):
+    """Short schedules for these tests; whatever a test changes is put back afterwards."""
+    keys = ("NOTIFY_RETRY_SCHEDULE", "NOTIFY_TIMEOUT_SECONDS", "NOTIFY_LOST_JOB_SECONDS")
+    saved = {key: app.config.get(key) for key in keys}
+    app.config.update(NOTIFY_RETRY_SCHEDULE=[1, 1, 1], NOTIFY_TIMEOUT_SECONDS=2.0)
+    app.config.pop("NOTIFY_LOST_JOB_SECONDS", None)
+    yield app.config
+    for key, value in saved.items():
+        if value is None:
+            app.config.pop(key, None)
+        else:
+            app.config[key] = value
+
+
+@pytest.fixture
+def finish_payment(app, notify_config):
+    """Create a payment and move it to a final status the way webhooks do: lock, transition,
+    commit. Returns (payment_id, notification_id) of the outbox row that commit wrote."""
+    counter = iter(range(1, 10_000))
+
+    def factory(merchant_id: int, target: PaymentStatus = PaymentStatus.SUCCESS):
+        with app.app_context():
+            payment = Payment(
+                merchant_id=merchant_id,
+                merchant_reference=f"order-{next(counter)}-{time.monotonic_ns()}",
+                amount=2500,
+                currency="EUR",
+                success_url="https://shop.example/ok",
+                cancel_url="https://shop.example/cancel",
+            )
+            db.session.add(payment)
+            record_creation(payment)
+            db.session.commit()
+            payment = lock_payment(payment.id)
+            transition(payment, PaymentStatus.INITIATED, source=StatusSource.API)
+            db.session.commit()
+            payment = lock_payment(payment.id)
+            transition(payment, target, source=StatusSource.WEBHOOK, reason="test")
+            db.session.commit()
+            notification_id = db.session.scalar(
+                db.select(Notification.id)
+                .where(Notification.payment_id == payment.id)
+                .order_by(Notification.id.desc())
+            )
+            return payment.id, notification_id
+
+    return factory
+
+
+class _TestWorker:
+    """Runs the real worker (worker.AppWorker, RQ SimpleWorker) in burst mode, in-process."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def run_once(self) -> bool:
+        from worker import build_worker
+
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        worker = build_worker(self.app)
+        # pytest-timeout owns SIGALRM; RQ's thread-based timer leaves it alone.
+        worker.death_penalty_class = TimerDeathPenalty
+        try:
+            return worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
+        finally:
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+
+    def run_until(self, condition, timeout: float = 20.0, what: str = "condition"):
+        """Run burst after burst (delayed retries become due) until `condition()` holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.run_once()
+            with self.app.app_context():
+                result = condition()
+                db.session.remove()
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            time.sleep(0.2)
+
+
+@pytest.fixture
+def worker(app, notify_config):
+    return _TestWorker(app)
+
+
+def notification_row(app, notification_id: int) -> Notification:
+    with app.app_context():
+        n = db.session.get(Notification, notification_id)
+        db.session.expunge(n)
+        return n
+
+
+def attempts_of(app, notification_id: int) -> list:
+    from app.models import NotificationAttempt
+
+    with app.app_context():
+        rows = db.session.scalars(
+            db.select(NotificationAttempt)
+            .where(NotificationAttempt.notification_id == notification_id)
+            .order_by(NotificationAttempt.id)
+        ).all()
+        for row in rows:
+            db.session.expunge(row)
+        return rows
+
+
+def status_is(app, notification_id: int, status: str):
+    def check():
+        return db.session.get(Notification, notification_id).status == status
+
+    return check

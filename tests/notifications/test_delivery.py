@@ -1,0 +1,195 @@
+"""Notifications reach the merchant's notify_url signed, and are retried, failed or delivered."""
+
+from __future__ import annotations
+
+import pytest
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from app.extensions import db
+from app.models import Merchant, Notification
+from app.models.merchant import new_signing_secret
+from app.payments.status import PaymentStatus
+from tests.notifications.conftest import attempts_of, notification_row, status_is
+
+
+def test_final_status_is_delivered_signed_with_the_frozen_payload(
+    app, make_merchant, receiver, finish_payment, worker
+):
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    payment_id, notification_id = finish_payment(merchant.id)
+    stored = notification_row(app, notification_id)
+    assert stored.enqueued_at is not None  # dispatched right after the commit
+
+    worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
+
+    [request] = receiver.wait_for(1)
+    body = Webhook(merchant.signing_secret).verify(request.body, request.headers)
+    assert body == stored.payload
+    assert body["type"] == "payment.succeeded"
+    assert body["data"]["status"] == "SUCCESS"
+    assert body["data"]["status_version"] == 3
+    assert request.headers["webhook-id"] == stored.public_id
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["webhook-signature"].startswith("v1,")
+
+    n = notification_row(app, notification_id)
+    assert (n.status, n.attempt_count, n.last_error) == ("delivered", 1, None)
+    assert n.delivered_at is not None and n.next_attempt_at is None
+    [attempt] = attempts_of(app, notification_id)
+    assert attempt.status_code == 200 and attempt.error is None
+
+
+def test_failed_payment_is_notified_as_payment_failed(
+    app, make_merchant, receiver, finish_payment, worker
+):
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    _, notification_id = finish_payment(merchant.id, PaymentStatus.FAILED)
+    worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
+    [request] = receiver.requests
+    body = Webhook(merchant.signing_secret).verify(request.body, request.headers)
+    assert body["type"] == "payment.failed" and body["data"]["status"] == "FAILED"
+
+
+def test_while_rotating_both_old_and_new_secret_verify(
+    app, make_merchant, receiver, finish_payment, worker
+):
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    old_secret = merchant.signing_secret
+    with app.app_context():
+        m = db.session.get(Merchant, merchant.id)
+        new_secret = m.rotate_signing_secret()
+        db.session.commit()
+    _, notification_id = finish_payment(merchant.id)
+    worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
+
+    [request] = receiver.requests
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old_secret, new_secret):
+        assert Webhook(secret).verify(request.body, request.headers)["id"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_signing_secret()).verify(request.body, request.headers)
+    tampered = request.body.replace(b"SUCCESS", b"FAILED!")
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret).verify(tampered, request.headers)
+
+
+def test_receiver_down_then_up_is_delivered_after_retries(
+    app, make_merchant, receiver, finish_payment, worker
+):
+    receiver.status = 503
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    _, notification_id = finish_payment(merchant.id)
+
+    def two_failed_attempts():
+        return db.session.get(Notification, notification_id).attempt_count >= 2
+
+    worker.run_until(two_failed_attempts, what="two failed attempts")
+    n = notification_row(app, notification_id)
+    assert n.status == "pending" and n.last_error == "HTTP 503"
+    assert n.next_attempt_at is not None
+
+    receiver.status = 200
+    worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
+    attempts = attempts_of(app, notification_id)
+    assert [a.status_code for a in attempts[:-1]] == [503] * (len(attempts) - 1)
+    assert all(a.error == "HTTP 503" and a.duration_ms >= 0 for a in attempts[:-1])
+    assert attempts[-1].status_code == 200
+    assert receiver.hits == len(attempts) and len(receiver.requests) == 1
+    assert notification_row(app, notification_id).attempt_count == len(attempts)
+
+
+def test_receiver_never_up_fails_after_the_schedule_then_resend_delivers(
+    app, make_merchant, receiver, finish_payment, worker, runner
+):
+    merchant, _ = make_merchant(notify_url="http://127.0.0.1:9/notify")  # nothing listens
+    _, notification_id = finish_payment(merchant.id)
+    worker.run_until(status_is(app, notification_id, "failed"), what="failure")
+
+    n = notification_row(app, notification_id)
+    schedule = app.config["NOTIFY_RETRY_SCHEDULE"]
+    assert n.attempt_count == len(schedule) + 1
+    assert n.last_error == "connection refused" and n.next_attempt_at is None
+    attempts = attempts_of(app, notification_id)
+    assert len(attempts) == len(schedule) + 1
+    assert all(a.status_code is None and a.error == "connection refused" for a in attempts)
+
+    listed = runner.invoke(args=["notifications", "list", "--status", "failed"])
+    assert listed.exit_code == 0 and n.public_id in listed.output
+    assert "connection refused" in listed.output
+
+    with app.app_context():
+        db.session.get(Merchant, merchant.id).notify_url = receiver.url
+        db.session.commit()
+    result = runner.invoke(args=["notifications", "resend", n.public_id])
+    assert result.exit_code == 0, result.output
+    assert f"Queued {n.public_id}" in result.output
+    worker.run_until(status_is(app, notification_id, "delivered"), what="delivery after resend")
+
+    [request] = receiver.requests
+    assert request.headers["webhook-id"] == n.public_id  # same id: clients dedupe
+    assert Webhook(merchant.signing_secret).verify(request.body, request.headers) == n.payload
+    assert len(attempts_of(app, notification_id)) == len(schedule) + 2
+
+
+def test_resend_all_failed_and_refusals(
+    app, make_merchant, receiver, finish_payment, worker, runner
+):
+    merchant, _ = make_merchant(notify_url=None)
+    ids = [finish_payment(merchant.id)[1] for _ in range(2)]
+    worker.run_until(lambda: all(status_is(app, i, "failed")() for i in ids), what="failures")
+    n = notification_row(app, ids[0])
+    assert n.last_error == "the merchant has no notify_url; set one, then resend"
+    assert n.attempt_count == 0 and attempts_of(app, ids[0]) == []
+    assert receiver.hits == 0
+
+    with app.app_context():
+        db.session.get(Merchant, merchant.id).notify_url = receiver.url
+        db.session.commit()
+    result = runner.invoke(args=["notifications", "resend", "--all-failed"])
+    assert result.exit_code == 0, result.output
+    assert "2 failed notification(s) queued again." in result.output
+    # Pending now: resending it again is refused with a clear message.
+    again = runner.invoke(args=["notifications", "resend", str(ids[0])])
+    assert again.exit_code == 1 and "still being delivered" in again.output
+    worker.run_until(lambda: all(status_is(app, i, "delivered")() for i in ids), what="both")
+    assert len(receiver.requests) == 2
+
+    missing = runner.invoke(args=["notifications", "resend", "msg_doesnotexist"])
+    assert missing.exit_code == 1 and "No notification msg_doesnotexist" in missing.output
+    neither = runner.invoke(args=["notifications", "resend"])
+    assert neither.exit_code == 2
+
+
+def test_timeout_is_an_attempt_that_is_retried(
+    app, make_merchant, receiver, finish_payment, worker, notify_config
+):
+    notify_config["NOTIFY_TIMEOUT_SECONDS"] = 0.5
+    receiver.delay = 1.5
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    _, notification_id = finish_payment(merchant.id)
+    worker.run_until(
+        lambda: db.session.get(Notification, notification_id).attempt_count >= 1,
+        what="first attempt",
+    )
+    [attempt] = attempts_of(app, notification_id)
+    assert attempt.error == "timed out after 0.5s" and attempt.status_code is None
+    assert 450 <= attempt.duration_ms < 1400
+    assert notification_row(app, notification_id).status == "pending"
+
+    receiver.delay = 0
+    worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
+    assert len(receiver.requests) >= 1  # the timed-out request may have been accepted late
+
+
+def test_redirects_are_not_followed(app, make_merchant, receiver, finish_payment, worker):
+    receiver.status = 302
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    _, notification_id = finish_payment(merchant.id)
+    worker.run_until(
+        lambda: db.session.get(Notification, notification_id).attempt_count >= 1,
+        what="first attempt",
+    )
+    [attempt] = attempts_of(app, notification_id)[:1]
+    assert attempt.status_code == 302
+    assert attempt.error == "HTTP 302: redirects are not followed"

@@ -1,0 +1,84 @@
+"""In order per payment, and never the same attempt twice, however many workers run."""
+
+from __future__ import annotations
+
+import threading
+
+from app.extensions import db
+from app.models import Notification, Payment
+from app.notifications.delivery import deliver
+from app.notifications.outbox import add_payment_notification
+from tests.notifications.conftest import attempts_of, notification_row, status_is
+
+
+def add_second_notification(app, payment_id: int) -> int:
+    """Another notification of the same payment (as a refund's would be), committed."""
+    with app.app_context():
+        notification = add_payment_notification(db.session.get(Payment, payment_id))
+        notification.event_type = "refund.succeeded"
+        notification.payload = {**notification.payload, "type": "refund.succeeded"}
+        db.session.commit()
+        return notification.id
+
+
+def test_a_newer_notification_waits_for_the_older_one_of_its_payment(
+    app, make_merchant, receiver, finish_payment, worker
+):
+    receiver.status = 500
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    payment_id, first = finish_payment(merchant.id)
+    second = add_second_notification(app, payment_id)
+
+    worker.run_until(
+        lambda: db.session.get(Notification, first).attempt_count >= 2, what="retries of the first"
+    )
+    assert attempts_of(app, second) == []  # never tried while the first is pending
+    assert notification_row(app, second).status == "pending"
+
+    receiver.status = 200
+    worker.run_until(status_is(app, second, "delivered"), what="second delivered")
+    ids = [r.headers["webhook-id"] for r in receiver.requests]
+    assert ids == [notification_row(app, first).public_id, notification_row(app, second).public_id]
+
+
+def test_a_failed_older_notification_releases_the_next(
+    app, make_merchant, receiver, finish_payment, worker, notify_config
+):
+    notify_config["NOTIFY_RETRY_SCHEDULE"] = [1]
+    receiver.status = 500
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    payment_id, first = finish_payment(merchant.id)
+    second = add_second_notification(app, payment_id)
+    worker.run_until(status_is(app, first, "failed"), what="first failed")
+    receiver.status = 200
+    worker.run_until(status_is(app, second, "delivered"), what="second delivered")
+    assert [r.headers["webhook-id"] for r in receiver.requests] == [
+        notification_row(app, second).public_id
+    ]
+
+
+def test_concurrent_workers_send_each_attempt_once(app, make_merchant, receiver, finish_payment):
+    receiver.delay = 0.5  # keeps the first sender busy while the others try
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    _, notification_id = finish_payment(merchant.id)
+    start = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def one_worker() -> None:
+        try:
+            with app.app_context():
+                start.wait()
+                deliver(notification_id)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert errors == []
+    assert receiver.hits == 1
+    assert len(attempts_of(app, notification_id)) == 1
+    n = notification_row(app, notification_id)
+    assert (n.status, n.attempt_count) == ("delivered", 1)

@@ -1,0 +1,174 @@
+"""worker.py as the Procfile runs it: real processes, cron, graceful shutdown, job ids in logs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from app.extensions import db
+from app.models import Notification
+from app.tasks import enqueue, get_redis
+from app.tasks.notifications import deliver_notification
+from app.tasks.schedule import PERIODIC_JOBS, build_cron
+from tests.notifications.conftest import attempts_of, notification_row
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class WorkerProcess:
+    """`python worker.py …` with the test environment; its output collected for assertions."""
+
+    def __init__(self, *args: str, **env: str) -> None:
+        environment = {**os.environ, "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", **env}
+        self.proc = subprocess.Popen(
+            [sys.executable, "worker.py", *args],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self._reader.join(2)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def wait_until(condition, app, timeout: float, what: str, output=lambda: "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.app_context():
+            ok = condition()
+            db.session.remove()
+        if ok:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{output()}")
+
+
+def test_cron_registers_the_sweeper_and_reconciliation(app):
+    with app.app_context():
+        cron = build_cron(app, get_redis())
+    jobs = {job.name: job for job in cron.get_jobs()}
+    assert set(jobs) == {job.path for job in PERIODIC_JOBS}
+    sweeper = jobs["app.tasks.notifications.sweep_notifications"]
+    assert sweeper.interval == app.config["NOTIFY_SWEEP_INTERVAL_SECONDS"]
+    assert sweeper.queue_name.endswith("-notifications")
+    recon = jobs["app.tasks.recon.run_scheduled_reconciliation"]
+    assert recon.interval == app.config["RECON_INTERVAL_SECONDS"]
+    assert recon.queue_name.endswith("-recon")
+
+
+def wait_for_output(worker: WorkerProcess, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in worker.output:
+        if time.monotonic() > deadline or worker.proc.poll() is not None:
+            raise AssertionError(f"worker never printed {text!r}:\n{worker.output}")
+        time.sleep(0.05)
+
+
+def test_burst_worker_runs_what_is_queued_and_exits(app, make_merchant, receiver, finish_payment):
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    _, notification_id = finish_payment(merchant.id)
+    worker = WorkerProcess("--burst")
+    try:
+        assert worker.wait(60) == 0, worker.output
+    finally:
+        worker.kill()
+    assert notification_row(app, notification_id).status == "delivered"
+    assert len(receiver.requests) == 1
+
+
+def test_two_workers_given_duplicate_jobs_send_the_attempt_once(
+    app, make_merchant, receiver, finish_payment
+):
+    receiver.delay = 1.0
+    workers = [WorkerProcess("--no-cron") for i in range(2)]
+    try:
+        for w in workers:
+            wait_for_output(w, "Listening on")
+        merchant, _ = make_merchant(notify_url=receiver.url)
+        _, notification_id = finish_payment(merchant.id)  # enqueues notification-<id>-0
+        with app.app_context():  # and a duplicate job for the same attempt, under another id
+            enqueue(deliver_notification, notification_id, queue="notifications", job_id="dup-1")
+        wait_until(
+            lambda: db.session.get(Notification, notification_id).status == "delivered",
+            app,
+            20,
+            "delivery",
+        )
+        # Each worker took one of the two jobs, at the same time (the receiver holds 1 s).
+        wait_for_output(workers[0], "Successfully completed")
+        wait_for_output(workers[1], "Successfully completed")
+        for w in workers:
+            w.proc.send_signal(signal.SIGTERM)
+        assert [w.wait(20) for w in workers] == [0, 0]
+    finally:
+        for w in workers:
+            w.kill()
+    assert receiver.hits == 1
+    assert len(attempts_of(app, notification_id)) == 1
+    assert notification_row(app, notification_id).attempt_count == 1
+
+
+def test_worker_sweeps_on_schedule_and_finishes_its_job_on_sigterm(
+    app, make_merchant, receiver, finish_payment
+):
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    # Written while Redis was unreachable: only the worker's periodic sweeper can send it.
+    saved = app.config["REDIS_URL"]
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    app.extensions.pop("paybridge_redis", None)
+    try:
+        _, swept = finish_payment(merchant.id)
+    finally:
+        app.config["REDIS_URL"] = saved
+        app.extensions.pop("paybridge_redis", None)
+    assert notification_row(app, swept).enqueued_at is None
+
+    worker = WorkerProcess(NOTIFY_SWEEP_INTERVAL_SECONDS="1", RECON_INTERVAL_SECONDS="0")
+    try:
+        wait_until(
+            lambda: db.session.get(Notification, swept).status == "delivered",
+            app,
+            30,
+            "the sweeper's delivery",
+            lambda: worker.output,
+        )
+        receiver.delay = 2.0
+        _, in_flight = finish_payment(merchant.id)
+        hits = receiver.hits
+        deadline = time.monotonic() + 15
+        while receiver.hits == hits and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert receiver.hits == hits + 1, worker.output
+        worker.proc.send_signal(signal.SIGTERM)  # mid-request: warm shutdown
+        assert worker.wait(20) == 0, worker.output
+    finally:
+        worker.kill()
+    assert notification_row(app, in_flight).status == "delivered", worker.output
+    assert f"[job:notification-{in_flight}-0]" in worker.output
+    assert "warm shut down requested" in worker.output
