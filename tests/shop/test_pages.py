@@ -199,3 +199,17 @@ def test_checkout_before_seeding_says_so(client, app):
     """Without `flask seed-demo` there is no catalogue and no merchant: a clear page, no crash."""
     page = client.get("/").get_data(as_text=True)
     assert "flask seed-demo" in page
+
+
+def test_login_attempts_are_rate_limited(client, shop):
+    token = Shopper(client).token("/account/login")
+    statuses = [
+        client.post(
+            "/account/login",
+            data={"csrf_token": token, "email": "nobody@example.com", "password": "guess"},
+        ).status_code
+        for _ in range(21)
+    ]
+
+    assert statuses[:20] == [422] * 20
+    assert statuses[20] == 429
