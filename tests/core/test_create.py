@@ -493,3 +493,20 @@ def test_purge_drops_only_completed_records_past_the_retention(app, client, merc
         db.session.commit()
     assert count(app, IdempotencyRecord) == 0
     assert count(app, Payment) == 1
+
+
+def test_psp_calls_and_failures_show_in_metrics(app, client, merchant, emulator, provider):
+    _, key = merchant
+    emulator.control("POST", "faults", {"kind": "http_500", "count": 1})
+    client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "m-1"))
+    client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "m-1"))
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'paybridge_psp_call_seconds_count{operation="create_session",psp="stripe"}' in text
+    assert (
+        'paybridge_psp_errors_total{kind="PspUnavailable",operation="create_session",psp="stripe"}'
+        in text
+    )
+    assert (
+        'paybridge_payment_transitions_total{from_status="CREATED",source="api",'
+        'to_status="INITIATED"}' in text
+    )
