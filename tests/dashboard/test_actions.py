@@ -199,3 +199,62 @@ def test_audit_page_lists_actions_and_has_no_way_to_change_them(app, client_a, c
     assert "<td>secret reveal</td>" not in filtered and "<td>login</td>" in filtered
     for method in ("post", "put", "delete", "patch"):
         assert getattr(client_a, method)("/dashboard/audit").status_code in (400, 405)
+
+
+def test_reconcile_this_payment_applies_the_psp_truth(app, client_a, tenants, emulator):
+    public_id, session_id = real_payment(app, tenants.a_id, reference="dash-recon-1")
+    # The shopper pays, but no webhook reaches PayBridge (no endpoint is registered here).
+    emulator.control("POST", f"checkout/sessions/{session_id}/pay", {"card": "4242424242424242"})
+    url = f"/dashboard/payments/{public_id}/reconcile"
+    confirm = client_a.get(url)
+    assert "Yes, reconcile now" in confirm.get_data(as_text=True)
+    assert client_a.post(url).status_code == 400
+    done = client_a.post(url, data={"csrf_token": csrf_from(confirm.get_data(as_text=True))})
+    assert done.status_code == 302
+    page = htmllib.unescape(client_a.get(done.headers["Location"]).get_data(as_text=True))
+    assert f"Reconciled {public_id}" in page
+    with app.app_context():
+        payment = db.session.scalar(select(Payment).where(Payment.public_id == public_id))
+        assert payment.status == "SUCCESS"
+        assert payment.history[-1].source == "recon"
+    (row,) = audit(app, "payment_reconcile")
+    assert row.detail["result"] == "ok"
+    assert row.detail["status"] == "SUCCESS"
+
+
+def test_resend_a_failed_notification_delivers_it_again(app, client_a, tenants, receiver):
+    from app.notifications.delivery import deliver
+    from tests.dashboard.support import add_notification, add_payment
+
+    with app.app_context():
+        merchant = db.session.get(Merchant, tenants.a_id)
+        merchant.notify_url = receiver.url
+        payment = add_payment(tenants.a_id, status="SUCCESS", reference="dash-resend-1")
+        note = add_notification(payment, status="failed", attempts=[500, 500, 500])
+        db.session.commit()
+        note_id, msg_id = note.id, note.public_id
+    url = f"/dashboard/notifications/{note_id}/resend"
+    confirm = client_a.get(url)
+    assert "Yes, resend" in confirm.get_data(as_text=True)
+    assert client_a.post(url).status_code == 400
+    done = client_a.post(url, data={"csrf_token": csrf_from(confirm.get_data(as_text=True))})
+    assert done.status_code == 302
+    with app.app_context():
+        from app.models import Notification
+
+        assert db.session.get(Notification, note_id).status == "pending"
+    # While it is pending, a second resend is refused with a reason, and that is audited too.
+    again = client_a.post(
+        url, data={"csrf_token": csrf_from(client_a.get(url).get_data(as_text=True))}
+    )
+    page = htmllib.unescape(client_a.get(again.headers["Location"]).get_data(as_text=True))
+    assert "The notification was not resent" in page
+    with app.app_context():
+        deliver(note_id)  # the job body the worker runs
+        db.session.commit()
+        assert db.session.get(Notification, note_id).status == "delivered"
+    receiver.wait_for(1)
+    assert receiver.requests[-1].headers["webhook-id"] == msg_id
+    first, second = audit(app, "notification_resend")
+    assert first.target_id == msg_id and first.detail["result"] == "ok"
+    assert second.detail == {"result": "error", "code": "NOTIFICATION_PENDING"}
