@@ -198,3 +198,35 @@ def test_expired_session_page_refuses_payment(page, client, checkout):
     assert client.v1.checkout.sessions.retrieve(s.id).status == "expired"
     page.goto(s.url)
     assert "has expired" in page.get_by_role("status").inner_text()
+
+
+def test_subscription_bought_on_the_page_is_active_with_a_paid_first_invoice(
+    page, client, checkout, shop
+):
+    s = checkout(
+        mode="subscription",
+        line_items=[
+            {
+                "price_data": {
+                    "currency": "usd",
+                    "unit_amount": 1200,
+                    "product_data": {"name": "Coffee club"},
+                    "recurring": {"interval": "month"},
+                },
+                "quantity": 1,
+            }
+        ],
+    )
+    page.goto(s.url)
+    page.get_by_label("Email").fill("member@example.com")
+    page.get_by_label("Card", exact=True).check()
+    page.get_by_label("Card number").fill("4242 4242 4242 4242")
+    page.get_by_label("Expiry (MM / YY)").fill("12 / 34")
+    page.get_by_label("CVC").fill("123")
+    page.get_by_role("button", name=re.compile("^Subscribe")).click()
+    page.wait_for_url(f"{shop.url}/success?session_id={s.id}")
+    s = client.v1.checkout.sessions.retrieve(s.id, {"expand": ["subscription", "invoice"]})
+    assert (s.status, s.payment_status) == ("complete", "paid")
+    assert s.subscription.status == "active"
+    assert (s.invoice.status, s.invoice.amount_paid) == ("paid", 1200)
+    assert s.invoice.customer_email == "member@example.com"
