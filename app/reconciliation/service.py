@@ -17,8 +17,9 @@ A run has three passes, cheapest first:
 
 Each correction is its own transaction through the state machine (row lock, history, outbox),
 so a run that dies half-way leaves every payment either corrected or untouched. Runs never
-overlap (a Redis lock, see lock.py); every PSP call passes the rate cap (gate.py). A dry run
-only reads from the PSP and changes nothing but its own run record.
+overlap (a Redis lock, see lock.py; while Redis is unreachable, a lease on the runs table);
+every PSP call passes the rate cap (gate.py). A dry run only reads from the PSP and changes
+nothing but its own run record.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def test_two_runs_started_together_one_works_one_skips(recon, emulator, new_paym
     payments = [new_payment() for _ in range(4)]
     for p in payments:
         pay(emulator, p.psp_session_id)
-    recon.config["RECON_RATE_LIMIT_PER_SECOND"] = 8.0  # a run lasts ~1 s: they overlap
+    recon.config["RECON_RATE_LIMIT_PER_SECOND"] = 4.0  # a run lasts ~1.5 s: they overlap
     start = threading.Barrier(2)
     results: list[ReconciliationRun] = []
 
@@ -273,3 +273,32 @@ def test_every_payment_is_final_one_run_after_its_session_expired(
     # already be past its expiry (so it could never be paid) and fails.
     assert [len(sessions_for(stripe_client, p.public_id)) for p in everyone] == [1, 0, 1, 1, 1, 1]
     assert reload(abandoned.id).failure_code == "expired"
+
+
+def test_a_run_that_loses_its_lock_stops_and_leaves_the_new_holder_alone(
+    recon, new_payment, psp_calls
+):
+    for _ in range(8):
+        new_payment()
+    recon.config.update(RECON_RATE_LIMIT_PER_SECOND=4.0, RECON_LOCK_TTL_SECONDS=3)
+    redis = get_redis()
+    thieves: list[RunLock] = []
+
+    def expire_and_steal(operation: str, _at: float) -> None:
+        # The run stalls past its TTL (simulated by dropping the key) and another run takes over.
+        if not thieves and operation == "retrieve_session":
+            redis.delete(RunLock(redis, 1).key)
+            thief = RunLock(redis, 30)
+            assert thief.acquire()
+            thieves.append(thief)
+
+    add_call_observer(expire_and_steal)
+    try:
+        run = run_reconciliation(trigger="schedule")
+    finally:
+        remove_call_observer(expire_and_steal)
+
+    assert run.status == "failed" and "lock" in run.error_text
+    assert run.checked < 8  # it stopped instead of working alongside the new holder
+    assert redis.get(thieves[0].key).decode() == thieves[0].token  # not released by the loser
+    thieves[0].release()
