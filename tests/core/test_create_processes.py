@@ -1,0 +1,108 @@
+"""Exactly-once creation across several gunicorn worker processes (no shared memory at all)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from app.models import Payment
+from tests.core.test_create import body, count, emulator_sessions
+from tests.support.api import auth_headers
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gunicorn(app, emulator):
+    """`gunicorn wsgi:app` with three sync workers on the test database and emulator."""
+    port = _free_port()
+    env = dict(os.environ, PAYBRIDGE_ENV="testing", PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "--workers",
+            "3",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+            "--timeout",
+            "60",
+            "wsgi:app",
+        ],  # fmt: skip
+        cwd=ROOT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    try:
+        while True:
+            try:
+                if requests.get(f"{url}/healthz", timeout=3).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("gunicorn did not start")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_twenty_concurrent_creates_on_three_processes_make_one_payment(
+    app, gunicorn, make_merchant, emulator
+):
+    emulator.control("POST", "reset")
+    _, key = make_merchant("Multi-process shop")
+    results: list[requests.Response] = []
+    lock = threading.Lock()
+    start = threading.Barrier(20)
+
+    def create() -> None:
+        start.wait()
+        r = requests.post(
+            f"{gunicorn}/api/v1/payments",
+            json=body(merchant_reference="mp-1"),
+            headers=auth_headers(key, "multi-process-1"),
+            timeout=60,
+        )
+        with lock:
+            results.append(r)
+
+    threads = [threading.Thread(target=create) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(90)
+
+    statuses = [r.status_code for r in results]
+    assert len(results) == 20 and all(s in (201, 409) for s in statuses), statuses
+    ok = [r.json() for r in results if r.status_code == 201]
+    assert ok and len({p["id"] for p in ok}) == 1
+    assert all(p["status"] == "INITIATED" and p["checkout_url"] for p in ok)
+    for r in results:
+        if r.status_code == 409:
+            assert r.json()["error"]["code"] == "REQUEST_IN_PROGRESS"
+    assert count(app, Payment) == 1
+    assert len(emulator_sessions(emulator)) == 1
