@@ -49,7 +49,8 @@ def test_overview_counts_rates_and_attention_lists(app, client_a, tenants):
     page = htmllib.unescape(response.get_data(as_text=True))
     cards = dict(
         re.findall(
-            r'<div class="label">(?:<a [^>]*>)?([^<]+)(?:</a>)?</div>\s*<div class="value">([^<]+)</div>',
+            r'<div class="label">(?:<a [^>]*>)?([^<]+)(?:</a>)?</div>\s*'
+            r'<div class="value">([^<]+)</div>',
             page,
         )
     )
