@@ -207,6 +207,11 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                 f"Invalid ui_mode: must be one of hosted_page, embedded_page, elements or form "
                 f"(got {ui_mode!r}).",
             )
+        # Stripe refuses the other mode's data instead of ignoring it.
+        for key, allowed_in in (("payment_intent_data", "payment"),
+                                ("subscription_data", "subscription")):  # fmt: skip
+            if key in params and mode != allowed_in:
+                raise invalid(key, f"You can not pass `{key}` in `{mode}` mode.")
         metadata = params.get("metadata") or {}
         if not isinstance(metadata, dict):
             raise invalid("metadata", "Invalid object: metadata must be a hash.")

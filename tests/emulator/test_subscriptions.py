@@ -398,3 +398,20 @@ def test_db_keeps_subscriptions_invoices_and_refunds_across_restart(tmp_path):
         ]  # fmt: skip
     with run_emulator(db_path=db) as emu:
         assert sdk(emu).v1.refunds.retrieve(pending.id).status == "succeeded"
+
+
+def test_the_other_modes_data_is_refused(client):
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.checkout.sessions.create(
+            params=session_params(
+                mode="subscription",
+                line_items=[PLAN],
+                payment_intent_data={"metadata": {"a": "1"}},
+            )  # fmt: skip
+        )
+    assert exc.value.param == "payment_intent_data"
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.checkout.sessions.create(
+            params=session_params(subscription_data={"metadata": {"a": "1"}})
+        )
+    assert exc.value.param == "subscription_data"
