@@ -3,7 +3,8 @@
 `browser` (session) launches /usr/bin/chromium once; `context` and `page` are fresh per test
 (own cookies). When a test fails, a screenshot of each of its open pages is saved under
 `test-artifacts/` (set E2E_ARTIFACTS to change the folder). Every test in this folder is
-marked `e2e`.
+marked `e2e`. `shop_url` is the seeded demo shop on the live server (steps to drive it:
+tests/e2e/shop_flow.py).
 """
 
 from __future__ import annotations
@@ -64,17 +65,33 @@ def browser(playwright_instance):
 
 
 @pytest.fixture
-def context(browser, request):
-    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-GB")
-    ctx.set_default_timeout(DEFAULT_TIMEOUT_MS)
-    yield ctx
+def make_context(browser, request):
+    """Open more browser contexts (another user, a phone viewport); all closed after the test,
+    each one's pages screenshotted if it failed."""
+    opened = []
+
+    def factory(**options):
+        options.setdefault("viewport", {"width": 1280, "height": 900})
+        options.setdefault("locale", "en-GB")
+        ctx = browser.new_context(**options)
+        ctx.set_default_timeout(DEFAULT_TIMEOUT_MS)
+        opened.append(ctx)
+        return ctx
+
+    yield factory
     failed = any(
         getattr(getattr(request.node, f"rep_{when}", None), "failed", False)
         for when in ("setup", "call")
     )
-    if failed:
-        save_screenshots(ctx, request.node.nodeid)
-    ctx.close()
+    for index, ctx in enumerate(opened):
+        if failed:
+            save_screenshots(ctx, request.node.nodeid + (f"-ctx{index}" if index else ""))
+        ctx.close()
+
+
+@pytest.fixture
+def context(make_context):
+    return make_context()
 
 
 @pytest.fixture
@@ -93,3 +110,14 @@ def save_screenshots(ctx, nodeid: str) -> None:
             (ARTIFACTS / f"{name}{suffix}.url.txt").write_text(open_page.url + "\n")
         except Exception as exc:  # a crashed page must not hide the test's own failure
             (ARTIFACTS / f"{name}{suffix}.error.txt").write_text(f"{exc!r}\n")
+
+
+@pytest.fixture
+def shop_url(app, live_server, emulator) -> str:
+    """The seeded demo shop on the live server; the emulator's webhooks and the demo merchant's
+    notifications reach it."""
+    from tests.shop.support import ensure_stripe_webhook_endpoint, seed_shop
+
+    ensure_stripe_webhook_endpoint(emulator, live_server)
+    seed_shop(app, live_server.url)
+    return live_server.url

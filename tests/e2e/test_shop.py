@@ -4,67 +4,17 @@ from __future__ import annotations
 
 import re
 
-import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from tests.shop.support import (
-    DECLINED_CARD,
-    ensure_stripe_webhook_endpoint,
-    run_notification_worker,
-    seed_shop,
-    wait_for,
+from tests.e2e.shop_flow import (
+    add_to_cart,
+    buy,
+    check_out,
+    deliver_while_waiting_for,
+    pay_with_card,
+    sign_up,
 )
-
-
-@pytest.fixture
-def shop_url(app, live_server, emulator) -> str:
-    """The seeded shop on the live server; the emulator's webhooks and notifications reach it."""
-    ensure_stripe_webhook_endpoint(emulator, live_server)
-    seed_shop(app, live_server.url)
-    return live_server.url
-
-
-def sign_up(page: Page, shop_url: str, email: str) -> None:
-    page.goto(shop_url + "/")
-    page.get_by_role("link", name="Sign up").click()
-    page.get_by_label("Your name").fill("Ada Lovelace")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label("Password", exact=True).fill("analytical-engine")
-    page.get_by_label("Repeat the password").fill("analytical-engine")
-    page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_text("Welcome, Ada Lovelace!")).to_be_visible()
-
-
-def add_to_cart(page: Page, shop_url: str, name: str) -> None:
-    page.goto(shop_url + "/")
-    page.get_by_role("button", name=f"Add {name} to cart").click()
-    expect(page.get_by_text("Added to your cart.")).to_be_visible()
-
-
-def check_out(page: Page, emulator) -> None:
-    """From the cart to the emulator's hosted checkout page."""
-    page.get_by_role("link", name="Cart").click()
-    page.get_by_role("link", name="Go to checkout").click()
-    page.get_by_role("button", name="Place order and pay").click()
-    expect(page).to_have_url(re.compile(re.escape(emulator.url) + r"/c/pay/cs_"))
-
-
-def pay_with_card(page: Page, number: str) -> None:
-    page.locator("#card_number").fill(number)
-    page.locator("#exp").fill("12 / 34")
-    page.locator("#cvc").fill("123")
-    page.locator("#cardholder").fill("Ada Lovelace")
-    page.locator("#pay").click()
-
-
-def deliver_while_waiting_for(page: Page, app, text: str, timeout: float = 30) -> None:
-    """Run PayBridge's notification delivery (RQ bursts) until the self-refreshing page says so."""
-
-    def shows_text():
-        run_notification_worker(app)
-        return page.get_by_text(text).count() > 0
-
-    wait_for(shows_text, timeout=timeout, interval=0.5, what=f"page to show {text!r}")
+from tests.shop.support import DECLINED_CARD, SUCCESS_CARD, run_notification_worker
 
 
 def test_a_shopper_signs_up_buys_two_prints_and_sees_the_order_paid(page, app, shop_url, emulator):
@@ -77,7 +27,7 @@ def test_a_shopper_signs_up_buys_two_prints_and_sees_the_order_paid(page, app, s
 
     check_out(page, emulator)
     expect(page.get_by_text("€53.00").first).to_be_visible()
-    pay_with_card(page, "4242 4242 4242 4242")
+    pay_with_card(page, SUCCESS_CARD)
 
     # Back in the shop: the return alone proves nothing, the page waits for the real status.
     expect(page).to_have_url(re.compile(re.escape(shop_url) + r"/orders/\d+/success"))
@@ -100,7 +50,7 @@ def test_a_declined_card_is_shown_on_the_hosted_page_and_the_order_stays_unpaid(
     check_out(page, emulator)
     hosted_url = page.url
 
-    pay_with_card(page, "4000 0000 0000 0002")
+    pay_with_card(page, DECLINED_CARD)
 
     alert = page.get_by_role("alert")
     expect(alert).to_contain_text(re.compile("declined", re.IGNORECASE))
@@ -112,7 +62,6 @@ def test_a_declined_card_is_shown_on_the_hosted_page_and_the_order_stays_unpaid(
     expect(page.get_by_role("heading", name="You left the checkout")).to_be_visible()
     expect(page.get_by_test_id("order-status")).to_have_attribute("data-status", "PENDING_PAYMENT")
     expect(page.get_by_test_id("payment-status")).to_have_attribute("data-status", "INITIATED")
-    assert DECLINED_CARD  # the same card the emulator documents as generic_decline
 
 
 def test_a_cancelled_checkout_shows_the_order_open_and_can_return_to_the_same_checkout(
@@ -140,3 +89,19 @@ def test_a_cancelled_checkout_shows_the_order_open_and_can_return_to_the_same_ch
     page.get_by_role("link", name="My orders", exact=True).click()
     status = page.get_by_test_id("order-row").get_by_test_id("order-status")
     expect(status).to_have_attribute("data-status", "FAILED")
+
+
+def test_a_shopper_on_a_phone_can_buy_and_nothing_overflows_the_screen(
+    make_context, app, shop_url, emulator
+):
+    page = make_context(viewport={"width": 375, "height": 740}, is_mobile=True).new_page()
+
+    order_id = buy(page, app, shop_url, emulator, "dee@example.com", ["Lavender Fields"])
+
+    for path in ("/", "/products/lavender-fields", "/cart", "/orders", f"/orders/{order_id}"):
+        page.goto(shop_url + path)
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a phone"
+    expect(page.get_by_test_id("order-status")).to_have_attribute("data-status", "PAID")
