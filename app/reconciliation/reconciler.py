@@ -492,9 +492,8 @@ class Reconciler:
         entry["why"] = f"PSP session {session.status}/{session.payment_status}"
         if self.dry_run:
             if current.is_final:
-                entry["action"] = (
-                    "would_record_conflict" if target == PaymentStatus.SUCCESS else ("disagreement")
-                )
+                paid = target == PaymentStatus.SUCCESS
+                entry["action"] = "would_record_conflict" if paid else "disagreement"
             else:
                 entry.update(action="would_apply", to=target.value)
             self._finish_entry(entry, payment)
