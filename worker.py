@@ -23,6 +23,7 @@ import argparse
 import logging
 import os
 import threading
+from collections.abc import Callable
 
 from flask import Flask
 from redis.exceptions import RedisError
@@ -38,10 +39,17 @@ class AppWorker(SimpleWorker):
     """A SimpleWorker that runs each job in its own app context (and so its own DB session)."""
 
     flask_app: Flask
+    # Called once RQ's scheduler process is forked: threads are started only after that fork.
+    after_scheduler_start: Callable[[], None] | None = None
 
     def execute_job(self, job, queue):
         with self.flask_app.app_context():
             return super().execute_job(job, queue)
+
+    def _start_scheduler(self, *args, **kwargs):
+        super()._start_scheduler(*args, **kwargs)
+        if self.after_scheduler_start is not None:
+            self.after_scheduler_start()
 
 
 def build_worker(app: Flask, queue_names: list[str] | None = None, **kwargs) -> AppWorker:
@@ -138,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     cron = None
     if not args.burst and not args.no_cron:
         cron = CronThread(app)
-        cron.start()
+        worker.after_scheduler_start = cron.start
     try:
         worker.work(
             burst=args.burst,
@@ -146,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             logging_level=str(app.config.get("LOG_LEVEL", "INFO")).upper(),
         )
     finally:
-        if cron:
+        if cron and cron.is_alive():
             cron.stop()
             cron.join(timeout=5)
     return 0
