@@ -314,6 +314,25 @@ def _register(
     provider = get_provider(payment.psp)
     request = checkout_request(payment)
     public_id = payment.public_id
+    if utcnow() >= request.expires_at:
+        # Its checkout window closed before it was registered (PSP down for that long): any
+        # session a lost answer left at the PSP has expired too. Nothing is left to register.
+        payment = lock_payment(payment_id)
+        if payment.status == PaymentStatus.CREATED:
+            reason = "checkout window closed before the PSP registration"
+            transition(
+                payment,
+                PaymentStatus.FAILED,
+                source=source,
+                reason=reason,
+                failure_code="expired",
+                failure_message=reason,
+            )
+        response = _created_response(payment)
+        if record_id is not None:
+            idempotency.complete(record_id, response)
+        db.session.commit()
+        return payment, response
     db.session.commit()  # no transaction stays open while the PSP is called
 
     try:

@@ -510,3 +510,22 @@ def test_psp_calls_and_failures_show_in_metrics(app, client, merchant, emulator,
         'paybridge_payment_transitions_total{from_status="CREATED",source="api",'
         'to_status="INITIATED"}' in text
     )
+
+
+def test_a_payment_left_created_past_its_checkout_window_fails_as_expired(
+    app, merchant, emulator, provider
+):
+    from app.payments.service import _new_payment, register_with_psp
+    from app.payments.status import StatusSource
+    from app.payments.validation import validate_create_params
+
+    merchant_row, _ = merchant
+    with app.app_context():
+        payment = _new_payment(merchant_row.id, validate_create_params(body()))
+        payment.created_at = utcnow() - timedelta(hours=2)
+        db.session.commit()
+        result = register_with_psp(payment.id, source=StatusSource.RECON)
+        assert result.status == "FAILED"
+        assert result.failure_code == "expired"
+        assert result.history[-1].source == "recon"
+    assert emulator_sessions(emulator) == []
