@@ -302,3 +302,34 @@ def test_a_run_that_loses_its_lock_stops_and_leaves_the_new_holder_alone(
     assert run.checked < 8  # it stopped instead of working alongside the new holder
     assert redis.get(thieves[0].key).decode() == thieves[0].token  # not released by the loser
     thieves[0].release()
+
+
+def test_the_wide_pass_follows_the_cursor_over_pages_one_capped_call_per_page(
+    recon, stripe_client, psp_calls
+):
+    for i in range(105):  # another integration's sessions on the same account
+        stripe_client.v1.checkout.sessions.create(
+            params={
+                "mode": "payment",
+                "line_items": [
+                    {
+                        "price_data": {
+                            "currency": "eur",
+                            "unit_amount": 100 + i,
+                            "product_data": {"name": "x"},
+                        },
+                        "quantity": 1,
+                    }
+                ],
+                "success_url": "https://other.example/ok",
+                "cancel_url": "https://other.example/no",
+            }
+        )
+
+    run = run_reconciliation(trigger="cli")
+
+    summary = summarize(run.details)
+    assert summary["sessions_listed"] == summary["unknown_sessions"] == 105
+    assert [op for op, _ in psp_calls].count("list_sessions") == 2
+    # Open sessions of someone else: counted, not listed line by line.
+    assert [d for d in run.details if d.get("action") == "unknown_session"] == []
