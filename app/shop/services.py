@@ -305,6 +305,12 @@ def start_payment(order: Order) -> Payment:
             raise _shop_error(error) from error
         status = payment.status_enum
     if status == PaymentStatus.INITIATED and payment.checkout_url:
+        if payment.psp_expires_at and payment.psp_expires_at <= utcnow():
+            # PayBridge's reconciliation will fail it soon; the page would only say "expired".
+            raise ShopError(
+                "The payment page for this order has expired. Cancel the order, then put its "
+                "prints back in your cart to order them again."
+            )
         return payment
     if status == PaymentStatus.PENDING:
         raise ShopError(

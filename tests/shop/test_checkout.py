@@ -271,3 +271,24 @@ def test_my_orders_lists_only_my_orders_newest_first(app, shopper, products):
         ids = [o.id for o in db.session.execute(select(Order).order_by(Order.id)).scalars()]
     assert page.index(f"#{ids[1]}") < page.index(f"#{ids[0]}")
     assert page.count('data-testid="order-row"') == 2
+
+
+def test_paying_again_after_the_checkout_expired_says_so_instead_of_sending_to_a_dead_page(
+    app, shopper, products
+):
+    from datetime import timedelta
+
+    from app.models import utcnow
+
+    shopper.add(products[0][0])
+    shopper.place_order(*shopper.checkout_form())
+    order, payment = only_order(app)
+    with app.app_context():
+        row = db.session.get(Payment, payment.id)
+        row.psp_expires_at = utcnow() - timedelta(minutes=1)
+        db.session.commit()
+
+    response = shopper.post_action(f"/orders/{order.id}/pay")
+
+    assert response.headers["Location"] == f"/orders/{order.id}"
+    assert "has expired" in shopper.client.get(f"/orders/{order.id}").get_data(as_text=True)

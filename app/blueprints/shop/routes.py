@@ -155,7 +155,7 @@ def cart_add():
     form = AddToCartForm()
     if not form.validate_on_submit():
         flash(_first_error(form) or "Choose a quantity to add.", "error")
-        return redirect(request.referrer or url_for("shop.catalogue"), 303)
+        return redirect(url_for("shop.cart"), 303)
     try:
         save_cart(carts.add(session_cart(), _product_id(form), form.quantity.data))
     except carts.CartError as error:
