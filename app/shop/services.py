@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import PayBridgeError
@@ -417,7 +417,3 @@ def cancel_order(order: Order) -> Payment | None:
 def reorder_items(order: Order) -> list[tuple[int, int]]:
     """(product_id, quantity) pairs to put a past order's items back in the cart."""
     return [(item.product_id, item.quantity) for item in order.items if item.product_id]
-
-
-def count_orders() -> int:
-    return db.session.execute(select(func.count(Order.id))).scalar_one()

@@ -126,6 +126,7 @@ def catalogue():
 
 @bp.get("/products/<slug>")
 def product(slug: str):
+    """One print, with a quantity to add to the cart."""
     item = db.session.execute(
         select(Product).where(Product.slug == slug, Product.active.is_(True))
     ).scalar_one_or_none()
@@ -137,6 +138,7 @@ def product(slug: str):
 
 @bp.get("/cart")
 def cart():
+    """The cart, priced from today's catalogue."""
     priced = carts.price(session_cart())
     return render_template(
         "shop/cart.html", cart=priced, update_form=UpdateCartForm, remove_form=RemoveFromCartForm
@@ -152,6 +154,7 @@ def _product_id(form) -> int:
 
 @bp.post("/cart/add")
 def cart_add():
+    """Add a print to the cart."""
     form = AddToCartForm()
     if not form.validate_on_submit():
         flash(_first_error(form) or "Choose a quantity to add.", "error")
@@ -167,6 +170,7 @@ def cart_add():
 
 @bp.post("/cart/update")
 def cart_update():
+    """Change a cart line's quantity (0 removes it)."""
     form = UpdateCartForm()
     if not form.validate_on_submit():
         flash(_first_error(form) or "Choose a quantity.", "error")
@@ -180,6 +184,7 @@ def cart_update():
 
 @bp.post("/cart/remove")
 def cart_remove():
+    """Take a print out of the cart."""
     form = RemoveFromCartForm()
     if form.validate_on_submit():
         try:
@@ -203,6 +208,7 @@ def _first_error(form) -> str | None:
 @bp.route("/account/signup", methods=["GET", "POST"])
 @limiter.limit("20 per minute", methods=["POST"])
 def signup():
+    """Create a shopper account and log it in."""
     form = SignupForm()
     if form.validate_on_submit():
         try:
@@ -222,6 +228,7 @@ def signup():
 @bp.route("/account/login", methods=["GET", "POST"])
 @limiter.limit("20 per minute", methods=["POST"])
 def login():
+    """Log a shopper in (rate limited)."""
     form = LoginForm(next=request.args.get("next"))
     if form.validate_on_submit():
         customer = services.authenticate(form.email.data, form.password.data)
@@ -236,6 +243,7 @@ def login():
 
 @bp.post("/account/logout")
 def logout():
+    """Log the shopper out; the cart and any dashboard login stay."""
     if ActionForm().validate_on_submit():
         session.pop(SESSION_CUSTOMER, None)
         flash("You are logged out.", "info")
@@ -248,6 +256,7 @@ def logout():
 @bp.get("/checkout")
 @login_required
 def checkout():
+    """Review the cart before placing the order."""
     priced = carts.price(session_cart())
     if priced.is_empty:
         flash("Your cart is empty.", "info")
@@ -302,6 +311,7 @@ def _pay(order: Order):
 @bp.get("/orders")
 @login_required
 def orders():
+    """My orders, newest first, each with its payment status from PayBridge."""
     mine = services.customer_orders(current_customer().id)
     return render_template("shop/orders.html", orders=mine, payments=services.payment_views(mine))
 
@@ -309,6 +319,7 @@ def orders():
 @bp.get("/orders/<int:order_id>")
 @login_required
 def order(order_id: int):
+    """One order: items, status, and what the shopper can do next."""
     item = owned_order(order_id)
     return render_template("shop/order.html", order=item, payment=services.payment_view(item))
 
