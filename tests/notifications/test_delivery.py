@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import REGISTRY
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -13,9 +14,15 @@ from app.payments.status import PaymentStatus
 from tests.notifications.conftest import attempts_of, notification_row, status_is
 
 
+def deliveries_counted(result: str) -> float:
+    value = REGISTRY.get_sample_value("paybridge_notification_deliveries_total", {"result": result})
+    return value or 0.0
+
+
 def test_final_status_is_delivered_signed_with_the_frozen_payload(
     app, make_merchant, receiver, finish_payment, worker
 ):
+    delivered_before = deliveries_counted("delivered")
     merchant, _ = make_merchant(notify_url=receiver.url)
     payment_id, notification_id = finish_payment(merchant.id)
     stored = notification_row(app, notification_id)
@@ -38,6 +45,7 @@ def test_final_status_is_delivered_signed_with_the_frozen_payload(
     assert n.delivered_at is not None and n.next_attempt_at is None
     [attempt] = attempts_of(app, notification_id)
     assert attempt.status_code == 200 and attempt.error is None
+    assert deliveries_counted("delivered") == delivered_before + 1
 
 
 def test_failed_payment_is_notified_as_payment_failed(
@@ -102,9 +110,13 @@ def test_receiver_down_then_up_is_delivered_after_retries(
 def test_receiver_never_up_fails_after_the_schedule_then_resend_delivers(
     app, make_merchant, receiver, finish_payment, worker, runner
 ):
+    retrying_before, failed_before = deliveries_counted("retrying"), deliveries_counted("failed")
     merchant, _ = make_merchant(notify_url="http://127.0.0.1:9/notify")  # nothing listens
     _, notification_id = finish_payment(merchant.id)
     worker.run_until(status_is(app, notification_id, "failed"), what="failure")
+    schedule = app.config["NOTIFY_RETRY_SCHEDULE"]
+    assert deliveries_counted("retrying") == retrying_before + len(schedule)
+    assert deliveries_counted("failed") == failed_before + 1
 
     n = notification_row(app, notification_id)
     schedule = app.config["NOTIFY_RETRY_SCHEDULE"]
