@@ -6,6 +6,7 @@ the same numbers in a table, the text alternative for anyone who cannot see the 
 
 from __future__ import annotations
 
+import math
 import secrets
 
 from markupsafe import Markup, escape
@@ -31,17 +32,18 @@ def _uid(prefix: str) -> str:
     return f"{prefix}-{secrets.token_hex(4)}"
 
 
-def _nice_max(value: float) -> float:
-    """Round the top of the axis up to 1, 2 or 5 × a power of ten."""
+def _nice_step(value: float, *, whole: bool) -> float:
+    """`value` rounded up to one significant digit (3, 70, 400, 0.5); at least 1 for counts."""
     if value <= 0:
         return 1
-    magnitude = 1.0
-    while magnitude * 10 <= value:
-        magnitude *= 10
-    for step in (1, 2, 5, 10):
-        if step * magnitude >= value:
-            return step * magnitude
-    return 10 * magnitude
+    magnitude = 10 ** math.floor(math.log10(value))
+    step = round(math.ceil(value / magnitude - 1e-9) * magnitude, 12)
+    return max(step, 1) if whole else step
+
+
+def _axis_top(largest: float, *, whole: bool = True) -> float:
+    """Top of the axis: four equal, round steps (whole numbers for counts)."""
+    return 4 * _nice_step(largest / 4, whole=whole)
 
 
 def _frame(title: str, desc: str, body: list[str], legend: list[tuple[str, str]]) -> Markup:
@@ -119,7 +121,7 @@ def _day_label(day) -> str:
 
 def volume_chart(days) -> Markup:
     """Payments created per day, stacked: succeeded, failed, still open."""
-    top = _nice_max(max((d.total for d in days), default=0))
+    top = _axis_top(max((d.total for d in days), default=0))
     series, labels = [], []
     for d in days:
         other = d.total - d.succeeded - d.failed
@@ -157,9 +159,8 @@ def volume_chart(days) -> Markup:
 def amount_chart(days, currency: str) -> Markup:
     """Successful amount per day in one currency, in major units."""
     values = [d.amounts.get(currency, 0) for d in days]
-    top_minor = _nice_max(max(values, default=0) / (10 ** exponent(currency))) * (
-        10 ** exponent(currency)
-    )
+    scale = 10 ** exponent(currency)
+    top_minor = _axis_top(max(values, default=0) / scale, whole=False) * scale
     series = [
         [(v, SUCCESS, f"{_day_label(d.day)}: {format_minor(v, currency)} {currency}")]
         for v, d in zip(values, days, strict=True)
@@ -172,8 +173,8 @@ def amount_chart(days, currency: str) -> Markup:
     )
 
     def fmt(v: float) -> str:
-        major = v / (10 ** exponent(currency))
-        return f"{major:,.0f}" if major >= 10 or major == 0 else f"{major:,.2f}"
+        major = v / scale
+        return f"{major:,.0f}" if major == int(major) else f"{major:,.2f}"
 
     body = _axis(top_minor, fmt) + _bars(series, labels, top_minor)
     return _frame(

@@ -128,3 +128,9 @@ def test_dashboard_responses_are_not_cached_or_framed(client_a):
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["X-Frame-Options"] == "DENY"
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_successful_logins_do_not_use_up_the_allowance(app, tenants):
+    for _ in range(7):
+        client = app.test_client()
+        assert login(client, tenants.a_email).status_code == 302

@@ -148,6 +148,8 @@ def test_invalid_filters_say_what_is_wrong(client_a, dataset):
     assert "three-letter ISO code" in html
     assert "The end date is before the start date." in html
     assert "Not a valid choice" in html
+    assert ROW_ID.findall(html) == []  # no unfiltered list posing as the filtered one
+    assert "Fix the filters above" in html
 
 
 def test_keyset_pages_cover_every_row_once(app, client_a, tenants):

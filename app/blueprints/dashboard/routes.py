@@ -133,6 +133,11 @@ def _login_rate_key() -> str:
     return f"dashboard-login:{request.remote_addr}:{email}"
 
 
+def _login_failed(response: Response) -> bool:
+    # Only failed attempts use up the allowance; a successful log-in redirects (302).
+    return response.status_code != 302
+
+
 def _psp_links(payment) -> list[tuple[str, str]]:
     base = (current_app.config.get("STRIPE_API_BASE") or "").rstrip("/")
     links = []
@@ -189,8 +194,8 @@ def private_headers(response: Response) -> Response:
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit("5/minute", key_func=_login_rate_key, methods=["POST"])
-@limiter.limit("30/minute", methods=["POST"])
+@limiter.limit("5/minute", key_func=_login_rate_key, methods=["POST"], deduct_when=_login_failed)
+@limiter.limit("30/minute", methods=["POST"], deduct_when=_login_failed)
 def login():
     """Log a dashboard user in; wrong email and wrong password look the same."""
     if current_user.is_authenticated:
@@ -292,18 +297,18 @@ def payments():
     """The transactions table: filters, search, keyset pages."""
     form = TransactionFilterForm(formdata=request.args)
     valid = form.validate()
-    txf = (
-        _filter_from_form(form)
-        if valid
-        else transactions.TransactionFilter(merchant_id=scope_merchant_id())
-    )
-    try:
-        result = transactions.page(
-            txf, after=request.args.get("after"), before=request.args.get("before")
-        )
-    except transactions.BadCursor as exc:
-        flash(str(exc), "warning")
-        result = transactions.page(txf)
+    if not valid:
+        # Never show an unfiltered list that could be read as the filtered one.
+        result = transactions.Page(rows=[], older=None, newer=None)
+    else:
+        txf = _filter_from_form(form)
+        try:
+            result = transactions.page(
+                txf, after=request.args.get("after"), before=request.args.get("before")
+            )
+        except transactions.BadCursor as exc:
+            flash(str(exc), "warning")
+            result = transactions.page(txf)
     status = 200 if valid else 400
     query_args = {k: v for k, v in request.args.items() if k not in ("after", "before") and v}
     return (
