@@ -64,6 +64,8 @@ class Config:
         self.STRIPE_WEBHOOK_TOLERANCE_SECONDS = _env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
         # Checkout sessions live this long before Stripe expires them (30 min .. 24 h).
         self.CHECKOUT_SESSION_TTL_SECONDS = _env_int("CHECKOUT_SESSION_TTL_SECONDS", 3600)
+        # How long a request waits for a concurrent one with the same Idempotency-Key to answer.
+        self.IDEMPOTENCY_WAIT_SECONDS = _env_float("IDEMPOTENCY_WAIT_SECONDS", 5.0)
         # Circuit breaker towards the PSP: after N consecutive failures, fail fast for T seconds.
         self.PSP_BREAKER_FAIL_MAX = _env_int("PSP_BREAKER_FAIL_MAX", 5)
         self.PSP_BREAKER_RESET_SECONDS = _env_int("PSP_BREAKER_RESET_SECONDS", 30)

@@ -194,7 +194,7 @@ def _resume(record: IdempotencyRecord, request_fingerprint: str) -> CreateResult
         record, method=CREATE_METHOD, path=CREATE_PATH, request_fingerprint=request_fingerprint
     ):
         raise PayBridgeError("IDEMPOTENCY_KEY_REUSED", param="Idempotency-Key")
-    wait = float(current_app.config.get("IDEMPOTENCY_WAIT_SECONDS", 5.0))
+    wait = float(current_app.config["IDEMPOTENCY_WAIT_SECONDS"])
     deadline = time.monotonic() + wait
     while True:
         stored = idempotency.stored_response(record)
