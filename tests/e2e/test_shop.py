@@ -77,6 +77,7 @@ def test_a_cancelled_checkout_shows_the_order_open_and_can_return_to_the_same_ch
     expect(page.get_by_role("heading", name="You left the checkout")).to_be_visible()
     expect(page.get_by_text("Nothing was charged.")).to_be_visible()
     expect(page.get_by_test_id("payment-status")).to_have_attribute("data-status", "INITIATED")
+    expect(page.get_by_role("button", name="Continue to payment")).to_have_count(0)
     page.get_by_test_id("return-to-checkout").click()
     expect(page).to_have_url(hosted_url)
 

@@ -206,6 +206,9 @@ def test_the_success_page_shows_the_real_status_not_the_return(app, shopper, pro
     assert 'http-equiv="refresh"' in page
     assert 'data-status="PENDING_PAYMENT"' in page
     assert 'data-status="INITIATED"' in page
+    # The order page offers to continue to the same, still open, checkout.
+    order_page = shopper.client.get(f"/orders/{order.id}").get_data(as_text=True)
+    assert "Continue to payment" in order_page
 
 
 @pytest.mark.slow
