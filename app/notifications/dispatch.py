@@ -119,8 +119,12 @@ def _after_commit(session: Session) -> None:
             log.exception("enqueueing notification %s failed; the sweeper will", notification_id)
 
 
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_SESSION_KEY, None)
+def _after_soft_rollback(session: Session, previous_transaction) -> None:
+    # Only the outermost rollback discards them all. A savepoint's rollback keeps the list: an id
+    # whose row was rolled back makes a job that finds nothing to do, while dropping the outer
+    # transaction's rows would delay them until the sweeper.
+    if previous_transaction.parent is None:
+        session.info.pop(_SESSION_KEY, None)
 
 
 def install_session_hooks() -> None:
@@ -129,7 +133,7 @@ def install_session_hooks() -> None:
     for name, fn in (
         ("after_flush", _after_flush),
         ("after_commit", _after_commit),
-        ("after_rollback", _after_rollback),
+        ("after_soft_rollback", _after_soft_rollback),
     ):
         if not event.contains(target, name, fn):
             event.listen(target, name, fn)

@@ -148,3 +148,20 @@ def test_a_finished_job_id_does_not_block_a_new_enqueue(
     [job_id] = queued_ids(app)
     assert job_id.startswith(job_id_for(notification_id, 0) + "-r")
     worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
+
+
+def test_a_savepoint_rollback_keeps_the_outer_transactions_notification(
+    app, make_merchant, receiver, notify_config
+):
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    with app.app_context():
+        payment_id = new_initiated_payment(merchant.id)
+        payment = lock_payment(payment_id)
+        transition(payment, PaymentStatus.SUCCESS, source=StatusSource.WEBHOOK)
+        db.session.flush()
+        savepoint = db.session.begin_nested()
+        db.session.add(Payment(merchant_id=merchant.id, merchant_reference="x", amount=-1))
+        savepoint.rollback()
+        db.session.commit()
+        notification_id = db.session.scalar(db.select(Notification.id))
+    assert queued_ids(app) == [job_id_for(notification_id, 0)]
