@@ -212,7 +212,7 @@ def test_reconcile_this_payment_applies_the_psp_truth(app, client_a, tenants, em
     done = client_a.post(url, data={"csrf_token": csrf_from(confirm.get_data(as_text=True))})
     assert done.status_code == 302
     page = htmllib.unescape(client_a.get(done.headers["Location"]).get_data(as_text=True))
-    assert f"Reconciled {public_id}" in page
+    assert f"Reconciled {public_id}: INITIATED → SUCCESS" in page
     with app.app_context():
         payment = db.session.scalar(select(Payment).where(Payment.public_id == public_id))
         assert payment.status == "SUCCESS"

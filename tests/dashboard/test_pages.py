@@ -116,6 +116,17 @@ def test_reconciliation_pages_and_run_now(app, client_a, client_op, tenants, emu
         newest = db.session.scalar(select(ReconciliationRun).order_by(ReconciliationRun.id.desc()))
         assert newest.id != run_id and newest.trigger == "dashboard"
     assert done.headers["Location"].endswith(f"/dashboard/reconciliation/{newest.id}")
+    finished = client_op.get(done.headers["Location"]).get_data(as_text=True)
+    assert "Summary" in finished and "psp calls" in finished
+    (row,) = [r for r in audit_rows(app) if r.action == "reconciliation_run"]
+    assert row.target_id == str(newest.id) and row.detail["result"] == "ok"
+
+
+def audit_rows(app):
+    from app.models import AuditLog
+
+    with app.app_context():
+        return list(db.session.scalars(select(AuditLog).order_by(AuditLog.id)))
 
 
 def test_events_page_filters_by_outcome_and_type(app, client_op):

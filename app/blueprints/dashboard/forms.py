@@ -95,8 +95,8 @@ class TransactionFilterForm(FlaskForm):
         ],
         validators=[Optional()],
     )
-    date_from = DateField("Created from", validators=[Optional()])
-    date_to = DateField("Created to (inclusive)", validators=[Optional()])
+    date_from = DateField("Created from", validators=[Optional()], description="A UTC day.")
+    date_to = DateField("Created to (inclusive)", validators=[Optional()], description="A UTC day.")
     amount_min = StringField(
         "Amount from", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}
     )

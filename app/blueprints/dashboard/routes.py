@@ -432,9 +432,19 @@ def _jsonable(value) -> dict:
 
 
 def _describe(result) -> str:
-    if isinstance(result, dict):
-        return ", ".join(f"{k}: {v}" for k, v in result.items() if v not in (None, "", [], {}))
-    return str(result)
+    """One sentence from reconcile_payment's entry: what changed, or why nothing did."""
+    if not isinstance(result, dict):
+        return str(result)
+    if result.get("error"):
+        text = (
+            f"the PSP could not be asked ({result['error']}); status stays {result.get('status')}"
+        )
+    elif result.get("changed") and result.get("from") and result.get("to"):
+        text = f"{result['from']} → {result['to']}"
+    else:
+        text = f"no change, the status is {result.get('status')}"
+    why = result.get("why")
+    return f"{text} ({why})." if why else f"{text}."
 
 
 @bp.route("/notifications/<int:notification_id>/resend", methods=["GET", "POST"])
