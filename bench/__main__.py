@@ -1,0 +1,143 @@
+"""`python -m bench [--quick] [--only a,b] [--keep]`: the PayBridge benchmark (issue 7).
+
+Starts its own stack (MariaDB database pb_bench, Redis db 12, emulator, gunicorn with the
+Procfile's worker model, RQ worker, notification receiver), runs the scenarios, prints a table,
+writes JSON to bench/results/, and stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from bench.scenarios import FULL, QUICK, SCENARIOS, Context
+from bench.stack import ROOT, Stack, log, procfile_web_args
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def machine() -> dict:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), "?")  # fmt: skip
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    maria = subprocess.run(["mysql", "-h127.0.0.1", "-uroot", "-N", "-e",
+                            "select @@version, @@innodb_buffer_pool_size"],
+                           capture_output=True, text=True).stdout.split()  # fmt: skip
+    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gb": round(int(mem) / 1024 / 1024, 1),
+            "python": platform.python_version(), "kernel": platform.release(),
+            "mariadb": maria[0] if maria else None,
+            "innodb_buffer_pool_mb": int(maria[1]) // 1048576 if len(maria) > 1 else None,
+            "loadavg_at_start": os.getloadavg()}  # fmt: skip
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.1f}{unit}"
+    return f"{v}{unit}"
+
+
+def table(results: list[dict]) -> str:
+    head = f"{'scenario':46} {'thru/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} {'xHz p99':>7}  audit"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        audit = r.get("audit")
+        mark = "" if audit is None else ("ok" if audit["ok"] else "FAIL")
+        lines.append(
+            f"{r['scenario'][:46]:46} {fmt(r.get('throughput')):>8} {fmt(r.get('p50_ms')):>8} "
+            f"{fmt(r.get('p95_ms')):>8} {fmt(r.get('p99_ms')):>8} {fmt(r.get('errors')):>7} "
+            f"{fmt(r.get('x_healthz_p99')):>7}  {mark}"
+        )
+        extra = {k: r[k] for k in ("elapsed_s", "backlog", "delivered", "projected_drain_s",
+                                   "checked", "psp_calls", "max_calls_in_any_1s", "rows",
+                                   "burst_seconds", "stored_once", "applied_once",
+                                   "db_queries_during", "redis_commands_during",
+                                   "memory_growth", "note") if k in r}  # fmt: skip
+        if extra and not r["scenario"].startswith(("read ", "healthz")):
+            lines.append(f"{'':4}{json.dumps(extra)[:200]}")
+        if audit and not audit["ok"]:
+            lines.append(f"{'':4}audit: {'; '.join(audit['problems'])[:300]}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small scale, a couple of minutes")
+    parser.add_argument("--only", help=f"comma-separated subset of: {','.join(SCENARIOS)}")
+    parser.add_argument("--keep", action="store_true", help="keep the pb_bench database")
+    parser.add_argument("--web-threads", type=int, help="override gunicorn --threads (experiment)")
+    parser.add_argument("--web-workers", type=int, help="override gunicorn --workers (experiment)")
+    parser.add_argument("--workers", type=int, default=1, help="RQ worker processes (Procfile: 1)")
+    parser.add_argument("--soak-seconds", type=float, help="override the soak duration")
+    parser.add_argument("--env", action="append", default=[], help="extra NAME=VALUE for the app")
+    parser.add_argument("--label", default="", help="a tag for the JSON file name")
+    args = parser.parse_args(argv)
+    profile = QUICK if args.quick else FULL
+    if args.soak_seconds:
+        profile.soak_seconds = args.soak_seconds
+    names = args.only.split(",") if args.only else list(SCENARIOS)
+    if "healthz" not in names:
+        names.insert(0, "healthz")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = RESULTS / f"{stamp}-{profile.name}{'-' + args.label if args.label else ''}"
+    stack = Stack(run_dir, extra_env=dict(e.split("=", 1) for e in args.env))
+    web = procfile_web_args(stack.web_port)
+    for flag, value in (("--threads", args.web_threads), ("--workers", args.web_workers)):
+        if value:
+            web[web.index(flag) + 1] = str(value)
+    stack.web_args = web
+    ctx = Context(stack=stack, profile=profile)
+    report = {"profile": profile.__dict__, "machine": machine(), "web_command": " ".join(web[1:]),
+              "rq_workers": args.workers, "extra_env": stack.extra_env, "scenarios": names,
+              "started": stamp}  # fmt: skip
+    t0 = time.monotonic()
+    rc = 0
+    try:
+        log(f"starting the stack (logs in {run_dir}/logs)")
+        stack.start(workers=args.workers)
+        ctx.merchant = stack.appctl("setup", "--name", "Bench Shop", "--notify-url",
+                                    f"{stack.recv_url}/notify")  # fmt: skip
+        ctx.backlog_merchant = stack.appctl("setup", "--name", "Backlog Shop", "--notify-url",
+                                            f"{stack.recv_url}/notify")  # fmt: skip
+        ctx.volume_merchant = stack.appctl("setup", "--name", "Volume Shop")
+        report["memory_at_start_mb"] = stack.memory()
+        for name in names:
+            log(f"scenario {name}")
+            started = time.monotonic()
+            try:
+                SCENARIOS[name](ctx)
+            except Exception as exc:
+                rc = 1
+                log(f"scenario {name} crashed: {exc}")
+                ctx.results.append({"scenario": f"{name} CRASHED", "error": traceback.format_exc()})
+            log(f"scenario {name} took {time.monotonic() - started:.0f}s")
+        report["memory_at_end_mb"] = stack.memory()
+    finally:
+        stack.stop_all()
+        if not args.keep:
+            stack.drop_database()
+    report["results"] = ctx.results
+    report["explain"] = ctx.explains
+    report["total_s"] = round(time.monotonic() - t0)
+    out = run_dir / "results.json"
+    out.write_text(json.dumps(report, indent=2, default=str))
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2, default=str))
+    text = table(ctx.results)
+    (run_dir / "table.txt").write_text(text + "\n")
+    print(text)
+    print(f"\nweb: {report['web_command']}; total {report['total_s']}s; JSON: {out}")
+    if any(r.get("audit") and not r["audit"]["ok"] for r in ctx.results):
+        rc = 1
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

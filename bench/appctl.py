@@ -1,0 +1,225 @@
+"""Steps the benchmark runs inside the application (same environment as gunicorn and the worker).
+
+`python -m bench.appctl COMMAND …`; the last line printed is JSON for the orchestrator.
+It only uses the app's public functions and models; nothing here changes how the app behaves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+import sys
+import time
+from collections import defaultdict
+
+from sqlalchemy import event, select, text, update
+
+from app import create_app
+from app.extensions import db
+
+PASSWORD = "bench-password-123"
+
+
+def _out(data) -> None:
+    print(json.dumps(data, default=str))
+
+
+def setup(args) -> None:
+    """A merchant with an API key and a notify URL, and a dashboard user for it."""
+    from app.dashboard.services import create_user
+    from app.models import ApiKey, Merchant
+
+    merchant = Merchant(name=args.name, notify_url=args.notify_url or None)
+    key, raw = ApiKey.generate(merchant)
+    db.session.add_all([merchant, key])
+    db.session.flush()
+    email = f"{args.name.lower().replace(' ', '-')}-{secrets.token_hex(3)}@bench.example"
+    create_user(email, PASSWORD, merchant_id=merchant.id, operator=False)
+    db.session.commit()
+    _out({"merchant_id": merchant.id, "api_key": raw, "email": email, "password": PASSWORD})
+
+
+def enqueue_notifications(args) -> None:
+    """Put every pending, never-enqueued notification with id >= min_id on the RQ queue at once.
+
+    One pipeline of jobs (the same job ids and function as the app's own dispatch), then one
+    UPDATE of enqueued_at: the backlog is queued in seconds, as after a Redis outage ends.
+    """
+    from rq import Queue
+
+    from app.models import Notification, utcnow
+    from app.notifications.dispatch import job_id_for
+    from app.tasks import FAILURE_TTL_SECONDS, JOB_TIMEOUT_SECONDS, get_queue
+    from app.tasks.notifications import deliver_notification
+
+    ids = list(
+        db.session.scalars(
+            select(Notification.id)
+            .where(Notification.id >= args.min_id)
+            .where(Notification.status == Notification.STATUS_PENDING)
+            .where(Notification.enqueued_at.is_(None))
+            .order_by(Notification.id)
+        )
+    )
+    queue = get_queue("notifications")
+    started = time.time()
+    for chunk_start in range(0, len(ids), 1000):
+        chunk = ids[chunk_start : chunk_start + 1000]
+        jobs = [
+            Queue.prepare_data(
+                deliver_notification,
+                args=(nid,),
+                job_id=job_id_for(nid, 0),
+                timeout=JOB_TIMEOUT_SECONDS,
+                failure_ttl=FAILURE_TTL_SECONDS,
+            )
+            for nid in chunk
+        ]
+        queue.enqueue_many(jobs)
+    db.session.execute(
+        update(Notification)
+        .where(Notification.id.in_(ids) if len(ids) < 5000 else Notification.id >= args.min_id)
+        .where(Notification.status == Notification.STATUS_PENDING)
+        .where(Notification.enqueued_at.is_(None))
+        .values(enqueued_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    _out({"enqueued": len(ids), "seconds": round(time.time() - started, 2), "started": started})
+
+
+def recon(args) -> None:
+    """One reconciliation run as the scheduled job does it, recording every PSP call's time."""
+    from app.models import ReconciliationRun
+    from app.reconciliation import ratelimit
+    from app.reconciliation.service import run_reconciliation
+
+    calls: list[tuple[str, float]] = []
+    ratelimit.add_call_observer(lambda op, at: calls.append((op, at)))
+    started = time.time()
+    run = run_reconciliation(trigger="cli")
+    elapsed = time.time() - started
+    run = db.session.get(ReconciliationRun, run.id)
+    by_op: dict[str, int] = defaultdict(int)
+    for op, _ in calls:
+        by_op[op] += 1
+    window = _max_calls_per_second([at for _, at in calls])
+    columns = {c.key: getattr(run, c.key) for c in ReconciliationRun.__table__.columns}
+    columns.pop("details", None)
+    _out(
+        {
+            "elapsed_s": round(elapsed, 2),
+            "psp_calls": len(calls),
+            "calls_by_op": dict(by_op),
+            "max_calls_in_any_1s": window,
+            "first_call": calls[0][1] if calls else None,
+            "last_call": calls[-1][1] if calls else None,
+            "run": columns,
+        }
+    )
+
+
+def _max_calls_per_second(times: list[float]) -> int:
+    times = sorted(times)
+    best, j = 0, 0
+    for i, t in enumerate(times):
+        while times[j] <= t - 1.0:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+def explain(args) -> None:
+    """Request each URL through the app (logged in), capture its SELECTs and EXPLAIN them."""
+    from flask import current_app
+
+    from app.models import User
+
+    current_app.config["WTF_CSRF_ENABLED"] = False
+    current_app.config["RATELIMIT_ENABLED"] = False
+    urls = json.loads(args.urls)
+    user = db.session.scalar(select(User).where(User.email == args.email))
+    captured: list[tuple[str, object]] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    engine = db.engine
+    event.listen(engine, "before_cursor_execute", capture)
+    client = current_app.test_client()
+    resp = client.post(
+        "/dashboard/login", data={"email": user.email, "password": PASSWORD}, follow_redirects=False
+    )
+    if resp.status_code not in (302, 303):
+        raise SystemExit(f"login failed: {resp.status_code}")
+    report = []
+    raw = engine.raw_connection()
+    try:
+        for name, url, headers in urls:
+            captured.clear()
+            started = time.perf_counter()
+            resp = client.get(url, headers=headers or {})
+            body = resp.get_data()
+            ms = (time.perf_counter() - started) * 1000
+            entries = []
+            seen = set()
+            for statement, params in captured:
+                if "FROM payments" not in statement and "FROM payment_status_history" not in statement:
+                    continue
+                key = (statement, repr(params))
+                if key in seen:
+                    continue
+                seen.add(key)
+                cur = raw.cursor()
+                cur.execute("EXPLAIN " + statement, params)
+                cols = [d[0] for d in cur.description]
+                plan = [dict(zip(cols, row, strict=False)) for row in cur.fetchall()]
+                cur.close()
+                entries.append({"sql": " ".join(statement.split())[:1200], "params": repr(params)[:300], "explain": plan})
+            report.append(
+                {"name": name, "url": url, "status": resp.status_code, "bytes": len(body),
+                 "in_process_ms": round(ms, 1), "queries": len(captured), "statements": entries}
+            )  # fmt: skip
+    finally:
+        raw.close()
+        event.remove(engine, "before_cursor_execute", capture)
+    _out(report)
+
+
+def stats(args) -> None:
+    """Row counts the auditor and the report use."""
+    tables = ["payments", "payment_status_history", "notifications", "psp_events"]
+    out = {t: db.session.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar() for t in tables}
+    _out(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("setup")
+    p.add_argument("--name", default="Bench Shop")
+    p.add_argument("--notify-url", default="")
+    p = sub.add_parser("enqueue-notifications")
+    p.add_argument("--min-id", type=int, default=0)
+    sub.add_parser("recon")
+    p = sub.add_parser("explain")
+    p.add_argument("--email", required=True)
+    p.add_argument("--urls", required=True, help="JSON list of [name, url, headers]")
+    sub.add_parser("stats")
+    args = parser.parse_args(argv)
+    app = create_app()
+    with app.app_context():
+        {
+            "setup": setup,
+            "enqueue-notifications": enqueue_notifications,
+            "recon": recon,
+            "explain": explain,
+            "stats": stats,
+        }[args.command](args)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,762 @@
+"""The scenarios of issue 7, each returning a dict for the table and the JSON report."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import requests
+
+from bench import loader, loadgen
+from bench.audit import audit
+from bench.stack import STRIPE_KEY, WEBHOOK_SECRET, Stack, log
+
+
+@dataclass
+class Profile:
+    name: str
+    healthz_rate: int
+    healthz_seconds: float
+    create_rate: int
+    create_seconds: float
+    pace_rate: int
+    pace_seconds: float
+    webhook_rate: int
+    webhook_seconds: float
+    burst_total: int
+    invalid_rate: int
+    invalid_seconds: float
+    notify_fast: int
+    notify_fast_cap_s: float
+    notify_slow: int
+    notify_slow_cap_s: float
+    recon_stale: int
+    recon_max_run_s: int
+    reads_payments: int
+    reads_per_url: int
+    soak_rate: int
+    soak_seconds: float
+    drain_timeout: float = 60.0
+
+
+QUICK = Profile("quick", 300, 2, 100, 4, 50, 4, 100, 3, 1000, 500, 2, 500, 30, 300, 15,
+                200, 30, 20_000, 20, 15, 20, 30)  # fmt: skip
+FULL = Profile("full", 1500, 8, 500, 30, 100, 120, 800, 10, 20_000, 3000, 5, 20_000, 60, 50_000,
+               60, 10_000, 120, 1_000_000, 60, 15, 300, 90)  # fmt: skip
+
+
+@dataclass
+class Context:
+    stack: Stack
+    profile: Profile
+    merchant: dict = field(default_factory=dict)
+    backlog_merchant: dict = field(default_factory=dict)
+    volume_merchant: dict = field(default_factory=dict)
+    healthz: dict = field(default_factory=dict)
+    results: list = field(default_factory=list)
+    explains: list = field(default_factory=list)
+
+    @property
+    def notify_merchants(self) -> list[int]:
+        return [m["merchant_id"] for m in (self.merchant, self.backlog_merchant) if m]
+
+    @property
+    def auth(self) -> dict:
+        return {"Authorization": f"Bearer {self.merchant['api_key']}"}
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def create_factory(ctx: Context, tag: str):
+    """POST /api/v1/payments bodies with unique references and idempotency keys."""
+    run = uuid.uuid4().hex[:6]
+    refs: list[str] = []
+
+    def make(i: int) -> loadgen.Request:
+        ref = f"{tag}-{run}-{i}"
+        refs.append(ref)
+        body = {
+            "merchant_reference": ref,
+            "amount": 1000 + i % 5000,
+            "currency": "EUR",
+            "description": f"Bench order {i}",
+            "customer_email": f"shopper{i % 1000}@example.com",
+            "success_url": "https://shop.example/ok",
+            "cancel_url": "https://shop.example/cancel",
+            "metadata": {"bench": tag},
+        }
+        headers = {**ctx.auth, "Content-Type": "application/json",
+                   "Idempotency-Key": f"{ref}-{uuid.uuid4().hex[:8]}"}  # fmt: skip
+        return "POST", "/api/v1/payments", headers, json.dumps(body).encode()
+
+    return make, refs
+
+
+def row(name: str, result: loadgen.Result, ctx: Context, **extra) -> dict:
+    s = result.summary()
+    base = ctx.healthz or {}
+    s["x_healthz_p99"] = (
+        round(s["p99_ms"] / base["p99_ms"], 1) if s["p99_ms"] and base.get("p99_ms") else None
+    )
+    s["x_healthz_capacity"] = (
+        round(s["throughput"] / base["capacity"], 3) if base.get("capacity") else None
+    )
+    s.update(extra)
+    s["scenario"] = name
+    return s
+
+
+def run_create(ctx: Context, name: str, rate: int, seconds: float) -> tuple[loadgen.Result, list]:
+    make, refs = create_factory(ctx, name)
+    result = loadgen.run(
+        ctx.stack.web_url, name, rate=rate, count=int(rate * seconds), make=make,
+        ok_statuses={201}, max_in_flight=1024, timeout_s=60,
+    )  # fmt: skip
+    return result, refs
+
+
+def refs_answered(ctx: Context, refs: list[str]) -> list[str]:
+    """The references among `refs` that are stored (the auditor then checks none is CREATED)."""
+    conn = ctx.stack.mysql()
+    found = []
+    with conn.cursor() as cur:
+        for i in range(0, len(refs), 1000):
+            chunk = refs[i : i + 1000]
+            cur.execute(
+                f"SELECT merchant_reference FROM payments WHERE merchant_id=%s AND "
+                f"merchant_reference IN ({','.join(['%s'] * len(chunk))})",
+                [ctx.merchant["merchant_id"], *chunk],
+            )
+            found.extend(r[0] for r in cur.fetchall())
+    conn.close()
+    return found
+
+
+def do_audit(ctx: Context, since: int, refs: list[str] | None = None, **kw) -> dict:
+    started = time.monotonic()
+    report = audit(
+        ctx.stack,
+        merchant_ids=ctx.notify_merchants,
+        since=since,
+        created_refs=refs,
+        drain_timeout=kw.pop("drain_timeout", ctx.profile.drain_timeout),
+        **kw,
+    )
+    report["seconds"] = round(time.monotonic() - started, 1)
+    status = "OK" if report["ok"] else "FAILED: " + "; ".join(report["problems"])
+    log(f"audit: {status}")
+    return report
+
+
+# -- scenarios -----------------------------------------------------------------------------
+
+
+def healthz(ctx: Context) -> None:
+    p = ctx.profile
+
+    def make(i):
+        return "GET", "/healthz", {}, None
+
+    low = loadgen.run(ctx.stack.web_url, "healthz@100/s", rate=100, count=int(100 * p.healthz_seconds), make=make)  # fmt: skip
+    high = loadgen.run(
+        ctx.stack.web_url, f"healthz@{p.healthz_rate}/s", rate=p.healthz_rate,
+        count=int(p.healthz_rate * p.healthz_seconds), make=make, max_in_flight=256,
+    )  # fmt: skip
+    ctx.healthz = {"p50_ms": low.percentile(50), "p99_ms": low.percentile(99),
+                   "capacity": high.throughput}  # fmt: skip
+    ctx.results.append(row("healthz (100/s)", low, ctx))
+    ctx.results.append(row(f"healthz (max, {p.healthz_rate}/s offered)", high, ctx))
+    log(f"healthz: p99 {low.percentile(99):.1f} ms at 100/s, capacity {high.throughput:.0f}/s")
+
+
+def create(ctx: Context) -> None:
+    p = ctx.profile
+    ctx.stack.set_psp_latency(0, 0)
+    since = int(time.time()) - 2
+    mem0 = ctx.stack.memory()
+    result, refs = run_create(ctx, "create", p.create_rate, p.create_seconds)
+    report = do_audit(ctx, since, refs_answered(ctx, refs))
+    ctx.results.append(row("create, PSP 0 ms", result, ctx, audit=report,
+                           memory_before=mem0, memory_after=ctx.stack.memory()))  # fmt: skip
+
+
+def create_at_pace(ctx: Context) -> None:
+    p = ctx.profile
+    ctx.stack.set_psp_latency(300, 800)
+    since = int(time.time()) - 2
+    try:
+        result, refs = run_create(ctx, "pace", p.pace_rate, p.pace_seconds)
+    finally:
+        ctx.stack.set_psp_latency(0, 0)
+    report = do_audit(ctx, since, refs_answered(ctx, refs))
+    ctx.results.append(row("create, PSP ~300 ms (p99 800)", result, ctx, audit=report,
+                           psp_latency={"mean_ms": 300, "p99_ms": 800}))  # fmt: skip
+
+
+def _initiated_sessions(ctx: Context, count: int, exclude: set | None = None) -> list[tuple]:
+    conn = ctx.stack.mysql()
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT id, public_id, psp_session_id FROM payments WHERE merchant_id=%s AND "
+            "status='INITIATED' AND psp_session_id IS NOT NULL ORDER BY id LIMIT %s",
+            (ctx.merchant["merchant_id"], count + len(exclude or ())),
+        )
+        rows = [r for r in cur.fetchall() if not exclude or r[0] not in exclude]
+    conn.close()
+    return rows[:count]
+
+
+def top_up_initiated(ctx: Context, count: int) -> None:
+    have = len(_initiated_sessions(ctx, count))
+    if have >= count:
+        return
+    missing = count - have
+    log(f"creating {missing} more INITIATED payments through the API")
+    ctx.stack.set_psp_latency(0, 0)
+    make, _ = create_factory(ctx, "topup")
+    loadgen.run(ctx.stack.web_url, "topup", rate=300, count=missing + 20, make=make,
+                ok_statuses={201}, max_in_flight=256)  # fmt: skip
+
+
+async def _pay_all(stack: Stack, session_ids: list[str], concurrency: int = 24) -> int:
+    sem = asyncio.Semaphore(concurrency)
+    failures = 0
+    async with aiohttp.ClientSession(stack.emu_url) as http:
+
+        async def pay(sid: str) -> None:
+            nonlocal failures
+            async with sem:
+                async with http.post(f"/_emulator/checkout/sessions/{sid}/pay",
+                                     json={"card": "4242424242424242"}) as resp:  # fmt: skip
+                    await resp.read()
+                    if resp.status != 200:
+                        failures += 1
+
+        await asyncio.gather(*(pay(s) for s in session_ids))
+    return failures
+
+
+def pay_sessions(stack: Stack, session_ids: list[str]) -> None:
+    started = time.monotonic()
+    failures = asyncio.run(_pay_all(stack, session_ids))
+    log(f"paid {len(session_ids)} sessions at the emulator in {time.monotonic() - started:.1f}s"
+        f" ({failures} failures)")  # fmt: skip
+
+
+def completed_events(stack: Stack, since: int, session_ids: set[str]) -> dict[str, dict]:
+    """The emulator's own checkout.session.completed events for these sessions."""
+    events, after = {}, None
+    while True:
+        params = {"limit": 100, "type": "checkout.session.completed", "created[gte]": since}
+        if after:
+            params["starting_after"] = after
+        resp = requests.get(f"{stack.emu_url}/v1/events", params=params,
+                            headers={"Authorization": f"Bearer {STRIPE_KEY}"}, timeout=60)  # fmt: skip
+        resp.raise_for_status()
+        page = resp.json()
+        for ev in page["data"]:
+            sid = ev["data"]["object"]["id"]
+            if sid in session_ids:
+                events[sid] = ev
+        if not page["has_more"] or not page["data"]:
+            return events
+        after = page["data"][-1]["id"]
+
+
+def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
+    t = int(time.time())
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def webhooks(ctx: Context) -> None:
+    p = ctx.profile
+    stack = ctx.stack
+    n_sustained = int(p.webhook_rate * p.webhook_seconds)
+    n_unique_burst = int(p.burst_total * 0.7)
+    needed = n_sustained + n_unique_burst
+    top_up_initiated(ctx, needed)
+    rows = _initiated_sessions(ctx, needed)
+    since = int(time.time()) - 2
+    sids = [r[2] for r in rows]
+    pay_sessions(stack, sids)
+    events = completed_events(stack, since - 3600, set(sids))
+    log(f"{len(events)} checkout.session.completed events fetched from the emulator")
+    bodies = [json.dumps(events[s], indent=2).encode() for s in sids if s in events]
+    sustained, burst_unique = bodies[:n_sustained], bodies[n_sustained:]
+
+    def hook(body: bytes, secret: str = WEBHOOK_SECRET) -> loadgen.Request:
+        headers = {"Content-Type": "application/json; charset=utf-8",
+                   "Stripe-Signature": sign(body, secret)}  # fmt: skip
+        return "POST", "/webhooks/stripe", headers, body
+
+    since_audit = since
+    result = loadgen.run(stack.web_url, "webhooks", rate=p.webhook_rate, count=len(sustained),
+                         make=lambda i: hook(sustained[i]), max_in_flight=512)  # fmt: skip
+    ctx.results.append(row("webhook ingest (unique)", result, ctx))
+
+    # Burst: 70% unique, 30% duplicates of them, shuffled, as fast as the server takes them.
+    dup = [random.choice(burst_unique) for _ in range(p.burst_total - len(burst_unique))]
+    burst = burst_unique + dup
+    random.shuffle(burst)
+    burst_ids = {json.loads(b)["id"] for b in burst_unique}
+    result_b = loadgen.run(stack.web_url, "burst", rate=10_000, count=len(burst),
+                           make=lambda i: hook(burst[i]), max_in_flight=64, timeout_s=120)  # fmt: skip
+    conn = stack.mysql()
+    with conn.cursor() as cur:
+        ids = list(burst_ids)
+        stored = applied = 0
+        for i in range(0, len(ids), 1000):
+            chunk = ids[i : i + 1000]
+            marks = ",".join(["%s"] * len(chunk))
+            cur.execute(f"SELECT COUNT(*) FROM psp_events WHERE event_id IN ({marks})", chunk)
+            stored += cur.fetchone()[0]
+            cur.execute(
+                f"SELECT COUNT(*) FROM payment_status_history WHERE to_status='SUCCESS' "
+                f"AND psp_event_id IN ({marks})",
+                chunk,
+            )
+            applied += cur.fetchone()[0]
+    conn.close()
+    ctx.results.append(row(f"webhook burst {len(burst)} (30% dup)", result_b, ctx,
+                           burst_seconds=round(result_b.elapsed_s, 1),
+                           unique_events=len(burst_ids), stored_once=stored,
+                           applied_once=applied))  # fmt: skip
+
+    # Invalid signatures: must be rejected without touching MariaDB or Redis.
+    q0, r0 = _db_questions(stack), _redis_commands(stack)
+    time.sleep(p.invalid_seconds)
+    q_idle, r_idle = _db_questions(stack) - q0, _redis_commands(stack) - r0
+    n_invalid = int(p.invalid_rate * p.invalid_seconds)
+    q1, r1 = _db_questions(stack), _redis_commands(stack)
+    result_i = loadgen.run(
+        stack.web_url, "invalid", rate=p.invalid_rate, count=n_invalid,
+        make=lambda i: hook(sustained[i % len(sustained)], "whsec_wrong_secret"),
+        ok_statuses={400}, max_in_flight=256,
+    )  # fmt: skip
+    q_load, r_load = _db_questions(stack) - q1 - 2, _redis_commands(stack) - r1
+    ctx.results.append(row("webhook invalid signature", result_i, ctx,
+                           db_queries_during=q_load, db_queries_idle_same_time=q_idle,
+                           redis_commands_during=r_load, redis_commands_idle=r_idle))  # fmt: skip
+    report = do_audit(ctx, since_audit)
+    ctx.results[-1]["audit"] = report
+
+
+def _db_questions(stack: Stack) -> int:
+    conn = stack.mysql()
+    with conn.cursor() as cur:
+        cur.execute("SHOW GLOBAL STATUS LIKE 'Questions'")
+        value = int(cur.fetchone()[1])
+    conn.close()
+    return value
+
+
+def _redis_commands(stack: Stack) -> int:
+    return int(stack.redis.info("stats")["total_commands_processed"])
+
+
+def notifications(ctx: Context) -> None:
+    p = ctx.profile
+    stack = ctx.stack
+    for delay, count, cap in ((0, p.notify_fast, p.notify_fast_cap_s),
+                              (200, p.notify_slow, p.notify_slow_cap_s)):  # fmt: skip
+        stack.receiver("POST", "/_control", {"delay_ms": delay})
+        conn = stack.mysql()
+        with conn.cursor() as cur:
+            cur.execute("SELECT COALESCE(MAX(id),0)+1 FROM notifications")
+            min_id = cur.fetchone()[0]
+        info = loader.load(conn, merchant_id=ctx.backlog_merchant["merchant_id"], count=count,
+                           prefix=f"backlog{delay}", span=timedelta(hours=1),
+                           status_weights={"SUCCESS": 0.8, "FAILED": 0.2}, notifications=True,
+                           seed=delay + 11)  # fmt: skip
+        conn.close()
+        log(f"backlog of {count} final payments loaded in {info['total_s']}s")
+        before = stack.receiver("GET", "/_stats")["unique_payment_events"]
+        mem0 = stack.memory()
+        enq = stack.appctl("enqueue-notifications", "--min-id", str(min_id))
+        started = enq["started"]
+        target = before + enq["enqueued"]
+        deadline = time.time() + cap
+        samples = []
+        while time.time() < deadline:
+            got = stack.receiver("GET", "/_stats")["unique_payment_events"]
+            samples.append((round(time.time() - started, 1), got - before))
+            if got >= target:
+                break
+            time.sleep(0.5)
+        elapsed = time.time() - started
+        delivered = stack.receiver("GET", "/_stats")["unique_payment_events"] - before
+        rate = delivered / elapsed if elapsed else 0
+        drained = delivered >= enq["enqueued"]
+        entry = {
+            "scenario": f"notifications, receiver {delay} ms",
+            "backlog": enq["enqueued"],
+            "delivered": delivered,
+            "elapsed_s": round(elapsed, 1),
+            "throughput": round(rate, 1),
+            "drained": drained,
+            "projected_drain_s": round(enq["enqueued"] / rate) if rate else None,
+            "enqueue_s": enq["seconds"],
+            "memory_before": mem0,
+            "memory_after": stack.memory(),
+            "samples": samples[:: max(1, len(samples) // 20)],
+        }
+        if not drained:
+            _abandon_backlog(stack, min_id)
+            entry["note"] = (f"time cap {cap:g}s reached; the rest of the backlog was removed "
+                             "(queue emptied, rows deleted) so later scenarios run clean")  # fmt: skip
+        log(f"notifications at {delay} ms: {delivered}/{enq['enqueued']} in {elapsed:.1f}s "
+            f"= {rate:.1f}/s")  # fmt: skip
+        ctx.results.append(entry)
+    ctx.results[-1]["audit"] = do_audit(ctx, int(time.time()))
+    stack.receiver("POST", "/_control", {"delay_ms": 0})
+
+
+def _abandon_backlog(stack: Stack, min_id: int) -> None:
+    """Stop the rest of a capped backlog: empty the queue, then drop the undelivered rows."""
+    for key in stack.redis.scan_iter("rq:queue:pbbench-notifications*"):
+        stack.redis.delete(key)
+    time.sleep(1.0)  # jobs in flight finish
+    conn = stack.mysql()
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT payment_id FROM notifications WHERE id >= %s AND status <> 'delivered'",
+            (min_id,),
+        )
+        ids = [r[0] for r in cur.fetchall()]
+        for i in range(0, len(ids), 5000):
+            chunk = ids[i : i + 5000]
+            marks = ",".join(["%s"] * len(chunk))
+            cur.execute(f"DELETE FROM notification_attempts WHERE notification_id IN "
+                        f"(SELECT id FROM notifications WHERE payment_id IN ({marks}))", chunk)  # fmt: skip
+            cur.execute(f"DELETE FROM notifications WHERE payment_id IN ({marks})", chunk)
+            cur.execute(f"DELETE FROM payment_status_history WHERE payment_id IN ({marks})", chunk)
+            cur.execute(f"DELETE FROM payments WHERE id IN ({marks})", chunk)
+    conn.close()
+
+
+def reconciliation(ctx: Context) -> None:
+    p = ctx.profile
+    stack = ctx.stack
+    top_up_initiated(ctx, p.recon_stale)
+    rows = _initiated_sessions(ctx, p.recon_stale)
+    ids = [r[0] for r in rows]
+    paid = [r[2] for r in rows[: len(rows) * 3 // 10]]
+    pay_sessions(stack, paid)  # PayBridge never hears of these: no webhook endpoint yet
+    conn = stack.mysql()
+    with conn.cursor() as cur:
+        for i in range(0, len(ids), 1000):
+            chunk = ids[i : i + 1000]
+            cur.execute(
+                f"UPDATE payments SET updated_at = updated_at - INTERVAL 1 HOUR "
+                f"WHERE id IN ({','.join(['%s'] * len(chunk))})",
+                chunk,
+            )
+    conn.close()
+    stack.set_psp_latency(150, 150)
+    since = int(time.time()) - 7200
+    cap = float(stack.env().get("RECON_RATE_LIMIT_PER_SECOND", "20"))
+    try:
+        out = stack.appctl("recon", timeout=p.recon_max_run_s + 120)
+    finally:
+        stack.set_psp_latency(0, 0)
+    conn = stack.mysql()
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT status, COUNT(*) FROM payments WHERE id IN "
+            f"({','.join(str(i) for i in ids)}) GROUP BY status"
+        )
+        statuses = dict(cur.fetchall())
+        cur.execute(
+            f"SELECT COUNT(*) FROM payments WHERE id IN ({','.join(str(i) for i in ids)}) "
+            f"AND updated_at > NOW(6) - INTERVAL 30 MINUTE"
+        )
+        touched = cur.fetchone()[0]
+    conn.close()
+    run = out["run"]
+    calls_s = (out["last_call"] - out["first_call"]) if out["psp_calls"] > 1 else 0
+    entry = {
+        "scenario": f"reconciliation, {len(ids)} stale, PSP 150 ms",
+        "stale_payments": len(ids),
+        "paid_unknown_to_paybridge": len(paid),
+        "elapsed_s": out["elapsed_s"],
+        "checked": run["checked"],
+        "corrected": run["corrected"],
+        "still_open": run["still_open"],
+        "errors": run["errors"],
+        "run_status": run["status"],
+        "run_note": run.get("error_text"),
+        "psp_calls": out["psp_calls"],
+        "calls_by_op": out["calls_by_op"],
+        "psp_calls_per_s": round(out["psp_calls"] / calls_s, 1) if calls_s else None,
+        "rate_cap_per_s": cap,
+        "max_calls_in_any_1s": out["max_calls_in_any_1s"],
+        "cap_respected": out["max_calls_in_any_1s"] <= cap + 1,
+        "stale_statuses_after": statuses,
+        "stale_touched": touched,
+        "throughput": round(run["checked"] / out["elapsed_s"], 1) if out["elapsed_s"] else None,
+        "projected_s_for_all": round(len(ids) / (run["checked"] / out["elapsed_s"]))
+        if run["checked"]
+        else None,
+    }
+    log(f"recon: {run['checked']} checked in {out['elapsed_s']}s, {out['psp_calls']} PSP calls, "
+        f"max {out['max_calls_in_any_1s']}/s (cap {cap:g})")  # fmt: skip
+    entry["audit"] = do_audit(ctx, since)
+    ctx.results.append(entry)
+
+
+def _login(stack: Stack, email: str, password: str) -> str:
+    http = requests.Session()
+    page = http.get(f"{stack.web_url}/dashboard/login", timeout=30).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', page
+    )
+    resp = http.post(
+        f"{stack.web_url}/dashboard/login",
+        data={"email": email, "password": password, "csrf_token": token.group(1) if token else ""},
+        allow_redirects=False,
+        timeout=30,
+    )
+    if resp.status_code not in (302, 303):
+        raise RuntimeError(f"dashboard login failed: {resp.status_code}")
+    return "; ".join(f"{c.name}={c.value}" for c in http.cookies)
+
+
+def reads(ctx: Context) -> None:
+    p = ctx.profile
+    stack = ctx.stack
+    vol = ctx.volume_merchant
+    conn = stack.mysql(local_infile=True)
+    info = loader.load(conn, merchant_id=vol["merchant_id"], count=p.reads_payments, prefix="vol",
+                       span=timedelta(hours=24),
+                       status_weights={"SUCCESS": 0.7, "FAILED": 0.2, "INITIATED": 0.08,
+                                       "PENDING": 0.02})  # fmt: skip
+    with conn.cursor() as cur:
+        cur.execute("SELECT public_id, psp_session_id, customer_email, merchant_reference "
+                    "FROM payments WHERE merchant_id=%s AND psp_session_id IS NOT NULL "
+                    "ORDER BY id DESC LIMIT 200", (vol["merchant_id"],))  # fmt: skip
+        samples = cur.fetchall()
+        cur.execute("SELECT currency, COUNT(*) FROM payments WHERE merchant_id=%s GROUP BY currency",
+                    (vol["merchant_id"],))  # fmt: skip
+        per_currency = dict(cur.fetchall())
+    conn.close()
+    ctx.results.append({"scenario": f"loader: {p.reads_payments} payments + history",
+                        "throughput": info["rows_per_s"], "elapsed_s": info["total_s"],
+                        "detail": info})  # fmt: skip
+    log(f"loaded {info['payments']} payments + {info['history_rows']} history rows in "
+        f"{info['total_s']}s")  # fmt: skip
+    pub, sid, email, ref = samples[0]
+    today = datetime.now(UTC).date().isoformat()
+    export_currency = min(per_currency, key=lambda c: abs(per_currency[c] - 100_000))
+    dash = "/dashboard/payments"
+    urls = [
+        ("dashboard: list", f"{dash}"),
+        ("dashboard: status=SUCCESS", f"{dash}?status=SUCCESS"),
+        ("dashboard: status=PENDING", f"{dash}?status=PENDING"),
+        ("dashboard: currency=JPY", f"{dash}?currency=JPY"),
+        ("dashboard: type=RECC", f"{dash}?payment_type=RECC"),
+        ("dashboard: date today", f"{dash}?date_from={today}&date_to={today}"),
+        ("dashboard: amount 100-101", f"{dash}?amount_min=100&amount_max=101"),
+        ("dashboard: status+currency+date",
+         f"{dash}?status=FAILED&currency=GBP&date_from={today}&date_to={today}"),
+        ("dashboard: search reference", f"{dash}?q={ref[:10]}"),
+        ("dashboard: search email", f"{dash}?q={email}"),
+        ("dashboard: search pay_", f"{dash}?q={pub}"),
+        ("dashboard: search cs_", f"{dash}?q={sid}"),
+        ("api: list", "/api/v1/payments?limit=100"),
+        ("api: status=FAILED", "/api/v1/payments?status=FAILED&limit=100"),
+        ("api: created range", f"/api/v1/payments?created_gte={today}T00:00:00Z&limit=100"),
+        ("api: merchant_reference", f"/api/v1/payments?merchant_reference={ref}"),
+    ]  # fmt: skip
+    # Page 2 of the API list via its cursor, and of the dashboard via its "older" link.
+    first = requests.get(f"{stack.web_url}/api/v1/payments?limit=100",
+                         headers={"Authorization": f"Bearer {vol['api_key']}"}, timeout=60).json()  # fmt: skip
+    if first.get("next_cursor"):
+        urls.append(("api: page 2 (cursor)",
+                     f"/api/v1/payments?limit=100&starting_after={first['next_cursor']}"))  # fmt: skip
+    cookie = _login(stack, vol["email"], vol["password"])
+    html = requests.get(f"{stack.web_url}{dash}", headers={"Cookie": cookie}, timeout=60).text
+    older = re.search(r'href="([^"]*after=[^"]+)"', html)
+    if older:
+        urls.append(("dashboard: page 2 (cursor)", older.group(1).replace("&amp;", "&")))
+    api_headers = {"Authorization": f"Bearer {vol['api_key']}"}
+    explain_input = [[n, u, api_headers if u.startswith("/api") else None] for n, u in urls]
+    explain_input.append(["dashboard: payment page", f"/dashboard/payments/{pub}", None])
+    explain_input.append(["api: payment", f"/api/v1/payments/{pub}", api_headers])
+    explains = stack.appctl("explain", "--email", vol["email"], "--urls", json.dumps(explain_input))
+    ctx.explains = explains
+    for name, url in urls:
+        headers = api_headers if url.startswith("/api") else {"Cookie": cookie}
+        result = loadgen.run(stack.web_url, name, rate=20, count=p.reads_per_url,
+                             make=lambda i, u=url, h=headers: ("GET", u, h, None))  # fmt: skip
+        ctx.results.append(row(f"read {name}", result, ctx, target_p95_ms=100))
+    pubs = [s[0] for s in samples]
+    for name, tmpl, headers in (
+        ("read dashboard payment page", "/dashboard/payments/{}", {"Cookie": cookie}),
+        ("read api payment", "/api/v1/payments/{}", api_headers),
+    ):
+        result = loadgen.run(stack.web_url, name, rate=30, count=p.reads_per_url,
+                             make=lambda i, t=tmpl, h=headers: ("GET", t.format(pubs[i % len(pubs)]), h, None))  # fmt: skip
+        ctx.results.append(row(name, result, ctx, target_p95_ms=50))
+    ctx.results.append(_export(stack, cookie, export_currency, per_currency[export_currency]))
+    _warn_unindexed(explains)
+
+
+def _export(stack: Stack, cookie: str, currency: str, expected: int) -> dict:
+    pids = stack.web_worker_pids()
+    from bench.stack import rss_kb
+
+    base = {pid: rss_kb(pid) for pid in pids}
+    peak = dict(base)
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            for pid in pids:
+                kb = rss_kb(pid) or 0
+                peak[pid] = max(peak[pid] or 0, kb)
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    lines = 0
+    size = 0
+    with requests.get(f"{stack.web_url}/dashboard/payments/export.csv?currency={currency}",
+                      headers={"Cookie": cookie}, stream=True, timeout=600) as resp:  # fmt: skip
+        status = resp.status_code
+        for chunk in resp.iter_content(65536):
+            size += len(chunk)
+            lines += chunk.count(b"\r\n")
+    elapsed = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    rows = max(lines - 1, 0)
+    growth = {str(pid): round(((peak[pid] or 0) - (base[pid] or 0)) / 1024, 1) for pid in pids}
+    log(f"CSV export: {rows} rows in {elapsed:.1f}s = {rows / elapsed:.0f} rows/s")
+    return {"scenario": f"CSV export ({currency}, {rows} rows)", "status": status, "rows": rows,
+            "expected_rows": expected, "bytes": size, "elapsed_s": round(elapsed, 2),
+            "throughput": round(rows / elapsed), "rss_growth_mb_per_web_worker": growth,
+            "rss_before_mb": {str(k): round((v or 0) / 1024, 1) for k, v in base.items()}}  # fmt: skip
+
+
+def _warn_unindexed(explains: list) -> None:
+    for entry in explains:
+        for st in entry["statements"]:
+            for plan in st["explain"]:
+                if plan.get("type") == "ALL" or "filesort" in (plan.get("Extra") or ""):
+                    log(f"EXPLAIN {entry['name']}: {plan.get('table')} type={plan.get('type')} "
+                        f"key={plan.get('key')} rows={plan.get('rows')} {plan.get('Extra')}")  # fmt: skip
+
+
+def soak(ctx: Context) -> None:
+    p = ctx.profile
+    stack = ctx.stack
+    endpoint = stack.emu("POST", "webhook_endpoints",
+                         {"url": f"{stack.web_url}/webhooks/stripe", "secret": WEBHOOK_SECRET,
+                          "enabled_events": ["*"]})  # fmt: skip
+    since = int(time.time()) - 2
+    mem0 = stack.memory()
+    out = asyncio.run(_soak(ctx, p.soak_rate, p.soak_seconds))
+    mem1 = stack.memory()
+    growth = {k: round((mem1.get(k) or 0) / mem0[k] - 1, 3) for k in mem0 if mem0.get(k)}
+    report = do_audit(ctx, since, out.pop("refs"), drain_timeout=max(p.drain_timeout, 60))
+    requests.post(f"{stack.emu_url}/v1/webhook_endpoints/{endpoint['id']}",
+                  data={"disabled": "true"}, headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+                  timeout=30)  # fmt: skip
+    out.update({"scenario": f"soak {p.soak_rate}/s x {p.soak_seconds:g}s (full lifecycle)",
+                "memory_start_mb": mem0, "memory_end_mb": mem1, "memory_growth": growth,
+                "audit": report})  # fmt: skip
+    ctx.results.append(out)
+
+
+async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
+    stack = ctx.stack
+    count = int(rate * seconds)
+    lat: list[tuple[float, float]] = []
+    errors: dict = {}
+    refs: list[str] = []
+    run = uuid.uuid4().hex[:6]
+    conn = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=conn) as http:
+
+        async def one(i: int, due: float) -> None:
+            ref = f"soak-{run}-{i}"
+            body = {"merchant_reference": ref, "amount": 500 + i, "currency": "EUR",
+                    "customer_email": f"soak{i}@example.com", "success_url": "https://s.example/ok",
+                    "cancel_url": "https://s.example/no"}  # fmt: skip
+            headers = {**ctx.auth, "Idempotency-Key": ref}
+            try:
+                async with http.post(f"{stack.web_url}/api/v1/payments", json=body,
+                                     headers=headers) as resp:  # fmt: skip
+                    data = await resp.json(content_type=None)
+                    status = resp.status
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                status, data = type(exc).__name__, {}
+            lat.append((due - start, (time.perf_counter() - due) * 1000))
+            if status != 201:
+                errors[str(status)] = errors.get(str(status), 0) + 1
+                return
+            refs.append(ref)
+            if i % 10 == 9:  # one in ten: the merchant gives up, the payment FAILS
+                url = f"{stack.web_url}/api/v1/payments/{data['id']}/expire"
+                async with http.post(url, headers=ctx.auth) as resp:
+                    await resp.read()
+                    if resp.status != 200:
+                        errors[f"expire {resp.status}"] = errors.get(f"expire {resp.status}", 0) + 1
+                return
+            url = f"{stack.emu_url}/_emulator/checkout/sessions/{data['psp_session_id']}/pay"
+            async with http.post(url, json={"card": "4242424242424242"}) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    errors[f"pay {resp.status}"] = errors.get(f"pay {resp.status}", 0) + 1
+
+        tasks = []
+        start = time.perf_counter()
+        for i in range(count):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i, due)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    per_window = []
+    window = max(10.0, seconds / 10)
+    k = 0
+    while k * window < seconds:
+        values = sorted(v for t, v in lat if k * window <= t < (k + 1) * window)
+        if values:
+            per_window.append({"from_s": round(k * window), "n": len(values),
+                               "p50_ms": round(values[len(values) // 2], 1),
+                               "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))], 1)})  # fmt: skip
+        k += 1
+    allv = sorted(v for _, v in lat)
+    pct = lambda q: round(allv[min(len(allv) - 1, int(len(allv) * q))], 1) if allv else None  # noqa: E731
+    return {"sent": count, "ok": len(refs), "errors": sum(errors.values()), "statuses": errors,
+            "elapsed_s": round(elapsed, 1), "throughput": round(len(refs) / elapsed, 1),
+            "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+            "p99_by_window": per_window, "refs": refs}  # fmt: skip
+
+
+SCENARIOS = {
+    "healthz": healthz,
+    "create": create,
+    "pace": create_at_pace,
+    "webhooks": webhooks,
+    "notifications": notifications,
+    "recon": reconciliation,
+    "reads": reads,
+    "soak": soak,
+}

@@ -1,0 +1,314 @@
+"""Everything the benchmark runs against, started by it and stopped by it.
+
+Its own MariaDB database (migrated with `flask db upgrade`), its own Redis db, the Stripe
+emulator, gunicorn serving wsgi:app with the Procfile's worker model, the RQ worker(s), and a
+notification receiver. Every process is started in its own process group and only those groups
+are signalled on the way out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pymysql
+import requests
+from redis import Redis
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = str(ROOT / ".venv" / "bin" / "python")
+FLASK = str(ROOT / ".venv" / "bin" / "flask")
+GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
+
+MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
+REDIS_BASE = "redis://127.0.0.1:6379"
+WEBHOOK_SECRET = "whsec_paybridge_bench_secret"
+STRIPE_KEY = "sk_test_paybridge_bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout:g}s")
+
+
+def procfile_web_args(port: int) -> list[str]:
+    """The Procfile's web command, bound to 127.0.0.1:port (the worker model stays as written)."""
+    line = next(
+        ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith("web:")
+    )
+    command = line.split(":", 1)[1].strip()
+    command = re.sub(r"\$\{PORT:-\d+\}|\$PORT", str(port), command)
+    args = shlex.split(command)
+    if "--bind" in args:
+        args[args.index("--bind") + 1] = f"127.0.0.1:{port}"
+    assert args[0] == "gunicorn", args
+    return [GUNICORN, *args[1:]]
+
+
+def rss_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def pid_of(name: str) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == name:
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+
+@dataclass
+class Stack:
+    results_dir: Path
+    database: str = "pb_bench"
+    redis_db: int = 12
+    web_args: list[str] | None = None
+    extra_env: dict = field(default_factory=dict)
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.web_port = free_port()
+        self.emu_port = free_port()
+        self.recv_port = free_port()
+        self.web_url = f"http://127.0.0.1:{self.web_port}"
+        self.emu_url = f"http://127.0.0.1:{self.emu_port}"
+        self.recv_url = f"http://127.0.0.1:{self.recv_port}"
+        self.logs = self.results_dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.redis = Redis.from_url(f"{REDIS_BASE}/{self.redis_db}")
+
+    # -- environment -----------------------------------------------------------------------
+    @property
+    def database_url(self) -> str:
+        return f"mysql+pymysql://root@127.0.0.1:3306/{self.database}?charset=utf8mb4"
+
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env.update(
+            {
+                "PAYBRIDGE_ENV": "development",
+                "DATABASE_URL": self.database_url,
+                "REDIS_URL": f"{REDIS_BASE}/{self.redis_db}",
+                "RATELIMIT_STORAGE_URI": f"{REDIS_BASE}/{self.redis_db}",
+                "RQ_QUEUE_PREFIX": "pbbench",
+                "STRIPE_API_BASE": self.emu_url,
+                "STRIPE_SECRET_KEY": STRIPE_KEY,
+                "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                "PUBLIC_BASE_URL": self.web_url,
+                "SECRET_KEY": "bench-secret-key-not-for-production",
+                "LOG_LEVEL": "INFO",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def mysql(self, database: str | None = None, **kw) -> pymysql.Connection:
+        return pymysql.connect(
+            **MYSQL, database=database or self.database, autocommit=True, charset="utf8mb4", **kw
+        )
+
+    # -- processes ---------------------------------------------------------------------------
+    def spawn(self, name: str, args: list[str], env: dict | None = None) -> Proc:
+        log = self.logs / f"{name}.log"
+        handle = log.open("ab")
+        popen = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env or self.env(),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        proc = Proc(name, popen, log)
+        self.procs[name] = proc
+        return proc
+
+    def stop(self, name: str, timeout: float = 15.0) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.popen.poll() is not None:
+            return
+        try:
+            os.killpg(proc.popen.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait(5)
+
+    def stop_all(self) -> None:
+        for name in reversed(list(self.procs)):
+            self.stop(name)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def prepare_database(self) -> None:
+        conn = self.mysql(database="mysql")
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{self.database}`")
+            cur.execute(
+                f"CREATE DATABASE `{self.database}` "
+                "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+        conn.close()
+        subprocess.run(
+            [FLASK, "--app", "wsgi", "db", "upgrade"],
+            cwd=ROOT,
+            env=self.env(),
+            check=True,
+            capture_output=True,
+        )
+        self.redis.flushdb()
+
+    def drop_database(self) -> None:
+        conn = self.mysql(database="mysql")
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{self.database}`")
+        conn.close()
+        self.redis.flushdb()
+
+    def start_emulator(self) -> None:
+        proc = self.spawn(
+            "emulator",
+            [PY, "-m", "stripe_emulator", "--port", str(self.emu_port), "--log-level", "WARNING",
+             "--webhook-retry-schedule", "2,5,10,30"],  # fmt: skip
+        )
+        wait_http(f"{self.emu_url}/_emulator/health", proc=proc.popen)
+
+    def start_receiver(self) -> None:
+        proc = self.spawn("receiver", [PY, "-m", "bench.receiver", "--port", str(self.recv_port)])
+        wait_http(f"{self.recv_url}/_stats", proc=proc.popen)
+
+    def start_web(self) -> None:
+        args = self.web_args or procfile_web_args(self.web_port)
+        proc = self.spawn("web", args)
+        wait_http(f"{self.web_url}/healthz", timeout=60, proc=proc.popen)
+
+    def start_workers(self, count: int = 1) -> None:
+        for i in range(count):
+            self.spawn(f"worker{i}", [PY, "worker.py", "--no-cron", "--name", f"bench-{i}"])
+        time.sleep(1.5)
+
+    def stop_workers(self) -> None:
+        for name in [n for n in self.procs if n.startswith("worker")]:
+            self.stop(name)
+
+    def start(self, workers: int = 1) -> None:
+        self.prepare_database()
+        self.start_emulator()
+        self.start_receiver()
+        self.start_web()
+        self.start_workers(workers)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def appctl(self, *args: str, timeout: float = 600) -> dict:
+        """Run `python -m bench.appctl …` inside the app (same env); its last stdout line is JSON."""
+        out = subprocess.run(
+            [PY, "-m", "bench.appctl", *args],
+            cwd=ROOT,
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"appctl {args[0]} failed:\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    def emu(self, method: str, path: str, body: dict | None = None) -> dict:
+        resp = requests.request(method, f"{self.emu_url}/_emulator/{path}", json=body, timeout=30)
+        resp.raise_for_status()
+        return resp.json()
+
+    def set_psp_latency(self, mean_ms: float, p99_ms: float) -> None:
+        self.emu("POST", "latency", {"mean_ms": mean_ms, "p99_ms": p99_ms})
+
+    def receiver(self, method: str, path: str, body: dict | None = None):
+        resp = requests.request(method, f"{self.recv_url}{path}", json=body, timeout=60)
+        resp.raise_for_status()
+        return resp.json()
+
+    def memory(self) -> dict:
+        """RSS (MB) of every process: gunicorn master and each web worker, RQ workers, etc."""
+        out = {}
+        for name, proc in self.procs.items():
+            pid = proc.popen.pid
+            if name == "web":
+                kb = rss_kb(pid)
+                out["web-master"] = round(kb / 1024, 1) if kb else None
+                for i, child in enumerate(sorted(children(pid))):
+                    kb = rss_kb(child)
+                    out[f"web-worker{i}"] = round(kb / 1024, 1) if kb else None
+            else:
+                kb = rss_kb(pid)
+                out[name] = round(kb / 1024, 1) if kb else None
+        for name in ("mariadbd", "redis-server"):
+            pid = pid_of(name)
+            if pid:
+                kb = rss_kb(pid)
+                out[name + " (shared)"] = round(kb / 1024, 1) if kb else None
+        return out
+
+    def web_worker_pids(self) -> list[int]:
+        proc = self.procs.get("web")
+        return sorted(children(proc.popen.pid)) if proc else []
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
