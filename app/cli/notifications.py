@@ -86,8 +86,17 @@ def resend_command(notification: str | None, all_failed: bool) -> None:
 @notifications_cli.command("sweep")
 def sweep_command() -> None:
     """Enqueue pending notifications that are due but not queued (what the worker does)."""
-    from app.notifications.delivery import sweep_due
+    from redis.exceptions import RedisError
 
+    from app.notifications.delivery import sweep_due
+    from app.tasks import get_redis
+
+    try:
+        get_redis().ping()
+    except RedisError as exc:
+        raise click.ClickException(
+            f"Redis is unreachable ({type(exc).__name__}); nothing was enqueued, nothing is lost."
+        ) from exc
     count = sweep_due()
     click.echo(f"Enqueued {count} notification(s).")
 

@@ -88,6 +88,8 @@ def test_redis_down_while_a_payment_completes_delivers_after_redis_returns(
         assert db.session.get(Payment, payment_id).status == "SUCCESS"
         # The sweeper cannot reach Redis either: it enqueues nothing and says so.
         assert sweep_due() == 0
+    refused = runner.invoke(args=["notifications", "sweep"])
+    assert refused.exit_code == 1 and "Redis is unreachable" in refused.output
     n = notification_row(app, notification_id)
     assert (n.status, n.enqueued_at) == ("pending", None)
 
