@@ -295,3 +295,32 @@ def test_paying_again_after_the_checkout_expired_says_so_instead_of_sending_to_a
 
     assert response.headers["Location"] == f"/orders/{order.id}"
     assert "has expired" in shopper.client.get(f"/orders/{order.id}").get_data(as_text=True)
+
+
+def test_an_order_whose_payment_already_exists_under_another_key_reuses_that_payment(
+    app, shopper, products, shop, live_server
+):
+    """DUPLICATE_MERCHANT_REFERENCE from PayBridge means "already registered": use that one."""
+    from app.payments import service
+    from app.shop import cart as carts
+    from app.shop import services
+    from app.shop.models import ShopCustomer
+
+    shopper.add(products[0][0])
+    _, token = shopper.checkout_form()
+    with shopper.client.session_transaction() as state:
+        cart_state = state["shop_cart"]
+    with app.app_context():
+        customer = db.session.execute(select(ShopCustomer)).scalar_one()
+        order, _ = services.place_order(customer, carts.price(cart_state), token)
+        db.session.commit()
+        params = services.payment_params(order, live_server.url)
+        existing = service.create_payment(shop.merchant_id, params, idempotency_key="elsewhere-1")
+        existing_id = existing.public_id
+
+        payment = services.start_payment(order)
+        db.session.commit()
+
+        assert payment.public_id == existing_id
+        assert order.payment_id == existing_id
+    assert count(app, Payment) == 1
