@@ -20,6 +20,9 @@ from sqlalchemy import text  # noqa: E402
 from tests.support.live_server import LiveServer  # noqa: E402
 from tests.support.receiver import Receiver  # noqa: E402
 
+# One Playwright driver and Chromium for the whole run (emulator page tests and e2e alike).
+pytest_plugins = ["tests.support.browser"]
+
 MYSQL_HOST = os.environ.get("PAYBRIDGE_TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("PAYBRIDGE_TEST_MYSQL_PORT", "3306"))
 MYSQL_USER = os.environ.get("PAYBRIDGE_TEST_MYSQL_USER", "root")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -10,16 +9,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from .conftest import session_params, wait_until
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = pytest.mark.e2e
 
@@ -51,32 +40,6 @@ def shop():
     yield s
     s.server.shutdown()
     s.server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    # A missing browser is a broken setup, not a reason to pass quietly: fail loudly.
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(
-            f"Chromium is required at {CHROMIUM} for the hosted-page e2e tests "
-            "(project setup installs Debian's chromium package); it is missing.",
-            pytrace=False,
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    p = context.new_page()
-    p.set_default_timeout(10_000)
-    yield p
-    context.close()
 
 
 @pytest.fixture
