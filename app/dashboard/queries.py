@@ -208,9 +208,9 @@ def overview(*, merchant_id: int | None, days: int = 14, now: datetime | None = 
         total=sum(d.total for d in ordered_days),
         succeeded=sum(d.succeeded for d in ordered_days),
         failed=sum(d.failed for d in ordered_days),
-        stuck_count=_count(stuck_q),
-        stuck=list(db.session.scalars(stuck_q.order_by(Payment.updated_at).limit(10))),
-        failed_notifications_count=_count(failed_q),
+        stuck_count=_count(stuck_q, Payment.id),
+        stuck=_oldest_stuck(merchant_id, now - STUCK_AFTER),
+        failed_notifications_count=_count(failed_q, Notification.id),
         failed_notifications=list(
             db.session.scalars(
                 failed_q.options(selectinload(Notification.payment))
@@ -218,7 +218,7 @@ def overview(*, merchant_id: int | None, days: int = 14, now: datetime | None = 
                 .limit(10)
             )
         ),
-        open_conflicts_count=_count(conflicts_q),
+        open_conflicts_count=_count(conflicts_q, PaymentConflict.id),
         open_conflicts=list(
             db.session.scalars(
                 conflicts_q.options(selectinload(PaymentConflict.payment))
@@ -229,8 +229,27 @@ def overview(*, merchant_id: int | None, days: int = 14, now: datetime | None = 
     )
 
 
-def _count(stmt) -> int:
-    return db.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+def _oldest_stuck(merchant_id: int | None, cutoff: datetime, limit: int = 10) -> list[Payment]:
+    """The longest-stuck payments: one index-ordered LIMIT per status, merged here, instead of
+    one query that must sort every stuck payment of every status."""
+    found: list[Payment] = []
+    for status in NON_FINAL:
+        stmt = select(Payment).where(Payment.status == status, Payment.updated_at < cutoff)
+        if merchant_id is not None:
+            stmt = stmt.where(Payment.merchant_id == merchant_id)
+        found.extend(db.session.scalars(stmt.order_by(Payment.updated_at).limit(limit)))
+    return sorted(found, key=lambda p: p.updated_at)[:limit]
+
+
+# Attention counters stop counting here ("1000+"): the landing page stays fast even when
+# something has gone badly wrong and a whole day of payments is stuck.
+COUNT_CAP = 1000
+
+
+def _count(stmt, key) -> int:
+    """COUNT(*) of at most COUNT_CAP + 1 rows, reading only the index (`key` = primary key)."""
+    capped = stmt.with_only_columns(key).limit(COUNT_CAP + 1)
+    return db.session.scalar(select(func.count()).select_from(capped.subquery())) or 0
 
 
 # --- webhook events ---------------------------------------------------------------------------

@@ -43,6 +43,7 @@ class Payment(db.Model):
         Index("ix_payments_merchant_currency_created", "merchant_id", "currency", "created_at"),
         Index("ix_payments_merchant_type_created", "merchant_id", "payment_type", "created_at"),
         Index("ix_payments_merchant_amount", "merchant_id", "amount"),
+        Index("ix_payments_merchant_status_updated", "merchant_id", "status", "updated_at"),
         Index("ix_payments_status_created", "status", "created_at"),
         Index("ix_payments_currency_created", "currency", "created_at"),
         Index("ix_payments_merchant_reference", "merchant_reference"),

@@ -14,7 +14,7 @@ index order and LIMIT 51 stops early. What 0001_core already serves:
   merchant + reference search         -> uq_payments_merchant_id (merchant_id, merchant_reference)
   payment id / PSP session search     -> uq_payments_public_id / uq_payments_psp_session_id
   operator (all merchants) + keyset   -> ix_payments_created (created_at, id)
-  stuck payments (status, updated_at) -> ix_payments_status_updated
+  stuck payments, operator            -> ix_payments_status_updated (status, updated_at)
 What was missing is added here.
 """
 from alembic import op
@@ -33,6 +33,8 @@ INDEXES = [
     ('ix_payments_merchant_type_created', ['merchant_id', 'payment_type', 'created_at']),
     # merchant + amount range (a range scan, then a small sort of the matches)
     ('ix_payments_merchant_amount', ['merchant_id', 'amount']),
+    # overview: a merchant's payments stuck in a non-final status (no change for an hour)
+    ('ix_payments_merchant_status_updated', ['merchant_id', 'status', 'updated_at']),
     # operator views across merchants: status, currency, and the two text searches
     ('ix_payments_status_created', ['status', 'created_at']),
     ('ix_payments_currency_created', ['currency', 'created_at']),

@@ -79,3 +79,27 @@ def test_unknown_payment_is_a_human_404(client_a):
     response = client_a.get("/dashboard/payments/pay_doesnotexist")
     assert response.status_code == 404
     assert "find that page" in htmllib.unescape(response.get_data(as_text=True))
+
+
+def test_detail_lists_refunds(app, client_a, tenants):
+    from app.models import Refund
+
+    with app.app_context():
+        p = add_payment(tenants.a_id, status="SUCCESS", amount=5000, currency="EUR")
+        p.refunded_amount = 1500
+        db.session.add(
+            Refund(
+                payment_id=p.id,
+                merchant_id=tenants.a_id,
+                amount=1500,
+                currency="EUR",
+                status="succeeded",
+                reason="requested_by_customer",
+            )
+        )
+        db.session.commit()
+        public_id = p.public_id
+    page = htmllib.unescape(client_a.get(f"/dashboard/payments/{public_id}").get_data(as_text=True))
+    assert "Refunded</dt><dd>15.00 EUR" in page
+    assert "<code>re_" in page
+    assert "badge-succeeded" in page and "requested_by_customer" in page

@@ -234,3 +234,19 @@ def test_users_cli_creates_merchant_and_operator_users(app, runner, tenants):
         result = runner.invoke(args=args)
         assert result.exit_code != 0
         assert message in result.output
+
+
+def test_attention_counters_stop_at_the_cap(app, client_a, tenants, monkeypatch):
+    from app.dashboard import queries
+
+    monkeypatch.setattr(queries, "COUNT_CAP", 2)
+    old = utcnow() - timedelta(hours=2)
+    with app.app_context():
+        for status in ("CREATED", "INITIATED", "PENDING"):
+            add_payment(tenants.a_id, status=status, created_at=old)
+        add_payment(tenants.a_id, status="PENDING", created_at=utcnow())  # moved recently
+        db.session.commit()
+    page = client_a.get("/dashboard/").get_data(as_text=True)
+    assert '<div class="value">2+</div>' in page
+    assert "Showing the 3 oldest of 2+." not in page  # 3 listed, the count says "2+"
+    assert page.count("/dashboard/payments/pay_") >= 3

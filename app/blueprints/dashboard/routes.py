@@ -267,6 +267,7 @@ def overview():
         amount_charts=[charts.amount_chart(data.days, cur) for cur in data.currencies[:3]],
         merchant_id=merchant_id,
         merchants=queries.merchants() if _is_operator() else [],
+        cap=queries.COUNT_CAP,
     )
 
 
