@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from app.extensions import db
 from app.models import AuditLog, User
@@ -29,6 +30,22 @@ ACTIONS = (
 )
 
 AUDIT_PAGE_SIZE = 100
+
+
+class AuditLogIsAppendOnly(RuntimeError):
+    """Raised when code tries to change or delete an audit row through the ORM."""
+
+
+def _refuse_changes(session, flush_context, instances) -> None:
+    for obj in (*session.dirty, *session.deleted):
+        if isinstance(obj, AuditLog) and (obj in session.deleted or session.is_modified(obj)):
+            raise AuditLogIsAppendOnly(f"audit row {obj.id} cannot be changed or deleted")
+
+
+def protect_audit_log() -> None:
+    """Make every ORM session refuse UPDATE and DELETE of audit rows (idempotent)."""
+    if not event.contains(Session, "before_flush", _refuse_changes):
+        event.listen(Session, "before_flush", _refuse_changes)
 
 
 def record(

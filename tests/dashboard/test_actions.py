@@ -258,3 +258,22 @@ def test_resend_a_failed_notification_delivers_it_again(app, client_a, tenants, 
     first, second = audit(app, "notification_resend")
     assert first.target_id == msg_id and first.detail["result"] == "ok"
     assert second.detail == {"result": "error", "code": "NOTIFICATION_PENDING"}
+
+
+def test_audit_rows_cannot_be_changed_or_deleted_through_the_orm(app, client_a):
+    import pytest
+
+    from app.dashboard.audit import AuditLogIsAppendOnly
+
+    with app.app_context():
+        row = db.session.scalar(select(AuditLog).where(AuditLog.action == "login"))
+        row.detail = {"forged": True}
+        with pytest.raises(AuditLogIsAppendOnly):
+            db.session.commit()
+        db.session.rollback()
+        row = db.session.scalar(select(AuditLog).where(AuditLog.action == "login"))
+        db.session.delete(row)
+        with pytest.raises(AuditLogIsAppendOnly):
+            db.session.commit()
+        db.session.rollback()
+        assert db.session.scalar(select(AuditLog).where(AuditLog.action == "login")).detail is None
