@@ -42,6 +42,10 @@ def register_extensions(app: Flask) -> None:
 
     notifications.init_app(app)
 
+    from app import subscriptions
+
+    subscriptions.init_app(app)
+
 
 def register_blueprints(app: Flask) -> None:
     from app.blueprints import register_all

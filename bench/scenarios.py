@@ -372,7 +372,7 @@ def notifications(ctx: Context) -> None:
     for delay, count, cap in ((0, p.notify_fast, p.notify_fast_cap_s),
                               (200, p.notify_slow, p.notify_slow_cap_s)):  # fmt: skip
         stack.receiver("POST", "/_control", {"delay_ms": delay})
-        conn = stack.mysql()
+        conn = stack.mysql(local_infile=True)
         with conn.cursor() as cur:
             cur.execute("SELECT COALESCE(MAX(id),0)+1 FROM notifications")
             min_id = cur.fetchone()[0]

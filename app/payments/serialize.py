@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from app.extensions import db
 from app.models import Payment
 
 
@@ -38,6 +39,8 @@ def payment_to_dict(payment: Payment, *, with_history: bool = False) -> dict:
         "failure_code": payment.failure_code,
         "failure_message": payment.failure_message,
         "refunded_amount": payment.refunded_amount,
+        # RECC: the PayBridge subscription, its PSP id, and (renewals) the first payment.
+        **_subscription_fields(payment),
         "created_at": iso(payment.created_at),
         "updated_at": iso(payment.updated_at),
     }
@@ -55,3 +58,24 @@ def payment_to_dict(payment: Payment, *, with_history: bool = False) -> dict:
             for change in payment.history
         ]
     return data
+
+
+def _subscription_fields(payment: Payment) -> dict:
+    from app.models.subscription import Subscription
+
+    fields = {"subscription_id": None, "psp_subscription_id": None, "parent_payment_id": None}
+    if payment.payment_type != "RECC":
+        return fields
+    fields["psp_subscription_id"] = payment.psp_subscription_id
+    with db.session.no_autoflush:
+        if payment.psp_subscription_id:
+            fields["subscription_id"] = db.session.execute(
+                db.select(Subscription.public_id).where(
+                    Subscription.psp_subscription_id == payment.psp_subscription_id
+                )
+            ).scalar_one_or_none()
+        if payment.parent_payment_id:
+            fields["parent_payment_id"] = db.session.execute(
+                db.select(Payment.public_id).where(Payment.id == payment.parent_payment_id)
+            ).scalar_one_or_none()
+    return fields

@@ -55,6 +55,42 @@ class CheckoutSession:
 
 
 @dataclass(frozen=True)
+class PspSubscription:
+    """The PSP's view of a subscription (RECC), normalised."""
+
+    id: str
+    status: str  # incomplete | active | past_due | canceled | … (the PSP's words)
+    currency: str | None  # upper-case ISO 4217
+    current_period_start: datetime | None  # naive UTC
+    current_period_end: datetime | None  # naive UTC: the next billing date
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    ended_at: datetime | None
+    latest_invoice_id: str | None
+    metadata: dict[str, str]
+
+
+@dataclass(frozen=True)
+class PspInvoice:
+    """One bill of a subscription, normalised: what was charged for which period."""
+
+    id: str
+    subscription_id: str | None
+    status: str  # draft | open | paid | uncollectible | void
+    billing_reason: str | None  # subscription_create (the checkout) | subscription_cycle | …
+    amount_due: int
+    amount_paid: int
+    currency: str | None  # upper-case ISO 4217
+    period_start: datetime | None  # the service period paid for (the invoice line's)
+    period_end: datetime | None
+    attempt_count: int
+    created_at: datetime | None
+    # The subscription's metadata as the invoice carries it (PayBridge's ids live there).
+    metadata: dict[str, str]
+    payment_intent_id: str | None = None  # known when the PSP gave it
+
+
+@dataclass(frozen=True)
 class PspEventData:
     """A verified PSP event: its id, type, creation time, and the session it is about."""
 
@@ -63,6 +99,9 @@ class PspEventData:
     created_at: datetime  # naive UTC
     session: CheckoutSession | None  # None when the event is not about a checkout session
     raw: dict  # the whole event as JSON, to store
+    # Set when the event is about an invoice or a subscription (RECC renewals, cancellation).
+    invoice: PspInvoice | None = None
+    subscription: PspSubscription | None = None
 
 
 class PspError(Exception):
@@ -124,3 +163,17 @@ class PaymentProvider(ABC):
     @abstractmethod
     def verify_webhook(self, payload: bytes, signature_header: str | None) -> PspEventData:
         """Check the signature over the raw body and parse it; raise WebhookVerificationError."""
+
+    # -- subscriptions (RECC); an adapter without them answers PspRejected ----------------------
+
+    def retrieve_subscription(self, subscription_id: str) -> PspSubscription:
+        """The subscription's current state."""
+        raise PspRejected(f"{self.name} does not support subscriptions", code="unsupported")
+
+    def cancel_subscription(self, subscription_id: str, *, at_period_end: bool) -> PspSubscription:
+        """End it now, or at the end of the paid period (at_period_end)."""
+        raise PspRejected(f"{self.name} does not support subscriptions", code="unsupported")
+
+    def list_subscription_invoices(self, subscription_id: str, *, limit: int) -> list[PspInvoice]:
+        """The subscription's latest invoices, newest first (at most `limit`)."""
+        raise PspRejected(f"{self.name} does not support subscriptions", code="unsupported")

@@ -24,8 +24,10 @@ from app.psp.base import (
     PspError,
     PspEventData,
     PspInvalidState,
+    PspInvoice,
     PspNotFound,
     PspRejected,
+    PspSubscription,
     PspUnavailable,
     WebhookVerificationError,
 )
@@ -111,18 +113,85 @@ def session_from_stripe(obj: Any) -> CheckoutSession:
     )
 
 
+def _plain_metadata(value: Any) -> dict[str, str]:
+    if not value:
+        return {}
+    items = value.to_dict() if hasattr(value, "to_dict") else dict(value)
+    return {str(k): str(v) for k, v in items.items()}
+
+
+def _first(listing: Any) -> Any:
+    """The first element of a list object's `data`, or None."""
+    data = _field(listing, "data")
+    return data[0] if data else None
+
+
+def subscription_from_stripe(obj: Any) -> PspSubscription:
+    """Normalise a Stripe subscription; periods live on its first item (API 2025-03+)."""
+    item = _first(_field(obj, "items"))
+    currency = _field(obj, "currency")
+    return PspSubscription(
+        id=obj["id"],
+        status=_field(obj, "status") or "incomplete",
+        currency=currency.upper() if currency else None,
+        current_period_start=from_unix(
+            _field(item, "current_period_start") or _field(obj, "current_period_start")
+        ),
+        current_period_end=from_unix(
+            _field(item, "current_period_end") or _field(obj, "current_period_end")
+        ),
+        cancel_at_period_end=bool(_field(obj, "cancel_at_period_end")),
+        canceled_at=from_unix(_field(obj, "canceled_at")),
+        ended_at=from_unix(_field(obj, "ended_at")),
+        latest_invoice_id=_id_of(_field(obj, "latest_invoice")),
+        metadata=_plain_metadata(_field(obj, "metadata")),
+    )
+
+
+def invoice_from_stripe(obj: Any) -> PspInvoice:
+    """Normalise a Stripe invoice: its subscription (parent.subscription_details, or the older
+    top-level field), the service period of its first line, and its payment intent if known."""
+    details = _field(_field(obj, "parent"), "subscription_details") or _field(
+        obj, "subscription_details"
+    )
+    subscription_id = _id_of(_field(details, "subscription")) or _id_of(_field(obj, "subscription"))
+    line = _first(_field(obj, "lines"))
+    period = _field(line, "period")
+    intent = _id_of(_field(obj, "payment_intent"))
+    if intent is None:
+        payment = _field(_first(_field(obj, "payments")), "payment")
+        intent = _id_of(_field(payment, "payment_intent"))
+    currency = _field(obj, "currency")
+    return PspInvoice(
+        id=obj["id"],
+        subscription_id=subscription_id,
+        status=_field(obj, "status") or "draft",
+        billing_reason=_field(obj, "billing_reason"),
+        amount_due=int(_field(obj, "amount_due") or 0),
+        amount_paid=int(_field(obj, "amount_paid") or 0),
+        currency=currency.upper() if currency else None,
+        period_start=from_unix(_field(period, "start") or _field(obj, "period_start")),
+        period_end=from_unix(_field(period, "end") or _field(obj, "period_end")),
+        attempt_count=int(_field(obj, "attempt_count") or 0),
+        created_at=from_unix(_field(obj, "created")),
+        metadata=_plain_metadata(_field(details, "metadata")),
+        payment_intent_id=intent,
+    )
+
+
 def event_from_stripe(event: Any, raw: dict | None = None) -> PspEventData:
-    """Normalise a Stripe Event; the session is parsed when data.object is a checkout.session."""
+    """Normalise a Stripe Event; the session (or invoice, or subscription) it is about is parsed."""
     data_object = _field(_field(event, "data"), "object")
-    session = None
-    if data_object is not None and _field(data_object, "object") == "checkout.session":
-        session = session_from_stripe(data_object)
+    kind = _field(data_object, "object") if data_object is not None else None
+    session = session_from_stripe(data_object) if kind == "checkout.session" else None
     return PspEventData(
         id=event["id"],
         type=event["type"],
         created_at=from_unix(_field(event, "created")) or datetime.now(UTC).replace(tzinfo=None),
         session=session,
         raw=raw if raw is not None else event.to_dict(),
+        invoice=invoice_from_stripe(data_object) if kind == "invoice" else None,
+        subscription=subscription_from_stripe(data_object) if kind == "subscription" else None,
     )
 
 
@@ -285,6 +354,10 @@ class StripeProvider(PaymentProvider):
         if not subscription:
             # The payment intent carries our id too, so its events can be traced back.
             params["payment_intent_data"] = {"metadata": dict(ours)}
+        else:
+            # Stripe copies no session metadata to the subscription: its invoices (renewals)
+            # name PayBridge's first payment only through subscription_data's.
+            params["subscription_data"] = {"metadata": dict(ours)}
         return params
 
     def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
@@ -318,6 +391,41 @@ class StripeProvider(PaymentProvider):
             params["types"] = list(types)
         page = self._call("list_events", lambda: self.client.v1.events.list(params))
         yield from self._pages(page, "list_events", event_from_stripe)
+
+    def retrieve_subscription(self, subscription_id: str) -> PspSubscription:
+        """The subscription's current state."""
+        sub = self._call(
+            "retrieve_subscription",
+            lambda: self.client.v1.subscriptions.retrieve(subscription_id),
+        )
+        return subscription_from_stripe(sub)
+
+    def cancel_subscription(self, subscription_id: str, *, at_period_end: bool) -> PspSubscription:
+        """At period end: `cancel_at_period_end=true` (it keeps billing until then, then ends);
+        now: DELETE (no more invoices). Both are idempotent at Stripe by nature."""
+        if at_period_end:
+            sub = self._call(
+                "cancel_subscription",
+                lambda: self.client.v1.subscriptions.update(
+                    subscription_id, {"cancel_at_period_end": True}
+                ),
+            )
+        else:
+            sub = self._call(
+                "cancel_subscription",
+                lambda: self.client.v1.subscriptions.cancel(subscription_id),
+            )
+        return subscription_from_stripe(sub)
+
+    def list_subscription_invoices(self, subscription_id: str, *, limit: int) -> list[PspInvoice]:
+        """The subscription's latest invoices, newest first, with their payment intents."""
+        params = {
+            "subscription": subscription_id,
+            "limit": max(1, min(limit, PAGE_SIZE)),
+            "expand": ["data.payments"],
+        }
+        page = self._call("list_invoices", lambda: self.client.v1.invoices.list(params))
+        return [invoice_from_stripe(item) for item in page.data]
 
     def _pages(self, page: Any, operation: str, convert: Callable[[Any], T]) -> Iterator[T]:
         """Follow a ListObject's pages (the SDK's next_page), each request guarded."""

@@ -15,6 +15,10 @@ A run has three passes, cheapest first:
    sessions without a payment are reported, an open session of a FAILED payment is expired so
    it can no longer be paid.
 
+4. **Subscriptions.** Each subscription's latest invoices and state at the PSP: a renewal
+   whose invoice webhook was lost becomes its payment, a lost cancellation is taken over
+   (app/subscriptions/reconcile.py).
+
 Each correction is its own transaction through the state machine (row lock, history, outbox),
 so a run that dies half-way leaves every payment either corrected or untouched. Runs never
 overlap (a Redis lock, see lock.py; while Redis is unreachable, a lease on the runs table);
@@ -42,6 +46,7 @@ from app.reconciliation.gate import PspGate
 from app.reconciliation.lock import LockLost, RunLock
 from app.reconciliation.ratelimit import RateCap
 from app.reconciliation.reconciler import OutOfTime, Reconciler, describe_error
+from app.subscriptions.reconcile import reconcile_subscriptions
 from app.tasks import get_redis
 
 log = logging.getLogger(__name__)
@@ -277,6 +282,7 @@ def _execute(config, run: ReconciliationRun, lock: RunLock | None) -> Reconcilia
         _phase(reconciler, "events", lambda: reconciler.catch_up_events(since))
         _phase(reconciler, "payments", lambda: reconciler.check_stale_payments(stale_after))
         _phase(reconciler, "sessions", lambda: reconciler.compare_sessions(started - lookback))
+        _phase(reconciler, "subscriptions", lambda: reconcile_subscriptions(reconciler))
     except LockLost as exc:
         status, error_text = ReconciliationRun.STATUS_FAILED, str(exc)
         log.error("recon run %s stopped: %s", run_id, exc)

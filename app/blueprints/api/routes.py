@@ -15,6 +15,8 @@ from app.blueprints.api.schemas import (
     PaymentListQuerySchema,
     PaymentListSchema,
     PaymentSchema,
+    SubscriptionCancelSchema,
+    SubscriptionSchema,
 )
 from app.payments import service
 from app.payments.serialize import payment_to_dict
@@ -124,6 +126,38 @@ class ExpirePayment(MethodView):
             payment.id, source=StatusSource.API, reason="expired by the merchant (API)"
         )
         return jsonify(payment_to_dict(payment, with_history=True))
+
+
+@bp.route("/subscriptions/<string:subscription_id>")
+class SubscriptionById(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.response(200, SubscriptionSchema)
+    @_errors(401, 404)
+    def get(self, subscription_id: str):
+        """One subscription with its payments (the first and every renewal)."""
+        from app.subscriptions import service as subscriptions
+        from app.subscriptions.serialize import subscription_to_dict
+
+        subscription = subscriptions.get_subscription(current_merchant_id(), subscription_id)
+        return jsonify(subscription_to_dict(subscription, with_payments=True))
+
+
+@bp.route("/subscriptions/<string:subscription_id>/cancel")
+class CancelSubscription(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.arguments(SubscriptionCancelSchema, error_status_code=400)
+    @bp.response(200, SubscriptionSchema, description="The subscription as the PSP now has it")
+    @_errors(401, 404, 415, 422, 502, 503)
+    def post(self, data: dict, subscription_id: str):
+        """Cancel a subscription at the PSP: now, or at the end of the paid period."""
+        from app.subscriptions import service as subscriptions
+        from app.subscriptions.serialize import subscription_to_dict
+
+        subscription = subscriptions.get_subscription(current_merchant_id(), subscription_id)
+        subscription = subscriptions.cancel_subscription(
+            subscription.id, at_period_end=data["at_period_end"]
+        )
+        return jsonify(subscription_to_dict(subscription, with_payments=True))
 
 
 def docs():

@@ -17,6 +17,8 @@ __all__ = [
     "PaymentListQuerySchema",
     "PaymentListSchema",
     "PaymentSchema",
+    "SubscriptionCancelSchema",
+    "SubscriptionSchema",
 ]
 
 STATUSES = [s.value for s in PaymentStatus]
@@ -52,6 +54,14 @@ class PaymentSchema(Schema):
     failure_code = fields.String(allow_none=True)
     failure_message = fields.String(allow_none=True)
     refunded_amount = fields.Integer()
+    subscription_id = fields.String(
+        allow_none=True, metadata={"description": "RECC: the subscription this payment is of."}
+    )
+    psp_subscription_id = fields.String(allow_none=True)
+    parent_payment_id = fields.String(
+        allow_none=True,
+        metadata={"description": "RECC renewals: the subscription's first payment."},
+    )
     created_at = fields.String(metadata={"description": "ISO 8601, UTC."})
     updated_at = fields.String(metadata={"description": "ISO 8601, UTC."})
 
@@ -112,3 +122,48 @@ class PayBridgeErrorSchema(Schema):
     """Every error answer: {"error": {"code", "message", "param"?, "details"?}}."""
 
     error = fields.Nested(ErrorBodySchema)
+
+
+class SubscriptionSchema(Schema):
+    """A subscription (RECC): its terms, its state, and every payment it made."""
+
+    id = fields.String(metadata={"example": "subs_8Gq2Lm0cTqV1uV8yJ3nL5aBc"})
+    object = fields.Constant("subscription")
+    status = fields.String(
+        validate=validate.OneOf(["incomplete", "active", "past_due", "cancelled"])
+    )
+    amount = fields.Integer(metadata={"description": "Minor units, per period."})
+    currency = fields.String()
+    interval = fields.String()
+    interval_count = fields.Integer()
+    current_period_start = fields.String(allow_none=True)
+    current_period_end = fields.String(
+        allow_none=True, metadata={"description": "The next billing date (ISO 8601, UTC)."}
+    )
+    cancel_at_period_end = fields.Boolean()
+    cancelled_at = fields.String(allow_none=True)
+    ended_at = fields.String(allow_none=True)
+    first_payment_id = fields.String()
+    merchant_reference = fields.String(metadata={"description": "The first payment's."})
+    psp = fields.String()
+    psp_subscription_id = fields.String()
+    created_at = fields.String()
+    updated_at = fields.String()
+    payments = fields.List(
+        fields.Nested(PaymentSchema),
+        metadata={"description": "The first payment and every renewal, oldest first."},
+    )
+
+
+class SubscriptionCancelSchema(Schema):
+    """POST /api/v1/subscriptions/{id}/cancel."""
+
+    at_period_end = fields.Boolean(
+        required=True,
+        truthy={True},
+        falsy={False},
+        metadata={
+            "description": "true: it ends when the paid period ends (no more charges); "
+            "false: it ends now."
+        },
+    )

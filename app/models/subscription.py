@@ -1,0 +1,112 @@
+"""Subscriptions (RECC) and the PSP invoices that became their payments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import Timestamp, public_id, utcnow
+from app.models.merchant import Merchant
+from app.models.payment import Payment
+
+SUBSCRIPTION_ID_PREFIX = "subs_"
+_BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def new_subscription_id() -> str:
+    return public_id(SUBSCRIPTION_ID_PREFIX)
+
+
+class Subscription(db.Model):
+    """A merchant's recurring payment: its first payment (the checkout) and the PSP's
+    subscription that bills the following periods."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="amount_positive"),
+        CheckConstraint("interval_count > 0", name="interval_count_positive"),
+        Index("ix_subscriptions_merchant_created", "merchant_id", "created_at", "id"),
+        Index("ix_subscriptions_status_updated", "status", "updated_at"),
+    )
+
+    STATUS_INCOMPLETE = "incomplete"  # first payment not confirmed yet (delayed methods)
+    STATUS_ACTIVE = "active"
+    STATUS_PAST_DUE = "past_due"  # the latest renewal failed; the PSP retries
+    STATUS_CANCELLED = "cancelled"
+    STATUSES = (STATUS_INCOMPLETE, STATUS_ACTIVE, STATUS_PAST_DUE, STATUS_CANCELLED)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_subscription_id)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    first_payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), unique=True)
+    psp: Mapped[str] = mapped_column(String(20), default="stripe")
+    psp_subscription_id: Mapped[str] = mapped_column(String(255), unique=True)
+    status: Mapped[str] = mapped_column(String(12), default=STATUS_INCOMPLETE)
+    interval: Mapped[str] = mapped_column(String(5))
+    interval_count: Mapped[int] = mapped_column(Integer, default=1)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    current_period_start: Mapped[datetime | None] = mapped_column(Timestamp)
+    # The next billing date (or, with cancel_at_period_end, the day it ends).
+    current_period_end: Mapped[datetime | None] = mapped_column(Timestamp)
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    cancelled_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    ended_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Creation time of the newest PSP subscription event applied: older ones are stale.
+    psp_synced_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+    merchant: Mapped[Merchant] = relationship()
+    first_payment: Mapped[Payment] = relationship()
+    charges: Mapped[list[SubscriptionCharge]] = relationship(
+        back_populates="subscription", order_by="SubscriptionCharge.id"
+    )
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.public_id} {self.status}>"
+
+
+class SubscriptionCharge(db.Model):
+    """One charge attempt of a PSP invoice, recorded once: the payment it became.
+
+    The unique (psp_invoice_id, attempt) key is what makes a duplicate or late invoice event,
+    and reconciliation finding the same invoice, record nothing twice. `attempt` is `paid`
+    for the charge that paid the invoice, `failed-<n>` for its n-th failed attempt.
+    """
+
+    __tablename__ = "subscription_charges"
+    __table_args__ = (UniqueConstraint("psp_invoice_id", "attempt"),)
+
+    ATTEMPT_PAID = "paid"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"), index=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
+    psp_invoice_id: Mapped[str] = mapped_column(String(255))
+    attempt: Mapped[str] = mapped_column(String(20))
+    billing_reason: Mapped[str | None] = mapped_column(String(40))
+    period_start: Mapped[datetime | None] = mapped_column(Timestamp)
+    period_end: Mapped[datetime | None] = mapped_column(Timestamp)
+    psp_event_id: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(10))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+
+    subscription: Mapped[Subscription] = relationship(back_populates="charges")
+    payment: Mapped[Payment] = relationship()
+
+    @staticmethod
+    def failed_attempt(number: int) -> str:
+        return f"failed-{number}"

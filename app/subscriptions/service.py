@@ -1,0 +1,593 @@
+"""Subscriptions (RECC): recording them, their renewals as payments, and cancelling them.
+
+A subscription starts as a RECC payment whose checkout the shopper completes: the moment the
+PSP's subscription id lands on that first payment (whichever path brings it: webhook, return
+page, reconciliation), the Subscription row is written in the same flush (hooks.py).
+
+Each later invoice charge becomes a payment of its own (type RECC, `parent_payment_id` = the
+first payment, reference `<first reference>-r<N>`), created and moved to its final status
+through the state machine, so it has its own history and its own signed notification. The
+unique (psp_invoice_id, attempt) key of SubscriptionCharge records each charge once, whether it
+arrives by webhook, twice, late, or through reconciliation. The first invoice
+(billing_reason `subscription_create`) is the checkout's own money: it is linked to the first
+payment, never recorded as a renewal.
+
+Functions here that change rows lock the subscription first (SELECT … FOR UPDATE), flush and
+leave the commit to their caller, except `cancel_subscription`, which calls the PSP and owns its
+transactions (no row lock is held during a PSP call).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.errors import PayBridgeError
+from app.extensions import db
+from app.models import Payment, PspEvent, Subscription, SubscriptionCharge, utcnow
+from app.payments.state import lock_payment, record_creation, transition
+from app.payments.status import PaymentStatus, PaymentType, StatusSource
+from app.psp import get_provider
+from app.psp.base import (
+    PspError,
+    PspInvoice,
+    PspNotFound,
+    PspSubscription,
+    PspUnavailable,
+)
+
+log = logging.getLogger(__name__)
+
+OUTCOME_UNKNOWN_SUBSCRIPTION = "unknown_subscription"
+BILLING_REASON_CREATE = "subscription_create"
+REFERENCE_MAX = 200
+
+# The PSP's subscription statuses in PayBridge's four words; others leave the status alone.
+PSP_STATUSES = {
+    "incomplete": Subscription.STATUS_INCOMPLETE,
+    "active": Subscription.STATUS_ACTIVE,
+    "trialing": Subscription.STATUS_ACTIVE,
+    "past_due": Subscription.STATUS_PAST_DUE,
+    "unpaid": Subscription.STATUS_PAST_DUE,
+    "canceled": Subscription.STATUS_CANCELLED,
+    "incomplete_expired": Subscription.STATUS_CANCELLED,
+}
+
+
+# -- the row behind a first payment --------------------------------------------------------------
+
+
+def ensure_for_first_payment(session: Session, payment: Payment) -> Subscription | None:
+    """The subscription of a first RECC payment that has a PSP subscription id; written (added
+    to `session`) when missing. Safe inside a flush hook: it never autoflushes."""
+    if (
+        payment.payment_type != PaymentType.RECC.value
+        or not payment.psp_subscription_id
+        or payment.parent_payment_id is not None
+    ):
+        return None
+    with session.no_autoflush:
+        existing = session.execute(
+            select(Subscription)
+            .where(Subscription.psp_subscription_id == payment.psp_subscription_id)
+            .with_for_update()
+        ).scalar_one_or_none()
+        if existing is not None:
+            return existing
+        for pending in session.new:
+            if (
+                isinstance(pending, Subscription)
+                and pending.psp_subscription_id == payment.psp_subscription_id
+            ):
+                return pending
+        subscription = Subscription(
+            merchant_id=payment.merchant_id,
+            first_payment=payment,
+            psp=payment.psp,
+            psp_subscription_id=payment.psp_subscription_id,
+            status=_status_for_first_payment(payment.status, Subscription.STATUS_INCOMPLETE),
+            interval=payment.interval or "month",
+            interval_count=payment.interval_count or 1,
+            amount=payment.amount,
+            currency=payment.currency,
+            cancel_at_period_end=False,
+            created_at=utcnow(),
+        )
+        session.add(subscription)
+    log.info(
+        "subscription %s recorded for payment %s (PSP %s)",
+        subscription.public_id,
+        payment.public_id,
+        payment.psp_subscription_id,
+    )
+    return subscription
+
+
+def first_payment_status_changed(session: Session, payment: Payment) -> None:
+    """A first payment turned final: an incomplete subscription becomes active or cancelled."""
+    with session.no_autoflush:
+        subscription = session.execute(
+            select(Subscription).where(Subscription.first_payment_id == payment.id)
+        ).scalar_one_or_none()
+    if subscription is None or subscription.status != Subscription.STATUS_INCOMPLETE:
+        return
+    new_status = _status_for_first_payment(payment.status, subscription.status)
+    if new_status != subscription.status:
+        subscription.status = new_status
+        if new_status == Subscription.STATUS_CANCELLED:
+            subscription.cancelled_at = subscription.cancelled_at or utcnow()
+        subscription.updated_at = utcnow()
+
+
+def _status_for_first_payment(payment_status: str, current: str) -> str:
+    if payment_status == PaymentStatus.SUCCESS:
+        return Subscription.STATUS_ACTIVE
+    if payment_status == PaymentStatus.FAILED:
+        # The checkout's money never came: the PSP lets such a subscription expire.
+        return Subscription.STATUS_CANCELLED
+    return current
+
+
+# -- finding and locking -----------------------------------------------------------------------
+
+
+def lock_subscription(subscription_id: int) -> Subscription:
+    """The subscription with a row lock held until the caller commits."""
+    stmt = (
+        select(Subscription)
+        .where(Subscription.id == subscription_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return db.session.execute(stmt).scalar_one()
+
+
+def _lock_by_psp_id(psp_subscription_id: str) -> Subscription | None:
+    """Found by a plain read, then locked by primary key: a locking read of a missing key
+    would gap-lock the index against the flush hook inserting that very subscription."""
+    found = db.session.execute(
+        select(Subscription.id).where(Subscription.psp_subscription_id == psp_subscription_id)
+    ).scalar_one_or_none()
+    return lock_subscription(found) if found is not None else None
+
+
+def locate(psp_subscription_id: str | None, metadata: dict[str, str]) -> Subscription | None:
+    """The subscription the PSP's object is about, row-locked.
+
+    By its PSP id; else (its events can come before the checkout's completion) through the
+    first payment named in the metadata PayBridge gave the PSP, which then gets the PSP id and
+    with it its subscription row. None when neither leads anywhere trustworthy.
+    """
+    if not psp_subscription_id:
+        return None
+    subscription = _lock_by_psp_id(psp_subscription_id)
+    if subscription is not None:
+        return subscription
+    claimed = metadata.get("paybridge_payment_id")
+    if not claimed:
+        return None
+    payment_id = db.session.execute(
+        select(Payment.id).where(Payment.public_id == claimed)
+    ).scalar_one_or_none()
+    if payment_id is None:
+        return None
+    payment = lock_payment(payment_id)
+    reference = metadata.get("merchant_reference")
+    if (
+        payment.payment_type != PaymentType.RECC.value
+        or payment.parent_payment_id is not None
+        or (reference and reference != payment.merchant_reference)
+        or (payment.psp_subscription_id and payment.psp_subscription_id != psp_subscription_id)
+    ):
+        log.warning(
+            "PSP subscription %s claims payment %s, which does not match it",
+            psp_subscription_id,
+            claimed,
+        )
+        return None
+    payment.psp_subscription_id = psp_subscription_id
+    db.session.flush()  # the flush hook writes the subscription row
+    # Under the payment's lock a locking read sees the latest rows, including a subscription
+    # another transaction committed after this one's snapshot (or writes a missing one).
+    subscription = ensure_for_first_payment(db.session, payment)
+    db.session.flush()
+    return lock_subscription(subscription.id)
+
+
+# -- invoices: renewals -------------------------------------------------------------------------
+
+
+def apply_invoice(
+    invoice: PspInvoice,
+    *,
+    paid: bool,
+    source: StatusSource,
+    psp_event_id: str | None = None,
+) -> tuple[str, str | None, Payment | None]:
+    """Record one invoice charge (paid, or a failed attempt) once: (outcome, detail, payment).
+
+    A renewal becomes a new RECC payment, SUCCESS or FAILED through the state machine; the
+    first invoice is linked to the first payment. Flushes; the caller commits.
+    """
+    subscription = locate(invoice.subscription_id, invoice.metadata)
+    if subscription is None:
+        return (
+            OUTCOME_UNKNOWN_SUBSCRIPTION,
+            f"no subscription {invoice.subscription_id!r} (invoice {invoice.id})",
+            None,
+        )
+    attempt = (
+        SubscriptionCharge.ATTEMPT_PAID
+        if paid
+        else SubscriptionCharge.failed_attempt(max(invoice.attempt_count, 1))
+    )
+    existing = db.session.execute(
+        select(SubscriptionCharge)
+        .where(
+            SubscriptionCharge.psp_invoice_id == invoice.id,
+            SubscriptionCharge.attempt == attempt,
+        )
+        .with_for_update()
+    ).scalar_one_or_none()
+    if existing is not None:
+        return (
+            PspEvent.OUTCOME_IGNORED,
+            f"invoice {invoice.id} ({attempt}) already recorded",
+            existing.payment,
+        )
+    problem = _invoice_mismatch(subscription, invoice)
+    if problem:
+        log.warning("subscription %s: %s", subscription.public_id, problem)
+        return PspEvent.OUTCOME_MISMATCH, problem, subscription.first_payment
+
+    if invoice.billing_reason == BILLING_REASON_CREATE:
+        return _first_invoice(subscription, invoice, attempt, paid, source, psp_event_id)
+
+    amount = invoice.amount_paid if paid else invoice.amount_due
+    if amount <= 0:
+        return PspEvent.OUTCOME_IGNORED, f"invoice {invoice.id} charges nothing", None
+    first = subscription.first_payment
+    payment = _new_renewal(subscription, first, invoice, amount, source)
+    period = _period_text(invoice)
+    transition(
+        payment,
+        PaymentStatus.INITIATED,
+        source=source,
+        reason=f"renewal {period} billed by the PSP (invoice {invoice.id})",
+        psp_event_id=psp_event_id,
+    )
+    if paid:
+        transition(
+            payment,
+            PaymentStatus.SUCCESS,
+            source=source,
+            reason=f"invoice {invoice.id} paid",
+            psp_event_id=psp_event_id,
+        )
+    else:
+        message = f"renewal charge failed (invoice {invoice.id}, attempt {invoice.attempt_count})"
+        transition(
+            payment,
+            PaymentStatus.FAILED,
+            source=source,
+            reason=message,
+            psp_event_id=psp_event_id,
+            failure_code="renewal_payment_failed",
+            failure_message=message,
+        )
+    _add_charge(subscription, payment, invoice, attempt, source, psp_event_id)
+    _after_charge(subscription, invoice, paid)
+    db.session.flush()
+    log.info(
+        "subscription %s: renewal %s %s (invoice %s, %s %s)",
+        subscription.public_id,
+        payment.public_id,
+        payment.status,
+        invoice.id,
+        amount,
+        payment.currency,
+    )
+    return PspEvent.OUTCOME_APPLIED, f"renewal {payment.public_id} {payment.status}", payment
+
+
+def _first_invoice(
+    subscription: Subscription,
+    invoice: PspInvoice,
+    attempt: str,
+    paid: bool,
+    source: StatusSource,
+    psp_event_id: str | None,
+) -> tuple[str, str | None, Payment | None]:
+    """The checkout's own invoice: the first payment's money, whose status the checkout
+    session's events decide. Only the link and the period are recorded."""
+    first = subscription.first_payment
+    if not paid:
+        return (
+            PspEvent.OUTCOME_IGNORED,
+            "the first invoice's failure reaches the first payment through its checkout session",
+            first,
+        )
+    _add_charge(subscription, first, invoice, attempt, source, psp_event_id)
+    _after_charge(subscription, invoice, paid)
+    db.session.flush()
+    return (
+        PspEvent.OUTCOME_APPLIED,
+        f"first invoice {invoice.id} linked to {first.public_id}",
+        first,
+    )
+
+
+def _invoice_mismatch(subscription: Subscription, invoice: PspInvoice) -> str | None:
+    if invoice.currency and invoice.currency.upper() != subscription.currency.upper():
+        return f"invoice {invoice.id} is in {invoice.currency}, the subscription in " + (
+            subscription.currency
+        )
+    claimed = invoice.metadata.get("paybridge_payment_id")
+    if claimed and claimed != subscription.first_payment.public_id:
+        return f"invoice {invoice.id} names payment {claimed}, not the subscription's first"
+    return None
+
+
+def _new_renewal(
+    subscription: Subscription,
+    first: Payment,
+    invoice: PspInvoice,
+    amount: int,
+    source: StatusSource,
+) -> Payment:
+    number = (
+        db.session.execute(
+            select(SubscriptionCharge.id)
+            .where(
+                SubscriptionCharge.subscription_id == subscription.id,
+                SubscriptionCharge.payment_id != first.id,
+            )
+            .with_for_update()
+        )
+        .scalars()
+        .all()
+    )
+    payment = Payment(
+        merchant_id=subscription.merchant_id,
+        merchant_reference=_renewal_reference(first, len(number) + 1, invoice.id),
+        amount=amount,
+        currency=(invoice.currency or subscription.currency).upper(),
+        payment_type=PaymentType.RECC.value,
+        interval=subscription.interval,
+        interval_count=subscription.interval_count,
+        description=first.description,
+        customer_email=first.customer_email,
+        success_url=first.success_url,
+        cancel_url=first.cancel_url,
+        metadata_=dict(first.metadata_ or {}),
+        psp=subscription.psp,
+        psp_subscription_id=subscription.psp_subscription_id,
+        psp_payment_intent_id=invoice.payment_intent_id,
+        parent_payment_id=first.id,
+        created_at=utcnow(),
+    )
+    db.session.add(payment)
+    record_creation(payment, source=source)
+    db.session.flush()
+    return payment
+
+
+def _renewal_reference(first: Payment, number: int, invoice_id: str) -> str:
+    """`<first reference>-r<N>`, unique per merchant (a reference the merchant already used
+    for something else gets the invoice id added)."""
+    for suffix in (f"-r{number}", f"-r{number}-{invoice_id}"):
+        reference = first.merchant_reference[: REFERENCE_MAX - len(suffix)] + suffix
+        taken = db.session.execute(
+            select(Payment.id)
+            .where(
+                Payment.merchant_id == first.merchant_id,
+                Payment.merchant_reference == reference,
+            )
+            .with_for_update()
+        ).scalar_one_or_none()
+        if taken is None:
+            return reference
+    raise PayBridgeError(
+        "INTERNAL_ERROR", f"no free merchant_reference for the renewal of invoice {invoice_id}"
+    )
+
+
+def _add_charge(
+    subscription: Subscription,
+    payment: Payment,
+    invoice: PspInvoice,
+    attempt: str,
+    source: StatusSource,
+    psp_event_id: str | None,
+) -> None:
+    db.session.add(
+        SubscriptionCharge(
+            subscription_id=subscription.id,
+            payment_id=payment.id,
+            psp_invoice_id=invoice.id,
+            attempt=attempt,
+            billing_reason=(invoice.billing_reason or "")[:40] or None,
+            period_start=invoice.period_start,
+            period_end=invoice.period_end,
+            psp_event_id=psp_event_id,
+            source=source.value,
+            created_at=utcnow(),
+        )
+    )
+
+
+def _after_charge(subscription: Subscription, invoice: PspInvoice, paid: bool) -> None:
+    """The subscription after a charge of the current (or a newer) period: its period, and
+    active or past due. An older invoice's late news changes neither."""
+    now = utcnow()
+    current_end = subscription.current_period_end
+    is_current = (
+        invoice.period_end is None or current_end is None or invoice.period_end >= current_end
+    )
+    if not is_current:
+        return
+    if invoice.period_end is not None:
+        subscription.current_period_start = invoice.period_start
+        subscription.current_period_end = invoice.period_end
+    if subscription.status != Subscription.STATUS_CANCELLED:
+        subscription.status = Subscription.STATUS_ACTIVE if paid else Subscription.STATUS_PAST_DUE
+    subscription.updated_at = now
+
+
+def _period_text(invoice: PspInvoice) -> str:
+    if invoice.period_start and invoice.period_end:
+        return f"{invoice.period_start:%Y-%m-%d} to {invoice.period_end:%Y-%m-%d}"
+    return "of the next period"
+
+
+# -- the subscription's own state --------------------------------------------------------------
+
+
+def apply_psp_subscription(
+    state: PspSubscription,
+    *,
+    observed_at: datetime | None,
+    ended: bool = False,
+) -> tuple[str, str | None, Subscription | None]:
+    """Take the PSP's view of the subscription (an event's, or a retrieved one): status,
+    period, cancellation. An event older than the last one applied changes nothing; a
+    cancelled subscription never comes back. Flushes; the caller commits."""
+    subscription = locate(state.id, state.metadata)
+    if subscription is None:
+        return OUTCOME_UNKNOWN_SUBSCRIPTION, f"no subscription {state.id!r}", None
+    if (
+        observed_at is not None
+        and subscription.psp_synced_at is not None
+        and observed_at < subscription.psp_synced_at
+    ):
+        return PspEvent.OUTCOME_IGNORED, "older than the state already applied", subscription
+    changes = _sync(subscription, state, ended=ended)
+    if observed_at is not None:
+        subscription.psp_synced_at = max(observed_at, subscription.psp_synced_at or observed_at)
+    db.session.flush()
+    if not changes:
+        return PspEvent.OUTCOME_IGNORED, "nothing changed", subscription
+    return PspEvent.OUTCOME_APPLIED, "; ".join(changes), subscription
+
+
+def _sync(subscription: Subscription, state: PspSubscription, *, ended: bool) -> list[str]:
+    changes: list[str] = []
+
+    def put(attribute: str, value) -> None:
+        if getattr(subscription, attribute) != value:
+            changes.append(f"{attribute}: {getattr(subscription, attribute)} -> {value}")
+            setattr(subscription, attribute, value)
+
+    cancelled = subscription.status == Subscription.STATUS_CANCELLED
+    target = Subscription.STATUS_CANCELLED if ended else PSP_STATUSES.get(state.status)
+    if target == Subscription.STATUS_INCOMPLETE:
+        target = None  # a started subscription never goes back to incomplete
+    if target is not None and not cancelled:
+        put("status", target)
+    if not cancelled or target == Subscription.STATUS_CANCELLED:
+        put("cancel_at_period_end", bool(state.cancel_at_period_end))
+        if state.current_period_end is not None:
+            put("current_period_start", state.current_period_start)
+            put("current_period_end", state.current_period_end)
+    if subscription.status == Subscription.STATUS_CANCELLED:
+        put("cancelled_at", subscription.cancelled_at or state.canceled_at or utcnow())
+        if state.ended_at is not None or ended:
+            put("ended_at", subscription.ended_at or state.ended_at or utcnow())
+    elif state.cancel_at_period_end and state.canceled_at is not None:
+        # Cancelled at period end: requested now, ends at current_period_end.
+        put("cancelled_at", state.canceled_at)
+    elif not state.cancel_at_period_end:
+        put("cancelled_at", None)
+    if changes:
+        subscription.updated_at = utcnow()
+    return changes
+
+
+# -- API: read and cancel ---------------------------------------------------------------------
+
+
+def get_subscription(merchant_id: int, public_id: str) -> Subscription:
+    """One of the merchant's subscriptions; someone else's answers SUBSCRIPTION_NOT_FOUND."""
+    subscription = db.session.execute(
+        select(Subscription).where(
+            Subscription.public_id == public_id, Subscription.merchant_id == merchant_id
+        )
+    ).scalar_one_or_none()
+    if subscription is None:
+        raise PayBridgeError("SUBSCRIPTION_NOT_FOUND", param="id")
+    return subscription
+
+
+def subscription_payments(subscription: Subscription) -> list[Payment]:
+    """The first payment and every renewal, oldest first."""
+    return list(
+        db.session.execute(
+            select(Payment)
+            .where(
+                (Payment.id == subscription.first_payment_id)
+                | (Payment.parent_payment_id == subscription.first_payment_id)
+            )
+            .order_by(Payment.created_at, Payment.id)
+        ).scalars()
+    )
+
+
+def cancel_subscription(subscription_id: int, *, at_period_end: bool) -> Subscription:
+    """Cancel at the PSP (now, or at the end of the paid period), then record what it answers;
+    commits. Cancelling a cancelled subscription answers it as it is."""
+    subscription = db.session.get(Subscription, subscription_id, populate_existing=True)
+    if subscription is None:
+        raise PayBridgeError("SUBSCRIPTION_NOT_FOUND", param="id")
+    if subscription.status == Subscription.STATUS_CANCELLED:
+        db.session.commit()
+        return subscription
+    psp_id, psp, public_id = (
+        subscription.psp_subscription_id,
+        subscription.psp,
+        subscription.public_id,
+    )
+    db.session.commit()  # no transaction stays open while the PSP is called
+
+    provider = get_provider(psp)
+    try:
+        try:
+            state = provider.cancel_subscription(psp_id, at_period_end=at_period_end)
+        except PspUnavailable:
+            raise
+        except PspError as exc:
+            # Perhaps it ended at the PSP already (a lost event): its truth decides.
+            log.warning("subscription %s: PSP refused to cancel: %s", public_id, exc)
+            state = provider.retrieve_subscription(psp_id)
+            if state.status != "canceled":
+                raise PayBridgeError(
+                    "PSP_REJECTED",
+                    f"The payment service provider refused to cancel the subscription: "
+                    f"{exc.message}"[:1000],
+                    details={"subscription_id": public_id, "psp_code": exc.code},
+                ) from exc
+    except PspUnavailable as exc:
+        raise PayBridgeError(
+            "PSP_UNAVAILABLE", details={"subscription_id": public_id}, headers={"Retry-After": "2"}
+        ) from exc
+    except PspNotFound as exc:
+        raise PayBridgeError(
+            "PSP_ERROR",
+            "The payment service provider does not know this subscription.",
+            details={"subscription_id": public_id},
+        ) from exc
+    except PspError as exc:
+        raise PayBridgeError("PSP_ERROR", details={"subscription_id": public_id}) from exc
+
+    subscription = lock_subscription(subscription_id)
+    _sync(subscription, state, ended=state.status == "canceled")
+    db.session.commit()
+    log.info(
+        "subscription %s cancelled %s (PSP status %s)",
+        public_id,
+        "at period end" if at_period_end else "now",
+        state.status,
+    )
+    return subscription

@@ -1,0 +1,226 @@
+"""A subscription's life against the real emulator: bought on its checkout, renewed by moving
+its clock (each renewal a payment of its own, notified signed), a failed renewal, cancelled
+now and at period end. Webhooks travel from the emulator to the live server over HTTP."""
+
+from __future__ import annotations
+
+from standardwebhooks import Webhook
+
+from app.payments.serialize import iso
+from tests.shop.support import run_notification_worker
+from tests.subscriptions.conftest import (
+    bill_next_period,
+    payments_of,
+    subscription_row,
+    wait_for,
+    wait_for_deliveries_done,
+    wait_for_payments,
+)
+from tests.support.api import auth_headers
+
+RENEWAL_HISTORY = [
+    (None, "CREATED", "webhook"),
+    ("CREATED", "INITIATED", "webhook"),
+    ("INITIATED", "SUCCESS", "webhook"),
+]
+
+
+def notified(app, receiver, count: int) -> list[dict]:
+    """Deliver notifications (RQ bursts) until the receiver has `count` of them."""
+
+    def enough():
+        run_notification_worker(app)
+        return len(receiver.requests) >= count
+
+    wait_for(enough, what=f"{count} notifications")
+    return receiver.requests
+
+
+def test_bought_then_renewed_twice_each_renewal_is_a_notified_payment(
+    app, client, make_merchant, receiver, stripe_delivers, buy_subscription
+):
+    merchant, key = make_merchant(notify_url=receiver.url)
+    first_id, sub = buy_subscription(merchant.id, reference="plan-ada")
+    [first] = payments_of(app, first_id)
+    assert first["psp_subscription_id"] == sub["psp_subscription_id"]
+    assert sub["psp_subscription_id"].startswith("sub_")
+    assert (sub["amount"], sub["currency"], sub["interval"], sub["interval_count"]) == (
+        1500,
+        "EUR",
+        "day",
+        1,
+    )
+    first_period_end = sub["current_period_end"]
+
+    bill_next_period(stripe_delivers, sub)
+    wait_for_payments(app, first_id, 2)
+    sub = wait_for(
+        lambda: (s := subscription_row(app, first_id))
+        and s["current_period_end"] > first_period_end
+        and s,
+        what="the next period",
+    )
+    bill_next_period(stripe_delivers, sub)
+    rows = wait_for_payments(app, first_id, 3)
+    wait_for_deliveries_done(stripe_delivers)
+    rows = payments_of(app, first_id)
+
+    assert [r["reference"] for r in rows] == ["plan-ada", "plan-ada-r1", "plan-ada-r2"]
+    for renewal in rows[1:]:
+        assert renewal["status"] == "SUCCESS"
+        assert renewal["payment_type"] == "RECC"
+        assert renewal["parent_payment_id"] == first_id
+        assert (renewal["amount"], renewal["currency"]) == (1500, "EUR")
+        assert renewal["psp_subscription_id"] == sub["psp_subscription_id"]
+        assert renewal["history"] == RENEWAL_HISTORY
+    sub = subscription_row(app, first_id)
+    assert sub["status"] == "active"
+
+    # One signed notification per charge: the checkout and the two renewals, nothing more.
+    requests = notified(app, receiver, 3)
+    run_notification_worker(app)
+    assert len(receiver.requests) == 3
+    bodies = [Webhook(merchant.signing_secret).verify(r.body, r.headers) for r in requests]
+    assert {b["type"] for b in bodies} == {"payment.succeeded"}
+    by_id = {b["data"]["id"]: b["data"] for b in bodies}
+    assert set(by_id) == {r["public_id"] for r in rows}
+    for renewal in rows[1:]:
+        data = by_id[renewal["public_id"]]
+        assert data["subscription_id"] == sub["public_id"]
+        assert data["parent_payment_id"] == rows[0]["public_id"]
+        assert data["merchant_reference"] == renewal["reference"]
+    assert by_id[rows[0]["public_id"]]["subscription_id"] == sub["public_id"]
+
+    # The API shows the subscription with its three payments, oldest first.
+    response = client.get(f"/api/v1/subscriptions/{sub['public_id']}", headers=auth_headers(key))
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "active"
+    assert body["first_payment_id"] == rows[0]["public_id"]
+    assert body["current_period_end"] == iso(sub["current_period_end"])
+    assert [p["id"] for p in body["payments"]] == [r["public_id"] for r in rows]
+    assert [p["status"] for p in body["payments"]] == ["SUCCESS"] * 3
+
+
+def test_failed_renewal_is_a_failed_payment_and_makes_it_past_due_until_paid(
+    app, make_merchant, receiver, stripe_delivers, buy_subscription
+):
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    first_id, sub = buy_subscription(merchant.id, reference="plan-bob")
+    stripe_delivers.control(
+        "POST",
+        f"subscriptions/{sub['psp_subscription_id']}/fail_next_renewal",
+        {"decline_code": "insufficient_funds"},
+    )
+    bill_next_period(stripe_delivers, sub)
+    rows = wait_for_payments(app, first_id, 2)
+    sub = wait_for(
+        lambda: (s := subscription_row(app, first_id)) and s["status"] == "past_due" and s,
+        what="past_due",
+    )
+    failed = rows[1]
+    assert (failed["reference"], failed["status"]) == ("plan-bob-r1", "FAILED")
+    assert failed["failure_code"] == "renewal_payment_failed"
+    assert failed["history"][-1] == ("INITIATED", "FAILED", "webhook")
+
+    requests = notified(app, receiver, 2)
+    bodies = [Webhook(merchant.signing_secret).verify(r.body, r.headers) for r in requests]
+    failed_body = next(b for b in bodies if b["data"]["id"] == failed["public_id"])
+    assert failed_body["type"] == "payment.failed"
+    assert failed_body["data"]["status"] == "FAILED"
+
+    # Stripe's retry of the open invoice pays it: a new successful charge, active again.
+    [invoice] = [
+        i
+        for i in stripe_delivers.control("GET", "deliveries")["data"]
+        if i["event_type"] == "invoice.payment_failed"
+    ]
+    event = _event(stripe_delivers, invoice["event_id"])
+    invoice_id = event["data"]["object"]["id"]
+    stripe_delivers.control("POST", f"invoices/{invoice_id}/pay", {"outcome": "succeeded"})
+    rows = wait_for_payments(app, first_id, 3)
+    wait_for(
+        lambda: subscription_row(app, first_id)["status"] == "active", what="active after retry"
+    )
+    assert (rows[2]["reference"], rows[2]["status"]) == ("plan-bob-r2", "SUCCESS")
+    notified(app, receiver, 3)
+
+
+def _event(emulator, event_id: str) -> dict:
+    import requests
+
+    response = requests.get(
+        f"{emulator.url}/v1/events/{event_id}",
+        headers={"Authorization": f"Bearer {emulator.api_key}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def test_cancel_now_ends_it_at_the_psp_and_nothing_more_is_billed(
+    app, client, make_merchant, stripe_delivers, buy_subscription
+):
+    merchant, key = make_merchant()
+    first_id, sub = buy_subscription(merchant.id)
+    response = client.post(
+        f"/api/v1/subscriptions/{sub['public_id']}/cancel",
+        json={"at_period_end": False},
+        headers=auth_headers(key),
+    )
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["status"] == "cancelled"
+    assert body["cancelled_at"] is not None
+    psp = _get(stripe_delivers, f"/v1/subscriptions/{sub['psp_subscription_id']}")
+    assert psp["status"] == "canceled"
+
+    # The deleted event arrives afterwards and changes nothing; the clock bills nothing.
+    bill_next_period(stripe_delivers, sub)
+    wait_for_deliveries_done(stripe_delivers)
+    assert len(payments_of(app, first_id)) == 1
+    assert subscription_row(app, first_id)["status"] == "cancelled"
+
+    # Cancelling again answers the subscription as it is.
+    again = client.post(
+        f"/api/v1/subscriptions/{sub['public_id']}/cancel",
+        json={"at_period_end": True},
+        headers=auth_headers(key),
+    )
+    assert again.status_code == 200
+    assert again.get_json()["status"] == "cancelled"
+
+
+def test_cancel_at_period_end_keeps_it_until_then_and_the_psp_ends_it(
+    app, client, make_merchant, stripe_delivers, buy_subscription
+):
+    merchant, key = make_merchant()
+    first_id, sub = buy_subscription(merchant.id)
+    response = client.post(
+        f"/api/v1/subscriptions/{sub['public_id']}/cancel",
+        json={"at_period_end": True},
+        headers=auth_headers(key),
+    )
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert (body["status"], body["cancel_at_period_end"]) == ("active", True)
+    assert body["current_period_end"] == iso(sub["current_period_end"])
+
+    bill_next_period(stripe_delivers, sub)
+    ended = wait_for(
+        lambda: (s := subscription_row(app, first_id)) and s["status"] == "cancelled" and s,
+        what="customer.subscription.deleted at period end",
+    )
+    assert ended["ended_at"] is not None
+    wait_for_deliveries_done(stripe_delivers)
+    assert len(payments_of(app, first_id)) == 1
+
+
+def _get(emulator, path: str) -> dict:
+    import requests
+
+    response = requests.get(
+        emulator.url + path, headers={"Authorization": f"Bearer {emulator.api_key}"}, timeout=10
+    )
+    response.raise_for_status()
+    return response.json()
