@@ -55,9 +55,11 @@ def test_bought_then_renewed_twice_each_renewal_is_a_notified_payment(
     bill_next_period(stripe_delivers, sub)
     wait_for_payments(app, first_id, 2)
     sub = wait_for(
-        lambda: (s := subscription_row(app, first_id))
-        and s["current_period_end"] > first_period_end
-        and s,
+        lambda: (
+            (s := subscription_row(app, first_id))
+            and s["current_period_end"] > first_period_end
+            and s
+        ),
         what="the next period",
     )
     bill_next_period(stripe_delivers, sub)
