@@ -345,11 +345,12 @@ def test_a_request_whose_twin_is_still_working_gets_request_in_progress(
         )
         record.payment = payment
         db.session.commit()
+    saved_wait = app.config["IDEMPOTENCY_WAIT_SECONDS"]
     app.config["IDEMPOTENCY_WAIT_SECONDS"] = 0.3
     try:
         r = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "busy-1"))
     finally:
-        app.config.pop("IDEMPOTENCY_WAIT_SECONDS")
+        app.config["IDEMPOTENCY_WAIT_SECONDS"] = saved_wait
     assert r.status_code == 409
     assert r.get_json()["error"]["code"] == "REQUEST_IN_PROGRESS"
     assert r.headers["Retry-After"] == "1"
