@@ -52,6 +52,12 @@ ERROR_CODES: dict[str, ErrorSpec] = {
         422, "This Idempotency-Key was already used with a different request."
     ),
     "PSP_REJECTED": ErrorSpec(422, "The payment service provider rejected the payment."),
+    "INVALID_REFUND_AMOUNT": ErrorSpec(400, "A refund amount must be a positive integer."),
+    "REFUND_NOT_ALLOWED": ErrorSpec(409, "Only a SUCCESS payment can be refunded."),
+    "REFUND_AMOUNT_EXCEEDS_REMAINING": ErrorSpec(
+        422, "The refund amount is more than what remains refundable on the payment."
+    ),
+    "REFUND_REJECTED": ErrorSpec(422, "The payment service provider rejected the refund."),
     "RATE_LIMITED": ErrorSpec(429, "Too many requests; slow down.", True),
     "INTERNAL_ERROR": ErrorSpec(500, "Something went wrong on our side.", True),
     "PSP_ERROR": ErrorSpec(502, "The payment service provider answered with an error.", True),

@@ -4,6 +4,7 @@ from app.models.base import utcnow
 from app.models.events import Notification, NotificationAttempt, PspEvent, ReconciliationRun
 from app.models.merchant import ApiKey, AuditLog, Merchant, User
 from app.models.payment import IdempotencyRecord, Payment, PaymentConflict, PaymentStatusChange
+from app.models.refund import Refund
 from app.models.subscription import Subscription, SubscriptionCharge
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "PaymentStatusChange",
     "PspEvent",
     "ReconciliationRun",
+    "Refund",
     "Subscription",
     "SubscriptionCharge",
     "User",

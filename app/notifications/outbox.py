@@ -34,3 +34,34 @@ def add_payment_notification(payment: Payment) -> Notification | None:
     )
     db.session.add(notification)
     return notification
+
+
+REFUND_EVENT_TYPES = {"succeeded": "refund.succeeded", "failed": "refund.failed"}
+
+
+def add_refund_notification(payment: Payment, refund) -> Notification | None:
+    """Queue the notification of a refund's outcome (in the payment's order), frozen as now.
+
+    `data` is the refund, with the payment (its `refunded_amount` and `refunds`) embedded.
+    """
+    from app.refunds.serialize import refund_to_dict
+
+    event_type = REFUND_EVENT_TYPES.get(refund.status)
+    if event_type is None:
+        return None
+    now = utcnow()
+    message_id = public_id("msg_")
+    data = refund_to_dict(refund, payment_public_id=payment.public_id)
+    data["payment"] = payment_to_dict(payment)
+    notification = Notification(
+        public_id=message_id,
+        merchant_id=payment.merchant_id,
+        payment_id=payment.id,
+        event_type=event_type,
+        status_version=payment.status_version,
+        payload={"id": message_id, "type": event_type, "timestamp": iso(now), "data": data},
+        next_attempt_at=now,
+        created_at=now,
+    )
+    db.session.add(notification)
+    return notification

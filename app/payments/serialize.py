@@ -44,6 +44,7 @@ def payment_to_dict(payment: Payment, *, with_history: bool = False) -> dict:
         "created_at": iso(payment.created_at),
         "updated_at": iso(payment.updated_at),
     }
+    data["refunds"] = _refunds(payment)
     if with_history:
         data["status_history"] = [
             {
@@ -79,3 +80,19 @@ def _subscription_fields(payment: Payment) -> dict:
                 db.select(Payment.public_id).where(Payment.id == payment.parent_payment_id)
             ).scalar_one_or_none()
     return fields
+
+
+def _refunds(payment: Payment) -> list[dict]:
+    """The payment's refunds, oldest first; only a SUCCESS payment can have any (no query else)."""
+    if payment.status != "SUCCESS" or payment.id is None:
+        return []
+    from sqlalchemy import select
+
+    from app.extensions import db
+    from app.models import Refund
+    from app.refunds.serialize import refund_to_dict
+
+    rows = db.session.scalars(
+        select(Refund).where(Refund.payment_id == payment.id).order_by(Refund.id)
+    )
+    return [refund_to_dict(r, payment_public_id=payment.public_id) for r in rows]

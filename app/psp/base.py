@@ -91,6 +91,34 @@ class PspInvoice:
 
 
 @dataclass(frozen=True)
+class RefundRequest:
+    """What the PSP needs to refund (part of) one paid payment."""
+
+    refund_id: str  # PayBridge's public refund id, sent in metadata
+    payment_id: str  # PayBridge's public payment id, sent in metadata
+    payment_intent_id: str
+    idempotency_key: str  # derived from the refund: every retry reuses it
+    amount: int
+    currency: str
+    reason: str | None = None  # duplicate | fraudulent | requested_by_customer
+
+
+@dataclass(frozen=True)
+class PspRefund:
+    """The PSP's view of a refund, normalised."""
+
+    id: str
+    status: str  # pending | succeeded | failed | canceled | requires_action
+    amount: int
+    currency: str | None  # upper-case ISO 4217
+    payment_intent_id: str | None
+    charge_id: str | None
+    failure_reason: str | None
+    metadata: dict[str, str]
+    created_at: datetime | None  # naive UTC
+
+
+@dataclass(frozen=True)
 class PspEventData:
     """A verified PSP event: its id, type, creation time, and the session it is about."""
 
@@ -99,6 +127,8 @@ class PspEventData:
     created_at: datetime  # naive UTC
     session: CheckoutSession | None  # None when the event is not about a checkout session
     raw: dict  # the whole event as JSON, to store
+    # The refunds the event reports (a refund object, or a charge's refund list).
+    refunds: tuple[PspRefund, ...] = ()
     # Set when the event is about an invoice or a subscription (RECC renewals, cancellation).
     invoice: PspInvoice | None = None
     subscription: PspSubscription | None = None
@@ -159,6 +189,13 @@ class PaymentProvider(ABC):
     @abstractmethod
     def list_events(self, types: list[str], created_since: datetime) -> Iterator[PspEventData]:
         """The PSP's events of these types since a time (to catch up on missed webhooks)."""
+
+    @abstractmethod
+    def create_refund(self, request: RefundRequest) -> PspRefund:
+        """Refund (part of) a paid payment with the refund's own idempotency key."""
+
+    @abstractmethod
+    def retrieve_refund(self, refund_id: str) -> PspRefund: ...
 
     @abstractmethod
     def verify_webhook(self, payload: bytes, signature_header: str | None) -> PspEventData:

@@ -26,9 +26,11 @@ from app.psp.base import (
     PspInvalidState,
     PspInvoice,
     PspNotFound,
+    PspRefund,
     PspRejected,
     PspSubscription,
     PspUnavailable,
+    RefundRequest,
     WebhookVerificationError,
 )
 
@@ -179,6 +181,34 @@ def invoice_from_stripe(obj: Any) -> PspInvoice:
     )
 
 
+def refund_from_stripe(obj: Any) -> PspRefund:
+    """Normalise a Stripe refund (StripeObject) to the interface's PspRefund."""
+    currency = _field(obj, "currency")
+    metadata = _field(obj, "metadata")
+    items = metadata.to_dict() if hasattr(metadata, "to_dict") else dict(metadata or {})
+    return PspRefund(
+        id=obj["id"],
+        status=_field(obj, "status") or "pending",
+        amount=int(_field(obj, "amount") or 0),
+        currency=currency.upper() if currency else None,
+        payment_intent_id=_id_of(_field(obj, "payment_intent")),
+        charge_id=_id_of(_field(obj, "charge")),
+        failure_reason=_field(obj, "failure_reason"),
+        metadata={str(k): str(v) for k, v in items.items()},
+        created_at=from_unix(_field(obj, "created")),
+    )
+
+
+def _event_refunds(data_object: Any, kind: str | None) -> tuple[PspRefund, ...]:
+    """The refunds an event reports: its refund object, or the refund list of its charge."""
+    if kind == "refund":
+        return (refund_from_stripe(data_object),)
+    if kind == "charge":
+        listed = _field(_field(data_object, "refunds"), "data") or []
+        return tuple(refund_from_stripe(item) for item in listed)
+    return ()
+
+
 def event_from_stripe(event: Any, raw: dict | None = None) -> PspEventData:
     """Normalise a Stripe Event; the session (or invoice, or subscription) it is about is parsed."""
     data_object = _field(_field(event, "data"), "object")
@@ -192,6 +222,7 @@ def event_from_stripe(event: Any, raw: dict | None = None) -> PspEventData:
         raw=raw if raw is not None else event.to_dict(),
         invoice=invoice_from_stripe(data_object) if kind == "invoice" else None,
         subscription=subscription_from_stripe(data_object) if kind == "subscription" else None,
+        refunds=_event_refunds(data_object, kind),
     )
 
 
@@ -436,6 +467,32 @@ class StripeProvider(PaymentProvider):
                 return
             current = page
             page = self._call(operation, current.next_page)
+
+    def create_refund(self, request: RefundRequest) -> PspRefund:
+        """Refund (part of) the payment intent with the refund's own idempotency key."""
+        params: dict[str, Any] = {
+            "payment_intent": request.payment_intent_id,
+            "amount": request.amount,
+            "metadata": {
+                "paybridge_refund_id": request.refund_id,
+                "paybridge_payment_id": request.payment_id,
+            },
+        }
+        if request.reason:
+            params["reason"] = request.reason
+        refund = self._call(
+            "create_refund",
+            lambda: self.client.v1.refunds.create(
+                params=params, options={"idempotency_key": request.idempotency_key}
+            ),
+            creating=True,
+        )
+        return refund_from_stripe(refund)
+
+    def retrieve_refund(self, refund_id: str) -> PspRefund:
+        """The refund's current state."""
+        refund = self._call("retrieve_refund", lambda: self.client.v1.refunds.retrieve(refund_id))
+        return refund_from_stripe(refund)
 
     def verify_webhook(self, payload: bytes, signature_header: str | None) -> PspEventData:
         """Check Stripe-Signature against each configured secret (rotation), then parse."""

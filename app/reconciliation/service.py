@@ -46,6 +46,7 @@ from app.reconciliation.gate import PspGate
 from app.reconciliation.lock import LockLost, RunLock
 from app.reconciliation.ratelimit import RateCap
 from app.reconciliation.reconciler import OutOfTime, Reconciler, describe_error
+from app.refunds.reconcile import check_refunds
 from app.subscriptions.reconcile import reconcile_subscriptions
 from app.tasks import get_redis
 
@@ -282,6 +283,7 @@ def _execute(config, run: ReconciliationRun, lock: RunLock | None) -> Reconcilia
         _phase(reconciler, "events", lambda: reconciler.catch_up_events(since))
         _phase(reconciler, "payments", lambda: reconciler.check_stale_payments(stale_after))
         _phase(reconciler, "sessions", lambda: reconciler.compare_sessions(started - lookback))
+        _phase(reconciler, "refunds", lambda: check_refunds(reconciler, stale_after))
         _phase(reconciler, "subscriptions", lambda: reconcile_subscriptions(reconciler))
     except LockLost as exc:
         status, error_text = ReconciliationRun.STATUS_FAILED, str(exc)

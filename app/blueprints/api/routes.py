@@ -15,12 +15,15 @@ from app.blueprints.api.schemas import (
     PaymentListQuerySchema,
     PaymentListSchema,
     PaymentSchema,
+    RefundCreateSchema,
+    RefundSchema,
     SubscriptionCancelSchema,
     SubscriptionSchema,
 )
 from app.payments import service
 from app.payments.serialize import payment_to_dict
 from app.payments.status import StatusSource
+from app.refunds import service as refunds  # at app creation: registers refund event handlers
 
 PUBLIC_ENDPOINTS = {"api.docs"}
 SECURITY = [{"bearerAuth": []}, {"basicAuth": []}]
@@ -158,6 +161,46 @@ class CancelSubscription(MethodView):
             subscription.id, at_period_end=data["at_period_end"]
         )
         return jsonify(subscription_to_dict(subscription, with_payments=True))
+
+
+@bp.route("/payments/<string:payment_id>/refunds")
+class PaymentRefunds(MethodView):
+    @bp.doc(
+        security=SECURITY,
+        parameters=[IDEMPOTENCY_HEADER],
+        requestBody={
+            "required": False,
+            "content": {"application/json": {"schema": RefundCreateSchema}},
+        },
+    )
+    @bp.response(201, RefundSchema, description="Submitted to the PSP (pending or succeeded)")
+    @bp.alt_response(
+        202,
+        schema=RefundSchema,
+        description="Accepted and reserved, PSP not reachable yet: pending, submitted by a "
+        "retry with the same Idempotency-Key or by reconciliation",
+    )
+    @_errors(400, 401, 404, 409, 415, 422)
+    def post(self, payment_id: str):
+        """Refund a SUCCESS payment, fully (no amount) or partly (exactly once per key)."""
+        result = refunds.submit_refund(
+            current_merchant_id(),
+            payment_id,
+            _optional_json_object(),
+            idempotency_key=request.headers.get("Idempotency-Key"),
+        )
+        response = jsonify(result.body)
+        response.status_code = result.status
+        if result.replayed:
+            response.headers[refunds.REPLAYED_HEADER] = "true"
+        return response
+
+
+def _optional_json_object() -> dict:
+    """The JSON object body, or {} when there is no body at all (a full refund)."""
+    if not request.get_data(cache=True).strip():
+        return {}
+    return bp.ARGUMENTS_PARSER.load_json(request, None)
 
 
 def docs():

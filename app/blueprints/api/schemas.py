@@ -17,11 +17,49 @@ __all__ = [
     "PaymentListQuerySchema",
     "PaymentListSchema",
     "PaymentSchema",
+    "RefundCreateSchema",
+    "RefundSchema",
     "SubscriptionCancelSchema",
     "SubscriptionSchema",
 ]
 
 STATUSES = [s.value for s in PaymentStatus]
+REFUND_STATUSES = ["pending", "succeeded", "failed"]
+REFUND_REASONS = ["duplicate", "fraudulent", "requested_by_customer"]
+
+
+class RefundCreateSchema(Schema):
+    """Body of POST /payments/{id}/refunds; it may be empty (a full refund of what remains)."""
+
+    amount = fields.Integer(
+        metadata={
+            "description": "Minor units, at least 1; default: everything that remains "
+            "(the amount minus succeeded and pending refunds)."
+        }
+    )
+    reason = fields.String(validate=validate.OneOf(REFUND_REASONS))
+
+
+class RefundSchema(Schema):
+    """A refund as client apps see it (also the `data` of refund notifications)."""
+
+    id = fields.String(metadata={"example": "re_9Kd2Lx0QpZr7Vb3nM1tYc8Hq"})
+    object = fields.Constant("refund")
+    payment_id = fields.String()
+    amount = fields.Integer(metadata={"description": "Minor units."})
+    currency = fields.String()
+    status = fields.String(validate=validate.OneOf(REFUND_STATUSES))
+    reason = fields.String(allow_none=True, validate=validate.OneOf(REFUND_REASONS))
+    failure_reason = fields.String(allow_none=True)
+    psp = fields.String()
+    psp_refund_id = fields.String(
+        allow_none=True, metadata={"description": "Null until the PSP has accepted it."}
+    )
+    source = fields.String(metadata={"description": "api or dashboard."})
+    created_at = fields.String(metadata={"description": "ISO 8601, UTC."})
+    updated_at = fields.String(metadata={"description": "ISO 8601, UTC."})
+    completed_at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
+
 
 
 class PaymentSchema(Schema):
@@ -53,7 +91,10 @@ class PaymentSchema(Schema):
     expires_at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
     failure_code = fields.String(allow_none=True)
     failure_message = fields.String(allow_none=True)
-    refunded_amount = fields.Integer()
+    refunded_amount = fields.Integer(
+        metadata={"description": "Sum of the succeeded refunds; the payment stays SUCCESS."}
+    )
+    refunds = fields.List(fields.Nested(RefundSchema), metadata={"description": "Oldest first."})
     subscription_id = fields.String(
         allow_none=True, metadata={"description": "RECC: the subscription this payment is of."}
     )

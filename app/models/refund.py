@@ -1,0 +1,79 @@
+"""Refunds: their own records against a SUCCESS payment (issue 6)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import Timestamp, public_id, utcnow
+from app.models.payment import Payment
+
+REFUND_ID_PREFIX = "re_"
+
+_BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def new_refund_id() -> str:
+    return public_id(REFUND_ID_PREFIX)
+
+
+class Refund(db.Model):
+    """One refund of (part of) a payment.
+
+    Created `pending` (its amount reserved against the payment) before the PSP is called;
+    `succeeded` or `failed` once the PSP says so. A failed refund gives its amount back.
+    """
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount > 0", name="refund_amount_positive"),
+        Index("ix_refunds_payment", "payment_id", "id"),
+        Index("ix_refunds_status_updated", "status", "updated_at"),
+        Index("ix_refunds_merchant_created", "merchant_id", "created_at"),
+    )
+
+    STATUS_PENDING = "pending"
+    STATUS_SUCCEEDED = "succeeded"
+    STATUS_FAILED = "failed"
+    STATUSES = (STATUS_PENDING, STATUS_SUCCEEDED, STATUS_FAILED)
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_refund_id)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"))
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(10), default=STATUS_PENDING)
+    reason: Mapped[str | None] = mapped_column(String(30))
+    # api | dashboard: who asked for it.
+    source: Mapped[str] = mapped_column(String(10), default="api")
+    psp: Mapped[str] = mapped_column(String(20), default="stripe")
+    psp_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    failure_reason: Mapped[str | None] = mapped_column(String(100))
+    # The Idempotency-Key record of the request that created it (None without a key).
+    idempotency_record_id: Mapped[int | None] = mapped_column(
+        ForeignKey("idempotency_keys.id", ondelete="SET NULL"), unique=True
+    )
+    # PSP submission attempts, and the last error that left it unsubmitted.
+    psp_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_psp_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(Timestamp)
+
+    payment: Mapped[Payment] = relationship()
+
+    @property
+    def psp_idempotency_key(self) -> str:
+        """The key for creating this refund at the PSP: every retry reuses it."""
+        return f"paybridge-refund-{self.public_id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != self.STATUS_PENDING
+
+    def __repr__(self) -> str:
+        return f"<Refund {self.public_id} {self.amount} {self.status}>"

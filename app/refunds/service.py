@@ -1,0 +1,580 @@
+"""Refunding SUCCESS payments, exactly once, never more than was paid.
+
+The order of work (issue 6):
+
+1. validate; lock the payment row (SELECT … FOR UPDATE); check it is SUCCESS and that the amount
+   fits in what remains: the amount paid minus every refund that is `pending` or `succeeded`.
+   A pending refund reserves its amount, so however many requests race, their sum can never
+   pass the amount paid. Insert the refund `pending` (with its Idempotency-Key record); commit.
+2. call the PSP outside any transaction, with an idempotency key derived from the refund's id.
+3. lock the payment and the refund, record the PSP's refund id and status; commit.
+
+The PSP refusing → the refund is `failed` (its amount released) and the client is notified.
+The PSP unreachable → it stays `pending` without a PSP id: a retry with the same Idempotency-Key,
+or reconciliation, submits it again with the same PSP key, so the PSP makes one refund at most.
+`payment.refunded_amount` is the sum of the succeeded refunds only; the payment stays SUCCESS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, replace
+
+from flask import current_app
+from prometheus_client import Counter
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from app.errors import PayBridgeError
+from app.extensions import db
+from app.models import IdempotencyRecord, Payment, Refund, utcnow
+from app.notifications.outbox import add_refund_notification
+from app.payments import idempotency
+from app.payments.service import (
+    POLL_INTERVAL_SECONDS,
+    REPLAYED_HEADER,
+    _error_from,
+    _lease_seconds,
+    get_payment,
+)
+from app.payments.state import lock_payment
+from app.payments.status import PaymentStatus, StatusSource
+from app.psp import PspError, PspRejected, get_provider
+from app.psp.base import PspRefund, RefundRequest
+from app.refunds import events  # noqa: F401  (registers the refund webhook handlers)
+from app.refunds.serialize import refund_to_dict
+
+log = logging.getLogger(__name__)
+
+__all__ = ["REPLAYED_HEADER", "RefundResult", "create_refund", "submit_refund"]
+
+REFUNDS = Counter(
+    "paybridge_refunds_total",
+    "Refund requests and outcomes (requested, refused, submitted, psp_unavailable, "
+    "succeeded, failed)",
+    ["outcome"],
+)
+REFUNDED_MINOR_UNITS = Counter(
+    "paybridge_refunded_minor_units_total", "Amount of succeeded refunds", ["currency"]
+)
+
+CREATE_METHOD = "POST"
+# The reasons Stripe accepts; anything else would be refused by the PSP.
+REASONS = ("duplicate", "fraudulent", "requested_by_customer")
+ALLOWED_PARAMS = frozenset({"amount", "reason"})
+MAX_AMOUNT = 99_999_999
+# What a PSP refund status means for ours (pending / requires_action: not decided yet).
+_PSP_TARGETS = {
+    "succeeded": Refund.STATUS_SUCCEEDED,
+    "failed": Refund.STATUS_FAILED,
+    "canceled": Refund.STATUS_FAILED,
+}
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    """The answer to a refund request: the refund and the response that describes it."""
+
+    refund: Refund
+    status: int
+    body: dict
+    replayed: bool = False
+
+
+def refund_path(payment_public_id: str) -> str:
+    return f"/api/v1/payments/{payment_public_id}/refunds"
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+
+def validate_refund_params(params: dict | None) -> dict:
+    """{"amount": int | None, "reason": str | None}, or VALIDATION_ERROR / INVALID_REFUND_AMOUNT."""
+    params = params or {}
+    unknown = sorted(set(params) - ALLOWED_PARAMS)
+    if unknown:
+        raise PayBridgeError(
+            "VALIDATION_ERROR",
+            f"Unknown field(s): {', '.join(unknown)}.",
+            param=unknown[0],
+            details={name: ["Unknown field."] for name in unknown},
+        )
+    amount = params.get("amount")
+    if amount is not None:
+        if isinstance(amount, bool) or not isinstance(amount, int):
+            raise PayBridgeError(
+                "VALIDATION_ERROR",
+                "amount must be an integer in minor units (e.g. 1050 for 10.50).",
+                param="amount",
+                details={"amount": ["Not a valid integer."]},
+            )
+        if amount <= 0:
+            raise PayBridgeError(
+                "INVALID_REFUND_AMOUNT",
+                f"amount must be at least 1 (minor units); got {amount}.",
+                param="amount",
+            )
+        if amount > MAX_AMOUNT:
+            raise PayBridgeError(
+                "INVALID_REFUND_AMOUNT", f"amount must be at most {MAX_AMOUNT}.", param="amount"
+            )
+    reason = params.get("reason")
+    if reason is not None and reason not in REASONS:
+        raise PayBridgeError(
+            "VALIDATION_ERROR",
+            f"reason must be one of {', '.join(REASONS)}.",
+            param="reason",
+            details={"reason": [f"Must be one of: {', '.join(REASONS)}."]},
+        )
+    return {"amount": amount, "reason": reason}
+
+
+def fingerprint(payment_public_id: str, data: dict) -> str:
+    canonical = json.dumps({"payment": payment_public_id, **data}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# -- create -------------------------------------------------------------------------------------
+
+
+def create_refund(
+    merchant_id: int,
+    payment_public_id: str,
+    params: dict | None,
+    *,
+    idempotency_key: str | None,
+    source: StatusSource = StatusSource.API,
+) -> Refund:
+    """Refund (part of) one of the merchant's SUCCESS payments; returns the refund."""
+    return submit_refund(
+        merchant_id, payment_public_id, params, idempotency_key=idempotency_key, source=source
+    ).refund
+
+
+def submit_refund(
+    merchant_id: int,
+    payment_public_id: str,
+    params: dict | None,
+    *,
+    idempotency_key: str | None,
+    source: StatusSource = StatusSource.API,
+) -> RefundResult:
+    """create_refund for the API: also the (possibly replayed) HTTP status and body.
+
+    201: submitted to the PSP (status pending or succeeded); 202: accepted and its amount
+    reserved, but the PSP could not be reached — a retry with the same key or reconciliation
+    submits it.
+    """
+    data = validate_refund_params(params)
+    key = idempotency.check_key(idempotency_key)
+    payment = get_payment(merchant_id, payment_public_id)
+    payment_id, public_id = payment.id, payment.public_id
+    request_fingerprint = fingerprint(public_id, data)
+    db.session.commit()  # end the read: the decision is taken on the locked row only
+    for attempt in range(3):
+        try:
+            return _create_once(
+                merchant_id, payment_id, public_id, data, key, request_fingerprint, source
+            )
+        except _Deadlock as exc:
+            # InnoDB chose this transaction as a deadlock victim: nothing was written.
+            if attempt == 2:
+                raise exc.__cause__ from None
+    raise AssertionError("unreachable")
+
+
+class _Deadlock(Exception):
+    """The reserving transaction lost a deadlock; it wrote nothing."""
+
+
+def _is_deadlock(exc: OperationalError) -> bool:
+    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+    return code in (1205, 1213)
+
+
+def _create_once(
+    merchant_id: int,
+    payment_id: int,
+    public_id: str,
+    data: dict,
+    key: str | None,
+    request_fingerprint: str,
+    source: StatusSource,
+) -> RefundResult:
+    path = refund_path(public_id)
+    if key:
+        record = idempotency.find(merchant_id, key)
+        if record is not None:
+            return _resume(record, path, request_fingerprint)
+    try:
+        payment = lock_payment(payment_id)
+        amount = _check_refundable(payment, data["amount"])
+        record = None
+        if key:
+            record = idempotency.new_record(
+                merchant_id,
+                key,
+                method=CREATE_METHOD,
+                path=path,
+                request_fingerprint=request_fingerprint,
+            )
+            record.payment_id = payment.id
+            db.session.flush()
+        refund = Refund(
+            payment_id=payment.id,
+            merchant_id=payment.merchant_id,
+            amount=amount,
+            currency=payment.currency,
+            status=Refund.STATUS_PENDING,
+            reason=data["reason"],
+            source=source.value,
+            psp=payment.psp,
+            idempotency_record_id=record.id if record else None,
+            created_at=utcnow(),
+        )
+        db.session.add(refund)
+        db.session.commit()
+    except PayBridgeError:
+        db.session.rollback()
+        REFUNDS.labels("refused").inc()
+        raise
+    except IntegrityError:
+        db.session.rollback()
+        # A twin request with the same key committed first: answer as it does.
+        record = idempotency.find(merchant_id, key) if key else None
+        if record is None:
+            raise
+        return _resume(record, path, request_fingerprint)
+    except OperationalError as exc:
+        db.session.rollback()
+        if not _is_deadlock(exc):
+            raise
+        raise _Deadlock() from exc
+    REFUNDS.labels("requested").inc()
+    log.info(
+        "refund %s of %s %s on payment %s reserved (source=%s)",
+        refund.public_id,
+        amount,
+        refund.currency,
+        public_id,
+        source,
+    )
+    refund, response = _submit(refund.id, record.id if record else None)
+    return _as_result(refund, response)
+
+
+def _check_refundable(payment: Payment, requested: int | None) -> int:
+    """The amount to refund, decided on the locked payment; raises when it cannot be."""
+    if payment.status != PaymentStatus.SUCCESS:
+        raise PayBridgeError(
+            "REFUND_NOT_ALLOWED",
+            f"Only a SUCCESS payment can be refunded; {payment.public_id} is {payment.status}.",
+            details={"payment_id": payment.public_id, "status": payment.status},
+        )
+    remaining = payment.amount - reserved_amount(payment.id)
+    amount = remaining if requested is None else requested
+    if remaining <= 0 or amount > remaining:
+        what = "Nothing remains to refund" if remaining <= 0 else f"Only {remaining} remains"
+        raise PayBridgeError(
+            "REFUND_AMOUNT_EXCEEDS_REMAINING",
+            f"{what} on {payment.public_id} (amount {payment.amount}, refunded or pending "
+            f"{payment.amount - remaining}).",
+            param="amount",
+            details={
+                "payment_id": payment.public_id,
+                "amount": payment.amount,
+                "remaining": max(remaining, 0),
+            },
+        )
+    return amount
+
+
+def reserved_amount(payment_id: int) -> int:
+    """Sum of the payment's pending and succeeded refunds, by a locking read.
+
+    A locking read sees the latest committed rows whatever the transaction's snapshot, so a
+    refund committed by a request that held the payment lock just before is always counted.
+    """
+    amounts = db.session.scalars(
+        select(Refund.amount)
+        .where(
+            Refund.payment_id == payment_id,
+            Refund.status.in_((Refund.STATUS_PENDING, Refund.STATUS_SUCCEEDED)),
+        )
+        .with_for_update()
+    ).all()
+    return sum(amounts)
+
+
+def remaining_amount(payment: Payment) -> int:
+    """What could still be refunded now (a plain read; the create path decides under lock)."""
+    if payment.status != PaymentStatus.SUCCESS:
+        return 0
+    amounts = db.session.scalars(
+        select(Refund.amount).where(
+            Refund.payment_id == payment.id,
+            Refund.status.in_((Refund.STATUS_PENDING, Refund.STATUS_SUCCEEDED)),
+        )
+    ).all()
+    return max(payment.amount - sum(amounts), 0)
+
+
+def _refund_of_record(record_id: int) -> Refund | None:
+    return db.session.execute(
+        select(Refund)
+        .where(Refund.idempotency_record_id == record_id)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def _resume(record: IdempotencyRecord, path: str, request_fingerprint: str) -> RefundResult:
+    """A request with a known key: replay its refund, finish submitting it, or wait."""
+    if not idempotency.matches(
+        record, method=CREATE_METHOD, path=path, request_fingerprint=request_fingerprint
+    ):
+        raise PayBridgeError("IDEMPOTENCY_KEY_REUSED", param="Idempotency-Key")
+    deadline = time.monotonic() + float(current_app.config["IDEMPOTENCY_WAIT_SECONDS"])
+    while True:
+        stored = idempotency.stored_response(record)
+        refund = _refund_of_record(record.id)
+        if stored is not None:
+            if stored.status >= 400 or refund is None:
+                raise _error_from(stored, replayed=True)
+            # The same refund, as it is now (it may have succeeded or failed since).
+            return RefundResult(refund, stored.status, refund_to_dict(refund), replayed=True)
+        if refund is None:  # cannot be: the record and its refund commit together
+            raise PayBridgeError("INTERNAL_ERROR", "The refund of this Idempotency-Key is missing.")
+        claimable = record.state == idempotency.STATE_RETRYABLE or idempotency.lease_expired(
+            record, lease_seconds=_lease_seconds(), now=utcnow()
+        )
+        if claimable and idempotency.claim(record.id, lease_seconds=_lease_seconds()):
+            # The previous attempt could not reach the PSP, or died: submit it, same PSP key.
+            refund, response = _submit(refund.id, record.id)
+            return _as_result(refund, response)
+        if time.monotonic() >= deadline:
+            raise PayBridgeError(
+                "REQUEST_IN_PROGRESS",
+                details={"refund_id": refund.public_id},
+                headers={"Retry-After": "1"},
+            )
+        db.session.rollback()  # end the snapshot so the next read sees the owner's commit
+        time.sleep(POLL_INTERVAL_SECONDS)
+        record = idempotency.find(record.merchant_id, record.idempotency_key)
+
+
+def _as_result(refund: Refund, response: idempotency.StoredResponse) -> RefundResult:
+    if response.status >= 400:
+        raise _error_from(response)
+    return RefundResult(refund, response.status, response.body)
+
+
+# -- the PSP call -------------------------------------------------------------------------------
+
+
+def _submit(
+    refund_id: int, record_id: int | None, *, source: StatusSource = StatusSource.API
+) -> tuple[Refund, idempotency.StoredResponse]:
+    """Create the refund at the PSP (same key every time) and record its answer; commits.
+
+    Completes the idempotency record with the answer, or hands it back (retryable) when the
+    PSP could not be reached.
+    """
+    refund = db.session.get(Refund, refund_id, populate_existing=True)
+    if refund.status != Refund.STATUS_PENDING or refund.psp_refund_id:
+        response = _response(refund)  # already submitted (by reconciliation or a twin)
+        if record_id is not None:
+            idempotency.complete(record_id, response)
+        db.session.commit()
+        return refund, response
+    payment = refund.payment
+    request = RefundRequest(
+        refund_id=refund.public_id,
+        payment_id=payment.public_id,
+        payment_intent_id=payment.psp_payment_intent_id or "",
+        idempotency_key=refund.psp_idempotency_key,
+        amount=refund.amount,
+        currency=payment.currency,
+        reason=refund.reason,
+    )
+    session_id, psp = payment.psp_session_id, refund.psp
+    db.session.commit()  # no transaction stays open while the PSP is called
+
+    provider = get_provider(psp)
+    try:
+        if not request.payment_intent_id:
+            # Learned from the session when no event carried it (e.g. paid via the return page).
+            session = provider.retrieve_checkout_session(session_id)
+            if not session.payment_intent_id:
+                raise PspRejected(
+                    "the PSP session has no payment intent to refund", code="no_payment_intent"
+                )
+            request = replace(request, payment_intent_id=session.payment_intent_id)
+        psp_refund = provider.create_refund(request)
+    except PspRejected as exc:
+        return _record_rejection(refund_id, exc, record_id=record_id)
+    except PspError as exc:
+        return _record_unsubmitted(refund_id, exc, record_id=record_id)
+    REFUNDS.labels("submitted").inc()
+    return _record_submitted(refund_id, psp_refund, record_id=record_id, source=source)
+
+
+def _response(refund: Refund, status: int = 201) -> idempotency.StoredResponse:
+    return idempotency.StoredResponse(status, refund_to_dict(refund))
+
+
+def lock_refund(refund_id: int) -> Refund:
+    """The refund with a row lock; lock its payment first (always payment, then refund)."""
+    stmt = (
+        select(Refund)
+        .where(Refund.id == refund_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return db.session.execute(stmt).scalar_one()
+
+
+def _locked_pair(refund_id: int) -> tuple[Payment, Refund]:
+    payment_id = db.session.scalar(select(Refund.payment_id).where(Refund.id == refund_id))
+    payment = lock_payment(payment_id)
+    return payment, lock_refund(refund_id)
+
+
+def _record_submitted(
+    refund_id: int, psp_refund: PspRefund, *, record_id: int | None, source: StatusSource
+) -> tuple[Refund, idempotency.StoredResponse]:
+    payment, refund = _locked_pair(refund_id)
+    if refund.psp_refund_id is None:
+        refund.psp_refund_id = psp_refund.id
+    refund.psp_attempts += 1
+    refund.last_psp_error = None
+    refund.updated_at = utcnow()
+    apply_psp_refund(payment, refund, psp_refund, via=source.value)
+    response = _response(refund)
+    if record_id is not None:
+        idempotency.complete(record_id, response)
+    db.session.commit()
+    log.info(
+        "refund %s submitted to the PSP as %s: %s", refund.public_id, psp_refund.id, refund.status
+    )
+    return refund, response
+
+
+def _record_rejection(
+    refund_id: int, exc: PspRejected, *, record_id: int | None
+) -> tuple[Refund, idempotency.StoredResponse]:
+    payment, refund = _locked_pair(refund_id)
+    refund.psp_attempts += 1
+    code = (exc.code or "psp_rejected")[:100]
+    if refund.status == Refund.STATUS_PENDING and refund.psp_refund_id is None:
+        refund.last_psp_error = exc.message[:500]
+        _finish(payment, refund, Refund.STATUS_FAILED, failure_reason=code)
+    error = PayBridgeError(
+        "REFUND_REJECTED",
+        f"The payment service provider rejected the refund ({code}): {exc.message}"[:1000],
+        details={
+            "refund_id": refund.public_id,
+            "payment_id": payment.public_id,
+            "psp_code": code,
+            "status": refund.status,
+        },
+    )
+    response = idempotency.StoredResponse(error.status, error.to_dict())
+    if record_id is not None:
+        idempotency.complete(record_id, response)
+    db.session.commit()
+    log.warning("refund %s rejected by the PSP: %s", refund.public_id, code)
+    return refund, response
+
+
+def _record_unsubmitted(
+    refund_id: int, exc: PspError, *, record_id: int | None
+) -> tuple[Refund, idempotency.StoredResponse]:
+    """The PSP could not be reached (or its answer was lost): stays pending, amount reserved."""
+    db.session.rollback()
+    refund = lock_refund(refund_id)
+    refund.psp_attempts += 1
+    refund.last_psp_error = f"{type(exc).__name__}: {exc.code or ''} {exc.message}"[:500]
+    refund.updated_at = utcnow()
+    if record_id is not None:
+        idempotency.release(record_id)
+    db.session.commit()
+    REFUNDS.labels("psp_unavailable").inc()
+    log.warning(
+        "refund %s stays pending unsubmitted: PSP unavailable (%s)", refund.public_id, exc.code
+    )
+    return refund, _response(refund, 202)
+
+
+# -- applying the PSP's word --------------------------------------------------------------------
+
+
+def apply_psp_refund(
+    payment: Payment, refund: Refund, psp_refund: PspRefund, *, via: str
+) -> str | None:
+    """Move a locked refund to what the PSP reports; returns "old -> new" or None (no change).
+
+    pending → succeeded | failed, and succeeded → failed (a PSP can fail a refund it had
+    confirmed: the money comes back, so the refunded amount shrinks again). failed is final.
+    """
+    target = _PSP_TARGETS.get(psp_refund.status)
+    if target is None or target == refund.status or refund.status == Refund.STATUS_FAILED:
+        return None
+    if refund.status == Refund.STATUS_SUCCEEDED and target != Refund.STATUS_FAILED:
+        return None
+    before = refund.status
+    failure = psp_refund.failure_reason or (psp_refund.status if target == "failed" else None)
+    _finish(payment, refund, target, failure_reason=failure)
+    log.info("refund %s: %s -> %s (via %s)", refund.public_id, before, target, via)
+    return f"{before} -> {target}"
+
+
+def _finish(payment: Payment, refund: Refund, target: str, *, failure_reason: str | None) -> None:
+    """Record a refund's outcome on the locked pair, with its notification (same transaction)."""
+    before = refund.status
+    now = utcnow()
+    if target == Refund.STATUS_SUCCEEDED:
+        payment.refunded_amount += refund.amount
+        REFUNDED_MINOR_UNITS.labels(refund.currency).inc(refund.amount)
+    elif before == Refund.STATUS_SUCCEEDED:
+        payment.refunded_amount -= refund.amount
+    if target == Refund.STATUS_FAILED:
+        refund.failure_reason = (failure_reason or "unknown")[:100]
+    refund.status = target
+    refund.completed_at = now
+    refund.updated_at = now
+    payment.updated_at = now
+    db.session.flush()
+    add_refund_notification(payment, refund)
+    REFUNDS.labels(target).inc()
+
+
+def refund_mismatch(refund: Refund, psp_refund: PspRefund) -> str | None:
+    """Why this PSP refund cannot be this refund, or None when the facts agree."""
+    problems = []
+    if refund.psp_refund_id and refund.psp_refund_id != psp_refund.id:
+        problems.append(f"the refund's PSP id is {refund.psp_refund_id}, not {psp_refund.id}")
+    claimed = psp_refund.metadata.get("paybridge_refund_id")
+    if claimed and claimed != refund.public_id:
+        problems.append(f"metadata.paybridge_refund_id {claimed!r} is not {refund.public_id}")
+    if psp_refund.amount != refund.amount:
+        problems.append(f"amount {psp_refund.amount} is not {refund.amount}")
+    if psp_refund.currency and psp_refund.currency.upper() != refund.currency.upper():
+        problems.append(f"currency {psp_refund.currency} is not {refund.currency}")
+    return "; ".join(problems) or None
+
+
+def submit_pending(refund_id: int) -> tuple[Refund, int]:
+    """Submit a refund still without PSP id (reconciliation); returns it and the HTTP-ish code."""
+    refund, response = _submit(refund_id, None, source=StatusSource.RECON)
+    return refund, response.status
+
+
+def refunds_of(payment_id: int) -> list[Refund]:
+    return list(
+        db.session.scalars(
+            select(Refund).where(Refund.payment_id == payment_id).order_by(Refund.id)
+        )
+    )
