@@ -196,13 +196,20 @@ class SubscriptionSchema(Schema):
     )
 
 
+class StrictBoolean(fields.Boolean):
+    """A JSON true or false only: 1, "yes" or null is not a decision to cancel."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class SubscriptionCancelSchema(Schema):
     """POST /api/v1/subscriptions/{id}/cancel."""
 
-    at_period_end = fields.Boolean(
+    at_period_end = StrictBoolean(
         required=True,
-        truthy={True},
-        falsy={False},
         metadata={
             "description": "true: it ends when the paid period ends (no more charges); "
             "false: it ends now."

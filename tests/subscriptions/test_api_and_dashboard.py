@@ -1,0 +1,123 @@
+"""The subscription API's answers (tenancy, validation, a PSP that is down) and the
+dashboard's subscription pages."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Payment
+from tests.dashboard.support import login, make_user
+from tests.subscriptions.conftest import (
+    bill_next_period,
+    payments_of,
+    subscription_row,
+    wait_for_deliveries_done,
+    wait_for_payments,
+)
+from tests.support.api import auth_headers
+
+
+def test_another_merchant_sees_no_subscription_and_bad_requests_are_refused(
+    app, client, make_merchant, stripe_delivers, buy_subscription
+):
+    merchant, key = make_merchant("Shop A")
+    _, other_key = make_merchant("Shop B")
+    first_id, sub = buy_subscription(merchant.id)
+    url = f"/api/v1/subscriptions/{sub['public_id']}"
+
+    for response in (
+        client.get(url, headers=auth_headers(other_key)),
+        client.post(url + "/cancel", json={"at_period_end": False}, headers=auth_headers(other_key)),
+        client.get("/api/v1/subscriptions/subs_nope", headers=auth_headers(key)),
+    ):
+        assert response.status_code == 404
+        assert response.get_json()["error"]["code"] == "SUBSCRIPTION_NOT_FOUND"
+    assert client.get(url).status_code == 401
+
+    for body in ({}, {"at_period_end": "yes"}, {"at_period_end": 1}, {"at_period_end": None}):
+        response = client.post(url + "/cancel", json=body, headers=auth_headers(key))
+        assert response.status_code == 400, body
+        error = response.get_json()["error"]
+        assert error["code"] == "VALIDATION_ERROR"
+        assert "at_period_end" in error["details"]
+    response = client.post(url + "/cancel", data="x", headers=auth_headers(key))
+    assert response.status_code == 415
+    assert subscription_row(app, first_id)["status"] == "active"
+
+    # The payment API names the subscription on RECC payments only.
+    first = client.get(
+        f"/api/v1/payments/{payments_of(app, first_id)[0]['public_id']}",
+        headers=auth_headers(key),
+    ).get_json()
+    assert first["subscription_id"] == sub["public_id"]
+    assert first["psp_subscription_id"] == sub["psp_subscription_id"]
+    assert first["parent_payment_id"] is None
+
+
+def test_cancel_while_the_psp_is_down_changes_nothing_and_can_be_retried(
+    app, client, make_merchant, stripe_delivers, buy_subscription
+):
+    merchant, key = make_merchant()
+    first_id, sub = buy_subscription(merchant.id)
+    url = f"/api/v1/subscriptions/{sub['public_id']}/cancel"
+    stripe_delivers.control(
+        "POST", "faults", {"kind": "http_500", "count": 5, "path": "/v1/subscriptions"}
+    )
+    response = client.post(url, json={"at_period_end": False}, headers=auth_headers(key))
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "PSP_UNAVAILABLE"
+    assert response.headers["Retry-After"]
+    assert subscription_row(app, first_id)["status"] == "active"
+
+    stripe_delivers.control("DELETE", "faults")
+    app.extensions.pop("paybridge_psp", None)  # a fresh circuit breaker
+    response = client.post(url, json={"at_period_end": False}, headers=auth_headers(key))
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "cancelled"
+
+
+def test_dashboard_lists_subscriptions_and_shows_each_charge(
+    app, make_merchant, stripe_delivers, buy_subscription
+):
+    merchant, _ = make_merchant("Shop A")
+    other, _ = make_merchant("Shop B")
+    first_id, sub = buy_subscription(merchant.id, reference="plan-dash", amount=1234)
+    bill_next_period(stripe_delivers, sub)
+    rows = wait_for_payments(app, first_id, 2)
+    wait_for_deliveries_done(stripe_delivers)
+    sub = subscription_row(app, first_id)
+    make_user(app, merchant.id, "alice@shop-a.example")
+    make_user(app, other.id, "bob@shop-b.example")
+
+    alice = app.test_client()
+    assert login(alice, "alice@shop-a.example").status_code == 302
+    listing = alice.get("/dashboard/subscriptions")
+    assert listing.status_code == 200
+    html = listing.get_data(as_text=True)
+    assert sub["public_id"] in html
+    assert "active" in html
+    assert sub["current_period_end"].strftime("%Y-%m-%d %H:%M") in html
+    assert 'href="/dashboard/subscriptions"' in html  # the nav link
+
+    detail = alice.get(f"/dashboard/subscriptions/{sub['public_id']}")
+    assert detail.status_code == 200
+    page = detail.get_data(as_text=True)
+    for row in rows:
+        assert row["public_id"] in page
+    assert "plan-dash-r1" in page
+    assert "1 day" in page
+    assert re.search(r"12[.,]34", page)
+
+    bob = app.test_client()
+    assert login(bob, "bob@shop-b.example").status_code == 302
+    assert sub["public_id"] not in bob.get("/dashboard/subscriptions").get_data(as_text=True)
+    assert bob.get(f"/dashboard/subscriptions/{sub['public_id']}").status_code == 404
+
+    # A SALE payment is no subscription's.
+    with app.app_context():
+        first = db.session.execute(select(Payment).where(Payment.id == first_id)).scalar_one()
+        assert first.psp_subscription_id == sub["psp_subscription_id"]
+        db.session.remove()

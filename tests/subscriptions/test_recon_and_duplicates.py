@@ -1,0 +1,177 @@
+"""Each invoice charge is recorded once, however it arrives: a duplicate webhook, the same
+invoice under another event id, or reconciliation finding a renewal whose webhook was lost
+(and the late webhook afterwards). A lost cancellation is taken over by reconciliation too."""
+
+from __future__ import annotations
+
+import requests
+import stripe
+from sqlalchemy import func, select
+
+from app.extensions import db
+from app.models import Notification, PspEvent, SubscriptionCharge
+from app.psp.stripe_adapter import event_from_stripe
+from app.reconciliation.service import run_reconciliation
+from app.webhooks.processing import process_event
+from tests.subscriptions.conftest import (
+    bill_next_period,
+    payments_of,
+    read,
+    subscription_row,
+    wait_for,
+    wait_for_deliveries_done,
+    wait_for_payments,
+)
+
+
+def emulator_get(emulator, path: str, **params) -> dict:
+    response = requests.get(
+        emulator.url + path,
+        params=params,
+        headers={"Authorization": f"Bearer {emulator.api_key}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
+def renewal_invoice_event(emulator, psp_subscription_id: str) -> dict:
+    events = emulator_get(emulator, "/v1/events", type="invoice.paid", limit=100)["data"]
+    [event] = [
+        e
+        for e in events
+        if e["data"]["object"]["billing_reason"] == "subscription_cycle"
+        and e["data"]["object"]["parent"]["subscription_details"]["subscription"]
+        == psp_subscription_id
+    ]
+    return event
+
+
+def test_the_same_invoice_twice_records_one_renewal(
+    app, make_merchant, stripe_delivers, buy_subscription
+):
+    merchant, _ = make_merchant()
+    first_id, sub = buy_subscription(merchant.id)
+    bill_next_period(stripe_delivers, sub)
+    wait_for_payments(app, first_id, 2)
+    wait_for_deliveries_done(stripe_delivers)
+    event = renewal_invoice_event(stripe_delivers, sub["psp_subscription_id"])
+
+    # Stripe delivers the same event again: stored once, nothing more.
+    before = len(stripe_delivers.control("GET", "deliveries")["data"])
+    stripe_delivers.control("POST", f"events/{event['id']}/redeliver")
+    wait_for(
+        lambda: len(stripe_delivers.control("GET", "deliveries")["data"]) > before,
+        what="the redelivery",
+    )
+    wait_for_deliveries_done(stripe_delivers)
+
+    # The same invoice under another event id (the fact arriving another way): the invoice's
+    # charge key drops it.
+    copy = dict(event, id=event["id"] + "_copy")
+    with app.app_context():
+        stored = process_event(
+            event_from_stripe(stripe.Event.construct_from(copy, "sk_test"), copy)
+        )
+        assert stored.outcome == PspEvent.OUTCOME_IGNORED
+        assert "already recorded" in stored.detail
+        db.session.remove()
+
+    rows = payments_of(app, first_id)
+    assert [r["status"] for r in rows] == ["SUCCESS", "SUCCESS"]
+
+    def counts():
+        invoice_id = event["data"]["object"]["id"]
+        charges = db.session.scalar(
+            select(func.count())
+            .select_from(SubscriptionCharge)
+            .where(SubscriptionCharge.psp_invoice_id == invoice_id)
+        )
+        notifications = db.session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.payment_id == rows[1]["id"])
+        )
+        stored = db.session.scalar(
+            select(func.count()).select_from(PspEvent).where(PspEvent.event_id == event["id"])
+        )
+        return charges, notifications, stored
+
+    assert read(app, counts) == (1, 1, 1)
+
+
+def test_reconciliation_records_a_renewal_whose_webhook_was_lost(
+    app, make_merchant, stripe_delivers, buy_subscription
+):
+    merchant, _ = make_merchant()
+    first_id, sub = buy_subscription(merchant.id, reference="plan-lost")
+    wait_for_deliveries_done(stripe_delivers)
+    stripe_delivers.control("POST", "deliveries/pause")
+    bill_next_period(stripe_delivers, sub)
+    assert len(payments_of(app, first_id)) == 1  # PayBridge heard nothing
+
+    with app.app_context():
+        run = run_reconciliation(trigger="test")
+        assert run.status == "succeeded", run.error_text
+        lines = [d for d in run.details if d.get("action") == "renewal_recorded"]
+        db.session.remove()
+    rows = payments_of(app, first_id)
+    assert len(rows) == 2
+    renewal = rows[1]
+    assert (renewal["reference"], renewal["status"]) == ("plan-lost-r1", "SUCCESS")
+    assert [source for _, _, source in renewal["history"]] == ["recon"] * 3
+    assert [line["payment"] for line in lines] == [renewal["public_id"]]
+    assert read(
+        app,
+        lambda: db.session.scalar(
+            select(func.count())
+            .select_from(Notification)
+            .where(Notification.payment_id == renewal["id"])
+        ),
+    ) == 1
+    assert subscription_row(app, first_id)["current_period_end"] > sub["current_period_end"]
+
+    # The webhooks arrive late: recorded as events, no second renewal.
+    stripe_delivers.control("POST", "deliveries/resume")
+    wait_for_deliveries_done(stripe_delivers)
+    assert len(payments_of(app, first_id)) == 2
+    outcome = read(
+        app,
+        lambda: db.session.scalar(
+            select(PspEvent.outcome).where(PspEvent.event_type == "invoice.paid")
+            .order_by(PspEvent.id.desc()).limit(1)
+        ),
+    )  # fmt: skip
+    assert outcome == PspEvent.OUTCOME_IGNORED
+
+    # A second run finds nothing more to do.
+    with app.app_context():
+        again = run_reconciliation(trigger="test")
+        assert not [d for d in again.details if d.get("action") == "renewal_recorded"]
+        db.session.remove()
+    assert len(payments_of(app, first_id)) == 2
+
+
+def test_reconciliation_takes_over_a_cancellation_whose_webhook_was_lost(
+    app, make_merchant, stripe_delivers, buy_subscription
+):
+    merchant, _ = make_merchant()
+    first_id, sub = buy_subscription(merchant.id)
+    wait_for_deliveries_done(stripe_delivers)
+    stripe_delivers.control("POST", "deliveries/pause")
+    response = requests.delete(
+        f"{stripe_delivers.url}/v1/subscriptions/{sub['psp_subscription_id']}",
+        headers={"Authorization": f"Bearer {stripe_delivers.api_key}"},
+        timeout=10,
+    )
+    assert response.status_code == 200
+    assert subscription_row(app, first_id)["status"] == "active"
+
+    with app.app_context():
+        run = run_reconciliation(trigger="test")
+        assert run.status == "succeeded", run.error_text
+        db.session.remove()
+    ended = subscription_row(app, first_id)
+    assert ended["status"] == "cancelled"
+    assert ended["cancelled_at"] is not None
+    stripe_delivers.control("POST", "deliveries/resume")
