@@ -30,7 +30,9 @@ def test_another_merchant_sees_no_subscription_and_bad_requests_are_refused(
 
     for response in (
         client.get(url, headers=auth_headers(other_key)),
-        client.post(url + "/cancel", json={"at_period_end": False}, headers=auth_headers(other_key)),
+        client.post(
+            url + "/cancel", json={"at_period_end": False}, headers=auth_headers(other_key)
+        ),
         client.get("/api/v1/subscriptions/subs_nope", headers=auth_headers(key)),
     ):
         assert response.status_code == 404

@@ -121,14 +121,17 @@ def test_reconciliation_records_a_renewal_whose_webhook_was_lost(
     assert (renewal["reference"], renewal["status"]) == ("plan-lost-r1", "SUCCESS")
     assert [source for _, _, source in renewal["history"]] == ["recon"] * 3
     assert [line["payment"] for line in lines] == [renewal["public_id"]]
-    assert read(
-        app,
-        lambda: db.session.scalar(
-            select(func.count())
-            .select_from(Notification)
-            .where(Notification.payment_id == renewal["id"])
-        ),
-    ) == 1
+    assert (
+        read(
+            app,
+            lambda: db.session.scalar(
+                select(func.count())
+                .select_from(Notification)
+                .where(Notification.payment_id == renewal["id"])
+            ),
+        )
+        == 1
+    )
     assert subscription_row(app, first_id)["current_period_end"] > sub["current_period_end"]
 
     # The webhooks arrive late: recorded as events, no second renewal.
