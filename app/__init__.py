@@ -13,6 +13,11 @@ def create_app(config: Config | str | None = None) -> Flask:
         config = load_config(config)
     app.config.from_object(config)
     app.config["PAYBRIDGE_ENV"] = config.ENV_NAME
+    if app.config["PROXY_FIX_HOPS"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["PROXY_FIX_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
 

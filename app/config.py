@@ -66,6 +66,11 @@ class Config:
         self.CHECKOUT_SESSION_TTL_SECONDS = _env_int("CHECKOUT_SESSION_TTL_SECONDS", 3600)
         # How long a request waits for a concurrent one with the same Idempotency-Key to answer.
         self.IDEMPOTENCY_WAIT_SECONDS = _env_float("IDEMPOTENCY_WAIT_SECONDS", 5.0)
+        # Completed Idempotency-Keys are honoured this long (Stripe: at least 24 h).
+        self.IDEMPOTENCY_RETENTION_HOURS = _env_int("IDEMPOTENCY_RETENTION_HOURS", 48)
+        self.IDEMPOTENCY_PURGE_INTERVAL_SECONDS = _env_int(
+            "IDEMPOTENCY_PURGE_INTERVAL_SECONDS", 3600
+        )
         # Circuit breaker towards the PSP: after N consecutive failures, fail fast for T seconds.
         self.PSP_BREAKER_FAIL_MAX = _env_int("PSP_BREAKER_FAIL_MAX", 5)
         self.PSP_BREAKER_RESET_SECONDS = _env_int("PSP_BREAKER_RESET_SECONDS", 30)
@@ -76,6 +81,8 @@ class Config:
         )
         self.NOTIFY_TIMEOUT_SECONDS = _env_float("NOTIFY_TIMEOUT_SECONDS", 5.0)
         self.NOTIFY_SWEEP_INTERVAL_SECONDS = _env_int("NOTIFY_SWEEP_INTERVAL_SECONDS", 30)
+        # A queued notification still pending this long after it was due: its job was lost.
+        self.NOTIFY_LOST_JOB_SECONDS = _env_int("NOTIFY_LOST_JOB_SECONDS", 60)
 
         # Reconciliation.
         self.RECON_INTERVAL_SECONDS = _env_int("RECON_INTERVAL_SECONDS", 300)
@@ -101,6 +108,9 @@ class Config:
         self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
         self.RATELIMIT_SWALLOW_ERRORS = True
         self.LOG_LEVEL = _env("LOG_LEVEL", "INFO")
+        # Proxies in front of the app (load balancer): trust this many X-Forwarded-* hops, so
+        # audit IPs and generated URLs are the client's, not the proxy's.
+        self.PROXY_FIX_HOPS = _env_int("PROXY_FIX_HOPS", 0)
         self.SESSION_COOKIE_HTTPONLY = True
         self.SESSION_COOKIE_SAMESITE = "Lax"
         self.REMEMBER_COOKIE_HTTPONLY = True

@@ -30,9 +30,6 @@ log = logging.getLogger(__name__)
 
 # A claimed attempt owns the row this long past the HTTP timeout; then the sweeper may retry it.
 LEASE_MARGIN_SECONDS = 30
-# Due this long and still pending although enqueued: the job was lost (Redis flushed, worker
-# killed); enqueue it again.
-LOST_JOB_AFTER_SECONDS = 60
 SWEEP_BATCH = 500
 # A job may arrive a little before `next_attempt_at` (clocks of the scheduler and the worker).
 DUE_TOLERANCE = timedelta(seconds=1)
@@ -368,7 +365,7 @@ def _timeout() -> float:
 
 
 def _lost_after() -> float:
-    return float(current_app.config.get("NOTIFY_LOST_JOB_SECONDS", LOST_JOB_AFTER_SECONDS))
+    return float(current_app.config["NOTIFY_LOST_JOB_SECONDS"])
 
 
 def _read_snippet(response: requests.Response) -> str:

@@ -10,6 +10,7 @@ from app.psp.base import (
     PspNotFound,
     PspRejected,
     PspUnavailable,
+    WebhookPayloadError,
     WebhookVerificationError,
 )
 from app.psp.factory import get_provider
@@ -24,6 +25,7 @@ __all__ = [
     "PspNotFound",
     "PspRejected",
     "PspUnavailable",
+    "WebhookPayloadError",
     "WebhookVerificationError",
     "get_provider",
 ]

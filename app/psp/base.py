@@ -168,6 +168,10 @@ class WebhookVerificationError(Exception):
     """The webhook's signature, timestamp or payload is not acceptable."""
 
 
+class WebhookPayloadError(WebhookVerificationError):
+    """Correctly signed, but the body is not an event the PSP would send."""
+
+
 class PaymentProvider(ABC):
     """One PSP. Implementations must be safe to share between threads."""
 

@@ -31,6 +31,7 @@ from app.psp.base import (
     PspSubscription,
     PspUnavailable,
     RefundRequest,
+    WebhookPayloadError,
     WebhookVerificationError,
 )
 
@@ -509,11 +510,12 @@ class StripeProvider(PaymentProvider):
             except stripe.SignatureVerificationError as exc:
                 last_error = exc
                 continue
-            except ValueError as exc:  # not JSON, or not a v1 snapshot event
-                raise WebhookVerificationError(f"payload is not a valid event: {exc}") from exc
+            # not JSON, not an object (the SDK then raises AttributeError), or not a v1 event
+            except (ValueError, AttributeError, TypeError) as exc:
+                raise WebhookPayloadError(f"payload is not a valid event: {exc}") from exc
             try:
                 raw = json.loads(payload)
                 return event_from_stripe(event, raw)
             except (KeyError, TypeError, ValueError) as exc:
-                raise WebhookVerificationError(f"payload is not a valid event: {exc}") from exc
+                raise WebhookPayloadError(f"payload is not a valid event: {exc}") from exc
         raise WebhookVerificationError(f"signature verification failed: {last_error}")

@@ -43,6 +43,12 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
         "RECON_INTERVAL_SECONDS",
         timeout=1800,
     ),
+    PeriodicJob(
+        "app.tasks.maintenance.purge_idempotency_records",
+        "default",
+        "IDEMPOTENCY_PURGE_INTERVAL_SECONDS",
+        timeout=600,
+    ),
 )
 
 

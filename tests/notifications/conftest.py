@@ -18,15 +18,12 @@ from app.payments.status import PaymentStatus, StatusSource
 def notify_config(app):
     """Short schedules for these tests; whatever a test changes is put back afterwards."""
     keys = ("NOTIFY_RETRY_SCHEDULE", "NOTIFY_TIMEOUT_SECONDS", "NOTIFY_LOST_JOB_SECONDS")
-    saved = {key: app.config.get(key) for key in keys}
-    app.config.update(NOTIFY_RETRY_SCHEDULE=[1, 1, 1], NOTIFY_TIMEOUT_SECONDS=2.0)
-    app.config.pop("NOTIFY_LOST_JOB_SECONDS", None)
+    saved = {key: app.config[key] for key in keys}
+    app.config.update(
+        NOTIFY_RETRY_SCHEDULE=[1, 1, 1], NOTIFY_TIMEOUT_SECONDS=2.0, NOTIFY_LOST_JOB_SECONDS=60
+    )
     yield app.config
-    for key, value in saved.items():
-        if value is None:
-            app.config.pop(key, None)
-        else:
-            app.config[key] = value
+    app.config.update(saved)
 
 
 @pytest.fixture
