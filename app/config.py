@@ -83,6 +83,9 @@ class Config:
         self.NOTIFY_SWEEP_INTERVAL_SECONDS = _env_int("NOTIFY_SWEEP_INTERVAL_SECONDS", 30)
         # A queued notification still pending this long after it was due: its job was lost.
         self.NOTIFY_LOST_JOB_SECONDS = _env_int("NOTIFY_LOST_JOB_SECONDS", 60)
+        # Whether notify URLs may point at loopback/private addresses (the demo's and tests'
+        # client apps live on 127.0.0.1); production refuses them unless told otherwise.
+        self.NOTIFY_ALLOW_PRIVATE_TARGETS = _env("NOTIFY_ALLOW_PRIVATE_TARGETS", "1") == "1"
 
         # Reconciliation.
         self.RECON_INTERVAL_SECONDS = _env_int("RECON_INTERVAL_SECONDS", 300)
@@ -187,6 +190,7 @@ class ProductionConfig(Config):
         super().__init__()
         self.SESSION_COOKIE_SECURE = True
         self.REMEMBER_COOKIE_SECURE = True
+        self.NOTIFY_ALLOW_PRIVATE_TARGETS = _env("NOTIFY_ALLOW_PRIVATE_TARGETS", "0") == "1"
 
     def validate(self) -> None:
         missing = [name for name in self.REQUIRED if not _env(name)]

@@ -25,6 +25,7 @@ from app.extensions import db
 from app.metrics import NOTIFICATION_DELIVERIES
 from app.models import Merchant, Notification, NotificationAttempt, utcnow
 from app.notifications.dispatch import dispatch_after_commit, enqueue_delivery
+from app.notifications.targets import forbidden_target
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,13 @@ def deliver(notification_id: int) -> None:
         log.info("notification %s attempt %s is taken by another worker", msg_id, attempt + 1)
         return
 
-    result = send(url, msg_id, payload, secrets, timeout=_timeout())
+    refused = forbidden_target(
+        url, allow_private=current_app.config["NOTIFY_ALLOW_PRIVATE_TARGETS"]
+    )
+    if refused:
+        result = AttemptResult(False, None, refused, 0)
+    else:
+        result = send(url, msg_id, payload, secrets, timeout=_timeout())
     _record(notification_id, msg_id, attempt, claimed_at, result)
 
 

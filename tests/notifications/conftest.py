@@ -17,7 +17,12 @@ from app.payments.status import PaymentStatus, StatusSource
 @pytest.fixture
 def notify_config(app):
     """Short schedules for these tests; whatever a test changes is put back afterwards."""
-    keys = ("NOTIFY_RETRY_SCHEDULE", "NOTIFY_TIMEOUT_SECONDS", "NOTIFY_LOST_JOB_SECONDS")
+    keys = (
+        "NOTIFY_RETRY_SCHEDULE",
+        "NOTIFY_TIMEOUT_SECONDS",
+        "NOTIFY_LOST_JOB_SECONDS",
+        "NOTIFY_ALLOW_PRIVATE_TARGETS",
+    )
     saved = {key: app.config[key] for key in keys}
     app.config.update(
         NOTIFY_RETRY_SCHEDULE=[1, 1, 1], NOTIFY_TIMEOUT_SECONDS=2.0, NOTIFY_LOST_JOB_SECONDS=60
