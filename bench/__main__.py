@@ -68,6 +68,34 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def start_profilers(stack: Stack, run_dir: Path, scenario: str) -> list:
+    """py-spy (sampling, 100 Hz, GIL-holding and idle threads excluded) on each app process."""
+    pyspy = str(ROOT / ".venv" / "bin" / "py-spy")
+    targets = [(f"web{i}", pid) for i, pid in enumerate(stack.web_worker_pids())]
+    targets += [(n, p.popen.pid) for n, p in stack.procs.items() if n.startswith("worker")]
+    spies = []
+    for label, pid in targets:
+        out = run_dir / f"profile-{scenario}-{label}.txt"
+        spies.append(subprocess.Popen(
+            [pyspy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
+             "--nonblocking", "-o", str(out)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))  # fmt: skip
+    return spies
+
+
+def stop_profilers(spies: list) -> None:
+    import signal
+
+    for spy in spies:
+        if spy.poll() is None:
+            os.killpg(spy.pid, signal.SIGINT)
+    for spy in spies:
+        try:
+            spy.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(spy.pid, signal.SIGKILL)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small scale, a couple of minutes")
@@ -78,7 +106,11 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="RQ worker processes (Procfile: 1)")
     parser.add_argument("--soak-seconds", type=float, help="override the soak duration")
     parser.add_argument("--env", action="append", default=[], help="extra NAME=VALUE for the app")
+    parser.add_argument("--db-url-args", default="",
+                        help="extra DATABASE_URL query arguments, e.g. ssl_disabled=1 (experiment)")
     parser.add_argument("--label", default="", help="a tag for the JSON file name")
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy each web and RQ worker during every scenario (raw stacks)")
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
     if args.soak_seconds:
@@ -88,7 +120,8 @@ def main(argv=None) -> int:
         names.insert(0, "healthz")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = RESULTS / f"{stamp}-{profile.name}{'-' + args.label if args.label else ''}"
-    stack = Stack(run_dir, extra_env=dict(e.split("=", 1) for e in args.env))
+    stack = Stack(run_dir, extra_env=dict(e.split("=", 1) for e in args.env),
+                  db_url_args=args.db_url_args)
     web = procfile_web_args(stack.web_port)
     for flag, value in (("--threads", args.web_threads), ("--workers", args.web_workers)):
         if value:
@@ -96,7 +129,8 @@ def main(argv=None) -> int:
     stack.web_args = web
     ctx = Context(stack=stack, profile=profile)
     report = {"profile": profile.__dict__, "machine": machine(), "web_command": " ".join(web[1:]),
-              "rq_workers": args.workers, "extra_env": stack.extra_env, "scenarios": names,
+              "rq_workers": args.workers, "extra_env": stack.extra_env,
+              "database_url": stack.database_url, "scenarios": names,
               "started": stamp}  # fmt: skip
     t0 = time.monotonic()
     rc = 0
@@ -112,12 +146,19 @@ def main(argv=None) -> int:
         for name in names:
             log(f"scenario {name}")
             started = time.monotonic()
+            spies = start_profilers(stack, run_dir, name) if args.profile else []
+            counters = ("Connections", "Questions")
+            before, n_before = stack.global_status(*counters), len(ctx.results)
             try:
                 SCENARIOS[name](ctx)
             except Exception as exc:
                 rc = 1
                 log(f"scenario {name} crashed: {exc}")
                 ctx.results.append({"scenario": f"{name} CRASHED", "error": traceback.format_exc()})
+            stop_profilers(spies)
+            after = stack.global_status(*counters)
+            for entry in ctx.results[n_before:]:
+                entry["db_server_during_scenario"] = {k: after[k] - before[k] for k in counters}
             log(f"scenario {name} took {time.monotonic() - started:.0f}s")
         report["memory_at_end_mb"] = stack.memory()
     finally:
@@ -126,6 +167,7 @@ def main(argv=None) -> int:
             stack.drop_database()
     report["results"] = ctx.results
     report["explain"] = ctx.explains
+    report["traces"] = ctx.traces
     report["total_s"] = round(time.monotonic() - t0)
     out = run_dir / "results.json"
     out.write_text(json.dumps(report, indent=2, default=str))

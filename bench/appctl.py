@@ -188,6 +188,32 @@ def explain(args) -> None:
     _out(report)
 
 
+def trace(args) -> None:
+    """Send requests through the app in-process and list every SQL statement each one ran."""
+    from flask import current_app
+
+    captured: list[str] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        captured.append(" ".join(statement.split())[:160])
+
+    event.listen(db.engine, "before_cursor_execute", capture)
+    client = current_app.test_client()
+    report = []
+    try:
+        for name, method, url, headers, body in json.loads(args.requests):
+            captured.clear()
+            started = time.perf_counter()
+            resp = client.open(url, method=method, headers=headers or {},
+                               data=body.encode() if body else None)  # fmt: skip
+            ms = (time.perf_counter() - started) * 1000
+            report.append({"name": name, "status": resp.status_code, "ms": round(ms, 1),
+                           "queries": len(captured), "statements": list(captured)})  # fmt: skip
+    finally:
+        event.remove(db.engine, "before_cursor_execute", capture)
+    _out(report)
+
+
 def stats(args) -> None:
     """Row counts the auditor and the report use."""
     tables = ["payments", "payment_status_history", "notifications", "psp_events"]
@@ -207,6 +233,8 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("explain")
     p.add_argument("--email", required=True)
     p.add_argument("--urls", required=True, help="JSON list of [name, url, headers]")
+    p = sub.add_parser("trace")
+    p.add_argument("--requests", required=True, help="JSON list of [name, method, url, headers, body]")
     sub.add_parser("stats")
     args = parser.parse_args(argv)
     app = create_app()
@@ -216,6 +244,7 @@ def main(argv: list[str] | None = None) -> None:
             "enqueue-notifications": enqueue_notifications,
             "recon": recon,
             "explain": explain,
+            "trace": trace,
             "stats": stats,
         }[args.command](args)
     sys.stdout.flush()

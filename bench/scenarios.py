@@ -65,6 +65,7 @@ class Context:
     healthz: dict = field(default_factory=dict)
     results: list = field(default_factory=list)
     explains: list = field(default_factory=list)
+    traces: list = field(default_factory=list)
 
     @property
     def notify_merchants(self) -> list[int]:
@@ -187,6 +188,10 @@ def create(ctx: Context) -> None:
     mem0 = ctx.stack.memory()
     result, refs = run_create(ctx, "create", p.create_rate, p.create_seconds)
     report = do_audit(ctx, since, refs_answered(ctx, refs))
+    make, _ = create_factory(ctx, "trace")
+    method, url, headers, body = make(0)
+    ctx.traces.extend(ctx.stack.appctl("trace", "--requests", json.dumps(
+        [["create", method, url, headers, body.decode()]])))  # fmt: skip
     ctx.results.append(row("create, PSP 0 ms", result, ctx, audit=report,
                            memory_before=mem0, memory_after=ctx.stack.memory()))  # fmt: skip
 
@@ -302,6 +307,15 @@ def webhooks(ctx: Context) -> None:
         return "POST", "/webhooks/stripe", headers, body
 
     since_audit = since
+    one = bodies[-1]
+    bodies = bodies[:-1]
+    sustained, burst_unique = bodies[:n_sustained], bodies[n_sustained:]
+    reqs = [[name, *hook(b, secret)] for name, b, secret in (
+        ("webhook new", one, WEBHOOK_SECRET), ("webhook duplicate", one, WEBHOOK_SECRET),
+        ("webhook bad signature", one, "whsec_wrong"))]  # fmt: skip
+    for r in reqs:
+        r[4] = r[4].decode()
+    ctx.traces.extend(stack.appctl("trace", "--requests", json.dumps(reqs)))
     result = loadgen.run(stack.web_url, "webhooks", rate=p.webhook_rate, count=len(sustained),
                          make=lambda i: hook(sustained[i]), max_in_flight=512)  # fmt: skip
     ctx.results.append(row("webhook ingest (unique)", result, ctx))

@@ -119,6 +119,7 @@ class Stack:
     redis_db: int = 12
     web_args: list[str] | None = None
     extra_env: dict = field(default_factory=dict)
+    db_url_args: str = ""
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -135,7 +136,17 @@ class Stack:
     # -- environment -----------------------------------------------------------------------
     @property
     def database_url(self) -> str:
-        return f"mysql+pymysql://root@127.0.0.1:3306/{self.database}?charset=utf8mb4"
+        url = f"mysql+pymysql://root@127.0.0.1:3306/{self.database}?charset=utf8mb4"
+        return url + (f"&{self.db_url_args}" if self.db_url_args else "")
+
+    def global_status(self, *names: str) -> dict:
+        conn = self.mysql()
+        with conn.cursor() as cur:
+            marks = ",".join(["%s"] * len(names))
+            cur.execute(f"SHOW GLOBAL STATUS WHERE Variable_name IN ({marks})", names)
+            out = {k: int(v) for k, v in cur.fetchall()}
+        conn.close()
+        return out
 
     def env(self) -> dict:
         env = dict(os.environ)
