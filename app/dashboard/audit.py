@@ -19,6 +19,7 @@ ACTIONS = (
     "login_failed",
     "logout",
     "payment_expire",
+    "payment_refund",
     "notification_resend",
     "payment_reconcile",
     "reconciliation_run",

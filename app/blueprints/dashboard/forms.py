@@ -43,6 +43,32 @@ class ExpireForm(FlaskForm):
     submit = SubmitField("Expire payment")
 
 
+class RefundForm(FlaskForm):
+    """Refund a SUCCESS payment: step one asks, step two (`confirmed`) does it.
+
+    `token` is made when the form is first shown and becomes the refund's Idempotency-Key, so
+    submitting the confirmation twice (double click, reload) makes one refund.
+    """
+
+    amount = StringField(
+        "Amount to refund",
+        validators=[DataRequired(), Length(max=30)],
+        render_kw={"inputmode": "decimal", "autocomplete": "off"},
+    )
+    reason = SelectField(
+        "Reason",
+        choices=[
+            SelectChoice("requested_by_customer", "Requested by the customer"),
+            SelectChoice("duplicate", "Duplicate payment"),
+            SelectChoice("fraudulent", "Fraudulent"),
+        ],
+        default="requested_by_customer",
+    )
+    token = HiddenField(validators=[DataRequired(), Length(min=16, max=64)])
+    confirmed = HiddenField()
+    submit = SubmitField("Review refund")
+
+
 class ApiKeyForm(FlaskForm):
     name = StringField("Key name", validators=[Optional(), Length(max=100)])
     submit = SubmitField("Create key")

@@ -36,6 +36,7 @@ from app.blueprints.dashboard.forms import (
     ExpireForm,
     LoginForm,
     NotifyUrlForm,
+    RefundForm,
     TransactionFilterForm,
 )
 from app.dashboard import audit, charts, queries, services, transactions
@@ -352,12 +353,107 @@ def _payment_or_404(public_id: str):
 def payment_detail(public_id: str):
     """One payment's whole story."""
     payment = _payment_or_404(public_id)
+    story = queries.payment_story(payment)
+    from app.refunds.dashboard import refund_timeline
+    from app.refunds.service import remaining_amount
+
     return render_template(
         "dashboard/payment.html",
-        story=queries.payment_story(payment),
+        story=story,
         psp_links=_psp_links(payment),
         confirm=ConfirmForm(),
+        refund_events=refund_timeline(story.refunds),
+        refundable=remaining_amount(payment),
     )
+
+
+@bp.route("/payments/<public_id>/refund", methods=["GET", "POST"])
+@login_required
+def refund(public_id: str):
+    """Refund all or part of a SUCCESS payment: amount and reason, confirm, then the PSP."""
+    import secrets
+
+    from app.payments.status import StatusSource
+    from app.refunds.dashboard import major_text, parse_refund_amount
+    from app.refunds.service import create_refund, remaining_amount
+
+    payment = _payment_or_404(public_id)
+    back = url_for("dashboard.payment_detail", public_id=public_id)
+    remaining = remaining_amount(payment)
+    if payment.status != "SUCCESS" or remaining <= 0:
+        why = "it is not paid" if payment.status != "SUCCESS" else "nothing remains to refund"
+        flash(f"This payment cannot be refunded: {why}.", "warning")
+        return redirect(back)
+    form = RefundForm()
+    if request.method == "GET":
+        form.amount.data = major_text(remaining, payment.currency)
+        form.token.data = secrets.token_urlsafe(24)
+        return render_template(
+            "dashboard/refund.html", payment=payment, form=form, remaining=remaining, step="ask"
+        )
+    amount = None
+    if form.validate_on_submit():
+        try:
+            amount = parse_refund_amount(form.amount.data, payment.currency)
+        except ValueError as exc:
+            form.amount.errors.append(str(exc))
+        else:
+            if amount > remaining:
+                form.amount.errors.append(
+                    f"At most {format_money(remaining, payment.currency)} remains to refund."
+                )
+                amount = None
+    if amount is None or form.confirmed.data != "yes":
+        step = "ask" if amount is None else "confirm"
+        return render_template(
+            "dashboard/refund.html",
+            payment=payment,
+            form=form,
+            remaining=remaining,
+            step=step,
+            amount=amount,
+        ), (400 if amount is None else 200)
+
+    merchant_id, reason = payment.merchant_id, form.reason.data
+    try:
+        made = create_refund(
+            merchant_id,
+            public_id,
+            {"amount": amount, "reason": reason},
+            idempotency_key=f"dashboard-refund-{form.token.data}",
+            source=StatusSource.DASHBOARD,
+        )
+        outcome = {"result": "ok", "refund": made.public_id, "status": made.status}
+        money = format_money(made.amount, made.currency)
+        if made.status == "succeeded":
+            flash(f"Refund {made.public_id} of {money} succeeded.", "success")
+        elif made.psp_refund_id is None:
+            flash(
+                f"Refund {made.public_id} of {money} is reserved but the PSP could not be "
+                "reached; reconciliation submits it (the same refund, never a second one).",
+                "warning",
+            )
+        elif made.status == "pending":
+            flash(
+                f"Refund {made.public_id} of {money} is pending at the PSP; "
+                "this page shows the outcome once it is confirmed.",
+                "success",
+            )
+        else:
+            flash(f"Refund {made.public_id} of {money} failed: {made.failure_reason}.", "error")
+    except PayBridgeError as exc:
+        db.session.rollback()
+        outcome = {"result": "error", "code": exc.code}
+        flash(f"The refund was not made: {exc.message}", "error")
+    audit_action(
+        "payment_refund",
+        merchant_id=merchant_id,
+        target_type="payment",
+        target_id=public_id,
+        detail={**outcome, "amount": amount, "currency": payment.currency, "reason": reason},
+    )
+    db.session.commit()
+    return redirect(back)
 
 
 @bp.route("/payments/<public_id>/expire", methods=["GET", "POST"])
