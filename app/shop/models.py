@@ -99,6 +99,8 @@ class Order(db.Model):
     payment_id: Mapped[str | None] = mapped_column(String(32), unique=True)
     payment_status_version: Mapped[int] = mapped_column(Integer, default=0)
     failure_message: Mapped[str | None] = mapped_column(String(500))
+    # A subscription order: the plan's slug (app/shop/plans.py); None for prints.
+    plan: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
     paid_at: Mapped[datetime | None] = mapped_column(Timestamp)

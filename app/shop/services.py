@@ -256,6 +256,10 @@ def payment_views(orders: list[Order]) -> dict[int, PaymentView]:
 
 def payment_params(order: Order, base_url: str) -> dict:
     """The payment as the API would receive it: deterministic for a given order."""
+    if order.plan:
+        from app.shop.plans import plan_payment_params
+
+        return plan_payment_params(order, base_url)
     count = sum(item.quantity for item in order.items)
     return {
         "merchant_reference": order.reference,

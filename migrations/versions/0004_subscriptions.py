@@ -5,7 +5,8 @@ Revises: 0003_dashboard
 Create Date: 2026-11-22 04:06:03
 
 subscription_charges' unique (psp_invoice_id, attempt) is what records each invoice charge
-once, however often its event arrives or reconciliation finds it.
+once, however often its event arrives or reconciliation finds it. shop_orders.plan marks the
+demo shop's subscription orders.
 """
 from alembic import op
 import sqlalchemy as sa
@@ -73,10 +74,16 @@ def upgrade():
         batch_op.create_index(batch_op.f('ix_subscription_charges_payment_id'), ['payment_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_subscription_charges_subscription_id'), ['subscription_id'], unique=False)
 
+    # The demo shop sells one subscription plan: its orders name the plan they are for.
+    with op.batch_alter_table('shop_orders', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('plan', sa.String(length=40), nullable=True))
+
 
 
 def downgrade():
     # Dropping the tables drops their indexes (MariaDB refuses to drop an index a foreign key
     # still needs).
+    with op.batch_alter_table('shop_orders', schema=None) as batch_op:
+        batch_op.drop_column('plan')
     op.drop_table('subscription_charges')
     op.drop_table('subscriptions')

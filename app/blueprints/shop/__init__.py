@@ -2,4 +2,4 @@ from flask import Blueprint
 
 bp = Blueprint("shop", __name__)
 
-from app.blueprints.shop import routes  # noqa: E402,F401
+from app.blueprints.shop import plans, routes  # noqa: E402,F401  (plans: the subscription plan)
