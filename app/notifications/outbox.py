@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.extensions import db
 from app.models import Notification, Payment, utcnow
 from app.models.base import public_id
-from app.payments.serialize import iso, payment_to_dict
+from app.payments.serialize import iso, payment_to_dict, refunds_of
 from app.payments.status import PaymentStatus
 
 PAYMENT_EVENT_TYPES = {
@@ -53,6 +53,7 @@ def add_refund_notification(payment: Payment, refund) -> Notification | None:
     message_id = public_id("msg_")
     data = refund_to_dict(refund, payment_public_id=payment.public_id)
     data["payment"] = payment_to_dict(payment)
+    data["payment"]["refunds"] = refunds_of(payment)
     notification = Notification(
         public_id=message_id,
         merchant_id=payment.merchant_id,

@@ -44,8 +44,8 @@ def payment_to_dict(payment: Payment, *, with_history: bool = False) -> dict:
         "created_at": iso(payment.created_at),
         "updated_at": iso(payment.updated_at),
     }
-    data["refunds"] = _refunds(payment)
     if with_history:
+        data["refunds"] = refunds_of(payment)
         data["status_history"] = [
             {
                 "from": change.from_status,
@@ -82,7 +82,7 @@ def _subscription_fields(payment: Payment) -> dict:
     return fields
 
 
-def _refunds(payment: Payment) -> list[dict]:
+def refunds_of(payment: Payment) -> list[dict]:
     """The payment's refunds, oldest first; only a SUCCESS payment can have any (no query else)."""
     if payment.status != "SUCCESS" or payment.id is None:
         return []

@@ -202,6 +202,10 @@ class PaymentProvider(ABC):
     def retrieve_refund(self, refund_id: str) -> PspRefund: ...
 
     @abstractmethod
+    def list_refunds(self, payment_intent_id: str) -> Iterator[PspRefund]:
+        """Every refund of a payment intent (to find one whose creation answer was lost)."""
+
+    @abstractmethod
     def verify_webhook(self, payload: bytes, signature_header: str | None) -> PspEventData:
         """Check the signature over the raw body and parse it; raise WebhookVerificationError."""
 

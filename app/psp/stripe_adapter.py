@@ -495,6 +495,12 @@ class StripeProvider(PaymentProvider):
         refund = self._call("retrieve_refund", lambda: self.client.v1.refunds.retrieve(refund_id))
         return refund_from_stripe(refund)
 
+    def list_refunds(self, payment_intent_id: str) -> Iterator[PspRefund]:
+        """Every refund of the payment intent, newest first, page by page."""
+        params = {"payment_intent": payment_intent_id, "limit": PAGE_SIZE}
+        page = self._call("list_refunds", lambda: self.client.v1.refunds.list(params))
+        yield from self._pages(page, "list_refunds", refund_from_stripe)
+
     def verify_webhook(self, payload: bytes, signature_header: str | None) -> PspEventData:
         """Check Stripe-Signature against each configured secret (rotation), then parse."""
         if not signature_header:

@@ -46,7 +46,7 @@ from app.reconciliation.gate import PspGate
 from app.reconciliation.lock import LockLost, RunLock
 from app.reconciliation.ratelimit import RateCap
 from app.reconciliation.reconciler import OutOfTime, Reconciler, describe_error
-from app.refunds.reconcile import check_refunds
+from app.refunds.reconcile import check_payment_refunds, check_refunds
 from app.subscriptions.reconcile import reconcile_subscriptions
 from app.tasks import get_redis
 
@@ -364,6 +364,7 @@ def reconcile_payment(payment_id: int, *, trigger: str, dry_run: bool = False) -
     )
     log.info("recon: payment %s checked on demand (trigger=%s)", payment.public_id, trigger)
     entry = reconciler.check_payment(payment_id)
+    entry["refunds"] = check_payment_refunds(payment_id, gate=reconciler.gate, dry_run=dry_run)
     final = reconciler.load(payment_id)
     entry.setdefault("changed", False)
     entry["status"] = final.status if final else None

@@ -51,11 +51,34 @@ def check_refunds(reconciler, stale_after: timedelta) -> None:
         after_id = batch[-1]
 
 
+def check_payment_refunds(payment_id: int, *, gate=None, dry_run: bool = False) -> list[dict]:
+    """Check every pending refund of one payment now (the on-demand "reconcile this payment")."""
+    ids = db.session.scalars(
+        select(Refund.id).where(
+            Refund.payment_id == payment_id, Refund.status == Refund.STATUS_PENDING
+        )
+    ).all()
+    db.session.commit()
+    entries = []
+    for refund_id in ids:
+        entry = check_refund(refund_id, gate=gate, dry_run=dry_run)
+        entry.pop("payment_id", None)
+        entries.append(entry)
+    return entries
+
+
 def check_refund(refund_id: int, *, gate=None, dry_run: bool = False) -> dict:
     """Bring one pending refund up to date with the PSP; returns what happened (for the run).
 
-    {"payment", "refund", "from", "to", "action", "why"?, "error"?, "changed"}
+    {"payment", "refund", "from", "to", "action", "why"?, "error"?, "changed"}; from/to are the
+    refund's statuses, and `why` names the refund (run pages and the CLI show payment lines).
     """
+    entry = _check_refund(refund_id, gate=gate, dry_run=dry_run)
+    entry["why"] = f"refund {entry['refund']}: {entry.get('why') or entry['action']}"
+    return entry
+
+
+def _check_refund(refund_id: int, *, gate=None, dry_run: bool) -> dict:
     from app.refunds.service import apply_psp_refund, lock_refund, refund_mismatch, submit_pending
 
     refund = db.session.get(Refund, refund_id, populate_existing=True)

@@ -399,7 +399,7 @@ def _submit(
         currency=payment.currency,
         reason=refund.reason,
     )
-    session_id, psp = payment.psp_session_id, refund.psp
+    session_id, psp, tried_before = payment.psp_session_id, refund.psp, refund.psp_attempts > 0
     db.session.commit()  # no transaction stays open while the PSP is called
 
     provider = get_provider(psp)
@@ -412,13 +412,27 @@ def _submit(
                     "the PSP session has no payment intent to refund", code="no_payment_intent"
                 )
             request = replace(request, payment_intent_id=session.payment_intent_id)
-        psp_refund = provider.create_refund(request)
+        psp_refund = None
+        if tried_before:
+            # An earlier attempt may have reached the PSP and lost its answer. Its idempotency
+            # key replays that refund for a day; after that only the refund's metadata finds it.
+            psp_refund = _made_before(provider, request)
+        if psp_refund is None:
+            psp_refund = provider.create_refund(request)
     except PspRejected as exc:
         return _record_rejection(refund_id, exc, record_id=record_id)
     except PspError as exc:
         return _record_unsubmitted(refund_id, exc, record_id=record_id)
     REFUNDS.labels("submitted").inc()
     return _record_submitted(refund_id, psp_refund, record_id=record_id, source=source)
+
+
+def _made_before(provider, request: RefundRequest) -> PspRefund | None:
+    for psp_refund in provider.list_refunds(request.payment_intent_id):
+        if psp_refund.metadata.get("paybridge_refund_id") == request.refund_id:
+            log.info("refund %s found at the PSP as %s", request.refund_id, psp_refund.id)
+            return psp_refund
+    return None
 
 
 def _response(refund: Refund, status: int = 201) -> idempotency.StoredResponse:

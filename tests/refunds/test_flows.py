@@ -341,3 +341,44 @@ def test_refund_confirmed_by_reconciliation_when_its_webhook_is_lost(
         again = run_reconciliation(trigger="cli")
         assert not [d for d in again.details if d.get("refund") == body["id"]]
         assert db.session.scalar(db.select(db.func.count(Refund.id))) == 1
+
+
+def test_a_lost_psp_answer_is_learned_from_the_refund_webhook(
+    app, client, make_merchant, paid_payment, stripe_delivers
+):
+    merchant, key = make_merchant()
+    pay_id = paid_payment(merchant.id, amount=5000)
+    stripe_delivers.control(
+        "POST", "faults", {"kind": "lose_response", "count": 1, "path": "/v1/refunds"}
+    )
+
+    accepted = refund(client, key, pay_id, {"amount": 900})
+
+    assert accepted.status_code == 202
+    refund_id = accepted.get_json()["id"]
+    # The PSP's events carry PayBridge's refund id in the metadata: that maps them.
+    wait_for(refund_status_is(app, refund_id, "succeeded"), what="refund webhook")
+    stored = refund_row(app, refund_id)
+    pi = payment_row(app, pay_id).psp_payment_intent_id
+    assert [r["id"] for r in psp_refunds(stripe_delivers, pi)] == [stored.psp_refund_id]
+    assert payment_row(app, pay_id).refunded_amount == 900
+
+
+def test_reconciling_one_payment_on_demand_confirms_its_pending_refund(
+    app, client, make_merchant, paid_payment, emu
+):
+    from app.reconciliation.service import reconcile_payment
+
+    merchant, key = make_merchant()
+    pay_id = paid_payment(merchant.id, amount=5000)
+    emu.control("POST", "faults", {"kind": "refund_pending", "count": 1})
+    body = refund(client, key, pay_id, {"amount": 300}).get_json()
+    emu.control("POST", f"refunds/{body['psp_refund_id']}/succeed")
+
+    with app.app_context():
+        payment_id = payment_row(app, pay_id).id
+        result = reconcile_payment(payment_id, trigger="dashboard")
+
+    [entry] = result["refunds"]
+    assert (entry["refund"], entry["from"], entry["to"]) == (body["id"], "pending", "succeeded")
+    assert payment_row(app, pay_id).refunded_amount == 300

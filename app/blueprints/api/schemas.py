@@ -94,7 +94,6 @@ class PaymentSchema(Schema):
     refunded_amount = fields.Integer(
         metadata={"description": "Sum of the succeeded refunds; the payment stays SUCCESS."}
     )
-    refunds = fields.List(fields.Nested(RefundSchema), metadata={"description": "Oldest first."})
     subscription_id = fields.String(
         allow_none=True, metadata={"description": "RECC: the subscription this payment is of."}
     )
@@ -118,6 +117,7 @@ class StatusChangeSchema(Schema):
 
 
 class PaymentDetailSchema(PaymentSchema):
+    refunds = fields.List(fields.Nested(RefundSchema), metadata={"description": "Oldest first."})
     status_history = fields.List(fields.Nested(StatusChangeSchema))
 
 
