@@ -1,5 +1,8 @@
 """The dashboard's subscription pages, added to the dashboard blueprint (same login, same
-tenancy rules: a merchant user sees its own, an operator all; anything else is a 404)."""
+tenancy rules: a merchant user sees its own, an operator all; anything else is a 404).
+
+The routes are added when this module is imported: `app.subscriptions.init_app` imports it
+before the app factory registers the blueprints."""
 
 from __future__ import annotations
 
@@ -71,8 +74,3 @@ def subscription_detail(public_id: str):
         payments=subscription_payments(subscription),
         charges={c.payment_id: c for c in subscription.charges},
     )
-
-
-def register_views() -> None:
-    """The views above are added when this module is imported (by init_app, before the
-    dashboard blueprint is registered)."""

@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import or_, select
 
 from app.extensions import db
-from app.models import Payment, Subscription, SubscriptionCharge, utcnow
+from app.models import Subscription, SubscriptionCharge, utcnow
 from app.payments.status import StatusSource
 from app.psp.base import PspInvoice
 from app.subscriptions import service
@@ -144,7 +144,3 @@ def _check_invoice(reconciler, invoice: PspInvoice, first_public: str) -> dict |
 
 def _entry(payment: str, from_: str | None, to: str | None, action: str, why: str = "") -> dict:
     return {"payment": payment, "from": from_, "to": to, "action": action, "why": why}
-
-
-def renewal_payments(subscription: Subscription) -> list[Payment]:
-    return [p for p in service.subscription_payments(subscription) if p.parent_payment_id]

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Payment, PspEvent, Subscription, SubscriptionCharge, utcnow
+from app.models.subscription import new_subscription_id
 from app.payments.state import lock_payment, record_creation, transition
 from app.payments.status import PaymentStatus, PaymentType, StatusSource
 from app.psp import get_provider
@@ -84,6 +85,7 @@ def ensure_for_first_payment(session: Session, payment: Payment) -> Subscription
             ):
                 return pending
         subscription = Subscription(
+            public_id=new_subscription_id(),
             merchant_id=payment.merchant_id,
             first_payment=payment,
             psp=payment.psp,

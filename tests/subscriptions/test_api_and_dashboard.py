@@ -113,6 +113,9 @@ def test_dashboard_lists_subscriptions_and_shows_each_charge(
     assert "1 day" in page
     assert re.search(r"12[.,]34", page)
 
+    # A renewal's own page in the dashboard (it has no checkout session).
+    assert alice.get(f"/dashboard/payments/{rows[1]['public_id']}").status_code == 200
+
     bob = app.test_client()
     assert login(bob, "bob@shop-b.example").status_code == 302
     assert sub["public_id"] not in bob.get("/dashboard/subscriptions").get_data(as_text=True)
