@@ -322,10 +322,16 @@ def remaining_amount(payment: Payment) -> int:
     return max(payment.amount - sum(amounts), 0)
 
 
-def _refund_of_record(record_id: int) -> Refund | None:
+def _refund_of_record(record: IdempotencyRecord) -> Refund | None:
+    # Same merchant and not older than the record: never a refund of a purged record whose id
+    # a database without foreign keys (SQLite) handed out again.
     return db.session.execute(
         select(Refund)
-        .where(Refund.idempotency_record_id == record_id)
+        .where(
+            Refund.idempotency_record_id == record.id,
+            Refund.merchant_id == record.merchant_id,
+            Refund.created_at >= record.created_at,
+        )
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
 
@@ -339,7 +345,7 @@ def _resume(record: IdempotencyRecord, path: str, request_fingerprint: str) -> R
     deadline = time.monotonic() + float(current_app.config["IDEMPOTENCY_WAIT_SECONDS"])
     while True:
         stored = idempotency.stored_response(record)
-        refund = _refund_of_record(record.id)
+        refund = _refund_of_record(record)
         if stored is not None:
             if stored.status >= 400 or refund is None:
                 raise _error_from(stored, replayed=True)

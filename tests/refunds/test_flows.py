@@ -382,3 +382,76 @@ def test_reconciling_one_payment_on_demand_confirms_its_pending_refund(
     [entry] = result["refunds"]
     assert (entry["refund"], entry["from"], entry["to"]) == (body["id"], "pending", "succeeded")
     assert payment_row(app, pay_id).refunded_amount == 300
+
+
+def test_a_refund_the_psp_reverses_later_fails_and_gives_the_amount_back(
+    app, client, make_merchant, paid_payment, stripe_delivers
+):
+    merchant, key = make_merchant()
+    pay_id = paid_payment(merchant.id, amount=5000)
+    body = refund(client, key, pay_id, {"amount": 2000}).get_json()
+    assert body["status"] == "succeeded"
+    assert payment_row(app, pay_id).refunded_amount == 2000
+
+    stripe_delivers.control(
+        "POST", f"refunds/{body['psp_refund_id']}/fail", {"failure_reason": "lost_or_stolen_card"}
+    )
+
+    wait_for(refund_status_is(app, body["id"], "failed"), what="refund.failed webhook")
+    assert refund_row(app, body["id"]).failure_reason == "lost_or_stolen_card"
+    assert payment_row(app, pay_id).refunded_amount == 0
+    assert [n.event_type for n in notifications_of(app, pay_id)] == [
+        "payment.succeeded",
+        "refund.succeeded",
+        "refund.failed",
+    ]
+    # The released amount can be refunded again.
+    assert refund(client, key, pay_id).get_json()["amount"] == 5000
+
+
+def test_a_refund_made_outside_paybridge_is_stored_as_unknown_and_changes_nothing(
+    app, client, make_merchant, paid_payment, stripe_delivers
+):
+    from app.models import PspEvent
+
+    merchant, key = make_merchant()
+    pay_id = paid_payment(merchant.id, amount=5000)
+    pi = payment_row(app, pay_id).psp_payment_intent_id
+    made = requests.post(
+        f"{stripe_delivers.url}/v1/refunds",
+        data={"payment_intent": pi, "amount": 100},
+        headers={"Authorization": f"Bearer {stripe_delivers.api_key}"},
+        timeout=10,
+    ).json()
+
+    def stored():
+        with app.app_context():
+            return db.session.scalar(
+                db.select(PspEvent).where(
+                    PspEvent.event_type == "refund.created", PspEvent.outcome.is_not(None)
+                )
+            )
+
+    event = wait_for(stored, what="refund.created stored")
+    assert event.outcome == "unknown_refund" and made["id"] in event.detail
+    assert payment_row(app, pay_id).refunded_amount == 0
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count(Refund.id))) == 0
+
+
+def test_refund_metrics_count_requests_and_outcomes(client, make_merchant, paid_payment):
+    merchant, key = make_merchant()
+    pay_id = paid_payment(merchant.id, amount=5000)
+    assert refund(client, key, pay_id, {"amount": 100}).status_code == 201
+    assert refund(client, key, pay_id, {"amount": 99999}).status_code == 422
+
+    text = client.get("/metrics").get_data(as_text=True)
+
+    def value(line_start: str) -> float:
+        line = next(x for x in text.splitlines() if x.startswith(line_start))
+        return float(line.rsplit(" ", 1)[1])
+
+    assert value('paybridge_refunds_total{outcome="requested"}') >= 1
+    assert value('paybridge_refunds_total{outcome="succeeded"}') >= 1
+    assert value('paybridge_refunds_total{outcome="refused"}') >= 1
+    assert value('paybridge_refunded_minor_units_total{currency="EUR"}') >= 100
