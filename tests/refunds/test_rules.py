@@ -1,0 +1,137 @@
+"""The refund status rules (every pair of our status and the PSP's), and the adapter's parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.extensions import db
+from app.models import Notification, Payment, Refund
+from app.payments.state import lock_payment, record_creation, transition
+from app.payments.status import PaymentStatus, StatusSource
+from app.psp.base import PspRefund
+from app.refunds.service import apply_psp_refund, validate_refund_params
+
+OURS = ["pending", "succeeded", "failed"]
+THEIRS = ["pending", "requires_action", "succeeded", "failed", "canceled"]
+# (ours, PSP's) → ours afterwards; anything not listed stays as it is.
+EXPECTED = {
+    ("pending", "succeeded"): "succeeded",
+    ("pending", "failed"): "failed",
+    ("pending", "canceled"): "failed",
+    ("succeeded", "failed"): "failed",
+    ("succeeded", "canceled"): "failed",
+}
+
+
+def _paid(merchant_id: int) -> Payment:
+    payment = Payment(
+        merchant_id=merchant_id,
+        merchant_reference="rules-1",
+        amount=1000,
+        currency="EUR",
+        success_url="https://shop.example/ok",
+        cancel_url="https://shop.example/no",
+    )
+    db.session.add(payment)
+    record_creation(payment)
+    db.session.flush()
+    transition(payment, PaymentStatus.INITIATED, source=StatusSource.API)
+    transition(payment, PaymentStatus.SUCCESS, source=StatusSource.WEBHOOK)
+    db.session.commit()
+    return payment
+
+
+@pytest.mark.parametrize("ours", OURS)
+@pytest.mark.parametrize("theirs", THEIRS)
+def test_every_pair_of_statuses(app, make_merchant, ours, theirs):
+    merchant, _ = make_merchant()
+    with app.app_context():
+        payment = _paid(merchant.id)
+        refund = Refund(
+            payment_id=payment.id,
+            merchant_id=merchant.id,
+            amount=400,
+            currency="EUR",
+            status=ours,
+            psp_refund_id="re_psp_1",
+        )
+        payment.refunded_amount = 400 if ours == "succeeded" else 0
+        db.session.add(refund)
+        db.session.commit()
+        before = db.session.scalar(db.select(db.func.count(Notification.id)))
+        payment = lock_payment(payment.id)
+
+        change = apply_psp_refund(
+            payment,
+            refund,
+            PspRefund(
+                id="re_psp_1",
+                status=theirs,
+                amount=400,
+                currency="EUR",
+                payment_intent_id="pi_1",
+                charge_id="ch_1",
+                failure_reason="declined" if theirs == "failed" else None,
+                metadata={},
+                created_at=None,
+            ),
+            via="test",
+        )
+        db.session.commit()
+
+        expected = EXPECTED.get((ours, theirs), ours)
+        assert refund.status == expected
+        assert (change is not None) == (expected != ours)
+        assert payment.refunded_amount == (400 if expected == "succeeded" else 0)
+        assert payment.status == "SUCCESS"
+        notified = db.session.scalar(db.select(db.func.count(Notification.id))) - before
+        assert notified == (1 if expected != ours else 0)
+        if expected == "failed" and ours != "failed":
+            assert refund.failure_reason == ("declined" if theirs == "failed" else "canceled")
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        (None, {"amount": None, "reason": None}),
+        ({}, {"amount": None, "reason": None}),
+        ({"amount": 1}, {"amount": 1, "reason": None}),
+        ({"reason": "fraudulent"}, {"amount": None, "reason": "fraudulent"}),
+    ],
+)
+def test_valid_refund_params(params, expected):
+    assert validate_refund_params(params) == expected
+
+
+def test_adapter_reads_refunds_from_refund_and_charge_events():
+    import stripe
+
+    from app.psp.stripe_adapter import event_from_stripe
+
+    refund = {
+        "id": "re_1",
+        "object": "refund",
+        "amount": 300,
+        "currency": "eur",
+        "status": "failed",
+        "failure_reason": "expired_or_canceled_card",
+        "payment_intent": "pi_1",
+        "charge": "ch_1",
+        "metadata": {"paybridge_refund_id": "re_ours"},
+        "created": 1_700_000_000,
+    }
+    charge = {"id": "ch_1", "object": "charge", "refunds": {"object": "list", "data": [refund]}}
+    for obj, kind in ((refund, "refund.failed"), (charge, "charge.refunded")):
+        raw = {"id": "evt_1", "object": "event", "type": kind, "created": 1}
+        raw["data"] = {"object": obj}
+        event = event_from_stripe(stripe.Event.construct_from(raw, "sk_test"), raw)
+        [parsed] = event.refunds
+        assert (parsed.id, parsed.status, parsed.amount, parsed.currency) == (
+            "re_1",
+            "failed",
+            300,
+            "EUR",
+        )
+        assert parsed.failure_reason == "expired_or_canceled_card"
+        assert parsed.metadata == {"paybridge_refund_id": "re_ours"}
+        assert (parsed.payment_intent_id, parsed.charge_id) == ("pi_1", "ch_1")
