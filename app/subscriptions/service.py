@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -41,6 +42,17 @@ from app.psp.base import (
 )
 
 log = logging.getLogger(__name__)
+
+SUBSCRIPTION_CHARGES = Counter(
+    "paybridge_subscription_charges_total",
+    "Subscription invoice charges recorded (first = the checkout's own invoice)",
+    ["kind", "result", "source"],
+)
+SUBSCRIPTION_CANCELLATIONS = Counter(
+    "paybridge_subscription_cancellations_total",
+    "Subscriptions cancelled through the API",
+    ["when"],
+)
 
 OUTCOME_UNKNOWN_SUBSCRIPTION = "unknown_subscription"
 BILLING_REASON_CREATE = "subscription_create"
@@ -283,6 +295,7 @@ def apply_invoice(
     _add_charge(subscription, payment, invoice, attempt, source, psp_event_id)
     _after_charge(subscription, invoice, paid)
     db.session.flush()
+    SUBSCRIPTION_CHARGES.labels("renewal", "paid" if paid else "failed", source.value).inc()
     log.info(
         "subscription %s: renewal %s %s (invoice %s, %s %s)",
         subscription.public_id,
@@ -315,6 +328,7 @@ def _first_invoice(
     _add_charge(subscription, first, invoice, attempt, source, psp_event_id)
     _after_charge(subscription, invoice, paid)
     db.session.flush()
+    SUBSCRIPTION_CHARGES.labels("first", "paid", source.value).inc()
     return (
         PspEvent.OUTCOME_APPLIED,
         f"first invoice {invoice.id} linked to {first.public_id}",
@@ -586,6 +600,7 @@ def cancel_subscription(subscription_id: int, *, at_period_end: bool) -> Subscri
     subscription = lock_subscription(subscription_id)
     _sync(subscription, state, ended=state.status == "canceled")
     db.session.commit()
+    SUBSCRIPTION_CANCELLATIONS.labels("period_end" if at_period_end else "now").inc()
     log.info(
         "subscription %s cancelled %s (PSP status %s)",
         public_id,

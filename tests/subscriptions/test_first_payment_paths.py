@@ -1,0 +1,111 @@
+"""The first payment decides an incomplete subscription: a delayed method (SEPA) leaves it
+incomplete until the money settles; settled it is active, failed it is cancelled. And two
+copies of one invoice processed at the same moment record one renewal (the row lock and the
+invoice's charge key)."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+import pytest
+import stripe
+
+from app.extensions import db
+from app.payments.service import create_payment
+from app.psp.stripe_adapter import event_from_stripe
+from app.webhooks.processing import process_event
+from tests.subscriptions.conftest import (
+    bill_next_period,
+    payments_of,
+    subscription_row,
+    wait_for,
+    wait_for_deliveries_done,
+    wait_for_payments,
+)
+from tests.subscriptions.test_recon_and_duplicates import renewal_invoice_event
+
+
+@pytest.mark.parametrize(
+    ("settle", "payment_status", "sub_status"),
+    [("succeeded", "SUCCESS", "active"), ("failed", "FAILED", "cancelled")],
+)
+def test_a_delayed_first_payment_keeps_it_incomplete_until_it_settles(
+    app, make_merchant, stripe_delivers, settle, payment_status, sub_status
+):
+    merchant, _ = make_merchant()
+    with app.app_context():
+        payment = create_payment(
+            merchant.id,
+            {
+                "merchant_reference": "sepa-" + secrets.token_hex(4),
+                "amount": 2500,
+                "currency": "EUR",
+                "payment_type": "RECC",
+                "interval": "month",
+                "success_url": "https://shop.example/ok",
+                "cancel_url": "https://shop.example/cancel",
+            },
+            idempotency_key=None,
+        )
+        payment_id, session_id = payment.id, payment.psp_session_id
+        db.session.remove()
+    stripe_delivers.control(
+        "POST", f"checkout/sessions/{session_id}/pay", {"iban": "DE89370400440532013000"}
+    )
+    wait_for(
+        lambda: (
+            payments_of(app, payment_id)[0]["status"] == "PENDING"
+            and (subscription_row(app, payment_id) or {}).get("status") == "incomplete"
+        ),
+        what="PENDING payment, incomplete subscription",
+    )
+    wait_for_deliveries_done(stripe_delivers)
+    stripe_delivers.control("POST", f"checkout/sessions/{session_id}/settle", {"outcome": settle})
+    wait_for(
+        lambda: (
+            payments_of(app, payment_id)[0]["status"] == payment_status
+            and subscription_row(app, payment_id)["status"] == sub_status
+        ),
+        what=f"{payment_status} payment, {sub_status} subscription",
+    )
+    wait_for_deliveries_done(stripe_delivers)
+    assert subscription_row(app, payment_id)["status"] == sub_status
+    assert len(payments_of(app, payment_id)) == 1
+
+
+def test_two_copies_of_one_invoice_at_once_record_one_renewal(
+    app, make_merchant, stripe_delivers, buy_subscription
+):
+    merchant, _ = make_merchant()
+    first_id, sub = buy_subscription(merchant.id)
+    stripe_delivers.control("POST", "deliveries/pause")
+    bill_next_period(stripe_delivers, sub)
+    event = renewal_invoice_event(stripe_delivers, sub["psp_subscription_id"])
+    copies = [dict(event, id=f"{event['id']}_{n}") for n in range(4)]
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(copies))
+
+    def deliver(raw: dict) -> None:
+        try:
+            with app.app_context():
+                parsed = event_from_stripe(stripe.Event.construct_from(raw, "sk_test"), raw)
+                barrier.wait()
+                outcomes.append(process_event(parsed).outcome)
+                db.session.remove()
+        except BaseException as exc:  # noqa: BLE001 (reported below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=deliver, args=(raw,)) for raw in copies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    assert sorted(outcomes) == ["applied", "ignored", "ignored", "ignored"]
+    rows = wait_for_payments(app, first_id, 2)
+    assert [r["status"] for r in rows] == ["SUCCESS", "SUCCESS"]
+    stripe_delivers.control("POST", "deliveries/resume")
+    wait_for_deliveries_done(stripe_delivers)
+    assert len(payments_of(app, first_id)) == 2
