@@ -77,7 +77,7 @@ def start_profilers(stack: Stack, run_dir: Path, scenario: str) -> list:
     for label, pid in targets:
         out = run_dir / f"profile-{scenario}-{label}.txt"
         spies.append(subprocess.Popen(
-            [pyspy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
+            [pyspy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--gil",
              "--nonblocking", "-o", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))  # fmt: skip
     return spies
@@ -149,6 +149,7 @@ def main(argv=None) -> int:
             spies = start_profilers(stack, run_dir, name) if args.profile else []
             counters = ("Connections", "Questions")
             before, n_before = stack.global_status(*counters), len(ctx.results)
+            cpu0, wall0 = stack.cpu(), time.monotonic()
             try:
                 SCENARIOS[name](ctx)
             except Exception as exc:
@@ -157,8 +158,17 @@ def main(argv=None) -> int:
                 ctx.results.append({"scenario": f"{name} CRASHED", "error": traceback.format_exc()})
             stop_profilers(spies)
             after = stack.global_status(*counters)
+            cpu1, wall = stack.cpu(), time.monotonic() - wall0
+            cpu = {k: round(cpu1[k] - cpu0.get(k, 0.0), 2) for k in cpu1}
+            sent = sum(e.get("sent", 0) for e in ctx.results[n_before:])
             for entry in ctx.results[n_before:]:
                 entry["db_server_during_scenario"] = {k: after[k] - before[k] for k in counters}
+            if ctx.results[n_before:]:
+                last = ctx.results[-1]
+                last["cpu_s_during_scenario"] = cpu
+                last["scenario_wall_s"] = round(wall, 1)
+                if sent:
+                    last["web_cpu_ms_per_request"] = round(1000 * cpu.get("web", 0) / sent, 2)
             log(f"scenario {name} took {time.monotonic() - started:.0f}s")
         report["memory_at_end_mb"] = stack.memory()
     finally:

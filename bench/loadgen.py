@@ -88,6 +88,12 @@ async def _run(
             async with slots:
                 if time.perf_counter() - due > 0.05:
                     result.late_starts += 1
+                if time.perf_counter() - due > timeout_s:
+                    # Waited its whole timeout for a free connection: a client would have
+                    # given up. Counted as an error, never sent.
+                    result.statuses["dropped"] = result.statuses.get("dropped", 0) + 1
+                    result.errors += 1
+                    return
                 try:
                     async with session.request(method, path, headers=headers, data=body) as resp:
                         await resp.read()

@@ -51,8 +51,8 @@ class Profile:
 
 QUICK = Profile("quick", 300, 2, 100, 4, 50, 4, 100, 3, 1000, 500, 2, 500, 30, 300, 15,
                 200, 30, 20_000, 20, 15, 20, 30)  # fmt: skip
-FULL = Profile("full", 1500, 8, 500, 30, 100, 120, 800, 10, 20_000, 3000, 5, 20_000, 60, 50_000,
-               60, 10_000, 120, 1_000_000, 60, 15, 300, 90)  # fmt: skip
+FULL = Profile("full", 1500, 8, 500, 20, 100, 120, 800, 5, 20_000, 3000, 5, 20_000, 45, 50_000,
+               30, 10_000, 120, 1_000_000, 60, 15, 240, 150)  # fmt: skip
 
 
 @dataclass
@@ -122,7 +122,7 @@ def run_create(ctx: Context, name: str, rate: int, seconds: float) -> tuple[load
     make, refs = create_factory(ctx, name)
     result = loadgen.run(
         ctx.stack.web_url, name, rate=rate, count=int(rate * seconds), make=make,
-        ok_statuses={201}, max_in_flight=1024, timeout_s=60,
+        ok_statuses={201}, max_in_flight=1024, timeout_s=30,
     )  # fmt: skip
     return result, refs
 
@@ -383,17 +383,23 @@ def _redis_commands(stack: Stack) -> int:
 def notifications(ctx: Context) -> None:
     p = ctx.profile
     stack = ctx.stack
-    for delay, count, cap in ((0, p.notify_fast, p.notify_fast_cap_s),
-                              (200, p.notify_slow, p.notify_slow_cap_s)):  # fmt: skip
+    base_workers = len([n for n in stack.procs if n.startswith("worker")])
+    phases = [(0, p.notify_fast, p.notify_fast_cap_s, base_workers),
+              (200, p.notify_slow, p.notify_slow_cap_s, base_workers),
+              (200, p.notify_slow, p.notify_slow_cap_s, 4)]  # fmt: skip
+    for delay, count, cap, workers in phases:
+        if workers != len([n for n in stack.procs if n.startswith("worker")]):
+            stack.stop_workers()
+            stack.start_workers(workers)
         stack.receiver("POST", "/_control", {"delay_ms": delay})
         conn = stack.mysql(local_infile=True)
         with conn.cursor() as cur:
             cur.execute("SELECT COALESCE(MAX(id),0)+1 FROM notifications")
             min_id = cur.fetchone()[0]
         info = loader.load(conn, merchant_id=ctx.backlog_merchant["merchant_id"], count=count,
-                           prefix=f"backlog{delay}", span=timedelta(hours=1),
+                           prefix=f"backlog{delay}w{workers}", span=timedelta(hours=1),
                            status_weights={"SUCCESS": 0.8, "FAILED": 0.2}, notifications=True,
-                           seed=delay + 11)  # fmt: skip
+                           seed=delay + workers + 11)  # fmt: skip
         conn.close()
         log(f"backlog of {count} final payments loaded in {info['total_s']}s")
         before = stack.receiver("GET", "/_stats")["unique_payment_events"]
@@ -414,7 +420,8 @@ def notifications(ctx: Context) -> None:
         rate = delivered / elapsed if elapsed else 0
         drained = delivered >= enq["enqueued"]
         entry = {
-            "scenario": f"notifications, receiver {delay} ms",
+            "scenario": f"notifications, receiver {delay} ms, {workers} RQ worker(s)",
+            "rq_workers": workers,
             "backlog": enq["enqueued"],
             "delivered": delivered,
             "elapsed_s": round(elapsed, 1),
@@ -433,8 +440,11 @@ def notifications(ctx: Context) -> None:
         log(f"notifications at {delay} ms: {delivered}/{enq['enqueued']} in {elapsed:.1f}s "
             f"= {rate:.1f}/s")  # fmt: skip
         ctx.results.append(entry)
-    ctx.results[-1]["audit"] = do_audit(ctx, int(time.time()))
     stack.receiver("POST", "/_control", {"delay_ms": 0})
+    ctx.results[-1]["audit"] = do_audit(ctx, int(time.time()))
+    if base_workers != len([n for n in stack.procs if n.startswith("worker")]):
+        stack.stop_workers()
+        stack.start_workers(base_workers)
 
 
 def _abandon_backlog(stack: Stack, min_id: int) -> None:
@@ -482,7 +492,8 @@ def reconciliation(ctx: Context) -> None:
     since = int(time.time()) - 7200
     cap = float(stack.env().get("RECON_RATE_LIMIT_PER_SECOND", "20"))
     try:
-        out = stack.appctl("recon", timeout=p.recon_max_run_s + 120)
+        out = stack.appctl("recon", timeout=p.recon_max_run_s + 120,
+                           env={"RECON_MAX_RUN_SECONDS": str(p.recon_max_run_s)})
     finally:
         stack.set_psp_latency(0, 0)
     conn = stack.mysql()

@@ -94,6 +94,15 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pid_of(name: str) -> int | None:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -268,12 +277,12 @@ class Stack:
         self.start_workers(workers)
 
     # -- helpers ---------------------------------------------------------------------------
-    def appctl(self, *args: str, timeout: float = 600) -> dict:
+    def appctl(self, *args: str, timeout: float = 600, env: dict | None = None) -> dict:
         """Run `python -m bench.appctl …` inside the app (same env); its last stdout line is JSON."""
         out = subprocess.run(
             [PY, "-m", "bench.appctl", *args],
             cwd=ROOT,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -314,6 +323,22 @@ class Stack:
             if pid:
                 kb = rss_kb(pid)
                 out[name + " (shared)"] = round(kb / 1024, 1) if kb else None
+        return out
+
+    def cpu(self) -> dict:
+        """CPU seconds used so far by each kind of process (web = master + its workers)."""
+        out: dict[str, float] = {}
+        for name, proc in self.procs.items():
+            pid = proc.popen.pid
+            key = "worker" if name.startswith("worker") else name
+            pids = [pid, *children(pid)] if name == "web" else [pid]
+            out[key] = out.get(key, 0.0) + sum(cpu_s(p) for p in pids)
+        for name in ("mariadbd", "redis-server"):
+            pid = pid_of(name)
+            if pid:
+                out[name + " (shared)"] = cpu_s(pid)
+        t = os.times()
+        out["bench (load generator)"] = t.user + t.system
         return out
 
     def web_worker_pids(self) -> list[int]:
