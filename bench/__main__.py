@@ -24,17 +24,37 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def machine() -> dict:
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "?")  # fmt: skip
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        "?",
+    )
     mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
-    maria = subprocess.run(["mysql", "-h127.0.0.1", "-uroot", "-N", "-e",
-                            "select @@version, @@innodb_buffer_pool_size"],
-                           capture_output=True, text=True).stdout.split()  # fmt: skip
-    return {"cpu": cpu, "cores": os.cpu_count(), "mem_gb": round(int(mem) / 1024 / 1024, 1),
-            "python": platform.python_version(), "kernel": platform.release(),
-            "mariadb": maria[0] if maria else None,
-            "innodb_buffer_pool_mb": int(maria[1]) // 1048576 if len(maria) > 1 else None,
-            "loadavg_at_start": os.getloadavg()}  # fmt: skip
+    maria = subprocess.run(
+        [
+            "mysql",
+            "-h127.0.0.1",
+            "-uroot",
+            "-N",
+            "-e",
+            "select @@version, @@innodb_buffer_pool_size",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "mem_gb": round(int(mem) / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "mariadb": maria[0] if maria else None,
+        "innodb_buffer_pool_mb": int(maria[1]) // 1048576 if len(maria) > 1 else None,
+        "loadavg_at_start": os.getloadavg(),
+    }
 
 
 def fmt(v, unit=""):
@@ -46,7 +66,9 @@ def fmt(v, unit=""):
 
 
 def table(results: list[dict]) -> str:
-    head = f"{'scenario':46} {'thru/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'errors':>7} {'xHz p99':>7}  audit"
+    cols = ("thru/s", "p50 ms", "p95 ms", "p99 ms")
+    head = f"{'scenario':46} " + " ".join(f"{c:>8}" for c in cols)
+    head += f" {'errors':>7} {'xHz p99':>7}  audit"
     lines = [head, "-" * len(head)]
     for r in results:
         audit = r.get("audit")
@@ -56,11 +78,27 @@ def table(results: list[dict]) -> str:
             f"{fmt(r.get('p95_ms')):>8} {fmt(r.get('p99_ms')):>8} {fmt(r.get('errors')):>7} "
             f"{fmt(r.get('x_healthz_p99')):>7}  {mark}"
         )
-        extra = {k: r[k] for k in ("elapsed_s", "backlog", "delivered", "projected_drain_s",
-                                   "checked", "psp_calls", "max_calls_in_any_1s", "rows",
-                                   "burst_seconds", "stored_once", "applied_once",
-                                   "db_queries_during", "redis_commands_during",
-                                   "memory_growth", "note") if k in r}  # fmt: skip
+        extra = {
+            k: r[k]
+            for k in (
+                "elapsed_s",
+                "backlog",
+                "delivered",
+                "projected_drain_s",
+                "checked",
+                "psp_calls",
+                "max_calls_in_any_1s",
+                "rows",
+                "burst_seconds",
+                "stored_once",
+                "applied_once",
+                "db_queries_during",
+                "redis_commands_during",
+                "memory_growth",
+                "note",
+            )
+            if k in r
+        }
         if extra and not r["scenario"].startswith(("read ", "healthz")):
             lines.append(f"{'':4}{json.dumps(extra)[:200]}")
         if audit and not audit["ok"]:
@@ -76,10 +114,27 @@ def start_profilers(stack: Stack, run_dir: Path, scenario: str) -> list:
     spies = []
     for label, pid in targets:
         out = run_dir / f"profile-{scenario}-{label}.txt"
-        spies.append(subprocess.Popen(
-            [pyspy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--gil",
-             "--nonblocking", "-o", str(out)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))  # fmt: skip
+        spies.append(
+            subprocess.Popen(
+                [
+                    pyspy,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "100",
+                    "--gil",
+                    "--nonblocking",
+                    "-o",
+                    str(out),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
     return spies
 
 
@@ -106,11 +161,17 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="RQ worker processes (Procfile: 1)")
     parser.add_argument("--soak-seconds", type=float, help="override the soak duration")
     parser.add_argument("--env", action="append", default=[], help="extra NAME=VALUE for the app")
-    parser.add_argument("--db-url-args", default="",
-                        help="extra DATABASE_URL query arguments, e.g. ssl_disabled=1 (experiment)")
+    parser.add_argument(
+        "--db-url-args",
+        default="",
+        help="extra DATABASE_URL query arguments, e.g. ssl_disabled=1 (experiment)",
+    )
     parser.add_argument("--label", default="", help="a tag for the JSON file name")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy each web and RQ worker during every scenario (raw stacks)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy each web and RQ worker during every scenario (raw stacks)",
+    )
     args = parser.parse_args(argv)
     profile = QUICK if args.quick else FULL
     if args.soak_seconds:
@@ -120,27 +181,36 @@ def main(argv=None) -> int:
         names.insert(0, "healthz")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_dir = RESULTS / f"{stamp}-{profile.name}{'-' + args.label if args.label else ''}"
-    stack = Stack(run_dir, extra_env=dict(e.split("=", 1) for e in args.env),
-                  db_url_args=args.db_url_args)
+    stack = Stack(
+        run_dir, extra_env=dict(e.split("=", 1) for e in args.env), db_url_args=args.db_url_args
+    )
     web = procfile_web_args(stack.web_port)
     for flag, value in (("--threads", args.web_threads), ("--workers", args.web_workers)):
         if value:
             web[web.index(flag) + 1] = str(value)
     stack.web_args = web
     ctx = Context(stack=stack, profile=profile)
-    report = {"profile": profile.__dict__, "machine": machine(), "web_command": " ".join(web[1:]),
-              "rq_workers": args.workers, "extra_env": stack.extra_env,
-              "database_url": stack.database_url, "scenarios": names,
-              "started": stamp}  # fmt: skip
+    report = {
+        "profile": profile.__dict__,
+        "machine": machine(),
+        "web_command": " ".join(web[1:]),
+        "rq_workers": args.workers,
+        "extra_env": stack.extra_env,
+        "database_url": stack.database_url,
+        "scenarios": names,
+        "started": stamp,
+    }
     t0 = time.monotonic()
     rc = 0
     try:
         log(f"starting the stack (logs in {run_dir}/logs)")
         stack.start(workers=args.workers)
-        ctx.merchant = stack.appctl("setup", "--name", "Bench Shop", "--notify-url",
-                                    f"{stack.recv_url}/notify")  # fmt: skip
-        ctx.backlog_merchant = stack.appctl("setup", "--name", "Backlog Shop", "--notify-url",
-                                            f"{stack.recv_url}/notify")  # fmt: skip
+        ctx.merchant = stack.appctl(
+            "setup", "--name", "Bench Shop", "--notify-url", f"{stack.recv_url}/notify"
+        )
+        ctx.backlog_merchant = stack.appctl(
+            "setup", "--name", "Backlog Shop", "--notify-url", f"{stack.recv_url}/notify"
+        )
         ctx.volume_merchant = stack.appctl("setup", "--name", "Volume Shop")
         report["memory_at_start_mb"] = stack.memory()
         for name in names:

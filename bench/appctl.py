@@ -166,7 +166,10 @@ def explain(args) -> None:
             entries = []
             seen = set()
             for statement, params in captured:
-                if "FROM payments" not in statement and "FROM payment_status_history" not in statement:
+                if (
+                    "FROM payments" not in statement
+                    and "FROM payment_status_history" not in statement
+                ):
                     continue
                 key = (statement, repr(params))
                 if key in seen:
@@ -177,11 +180,24 @@ def explain(args) -> None:
                 cols = [d[0] for d in cur.description]
                 plan = [dict(zip(cols, row, strict=False)) for row in cur.fetchall()]
                 cur.close()
-                entries.append({"sql": " ".join(statement.split())[:1200], "params": repr(params)[:300], "explain": plan})
+                entries.append(
+                    {
+                        "sql": " ".join(statement.split())[:1200],
+                        "params": repr(params)[:300],
+                        "explain": plan,
+                    }
+                )
             report.append(
-                {"name": name, "url": url, "status": resp.status_code, "bytes": len(body),
-                 "in_process_ms": round(ms, 1), "queries": len(captured), "statements": entries}
-            )  # fmt: skip
+                {
+                    "name": name,
+                    "url": url,
+                    "status": resp.status_code,
+                    "bytes": len(body),
+                    "in_process_ms": round(ms, 1),
+                    "queries": len(captured),
+                    "statements": entries,
+                }
+            )
     finally:
         raw.close()
         event.remove(engine, "before_cursor_execute", capture)
@@ -204,11 +220,19 @@ def trace(args) -> None:
         for name, method, url, headers, body in json.loads(args.requests):
             captured.clear()
             started = time.perf_counter()
-            resp = client.open(url, method=method, headers=headers or {},
-                               data=body.encode() if body else None)  # fmt: skip
+            resp = client.open(
+                url, method=method, headers=headers or {}, data=body.encode() if body else None
+            )
             ms = (time.perf_counter() - started) * 1000
-            report.append({"name": name, "status": resp.status_code, "ms": round(ms, 1),
-                           "queries": len(captured), "statements": list(captured)})  # fmt: skip
+            report.append(
+                {
+                    "name": name,
+                    "status": resp.status_code,
+                    "ms": round(ms, 1),
+                    "queries": len(captured),
+                    "statements": list(captured),
+                }
+            )
     finally:
         event.remove(db.engine, "before_cursor_execute", capture)
     _out(report)
@@ -234,7 +258,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--email", required=True)
     p.add_argument("--urls", required=True, help="JSON list of [name, url, headers]")
     p = sub.add_parser("trace")
-    p.add_argument("--requests", required=True, help="JSON list of [name, method, url, headers, body]")
+    p.add_argument(
+        "--requests", required=True, help="JSON list of [name, method, url, headers, body]"
+    )
     sub.add_parser("stats")
     args = parser.parse_args(argv)
     app = create_app()

@@ -129,7 +129,9 @@ def audit(
         if unrecorded:
             problems.append(f"{len(unrecorded)} PSP sessions are on no payment: {unrecorded[:3]}")
         paid = [s for s in sessions if s.get("payment_status") == "paid"]
-        not_success = [s["id"] for s in paid if by_session.get(s["id"], (None, None))[1] != "SUCCESS"]
+        not_success = [
+            s["id"] for s in paid if by_session.get(s["id"], (None, None))[1] != "SUCCESS"
+        ]
         facts["paid_sessions"] = len(paid)
         facts["paid_sessions_not_success"] = len(not_success)
         if not_success:
@@ -146,7 +148,8 @@ def audit(
         if wrong:
             problems.append(f"{len(wrong)} final payments without exactly one notification")
         cur.execute(
-            f"SELECT status, COUNT(*) FROM notifications WHERE merchant_id IN ({ids}) GROUP BY status"
+            f"SELECT status, COUNT(*) FROM notifications WHERE merchant_id IN ({ids}) "
+            "GROUP BY status"
         )
         outbox = dict(cur.fetchall())
         facts["outbox"] = outbox
@@ -159,9 +162,16 @@ def audit(
     conn.close()
     if check_receiver:
         stats = stack.receiver("GET", "/_stats")
-        facts["receiver"] = {k: stats[k] for k in ("hits", "unique_ids", "redelivered_ids",
-                                                  "unique_payment_events",
-                                                  "duplicated_payment_events")}  # fmt: skip
+        facts["receiver"] = {
+            k: stats[k]
+            for k in (
+                "hits",
+                "unique_ids",
+                "redelivered_ids",
+                "unique_payment_events",
+                "duplicated_payment_events",
+            )
+        }
         delivered = outbox.get("delivered", 0)
         if stats["unique_payment_events"] != delivered:
             problems.append(

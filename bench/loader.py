@@ -92,25 +92,52 @@ def load(
             versions = ["CREATED", "INITIATED"] + ([status] if status != "INITIATED" else [])
             if status == "FAILED" and rng.random() < 0.3:
                 versions = ["CREATED", "FAILED"]
-            times = [created + timedelta(seconds=k * rng.uniform(0.2, 90)) for k in range(len(versions))]
+            times = [
+                created + timedelta(seconds=k * rng.uniform(0.2, 90)) for k in range(len(versions))
+            ]
             final_at = times[-1] if status in FINAL else None
-            failure = ("card_declined", "Your card was declined.") if status == "FAILED" else (None, None)
+            failure = (
+                ("card_declined", "Your card was declined.") if status == "FAILED" else (None, None)
+            )
             pi = ("pi_" + _rid(rng)) if status in ("SUCCESS", "PENDING") else None
             row = [
-                pid, public, merchant_id, f"{prefix}-{i:08d}", amount, currency,
-                "RECC" if recc else "SALE", "month" if recc else None, 1 if recc else None,
-                f"Order {prefix}-{i}", email, "https://shop.example/ok", "https://shop.example/cancel",
-                "{}", status, len(versions), "stripe", session if versions[1:2] == ["INITIATED"] else None,
-                pi, None, _ts(created + timedelta(hours=1)), failure[0], failure[1], 0,
-                _ts(created), _ts(times[-1]), _ts(final_at) if final_at else None,
-            ]  # fmt: skip
+                pid,
+                public,
+                merchant_id,
+                f"{prefix}-{i:08d}",
+                amount,
+                currency,
+                "RECC" if recc else "SALE",
+                "month" if recc else None,
+                1 if recc else None,
+                f"Order {prefix}-{i}",
+                email,
+                "https://shop.example/ok",
+                "https://shop.example/cancel",
+                "{}",
+                status,
+                len(versions),
+                "stripe",
+                session if versions[1:2] == ["INITIATED"] else None,
+                pi,
+                None,
+                _ts(created + timedelta(hours=1)),
+                failure[0],
+                failure[1],
+                0,
+                _ts(created),
+                _ts(times[-1]),
+                _ts(final_at) if final_at else None,
+            ]
             pf.write("\t".join(_esc(v) for v in row) + "\n")
             prev = None
             for version, (to, at) in enumerate(zip(versions, times, strict=True), start=1):
                 source = "api" if to in ("CREATED", "INITIATED") else "webhook"
                 event = ("evt_" + _rid(rng)) if source == "webhook" else None
                 hf.write(
-                    "\t".join(_esc(v) for v in (pid, prev, to, version, source, None, event, _ts(at)))
+                    "\t".join(
+                        _esc(v) for v in (pid, prev, to, version, source, None, event, _ts(at))
+                    )
                     + "\n"
                 )
                 prev = to
@@ -119,14 +146,31 @@ def load(
                 msg = "msg_" + _rid(rng)
                 kind = "payment.succeeded" if status == "SUCCESS" else "payment.failed"
                 data = {
-                    "id": public, "object": "payment", "merchant_reference": row[3],
-                    "amount": amount, "currency": currency, "status": status,
-                    "status_version": len(versions), "psp_session_id": row[17],
-                    "created_at": _iso(created), "updated_at": _iso(times[-1]),
-                }  # fmt: skip
+                    "id": public,
+                    "object": "payment",
+                    "merchant_reference": row[3],
+                    "amount": amount,
+                    "currency": currency,
+                    "status": status,
+                    "status_version": len(versions),
+                    "psp_session_id": row[17],
+                    "created_at": _iso(created),
+                    "updated_at": _iso(times[-1]),
+                }
                 payload = {"id": msg, "type": kind, "timestamp": _iso(now), "data": data}
-                nrow = [msg, merchant_id, pid, kind, len(versions), json.dumps(payload),
-                        "pending", 0, _ts(now), _ts(now), _ts(now)]  # fmt: skip
+                nrow = [
+                    msg,
+                    merchant_id,
+                    pid,
+                    kind,
+                    len(versions),
+                    json.dumps(payload),
+                    "pending",
+                    0,
+                    _ts(now),
+                    _ts(now),
+                    _ts(now),
+                ]
                 nf.write("\t".join(_esc(v) for v in nrow) + "\n")
     generated = time.perf_counter() - t0
     with conn.cursor() as cur:

@@ -35,14 +35,41 @@ def scenario_table(results: list[dict]) -> list[str]:
 
 
 def details(results: list[dict]) -> list[str]:
-    keys = ("offered_rate", "sent", "elapsed_s", "statuses", "backlog", "delivered", "drained",
-            "projected_drain_s", "checked", "corrected", "psp_calls", "calls_by_op",
-            "psp_calls_per_s", "rate_cap_per_s", "max_calls_in_any_1s", "rows", "bytes",
-            "rss_growth_mb_per_web_worker", "burst_seconds", "unique_events", "stored_once",
-            "applied_once", "db_queries_during", "db_queries_idle_same_time",
-            "redis_commands_during", "redis_commands_idle", "web_cpu_ms_per_request",
-            "cpu_s_during_scenario", "db_server_during_scenario", "memory_growth",
-            "p99_by_window", "note", "run_note")  # fmt: skip
+    keys = (
+        "offered_rate",
+        "sent",
+        "elapsed_s",
+        "statuses",
+        "backlog",
+        "delivered",
+        "drained",
+        "projected_drain_s",
+        "checked",
+        "corrected",
+        "psp_calls",
+        "calls_by_op",
+        "psp_calls_per_s",
+        "rate_cap_per_s",
+        "max_calls_in_any_1s",
+        "rows",
+        "bytes",
+        "rss_growth_mb_per_web_worker",
+        "burst_seconds",
+        "unique_events",
+        "stored_once",
+        "applied_once",
+        "db_queries_during",
+        "db_queries_idle_same_time",
+        "redis_commands_during",
+        "redis_commands_idle",
+        "web_cpu_ms_per_request",
+        "cpu_s_during_scenario",
+        "db_server_during_scenario",
+        "memory_growth",
+        "p99_by_window",
+        "note",
+        "run_note",
+    )
     out = []
     for r in results:
         picked = {k: r[k] for k in keys if r.get(k) not in (None, {}, [])}
@@ -50,14 +77,18 @@ def details(results: list[dict]) -> list[str]:
             out.append(f"- **{r['scenario']}**: `{json.dumps(picked, default=str)}`")
         audit = r.get("audit")
         if audit:
-            out.append(f"  - audit: {'ok' if audit['ok'] else '; '.join(audit['problems'])} — "
-                       f"`{json.dumps(audit['facts'], default=str)}`")  # fmt: skip
+            out.append(
+                f"  - audit: {'ok' if audit['ok'] else '; '.join(audit['problems'])} — "
+                f"`{json.dumps(audit['facts'], default=str)}`"
+            )
     return out
 
 
 def explain_table(explains: list[dict]) -> list[str]:
-    out = ["| request | SQL statements | table | type | key | rows | extra |",
-           "|---|---:|---|---|---|---:|---|"]  # fmt: skip
+    out = [
+        "| request | SQL statements | table | type | key | rows | extra |",
+        "|---|---:|---|---|---|---:|---|",
+    ]
     for entry in explains:
         first = True
         for st in entry["statements"]:
@@ -79,14 +110,20 @@ def traces(items: list[dict]) -> list[str]:
 
 
 def render(report: dict) -> str:
-    lines = [f"Run {report['started']} ({report['profile']['name']}), {report['total_s']} s, "
-             f"web: `{report['web_command']}`, RQ workers: {report['rq_workers']}", ""]  # fmt: skip
+    lines = [
+        f"Run {report['started']} ({report['profile']['name']}), {report['total_s']} s, "
+        f"web: `{report['web_command']}`, RQ workers: {report['rq_workers']}",
+        "",
+    ]
     lines += scenario_table(report["results"]) + [""]
     lines += ["Per-scenario detail:", ""] + details(report["results"]) + [""]
     if report.get("traces"):
         lines += ["SQL per request (traced in-process):", ""] + traces(report["traces"]) + [""]
-    lines += [f"Memory at start (MB RSS): `{json.dumps(report.get('memory_at_start_mb'))}`",
-              f"Memory at end (MB RSS): `{json.dumps(report.get('memory_at_end_mb'))}`", ""]  # fmt: skip
+    lines += [
+        f"Memory at start (MB RSS): `{json.dumps(report.get('memory_at_start_mb'))}`",
+        f"Memory at end (MB RSS): `{json.dumps(report.get('memory_at_end_mb'))}`",
+        "",
+    ]
     if report.get("explain"):
         lines += ["EXPLAIN of every read request's payments queries:", ""]
         lines += explain_table(report["explain"]) + [""]

@@ -49,10 +49,56 @@ class Profile:
     drain_timeout: float = 60.0
 
 
-QUICK = Profile("quick", 300, 2, 100, 4, 50, 4, 100, 3, 1000, 500, 2, 500, 30, 300, 15,
-                200, 30, 20_000, 20, 15, 20, 30)  # fmt: skip
-FULL = Profile("full", 1500, 8, 500, 20, 100, 120, 800, 5, 20_000, 3000, 5, 20_000, 45, 50_000,
-               30, 10_000, 120, 1_000_000, 60, 15, 240, 150)  # fmt: skip
+QUICK = Profile(
+    "quick",
+    300,
+    2,
+    100,
+    4,
+    50,
+    4,
+    100,
+    3,
+    1000,
+    500,
+    2,
+    500,
+    30,
+    300,
+    15,
+    200,
+    30,
+    20_000,
+    20,
+    15,
+    20,
+    30,
+)
+FULL = Profile(
+    "full",
+    1500,
+    8,
+    500,
+    20,
+    100,
+    120,
+    800,
+    5,
+    20_000,
+    3000,
+    5,
+    20_000,
+    45,
+    50_000,
+    30,
+    10_000,
+    120,
+    1_000_000,
+    60,
+    15,
+    240,
+    150,
+)
 
 
 @dataclass
@@ -97,8 +143,11 @@ def create_factory(ctx: Context, tag: str):
             "cancel_url": "https://shop.example/cancel",
             "metadata": {"bench": tag},
         }
-        headers = {**ctx.auth, "Content-Type": "application/json",
-                   "Idempotency-Key": f"{ref}-{uuid.uuid4().hex[:8]}"}  # fmt: skip
+        headers = {
+            **ctx.auth,
+            "Content-Type": "application/json",
+            "Idempotency-Key": f"{ref}-{uuid.uuid4().hex[:8]}",
+        }
         return "POST", "/api/v1/payments", headers, json.dumps(body).encode()
 
     return make, refs
@@ -121,9 +170,15 @@ def row(name: str, result: loadgen.Result, ctx: Context, **extra) -> dict:
 def run_create(ctx: Context, name: str, rate: int, seconds: float) -> tuple[loadgen.Result, list]:
     make, refs = create_factory(ctx, name)
     result = loadgen.run(
-        ctx.stack.web_url, name, rate=rate, count=int(rate * seconds), make=make,
-        ok_statuses={201}, max_in_flight=1024, timeout_s=30,
-    )  # fmt: skip
+        ctx.stack.web_url,
+        name,
+        rate=rate,
+        count=int(rate * seconds),
+        make=make,
+        ok_statuses={201},
+        max_in_flight=1024,
+        timeout_s=30,
+    )
     return result, refs
 
 
@@ -169,13 +224,22 @@ def healthz(ctx: Context) -> None:
     def make(i):
         return "GET", "/healthz", {}, None
 
-    low = loadgen.run(ctx.stack.web_url, "healthz@100/s", rate=100, count=int(100 * p.healthz_seconds), make=make)  # fmt: skip
+    low = loadgen.run(
+        ctx.stack.web_url, "healthz@100/s", rate=100, count=int(100 * p.healthz_seconds), make=make
+    )
     high = loadgen.run(
-        ctx.stack.web_url, f"healthz@{p.healthz_rate}/s", rate=p.healthz_rate,
-        count=int(p.healthz_rate * p.healthz_seconds), make=make, max_in_flight=256,
-    )  # fmt: skip
-    ctx.healthz = {"p50_ms": low.percentile(50), "p99_ms": low.percentile(99),
-                   "capacity": high.throughput}  # fmt: skip
+        ctx.stack.web_url,
+        f"healthz@{p.healthz_rate}/s",
+        rate=p.healthz_rate,
+        count=int(p.healthz_rate * p.healthz_seconds),
+        make=make,
+        max_in_flight=256,
+    )
+    ctx.healthz = {
+        "p50_ms": low.percentile(50),
+        "p99_ms": low.percentile(99),
+        "capacity": high.throughput,
+    }
     ctx.results.append(row("healthz (100/s)", low, ctx))
     ctx.results.append(row(f"healthz (max, {p.healthz_rate}/s offered)", high, ctx))
     log(f"healthz: p99 {low.percentile(99):.1f} ms at 100/s, capacity {high.throughput:.0f}/s")
@@ -190,10 +254,21 @@ def create(ctx: Context) -> None:
     report = do_audit(ctx, since, refs_answered(ctx, refs))
     make, _ = create_factory(ctx, "trace")
     method, url, headers, body = make(0)
-    ctx.traces.extend(ctx.stack.appctl("trace", "--requests", json.dumps(
-        [["create", method, url, headers, body.decode()]])))  # fmt: skip
-    ctx.results.append(row("create, PSP 0 ms", result, ctx, audit=report,
-                           memory_before=mem0, memory_after=ctx.stack.memory()))  # fmt: skip
+    ctx.traces.extend(
+        ctx.stack.appctl(
+            "trace", "--requests", json.dumps([["create", method, url, headers, body.decode()]])
+        )
+    )
+    ctx.results.append(
+        row(
+            "create, PSP 0 ms",
+            result,
+            ctx,
+            audit=report,
+            memory_before=mem0,
+            memory_after=ctx.stack.memory(),
+        )
+    )
 
 
 def create_at_pace(ctx: Context) -> None:
@@ -205,8 +280,15 @@ def create_at_pace(ctx: Context) -> None:
     finally:
         ctx.stack.set_psp_latency(0, 0)
     report = do_audit(ctx, since, refs_answered(ctx, refs))
-    ctx.results.append(row("create, PSP ~300 ms (p99 800)", result, ctx, audit=report,
-                           psp_latency={"mean_ms": 300, "p99_ms": 800}))  # fmt: skip
+    ctx.results.append(
+        row(
+            "create, PSP ~300 ms (p99 800)",
+            result,
+            ctx,
+            audit=report,
+            psp_latency={"mean_ms": 300, "p99_ms": 800},
+        )
+    )
 
 
 def _initiated_sessions(ctx: Context, count: int, exclude: set | None = None) -> list[tuple]:
@@ -230,8 +312,15 @@ def top_up_initiated(ctx: Context, count: int) -> None:
     log(f"creating {missing} more INITIATED payments through the API")
     ctx.stack.set_psp_latency(0, 0)
     make, _ = create_factory(ctx, "topup")
-    loadgen.run(ctx.stack.web_url, "topup", rate=300, count=missing + 20, make=make,
-                ok_statuses={201}, max_in_flight=256)  # fmt: skip
+    loadgen.run(
+        ctx.stack.web_url,
+        "topup",
+        rate=300,
+        count=missing + 20,
+        make=make,
+        ok_statuses={201},
+        max_in_flight=256,
+    )
 
 
 async def _pay_all(stack: Stack, session_ids: list[str], concurrency: int = 24) -> int:
@@ -242,8 +331,9 @@ async def _pay_all(stack: Stack, session_ids: list[str], concurrency: int = 24) 
         async def pay(sid: str) -> None:
             nonlocal failures
             async with sem:
-                async with http.post(f"/_emulator/checkout/sessions/{sid}/pay",
-                                     json={"card": "4242424242424242"}) as resp:  # fmt: skip
+                async with http.post(
+                    f"/_emulator/checkout/sessions/{sid}/pay", json={"card": "4242424242424242"}
+                ) as resp:
                     await resp.read()
                     if resp.status != 200:
                         failures += 1
@@ -255,8 +345,10 @@ async def _pay_all(stack: Stack, session_ids: list[str], concurrency: int = 24) 
 def pay_sessions(stack: Stack, session_ids: list[str]) -> None:
     started = time.monotonic()
     failures = asyncio.run(_pay_all(stack, session_ids))
-    log(f"paid {len(session_ids)} sessions at the emulator in {time.monotonic() - started:.1f}s"
-        f" ({failures} failures)")  # fmt: skip
+    log(
+        f"paid {len(session_ids)} sessions at the emulator in {time.monotonic() - started:.1f}s"
+        f" ({failures} failures)"
+    )
 
 
 def completed_events(stack: Stack, since: int, session_ids: set[str]) -> dict[str, dict]:
@@ -266,8 +358,12 @@ def completed_events(stack: Stack, since: int, session_ids: set[str]) -> dict[st
         params = {"limit": 100, "type": "checkout.session.completed", "created[gte]": since}
         if after:
             params["starting_after"] = after
-        resp = requests.get(f"{stack.emu_url}/v1/events", params=params,
-                            headers={"Authorization": f"Bearer {STRIPE_KEY}"}, timeout=60)  # fmt: skip
+        resp = requests.get(
+            f"{stack.emu_url}/v1/events",
+            params=params,
+            headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+            timeout=60,
+        )
         resp.raise_for_status()
         page = resp.json()
         for ev in page["data"]:
@@ -302,22 +398,35 @@ def webhooks(ctx: Context) -> None:
     sustained, burst_unique = bodies[:n_sustained], bodies[n_sustained:]
 
     def hook(body: bytes, secret: str = WEBHOOK_SECRET) -> loadgen.Request:
-        headers = {"Content-Type": "application/json; charset=utf-8",
-                   "Stripe-Signature": sign(body, secret)}  # fmt: skip
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Stripe-Signature": sign(body, secret),
+        }
         return "POST", "/webhooks/stripe", headers, body
 
     since_audit = since
     one = bodies[-1]
     bodies = bodies[:-1]
     sustained, burst_unique = bodies[:n_sustained], bodies[n_sustained:]
-    reqs = [[name, *hook(b, secret)] for name, b, secret in (
-        ("webhook new", one, WEBHOOK_SECRET), ("webhook duplicate", one, WEBHOOK_SECRET),
-        ("webhook bad signature", one, "whsec_wrong"))]  # fmt: skip
+    reqs = [
+        [name, *hook(b, secret)]
+        for name, b, secret in (
+            ("webhook new", one, WEBHOOK_SECRET),
+            ("webhook duplicate", one, WEBHOOK_SECRET),
+            ("webhook bad signature", one, "whsec_wrong"),
+        )
+    ]
     for r in reqs:
         r[4] = r[4].decode()
     ctx.traces.extend(stack.appctl("trace", "--requests", json.dumps(reqs)))
-    result = loadgen.run(stack.web_url, "webhooks", rate=p.webhook_rate, count=len(sustained),
-                         make=lambda i: hook(sustained[i]), max_in_flight=512)  # fmt: skip
+    result = loadgen.run(
+        stack.web_url,
+        "webhooks",
+        rate=p.webhook_rate,
+        count=len(sustained),
+        make=lambda i: hook(sustained[i]),
+        max_in_flight=512,
+    )
     ctx.results.append(row("webhook ingest (unique)", result, ctx))
 
     # Burst: 70% unique, 30% duplicates of them, shuffled, as fast as the server takes them.
@@ -325,8 +434,15 @@ def webhooks(ctx: Context) -> None:
     burst = burst_unique + dup
     random.shuffle(burst)
     burst_ids = {json.loads(b)["id"] for b in burst_unique}
-    result_b = loadgen.run(stack.web_url, "burst", rate=10_000, count=len(burst),
-                           make=lambda i: hook(burst[i]), max_in_flight=64, timeout_s=120)  # fmt: skip
+    result_b = loadgen.run(
+        stack.web_url,
+        "burst",
+        rate=10_000,
+        count=len(burst),
+        make=lambda i: hook(burst[i]),
+        max_in_flight=64,
+        timeout_s=120,
+    )
     conn = stack.mysql()
     with conn.cursor() as cur:
         ids = list(burst_ids)
@@ -343,10 +459,17 @@ def webhooks(ctx: Context) -> None:
             )
             applied += cur.fetchone()[0]
     conn.close()
-    ctx.results.append(row(f"webhook burst {len(burst)} (30% dup)", result_b, ctx,
-                           burst_seconds=round(result_b.elapsed_s, 1),
-                           unique_events=len(burst_ids), stored_once=stored,
-                           applied_once=applied))  # fmt: skip
+    ctx.results.append(
+        row(
+            f"webhook burst {len(burst)} (30% dup)",
+            result_b,
+            ctx,
+            burst_seconds=round(result_b.elapsed_s, 1),
+            unique_events=len(burst_ids),
+            stored_once=stored,
+            applied_once=applied,
+        )
+    )
 
     # Invalid signatures: must be rejected without touching MariaDB or Redis.
     q0, r0 = _db_questions(stack), _redis_commands(stack)
@@ -355,14 +478,26 @@ def webhooks(ctx: Context) -> None:
     n_invalid = int(p.invalid_rate * p.invalid_seconds)
     q1, r1 = _db_questions(stack), _redis_commands(stack)
     result_i = loadgen.run(
-        stack.web_url, "invalid", rate=p.invalid_rate, count=n_invalid,
+        stack.web_url,
+        "invalid",
+        rate=p.invalid_rate,
+        count=n_invalid,
         make=lambda i: hook(sustained[i % len(sustained)], "whsec_wrong_secret"),
-        ok_statuses={400}, max_in_flight=256,
-    )  # fmt: skip
+        ok_statuses={400},
+        max_in_flight=256,
+    )
     q_load, r_load = _db_questions(stack) - q1 - 2, _redis_commands(stack) - r1
-    ctx.results.append(row("webhook invalid signature", result_i, ctx,
-                           db_queries_during=q_load, db_queries_idle_same_time=q_idle,
-                           redis_commands_during=r_load, redis_commands_idle=r_idle))  # fmt: skip
+    ctx.results.append(
+        row(
+            "webhook invalid signature",
+            result_i,
+            ctx,
+            db_queries_during=q_load,
+            db_queries_idle_same_time=q_idle,
+            redis_commands_during=r_load,
+            redis_commands_idle=r_idle,
+        )
+    )
     report = do_audit(ctx, since_audit)
     ctx.results[-1]["audit"] = report
 
@@ -384,9 +519,11 @@ def notifications(ctx: Context) -> None:
     p = ctx.profile
     stack = ctx.stack
     base_workers = len([n for n in stack.procs if n.startswith("worker")])
-    phases = [(0, p.notify_fast, p.notify_fast_cap_s, base_workers),
-              (200, p.notify_slow, p.notify_slow_cap_s, base_workers),
-              (200, p.notify_slow, p.notify_slow_cap_s, 4)]  # fmt: skip
+    phases = [
+        (0, p.notify_fast, p.notify_fast_cap_s, base_workers),
+        (200, p.notify_slow, p.notify_slow_cap_s, base_workers),
+        (200, p.notify_slow, p.notify_slow_cap_s, 4),
+    ]
     for delay, count, cap, workers in phases:
         if workers != len([n for n in stack.procs if n.startswith("worker")]):
             stack.stop_workers()
@@ -396,10 +533,16 @@ def notifications(ctx: Context) -> None:
         with conn.cursor() as cur:
             cur.execute("SELECT COALESCE(MAX(id),0)+1 FROM notifications")
             min_id = cur.fetchone()[0]
-        info = loader.load(conn, merchant_id=ctx.backlog_merchant["merchant_id"], count=count,
-                           prefix=f"backlog{delay}w{workers}", span=timedelta(hours=1),
-                           status_weights={"SUCCESS": 0.8, "FAILED": 0.2}, notifications=True,
-                           seed=delay + workers + 11)  # fmt: skip
+        info = loader.load(
+            conn,
+            merchant_id=ctx.backlog_merchant["merchant_id"],
+            count=count,
+            prefix=f"backlog{delay}w{workers}",
+            span=timedelta(hours=1),
+            status_weights={"SUCCESS": 0.8, "FAILED": 0.2},
+            notifications=True,
+            seed=delay + workers + 11,
+        )
         conn.close()
         log(f"backlog of {count} final payments loaded in {info['total_s']}s")
         before = stack.receiver("GET", "/_stats")["unique_payment_events"]
@@ -435,10 +578,14 @@ def notifications(ctx: Context) -> None:
         }
         if not drained:
             _abandon_backlog(stack, min_id)
-            entry["note"] = (f"time cap {cap:g}s reached; the rest of the backlog was removed "
-                             "(queue emptied, rows deleted) so later scenarios run clean")  # fmt: skip
-        log(f"notifications at {delay} ms: {delivered}/{enq['enqueued']} in {elapsed:.1f}s "
-            f"= {rate:.1f}/s")  # fmt: skip
+            entry["note"] = (
+                f"time cap {cap:g}s reached; the rest of the backlog was removed "
+                "(queue emptied, rows deleted) so later scenarios run clean"
+            )
+        log(
+            f"notifications at {delay} ms: {delivered}/{enq['enqueued']} in {elapsed:.1f}s "
+            f"= {rate:.1f}/s"
+        )
         ctx.results.append(entry)
     stack.receiver("POST", "/_control", {"delay_ms": 0})
     ctx.results[-1]["audit"] = do_audit(ctx, int(time.time()))
@@ -462,8 +609,11 @@ def _abandon_backlog(stack: Stack, min_id: int) -> None:
         for i in range(0, len(ids), 5000):
             chunk = ids[i : i + 5000]
             marks = ",".join(["%s"] * len(chunk))
-            cur.execute(f"DELETE FROM notification_attempts WHERE notification_id IN "
-                        f"(SELECT id FROM notifications WHERE payment_id IN ({marks}))", chunk)  # fmt: skip
+            cur.execute(
+                f"DELETE FROM notification_attempts WHERE notification_id IN "
+                f"(SELECT id FROM notifications WHERE payment_id IN ({marks}))",
+                chunk,
+            )
             cur.execute(f"DELETE FROM notifications WHERE payment_id IN ({marks})", chunk)
             cur.execute(f"DELETE FROM payment_status_history WHERE payment_id IN ({marks})", chunk)
             cur.execute(f"DELETE FROM payments WHERE id IN ({marks})", chunk)
@@ -492,8 +642,11 @@ def reconciliation(ctx: Context) -> None:
     since = int(time.time()) - 7200
     cap = float(stack.env().get("RECON_RATE_LIMIT_PER_SECOND", "20"))
     try:
-        out = stack.appctl("recon", timeout=p.recon_max_run_s + 120,
-                           env={"RECON_MAX_RUN_SECONDS": str(p.recon_max_run_s)})
+        out = stack.appctl(
+            "recon",
+            timeout=p.recon_max_run_s + 120,
+            env={"RECON_MAX_RUN_SECONDS": str(p.recon_max_run_s)},
+        )
     finally:
         stack.set_psp_latency(0, 0)
     conn = stack.mysql()
@@ -535,8 +688,10 @@ def reconciliation(ctx: Context) -> None:
         if run["checked"]
         else None,
     }
-    log(f"recon: {run['checked']} checked in {out['elapsed_s']}s, {out['psp_calls']} PSP calls, "
-        f"max {out['max_calls_in_any_1s']}/s (cap {cap:g})")  # fmt: skip
+    log(
+        f"recon: {run['checked']} checked in {out['elapsed_s']}s, {out['psp_calls']} PSP calls, "
+        f"max {out['max_calls_in_any_1s']}/s (cap {cap:g})"
+    )
     entry["audit"] = do_audit(ctx, since)
     ctx.results.append(entry)
 
@@ -563,24 +718,40 @@ def reads(ctx: Context) -> None:
     stack = ctx.stack
     vol = ctx.volume_merchant
     conn = stack.mysql(local_infile=True)
-    info = loader.load(conn, merchant_id=vol["merchant_id"], count=p.reads_payments, prefix="vol",
-                       span=timedelta(hours=24),
-                       status_weights={"SUCCESS": 0.7, "FAILED": 0.2, "INITIATED": 0.08,
-                                       "PENDING": 0.02})  # fmt: skip
+    info = loader.load(
+        conn,
+        merchant_id=vol["merchant_id"],
+        count=p.reads_payments,
+        prefix="vol",
+        span=timedelta(hours=24),
+        status_weights={"SUCCESS": 0.7, "FAILED": 0.2, "INITIATED": 0.08, "PENDING": 0.02},
+    )
     with conn.cursor() as cur:
-        cur.execute("SELECT public_id, psp_session_id, customer_email, merchant_reference "
-                    "FROM payments WHERE merchant_id=%s AND psp_session_id IS NOT NULL "
-                    "ORDER BY id DESC LIMIT 200", (vol["merchant_id"],))  # fmt: skip
+        cur.execute(
+            "SELECT public_id, psp_session_id, customer_email, merchant_reference "
+            "FROM payments WHERE merchant_id=%s AND psp_session_id IS NOT NULL "
+            "ORDER BY id DESC LIMIT 200",
+            (vol["merchant_id"],),
+        )
         samples = cur.fetchall()
-        cur.execute("SELECT currency, COUNT(*) FROM payments WHERE merchant_id=%s GROUP BY currency",
-                    (vol["merchant_id"],))  # fmt: skip
+        cur.execute(
+            "SELECT currency, COUNT(*) FROM payments WHERE merchant_id=%s GROUP BY currency",
+            (vol["merchant_id"],),
+        )
         per_currency = dict(cur.fetchall())
     conn.close()
-    ctx.results.append({"scenario": f"loader: {p.reads_payments} payments + history",
-                        "throughput": info["rows_per_s"], "elapsed_s": info["total_s"],
-                        "detail": info})  # fmt: skip
-    log(f"loaded {info['payments']} payments + {info['history_rows']} history rows in "
-        f"{info['total_s']}s")  # fmt: skip
+    ctx.results.append(
+        {
+            "scenario": f"loader: {p.reads_payments} payments + history",
+            "throughput": info["rows_per_s"],
+            "elapsed_s": info["total_s"],
+            "detail": info,
+        }
+    )
+    log(
+        f"loaded {info['payments']} payments + {info['history_rows']} history rows in "
+        f"{info['total_s']}s"
+    )
     pub, sid, email, ref = samples[0]
     today = datetime.now(UTC).date().isoformat()
     export_currency = min(per_currency, key=lambda c: abs(per_currency[c] - 100_000))
@@ -593,8 +764,10 @@ def reads(ctx: Context) -> None:
         ("dashboard: type=RECC", f"{dash}?payment_type=RECC"),
         ("dashboard: date today", f"{dash}?date_from={today}&date_to={today}"),
         ("dashboard: amount 100-101", f"{dash}?amount_min=100&amount_max=101"),
-        ("dashboard: status+currency+date",
-         f"{dash}?status=FAILED&currency=GBP&date_from={today}&date_to={today}"),
+        (
+            "dashboard: status+currency+date",
+            f"{dash}?status=FAILED&currency=GBP&date_from={today}&date_to={today}",
+        ),
         ("dashboard: search reference", f"{dash}?q={ref[:10]}"),
         ("dashboard: search email", f"{dash}?q={email}"),
         ("dashboard: search pay_", f"{dash}?q={pub}"),
@@ -603,13 +776,20 @@ def reads(ctx: Context) -> None:
         ("api: status=FAILED", "/api/v1/payments?status=FAILED&limit=100"),
         ("api: created range", f"/api/v1/payments?created_gte={today}T00:00:00Z&limit=100"),
         ("api: merchant_reference", f"/api/v1/payments?merchant_reference={ref}"),
-    ]  # fmt: skip
+    ]
     # Page 2 of the API list via its cursor, and of the dashboard via its "older" link.
-    first = requests.get(f"{stack.web_url}/api/v1/payments?limit=100",
-                         headers={"Authorization": f"Bearer {vol['api_key']}"}, timeout=60).json()  # fmt: skip
+    first = requests.get(
+        f"{stack.web_url}/api/v1/payments?limit=100",
+        headers={"Authorization": f"Bearer {vol['api_key']}"},
+        timeout=60,
+    ).json()
     if first.get("next_cursor"):
-        urls.append(("api: page 2 (cursor)",
-                     f"/api/v1/payments?limit=100&starting_after={first['next_cursor']}"))  # fmt: skip
+        urls.append(
+            (
+                "api: page 2 (cursor)",
+                f"/api/v1/payments?limit=100&starting_after={first['next_cursor']}",
+            )
+        )
     cookie = _login(stack, vol["email"], vol["password"])
     html = requests.get(f"{stack.web_url}{dash}", headers={"Cookie": cookie}, timeout=60).text
     older = re.search(r'href="([^"]*after=[^"]+)"', html)
@@ -623,16 +803,26 @@ def reads(ctx: Context) -> None:
     ctx.explains = explains
     for name, url in urls:
         headers = api_headers if url.startswith("/api") else {"Cookie": cookie}
-        result = loadgen.run(stack.web_url, name, rate=20, count=p.reads_per_url,
-                             make=lambda i, u=url, h=headers: ("GET", u, h, None))  # fmt: skip
+        result = loadgen.run(
+            stack.web_url,
+            name,
+            rate=20,
+            count=p.reads_per_url,
+            make=lambda i, u=url, h=headers: ("GET", u, h, None),
+        )
         ctx.results.append(row(f"read {name}", result, ctx, target_p95_ms=100))
     pubs = [s[0] for s in samples]
     for name, tmpl, headers in (
         ("read dashboard payment page", "/dashboard/payments/{}", {"Cookie": cookie}),
         ("read api payment", "/api/v1/payments/{}", api_headers),
     ):
-        result = loadgen.run(stack.web_url, name, rate=30, count=p.reads_per_url,
-                             make=lambda i, t=tmpl, h=headers: ("GET", t.format(pubs[i % len(pubs)]), h, None))  # fmt: skip
+        result = loadgen.run(
+            stack.web_url,
+            name,
+            rate=30,
+            count=p.reads_per_url,
+            make=lambda i, t=tmpl, h=headers: ("GET", t.format(pubs[i % len(pubs)]), h, None),
+        )
         ctx.results.append(row(name, result, ctx, target_p95_ms=50))
     ctx.results.append(_export(stack, cookie, export_currency, per_currency[export_currency]))
     _warn_unindexed(explains)
@@ -658,8 +848,12 @@ def _export(stack: Stack, cookie: str, currency: str, expected: int) -> dict:
     started = time.perf_counter()
     lines = 0
     size = 0
-    with requests.get(f"{stack.web_url}/dashboard/payments/export.csv?currency={currency}",
-                      headers={"Cookie": cookie}, stream=True, timeout=600) as resp:  # fmt: skip
+    with requests.get(
+        f"{stack.web_url}/dashboard/payments/export.csv?currency={currency}",
+        headers={"Cookie": cookie},
+        stream=True,
+        timeout=600,
+    ) as resp:
         status = resp.status_code
         for chunk in resp.iter_content(65536):
             size += len(chunk)
@@ -670,10 +864,17 @@ def _export(stack: Stack, cookie: str, currency: str, expected: int) -> dict:
     rows = max(lines - 1, 0)
     growth = {str(pid): round(((peak[pid] or 0) - (base[pid] or 0)) / 1024, 1) for pid in pids}
     log(f"CSV export: {rows} rows in {elapsed:.1f}s = {rows / elapsed:.0f} rows/s")
-    return {"scenario": f"CSV export ({currency}, {rows} rows)", "status": status, "rows": rows,
-            "expected_rows": expected, "bytes": size, "elapsed_s": round(elapsed, 2),
-            "throughput": round(rows / elapsed), "rss_growth_mb_per_web_worker": growth,
-            "rss_before_mb": {str(k): round((v or 0) / 1024, 1) for k, v in base.items()}}  # fmt: skip
+    return {
+        "scenario": f"CSV export ({currency}, {rows} rows)",
+        "status": status,
+        "rows": rows,
+        "expected_rows": expected,
+        "bytes": size,
+        "elapsed_s": round(elapsed, 2),
+        "throughput": round(rows / elapsed),
+        "rss_growth_mb_per_web_worker": growth,
+        "rss_before_mb": {str(k): round((v or 0) / 1024, 1) for k, v in base.items()},
+    }
 
 
 def _warn_unindexed(explains: list) -> None:
@@ -681,28 +882,45 @@ def _warn_unindexed(explains: list) -> None:
         for st in entry["statements"]:
             for plan in st["explain"]:
                 if plan.get("type") == "ALL" or "filesort" in (plan.get("Extra") or ""):
-                    log(f"EXPLAIN {entry['name']}: {plan.get('table')} type={plan.get('type')} "
-                        f"key={plan.get('key')} rows={plan.get('rows')} {plan.get('Extra')}")  # fmt: skip
+                    log(
+                        f"EXPLAIN {entry['name']}: {plan.get('table')} type={plan.get('type')} "
+                        f"key={plan.get('key')} rows={plan.get('rows')} {plan.get('Extra')}"
+                    )
 
 
 def soak(ctx: Context) -> None:
     p = ctx.profile
     stack = ctx.stack
-    endpoint = stack.emu("POST", "webhook_endpoints",
-                         {"url": f"{stack.web_url}/webhooks/stripe", "secret": WEBHOOK_SECRET,
-                          "enabled_events": ["*"]})  # fmt: skip
+    endpoint = stack.emu(
+        "POST",
+        "webhook_endpoints",
+        {
+            "url": f"{stack.web_url}/webhooks/stripe",
+            "secret": WEBHOOK_SECRET,
+            "enabled_events": ["*"],
+        },
+    )
     since = int(time.time()) - 2
     mem0 = stack.memory()
     out = asyncio.run(_soak(ctx, p.soak_rate, p.soak_seconds))
     mem1 = stack.memory()
     growth = {k: round((mem1.get(k) or 0) / mem0[k] - 1, 3) for k in mem0 if mem0.get(k)}
     report = do_audit(ctx, since, out.pop("refs"), drain_timeout=max(p.drain_timeout, 60))
-    requests.post(f"{stack.emu_url}/v1/webhook_endpoints/{endpoint['id']}",
-                  data={"disabled": "true"}, headers={"Authorization": f"Bearer {STRIPE_KEY}"},
-                  timeout=30)  # fmt: skip
-    out.update({"scenario": f"soak {p.soak_rate}/s x {p.soak_seconds:g}s (full lifecycle)",
-                "memory_start_mb": mem0, "memory_end_mb": mem1, "memory_growth": growth,
-                "audit": report})  # fmt: skip
+    requests.post(
+        f"{stack.emu_url}/v1/webhook_endpoints/{endpoint['id']}",
+        data={"disabled": "true"},
+        headers={"Authorization": f"Bearer {STRIPE_KEY}"},
+        timeout=30,
+    )
+    out.update(
+        {
+            "scenario": f"soak {p.soak_rate}/s x {p.soak_seconds:g}s (full lifecycle)",
+            "memory_start_mb": mem0,
+            "memory_end_mb": mem1,
+            "memory_growth": growth,
+            "audit": report,
+        }
+    )
     ctx.results.append(out)
 
 
@@ -718,13 +936,19 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
 
         async def one(i: int, due: float) -> None:
             ref = f"soak-{run}-{i}"
-            body = {"merchant_reference": ref, "amount": 500 + i, "currency": "EUR",
-                    "customer_email": f"soak{i}@example.com", "success_url": "https://s.example/ok",
-                    "cancel_url": "https://s.example/no"}  # fmt: skip
+            body = {
+                "merchant_reference": ref,
+                "amount": 500 + i,
+                "currency": "EUR",
+                "customer_email": f"soak{i}@example.com",
+                "success_url": "https://s.example/ok",
+                "cancel_url": "https://s.example/no",
+            }
             headers = {**ctx.auth, "Idempotency-Key": ref}
             try:
-                async with http.post(f"{stack.web_url}/api/v1/payments", json=body,
-                                     headers=headers) as resp:  # fmt: skip
+                async with http.post(
+                    f"{stack.web_url}/api/v1/payments", json=body, headers=headers
+                ) as resp:
                     data = await resp.json(content_type=None)
                     status = resp.status
             except (TimeoutError, aiohttp.ClientError) as exc:
@@ -763,16 +987,30 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
     while k * window < seconds:
         values = sorted(v for t, v in lat if k * window <= t < (k + 1) * window)
         if values:
-            per_window.append({"from_s": round(k * window), "n": len(values),
-                               "p50_ms": round(values[len(values) // 2], 1),
-                               "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))], 1)})  # fmt: skip
+            per_window.append(
+                {
+                    "from_s": round(k * window),
+                    "n": len(values),
+                    "p50_ms": round(values[len(values) // 2], 1),
+                    "p99_ms": round(values[min(len(values) - 1, int(len(values) * 0.99))], 1),
+                }
+            )
         k += 1
     allv = sorted(v for _, v in lat)
     pct = lambda q: round(allv[min(len(allv) - 1, int(len(allv) * q))], 1) if allv else None  # noqa: E731
-    return {"sent": count, "ok": len(refs), "errors": sum(errors.values()), "statuses": errors,
-            "elapsed_s": round(elapsed, 1), "throughput": round(len(refs) / elapsed, 1),
-            "p50_ms": pct(0.5), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
-            "p99_by_window": per_window, "refs": refs}  # fmt: skip
+    return {
+        "sent": count,
+        "ok": len(refs),
+        "errors": sum(errors.values()),
+        "statuses": errors,
+        "elapsed_s": round(elapsed, 1),
+        "throughput": round(len(refs) / elapsed, 1),
+        "p50_ms": pct(0.5),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
+        "p99_by_window": per_window,
+        "refs": refs,
+    }
 
 
 SCENARIOS = {

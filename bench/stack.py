@@ -57,9 +57,7 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen | None = N
 
 def procfile_web_args(port: int) -> list[str]:
     """The Procfile's web command, bound to 127.0.0.1:port (the worker model stays as written)."""
-    line = next(
-        ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith("web:")
-    )
+    line = next(ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith("web:"))
     command = line.split(":", 1)[1].strip()
     command = re.sub(r"\$\{PORT:-\d+\}|\$PORT", str(port), command)
     args = shlex.split(command)
@@ -246,8 +244,17 @@ class Stack:
     def start_emulator(self) -> None:
         proc = self.spawn(
             "emulator",
-            [PY, "-m", "stripe_emulator", "--port", str(self.emu_port), "--log-level", "WARNING",
-             "--webhook-retry-schedule", "2,5,10,30"],  # fmt: skip
+            [
+                PY,
+                "-m",
+                "stripe_emulator",
+                "--port",
+                str(self.emu_port),
+                "--log-level",
+                "WARNING",
+                "--webhook-retry-schedule",
+                "2,5,10,30",
+            ],
         )
         wait_http(f"{self.emu_url}/_emulator/health", proc=proc.popen)
 
@@ -278,7 +285,7 @@ class Stack:
 
     # -- helpers ---------------------------------------------------------------------------
     def appctl(self, *args: str, timeout: float = 600, env: dict | None = None) -> dict:
-        """Run `python -m bench.appctl …` inside the app (same env); its last stdout line is JSON."""
+        """Run `python -m bench.appctl …` in the app's environment; its last line is JSON."""
         out = subprocess.run(
             [PY, "-m", "bench.appctl", *args],
             cwd=ROOT,
