@@ -20,6 +20,7 @@ ACTIONS = (
     "logout",
     "payment_expire",
     "payment_refund",
+    "subscription_cancel",
     "notification_resend",
     "payment_reconcile",
     "reconciliation_run",

@@ -126,3 +126,47 @@ def test_dashboard_lists_subscriptions_and_shows_each_charge(
         first = db.session.execute(select(Payment).where(Payment.id == first_id)).scalar_one()
         assert first.psp_subscription_id == sub["psp_subscription_id"]
         db.session.remove()
+
+
+def test_a_merchant_cancels_from_the_dashboard_at_period_end_and_it_is_audited(
+    app, make_merchant, stripe_delivers, buy_subscription
+):
+    from app.models import AuditLog
+    from tests.dashboard.support import token_for
+    from tests.subscriptions.conftest import read
+
+    merchant, _ = make_merchant("Shop A")
+    other, _ = make_merchant("Shop B")
+    first_id, sub = buy_subscription(merchant.id)
+    make_user(app, merchant.id, "alice@shop-a.example")
+    make_user(app, other.id, "bob@shop-b.example")
+    path = f"/dashboard/subscriptions/{sub['public_id']}/cancel"
+
+    bob = app.test_client()
+    assert login(bob, "bob@shop-b.example").status_code == 302
+    assert bob.get(path).status_code == 404
+
+    alice = app.test_client()
+    assert login(alice, "alice@shop-a.example").status_code == 302
+    detail = alice.get(f"/dashboard/subscriptions/{sub['public_id']}").get_data(as_text=True)
+    assert path in detail
+    token = token_for(alice, path)
+    refused = alice.post(path, data={"csrf_token": token, "when": "sometime"})
+    assert refused.status_code == 400
+    done = alice.post(path, data={"csrf_token": token, "when": "period_end"})
+    assert done.status_code == 302
+    row = subscription_row(app, first_id)
+    assert (row["status"], row["cancel_at_period_end"]) == ("active", True)
+    page = alice.get(done.headers["Location"]).get_data(as_text=True)
+    assert "ends at the end of its paid period" in page
+
+    audit = read(
+        app,
+        lambda: [
+            (a.action, a.target_id, a.detail["result"])
+            for a in db.session.execute(
+                select(AuditLog).where(AuditLog.action.like("sub%"))
+            ).scalars()
+        ],
+    )
+    assert audit == [("subscription_cancel", sub["public_id"], "ok")]
