@@ -406,18 +406,14 @@ def _submit(
         reason=refund.reason,
     )
     session_id, psp, tried_before = payment.psp_session_id, refund.psp, refund.psp_attempts > 0
+    subscription_id = payment.psp_subscription_id
     db.session.commit()  # no transaction stays open while the PSP is called
 
     provider = get_provider(psp)
     try:
         if not request.payment_intent_id:
-            # Learned from the session when no event carried it (e.g. paid via the return page).
-            session = provider.retrieve_checkout_session(session_id)
-            if not session.payment_intent_id:
-                raise PspRejected(
-                    "the PSP session has no payment intent to refund", code="no_payment_intent"
-                )
-            request = replace(request, payment_intent_id=session.payment_intent_id)
+            intent = _payment_intent(provider, session_id, subscription_id)
+            request = replace(request, payment_intent_id=intent)
         psp_refund = None
         if tried_before:
             # An earlier attempt may have reached the PSP and lost its answer. Its idempotency
@@ -431,6 +427,21 @@ def _submit(
         return _record_unsubmitted(refund_id, exc, record_id=record_id)
     REFUNDS.labels("submitted").inc()
     return _record_submitted(refund_id, psp_refund, record_id=record_id, source=source)
+
+
+def _payment_intent(provider, session_id: str | None, subscription_id: str | None) -> str:
+    """The payment intent behind a paid payment when no event told PayBridge: the session's,
+    or for a subscription's first payment (a subscription-mode session has none) the intent of
+    the invoice that the checkout created."""
+    session = provider.retrieve_checkout_session(session_id) if session_id else None
+    if session is not None and session.payment_intent_id:
+        return session.payment_intent_id
+    subscription_id = subscription_id or (session.subscription_id if session else None)
+    if subscription_id:
+        for invoice in provider.list_subscription_invoices(subscription_id, limit=100):
+            if invoice.billing_reason == "subscription_create" and invoice.payment_intent_id:
+                return invoice.payment_intent_id
+    raise PspRejected("the PSP has no payment intent for this payment", code="no_payment_intent")
 
 
 def _made_before(provider, request: RefundRequest) -> PspRefund | None:
@@ -468,6 +479,8 @@ def _record_submitted(
     payment, refund = _locked_pair(refund_id)
     if refund.psp_refund_id is None:
         refund.psp_refund_id = psp_refund.id
+    if not payment.psp_payment_intent_id and psp_refund.payment_intent_id:
+        payment.psp_payment_intent_id = psp_refund.payment_intent_id  # the next one needs no lookup
     refund.psp_attempts += 1
     refund.last_psp_error = None
     refund.updated_at = utcnow()

@@ -154,3 +154,49 @@ def test_someone_elses_payment_is_not_found(client, make_merchant, paid_payment)
     assert r.status_code == 404 and r.get_json()["error"]["code"] == "PAYMENT_NOT_FOUND"
     r = refund(client, other_key, "pay_doesnotexist", {"amount": 100})
     assert r.status_code == 404
+
+
+def test_a_subscriptions_first_payment_is_refunded_through_its_invoice(
+    app, client, make_merchant, emu
+):
+    from app.extensions import db
+    from app.models import Payment
+    from app.payments.service import create_payment
+    from app.payments.status import StatusSource
+    from app.webhooks.processing import apply_session
+
+    merchant, key = make_merchant()
+    with app.app_context():
+        payment = create_payment(
+            merchant.id,
+            {
+                "merchant_reference": "sub-1",
+                "amount": 900,
+                "currency": "EUR",
+                "payment_type": "RECC",
+                "interval": "month",
+                "success_url": "https://shop.example/ok",
+                "cancel_url": "https://shop.example/no",
+            },
+            idempotency_key=None,
+        )
+        payment_id, session_id, pay_id = payment.id, payment.psp_session_id, payment.public_id
+        db.session.commit()
+    emu.control("POST", f"checkout/sessions/{session_id}/pay", {"card": "4242424242424242"})
+    with app.app_context():
+        session = get_provider().retrieve_checkout_session(session_id)
+        apply_session(payment_id, session, source=StatusSource.RETURN)
+        assert db.session.get(Payment, payment_id).status == "SUCCESS"
+
+    # A subscription-mode session has no payment intent: the checkout's invoice has it.
+    assert payment_row(app, pay_id).psp_payment_intent_id is None
+
+    r = refund(client, key, pay_id, {"amount": 400})
+
+    assert r.status_code == 201, r.get_json()
+    assert r.get_json()["status"] == "succeeded"
+    payment = payment_row(app, pay_id)
+    assert payment.refunded_amount == 400 and payment.psp_payment_intent_id
+    with app.app_context():
+        at_psp = get_provider().retrieve_refund(r.get_json()["psp_refund_id"])
+    assert at_psp.payment_intent_id == payment.psp_payment_intent_id
