@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Payment, Subscription
 from app.shop.models import Order, OrderItem, OrderStatus, ShopCustomer
@@ -140,3 +141,27 @@ def order_subscription(order: Order) -> SubscriptionView | None:
         cancel_at_period_end=subscription.cancel_at_period_end,
         charges=charges,
     )
+
+
+def cancel_order_subscription(order: Order) -> Subscription:
+    """Cancel the order's subscription at period end through PayBridge (in-process); commits."""
+    from app.subscriptions import service
+
+    payment = order_payment(order) if order.plan else None
+    subscription = None
+    if payment is not None:
+        subscription = db.session.execute(
+            select(Subscription).where(Subscription.first_payment_id == payment.id)
+        ).scalar_one_or_none()
+    if subscription is None:
+        raise ShopError("This order has no subscription to cancel.")
+    if subscription.status == Subscription.STATUS_CANCELLED or subscription.cancel_at_period_end:
+        raise ShopError("Your subscription is already cancelled.")
+    try:
+        return service.cancel_subscription(subscription.id, at_period_end=True)
+    except PayBridgeError as error:
+        raise ShopError(
+            "We could not reach the payment provider to cancel just now. Nothing changed: "
+            "please try again in a moment.",
+            retryable=error.spec.retryable,
+        ) from error

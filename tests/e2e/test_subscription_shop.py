@@ -82,6 +82,12 @@ def test_a_shopper_subscribes_and_sees_each_monthly_charge(
     expect(rows.nth(1)).to_contain_text("paid")
     expect(page.get_by_test_id("subscription-status")).to_have_text("active")
 
+    # The shopper cancels: no more charges after the period already paid for.
+    page.get_by_role("button", name="Cancel subscription").click()
+    expect(page.get_by_text("Your subscription ends at the end of the period")).to_be_visible()
+    expect(page.get_by_test_id("subscription-status")).to_contain_text("ends at the end")
+    expect(page.get_by_role("button", name="Cancel subscription")).to_have_count(0)
+
     # The merchant sees the subscription and both charges in the dashboard.
     merchant = make_context().new_page()
     merchant.goto(shop_url + "/dashboard/login")

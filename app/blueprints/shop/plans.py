@@ -11,8 +11,8 @@ from app.shop import plans
 from app.shop.services import ShopError
 
 from . import bp
-from .forms import CheckoutForm
-from .routes import _pay, current_customer, login_required
+from .forms import ActionForm, CheckoutForm
+from .routes import _pay, current_customer, login_required, owned_order
 
 
 @bp.context_processor
@@ -47,3 +47,19 @@ def start_subscription(slug: str):
         return redirect(url_for("shop.subscribe", slug=slug), 303)
     db.session.commit()
     return _pay(order)
+
+
+@bp.post("/orders/<int:order_id>/subscription/cancel")
+@login_required
+def cancel_plan(order_id: int):
+    """Stop the order's subscription at the end of the period already paid for."""
+    if not ActionForm().validate_on_submit():
+        abort(400, "The form is incomplete.")
+    order = owned_order(order_id)
+    try:
+        plans.cancel_order_subscription(order)
+        flash("Your subscription ends at the end of the period you paid for.", "success")
+    except ShopError as error:
+        db.session.rollback()
+        flash(error.message, "error")
+    return redirect(url_for("shop.order", order_id=order_id), 303)
