@@ -178,3 +178,58 @@ def test_reconciliation_takes_over_a_cancellation_whose_webhook_was_lost(
     assert ended["status"] == "cancelled"
     assert ended["cancelled_at"] is not None
     stripe_delivers.control("POST", "deliveries/resume")
+
+
+def test_a_dry_run_reports_the_missed_renewal_and_changes_nothing(
+    app, make_merchant, stripe_delivers, buy_subscription
+):
+    merchant, _ = make_merchant()
+    first_id, sub = buy_subscription(merchant.id)
+    wait_for_deliveries_done(stripe_delivers)
+    stripe_delivers.control("POST", "deliveries/pause")
+    bill_next_period(stripe_delivers, sub)
+    with app.app_context():
+        run = run_reconciliation(trigger="test", dry_run=True)
+        planned = [d for d in run.details if d.get("action") == "would_record_renewal"]
+        db.session.remove()
+    assert len(planned) == 1 and planned[0]["to"] == "SUCCESS"
+    assert len(payments_of(app, first_id)) == 1
+    stripe_delivers.control("POST", "deliveries/resume")
+    wait_for_payments(app, first_id, 2)
+
+
+def test_invoice_events_of_subscriptions_paybridge_does_not_know_change_nothing(app):
+    invoice = {
+        "id": "in_foreign",
+        "object": "invoice",
+        "status": "paid",
+        "billing_reason": "subscription_cycle",
+        "amount_due": 500,
+        "amount_paid": 500,
+        "currency": "eur",
+        "attempt_count": 1,
+        "created": 1_790_000_000,
+        "parent": {
+            "type": "subscription_details",
+            "subscription_details": {"subscription": "sub_foreign", "metadata": {}},
+        },
+        "lines": {"object": "list", "data": []},
+    }
+    standalone = dict(invoice, id="in_standalone", parent=None)
+    outcomes = []
+    with app.app_context():
+        for n, obj in enumerate((invoice, standalone)):
+            raw = {
+                "id": f"evt_foreign_{n}",
+                "object": "event",
+                "type": "invoice.paid",
+                "created": 1_790_000_000,
+                "data": {"object": obj},
+            }
+            stored = process_event(
+                event_from_stripe(stripe.Event.construct_from(raw, "sk_test"), raw)
+            )
+            outcomes.append(stored.outcome)
+        assert db.session.scalar(select(func.count()).select_from(SubscriptionCharge)) == 0
+        db.session.remove()
+    assert outcomes == ["unknown_subscription", "ignored"]
