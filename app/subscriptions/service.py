@@ -485,7 +485,9 @@ def apply_psp_subscription(
         subscription.psp_synced_at = max(observed_at, subscription.psp_synced_at or observed_at)
     db.session.flush()
     if not changes:
-        return PspEvent.OUTCOME_IGNORED, "nothing changed", subscription
+        # Consistent with what PayBridge has: taken, with nothing to change (not "ignored",
+        # which means stale or out of order).
+        return PspEvent.OUTCOME_APPLIED, "already in this state", subscription
     return PspEvent.OUTCOME_APPLIED, "; ".join(changes), subscription
 
 
