@@ -34,6 +34,8 @@ class State:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Buffered: headers and body leave in one segment (no Nagle/delayed-ACK stall on keep-alive).
+    wbufsize = 65536
     state: State
 
     def log_message(self, *args) -> None:  # quiet: thousands of requests a second

@@ -441,7 +441,7 @@ def webhooks(ctx: Context) -> None:
         count=len(burst),
         make=lambda i: hook(burst[i]),
         max_in_flight=64,
-        timeout_s=120,
+        timeout_s=280,  # every event is sent (inside Stripe's 300 s signature tolerance)
     )
     conn = stack.mysql()
     with conn.cursor() as cur:
