@@ -47,8 +47,9 @@ def register_extensions(app: Flask) -> None:
 
     notifications.init_app(app)
 
-    from app import subscriptions
+    from app import refunds, subscriptions
 
+    refunds.init_app(app)
     subscriptions.init_app(app)
 
 

@@ -7,3 +7,10 @@
 Kept import-free so that `app.payments.serialize` and the outbox can use `serialize` without
 a cycle; `service` imports `events`, which registers the webhook handlers.
 """
+
+from flask import Flask
+
+
+def init_app(app: Flask) -> None:
+    """Register the PSP's refund events with the webhook pipeline (at import, once a process)."""
+    from app.refunds import events  # noqa: F401

@@ -44,7 +44,7 @@ from app.payments.state import lock_payment
 from app.payments.status import PaymentStatus, StatusSource
 from app.psp import PspError, PspRejected, get_provider
 from app.psp.base import PspRefund, RefundRequest
-from app.refunds import events  # noqa: F401  (registers the refund webhook handlers)
+from app.refunds import events  # noqa: F401  (handlers; create_app also registers them)
 from app.refunds.serialize import refund_to_dict
 
 log = logging.getLogger(__name__)
