@@ -35,7 +35,7 @@ def _before_flush(session: Session, flush_context, instances) -> None:
             continue
         if obj in session.new or _changed(obj, "psp_subscription_id"):
             ensure_for_first_payment(session, obj)
-        elif _changed(obj, "status") and obj.id is not None:
+        if obj.id is not None and _changed(obj, "status"):
             first_payment_status_changed(session, obj)
 
 
