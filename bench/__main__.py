@@ -108,7 +108,7 @@ def table(results: list[dict]) -> str:
 
 def start_profilers(stack: Stack, run_dir: Path, scenario: str) -> list:
     """py-spy (sampling, 100 Hz, GIL-holding and idle threads excluded) on each app process."""
-    pyspy = str(ROOT / ".venv" / "bin" / "py-spy")
+    pyspy = str(ROOT / "bench" / ".venv" / "bin" / "py-spy")
     targets = [(f"web{i}", pid) for i, pid in enumerate(stack.web_worker_pids())]
     targets += [(n, p.popen.pid) for n, p in stack.procs.items() if n.startswith("worker")]
     spies = []
@@ -166,6 +166,13 @@ def main(argv=None) -> int:
         default="",
         help="extra DATABASE_URL query arguments, e.g. ssl_disabled=1 (experiment)",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a profile size, e.g. --set create_seconds=10",
+    )
     parser.add_argument("--label", default="", help="a tag for the JSON file name")
     parser.add_argument(
         "--profile",
@@ -176,6 +183,9 @@ def main(argv=None) -> int:
     profile = QUICK if args.quick else FULL
     if args.soak_seconds:
         profile.soak_seconds = args.soak_seconds
+    for item in args.set:
+        key, value = item.split("=", 1)
+        setattr(profile, key, type(getattr(profile, key))(float(value)))
     names = args.only.split(",") if args.only else list(SCENARIOS)
     if "healthz" not in names:
         names.insert(0, "healthz")
@@ -230,7 +240,9 @@ def main(argv=None) -> int:
             after = stack.global_status(*counters)
             cpu1, wall = stack.cpu(), time.monotonic() - wall0
             cpu = {k: round(cpu1[k] - cpu0.get(k, 0.0), 2) for k in cpu1}
-            sent = sum(e.get("sent", 0) for e in ctx.results[n_before:])
+            sent = sum(
+                e.get("sent", 0) + e.get("warmup_requests", 0) for e in ctx.results[n_before:]
+            )
             for entry in ctx.results[n_before:]:
                 entry["db_server_during_scenario"] = {k: after[k] - before[k] for k in counters}
             if ctx.results[n_before:]:
