@@ -65,16 +65,18 @@ def _subscription_fields(payment: Payment) -> dict:
     from app.models.subscription import Subscription
 
     fields = {"subscription_id": None, "psp_subscription_id": None, "parent_payment_id": None}
-    if payment.payment_type != "RECC":
+    if payment.payment_type != "RECC" or payment.id is None:
         return fields
-    fields["psp_subscription_id"] = payment.psp_subscription_id
     with db.session.no_autoflush:
-        if payment.psp_subscription_id:
-            fields["subscription_id"] = db.session.execute(
-                db.select(Subscription.public_id).where(
-                    Subscription.psp_subscription_id == payment.psp_subscription_id
-                )
-            ).scalar_one_or_none()
+        row = db.session.execute(
+            db.select(Subscription.public_id, Subscription.psp_subscription_id).where(
+                Subscription.first_payment_id == (payment.parent_payment_id or payment.id)
+            )
+        ).first()
+        if row is not None:
+            fields["subscription_id"], fields["psp_subscription_id"] = row
+        else:
+            fields["psp_subscription_id"] = payment.psp_subscription_id
         if payment.parent_payment_id:
             fields["parent_payment_id"] = db.session.execute(
                 db.select(Payment.public_id).where(Payment.id == payment.parent_payment_id)

@@ -222,3 +222,7 @@ class PaymentProvider(ABC):
     def list_subscription_invoices(self, subscription_id: str, *, limit: int) -> list[PspInvoice]:
         """The subscription's latest invoices, newest first (at most `limit`)."""
         raise PspRejected(f"{self.name} does not support subscriptions", code="unsupported")
+
+    def retrieve_invoice(self, invoice_id: str) -> PspInvoice:
+        """One invoice, with the payment intent that paid it when there is one."""
+        raise PspRejected(f"{self.name} does not support subscriptions", code="unsupported")

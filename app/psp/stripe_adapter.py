@@ -459,6 +459,14 @@ class StripeProvider(PaymentProvider):
         page = self._call("list_invoices", lambda: self.client.v1.invoices.list(params))
         return [invoice_from_stripe(item) for item in page.data]
 
+    def retrieve_invoice(self, invoice_id: str) -> PspInvoice:
+        """One invoice with its payments expanded (the payment intent that paid it)."""
+        invoice = self._call(
+            "retrieve_invoice",
+            lambda: self.client.v1.invoices.retrieve(invoice_id, {"expand": ["payments"]}),
+        )
+        return invoice_from_stripe(invoice)
+
     def _pages(self, page: Any, operation: str, convert: Callable[[Any], T]) -> Iterator[T]:
         """Follow a ListObject's pages (the SDK's next_page), each request guarded."""
         while True:

@@ -247,6 +247,8 @@ def apply_invoice(
         .with_for_update()
     ).scalar_one_or_none()
     if existing is not None:
+        if paid and invoice.payment_intent_id and not existing.payment.psp_payment_intent_id:
+            record_payment_intent(existing.payment_id, invoice.payment_intent_id)
         return (
             PspEvent.OUTCOME_IGNORED,
             f"invoice {invoice.id} ({attempt}) already recorded",
@@ -295,6 +297,10 @@ def apply_invoice(
     _add_charge(subscription, payment, invoice, attempt, source, psp_event_id)
     _after_charge(subscription, invoice, paid)
     db.session.flush()
+    if paid and not payment.psp_payment_intent_id:
+        from app.subscriptions.hooks import learn_intent_after_commit
+
+        learn_intent_after_commit(db.session(), payment.id)
     SUBSCRIPTION_CHARGES.labels("renewal", "paid" if paid else "failed", source.value).inc()
     log.info(
         "subscription %s: renewal %s %s (invoice %s, %s %s)",
@@ -380,7 +386,9 @@ def _new_renewal(
         cancel_url=first.cancel_url,
         metadata_=dict(first.metadata_ or {}),
         psp=subscription.psp,
-        psp_subscription_id=subscription.psp_subscription_id,
+        # Not the PSP subscription id: code that looks a payment's intent up through its
+        # subscription would find the first invoice's, i.e. another charge. A renewal's own
+        # intent comes with the invoice, or later (learn_payment_intent, reconciliation).
         psp_payment_intent_id=invoice.payment_intent_id,
         parent_payment_id=first.id,
         created_at=utcnow(),
@@ -457,6 +465,35 @@ def _period_text(invoice: PspInvoice) -> str:
     if invoice.period_start and invoice.period_end:
         return f"{invoice.period_start:%Y-%m-%d} to {invoice.period_end:%Y-%m-%d}"
     return "of the next period"
+
+
+def learn_payment_intent(payment_id: int) -> str | None:
+    """A renewal's own payment intent, from its invoice at the PSP (invoice events do not carry
+    it): needed to refund that charge. Calls the PSP outside any transaction; commits."""
+    payment = db.session.get(Payment, payment_id, populate_existing=True)
+    if payment is None or payment.psp_payment_intent_id or payment.parent_payment_id is None:
+        db.session.commit()
+        return payment.psp_payment_intent_id if payment is not None else None
+    invoice_id = db.session.execute(
+        select(SubscriptionCharge.psp_invoice_id).where(SubscriptionCharge.payment_id == payment_id)
+    ).scalar_one_or_none()
+    psp = payment.psp
+    db.session.commit()
+    if invoice_id is None:
+        return None
+    invoice = get_provider(psp).retrieve_invoice(invoice_id)
+    if invoice.payment_intent_id:
+        record_payment_intent(payment_id, invoice.payment_intent_id)
+        db.session.commit()
+    return invoice.payment_intent_id
+
+
+def record_payment_intent(payment_id: int, payment_intent_id: str) -> None:
+    """Remember the intent that made this charge (once; the caller commits)."""
+    payment = lock_payment(payment_id)
+    if not payment.psp_payment_intent_id:
+        payment.psp_payment_intent_id = payment_intent_id
+        log.info("payment %s: payment intent %s", payment.public_id, payment_intent_id)
 
 
 # -- the subscription's own state --------------------------------------------------------------

@@ -85,6 +85,7 @@ def payments_of(app, first_payment_id: int) -> list[dict]:
                 "payment_type": p.payment_type,
                 "parent_payment_id": p.parent_payment_id,
                 "psp_subscription_id": p.psp_subscription_id,
+                "psp_payment_intent_id": p.psp_payment_intent_id,
                 "failure_code": p.failure_code,
                 "history": [(h.from_status, h.to_status, h.source) for h in p.history],
             }
@@ -167,3 +168,17 @@ def wait_for_deliveries_done(emulator, timeout: float = 20.0) -> list[dict]:
         return None
 
     return wait_for(done, timeout=timeout, what="webhook deliveries")
+
+
+def run_default_jobs(app) -> None:
+    """One RQ burst over the default queue (the subscription jobs), in this process."""
+    from rq import SimpleWorker
+    from rq.timeouts import TimerDeathPenalty
+
+    from app.tasks import get_queue
+
+    with app.app_context():
+        queue = get_queue("default")
+        worker = SimpleWorker([queue], connection=queue.connection)
+        worker.death_penalty_class = TimerDeathPenalty
+        worker.work(burst=True, with_scheduler=True, logging_level="WARNING")

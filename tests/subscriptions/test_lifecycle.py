@@ -11,6 +11,7 @@ from tests.shop.support import run_notification_worker
 from tests.subscriptions.conftest import (
     bill_next_period,
     payments_of,
+    run_default_jobs,
     subscription_row,
     wait_for,
     wait_for_deliveries_done,
@@ -73,10 +74,25 @@ def test_bought_then_renewed_twice_each_renewal_is_a_notified_payment(
         assert renewal["payment_type"] == "RECC"
         assert renewal["parent_payment_id"] == first_id
         assert (renewal["amount"], renewal["currency"]) == (1500, "EUR")
-        assert renewal["psp_subscription_id"] == sub["psp_subscription_id"]
         assert renewal["history"] == RENEWAL_HISTORY
+        # Not on the renewal row: a lookup through the subscription would find the first charge.
+        assert renewal["psp_subscription_id"] is None
     sub = subscription_row(app, first_id)
     assert sub["status"] == "active"
+
+    # Invoice events do not name the charge's payment intent; a job asks the PSP for each.
+    wait_for(
+        lambda: (
+            run_default_jobs(app),
+            all(r["psp_payment_intent_id"] for r in payments_of(app, first_id)[1:]),
+        )[1],
+        what="the renewals' payment intents",
+    )
+    intents = [r["psp_payment_intent_id"] for r in payments_of(app, first_id)[1:]]
+    assert all(i.startswith("pi_") for i in intents) and len(set(intents)) == 2
+    for intent in intents:
+        pi = _get(stripe_delivers, f"/v1/payment_intents/{intent}")
+        assert (pi["status"], pi["amount"]) == ("succeeded", 1500)
 
     # One signed notification per charge: the checkout and the two renewals, nothing more.
     requests = notified(app, receiver, 3)
@@ -91,6 +107,7 @@ def test_bought_then_renewed_twice_each_renewal_is_a_notified_payment(
         assert data["subscription_id"] == sub["public_id"]
         assert data["parent_payment_id"] == rows[0]["public_id"]
         assert data["merchant_reference"] == renewal["reference"]
+        assert data["psp_subscription_id"] == sub["psp_subscription_id"]
     assert by_id[rows[0]["public_id"]]["subscription_id"] == sub["public_id"]
 
     # The API shows the subscription with its three payments, oldest first.

@@ -120,6 +120,8 @@ def test_reconciliation_records_a_renewal_whose_webhook_was_lost(
     renewal = rows[1]
     assert (renewal["reference"], renewal["status"]) == ("plan-lost-r1", "SUCCESS")
     assert [source for _, _, source in renewal["history"]] == ["recon"] * 3
+    # The invoice listing names the charge's own intent.
+    assert renewal["psp_payment_intent_id"].startswith("pi_")
     assert [line["payment"] for line in lines] == [renewal["public_id"]]
     assert (
         read(
