@@ -1,0 +1,49 @@
+"""A renewal is a payment like any other: refunding it refunds that charge at the PSP (its own
+payment intent), never the subscription's first one."""
+
+from __future__ import annotations
+
+from app.psp import get_provider
+from tests.subscriptions.conftest import (
+    bill_next_period,
+    payments_of,
+    run_default_jobs,
+    wait_for,
+    wait_for_deliveries_done,
+    wait_for_payments,
+)
+from tests.support.api import auth_headers
+
+
+def test_refunding_a_renewal_refunds_that_charge(
+    app, client, make_merchant, stripe_delivers, buy_subscription
+):
+    merchant, key = make_merchant()
+    first_id, sub = buy_subscription(merchant.id, amount=1500)
+    bill_next_period(stripe_delivers, sub)
+    wait_for_payments(app, first_id, 2)
+    wait_for_deliveries_done(stripe_delivers)
+    renewal = wait_for(
+        lambda: (
+            (run_default_jobs(app), payments_of(app, first_id)[1])[1]["psp_payment_intent_id"]
+            and payments_of(app, first_id)[1]
+        ),
+        what="the renewal's payment intent",
+    )
+
+    response = client.post(
+        f"/api/v1/payments/{renewal['public_id']}/refunds",
+        json={"amount": 500},
+        headers=auth_headers(key, idempotency_key="refund-renewal-1"),
+    )
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    with app.app_context():
+        at_psp = get_provider().retrieve_refund(body["psp_refund_id"])
+    assert at_psp.payment_intent_id == renewal["psp_payment_intent_id"]
+    assert at_psp.amount == 500
+    first = client.get(
+        f"/api/v1/payments/{payments_of(app, first_id)[0]['public_id']}",
+        headers=auth_headers(key),
+    ).get_json()
+    assert first["refunded_amount"] == 0
