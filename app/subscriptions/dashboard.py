@@ -37,6 +37,20 @@ class CancelSubscriptionForm(FlaskForm):
 PAGE_SIZE = 50
 
 
+@bp.context_processor
+def subscription_context() -> dict:
+    return {"payment_subscription": payment_subscription}
+
+
+def payment_subscription(payment) -> Subscription | None:
+    """The subscription a RECC payment belongs to (as its first payment or a renewal)."""
+    return db.session.execute(
+        select(Subscription).where(
+            Subscription.first_payment_id == (payment.parent_payment_id or payment.id)
+        )
+    ).scalar_one_or_none()
+
+
 def list_subscriptions(
     merchant_id: int | None, *, status: str | None, before: int | None
 ) -> tuple[list[Subscription], int | None]:

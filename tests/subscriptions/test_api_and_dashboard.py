@@ -114,7 +114,11 @@ def test_dashboard_lists_subscriptions_and_shows_each_charge(
     assert re.search(r"12[.,]34", page)
 
     # A renewal's own page in the dashboard (it has no checkout session).
-    assert alice.get(f"/dashboard/payments/{rows[1]['public_id']}").status_code == 200
+    renewal_page = alice.get(f"/dashboard/payments/{rows[1]['public_id']}")
+    assert renewal_page.status_code == 200
+    renewal_html = renewal_page.get_data(as_text=True)
+    assert f'href="/dashboard/subscriptions/{sub["public_id"]}"' in renewal_html
+    assert "a renewal of" in renewal_html and rows[0]["public_id"] in renewal_html
 
     bob = app.test_client()
     assert login(bob, "bob@shop-b.example").status_code == 302
