@@ -125,6 +125,14 @@ class Context:
 # -- helpers -------------------------------------------------------------------------------
 
 
+def cpu_per(stack: Stack, before: dict, n: int) -> dict:
+    """CPU ms per unit of work of each process kind since `before` (a stack.cpu() snapshot)."""
+    after = stack.cpu()
+    if not n:
+        return {}
+    return {k: round(1000 * (after[k] - before.get(k, 0.0)) / n, 2) for k in after}
+
+
 def create_factory(ctx: Context, tag: str):
     """POST /api/v1/payments bodies with unique references and idempotency keys."""
     run = uuid.uuid4().hex[:6]
@@ -267,6 +275,7 @@ def create(ctx: Context) -> None:
             result,
             ctx,
             audit=report,
+            warmup_requests=120,
             memory_before=mem0,
             memory_after=ctx.stack.memory(),
         )
@@ -421,6 +430,7 @@ def webhooks(ctx: Context) -> None:
     for r in reqs:
         r[4] = r[4].decode()
     ctx.traces.extend(stack.appctl("trace", "--requests", json.dumps(reqs)))
+    cpu0 = stack.cpu()
     result = loadgen.run(
         stack.web_url,
         "webhooks",
@@ -429,13 +439,21 @@ def webhooks(ctx: Context) -> None:
         make=lambda i: hook(sustained[i]),
         max_in_flight=512,
     )
-    ctx.results.append(row("webhook ingest (unique)", result, ctx))
+    ctx.results.append(
+        row(
+            "webhook ingest (unique)",
+            result,
+            ctx,
+            cpu_ms_per_request=cpu_per(stack, cpu0, result.sent),
+        )
+    )
 
     # Burst: 70% unique, 30% duplicates of them, shuffled, as fast as the server takes them.
     dup = [random.choice(burst_unique) for _ in range(p.burst_total - len(burst_unique))]
     burst = burst_unique + dup
     random.shuffle(burst)
     burst_ids = {json.loads(b)["id"] for b in burst_unique}
+    cpu0 = stack.cpu()
     result_b = loadgen.run(
         stack.web_url,
         "burst",
@@ -445,6 +463,7 @@ def webhooks(ctx: Context) -> None:
         max_in_flight=64,
         timeout_s=280,  # every event is sent (inside Stripe's 300 s signature tolerance)
     )
+    burst_cpu = cpu_per(stack, cpu0, result_b.sent)
     conn = stack.mysql()
     with conn.cursor() as cur:
         ids = list(burst_ids)
@@ -470,6 +489,7 @@ def webhooks(ctx: Context) -> None:
             unique_events=len(burst_ids),
             stored_once=stored,
             applied_once=applied,
+            cpu_ms_per_request=burst_cpu,
         )
     )
 
@@ -479,6 +499,7 @@ def webhooks(ctx: Context) -> None:
     q_idle, r_idle = _db_questions(stack) - q0, _redis_commands(stack) - r0
     n_invalid = int(p.invalid_rate * p.invalid_seconds)
     q1, r1 = _db_questions(stack), _redis_commands(stack)
+    cpu0 = stack.cpu()
     result_i = loadgen.run(
         stack.web_url,
         "invalid",
@@ -498,6 +519,7 @@ def webhooks(ctx: Context) -> None:
             db_queries_idle_same_time=q_idle,
             redis_commands_during=r_load,
             redis_commands_idle=r_idle,
+            cpu_ms_per_request=cpu_per(stack, cpu0, result_i.sent),
         )
     )
     report = do_audit(ctx, since_audit)
@@ -549,6 +571,7 @@ def notifications(ctx: Context) -> None:
         log(f"backlog of {count} final payments loaded in {info['total_s']}s")
         before = stack.receiver("GET", "/_stats")["unique_payment_events"]
         mem0 = stack.memory()
+        cpu0 = stack.cpu()
         enq = stack.appctl("enqueue-notifications", "--min-id", str(min_id))
         started = enq["started"]
         target = before + enq["enqueued"]
@@ -574,6 +597,7 @@ def notifications(ctx: Context) -> None:
             "drained": drained,
             "projected_drain_s": round(enq["enqueued"] / rate) if rate else None,
             "enqueue_s": enq["seconds"],
+            "cpu_ms_per_delivery": cpu_per(stack, cpu0, delivered),
             "memory_before": mem0,
             "memory_after": stack.memory(),
             "samples": samples[:: max(1, len(samples) // 20)],
