@@ -407,10 +407,19 @@ def _submit(
     )
     session_id, psp, tried_before = payment.psp_session_id, refund.psp, refund.psp_attempts > 0
     subscription_id = payment.psp_subscription_id
+    renewal_id = payment.id if payment.parent_payment_id is not None else None
     db.session.commit()  # no transaction stays open while the PSP is called
 
     provider = get_provider(psp)
     try:
+        if not request.payment_intent_id and renewal_id is not None:
+            # A renewal's own charge: invoice events do not carry its intent, so ask the PSP
+            # now rather than fall back to the subscription's (the wrong charge).
+            from app.subscriptions.service import learn_payment_intent
+
+            intent = learn_payment_intent(renewal_id)
+            if intent:
+                request = replace(request, payment_intent_id=intent)
         if not request.payment_intent_id:
             intent = _payment_intent(provider, session_id, subscription_id)
             request = replace(request, payment_intent_id=intent)

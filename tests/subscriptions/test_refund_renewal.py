@@ -47,3 +47,34 @@ def test_refunding_a_renewal_refunds_that_charge(
         headers=auth_headers(key),
     ).get_json()
     assert first["refunded_amount"] == 0
+
+
+def test_a_renewal_refunded_before_its_intent_is_known_refunds_that_charge(
+    app, client, make_merchant, stripe_delivers, buy_subscription
+):
+    """Invoice events carry no payment intent; the refund asks the PSP for the renewal's own."""
+    from app.extensions import db
+    from app.models import Payment
+
+    merchant, key = make_merchant()
+    first_id, sub = buy_subscription(merchant.id, amount=1500)
+    bill_next_period(stripe_delivers, sub)
+    wait_for_payments(app, first_id, 2)
+    wait_for_deliveries_done(stripe_delivers)
+    renewal = payments_of(app, first_id)[1]
+    with app.app_context():  # as if the job that fetches the intent had not run yet
+        db.session.get(Payment, renewal["id"]).psp_payment_intent_id = None
+        db.session.commit()
+
+    response = client.post(
+        f"/api/v1/payments/{renewal['public_id']}/refunds",
+        json={"amount": 300},
+        headers=auth_headers(key, idempotency_key="refund-renewal-early"),
+    )
+    assert response.status_code == 201, response.get_json()
+    with app.app_context():
+        at_psp = get_provider().retrieve_refund(response.get_json()["psp_refund_id"])
+        intent = db.session.get(Payment, renewal["id"]).psp_payment_intent_id
+        first_intent = db.session.get(Payment, first_id).psp_payment_intent_id
+    assert intent and at_psp.payment_intent_id == intent
+    assert intent != first_intent
