@@ -22,7 +22,7 @@ from app.payments.service import expire_payment, register_with_psp
 from app.payments.status import PaymentStatus, StatusSource
 from app.psp.base import CheckoutSession, PaymentProvider, PspError, PspEventData
 from app.reconciliation.gate import PspGate
-from app.webhooks.processing import HANDLED_TYPES, apply_session, process_event
+from app.webhooks.processing import apply_session, handled_event_types, process_event
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ RECON_CORRECTIONS = Counter(
 )
 
 NON_FINAL = tuple(s.value for s in PaymentStatus if not s.is_final)
-CATCH_UP_EVENT_TYPES = sorted(HANDLED_TYPES)
 BATCH_SIZE = 200
 COMPARE_BATCH = 100
 MAX_DETAILS = 500
@@ -135,7 +134,9 @@ class Reconciler:
         page: list[PspEventData] = []
         listing = self.gate.iterate(
             "list_events",
-            lambda: self.provider.list_events(CATCH_UP_EVENT_TYPES, since),
+            # Refund and subscription events too: a lost refund.failed after a success, or a
+            # lost invoice.paid, is caught here like a lost checkout event.
+            lambda: self.provider.list_events(handled_event_types(), since),
             key=lambda e: e.id,
         )
         for event in listing:

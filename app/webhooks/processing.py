@@ -51,6 +51,11 @@ EventHandler = Callable[[PspEventData, PspEvent, StatusSource], tuple[str, str |
 _extra_handlers: dict[str, EventHandler] = {}
 
 
+def handled_event_types() -> list[str]:
+    """Every event type PayBridge acts on: checkout events and the registered extras."""
+    return sorted(HANDLED_TYPES | _extra_handlers.keys())
+
+
 def register_event_handler(event_type: str, handler: EventHandler) -> None:
     """Handle another event type (refunds, subscriptions) inside process_event's transaction.
 
