@@ -61,7 +61,6 @@ class RefundSchema(Schema):
     completed_at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
 
 
-
 class PaymentSchema(Schema):
     """A payment as client apps see it (also the `data` of notifications)."""
 
