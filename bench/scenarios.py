@@ -40,6 +40,7 @@ class Profile:
     notify_fast_cap_s: float
     notify_slow: int
     notify_slow_cap_s: float
+    notify_scaled_workers: int
     recon_stale: int
     recon_max_run_s: int
     reads_payments: int
@@ -50,54 +51,59 @@ class Profile:
 
 
 QUICK = Profile(
-    "quick",
-    300,
-    2,
-    100,
-    4,
-    50,
-    4,
-    100,
-    3,
-    1000,
-    500,
-    2,
-    500,
-    30,
-    300,
-    15,
-    200,
-    30,
-    20_000,
-    20,
-    15,
-    20,
-    30,
+    name="quick",
+    healthz_rate=300,
+    healthz_seconds=2,
+    create_rate=100,
+    create_seconds=4,
+    pace_rate=50,
+    pace_seconds=4,
+    webhook_rate=100,
+    webhook_seconds=3,
+    burst_total=1000,
+    invalid_rate=500,
+    invalid_seconds=2,
+    notify_fast=500,
+    notify_fast_cap_s=30,
+    notify_slow=300,
+    notify_slow_cap_s=15,
+    notify_scaled_workers=4,
+    recon_stale=200,
+    recon_max_run_s=30,
+    reads_payments=20_000,
+    reads_per_url=20,
+    soak_rate=15,
+    soak_seconds=20,
+    drain_timeout=30,
 )
+# Issue 7's sizes, trimmed only where a size does not change what is measured, so the whole run
+# stays under 20 minutes on this machine: the 200 ms backlog is 5,000 (a queue drains at the same
+# rate whatever its length; the 50,000 drain time is projected from the rate), the soak is 3 min.
 FULL = Profile(
-    "full",
-    1500,
-    8,
-    500,
-    20,
-    100,
-    120,
-    800,
-    5,
-    20_000,
-    3000,
-    5,
-    20_000,
-    45,
-    50_000,
-    30,
-    10_000,
-    120,
-    1_000_000,
-    60,
-    15,
-    240,
-    150,
+    name="full",
+    healthz_rate=1500,
+    healthz_seconds=8,
+    create_rate=500,
+    create_seconds=20,
+    pace_rate=100,
+    pace_seconds=120,
+    webhook_rate=800,
+    webhook_seconds=4,
+    burst_total=20_000,
+    invalid_rate=3000,
+    invalid_seconds=5,
+    notify_fast=20_000,
+    notify_fast_cap_s=45,
+    notify_slow=5_000,
+    notify_slow_cap_s=30,
+    notify_scaled_workers=0,
+    recon_stale=10_000,
+    recon_max_run_s=120,
+    reads_payments=1_000_000,
+    reads_per_url=40,
+    soak_rate=15,
+    soak_seconds=180,
+    drain_timeout=150,
 )
 
 
@@ -319,18 +325,113 @@ def top_up_initiated(ctx: Context, count: int) -> None:
     have = len(_initiated_sessions(ctx, count))
     if have >= count:
         return
-    missing = count - have
-    log(f"creating {missing} more INITIATED payments through the API")
-    ctx.stack.set_psp_latency(0, 0)
-    make, _ = create_factory(ctx, "topup")
-    loadgen.run(
-        ctx.stack.web_url,
-        "topup",
-        rate=300,
-        count=missing + 20,
-        make=make,
-        ok_statuses={201},
-        max_in_flight=256,
+    seed_initiated(ctx, count - have)
+
+
+def seed_initiated(ctx: Context, count: int, *, stale: bool = False) -> None:
+    """INITIATED payments with real emulator sessions, made without PayBridge's create path.
+
+    The sessions are created at the emulator with exactly the parameters the Stripe adapter
+    sends (ids in client_reference_id and metadata, amount, currency, expiry); the payments and
+    their CREATED/INITIATED history go straight into MariaDB. Seconds for 10,000, where the API
+    would take minutes on this machine (creates are measured on their own).
+    """
+    stack = ctx.stack
+    started = time.monotonic()
+    run = uuid.uuid4().hex[:6]
+    rng = random.Random(run)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    created_at = now - timedelta(hours=1) if stale else now
+    expires = int(time.time()) + 3600
+    rows = []
+    for i in range(count):
+        public = "pay_" + "".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=24))
+        rows.append({"public": public, "ref": f"seed-{run}-{i}", "amount": 1000 + i % 5000})
+
+    async def create_all() -> None:
+        sem = asyncio.Semaphore(16)
+        auth = {"Authorization": f"Bearer {STRIPE_KEY}"}
+        async with aiohttp.ClientSession(stack.emu_url, headers=auth) as http:
+
+            async def one(r: dict) -> None:
+                form = {
+                    "mode": "payment",
+                    "line_items[0][price_data][currency]": "eur",
+                    "line_items[0][price_data][unit_amount]": str(r["amount"]),
+                    "line_items[0][price_data][product_data][name]": f"Order {r['ref']}",
+                    "line_items[0][quantity]": "1",
+                    "success_url": f"{stack.web_url}/checkout/return/{r['public']}"
+                    "?session_id={CHECKOUT_SESSION_ID}",
+                    "cancel_url": f"{stack.web_url}/checkout/cancel/{r['public']}",
+                    "client_reference_id": r["public"],
+                    "metadata[paybridge_payment_id]": r["public"],
+                    "metadata[merchant_reference]": r["ref"],
+                    "payment_intent_data[metadata][paybridge_payment_id]": r["public"],
+                    "payment_intent_data[metadata][merchant_reference]": r["ref"],
+                    "expires_at": str(expires),
+                }
+                async with sem:
+                    async with http.post("/v1/checkout/sessions", data=form) as resp:
+                        body = await resp.json()
+                        if resp.status != 200:
+                            raise RuntimeError(f"emulator refused a session: {body}")
+                r["session"], r["url"] = body["id"], body["url"]
+
+            await asyncio.gather(*(one(r) for r in rows))
+
+    asyncio.run(create_all())
+    conn = stack.mysql()
+    with conn.cursor() as cur:
+        cur.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM payments")
+        first = cur.fetchone()[0]
+        ts, exp = created_at.isoformat(sep=" "), datetime.fromtimestamp(expires, UTC)
+        pay, hist = [], []
+        for k, r in enumerate(rows):
+            pid = first + k
+            pay.append(
+                (
+                    pid,
+                    r["public"],
+                    ctx.merchant["merchant_id"],
+                    r["ref"],
+                    r["amount"],
+                    "EUR",
+                    "SALE",
+                    "https://shop.example/ok",
+                    "https://shop.example/cancel",
+                    "{}",
+                    "INITIATED",
+                    2,
+                    "stripe",
+                    r["session"],
+                    r["url"],
+                    exp.replace(tzinfo=None),
+                    0,
+                    ts,
+                    ts,
+                )
+            )
+            hist.append((pid, None, "CREATED", 1, "api", ts))
+            hist.append((pid, "CREATED", "INITIATED", 2, "api", ts))
+        for i in range(0, len(pay), 2000):
+            cur.executemany(
+                "INSERT INTO payments (id, public_id, merchant_id, merchant_reference, amount, "
+                "currency, payment_type, success_url, cancel_url, metadata, status, "
+                "status_version, psp, psp_session_id, checkout_url, psp_expires_at, "
+                "refunded_amount, created_at, updated_at) VALUES "
+                "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
+                pay[i : i + 2000],
+            )
+        for i in range(0, len(hist), 4000):
+            cur.executemany(
+                "INSERT INTO payment_status_history (payment_id, from_status, to_status, "
+                "status_version, source, created_at) VALUES (%s,%s,%s,%s,%s,%s)",
+                hist[i : i + 4000],
+            )
+    conn.close()
+    log(
+        f"seeded {count} INITIATED payments with emulator sessions in "
+        f"{time.monotonic() - started:.1f}s"
     )
 
 
@@ -546,8 +647,9 @@ def notifications(ctx: Context) -> None:
     phases = [
         (0, p.notify_fast, p.notify_fast_cap_s, base_workers),
         (200, p.notify_slow, p.notify_slow_cap_s, base_workers),
-        (200, p.notify_slow, p.notify_slow_cap_s, 4),
     ]
+    if p.notify_scaled_workers:
+        phases.append((200, p.notify_slow, p.notify_slow_cap_s, p.notify_scaled_workers))
     for delay, count, cap, workers in phases:
         if workers != len([n for n in stack.procs if n.startswith("worker")]):
             stack.stop_workers()
@@ -596,6 +698,7 @@ def notifications(ctx: Context) -> None:
             "throughput": round(rate, 1),
             "drained": drained,
             "projected_drain_s": round(enq["enqueued"] / rate) if rate else None,
+            "projected_drain_50k_s": round(50_000 / rate) if rate else None,
             "enqueue_s": enq["seconds"],
             "cpu_ms_per_delivery": cpu_per(stack, cpu0, delivered),
             "memory_before": mem0,
@@ -649,8 +752,14 @@ def _abandon_backlog(stack: Stack, min_id: int) -> None:
 def reconciliation(ctx: Context) -> None:
     p = ctx.profile
     stack = ctx.stack
-    top_up_initiated(ctx, p.recon_stale)
-    rows = _initiated_sessions(ctx, p.recon_stale)
+    # Fresh payments only: the ones left over from the create scenarios stay as they are.
+    conn = stack.mysql()
+    with conn.cursor() as cur:
+        cur.execute("SELECT COALESCE(MAX(id), 0) FROM payments")
+        last_before = cur.fetchone()[0]
+    conn.close()
+    seed_initiated(ctx, p.recon_stale, stale=True)
+    rows = [r for r in _initiated_sessions(ctx, p.recon_stale * 3) if r[0] > last_before]
     ids = [r[0] for r in rows]
     paid = [r[2] for r in rows[: len(rows) * 3 // 10]]
     pay_sessions(stack, paid)  # PayBridge never hears of these: no webhook endpoint yet
