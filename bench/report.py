@@ -116,6 +116,7 @@ def render(report: dict) -> str:
         "",
     ]
     lines += scenario_table(report["results"]) + [""]
+    lines += ["Targets of issue 7:", ""] + verdict_table(report) + [""]
     lines += ["Per-scenario detail:", ""] + details(report["results"]) + [""]
     if report.get("traces"):
         lines += ["SQL per request (traced in-process):", ""] + traces(report["traces"]) + [""]
@@ -128,6 +129,146 @@ def render(report: dict) -> str:
         lines += ["EXPLAIN of every read request's payments queries:", ""]
         lines += explain_table(report["explain"]) + [""]
     return "\n".join(lines)
+
+
+def _find(results: list[dict], prefix: str) -> list[dict]:
+    return [r for r in results if r["scenario"].startswith(prefix)]
+
+
+def verdicts(report: dict) -> list[tuple[str, str, bool | None]]:
+    """(target, measured, met) for every target of issue 7 that this run measured."""
+    res = report["results"]
+    out: list[tuple[str, str, bool | None]] = []
+
+    def add(target: str, measured: str, met: bool | None) -> None:
+        out.append((target, measured, met))
+
+    for r in _find(res, "create, PSP 0"):
+        add(
+            "create, PSP 0 ms: ≥ 500/s, p99 ≤ 100 ms, 0 errors",
+            f"{r['throughput']}/s of {r['offered_rate']}/s offered, p99 {r['p99_ms']} ms, "
+            f"{r['errors']} errors",
+            r["throughput"] >= 500 and (r["p99_ms"] or 1e9) <= 100 and r["errors"] == 0,
+        )
+    for r in _find(res, "create, PSP ~300"):
+        add(
+            "create, PSP ≈300 ms: all of 100/s served, p99 ≤ 900 ms",
+            f"{r['throughput']}/s of {r['offered_rate']}/s, p99 {r['p99_ms']} ms, "
+            f"{r['errors']} errors",
+            r["throughput"] >= 0.98 * r["offered_rate"]
+            and (r["p99_ms"] or 1e9) <= 900
+            and r["errors"] == 0,
+        )
+    for r in _find(res, "webhook ingest"):
+        add(
+            "webhooks: ≥ 800 events/s, p99 ≤ 50 ms",
+            f"{r['throughput']}/s of {r['offered_rate']}/s, p99 {r['p99_ms']} ms",
+            r["throughput"] >= 800 and (r["p99_ms"] or 1e9) <= 50,
+        )
+    for r in _find(res, "webhook burst"):
+        once = r["stored_once"] == r["unique_events"] == r["applied_once"]
+        add(
+            "burst of 20,000 (30% dup) applied exactly once in ≤ 30 s",
+            f"{r['sent']} in {r['burst_seconds']} s; {r['unique_events']} unique, stored "
+            f"{r['stored_once']}, applied {r['applied_once']}",
+            once and r["burst_seconds"] <= 30,
+        )
+    for r in _find(res, "webhook invalid"):
+        add(
+            "invalid signatures ≥ 3,000/s, no DB or Redis access",
+            f"{r['throughput']}/s of {r['offered_rate']}/s; MariaDB statements during "
+            f"{r.get('db_queries_during')} (idle {r.get('db_queries_idle_same_time')}), Redis "
+            f"commands {r.get('redis_commands_during')} (idle {r.get('redis_commands_idle')})",
+            r["throughput"] >= 3000,
+        )
+    for r in _find(res, "notifications, receiver 0 ms"):
+        add(
+            "notifications ≥ 400 deliveries/s at 0 ms",
+            f"{r['throughput']}/s",
+            r["throughput"] >= 400,
+        )
+    for r in _find(res, "notifications, receiver 200 ms"):
+        add(
+            f"50,000 backlog at 200 ms drained ≤ 5 min ({r.get('rq_workers')} RQ worker(s))",
+            f"{r['throughput']}/s ⇒ 50,000 in {r.get('projected_drain_50k_s')} s",
+            (r.get("projected_drain_50k_s") or 1e9) <= 300,
+        )
+    for r in _find(res, "reconciliation"):
+        add(
+            "10,000 stale payments at 150 ms ≤ 2 min within the rate cap",
+            f"{r['checked']} checked in {r['elapsed_s']} s ⇒ all in "
+            f"{r.get('projected_s_for_all')} s; max {r['max_calls_in_any_1s']} PSP calls in "
+            f"any 1 s (cap {r['rate_cap_per_s']:g})",
+            (r.get("projected_s_for_all") or 1e9) <= 120 and r["cap_respected"],
+        )
+    reads = [r for r in res if r["scenario"].startswith("read ")]
+    lists = [
+        r
+        for r in reads
+        if "payment page" not in r["scenario"] and "api payment" not in r["scenario"]
+    ]
+    if lists:
+        worst = max(lists, key=lambda r: r["p95_ms"] or 0)
+        add(
+            "every list/filter/search p95 ≤ 100 ms",
+            f"worst: {worst['scenario']} p95 {worst['p95_ms']} ms; "
+            f"{sum(1 for r in lists if (r['p95_ms'] or 0) <= 100)}/{len(lists)} within",
+            all((r["p95_ms"] or 1e9) <= 100 for r in lists),
+        )
+    for r in reads:
+        if "payment page" in r["scenario"] or "api payment" in r["scenario"]:
+            add(
+                f"{r['scenario'][5:]} p95 ≤ 50 ms",
+                f"p95 {r['p95_ms']} ms",
+                (r["p95_ms"] or 1e9) <= 50,
+            )
+    for r in _find(res, "CSV export"):
+        growth = max(r["rss_growth_mb_per_web_worker"].values() or [0])
+        add(
+            "CSV export ≥ 20,000 rows/s, flat memory",
+            f"{r['rows']} rows at {r['throughput']} rows/s; web worker RSS +{growth} MB",
+            r["throughput"] >= 20000 and growth <= 20,
+        )
+    for r in _find(res, "soak"):
+        grow = {
+            k: v for k, v in r["memory_growth"].items() if k.startswith(("web-worker", "worker"))
+        }
+        windows = [w["p99_ms"] for w in r.get("p99_by_window", [])]
+        stable = bool(windows) and max(windows) <= 3 * max(min(windows), 50)
+        add(
+            "soak: 0 lost, 0 duplicated, memory growth ≤ 10%, p99 stable",
+            f"audit {'ok' if r['audit']['ok'] else 'FAILED'}, {r['errors']} errors, growth "
+            f"{json.dumps(grow)}, p99 per window {windows}",
+            r["audit"]["ok"]
+            and r["errors"] == 0
+            and all(v <= 0.10 for v in grow.values())
+            and stable,
+        )
+    mem = report.get("memory_at_end_mb") or {}
+    web = {k: v for k, v in mem.items() if k.startswith("web-worker")}
+    wrk = {k: v for k, v in mem.items() if k.startswith("worker")}
+    if web or wrk:
+        add(
+            "footprint: each web process ≤ 150 MB, worker ≤ 150 MB",
+            f"web {json.dumps(web)}, worker {json.dumps(wrk)} (MB RSS at the end)",
+            all(v <= 150 for v in [*web.values(), *wrk.values()]),
+        )
+    audits = [r for r in res if r.get("audit")]
+    add(
+        "invariants hold after every scenario",
+        f"{sum(1 for r in audits if r['audit']['ok'])}/{len(audits)} audits ok",
+        all(r["audit"]["ok"] for r in audits),
+    )
+    return out
+
+
+def verdict_table(report: dict) -> list[str]:
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    for target, measured, met in verdicts(report):
+        lines.append(
+            f"| {target} | {measured} | {'yes' if met else 'no' if met is False else '–'} |"
+        )
+    return lines
 
 
 if __name__ == "__main__":
