@@ -1,4 +1,7 @@
-"""Render a results.json as Markdown: `python -m bench.report [bench/results/latest.json]`.
+"""Render a results.json as Markdown: `python -m bench.report [results.json] [--docs=PATH]`.
+
+With --docs=docs/performance.md the run's machine, table, costs and verdicts replace the blocks
+between `<!-- name -->` and `<!-- /name -->` in that file.
 
 Prints the scenario table, the per-request cost (web CPU, SQL statements), memory, and the
 EXPLAIN of every dashboard/API read query — the material of docs/performance.md.
@@ -271,6 +274,92 @@ def verdict_table(report: dict) -> list[str]:
     return lines
 
 
+def machine_section(report: dict) -> list[str]:
+    m = report["machine"]
+    return [
+        f"- {m['cores']} cores ({m['cpu']}), {m['mem_gb']} GB RAM, kernel {m['kernel']}, "
+        f"Python {m['python']}, MariaDB {m['mariadb']} (InnoDB buffer pool "
+        f"{m['innodb_buffer_pool_mb']} MB, the machine's default), Redis, all on the same box as "
+        "the load generator; load average at start "
+        f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}.",
+        f"- web: `gunicorn {report['web_command']}` (the Procfile's worker model), "
+        f"{report['rq_workers']} RQ worker (`python worker.py --no-cron`, SimpleWorker), "
+        "`PAYBRIDGE_ENV=development` with MariaDB and Redis, `LOG_LEVEL=INFO`, app defaults for "
+        "pools (`DB_POOL_SIZE=10`, `DB_MAX_OVERFLOW=20`), Stripe SDK retries 2, timeout 10 s, "
+        "recon cap `RECON_RATE_LIMIT_PER_SECOND=20`.",
+        f"- `DATABASE_URL`: `{report.get('database_url')}`; extra env: "
+        f"`{json.dumps(report.get('extra_env') or {})}`.",
+        f"- profile `{report['profile']['name']}`: `{json.dumps(report['profile'])}`; "
+        f"total wall time {report['total_s']} s.",
+    ]
+
+
+def costs_section(report: dict) -> list[str]:
+    lines = [
+        "| work | unit | web | RQ worker | MariaDB | emulator | receiver | load generator |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+
+    def put(name: str, unit: str, per: dict) -> None:
+        lines.append(
+            f"| {name} | {unit} | {_v(per.get('web'), 2)} | {_v(per.get('worker'), 2)} | "
+            f"{_v(per.get('mariadbd (shared)'), 2)} | {_v(per.get('emulator'), 2)} | "
+            f"{_v(per.get('receiver'), 2)} | {_v(per.get('bench (load generator)'), 2)} |"
+        )
+
+    for r in report["results"]:
+        per = r.get("cpu_ms_per_request") or r.get("cpu_ms_per_delivery")
+        if per:
+            put(
+                r["scenario"],
+                "ms CPU / request" if "cpu_ms_per_request" in r else "ms CPU / delivery",
+                per,
+            )
+        elif r.get("cpu_s_during_scenario") and r.get("sent"):
+            n = r["sent"] + r.get("warmup_requests", 0)
+            per = {k: 1000 * v / n for k, v in r["cpu_s_during_scenario"].items()}
+            put(r["scenario"], "ms CPU / request", per)
+    return lines
+
+
+def _replace_block(text: str, name: str, body: list[str]) -> str:
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    block = begin + "\n" + "\n".join(body) + "\n" + end
+    if end in text:
+        start = text.index(begin)
+        return text[:start] + block + text[text.index(end) + len(end) :]
+    return text.replace(begin, block)
+
+
+def fill_docs(report: dict, path: str) -> None:
+    """Write this run's machine, table, costs and verdicts into docs/performance.md's blocks."""
+    text = open(path).read()
+    text = _replace_block(text, "machine", machine_section(report))
+    body = [f"Run `{report['started']}`:", ""] + scenario_table(report["results"])
+    body += ["", "<details><summary>Per-scenario detail (JSON excerpts)</summary>", ""]
+    body += details(report["results"]) + ["", "</details>"]
+    if report.get("traces"):
+        body += ["", "SQL per request (traced in-process, `bench.appctl trace`):", ""]
+        body += traces(report["traces"])
+    if report.get("explain"):
+        body += [
+            "",
+            "EXPLAIN of the `payments` queries each read request runs "
+            "(`bench.appctl explain`, captured from the real request):",
+            "",
+        ]
+        body += explain_table(report["explain"])
+    text = _replace_block(text, "table", body)
+    text = _replace_block(text, "costs", costs_section(report))
+    text = _replace_block(text, "verdicts", verdict_table(report))
+    open(path, "w").write(text)
+
+
 if __name__ == "__main__":
-    path = sys.argv[1] if len(sys.argv) > 1 else "bench/results/latest.json"
-    print(render(json.load(open(path))))
+    args = [a for a in sys.argv[1:] if not a.startswith("--docs=")]
+    docs = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--docs=")]
+    data = json.load(open(args[0] if args else "bench/results/latest.json"))
+    if docs:
+        fill_docs(data, docs[0])
+    else:
+        print(render(data))
