@@ -12,12 +12,19 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
-class ContextFilter(logging.Filter):
-    """Adds `context` (request or job id) to every record so the format can print it."""
+def _install_context_factory() -> None:
+    """Give every log record a `context` (request or job id), whichever handler formats it."""
+    base = logging.getLogRecordFactory()
+    if getattr(base, "_paybridge", False):
+        return
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = base(*args, **kwargs)
         record.context = current_context_id()
-        return True
+        return record
+
+    factory._paybridge = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 def current_context_id() -> str:
@@ -34,11 +41,11 @@ def current_context_id() -> str:
 
 def configure_logging(app: Flask) -> None:
     level = getattr(logging, str(app.config.get("LOG_LEVEL", "INFO")).upper(), logging.INFO)
+    _install_context_factory()
     handler = logging.StreamHandler()
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s [%(context)s] %(name)s: %(message)s")
     )
-    handler.addFilter(ContextFilter())
     root = logging.getLogger()
     # Replace (not add to) our handler when several apps are created in one process (tests).
     for existing in list(root.handlers):
@@ -52,6 +59,7 @@ def configure_logging(app: Flask) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     logging.getLogger("stripe").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.INFO)
 
     @app.before_request
     def assign_request_id() -> None:

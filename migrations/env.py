@@ -10,8 +10,10 @@ config = context.config
 
 # Interpret the config file for Python logging.
 # This line sets up loggers basically.
-# Keep the app's loggers: an in-process upgrade (tests, demo) must not silence them.
-fileConfig(config.config_file_name, disable_existing_loggers=False)
+# The app configures logging (request/job id on every line); alembic.ini's logging only
+# applies when nothing did, so an in-process upgrade keeps the app's handlers and loggers.
+if not logging.getLogger().handlers:
+    fileConfig(config.config_file_name, disable_existing_loggers=False)
 logger = logging.getLogger("alembic.env")
 
 

@@ -70,7 +70,7 @@ fi
 
 say "2/4 Migrating the database (instance/paybridge.sqlite3)…"
 unset DATABASE_URL
-$FLASK db upgrade 2>&1 | grep -v "^INFO  \[alembic.runtime.migration\] \(Context impl\|Will assume\)" || true
+$FLASK db upgrade 2>&1 | grep -v "Context impl\|Will assume" || true
 $FLASK db current 2>/dev/null | grep -q "(head)" || { echo "demo: the migration did not reach head" >&2; exit 1; }
 
 say "3/4 Seeding the demo shop…"
