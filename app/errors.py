@@ -58,6 +58,14 @@ ERROR_CODES: dict[str, ErrorSpec] = {
         422, "The refund amount is more than what remains refundable on the payment."
     ),
     "REFUND_REJECTED": ErrorSpec(422, "The payment service provider rejected the refund."),
+    "CONFLICT_NOT_FOUND": ErrorSpec(404, "No such payment conflict."),
+    "CONFLICT_ALREADY_RESOLVED": ErrorSpec(409, "The payment conflict is already resolved."),
+    "CONFLICT_NOT_REFUNDABLE": ErrorSpec(
+        409, "This payment conflict has no payment at the PSP that PayBridge can refund."
+    ),
+    "CONFLICT_REFUND_REJECTED": ErrorSpec(
+        422, "The payment service provider did not refund the conflicting payment."
+    ),
     "RATE_LIMITED": ErrorSpec(429, "Too many requests; slow down.", True),
     "INTERNAL_ERROR": ErrorSpec(500, "Something went wrong on our side.", True),
     "PSP_ERROR": ErrorSpec(502, "The payment service provider answered with an error.", True),

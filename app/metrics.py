@@ -43,6 +43,11 @@ WEBHOOK_EVENTS = Counter(
 PAYMENT_CONFLICTS = Counter(
     "paybridge_payment_conflicts_total", "PSP facts that could not be applied", ["kind"]
 )
+PAYMENT_CONFLICTS_RESOLVED = Counter(
+    "paybridge_payment_conflicts_resolved_total",
+    "Payment conflicts resolved (how: refunded at the PSP, or marked resolved by hand)",
+    ["kind", "how"],
+)
 NOTIFICATION_DELIVERIES = Counter(
     "paybridge_notification_deliveries_total", "Notification delivery attempts", ["result"]
 )

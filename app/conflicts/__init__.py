@@ -1,0 +1,1 @@
+"""Settling payment conflicts: PSP facts PayBridge recorded but could not apply (issue 4)."""

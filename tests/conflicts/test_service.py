@@ -1,0 +1,177 @@
+"""refund_conflict and resolve_conflict against MariaDB and the Stripe emulator over HTTP."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import func, select
+
+from app.conflicts.service import refund_conflict, resolve_conflict
+from app.errors import PayBridgeError
+from app.extensions import db
+from app.models import Notification, PaymentConflict, Refund
+from app.psp import get_provider
+from app.psp.base import RefundRequest
+from app.webhooks.processing import process_event
+from tests.conflicts.conftest import conflict_row, payment_row, psp_refunds
+from tests.webhooks.helpers import event_for, session_for
+
+
+def resolved_metric(kind: str, how: str) -> float:
+    labels = {"kind": kind, "how": how}
+    return REGISTRY.get_sample_value("paybridge_payment_conflicts_resolved_total", labels) or 0.0
+
+
+def count(app, model, *criteria) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count()).select_from(model).where(*criteria))
+
+
+@pytest.fixture
+def merchant(make_merchant):
+    merchant, _ = make_merchant("Late Payers", "https://late.example/notify")
+    return merchant
+
+
+def test_refund_returns_the_whole_amount_once_and_resolves_the_conflict(
+    app, merchant, paid_after_failed
+):
+    c = paid_after_failed(merchant.id, amount=2599)
+    before_payment = payment_row(app, c.payment_id)
+    notifications = count(app, Notification, Notification.payment_id == c.payment_id)
+    metric_before = resolved_metric("paid_after_failed", "refunded")
+
+    with app.app_context():
+        done = refund_conflict(c.conflict_id, actor="ops@paybridge.example")
+        resolution, resolved_at = done.resolution, done.resolved_at
+
+    [psp_refund] = psp_refunds(app, c.payment_intent_id)
+    assert (psp_refund.amount, psp_refund.status, psp_refund.currency) == (2599, "succeeded", "EUR")
+    assert psp_refund.metadata["paybridge_payment_id"] == c.public_id
+    assert resolved_at is not None
+    assert resolution.startswith(f"refunded at the PSP: {psp_refund.id} (succeeded)")
+    assert "ops@paybridge.example" in resolution and c.payment_intent_id in resolution
+    # The payment stays FAILED, untouched; no PayBridge refund row, no new notification.
+    after = payment_row(app, c.payment_id)
+    assert (after.status, after.status_version) == ("FAILED", before_payment.status_version)
+    assert after.refunded_amount == before_payment.refunded_amount
+    assert count(app, Refund) == 0
+    assert count(app, Notification, Notification.payment_id == c.payment_id) == notifications
+    assert resolved_metric("paid_after_failed", "refunded") == metric_before + 1
+
+    # A second attempt is refused and refunds nothing more.
+    with app.app_context(), pytest.raises(PayBridgeError) as again:
+        refund_conflict(c.conflict_id, actor="ops@paybridge.example")
+    assert again.value.code == "CONFLICT_ALREADY_RESOLVED"
+    assert again.value.details["resolution"] == resolution
+    assert len(psp_refunds(app, c.payment_intent_id)) == 1
+    assert resolved_metric("paid_after_failed", "refunded") == metric_before + 1
+
+
+def test_psp_unreachable_keeps_the_conflict_open_and_a_retry_refunds_once(
+    app, merchant, paid_after_failed, emu
+):
+    c = paid_after_failed(merchant.id, amount=1200)
+    # The PSP makes the refund but its answer is lost (a 500 after the work is done).
+    emu.control("POST", "faults", {"kind": "lose_response", "path": "/v1/refunds", "count": 1})
+
+    with app.app_context(), pytest.raises(PayBridgeError) as lost:
+        refund_conflict(c.conflict_id, actor="ops")
+    assert lost.value.code == "PSP_UNAVAILABLE"
+    row = conflict_row(app, c.conflict_id)
+    assert row.resolved_at is None
+    assert row.resolution.startswith("not refunded yet: the PSP could not be reached")
+    assert len(psp_refunds(app, c.payment_intent_id)) == 1  # made at the PSP all the same
+
+    with app.app_context():
+        done = refund_conflict(c.conflict_id, actor="ops")
+        resolution = done.resolution
+    [psp_refund] = psp_refunds(app, c.payment_intent_id)  # still exactly one
+    assert psp_refund.amount == 1200
+    assert resolution.startswith(f"refunded at the PSP: {psp_refund.id} (succeeded)")
+    assert payment_row(app, c.payment_id).status == "FAILED"
+
+
+def test_psp_refusal_is_a_clear_error_and_the_conflict_stays_open(app, merchant, paid_after_failed):
+    c = paid_after_failed(merchant.id, amount=900)
+    # Someone refunded it in the PSP's own dashboard already: nothing remains.
+    with app.app_context():
+        get_provider().create_refund(
+            RefundRequest(
+                refund_id="by-hand",
+                payment_id=c.public_id,
+                payment_intent_id=c.payment_intent_id,
+                idempotency_key="by-hand-" + c.public_id,
+                amount=900,
+                currency="EUR",
+            )
+        )
+
+    with app.app_context(), pytest.raises(PayBridgeError) as refused:
+        refund_conflict(c.conflict_id, actor="ops")
+    assert refused.value.code == "CONFLICT_REFUND_REJECTED"
+    assert refused.value.status == 422
+    assert refused.value.details["psp_code"] == "charge_already_refunded"
+    row = conflict_row(app, c.conflict_id)
+    assert row.resolved_at is None
+    assert "the PSP refused (charge_already_refunded)" in row.resolution
+    assert len(psp_refunds(app, c.payment_intent_id)) == 1
+
+    # Settled outside PayBridge: close it with a note.
+    with app.app_context():
+        done = resolve_conflict(c.conflict_id, actor="ops", note="refunded  in Stripe\nby hand")
+        assert done.resolution == "resolved by ops: refunded in Stripe by hand"
+        assert done.resolved_at is not None
+
+
+def test_a_mismatch_conflict_is_not_refundable_but_can_be_marked_resolved(
+    app, merchant, paid_after_failed
+):
+    c = paid_after_failed(merchant.id)
+    with app.app_context():
+        # The same payment, a session claiming another amount: flagged, never applied.
+        other = session_for(
+            {
+                "session_id": c.session_id,
+                "amount": 1,
+                "currency": "EUR",
+                "public_id": c.public_id,
+                "reference": "x",
+            }
+        )
+        process_event(event_for("checkout.session.completed", other))
+        mismatch = db.session.scalars(
+            select(PaymentConflict).where(PaymentConflict.kind == PaymentConflict.KIND_MISMATCH)
+        ).one()
+        mismatch_id = mismatch.id
+        db.session.commit()
+    before = resolved_metric("mismatch", "marked")
+
+    with app.app_context(), pytest.raises(PayBridgeError) as not_refundable:
+        refund_conflict(mismatch_id, actor="ops")
+    assert not_refundable.value.code == "CONFLICT_NOT_REFUNDABLE"
+    assert conflict_row(app, mismatch_id).resolution is None  # nothing noted, nothing asked
+
+    with app.app_context(), pytest.raises(PayBridgeError) as empty:
+        resolve_conflict(mismatch_id, actor="ops", note="   ")
+    assert (empty.value.code, empty.value.param) == ("VALIDATION_ERROR", "note")
+    assert conflict_row(app, mismatch_id).resolved_at is None
+
+    with app.app_context():
+        resolve_conflict(mismatch_id, actor="ops", note="forged test event, checked at Stripe")
+    row = conflict_row(app, mismatch_id)
+    assert row.resolved_at is not None
+    assert row.resolution == "resolved by ops: forged test event, checked at Stripe"
+    assert resolved_metric("mismatch", "marked") == before + 1
+    with app.app_context(), pytest.raises(PayBridgeError) as twice:
+        resolve_conflict(mismatch_id, actor="ops", note="again")
+    assert twice.value.code == "CONFLICT_ALREADY_RESOLVED"
+    # The paid-after-failed conflict is untouched by all this, and no money moved.
+    assert conflict_row(app, c.conflict_id).resolved_at is None
+    assert psp_refunds(app, c.payment_intent_id) == []
+
+
+def test_unknown_conflict(app):
+    with app.app_context(), pytest.raises(PayBridgeError) as missing:
+        refund_conflict(987654, actor="ops")
+    assert missing.value.code == "CONFLICT_NOT_FOUND" and missing.value.status == 404
