@@ -213,7 +213,22 @@ def refs_answered(ctx: Context, refs: list[str]) -> list[str]:
     return found
 
 
+def wait_quiet(stack: Stack, timeout: float = 120.0) -> float:
+    """Wait until gunicorn has finished requests that clients already gave up on (an overloaded
+    open-model run leaves some queued): its CPU use over one second drops near zero."""
+    started = time.monotonic()
+    last = stack.cpu().get("web", 0.0)
+    while time.monotonic() - started < timeout:
+        time.sleep(1.0)
+        now = stack.cpu().get("web", 0.0)
+        if now - last < 0.05:
+            break
+        last = now
+    return round(time.monotonic() - started, 1)
+
+
 def do_audit(ctx: Context, since: int, refs: list[str] | None = None, **kw) -> dict:
+    quiet_s = wait_quiet(ctx.stack)
     started = time.monotonic()
     report = audit(
         ctx.stack,
@@ -224,6 +239,7 @@ def do_audit(ctx: Context, since: int, refs: list[str] | None = None, **kw) -> d
         **kw,
     )
     report["seconds"] = round(time.monotonic() - started, 1)
+    report["waited_for_idle_web_s"] = quiet_s
     status = "OK" if report["ok"] else "FAILED: " + "; ".join(report["problems"])
     log(f"audit: {status}")
     return report
