@@ -23,6 +23,8 @@ ACTIONS = (
     "subscription_cancel",
     "notification_resend",
     "payment_reconcile",
+    "conflict_refund",
+    "conflict_resolve",
     "reconciliation_run",
     "api_key_create",
     "api_key_revoke",

@@ -43,6 +43,14 @@ class ExpireForm(FlaskForm):
     submit = SubmitField("Expire payment")
 
 
+class ResolveConflictForm(FlaskForm):
+    note = StringField(
+        "How was it settled? (kept with the conflict)",
+        validators=[DataRequired(), Length(max=400)],
+    )
+    submit = SubmitField("Mark resolved")
+
+
 class RefundForm(FlaskForm):
     """Refund a SUCCESS payment: step one asks, step two (`confirmed`) does it.
 

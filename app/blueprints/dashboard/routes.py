@@ -37,6 +37,7 @@ from app.blueprints.dashboard.forms import (
     LoginForm,
     NotifyUrlForm,
     RefundForm,
+    ResolveConflictForm,
     TransactionFilterForm,
 )
 from app.dashboard import audit, charts, queries, services, transactions
@@ -489,6 +490,109 @@ def expire(public_id: str):
     )
     db.session.commit()
     return redirect(url_for("dashboard.payment_detail", public_id=public_id))
+
+
+def _conflict_or_404(payment, conflict_id: int):
+    """One of this payment's conflicts (the payment is already in the user's scope)."""
+    from app.models import PaymentConflict
+
+    conflict = db.session.get(PaymentConflict, conflict_id)
+    if conflict is None or conflict.payment_id != payment.id:
+        abort(404, "No such conflict.")
+    return conflict
+
+
+def _actor() -> str:
+    return f"{current_user.email} (user {current_user.id})"
+
+
+@bp.route("/payments/<public_id>/conflicts/<int:conflict_id>/refund", methods=["GET", "POST"])
+@login_required
+def refund_conflict(public_id: str, conflict_id: int):
+    """Confirm, then refund at the PSP a payment made after PayBridge had FAILED it."""
+    payment = _payment_or_404(public_id)
+    conflict = _conflict_or_404(payment, conflict_id)
+    back = url_for("dashboard.payment_detail", public_id=public_id)
+    if conflict.resolved_at is not None:
+        flash(f"This conflict is already resolved: {conflict.resolution or 'no note'}.", "warning")
+        return redirect(back)
+    if conflict.kind != conflict.KIND_PAID_AFTER_FAILED:
+        flash("Only a payment made after PayBridge failed it can be refunded here.", "warning")
+        return redirect(back)
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        code = 400 if request.method == "POST" else 200
+        return render_template(
+            "dashboard/confirm_conflict.html",
+            payment=payment,
+            conflict=conflict,
+            form=form,
+            action="refund",
+            back=back,
+        ), code
+    from app.conflicts.service import refund_conflict as refund_at_psp
+
+    merchant_id = payment.merchant_id
+    try:
+        done = refund_at_psp(conflict_id, actor=_actor())
+        outcome = {"result": "ok", "resolution": done.resolution}
+        flash(f"Conflict resolved — {done.resolution}.", "success")
+    except PayBridgeError as exc:
+        db.session.rollback()
+        outcome = {"result": "error", "code": exc.code}
+        flash(f"The customer was not refunded: {exc.message}", "error")
+    audit_action(
+        "conflict_refund",
+        merchant_id=merchant_id,
+        target_type="payment",
+        target_id=public_id,
+        detail={"conflict_id": conflict_id, **outcome},
+    )
+    db.session.commit()
+    return redirect(back)
+
+
+@bp.route("/payments/<public_id>/conflicts/<int:conflict_id>/resolve", methods=["GET", "POST"])
+@login_required
+def resolve_conflict(public_id: str, conflict_id: int):
+    """Confirm with a note, then mark a conflict resolved (it was settled some other way)."""
+    payment = _payment_or_404(public_id)
+    conflict = _conflict_or_404(payment, conflict_id)
+    back = url_for("dashboard.payment_detail", public_id=public_id)
+    if conflict.resolved_at is not None:
+        flash(f"This conflict is already resolved: {conflict.resolution or 'no note'}.", "warning")
+        return redirect(back)
+    form = ResolveConflictForm()
+    if not form.validate_on_submit():
+        code = 400 if request.method == "POST" else 200
+        return render_template(
+            "dashboard/confirm_conflict.html",
+            payment=payment,
+            conflict=conflict,
+            form=form,
+            action="resolve",
+            back=back,
+        ), code
+    from app.conflicts.service import resolve_conflict as mark_resolved
+
+    merchant_id, note = payment.merchant_id, form.note.data
+    try:
+        done = mark_resolved(conflict_id, actor=_actor(), note=note)
+        outcome = {"result": "ok", "resolution": done.resolution}
+        flash(f"Conflict marked resolved — {done.resolution}.", "success")
+    except PayBridgeError as exc:
+        db.session.rollback()
+        outcome = {"result": "error", "code": exc.code}
+        flash(f"The conflict was not marked resolved: {exc.message}", "error")
+    audit_action(
+        "conflict_resolve",
+        merchant_id=merchant_id,
+        target_type="payment",
+        target_id=public_id,
+        detail={"conflict_id": conflict_id, "note": note[:400], **outcome},
+    )
+    db.session.commit()
+    return redirect(back)
 
 
 @bp.route("/payments/<public_id>/reconcile", methods=["GET", "POST"])
