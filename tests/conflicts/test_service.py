@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
@@ -175,3 +178,41 @@ def test_unknown_conflict(app):
     with app.app_context(), pytest.raises(PayBridgeError) as missing:
         refund_conflict(987654, actor="ops")
     assert missing.value.code == "CONFLICT_NOT_FOUND" and missing.value.status == 404
+
+
+def test_two_refunds_at_once_make_one_refund(app, merchant, paid_after_failed, emu):
+    """Two operators (or a double click on two tabs) while the PSP is slow: the same key."""
+    c = paid_after_failed(merchant.id, amount=3100)
+    emu.control("POST", "faults", {"kind": "hang", "path": "/v1/refunds", "seconds": 2, "count": 1})
+    outcomes: list = []
+
+    def click():
+        with app.app_context():
+            try:
+                outcomes.append(refund_conflict(c.conflict_id, actor="ops").resolution)
+            except PayBridgeError as exc:
+                outcomes.append(exc.code)
+
+    first, second = threading.Thread(target=click), threading.Thread(target=click)
+    first.start()
+    deadline = time.monotonic() + 5
+    while conflict_row(app, c.conflict_id).resolution is None:  # the first is at the PSP
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    second.start()
+    first.join(10)
+    second.join(10)
+
+    [psp_refund] = psp_refunds(app, c.payment_intent_id)
+    assert psp_refund.amount == 3100
+    # One of them resolved it; the other was told to try again (the PSP held the key for the
+    # first) — or, on a slow machine, arrived late enough to see the same refund or the
+    # resolved conflict. Never a refusal, never a second refund.
+    resolved = (
+        f"refunded at the PSP: {psp_refund.id} (succeeded); 3100 EUR of "
+        f"{c.payment_intent_id}, by ops"
+    )
+    assert len(outcomes) == 2 and resolved in outcomes, outcomes
+    assert set(outcomes) <= {resolved, "PSP_UNAVAILABLE", "CONFLICT_ALREADY_RESOLVED"}, outcomes
+    row = conflict_row(app, c.conflict_id)
+    assert row.resolved_at is not None and psp_refund.id in row.resolution
