@@ -195,6 +195,7 @@ def explain(args) -> None:
                     "bytes": len(body),
                     "in_process_ms": round(ms, 1),
                     "queries": len(captured),
+                    "all_statements": [" ".join(st.split())[:120] for st, _ in captured],
                     "statements": entries,
                 }
             )
