@@ -32,6 +32,7 @@ class Result:
     elapsed_s: float = 0.0
     late_starts: int = 0
     error_samples: list = field(default_factory=list)
+    failed: list = field(default_factory=list)  # indices of requests not answered with an ok status
 
     def percentile(self, p: float) -> float | None:
         if not self.latencies_ms:
@@ -93,6 +94,7 @@ async def _run(
                     # given up. Counted as an error, never sent.
                     result.statuses["dropped"] = result.statuses.get("dropped", 0) + 1
                     result.errors += 1
+                    result.failed.append(i)
                     return
                 try:
                     async with session.request(method, path, headers=headers, data=body) as resp:
@@ -107,6 +109,7 @@ async def _run(
                 result.latencies_ms.append(latency)
             else:
                 result.errors += 1
+                result.failed.append(i)
                 result.latencies_ms.append(latency)
                 if len(result.error_samples) < 5:
                     result.error_samples.append(f"{method} {path} -> {status}")

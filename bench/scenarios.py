@@ -581,6 +581,24 @@ def webhooks(ctx: Context) -> None:
         timeout_s=280,  # every event is sent (inside Stripe's 300 s signature tolerance)
     )
     burst_cpu = cpu_per(stack, cpu0, result_b.sent)
+    # Like Stripe: an event not answered 2xx is delivered again later (fresh signature).
+    retry = [sustained[i] for i in result.failed] + [burst[i] for i in result_b.failed]
+    retried = 0
+    for _ in range(3):
+        if not retry:
+            break
+        wait_quiet(stack)
+        again = loadgen.run(
+            stack.web_url,
+            "webhook retries",
+            rate=50,
+            count=len(retry),
+            make=lambda i, r=retry: hook(r[i]),
+            max_in_flight=16,
+            timeout_s=60,
+        )
+        retried += len(retry)
+        retry = [retry[i] for i in again.failed]
     conn = stack.mysql()
     with conn.cursor() as cur:
         ids = list(burst_ids)
@@ -606,6 +624,8 @@ def webhooks(ctx: Context) -> None:
             unique_events=len(burst_ids),
             stored_once=stored,
             applied_once=applied,
+            redelivered_after_error=retried,
+            never_accepted=len(retry),
             cpu_ms_per_request=burst_cpu,
         )
     )
