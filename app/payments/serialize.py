@@ -15,7 +15,9 @@ def iso(value: datetime | None) -> str | None:
     return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
 
 
-def payment_to_dict(payment: Payment, *, with_history: bool = False) -> dict:
+def payment_to_dict(
+    payment: Payment, *, with_history: bool = False, recc: RecurringLookup | None = None
+) -> dict:
     data = {
         "id": payment.public_id,
         "object": "payment",
@@ -40,7 +42,7 @@ def payment_to_dict(payment: Payment, *, with_history: bool = False) -> dict:
         "failure_message": payment.failure_message,
         "refunded_amount": payment.refunded_amount,
         # RECC: the PayBridge subscription, its PSP id, and (renewals) the first payment.
-        **_subscription_fields(payment),
+        **(recc or RecurringLookup.load([payment])).fields(payment),
         "created_at": iso(payment.created_at),
         "updated_at": iso(payment.updated_at),
     }
@@ -61,27 +63,60 @@ def payment_to_dict(payment: Payment, *, with_history: bool = False) -> dict:
     return data
 
 
-def _subscription_fields(payment: Payment) -> dict:
-    from app.models.subscription import Subscription
+def payments_to_dicts(payments: list[Payment]) -> list[dict]:
+    """A page of payments: their subscription links in two queries, not two per RECC row."""
+    recc = RecurringLookup.load(payments)
+    return [payment_to_dict(p, recc=recc) for p in payments]
 
-    fields = {"subscription_id": None, "psp_subscription_id": None, "parent_payment_id": None}
-    if payment.payment_type != "RECC" or payment.id is None:
-        return fields
-    with db.session.no_autoflush:
-        row = db.session.execute(
-            db.select(Subscription.public_id, Subscription.psp_subscription_id).where(
-                Subscription.first_payment_id == (payment.parent_payment_id or payment.id)
-            )
-        ).first()
-        if row is not None:
-            fields["subscription_id"], fields["psp_subscription_id"] = row
+
+class RecurringLookup:
+    """Subscription ids and parent payment ids of RECC payments, fetched once for many."""
+
+    def __init__(self, subscriptions: dict[int, tuple], parents: dict[int, str]) -> None:
+        self.subscriptions = subscriptions  # first payment id -> (public id, PSP id)
+        self.parents = parents  # payment id -> public id
+
+    @classmethod
+    def load(cls, payments: list[Payment]) -> RecurringLookup:
+        from app.models.subscription import Subscription
+
+        recc = [p for p in payments if p.payment_type == "RECC" and p.id is not None]
+        if not recc:
+            return cls({}, {})
+        first_ids = {p.parent_payment_id or p.id for p in recc}
+        parent_ids = {p.parent_payment_id for p in recc if p.parent_payment_id}
+        with db.session.no_autoflush:
+            subscriptions = {
+                row.first_payment_id: (row.public_id, row.psp_subscription_id)
+                for row in db.session.execute(
+                    db.select(
+                        Subscription.first_payment_id,
+                        Subscription.public_id,
+                        Subscription.psp_subscription_id,
+                    ).where(Subscription.first_payment_id.in_(first_ids))
+                )
+            }
+            parents = {}
+            if parent_ids:
+                parents = dict(
+                    db.session.execute(
+                        db.select(Payment.id, Payment.public_id).where(Payment.id.in_(parent_ids))
+                    ).all()
+                )
+        return cls(subscriptions, parents)
+
+    def fields(self, payment: Payment) -> dict:
+        fields = {"subscription_id": None, "psp_subscription_id": None, "parent_payment_id": None}
+        if payment.payment_type != "RECC" or payment.id is None:
+            return fields
+        found = self.subscriptions.get(payment.parent_payment_id or payment.id)
+        if found is not None:
+            fields["subscription_id"], fields["psp_subscription_id"] = found
         else:
             fields["psp_subscription_id"] = payment.psp_subscription_id
         if payment.parent_payment_id:
-            fields["parent_payment_id"] = db.session.execute(
-                db.select(Payment.public_id).where(Payment.id == payment.parent_payment_id)
-            ).scalar_one_or_none()
-    return fields
+            fields["parent_payment_id"] = self.parents.get(payment.parent_payment_id)
+        return fields
 
 
 def refunds_of(payment: Payment) -> list[dict]:

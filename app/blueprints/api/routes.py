@@ -21,7 +21,7 @@ from app.blueprints.api.schemas import (
     SubscriptionSchema,
 )
 from app.payments import service
-from app.payments.serialize import payment_to_dict
+from app.payments.serialize import payment_to_dict, payments_to_dicts
 from app.payments.status import StatusSource
 from app.refunds import service as refunds  # at app creation: registers refund event handlers
 
@@ -100,7 +100,7 @@ class Payments(MethodView):
         page = service.list_payments(current_merchant_id(), **query)
         return jsonify(
             object="list",
-            data=[payment_to_dict(p) for p in page.payments],
+            data=payments_to_dicts(page.payments),
             has_more=page.has_more,
             next_cursor=page.next_cursor,
         )
