@@ -1,7 +1,14 @@
-"""RQ worker entry point: `python worker.py [--burst] [--no-cron] [--queues a,b]`.
+"""RQ worker entry point: `python worker.py [--burst] [--no-cron] [--queues a,b] [--concurrency N]`.
 
 Runs the notifications, recon and default queues with RQ's scheduler (for delayed retries)
 and RQ's cron scheduler (periodic jobs from app/tasks/schedule.py) in a thread.
+
+Why threads (`--concurrency`, `WORKER_CONCURRENCY`): a notification spends most of its time
+waiting for the client app's answer, so one job at a time caps delivery at 1 / latency (5/s
+against a 200 ms receiver). The main worker runs beside N-1 helper workers, each a full RQ
+worker in a thread of this process (own name, heartbeat and registries), sharing the DB pool
+and the Redis client. Jobs are already safe to run concurrently: each attempt is claimed by an
+atomic UPDATE and delivery order per payment is kept by the outbox, not by the queue.
 
 Why SimpleWorker (no fork per job): RQ's default Worker forks a work horse for every job, and a
 forked child inheriting the parent's SQLAlchemy pool would share its MySQL sockets. With
@@ -23,11 +30,15 @@ import argparse
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 
 from flask import Flask
 from redis.exceptions import RedisError
 from rq import SimpleWorker
+from rq.exceptions import StopRequested
+from rq.timeouts import TimerDeathPenalty
+from rq.worker import WorkerStatus
 
 log = logging.getLogger("paybridge.worker")
 
@@ -52,13 +63,93 @@ class AppWorker(SimpleWorker):
             self.after_scheduler_start()
 
 
-def build_worker(app: Flask, queue_names: list[str] | None = None, **kwargs) -> AppWorker:
+class HelperWorker(AppWorker):
+    """An RQ worker in a thread beside the main one.
+
+    Signals only reach the main thread, so it installs no handlers and times jobs out with a
+    timer instead of SIGALRM; its short blocking dequeue lets `stop()` end it within seconds.
+    """
+
+    death_penalty_class = TimerDeathPenalty
+
+    def _install_signal_handlers(self):
+        pass
+
+    def stop(self) -> None:
+        self._stop_requested = True
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        # RQ's dequeue loop heartbeats between blocking pops and never looks at the stop flag:
+        # leave it here, when no job is in hand.
+        if self._stop_requested and pipeline is None and self.get_state() == WorkerStatus.IDLE:
+            raise StopRequested()
+        return super().heartbeat(timeout, pipeline)
+
+
+# A helper's blocking dequeue lasts worker_ttl - 15 s (RQ's rule): 5 s to notice a shutdown.
+HELPER_WORKER_TTL = 20
+
+
+def build_worker(
+    app: Flask,
+    queue_names: list[str] | None = None,
+    worker_class: type[AppWorker] = AppWorker,
+    **kwargs,
+) -> AppWorker:
     from app.tasks import QUEUE_NAMES, get_queue
 
     with app.app_context():
         queues = [get_queue(name) for name in (queue_names or QUEUE_NAMES)]
-    worker_class = type("PayBridgeWorker", (AppWorker,), {"flask_app": app})
-    return worker_class(queues, connection=queues[0].connection, **kwargs)
+    bound = type(f"PayBridge{worker_class.__name__}", (worker_class,), {"flask_app": app})
+    return bound(queues, connection=queues[0].connection, **kwargs)
+
+
+class HelperThreads:
+    """The helper workers of one process: started after RQ's scheduler fork, stopped warmly."""
+
+    def __init__(self, app: Flask, main: AppWorker, count: int, queue_names, burst: bool):
+        self.burst = burst
+        self.logging_level = str(app.config.get("LOG_LEVEL", "INFO")).upper()
+        self.workers = [
+            build_worker(
+                app,
+                queue_names,
+                HelperWorker,
+                name=f"{main.name}.{i}",
+                worker_ttl=HELPER_WORKER_TTL,
+            )
+            for i in range(1, count)
+        ]
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for worker in self.workers:
+            thread = threading.Thread(
+                target=self._run, args=(worker,), name=worker.name, daemon=True
+            )
+            thread.start()
+            self.threads.append(thread)
+
+    def _run(self, worker: HelperWorker) -> None:
+        try:
+            worker.work(burst=self.burst, logging_level=self.logging_level)
+        except Exception:
+            log.exception("helper worker %s stopped on an error", worker.name)
+
+    def stop(self, timeout: float) -> None:
+        """Let every helper finish the job in hand, then end (daemon threads past `timeout`).
+
+        In burst mode helpers end by themselves once the queues are empty: wait for that.
+        """
+        if self.burst:
+            for thread in self.threads:
+                thread.join()
+            return
+        for worker in self.workers:
+            worker.stop()
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class CronThread(threading.Thread):
@@ -134,6 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-cron", action="store_true", help="do not enqueue periodic jobs")
     parser.add_argument("--queues", help="comma-separated queue names (default: all)")
     parser.add_argument("--name", help="worker name (default: RQ's)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        help="jobs run at once, in threads (default: WORKER_CONCURRENCY)",
+    )
     args = parser.parse_args(argv)
 
     from app import create_app
@@ -142,11 +238,22 @@ def main(argv: list[str] | None = None) -> int:
     dispose_pool_after_fork(app)
     queue_names = [q.strip() for q in args.queues.split(",")] if args.queues else None
     worker = build_worker(app, queue_names, name=args.name)
+    concurrency = args.concurrency or app.config["WORKER_CONCURRENCY"]
+    if concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    helpers = HelperThreads(app, worker, concurrency, queue_names, args.burst)
 
     cron = None
     if not args.burst and not args.no_cron:
         cron = CronThread(app)
-        worker.after_scheduler_start = cron.start
+
+    def after_scheduler_fork() -> None:
+        # Threads start only now: a fork must not copy locks that other threads hold.
+        helpers.start()
+        if cron is not None:
+            cron.start()
+
+    worker.after_scheduler_start = after_scheduler_fork
     try:
         worker.work(
             burst=args.burst,
@@ -154,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             logging_level=str(app.config.get("LOG_LEVEL", "INFO")).upper(),
         )
     finally:
+        helpers.stop(timeout=app.config["NOTIFY_TIMEOUT_SECONDS"] + HELPER_WORKER_TTL)
         if cron and cron.is_alive():
             cron.stop()
             cron.join(timeout=5)

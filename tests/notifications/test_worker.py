@@ -106,7 +106,8 @@ def test_two_workers_given_duplicate_jobs_send_the_attempt_once(
     app, make_merchant, receiver, finish_payment
 ):
     receiver.delay = 1.0
-    workers = [WorkerProcess("--no-cron") for i in range(2)]
+    # One job at a time each, so the two copies go to two processes, not two threads of one.
+    workers = [WorkerProcess("--no-cron", "--concurrency", "1") for i in range(2)]
     try:
         for w in workers:
             wait_for_output(w, "Listening on")
@@ -171,4 +172,27 @@ def test_worker_sweeps_on_schedule_and_finishes_its_job_on_sigterm(
         worker.kill()
     assert notification_row(app, in_flight).status == "delivered", worker.output
     assert f"[job:notification-{in_flight}-0]" in worker.output
+    assert "warm shut down requested" in worker.output
+
+
+def test_one_process_delivers_concurrently_and_finishes_every_delivery_on_sigterm(
+    app, make_merchant, receiver, finish_payment
+):
+    receiver.delay = 1.5  # a slow client app: one job at a time would send one every 1.5 s
+    worker = WorkerProcess("--no-cron", "--concurrency", "4")
+    try:
+        wait_for_output(worker, "Listening on")
+        merchant, _ = make_merchant(notify_url=receiver.url)
+        notification_ids = [finish_payment(merchant.id)[1] for _ in range(4)]
+        deadline = time.monotonic() + 15
+        while receiver.hits < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert receiver.hits == 4, worker.output
+        worker.proc.send_signal(signal.SIGTERM)  # all four mid-request: each must finish
+        assert worker.wait(30) == 0, worker.output
+    finally:
+        worker.kill()
+    assert receiver.max_in_flight == 4
+    assert [notification_row(app, n).status for n in notification_ids] == ["delivered"] * 4
+    assert len(receiver.requests) == 4
     assert "warm shut down requested" in worker.output

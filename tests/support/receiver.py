@@ -27,6 +27,8 @@ class Receiver:
     delay: float = 0.0
     requests: list[ReceivedRequest] = field(default_factory=list)  # answered 2xx
     hits: int = 0  # every POST, whatever it was answered
+    in_flight: int = 0
+    max_in_flight: int = 0  # the most POSTs it held at once (senders' concurrency)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _arrived: threading.Condition = field(default_factory=threading.Condition)
@@ -45,8 +47,12 @@ class Receiver:
                 body = self.rfile.read(length)
                 with receiver._lock:
                     receiver.hits += 1
+                    receiver.in_flight += 1
+                    receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)
                 if receiver.delay:
                     time.sleep(receiver.delay)
+                with receiver._lock:
+                    receiver.in_flight -= 1
                 status = receiver.status
                 if 200 <= status < 300:
                     with receiver._arrived:
