@@ -118,6 +118,11 @@ def _create_once(
         )
         record.payment = payment
     try:
+        # Read the new ids after the flush, not after the commit: a commit expires every
+        # object and reading them then costs a SELECT each (this path runs on every create).
+        db.session.flush()
+        payment_id, public_id = payment.id, payment.public_id
+        record_id = record.id if record else None
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
@@ -127,8 +132,8 @@ def _create_once(
         if not _is_deadlock(exc):
             raise
         raise _InsertDeadlock() from exc
-    log.info("payment %s created (merchant %s)", payment.public_id, merchant_id)
-    return _register_for_request(payment.id, record.id if record else None)
+    log.info("payment %s created (merchant %s)", public_id, merchant_id)
+    return _register_for_request(payment_id, record_id)
 
 
 def _new_payment(merchant_id: int, data: dict) -> Payment:
