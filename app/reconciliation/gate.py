@@ -4,6 +4,7 @@ the run down (back off, lower the rate, retry) instead of failing it."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import TypeVar
@@ -53,6 +54,7 @@ class PspGate:
         self.backoff_seconds = backoff_seconds
         self.max_retries = max_retries
         self._sleep = sleep
+        self._lock = threading.Lock()  # several threads of one run share the gate
         self.rate_limited = 0  # 429s seen (each one slowed the run down)
 
     @property
@@ -60,7 +62,8 @@ class PspGate:
         return self.cap.calls
 
     def _back_off(self, operation: str, attempt: int, exc: BaseException) -> None:
-        self.rate_limited += 1
+        with self._lock:
+            self.rate_limited += 1
         if attempt >= self.max_retries:
             raise RateLimitedTooLong(
                 f"PSP rate limit on {operation} persisted through {attempt} retries",

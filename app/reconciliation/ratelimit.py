@@ -85,17 +85,19 @@ class RateCap:
 
     def slow_down(self, factor: float = 0.5, floor: float = 1.0) -> None:
         """After a 429: lower this cap's rate (for the rest of its life, i.e. the run)."""
-        new_rate = max(floor, self.rate * factor)
-        if new_rate < self.rate:
-            log.warning("PSP rate limit: recon slows to %.2f calls/s", new_rate)
-        self.rate = min(self.rate, new_rate)
+        with self._lock:
+            new_rate = max(floor, self.rate * factor)
+            if new_rate < self.rate:
+                log.warning("PSP rate limit: recon slows to %.2f calls/s", new_rate)
+            self.rate = min(self.rate, new_rate)
 
     def acquire(self, operation: str = "call") -> float:
         """Wait for a slot; returns the seconds waited."""
         wait = self._reserve()
         if wait > 0:
             self._sleep(wait)
-        self.calls += 1
+        with self._lock:  # the stale pass calls from several threads
+            self.calls += 1
         now = time.time()
         for observer in list(_observers):
             observer(operation, now)
