@@ -5,14 +5,17 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from flask import current_app
 from prometheus_client import Counter
-from sqlalchemy import or_, select
+from sqlalchemy import and_, func, or_, select
 
 from app.errors import PayBridgeError
 from app.extensions import db
@@ -22,6 +25,7 @@ from app.payments.service import expire_payment, register_with_psp
 from app.payments.status import PaymentStatus, StatusSource
 from app.psp.base import CheckoutSession, PaymentProvider, PspError, PspEventData
 from app.reconciliation.gate import PspGate
+from app.reconciliation.lock import LockLost
 from app.webhooks.processing import apply_session, handled_event_types, process_event
 
 log = logging.getLogger(__name__)
@@ -33,9 +37,17 @@ RECON_CORRECTIONS = Counter(
 )
 
 NON_FINAL = tuple(s.value for s in PaymentStatus if not s.is_final)
+# Stale payments whose session a listing of the PSP's sessions can stand in for a retrieve.
+LISTABLE = (PaymentStatus.INITIATED.value, PaymentStatus.PENDING.value)
 BATCH_SIZE = 200
 COMPARE_BATCH = 100
 MAX_DETAILS = 500
+# PayBridge's clock and the PSP's may disagree by this much (a session is made just after its
+# payment row): a payment counts as inside a listed window only this far from its edge.
+CLOCK_MARGIN = timedelta(minutes=5)
+# Threads checking stale payments one PSP call each (every call still waits for the shared
+# rate cap): at 150 ms a call, 4 threads reach ~26 calls/s, enough to fill the default 20/s.
+CHECK_THREADS = 4
 
 
 class OutOfTime(Exception):
@@ -64,6 +76,15 @@ class Tally:
         else:
             self.details_dropped += 1
 
+    def merge(self, other: Tally) -> None:
+        """Take in what a check made on another thread (its own tally) found."""
+        self.checked |= other.checked
+        self.corrected |= other.corrected
+        self.errors += other.errors
+        self.details_dropped += other.details_dropped
+        for entry in other.details:
+            self.add(entry)
+
 
 class Reconciler:
     """The rules of one run (or of one payment's check), over one PSP and one rate gate."""
@@ -85,6 +106,15 @@ class Reconciler:
         self.tally = Tally()
         # Dry run: payments a missed event would already change (not reported twice).
         self.planned: dict[int, str] = {}
+        # Stale payments the stale pass settled from a listed session (no retrieve of their own).
+        self.covered: set[int] = set()
+        # The stale pass's listing of the wide pass's window, paused after a whole page once
+        # every stale payment is covered: the wide pass goes on with it where it stopped
+        # (the PSP's cursor), so no session is listed twice. `listing_done`: it reached the end.
+        self._listing: Iterator[CheckoutSession] | None = None
+        self.listing_done = False
+        self._window_floor: datetime | None = None  # payments made since: listing candidates
+        self._covered_in_window = 0
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -218,20 +248,31 @@ class Reconciler:
 
     # -- pass 2: every stale non-final payment ---------------------------------------------
 
+    @staticmethod
+    def _stale(now: datetime, stale_after: timedelta):
+        """The stale pass's rule: not final, untouched for `stale_after` or past its expiry."""
+        return and_(
+            Payment.status.in_(NON_FINAL),
+            or_(Payment.updated_at <= now - stale_after, Payment.psp_expires_at <= now),
+        )
+
+    @staticmethod
+    def _is_stale(row, now: datetime, stale_after: timedelta) -> bool:
+        """The same rule in Python, for a payment row already loaded."""
+        return row.status in NON_FINAL and (
+            row.updated_at <= now - stale_after
+            or (row.psp_expires_at is not None and row.psp_expires_at <= now)
+        )
+
     def stale_payment_ids(self, stale_after: timedelta) -> Iterator[int]:
         """Ids of non-final payments untouched for `stale_after` or past their session's
         expiry, in id order, a batch at a time (a fresh query per batch sees new commits)."""
         last_id = 0
         while True:
-            now = utcnow()
             ids = list(
                 db.session.execute(
                     select(Payment.id)
-                    .where(
-                        Payment.status.in_(NON_FINAL),
-                        Payment.id > last_id,
-                        or_(Payment.updated_at <= now - stale_after, Payment.psp_expires_at <= now),
-                    )
+                    .where(self._stale(utcnow(), stale_after), Payment.id > last_id)
                     .order_by(Payment.id)
                     .limit(BATCH_SIZE)
                 ).scalars()
@@ -242,18 +283,144 @@ class Reconciler:
             yield from ids
             last_id = ids[-1]
 
-    def check_stale_payments(self, stale_after: timedelta) -> None:
-        for payment_id in self.stale_payment_ids(stale_after):
-            self.tick()
-            if payment_id in self.planned:
-                entry = {"to": self.planned[payment_id]}
-            else:
-                entry = self.check_payment(payment_id)
-            if entry.get("to") in NON_FINAL:
-                self.tally.still_open += 1
+    def check_stale_payments(self, stale_after: timedelta, since: datetime | None = None) -> None:
+        """Pass 2. With `since` (the wide pass's window), INITIATED/PENDING payments whose
+        session the PSP lists in it are settled from the listing, 100 sessions a call (the
+        wide pass's comparison of the other listed sessions is done on the way); every stale
+        payment the listing did not cover is then checked on its own, a few at a time."""
+        if since is not None:
+            self._check_listed_stale(stale_after, since)
+        self._check_each_stale(stale_after)
 
-    def check_payment(self, payment_id: int) -> dict:
-        """Ask the PSP about one payment and apply what it says. Returns the run's entry."""
+    def _check_listed_stale(self, stale_after: timedelta, since: datetime) -> None:
+        count, oldest = db.session.execute(
+            select(func.count(), func.min(Payment.created_at)).where(
+                self._stale(utcnow(), stale_after),
+                Payment.status.in_(LISTABLE),
+                Payment.psp_session_id.is_not(None),
+                Payment.created_at >= since + CLOCK_MARGIN,
+            )
+        ).one()
+        db.session.commit()
+        if not count:
+            return  # nothing the listing would save a call for: the wide pass lists on its own
+        self._window_floor = since + CLOCK_MARGIN
+        self._covered_in_window = 0
+        # Sessions made before every candidate payment (with the margin) cannot be theirs.
+        below = oldest - CLOCK_MARGIN
+        pages = 0
+        page: list[CheckoutSession] = []
+        listing = self.gate.iterate(
+            "list_sessions",
+            lambda: self.provider.list_checkout_sessions(since),
+            key=lambda s: s.id,
+        )
+        try:
+            for session in listing:
+                self.tally.sessions_listed += 1
+                page.append(session)
+                if len(page) < COMPARE_BATCH:
+                    continue
+                self._compare_page(page, stale_after)
+                pages += 1
+                remaining = count - self._covered_in_window
+                last = page[-1].created_at
+                page = []
+                # Pause when every candidate is covered, when the listing is older than all
+                # of them, or when listing on would cost more calls than a retrieve for each
+                # one left: the wide pass goes on from here later.
+                if remaining <= 0 or pages >= remaining or (last is not None and last < below):
+                    self._listing = listing
+                    return
+            self._compare_page(page, stale_after)
+            self.listing_done = True
+        except (OutOfTime, LockLost):
+            listing.close()
+            raise
+        except Exception as exc:
+            # The stale payments not covered get a retrieve each; the wide pass lists again.
+            listing.close()
+            db.session.rollback()
+            log.warning("recon: listing sessions for the stale pass failed: %s", exc)
+
+    def _check_listed(self, payment_id: int, session: CheckoutSession) -> None:
+        """A stale payment whose own session was listed: settle it as a retrieve would."""
+        self.covered.add(payment_id)
+        if payment_id in self.planned:
+            entry = {"to": self.planned[payment_id]}
+        else:
+            # A completed, unpaid session means PENDING or FAILED: only its payment intent
+            # (which a retrieve expands, a listing does not) tells which.
+            complete_unpaid = target_for_session(session) == PaymentStatus.PENDING
+            tells_all = not complete_unpaid or session.payment_intent_status is not None
+            entry = self.check_payment(payment_id, session=session if tells_all else None)
+        if entry.get("to") in NON_FINAL:
+            self.tally.still_open += 1
+
+    def _check_each_stale(self, stale_after: timedelta) -> None:
+        """Every stale payment not covered by a listing: one check each, on a few threads
+        (each with its own app context and database session; each call waits for the cap)."""
+        ids = (i for i in self.stale_payment_ids(stale_after) if i not in self.covered)
+        threads = CHECK_THREADS
+        if db.engine.dialect.name == "sqlite":
+            threads = 1  # one writer at a time: threads would only wait on its file lock
+        if threads <= 1:
+            for payment_id in ids:
+                self.tick()
+                self._count_open(self._check_or_planned(payment_id))
+            return
+        app = current_app._get_current_object()
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="recon-check")
+        running: set[Future] = set()
+        try:
+            for payment_id in ids:
+                self.tick()
+                if payment_id in self.planned:
+                    self._count_open({"to": self.planned[payment_id]})
+                    continue
+                # Its own copy of the context: log lines keep the job's id.
+                context = contextvars.copy_context()
+                running.add(pool.submit(context.run, self._check_in_thread, app, payment_id))
+                if len(running) >= threads * 2:
+                    done, running = wait(running, return_when=FIRST_COMPLETED)
+                    self._collect(done)
+            while running:
+                self.tick()
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                self._collect(done)
+        finally:
+            # Out of time, lock lost or a crash: start nothing new, let running checks end,
+            # and count what they did in the run's record.
+            pool.shutdown(wait=True, cancel_futures=True)
+            for future in running:
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    self._collect({future})
+
+    def _check_or_planned(self, payment_id: int) -> dict:
+        if payment_id in self.planned:
+            return {"to": self.planned[payment_id]}
+        return self.check_payment(payment_id)
+
+    def _count_open(self, entry: dict) -> None:
+        if entry.get("to") in NON_FINAL:
+            self.tally.still_open += 1
+
+    def _check_in_thread(self, app, payment_id: int) -> tuple[dict, Tally]:
+        with app.app_context():
+            worker = Reconciler(provider=self.provider, gate=self.gate, dry_run=self.dry_run)
+            entry = worker.check_payment(payment_id)
+            return entry, worker.tally
+
+    def _collect(self, done: set[Future]) -> None:
+        for future in done:
+            entry, tally = future.result()
+            self.tally.merge(tally)
+            self._count_open(entry)
+
+    def check_payment(self, payment_id: int, session: CheckoutSession | None = None) -> dict:
+        """Ask the PSP about one payment and apply what it says. Returns the run's entry.
+
+        `session`: the payment's session as a listing just gave it, instead of a retrieve."""
         payment = self.load(payment_id)
         if payment is None:
             return {"payment": None, "from": None, "to": None, "action": "missing"}
@@ -281,10 +448,11 @@ class Reconciler:
             if not payment.psp_session_id:
                 entry.update(action="error", error="the payment has no PSP session to check")
                 return self._finish_entry(entry, payment)
-            session = self.gate.call(
-                "retrieve_session",
-                lambda: self.provider.retrieve_checkout_session(payment.psp_session_id),
-            )
+            if session is None or session.id != payment.psp_session_id:
+                session = self.gate.call(
+                    "retrieve_session",
+                    lambda: self.provider.retrieve_checkout_session(payment.psp_session_id),
+                )
             self._apply_checked(entry, payment, session)
             return self._finish_entry(entry, self.load(payment_id))
         except OutOfTime:
@@ -369,48 +537,79 @@ class Reconciler:
     # -- pass 3: the PSP's recent sessions against the database -----------------------------
 
     def compare_sessions(self, since: datetime) -> None:
+        """Pass 3, over what the stale pass's listing did not already go through."""
+        if self.listing_done:
+            return
+        listing, self._listing = self._listing, None
+        if listing is None:
+            listing = self.gate.iterate(
+                "list_sessions",
+                lambda: self.provider.list_checkout_sessions(since),
+                key=lambda s: s.id,
+            )
         page: list[CheckoutSession] = []
-        listing = self.gate.iterate(
-            "list_sessions",
-            lambda: self.provider.list_checkout_sessions(since),
-            key=lambda s: s.id,
-        )
-        for session in listing:
-            self.tally.sessions_listed += 1
-            page.append(session)
-            if len(page) >= COMPARE_BATCH:
-                self._compare_page(page)
-                page = []
-        self._compare_page(page)
+        try:
+            for session in listing:
+                self.tally.sessions_listed += 1
+                page.append(session)
+                if len(page) >= COMPARE_BATCH:
+                    self._compare_page(page)
+                    page = []
+            self._compare_page(page)
+        finally:
+            listing.close()
 
-    def _compare_page(self, sessions: list[CheckoutSession]) -> None:
+    def _compare_page(
+        self, sessions: list[CheckoutSession], stale_after: timedelta | None = None
+    ) -> None:
+        """Each listed session against its payment. With `stale_after` (the stale pass's
+        listing) a stale payment is settled from its own session as a retrieve would, and is
+        otherwise left to the stale pass's own check of it (registration, a retrieve)."""
         if not sessions:
             return
+        columns = (
+            Payment.id,
+            Payment.public_id,
+            Payment.psp_session_id,
+            Payment.status,
+            Payment.updated_at,
+            Payment.psp_expires_at,
+            Payment.created_at,
+        )
         by_session = {
-            p.psp_session_id: p.id
+            p.psp_session_id: p
             for p in db.session.execute(
-                select(Payment).where(Payment.psp_session_id.in_([s.id for s in sessions]))
-            ).scalars()
+                select(*columns).where(Payment.psp_session_id.in_([s.id for s in sessions]))
+            )
         }
         claims = {_claimed_payment(s) for s in sessions if s.id not in by_session} - {None}
         by_public = (
             {
-                p.public_id: p.id
-                for p in db.session.execute(
-                    select(Payment).where(Payment.public_id.in_(claims))
-                ).scalars()
+                p.public_id: p
+                for p in db.session.execute(select(*columns).where(Payment.public_id.in_(claims)))
             }
             if claims
             else {}
         )
         db.session.commit()
+        now = utcnow()
         for session in sessions:
             self.tick()
-            payment_id = by_session.get(session.id) or by_public.get(_claimed_payment(session))
-            if payment_id is None:
+            row = by_session.get(session.id) or by_public.get(_claimed_payment(session))
+            if row is None:
                 self._unknown_session(session)
                 continue
-            self._compare_one(payment_id, session)
+            if stale_after is not None and self._is_stale(row, now, stale_after):
+                own = row.psp_session_id == session.id
+                if own and row.status in LISTABLE and row.id not in self.covered:
+                    self._check_listed(row.id, session)
+                    floor = self._window_floor
+                    if floor is not None and row.created_at >= floor:
+                        self._covered_in_window += 1
+                continue
+            if _agrees(row, session):
+                continue  # nothing _compare_one would do: spare it a load per session
+            self._compare_one(row.id, session)
 
     def _unknown_session(self, session: CheckoutSession) -> None:
         self.tally.unknown_sessions += 1
@@ -526,6 +725,17 @@ _QUIET_ACTIONS = frozenset({"unchanged", "open", "missing"})
 
 def _claimed_payment(session: CheckoutSession) -> str | None:
     return session.client_reference_id or session.metadata.get("paybridge_payment_id")
+
+
+def _agrees(row, session: CheckoutSession) -> bool:
+    """The payment (as just read) and its own session say the same: an open session of a
+    payment that is neither CREATED nor FAILED, or a session proving the status it has."""
+    if row.psp_session_id != session.id:
+        return False
+    target = target_for_session(session)
+    if target is None:
+        return row.status not in (PaymentStatus.CREATED.value, PaymentStatus.FAILED.value)
+    return target.value == row.status
 
 
 def _past_expiry(payment: Payment, session: CheckoutSession) -> bool:

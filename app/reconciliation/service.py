@@ -8,12 +8,17 @@ A run has three passes, cheapest first:
 2. **Stale payments.** Every non-final payment not touched for RECON_STALE_AFTER_SECONDS (or
    past its session's expiry): CREATED ones are registered again with their own PSP idempotency
    key (the PSP answers with the session it already made, never a second one); the sessions of
-   INITIATED/PENDING ones are retrieved and applied (`apply_session`, source recon); an open
-   session past its expiry is expired at the PSP and the payment FAILED.
-3. **Wide pass.** The PSP's sessions created in the last RECON_LOOKBACK_HOURS are compared with
-   the database: disagreements are corrected (or recorded as conflicts by `apply_session`),
-   sessions without a payment are reported, an open session of a FAILED payment is expired so
-   it can no longer be paid.
+   INITIATED/PENDING ones are applied (`apply_session`, source recon); an open session past its
+   expiry is expired at the PSP and the payment FAILED. The sessions come from the PSP's list
+   of the lookback window, newest first, 100 a call (stopping once every stale payment made in
+   the window is covered; the other listed sessions get pass 3's comparison on the way); a
+   stale payment the listing does not cover (CREATED, older than the window, a completed but
+   unpaid session whose payment intent only a retrieve shows) gets a call of its own, on a few
+   threads, each call waiting for the shared rate cap.
+3. **Wide pass.** The PSP's sessions created in the last RECON_LOOKBACK_HOURS that pass 2's
+   listing did not reach are compared with the database: disagreements are corrected (or
+   recorded as conflicts by `apply_session`), sessions without a payment are reported, an open
+   session of a FAILED payment is expired so it can no longer be paid.
 
 4. **Subscriptions.** Each subscription's latest invoices and state at the PSP: a renewal
    whose invoice webhook was lost becomes its payment, a lost cancellation is taken over
@@ -281,7 +286,11 @@ def _execute(config, run: ReconciliationRun, lock: RunLock | None) -> Reconcilia
         since = events_since(started, lookback)
         db.session.commit()
         _phase(reconciler, "events", lambda: reconciler.catch_up_events(since))
-        _phase(reconciler, "payments", lambda: reconciler.check_stale_payments(stale_after))
+        _phase(
+            reconciler,
+            "payments",
+            lambda: reconciler.check_stale_payments(stale_after, since=started - lookback),
+        )
         _phase(reconciler, "sessions", lambda: reconciler.compare_sessions(started - lookback))
         _phase(reconciler, "refunds", lambda: check_refunds(reconciler, stale_after))
         _phase(reconciler, "subscriptions", lambda: reconcile_subscriptions(reconciler))

@@ -110,3 +110,14 @@ def pay(emulator, session_id: str, **body) -> dict:
     return emulator.control(
         "POST", f"checkout/sessions/{session_id}/pay", body or {"card": "4242424242424242"}
     )
+
+
+def outside_window(payment_id: int) -> None:
+    """Make the payment older than the wide pass's window (RECON_LOOKBACK_HOURS): no listing
+    of that window stands in for its own retrieve when it is the only kind of stale payment."""
+    from flask import current_app
+
+    payment = reload(payment_id)
+    hours = current_app.config["RECON_LOOKBACK_HOURS"] + 1
+    payment.created_at = utcnow() - timedelta(hours=hours)
+    db.session.commit()

@@ -14,7 +14,13 @@ from app.reconciliation.lock import RunLock
 from app.reconciliation.ratelimit import add_call_observer, remove_call_observer
 from app.reconciliation.service import run_reconciliation, summarize
 from app.tasks import get_redis
-from tests.reconciliation.conftest import pay, reload, sessions_for, set_expired
+from tests.reconciliation.conftest import (
+    outside_window,
+    pay,
+    reload,
+    sessions_for,
+    set_expired,
+)
 
 
 @pytest.fixture
@@ -72,7 +78,10 @@ def test_two_runs_started_together_one_works_one_skips(recon, emulator, new_paym
 
 
 def test_psp_calls_never_exceed_the_rate_cap(recon, new_payment, psp_calls):
-    payments = [new_payment() for _ in range(15)]  # open sessions: one retrieve each
+    # Open sessions older than the listed window: one retrieve each, on the stale pass's threads.
+    payments = [new_payment() for _ in range(15)]
+    for p in payments:
+        outside_window(p.id)
     recon.config["RECON_RATE_LIMIT_PER_SECOND"] = 5.0
 
     run = run_reconciliation(trigger="cli")
@@ -114,6 +123,7 @@ def test_the_cap_is_shared_by_runs_in_other_processes(recon):
 
 def test_a_psp_rate_limit_slows_the_run_down_instead_of_failing_it(recon, emulator, new_payment):
     payment = new_payment()
+    outside_window(payment.id)  # checked with a retrieve of its own
     pay(emulator, payment.psp_session_id)
     # Skip the events pass's fix so the retrieve is what gets rate limited.
     emulator.control("POST", "faults", {"kind": "http_500", "path": "/v1/events", "count": 1})
@@ -135,6 +145,8 @@ def test_a_psp_rate_limit_that_never_ends_is_one_error_and_the_run_goes_on(
 ):
     recon.config["RECON_RATE_LIMIT_MAX_RETRIES"] = 1
     first, second = new_payment(), new_payment()
+    for p in (first, second):
+        outside_window(p.id)  # checked with a retrieve each
     pay(emulator, second.psp_session_id)
     emulator.control(
         "POST",
@@ -152,36 +164,8 @@ def test_a_psp_rate_limit_that_never_ends_is_one_error_and_the_run_goes_on(
     emulator.control("DELETE", "faults")
 
 
-def test_a_crash_mid_run_leaves_each_payment_corrected_or_untouched(
-    recon, emulator, new_payment, psp_calls
-):
-    payments = [new_payment() for _ in range(4)]
-    for p in payments:
-        pay(emulator, p.psp_session_id)
-    emulator.control("POST", "faults", {"kind": "http_500", "path": "/v1/events", "count": 1})
-
-    class Crash(BaseException):
-        """Stands for the process dying (SIGKILL, OOM) in the middle of a run."""
-
-    def crash_on_third_retrieve(operation: str, _at: float) -> None:
-        if (
-            operation == "retrieve_session"
-            and sum(1 for op, _ in psp_calls if op == "retrieve_session") == 3
-        ):
-            raise Crash()
-
-    add_call_observer(crash_on_third_retrieve)
-    try:
-        with pytest.raises(Crash):
-            run_reconciliation(trigger="cli")
-    finally:
-        from app.reconciliation.ratelimit import remove_call_observer as remove
-
-        remove(crash_on_third_retrieve)
-    db.session.rollback()
-
+def _assert_whole_or_untouched(payments) -> list[str]:
     statuses = [reload(p.id).status for p in payments]
-    assert statuses == ["SUCCESS", "SUCCESS", "INITIATED", "INITIATED"]
     for p, status in zip(payments, statuses, strict=True):
         changes = db.session.scalar(
             db.select(db.func.count())
@@ -194,7 +178,22 @@ def test_a_crash_mid_run_leaves_each_payment_corrected_or_untouched(
             .where(Notification.payment_id == p.id)
         )
         # Corrected ones are whole (status, history row, outbox row); the others untouched.
+        assert status in ("SUCCESS", "INITIATED")
         assert (changes, sent) == ((3, 1) if status == "SUCCESS" else (2, 0))
+    return statuses
+
+
+class Crash(BaseException):
+    """Stands for the process dying (SIGKILL, OOM) in the middle of a run."""
+
+
+def _crash_then_recover(payments, crashing_run) -> None:
+    with pytest.raises(Crash):
+        crashing_run()
+    db.session.rollback()
+
+    statuses = _assert_whole_or_untouched(payments)
+    assert "INITIATED" in statuses  # it died before the end
     dead = db.session.execute(db.select(ReconciliationRun)).scalar_one()
     assert dead.status == "running"
     assert not RunLock(get_redis(), 1).holder_exists()  # the finally released it
@@ -202,9 +201,63 @@ def test_a_crash_mid_run_leaves_each_payment_corrected_or_untouched(
     nxt = run_reconciliation(trigger="cli")
 
     assert nxt.status == "succeeded"
-    assert [reload(p.id).status for p in payments] == ["SUCCESS"] * 4
+    assert [reload(p.id).status for p in payments] == ["SUCCESS"] * len(payments)
     db.session.refresh(dead)
     assert dead.status == "failed" and "interrupted" in dead.error_text
+
+
+def test_a_crash_mid_run_leaves_each_payment_corrected_or_untouched(recon, emulator, new_payment):
+    payments = [new_payment() for _ in range(4)]
+    for p in payments:
+        outside_window(p.id)  # a retrieve each, on the stale pass's threads
+        pay(emulator, p.psp_session_id)
+    emulator.control("POST", "faults", {"kind": "http_500", "path": "/v1/events", "count": 1})
+    retrieves = []
+    counting = threading.Lock()
+
+    def crash_on_third_retrieve(operation: str, _at: float) -> None:
+        if operation == "retrieve_session":
+            with counting:
+                retrieves.append(operation)
+                third = len(retrieves) == 3
+            if third:
+                raise Crash()
+
+    add_call_observer(crash_on_third_retrieve)
+    try:
+        _crash_then_recover(payments, lambda: run_reconciliation(trigger="cli"))
+    finally:
+        remove_call_observer(crash_on_third_retrieve)
+
+
+def test_a_crash_while_applying_a_listed_page_leaves_each_payment_corrected_or_untouched(
+    recon, emulator, new_payment, monkeypatch
+):
+    from app.reconciliation import reconciler
+
+    payments = [new_payment() for _ in range(4)]
+    for p in payments:
+        pay(emulator, p.psp_session_id)
+    emulator.control("POST", "faults", {"kind": "http_500", "path": "/v1/events", "count": 1})
+    applied = []
+    real_apply = reconciler.apply_session
+
+    def crash_on_third(payment_id, session, **kwargs):
+        applied.append(payment_id)
+        if len(applied) == 3:
+            raise Crash()
+        return real_apply(payment_id, session, **kwargs)
+
+    monkeypatch.setattr(reconciler, "apply_session", crash_on_third)
+
+    def crash_then_unpatch():
+        try:
+            run_reconciliation(trigger="cli")
+        finally:
+            monkeypatch.setattr(reconciler, "apply_session", real_apply)
+
+    _crash_then_recover(payments, crash_then_unpatch)
+    assert len(applied) == 3  # all four were on one listed page
 
 
 def test_every_payment_is_final_one_run_after_its_session_expired(
@@ -278,8 +331,8 @@ def test_every_payment_is_final_one_run_after_its_session_expired(
 def test_a_run_that_loses_its_lock_stops_and_leaves_the_new_holder_alone(
     recon, new_payment, psp_calls
 ):
-    for _ in range(8):
-        new_payment()
+    for _ in range(16):
+        outside_window(new_payment().id)  # a retrieve each, so the run lasts ~4 s
     recon.config.update(RECON_RATE_LIMIT_PER_SECOND=4.0, RECON_LOCK_TTL_SECONDS=3)
     redis = get_redis()
     thieves: list[RunLock] = []
@@ -299,7 +352,9 @@ def test_a_run_that_loses_its_lock_stops_and_leaves_the_new_holder_alone(
         remove_call_observer(expire_and_steal)
 
     assert run.status == "failed" and "lock" in run.error_text
-    assert run.checked < 8  # it stopped instead of working alongside the new holder
+    # It stopped instead of working alongside the new holder: only the checks already under
+    # way on its threads (each its own transaction under the row lock) finished.
+    assert run.checked < 16
     assert redis.get(thieves[0].key).decode() == thieves[0].token  # not released by the loser
     thieves[0].release()
 
