@@ -222,6 +222,11 @@ class EmulatorApp:
                     500, "An unknown error occurred (injected fault).", type="api_error",
                     save_idempotent=False,
                 )  # fmt: skip
+            if fault and fault["kind"] == "http_400":
+                raise StripeErrorResponse(
+                    400, fault["message"], type="invalid_request_error", code=fault["code"],
+                    save_idempotent=False,
+                )  # fmt: skip
             if fault and fault["kind"] == "http_429":
                 raise StripeErrorResponse(
                     429,

@@ -8,7 +8,7 @@ import threading
 from .errors import invalid
 from .refunds import FAILURE_REASONS
 
-API_KINDS = {"http_500", "http_429", "hang", "lose_response"}
+API_KINDS = {"http_500", "http_429", "http_400", "hang", "lose_response"}
 WEBHOOK_KINDS = {
     "webhook_duplicate",
     "webhook_out_of_order",
@@ -45,6 +45,9 @@ class Faults:
             "method": (spec.get("method") or "").upper() or None,
             "seconds": seconds,
             "failure_reason": reason,
+            # http_400: the refusal Stripe gives a request it will not serve for this account.
+            "code": str(spec.get("code") or "parameter_invalid"),
+            "message": str(spec.get("message") or "This request was refused (injected fault)."),
         }
         with self._lock:
             self._faults.append(fault)
