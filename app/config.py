@@ -40,6 +40,10 @@ def _env_schedule(name: str, default: str) -> list[int]:
     return [int(float(s)) for s in _env_list(name, default)]
 
 
+# Stripe's bounds on a Checkout Session's lifetime (30 min .. 24 h), plus a minute's margin.
+CHECKOUT_SESSION_TTL_RANGE = (31 * 60, 24 * 3600)
+
+
 class Config:
     """Settings shared by every environment; subclasses change what differs."""
 
@@ -62,7 +66,7 @@ class Config:
         self.STRIPE_TIMEOUT_SECONDS = _env_float("STRIPE_TIMEOUT_SECONDS", 10.0)
         self.STRIPE_MAX_NETWORK_RETRIES = _env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
         self.STRIPE_WEBHOOK_TOLERANCE_SECONDS = _env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
-        # Checkout sessions live this long before Stripe expires them (30 min .. 24 h).
+        # Checkout sessions live this long before Stripe expires them (31 min .. 24 h, validate).
         self.CHECKOUT_SESSION_TTL_SECONDS = _env_int("CHECKOUT_SESSION_TTL_SECONDS", 3600)
         # How long a request waits for a concurrent one with the same Idempotency-Key to answer.
         self.IDEMPOTENCY_WAIT_SECONDS = _env_float("IDEMPOTENCY_WAIT_SECONDS", 5.0)
@@ -152,6 +156,14 @@ class Config:
 
     def validate(self) -> None:
         """Raise ConfigError when something this environment cannot run without is missing."""
+        low, high = CHECKOUT_SESSION_TTL_RANGE
+        if not low <= self.CHECKOUT_SESSION_TTL_SECONDS <= high:
+            # Stripe refuses expires_at under 30 minutes away or over 24 hours: every payment
+            # would be rejected. The extra minute leaves room for the round trip.
+            raise ConfigError(
+                f"CHECKOUT_SESSION_TTL_SECONDS must be between {low} and {high} seconds, "
+                f"not {self.CHECKOUT_SESSION_TTL_SECONDS}"
+            )
 
 
 class DevelopmentConfig(Config):
@@ -196,6 +208,7 @@ class ProductionConfig(Config):
         self.NOTIFY_ALLOW_PRIVATE_TARGETS = _env("NOTIFY_ALLOW_PRIVATE_TARGETS", "0") == "1"
 
     def validate(self) -> None:
+        super().validate()
         missing = [name for name in self.REQUIRED if not _env(name)]
         if missing:
             raise ConfigError(f"production needs these environment variables: {', '.join(missing)}")

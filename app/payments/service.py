@@ -51,6 +51,8 @@ CREATE_METHOD = "POST"
 CREATE_PATH = "/api/v1/payments"
 REPLAYED_HEADER = "Idempotent-Replayed"
 POLL_INTERVAL_SECONDS = 0.1
+# Time for the registration request to reach the PSP before its minimum window is checked.
+REGISTRATION_MARGIN = timedelta(seconds=60)
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 
@@ -319,9 +321,12 @@ def _register(
     provider = get_provider(payment.psp)
     request = checkout_request(payment)
     public_id = payment.public_id
-    if utcnow() >= request.expires_at:
-        # Its checkout window closed before it was registered (PSP down for that long): any
-        # session a lost answer left at the PSP has expired too. Nothing is left to register.
+    if utcnow() + provider.min_checkout_window + REGISTRATION_MARGIN >= request.expires_at:
+        # Its checkout window closed, or too little of it is left for the PSP to accept, before
+        # it was registered (PSP down for that long). The same PSP key must carry the same
+        # expires_at, so a later one is no option: a second session could not be told from a
+        # first whose answer was lost. No one holds a URL of such a session; the wide pass
+        # expires any that is still open.
         payment = lock_payment(payment_id)
         if payment.status == PaymentStatus.CREATED:
             reason = "checkout window closed before the PSP registration"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -176,6 +176,9 @@ class PaymentProvider(ABC):
     """One PSP. Implementations must be safe to share between threads."""
 
     name: str
+    # The shortest time a new checkout session may have left before its expires_at: a
+    # registration attempted later than that is refused by the PSP (Stripe: 30 minutes).
+    min_checkout_window: timedelta = timedelta(0)
 
     @abstractmethod
     def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession: ...

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pybreaker
@@ -259,6 +259,7 @@ class StripeProvider(PaymentProvider):
     """Stripe Checkout through the official SDK, pointed at STRIPE_API_BASE."""
 
     name = "stripe"
+    min_checkout_window = timedelta(minutes=30)
 
     def __init__(
         self,

@@ -328,3 +328,36 @@ def test_error_mapping_keeps_unknown_stripe_errors_non_retryable():
 
     mapped = stripe_adapter.map_stripe_error(stripe.IdempotencyError("keys differ"))
     assert type(mapped) is PspError and not mapped.retryable
+
+
+def _session_ids_at_the_emulator(emulator, payment_id: str) -> list[str]:
+    req = urllib.request.Request(
+        f"{emulator.url}/v1/checkout/sessions?limit=100",
+        headers={"Authorization": f"Bearer {emulator.api_key}"},
+    )
+    with urllib.request.urlopen(req, timeout=5) as response:
+        listing = json.load(response)
+    return [s["id"] for s in listing["data"] if s["client_reference_id"] == payment_id]
+
+
+# Production's network settings (STRIPE_MAX_NETWORK_RETRIES=2, a timeout): the SDK's own retries
+# carry the same idempotency key, so a failure on the way never makes a second session.
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"kind": "http_500"},  # answered before any work: the retry does it
+        {"kind": "lose_response"},  # done, answer lost: the retry replays it
+        {"kind": "hang", "seconds": 1.5},  # past the 1 s timeout: 409 while in flight, then replay
+    ],
+    ids=lambda f: f["kind"],
+)
+def test_sdk_retries_with_the_same_key_make_exactly_one_session(emulator, fault):
+    provider = make_provider(emulator, timeout_seconds=1, max_network_retries=2)
+    emulator.control("POST", "faults", {**fault, "path": "/v1/checkout/sessions"})
+    request = checkout_request(7)
+    session = provider.create_checkout_session(request)
+    assert session.status == "open"
+    assert _session_ids_at_the_emulator(emulator, "pay_adaptertest7") == [session.id]
+    assert emulator.control("GET", "faults") == {"data": []}  # the fault was really met
+    again = provider.create_checkout_session(request)  # a later PayBridge retry: same session
+    assert again.id == session.id

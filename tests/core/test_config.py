@@ -50,6 +50,19 @@ def test_the_demo_needs_no_secrets_and_points_at_the_emulator(clean_env):
     assert config.SQLALCHEMY_DATABASE_URI.startswith("sqlite:///")
 
 
+@pytest.mark.parametrize("ttl", ["1800", "60", "86401"])
+def test_a_checkout_lifetime_stripe_would_refuse_is_refused_at_start(clean_env, ttl):
+    clean_env.setenv("CHECKOUT_SESSION_TTL_SECONDS", ttl)
+    with pytest.raises(ConfigError, match="CHECKOUT_SESSION_TTL_SECONDS"):
+        load_config("development")
+
+
+def test_checkout_lifetimes_within_stripes_bounds_are_accepted(clean_env):
+    for ttl in (31 * 60, 24 * 3600):
+        clean_env.setenv("CHECKOUT_SESSION_TTL_SECONDS", str(ttl))
+        assert load_config("development").CHECKOUT_SESSION_TTL_SECONDS == ttl
+
+
 def test_an_unknown_environment_name_is_refused(clean_env):
     with pytest.raises(ConfigError, match="PAYBRIDGE_ENV"):
         load_config("staging-typo")

@@ -205,24 +205,31 @@ def test_twenty_concurrent_identical_creates_make_one_payment_and_one_session(
 
 
 def test_psp_rejecting_the_payment_makes_it_failed_with_the_psp_code(
-    app, client, merchant, provider
+    app, client, merchant, emulator, provider
 ):
     _, key = merchant
-    app.config["CHECKOUT_SESSION_TTL_SECONDS"] = 60  # Stripe wants at least 30 minutes
-    try:
-        response = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "r-1"))
-    finally:
-        app.config["CHECKOUT_SESSION_TTL_SECONDS"] = 3600
+    emulator.control(  # what Stripe answers an account that does not take this currency
+        "POST",
+        "faults",
+        {
+            "kind": "http_400",
+            "path": "/v1/checkout/sessions",
+            "code": "currency_not_supported",
+            "message": "The currency eur is not supported for this account.",
+        },
+    )
+    response = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "r-1"))
     assert response.status_code == 422
     error = response.get_json()["error"]
     assert error["code"] == "PSP_REJECTED"
-    assert error["details"]["psp_code"] == "invalid_request_error"
-    assert "expires_at" in error["message"]
+    assert error["details"]["psp_code"] == "currency_not_supported"
+    assert "not supported for this account" in error["message"]
     with app.app_context():
         payment = db.session.execute(select(Payment)).scalar_one()
         assert payment.status == "FAILED"
-        assert payment.failure_code == "invalid_request_error"
+        assert payment.failure_code == "currency_not_supported"
         assert payment.history[-1].reason.startswith("rejected by the PSP")
+    assert emulator_sessions(emulator) == []
     replay = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "r-1"))
     assert replay.status_code == 422
     assert replay.headers["Idempotent-Replayed"] == "true"
@@ -513,8 +520,11 @@ def test_psp_calls_and_failures_show_in_metrics(app, client, merchant, emulator,
     )
 
 
+# Created 2 h ago: its 1 h window has closed. Created 40 min ago: 20 min are left, under the
+# 30 min Stripe wants of a new session, so the PSP would refuse the registration as invalid.
+@pytest.mark.parametrize("age", [timedelta(hours=2), timedelta(minutes=40)])
 def test_a_payment_left_created_past_its_checkout_window_fails_as_expired(
-    app, merchant, emulator, provider
+    app, merchant, emulator, provider, age
 ):
     from app.payments.service import _new_payment, register_with_psp
     from app.payments.status import StatusSource
@@ -523,7 +533,7 @@ def test_a_payment_left_created_past_its_checkout_window_fails_as_expired(
     merchant_row, _ = merchant
     with app.app_context():
         payment = _new_payment(merchant_row.id, validate_create_params(body()))
-        payment.created_at = utcnow() - timedelta(hours=2)
+        payment.created_at = utcnow() - age
         db.session.commit()
         result = register_with_psp(payment.id, source=StatusSource.RECON)
         assert result.status == "FAILED"
