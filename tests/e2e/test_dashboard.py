@@ -141,9 +141,7 @@ def test_filters_and_csv_export_give_exactly_the_matching_rows(
     assert [r["amount"] for r in rows] == ["50.00", "19.99"]
 
 
-def test_dashboard_works_on_a_phone_and_by_keyboard(
-    browser, app, live_server, make_merchant, request
-):
+def test_dashboard_works_on_a_phone_and_by_keyboard(make_context, app, live_server, make_merchant):
     m, _ = make_merchant("Phone Shop")
     with app.app_context():
         for i in range(3):
@@ -152,34 +150,24 @@ def test_dashboard_works_on_a_phone_and_by_keyboard(
             )
         db.session.commit()
     make_user(app, m.id, "phone@shop.example")
-    ctx = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
-    try:
-        page = ctx.new_page()
-        page.goto(live_server.url + "/dashboard/login")
-        # keyboard: the first Tab lands on the skip link, which is then visible
-        page.keyboard.press("Tab")
-        expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
-        page.get_by_label("Email").focus()
-        page.keyboard.type("phone@shop.example")
-        page.keyboard.press("Tab")
-        page.keyboard.type(PASSWORD)
-        page.keyboard.press("Enter")
-        expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
-        for path in (
-            "/dashboard/",
-            "/dashboard/payments",
-            "/dashboard/settings",
-            "/dashboard/api-keys",
-        ):
-            page.goto(live_server.url + path)
-            # nothing wider than the screen: wide tables scroll inside their own box
-            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), (
-                path
-            )
-    except Exception:
-        from tests.e2e.conftest import save_screenshots
-
-        save_screenshots(ctx, request.node.nodeid + "-phone")
-        raise
-    finally:
-        ctx.close()
+    # make_context (tests/support/browser.py) closes it and screenshots its pages on failure.
+    page = make_context(viewport={"width": 375, "height": 740}, is_mobile=True).new_page()
+    page.goto(live_server.url + "/dashboard/login")
+    # keyboard: the first Tab lands on the skip link, which is then visible
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
+    page.get_by_label("Email").focus()
+    page.keyboard.type("phone@shop.example")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
+    for path in (
+        "/dashboard/",
+        "/dashboard/payments",
+        "/dashboard/settings",
+        "/dashboard/api-keys",
+    ):
+        page.goto(live_server.url + path)
+        # nothing wider than the screen: wide tables scroll inside their own box
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
