@@ -11,7 +11,8 @@ import secrets
 
 from markupsafe import Markup, escape
 
-from app.dashboard.money import exponent, format_minor
+from app.dashboard.money import format_minor
+from app.payments.currencies import exponent
 
 WIDTH = 720
 HEIGHT = 260

@@ -4,19 +4,7 @@ from __future__ import annotations
 
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
-# Stripe's lists: amounts in these currencies have no minor unit (JPY 500 is 500 yen) …
-ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split())
-# … or three decimals (KWD 1.000 is 1000 minor units). Everything else has two.
-THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
-
-
-def exponent(currency: str) -> int:
-    code = (currency or "").upper()
-    if code in ZERO_DECIMAL:
-        return 0
-    if code in THREE_DECIMAL:
-        return 3
-    return 2
+from app.payments.currencies import exponent
 
 
 def format_minor(amount: int | None, currency: str) -> str:

@@ -20,9 +20,10 @@ from decimal import Decimal
 
 from sqlalchemy import Select, and_, false, or_, select
 
-from app.dashboard.money import THREE_DECIMAL, ZERO_DECIMAL, format_minor, to_minor
+from app.dashboard.money import format_minor, to_minor
 from app.extensions import db
 from app.models import Payment
+from app.payments.currencies import THREE_DECIMAL, ZERO_DECIMAL
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 1000

@@ -13,35 +13,20 @@ import json
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.errors import PayBridgeError
+from app.payments.currencies import CURRENCIES, THREE_DECIMAL
 from app.payments.status import PaymentType
 
 # Stripe's limit for a charge amount (8 digits in minor units).
 MAX_AMOUNT = 99_999_999
 MAX_URL_LENGTH = 2000
-METADATA_MAX_KEYS = 50
+# Stripe keeps 50 metadata keys and PayBridge sends its own two with every session, so a
+# merchant has 48; PayBridge's own keys are refused rather than silently replaced.
+METADATA_MAX_KEYS = 48
+RESERVED_METADATA_KEYS = ("paybridge_payment_id", "merchant_reference")
 METADATA_MAX_KEY_LENGTH = 40
 METADATA_MAX_VALUE_LENGTH = 500
 INTERVALS = ("day", "week", "month", "year")
 MAX_INTERVAL_COUNT = 12
-
-# Active ISO 4217 codes (the fund and precious-metal codes are left out: no PSP charges them).
-CURRENCIES = frozenset(
-    """
-    AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP
-    BYN BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP
-    GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR
-    KMF KPW KRW KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK
-    MXN MYR MZN NAD NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR
-    SBD SCR SDG SEK SGD SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS
-    UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
-    """.split()
-)
-# No minor unit: an amount of 500 JPY is ¥500 (Stripe's zero-decimal list).
-ZERO_DECIMAL_CURRENCIES = frozenset(
-    "BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XAF XOF XPF".split()
-)
-# Three minor digits: 1000 KWD-units are 1 KWD (Stripe expects the last digit to be 0).
-THREE_DECIMAL_CURRENCIES = frozenset("BHD JOD KWD OMR TND".split())
 
 
 class CurrencyField(fields.String):
@@ -59,6 +44,8 @@ class CurrencyField(fields.String):
 def _metadata_key(key: str) -> None:
     if "[" in key or "]" in key:
         raise ValidationError("Metadata keys cannot contain square brackets.")
+    if key in RESERVED_METADATA_KEYS:
+        raise ValidationError(f"{key!r} is PayBridge's own metadata key: choose another name.")
 
 
 def _http_url() -> fields.Url:
@@ -76,7 +63,10 @@ class PaymentCreateSchema(Schema):
 
     merchant_reference = fields.String(
         required=True,
-        validate=validate.Length(min=1, max=200),
+        validate=[
+            validate.Length(min=1, max=200),
+            validate.Regexp(r"\S", error="Must not be blank."),
+        ],
         metadata={"description": "Your order id; unique per merchant.", "example": "order-1001"},
     )
     amount = fields.Integer(
@@ -123,9 +113,21 @@ class PaymentCreateSchema(Schema):
         ),
         values=fields.String(validate=validate.Length(max=METADATA_MAX_VALUE_LENGTH)),
         load_default=dict,
-        validate=validate.Length(max=METADATA_MAX_KEYS, error="At most 50 keys."),
-        metadata={"description": "Up to 50 string pairs (key ≤40, value ≤500 characters)."},
+        validate=validate.Length(max=METADATA_MAX_KEYS, error=f"At most {METADATA_MAX_KEYS} keys."),
+        metadata={
+            "description": "Up to 48 string pairs (key ≤40, value ≤500 characters); "
+            "paybridge_payment_id and merchant_reference are PayBridge's own."
+        },
     )
+
+    @validates_schema
+    def _amount_fits_the_currency(self, data: dict, **kwargs) -> None:
+        if data.get("currency") in THREE_DECIMAL and data.get("amount", 0) % 10:
+            raise ValidationError(
+                f"{data['currency']} amounts are in thousandths and must end in 0 "
+                "(the PSP charges whole hundredths).",
+                "amount",
+            )
 
     @validates_schema
     def _recurring_needs_an_interval(self, data: dict, **kwargs) -> None:

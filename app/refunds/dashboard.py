@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from app.dashboard.money import exponent, format_money, parse_major, to_minor
+from app.dashboard.money import format_money, parse_major, to_minor
 from app.models import Refund
+from app.payments.currencies import exponent
 
 
 def parse_refund_amount(text: str, currency: str) -> int:

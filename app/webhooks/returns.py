@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from app.extensions import db, limiter
 from app.models import Payment
+from app.payments import currencies
 from app.payments.status import PaymentStatus, StatusSource
 from app.psp.base import PspError
 from app.psp.factory import get_provider
@@ -22,10 +23,6 @@ _SESSION_ID = re.compile(r"^cs_[A-Za-z0-9_]{1,250}$")
 _PAYMENT_ID = re.compile(r"^pay_[A-Za-z0-9]{1,28}$")
 
 # ISO 4217 minor-unit exponents that are not 2.
-_ZERO_DECIMAL = frozenset(
-    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
-)
-_THREE_DECIMAL = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
 
 
 def find_payment(public_id: str) -> Payment | None:
@@ -106,7 +103,7 @@ def with_payment_id(url: str, public_id: str) -> str:
 def format_amount(amount: int, currency: str) -> str:
     """Minor units as a human amount: 1999 EUR → '19.99 EUR', 500 JPY → '500 JPY'."""
     code = currency.upper()
-    exponent = 0 if code in _ZERO_DECIMAL else 3 if code in _THREE_DECIMAL else 2
+    exponent = currencies.exponent(code)
     if exponent == 0:
         return f"{amount:,} {code}"
     major, minor = divmod(amount, 10**exponent)

@@ -159,13 +159,16 @@ def test_unknown_payment_is_not_found(client, make_merchant):
         ("currency", 978),
         ("merchant_reference", ""),
         ("merchant_reference", "r" * 201),
+        ("merchant_reference", "   "),
         ("description", "d" * 501),
         ("customer_email", "not-an-email"),
         ("success_url", "ftp://shop.example.com/ok"),
         ("success_url", "javascript:alert(1)"),
         ("success_url", "https://shop.example.com/" + "a" * 2000),
         ("cancel_url", "not a url"),
-        ("metadata", {f"k{i}": "v" for i in range(51)}),
+        ("metadata", {f"k{i}": "v" for i in range(49)}),  # Stripe's 50 less PayBridge's 2
+        ("metadata", {"paybridge_payment_id": "pay_forged"}),
+        ("metadata", {"merchant_reference": "another"}),
         ("metadata", {"k" * 41: "v"}),
         ("metadata", {"k": "v" * 501}),
         ("metadata", {"k": 5}),
@@ -186,6 +189,36 @@ def test_each_invalid_field_is_named(client, make_merchant, field, value):
     assert error["param"] == field
     assert field in error["details"]
     assert error["message"].startswith(f"{field}: ")
+
+
+def test_amounts_must_fit_the_currencys_minor_unit(client, make_merchant, emulator):
+    _, key = make_merchant()
+    refused = client.post(
+        "/api/v1/payments", json=body(currency="KWD", amount=1005), headers=auth_headers(key)
+    )
+    assert refused.status_code == 400
+    assert refused.get_json()["error"]["param"] == "amount"
+    assert "end in 0" in refused.get_json()["error"]["message"]
+    taken = client.post(
+        "/api/v1/payments",
+        json=body(currency="KWD", amount=1010, merchant_reference="kwd-2"),
+        headers=auth_headers(key, "kwd-2"),
+    )
+    assert taken.status_code == 201, taken.get_json()
+
+
+def test_a_merchant_gets_48_metadata_keys_and_the_psp_gets_every_one(
+    client, make_merchant, emulator
+):
+    _, key = make_merchant()
+    metadata = {f"k{i}": f"v{i}" for i in range(48)}
+    r = client.post("/api/v1/payments", json=body(metadata=metadata), headers=auth_headers(key))
+    assert r.status_code == 201, r.get_json()
+    (session,) = [
+        s for s in emulator_sessions(emulator) if s["id"] == r.get_json()["psp_session_id"]
+    ]
+    assert {k: session["metadata"][k] for k in metadata} == metadata
+    assert session["metadata"]["merchant_reference"] == body()["merchant_reference"]
 
 
 @pytest.mark.parametrize(
@@ -353,6 +386,7 @@ def test_list_filters(app, client, make_merchant):
         ("limit=x", "limit"),
         ("created_gte=yesterday", "created_gte"),
         ("starting_after=not-a-cursor", "starting_after"),
+        ("statuss=SUCCESS", "statuss"),  # a misspelt filter must not list everything
     ],
 )
 def test_bad_list_parameters_are_named(client, make_merchant, query, param):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, render_template, request
 from flask.views import MethodView
+from marshmallow import RAISE
 
 from app.auth import authenticate, current_merchant_id
 from app.blueprints.api import bp
@@ -92,7 +93,8 @@ class Payments(MethodView):
         return response
 
     @bp.doc(security=SECURITY)
-    @bp.arguments(PaymentListQuerySchema, location="query", error_status_code=400)
+    # A misspelt filter (?statuss=SUCCESS) is an error, never a silently unfiltered list.
+    @bp.arguments(PaymentListQuerySchema, location="query", error_status_code=400, unknown=RAISE)
     @bp.response(200, PaymentListSchema)
     @_errors(401)
     def get(self, query: dict):

@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from app.errors import PayBridgeError
 from app.extensions import csrf, db, limiter
+from app.payments.currencies import exponent
 from app.shop import cart as carts
 from app.shop import notify, services
 from app.shop.models import Order, Product, ShopCustomer
@@ -45,14 +46,14 @@ REFRESH_SECONDS = 2
 REFRESH_LIMIT = 90
 
 CURRENCY_SYMBOLS = {"EUR": "€", "USD": "$", "GBP": "£"}
-ZERO_DECIMAL = {"JPY", "KRW"}
 
 
 @bp.app_template_filter("shop_money")
 def money(amount: int, currency: str) -> str:
     """Minor units as a price a person reads: 2900, EUR → €29.00."""
     currency = (currency or "").upper()
-    value = f"{amount:,}" if currency in ZERO_DECIMAL else f"{amount / 100:,.2f}"
+    digits = exponent(currency)
+    value = f"{amount / 10**digits:,.{digits}f}" if digits else f"{amount:,}"
     symbol = CURRENCY_SYMBOLS.get(currency)
     return f"{symbol}{value}" if symbol else f"{value} {currency}"
 
