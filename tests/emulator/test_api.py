@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 import stripe
 
 from .conftest import session_params
-
-FIXTURES = json.loads(Path("/work/shared/stripe/fixtures3.json").read_text())["resources"]
 
 
 def auth(emu) -> dict:
@@ -48,7 +44,7 @@ def test_create_retrieve_echoes_params_and_stripe_shape(client, emu):
     assert [i.id for i in items.data] == [item.id]
 
 
-def test_every_fixture_key_is_present(client, emu):
+def test_every_fixture_key_is_present(client, emu, stripe_fixtures):
     s = client.v1.checkout.sessions.create(params=session_params())
     emu.control("POST", f"checkout/sessions/{s.id}/pay", {"card": "4242424242424242"})
     s = client.v1.checkout.sessions.retrieve(s.id)
@@ -68,7 +64,7 @@ def test_every_fixture_key_is_present(client, emu):
         ("event", event),
         ("webhook_endpoint", endpoint),
     ]:
-        missing = set(FIXTURES[name]) - set(obj.to_dict())
+        missing = set(stripe_fixtures[name]) - set(obj.to_dict())
         assert not missing, f"{name} lacks {sorted(missing)}"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import stripe
@@ -346,8 +345,9 @@ def test_mixed_intervals_are_refused(client):
     assert exc.value.param == "line_items[1][price_data][recurring]"
 
 
-def test_every_fixture_key_is_present_on_refunds_subscriptions_and_invoices(client, emu):
-    fixtures = json.loads(Path("/work/shared/stripe/fixtures3.json").read_text())["resources"]
+def test_every_fixture_key_is_present_on_refunds_subscriptions_and_invoices(
+    client, emu, stripe_fixtures
+):
     s, sub = buy(client, emu)
     inv = client.v1.invoices.retrieve(s.invoice)
     pi = client.v1.invoices.retrieve(s.invoice, {"expand": ["payments"]}).payments.data[0]
@@ -364,7 +364,7 @@ def test_every_fixture_key_is_present_on_refunds_subscriptions_and_invoices(clie
         ("invoice_payment", pi),
         ("charge", client.v1.charges.retrieve(refund.charge)),
     ]:
-        missing = set(fixtures[name]) - set(obj.to_dict())
+        missing = set(stripe_fixtures[name]) - set(obj.to_dict())
         assert not missing, f"{name} lacks {sorted(missing)}"
     # And what the SDK's own classes declare for the objects PayBridge reads.
     for cls, obj in [(stripe.Refund, refund), (stripe.Subscription, sub)]:
