@@ -28,8 +28,17 @@ start_redis() {
 
 case "${1:-ensure}" in
   ensure)
-    if ! port_open 3306; then start_mariadb >&2; echo mariadb; fi
-    if ! port_open 6379; then start_redis >&2; echo redis; fi
+    # Nothing the caller has not heard of may stay running: if Redis fails after MariaDB was
+    # started here, stop MariaDB again before failing (the caller's trap never saw its name).
+    started=""
+    if ! port_open 3306; then start_mariadb >&2; started=mariadb; echo mariadb; fi
+    if ! port_open 6379; then
+      if ! start_redis >&2; then
+        [ -z "$started" ] || "$0" stop $started
+        exit 1
+      fi
+      echo redis
+    fi
     ;;
   stop)
     shift

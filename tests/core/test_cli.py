@@ -75,4 +75,7 @@ def test_revoke_by_id_and_unknown_keys(app, runner):
     assert missing.exit_code != 0 and "no API key" in missing.output
     unknown = runner.invoke(args=["merchants", "keys", "list", "999999"])
     assert unknown.exit_code != 0
-    assert data["merchant_id"]
+    with app.app_context():
+        key = db.session.get(ApiKey, key_id)
+        assert key.merchant_id == data["merchant_id"]
+        assert key.revoked_at is not None

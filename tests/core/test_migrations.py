@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from tests.conftest import drop_database, mysql_url, recreate_database
+from tests.conftest import TEST_DATABASE, drop_database, mysql_url, recreate_database
 
-MIGRATION_DB = "pb_core_migrations"
+# A database of this run's own (named after PAYBRIDGE_TEST_DATABASE), so parallel runs never
+# drop each other's.
+MIGRATION_DB = f"{TEST_DATABASE}_migrations"
 
 
 def _tables(url: str) -> set[str]:
