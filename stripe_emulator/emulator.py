@@ -7,7 +7,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 
-from . import cards, objects
+from . import cards, objects, validation
 from .clock import Clock
 from .errors import StripeErrorResponse, invalid, missing, no_such, unknown
 from .refunds import RefundsMixin
@@ -50,6 +50,7 @@ SESSION_LIST_PARAMS = LIST_PARAMS | {
     "customer_account", "customer_details",
 }  # fmt: skip
 EVENT_LIST_PARAMS = LIST_PARAMS | {"type", "types", "delivery_success"}
+SESSION_STATUSES = ("open", "complete", "expired")
 EXPANDABLE = {"payment_intent", "payment_intent.latest_charge", "line_items", "subscription",
               "customer", "invoice"}  # fmt: skip
 
@@ -87,6 +88,8 @@ def _int(value, param: str, *, minimum: int | None = None) -> int:
     try:
         n = int(value)
     except (TypeError, ValueError):
+        n = None
+    if n is None or abs(n) > validation.MAX_INT64:  # Stripe's integers are 64-bit
         raise invalid(param, f"Invalid integer: {value}", "parameter_invalid_integer") from None
     if minimum is not None and n < minimum:
         raise invalid(param, f"This value must be greater than or equal to {minimum}.")
@@ -232,13 +235,16 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                     "The `expires_at` timestamp must be less than 24 hours from Checkout "
                     "Session creation.",
                 )
+        if "currency" in params:
+            params["currency"] = validation.currency(params["currency"], "currency")
+        if "customer_email" in params:
+            validation.email(params["customer_email"], "customer_email")
+        for key in ("success_url", "cancel_url", "return_url"):
+            if key in params:
+                validation.url(params[key], key)
         items = self._line_items(params, mode, now)
-        methods = _as_list(
-            params.get("allowed_payment_method_types"), "allowed_payment_method_types"
-        )
-        excluded = _as_list(
-            params.get("excluded_payment_method_types"), "excluded_payment_method_types"
-        )
+        methods = _method_types(params, "allowed_payment_method_types")
+        excluded = _method_types(params, "excluded_payment_method_types")
         methods = [m for m in (methods or DEFAULT_METHODS) if m not in excluded] or ["card"]
         sid = objects.session_id()
         rec = objects.checkout_session(
@@ -292,24 +298,21 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
             if not pdata:
                 raise invalid(p, f"You must specify either `price` or `price_data` in `{p}`.")
             _check_keys(pdata, PRICE_DATA_PARAMS, f"{p}[price_data]")
-            cur = (pdata.get("currency") or "").lower()
-            if not cur:
+            if not pdata.get("currency"):
                 raise missing(f"{p}[price_data][currency]")
+            cur = validation.currency(pdata["currency"], f"{p}[price_data][currency]")
             if currency and cur != currency:
                 raise invalid(
                     f"{p}[price_data][currency]", "All line items must use the same currency."
                 )
             currency = cur
             if pdata.get("unit_amount") not in (None, ""):
-                unit = _int(pdata["unit_amount"], f"{p}[price_data][unit_amount]", minimum=0)
+                param = f"{p}[price_data][unit_amount]"
+                unit = validation.amount(_int(pdata["unit_amount"], param, minimum=0), param)
             elif pdata.get("unit_amount_decimal") not in (None, ""):
-                try:
-                    unit = int(round(float(pdata["unit_amount_decimal"])))
-                except ValueError:
-                    raise invalid(
-                        f"{p}[price_data][unit_amount_decimal]",
-                        f"Invalid decimal: {pdata['unit_amount_decimal']}",
-                    ) from None
+                unit = validation.decimal_amount(
+                    pdata["unit_amount_decimal"], f"{p}[price_data][unit_amount_decimal]"
+                )
             else:
                 raise missing(f"{p}[price_data][unit_amount]")
             product_data = pdata.get("product_data")
@@ -367,6 +370,14 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
             items.append(
                 objects.line_item(price_obj=price_obj, quantity=qty, description=name or "")
             )
+        total = sum(i["amount_total"] for i in items)
+        if total > validation.MAX_AMOUNT:
+            raise invalid(
+                "line_items",
+                f"The total amount ({total}) is greater than the maximum amount allowed "
+                f"({validation.MAX_AMOUNT}).",
+                "amount_too_large",
+            )
         if mode == "subscription" and not recurring_seen:
             raise invalid(
                 "line_items",
@@ -416,6 +427,8 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
 
     def list_sessions(self, params: dict) -> dict:
         self._check_list_params(params, SESSION_LIST_PARAMS)
+        if params.get("status"):
+            validation.enum(params["status"], "status", SESSION_STATUSES)
         expand = [e.removeprefix("data.") for e in _as_list(params.get("expand"), "expand")]
         with self.lock:
             self.process_due()
@@ -794,7 +807,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                 recs = [r for r in recs if any(_type_match(t, r["type"]) for t in types)]
             ds = params.get("delivery_success")
             if ds not in (None, ""):
-                want = ds == "true"
+                want = validation.boolean(ds, "delivery_success")
                 recs = [r for r in recs if self.dispatcher.delivered(r["id"]) == want]
             page, has_more = _paginate(recs, params, "event")
             data = [self.render_event(r) for r in page]
@@ -810,6 +823,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                 raise unknown(key)
         if not params.get("url"):
             raise missing("url")
+        validation.url(params["url"], "url")
         events = _as_list(params.get("enabled_events"), "enabled_events")
         if not events:
             raise missing("enabled_events")
@@ -850,7 +864,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                                "expand"}:  # fmt: skip
                     raise unknown(key)
             if params.get("url"):
-                rec["url"] = params["url"]
+                rec["url"] = validation.url(params["url"], "url")
             if "enabled_events" in params:
                 rec["enabled_events"] = _as_list(params["enabled_events"], "enabled_events")
             if "description" in params:
@@ -888,6 +902,19 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         for key in params:
             if key not in allowed:
                 raise unknown(key)
+
+
+def _method_types(params: dict, param: str) -> list[str]:
+    """``allowed_/excluded_payment_method_types``: each one of Stripe's method types."""
+    types = _as_list(params.get(param), param)
+    for i, value in enumerate(types):
+        if not isinstance(value, str) or value not in validation.PAYMENT_METHOD_TYPES:
+            raise invalid(
+                f"{param}[{i}]",
+                f"Invalid {param}[{i}]: must be one of "
+                + validation.one_of(sorted(validation.PAYMENT_METHOD_TYPES)),
+            )
+    return types
 
 
 def _type_match(pattern: str, type: str) -> bool:
