@@ -1,5 +1,8 @@
 """RQ worker entry point: `python worker.py [--burst] [--no-cron] [--queues a,b] [--concurrency N]`.
 
+`python worker.py --without-redis` is the demo's stand-in when no Redis answers: no queues, just
+the periodic jobs (sweeper, reconciliation, purge) on their schedule in this process.
+
 Runs the notifications, recon and default queues with RQ's scheduler (for delayed retries)
 and RQ's cron scheduler (periodic jobs from app/tasks/schedule.py) in a thread.
 
@@ -219,6 +222,22 @@ def dispose_pool_after_fork(app: Flask) -> None:
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
 
 
+def run_without_redis(app: Flask) -> int:
+    """The periodic jobs on their schedule in this process; SIGTERM/SIGINT end it warmly."""
+    import signal
+
+    from app.tasks.schedule import run_in_process
+
+    app.config["RQ_INLINE_FALLBACK"] = True  # what the jobs enqueue runs here, in a thread
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("no Redis: running the periodic jobs in-process until stopped")
+    run_in_process(app, stop)
+    log.info("periodic jobs stopped")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="PayBridge background worker (RQ)")
     parser.add_argument("--burst", action="store_true", help="run queued jobs, then exit")
@@ -230,11 +249,18 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="jobs run at once, in threads (default: WORKER_CONCURRENCY)",
     )
+    parser.add_argument(
+        "--without-redis",
+        action="store_true",
+        help="no queues: run the periodic jobs in this process (the demo when Redis is down)",
+    )
     args = parser.parse_args(argv)
 
     from app import create_app
 
     app = create_app()
+    if args.without_redis:
+        return run_without_redis(app)
     dispose_pool_after_fork(app)
     queue_names = [q.strip() for q in args.queues.split(",")] if args.queues else None
     worker = build_worker(app, queue_names, name=args.name)

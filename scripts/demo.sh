@@ -109,7 +109,11 @@ if [ "$HAVE_REDIS" = 1 ]; then
   PIDS+=($!)
   WORKER_NOTE="worker running (RQ on $REDIS_URL)"
 else
-  WORKER_NOTE="Redis is not answering on $REDIS_URL: no worker; jobs run inside the web process (RQ_INLINE_FALLBACK=1)"
+  # No queues: jobs run inside the process that makes them, and this process runs the periodic
+  # ones (notification sweeper, reconciliation, idempotency purge) on their schedule.
+  "$PY" worker.py --without-redis >"$LOG_DIR/worker.log" 2>&1 &
+  PIDS+=($!)
+  WORKER_NOTE="Redis is not answering on $REDIS_URL: jobs run in-process (RQ_INLINE_FALLBACK=1), periodic jobs in worker.py --without-redis"
 fi
 
 cat <<EOF

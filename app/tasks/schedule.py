@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import threading
+import time
 from dataclasses import dataclass
 
 from flask import Flask
@@ -58,6 +60,31 @@ def run_periodic(path: str):
     func = getattr(importlib.import_module(module_name), func_name)
     with job_app_context():
         return func()
+
+
+def run_in_process(app: Flask, stop: threading.Event) -> None:
+    """Run every PERIODIC_JOBS entry at its interval in this process, until `stop` is set.
+
+    For the demo without Redis (worker.py --without-redis): no queue, no cron scheduler, yet
+    reconciliation still finishes payments and the sweeper still sends notifications (their
+    deliveries run in-process through RQ_INLINE_FALLBACK).
+    """
+    due = {
+        job.path: time.monotonic()
+        for job in PERIODIC_JOBS
+        if int(app.config[job.interval_setting]) > 0
+    }
+    while not stop.is_set():
+        for job in PERIODIC_JOBS:
+            if job.path not in due or due[job.path] > time.monotonic():
+                continue
+            with app.app_context():
+                try:
+                    run_periodic(job.path)
+                except Exception:
+                    log.exception("periodic job %s failed; it runs again next interval", job.path)
+            due[job.path] = time.monotonic() + int(app.config[job.interval_setting])
+        stop.wait(max(0.2, min(due.values(), default=time.monotonic() + 5) - time.monotonic()))
 
 
 def build_cron(app: Flask, connection: Redis) -> CronScheduler:

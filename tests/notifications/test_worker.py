@@ -196,3 +196,56 @@ def test_one_process_delivers_concurrently_and_finishes_every_delivery_on_sigter
     assert [notification_row(app, n).status for n in notification_ids] == ["delivered"] * 4
     assert len(receiver.requests) == 4
     assert "warm shut down requested" in worker.output
+
+
+def test_without_redis_the_periodic_jobs_still_send_and_reconcile(
+    app, make_merchant, receiver, finish_payment
+):
+    """The demo's worker when no Redis answers: the sweeper delivers, reconciliation runs."""
+    from app.models import ReconciliationRun
+
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    saved = app.config["REDIS_URL"]
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nothing listens there
+    app.extensions.pop("paybridge_redis", None)
+    try:
+        _, waiting = finish_payment(merchant.id)  # written while Redis was unreachable
+    finally:
+        app.config["REDIS_URL"] = saved
+        app.extensions.pop("paybridge_redis", None)
+    assert notification_row(app, waiting).enqueued_at is None
+
+    worker = WorkerProcess(
+        "--without-redis",
+        REDIS_URL="redis://127.0.0.1:1/0",
+        NOTIFY_SWEEP_INTERVAL_SECONDS="1",
+        RECON_INTERVAL_SECONDS="1",
+    )
+    try:
+        wait_until(
+            lambda: db.session.get(Notification, waiting).status == "delivered",
+            app,
+            30,
+            "the in-process sweeper's delivery",
+            lambda: worker.output,
+        )
+        wait_until(
+            lambda: (
+                db.session.scalar(
+                    db.select(db.func.count(ReconciliationRun.id)).where(
+                        ReconciliationRun.trigger == "schedule"
+                    )
+                )
+                >= 1
+            ),
+            app,
+            30,
+            "a scheduled reconciliation run",
+            lambda: worker.output,
+        )
+        worker.proc.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, worker.output
+    finally:
+        worker.kill()
+    assert len(receiver.requests) == 1
+    assert "periodic jobs stopped" in worker.output
