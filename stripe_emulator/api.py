@@ -17,7 +17,10 @@ from werkzeug.wrappers import Request, Response
 
 from . import API_VERSION, forms
 from .emulator import Ctx, Emulator
-from .errors import StripeErrorResponse, invalid, not_found_route, unknown
+from .errors import StripeErrorResponse, invalid, missing, not_found_route, unknown
+from .validation import json_kind as kind
+from .validation import json_number as _number
+from .validation import json_string as _string
 
 log = logging.getLogger("stripe_emulator.api")
 
@@ -115,6 +118,23 @@ def latency_seconds(mean_ms: float, p99_ms: float) -> float:
     sigma = z - math.sqrt(disc) if disc > 0 else z
     mu = math.log(mean_ms) - sigma * sigma / 2
     return random.lognormvariate(mu, sigma) / 1000
+
+
+def control_body(request: Request) -> dict:
+    """A control route's input: a JSON object (or a form); anything else is a 400."""
+    raw = request.get_data()
+    if not raw.strip():
+        return {}
+    if request.mimetype == "application/x-www-form-urlencoded":
+        body = forms.decode(raw)
+    else:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise invalid("body", "The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise invalid("body", f"The request body must be a JSON object, not {kind(body)}.")
+    return body
 
 
 class IdempotencyCache:
@@ -385,12 +405,8 @@ class EmulatorApp:
             endpoint, args = adapter.match()
         except HTTPException:
             return json_response(not_found_route(request.method, request.path).body(), 404)
-        body = {}
-        if request.get_data():
-            body = request.get_json(silent=True)
-            if body is None:
-                body = forms.decode(request.get_data())
         try:
+            body = control_body(request)
             return json_response(self._control(endpoint, args, body, request))
         except StripeErrorResponse as err:
             return json_response(err.body(), err.status)
@@ -403,6 +419,13 @@ class EmulatorApp:
             emu.reset()
             return {"ok": True}
         if endpoint == "pay":
+            for key in ("card", "iban", "outcome", "email", "name", "settle_outcome"):
+                _string(body, key)
+            three_ds = body.get("three_d_secure", "approve")
+            if three_ds is not None and three_ds not in ("approve", "deny"):
+                raise invalid(
+                    "three_d_secure", "three_d_secure must be approve, deny or null (ask)."
+                )
             return emu.pay(
                 args["sid"],
                 card=body.get("card"),
@@ -410,36 +433,37 @@ class EmulatorApp:
                 outcome=body.get("outcome"),
                 email=body.get("email"),
                 name=body.get("name"),
-                three_d_secure=body.get("three_d_secure", "approve"),
+                three_d_secure=three_ds,
                 settle_outcome=body.get("settle_outcome"),
             )
         if endpoint == "settle":
-            return {"session": emu.settle(args["sid"], body.get("outcome"))}
+            return {"session": emu.settle(args["sid"], _string(body, "outcome"))}
         if endpoint == "refund_succeed":
             return {"refund": emu.succeed_refund(args["rid"])}
         if endpoint == "refund_fail":
-            return {"refund": emu.fail_refund(args["rid"], body.get("failure_reason"))}
+            return {"refund": emu.fail_refund(args["rid"], _string(body, "failure_reason"))}
         if endpoint == "fail_next_renewal":
-            try:
-                count = int(body.get("count", 1))
-            except (TypeError, ValueError):
-                raise invalid("count", "count must be an integer.") from None
-            return emu.fail_next_renewal(args["sid"], count, body.get("decline_code"))
+            count = _number(body, "count", 1, integer=True, minimum=1)
+            return emu.fail_next_renewal(args["sid"], count, _string(body, "decline_code"))
         if endpoint == "renew":
             return emu.renew_now(args["sid"])
         if endpoint == "pay_invoice":
-            return emu.pay_invoice(args["iid"], body.get("outcome"), body.get("decline_code"))
+            return emu.pay_invoice(
+                args["iid"], _string(body, "outcome"), _string(body, "decline_code")
+            )
         if endpoint == "clock":
             return {"now": emu.clock.now()}
         if endpoint == "advance":
-            return {"now": emu.advance_clock(float(body.get("seconds", 0)))}
+            return {"now": emu.advance_clock(_number(body, "seconds", 0))}
         if endpoint == "add_endpoint":
+            url = _string(body, "url")
+            if not url:
+                raise missing("url")
+            events = body.get("enabled_events") or ["*"]
+            if not isinstance(events, list) or not all(isinstance(e, str) and e for e in events):
+                raise invalid("enabled_events", "enabled_events must be a list of event types.")
             return emu.create_webhook_endpoint(
-                {
-                    "url": body.get("url"),
-                    "secret": body.get("secret"),
-                    "enabled_events": body.get("enabled_events") or ["*"],
-                }
+                {"url": url, "secret": _string(body, "secret"), "enabled_events": events}
             )
         if endpoint == "deliveries":
             return {
@@ -469,7 +493,8 @@ class EmulatorApp:
             emu.faults.clear()
             return {"data": []}
         if endpoint == "latency":
-            emu.config.latency_mean_ms = float(body.get("mean_ms", 0))
-            emu.config.latency_p99_ms = float(body.get("p99_ms", 0))
+            mean = _number(body, "mean_ms", 0, minimum=0)
+            p99 = _number(body, "p99_ms", 0, minimum=0)
+            emu.config.latency_mean_ms, emu.config.latency_p99_ms = mean, p99
             return {"mean_ms": emu.config.latency_mean_ms, "p99_ms": emu.config.latency_p99_ms}
         raise AssertionError(endpoint)

@@ -7,6 +7,7 @@ import threading
 
 from .errors import invalid
 from .refunds import FAILURE_REASONS
+from .validation import json_number, json_string
 
 API_KINDS = {"http_500", "http_429", "http_400", "hang", "lose_response"}
 WEBHOOK_KINDS = {
@@ -26,15 +27,15 @@ class Faults:
         self._ids = itertools.count(1)
 
     def add(self, spec: dict) -> dict:
-        kind = spec.get("kind")
+        kind = json_string(spec, "kind")
         if kind not in API_KINDS | WEBHOOK_KINDS | REFUND_KINDS:
-            raise invalid("kind", f"Unknown fault kind: {kind!r}")
-        try:
-            count = int(spec.get("count", 1))
-            seconds = float(spec.get("seconds", 30))
-        except (TypeError, ValueError):
-            raise invalid("count", "count and seconds must be numbers") from None
-        reason = spec.get("failure_reason") or "expired_or_canceled_card"
+            kinds = ", ".join(sorted(API_KINDS | WEBHOOK_KINDS | REFUND_KINDS))
+            raise invalid("kind", f"Unknown fault kind: {kind!r} (one of {kinds})")
+        count = json_number(spec, "count", 1, integer=True, minimum=1)
+        seconds = json_number(spec, "seconds", 30, minimum=0)
+        for key in ("path", "method", "code", "message"):
+            json_string(spec, key)
+        reason = json_string(spec, "failure_reason") or "expired_or_canceled_card"
         if reason not in FAILURE_REASONS:
             raise invalid("failure_reason", f"failure_reason must be one of {FAILURE_REASONS}")
         fault = {

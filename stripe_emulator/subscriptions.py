@@ -595,6 +595,8 @@ class SubscriptionsMixin:
         outcome = outcome or "succeeded"
         if outcome not in ("succeeded", "failed"):
             raise invalid("outcome", "outcome must be succeeded or failed.")
+        if decline_code is not None and decline_code not in DECLINES:
+            raise invalid("decline_code", f"decline_code must be one of {', '.join(DECLINES)}.")
         with self.lock:
             inv = self._invoice(iid)
             pi = self.store.get("payment_intent", inv.get("_pi") or "")

@@ -8,6 +8,8 @@ message and ``param`` but no ``code``, so these do too.
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from decimal import Decimal, InvalidOperation
 from urllib.parse import urlsplit
@@ -142,3 +144,34 @@ def _domain_ok(domain: str) -> bool:
 
 def _shown(value) -> str:
     return value if isinstance(value, str) else repr(value)
+
+
+# -- control routes' JSON bodies ---------------------------------------------------------
+def json_kind(value) -> str:
+    kinds = {list: "an array", dict: "an object", str: "a string", bool: "a boolean"}
+    return "null" if value is None else kinds.get(type(value), "a number")
+
+
+def json_string(body: dict, key: str) -> str | None:
+    """``body[key]`` if absent, null or a string; a 400 otherwise."""
+    value = body.get(key)
+    if value is not None and not isinstance(value, str):
+        raise invalid(key, f"{key} must be a string, not {json_kind(value)}.")
+    return value
+
+
+def json_number(body: dict, key: str, default, *, integer: bool = False, minimum=None):
+    """A finite JSON number (or a numeric string, as forms send) in ``body[key]``."""
+    value = body.get(key, default)
+    try:
+        if isinstance(value, bool) or value is None:
+            raise ValueError
+        number = float(value)
+        if not math.isfinite(number) or (integer and number != int(number)):
+            raise ValueError
+    except (TypeError, ValueError, OverflowError):
+        kind = "an integer" if integer else "a number"
+        raise invalid(key, f"{key} must be {kind}, got {json.dumps(value)}.") from None
+    if minimum is not None and number < minimum:
+        raise invalid(key, f"{key} must be at least {minimum}, got {json.dumps(value)}.")
+    return int(number) if integer else number
