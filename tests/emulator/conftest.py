@@ -38,6 +38,8 @@ class Receiver:
         self.secret = secret  # like a real app: answer 400 when the signature does not verify
         self.requests: list[dict] = []
         self.statuses: list[int] = []  # consumed one per request; then 200
+        self.delays: list[float] = []  # seconds to hold each request before answering; then 0
+        self.gate: threading.Event | None = None  # while set to an unset Event, hold answers
         self.lock = threading.Lock()
         receiver = self
 
@@ -46,19 +48,30 @@ class Receiver:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with receiver.lock:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    delay = receiver.delays.pop(0) if receiver.delays else 0.0
+                    gate = receiver.gate
                     if receiver.secret and not _verifies(body, self.headers, receiver.secret):
                         status = 400
-                    receiver.requests.append(
-                        {
-                            "path": self.path,
-                            "headers": dict(self.headers),
-                            "body": body,
-                            "status": status,
-                        }
-                    )
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                    record = {
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": body,
+                        "status": status,
+                        "received_at": time.monotonic(),
+                        "answered_at": None,
+                    }
+                    receiver.requests.append(record)
+                if delay:
+                    time.sleep(delay)
+                if gate is not None:
+                    gate.wait(15)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:  # the sender gave up waiting (its timeout) and hung up
+                    pass
+                record["answered_at"] = time.monotonic()
 
             def log_message(self, *args):
                 pass
@@ -86,6 +99,10 @@ class Receiver:
         with self.lock:
             self.requests.clear()
             self.statuses.clear()
+            self.delays.clear()
+            if self.gate is not None:
+                self.gate.set()
+            self.gate = None
 
     def close(self) -> None:
         self.server.shutdown()

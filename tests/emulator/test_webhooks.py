@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
+import requests
 import stripe
 
-from stripe_emulator.testing import EmulatorError
+from stripe_emulator.testing import EmulatorError, run_emulator
 
 from .conftest import SECRET, Receiver, event_type, session_params, wait_until
 
@@ -157,3 +159,95 @@ def test_fault_out_of_order_and_drop(client, emu, receiver):
     dropped = client.v1.events.list({"type": "checkout.session.expired", "limit": 1}).data[0]
     assert dropped.data.object.id == third.id and dropped.pending_webhooks == 1
     assert dropped.id in [e.id for e in client.v1.events.list({"delivery_success": False}).data]
+
+
+def test_retries_after_the_receiver_times_out_then_answers_2xx():
+    """The receiver holds the first attempt past the emulator's 0.5 s timeout; the retry lands."""
+    slow = Receiver()
+    slow.delays.append(2.0)  # first request: answer only after 2 s; then at once
+    try:
+        with run_emulator(
+            webhooks=[(slow.url, SECRET)],
+            retry_schedule="0.3,1,2",
+            extra_args=["--webhook-timeout", "0.5"],
+        ) as emu:
+            client = stripe.StripeClient(emu.api_key, base_addresses={"api": emu.url})
+            s = client.v1.checkout.sessions.create(params=session_params())
+            client.v1.checkout.sessions.expire(s.id)
+            [delivery] = wait_until(
+                lambda: [
+                    d for d in emu.control("GET", "deliveries")["data"] if d["status"] != "pending"
+                ]
+            )
+            assert delivery["status"] == "succeeded"
+            timed_out, *_, landed = delivery["attempts"]
+            assert timed_out["status_code"] is None and "timed out" in timed_out["error"]
+            # The emulator gave up at its own timeout, not when the receiver finally answered.
+            assert 400 <= timed_out["duration_ms"] < 1800
+            assert (landed["status_code"], landed["error"]) == (200, None)
+            assert len(delivery["attempts"]) == 2
+
+            # The same signed event both times; the receiver saw both and verified both.
+            assert len(slow.requests) == 2
+            ids = {json.loads(r["body"])["id"] for r in slow.requests}
+            assert ids == {delivery["event_id"]}
+            assert [r["status"] for r in slow.requests] == [200, 200]
+            retried = slow.requests[1]
+            # Retried while the receiver was still holding the first attempt.
+            assert retried["received_at"] - slow.requests[0]["received_at"] < 2.0
+            event = stripe.Webhook.construct_event(
+                retried["body"], retried["headers"]["Stripe-Signature"], SECRET
+            )
+            assert event.type == "checkout.session.expired" and event.data.object.id == s.id
+            stored = client.v1.events.retrieve(delivery["event_id"])
+            assert stored.pending_webhooks == 0
+            succeeded = client.v1.events.list({"delivery_success": True}).data
+            assert stored.id in [e.id for e in succeeded]
+    finally:
+        slow.close()
+
+
+def test_delivery_never_happens_inside_the_causing_request(client, emu, receiver):
+    """Each request that emits events returns while its webhooks are still held at the receiver.
+
+    The receiver answers nothing until the gate opens, so a request delivering inline would
+    block for as long (up to the emulator's 10 s timeout); instead each returns at once.
+    """
+
+    def expire_by_api(sid):
+        client.v1.checkout.sessions.expire(sid)
+
+    def pay_by_control(sid):
+        emu.control("POST", f"checkout/sessions/{sid}/pay", {"card": "4242424242424242"})
+
+    def pay_on_the_page(sid):
+        form = {"method": "card", "email": "ada@example.com", "card_number": "4242424242424242"}
+        url = f"{emu.url}/c/pay/{sid}"
+        assert requests.post(url, data=form, allow_redirects=False, timeout=10).status_code == 303
+
+    for cause in (expire_by_api, pay_by_control, pay_on_the_page):
+        receiver.clear()
+        sid = client.v1.checkout.sessions.create(params=session_params()).id
+        receiver.gate = threading.Event()
+        try:
+            started = time.monotonic()
+            cause(sid)
+            returned = time.monotonic()
+            assert returned - started < 2.0, cause.__name__
+
+            # Its webhook reached the receiver and is held there, unanswered.
+            [held] = receiver.wait_for(for_session(sid))
+            assert held["answered_at"] is None, cause.__name__
+            event = client.v1.events.retrieve(json.loads(held["body"])["id"])
+            assert event.type.startswith("checkout.session.") and event.pending_webhooks == 1
+
+            receiver.gate.set()
+            wait_until(
+                lambda: all(
+                    d["status"] == "succeeded" for d in emu.control("GET", "deliveries")["data"]
+                )
+            )
+            assert held["answered_at"] > returned, cause.__name__
+            assert client.v1.events.retrieve(event.id).pending_webhooks == 0
+        finally:
+            receiver.gate.set()
