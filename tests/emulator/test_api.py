@@ -177,26 +177,34 @@ def test_idempotent_replay_and_conflict(client, emu):
     params = session_params(client_reference_id="o1")
     a = client.v1.checkout.sessions.create(params=params, options={"idempotency_key": "key-1"})
     b = client.v1.checkout.sessions.create(params=params, options={"idempotency_key": "key-1"})
-    assert a.id == b.id
+    assert b.to_dict() == a.to_dict()  # the stored response, field for field
+    assert b.last_response.headers["Idempotent-Replayed"] == "true"
+    assert b.last_response.headers["Original-Request"] == a.last_response.request_id
+    assert "Idempotent-Replayed" not in a.last_response.headers
     assert len(client.v1.checkout.sessions.list().data) == 1
-    body = "mode=payment&line_items[0][price_data][currency]=usd"
+
     headers = {**auth(emu), "Idempotency-Key": "raw-1"}
     first = requests.post(f"{emu.url}/v1/checkout/sessions", data="x=1", headers=headers)
     replay = requests.post(f"{emu.url}/v1/checkout/sessions", data="x=1", headers=headers)
     assert first.status_code == 400 and "Idempotent-Replayed" not in first.headers
     assert replay.status_code == 400  # validation errors are not stored ...
     assert "Idempotent-Replayed" not in replay.headers
-    assert body  # ... while executed requests are:
-    r1 = requests.post(
-        f"{emu.url}/v1/checkout/sessions/{a.id}/expire",
-        headers={**auth(emu), "Idempotency-Key": "e"},
-    )
-    r2 = requests.post(
-        f"{emu.url}/v1/checkout/sessions/{a.id}/expire",
-        headers={**auth(emu), "Idempotency-Key": "e"},
-    )
+
+    # ... while executed requests are, their errors included: replayed byte for byte.
+    expire = f"{emu.url}/v1/checkout/sessions/{a.id}/expire"
+    r1 = requests.post(expire, headers={**auth(emu), "Idempotency-Key": "e"})
+    r2 = requests.post(expire, headers={**auth(emu), "Idempotency-Key": "e"})
     assert r1.status_code == r2.status_code == 200
-    assert r2.headers["Idempotent-Replayed"] == "true" and r1.json() == r2.json()
+    assert r1.json()["id"] == a.id and r1.json()["status"] == "expired"
+    assert r2.content == r1.content
+    assert r2.headers["Idempotent-Replayed"] == "true"
+    assert r2.headers["Original-Request"] == r1.headers["Request-Id"]
+    again = requests.post(expire, headers={**auth(emu), "Idempotency-Key": "e2"})
+    assert again.status_code == 400  # a new key runs the endpoint: no longer open
+    again_replay = requests.post(expire, headers={**auth(emu), "Idempotency-Key": "e2"})
+    assert again_replay.status_code == 400 and again_replay.content == again.content
+    assert again_replay.headers["Idempotent-Replayed"] == "true"
+    assert "can be expired" in again_replay.json()["error"]["message"]
 
     with pytest.raises(stripe.IdempotencyError):
         client.v1.checkout.sessions.create(
