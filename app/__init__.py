@@ -37,6 +37,11 @@ def register_extensions(app: Flask) -> None:
     from app.extensions import api, csrf, db, limiter, login_manager, migrate
 
     db.init_app(app)
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+        from app.extensions import serialise_sqlite_transactions
+
+        with app.app_context():
+            serialise_sqlite_transactions(db.engine)
     migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)

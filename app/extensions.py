@@ -7,7 +7,7 @@ from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
-from sqlalchemy import MetaData
+from sqlalchemy import Engine, MetaData, event
 from sqlalchemy.orm import DeclarativeBase
 
 # Named constraints keep Alembic migrations stable on MySQL and SQLite alike.
@@ -30,3 +30,23 @@ csrf = CSRFProtect()
 login_manager = LoginManager()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 api = Api()
+
+
+def serialise_sqlite_transactions(engine: Engine) -> None:
+    """Make SQLite honour `lock_payment`'s row lock: every transaction begins IMMEDIATE.
+
+    SQLite ignores SELECT … FOR UPDATE, and pysqlite begins a transaction only at the first
+    write, so two threads of the demo could both read a payment as INITIATED and each write a
+    final status. BEGIN IMMEDIATE takes SQLite's write lock when the transaction starts: the
+    second waits (up to the connect timeout) and then reads the first one's commit. SQLite has
+    one writer at a time anyway; the demo's traffic does not notice. (SQLAlchemy's recipe for
+    pysqlite: let SQLAlchemy, not the driver, emit BEGIN.)
+    """
+
+    @event.listens_for(engine, "connect")
+    def _no_driver_transactions(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import create_engine, inspect
 
 from tests.conftest import TEST_DATABASE, drop_database, mysql_url, recreate_database
@@ -37,18 +36,6 @@ def _round_trip(url: str, monkeypatch) -> None:
         upgrade()  # and up again: the downgrade left nothing behind that blocks it
         assert _tables(url) == expected | {"alembic_version"}
         db.engine.dispose()
-
-
-@pytest.fixture
-def restore_api(app):
-    """A second app re-binds the shared extensions; bind them back to the suite's app."""
-    yield
-    from flask_smorest.utils import PrefixedMappingProxy
-
-    from app.extensions import api
-
-    api._app = app
-    api.config = PrefixedMappingProxy(app.config, api.config_prefix)
 
 
 def test_migrations_round_trip_on_a_fresh_mariadb_database(app, monkeypatch, restore_api):

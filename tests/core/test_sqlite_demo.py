@@ -1,0 +1,89 @@
+"""The embedded SQLite database of the demo serialises status changes like MariaDB's row lock."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app.payments.status import PaymentStatus, StatusSource
+
+
+@pytest.fixture
+def sqlite_app(app, tmp_path, monkeypatch, restore_api):
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'demo.sqlite3'}")
+    demo = create_app("testing")
+    with demo.app_context():
+        upgrade()
+    yield demo
+    with demo.app_context():
+        db.engine.dispose()
+
+
+def test_two_threads_finishing_one_payment_make_one_final_status(sqlite_app):
+    """A webhook's SUCCESS and a merchant's expire at the same moment: one wins, never both."""
+    from app.extensions import db
+    from app.models import Merchant, Payment, PaymentStatusChange
+    from app.payments.state import IllegalTransition, lock_payment, record_creation, transition
+
+    with sqlite_app.app_context():
+        merchant = Merchant(name="Demo")
+        payment = Payment(
+            merchant=merchant,
+            merchant_reference="race-1",
+            amount=1000,
+            currency="EUR",
+            success_url="https://shop.example/ok",
+            cancel_url="https://shop.example/cancel",
+        )
+        db.session.add_all([merchant, payment])
+        record_creation(payment)
+        db.session.commit()
+        payment = lock_payment(payment.id)
+        transition(payment, PaymentStatus.INITIATED, source=StatusSource.API)
+        db.session.commit()
+        payment_id = payment.id
+
+    both_locked = threading.Barrier(2, timeout=2)
+    outcomes: dict[str, str] = {}
+
+    def finish(target: PaymentStatus) -> None:
+        with sqlite_app.app_context():
+            try:
+                locked = lock_payment(payment_id)
+                try:
+                    both_locked.wait()  # without a real lock both would read INITIATED here
+                except threading.BrokenBarrierError:
+                    pass  # the other thread is waiting for our lock: as it should
+                time.sleep(0.2)
+                transition(locked, target, source=StatusSource.WEBHOOK, reason="race")
+                db.session.commit()
+                outcomes[target.value] = "applied"
+            except IllegalTransition as exc:
+                db.session.rollback()
+                outcomes[target.value] = exc.code
+
+    threads = [threading.Thread(target=finish, args=(t,)) for t in (PaymentStatus.SUCCESS,
+               PaymentStatus.FAILED)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+
+    assert sorted(outcomes.values()) == ["PAYMENT_ALREADY_FINAL", "applied"], outcomes
+    with sqlite_app.app_context():
+        final = db.session.get(Payment, payment_id).status
+        finals = db.session.scalars(
+            db.select(PaymentStatusChange.to_status).where(
+                PaymentStatusChange.payment_id == payment_id,
+                PaymentStatusChange.to_status.in_(["SUCCESS", "FAILED"]),
+            )
+        ).all()
+    assert finals == [final]
+    assert outcomes[final] == "applied"
