@@ -32,6 +32,7 @@ class WorkerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            start_new_session=True,  # its own process group: kill() reaches RQ's scheduler child
         )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -52,8 +53,12 @@ class WorkerProcess:
             self._reader.join(2)
 
     def kill(self) -> None:
+        """SIGKILL the worker and what it forked (RQ's scheduler would outlive it otherwise)."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         if self.proc.poll() is None:
-            self.proc.kill()
             self.proc.wait(5)
 
 
