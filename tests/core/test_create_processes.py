@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,29 @@ def test_twenty_concurrent_creates_on_three_processes_make_one_payment(
             assert r.json()["error"]["code"] == "REQUEST_IN_PROGRESS"
     assert count(app, Payment) == 1
     assert len(emulator_sessions(emulator)) == 1
+
+
+def _requests_counted(metrics_text: str, route: str) -> float:
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith("paybridge_http_requests_total{") and f'route="{route}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_metrics_count_the_requests_of_every_worker_process(gunicorn):
+    """Whichever of the three workers answers a scrape, it reports all of them together."""
+
+    def slow_401(_):  # concurrent, so the three workers each take some; each counts its 401
+        return requests.get(f"{gunicorn}/api/v1/payments", timeout=10).status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        assert list(pool.map(slow_401, range(60))) == [401] * 60
+        scrapes = list(
+            pool.map(lambda _: requests.get(f"{gunicorn}/metrics", timeout=10), range(9))
+        )
+    assert all(s.status_code == 200 for s in scrapes)
+    assert [_requests_counted(s.text, "/api/v1/payments") for s in scrapes] == [60.0] * 9
+    # Answered from the files of every process, not one process's memory (whose registry
+    # carries that process's own python_gc_* series): one worker taking all 60 proves nothing.
+    assert not any("python_gc_objects_collected_total" in s.text for s in scrapes)

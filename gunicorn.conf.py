@@ -1,0 +1,33 @@
+"""Settings every `gunicorn wsgi:app` started from the repository root reads (gunicorn loads
+./gunicorn.conf.py by itself): Prometheus counters summed over all worker processes.
+
+Each worker process counts in memory of its own, so without this a scrape of /metrics shows the
+one worker that happened to answer it. prometheus-client's multiprocess mode keeps each process's
+values in files of a shared directory and sums them at scrape time (app/metrics.py). The
+directory must be empty when the master starts: unless PROMETHEUS_MULTIPROC_DIR names one (then
+emptying it is the operator's job), each master gets a fresh one of its own.
+"""
+
+import os
+import shutil
+import tempfile
+
+_made_here = None
+
+
+def on_starting(server):
+    global _made_here
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _made_here = tempfile.mkdtemp(prefix="paybridge-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _made_here  # inherited by every worker
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # its live gauges stop counting
+
+
+def on_exit(server):
+    if _made_here:
+        shutil.rmtree(_made_here, ignore_errors=True)
