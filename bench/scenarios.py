@@ -763,7 +763,15 @@ def _abandon_backlog(stack: Stack, min_id: int) -> None:
     """Stop the rest of a capped backlog: empty the queue, then drop the undelivered rows."""
     for key in stack.redis.scan_iter("rq:queue:pbbench-notifications*"):
         stack.redis.delete(key)
-    time.sleep(1.0)  # jobs in flight finish
+    # Jobs in flight finish first (RQ's started-job registry empties): with many deliveries
+    # in flight at once, deleting their rows under them would break their attempt inserts and
+    # make the receiver hold statuses the outbox no longer has.
+    deadline = time.time() + 60
+    while time.time() < deadline and any(
+        stack.redis.zcard(key) for key in stack.redis.scan_iter("rq:wip:pbbench-notifications*")
+    ):
+        time.sleep(0.2)
+    time.sleep(0.5)
     conn = stack.mysql()
     with conn.cursor() as cur:
         cur.execute(
