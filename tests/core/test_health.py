@@ -46,3 +46,28 @@ def test_unknown_path_is_a_json_error_under_the_api(client):
     response = client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "NOT_FOUND"
+
+
+def test_readyz_names_the_database_and_redis_when_both_are_down(dead_db_app):
+    response = dead_db_app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["down"] == ["database", "redis"]
+    assert response.get_json()["checks"] == {"database": False, "redis": False}
+
+
+def test_metrics_still_answer_when_redis_is_down(dead_db_app):
+    response = dead_db_app.test_client().get("/metrics")
+    assert response.status_code == 200
+    assert b"paybridge_http_requests_total" in response.data
+
+
+def test_metrics_report_each_queues_depth(app, client):
+    from app.tasks import enqueue
+    from app.tasks.maintenance import purge_idempotency_records
+
+    with app.app_context():  # no worker runs in this test: the jobs wait
+        for _ in range(3):
+            enqueue(purge_idempotency_records, queue="default")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert 'paybridge_queue_depth{queue="default"} 3.0' in text
+    assert 'paybridge_queue_depth{queue="notifications"} 0.0' in text

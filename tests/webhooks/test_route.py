@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from contextlib import contextmanager
@@ -223,33 +222,6 @@ def test_same_event_ten_times_concurrently_over_http(app, live_server, make_paym
     assert counts(app, payment["id"]) == {"events": 1, "notifications": 1, "conflicts": 0}
 
 
-@pytest.fixture
-def dead_db_app(app):
-    """A second app whose database (and Redis) cannot be reached."""
-    from app import create_app
-
-    overrides = {
-        "DATABASE_URL": "mysql+pymysql://root@127.0.0.1:1/paybridge?charset=utf8mb4",
-        "REDIS_URL": "redis://127.0.0.1:1/0",
-        "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:1/0",
-    }
-    saved = {name: os.environ.get(name) for name in overrides}
-    os.environ.update(overrides)
-    try:
-        dead = create_app("testing")
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    yield dead
-    from app.extensions import db
-
-    with dead.app_context():
-        db.engine.dispose()
-
-
 def test_database_down_answers_503_so_stripe_retries(app, dead_db_app, make_payment):
     payment = make_payment()
     body = stripe_event_body(COMPLETED, payment)
@@ -266,9 +238,7 @@ def test_database_down_answers_503_so_stripe_retries(app, dead_db_app, make_paym
 def test_verification_touches_neither_database_nor_redis(dead_db_app):
     body = b'{"id": "evt_forged", "type": "checkout.session.completed"}'
     client = dead_db_app.test_client()
-    started = time.perf_counter()
     for _ in range(50):
         response = client.post(URL, data=body, headers=stripe_headers(body, "whsec_forged"))
+        # With either service touched, the request would fail with 503/500 instead.
         assert response.status_code == 400
-    # With either service touched, each request would fail (503/500) or wait on a connect.
-    assert time.perf_counter() - started < 5
