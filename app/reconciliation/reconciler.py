@@ -343,6 +343,13 @@ class Reconciler:
             db.session.rollback()
             log.warning("recon: listing sessions for the stale pass failed: %s", exc)
 
+    def _still_open_as_listed(self, payment_id: int) -> None:
+        """An INITIATED payment whose listed session is open and not past expiry: checked,
+        and nothing to do (what check_payment would find, without loading it twice)."""
+        self.covered.add(payment_id)
+        self.tally.checked.add(payment_id)
+        self.tally.still_open += 1
+
     def _check_listed(self, payment_id: int, session: CheckoutSession) -> None:
         """A stale payment whose own session was listed: settle it as a retrieve would."""
         self.covered.add(payment_id)
@@ -602,7 +609,10 @@ class Reconciler:
             if stale_after is not None and self._is_stale(row, now, stale_after):
                 own = row.psp_session_id == session.id
                 if own and row.status in LISTABLE and row.id not in self.covered:
-                    self._check_listed(row.id, session)
+                    if _open_within_its_window(row, session) and row.id not in self.planned:
+                        self._still_open_as_listed(row.id)
+                    else:
+                        self._check_listed(row.id, session)
                     floor = self._window_floor
                     if floor is not None and row.created_at >= floor:
                         self._covered_in_window += 1
@@ -736,6 +746,16 @@ def _agrees(row, session: CheckoutSession) -> bool:
     if target is None:
         return row.status not in (PaymentStatus.CREATED.value, PaymentStatus.FAILED.value)
     return target.value == row.status
+
+
+def _open_within_its_window(row, session: CheckoutSession) -> bool:
+    """An INITIATED payment (as just read) whose own session is still open and not expired."""
+    return (
+        row.status == PaymentStatus.INITIATED.value
+        and row.psp_session_id == session.id
+        and target_for_session(session) is None
+        and not _past_expiry(row, session)
+    )
 
 
 def _past_expiry(payment: Payment, session: CheckoutSession) -> bool:
