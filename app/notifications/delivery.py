@@ -20,6 +20,7 @@ from flask import current_app
 from sqlalchemy import and_, or_, select, update
 from standardwebhooks import Webhook
 
+from app.db_retry import retry_lock_conflicts
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.metrics import NOTIFICATION_DELIVERIES
@@ -76,29 +77,16 @@ def deliver(notification_id: int) -> None:
         return
 
     attempt = notification.attempt_count
-    claimed_at = utcnow()
-    lease = timedelta(seconds=_timeout() + LEASE_MARGIN_SECONDS)
-    claimed = db.session.execute(
-        update(Notification)
-        .where(
-            Notification.id == notification.id,
-            Notification.status == PENDING,
-            Notification.attempt_count == attempt,
-            or_(
-                Notification.next_attempt_at.is_(None),
-                Notification.next_attempt_at <= claimed_at + DUE_TOLERANCE,
-            ),
-        )
-        .values(next_attempt_at=claimed_at + lease, last_attempt_at=claimed_at)
-        .execution_options(synchronize_session=False)
-    ).rowcount
     url, secrets, msg_id, payload = (
         merchant.notify_url,
         merchant.signing_secrets(),
         notification.public_id,
         notification.payload,
     )
-    db.session.commit()  # ends the transaction: none stays open during the HTTP call
+    claimed_at = utcnow()
+    claimed = retry_lock_conflicts(
+        lambda: _claim(notification_id, attempt, claimed_at), what=f"notification {msg_id} claim"
+    )
     if claimed != 1:
         log.info("notification %s attempt %s is taken by another worker", msg_id, attempt + 1)
         return
@@ -111,6 +99,27 @@ def deliver(notification_id: int) -> None:
     else:
         result = send(url, msg_id, payload, secrets, timeout=_timeout())
     _record(notification_id, msg_id, attempt, claimed_at, result)
+
+
+def _claim(notification_id: int, attempt: int, claimed_at: datetime) -> int:
+    """Take this attempt with an atomic UPDATE that also sets a lease; commits. 1 if taken."""
+    lease = timedelta(seconds=_timeout() + LEASE_MARGIN_SECONDS)
+    claimed = db.session.execute(
+        update(Notification)
+        .where(
+            Notification.id == notification_id,
+            Notification.status == PENDING,
+            Notification.attempt_count == attempt,
+            or_(
+                Notification.next_attempt_at.is_(None),
+                Notification.next_attempt_at <= claimed_at + DUE_TOLERANCE,
+            ),
+        )
+        .values(next_attempt_at=claimed_at + lease, last_attempt_at=claimed_at)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    db.session.commit()  # ends the transaction: none stays open during the HTTP call
+    return claimed
 
 
 def send(
@@ -298,27 +307,32 @@ def _record(
         outcome = "failed"
         values.update(status=FAILED, next_attempt_at=None, last_error=result.error)
 
-    db.session.add(
-        NotificationAttempt(
-            notification_id=notification_id,
-            attempted_at=claimed_at,
-            status_code=result.status_code,
-            error=result.error,
-            duration_ms=result.duration_ms,
+    def store() -> int:
+        db.session.add(
+            NotificationAttempt(
+                notification_id=notification_id,
+                attempted_at=claimed_at,
+                status_code=result.status_code,
+                error=result.error,
+                duration_ms=result.duration_ms,
+            )
         )
-    )
-    changed = db.session.execute(
-        update(Notification)
-        .where(
-            Notification.id == notification_id,
-            Notification.status == PENDING,
-            Notification.attempt_count == attempt,
-            Notification.last_attempt_at == claimed_at,
-        )
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    db.session.commit()
+        changed = db.session.execute(
+            update(Notification)
+            .where(
+                Notification.id == notification_id,
+                Notification.status == PENDING,
+                Notification.attempt_count == attempt,
+                Notification.last_attempt_at == claimed_at,
+            )
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.commit()
+        return changed
+
+    # The POST already happened: losing its outcome to a lock conflict would send it again.
+    changed = retry_lock_conflicts(store, what=f"notification {msg_id} outcome")
     NOTIFICATION_DELIVERIES.labels(outcome).inc()
     if not changed:
         log.warning("notification %s attempt %d finished after its lease", msg_id, attempt + 1)

@@ -25,6 +25,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from app.db_retry import is_lock_conflict
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import IdempotencyRecord, Payment, utcnow
@@ -95,11 +96,6 @@ class _InsertDeadlock(Exception):
     """The insert of a new payment lost a deadlock; it wrote nothing."""
 
 
-def _is_deadlock(exc: OperationalError) -> bool:
-    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-    return code in (1205, 1213)  # lock wait timeout, deadlock
-
-
 def _create_once(
     merchant_id: int, data: dict, key: str | None, request_fingerprint: str
 ) -> CreateResult:
@@ -131,7 +127,7 @@ def _create_once(
         return _after_conflict(merchant_id, data, key, request_fingerprint, exc)
     except OperationalError as exc:
         db.session.rollback()
-        if not _is_deadlock(exc):
+        if not is_lock_conflict(exc):
             raise
         raise _InsertDeadlock() from exc
     log.info("payment %s created (merchant %s)", public_id, merchant_id)

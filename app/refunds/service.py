@@ -28,6 +28,7 @@ from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from app.db_retry import is_lock_conflict
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import IdempotencyRecord, Payment, Refund, utcnow
@@ -190,11 +191,6 @@ class _Deadlock(Exception):
     """The reserving transaction lost a deadlock; it wrote nothing."""
 
 
-def _is_deadlock(exc: OperationalError) -> bool:
-    code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
-    return code in (1205, 1213)
-
-
 def _create_once(
     merchant_id: int,
     payment_id: int,
@@ -250,7 +246,7 @@ def _create_once(
         return _resume(record, path, request_fingerprint)
     except OperationalError as exc:
         db.session.rollback()
-        if not _is_deadlock(exc):
+        if not is_lock_conflict(exc):
             raise
         raise _Deadlock() from exc
     REFUNDS.labels("requested").inc()

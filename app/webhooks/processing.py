@@ -18,6 +18,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, NoResultFound, OperationalError
 
+from app.db_retry import is_lock_conflict
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.metrics import PAYMENT_CONFLICTS, WEBHOOK_EVENTS
@@ -43,9 +44,7 @@ OUTCOME_UNCHANGED = "unchanged"
 # Metrics only: a delivery of an event already stored.
 OUTCOME_DUPLICATE = "duplicate"
 
-# MariaDB/MySQL deadlock and lock wait timeout: the transaction was rolled back, retry it whole.
-_RETRYABLE_DB_ERRORS = {1205, 1213}
-_MAX_ATTEMPTS = 3
+_MAX_ATTEMPTS = 3  # a transaction that lost a lock conflict runs again whole (app/db_retry.py)
 
 EventHandler = Callable[[PspEventData, PspEvent, StatusSource], tuple[str, str | None]]
 _extra_handlers: dict[str, EventHandler] = {}
@@ -89,7 +88,7 @@ def process_event(
             return _process_once(event, received_via, psp_name, source)
         except OperationalError as exc:
             _rollback_quietly()
-            if attempt < _MAX_ATTEMPTS and _is_retryable(exc):
+            if attempt < _MAX_ATTEMPTS and is_lock_conflict(exc):
                 log.info("psp event %s: lock conflict, retrying (%s)", event.id, attempt)
                 continue
             raise
@@ -128,7 +127,7 @@ def apply_session(
             db.session.commit()
         except OperationalError as exc:
             _rollback_quietly()
-            if attempt < _MAX_ATTEMPTS and _is_retryable(exc):
+            if attempt < _MAX_ATTEMPTS and is_lock_conflict(exc):
                 continue
             raise
         except Exception:
@@ -420,11 +419,6 @@ def _type_label(event_type: str) -> str:
     if event_type in HANDLED_TYPES or event_type in _extra_handlers:
         return event_type
     return "other"
-
-
-def _is_retryable(exc: OperationalError) -> bool:
-    args = getattr(exc.orig, "args", ())
-    return bool(args) and args[0] in _RETRYABLE_DB_ERRORS
 
 
 def _rollback_quietly() -> None:
