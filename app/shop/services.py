@@ -292,7 +292,10 @@ def start_payment(order: Order) -> Payment:
     if order.is_final:
         raise ShopError(_final_order_message(order))
     payment = order_payment(order)
-    if payment is None:
+    # CREATED may mean a parallel click is registering it right now: only the idempotent
+    # create (same key) knows, and waits for it or takes over; a second registration beside
+    # it would meet the PSP's in-flight answer and tell the shopper the PSP is down.
+    if payment is None or payment.status_enum == PaymentStatus.CREATED:
         base_url = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
         try:
             payment = service.create_payment(
