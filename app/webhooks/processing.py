@@ -18,6 +18,7 @@ from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, NoResultFound, OperationalError
 
+from app.db_retry import ATTEMPTS as LOCK_CONFLICT_ATTEMPTS
 from app.db_retry import is_lock_conflict
 from app.errors import PayBridgeError
 from app.extensions import db
@@ -44,7 +45,6 @@ OUTCOME_UNCHANGED = "unchanged"
 # Metrics only: a delivery of an event already stored.
 OUTCOME_DUPLICATE = "duplicate"
 
-_MAX_ATTEMPTS = 3  # a transaction that lost a lock conflict runs again whole (app/db_retry.py)
 
 EventHandler = Callable[[PspEventData, PspEvent, StatusSource], tuple[str, str | None]]
 _extra_handlers: dict[str, EventHandler] = {}
@@ -83,12 +83,12 @@ def process_event(
     """
     psp_name = psp or current_app.config.get("PSP_NAME", "stripe")
     source = StatusSource.RECON if received_via == "recon" else StatusSource.WEBHOOK
-    for attempt in range(1, _MAX_ATTEMPTS + 1):
+    for attempt in range(1, LOCK_CONFLICT_ATTEMPTS + 1):
         try:
             return _process_once(event, received_via, psp_name, source)
         except OperationalError as exc:
             _rollback_quietly()
-            if attempt < _MAX_ATTEMPTS and is_lock_conflict(exc):
+            if attempt < LOCK_CONFLICT_ATTEMPTS and is_lock_conflict(exc):
                 log.info("psp event %s: lock conflict, retrying (%s)", event.id, attempt)
                 continue
             raise
@@ -110,7 +110,7 @@ def apply_session(
     Returns the outcome: applied, unchanged, ignored (would move it backwards), mismatch
     (the session is not this payment's) or conflict (paid after PayBridge failed it).
     """
-    for attempt in range(1, _MAX_ATTEMPTS + 1):
+    for attempt in range(1, LOCK_CONFLICT_ATTEMPTS + 1):
         try:
             try:
                 payment = lock_payment(payment_id)
@@ -127,7 +127,7 @@ def apply_session(
             db.session.commit()
         except OperationalError as exc:
             _rollback_quietly()
-            if attempt < _MAX_ATTEMPTS and is_lock_conflict(exc):
+            if attempt < LOCK_CONFLICT_ATTEMPTS and is_lock_conflict(exc):
                 continue
             raise
         except Exception:
