@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 import requests
 from flask import current_app
 from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
 from app.db_retry import retry_lock_conflicts
@@ -52,10 +53,11 @@ class AttemptResult:
 
 def deliver(notification_id: int) -> None:
     """Make one delivery attempt of a notification, if it is pending, due and first in line."""
-    notification = db.session.get(Notification, notification_id)
-    if notification is None:
+    found = _load_for_delivery(notification_id)
+    if found is None:
         log.warning("notification %s does not exist; nothing to deliver", notification_id)
         return
+    notification, merchant, older_pending = found
     if notification.status != PENDING:
         log.info("notification %s is already %s", notification.public_id, notification.status)
         return
@@ -68,20 +70,20 @@ def deliver(notification_id: int) -> None:
             notification.next_attempt_at,
         )
         return
-    if _wait_for_older(notification, now):
+    if older_pending:
+        _wait_for_older(notification, older_pending, now)
         return
-
-    merchant = db.session.get(Merchant, notification.merchant_id)
     if not merchant or not merchant.notify_url:
         _give_up(notification, "the merchant has no notify_url; set one, then resend")
         return
 
     attempt = notification.attempt_count
-    url, secrets, msg_id, payload = (
+    url, secrets, msg_id, payload, payment_id = (
         merchant.notify_url,
         merchant.signing_secrets(),
         notification.public_id,
         notification.payload,
+        notification.payment_id,
     )
     claimed_at = utcnow()
     claimed = retry_lock_conflicts(
@@ -98,7 +100,34 @@ def deliver(notification_id: int) -> None:
         result = AttemptResult(False, None, refused, 0)
     else:
         result = send(url, msg_id, payload, secrets, timeout=_timeout())
-    _record(notification_id, msg_id, attempt, claimed_at, result)
+    _record(notification_id, payment_id, msg_id, attempt, claimed_at, result)
+
+
+def _load_for_delivery(
+    notification_id: int,
+) -> tuple[Notification, Merchant | None, str | None] | None:
+    """The row, its merchant and the public id of an older pending one of its payment, if any.
+
+    One round trip: a job runs per attempt, and three separate SELECTs were a third of its SQL.
+    """
+    older = aliased(Notification)
+    older_pending = (
+        select(older.public_id)
+        .where(
+            older.payment_id == Notification.payment_id,
+            older.id < Notification.id,
+            older.status == PENDING,
+        )
+        .order_by(older.id)
+        .limit(1)
+        .scalar_subquery()
+    )
+    found = db.session.execute(
+        select(Notification, Merchant, older_pending)
+        .outerjoin(Merchant, Merchant.id == Notification.merchant_id)
+        .where(Notification.id == notification_id)
+    ).first()
+    return tuple(found) if found else None
 
 
 def _claim(notification_id: int, attempt: int, claimed_at: datetime) -> int:
@@ -239,26 +268,12 @@ def sweep_due(now: datetime | None = None) -> int:
     return enqueued
 
 
-def _wait_for_older(notification: Notification, now: datetime) -> bool:
-    """True if an older notification of the same payment is still pending (order per payment).
+def _wait_for_older(notification: Notification, older_public_id: str, now: datetime) -> None:
+    """Leave this one queued behind an older pending notification of its payment (order).
 
-    The older one's delivery enqueues this one when it finishes (`_release_next`); until then
+    The older one's delivery enqueues this one when it finishes (`_next_in_line`); until then
     `enqueued_at` marks this one as queued, and the sweeper looks again after a while.
     """
-    if notification.payment_id is None:
-        return False
-    older = db.session.scalars(
-        select(Notification)
-        .where(
-            Notification.payment_id == notification.payment_id,
-            Notification.id < notification.id,
-            Notification.status == PENDING,
-        )
-        .order_by(Notification.id)
-        .limit(1)
-    ).first()
-    if older is None:
-        return False
     db.session.execute(
         update(Notification)
         .where(Notification.id == notification.id, Notification.status == PENDING)
@@ -269,9 +284,8 @@ def _wait_for_older(notification: Notification, now: datetime) -> bool:
     log.info(
         "notification %s waits for the older %s of the same payment",
         notification.public_id,
-        older.public_id,
+        older_public_id,
     )
-    return True
 
 
 def _give_up(notification: Notification, reason: str) -> None:
@@ -281,17 +295,27 @@ def _give_up(notification: Notification, reason: str) -> None:
         .values(status=FAILED, last_error=reason, next_attempt_at=None, enqueued_at=None)
         .execution_options(synchronize_session=False)
     ).rowcount
+    following = _next_in_line(notification.payment_id, notification.id) if changed else None
     db.session.commit()
     if changed:
         NOTIFICATION_DELIVERIES.labels("failed").inc()
         log.warning("notification %s failed: %s", notification.public_id, reason)
-        _release_next(notification.id)
+        _enqueue_next(following)
 
 
 def _record(
-    notification_id: int, msg_id: str, attempt: int, claimed_at: datetime, result: AttemptResult
+    notification_id: int,
+    payment_id: int | None,
+    msg_id: str,
+    attempt: int,
+    claimed_at: datetime,
+    result: AttemptResult,
 ) -> None:
-    """Store the attempt and move the row on, guarded by the claim: a late worker changes none."""
+    """Store the attempt and move the row on, guarded by the claim: a late worker changes none.
+
+    A final outcome also looks up the next pending notification of the payment in the same
+    transaction, to enqueue it once that commits.
+    """
     now = utcnow()
     schedule = list(current_app.config["NOTIFY_RETRY_SCHEDULE"])
     values: dict = {"attempt_count": attempt + 1, "enqueued_at": None}
@@ -307,7 +331,7 @@ def _record(
         outcome = "failed"
         values.update(status=FAILED, next_attempt_at=None, last_error=result.error)
 
-    def store() -> int:
+    def store() -> tuple[int, tuple[int, int] | None]:
         db.session.add(
             NotificationAttempt(
                 notification_id=notification_id,
@@ -328,11 +352,13 @@ def _record(
             .values(**values)
             .execution_options(synchronize_session=False)
         ).rowcount
+        final = changed and retry_in is None
+        following = _next_in_line(payment_id, notification_id) if final else None
         db.session.commit()
-        return changed
+        return changed, following
 
     # The POST already happened: losing its outcome to a lock conflict would send it again.
-    changed = retry_lock_conflicts(store, what=f"notification {msg_id} outcome")
+    changed, following = retry_lock_conflicts(store, what=f"notification {msg_id} outcome")
     NOTIFICATION_DELIVERIES.labels(outcome).inc()
     if not changed:
         log.warning("notification %s attempt %d finished after its lease", msg_id, attempt + 1)
@@ -341,7 +367,6 @@ def _record(
         log.info(
             "notification %s delivered (attempt %d, %d ms)", msg_id, attempt + 1, result.duration_ms
         )
-        _release_next(notification_id)
     elif retry_in is not None:
         log.info(
             "notification %s attempt %d failed (%s); retry in %gs",
@@ -355,17 +380,13 @@ def _record(
         log.warning(
             "notification %s failed after %d attempts: %s", msg_id, attempt + 1, result.error
         )
-        _release_next(notification_id)
+    _enqueue_next(following)
 
 
-def _release_next(notification_id: int) -> None:
-    """The next pending notification of the same payment may go now that this one is final."""
-    payment_id = db.session.scalar(
-        select(Notification.payment_id).where(Notification.id == notification_id)
-    )
+def _next_in_line(payment_id: int | None, notification_id: int) -> tuple[int, int] | None:
+    """(id, attempt) of the next pending notification of the payment after this one, if any."""
     if payment_id is None:
-        db.session.commit()
-        return
+        return None
     following = db.session.execute(
         select(Notification.id, Notification.attempt_count)
         .where(
@@ -376,9 +397,13 @@ def _release_next(notification_id: int) -> None:
         .order_by(Notification.id)
         .limit(1)
     ).first()
-    db.session.commit()
+    return tuple(following) if following else None
+
+
+def _enqueue_next(following: tuple[int, int] | None) -> None:
+    """Now that an older notification is final, the next one of its payment may go."""
     if following:
-        enqueue_delivery(following.id, following.attempt_count)
+        enqueue_delivery(*following)
 
 
 def _timeout() -> float:
