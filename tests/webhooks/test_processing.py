@@ -22,10 +22,7 @@ EXPIRED = "checkout.session.expired"
 
 def process(app, event, **kwargs) -> PspEvent:
     with app.app_context():
-        row = process_event(event, **kwargs)
-        db.session.refresh(row)
-        db.session.expunge(row)
-        return row
+        return process_event(event, **kwargs)  # detached, with its values loaded
 
 
 def metric(name: str, labels: dict) -> float:
