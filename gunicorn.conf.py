@@ -1,5 +1,6 @@
 """Settings every `gunicorn wsgi:app` started from the repository root reads (gunicorn loads
-./gunicorn.conf.py by itself): Prometheus counters summed over all worker processes.
+./gunicorn.conf.py by itself): Prometheus counters summed over all worker processes, and
+glibc's malloc arenas capped for the threaded workers (app/process_tuning.py).
 
 Each worker process counts in memory of its own, so without this a scrape of /metrics shows the
 one worker that happened to answer it. prometheus-client's multiprocess mode keeps each process's
@@ -17,6 +18,9 @@ _made_here = None
 
 def on_starting(server):
     global _made_here
+    from app.process_tuning import limit_malloc_arenas
+
+    limit_malloc_arenas()  # in the master, so every forked worker inherits it
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         _made_here = tempfile.mkdtemp(prefix="paybridge-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = _made_here  # inherited by every worker

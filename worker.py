@@ -257,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from app import create_app
+    from app.process_tuning import limit_malloc_arenas
 
+    limit_malloc_arenas()  # before any thread starts (16 delivery threads by default)
     app = create_app()
     if args.without_redis:
         return run_without_redis(app)
