@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.cookiejar import DefaultCookiePolicy
 
 import requests
 from flask import current_app
@@ -37,6 +39,11 @@ SWEEP_BATCH = 500
 # A job may arrive a little before `next_attempt_at` (clocks of the scheduler and the worker).
 DUE_TOLERANCE = timedelta(seconds=1)
 USER_AGENT = "PayBridge-Notifications/1"
+# A 2xx answer up to this size is read, so its keep-alive connection can be reused.
+DRAIN_LIMIT = 64 * 1024
+DRAIN_CHUNK = 8192
+
+_thread_http = threading.local()
 
 PENDING = Notification.STATUS_PENDING
 DELIVERED = Notification.STATUS_DELIVERED
@@ -163,7 +170,7 @@ def send(
         return AttemptResult(False, None, f"cannot sign: {type(exc).__name__}", 0)
     status_code = None
     try:
-        with requests.post(
+        with _http_session().post(
             url,
             data=body.encode(),
             headers=headers,
@@ -174,6 +181,7 @@ def send(
             status_code = response.status_code
             if 200 <= status_code < 300:
                 error = None
+                _drain(response)
             elif 300 <= status_code < 400:
                 error = f"HTTP {status_code}: redirects are not followed"
             else:
@@ -189,6 +197,36 @@ def send(
         error = f"request failed: {type(exc).__name__}: {exc}"
     duration_ms = int((time.perf_counter() - started) * 1000)
     return AttemptResult(error is None, status_code, error[:500] if error else None, duration_ms)
+
+
+def _http_session() -> requests.Session:
+    """This thread's HTTP client, which keeps connections to client apps open between attempts.
+
+    A new connection per notification costs a TCP and, for a real client app, a TLS handshake:
+    more CPU than the rest of a delivery. The session keeps no cookies, so nothing one client
+    app sets is ever sent to another.
+    """
+    session = getattr(_thread_http, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        _thread_http.session = session
+    return session
+
+
+def _drain(response: requests.Response) -> None:
+    """Read a short answer to its end, so its connection can carry the next attempt.
+
+    Never raises: the 2xx already counts as delivered, whatever happens to the rest of the body.
+    """
+    read = 0
+    try:
+        for chunk in response.iter_content(DRAIN_CHUNK):
+            read += len(chunk)
+            if read > DRAIN_LIMIT:
+                return  # a long answer: closing the connection is cheaper than reading it
+    except Exception:
+        return  # the connection is closed with the response
 
 
 def signed_headers(msg_id: str, body: str, secrets: list[str], at: datetime) -> dict[str, str]:

@@ -14,6 +14,7 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     body: bytes
+    client_port: int = 0  # the sender's side of the TCP connection (a reused one repeats it)
 
     def json(self) -> dict:
         return json.loads(self.body)
@@ -25,6 +26,7 @@ class Receiver:
 
     status: int = 200
     delay: float = 0.0
+    extra_headers: dict[str, str] = field(default_factory=dict)  # added to every answer
     requests: list[ReceivedRequest] = field(default_factory=list)  # answered 2xx
     hits: int = 0  # every POST, whatever it was answered
     in_flight: int = 0
@@ -42,6 +44,8 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, like a real client app's server
+
             def do_POST(self):  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
@@ -57,12 +61,19 @@ class Receiver:
                 if 200 <= status < 300:
                     with receiver._arrived:
                         receiver.requests.append(
-                            ReceivedRequest(self.path, dict(self.headers.items()), body)
+                            ReceivedRequest(
+                                self.path,
+                                dict(self.headers.items()),
+                                body,
+                                client_port=self.client_address[1],
+                            )
                         )
                         receiver._arrived.notify_all()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
+                    for name, value in receiver.extra_headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the sender gave up first (a timeout test): nothing to answer
