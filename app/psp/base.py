@@ -190,8 +190,11 @@ class PaymentProvider(ABC):
     def expire_checkout_session(self, session_id: str) -> CheckoutSession: ...
 
     @abstractmethod
-    def list_checkout_sessions(self, created_since: datetime) -> Iterator[CheckoutSession]:
-        """Every session created at or after `created_since`, following the PSP's pagination."""
+    def list_checkout_sessions(
+        self, created_since: datetime, created_before: datetime | None = None
+    ) -> Iterator[CheckoutSession]:
+        """Every session created at or after `created_since` (and before `created_before`),
+        following the PSP's pagination."""
 
     @abstractmethod
     def list_events(self, types: list[str], created_since: datetime) -> Iterator[PspEventData]:

@@ -411,9 +411,15 @@ class StripeProvider(PaymentProvider):
         )
         return session_from_stripe(session)
 
-    def list_checkout_sessions(self, created_since: datetime) -> Iterator[CheckoutSession]:
-        """Every session created at or after `created_since`, newest first, page by page."""
-        params = {"created": {"gte": to_unix(created_since)}, "limit": PAGE_SIZE}
+    def list_checkout_sessions(
+        self, created_since: datetime, created_before: datetime | None = None
+    ) -> Iterator[CheckoutSession]:
+        """Every session created at or after `created_since` (and before `created_before`),
+        newest first, page by page."""
+        created = {"gte": to_unix(created_since)}
+        if created_before is not None:
+            created["lt"] = to_unix(created_before)
+        params = {"created": created, "limit": PAGE_SIZE}
         page = self._call("list_sessions", lambda: self.client.v1.checkout.sessions.list(params))
         yield from self._pages(page, "list_sessions", session_from_stripe)
 

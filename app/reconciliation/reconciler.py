@@ -108,11 +108,12 @@ class Reconciler:
         self.planned: dict[int, str] = {}
         # Stale payments the stale pass settled from a listed session (no retrieve of their own).
         self.covered: set[int] = set()
-        # The stale pass's listing of the wide pass's window, paused after a whole page once
-        # every stale payment is covered: the wide pass goes on with it where it stopped
-        # (the PSP's cursor), so no session is listed twice. `listing_done`: it reached the end.
+        # The stale pass lists only its payments' own range, the sessions created from
+        # `_listed_from` on; paused after a whole page once every stale payment is covered, the
+        # wide pass goes on with it where it stopped (the PSP's cursor), then lists the older
+        # rest of its window: no session is listed twice.
         self._listing: Iterator[CheckoutSession] | None = None
-        self.listing_done = False
+        self._listed_from: datetime | None = None
         self._window_floor: datetime | None = None  # payments made since: listing candidates
         self._covered_in_window = 0
 
@@ -284,10 +285,10 @@ class Reconciler:
             last_id = ids[-1]
 
     def check_stale_payments(self, stale_after: timedelta, since: datetime | None = None) -> None:
-        """Pass 2. With `since` (the wide pass's window), INITIATED/PENDING payments whose
-        session the PSP lists in it are settled from the listing, 100 sessions a call (the
-        wide pass's comparison of the other listed sessions is done on the way); every stale
-        payment the listing did not cover is then checked on its own, a few at a time."""
+        """Pass 2. With `since` (the wide pass's window), INITIATED/PENDING payments made in
+        it are settled from a listing of the sessions made since the oldest of them, 100 a call
+        (the wide pass's comparison of the other listed sessions is done on the way); every
+        stale payment the listing did not cover is then checked on its own, a few at a time."""
         if since is not None:
             self._check_listed_stale(stale_after, since)
         self._check_each_stale(stale_after)
@@ -306,13 +307,15 @@ class Reconciler:
             return  # nothing the listing would save a call for: the wide pass lists on its own
         self._window_floor = since + CLOCK_MARGIN
         self._covered_in_window = 0
-        # Sessions made before every candidate payment (with the margin) cannot be theirs.
-        below = oldest - CLOCK_MARGIN
+        # A session is made just after its payment row: none of the candidates' is older than
+        # the oldest of them (less the margin). Earlier traffic in the window is not listed
+        # here but by the wide pass, after the stale payments are settled.
+        floor = oldest - CLOCK_MARGIN
         pages = 0
         page: list[CheckoutSession] = []
         listing = self.gate.iterate(
             "list_sessions",
-            lambda: self.provider.list_checkout_sessions(since),
+            lambda: self.provider.list_checkout_sessions(floor),
             key=lambda s: s.id,
         )
         try:
@@ -324,16 +327,14 @@ class Reconciler:
                 self._compare_page(page, stale_after)
                 pages += 1
                 remaining = count - self._covered_in_window
-                last = page[-1].created_at
                 page = []
-                # Pause when every candidate is covered, when the listing is older than all
-                # of them, or when listing on would cost more calls than a retrieve for each
-                # one left: the wide pass goes on from here later.
-                if remaining <= 0 or pages >= remaining or (last is not None and last < below):
+                # Pause when every candidate is covered, or when listing on would cost more
+                # calls than a retrieve for each one left: the wide pass goes on from here.
+                if remaining <= 0 or pages >= remaining:
                     self._listing = listing
-                    return
-            self._compare_page(page, stale_after)
-            self.listing_done = True
+                    break
+            else:
+                self._compare_page(page, stale_after)
         except (OutOfTime, LockLost):
             listing.close()
             raise
@@ -342,6 +343,8 @@ class Reconciler:
             listing.close()
             db.session.rollback()
             log.warning("recon: listing sessions for the stale pass failed: %s", exc)
+            return
+        self._listed_from = floor
 
     def _still_open_as_listed(self, payment_id: int) -> None:
         """An INITIATED payment whose listed session is open and not past expiry: checked,
@@ -544,16 +547,22 @@ class Reconciler:
     # -- pass 3: the PSP's recent sessions against the database -----------------------------
 
     def compare_sessions(self, since: datetime) -> None:
-        """Pass 3, over what the stale pass's listing did not already go through."""
-        if self.listing_done:
-            return
-        listing, self._listing = self._listing, None
-        if listing is None:
-            listing = self.gate.iterate(
-                "list_sessions",
-                lambda: self.provider.list_checkout_sessions(since),
-                key=lambda s: s.id,
+        """Pass 3, over what the stale pass's listing did not already go through: the rest of
+        its range where it paused, then the window's sessions older than that range."""
+        paused, self._listing = self._listing, None
+        if paused is not None:
+            self._compare_listing(paused)
+        before = self._listed_from
+        if before is None or before > since:
+            self._compare_listing(
+                self.gate.iterate(
+                    "list_sessions",
+                    lambda: self.provider.list_checkout_sessions(since, created_before=before),
+                    key=lambda s: s.id,
+                )
             )
+
+    def _compare_listing(self, listing: Iterator[CheckoutSession]) -> None:
         page: list[CheckoutSession] = []
         try:
             for session in listing:

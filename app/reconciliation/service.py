@@ -10,15 +10,17 @@ A run has three passes, cheapest first:
    key (the PSP answers with the session it already made, never a second one); the sessions of
    INITIATED/PENDING ones are applied (`apply_session`, source recon); an open session past its
    expiry is expired at the PSP and the payment FAILED. The sessions come from the PSP's list
-   of the lookback window, newest first, 100 a call (stopping once every stale payment made in
-   the window is covered; the other listed sessions get pass 3's comparison on the way); a
-   stale payment the listing does not cover (CREATED, older than the window, a completed but
-   unpaid session whose payment intent only a retrieve shows) gets a call of its own, on a few
-   threads, each call waiting for the shared rate cap.
+   of those created since the oldest stale payment made in the lookback window (less a clock
+   margin), newest first, 100 a call (stopping once every one of them is covered; the other
+   listed sessions get pass 3's comparison on the way); a stale payment the listing does not
+   cover (CREATED, older than the window, a session older than its payment's row, a completed
+   but unpaid session whose payment intent only a retrieve shows) gets a call of its own, on a
+   few threads, each call waiting for the shared rate cap.
 3. **Wide pass.** The PSP's sessions created in the last RECON_LOOKBACK_HOURS that pass 2's
-   listing did not reach are compared with the database: disagreements are corrected (or
-   recorded as conflicts by `apply_session`), sessions without a payment are reported, an open
-   session of a FAILED payment is expired so it can no longer be paid.
+   listing did not reach (the rest of its range, then everything older) are compared with the
+   database: disagreements are corrected (or recorded as conflicts by `apply_session`),
+   sessions without a payment are reported, an open session of a FAILED payment is expired so
+   it can no longer be paid.
 
 4. **Subscriptions.** Each subscription's latest invoices and state at the PSP: a renewal
    whose invoice webhook was lost becomes its payment, a lost cancellation is taken over

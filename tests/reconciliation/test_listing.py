@@ -3,16 +3,20 @@ one retrieve each, with exactly the results one retrieve each would give."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from datetime import timedelta
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import stripe
 
 from app.extensions import db
 from app.models import Payment, PaymentStatusChange, utcnow
+from app.psp.stripe_adapter import from_unix, to_unix
 from app.reconciliation.ratelimit import add_call_observer, remove_call_observer
-from app.reconciliation.reconciler import Reconciler
+from app.reconciliation.reconciler import CLOCK_MARGIN, Reconciler
 from app.reconciliation.service import run_reconciliation, summarize
 from tests.reconciliation.conftest import pay, reload, set_expired
 
@@ -38,6 +42,25 @@ def psp_calls():
     add_call_observer(observe)
     yield calls
     remove_call_observer(observe)
+
+
+@pytest.fixture
+def session_listings(monkeypatch):
+    """Each session listing sent to the PSP, in order: its query and the ids it answered
+    (the real HTTP requests, watched on their way through the SDK)."""
+    seen: list[tuple[dict, list[str]]] = []
+    send = stripe.RequestsClient.request
+
+    def watched(self, method, url, headers, post_data=None):
+        content, status, response_headers = send(self, method, url, headers, post_data)
+        parts = urlsplit(url)
+        if method.lower() == "get" and parts.path == "/v1/checkout/sessions" and status == 200:
+            listed = [s["id"] for s in json.loads(content)["data"]]
+            seen.append((dict(parse_qsl(parts.query)), listed))
+        return content, status, response_headers
+
+    monkeypatch.setattr(stripe.RequestsClient, "request", watched)
+    return seen
 
 
 def make_stale_set(new_payment, emulator, stripe_client) -> dict[str, list[Payment]]:
@@ -139,9 +162,10 @@ def test_stale_payments_are_settled_from_listed_pages_as_retrieves_would_settle_
     by_listing = outcomes(run, listed)
     calls = calls_by_op(psp_calls)
 
-    # One list call per 100 sessions; a retrieve only where a listing cannot tell (the
-    # payment intent of a completed unpaid session); an expire where the PSP must close one.
-    assert calls["list_sessions"] == math.ceil(total / 100)
+    # One list call per 100 sessions, and one for the window's sessions older than the stale
+    # range (none here); a retrieve only where a listing cannot tell (the payment intent of a
+    # completed unpaid session); an expire where the PSP must close one.
+    assert calls["list_sessions"] == math.ceil(total / 100) + 1
     assert calls["retrieve_session"] == ROLES["sepa_failed"] + ROLES["sepa_pending"]
     assert calls["expire_session"] == ROLES["past_expiry"]
     assert set(calls) == {"list_events", "list_sessions", "retrieve_session", "expire_session"}
@@ -202,7 +226,9 @@ def test_the_listing_pauses_once_every_stale_payment_is_covered_and_the_wide_pas
     assert all(reload(p.id).status == "INITIATED" for p in stale[1:] + fresh[1:])
     assert (run.checked, run.corrected, run.still_open) == (121, 2, 119)
     calls = calls_by_op(psp_calls)
-    assert calls["list_sessions"] == math.ceil(270 / 100)  # the wide pass went on, no restart
+    # The wide pass went on with the stale range (the fresh ones are in it, being within the
+    # clock margin), no restart; then one call for the (empty) older rest of its window.
+    assert calls["list_sessions"] == math.ceil(270 / 100) + 1
     assert calls["retrieve_session"] == 0
     assert summarize(run.details)["sessions_listed"] == 270
 
@@ -240,8 +266,55 @@ def test_stale_payments_the_listing_cannot_cover_still_get_their_own_check(
     assert reload(created.id).psp_session_id is not None
     calls = calls_by_op(psp_calls)
     assert calls["create_session"] == 1  # the CREATED one's registration
-    assert calls["list_sessions"] == 1
+    assert calls["list_sessions"] == 2  # the stale range, then the (empty) rest of the window
     # The listing (with every session, the old one's too) settles what it lists; the
     # registered one's session is retrieved right after its registration.
     assert calls["retrieve_session"] == 1
     assert (run.checked, run.still_open) == (5, 3)
+
+
+def test_the_stale_pass_lists_only_its_payments_range_and_the_wide_pass_the_rest(
+    recon, emulator, stripe_client, new_payment, psp_calls, stale_setup, session_listings
+):
+    # Earlier traffic in the window: fresh payments, one of them paid without its webhook (the
+    # wide pass's), and one stale payment whose session is older than PayBridge recorded it by
+    # more than the clock margin: the stale range cannot hold it.
+    earlier = [new_payment() for _ in range(250)]
+    pay(emulator, earlier[0].psp_session_id)
+    skewed = new_payment()
+    pay(emulator, skewed.psp_session_id)
+    # Ten minutes on at the PSP; the stale payments' rows are dated to match their sessions.
+    later = from_unix(emulator.control("POST", "clock/advance", {"seconds": 600})["now"])
+    stale = [new_payment() for _ in range(120)]
+    pay(emulator, stale[0].psp_session_id)
+    stripe_client.v1.checkout.sessions.expire(stale[1].psp_session_id)
+    ids = [p.id for p in [*stale, skewed]]
+    db.session.execute(db.update(Payment).where(Payment.id.in_(ids)).values(created_at=later))
+    db.session.commit()
+    touch(ids, utcnow() - timedelta(hours=1))
+    stale_setup()
+
+    run = run_reconciliation(trigger="cli")
+
+    # The stale pass asked only for the sessions made since its oldest payment (less the
+    # margin): two pages, all of them its payments'. The wide pass then asked for the rest of
+    # its window, older than that range: the earlier traffic, listed once.
+    floor = str(to_unix(later - CLOCK_MARGIN))
+    since = str(to_unix(run.started_at - timedelta(hours=recon.config["RECON_LOOKBACK_HOURS"])))
+    filters = [
+        (query.get("created[gte]"), query.get("created[lt]")) for query, _ in session_listings
+    ]
+    assert filters == [(floor, None)] * 2 + [(since, floor)] * 3
+    listed = [set(ids) for _, ids in session_listings]
+    assert set.union(*listed[:2]) == {p.psp_session_id for p in stale}
+    assert set.union(*listed[2:]) == {p.psp_session_id for p in [*earlier, skewed]}
+    assert summarize(run.details)["sessions_listed"] == 120 + 251
+
+    assert [reload(p.id).status for p in stale[:2]] == ["SUCCESS", "FAILED"]
+    assert all(reload(p.id).status == "INITIATED" for p in stale[2:] + earlier[1:])
+    assert reload(skewed.id).status == "SUCCESS"  # its own retrieve, as before
+    assert reload(earlier[0].id).status == "SUCCESS"  # the wide pass's comparison
+    assert (run.checked, run.corrected, run.still_open) == (122, 4, 118)
+    calls = calls_by_op(psp_calls)
+    assert (calls["list_sessions"], calls["retrieve_session"]) == (5, 1)
+    assert max_in_one_second(psp_calls) <= CAP + 1
