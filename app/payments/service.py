@@ -121,6 +121,7 @@ def _create_once(
         db.session.flush()
         payment_id, public_id = payment.id, payment.public_id
         record_id = record.id if record else None
+        request = checkout_request(payment)
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
@@ -131,7 +132,11 @@ def _create_once(
             raise
         raise _InsertDeadlock() from exc
     log.info("payment %s created (merchant %s)", public_id, merchant_id)
-    return _register_for_request(payment_id, record_id)
+    # Just committed CREATED by this request: registered without reading it back.
+    payment, response = _register(
+        payment_id, source=StatusSource.API, record_id=record_id, created=request
+    )
+    return _as_result(payment, response)
 
 
 def _new_payment(merchant_id: int, data: dict) -> Payment:
@@ -301,22 +306,35 @@ def register_with_psp(payment_id: int, *, source: StatusSource) -> Payment:
 
 
 def _register(
-    payment_id: int, *, source: StatusSource, record_id: int | None = None
+    payment_id: int,
+    *,
+    source: StatusSource,
+    record_id: int | None = None,
+    created: CheckoutRequest | None = None,
 ) -> tuple[Payment, idempotency.StoredResponse]:
-    """Register one payment; complete the idempotency record with the answer in the same commit."""
-    payment = db.session.get(Payment, payment_id, populate_existing=True)
-    if payment is None:
-        raise PayBridgeError("PAYMENT_NOT_FOUND")
-    if payment.status != PaymentStatus.CREATED:
-        response = _created_response(payment)
-        if record_id is not None:
-            idempotency.complete(record_id, response)
-            db.session.commit()
-        return payment, response
+    """Register one payment; complete the idempotency record with the answer in the same commit.
 
-    provider = get_provider(payment.psp)
-    request = checkout_request(payment)
-    public_id = payment.public_id
+    `created`: the checkout request of a payment this request has just committed as CREATED,
+    so there is nothing to read back (a SELECT and a COMMIT on every create).
+    """
+    if created is None:
+        payment = db.session.get(Payment, payment_id, populate_existing=True)
+        if payment is None:
+            raise PayBridgeError("PAYMENT_NOT_FOUND")
+        if payment.status != PaymentStatus.CREATED:
+            response = _created_response(payment)
+            if record_id is not None:
+                idempotency.complete(record_id, response)
+                db.session.commit()
+            return payment, response
+        request = checkout_request(payment)
+        psp_name = payment.psp
+        db.session.commit()  # no transaction stays open while the PSP is called
+    else:
+        request, psp_name = created, current_app.config["PSP_NAME"]
+
+    provider = get_provider(psp_name)
+    public_id = request.payment_id
     if utcnow() + provider.min_checkout_window + REGISTRATION_MARGIN >= request.expires_at:
         # Its checkout window closed, or too little of it is left for the PSP to accept, before
         # it was registered (PSP down for that long). The same PSP key must carry the same
@@ -339,7 +357,6 @@ def _register(
             idempotency.complete(record_id, response)
         db.session.commit()
         return payment, response
-    db.session.commit()  # no transaction stays open while the PSP is called
 
     try:
         session = provider.create_checkout_session(request)
