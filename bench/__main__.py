@@ -175,6 +175,12 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--label", default="", help="a tag for the JSON file name")
     parser.add_argument(
+        "--innodb-buffer-pool-mb",
+        type=int,
+        default=2048,
+        help="InnoDB buffer pool for the run, restored afterwards (holds the 1M-row data set)",
+    )
+    parser.add_argument(
         "--profile",
         action="store_true",
         help="py-spy each web and RQ worker during every scenario (raw stacks)",
@@ -200,6 +206,8 @@ def main(argv=None) -> int:
             web[web.index(flag) + 1] = str(value)
     stack.web_args = web
     ctx = Context(stack=stack, profile=profile)
+    pool_before = stack.set_buffer_pool(args.innodb_buffer_pool_mb)
+    log(f"InnoDB buffer pool {args.innodb_buffer_pool_mb} MB for the run (was {pool_before} MB)")
     report = {
         "profile": profile.__dict__,
         "machine": machine(),
@@ -257,6 +265,7 @@ def main(argv=None) -> int:
         stack.stop_all()
         if not args.keep:
             stack.drop_database()
+        stack.set_buffer_pool(pool_before)  # the machine's server, as it was
     report["results"] = ctx.results
     report["explain"] = ctx.explains
     report["traces"] = ctx.traces

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import secrets
 import sys
 import time
@@ -97,9 +98,22 @@ def recon(args) -> None:
 
     calls: list[tuple[str, float]] = []
     ratelimit.add_call_observer(lambda op, at: calls.append((op, at)))
+    passes: dict[str, float] = {}
+
+    class PassTimes(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if hasattr(record, "recon_pass"):
+                name, seconds = record.recon_pass
+                passes[name] = seconds
+
+    handler = PassTimes(level=logging.INFO)
+    service_log = logging.getLogger("app.reconciliation.service")
+    service_log.addHandler(handler)
+    service_log.setLevel(logging.INFO)
     started = time.time()
     run = run_reconciliation(trigger="cli")
     elapsed = time.time() - started
+    service_log.removeHandler(handler)
     run = db.session.get(ReconciliationRun, run.id)
     by_op: dict[str, int] = defaultdict(int)
     for op, _ in calls:
@@ -113,6 +127,7 @@ def recon(args) -> None:
             "psp_calls": len(calls),
             "calls_by_op": dict(by_op),
             "max_calls_in_any_1s": window,
+            "pass_seconds": passes,
             "first_call": calls[0][1] if calls else None,
             "last_call": calls[-1][1] if calls else None,
             "run": columns,

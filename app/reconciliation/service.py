@@ -190,6 +190,7 @@ def _phase(reconciler: Reconciler, name: str, work: Callable[[], None]) -> None:
     the next pass still runs."""
     if reconciler.tally.out_of_time:
         return
+    started = time.monotonic()
     try:
         work()
     except OutOfTime:
@@ -202,6 +203,10 @@ def _phase(reconciler: Reconciler, name: str, work: Callable[[], None]) -> None:
         log.exception("recon: pass %s failed", name)
         reconciler.tally.phase_errors.append(f"{name}: {describe_error(exc)}")
         reconciler.tally.errors += 1
+    finally:
+        seconds = round(time.monotonic() - started, 2)
+        # Where a run's time goes, for the operator (and bench/appctl.py): one line per pass.
+        log.info("recon: pass %s took %.2fs", name, seconds, extra={"recon_pass": (name, seconds)})
 
 
 def run_reconciliation(*, trigger: str, dry_run: bool = False) -> ReconciliationRun:
