@@ -197,12 +197,26 @@ def verdicts(report: dict) -> list[tuple[str, str, bool | None]]:
             (r.get("projected_drain_50k_s") or 1e9) <= 300,
         )
     for r in _find(res, "reconciliation"):
+        settled = r.get("stale_settled_after_s")
+        all_checked = r["checked"] >= r.get("stale_payments", 0)
+        if settled is not None and all_checked:
+            # Runs that record their passes: the stale payments are done after events + payments.
+            measured = (
+                f"all {r['checked']} settled after {settled} s (events + payments passes; "
+                f"the run then listed the window's sessions until {r['elapsed_s']} s)"
+            )
+            met = settled <= 120
+        else:
+            measured = (
+                f"{r['checked']} checked in {r['elapsed_s']} s ⇒ all in "
+                f"{r.get('projected_s_for_all')} s"
+            )
+            met = (r.get("projected_s_for_all") or 1e9) <= 120
         add(
             "10,000 stale payments at 150 ms ≤ 2 min within the rate cap",
-            f"{r['checked']} checked in {r['elapsed_s']} s ⇒ all in "
-            f"{r.get('projected_s_for_all')} s; max {r['max_calls_in_any_1s']} PSP calls in "
-            f"any 1 s (cap {r['rate_cap_per_s']:g})",
-            (r.get("projected_s_for_all") or 1e9) <= 120 and r["cap_respected"],
+            f"{measured}; max {r['max_calls_in_any_1s']} PSP calls in any 1 s "
+            f"(cap {r['rate_cap_per_s']:g})",
+            met and r["cap_respected"],
         )
     reads = [r for r in res if r["scenario"].startswith("read ")]
     lists = [
