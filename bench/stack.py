@@ -128,6 +128,9 @@ class Stack:
     extra_env: dict = field(default_factory=dict)
     db_url_args: str = ""
     procs: dict[str, Proc] = field(default_factory=dict)
+    # CPU seconds of processes stopped mid-run (workers restarted by a scenario), so that
+    # cpu() stays a running total per kind instead of dropping when a process is replaced.
+    retired_cpu: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.web_port = free_port()
@@ -221,6 +224,8 @@ class Stack:
         proc = self.procs.pop(name, None)
         if proc is None or proc.popen.poll() is not None:
             return
+        key = _cpu_kind(name)
+        self.retired_cpu[key] = self.retired_cpu.get(key, 0.0) + _cpu_of(name, proc.popen.pid)
         try:
             os.killpg(proc.popen.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -354,12 +359,10 @@ class Stack:
 
     def cpu(self) -> dict:
         """CPU seconds used so far by each kind of process (web = master + its workers)."""
-        out: dict[str, float] = {}
+        out: dict[str, float] = dict(self.retired_cpu)
         for name, proc in self.procs.items():
-            pid = proc.popen.pid
-            key = "worker" if name.startswith("worker") else name
-            pids = [pid, *children(pid)] if name == "web" else [pid]
-            out[key] = out.get(key, 0.0) + sum(cpu_s(p) for p in pids)
+            key = _cpu_kind(name)
+            out[key] = out.get(key, 0.0) + _cpu_of(name, proc.popen.pid)
         for name in ("mariadbd", "redis-server"):
             pid = pid_of(name)
             if pid:
@@ -371,6 +374,17 @@ class Stack:
     def web_worker_pids(self) -> list[int]:
         proc = self.procs.get("web")
         return sorted(children(proc.popen.pid)) if proc else []
+
+
+def _cpu_of(name: str, pid: int) -> float:
+    """CPU seconds of one started process (gunicorn: its master and every worker)."""
+    pids = [pid, *children(pid)] if name == "web" else [pid]
+    return sum(cpu_s(p) for p in pids)
+
+
+def _cpu_kind(name: str) -> str:
+    """The kind a process's CPU is counted under: every RQ worker process is 'worker'."""
+    return "worker" if name.startswith("worker") else name
 
 
 def log(msg: str) -> None:
