@@ -83,10 +83,15 @@ class Dispatcher:
         body = json.dumps(payload, indent=2)
         created = []
         now = time.monotonic()
+        # A held event waits for a newer one about the same kind of object (a checkout session's
+        # later event, not an unrelated payment_intent.* sent in between), or OUT_OF_ORDER_HOLD.
+        kind = ((event.get("data") or {}).get("object") or {}).get("object")
         with self.cond:
             for ep in endpoints:
                 held = [
-                    d for d in self.pending.values() if d["_held"] and d["_endpoint_id"] == ep["id"]
+                    d
+                    for d in self.pending.values()
+                    if d["_held"] and d["_endpoint_id"] == ep["id"] and d["_kind"] == kind
                 ]
                 for _ in range(copies):
                     d = {
@@ -101,6 +106,7 @@ class Dispatcher:
                         "_secret": ep["secret"],
                         "_body": body,
                         "_held": hold,
+                        "_kind": kind,
                         "_next_at": now + (OUT_OF_ORDER_HOLD if hold else 0),
                         "_busy": False,
                     }
