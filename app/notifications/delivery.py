@@ -142,13 +142,20 @@ def _load_statement():
     )
 
 
+def _this_attempt():
+    """WHERE clauses naming the attempt a job works on: the row, still pending, that attempt."""
+    return (
+        Notification.id == bindparam("notification_id"),
+        Notification.status == PENDING,
+        Notification.attempt_count == bindparam("attempt"),
+    )
+
+
 def _claim_statement():
     return (
         update(Notification)
         .where(
-            Notification.id == bindparam("notification_id"),
-            Notification.status == PENDING,
-            Notification.attempt_count == bindparam("attempt"),
+            *_this_attempt(),
             or_(
                 Notification.next_attempt_at.is_(None),
                 Notification.next_attempt_at <= bindparam("due_before"),
@@ -177,12 +184,7 @@ def _outcome_statement(columns: tuple[str, ...]):
     """The guarded UPDATE of an attempt's outcome that sets `columns` (one per kind of outcome)."""
     return (
         update(Notification)
-        .where(
-            Notification.id == bindparam("notification_id"),
-            Notification.status == PENDING,
-            Notification.attempt_count == bindparam("attempt"),
-            Notification.last_attempt_at == bindparam("claimed_at"),
-        )
+        .where(*_this_attempt(), Notification.last_attempt_at == bindparam("claimed_at"))
         .values({column: bindparam(f"new_{column}") for column in columns})
         .execution_options(synchronize_session=False)
     )

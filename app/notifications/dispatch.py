@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 
 from flask import current_app
 from redis.exceptions import RedisError
@@ -98,7 +99,7 @@ def enqueue_delivery(
     return True
 
 
-def _set_enqueued(notification_id: int, at) -> None:
+def _set_enqueued(notification_id: int, at: datetime | None) -> None:
     # Its own short transaction: this runs after a commit, when the caller's session may not
     # emit SQL any more. A failure here only means the sweeper enqueues it again (and the
     # duplicate collapses or finds nothing to do), or, for a fresh row that could not be

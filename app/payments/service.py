@@ -121,7 +121,7 @@ def _create_once(
         db.session.flush()
         payment_id, public_id = payment.id, payment.public_id
         record_id = record.id if record else None
-        request = checkout_request(payment)
+        created = (checkout_request(payment), payment.psp)
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
@@ -134,7 +134,7 @@ def _create_once(
     log.info("payment %s created (merchant %s)", public_id, merchant_id)
     # Just committed CREATED by this request: registered without reading it back.
     payment, response = _register(
-        payment_id, source=StatusSource.API, record_id=record_id, created=request
+        payment_id, source=StatusSource.API, record_id=record_id, created=created
     )
     return _as_result(payment, response)
 
@@ -310,12 +310,12 @@ def _register(
     *,
     source: StatusSource,
     record_id: int | None = None,
-    created: CheckoutRequest | None = None,
+    created: tuple[CheckoutRequest, str] | None = None,
 ) -> tuple[Payment, idempotency.StoredResponse]:
     """Register one payment; complete the idempotency record with the answer in the same commit.
 
-    `created`: the checkout request of a payment this request has just committed as CREATED,
-    so there is nothing to read back (a SELECT and a COMMIT on every create).
+    `created`: (checkout request, PSP name) of a payment this request has just committed as
+    CREATED, so there is nothing to read back (a SELECT and a COMMIT on every create).
     """
     if created is None:
         payment = db.session.get(Payment, payment_id, populate_existing=True)
@@ -331,7 +331,7 @@ def _register(
         psp_name = payment.psp
         db.session.commit()  # no transaction stays open while the PSP is called
     else:
-        request, psp_name = created, current_app.config["PSP_NAME"]
+        request, psp_name = created
 
     provider = get_provider(psp_name)
     public_id = request.payment_id
