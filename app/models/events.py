@@ -108,7 +108,11 @@ class NotificationAttempt(db.Model):
 
 class ReconciliationRun(db.Model):
     __tablename__ = "reconciliation_runs"
-    __table_args__ = (Index("ix_reconciliation_runs_started", "started_at"),)
+    __table_args__ = (
+        Index("ix_reconciliation_runs_started", "started_at"),
+        # The next run's resume point is the highest value: read from the index's end.
+        Index("ix_reconciliation_runs_sessions_until", "sessions_compared_until"),
+    )
 
     STATUS_RUNNING = "running"
     STATUS_SUCCEEDED = "succeeded"
@@ -128,3 +132,7 @@ class ReconciliationRun(db.Model):
     # [{"payment": "pay_…", "from": "INITIATED", "to": "SUCCESS", "why": "…"}, …]
     details: Mapped[list | None] = mapped_column(db.JSON)
     error_text: Mapped[str | None] = mapped_column(Text)
+    # The wide pass's watermark, as far as this (real) run took it: every PSP session created
+    # before it has been compared. Written after each chunk it completes; NULL while it
+    # completed none (and always on a dry run).
+    sessions_compared_until: Mapped[datetime | None] = mapped_column(Timestamp)

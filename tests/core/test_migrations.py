@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from tests.conftest import TEST_DATABASE, drop_database, mysql_url, recreate_database
 
@@ -48,6 +48,51 @@ def test_migrations_round_trip_on_a_fresh_mariadb_database(app, monkeypatch, res
 
 def test_migrations_round_trip_on_sqlite(app, tmp_path, monkeypatch, restore_api):
     _round_trip(f"sqlite:///{tmp_path / 'paybridge.sqlite3'}", monkeypatch)
+
+
+def _columns(url: str, table: str) -> set[str]:
+    engine = create_engine(url)
+    try:
+        return {column["name"] for column in inspect(engine).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def test_the_reconciliation_watermark_migration_keeps_the_runs(
+    app, tmp_path, monkeypatch, restore_api
+):
+    """0006 adds the wide pass's watermark to the runs already recorded (NULL: the next run
+    lists the whole window, as before) and takes it away again without losing them."""
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from app.extensions import db
+
+    url = f"sqlite:///{tmp_path / 'paybridge.sqlite3'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    fresh = create_app("testing")
+    with fresh.app_context():
+        upgrade(revision="0005_refunds")
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    'INSERT INTO reconciliation_runs (started_at, status, "trigger", dry_run,'
+                    " checked, corrected, still_open, errors)"
+                    " VALUES ('2026-12-01 10:00:00', 'succeeded', 'schedule', 0, 3, 1, 0, 0)"
+                )
+            )
+        upgrade()
+        assert "sessions_compared_until" in _columns(url, "reconciliation_runs")
+        with db.engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT checked, sessions_compared_until FROM reconciliation_runs")
+            ).all()
+        assert [tuple(r) for r in rows] == [(3, None)]
+        downgrade(revision="0005_refunds")
+        assert "sessions_compared_until" not in _columns(url, "reconciliation_runs")
+        with db.engine.connect() as conn:
+            assert conn.execute(text("SELECT checked FROM reconciliation_runs")).all() == [(3,)]
+        db.engine.dispose()
 
 
 def test_models_and_migrations_agree(app):
