@@ -107,6 +107,10 @@ class Config:
         # A run stops starting new work after this long (under RQ's job timeout); the next
         # run picks up what is left.
         self.RECON_MAX_RUN_SECONDS = _env_int("RECON_MAX_RUN_SECONDS", 240)
+        # The wide pass compares the PSP's sessions in chunks of creation time holding about
+        # this many payments (20 list calls), saving its progress after each: a run cut short
+        # redoes at most one chunk.
+        self.RECON_WIDE_CHUNK_SESSIONS = _env_int("RECON_WIDE_CHUNK_SESSIONS", 2000)
 
         # Without Redis the demo runs background jobs in the web process instead of failing.
         self.RQ_INLINE_FALLBACK = _env("RQ_INLINE_FALLBACK", "0") == "1"

@@ -45,6 +45,9 @@ MAX_DETAILS = 500
 # PayBridge's clock and the PSP's may disagree by this much (a session is made just after its
 # payment row): a payment counts as inside a listed window only this far from its edge.
 CLOCK_MARGIN = timedelta(minutes=5)
+# The wide pass's chunks span at least this much creation time (a burst of payments within
+# one second must not make a chunk of none).
+MIN_CHUNK = timedelta(minutes=1)
 # Threads checking stale payments one PSP call each (every call still waits for the shared
 # rate cap): at 150 ms a call, 4 threads reach ~26 calls/s, enough to fill the default 20/s.
 CHECK_THREADS = 4
@@ -65,6 +68,7 @@ class Tally:
     events_listed: int = 0
     events_caught_up: int = 0
     sessions_listed: int = 0
+    sessions_from: datetime | None = None  # where the wide pass began its walk
     unknown_sessions: int = 0
     phase_errors: list[str] = field(default_factory=list)
     out_of_time: bool = False
@@ -108,12 +112,6 @@ class Reconciler:
         self.planned: dict[int, str] = {}
         # Stale payments the stale pass settled from a listed session (no retrieve of their own).
         self.covered: set[int] = set()
-        # The stale pass lists only its payments' own range, the sessions created from
-        # `_listed_from` on; paused after a whole page once every stale payment is covered, the
-        # wide pass goes on with it where it stopped (the PSP's cursor), then lists the older
-        # rest of its window: no session is listed twice.
-        self._listing: Iterator[CheckoutSession] | None = None
-        self._listed_from: datetime | None = None
         self._window_floor: datetime | None = None  # payments made since: listing candidates
         self._covered_in_window = 0
 
@@ -287,7 +285,7 @@ class Reconciler:
     def check_stale_payments(self, stale_after: timedelta, since: datetime | None = None) -> None:
         """Pass 2. With `since` (the wide pass's window), INITIATED/PENDING payments made in
         it are settled from a listing of the sessions made since the oldest of them, 100 a call
-        (the wide pass's comparison of the other listed sessions is done on the way); every
+        (the other listed sessions are compared on the way, as the wide pass would); every
         stale payment the listing did not cover is then checked on its own, a few at a time."""
         if since is not None:
             self._check_listed_stale(stale_after, since)
@@ -304,7 +302,7 @@ class Reconciler:
         ).one()
         db.session.commit()
         if not count:
-            return  # nothing the listing would save a call for: the wide pass lists on its own
+            return  # nothing the listing would save a call for
         self._window_floor = since + CLOCK_MARGIN
         self._covered_in_window = 0
         # A session is made just after its payment row: none of the candidates' is older than
@@ -328,23 +326,20 @@ class Reconciler:
                 pages += 1
                 remaining = count - self._covered_in_window
                 page = []
-                # Pause when every candidate is covered, or when listing on would cost more
-                # calls than a retrieve for each one left: the wide pass goes on from here.
+                # Stop when every candidate is covered, or when listing on would cost more
+                # calls than a retrieve for each one left (they get their own check next).
                 if remaining <= 0 or pages >= remaining:
-                    self._listing = listing
                     break
             else:
                 self._compare_page(page, stale_after)
         except (OutOfTime, LockLost):
-            listing.close()
             raise
         except Exception as exc:
-            # The stale payments not covered get a retrieve each; the wide pass lists again.
-            listing.close()
+            # The stale payments not covered get a retrieve each.
             db.session.rollback()
             log.warning("recon: listing sessions for the stale pass failed: %s", exc)
-            return
-        self._listed_from = floor
+        finally:
+            listing.close()
 
     def _still_open_as_listed(self, payment_id: int) -> None:
         """An INITIATED payment whose listed session is open and not past expiry: checked,
@@ -544,23 +539,41 @@ class Reconciler:
         except PspError as exc:
             entry.update(action="error", error=describe_error(exc))
 
-    # -- pass 3: the PSP's recent sessions against the database -----------------------------
+    # -- pass 3: the PSP's sessions against the database, oldest chunk first ----------------
 
-    def compare_sessions(self, since: datetime) -> None:
-        """Pass 3, over what the stale pass's listing did not already go through: the rest of
-        its range where it paused, then the window's sessions older than that range."""
-        paused, self._listing = self._listing, None
-        if paused is not None:
-            self._compare_listing(paused)
-        before = self._listed_from
-        if before is None or before > since:
-            self._compare_listing(
-                self.gate.iterate(
-                    "list_sessions",
-                    lambda: self.provider.list_checkout_sessions(since, created_before=before),
-                    key=lambda s: s.id,
-                )
-            )
+    def compare_sessions(
+        self,
+        start: datetime,
+        until: datetime,
+        *,
+        chunk_sessions: int,
+        compared_until: Callable[[datetime], None],
+    ) -> None:
+        """Pass 3: every session created from `start` on, walking forward in time a chunk of
+        creation time at a time (the PSP lists each chunk newest first). When every session
+        of a chunk has been compared, `compared_until` hears the time before which all have
+        been: the chunk's end, or `until` after the last chunk. That one is open-ended, so the
+        newest sessions are compared too, but a session made in the last moments (or dated by
+        a PSP clock behind ours) may not be listed yet: the watermark stops at `until`.
+        Why it lists on its own, not going on with the stale pass's listing: service.py."""
+        chunk_start = start
+        while True:
+            self.tick()  # an empty chunk compares nothing, so ticks nowhere else
+            chunk_end = _chunk_end(chunk_start, until, chunk_sessions)
+            self._compare_listing(self._sessions_created(chunk_start, chunk_end))
+            compared_until(chunk_end or until)
+            if chunk_end is None:
+                return
+            chunk_start = chunk_end
+
+    def _sessions_created(
+        self, start: datetime, before: datetime | None
+    ) -> Iterator[CheckoutSession]:
+        return self.gate.iterate(
+            "list_sessions",
+            lambda: self.provider.list_checkout_sessions(start, created_before=before),
+            key=lambda s: s.id,
+        )
 
     def _compare_listing(self, listing: Iterator[CheckoutSession]) -> None:
         page: list[CheckoutSession] = []
@@ -740,6 +753,26 @@ class Reconciler:
 
 
 _QUIET_ACTIONS = frozenset({"unchanged", "open", "missing"})
+
+
+def _chunk_end(start: datetime, until: datetime, sessions: int) -> datetime | None:
+    """Where the wide pass's chunk from `start` ends: at the creation time of the payment
+    `sessions` rows on, whole seconds (the PSP's precision), at least MIN_CHUNK on. A session
+    is made just after its payment's row, so a chunk holds about that many sessions whatever
+    the traffic: a busy hour is several chunks, an idle day one. None when the end reaches
+    `until`: the last chunk, open-ended."""
+    nth = db.session.execute(
+        select(Payment.created_at)
+        .where(Payment.created_at >= start)
+        .order_by(Payment.created_at)
+        .offset(sessions)
+        .limit(1)
+    ).scalar_one_or_none()
+    db.session.commit()
+    if nth is None:
+        return None
+    end = max(nth.replace(microsecond=0), start + MIN_CHUNK)
+    return end if end < until else None
 
 
 def _claimed_payment(session: CheckoutSession) -> str | None:

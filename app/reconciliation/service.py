@@ -12,15 +12,38 @@ A run has three passes, cheapest first:
    expiry is expired at the PSP and the payment FAILED. The sessions come from the PSP's list
    of those created since the oldest stale payment made in the lookback window (less a clock
    margin), newest first, 100 a call (stopping once every one of them is covered; the other
-   listed sessions get pass 3's comparison on the way); a stale payment the listing does not
-   cover (CREATED, older than the window, a session older than its payment's row, a completed
-   but unpaid session whose payment intent only a retrieve shows) gets a call of its own, on a
-   few threads, each call waiting for the shared rate cap.
-3. **Wide pass.** The PSP's sessions created in the last RECON_LOOKBACK_HOURS that pass 2's
-   listing did not reach (the rest of its range, then everything older) are compared with the
-   database: disagreements are corrected (or recorded as conflicts by `apply_session`),
-   sessions without a payment are reported, an open session of a FAILED payment is expired so
-   it can no longer be paid.
+   listed sessions are compared on the way, as pass 3 would); a stale payment the listing does
+   not cover (CREATED, older than the window, a session older than its payment's row, a
+   completed but unpaid session whose payment intent only a retrieve shows) gets a call of its
+   own, on a few threads, each call waiting for the shared rate cap.
+3. **Wide pass.** The PSP's sessions are compared with the database: disagreements are
+   corrected (or recorded as conflicts by `apply_session`), sessions without a payment are
+   reported, an open session of a FAILED payment is expired so it can no longer be paid.
+
+   Incremental: listing the whole lookback window every run is ~20,000 list calls at 1M
+   payments a day, more than a run's budget, so no run would finish and, each starting from
+   the newest, the older sessions would never be compared. Instead the runs keep a watermark
+   W (`sessions_compared_until`; the next run takes the highest): every session created
+   before W has been compared by a real run's wide pass. A run walks forward from W less
+   SESSIONS_OVERLAP (from the window's start when there is no W yet, or when W is older than
+   the window: those sessions are skipped, and the run says so), in chunks of creation time
+   holding about RECON_WIDE_CHUNK_SESSIONS payments. Each chunk compared to its end moves W to
+   that end in a transaction of its own, so a run cut short by its budget or killed keeps its
+   progress, and the next one redoes at most one chunk. The last chunk is open-ended; it moves
+   W to the run's start less CLOCK_MARGIN (sessions are dated by the PSP's clock). A dry run
+   reads W and never moves it.
+
+   Why a session below W needs no second look: a session changes only while it is open, and
+   meanwhile its payment is either non-final (pass 2 retrieves its session once it is stale,
+   until it is final) or FAILED (PayBridge fails a payment only after expiring its session, and
+   the wide pass expires the open session of a FAILED payment it compares). What the PSP did
+   with a session also comes as an event (pass 1). The overlap lists again the sessions that
+   appeared in the PSP's listings later than their `created` says.
+
+   Pass 3 lists on its own rather than taking over pass 2's listing: pass 2 leaves a stale
+   payment to its own check, which sees only the payment's own session (not a second one), and
+   a session left behind below W is never listed again. A session both list is compared twice,
+   which changes nothing the second time.
 
 4. **Subscriptions.** Each subscription's latest invoices and state at the PSP: a renewal
    whose invoice webhook was lost becomes its payment, a lost cancellation is taken over
@@ -52,7 +75,7 @@ from app.psp.factory import get_provider
 from app.reconciliation.gate import PspGate
 from app.reconciliation.lock import LockLost, RunLock
 from app.reconciliation.ratelimit import RateCap
-from app.reconciliation.reconciler import OutOfTime, Reconciler, describe_error
+from app.reconciliation.reconciler import CLOCK_MARGIN, OutOfTime, Reconciler, describe_error
 from app.refunds.reconcile import check_payment_refunds, check_refunds
 from app.subscriptions.reconcile import reconcile_subscriptions
 from app.tasks import get_redis
@@ -68,6 +91,10 @@ DRY_RUN_STALE_AFTER = timedelta(hours=6)
 EVENTS_OVERLAP = timedelta(minutes=5)
 # Stripe keeps events for 30 days.
 EVENTS_RETENTION = timedelta(days=30)
+# The wide pass lists again the sessions this far below its watermark: those that showed up in
+# the PSP's listings later than their `created` says, or dated by a clock off by more than
+# CLOCK_MARGIN.
+SESSIONS_OVERLAP = CLOCK_MARGIN
 
 
 def build_gate(config) -> PspGate:
@@ -99,6 +126,72 @@ def events_since(now: datetime, lookback: timedelta) -> datetime:
     if last is None:
         return now - lookback
     return max(last - EVENTS_OVERLAP, now - EVENTS_RETENTION)
+
+
+def sessions_compared_until() -> datetime | None:
+    """The wide pass's watermark: every PSP session created before it has been compared by a
+    real run's wide pass (the highest any run reached; None before the first chunk ever)."""
+    column = ReconciliationRun.sessions_compared_until
+    watermark = db.session.execute(
+        select(column)
+        .where(ReconciliationRun.dry_run.is_(False), column.is_not(None))
+        .order_by(column.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    db.session.commit()
+    return watermark
+
+
+def wide_pass_start(
+    watermark: datetime | None, now: datetime, lookback: timedelta
+) -> tuple[datetime, bool]:
+    """Where the wide pass starts: just below the watermark (less the overlap), never before
+    the lookback window; and whether sessions below the window were never compared (the job
+    was down longer than the window)."""
+    floor = now - lookback
+    if watermark is None:
+        return floor, False
+    return max(watermark - SESSIONS_OVERLAP, floor), watermark < floor
+
+
+def _save_watermark(run_id: int, until: datetime) -> None:
+    """Its own short transaction: a run cut short or killed keeps the chunks it completed."""
+    db.session.execute(
+        update(ReconciliationRun)
+        .where(ReconciliationRun.id == run_id)
+        .values(sessions_compared_until=until)
+    )
+    db.session.commit()
+
+
+def _compare_sessions(config, reconciler: Reconciler, run_id: int, started: datetime) -> None:
+    """Pass 3 from where the previous runs left it; a dry run reads the watermark, never
+    moves it."""
+    watermark = sessions_compared_until()
+    start, skipped = wide_pass_start(
+        watermark, started, timedelta(hours=config["RECON_LOOKBACK_HOURS"])
+    )
+    reconciler.tally.sessions_from = start
+    if skipped:
+        why = (
+            f"sessions created from {watermark:%Y-%m-%d %H:%M:%S} to {start:%Y-%m-%d %H:%M:%S} "
+            f"UTC were never compared: older than the lookback window (RECON_LOOKBACK_HOURS)"
+        )
+        log.warning("recon: %s", why)
+        reconciler.tally.add(
+            {"payment": None, "from": None, "to": None, "action": "sessions_skipped", "why": why}
+        )
+
+    def compared_until(until: datetime) -> None:
+        if not reconciler.dry_run:
+            _save_watermark(run_id, until)
+
+    reconciler.compare_sessions(
+        start,
+        started - CLOCK_MARGIN,
+        chunk_sessions=config["RECON_WIDE_CHUNK_SESSIONS"],
+        compared_until=compared_until,
+    )
 
 
 def _record_finished(
@@ -298,7 +391,9 @@ def _execute(config, run: ReconciliationRun, lock: RunLock | None) -> Reconcilia
             "payments",
             lambda: reconciler.check_stale_payments(stale_after, since=started - lookback),
         )
-        _phase(reconciler, "sessions", lambda: reconciler.compare_sessions(started - lookback))
+        _phase(
+            reconciler, "sessions", lambda: _compare_sessions(config, reconciler, run_id, started)
+        )
         _phase(reconciler, "refunds", lambda: check_refunds(reconciler, stale_after))
         _phase(reconciler, "subscriptions", lambda: reconcile_subscriptions(reconciler))
     except LockLost as exc:
@@ -341,6 +436,7 @@ def _finish_run(
         "events_listed": tally.events_listed,
         "events_caught_up": tally.events_caught_up,
         "sessions_listed": tally.sessions_listed,
+        "sessions_from": tally.sessions_from.isoformat(sep=" ") if tally.sessions_from else None,
         "unknown_sessions": tally.unknown_sessions,
         "details_dropped": tally.details_dropped,
     }

@@ -6,8 +6,10 @@ webhook endpoint: a webhook never comes unless a test sets one up) and a closed 
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import timedelta
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import stripe
@@ -54,6 +56,25 @@ def merchant(make_merchant):
 def stripe_client(emulator):
     """Talks to the emulator directly, to see what the PSP holds (not through PayBridge)."""
     return stripe.StripeClient(emulator.api_key, base_addresses={"api": emulator.url})
+
+
+@pytest.fixture
+def session_listings(monkeypatch):
+    """Each session listing sent to the PSP, in order: its query and the ids it answered
+    (the real HTTP requests, watched on their way through the SDK)."""
+    seen: list[tuple[dict, list[str]]] = []
+    send = stripe.RequestsClient.request
+
+    def watched(self, method, url, headers, post_data=None):
+        content, status, response_headers = send(self, method, url, headers, post_data)
+        parts = urlsplit(url)
+        if method.lower() == "get" and parts.path == "/v1/checkout/sessions" and status == 200:
+            listed = [s["id"] for s in json.loads(content)["data"]]
+            seen.append((dict(parse_qsl(parts.query)), listed))
+        return content, status, response_headers
+
+    monkeypatch.setattr(stripe.RequestsClient, "request", watched)
+    return seen
 
 
 @pytest.fixture

@@ -3,14 +3,11 @@ one retrieve each, with exactly the results one retrieve each would give."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from datetime import timedelta
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-import stripe
 
 from app.extensions import db
 from app.models import Payment, PaymentStatusChange, utcnow
@@ -42,25 +39,6 @@ def psp_calls():
     add_call_observer(observe)
     yield calls
     remove_call_observer(observe)
-
-
-@pytest.fixture
-def session_listings(monkeypatch):
-    """Each session listing sent to the PSP, in order: its query and the ids it answered
-    (the real HTTP requests, watched on their way through the SDK)."""
-    seen: list[tuple[dict, list[str]]] = []
-    send = stripe.RequestsClient.request
-
-    def watched(self, method, url, headers, post_data=None):
-        content, status, response_headers = send(self, method, url, headers, post_data)
-        parts = urlsplit(url)
-        if method.lower() == "get" and parts.path == "/v1/checkout/sessions" and status == 200:
-            listed = [s["id"] for s in json.loads(content)["data"]]
-            seen.append((dict(parse_qsl(parts.query)), listed))
-        return content, status, response_headers
-
-    monkeypatch.setattr(stripe.RequestsClient, "request", watched)
-    return seen
 
 
 def make_stale_set(new_payment, emulator, stripe_client) -> dict[str, list[Payment]]:
@@ -162,16 +140,16 @@ def test_stale_payments_are_settled_from_listed_pages_as_retrieves_would_settle_
     by_listing = outcomes(run, listed)
     calls = calls_by_op(psp_calls)
 
-    # One list call per 100 sessions, and one for the window's sessions older than the stale
-    # range (none here); a retrieve only where a listing cannot tell (the payment intent of a
-    # completed unpaid session); an expire where the PSP must close one.
-    assert calls["list_sessions"] == math.ceil(total / 100) + 1
+    # One list call per 100 sessions, for the stale pass and again for the wide pass (which
+    # lists its own window); a retrieve only where a listing cannot tell (the payment intent of
+    # a completed unpaid session); an expire where the PSP must close one.
+    assert calls["list_sessions"] == 2 * math.ceil(total / 100)
     assert calls["retrieve_session"] == ROLES["sepa_failed"] + ROLES["sepa_pending"]
     assert calls["expire_session"] == ROLES["past_expiry"]
     assert set(calls) == {"list_events", "list_sessions", "retrieve_session", "expire_session"}
     assert max_in_one_second(psp_calls) <= CAP + 1
     summary = summarize(run.details)
-    assert summary["sessions_listed"] == total  # each session compared once: no second listing
+    assert summary["sessions_listed"] == 2 * total  # once by each pass
     assert summary["psp_calls"] == len(psp_calls)
     assert dry.corrected == run.corrected == total - ROLES["open"]
     assert run.still_open == ROLES["open"] + ROLES["sepa_pending"]
@@ -207,8 +185,8 @@ def test_stale_payments_are_settled_from_listed_pages_as_retrieves_would_settle_
     assert record(run)[0] == "failed" and "events" in run.error_text  # only the refused pass
 
 
-def test_the_listing_pauses_once_every_stale_payment_is_covered_and_the_wide_pass_goes_on(
-    recon, emulator, new_payment, psp_calls, stale_setup
+def test_the_listing_stops_once_every_stale_payment_is_covered_and_the_wide_pass_lists_its_own(
+    recon, emulator, new_payment, psp_calls, stale_setup, session_listings
 ):
     # Older, fresh payments (not stale), one of them paid without its webhook: the wide pass's.
     fresh = [new_payment() for _ in range(150)]
@@ -226,11 +204,16 @@ def test_the_listing_pauses_once_every_stale_payment_is_covered_and_the_wide_pas
     assert all(reload(p.id).status == "INITIATED" for p in stale[1:] + fresh[1:])
     assert (run.checked, run.corrected, run.still_open) == (121, 2, 119)
     calls = calls_by_op(psp_calls)
-    # The wide pass went on with the stale range (the fresh ones are in it, being within the
-    # clock margin), no restart; then one call for the (empty) older rest of its window.
-    assert calls["list_sessions"] == math.ceil(270 / 100) + 1
+    # The stale pass stopped after two pages (the stale range reaches the fresh ones, within
+    # the clock margin, but every stale payment was covered); the wide pass listed its window,
+    # every session, the oldest fresh one (paid) on its last page.
+    since = str(to_unix(run.started_at - timedelta(hours=recon.config["RECON_LOOKBACK_HOURS"])))
+    wide = [ids for query, ids in session_listings if query["created[gte]"] == since]
+    assert (len(session_listings) - len(wide), len(wide)) == (2, math.ceil(270 / 100))
+    assert fresh[0].psp_session_id in wide[-1]
+    assert calls["list_sessions"] == len(session_listings)
     assert calls["retrieve_session"] == 0
-    assert summarize(run.details)["sessions_listed"] == 270
+    assert summarize(run.details)["sessions_listed"] == 200 + 270
 
 
 def test_stale_payments_the_listing_cannot_cover_still_get_their_own_check(
@@ -266,14 +249,14 @@ def test_stale_payments_the_listing_cannot_cover_still_get_their_own_check(
     assert reload(created.id).psp_session_id is not None
     calls = calls_by_op(psp_calls)
     assert calls["create_session"] == 1  # the CREATED one's registration
-    assert calls["list_sessions"] == 2  # the stale range, then the (empty) rest of the window
+    assert calls["list_sessions"] == 2  # the stale range, then the wide pass's window
     # The listing (with every session, the old one's too) settles what it lists; the
     # registered one's session is retrieved right after its registration.
     assert calls["retrieve_session"] == 1
     assert (run.checked, run.still_open) == (5, 3)
 
 
-def test_the_stale_pass_lists_only_its_payments_range_and_the_wide_pass_the_rest(
+def test_the_stale_pass_lists_only_its_payments_range_and_the_wide_pass_its_window(
     recon, emulator, stripe_client, new_payment, psp_calls, stale_setup, session_listings
 ):
     # Earlier traffic in the window: fresh payments, one of them paid without its webhook (the
@@ -297,18 +280,18 @@ def test_the_stale_pass_lists_only_its_payments_range_and_the_wide_pass_the_rest
     run = run_reconciliation(trigger="cli")
 
     # The stale pass asked only for the sessions made since its oldest payment (less the
-    # margin): two pages, all of them its payments'. The wide pass then asked for the rest of
-    # its window, older than that range: the earlier traffic, listed once.
+    # margin): two pages, all of them its payments'. The wide pass then asked for its whole
+    # window (no earlier run left a watermark), in one chunk up to the newest session.
     floor = str(to_unix(later - CLOCK_MARGIN))
     since = str(to_unix(run.started_at - timedelta(hours=recon.config["RECON_LOOKBACK_HOURS"])))
     filters = [
         (query.get("created[gte]"), query.get("created[lt]")) for query, _ in session_listings
     ]
-    assert filters == [(floor, None)] * 2 + [(since, floor)] * 3
+    assert filters == [(floor, None)] * 2 + [(since, None)] * 4
     listed = [set(ids) for _, ids in session_listings]
     assert set.union(*listed[:2]) == {p.psp_session_id for p in stale}
-    assert set.union(*listed[2:]) == {p.psp_session_id for p in [*earlier, skewed]}
-    assert summarize(run.details)["sessions_listed"] == 120 + 251
+    assert set.union(*listed[2:]) == {p.psp_session_id for p in [*earlier, skewed, *stale]}
+    assert summarize(run.details)["sessions_listed"] == 120 + 371
 
     assert [reload(p.id).status for p in stale[:2]] == ["SUCCESS", "FAILED"]
     assert all(reload(p.id).status == "INITIATED" for p in stale[2:] + earlier[1:])
@@ -316,5 +299,5 @@ def test_the_stale_pass_lists_only_its_payments_range_and_the_wide_pass_the_rest
     assert reload(earlier[0].id).status == "SUCCESS"  # the wide pass's comparison
     assert (run.checked, run.corrected, run.still_open) == (122, 4, 118)
     calls = calls_by_op(psp_calls)
-    assert (calls["list_sessions"], calls["retrieve_session"]) == (5, 1)
+    assert (calls["list_sessions"], calls["retrieve_session"]) == (6, 1)
     assert max_in_one_second(psp_calls) <= CAP + 1

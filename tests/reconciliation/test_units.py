@@ -1,7 +1,9 @@
 """Unit tests of single functions: the rate cap's arithmetic, 429 detection, the gate's
-retry and restart rules, and the run lock's ownership."""
+retry and restart rules, the run lock's ownership, and where the wide pass starts."""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -10,6 +12,7 @@ from app.psp.base import PspRejected, PspUnavailable
 from app.reconciliation.gate import PspGate, RateLimitedTooLong, is_rate_limited
 from app.reconciliation.lock import LockLost, RunLock
 from app.reconciliation.ratelimit import RateCap
+from app.reconciliation.service import SESSIONS_OVERLAP, wide_pass_start
 
 
 class FakeClock:
@@ -122,3 +125,20 @@ def test_run_lock_belongs_to_its_holder(app_ctx):
     with pytest.raises(LockLost):
         second.renew()
     third.release()
+
+
+@pytest.mark.parametrize(
+    ("watermark_age", "start_age", "skipped"),
+    [
+        (None, timedelta(hours=48), False),  # no watermark yet: the whole window
+        (timedelta(minutes=10), timedelta(minutes=10) + SESSIONS_OVERLAP, False),
+        (timedelta(hours=48) - timedelta(minutes=1), timedelta(hours=48), False),  # overlap cut
+        (timedelta(hours=50), timedelta(hours=48), True),  # down longer than the window
+    ],
+)
+def test_the_wide_pass_starts_below_the_watermark_but_never_before_the_window(
+    watermark_age, start_age, skipped
+):
+    now = datetime(2026, 12, 3, 12, 0)
+    watermark = None if watermark_age is None else now - watermark_age
+    assert wide_pass_start(watermark, now, timedelta(hours=48)) == (now - start_age, skipped)
