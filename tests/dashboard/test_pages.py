@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html as htmllib
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
@@ -85,6 +85,7 @@ def test_reconciliation_pages_and_run_now(app, client_a, client_op, tenants, emu
             checked=2,
             corrected=2,
             finished_at=utcnow(),
+            sessions_compared_until=datetime(2026, 12, 3, 10, 15),
             details=[
                 {"payment": mine.public_id, "from": "PENDING", "to": "SUCCESS", "why": "paid"},
                 {
@@ -103,6 +104,8 @@ def test_reconciliation_pages_and_run_now(app, client_a, client_op, tenants, emu
     assert mine_id in detail and theirs_id not in detail
     op_detail = client_op.get(f"/dashboard/reconciliation/{run_id}").get_data(as_text=True)
     assert mine_id in op_detail and theirs_id in op_detail
+    assert "Sessions compared until</dt><dd><time" in op_detail
+    assert "2026-12-03 10:15:00 UTC" in op_detail
 
     confirm = client_op.get("/dashboard/reconciliation/run")
     assert "Yes, run it now" in confirm.get_data(as_text=True)
