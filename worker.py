@@ -47,6 +47,25 @@ log = logging.getLogger("paybridge.worker")
 
 CRON_LEADER_TTL_SECONDS = 60
 CRON_MAX_SLEEP_SECONDS = 10.0
+# RQ heartbeats its worker key twice per job, three Redis calls each, though the key lives
+# worker_ttl + 60 s (80 s for a helper): one heartbeat every few seconds keeps it just as alive.
+HEARTBEAT_MIN_INTERVAL_SECONDS = 5.0
+# RQ's INFO lines for every job that went well ("dequeued", "Job OK", "Successfully
+# completed"): the job's own log line says what it did, and three more per delivery were a
+# measurable share of the worker's CPU. Failures, retries and lifecycle lines still show.
+_ROUTINE_JOB_LINES = frozenset(
+    {
+        "Worker %s: %s: %s (%s)",
+        "Worker %s: %s: %s",
+        "Successfully completed %s job in %ss on worker %s",
+        "Successfully completed job %s in %ss on worker %s",
+    }
+)
+
+
+def quiet_routine_job_lines(record: logging.LogRecord) -> bool:
+    """A logging filter for `rq.worker`: drop the per-job success lines, keep everything else."""
+    return not (record.levelno == logging.INFO and record.msg in _ROUTINE_JOB_LINES)
 
 
 class AppWorker(SimpleWorker):
@@ -55,6 +74,8 @@ class AppWorker(SimpleWorker):
     flask_app: Flask
     # Called once RQ's scheduler process is forked: threads are started only after that fork.
     after_scheduler_start: Callable[[], None] | None = None
+    log_result_lifespan = False  # no job's result is kept or read (delivery jobs keep none)
+    _last_idle_heartbeat = 0.0
 
     def execute_job(self, job, queue):
         with self.flask_app.app_context():
@@ -64,6 +85,16 @@ class AppWorker(SimpleWorker):
         super()._start_scheduler(*args, **kwargs)
         if self.after_scheduler_start is not None:
             self.after_scheduler_start()
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        # Only RQ's plain between-jobs heartbeats are thinned out; one with its own timeout or
+        # inside a job's start/finish pipeline always goes through.
+        if timeout is None and pipeline is None:
+            at = time.monotonic()
+            if at - self._last_idle_heartbeat < HEARTBEAT_MIN_INTERVAL_SECONDS:
+                return
+            self._last_idle_heartbeat = at
+        return super().heartbeat(timeout, pipeline)
 
 
 class HelperWorker(AppWorker):
@@ -261,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
 
     limit_malloc_arenas()  # before any thread starts (16 delivery threads by default)
     app = create_app()
+    logging.getLogger("rq.worker").addFilter(quiet_routine_job_lines)
     if args.without_redis:
         return run_without_redis(app)
     dispose_pool_after_fork(app)

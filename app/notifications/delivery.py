@@ -198,10 +198,19 @@ _NEXT_IN_LINE = _next_in_line_statement()
 _ADD_ATTEMPT = insert(NotificationAttempt)
 
 
+def _run(statement, params: dict):
+    """A prebuilt Core statement on the session's connection, in its transaction.
+
+    Not `db.session.execute`: the ORM's bulk-statement path around an UPDATE or INSERT cost
+    about a tenth of a delivery's CPU, and these statements touch no object the session holds.
+    """
+    return db.session.connection().execute(statement, params)
+
+
 def _claim(notification_id: int, attempt: int, claimed_at: datetime) -> int:
     """Take this attempt with an atomic UPDATE that also sets a lease; commits. 1 if taken."""
     lease = timedelta(seconds=_timeout() + LEASE_MARGIN_SECONDS)
-    claimed = db.session.execute(
+    claimed = _run(
         _CLAIM,
         {
             "notification_id": notification_id,
@@ -427,7 +436,7 @@ def _record(
         values.update(status=FAILED, next_attempt_at=None, last_error=result.error)
 
     def store() -> tuple[int, tuple[int, int] | None]:
-        db.session.execute(
+        _run(
             _ADD_ATTEMPT,
             {
                 "notification_id": notification_id,
@@ -437,7 +446,7 @@ def _record(
                 "duration_ms": result.duration_ms,
             },
         )
-        changed = db.session.execute(
+        changed = _run(
             _outcome_statement(tuple(sorted(values))),
             {
                 "notification_id": notification_id,
@@ -481,7 +490,7 @@ def _next_in_line(payment_id: int | None, notification_id: int) -> tuple[int, in
     """(id, attempt) of the next pending notification of the payment after this one, if any."""
     if payment_id is None:
         return None
-    following = db.session.execute(
+    following = _run(
         _NEXT_IN_LINE, {"payment_id": payment_id, "notification_id": notification_id}
     ).first()
     return tuple(following) if following else None

@@ -86,6 +86,9 @@ def enqueue_delivery(
             queue="notifications",
             job_id=job_id,
             delay_seconds=delay_seconds,
+            # The outbox row is the record of a delivery: the job is deleted once it succeeds
+            # (no result or registry entry to write), and a later enqueue may reuse its id.
+            result_ttl=0,
         )
     except RedisError:
         log.warning(

@@ -47,6 +47,7 @@ def enqueue(
     delay_seconds: float | None = None,
     retry: Retry | None = None,
     timeout: int = JOB_TIMEOUT_SECONDS,
+    result_ttl: int | None = None,
 ):
     """Put a job on a queue; without Redis, run it in a thread when the demo fallback is on.
 
@@ -54,6 +55,8 @@ def enqueue(
     recorded in the database (the outbox) may ignore it, a sweeper re-enqueues later.
     """
     options = dict(job_id=job_id, job_timeout=timeout, failure_ttl=FAILURE_TTL_SECONDS, retry=retry)
+    if result_ttl is not None:  # 0: the job is deleted once it succeeds, nothing is stored
+        options["result_ttl"] = result_ttl
     try:
         q = get_queue(queue)
         if delay_seconds:

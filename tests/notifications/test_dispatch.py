@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
 from app.extensions import db
 from app.models import Notification, Payment, utcnow
@@ -133,14 +134,39 @@ def test_a_lost_job_is_enqueued_again_by_the_sweeper(
     assert len(receiver.requests) == 1
 
 
-def test_a_finished_job_id_does_not_block_a_new_enqueue(
+def test_a_finished_job_is_gone_and_its_id_serves_a_resend(
     app, make_merchant, receiver, finish_payment, worker
 ):
     merchant, _ = make_merchant(notify_url=None)
     _, notification_id = finish_payment(merchant.id)
     worker.run_until(status_is(app, notification_id, "failed"), what="failure")
     with app.app_context():
-        assert Job.fetch(job_id_for(notification_id, 0), connection=get_redis())
+        # Delivery jobs keep no result: the outbox row is the record.
+        with pytest.raises(NoSuchJobError):
+            Job.fetch(job_id_for(notification_id, 0), connection=get_redis())
+        db.session.get(Notification, notification_id).merchant.notify_url = receiver.url
+        db.session.commit()
+        from app.notifications.delivery import resend
+
+        resend(notification_id)
+        db.session.commit()
+    assert queued_ids(app) == [job_id_for(notification_id, 0)]
+    worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
+
+
+def test_a_kept_job_that_already_ran_does_not_block_a_new_enqueue(
+    app, make_merchant, receiver, finish_payment, worker
+):
+    """A job that crashed stays in RQ's failed registry: a resend needs a job id of its own."""
+    merchant, _ = make_merchant(notify_url=None)
+    _, notification_id = finish_payment(merchant.id)
+    worker.run_until(status_is(app, notification_id, "failed"), what="failure")
+    with app.app_context():
+        crashed = get_queue("notifications").create_job(
+            print, job_id=job_id_for(notification_id, 0)
+        )
+        crashed.set_status(JobStatus.FAILED)
+        crashed.save()
         db.session.get(Notification, notification_id).merchant.notify_url = receiver.url
         db.session.commit()
         from app.notifications.delivery import resend

@@ -105,6 +105,33 @@ def test_burst_worker_runs_what_is_queued_and_exits(app, make_merchant, receiver
         worker.kill()
     assert notification_row(app, notification_id).status == "delivered"
     assert len(receiver.requests) == 1
+    # The job's own line says what it did; RQ's routine per-job lines are left out.
+    assert "app.notifications.delivery: notification msg_" in worker.output
+    assert "Successfully completed" not in worker.output
+    assert "Job OK" not in worker.output
+    assert "done, quitting" in worker.output  # RQ's other lines still show
+
+
+def test_idle_heartbeats_are_thinned_out_but_a_jobs_own_go_through(app):
+    from worker import build_worker
+
+    rq_worker = build_worker(app, ["notifications"])
+    redis = get_redis(app)
+
+    def last_heartbeat() -> bytes | None:
+        return redis.hget(rq_worker.key, "last_heartbeat")
+
+    rq_worker.heartbeat()
+    first = last_heartbeat()
+    assert first is not None and redis.ttl(rq_worker.key) > 0
+    time.sleep(0.01)
+    rq_worker.heartbeat()  # between two jobs, moments later: no Redis call
+    assert last_heartbeat() == first
+    with redis.pipeline() as pipeline:  # as RQ sends it when a job starts or ends
+        rq_worker.heartbeat(pipeline=pipeline)
+        pipeline.execute()
+    assert last_heartbeat() != first
+    redis.delete(rq_worker.key)
 
 
 def test_two_workers_given_duplicate_jobs_send_the_attempt_once(
@@ -126,9 +153,10 @@ def test_two_workers_given_duplicate_jobs_send_the_attempt_once(
             20,
             "delivery",
         )
-        # Each worker took one of the two jobs, at the same time (the receiver holds 1 s).
-        wait_for_output(workers[0], "Successfully completed")
-        wait_for_output(workers[1], "Successfully completed")
+        # Each worker took one of the two jobs, at the same time (the receiver holds 1 s): one
+        # delivered it, the other found the attempt claimed, and each said so in its own log.
+        for w in workers:
+            wait_for_output(w, "app.notifications.delivery: notification msg_")
         for w in workers:
             w.proc.send_signal(signal.SIGTERM)
         assert [w.wait(20) for w in workers] == [0, 0]
