@@ -158,7 +158,12 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the pb_bench database")
     parser.add_argument("--web-threads", type=int, help="override gunicorn --threads (experiment)")
     parser.add_argument("--web-workers", type=int, help="override gunicorn --workers (experiment)")
-    parser.add_argument("--workers", type=int, default=1, help="RQ worker processes (Procfile: 1)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="RQ worker processes (default 2: one per core, see the README, Operating)",
+    )
     parser.add_argument("--soak-seconds", type=float, help="override the soak duration")
     parser.add_argument("--env", action="append", default=[], help="extra NAME=VALUE for the app")
     parser.add_argument(
