@@ -203,7 +203,8 @@ def verdicts(report: dict) -> list[tuple[str, str, bool | None]]:
             # Runs that record their passes: the stale payments are done after events + payments.
             measured = (
                 f"all {r['checked']} settled after {settled} s (events + payments passes; "
-                f"the run then listed the window's sessions until {r['elapsed_s']} s)"
+                f"the wide pass then compared the sessions since the last run's watermark; "
+                f"the run ended at {r['elapsed_s']} s)"
             )
             met = settled <= 120
         else:
