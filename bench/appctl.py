@@ -44,8 +44,10 @@ def setup(args) -> None:
 def enqueue_notifications(args) -> None:
     """Put every pending, never-enqueued notification with id >= min_id on the RQ queue at once.
 
-    One pipeline of jobs (the same job ids and function as the app's own dispatch), then one
-    UPDATE of enqueued_at: the backlog is queued in seconds, as after a Redis outage ends.
+    One UPDATE of enqueued_at, committed first (as the app marks a new row queued before its
+    job exists: a worker claiming a row while this UPDATE still held the backlog's locks ended
+    in a deadlock), then pipelines of jobs with the app's own job ids, function and options:
+    the backlog is queued in seconds, as after a Redis outage ends.
     """
     from rq import Queue
 
@@ -63,21 +65,7 @@ def enqueue_notifications(args) -> None:
             .order_by(Notification.id)
         )
     )
-    queue = get_queue("notifications")
     started = time.time()
-    for chunk_start in range(0, len(ids), 1000):
-        chunk = ids[chunk_start : chunk_start + 1000]
-        jobs = [
-            Queue.prepare_data(
-                deliver_notification,
-                args=(nid,),
-                job_id=job_id_for(nid, 0),
-                timeout=JOB_TIMEOUT_SECONDS,
-                failure_ttl=FAILURE_TTL_SECONDS,
-            )
-            for nid in chunk
-        ]
-        queue.enqueue_many(jobs)
     db.session.execute(
         update(Notification)
         .where(Notification.id.in_(ids) if len(ids) < 5000 else Notification.id >= args.min_id)
@@ -87,6 +75,21 @@ def enqueue_notifications(args) -> None:
         .execution_options(synchronize_session=False)
     )
     db.session.commit()
+    queue = get_queue("notifications")
+    for chunk_start in range(0, len(ids), 1000):
+        chunk = ids[chunk_start : chunk_start + 1000]
+        jobs = [
+            Queue.prepare_data(
+                deliver_notification,
+                args=(nid,),
+                job_id=job_id_for(nid, 0),
+                timeout=JOB_TIMEOUT_SECONDS,
+                failure_ttl=FAILURE_TTL_SECONDS,
+                result_ttl=0,  # as enqueue_delivery: a delivery job keeps no result
+            )
+            for nid in chunk
+        ]
+        queue.enqueue_many(jobs)
     _out({"enqueued": len(ids), "seconds": round(time.time() - started, 2), "started": started})
 
 
