@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     from app import create_app
     from app.process_tuning import limit_malloc_arenas
 
-    limit_malloc_arenas()  # before any thread starts (16 delivery threads by default)
+    limit_malloc_arenas()  # before any thread starts (WORKER_CONCURRENCY delivery threads)
     app = create_app()
     logging.getLogger("rq.worker").addFilter(quiet_routine_job_lines)
     if args.without_redis:

@@ -88,8 +88,9 @@ class Config:
         # A queued notification still pending this long after it was due: its job was lost.
         self.NOTIFY_LOST_JOB_SECONDS = _env_int("NOTIFY_LOST_JOB_SECONDS", 60)
         # Jobs one worker process runs at once, in threads (worker.py): deliveries wait on
-        # client apps, not on the CPU. Keep it under DB_POOL_SIZE + DB_MAX_OVERFLOW.
-        self.WORKER_CONCURRENCY = _env_int("WORKER_CONCURRENCY", 16)
+        # client apps, not on the CPU. Keep it under DB_POOL_SIZE + DB_MAX_OVERFLOW. More
+        # processes with fewer threads each beat one crowded interpreter (README, Operating).
+        self.WORKER_CONCURRENCY = _env_int("WORKER_CONCURRENCY", 12)
         # Whether notify URLs may point at loopback/private addresses (the demo's and tests'
         # client apps live on 127.0.0.1); production refuses them unless told otherwise.
         self.NOTIFY_ALLOW_PRIVATE_TARGETS = _env("NOTIFY_ALLOW_PRIVATE_TARGETS", "1") == "1"

@@ -161,8 +161,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=2,
-        help="RQ worker processes (default 2: one per core, see the README, Operating)",
+        default=4,
+        help="RQ worker processes (default 4: two per core, see the README, Operating)",
     )
     parser.add_argument("--soak-seconds", type=float, help="override the soak duration")
     parser.add_argument("--env", action="append", default=[], help="extra NAME=VALUE for the app")
