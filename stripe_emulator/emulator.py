@@ -965,15 +965,21 @@ def _paginate(recs: list[dict], params: dict, kind: str) -> tuple[list[dict], bo
             "starting_after", "You may only specify one of these parameters: ending_before, "
             "starting_after.",
         )  # fmt: skip
-    ids = [r["id"] for r in recs]
     if after:
-        if after not in ids:
+        at = _position(recs, after)
+        if at is None:
             raise no_such(kind, after, param="starting_after", status=400)
-        rest = recs[ids.index(after) + 1 :]
+        rest = recs[at + 1 :]
         return rest[:limit], len(rest) > limit
     if before:
-        if before not in ids:
+        at = _position(recs, before)
+        if at is None:
             raise no_such(kind, before, param="ending_before", status=400)
-        head = recs[: ids.index(before)]
+        head = recs[:at]
         return head[-limit:], len(head) > limit
     return recs[:limit], len(recs) > limit
+
+
+def _position(recs: list[dict], oid: str) -> int | None:
+    """Where the cursor's object is in the list (one pass, stopping there), or None."""
+    return next((i for i, r in enumerate(recs) if r["id"] == oid), None)
