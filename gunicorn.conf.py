@@ -1,6 +1,7 @@
 """Settings every `gunicorn wsgi:app` started from the repository root reads (gunicorn loads
 ./gunicorn.conf.py by itself): Prometheus counters summed over all worker processes, and
-glibc's malloc arenas capped for the threaded workers (app/process_tuning.py).
+glibc's malloc arenas capped for the threaded workers, and each worker's templates compiled
+before its first request (app/process_tuning.py).
 
 Each worker process counts in memory of its own, so without this a scrape of /metrics shows the
 one worker that happened to answer it. prometheus-client's multiprocess mode keeps each process's
@@ -24,6 +25,12 @@ def on_starting(server):
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         _made_here = tempfile.mkdtemp(prefix="paybridge-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = _made_here  # inherited by every worker
+
+
+def post_worker_init(worker):
+    from app.process_tuning import compile_templates
+
+    compile_templates(worker.wsgi)  # before this worker's first request, not during it
 
 
 def child_exit(server, worker):

@@ -1,4 +1,4 @@
-"""limit_malloc_arenas: the one call into glibc, unit-tested with a stand-in C library."""
+"""Process settings: the one call into glibc (with a stand-in C library), template warm-up."""
 
 from __future__ import annotations
 
@@ -36,3 +36,14 @@ def test_without_mallopt_it_does_nothing(monkeypatch):
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     monkeypatch.setattr(ctypes, "CDLL", lambda name: object())  # no mallopt symbol
     process_tuning.limit_malloc_arenas()  # must not raise
+
+
+def test_every_template_is_compiled_before_the_first_request(app):
+    from pathlib import Path
+
+    on_disk = list(Path(app.root_path, app.template_folder).rglob("*.html"))
+    app.jinja_env.cache.clear()
+    compiled = process_tuning.compile_templates(app)
+    # The app's own templates, and those its extensions bring.
+    assert compiled == len(app.jinja_env.list_templates(extensions=["html"])) >= len(on_disk) > 0
+    assert len(app.jinja_env.cache) == compiled  # later renders find them compiled
