@@ -134,22 +134,34 @@ def test_a_lost_job_is_enqueued_again_by_the_sweeper(
     assert len(receiver.requests) == 1
 
 
-def test_a_finished_job_is_gone_and_its_id_serves_a_resend(
-    app, make_merchant, receiver, finish_payment, worker
-):
+def failed_for_want_of_a_url(app, make_merchant, finish_payment, worker) -> int:
+    """A final payment's notification, failed because its merchant had no notify_url."""
     merchant, _ = make_merchant(notify_url=None)
     _, notification_id = finish_payment(merchant.id)
     worker.run_until(status_is(app, notification_id, "failed"), what="failure")
+    return notification_id
+
+
+def resend_to(app, notification_id: int, url: str) -> None:
+    """Give the merchant a notify_url and resend, as the dashboard does."""
+    from app.notifications.delivery import resend
+
+    with app.app_context():
+        db.session.get(Notification, notification_id).merchant.notify_url = url
+        db.session.commit()
+        resend(notification_id)
+        db.session.commit()
+
+
+def test_a_finished_job_is_gone_and_its_id_serves_a_resend(
+    app, make_merchant, receiver, finish_payment, worker
+):
+    notification_id = failed_for_want_of_a_url(app, make_merchant, finish_payment, worker)
     with app.app_context():
         # Delivery jobs keep no result: the outbox row is the record.
         with pytest.raises(NoSuchJobError):
             Job.fetch(job_id_for(notification_id, 0), connection=get_redis())
-        db.session.get(Notification, notification_id).merchant.notify_url = receiver.url
-        db.session.commit()
-        from app.notifications.delivery import resend
-
-        resend(notification_id)
-        db.session.commit()
+    resend_to(app, notification_id, receiver.url)
     assert queued_ids(app) == [job_id_for(notification_id, 0)]
     worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
 
@@ -158,21 +170,14 @@ def test_a_kept_job_that_already_ran_does_not_block_a_new_enqueue(
     app, make_merchant, receiver, finish_payment, worker
 ):
     """A job that crashed stays in RQ's failed registry: a resend needs a job id of its own."""
-    merchant, _ = make_merchant(notify_url=None)
-    _, notification_id = finish_payment(merchant.id)
-    worker.run_until(status_is(app, notification_id, "failed"), what="failure")
+    notification_id = failed_for_want_of_a_url(app, make_merchant, finish_payment, worker)
     with app.app_context():
         crashed = get_queue("notifications").create_job(
             print, job_id=job_id_for(notification_id, 0)
         )
         crashed.set_status(JobStatus.FAILED)
         crashed.save()
-        db.session.get(Notification, notification_id).merchant.notify_url = receiver.url
-        db.session.commit()
-        from app.notifications.delivery import resend
-
-        resend(notification_id)
-        db.session.commit()
+    resend_to(app, notification_id, receiver.url)
     [job_id] = queued_ids(app)
     assert job_id.startswith(job_id_for(notification_id, 0) + "-r")
     worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")

@@ -99,7 +99,7 @@ def test_a_run_out_of_time_keeps_its_completed_chunks_and_the_next_run_continues
     finally:
         remove_call_observer(slow)
 
-    # One chunk (the oldest ten) was compared; the second was listed, not compared.
+    # One chunk (the oldest batch) was compared; the second was listed, not compared.
     assert "time budget spent: the next run continues" in first.error_text
     assert first.sessions_compared_until == middle
     assert statuses(a, b, c) == ["SUCCESS", "INITIATED", "INITIATED"]
