@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.extensions import db
 from app.models import Notification, Payment, utcnow
 from app.models.base import public_id
-from app.payments.serialize import iso, payment_to_dict, refunds_of
+from app.payments.serialize import RecurringLookup, iso, payment_to_dict, refunds_of
 from app.payments.status import PaymentStatus
 
 PAYMENT_EVENT_TYPES = {
@@ -21,7 +21,7 @@ def add_payment_notification(payment: Payment) -> Notification | None:
         return None
     now = utcnow()
     message_id = public_id("msg_")
-    data = payment_to_dict(payment)
+    data = payment_to_dict(payment, recc=RecurringLookup.load([payment], under_lock=True))
     notification = Notification(
         public_id=message_id,
         merchant_id=payment.merchant_id,
@@ -52,7 +52,9 @@ def add_refund_notification(payment: Payment, refund) -> Notification | None:
     now = utcnow()
     message_id = public_id("msg_")
     data = refund_to_dict(refund, payment_public_id=payment.public_id)
-    data["payment"] = payment_to_dict(payment)
+    data["payment"] = payment_to_dict(
+        payment, recc=RecurringLookup.load([payment], under_lock=True)
+    )
     data["payment"]["refunds"] = refunds_of(payment)
     notification = Notification(
         public_id=message_id,

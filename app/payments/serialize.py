@@ -77,7 +77,10 @@ class RecurringLookup:
         self.parents = parents  # payment id -> public id
 
     @classmethod
-    def load(cls, payments: list[Payment]) -> RecurringLookup:
+    def load(cls, payments: list[Payment], *, under_lock: bool = False) -> RecurringLookup:
+        """`under_lock`: the caller holds these payments locked and freezes what it reads (a
+        notification), so a first payment's subscription committed after this transaction's
+        snapshot is looked up too."""
         from app.models.subscription import Subscription
 
         recc = [p for p in payments if p.payment_type == "RECC" and p.id is not None]
@@ -103,6 +106,14 @@ class RecurringLookup:
                         db.select(Payment.id, Payment.public_id).where(Payment.id.in_(parent_ids))
                     ).all()
                 )
+        if under_lock:
+            from app.subscriptions.service import committed_for_first_payment
+
+            for payment in recc:
+                if payment.parent_payment_id is None and payment.id not in subscriptions:
+                    found = committed_for_first_payment(db.session, payment)
+                    if found is not None:
+                        subscriptions[payment.id] = (found.public_id, found.psp_subscription_id)
         return cls(subscriptions, parents)
 
     def fields(self, payment: Payment) -> dict:

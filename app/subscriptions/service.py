@@ -120,12 +120,37 @@ def ensure_for_first_payment(session: Session, payment: Payment) -> Subscription
     return subscription
 
 
-def first_payment_status_changed(session: Session, payment: Payment) -> None:
-    """A first payment turned final: an incomplete subscription becomes active or cancelled."""
+def committed_for_first_payment(
+    session: Session, payment: Payment, *, for_update: bool = False
+) -> Subscription | None:
+    """The subscription of a first payment the caller holds locked, even one committed after
+    this transaction's snapshot.
+
+    A plain read sees the snapshot, which can predate the commit of the subscription another
+    transaction recorded for this payment (its customer.subscription.* event raced the
+    checkout's completion), while the payment row, read under its lock, already names the PSP
+    subscription. Then a locking read by that id finds the committed row; as it exists, the
+    read locks that one row and no gap. Never autoflushes (the flush hook calls it).
+    """
     with session.no_autoflush:
-        subscription = session.execute(
+        found = session.execute(
             select(Subscription).where(Subscription.first_payment_id == payment.id)
         ).scalar_one_or_none()
+        if found is not None or not payment.psp_subscription_id:
+            return found
+        committed = session.execute(
+            select(Subscription)
+            .where(Subscription.psp_subscription_id == payment.psp_subscription_id)
+            .with_for_update(read=not for_update)
+        ).scalar_one_or_none()
+    if committed is None or committed.first_payment_id != payment.id:
+        return None
+    return committed
+
+
+def first_payment_status_changed(session: Session, payment: Payment) -> None:
+    """A first payment turned final: an incomplete subscription becomes active or cancelled."""
+    subscription = committed_for_first_payment(session, payment, for_update=True)
     if subscription is None or subscription.status != Subscription.STATUS_INCOMPLETE:
         return
     new_status = _status_for_first_payment(payment.status, subscription.status)

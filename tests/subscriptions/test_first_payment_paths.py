@@ -1,7 +1,8 @@
 """The first payment decides an incomplete subscription: a delayed method (SEPA) leaves it
 incomplete until the money settles; settled it is active, failed it is cancelled. And two
 copies of one invoice processed at the same moment record one renewal (the row lock and the
-invoice's charge key)."""
+invoice's charge key). A checkout completed in a transaction whose snapshot predates the
+subscription's commit still names it and activates it."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ import threading
 
 import pytest
 import stripe
+from sqlalchemy import select
 
 from app.extensions import db
+from app.models import Notification, Subscription
 from app.payments.service import create_payment
 from app.psp.stripe_adapter import event_from_stripe
 from app.webhooks.processing import process_event
 from tests.subscriptions.conftest import (
+    CARD,
     bill_next_period,
     payments_of,
     subscription_row,
@@ -23,7 +27,7 @@ from tests.subscriptions.conftest import (
     wait_for_deliveries_done,
     wait_for_payments,
 )
-from tests.subscriptions.test_recon_and_duplicates import renewal_invoice_event
+from tests.subscriptions.test_recon_and_duplicates import emulator_get, renewal_invoice_event
 
 
 @pytest.mark.parametrize(
@@ -109,3 +113,73 @@ def test_two_copies_of_one_invoice_at_once_record_one_renewal(
     stripe_delivers.control("POST", "deliveries/resume")
     wait_for_deliveries_done(stripe_delivers)
     assert len(payments_of(app, first_id)) == 2
+
+
+def test_a_checkout_completed_behind_an_older_snapshot_names_the_subscription_committed_since(
+    app, make_merchant, stripe_delivers
+):
+    # The race CI once met: customer.subscription.created records the subscription while the
+    # checkout.session.completed request has already read (its snapshot is older), then waits
+    # for the payment's lock. Under the lock it sees the PSP id; the snapshot misses the row.
+    merchant, _ = make_merchant()
+    with app.app_context():
+        payment = create_payment(
+            merchant.id,
+            {
+                "merchant_reference": "race-" + secrets.token_hex(4),
+                "amount": 1500,
+                "currency": "EUR",
+                "payment_type": "RECC",
+                "interval": "day",
+                "success_url": "https://shop.example/ok",
+                "cancel_url": "https://shop.example/cancel",
+            },
+            idempotency_key=None,
+        )
+        payment_id, session_id = payment.id, payment.psp_session_id
+        db.session.remove()
+    stripe_delivers.control("POST", "deliveries/pause")
+    stripe_delivers.control("POST", f"checkout/sessions/{session_id}/pay", {"card": CARD})
+    [completed] = [
+        e
+        for e in emulator_get(stripe_delivers, "/v1/events", type="checkout.session.completed")[
+            "data"
+        ]
+        if e["data"]["object"]["id"] == session_id
+    ]
+    psp_subscription_id = completed["data"]["object"]["subscription"]
+    [created] = [
+        e
+        for e in emulator_get(stripe_delivers, "/v1/events", type="customer.subscription.created")[
+            "data"
+        ]
+        if e["data"]["object"]["id"] == psp_subscription_id
+    ]
+
+    def parsed(raw: dict):
+        return event_from_stripe(stripe.Event.construct_from(raw, "sk_test"), raw)
+
+    with app.app_context():
+        db.session.execute(select(Subscription.id).limit(1)).all()  # the snapshot starts here
+        with app.app_context():  # another request, its own session and connection
+            assert process_event(parsed(created)).outcome == "applied"
+            db.session.remove()
+        assert process_event(parsed(completed)).outcome == "applied"
+        db.session.remove()
+
+    sub = subscription_row(app, payment_id)
+    assert (sub["psp_subscription_id"], sub["status"]) == (psp_subscription_id, "active")
+    with app.app_context():
+        [notification] = db.session.execute(
+            select(Notification).where(Notification.payment_id == payment_id)
+        ).scalars()
+        data = notification.payload["data"]
+        db.session.remove()
+    assert (notification.event_type, data["status"]) == ("payment.succeeded", "SUCCESS")
+    assert (data["subscription_id"], data["psp_subscription_id"]) == (
+        sub["public_id"],
+        psp_subscription_id,
+    )
+    stripe_delivers.control("POST", "deliveries/resume")
+    wait_for_deliveries_done(stripe_delivers)
+    assert payments_of(app, payment_id)[0]["status"] == "SUCCESS"
