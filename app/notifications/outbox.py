@@ -55,7 +55,7 @@ def add_refund_notification(payment: Payment, refund) -> Notification | None:
     data["payment"] = payment_to_dict(
         payment, recc=RecurringLookup.load([payment], under_lock=True)
     )
-    data["payment"]["refunds"] = refunds_of(payment)
+    data["payment"]["refunds"] = refunds_of(payment, under_lock=True)
     notification = Notification(
         public_id=message_id,
         merchant_id=payment.merchant_id,

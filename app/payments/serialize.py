@@ -130,8 +130,11 @@ class RecurringLookup:
         return fields
 
 
-def refunds_of(payment: Payment) -> list[dict]:
-    """The payment's refunds, oldest first; only a SUCCESS payment can have any (no query else)."""
+def refunds_of(payment: Payment, *, under_lock: bool = False) -> list[dict]:
+    """The payment's refunds, oldest first; only a SUCCESS payment can have any (no query else).
+
+    `under_lock`: the caller holds the payment locked and freezes the list (a notification); a
+    locking read then sees refunds another transaction finished after this one's snapshot."""
     if payment.status != "SUCCESS" or payment.id is None:
         return []
     from sqlalchemy import select
@@ -140,7 +143,8 @@ def refunds_of(payment: Payment) -> list[dict]:
     from app.models import Refund
     from app.refunds.serialize import refund_to_dict
 
-    rows = db.session.scalars(
-        select(Refund).where(Refund.payment_id == payment.id).order_by(Refund.id)
-    )
+    query = select(Refund).where(Refund.payment_id == payment.id).order_by(Refund.id)
+    if under_lock:  # every refund writer locks the payment first: this waits on no one
+        query = query.with_for_update(read=True).execution_options(populate_existing=True)
+    rows = db.session.scalars(query)
     return [refund_to_dict(r, payment_public_id=payment.public_id) for r in rows]

@@ -9,7 +9,7 @@ from app.models import Notification, Payment, Refund
 from app.payments.state import lock_payment, record_creation, transition
 from app.payments.status import PaymentStatus, StatusSource
 from app.psp.base import PspRefund
-from app.refunds.service import apply_psp_refund, validate_refund_params
+from app.refunds.service import apply_psp_refund, lock_refund, validate_refund_params
 
 OURS = ["pending", "succeeded", "failed"]
 THEIRS = ["pending", "requires_action", "succeeded", "failed", "canceled"]
@@ -88,6 +88,67 @@ def test_every_pair_of_statuses(app, make_merchant, ours, theirs):
         assert notified == (1 if expected != ours else 0)
         if expected == "failed" and ours != "failed":
             assert refund.failure_reason == ("declined" if theirs == "failed" else "canceled")
+
+
+def _succeeded(psp_refund_id: str) -> PspRefund:
+    return PspRefund(
+        id=psp_refund_id,
+        status="succeeded",
+        amount=400,
+        currency="EUR",
+        payment_intent_id="pi_1",
+        charge_id="ch_1",
+        failure_reason=None,
+        metadata={},
+        created_at=None,
+    )
+
+
+def test_a_refund_notification_lists_the_refunds_finished_since_its_snapshot(app, make_merchant):
+    # Two refunds of one payment finish at once: the second waits for the payment's lock with
+    # a snapshot taken before the first committed. Its notification must show the first as
+    # succeeded, as the payment's refunded_amount (read under the lock) already counts it.
+    merchant, _ = make_merchant()
+    with app.app_context():
+        payment = _paid(merchant.id)
+        first, second = (
+            Refund(
+                payment_id=payment.id,
+                merchant_id=merchant.id,
+                amount=400,
+                currency="EUR",
+                status="pending",
+                psp_refund_id=f"re_psp_{n}",
+            )
+            for n in (1, 2)
+        )
+        db.session.add_all([first, second])
+        db.session.commit()
+        payment_id, first_id, second_id = payment.id, first.id, second.id
+        db.session.remove()
+
+    with app.app_context():
+        db.session.execute(db.select(Refund.id).limit(1)).all()  # the snapshot starts here
+        with app.app_context():  # another request, its own session and connection
+            locked = lock_payment(payment_id)
+            apply_psp_refund(locked, lock_refund(first_id), _succeeded("re_psp_1"), via="test")
+            db.session.commit()
+            db.session.remove()
+        locked = lock_payment(payment_id)
+        apply_psp_refund(locked, lock_refund(second_id), _succeeded("re_psp_2"), via="test")
+        db.session.commit()
+        notification = db.session.scalars(
+            db.select(Notification)
+            .where(Notification.payment_id == payment_id)
+            .order_by(Notification.id.desc())
+            .limit(1)
+        ).one()
+        data = notification.payload["data"]
+        db.session.remove()
+
+    assert (notification.event_type, data["status"]) == ("refund.succeeded", "succeeded")
+    assert data["payment"]["refunded_amount"] == 800
+    assert [r["status"] for r in data["payment"]["refunds"]] == ["succeeded", "succeeded"]
 
 
 @pytest.mark.parametrize(
