@@ -120,9 +120,7 @@ def ensure_for_first_payment(session: Session, payment: Payment) -> Subscription
     return subscription
 
 
-def committed_for_first_payment(
-    session: Session, payment: Payment, *, for_update: bool = False
-) -> Subscription | None:
+def committed_for_first_payment(session: Session, payment: Payment) -> Subscription | None:
     """The subscription of a first payment the caller holds locked, even one committed after
     this transaction's snapshot.
 
@@ -141,7 +139,7 @@ def committed_for_first_payment(
         committed = session.execute(
             select(Subscription)
             .where(Subscription.psp_subscription_id == payment.psp_subscription_id)
-            .with_for_update(read=not for_update)
+            .with_for_update(read=True)
         ).scalar_one_or_none()
     if committed is None or committed.first_payment_id != payment.id:
         return None
@@ -150,9 +148,21 @@ def committed_for_first_payment(
 
 def first_payment_status_changed(session: Session, payment: Payment) -> None:
     """A first payment turned final: an incomplete subscription becomes active or cancelled."""
-    subscription = committed_for_first_payment(session, payment, for_update=True)
+    subscription = committed_for_first_payment(session, payment)
+    # No subscription returns to incomplete, so a copy that has left it needs no second look.
     if subscription is None or subscription.status != Subscription.STATUS_INCOMPLETE:
         return
+    if subscription not in session.dirty:  # dirty: this transaction wrote (and locked) it
+        # The copy may be the snapshot's: a cancel committed since must not be overwritten.
+        with session.no_autoflush:
+            subscription = session.execute(
+                select(Subscription)
+                .where(Subscription.id == subscription.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            ).scalar_one()
+        if subscription.status != Subscription.STATUS_INCOMPLETE:
+            return
     new_status = _status_for_first_payment(payment.status, subscription.status)
     if new_status != subscription.status:
         subscription.status = new_status

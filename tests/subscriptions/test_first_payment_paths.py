@@ -183,3 +183,64 @@ def test_a_checkout_completed_behind_an_older_snapshot_names_the_subscription_co
     stripe_delivers.control("POST", "deliveries/resume")
     wait_for_deliveries_done(stripe_delivers)
     assert payments_of(app, payment_id)[0]["status"] == "SUCCESS"
+
+
+def test_a_cancel_committed_behind_a_settling_checkout_is_not_undone(
+    app, make_merchant, stripe_delivers
+):
+    # An incomplete subscription (SEPA still settling) is cancelled while the settlement's
+    # webhook, its snapshot already taken, waits for the payment's lock. The snapshot still says
+    # incomplete; activating from it would bring the cancelled subscription back.
+    from app.subscriptions.service import cancel_subscription
+
+    merchant, _ = make_merchant()
+    with app.app_context():
+        payment = create_payment(
+            merchant.id,
+            {
+                "merchant_reference": "sepa-" + secrets.token_hex(4),
+                "amount": 2500,
+                "currency": "EUR",
+                "payment_type": "RECC",
+                "interval": "month",
+                "success_url": "https://shop.example/ok",
+                "cancel_url": "https://shop.example/cancel",
+            },
+            idempotency_key=None,
+        )
+        payment_id, session_id = payment.id, payment.psp_session_id
+        db.session.remove()
+    stripe_delivers.control(
+        "POST", f"checkout/sessions/{session_id}/pay", {"iban": "DE89370400440532013000"}
+    )
+    sub = wait_for(
+        lambda: (s := subscription_row(app, payment_id)) and s["status"] == "incomplete" and s,
+        what="incomplete subscription",
+    )
+    wait_for_deliveries_done(stripe_delivers)
+    stripe_delivers.control("POST", "deliveries/pause")
+    stripe_delivers.control(
+        "POST", f"checkout/sessions/{session_id}/settle", {"outcome": "succeeded"}
+    )
+    [settled] = [
+        e
+        for e in emulator_get(
+            stripe_delivers, "/v1/events", type="checkout.session.async_payment_succeeded"
+        )["data"]
+        if e["data"]["object"]["id"] == session_id
+    ]
+
+    with app.app_context():
+        db.session.execute(select(Subscription.id).limit(1)).all()  # the snapshot starts here
+        with app.app_context():  # the merchant's cancel, its own session and connection
+            assert cancel_subscription(sub["id"], at_period_end=False).status == "cancelled"
+            db.session.remove()
+        event = event_from_stripe(stripe.Event.construct_from(settled, "sk_test"), settled)
+        assert process_event(event).outcome == "applied"
+        db.session.remove()
+
+    assert payments_of(app, payment_id)[0]["status"] == "SUCCESS"
+    assert subscription_row(app, payment_id)["status"] == "cancelled"
+    stripe_delivers.control("POST", "deliveries/resume")
+    wait_for_deliveries_done(stripe_delivers)
+    assert subscription_row(app, payment_id)["status"] == "cancelled"
