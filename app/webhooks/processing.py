@@ -393,7 +393,12 @@ def _record_conflict(
     psp_event_id: str | None,
     detail: str,
 ) -> bool:
-    """Add an open conflict unless the same one is already open (recon sees facts repeatedly)."""
+    """Add an open conflict unless the same one is already open (recon sees facts repeatedly).
+
+    A locking read: this transaction's snapshot can predate the payment's lock, and a webhook
+    and reconciliation reporting the same session may both get here; the one that waited must
+    see the conflict the other committed. Conflicts are written only under their payment's
+    lock, which the caller holds, so this waits on no one."""
     open_already = db.session.execute(
         select(PaymentConflict.id)
         .where(
@@ -403,6 +408,7 @@ def _record_conflict(
             PaymentConflict.resolved_at.is_(None),
         )
         .limit(1)
+        .with_for_update()
     ).scalar_one_or_none()
     if open_already is not None:
         return False

@@ -41,11 +41,19 @@ class Conflicted:
     merchant_id: int
 
 
-@pytest.fixture
-def paid_after_failed(app, emu):  # noqa: F811
-    """Make a FAILED payment whose session was paid at the emulator, with its open conflict."""
+@dataclass(frozen=True)
+class PaidAfterFailed:
+    payment_id: int
+    public_id: str
+    session_id: str
+    event: object  # the PSP's checkout.session.completed, not yet processed
 
-    def factory(merchant_id: int, amount: int = 2599, currency: str = "EUR") -> Conflicted:
+
+@pytest.fixture
+def failed_then_paid(app, emu):  # noqa: F811
+    """A FAILED payment whose session was paid at the emulator; PayBridge has not heard yet."""
+
+    def factory(merchant_id: int, amount: int = 2599, currency: str = "EUR") -> PaidAfterFailed:
         since = utcnow() - timedelta(seconds=5)
         with app.app_context():
             payment = create_payment(
@@ -82,23 +90,36 @@ def paid_after_failed(app, emu):  # noqa: F811
                 for e in get_provider().list_events([COMPLETED], since)
                 if e.session is not None and e.session.id == session_id
             ]
-            row = process_event(event)
+            db.session.remove()
+        return PaidAfterFailed(payment_id, public_id, session_id, event)
+
+    return factory
+
+
+@pytest.fixture
+def paid_after_failed(app, failed_then_paid):
+    """Make a FAILED payment whose session was paid at the emulator, with its open conflict."""
+
+    def factory(merchant_id: int, amount: int = 2599, currency: str = "EUR") -> Conflicted:
+        late = failed_then_paid(merchant_id, amount, currency)
+        with app.app_context():
+            row = process_event(late.event)
             assert row.outcome == "conflict", (row.outcome, row.detail)
             conflict = db.session.scalars(
-                select(PaymentConflict).where(PaymentConflict.payment_id == payment_id)
+                select(PaymentConflict).where(PaymentConflict.payment_id == late.payment_id)
             ).one()
             assert conflict.kind == PaymentConflict.KIND_PAID_AFTER_FAILED
             result = Conflicted(
                 conflict_id=conflict.id,
-                payment_id=payment_id,
-                public_id=public_id,
-                session_id=session_id,
-                payment_intent_id=event.session.payment_intent_id,
+                payment_id=late.payment_id,
+                public_id=late.public_id,
+                session_id=late.session_id,
+                payment_intent_id=late.event.session.payment_intent_id,
                 amount=amount,
                 merchant_id=merchant_id,
             )
             assert result.payment_intent_id
-            assert db.session.get(Payment, payment_id).status == "FAILED"
+            assert db.session.get(Payment, late.payment_id).status == "FAILED"
             db.session.remove()
         return result
 

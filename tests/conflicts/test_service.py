@@ -216,3 +216,25 @@ def test_two_refunds_at_once_make_one_refund(app, merchant, paid_after_failed, e
     assert set(outcomes) <= {resolved, "PSP_UNAVAILABLE", "CONFLICT_ALREADY_RESOLVED"}, outcomes
     row = conflict_row(app, c.conflict_id)
     assert row.resolved_at is not None and psp_refund.id in row.resolution
+
+
+def test_a_webhook_and_reconciliation_reporting_one_late_payment_open_one_conflict(
+    app, merchant, failed_then_paid
+):
+    # Reconciliation read (its snapshot) before the webhook's transaction recorded the conflict
+    # and committed; it then waits for the payment's lock and reports the same session.
+    from app.payments.status import StatusSource
+    from app.webhooks.processing import apply_session
+
+    late = failed_then_paid(merchant.id)
+    with app.app_context():
+        db.session.execute(select(PaymentConflict.id).limit(1)).all()  # the snapshot starts here
+        with app.app_context():  # the webhook: its own session and connection
+            assert process_event(late.event).outcome == "conflict"
+            db.session.remove()
+        outcome = apply_session(late.payment_id, late.event.session, source=StatusSource.RECON)
+        db.session.remove()
+
+    assert outcome == "conflict"
+    assert count(app, PaymentConflict, PaymentConflict.payment_id == late.payment_id) == 1
+    assert payment_row(app, late.payment_id).status == "FAILED"
