@@ -686,7 +686,7 @@ def notifications(ctx: Context) -> None:
         (0, p.notify_fast, p.notify_fast_cap_s, base_workers),
         (200, p.notify_slow, p.notify_slow_cap_s, base_workers),
     ]
-    if p.notify_scaled_workers:
+    if p.notify_scaled_workers and p.notify_scaled_workers != base_workers:
         phases.append((200, p.notify_slow, p.notify_slow_cap_s, p.notify_scaled_workers))
     for delay, count, cap, workers in phases:
         if workers != len([n for n in stack.procs if n.startswith("worker")]):
