@@ -97,12 +97,14 @@ def runs_command(limit: int) -> None:
         return
     click.echo(
         f"{'ID':>6}  {'STARTED (UTC)':<19}  {'SECONDS':>7}  {'TRIGGER':<9}  {'STATUS':<9}  "
-        f"{'DRY':<3}  {'CHECKED':>7}  {'CORRECTED':>9}  {'OPEN':>5}  {'ERRORS':>6}  NOTE"
+        f"{'DRY':<3}  {'CHECKED':>7}  {'CORRECTED':>9}  {'OPEN':>5}  {'ERRORS':>6}  "
+        f"{'SESSIONS COMPARED TO':<20}  NOTE"
     )
     for r in rows:
         seconds = f"{(r.finished_at - r.started_at).total_seconds():.1f}" if r.finished_at else "-"
         click.echo(
             f"{r.id:>6}  {_when(r.started_at):<19}  {seconds:>7}  {r.trigger:<9}  {r.status:<9}  "
             f"{'yes' if r.dry_run else 'no':<3}  {r.checked:>7}  {r.corrected:>9}  "
-            f"{r.still_open:>5}  {r.errors:>6}  {r.error_text or ''}"
+            f"{r.still_open:>5}  {r.errors:>6}  {_when(r.sessions_compared_until):<20}  "
+            f"{r.error_text or ''}"
         )

@@ -128,13 +128,17 @@ def events_since(now: datetime, lookback: timedelta) -> datetime:
     return max(last - EVENTS_OVERLAP, now - EVENTS_RETENTION)
 
 
-def sessions_compared_until() -> datetime | None:
+def sessions_compared_until(now: datetime) -> datetime | None:
     """The wide pass's watermark: every PSP session created before it has been compared by a
-    real run's wide pass (the highest any run reached; None before the first chunk ever)."""
+    real run's wide pass (the highest any run reached; None before the first chunk ever).
+
+    A mark after `now` was left by a run whose clock was ahead: it says nothing about the
+    sessions created since the run really happened, so the highest mark not after `now` is taken
+    (everything created before it was compared, the future run's listing included)."""
     column = ReconciliationRun.sessions_compared_until
     watermark = db.session.execute(
         select(column)
-        .where(ReconciliationRun.dry_run.is_(False), column.is_not(None))
+        .where(ReconciliationRun.dry_run.is_(False), column.is_not(None), column <= now)
         .order_by(column.desc())
         .limit(1)
     ).scalar_one_or_none()
@@ -167,7 +171,7 @@ def _save_watermark(run_id: int, until: datetime) -> None:
 def _compare_sessions(config, reconciler: Reconciler, run_id: int, started: datetime) -> None:
     """Pass 3 from where the previous runs left it; a dry run reads the watermark, never
     moves it."""
-    watermark = sessions_compared_until()
+    watermark = sessions_compared_until(started)
     start, skipped = wide_pass_start(
         watermark, started, timedelta(hours=config["RECON_LOOKBACK_HOURS"])
     )

@@ -73,6 +73,13 @@ def test_cli_runs_lists_recent_runs(recon, runner):
     assert len(lines) == 3
     assert "cli" in lines[1] and "yes" in lines[1]  # newest first
     assert "schedule" in lines[2] and "succeeded" in lines[2]
+    # The wide pass's watermark: moved by the real run, never by the dry one.
+    assert "SESSIONS COMPARED TO" in lines[0]
+    real = db.session.execute(
+        db.select(ReconciliationRun).where(ReconciliationRun.trigger == "schedule")
+    ).scalar_one()
+    assert f"{real.sessions_compared_until:%Y-%m-%d %H:%M:%S}" in lines[2]
+    assert lines[1].split()[11] == "-"
 
 
 def test_scheduled_job_runs_with_trigger_schedule(recon, emulator, new_payment):

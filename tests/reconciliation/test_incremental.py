@@ -203,3 +203,34 @@ def test_a_watermark_older_than_the_lookback_window_starts_at_the_window_and_say
     [skipped] = [d for d in run.details if d.get("action") == "sessions_skipped"]
     assert f"from {long_ago:%Y-%m-%d %H:%M:%S} to {window:%Y-%m-%d %H:%M:%S}" in skipped["why"]
     assert run.sessions_compared_until == run.started_at - CLOCK_MARGIN
+
+
+def test_a_watermark_left_by_a_clock_ahead_is_passed_over_for_the_last_one_before_now(
+    recon, wide, made_ago, session_listings
+):
+    # A run whose clock was a day ahead would otherwise set the start of every later wide pass
+    # in the future: nothing created until real time caught up would ever be compared.
+    _made, before = made_ago(50)
+    sane = wide()
+    ahead = utcnow() + timedelta(days=1)
+    db.session.add(
+        ReconciliationRun(
+            trigger="schedule",
+            status=ReconciliationRun.STATUS_SUCCEEDED,
+            started_at=ahead,
+            finished_at=ahead,
+            sessions_compared_until=ahead - CLOCK_MARGIN,
+        )
+    )
+    db.session.commit()
+    _made, since = made_ago(2)
+    session_listings.clear()
+
+    run = wide()
+
+    assert since_values(session_listings)[0] == to_unix(
+        sane.sessions_compared_until - SESSIONS_OVERLAP
+    )
+    assert sessions(since) <= listed(session_listings)
+    assert statuses(before, since) == ["SUCCESS", "SUCCESS"]
+    assert run.sessions_compared_until == run.started_at - CLOCK_MARGIN
