@@ -25,7 +25,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ApiKey, AuditLog, Merchant, Subscription
-from tests.conflicts.conftest import emu, paid_after_failed  # noqa: F401 (fixtures)
+from tests.conflicts.conftest import emu, failed_then_paid, paid_after_failed  # noqa: F401
 from tests.dashboard.support import PASSWORD, add_notification, add_payment, login, token_for
 
 
