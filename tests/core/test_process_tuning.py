@@ -1,4 +1,5 @@
-"""Process settings: the one call into glibc (with a stand-in C library), template warm-up."""
+"""Process settings: the one call into glibc (with a stand-in C library), template warm-up,
+database connections opened ahead."""
 
 from __future__ import annotations
 
@@ -47,3 +48,32 @@ def test_every_template_is_compiled_before_the_first_request(app):
     # The app's own templates, and those its extensions bring.
     assert compiled == len(app.jinja_env.list_templates(extensions=["html"])) >= len(on_disk) > 0
     assert len(app.jinja_env.cache) == compiled  # later renders find them compiled
+
+
+def test_a_workers_database_connections_are_opened_before_its_first_request(app):
+    from app.extensions import db
+
+    with app.app_context():
+        db.engine.dispose()  # a freshly forked worker: no connection yet
+        assert db.engine.pool.checkedin() == 0
+    opened = process_tuning.open_db_connections(app, 3)
+    with app.app_context():
+        assert (opened, db.engine.pool.checkedin()) == (3, 3)
+        before = db.engine.pool.checkedin()
+        db.session.execute(db.text("SELECT 1"))  # a request's transaction takes one of them
+        assert db.engine.pool.checkedin() == before - 1
+        db.session.remove()
+
+
+def test_no_more_connections_than_the_pool_keeps(app):
+    from app.extensions import db
+
+    with app.app_context():
+        db.engine.dispose()
+        size = db.engine.pool.size()
+    assert process_tuning.open_db_connections(app, size + 5) == size
+
+
+def test_a_database_down_at_start_leaves_the_worker_starting(dead_db_app, caplog):
+    assert process_tuning.open_db_connections(dead_db_app, 2) == 0
+    assert "database connections not opened ahead" in caplog.text
