@@ -17,6 +17,7 @@ from app.psp import get_provider
 from app.psp.base import RefundRequest
 from app.webhooks.processing import process_event
 from tests.conflicts.conftest import conflict_row, payment_row, psp_refunds
+from tests.snapshot import behind_an_older_snapshot
 from tests.webhooks.helpers import event_for, session_for
 
 
@@ -227,13 +228,15 @@ def test_a_webhook_and_reconciliation_reporting_one_late_payment_open_one_confli
     from app.webhooks.processing import apply_session
 
     late = failed_then_paid(merchant.id)
-    with app.app_context():
-        db.session.execute(select(PaymentConflict.id).limit(1)).all()  # the snapshot starts here
-        with app.app_context():  # the webhook: its own session and connection
-            assert process_event(late.event).outcome == "conflict"
-            db.session.remove()
-        outcome = apply_session(late.payment_id, late.event.session, source=StatusSource.RECON)
-        db.session.remove()
+
+    def webhook() -> None:
+        assert process_event(late.event).outcome == "conflict"
+
+    outcome = behind_an_older_snapshot(
+        app,
+        webhook,
+        lambda: apply_session(late.payment_id, late.event.session, source=StatusSource.RECON),
+    )
 
     assert outcome == "conflict"
     assert count(app, PaymentConflict, PaymentConflict.payment_id == late.payment_id) == 1

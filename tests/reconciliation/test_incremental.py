@@ -70,6 +70,20 @@ def statuses(*batches: list[Payment]) -> list[str]:
     return [reload(batch[0].id).status for batch in batches]
 
 
+def add_finished_run(*, at: datetime, watermark: datetime) -> None:
+    """A scheduled run recorded as finished at `at` with the wide pass's `watermark`."""
+    db.session.add(
+        ReconciliationRun(
+            trigger="schedule",
+            status=ReconciliationRun.STATUS_SUCCEEDED,
+            started_at=at,
+            finished_at=at,
+            sessions_compared_until=watermark,
+        )
+    )
+    db.session.commit()
+
+
 def on_list_call(number: int, action):
     """A call observer doing `action` just before the run's `number`th session listing call."""
     seen = []
@@ -183,16 +197,7 @@ def test_a_watermark_older_than_the_lookback_window_starts_at_the_window_and_say
 ):
     lookback = timedelta(hours=recon.config["RECON_LOOKBACK_HOURS"])
     long_ago = (utcnow() - lookback - timedelta(hours=5)).replace(microsecond=0)
-    db.session.add(
-        ReconciliationRun(
-            trigger="schedule",
-            status=ReconciliationRun.STATUS_SUCCEEDED,
-            finished_at=long_ago,
-            started_at=long_ago,
-            sessions_compared_until=long_ago,
-        )
-    )
-    db.session.commit()
+    add_finished_run(at=long_ago, watermark=long_ago)
     payment = new_payment()
 
     run = wide()
@@ -213,16 +218,7 @@ def test_a_watermark_left_by_a_clock_ahead_is_passed_over_for_the_last_one_befor
     _made, before = made_ago(50)
     sane = wide()
     ahead = utcnow() + timedelta(days=1)
-    db.session.add(
-        ReconciliationRun(
-            trigger="schedule",
-            status=ReconciliationRun.STATUS_SUCCEEDED,
-            started_at=ahead,
-            finished_at=ahead,
-            sessions_compared_until=ahead - CLOCK_MARGIN,
-        )
-    )
-    db.session.commit()
+    add_finished_run(at=ahead, watermark=ahead - CLOCK_MARGIN)
     _made, since = made_ago(2)
     session_listings.clear()
 

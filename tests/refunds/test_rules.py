@@ -10,6 +10,7 @@ from app.payments.state import lock_payment, record_creation, transition
 from app.payments.status import PaymentStatus, StatusSource
 from app.psp.base import PspRefund
 from app.refunds.service import apply_psp_refund, lock_refund, validate_refund_params
+from tests.snapshot import behind_an_older_snapshot
 
 OURS = ["pending", "succeeded", "failed"]
 THEIRS = ["pending", "requires_action", "succeeded", "failed", "canceled"]
@@ -127,16 +128,15 @@ def test_a_refund_notification_lists_the_refunds_finished_since_its_snapshot(app
         payment_id, first_id, second_id = payment.id, first.id, second.id
         db.session.remove()
 
-    with app.app_context():
-        db.session.execute(db.select(Refund.id).limit(1)).all()  # the snapshot starts here
-        with app.app_context():  # another request, its own session and connection
-            locked = lock_payment(payment_id)
-            apply_psp_refund(locked, lock_refund(first_id), _succeeded("re_psp_1"), via="test")
-            db.session.commit()
-            db.session.remove()
+    def finish(refund_id: int, psp_refund_id: str) -> None:
         locked = lock_payment(payment_id)
-        apply_psp_refund(locked, lock_refund(second_id), _succeeded("re_psp_2"), via="test")
+        apply_psp_refund(locked, lock_refund(refund_id), _succeeded(psp_refund_id), via="test")
         db.session.commit()
+
+    behind_an_older_snapshot(
+        app, lambda: finish(first_id, "re_psp_1"), lambda: finish(second_id, "re_psp_2")
+    )
+    with app.app_context():
         notification = db.session.scalars(
             db.select(Notification)
             .where(Notification.payment_id == payment_id)

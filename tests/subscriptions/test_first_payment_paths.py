@@ -14,10 +14,11 @@ import stripe
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Notification, Subscription
+from app.models import Notification
 from app.payments.service import create_payment
 from app.psp.stripe_adapter import event_from_stripe
 from app.webhooks.processing import process_event
+from tests.snapshot import behind_an_older_snapshot
 from tests.subscriptions.conftest import (
     CARD,
     bill_next_period,
@@ -30,6 +31,41 @@ from tests.subscriptions.conftest import (
 from tests.subscriptions.test_recon_and_duplicates import emulator_get, renewal_invoice_event
 
 
+def new_first_payment(app, merchant_id: int, *, prefix: str, interval: str = "month") -> tuple:
+    """A RECC payment created through the payment core: (payment id, checkout session id)."""
+    with app.app_context():
+        payment = create_payment(
+            merchant_id,
+            {
+                "merchant_reference": f"{prefix}-{secrets.token_hex(4)}",
+                "amount": 2500,
+                "currency": "EUR",
+                "payment_type": "RECC",
+                "interval": interval,
+                "success_url": "https://shop.example/ok",
+                "cancel_url": "https://shop.example/cancel",
+            },
+            idempotency_key=None,
+        )
+        ids = payment.id, payment.psp_session_id
+        db.session.remove()
+    return ids
+
+
+def psp_event(emulator, event_type: str, object_id: str) -> dict:
+    """The emulator's one event of `event_type` about the object `object_id`."""
+    [event] = [
+        e
+        for e in emulator_get(emulator, "/v1/events", type=event_type)["data"]
+        if e["data"]["object"]["id"] == object_id
+    ]
+    return event
+
+
+def parsed(raw: dict):
+    return event_from_stripe(stripe.Event.construct_from(raw, "sk_test"), raw)
+
+
 @pytest.mark.parametrize(
     ("settle", "payment_status", "sub_status"),
     [("succeeded", "SUCCESS", "active"), ("failed", "FAILED", "cancelled")],
@@ -38,22 +74,7 @@ def test_a_delayed_first_payment_keeps_it_incomplete_until_it_settles(
     app, make_merchant, stripe_delivers, settle, payment_status, sub_status
 ):
     merchant, _ = make_merchant()
-    with app.app_context():
-        payment = create_payment(
-            merchant.id,
-            {
-                "merchant_reference": "sepa-" + secrets.token_hex(4),
-                "amount": 2500,
-                "currency": "EUR",
-                "payment_type": "RECC",
-                "interval": "month",
-                "success_url": "https://shop.example/ok",
-                "cancel_url": "https://shop.example/cancel",
-            },
-            idempotency_key=None,
-        )
-        payment_id, session_id = payment.id, payment.psp_session_id
-        db.session.remove()
+    payment_id, session_id = new_first_payment(app, merchant.id, prefix="sepa")
     stripe_delivers.control(
         "POST", f"checkout/sessions/{session_id}/pay", {"iban": "DE89370400440532013000"}
     )
@@ -122,50 +143,18 @@ def test_a_checkout_completed_behind_an_older_snapshot_names_the_subscription_co
     # checkout.session.completed request has already read (its snapshot is older), then waits
     # for the payment's lock. Under the lock it sees the PSP id; the snapshot misses the row.
     merchant, _ = make_merchant()
-    with app.app_context():
-        payment = create_payment(
-            merchant.id,
-            {
-                "merchant_reference": "race-" + secrets.token_hex(4),
-                "amount": 1500,
-                "currency": "EUR",
-                "payment_type": "RECC",
-                "interval": "day",
-                "success_url": "https://shop.example/ok",
-                "cancel_url": "https://shop.example/cancel",
-            },
-            idempotency_key=None,
-        )
-        payment_id, session_id = payment.id, payment.psp_session_id
-        db.session.remove()
+    payment_id, session_id = new_first_payment(app, merchant.id, prefix="race", interval="day")
     stripe_delivers.control("POST", "deliveries/pause")
     stripe_delivers.control("POST", f"checkout/sessions/{session_id}/pay", {"card": CARD})
-    [completed] = [
-        e
-        for e in emulator_get(stripe_delivers, "/v1/events", type="checkout.session.completed")[
-            "data"
-        ]
-        if e["data"]["object"]["id"] == session_id
-    ]
+    completed = psp_event(stripe_delivers, "checkout.session.completed", session_id)
     psp_subscription_id = completed["data"]["object"]["subscription"]
-    [created] = [
-        e
-        for e in emulator_get(stripe_delivers, "/v1/events", type="customer.subscription.created")[
-            "data"
-        ]
-        if e["data"]["object"]["id"] == psp_subscription_id
-    ]
+    created = psp_event(stripe_delivers, "customer.subscription.created", psp_subscription_id)
 
-    def parsed(raw: dict):
-        return event_from_stripe(stripe.Event.construct_from(raw, "sk_test"), raw)
+    def recorded() -> None:
+        assert process_event(parsed(created)).outcome == "applied"
 
-    with app.app_context():
-        db.session.execute(select(Subscription.id).limit(1)).all()  # the snapshot starts here
-        with app.app_context():  # another request, its own session and connection
-            assert process_event(parsed(created)).outcome == "applied"
-            db.session.remove()
-        assert process_event(parsed(completed)).outcome == "applied"
-        db.session.remove()
+    applied = behind_an_older_snapshot(app, recorded, lambda: process_event(parsed(completed)))
+    assert applied.outcome == "applied"
 
     sub = subscription_row(app, payment_id)
     assert (sub["psp_subscription_id"], sub["status"]) == (psp_subscription_id, "active")
@@ -194,22 +183,7 @@ def test_a_cancel_committed_behind_a_settling_checkout_is_not_undone(
     from app.subscriptions.service import cancel_subscription
 
     merchant, _ = make_merchant()
-    with app.app_context():
-        payment = create_payment(
-            merchant.id,
-            {
-                "merchant_reference": "sepa-" + secrets.token_hex(4),
-                "amount": 2500,
-                "currency": "EUR",
-                "payment_type": "RECC",
-                "interval": "month",
-                "success_url": "https://shop.example/ok",
-                "cancel_url": "https://shop.example/cancel",
-            },
-            idempotency_key=None,
-        )
-        payment_id, session_id = payment.id, payment.psp_session_id
-        db.session.remove()
+    payment_id, session_id = new_first_payment(app, merchant.id, prefix="sepa")
     stripe_delivers.control(
         "POST", f"checkout/sessions/{session_id}/pay", {"iban": "DE89370400440532013000"}
     )
@@ -222,23 +196,13 @@ def test_a_cancel_committed_behind_a_settling_checkout_is_not_undone(
     stripe_delivers.control(
         "POST", f"checkout/sessions/{session_id}/settle", {"outcome": "succeeded"}
     )
-    [settled] = [
-        e
-        for e in emulator_get(
-            stripe_delivers, "/v1/events", type="checkout.session.async_payment_succeeded"
-        )["data"]
-        if e["data"]["object"]["id"] == session_id
-    ]
+    settled = psp_event(stripe_delivers, "checkout.session.async_payment_succeeded", session_id)
 
-    with app.app_context():
-        db.session.execute(select(Subscription.id).limit(1)).all()  # the snapshot starts here
-        with app.app_context():  # the merchant's cancel, its own session and connection
-            assert cancel_subscription(sub["id"], at_period_end=False).status == "cancelled"
-            db.session.remove()
-        event = event_from_stripe(stripe.Event.construct_from(settled, "sk_test"), settled)
-        assert process_event(event).outcome == "applied"
-        db.session.remove()
+    def cancelled() -> None:  # the merchant's cancel
+        assert cancel_subscription(sub["id"], at_period_end=False).status == "cancelled"
 
+    applied = behind_an_older_snapshot(app, cancelled, lambda: process_event(parsed(settled)))
+    assert applied.outcome == "applied"
     assert payments_of(app, payment_id)[0]["status"] == "SUCCESS"
     assert subscription_row(app, payment_id)["status"] == "cancelled"
     stripe_delivers.control("POST", "deliveries/resume")
