@@ -79,8 +79,8 @@ class RecurringLookup:
     @classmethod
     def load(cls, payments: list[Payment], *, under_lock: bool = False) -> RecurringLookup:
         """`under_lock`: the caller holds these payments locked and freezes what it reads (a
-        notification), so a first payment's subscription committed after this transaction's
-        snapshot is looked up too."""
+        notification), so a subscription committed after this transaction's snapshot is looked
+        up too (for a first payment and for a renewal)."""
         from app.models.subscription import Subscription
 
         recc = [p for p in payments if p.payment_type == "RECC" and p.id is not None]
@@ -110,10 +110,23 @@ class RecurringLookup:
             from app.subscriptions.service import committed_for_first_payment
 
             for payment in recc:
-                if payment.parent_payment_id is None and payment.id not in subscriptions:
+                first_id = payment.parent_payment_id or payment.id
+                if first_id in subscriptions:
+                    continue
+                if payment.parent_payment_id is None:
                     found = committed_for_first_payment(db.session, payment)
                     if found is not None:
-                        subscriptions[payment.id] = (found.public_id, found.psp_subscription_id)
+                        subscriptions[first_id] = (found.public_id, found.psp_subscription_id)
+                    continue
+                # A renewal was made under its subscription's lock, so the row exists: a
+                # locking read finds it (and locks only it) whatever the snapshot says.
+                row = db.session.execute(
+                    db.select(Subscription.public_id, Subscription.psp_subscription_id)
+                    .where(Subscription.first_payment_id == first_id)
+                    .with_for_update(read=True)
+                ).first()
+                if row is not None:
+                    subscriptions[first_id] = tuple(row)
         return cls(subscriptions, parents)
 
     def fields(self, payment: Payment) -> dict:

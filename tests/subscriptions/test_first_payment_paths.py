@@ -208,3 +208,48 @@ def test_a_cancel_committed_behind_a_settling_checkout_is_not_undone(
     stripe_delivers.control("POST", "deliveries/resume")
     wait_for_deliveries_done(stripe_delivers)
     assert subscription_row(app, payment_id)["status"] == "cancelled"
+
+
+def test_a_renewal_behind_an_older_snapshot_names_the_subscription_committed_since(
+    app, make_merchant, stripe_delivers
+):
+    # The checkout's own events arrive only as the first renewal is billed: the checkout's
+    # completion records the subscription while the renewal's invoice.paid, its snapshot
+    # already taken, waits. The renewal's notification must still name the subscription.
+    merchant, _ = make_merchant()
+    payment_id, session_id = new_first_payment(app, merchant.id, prefix="late", interval="day")
+    stripe_delivers.control("POST", "deliveries/pause")
+    stripe_delivers.control("POST", f"checkout/sessions/{session_id}/pay", {"card": CARD})
+    completed = psp_event(stripe_delivers, "checkout.session.completed", session_id)
+    psp_subscription_id = completed["data"]["object"]["subscription"]
+    psp_sub = emulator_get(stripe_delivers, f"/v1/subscriptions/{psp_subscription_id}")
+    period_end = psp_sub["items"]["data"][0]["current_period_end"]
+    now = stripe_delivers.control("GET", "clock")["now"]
+    stripe_delivers.control("POST", "clock/advance", {"seconds": max(1, period_end - now + 1)})
+    renewal = renewal_invoice_event(stripe_delivers, psp_subscription_id)
+
+    def checkout_completed() -> None:
+        assert process_event(parsed(completed)).outcome == "applied"
+
+    applied = behind_an_older_snapshot(
+        app, checkout_completed, lambda: process_event(parsed(renewal))
+    )
+    assert applied.outcome == "applied", applied.detail
+
+    sub = subscription_row(app, payment_id)
+    rows = payments_of(app, payment_id)
+    assert [r["status"] for r in rows] == ["SUCCESS", "SUCCESS"]
+    with app.app_context():
+        [notification] = db.session.execute(
+            select(Notification).where(Notification.payment_id == rows[1]["id"])
+        ).scalars()
+        data = notification.payload["data"]
+        db.session.remove()
+    assert (data["subscription_id"], data["psp_subscription_id"]) == (
+        sub["public_id"],
+        psp_subscription_id,
+    )
+    assert data["parent_payment_id"] == rows[0]["public_id"]
+    stripe_delivers.control("POST", "deliveries/resume")
+    wait_for_deliveries_done(stripe_delivers)
+    assert len(payments_of(app, payment_id)) == 2
