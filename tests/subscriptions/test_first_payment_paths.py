@@ -62,6 +62,15 @@ def psp_event(emulator, event_type: str, object_id: str) -> dict:
     return event
 
 
+def paid_unheard(app, emulator, merchant_id: int, *, prefix: str) -> tuple[int, dict]:
+    """A daily RECC payment paid at the emulator with its webhooks held back: (payment id, the
+    checkout.session.completed event PayBridge has not heard)."""
+    payment_id, session_id = new_first_payment(app, merchant_id, prefix=prefix, interval="day")
+    emulator.control("POST", "deliveries/pause")
+    emulator.control("POST", f"checkout/sessions/{session_id}/pay", {"card": CARD})
+    return payment_id, psp_event(emulator, "checkout.session.completed", session_id)
+
+
 def parsed(raw: dict):
     return event_from_stripe(stripe.Event.construct_from(raw, "sk_test"), raw)
 
@@ -143,10 +152,7 @@ def test_a_checkout_completed_behind_an_older_snapshot_names_the_subscription_co
     # checkout.session.completed request has already read (its snapshot is older), then waits
     # for the payment's lock. Under the lock it sees the PSP id; the snapshot misses the row.
     merchant, _ = make_merchant()
-    payment_id, session_id = new_first_payment(app, merchant.id, prefix="race", interval="day")
-    stripe_delivers.control("POST", "deliveries/pause")
-    stripe_delivers.control("POST", f"checkout/sessions/{session_id}/pay", {"card": CARD})
-    completed = psp_event(stripe_delivers, "checkout.session.completed", session_id)
+    payment_id, completed = paid_unheard(app, stripe_delivers, merchant.id, prefix="race")
     psp_subscription_id = completed["data"]["object"]["subscription"]
     created = psp_event(stripe_delivers, "customer.subscription.created", psp_subscription_id)
 
@@ -217,10 +223,7 @@ def test_a_renewal_behind_an_older_snapshot_names_the_subscription_committed_sin
     # completion records the subscription while the renewal's invoice.paid, its snapshot
     # already taken, waits. The renewal's notification must still name the subscription.
     merchant, _ = make_merchant()
-    payment_id, session_id = new_first_payment(app, merchant.id, prefix="late", interval="day")
-    stripe_delivers.control("POST", "deliveries/pause")
-    stripe_delivers.control("POST", f"checkout/sessions/{session_id}/pay", {"card": CARD})
-    completed = psp_event(stripe_delivers, "checkout.session.completed", session_id)
+    payment_id, completed = paid_unheard(app, stripe_delivers, merchant.id, prefix="late")
     psp_subscription_id = completed["data"]["object"]["subscription"]
     psp_sub = emulator_get(stripe_delivers, f"/v1/subscriptions/{psp_subscription_id}")
     period_end = psp_sub["items"]["data"][0]["current_period_end"]
