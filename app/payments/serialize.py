@@ -107,19 +107,19 @@ class RecurringLookup:
                     ).all()
                 )
         if under_lock:
-            from app.subscriptions.service import committed_for_first_payment
+            from app.subscriptions.service import committed_since_snapshot
 
-            for payment in recc:
+            for payment in recc:  # only those the plain read above missed
                 first_id = payment.parent_payment_id or payment.id
                 if first_id in subscriptions:
                     continue
                 if payment.parent_payment_id is None:
-                    found = committed_for_first_payment(db.session, payment)
+                    found = committed_since_snapshot(db.session, payment)
                     if found is not None:
                         subscriptions[first_id] = (found.public_id, found.psp_subscription_id)
                     continue
-                # A renewal was made under its subscription's lock, so the row exists: a
-                # locking read finds it (and locks only it) whatever the snapshot says.
+                # A renewal exists only with its subscription, so the row does: a locking read
+                # finds it (and locks only it) whatever the snapshot says.
                 row = db.session.execute(
                     db.select(Subscription.public_id, Subscription.psp_subscription_id)
                     .where(Subscription.first_payment_id == first_id)

@@ -134,8 +134,15 @@ def committed_for_first_payment(session: Session, payment: Payment) -> Subscript
         found = session.execute(
             select(Subscription).where(Subscription.first_payment_id == payment.id)
         ).scalar_one_or_none()
-        if found is not None or not payment.psp_subscription_id:
-            return found
+    return found if found is not None else committed_since_snapshot(session, payment)
+
+
+def committed_since_snapshot(session: Session, payment: Payment) -> Subscription | None:
+    """The second half of `committed_for_first_payment`, for a caller whose plain read of the
+    first payment's subscription already missed: the locking read by the PSP id."""
+    if not payment.psp_subscription_id:
+        return None
+    with session.no_autoflush:
         committed = session.execute(
             select(Subscription)
             .where(Subscription.psp_subscription_id == payment.psp_subscription_id)
