@@ -107,10 +107,13 @@ def table(results: list[dict]) -> str:
 
 
 def start_profilers(stack: Stack, run_dir: Path, scenario: str) -> list:
-    """py-spy (sampling, 100 Hz, GIL-holding and idle threads excluded) on each app process."""
+    """py-spy (sampling, 100 Hz, GIL-holding and idle threads excluded) on each app process and
+    the emulator (the PSP side sets the pace of some scenarios)."""
     pyspy = str(ROOT / "bench" / ".venv" / "bin" / "py-spy")
     targets = [(f"web{i}", pid) for i, pid in enumerate(stack.web_worker_pids())]
-    targets += [(n, p.popen.pid) for n, p in stack.procs.items() if n.startswith("worker")]
+    targets += [
+        (n, p.popen.pid) for n, p in stack.procs.items() if n.startswith(("worker", "emulator"))
+    ]
     spies = []
     for label, pid in targets:
         out = run_dir / f"profile-{scenario}-{label}.txt"

@@ -7,6 +7,7 @@ import itertools
 import json
 import sqlite3
 import threading
+from collections.abc import Callable
 
 KINDS = (
     "session", "payment_intent", "charge", "refund", "subscription", "invoice", "event",
@@ -24,6 +25,7 @@ class Store:
         # work scanned before most API calls sorted the whole table (60k sessions in a bench
         # run: the emulator was the busiest process). None: to be sorted again.
         self._newest_first: dict[str, list[dict] | None] = {k: None for k in KINDS}
+        self._positions: dict[str, dict[str, int] | None] = {k: None for k in KINDS}
         self._seq = itertools.count(1)
         self._db: sqlite3.Connection | None = None
         if db_path:
@@ -77,12 +79,27 @@ class Store:
 
     def newest_first(self, kind: str) -> list[dict]:
         """The kind's records, newest first: a list of the caller's own (the order is cached)."""
+        return list(self._order(kind))
+
+    def listing(self, kind: str) -> tuple[list[dict], Callable[[str], int | None]]:
+        """The cached newest-first order itself (read it under ``lock``, never change it) and
+        a lookup of an id's index in it, for paging without copying or scanning the table."""
+        with self.lock:
+            order = self._order(kind)
+            positions = self._positions[kind]
+            if positions is None:
+                positions = {r["id"]: i for i, r in enumerate(order)}
+                self._positions[kind] = positions
+            return order, positions.get
+
+    def _order(self, kind: str) -> list[dict]:
         with self.lock:
             order = self._newest_first[kind]
             if order is None:
                 order = sorted(self._tables[kind].values(), key=lambda r: r["_seq"], reverse=True)
                 self._newest_first[kind] = order
-            return list(order)
+                self._positions[kind] = None
+            return order
 
     def clear(self, keep: dict[str, set[str]] | None = None) -> None:
         keep = keep or {}

@@ -393,6 +393,29 @@ def test_reset_forgets_state_and_events_filter_by_created(client, emu):
     assert client.v1.events.list().data == []
 
 
+def test_filtered_event_lists_page_over_the_objects_the_filters_keep(client, emu):
+    ids = [client.v1.checkout.sessions.create(params=session_params()).id for _ in range(7)]
+    for sid in ids:
+        emu.control("POST", f"checkout/sessions/{sid}/pay", {"card": "4242424242424242"})
+    completed = client.v1.events.list({"type": "checkout.session.completed", "limit": 100}).data
+    assert [e.data.object.id for e in completed] == list(reversed(ids))
+
+    paged = client.v1.events.list({"types": ["checkout.session.completed"], "limit": 3})
+    assert [e.id for e in paged.auto_paging_iter()] == [e.id for e in completed]
+    before = client.v1.events.list(
+        {"type": "checkout.session.completed", "ending_before": completed[-1].id, "limit": 2}
+    )
+    assert [e.id for e in before.data] == [completed[-3].id, completed[-2].id]
+    assert before.has_more is True
+    wildcard = client.v1.events.list({"types": ["checkout.session.*"], "limit": 100}).data
+    assert [e.id for e in wildcard] == [e.id for e in completed]
+
+    other = client.v1.events.list({"type": "payment_intent.succeeded"}).data[0]
+    with pytest.raises(stripe.InvalidRequestError) as exc:  # a cursor the filter drops
+        client.v1.events.list({"type": "checkout.session.completed", "starting_after": other.id})
+    assert exc.value.param == "starting_after"
+
+
 def test_setup_mode_and_zero_total_need_no_payment(client, emu):
     s = client.v1.checkout.sessions.create(
         params={"mode": "setup", "currency": "eur", "success_url": "http://x/s"}
