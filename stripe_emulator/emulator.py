@@ -126,6 +126,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         self.config = config
         self.clock = Clock()
         self.store = Store(config.db_path)
+        self.store.schedule("session", _session_falls_due)
         self.lock = self.store.lock
         self.public_url = config.public_url or f"http://{config.host}:{config.port}"
         from .faults import Faults
@@ -722,7 +723,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         """Expire sessions past expires_at and settle delayed payments that became due."""
         with self.lock:
             now = self.clock.now()
-            for rec in self.store.newest_first("session"):
+            for rec in self.store.due("session", now):
                 if rec["status"] == "open" and rec["expires_at"] <= now:
                     self._expire(rec, NO_REQUEST)
                 settlement = rec.get("_settlement")
@@ -927,6 +928,15 @@ def _method_types(params: dict, param: str) -> list[str]:
                 + validation.one_of(sorted(validation.PAYMENT_METHOD_TYPES)),
             )
     return types
+
+
+def _session_falls_due(rec: dict) -> int | None:
+    """When the clock next changes a session: its expiry while open, else a delayed payment's
+    settlement (None: nothing is scheduled)."""
+    settlement = rec.get("_settlement")
+    if settlement and settlement.get("due") is not None:
+        return settlement["due"]
+    return rec["expires_at"] if rec["status"] == "open" else None
 
 
 def _type_test(patterns: list[str]) -> Callable[[dict], bool]:
