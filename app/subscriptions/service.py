@@ -25,6 +25,7 @@ from datetime import datetime
 from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.errors import PayBridgeError
 from app.extensions import db
@@ -250,7 +251,12 @@ def locate(psp_subscription_id: str | None, metadata: dict[str, str]) -> Subscri
     # another transaction committed after this one's snapshot (or writes a missing one).
     subscription = ensure_for_first_payment(db.session, payment)
     db.session.flush()
-    return lock_subscription(subscription.id)
+    subscription = lock_subscription(subscription.id)
+    if subscription.first_payment_id == payment.id:
+        # The session holds an unchanged row only weakly: once `payment` is out of scope, a
+        # lazy load of first_payment would read it again, unlocked, from the older snapshot.
+        set_committed_value(subscription, "first_payment", payment)
+    return subscription
 
 
 # -- invoices: renewals -------------------------------------------------------------------------

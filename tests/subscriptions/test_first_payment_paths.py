@@ -71,6 +71,18 @@ def paid_unheard(app, emulator, merchant_id: int, *, prefix: str) -> tuple[int, 
     return payment_id, psp_event(emulator, "checkout.session.completed", session_id)
 
 
+def billed_unheard(app, emulator, merchant_id: int, *, prefix: str) -> tuple[int, dict, dict]:
+    """`paid_unheard`, with the clock moved on to bill the first renewal: (payment id, the
+    checkout.session.completed event and the renewal's invoice.paid, both unheard)."""
+    payment_id, completed = paid_unheard(app, emulator, merchant_id, prefix=prefix)
+    psp_subscription_id = completed["data"]["object"]["subscription"]
+    psp_sub = emulator_get(emulator, f"/v1/subscriptions/{psp_subscription_id}")
+    period_end = psp_sub["items"]["data"][0]["current_period_end"]
+    now = emulator.control("GET", "clock")["now"]
+    emulator.control("POST", "clock/advance", {"seconds": max(1, period_end - now + 1)})
+    return payment_id, completed, renewal_invoice_event(emulator, psp_subscription_id)
+
+
 def parsed(raw: dict):
     return event_from_stripe(stripe.Event.construct_from(raw, "sk_test"), raw)
 
@@ -223,13 +235,10 @@ def test_a_renewal_behind_an_older_snapshot_names_the_subscription_committed_sin
     # completion records the subscription while the renewal's invoice.paid, its snapshot
     # already taken, waits. The renewal's notification must still name the subscription.
     merchant, _ = make_merchant()
-    payment_id, completed = paid_unheard(app, stripe_delivers, merchant.id, prefix="late")
+    payment_id, completed, renewal = billed_unheard(
+        app, stripe_delivers, merchant.id, prefix="late"
+    )
     psp_subscription_id = completed["data"]["object"]["subscription"]
-    psp_sub = emulator_get(stripe_delivers, f"/v1/subscriptions/{psp_subscription_id}")
-    period_end = psp_sub["items"]["data"][0]["current_period_end"]
-    now = stripe_delivers.control("GET", "clock")["now"]
-    stripe_delivers.control("POST", "clock/advance", {"seconds": max(1, period_end - now + 1)})
-    renewal = renewal_invoice_event(stripe_delivers, psp_subscription_id)
 
     def checkout_completed() -> None:
         assert process_event(parsed(completed)).outcome == "applied"
@@ -253,6 +262,41 @@ def test_a_renewal_behind_an_older_snapshot_names_the_subscription_committed_sin
         psp_subscription_id,
     )
     assert data["parent_payment_id"] == rows[0]["public_id"]
+    stripe_delivers.control("POST", "deliveries/resume")
+    wait_for_deliveries_done(stripe_delivers)
+    assert len(payments_of(app, payment_id)) == 2
+
+
+def test_a_renewal_behind_an_older_snapshot_is_made_from_the_locked_first_payment(
+    app, make_merchant, stripe_delivers, monkeypatch
+):
+    # Same race: locate() locks the first payment, which the checkout's completion has made
+    # SUCCESS with the PSP subscription id since the snapshot. The renewal is made from that
+    # locked copy, not from the snapshot's (INITIATED, no PSP subscription id).
+    from app.subscriptions import service
+
+    merchant, _ = make_merchant()
+    payment_id, completed, renewal = billed_unheard(
+        app, stripe_delivers, merchant.id, prefix="late"
+    )
+    made_from: list[tuple] = []
+    new_renewal = service._new_renewal
+
+    def spied(subscription, first, *args, **kwargs):
+        made_from.append((first.id, first.status, first.psp_subscription_id))
+        return new_renewal(subscription, first, *args, **kwargs)
+
+    monkeypatch.setattr(service, "_new_renewal", spied)
+
+    def checkout_completed() -> None:
+        assert process_event(parsed(completed)).outcome == "applied"
+
+    applied = behind_an_older_snapshot(
+        app, checkout_completed, lambda: process_event(parsed(renewal))
+    )
+    assert applied.outcome == "applied", applied.detail
+    psp_subscription_id = completed["data"]["object"]["subscription"]
+    assert made_from == [(payment_id, "SUCCESS", psp_subscription_id)]
     stripe_delivers.control("POST", "deliveries/resume")
     wait_for_deliveries_done(stripe_delivers)
     assert len(payments_of(app, payment_id)) == 2
