@@ -162,4 +162,27 @@ class Store:
 
 def public(rec: dict) -> dict:
     """A deep copy without the emulator's private ``_`` fields."""
-    return {k: copy.deepcopy(v) for k, v in rec.items() if not k.startswith("_")}
+    return {
+        k: v if type(v) in _SCALARS else json_copy(v)
+        for k, v in rec.items()
+        if not k.startswith("_")
+    }
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def json_copy(value):
+    """A deep copy of JSON-shaped data (what every record is: the store persists it as JSON).
+
+    About three times as fast as copy.deepcopy, whose memo and dispatch made rendering the objects
+    of each list page a sixth of the emulator's CPU; anything else still goes to deepcopy.
+    """
+    kind = type(value)
+    if kind is dict:
+        return {k: v if type(v) in _SCALARS else json_copy(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) in _SCALARS else json_copy(v) for v in value]
+    if kind in _SCALARS:
+        return value
+    return copy.deepcopy(value)

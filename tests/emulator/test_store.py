@@ -1,8 +1,9 @@
-"""The emulator's object store: its due index, which the clock's work reads instead of a scan."""
+"""The emulator's object store: its due index (read by the clock's work instead of a scan) and the
+copies it hands out."""
 
 from __future__ import annotations
 
-from stripe_emulator.store import Store
+from stripe_emulator.store import Store, public
 
 
 def _due_of(rec: dict) -> int | None:
@@ -38,3 +39,27 @@ def test_the_due_index_survives_a_restart_and_a_clear(tmp_path):
     restarted.clear(keep={"session": {"b"}})
     assert restarted.due("session", 10) == []
     assert [r["id"] for r in restarted.due("session", 40)] == ["b"]
+
+
+def test_public_copies_are_deep_and_leave_out_private_fields():
+    rec = {
+        "id": "cs_1",
+        "_private": {"secret": 1},
+        "metadata": {"a": "b"},
+        "line_items": [{"price": {"unit_amount": 100}, "tags": ["x"]}],
+        "amount_total": 100,
+        "livemode": False,
+        "url": None,
+        "custom": {"pair": (1, [2])},  # not JSON-shaped: copied by deepcopy
+    }
+    copy = public(rec)
+    assert "_private" not in copy
+    assert copy == {k: v for k, v in rec.items() if k != "_private"}
+
+    copy["metadata"]["a"] = "changed"
+    copy["line_items"][0]["price"]["unit_amount"] = 1
+    copy["line_items"][0]["tags"].append("y")
+    copy["custom"]["pair"][1].append(3)
+    assert rec["metadata"] == {"a": "b"}
+    assert rec["line_items"] == [{"price": {"unit_amount": 100}, "tags": ["x"]}]
+    assert rec["custom"] == {"pair": (1, [2])}
