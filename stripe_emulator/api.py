@@ -62,6 +62,7 @@ CONTROL_RULES = Map(
     [
         Rule("/_emulator/reset", methods=["POST"], endpoint="reset"),
         Rule("/_emulator/checkout/sessions/<sid>/pay", methods=["POST"], endpoint="pay"),
+        Rule("/_emulator/checkout/sessions/pay", methods=["POST"], endpoint="pay_many"),
         Rule("/_emulator/checkout/sessions/<sid>/settle", methods=["POST"], endpoint="settle"),
         Rule("/_emulator/refunds/<rid>/succeed", methods=["POST"], endpoint="refund_succeed"),
         Rule("/_emulator/refunds/<rid>/fail", methods=["POST"], endpoint="refund_fail"),
@@ -135,6 +136,45 @@ def control_body(request: Request) -> dict:
     if not isinstance(body, dict):
         raise invalid("body", f"The request body must be a JSON object, not {kind(body)}.")
     return body
+
+
+# One call pays a harness's whole batch: a thousand sessions in one request instead of a
+# thousand connections to this single-threaded-at-heart server.
+MAX_PAY_MANY = 1000
+
+
+def _pay_options(body: dict) -> dict:
+    """The pay route's options (card, iban, outcome, ...), checked."""
+    for key in ("card", "iban", "outcome", "email", "name", "settle_outcome"):
+        _string(body, key)
+    three_ds = body.get("three_d_secure", "approve")
+    if three_ds is not None and three_ds not in ("approve", "deny"):
+        raise invalid("three_d_secure", "three_d_secure must be approve, deny or null (ask).")
+    return {
+        "card": body.get("card"),
+        "iban": body.get("iban"),
+        "outcome": body.get("outcome"),
+        "email": body.get("email"),
+        "name": body.get("name"),
+        "three_d_secure": three_ds,
+        "settle_outcome": body.get("settle_outcome"),
+    }
+
+
+def _pay_one(emu: Emulator, sid: str, options: dict) -> dict:
+    """One session of a pay_many call: its outcome, or the error that one session got."""
+    try:
+        result = emu.pay(sid, **options)
+    except StripeErrorResponse as err:
+        return {"id": sid, "completed": False, "error": err.body()["error"]}
+    completed = not result["declined"] and not result.get("requires_action")
+    return {
+        "id": sid,
+        "completed": completed,
+        "declined": result["declined"],
+        "decline_code": result["decline_code"],
+        "requires_action": bool(result.get("requires_action")),
+    }
 
 
 class IdempotencyCache:
@@ -419,23 +459,15 @@ class EmulatorApp:
             emu.reset()
             return {"ok": True}
         if endpoint == "pay":
-            for key in ("card", "iban", "outcome", "email", "name", "settle_outcome"):
-                _string(body, key)
-            three_ds = body.get("three_d_secure", "approve")
-            if three_ds is not None and three_ds not in ("approve", "deny"):
-                raise invalid(
-                    "three_d_secure", "three_d_secure must be approve, deny or null (ask)."
-                )
-            return emu.pay(
-                args["sid"],
-                card=body.get("card"),
-                iban=body.get("iban"),
-                outcome=body.get("outcome"),
-                email=body.get("email"),
-                name=body.get("name"),
-                three_d_secure=three_ds,
-                settle_outcome=body.get("settle_outcome"),
-            )
+            return emu.pay(args["sid"], **_pay_options(body))
+        if endpoint == "pay_many":
+            ids = body.get("ids")
+            if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+                raise invalid("ids", "ids must be a non-empty list of Checkout Session ids.")
+            if len(ids) > MAX_PAY_MANY:
+                raise invalid("ids", f"ids may name at most {MAX_PAY_MANY} sessions.")
+            options = _pay_options(body)
+            return {"results": [_pay_one(emu, sid, options) for sid in ids]}
         if endpoint == "settle":
             return {"session": emu.settle(args["sid"], _string(body, "outcome"))}
         if endpoint == "refund_succeed":

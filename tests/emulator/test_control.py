@@ -127,3 +127,54 @@ def test_well_formed_input_still_works(emu):
     assert call(emu, "POST", "/_emulator/deliveries/pause", data="").status_code == 200
     assert call(emu, "POST", "/_emulator/deliveries/resume", json={}).status_code == 200
     assert call(emu, "GET", "/_emulator/nowhere").status_code == 404
+
+
+def test_pay_many_pays_each_session_and_reports_the_ones_it_could_not(client, emu):
+    first, second, done = (
+        client.v1.checkout.sessions.create(params=session_params()) for _ in range(3)
+    )
+    assert emu.control("POST", f"checkout/sessions/{done.id}/pay", {"outcome": "paid"})
+    ids = [first.id, done.id, "cs_test_unknown", second.id]
+
+    resp = call(
+        emu,
+        "POST",
+        "/_emulator/checkout/sessions/pay",
+        json={"ids": ids, "card": "4242424242424242"},
+    )
+    assert resp.status_code == 200, resp.text
+    results = {r["id"]: r for r in resp.json()["results"]}
+    assert [r["id"] for r in resp.json()["results"]] == ids
+    for sid in (first.id, second.id):
+        assert results[sid] == {
+            "id": sid,
+            "completed": True,
+            "declined": False,
+            "decline_code": None,
+            "requires_action": False,
+        }
+        session = client.v1.checkout.sessions.retrieve(sid)
+        assert (session.status, session.payment_status) == ("complete", "paid")
+    assert results[done.id]["completed"] is False
+    assert results[done.id]["error"]["code"] == "checkout_session_not_open"
+    assert results["cs_test_unknown"]["completed"] is False
+    assert results["cs_test_unknown"]["error"]["code"] == "resource_missing"
+
+    completed = client.v1.events.list(params={"type": "checkout.session.completed"})
+    assert {e.data.object["id"] for e in completed.data} == {first.id, second.id, done.id}
+
+
+def test_pay_many_applies_the_options_to_each_and_checks_its_list(client, emu):
+    s = client.v1.checkout.sessions.create(params=session_params())
+    declined = emu.control(
+        "POST", "checkout/sessions/pay", {"ids": [s.id], "card": "4000000000000002"}
+    )
+    assert declined["results"][0]["declined"] is True
+    assert declined["results"][0]["completed"] is False
+    assert client.v1.checkout.sessions.retrieve(s.id).status == "open"
+
+    path = "/_emulator/checkout/sessions/pay"
+    for ids in (None, [], "cs_x", [1], ["cs_x"] * 1001):
+        assert_400(call(emu, "POST", path, json={"ids": ids, "card": "4242424242424242"}), "ids")
+    assert_400(call(emu, "POST", path, json={"ids": [s.id], "outcome": 1}), "outcome")
+    assert client.v1.checkout.sessions.retrieve(s.id).status == "open"
