@@ -63,6 +63,7 @@ CONTROL_RULES = Map(
         Rule("/_emulator/reset", methods=["POST"], endpoint="reset"),
         Rule("/_emulator/checkout/sessions/<sid>/pay", methods=["POST"], endpoint="pay"),
         Rule("/_emulator/checkout/sessions/pay", methods=["POST"], endpoint="pay_many"),
+        Rule("/_emulator/checkout/sessions", methods=["POST"], endpoint="create_many"),
         Rule("/_emulator/checkout/sessions/<sid>/settle", methods=["POST"], endpoint="settle"),
         Rule("/_emulator/refunds/<rid>/succeed", methods=["POST"], endpoint="refund_succeed"),
         Rule("/_emulator/refunds/<rid>/fail", methods=["POST"], endpoint="refund_fail"),
@@ -138,9 +139,9 @@ def control_body(request: Request) -> dict:
     return body
 
 
-# One call pays a harness's whole batch: a thousand sessions in one request instead of a
-# thousand connections to this single-threaded-at-heart server.
-MAX_PAY_MANY = 1000
+# One call creates or pays a harness's whole batch: a thousand sessions in one request instead
+# of a thousand connections to this single-threaded-at-heart server.
+MAX_BATCH = 1000
 
 
 def _pay_options(body: dict) -> dict:
@@ -356,6 +357,15 @@ class EmulatorApp:
             raise StripeErrorResponse(401, f"Invalid API Key provided: {shown}")
         return key
 
+    def _create_one(self, raw: str) -> dict:
+        """One body of a create_many call, taken as POST /v1/checkout/sessions takes it (no
+        Idempotency-Key): the session it made, or the error that body got."""
+        try:
+            _, session = self._run("create_session", {}, forms.decode(raw), Ctx(request_id()))
+        except StripeErrorResponse as err:
+            return {"error": err.body()["error"]}
+        return {"session": session}
+
     def _run(self, endpoint: str, args: dict, params: dict, ctx: Ctx) -> tuple[int, dict]:
         emu = self.emu
         if ctx.hang:
@@ -464,10 +474,23 @@ class EmulatorApp:
             ids = body.get("ids")
             if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
                 raise invalid("ids", "ids must be a non-empty list of Checkout Session ids.")
-            if len(ids) > MAX_PAY_MANY:
-                raise invalid("ids", f"ids may name at most {MAX_PAY_MANY} sessions.")
+            if len(ids) > MAX_BATCH:
+                raise invalid("ids", f"ids may name at most {MAX_BATCH} sessions.")
             options = _pay_options(body)
             return {"results": [_pay_one(emu, sid, options) for sid in ids]}
+        if endpoint == "create_many":
+            forms_ = body.get("sessions")
+            if (
+                not isinstance(forms_, list)
+                or not forms_
+                or not all(isinstance(f, str) for f in forms_)
+            ):
+                raise invalid(
+                    "sessions", "sessions must be a non-empty list of form-encoded bodies."
+                )
+            if len(forms_) > MAX_BATCH:
+                raise invalid("sessions", f"sessions may hold at most {MAX_BATCH} bodies.")
+            return {"results": [self._create_one(raw) for raw in forms_]}
         if endpoint == "settle":
             return {"session": emu.settle(args["sid"], _string(body, "outcome"))}
         if endpoint == "refund_succeed":

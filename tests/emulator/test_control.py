@@ -178,3 +178,38 @@ def test_pay_many_applies_the_options_to_each_and_checks_its_list(client, emu):
         assert_400(call(emu, "POST", path, json={"ids": ids, "card": "4242424242424242"}), "ids")
     assert_400(call(emu, "POST", path, json={"ids": [s.id], "outcome": 1}), "outcome")
     assert client.v1.checkout.sessions.retrieve(s.id).status == "open"
+
+
+def test_create_many_takes_each_body_as_the_api_does(client, emu):
+    from urllib.parse import urlencode
+
+    good = urlencode(
+        {
+            "mode": "payment",
+            "success_url": "http://shop.test/ok",
+            "cancel_url": "http://shop.test/cancel",
+            "line_items[0][price_data][currency]": "eur",
+            "line_items[0][price_data][unit_amount]": "1234",
+            "line_items[0][price_data][product_data][name]": "Order 1",
+            "line_items[0][quantity]": "1",
+            "client_reference_id": "pay_1",
+            "metadata[paybridge_payment_id]": "pay_1",
+        }
+    )
+    bad = urlencode({"mode": "payment", "success_url": "http://shop.test/ok"})  # no line items
+    resp = call(emu, "POST", "/_emulator/checkout/sessions", json={"sessions": [good, bad, good]})
+    assert resp.status_code == 200, resp.text
+    first, refused, second = resp.json()["results"]
+    assert refused["error"]["type"] == "invalid_request_error"
+    assert first["session"]["id"] != second["session"]["id"]
+    for made in (first["session"], second["session"]):
+        session = client.v1.checkout.sessions.retrieve(made["id"])
+        assert (session.status, session.amount_total, session.currency) == ("open", 1234, "eur")
+        assert session.client_reference_id == "pay_1"
+        assert session.metadata["paybridge_payment_id"] == "pay_1"
+        assert session.url == made["url"]
+    assert len(client.v1.checkout.sessions.list().data) == 2
+
+    path = "/_emulator/checkout/sessions"
+    for sessions in (None, [], good, [1], [good] * 1001):
+        assert_400(call(emu, "POST", path, json={"sessions": sessions}), "sessions")
