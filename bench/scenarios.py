@@ -82,18 +82,20 @@ QUICK = Profile(
 # the 30-s cap) and 5,000 at 200 ms (a queue drains at the same rate whatever its length; the
 # 50,000 drain time is projected from the rate; every undelivered row is deleted after the cap,
 # which took ~20 s for the 20,000 backlog of stop 14), the soak is 2 min
-# (the 3-min soak of 3 Dec took the run to 21.5 min) and create offers 3,000 at 500/s (6 s: at
-# ~60/s served, 12 s of offer took ~58 s to play out and measured the same rate).
+# (the 3-min soak of 3 Dec took the run to 21.5 min), create offers 2,000 at 500/s and the
+# unique webhooks 1,600 at 800/s (at ~60-90/s served every queued request plays out after the
+# offer ends: 12 s of create offer took ~58 s and measured the same rate as 6 s; 4 s of
+# webhooks took ~50 s).
 FULL = Profile(
     name="full",
     healthz_rate=1500,
     healthz_seconds=8,
     create_rate=500,
-    create_seconds=6,
+    create_seconds=4,
     pace_rate=100,
     pace_seconds=120,
     webhook_rate=800,
-    webhook_seconds=4,
+    webhook_seconds=2,
     burst_total=20_000,
     invalid_rate=3000,
     invalid_seconds=5,
