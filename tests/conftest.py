@@ -195,7 +195,11 @@ def dead_db_app(app):
             else:
                 os.environ[name] = value
     yield dead
-    from app.extensions import db
+    from app.extensions import db, limiter
 
     with dead.app_context():
         db.engine.dispose()
+    # Flask-Limiter keeps one storage per Limiter, not per app: the dead app's init_app pointed
+    # the shared limiter at its unreachable Redis, so every later test counted its limits in
+    # the in-memory fallback, which no test's cleanup empties. Back to this run's Redis.
+    limiter.init_app(app)
