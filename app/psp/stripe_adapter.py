@@ -2,6 +2,11 @@
 
 Every call goes through one circuit breaker, is timed, and has its Stripe errors mapped to the
 PSP interface's errors: the payment core never sees a Stripe class.
+
+Calls go through the SDK's `raw_request`: the same requestor as its resource methods (retries
+with the same idempotency key, error classes, telemetry), answered with the parsed JSON instead
+of a StripeObject tree. Building that tree cost ~0.5 ms of CPU per object, ~55 ms a page of
+100 sessions against ~5 ms for the JSON, and the converters below read plain dicts anyway.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+from urllib.parse import quote_plus
 
 import pybreaker
 import stripe
@@ -70,7 +76,7 @@ class _Breaker(pybreaker.CircuitBreaker):
 
 
 def _field(obj: Any, name: str) -> Any:
-    """A StripeObject's field, or None (StripeObject has no .get in SDK ≥15)."""
+    """An object's field, or None (also for a StripeObject, which has no .get in SDK ≥15)."""
     if obj is None:
         return None
     try:
@@ -87,7 +93,7 @@ def _id_of(value: Any) -> str | None:
 
 
 def session_from_stripe(obj: Any) -> CheckoutSession:
-    """Normalise a Stripe checkout.session (StripeObject) to the interface's CheckoutSession."""
+    """Normalise a Stripe checkout.session to the interface's CheckoutSession."""
     intent = _field(obj, "payment_intent")
     intent_status = None
     failure_code = None
@@ -183,7 +189,7 @@ def invoice_from_stripe(obj: Any) -> PspInvoice:
 
 
 def refund_from_stripe(obj: Any) -> PspRefund:
-    """Normalise a Stripe refund (StripeObject) to the interface's PspRefund."""
+    """Normalise a Stripe refund to the interface's PspRefund."""
     currency = _field(obj, "currency")
     metadata = _field(obj, "metadata")
     items = metadata.to_dict() if hasattr(metadata, "to_dict") else dict(metadata or {})
@@ -225,6 +231,16 @@ def event_from_stripe(event: Any, raw: dict | None = None) -> PspEventData:
         subscription=subscription_from_stripe(data_object) if kind == "subscription" else None,
         refunds=_event_refunds(data_object, kind),
     )
+
+
+def _event_from_listing(event: dict) -> PspEventData:
+    """A listed event: its JSON is also the payload stored."""
+    return event_from_stripe(event, event)
+
+
+def _id(object_id: str) -> str:
+    """An object id as one path segment, as the SDK's resource methods quote it."""
+    return quote_plus(object_id)
 
 
 def map_stripe_error(error: stripe.StripeError, *, creating: bool = False) -> PspError:
@@ -343,12 +359,12 @@ class StripeProvider(PaymentProvider):
     def create_checkout_session(self, request: CheckoutRequest) -> CheckoutSession:
         """Open a hosted checkout (payment, or subscription for RECC) with the payment's key."""
         params = self.checkout_params(request)
-        session = self._call(
+        session = self._request(
             "create_session",
-            lambda: self.client.v1.checkout.sessions.create(
-                params=params, options={"idempotency_key": request.idempotency_key}
-            ),
-            creating=True,
+            "post",
+            "/v1/checkout/sessions",
+            params,
+            idempotency_key=request.idempotency_key,
         )
         return session_from_stripe(session)
 
@@ -395,19 +411,18 @@ class StripeProvider(PaymentProvider):
 
     def retrieve_checkout_session(self, session_id: str) -> CheckoutSession:
         """The session's current state, with its payment intent expanded."""
-        session = self._call(
+        session = self._request(
             "retrieve_session",
-            lambda: self.client.v1.checkout.sessions.retrieve(
-                session_id, {"expand": ["payment_intent"]}
-            ),
+            "get",
+            f"/v1/checkout/sessions/{_id(session_id)}",
+            {"expand": ["payment_intent"]},
         )
         return session_from_stripe(session)
 
     def expire_checkout_session(self, session_id: str) -> CheckoutSession:
         """Expire an open session; PspInvalidState when it is already complete or expired."""
-        session = self._call(
-            "expire_session",
-            lambda: self.client.v1.checkout.sessions.expire(session_id),
+        session = self._request(
+            "expire_session", "post", f"/v1/checkout/sessions/{_id(session_id)}/expire"
         )
         return session_from_stripe(session)
 
@@ -420,40 +435,30 @@ class StripeProvider(PaymentProvider):
         if created_before is not None:
             created["lt"] = to_unix(created_before)
         params = {"created": created, "limit": PAGE_SIZE}
-        page = self._call("list_sessions", lambda: self.client.v1.checkout.sessions.list(params))
-        yield from self._pages(page, "list_sessions", session_from_stripe)
+        yield from self._list("list_sessions", "/v1/checkout/sessions", params, session_from_stripe)
 
     def list_events(self, types: list[str], created_since: datetime) -> Iterator[PspEventData]:
         """The PSP's events of these types since a time, newest first, page by page."""
         params: dict[str, Any] = {"created": {"gte": to_unix(created_since)}, "limit": PAGE_SIZE}
         if types:
             params["types"] = list(types)
-        page = self._call("list_events", lambda: self.client.v1.events.list(params))
-        yield from self._pages(page, "list_events", event_from_stripe)
+        yield from self._list("list_events", "/v1/events", params, _event_from_listing)
 
     def retrieve_subscription(self, subscription_id: str) -> PspSubscription:
         """The subscription's current state."""
-        sub = self._call(
-            "retrieve_subscription",
-            lambda: self.client.v1.subscriptions.retrieve(subscription_id),
+        sub = self._request(
+            "retrieve_subscription", "get", f"/v1/subscriptions/{_id(subscription_id)}"
         )
         return subscription_from_stripe(sub)
 
     def cancel_subscription(self, subscription_id: str, *, at_period_end: bool) -> PspSubscription:
         """At period end: `cancel_at_period_end=true` (it keeps billing until then, then ends);
         now: DELETE (no more invoices). Both are idempotent at Stripe by nature."""
+        path = f"/v1/subscriptions/{_id(subscription_id)}"
         if at_period_end:
-            sub = self._call(
-                "cancel_subscription",
-                lambda: self.client.v1.subscriptions.update(
-                    subscription_id, {"cancel_at_period_end": True}
-                ),
-            )
+            sub = self._request("cancel_subscription", "post", path, {"cancel_at_period_end": True})
         else:
-            sub = self._call(
-                "cancel_subscription",
-                lambda: self.client.v1.subscriptions.cancel(subscription_id),
-            )
+            sub = self._request("cancel_subscription", "delete", path)
         return subscription_from_stripe(sub)
 
     def list_subscription_invoices(self, subscription_id: str, *, limit: int) -> list[PspInvoice]:
@@ -463,26 +468,49 @@ class StripeProvider(PaymentProvider):
             "limit": max(1, min(limit, PAGE_SIZE)),
             "expand": ["data.payments"],
         }
-        page = self._call("list_invoices", lambda: self.client.v1.invoices.list(params))
-        return [invoice_from_stripe(item) for item in page.data]
+        page = self._request("list_invoices", "get", "/v1/invoices", params)
+        return [invoice_from_stripe(item) for item in page.get("data") or []]
 
     def retrieve_invoice(self, invoice_id: str) -> PspInvoice:
         """One invoice with its payments expanded (the payment intent that paid it)."""
-        invoice = self._call(
-            "retrieve_invoice",
-            lambda: self.client.v1.invoices.retrieve(invoice_id, {"expand": ["payments"]}),
+        invoice = self._request(
+            "retrieve_invoice", "get", f"/v1/invoices/{_id(invoice_id)}", {"expand": ["payments"]}
         )
         return invoice_from_stripe(invoice)
 
-    def _pages(self, page: Any, operation: str, convert: Callable[[Any], T]) -> Iterator[T]:
-        """Follow a ListObject's pages (the SDK's next_page), each request guarded."""
+    def _request(
+        self,
+        operation: str,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """One guarded Stripe call, answered as the JSON object Stripe sent.
+
+        `idempotency_key` marks a create: a 404 is then a rejection, not a missing object."""
+        options = {"idempotency_key": idempotency_key} if idempotency_key else {}
+        return self._call(
+            operation,
+            lambda: self.client.raw_request(method, path, **(params or {}), **options).data,
+            creating=idempotency_key is not None,
+        )
+
+    def _list(
+        self, operation: str, path: str, params: dict[str, Any], convert: Callable[[Any], T]
+    ) -> Iterator[T]:
+        """Every page of a list, each request guarded: the next page starts after the last
+        object of the one before (the SDK's next_page)."""
+        params = dict(params)
         while True:
-            for item in page.data:
+            page = self._request(operation, "get", path, params)
+            data = page.get("data") or []
+            for item in data:
                 yield convert(item)
-            if not page.has_more or not page.data:
+            if not page.get("has_more") or not data:
                 return
-            current = page
-            page = self._call(operation, current.next_page)
+            params["starting_after"] = data[-1]["id"]
 
     def create_refund(self, request: RefundRequest) -> PspRefund:
         """Refund (part of) the payment intent with the refund's own idempotency key."""
@@ -496,25 +524,20 @@ class StripeProvider(PaymentProvider):
         }
         if request.reason:
             params["reason"] = request.reason
-        refund = self._call(
-            "create_refund",
-            lambda: self.client.v1.refunds.create(
-                params=params, options={"idempotency_key": request.idempotency_key}
-            ),
-            creating=True,
+        refund = self._request(
+            "create_refund", "post", "/v1/refunds", params, idempotency_key=request.idempotency_key
         )
         return refund_from_stripe(refund)
 
     def retrieve_refund(self, refund_id: str) -> PspRefund:
         """The refund's current state."""
-        refund = self._call("retrieve_refund", lambda: self.client.v1.refunds.retrieve(refund_id))
+        refund = self._request("retrieve_refund", "get", f"/v1/refunds/{_id(refund_id)}")
         return refund_from_stripe(refund)
 
     def list_refunds(self, payment_intent_id: str) -> Iterator[PspRefund]:
         """Every refund of the payment intent, newest first, page by page."""
         params = {"payment_intent": payment_intent_id, "limit": PAGE_SIZE}
-        page = self._call("list_refunds", lambda: self.client.v1.refunds.list(params))
-        yield from self._pages(page, "list_refunds", refund_from_stripe)
+        yield from self._list("list_refunds", "/v1/refunds", params, refund_from_stripe)
 
     def verify_webhook(self, payload: bytes, signature_header: str | None) -> PspEventData:
         """Check Stripe-Signature against each configured secret (rotation), then parse.

@@ -112,8 +112,7 @@ def test_reconciliation_records_a_renewal_whose_webhook_was_lost(
 
     with app.app_context():
         run = run_reconciliation(trigger="test")
-        assert run.status == "succeeded", run.error_text
-        lines = [d for d in run.details if d.get("action") == "renewal_recorded"]
+        assert (run.status, run.errors) == ("succeeded", 0), run.error_text
         db.session.remove()
     rows = payments_of(app, first_id)
     assert len(rows) == 2
@@ -122,7 +121,16 @@ def test_reconciliation_records_a_renewal_whose_webhook_was_lost(
     assert [source for _, _, source in renewal["history"]] == ["recon"] * 3
     # The invoice listing names the charge's own intent.
     assert renewal["psp_payment_intent_id"].startswith("pi_")
-    assert [line["payment"] for line in lines] == [renewal["public_id"]]
+    # The events pass found the lost invoice.paid and stored it (its invoice carries decimal
+    # amounts, which the stored payload keeps as JSON) like a webhook.
+    stored = read(
+        app,
+        lambda: db.session.execute(
+            select(PspEvent.received_via, PspEvent.outcome, PspEvent.payment_id)
+            .where(PspEvent.event_type == "invoice.paid", PspEvent.received_via == "recon")
+        ).all(),
+    )  # fmt: skip
+    assert [tuple(r) for r in stored] == [("recon", PspEvent.OUTCOME_APPLIED, renewal["id"])]
     assert (
         read(
             app,
@@ -136,18 +144,17 @@ def test_reconciliation_records_a_renewal_whose_webhook_was_lost(
     )
     assert subscription_row(app, first_id)["current_period_end"] > sub["current_period_end"]
 
-    # The webhooks arrive late: recorded as events, no second renewal.
+    # The webhooks arrive late: the invoice.paid is the event already stored, no second renewal.
+    def invoice_events():
+        return db.session.execute(
+            select(PspEvent.event_id, PspEvent.outcome).where(PspEvent.event_type == "invoice.paid")
+        ).all()
+
+    before = read(app, invoice_events)
     stripe_delivers.control("POST", "deliveries/resume")
     wait_for_deliveries_done(stripe_delivers)
     assert len(payments_of(app, first_id)) == 2
-    outcome = read(
-        app,
-        lambda: db.session.scalar(
-            select(PspEvent.outcome).where(PspEvent.event_type == "invoice.paid")
-            .order_by(PspEvent.id.desc()).limit(1)
-        ),
-    )  # fmt: skip
-    assert outcome == PspEvent.OUTCOME_IGNORED
+    assert read(app, invoice_events) == before
 
     # A second run finds nothing more to do.
     with app.app_context():
@@ -155,6 +162,27 @@ def test_reconciliation_records_a_renewal_whose_webhook_was_lost(
         assert not [d for d in again.details if d.get("action") == "renewal_recorded"]
         db.session.remove()
     assert len(payments_of(app, first_id)) == 2
+
+
+def test_the_subscriptions_pass_records_a_lost_renewal_when_the_events_listing_fails(
+    app, make_merchant, stripe_delivers, buy_subscription
+):
+    merchant, _ = make_merchant()
+    first_id, sub = buy_subscription(merchant.id, reference="plan-nolist")
+    wait_for_deliveries_done(stripe_delivers)
+    stripe_delivers.control("POST", "deliveries/pause")
+    bill_next_period(stripe_delivers, sub)
+    stripe_delivers.control("POST", "faults", {"kind": "http_500", "path": "/v1/events"})
+
+    with app.app_context():
+        run = run_reconciliation(trigger="test")
+        # The refused listing fails the run; the passes after it still ran.
+        assert run.status == "failed" and "events" in run.error_text
+        lines = [d for d in run.details if d.get("action") == "renewal_recorded"]
+        db.session.remove()
+    rows = payments_of(app, first_id)
+    assert [(r["reference"], r["status"]) for r in rows[1:]] == [("plan-nolist-r1", "SUCCESS")]
+    assert [line["payment"] for line in lines] == [rows[1]["public_id"]]
 
 
 def test_reconciliation_takes_over_a_cancellation_whose_webhook_was_lost(
