@@ -100,15 +100,23 @@ def test_the_same_invoice_twice_records_one_renewal(
     assert read(app, counts) == (1, 1, 1)
 
 
+def lose_a_renewal(app, make_merchant, emulator, buy_subscription, reference: str):
+    """A subscription whose next period is billed while no webhook reaches PayBridge."""
+    merchant, _ = make_merchant()
+    first_id, sub = buy_subscription(merchant.id, reference=reference)
+    wait_for_deliveries_done(emulator)
+    emulator.control("POST", "deliveries/pause")
+    bill_next_period(emulator, sub)
+    assert len(payments_of(app, first_id)) == 1  # PayBridge heard nothing
+    return first_id, sub
+
+
 def test_reconciliation_records_a_renewal_whose_webhook_was_lost(
     app, make_merchant, stripe_delivers, buy_subscription
 ):
-    merchant, _ = make_merchant()
-    first_id, sub = buy_subscription(merchant.id, reference="plan-lost")
-    wait_for_deliveries_done(stripe_delivers)
-    stripe_delivers.control("POST", "deliveries/pause")
-    bill_next_period(stripe_delivers, sub)
-    assert len(payments_of(app, first_id)) == 1  # PayBridge heard nothing
+    first_id, sub = lose_a_renewal(
+        app, make_merchant, stripe_delivers, buy_subscription, "plan-lost"
+    )
 
     with app.app_context():
         run = run_reconciliation(trigger="test")
@@ -167,11 +175,9 @@ def test_reconciliation_records_a_renewal_whose_webhook_was_lost(
 def test_the_subscriptions_pass_records_a_lost_renewal_when_the_events_listing_fails(
     app, make_merchant, stripe_delivers, buy_subscription
 ):
-    merchant, _ = make_merchant()
-    first_id, sub = buy_subscription(merchant.id, reference="plan-nolist")
-    wait_for_deliveries_done(stripe_delivers)
-    stripe_delivers.control("POST", "deliveries/pause")
-    bill_next_period(stripe_delivers, sub)
+    first_id, _ = lose_a_renewal(
+        app, make_merchant, stripe_delivers, buy_subscription, "plan-nolist"
+    )
     stripe_delivers.control("POST", "faults", {"kind": "http_500", "path": "/v1/events"})
 
     with app.app_context():
