@@ -76,7 +76,7 @@ class _Breaker(pybreaker.CircuitBreaker):
 
 
 def _field(obj: Any, name: str) -> Any:
-    """An object's field, or None (also for a StripeObject, which has no .get in SDK ≥15)."""
+    """A JSON object's field, or None (also when `obj` is not an object, e.g. an unexpanded id)."""
     if obj is None:
         return None
     try:
@@ -123,10 +123,7 @@ def session_from_stripe(obj: Any) -> CheckoutSession:
 
 
 def _plain_metadata(value: Any) -> dict[str, str]:
-    if not value:
-        return {}
-    items = value.to_dict() if hasattr(value, "to_dict") else dict(value)
-    return {str(k): str(v) for k, v in items.items()}
+    return {str(k): str(v) for k, v in (value or {}).items()}
 
 
 def _first(listing: Any) -> Any:
@@ -191,8 +188,6 @@ def invoice_from_stripe(obj: Any) -> PspInvoice:
 def refund_from_stripe(obj: Any) -> PspRefund:
     """Normalise a Stripe refund to the interface's PspRefund."""
     currency = _field(obj, "currency")
-    metadata = _field(obj, "metadata")
-    items = metadata.to_dict() if hasattr(metadata, "to_dict") else dict(metadata or {})
     return PspRefund(
         id=obj["id"],
         status=_field(obj, "status") or "pending",
@@ -201,7 +196,7 @@ def refund_from_stripe(obj: Any) -> PspRefund:
         payment_intent_id=_id_of(_field(obj, "payment_intent")),
         charge_id=_id_of(_field(obj, "charge")),
         failure_reason=_field(obj, "failure_reason"),
-        metadata={str(k): str(v) for k, v in items.items()},
+        metadata=_plain_metadata(_field(obj, "metadata")),
         created_at=from_unix(_field(obj, "created")),
     )
 
@@ -216,8 +211,9 @@ def _event_refunds(data_object: Any, kind: str | None) -> tuple[PspRefund, ...]:
     return ()
 
 
-def event_from_stripe(event: Any, raw: dict | None = None) -> PspEventData:
-    """Normalise a Stripe Event; the session (or invoice, or subscription) it is about is parsed."""
+def event_from_stripe(event: dict) -> PspEventData:
+    """Normalise a Stripe event as parsed from its JSON, which is also the payload stored; the
+    session (or invoice, or subscription) it is about is parsed."""
     data_object = _field(_field(event, "data"), "object")
     kind = _field(data_object, "object") if data_object is not None else None
     session = session_from_stripe(data_object) if kind == "checkout.session" else None
@@ -226,16 +222,11 @@ def event_from_stripe(event: Any, raw: dict | None = None) -> PspEventData:
         type=event["type"],
         created_at=from_unix(_field(event, "created")) or datetime.now(UTC).replace(tzinfo=None),
         session=session,
-        raw=raw if raw is not None else event.to_dict(),
+        raw=event,
         invoice=invoice_from_stripe(data_object) if kind == "invoice" else None,
         subscription=subscription_from_stripe(data_object) if kind == "subscription" else None,
         refunds=_event_refunds(data_object, kind),
     )
-
-
-def _event_from_listing(event: dict) -> PspEventData:
-    """A listed event: its JSON is also the payload stored."""
-    return event_from_stripe(event, event)
 
 
 def _id(object_id: str) -> str:
@@ -442,7 +433,7 @@ class StripeProvider(PaymentProvider):
         params: dict[str, Any] = {"created": {"gte": to_unix(created_since)}, "limit": PAGE_SIZE}
         if types:
             params["types"] = list(types)
-        yield from self._list("list_events", "/v1/events", params, _event_from_listing)
+        yield from self._list("list_events", "/v1/events", params, event_from_stripe)
 
     def retrieve_subscription(self, subscription_id: str) -> PspSubscription:
         """The subscription's current state."""
@@ -566,6 +557,6 @@ class StripeProvider(PaymentProvider):
             raw = json.loads(text)
             if not isinstance(raw, dict) or raw.get("object") == "v2.core.event":
                 raise ValueError("not a v1 event object")
-            return event_from_stripe(raw, raw)
+            return event_from_stripe(raw)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise WebhookPayloadError(f"payload is not a valid event: {exc}") from exc
