@@ -252,11 +252,19 @@ def verdicts(report: dict) -> list[tuple[str, str, bool | None]]:
             k: v for k, v in r["memory_growth"].items() if k.startswith(("web-worker", "worker"))
         }
         windows = [w["p99_ms"] for w in r.get("p99_by_window", [])]
+        samples = r.get("memory_by_window") or []
+        late = ""
+        if len(samples) >= 3:  # the slope after the first half: growth that goes on, or settled
+            mid, end = samples[len(samples) // 2], samples[-1]
+            late_growth = {
+                k: round(end[k] / mid[k] - 1, 3) for k in grow if mid.get(k) and end.get(k)
+            }
+            late = f", growth from {mid['at_s']} s to the end {json.dumps(late_growth)}"
         stable = bool(windows) and max(windows) <= 3 * max(min(windows), 50)
         add(
             "soak: 0 lost, 0 duplicated, memory growth ≤ 10%, p99 stable",
             f"audit {'ok' if r['audit']['ok'] else 'FAILED'}, {r['errors']} errors, growth "
-            f"{json.dumps(grow)}, p99 per window {windows}",
+            f"{json.dumps(grow)}{late}, p99 per window {windows}",
             r["audit"]["ok"]
             and r["errors"] == 0
             and all(v <= 0.10 for v in grow.values())
