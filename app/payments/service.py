@@ -34,7 +34,7 @@ from app.payments.outcomes import failure_reason, is_backwards, target_for_sessi
 from app.payments.serialize import payment_to_dict
 from app.payments.state import lock_payment, record_creation, transition
 from app.payments.status import PaymentStatus, StatusSource, is_allowed
-from app.payments.validation import fingerprint, validate_create_params
+from app.payments.validation import fingerprint, normalise, validate_create_params
 from app.psp import (
     CheckoutRequest,
     CheckoutSession,
@@ -76,9 +76,14 @@ def create_payment(merchant_id: int, params: dict, *, idempotency_key: str | Non
     return submit_payment(merchant_id, params, idempotency_key=idempotency_key).payment
 
 
-def submit_payment(merchant_id: int, params: dict, *, idempotency_key: str | None) -> CreateResult:
-    """create_payment for the API: also returns the (possibly replayed) status and body."""
-    data = validate_create_params(params)
+def submit_payment(
+    merchant_id: int, params: dict, *, idempotency_key: str | None, schema_loaded: bool = False
+) -> CreateResult:
+    """create_payment for the API: also returns the (possibly replayed) status and body.
+
+    `schema_loaded`: the API route's flask-smorest arguments already loaded `params` with
+    PaymentCreateSchema; a second load costs ~0.15 ms (~1.5% of a create's web CPU)."""
+    data = normalise(params) if schema_loaded else validate_create_params(params)
     key = idempotency.check_key(idempotency_key)
     request_fingerprint = fingerprint(data)
     for attempt in range(3):

@@ -84,7 +84,10 @@ class Payments(MethodView):
     def post(self, data: dict):
         """Create a payment and get its checkout URL (exactly once per Idempotency-Key)."""
         result = service.submit_payment(
-            current_merchant_id(), data, idempotency_key=request.headers.get("Idempotency-Key")
+            current_merchant_id(),
+            data,
+            idempotency_key=request.headers.get("Idempotency-Key"),
+            schema_loaded=True,
         )
         response = jsonify(result.body)
         response.status_code = result.status
