@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
 import time
+import weakref
 
 import stripe
 
 from stripe_emulator import forms
+from stripe_emulator.__main__ import freeze_survivors
 from stripe_emulator.api import latency_seconds
 from stripe_emulator.testing import run_emulator
 
@@ -105,3 +108,24 @@ def test_cli_rejects_unpaired_webhook_flags():
         timeout=30,
     )
     assert proc.returncode == 2 and "pairs" in proc.stderr
+
+
+def test_freeze_survivors_spares_young_cycles_and_takes_the_rest_from_full_collections():
+    class Node:
+        pass
+
+    gc.unfreeze()
+    records = [{"id": f"cs_{i}", "metadata": {"n": i}} for i in range(1000)]
+    garbage = Node()
+    garbage.self = garbage  # a cycle only the cyclic collector can free
+    alive_before = gc.get_freeze_count()
+    dead = weakref.ref(garbage)
+    del garbage
+    try:
+        freeze_survivors()
+        assert dead() is None  # collected before the freeze, not pinned by it
+        assert gc.get_freeze_count() >= alive_before + len(records)
+        tracked = {id(o) for o in gc.get_objects()}
+        assert id(records[0]) not in tracked  # a full collection no longer walks it
+    finally:
+        gc.unfreeze()
