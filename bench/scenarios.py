@@ -1136,6 +1136,8 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
     lat: list[tuple[float, float]] = []
     errors: dict = {}
     refs: list[str] = []
+    # the five slowest creates with their request ids, to find them in the web log
+    slowest: list[tuple[float, float, str]] = []
     run = uuid.uuid4().hex[:6]
     conn = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=conn) as http:
@@ -1157,9 +1159,14 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
                 ) as resp:
                     data = await resp.json(content_type=None)
                     status = resp.status
+                    request_id = resp.headers.get("X-Request-Id", "")
             except (TimeoutError, aiohttp.ClientError) as exc:
-                status, data = type(exc).__name__, {}
-            lat.append((due - start, (time.perf_counter() - due) * 1000))
+                status, data, request_id = type(exc).__name__, {}, ""
+            ms = (time.perf_counter() - due) * 1000
+            lat.append((due - start, ms))
+            slowest.append((ms, round(due - start, 2), request_id))
+            slowest.sort(reverse=True)
+            del slowest[5:]
             if status != 201:
                 errors[str(status)] = errors.get(str(status), 0) + 1
                 return
@@ -1219,6 +1226,7 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
         "p95_ms": pct(0.95),
         "p99_ms": pct(0.99),
         "p99_by_window": per_window,
+        "slowest": [{"ms": round(ms, 1), "at_s": at, "request_id": rid} for ms, at, rid in slowest],
         "memory_by_window": memory_by_window,
         "refs": refs,
     }
