@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import heapq
 import hmac
 import json
 import random
@@ -1133,11 +1134,10 @@ def soak(ctx: Context) -> None:
 async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
     stack = ctx.stack
     count = int(rate * seconds)
-    lat: list[tuple[float, float]] = []
+    # (seconds into the soak, ms, request id): the id finds a slow create in the web log
+    lat: list[tuple[float, float, str]] = []
     errors: dict = {}
     refs: list[str] = []
-    # the five slowest creates with their request ids, to find them in the web log
-    slowest: list[tuple[float, float, str]] = []
     run = uuid.uuid4().hex[:6]
     conn = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=conn) as http:
@@ -1162,11 +1162,7 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
                     request_id = resp.headers.get("X-Request-Id", "")
             except (TimeoutError, aiohttp.ClientError) as exc:
                 status, data, request_id = type(exc).__name__, {}, ""
-            ms = (time.perf_counter() - due) * 1000
-            lat.append((due - start, ms))
-            slowest.append((ms, round(due - start, 2), request_id))
-            slowest.sort(reverse=True)
-            del slowest[5:]
+            lat.append((due - start, (time.perf_counter() - due) * 1000, request_id))
             if status != 201:
                 errors[str(status)] = errors.get(str(status), 0) + 1
                 return
@@ -1202,7 +1198,7 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
     per_window = []
     k = 0
     while k * window < seconds:
-        values = sorted(v for t, v in lat if k * window <= t < (k + 1) * window)
+        values = sorted(v for t, v, _ in lat if k * window <= t < (k + 1) * window)
         if values:
             per_window.append(
                 {
@@ -1213,7 +1209,7 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
                 }
             )
         k += 1
-    allv = sorted(v for _, v in lat)
+    allv = sorted(v for _, v, _ in lat)
     pct = lambda q: round(allv[min(len(allv) - 1, int(len(allv) * q))], 1) if allv else None  # noqa: E731
     return {
         "sent": count,
@@ -1226,7 +1222,10 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
         "p95_ms": pct(0.95),
         "p99_ms": pct(0.99),
         "p99_by_window": per_window,
-        "slowest": [{"ms": round(ms, 1), "at_s": at, "request_id": rid} for ms, at, rid in slowest],
+        "slowest": [
+            {"ms": round(ms, 1), "at_s": round(at, 2), "request_id": rid}
+            for at, ms, rid in heapq.nlargest(5, lat, key=lambda one: one[1])
+        ],
         "memory_by_window": memory_by_window,
         "refs": refs,
     }

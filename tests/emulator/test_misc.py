@@ -118,13 +118,13 @@ def test_freeze_survivors_spares_young_cycles_and_takes_the_rest_from_full_colle
     records = [{"id": f"cs_{i}", "metadata": {"n": i}} for i in range(1000)]
     garbage = Node()
     garbage.self = garbage  # a cycle only the cyclic collector can free
-    alive_before = gc.get_freeze_count()
+    frozen_before = gc.get_freeze_count()
     dead = weakref.ref(garbage)
     del garbage
     try:
         freeze_survivors()
         assert dead() is None  # collected before the freeze, not pinned by it
-        assert gc.get_freeze_count() >= alive_before + len(records)
+        assert gc.get_freeze_count() >= frozen_before + len(records)
         tracked = {id(o) for o in gc.get_objects()}
         assert id(records[0]) not in tracked  # a full collection no longer walks it
     finally:
