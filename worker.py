@@ -1,30 +1,35 @@
-"""RQ worker entry point: `python worker.py [--burst] [--no-cron] [--queues a,b] [--concurrency N]`.
+"""Worker entry point: `python worker.py [--burst] [--no-cron] [--no-notifications]
+[--queues a,b] [--concurrency N]`.
 
-`python worker.py --without-redis` is the demo's stand-in when no Redis answers: no queues, just
-the periodic jobs (sweeper, reconciliation, purge) on their schedule in this process.
+Two things run in this process:
+- the notification pump (app/notifications/pump.py): delivers the outbox's due notifications,
+  `NOTIFY_CONCURRENCY` POSTs at once, claiming and recording them in batches. Notifications are
+  not RQ jobs: one job per attempt cost more CPU in RQ's bookkeeping (about 55 Redis commands,
+  registries, the job hash) than the delivery itself, and the outbox row already is the record
+  of what is due, claimed and done;
+- RQ: the recon and default queues with RQ's scheduler, and RQ's cron scheduler (periodic jobs
+  from app/tasks/schedule.py) in a thread.
 
-Runs the notifications, recon and default queues with RQ's scheduler (for delayed retries)
-and RQ's cron scheduler (periodic jobs from app/tasks/schedule.py) in a thread.
+`python worker.py --without-redis` is the demo's stand-in when no Redis answers: no queues, the
+pump and the periodic jobs (reconciliation, purge) on their schedule in this process.
 
-Why threads (`--concurrency`, `WORKER_CONCURRENCY`): a notification spends most of its time
-waiting for the client app's answer, so one job at a time caps delivery at 1 / latency (5/s
-against a 200 ms receiver). The main worker runs beside N-1 helper workers, each a full RQ
+Why threads for RQ (`--concurrency`, `WORKER_CONCURRENCY`): a reconciliation run and a
+subscription job may run at once. The main worker runs beside N-1 helper workers, each a full RQ
 worker in a thread of this process (own name, heartbeat and registries), sharing the DB pool
-and the Redis client. Jobs are already safe to run concurrently: each attempt is claimed by an
-atomic UPDATE and delivery order per payment is kept by the outbox, not by the queue.
+and the Redis client.
 
 Why SimpleWorker (no fork per job): RQ's default Worker forks a work horse for every job, and a
 forked child inheriting the parent's SQLAlchemy pool would share its MySQL sockets. With
 SimpleWorker jobs run in this process, each inside a fresh app context, so there is no fork to
 share a connection across, and the pool is reused between jobs instead of reconnecting for
-every notification (a fork + connect costs more than most deliveries). The price: a job that
-leaks memory or crashes the interpreter takes the worker with it, which the process manager
-restarts; jobs are idempotent and the sweeper re-enqueues anything lost. RQ's delayed-job
+every job. The price: a job that leaks memory or crashes the interpreter takes the worker with
+it, which the process manager restarts; jobs are idempotent, and notifications whose delivery
+was cut short are claimed again when their lease runs out. RQ's delayed-job
 scheduler still forks a process, which only talks to Redis; the pool is disposed in any forked
 child anyway (os.register_at_fork), so nothing is shared whatever worker class is used.
 
-SIGTERM (or Ctrl-C) is a warm shutdown: the current job finishes, then the worker exits; a
-second signal stops at once.
+SIGTERM (or Ctrl-C) is a warm shutdown: the current job and every notification POST in flight
+finish (and are recorded), then the worker exits; a second signal stops at once.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ from rq import SimpleWorker
 from rq.exceptions import StopRequested
 from rq.timeouts import TimerDeathPenalty
 from rq.worker import WorkerStatus
+
+from app.notifications.pump import NotificationPump
 
 log = logging.getLogger("paybridge.worker")
 
@@ -253,8 +260,8 @@ def dispose_pool_after_fork(app: Flask) -> None:
     os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
 
 
-def run_without_redis(app: Flask) -> int:
-    """The periodic jobs on their schedule in this process; SIGTERM/SIGINT end it warmly."""
+def run_without_redis(app: Flask, pump: NotificationPump | None) -> int:
+    """The pump and the periodic jobs in this process; SIGTERM/SIGINT end it warmly."""
     import signal
 
     from app.tasks.schedule import run_in_process
@@ -264,9 +271,20 @@ def run_without_redis(app: Flask) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     log.info("no Redis: running the periodic jobs in-process until stopped")
-    run_in_process(app, stop)
+    if pump is not None:
+        pump.start()
+    try:
+        run_in_process(app, stop)
+    finally:
+        if pump is not None:
+            pump.stop(timeout=_pump_stop_timeout(app))
     log.info("periodic jobs stopped")
     return 0
+
+
+def _pump_stop_timeout(app: Flask) -> float:
+    """Long enough for every POST in flight to finish or time out, and be recorded."""
+    return float(app.config["NOTIFY_TIMEOUT_SECONDS"]) + HELPER_WORKER_TTL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         help="jobs run at once, in threads (default: WORKER_CONCURRENCY)",
     )
     parser.add_argument(
+        "--no-notifications",
+        action="store_true",
+        help="do not run the notification pump (RQ jobs only)",
+    )
+    parser.add_argument(
         "--without-redis",
         action="store_true",
         help="no queues: run the periodic jobs in this process (the demo when Redis is down)",
@@ -290,11 +313,14 @@ def main(argv: list[str] | None = None) -> int:
     from app import create_app
     from app.process_tuning import limit_malloc_arenas
 
-    limit_malloc_arenas()  # before any thread starts (WORKER_CONCURRENCY delivery threads)
+    limit_malloc_arenas()  # before any thread starts (the pump's delivery threads)
     app = create_app()
     logging.getLogger("rq.worker").addFilter(quiet_routine_job_lines)
+    pump = None
+    if not args.no_notifications:
+        pump = NotificationPump(app, concurrency=app.config["NOTIFY_CONCURRENCY"], burst=args.burst)
     if args.without_redis:
-        return run_without_redis(app)
+        return run_without_redis(app, pump)
     dispose_pool_after_fork(app)
     queue_names = [q.strip() for q in args.queues.split(",")] if args.queues else None
     worker = build_worker(app, queue_names, name=args.name)
@@ -310,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     def after_scheduler_fork() -> None:
         # Threads start only now: a fork must not copy locks that other threads hold.
         helpers.start()
+        if pump is not None:
+            pump.start()
         if cron is not None:
             cron.start()
 
@@ -321,7 +349,11 @@ def main(argv: list[str] | None = None) -> int:
             logging_level=str(app.config.get("LOG_LEVEL", "INFO")).upper(),
         )
     finally:
-        helpers.stop(timeout=app.config["NOTIFY_TIMEOUT_SECONDS"] + HELPER_WORKER_TTL)
+        helpers.stop(timeout=_pump_stop_timeout(app))
+        if pump is not None:
+            if args.burst:
+                pump.join()  # a burst pump ends by itself once nothing is due
+            pump.stop(timeout=_pump_stop_timeout(app))
         if cron and cron.is_alive():
             cron.stop()
             cron.join(timeout=5)

@@ -48,10 +48,6 @@ def register_extensions(app: Flask) -> None:
     limiter.init_app(app)
     api.init_app(app)
 
-    from app import notifications
-
-    notifications.init_app(app)
-
     from app import refunds, subscriptions
 
     refunds.init_app(app)

@@ -84,13 +84,13 @@ class Config:
             "NOTIFY_RETRY_SCHEDULE", "10,60,300,1800,7200,21600"
         )
         self.NOTIFY_TIMEOUT_SECONDS = _env_float("NOTIFY_TIMEOUT_SECONDS", 5.0)
-        self.NOTIFY_SWEEP_INTERVAL_SECONDS = _env_int("NOTIFY_SWEEP_INTERVAL_SECONDS", 30)
-        # A queued notification still pending this long after it was due: its job was lost.
-        self.NOTIFY_LOST_JOB_SECONDS = _env_int("NOTIFY_LOST_JOB_SECONDS", 60)
-        # Jobs one worker process runs at once, in threads (worker.py): deliveries wait on
-        # client apps, not on the CPU. Keep it under DB_POOL_SIZE + DB_MAX_OVERFLOW. More
-        # processes with fewer threads each beat one crowded interpreter (README, Operating).
-        self.WORKER_CONCURRENCY = _env_int("WORKER_CONCURRENCY", 12)
+        # Notifications POSTed at once by each worker process's pump (threads that wait on
+        # client apps, not on the CPU), and how often an idle pump looks for due ones.
+        self.NOTIFY_CONCURRENCY = _env_int("NOTIFY_CONCURRENCY", 16)
+        self.NOTIFY_POLL_SECONDS = _env_float("NOTIFY_POLL_SECONDS", 0.25)
+        # RQ jobs (reconciliation, subscription upkeep) one worker process runs at once, in
+        # threads (worker.py). Keep it plus one (the pump) under DB_POOL_SIZE + DB_MAX_OVERFLOW.
+        self.WORKER_CONCURRENCY = _env_int("WORKER_CONCURRENCY", 4)
         # Whether notify URLs may point at loopback/private addresses (the demo's and tests'
         # client apps live on 127.0.0.1); production refuses them unless told otherwise.
         self.NOTIFY_ALLOW_PRIVATE_TARGETS = _env("NOTIFY_ALLOW_PRIVATE_TARGETS", "1") == "1"

@@ -54,6 +54,11 @@ NOTIFICATION_DELIVERIES = Counter(
 QUEUE_DEPTH = Gauge(
     "paybridge_queue_depth", "Jobs waiting in each RQ queue", ["queue"], multiprocess_mode="max"
 )
+NOTIFICATIONS_DUE = Gauge(
+    "paybridge_notifications_due",
+    "Pending notifications whose attempt is due (the outbox's backlog)",
+    multiprocess_mode="max",
+)
 
 
 def render_latest() -> tuple[bytes, str]:

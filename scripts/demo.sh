@@ -110,7 +110,7 @@ if [ "$HAVE_REDIS" = 1 ]; then
   WORKER_NOTE="worker running (RQ on $REDIS_URL)"
 else
   # No queues: jobs run inside the process that makes them, and this process runs the periodic
-  # ones (notification sweeper, reconciliation, idempotency purge) on their schedule.
+  # ones (reconciliation, idempotency purge) on their schedule, and delivers notifications.
   "$PY" worker.py --without-redis >"$LOG_DIR/worker.log" 2>&1 &
   PIDS+=($!)
   WORKER_NOTE="Redis is not answering on $REDIS_URL: jobs run in-process (RQ_INLINE_FALLBACK=1), periodic jobs in worker.py --without-redis"

@@ -1,4 +1,4 @@
-"""`flask notifications list|resend|sweep`: see and act on the outbox."""
+"""`flask notifications list|resend|deliver`: see and act on the outbox."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def resend_command(notification: str | None, all_failed: bool) -> None:
         try:
             n = resend(notification_id)
             public_id = n.public_id
-            db.session.commit()  # the delivery job is enqueued after this commit
+            db.session.commit()  # due from this commit on: the next delivery cycle sends it
         except PayBridgeError as exc:
             db.session.rollback()
             raise click.ClickException(exc.message) from exc
@@ -83,22 +83,19 @@ def resend_command(notification: str | None, all_failed: bool) -> None:
         click.echo(f"{len(ids)} failed notification(s) queued again.")
 
 
-@notifications_cli.command("sweep")
-def sweep_command() -> None:
-    """Enqueue pending notifications that are due but not queued (what the worker does)."""
-    from redis.exceptions import RedisError
+@notifications_cli.command("deliver")
+@click.option("--all", "drain", is_flag=True, help="Repeat until nothing is due.")
+def deliver_command(drain: bool) -> None:
+    """Deliver due notifications now, in this process (what the worker's pump does)."""
+    from app.notifications.delivery import deliver_due
 
-    from app.notifications.delivery import sweep_due
-    from app.tasks import get_redis
-
-    try:
-        get_redis().ping()
-    except RedisError as exc:
-        raise click.ClickException(
-            f"Redis is unreachable ({type(exc).__name__}); nothing was enqueued, nothing is lost."
-        ) from exc
-    count = sweep_due()
-    click.echo(f"Enqueued {count} notification(s).")
+    total = deliver_due()
+    while drain and total:
+        sent = deliver_due()
+        if not sent:
+            break
+        total += sent
+    click.echo(f"Made {total} delivery attempt(s).")
 
 
 def _resolve(value: str) -> int:

@@ -52,7 +52,10 @@ class PspEvent(db.Model):
 
 
 class Notification(db.Model):
-    """Outbox row: written with the status change, delivered to the merchant by a job."""
+    """Outbox row: written with the status change, delivered by the worker's pump.
+
+    `next_attempt_at` is when it is due, or, while an attempt is in flight, the end of the
+    claim's lease (`last_attempt_at` names the claim)."""
 
     __tablename__ = "notifications"
     __table_args__ = (
@@ -79,7 +82,6 @@ class Notification(db.Model):
     status: Mapped[str] = mapped_column(String(10), default=STATUS_PENDING)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, default=utcnow)
-    enqueued_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_error: Mapped[str | None] = mapped_column(String(500))
     delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)

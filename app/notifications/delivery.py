@@ -1,10 +1,18 @@
-"""Delivering outbox notifications to a merchant's notify_url, signed per Standard Webhooks.
+"""Delivering outbox notifications to merchants' notify_urls, signed per Standard Webhooks.
 
-One attempt: load and check the row, claim it with an atomic UPDATE (which also pushes
-`next_attempt_at` out by a lease, so no other worker sends the same attempt), commit, POST
-without any transaction open, then record the outcome with a second UPDATE guarded by the
-claim. A worker that dies mid-attempt leaves the row pending with an expired lease: the sweeper
-enqueues it again. Delivery is therefore at least once; `webhook-id` lets clients drop repeats.
+The outbox table is the queue: no job or Redis entry carries a notification. Delivery runs in
+cycles, which the worker's pump (`pump.py`) keeps going and `deliver_due` runs once:
+
+1. `claim_due`: one short transaction takes up to N due pending rows, each the oldest pending
+   one of its payment (so a payment's notifications go out in order), with FOR UPDATE SKIP
+   LOCKED (other processes take other rows), and pushes their `next_attempt_at` out by a lease.
+2. `attempt`: the signed POST, on a thread of its own, with no transaction open.
+3. `record_outcomes`: one transaction stores the attempts and moves each row on, every UPDATE
+   guarded by its claim, so an outcome that arrives after its lease ran out changes nothing.
+
+A process that dies mid-attempt leaves rows whose lease runs out; a later cycle claims them
+again. Delivery is therefore at least once; `webhook-id` lets clients drop repeats. A Redis
+outage neither delays nor loses a notification: nothing about delivery lives there.
 """
 
 from __future__ import annotations
@@ -14,13 +22,15 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.cookiejar import DefaultCookiePolicy
 
 import requests
 from flask import current_app
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
@@ -29,20 +39,17 @@ from app.errors import PayBridgeError
 from app.extensions import db
 from app.metrics import NOTIFICATION_DELIVERIES
 from app.models import Merchant, Notification, NotificationAttempt, utcnow
-from app.notifications.dispatch import dispatch_after_commit, enqueue_delivery
 from app.notifications.targets import forbidden_target
 
 log = logging.getLogger(__name__)
 
-# A claimed attempt owns the row this long past the HTTP timeout; then the sweeper may retry it.
+# A claimed attempt owns the row this long past the HTTP timeout; then another cycle may retry it.
 LEASE_MARGIN_SECONDS = 30
-SWEEP_BATCH = 500
-# A job may arrive a little before `next_attempt_at` (clocks of the scheduler and the worker).
-DUE_TOLERANCE = timedelta(seconds=1)
 USER_AGENT = "PayBridge-Notifications/1"
 # A 2xx answer up to this size is read, so its keep-alive connection can be reused.
 DRAIN_LIMIT = 64 * 1024
 DRAIN_CHUNK = 8192
+NO_NOTIFY_URL = "the merchant has no notify_url; set one, then resend"
 
 _thread_http = threading.local()
 
@@ -52,176 +59,291 @@ FAILED = Notification.STATUS_FAILED
 
 
 @dataclass(frozen=True)
+class Claim:
+    """One claimed delivery attempt: everything the POST and its outcome need, no ORM object."""
+
+    notification_id: int
+    attempt: int  # attempts made before this one
+    msg_id: str
+    payload: dict
+    url: str | None
+    secrets: tuple[str, ...]
+    claimed_at: datetime
+
+
+@dataclass(frozen=True)
 class AttemptResult:
     ok: bool
     status_code: int | None
     error: str | None
     duration_ms: int
+    # False: nothing was sent because nothing can be (no notify_url): fail now, no attempt row.
+    sent: bool = True
 
 
-def deliver(notification_id: int) -> None:
-    """Make one delivery attempt of a notification, if it is pending, due and first in line."""
-    found = _load_for_delivery(notification_id)
-    if found is None:
-        log.warning("notification %s does not exist; nothing to deliver", notification_id)
-        return
-    notification, merchant, older_pending = found
-    if notification.status != PENDING:
-        log.info("notification %s is already %s", notification.public_id, notification.status)
-        return
-    now = utcnow()
-    if notification.next_attempt_at and notification.next_attempt_at > now + DUE_TOLERANCE:
-        # Another worker holds it, or a retry is scheduled for later: that job will send it.
-        log.info(
-            "notification %s is not due before %s",
-            notification.public_id,
-            notification.next_attempt_at,
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """The settings a POST needs, read once from the config so sender threads need no app."""
+
+    timeout: float
+    allow_private: bool
+
+    @classmethod
+    def from_config(cls, config) -> DeliveryOptions:
+        return cls(
+            timeout=float(config["NOTIFY_TIMEOUT_SECONDS"]),
+            allow_private=bool(config["NOTIFY_ALLOW_PRIVATE_TARGETS"]),
         )
-        return
-    if older_pending:
-        _wait_for_older(notification, older_pending, now)
-        return
-    if not merchant or not merchant.notify_url:
-        _give_up(notification, "the merchant has no notify_url; set one, then resend")
-        return
-
-    attempt = notification.attempt_count
-    url, secrets, msg_id, payload, payment_id = (
-        merchant.notify_url,
-        merchant.signing_secrets(),
-        notification.public_id,
-        notification.payload,
-        notification.payment_id,
-    )
-    claimed_at = utcnow()
-    claimed = retry_lock_conflicts(
-        lambda: _claim(notification_id, attempt, claimed_at), what=f"notification {msg_id} claim"
-    )
-    if claimed != 1:
-        log.info("notification %s attempt %s is taken by another worker", msg_id, attempt + 1)
-        return
-
-    refused = forbidden_target(
-        url, allow_private=current_app.config["NOTIFY_ALLOW_PRIVATE_TARGETS"]
-    )
-    if refused:
-        result = AttemptResult(False, None, refused, 0)
-    else:
-        result = send(url, msg_id, payload, secrets, timeout=_timeout())
-    _record(notification_id, payment_id, msg_id, attempt, claimed_at, result)
 
 
-def _load_for_delivery(
-    notification_id: int,
-) -> tuple[Notification, Merchant | None, str | None] | None:
-    """The row, its merchant and the public id of an older pending one of its payment, if any.
+def deliver_due(limit: int | None = None) -> int:
+    """One delivery cycle in this thread: claim what is due, POST it in parallel, record it.
 
-    One round trip: a job runs per attempt, and three separate SELECTs were a third of its SQL.
+    What the worker's pump does continuously; here for `flask notifications deliver` and tests.
+    Returns how many attempts it made.
     """
-    found = db.session.execute(_LOAD, {"notification_id": notification_id}).first()
-    return tuple(found) if found else None
+    limit = limit or int(current_app.config["NOTIFY_CONCURRENCY"])
+    claims = claim_due(limit)
+    if not claims:
+        return 0
+    options = DeliveryOptions.from_config(current_app.config)
+    with ThreadPoolExecutor(len(claims), thread_name_prefix="notify") as pool:
+        results = list(pool.map(lambda claim: attempt(claim, options), claims))
+    record_outcomes(list(zip(claims, results, strict=True)))
+    return len(claims)
 
 
-def _load_statement():
+def _due_ids_statement(limit: int):
     older = aliased(Notification)
-    older_pending = (
-        select(older.public_id)
+    behind_an_older_one = (
+        exists()
         .where(
             older.payment_id == Notification.payment_id,
             older.id < Notification.id,
             older.status == PENDING,
         )
-        .order_by(older.id)
-        .limit(1)
-        .scalar_subquery()
+        .correlate(Notification)
     )
     return (
-        select(Notification, Merchant, older_pending)
-        .outerjoin(Merchant, Merchant.id == Notification.merchant_id)
-        .where(Notification.id == bindparam("notification_id"))
-    )
-
-
-def _this_attempt():
-    """WHERE clauses naming the attempt a job works on: the row, still pending, that attempt."""
-    return (
-        Notification.id == bindparam("notification_id"),
-        Notification.status == PENDING,
-        Notification.attempt_count == bindparam("attempt"),
-    )
-
-
-def _claim_statement():
-    return (
-        update(Notification)
+        select(Notification.id)
         .where(
-            *_this_attempt(),
-            or_(
-                Notification.next_attempt_at.is_(None),
-                Notification.next_attempt_at <= bindparam("due_before"),
-            ),
-        )
-        .values(next_attempt_at=bindparam("lease_until"), last_attempt_at=bindparam("claimed_at"))
-        .execution_options(synchronize_session=False)
-    )
-
-
-def _next_in_line_statement():
-    return (
-        select(Notification.id, Notification.attempt_count)
-        .where(
-            Notification.payment_id == bindparam("payment_id"),
-            Notification.id > bindparam("notification_id"),
             Notification.status == PENDING,
+            Notification.next_attempt_at <= bindparam("now"),
+            ~behind_an_older_one,
         )
-        .order_by(Notification.id)
-        .limit(1)
+        .order_by(Notification.next_attempt_at, Notification.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
     )
+
+
+# Built once: constructing statements per cycle costs more CPU than running them.
+_due_ids = functools.cache(_due_ids_statement)
+_ANY_DUE = (
+    select(Notification.id)
+    .where(Notification.status == PENDING, Notification.next_attempt_at <= bindparam("now"))
+    .limit(1)
+)
+_DETAILS = (
+    select(
+        Notification.id,
+        Notification.attempt_count,
+        Notification.public_id,
+        Notification.payload,
+        Merchant.notify_url,
+        Merchant.signing_secret,
+        Merchant.previous_signing_secret,
+    )
+    .outerjoin(Merchant, Merchant.id == Notification.merchant_id)
+    .where(Notification.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Notification.id)
+)
+_LEASE = (
+    update(Notification)
+    .where(Notification.id.in_(bindparam("ids", expanding=True)), Notification.status == PENDING)
+    .values(next_attempt_at=bindparam("lease_until"), last_attempt_at=bindparam("claimed_at"))
+)
+_ADD_ATTEMPT = insert(NotificationAttempt)
+
+
+def count_due(now: datetime | None = None) -> int:
+    """How many pending notifications are due now (the backlog /metrics shows)."""
+    return db.session.scalar(
+        select(func.count())
+        .select_from(Notification)
+        .where(Notification.status == PENDING, Notification.next_attempt_at <= (now or utcnow()))
+    )
+
+
+def any_due(now: datetime | None = None) -> bool:
+    """Whether a pending notification is due: the pump's cheap, lock-free check when idle."""
+    with db.engine.connect() as conn:
+        return conn.execute(_ANY_DUE, {"now": now or utcnow()}).first() is not None
+
+
+def claim_due(limit: int) -> list[Claim]:
+    """Take up to `limit` due attempts for this process, each with a lease; commits."""
+    claimed_at = utcnow()
+    lease_until = claimed_at + timedelta(seconds=_timeout() + LEASE_MARGIN_SECONDS)
+
+    def take() -> list:
+        with _claiming_connection() as conn, conn.begin():
+            ids = conn.execute(_due_ids(limit), {"now": claimed_at}).scalars().all()
+            if not ids:
+                return []
+            rows = conn.execute(_DETAILS, {"ids": ids}).all()
+            conn.execute(_LEASE, {"ids": ids, "lease_until": lease_until, "claimed_at": claimed_at})
+            return rows
+
+    rows = retry_lock_conflicts(take, what="notification claim")
+    return [
+        Claim(
+            notification_id=row.id,
+            attempt=row.attempt_count,
+            msg_id=row.public_id,
+            payload=row.payload,
+            url=row.notify_url,
+            secrets=tuple(s for s in (row.signing_secret, row.previous_signing_secret) if s),
+            claimed_at=claimed_at,
+        )
+        for row in rows
+    ]
+
+
+def _claiming_connection() -> Connection:
+    """A connection for the claim. On MySQL/MariaDB in READ COMMITTED: the locking read then
+    locks only the rows it takes, with no gap locks that would hold up the webhooks inserting
+    new notifications meanwhile."""
+    engine = db.engine
+    if engine.dialect.name in ("mysql", "mariadb"):
+        return engine.connect().execution_options(isolation_level="READ COMMITTED")
+    return engine.connect()
+
+
+def attempt(claim: Claim, options: DeliveryOptions) -> AttemptResult:
+    """Make one claimed attempt: check the target, POST. Never raises (runs on a pool thread)."""
+    if not claim.url:
+        return AttemptResult(False, None, NO_NOTIFY_URL, 0, sent=False)
+    try:
+        refused = forbidden_target(claim.url, allow_private=options.allow_private)
+        if refused:
+            return AttemptResult(False, None, refused, 0)
+        return send(
+            claim.url, claim.msg_id, claim.payload, list(claim.secrets), timeout=options.timeout
+        )
+    except Exception as exc:  # a bug here must cost one attempt, not the pump
+        log.exception("notification %s: the attempt failed unexpectedly", claim.msg_id)
+        return AttemptResult(False, None, f"internal error: {type(exc).__name__}", 0)
 
 
 @functools.cache
 def _outcome_statement(columns: tuple[str, ...]):
-    """The guarded UPDATE of an attempt's outcome that sets `columns` (one per kind of outcome)."""
+    """The guarded UPDATE of an attempt's outcome that sets `columns` (one per kind of outcome):
+    the row, still pending, at that attempt, and still claimed by this cycle."""
     return (
         update(Notification)
-        .where(*_this_attempt(), Notification.last_attempt_at == bindparam("claimed_at"))
+        .where(
+            Notification.id == bindparam("notification_id"),
+            Notification.status == PENDING,
+            Notification.attempt_count == bindparam("attempt"),
+            Notification.last_attempt_at == bindparam("claimed_at"),
+        )
         .values({column: bindparam(f"new_{column}") for column in columns})
-        .execution_options(synchronize_session=False)
     )
 
 
-# Built once: constructing these statements per job cost more CPU than running them (py-spy:
-# a fifth of a delivery went to SQLAlchemy's clause construction and coercions).
-_LOAD = _load_statement()
-_CLAIM = _claim_statement()
-_NEXT_IN_LINE = _next_in_line_statement()
-_ADD_ATTEMPT = insert(NotificationAttempt)
+@dataclass(frozen=True)
+class _Outcome:
+    claim: Claim
+    result: AttemptResult
+    kind: str  # delivered | retrying | failed
+    retry_in: float | None
+    values: dict
 
 
-def _run(statement, params: dict):
-    """A prebuilt Core statement on the session's connection, in its transaction.
+def _outcome(claim: Claim, result: AttemptResult, now: datetime, schedule: list) -> _Outcome:
+    """What an attempt's result makes of its row: delivered, retried later, or failed."""
+    if not result.sent:  # nothing can be sent: failed at once, no attempt counted
+        values = {"status": FAILED, "next_attempt_at": None, "last_error": result.error}
+        return _Outcome(claim, result, "failed", None, values)
+    values = {"attempt_count": claim.attempt + 1, "last_error": result.error}
+    if result.ok:
+        values.update(status=DELIVERED, delivered_at=now, next_attempt_at=None)
+        return _Outcome(claim, result, "delivered", None, values)
+    if claim.attempt < len(schedule):
+        retry_in = float(schedule[claim.attempt])
+        values["next_attempt_at"] = now + timedelta(seconds=retry_in)
+        return _Outcome(claim, result, "retrying", retry_in, values)
+    values.update(status=FAILED, next_attempt_at=None)
+    return _Outcome(claim, result, "failed", None, values)
 
-    Not `db.session.execute`: the ORM's bulk-statement path around an UPDATE or INSERT cost
-    about a tenth of a delivery's CPU, and these statements touch no object the session holds.
-    """
-    return db.session.connection().execute(statement, params)
 
-
-def _claim(notification_id: int, attempt: int, claimed_at: datetime) -> int:
-    """Take this attempt with an atomic UPDATE that also sets a lease; commits. 1 if taken."""
-    lease = timedelta(seconds=_timeout() + LEASE_MARGIN_SECONDS)
-    claimed = _run(
-        _CLAIM,
+def record_outcomes(finished: list[tuple[Claim, AttemptResult]]) -> None:
+    """Store a batch of attempts and move each row on, in one transaction (retried after a
+    lock conflict: the POSTs already happened, and losing their outcomes would repeat them)."""
+    if not finished:
+        return
+    now = utcnow()
+    schedule = list(current_app.config["NOTIFY_RETRY_SCHEDULE"])
+    outcomes = sorted(
+        (_outcome(claim, result, now, schedule) for claim, result in finished),
+        key=lambda o: o.claim.notification_id,  # one lock order for every writer
+    )
+    attempt_rows = [
         {
-            "notification_id": notification_id,
-            "attempt": attempt,
-            "due_before": claimed_at + DUE_TOLERANCE,
-            "lease_until": claimed_at + lease,
-            "claimed_at": claimed_at,
-        },
-    ).rowcount
-    db.session.commit()  # ends the transaction: none stays open during the HTTP call
-    return claimed
+            "notification_id": o.claim.notification_id,
+            "attempted_at": o.claim.claimed_at,
+            "status_code": o.result.status_code,
+            "error": o.result.error,
+            "duration_ms": o.result.duration_ms,
+        }
+        for o in outcomes
+        if o.result.sent
+    ]
+
+    def store() -> list[int]:
+        with db.engine.begin() as conn:
+            if attempt_rows:
+                conn.execute(_ADD_ATTEMPT, attempt_rows)
+            return [
+                conn.execute(
+                    _outcome_statement(tuple(sorted(o.values))),
+                    {
+                        "notification_id": o.claim.notification_id,
+                        "attempt": o.claim.attempt,
+                        "claimed_at": o.claim.claimed_at,
+                        **{f"new_{column}": value for column, value in o.values.items()},
+                    },
+                ).rowcount
+                for o in outcomes
+            ]
+
+    changed = retry_lock_conflicts(store, what=f"{len(outcomes)} notification outcome(s)")
+    for o, rowcount in zip(outcomes, changed, strict=True):
+        NOTIFICATION_DELIVERIES.labels(o.kind).inc()
+        _log_outcome(o, bool(rowcount))
+
+
+def _log_outcome(o: _Outcome, changed: bool) -> None:
+    msg_id, number = o.claim.msg_id, o.claim.attempt + 1
+    if not changed:
+        log.warning("notification %s attempt %d finished after its lease", msg_id, number)
+    elif o.kind == "delivered":
+        log.info(
+            "notification %s delivered (attempt %d, %d ms)", msg_id, number, o.result.duration_ms
+        )
+    elif o.kind == "retrying":
+        log.info(
+            "notification %s attempt %d failed (%s); retry in %gs",
+            msg_id,
+            number,
+            o.result.error,
+            o.retry_in,
+        )
+    elif not o.result.sent:
+        log.warning("notification %s failed: %s", msg_id, o.result.error)
+    else:
+        log.warning("notification %s failed after %d attempts: %s", msg_id, number, o.result.error)
 
 
 def send(
@@ -311,7 +433,7 @@ def resend(notification_id: int) -> Notification:
     """Put a delivered or failed notification back to pending with a fresh retry schedule.
 
     The body and `webhook-id` stay the same, so a client that already has it drops the copy.
-    The caller commits; the job is enqueued after that commit.
+    The caller commits; the next delivery cycle after that commit sends it.
     """
     notification = db.session.execute(
         select(Notification)
@@ -329,185 +451,15 @@ def resend(notification_id: int) -> Notification:
     notification.status = PENDING
     notification.attempt_count = 0
     notification.next_attempt_at = utcnow()
-    notification.enqueued_at = None
     notification.last_error = None
     notification.delivered_at = None
     db.session.flush()
-    dispatch_after_commit(db.session(), notification)
     log.info("notification %s queued for resending", notification.public_id)
     return notification
 
 
-def sweep_due(now: datetime | None = None) -> int:
-    """Enqueue pending notifications that are due but not queued (or whose job was lost)."""
-    now = now or utcnow()
-    lost_before = now - timedelta(seconds=_lost_after())
-    rows = db.session.execute(
-        select(Notification.id, Notification.attempt_count)
-        .where(
-            Notification.status == PENDING,
-            or_(Notification.next_attempt_at.is_(None), Notification.next_attempt_at <= now),
-            or_(
-                Notification.enqueued_at.is_(None),
-                and_(
-                    Notification.enqueued_at <= lost_before,
-                    or_(
-                        Notification.next_attempt_at.is_(None),
-                        Notification.next_attempt_at <= lost_before,
-                    ),
-                ),
-            ),
-        )
-        .order_by(Notification.next_attempt_at, Notification.id)
-        .limit(SWEEP_BATCH)
-    ).all()
-    db.session.commit()
-    enqueued = 0
-    for notification_id, attempt in rows:
-        if not enqueue_delivery(notification_id, attempt):
-            break  # Redis is down: the next sweep tries again
-        enqueued += 1
-    if rows:
-        log.info("sweeper enqueued %d of %d due notifications", enqueued, len(rows))
-    return enqueued
-
-
-def _wait_for_older(notification: Notification, older_public_id: str, now: datetime) -> None:
-    """Leave this one queued behind an older pending notification of its payment (order).
-
-    The older one's delivery enqueues this one when it finishes (`_next_in_line`); until then
-    `enqueued_at` marks this one as queued, and the sweeper looks again after a while.
-    """
-    db.session.execute(
-        update(Notification)
-        .where(Notification.id == notification.id, Notification.status == PENDING)
-        .values(enqueued_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
-    log.info(
-        "notification %s waits for the older %s of the same payment",
-        notification.public_id,
-        older_public_id,
-    )
-
-
-def _give_up(notification: Notification, reason: str) -> None:
-    changed = db.session.execute(
-        update(Notification)
-        .where(Notification.id == notification.id, Notification.status == PENDING)
-        .values(status=FAILED, last_error=reason, next_attempt_at=None, enqueued_at=None)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    following = _next_in_line(notification.payment_id, notification.id) if changed else None
-    db.session.commit()
-    if changed:
-        NOTIFICATION_DELIVERIES.labels("failed").inc()
-        log.warning("notification %s failed: %s", notification.public_id, reason)
-        _enqueue_next(following)
-
-
-def _record(
-    notification_id: int,
-    payment_id: int | None,
-    msg_id: str,
-    attempt: int,
-    claimed_at: datetime,
-    result: AttemptResult,
-) -> None:
-    """Store the attempt and move the row on, guarded by the claim: a late worker changes none.
-
-    A final outcome also looks up the next pending notification of the payment in the same
-    transaction, to enqueue it once that commits.
-    """
-    now = utcnow()
-    schedule = list(current_app.config["NOTIFY_RETRY_SCHEDULE"])
-    values: dict = {"attempt_count": attempt + 1, "enqueued_at": None}
-    retry_in = None
-    if result.ok:
-        outcome = "delivered"
-        values.update(status=DELIVERED, delivered_at=now, next_attempt_at=None, last_error=None)
-    elif attempt < len(schedule):
-        outcome = "retrying"
-        retry_in = float(schedule[attempt])
-        values.update(next_attempt_at=now + timedelta(seconds=retry_in), last_error=result.error)
-    else:
-        outcome = "failed"
-        values.update(status=FAILED, next_attempt_at=None, last_error=result.error)
-
-    def store() -> tuple[int, tuple[int, int] | None]:
-        _run(
-            _ADD_ATTEMPT,
-            {
-                "notification_id": notification_id,
-                "attempted_at": claimed_at,
-                "status_code": result.status_code,
-                "error": result.error,
-                "duration_ms": result.duration_ms,
-            },
-        )
-        changed = _run(
-            _outcome_statement(tuple(sorted(values))),
-            {
-                "notification_id": notification_id,
-                "attempt": attempt,
-                "claimed_at": claimed_at,
-                **{f"new_{column}": value for column, value in values.items()},
-            },
-        ).rowcount
-        final = changed and retry_in is None
-        following = _next_in_line(payment_id, notification_id) if final else None
-        db.session.commit()
-        return changed, following
-
-    # The POST already happened: losing its outcome to a lock conflict would send it again.
-    changed, following = retry_lock_conflicts(store, what=f"notification {msg_id} outcome")
-    NOTIFICATION_DELIVERIES.labels(outcome).inc()
-    if not changed:
-        log.warning("notification %s attempt %d finished after its lease", msg_id, attempt + 1)
-        return
-    if result.ok:
-        log.info(
-            "notification %s delivered (attempt %d, %d ms)", msg_id, attempt + 1, result.duration_ms
-        )
-    elif retry_in is not None:
-        log.info(
-            "notification %s attempt %d failed (%s); retry in %gs",
-            msg_id,
-            attempt + 1,
-            result.error,
-            retry_in,
-        )
-        enqueue_delivery(notification_id, attempt + 1, delay_seconds=retry_in)
-    else:
-        log.warning(
-            "notification %s failed after %d attempts: %s", msg_id, attempt + 1, result.error
-        )
-    _enqueue_next(following)
-
-
-def _next_in_line(payment_id: int | None, notification_id: int) -> tuple[int, int] | None:
-    """(id, attempt) of the next pending notification of the payment after this one, if any."""
-    if payment_id is None:
-        return None
-    following = _run(
-        _NEXT_IN_LINE, {"payment_id": payment_id, "notification_id": notification_id}
-    ).first()
-    return tuple(following) if following else None
-
-
-def _enqueue_next(following: tuple[int, int] | None) -> None:
-    """Now that an older notification is final, the next one of its payment may go."""
-    if following:
-        enqueue_delivery(*following)
-
-
 def _timeout() -> float:
     return float(current_app.config["NOTIFY_TIMEOUT_SECONDS"])
-
-
-def _lost_after() -> float:
-    return float(current_app.config["NOTIFY_LOST_JOB_SECONDS"])
 
 
 def _read_snippet(response: requests.Response) -> str:

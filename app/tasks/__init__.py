@@ -16,7 +16,8 @@ from rq import Queue, Retry
 
 log = logging.getLogger(__name__)
 
-QUEUE_NAMES = ("notifications", "recon", "default")
+# Notifications have no queue: the outbox is theirs, drained by the worker's pump.
+QUEUE_NAMES = ("recon", "default")
 JOB_TIMEOUT_SECONDS = 300
 FAILURE_TTL_SECONDS = 7 * 24 * 3600
 

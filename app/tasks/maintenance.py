@@ -10,7 +10,7 @@ from flask import current_app
 from app.extensions import db
 from app.models import utcnow
 from app.payments import idempotency
-from app.tasks.notifications import job_app_context
+from app.tasks.context import job_app_context
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from app.tasks.notifications import job_app_context
+from app.tasks.context import job_app_context
 
 log = logging.getLogger(__name__)
 

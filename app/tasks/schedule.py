@@ -2,8 +2,8 @@
 
 Jobs are named by dotted path and imported only when they run, so the worker starts even if
 one of them is not there yet; that job then fails visibly in RQ's failed registry instead.
-Every periodic job must be safe to run twice at once (several workers, a slow run): the
-sweeper is idempotent, reconciliation takes its own lock.
+Every periodic job must be safe to run twice at once (several workers, a slow run):
+reconciliation takes its own lock, the purge deletes what is expired.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from redis import Redis
 from rq.cron import CronScheduler
 
 from app.tasks import queue_name
-from app.tasks.notifications import job_app_context
+from app.tasks.context import job_app_context
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +33,6 @@ class PeriodicJob:
 
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
-    PeriodicJob(
-        "app.tasks.notifications.sweep_notifications",
-        "notifications",
-        "NOTIFY_SWEEP_INTERVAL_SECONDS",
-        timeout=120,
-    ),
     PeriodicJob(
         "app.tasks.recon.run_scheduled_reconciliation",
         "recon",
@@ -66,8 +60,8 @@ def run_in_process(app: Flask, stop: threading.Event) -> None:
     """Run every PERIODIC_JOBS entry at its interval in this process, until `stop` is set.
 
     For the demo without Redis (worker.py --without-redis): no queue, no cron scheduler, yet
-    reconciliation still finishes payments and the sweeper still sends notifications (their
-    deliveries run in-process through RQ_INLINE_FALLBACK).
+    reconciliation still finishes payments (and the notification pump, which needs no Redis,
+    runs beside it).
     """
     due = {
         job.path: time.monotonic()

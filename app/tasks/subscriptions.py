@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.tasks.notifications import job_app_context
+from app.tasks.context import job_app_context
 
 
 def learn_renewal_payment_intent(payment_id: int) -> str | None:

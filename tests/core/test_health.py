@@ -70,4 +70,26 @@ def test_metrics_report_each_queues_depth(app, client):
             enqueue(purge_idempotency_records, queue="default")
     text = client.get("/metrics").get_data(as_text=True)
     assert 'paybridge_queue_depth{queue="default"} 3.0' in text
-    assert 'paybridge_queue_depth{queue="notifications"} 0.0' in text
+    assert 'paybridge_queue_depth{queue="recon"} 0.0' in text
+
+
+def test_metrics_report_the_notifications_due(app, client, make_merchant):
+    from datetime import timedelta
+
+    from app.extensions import db
+    from app.models import Notification, utcnow
+
+    merchant, _ = make_merchant(notify_url=None)
+    with app.app_context():
+        for due_in in (-5, -1, 3600):  # two due, one retrying later
+            db.session.add(
+                Notification(
+                    merchant_id=merchant.id,
+                    event_type="payment.succeeded",
+                    payload={},
+                    next_attempt_at=utcnow() + timedelta(seconds=due_in),
+                )
+            )
+        db.session.commit()
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "paybridge_notifications_due 2.0" in text

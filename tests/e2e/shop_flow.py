@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from tests.shop.support import (
     SUCCESS_CARD,
-    run_notification_worker,
+    deliver_due_notifications,
     wait_for,
 )
 
@@ -50,10 +50,10 @@ def pay_with_card(page: Page, number: str) -> None:
 
 
 def deliver_while_waiting_for(page: Page, app, text: str, timeout: float = 30) -> None:
-    """Run PayBridge's notification delivery (RQ bursts) until the self-refreshing page says so."""
+    """Run PayBridge's notification delivery until the self-refreshing page says so."""
 
     def shows_text():
-        run_notification_worker(app)
+        deliver_due_notifications(app)
         return page.get_by_text(text).count() > 0
 
     wait_for(shows_text, timeout=timeout, interval=0.5, what=f"page to show {text!r}")

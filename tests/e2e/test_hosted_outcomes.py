@@ -27,8 +27,8 @@ from standardwebhooks import Webhook
 from tests.shop.support import (
     DECLINED_CARD,
     SUCCESS_CARD,
+    deliver_due_notifications,
     ensure_stripe_webhook_endpoint,
-    run_notification_worker,
     wait_for,
 )
 
@@ -226,7 +226,7 @@ def test_hosted_page_outcome_ends_in_its_final_status_with_one_signed_notificati
         expect(page).to_have_url(back_at_the_shop)
         pending = api.wait_for_status(payment_id, "PENDING")
         assert pending["checkout_url"] is None
-        run_notification_worker(app)
+        deliver_due_notifications(app)
         assert notifications_for(receiver, payment_id) == []  # PENDING is not final: no news
         # Days later the bank settles the debit the way the IBAN says.
         emulator.control("POST", f"checkout/sessions/{session_id}/settle", {})
@@ -250,14 +250,14 @@ def test_hosted_page_outcome_ends_in_its_final_status_with_one_signed_notificati
 
     # Exactly one notification reaches the client app, signed with the merchant's secret.
     def delivered():
-        run_notification_worker(app)
+        deliver_due_notifications(app)
         return notifications_for(receiver, payment_id)
 
     wait_for(delivered, timeout=20, interval=0.2, what="the notification")
     wait_for(
         lambda: stripe_has_delivered_everything(emulator), timeout=20, what="Stripe's webhooks"
     )
-    run_notification_worker(app)  # anything a late webhook might have queued
+    deliver_due_notifications(app)  # anything a late webhook might have queued
     assert api.payment(payment_id)["status_version"] == final["status_version"]
     [notification] = notifications_for(receiver, payment_id)
     assert len(receiver.requests) == 1

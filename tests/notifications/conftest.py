@@ -1,12 +1,10 @@
-"""Fixtures for the notification tests: payments that reach a final status, and a real worker."""
+"""Fixtures for the notification tests: payments that reach a final status, and deliveries."""
 
 from __future__ import annotations
 
-import signal
 import time
 
 import pytest
-from rq.timeouts import TimerDeathPenalty
 
 from app.extensions import db
 from app.models import Notification, Payment
@@ -17,16 +15,9 @@ from app.payments.status import PaymentStatus, StatusSource
 @pytest.fixture
 def notify_config(app):
     """Short schedules for these tests; whatever a test changes is put back afterwards."""
-    keys = (
-        "NOTIFY_RETRY_SCHEDULE",
-        "NOTIFY_TIMEOUT_SECONDS",
-        "NOTIFY_LOST_JOB_SECONDS",
-        "NOTIFY_ALLOW_PRIVATE_TARGETS",
-    )
+    keys = ("NOTIFY_RETRY_SCHEDULE", "NOTIFY_TIMEOUT_SECONDS", "NOTIFY_ALLOW_PRIVATE_TARGETS")
     saved = {key: app.config[key] for key in keys}
-    app.config.update(
-        NOTIFY_RETRY_SCHEDULE=[1, 1, 1], NOTIFY_TIMEOUT_SECONDS=2.0, NOTIFY_LOST_JOB_SECONDS=60
-    )
+    app.config.update(NOTIFY_RETRY_SCHEDULE=[1, 1, 1], NOTIFY_TIMEOUT_SECONDS=2.0)
     yield app.config
     app.config.update(saved)
 
@@ -66,27 +57,24 @@ def finish_payment(app, notify_config):
     return factory
 
 
-class _TestWorker:
-    """Runs the real worker (worker.AppWorker, RQ SimpleWorker) in burst mode, in-process."""
+class Deliveries:
+    """The worker's delivery cycles, run in this process: claim, POST, record, until done."""
 
     def __init__(self, app) -> None:
         self.app = app
 
-    def run_once(self) -> bool:
-        from worker import build_worker
+    def run_once(self) -> int:
+        """Deliver until nothing is due; how many attempts that made."""
+        from app.notifications.delivery import deliver_due
 
-        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        worker = build_worker(self.app)
-        # pytest-timeout owns SIGALRM; RQ's thread-based timer leaves it alone.
-        worker.death_penalty_class = TimerDeathPenalty
-        try:
-            return worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
-        finally:
-            for sig, handler in handlers.items():
-                signal.signal(sig, handler)
+        made = 0
+        with self.app.app_context():
+            while attempts := deliver_due():
+                made += attempts
+        return made
 
     def run_until(self, condition, timeout: float = 20.0, what: str = "condition"):
-        """Run burst after burst (delayed retries become due) until `condition()` holds."""
+        """Run cycles (retries become due as time passes) until `condition()` holds."""
         deadline = time.monotonic() + timeout
         while True:
             self.run_once()
@@ -102,7 +90,7 @@ class _TestWorker:
 
 @pytest.fixture
 def worker(app, notify_config):
-    return _TestWorker(app)
+    return Deliveries(app)
 
 
 def notification_row(app, notification_id: int) -> Notification:

@@ -1,4 +1,4 @@
-"""In order per payment, and never the same attempt twice, however many workers run."""
+"""In order per payment, and never the same attempt twice, however many pumps run."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 from app.extensions import db
 from app.models import Notification, Payment
-from app.notifications.delivery import deliver
+from app.notifications.delivery import deliver_due
 from app.notifications.outbox import add_payment_notification
 from tests.notifications.conftest import attempts_of, notification_row, status_is
 
@@ -57,28 +57,38 @@ def test_a_failed_older_notification_releases_the_next(
     ]
 
 
-def test_concurrent_workers_send_each_attempt_once(app, make_merchant, receiver, finish_payment):
-    receiver.delay = 0.5  # keeps the first sender busy while the others try
+def test_concurrent_delivery_cycles_send_each_attempt_once(
+    app, make_merchant, receiver, finish_payment
+):
+    """Six cycles at once (as six worker processes' pumps) over twelve due notifications:
+    each claim takes rows no other holds, so every notification is POSTed exactly once."""
+    receiver.delay = 0.3  # keeps the first claims' POSTs in flight while the others claim
     merchant, _ = make_merchant(notify_url=receiver.url)
-    _, notification_id = finish_payment(merchant.id)
+    ids = [finish_payment(merchant.id)[1] for _ in range(12)]
     start = threading.Barrier(6)
     errors: list[BaseException] = []
+    made: list[int] = []
 
-    def one_worker() -> None:
+    def one_pump() -> None:
         try:
             with app.app_context():
                 start.wait()
-                deliver(notification_id)
+                made.append(deliver_due(limit=4))
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=one_worker) for _ in range(6)]
+    threads = [threading.Thread(target=one_pump) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(20)
     assert errors == []
-    assert receiver.hits == 1
-    assert len(attempts_of(app, notification_id)) == 1
-    n = notification_row(app, notification_id)
-    assert (n.status, n.attempt_count) == ("delivered", 1)
+    assert sum(made) == 12 and max(made) <= 4
+    assert receiver.hits == 12
+    assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(
+        notification_row(app, i).public_id for i in ids
+    )
+    for notification_id in ids:
+        assert len(attempts_of(app, notification_id)) == 1
+        n = notification_row(app, notification_id)
+        assert (n.status, n.attempt_count) == ("delivered", 1)

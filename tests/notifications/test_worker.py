@@ -1,4 +1,5 @@
-"""worker.py as the Procfile runs it: real processes, cron, graceful shutdown, job ids in logs."""
+"""worker.py as the Procfile runs it: real processes, the notification pump, cron, graceful
+shutdown."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pathlib import Path
 
 from app.extensions import db
 from app.models import Notification
-from app.tasks import enqueue, get_redis
-from app.tasks.notifications import deliver_notification
+from app.tasks import enqueue, get_queue, get_redis
+from app.tasks.maintenance import purge_idempotency_records
 from app.tasks.schedule import PERIODIC_JOBS, build_cron
 from tests.notifications.conftest import attempts_of, notification_row
 
@@ -74,14 +75,14 @@ def wait_until(condition, app, timeout: float, what: str, output=lambda: "") -> 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{output()}")
 
 
-def test_cron_registers_the_sweeper_and_reconciliation(app):
+def test_cron_registers_reconciliation_and_the_purge(app):
     with app.app_context():
         cron = build_cron(app, get_redis())
     jobs = {job.name: job for job in cron.get_jobs()}
     assert set(jobs) == {job.path for job in PERIODIC_JOBS}
-    sweeper = jobs["app.tasks.notifications.sweep_notifications"]
-    assert sweeper.interval == app.config["NOTIFY_SWEEP_INTERVAL_SECONDS"]
-    assert sweeper.queue_name.endswith("-notifications")
+    purge = jobs["app.tasks.maintenance.purge_idempotency_records"]
+    assert purge.interval == app.config["IDEMPOTENCY_PURGE_INTERVAL_SECONDS"]
+    assert purge.queue_name.endswith("-default")
     recon = jobs["app.tasks.recon.run_scheduled_reconciliation"]
     assert recon.interval == app.config["RECON_INTERVAL_SECONDS"]
     assert recon.queue_name.endswith("-recon")
@@ -95,9 +96,13 @@ def wait_for_output(worker: WorkerProcess, text: str, timeout: float = 30) -> No
         time.sleep(0.05)
 
 
-def test_burst_worker_runs_what_is_queued_and_exits(app, make_merchant, receiver, finish_payment):
+def test_burst_worker_runs_what_is_due_and_queued_and_exits(
+    app, make_merchant, receiver, finish_payment
+):
     merchant, _ = make_merchant(notify_url=receiver.url)
     _, notification_id = finish_payment(merchant.id)
+    with app.app_context():
+        enqueue(purge_idempotency_records)  # an RQ job beside the notification
     worker = WorkerProcess("--burst")
     try:
         assert worker.wait(60) == 0, worker.output
@@ -105,8 +110,10 @@ def test_burst_worker_runs_what_is_queued_and_exits(app, make_merchant, receiver
         worker.kill()
     assert notification_row(app, notification_id).status == "delivered"
     assert len(receiver.requests) == 1
-    # The job's own line says what it did; RQ's routine per-job lines are left out.
+    # The delivery's own line says what it did; RQ's routine per-job lines are left out.
     assert "app.notifications.delivery: notification msg_" in worker.output
+    with app.app_context():
+        assert len(get_queue("default")) == 0  # the RQ job ran too
     assert "Successfully completed" not in worker.output
     assert "Job OK" not in worker.output
     assert "done, quitting" in worker.output  # RQ's other lines still show
@@ -115,7 +122,7 @@ def test_burst_worker_runs_what_is_queued_and_exits(app, make_merchant, receiver
 def test_idle_heartbeats_are_thinned_out_but_a_jobs_own_go_through(app):
     from worker import build_worker
 
-    rq_worker = build_worker(app, ["notifications"])
+    rq_worker = build_worker(app, ["default"])
     redis = get_redis(app)
 
     def last_heartbeat() -> bytes | None:
@@ -134,62 +141,56 @@ def test_idle_heartbeats_are_thinned_out_but_a_jobs_own_go_through(app):
     redis.delete(rq_worker.key)
 
 
-def test_two_workers_given_duplicate_jobs_send_the_attempt_once(
+def test_two_worker_processes_send_each_notification_once(
     app, make_merchant, receiver, finish_payment
 ):
-    receiver.delay = 1.0
-    # One job at a time each, so the two copies go to two processes, not two threads of one.
-    workers = [WorkerProcess("--no-cron", "--concurrency", "1") for i in range(2)]
+    receiver.delay = 1.0  # both pumps look for due rows while the first POST is in flight
+    workers = [WorkerProcess("--no-cron", NOTIFY_POLL_SECONDS="0.05") for _ in range(2)]
     try:
         for w in workers:
-            wait_for_output(w, "Listening on")
+            wait_for_output(w, "notification pump started")
         merchant, _ = make_merchant(notify_url=receiver.url)
-        _, notification_id = finish_payment(merchant.id)  # enqueues notification-<id>-0
-        with app.app_context():  # and a duplicate job for the same attempt, under another id
-            enqueue(deliver_notification, notification_id, queue="notifications", job_id="dup-1")
+        ids = [finish_payment(merchant.id)[1] for _ in range(4)]
         wait_until(
-            lambda: db.session.get(Notification, notification_id).status == "delivered",
+            lambda: all(db.session.get(Notification, i).status == "delivered" for i in ids),
             app,
             20,
-            "delivery",
+            "four deliveries",
+            lambda: "".join(w.output for w in workers),
         )
-        # Each worker took one of the two jobs, at the same time (the receiver holds 1 s): one
-        # delivered it, the other found the attempt claimed, and each said so in its own log.
-        for w in workers:
-            wait_for_output(w, "app.notifications.delivery: notification msg_")
         for w in workers:
             w.proc.send_signal(signal.SIGTERM)
         assert [w.wait(20) for w in workers] == [0, 0]
     finally:
         for w in workers:
             w.kill()
-    assert receiver.hits == 1
-    assert len(attempts_of(app, notification_id)) == 1
-    assert notification_row(app, notification_id).attempt_count == 1
+    assert receiver.hits == 4
+    for notification_id in ids:
+        assert len(attempts_of(app, notification_id)) == 1
+        assert notification_row(app, notification_id).attempt_count == 1
 
 
-def test_worker_sweeps_on_schedule_and_finishes_its_job_on_sigterm(
+def test_written_while_redis_was_down_it_is_delivered_and_sigterm_finishes_the_post(
     app, make_merchant, receiver, finish_payment
 ):
     merchant, _ = make_merchant(notify_url=receiver.url)
-    # Written while Redis was unreachable: only the worker's periodic sweeper can send it.
+    # Written while Redis was unreachable: the outbox row is all the pump needs.
     saved = app.config["REDIS_URL"]
     app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
     app.extensions.pop("paybridge_redis", None)
     try:
-        _, swept = finish_payment(merchant.id)
+        _, written = finish_payment(merchant.id)
     finally:
         app.config["REDIS_URL"] = saved
         app.extensions.pop("paybridge_redis", None)
-    assert notification_row(app, swept).enqueued_at is None
 
-    worker = WorkerProcess(NOTIFY_SWEEP_INTERVAL_SECONDS="1", RECON_INTERVAL_SECONDS="0")
+    worker = WorkerProcess(RECON_INTERVAL_SECONDS="0")
     try:
         wait_until(
-            lambda: db.session.get(Notification, swept).status == "delivered",
+            lambda: db.session.get(Notification, written).status == "delivered",
             app,
             30,
-            "the sweeper's delivery",
+            "the pump's delivery",
             lambda: worker.output,
         )
         receiver.delay = 1.0  # under the 2 s timeout: the request succeeds
@@ -204,17 +205,17 @@ def test_worker_sweeps_on_schedule_and_finishes_its_job_on_sigterm(
     finally:
         worker.kill()
     assert notification_row(app, in_flight).status == "delivered", worker.output
-    assert f"[job:notification-{in_flight}-0]" in worker.output
     assert "warm shut down requested" in worker.output
+    assert "notification pump stopped" in worker.output
 
 
 def test_one_process_delivers_concurrently_and_finishes_every_delivery_on_sigterm(
     app, make_merchant, receiver, finish_payment
 ):
-    receiver.delay = 1.5  # a slow client app: one job at a time would send one every 1.5 s
-    worker = WorkerProcess("--no-cron", "--concurrency", "4")
+    receiver.delay = 1.5  # a slow client app: one POST at a time would send one every 1.5 s
+    worker = WorkerProcess("--no-cron", NOTIFY_CONCURRENCY="4")
     try:
-        wait_for_output(worker, "Listening on")
+        wait_for_output(worker, "notification pump started: 4 deliveries at once")
         merchant, _ = make_merchant(notify_url=receiver.url)
         notification_ids = [finish_payment(merchant.id)[1] for _ in range(4)]
         deadline = time.monotonic() + 15
@@ -234,7 +235,7 @@ def test_one_process_delivers_concurrently_and_finishes_every_delivery_on_sigter
 def test_without_redis_the_periodic_jobs_still_send_and_reconcile(
     app, make_merchant, receiver, finish_payment
 ):
-    """The demo's worker when no Redis answers: the sweeper delivers, reconciliation runs."""
+    """The demo's worker when no Redis answers: the pump delivers, reconciliation runs."""
     from app.models import ReconciliationRun
 
     merchant, _ = make_merchant(notify_url=receiver.url)
@@ -246,12 +247,10 @@ def test_without_redis_the_periodic_jobs_still_send_and_reconcile(
     finally:
         app.config["REDIS_URL"] = saved
         app.extensions.pop("paybridge_redis", None)
-    assert notification_row(app, waiting).enqueued_at is None
 
     worker = WorkerProcess(
         "--without-redis",
         REDIS_URL="redis://127.0.0.1:1/0",
-        NOTIFY_SWEEP_INTERVAL_SECONDS="1",
         RECON_INTERVAL_SECONDS="1",
     )
     try:
@@ -259,7 +258,7 @@ def test_without_redis_the_periodic_jobs_still_send_and_reconcile(
             lambda: db.session.get(Notification, waiting).status == "delivered",
             app,
             30,
-            "the in-process sweeper's delivery",
+            "the in-process pump's delivery",
             lambda: worker.output,
         )
         wait_until(

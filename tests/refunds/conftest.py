@@ -13,7 +13,7 @@ from app.payments.service import create_payment
 from app.payments.status import StatusSource
 from app.psp import get_provider
 from app.webhooks.processing import apply_session
-from tests.notifications.conftest import _TestWorker
+from tests.notifications.conftest import Deliveries
 
 
 @pytest.fixture
@@ -50,8 +50,8 @@ def fast_notifications(app):
 
 @pytest.fixture
 def worker(app, fast_notifications):
-    """The real RQ worker (burst mode, in process) delivering notifications."""
-    return _TestWorker(app)
+    """The worker's delivery cycles, in this process."""
+    return Deliveries(app)
 
 
 @pytest.fixture

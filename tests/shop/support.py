@@ -53,22 +53,20 @@ def wait_for(predicate, *, timeout: float = 20.0, interval: float = 0.1, what: s
         time.sleep(interval)
 
 
-def run_notification_worker(app) -> None:
-    """One RQ burst over the notifications queue, in this process (SimpleWorker: no fork)."""
-    from rq import SimpleWorker
-
-    from app.tasks import get_queue
+def deliver_due_notifications(app) -> None:
+    """Delivery cycles in this process, as the worker's pump runs them, until nothing is due."""
+    from app.notifications.delivery import deliver_due
 
     with app.app_context():
-        queue = get_queue("notifications")
-        SimpleWorker([queue], connection=queue.connection).work(burst=True)
+        while deliver_due():
+            pass
 
 
 def deliver_until_order_final(app, order_id: int, *, timeout: float = 30.0) -> str:
-    """Run notification delivery (RQ bursts) until the order is PAID or FAILED; its status."""
+    """Run notification delivery until the order is PAID or FAILED; its status."""
 
     def final_status():
-        run_notification_worker(app)
+        deliver_due_notifications(app)
         status = order_status(app, order_id)
         return status if status in ("PAID", "FAILED") else None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from standardwebhooks import Webhook
 
 from app.payments.serialize import iso
-from tests.shop.support import run_notification_worker
+from tests.shop.support import deliver_due_notifications
 from tests.subscriptions.conftest import (
     bill_next_period,
     payments_of,
@@ -27,10 +27,10 @@ RENEWAL_HISTORY = [
 
 
 def notified(app, receiver, count: int) -> list[dict]:
-    """Deliver notifications (RQ bursts) until the receiver has `count` of them."""
+    """Deliver notifications until the receiver has `count` of them."""
 
     def enough():
-        run_notification_worker(app)
+        deliver_due_notifications(app)
         return len(receiver.requests) >= count
 
     wait_for(enough, what=f"{count} notifications")
@@ -96,7 +96,7 @@ def test_bought_then_renewed_twice_each_renewal_is_a_notified_payment(
 
     # One signed notification per charge: the checkout and the two renewals, nothing more.
     requests = notified(app, receiver, 3)
-    run_notification_worker(app)
+    deliver_due_notifications(app)
     assert len(receiver.requests) == 3
     bodies = [Webhook(merchant.signing_secret).verify(r.body, r.headers) for r in requests]
     assert {b["type"] for b in bodies} == {"payment.succeeded"}

@@ -9,7 +9,8 @@ from sqlalchemy import text
 
 from app.blueprints.health import bp
 from app.extensions import csrf, db, limiter
-from app.metrics import QUEUE_DEPTH, render_latest
+from app.metrics import NOTIFICATIONS_DUE, QUEUE_DEPTH, render_latest
+from app.notifications.delivery import count_due
 from app.tasks import QUEUE_NAMES, get_queue, get_redis
 
 log = logging.getLogger(__name__)
@@ -35,12 +36,17 @@ def readyz():
 @bp.get("/metrics")
 @limiter.exempt
 def metrics():
-    """Prometheus text format; queue depths are read from Redis at scrape time."""
+    """Prometheus text format; queue depths and the outbox's backlog are read at scrape time."""
     try:
         for name in QUEUE_NAMES:
             QUEUE_DEPTH.labels(name).set(len(get_queue(name)))
     except Exception:  # a scrape must still answer when Redis is down
         log.warning("queue depths unavailable: Redis unreachable")
+    try:
+        NOTIFICATIONS_DUE.set(count_due())
+    except Exception:
+        db.session.rollback()
+        log.warning("notification backlog unavailable: database unreachable")
     payload, content_type = render_latest()
     return Response(payload, content_type=content_type)
 

@@ -1,0 +1,197 @@
+"""The outbox and its pump: only committed rows are sent, each attempt once, with or without
+Redis; claims are leased, so a pump that dies loses nothing; stopping is warm."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from app.extensions import db
+from app.models import Notification, Payment, utcnow
+from app.notifications.delivery import AttemptResult, claim_due, deliver_due, record_outcomes
+from app.notifications.pump import NotificationPump
+from app.payments.state import lock_payment, record_creation, transition
+from app.payments.status import PaymentStatus, StatusSource
+from tests.notifications.conftest import attempts_of, notification_row, status_is
+
+
+def new_initiated_payment(merchant_id: int) -> int:
+    payment = Payment(
+        merchant_id=merchant_id,
+        merchant_reference=f"o-{time.monotonic_ns()}",
+        amount=100,
+        currency="EUR",
+        success_url="https://s.example/ok",
+        cancel_url="https://s.example/no",
+    )
+    db.session.add(payment)
+    record_creation(payment)
+    db.session.commit()
+    payment = lock_payment(payment.id)
+    transition(payment, PaymentStatus.INITIATED, source=StatusSource.API)
+    db.session.commit()
+    return payment.id
+
+
+def cycle_in_another_session(app) -> int:
+    """One delivery cycle as another process would run it: its own connection, own snapshot."""
+    with app.app_context():
+        return deliver_due()
+
+
+@pytest.fixture
+def pump(app, notify_config):
+    """Start a real NotificationPump in this process; every one started is stopped afterwards."""
+    started: list[NotificationPump] = []
+
+    def start(concurrency: int = 4) -> NotificationPump:
+        p = NotificationPump(app, concurrency=concurrency)
+        p.start()
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop(timeout=10)
+
+
+def wait_for(condition, what: str, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+    return result
+
+
+def test_nothing_is_sent_before_the_commit_nor_after_a_rollback(
+    app, make_merchant, receiver, notify_config
+):
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    with app.app_context():
+        payment_id = new_initiated_payment(merchant.id)
+        payment = lock_payment(payment_id)
+        transition(payment, PaymentStatus.SUCCESS, source=StatusSource.WEBHOOK)
+        db.session.flush()
+        assert db.session.scalar(db.select(db.func.count(Notification.id))) == 1
+        assert deliver_due() == 0  # flushed, not committed: no other connection sees it
+        db.session.rollback()
+        assert deliver_due() == 0
+
+        payment = lock_payment(payment_id)
+        transition(payment, PaymentStatus.SUCCESS, source=StatusSource.WEBHOOK)
+        db.session.commit()
+        notification_id = db.session.scalar(db.select(Notification.id))
+    assert cycle_in_another_session(app) == 1
+    assert notification_row(app, notification_id).status == "delivered"
+    assert receiver.hits == 1
+
+
+def test_redis_down_while_a_payment_completes_delays_nothing(
+    app, make_merchant, receiver, finish_payment, worker
+):
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    saved = app.config["REDIS_URL"]
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"  # nobody listens there
+    app.extensions.pop("paybridge_redis", None)
+    try:
+        payment_id, notification_id = finish_payment(merchant.id)
+        with app.app_context():
+            assert db.session.get(Payment, payment_id).status == "SUCCESS"
+        assert worker.run_once() == 1
+    finally:
+        app.config["REDIS_URL"] = saved
+        app.extensions.pop("paybridge_redis", None)
+    assert notification_row(app, notification_id).status == "delivered"
+    assert len(receiver.requests) == 1
+
+
+def test_a_claim_is_leased_and_a_dead_pumps_claim_is_taken_again(
+    app, make_merchant, receiver, finish_payment, worker
+):
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    _, notification_id = finish_payment(merchant.id)
+    with app.app_context():
+        [lost] = claim_due(10)  # a pump claims it, then dies before it POSTs
+        assert claim_due(10) == []  # leased: no other cycle takes it meanwhile
+        assert deliver_due() == 0
+        claimed = db.session.get(Notification, notification_id)
+        assert claimed.next_attempt_at > utcnow() + timedelta(seconds=30)  # timeout + margin
+        db.session.execute(
+            db.update(Notification)
+            .where(Notification.id == notification_id)
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1))  # the lease ran out
+        )
+        db.session.commit()
+    assert worker.run_once() == 1
+    assert notification_row(app, notification_id).status == "delivered"
+
+    with app.app_context():
+        # The dead pump's outcome, should it turn up after all, changes nothing.
+        record_outcomes([(lost, AttemptResult(False, 500, "HTTP 500", 3))])
+    n = notification_row(app, notification_id)
+    assert (n.status, n.attempt_count, n.last_error) == ("delivered", 1, None)
+    assert len(receiver.requests) == 1
+
+
+def test_no_notify_url_fails_at_once_without_an_attempt(app, make_merchant, finish_payment, worker):
+    merchant, _ = make_merchant(notify_url=None)
+    _, notification_id = finish_payment(merchant.id)
+    worker.run_until(status_is(app, notification_id, "failed"), what="failure")
+    n = notification_row(app, notification_id)
+    assert (n.attempt_count, n.next_attempt_at) == (0, None)
+    assert "no notify_url" in n.last_error
+    assert attempts_of(app, notification_id) == []
+
+
+def test_the_pump_delivers_concurrently_in_one_claim(
+    app, make_merchant, receiver, finish_payment, pump
+):
+    receiver.delay = 0.4
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    ids = [finish_payment(merchant.id)[1] for _ in range(6)]
+    pump(concurrency=6)
+    with app.app_context():
+        wait_for(
+            lambda: (
+                all(db.session.get(Notification, i).status == "delivered" for i in ids)
+                or db.session.rollback()
+            ),
+            what="six deliveries",
+        )
+    assert receiver.max_in_flight == 6
+    # One claim took all six: they share the claim's time.
+    assert len({attempts_of(app, i)[0].attempted_at for i in ids}) == 1
+
+
+def test_the_pump_reuses_the_connection_and_sends_back_no_cookies(
+    app, make_merchant, receiver, finish_payment, pump
+):
+    receiver.extra_headers = {"Set-Cookie": "session=client-app-secret; Path=/"}
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    pump(concurrency=1)
+    for _ in range(3):
+        finish_payment(merchant.id)
+    requests = receiver.wait_for(3)
+    # One keep-alive connection carried all three: no TCP (or TLS) handshake per notification.
+    assert len({r.client_port for r in requests}) == 1
+    # What one client app's server sets is never sent back (to it or to any other).
+    assert all("Cookie" not in r.headers for r in requests)
+
+
+def test_stopping_the_pump_lets_the_posts_in_flight_finish_and_records_them(
+    app, make_merchant, receiver, finish_payment, pump
+):
+    receiver.delay = 1.0
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    ids = [finish_payment(merchant.id)[1] for _ in range(3)]
+    running = pump(concurrency=3)
+    wait_for(lambda: receiver.in_flight == 3, what="three POSTs in flight")
+    running.stop(timeout=10)
+    assert not running.is_alive()
+    for notification_id in ids:
+        n = notification_row(app, notification_id)
+        assert (n.status, n.attempt_count) == ("delivered", 1)
+    assert len(receiver.requests) == 3
