@@ -41,56 +41,21 @@ def setup(args) -> None:
     _out({"merchant_id": merchant.id, "api_key": raw, "email": email, "password": PASSWORD})
 
 
-def enqueue_notifications(args) -> None:
-    """Put every pending, never-enqueued notification with id >= min_id on the RQ queue at once.
-
-    One UPDATE of enqueued_at, committed first (as the app marks a new row queued before its
-    job exists: a worker claiming a row while this UPDATE still held the backlog's locks ended
-    in a deadlock), then pipelines of jobs with the app's own job ids, function and options:
-    the backlog is queued in seconds, as after a Redis outage ends.
-    """
-    from rq import Queue
-
+def release_notifications(args) -> None:
+    """Make a loaded backlog (pending rows with id >= min_id, held by the loader) due at once,
+    as when a client app's outage ends: one UPDATE, and the workers' pumps take it from there."""
     from app.models import Notification, utcnow
-    from app.notifications.dispatch import job_id_for
-    from app.tasks import FAILURE_TTL_SECONDS, JOB_TIMEOUT_SECONDS, get_queue
-    from app.tasks.notifications import deliver_notification
 
-    ids = list(
-        db.session.scalars(
-            select(Notification.id)
-            .where(Notification.id >= args.min_id)
-            .where(Notification.status == Notification.STATUS_PENDING)
-            .where(Notification.enqueued_at.is_(None))
-            .order_by(Notification.id)
-        )
-    )
     started = time.time()
-    db.session.execute(
+    released = db.session.execute(
         update(Notification)
-        .where(Notification.id.in_(ids) if len(ids) < 5000 else Notification.id >= args.min_id)
+        .where(Notification.id >= args.min_id)
         .where(Notification.status == Notification.STATUS_PENDING)
-        .where(Notification.enqueued_at.is_(None))
-        .values(enqueued_at=utcnow())
+        .values(next_attempt_at=utcnow())
         .execution_options(synchronize_session=False)
-    )
+    ).rowcount
     db.session.commit()
-    queue = get_queue("notifications")
-    for chunk_start in range(0, len(ids), 1000):
-        chunk = ids[chunk_start : chunk_start + 1000]
-        jobs = [
-            Queue.prepare_data(
-                deliver_notification,
-                args=(nid,),
-                job_id=job_id_for(nid, 0),
-                timeout=JOB_TIMEOUT_SECONDS,
-                failure_ttl=FAILURE_TTL_SECONDS,
-                result_ttl=0,  # as enqueue_delivery: a delivery job keeps no result
-            )
-            for nid in chunk
-        ]
-        queue.enqueue_many(jobs)
-    _out({"enqueued": len(ids), "seconds": round(time.time() - started, 2), "started": started})
+    _out({"released": released, "seconds": round(time.time() - started, 2), "started": started})
 
 
 def recon(args) -> None:
@@ -270,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("setup")
     p.add_argument("--name", default="Bench Shop")
     p.add_argument("--notify-url", default="")
-    p = sub.add_parser("enqueue-notifications")
+    p = sub.add_parser("release-notifications")
     p.add_argument("--min-id", type=int, default=0)
     sub.add_parser("recon")
     p = sub.add_parser("explain")
@@ -286,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     with app.app_context():
         {
             "setup": setup,
-            "enqueue-notifications": enqueue_notifications,
+            "release-notifications": release_notifications,
             "recon": recon,
             "explain": explain,
             "trace": trace,

@@ -61,6 +61,9 @@ PAYMENT_COLUMNS = (
 HISTORY_COLUMNS = (
     "payment_id from_status to_status status_version source reason psp_event_id created_at"
 ).split()
+# A loaded backlog is due only once `appctl release-notifications` says so: the worker's pump
+# would otherwise start on the first rows while the rest still load.
+HELD_UNTIL = datetime(2099, 1, 1)
 NOTIFICATION_COLUMNS = (
     "public_id merchant_id payment_id event_type status_version payload status attempt_count "
     "next_attempt_at created_at updated_at"
@@ -176,7 +179,7 @@ def load(
                     json.dumps(payload),
                     "pending",
                     0,
-                    _ts(now),
+                    _ts(HELD_UNTIL),  # held back until the scenario releases the backlog
                     _ts(now),
                     _ts(now),
                 ]

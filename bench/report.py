@@ -192,7 +192,7 @@ def verdicts(report: dict) -> list[tuple[str, str, bool | None]]:
         )
     for r in _find(res, "notifications, receiver 200 ms"):
         add(
-            f"50,000 backlog at 200 ms drained ≤ 5 min ({r.get('rq_workers')} RQ worker(s))",
+            f"50,000 backlog at 200 ms drained ≤ 5 min ({r.get('workers')} worker(s))",
             f"{r['throughput']}/s ⇒ 50,000 in {r.get('projected_drain_50k_s')} s",
             (r.get("projected_drain_50k_s") or 1e9) <= 300,
         )

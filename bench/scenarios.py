@@ -719,9 +719,9 @@ def notifications(ctx: Context) -> None:
         before = stack.receiver("GET", "/_stats")["unique_payment_events"]
         mem0 = stack.memory()
         cpu0 = stack.cpu()
-        enq = stack.appctl("enqueue-notifications", "--min-id", str(min_id))
-        started = enq["started"]
-        target = before + enq["enqueued"]
+        released = stack.appctl("release-notifications", "--min-id", str(min_id))
+        backlog, started = released["released"], released["started"]
+        target = before + backlog
         deadline = time.time() + cap
         samples = []
         while time.time() < deadline:
@@ -733,18 +733,18 @@ def notifications(ctx: Context) -> None:
         elapsed = time.time() - started
         delivered = stack.receiver("GET", "/_stats")["unique_payment_events"] - before
         rate = delivered / elapsed if elapsed else 0
-        drained = delivered >= enq["enqueued"]
+        drained = delivered >= backlog
         entry = {
-            "scenario": f"notifications, receiver {delay} ms, {workers} RQ worker(s)",
-            "rq_workers": workers,
-            "backlog": enq["enqueued"],
+            "scenario": f"notifications, receiver {delay} ms, {workers} worker(s)",
+            "workers": workers,
+            "backlog": backlog,
             "delivered": delivered,
             "elapsed_s": round(elapsed, 1),
             "throughput": round(rate, 1),
             "drained": drained,
-            "projected_drain_s": round(enq["enqueued"] / rate) if rate else None,
+            "projected_drain_s": round(backlog / rate) if rate else None,
             "projected_drain_50k_s": round(50_000 / rate) if rate else None,
-            "enqueue_s": enq["seconds"],
+            "release_s": released["seconds"],
             "cpu_ms_per_delivery": cpu_per(stack, cpu0, delivered),
             "memory_before": mem0,
             "memory_after": stack.memory(),
@@ -754,12 +754,9 @@ def notifications(ctx: Context) -> None:
             _abandon_backlog(stack, min_id)
             entry["note"] = (
                 f"time cap {cap:g}s reached; the rest of the backlog was removed "
-                "(queue emptied, rows deleted) so later scenarios run clean"
+                "(rows deleted) so later scenarios run clean"
             )
-        log(
-            f"notifications at {delay} ms: {delivered}/{enq['enqueued']} in {elapsed:.1f}s "
-            f"= {rate:.1f}/s"
-        )
+        log(f"notifications at {delay} ms: {delivered}/{backlog} in {elapsed:.1f}s = {rate:.1f}/s")
         ctx.results.append(entry)
     stack.receiver("POST", "/_control", {"delay_ms": 0})
     ctx.results[-1]["audit"] = do_audit(ctx, int(time.time()))
@@ -769,12 +766,11 @@ def notifications(ctx: Context) -> None:
 
 
 def _abandon_backlog(stack: Stack, min_id: int) -> None:
-    """Stop the rest of a capped backlog: empty the queue, then drop the undelivered rows."""
-    for key in stack.redis.scan_iter("rq:queue:pbbench-notifications*"):
-        stack.redis.delete(key)
-    # Deliveries in flight finish first: the workers stop warmly (each ends the job in hand)
-    # and start again afterwards. Deleting rows under running jobs broke their attempt inserts
-    # and left the receiver holding statuses the outbox no longer had.
+    """Stop the rest of a capped backlog: drop the undelivered rows.
+
+    Deliveries in flight finish first: the workers stop warmly (each pump records the POSTs in
+    flight) and start again afterwards. Deleting rows under running deliveries broke their
+    attempt inserts and left the receiver holding statuses the outbox no longer had."""
     workers = len([n for n in stack.procs if n.startswith("worker")])
     stack.stop_workers()
     conn = stack.mysql()
