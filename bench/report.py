@@ -115,7 +115,7 @@ def traces(items: list[dict]) -> list[str]:
 def render(report: dict) -> str:
     lines = [
         f"Run {report['started']} ({report['profile']['name']}), {report['total_s']} s, "
-        f"web: `{report['web_command']}`, RQ workers: {report['rq_workers']}",
+        f"web: `{report['web_command']}`, worker processes: {report['rq_workers']}",
         "",
     ]
     lines += scenario_table(report["results"]) + [""]
@@ -310,7 +310,8 @@ def machine_section(report: dict) -> list[str]:
         "the load generator; load average at start "
         f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}.",
         f"- web: `gunicorn {report['web_command']}` (the Procfile's worker model), "
-        f"{report['rq_workers']} RQ worker (`python worker.py --no-cron`, SimpleWorker), "
+        f"{report['rq_workers']} worker processes (`python worker.py --no-cron`: the notification "
+        "pump, `NOTIFY_CONCURRENCY=32`, beside an RQ SimpleWorker), "
         "`PAYBRIDGE_ENV=development` with MariaDB and Redis, `LOG_LEVEL=INFO`, app defaults for "
         "pools (`DB_POOL_SIZE=10`, `DB_MAX_OVERFLOW=20`), Stripe SDK retries 2, timeout 10 s, "
         "recon cap `RECON_RATE_LIMIT_PER_SECOND=20`.",
@@ -323,7 +324,7 @@ def machine_section(report: dict) -> list[str]:
 
 def costs_section(report: dict) -> list[str]:
     lines = [
-        "| work | unit | web | RQ worker | MariaDB | emulator | receiver | load generator |",
+        "| work | unit | web | worker | MariaDB | emulator | receiver | load generator |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
 

@@ -58,6 +58,7 @@ class NotificationPump:
         self._thread = threading.Thread(target=self._run, name="notification-pump", daemon=True)
         self._in_flight: dict[Future, Claim] = {}
         self._unrecorded: list[tuple[Claim, AttemptResult]] = []
+        self._all_taken = False  # the last claim took everything that was due
 
     def start(self) -> None:
         self._thread.start()
@@ -80,11 +81,10 @@ class NotificationPump:
             self.app.app_context(),
             ThreadPoolExecutor(self.concurrency, thread_name_prefix="notify") as pool,
         ):
-            idle = False
             last_tries = FINAL_RECORD_TRIES
             while True:
                 stopping = self._stopping.is_set()
-                claimed = 0 if stopping else self._claim_into(pool, idle)
+                claimed = 0 if stopping else self._claim_into(pool)
                 if self._in_flight:
                     self._collect_finished()  # waits up to a poll for a POST to finish
                 recorded = self._record()
@@ -100,19 +100,22 @@ class NotificationPump:
                 self._stopping.wait(self.poll_seconds)
         log.info("notification pump stopped")
 
-    def _claim_into(self, pool: ThreadPoolExecutor, idle: bool) -> int:
+    def _claim_into(self, pool: ThreadPoolExecutor) -> int:
         free = self.concurrency - len(self._in_flight)
         # With POSTs in flight, wait until a quarter of the slots are free: fewer, larger claims.
         if free < (max(1, self.concurrency // 4) if self._in_flight else 1):
             return 0
         try:
-            if idle and not any_due():  # one cheap read per poll while there is nothing to do
+            # Once a claim came back short, what was due is taken: until a cheap lock-free read
+            # sees more, do not open claiming transactions (one per finished POST otherwise).
+            if self._all_taken and not any_due():
                 return 0
             claims = claim_due(free)
         except Exception:
             log.exception("notification pump: claiming failed; trying again shortly")
             self._stopping.wait(self.poll_seconds)
             return 0
+        self._all_taken = len(claims) < free
         for claim in claims:
             self._in_flight[pool.submit(attempt, claim, self.options)] = claim
         return len(claims)
