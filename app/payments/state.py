@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from app.errors import PayBridgeError
 from app.extensions import db
@@ -30,19 +30,30 @@ class IllegalTransition(PayBridgeError):
         super().__init__(code, f"A payment cannot go from {current} to {target}.")
 
 
+def _locking_read(criterion):
+    return (
+        select(Payment).where(criterion).with_for_update().execution_options(populate_existing=True)
+    )
+
+
+# Built once: every webhook, return and API action locks a payment, and building the statement
+# each time cost more CPU than SQLAlchemy's cached compilation of it.
+_LOCK_BY_ID = _locking_read(Payment.id == bindparam("payment_id"))
+_LOCK_BY_PUBLIC_ID = _locking_read(Payment.public_id == bindparam("public_id"))
+
+
 def lock_payment(payment_id: int) -> Payment:
     """Load the payment with a row lock (SELECT … FOR UPDATE) held until the caller commits.
 
     populate_existing refreshes an instance already in the session, so decisions are made on
     the locked, current row and not on a stale copy.
     """
-    stmt = (
-        select(Payment)
-        .where(Payment.id == payment_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return db.session.execute(stmt).scalar_one()
+    return db.session.execute(_LOCK_BY_ID, {"payment_id": payment_id}).scalar_one()
+
+
+def lock_payment_by_public_id(public_id: str) -> Payment | None:
+    """`lock_payment` by the payment's public id; None when no payment has it."""
+    return db.session.execute(_LOCK_BY_PUBLIC_ID, {"public_id": public_id}).scalar_one_or_none()
 
 
 def record_creation(payment: Payment, *, source: StatusSource = StatusSource.API) -> None:
