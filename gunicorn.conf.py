@@ -1,7 +1,8 @@
 """Settings every `gunicorn wsgi:app` started from the repository root reads (gunicorn loads
 ./gunicorn.conf.py by itself): Prometheus counters summed over all worker processes, and
-glibc's malloc arenas capped for the threaded workers, and each worker's templates compiled and
-its database connections opened before its first request (app/process_tuning.py).
+glibc's malloc arenas capped for the threaded workers, and each worker's templates and request
+validators compiled and its database connections opened before its first request
+(app/process_tuning.py).
 
 Each worker process counts in memory of its own, so without this a scrape of /metrics shows the
 one worker that happened to answer it. prometheus-client's multiprocess mode keeps each process's
@@ -28,10 +29,11 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    from app.process_tuning import compile_templates, open_db_connections
+    from app.process_tuning import compile_templates, open_db_connections, warm_validation
 
     # Before this worker's first requests, not during them.
     compile_templates(worker.wsgi)
+    warm_validation()
     open_db_connections(worker.wsgi, worker.cfg.threads)
 
 

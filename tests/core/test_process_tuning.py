@@ -1,5 +1,5 @@
-"""Process settings: the one call into glibc (with a stand-in C library), template warm-up,
-database connections opened ahead."""
+"""Process settings: the one call into glibc (with a stand-in C library), template and
+validation warm-up, database connections opened ahead."""
 
 from __future__ import annotations
 
@@ -48,6 +48,15 @@ def test_every_template_is_compiled_before_the_first_request(app):
     # The app's own templates, and those its extensions bring.
     assert compiled == len(app.jinja_env.list_templates(extensions=["html"])) >= len(on_disk) > 0
     assert len(app.jinja_env.cache) == compiled  # later renders find them compiled
+
+
+def test_the_create_schemas_url_pattern_is_compiled_before_the_first_request():
+    from marshmallow.validate import URL
+
+    URL._regex._memoized.clear()  # a fresh process: nothing compiled yet
+    process_tuning.warm_validation()  # the create schema accepts its sample body
+    # What the first requests would otherwise each compile at once (the schema's Url fields).
+    assert (False, True, False) in URL._regex._memoized
 
 
 def test_a_workers_database_connections_are_opened_before_its_first_request(app):
