@@ -29,11 +29,11 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    from app.process_tuning import compile_templates, open_db_connections, warm_validation
+    from app.process_tuning import compile_templates, open_db_connections, warm_request_handling
 
     # Before this worker's first requests, not during them.
     compile_templates(worker.wsgi)
-    warm_validation()
+    warm_request_handling(worker.wsgi)
     open_db_connections(worker.wsgi, worker.cfg.threads)
 
 

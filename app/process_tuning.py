@@ -52,18 +52,22 @@ _WARM_UP_PAYMENT = {
 }
 
 
-def warm_validation() -> None:
-    """Run the create schema once now, so the patterns its validators compile on first use are
-    compiled before this process takes requests.
+def warm_request_handling(app) -> None:
+    """Do now what this process's first requests would otherwise each do at once.
 
-    marshmallow compiles its URL pattern (a character class of every Unicode letter: ~60 ms of
-    CPU) the first time a URL is validated in a process. After a start, the first requests of 8
-    threads in each of 8 web workers all missed it together and each compiled it: py-spy put a
-    tenth of the web's CPU in the bench's create scenario in `re` compiling it.
+    - the create schema's validators: marshmallow compiles its URL pattern (a character class
+      of every Unicode letter: ~60 ms of CPU) on first use in a process. After a start, the
+      first requests of 8 threads in each of 8 web workers all missed it together and each
+      compiled it: py-spy put a tenth of the web's CPU in the bench's create scenario there;
+    - the PSP adapter, built on first use, and the Stripe SDK modules it imports lazily (4% of
+      the same profile: imports under the first requests' contention).
     """
     from app.payments.validation import PaymentCreateSchema
+    from app.psp.factory import get_provider
 
     PaymentCreateSchema().load(_WARM_UP_PAYMENT)
+    with app.app_context():
+        get_provider()
 
 
 def open_db_connections(app, count: int) -> int:

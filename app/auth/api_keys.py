@@ -11,7 +11,7 @@ import binascii
 from datetime import timedelta
 
 from flask import g, request
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from app.errors import PayBridgeError
 from app.extensions import db
@@ -19,6 +19,8 @@ from app.models import ApiKey, utcnow
 from app.models.merchant import hash_api_key
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+# Built once: every API request runs it.
+_KEY_BY_HASH = select(ApiKey).where(ApiKey.key_hash == bindparam("key_hash"))
 CHALLENGE = 'Bearer realm="PayBridge API", Basic realm="PayBridge API"'
 
 
@@ -54,9 +56,7 @@ def authenticate() -> ApiKey:
             "Send the API key as 'Authorization: Bearer <key>' or as the HTTP Basic user name.",
             headers={"WWW-Authenticate": CHALLENGE},
         )
-    key = db.session.execute(
-        select(ApiKey).where(ApiKey.key_hash == hash_api_key(raw))
-    ).scalar_one_or_none()
+    key = db.session.execute(_KEY_BY_HASH, {"key_hash": hash_api_key(raw)}).scalar_one_or_none()
     if key is None or not key.active:
         raise PayBridgeError(
             "INVALID_API_KEY", headers={"WWW-Authenticate": CHALLENGE + ', error="invalid_token"'}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from app.errors import PayBridgeError
 from app.extensions import db
@@ -47,15 +47,29 @@ def check_key(key: str | None) -> str | None:
     return key
 
 
+# Built once: every create with a key runs them, and building a statement per call cost more
+# CPU than SQLAlchemy's cached compilation of it.
+_FIND = (
+    select(IdempotencyRecord)
+    .where(IdempotencyRecord.merchant_id == bindparam("merchant_id"))
+    .where(IdempotencyRecord.idempotency_key == bindparam("key"))
+    .execution_options(populate_existing=True)
+)
+_COMPLETE = (
+    update(IdempotencyRecord)
+    .where(IdempotencyRecord.id == bindparam("record_id"))
+    .values(
+        state=STATE_COMPLETED,
+        response_status=bindparam("response_status"),
+        response_body=bindparam("response_body"),
+        updated_at=bindparam("now"),
+    )
+)
+
+
 def find(merchant_id: int, key: str) -> IdempotencyRecord | None:
     """The record of a merchant's key, read fresh from the database."""
-    stmt = (
-        select(IdempotencyRecord)
-        .where(IdempotencyRecord.merchant_id == merchant_id)
-        .where(IdempotencyRecord.idempotency_key == key)
-        .execution_options(populate_existing=True)
-    )
-    return db.session.execute(stmt).scalar_one_or_none()
+    return db.session.execute(_FIND, {"merchant_id": merchant_id, "key": key}).scalar_one_or_none()
 
 
 def new_record(
@@ -119,17 +133,18 @@ def release(record_id: int) -> None:
 
 
 def complete(record_id: int, response: StoredResponse) -> None:
-    """Store the final answer; the caller commits (with the change the answer describes)."""
-    db.session.execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.id == record_id)
-        .values(
-            state=STATE_COMPLETED,
-            response_status=response.status,
-            response_body=response.body,
-            updated_at=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
+    """Store the final answer; the caller commits (with the change the answer describes).
+
+    Core on the session's connection, in its transaction: no object the session holds changes.
+    """
+    db.session.connection().execute(
+        _COMPLETE,
+        {
+            "record_id": record_id,
+            "response_status": response.status,
+            "response_body": response.body,
+            "now": utcnow(),
+        },
     )
 
 

@@ -50,13 +50,15 @@ def test_every_template_is_compiled_before_the_first_request(app):
     assert len(app.jinja_env.cache) == compiled  # later renders find them compiled
 
 
-def test_the_create_schemas_url_pattern_is_compiled_before_the_first_request():
+def test_validation_and_the_psp_adapter_are_ready_before_the_first_request(app):
     from marshmallow.validate import URL
 
     URL._regex._memoized.clear()  # a fresh process: nothing compiled yet
-    process_tuning.warm_validation()  # the create schema accepts its sample body
+    app.extensions.pop("paybridge_psp", None)
+    process_tuning.warm_request_handling(app)  # the create schema accepts its sample body
     # What the first requests would otherwise each compile at once (the schema's Url fields).
     assert (False, True, False) in URL._regex._memoized
+    assert "stripe" in app.extensions["paybridge_psp"]  # built once, here
 
 
 def test_a_workers_database_connections_are_opened_before_its_first_request(app):
