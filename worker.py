@@ -277,13 +277,13 @@ def run_without_redis(app: Flask, pump: NotificationPump | None) -> int:
         run_in_process(app, stop)
     finally:
         if pump is not None:
-            pump.stop(timeout=_pump_stop_timeout(app))
+            pump.stop(timeout=_warm_stop_timeout(app))
     log.info("periodic jobs stopped")
     return 0
 
 
-def _pump_stop_timeout(app: Flask) -> float:
-    """Long enough for every POST in flight to finish or time out, and be recorded."""
+def _warm_stop_timeout(app: Flask) -> float:
+    """Long enough for the job or POSTs in hand to finish or time out, and be recorded."""
     return float(app.config["NOTIFY_TIMEOUT_SECONDS"]) + HELPER_WORKER_TTL
 
 
@@ -349,11 +349,11 @@ def main(argv: list[str] | None = None) -> int:
             logging_level=str(app.config.get("LOG_LEVEL", "INFO")).upper(),
         )
     finally:
-        helpers.stop(timeout=_pump_stop_timeout(app))
         if pump is not None:
             if args.burst:
                 pump.join()  # a burst pump ends by itself once nothing is due
-            pump.stop(timeout=_pump_stop_timeout(app))
+            pump.stop(timeout=_warm_stop_timeout(app))
+        helpers.stop(timeout=_warm_stop_timeout(app))
         if cron and cron.is_alive():
             cron.stop()
             cron.join(timeout=5)

@@ -22,29 +22,33 @@ def notify_config(app):
     app.config.update(saved)
 
 
+def new_initiated_payment(merchant_id: int) -> int:
+    """A payment registered at the PSP (INITIATED), committed; its id. Needs an app context."""
+    payment = Payment(
+        merchant_id=merchant_id,
+        merchant_reference=f"order-{time.monotonic_ns()}",
+        amount=2500,
+        currency="EUR",
+        success_url="https://shop.example/ok",
+        cancel_url="https://shop.example/cancel",
+    )
+    db.session.add(payment)
+    record_creation(payment)
+    db.session.commit()
+    payment = lock_payment(payment.id)
+    transition(payment, PaymentStatus.INITIATED, source=StatusSource.API)
+    db.session.commit()
+    return payment.id
+
+
 @pytest.fixture
 def finish_payment(app, notify_config):
     """Create a payment and move it to a final status the way webhooks do: lock, transition,
     commit. Returns (payment_id, notification_id) of the outbox row that commit wrote."""
-    counter = iter(range(1, 10_000))
 
     def factory(merchant_id: int, target: PaymentStatus = PaymentStatus.SUCCESS):
         with app.app_context():
-            payment = Payment(
-                merchant_id=merchant_id,
-                merchant_reference=f"order-{next(counter)}-{time.monotonic_ns()}",
-                amount=2500,
-                currency="EUR",
-                success_url="https://shop.example/ok",
-                cancel_url="https://shop.example/cancel",
-            )
-            db.session.add(payment)
-            record_creation(payment)
-            db.session.commit()
-            payment = lock_payment(payment.id)
-            transition(payment, PaymentStatus.INITIATED, source=StatusSource.API)
-            db.session.commit()
-            payment = lock_payment(payment.id)
+            payment = lock_payment(new_initiated_payment(merchant_id))
             transition(payment, target, source=StatusSource.WEBHOOK, reason="test")
             db.session.commit()
             notification_id = db.session.scalar(

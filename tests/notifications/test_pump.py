@@ -12,27 +12,14 @@ from app.extensions import db
 from app.models import Notification, Payment, utcnow
 from app.notifications.delivery import AttemptResult, claim_due, deliver_due, record_outcomes
 from app.notifications.pump import NotificationPump
-from app.payments.state import lock_payment, record_creation, transition
+from app.payments.state import lock_payment, transition
 from app.payments.status import PaymentStatus, StatusSource
-from tests.notifications.conftest import attempts_of, notification_row, status_is
-
-
-def new_initiated_payment(merchant_id: int) -> int:
-    payment = Payment(
-        merchant_id=merchant_id,
-        merchant_reference=f"o-{time.monotonic_ns()}",
-        amount=100,
-        currency="EUR",
-        success_url="https://s.example/ok",
-        cancel_url="https://s.example/no",
-    )
-    db.session.add(payment)
-    record_creation(payment)
-    db.session.commit()
-    payment = lock_payment(payment.id)
-    transition(payment, PaymentStatus.INITIATED, source=StatusSource.API)
-    db.session.commit()
-    return payment.id
+from tests.notifications.conftest import (
+    attempts_of,
+    new_initiated_payment,
+    notification_row,
+    status_is,
+)
 
 
 def cycle_in_another_session(app) -> int:
