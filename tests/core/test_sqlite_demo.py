@@ -87,3 +87,38 @@ def test_two_threads_finishing_one_payment_make_one_final_status(sqlite_app):
         ).all()
     assert finals == [final]
     assert outcomes[final] == "applied"
+
+
+def test_the_notification_pump_delivers_on_the_demo_database(sqlite_app, receiver):
+    """The pump's claim (no SKIP LOCKED, no READ COMMITTED on SQLite) and its outcome record."""
+    from app.extensions import db
+    from app.models import Merchant, Notification, Payment
+    from app.notifications.pump import NotificationPump
+    from app.payments.state import lock_payment, record_creation, transition
+
+    with sqlite_app.app_context():
+        merchant = Merchant(name="Demo", notify_url=receiver.url)
+        payment = Payment(
+            merchant=merchant,
+            merchant_reference="notify-1",
+            amount=1000,
+            currency="EUR",
+            success_url="https://shop.example/ok",
+            cancel_url="https://shop.example/cancel",
+        )
+        db.session.add_all([merchant, payment])
+        record_creation(payment)
+        db.session.commit()
+        for target in (PaymentStatus.INITIATED, PaymentStatus.SUCCESS):
+            transition(lock_payment(payment.id), target, source=StatusSource.WEBHOOK)
+            db.session.commit()
+    pump = NotificationPump(sqlite_app, concurrency=2)
+    pump.start()
+    try:
+        [request] = receiver.wait_for(1)
+    finally:
+        pump.stop(timeout=10)
+    with sqlite_app.app_context():
+        [notification] = db.session.scalars(db.select(Notification)).all()
+        assert (notification.status, notification.attempt_count) == ("delivered", 1)
+        assert request.headers["webhook-id"] == notification.public_id
