@@ -52,8 +52,8 @@ def enqueue(
 ):
     """Put a job on a queue; without Redis, run it in a thread when the demo fallback is on.
 
-    Raises RedisError when Redis is down and there is no fallback: callers whose work is
-    recorded in the database (the outbox) may ignore it, a sweeper re-enqueues later.
+    Raises RedisError when Redis is down and there is no fallback: a caller may ignore it only
+    when something else finishes the work later (reconciliation, for the subscription jobs).
     """
     options = dict(job_id=job_id, job_timeout=timeout, failure_ttl=FAILURE_TTL_SECONDS, retry=retry)
     if result_ttl is not None:  # 0: the job is deleted once it succeeds, nothing is stored
