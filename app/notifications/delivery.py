@@ -88,6 +88,11 @@ class DeliveryOptions:
     timeout: float
     allow_private: bool
 
+    @property
+    def lease(self) -> timedelta:
+        """How long a claimed attempt owns its row: the POST's timeout and a margin."""
+        return timedelta(seconds=self.timeout + LEASE_MARGIN_SECONDS)
+
     @classmethod
     def from_config(cls, config) -> DeliveryOptions:
         return cls(
@@ -184,7 +189,7 @@ def any_due(now: datetime | None = None) -> bool:
 def claim_due(limit: int) -> list[Claim]:
     """Take up to `limit` due attempts for this process, each with a lease; commits."""
     claimed_at = utcnow()
-    lease_until = claimed_at + timedelta(seconds=_timeout() + LEASE_MARGIN_SECONDS)
+    lease_until = claimed_at + DeliveryOptions.from_config(current_app.config).lease
 
     def take() -> list:
         with _claiming_connection() as conn, conn.begin():
@@ -456,10 +461,6 @@ def resend(notification_id: int) -> Notification:
     db.session.flush()
     log.info("notification %s queued for resending", notification.public_id)
     return notification
-
-
-def _timeout() -> float:
-    return float(current_app.config["NOTIFY_TIMEOUT_SECONDS"])
 
 
 def _read_snippet(response: requests.Response) -> str:

@@ -16,13 +16,11 @@ import logging
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import timedelta
 
 from flask import Flask
 
 from app.models import utcnow
 from app.notifications.delivery import (
-    LEASE_MARGIN_SECONDS,
     AttemptResult,
     Claim,
     DeliveryOptions,
@@ -53,7 +51,6 @@ class NotificationPump:
         self.burst = burst
         self.poll_seconds = float(app.config["NOTIFY_POLL_SECONDS"])
         self.options = DeliveryOptions.from_config(app.config)
-        self.lease = timedelta(seconds=self.options.timeout + LEASE_MARGIN_SECONDS)
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notification-pump", daemon=True)
         self._in_flight: dict[Future, Claim] = {}
@@ -141,7 +138,7 @@ class NotificationPump:
             log.exception(
                 "notification pump: recording %d outcome(s) failed", len(self._unrecorded)
             )
-            deadline = utcnow() - self.lease
+            deadline = utcnow() - self.options.lease
             self._unrecorded = [o for o in self._unrecorded if o[0].claimed_at > deadline]
             return False
         self._unrecorded = []
