@@ -26,17 +26,17 @@ def sqlite_app(app, tmp_path, monkeypatch, restore_api):
         db.engine.dispose()
 
 
-def test_two_threads_finishing_one_payment_make_one_final_status(sqlite_app):
-    """A webhook's SUCCESS and a merchant's expire at the same moment: one wins, never both."""
+def initiated_payment(app, reference: str, notify_url: str | None = None) -> int:
+    """A demo merchant's payment registered at the PSP (INITIATED), committed; its id."""
     from app.extensions import db
-    from app.models import Merchant, Payment, PaymentStatusChange
-    from app.payments.state import IllegalTransition, lock_payment, record_creation, transition
+    from app.models import Merchant, Payment
+    from app.payments.state import lock_payment, record_creation, transition
 
-    with sqlite_app.app_context():
-        merchant = Merchant(name="Demo")
+    with app.app_context():
+        merchant = Merchant(name="Demo", notify_url=notify_url)
         payment = Payment(
             merchant=merchant,
-            merchant_reference="race-1",
+            merchant_reference=reference,
             amount=1000,
             currency="EUR",
             success_url="https://shop.example/ok",
@@ -45,10 +45,18 @@ def test_two_threads_finishing_one_payment_make_one_final_status(sqlite_app):
         db.session.add_all([merchant, payment])
         record_creation(payment)
         db.session.commit()
-        payment = lock_payment(payment.id)
-        transition(payment, PaymentStatus.INITIATED, source=StatusSource.API)
+        transition(lock_payment(payment.id), PaymentStatus.INITIATED, source=StatusSource.API)
         db.session.commit()
-        payment_id = payment.id
+        return payment.id
+
+
+def test_two_threads_finishing_one_payment_make_one_final_status(sqlite_app):
+    """A webhook's SUCCESS and a merchant's expire at the same moment: one wins, never both."""
+    from app.extensions import db
+    from app.models import Payment, PaymentStatusChange
+    from app.payments.state import IllegalTransition, lock_payment, transition
+
+    payment_id = initiated_payment(sqlite_app, "race-1")
 
     both_locked = threading.Barrier(2, timeout=2)
     outcomes: dict[str, str] = {}
@@ -92,26 +100,14 @@ def test_two_threads_finishing_one_payment_make_one_final_status(sqlite_app):
 def test_the_notification_pump_delivers_on_the_demo_database(sqlite_app, receiver):
     """The pump's claim (no SKIP LOCKED, no READ COMMITTED on SQLite) and its outcome record."""
     from app.extensions import db
-    from app.models import Merchant, Notification, Payment
+    from app.models import Notification
     from app.notifications.pump import NotificationPump
-    from app.payments.state import lock_payment, record_creation, transition
+    from app.payments.state import lock_payment, transition
 
+    payment_id = initiated_payment(sqlite_app, "notify-1", notify_url=receiver.url)
     with sqlite_app.app_context():
-        merchant = Merchant(name="Demo", notify_url=receiver.url)
-        payment = Payment(
-            merchant=merchant,
-            merchant_reference="notify-1",
-            amount=1000,
-            currency="EUR",
-            success_url="https://shop.example/ok",
-            cancel_url="https://shop.example/cancel",
-        )
-        db.session.add_all([merchant, payment])
-        record_creation(payment)
+        transition(lock_payment(payment_id), PaymentStatus.SUCCESS, source=StatusSource.WEBHOOK)
         db.session.commit()
-        for target in (PaymentStatus.INITIATED, PaymentStatus.SUCCESS):
-            transition(lock_payment(payment.id), target, source=StatusSource.WEBHOOK)
-            db.session.commit()
     pump = NotificationPump(sqlite_app, concurrency=2)
     pump.start()
     try:
