@@ -6,7 +6,8 @@ Create Date: 2026-12-06 12:30:00
 
 enqueued_at recorded that a notification's RQ job had been enqueued, so a sweeper could tell a
 lost job from a queued one. Notifications are no longer RQ jobs: the worker's pump claims due
-rows straight from the table with a lease (next_attempt_at), so nothing reads the column.
+rows straight from the table with a lease (next_attempt_at), so nothing reads the column. A
+pending row without next_attempt_at is made due first, so the pump claims it.
 """
 import sqlalchemy as sa
 from alembic import op
@@ -24,6 +25,12 @@ TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), 'mariadb').with_va
 
 
 def upgrade():
+    # The old sweeper took a pending row without next_attempt_at as due; the pump claims by
+    # next_attempt_at, so such a row (none is expected) is made due rather than left behind.
+    op.execute(
+        "UPDATE notifications SET next_attempt_at = '2000-01-01 00:00:00'"
+        " WHERE status = 'pending' AND next_attempt_at IS NULL"
+    )
     with op.batch_alter_table('notifications', schema=None) as batch_op:
         batch_op.drop_column('enqueued_at')
 

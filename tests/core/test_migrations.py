@@ -95,6 +95,49 @@ def test_the_reconciliation_watermark_migration_keeps_the_runs(
         db.engine.dispose()
 
 
+def test_the_notification_pump_migration_leaves_no_pending_row_behind(
+    app, tmp_path, monkeypatch, restore_api
+):
+    """0007 drops enqueued_at; a pending row the old sweeper would have sent for want of a
+    next_attempt_at is made due, so the pump claims it; final rows keep theirs empty."""
+    from flask_migrate import downgrade, upgrade
+
+    from app import create_app
+    from app.extensions import db
+    from app.models import utcnow
+
+    url = f"sqlite:///{tmp_path / 'paybridge.sqlite3'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    fresh = create_app("testing")
+    with fresh.app_context():
+        upgrade(revision="0006_recon_watermark")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            for public_id, status in (("msg_pending", "pending"), ("msg_done", "delivered")):
+                conn.execute(
+                    text(
+                        "INSERT INTO notifications (public_id, merchant_id, event_type, payload,"
+                        " status, attempt_count, next_attempt_at, enqueued_at, created_at,"
+                        " updated_at) VALUES (:public_id, 1, 'payment.succeeded', '{}', :status,"
+                        " 0, NULL, '2026-12-01 10:00:00', '2026-12-01 10:00:00',"
+                        " '2026-12-01 10:00:00')"
+                    ),
+                    {"public_id": public_id, "status": status},
+                )
+        upgrade()
+        assert "enqueued_at" not in _columns(url, "notifications")
+        with db.engine.connect() as conn:
+            rows = dict(
+                conn.execute(text("SELECT public_id, next_attempt_at FROM notifications")).all()
+            )
+        assert rows["msg_done"] is None
+        # SQLite hands the stored text back: due means not after now.
+        assert rows["msg_pending"] is not None and rows["msg_pending"] <= str(utcnow())
+        downgrade(revision="0006_recon_watermark")
+        assert "enqueued_at" in _columns(url, "notifications")
+        db.engine.dispose()
+
+
 def test_models_and_migrations_agree(app):
     """Autogenerate finds nothing to do on the migrated test database."""
     from alembic.autogenerate import compare_metadata
