@@ -118,6 +118,10 @@ def deliver_due(limit: int | None = None) -> int:
     return len(claims)
 
 
+# The one rule of what is due: pending, and its time (or its lease) has come.
+_IS_DUE = (Notification.status == PENDING, Notification.next_attempt_at <= bindparam("now"))
+
+
 def _due_ids_statement(limit: int):
     older = aliased(Notification)
     behind_an_older_one = (
@@ -131,11 +135,7 @@ def _due_ids_statement(limit: int):
     )
     return (
         select(Notification.id)
-        .where(
-            Notification.status == PENDING,
-            Notification.next_attempt_at <= bindparam("now"),
-            ~behind_an_older_one,
-        )
+        .where(*_IS_DUE, ~behind_an_older_one)
         .order_by(Notification.next_attempt_at, Notification.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -144,11 +144,8 @@ def _due_ids_statement(limit: int):
 
 # Built once: constructing statements per cycle costs more CPU than running them.
 _due_ids = functools.cache(_due_ids_statement)
-_ANY_DUE = (
-    select(Notification.id)
-    .where(Notification.status == PENDING, Notification.next_attempt_at <= bindparam("now"))
-    .limit(1)
-)
+_ANY_DUE = select(Notification.id).where(*_IS_DUE).limit(1)
+_COUNT_DUE = select(func.count()).select_from(Notification).where(*_IS_DUE)
 _DETAILS = (
     select(
         Notification.id,
@@ -173,11 +170,7 @@ _ADD_ATTEMPT = insert(NotificationAttempt)
 
 def count_due(now: datetime | None = None) -> int:
     """How many pending notifications are due now (the backlog /metrics shows)."""
-    return db.session.scalar(
-        select(func.count())
-        .select_from(Notification)
-        .where(Notification.status == PENDING, Notification.next_attempt_at <= (now or utcnow()))
-    )
+    return db.session.scalar(_COUNT_DUE, {"now": now or utcnow()})
 
 
 def any_due(now: datetime | None = None) -> bool:
