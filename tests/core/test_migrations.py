@@ -58,6 +58,15 @@ def _columns(url: str, table: str) -> set[str]:
         engine.dispose()
 
 
+def _sqlite_app(tmp_path, monkeypatch):
+    """An app on a fresh SQLite file, not migrated yet: (its URL, the app)."""
+    from app import create_app
+
+    url = f"sqlite:///{tmp_path / 'paybridge.sqlite3'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url, create_app("testing")
+
+
 def test_the_reconciliation_watermark_migration_keeps_the_runs(
     app, tmp_path, monkeypatch, restore_api
 ):
@@ -65,12 +74,9 @@ def test_the_reconciliation_watermark_migration_keeps_the_runs(
     lists the whole window, as before) and takes it away again without losing them."""
     from flask_migrate import downgrade, upgrade
 
-    from app import create_app
     from app.extensions import db
 
-    url = f"sqlite:///{tmp_path / 'paybridge.sqlite3'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    fresh = create_app("testing")
+    url, fresh = _sqlite_app(tmp_path, monkeypatch)
     with fresh.app_context():
         upgrade(revision="0005_refunds")
         with db.engine.begin() as conn:
@@ -102,13 +108,10 @@ def test_the_notification_pump_migration_leaves_no_pending_row_behind(
     next_attempt_at is made due, so the pump claims it; final rows keep theirs empty."""
     from flask_migrate import downgrade, upgrade
 
-    from app import create_app
     from app.extensions import db
     from app.models import utcnow
 
-    url = f"sqlite:///{tmp_path / 'paybridge.sqlite3'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    fresh = create_app("testing")
+    url, fresh = _sqlite_app(tmp_path, monkeypatch)
     with fresh.app_context():
         upgrade(revision="0006_recon_watermark")
         with db.engine.begin() as conn:
