@@ -86,7 +86,7 @@ class Config:
         self.NOTIFY_TIMEOUT_SECONDS = _env_float("NOTIFY_TIMEOUT_SECONDS", 5.0)
         # Notifications POSTed at once by each worker process's pump (threads that wait on
         # client apps, not on the CPU), and how often an idle pump looks for due ones.
-        self.NOTIFY_CONCURRENCY = _env_int("NOTIFY_CONCURRENCY", 32)
+        self.NOTIFY_CONCURRENCY = _env_int("NOTIFY_CONCURRENCY", 64)
         self.NOTIFY_POLL_SECONDS = _env_float("NOTIFY_POLL_SECONDS", 0.5)
         # RQ jobs (reconciliation, subscription upkeep) one worker process runs at once, in
         # threads (worker.py). Keep it plus one (the pump) under DB_POOL_SIZE + DB_MAX_OVERFLOW.

@@ -311,7 +311,7 @@ def machine_section(report: dict) -> list[str]:
         f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}.",
         f"- web: `gunicorn {report['web_command']}` (the Procfile's worker model), "
         f"{report['rq_workers']} worker processes (`python worker.py --no-cron`: the notification "
-        "pump, `NOTIFY_CONCURRENCY=32`, beside an RQ SimpleWorker), "
+        "pump, `NOTIFY_CONCURRENCY=64`, beside an RQ SimpleWorker), "
         "`PAYBRIDGE_ENV=development` with MariaDB and Redis, `LOG_LEVEL=INFO`, app defaults for "
         "pools (`DB_POOL_SIZE=10`, `DB_MAX_OVERFLOW=20`), Stripe SDK retries 2, timeout 10 s, "
         "recon cap `RECON_RATE_LIMIT_PER_SECOND=20`.",
