@@ -263,8 +263,8 @@ class Stack:
                 proc.popen.wait(5)
 
     def stop_all(self) -> None:
-        for name in reversed(list(self.procs)):
-            self.stop(name)
+        # All at once (stop_many): one by one, the four workers' warm stops took ~20 s.
+        self.stop_many(list(reversed(self.procs)))
 
     # -- lifecycle ---------------------------------------------------------------------------
     def prepare_database(self) -> None:
