@@ -231,13 +231,11 @@ def main(argv=None) -> int:
     try:
         log(f"starting the stack (logs in {run_dir}/logs)")
         stack.start(workers=args.workers)
-        ctx.merchant = stack.appctl(
-            "setup", "--name", "Bench Shop", "--notify-url", f"{stack.recv_url}/notify"
+        notify = f"{stack.recv_url}/notify"
+        shops = [["Bench Shop", notify], ["Backlog Shop", notify], ["Volume Shop", ""]]
+        ctx.merchant, ctx.backlog_merchant, ctx.volume_merchant = stack.appctl(
+            "setup", "--merchants", json.dumps(shops)
         )
-        ctx.backlog_merchant = stack.appctl(
-            "setup", "--name", "Backlog Shop", "--notify-url", f"{stack.recv_url}/notify"
-        )
-        ctx.volume_merchant = stack.appctl("setup", "--name", "Volume Shop")
         report["memory_at_start_mb"] = stack.memory()
         for name in names:
             log(f"scenario {name}")
