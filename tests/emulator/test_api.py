@@ -274,6 +274,29 @@ def test_bracket_forms_and_request_id(emu):
     assert listed.headers["Request-Id"].startswith("req_")
 
 
+def test_answers_are_pretty_printed_json_as_stripe_sends_them(emu):
+    r = requests.post(
+        f"{emu.url}/v1/checkout/sessions",
+        data={
+            "mode": "payment",
+            "success_url": "http://shop.test/ok",
+            "line_items[0][price_data][currency]": "eur",
+            "line_items[0][price_data][unit_amount]": "450",
+            "line_items[0][price_data][product_data][name]": "Crème brûlée",
+            "line_items[0][quantity]": "1",
+            "metadata[note]": "Café ☕",
+        },
+        headers=auth(emu),
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == "application/json"
+    assert r.text.startswith('{\n  "id": "cs_')  # two-space indent, one key per line
+    assert r.json()["metadata"] == {"note": "Café ☕"}
+    listed = requests.get(f"{emu.url}/v1/checkout/sessions?limit=1", headers=auth(emu))
+    assert listed.text.startswith('{\n  "object": "list",\n  "data": [\n    {\n')
+    assert listed.json()["data"][0]["id"] == r.json()["id"]
+
+
 def test_pay_control_creates_payment_intent_and_events(client, emu):
     s = client.v1.checkout.sessions.create(params=session_params(customer_email="a@b.test"))
     declined = emu.control("POST", f"checkout/sessions/{s.id}/pay", {"card": "4000000000000002"})
