@@ -306,8 +306,8 @@ def machine_section(report: dict) -> list[str]:
     return [
         f"- {m['cores']} cores ({m['cpu']}), {m['mem_gb']} GB RAM, kernel {m['kernel']}, "
         f"Python {m['python']}, MariaDB {m['mariadb']} (InnoDB buffer pool "
-        f"{m['innodb_buffer_pool_mb']} MB, the machine's default), Redis, all on the same box as "
-        "the load generator; load average at start "
+        f"{m['innodb_buffer_pool_mb']} MB for the run, set by the bench), Redis, all on the same "
+        "box as the load generator; load average at start "
         f"{', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}.",
         f"- web: `gunicorn {report['web_command']}` (the Procfile's worker model), "
         f"{report['rq_workers']} worker processes (`python worker.py --no-cron`: the notification "
