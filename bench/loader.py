@@ -13,7 +13,7 @@ import random
 import string
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 
 import pymysql
@@ -128,15 +128,16 @@ def load(
                 name: pool.submit(_load_separately, conn, tables[name], columns, paths[name])
                 for name, columns in loads
             }
+            done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
+            if any(future.exception() for future in done):
+                _abandon(child, paths.values())
             seconds = {name: future.result() for name, future in futures.items()}
         child.join()
         if child.exitcode != 0:
             raise RuntimeError(f"the loader's generator failed (exit code {child.exitcode})")
         generated, history_rows = results.get()
     finally:
-        if child.is_alive():  # a LOAD failed: the generator waits on a pipe nobody reads
-            child.terminate()
-            child.join()
+        _abandon(child, paths.values())
         for path in paths.values():
             os.unlink(path)
         os.rmdir(tmp)
@@ -158,6 +159,23 @@ def load(
         "created_from": _ts(now - span),
         "created_to": _ts(now),
     }
+
+
+def _abandon(child, pipes) -> None:
+    """After a failed LOAD: stop the generator and let every other LOAD see an end of input,
+    whether it already waits on its pipe or opens it later."""
+    if not child.is_alive():
+        return
+    child.terminate()
+    child.join()
+    for path in pipes:
+        # Opening the pipe as a writer wakes a LOAD blocked opening it (it then reads the end
+        # once this closes); an empty file in its place answers a LOAD that opens it later.
+        writer = os.open(path, os.O_RDWR | os.O_NONBLOCK)
+        os.unlink(path)
+        open(path, "w").close()
+        time.sleep(0.05)  # a LOAD inside its open() of the pipe gets to see the writer
+        os.close(writer)
 
 
 def _generate_into(paths: dict[str, str], spec: dict, results) -> None:
