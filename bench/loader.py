@@ -74,6 +74,12 @@ NOTIFICATION_COLUMNS = (
     "public_id merchant_id payment_id event_type status_version payload status attempt_count "
     "next_attempt_at created_at updated_at"
 ).split()
+# Each pipe the generator writes: the table its LOAD DATA fills, and the columns of its rows.
+TARGETS = {
+    "payments": ("payments", PAYMENT_COLUMNS),
+    "history": ("payment_status_history", HISTORY_COLUMNS),
+    "notif": ("notifications", NOTIFICATION_COLUMNS),
+}
 
 
 def load(
@@ -97,8 +103,9 @@ def load(
     with conn.cursor() as cur:
         cur.execute("SELECT COALESCE(MAX(id), 0) FROM payments")
         first_id = cur.fetchone()[0] + 1
+    tables = {k: v for k, v in TARGETS.items() if notifications or k != "notif"}
     tmp = tempfile.mkdtemp(prefix="pb_bench_load_")
-    paths = {name: os.path.join(tmp, f"{name}.tsv") for name in ("payments", "history", "notif")}
+    paths = {name: os.path.join(tmp, f"{name}.tsv") for name in tables}
     for path in paths.values():
         os.mkfifo(path)
     spec = dict(
@@ -112,21 +119,16 @@ def load(
         seed=seed,
         now=now,
     )
-    results = multiprocessing.get_context("fork").SimpleQueue()
-    child = multiprocessing.get_context("fork").Process(
-        target=_generate_into, args=(paths, spec, results), daemon=True
-    )
+    fork = multiprocessing.get_context("fork")
+    results = fork.SimpleQueue()
+    child = fork.Process(target=_generate_into, args=(paths, spec, results), daemon=True)
     t0 = time.perf_counter()
     child.start()
-    loads = [("payments", PAYMENT_COLUMNS), ("history", HISTORY_COLUMNS)]
-    if notifications:
-        loads.append(("notif", NOTIFICATION_COLUMNS))
-    tables = {"payments": "payments", "history": "payment_status_history", "notif": "notifications"}
     try:
-        with ThreadPoolExecutor(len(loads)) as pool:
+        with ThreadPoolExecutor(len(tables)) as pool:
             futures = {
-                name: pool.submit(_load_separately, conn, tables[name], columns, paths[name])
-                for name, columns in loads
+                name: pool.submit(_load_separately, conn, table, columns, paths[name])
+                for name, (table, columns) in tables.items()
             }
             done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
             if any(future.exception() for future in done):
@@ -184,9 +186,9 @@ def _generate_into(paths: dict[str, str], spec: dict, results) -> None:
     with (
         open(paths["payments"], "w", buffering=PIPE_BYTES) as pf,
         open(paths["history"], "w", buffering=PIPE_BYTES) as hf,
-        open(paths["notif"] if spec["notifications"] else os.devnull, "w") as nf,
+        open(paths.get("notif", os.devnull), "w", buffering=PIPE_BYTES) as nf,
     ):
-        for pipe in (pf, hf, nf) if spec["notifications"] else (pf, hf):
+        for pipe in (pf, hf, nf) if "notif" in paths else (pf, hf):
             fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
         history_rows = _generate(pf, hf, nf, **spec)
     results.put((time.perf_counter() - started, history_rows))
