@@ -2,7 +2,8 @@
 ./gunicorn.conf.py by itself): Prometheus counters summed over all worker processes, and
 glibc's malloc arenas capped for the threaded workers, and each worker's templates and request
 validators compiled and its database connections opened before its first request
-(app/process_tuning.py).
+(app/runtime/process_tuning.py). The app is imported only inside the hooks, once
+PROMETHEUS_MULTIPROC_DIR is set: its metrics are created when it is imported.
 
 Each worker process counts in memory of its own, so without this a scrape of /metrics shows the
 one worker that happened to answer it. prometheus-client's multiprocess mode keeps each process's
@@ -20,16 +21,20 @@ _made_here = None
 
 def on_starting(server):
     global _made_here
-    from app.process_tuning import limit_malloc_arenas
-
-    limit_malloc_arenas()  # in the master, so every forked worker inherits it
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         _made_here = tempfile.mkdtemp(prefix="paybridge-metrics-")
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = _made_here  # inherited by every worker
+    from app.runtime.process_tuning import limit_malloc_arenas  # imports the app: after the above
+
+    limit_malloc_arenas()  # in the master, so every forked worker inherits it
 
 
 def post_worker_init(worker):
-    from app.process_tuning import compile_templates, open_db_connections, warm_request_handling
+    from app.runtime.process_tuning import (
+        compile_templates,
+        open_db_connections,
+        warm_request_handling,
+    )
 
     # Before this worker's first requests, not during them.
     compile_templates(worker.wsgi)

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
-from flask import Flask
+import time
 
+from flask import Flask, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from app import blueprints, cli, errors, models, wiring
+from app.accounts.audit import protect_audit_log
 from app.config import INSTANCE_DIR, Config, load_config
+from app.extensions import (
+    api,
+    csrf,
+    db,
+    limiter,
+    login_manager,
+    migrate,
+    serialise_sqlite_transactions,
+)
+from app.logging_setup import configure_logging
+from app.metrics import HTTP_LATENCY, HTTP_REQUESTS
+
+assert models  # every table known to Alembic and the ORM before the first query
 
 
 def create_app(config: Config | str | None = None) -> Flask:
@@ -14,32 +32,24 @@ def create_app(config: Config | str | None = None) -> Flask:
     app.config.from_object(config)
     app.config["PAYBRIDGE_ENV"] = config.ENV_NAME
     if app.config["PROXY_FIX_HOPS"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
         hops = app.config["PROXY_FIX_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
 
-    from app.logging_setup import configure_logging
-
     configure_logging(app)
     register_extensions(app)
-    register_blueprints(app)
-    register_error_handlers(app)
-    register_commands(app)
+    wiring.register_hooks(app)
+    blueprints.register_all(app)
+    errors.register_error_handlers(app)
+    cli.register_all(app)
     register_request_metrics(app)
     return app
 
 
 def register_extensions(app: Flask) -> None:
-    from app import models  # noqa: F401  (every table known to Alembic)
-    from app.extensions import api, csrf, db, limiter, login_manager, migrate
-
     db.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
-        from app.extensions import serialise_sqlite_transactions
-
         with app.app_context():
             serialise_sqlite_transactions(db.engine)
     migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"))
@@ -47,38 +57,10 @@ def register_extensions(app: Flask) -> None:
     login_manager.init_app(app)
     limiter.init_app(app)
     api.init_app(app)
-
-    from app import refunds, subscriptions
-
-    refunds.init_app(app)
-    subscriptions.init_app(app)
-
-
-def register_blueprints(app: Flask) -> None:
-    from app.blueprints import register_all
-
-    register_all(app)
-
-
-def register_error_handlers(app: Flask) -> None:
-    from app.errors import register_error_handlers as register
-
-    register(app)
-
-
-def register_commands(app: Flask) -> None:
-    from app.cli import register_all
-
-    register_all(app)
+    protect_audit_log()
 
 
 def register_request_metrics(app: Flask) -> None:
-    import time
-
-    from flask import g, request
-
-    from app.metrics import HTTP_LATENCY, HTTP_REQUESTS
-
     @app.before_request
     def start_timer() -> None:
         g.request_started = time.perf_counter()

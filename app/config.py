@@ -75,6 +75,10 @@ class Config:
         self.IDEMPOTENCY_PURGE_INTERVAL_SECONDS = _env_int(
             "IDEMPOTENCY_PURGE_INTERVAL_SECONDS", 3600
         )
+        # How often the worker learns the payment intents of paid renewals (refunds need them).
+        self.SUBSCRIPTION_UPKEEP_INTERVAL_SECONDS = _env_int(
+            "SUBSCRIPTION_UPKEEP_INTERVAL_SECONDS", 60
+        )
         # Circuit breaker towards the PSP: after N consecutive failures, fail fast for T seconds.
         self.PSP_BREAKER_FAIL_MAX = _env_int("PSP_BREAKER_FAIL_MAX", 5)
         self.PSP_BREAKER_RESET_SECONDS = _env_int("PSP_BREAKER_RESET_SECONDS", 30)
@@ -114,7 +118,6 @@ class Config:
         self.RECON_WIDE_CHUNK_SESSIONS = _env_int("RECON_WIDE_CHUNK_SESSIONS", 2000)
 
         # Without Redis the demo runs background jobs in the web process instead of failing.
-        self.RQ_INLINE_FALLBACK = _env("RQ_INLINE_FALLBACK", "0") == "1"
         self.RQ_QUEUE_PREFIX = _env("RQ_QUEUE_PREFIX", "paybridge")
 
         self.RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", self.REDIS_URL)

@@ -1,5 +1,6 @@
 """Flask extensions, created unbound here and bound to the app in create_app()."""
 
+from flask import Flask, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -7,6 +8,7 @@ from flask_migrate import Migrate
 from flask_smorest import Api
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
+from redis import Redis
 from sqlalchemy import Engine, MetaData, event
 from sqlalchemy.orm import DeclarativeBase
 
@@ -30,6 +32,16 @@ csrf = CSRFProtect()
 login_manager = LoginManager()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 api = Api()
+
+
+def get_redis(app: Flask | None = None) -> Redis:
+    """The app's Redis client (RQ queues, the reconciliation lock), made on first use."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    if "paybridge_redis" not in app.extensions:
+        app.extensions["paybridge_redis"] = Redis.from_url(
+            app.config["REDIS_URL"], socket_connect_timeout=2, socket_timeout=5
+        )
+    return app.extensions["paybridge_redis"]
 
 
 def serialise_sqlite_transactions(engine: Engine) -> None:

@@ -29,7 +29,7 @@ def _out(data) -> None:
 def setup(args) -> None:
     """Merchants, each with an API key, a notify URL and a dashboard user: one app start for
     all of them (each start of this command costs ~2 s of imports)."""
-    from app.dashboard.services import create_user
+    from app.accounts.service import create_user
     from app.models import ApiKey, Merchant
 
     made = []

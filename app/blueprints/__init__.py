@@ -1,20 +1,15 @@
-"""Blueprints, one package each: health (ops), api (JSON v1), webhooks (PSP in),
-checkout (shopper's return pages), dashboard (merchants), shop (demo storefront)."""
+"""The HTTP surfaces, one package each; they only translate requests into calls of the domain
+packages and their answers back: health (ops), api (JSON v1 for client apps), webhooks (the
+PSP's events), checkout (the shopper's return), dashboard (merchants and operators)."""
 
 from flask import Flask
 
+from app.blueprints import api, checkout, dashboard, health, webhooks
+
 
 def register_all(app: Flask) -> None:
-    from app.blueprints.api import register as register_api
-    from app.blueprints.checkout import bp as checkout_bp
-    from app.blueprints.dashboard import bp as dashboard_bp
-    from app.blueprints.health import bp as health_bp
-    from app.blueprints.shop import bp as shop_bp
-    from app.blueprints.webhooks import bp as webhooks_bp
-
-    app.register_blueprint(health_bp)
-    register_api(app)
-    app.register_blueprint(webhooks_bp)
-    app.register_blueprint(checkout_bp)
-    app.register_blueprint(dashboard_bp)
-    app.register_blueprint(shop_bp)
+    app.register_blueprint(health.bp)
+    api.register(app)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(checkout.bp)
+    app.register_blueprint(dashboard.bp)

@@ -2,9 +2,9 @@
 
 from flask import Flask
 
+from app.cli import merchants, notifications, recon, users
+
 
 def register_all(app: Flask) -> None:
-    from app.cli import demo, merchants, notifications, recon
-
-    for module in (merchants, demo, notifications, recon):
+    for module in (merchants, users, notifications, recon):
         module.register(app)

@@ -11,8 +11,7 @@ from flask.cli import AppGroup
 from sqlalchemy import or_, select
 
 from app.extensions import db
-from app.models import ApiKey, Merchant, utcnow
-from app.payments.serialize import iso
+from app.models import ApiKey, Merchant, iso, utcnow
 
 merchants = AppGroup("merchants", help="Merchants (client apps) and their API keys.")
 keys = AppGroup("keys", help="A merchant's API keys.")

@@ -32,9 +32,7 @@ from sqlalchemy import select
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.metrics import PAYMENT_CONFLICTS_RESOLVED
-from app.models import PaymentConflict, utcnow
-from app.payments.serialize import iso
-from app.payments.status import PaymentStatus
+from app.models import PaymentConflict, PaymentStatus, iso, utcnow
 from app.psp import PspError, get_provider
 from app.psp.base import PspRefund, RefundRequest
 

@@ -1,13 +1,29 @@
 """All models, imported here so Alembic and the app see every table."""
 
-from app.models.base import utcnow
+from app.models.base import iso, utcnow
 from app.models.events import Notification, NotificationAttempt, PspEvent, ReconciliationRun
 from app.models.merchant import ApiKey, AuditLog, Merchant, User
-from app.models.payment import IdempotencyRecord, Payment, PaymentConflict, PaymentStatusChange
-from app.models.refund import Refund
-from app.models.subscription import Subscription, SubscriptionCharge
+from app.models.payment import (
+    FINAL_STATUSES,
+    IdempotencyRecord,
+    Payment,
+    PaymentConflict,
+    PaymentStatus,
+    PaymentStatusChange,
+    PaymentType,
+    StatusSource,
+)
+from app.models.refund import Refund, RefundStatus
+from app.models.subscription import Subscription, SubscriptionCharge, SubscriptionStatus
 
 __all__ = [
+    "FINAL_STATUSES",
+    "PaymentStatus",
+    "PaymentType",
+    "RefundStatus",
+    "StatusSource",
+    "SubscriptionStatus",
+    "iso",
     "ApiKey",
     "AuditLog",
     "IdempotencyRecord",

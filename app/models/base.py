@@ -21,6 +21,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def iso(value: datetime | None) -> str | None:
+    """How a stored timestamp leaves PayBridge: ISO 8601 in UTC with a `Z`."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+
 def public_id(prefix: str, length: int = 24) -> str:
     """An unguessable id with a type prefix, like Stripe's (`pay_…`, `msg_…`)."""
     return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))

@@ -49,8 +49,6 @@ class Merchant(db.Model):
 
     def rotate_signing_secret(self) -> str:
         """Start a rotation: the new secret signs from now on, the old one keeps signing too."""
-        from app.models.base import utcnow
-
         self.previous_signing_secret = self.signing_secret
         self.signing_secret = new_signing_secret()
         self.secret_rotated_at = utcnow()

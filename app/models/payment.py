@@ -1,8 +1,13 @@
-"""Payments, their status history, and the idempotency records of the API."""
+"""Payments: their five statuses and the one table of moves allowed between them (DESIGN.md),
+the status history, conflicts with the PSP, and the idempotency records of the API.
+
+The table lives beside the column it governs; `app/payments/state.py` is the only code that
+moves a payment along it."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -19,7 +24,51 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db
 from app.models.base import Timestamp, public_id, utcnow
 from app.models.merchant import Merchant
-from app.payments.status import PaymentStatus, PaymentType
+
+
+class PaymentStatus(StrEnum):
+    CREATED = "CREATED"
+    INITIATED = "INITIATED"
+    PENDING = "PENDING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+class PaymentType(StrEnum):
+    SALE = "SALE"
+    RECC = "RECC"
+
+
+class StatusSource(StrEnum):
+    """Who caused a status change; stored on every history row."""
+
+    API = "api"
+    WEBHOOK = "webhook"
+    RETURN = "return"
+    RECON = "recon"
+    DASHBOARD = "dashboard"
+
+
+FINAL_STATUSES = frozenset({PaymentStatus.SUCCESS, PaymentStatus.FAILED})
+
+ALLOWED_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
+    PaymentStatus.CREATED: frozenset({PaymentStatus.INITIATED, PaymentStatus.FAILED}),
+    PaymentStatus.INITIATED: frozenset(
+        {PaymentStatus.PENDING, PaymentStatus.SUCCESS, PaymentStatus.FAILED}
+    ),
+    PaymentStatus.PENDING: frozenset({PaymentStatus.SUCCESS, PaymentStatus.FAILED}),
+    PaymentStatus.SUCCESS: frozenset(),
+    PaymentStatus.FAILED: frozenset(),
+}
+
+
+def is_allowed(current: PaymentStatus, target: PaymentStatus) -> bool:
+    return target in ALLOWED_TRANSITIONS[current]
+
 
 PAYMENT_ID_PREFIX = "pay_"
 

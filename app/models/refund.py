@@ -1,8 +1,10 @@
-"""Refunds: their own records against a SUCCESS payment (issue 6)."""
+"""Refunds: their own records against a SUCCESS payment, their three statuses and the table of
+moves between them (`app/refunds/service.py` is the only code that moves a refund)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -10,6 +12,31 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from app.extensions import db
 from app.models.base import Timestamp, public_id, utcnow
 from app.models.payment import Payment
+
+
+class RefundStatus(StrEnum):
+    PENDING = "pending"  # its amount is reserved; the PSP has not decided (or not been reached)
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # final: its amount is free again
+
+    @property
+    def is_final(self) -> bool:
+        return self == RefundStatus.FAILED
+
+
+# A PSP can fail a refund it had confirmed (the money comes back): succeeded -> failed.
+REFUND_TRANSITIONS: dict[RefundStatus, frozenset[RefundStatus]] = {
+    RefundStatus.PENDING: frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
+    RefundStatus.SUCCEEDED: frozenset({RefundStatus.FAILED}),
+    RefundStatus.FAILED: frozenset(),
+}
+# The statuses whose amount counts against what remains refundable on the payment.
+RESERVING_STATUSES = frozenset({RefundStatus.PENDING, RefundStatus.SUCCEEDED})
+
+
+def refund_move_allowed(current: RefundStatus, target: RefundStatus) -> bool:
+    return target in REFUND_TRANSITIONS[current]
+
 
 REFUND_ID_PREFIX = "re_"
 
@@ -35,18 +62,13 @@ class Refund(db.Model):
         Index("ix_refunds_merchant_created", "merchant_id", "created_at"),
     )
 
-    STATUS_PENDING = "pending"
-    STATUS_SUCCEEDED = "succeeded"
-    STATUS_FAILED = "failed"
-    STATUSES = (STATUS_PENDING, STATUS_SUCCEEDED, STATUS_FAILED)
-
     id: Mapped[int] = mapped_column(_BigId, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_refund_id)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"))
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(10), default=STATUS_PENDING)
+    status: Mapped[str] = mapped_column(String(10), default=RefundStatus.PENDING.value)
     reason: Mapped[str | None] = mapped_column(String(30))
     # api | dashboard: who asked for it.
     source: Mapped[str] = mapped_column(String(10), default="api")
@@ -72,8 +94,13 @@ class Refund(db.Model):
         return f"paybridge-refund-{self.public_id}"
 
     @property
+    def status_enum(self) -> RefundStatus:
+        return RefundStatus(self.status)
+
+    @property
     def is_final(self) -> bool:
-        return self.status != self.STATUS_PENDING
+        """Decided by the PSP (succeeded can still turn failed, but is no longer pending)."""
+        return self.status != RefundStatus.PENDING
 
     def __repr__(self) -> str:
         return f"<Refund {self.public_id} {self.amount} {self.status}>"

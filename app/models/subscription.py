@@ -1,8 +1,10 @@
-"""Subscriptions (RECC) and the PSP invoices that became their payments."""
+"""Subscriptions (RECC), their four statuses and the table of moves between them, and the PSP
+invoices that became their payments (`app/subscriptions/` is the only code that moves one)."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -13,13 +15,41 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    select,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import Timestamp, public_id, utcnow
 from app.models.merchant import Merchant
 from app.models.payment import Payment
+
+
+class SubscriptionStatus(StrEnum):
+    INCOMPLETE = "incomplete"  # first payment not confirmed yet (delayed methods)
+    ACTIVE = "active"
+    PAST_DUE = "past_due"  # the latest renewal failed; the PSP retries
+    CANCELLED = "cancelled"  # final
+
+
+# A started subscription never goes back to incomplete; a cancelled one never comes back.
+SUBSCRIPTION_TRANSITIONS: dict[SubscriptionStatus, frozenset[SubscriptionStatus]] = {
+    SubscriptionStatus.INCOMPLETE: frozenset(
+        {SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE, SubscriptionStatus.CANCELLED}
+    ),
+    SubscriptionStatus.ACTIVE: frozenset(
+        {SubscriptionStatus.PAST_DUE, SubscriptionStatus.CANCELLED}
+    ),
+    SubscriptionStatus.PAST_DUE: frozenset(
+        {SubscriptionStatus.ACTIVE, SubscriptionStatus.CANCELLED}
+    ),
+    SubscriptionStatus.CANCELLED: frozenset(),
+}
+
+
+def subscription_move_allowed(current: SubscriptionStatus, target: SubscriptionStatus) -> bool:
+    return target in SUBSCRIPTION_TRANSITIONS[current]
+
 
 SUBSCRIPTION_ID_PREFIX = "subs_"
 _BigId = BigInteger().with_variant(Integer, "sqlite")
@@ -41,19 +71,13 @@ class Subscription(db.Model):
         Index("ix_subscriptions_status_updated", "status", "updated_at"),
     )
 
-    STATUS_INCOMPLETE = "incomplete"  # first payment not confirmed yet (delayed methods)
-    STATUS_ACTIVE = "active"
-    STATUS_PAST_DUE = "past_due"  # the latest renewal failed; the PSP retries
-    STATUS_CANCELLED = "cancelled"
-    STATUSES = (STATUS_INCOMPLETE, STATUS_ACTIVE, STATUS_PAST_DUE, STATUS_CANCELLED)
-
     id: Mapped[int] = mapped_column(_BigId, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_subscription_id)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     first_payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), unique=True)
     psp: Mapped[str] = mapped_column(String(20), default="stripe")
     psp_subscription_id: Mapped[str] = mapped_column(String(255), unique=True)
-    status: Mapped[str] = mapped_column(String(12), default=STATUS_INCOMPLETE)
+    status: Mapped[str] = mapped_column(String(12), default=SubscriptionStatus.INCOMPLETE.value)
     interval: Mapped[str] = mapped_column(String(5))
     interval_count: Mapped[int] = mapped_column(Integer, default=1)
     amount: Mapped[int] = mapped_column(BigInteger)
@@ -74,6 +98,10 @@ class Subscription(db.Model):
     charges: Mapped[list[SubscriptionCharge]] = relationship(
         back_populates="subscription", order_by="SubscriptionCharge.id"
     )
+
+    @property
+    def status_enum(self) -> SubscriptionStatus:
+        return SubscriptionStatus(self.status)
 
     def __repr__(self) -> str:
         return f"<Subscription {self.public_id} {self.status}>"
@@ -110,3 +138,34 @@ class SubscriptionCharge(db.Model):
     @staticmethod
     def failed_attempt(number: int) -> str:
         return f"failed-{number}"
+
+
+def committed_since_snapshot(session: Session, payment: Payment) -> Subscription | None:
+    """The subscription of a first payment that the caller holds locked, found by a locking
+    read of the payment's PSP subscription id: unlike a plain read, it sees a subscription that
+    another transaction committed after this one's snapshot (its customer.subscription.* event
+    raced the checkout's completion). As the row exists, the read locks that one row and no gap.
+    Never autoflushes."""
+    if not payment.psp_subscription_id:
+        return None
+    with session.no_autoflush:
+        committed = session.execute(
+            select(Subscription)
+            .where(Subscription.psp_subscription_id == payment.psp_subscription_id)
+            .with_for_update(read=True)
+        ).scalar_one_or_none()
+    if committed is None or committed.first_payment_id != payment.id:
+        return None
+    return committed
+
+
+def payments_of(session: Session, subscription: Subscription) -> list[Payment]:
+    """The first payment and every renewal, oldest first."""
+    first_id = subscription.first_payment_id
+    return list(
+        session.execute(
+            select(Payment)
+            .where((Payment.id == first_id) | (Payment.parent_payment_id == first_id))
+            .order_by(Payment.created_at, Payment.id)
+        ).scalars()
+    )

@@ -1,7 +1,8 @@
-"""Signed notifications to client apps: an outbox written with the status change.
+"""Signed notifications to client apps: an outbox written with the change it tells of.
 
-- `outbox.add_payment_notification` writes the row inside the status change's transaction;
-- `pump.NotificationPump` (run by worker.py) claims due rows in batches and delivers them;
+- `outbox`: reactions to a payment's status change and a refund's outcome (connected in
+  `app/wiring.py`) that write the row inside the change's transaction;
+- `pump.NotificationPump` (run by the worker) claims due rows in batches and delivers them;
   `delivery.deliver_due` is one such cycle, `delivery.resend` the operator's (and dashboard's)
-  way to send one again.
+  way to send one again; `targets` decides where a notification may be sent.
 """

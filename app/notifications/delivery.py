@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
-from app.db_retry import retry_lock_conflicts
+from app.common.locks import retry_lock_conflicts
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.metrics import NOTIFICATION_DELIVERIES

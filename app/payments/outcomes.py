@@ -7,8 +7,18 @@ tells it apart from a payment still processing).
 
 from __future__ import annotations
 
-from app.payments.status import PROGRESS_RANK, PaymentStatus
+from app.models import PaymentStatus
 from app.psp.base import CheckoutSession
+
+# How far along a payment is; a move to a lower rank is "backwards" (a late, stale event).
+PROGRESS_RANK = {
+    PaymentStatus.CREATED: 0,
+    PaymentStatus.INITIATED: 1,
+    PaymentStatus.PENDING: 2,
+    PaymentStatus.SUCCESS: 3,
+    PaymentStatus.FAILED: 3,
+}
+
 
 # Payment intent statuses that mean a completed-but-unpaid checkout's payment failed.
 FAILED_INTENT_STATUSES = frozenset({"requires_payment_method", "canceled"})

@@ -1,6 +1,6 @@
-"""Creating, registering, expiring and reading payments.
+"""Creating, registering and expiring payments.
 
-The create path's order of work is the contract (DESIGN.md, issue 3):
+The create path's order of work is the contract (DESIGN.md):
 validate → insert the payment (CREATED) and its idempotency record, commit → call the PSP outside
 any database transaction, with the payment's own PSP idempotency key → lock the row, record
 INITIATED with the session, complete the idempotency record, commit.
@@ -13,27 +13,21 @@ open transaction); everything else flushes and leaves the commit to its caller.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
-from app.db_retry import is_lock_conflict
+from app.common import idempotency
+from app.common.idempotency import CommandResult, IdempotentCommand, IdempotentRequest
 from app.errors import PayBridgeError
 from app.extensions import db
-from app.models import IdempotencyRecord, Payment, utcnow
-from app.payments import idempotency
-from app.payments.outcomes import failure_reason, is_backwards, target_for_session
-from app.payments.serialize import payment_to_dict
+from app.models import IdempotencyRecord, Payment, PaymentStatus, StatusSource, utcnow
+from app.payments.psp_facts import apply_own_session
 from app.payments.state import lock_payment, record_creation, transition
-from app.payments.status import PaymentStatus, StatusSource, is_allowed
 from app.payments.validation import fingerprint, normalise, validate_create_params
 from app.psp import (
     CheckoutRequest,
@@ -45,27 +39,16 @@ from app.psp import (
     PspUnavailable,
     get_provider,
 )
+from app.serializers.payment import payment_to_dict
 
 log = logging.getLogger(__name__)
 
 CREATE_METHOD = "POST"
 CREATE_PATH = "/api/v1/payments"
-REPLAYED_HEADER = "Idempotent-Replayed"
-POLL_INTERVAL_SECONDS = 0.1
 # Time for the registration request to reach the PSP before its minimum window is checked.
 REGISTRATION_MARGIN = timedelta(seconds=60)
-DEFAULT_PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
 
-
-@dataclass(frozen=True)
-class CreateResult:
-    """The answer to a create request: the payment and the response that describes it."""
-
-    payment: Payment
-    status: int
-    body: dict
-    replayed: bool = False
+CreateResult = CommandResult[Payment]
 
 
 # -- create ----------------------------------------------------------------------------------
@@ -73,7 +56,7 @@ class CreateResult:
 
 def create_payment(merchant_id: int, params: dict, *, idempotency_key: str | None) -> Payment:
     """Create a payment exactly once and register it at the PSP; returns it INITIATED."""
-    return submit_payment(merchant_id, params, idempotency_key=idempotency_key).payment
+    return submit_payment(merchant_id, params, idempotency_key=idempotency_key).subject
 
 
 def submit_payment(
@@ -84,67 +67,96 @@ def submit_payment(
     `schema_loaded`: the API route's flask-smorest arguments already loaded `params` with
     PaymentCreateSchema; a second load costs ~0.15 ms (~1.5% of a create's web CPU)."""
     data = normalise(params) if schema_loaded else validate_create_params(params)
-    key = idempotency.check_key(idempotency_key)
-    request_fingerprint = fingerprint(data)
-    for attempt in range(3):
-        try:
-            return _create_once(merchant_id, data, key, request_fingerprint)
-        except _InsertDeadlock as exc:
-            # InnoDB may pick a racing twin's insert as a deadlock victim: nothing was written,
-            # so starting over is safe.
-            if attempt == 2:
-                raise exc.__cause__ from None
-    raise AssertionError("unreachable")
+    request = IdempotentRequest(
+        merchant_id,
+        idempotency.check_key(idempotency_key),
+        CREATE_METHOD,
+        CREATE_PATH,
+        fingerprint(data),
+    )
+    return _CreatePayment(data).run(request)
 
 
-class _InsertDeadlock(Exception):
-    """The insert of a new payment lost a deadlock; it wrote nothing."""
+@dataclass(frozen=True)
+class _Inserted:
+    """A payment this request has just committed as CREATED: what registering it needs, so
+    nothing is read back (a SELECT and a COMMIT on every create)."""
+
+    payment_id: int
+    record_id: int | None
+    checkout: CheckoutRequest
+    psp: str
 
 
-def _create_once(
-    merchant_id: int, data: dict, key: str | None, request_fingerprint: str
-) -> CreateResult:
-    if key:
-        record = idempotency.find(merchant_id, key)
+class _CreatePayment(IdempotentCommand[Payment, _Inserted]):
+    what = "payment"
+
+    def __init__(self, data: dict) -> None:
+        self.data = data
+
+    def start(self, request: IdempotentRequest) -> _Inserted:
+        payment = new_payment(request.merchant_id, self.data)
+        record = request.new_record()
         if record is not None:
-            return _resume(record, request_fingerprint)
-
-    payment = _new_payment(merchant_id, data)
-    record = None
-    if key:
-        record = idempotency.new_record(
-            merchant_id,
-            key,
-            method=CREATE_METHOD,
-            path=CREATE_PATH,
-            request_fingerprint=request_fingerprint,
-        )
-        record.payment = payment
-    try:
+            record.payment = payment
         # Read the new ids after the flush, not after the commit: a commit expires every
         # object and reading them then costs a SELECT each (this path runs on every create).
         db.session.flush()
-        payment_id, public_id = payment.id, payment.public_id
-        record_id = record.id if record else None
-        created = (checkout_request(payment), payment.psp)
+        inserted = _Inserted(
+            payment.id, record.id if record else None, checkout_request(payment), payment.psp
+        )
+        public_id = payment.public_id
         db.session.commit()
-    except IntegrityError as exc:
-        db.session.rollback()
-        return _after_conflict(merchant_id, data, key, request_fingerprint, exc)
-    except OperationalError as exc:
-        db.session.rollback()
-        if not is_lock_conflict(exc):
-            raise
-        raise _InsertDeadlock() from exc
-    log.info("payment %s created (merchant %s)", public_id, merchant_id)
-    # Just committed CREATED by this request: registered without reading it back.
-    payment, response = _register(
-        payment_id, source=StatusSource.API, record_id=record_id, created=created
-    )
-    return _as_result(payment, response)
+        log.info("payment %s created (merchant %s)", public_id, request.merchant_id)
+        return inserted
+
+    def finish(self, started: _Inserted) -> tuple[Payment, idempotency.StoredResponse]:
+        return _register(
+            started.payment_id,
+            source=StatusSource.API,
+            record_id=started.record_id,
+            created=(started.checkout, started.psp),
+        )
+
+    def subject_of(self, record: IdempotencyRecord) -> Payment | None:
+        return db.session.get(Payment, record.payment_id, populate_existing=True)
+
+    def settled_meanwhile(self, record: IdempotencyRecord, payment: Payment) -> CreateResult | None:
+        if payment.status == PaymentStatus.CREATED:
+            return None
+        # Registered meanwhile by reconciliation: this request's answer is the payment now.
+        registered = _register(payment.id, source=StatusSource.API, record_id=record.id)
+        return self.answer(*registered, replayed=True)
+
+    def finish_claimed(
+        self, record: IdempotencyRecord, payment: Payment
+    ) -> tuple[Payment, idempotency.StoredResponse]:
+        # The previous attempt failed retryably or its owner died: finish it, same PSP key.
+        return _register(payment.id, source=StatusSource.API, record_id=record.id)
+
+    def duplicate(self, request: IdempotentRequest, error: IntegrityError):
+        reference = self.data["merchant_reference"]
+        existing = db.session.execute(
+            select(Payment)
+            .where(Payment.merchant_id == request.merchant_id)
+            .where(Payment.merchant_reference == reference)
+        ).scalar_one_or_none()
+        if existing is None:
+            raise error  # not a constraint this command knows: let it surface
+        raise PayBridgeError(
+            "DUPLICATE_MERCHANT_REFERENCE",
+            f"A payment with merchant_reference {reference!r} already exists: "
+            f"{existing.public_id}.",
+            param="merchant_reference",
+            details={"payment_id": existing.public_id, "status": existing.status},
+        )
+
+    def in_progress_details(self, payment: Payment) -> dict:
+        return {"payment_id": payment.public_id}
 
 
-def _new_payment(merchant_id: int, data: dict) -> Payment:
+def new_payment(merchant_id: int, data: dict) -> Payment:
+    """A CREATED payment with its first history row, added to the session."""
     payment = Payment(
         merchant_id=merchant_id,
         merchant_reference=data["merchant_reference"],
@@ -164,106 +176,6 @@ def _new_payment(merchant_id: int, data: dict) -> Payment:
     db.session.add(payment)
     record_creation(payment, source=StatusSource.API)
     return payment
-
-
-def _after_conflict(
-    merchant_id: int,
-    data: dict,
-    key: str | None,
-    request_fingerprint: str,
-    error: IntegrityError,
-) -> CreateResult:
-    """The insert hit a unique constraint: a concurrent twin of this request, or a duplicate."""
-    if key:
-        record = idempotency.find(merchant_id, key)
-        if record is not None:
-            return _resume(record, request_fingerprint)
-    existing = db.session.execute(
-        select(Payment)
-        .where(Payment.merchant_id == merchant_id)
-        .where(Payment.merchant_reference == data["merchant_reference"])
-    ).scalar_one_or_none()
-    if existing is None:
-        raise error  # not a constraint this function knows: let it surface
-    raise PayBridgeError(
-        "DUPLICATE_MERCHANT_REFERENCE",
-        f"A payment with merchant_reference {data['merchant_reference']!r} already exists: "
-        f"{existing.public_id}.",
-        param="merchant_reference",
-        details={"payment_id": existing.public_id, "status": existing.status},
-    )
-
-
-def _lease_seconds() -> float:
-    """How long an owner may work on a key before another request may take it over."""
-    config = current_app.config
-    retries = config["STRIPE_MAX_NETWORK_RETRIES"]
-    return config["STRIPE_TIMEOUT_SECONDS"] * (retries + 1) + 5 * retries + 10
-
-
-def _resume(record: IdempotencyRecord, request_fingerprint: str) -> CreateResult:
-    """A request with a known key: replay its answer, finish its work, or wait for its owner."""
-    if not idempotency.matches(
-        record, method=CREATE_METHOD, path=CREATE_PATH, request_fingerprint=request_fingerprint
-    ):
-        raise PayBridgeError("IDEMPOTENCY_KEY_REUSED", param="Idempotency-Key")
-    wait = float(current_app.config["IDEMPOTENCY_WAIT_SECONDS"])
-    deadline = time.monotonic() + wait
-    while True:
-        stored = idempotency.stored_response(record)
-        if stored is not None:
-            return _replay(record, stored)
-        payment = db.session.get(Payment, record.payment_id, populate_existing=True)
-        if payment.status != PaymentStatus.CREATED:
-            # Registered meanwhile by reconciliation: this request's answer is the payment now.
-            _, response = _register(payment.id, source=StatusSource.API, record_id=record.id)
-            return _as_result(payment, response, replayed=True)
-        claimable = record.state == idempotency.STATE_RETRYABLE or idempotency.lease_expired(
-            record, lease_seconds=_lease_seconds(), now=utcnow()
-        )
-        if claimable and idempotency.claim(record.id, lease_seconds=_lease_seconds()):
-            # The previous attempt failed retryably or its owner died: finish it, same PSP key.
-            return _register_for_request(payment.id, record.id)
-        if time.monotonic() >= deadline:
-            raise PayBridgeError(
-                "REQUEST_IN_PROGRESS",
-                details={"payment_id": payment.public_id},
-                headers={"Retry-After": "1"},
-            )
-        db.session.rollback()  # end the snapshot so the next read sees the owner's commit
-        time.sleep(POLL_INTERVAL_SECONDS)
-        record = idempotency.find(record.merchant_id, record.idempotency_key)
-
-
-def _replay(record: IdempotencyRecord, stored: idempotency.StoredResponse) -> CreateResult:
-    if stored.status >= 400:
-        raise _error_from(stored, replayed=True)
-    payment = db.session.get(Payment, record.payment_id)
-    return CreateResult(payment, stored.status, stored.body, replayed=True)
-
-
-def _error_from(stored: idempotency.StoredResponse, *, replayed: bool = False) -> PayBridgeError:
-    error = stored.body.get("error", {})
-    return PayBridgeError(
-        error.get("code", "INTERNAL_ERROR"),
-        error.get("message"),
-        param=error.get("param"),
-        details=error.get("details"),
-        headers={REPLAYED_HEADER: "true"} if replayed else None,
-    )
-
-
-def _as_result(
-    payment: Payment, response: idempotency.StoredResponse, *, replayed: bool = False
-) -> CreateResult:
-    if response.status >= 400:
-        raise _error_from(response, replayed=replayed)
-    return CreateResult(payment, response.status, response.body, replayed=replayed)
-
-
-def _register_for_request(payment_id: int, record_id: int | None) -> CreateResult:
-    payment, response = _register(payment_id, source=StatusSource.API, record_id=record_id)
-    return _as_result(payment, response)
 
 
 # -- registration at the PSP -------------------------------------------------------------------
@@ -394,7 +306,9 @@ def _register(
         payment.psp_expires_at = session.expires_at
         transition(payment, PaymentStatus.INITIATED, source=source, reason="registered at the PSP")
         # A replayed registration may find the session already finished (e.g. expired).
-        _apply_session(payment, session, source=source, reason="PSP session state at registration")
+        apply_own_session(
+            payment, session, source=source, reason="PSP session state at registration"
+        )
     elif payment.psp_session_id != session.id and session.status == "open":
         # Stopped (expired) while we were registering it: leave no live checkout behind.
         orphan = session.id
@@ -452,26 +366,6 @@ def _expire_quietly(provider, session_id: str, public_id: str) -> None:
         log.warning("could not expire orphan session of %s: %s", public_id, exc)
 
 
-def _apply_session(
-    payment: Payment, session: CheckoutSession, *, source: StatusSource, reason: str
-) -> PaymentStatus | None:
-    """Move a locked payment to what the session proves (outcomes mapping); returns the target."""
-    target = target_for_session(session)
-    if session.payment_intent_id:
-        payment.psp_payment_intent_id = session.payment_intent_id
-    if session.subscription_id:
-        payment.psp_subscription_id = session.subscription_id
-    if target is None or target == payment.status_enum:
-        return target
-    if is_backwards(payment.status_enum, target) or not is_allowed(payment.status_enum, target):
-        return target
-    code, why = (None, reason)
-    if target == PaymentStatus.FAILED:
-        code, why = failure_reason(None, session)
-    transition(payment, target, source=source, reason=why, failure_code=code, failure_message=why)
-    return target
-
-
 # -- expire ------------------------------------------------------------------------------------
 
 
@@ -515,7 +409,7 @@ def expire_payment(payment_id: int, *, source: StatusSource, reason: str) -> Pay
 
     payment = lock_payment(payment_id)
     if truth is not None and truth.status != "expired":
-        target = _apply_session(payment, truth, source=source, reason="completed at the PSP")
+        target = apply_own_session(payment, truth, source=source, reason="completed at the PSP")
         if target is None:  # the PSP refused to expire a session it still reports open
             db.session.rollback()
             raise PayBridgeError(
@@ -555,81 +449,3 @@ def expire_payment(payment_id: int, *, source: StatusSource, reason: str) -> Pay
         )
     db.session.commit()
     return payment
-
-
-# -- read ---------------------------------------------------------------------------------------
-
-
-def get_payment(merchant_id: int, public_id: str) -> Payment:
-    """One of the merchant's payments; someone else's is PAYMENT_NOT_FOUND like a missing one."""
-    payment = db.session.execute(
-        select(Payment)
-        .where(Payment.public_id == public_id)
-        .where(Payment.merchant_id == merchant_id)
-    ).scalar_one_or_none()
-    if payment is None:
-        raise PayBridgeError("PAYMENT_NOT_FOUND", param="id")
-    return payment
-
-
-@dataclass(frozen=True)
-class PaymentPage:
-    payments: list[Payment]
-    has_more: bool
-    next_cursor: str | None
-
-
-def encode_cursor(payment: Payment) -> str:
-    """An opaque cursor: the position (created_at, id) of the last payment on a page."""
-    raw = json.dumps([payment.created_at.isoformat(), payment.id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """The position a cursor stands for; VALIDATION_ERROR when it is not one of ours."""
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(created), int(row_id)
-    except (ValueError, TypeError, binascii.Error):
-        raise PayBridgeError(
-            "VALIDATION_ERROR", "starting_after is not a valid cursor.", param="starting_after"
-        ) from None
-
-
-def _naive_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
-def list_payments(
-    merchant_id: int,
-    *,
-    status: str | None = None,
-    created_gte: datetime | None = None,
-    created_lte: datetime | None = None,
-    merchant_reference: str | None = None,
-    limit: int = DEFAULT_PAGE_SIZE,
-    starting_after: str | None = None,
-) -> PaymentPage:
-    """The merchant's payments, newest first, filtered, one page after the cursor."""
-    limit = max(1, min(limit, MAX_PAGE_SIZE))
-    stmt = select(Payment).where(Payment.merchant_id == merchant_id)
-    if status:
-        stmt = stmt.where(Payment.status == status)
-    if created_gte:
-        stmt = stmt.where(Payment.created_at >= _naive_utc(created_gte))
-    if created_lte:
-        stmt = stmt.where(Payment.created_at <= _naive_utc(created_lte))
-    if merchant_reference:
-        stmt = stmt.where(Payment.merchant_reference == merchant_reference)
-    if starting_after:
-        created, row_id = decode_cursor(starting_after)
-        same_time_older_id = (Payment.created_at == created) & (Payment.id < row_id)
-        stmt = stmt.where((Payment.created_at < created) | same_time_older_id)
-    stmt = stmt.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit + 1)
-    rows = list(db.session.execute(stmt).scalars())
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    return PaymentPage(rows, has_more, encode_cursor(rows[-1]) if has_more and rows else None)

@@ -1,7 +1,8 @@
-"""The only code that changes a payment's status.
+"""The only code that changes a payment's status, or the PSP ids it learns along the way.
 
 Callers lock the row first (`lock_payment`), call `transition`, and commit: the status, its
-history row and, for a final status, the outbox notification then land in one transaction.
+history row and what the features do about it (`signals`: a subscription follows its first
+payment, the client is notified) land in one transaction.
 """
 
 from __future__ import annotations
@@ -13,9 +14,16 @@ from sqlalchemy import bindparam, select
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.metrics import PAYMENT_TRANSITIONS
-from app.models import Payment, PaymentStatusChange, utcnow
-from app.notifications.outbox import add_payment_notification
-from app.payments.status import PaymentStatus, StatusSource, is_allowed
+from app.models import (
+    Payment,
+    PaymentStatus,
+    PaymentStatusChange,
+    PaymentType,
+    StatusSource,
+    utcnow,
+)
+from app.models.payment import is_allowed
+from app.payments import signals
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +115,7 @@ def transition(
     )
     db.session.add(change)
     db.session.flush()
-    if target.is_final:
-        add_payment_notification(payment)
+    signals.status_changed.send(payment, change)
     PAYMENT_TRANSITIONS.labels(current.value, target.value, source.value).inc()
     log.info(
         "payment %s: %s -> %s (source=%s, reason=%s)",
@@ -119,3 +126,22 @@ def transition(
         reason,
     )
     return change
+
+
+def learn_psp_ids(
+    payment: Payment,
+    *,
+    payment_intent_id: str | None = None,
+    subscription_id: str | None = None,
+) -> None:
+    """Remember what the PSP names this locked payment's money by; the caller commits.
+
+    A payment's PSP subscription, once known, never changes; the first RECC payment that
+    learns it is announced (`signals.subscription_learned`): its subscription starts here.
+    """
+    if payment_intent_id and payment.psp_payment_intent_id != payment_intent_id:
+        payment.psp_payment_intent_id = payment_intent_id
+    if subscription_id and not payment.psp_subscription_id:
+        payment.psp_subscription_id = subscription_id
+        if payment.payment_type == PaymentType.RECC and payment.parent_payment_id is None:
+            signals.subscription_learned.send(payment)

@@ -12,9 +12,9 @@ import json
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from app.common.money import CURRENCIES, THREE_DECIMAL
 from app.errors import PayBridgeError
-from app.payments.currencies import CURRENCIES, THREE_DECIMAL
-from app.payments.status import PaymentType
+from app.models import PaymentType
 
 # Stripe's limit for a charge amount (8 digits in minor units).
 MAX_AMOUNT = 99_999_999

@@ -19,14 +19,14 @@ from sqlalchemy import and_, func, or_, select
 
 from app.errors import PayBridgeError
 from app.extensions import db
-from app.models import Payment, PspEvent, utcnow
+from app.models import Payment, PaymentStatus, PspEvent, StatusSource, utcnow
 from app.payments.outcomes import is_backwards, target_for_event, target_for_session
+from app.payments.psp_facts import apply_session
 from app.payments.service import expire_payment, register_with_psp
-from app.payments.status import PaymentStatus, StatusSource
 from app.psp.base import CheckoutSession, PaymentProvider, PspError, PspEventData
+from app.psp_events.intake import handled_event_types, process_event
 from app.reconciliation.gate import PspGate
 from app.reconciliation.lock import LockLost
-from app.webhooks.processing import apply_session, handled_event_types, process_event
 
 log = logging.getLogger(__name__)
 

@@ -69,7 +69,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import or_, select, update
 
 from app.errors import PayBridgeError
-from app.extensions import db
+from app.extensions import db, get_redis
 from app.models import Payment, ReconciliationRun, utcnow
 from app.psp.factory import get_provider
 from app.reconciliation.gate import PspGate
@@ -78,7 +78,6 @@ from app.reconciliation.ratelimit import RateCap
 from app.reconciliation.reconciler import CLOCK_MARGIN, OutOfTime, Reconciler, describe_error
 from app.refunds.reconcile import check_payment_refunds, check_refunds
 from app.subscriptions.reconcile import reconcile_subscriptions
-from app.tasks import get_redis
 
 log = logging.getLogger(__name__)
 

@@ -1,16 +1,7 @@
-"""Refunds of SUCCESS payments (issue 6): reserve, ask the PSP, confirm by webhook or recon.
+"""Refunds of SUCCESS payments: reserve, ask the PSP, confirm by webhook or reconciliation.
 
-- `service.submit_refund` / `create_refund`: the API's and the dashboard's entry point;
-- `events`: the PSP's refund events, applied inside `process_event`'s transaction;
+- `service`: the API's and the dashboard's entry point (`submit_refund` / `create_refund`), and
+  the only code that moves a refund (`apply_psp_refund`); `signals.finished` announces it;
+- `psp_events`: the PSP's refund events, handled inside the event intake's transaction;
 - `reconcile`: the reconciliation pass over refunds still pending.
-
-Kept import-free so that `app.payments.serialize` and the outbox can use `serialize` without
-a cycle; `service` imports `events`, which registers the webhook handlers.
 """
-
-from flask import Flask
-
-
-def init_app(app: Flask) -> None:
-    """Register the PSP's refund events with the webhook pipeline (at import, once a process)."""
-    from app.refunds import events  # noqa: F401

@@ -14,9 +14,10 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Payment, Refund, utcnow
+from app.models import Payment, Refund, RefundStatus, utcnow
 from app.payments.state import lock_payment
 from app.psp import PspError, get_provider
+from app.refunds.service import apply_psp_refund, lock_refund, refund_mismatch, submit_pending
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ def pending_refund_ids(stale_after: timedelta, *, after_id: int = 0) -> list[int
     cutoff = utcnow() - stale_after
     ids = db.session.scalars(
         select(Refund.id)
-        .where(Refund.status == Refund.STATUS_PENDING, Refund.updated_at <= cutoff)
+        .where(Refund.status == RefundStatus.PENDING, Refund.updated_at <= cutoff)
         .where(Refund.id > after_id)
         .order_by(Refund.id)
         .limit(BATCH_SIZE)
@@ -55,7 +56,7 @@ def check_payment_refunds(payment_id: int, *, gate=None, dry_run: bool = False) 
     """Check every pending refund of one payment now (the on-demand "reconcile this payment")."""
     ids = db.session.scalars(
         select(Refund.id).where(
-            Refund.payment_id == payment_id, Refund.status == Refund.STATUS_PENDING
+            Refund.payment_id == payment_id, Refund.status == RefundStatus.PENDING
         )
     ).all()
     db.session.commit()
@@ -79,8 +80,6 @@ def check_refund(refund_id: int, *, gate=None, dry_run: bool = False) -> dict:
 
 
 def _check_refund(refund_id: int, *, gate=None, dry_run: bool) -> dict:
-    from app.refunds.service import apply_psp_refund, lock_refund, refund_mismatch, submit_pending
-
     refund = db.session.get(Refund, refund_id, populate_existing=True)
     payment_public_id = db.session.scalar(
         select(Payment.public_id).where(Payment.id == refund.payment_id)
@@ -93,7 +92,7 @@ def _check_refund(refund_id: int, *, gate=None, dry_run: bool) -> dict:
         "to": refund.status,
         "changed": False,
     }
-    if refund.status != Refund.STATUS_PENDING:
+    if refund.status != RefundStatus.PENDING:
         entry.update(action="refund_unchanged", why=f"refund already {refund.status}")
         return entry
     call = gate.call if gate is not None else (lambda _operation, func: func())
@@ -160,7 +159,7 @@ def _tally(tally, entry: dict) -> None:
         tally.corrected.add(entry["refund"])
     if entry.get("error"):
         tally.errors += 1
-    if entry.get("to") == Refund.STATUS_PENDING and not entry.get("error"):
+    if entry.get("to") == RefundStatus.PENDING and not entry.get("error"):
         tally.still_open += 1
     if entry.get("changed") or entry.get("error"):
         tally.add({k: v for k, v in entry.items() if k not in ("changed", "payment_id")})

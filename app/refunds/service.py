@@ -20,37 +20,34 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
-from flask import current_app
 from prometheus_client import Counter
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
 
-from app.db_retry import is_lock_conflict
+from app.common import idempotency
+from app.common.idempotency import CommandResult, IdempotentCommand, IdempotentRequest
 from app.errors import PayBridgeError
 from app.extensions import db
-from app.models import IdempotencyRecord, Payment, Refund, utcnow
-from app.notifications.outbox import add_refund_notification
-from app.payments import idempotency
-from app.payments.service import (
-    POLL_INTERVAL_SECONDS,
-    REPLAYED_HEADER,
-    _error_from,
-    _lease_seconds,
-    get_payment,
+from app.models import (
+    IdempotencyRecord,
+    Payment,
+    PaymentStatus,
+    Refund,
+    RefundStatus,
+    StatusSource,
+    utcnow,
 )
-from app.payments.state import lock_payment
-from app.payments.status import PaymentStatus, StatusSource
+from app.models.refund import RESERVING_STATUSES, refund_move_allowed
+from app.payments.queries import get_payment
+from app.payments.state import learn_psp_ids, lock_payment
 from app.psp import PspError, PspRejected, get_provider
 from app.psp.base import PspRefund, RefundRequest
-from app.refunds import events  # noqa: F401  (handlers; create_app also registers them)
-from app.refunds.serialize import refund_to_dict
+from app.refunds import signals
+from app.serializers.refund import refund_to_dict
+from app.subscriptions.service import learn_payment_intent
 
 log = logging.getLogger(__name__)
-
-__all__ = ["REPLAYED_HEADER", "RefundResult", "create_refund", "submit_refund"]
 
 REFUNDS = Counter(
     "paybridge_refunds_total",
@@ -69,20 +66,13 @@ ALLOWED_PARAMS = frozenset({"amount", "reason"})
 MAX_AMOUNT = 99_999_999
 # What a PSP refund status means for ours (pending / requires_action: not decided yet).
 _PSP_TARGETS = {
-    "succeeded": Refund.STATUS_SUCCEEDED,
-    "failed": Refund.STATUS_FAILED,
-    "canceled": Refund.STATUS_FAILED,
+    "succeeded": RefundStatus.SUCCEEDED,
+    "failed": RefundStatus.FAILED,
+    "canceled": RefundStatus.FAILED,
 }
 
 
-@dataclass(frozen=True)
-class RefundResult:
-    """The answer to a refund request: the refund and the response that describes it."""
-
-    refund: Refund
-    status: int
-    body: dict
-    replayed: bool = False
+RefundResult = CommandResult[Refund]
 
 
 def refund_path(payment_public_id: str) -> str:
@@ -152,7 +142,7 @@ def create_refund(
     """Refund (part of) one of the merchant's SUCCESS payments; returns the refund."""
     return submit_refund(
         merchant_id, payment_public_id, params, idempotency_key=idempotency_key, source=source
-    ).refund
+    ).subject
 
 
 def submit_refund(
@@ -173,93 +163,85 @@ def submit_refund(
     key = idempotency.check_key(idempotency_key)
     payment = get_payment(merchant_id, payment_public_id)
     payment_id, public_id = payment.id, payment.public_id
-    request_fingerprint = fingerprint(public_id, data)
     db.session.commit()  # end the read: the decision is taken on the locked row only
-    for attempt in range(3):
-        try:
-            return _create_once(
-                merchant_id, payment_id, public_id, data, key, request_fingerprint, source
-            )
-        except _Deadlock as exc:
-            # InnoDB chose this transaction as a deadlock victim: nothing was written.
-            if attempt == 2:
-                raise exc.__cause__ from None
-    raise AssertionError("unreachable")
-
-
-class _Deadlock(Exception):
-    """The reserving transaction lost a deadlock; it wrote nothing."""
-
-
-def _create_once(
-    merchant_id: int,
-    payment_id: int,
-    public_id: str,
-    data: dict,
-    key: str | None,
-    request_fingerprint: str,
-    source: StatusSource,
-) -> RefundResult:
-    path = refund_path(public_id)
-    if key:
-        record = idempotency.find(merchant_id, key)
-        if record is not None:
-            return _resume(record, path, request_fingerprint)
-    try:
-        payment = lock_payment(payment_id)
-        amount = _check_refundable(payment, data["amount"])
-        record = None
-        if key:
-            record = idempotency.new_record(
-                merchant_id,
-                key,
-                method=CREATE_METHOD,
-                path=path,
-                request_fingerprint=request_fingerprint,
-            )
-            record.payment_id = payment.id
-            db.session.flush()
-        refund = Refund(
-            payment_id=payment.id,
-            merchant_id=payment.merchant_id,
-            amount=amount,
-            currency=payment.currency,
-            status=Refund.STATUS_PENDING,
-            reason=data["reason"],
-            source=source.value,
-            psp=payment.psp,
-            idempotency_record_id=record.id if record else None,
-            created_at=utcnow(),
-        )
-        db.session.add(refund)
-        db.session.commit()
-    except PayBridgeError:
-        db.session.rollback()
-        REFUNDS.labels("refused").inc()
-        raise
-    except IntegrityError:
-        db.session.rollback()
-        # A twin request with the same key committed first: answer as it does.
-        record = idempotency.find(merchant_id, key) if key else None
-        if record is None:
-            raise
-        return _resume(record, path, request_fingerprint)
-    except OperationalError as exc:
-        db.session.rollback()
-        if not is_lock_conflict(exc):
-            raise
-        raise _Deadlock() from exc
-    REFUNDS.labels("requested").inc()
-    log.info(
-        "refund %s of %s %s on payment %s reserved (source=%s)",
-        refund.public_id,
-        amount,
-        refund.currency,
-        public_id,
-        source,
+    request = IdempotentRequest(
+        merchant_id, key, CREATE_METHOD, refund_path(public_id), fingerprint(public_id, data)
     )
-    refund, response = _submit(refund.id, record.id if record else None)
-    return _as_result(refund, response)
+    return _CreateRefund(payment_id, public_id, data, source).run(request)
+
+
+class _CreateRefund(IdempotentCommand[Refund, tuple[int, int | None]]):
+    what = "refund"
+
+    def __init__(self, payment_id: int, public_id: str, data: dict, source: StatusSource):
+        self.payment_id, self.public_id = payment_id, public_id
+        self.data, self.source = data, source
+
+    def start(self, request: IdempotentRequest) -> tuple[int, int | None]:
+        """Reserve the amount: a pending refund, decided on the locked payment."""
+        try:
+            payment = lock_payment(self.payment_id)
+            amount = _check_refundable(payment, self.data["amount"])
+            record = request.new_record()
+            if record is not None:
+                record.payment_id = payment.id
+                db.session.flush()
+            refund = Refund(
+                payment_id=payment.id,
+                merchant_id=payment.merchant_id,
+                amount=amount,
+                currency=payment.currency,
+                status=RefundStatus.PENDING.value,
+                reason=self.data["reason"],
+                source=self.source.value,
+                psp=payment.psp,
+                idempotency_record_id=record.id if record else None,
+                created_at=utcnow(),
+            )
+            db.session.add(refund)
+            db.session.commit()
+        except PayBridgeError:
+            db.session.rollback()
+            REFUNDS.labels("refused").inc()
+            raise
+        REFUNDS.labels("requested").inc()
+        log.info(
+            "refund %s of %s %s on payment %s reserved (source=%s)",
+            refund.public_id,
+            amount,
+            refund.currency,
+            self.public_id,
+            self.source,
+        )
+        return refund.id, (record.id if record else None)
+
+    def finish(self, started: tuple[int, int | None]) -> tuple[Refund, idempotency.StoredResponse]:
+        return _submit(*started)
+
+    def subject_of(self, record: IdempotencyRecord) -> Refund | None:
+        # Same merchant and not older than the record: never a refund of a purged record whose
+        # id a database without foreign keys (SQLite) handed out again.
+        return db.session.execute(
+            select(Refund)
+            .where(
+                Refund.idempotency_record_id == record.id,
+                Refund.merchant_id == record.merchant_id,
+                Refund.created_at >= record.created_at,
+            )
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none()
+
+    def replay_body(self, stored: idempotency.StoredResponse, refund: Refund) -> dict:
+        return refund_to_dict(refund)  # the same refund, as it is now (it may have finished)
+
+    def finish_claimed(
+        self, record: IdempotencyRecord, refund: Refund
+    ) -> tuple[Refund, idempotency.StoredResponse]:
+        # The previous attempt could not reach the PSP, or died: submit it, same PSP key.
+        return _submit(refund.id, record.id)
+
+    def in_progress_details(self, refund: Refund) -> dict:
+        return {"refund_id": refund.public_id}
 
 
 def _check_refundable(payment: Payment, requested: int | None) -> int:
@@ -296,10 +278,7 @@ def reserved_amount(payment_id: int) -> int:
     """
     amounts = db.session.scalars(
         select(Refund.amount)
-        .where(
-            Refund.payment_id == payment_id,
-            Refund.status.in_((Refund.STATUS_PENDING, Refund.STATUS_SUCCEEDED)),
-        )
+        .where(Refund.payment_id == payment_id, Refund.status.in_(RESERVING_STATUSES))
         .with_for_update()
     ).all()
     return sum(amounts)
@@ -311,66 +290,10 @@ def remaining_amount(payment: Payment) -> int:
         return 0
     amounts = db.session.scalars(
         select(Refund.amount).where(
-            Refund.payment_id == payment.id,
-            Refund.status.in_((Refund.STATUS_PENDING, Refund.STATUS_SUCCEEDED)),
+            Refund.payment_id == payment.id, Refund.status.in_(RESERVING_STATUSES)
         )
     ).all()
     return max(payment.amount - sum(amounts), 0)
-
-
-def _refund_of_record(record: IdempotencyRecord) -> Refund | None:
-    # Same merchant and not older than the record: never a refund of a purged record whose id
-    # a database without foreign keys (SQLite) handed out again.
-    return db.session.execute(
-        select(Refund)
-        .where(
-            Refund.idempotency_record_id == record.id,
-            Refund.merchant_id == record.merchant_id,
-            Refund.created_at >= record.created_at,
-        )
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-
-
-def _resume(record: IdempotencyRecord, path: str, request_fingerprint: str) -> RefundResult:
-    """A request with a known key: replay its refund, finish submitting it, or wait."""
-    if not idempotency.matches(
-        record, method=CREATE_METHOD, path=path, request_fingerprint=request_fingerprint
-    ):
-        raise PayBridgeError("IDEMPOTENCY_KEY_REUSED", param="Idempotency-Key")
-    deadline = time.monotonic() + float(current_app.config["IDEMPOTENCY_WAIT_SECONDS"])
-    while True:
-        stored = idempotency.stored_response(record)
-        refund = _refund_of_record(record)
-        if stored is not None:
-            if stored.status >= 400 or refund is None:
-                raise _error_from(stored, replayed=True)
-            # The same refund, as it is now (it may have succeeded or failed since).
-            return RefundResult(refund, stored.status, refund_to_dict(refund), replayed=True)
-        if refund is None:  # cannot be: the record and its refund commit together
-            raise PayBridgeError("INTERNAL_ERROR", "The refund of this Idempotency-Key is missing.")
-        claimable = record.state == idempotency.STATE_RETRYABLE or idempotency.lease_expired(
-            record, lease_seconds=_lease_seconds(), now=utcnow()
-        )
-        if claimable and idempotency.claim(record.id, lease_seconds=_lease_seconds()):
-            # The previous attempt could not reach the PSP, or died: submit it, same PSP key.
-            refund, response = _submit(refund.id, record.id)
-            return _as_result(refund, response)
-        if time.monotonic() >= deadline:
-            raise PayBridgeError(
-                "REQUEST_IN_PROGRESS",
-                details={"refund_id": refund.public_id},
-                headers={"Retry-After": "1"},
-            )
-        db.session.rollback()  # end the snapshot so the next read sees the owner's commit
-        time.sleep(POLL_INTERVAL_SECONDS)
-        record = idempotency.find(record.merchant_id, record.idempotency_key)
-
-
-def _as_result(refund: Refund, response: idempotency.StoredResponse) -> RefundResult:
-    if response.status >= 400:
-        raise _error_from(response)
-    return RefundResult(refund, response.status, response.body)
 
 
 # -- the PSP call -------------------------------------------------------------------------------
@@ -385,7 +308,7 @@ def _submit(
     PSP could not be reached.
     """
     refund = db.session.get(Refund, refund_id, populate_existing=True)
-    if refund.status != Refund.STATUS_PENDING or refund.psp_refund_id:
+    if refund.status != RefundStatus.PENDING or refund.psp_refund_id:
         response = _response(refund)  # already submitted (by reconciliation or a twin)
         if record_id is not None:
             idempotency.complete(record_id, response)
@@ -411,8 +334,6 @@ def _submit(
         if not request.payment_intent_id and renewal_id is not None:
             # A renewal's own charge: invoice events do not carry its intent, so ask the PSP
             # now rather than fall back to the subscription's (the wrong charge).
-            from app.subscriptions.service import learn_payment_intent
-
             intent = learn_payment_intent(renewal_id)
             if intent:
                 request = replace(request, payment_intent_id=intent)
@@ -484,8 +405,8 @@ def _record_submitted(
     payment, refund = _locked_pair(refund_id)
     if refund.psp_refund_id is None:
         refund.psp_refund_id = psp_refund.id
-    if not payment.psp_payment_intent_id and psp_refund.payment_intent_id:
-        payment.psp_payment_intent_id = psp_refund.payment_intent_id  # the next one needs no lookup
+    if not payment.psp_payment_intent_id:  # the next refund needs no lookup
+        learn_psp_ids(payment, payment_intent_id=psp_refund.payment_intent_id)
     refund.psp_attempts += 1
     refund.last_psp_error = None
     refund.updated_at = utcnow()
@@ -506,9 +427,9 @@ def _record_rejection(
     payment, refund = _locked_pair(refund_id)
     refund.psp_attempts += 1
     code = (exc.code or "psp_rejected")[:100]
-    if refund.status == Refund.STATUS_PENDING and refund.psp_refund_id is None:
+    if refund.status == RefundStatus.PENDING and refund.psp_refund_id is None:
         refund.last_psp_error = exc.message[:500]
-        _finish(payment, refund, Refund.STATUS_FAILED, failure_reason=code)
+        _finish(payment, refund, RefundStatus.FAILED, failure_reason=code)
     error = PayBridgeError(
         "REFUND_REJECTED",
         f"The payment service provider rejected the refund ({code}): {exc.message}"[:1000],
@@ -558,35 +479,41 @@ def apply_psp_refund(
     confirmed: the money comes back, so the refunded amount shrinks again). failed is final.
     """
     target = _PSP_TARGETS.get(psp_refund.status)
-    if target is None or target == refund.status or refund.status == Refund.STATUS_FAILED:
+    before = refund.status_enum
+    if target is None or not refund_move_allowed(before, target):
         return None
-    if refund.status == Refund.STATUS_SUCCEEDED and target != Refund.STATUS_FAILED:
-        return None
-    before = refund.status
-    failure = psp_refund.failure_reason or (psp_refund.status if target == "failed" else None)
+    failure = psp_refund.failure_reason or (
+        psp_refund.status if target == RefundStatus.FAILED else None
+    )
     _finish(payment, refund, target, failure_reason=failure)
     log.info("refund %s: %s -> %s (via %s)", refund.public_id, before, target, via)
     return f"{before} -> {target}"
 
 
-def _finish(payment: Payment, refund: Refund, target: str, *, failure_reason: str | None) -> None:
-    """Record a refund's outcome on the locked pair, with its notification (same transaction)."""
-    before = refund.status
+def _finish(
+    payment: Payment, refund: Refund, target: RefundStatus, *, failure_reason: str | None
+) -> None:
+    """Record a refund's outcome on the locked pair (the only code that moves a refund); what
+    the features do about it (`signals.finished`: the client is notified) joins the transaction.
+    """
+    before = refund.status_enum
+    if not refund_move_allowed(before, target):
+        raise ValueError(f"refund {refund.public_id} cannot go from {before} to {target}")
     now = utcnow()
-    if target == Refund.STATUS_SUCCEEDED:
+    if target == RefundStatus.SUCCEEDED:
         payment.refunded_amount += refund.amount
         REFUNDED_MINOR_UNITS.labels(refund.currency).inc(refund.amount)
-    elif before == Refund.STATUS_SUCCEEDED:
+    elif before == RefundStatus.SUCCEEDED:
         payment.refunded_amount -= refund.amount
-    if target == Refund.STATUS_FAILED:
+    if target == RefundStatus.FAILED:
         refund.failure_reason = (failure_reason or "unknown")[:100]
-    refund.status = target
+    refund.status = target.value
     refund.completed_at = now
     refund.updated_at = now
     payment.updated_at = now
     db.session.flush()
-    add_refund_notification(payment, refund)
-    REFUNDS.labels(target).inc()
+    signals.finished.send(payment, refund)
+    REFUNDS.labels(target.value).inc()
 
 
 def refund_mismatch(refund: Refund, psp_refund: PspRefund) -> str | None:

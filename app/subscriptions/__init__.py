@@ -1,16 +1,8 @@
 """Subscriptions (RECC): the record behind a recurring payment, its renewals, its end.
 
-`init_app(app)` (called from the app factory's register_extensions) installs the flush hook
-that records a subscription when its first payment learns the PSP's subscription id, registers
-the invoice/subscription webhook handlers with the webhook pipeline, and adds the dashboard's
-subscription pages to the dashboard blueprint (before the blueprints are registered).
+- `service`: recording a subscription and its charges, renewals as payments of their own, the
+  PSP's view of it, and cancelling it; the only code that moves a subscription's status;
+- `reactions`: how it follows its first payment (connected to the payment core's signals);
+- `psp_events`: the PSP's invoice and subscription events;
+- `reconcile`: the reconciliation pass over subscriptions.
 """
-
-from flask import Flask
-
-
-def init_app(app: Flask) -> None:
-    from app.subscriptions import dashboard, events, hooks  # noqa: F401  (dashboard: its routes)
-
-    hooks.install_session_hooks()
-    events.register()

@@ -16,8 +16,7 @@ from flask import current_app
 from sqlalchemy import or_, select
 
 from app.extensions import db
-from app.models import Subscription, SubscriptionCharge, utcnow
-from app.payments.status import StatusSource
+from app.models import StatusSource, Subscription, SubscriptionCharge, SubscriptionStatus, utcnow
 from app.psp.base import PspInvoice
 from app.subscriptions import service
 
@@ -36,7 +35,7 @@ def subscription_ids_to_check(lookback: timedelta) -> list[int]:
             select(Subscription.id)
             .where(
                 or_(
-                    Subscription.status != Subscription.STATUS_CANCELLED,
+                    Subscription.status != SubscriptionStatus.CANCELLED,
                     Subscription.updated_at >= since,
                 )
             )

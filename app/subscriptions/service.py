@@ -2,7 +2,9 @@
 
 A subscription starts as a RECC payment whose checkout the shopper completes: the moment the
 PSP's subscription id lands on that first payment (whichever path brings it: webhook, return
-page, reconciliation), the Subscription row is written in the same flush (hooks.py).
+page, reconciliation), the payment core announces it and the Subscription row is written in the
+same transaction (`reactions.py`, connected in `app/wiring.py`); it then follows its first
+payment to active or cancelled the same way.
 
 Each later invoice charge becomes a payment of its own (type RECC, `parent_payment_id` = the
 first payment, reference `<first reference>-r<N>`), created and moved to its final status
@@ -12,9 +14,10 @@ arrives by webhook, twice, late, or through reconciliation. The first invoice
 (billing_reason `subscription_create`) is the checkout's own money: it is linked to the first
 payment, never recorded as a renewal.
 
-Functions here that change rows lock the subscription first (SELECT … FOR UPDATE), flush and
-leave the commit to their caller, except `cancel_subscription`, which calls the PSP and owns its
-transactions (no row lock is held during a PSP call).
+A subscription's status moves only along the table in `app/models/subscription.py`
+(`_move_to`). Functions here that change rows lock the subscription first (SELECT … FOR
+UPDATE), flush and leave the commit to their caller, except `cancel_subscription`, which calls
+the PSP and owns its transactions (no row lock is held during a PSP call).
 """
 
 from __future__ import annotations
@@ -24,15 +27,27 @@ from datetime import datetime
 
 from prometheus_client import Counter
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from app.errors import PayBridgeError
 from app.extensions import db
-from app.models import Payment, PspEvent, Subscription, SubscriptionCharge, utcnow
-from app.models.subscription import new_subscription_id
-from app.payments.state import lock_payment, record_creation, transition
-from app.payments.status import PaymentStatus, PaymentType, StatusSource
+from app.models import (
+    Payment,
+    PaymentStatus,
+    PaymentType,
+    PspEvent,
+    StatusSource,
+    Subscription,
+    SubscriptionCharge,
+    SubscriptionStatus,
+    utcnow,
+)
+from app.models.subscription import (
+    committed_since_snapshot,
+    new_subscription_id,
+    subscription_move_allowed,
+)
+from app.payments.state import learn_psp_ids, lock_payment, record_creation, transition
 from app.psp import get_provider
 from app.psp.base import (
     PspError,
@@ -61,22 +76,24 @@ REFERENCE_MAX = 200
 
 # The PSP's subscription statuses in PayBridge's four words; others leave the status alone.
 PSP_STATUSES = {
-    "incomplete": Subscription.STATUS_INCOMPLETE,
-    "active": Subscription.STATUS_ACTIVE,
-    "trialing": Subscription.STATUS_ACTIVE,
-    "past_due": Subscription.STATUS_PAST_DUE,
-    "unpaid": Subscription.STATUS_PAST_DUE,
-    "canceled": Subscription.STATUS_CANCELLED,
-    "incomplete_expired": Subscription.STATUS_CANCELLED,
+    "incomplete": SubscriptionStatus.INCOMPLETE,
+    "active": SubscriptionStatus.ACTIVE,
+    "trialing": SubscriptionStatus.ACTIVE,
+    "past_due": SubscriptionStatus.PAST_DUE,
+    "unpaid": SubscriptionStatus.PAST_DUE,
+    "canceled": SubscriptionStatus.CANCELLED,
+    "incomplete_expired": SubscriptionStatus.CANCELLED,
 }
 
 
 # -- the row behind a first payment --------------------------------------------------------------
 
 
-def ensure_for_first_payment(session: Session, payment: Payment) -> Subscription | None:
+def ensure_for_first_payment(payment: Payment) -> Subscription | None:
     """The subscription of a first RECC payment that has a PSP subscription id; written (added
-    to `session`) when missing. Safe inside a flush hook: it never autoflushes."""
+    to the session, not flushed) when missing. It never autoflushes: the payment it is called
+    for may be half-way through a change."""
+    session = db.session
     if (
         payment.payment_type != PaymentType.RECC.value
         or not payment.psp_subscription_id
@@ -103,7 +120,7 @@ def ensure_for_first_payment(session: Session, payment: Payment) -> Subscription
             first_payment=payment,
             psp=payment.psp,
             psp_subscription_id=payment.psp_subscription_id,
-            status=_status_for_first_payment(payment.status, Subscription.STATUS_INCOMPLETE),
+            status=_status_for_first_payment(payment.status, SubscriptionStatus.INCOMPLETE).value,
             interval=payment.interval or "month",
             interval_count=payment.interval_count or 1,
             amount=payment.amount,
@@ -121,7 +138,7 @@ def ensure_for_first_payment(session: Session, payment: Payment) -> Subscription
     return subscription
 
 
-def committed_for_first_payment(session: Session, payment: Payment) -> Subscription | None:
+def committed_for_first_payment(payment: Payment) -> Subscription | None:
     """The subscription of a first payment the caller holds locked, even one committed after
     this transaction's snapshot.
 
@@ -129,8 +146,9 @@ def committed_for_first_payment(session: Session, payment: Payment) -> Subscript
     transaction recorded for this payment (its customer.subscription.* event raced the
     checkout's completion), while the payment row, read under its lock, already names the PSP
     subscription. Then a locking read by that id finds the committed row; as it exists, the
-    read locks that one row and no gap. Never autoflushes (the flush hook calls it).
+    read locks that one row and no gap. Never autoflushes.
     """
+    session = db.session
     with session.no_autoflush:
         found = session.execute(
             select(Subscription).where(Subscription.first_payment_id == payment.id)
@@ -138,27 +156,12 @@ def committed_for_first_payment(session: Session, payment: Payment) -> Subscript
     return found if found is not None else committed_since_snapshot(session, payment)
 
 
-def committed_since_snapshot(session: Session, payment: Payment) -> Subscription | None:
-    """The second half of `committed_for_first_payment`, for a caller whose plain read of the
-    first payment's subscription already missed: the locking read by the PSP id."""
-    if not payment.psp_subscription_id:
-        return None
-    with session.no_autoflush:
-        committed = session.execute(
-            select(Subscription)
-            .where(Subscription.psp_subscription_id == payment.psp_subscription_id)
-            .with_for_update(read=True)
-        ).scalar_one_or_none()
-    if committed is None or committed.first_payment_id != payment.id:
-        return None
-    return committed
-
-
-def first_payment_status_changed(session: Session, payment: Payment) -> None:
+def first_payment_status_changed(payment: Payment) -> None:
     """A first payment turned final: an incomplete subscription becomes active or cancelled."""
-    subscription = committed_for_first_payment(session, payment)
+    session = db.session
+    subscription = committed_for_first_payment(payment)
     # No subscription returns to incomplete, so a copy that has left it needs no second look.
-    if subscription is None or subscription.status != Subscription.STATUS_INCOMPLETE:
+    if subscription is None or subscription.status != SubscriptionStatus.INCOMPLETE:
         return
     if subscription not in session.dirty:  # dirty: this transaction wrote (and locked) it
         # The copy may be the snapshot's: a cancel committed since must not be overwritten.
@@ -169,22 +172,30 @@ def first_payment_status_changed(session: Session, payment: Payment) -> None:
                 .with_for_update()
                 .execution_options(populate_existing=True)
             ).scalar_one()
-        if subscription.status != Subscription.STATUS_INCOMPLETE:
+        if subscription.status != SubscriptionStatus.INCOMPLETE:
             return
-    new_status = _status_for_first_payment(payment.status, subscription.status)
-    if new_status != subscription.status:
-        subscription.status = new_status
-        if new_status == Subscription.STATUS_CANCELLED:
-            subscription.cancelled_at = subscription.cancelled_at or utcnow()
-        subscription.updated_at = utcnow()
+    new_status = _status_for_first_payment(payment.status, subscription.status_enum)
+    if _move_to(subscription, new_status) and new_status == SubscriptionStatus.CANCELLED:
+        subscription.cancelled_at = subscription.cancelled_at or utcnow()
 
 
-def _status_for_first_payment(payment_status: str, current: str) -> str:
+def _move_to(subscription: Subscription, target: SubscriptionStatus) -> bool:
+    """The one way a subscription's status changes: along the table, or not at all."""
+    if not subscription_move_allowed(subscription.status_enum, target):
+        return False
+    subscription.status = target.value
+    subscription.updated_at = utcnow()
+    return True
+
+
+def _status_for_first_payment(
+    payment_status: str, current: SubscriptionStatus
+) -> SubscriptionStatus:
     if payment_status == PaymentStatus.SUCCESS:
-        return Subscription.STATUS_ACTIVE
+        return SubscriptionStatus.ACTIVE
     if payment_status == PaymentStatus.FAILED:
         # The checkout's money never came: the PSP lets such a subscription expire.
-        return Subscription.STATUS_CANCELLED
+        return SubscriptionStatus.CANCELLED
     return current
 
 
@@ -245,11 +256,10 @@ def locate(psp_subscription_id: str | None, metadata: dict[str, str]) -> Subscri
             claimed,
         )
         return None
-    payment.psp_subscription_id = psp_subscription_id
-    db.session.flush()  # the flush hook writes the subscription row
+    learn_psp_ids(payment, subscription_id=psp_subscription_id)  # announced: the row is written
     # Under the payment's lock a locking read sees the latest rows, including a subscription
     # another transaction committed after this one's snapshot (or writes a missing one).
-    subscription = ensure_for_first_payment(db.session, payment)
+    subscription = ensure_for_first_payment(payment)
     db.session.flush()
     subscription = lock_subscription(subscription.id)
     if subscription.first_payment_id == payment.id:
@@ -345,10 +355,6 @@ def apply_invoice(
     _add_charge(subscription, payment, invoice, attempt, source, psp_event_id)
     _after_charge(subscription, invoice, paid)
     db.session.flush()
-    if paid and not payment.psp_payment_intent_id:
-        from app.subscriptions.hooks import learn_intent_after_commit
-
-        learn_intent_after_commit(db.session(), payment.id)
     SUBSCRIPTION_CHARGES.labels("renewal", "paid" if paid else "failed", source.value).inc()
     log.info(
         "subscription %s: renewal %s %s (invoice %s, %s %s)",
@@ -504,8 +510,7 @@ def _after_charge(subscription: Subscription, invoice: PspInvoice, paid: bool) -
     if invoice.period_end is not None:
         subscription.current_period_start = invoice.period_start
         subscription.current_period_end = invoice.period_end
-    if subscription.status != Subscription.STATUS_CANCELLED:
-        subscription.status = Subscription.STATUS_ACTIVE if paid else Subscription.STATUS_PAST_DUE
+    _move_to(subscription, SubscriptionStatus.ACTIVE if paid else SubscriptionStatus.PAST_DUE)
     subscription.updated_at = now
 
 
@@ -513,6 +518,22 @@ def _period_text(invoice: PspInvoice) -> str:
     if invoice.period_start and invoice.period_end:
         return f"{invoice.period_start:%Y-%m-%d} to {invoice.period_end:%Y-%m-%d}"
     return "of the next period"
+
+
+def paid_renewals_without_intent(limit: int) -> list[int]:
+    """Paid renewals whose own payment intent PayBridge has not learned yet, oldest first."""
+    return list(
+        db.session.scalars(
+            select(Payment.id)
+            .where(
+                Payment.parent_payment_id.is_not(None),
+                Payment.status == PaymentStatus.SUCCESS,
+                Payment.psp_payment_intent_id.is_(None),
+            )
+            .order_by(Payment.id)
+            .limit(limit)
+        )
+    )
 
 
 def learn_payment_intent(payment_id: int) -> str | None:
@@ -540,7 +561,7 @@ def record_payment_intent(payment_id: int, payment_intent_id: str) -> None:
     """Remember the intent that made this charge (once; the caller commits)."""
     payment = lock_payment(payment_id)
     if not payment.psp_payment_intent_id:
-        payment.psp_payment_intent_id = payment_intent_id
+        learn_psp_ids(payment, payment_intent_id=payment_intent_id)
         log.info("payment %s: payment intent %s", payment.public_id, payment_intent_id)
 
 
@@ -584,18 +605,19 @@ def _sync(subscription: Subscription, state: PspSubscription, *, ended: bool) ->
             changes.append(f"{attribute}: {getattr(subscription, attribute)} -> {value}")
             setattr(subscription, attribute, value)
 
-    cancelled = subscription.status == Subscription.STATUS_CANCELLED
-    target = Subscription.STATUS_CANCELLED if ended else PSP_STATUSES.get(state.status)
-    if target == Subscription.STATUS_INCOMPLETE:
-        target = None  # a started subscription never goes back to incomplete
-    if target is not None and not cancelled:
-        put("status", target)
-    if not cancelled or target == Subscription.STATUS_CANCELLED:
+    cancelled = subscription.status == SubscriptionStatus.CANCELLED
+    target = SubscriptionStatus.CANCELLED if ended else PSP_STATUSES.get(state.status)
+    before = subscription.status
+    # The table keeps a started subscription from going back to incomplete, and a cancelled
+    # one from coming back.
+    if target is not None and _move_to(subscription, target):
+        changes.append(f"status: {before} -> {target}")
+    if not cancelled or target == SubscriptionStatus.CANCELLED:
         put("cancel_at_period_end", bool(state.cancel_at_period_end))
         if state.current_period_end is not None:
             put("current_period_start", state.current_period_start)
             put("current_period_end", state.current_period_end)
-    if subscription.status == Subscription.STATUS_CANCELLED:
+    if subscription.status == SubscriptionStatus.CANCELLED:
         put("cancelled_at", subscription.cancelled_at or state.canceled_at or utcnow())
         if state.ended_at is not None or ended:
             put("ended_at", subscription.ended_at or state.ended_at or utcnow())
@@ -624,27 +646,13 @@ def get_subscription(merchant_id: int, public_id: str) -> Subscription:
     return subscription
 
 
-def subscription_payments(subscription: Subscription) -> list[Payment]:
-    """The first payment and every renewal, oldest first."""
-    return list(
-        db.session.execute(
-            select(Payment)
-            .where(
-                (Payment.id == subscription.first_payment_id)
-                | (Payment.parent_payment_id == subscription.first_payment_id)
-            )
-            .order_by(Payment.created_at, Payment.id)
-        ).scalars()
-    )
-
-
 def cancel_subscription(subscription_id: int, *, at_period_end: bool) -> Subscription:
     """Cancel at the PSP (now, or at the end of the paid period), then record what it answers;
     commits. Cancelling a cancelled subscription answers it as it is."""
     subscription = db.session.get(Subscription, subscription_id, populate_existing=True)
     if subscription is None:
         raise PayBridgeError("SUBSCRIPTION_NOT_FOUND", param="id")
-    if subscription.status == Subscription.STATUS_CANCELLED:
+    if subscription.status == SubscriptionStatus.CANCELLED:
         db.session.commit()
         return subscription
     psp_id, psp, public_id = (

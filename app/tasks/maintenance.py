@@ -7,10 +7,9 @@ from datetime import timedelta
 
 from flask import current_app
 
+from app.common import idempotency
 from app.extensions import db
 from app.models import utcnow
-from app.payments import idempotency
-from app.tasks.context import job_app_context
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +20,8 @@ def purge_idempotency_records() -> int:
     Like Stripe, keys are honoured for a limited time; a later retry with a pruned key is a new
     request, which merchant_reference's uniqueness still refuses as a duplicate payment.
     """
-    with job_app_context():
-        hours = current_app.config["IDEMPOTENCY_RETENTION_HOURS"]
-        removed = idempotency.purge_older_than(utcnow() - timedelta(hours=hours))
-        db.session.commit()
-        log.info("purged %d idempotency records older than %d h", removed, hours)
-        return removed
+    hours = current_app.config["IDEMPOTENCY_RETENTION_HOURS"]
+    removed = idempotency.purge_older_than(utcnow() - timedelta(hours=hours))
+    db.session.commit()
+    log.info("purged %d idempotency records older than %d h", removed, hours)
+    return removed

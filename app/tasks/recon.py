@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from app.tasks.context import job_app_context
+from app.models import ReconciliationRun
+from app.reconciliation.service import run_reconciliation
 
 log = logging.getLogger(__name__)
 
@@ -16,11 +17,7 @@ class ReconciliationFailed(RuntimeError):
 def run_scheduled_reconciliation() -> int:
     """One run (trigger "schedule"); returns its id. A run skipped because another one holds
     the lock is not a failure; a failed run raises so RQ's failed registry shows it."""
-    from app.models import ReconciliationRun
-    from app.reconciliation.service import run_reconciliation
-
-    with job_app_context():
-        run = run_reconciliation(trigger="schedule")
-        if run.status == ReconciliationRun.STATUS_FAILED:
-            raise ReconciliationFailed(f"reconciliation run {run.id} failed: {run.error_text}")
-        return run.id
+    run = run_reconciliation(trigger="schedule")
+    if run.status == ReconciliationRun.STATUS_FAILED:
+        raise ReconciliationFailed(f"reconciliation run {run.id} failed: {run.error_text}")
+    return run.id

@@ -3,15 +3,16 @@
 Jobs are named by dotted path and imported only when they run, so the worker starts even if
 one of them is not there yet; that job then fails visibly in RQ's failed registry instead.
 Every periodic job must be safe to run twice at once (several workers, a slow run):
-reconciliation takes its own lock, the purge deletes what is expired.
+reconciliation takes its own lock, the purge deletes what is expired, the subscription upkeep
+learns what is still unknown.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import threading
-import time
+import os
+import socket
 from dataclasses import dataclass
 
 from flask import Flask
@@ -19,7 +20,6 @@ from redis import Redis
 from rq.cron import CronScheduler
 
 from app.tasks import queue_name
-from app.tasks.context import job_app_context
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,12 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
         timeout=1800,
     ),
     PeriodicJob(
+        "app.tasks.subscriptions.learn_renewal_payment_intents",
+        "default",
+        "SUBSCRIPTION_UPKEEP_INTERVAL_SECONDS",
+        timeout=600,
+    ),
+    PeriodicJob(
         "app.tasks.maintenance.purge_idempotency_records",
         "default",
         "IDEMPOTENCY_PURGE_INTERVAL_SECONDS",
@@ -49,36 +55,11 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
 
 
 def run_periodic(path: str):
-    """The job RQ runs for a periodic entry: import `path` now and call it."""
+    """The job RQ runs for a periodic entry: import `path` now and call it (in the app context
+    the worker's RQ workers give every job)."""
     module_name, _, func_name = path.rpartition(".")
     func = getattr(importlib.import_module(module_name), func_name)
-    with job_app_context():
-        return func()
-
-
-def run_in_process(app: Flask, stop: threading.Event) -> None:
-    """Run every PERIODIC_JOBS entry at its interval in this process, until `stop` is set.
-
-    For the demo without Redis (worker.py --without-redis): no queue, no cron scheduler, yet
-    reconciliation still finishes payments (and the notification pump, which needs no Redis,
-    runs beside it).
-    """
-    due = {
-        job.path: time.monotonic()
-        for job in PERIODIC_JOBS
-        if int(app.config[job.interval_setting]) > 0
-    }
-    while not stop.is_set():
-        for job in PERIODIC_JOBS:
-            if job.path not in due or due[job.path] > time.monotonic():
-                continue
-            with app.app_context():
-                try:
-                    run_periodic(job.path)
-                except Exception:
-                    log.exception("periodic job %s failed; it runs again next interval", job.path)
-            due[job.path] = time.monotonic() + int(app.config[job.interval_setting])
-        stop.wait(max(0.2, min(due.values(), default=time.monotonic() + 5) - time.monotonic()))
+    return func()
 
 
 def build_cron(app: Flask, connection: Redis) -> CronScheduler:
@@ -101,7 +82,4 @@ def build_cron(app: Flask, connection: Redis) -> CronScheduler:
 
 
 def _short_id() -> str:
-    import os
-    import socket
-
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -18,12 +18,11 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Payment, PaymentConflict, utcnow
+from app.models import Payment, PaymentConflict, PaymentStatus, StatusSource, utcnow
 from app.payments.service import create_payment
 from app.payments.state import lock_payment, transition
-from app.payments.status import PaymentStatus, StatusSource
 from app.psp import get_provider
-from app.webhooks.processing import process_event
+from app.psp_events.intake import process_event
 from tests.dashboard.conftest import client_a, client_b, client_op, tenants  # noqa: F401
 from tests.refunds.conftest import emu  # noqa: F401
 

@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models import Notification, PaymentConflict, Refund
 from app.psp import get_provider
 from app.psp.base import RefundRequest
-from app.webhooks.processing import process_event
+from app.psp_events.intake import process_event
 from tests.conflicts.conftest import conflict_row, payment_row, psp_refunds
 from tests.snapshot import behind_an_older_snapshot
 from tests.webhooks.helpers import event_for, session_for
@@ -224,8 +224,8 @@ def test_a_webhook_and_reconciliation_reporting_one_late_payment_open_one_confli
 ):
     # Reconciliation read (its snapshot) before the webhook's transaction recorded the conflict
     # and committed; it then waits for the payment's lock and reports the same session.
-    from app.payments.status import StatusSource
-    from app.webhooks.processing import apply_session
+    from app.models import StatusSource
+    from app.payments.psp_facts import apply_session
 
     late = failed_then_paid(merchant.id)
 

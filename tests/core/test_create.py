@@ -305,14 +305,14 @@ def test_a_crash_after_the_insert_is_finished_by_a_retry_with_the_same_key(
     app, client, merchant, emulator, provider
 ):
     """The first request died between its commit and the PSP call: its lease runs out."""
-    from app.payments import idempotency
-    from app.payments.service import CREATE_METHOD, CREATE_PATH, _new_payment
+    from app.common import idempotency
+    from app.payments.service import CREATE_METHOD, CREATE_PATH, new_payment
     from app.payments.validation import fingerprint, validate_create_params
 
     merchant_row, key = merchant
     data = validate_create_params(body())
     with app.app_context():
-        payment = _new_payment(merchant_row.id, data)
+        payment = new_payment(merchant_row.id, data)
         record = idempotency.new_record(
             merchant_row.id,
             "crash-1",
@@ -335,14 +335,14 @@ def test_a_crash_after_the_insert_is_finished_by_a_retry_with_the_same_key(
 def test_a_request_whose_twin_is_still_working_gets_request_in_progress(
     app, client, merchant, provider
 ):
-    from app.payments import idempotency
-    from app.payments.service import CREATE_METHOD, CREATE_PATH, _new_payment
+    from app.common import idempotency
+    from app.payments.service import CREATE_METHOD, CREATE_PATH, new_payment
     from app.payments.validation import fingerprint, validate_create_params
 
     merchant_row, key = merchant
     data = validate_create_params(body())
     with app.app_context():
-        payment = _new_payment(merchant_row.id, data)
+        payment = new_payment(merchant_row.id, data)
         record = idempotency.new_record(
             merchant_row.id,
             "busy-1",
@@ -403,8 +403,8 @@ def test_recurring_payment_is_registered_as_a_subscription(
 def test_reconciliation_finishes_a_created_payment_and_the_client_retry_then_replays(
     app, client, merchant, emulator, provider
 ):
+    from app.models import StatusSource
     from app.payments.service import register_with_psp
-    from app.payments.status import StatusSource
 
     _, key = merchant
     emulator.control("POST", "faults", {"kind": "http_500", "count": 1})
@@ -462,8 +462,8 @@ def test_payment_expired_while_its_registration_is_in_flight_leaves_no_open_sess
     app, client, merchant, emulator, provider
 ):
     """The PSP answers after the merchant stopped the payment: the new session is expired."""
+    from app.models import StatusSource
     from app.payments.service import expire_payment
-    from app.payments.status import StatusSource
 
     _, key = merchant
     emulator.control(
@@ -491,7 +491,7 @@ def test_payment_expired_while_its_registration_is_in_flight_leaves_no_open_sess
 
 
 def test_purge_drops_only_completed_records_past_the_retention(app, client, merchant, provider):
-    from app.payments import idempotency
+    from app.common import idempotency
 
     _, key = merchant
     client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "old-1"))
@@ -526,13 +526,13 @@ def test_psp_calls_and_failures_show_in_metrics(app, client, merchant, emulator,
 def test_a_payment_left_created_past_its_checkout_window_fails_as_expired(
     app, merchant, emulator, provider, age
 ):
-    from app.payments.service import _new_payment, register_with_psp
-    from app.payments.status import StatusSource
+    from app.models import StatusSource
+    from app.payments.service import new_payment, register_with_psp
     from app.payments.validation import validate_create_params
 
     merchant_row, _ = merchant
     with app.app_context():
-        payment = _new_payment(merchant_row.id, validate_create_params(body()))
+        payment = new_payment(merchant_row.id, validate_create_params(body()))
         payment.created_at = utcnow() - age
         db.session.commit()
         result = register_with_psp(payment.id, source=StatusSource.RECON)

@@ -6,7 +6,7 @@ import pymysql
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from app.db_retry import ATTEMPTS, is_lock_conflict, retry_lock_conflicts
+from app.common.locks import ATTEMPTS, is_lock_conflict, retry_lock_conflicts
 
 
 def db_error(code: int, message: str) -> OperationalError:

@@ -15,7 +15,7 @@ def test_readyz_reports_database_and_redis(client):
 
 
 def test_readyz_names_redis_when_it_is_down(app, client):
-    from app.tasks import get_redis
+    from app.extensions import get_redis
 
     good = app.config["REDIS_URL"]
     app.extensions.pop("paybridge_redis", None)
@@ -62,12 +62,12 @@ def test_metrics_still_answer_when_redis_is_down(dead_db_app):
 
 
 def test_metrics_report_each_queues_depth(app, client):
-    from app.tasks import enqueue
+    from app.tasks import get_queue
     from app.tasks.maintenance import purge_idempotency_records
 
     with app.app_context():  # no worker runs in this test: the jobs wait
         for _ in range(3):
-            enqueue(purge_idempotency_records, queue="default")
+            get_queue("default").enqueue(purge_idempotency_records)
     text = client.get("/metrics").get_data(as_text=True)
     assert 'paybridge_queue_depth{queue="default"} 3.0' in text
     assert 'paybridge_queue_depth{queue="recon"} 0.0' in text

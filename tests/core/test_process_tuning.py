@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ctypes
 
-from app import process_tuning
+from app.runtime import process_tuning
 
 
 class _FakeLibc:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from app.payments.status import PaymentStatus, StatusSource
+from app.models import PaymentStatus, StatusSource
 
 
 @pytest.fixture

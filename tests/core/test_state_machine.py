@@ -7,9 +7,16 @@ import itertools
 import pytest
 
 from app.extensions import db
-from app.models import Merchant, Notification, Payment, PaymentStatusChange
+from app.models import (
+    Merchant,
+    Notification,
+    Payment,
+    PaymentStatus,
+    PaymentStatusChange,
+    StatusSource,
+)
+from app.models.payment import ALLOWED_TRANSITIONS
 from app.payments.state import IllegalTransition, lock_payment, record_creation, transition
-from app.payments.status import ALLOWED_TRANSITIONS, PaymentStatus, StatusSource
 
 ALLOWED = {
     ("CREATED", "INITIATED"),

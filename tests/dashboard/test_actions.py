@@ -263,7 +263,7 @@ def test_resend_a_failed_notification_delivers_it_again(app, client_a, tenants, 
 def test_audit_rows_cannot_be_changed_or_deleted_through_the_orm(app, client_a):
     import pytest
 
-    from app.dashboard.audit import AuditLogIsAppendOnly
+    from app.accounts.audit import AuditLogIsAppendOnly
 
     with app.app_context():
         row = db.session.scalar(select(AuditLog).where(AuditLog.action == "login"))

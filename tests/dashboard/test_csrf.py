@@ -24,7 +24,7 @@ from flask import url_for
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import ApiKey, AuditLog, Merchant, Subscription
+from app.models import ApiKey, AuditLog, Merchant, Subscription, SubscriptionStatus
 from tests.conflicts.conftest import emu, failed_then_paid, paid_after_failed  # noqa: F401
 from tests.dashboard.support import PASSWORD, add_notification, add_payment, login, token_for
 
@@ -129,9 +129,9 @@ def registered_payment(app, merchant_id: int, **params) -> tuple[int, str, str]:
 
 def paid_at_the_emulator(app, emulator, merchant_id: int, **params) -> tuple[int, str]:
     """A payment paid with a card at the emulator and applied as the shopper's return does."""
-    from app.payments.status import StatusSource
+    from app.models import StatusSource
+    from app.payments.psp_facts import apply_session
     from app.psp import get_provider
-    from app.webhooks.processing import apply_session
 
     payment_id, public_id, session_id = registered_payment(app, merchant_id, **params)
     emulator.control("POST", f"checkout/sessions/{session_id}/pay", {"card": "4242424242424242"})
@@ -164,7 +164,7 @@ def world(app, tenants, emu, paid_after_failed) -> World:  # noqa: F811 (fixture
         subscription = db.session.scalars(
             select(Subscription).where(Subscription.first_payment_id == recurring_id)
         ).one()
-        assert subscription.status == Subscription.STATUS_ACTIVE
+        assert subscription.status == SubscriptionStatus.ACTIVE
         [key_id] = db.session.scalars(
             select(ApiKey.id).where(ApiKey.merchant_id == tenants.a_id)
         ).all()

@@ -6,9 +6,9 @@ from datetime import date, timedelta
 
 import pytest
 
-from app.dashboard.charts import _axis_top, amount_chart, volume_chart
-from app.dashboard.money import format_minor, format_money, parse_major, to_minor
-from app.dashboard.queries import DayStats
+from app.common.money import format_minor, format_money, parse_major, to_minor
+from app.reporting.charts import _axis_top, amount_chart, volume_chart
+from app.reporting.queries import DayStats
 
 
 @pytest.mark.parametrize(

@@ -158,7 +158,7 @@ def test_events_page_filters_by_outcome_and_type(app, client_op):
 
 
 def test_crash_shows_a_human_500_page(app, client_a, monkeypatch):
-    from app.dashboard import queries
+    from app.reporting import queries
 
     def boom(**kwargs):
         raise RuntimeError("database exploded")
@@ -240,7 +240,7 @@ def test_users_cli_creates_merchant_and_operator_users(app, runner, tenants):
 
 
 def test_attention_counters_stop_at_the_cap(app, client_a, tenants, monkeypatch):
-    from app.dashboard import queries
+    from app.reporting import queries
 
     monkeypatch.setattr(queries, "COUNT_CAP", 2)
     old = utcnow() - timedelta(hours=2)

@@ -7,9 +7,8 @@ import time
 import pytest
 
 from app.extensions import db
-from app.models import Notification, Payment
+from app.models import Notification, Payment, PaymentStatus, StatusSource
 from app.payments.state import lock_payment, record_creation, transition
-from app.payments.status import PaymentStatus, StatusSource
 
 
 @pytest.fixture

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.extensions import db
-from app.models import Merchant, Notification
+from app.models import Merchant, Notification, PaymentStatus
 from app.notifications.delivery import signed_headers
-from app.payments.status import PaymentStatus
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "notifications.md"
 

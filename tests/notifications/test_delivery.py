@@ -8,9 +8,8 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.extensions import db
-from app.models import Merchant, Notification, utcnow
+from app.models import Merchant, Notification, PaymentStatus, utcnow
 from app.models.merchant import new_signing_secret
-from app.payments.status import PaymentStatus
 from tests.notifications.conftest import attempts_of, notification_row, status_is
 
 

@@ -9,11 +9,10 @@ from datetime import timedelta
 import pytest
 
 from app.extensions import db
-from app.models import Notification, Payment, utcnow
+from app.models import Notification, Payment, PaymentStatus, StatusSource, utcnow
 from app.notifications.delivery import AttemptResult, claim_due, deliver_due, record_outcomes
 from app.notifications.pump import NotificationPump
 from app.payments.state import lock_payment, transition
-from app.payments.status import PaymentStatus, StatusSource
 from tests.notifications.conftest import (
     attempts_of,
     new_initiated_payment,

@@ -8,10 +8,9 @@ from datetime import timedelta
 import pytest
 from redis import Redis
 
-from app.extensions import db
+from app.extensions import db, get_redis
 from app.models import ReconciliationRun, utcnow
 from app.reconciliation.service import run_reconciliation
-from app.tasks import get_redis
 from app.tasks.recon import run_scheduled_reconciliation
 from tests.reconciliation.conftest import pay, reload, set_expired
 

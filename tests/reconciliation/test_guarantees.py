@@ -8,12 +8,11 @@ import time
 
 import pytest
 
-from app.extensions import db
+from app.extensions import db, get_redis
 from app.models import Notification, PaymentStatusChange, ReconciliationRun
 from app.reconciliation.lock import RunLock
 from app.reconciliation.ratelimit import add_call_observer, remove_call_observer
 from app.reconciliation.service import run_reconciliation, summarize
-from app.tasks import get_redis
 from tests.reconciliation.conftest import (
     outside_window,
     pay,

@@ -230,8 +230,8 @@ def test_one_payment_on_demand(recon, emulator, new_payment):
 def test_a_failed_payment_paid_at_the_psp_becomes_one_conflict_never_a_success(
     recon, emulator, new_payment
 ):
+    from app.models import PaymentStatus, StatusSource
     from app.payments.state import lock_payment, transition
-    from app.payments.status import PaymentStatus, StatusSource
 
     payment = new_payment()
     # PayBridge failed it (say the expire call never reached Stripe), then the shopper paid.
@@ -251,8 +251,8 @@ def test_a_failed_payment_paid_at_the_psp_becomes_one_conflict_never_a_success(
 def test_the_open_session_of_a_failed_payment_is_closed_so_it_cannot_be_paid(
     recon, emulator, new_payment, stripe_client
 ):
+    from app.models import PaymentStatus, StatusSource
     from app.payments.state import lock_payment, transition
-    from app.payments.status import PaymentStatus, StatusSource
 
     payment = new_payment()
     locked = lock_payment(payment.id)

@@ -106,7 +106,7 @@ def test_gate_listing_restarts_after_a_429_and_never_yields_an_item_twice():
 
 
 def test_run_lock_belongs_to_its_holder(app_ctx):
-    from app.tasks import get_redis
+    from app.extensions import get_redis
 
     redis = get_redis()
     first, second = RunLock(redis, 5), RunLock(redis, 5)

@@ -8,11 +8,10 @@ import time
 import pytest
 
 from app.extensions import db
-from app.models import Notification, Payment, Refund
+from app.models import Notification, Payment, Refund, StatusSource
+from app.payments.psp_facts import apply_session
 from app.payments.service import create_payment
-from app.payments.status import StatusSource
 from app.psp import get_provider
-from app.webhooks.processing import apply_session
 from tests.notifications.conftest import Deliveries
 
 

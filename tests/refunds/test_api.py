@@ -160,10 +160,9 @@ def test_a_subscriptions_first_payment_is_refunded_through_its_invoice(
     app, client, make_merchant, emu
 ):
     from app.extensions import db
-    from app.models import Payment
+    from app.models import Payment, StatusSource
+    from app.payments.psp_facts import apply_session
     from app.payments.service import create_payment
-    from app.payments.status import StatusSource
-    from app.webhooks.processing import apply_session
 
     merchant, key = make_merchant()
     with app.app_context():

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.extensions import db
-from app.models import Notification, Payment, Refund
+from app.models import Notification, Payment, PaymentStatus, Refund, StatusSource
 from app.payments.state import lock_payment, record_creation, transition
-from app.payments.status import PaymentStatus, StatusSource
 from app.psp.base import PspRefund
 from app.refunds.service import apply_psp_refund, lock_refund, validate_refund_params
 from tests.snapshot import behind_an_older_snapshot

@@ -168,17 +168,3 @@ def wait_for_deliveries_done(emulator, timeout: float = 20.0) -> list[dict]:
         return None
 
     return wait_for(done, timeout=timeout, what="webhook deliveries")
-
-
-def run_default_jobs(app) -> None:
-    """One RQ burst over the default queue (the subscription jobs), in this process."""
-    from rq import SimpleWorker
-    from rq.timeouts import TimerDeathPenalty
-
-    from app.tasks import get_queue
-
-    with app.app_context():
-        queue = get_queue("default")
-        worker = SimpleWorker([queue], connection=queue.connection)
-        worker.death_penalty_class = TimerDeathPenalty
-        worker.work(burst=True, with_scheduler=True, logging_level="WARNING")

@@ -16,7 +16,7 @@ from app.extensions import db
 from app.models import Notification
 from app.payments.service import create_payment
 from app.psp.stripe_adapter import event_from_stripe
-from app.webhooks.processing import process_event
+from app.psp_events.intake import process_event
 from tests.snapshot import behind_an_older_snapshot
 from tests.subscriptions.conftest import (
     CARD,

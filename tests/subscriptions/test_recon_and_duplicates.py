@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from app.extensions import db
 from app.models import Notification, PspEvent, SubscriptionCharge
 from app.psp.stripe_adapter import event_from_stripe
+from app.psp_events.intake import process_event
 from app.reconciliation.service import run_reconciliation
-from app.webhooks.processing import process_event
 from tests.subscriptions.conftest import (
     bill_next_period,
     payments_of,

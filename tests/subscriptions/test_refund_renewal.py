@@ -4,11 +4,10 @@ payment intent), never the subscription's first one."""
 from __future__ import annotations
 
 from app.psp import get_provider
+from app.tasks.subscriptions import learn_renewal_payment_intents
 from tests.subscriptions.conftest import (
     bill_next_period,
     payments_of,
-    run_default_jobs,
-    wait_for,
     wait_for_deliveries_done,
     wait_for_payments,
 )
@@ -23,13 +22,12 @@ def test_refunding_a_renewal_refunds_that_charge(
     bill_next_period(stripe_delivers, sub)
     wait_for_payments(app, first_id, 2)
     wait_for_deliveries_done(stripe_delivers)
-    renewal = wait_for(
-        lambda: (
-            (run_default_jobs(app), payments_of(app, first_id)[1])[1]["psp_payment_intent_id"]
-            and payments_of(app, first_id)[1]
-        ),
-        what="the renewal's payment intent",
-    )
+    assert payments_of(app, first_id)[1]["psp_payment_intent_id"] is None  # not in the event
+    with app.app_context():  # the worker's periodic subscription upkeep
+        assert learn_renewal_payment_intents() == 1
+        assert learn_renewal_payment_intents() == 0  # nothing left: idempotent
+    renewal = payments_of(app, first_id)[1]
+    assert renewal["psp_payment_intent_id"]
 
     response = client.post(
         f"/api/v1/payments/{renewal['public_id']}/refunds",

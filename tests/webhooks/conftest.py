@@ -8,9 +8,8 @@ from datetime import timedelta
 import pytest
 
 from app.extensions import db
-from app.models import Payment, utcnow
+from app.models import Payment, PaymentStatus, StatusSource, utcnow
 from app.payments.state import record_creation, transition
-from app.payments.status import PaymentStatus, StatusSource
 from tests.webhooks.helpers import CANCEL_URL, SUCCESS_URL, new_session_id
 
 

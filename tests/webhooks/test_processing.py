@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import REGISTRY
 
 from app.extensions import db
-from app.models import Notification, PaymentConflict, PspEvent
-from app.payments.status import PaymentStatus, StatusSource
-from app.webhooks.processing import apply_session, process_event
+from app.models import Notification, PaymentConflict, PaymentStatus, PspEvent, StatusSource
+from app.payments.psp_facts import apply_session
+from app.psp_events.intake import process_event
 from tests.webhooks.helpers import counts, event_for, load_payment, new_session_id, session_for
 
 COMPLETED = "checkout.session.completed"

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import pytest
 import requests
 
-from app.payments.status import PaymentStatus
+from app.models import PaymentStatus
 from tests.webhooks.helpers import (
     WEBHOOK_SECRET,
     counts,

@@ -9,6 +9,8 @@ from flask_smorest import Blueprint as SmorestBlueprint
 from webargs.flaskparser import FlaskParser
 
 from app.errors import PayBridgeError
+from app.extensions import api, csrf
+from app.payments.validation import validation_error
 
 
 class ApiArgumentsParser(FlaskParser):
@@ -37,8 +39,6 @@ class ApiArgumentsParser(FlaskParser):
 
     def handle_error(self, error, req, schema, *, error_status_code, error_headers):
         """Per-field messages in our format: {"error": {"code": "VALIDATION_ERROR", ...}}."""
-        from app.payments.validation import validation_error
-
         messages = error.messages
         if isinstance(messages, dict) and len(messages) == 1:
             # webargs keys messages by location ("json", "query"); clients want the fields.
@@ -56,9 +56,9 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1", description="Payments")
 
 
 def register(app: Flask) -> None:
-    from app.blueprints.api import routes  # noqa: F401
-    from app.extensions import api, csrf
-
     csrf.exempt(bp)
     api.register_blueprint(bp)
     routes.document_security(api)
+
+
+from app.blueprints.api import routes  # noqa: E402  (the routes attach to `bp`)

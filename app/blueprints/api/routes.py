@@ -6,8 +6,8 @@ from flask import Blueprint, jsonify, render_template, request
 from flask.views import MethodView
 from marshmallow import RAISE
 
-from app.auth import authenticate, current_merchant_id
 from app.blueprints.api import bp
+from app.blueprints.api.auth import authenticate, current_merchant_id
 from app.blueprints.api.docs import docs_context
 from app.blueprints.api.schemas import (
     PayBridgeErrorSchema,
@@ -21,10 +21,14 @@ from app.blueprints.api.schemas import (
     SubscriptionCancelSchema,
     SubscriptionSchema,
 )
-from app.payments import service
-from app.payments.serialize import payment_to_dict, payments_to_dicts
-from app.payments.status import StatusSource
-from app.refunds import service as refunds  # at app creation: registers refund event handlers
+from app.common.idempotency import REPLAYED_HEADER, CommandResult
+from app.models import StatusSource
+from app.payments import queries as payments
+from app.payments.service import expire_payment, submit_payment
+from app.refunds.service import submit_refund
+from app.serializers.payment import payment_to_dict, payments_to_dicts
+from app.serializers.subscription import subscription_to_dict
+from app.subscriptions import service as subscriptions
 
 PUBLIC_ENDPOINTS = {"api.docs"}
 SECURITY = [{"bearerAuth": []}, {"basicAuth": []}]
@@ -83,17 +87,13 @@ class Payments(MethodView):
     @_errors(401, 409, 415, 422, 503)
     def post(self, data: dict):
         """Create a payment and get its checkout URL (exactly once per Idempotency-Key)."""
-        result = service.submit_payment(
+        result = submit_payment(
             current_merchant_id(),
             data,
             idempotency_key=request.headers.get("Idempotency-Key"),
             schema_loaded=True,
         )
-        response = jsonify(result.body)
-        response.status_code = result.status
-        if result.replayed:
-            response.headers[service.REPLAYED_HEADER] = "true"
-        return response
+        return _command_response(result)
 
     @bp.doc(security=SECURITY)
     # A misspelt filter (?statuss=SUCCESS) is an error, never a silently unfiltered list.
@@ -102,7 +102,7 @@ class Payments(MethodView):
     @_errors(401)
     def get(self, query: dict):
         """List payments, newest first, with filters and cursor pagination."""
-        page = service.list_payments(current_merchant_id(), **query)
+        page = payments.list_payments(current_merchant_id(), **query)
         return jsonify(
             object="list",
             data=payments_to_dicts(page.payments),
@@ -118,7 +118,7 @@ class PaymentById(MethodView):
     @_errors(401, 404)
     def get(self, payment_id: str):
         """One payment with its status history."""
-        payment = service.get_payment(current_merchant_id(), payment_id)
+        payment = payments.get_payment(current_merchant_id(), payment_id)
         return jsonify(payment_to_dict(payment, with_history=True))
 
 
@@ -129,8 +129,8 @@ class ExpirePayment(MethodView):
     @_errors(401, 404, 409, 503)
     def post(self, payment_id: str):
         """Stop a payment that is not final: expire its PSP session; the payment becomes FAILED."""
-        payment = service.get_payment(current_merchant_id(), payment_id)
-        payment = service.expire_payment(
+        payment = payments.get_payment(current_merchant_id(), payment_id)
+        payment = expire_payment(
             payment.id, source=StatusSource.API, reason="expired by the merchant (API)"
         )
         return jsonify(payment_to_dict(payment, with_history=True))
@@ -143,9 +143,6 @@ class SubscriptionById(MethodView):
     @_errors(401, 404)
     def get(self, subscription_id: str):
         """One subscription with its payments (the first and every renewal)."""
-        from app.subscriptions import service as subscriptions
-        from app.subscriptions.serialize import subscription_to_dict
-
         subscription = subscriptions.get_subscription(current_merchant_id(), subscription_id)
         return jsonify(subscription_to_dict(subscription, with_payments=True))
 
@@ -158,9 +155,6 @@ class CancelSubscription(MethodView):
     @_errors(401, 404, 415, 422, 502, 503)
     def post(self, data: dict, subscription_id: str):
         """Cancel a subscription at the PSP: now, or at the end of the paid period."""
-        from app.subscriptions import service as subscriptions
-        from app.subscriptions.serialize import subscription_to_dict
-
         subscription = subscriptions.get_subscription(current_merchant_id(), subscription_id)
         subscription = subscriptions.cancel_subscription(
             subscription.id, at_period_end=data["at_period_end"]
@@ -188,17 +182,22 @@ class PaymentRefunds(MethodView):
     @_errors(400, 401, 404, 409, 415, 422)
     def post(self, payment_id: str):
         """Refund a SUCCESS payment, fully (no amount) or partly (exactly once per key)."""
-        result = refunds.submit_refund(
+        result = submit_refund(
             current_merchant_id(),
             payment_id,
             _optional_json_object(),
             idempotency_key=request.headers.get("Idempotency-Key"),
         )
-        response = jsonify(result.body)
-        response.status_code = result.status
-        if result.replayed:
-            response.headers[refunds.REPLAYED_HEADER] = "true"
-        return response
+        return _command_response(result)
+
+
+def _command_response(result: CommandResult):
+    """An idempotent command's answer, marked when it is a replay of the first one."""
+    response = jsonify(result.body)
+    response.status_code = result.status
+    if result.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    return response
 
 
 def _optional_json_object() -> dict:

@@ -6,8 +6,8 @@ from datetime import UTC
 
 from marshmallow import Schema, fields, validate
 
-from app.payments.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
-from app.payments.status import PaymentStatus, StatusSource
+from app.models import PaymentStatus, StatusSource
+from app.payments.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.payments.validation import PaymentCreateSchema
 
 __all__ = [

@@ -7,9 +7,10 @@ import logging
 from flask import redirect, render_template, request
 
 from app.blueprints.checkout import bp
+from app.common.money import format_money
 from app.errors import PayBridgeError
 from app.models import Payment
-from app.webhooks.returns import check_on_return, find_payment, format_amount, with_payment_id
+from app.payments.returns import check_on_return, find_payment, with_payment_id
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def checkout_status(payment_id: str):
     response = render_template(
         "checkout/status.html",
         payment=payment,
-        amount=format_amount(payment.amount, payment.currency),
+        amount=format_money(payment.amount, payment.currency, grouped=True),
         refresh=refresh,
         merchant_url=with_payment_id(
             payment.success_url if payment.status == "SUCCESS" else payment.cancel_url,

@@ -17,8 +17,8 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, Optional, ValidationError
 
-from app.dashboard.money import parse_major
-from app.payments.status import PaymentStatus, PaymentType
+from app.common.money import parse_major
+from app.models import PaymentStatus, PaymentType
 
 
 class LoginForm(FlaskForm):

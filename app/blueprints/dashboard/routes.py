@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from decimal import Decimal
 from urllib.parse import urlsplit
 
@@ -28,6 +29,9 @@ from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import SelectChoice
 
+from app.accounts import api_keys as keys
+from app.accounts import audit
+from app.accounts import service as services
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.forms import (
     ApiKeyForm,
@@ -40,12 +44,18 @@ from app.blueprints.dashboard.forms import (
     ResolveConflictForm,
     TransactionFilterForm,
 )
-from app.dashboard import audit, charts, queries, services, transactions
-from app.dashboard.money import format_minor, format_money
+from app.common.money import format_minor, format_money, parse_amount
+from app.conflicts.service import refund_conflict as refund_at_psp
+from app.conflicts.service import resolve_conflict as mark_resolved
 from app.errors import PayBridgeError
 from app.extensions import db, limiter, login_manager
-from app.models import User, utcnow
-from app.payments.serialize import iso
+from app.models import PaymentConflict, ReconciliationRun, StatusSource, User, iso, utcnow
+from app.notifications.delivery import resend
+from app.payments.service import expire_payment
+from app.reconciliation.service import reconcile_payment, run_reconciliation
+from app.refunds.service import create_refund, remaining_amount
+from app.reporting import charts, queries, transactions
+from app.reporting.queries import refund_timeline
 
 log = logging.getLogger(__name__)
 
@@ -355,8 +365,6 @@ def payment_detail(public_id: str):
     """One payment's whole story."""
     payment = _payment_or_404(public_id)
     story = queries.payment_story(payment)
-    from app.refunds.dashboard import refund_timeline
-    from app.refunds.service import remaining_amount
 
     return render_template(
         "dashboard/payment.html",
@@ -372,11 +380,6 @@ def payment_detail(public_id: str):
 @login_required
 def refund(public_id: str):
     """Refund all or part of a SUCCESS payment: amount and reason, confirm, then the PSP."""
-    import secrets
-
-    from app.payments.status import StatusSource
-    from app.refunds.dashboard import major_text, parse_refund_amount
-    from app.refunds.service import create_refund, remaining_amount
 
     payment = _payment_or_404(public_id)
     back = url_for("dashboard.payment_detail", public_id=public_id)
@@ -387,7 +390,7 @@ def refund(public_id: str):
         return redirect(back)
     form = RefundForm()
     if request.method == "GET":
-        form.amount.data = major_text(remaining, payment.currency)
+        form.amount.data = format_minor(remaining, payment.currency)
         form.token.data = secrets.token_urlsafe(24)
         return render_template(
             "dashboard/refund.html", payment=payment, form=form, remaining=remaining, step="ask"
@@ -395,7 +398,7 @@ def refund(public_id: str):
     amount = None
     if form.validate_on_submit():
         try:
-            amount = parse_refund_amount(form.amount.data, payment.currency)
+            amount = parse_amount(form.amount.data, payment.currency)
         except ValueError as exc:
             form.amount.errors.append(str(exc))
         else:
@@ -469,8 +472,6 @@ def expire(public_id: str):
     if not form.validate_on_submit():
         code = 400 if request.method == "POST" else 200
         return render_template("dashboard/confirm_expire.html", payment=payment, form=form), code
-    from app.payments.service import expire_payment
-    from app.payments.status import StatusSource
 
     payment_id, merchant_id, reason = payment.id, payment.merchant_id, form.reason.data.strip()
     try:
@@ -494,7 +495,6 @@ def expire(public_id: str):
 
 def _conflict_or_404(payment, conflict_id: int):
     """One of this payment's conflicts (the payment is already in the user's scope)."""
-    from app.models import PaymentConflict
 
     conflict = db.session.get(PaymentConflict, conflict_id)
     if conflict is None or conflict.payment_id != payment.id:
@@ -530,7 +530,6 @@ def refund_conflict(public_id: str, conflict_id: int):
             action="refund",
             back=back,
         ), code
-    from app.conflicts.service import refund_conflict as refund_at_psp
 
     merchant_id = payment.merchant_id
     try:
@@ -573,7 +572,6 @@ def resolve_conflict(public_id: str, conflict_id: int):
             action="resolve",
             back=back,
         ), code
-    from app.conflicts.service import resolve_conflict as mark_resolved
 
     merchant_id, note = payment.merchant_id, form.note.data
     try:
@@ -604,7 +602,6 @@ def reconcile(public_id: str):
     if not form.validate_on_submit():
         code = 400 if request.method == "POST" else 200
         return render_template("dashboard/confirm_reconcile.html", payment=payment, form=form), code
-    from app.reconciliation.service import reconcile_payment
 
     payment_id, merchant_id = payment.id, payment.merchant_id
     try:
@@ -670,7 +667,6 @@ def resend_notification(notification_id: int):
             ),
             code,
         )
-    from app.notifications.delivery import resend
 
     msg_id, merchant_id = notification.public_id, notification.merchant_id
     try:
@@ -714,7 +710,6 @@ def recon_runs():
 @login_required
 def recon_run(run_id: int):
     """One run and the payments it looked at (a merchant sees only its own)."""
-    from app.models import ReconciliationRun
 
     run = db.session.get(ReconciliationRun, run_id)
     if run is None:
@@ -732,7 +727,6 @@ def recon_run_now():
     if not form.validate_on_submit():
         code = 400 if request.method == "POST" else 200
         return render_template("dashboard/confirm_recon_run.html", form=form), code
-    from app.reconciliation.service import run_reconciliation
 
     try:
         run = run_reconciliation(trigger="dashboard")
@@ -824,7 +818,7 @@ def api_keys():
     raw_key = None
     code = 200
     if form.validate_on_submit():
-        key, raw_key = services.create_api_key(merchant, form.name.data)
+        key, raw_key = keys.create_api_key(merchant, form.name.data)
         audit_action(
             "api_key_create",
             merchant_id=merchant.id,
@@ -840,7 +834,7 @@ def api_keys():
         render_template(
             "dashboard/api_keys.html",
             merchant=merchant,
-            keys=services.api_keys(merchant.id),
+            keys=keys.of_merchant(merchant.id),
             form=form,
             raw_key=raw_key,
             confirm=ConfirmForm(),
@@ -856,7 +850,7 @@ def revoke_api_key(key_id: int):
     merchant = settings_merchant()
     if merchant is None:
         abort(404, "No such API key.")
-    key = next((k for k in services.api_keys(merchant.id) if k.id == key_id), None)
+    key = next((k for k in keys.of_merchant(merchant.id) if k.id == key_id), None)
     if key is None:
         abort(404, "No such API key.")
     form = ConfirmForm()
@@ -865,7 +859,7 @@ def revoke_api_key(key_id: int):
         return render_template(
             "dashboard/confirm_revoke.html", key=key, merchant=merchant, form=form
         ), code
-    services.revoke_api_key(merchant.id, key_id)
+    keys.revoke_api_key(merchant.id, key_id)
     audit_action(
         "api_key_revoke",
         merchant_id=merchant.id,

@@ -8,10 +8,10 @@ from flask import Response, current_app, jsonify
 from sqlalchemy import text
 
 from app.blueprints.health import bp
-from app.extensions import csrf, db, limiter
+from app.extensions import csrf, db, get_redis, limiter
 from app.metrics import NOTIFICATIONS_DUE, QUEUE_DEPTH, render_latest
 from app.notifications.delivery import count_due
-from app.tasks import QUEUE_NAMES, get_queue, get_redis
+from app.tasks import QUEUE_NAMES, get_queue
 
 log = logging.getLogger(__name__)
 

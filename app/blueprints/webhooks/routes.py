@@ -14,7 +14,7 @@ from app.extensions import csrf, limiter
 from app.metrics import WEBHOOK_EVENTS
 from app.psp.base import WebhookPayloadError, WebhookVerificationError
 from app.psp.factory import get_provider
-from app.webhooks.processing import process_event
+from app.psp_events.intake import process_event
 
 log = logging.getLogger(__name__)
 

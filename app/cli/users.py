@@ -1,0 +1,38 @@
+"""`flask users …`: dashboard accounts for merchants and operators."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+
+from app.accounts.service import create_user
+from app.errors import PayBridgeError
+from app.extensions import db
+
+users_cli = AppGroup("users", help="Dashboard users.")
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--merchant-id", type=int, default=None, help="The merchant this user belongs to.")
+@click.option("--operator", is_flag=True, help="An operator sees every merchant.")
+@click.password_option(
+    "--password",
+    envvar="PAYBRIDGE_USER_PASSWORD",
+    help="Prompted for when not given (or set PAYBRIDGE_USER_PASSWORD).",
+)
+def create_user_command(email: str, merchant_id: int | None, operator: bool, password: str) -> None:
+    """Create a dashboard user (log in at /dashboard/login)."""
+    try:
+        user = create_user(email, password, merchant_id=merchant_id, operator=operator)
+        db.session.commit()
+    except PayBridgeError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    role = "operator" if user.is_operator else f"merchant {user.merchant_id}"
+    click.echo(f"Created dashboard user {user.email} ({role}), id {user.id}.")
+
+
+def register(app: Flask) -> None:
+    app.cli.add_command(users_cli)

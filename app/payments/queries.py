@@ -1,0 +1,78 @@
+"""Reading payments for a merchant: one by its public id, or a page of a filtered list."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from app.common import cursors
+from app.errors import PayBridgeError
+from app.extensions import db
+from app.models import Payment
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+
+
+def get_payment(merchant_id: int, public_id: str) -> Payment:
+    """One of the merchant's payments; someone else's is PAYMENT_NOT_FOUND like a missing one."""
+    payment = db.session.execute(
+        select(Payment)
+        .where(Payment.public_id == public_id)
+        .where(Payment.merchant_id == merchant_id)
+    ).scalar_one_or_none()
+    if payment is None:
+        raise PayBridgeError("PAYMENT_NOT_FOUND", param="id")
+    return payment
+
+
+@dataclass(frozen=True)
+class PaymentPage:
+    payments: list[Payment]
+    has_more: bool
+    next_cursor: str | None
+
+
+def _naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def list_payments(
+    merchant_id: int,
+    *,
+    status: str | None = None,
+    created_gte: datetime | None = None,
+    created_lte: datetime | None = None,
+    merchant_reference: str | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    starting_after: str | None = None,
+) -> PaymentPage:
+    """The merchant's payments, newest first, filtered, one page after the cursor."""
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    stmt = select(Payment).where(Payment.merchant_id == merchant_id)
+    if status:
+        stmt = stmt.where(Payment.status == status)
+    if created_gte:
+        stmt = stmt.where(Payment.created_at >= _naive_utc(created_gte))
+    if created_lte:
+        stmt = stmt.where(Payment.created_at <= _naive_utc(created_lte))
+    if merchant_reference:
+        stmt = stmt.where(Payment.merchant_reference == merchant_reference)
+    if starting_after:
+        try:
+            position = cursors.decode(starting_after)
+        except cursors.InvalidCursor:
+            raise PayBridgeError(
+                "VALIDATION_ERROR", "starting_after is not a valid cursor.", param="starting_after"
+            ) from None
+        stmt = stmt.where(cursors.older_than(Payment.created_at, Payment.id, position))
+    stmt = stmt.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit + 1)
+    rows = list(db.session.execute(stmt).scalars())
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = cursors.encode(rows[-1].created_at, rows[-1].id) if has_more and rows else None
+    return PaymentPage(rows, has_more, next_cursor)

@@ -1,0 +1,13 @@
+"""What the payment core announces; who reacts is connected in `app/wiring.py`.
+
+Both are sent inside the transaction that made the change, with the payment row locked, so a
+reaction's writes (a subscription row, an outbox notification) commit with it or not at all.
+"""
+
+from app.common.hooks import Hook
+
+# (payment, change): the payment moved to change.to_status; its history row is flushed.
+status_changed = Hook("payment.status_changed")
+
+# (payment): a subscription's first RECC payment learned its PSP subscription id.
+subscription_learned = Hook("payment.subscription_learned")

@@ -1,0 +1,353 @@
+"""Read-side queries for the dashboard pages, each scoped to one merchant (or all, for operators).
+
+`merchant_id=None` means "every merchant" and is only ever passed for operators: the views
+decide the scope from the logged-in user (app.blueprints.dashboard.scope), never from input a
+merchant user controls.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import selectinload
+
+from app.common.money import format_money
+from app.extensions import db
+from app.models import (
+    FINAL_STATUSES,
+    Merchant,
+    Notification,
+    Payment,
+    PaymentConflict,
+    PaymentStatus,
+    PspEvent,
+    ReconciliationRun,
+    Refund,
+    utcnow,
+)
+
+LIST_PAGE_SIZE = 50
+STUCK_AFTER = timedelta(hours=1)
+NON_FINAL = [s.value for s in PaymentStatus if s not in FINAL_STATUSES]
+
+
+def merchants() -> list[Merchant]:
+    return list(db.session.scalars(select(Merchant).order_by(Merchant.name, Merchant.id)))
+
+
+def get_merchant(merchant_id: int) -> Merchant | None:
+    return db.session.get(Merchant, merchant_id)
+
+
+# --- payment detail ---------------------------------------------------------------------------
+
+
+def payment_by_public_id(public_id: str, *, merchant_id: int | None) -> Payment | None:
+    """The payment if it exists inside the scope; another merchant's is simply not found."""
+    stmt = select(Payment).where(Payment.public_id == public_id)
+    if merchant_id is not None:
+        stmt = stmt.where(Payment.merchant_id == merchant_id)
+    return db.session.scalar(stmt)
+
+
+@dataclass
+class PaymentStory:
+    payment: Payment
+    history: list
+    events: list[PspEvent]
+    notifications: list[Notification]
+    conflicts: list[PaymentConflict]
+    refunds: list = field(default_factory=list)
+
+
+def payment_story(payment: Payment) -> PaymentStory:
+    """Everything the detail page shows about one payment, in time order."""
+    events = list(
+        db.session.scalars(
+            select(PspEvent)
+            .where(PspEvent.payment_id == payment.id)
+            .order_by(PspEvent.received_at, PspEvent.id)
+        )
+    )
+    notifications = list(
+        db.session.scalars(
+            select(Notification)
+            .where(Notification.payment_id == payment.id)
+            .options(selectinload(Notification.attempts))
+            .order_by(Notification.id)
+        )
+    )
+    conflicts = list(
+        db.session.scalars(
+            select(PaymentConflict)
+            .where(PaymentConflict.payment_id == payment.id)
+            .order_by(PaymentConflict.id)
+        )
+    )
+    return PaymentStory(
+        payment=payment,
+        history=list(payment.history),
+        events=events,
+        notifications=notifications,
+        conflicts=conflicts,
+        refunds=_refunds(payment),
+    )
+
+
+def _refunds(payment: Payment) -> list[Refund]:
+    return list(
+        db.session.scalars(
+            select(Refund).where(Refund.payment_id == payment.id).order_by(Refund.id)
+        )
+    )
+
+
+def notification_in_scope(notification_id: int, *, merchant_id: int | None) -> Notification | None:
+    stmt = select(Notification).where(Notification.id == notification_id)
+    if merchant_id is not None:
+        stmt = stmt.where(Notification.merchant_id == merchant_id)
+    return db.session.scalar(stmt)
+
+
+# --- overview ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DayStats:
+    day: date
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    amounts: dict[str, int] = field(default_factory=dict)  # successful amount per currency
+
+
+@dataclass
+class Overview:
+    days: list[DayStats]
+    currencies: list[str]
+    total: int
+    succeeded: int
+    failed: int
+    stuck_count: int
+    stuck: list[Payment]
+    failed_notifications_count: int
+    failed_notifications: list[Notification]
+    open_conflicts_count: int
+    open_conflicts: list[PaymentConflict]
+
+    @property
+    def success_rate(self) -> float | None:
+        decided = self.succeeded + self.failed
+        return None if decided == 0 else self.succeeded / decided
+
+
+def _as_date(value) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+def overview(*, merchant_id: int | None, days: int = 14, now: datetime | None = None) -> Overview:
+    """Per-day volumes and amounts (UTC days), success rate and what needs attention."""
+    now = now or utcnow()
+    first_day = now.date() - timedelta(days=days - 1)
+    start = datetime.combine(first_day, datetime.min.time())
+    day_col = func.date(Payment.created_at)
+    stmt = (
+        select(
+            day_col,
+            Payment.currency,
+            Payment.status,
+            func.count(Payment.id),
+            func.coalesce(func.sum(Payment.amount), 0),
+        )
+        .where(Payment.created_at >= start)
+        .group_by(day_col, Payment.currency, Payment.status)
+    )
+    if merchant_id is not None:
+        stmt = stmt.where(Payment.merchant_id == merchant_id)
+    by_day = {
+        first_day + timedelta(days=i): DayStats(first_day + timedelta(days=i)) for i in range(days)
+    }
+    currency_totals: dict[str, int] = defaultdict(int)
+    for raw_day, currency, status, count, amount in db.session.execute(stmt):
+        stats = by_day.get(_as_date(raw_day))
+        if stats is None:
+            continue
+        stats.total += count
+        if status == PaymentStatus.SUCCESS.value:
+            stats.succeeded += count
+            stats.amounts[currency] = stats.amounts.get(currency, 0) + int(amount)
+            currency_totals[currency] += int(amount)
+        elif status == PaymentStatus.FAILED.value:
+            stats.failed += count
+    ordered_days = [by_day[d] for d in sorted(by_day)]
+
+    stuck_q = select(Payment).where(
+        Payment.status.in_(NON_FINAL), Payment.updated_at < now - STUCK_AFTER
+    )
+    failed_q = select(Notification).where(Notification.status == Notification.STATUS_FAILED)
+    conflicts_q = select(PaymentConflict).where(PaymentConflict.resolved_at.is_(None))
+    if merchant_id is not None:
+        stuck_q = stuck_q.where(Payment.merchant_id == merchant_id)
+        failed_q = failed_q.where(Notification.merchant_id == merchant_id)
+        conflicts_q = conflicts_q.where(PaymentConflict.merchant_id == merchant_id)
+
+    return Overview(
+        days=ordered_days,
+        currencies=sorted(currency_totals, key=lambda c: -currency_totals[c]),
+        total=sum(d.total for d in ordered_days),
+        succeeded=sum(d.succeeded for d in ordered_days),
+        failed=sum(d.failed for d in ordered_days),
+        stuck_count=_count(stuck_q, Payment.id),
+        stuck=_oldest_stuck(merchant_id, now - STUCK_AFTER),
+        failed_notifications_count=_count(failed_q, Notification.id),
+        failed_notifications=list(
+            db.session.scalars(
+                failed_q.options(selectinload(Notification.payment))
+                .order_by(Notification.id.desc())
+                .limit(10)
+            )
+        ),
+        open_conflicts_count=_count(conflicts_q, PaymentConflict.id),
+        open_conflicts=list(
+            db.session.scalars(
+                conflicts_q.options(selectinload(PaymentConflict.payment))
+                .order_by(PaymentConflict.id.desc())
+                .limit(10)
+            )
+        ),
+    )
+
+
+def _oldest_stuck(merchant_id: int | None, cutoff: datetime, limit: int = 10) -> list[Payment]:
+    """The longest-stuck payments: one index-ordered LIMIT per status, merged here, instead of
+    one query that must sort every stuck payment of every status."""
+    found: list[Payment] = []
+    for status in NON_FINAL:
+        stmt = select(Payment).where(Payment.status == status, Payment.updated_at < cutoff)
+        if merchant_id is not None:
+            stmt = stmt.where(Payment.merchant_id == merchant_id)
+        found.extend(db.session.scalars(stmt.order_by(Payment.updated_at).limit(limit)))
+    return sorted(found, key=lambda p: p.updated_at)[:limit]
+
+
+# Attention counters stop counting here ("1000+"): the landing page stays fast even when
+# something has gone badly wrong and a whole day of payments is stuck.
+COUNT_CAP = 1000
+
+
+def _count(stmt, key) -> int:
+    """COUNT(*) of at most COUNT_CAP + 1 rows, reading only the index (`key` = primary key)."""
+    capped = stmt.with_only_columns(key).limit(COUNT_CAP + 1)
+    return db.session.scalar(select(func.count()).select_from(capped.subquery())) or 0
+
+
+# --- webhook events ---------------------------------------------------------------------------
+
+EVENT_OUTCOMES = [
+    PspEvent.OUTCOME_APPLIED,
+    PspEvent.OUTCOME_IGNORED,
+    PspEvent.OUTCOME_UNKNOWN_SESSION,
+    PspEvent.OUTCOME_MISMATCH,
+    PspEvent.OUTCOME_CONFLICT,
+    PspEvent.OUTCOME_UNHANDLED,
+]
+
+
+def events(
+    *,
+    merchant_id: int | None,
+    outcome: str | None = None,
+    event_type: str | None = None,
+    before_id: int | None = None,
+) -> list[PspEvent]:
+    """PSP events newest first. A merchant sees the events tied to its own payments only;
+    events that matched no payment are an operator's business."""
+    stmt = (
+        select(PspEvent)
+        .options(selectinload(PspEvent.payment))
+        .order_by(PspEvent.id.desc())
+        .limit(LIST_PAGE_SIZE + 1)
+    )
+    if merchant_id is not None:
+        stmt = stmt.join(Payment, Payment.id == PspEvent.payment_id).where(
+            Payment.merchant_id == merchant_id
+        )
+    if outcome:
+        stmt = stmt.where(PspEvent.outcome == outcome)
+    if event_type:
+        stmt = stmt.where(PspEvent.event_type == event_type)
+    if before_id:
+        stmt = stmt.where(PspEvent.id < before_id)
+    return list(db.session.scalars(stmt))
+
+
+def event_types() -> list[str]:
+    return list(
+        db.session.scalars(select(PspEvent.event_type).distinct().order_by(PspEvent.event_type))
+    )
+
+
+def event_in_scope(event_id: int, *, merchant_id: int | None) -> PspEvent | None:
+    stmt = select(PspEvent).where(PspEvent.id == event_id)
+    if merchant_id is not None:
+        stmt = stmt.join(Payment, Payment.id == PspEvent.payment_id).where(
+            Payment.merchant_id == merchant_id
+        )
+    return db.session.scalar(stmt)
+
+
+# --- reconciliation runs ----------------------------------------------------------------------
+
+
+def recon_runs(*, before_id: int | None = None) -> list[ReconciliationRun]:
+    stmt = select(ReconciliationRun).order_by(ReconciliationRun.id.desc()).limit(LIST_PAGE_SIZE + 1)
+    if before_id:
+        stmt = stmt.where(ReconciliationRun.id < before_id)
+    return list(db.session.scalars(stmt))
+
+
+def recon_details_for(run: ReconciliationRun, *, merchant_id: int | None) -> list[dict]:
+    """The run's per-payment lines; a merchant user only sees lines about its own payments."""
+    details = [d for d in (run.details or []) if isinstance(d, dict)]
+    if merchant_id is None:
+        return details
+    ids = {d.get("payment") for d in details if d.get("payment")}
+    if not ids:
+        return []
+    own = set(
+        db.session.scalars(
+            select(Payment.public_id).where(
+                Payment.public_id.in_(ids), Payment.merchant_id == merchant_id
+            )
+        )
+    )
+    return [d for d in details if d.get("payment") in own]
+
+
+def refund_timeline(refunds: list[Refund]) -> list[dict]:
+    """Every refund's request and outcome, oldest first, for the payment's timeline."""
+    entries = []
+    for r in refunds:
+        money = format_money(r.amount, r.currency)
+        entries.append(
+            {
+                "at": r.created_at,
+                "refund": r,
+                "status": "pending",
+                "text": f"Refund {r.public_id} of {money} requested ({r.source})",
+            }
+        )
+        if r.completed_at is not None:
+            text = f"Refund {r.public_id} of {money} {r.status}"
+            if r.failure_reason:
+                text += f": {r.failure_reason}"
+            entries.append({"at": r.completed_at, "refund": r, "status": r.status, "text": text})
+    entries.sort(key=lambda e: (e["at"], e["refund"].id))
+    return entries

@@ -1,0 +1,37 @@
+"""The dashboard's subscription lists: a page of them, and the one a payment belongs to."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import Subscription
+
+PAGE_SIZE = 50
+
+
+def payment_subscription(payment) -> Subscription | None:
+    """The subscription a RECC payment belongs to (as its first payment or a renewal)."""
+    return db.session.execute(
+        select(Subscription).where(
+            Subscription.first_payment_id == (payment.parent_payment_id or payment.id)
+        )
+    ).scalar_one_or_none()
+
+
+def list_subscriptions(
+    merchant_id: int | None, *, status: str | None, before: int | None
+) -> tuple[list[Subscription], int | None]:
+    """One page, newest first: (rows, the cursor of the next older page or None)."""
+    stmt = select(Subscription)
+    if merchant_id is not None:
+        stmt = stmt.where(Subscription.merchant_id == merchant_id)
+    if status:
+        stmt = stmt.where(Subscription.status == status)
+    if before:
+        stmt = stmt.where(Subscription.id < before)
+    rows = list(
+        db.session.execute(stmt.order_by(Subscription.id.desc()).limit(PAGE_SIZE + 1)).scalars()
+    )
+    older = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
+    return rows[:PAGE_SIZE], older

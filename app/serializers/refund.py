@@ -1,0 +1,24 @@
+"""The refund as client apps see it: in API answers, the payment's `refunds`, notifications."""
+
+from __future__ import annotations
+
+from app.models import Refund, iso
+
+
+def refund_to_dict(refund: Refund, *, payment_public_id: str | None = None) -> dict:
+    return {
+        "id": refund.public_id,
+        "object": "refund",
+        "payment_id": payment_public_id or refund.payment.public_id,
+        "amount": refund.amount,
+        "currency": refund.currency,
+        "status": refund.status,
+        "reason": refund.reason,
+        "failure_reason": refund.failure_reason,
+        "psp": refund.psp,
+        "psp_refund_id": refund.psp_refund_id,
+        "source": refund.source,
+        "created_at": iso(refund.created_at),
+        "updated_at": iso(refund.updated_at),
+        "completed_at": iso(refund.completed_at),
+    }

@@ -1,1 +1,0 @@
-"""What PayBridge does with what the PSP tells it: webhook events and retrieved sessions."""

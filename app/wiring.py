@@ -1,0 +1,48 @@
+"""How the domains hang together: every reaction to another domain's news, and every PSP event
+type's handler, in one place. `create_app` calls `register_hooks`; nothing registers itself on
+import.
+
+Order matters where two reactions meet one change: a subscription follows its first payment
+before the client is notified, so the notification names the subscription.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.notifications import outbox
+from app.payments import psp_facts
+from app.payments import signals as payment_signals
+from app.psp_events.intake import register_handlers
+from app.refunds import psp_events as refund_events
+from app.refunds import signals as refund_signals
+from app.subscriptions import psp_events as subscription_events
+from app.subscriptions import reactions as subscriptions
+
+
+def register_hooks(app: Flask) -> None:
+    # A first RECC payment learned its PSP subscription: its subscription row exists from now.
+    payment_signals.subscription_learned.connect(app, subscriptions.record_subscription)
+
+    # A payment changed status: its subscription follows, then its client is told.
+    payment_signals.status_changed.connect(app, subscriptions.follow_first_payment)
+    payment_signals.status_changed.connect(app, outbox.notify_payment)
+
+    # A refund succeeded or failed: its client is told.
+    refund_signals.finished.connect(app, outbox.notify_refund)
+
+    # What each PSP event type means, and who handles it (others are stored, unhandled).
+    register_handlers(
+        app,
+        {
+            **dict.fromkeys(psp_facts.CHECKOUT_EVENT_TYPES, psp_facts.handle_checkout_event),
+            **dict.fromkeys(refund_events.REFUND_EVENT_TYPES, refund_events.handle_refund_event),
+            **dict.fromkeys(
+                subscription_events.INVOICE_EVENT_TYPES, subscription_events.handle_invoice
+            ),
+            **dict.fromkeys(
+                subscription_events.SUBSCRIPTION_EVENT_TYPES,
+                subscription_events.handle_subscription,
+            ),
+        },
+    )
