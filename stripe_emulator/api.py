@@ -17,8 +17,10 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from . import API_VERSION, forms
-from .emulator import Ctx, Emulator
-from .errors import StripeErrorResponse, invalid, missing, not_found_route, unknown
+from .common import Ctx
+from .emulator import Emulator
+from .errors import StripeErrorResponse, invalid, missing, no_such, not_found_route, unknown
+from .hosted import handle
 from .validation import json_kind as kind
 from .validation import json_number as _number
 from .validation import json_string as _string
@@ -250,8 +252,6 @@ class EmulatorApp:
             elif path.startswith("/_emulator/"):
                 resp = self.control(request)
             elif path.startswith("/c/pay/"):
-                from .hosted import handle
-
                 resp = handle(self.emu, request)
             elif path in ("/", "/favicon.ico"):
                 resp = Response("Stripe emulator\n", mimetype="text/plain")
@@ -541,8 +541,6 @@ class EmulatorApp:
             with emu.lock:
                 evt = emu.store.get("event", args["eid"])
                 if evt is None:
-                    from .errors import no_such
-
                     raise no_such("event", args["eid"])
                 return {"data": emu.dispatcher.redeliver(evt)}
         if endpoint == "add_fault":

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from . import objects
+from .common import (
+    NO_REQUEST,
+    as_list,
+    blank_to_none,
+    check_params,
+    filter_created,
+    integer,
+    paginate,
+)
 from .errors import StripeErrorResponse, invalid, no_such, unknown
 from .store import public
+from .validation import REFUND_FAILURE_REASONS
 
 REFUND_PARAMS = {
     "amount", "charge", "currency", "customer", "expand", "instructions_email", "metadata",
@@ -14,10 +24,6 @@ REFUND_LIST_PARAMS = {
     "limit", "starting_after", "ending_before", "expand", "created", "charge", "payment_intent",
 }  # fmt: skip
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
-FAILURE_REASONS = (
-    "charge_for_pending_refund_disputed", "declined", "expired_or_canceled_card",
-    "insufficient_funds", "lost_or_stolen_card", "merchant_request", "unknown",
-)  # fmt: skip
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
 
 
@@ -28,8 +34,8 @@ def money(amount: int, currency: str) -> str:
 
 
 class RefundsMixin:
-    """Needs ``self.store``, ``self.lock``, ``self.clock``, ``self.config``, ``self.faults``,
-    ``self.emit`` and the list helpers of Emulator."""
+    """Needs ``self.store``, ``self.lock``, ``self.clock``, ``self.config``, ``self.faults``
+    and ``self.emit`` of Emulator."""
 
     # -- charges render their refunds ------------------------------------------------------
     def render_charge(self, rec: dict) -> dict:
@@ -40,9 +46,7 @@ class RefundsMixin:
 
     # -- create ------------------------------------------------------------------------------
     def create_refund(self, params: dict, ctx) -> dict:
-        from .emulator import _as_list, _blank_to_none, _int
-
-        params = _blank_to_none(params)
+        params = blank_to_none(params)
         for key in params:
             if key not in REFUND_PARAMS:
                 raise unknown(key)
@@ -58,8 +62,8 @@ class RefundsMixin:
         metadata = {k: v for k, v in metadata.items() if v != ""}
         amount = None
         if "amount" in params:
-            amount = _int(params["amount"], "amount", minimum=1)
-        expand = _as_list(params.get("expand"), "expand")
+            amount = integer(params["amount"], "amount", minimum=1)
+        expand = as_list(params.get("expand"), "expand")
         if not params.get("charge") and not params.get("payment_intent"):
             raise StripeErrorResponse(
                 400,
@@ -189,8 +193,6 @@ class RefundsMixin:
             return self.render_refund(self._refund(rid), expand or [])
 
     def update_refund(self, rid: str, params: dict) -> dict:
-        from .emulator import _as_list
-
         for key in params:
             if key not in ("metadata", "expand"):
                 raise unknown(key)
@@ -208,19 +210,17 @@ class RefundsMixin:
             elif metadata is not None:
                 raise invalid("metadata", "Invalid object: metadata must be a hash.")
             self.store.save("refund", rec)
-            return self.render_refund(rec, _as_list(params.get("expand"), "expand"))
+            return self.render_refund(rec, as_list(params.get("expand"), "expand"))
 
     def list_refunds(self, params: dict) -> dict:
-        from .emulator import _filter_created, _paginate
-
-        self._check_list_params(params, REFUND_LIST_PARAMS)
+        check_params(params, REFUND_LIST_PARAMS)
         with self.lock:
             self.process_due_refunds()
-            recs = _filter_created(self.store.newest_first("refund"), params.get("created"))
+            recs = filter_created(self.store.newest_first("refund"), params.get("created"))
             for key in ("charge", "payment_intent"):
                 if params.get(key):
                     recs = [r for r in recs if r[key] == params[key]]
-            page, has_more = _paginate(recs, params, "refund")
+            page, has_more = paginate(recs, params, "refund")
             data = [public(r) for r in page]
         return objects.list_object("/v1/refunds", data, has_more)
 
@@ -248,9 +248,10 @@ class RefundsMixin:
 
     def fail_refund(self, rid: str, failure_reason: str | None = None) -> dict:
         failure_reason = failure_reason or "expired_or_canceled_card"
-        if failure_reason not in FAILURE_REASONS:
+        if failure_reason not in REFUND_FAILURE_REASONS:
             raise invalid(
-                "failure_reason", f"failure_reason must be one of {', '.join(FAILURE_REASONS)}."
+                "failure_reason",
+                f"failure_reason must be one of {', '.join(REFUND_FAILURE_REASONS)}.",
             )
         with self.lock:
             rec = self._refund(rid)
@@ -264,8 +265,6 @@ class RefundsMixin:
             return public(rec)
 
     def _settle_refund(self, rec: dict, outcome: str, failure_reason: str | None = None) -> None:
-        from .emulator import NO_REQUEST
-
         previous = {"status": rec["status"]}
         rec["_plan"] = None
         rec["pending_reason"] = None

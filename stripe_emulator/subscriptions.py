@@ -8,6 +8,7 @@ import copy
 from datetime import UTC, datetime
 
 from . import objects
+from .common import NO_REQUEST, as_list, check_params, filter_created, paginate
 from .errors import StripeErrorResponse, invalid, no_such, unknown
 from .store import public
 
@@ -65,7 +66,7 @@ def _bool(value, param: str) -> bool:
 
 
 class SubscriptionsMixin:
-    """Needs Emulator's store, lock, clock, emit and list helpers."""
+    """Needs Emulator's store, lock, clock and emit."""
 
     # -- periods ---------------------------------------------------------------------------
     def _period(self, sub: dict, k: int) -> tuple[int, int]:
@@ -82,8 +83,6 @@ class SubscriptionsMixin:
     def _start_subscription(self, rec: dict, method: dict, outcome: str, email, name) -> None:
         """Create the subscription and its first invoice for ``rec``; ``outcome`` is the first
         payment's: succeeded (card), processing (delayed method) or none (zero total)."""
-        from .emulator import NO_REQUEST
-
         now = self.clock.now()
         items = rec["_items"]
         recurring = [i for i in items if i["price"]["recurring"]]
@@ -139,8 +138,6 @@ class SubscriptionsMixin:
     def _new_invoice(
         self, sub: dict, reason: str, period_start: int, period_end: int, specs: list
     ) -> dict:
-        from .emulator import NO_REQUEST
-
         now = self.clock.now()
         inv_id = objects.new_id("in_1")
         sub["_invoice_seq"] += 1
@@ -260,8 +257,6 @@ class SubscriptionsMixin:
 
     # -- the delayed first payment settles (called from Emulator._settle) --------------------
     def _subscription_payment_settled(self, pi: dict, succeeded: bool) -> None:
-        from .emulator import NO_REQUEST
-
         inv = self.store.get("invoice", pi.get("_invoice") or "")
         if inv is None:
             return
@@ -274,8 +269,6 @@ class SubscriptionsMixin:
 
     # -- renewals and ends -------------------------------------------------------------------
     def process_due_subscriptions(self) -> None:
-        from .emulator import NO_REQUEST
-
         with self.lock:
             now = self.clock.now()
             for sub in self.store.newest_first("subscription"):
@@ -362,18 +355,16 @@ class SubscriptionsMixin:
             return self.render_subscription(self._subscription(sid), expand)
 
     def list_subscriptions(self, params: dict) -> dict:
-        from .emulator import _as_list, _filter_created, _paginate
-
-        self._check_list_params(params, SUB_LIST_PARAMS)
+        check_params(params, SUB_LIST_PARAMS)
         status = params.get("status") or None
         if status is not None and status not in SUB_STATUSES:
             raise invalid(
                 "status", f"Invalid status: must be one of {', '.join(sorted(SUB_STATUSES))}"
             )
-        expand = [e.removeprefix("data.") for e in _as_list(params.get("expand"), "expand")]
+        expand = [e.removeprefix("data.") for e in as_list(params.get("expand"), "expand")]
         with self.lock:
             self.process_due_subscriptions()
-            recs = _filter_created(self.store.newest_first("subscription"), params.get("created"))
+            recs = filter_created(self.store.newest_first("subscription"), params.get("created"))
             if status is None:  # Stripe lists subscriptions that have not been canceled
                 recs = [r for r in recs if r["status"] not in ("canceled", "incomplete_expired")]
             elif status == "ended":
@@ -389,17 +380,15 @@ class SubscriptionsMixin:
                 ]  # fmt: skip
             if params.get("collection_method"):
                 recs = [r for r in recs if r["collection_method"] == params["collection_method"]]
-            page, has_more = _paginate(recs, params, "subscription")
+            page, has_more = paginate(recs, params, "subscription")
             data = [self.render_subscription(r, expand) for r in page]
         return objects.list_object("/v1/subscriptions", data, has_more)
 
     def update_subscription(self, sid: str, params: dict, ctx) -> dict:
-        from .emulator import _as_list
-
         for key in params:
             if key not in SUB_UPDATE_PARAMS:
                 raise unknown(key)
-        expand = _as_list(params.get("expand"), "expand")
+        expand = as_list(params.get("expand"), "expand")
         cape = None
         if params.get("cancel_at_period_end") not in (None, ""):
             cape = _bool(params["cancel_at_period_end"], "cancel_at_period_end")
@@ -465,8 +454,6 @@ class SubscriptionsMixin:
         return {k: (v or None) for k, v in raw.items()}
 
     def cancel_subscription(self, sid: str, params: dict, ctx) -> dict:
-        from .emulator import _as_list
-
         for key in params:
             if key not in SUB_CANCEL_PARAMS:
                 raise unknown(key)
@@ -485,7 +472,7 @@ class SubscriptionsMixin:
             sub["cancellation_details"]["reason"] = "cancellation_requested"
             sub["cancellation_details"].update(details)
             self._end(sub, now, ctx)
-            return self.render_subscription(sub, _as_list(params.get("expand"), "expand"))
+            return self.render_subscription(sub, as_list(params.get("expand"), "expand"))
 
     # -- invoices ----------------------------------------------------------------------------
     def render_invoice(self, inv: dict, expand: list) -> dict:
@@ -523,33 +510,29 @@ class SubscriptionsMixin:
             return self.render_invoice(self._invoice(iid), expand)
 
     def list_invoices(self, params: dict) -> dict:
-        from .emulator import _as_list, _filter_created, _paginate
-
-        self._check_list_params(params, INVOICE_LIST_PARAMS)
+        check_params(params, INVOICE_LIST_PARAMS)
         status = params.get("status") or None
         if status is not None and status not in ("draft", "open", "paid", "uncollectible", "void"):
             raise invalid(
                 "status",
                 "Invalid status: must be one of draft, open, paid, uncollectible, or void",
             )
-        expand = [e.removeprefix("data.") for e in _as_list(params.get("expand"), "expand")]
+        expand = [e.removeprefix("data.") for e in as_list(params.get("expand"), "expand")]
         with self.lock:
             self.process_due_subscriptions()
-            recs = _filter_created(self.store.newest_first("invoice"), params.get("created"))
+            recs = filter_created(self.store.newest_first("invoice"), params.get("created"))
             for key in ("customer", "subscription", "status", "collection_method"):
                 if params.get(key):
                     recs = [r for r in recs if r[key] == params[key]]
-            page, has_more = _paginate(recs, params, "invoice")
+            page, has_more = paginate(recs, params, "invoice")
             data = [self.render_invoice(r, expand) for r in page]
         return objects.list_object("/v1/invoices", data, has_more)
 
     def list_invoice_lines(self, iid: str, params: dict) -> dict:
-        from .emulator import _paginate
-
-        self._check_list_params(params, {"limit", "starting_after", "ending_before", "expand"})
+        check_params(params, {"limit", "starting_after", "ending_before", "expand"})
         with self.lock:
             inv = self._invoice(iid)
-            page, has_more = _paginate(list(inv["lines"]["data"]), params, "line_item")
+            page, has_more = paginate(list(inv["lines"]["data"]), params, "line_item")
             data = [copy.deepcopy(line) for line in page]
         return objects.list_object(f"/v1/invoices/{iid}/lines", data, has_more)
 
@@ -572,8 +555,6 @@ class SubscriptionsMixin:
     def renew_now(self, sid: str) -> dict:
         """Bill the next period at once (period start = the current period end), as the clock
         would when it reaches it; a subscription cancelling at period end ends instead."""
-        from .emulator import NO_REQUEST
-
         with self.lock:
             sub = self._subscription(sid)
             if sub["status"] not in ALIVE:
@@ -590,8 +571,6 @@ class SubscriptionsMixin:
 
     def pay_invoice(self, iid: str, outcome: str | None = None, decline_code: str | None = None):
         """Retry an open invoice's payment (what Stripe's automatic retries do)."""
-        from .emulator import NO_REQUEST
-
         outcome = outcome or "succeeded"
         if outcome not in ("succeeded", "failed"):
             raise invalid("outcome", "outcome must be succeeded or failed.")
