@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from . import validation
 from .errors import invalid, no_such, unknown
+from .store import Store
 
 
 @dataclass
@@ -26,6 +27,18 @@ class Ctx:
 
 
 NO_REQUEST = Ctx()
+
+# What every list accepts: a page (limit and cursors) and ``expand``; LIST_PARAMS adds ``created``.
+PAGE_PARAMS = {"limit", "starting_after", "ending_before", "expand"}
+LIST_PARAMS = PAGE_PARAMS | {"created"}
+
+
+def fetch(store: Store, kind: str, oid: str, param: str = "id") -> dict:
+    """The stored ``kind`` record ``oid``, else Stripe's 404 ``resource_missing`` on ``param``."""
+    rec = store.get(kind, oid)
+    if rec is None:
+        raise no_such(kind, oid, param=param)
+    return rec
 
 
 # -- parameters --------------------------------------------------------------------------
@@ -63,7 +76,35 @@ def check_params(params: dict, allowed: set[str]) -> None:
             raise unknown(key)
 
 
+def new_metadata(value) -> dict:
+    """A new object's ``metadata`` parameter: a hash, its empty values left out."""
+    metadata = value or {}
+    if not isinstance(metadata, dict):
+        raise invalid("metadata", "Invalid object: metadata must be a hash.")
+    return {k: v for k, v in metadata.items() if v != ""}
+
+
+def update_metadata(rec: dict, value) -> None:
+    """Apply an update's ``metadata`` to ``rec`` as Stripe does: an empty string clears it all,
+    a key with an empty value is removed, any other key is set; None leaves it alone."""
+    if value == "":
+        rec["metadata"] = {}
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if v == "":
+                rec["metadata"].pop(k, None)
+            else:
+                rec["metadata"][k] = v
+    elif value is not None:
+        raise invalid("metadata", "Invalid object: metadata must be a hash.")
+
+
 # -- lists -------------------------------------------------------------------------------
+def list_expand(params: dict) -> list[str]:
+    """A list's ``expand[]``: paths into each listed object, written ``data.<path>``."""
+    return [e.removeprefix("data.") for e in as_list(params.get("expand"), "expand")]
+
+
 def created_test(created) -> Callable[[dict], bool] | None:
     """``created`` (an integer or a gt/gte/lt/lte hash) as a test of a record, checked now."""
     if created in (None, ""):

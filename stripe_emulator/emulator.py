@@ -11,15 +11,21 @@ from dataclasses import dataclass, field
 from . import cards, objects, validation
 from .clock import Clock
 from .common import (
+    LIST_PARAMS,
     NO_REQUEST,
+    PAGE_PARAMS,
     Ctx,
     all_of,
     as_list,
     blank_to_none,
     check_params,
     created_test,
+    fetch,
     integer,
+    list_expand,
+    new_metadata,
     paginate,
+    update_metadata,
 )
 from .errors import StripeErrorResponse, invalid, missing, no_such, unknown
 from .faults import Faults
@@ -58,7 +64,6 @@ PRICE_DATA_PARAMS = {
 }  # fmt: skip
 PRODUCT_DATA_PARAMS = {"description", "images", "metadata", "name", "tax_code", "unit_label"}
 RECURRING_PARAMS = {"interval", "interval_count"}
-LIST_PARAMS = {"limit", "starting_after", "ending_before", "expand", "created"}
 SESSION_LIST_PARAMS = LIST_PARAMS | {
     "status", "payment_intent", "payment_link", "subscription", "customer",
     "customer_account", "customer_details",
@@ -165,9 +170,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                     "parameter_unknown",
                 )
             params["allowed_payment_method_types"] = params.pop("payment_method_types")
-        for key in params:
-            if key not in CREATE_PARAMS:
-                raise unknown(key)
+        check_params(params, CREATE_PARAMS)
         mode = params.get("mode")
         if mode is None:
             raise missing("mode")
@@ -187,10 +190,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                                 ("subscription_data", "subscription")):  # fmt: skip
             if key in params and mode != allowed_in:
                 raise invalid(key, f"You can not pass `{key}` in `{mode}` mode.")
-        metadata = params.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            raise invalid("metadata", "Invalid object: metadata must be a hash.")
-        params["metadata"] = {k: v for k, v in metadata.items() if v != ""}
+        params["metadata"] = new_metadata(params.get("metadata"))
         now = self.clock.now()
         expires_at = now + MAX_EXPIRY
         if "expires_at" in params:
@@ -401,7 +401,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         check_params(params, SESSION_LIST_PARAMS)
         if params.get("status"):
             validation.enum(params["status"], "status", SESSION_STATUSES)
-        expand = [e.removeprefix("data.") for e in as_list(params.get("expand"), "expand")]
+        expand = list_expand(params)
         equal = {
             key: params[key]
             for key in ("status", "payment_intent", "payment_link", "subscription", "customer")
@@ -421,7 +421,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         return objects.list_object("/v1/checkout/sessions", data, has_more)
 
     def list_line_items(self, sid: str, params: dict) -> dict:
-        check_params(params, {"limit", "starting_after", "ending_before", "expand"})
+        check_params(params, PAGE_PARAMS)
         with self.lock:
             rec = self._session(sid)
             # Line items keep the order they were given in, unlike other lists.
@@ -443,22 +443,10 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
 
     def update_session(self, sid: str, params: dict) -> dict:
         """Stripe lets an integration update a session's metadata."""
-        for key in params:
-            if key not in ("metadata", "expand"):
-                raise unknown(key)
+        check_params(params, {"metadata", "expand"})
         with self.lock:
             rec = self._session(sid)
-            metadata = params.get("metadata")
-            if metadata == "":
-                rec["metadata"] = {}
-            elif isinstance(metadata, dict):
-                for k, v in metadata.items():
-                    if v == "":
-                        rec["metadata"].pop(k, None)
-                    else:
-                        rec["metadata"][k] = v
-            elif metadata is not None:
-                raise invalid("metadata", "Invalid object: metadata must be a hash.")
+            update_metadata(rec, params.get("metadata"))
             self.store.save("session", rec)
             return self.render_session(rec, as_list(params.get("expand"), "expand"))
 
@@ -525,17 +513,21 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                     if three_d_secure == "deny":
                         return self._declined(rec, cards.AUTH_FAILED)
                     if three_d_secure != "approve":
-                        return {
-                            "session": self.render_session(rec, []),
-                            "declined": False,
-                            "decline_code": None,
-                            "requires_action": True,
-                        }
+                        return self._not_declined(rec, requires_action=True)
                 method = {"type": "card", "number": cards.normalize(card)}
                 return self._complete(rec, method, email, name)
             if rec["payment_status"] == "no_payment_required":
                 return self._complete(rec, {"type": "card"}, email, name)
             raise missing("card")
+
+    def _not_declined(self, rec: dict, *, requires_action: bool = False) -> dict:
+        """pay()'s answer when the payment went through, or waits for 3D Secure."""
+        return {
+            "session": self.render_session(rec, []),
+            "declined": False,
+            "decline_code": None,
+            "requires_action": requires_action,
+        }
 
     def _declined(self, rec: dict, decline: cards.Decline) -> dict:
         return {
@@ -598,12 +590,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
             self.store.save("session", rec)
             self.emit("payment_intent.succeeded", public(pi), NO_REQUEST)
         self.emit("checkout.session.completed", public(rec), NO_REQUEST)
-        return {
-            "session": self.render_session(rec, []),
-            "declined": False,
-            "decline_code": None,
-            "requires_action": False,
-        }
+        return self._not_declined(rec)
 
     def _complete_delayed(self, rec: dict, method: dict, email, name, settle_outcome) -> dict:
         if settle_outcome not in ("succeeded", "failed"):
@@ -622,12 +609,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         rec["_settlement"] = {"outcome": settle_outcome, "due": due}
         self.store.save("session", rec)
         self.emit("checkout.session.completed", public(rec), NO_REQUEST)
-        return {
-            "session": self.render_session(rec, []),
-            "declined": False,
-            "decline_code": None,
-            "requires_action": False,
-        }
+        return self._not_declined(rec)
 
     def settle(self, sid: str, outcome: str | None = None) -> dict:
         with self.lock:
@@ -709,9 +691,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
     # -- payment intents ------------------------------------------------------------------
     def get_payment_intent(self, pid: str, expand: list | None = None) -> dict:
         with self.lock:
-            rec = self.store.get("payment_intent", pid)
-            if rec is None:
-                raise no_such("payment_intent", pid, param="intent")
+            rec = fetch(self.store, "payment_intent", pid, param="intent")
             return self.render_payment_intent(rec, expand or [])
 
     def render_payment_intent(self, rec: dict, expand: list) -> dict:
@@ -726,10 +706,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
 
     def get_charge(self, cid: str) -> dict:
         with self.lock:
-            rec = self.store.get("charge", cid)
-            if rec is None:
-                raise no_such("charge", cid, param="id")
-            return self.render_charge(rec)
+            return self.render_charge(fetch(self.store, "charge", cid))
 
     def list_charges(self, params: dict) -> dict:
         check_params(params, LIST_PARAMS | {"payment_intent", "customer"})
@@ -768,10 +745,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
 
     def get_event(self, eid: str) -> dict:
         with self.lock:
-            rec = self.store.get("event", eid)
-            if rec is None:
-                raise no_such("event", eid, param="id")
-            return self.render_event(rec)
+            return self.render_event(fetch(self.store, "event", eid))
 
     def list_events(self, params: dict) -> dict:
         check_params(params, EVENT_LIST_PARAMS)
@@ -798,11 +772,8 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
     # -- webhook endpoints ----------------------------------------------------------------
     def create_webhook_endpoint(self, params: dict) -> dict:
         params = blank_to_none(params)
-        allowed = {"url", "enabled_events", "description", "metadata", "api_version",
-                   "connect", "expand", "secret"}  # fmt: skip
-        for key in params:
-            if key not in allowed:
-                raise unknown(key)
+        check_params(params, {"url", "enabled_events", "description", "metadata",
+                              "api_version", "connect", "expand", "secret"})  # fmt: skip
         if not params.get("url"):
             raise missing("url")
         validation.url(params["url"], "url")
@@ -824,10 +795,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         return public(rec)  # only creation reveals the secret, as on Stripe
 
     def _endpoint(self, wid: str) -> dict:
-        rec = self.store.get("webhook_endpoint", wid)
-        if rec is None:
-            raise no_such("webhook_endpoint", wid, param="id")
-        return rec
+        return fetch(self.store, "webhook_endpoint", wid)
 
     def render_endpoint(self, rec: dict) -> dict:
         obj = public(rec)
@@ -841,10 +809,8 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
     def update_webhook_endpoint(self, wid: str, params: dict) -> dict:
         with self.lock:
             rec = self._endpoint(wid)
-            for key in params:
-                if key not in {"url", "enabled_events", "description", "metadata", "disabled",
-                               "expand"}:  # fmt: skip
-                    raise unknown(key)
+            check_params(params, {"url", "enabled_events", "description", "metadata",
+                                  "disabled", "expand"})  # fmt: skip
             if params.get("url"):
                 rec["url"] = validation.url(params["url"], "url")
             if "enabled_events" in params:
@@ -865,7 +831,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         return {"id": wid, "object": "webhook_endpoint", "deleted": True}
 
     def list_webhook_endpoints(self, params: dict) -> dict:
-        check_params(params, {"limit", "starting_after", "ending_before", "expand"})
+        check_params(params, PAGE_PARAMS)
         with self.lock:
             page, has_more = paginate(
                 self.store.newest_first("webhook_endpoint"), params, "webhook_endpoint"

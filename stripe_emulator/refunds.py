@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from . import objects
 from .common import (
+    LIST_PARAMS,
     NO_REQUEST,
     as_list,
     blank_to_none,
     check_params,
+    fetch,
     filter_created,
     integer,
+    new_metadata,
     paginate,
+    update_metadata,
 )
-from .errors import StripeErrorResponse, invalid, no_such, unknown
+from .errors import StripeErrorResponse, invalid
 from .store import public
 from .validation import REFUND_FAILURE_REASONS
 
@@ -20,9 +24,7 @@ REFUND_PARAMS = {
     "amount", "charge", "currency", "customer", "expand", "instructions_email", "metadata",
     "origin", "payment_intent", "reason", "refund_application_fee", "reverse_transfer",
 }  # fmt: skip
-REFUND_LIST_PARAMS = {
-    "limit", "starting_after", "ending_before", "expand", "created", "charge", "payment_intent",
-}  # fmt: skip
+REFUND_LIST_PARAMS = LIST_PARAMS | {"charge", "payment_intent"}
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
 
@@ -47,19 +49,14 @@ class RefundsMixin:
     # -- create ------------------------------------------------------------------------------
     def create_refund(self, params: dict, ctx) -> dict:
         params = blank_to_none(params)
-        for key in params:
-            if key not in REFUND_PARAMS:
-                raise unknown(key)
+        check_params(params, REFUND_PARAMS)
         reason = params.get("reason")
         if reason is not None and reason not in REASONS:
             raise invalid(
                 "reason",
                 "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer",
             )
-        metadata = params.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            raise invalid("metadata", "Invalid object: metadata must be a hash.")
-        metadata = {k: v for k, v in metadata.items() if v != ""}
+        metadata = new_metadata(params.get("metadata"))
         amount = None
         if "amount" in params:
             amount = integer(params["amount"], "amount", minimum=1)
@@ -136,13 +133,9 @@ class RefundsMixin:
     def _refundable_charge(self, charge_id: str | None, pi_id: str | None) -> dict:
         charge = None
         if charge_id:
-            charge = self.store.get("charge", charge_id)
-            if charge is None:
-                raise no_such("charge", charge_id, param="charge")
+            charge = fetch(self.store, "charge", charge_id, param="charge")
         if pi_id:
-            pi = self.store.get("payment_intent", pi_id)
-            if pi is None:
-                raise no_such("payment_intent", pi_id, param="payment_intent")
+            pi = fetch(self.store, "payment_intent", pi_id, param="payment_intent")
             if pi["status"] != "succeeded":
                 raise StripeErrorResponse(
                     400,
@@ -182,10 +175,7 @@ class RefundsMixin:
         return obj
 
     def _refund(self, rid: str) -> dict:
-        rec = self.store.get("refund", rid)
-        if rec is None:
-            raise no_such("refund", rid, param="id")
-        return rec
+        return fetch(self.store, "refund", rid)
 
     def get_refund(self, rid: str, expand: list | None = None) -> dict:
         with self.lock:
@@ -193,22 +183,10 @@ class RefundsMixin:
             return self.render_refund(self._refund(rid), expand or [])
 
     def update_refund(self, rid: str, params: dict) -> dict:
-        for key in params:
-            if key not in ("metadata", "expand"):
-                raise unknown(key)
+        check_params(params, {"metadata", "expand"})
         with self.lock:
             rec = self._refund(rid)
-            metadata = params.get("metadata")
-            if metadata == "":
-                rec["metadata"] = {}
-            elif isinstance(metadata, dict):
-                for k, v in metadata.items():
-                    if v == "":
-                        rec["metadata"].pop(k, None)
-                    else:
-                        rec["metadata"][k] = v
-            elif metadata is not None:
-                raise invalid("metadata", "Invalid object: metadata must be a hash.")
+            update_metadata(rec, params.get("metadata"))
             self.store.save("refund", rec)
             return self.render_refund(rec, as_list(params.get("expand"), "expand"))
 

@@ -8,22 +8,27 @@ import copy
 from datetime import UTC, datetime
 
 from . import objects
-from .common import NO_REQUEST, as_list, check_params, filter_created, paginate
-from .errors import StripeErrorResponse, invalid, no_such, unknown
+from .common import (
+    LIST_PARAMS,
+    NO_REQUEST,
+    PAGE_PARAMS,
+    as_list,
+    check_params,
+    fetch,
+    filter_created,
+    list_expand,
+    paginate,
+    update_metadata,
+)
+from .errors import StripeErrorResponse, invalid, unknown
 from .store import public
 
-SUB_LIST_PARAMS = {
-    "limit", "starting_after", "ending_before", "expand", "created", "customer", "status",
-    "price", "collection_method",
-}  # fmt: skip
+SUB_LIST_PARAMS = LIST_PARAMS | {"customer", "status", "price", "collection_method"}
 SUB_STATUSES = {
     "active", "all", "canceled", "ended", "incomplete", "incomplete_expired", "past_due",
     "paused", "trialing", "unpaid",
 }  # fmt: skip
-INVOICE_LIST_PARAMS = {
-    "limit", "starting_after", "ending_before", "expand", "created", "customer", "subscription",
-    "status", "collection_method",
-}  # fmt: skip
+INVOICE_LIST_PARAMS = LIST_PARAMS | {"customer", "subscription", "status", "collection_method"}
 SUB_UPDATE_PARAMS = {
     "cancel_at_period_end", "cancellation_details", "description", "expand", "metadata",
     "proration_behavior",
@@ -328,10 +333,7 @@ class SubscriptionsMixin:
 
     # -- API -------------------------------------------------------------------------------
     def _subscription(self, sid: str) -> dict:
-        rec = self.store.get("subscription", sid)
-        if rec is None:
-            raise no_such("subscription", sid, param="id")
-        return rec
+        return fetch(self.store, "subscription", sid)
 
     def render_subscription(self, sub: dict, expand: list) -> dict:
         obj = public(sub)
@@ -361,7 +363,7 @@ class SubscriptionsMixin:
             raise invalid(
                 "status", f"Invalid status: must be one of {', '.join(sorted(SUB_STATUSES))}"
             )
-        expand = [e.removeprefix("data.") for e in as_list(params.get("expand"), "expand")]
+        expand = list_expand(params)
         with self.lock:
             self.process_due_subscriptions()
             recs = filter_created(self.store.newest_first("subscription"), params.get("created"))
@@ -385,9 +387,7 @@ class SubscriptionsMixin:
         return objects.list_object("/v1/subscriptions", data, has_more)
 
     def update_subscription(self, sid: str, params: dict, ctx) -> dict:
-        for key in params:
-            if key not in SUB_UPDATE_PARAMS:
-                raise unknown(key)
+        check_params(params, SUB_UPDATE_PARAMS)
         expand = as_list(params.get("expand"), "expand")
         cape = None
         if params.get("cancel_at_period_end") not in (None, ""):
@@ -421,17 +421,7 @@ class SubscriptionsMixin:
                 sub["cancellation_details"] = {"comment": None, "feedback": None, "reason": None}
             if details:
                 sub["cancellation_details"].update(details)
-            metadata = params.get("metadata")
-            if metadata == "":
-                sub["metadata"] = {}
-            elif isinstance(metadata, dict):
-                for k, v in metadata.items():
-                    if v == "":
-                        sub["metadata"].pop(k, None)
-                    else:
-                        sub["metadata"][k] = v
-            elif metadata is not None:
-                raise invalid("metadata", "Invalid object: metadata must be a hash.")
+            update_metadata(sub, params.get("metadata"))
             if "description" in params:
                 sub["description"] = params["description"] or None
             self._sub_changed(sub, previous, None, ctx)
@@ -454,9 +444,7 @@ class SubscriptionsMixin:
         return {k: (v or None) for k, v in raw.items()}
 
     def cancel_subscription(self, sid: str, params: dict, ctx) -> dict:
-        for key in params:
-            if key not in SUB_CANCEL_PARAMS:
-                raise unknown(key)
+        check_params(params, SUB_CANCEL_PARAMS)
         details = self._cancellation_details(params.get("cancellation_details"))
         with self.lock:
             self.process_due_subscriptions()
@@ -499,10 +487,7 @@ class SubscriptionsMixin:
         return obj
 
     def _invoice(self, iid: str) -> dict:
-        rec = self.store.get("invoice", iid)
-        if rec is None:
-            raise no_such("invoice", iid, param="invoice")
-        return rec
+        return fetch(self.store, "invoice", iid, param="invoice")
 
     def get_invoice(self, iid: str, expand: list) -> dict:
         with self.lock:
@@ -517,7 +502,7 @@ class SubscriptionsMixin:
                 "status",
                 "Invalid status: must be one of draft, open, paid, uncollectible, or void",
             )
-        expand = [e.removeprefix("data.") for e in as_list(params.get("expand"), "expand")]
+        expand = list_expand(params)
         with self.lock:
             self.process_due_subscriptions()
             recs = filter_created(self.store.newest_first("invoice"), params.get("created"))
@@ -529,7 +514,7 @@ class SubscriptionsMixin:
         return objects.list_object("/v1/invoices", data, has_more)
 
     def list_invoice_lines(self, iid: str, params: dict) -> dict:
-        check_params(params, {"limit", "starting_after", "ending_before", "expand"})
+        check_params(params, PAGE_PARAMS)
         with self.lock:
             inv = self._invoice(iid)
             page, has_more = paginate(list(inv["lines"]["data"]), params, "line_item")
