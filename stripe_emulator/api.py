@@ -17,8 +17,10 @@ from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from . import API_VERSION, forms
-from .emulator import Ctx, Emulator
-from .errors import StripeErrorResponse, invalid, missing, not_found_route, unknown
+from .common import Ctx, check_params
+from .emulator import Emulator
+from .errors import StripeErrorResponse, invalid, missing, no_such, not_found_route
+from .hosted import handle
 from .validation import json_kind as kind
 from .validation import json_number as _number
 from .validation import json_string as _string
@@ -89,6 +91,41 @@ CONTROL_RULES = Map(
         Rule("/_emulator/health", methods=["GET"], endpoint="health"),
     ]
 )
+
+# How _run calls the Emulator for the /v1 routes of the two common shapes (the others are
+# written out in _run). Routes whose method takes the decoded params as they are, and checks
+# them: endpoint -> (method, the URL argument passed before the params or None, whether the
+# request's Ctx follows the params).
+PARAMS_ROUTES = {
+    "create_session": (Emulator.create_session, None, True),
+    "list_sessions": (Emulator.list_sessions, None, False),
+    "update_session": (Emulator.update_session, "sid", False),
+    "line_items": (Emulator.list_line_items, "sid", False),
+    "list_charges": (Emulator.list_charges, None, False),
+    "create_refund": (Emulator.create_refund, None, True),
+    "list_refunds": (Emulator.list_refunds, None, False),
+    "update_refund": (Emulator.update_refund, "rid", False),
+    "list_subscriptions": (Emulator.list_subscriptions, None, False),
+    "update_subscription": (Emulator.update_subscription, "sid", True),
+    "cancel_subscription": (Emulator.cancel_subscription, "sid", True),
+    "list_invoices": (Emulator.list_invoices, None, False),
+    "invoice_lines": (Emulator.list_invoice_lines, "iid", False),
+    "list_events": (Emulator.list_events, None, False),
+    "create_endpoint": (Emulator.create_webhook_endpoint, None, False),
+    "list_endpoints": (Emulator.list_webhook_endpoints, None, False),
+    "update_endpoint": (Emulator.update_webhook_endpoint, "wid", False),
+}
+# Retrievals, which accept no parameter but expand[]: endpoint -> (method, the URL argument,
+# whether the method takes the expand list; the others accept it and leave it unused).
+RETRIEVE_ROUTES = {
+    "get_session": (Emulator.get_session, "sid", True),
+    "get_charge": (Emulator.get_charge, "cid", False),
+    "get_refund": (Emulator.get_refund, "rid", True),
+    "get_subscription": (Emulator.get_subscription, "sid", True),
+    "get_invoice": (Emulator.get_invoice, "iid", True),
+    "get_event": (Emulator.get_event, "eid", False),
+    "get_endpoint": (Emulator.get_webhook_endpoint, "wid", False),
+}
 
 NO_KEY = (
     "You did not provide an API key. You need to provide your API key in the Authorization "
@@ -250,8 +287,6 @@ class EmulatorApp:
             elif path.startswith("/_emulator/"):
                 resp = self.control(request)
             elif path.startswith("/c/pay/"):
-                from .hosted import handle
-
                 resp = handle(self.emu, request)
             elif path in ("/", "/favicon.ico"):
                 resp = Response("Stripe emulator\n", mimetype="text/plain")
@@ -380,75 +415,21 @@ class EmulatorApp:
         if isinstance(expand, str):
             expand = [expand]
 
-        def only_expand():
-            for k in params:
-                if k != "expand":
-                    raise unknown(k)
-
-        if endpoint == "create_session":
-            return 200, emu.create_session(params, ctx)
-        if endpoint == "list_sessions":
-            return 200, emu.list_sessions(params)
-        if endpoint == "get_session":
-            only_expand()
-            return 200, emu.get_session(args["sid"], expand)
-        if endpoint == "update_session":
-            return 200, emu.update_session(args["sid"], params)
+        if endpoint in PARAMS_ROUTES:
+            method, arg, with_ctx = PARAMS_ROUTES[endpoint]
+            before = [args[arg]] if arg else []
+            return 200, method(emu, *before, params, *([ctx] if with_ctx else []))
+        if endpoint in RETRIEVE_ROUTES:
+            method, arg, with_expand = RETRIEVE_ROUTES[endpoint]
+            check_params(params, {"expand"})
+            return 200, method(emu, args[arg], expand) if with_expand else method(emu, args[arg])
         if endpoint == "expire_session":
-            only_expand()
+            check_params(params, {"expand"})
             obj = emu.expire_session(args["sid"], ctx)
             return 200, emu.get_session(obj["id"], expand) if expand else obj
-        if endpoint == "line_items":
-            return 200, emu.list_line_items(args["sid"], params)
         if endpoint == "get_payment_intent":
-            for k in params:
-                if k not in ("expand", "client_secret"):
-                    raise unknown(k)
+            check_params(params, {"expand", "client_secret"})
             return 200, emu.get_payment_intent(args["pid"], expand)
-        if endpoint == "get_charge":
-            only_expand()
-            return 200, emu.get_charge(args["cid"])
-        if endpoint == "list_charges":
-            return 200, emu.list_charges(params)
-        if endpoint == "create_refund":
-            return 200, emu.create_refund(params, ctx)
-        if endpoint == "list_refunds":
-            return 200, emu.list_refunds(params)
-        if endpoint == "get_refund":
-            only_expand()
-            return 200, emu.get_refund(args["rid"], expand)
-        if endpoint == "update_refund":
-            return 200, emu.update_refund(args["rid"], params)
-        if endpoint == "list_subscriptions":
-            return 200, emu.list_subscriptions(params)
-        if endpoint == "get_subscription":
-            only_expand()
-            return 200, emu.get_subscription(args["sid"], expand)
-        if endpoint == "update_subscription":
-            return 200, emu.update_subscription(args["sid"], params, ctx)
-        if endpoint == "cancel_subscription":
-            return 200, emu.cancel_subscription(args["sid"], params, ctx)
-        if endpoint == "list_invoices":
-            return 200, emu.list_invoices(params)
-        if endpoint == "get_invoice":
-            only_expand()
-            return 200, emu.get_invoice(args["iid"], expand)
-        if endpoint == "invoice_lines":
-            return 200, emu.list_invoice_lines(args["iid"], params)
-        if endpoint == "list_events":
-            return 200, emu.list_events(params)
-        if endpoint == "get_event":
-            only_expand()
-            return 200, emu.get_event(args["eid"])
-        if endpoint == "create_endpoint":
-            return 200, emu.create_webhook_endpoint(params)
-        if endpoint == "list_endpoints":
-            return 200, emu.list_webhook_endpoints(params)
-        if endpoint == "get_endpoint":
-            only_expand()
-            return 200, emu.get_webhook_endpoint(args["wid"])
-        if endpoint == "update_endpoint":
-            return 200, emu.update_webhook_endpoint(args["wid"], params)
         if endpoint == "delete_endpoint":
             return 200, emu.delete_webhook_endpoint(args["wid"])
         raise AssertionError(endpoint)
@@ -541,8 +522,6 @@ class EmulatorApp:
             with emu.lock:
                 evt = emu.store.get("event", args["eid"])
                 if evt is None:
-                    from .errors import no_such
-
                     raise no_such("event", args["eid"])
                 return {"data": emu.dispatcher.redeliver(evt)}
         if endpoint == "add_fault":

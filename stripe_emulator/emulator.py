@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import operator
 import secrets
 import threading
 from collections.abc import Callable
@@ -11,10 +10,29 @@ from dataclasses import dataclass, field
 
 from . import cards, objects, validation
 from .clock import Clock
+from .common import (
+    LIST_PARAMS,
+    NO_REQUEST,
+    PAGE_PARAMS,
+    Ctx,
+    all_of,
+    as_list,
+    blank_to_none,
+    check_params,
+    created_test,
+    fetch,
+    integer,
+    list_expand,
+    new_metadata,
+    paginate,
+    update_metadata,
+)
 from .errors import StripeErrorResponse, invalid, missing, no_such, unknown
+from .faults import Faults
 from .refunds import RefundsMixin
 from .store import Store, public
 from .subscriptions import SubscriptionsMixin
+from .webhooks import Dispatcher
 
 log = logging.getLogger("stripe_emulator")
 
@@ -46,7 +64,6 @@ PRICE_DATA_PARAMS = {
 }  # fmt: skip
 PRODUCT_DATA_PARAMS = {"description", "images", "metadata", "name", "tax_code", "unit_label"}
 RECURRING_PARAMS = {"interval", "interval_count"}
-LIST_PARAMS = {"limit", "starting_after", "ending_before", "expand", "created"}
 SESSION_LIST_PARAMS = LIST_PARAMS | {
     "status", "payment_intent", "payment_link", "subscription", "customer",
     "customer_account", "customer_details",
@@ -55,19 +72,6 @@ EVENT_LIST_PARAMS = LIST_PARAMS | {"type", "types", "delivery_success"}
 SESSION_STATUSES = ("open", "complete", "expired")
 EXPANDABLE = {"payment_intent", "payment_intent.latest_charge", "line_items", "subscription",
               "customer", "invoice"}  # fmt: skip
-
-
-@dataclass
-class Ctx:
-    """Who caused a change: an API request (id + idempotency key) or nobody (customer/timer)."""
-
-    request_id: str | None = None
-    idempotency_key: str | None = None
-    stripe_version: str | None = None
-    hang: float = 0.0
-
-
-NO_REQUEST = Ctx()
 
 
 @dataclass
@@ -86,39 +90,12 @@ class Config:
     refund_delay: float = 0.0
 
 
-def _int(value, param: str, *, minimum: int | None = None) -> int:
-    try:
-        n = int(value)
-    except (TypeError, ValueError):
-        n = None
-    if n is None or abs(n) > validation.MAX_INT64:  # Stripe's integers are 64-bit
-        raise invalid(param, f"Invalid integer: {value}", "parameter_invalid_integer") from None
-    if minimum is not None and n < minimum:
-        raise invalid(param, f"This value must be greater than or equal to {minimum}.")
-    return n
-
-
 def _check_keys(given, allowed: set[str], prefix: str) -> None:
     if not isinstance(given, dict):
         raise invalid(prefix, f"Invalid object: {prefix} must be a hash.")
     for key in given:
         if key not in allowed:
             raise unknown(f"{prefix}[{key}]" if prefix else key)
-
-
-def _blank_to_none(params: dict) -> dict:
-    # Stripe treats an empty top-level string as "unset".
-    return {k: v for k, v in params.items() if v != ""}
-
-
-def _as_list(value, param: str) -> list:
-    if value is None or value == "":
-        return []
-    if isinstance(value, list):
-        return value
-    if isinstance(value, str):
-        return [value]
-    raise invalid(param, f"Invalid array: {param}")
 
 
 class Emulator(RefundsMixin, SubscriptionsMixin):
@@ -129,9 +106,6 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         self.store.schedule("session", _session_falls_due)
         self.lock = self.store.lock
         self.public_url = config.public_url or f"http://{config.host}:{config.port}"
-        from .faults import Faults
-        from .webhooks import Dispatcher
-
         self.faults = Faults()
         self.dispatcher = Dispatcher(self)
         self._stop = threading.Event()
@@ -185,7 +159,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
 
     # -- checkout sessions ----------------------------------------------------------------
     def create_session(self, params: dict, ctx: Ctx = NO_REQUEST) -> dict:
-        params = _blank_to_none(params)
+        params = blank_to_none(params)
         if "payment_method_types" in params:
             if (ctx.stripe_version or PMT_REMOVED_IN) >= PMT_REMOVED_IN:
                 raise invalid(
@@ -196,9 +170,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                     "parameter_unknown",
                 )
             params["allowed_payment_method_types"] = params.pop("payment_method_types")
-        for key in params:
-            if key not in CREATE_PARAMS:
-                raise unknown(key)
+        check_params(params, CREATE_PARAMS)
         mode = params.get("mode")
         if mode is None:
             raise missing("mode")
@@ -218,14 +190,11 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                                 ("subscription_data", "subscription")):  # fmt: skip
             if key in params and mode != allowed_in:
                 raise invalid(key, f"You can not pass `{key}` in `{mode}` mode.")
-        metadata = params.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            raise invalid("metadata", "Invalid object: metadata must be a hash.")
-        params["metadata"] = {k: v for k, v in metadata.items() if v != ""}
+        params["metadata"] = new_metadata(params.get("metadata"))
         now = self.clock.now()
         expires_at = now + MAX_EXPIRY
         if "expires_at" in params:
-            expires_at = _int(params["expires_at"], "expires_at")
+            expires_at = integer(params["expires_at"], "expires_at")
             if expires_at < now + MIN_EXPIRY:
                 raise invalid(
                     "expires_at",
@@ -273,7 +242,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
             rec["_sub_description"] = sdata.get("description") or None
         with self.lock:
             self.store.save("session", rec)
-        return self.render_session(rec, _as_list(params.get("expand"), "expand"))
+        return self.render_session(rec, as_list(params.get("expand"), "expand"))
 
     def _line_items(self, params: dict, mode: str, now: int) -> list[dict]:
         raw = params.get("line_items")
@@ -311,7 +280,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
             currency = cur
             if pdata.get("unit_amount") not in (None, ""):
                 param = f"{p}[price_data][unit_amount]"
-                unit = validation.amount(_int(pdata["unit_amount"], param, minimum=0), param)
+                unit = validation.amount(integer(pdata["unit_amount"], param, minimum=0), param)
             elif pdata.get("unit_amount_decimal") not in (None, ""):
                 unit = validation.decimal_amount(
                     pdata["unit_amount_decimal"], f"{p}[price_data][unit_amount_decimal]"
@@ -340,7 +309,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                     )
                 recurring = {
                     "interval": interval,
-                    "interval_count": _int(
+                    "interval_count": integer(
                         recurring.get("interval_count", 1),
                         f"{p}[price_data][recurring][interval_count]",
                         minimum=1,
@@ -361,7 +330,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                 recurring_seen = recurring
             if li.get("quantity") in (None, ""):
                 raise missing(f"{p}[quantity]")
-            qty = _int(li["quantity"], f"{p}[quantity]", minimum=0)
+            qty = integer(li["quantity"], f"{p}[quantity]", minimum=0)
             price_obj = objects.price(
                 created=now,
                 currency=cur,
@@ -429,34 +398,34 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         return obj
 
     def list_sessions(self, params: dict) -> dict:
-        self._check_list_params(params, SESSION_LIST_PARAMS)
+        check_params(params, SESSION_LIST_PARAMS)
         if params.get("status"):
             validation.enum(params["status"], "status", SESSION_STATUSES)
-        expand = [e.removeprefix("data.") for e in _as_list(params.get("expand"), "expand")]
+        expand = list_expand(params)
         equal = {
             key: params[key]
             for key in ("status", "payment_intent", "payment_link", "subscription", "customer")
             if params.get(key)
         }
         email = (params.get("customer_details") or {}).get("email")
-        keep = _all_of(
-            _created_test(params.get("created")),
+        keep = all_of(
+            created_test(params.get("created")),
             (lambda r: all(r.get(k) == v for k, v in equal.items())) if equal else None,
             (lambda r: (r.get("customer_details") or {}).get("email") == email) if email else None,
         )
         with self.lock:
             self.process_due()
             recs, position = self.store.listing("session")
-            page, has_more = _paginate(recs, params, "checkout.session", keep, position)
+            page, has_more = paginate(recs, params, "checkout.session", keep, position)
             data = [self.render_session(r, expand) for r in page]
         return objects.list_object("/v1/checkout/sessions", data, has_more)
 
     def list_line_items(self, sid: str, params: dict) -> dict:
-        self._check_list_params(params, {"limit", "starting_after", "ending_before", "expand"})
+        check_params(params, PAGE_PARAMS)
         with self.lock:
             rec = self._session(sid)
             # Line items keep the order they were given in, unlike other lists.
-            page, has_more = _paginate(list(rec.get("_items", [])), params, "line_item")
+            page, has_more = paginate(list(rec.get("_items", [])), params, "line_item")
         data = [public(i) for i in page]
         return objects.list_object(f"/v1/checkout/sessions/{sid}/line_items", data, has_more)
 
@@ -474,24 +443,12 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
 
     def update_session(self, sid: str, params: dict) -> dict:
         """Stripe lets an integration update a session's metadata."""
-        for key in params:
-            if key not in ("metadata", "expand"):
-                raise unknown(key)
+        check_params(params, {"metadata", "expand"})
         with self.lock:
             rec = self._session(sid)
-            metadata = params.get("metadata")
-            if metadata == "":
-                rec["metadata"] = {}
-            elif isinstance(metadata, dict):
-                for k, v in metadata.items():
-                    if v == "":
-                        rec["metadata"].pop(k, None)
-                    else:
-                        rec["metadata"][k] = v
-            elif metadata is not None:
-                raise invalid("metadata", "Invalid object: metadata must be a hash.")
+            update_metadata(rec, params.get("metadata"))
             self.store.save("session", rec)
-            return self.render_session(rec, _as_list(params.get("expand"), "expand"))
+            return self.render_session(rec, as_list(params.get("expand"), "expand"))
 
     def _expire(self, rec: dict, ctx: Ctx) -> None:
         rec["status"] = "expired"
@@ -556,17 +513,21 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                     if three_d_secure == "deny":
                         return self._declined(rec, cards.AUTH_FAILED)
                     if three_d_secure != "approve":
-                        return {
-                            "session": self.render_session(rec, []),
-                            "declined": False,
-                            "decline_code": None,
-                            "requires_action": True,
-                        }
+                        return self._not_declined(rec, requires_action=True)
                 method = {"type": "card", "number": cards.normalize(card)}
                 return self._complete(rec, method, email, name)
             if rec["payment_status"] == "no_payment_required":
                 return self._complete(rec, {"type": "card"}, email, name)
             raise missing("card")
+
+    def _not_declined(self, rec: dict, *, requires_action: bool = False) -> dict:
+        """pay()'s answer when the payment went through, or waits for 3D Secure."""
+        return {
+            "session": self.render_session(rec, []),
+            "declined": False,
+            "decline_code": None,
+            "requires_action": requires_action,
+        }
 
     def _declined(self, rec: dict, decline: cards.Decline) -> dict:
         return {
@@ -629,12 +590,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
             self.store.save("session", rec)
             self.emit("payment_intent.succeeded", public(pi), NO_REQUEST)
         self.emit("checkout.session.completed", public(rec), NO_REQUEST)
-        return {
-            "session": self.render_session(rec, []),
-            "declined": False,
-            "decline_code": None,
-            "requires_action": False,
-        }
+        return self._not_declined(rec)
 
     def _complete_delayed(self, rec: dict, method: dict, email, name, settle_outcome) -> dict:
         if settle_outcome not in ("succeeded", "failed"):
@@ -653,12 +609,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         rec["_settlement"] = {"outcome": settle_outcome, "due": due}
         self.store.save("session", rec)
         self.emit("checkout.session.completed", public(rec), NO_REQUEST)
-        return {
-            "session": self.render_session(rec, []),
-            "declined": False,
-            "decline_code": None,
-            "requires_action": False,
-        }
+        return self._not_declined(rec)
 
     def settle(self, sid: str, outcome: str | None = None) -> dict:
         with self.lock:
@@ -740,9 +691,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
     # -- payment intents ------------------------------------------------------------------
     def get_payment_intent(self, pid: str, expand: list | None = None) -> dict:
         with self.lock:
-            rec = self.store.get("payment_intent", pid)
-            if rec is None:
-                raise no_such("payment_intent", pid, param="intent")
+            rec = fetch(self.store, "payment_intent", pid, param="intent")
             return self.render_payment_intent(rec, expand or [])
 
     def render_payment_intent(self, rec: dict, expand: list) -> dict:
@@ -757,21 +706,18 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
 
     def get_charge(self, cid: str) -> dict:
         with self.lock:
-            rec = self.store.get("charge", cid)
-            if rec is None:
-                raise no_such("charge", cid, param="id")
-            return self.render_charge(rec)
+            return self.render_charge(fetch(self.store, "charge", cid))
 
     def list_charges(self, params: dict) -> dict:
-        self._check_list_params(params, LIST_PARAMS | {"payment_intent", "customer"})
+        check_params(params, LIST_PARAMS | {"payment_intent", "customer"})
         intent = params.get("payment_intent")
-        keep = _all_of(
-            _created_test(params.get("created")),
+        keep = all_of(
+            created_test(params.get("created")),
             (lambda r: r["payment_intent"] == intent) if intent else None,
         )
         with self.lock:
             recs, position = self.store.listing("charge")
-            page, has_more = _paginate(recs, params, "charge", keep, position)
+            page, has_more = paginate(recs, params, "charge", keep, position)
             data = [self.render_charge(r) for r in page]
         return objects.list_object("/v1/charges", data, has_more)
 
@@ -799,14 +745,11 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
 
     def get_event(self, eid: str) -> dict:
         with self.lock:
-            rec = self.store.get("event", eid)
-            if rec is None:
-                raise no_such("event", eid, param="id")
-            return self.render_event(rec)
+            return self.render_event(fetch(self.store, "event", eid))
 
     def list_events(self, params: dict) -> dict:
-        self._check_list_params(params, EVENT_LIST_PARAMS)
-        types = _as_list(params.get("types"), "types")
+        check_params(params, EVENT_LIST_PARAMS)
+        types = as_list(params.get("types"), "types")
         if params.get("type"):
             if types:
                 raise invalid("types", "You may not specify both `type` and `types`.")
@@ -819,25 +762,22 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
             def delivered(r: dict) -> bool:
                 return self.dispatcher.delivered(r["id"]) == want
 
-        keep = _all_of(_created_test(params.get("created")), of_type, delivered)
+        keep = all_of(created_test(params.get("created")), of_type, delivered)
         with self.lock:
             recs, position = self.store.listing("event")
-            page, has_more = _paginate(recs, params, "event", keep, position)
+            page, has_more = paginate(recs, params, "event", keep, position)
             data = [self.render_event(r) for r in page]
         return objects.list_object("/v1/events", data, has_more)
 
     # -- webhook endpoints ----------------------------------------------------------------
     def create_webhook_endpoint(self, params: dict) -> dict:
-        params = _blank_to_none(params)
-        allowed = {"url", "enabled_events", "description", "metadata", "api_version",
-                   "connect", "expand", "secret"}  # fmt: skip
-        for key in params:
-            if key not in allowed:
-                raise unknown(key)
+        params = blank_to_none(params)
+        check_params(params, {"url", "enabled_events", "description", "metadata",
+                              "api_version", "connect", "expand", "secret"})  # fmt: skip
         if not params.get("url"):
             raise missing("url")
         validation.url(params["url"], "url")
-        events = _as_list(params.get("enabled_events"), "enabled_events")
+        events = as_list(params.get("enabled_events"), "enabled_events")
         if not events:
             raise missing("enabled_events")
         secret = params.get("secret") or "whsec_" + secrets.token_hex(16)
@@ -855,10 +795,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         return public(rec)  # only creation reveals the secret, as on Stripe
 
     def _endpoint(self, wid: str) -> dict:
-        rec = self.store.get("webhook_endpoint", wid)
-        if rec is None:
-            raise no_such("webhook_endpoint", wid, param="id")
-        return rec
+        return fetch(self.store, "webhook_endpoint", wid)
 
     def render_endpoint(self, rec: dict) -> dict:
         obj = public(rec)
@@ -872,14 +809,12 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
     def update_webhook_endpoint(self, wid: str, params: dict) -> dict:
         with self.lock:
             rec = self._endpoint(wid)
-            for key in params:
-                if key not in {"url", "enabled_events", "description", "metadata", "disabled",
-                               "expand"}:  # fmt: skip
-                    raise unknown(key)
+            check_params(params, {"url", "enabled_events", "description", "metadata",
+                                  "disabled", "expand"})  # fmt: skip
             if params.get("url"):
                 rec["url"] = validation.url(params["url"], "url")
             if "enabled_events" in params:
-                rec["enabled_events"] = _as_list(params["enabled_events"], "enabled_events")
+                rec["enabled_events"] = as_list(params["enabled_events"], "enabled_events")
             if "description" in params:
                 rec["description"] = params["description"] or None
             if isinstance(params.get("metadata"), dict):
@@ -896,9 +831,9 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         return {"id": wid, "object": "webhook_endpoint", "deleted": True}
 
     def list_webhook_endpoints(self, params: dict) -> dict:
-        self._check_list_params(params, {"limit", "starting_after", "ending_before", "expand"})
+        check_params(params, PAGE_PARAMS)
         with self.lock:
-            page, has_more = _paginate(
+            page, has_more = paginate(
                 self.store.newest_first("webhook_endpoint"), params, "webhook_endpoint"
             )
             data = [self.render_endpoint(r) for r in page]
@@ -910,16 +845,10 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                 r for r in self.store.newest_first("webhook_endpoint") if r["status"] == "enabled"
             ]
 
-    @staticmethod
-    def _check_list_params(params: dict, allowed: set[str]) -> None:
-        for key in params:
-            if key not in allowed:
-                raise unknown(key)
-
 
 def _method_types(params: dict, param: str) -> list[str]:
     """``allowed_/excluded_payment_method_types``: each one of Stripe's method types."""
-    types = _as_list(params.get(param), param)
+    types = as_list(params.get(param), param)
     for i, value in enumerate(types):
         if not isinstance(value, str) or value not in validation.PAYMENT_METHOD_TYPES:
             raise invalid(
@@ -946,94 +875,3 @@ def _type_test(patterns: list[str]) -> Callable[[dict], bool]:
     exact = {p for p in patterns if not p.endswith(".*")}
     prefixes = tuple(p[:-1] for p in patterns if p.endswith(".*"))
     return lambda r: r["type"] in exact or r["type"].startswith(prefixes)
-
-
-def _created_test(created) -> Callable[[dict], bool] | None:
-    """``created`` (an integer or a gt/gte/lt/lte hash) as a test of a record, checked now."""
-    if created in (None, ""):
-        return None
-    if isinstance(created, str):
-        value = _int(created, "created")
-        return lambda r: r["created"] == value
-    if not isinstance(created, dict):
-        raise invalid("created", "Invalid created: must be an integer or a hash.")
-    ops = {"gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le}
-    bounds = []
-    for op, raw in created.items():
-        if op not in ops:
-            raise unknown(f"created[{op}]")
-        bounds.append((ops[op], _int(raw, f"created[{op}]")))
-    return lambda r: all(compare(r["created"], value) for compare, value in bounds)
-
-
-def _filter_created(recs: list[dict], created) -> list[dict]:
-    test = _created_test(created)
-    return recs if test is None else [r for r in recs if test(r)]
-
-
-def _all_of(*tests: Callable[[dict], bool] | None) -> Callable[[dict], bool] | None:
-    """One test of a record from several (None: no test)."""
-    tests = tuple(t for t in tests if t is not None)
-    if len(tests) <= 1:
-        return tests[0] if tests else None
-    return lambda r: all(t(r) for t in tests)
-
-
-def _paginate(
-    recs: list[dict],
-    params: dict,
-    kind: str,
-    keep: Callable[[dict], bool] | None = None,
-    position: Callable[[str], int | None] | None = None,
-) -> tuple[list[dict], bool]:
-    """Slice a newest-first list by limit / starting_after / ending_before as Stripe does.
-
-    ``keep`` filters lazily: the scan starts at the cursor and stops once the page and one more
-    record are found, so each call of a paging client costs its page, not the whole table
-    (recon's events pass over a bench run's 100k+ events made the emulator the busiest
-    process). ``position`` finds a cursor in ``recs`` by the store's id index, without a scan."""
-    limit = 10
-    if params.get("limit") not in (None, ""):
-        limit = _int(params["limit"], "limit")
-        if not 1 <= limit <= 100:
-            raise invalid(
-                "limit",
-                "This value must be greater than or equal to 1."
-                if limit < 1
-                else "This value must be less than or equal to 100.",
-            )
-    after, before = params.get("starting_after"), params.get("ending_before")
-    if after and before:
-        raise invalid(
-            "starting_after", "You may only specify one of these parameters: ending_before, "
-            "starting_after.",
-        )  # fmt: skip
-    keep = keep or (lambda r: True)
-    if before:
-        at = _cursor(recs, before, kind, "ending_before", keep, position)
-        found = _first_kept(recs, range(at - 1, -1, -1), keep, limit + 1)
-        return found[:limit][::-1], len(found) > limit
-    start = _cursor(recs, after, kind, "starting_after", keep, position) + 1 if after else 0
-    found = _first_kept(recs, range(start, len(recs)), keep, limit + 1)
-    return found[:limit], len(found) > limit
-
-
-def _cursor(recs: list[dict], oid: str, kind: str, param: str, keep, position) -> int:
-    """The cursor's index: it must name an object the filters keep, as on Stripe."""
-    if position is not None:
-        at = position(oid)
-    else:
-        at = next((i for i, r in enumerate(recs) if r["id"] == oid), None)
-    if at is None or not keep(recs[at]):
-        raise no_such(kind, oid, param=param, status=400)
-    return at
-
-
-def _first_kept(recs: list[dict], indexes: range, keep, count: int) -> list[dict]:
-    found = []
-    for i in indexes:
-        if keep(recs[i]):
-            found.append(recs[i])
-            if len(found) == count:
-                break
-    return found

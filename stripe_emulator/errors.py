@@ -43,28 +43,17 @@ class StripeErrorResponse(Exception):
         return {"error": err}
 
 
+def invalid(param: str, message: str, code: str | None = None) -> StripeErrorResponse:
+    """A parameter Stripe refuses (400); as a validation failure it stores no idempotent result."""
+    return StripeErrorResponse(400, message, code=code, param=param, save_idempotent=False)
+
+
 def missing(param: str) -> StripeErrorResponse:
-    return StripeErrorResponse(
-        400,
-        f"Missing required param: {param}.",
-        code="parameter_missing",
-        param=param,
-        save_idempotent=False,
-    )
+    return invalid(param, f"Missing required param: {param}.", "parameter_missing")
 
 
 def unknown(param: str) -> StripeErrorResponse:
-    return StripeErrorResponse(
-        400,
-        f"Received unknown parameter: {param}",
-        code="parameter_unknown",
-        param=param,
-        save_idempotent=False,
-    )
-
-
-def invalid(param: str, message: str, code: str | None = None) -> StripeErrorResponse:
-    return StripeErrorResponse(400, message, code=code, param=param, save_idempotent=False)
+    return invalid(param, f"Received unknown parameter: {param}", "parameter_unknown")
 
 
 def no_such(kind: str, obj_id: str, param: str = "id", status: int = 404) -> StripeErrorResponse:

@@ -6,8 +6,7 @@ import itertools
 import threading
 
 from .errors import invalid
-from .refunds import FAILURE_REASONS
-from .validation import json_number, json_string
+from .validation import REFUND_FAILURE_REASONS, json_number, json_string
 
 API_KINDS = {"http_500", "http_429", "http_400", "hang", "lose_response"}
 WEBHOOK_KINDS = {
@@ -36,8 +35,10 @@ class Faults:
         for key in ("path", "method", "code", "message"):
             json_string(spec, key)
         reason = json_string(spec, "failure_reason") or "expired_or_canceled_card"
-        if reason not in FAILURE_REASONS:
-            raise invalid("failure_reason", f"failure_reason must be one of {FAILURE_REASONS}")
+        if reason not in REFUND_FAILURE_REASONS:
+            raise invalid(
+                "failure_reason", f"failure_reason must be one of {REFUND_FAILURE_REASONS}"
+            )
         fault = {
             "id": f"fault_{next(self._ids)}",
             "kind": kind,

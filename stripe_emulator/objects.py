@@ -175,16 +175,14 @@ def checkout_session(
     }
 
 
+def _no_address() -> dict:
+    """An address with every field unset (the emulator collects none); a new dict each time."""
+    return dict.fromkeys(("city", "country", "line1", "line2", "postal_code", "state"))
+
+
 def customer_details(email: str | None, name: str | None = None) -> dict:
     return {
-        "address": {
-            "city": None,
-            "country": None,
-            "line1": None,
-            "line2": None,
-            "postal_code": None,
-            "state": None,
-        },
+        "address": _no_address(),
         "business_name": None,
         "email": email,
         "individual_name": None,
@@ -382,14 +380,7 @@ def charge(
         "application_fee_amount": None,
         "balance_transaction": new_id("txn_3") if paid else None,
         "billing_details": {
-            "address": {
-                "city": None,
-                "country": None,
-                "line1": None,
-                "line2": None,
-                "postal_code": None,
-                "state": None,
-            },
+            "address": _no_address(),
             "email": email,
             "name": name,
             "phone": None,

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 from . import objects
-from .errors import StripeErrorResponse, invalid, no_such, unknown
+from .common import (
+    LIST_PARAMS,
+    NO_REQUEST,
+    as_list,
+    blank_to_none,
+    check_params,
+    fetch,
+    filter_created,
+    integer,
+    new_metadata,
+    paginate,
+    update_metadata,
+)
+from .errors import StripeErrorResponse, invalid
 from .store import public
+from .validation import REFUND_FAILURE_REASONS
 
 REFUND_PARAMS = {
     "amount", "charge", "currency", "customer", "expand", "instructions_email", "metadata",
     "origin", "payment_intent", "reason", "refund_application_fee", "reverse_transfer",
 }  # fmt: skip
-REFUND_LIST_PARAMS = {
-    "limit", "starting_after", "ending_before", "expand", "created", "charge", "payment_intent",
-}  # fmt: skip
+REFUND_LIST_PARAMS = LIST_PARAMS | {"charge", "payment_intent"}
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
-FAILURE_REASONS = (
-    "charge_for_pending_refund_disputed", "declined", "expired_or_canceled_card",
-    "insufficient_funds", "lost_or_stolen_card", "merchant_request", "unknown",
-)  # fmt: skip
 SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
 
 
@@ -28,8 +36,8 @@ def money(amount: int, currency: str) -> str:
 
 
 class RefundsMixin:
-    """Needs ``self.store``, ``self.lock``, ``self.clock``, ``self.config``, ``self.faults``,
-    ``self.emit`` and the list helpers of Emulator."""
+    """Needs ``self.store``, ``self.lock``, ``self.clock``, ``self.config``, ``self.faults``
+    and ``self.emit`` of Emulator."""
 
     # -- charges render their refunds ------------------------------------------------------
     def render_charge(self, rec: dict) -> dict:
@@ -40,26 +48,19 @@ class RefundsMixin:
 
     # -- create ------------------------------------------------------------------------------
     def create_refund(self, params: dict, ctx) -> dict:
-        from .emulator import _as_list, _blank_to_none, _int
-
-        params = _blank_to_none(params)
-        for key in params:
-            if key not in REFUND_PARAMS:
-                raise unknown(key)
+        params = blank_to_none(params)
+        check_params(params, REFUND_PARAMS)
         reason = params.get("reason")
         if reason is not None and reason not in REASONS:
             raise invalid(
                 "reason",
                 "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer",
             )
-        metadata = params.get("metadata") or {}
-        if not isinstance(metadata, dict):
-            raise invalid("metadata", "Invalid object: metadata must be a hash.")
-        metadata = {k: v for k, v in metadata.items() if v != ""}
+        metadata = new_metadata(params.get("metadata"))
         amount = None
         if "amount" in params:
-            amount = _int(params["amount"], "amount", minimum=1)
-        expand = _as_list(params.get("expand"), "expand")
+            amount = integer(params["amount"], "amount", minimum=1)
+        expand = as_list(params.get("expand"), "expand")
         if not params.get("charge") and not params.get("payment_intent"):
             raise StripeErrorResponse(
                 400,
@@ -132,13 +133,9 @@ class RefundsMixin:
     def _refundable_charge(self, charge_id: str | None, pi_id: str | None) -> dict:
         charge = None
         if charge_id:
-            charge = self.store.get("charge", charge_id)
-            if charge is None:
-                raise no_such("charge", charge_id, param="charge")
+            charge = fetch(self.store, "charge", charge_id, param="charge")
         if pi_id:
-            pi = self.store.get("payment_intent", pi_id)
-            if pi is None:
-                raise no_such("payment_intent", pi_id, param="payment_intent")
+            pi = fetch(self.store, "payment_intent", pi_id, param="payment_intent")
             if pi["status"] != "succeeded":
                 raise StripeErrorResponse(
                     400,
@@ -178,10 +175,7 @@ class RefundsMixin:
         return obj
 
     def _refund(self, rid: str) -> dict:
-        rec = self.store.get("refund", rid)
-        if rec is None:
-            raise no_such("refund", rid, param="id")
-        return rec
+        return fetch(self.store, "refund", rid)
 
     def get_refund(self, rid: str, expand: list | None = None) -> dict:
         with self.lock:
@@ -189,38 +183,22 @@ class RefundsMixin:
             return self.render_refund(self._refund(rid), expand or [])
 
     def update_refund(self, rid: str, params: dict) -> dict:
-        from .emulator import _as_list
-
-        for key in params:
-            if key not in ("metadata", "expand"):
-                raise unknown(key)
+        check_params(params, {"metadata", "expand"})
         with self.lock:
             rec = self._refund(rid)
-            metadata = params.get("metadata")
-            if metadata == "":
-                rec["metadata"] = {}
-            elif isinstance(metadata, dict):
-                for k, v in metadata.items():
-                    if v == "":
-                        rec["metadata"].pop(k, None)
-                    else:
-                        rec["metadata"][k] = v
-            elif metadata is not None:
-                raise invalid("metadata", "Invalid object: metadata must be a hash.")
+            update_metadata(rec, params.get("metadata"))
             self.store.save("refund", rec)
-            return self.render_refund(rec, _as_list(params.get("expand"), "expand"))
+            return self.render_refund(rec, as_list(params.get("expand"), "expand"))
 
     def list_refunds(self, params: dict) -> dict:
-        from .emulator import _filter_created, _paginate
-
-        self._check_list_params(params, REFUND_LIST_PARAMS)
+        check_params(params, REFUND_LIST_PARAMS)
         with self.lock:
             self.process_due_refunds()
-            recs = _filter_created(self.store.newest_first("refund"), params.get("created"))
+            recs = filter_created(self.store.newest_first("refund"), params.get("created"))
             for key in ("charge", "payment_intent"):
                 if params.get(key):
                     recs = [r for r in recs if r[key] == params[key]]
-            page, has_more = _paginate(recs, params, "refund")
+            page, has_more = paginate(recs, params, "refund")
             data = [public(r) for r in page]
         return objects.list_object("/v1/refunds", data, has_more)
 
@@ -248,9 +226,10 @@ class RefundsMixin:
 
     def fail_refund(self, rid: str, failure_reason: str | None = None) -> dict:
         failure_reason = failure_reason or "expired_or_canceled_card"
-        if failure_reason not in FAILURE_REASONS:
+        if failure_reason not in REFUND_FAILURE_REASONS:
             raise invalid(
-                "failure_reason", f"failure_reason must be one of {', '.join(FAILURE_REASONS)}."
+                "failure_reason",
+                f"failure_reason must be one of {', '.join(REFUND_FAILURE_REASONS)}.",
             )
         with self.lock:
             rec = self._refund(rid)
@@ -264,8 +243,6 @@ class RefundsMixin:
             return public(rec)
 
     def _settle_refund(self, rec: dict, outcome: str, failure_reason: str | None = None) -> None:
-        from .emulator import NO_REQUEST
-
         previous = {"status": rec["status"]}
         rec["_plan"] = None
         rec["pending_reason"] = None

@@ -8,21 +8,27 @@ import copy
 from datetime import UTC, datetime
 
 from . import objects
-from .errors import StripeErrorResponse, invalid, no_such, unknown
+from .common import (
+    LIST_PARAMS,
+    NO_REQUEST,
+    PAGE_PARAMS,
+    as_list,
+    check_params,
+    fetch,
+    filter_created,
+    list_expand,
+    paginate,
+    update_metadata,
+)
+from .errors import StripeErrorResponse, invalid, unknown
 from .store import public
 
-SUB_LIST_PARAMS = {
-    "limit", "starting_after", "ending_before", "expand", "created", "customer", "status",
-    "price", "collection_method",
-}  # fmt: skip
+SUB_LIST_PARAMS = LIST_PARAMS | {"customer", "status", "price", "collection_method"}
 SUB_STATUSES = {
     "active", "all", "canceled", "ended", "incomplete", "incomplete_expired", "past_due",
     "paused", "trialing", "unpaid",
 }  # fmt: skip
-INVOICE_LIST_PARAMS = {
-    "limit", "starting_after", "ending_before", "expand", "created", "customer", "subscription",
-    "status", "collection_method",
-}  # fmt: skip
+INVOICE_LIST_PARAMS = LIST_PARAMS | {"customer", "subscription", "status", "collection_method"}
 SUB_UPDATE_PARAMS = {
     "cancel_at_period_end", "cancellation_details", "description", "expand", "metadata",
     "proration_behavior",
@@ -65,7 +71,7 @@ def _bool(value, param: str) -> bool:
 
 
 class SubscriptionsMixin:
-    """Needs Emulator's store, lock, clock, emit and list helpers."""
+    """Needs Emulator's store, lock, clock and emit."""
 
     # -- periods ---------------------------------------------------------------------------
     def _period(self, sub: dict, k: int) -> tuple[int, int]:
@@ -82,8 +88,6 @@ class SubscriptionsMixin:
     def _start_subscription(self, rec: dict, method: dict, outcome: str, email, name) -> None:
         """Create the subscription and its first invoice for ``rec``; ``outcome`` is the first
         payment's: succeeded (card), processing (delayed method) or none (zero total)."""
-        from .emulator import NO_REQUEST
-
         now = self.clock.now()
         items = rec["_items"]
         recurring = [i for i in items if i["price"]["recurring"]]
@@ -139,8 +143,6 @@ class SubscriptionsMixin:
     def _new_invoice(
         self, sub: dict, reason: str, period_start: int, period_end: int, specs: list
     ) -> dict:
-        from .emulator import NO_REQUEST
-
         now = self.clock.now()
         inv_id = objects.new_id("in_1")
         sub["_invoice_seq"] += 1
@@ -260,8 +262,6 @@ class SubscriptionsMixin:
 
     # -- the delayed first payment settles (called from Emulator._settle) --------------------
     def _subscription_payment_settled(self, pi: dict, succeeded: bool) -> None:
-        from .emulator import NO_REQUEST
-
         inv = self.store.get("invoice", pi.get("_invoice") or "")
         if inv is None:
             return
@@ -274,8 +274,6 @@ class SubscriptionsMixin:
 
     # -- renewals and ends -------------------------------------------------------------------
     def process_due_subscriptions(self) -> None:
-        from .emulator import NO_REQUEST
-
         with self.lock:
             now = self.clock.now()
             for sub in self.store.newest_first("subscription"):
@@ -335,10 +333,7 @@ class SubscriptionsMixin:
 
     # -- API -------------------------------------------------------------------------------
     def _subscription(self, sid: str) -> dict:
-        rec = self.store.get("subscription", sid)
-        if rec is None:
-            raise no_such("subscription", sid, param="id")
-        return rec
+        return fetch(self.store, "subscription", sid)
 
     def render_subscription(self, sub: dict, expand: list) -> dict:
         obj = public(sub)
@@ -362,18 +357,16 @@ class SubscriptionsMixin:
             return self.render_subscription(self._subscription(sid), expand)
 
     def list_subscriptions(self, params: dict) -> dict:
-        from .emulator import _as_list, _filter_created, _paginate
-
-        self._check_list_params(params, SUB_LIST_PARAMS)
+        check_params(params, SUB_LIST_PARAMS)
         status = params.get("status") or None
         if status is not None and status not in SUB_STATUSES:
             raise invalid(
                 "status", f"Invalid status: must be one of {', '.join(sorted(SUB_STATUSES))}"
             )
-        expand = [e.removeprefix("data.") for e in _as_list(params.get("expand"), "expand")]
+        expand = list_expand(params)
         with self.lock:
             self.process_due_subscriptions()
-            recs = _filter_created(self.store.newest_first("subscription"), params.get("created"))
+            recs = filter_created(self.store.newest_first("subscription"), params.get("created"))
             if status is None:  # Stripe lists subscriptions that have not been canceled
                 recs = [r for r in recs if r["status"] not in ("canceled", "incomplete_expired")]
             elif status == "ended":
@@ -389,17 +382,13 @@ class SubscriptionsMixin:
                 ]  # fmt: skip
             if params.get("collection_method"):
                 recs = [r for r in recs if r["collection_method"] == params["collection_method"]]
-            page, has_more = _paginate(recs, params, "subscription")
+            page, has_more = paginate(recs, params, "subscription")
             data = [self.render_subscription(r, expand) for r in page]
         return objects.list_object("/v1/subscriptions", data, has_more)
 
     def update_subscription(self, sid: str, params: dict, ctx) -> dict:
-        from .emulator import _as_list
-
-        for key in params:
-            if key not in SUB_UPDATE_PARAMS:
-                raise unknown(key)
-        expand = _as_list(params.get("expand"), "expand")
+        check_params(params, SUB_UPDATE_PARAMS)
+        expand = as_list(params.get("expand"), "expand")
         cape = None
         if params.get("cancel_at_period_end") not in (None, ""):
             cape = _bool(params["cancel_at_period_end"], "cancel_at_period_end")
@@ -432,17 +421,7 @@ class SubscriptionsMixin:
                 sub["cancellation_details"] = {"comment": None, "feedback": None, "reason": None}
             if details:
                 sub["cancellation_details"].update(details)
-            metadata = params.get("metadata")
-            if metadata == "":
-                sub["metadata"] = {}
-            elif isinstance(metadata, dict):
-                for k, v in metadata.items():
-                    if v == "":
-                        sub["metadata"].pop(k, None)
-                    else:
-                        sub["metadata"][k] = v
-            elif metadata is not None:
-                raise invalid("metadata", "Invalid object: metadata must be a hash.")
+            update_metadata(sub, params.get("metadata"))
             if "description" in params:
                 sub["description"] = params["description"] or None
             self._sub_changed(sub, previous, None, ctx)
@@ -465,11 +444,7 @@ class SubscriptionsMixin:
         return {k: (v or None) for k, v in raw.items()}
 
     def cancel_subscription(self, sid: str, params: dict, ctx) -> dict:
-        from .emulator import _as_list
-
-        for key in params:
-            if key not in SUB_CANCEL_PARAMS:
-                raise unknown(key)
+        check_params(params, SUB_CANCEL_PARAMS)
         details = self._cancellation_details(params.get("cancellation_details"))
         with self.lock:
             self.process_due_subscriptions()
@@ -485,7 +460,7 @@ class SubscriptionsMixin:
             sub["cancellation_details"]["reason"] = "cancellation_requested"
             sub["cancellation_details"].update(details)
             self._end(sub, now, ctx)
-            return self.render_subscription(sub, _as_list(params.get("expand"), "expand"))
+            return self.render_subscription(sub, as_list(params.get("expand"), "expand"))
 
     # -- invoices ----------------------------------------------------------------------------
     def render_invoice(self, inv: dict, expand: list) -> dict:
@@ -512,10 +487,7 @@ class SubscriptionsMixin:
         return obj
 
     def _invoice(self, iid: str) -> dict:
-        rec = self.store.get("invoice", iid)
-        if rec is None:
-            raise no_such("invoice", iid, param="invoice")
-        return rec
+        return fetch(self.store, "invoice", iid, param="invoice")
 
     def get_invoice(self, iid: str, expand: list) -> dict:
         with self.lock:
@@ -523,33 +495,29 @@ class SubscriptionsMixin:
             return self.render_invoice(self._invoice(iid), expand)
 
     def list_invoices(self, params: dict) -> dict:
-        from .emulator import _as_list, _filter_created, _paginate
-
-        self._check_list_params(params, INVOICE_LIST_PARAMS)
+        check_params(params, INVOICE_LIST_PARAMS)
         status = params.get("status") or None
         if status is not None and status not in ("draft", "open", "paid", "uncollectible", "void"):
             raise invalid(
                 "status",
                 "Invalid status: must be one of draft, open, paid, uncollectible, or void",
             )
-        expand = [e.removeprefix("data.") for e in _as_list(params.get("expand"), "expand")]
+        expand = list_expand(params)
         with self.lock:
             self.process_due_subscriptions()
-            recs = _filter_created(self.store.newest_first("invoice"), params.get("created"))
+            recs = filter_created(self.store.newest_first("invoice"), params.get("created"))
             for key in ("customer", "subscription", "status", "collection_method"):
                 if params.get(key):
                     recs = [r for r in recs if r[key] == params[key]]
-            page, has_more = _paginate(recs, params, "invoice")
+            page, has_more = paginate(recs, params, "invoice")
             data = [self.render_invoice(r, expand) for r in page]
         return objects.list_object("/v1/invoices", data, has_more)
 
     def list_invoice_lines(self, iid: str, params: dict) -> dict:
-        from .emulator import _paginate
-
-        self._check_list_params(params, {"limit", "starting_after", "ending_before", "expand"})
+        check_params(params, PAGE_PARAMS)
         with self.lock:
             inv = self._invoice(iid)
-            page, has_more = _paginate(list(inv["lines"]["data"]), params, "line_item")
+            page, has_more = paginate(list(inv["lines"]["data"]), params, "line_item")
             data = [copy.deepcopy(line) for line in page]
         return objects.list_object(f"/v1/invoices/{iid}/lines", data, has_more)
 
@@ -572,8 +540,6 @@ class SubscriptionsMixin:
     def renew_now(self, sid: str) -> dict:
         """Bill the next period at once (period start = the current period end), as the clock
         would when it reaches it; a subscription cancelling at period end ends instead."""
-        from .emulator import NO_REQUEST
-
         with self.lock:
             sub = self._subscription(sid)
             if sub["status"] not in ALIVE:
@@ -590,8 +556,6 @@ class SubscriptionsMixin:
 
     def pay_invoice(self, iid: str, outcome: str | None = None, decline_code: str | None = None):
         """Retry an open invoice's payment (what Stripe's automatic retries do)."""
-        from .emulator import NO_REQUEST
-
         outcome = outcome or "succeeded"
         if outcome not in ("succeeded", "failed"):
             raise invalid("outcome", "outcome must be succeeded or failed.")

@@ -48,6 +48,13 @@ PAYMENT_METHOD_TYPES = frozenset(
     """.split()
 )
 
+# A refund's ``failure_reason``, as Stripe documents it: the control route that fails a refund
+# and the refund_fail fault accept these.
+REFUND_FAILURE_REASONS = (
+    "charge_for_pending_refund_disputed", "declined", "expired_or_canceled_card",
+    "insufficient_funds", "lost_or_stolen_card", "merchant_request", "unknown",
+)  # fmt: skip
+
 _EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
 _DOMAIN_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 

@@ -14,21 +14,15 @@ import stripe
 from stripe_emulator.testing import run_emulator
 
 SECRET = "whsec_test_cli_secret"
-# Stripe's sample of every object, in the shared/ folder beside the repository (CI clones the
-# repo elsewhere and puts a copy of shared/ next to it).
-FIXTURES_PATH = Path(__file__).resolve().parents[2].parent / "shared" / "stripe" / "fixtures3.json"
+# Stripe's sample of every object: fixtures3.json from Stripe's public stripe/openapi
+# repository, vendored unchanged (data/README.md says why).
+FIXTURES_PATH = Path(__file__).resolve().parent / "data" / "fixtures3.json"
 
 
 @pytest.fixture(scope="session")
 def stripe_fixtures() -> dict:
-    """``fixtures3.json`` → ``resources``; a missing file fails the tests that need it."""
-    if not FIXTURES_PATH.is_file():
-        pytest.fail(
-            f"Stripe's object samples are missing: {FIXTURES_PATH} does not exist. Put a copy of "
-            "shared/ beside the repository (shared/stripe/fixtures3.json).",
-            pytrace=False,
-        )
-    return json.loads(FIXTURES_PATH.read_text())["resources"]
+    """``fixtures3.json`` → ``resources``: Stripe's sample object of each kind, by name."""
+    return json.loads(FIXTURES_PATH.read_text(encoding="utf-8"))["resources"]
 
 
 class Receiver:

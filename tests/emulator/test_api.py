@@ -173,6 +173,31 @@ def test_error_classes(client, emu):
     assert emu.control("GET", "faults")["data"] == []
 
 
+@pytest.mark.parametrize(
+    "path, kind, param",
+    [
+        ("/v1/payment_intents/pi_missing", "payment_intent", "intent"),
+        ("/v1/charges/ch_missing", "charge", "id"),
+        ("/v1/events/evt_missing", "event", "id"),
+        ("/v1/webhook_endpoints/we_missing", "webhook_endpoint", "id"),
+        ("/v1/refunds/re_missing", "refund", "id"),
+        ("/v1/subscriptions/sub_missing", "subscription", "id"),
+        ("/v1/invoices/in_missing", "invoice", "invoice"),
+    ],
+)
+def test_an_unknown_id_is_stripes_404_naming_the_object(emu, path, kind, param):
+    r = requests.get(f"{emu.url}{path}", headers=auth(emu))
+    oid = path.rsplit("/", 1)[1]
+    assert r.status_code == 404, r.text
+    assert r.json()["error"] == {
+        "type": "invalid_request_error",
+        "message": f"No such {kind}: '{oid}'",
+        "code": "resource_missing",
+        "doc_url": "https://stripe.com/docs/error-codes/resource-missing",
+        "param": param,
+    }
+
+
 def test_idempotent_replay_and_conflict(client, emu):
     params = session_params(client_reference_id="o1")
     a = client.v1.checkout.sessions.create(params=params, options={"idempotency_key": "key-1"})

@@ -9,6 +9,7 @@ import sys
 import time
 import weakref
 
+import pytest
 import stripe
 
 from stripe_emulator import forms
@@ -63,6 +64,46 @@ def test_line_items_keep_their_order_and_metadata_updates(client):
     assert [i.description for i in items.data] == ["Widget", "Tea"]
     updated = client.v1.checkout.sessions.update(s.id, {"metadata": {"a": "1"}})
     assert updated.metadata.to_dict() == {"a": "1"}
+
+
+def _updatable(kind: str, client, emu):
+    """A new object of ``kind`` and the SDK service that updates it."""
+    sessions = client.v1.checkout.sessions
+    if kind == "session":
+        return sessions.create(params=session_params()), sessions
+    plan = {
+        "price_data": {"currency": "usd", "unit_amount": 900, "product_data": {"name": "Pro"},
+                       "recurring": {"interval": "month"}},
+        "quantity": 1,
+    }  # fmt: skip
+    mode = {"mode": "subscription", "line_items": [plan]} if kind == "subscription" else {}
+    s = sessions.create(params=session_params(**mode))
+    emu.control("POST", f"checkout/sessions/{s.id}/pay", {"card": "4242424242424242"})
+    s = sessions.retrieve(s.id)
+    if kind == "subscription":
+        return client.v1.subscriptions.retrieve(s.subscription), client.v1.subscriptions
+    return client.v1.refunds.create({"payment_intent": s.payment_intent}), client.v1.refunds
+
+
+@pytest.mark.parametrize("kind", ["session", "refund", "subscription"])
+def test_metadata_updates_set_unset_and_clear_keys(client, emu, kind):
+    """Stripe's update rule, the same for each object: a value sets its key, an empty value
+    removes it, an empty ``metadata`` clears them all, and anything but a hash is a 400."""
+    obj, service = _updatable(kind, client, emu)
+    assert service.update(obj.id, {"metadata": {"a": "1", "b": "2"}}).metadata.to_dict() == {
+        "a": "1",
+        "b": "2",
+    }
+    assert service.update(obj.id, {"metadata": {"a": "", "c": "3"}}).metadata.to_dict() == {
+        "b": "2",
+        "c": "3",
+    }
+    assert service.update(obj.id, {"metadata": ""}).metadata.to_dict() == {}
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        service.update(obj.id, {"metadata": "not-a-hash"})
+    assert (exc.value.http_status, exc.value.param) == (400, "metadata")
+    assert str(exc.value.user_message) == "Invalid object: metadata must be a hash."
+    assert service.update(obj.id, {"metadata": {"d": "4"}}).metadata.to_dict() == {"d": "4"}
 
 
 def test_latency_control_and_reset(emu, client):
