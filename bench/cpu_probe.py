@@ -1,0 +1,285 @@
+"""`python -m bench.cpu_probe`: CPU per request of the create and webhook paths, in-process.
+
+The load benchmark (`bench/run.sh`) measures gunicorn's CPU under load, which varies a lot
+between quick runs on a small noisy machine. This probe sends the requests one after another
+through Flask's test client and counts only this process's CPU (`time.process_time()`), so
+before/after figures of a code change are comparable. The Stripe emulator runs in a subprocess
+(its CPU is not counted); MariaDB and Redis are the real ones. Only public entry points are
+used: `create_app`, the models `Merchant`/`ApiKey`, the HTTP routes, the emulator's HTTP API.
+
+  create       POST /api/v1/payments, new reference and Idempotency-Key each
+  webhook new  POST /webhooks/stripe, a signed checkout.session.completed of an INITIATED payment
+  webhook dup  the same events again (already stored)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import hmac
+import json
+import logging
+import os
+import statistics
+import subprocess
+import time
+import uuid
+
+import pymysql
+import requests
+from redis import Redis
+
+from bench.stack import MYSQL, REDIS_BASE, ROOT
+from stripe_emulator.testing import run_emulator
+
+WEBHOOK_SECRET = "whsec_paybridge_cpu_probe"
+CARD = "4242424242424242"
+FIGURES = ("create", "webhook_new", "webhook_duplicate")
+
+
+def recreate_database(name: str, create: bool = True) -> None:
+    conn = pymysql.connect(**MYSQL, autocommit=True)
+    with conn.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        if create:
+            cur.execute(
+                f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+    conn.close()
+
+
+def make_app(emu, database: str, redis_url: str):
+    """The app as the tests build it, on a fresh database migrated by Alembic, and a merchant."""
+    os.environ.update(
+        {
+            "DATABASE_URL": f"mysql+pymysql://{MYSQL['user']}@{MYSQL['host']}:{MYSQL['port']}/"
+            f"{database}?charset=utf8mb4",
+            "REDIS_URL": redis_url,
+            "RATELIMIT_STORAGE_URI": redis_url,
+            "STRIPE_API_BASE": emu.url,
+            "STRIPE_SECRET_KEY": emu.api_key,
+            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "LOG_LEVEL": "INFO",
+        }
+    )
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.models import ApiKey, Merchant
+
+    app = create_app("testing")
+    # Log lines are formatted as in production (part of the cost) but not shown.
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(open(os.devnull, "w"))
+    db = app.extensions["sqlalchemy"]
+    with app.app_context():
+        upgrade()
+        merchant = Merchant(name="CPU probe", notify_url="http://127.0.0.1:9/notify")
+        key, raw = ApiKey.generate(merchant)
+        db.session.add_all([merchant, key])
+        db.session.commit()
+    return app, raw
+
+
+def create_requests(api_key: str, tag: str, n: int) -> list[tuple[bytes, dict]]:
+    """Bodies and headers built ahead, so the measured loop holds little but the app's work."""
+    reqs = []
+    for i in range(n):
+        ref = f"{tag}-{i}"
+        body = {
+            "merchant_reference": ref,
+            "amount": 1000 + i,
+            "currency": "EUR",
+            "description": f"Probe order {i}",
+            "customer_email": f"shopper{i}@example.com",
+            "success_url": "https://shop.example/ok",
+            "cancel_url": "https://shop.example/cancel",
+            "metadata": {"probe": tag},
+        }
+        headers = {
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "Idempotency-Key": ref,
+        }
+        reqs.append((json.dumps(body).encode(), headers))
+    return reqs
+
+
+def webhook_requests(bodies: list[bytes]) -> list[tuple[bytes, dict]]:
+    """Each body signed as Stripe signs it: t=<ts>,v1=HMAC-SHA256(secret, "<ts>.<body>")."""
+    t = int(time.time())
+    reqs = []
+    for body in bodies:
+        mac = hmac.new(WEBHOOK_SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256)
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "Stripe-Signature": f"t={t},v1={mac.hexdigest()}",
+        }
+        reqs.append((body, headers))
+    return reqs
+
+
+def post_all(client, path: str, reqs: list, ok: int) -> tuple[list, dict]:
+    """POST each request; return the responses and the CPU and wall ms per request."""
+    gc.collect()  # garbage of the set-up is not the requests'
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    responses = [client.post(path, data=body, headers=headers) for body, headers in reqs]
+    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    bad = [r for r in responses if r.status_code != ok]
+    if bad:
+        raise SystemExit(
+            f"{path}: {len(bad)} of {len(reqs)} answered not {ok}; first: "
+            f"{bad[0].status_code} {bad[0].get_data(as_text=True)[:300]}"
+        )
+    n = max(len(reqs), 1)
+    return responses, {"cpu_ms": 1000 * cpu / n, "wall_ms": 1000 * wall / n, "n": n}
+
+
+def completed_events(emu, session_ids: list[str], since: int) -> list[bytes]:
+    """The emulator's checkout.session.completed events of these sessions, as it sends them."""
+    by_session, after = {}, None
+    while True:
+        params = {"limit": 100, "type": "checkout.session.completed", "created[gte]": since}
+        if after:
+            params["starting_after"] = after
+        resp = requests.get(
+            f"{emu.url}/v1/events",
+            params=params,
+            headers={"Authorization": f"Bearer {emu.api_key}"},
+            timeout=60,
+        )
+        resp.raise_for_status()
+        page = resp.json()
+        for ev in page["data"]:
+            by_session[ev["data"]["object"]["id"]] = ev
+        if not page["has_more"] or not page["data"]:
+            break
+        after = page["data"][-1]["id"]
+    missing = [s for s in session_ids if s not in by_session]
+    if missing:
+        raise SystemExit(f"{len(missing)} sessions have no checkout.session.completed event")
+    return [json.dumps(by_session[s], indent=2).encode() for s in session_ids]
+
+
+def one_round(client, emu, api_key: str, args, tag: str) -> dict:
+    create = "/api/v1/payments"
+    post_all(client, create, create_requests(api_key, f"{tag}-warm", args.warmup), 201)
+    made, figures = [], {}
+    responses, figures["create"] = post_all(
+        client, create, create_requests(api_key, tag, args.creates), 201
+    )
+    made += responses
+    # INITIATED payments for the webhooks: the measured creates' and, if short, more.
+    more = args.webhooks + args.warmup - len(made)
+    if more > 0:
+        made += post_all(client, create, create_requests(api_key, f"{tag}-more", more), 201)[0]
+    sids = [r.get_json()["psp_session_id"] for r in made][: args.webhooks + args.warmup]
+
+    since = int(time.time()) - 2
+    for i in range(0, len(sids), 1000):
+        paid = emu.control(
+            "POST", "checkout/sessions/pay", {"ids": sids[i : i + 1000], "card": CARD}
+        )
+        if not all(r["completed"] for r in paid["results"]):
+            raise SystemExit("the emulator did not complete every session")
+    bodies = completed_events(emu, sids, since)
+    warm, events = bodies[: args.warmup], bodies[args.warmup :]
+
+    hook = "/webhooks/stripe"
+    post_all(client, hook, webhook_requests(warm), 200)
+    post_all(client, hook, webhook_requests(warm), 200)
+    responses, figures["webhook_new"] = post_all(client, hook, webhook_requests(events), 200)
+    outcomes = {r.get_json()["outcome"] for r in responses}
+    if outcomes != {"applied"}:
+        raise SystemExit(f"new events were not all applied: {outcomes}")
+    _, figures["webhook_duplicate"] = post_all(client, hook, webhook_requests(events), 200)
+    return figures
+
+
+def summary(rounds: list[dict]) -> dict:
+    out = {}
+    for name in FIGURES:
+        for unit in ("cpu_ms", "wall_ms"):
+            values = [r[name][unit] for r in rounds]
+            out.setdefault(name, {})[unit] = {
+                "median": round(statistics.median(values), 3),
+                "min": round(min(values), 3),
+                "max": round(max(values), 3),
+                "runs": [round(v, 3) for v in values],
+            }
+    return out
+
+
+def print_table(result: dict) -> None:
+    print(f"\n{'path':<18} {'ms CPU/request':>15} {'min-max':>14} {'wall ms':>8}  per run (CPU)")
+    for name in FIGURES:
+        cpu, wall = result[name]["cpu_ms"], result[name]["wall_ms"]
+        runs = " ".join(f"{v:.2f}" for v in cpu["runs"])
+        spread = f"{cpu['min']:.2f}-{cpu['max']:.2f}"
+        print(f"{name:<18} {cpu['median']:>15.2f} {spread:>14} {wall['median']:>8.2f}  {runs}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(
+        prog="python -m bench.cpu_probe",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--creates", type=int, default=600, help="measured creates per run")
+    p.add_argument("--webhooks", type=int, default=1000, help="measured new (and duplicate) events")
+    p.add_argument("--warmup", type=int, default=50, help="unmeasured requests of each kind first")
+    p.add_argument("--repeat", type=int, default=3, help="runs; the table shows their median")
+    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--database", default="pb_cpu_probe", help="MariaDB database, dropped after")
+    p.add_argument("--redis-db", type=int, default=9, help="flushed before and after")
+    args = p.parse_args(argv)
+
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    redis_url = f"{REDIS_BASE}/{args.redis_db}"
+    Redis.from_url(redis_url).flushdb()
+    recreate_database(args.database)
+    try:
+        with run_emulator() as emu:  # a subprocess: its CPU is not this process's
+            emu.control("POST", "deliveries/pause")  # only the probe's posts reach the app
+            app, api_key = make_app(emu, args.database, redis_url)
+            client = app.test_client()
+            run = uuid.uuid4().hex[:6]
+            rounds = []
+            for i in range(args.repeat):
+                rounds.append(one_round(client, emu, api_key, args, f"probe-{run}-{i}"))
+                print(
+                    f"run {i + 1}/{args.repeat}: "
+                    + ", ".join(f"{k} {v['cpu_ms']:.2f} ms CPU" for k, v in rounds[-1].items()),
+                    flush=True,
+                )
+            with app.app_context():
+                app.extensions["sqlalchemy"].engine.dispose()
+    finally:
+        recreate_database(args.database, create=False)
+        Redis.from_url(redis_url).flushdb()
+
+    commit = subprocess.run(
+        ["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    result = {
+        "commit": commit,
+        "config": {k: getattr(args, k) for k in ("creates", "webhooks", "warmup", "repeat")},
+        "seconds": round(time.perf_counter() - started, 1),
+        # CPU times are inflated when other processes share the cores: compare like with like.
+        "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        **summary(rounds),
+    }
+    print_table(result)
+    print(
+        f"\n{args.repeat} runs in {result['seconds']} s, commit {commit}, "
+        f"load average {result['loadavg_1min'][0]} -> {result['loadavg_1min'][1]}"
+    )
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
