@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, jsonify, make_response, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
@@ -158,8 +158,6 @@ def render_error(error: PayBridgeError):
 
 
 def _as_response(rv):
-    from flask import make_response
-
     return make_response(rv)
 
 

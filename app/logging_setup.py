@@ -7,6 +7,7 @@ import re
 import secrets
 
 from flask import Flask, g, has_request_context, request
+from rq import get_current_job
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -31,8 +32,6 @@ def current_context_id() -> str:
     if has_request_context():
         return getattr(g, "request_id", "-")
     try:
-        from rq import get_current_job
-
         job = get_current_job()
     except Exception:  # outside a worker there is no job, and no connection to ask
         job = None

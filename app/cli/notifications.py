@@ -10,6 +10,7 @@ from sqlalchemy import select
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Notification, Payment
+from app.notifications.delivery import deliver_due, resend
 
 notifications_cli = AppGroup("notifications", help="Notifications to client apps (the outbox).")
 
@@ -58,8 +59,6 @@ def list_command(status: str | None, merchant_id: int | None, limit: int) -> Non
 @click.option("--all-failed", is_flag=True, help="Resend every failed notification.")
 def resend_command(notification: str | None, all_failed: bool) -> None:
     """Send a delivered or failed notification again (same webhook-id), by id or msg_… id."""
-    from app.notifications.delivery import resend
-
     if bool(notification) == all_failed:
         raise click.UsageError("Give a notification id or --all-failed (one of them).")
     if all_failed:
@@ -87,8 +86,6 @@ def resend_command(notification: str | None, all_failed: bool) -> None:
 @click.option("--all", "drain", is_flag=True, help="Repeat until nothing is due.")
 def deliver_command(drain: bool) -> None:
     """Deliver due notifications now, in this process (what the worker's pump does)."""
-    from app.notifications.delivery import deliver_due
-
     total = deliver_due()
     while drain and total:
         sent = deliver_due()

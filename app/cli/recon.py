@@ -12,6 +12,7 @@ from sqlalchemy import select
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Payment, ReconciliationRun
+from app.reconciliation.service import reconcile_payment, run_reconciliation, summarize
 
 recon_cli = AppGroup("recon", help="Reconciliation with the PSP.")
 
@@ -29,8 +30,6 @@ def _when(value) -> str:
 @click.option("--payment", "payment_ref", metavar="pay_…", help="Check this one payment now.")
 def run_command(dry_run: bool, payment_ref: str | None) -> None:
     """Run reconciliation now (or for one payment) and print what it found."""
-    from app.reconciliation.service import reconcile_payment, run_reconciliation, summarize
-
     if payment_ref:
         payment = db.session.execute(
             select(Payment).where(Payment.public_id == payment_ref.strip())

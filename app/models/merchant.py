@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 from datetime import datetime
@@ -20,8 +21,6 @@ API_KEY_SHOWN_CHARS = 12
 
 def new_signing_secret() -> str:
     """A Standard Webhooks secret: `whsec_` + base64 of 24 random bytes."""
-    import base64
-
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 

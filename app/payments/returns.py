@@ -6,6 +6,8 @@ import logging
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from limits import parse
+
 from app.extensions import db, limiter
 from app.models import Payment, PaymentStatus, StatusSource
 from app.payments.psp_facts import apply_session
@@ -80,8 +82,6 @@ def check_on_return(payment: Payment, session_id_hint: str | None) -> str | None
 def _may_ask_psp(public_id: str) -> bool:
     """A per-payment budget of PSP calls from return pages; without Redis, always yes."""
     try:
-        from limits import parse
-
         return limiter.limiter.hit(parse(RETURN_CHECKS_PER_PAYMENT), "checkout-return", public_id)
     except Exception as exc:  # storage down or limiter off: the shopper's check matters more
         log.debug("return check budget unavailable (%s)", type(exc).__name__)

@@ -9,6 +9,7 @@ from app.psp.base import PaymentProvider
 
 def build_provider(app: Flask, name: str) -> PaymentProvider:
     if name == "stripe":
+        # Imported when first chosen: the Stripe SDK is large, and a deployment names its PSPs.
         from app.psp.stripe_adapter import StripeProvider
 
         return StripeProvider.from_config(app.config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from app.errors import ERROR_CODES
+from app.extensions import api
 
 METHOD_ORDER = ("get", "post", "put", "patch", "delete")
 
@@ -70,8 +71,6 @@ def _anchor(method: str, path: str) -> str:
 
 def docs_context() -> dict:
     """Operations, schemas and error codes for templates/api/docs.html."""
-    from app.extensions import api
-
     spec = api.spec.to_dict()
     operations = []
     for path, item in sorted(spec.get("paths", {}).items()):

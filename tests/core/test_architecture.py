@@ -1,0 +1,211 @@
+"""The floor plan of docs/architecture.md, checked from the code's own imports.
+
+Layers point one way (surfaces → domain → models and the PSP interface); the payment core
+imports no feature; nothing imports in a circle; no import hides inside a function without a
+reason; every route lives in app/blueprints/.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# What each part may never import (a part is a package or module under app/, by dotted name).
+NEVER = {
+    "app.payments": [
+        "app.refunds",
+        "app.subscriptions",
+        "app.notifications",
+        "app.reconciliation",
+        "app.conflicts",
+        "app.reporting",
+        "app.accounts",
+        "app.blueprints",
+        "app.cli",
+        "app.tasks",
+        "app.runtime",
+        "app.wiring",
+    ],
+    "app.models": ["app.payments", "app.refunds", "app.subscriptions", "app.notifications"],
+    "app.common": [
+        "app.payments",
+        "app.refunds",
+        "app.subscriptions",
+        "app.notifications",
+        "app.serializers",
+    ],
+    "app.serializers": ["app.payments", "app.refunds", "app.subscriptions", "app.notifications"],
+    "app.psp_events": ["app.payments", "app.refunds", "app.subscriptions", "app.notifications"],
+    "app.psp": ["app.models", "app.payments", "app.refunds", "app.subscriptions"],
+    "app.notifications": ["app.refunds", "app.subscriptions", "app.reconciliation"],
+    "app.refunds": ["app.reconciliation", "app.notifications", "app.blueprints"],
+    "app.subscriptions": [
+        "app.refunds",
+        "app.reconciliation",
+        "app.notifications",
+        "app.blueprints",
+    ],
+    "app.reporting": ["app.blueprints", "app.payments", "app.refunds", "app.subscriptions"],
+}
+# The surfaces, the factory and the processes sit on top: no domain code imports them.
+TOP = ("app.blueprints", "app.cli", "app.tasks", "app.runtime", "app.wiring")
+DOMAIN = (
+    "app.payments",
+    "app.refunds",
+    "app.subscriptions",
+    "app.notifications",
+    "app.reconciliation",
+    "app.conflicts",
+    "app.reporting",
+    "app.accounts",
+    "app.serializers",
+    "app.psp_events",
+    "app.common",
+    "app.models",
+    "app.psp",
+)
+# Imports inside a function, each with its reason; anything else belongs at the top.
+LAZY_IMPORTS = {
+    # The Stripe SDK is large; a deployment imports the adapters it names.
+    ("app.psp.factory", "app.psp.stripe_adapter"),
+    ("app.psp.factory", "app.psp.stripe_adapter.StripeProvider"),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(imported module, inside a function) for every import of this tree in the file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = []
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            nested = in_function or isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef)
+            if isinstance(child, ast.Import):
+                found.extend((alias.name, in_function) for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                base = child.module or ""
+                if child.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - child.level + 1])
+                    base = f"{base}.{child.module}" if child.module else base
+                found.append((base, in_function))
+                # `from app import models` imports the module app.models
+                found.extend((f"{base}.{alias.name}", in_function) for alias in child.names)
+            visit(child, nested)
+
+    visit(tree, False)
+    return found
+
+
+def _sources(*roots: str) -> dict[str, Path]:
+    return {
+        _module_name(path): path
+        for root in roots
+        for path in sorted((ROOT / root).rglob("*.py"))
+        if "__pycache__" not in path.parts
+    }
+
+
+SOURCES = _sources("app", "stripe_emulator")
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for module, path in SOURCES.items():
+        graph[module] = {name for name, _ in _imports(path) if name in SOURCES} - {module}
+    return graph
+
+
+def _within(module: str, part: str) -> bool:
+    return module == part or module.startswith(part + ".")
+
+
+def test_no_module_imports_itself_back_through_others():
+    graph = _graph()
+    seen: set[str] = set()
+    cycles = []
+
+    def walk(module: str, trail: list[str]) -> None:
+        if module in trail:
+            cycles.append(trail[trail.index(module) :] + [module])
+            return
+        if module in seen:
+            return
+        for imported in sorted(graph[module]):
+            # A package's __init__ importing its own submodules (a blueprint's routes) is how
+            # Flask packages are put together, not a cycle between parts.
+            if _within(imported, module) and SOURCES[module].name == "__init__.py":
+                continue
+            walk(imported, trail + [module])
+        seen.add(module)
+
+    for module in sorted(graph):
+        walk(module, [])
+    assert cycles == []
+
+
+@pytest.mark.parametrize("part", sorted(NEVER))
+def test_a_part_never_imports_what_sits_above_it(part):
+    offending = [
+        f"{module} imports {imported}"
+        for module, imports in _graph().items()
+        if _within(module, part)
+        for imported in imports
+        for forbidden in NEVER[part]
+        if _within(imported, forbidden)
+    ]
+    assert offending == []
+
+
+def test_no_domain_code_imports_a_surface_or_a_process():
+    offending = [
+        f"{module} imports {imported}"
+        for module, imports in _graph().items()
+        if any(_within(module, part) for part in DOMAIN)
+        for imported in imports
+        if any(_within(imported, top) for top in TOP)
+    ]
+    assert offending == []
+
+
+def test_imports_inside_functions_are_only_the_named_lazy_ones():
+    inside = {
+        (module, name)
+        for module, path in SOURCES.items()
+        for name, in_function in _imports(path)
+        if in_function
+    }
+    assert sorted(inside - LAZY_IMPORTS) == []
+
+
+def test_every_route_lives_in_a_blueprint_package():
+    outside = [
+        f"{module}: {ast.unparse(decorator)}"
+        for module, path in SOURCES.items()
+        if module.startswith("app.") and not _within(module, "app.blueprints")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        for decorator in node.decorator_list
+        if isinstance(decorator, ast.Call)
+        and isinstance(decorator.func, ast.Attribute)
+        and decorator.func.attr in ("route", "get", "post", "put", "patch", "delete")
+    ]
+    assert outside == []
+
+
+def test_the_procfile_runs_release_web_and_worker_and_no_emulator():
+    lines = [line for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()]
+    assert [line.split(":", 1)[0] for line in lines] == ["release", "web", "worker"]
+    assert "stripe_emulator" not in (ROOT / "Procfile").read_text()
