@@ -7,7 +7,6 @@ from __future__ import annotations
 from standardwebhooks import Webhook
 
 from app.payments.serialize import iso
-from tests.shop.support import deliver_due_notifications
 from tests.subscriptions.conftest import (
     bill_next_period,
     payments_of,
@@ -18,6 +17,7 @@ from tests.subscriptions.conftest import (
     wait_for_payments,
 )
 from tests.support.api import auth_headers
+from tests.support.payflow import deliver_due_notifications
 
 RENEWAL_HISTORY = [
     (None, "CREATED", "webhook"),
