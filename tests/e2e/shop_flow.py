@@ -1,7 +1,4 @@
-"""Shop steps in the browser, shared by the shop's and the dashboard's e2e tests.
-
-from tests.e2e.shop_flow import buy, shop_url  # noqa: F401  (shop_url is a fixture)
-"""
+"""Shop steps in the browser, shared by the shop's and the dashboard's e2e tests."""
 
 from __future__ import annotations
 
@@ -9,11 +6,7 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.shop.support import (
-    SUCCESS_CARD,
-    deliver_due_notifications,
-    wait_for,
-)
+from tests.support.payflow import SUCCESS_CARD, deliver_due_notifications, wait_for
 
 
 def sign_up(page: Page, shop_url: str, email: str) -> None:

@@ -14,7 +14,7 @@ from tests.e2e.shop_flow import (
     pay_with_card,
     sign_up,
 )
-from tests.shop.support import DECLINED_CARD, SUCCESS_CARD, deliver_due_notifications
+from tests.support.payflow import DECLINED_CARD, SUCCESS_CARD, deliver_due_notifications
 
 
 def test_a_shopper_signs_up_buys_two_prints_and_sees_the_order_paid(page, app, shop_url, emulator):
@@ -85,7 +85,7 @@ def test_a_cancelled_checkout_shows_the_order_open_and_can_return_to_the_same_ch
     page.locator("#back").click()
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Cancel order").click()
-    expect(page.get_by_text("The payment was stopped.")).to_be_visible()
+    expect(page.get_by_text("The payment was stopped and your order is cancelled.")).to_be_visible()
     deliver_due_notifications(app)
     page.get_by_role("link", name="My orders", exact=True).click()
     status = page.get_by_test_id("order-row").get_by_test_id("order-status")

@@ -1,6 +1,7 @@
 """A shopper subscribes to the shop's plan in Chromium, pays on the hosted page, and sees each
-charge of the subscription on the order page as the emulator's clock bills the next month; the
-merchant sees the same charges in the dashboard."""
+charge of the subscription on the order page as the emulator's clock bills the next month (the
+shop learns of it from PayBridge's notification); the merchant sees the same charges in the
+dashboard."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Payment, Subscription
-from app.shop.models import Order
 from tests.e2e.shop_flow import deliver_while_waiting_for, pay_with_card, sign_up
-from tests.shop.support import SUCCESS_CARD
+from tests.support.payflow import SUCCESS_CARD, deliver_due_notifications, wait_for
 
 
 @pytest.fixture
@@ -27,12 +27,12 @@ def clock_reset(emulator):
 
 
 def _subscription_of_order(app, order_id: int):
+    """PayBridge's side of the shop's order: (subscription id, status, period end, renewals)."""
     with app.app_context():
-        order = db.session.get(Order, order_id)
         sub = db.session.execute(
             select(Subscription)
             .join(Payment, Payment.id == Subscription.first_payment_id)
-            .where(Payment.merchant_reference == order.reference)
+            .where(Payment.merchant_reference == f"order-{order_id}")
         ).scalar_one_or_none()
         result = None
         if sub is not None:
@@ -45,7 +45,7 @@ def _subscription_of_order(app, order_id: int):
 
 
 def test_a_shopper_subscribes_and_sees_each_monthly_charge(
-    page, make_context, app, shop_url, clock_reset
+    page, make_context, app, live_server, shop, shop_url, clock_reset
 ):
     emulator = clock_reset
     sign_up(page, shop_url, "grace@example.com")
@@ -74,6 +74,10 @@ def test_a_shopper_subscribes_and_sees_each_monthly_charge(
     while _subscription_of_order(app, order_id)[3] != ["SUCCESS"]:
         assert time.monotonic() < deadline, "the renewal never reached PayBridge"
         time.sleep(0.1)
+    wait_for(  # PayBridge tells the shop of the renewal: its own payment, signed notification
+        lambda: deliver_due_notifications(app) or shop.order(order_id).renewals,
+        what="the renewal's notification at the shop",
+    )
 
     page.reload()
     rows = page.locator("table.charges tbody tr")
@@ -89,8 +93,13 @@ def test_a_shopper_subscribes_and_sees_each_monthly_charge(
     expect(page.get_by_role("button", name="Cancel subscription")).to_have_count(0)
 
     # The merchant sees the subscription and both charges in the dashboard.
+    created = app.test_cli_runner().invoke(  # as scripts/demo.sh creates the demo's login
+        args=["users", "create", "merchant@example.com", "--merchant-id", str(shop.merchant_id)],
+        env={"PAYBRIDGE_USER_PASSWORD": "demo-password"},
+    )
+    assert created.exit_code == 0, created.output
     merchant = make_context().new_page()
-    merchant.goto(shop_url + "/dashboard/login")
+    merchant.goto(live_server.url + "/dashboard/login")
     merchant.get_by_label("Email").fill("merchant@example.com")
     merchant.get_by_label("Password").fill("demo-password")
     merchant.get_by_role("button", name="Log in").click()

@@ -1,37 +1,40 @@
-"""Shop fixtures: the seeded demo merchant and catalogue, reachable over real HTTP."""
+"""Shop fixtures: the demo shop as its own app and server, a client of the live PayBridge."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.shop.support import Shopper, ensure_stripe_webhook_endpoint, seed_shop
+from tests.shop.support import Shopper, running_shop
+from tests.support.payflow import ensure_stripe_webhook_endpoint
 
 
 @pytest.fixture
-def shop(app, live_server, emulator):
-    """The demo shop seeded with notify_url on this run's live server; returns the SeedReport."""
+def shop(app, live_server, emulator, tmp_path):
+    """A fresh shop (store, catalogue, server), connected to PayBridge as a new merchant whose
+    notify URL is the shop's /notify; Stripe's webhooks reach the live PayBridge."""
     ensure_stripe_webhook_endpoint(emulator, live_server)
-    return seed_shop(app, live_server.url)
+    with running_shop(app, tmp_path) as running:
+        yield running
 
 
 @pytest.fixture
-def products(app, shop):
-    from sqlalchemy import select
+def products(shop):
+    """The catalogue: [(id, price, name)] in the shop's order."""
+    from demo_shop.catalogue import products_on_sale
 
-    from app.extensions import db
-    from app.shop.models import Product
-
-    with app.app_context():
-        rows = db.session.execute(select(Product).order_by(Product.position)).scalars().all()
-        result = [(p.id, p.price, p.name) for p in rows]
-        db.session.remove()
-    return result
+    with shop.app.app_context():
+        return [(p.id, p.price, p.name) for p in products_on_sale()]
 
 
 @pytest.fixture
-def shopper(client, shop):
+def visitor(shop) -> Shopper:
+    """Someone on the shop's pages, not logged in."""
+    return Shopper(shop.app.test_client())
+
+
+@pytest.fixture
+def shopper(visitor) -> Shopper:
     """A signed-up, logged-in shopper."""
-    person = Shopper(client)
-    response = person.signup("ada@example.com")
+    response = visitor.signup("ada@example.com")
     assert response.status_code == 303, response.get_data(as_text=True)
-    return person
+    return visitor

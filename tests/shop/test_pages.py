@@ -1,54 +1,58 @@
-"""Shop pages: accounts, the cart, CSRF on every form, and `flask seed-demo`."""
+"""The shop's pages: catalogue, accounts, the cart, CSRF on every form, and its `init` command."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from sqlalchemy import select
 
-from app.extensions import db
-from app.models import ApiKey, Merchant, User
-from app.shop.models import Product, ShopCustomer, ShopSetting
-from tests.shop.support import Shopper, count
+from demo_shop import create_app
+from demo_shop.extensions import db as shop_db
+from demo_shop.models import Customer, Product
+from tests.shop.support import Shopper
 
 
-def test_the_home_page_is_the_catalogue_with_images_and_prices(client, shop):
-    page = client.get("/").get_data(as_text=True)
+def test_the_home_page_is_the_catalogue_with_images_and_prices(visitor):
+    page = visitor.page("/")
 
     assert page.count('class="product-card"') == 8
     assert "€29.00" in page and "Alpine Sunrise" in page
+    assert "Print of the Month Club" in page and "€19.00 every month" in page
     for slug in ("alpine-sunrise", "harbour-lighthouse"):
-        image = client.get(f"/static/shop/products/{slug}.svg")
+        assert f'src="/static/products/{slug}.svg"' in page
+        image = visitor.client.get(f"/static/products/{slug}.svg")
         assert image.status_code == 200
         assert image.mimetype == "image/svg+xml"
 
 
-def test_a_product_page_shows_the_print_and_an_unknown_one_is_404(client, shop):
-    assert "Northern Lights" in client.get("/products/northern-lights").get_data(as_text=True)
-    missing = client.get("/products/no-such-print")
+def test_a_product_page_shows_the_print_and_an_unknown_one_is_404(visitor):
+    assert "Northern Lights" in visitor.page("/products/northern-lights")
+    missing = visitor.client.get("/products/no-such-print")
     assert missing.status_code == 404
+    assert "This print is not in the shop." in missing.get_data(as_text=True)
 
 
-def test_signup_hashes_the_password_and_logs_the_shopper_in(app, client, shop):
-    response = Shopper(client).signup("Ada@Example.com ", password="s3cret-pass")
+def test_signup_hashes_the_password_and_logs_the_shopper_in(shop, visitor):
+    response = visitor.signup("Ada@Example.com ", password="s3cret-pass")
 
     assert response.status_code == 303
-    with app.app_context():
-        customer = db.session.execute(select(ShopCustomer)).scalar_one()
+    with shop.app.app_context():
+        customer = shop_db.session.scalars(select(Customer)).one()
         assert customer.email == "ada@example.com"
         assert "s3cret-pass" not in customer.password_hash
         assert customer.check_password("s3cret-pass")
-    page = client.get("/").get_data(as_text=True)
+    page = visitor.page("/")
     assert "Log out" in page and "My orders" in page
 
 
-def test_signup_refuses_a_taken_email_and_bad_input_with_messages(client, shop):
-    shopper = Shopper(client)
-    shopper.signup("ada@example.com")
-    shopper.post_action("/account/logout")
+def test_signup_refuses_a_taken_email_and_bad_input_with_messages(visitor):
+    visitor.signup("ada@example.com")
+    visitor.post_action("/account/logout")
 
-    taken = shopper.signup("ADA@example.com")
-    short = shopper.signup("bob@example.com", password="short")
-    bad_email = shopper.signup("not-an-email")
+    taken = visitor.signup("ADA@example.com")
+    short = visitor.signup("bob@example.com", password="short")
+    bad_email = visitor.signup("not-an-email")
 
     assert taken.status_code == short.status_code == bad_email.status_code == 422
     assert "already an account" in taken.get_data(as_text=True)
@@ -56,75 +60,71 @@ def test_signup_refuses_a_taken_email_and_bad_input_with_messages(client, shop):
     assert "valid email address" in bad_email.get_data(as_text=True)
 
 
-def test_login_and_logout(client, shop):
-    shopper = Shopper(client)
-    shopper.signup("ada@example.com", password="right-password")
-    shopper.post_action("/account/logout")
-    assert client.get("/orders").status_code == 302
+def test_login_and_logout(visitor):
+    visitor.signup("ada@example.com", password="right-password")
+    visitor.post_action("/account/logout")
+    assert visitor.client.get("/orders").status_code == 302
 
-    wrong = shopper.login("ada@example.com", "wrong-password")
+    wrong = visitor.login("ada@example.com", "wrong-password")
     assert wrong.status_code == 422
     assert "do not match" in wrong.get_data(as_text=True)
 
-    right = shopper.login("ada@example.com", "right-password", next_url="/orders")
+    right = visitor.login("ada@example.com", "right-password", next_url="/orders")
     assert right.status_code == 303
     assert right.headers["Location"] == "/orders"
-    assert client.get("/orders").status_code == 200
+    assert visitor.client.get("/orders").status_code == 200
 
 
 @pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil"])
-def test_login_never_redirects_off_site(client, shop, target):
-    shopper = Shopper(client)
-    shopper.signup("ada@example.com", password="right-password")
-    shopper.post_action("/account/logout")
+def test_login_never_redirects_off_site(visitor, target):
+    visitor.signup("ada@example.com", password="right-password")
+    visitor.post_action("/account/logout")
 
-    response = shopper.login("ada@example.com", "right-password", next_url=target)
+    response = visitor.login("ada@example.com", "right-password", next_url=target)
 
     assert response.headers["Location"] == "/"
 
 
-def test_the_shop_session_is_not_a_dashboard_login(client, shop):
-    Shopper(client).signup("ada@example.com")
-    with client.session_transaction() as session:
-        assert "shop_customer_id" in session
-        assert "_user_id" not in session  # Flask-Login's key belongs to the dashboard
+def test_the_session_cookie_holds_the_shopper_and_the_cart_only(visitor, products):
+    visitor.signup("ada@example.com")
+    visitor.add(products[0][0])
+    with visitor.client.session_transaction() as session:
+        assert set(session) - {"csrf_token", "_flashes"} == {"customer_id", "cart"}
 
 
-def test_cart_add_update_remove_and_totals(client, shop, products):
-    shopper = Shopper(client)
+def test_cart_add_update_remove_and_totals(visitor, products):
     (a, price_a, _), (b, price_b, _) = products[0], products[1]
-    shopper.add(a, 2)
-    shopper.add(b)
-    shopper.add(a)  # adds up
+    visitor.add(a, 2)
+    visitor.add(b)
+    visitor.add(a)  # adds up
 
-    page = client.get("/cart").get_data(as_text=True)
+    page = visitor.page("/cart")
     assert page.count('data-testid="cart-line"') == 2
-    total = 3 * price_a + price_b
-    assert f"€{total / 100:,.2f}" in page
+    assert f"€{(3 * price_a + price_b) / 100:,.2f}" in page
 
-    token = shopper.token("/cart")
-    client.post("/cart/update", data={"csrf_token": token, "product_id": a, "quantity": 1})
-    client.post("/cart/remove", data={"csrf_token": token, "product_id": b})
+    token = visitor.token("/cart")
+    visitor.client.post("/cart/update", data={"csrf_token": token, "product_id": a, "quantity": 1})
+    visitor.client.post("/cart/remove", data={"csrf_token": token, "product_id": b})
 
-    page = client.get("/cart").get_data(as_text=True)
+    page = visitor.page("/cart")
     assert page.count('data-testid="cart-line"') == 1
     assert f"€{price_a / 100:,.2f}" in page.split('data-testid="cart-total"')[1][:40]
 
 
-def test_cart_refuses_unknown_products_and_silly_quantities(client, shop, products):
-    token = Shopper(client).token()
+def test_cart_refuses_unknown_products_and_silly_quantities(visitor, products):
+    token = visitor.token()
 
     def add(product_id, quantity):
-        response = client.post(
+        response = visitor.client.post(
             "/cart/add", data={"csrf_token": token, "product_id": product_id, "quantity": quantity}
         )
         assert response.status_code == 303
-        return client.get("/cart").get_data(as_text=True)
+        return visitor.page("/cart")
 
     assert "not available any more" in add(999999, 1)
     assert "Number must be between 1 and 20" in add(products[0][0], 21)
     assert "Number must be between 1 and 20" in add(products[0][0], -1)
-    assert "Your cart is empty" in client.get("/cart").get_data(as_text=True)
+    assert "Your cart is empty" in visitor.page("/cart")
 
 
 @pytest.mark.parametrize(
@@ -137,20 +137,22 @@ def test_cart_refuses_unknown_products_and_silly_quantities(client, shop, produc
         ("/cart/update", {"product_id": "1", "quantity": "1"}),
         ("/cart/remove", {"product_id": "1"}),
         ("/checkout", {"token": "t"}),
+        ("/subscribe/print-club", {"token": "t"}),
         ("/orders/1/pay", {}),
         ("/orders/1/cancel", {}),
         ("/orders/1/reorder", {}),
+        ("/orders/1/subscription/cancel", {}),
     ],
 )
-def test_every_form_without_a_csrf_token_is_refused(client, shop, path, data):
-    response = client.post(path, data=data)
+def test_every_form_without_a_csrf_token_is_refused(visitor, path, data):
+    response = visitor.client.post(path, data=data)
 
     assert response.status_code == 400
     assert "CSRF" in response.get_data(as_text=True)
 
 
-def test_a_forged_csrf_token_is_refused(client, shop):
-    response = client.post(
+def test_a_forged_csrf_token_is_refused(visitor):
+    response = visitor.client.post(
         "/account/login",
         data={"csrf_token": "forged", "email": "x@example.com", "password": "whatever"},
     )
@@ -158,53 +160,10 @@ def test_a_forged_csrf_token_is_refused(client, shop):
     assert response.status_code == 400
 
 
-def test_seed_demo_creates_everything_once_and_prints_the_api_key_only_then(app, runner):
-    first = runner.invoke(args=["seed-demo", "--public-base-url", "http://shop.test"])
-    second = runner.invoke(args=["seed-demo", "--public-base-url", "http://shop.test"])
-
-    assert first.exit_code == 0, first.output
-    assert second.exit_code == 0, second.output
-    assert "API key of the demo merchant" in first.output
-    assert "pbk_" in first.output
-    assert "pbk_" not in second.output and "already exists" in second.output
-    assert "merchant@example.com / demo-password" in first.output
-    with app.app_context():
-        merchant = db.session.execute(select(Merchant)).scalar_one()
-        assert merchant.name == "PayBridge Demo Shop"
-        assert merchant.notify_url == "http://shop.test/shop/notify"
-        assert db.session.get(ShopSetting, "merchant_id").value == str(merchant.id)
-        assert count(app, ApiKey) == 1
-        assert count(app, Product) == 8
-        users = {u.email: u for u in db.session.execute(select(User)).scalars()}
-        assert users["merchant@example.com"].role == "merchant"
-        assert users["merchant@example.com"].merchant_id == merchant.id
-        assert users["merchant@example.com"].check_password("demo-password")
-        assert users["operator@example.com"].role == "operator"
-        assert users["operator@example.com"].check_password("operator-password")
-
-
-def test_seed_demo_moves_the_notify_url_when_the_shop_moves(app, runner):
-    runner.invoke(args=["seed-demo", "--public-base-url", "http://old.test"])
-
-    result = runner.invoke(args=["seed-demo", "--public-base-url", "http://new.test/"])
-
-    assert "-> http://new.test/shop/notify" in result.output
-    with app.app_context():
-        assert db.session.execute(select(Merchant.notify_url)).scalar_one() == (
-            "http://new.test/shop/notify"
-        )
-
-
-def test_checkout_before_seeding_says_so(client, app):
-    """Without `flask seed-demo` there is no catalogue and no merchant: a clear page, no crash."""
-    page = client.get("/").get_data(as_text=True)
-    assert "flask seed-demo" in page
-
-
-def test_login_attempts_are_rate_limited(client, shop):
-    token = Shopper(client).token("/account/login")
+def test_login_attempts_are_rate_limited(visitor):
+    token = visitor.token("/account/login")
     statuses = [
-        client.post(
+        visitor.client.post(
             "/account/login",
             data={"csrf_token": token, "email": "nobody@example.com", "password": "guess"},
         ).status_code
@@ -213,3 +172,60 @@ def test_login_attempts_are_rate_limited(client, shop):
 
     assert statuses[:20] == [422] * 20
     assert statuses[20] == 429
+
+
+@pytest.fixture
+def no_shop_environment(monkeypatch):
+    """Nothing from the shell running the tests: the shop's settings come from its instance."""
+    from demo_shop.config import ENVIRONMENT
+
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_init_fills_the_catalogue_once_and_keeps_the_paybridge_credentials(
+    tmp_path, no_shop_environment
+):
+    credentials = {
+        "merchant_id": 7,
+        "name": "PayBridge Demo Shop",
+        "api_key": "pbk_test_abc",
+        "signing_secret": "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY",
+    }
+    setup = create_app(instance_path=str(tmp_path))
+
+    first = setup.test_cli_runner().invoke(
+        args=["init", "--paybridge-credentials", "-"], input=json.dumps(credentials)
+    )
+    again = setup.test_cli_runner().invoke(args=["init"])
+
+    assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
+    assert "8 prints added" in first.output and "0 prints added" in again.output
+    assert "connected to PayBridge as merchant 7" in first.output
+    assert "pbk_test_abc" not in first.output  # a secret is stored, never printed
+    stored = json.loads((tmp_path / "demo_shop.json").read_text())
+    assert stored["PAYBRIDGE_API_KEY"] == "pbk_test_abc"
+    assert stored["PAYBRIDGE_SIGNING_SECRET"] == credentials["signing_secret"]
+    assert len(stored["SECRET_KEY"]) == 64
+    assert (tmp_path / "demo_shop.json").stat().st_mode & 0o077 == 0
+    # A new process reads them back, and knows which merchant it is.
+    shop = create_app(instance_path=str(tmp_path))
+    assert shop.config["PAYBRIDGE_API_KEY"] == "pbk_test_abc"
+    assert shop.config["SECRET_KEY"] == stored["SECRET_KEY"]
+    assert shop.test_cli_runner().invoke(args=["merchant-id"]).output.strip() == "7"
+    with shop.app_context():
+        assert shop_db.session.scalar(select(shop_db.func.count(Product.id))) == 8
+        shop_db.engine.dispose()
+
+
+def test_a_shop_that_was_never_set_up_says_what_to_run(tmp_path, no_shop_environment):
+    fresh = create_app(instance_path=str(tmp_path))
+    visitor = Shopper(fresh.test_client())
+
+    assert "python -m demo_shop init" in visitor.page("/")
+    visitor.signup("ada@example.com")
+    response = visitor.subscribe()  # the plan needs no catalogue, but paying needs PayBridge
+    assert response.headers["Location"] == "/orders/1"
+    assert "not connected to PayBridge yet" in visitor.page("/orders/1")
+    with fresh.app_context():
+        shop_db.engine.dispose()
