@@ -124,7 +124,7 @@ class ValidationError(PayBridgeError):
 
 
 # Requests that get JSON errors whatever they accept.
-JSON_PREFIXES = ("/api/", "/webhooks/", "/healthz", "/readyz", "/metrics", "/shop/notify")
+JSON_PREFIXES = ("/api/", "/webhooks/", "/healthz", "/readyz", "/metrics")
 
 HTTP_CODE_NAMES = {
     400: "VALIDATION_ERROR",

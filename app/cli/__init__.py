@@ -4,7 +4,7 @@ from flask import Flask
 
 
 def register_all(app: Flask) -> None:
-    from app.cli import demo, merchants, notifications, recon
+    from app.cli import merchants, notifications, recon
 
-    for module in (merchants, demo, notifications, recon):
+    for module in (merchants, notifications, recon):
         module.register(app)
