@@ -64,6 +64,7 @@ def _subscription_state(subscription: dict) -> SubscriptionState:
 
 @dataclass(frozen=True)
 class Charge:
+    what: str  # "First payment" | "Renewal"
     charged_at: datetime
     amount: int
     currency: str
@@ -74,10 +75,12 @@ def subscription_charges(order: Order) -> list[Charge]:
     """Every charge of the order's subscription the shop has heard of: the first payment, then
     each renewal PayBridge notified."""
     charges = [
-        Charge(renewal.charged_at, renewal.amount, renewal.currency, renewal.status)
+        Charge("Renewal", renewal.charged_at, renewal.amount, renewal.currency, renewal.status)
         for renewal in order.renewals
     ]
     if order.payment_status == "SUCCESS":
         first = order.paid_at or order.created_at
-        charges.insert(0, Charge(first, order.total_amount, order.currency, "SUCCESS"))
+        charges.insert(
+            0, Charge("First payment", first, order.total_amount, order.currency, "SUCCESS")
+        )
     return charges

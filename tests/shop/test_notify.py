@@ -257,7 +257,7 @@ def test_a_subscriptions_renewals_reach_the_shoppers_order(app, shop, shopper, e
     assert [(r.amount, r.status) for r in renewals] == [(1900, "SUCCESS"), (1900, "FAILED")]
     page = shopper.page(f"/orders/{order.id}")
     rows = page.split('<table class="charges">')[1].split("</table>")[0]
-    assert rows.count("<tr><td>") == 3
+    assert rows.count("<tr><td>") == 3 and rows.count("<td>Renewal</td>") == 2
     assert rows.count("paid") == 2 and rows.count("failed") == 1
     assert 'data-testid="subscription-status">past due' in page
     assert shop.received() == [
