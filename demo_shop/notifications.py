@@ -82,6 +82,7 @@ def handle(webhook_id: str, message: dict) -> str:
     except IntegrityError:
         # The unique webhook_id: a repeat, even one that arrived at this very moment, stops here.
         db.session.rollback()
+        log.info("notification %s (%s): %s", webhook_id, message["type"], DUPLICATE)
         return DUPLICATE
     kind = message["type"].split(".")[0]
     handler = {"payment": _payment_notification, "refund": _refund_notification}.get(kind)
@@ -104,11 +105,17 @@ def _payment_notification(payment: dict) -> tuple[Order | None, str]:
     order = _order_by_reference(payment["merchant_reference"])
     if order is None:
         return None, UNKNOWN_ORDER
-    if order.payment_id not in (None, payment["id"]):
-        log.warning("%s names %s, not the order's %s", order.reference, payment["id"],
-                    order.payment_id)  # fmt: skip
+    if not _is_the_orders(order, payment):
+        log.warning("%s is not the payment of %s", payment["id"], order.reference)
         return order, IGNORED
     return order, APPLIED if payments.record_payment(order, payment) else STALE
+
+
+def _is_the_orders(order: Order, payment: dict) -> bool:
+    """The payment the order has (or, before the order knew its id, one for its amount)."""
+    if order.payment_id is not None:
+        return payment["id"] == order.payment_id
+    return (payment["amount"], payment["currency"]) == (order.total_amount, order.currency)
 
 
 def _refund_notification(refund: dict) -> tuple[Order | None, str]:

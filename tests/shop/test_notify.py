@@ -157,6 +157,25 @@ def test_a_notification_naming_another_payment_does_not_touch_the_order(app, sho
     assert state(shop, order.id)[0] == "PENDING_PAYMENT"
 
 
+def test_before_the_order_knows_its_payment_only_one_for_its_amount_is_taken(app, shop, order):
+    """An order whose create answer was lost (PayBridge made the payment, the shop never heard):
+    the notification names it by the order's reference, and the amount must match too."""
+    from demo_shop.extensions import db as shop_db
+    from demo_shop.models import Order
+
+    with shop.app.app_context():
+        shop_db.session.get(Order, order.id).payment_id = None
+        shop_db.session.commit()
+    wrong = notification(app, shop, order, amount=order.total_amount + 100)
+    right = notification(app, shop, order)
+
+    assert post(shop, *sign(shop.signing_secret, "msg_w", wrong)).json()["outcome"] == "ignored"
+    assert post(shop, *sign(shop.signing_secret, "msg_r", right)).json()["outcome"] == "applied"
+
+    paid = shop.order(order.id)
+    assert (paid.status, paid.payment_id) == ("PAID", right["data"]["id"])
+
+
 def test_notify_needs_no_csrf_token_but_a_signature(shop):
     response = requests.post(shop.notify_url, json={"type": "payment.succeeded", "data": {}})
 
