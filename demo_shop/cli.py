@@ -26,8 +26,8 @@ def init_command(paybridge_credentials) -> None:
     """Fill the shop's catalogue and connect it to PayBridge (safe to run again)."""
     app = current_app
     if not _stored_secret_key(app):
+        click.echo("generating the shop's SECRET_KEY (signs its session cookies)")
         _save(app, SECRET_KEY=secrets.token_hex(32))
-        click.echo("generated the shop's SECRET_KEY")
     if paybridge_credentials is not None:
         merchant = _read_credentials(paybridge_credentials.read())
         _save(
