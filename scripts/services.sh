@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Make sure MariaDB (127.0.0.1:3306) and Redis (127.0.0.1:6379) answer; start whichever does
-# not, with the machine's own start commands. Prints the names of the services it started, so
-# the caller can stop exactly those afterwards (`services.sh stop NAME…`).
+# Make sure MariaDB (127.0.0.1:3306) and Redis (127.0.0.1:6379) answer — both, or those named
+# (`services.sh ensure redis`); start whichever does not, with the machine's own start commands.
+# Prints the names of the services it started, so the caller can stop exactly those afterwards
+# (`services.sh stop NAME…`).
 set -euo pipefail
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -28,11 +29,15 @@ start_redis() {
 
 case "${1:-ensure}" in
   ensure)
+    shift
+    wanted=" ${*:-mariadb redis} "
     # Nothing the caller has not heard of may stay running: if Redis fails after MariaDB was
     # started here, stop MariaDB again before failing (the caller's trap never saw its name).
     started=""
-    if ! port_open 3306; then start_mariadb >&2; started=mariadb; echo mariadb; fi
-    if ! port_open 6379; then
+    if [[ $wanted == *" mariadb "* ]] && ! port_open 3306; then
+      start_mariadb >&2; started=mariadb; echo mariadb
+    fi
+    if [[ $wanted == *" redis "* ]] && ! port_open 6379; then
       if ! start_redis >&2; then
         [ -z "$started" ] || "$0" stop $started
         exit 1

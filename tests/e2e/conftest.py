@@ -1,7 +1,7 @@
 """The storefront and dashboard in a real browser. Browser fixtures (`browser`, `context`,
 `page`, `make_context`, screenshots on failure) come from tests/support/browser.py; every test
-in this folder is marked `e2e`. `shop_url` is the seeded demo shop on the live server (steps to
-drive it: tests/e2e/shop_flow.py).
+in this folder is marked `e2e`. `shop` is the demo shop on its own server, a client app of the
+live PayBridge (steps to drive it: tests/e2e/shop_flow.py).
 """
 
 from __future__ import annotations
@@ -19,11 +19,17 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def shop_url(app, live_server, emulator) -> str:
-    """The seeded demo shop on the live server; the emulator's webhooks and the demo merchant's
-    notifications reach it."""
-    from tests.shop.support import ensure_stripe_webhook_endpoint, seed_shop
+def shop(app, live_server, emulator, tmp_path):
+    """The demo shop on its own port, connected to PayBridge as its own merchant; the emulator's
+    webhooks reach PayBridge, PayBridge's notifications reach the shop."""
+    from tests.shop.support import running_shop
+    from tests.support.payflow import ensure_stripe_webhook_endpoint
 
     ensure_stripe_webhook_endpoint(emulator, live_server)
-    seed_shop(app, live_server.url)
-    return live_server.url
+    with running_shop(app, tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def shop_url(shop) -> str:
+    return shop.url

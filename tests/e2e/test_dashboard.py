@@ -1,8 +1,9 @@
 """A merchant in Chromium: log in, find a payment by its reference, read its whole story.
 
-The payment is made the real way: a shopper buys in the demo shop, pays on the emulator's
-hosted page, Stripe's webhook (from the emulator) moves it to SUCCESS and PayBridge's
-notification is delivered to the shop's notify endpoint. Then the merchant looks it up.
+The payment is made the real way: a shopper buys in the demo shop (its own app and server),
+pays on the emulator's hosted page, Stripe's webhook (from the emulator) moves it to SUCCESS and
+PayBridge's notification is delivered to the shop's notify endpoint. Then the merchant looks it
+up.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def log_in(page: Page, base_url: str, email: str) -> None:
 
 
 def test_merchant_finds_a_paid_shop_order_and_sees_timeline_and_delivered_notification(
-    page, app, shop_url, emulator
+    page, app, live_server, shop_url, emulator
 ):
     order_id = buy(page, app, shop_url, emulator, "grace@example.com", ["Alpine Sunrise"])
     reference = f"order-{order_id}"
@@ -41,7 +42,7 @@ def test_merchant_finds_a_paid_shop_order_and_sees_timeline_and_delivered_notifi
         merchant_id, public_id = payment.merchant_id, payment.public_id
     make_user(app, merchant_id, "owner@demo-shop.example")
 
-    log_in(page, shop_url, "owner@demo-shop.example")
+    log_in(page, live_server.url, "owner@demo-shop.example")
     page.get_by_role("link", name="Transactions").click()
     page.get_by_label("Search").fill(reference)
     page.get_by_role("button", name="Apply filters").click()

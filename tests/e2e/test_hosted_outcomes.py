@@ -24,7 +24,7 @@ import requests
 from playwright.sync_api import Page, expect
 from standardwebhooks import Webhook
 
-from tests.shop.support import (
+from tests.support.payflow import (
     DECLINED_CARD,
     SUCCESS_CARD,
     deliver_due_notifications,

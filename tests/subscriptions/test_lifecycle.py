@@ -17,7 +17,7 @@ from tests.subscriptions.conftest import (
     wait_for_payments,
 )
 from tests.support.api import auth_headers
-from tests.support.delivery import deliver_due_notifications
+from tests.support.payflow import deliver_due_notifications
 
 RENEWAL_HISTORY = [
     (None, "CREATED", "webhook"),

@@ -1,10 +1,10 @@
-"""Operator endpoints: liveness, readiness, Prometheus metrics."""
+"""Operator endpoints: liveness, readiness, Prometheus metrics; and `/`, which is the dashboard."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Response, current_app, jsonify
+from flask import Response, current_app, jsonify, redirect, url_for
 from sqlalchemy import text
 
 from app.blueprints.health import bp
@@ -14,6 +14,12 @@ from app.notifications.delivery import count_due
 from app.tasks import QUEUE_NAMES, get_queue
 
 log = logging.getLogger(__name__)
+
+
+@bp.get("/")
+def index():
+    """PayBridge has no public home page (the demo shop is a separate app): the dashboard."""
+    return redirect(url_for("dashboard.overview"))
 
 
 @bp.get("/healthz")
