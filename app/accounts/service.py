@@ -9,10 +9,11 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.errors import ValidationError
 from app.extensions import db
-from app.models import Merchant, User
+from app.models import Merchant, User, utcnow
 
 
 def validate_notify_url(url: str) -> str:
@@ -80,3 +81,22 @@ def create_user(email: str, password: str, *, merchant_id: int | None, operator:
 
 def find_user_by_email(email: str) -> User | None:
     return db.session.scalar(select(User).where(User.email == (email or "").strip().lower()))
+
+
+# A hash to compare against when the email is unknown, so both paths take the same time.
+_DUMMY_HASH = generate_password_hash("paybridge-no-such-user")
+
+
+def check_login(email: str, password: str) -> tuple[User | None, bool]:
+    """The user the email names (None if nobody) and whether the password is theirs; an unknown
+    email costs the same hashing as a wrong password, so timing does not tell them apart."""
+    user = find_user_by_email(email)
+    if user is None:
+        check_password_hash(_DUMMY_HASH, password)
+        return None, False
+    return user, user.check_password(password)
+
+
+def record_login(user: User) -> None:
+    """Note a successful log-in on the user (the audit log keeps every one)."""
+    user.last_login_at = utcnow()

@@ -105,6 +105,12 @@ def _refunds(payment: Payment) -> list[Refund]:
     )
 
 
+def payment_conflict(payment: Payment, conflict_id: int) -> PaymentConflict | None:
+    """One of this payment's conflicts; another payment's is not found."""
+    conflict = db.session.get(PaymentConflict, conflict_id)
+    return conflict if conflict is not None and conflict.payment_id == payment.id else None
+
+
 def notification_in_scope(notification_id: int, *, merchant_id: int | None) -> Notification | None:
     stmt = select(Notification).where(Notification.id == notification_id)
     if merchant_id is not None:
@@ -311,6 +317,10 @@ def recon_runs(*, before_id: int | None = None) -> list[ReconciliationRun]:
     if before_id:
         stmt = stmt.where(ReconciliationRun.id < before_id)
     return list(db.session.scalars(stmt))
+
+
+def recon_run(run_id: int) -> ReconciliationRun | None:
+    return db.session.get(ReconciliationRun, run_id)
 
 
 def recon_details_for(run: ReconciliationRun, *, merchant_id: int | None) -> list[dict]:

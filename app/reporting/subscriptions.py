@@ -19,6 +19,14 @@ def payment_subscription(payment) -> Subscription | None:
     ).scalar_one_or_none()
 
 
+def subscription_in_scope(public_id: str, *, merchant_id: int | None) -> Subscription | None:
+    """The subscription if it exists inside the scope; another merchant's is not found."""
+    stmt = select(Subscription).where(Subscription.public_id == public_id)
+    if merchant_id is not None:
+        stmt = stmt.where(Subscription.merchant_id == merchant_id)
+    return db.session.execute(stmt).scalar_one_or_none()
+
+
 def list_subscriptions(
     merchant_id: int | None, *, status: str | None, before: int | None
 ) -> tuple[list[Subscription], int | None]:
