@@ -1,7 +1,7 @@
 """Read-side queries for the dashboard pages, each scoped to one merchant (or all, for operators).
 
 `merchant_id=None` means "every merchant" and is only ever passed for operators: the views
-decide the scope from the logged-in user (app.blueprints.dashboard.scope), never from input a
+decide the scope from the logged-in user (app.blueprints.dashboard.shared), never from input a
 merchant user controls.
 """
 

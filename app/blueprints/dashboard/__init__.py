@@ -1,4 +1,10 @@
-"""The merchant dashboard: server-rendered pages behind Flask-Login, under /dashboard."""
+"""The merchant dashboard: server-rendered pages behind Flask-Login, under /dashboard.
+
+One module per area (auth, overview, payments, refunds, conflicts, notifications,
+reconciliation, events, subscriptions, settings, audit_log). `shared` holds what every page
+shares (tenancy scope, the audit call, headers), `actions` the one confirm → act → audit →
+commit → redirect helper every action goes through, and `forms` the parsing of requests.
+"""
 
 from flask import Blueprint
 
@@ -14,4 +20,18 @@ def _setup(state) -> None:
     login_manager.login_message_category = "info"
 
 
-from app.blueprints.dashboard import routes, subscriptions  # noqa: E402,F401
+# Each module registers its routes on `bp` when imported.
+from app.blueprints.dashboard import (  # noqa: E402,F401
+    audit_log,
+    auth,
+    conflicts,
+    events,
+    notifications,
+    overview,
+    payments,
+    reconciliation,
+    refunds,
+    settings,
+    shared,
+    subscriptions,
+)

@@ -1,7 +1,13 @@
-"""Forms of the dashboard. Every POST form carries a CSRF token (Flask-WTF); the filter form is
-a GET form (it only reads), so it has none."""
+"""Forms of the dashboard: they parse and check what a request sends, so the views do not.
+
+Every POST form carries a CSRF token (Flask-WTF); the filter forms are GET forms (they only
+read), so they have none.
+"""
 
 from __future__ import annotations
+
+import secrets
+from decimal import Decimal
 
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -10,15 +16,19 @@ from wtforms import (
     HiddenField,
     IntegerField,
     PasswordField,
+    RadioField,
     SelectChoice,
     SelectField,
     StringField,
     SubmitField,
 )
-from wtforms.validators import DataRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
-from app.common.money import parse_major
+from app.accounts.service import validate_notify_url
+from app.common.money import format_minor, format_money, parse_amount, parse_major
+from app.errors import PayBridgeError
 from app.models import PaymentStatus, PaymentType
+from app.reporting.transactions import TransactionFilter
 
 
 class LoginForm(FlaskForm):
@@ -76,6 +86,40 @@ class RefundForm(FlaskForm):
     confirmed = HiddenField()
     submit = SubmitField("Review refund")
 
+    def __init__(self, *args, currency: str, remaining: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.currency, self.remaining = currency, remaining
+        self.amount_minor: int | None = None  # the amount in minor units, once it validates
+
+    def start(self) -> None:
+        """The first step: the whole remaining amount, and the token of this one refund."""
+        self.amount.data = format_minor(self.remaining, self.currency)
+        self.token.data = secrets.token_urlsafe(24)
+
+    def validate_amount(self, field) -> None:
+        if field.errors:  # too long already; say only that
+            return
+        try:
+            amount = parse_amount(field.data, self.currency)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        if amount > self.remaining:
+            remains = format_money(self.remaining, self.currency)
+            raise ValidationError(f"At most {remains} remains to refund.")
+        self.amount_minor = amount
+
+
+class CancelSubscriptionForm(FlaskForm):
+    when = RadioField(
+        "When should it end?",
+        choices=[
+            SelectChoice("period_end", "At the end of the paid period: no more charges"),
+            SelectChoice("now", "Now"),
+        ],
+        default="period_end",
+        validators=[InputRequired()],
+    )
+
 
 class ApiKeyForm(FlaskForm):
     name = StringField("Key name", validators=[Optional(), Length(max=100)])
@@ -87,6 +131,14 @@ class NotifyUrlForm(FlaskForm):
         "Notify URL", validators=[DataRequired(), Length(max=2000)], render_kw={"inputmode": "url"}
     )
     submit = SubmitField("Save notify URL")
+
+    def validate_notify_url(self, field) -> None:
+        if field.errors:
+            return
+        try:
+            validate_notify_url(field.data)
+        except PayBridgeError as exc:
+            raise ValidationError(exc.message) from None
 
 
 def _amount(form, field) -> None:
@@ -149,10 +201,52 @@ class TransactionFilterForm(FlaskForm):
         if field.data and self.date_from.data and field.data < self.date_from.data:
             raise ValidationError("The end date is before the start date.")
 
+    def to_filter(self, merchant_id: int | None) -> TransactionFilter:
+        """The validated filters, inside the tenancy scope `merchant_id` (None: every merchant)."""
+        return TransactionFilter(
+            merchant_id=merchant_id,
+            status=self.status.data or None,
+            date_from=self.date_from.data,
+            date_to=self.date_to.data,
+            amount_min=_decimal_or_none(self.amount_min.data),
+            amount_max=_decimal_or_none(self.amount_max.data),
+            currency=self.currency.data or None,
+            payment_type=self.payment_type.data or None,
+            q=self.q.data or None,
+        )
+
+
+def _decimal_or_none(value) -> Decimal | None:
+    return value if isinstance(value, Decimal) else None
+
 
 class EventFilterForm(FlaskForm):
+    """Filters of the PSP events list; the choices are the outcomes and the types seen so far."""
+
     class Meta:
         csrf = False
 
     outcome = SelectField("Outcome", validators=[Optional()])
     event_type = SelectField("Event type", validators=[Optional()])
+
+    def __init__(self, *args, outcomes: list[str], event_types: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.outcome.choices = [SelectChoice("", "Any outcome")] + [
+            SelectChoice(o, o.replace("_", " ")) for o in outcomes
+        ]
+        self.event_type.choices = [SelectChoice("", "Any type")] + [
+            SelectChoice(t) for t in event_types
+        ]
+
+    def filters(self) -> dict:
+        """The chosen filters after validate(); none at all when any is not valid."""
+        valid = not self.errors
+        return {
+            "outcome": self.outcome.data if valid and self.outcome.data else None,
+            "event_type": self.event_type.data if valid and self.event_type.data else None,
+        }
+
+
+def one_of(value: str | None, allowed) -> str | None:
+    """A list filter read from the query string: a value it does not know means "any"."""
+    return value if value and value in tuple(allowed) else None

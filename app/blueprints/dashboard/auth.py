@@ -1,0 +1,77 @@
+"""Log-in and log-out, and how Flask-Login finds the logged-in user."""
+
+from __future__ import annotations
+
+from flask import Response, abort, flash, redirect, render_template, request, session, url_for
+from flask_login import current_user, login_required, login_user, logout_user
+
+from app.accounts import service as accounts
+from app.blueprints.dashboard import bp
+from app.blueprints.dashboard.actions import audited, form_page
+from app.blueprints.dashboard.forms import ConfirmForm, LoginForm
+from app.blueprints.dashboard.shared import audit_action, safe_next
+from app.extensions import db, limiter, login_manager
+from app.models import User
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    try:
+        return db.session.get(User, int(user_id))
+    except (TypeError, ValueError):
+        return None
+
+
+def _login_rate_key() -> str:
+    email = (request.form.get("email") or "").strip().lower()[:254]
+    return f"dashboard-login:{request.remote_addr}:{email}"
+
+
+def _login_failed(response: Response) -> bool:
+    # Only failed attempts use up the allowance; a successful log-in redirects (302).
+    return response.status_code != 302
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit("5/minute", key_func=_login_rate_key, methods=["POST"], deduct_when=_login_failed)
+@limiter.limit("30/minute", methods=["POST"], deduct_when=_login_failed)
+def login():
+    """Log a dashboard user in; wrong email and wrong password look the same."""
+    if current_user.is_authenticated:
+        return redirect(url_for("dashboard.overview"))
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = request.args.get("next", "")
+    if not form.validate_on_submit():
+        return form_page("dashboard/login.html", form=form)
+    user, password_ok = accounts.check_login(form.email.data, form.password.data)
+    if not password_ok:
+        return _refuse(form, user)
+    session.clear()  # a fresh session on log-in: nothing carried over from before
+    login_user(user)
+    accounts.record_login(user)
+    audited("login", merchant_id=user.merchant_id, target=("user", user.id))
+    return redirect(safe_next(form.next.data))
+
+
+def _refuse(form: LoginForm, user: User | None) -> tuple[str, int]:
+    """Audit a failed log-in (the user, when the email was right) and ask again."""
+    email = form.email.data.strip().lower()[:254]
+    merchant_id = user.merchant_id if user else None
+    audit_action("login_failed", user=user, merchant_id=merchant_id, detail={"email": email})
+    db.session.commit()
+    form.password.errors.append("The email or the password is wrong.")
+    return render_template("dashboard/login.html", form=form), 401
+
+
+@bp.route("/logout", methods=["POST"])
+@login_required
+def logout():
+    """Log out (POST with CSRF, so no other site can log a user out)."""
+    if not ConfirmForm().validate_on_submit():
+        abort(400, "The form expired; please try again.")
+    audited("logout", merchant_id=current_user.merchant_id, target=("user", current_user.id))
+    logout_user()
+    session.clear()
+    flash("You are logged out.", "info")
+    return redirect(url_for("dashboard.login"))

@@ -1,0 +1,176 @@
+"""A merchant's settings: API keys, the notify URL and the signing secret of notifications.
+
+An operator picks the merchant first (?merchant_id=…); a merchant user always gets its own.
+"""
+
+from __future__ import annotations
+
+from flask import abort, render_template
+from flask_login import login_required
+
+from app.accounts import api_keys as keys
+from app.accounts import service as accounts
+from app.blueprints.dashboard import bp
+from app.blueprints.dashboard.actions import Done, audited, form_page, form_status, perform
+from app.blueprints.dashboard.forms import ApiKeyForm, ConfirmForm, NotifyUrlForm
+from app.blueprints.dashboard.shared import (
+    chosen_merchant,
+    merchant_url,
+    pick_merchant,
+    settings_merchant,
+)
+from app.models import ApiKey, Merchant
+
+# --- API keys ---------------------------------------------------------------------------------
+
+
+@bp.route("/api-keys", methods=["GET", "POST"])
+@login_required
+def api_keys():
+    """List keys by prefix; create one (its raw value is shown on this response only)."""
+    merchant = settings_merchant()
+    if merchant is None:
+        return pick_merchant("dashboard.api_keys", "API keys")
+    form = ApiKeyForm()
+    if not form.validate_on_submit():
+        return _keys_page(merchant, form), form_status()
+    name = form.name.data
+    created = audited(
+        "api_key_create", merchant_id=merchant.id, act=lambda: _create(merchant, name)
+    )
+    return _keys_page(merchant, ApiKeyForm(formdata=None), raw_key=created.value)
+
+
+def _keys_page(merchant: Merchant, form: ApiKeyForm, raw_key: str | None = None) -> str:
+    return render_template(
+        "dashboard/api_keys.html",
+        merchant=merchant,
+        keys=keys.of_merchant(merchant.id),
+        form=form,
+        raw_key=raw_key,
+        confirm=ConfirmForm(),
+    )
+
+
+def _create(merchant: Merchant, name: str) -> Done:
+    key, raw_key = keys.create_api_key(merchant, name)
+    return Done(detail={"name": key.name}, target=("api_key", key.prefix), value=raw_key)
+
+
+@bp.route("/api-keys/<int:key_id>/revoke", methods=["GET", "POST"])
+@login_required
+def revoke_api_key(key_id: int):
+    """Confirm, then revoke a key: requests with it fail from now on."""
+    merchant = settings_merchant()
+    key = _key_or_404(merchant, key_id)
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        return form_page("dashboard/confirm_revoke.html", key=key, merchant=merchant, form=form)
+    prefix = key.prefix
+    return perform(
+        "api_key_revoke",
+        merchant_id=merchant.id,
+        target=("api_key", prefix),
+        act=lambda: _revoke(merchant.id, key_id, prefix),
+        back=merchant_url("dashboard.api_keys", merchant.id),
+        detail={"name": key.name},
+    )
+
+
+def _key_or_404(merchant: Merchant | None, key_id: int) -> ApiKey:
+    key = None
+    if merchant is not None:
+        key = next((k for k in keys.of_merchant(merchant.id) if k.id == key_id), None)
+    if key is None:
+        abort(404, "No such API key.")
+    return key
+
+
+def _revoke(merchant_id: int, key_id: int, prefix: str) -> Done:
+    keys.revoke_api_key(merchant_id, key_id)
+    return Done(f"API key {prefix}… is revoked.")
+
+
+# --- notify URL and signing secret ------------------------------------------------------------
+
+
+@bp.route("/settings", methods=["GET"])
+@login_required
+def settings():
+    """Notify URL and signing secret (hidden until revealed)."""
+    merchant = settings_merchant()
+    if merchant is None:
+        return pick_merchant("dashboard.settings", "Settings")
+    return _settings_page(merchant)
+
+
+@bp.route("/settings/notify-url", methods=["POST"])
+@login_required
+def set_notify_url():
+    """Change where PayBridge sends this merchant's notifications."""
+    merchant = chosen_merchant()
+    form = NotifyUrlForm()
+    if not form.validate_on_submit():
+        return _settings_page(merchant, form), 400
+    return perform(
+        "notify_url_change",
+        merchant_id=merchant.id,
+        target=("merchant", merchant.id),
+        act=lambda: _save_notify_url(merchant, form.notify_url.data),
+        back=merchant_url("dashboard.settings", merchant.id),
+    )
+
+
+def _save_notify_url(merchant: Merchant, url: str) -> Done:
+    old, new = accounts.set_notify_url(merchant, url)
+    return Done("The notify URL is saved.", {"from": old, "to": new})
+
+
+@bp.route("/settings/secret/reveal", methods=["POST"])
+@login_required
+def reveal_secret():
+    """Show the signing secret on this one response (POST, audited, never cached)."""
+    merchant = chosen_merchant()
+    if not ConfirmForm().validate_on_submit():
+        abort(400, "The form expired; please try again.")
+    audited("secret_reveal", merchant_id=merchant.id, target=("merchant", merchant.id))
+    return _settings_page(merchant, secret=merchant.signing_secret)
+
+
+@bp.route("/settings/secret/rotate", methods=["GET", "POST"])
+@login_required
+def rotate_secret():
+    """Confirm, then rotate the signing secret (the previous one keeps signing for a while)."""
+    merchant = chosen_merchant()
+    form = ConfirmForm()
+    if not form.validate_on_submit():
+        return form_page("dashboard/confirm_rotate.html", merchant=merchant, form=form)
+    return perform(
+        "secret_rotate",
+        merchant_id=merchant.id,
+        target=("merchant", merchant.id),
+        act=lambda: _rotate(merchant),
+        back=merchant_url("dashboard.settings", merchant.id),
+    )
+
+
+def _rotate(merchant: Merchant) -> Done:
+    accounts.rotate_signing_secret(merchant)
+    return Done(
+        "A new signing secret is active. Both the new and the previous secret sign "
+        "notifications until your app verifies with the new one.",
+    )
+
+
+def _settings_page(
+    merchant: Merchant, form: NotifyUrlForm | None = None, secret: str | None = None
+) -> str:
+    """The settings page; the notify URL form shows the saved URL unless one was just sent."""
+    form = form or NotifyUrlForm(formdata=None, notify_url=merchant.notify_url or "")
+    return render_template(
+        "dashboard/settings.html",
+        merchant=merchant,
+        form=form,
+        confirm=ConfirmForm(),
+        secret=secret,
+    )

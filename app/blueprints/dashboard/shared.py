@@ -1,0 +1,174 @@
+"""What every dashboard page shares: whose data a request may see, the audit call, the redirect
+after log-in, the template helpers and the private response headers.
+
+Tenancy: a merchant user's scope is its own merchant_id, always taken from the logged-in user;
+an operator's scope is every merchant, narrowed by an optional `merchant_id` filter. Anything
+outside the scope answers 404, exactly as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+from flask import Response, abort, render_template, request, url_for
+from flask_login import current_user
+
+from app.accounts import audit
+from app.blueprints.dashboard import bp
+from app.common.money import format_minor, format_money
+from app.models import Merchant, Payment, User, iso
+from app.reporting import queries
+from app.reporting.subscriptions import payment_subscription
+
+# --- tenancy ----------------------------------------------------------------------------------
+
+
+def is_operator() -> bool:
+    return current_user.is_authenticated and current_user.is_operator
+
+
+def scope_merchant_id() -> int | None:
+    """The merchant whose data this request may see; None = all (operators only)."""
+    if is_operator():
+        return request.values.get("merchant_id", type=int)
+    if current_user.merchant_id is None:
+        abort(403, "Your account is not linked to a merchant. Ask an operator to fix it.")
+    return current_user.merchant_id
+
+
+def own_merchant_id() -> int | None:
+    """The scope for loading one object by id: a merchant's own, or anything for operators."""
+    return None if is_operator() else scope_merchant_id()
+
+
+def operator_required() -> None:
+    if not is_operator():
+        abort(403, "Only operators can do this.")
+
+
+def settings_merchant() -> Merchant | None:
+    """The one merchant a keys/settings page acts on (operators pick it); None = must pick."""
+    merchant_id = scope_merchant_id()
+    if merchant_id is None:
+        return None
+    merchant = queries.get_merchant(merchant_id)
+    if merchant is None:
+        abort(404, "No such merchant.")
+    return merchant
+
+
+def chosen_merchant() -> Merchant:
+    """The settings merchant of a request that changes something: an operator must have picked."""
+    merchant = settings_merchant()
+    if merchant is None:
+        abort(404, "No such merchant.")
+    return merchant
+
+
+def merchant_url(endpoint: str, merchant_id: int, **kwargs) -> str:
+    """A settings page of `merchant_id`, keeping an operator's choice of merchant."""
+    if is_operator():
+        kwargs["merchant_id"] = merchant_id
+    return url_for(endpoint, **kwargs)
+
+
+def merchant_filter_choices() -> list[Merchant]:
+    """The merchants an operator can narrow a list to (a merchant user has no such filter)."""
+    return queries.merchants() if is_operator() else []
+
+
+def pick_merchant(endpoint: str, title: str) -> str:
+    """The page that asks an operator which merchant's settings to open."""
+    return render_template(
+        "dashboard/pick_merchant.html",
+        merchants=queries.merchants(),
+        endpoint=endpoint,
+        title=title,
+    )
+
+
+def payment_or_404(public_id: str) -> Payment:
+    payment = queries.payment_by_public_id(public_id, merchant_id=own_merchant_id())
+    if payment is None:
+        abort(404, "No such payment.")
+    return payment
+
+
+def payment_url(public_id: str) -> str:
+    return url_for("dashboard.payment_detail", public_id=public_id)
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+def audit_action(
+    action: str, *, merchant_id: int | None, user: User | None = None, **kwargs
+) -> None:
+    """Append an audit row for the request's user, or `user` (committed with the action)."""
+    if user is None and current_user.is_authenticated:
+        user = current_user
+    audit.record(
+        action,
+        user=user,
+        merchant_id=merchant_id,
+        ip=request.remote_addr,
+        user_agent=request.user_agent.string,
+        **kwargs,
+    )
+
+
+def safe_next(target: str | None) -> str:
+    """Only ever redirect after log-in to a page of this dashboard (no open redirect)."""
+    if target:
+        parts = urlsplit(target)
+        if (
+            not parts.scheme
+            and not parts.netloc
+            and target.startswith("/dashboard")
+            and not target.startswith("//")
+            and "\\" not in target
+        ):
+            return target
+    return url_for("dashboard.overview")
+
+
+def query_args(*cursors: str) -> dict[str, str]:
+    """The query string without its page cursors: what the next page's links carry on."""
+    return {k: v for k, v in request.args.items() if k not in cursors and v}
+
+
+def older_page(rows: list, size: int, key=lambda row: row.id) -> tuple[list, int | None]:
+    """A page of a list fetched with one row more than `size`: its rows, and the `before`
+    cursor of the next older page (None on the last)."""
+    rows, more = rows[:size], len(rows) > size
+    return rows, key(rows[-1]) if more and rows else None
+
+
+# --- every response ---------------------------------------------------------------------------
+
+
+@bp.context_processor
+def dashboard_context() -> dict:
+    return {
+        "money": format_money,
+        "minor": format_minor,
+        "iso": iso,
+        "is_operator": is_operator(),
+        "pretty_json": lambda value: json.dumps(value, indent=2, sort_keys=True, default=str),
+        "payment_subscription": payment_subscription,
+    }
+
+
+@bp.after_request
+def private_headers(response: Response) -> Response:
+    # Payment data and secrets: never cached, never framed.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'self'"
+    )
+    return response
