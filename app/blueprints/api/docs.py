@@ -72,50 +72,52 @@ def _anchor(method: str, path: str) -> str:
 def docs_context() -> dict:
     """Operations, schemas and error codes for templates/api/docs.html."""
     spec = api.spec.to_dict()
-    operations = []
-    for path, item in sorted(spec.get("paths", {}).items()):
-        for method in METHOD_ORDER:
-            op = item.get(method)
-            if not op:
-                continue
-            body = (op.get("requestBody") or {}).get("content", {}).get("application/json", {})
-            responses = []
-            for status, response in sorted(op.get("responses", {}).items()):
-                response = _resolve(spec, response)
-                content = (response.get("content") or {}).get("application/json", {})
-                responses.append(
-                    {
-                        "status": status,
-                        "description": response.get("description", ""),
-                        "fields": _fields(spec, content.get("schema")),
-                    }
-                )
-            operations.append(
-                {
-                    "method": method.upper(),
-                    "path": path,
-                    "anchor": f"{method}-{path}".replace("/", "-")
-                    .replace("{", "")
-                    .replace("}", ""),
-                    "summary": op.get("summary", ""),
-                    "description": op.get("description", ""),
-                    "parameters": [
-                        {
-                            "name": p.get("name"),
-                            "in": p.get("in"),
-                            "required": p.get("required", False),
-                            "type": _type_of(spec, p.get("schema", {})),
-                            "description": p.get("description", ""),
-                        }
-                        for p in (_resolve(spec, p) for p in op.get("parameters", []))
-                    ],
-                    "body": _fields(spec, body.get("schema")),
-                    "responses": responses,
-                }
-            )
+    operations = [
+        _operation(spec, method, path, item[method])
+        for path, item in sorted(spec.get("paths", {}).items())
+        for method in METHOD_ORDER
+        if item.get(method)
+    ]
     return {
         "spec_info": spec.get("info", {}),
         "openapi_version": spec.get("openapi"),
         "operations": operations,
         "error_codes": sorted(ERROR_CODES.items(), key=lambda item: (item[1].status, item[0])),
+    }
+
+
+def _operation(spec: dict, method: str, path: str, op: dict) -> dict:
+    """One operation as the page shows it: parameters, body fields, and every response."""
+    body = (op.get("requestBody") or {}).get("content", {}).get("application/json", {})
+    return {
+        "method": method.upper(),
+        "path": path,
+        "anchor": _anchor(method, path),
+        "summary": op.get("summary", ""),
+        "description": op.get("description", ""),
+        "parameters": [
+            {
+                "name": p.get("name"),
+                "in": p.get("in"),
+                "required": p.get("required", False),
+                "type": _type_of(spec, p.get("schema", {})),
+                "description": p.get("description", ""),
+            }
+            for p in (_resolve(spec, p) for p in op.get("parameters", []))
+        ],
+        "body": _fields(spec, body.get("schema")),
+        "responses": [
+            _response(spec, status, response)
+            for status, response in sorted(op.get("responses", {}).items())
+        ],
+    }
+
+
+def _response(spec: dict, status: str, response: dict) -> dict:
+    response = _resolve(spec, response)
+    content = (response.get("content") or {}).get("application/json", {})
+    return {
+        "status": status,
+        "description": response.get("description", ""),
+        "fields": _fields(spec, content.get("schema")),
     }
