@@ -21,11 +21,8 @@ from app.reporting import queries
 def refund_conflict(public_id: str, conflict_id: int):
     """Confirm, then refund at the PSP a payment made after PayBridge had FAILED it."""
     payment, conflict = _conflict_or_404(public_id, conflict_id)
-    if conflict.resolved_at is not None:
-        return decline(_already_resolved(conflict), payment_url(public_id))
-    if conflict.kind != conflict.KIND_PAID_AFTER_FAILED:
-        message = "Only a payment made after PayBridge failed it can be refunded here."
-        return decline(message, payment_url(public_id))
+    if why := _why_not(conflict, refund=True):
+        return decline(why, payment_url(public_id))
     form = ConfirmForm()
     if not form.validate_on_submit():
         return _confirm_page(payment, conflict, form, "refund")
@@ -46,8 +43,8 @@ def refund_conflict(public_id: str, conflict_id: int):
 def resolve_conflict(public_id: str, conflict_id: int):
     """Confirm with a note, then mark a conflict resolved (it was settled some other way)."""
     payment, conflict = _conflict_or_404(public_id, conflict_id)
-    if conflict.resolved_at is not None:
-        return decline(_already_resolved(conflict), payment_url(public_id))
+    if why := _why_not(conflict, refund=False):
+        return decline(why, payment_url(public_id))
     form = ResolveConflictForm()
     if not form.validate_on_submit():
         return _confirm_page(payment, conflict, form, "resolve")
@@ -74,8 +71,13 @@ def _conflict_or_404(public_id: str, conflict_id: int) -> tuple[Payment, Payment
     return payment, conflict
 
 
-def _already_resolved(conflict: PaymentConflict) -> str:
-    return f"This conflict is already resolved: {conflict.resolution or 'no note'}."
+def _why_not(conflict: PaymentConflict, *, refund: bool) -> str | None:
+    """Why this conflict cannot be settled here now; None when it can."""
+    if conflict.resolved_at is not None:
+        return f"This conflict is already resolved: {conflict.resolution or 'no note'}."
+    if refund and conflict.kind != conflict.KIND_PAID_AFTER_FAILED:
+        return "Only a payment made after PayBridge failed it can be refunded here."
+    return None
 
 
 def _confirm_page(payment: Payment, conflict: PaymentConflict, form, action: str):
