@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from app.common.tenancy import scoped
 from app.extensions import db
 from app.models import AuditLog, User
 
@@ -99,8 +100,7 @@ def entries(
         .order_by(AuditLog.id.desc())
         .limit(AUDIT_PAGE_SIZE + 1)
     )
-    if merchant_id is not None:
-        stmt = stmt.where(AuditLog.merchant_id == merchant_id)
+    stmt = scoped(stmt, AuditLog, merchant_id)
     if action:
         stmt = stmt.where(AuditLog.action == action)
     if before_id:

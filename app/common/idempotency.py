@@ -43,6 +43,10 @@ class StoredResponse:
     status: int
     body: dict
 
+    @classmethod
+    def of_error(cls, error: PayBridgeError) -> StoredResponse:
+        return cls(error.status, error.to_dict())
+
 
 def check_key(key: str | None) -> str | None:
     """Validate an Idempotency-Key header value (None when absent)."""
@@ -132,8 +136,11 @@ def claim(record_id: int, *, lease_seconds: float) -> bool:
     return result.rowcount == 1
 
 
-def release(record_id: int) -> None:
-    """Hand the record back after a retryable failure; the caller commits."""
+def release(record_id: int | None) -> None:
+    """Hand the record back after a retryable failure; the caller commits. (A request without
+    an Idempotency-Key has no record: nothing to do.)"""
+    if record_id is None:
+        return
     db.session.execute(
         update(IdempotencyRecord)
         .where(IdempotencyRecord.id == record_id)
@@ -143,11 +150,14 @@ def release(record_id: int) -> None:
     )
 
 
-def complete(record_id: int, response: StoredResponse) -> None:
-    """Store the final answer; the caller commits (with the change the answer describes).
+def complete(record_id: int | None, response: StoredResponse) -> None:
+    """Store the final answer; the caller commits (with the change the answer describes). (A
+    request without an Idempotency-Key has no record: nothing to store.)
 
     Core on the session's connection, in its transaction: no object the session holds changes.
     """
+    if record_id is None:
+        return
     db.session.connection().execute(
         _COMPLETE,
         {

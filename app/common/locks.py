@@ -1,4 +1,5 @@
-"""One rule for MariaDB/MySQL lock conflicts: which errors mean "run the transaction again".
+"""Row locks, and one rule for MariaDB/MySQL lock conflicts: which errors mean "run the
+transaction again".
 
 InnoDB answers a deadlock (1213) or a lock wait timeout (1205) by rolling the victim's
 transaction back: nothing it wrote stays, so a transaction that does only database work may
@@ -8,12 +9,14 @@ outside the retried transaction.)
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
@@ -24,6 +27,28 @@ T = TypeVar("T")
 
 LOCK_CONFLICT_CODES = frozenset({1205, 1213})  # lock wait timeout, deadlock
 ATTEMPTS = 3
+
+
+@functools.cache
+def locking_read(model: type, column: str = "id") -> Select:
+    """SELECT … FOR UPDATE of one row of `model` by `column` (a bind parameter named "key").
+
+    Built once per model and column: every webhook, return and action locks a row, and building
+    the statement each time cost more CPU than SQLAlchemy's cached compilation of it.
+    populate_existing refreshes an instance the session already holds, so decisions are made on
+    the locked, current row and not on a stale copy.
+    """
+    return (
+        select(model)
+        .where(getattr(model, column) == bindparam("key"))
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def lock_row(model: type[T], key, *, column: str = "id") -> T | None:
+    """The row (None when there is none) with a lock held until the caller commits."""
+    return db.session.execute(locking_read(model, column), {"key": key}).scalar_one_or_none()
 
 
 def is_lock_conflict(exc: OperationalError) -> bool:

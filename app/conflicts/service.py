@@ -27,8 +27,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
+from app.common.locks import lock_row
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.metrics import PAYMENT_CONFLICTS_RESOLVED
@@ -78,12 +77,7 @@ def _reference(conflict_id: int) -> str:
 
 
 def _lock_conflict(conflict_id: int) -> PaymentConflict:
-    conflict = db.session.execute(
-        select(PaymentConflict)
-        .where(PaymentConflict.id == conflict_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    conflict = lock_row(PaymentConflict, conflict_id)
     if conflict is None:
         raise PayBridgeError("CONFLICT_NOT_FOUND", details={"conflict_id": conflict_id})
     return conflict
@@ -205,7 +199,7 @@ def _refund_at_psp(plan: _Plan) -> tuple[PspRefund, str]:
             amount=session.amount_total if session.amount_total is not None else plan.amount,
             currency=(session.currency or plan.currency).upper(),
         )
-        psp_refund = _made_before(provider, request) if plan.tried_before else None
+        psp_refund = provider.find_refund_made_for(request) if plan.tried_before else None
         if psp_refund is None:
             psp_refund = provider.create_refund(request)
     except PspError as exc:
@@ -228,15 +222,6 @@ def _refund_at_psp(plan: _Plan) -> tuple[PspRefund, str]:
             details={"conflict_id": plan.conflict_id, "psp_code": code},
         ) from exc
     return psp_refund, request.payment_intent_id
-
-
-def _made_before(provider, request: RefundRequest) -> PspRefund | None:
-    """An earlier attempt's refund, found by its metadata (its key replays only for a day)."""
-    for psp_refund in provider.list_refunds(request.payment_intent_id):
-        if psp_refund.metadata.get("paybridge_refund_id") == request.refund_id:
-            log.info("conflict refund %s found at the PSP as %s", request.refund_id, psp_refund.id)
-            return psp_refund
-    return None
 
 
 def _note_attempt(conflict_id: int, text: str) -> None:

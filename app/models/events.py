@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import Timestamp, public_id, utcnow
+from app.models.base import BigId, Timestamp, public_id, utcnow
 from app.models.merchant import Merchant
 from app.models.payment import Payment
-
-_BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
 class PspEvent(db.Model):
@@ -34,7 +32,7 @@ class PspEvent(db.Model):
     OUTCOME_CONFLICT = "conflict"
     OUTCOME_UNHANDLED = "unhandled_type"
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     psp: Mapped[str] = mapped_column(String(20), default="stripe")
     event_id: Mapped[str] = mapped_column(String(255))
     event_type: Mapped[str] = mapped_column(String(100))
@@ -68,7 +66,7 @@ class Notification(db.Model):
     STATUS_DELIVERED = "delivered"
     STATUS_FAILED = "failed"
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # The Standard Webhooks `webhook-id`: stays the same across retries so clients dedupe.
     public_id: Mapped[str] = mapped_column(
         String(40), unique=True, default=lambda: public_id("msg_")
@@ -98,7 +96,7 @@ class Notification(db.Model):
 class NotificationAttempt(db.Model):
     __tablename__ = "notification_attempts"
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), index=True)
     attempted_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     status_code: Mapped[int | None] = mapped_column(Integer)

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import Timestamp, public_id, utcnow
+from app.models.base import BigId, Timestamp, Transitions, public_id, utcnow
 from app.models.merchant import Merchant
 
 
@@ -55,19 +55,17 @@ class StatusSource(StrEnum):
 
 FINAL_STATUSES = frozenset({PaymentStatus.SUCCESS, PaymentStatus.FAILED})
 
-ALLOWED_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
-    PaymentStatus.CREATED: frozenset({PaymentStatus.INITIATED, PaymentStatus.FAILED}),
-    PaymentStatus.INITIATED: frozenset(
-        {PaymentStatus.PENDING, PaymentStatus.SUCCESS, PaymentStatus.FAILED}
-    ),
-    PaymentStatus.PENDING: frozenset({PaymentStatus.SUCCESS, PaymentStatus.FAILED}),
-    PaymentStatus.SUCCESS: frozenset(),
-    PaymentStatus.FAILED: frozenset(),
-}
-
-
-def is_allowed(current: PaymentStatus, target: PaymentStatus) -> bool:
-    return target in ALLOWED_TRANSITIONS[current]
+PAYMENT_TRANSITIONS = Transitions(
+    {
+        PaymentStatus.CREATED: frozenset({PaymentStatus.INITIATED, PaymentStatus.FAILED}),
+        PaymentStatus.INITIATED: frozenset(
+            {PaymentStatus.PENDING, PaymentStatus.SUCCESS, PaymentStatus.FAILED}
+        ),
+        PaymentStatus.PENDING: frozenset({PaymentStatus.SUCCESS, PaymentStatus.FAILED}),
+        PaymentStatus.SUCCESS: frozenset(),
+        PaymentStatus.FAILED: frozenset(),
+    }
+)
 
 
 PAYMENT_ID_PREFIX = "pay_"
@@ -99,7 +97,7 @@ class Payment(db.Model):
         Index("ix_payments_customer_email", "customer_email"),
     )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_payment_id)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     merchant_reference: Mapped[str] = mapped_column(String(200))
@@ -163,7 +161,7 @@ class PaymentStatusChange(db.Model):
 
     __tablename__ = "payment_status_history"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
     from_status: Mapped[str | None] = mapped_column(String(10))
     to_status: Mapped[str] = mapped_column(String(10))
@@ -185,7 +183,7 @@ class IdempotencyRecord(db.Model):
     STATE_IN_PROGRESS = "in_progress"
     STATE_COMPLETED = "completed"
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     idempotency_key: Mapped[str] = mapped_column(String(255))
     method: Mapped[str] = mapped_column(String(10))

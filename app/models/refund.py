@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import Timestamp, public_id, utcnow
+from app.models.base import BigId, Timestamp, Transitions, public_id, utcnow
 from app.models.payment import Payment
 
 
@@ -25,22 +25,18 @@ class RefundStatus(StrEnum):
 
 
 # A PSP can fail a refund it had confirmed (the money comes back): succeeded -> failed.
-REFUND_TRANSITIONS: dict[RefundStatus, frozenset[RefundStatus]] = {
-    RefundStatus.PENDING: frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
-    RefundStatus.SUCCEEDED: frozenset({RefundStatus.FAILED}),
-    RefundStatus.FAILED: frozenset(),
-}
+REFUND_TRANSITIONS = Transitions(
+    {
+        RefundStatus.PENDING: frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED}),
+        RefundStatus.SUCCEEDED: frozenset({RefundStatus.FAILED}),
+        RefundStatus.FAILED: frozenset(),
+    }
+)
 # The statuses whose amount counts against what remains refundable on the payment.
 RESERVING_STATUSES = frozenset({RefundStatus.PENDING, RefundStatus.SUCCEEDED})
 
 
-def refund_move_allowed(current: RefundStatus, target: RefundStatus) -> bool:
-    return target in REFUND_TRANSITIONS[current]
-
-
 REFUND_ID_PREFIX = "re_"
-
-_BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
 def new_refund_id() -> str:
@@ -62,7 +58,7 @@ class Refund(db.Model):
         Index("ix_refunds_merchant_created", "merchant_id", "created_at"),
     )
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_refund_id)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"))
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))

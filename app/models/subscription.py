@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import Timestamp, public_id, utcnow
+from app.models.base import BigId, Timestamp, Transitions, public_id, utcnow
 from app.models.merchant import Merchant
 from app.models.payment import Payment
 
@@ -33,26 +33,23 @@ class SubscriptionStatus(StrEnum):
 
 
 # A started subscription never goes back to incomplete; a cancelled one never comes back.
-SUBSCRIPTION_TRANSITIONS: dict[SubscriptionStatus, frozenset[SubscriptionStatus]] = {
-    SubscriptionStatus.INCOMPLETE: frozenset(
-        {SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE, SubscriptionStatus.CANCELLED}
-    ),
-    SubscriptionStatus.ACTIVE: frozenset(
-        {SubscriptionStatus.PAST_DUE, SubscriptionStatus.CANCELLED}
-    ),
-    SubscriptionStatus.PAST_DUE: frozenset(
-        {SubscriptionStatus.ACTIVE, SubscriptionStatus.CANCELLED}
-    ),
-    SubscriptionStatus.CANCELLED: frozenset(),
-}
-
-
-def subscription_move_allowed(current: SubscriptionStatus, target: SubscriptionStatus) -> bool:
-    return target in SUBSCRIPTION_TRANSITIONS[current]
+SUBSCRIPTION_TRANSITIONS = Transitions(
+    {
+        SubscriptionStatus.INCOMPLETE: frozenset(
+            {SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE, SubscriptionStatus.CANCELLED}
+        ),
+        SubscriptionStatus.ACTIVE: frozenset(
+            {SubscriptionStatus.PAST_DUE, SubscriptionStatus.CANCELLED}
+        ),
+        SubscriptionStatus.PAST_DUE: frozenset(
+            {SubscriptionStatus.ACTIVE, SubscriptionStatus.CANCELLED}
+        ),
+        SubscriptionStatus.CANCELLED: frozenset(),
+    }
+)
 
 
 SUBSCRIPTION_ID_PREFIX = "subs_"
-_BigId = BigInteger().with_variant(Integer, "sqlite")
 
 
 def new_subscription_id() -> str:
@@ -71,7 +68,7 @@ class Subscription(db.Model):
         Index("ix_subscriptions_status_updated", "status", "updated_at"),
     )
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_subscription_id)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     first_payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), unique=True)
@@ -120,7 +117,7 @@ class SubscriptionCharge(db.Model):
 
     ATTEMPT_PAID = "paid"
 
-    id: Mapped[int] = mapped_column(_BigId, primary_key=True)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"), index=True)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
     psp_invoice_id: Mapped[str] = mapped_column(String(255))

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
-from app.common.locks import retry_lock_conflicts
+from app.common.locks import lock_row, retry_lock_conflicts
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.metrics import NOTIFICATION_DELIVERIES
@@ -433,12 +433,7 @@ def resend(notification_id: int) -> Notification:
     The body and `webhook-id` stay the same, so a client that already has it drops the copy.
     The caller commits; the next delivery cycle after that commit sends it.
     """
-    notification = db.session.execute(
-        select(Notification)
-        .where(Notification.id == notification_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    notification = lock_row(Notification, notification_id)
     if notification is None:
         raise PayBridgeError("NOTIFICATION_NOT_FOUND", f"No notification {notification_id}.")
     if notification.status == PENDING:

@@ -21,7 +21,7 @@ from app.errors import PayBridgeError
 from app.extensions import db
 from app.metrics import PAYMENT_CONFLICTS
 from app.models import Payment, PaymentConflict, PaymentStatus, PspEvent, StatusSource
-from app.models.payment import is_allowed
+from app.models.payment import PAYMENT_TRANSITIONS
 from app.payments.outcomes import failure_reason, is_backwards, target_for_event, target_for_session
 from app.payments.state import learn_psp_ids, lock_payment, lock_payment_by_public_id, transition
 from app.psp.base import CheckoutSession, PspEventData
@@ -134,7 +134,7 @@ def apply_own_session(
     current = payment.status_enum
     if target is None or target == current:
         return target
-    if is_backwards(current, target) or not is_allowed(current, target):
+    if is_backwards(current, target) or not PAYMENT_TRANSITIONS.allows(current, target):
         return target
     code, why = (None, reason)
     if target == PaymentStatus.FAILED:

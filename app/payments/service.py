@@ -240,7 +240,7 @@ def _register(
             raise PayBridgeError("PAYMENT_NOT_FOUND")
         if payment.status != PaymentStatus.CREATED:
             response = _created_response(payment)
-            if record_id is not None:
+            if record_id is not None:  # the answer for the key's retry; nothing else to store
                 idempotency.complete(record_id, response)
                 db.session.commit()
             return payment, response
@@ -260,18 +260,9 @@ def _register(
         # expires any that is still open.
         payment = lock_payment(payment_id)
         if payment.status == PaymentStatus.CREATED:
-            reason = "checkout window closed before the PSP registration"
-            transition(
-                payment,
-                PaymentStatus.FAILED,
-                source=source,
-                reason=reason,
-                failure_code="expired",
-                failure_message=reason,
-            )
+            _fail_as_expired(payment, source, "checkout window closed before the PSP registration")
         response = _created_response(payment)
-        if record_id is not None:
-            idempotency.complete(record_id, response)
+        idempotency.complete(record_id, response)
         db.session.commit()
         return payment, response
 
@@ -313,8 +304,7 @@ def _register(
         # Stopped (expired) while we were registering it: leave no live checkout behind.
         orphan = session.id
     response = _created_response(payment)
-    if record_id is not None:
-        idempotency.complete(record_id, response)
+    idempotency.complete(record_id, response)
     db.session.commit()
     if orphan:
         _expire_quietly(provider, orphan, public_id)
@@ -351,9 +341,8 @@ def _record_rejection(
         f"The payment service provider rejected the payment ({code}): {exc.message}"[:1000],
         details={"payment_id": payment.public_id, "psp_code": code, "status": payment.status},
     )
-    response = idempotency.StoredResponse(error.status, error.to_dict())
-    if record_id is not None:
-        idempotency.complete(record_id, response)
+    response = idempotency.StoredResponse.of_error(error)
+    idempotency.complete(record_id, response)
     db.session.commit()
     log.warning("payment %s rejected by the PSP: %s", payment.public_id, code)
     return payment, response
@@ -439,13 +428,17 @@ def expire_payment(payment_id: int, *, source: StatusSource, reason: str) -> Pay
             details={"payment_id": public_id, "status": payment.status},
         )
     if not payment.is_final:
-        transition(
-            payment,
-            PaymentStatus.FAILED,
-            source=source,
-            reason=reason,
-            failure_code="expired",
-            failure_message=reason,
-        )
+        _fail_as_expired(payment, source, reason)
     db.session.commit()
     return payment
+
+
+def _fail_as_expired(payment: Payment, source: StatusSource, reason: str) -> None:
+    transition(
+        payment,
+        PaymentStatus.FAILED,
+        source=source,
+        reason=reason,
+        failure_code="expired",
+        failure_message=reason,
+    )

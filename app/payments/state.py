@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import bindparam, select
+from sqlalchemy.exc import NoResultFound
 
+from app import metrics
+from app.common.locks import lock_row
 from app.errors import PayBridgeError
 from app.extensions import db
-from app.metrics import PAYMENT_TRANSITIONS
 from app.models import (
     Payment,
     PaymentStatus,
@@ -22,7 +23,7 @@ from app.models import (
     StatusSource,
     utcnow,
 )
-from app.models.payment import is_allowed
+from app.models.payment import PAYMENT_TRANSITIONS
 from app.payments import signals
 
 log = logging.getLogger(__name__)
@@ -38,30 +39,18 @@ class IllegalTransition(PayBridgeError):
         super().__init__(code, f"A payment cannot go from {current} to {target}.")
 
 
-def _locking_read(criterion):
-    return (
-        select(Payment).where(criterion).with_for_update().execution_options(populate_existing=True)
-    )
-
-
-# Built once: every webhook, return and API action locks a payment, and building the statement
-# each time cost more CPU than SQLAlchemy's cached compilation of it.
-_LOCK_BY_ID = _locking_read(Payment.id == bindparam("payment_id"))
-_LOCK_BY_PUBLIC_ID = _locking_read(Payment.public_id == bindparam("public_id"))
-
-
 def lock_payment(payment_id: int) -> Payment:
-    """Load the payment with a row lock (SELECT … FOR UPDATE) held until the caller commits.
-
-    populate_existing refreshes an instance already in the session, so decisions are made on
-    the locked, current row and not on a stale copy.
-    """
-    return db.session.execute(_LOCK_BY_ID, {"payment_id": payment_id}).scalar_one()
+    """The payment with a row lock (SELECT … FOR UPDATE) held until the caller commits, read
+    fresh: payments are never deleted, so its id always names one."""
+    payment = lock_row(Payment, payment_id)
+    if payment is None:
+        raise NoResultFound(f"no payment {payment_id}")
+    return payment
 
 
 def lock_payment_by_public_id(public_id: str) -> Payment | None:
     """`lock_payment` by the payment's public id; None when no payment has it."""
-    return db.session.execute(_LOCK_BY_PUBLIC_ID, {"public_id": public_id}).scalar_one_or_none()
+    return lock_row(Payment, public_id, column="public_id")
 
 
 def record_creation(payment: Payment, *, source: StatusSource = StatusSource.API) -> None:
@@ -92,7 +81,7 @@ def transition(
 ) -> PaymentStatusChange:
     """Move `payment` to `target`, or raise IllegalTransition. The caller holds the row lock."""
     current = payment.status_enum
-    if not is_allowed(current, target):
+    if not PAYMENT_TRANSITIONS.allows(current, target):
         raise IllegalTransition(current, target)
     now = utcnow()
     payment.status = target.value
@@ -116,7 +105,7 @@ def transition(
     db.session.add(change)
     db.session.flush()
     signals.status_changed.send(payment, change)
-    PAYMENT_TRANSITIONS.labels(current.value, target.value, source.value).inc()
+    metrics.PAYMENT_TRANSITIONS.labels(current.value, target.value, source.value).inc()
     log.info(
         "payment %s: %s -> %s (source=%s, reason=%s)",
         payment.public_id,

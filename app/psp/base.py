@@ -5,10 +5,13 @@ The payment core sees only these types; only an adapter module imports its PSP's
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,16 @@ class PaymentProvider(ABC):
     @abstractmethod
     def list_refunds(self, payment_intent_id: str) -> Iterator[PspRefund]:
         """Every refund of a payment intent (to find one whose creation answer was lost)."""
+
+    def find_refund_made_for(self, request: RefundRequest) -> PspRefund | None:
+        """The refund an earlier attempt of `request` made at the PSP, found by the
+        `paybridge_refund_id` PayBridge put in its metadata (an idempotency key replays it only
+        for a day), or None."""
+        for refund in self.list_refunds(request.payment_intent_id):
+            if refund.metadata.get("paybridge_refund_id") == request.refund_id:
+                log.info("refund %s found at the PSP as %s", request.refund_id, refund.id)
+                return refund
+        return None
 
     @abstractmethod
     def verify_webhook(self, payload: bytes, signature_header: str | None) -> PspEventData:

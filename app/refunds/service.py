@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from app.common import idempotency
 from app.common.idempotency import CommandResult, IdempotentCommand, IdempotentRequest
+from app.common.locks import lock_row
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import (
@@ -38,7 +39,7 @@ from app.models import (
     StatusSource,
     utcnow,
 )
-from app.models.refund import RESERVING_STATUSES, refund_move_allowed
+from app.models.refund import REFUND_TRANSITIONS, RESERVING_STATUSES
 from app.payments.queries import get_payment
 from app.payments.state import learn_psp_ids, lock_payment
 from app.psp import PspError, PspRejected, get_provider
@@ -310,8 +311,7 @@ def _submit(
     refund = db.session.get(Refund, refund_id, populate_existing=True)
     if refund.status != RefundStatus.PENDING or refund.psp_refund_id:
         response = _response(refund)  # already submitted (by reconciliation or a twin)
-        if record_id is not None:
-            idempotency.complete(record_id, response)
+        idempotency.complete(record_id, response)
         db.session.commit()
         return refund, response
     payment = refund.payment
@@ -344,7 +344,7 @@ def _submit(
         if tried_before:
             # An earlier attempt may have reached the PSP and lost its answer. Its idempotency
             # key replays that refund for a day; after that only the refund's metadata finds it.
-            psp_refund = _made_before(provider, request)
+            psp_refund = provider.find_refund_made_for(request)
         if psp_refund is None:
             psp_refund = provider.create_refund(request)
     except PspRejected as exc:
@@ -370,27 +370,13 @@ def _payment_intent(provider, session_id: str | None, subscription_id: str | Non
     raise PspRejected("the PSP has no payment intent for this payment", code="no_payment_intent")
 
 
-def _made_before(provider, request: RefundRequest) -> PspRefund | None:
-    for psp_refund in provider.list_refunds(request.payment_intent_id):
-        if psp_refund.metadata.get("paybridge_refund_id") == request.refund_id:
-            log.info("refund %s found at the PSP as %s", request.refund_id, psp_refund.id)
-            return psp_refund
-    return None
-
-
 def _response(refund: Refund, status: int = 201) -> idempotency.StoredResponse:
     return idempotency.StoredResponse(status, refund_to_dict(refund))
 
 
 def lock_refund(refund_id: int) -> Refund:
     """The refund with a row lock; lock its payment first (always payment, then refund)."""
-    stmt = (
-        select(Refund)
-        .where(Refund.id == refund_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return db.session.execute(stmt).scalar_one()
+    return lock_row(Refund, refund_id)
 
 
 def _locked_pair(refund_id: int) -> tuple[Payment, Refund]:
@@ -412,8 +398,7 @@ def _record_submitted(
     refund.updated_at = utcnow()
     apply_psp_refund(payment, refund, psp_refund, via=source.value)
     response = _response(refund)
-    if record_id is not None:
-        idempotency.complete(record_id, response)
+    idempotency.complete(record_id, response)
     db.session.commit()
     log.info(
         "refund %s submitted to the PSP as %s: %s", refund.public_id, psp_refund.id, refund.status
@@ -440,9 +425,8 @@ def _record_rejection(
             "status": refund.status,
         },
     )
-    response = idempotency.StoredResponse(error.status, error.to_dict())
-    if record_id is not None:
-        idempotency.complete(record_id, response)
+    response = idempotency.StoredResponse.of_error(error)
+    idempotency.complete(record_id, response)
     db.session.commit()
     log.warning("refund %s rejected by the PSP: %s", refund.public_id, code)
     return refund, response
@@ -457,8 +441,7 @@ def _record_unsubmitted(
     refund.psp_attempts += 1
     refund.last_psp_error = f"{type(exc).__name__}: {exc.code or ''} {exc.message}"[:500]
     refund.updated_at = utcnow()
-    if record_id is not None:
-        idempotency.release(record_id)
+    idempotency.release(record_id)
     db.session.commit()
     REFUNDS.labels("psp_unavailable").inc()
     log.warning(
@@ -480,7 +463,7 @@ def apply_psp_refund(
     """
     target = _PSP_TARGETS.get(psp_refund.status)
     before = refund.status_enum
-    if target is None or not refund_move_allowed(before, target):
+    if target is None or not REFUND_TRANSITIONS.allows(before, target):
         return None
     failure = psp_refund.failure_reason or (
         psp_refund.status if target == RefundStatus.FAILED else None
@@ -497,7 +480,7 @@ def _finish(
     the features do about it (`signals.finished`: the client is notified) joins the transaction.
     """
     before = refund.status_enum
-    if not refund_move_allowed(before, target):
+    if not REFUND_TRANSITIONS.allows(before, target):
         raise ValueError(f"refund {refund.public_id} cannot go from {before} to {target}")
     now = utcnow()
     if target == RefundStatus.SUCCEEDED:

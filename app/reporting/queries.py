@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import selectinload
 
 from app.common.money import format_money
+from app.common.tenancy import scoped
 from app.extensions import db
 from app.models import (
     FINAL_STATUSES,
@@ -48,8 +49,7 @@ def get_merchant(merchant_id: int) -> Merchant | None:
 def payment_by_public_id(public_id: str, *, merchant_id: int | None) -> Payment | None:
     """The payment if it exists inside the scope; another merchant's is simply not found."""
     stmt = select(Payment).where(Payment.public_id == public_id)
-    if merchant_id is not None:
-        stmt = stmt.where(Payment.merchant_id == merchant_id)
+    stmt = scoped(stmt, Payment, merchant_id)
     return db.session.scalar(stmt)
 
 
@@ -113,8 +113,7 @@ def payment_conflict(payment: Payment, conflict_id: int) -> PaymentConflict | No
 
 def notification_in_scope(notification_id: int, *, merchant_id: int | None) -> Notification | None:
     stmt = select(Notification).where(Notification.id == notification_id)
-    if merchant_id is not None:
-        stmt = stmt.where(Notification.merchant_id == merchant_id)
+    stmt = scoped(stmt, Notification, merchant_id)
     return db.session.scalar(stmt)
 
 
@@ -175,8 +174,7 @@ def overview(*, merchant_id: int | None, days: int = 14, now: datetime | None = 
         .where(Payment.created_at >= start)
         .group_by(day_col, Payment.currency, Payment.status)
     )
-    if merchant_id is not None:
-        stmt = stmt.where(Payment.merchant_id == merchant_id)
+    stmt = scoped(stmt, Payment, merchant_id)
     by_day = {
         first_day + timedelta(days=i): DayStats(first_day + timedelta(days=i)) for i in range(days)
     }
@@ -199,10 +197,9 @@ def overview(*, merchant_id: int | None, days: int = 14, now: datetime | None = 
     )
     failed_q = select(Notification).where(Notification.status == Notification.STATUS_FAILED)
     conflicts_q = select(PaymentConflict).where(PaymentConflict.resolved_at.is_(None))
-    if merchant_id is not None:
-        stuck_q = stuck_q.where(Payment.merchant_id == merchant_id)
-        failed_q = failed_q.where(Notification.merchant_id == merchant_id)
-        conflicts_q = conflicts_q.where(PaymentConflict.merchant_id == merchant_id)
+    stuck_q = scoped(stuck_q, Payment, merchant_id)
+    failed_q = scoped(failed_q, Notification, merchant_id)
+    conflicts_q = scoped(conflicts_q, PaymentConflict, merchant_id)
 
     return Overview(
         days=ordered_days,
@@ -237,8 +234,7 @@ def _oldest_stuck(merchant_id: int | None, cutoff: datetime, limit: int = 10) ->
     found: list[Payment] = []
     for status in NON_FINAL:
         stmt = select(Payment).where(Payment.status == status, Payment.updated_at < cutoff)
-        if merchant_id is not None:
-            stmt = stmt.where(Payment.merchant_id == merchant_id)
+        stmt = scoped(stmt, Payment, merchant_id)
         found.extend(db.session.scalars(stmt.order_by(Payment.updated_at).limit(limit)))
     return sorted(found, key=lambda p: p.updated_at)[:limit]
 
@@ -281,10 +277,8 @@ def events(
         .order_by(PspEvent.id.desc())
         .limit(LIST_PAGE_SIZE + 1)
     )
-    if merchant_id is not None:
-        stmt = stmt.join(Payment, Payment.id == PspEvent.payment_id).where(
-            Payment.merchant_id == merchant_id
-        )
+    if merchant_id is not None:  # an event belongs to the merchant of its payment
+        stmt = scoped(stmt.join(Payment, Payment.id == PspEvent.payment_id), Payment, merchant_id)
     if outcome:
         stmt = stmt.where(PspEvent.outcome == outcome)
     if event_type:
@@ -302,10 +296,8 @@ def event_types() -> list[str]:
 
 def event_in_scope(event_id: int, *, merchant_id: int | None) -> PspEvent | None:
     stmt = select(PspEvent).where(PspEvent.id == event_id)
-    if merchant_id is not None:
-        stmt = stmt.join(Payment, Payment.id == PspEvent.payment_id).where(
-            Payment.merchant_id == merchant_id
-        )
+    if merchant_id is not None:  # an event belongs to the merchant of its payment
+        stmt = scoped(stmt.join(Payment, Payment.id == PspEvent.payment_id), Payment, merchant_id)
     return db.session.scalar(stmt)
 
 

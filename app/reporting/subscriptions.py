@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from app.common.tenancy import scoped
 from app.extensions import db
 from app.models import Subscription
 
@@ -22,8 +23,7 @@ def payment_subscription(payment) -> Subscription | None:
 def subscription_in_scope(public_id: str, *, merchant_id: int | None) -> Subscription | None:
     """The subscription if it exists inside the scope; another merchant's is not found."""
     stmt = select(Subscription).where(Subscription.public_id == public_id)
-    if merchant_id is not None:
-        stmt = stmt.where(Subscription.merchant_id == merchant_id)
+    stmt = scoped(stmt, Subscription, merchant_id)
     return db.session.execute(stmt).scalar_one_or_none()
 
 
@@ -32,8 +32,7 @@ def list_subscriptions(
 ) -> tuple[list[Subscription], int | None]:
     """One page, newest first: (rows, the cursor of the next older page or None)."""
     stmt = select(Subscription)
-    if merchant_id is not None:
-        stmt = stmt.where(Subscription.merchant_id == merchant_id)
+    stmt = scoped(stmt, Subscription, merchant_id)
     if status:
         stmt = stmt.where(Subscription.status == status)
     if before:

@@ -29,6 +29,7 @@ from prometheus_client import Counter
 from sqlalchemy import select
 from sqlalchemy.orm.attributes import set_committed_value
 
+from app.common.locks import lock_row
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import (
@@ -43,9 +44,9 @@ from app.models import (
     utcnow,
 )
 from app.models.subscription import (
+    SUBSCRIPTION_TRANSITIONS,
     committed_since_snapshot,
     new_subscription_id,
-    subscription_move_allowed,
 )
 from app.payments.state import learn_psp_ids, lock_payment, record_creation, transition
 from app.psp import get_provider
@@ -73,6 +74,15 @@ SUBSCRIPTION_CANCELLATIONS = Counter(
 OUTCOME_UNKNOWN_SUBSCRIPTION = "unknown_subscription"
 BILLING_REASON_CREATE = "subscription_create"
 REFERENCE_MAX = 200
+# What a renewal takes over from its subscription's first payment as it is.
+RENEWAL_INHERITS = (
+    "merchant_id",
+    "payment_type",
+    "description",
+    "customer_email",
+    "success_url",
+    "cancel_url",
+)
 
 # The PSP's subscription statuses in PayBridge's four words; others leave the status alone.
 PSP_STATUSES = {
@@ -166,12 +176,7 @@ def first_payment_status_changed(payment: Payment) -> None:
     if subscription not in session.dirty:  # dirty: this transaction wrote (and locked) it
         # The copy may be the snapshot's: a cancel committed since must not be overwritten.
         with session.no_autoflush:
-            subscription = session.execute(
-                select(Subscription)
-                .where(Subscription.id == subscription.id)
-                .with_for_update()
-                .execution_options(populate_existing=True)
-            ).scalar_one()
+            subscription = lock_subscription(subscription.id)
         if subscription.status != SubscriptionStatus.INCOMPLETE:
             return
     new_status = _status_for_first_payment(payment.status, subscription.status_enum)
@@ -181,7 +186,7 @@ def first_payment_status_changed(payment: Payment) -> None:
 
 def _move_to(subscription: Subscription, target: SubscriptionStatus) -> bool:
     """The one way a subscription's status changes: along the table, or not at all."""
-    if not subscription_move_allowed(subscription.status_enum, target):
+    if not SUBSCRIPTION_TRANSITIONS.allows(subscription.status_enum, target):
         return False
     subscription.status = target.value
     subscription.updated_at = utcnow()
@@ -204,13 +209,7 @@ def _status_for_first_payment(
 
 def lock_subscription(subscription_id: int) -> Subscription:
     """The subscription with a row lock held until the caller commits."""
-    stmt = (
-        select(Subscription)
-        .where(Subscription.id == subscription_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    return db.session.execute(stmt).scalar_one()
+    return lock_row(Subscription, subscription_id)
 
 
 def _lock_by_psp_id(psp_subscription_id: str) -> Subscription | None:
@@ -427,18 +426,13 @@ def _new_renewal(
         .all()
     )
     payment = Payment(
-        merchant_id=subscription.merchant_id,
+        **{name: getattr(first, name) for name in RENEWAL_INHERITS},
+        metadata_=dict(first.metadata_ or {}),
         merchant_reference=_renewal_reference(first, len(number) + 1, invoice.id),
         amount=amount,
         currency=(invoice.currency or subscription.currency).upper(),
-        payment_type=PaymentType.RECC.value,
         interval=subscription.interval,
         interval_count=subscription.interval_count,
-        description=first.description,
-        customer_email=first.customer_email,
-        success_url=first.success_url,
-        cancel_url=first.cancel_url,
-        metadata_=dict(first.metadata_ or {}),
         psp=subscription.psp,
         # Not the PSP subscription id: code that looks a payment's intent up through its
         # subscription would find the first invoice's, i.e. another charge. A renewal's own

@@ -15,7 +15,7 @@ from app.models import (
     PaymentStatusChange,
     StatusSource,
 )
-from app.models.payment import ALLOWED_TRANSITIONS
+from app.models.payment import PAYMENT_TRANSITIONS
 from app.payments.state import IllegalTransition, lock_payment, record_creation, transition
 
 ALLOWED = {
@@ -49,7 +49,7 @@ def make_payment_in(status: str) -> Payment:
 
 
 def test_table_in_code_is_the_table_of_the_design():
-    in_code = {(a.value, b.value) for a, targets in ALLOWED_TRANSITIONS.items() for b in targets}
+    in_code = {(a.value, b.value) for a, targets in PAYMENT_TRANSITIONS.items() for b in targets}
     assert in_code == ALLOWED
 
 
