@@ -9,7 +9,6 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Payment
-from tests.dashboard.support import login, make_user
 from tests.subscriptions.conftest import (
     bill_next_period,
     payments_of,
@@ -18,6 +17,8 @@ from tests.subscriptions.conftest import (
     wait_for_payments,
 )
 from tests.support.api import auth_headers
+from tests.support.factories import make_user
+from tests.support.pages import login
 
 
 def test_another_merchant_sees_no_subscription_and_bad_requests_are_refused(
@@ -136,8 +137,8 @@ def test_a_merchant_cancels_from_the_dashboard_at_period_end_and_it_is_audited(
     app, make_merchant, stripe_delivers, buy_subscription
 ):
     from app.models import AuditLog
-    from tests.dashboard.support import token_for
     from tests.subscriptions.conftest import read
+    from tests.support.pages import token_for
 
     merchant, _ = make_merchant("Shop A")
     other, _ = make_merchant("Shop B")
