@@ -17,6 +17,7 @@ from app.psp.base import RefundRequest
 from app.psp_events.intake import process_event
 from tests.conflicts.conftest import psp_refunds
 from tests.snapshot import behind_an_older_snapshot
+from tests.support.factories import PaymentRef
 from tests.support.rows import count_rows, get_row
 from tests.support.waiting import wait_until
 from tests.webhooks.helpers import event_for, session_for
@@ -125,13 +126,13 @@ def test_a_mismatch_conflict_is_not_refundable_but_can_be_marked_resolved(
     with app.app_context():
         # The same payment, a session claiming another amount: flagged, never applied.
         other = session_for(
-            {
-                "session_id": c.session_id,
-                "amount": 1,
-                "currency": "EUR",
-                "public_id": c.public_id,
-                "reference": "x",
-            }
+            PaymentRef(
+                public_id=c.public_id,
+                session_id=c.session_id,
+                reference="x",
+                amount=1,
+                currency="EUR",
+            )
         )
         process_event(event_for("checkout.session.completed", other))
         mismatch = db.session.scalars(

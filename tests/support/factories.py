@@ -65,14 +65,16 @@ def new_session_id() -> str:
 
 @dataclass(frozen=True)
 class PaymentRef:
-    """What a test needs to refer to a payment it made, readable outside any app context."""
+    """What a test needs to refer to a payment it made (or one PayBridge never stored: no id),
+    readable outside any app context."""
 
-    id: int
     public_id: str
     session_id: str | None
     reference: str
     amount: int
     currency: str
+    id: int | None = None
+    status: str | None = None  # when it was made
 
     @classmethod
     def of(cls, payment: Payment) -> PaymentRef:
@@ -83,6 +85,7 @@ class PaymentRef:
             reference=payment.merchant_reference,
             amount=payment.amount,
             currency=payment.currency,
+            status=payment.status,
         )
 
 

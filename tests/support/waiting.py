@@ -6,6 +6,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from app.models import Payment
+from tests.support.rows import get_row
+
 T = TypeVar("T")
 
 
@@ -40,3 +43,19 @@ def wait_until(
                 message += f"\n{details()}"
             raise AssertionError(message)
         time.sleep(interval)
+
+
+def wait_for_payment_status(app, payment_id: int, status: str, *, timeout: float = 15.0) -> Payment:
+    """Until the payment is in `status` (moved by a webhook, a worker, a thread); the payment
+    as it is then, its history loaded."""
+
+    def reached():
+        payment = get_row(app, Payment, payment_id, load=("history",))
+        return payment if payment.status == status else None
+
+    return wait_until(
+        reached,
+        what=f"payment {payment_id} to be {status}",
+        timeout=timeout,
+        details=lambda: f"it is {get_row(app, Payment, payment_id).status}",
+    )
