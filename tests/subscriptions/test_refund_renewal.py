@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from app.psp import get_provider
 from app.tasks.subscriptions import learn_renewal_payment_intents
-from tests.subscriptions.conftest import (
-    bill_next_period,
-    payments_of,
-    wait_for_deliveries_done,
-    wait_for_payments,
-)
+from tests.subscriptions.conftest import TIMEOUT, bill_next_period, payments_of, wait_for_payments
 from tests.support.api import auth_headers
+from tests.support.psp import wait_for_deliveries
 
 
 def test_refunding_a_renewal_refunds_that_charge(
@@ -21,7 +17,7 @@ def test_refunding_a_renewal_refunds_that_charge(
     first_id, sub = buy_subscription(merchant.id, amount=1500)
     bill_next_period(stripe_delivers, sub)
     wait_for_payments(app, first_id, 2)
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     assert payments_of(app, first_id)[1]["psp_payment_intent_id"] is None  # not in the event
     with app.app_context():  # the worker's periodic subscription upkeep
         assert learn_renewal_payment_intents() == 1
@@ -58,7 +54,7 @@ def test_a_renewal_refunded_before_its_intent_is_known_refunds_that_charge(
     first_id, sub = buy_subscription(merchant.id, amount=1500)
     bill_next_period(stripe_delivers, sub)
     wait_for_payments(app, first_id, 2)
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     renewal = payments_of(app, first_id)[1]
     with app.app_context():  # as if the job that fetches the intent had not run yet
         db.session.get(Payment, renewal["id"]).psp_payment_intent_id = None
