@@ -166,13 +166,12 @@ def receiver():
 
 
 @pytest.fixture
-def emu(app, emulator):
-    """The emulator, reset before and after the test (its objects, faults, clock, webhook
-    endpoints and paused deliveries), with a fresh PSP adapter (circuit closed) afterwards."""
+def emu(emulator):
+    """The emulator, reset before and after the test: its objects, faults, clock, webhook
+    endpoints and paused deliveries. (`_clean_state` gives the app a fresh PSP adapter.)"""
     emulator.control("POST", "reset")
     yield emulator
     emulator.control("POST", "reset")
-    app.extensions.pop("paybridge_psp", None)
 
 
 @pytest.fixture

@@ -118,12 +118,6 @@ def set_expired(payment_id: int, seconds_ago: int = 60) -> None:
     db.session.commit()
 
 
-def sessions_for(stripe_client, public_id: str) -> list:
-    """Every session the emulator holds for this payment (client_reference_id = its id)."""
-    listing = stripe_client.v1.checkout.sessions.list({"limit": 100})
-    return [s for s in listing.auto_paging_iter() if s.client_reference_id == public_id]
-
-
 def outside_window(payment_id: int) -> None:
     """Make the payment older than the wide pass's window (RECON_LOOKBACK_HOURS): no listing
     of that window stands in for its own retrieve when it is the only kind of stale payment."""

@@ -13,8 +13,8 @@ from app.models import Notification, PaymentStatusChange, ReconciliationRun
 from app.reconciliation.lock import RunLock
 from app.reconciliation.ratelimit import add_call_observer, remove_call_observer
 from app.reconciliation.service import run_reconciliation, summarize
-from tests.reconciliation.conftest import outside_window, reload, sessions_for, set_expired
-from tests.support.psp import pay_session
+from tests.reconciliation.conftest import outside_window, reload, set_expired
+from tests.support.psp import checkout_sessions, pay_session
 
 
 def test_a_second_run_while_one_holds_the_lock_is_recorded_as_skipped(recon, new_payment):
@@ -241,9 +241,7 @@ def test_a_crash_while_applying_a_listed_page_leaves_each_payment_corrected_or_u
     assert len(applied) == 3  # all four were on one listed page
 
 
-def test_every_payment_is_final_one_run_after_its_session_expired(
-    recon, emulator, new_payment, stripe_client
-):
+def test_every_payment_is_final_one_run_after_its_session_expired(recon, emulator, new_payment):
     """DESIGN.md: every payment ends SUCCESS or FAILED at the latest one reconciliation
     interval after its session's expiry — whatever non-final status it was left in."""
     # PENDING (delayed method), settled later at the PSP; no webhook ever comes.
@@ -305,7 +303,7 @@ def test_every_payment_is_final_one_run_after_its_session_expired(
     assert run.status == "succeeded" and run.still_open == 0 and run.errors == 0
     # Never a second session; the payment the PSP never saw is refused a session that would
     # already be past its expiry (so it could never be paid) and fails.
-    assert [len(sessions_for(stripe_client, p.public_id)) for p in everyone] == [1, 0, 1, 1, 1, 1]
+    assert [len(checkout_sessions(emulator, p.public_id)) for p in everyone] == [1, 0, 1, 1, 1, 1]
     assert reload(abandoned.id).failure_code == "expired"
 
 

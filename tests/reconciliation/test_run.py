@@ -11,8 +11,8 @@ from app.models import (
     ReconciliationRun,
 )
 from app.reconciliation.service import reconcile_payment, run_reconciliation, summarize
-from tests.reconciliation.conftest import reload, sessions_for, set_expired
-from tests.support.psp import pay_session
+from tests.reconciliation.conftest import reload, set_expired
+from tests.support.psp import checkout_sessions, pay_session
 from tests.support.waiting import wait_until
 
 
@@ -133,7 +133,7 @@ def test_an_open_session_past_its_expiry_is_expired_at_the_psp_and_failed(
 
 
 def test_a_created_payment_is_registered_with_its_own_session_never_a_second(
-    recon, emulator, new_payment, stripe_client
+    recon, emulator, new_payment
 ):
     # The PSP makes the session but its answer is lost: PayBridge keeps the payment CREATED.
     emulator.control(
@@ -141,14 +141,14 @@ def test_a_created_payment_is_registered_with_its_own_session_never_a_second(
     )
     payment = new_payment(expect_error=True)
     assert payment.status == "CREATED" and payment.psp_session_id is None
-    [made] = sessions_for(stripe_client, payment.public_id)
+    [made] = checkout_sessions(emulator, payment.public_id)
 
     run = run_reconciliation(trigger="cli")
 
     payment = reload(payment.id)
     assert payment.status == "INITIATED"
-    assert payment.psp_session_id == made.id
-    assert [s.id for s in sessions_for(stripe_client, payment.public_id)] == [made.id]
+    assert payment.psp_session_id == made["id"]
+    assert [s["id"] for s in checkout_sessions(emulator, payment.public_id)] == [made["id"]]
     assert entry_for(run, payment.public_id)["action"] == "registered"
     assert history(payment.id)[-1][:3] == ("CREATED", "INITIATED", "recon")
 

@@ -63,3 +63,17 @@ def wait_for_deliveries(
 
     what = f"{count or 'all'} webhook deliveries" + (f" of {event_type}" if event_type else "")
     return wait_until(ended, what=what, timeout=timeout)
+
+
+def checkout_sessions(emulator, client_reference_id: str | None = None) -> list[dict]:
+    """Every checkout session the emulator holds, newest first; with `client_reference_id`,
+    only that payment's (PayBridge sends its public id there)."""
+    sessions: list[dict] = []
+    page: dict = {"limit": 100}
+    while True:
+        listing = stripe_get(emulator, "/v1/checkout/sessions", **page)
+        sessions += listing["data"]
+        if not listing["has_more"]:
+            break
+        page["starting_after"] = listing["data"][-1]["id"]
+    return [s for s in sessions if client_reference_id in (None, s["client_reference_id"])]
