@@ -8,7 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from .conftest import session_params, wait_until
+from tests.support.waiting import wait_until
+
+from .conftest import session_params
 
 pytestmark = pytest.mark.e2e
 
@@ -147,7 +149,7 @@ def test_delayed_method_completes_unpaid_then_settles(
     emu.control("POST", "clock/advance", {"seconds": 5})
     s = client.v1.checkout.sessions.retrieve(s.id)
     assert s.payment_status == outcome
-    assert wait_until(lambda: event in event_types(client, s.id))
+    wait_until(lambda: event in event_types(client, s.id), what=event, interval=0.02)
 
 
 def test_expired_session_page_refuses_payment(page, client, checkout):
