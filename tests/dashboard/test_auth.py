@@ -65,17 +65,17 @@ def test_login_without_csrf_token_is_refused(client, tenants):
     assert client.get("/dashboard/").status_code == 302
 
 
+def log_in_then_go(client, email: str, token: str, next_url: str):
+    """The login form posted with a `next` page to go to afterwards; the response."""
+    return client.post(
+        "/dashboard/login",
+        data={"email": email, "password": PASSWORD, "csrf_token": token, "next": next_url},
+    )
+
+
 def test_next_only_redirects_inside_the_dashboard(client, tenants):
     token = token_for(client, "/dashboard/login")
-    response = client.post(
-        "/dashboard/login",
-        data={
-            "email": tenants.a_email,
-            "password": PASSWORD,
-            "csrf_token": token,
-            "next": "https://evil.example/dashboard",
-        },
-    )
+    response = log_in_then_go(client, tenants.a_email, token, "https://evil.example/dashboard")
     assert response.headers["Location"] == "/dashboard/"
 
 
@@ -83,15 +83,7 @@ def test_next_returns_to_the_page_asked_for(client, tenants):
     page = client.get("/dashboard/login?next=/dashboard/payments?status=FAILED")
     token = csrf_from(page.get_data(as_text=True))
     assert 'value="/dashboard/payments?status=FAILED"' in page.get_data(as_text=True)
-    response = client.post(
-        "/dashboard/login",
-        data={
-            "email": tenants.a_email,
-            "password": PASSWORD,
-            "csrf_token": token,
-            "next": "/dashboard/payments?status=FAILED",
-        },
-    )
+    response = log_in_then_go(client, tenants.a_email, token, "/dashboard/payments?status=FAILED")
     assert response.headers["Location"] == "/dashboard/payments?status=FAILED"
 
 

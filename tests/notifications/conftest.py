@@ -39,3 +39,12 @@ def status_is(app, notification_id: int, status: str):
         return db.session.get(Notification, notification_id).status == status
 
     return check
+
+
+def attempted(app, notification_id: int, times: int = 1):
+    """A condition for `worker.run_until`: the notification was tried at least `times` times."""
+
+    def check():
+        return db.session.get(Notification, notification_id).attempt_count >= times
+
+    return check

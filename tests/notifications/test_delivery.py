@@ -10,7 +10,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from app.extensions import db
 from app.models import Merchant, Notification, NotificationAttempt, PaymentStatus, utcnow
 from app.models.merchant import new_signing_secret
-from tests.notifications.conftest import status_is
+from tests.notifications.conftest import attempted, status_is
 from tests.support.rows import get_row, get_rows
 
 
@@ -89,10 +89,7 @@ def test_receiver_down_then_up_is_delivered_after_retries(
     merchant, _ = make_merchant(notify_url=receiver.url)
     _, notification_id = finish_payment(merchant.id)
 
-    def two_failed_attempts():
-        return db.session.get(Notification, notification_id).attempt_count >= 2
-
-    worker.run_until(two_failed_attempts, what="two failed attempts")
+    worker.run_until(attempted(app, notification_id, 2), what="two failed attempts")
     n = get_row(app, Notification, notification_id)
     assert n.status == "pending" and n.last_error == "HTTP 503"
     assert n.next_attempt_at is not None
@@ -184,7 +181,7 @@ def test_timeout_is_an_attempt_that_is_retried(
     merchant, _ = make_merchant(notify_url=receiver.url)
     _, notification_id = finish_payment(merchant.id)
     worker.run_until(
-        lambda: db.session.get(Notification, notification_id).attempt_count >= 1,
+        attempted(app, notification_id),
         what="first attempt",
     )
     [attempt] = get_rows(app, NotificationAttempt, notification_id=notification_id)
@@ -202,7 +199,7 @@ def test_redirects_are_not_followed(app, make_merchant, receiver, finish_payment
     merchant, _ = make_merchant(notify_url=receiver.url)
     _, notification_id = finish_payment(merchant.id)
     worker.run_until(
-        lambda: db.session.get(Notification, notification_id).attempt_count >= 1,
+        attempted(app, notification_id),
         what="first attempt",
     )
     [attempt] = get_rows(app, NotificationAttempt, notification_id=notification_id)[:1]
@@ -217,7 +214,7 @@ def test_private_notify_url_is_refused_where_only_public_targets_are_allowed(
     merchant, _ = make_merchant(notify_url=receiver.url)  # 127.0.0.1: PayBridge's own network
     _, notification_id = finish_payment(merchant.id)
     worker.run_until(
-        lambda: db.session.get(Notification, notification_id).attempt_count >= 1,
+        attempted(app, notification_id),
         what="first attempt",
     )
     [attempt] = get_rows(app, NotificationAttempt, notification_id=notification_id)[:1]

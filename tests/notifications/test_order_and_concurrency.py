@@ -6,7 +6,7 @@ from app.extensions import db
 from app.models import Notification, NotificationAttempt, Payment
 from app.notifications.delivery import deliver_due
 from app.notifications.outbox import add_payment_notification
-from tests.notifications.conftest import status_is
+from tests.notifications.conftest import attempted, status_is
 from tests.support.concurrency import at_once
 from tests.support.rows import get_row, get_rows
 
@@ -29,9 +29,7 @@ def test_a_newer_notification_waits_for_the_older_one_of_its_payment(
     payment_id, first = finish_payment(merchant.id)
     second = add_second_notification(app, payment_id)
 
-    worker.run_until(
-        lambda: db.session.get(Notification, first).attempt_count >= 2, what="retries of the first"
-    )
+    worker.run_until(attempted(app, first, 2), what="retries of the first")
     assert (
         get_rows(app, NotificationAttempt, notification_id=second) == []
     )  # never tried while the first is pending

@@ -64,6 +64,18 @@ class WorkerProcess:
             self.proc.wait(5)
 
 
+def wait_delivered(app, worker: WorkerProcess, notification_id: int, what: str) -> None:
+    """Until the worker process delivered the notification (its output shown if it never does)."""
+    wait_until(
+        lambda: db.session.get(Notification, notification_id).status == "delivered",
+        what=what,
+        timeout=30,
+        interval=0.1,
+        app=app,
+        details=lambda: worker.output,
+    )
+
+
 def test_cron_registers_reconciliation_and_the_purge(app):
     with app.app_context():
         cron = build_cron(app, get_redis())
@@ -179,14 +191,7 @@ def test_written_while_redis_was_down_it_is_delivered_and_sigterm_finishes_the_p
 
     worker = WorkerProcess(RECON_INTERVAL_SECONDS="0")
     try:
-        wait_until(
-            lambda: db.session.get(Notification, written).status == "delivered",
-            what="the pump's delivery",
-            timeout=30,
-            interval=0.1,
-            app=app,
-            details=lambda: worker.output,
-        )
+        wait_delivered(app, worker, written, "the pump's delivery")
         receiver.delay = 1.0  # under the 2 s timeout: the request succeeds
         _, in_flight = finish_payment(merchant.id)
         hits = receiver.hits
@@ -249,14 +254,7 @@ def test_without_redis_the_worker_starts_and_delivers_and_stops_warmly(
 
     worker = WorkerProcess(REDIS_URL="redis://127.0.0.1:1/0", RECON_INTERVAL_SECONDS="1")
     try:
-        wait_until(
-            lambda: db.session.get(Notification, waiting).status == "delivered",
-            what="the pump's delivery without Redis",
-            timeout=30,
-            interval=0.1,
-            app=app,
-            details=lambda: worker.output,
-        )
+        wait_delivered(app, worker, waiting, "the pump's delivery without Redis")
         worker.proc.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0, worker.output
     finally:

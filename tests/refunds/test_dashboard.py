@@ -6,7 +6,7 @@ import re
 
 from app.extensions import db
 from app.models import AuditLog, Payment, Refund
-from tests.support.pages import csrf_from, logged_in, token_for
+from tests.support.pages import csrf_from, token_for
 from tests.support.rows import get_row, get_rows
 
 
@@ -23,12 +23,10 @@ def _refunds(app, pay_id: str) -> list[Refund]:
 
 
 def test_partial_refund_from_the_dashboard_asks_confirms_and_shows_the_result(
-    app, make_merchant, make_user, paid_payment
+    app, tenants, client_a, paid_payment
 ):
-    merchant, _ = make_merchant()
-    pay_id = paid_payment(merchant.id, amount=5000).public_id
-    make_user(merchant.id, "owner@shop.example")
-    client = logged_in(app, "owner@shop.example")
+    pay_id = paid_payment(tenants.a_id, amount=5000).public_id
+    client = client_a
 
     detail = client.get(f"/dashboard/payments/{pay_id}").get_data(as_text=True)
     assert f"/dashboard/payments/{pay_id}/refund" in detail  # the Refund… button
@@ -83,12 +81,10 @@ def test_partial_refund_from_the_dashboard_asks_confirms_and_shows_the_result(
 
 
 def test_dashboard_refund_refuses_bad_amounts_and_a_missing_csrf_token(
-    app, make_merchant, make_user, paid_payment
+    app, tenants, client_a, paid_payment
 ):
-    merchant, _ = make_merchant()
-    pay_id = paid_payment(merchant.id, amount=5000).public_id
-    make_user(merchant.id, "owner@shop.example")
-    client = logged_in(app, "owner@shop.example")
+    pay_id = paid_payment(tenants.a_id, amount=5000).public_id
+    client = client_a
     html = client.get(f"/dashboard/payments/{pay_id}/refund").get_data(as_text=True)
     csrf, token = csrf_from(html), _hidden(html, "token")
 
@@ -119,13 +115,9 @@ def test_dashboard_refund_refuses_bad_amounts_and_a_missing_csrf_token(
     assert _refunds(app, pay_id) == []
 
 
-def test_full_refund_from_the_dashboard_then_no_refund_button(
-    app, make_merchant, make_user, paid_payment
-):
-    merchant, _ = make_merchant()
-    pay_id = paid_payment(merchant.id, amount=3000).public_id
-    make_user(merchant.id, "owner@shop.example")
-    client = logged_in(app, "owner@shop.example")
+def test_full_refund_from_the_dashboard_then_no_refund_button(app, tenants, client_a, paid_payment):
+    pay_id = paid_payment(tenants.a_id, amount=3000).public_id
+    client = client_a
     html = client.get(f"/dashboard/payments/{pay_id}/refund").get_data(as_text=True)
     review = client.post(
         f"/dashboard/payments/{pay_id}/refund",
@@ -156,12 +148,9 @@ def test_full_refund_from_the_dashboard_then_no_refund_button(
     assert "nothing remains to refund" in back.get_data(as_text=True)
 
 
-def test_another_merchants_payment_cannot_be_refunded(app, make_merchant, make_user, paid_payment):
-    owner, _ = make_merchant("Owner")
-    other, _ = make_merchant("Other")
-    pay_id = paid_payment(owner.id).public_id
-    make_user(other.id, "other@shop.example")
-    client = logged_in(app, "other@shop.example")
+def test_another_merchants_payment_cannot_be_refunded(app, tenants, client_b, paid_payment):
+    pay_id = paid_payment(tenants.a_id).public_id
+    client = client_b
     assert client.get(f"/dashboard/payments/{pay_id}/refund").status_code == 404
     csrf = token_for(client, "/dashboard/")
     forged = {"csrf_token": csrf, "amount": "1", "token": "x" * 20, "confirmed": "yes"}

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Payment, Subscription
 from tests.support.factories import new_reference, registered_payment
-from tests.support.psp import pay_session, stripe_get
+from tests.support.psp import pay_session, stripe_get, wait_for_deliveries
 from tests.support.rows import read
 from tests.support.waiting import wait_until
 
@@ -115,6 +115,15 @@ def wait_for_payments(app, first_payment_id: int, count: int, *, final: bool = T
         return None
 
     return wait_until(enough, what=f"{count} payments of the subscription", timeout=TIMEOUT)
+
+
+def renew(app, emulator, first_payment_id: int, sub: dict, *, payments: int = 2) -> list[dict]:
+    """Bill the next period and wait until PayBridge holds `payments` final payments of the
+    subscription and has answered every webhook; those payments."""
+    bill_next_period(emulator, sub)
+    wait_for_payments(app, first_payment_id, payments)
+    wait_for_deliveries(emulator, timeout=TIMEOUT)
+    return payments_of(app, first_payment_id)
 
 
 def renewal_invoice_event(emulator, psp_subscription_id: str) -> dict:

@@ -9,16 +9,9 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import AuditLog, Payment
-from tests.subscriptions.conftest import (
-    TIMEOUT,
-    bill_next_period,
-    payments_of,
-    subscription_row,
-    wait_for_payments,
-)
+from tests.subscriptions.conftest import payments_of, renew, subscription_row
 from tests.support.api import auth_headers
 from tests.support.pages import logged_in, token_for
-from tests.support.psp import wait_for_deliveries
 from tests.support.rows import read
 
 
@@ -87,9 +80,7 @@ def test_dashboard_lists_subscriptions_and_shows_each_charge(
     app, tenants, stripe_delivers, buy_subscription
 ):
     first_id, sub = buy_subscription(tenants.a_id, reference="plan-dash", amount=1234)
-    bill_next_period(stripe_delivers, sub)
-    rows = wait_for_payments(app, first_id, 2)
-    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
+    rows = renew(app, stripe_delivers, first_id, sub)
     sub = subscription_row(app, first_id)
 
     alice = logged_in(app, tenants.a_email)

@@ -12,6 +12,7 @@ from tests.subscriptions.conftest import (
     TIMEOUT,
     bill_next_period,
     payments_of,
+    renew,
     subscription_row,
     wait_for_payments,
 )
@@ -62,10 +63,7 @@ def test_bought_then_renewed_twice_each_renewal_is_a_notified_payment(
         what="the next period",
         timeout=TIMEOUT,
     )
-    bill_next_period(stripe_delivers, sub)
-    rows = wait_for_payments(app, first_id, 3)
-    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
-    rows = payments_of(app, first_id)
+    rows = renew(app, stripe_delivers, first_id, sub, payments=3)
 
     assert [r["reference"] for r in rows] == ["plan-ada", "plan-ada-r1", "plan-ada-r2"]
     for renewal in rows[1:]:
@@ -163,16 +161,21 @@ def test_failed_renewal_is_a_failed_payment_and_makes_it_past_due_until_paid(
     notified(app, receiver, 3)
 
 
+def cancel(client, key, sub: dict, *, at_period_end: bool):
+    """POST /api/v1/subscriptions/{id}/cancel; the response."""
+    return client.post(
+        f"/api/v1/subscriptions/{sub['public_id']}/cancel",
+        json={"at_period_end": at_period_end},
+        headers=auth_headers(key),
+    )
+
+
 def test_cancel_now_ends_it_at_the_psp_and_nothing_more_is_billed(
     app, client, make_merchant, stripe_delivers, buy_subscription
 ):
     merchant, key = make_merchant()
     first_id, sub = buy_subscription(merchant.id)
-    response = client.post(
-        f"/api/v1/subscriptions/{sub['public_id']}/cancel",
-        json={"at_period_end": False},
-        headers=auth_headers(key),
-    )
+    response = cancel(client, key, sub, at_period_end=False)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["status"] == "cancelled"
@@ -187,11 +190,7 @@ def test_cancel_now_ends_it_at_the_psp_and_nothing_more_is_billed(
     assert subscription_row(app, first_id)["status"] == "cancelled"
 
     # Cancelling again answers the subscription as it is.
-    again = client.post(
-        f"/api/v1/subscriptions/{sub['public_id']}/cancel",
-        json={"at_period_end": True},
-        headers=auth_headers(key),
-    )
+    again = cancel(client, key, sub, at_period_end=True)
     assert again.status_code == 200
     assert again.get_json()["status"] == "cancelled"
 
@@ -201,11 +200,7 @@ def test_cancel_at_period_end_keeps_it_until_then_and_the_psp_ends_it(
 ):
     merchant, key = make_merchant()
     first_id, sub = buy_subscription(merchant.id)
-    response = client.post(
-        f"/api/v1/subscriptions/{sub['public_id']}/cancel",
-        json={"at_period_end": True},
-        headers=auth_headers(key),
-    )
+    response = cancel(client, key, sub, at_period_end=True)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert (body["status"], body["cancel_at_period_end"]) == ("active", True)

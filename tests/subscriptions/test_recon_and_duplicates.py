@@ -15,6 +15,7 @@ from tests.subscriptions.conftest import (
     TIMEOUT,
     bill_next_period,
     payments_of,
+    renew,
     renewal_invoice_event,
     subscription_row,
     wait_for_payments,
@@ -29,9 +30,7 @@ def test_the_same_invoice_twice_records_one_renewal(
 ):
     merchant, _ = make_merchant()
     first_id, sub = buy_subscription(merchant.id)
-    bill_next_period(stripe_delivers, sub)
-    wait_for_payments(app, first_id, 2)
-    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
+    renew(app, stripe_delivers, first_id, sub)
     event = renewal_invoice_event(stripe_delivers, sub["psp_subscription_id"])
 
     # Stripe delivers the same event again: stored once, nothing more.
