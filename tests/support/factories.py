@@ -145,10 +145,10 @@ def make_user(app, merchant_id: int | None, email: str, *, operator: bool = Fals
 # -- payments without a PSP ---------------------------------------------------------------------
 
 
-def add_payment_row(merchant_id: int | None = None, **fields) -> Payment:
-    """A payment row with working defaults and no history (`fields` override any column;
-    `merchant=` instead of `merchant_id` for a merchant not flushed yet)."""
+def add_payment_row(merchant_id: int, **fields) -> Payment:
+    """A payment row with working defaults and no history; `fields` set any column."""
     values = {
+        "merchant_id": merchant_id,
         "merchant_reference": new_reference(),
         "amount": 1999,
         "currency": "EUR",
@@ -157,15 +157,13 @@ def add_payment_row(merchant_id: int | None = None, **fields) -> Payment:
         "metadata_": {},
         **fields,
     }
-    if merchant_id is not None:
-        values["merchant_id"] = merchant_id
     payment = Payment(**values)
     db.session.add(payment)
     return payment
 
 
 def record_payment(
-    merchant_id: int | None = None,
+    merchant_id: int,
     status: PaymentStatus | str = PaymentStatus.INITIATED,
     *,
     session_id: str | None = None,
