@@ -77,16 +77,9 @@ class PaymentRef:
     status: str | None = None  # when it was made
 
     @classmethod
-    def of(cls, payment: Payment) -> PaymentRef:
-        return cls(
-            id=payment.id,
-            public_id=payment.public_id,
-            session_id=payment.psp_session_id,
-            reference=payment.merchant_reference,
-            amount=payment.amount,
-            currency=payment.currency,
-            status=payment.status,
-        )
+    def of(cls, p: Payment) -> PaymentRef:
+        ids = (p.public_id, p.psp_session_id, p.merchant_reference)
+        return cls(*ids, p.amount, p.currency, p.id, p.status)  # the fields' order above
 
 
 # -- merchants and users ------------------------------------------------------------------------
