@@ -1,4 +1,5 @@
-"""Shared fixtures: the real MariaDB, Redis and Stripe emulator, the app, and small factories.
+"""Shared fixtures: the real MariaDB, Redis and Stripe emulator, the app, and the factories of
+tests/support/factories.py bound to it.
 
 Each pytest run creates its own database (PAYBRIDGE_TEST_DATABASE, default `paybridge_test`)
 from the Alembic migrations, uses its own Redis database number (PAYBRIDGE_TEST_REDIS_DB,
@@ -8,7 +9,9 @@ every test.
 
 from __future__ import annotations
 
+import functools
 import os
+from dataclasses import dataclass
 
 os.environ["PAYBRIDGE_ENV"] = "testing"
 
@@ -17,7 +20,11 @@ import pytest  # noqa: E402
 from redis import Redis  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from app.models import PaymentStatus  # noqa: E402
+from tests.support import factories  # noqa: E402
+from tests.support.delivery import Deliveries  # noqa: E402
 from tests.support.live_server import LiveServer  # noqa: E402
+from tests.support.pages import logged_in  # noqa: E402
 from tests.support.receiver import Receiver  # noqa: E402
 
 # One Playwright driver and Chromium for the whole run (emulator page tests and e2e alike).
@@ -155,23 +162,156 @@ def receiver():
     r.stop()
 
 
+# -- the emulator, reset, and delivering its webhooks ---------------------------------------------
+
+
+@pytest.fixture
+def emu(emulator):
+    """The emulator, reset before and after the test: its objects, faults, clock, webhook
+    endpoints and paused deliveries. (`_clean_state` gives the app a fresh PSP adapter.)"""
+    emulator.control("POST", "reset")
+    yield emulator
+    emulator.control("POST", "reset")
+
+
+@pytest.fixture
+def stripe_delivers(app, emu, live_server):
+    """The reset emulator delivering every event to PayBridge's webhook endpoint over HTTP."""
+    emu.control(
+        "POST",
+        "webhook_endpoints",
+        {
+            "url": live_server.url + "/webhooks/stripe",
+            "secret": app.config["STRIPE_WEBHOOK_SECRETS"][0],
+        },
+    )
+    return emu
+
+
+# -- test data (tests/support/factories.py) -------------------------------------------------------
+
+
 @pytest.fixture
 def make_merchant(app):
-    """Create a merchant with one API key: returns (merchant, raw_api_key)."""
-    from app.extensions import db
-    from app.models import ApiKey, Merchant
+    """`make_merchant(name="Test Shop", notify_url=None)`: a merchant with one API key,
+    committed: (merchant, raw API key)."""
+    return functools.partial(factories.make_merchant, app)
 
-    def factory(name: str = "Test Shop", notify_url: str | None = None):
-        with app.app_context():
-            merchant = Merchant(name=name, notify_url=notify_url)
-            key, raw = ApiKey.generate(merchant)
-            db.session.add_all([merchant, key])
-            db.session.commit()
-            db.session.refresh(merchant)
-            db.session.expunge(merchant)
-            return merchant, raw
+
+@pytest.fixture
+def merchant(make_merchant):
+    """A merchant whose notify_url nobody answers (port 9): notifications are written, and
+    fail if a test delivers them."""
+    merchant, _raw_key = make_merchant("Test Shop", "http://127.0.0.1:9/notify")
+    return merchant
+
+
+@pytest.fixture
+def make_user(app):
+    """`make_user(merchant_id, email, operator=False)`: a dashboard user (password
+    factories.PASSWORD); its id."""
+    return functools.partial(factories.make_user, app)
+
+
+@pytest.fixture
+def make_payment(app, merchant):
+    """`make_payment(status=INITIATED, merchant_id=merchant.id, **fields)`: a payment moved
+    through the state machine to `status` without a PSP (factories.record_payment)."""
+
+    def factory(status=PaymentStatus.INITIATED, *, merchant_id=None, **fields):
+        return factories.make_payment(app, merchant_id or merchant.id, status, **fields)
 
     return factory
+
+
+@pytest.fixture
+def registered_payment(app, emu):
+    """`registered_payment(merchant_id, **params)`: created through the payment core, so
+    registered at the (reset) emulator: INITIATED."""
+    return functools.partial(factories.registered_payment, app)
+
+
+@pytest.fixture
+def paid_payment(app, emu):
+    """`paid_payment(merchant_id, **params)`: registered, paid with a card at the (reset)
+    emulator and applied as the shopper's return does: SUCCESS."""
+    return functools.partial(factories.paid_payment, app, emu)
+
+
+@pytest.fixture
+def failed_then_paid(app, emu):
+    """`failed_then_paid(merchant_id, amount=2599, currency="EUR")`: a FAILED payment whose
+    session was paid at the emulator; PayBridge has not heard yet."""
+    return functools.partial(factories.failed_then_paid, app, emu)
+
+
+@pytest.fixture
+def paid_after_failed(app, emu):
+    """`paid_after_failed(merchant_id, amount=2599, currency="EUR")`: a FAILED payment paid at
+    the emulator after all, with its open paid-after-failed conflict."""
+    return functools.partial(factories.paid_after_failed, app, emu)
+
+
+# -- notifications --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def notify_config(app):
+    """Short delivery schedules; whatever a test changes here is put back afterwards."""
+    keys = ("NOTIFY_RETRY_SCHEDULE", "NOTIFY_TIMEOUT_SECONDS", "NOTIFY_ALLOW_PRIVATE_TARGETS")
+    saved = {key: app.config[key] for key in keys}
+    app.config.update(NOTIFY_RETRY_SCHEDULE=[1, 1, 1], NOTIFY_TIMEOUT_SECONDS=2.0)
+    yield app.config
+    app.config.update(saved)
+
+
+@pytest.fixture
+def worker(app, notify_config):
+    """The worker's notification delivery cycles, run in this process."""
+    return Deliveries(app)
+
+
+# -- the dashboard: two merchants, a user of each, and an operator --------------------------------
+
+
+@dataclass
+class Tenants:
+    a_id: int
+    b_id: int
+    a_key: str
+    b_key: str
+    a_email: str = "alice@shop-a.example"
+    b_email: str = "bob@shop-b.example"
+    op_email: str = "ops@paybridge.example"
+
+
+@pytest.fixture
+def tenants(app, make_merchant, make_user) -> Tenants:
+    a, a_key = make_merchant("Shop A", "https://a.example/notify")
+    b, b_key = make_merchant("Shop B", "https://b.example/notify")
+    t = Tenants(a_id=a.id, b_id=b.id, a_key=a_key, b_key=b_key)
+    make_user(t.a_id, t.a_email)
+    make_user(t.b_id, t.b_email)
+    make_user(None, t.op_email, operator=True)
+    return t
+
+
+@pytest.fixture
+def client_a(app, tenants):
+    """Merchant A's user, logged in to the dashboard."""
+    return logged_in(app, tenants.a_email)
+
+
+@pytest.fixture
+def client_b(app, tenants):
+    """Merchant B's user, logged in to the dashboard."""
+    return logged_in(app, tenants.b_email)
+
+
+@pytest.fixture
+def client_op(app, tenants):
+    """The operator, logged in to the dashboard."""
+    return logged_in(app, tenants.op_email)
 
 
 @pytest.fixture

@@ -7,19 +7,10 @@ import html as htmllib
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditLog, Refund
-from tests.conflicts.conftest import conflict_row, payment_row, psp_refunds
-from tests.dashboard.support import csrf_from
-
-
-def audit_rows(app, action: str) -> list[AuditLog]:
-    with app.app_context():
-        rows = db.session.scalars(
-            select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id)
-        ).all()
-        for row in rows:
-            db.session.expunge(row)
-        return rows
+from app.models import AuditLog, Payment, PaymentConflict, Refund
+from tests.conflicts.conftest import psp_refunds
+from tests.support.pages import csrf_from
+from tests.support.rows import get_row, get_rows
 
 
 def page(client, url: str) -> str:
@@ -47,7 +38,7 @@ def test_refund_from_the_dashboard_confirms_refunds_once_and_audits(
     # Without the CSRF token: refused, nothing asked of the PSP.
     assert client_a.post(url, data={}).status_code == 400
     assert psp_refunds(app, c.payment_intent_id) == []
-    assert conflict_row(app, c.conflict_id).resolution is None
+    assert get_row(app, PaymentConflict, c.conflict_id).resolution is None
 
     done = client_a.post(url, data={"csrf_token": token})
     assert done.status_code == 302 and done.headers["Location"].endswith(detail_url)
@@ -56,14 +47,14 @@ def test_refund_from_the_dashboard_confirms_refunds_once_and_audits(
     result = page(client_a, done.headers["Location"])
     assert f"Conflict resolved — refunded at the PSP: {psp_refund.id} (succeeded)" in result
     assert "Refund the customer at the PSP…" not in result  # resolved: no more actions
-    row = conflict_row(app, c.conflict_id)
+    row = get_row(app, PaymentConflict, c.conflict_id)
     assert row.resolved_at is not None and tenants.a_email in row.resolution
-    payment = payment_row(app, c.payment_id)
+    payment = get_row(app, Payment, c.payment_id)
     assert payment.status == "FAILED" and not payment.refunded_amount
     with app.app_context():
         assert db.session.scalars(select(Refund)).all() == []
 
-    [entry] = audit_rows(app, "conflict_refund")
+    [entry] = get_rows(app, AuditLog, action="conflict_refund")
     assert (entry.merchant_id, entry.target_type, entry.target_id) == (
         tenants.a_id,
         "payment",
@@ -90,9 +81,9 @@ def test_psp_refusal_is_flashed_and_audited(app, client_a, tenants, paid_after_f
     shown = page(client_a, done.headers["Location"])
     assert "The customer was not refunded: The PSP could not be reached" in shown
     assert "Last attempt: not refunded yet" in shown
-    assert conflict_row(app, c.conflict_id).resolved_at is None
+    assert get_row(app, PaymentConflict, c.conflict_id).resolved_at is None
     assert psp_refunds(app, c.payment_intent_id) == []
-    [entry] = audit_rows(app, "conflict_refund")
+    [entry] = get_rows(app, AuditLog, action="conflict_refund")
     assert entry.detail == {
         "conflict_id": c.conflict_id,
         "result": "error",
@@ -111,8 +102,12 @@ def test_another_merchant_gets_404_and_an_operator_may_act(
         refused = client_b.post(f"{base}/{action}", data={"csrf_token": token_b, "note": "mine"})
         assert refused.status_code == 404
     assert psp_refunds(app, c.payment_intent_id) == []
-    assert conflict_row(app, c.conflict_id).resolved_at is None
-    assert audit_rows(app, "conflict_refund") == audit_rows(app, "conflict_resolve") == []
+    assert get_row(app, PaymentConflict, c.conflict_id).resolved_at is None
+    assert (
+        get_rows(app, AuditLog, action="conflict_refund")
+        == get_rows(app, AuditLog, action="conflict_resolve")
+        == []
+    )
 
     # A conflict id that belongs to another payment is not reachable through this one.
     other = paid_after_failed(tenants.a_id)
@@ -123,7 +118,7 @@ def test_another_merchant_gets_404_and_an_operator_may_act(
     token_op = csrf_from(client_op.get(f"{base}/refund").get_data(as_text=True))
     assert client_op.post(f"{base}/refund", data={"csrf_token": token_op}).status_code == 302
     assert len(psp_refunds(app, c.payment_intent_id)) == 1
-    assert tenants.op_email in conflict_row(app, c.conflict_id).resolution
+    assert tenants.op_email in get_row(app, PaymentConflict, c.conflict_id).resolution
 
 
 def test_mark_resolved_needs_a_note_and_a_confirmation(app, client_a, tenants, paid_after_failed):
@@ -137,16 +132,16 @@ def test_mark_resolved_needs_a_note_and_a_confirmation(app, client_a, tenants, p
     assert client_a.post(url, data={"note": "no token"}).status_code == 400
     empty = client_a.post(url, data={"csrf_token": token, "note": ""})
     assert empty.status_code == 400 and "This field is required." in empty.get_data(as_text=True)
-    assert conflict_row(app, c.conflict_id).resolved_at is None
+    assert get_row(app, PaymentConflict, c.conflict_id).resolved_at is None
 
     note = "Customer paid twice; refunded by bank transfer"
     done = client_a.post(url, data={"csrf_token": token, "note": note})
     assert done.status_code == 302
     shown = page(client_a, done.headers["Location"])
     assert f"Conflict marked resolved — resolved by {tenants.a_email}" in shown
-    row = conflict_row(app, c.conflict_id)
+    row = get_row(app, PaymentConflict, c.conflict_id)
     assert row.resolved_at is not None and row.resolution.endswith(note)
-    [entry] = audit_rows(app, "conflict_resolve")
+    [entry] = get_rows(app, AuditLog, action="conflict_resolve")
     assert entry.detail["note"] == note and entry.detail["result"] == "ok"
     assert entry.merchant_id == tenants.a_id
     # Resolved by hand: the refund action is gone, and nothing was refunded at the PSP.

@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.conflicts.service import refund_conflict, resolve_conflict
 from app.errors import PayBridgeError
 from app.extensions import db
-from app.models import Notification, PaymentConflict, Refund
+from app.models import Notification, Payment, PaymentConflict, Refund
 from app.psp import get_provider
 from app.psp.base import RefundRequest
 from app.psp_events.intake import process_event
-from tests.conflicts.conftest import conflict_row, payment_row, psp_refunds
+from tests.conflicts.conftest import psp_refunds
 from tests.snapshot import behind_an_older_snapshot
+from tests.support.factories import PaymentRef
+from tests.support.rows import count_rows, get_row
+from tests.support.waiting import wait_until
 from tests.webhooks.helpers import event_for, session_for
 
 
@@ -26,23 +28,12 @@ def resolved_metric(kind: str, how: str) -> float:
     return REGISTRY.get_sample_value("paybridge_payment_conflicts_resolved_total", labels) or 0.0
 
 
-def count(app, model, *criteria) -> int:
-    with app.app_context():
-        return db.session.scalar(select(func.count()).select_from(model).where(*criteria))
-
-
-@pytest.fixture
-def merchant(make_merchant):
-    merchant, _ = make_merchant("Late Payers", "https://late.example/notify")
-    return merchant
-
-
 def test_refund_returns_the_whole_amount_once_and_resolves_the_conflict(
     app, merchant, paid_after_failed
 ):
     c = paid_after_failed(merchant.id, amount=2599)
-    before_payment = payment_row(app, c.payment_id)
-    notifications = count(app, Notification, Notification.payment_id == c.payment_id)
+    before_payment = get_row(app, Payment, c.payment_id)
+    notifications = count_rows(app, Notification, Notification.payment_id == c.payment_id)
     metric_before = resolved_metric("paid_after_failed", "refunded")
 
     with app.app_context():
@@ -56,11 +47,11 @@ def test_refund_returns_the_whole_amount_once_and_resolves_the_conflict(
     assert resolution.startswith(f"refunded at the PSP: {psp_refund.id} (succeeded)")
     assert "ops@paybridge.example" in resolution and c.payment_intent_id in resolution
     # The payment stays FAILED, untouched; no PayBridge refund row, no new notification.
-    after = payment_row(app, c.payment_id)
+    after = get_row(app, Payment, c.payment_id)
     assert (after.status, after.status_version) == ("FAILED", before_payment.status_version)
     assert after.refunded_amount == before_payment.refunded_amount
-    assert count(app, Refund) == 0
-    assert count(app, Notification, Notification.payment_id == c.payment_id) == notifications
+    assert count_rows(app, Refund) == 0
+    assert count_rows(app, Notification, Notification.payment_id == c.payment_id) == notifications
     assert resolved_metric("paid_after_failed", "refunded") == metric_before + 1
 
     # A second attempt is refused and refunds nothing more.
@@ -82,7 +73,7 @@ def test_psp_unreachable_keeps_the_conflict_open_and_a_retry_refunds_once(
     with app.app_context(), pytest.raises(PayBridgeError) as lost:
         refund_conflict(c.conflict_id, actor="ops")
     assert lost.value.code == "PSP_UNAVAILABLE"
-    row = conflict_row(app, c.conflict_id)
+    row = get_row(app, PaymentConflict, c.conflict_id)
     assert row.resolved_at is None
     assert row.resolution.startswith("not refunded yet: the PSP could not be reached")
     assert len(psp_refunds(app, c.payment_intent_id)) == 1  # made at the PSP all the same
@@ -93,7 +84,7 @@ def test_psp_unreachable_keeps_the_conflict_open_and_a_retry_refunds_once(
     [psp_refund] = psp_refunds(app, c.payment_intent_id)  # still exactly one
     assert psp_refund.amount == 1200
     assert resolution.startswith(f"refunded at the PSP: {psp_refund.id} (succeeded)")
-    assert payment_row(app, c.payment_id).status == "FAILED"
+    assert get_row(app, Payment, c.payment_id).status == "FAILED"
 
 
 def test_psp_refusal_is_a_clear_error_and_the_conflict_stays_open(app, merchant, paid_after_failed):
@@ -116,7 +107,7 @@ def test_psp_refusal_is_a_clear_error_and_the_conflict_stays_open(app, merchant,
     assert refused.value.code == "CONFLICT_REFUND_REJECTED"
     assert refused.value.status == 422
     assert refused.value.details["psp_code"] == "charge_already_refunded"
-    row = conflict_row(app, c.conflict_id)
+    row = get_row(app, PaymentConflict, c.conflict_id)
     assert row.resolved_at is None
     assert "the PSP refused (charge_already_refunded)" in row.resolution
     assert len(psp_refunds(app, c.payment_intent_id)) == 1
@@ -135,13 +126,13 @@ def test_a_mismatch_conflict_is_not_refundable_but_can_be_marked_resolved(
     with app.app_context():
         # The same payment, a session claiming another amount: flagged, never applied.
         other = session_for(
-            {
-                "session_id": c.session_id,
-                "amount": 1,
-                "currency": "EUR",
-                "public_id": c.public_id,
-                "reference": "x",
-            }
+            PaymentRef(
+                public_id=c.public_id,
+                session_id=c.session_id,
+                reference="x",
+                amount=1,
+                currency="EUR",
+            )
         )
         process_event(event_for("checkout.session.completed", other))
         mismatch = db.session.scalars(
@@ -154,16 +145,17 @@ def test_a_mismatch_conflict_is_not_refundable_but_can_be_marked_resolved(
     with app.app_context(), pytest.raises(PayBridgeError) as not_refundable:
         refund_conflict(mismatch_id, actor="ops")
     assert not_refundable.value.code == "CONFLICT_NOT_REFUNDABLE"
-    assert conflict_row(app, mismatch_id).resolution is None  # nothing noted, nothing asked
+    # Nothing noted, nothing asked.
+    assert get_row(app, PaymentConflict, mismatch_id).resolution is None
 
     with app.app_context(), pytest.raises(PayBridgeError) as empty:
         resolve_conflict(mismatch_id, actor="ops", note="   ")
     assert (empty.value.code, empty.value.param) == ("VALIDATION_ERROR", "note")
-    assert conflict_row(app, mismatch_id).resolved_at is None
+    assert get_row(app, PaymentConflict, mismatch_id).resolved_at is None
 
     with app.app_context():
         resolve_conflict(mismatch_id, actor="ops", note="forged test event, checked at Stripe")
-    row = conflict_row(app, mismatch_id)
+    row = get_row(app, PaymentConflict, mismatch_id)
     assert row.resolved_at is not None
     assert row.resolution == "resolved by ops: forged test event, checked at Stripe"
     assert resolved_metric("mismatch", "marked") == before + 1
@@ -171,7 +163,7 @@ def test_a_mismatch_conflict_is_not_refundable_but_can_be_marked_resolved(
         resolve_conflict(mismatch_id, actor="ops", note="again")
     assert twice.value.code == "CONFLICT_ALREADY_RESOLVED"
     # The paid-after-failed conflict is untouched by all this, and no money moved.
-    assert conflict_row(app, c.conflict_id).resolved_at is None
+    assert get_row(app, PaymentConflict, c.conflict_id).resolved_at is None
     assert psp_refunds(app, c.payment_intent_id) == []
 
 
@@ -196,10 +188,12 @@ def test_two_refunds_at_once_make_one_refund(app, merchant, paid_after_failed, e
 
     first, second = threading.Thread(target=click), threading.Thread(target=click)
     first.start()
-    deadline = time.monotonic() + 5
-    while conflict_row(app, c.conflict_id).resolution is None:  # the first is at the PSP
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    wait_until(
+        lambda: get_row(app, PaymentConflict, c.conflict_id).resolution is not None,
+        what="the first refund at the PSP",
+        timeout=5,
+        interval=0.02,
+    )
     second.start()
     first.join(10)
     second.join(10)
@@ -215,7 +209,7 @@ def test_two_refunds_at_once_make_one_refund(app, merchant, paid_after_failed, e
     )
     assert len(outcomes) == 2 and resolved in outcomes, outcomes
     assert set(outcomes) <= {resolved, "PSP_UNAVAILABLE", "CONFLICT_ALREADY_RESOLVED"}, outcomes
-    row = conflict_row(app, c.conflict_id)
+    row = get_row(app, PaymentConflict, c.conflict_id)
     assert row.resolved_at is not None and psp_refund.id in row.resolution
 
 
@@ -239,5 +233,5 @@ def test_a_webhook_and_reconciliation_reporting_one_late_payment_open_one_confli
     )
 
     assert outcome == "conflict"
-    assert count(app, PaymentConflict, PaymentConflict.payment_id == late.payment_id) == 1
-    assert payment_row(app, late.payment_id).status == "FAILED"
+    assert count_rows(app, PaymentConflict, PaymentConflict.payment_id == late.payment_id) == 1
+    assert get_row(app, Payment, late.payment_id).status == "FAILED"

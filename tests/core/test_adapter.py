@@ -23,16 +23,13 @@ from app.psp.base import (
     WebhookVerificationError,
 )
 from app.psp.stripe_adapter import StripeProvider
+from tests.support.psp import checkout_sessions
 
 SECRET = "whsec_adapter_test"
 OLD_SECRET = "whsec_adapter_old"
 
 
-@pytest.fixture(autouse=True)
-def _fresh_emulator(emulator):
-    emulator.control("POST", "reset")
-    yield
-    emulator.control("DELETE", "faults")
+pytestmark = pytest.mark.usefixtures("emu")
 
 
 def make_provider(emulator, **overrides) -> StripeProvider:
@@ -330,16 +327,6 @@ def test_error_mapping_keeps_unknown_stripe_errors_non_retryable():
     assert type(mapped) is PspError and not mapped.retryable
 
 
-def _session_ids_at_the_emulator(emulator, payment_id: str) -> list[str]:
-    req = urllib.request.Request(
-        f"{emulator.url}/v1/checkout/sessions?limit=100",
-        headers={"Authorization": f"Bearer {emulator.api_key}"},
-    )
-    with urllib.request.urlopen(req, timeout=5) as response:
-        listing = json.load(response)
-    return [s["id"] for s in listing["data"] if s["client_reference_id"] == payment_id]
-
-
 # Production's network settings (STRIPE_MAX_NETWORK_RETRIES=2, a timeout): the SDK's own retries
 # carry the same idempotency key, so a failure on the way never makes a second session.
 @pytest.mark.parametrize(
@@ -357,7 +344,7 @@ def test_sdk_retries_with_the_same_key_make_exactly_one_session(emulator, fault)
     request = checkout_request(7)
     session = provider.create_checkout_session(request)
     assert session.status == "open"
-    assert _session_ids_at_the_emulator(emulator, "pay_adaptertest7") == [session.id]
+    assert [s["id"] for s in checkout_sessions(emulator, "pay_adaptertest7")] == [session.id]
     assert emulator.control("GET", "faults") == {"data": []}  # the fault was really met
     again = provider.create_checkout_session(request)  # a later PayBridge retry: same session
     assert again.id == session.id

@@ -9,21 +9,19 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import ApiKey, Payment, utcnow
+from app.models import ApiKey, utcnow
 from app.payments.state import record_creation
-from tests.core.test_create import body, emulator_sessions
-from tests.support.api import auth_headers
+from tests.support.api import auth_headers, create_body
+from tests.support.factories import add_payment_row
+from tests.support.psp import checkout_sessions
 
-
-@pytest.fixture(autouse=True)
-def _fresh_emulator(emulator):
-    emulator.control("POST", "reset")
-    yield
-    emulator.control("DELETE", "faults")
+pytestmark = pytest.mark.usefixtures("emu")
 
 
 def create(client, key, **overrides):
-    response = client.post("/api/v1/payments", json=body(**overrides), headers=auth_headers(key))
+    response = client.post(
+        "/api/v1/payments", json=create_body(**overrides), headers=auth_headers(key)
+    )
     assert response.status_code == 201, response.get_json()
     return response.get_json()
 
@@ -34,18 +32,14 @@ def insert_payments(app, merchant_id: int, n: int, *, status: str = "CREATED", s
     ids = []
     with app.app_context():
         for i in range(n):
-            p = Payment(
-                merchant_id=merchant_id,
+            p = add_payment_row(
+                merchant_id,
                 merchant_reference=f"bulk-{status}-{i}",
                 amount=100 + i,
-                currency="EUR",
-                success_url="https://shop.example.com/ok",
-                cancel_url="https://shop.example.com/no",
                 created_at=start + timedelta(seconds=i),
             )
             record_creation(p)
             p.status = status
-            db.session.add(p)
             db.session.flush()
             ids.append(p.public_id)
         db.session.commit()
@@ -182,7 +176,9 @@ def test_unknown_payment_is_not_found(client, make_merchant):
 )
 def test_each_invalid_field_is_named(client, make_merchant, field, value):
     _, key = make_merchant()
-    r = client.post("/api/v1/payments", json=body(**{field: value}), headers=auth_headers(key))
+    r = client.post(
+        "/api/v1/payments", json=create_body(**{field: value}), headers=auth_headers(key)
+    )
     assert r.status_code == 400, r.get_json()
     error = r.get_json()["error"]
     assert error["code"] == "VALIDATION_ERROR"
@@ -194,14 +190,14 @@ def test_each_invalid_field_is_named(client, make_merchant, field, value):
 def test_amounts_must_fit_the_currencys_minor_unit(client, make_merchant, emulator):
     _, key = make_merchant()
     refused = client.post(
-        "/api/v1/payments", json=body(currency="KWD", amount=1005), headers=auth_headers(key)
+        "/api/v1/payments", json=create_body(currency="KWD", amount=1005), headers=auth_headers(key)
     )
     assert refused.status_code == 400
     assert refused.get_json()["error"]["param"] == "amount"
     assert "end in 0" in refused.get_json()["error"]["message"]
     taken = client.post(
         "/api/v1/payments",
-        json=body(currency="KWD", amount=1010, merchant_reference="kwd-2"),
+        json=create_body(currency="KWD", amount=1010, merchant_reference="kwd-2"),
         headers=auth_headers(key, "kwd-2"),
     )
     assert taken.status_code == 201, taken.get_json()
@@ -212,13 +208,15 @@ def test_a_merchant_gets_48_metadata_keys_and_the_psp_gets_every_one(
 ):
     _, key = make_merchant()
     metadata = {f"k{i}": f"v{i}" for i in range(48)}
-    r = client.post("/api/v1/payments", json=body(metadata=metadata), headers=auth_headers(key))
+    r = client.post(
+        "/api/v1/payments", json=create_body(metadata=metadata), headers=auth_headers(key)
+    )
     assert r.status_code == 201, r.get_json()
     (session,) = [
-        s for s in emulator_sessions(emulator) if s["id"] == r.get_json()["psp_session_id"]
+        s for s in checkout_sessions(emulator) if s["id"] == r.get_json()["psp_session_id"]
     ]
     assert {k: session["metadata"][k] for k in metadata} == metadata
-    assert session["metadata"]["merchant_reference"] == body()["merchant_reference"]
+    assert session["metadata"]["merchant_reference"] == create_body()["merchant_reference"]
 
 
 @pytest.mark.parametrize(
@@ -232,7 +230,7 @@ def test_a_merchant_gets_48_metadata_keys_and_the_psp_gets_every_one(
 )
 def test_recurring_rules(client, make_merchant, overrides, field):
     _, key = make_merchant()
-    r = client.post("/api/v1/payments", json=body(**overrides), headers=auth_headers(key))
+    r = client.post("/api/v1/payments", json=create_body(**overrides), headers=auth_headers(key))
     assert r.status_code == 400
     assert r.get_json()["error"]["param"] == field
 
@@ -240,7 +238,7 @@ def test_recurring_rules(client, make_merchant, overrides, field):
 @pytest.mark.parametrize("missing", ["merchant_reference", "amount", "currency", "success_url"])
 def test_required_fields(client, make_merchant, missing):
     _, key = make_merchant()
-    data = body()
+    data = create_body()
     del data[missing]
     r = client.post("/api/v1/payments", json=data, headers=auth_headers(key))
     assert r.status_code == 400
@@ -250,7 +248,7 @@ def test_required_fields(client, make_merchant, missing):
 def test_every_bad_field_is_reported_at_once(client, make_merchant):
     _, key = make_merchant()
     r = client.post(
-        "/api/v1/payments", json=body(amount=0, currency="ZZZ"), headers=auth_headers(key)
+        "/api/v1/payments", json=create_body(amount=0, currency="ZZZ"), headers=auth_headers(key)
     )
     assert set(r.get_json()["error"]["details"]) == {"amount", "currency"}
 
@@ -282,7 +280,7 @@ def test_bodies_that_are_not_json_objects(client, make_merchant, data, content_t
 
 def test_idempotency_key_too_long_is_a_validation_error(client, make_merchant):
     _, key = make_merchant()
-    r = client.post("/api/v1/payments", json=body(), headers=auth_headers(key, "k" * 256))
+    r = client.post("/api/v1/payments", json=create_body(), headers=auth_headers(key, "k" * 256))
     assert r.status_code == 400
     assert r.get_json()["error"]["param"] == "Idempotency-Key"
 
@@ -334,17 +332,10 @@ def test_list_pages_stay_stable_when_payments_share_a_timestamp(app, client, mak
     same = utcnow() - timedelta(minutes=5)
     with app.app_context():
         for i in range(4):
-            p = Payment(
-                merchant_id=merchant.id,
-                merchant_reference=f"same-{i}",
-                amount=100,
-                currency="EUR",
-                success_url="https://s.example/ok",
-                cancel_url="https://s.example/no",
-                created_at=same,
+            p = add_payment_row(
+                merchant.id, merchant_reference=f"same-{i}", amount=100, created_at=same
             )
             record_creation(p)
-            db.session.add(p)
         db.session.commit()
     first = client.get("/api/v1/payments?limit=2", headers=auth_headers(key)).get_json()
     second = client.get(
@@ -410,7 +401,7 @@ def test_expire_stops_the_psp_session_and_fails_the_payment(client, make_merchan
     assert payment["failure_code"] == "expired"
     assert payment["checkout_url"] is None
     assert payment["status_history"][-1]["source"] == "api"
-    (session,) = emulator_sessions(emulator)
+    (session,) = checkout_sessions(emulator)
     assert session["status"] == "expired"
     again = client.post(f"/api/v1/payments/{created['id']}/expire", headers=auth_headers(key))
     assert again.status_code == 409

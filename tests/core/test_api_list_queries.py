@@ -5,25 +5,14 @@ from __future__ import annotations
 from sqlalchemy import event
 
 from app.extensions import db
-from app.models import Payment
 from app.models.subscription import Subscription
 from tests.support.api import auth_headers
+from tests.support.factories import add_payment_row
 
 
 def add_subscription_with_renewals(merchant_id: int, n: int, renewals: int) -> tuple[str, str]:
-    first = Payment(
-        merchant_id=merchant_id,
-        merchant_reference=f"sub-{n}",
-        amount=900,
-        currency="EUR",
-        payment_type="RECC",
-        interval="month",
-        interval_count=1,
-        success_url="https://shop.example/ok",
-        cancel_url="https://shop.example/no",
-        status="SUCCESS",
-    )
-    db.session.add(first)
+    recc = {"amount": 900, "payment_type": "RECC", "interval": "month", "interval_count": 1}
+    first = add_payment_row(merchant_id, merchant_reference=f"sub-{n}", status="SUCCESS", **recc)
     db.session.flush()
     subscription = Subscription(
         merchant_id=merchant_id,
@@ -36,20 +25,12 @@ def add_subscription_with_renewals(merchant_id: int, n: int, renewals: int) -> t
     )
     db.session.add(subscription)
     for r in range(1, renewals + 1):
-        db.session.add(
-            Payment(
-                merchant_id=merchant_id,
-                merchant_reference=f"sub-{n}-r{r}",
-                amount=900,
-                currency="EUR",
-                payment_type="RECC",
-                interval="month",
-                interval_count=1,
-                success_url="https://shop.example/ok",
-                cancel_url="https://shop.example/no",
-                status="SUCCESS",
-                parent_payment_id=first.id,
-            )
+        add_payment_row(
+            merchant_id,
+            merchant_reference=f"sub-{n}-r{r}",
+            status="SUCCESS",
+            parent_payment_id=first.id,
+            **recc,
         )
     db.session.flush()
     return first.public_id, subscription.public_id

@@ -6,8 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,8 +13,11 @@ import pytest
 import requests
 
 from app.models import Payment
-from tests.core.test_create import body, count, emulator_sessions
-from tests.support.api import auth_headers
+from tests.support.api import auth_headers, create_body
+from tests.support.concurrency import at_once
+from tests.support.psp import checkout_sessions
+from tests.support.rows import count_rows
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,17 +50,16 @@ def gunicorn(app, emulator):
         env=env,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+
+    def answering() -> bool:
+        assert proc.poll() is None, "gunicorn exited"
+        try:
+            return requests.get(f"{url}/healthz", timeout=3).status_code == 200
+        except requests.RequestException:
+            return False
+
     try:
-        while True:
-            try:
-                if requests.get(f"{url}/healthz", timeout=3).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("gunicorn did not start")
-            time.sleep(0.1)
+        wait_until(answering, what="gunicorn answering /healthz", timeout=30, interval=0.1)
         yield url
     finally:
         proc.terminate()
@@ -72,30 +72,19 @@ def gunicorn(app, emulator):
 
 @pytest.mark.slow
 def test_twenty_concurrent_creates_on_three_processes_make_one_payment(
-    app, gunicorn, make_merchant, emulator
+    app, gunicorn, make_merchant, emu
 ):
-    emulator.control("POST", "reset")
     _, key = make_merchant("Multi-process shop")
-    results: list[requests.Response] = []
-    lock = threading.Lock()
-    start = threading.Barrier(20)
 
-    def create() -> None:
-        start.wait()
-        r = requests.post(
+    def create() -> requests.Response:
+        return requests.post(
             f"{gunicorn}/api/v1/payments",
-            json=body(merchant_reference="mp-1"),
+            json=create_body(merchant_reference="mp-1"),
             headers=auth_headers(key, "multi-process-1"),
             timeout=60,
         )
-        with lock:
-            results.append(r)
 
-    threads = [threading.Thread(target=create) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(90)
+    results = at_once([create] * 20, timeout=90)
 
     statuses = [r.status_code for r in results]
     assert len(results) == 20 and all(s in (201, 409) for s in statuses), statuses
@@ -105,8 +94,8 @@ def test_twenty_concurrent_creates_on_three_processes_make_one_payment(
     for r in results:
         if r.status_code == 409:
             assert r.json()["error"]["code"] == "REQUEST_IN_PROGRESS"
-    assert count(app, Payment) == 1
-    assert len(emulator_sessions(emulator)) == 1
+    assert count_rows(app, Payment) == 1
+    assert len(checkout_sessions(emu)) == 1
 
 
 def _requests_counted(metrics_text: str, route: str) -> float:

@@ -6,6 +6,7 @@ from app.extensions import db
 from app.models import IdempotencyRecord, Merchant, utcnow
 from app.tasks.maintenance import purge_idempotency_records
 from app.tasks.schedule import PERIODIC_JOBS
+from tests.support.factories import add_merchant
 
 
 def record(merchant: Merchant, key: str, age_hours: float, state: str) -> IdempotencyRecord:
@@ -23,9 +24,7 @@ def record(merchant: Merchant, key: str, age_hours: float, state: str) -> Idempo
 
 
 def test_purge_forgets_only_completed_keys_past_retention(app_ctx):
-    merchant = Merchant(name="m")
-    db.session.add(merchant)
-    db.session.flush()
+    merchant, _ = add_merchant("m")
     record(merchant, "old-done", 49, IdempotencyRecord.STATE_COMPLETED)
     record(merchant, "old-in-flight", 49, IdempotencyRecord.STATE_IN_PROGRESS)
     record(merchant, "recent-done", 1, IdempotencyRecord.STATE_COMPLETED)

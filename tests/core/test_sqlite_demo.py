@@ -8,6 +8,7 @@ import time
 import pytest
 
 from app.models import PaymentStatus, StatusSource
+from tests.support.factories import add_merchant, record_payment
 
 
 @pytest.fixture
@@ -29,23 +30,10 @@ def sqlite_app(app, tmp_path, monkeypatch, restore_api):
 def initiated_payment(app, reference: str, notify_url: str | None = None) -> int:
     """A demo merchant's payment registered at the PSP (INITIATED), committed; its id."""
     from app.extensions import db
-    from app.models import Merchant, Payment
-    from app.payments.state import lock_payment, record_creation, transition
 
     with app.app_context():
-        merchant = Merchant(name="Demo", notify_url=notify_url)
-        payment = Payment(
-            merchant=merchant,
-            merchant_reference=reference,
-            amount=1000,
-            currency="EUR",
-            success_url="https://shop.example/ok",
-            cancel_url="https://shop.example/cancel",
-        )
-        db.session.add_all([merchant, payment])
-        record_creation(payment)
-        db.session.commit()
-        transition(lock_payment(payment.id), PaymentStatus.INITIATED, source=StatusSource.API)
+        merchant, _ = add_merchant("Demo", notify_url)
+        payment = record_payment(merchant.id, merchant_reference=reference, amount=1000)
         db.session.commit()
         return payment.id
 

@@ -8,7 +8,6 @@ import pytest
 
 from app.extensions import db
 from app.models import (
-    Merchant,
     Notification,
     Payment,
     PaymentStatus,
@@ -17,6 +16,7 @@ from app.models import (
 )
 from app.models.payment import PAYMENT_TRANSITIONS
 from app.payments.state import IllegalTransition, lock_payment, record_creation, transition
+from tests.support.factories import add_merchant, add_payment_row
 
 ALLOWED = {
     ("CREATED", "INITIATED"),
@@ -31,16 +31,9 @@ ALL_PAIRS = list(itertools.product([s.value for s in PaymentStatus], repeat=2))
 
 
 def make_payment_in(status: str) -> Payment:
-    merchant = Merchant(name="m")
-    payment = Payment(
-        merchant=merchant,
-        merchant_reference=f"order-{status}",
-        amount=1000,
-        currency="EUR",
-        success_url="https://shop.example/ok",
-        cancel_url="https://shop.example/cancel",
-    )
-    db.session.add_all([merchant, payment])
+    """A payment put straight into `status` (with only its creation in the history)."""
+    merchant, _ = add_merchant("m")
+    payment = add_payment_row(merchant.id, merchant_reference=f"order-{status}", amount=1000)
     record_creation(payment)
     db.session.flush()
     payment.status = status

@@ -4,49 +4,33 @@ from __future__ import annotations
 
 import html as htmllib
 
-import requests
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import ApiKey, AuditLog, Merchant, Payment
+from app.models import ApiKey, AuditLog, Merchant, Notification, Payment
 from app.models.merchant import hash_api_key
-from tests.dashboard.support import csrf_from, token_for
+from tests.support.factories import add_notification, add_payment
+from tests.support.pages import confirmed_post, csrf_from, token_for
+from tests.support.psp import pay_session, stripe_get
+from tests.support.rows import get_rows
 
 
-def audit(app, action):
-    with app.app_context():
-        return list(
-            db.session.scalars(
-                select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id)
-            )
-        )
-
-
-def real_payment(app, merchant_id, reference="dash-expire-1"):
+def real_payment(registered_payment, merchant_id, reference="dash-expire-1"):
     """A payment registered at the emulator through the payment service (INITIATED)."""
-    from app.payments.service import create_payment
-
-    with app.app_context():
-        payment = create_payment(
-            merchant_id,
-            {
-                "merchant_reference": reference,
-                "amount": 1500,
-                "currency": "EUR",
-                "description": "Dashboard test",
-                "success_url": "https://shop.example/ok",
-                "cancel_url": "https://shop.example/cancel",
-            },
-            idempotency_key=f"idem-{reference}",
-        )
-        db.session.commit()
-        return payment.public_id, payment.psp_session_id
+    payment = registered_payment(
+        merchant_id,
+        merchant_reference=reference,
+        amount=1500,
+        description="Dashboard test",
+        idempotency_key=f"idem-{reference}",
+    )
+    return payment.public_id, payment.session_id
 
 
 def test_expire_needs_confirmation_and_csrf_then_fails_the_payment(
-    app, client_a, tenants, emulator
+    app, client_a, tenants, emu, registered_payment
 ):
-    public_id, session_id = real_payment(app, tenants.a_id)
+    public_id, session_id = real_payment(registered_payment, tenants.a_id)
     url = f"/dashboard/payments/{public_id}/expire"
 
     confirm = client_a.get(url)
@@ -77,13 +61,9 @@ def test_expire_needs_confirmation_and_csrf_then_fails_the_payment(
             "customer called",
         )
     # the session is expired at the PSP too
-    session = requests.get(
-        f"{emulator.url}/v1/checkout/sessions/{session_id}",
-        auth=(emulator.api_key, ""),
-        timeout=5,
-    ).json()
+    session = stripe_get(emu, f"/v1/checkout/sessions/{session_id}")
     assert session["status"] == "expired"
-    (row,) = audit(app, "payment_expire")
+    (row,) = get_rows(app, AuditLog, action="payment_expire")
     assert row.target_id == public_id
     assert row.merchant_id == tenants.a_id
     assert row.detail == {"result": "ok", "status": "FAILED", "reason": "customer called"}
@@ -107,15 +87,12 @@ def test_api_key_create_shows_the_raw_key_once_and_revoke_confirms(app, client_a
     assert f"{prefix}…" in listing
 
     revoke_url = f"/dashboard/api-keys/{key_id}/revoke"
-    confirm = client_a.get(revoke_url)
-    assert "Yes, revoke this key" in confirm.get_data(as_text=True)
-    assert client_a.post(revoke_url).status_code == 400
-    done = client_a.post(revoke_url, data={"csrf_token": csrf_from(confirm.get_data(as_text=True))})
+    done = confirmed_post(client_a, revoke_url, button="Yes, revoke this key")
     assert done.status_code == 302
     with app.app_context():
         assert db.session.get(ApiKey, key_id).revoked_at is not None
-    assert [r.target_id for r in audit(app, "api_key_create")] == [prefix]
-    assert [r.target_id for r in audit(app, "api_key_revoke")] == [prefix]
+    assert [r.target_id for r in get_rows(app, AuditLog, action="api_key_create")] == [prefix]
+    assert [r.target_id for r in get_rows(app, AuditLog, action="api_key_revoke")] == [prefix]
 
 
 def test_notify_url_is_validated_saved_and_audited(app, client_a, tenants):
@@ -147,7 +124,7 @@ def test_notify_url_is_validated_saved_and_audited(app, client_a, tenants):
     assert ok.status_code == 302
     with app.app_context():
         assert db.session.get(Merchant, tenants.a_id).notify_url == "https://new.example/hook"
-    (row,) = audit(app, "notify_url_change")
+    (row,) = get_rows(app, AuditLog, action="notify_url_change")
     assert row.detail == {"from": "https://a.example/notify", "to": "https://new.example/hook"}
 
 
@@ -164,14 +141,10 @@ def test_signing_secret_is_revealed_by_post_only_and_rotation_keeps_the_old_one(
     assert revealed.status_code == 200
     assert original in revealed.get_data(as_text=True)
     assert revealed.headers["Cache-Control"] == "no-store"
-    assert len(audit(app, "secret_reveal")) == 1
+    assert len(get_rows(app, AuditLog, action="secret_reveal")) == 1
 
-    confirm = client_a.get("/dashboard/settings/secret/rotate")
-    assert "Yes, rotate the secret" in confirm.get_data(as_text=True)
-    assert client_a.post("/dashboard/settings/secret/rotate").status_code == 400
-    done = client_a.post(
-        "/dashboard/settings/secret/rotate",
-        data={"csrf_token": csrf_from(confirm.get_data(as_text=True))},
+    done = confirmed_post(
+        client_a, "/dashboard/settings/secret/rotate", button="Yes, rotate the secret"
     )
     assert done.status_code == 302
     with app.app_context():
@@ -179,7 +152,7 @@ def test_signing_secret_is_revealed_by_post_only_and_rotation_keeps_the_old_one(
         assert merchant.signing_secret != original
         assert merchant.signing_secret.startswith("whsec_")
         assert merchant.previous_signing_secret == original
-    assert len(audit(app, "secret_rotate")) == 1
+    assert len(get_rows(app, AuditLog, action="secret_rotate")) == 1
     # the secret itself never lands in the audit log
     with app.app_context():
         for row in db.session.scalars(select(AuditLog)):
@@ -201,15 +174,14 @@ def test_audit_page_lists_actions_and_has_no_way_to_change_them(app, client_a, c
         assert getattr(client_a, method)("/dashboard/audit").status_code in (400, 405)
 
 
-def test_reconcile_this_payment_applies_the_psp_truth(app, client_a, tenants, emulator):
-    public_id, session_id = real_payment(app, tenants.a_id, reference="dash-recon-1")
+def test_reconcile_this_payment_applies_the_psp_truth(
+    app, client_a, tenants, emu, registered_payment
+):
+    public_id, session_id = real_payment(registered_payment, tenants.a_id, "dash-recon-1")
     # The shopper pays, but no webhook reaches PayBridge (no endpoint is registered here).
-    emulator.control("POST", f"checkout/sessions/{session_id}/pay", {"card": "4242424242424242"})
+    pay_session(emu, session_id)
     url = f"/dashboard/payments/{public_id}/reconcile"
-    confirm = client_a.get(url)
-    assert "Yes, reconcile now" in confirm.get_data(as_text=True)
-    assert client_a.post(url).status_code == 400
-    done = client_a.post(url, data={"csrf_token": csrf_from(confirm.get_data(as_text=True))})
+    done = confirmed_post(client_a, url, button="Yes, reconcile now")
     assert done.status_code == 302
     page = htmllib.unescape(client_a.get(done.headers["Location"]).get_data(as_text=True))
     assert f"Reconciled {public_id}: INITIATED → SUCCESS" in page
@@ -217,14 +189,13 @@ def test_reconcile_this_payment_applies_the_psp_truth(app, client_a, tenants, em
         payment = db.session.scalar(select(Payment).where(Payment.public_id == public_id))
         assert payment.status == "SUCCESS"
         assert payment.history[-1].source == "recon"
-    (row,) = audit(app, "payment_reconcile")
+    (row,) = get_rows(app, AuditLog, action="payment_reconcile")
     assert row.detail["result"] == "ok"
     assert row.detail["status"] == "SUCCESS"
 
 
 def test_resend_a_failed_notification_delivers_it_again(app, client_a, tenants, receiver):
     from app.notifications.delivery import deliver_due
-    from tests.dashboard.support import add_notification, add_payment
 
     with app.app_context():
         merchant = db.session.get(Merchant, tenants.a_id)
@@ -234,14 +205,9 @@ def test_resend_a_failed_notification_delivers_it_again(app, client_a, tenants, 
         db.session.commit()
         note_id, msg_id = note.id, note.public_id
     url = f"/dashboard/notifications/{note_id}/resend"
-    confirm = client_a.get(url)
-    assert "Yes, resend" in confirm.get_data(as_text=True)
-    assert client_a.post(url).status_code == 400
-    done = client_a.post(url, data={"csrf_token": csrf_from(confirm.get_data(as_text=True))})
+    done = confirmed_post(client_a, url, button="Yes, resend")
     assert done.status_code == 302
     with app.app_context():
-        from app.models import Notification
-
         assert db.session.get(Notification, note_id).status == "pending"
     # While it is pending, a second resend is refused with a reason, and that is audited too.
     again = client_a.post(
@@ -255,7 +221,7 @@ def test_resend_a_failed_notification_delivers_it_again(app, client_a, tenants, 
         assert db.session.get(Notification, note_id).status == "delivered"
     receiver.wait_for(1)
     assert receiver.requests[-1].headers["webhook-id"] == msg_id
-    first, second = audit(app, "notification_resend")
+    first, second = get_rows(app, AuditLog, action="notification_resend")
     assert first.target_id == msg_id and first.detail["result"] == "ok"
     assert second.detail == {"result": "error", "code": "NOTIFICATION_PENDING"}
 

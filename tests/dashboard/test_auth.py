@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
-from app.extensions import db
 from app.models import AuditLog
-from tests.dashboard.support import PASSWORD, csrf_from, login, token_for
-
-
-def audit_rows(app, action):
-    with app.app_context():
-        return list(db.session.scalars(select(AuditLog).where(AuditLog.action == action)))
+from tests.support.factories import PASSWORD
+from tests.support.pages import csrf_from, login, token_for
+from tests.support.rows import get_rows
 
 
 def test_pages_need_a_login(client, tenants):
@@ -35,7 +29,7 @@ def test_login_lands_on_overview_and_is_audited_with_ip_and_agent(app, client, t
     page = client.get("/dashboard/")
     assert page.status_code == 200
     assert "Overview" in page.get_data(as_text=True)
-    (row,) = audit_rows(app, "login")
+    (row,) = get_rows(app, AuditLog, action="login")
     assert row.merchant_id == tenants.a_id
     assert row.ip == "127.0.0.1"
     assert row.user_agent == "pytest-browser/1.0"
@@ -55,7 +49,7 @@ def test_wrong_password_and_unknown_email_get_the_same_answer(app, client, tenan
         assert response.status_code == 401
         assert "The email or the password is wrong." in response.get_data(as_text=True)
     assert client.get("/dashboard/").status_code == 302
-    failed = audit_rows(app, "login_failed")
+    failed = get_rows(app, AuditLog, action="login_failed")
     assert sorted(r.detail["email"] for r in failed) == [
         "alice@shop-a.example",
         "nobody@example.com",
@@ -71,17 +65,17 @@ def test_login_without_csrf_token_is_refused(client, tenants):
     assert client.get("/dashboard/").status_code == 302
 
 
+def log_in_then_go(client, email: str, token: str, next_url: str):
+    """The login form posted with a `next` page to go to afterwards; the response."""
+    return client.post(
+        "/dashboard/login",
+        data={"email": email, "password": PASSWORD, "csrf_token": token, "next": next_url},
+    )
+
+
 def test_next_only_redirects_inside_the_dashboard(client, tenants):
     token = token_for(client, "/dashboard/login")
-    response = client.post(
-        "/dashboard/login",
-        data={
-            "email": tenants.a_email,
-            "password": PASSWORD,
-            "csrf_token": token,
-            "next": "https://evil.example/dashboard",
-        },
-    )
+    response = log_in_then_go(client, tenants.a_email, token, "https://evil.example/dashboard")
     assert response.headers["Location"] == "/dashboard/"
 
 
@@ -89,15 +83,7 @@ def test_next_returns_to_the_page_asked_for(client, tenants):
     page = client.get("/dashboard/login?next=/dashboard/payments?status=FAILED")
     token = csrf_from(page.get_data(as_text=True))
     assert 'value="/dashboard/payments?status=FAILED"' in page.get_data(as_text=True)
-    response = client.post(
-        "/dashboard/login",
-        data={
-            "email": tenants.a_email,
-            "password": PASSWORD,
-            "csrf_token": token,
-            "next": "/dashboard/payments?status=FAILED",
-        },
-    )
+    response = log_in_then_go(client, tenants.a_email, token, "/dashboard/payments?status=FAILED")
     assert response.headers["Location"] == "/dashboard/payments?status=FAILED"
 
 
@@ -109,7 +95,7 @@ def test_logout_is_a_post_with_csrf(app, client_a):
     response = client_a.post("/dashboard/logout", data={"csrf_token": token})
     assert response.status_code == 302
     assert client_a.get("/dashboard/").status_code == 302
-    assert len(audit_rows(app, "logout")) == 1
+    assert len(get_rows(app, AuditLog, action="logout")) == 1
 
 
 def test_login_is_rate_limited_per_ip_and_email(client, tenants):

@@ -14,19 +14,18 @@ The list of routes is checked against the app's url_map: a new dashboard POST ro
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-import requests
 from flask import url_for
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ApiKey, AuditLog, Merchant, Subscription, SubscriptionStatus
-from tests.conflicts.conftest import emu, failed_then_paid, paid_after_failed  # noqa: F401
-from tests.dashboard.support import PASSWORD, add_notification, add_payment, login, token_for
+from tests.support.factories import PASSWORD, add_notification, add_payment
+from tests.support.pages import logged_in, token_for
+from tests.support.psp import stripe_get
 
 
 @dataclass
@@ -103,58 +102,15 @@ def test_every_dashboard_post_route_is_covered(app):
     )
 
 
-def registered_payment(app, merchant_id: int, **params) -> tuple[int, str, str]:
-    """A payment created through the payment core, so registered at the emulator (INITIATED):
-    (id, public id, PSP session id)."""
-    from app.payments.service import create_payment
-
-    with app.app_context():
-        payment = create_payment(
-            merchant_id,
-            {
-                "merchant_reference": "csrf-" + secrets.token_hex(4),
-                "amount": 2500,
-                "currency": "EUR",
-                "success_url": "https://shop.example/ok",
-                "cancel_url": "https://shop.example/cancel",
-                **params,
-            },
-            idempotency_key=None,
-        )
-        db.session.commit()
-        ids = payment.id, payment.public_id, payment.psp_session_id
-        db.session.remove()
-        return ids
-
-
-def paid_at_the_emulator(app, emulator, merchant_id: int, **params) -> tuple[int, str]:
-    """A payment paid with a card at the emulator and applied as the shopper's return does."""
-    from app.models import StatusSource
-    from app.payments.psp_facts import apply_session
-    from app.psp import get_provider
-
-    payment_id, public_id, session_id = registered_payment(app, merchant_id, **params)
-    emulator.control("POST", f"checkout/sessions/{session_id}/pay", {"card": "4242424242424242"})
-    with app.app_context():
-        apply_session(
-            payment_id,
-            get_provider().retrieve_checkout_session(session_id),
-            source=StatusSource.RETURN,
-        )
-        db.session.remove()
-    return payment_id, public_id
-
-
 @pytest.fixture
-def world(app, tenants, emu, paid_after_failed) -> World:  # noqa: F811 (fixtures)
-    """Real objects, at the emulator too, so each action would really do something. `emu` is
-    the emulator reset (no webhook endpoint: nothing reaches PayBridge behind the test's back)."""
-    emulator = emu
-    _, initiated, _ = registered_payment(app, tenants.a_id)
-    _, paid = paid_at_the_emulator(app, emulator, tenants.a_id)
-    recurring_id, _ = paid_at_the_emulator(
-        app, emulator, tenants.a_id, payment_type="RECC", interval="month", interval_count=1
-    )
+def world(app, tenants, registered_payment, paid_payment, paid_after_failed) -> World:
+    """Real objects, at the emulator too, so each action would really do something. The
+    emulator is reset (no webhook endpoint: nothing reaches PayBridge behind the test's back)."""
+    initiated = registered_payment(tenants.a_id).public_id
+    paid = paid_payment(tenants.a_id).public_id
+    recurring_id = paid_payment(
+        tenants.a_id, payment_type="RECC", interval="month", interval_count=1
+    ).id
     conflict = paid_after_failed(tenants.a_id)
     with app.app_context():
         notification = add_notification(
@@ -199,14 +155,7 @@ def snapshot(app) -> dict[str, list[tuple]]:
 
 
 def psp_events(emulator) -> list[str]:
-    response = requests.get(
-        f"{emulator.url}/v1/events",
-        params={"limit": 100},
-        auth=(emulator.api_key, ""),
-        timeout=10,
-    )
-    response.raise_for_status()
-    return [e["id"] for e in response.json()["data"]]
+    return [e["id"] for e in stripe_get(emulator, "/v1/events", limit=100)["data"]]
 
 
 def audit_actions(app) -> list[tuple[str, str | None]]:
@@ -216,13 +165,6 @@ def audit_actions(app) -> list[tuple[str, str | None]]:
         actions = [(action, (detail or {}).get("result")) for action, detail in rows]
         db.session.remove()
         return actions
-
-
-def logged_in(app, email: str | None):
-    client = app.test_client()
-    if email:
-        assert login(client, email).status_code == 302
-    return client
 
 
 def is_logged_in(client) -> bool:

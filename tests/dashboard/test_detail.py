@@ -6,7 +6,7 @@ import html as htmllib
 
 from app.extensions import db
 from app.models import PaymentConflict, PspEvent
-from tests.dashboard.support import add_notification, add_payment
+from tests.support.factories import add_notification, add_payment
 
 
 def test_detail_shows_amounts_timeline_events_notifications_and_conflicts(app, client_a, tenants):

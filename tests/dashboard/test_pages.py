@@ -9,8 +9,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import PaymentConflict, PspEvent, ReconciliationRun, User, utcnow
-from tests.dashboard.support import add_notification, add_payment, csrf_from
+from app.models import AuditLog, PaymentConflict, PspEvent, ReconciliationRun, User, utcnow
+from tests.support.factories import add_notification, add_payment
+from tests.support.pages import confirmed_post
+from tests.support.rows import get_rows
 
 
 def test_overview_counts_rates_and_attention_lists(app, client_a, tenants):
@@ -107,13 +109,7 @@ def test_reconciliation_pages_and_run_now(app, client_a, client_op, tenants, emu
     assert "Sessions compared until</dt><dd><time" in op_detail
     assert "2026-12-03 10:15:00 UTC" in op_detail
 
-    confirm = client_op.get("/dashboard/reconciliation/run")
-    assert "Yes, run it now" in confirm.get_data(as_text=True)
-    assert client_op.post("/dashboard/reconciliation/run").status_code == 400
-    done = client_op.post(
-        "/dashboard/reconciliation/run",
-        data={"csrf_token": csrf_from(confirm.get_data(as_text=True))},
-    )
+    done = confirmed_post(client_op, "/dashboard/reconciliation/run", button="Yes, run it now")
     assert done.status_code == 302
     with app.app_context():
         newest = db.session.scalar(select(ReconciliationRun).order_by(ReconciliationRun.id.desc()))
@@ -121,15 +117,8 @@ def test_reconciliation_pages_and_run_now(app, client_a, client_op, tenants, emu
     assert done.headers["Location"].endswith(f"/dashboard/reconciliation/{newest.id}")
     finished = client_op.get(done.headers["Location"]).get_data(as_text=True)
     assert "Summary" in finished and "psp calls" in finished
-    (row,) = [r for r in audit_rows(app) if r.action == "reconciliation_run"]
+    (row,) = [r for r in get_rows(app, AuditLog) if r.action == "reconciliation_run"]
     assert row.target_id == str(newest.id) and row.detail["result"] == "ok"
-
-
-def audit_rows(app):
-    from app.models import AuditLog
-
-    with app.app_context():
-        return list(db.session.scalars(select(AuditLog).order_by(AuditLog.id)))
 
 
 def test_events_page_filters_by_outcome_and_type(app, client_op):

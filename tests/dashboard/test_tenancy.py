@@ -8,7 +8,8 @@ import pytest
 
 from app.extensions import db
 from app.models import ApiKey, PspEvent
-from tests.dashboard.support import add_notification, add_payment, token_for
+from tests.support.factories import add_notification, add_payment
+from tests.support.pages import token_for
 
 ROW_ID = re.compile(r'href="/dashboard/payments/(pay_[A-Za-z0-9]+)"')
 

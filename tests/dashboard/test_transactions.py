@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from app.extensions import db
-from tests.dashboard.support import add_payment, bulk_payments
+from tests.support.factories import add_many_payments, add_payment
 
 NOW = datetime(2026, 11, 20, 12, 0, 0)
 ROW_ID = re.compile(r'href="/dashboard/payments/(pay_[A-Za-z0-9]+)"')
@@ -224,7 +224,7 @@ def test_csv_export_of_everything_matches_the_table(client_a, dataset):
 
 def test_csv_export_streams_many_rows_in_batches(app, client_a, tenants):
     with app.app_context():
-        bulk_payments(tenants.a_id, 2500, start=NOW)
+        add_many_payments(tenants.a_id, 2500, start=NOW)
         db.session.commit()
     response = client_a.get("/dashboard/payments/export.csv?status=FAILED", buffered=False)
     chunks = list(response.response)

@@ -6,7 +6,9 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.support.payflow import SUCCESS_CARD, deliver_due_notifications, wait_for
+from tests.support.delivery import deliver_due_notifications
+from tests.support.payflow import SUCCESS_CARD
+from tests.support.waiting import wait_until
 
 
 def sign_up(page: Page, shop_url: str, email: str) -> None:
@@ -49,7 +51,7 @@ def deliver_while_waiting_for(page: Page, app, text: str, timeout: float = 30) -
         deliver_due_notifications(app)
         return page.get_by_text(text).count() > 0
 
-    wait_for(shows_text, timeout=timeout, interval=0.5, what=f"page to show {text!r}")
+    wait_until(shows_text, timeout=timeout, interval=0.5, what=f"page to show {text!r}")
 
 
 def buy(page: Page, app, shop_url: str, emulator, email: str, prints: list[str]) -> int:

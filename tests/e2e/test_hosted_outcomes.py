@@ -24,13 +24,9 @@ import requests
 from playwright.sync_api import Page, expect
 from standardwebhooks import Webhook
 
-from tests.support.payflow import (
-    DECLINED_CARD,
-    SUCCESS_CARD,
-    deliver_due_notifications,
-    ensure_stripe_webhook_endpoint,
-    wait_for,
-)
+from tests.support.delivery import deliver_due_notifications
+from tests.support.payflow import DECLINED_CARD, SUCCESS_CARD, ensure_stripe_webhook_endpoint
+from tests.support.waiting import wait_until
 
 MERCHANT_SUCCESS = "https://shop.example/ok"
 MERCHANT_CANCEL = "https://shop.example/cart"
@@ -115,7 +111,7 @@ class Api:
             return dict(seen) if seen["status"] == status else None
 
         try:
-            return wait_for(reached, timeout=timeout, interval=0.1, what=f"status {status}")
+            return wait_until(reached, timeout=timeout, interval=0.1, what=f"status {status}")
         except AssertionError:
             raise AssertionError(
                 f"{payment_id} is {seen.get('status')}, expected {status}: "
@@ -253,8 +249,8 @@ def test_hosted_page_outcome_ends_in_its_final_status_with_one_signed_notificati
         deliver_due_notifications(app)
         return notifications_for(receiver, payment_id)
 
-    wait_for(delivered, timeout=20, interval=0.2, what="the notification")
-    wait_for(
+    wait_until(delivered, timeout=20, interval=0.2, what="the notification")
+    wait_until(
         lambda: stripe_has_delivered_everything(emulator), timeout=20, what="Stripe's webhooks"
     )
     deliver_due_notifications(app)  # anything a late webhook might have queued

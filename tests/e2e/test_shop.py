@@ -14,7 +14,8 @@ from tests.e2e.shop_flow import (
     pay_with_card,
     sign_up,
 )
-from tests.support.payflow import DECLINED_CARD, SUCCESS_CARD, deliver_due_notifications
+from tests.support.delivery import deliver_due_notifications
+from tests.support.payflow import DECLINED_CARD, SUCCESS_CARD
 
 
 def test_a_shopper_signs_up_buys_two_prints_and_sees_the_order_paid(page, app, shop_url, emulator):

@@ -16,7 +16,9 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Payment, Subscription
 from tests.e2e.shop_flow import deliver_while_waiting_for, pay_with_card, sign_up
-from tests.support.payflow import SUCCESS_CARD, deliver_due_notifications, wait_for
+from tests.support.delivery import deliver_due_notifications
+from tests.support.payflow import SUCCESS_CARD
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -74,9 +76,10 @@ def test_a_shopper_subscribes_and_sees_each_monthly_charge(
     while _subscription_of_order(app, order_id)[3] != ["SUCCESS"]:
         assert time.monotonic() < deadline, "the renewal never reached PayBridge"
         time.sleep(0.1)
-    wait_for(  # PayBridge tells the shop of the renewal: its own payment, signed notification
+    wait_until(  # PayBridge tells the shop of the renewal: its own payment, signed notification
         lambda: deliver_due_notifications(app) or shop.order(order_id).renewals,
         what="the renewal's notification at the shop",
+        timeout=20.0,
     )
 
     page.reload()

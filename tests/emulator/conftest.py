@@ -12,6 +12,7 @@ import pytest
 import stripe
 
 from stripe_emulator.testing import run_emulator
+from tests.support.waiting import wait_until
 
 SECRET = "whsec_test_cli_secret"
 # Stripe's sample of every object: fixtures3.json from Stripe's public stripe/openapi
@@ -79,15 +80,20 @@ class Receiver:
         with self.lock:
             return [json.loads(r["body"]) for r in self.requests]
 
-    def wait_for(self, predicate, timeout: float = 10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+    def wait_for(self, predicate, timeout: float = 10.0) -> list[dict]:
+        """Until some received request matches `predicate`; those that do."""
+
+        def found():
             with self.lock:
-                found = [r for r in self.requests if predicate(r)]
-            if found:
-                return found
-            time.sleep(0.02)
-        raise AssertionError(f"no matching webhook within {timeout}s; got {self.requests}")
+                return [r for r in self.requests if predicate(r)]
+
+        return wait_until(
+            found,
+            what="a matching webhook",
+            timeout=timeout,
+            interval=0.02,
+            details=lambda: f"got {self.requests}",
+        )
 
     def clear(self) -> None:
         with self.lock:
@@ -111,16 +117,6 @@ def _verifies(body: bytes, headers, secret: str) -> bool:
         return True
     except stripe.SignatureVerificationError:
         return False
-
-
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def event_type(req: dict) -> str:

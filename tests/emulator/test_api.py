@@ -9,6 +9,8 @@ import pytest
 import requests
 import stripe
 
+from tests.support.waiting import wait_until
+
 from .conftest import session_params
 
 
@@ -248,7 +250,8 @@ def test_concurrent_same_key_is_409_then_replays(client, emu):
 
     t = threading.Thread(target=first)
     t.start()
-    time.sleep(0.3)
+    # The hang fault is used up once the first request took it: it now holds the key.
+    wait_until(lambda: emu.control("GET", "faults")["data"] == [], what="the first request in")
     with pytest.raises(stripe.APIError) as exc:
         client.v1.checkout.sessions.create(
             params=session_params(), options={"idempotency_key": "busy"}

@@ -8,7 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from .conftest import session_params, wait_until
+from tests.support.waiting import wait_until
+
+from .conftest import session_params
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +62,13 @@ def event_types(client, sid: str) -> list[str]:
     return [e.type for e in client.v1.events.list({"limit": 100}).data if e.data.object.id == sid]
 
 
+def pay_by_card(page, number: str) -> None:
+    """Fill the hosted page's form as a customer does (email, card number) and press Pay."""
+    page.get_by_label("Email").fill("buyer@example.com")
+    page.get_by_label("Card number").fill(number)
+    page.get_by_role("button", name=re.compile("^Pay")).click()
+
+
 def test_card_payment_completes_and_redirects_to_success_url(page, client, emu, checkout, shop):
     s = checkout(customer_email="buyer@example.com")
     page.goto(s.url)
@@ -83,9 +92,7 @@ def test_card_payment_completes_and_redirects_to_success_url(page, client, emu, 
 def test_declined_card_shows_error_and_leaves_session_open(page, client, checkout):
     s = checkout()
     page.goto(s.url)
-    page.get_by_label("Email").fill("buyer@example.com")
-    page.get_by_label("Card number").fill("4000000000000002")
-    page.get_by_role("button", name=re.compile("^Pay")).click()
+    pay_by_card(page, "4000000000000002")
     assert page.get_by_role("alert").inner_text() == "Your card was declined."
     assert client.v1.checkout.sessions.retrieve(s.id).status == "open"
     assert event_types(client, s.id) == []
@@ -106,9 +113,7 @@ def test_back_link_goes_to_cancel_url_and_session_stays_open(page, client, check
 def test_three_d_secure_deny_then_approve(page, client, checkout):
     s = checkout()
     page.goto(s.url)
-    page.get_by_label("Email").fill("buyer@example.com")
-    page.get_by_label("Card number").fill("4000002500003155")
-    page.get_by_role("button", name=re.compile("^Pay")).click()
+    pay_by_card(page, "4000002500003155")
     page.get_by_role("button", name="Fail authentication").click()
     assert "unable to authenticate" in page.get_by_role("alert").inner_text()
     assert client.v1.checkout.sessions.retrieve(s.id).status == "open"
@@ -147,16 +152,14 @@ def test_delayed_method_completes_unpaid_then_settles(
     emu.control("POST", "clock/advance", {"seconds": 5})
     s = client.v1.checkout.sessions.retrieve(s.id)
     assert s.payment_status == outcome
-    assert wait_until(lambda: event in event_types(client, s.id))
+    wait_until(lambda: event in event_types(client, s.id), what=event, interval=0.02)
 
 
 def test_expired_session_page_refuses_payment(page, client, checkout):
     s = checkout()
     page.goto(s.url)
     client.v1.checkout.sessions.expire(s.id)
-    page.get_by_label("Email").fill("buyer@example.com")
-    page.get_by_label("Card number").fill("4242424242424242")
-    page.get_by_role("button", name=re.compile("^Pay")).click()
+    pay_by_card(page, "4242424242424242")
     assert page.get_by_role("heading", name="Checkout session expired").is_visible()
     assert client.v1.checkout.sessions.retrieve(s.id).status == "expired"
     page.goto(s.url)

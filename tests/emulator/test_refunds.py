@@ -10,8 +10,9 @@ import requests
 import stripe
 
 from stripe_emulator.testing import EmulatorError, run_emulator
+from tests.support.waiting import wait_until
 
-from .conftest import SECRET, event_type, session_params, wait_until
+from .conftest import SECRET, event_type, session_params
 
 
 def paid_intent(client, emu, **pay) -> str:
@@ -230,7 +231,11 @@ def test_refund_delay_flag_keeps_refunds_pending_until_the_clock_passes():
         emu.control("POST", "clock/advance", {"seconds": 30})
         assert client.v1.refunds.retrieve(r.id).status == "pending"
         emu.control("POST", "clock/advance", {"seconds": 31})
-        wait_until(lambda: client.v1.refunds.retrieve(r.id).status == "succeeded")
+        wait_until(
+            lambda: client.v1.refunds.retrieve(r.id).status == "succeeded",
+            what="the refund succeeded",
+            interval=0.02,
+        )
         types = [e.type for e in client.v1.events.list({"limit": 100}).data]
         assert {"refund.created", "charge.refunded", "refund.updated"} <= set(types)
 

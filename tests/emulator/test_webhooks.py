@@ -11,8 +11,10 @@ import requests
 import stripe
 
 from stripe_emulator.testing import EmulatorError, run_emulator
+from tests.support.psp import wait_for_deliveries
+from tests.support.waiting import wait_until
 
-from .conftest import SECRET, Receiver, event_type, session_params, wait_until
+from .conftest import SECRET, Receiver, event_type, session_params
 
 
 def pay(emu, client, **body) -> str:
@@ -52,7 +54,9 @@ def test_retries_until_receiver_answers_2xx(client, emu, receiver):
         lambda: any(
             d["status"] == "succeeded"
             for d in emu.control("GET", "deliveries?type=checkout.session.completed")["data"]
-        )
+        ),
+        what="the session's delivery answered 2xx",
+        interval=0.02,
     )
     [delivery] = emu.control("GET", "deliveries?type=checkout.session.completed")["data"]
     codes = [a["status_code"] for a in delivery["attempts"]]
@@ -71,7 +75,9 @@ def test_gives_up_after_schedule_and_reports_failed(client, emu, receiver):
             d
             for d in emu.control("GET", "deliveries?type=payment_intent.succeeded")["data"]
             if d["status"] == "failed"
-        ]
+        ],
+        what="a delivery given up",
+        interval=0.02,
     )
     assert len(deliveries[0]["attempts"]) == 4  # first try + 3 retries of "0.1,0.2,0.3"
     failed = client.v1.events.list({"delivery_success": False}).data
@@ -94,7 +100,7 @@ def test_webhook_endpoint_api_returns_secret_and_honours_enabled_events(client, 
         sig = req["headers"]["Stripe-Signature"]
         evt = stripe.Webhook.construct_event(req["body"], sig, ep.secret)
         assert evt.type == "checkout.session.expired"
-        time.sleep(0.2)
+        wait_for_deliveries(emu)  # whatever else it would send has been sent
         assert [event_type(r) for r in other.requests] == ["checkout.session.expired"]
         control_ep = emu.control("POST", "webhook_endpoints", {"url": other.url})
         assert control_ep["secret"].startswith("whsec_")
@@ -115,7 +121,9 @@ def test_pause_resume_and_redeliver(client, emu, receiver):
     event_id = json.loads(req["body"])["id"]
     emu.control("POST", f"events/{event_id}/redeliver")
     wait_until(
-        lambda: len([r for r in receiver.requests if json.loads(r["body"])["id"] == event_id]) == 2
+        lambda: len([r for r in receiver.requests if json.loads(r["body"])["id"] == event_id]) == 2,
+        what="the event received twice",
+        interval=0.02,
     )
     with pytest.raises(EmulatorError):
         emu.control("POST", "events/evt_missing/redeliver")
@@ -134,7 +142,11 @@ def test_fault_duplicate_and_bad_signature(client, emu, receiver):
         except stripe.SignatureVerificationError:
             return False
 
-    wait_until(lambda: len([r for r in receiver.requests if verified(r)]) >= 2)
+    wait_until(
+        lambda: len([r for r in receiver.requests if verified(r)]) >= 2,
+        what="two verified copies",
+        interval=0.02,
+    )
     bodies = [json.loads(r["body"])["id"] for r in receiver.requests]
     assert len(set(bodies)) == 1 and len(bodies) == 3  # one bad signature, then two copies
     assert len([r for r in receiver.requests if not verified(r)]) == 1
@@ -146,7 +158,7 @@ def test_fault_out_of_order_and_drop(client, emu, receiver):
     second = client.v1.checkout.sessions.create(params=session_params())
     client.v1.checkout.sessions.expire(first.id)
     client.v1.checkout.sessions.expire(second.id)
-    wait_until(lambda: len(receiver.requests) == 2)
+    wait_until(lambda: len(receiver.requests) == 2, what="two events", interval=0.02)
     order = [json.loads(r["body"])["data"]["object"]["id"] for r in receiver.requests]
     assert order == [second.id, first.id]
 
@@ -154,7 +166,7 @@ def test_fault_out_of_order_and_drop(client, emu, receiver):
     emu.control("POST", "faults", {"kind": "webhook_drop"})
     third = client.v1.checkout.sessions.create(params=session_params())
     client.v1.checkout.sessions.expire(third.id)
-    time.sleep(0.3)
+    wait_for_deliveries(emu)  # whatever it would send has been sent
     assert receiver.requests == []
     dropped = client.v1.events.list({"type": "checkout.session.expired", "limit": 1}).data[0]
     assert dropped.data.object.id == third.id and dropped.pending_webhooks == 1
@@ -177,7 +189,9 @@ def test_retries_after_the_receiver_times_out_then_answers_2xx():
             [delivery] = wait_until(
                 lambda: [
                     d for d in emu.control("GET", "deliveries")["data"] if d["status"] != "pending"
-                ]
+                ],
+                what="the delivery ended",
+                interval=0.02,
             )
             assert delivery["status"] == "succeeded"
             timed_out, *_, landed = delivery["attempts"]
@@ -245,7 +259,9 @@ def test_delivery_never_happens_inside_the_causing_request(client, emu, receiver
             wait_until(
                 lambda: all(
                     d["status"] == "succeeded" for d in emu.control("GET", "deliveries")["data"]
-                )
+                ),
+                what="every delivery answered 2xx",
+                interval=0.02,
             )
             assert held["answered_at"] > returned, cause.__name__
             assert client.v1.events.retrieve(event.id).pending_webhooks == 0

@@ -8,9 +8,10 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.extensions import db
-from app.models import Merchant, Notification, PaymentStatus, utcnow
+from app.models import Merchant, Notification, NotificationAttempt, PaymentStatus, utcnow
 from app.models.merchant import new_signing_secret
-from tests.notifications.conftest import attempts_of, notification_row, status_is
+from tests.notifications.conftest import attempted, status_is
+from tests.support.rows import get_row, get_rows
 
 
 def deliveries_counted(result: str) -> float:
@@ -24,7 +25,7 @@ def test_final_status_is_delivered_signed_with_the_frozen_payload(
     delivered_before = deliveries_counted("delivered")
     merchant, _ = make_merchant(notify_url=receiver.url)
     payment_id, notification_id = finish_payment(merchant.id)
-    stored = notification_row(app, notification_id)
+    stored = get_row(app, Notification, notification_id)
     assert stored.status == "pending" and stored.next_attempt_at <= utcnow()  # due at once
 
     worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
@@ -39,10 +40,10 @@ def test_final_status_is_delivered_signed_with_the_frozen_payload(
     assert request.headers["Content-Type"] == "application/json"
     assert request.headers["webhook-signature"].startswith("v1,")
 
-    n = notification_row(app, notification_id)
+    n = get_row(app, Notification, notification_id)
     assert (n.status, n.attempt_count, n.last_error) == ("delivered", 1, None)
     assert n.delivered_at is not None and n.next_attempt_at is None
-    [attempt] = attempts_of(app, notification_id)
+    [attempt] = get_rows(app, NotificationAttempt, notification_id=notification_id)
     assert attempt.status_code == 200 and attempt.error is None
     assert deliveries_counted("delivered") == delivered_before + 1
 
@@ -88,22 +89,19 @@ def test_receiver_down_then_up_is_delivered_after_retries(
     merchant, _ = make_merchant(notify_url=receiver.url)
     _, notification_id = finish_payment(merchant.id)
 
-    def two_failed_attempts():
-        return db.session.get(Notification, notification_id).attempt_count >= 2
-
-    worker.run_until(two_failed_attempts, what="two failed attempts")
-    n = notification_row(app, notification_id)
+    worker.run_until(attempted(app, notification_id, 2), what="two failed attempts")
+    n = get_row(app, Notification, notification_id)
     assert n.status == "pending" and n.last_error == "HTTP 503"
     assert n.next_attempt_at is not None
 
     receiver.status = 200
     worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
-    attempts = attempts_of(app, notification_id)
+    attempts = get_rows(app, NotificationAttempt, notification_id=notification_id)
     assert [a.status_code for a in attempts[:-1]] == [503] * (len(attempts) - 1)
     assert all(a.error == "HTTP 503" and a.duration_ms >= 0 for a in attempts[:-1])
     assert attempts[-1].status_code == 200
     assert receiver.hits == len(attempts) and len(receiver.requests) == 1
-    assert notification_row(app, notification_id).attempt_count == len(attempts)
+    assert get_row(app, Notification, notification_id).attempt_count == len(attempts)
 
 
 def test_receiver_never_up_fails_after_the_schedule_then_resend_delivers(
@@ -117,11 +115,11 @@ def test_receiver_never_up_fails_after_the_schedule_then_resend_delivers(
     assert deliveries_counted("retrying") == retrying_before + len(schedule)
     assert deliveries_counted("failed") == failed_before + 1
 
-    n = notification_row(app, notification_id)
+    n = get_row(app, Notification, notification_id)
     schedule = app.config["NOTIFY_RETRY_SCHEDULE"]
     assert n.attempt_count == len(schedule) + 1
     assert n.last_error == "connection refused" and n.next_attempt_at is None
-    attempts = attempts_of(app, notification_id)
+    attempts = get_rows(app, NotificationAttempt, notification_id=notification_id)
     assert len(attempts) == len(schedule) + 1
     assert all(a.status_code is None and a.error == "connection refused" for a in attempts)
 
@@ -140,7 +138,10 @@ def test_receiver_never_up_fails_after_the_schedule_then_resend_delivers(
     [request] = receiver.requests
     assert request.headers["webhook-id"] == n.public_id  # same id: clients dedupe
     assert Webhook(merchant.signing_secret).verify(request.body, request.headers) == n.payload
-    assert len(attempts_of(app, notification_id)) == len(schedule) + 2
+    assert (
+        len(get_rows(app, NotificationAttempt, notification_id=notification_id))
+        == len(schedule) + 2
+    )
 
 
 def test_resend_all_failed_and_refusals(
@@ -149,9 +150,9 @@ def test_resend_all_failed_and_refusals(
     merchant, _ = make_merchant(notify_url=None)
     ids = [finish_payment(merchant.id)[1] for _ in range(2)]
     worker.run_until(lambda: all(status_is(app, i, "failed")() for i in ids), what="failures")
-    n = notification_row(app, ids[0])
+    n = get_row(app, Notification, ids[0])
     assert n.last_error == "the merchant has no notify_url; set one, then resend"
-    assert n.attempt_count == 0 and attempts_of(app, ids[0]) == []
+    assert n.attempt_count == 0 and get_rows(app, NotificationAttempt, notification_id=ids[0]) == []
     assert receiver.hits == 0
 
     with app.app_context():
@@ -180,13 +181,13 @@ def test_timeout_is_an_attempt_that_is_retried(
     merchant, _ = make_merchant(notify_url=receiver.url)
     _, notification_id = finish_payment(merchant.id)
     worker.run_until(
-        lambda: db.session.get(Notification, notification_id).attempt_count >= 1,
+        attempted(app, notification_id),
         what="first attempt",
     )
-    [attempt] = attempts_of(app, notification_id)
+    [attempt] = get_rows(app, NotificationAttempt, notification_id=notification_id)
     assert attempt.error == "timed out after 0.5s" and attempt.status_code is None
     assert 450 <= attempt.duration_ms < 1400
-    assert notification_row(app, notification_id).status == "pending"
+    assert get_row(app, Notification, notification_id).status == "pending"
 
     receiver.delay = 0
     worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
@@ -198,10 +199,10 @@ def test_redirects_are_not_followed(app, make_merchant, receiver, finish_payment
     merchant, _ = make_merchant(notify_url=receiver.url)
     _, notification_id = finish_payment(merchant.id)
     worker.run_until(
-        lambda: db.session.get(Notification, notification_id).attempt_count >= 1,
+        attempted(app, notification_id),
         what="first attempt",
     )
-    [attempt] = attempts_of(app, notification_id)[:1]
+    [attempt] = get_rows(app, NotificationAttempt, notification_id=notification_id)[:1]
     assert attempt.status_code == 302
     assert attempt.error == "HTTP 302: redirects are not followed"
 
@@ -213,10 +214,10 @@ def test_private_notify_url_is_refused_where_only_public_targets_are_allowed(
     merchant, _ = make_merchant(notify_url=receiver.url)  # 127.0.0.1: PayBridge's own network
     _, notification_id = finish_payment(merchant.id)
     worker.run_until(
-        lambda: db.session.get(Notification, notification_id).attempt_count >= 1,
+        attempted(app, notification_id),
         what="first attempt",
     )
-    [attempt] = attempts_of(app, notification_id)[:1]
+    [attempt] = get_rows(app, NotificationAttempt, notification_id=notification_id)[:1]
     assert attempt.error == "notify_url resolves to a non-public address (127.0.0.1); refused"
     assert receiver.hits == 0
 

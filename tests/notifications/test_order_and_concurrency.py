@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-
 from app.extensions import db
-from app.models import Notification, Payment
+from app.models import Notification, NotificationAttempt, Payment
 from app.notifications.delivery import deliver_due
 from app.notifications.outbox import add_payment_notification
-from tests.notifications.conftest import attempts_of, notification_row, status_is
+from tests.notifications.conftest import attempted, status_is
+from tests.support.concurrency import at_once
+from tests.support.rows import get_row, get_rows
 
 
 def add_second_notification(app, payment_id: int) -> int:
@@ -29,16 +29,19 @@ def test_a_newer_notification_waits_for_the_older_one_of_its_payment(
     payment_id, first = finish_payment(merchant.id)
     second = add_second_notification(app, payment_id)
 
-    worker.run_until(
-        lambda: db.session.get(Notification, first).attempt_count >= 2, what="retries of the first"
-    )
-    assert attempts_of(app, second) == []  # never tried while the first is pending
-    assert notification_row(app, second).status == "pending"
+    worker.run_until(attempted(app, first, 2), what="retries of the first")
+    assert (
+        get_rows(app, NotificationAttempt, notification_id=second) == []
+    )  # never tried while the first is pending
+    assert get_row(app, Notification, second).status == "pending"
 
     receiver.status = 200
     worker.run_until(status_is(app, second, "delivered"), what="second delivered")
     ids = [r.headers["webhook-id"] for r in receiver.requests]
-    assert ids == [notification_row(app, first).public_id, notification_row(app, second).public_id]
+    assert ids == [
+        get_row(app, Notification, first).public_id,
+        get_row(app, Notification, second).public_id,
+    ]
 
 
 def test_a_failed_older_notification_releases_the_next(
@@ -53,7 +56,7 @@ def test_a_failed_older_notification_releases_the_next(
     receiver.status = 200
     worker.run_until(status_is(app, second, "delivered"), what="second delivered")
     assert [r.headers["webhook-id"] for r in receiver.requests] == [
-        notification_row(app, second).public_id
+        get_row(app, Notification, second).public_id
     ]
 
 
@@ -65,30 +68,18 @@ def test_concurrent_delivery_cycles_send_each_attempt_once(
     receiver.delay = 0.3  # keeps the first claims' POSTs in flight while the others claim
     merchant, _ = make_merchant(notify_url=receiver.url)
     ids = [finish_payment(merchant.id)[1] for _ in range(12)]
-    start = threading.Barrier(6)
-    errors: list[BaseException] = []
-    made: list[int] = []
 
-    def one_pump() -> None:
-        try:
-            with app.app_context():
-                start.wait()
-                made.append(deliver_due(limit=4))
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
+    def one_pump() -> int:
+        with app.app_context():
+            return deliver_due(limit=4)
 
-    threads = [threading.Thread(target=one_pump) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(20)
-    assert errors == []
+    made = at_once([one_pump] * 6, timeout=20)
     assert sum(made) == 12 and max(made) <= 4
     assert receiver.hits == 12
     assert sorted(r.headers["webhook-id"] for r in receiver.requests) == sorted(
-        notification_row(app, i).public_id for i in ids
+        get_row(app, Notification, i).public_id for i in ids
     )
     for notification_id in ids:
-        assert len(attempts_of(app, notification_id)) == 1
-        n = notification_row(app, notification_id)
+        assert len(get_rows(app, NotificationAttempt, notification_id=notification_id)) == 1
+        n = get_row(app, Notification, notification_id)
         assert (n.status, n.attempt_count) == ("delivered", 1)

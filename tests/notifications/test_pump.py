@@ -3,22 +3,26 @@ Redis; claims are leased, so a pump that dies loses nothing; stopping is warm.""
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
 
 from app.extensions import db
-from app.models import Notification, Payment, PaymentStatus, StatusSource, utcnow
+from app.models import (
+    Notification,
+    NotificationAttempt,
+    Payment,
+    PaymentStatus,
+    StatusSource,
+    utcnow,
+)
 from app.notifications.delivery import AttemptResult, claim_due, deliver_due, record_outcomes
 from app.notifications.pump import NotificationPump
 from app.payments.state import lock_payment, transition
-from tests.notifications.conftest import (
-    attempts_of,
-    new_initiated_payment,
-    notification_row,
-    status_is,
-)
+from tests.notifications.conftest import status_is
+from tests.support.factories import record_payment
+from tests.support.rows import get_row, get_rows
+from tests.support.waiting import wait_until
 
 
 def cycle_in_another_session(app) -> int:
@@ -43,21 +47,13 @@ def pump(app, notify_config):
         p.stop(timeout=10)
 
 
-def wait_for(condition, what: str, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-    return result
-
-
 def test_nothing_is_sent_before_the_commit_nor_after_a_rollback(
     app, make_merchant, receiver, notify_config
 ):
     merchant, _ = make_merchant(notify_url=receiver.url)
     with app.app_context():
-        payment_id = new_initiated_payment(merchant.id)
+        payment_id = record_payment(merchant.id, amount=2500).id
+        db.session.commit()
         payment = lock_payment(payment_id)
         transition(payment, PaymentStatus.SUCCESS, source=StatusSource.WEBHOOK)
         db.session.flush()
@@ -71,7 +67,7 @@ def test_nothing_is_sent_before_the_commit_nor_after_a_rollback(
         db.session.commit()
         notification_id = db.session.scalar(db.select(Notification.id))
     assert cycle_in_another_session(app) == 1
-    assert notification_row(app, notification_id).status == "delivered"
+    assert get_row(app, Notification, notification_id).status == "delivered"
     assert receiver.hits == 1
 
 
@@ -90,7 +86,7 @@ def test_redis_down_while_a_payment_completes_delays_nothing(
     finally:
         app.config["REDIS_URL"] = saved
         app.extensions.pop("paybridge_redis", None)
-    assert notification_row(app, notification_id).status == "delivered"
+    assert get_row(app, Notification, notification_id).status == "delivered"
     assert len(receiver.requests) == 1
 
 
@@ -112,12 +108,12 @@ def test_a_claim_is_leased_and_a_dead_pumps_claim_is_taken_again(
         )
         db.session.commit()
     assert worker.run_once() == 1
-    assert notification_row(app, notification_id).status == "delivered"
+    assert get_row(app, Notification, notification_id).status == "delivered"
 
     with app.app_context():
         # The dead pump's outcome, should it turn up after all, changes nothing.
         record_outcomes([(lost, AttemptResult(False, 500, "HTTP 500", 3))])
-    n = notification_row(app, notification_id)
+    n = get_row(app, Notification, notification_id)
     assert (n.status, n.attempt_count, n.last_error) == ("delivered", 1, None)
     assert len(receiver.requests) == 1
 
@@ -126,10 +122,10 @@ def test_no_notify_url_fails_at_once_without_an_attempt(app, make_merchant, fini
     merchant, _ = make_merchant(notify_url=None)
     _, notification_id = finish_payment(merchant.id)
     worker.run_until(status_is(app, notification_id, "failed"), what="failure")
-    n = notification_row(app, notification_id)
+    n = get_row(app, Notification, notification_id)
     assert (n.attempt_count, n.next_attempt_at) == (0, None)
     assert "no notify_url" in n.last_error
-    assert attempts_of(app, notification_id) == []
+    assert get_rows(app, NotificationAttempt, notification_id=notification_id) == []
 
 
 def test_the_pump_delivers_concurrently_in_one_claim(
@@ -139,17 +135,16 @@ def test_the_pump_delivers_concurrently_in_one_claim(
     merchant, _ = make_merchant(notify_url=receiver.url)
     ids = [finish_payment(merchant.id)[1] for _ in range(6)]
     pump(concurrency=6)
-    with app.app_context():
-        wait_for(
-            lambda: (
-                all(db.session.get(Notification, i).status == "delivered" for i in ids)
-                or db.session.rollback()
-            ),
-            what="six deliveries",
-        )
+    wait_until(
+        lambda: all(db.session.get(Notification, i).status == "delivered" for i in ids),
+        what="six deliveries",
+        timeout=15,
+        app=app,
+    )
     assert receiver.max_in_flight == 6
     # One claim took all six: they share the claim's time.
-    assert len({attempts_of(app, i)[0].attempted_at for i in ids}) == 1
+    attempts = [get_rows(app, NotificationAttempt, notification_id=i) for i in ids]
+    assert len({first.attempted_at for first, *_ in attempts}) == 1
 
 
 def test_the_pump_reuses_the_connection_and_sends_back_no_cookies(
@@ -174,10 +169,10 @@ def test_stopping_the_pump_lets_the_posts_in_flight_finish_and_records_them(
     merchant, _ = make_merchant(notify_url=receiver.url)
     ids = [finish_payment(merchant.id)[1] for _ in range(3)]
     running = pump(concurrency=3)
-    wait_for(lambda: receiver.in_flight == 3, what="three POSTs in flight")
+    wait_until(lambda: receiver.in_flight == 3, what="three POSTs in flight", timeout=15)
     running.stop(timeout=10)
     assert not running.is_alive()
     for notification_id in ids:
-        n = notification_row(app, notification_id)
+        n = get_row(app, Notification, notification_id)
         assert (n.status, n.attempt_count) == ("delivered", 1)
     assert len(receiver.requests) == 3

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 from app.extensions import db, get_redis
-from app.models import Notification
+from app.models import Notification, NotificationAttempt
 from app.tasks import get_queue
 from app.tasks.maintenance import purge_idempotency_records
 from app.tasks.schedule import PERIODIC_JOBS, build_cron
-from tests.notifications.conftest import attempts_of, notification_row
+from tests.support.rows import get_row, get_rows
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,16 +64,16 @@ class WorkerProcess:
             self.proc.wait(5)
 
 
-def wait_until(condition, app, timeout: float, what: str, output=lambda: "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with app.app_context():
-            ok = condition()
-            db.session.remove()
-        if ok:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{output()}")
+def wait_delivered(app, worker: WorkerProcess, notification_id: int, what: str) -> None:
+    """Until the worker process delivered the notification (its output shown if it never does)."""
+    wait_until(
+        lambda: db.session.get(Notification, notification_id).status == "delivered",
+        what=what,
+        timeout=30,
+        interval=0.1,
+        app=app,
+        details=lambda: worker.output,
+    )
 
 
 def test_cron_registers_reconciliation_and_the_purge(app):
@@ -89,11 +90,14 @@ def test_cron_registers_reconciliation_and_the_purge(app):
 
 
 def wait_for_output(worker: WorkerProcess, text: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in worker.output:
-        if time.monotonic() > deadline or worker.proc.poll() is not None:
-            raise AssertionError(f"worker never printed {text!r}:\n{worker.output}")
-        time.sleep(0.05)
+    """Until the worker printed `text`; failing at once should it exit first."""
+    wait_until(
+        lambda: text in worker.output or worker.proc.poll() is not None,
+        what=f"the worker to print {text!r}",
+        timeout=timeout,
+        details=lambda: worker.output,
+    )
+    assert text in worker.output, f"worker exited without printing {text!r}:\n{worker.output}"
 
 
 def test_burst_worker_runs_what_is_due_and_queued_and_exits(
@@ -108,7 +112,7 @@ def test_burst_worker_runs_what_is_due_and_queued_and_exits(
         assert worker.wait(60) == 0, worker.output
     finally:
         worker.kill()
-    assert notification_row(app, notification_id).status == "delivered"
+    assert get_row(app, Notification, notification_id).status == "delivered"
     assert len(receiver.requests) == 1
     # The delivery's own line says what it did; RQ's routine per-job lines are left out.
     assert "app.notifications.delivery: notification msg_" in worker.output
@@ -153,10 +157,11 @@ def test_two_worker_processes_send_each_notification_once(
         ids = [finish_payment(merchant.id)[1] for _ in range(4)]
         wait_until(
             lambda: all(db.session.get(Notification, i).status == "delivered" for i in ids),
-            app,
-            20,
-            "four deliveries",
-            lambda: "".join(w.output for w in workers),
+            what="four deliveries",
+            timeout=20,
+            interval=0.1,
+            app=app,
+            details=lambda: "".join(w.output for w in workers),
         )
         for w in workers:
             w.proc.send_signal(signal.SIGTERM)
@@ -166,8 +171,8 @@ def test_two_worker_processes_send_each_notification_once(
             w.kill()
     assert receiver.hits == 4
     for notification_id in ids:
-        assert len(attempts_of(app, notification_id)) == 1
-        assert notification_row(app, notification_id).attempt_count == 1
+        assert len(get_rows(app, NotificationAttempt, notification_id=notification_id)) == 1
+        assert get_row(app, Notification, notification_id).attempt_count == 1
 
 
 def test_written_while_redis_was_down_it_is_delivered_and_sigterm_finishes_the_post(
@@ -186,25 +191,22 @@ def test_written_while_redis_was_down_it_is_delivered_and_sigterm_finishes_the_p
 
     worker = WorkerProcess(RECON_INTERVAL_SECONDS="0")
     try:
-        wait_until(
-            lambda: db.session.get(Notification, written).status == "delivered",
-            app,
-            30,
-            "the pump's delivery",
-            lambda: worker.output,
-        )
+        wait_delivered(app, worker, written, "the pump's delivery")
         receiver.delay = 1.0  # under the 2 s timeout: the request succeeds
         _, in_flight = finish_payment(merchant.id)
         hits = receiver.hits
-        deadline = time.monotonic() + 15
-        while receiver.hits == hits and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(
+            lambda: receiver.hits != hits,
+            what="the POST in flight",
+            timeout=15,
+            details=lambda: worker.output,
+        )
         assert receiver.hits == hits + 1, worker.output
         worker.proc.send_signal(signal.SIGTERM)  # mid-request: warm shutdown
         assert worker.wait(20) == 0, worker.output
     finally:
         worker.kill()
-    assert notification_row(app, in_flight).status == "delivered", worker.output
+    assert get_row(app, Notification, in_flight).status == "delivered", worker.output
     assert "warm shut down requested" in worker.output
     assert "notification pump stopped" in worker.output
 
@@ -218,16 +220,19 @@ def test_one_process_delivers_concurrently_and_finishes_every_delivery_on_sigter
         wait_for_output(worker, "notification pump started: 4 deliveries at once")
         merchant, _ = make_merchant(notify_url=receiver.url)
         notification_ids = [finish_payment(merchant.id)[1] for _ in range(4)]
-        deadline = time.monotonic() + 15
-        while receiver.hits < 4 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(
+            lambda: receiver.hits >= 4,
+            what="four POSTs in flight",
+            timeout=15,
+            details=lambda: worker.output,
+        )
         assert receiver.hits == 4, worker.output
         worker.proc.send_signal(signal.SIGTERM)  # all four mid-request: each must finish
         assert worker.wait(30) == 0, worker.output
     finally:
         worker.kill()
     assert receiver.max_in_flight == 4
-    assert [notification_row(app, n).status for n in notification_ids] == ["delivered"] * 4
+    assert [get_row(app, Notification, n).status for n in notification_ids] == ["delivered"] * 4
     assert len(receiver.requests) == 4
     assert "warm shut down requested" in worker.output
 
@@ -249,13 +254,7 @@ def test_without_redis_the_worker_starts_and_delivers_and_stops_warmly(
 
     worker = WorkerProcess(REDIS_URL="redis://127.0.0.1:1/0", RECON_INTERVAL_SECONDS="1")
     try:
-        wait_until(
-            lambda: db.session.get(Notification, waiting).status == "delivered",
-            app,
-            30,
-            "the pump's delivery without Redis",
-            lambda: worker.output,
-        )
+        wait_delivered(app, worker, waiting, "the pump's delivery without Redis")
         worker.proc.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0, worker.output
     finally:

@@ -7,7 +7,6 @@ webhook endpoint: a webhook never comes unless a test sets one up) and a closed 
 from __future__ import annotations
 
 import json
-import secrets
 from datetime import timedelta
 from urllib.parse import parse_qsl, urlsplit
 
@@ -17,8 +16,10 @@ import stripe
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Payment, utcnow
-from app.payments.service import create_payment
 from app.psp.factory import get_provider
+from app.reconciliation.ratelimit import add_call_observer, remove_call_observer
+from tests.support import psp
+from tests.support.factories import new_reference, register_payment
 
 # Settings the tests change; restored after each test.
 RECON_SETTINGS = {
@@ -32,30 +33,33 @@ RECON_SETTINGS = {
 
 
 @pytest.fixture
-def recon(app, emulator):
+def recon(app, emu):
     """An app context with fast reconciliation settings and a clean emulator."""
-    emulator.control("POST", "reset")
-    emulator.control("DELETE", "faults")
     saved = {key: app.config[key] for key in RECON_SETTINGS}
     app.config.update(RECON_SETTINGS)
     with app.app_context():
         get_provider().breaker.close()
         yield app
     app.config.update(saved)
-    emulator.control("DELETE", "faults")
-    emulator.control("POST", "deliveries/resume")
-
-
-@pytest.fixture
-def merchant(make_merchant):
-    merchant, _raw = make_merchant("Recon Shop", "http://127.0.0.1:9/notify")
-    return merchant
 
 
 @pytest.fixture
 def stripe_client(emulator):
     """Talks to the emulator directly, to see what the PSP holds (not through PayBridge)."""
-    return stripe.StripeClient(emulator.api_key, base_addresses={"api": emulator.url})
+    return psp.stripe_client(emulator)
+
+
+@pytest.fixture
+def psp_calls():
+    """(operation, unix time) of every PSP call reconciliation made."""
+    calls: list[tuple[str, float]] = []
+
+    def observe(operation: str, at: float) -> None:
+        calls.append((operation, at))
+
+    add_call_observer(observe)
+    yield calls
+    remove_call_observer(observe)
 
 
 @pytest.fixture
@@ -86,23 +90,16 @@ def new_payment(recon, merchant):
     """
 
     def factory(*, amount: int = 1999, expect_error: bool = False) -> Payment:
-        reference = "order-" + secrets.token_hex(5)
-        params = {
-            "merchant_reference": reference,
-            "amount": amount,
-            "currency": "EUR",
-            "description": "Recon test order",
-            "success_url": "https://merchant.example/ok",
-            "cancel_url": "https://merchant.example/cancel",
-        }
+        reference = new_reference()
+        params = {"merchant_reference": reference, "amount": amount, "description": "Recon order"}
         if expect_error:
             with pytest.raises(PayBridgeError):
-                create_payment(merchant.id, params, idempotency_key=None)
+                register_payment(merchant.id, **params)
             db.session.rollback()
             return db.session.execute(
                 db.select(Payment).where(Payment.merchant_reference == reference)
             ).scalar_one()
-        return create_payment(merchant.id, params, idempotency_key=None)
+        return register_payment(merchant.id, **params)
 
     return factory
 
@@ -119,18 +116,6 @@ def set_expired(payment_id: int, seconds_ago: int = 60) -> None:
     payment = reload(payment_id)
     payment.psp_expires_at = utcnow() - timedelta(seconds=seconds_ago)
     db.session.commit()
-
-
-def sessions_for(stripe_client, public_id: str) -> list:
-    """Every session the emulator holds for this payment (client_reference_id = its id)."""
-    listing = stripe_client.v1.checkout.sessions.list({"limit": 100})
-    return [s for s in listing.auto_paging_iter() if s.client_reference_id == public_id]
-
-
-def pay(emulator, session_id: str, **body) -> dict:
-    return emulator.control(
-        "POST", f"checkout/sessions/{session_id}/pay", body or {"card": "4242424242424242"}
-    )
 
 
 def outside_window(payment_id: int) -> None:

@@ -12,12 +12,13 @@ from app.extensions import db, get_redis
 from app.models import ReconciliationRun, utcnow
 from app.reconciliation.service import run_reconciliation
 from app.tasks.recon import run_scheduled_reconciliation
-from tests.reconciliation.conftest import pay, reload, set_expired
+from tests.reconciliation.conftest import reload, set_expired
+from tests.support.psp import pay_session
 
 
 def test_cli_run_prints_a_summary_and_corrects(recon, runner, emulator, new_payment):
     payment = new_payment()
-    pay(emulator, payment.psp_session_id)
+    pay_session(emulator, payment.psp_session_id)
 
     result = runner.invoke(args=["recon", "run"])
 
@@ -45,7 +46,7 @@ def test_cli_dry_run_says_what_it_would_do(recon, runner, new_payment):
 
 def test_cli_one_payment(recon, runner, emulator, new_payment):
     payment = new_payment()
-    pay(emulator, payment.psp_session_id)
+    pay_session(emulator, payment.psp_session_id)
 
     dry = runner.invoke(args=["recon", "run", "--dry-run", "--payment", payment.public_id])
     assert dry.exit_code == 0, dry.output
@@ -83,7 +84,7 @@ def test_cli_runs_lists_recent_runs(recon, runner):
 
 def test_scheduled_job_runs_with_trigger_schedule(recon, emulator, new_payment):
     payment = new_payment()
-    pay(emulator, payment.psp_session_id)
+    pay_session(emulator, payment.psp_session_id)
 
     run_id = run_scheduled_reconciliation()
 
@@ -107,7 +108,7 @@ def test_without_redis_the_runs_table_decides_and_runs_still_never_overlap(
     recon, emulator, new_payment, redis_down
 ):
     payment = new_payment()
-    pay(emulator, payment.psp_session_id)
+    pay_session(emulator, payment.psp_session_id)
     # Another run is in progress (its row is recent and still running).
     other = ReconciliationRun(trigger="schedule", status="running", started_at=utcnow())
     db.session.add(other)
@@ -136,7 +137,7 @@ def test_without_redis_two_runs_started_together_never_both_work(
 ):
     payments = [new_payment() for _ in range(3)]
     for p in payments:
-        pay(emulator, p.psp_session_id)
+        pay_session(emulator, p.psp_session_id)
     recon.config["RECON_RATE_LIMIT_PER_SECOND"] = 4.0  # each run lasts over a second
     start = threading.Barrier(2)
     statuses: list[str] = []
@@ -186,7 +187,7 @@ def test_without_redis_a_dry_run_still_reads_with_the_in_process_cap(
     recon, emulator, new_payment, redis_down
 ):
     payment = new_payment()
-    pay(emulator, payment.psp_session_id)
+    pay_session(emulator, payment.psp_session_id)
 
     run = run_reconciliation(trigger="cli", dry_run=True)
 
@@ -199,7 +200,7 @@ def test_the_wide_pass_corrects_a_paid_session_and_survives_a_429_on_the_listing
 ):
     recon.config["RECON_STALE_AFTER_SECONDS"] = 3600  # nothing is stale: only the wide pass
     payments = [new_payment() for _ in range(3)]
-    pay(emulator, payments[1].psp_session_id)
+    pay_session(emulator, payments[1].psp_session_id)
     emulator.control("POST", "faults", {"kind": "http_500", "path": "/v1/events", "count": 1})
     emulator.control(
         "POST", "faults", {"kind": "http_429", "path": "/v1/checkout/sessions", "count": 1}

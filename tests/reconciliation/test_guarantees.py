@@ -13,26 +13,8 @@ from app.models import Notification, PaymentStatusChange, ReconciliationRun
 from app.reconciliation.lock import RunLock
 from app.reconciliation.ratelimit import add_call_observer, remove_call_observer
 from app.reconciliation.service import run_reconciliation, summarize
-from tests.reconciliation.conftest import (
-    outside_window,
-    pay,
-    reload,
-    sessions_for,
-    set_expired,
-)
-
-
-@pytest.fixture
-def psp_calls():
-    """(operation, unix time) of every PSP call reconciliation made."""
-    calls: list[tuple[str, float]] = []
-
-    def observe(operation: str, at: float) -> None:
-        calls.append((operation, at))
-
-    add_call_observer(observe)
-    yield calls
-    remove_call_observer(observe)
+from tests.reconciliation.conftest import outside_window, reload, set_expired
+from tests.support.psp import checkout_sessions, pay_session
 
 
 def test_a_second_run_while_one_holds_the_lock_is_recorded_as_skipped(recon, new_payment):
@@ -53,7 +35,7 @@ def test_a_second_run_while_one_holds_the_lock_is_recorded_as_skipped(recon, new
 def test_two_runs_started_together_one_works_one_skips(recon, emulator, new_payment):
     payments = [new_payment() for _ in range(4)]
     for p in payments:
-        pay(emulator, p.psp_session_id)
+        pay_session(emulator, p.psp_session_id)
     recon.config["RECON_RATE_LIMIT_PER_SECOND"] = 4.0  # a run lasts ~1.5 s: they overlap
     start = threading.Barrier(2)
     results: list[ReconciliationRun] = []
@@ -123,7 +105,7 @@ def test_the_cap_is_shared_by_runs_in_other_processes(recon):
 def test_a_psp_rate_limit_slows_the_run_down_instead_of_failing_it(recon, emulator, new_payment):
     payment = new_payment()
     outside_window(payment.id)  # checked with a retrieve of its own
-    pay(emulator, payment.psp_session_id)
+    pay_session(emulator, payment.psp_session_id)
     # Skip the events pass's fix so the retrieve is what gets rate limited.
     emulator.control("POST", "faults", {"kind": "http_500", "path": "/v1/events", "count": 1})
     emulator.control(
@@ -146,7 +128,7 @@ def test_a_psp_rate_limit_that_never_ends_is_one_error_and_the_run_goes_on(
     first, second = new_payment(), new_payment()
     for p in (first, second):
         outside_window(p.id)  # checked with a retrieve each
-    pay(emulator, second.psp_session_id)
+    pay_session(emulator, second.psp_session_id)
     emulator.control(
         "POST",
         "faults",
@@ -209,7 +191,7 @@ def test_a_crash_mid_run_leaves_each_payment_corrected_or_untouched(recon, emula
     payments = [new_payment() for _ in range(4)]
     for p in payments:
         outside_window(p.id)  # a retrieve each, on the stale pass's threads
-        pay(emulator, p.psp_session_id)
+        pay_session(emulator, p.psp_session_id)
     emulator.control("POST", "faults", {"kind": "http_500", "path": "/v1/events", "count": 1})
     retrieves = []
     counting = threading.Lock()
@@ -236,7 +218,7 @@ def test_a_crash_while_applying_a_listed_page_leaves_each_payment_corrected_or_u
 
     payments = [new_payment() for _ in range(4)]
     for p in payments:
-        pay(emulator, p.psp_session_id)
+        pay_session(emulator, p.psp_session_id)
     emulator.control("POST", "faults", {"kind": "http_500", "path": "/v1/events", "count": 1})
     applied = []
     real_apply = reconciler.apply_session
@@ -259,16 +241,14 @@ def test_a_crash_while_applying_a_listed_page_leaves_each_payment_corrected_or_u
     assert len(applied) == 3  # all four were on one listed page
 
 
-def test_every_payment_is_final_one_run_after_its_session_expired(
-    recon, emulator, new_payment, stripe_client
-):
+def test_every_payment_is_final_one_run_after_its_session_expired(recon, emulator, new_payment):
     """DESIGN.md: every payment ends SUCCESS or FAILED at the latest one reconciliation
     interval after its session's expiry — whatever non-final status it was left in."""
     # PENDING (delayed method), settled later at the PSP; no webhook ever comes.
     pending_ok = new_payment()
     pending_ko = new_payment()
-    pay(emulator, pending_ok.psp_session_id, iban="DE89370400440532013000")
-    pay(emulator, pending_ko.psp_session_id, iban="DE62370400440532013001")
+    pay_session(emulator, pending_ok.psp_session_id, iban="DE89370400440532013000")
+    pay_session(emulator, pending_ko.psp_session_id, iban="DE62370400440532013001")
     assert run_reconciliation(trigger="schedule").status == "succeeded"
     assert reload(pending_ok.id).status == reload(pending_ko.id).status == "PENDING"
     emulator.control("POST", f"checkout/sessions/{pending_ok.psp_session_id}/settle", {})
@@ -287,7 +267,7 @@ def test_every_payment_is_final_one_run_after_its_session_expired(
     abandoned = new_payment()
     # INITIATED, paid but the webhook never came.
     paid = new_payment()
-    pay(emulator, paid.psp_session_id)
+    pay_session(emulator, paid.psp_session_id)
     everyone = (created_lost, created_unreached, abandoned, paid, pending_ok, pending_ko)
     assert [reload(p.id).status for p in everyone] == (
         ["CREATED", "CREATED", "INITIATED", "INITIATED", "PENDING", "PENDING"]
@@ -323,7 +303,7 @@ def test_every_payment_is_final_one_run_after_its_session_expired(
     assert run.status == "succeeded" and run.still_open == 0 and run.errors == 0
     # Never a second session; the payment the PSP never saw is refused a session that would
     # already be past its expiry (so it could never be paid) and fails.
-    assert [len(sessions_for(stripe_client, p.public_id)) for p in everyone] == [1, 0, 1, 1, 1, 1]
+    assert [len(checkout_sessions(emulator, p.public_id)) for p in everyone] == [1, 0, 1, 1, 1, 1]
     assert reload(abandoned.id).failure_code == "expired"
 
 

@@ -15,7 +15,8 @@ from app.psp.stripe_adapter import from_unix, to_unix
 from app.reconciliation.ratelimit import add_call_observer, remove_call_observer
 from app.reconciliation.reconciler import CLOCK_MARGIN
 from app.reconciliation.service import SESSIONS_OVERLAP, run_reconciliation, summarize
-from tests.reconciliation.conftest import pay, reload
+from tests.reconciliation.conftest import reload
+from tests.support.psp import pay_session
 
 CHUNK = 4  # payments (so sessions) per chunk of the wide pass
 BUDGET = 5  # seconds: a run's time budget where a test makes it run out
@@ -48,7 +49,7 @@ def made_ago(emulator, new_payment):
         db.session.execute(db.update(Payment).where(Payment.id.in_(ids)).values(created_at=made))
         db.session.commit()
         emulator.control("POST", "clock/advance", {"seconds": psp_now - at})
-        pay(emulator, payments[0].psp_session_id)
+        pay_session(emulator, payments[0].psp_session_id)
         return made, payments
 
     return make
@@ -173,9 +174,9 @@ def test_a_later_run_lists_only_the_sessions_since_the_watermark_and_a_dry_run_n
     watermark = first.sessions_compared_until
     assert (reload(old[0].id).status, watermark) == ("SUCCESS", first.started_at - CLOCK_MARGIN)
     # The PSP now says something new about an old session (below the watermark) and a new one.
-    pay(emulator, old[1].psp_session_id)
+    pay_session(emulator, old[1].psp_session_id)
     new = new_payment()
-    pay(emulator, new.psp_session_id)
+    pay_session(emulator, new.psp_session_id)
     session_listings.clear()
 
     dry = wide(dry_run=True)

@@ -12,10 +12,10 @@ import pytest
 from app.extensions import db
 from app.models import Payment, PaymentStatusChange, utcnow
 from app.psp.stripe_adapter import from_unix, to_unix
-from app.reconciliation.ratelimit import add_call_observer, remove_call_observer
 from app.reconciliation.reconciler import CLOCK_MARGIN, Reconciler
 from app.reconciliation.service import run_reconciliation, summarize
-from tests.reconciliation.conftest import pay, reload, set_expired
+from tests.reconciliation.conftest import reload, set_expired
+from tests.support.psp import pay_session
 
 CAP = 40.0
 # role: how many stale INITIATED payments of that kind one set has (130: more than a page).
@@ -29,18 +29,6 @@ ROLES = {
 }
 
 
-@pytest.fixture
-def psp_calls():
-    calls: list[tuple[str, float]] = []
-
-    def observe(operation: str, at: float) -> None:
-        calls.append((operation, at))
-
-    add_call_observer(observe)
-    yield calls
-    remove_call_observer(observe)
-
-
 def make_stale_set(new_payment, emulator, stripe_client) -> dict[str, list[Payment]]:
     made: dict[str, list[Payment]] = {role: [] for role in ROLES}
     for role, count in ROLES.items():
@@ -48,16 +36,16 @@ def make_stale_set(new_payment, emulator, stripe_client) -> dict[str, list[Payme
             payment = new_payment()
             session = payment.psp_session_id
             if role == "paid":
-                pay(emulator, session)
+                pay_session(emulator, session)
             elif role == "expired_at_psp":
                 stripe_client.v1.checkout.sessions.expire(session)
             elif role == "past_expiry":
                 set_expired(payment.id)
             elif role == "sepa_failed":
-                pay(emulator, session, iban="DE62370400440532013001")
+                pay_session(emulator, session, iban="DE62370400440532013001")
                 emulator.control("POST", f"checkout/sessions/{session}/settle", {})
             elif role == "sepa_pending":
-                pay(emulator, session, iban="DE89370400440532013000")
+                pay_session(emulator, session, iban="DE89370400440532013000")
             made[role].append(payment)
     touch([p.id for ps in made.values() for p in ps], utcnow() - timedelta(hours=1))
     return made
@@ -198,10 +186,10 @@ def test_the_listing_stops_once_every_stale_payment_is_covered_and_the_wide_pass
 ):
     # Older, fresh payments (not stale), one of them paid without its webhook: the wide pass's.
     fresh = [new_payment() for _ in range(150)]
-    pay(emulator, fresh[0].psp_session_id)
+    pay_session(emulator, fresh[0].psp_session_id)
     emulator.control("POST", "clock/advance", {"seconds": 5})
     stale = [new_payment() for _ in range(120)]  # the newest sessions: listed first
-    pay(emulator, stale[0].psp_session_id)
+    pay_session(emulator, stale[0].psp_session_id)
     touch([p.id for p in stale], utcnow() - timedelta(hours=1))
     stale_setup()
 
@@ -239,8 +227,8 @@ def test_stale_payments_the_listing_cannot_cover_still_get_their_own_check(
         .values(created_at=utcnow() - timedelta(hours=recon.config["RECON_LOOKBACK_HOURS"] + 1))
     )
     db.session.commit()
-    pay(emulator, listed[0].psp_session_id)
-    pay(emulator, old.psp_session_id)
+    pay_session(emulator, listed[0].psp_session_id)
+    pay_session(emulator, old.psp_session_id)
     everyone = [*listed, created, old]
     touch([p.id for p in everyone], utcnow() - timedelta(hours=1))
     stale_setup()
@@ -271,13 +259,13 @@ def test_the_stale_pass_lists_only_its_payments_range_and_the_wide_pass_its_wind
     # wide pass's), and one stale payment whose session is older than PayBridge recorded it by
     # more than the clock margin: the stale range cannot hold it.
     earlier = [new_payment() for _ in range(250)]
-    pay(emulator, earlier[0].psp_session_id)
+    pay_session(emulator, earlier[0].psp_session_id)
     skewed = new_payment()
-    pay(emulator, skewed.psp_session_id)
+    pay_session(emulator, skewed.psp_session_id)
     # Ten minutes on at the PSP; the stale payments' rows are dated to match their sessions.
     later = from_unix(emulator.control("POST", "clock/advance", {"seconds": 600})["now"])
     stale = [new_payment() for _ in range(120)]
-    pay(emulator, stale[0].psp_session_id)
+    pay_session(emulator, stale[0].psp_session_id)
     stripe_client.v1.checkout.sessions.expire(stale[1].psp_session_id)
     ids = [p.id for p in [*stale, skewed]]
     db.session.execute(db.update(Payment).where(Payment.id.in_(ids)).values(created_at=later))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from app.extensions import db
 from app.models import (
     Notification,
@@ -13,7 +11,9 @@ from app.models import (
     ReconciliationRun,
 )
 from app.reconciliation.service import reconcile_payment, run_reconciliation, summarize
-from tests.reconciliation.conftest import pay, reload, sessions_for, set_expired
+from tests.reconciliation.conftest import reload, set_expired
+from tests.support.psp import checkout_sessions, pay_session
+from tests.support.waiting import wait_until
 
 
 def history(payment_id: int) -> list[tuple]:
@@ -39,27 +39,13 @@ def entry_for(run: ReconciliationRun, public_id: str) -> dict:
     return matches[-1]
 
 
-def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not reached in time")
-
-
 def test_a_payment_whose_webhook_never_came_is_finished_from_missed_events(
-    recon, live_server, emulator, new_payment
+    recon, stripe_delivers, new_payment
 ):
-    emulator.control(
-        "POST",
-        "webhook_endpoints",
-        {"url": f"{live_server.url}/webhooks/stripe", "secret": "whsec_test_paybridge"},
-    )
+    emulator = stripe_delivers
     emulator.control("POST", "deliveries/pause")
     payment = new_payment()
-    pay(emulator, payment.psp_session_id)
+    pay_session(emulator, payment.psp_session_id)
     assert reload(payment.id).status == "INITIATED"  # the webhook is held back
 
     run = run_reconciliation(trigger="cli")
@@ -84,7 +70,7 @@ def test_a_payment_whose_webhook_never_came_is_finished_from_missed_events(
         rows = emulator.control("GET", f"deliveries?event_id={completed.event_id}")["data"]
         return rows and all(r["status"] == "succeeded" for r in rows)
 
-    wait_for(delivered)
+    wait_until(delivered, what="the held webhook delivered")
     assert reload(payment.id).status_version == payment.status_version
     assert len(notifications(payment.id)) == 1
     stored = db.session.scalar(
@@ -108,8 +94,8 @@ def test_session_retrieve_applies_card_success_and_async_failure_when_events_are
 ):
     card = new_payment()
     sepa = new_payment()
-    pay(emulator, card.psp_session_id)
-    pay(emulator, sepa.psp_session_id, iban="DE62370400440532013001")
+    pay_session(emulator, card.psp_session_id)
+    pay_session(emulator, sepa.psp_session_id, iban="DE62370400440532013001")
     emulator.control("POST", f"checkout/sessions/{sepa.psp_session_id}/settle", {})
     # The Events API answers 500 this time: the pass fails, the per-payment pass still runs.
     emulator.control("POST", "faults", {"kind": "http_500", "path": "/v1/events", "count": 1})
@@ -147,7 +133,7 @@ def test_an_open_session_past_its_expiry_is_expired_at_the_psp_and_failed(
 
 
 def test_a_created_payment_is_registered_with_its_own_session_never_a_second(
-    recon, emulator, new_payment, stripe_client
+    recon, emulator, new_payment
 ):
     # The PSP makes the session but its answer is lost: PayBridge keeps the payment CREATED.
     emulator.control(
@@ -155,14 +141,14 @@ def test_a_created_payment_is_registered_with_its_own_session_never_a_second(
     )
     payment = new_payment(expect_error=True)
     assert payment.status == "CREATED" and payment.psp_session_id is None
-    [made] = sessions_for(stripe_client, payment.public_id)
+    [made] = checkout_sessions(emulator, payment.public_id)
 
     run = run_reconciliation(trigger="cli")
 
     payment = reload(payment.id)
     assert payment.status == "INITIATED"
-    assert payment.psp_session_id == made.id
-    assert [s.id for s in sessions_for(stripe_client, payment.public_id)] == [made.id]
+    assert payment.psp_session_id == made["id"]
+    assert [s["id"] for s in checkout_sessions(emulator, payment.public_id)] == [made["id"]]
     assert entry_for(run, payment.public_id)["action"] == "registered"
     assert history(payment.id)[-1][:3] == ("CREATED", "INITIATED", "recon")
 
@@ -171,7 +157,7 @@ def test_dry_run_reports_everything_and_changes_nothing(
     recon, emulator, new_payment, stripe_client
 ):
     paid = new_payment()
-    pay(emulator, paid.psp_session_id)
+    pay_session(emulator, paid.psp_session_id)
     stale = new_payment()
     set_expired(stale.id)
     emulator.control(
@@ -215,7 +201,7 @@ def test_dry_run_reports_everything_and_changes_nothing(
 
 def test_one_payment_on_demand(recon, emulator, new_payment):
     payment = new_payment()
-    pay(emulator, payment.psp_session_id)
+    pay_session(emulator, payment.psp_session_id)
 
     result = reconcile_payment(payment.id, trigger="dashboard")
 
@@ -238,7 +224,7 @@ def test_a_failed_payment_paid_at_the_psp_becomes_one_conflict_never_a_success(
     locked = lock_payment(payment.id)
     transition(locked, PaymentStatus.FAILED, source=StatusSource.API, failure_code="expired")
     db.session.commit()
-    pay(emulator, payment.psp_session_id)
+    pay_session(emulator, payment.psp_session_id)
 
     run_reconciliation(trigger="cli")
     run_reconciliation(trigger="cli")

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from app.models import Payment, Refund
 from app.psp import get_provider
-from tests.refunds.conftest import payment_row, refund_row
-from tests.support.api import auth_headers
-
-
-def refund(client, key, payment_id, body=None, idem=None):
-    kwargs = {"headers": auth_headers(key, idem)}
-    if body is not None:
-        kwargs["json"] = body
-    return client.post(f"/api/v1/payments/{payment_id}/refunds", **kwargs)
+from tests.support.api import auth_headers, post_refund
+from tests.support.rows import get_row
 
 
 def test_full_refund_without_amount_refunds_everything(client, make_merchant, paid_payment, app):
     merchant, key = make_merchant()
-    pay_id = paid_payment(merchant.id, amount=5000)
+    pay_id = paid_payment(merchant.id, amount=5000).public_id
 
-    r = refund(client, key, pay_id)
+    r = post_refund(client, key, pay_id)
 
     assert r.status_code == 201, r.get_json()
     body = r.get_json()
@@ -41,7 +35,7 @@ def test_full_refund_without_amount_refunds_everything(client, make_merchant, pa
     assert payment["refunds"][0]["status"] == "succeeded"
 
     # Nothing remains: a second refund is refused with its own code.
-    again = refund(client, key, pay_id, {"amount": 1})
+    again = post_refund(client, key, pay_id, {"amount": 1})
     assert again.status_code == 422
     assert again.get_json()["error"]["code"] == "REFUND_AMOUNT_EXCEEDS_REMAINING"
     assert again.get_json()["error"]["details"]["remaining"] == 0
@@ -51,27 +45,27 @@ def test_partial_refunds_add_up_and_the_default_is_what_remains(
     client, make_merchant, paid_payment, app
 ):
     merchant, key = make_merchant()
-    pay_id = paid_payment(merchant.id, amount=5000)
+    pay_id = paid_payment(merchant.id, amount=5000).public_id
 
-    first = refund(client, key, pay_id, {"amount": 1200, "reason": "requested_by_customer"})
+    first = post_refund(client, key, pay_id, {"amount": 1200, "reason": "requested_by_customer"})
     assert first.status_code == 201, first.get_json()
     assert first.get_json()["amount"] == 1200
     assert first.get_json()["reason"] == "requested_by_customer"
-    assert payment_row(app, pay_id).refunded_amount == 1200
+    assert get_row(app, Payment, public_id=pay_id).refunded_amount == 1200
 
-    too_much = refund(client, key, pay_id, {"amount": 3801})
+    too_much = post_refund(client, key, pay_id, {"amount": 3801})
     assert too_much.status_code == 422
     error = too_much.get_json()["error"]
     assert error["code"] == "REFUND_AMOUNT_EXCEEDS_REMAINING" and error["param"] == "amount"
     assert error["details"]["remaining"] == 3800
 
-    rest = refund(client, key, pay_id, {})
+    rest = post_refund(client, key, pay_id, {})
     assert rest.status_code == 201
     assert rest.get_json()["amount"] == 3800
 
-    payment = payment_row(app, pay_id)
+    payment = get_row(app, Payment, public_id=pay_id)
     assert payment.status == "SUCCESS" and payment.refunded_amount == 5000
-    assert refund_row(app, rest.get_json()["id"]).psp_refund_id
+    assert get_row(app, Refund, public_id=rest.get_json()["id"]).psp_refund_id
 
 
 @pytest.mark.parametrize(
@@ -90,9 +84,9 @@ def test_invalid_amounts_and_fields_are_refused_and_nothing_is_stored(
     client, make_merchant, paid_payment, app, body, status, code
 ):
     merchant, key = make_merchant()
-    pay_id = paid_payment(merchant.id, amount=5000)
+    pay_id = paid_payment(merchant.id, amount=5000).public_id
 
-    r = refund(client, key, pay_id, body)
+    r = post_refund(client, key, pay_id, body)
 
     assert r.status_code == status
     assert r.get_json()["error"]["code"] == code
@@ -102,7 +96,7 @@ def test_invalid_amounts_and_fields_are_refused_and_nothing_is_stored(
 
 def test_a_body_that_is_not_json_is_refused(client, make_merchant, paid_payment):
     merchant, key = make_merchant()
-    pay_id = paid_payment(merchant.id)
+    pay_id = paid_payment(merchant.id).public_id
     r = client.post(
         f"/api/v1/payments/{pay_id}/refunds",
         data="amount=5",
@@ -133,7 +127,7 @@ def test_refund_of_a_payment_that_is_not_success_is_refused(client, make_merchan
     assert created.status_code == 201
     pay_id = created.get_json()["id"]
 
-    r = refund(client, key, pay_id, {"amount": 100})
+    r = post_refund(client, key, pay_id, {"amount": 100})
 
     assert r.status_code == 409
     error = r.get_json()["error"]
@@ -142,59 +136,40 @@ def test_refund_of_a_payment_that_is_not_success_is_refused(client, make_merchan
 
     expired = client.post(f"/api/v1/payments/{pay_id}/expire", headers=auth_headers(key))
     assert expired.get_json()["status"] == "FAILED"
-    r = refund(client, key, pay_id)
+    r = post_refund(client, key, pay_id)
     assert r.status_code == 409 and r.get_json()["error"]["details"]["status"] == "FAILED"
 
 
 def test_someone_elses_payment_is_not_found(client, make_merchant, paid_payment):
     owner, _ = make_merchant("Owner")
     _, other_key = make_merchant("Other")
-    pay_id = paid_payment(owner.id)
-    r = refund(client, other_key, pay_id, {"amount": 100})
+    pay_id = paid_payment(owner.id).public_id
+    r = post_refund(client, other_key, pay_id, {"amount": 100})
     assert r.status_code == 404 and r.get_json()["error"]["code"] == "PAYMENT_NOT_FOUND"
-    r = refund(client, other_key, "pay_doesnotexist", {"amount": 100})
+    r = post_refund(client, other_key, "pay_doesnotexist", {"amount": 100})
     assert r.status_code == 404
 
 
 def test_a_subscriptions_first_payment_is_refunded_through_its_invoice(
-    app, client, make_merchant, emu
+    app, client, make_merchant, paid_payment
 ):
-    from app.extensions import db
-    from app.models import Payment, StatusSource
-    from app.payments.psp_facts import apply_session
-    from app.payments.service import create_payment
-
     merchant, key = make_merchant()
-    with app.app_context():
-        payment = create_payment(
-            merchant.id,
-            {
-                "merchant_reference": "sub-1",
-                "amount": 900,
-                "currency": "EUR",
-                "payment_type": "RECC",
-                "interval": "month",
-                "success_url": "https://shop.example/ok",
-                "cancel_url": "https://shop.example/no",
-            },
-            idempotency_key=None,
-        )
-        payment_id, session_id, pay_id = payment.id, payment.psp_session_id, payment.public_id
-        db.session.commit()
-    emu.control("POST", f"checkout/sessions/{session_id}/pay", {"card": "4242424242424242"})
-    with app.app_context():
-        session = get_provider().retrieve_checkout_session(session_id)
-        apply_session(payment_id, session, source=StatusSource.RETURN)
-        assert db.session.get(Payment, payment_id).status == "SUCCESS"
+    pay_id = paid_payment(
+        merchant.id,
+        merchant_reference="sub-1",
+        amount=900,
+        payment_type="RECC",
+        interval="month",
+    ).public_id
 
     # A subscription-mode session has no payment intent: the checkout's invoice has it.
-    assert payment_row(app, pay_id).psp_payment_intent_id is None
+    assert get_row(app, Payment, public_id=pay_id).psp_payment_intent_id is None
 
-    r = refund(client, key, pay_id, {"amount": 400})
+    r = post_refund(client, key, pay_id, {"amount": 400})
 
     assert r.status_code == 201, r.get_json()
     assert r.get_json()["status"] == "succeeded"
-    payment = payment_row(app, pay_id)
+    payment = get_row(app, Payment, public_id=pay_id)
     assert payment.refunded_amount == 400 and payment.psp_payment_intent_id
     with app.app_context():
         at_psp = get_provider().retrieve_refund(r.get_json()["psp_refund_id"])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 from app.extensions import db
-from app.models import AuditLog, Refund
-from tests.dashboard.support import csrf_from, login, make_user, token_for
-from tests.refunds.conftest import payment_row
+from app.models import AuditLog, Payment, Refund
+from tests.support.pages import csrf_from, token_for
+from tests.support.rows import get_row, get_rows
 
 
 def _hidden(html: str, name: str) -> str:
@@ -18,30 +18,15 @@ def _hidden(html: str, name: str) -> str:
     return match.group(1)
 
 
-def _logged_in(app, merchant_id: int, email: str):
-    make_user(app, merchant_id, email)
-    client = app.test_client()
-    assert login(client, email).status_code == 302
-    return client
-
-
 def _refunds(app, pay_id: str) -> list[Refund]:
-    with app.app_context():
-        payment = payment_row(app, pay_id)
-        rows = db.session.scalars(
-            db.select(Refund).where(Refund.payment_id == payment.id).order_by(Refund.id)
-        ).all()
-        for r in rows:
-            db.session.expunge(r)
-        return rows
+    return get_rows(app, Refund, Refund.payment.has(public_id=pay_id))
 
 
 def test_partial_refund_from_the_dashboard_asks_confirms_and_shows_the_result(
-    app, make_merchant, paid_payment
+    app, tenants, client_a, paid_payment
 ):
-    merchant, _ = make_merchant()
-    pay_id = paid_payment(merchant.id, amount=5000)
-    client = _logged_in(app, merchant.id, "owner@shop.example")
+    pay_id = paid_payment(tenants.a_id, amount=5000).public_id
+    client = client_a
 
     detail = client.get(f"/dashboard/payments/{pay_id}").get_data(as_text=True)
     assert f"/dashboard/payments/{pay_id}/refund" in detail  # the Refund… button
@@ -79,7 +64,7 @@ def test_partial_refund_from_the_dashboard_asks_confirms_and_shows_the_result(
     assert f"Refund {refund.public_id} of 12.50 EUR succeeded." in result
     assert "Refunded" in result and "12.50 EUR" in result
     assert f"Refund {refund.public_id} of 12.50 EUR requested (dashboard)" in result  # timeline
-    assert payment_row(app, pay_id).refunded_amount == 1250
+    assert get_row(app, Payment, public_id=pay_id).refunded_amount == 1250
 
     # Submitting the same confirmation again (double click, reload) makes no second refund.
     again = client.post(f"/dashboard/payments/{pay_id}/refund", data=confirm)
@@ -96,11 +81,10 @@ def test_partial_refund_from_the_dashboard_asks_confirms_and_shows_the_result(
 
 
 def test_dashboard_refund_refuses_bad_amounts_and_a_missing_csrf_token(
-    app, make_merchant, paid_payment
+    app, tenants, client_a, paid_payment
 ):
-    merchant, _ = make_merchant()
-    pay_id = paid_payment(merchant.id, amount=5000)
-    client = _logged_in(app, merchant.id, "owner@shop.example")
+    pay_id = paid_payment(tenants.a_id, amount=5000).public_id
+    client = client_a
     html = client.get(f"/dashboard/payments/{pay_id}/refund").get_data(as_text=True)
     csrf, token = csrf_from(html), _hidden(html, "token")
 
@@ -131,10 +115,9 @@ def test_dashboard_refund_refuses_bad_amounts_and_a_missing_csrf_token(
     assert _refunds(app, pay_id) == []
 
 
-def test_full_refund_from_the_dashboard_then_no_refund_button(app, make_merchant, paid_payment):
-    merchant, _ = make_merchant()
-    pay_id = paid_payment(merchant.id, amount=3000)
-    client = _logged_in(app, merchant.id, "owner@shop.example")
+def test_full_refund_from_the_dashboard_then_no_refund_button(app, tenants, client_a, paid_payment):
+    pay_id = paid_payment(tenants.a_id, amount=3000).public_id
+    client = client_a
     html = client.get(f"/dashboard/payments/{pay_id}/refund").get_data(as_text=True)
     review = client.post(
         f"/dashboard/payments/{pay_id}/refund",
@@ -157,7 +140,7 @@ def test_full_refund_from_the_dashboard_then_no_refund_button(app, make_merchant
         },
     )
     assert done.status_code == 302
-    assert payment_row(app, pay_id).refunded_amount == 3000
+    assert get_row(app, Payment, public_id=pay_id).refunded_amount == 3000
     detail = client.get(f"/dashboard/payments/{pay_id}").get_data(as_text=True)
     assert f"/dashboard/payments/{pay_id}/refund" not in detail
     # Asking for the form anyway sends the user back with the reason.
@@ -165,11 +148,9 @@ def test_full_refund_from_the_dashboard_then_no_refund_button(app, make_merchant
     assert "nothing remains to refund" in back.get_data(as_text=True)
 
 
-def test_another_merchants_payment_cannot_be_refunded(app, make_merchant, paid_payment):
-    owner, _ = make_merchant("Owner")
-    other, _ = make_merchant("Other")
-    pay_id = paid_payment(owner.id)
-    client = _logged_in(app, other.id, "other@shop.example")
+def test_another_merchants_payment_cannot_be_refunded(app, tenants, client_b, paid_payment):
+    pay_id = paid_payment(tenants.a_id).public_id
+    client = client_b
     assert client.get(f"/dashboard/payments/{pay_id}/refund").status_code == 404
     csrf = token_for(client, "/dashboard/")
     forged = {"csrf_token": csrf, "amount": "1", "token": "x" * 20, "confirmed": "yes"}

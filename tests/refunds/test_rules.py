@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from app.extensions import db
-from app.models import Notification, Payment, PaymentStatus, Refund, StatusSource
-from app.payments.state import lock_payment, record_creation, transition
+from app.models import Notification, Payment, Refund
+from app.payments.state import lock_payment
 from app.psp.base import PspRefund
 from app.refunds.service import apply_psp_refund, lock_refund, validate_refund_params
 from tests.snapshot import behind_an_older_snapshot
+from tests.support.factories import record_payment
 
 OURS = ["pending", "succeeded", "failed"]
 THEIRS = ["pending", "requires_action", "succeeded", "failed", "canceled"]
@@ -24,19 +25,7 @@ EXPECTED = {
 
 
 def _paid(merchant_id: int) -> Payment:
-    payment = Payment(
-        merchant_id=merchant_id,
-        merchant_reference="rules-1",
-        amount=1000,
-        currency="EUR",
-        success_url="https://shop.example/ok",
-        cancel_url="https://shop.example/no",
-    )
-    db.session.add(payment)
-    record_creation(payment)
-    db.session.flush()
-    transition(payment, PaymentStatus.INITIATED, source=StatusSource.API)
-    transition(payment, PaymentStatus.SUCCESS, source=StatusSource.WEBHOOK)
+    payment = record_payment(merchant_id, "SUCCESS", merchant_reference="rules-1", amount=1000)
     db.session.commit()
     return payment
 

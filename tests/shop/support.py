@@ -16,8 +16,9 @@ from standardwebhooks.webhooks import Webhook
 from demo_shop import create_app
 from demo_shop.extensions import db as shop_db
 from demo_shop.models import Order, ReceivedNotification
+from tests.support.delivery import deliver_due_notifications
 from tests.support.live_server import LiveServer
-from tests.support.payflow import deliver_due_notifications, wait_for
+from tests.support.waiting import wait_until
 
 
 @dataclass
@@ -122,7 +123,7 @@ def deliver_until_order_final(paybridge_app, shop: RunningShop, order_id: int) -
         status = shop.order(order_id).status
         return status if status in ("PAID", "FAILED") else None
 
-    return wait_for(final_status, timeout=30, interval=0.3, what=f"order {order_id} final")
+    return wait_until(final_status, timeout=30, interval=0.3, what=f"order {order_id} final")
 
 
 def sign(secret: str, msg_id: str, payload: dict, at: datetime | None = None):

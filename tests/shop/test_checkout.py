@@ -16,7 +16,8 @@ from demo_shop.extensions import db as shop_db
 from demo_shop.models import Order
 from tests.shop.support import Shopper, csrf_token, deliver_until_order_final, form_value
 from tests.support.api import auth_headers
-from tests.support.payflow import SUCCESS_CARD, deliver_due_notifications
+from tests.support.delivery import deliver_due_notifications
+from tests.support.payflow import SUCCESS_CARD
 
 
 def payments(app) -> list[Payment]:
@@ -285,12 +286,12 @@ def test_coming_back_to_the_success_page_asks_paybridge_and_the_notification_the
 
 
 def wait_for_status(app, public_id: str, status: str) -> None:
-    from tests.support.payflow import wait_for
+    from tests.support.waiting import wait_until
 
     def reached():
         return [p for p in payments(app) if p.public_id == public_id and p.status == status]
 
-    wait_for(reached, timeout=20, what=f"{public_id} {status}")
+    wait_until(reached, timeout=20, what=f"{public_id} {status}")
 
 
 @pytest.mark.slow

@@ -16,7 +16,9 @@ from app.models import Merchant
 from demo_shop.models import ReceivedNotification, Refund
 from tests.shop.support import deliver_until_order_final, sign
 from tests.support.api import auth_headers
-from tests.support.payflow import SUCCESS_CARD, deliver_due_notifications, wait_for
+from tests.support.delivery import deliver_due_notifications
+from tests.support.payflow import SUCCESS_CARD
+from tests.support.waiting import wait_until
 
 OTHER_SECRET = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
 
@@ -230,7 +232,11 @@ def test_refunds_made_at_paybridge_reach_the_shoppers_order(app, shop, shopper, 
     path = f"/payments/{order.payment_id}/refunds"
 
     paybridge_api(app, shop, "POST", path, json={"amount": 900}, idempotency_key="refund-1")
-    wait_for(lambda: deliver_due_notifications(app) or shop.count(Refund), what="the refund")
+    wait_until(
+        lambda: deliver_due_notifications(app) or shop.count(Refund),
+        what="the refund",
+        timeout=20.0,
+    )
 
     page = shopper.page(f"/orders/{order.id}")
     assert 'data-testid="refund-status"' in page and "Partially refunded" in page
@@ -238,7 +244,11 @@ def test_refunds_made_at_paybridge_reach_the_shoppers_order(app, shop, shopper, 
     assert "Partially refunded" in shopper.page("/orders")
 
     paybridge_api(app, shop, "POST", path, idempotency_key="refund-2")  # the rest
-    wait_for(lambda: deliver_due_notifications(app) or shop.count(Refund) == 2, what="refund 2")
+    wait_until(
+        lambda: deliver_due_notifications(app) or shop.count(Refund) == 2,
+        what="refund 2",
+        timeout=20.0,
+    )
 
     page = shopper.page(f"/orders/{order.id}")
     assert ">Refunded</span>" in page and "€29.00 of €29.00" in page
@@ -261,15 +271,17 @@ def test_a_subscriptions_renewals_reach_the_shoppers_order(app, shop, shopper, e
     ]
 
     emulator.control("POST", f"subscriptions/{psp_subscription}/renew")  # bill a month now
-    wait_for(
+    wait_until(
         lambda: deliver_due_notifications(app) or shop.order(order.id).renewals,
         what="the renewal's notification",
+        timeout=20.0,
     )
     emulator.control("POST", f"subscriptions/{psp_subscription}/fail_next_renewal", {})
     emulator.control("POST", f"subscriptions/{psp_subscription}/renew")
-    wait_for(
+    wait_until(
         lambda: deliver_due_notifications(app) or len(shop.order(order.id).renewals) == 2,
         what="the failed renewal's notification",
+        timeout=20.0,
     )
 
     renewals = shop.order(order.id).renewals

@@ -1,54 +1,22 @@
-"""Fixtures for the subscription tests: the emulator delivering its webhooks to the live
-server, a subscription bought through it, and ways to bill its next period and wait."""
+"""Subscription tests: a subscription bought through the emulator (its webhooks delivered to
+the live server by the root `stripe_delivers`), its rows as plain dicts, and ways to bill its
+next period and wait for the renewals."""
 
 from __future__ import annotations
 
-import secrets
-import time
+from datetime import UTC
 
 import pytest
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Payment, Subscription
+from tests.support.factories import new_reference, registered_payment
+from tests.support.psp import pay_session, stripe_get, wait_for_deliveries
+from tests.support.rows import read
+from tests.support.waiting import wait_until
 
-CARD = "4242424242424242"
-
-
-@pytest.fixture
-def stripe_delivers(app, emulator, live_server):
-    """The emulator, reset (clock too), delivering every event to PayBridge's webhook."""
-    emulator.control("POST", "reset")
-    emulator.control(
-        "POST",
-        "webhook_endpoints",
-        {
-            "url": live_server.url + "/webhooks/stripe",
-            "secret": app.config["STRIPE_WEBHOOK_SECRETS"][0],
-        },
-    )
-    yield emulator
-    emulator.control("POST", "reset")
-
-
-def wait_for(predicate, *, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def read(app, fn):
-    """Run fn() in a fresh app context (sees every commit so far) and return its result."""
-    with app.app_context():
-        try:
-            return fn()
-        finally:
-            db.session.remove()
+TIMEOUT = 20.0  # a webhook chain: the emulator's clock, its deliveries, PayBridge's answers
 
 
 def subscription_row(app, payment_id: int) -> dict | None:
@@ -99,48 +67,39 @@ def payments_of(app, first_payment_id: int) -> list[dict]:
 def buy_subscription(app, stripe_delivers):
     """A RECC payment created through the payment core and paid at the emulator; waits until
     the webhooks made it SUCCESS with an active subscription. Returns (payment_id, sub dict)."""
-    from app.payments.service import create_payment
 
     def factory(merchant_id: int, *, amount: int = 1500, interval: str = "day", reference=None):
-        with app.app_context():
-            payment = create_payment(
-                merchant_id,
-                {
-                    "merchant_reference": reference or "plan-" + secrets.token_hex(4),
-                    "amount": amount,
-                    "currency": "EUR",
-                    "payment_type": "RECC",
-                    "interval": interval,
-                    "interval_count": 1,
-                    "description": "Print of the month",
-                    "customer_email": "ada@example.com",
-                    "success_url": "https://shop.example/ok",
-                    "cancel_url": "https://shop.example/cancel",
-                    "metadata": {"plan": "monthly-print"},
-                },
-                idempotency_key=None,
-            )
-            payment_id, session_id = payment.id, payment.psp_session_id
-            db.session.remove()
-        stripe_delivers.control("POST", f"checkout/sessions/{session_id}/pay", {"card": CARD})
+        payment = registered_payment(
+            app,
+            merchant_id,
+            merchant_reference=reference or new_reference("plan"),
+            amount=amount,
+            payment_type="RECC",
+            interval=interval,
+            interval_count=1,
+            description="Print of the month",
+            customer_email="ada@example.com",
+            metadata={"plan": "monthly-print"},
+        )
+        pay_session(stripe_delivers, payment.session_id)
 
         def active():
-            sub = subscription_row(app, payment_id)
-            status = payments_of(app, payment_id)[0]["status"]
+            sub = subscription_row(app, payment.id)
+            status = payments_of(app, payment.id)[0]["status"]
             if sub and sub["status"] == "active" and status == "SUCCESS":
                 if sub["current_period_end"] is not None:
                     return sub
             return None
 
-        return payment_id, wait_for(active, what="subscription bought and active")
+        return payment.id, wait_until(
+            active, what="subscription bought and active", timeout=TIMEOUT
+        )
 
     return factory
 
 
 def bill_next_period(emulator, sub: dict) -> None:
     """Move the emulator's clock just past the subscription's current period end."""
-    from datetime import UTC
-
     end = int(sub["current_period_end"].replace(tzinfo=UTC).timestamp())
     now = emulator.control("GET", "clock")["now"]
     emulator.control("POST", "clock/advance", {"seconds": max(1, end - now + 1)})
@@ -155,16 +114,26 @@ def wait_for_payments(app, first_payment_id: int, count: int, *, final: bool = T
             return rows
         return None
 
-    return wait_for(enough, what=f"{count} payments of the subscription")
+    return wait_until(enough, what=f"{count} payments of the subscription", timeout=TIMEOUT)
 
 
-def wait_for_deliveries_done(emulator, timeout: float = 20.0) -> list[dict]:
-    """Every webhook the emulator queued has been answered by PayBridge."""
+def renew(app, emulator, first_payment_id: int, sub: dict, *, payments: int = 2) -> list[dict]:
+    """Bill the next period and wait until PayBridge holds `payments` final payments of the
+    subscription and has answered every webhook; those payments."""
+    bill_next_period(emulator, sub)
+    wait_for_payments(app, first_payment_id, payments)
+    wait_for_deliveries(emulator, timeout=TIMEOUT)
+    return payments_of(app, first_payment_id)
 
-    def done():
-        deliveries = emulator.control("GET", "deliveries")["data"]
-        if deliveries and all(d["status"] in ("succeeded", "failed") for d in deliveries):
-            return deliveries
-        return None
 
-    return wait_for(done, timeout=timeout, what="webhook deliveries")
+def renewal_invoice_event(emulator, psp_subscription_id: str) -> dict:
+    """The emulator's invoice.paid event of the subscription's first renewal."""
+    events = stripe_get(emulator, "/v1/events", type="invoice.paid", limit=100)["data"]
+    [event] = [
+        e
+        for e in events
+        if e["data"]["object"]["billing_reason"] == "subscription_cycle"
+        and e["data"]["object"]["parent"]["subscription_details"]["subscription"]
+        == psp_subscription_id
+    ]
+    return event

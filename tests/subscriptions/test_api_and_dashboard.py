@@ -8,16 +8,11 @@ import re
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Payment
-from tests.dashboard.support import login, make_user
-from tests.subscriptions.conftest import (
-    bill_next_period,
-    payments_of,
-    subscription_row,
-    wait_for_deliveries_done,
-    wait_for_payments,
-)
+from app.models import AuditLog, Payment
+from tests.subscriptions.conftest import payments_of, renew, subscription_row
 from tests.support.api import auth_headers
+from tests.support.pages import logged_in, token_for
+from tests.support.rows import read
 
 
 def test_another_merchant_sees_no_subscription_and_bad_requests_are_refused(
@@ -82,20 +77,13 @@ def test_cancel_while_the_psp_is_down_changes_nothing_and_can_be_retried(
 
 
 def test_dashboard_lists_subscriptions_and_shows_each_charge(
-    app, make_merchant, stripe_delivers, buy_subscription
+    app, tenants, stripe_delivers, buy_subscription
 ):
-    merchant, _ = make_merchant("Shop A")
-    other, _ = make_merchant("Shop B")
-    first_id, sub = buy_subscription(merchant.id, reference="plan-dash", amount=1234)
-    bill_next_period(stripe_delivers, sub)
-    rows = wait_for_payments(app, first_id, 2)
-    wait_for_deliveries_done(stripe_delivers)
+    first_id, sub = buy_subscription(tenants.a_id, reference="plan-dash", amount=1234)
+    rows = renew(app, stripe_delivers, first_id, sub)
     sub = subscription_row(app, first_id)
-    make_user(app, merchant.id, "alice@shop-a.example")
-    make_user(app, other.id, "bob@shop-b.example")
 
-    alice = app.test_client()
-    assert login(alice, "alice@shop-a.example").status_code == 302
+    alice = logged_in(app, tenants.a_email)
     listing = alice.get("/dashboard/subscriptions")
     assert listing.status_code == 200
     html = listing.get_data(as_text=True)
@@ -120,8 +108,7 @@ def test_dashboard_lists_subscriptions_and_shows_each_charge(
     assert f'href="/dashboard/subscriptions/{sub["public_id"]}"' in renewal_html
     assert "a renewal of" in renewal_html and rows[0]["public_id"] in renewal_html
 
-    bob = app.test_client()
-    assert login(bob, "bob@shop-b.example").status_code == 302
+    bob = logged_in(app, tenants.b_email)
     assert sub["public_id"] not in bob.get("/dashboard/subscriptions").get_data(as_text=True)
     assert bob.get(f"/dashboard/subscriptions/{sub['public_id']}").status_code == 404
 
@@ -133,25 +120,15 @@ def test_dashboard_lists_subscriptions_and_shows_each_charge(
 
 
 def test_a_merchant_cancels_from_the_dashboard_at_period_end_and_it_is_audited(
-    app, make_merchant, stripe_delivers, buy_subscription
+    app, tenants, stripe_delivers, buy_subscription
 ):
-    from app.models import AuditLog
-    from tests.dashboard.support import token_for
-    from tests.subscriptions.conftest import read
-
-    merchant, _ = make_merchant("Shop A")
-    other, _ = make_merchant("Shop B")
-    first_id, sub = buy_subscription(merchant.id)
-    make_user(app, merchant.id, "alice@shop-a.example")
-    make_user(app, other.id, "bob@shop-b.example")
+    first_id, sub = buy_subscription(tenants.a_id)
     path = f"/dashboard/subscriptions/{sub['public_id']}/cancel"
 
-    bob = app.test_client()
-    assert login(bob, "bob@shop-b.example").status_code == 302
+    bob = logged_in(app, tenants.b_email)
     assert bob.get(path).status_code == 404
 
-    alice = app.test_client()
-    assert login(alice, "alice@shop-a.example").status_code == 302
+    alice = logged_in(app, tenants.a_email)
     detail = alice.get(f"/dashboard/subscriptions/{sub['public_id']}").get_data(as_text=True)
     assert path in detail
     token = token_for(alice, path)

@@ -6,56 +6,45 @@ subscription's commit still names it and activates it."""
 
 from __future__ import annotations
 
-import secrets
-import threading
-
 import pytest
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Notification
-from app.payments.service import create_payment
 from app.psp.stripe_adapter import event_from_stripe
 from app.psp_events.intake import process_event
 from tests.snapshot import behind_an_older_snapshot
 from tests.subscriptions.conftest import (
-    CARD,
+    TIMEOUT,
     bill_next_period,
     payments_of,
+    renewal_invoice_event,
     subscription_row,
-    wait_for,
-    wait_for_deliveries_done,
     wait_for_payments,
 )
-from tests.subscriptions.test_recon_and_duplicates import emulator_get, renewal_invoice_event
+from tests.support.concurrency import at_once
+from tests.support.factories import new_reference, registered_payment
+from tests.support.psp import pay_session, stripe_get, wait_for_deliveries
+from tests.support.waiting import wait_until
 
 
 def new_first_payment(app, merchant_id: int, *, prefix: str, interval: str = "month") -> tuple:
     """A RECC payment created through the payment core: (payment id, checkout session id)."""
-    with app.app_context():
-        payment = create_payment(
-            merchant_id,
-            {
-                "merchant_reference": f"{prefix}-{secrets.token_hex(4)}",
-                "amount": 2500,
-                "currency": "EUR",
-                "payment_type": "RECC",
-                "interval": interval,
-                "success_url": "https://shop.example/ok",
-                "cancel_url": "https://shop.example/cancel",
-            },
-            idempotency_key=None,
-        )
-        ids = payment.id, payment.psp_session_id
-        db.session.remove()
-    return ids
+    payment = registered_payment(
+        app,
+        merchant_id,
+        merchant_reference=new_reference(prefix),
+        payment_type="RECC",
+        interval=interval,
+    )
+    return payment.id, payment.session_id
 
 
 def psp_event(emulator, event_type: str, object_id: str) -> dict:
     """The emulator's one event of `event_type` about the object `object_id`."""
     [event] = [
         e
-        for e in emulator_get(emulator, "/v1/events", type=event_type)["data"]
+        for e in stripe_get(emulator, "/v1/events", type=event_type)["data"]
         if e["data"]["object"]["id"] == object_id
     ]
     return event
@@ -66,7 +55,7 @@ def paid_unheard(app, emulator, merchant_id: int, *, prefix: str) -> tuple[int, 
     checkout.session.completed event PayBridge has not heard)."""
     payment_id, session_id = new_first_payment(app, merchant_id, prefix=prefix, interval="day")
     emulator.control("POST", "deliveries/pause")
-    emulator.control("POST", f"checkout/sessions/{session_id}/pay", {"card": CARD})
+    pay_session(emulator, session_id)
     return payment_id, psp_event(emulator, "checkout.session.completed", session_id)
 
 
@@ -75,7 +64,7 @@ def billed_unheard(app, emulator, merchant_id: int, *, prefix: str) -> tuple[int
     checkout.session.completed event and the renewal's invoice.paid, both unheard)."""
     payment_id, completed = paid_unheard(app, emulator, merchant_id, prefix=prefix)
     psp_subscription_id = completed["data"]["object"]["subscription"]
-    psp_sub = emulator_get(emulator, f"/v1/subscriptions/{psp_subscription_id}")
+    psp_sub = stripe_get(emulator, f"/v1/subscriptions/{psp_subscription_id}")
     period_end = psp_sub["items"]["data"][0]["current_period_end"]
     now = emulator.control("GET", "clock")["now"]
     emulator.control("POST", "clock/advance", {"seconds": max(1, period_end - now + 1)})
@@ -95,26 +84,26 @@ def test_a_delayed_first_payment_keeps_it_incomplete_until_it_settles(
 ):
     merchant, _ = make_merchant()
     payment_id, session_id = new_first_payment(app, merchant.id, prefix="sepa")
-    stripe_delivers.control(
-        "POST", f"checkout/sessions/{session_id}/pay", {"iban": "DE89370400440532013000"}
-    )
-    wait_for(
+    pay_session(stripe_delivers, session_id, iban="DE89370400440532013000")
+    wait_until(
         lambda: (
             payments_of(app, payment_id)[0]["status"] == "PENDING"
             and (subscription_row(app, payment_id) or {}).get("status") == "incomplete"
         ),
         what="PENDING payment, incomplete subscription",
+        timeout=TIMEOUT,
     )
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     stripe_delivers.control("POST", f"checkout/sessions/{session_id}/settle", {"outcome": settle})
-    wait_for(
+    wait_until(
         lambda: (
             payments_of(app, payment_id)[0]["status"] == payment_status
             and subscription_row(app, payment_id)["status"] == sub_status
         ),
         what=f"{payment_status} payment, {sub_status} subscription",
+        timeout=TIMEOUT,
     )
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     assert subscription_row(app, payment_id)["status"] == sub_status
     assert len(payments_of(app, payment_id)) == 1
 
@@ -128,31 +117,19 @@ def test_two_copies_of_one_invoice_at_once_record_one_renewal(
     bill_next_period(stripe_delivers, sub)
     event = renewal_invoice_event(stripe_delivers, sub["psp_subscription_id"])
     copies = [dict(event, id=f"{event['id']}_{n}") for n in range(4)]
-    outcomes: list[str] = []
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(len(copies))
 
-    def deliver(raw: dict) -> None:
-        try:
-            with app.app_context():
-                parsed = event_from_stripe(raw)
-                barrier.wait()
-                outcomes.append(process_event(parsed).outcome)
-                db.session.remove()
-        except BaseException as exc:  # noqa: BLE001 (reported below)
-            errors.append(exc)
+    def deliver(raw: dict) -> str:
+        with app.app_context():
+            outcome = process_event(event_from_stripe(raw)).outcome
+            db.session.remove()
+            return outcome
 
-    threads = [threading.Thread(target=deliver, args=(raw,)) for raw in copies]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert not errors, errors
+    outcomes = at_once([lambda raw=raw: deliver(raw) for raw in copies], timeout=30)
     assert sorted(outcomes) == ["applied", "ignored", "ignored", "ignored"]
     rows = wait_for_payments(app, first_id, 2)
     assert [r["status"] for r in rows] == ["SUCCESS", "SUCCESS"]
     stripe_delivers.control("POST", "deliveries/resume")
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     assert len(payments_of(app, first_id)) == 2
 
 
@@ -187,7 +164,7 @@ def test_a_checkout_completed_behind_an_older_snapshot_names_the_subscription_co
         psp_subscription_id,
     )
     stripe_delivers.control("POST", "deliveries/resume")
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     assert payments_of(app, payment_id)[0]["status"] == "SUCCESS"
 
 
@@ -201,14 +178,13 @@ def test_a_cancel_committed_behind_a_settling_checkout_is_not_undone(
 
     merchant, _ = make_merchant()
     payment_id, session_id = new_first_payment(app, merchant.id, prefix="sepa")
-    stripe_delivers.control(
-        "POST", f"checkout/sessions/{session_id}/pay", {"iban": "DE89370400440532013000"}
-    )
-    sub = wait_for(
+    pay_session(stripe_delivers, session_id, iban="DE89370400440532013000")
+    sub = wait_until(
         lambda: (s := subscription_row(app, payment_id)) and s["status"] == "incomplete" and s,
         what="incomplete subscription",
+        timeout=TIMEOUT,
     )
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     stripe_delivers.control("POST", "deliveries/pause")
     stripe_delivers.control(
         "POST", f"checkout/sessions/{session_id}/settle", {"outcome": "succeeded"}
@@ -223,7 +199,7 @@ def test_a_cancel_committed_behind_a_settling_checkout_is_not_undone(
     assert payments_of(app, payment_id)[0]["status"] == "SUCCESS"
     assert subscription_row(app, payment_id)["status"] == "cancelled"
     stripe_delivers.control("POST", "deliveries/resume")
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     assert subscription_row(app, payment_id)["status"] == "cancelled"
 
 
@@ -262,7 +238,7 @@ def test_a_renewal_behind_an_older_snapshot_names_the_subscription_committed_sin
     )
     assert data["parent_payment_id"] == rows[0]["public_id"]
     stripe_delivers.control("POST", "deliveries/resume")
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     assert len(payments_of(app, payment_id)) == 2
 
 
@@ -297,5 +273,5 @@ def test_a_renewal_behind_an_older_snapshot_is_made_from_the_locked_first_paymen
     psp_subscription_id = completed["data"]["object"]["subscription"]
     assert made_from == [(payment_id, "SUCCESS", psp_subscription_id)]
     stripe_delivers.control("POST", "deliveries/resume")
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     assert len(payments_of(app, payment_id)) == 2

@@ -9,15 +9,17 @@ from standardwebhooks import Webhook
 from app.models import iso
 from app.tasks.subscriptions import learn_renewal_payment_intents
 from tests.subscriptions.conftest import (
+    TIMEOUT,
     bill_next_period,
     payments_of,
+    renew,
     subscription_row,
-    wait_for,
-    wait_for_deliveries_done,
     wait_for_payments,
 )
 from tests.support.api import auth_headers
-from tests.support.payflow import deliver_due_notifications
+from tests.support.delivery import Deliveries, deliver_due_notifications
+from tests.support.psp import stripe_get, wait_for_deliveries
+from tests.support.waiting import wait_until
 
 RENEWAL_HISTORY = [
     (None, "CREATED", "webhook"),
@@ -28,12 +30,9 @@ RENEWAL_HISTORY = [
 
 def notified(app, receiver, count: int) -> list[dict]:
     """Deliver notifications until the receiver has `count` of them."""
-
-    def enough():
-        deliver_due_notifications(app)
-        return len(receiver.requests) >= count
-
-    wait_for(enough, what=f"{count} notifications")
+    Deliveries(app).run_until(
+        lambda: len(receiver.requests) >= count, what=f"{count} notifications", timeout=TIMEOUT
+    )
     return receiver.requests
 
 
@@ -55,18 +54,16 @@ def test_bought_then_renewed_twice_each_renewal_is_a_notified_payment(
 
     bill_next_period(stripe_delivers, sub)
     wait_for_payments(app, first_id, 2)
-    sub = wait_for(
+    sub = wait_until(
         lambda: (
             (s := subscription_row(app, first_id))
             and s["current_period_end"] > first_period_end
             and s
         ),
         what="the next period",
+        timeout=TIMEOUT,
     )
-    bill_next_period(stripe_delivers, sub)
-    rows = wait_for_payments(app, first_id, 3)
-    wait_for_deliveries_done(stripe_delivers)
-    rows = payments_of(app, first_id)
+    rows = renew(app, stripe_delivers, first_id, sub, payments=3)
 
     assert [r["reference"] for r in rows] == ["plan-ada", "plan-ada-r1", "plan-ada-r2"]
     for renewal in rows[1:]:
@@ -87,7 +84,7 @@ def test_bought_then_renewed_twice_each_renewal_is_a_notified_payment(
     intents = [r["psp_payment_intent_id"] for r in payments_of(app, first_id)[1:]]
     assert all(i.startswith("pi_") for i in intents) and len(set(intents)) == 2
     for intent in intents:
-        pi = _get(stripe_delivers, f"/v1/payment_intents/{intent}")
+        pi = stripe_get(stripe_delivers, f"/v1/payment_intents/{intent}")
         assert (pi["status"], pi["amount"]) == ("succeeded", 1500)
 
     # One signed notification per charge: the checkout and the two renewals, nothing more.
@@ -129,9 +126,10 @@ def test_failed_renewal_is_a_failed_payment_and_makes_it_past_due_until_paid(
     )
     bill_next_period(stripe_delivers, sub)
     rows = wait_for_payments(app, first_id, 2)
-    sub = wait_for(
+    sub = wait_until(
         lambda: (s := subscription_row(app, first_id)) and s["status"] == "past_due" and s,
         what="past_due",
+        timeout=TIMEOUT,
     )
     failed = rows[1]
     assert (failed["reference"], failed["status"]) == ("plan-bob-r1", "FAILED")
@@ -150,27 +148,26 @@ def test_failed_renewal_is_a_failed_payment_and_makes_it_past_due_until_paid(
         for i in stripe_delivers.control("GET", "deliveries")["data"]
         if i["event_type"] == "invoice.payment_failed"
     ]
-    event = _event(stripe_delivers, invoice["event_id"])
+    event = stripe_get(stripe_delivers, f"/v1/events/{invoice['event_id']}")
     invoice_id = event["data"]["object"]["id"]
     stripe_delivers.control("POST", f"invoices/{invoice_id}/pay", {"outcome": "succeeded"})
     rows = wait_for_payments(app, first_id, 3)
-    wait_for(
-        lambda: subscription_row(app, first_id)["status"] == "active", what="active after retry"
+    wait_until(
+        lambda: subscription_row(app, first_id)["status"] == "active",
+        what="active after retry",
+        timeout=TIMEOUT,
     )
     assert (rows[2]["reference"], rows[2]["status"]) == ("plan-bob-r2", "SUCCESS")
     notified(app, receiver, 3)
 
 
-def _event(emulator, event_id: str) -> dict:
-    import requests
-
-    response = requests.get(
-        f"{emulator.url}/v1/events/{event_id}",
-        headers={"Authorization": f"Bearer {emulator.api_key}"},
-        timeout=10,
+def cancel(client, key, sub: dict, *, at_period_end: bool):
+    """POST /api/v1/subscriptions/{id}/cancel; the response."""
+    return client.post(
+        f"/api/v1/subscriptions/{sub['public_id']}/cancel",
+        json={"at_period_end": at_period_end},
+        headers=auth_headers(key),
     )
-    response.raise_for_status()
-    return response.json()
 
 
 def test_cancel_now_ends_it_at_the_psp_and_nothing_more_is_billed(
@@ -178,30 +175,22 @@ def test_cancel_now_ends_it_at_the_psp_and_nothing_more_is_billed(
 ):
     merchant, key = make_merchant()
     first_id, sub = buy_subscription(merchant.id)
-    response = client.post(
-        f"/api/v1/subscriptions/{sub['public_id']}/cancel",
-        json={"at_period_end": False},
-        headers=auth_headers(key),
-    )
+    response = cancel(client, key, sub, at_period_end=False)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert body["status"] == "cancelled"
     assert body["cancelled_at"] is not None
-    psp = _get(stripe_delivers, f"/v1/subscriptions/{sub['psp_subscription_id']}")
+    psp = stripe_get(stripe_delivers, f"/v1/subscriptions/{sub['psp_subscription_id']}")
     assert psp["status"] == "canceled"
 
     # The deleted event arrives afterwards and changes nothing; the clock bills nothing.
     bill_next_period(stripe_delivers, sub)
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     assert len(payments_of(app, first_id)) == 1
     assert subscription_row(app, first_id)["status"] == "cancelled"
 
     # Cancelling again answers the subscription as it is.
-    again = client.post(
-        f"/api/v1/subscriptions/{sub['public_id']}/cancel",
-        json={"at_period_end": True},
-        headers=auth_headers(key),
-    )
+    again = cancel(client, key, sub, at_period_end=True)
     assert again.status_code == 200
     assert again.get_json()["status"] == "cancelled"
 
@@ -211,31 +200,18 @@ def test_cancel_at_period_end_keeps_it_until_then_and_the_psp_ends_it(
 ):
     merchant, key = make_merchant()
     first_id, sub = buy_subscription(merchant.id)
-    response = client.post(
-        f"/api/v1/subscriptions/{sub['public_id']}/cancel",
-        json={"at_period_end": True},
-        headers=auth_headers(key),
-    )
+    response = cancel(client, key, sub, at_period_end=True)
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert (body["status"], body["cancel_at_period_end"]) == ("active", True)
     assert body["current_period_end"] == iso(sub["current_period_end"])
 
     bill_next_period(stripe_delivers, sub)
-    ended = wait_for(
+    ended = wait_until(
         lambda: (s := subscription_row(app, first_id)) and s["status"] == "cancelled" and s,
         what="customer.subscription.deleted at period end",
+        timeout=TIMEOUT,
     )
     assert ended["ended_at"] is not None
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     assert len(payments_of(app, first_id)) == 1
-
-
-def _get(emulator, path: str) -> dict:
-    import requests
-
-    response = requests.get(
-        emulator.url + path, headers={"Authorization": f"Bearer {emulator.api_key}"}, timeout=10
-    )
-    response.raise_for_status()
-    return response.json()

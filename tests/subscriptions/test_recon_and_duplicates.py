@@ -4,7 +4,6 @@ invoice under another event id, or reconciliation finding a renewal whose webhoo
 
 from __future__ import annotations
 
-import requests
 from sqlalchemy import func, select
 
 from app.extensions import db
@@ -13,37 +12,17 @@ from app.psp.stripe_adapter import event_from_stripe
 from app.psp_events.intake import process_event
 from app.reconciliation.service import run_reconciliation
 from tests.subscriptions.conftest import (
+    TIMEOUT,
     bill_next_period,
     payments_of,
-    read,
+    renew,
+    renewal_invoice_event,
     subscription_row,
-    wait_for,
-    wait_for_deliveries_done,
     wait_for_payments,
 )
-
-
-def emulator_get(emulator, path: str, **params) -> dict:
-    response = requests.get(
-        emulator.url + path,
-        params=params,
-        headers={"Authorization": f"Bearer {emulator.api_key}"},
-        timeout=10,
-    )
-    response.raise_for_status()
-    return response.json()
-
-
-def renewal_invoice_event(emulator, psp_subscription_id: str) -> dict:
-    events = emulator_get(emulator, "/v1/events", type="invoice.paid", limit=100)["data"]
-    [event] = [
-        e
-        for e in events
-        if e["data"]["object"]["billing_reason"] == "subscription_cycle"
-        and e["data"]["object"]["parent"]["subscription_details"]["subscription"]
-        == psp_subscription_id
-    ]
-    return event
+from tests.support.psp import stripe_client, wait_for_deliveries
+from tests.support.rows import count_rows, read
+from tests.support.waiting import wait_until
 
 
 def test_the_same_invoice_twice_records_one_renewal(
@@ -51,19 +30,18 @@ def test_the_same_invoice_twice_records_one_renewal(
 ):
     merchant, _ = make_merchant()
     first_id, sub = buy_subscription(merchant.id)
-    bill_next_period(stripe_delivers, sub)
-    wait_for_payments(app, first_id, 2)
-    wait_for_deliveries_done(stripe_delivers)
+    renew(app, stripe_delivers, first_id, sub)
     event = renewal_invoice_event(stripe_delivers, sub["psp_subscription_id"])
 
     # Stripe delivers the same event again: stored once, nothing more.
     before = len(stripe_delivers.control("GET", "deliveries")["data"])
     stripe_delivers.control("POST", f"events/{event['id']}/redeliver")
-    wait_for(
+    wait_until(
         lambda: len(stripe_delivers.control("GET", "deliveries")["data"]) > before,
         what="the redelivery",
+        timeout=TIMEOUT,
     )
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
 
     # The same invoice under another event id (the fact arriving another way): the invoice's
     # charge key drops it.
@@ -77,31 +55,17 @@ def test_the_same_invoice_twice_records_one_renewal(
     rows = payments_of(app, first_id)
     assert [r["status"] for r in rows] == ["SUCCESS", "SUCCESS"]
 
-    def counts():
-        invoice_id = event["data"]["object"]["id"]
-        charges = db.session.scalar(
-            select(func.count())
-            .select_from(SubscriptionCharge)
-            .where(SubscriptionCharge.psp_invoice_id == invoice_id)
-        )
-        notifications = db.session.scalar(
-            select(func.count())
-            .select_from(Notification)
-            .where(Notification.payment_id == rows[1]["id"])
-        )
-        stored = db.session.scalar(
-            select(func.count()).select_from(PspEvent).where(PspEvent.event_id == event["id"])
-        )
-        return charges, notifications, stored
-
-    assert read(app, counts) == (1, 1, 1)
+    invoice_id = event["data"]["object"]["id"]
+    assert count_rows(app, SubscriptionCharge, psp_invoice_id=invoice_id) == 1
+    assert count_rows(app, Notification, payment_id=rows[1]["id"]) == 1
+    assert count_rows(app, PspEvent, event_id=event["id"]) == 1
 
 
 def lose_a_renewal(app, make_merchant, emulator, buy_subscription, reference: str):
     """A subscription whose next period is billed while no webhook reaches PayBridge."""
     merchant, _ = make_merchant()
     first_id, sub = buy_subscription(merchant.id, reference=reference)
-    wait_for_deliveries_done(emulator)
+    wait_for_deliveries(emulator, timeout=TIMEOUT)
     emulator.control("POST", "deliveries/pause")
     bill_next_period(emulator, sub)
     assert len(payments_of(app, first_id)) == 1  # PayBridge heard nothing
@@ -136,17 +100,7 @@ def test_reconciliation_records_a_renewal_whose_webhook_was_lost(
         ).all(),
     )  # fmt: skip
     assert [tuple(r) for r in stored] == [("recon", PspEvent.OUTCOME_APPLIED, renewal["id"])]
-    assert (
-        read(
-            app,
-            lambda: db.session.scalar(
-                select(func.count())
-                .select_from(Notification)
-                .where(Notification.payment_id == renewal["id"])
-            ),
-        )
-        == 1
-    )
+    assert count_rows(app, Notification, payment_id=renewal["id"]) == 1
     assert subscription_row(app, first_id)["current_period_end"] > sub["current_period_end"]
 
     # The webhooks arrive late: the invoice.paid is the event already stored, no second renewal.
@@ -157,7 +111,7 @@ def test_reconciliation_records_a_renewal_whose_webhook_was_lost(
 
     before = read(app, invoice_events)
     stripe_delivers.control("POST", "deliveries/resume")
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     assert len(payments_of(app, first_id)) == 2
     assert read(app, invoice_events) == before
 
@@ -193,14 +147,10 @@ def test_reconciliation_takes_over_a_cancellation_whose_webhook_was_lost(
 ):
     merchant, _ = make_merchant()
     first_id, sub = buy_subscription(merchant.id)
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     stripe_delivers.control("POST", "deliveries/pause")
-    response = requests.delete(
-        f"{stripe_delivers.url}/v1/subscriptions/{sub['psp_subscription_id']}",
-        headers={"Authorization": f"Bearer {stripe_delivers.api_key}"},
-        timeout=10,
-    )
-    assert response.status_code == 200
+    # Cancelled at the PSP directly, behind PayBridge's back.
+    stripe_client(stripe_delivers).v1.subscriptions.cancel(sub["psp_subscription_id"])
     assert subscription_row(app, first_id)["status"] == "active"
 
     with app.app_context():
@@ -218,7 +168,7 @@ def test_a_dry_run_reports_the_missed_renewal_and_changes_nothing(
 ):
     merchant, _ = make_merchant()
     first_id, sub = buy_subscription(merchant.id)
-    wait_for_deliveries_done(stripe_delivers)
+    wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     stripe_delivers.control("POST", "deliveries/pause")
     bill_next_period(stripe_delivers, sub)
     with app.app_context():

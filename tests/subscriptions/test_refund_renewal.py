@@ -5,12 +5,7 @@ from __future__ import annotations
 
 from app.psp import get_provider
 from app.tasks.subscriptions import learn_renewal_payment_intents
-from tests.subscriptions.conftest import (
-    bill_next_period,
-    payments_of,
-    wait_for_deliveries_done,
-    wait_for_payments,
-)
+from tests.subscriptions.conftest import payments_of, renew
 from tests.support.api import auth_headers
 
 
@@ -19,9 +14,7 @@ def test_refunding_a_renewal_refunds_that_charge(
 ):
     merchant, key = make_merchant()
     first_id, sub = buy_subscription(merchant.id, amount=1500)
-    bill_next_period(stripe_delivers, sub)
-    wait_for_payments(app, first_id, 2)
-    wait_for_deliveries_done(stripe_delivers)
+    renew(app, stripe_delivers, first_id, sub)
     assert payments_of(app, first_id)[1]["psp_payment_intent_id"] is None  # not in the event
     with app.app_context():  # the worker's periodic subscription upkeep
         assert learn_renewal_payment_intents() == 1
@@ -56,10 +49,7 @@ def test_a_renewal_refunded_before_its_intent_is_known_refunds_that_charge(
 
     merchant, key = make_merchant()
     first_id, sub = buy_subscription(merchant.id, amount=1500)
-    bill_next_period(stripe_delivers, sub)
-    wait_for_payments(app, first_id, 2)
-    wait_for_deliveries_done(stripe_delivers)
-    renewal = payments_of(app, first_id)[1]
+    renewal = renew(app, stripe_delivers, first_id, sub)[1]
     with app.app_context():  # as if the job that fetches the intent had not run yet
         db.session.get(Payment, renewal["id"]).psp_payment_intent_id = None
         db.session.commit()

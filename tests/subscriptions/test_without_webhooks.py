@@ -4,40 +4,33 @@ subscription in the same transaction as the payment's SUCCESS (its notification 
 
 from __future__ import annotations
 
-import secrets
-
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Notification, SubscriptionCharge
-from app.payments.service import create_payment
 from app.reconciliation.service import reconcile_payment, run_reconciliation
-from tests.subscriptions.conftest import CARD, payments_of, read, subscription_row
+from tests.subscriptions.conftest import payments_of, subscription_row
+from tests.support.factories import new_reference
+from tests.support.psp import pay_session
+from tests.support.rows import read
 
 
 def test_first_payment_learned_by_reconciliation_records_its_subscription(
-    app, make_merchant, stripe_delivers
+    app, make_merchant, registered_payment, stripe_delivers
 ):
     merchant, _ = make_merchant()
     stripe_delivers.control("POST", "deliveries/pause")
-    with app.app_context():
-        payment = create_payment(
-            merchant.id,
-            {
-                "merchant_reference": "plan-" + secrets.token_hex(4),
-                "amount": 990,
-                "currency": "USD",
-                "payment_type": "RECC",
-                "interval": "week",
-                "interval_count": 2,
-                "success_url": "https://shop.example/ok",
-                "cancel_url": "https://shop.example/cancel",
-            },
-            idempotency_key=None,
-        )
-        payment_id, session_id = payment.id, payment.psp_session_id
-        db.session.remove()
-    stripe_delivers.control("POST", f"checkout/sessions/{session_id}/pay", {"card": CARD})
+    payment = registered_payment(
+        merchant.id,
+        merchant_reference=new_reference("plan"),
+        amount=990,
+        currency="USD",
+        payment_type="RECC",
+        interval="week",
+        interval_count=2,
+    )
+    payment_id = payment.id
+    pay_session(stripe_delivers, payment.session_id)
     assert subscription_row(app, payment_id) is None
 
     with app.app_context():

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.support.waiting import wait_until
+
 
 @dataclass
 class ReceivedRequest:
@@ -33,7 +35,6 @@ class Receiver:
     max_in_flight: int = 0  # the most POSTs it held at once (senders' concurrency)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _arrived: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def url(self) -> str:
@@ -59,7 +60,7 @@ class Receiver:
                     receiver.in_flight -= 1
                 status = receiver.status
                 if 200 <= status < 300:
-                    with receiver._arrived:
+                    with receiver._lock:
                         receiver.requests.append(
                             ReceivedRequest(
                                 self.path,
@@ -68,7 +69,6 @@ class Receiver:
                                 client_port=self.client_address[1],
                             )
                         )
-                        receiver._arrived.notify_all()
                 try:
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
@@ -92,14 +92,16 @@ class Receiver:
             self._server.server_close()
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[ReceivedRequest]:
-        """Block until `count` requests were accepted (2xx), or fail the test."""
-        deadline = time.monotonic() + timeout
-        with self._arrived:
-            while len(self.requests) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise AssertionError(
-                        f"expected {count} notifications, got {len(self.requests)} in {timeout}s"
-                    )
-                self._arrived.wait(remaining)
-            return list(self.requests)
+        """Until `count` requests were accepted (2xx); those requests."""
+
+        def arrived():
+            with self._lock:
+                return list(self.requests) if len(self.requests) >= count else None
+
+        return wait_until(
+            arrived,
+            what=f"{count} notifications",
+            timeout=timeout,
+            interval=0.02,
+            details=lambda: f"got {len(self.requests)}",
+        )

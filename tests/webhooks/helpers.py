@@ -9,36 +9,31 @@ from datetime import timedelta
 
 import stripe
 
-from app.extensions import db
 from app.models import Notification, Payment, PaymentConflict, PspEvent, utcnow
 from app.psp.base import CheckoutSession, PspEventData
+from tests.support.factories import PaymentRef
+from tests.support.rows import count_rows, get_row
 
 WEBHOOK_SECRET = "whsec_test_paybridge"  # what tests/conftest.py configures
-SUCCESS_URL = "https://merchant.example/thanks?order=42&lang=en"
-CANCEL_URL = "https://merchant.example/cart"
-
-
-def new_session_id() -> str:
-    return "cs_test_" + secrets.token_hex(12)
 
 
 def new_event_id() -> str:
     return "evt_" + secrets.token_hex(12)
 
 
-def session_for(payment: dict, **overrides) -> CheckoutSession:
+def session_for(payment: PaymentRef, **overrides) -> CheckoutSession:
     """The PSP's view of the payment's checkout session (complete and paid unless overridden)."""
     values = {
-        "id": payment["session_id"],
+        "id": payment.session_id,
         "status": "complete",
         "payment_status": "paid",
         "url": None,
-        "amount_total": payment["amount"],
-        "currency": payment["currency"],
-        "client_reference_id": payment["public_id"],
+        "amount_total": payment.amount,
+        "currency": payment.currency,
+        "client_reference_id": payment.public_id,
         "metadata": {
-            "paybridge_payment_id": payment["public_id"],
-            "merchant_reference": payment["reference"],
+            "paybridge_payment_id": payment.public_id,
+            "merchant_reference": payment.reference,
         },
         "payment_intent_id": "pi_" + secrets.token_hex(8),
         "subscription_id": None,
@@ -58,21 +53,21 @@ def event_for(event_type: str, session: CheckoutSession | None, event_id: str | 
 
 
 def stripe_event_body(
-    event_type: str, payment: dict, event_id: str | None = None, **fields
+    event_type: str, payment: PaymentRef, event_id: str | None = None, **fields
 ) -> bytes:
     """An event as Stripe sends it (pretty-printed JSON) about the payment's session."""
     session = {
-        "id": payment["session_id"],
+        "id": payment.session_id,
         "object": "checkout.session",
         "mode": "payment",
         "status": "complete",
         "payment_status": "paid",
-        "amount_total": payment["amount"],
-        "currency": payment["currency"].lower(),
-        "client_reference_id": payment["public_id"],
+        "amount_total": payment.amount,
+        "currency": payment.currency.lower(),
+        "client_reference_id": payment.public_id,
         "metadata": {
-            "paybridge_payment_id": payment["public_id"],
-            "merchant_reference": payment["reference"],
+            "paybridge_payment_id": payment.public_id,
+            "merchant_reference": payment.reference,
         },
         "payment_intent": "pi_" + secrets.token_hex(8),
         "subscription": None,
@@ -110,28 +105,15 @@ def stripe_headers(body: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | N
 
 
 def load_payment(app, payment_id: int) -> Payment:
-    with app.app_context():
-        payment = db.session.get(Payment, payment_id)
-        _ = payment.history, payment.merchant
-        db.session.expunge_all()
-        return payment
+    """The payment with its history and merchant loaded."""
+    return get_row(app, Payment, payment_id, load=("history", "merchant"))
 
 
 def counts(app, payment_id: int | None = None) -> dict:
     """How many events, notifications and conflicts are stored (for one payment, if given)."""
-    with app.app_context():
-
-        def count(model, *criteria):
-            return db.session.scalar(db.select(db.func.count()).select_from(model).where(*criteria))
-
-        if payment_id is None:
-            return {
-                "events": count(PspEvent),
-                "notifications": count(Notification),
-                "conflicts": count(PaymentConflict),
-            }
-        return {
-            "events": count(PspEvent, PspEvent.payment_id == payment_id),
-            "notifications": count(Notification, Notification.payment_id == payment_id),
-            "conflicts": count(PaymentConflict, PaymentConflict.payment_id == payment_id),
-        }
+    by = {} if payment_id is None else {"payment_id": payment_id}
+    return {
+        "events": count_rows(app, PspEvent, **by),
+        "notifications": count_rows(app, Notification, **by),
+        "conflicts": count_rows(app, PaymentConflict, **by),
+    }

@@ -3,78 +3,34 @@
 
 from __future__ import annotations
 
-import secrets
-import time
-
 import pytest
 import requests
-import stripe
 
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Payment, PspEvent
 from app.payments.service import create_payment
 from app.psp.factory import get_provider
-from tests.webhooks.helpers import WEBHOOK_SECRET, counts, load_payment
+from tests.support.factories import PaymentRef, registered_payment
+from tests.support.psp import pay_session, stripe_client, wait_for_deliveries
+from tests.support.waiting import wait_for_payment_status
+from tests.webhooks.helpers import counts, load_payment
 
 MERCHANT_SUCCESS = "http://merchant.example/thanks?order=42&lang=en"
 MERCHANT_CANCEL = "http://merchant.example/cart"
 
 
-@pytest.fixture
-def stripe_delivers(app, emulator, live_server):
-    """The emulator, reset, delivering every event to PayBridge's webhook endpoint."""
-    emulator.control("POST", "reset")
-    emulator.control(
-        "POST",
-        "webhook_endpoints",
-        {"url": live_server.url + "/webhooks/stripe", "secret": WEBHOOK_SECRET},
+def create(app, merchant, amount: int = 2500) -> PaymentRef:
+    payment = registered_payment(
+        app,
+        merchant.id,
+        amount=amount,
+        description="Two tickets",
+        success_url=MERCHANT_SUCCESS,
+        cancel_url=MERCHANT_CANCEL,
     )
-    yield emulator
-    emulator.control("POST", "reset")
-    app.extensions.pop("paybridge_psp", None)  # a fresh circuit breaker for the next test
-
-
-def create(app, merchant, amount: int = 2500, currency: str = "EUR") -> dict:
-    with app.app_context():
-        payment = create_payment(
-            merchant.id,
-            {
-                "merchant_reference": "order-" + secrets.token_hex(6),
-                "amount": amount,
-                "currency": currency,
-                "description": "Two tickets",
-                "success_url": MERCHANT_SUCCESS,
-                "cancel_url": MERCHANT_CANCEL,
-            },
-            idempotency_key=None,
-        )
-        assert payment.status == "INITIATED"
-        return {"id": payment.id, "public_id": payment.public_id, "session": payment.psp_session_id}
-
-
-def wait_for(app, payment_id: int, status: str, timeout: float = 10.0) -> Payment:
-    deadline = time.monotonic() + timeout
-    while True:
-        payment = load_payment(app, payment_id)
-        if payment.status == status:
-            return payment
-        if time.monotonic() > deadline:
-            raise AssertionError(f"payment is {payment.status}, expected {status}")
-        time.sleep(0.05)
-
-
-def wait_for_deliveries(emulator, event_type: str, count: int = 1, timeout: float = 10.0):
-    """Until `count` deliveries of this type ended (succeeded or failed); returns them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        data = emulator.control("GET", f"deliveries?type={event_type}")["data"]
-        done = [d for d in data if d["status"] in ("succeeded", "failed")]
-        if len(done) >= count:
-            return done
-        if time.monotonic() > deadline:
-            raise AssertionError(f"deliveries of {event_type}: {data}")
-        time.sleep(0.05)
+    assert payment.status == "INITIATED"
+    return payment
 
 
 def events(app, payment_id: int) -> list[tuple[str, str]]:
@@ -87,21 +43,21 @@ def events(app, payment_id: int) -> list[tuple[str, str]]:
 
 def test_card_payment_becomes_success_through_the_webhook(app, stripe_delivers, merchant):
     payment = create(app, merchant)
-    stripe_delivers.control(
-        "POST", f"checkout/sessions/{payment['session']}/pay", {"card": "4242424242424242"}
-    )
+    pay_session(stripe_delivers, payment.session_id)
 
-    stored = wait_for(app, payment["id"], "SUCCESS")
+    stored = wait_for_payment_status(app, payment.id, "SUCCESS")
 
     last = stored.history[-1]
     assert (last.from_status, last.source) == ("INITIATED", "webhook")
     assert last.psp_event_id.startswith("evt_")
     assert stored.psp_payment_intent_id.startswith("pi_")
-    [delivery] = wait_for_deliveries(stripe_delivers, "checkout.session.completed")
+    [delivery] = wait_for_deliveries(
+        stripe_delivers, event_type="checkout.session.completed", count=1
+    )
     assert delivery["status"] == "succeeded"
     assert delivery["attempts"][-1]["status_code"] == 200
-    assert ("checkout.session.completed", "applied") in events(app, payment["id"])
-    assert counts(app, payment["id"])["notifications"] == 1
+    assert ("checkout.session.completed", "applied") in events(app, payment.id)
+    assert counts(app, payment.id)["notifications"] == 1
 
 
 @pytest.mark.parametrize(
@@ -111,65 +67,63 @@ def test_card_payment_becomes_success_through_the_webhook(app, stripe_delivers, 
 )
 def test_delayed_method_goes_pending_then_final(app, stripe_delivers, merchant, iban, final):
     payment = create(app, merchant)
-    stripe_delivers.control("POST", f"checkout/sessions/{payment['session']}/pay", {"iban": iban})
-    wait_for(app, payment["id"], "PENDING")
+    pay_session(stripe_delivers, payment.session_id, iban=iban)
+    wait_for_payment_status(app, payment.id, "PENDING")
 
-    stripe_delivers.control("POST", f"checkout/sessions/{payment['session']}/settle", {})
+    stripe_delivers.control("POST", f"checkout/sessions/{payment.session_id}/settle", {})
 
-    stored = wait_for(app, payment["id"], final)
+    stored = wait_for_payment_status(app, payment.id, final)
     assert [h.to_status for h in stored.history] == ["CREATED", "INITIATED", "PENDING", final]
     assert bool(stored.failure_code) == (final == "FAILED")
-    assert counts(app, payment["id"])["notifications"] == 1
+    assert counts(app, payment.id)["notifications"] == 1
 
 
 def test_out_of_order_delivery_still_ends_success(app, stripe_delivers, merchant):
     payment = create(app, merchant)
     # The next event (completed/unpaid) is held back until the one after it was sent.
     stripe_delivers.control("POST", "faults", {"kind": "webhook_out_of_order"})
-    stripe_delivers.control(
-        "POST", f"checkout/sessions/{payment['session']}/pay", {"iban": "DE89370400440532013000"}
-    )
-    stripe_delivers.control("POST", f"checkout/sessions/{payment['session']}/settle", {})
+    pay_session(stripe_delivers, payment.session_id, iban="DE89370400440532013000")
+    stripe_delivers.control("POST", f"checkout/sessions/{payment.session_id}/settle", {})
 
-    wait_for_deliveries(stripe_delivers, "checkout.session.completed")
-    wait_for_deliveries(stripe_delivers, "checkout.session.async_payment_succeeded")
-    stored = wait_for(app, payment["id"], "SUCCESS")
+    wait_for_deliveries(stripe_delivers, event_type="checkout.session.completed", count=1)
+    wait_for_deliveries(
+        stripe_delivers, event_type="checkout.session.async_payment_succeeded", count=1
+    )
+    stored = wait_for_payment_status(app, payment.id, "SUCCESS")
     assert [h.to_status for h in stored.history] == ["CREATED", "INITIATED", "SUCCESS"]
-    assert events(app, payment["id"]) == [
+    assert events(app, payment.id) == [
         ("checkout.session.async_payment_succeeded", "applied"),
         ("checkout.session.completed", "ignored"),
     ]
-    assert counts(app, payment["id"])["notifications"] == 1
+    assert counts(app, payment.id)["notifications"] == 1
 
 
 def test_redelivered_event_changes_nothing(app, stripe_delivers, merchant):
     payment = create(app, merchant)
-    stripe_delivers.control(
-        "POST", f"checkout/sessions/{payment['session']}/pay", {"card": "4242424242424242"}
+    pay_session(stripe_delivers, payment.session_id)
+    [first] = wait_for_deliveries(stripe_delivers, event_type="checkout.session.completed", count=1)
+    wait_for_payment_status(app, payment.id, "SUCCESS")
+
+    stripe_delivers.control("POST", f"events/{first['event_id']}/redeliver")
+    stripe_delivers.control("POST", f"events/{first['event_id']}/redeliver")
+
+    deliveries = wait_for_deliveries(
+        stripe_delivers, event_type="checkout.session.completed", count=3
     )
-    [first] = wait_for_deliveries(stripe_delivers, "checkout.session.completed")
-    wait_for(app, payment["id"], "SUCCESS")
-
-    stripe_delivers.control("POST", f"events/{first['event_id']}/redeliver")
-    stripe_delivers.control("POST", f"events/{first['event_id']}/redeliver")
-
-    deliveries = wait_for_deliveries(stripe_delivers, "checkout.session.completed", count=3)
     assert [d["status"] for d in deliveries] == ["succeeded"] * 3
-    stored = load_payment(app, payment["id"])
+    stored = load_payment(app, payment.id)
     assert len(stored.history) == 3
-    assert counts(app, payment["id"]) == {"events": 1, "notifications": 1, "conflicts": 0}
+    assert counts(app, payment.id) == {"events": 1, "notifications": 1, "conflicts": 0}
 
 
 def test_badly_signed_attempt_is_refused_then_the_retry_applies(app, stripe_delivers, merchant):
     payment = create(app, merchant)
     stripe_delivers.control("POST", "faults", {"kind": "webhook_bad_signature"})
-    stripe_delivers.control(
-        "POST", f"checkout/sessions/{payment['session']}/pay", {"card": "4242424242424242"}
-    )
-    wait_for(app, payment["id"], "SUCCESS")
-    wait_for_deliveries(stripe_delivers, "checkout.session.completed")
+    pay_session(stripe_delivers, payment.session_id)
+    wait_for_payment_status(app, payment.id, "SUCCESS")
+    wait_for_deliveries(stripe_delivers, event_type="checkout.session.completed", count=1)
     # The fault hits the first event sent (payment_intent.succeeded comes before the session's).
-    [retried] = wait_for_deliveries(stripe_delivers, "payment_intent.succeeded")
+    [retried] = wait_for_deliveries(stripe_delivers, event_type="payment_intent.succeeded", count=1)
     forged = [[a["status_code"] for a in retried["attempts"]]]
     assert forged == [[400, 200]]
     with app.app_context():
@@ -178,17 +132,15 @@ def test_badly_signed_attempt_is_refused_then_the_retry_applies(app, stripe_deli
 
 def test_expiry_fails_the_payment(app, stripe_delivers, merchant):
     payment = create(app, merchant)
-    declined = stripe_delivers.control(
-        "POST", f"checkout/sessions/{payment['session']}/pay", {"card": "4000000000000002"}
-    )
+    declined = pay_session(stripe_delivers, payment.session_id, card="4000000000000002")
     assert declined["declined"] is True
-    assert load_payment(app, payment["id"]).status == "INITIATED"  # a decline is not final
+    assert load_payment(app, payment.id).status == "INITIATED"  # a decline is not final
 
     stripe_delivers.control("POST", "clock/advance", {"seconds": 2 * 3600})
 
-    stored = wait_for(app, payment["id"], "FAILED")
+    stored = wait_for_payment_status(app, payment.id, "FAILED")
     assert stored.failure_code == "expired"
-    assert counts(app, payment["id"])["notifications"] == 1
+    assert counts(app, payment.id)["notifications"] == 1
 
 
 def test_created_payment_whose_answer_was_lost_is_finished_by_the_webhook(
@@ -216,18 +168,14 @@ def test_created_payment_whose_answer_was_lost_is_finished_by_the_webhook(
         ).scalar_one()
         assert (payment.status, payment.psp_session_id) == ("CREATED", None)
         payment_id, public_id = payment.id, payment.public_id
-    client = stripe.StripeClient(
-        stripe_delivers.api_key, base_addresses={"api": stripe_delivers.url}
-    )
+    client = stripe_client(stripe_delivers)
     [session] = [
         s for s in client.v1.checkout.sessions.list().data if s.client_reference_id == public_id
     ]
 
-    stripe_delivers.control(
-        "POST", f"checkout/sessions/{session.id}/pay", {"card": "4242424242424242"}
-    )
+    pay_session(stripe_delivers, session.id)
 
-    stored = wait_for(app, payment_id, "SUCCESS")
+    stored = wait_for_payment_status(app, payment_id, "SUCCESS")
     assert stored.psp_session_id == session.id
     assert [h.to_status for h in stored.history] == ["CREATED", "INITIATED", "SUCCESS"]
 
@@ -240,39 +188,37 @@ def test_return_page_asks_the_psp_once_applies_and_redirects(
 ):
     payment = create(app, merchant)
     stripe_delivers.control("POST", "deliveries/pause")
-    stripe_delivers.control(
-        "POST", f"checkout/sessions/{payment['session']}/pay", {"card": "4242424242424242"}
-    )
-    assert load_payment(app, payment["id"]).status == "INITIATED"  # no webhook yet
+    pay_session(stripe_delivers, payment.session_id)
+    assert load_payment(app, payment.id).status == "INITIATED"  # no webhook yet
 
     response = requests.get(
-        f"{live_server.url}/checkout/return/{payment['public_id']}",
-        params={"session_id": payment["session"]},
+        f"{live_server.url}/checkout/return/{payment.public_id}",
+        params={"session_id": payment.session_id},
         allow_redirects=False,
         timeout=10,
     )
 
     assert response.status_code == 303
     assert response.headers["Location"] == (
-        f"http://merchant.example/thanks?order=42&lang=en&payment_id={payment['public_id']}"
+        f"http://merchant.example/thanks?order=42&lang=en&payment_id={payment.public_id}"
     )
-    stored = load_payment(app, payment["id"])
+    stored = load_payment(app, payment.id)
     assert stored.status == "SUCCESS"
     assert stored.history[-1].source == "return"
 
     # The webhook arriving afterwards is stored and changes nothing.
     stripe_delivers.control("POST", "deliveries/resume")
-    wait_for_deliveries(stripe_delivers, "checkout.session.completed")
-    assert events(app, payment["id"]) == [("checkout.session.completed", "ignored")]
-    assert len(load_payment(app, payment["id"]).history) == 3
-    assert counts(app, payment["id"])["notifications"] == 1
+    wait_for_deliveries(stripe_delivers, event_type="checkout.session.completed", count=1)
+    assert events(app, payment.id) == [("checkout.session.completed", "ignored")]
+    assert len(load_payment(app, payment.id).history) == 3
+    assert counts(app, payment.id)["notifications"] == 1
 
 
 def test_return_for_an_open_session_changes_nothing(app, stripe_delivers, client, merchant):
     payment = create(app, merchant)
-    response = client.get(f"/checkout/return/{payment['public_id']}?session_id=cs_forged")
+    response = client.get(f"/checkout/return/{payment.public_id}?session_id=cs_forged")
     assert response.status_code == 303
-    assert load_payment(app, payment["id"]).status == "INITIATED"
+    assert load_payment(app, payment.id).status == "INITIATED"
 
 
 def test_return_while_the_psp_is_down_still_redirects(app, stripe_delivers, client, merchant):
@@ -280,21 +226,19 @@ def test_return_while_the_psp_is_down_still_redirects(app, stripe_delivers, clie
     stripe_delivers.control(
         "POST", "faults", {"kind": "http_500", "count": 5, "path": "/v1/checkout/sessions"}
     )
-    response = client.get(f"/checkout/return/{payment['public_id']}")
+    response = client.get(f"/checkout/return/{payment.public_id}")
     assert response.status_code == 303
     assert response.headers["Location"].startswith("http://merchant.example/thanks")
-    assert load_payment(app, payment["id"]).status == "INITIATED"
+    assert load_payment(app, payment.id).status == "INITIATED"
 
 
 def test_return_does_not_ask_again_once_final(app, stripe_delivers, client, merchant):
     payment = create(app, merchant)
-    stripe_delivers.control(
-        "POST", f"checkout/sessions/{payment['session']}/pay", {"card": "4242424242424242"}
-    )
-    wait_for(app, payment["id"], "SUCCESS")
+    pay_session(stripe_delivers, payment.session_id)
+    wait_for_payment_status(app, payment.id, "SUCCESS")
     # Were the PSP asked, this fault would answer 500 and be used up.
     stripe_delivers.control("POST", "faults", {"kind": "http_500", "path": "/v1/checkout"})
-    assert client.get(f"/checkout/return/{payment['public_id']}").status_code == 303
+    assert client.get(f"/checkout/return/{payment.public_id}").status_code == 303
     assert len(stripe_delivers.control("GET", "faults")["data"]) == 1
 
 
@@ -310,33 +254,31 @@ def test_cancel_redirects_to_the_merchant_and_leaves_the_payment_open(
     app, stripe_delivers, client, merchant
 ):
     payment = create(app, merchant)
-    response = client.get(f"/checkout/cancel/{payment['public_id']}")
+    response = client.get(f"/checkout/cancel/{payment.public_id}")
     assert response.status_code == 303
     assert response.headers["Location"] == (
-        f"http://merchant.example/cart?payment_id={payment['public_id']}"
+        f"http://merchant.example/cart?payment_id={payment.public_id}"
     )
-    assert load_payment(app, payment["id"]).status == "INITIATED"
+    assert load_payment(app, payment.id).status == "INITIATED"
 
 
 def test_status_page_refreshes_until_final(app, stripe_delivers, client, merchant):
     payment = create(app, merchant, amount=2500)
-    page = client.get(f"/checkout/status/{payment['public_id']}")
+    page = client.get(f"/checkout/status/{payment.public_id}")
     html = page.get_data(as_text=True)
     assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
     assert '<meta http-equiv="refresh" content="3">' in html
     assert "Waiting for your payment" in html and "25.00 EUR" in html
     assert 'role="status"' in html and "Stop updating" in html
-    paused = client.get(f"/checkout/status/{payment['public_id']}?refresh=0").get_data(as_text=True)
+    paused = client.get(f"/checkout/status/{payment.public_id}?refresh=0").get_data(as_text=True)
     assert 'http-equiv="refresh"' not in paused
 
-    stripe_delivers.control(
-        "POST", f"checkout/sessions/{payment['session']}/pay", {"card": "4242424242424242"}
-    )
-    wait_for(app, payment["id"], "SUCCESS")
-    html = client.get(f"/checkout/status/{payment['public_id']}").get_data(as_text=True)
+    pay_session(stripe_delivers, payment.session_id)
+    wait_for_payment_status(app, payment.id, "SUCCESS")
+    html = client.get(f"/checkout/status/{payment.public_id}").get_data(as_text=True)
     assert 'http-equiv="refresh"' not in html
     assert "Payment received" in html
-    assert f"payment_id={payment['public_id']}" in html  # link back to the merchant
+    assert f"payment_id={payment.public_id}" in html  # link back to the merchant
 
 
 def test_reloading_the_return_page_cannot_flood_the_psp(
@@ -354,5 +296,5 @@ def test_reloading_the_return_page_cannot_flood_the_psp(
 
     monkeypatch.setattr(provider, "retrieve_checkout_session", counting_retrieve)
     for _ in range(10):
-        assert client.get(f"/checkout/return/{payment['public_id']}").status_code == 303
-    assert asked == [payment["session"]] * 6  # RETURN_CHECKS_PER_PAYMENT
+        assert client.get(f"/checkout/return/{payment.public_id}").status_code == 303
+    assert asked == [payment.session_id] * 6  # RETURN_CHECKS_PER_PAYMENT

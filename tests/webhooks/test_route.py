@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from contextlib import contextmanager
 
@@ -11,6 +10,8 @@ import pytest
 import requests
 
 from app.models import PaymentStatus
+from tests.support.concurrency import at_once
+from tests.support.factories import PaymentRef
 from tests.webhooks.helpers import (
     WEBHOOK_SECRET,
     counts,
@@ -45,10 +46,10 @@ def test_valid_signature_is_stored_applied_and_acknowledged(app, client, make_pa
 
     assert response.status_code == 200
     assert response.get_json() == {"received": True, "outcome": "applied"}
-    stored = load_payment(app, payment["id"])
+    stored = load_payment(app, payment.id)
     assert stored.status == "SUCCESS"
     assert stored.history[-1].source == "webhook"
-    assert counts(app, payment["id"]) == {"events": 1, "notifications": 1, "conflicts": 0}
+    assert counts(app, payment.id) == {"events": 1, "notifications": 1, "conflicts": 0}
 
 
 def test_a_redelivery_answers_200_and_changes_nothing(app, client, make_payment):
@@ -61,8 +62,8 @@ def test_a_redelivery_answers_200_and_changes_nothing(app, client, make_payment)
     )
     assert first.status_code == again.status_code == 200
     assert again.get_json()["outcome"] == "applied"  # the stored row's outcome
-    assert load_payment(app, payment["id"]).status_version == 3
-    assert counts(app, payment["id"]) == {"events": 1, "notifications": 1, "conflicts": 0}
+    assert load_payment(app, payment.id).status_version == 3
+    assert counts(app, payment.id) == {"events": 1, "notifications": 1, "conflicts": 0}
 
 
 @pytest.mark.parametrize(
@@ -96,10 +97,10 @@ def test_unverified_deliveries_are_rejected_and_nothing_stored(
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == code
     assert counts(app) == {"events": 0, "notifications": 0, "conflicts": 0}
-    assert load_payment(app, payment["id"]).status == "INITIATED"
+    assert load_payment(app, payment.id).status == "INITIATED"
     logged = caplog.text
     assert "stripe webhook rejected" in logged
-    assert WEBHOOK_SECRET not in logged and payment["public_id"] not in logged
+    assert WEBHOOK_SECRET not in logged and payment.public_id not in logged
 
 
 def test_stale_but_within_tolerance_is_accepted(app, client, make_payment):
@@ -138,9 +139,9 @@ def test_two_secrets_during_rotation_both_verify(app, client, make_payment):
         )
         rejected = client.post(URL, data=body_bad, headers=stripe_headers(body_bad))
         assert rejected.status_code == 400
-    assert load_payment(app, first["id"]).status == "SUCCESS"
-    assert load_payment(app, second["id"]).status == "SUCCESS"
-    assert load_payment(app, third["id"]).status == "INITIATED"
+    assert load_payment(app, first.id).status == "SUCCESS"
+    assert load_payment(app, second.id).status == "SUCCESS"
+    assert load_payment(app, third.id).status == "INITIATED"
 
 
 def test_a_header_carrying_signatures_for_both_secrets_verifies(app, client, make_payment):
@@ -163,13 +164,13 @@ def test_webhook_needs_no_csrf_token_and_no_session(app, make_payment):
 
 
 def test_unknown_session_and_other_types_answer_200(app, client):
-    stranger = {
-        "session_id": "cs_test_stranger",
-        "public_id": "pay_stranger",
-        "amount": 100,
-        "currency": "EUR",
-        "reference": "x",
-    }
+    stranger = PaymentRef(
+        public_id="pay_stranger",
+        session_id="cs_test_stranger",
+        reference="x",
+        amount=100,
+        currency="EUR",
+    )
     body = stripe_event_body(COMPLETED, stranger)
     response = client.post(URL, data=body, headers=stripe_headers(body))
     assert response.get_json() == {"received": True, "outcome": "unknown_session"}
@@ -184,8 +185,8 @@ def test_amount_mismatch_is_flagged_over_http(app, client, make_payment):
     body = stripe_event_body(COMPLETED, payment, amount_total=19)
     response = client.post(URL, data=body, headers=stripe_headers(body))
     assert response.get_json() == {"received": True, "outcome": "mismatch"}
-    assert load_payment(app, payment["id"]).status == "INITIATED"
-    assert counts(app, payment["id"])["conflicts"] == 1
+    assert load_payment(app, payment.id).status == "INITIATED"
+    assert counts(app, payment.id)["conflicts"] == 1
 
 
 def test_paid_after_failed_shows_in_metrics(app, client, make_payment):
@@ -201,25 +202,17 @@ def test_same_event_ten_times_concurrently_over_http(app, live_server, make_paym
     payment = make_payment()
     body = stripe_event_body(COMPLETED, payment)
     headers = stripe_headers(body)
-    barrier = threading.Barrier(10)
-    answers: list = []
 
     def deliver():
-        barrier.wait()
-        answers.append(requests.post(live_server.url + URL, data=body, headers=headers, timeout=20))
+        return requests.post(live_server.url + URL, data=body, headers=headers, timeout=20)
 
-    threads = [threading.Thread(target=deliver) for _ in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-
+    answers = at_once([deliver] * 10, timeout=30)
     assert [r.status_code for r in answers] == [200] * 10
     assert {r.json()["outcome"] for r in answers} == {"applied"}
-    stored = load_payment(app, payment["id"])
+    stored = load_payment(app, payment.id)
     assert [(h.from_status, h.to_status) for h in stored.history][-1] == ("INITIATED", "SUCCESS")
     assert len(stored.history) == 3
-    assert counts(app, payment["id"]) == {"events": 1, "notifications": 1, "conflicts": 0}
+    assert counts(app, payment.id) == {"events": 1, "notifications": 1, "conflicts": 0}
 
 
 def test_database_down_answers_503_so_stripe_retries(app, dead_db_app, make_payment):
