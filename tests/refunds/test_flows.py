@@ -420,18 +420,29 @@ def test_a_refund_made_outside_paybridge_is_stored_as_unknown_and_changes_nothin
 
 
 def test_refund_metrics_count_requests_and_outcomes(client, make_merchant, paid_payment):
+    """Each refund request and outcome moves its counter by exactly what happened (the counters
+    are process-wide: other tests moved them before, so the test compares before and after)."""
     merchant, key = make_merchant()
     pay_id = paid_payment(merchant.id, amount=5000).public_id
+    counters = (
+        'paybridge_refunds_total{outcome="requested"}',
+        'paybridge_refunds_total{outcome="succeeded"}',
+        'paybridge_refunds_total{outcome="refused"}',
+        'paybridge_refunded_minor_units_total{currency="EUR"}',
+    )
+
+    def values() -> list[float]:
+        lines = client.get("/metrics").get_data(as_text=True).splitlines()
+        found = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in lines
+            if line.startswith("paybridge_")
+        }
+        return [found.get(name, 0.0) for name in counters]
+
+    before = values()
     assert post_refund(client, key, pay_id, {"amount": 100}).status_code == 201
     assert post_refund(client, key, pay_id, {"amount": 99999}).status_code == 422
+    after = values()
 
-    text = client.get("/metrics").get_data(as_text=True)
-
-    def value(line_start: str) -> float:
-        line = next(x for x in text.splitlines() if x.startswith(line_start))
-        return float(line.rsplit(" ", 1)[1])
-
-    assert value('paybridge_refunds_total{outcome="requested"}') >= 1
-    assert value('paybridge_refunds_total{outcome="succeeded"}') >= 1
-    assert value('paybridge_refunds_total{outcome="refused"}') >= 1
-    assert value('paybridge_refunded_minor_units_total{currency="EUR"}') >= 100
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1, 100]
