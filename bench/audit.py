@@ -15,29 +15,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-import requests
-
+from bench import emulator
 from bench.stack import STRIPE_KEY, Stack
-
-
-def emulator_sessions(stack: Stack, since: int) -> list[dict]:
-    sessions, after = [], None
-    while True:
-        params = {"limit": 100, "created[gte]": since}
-        if after:
-            params["starting_after"] = after
-        resp = requests.get(
-            f"{stack.emu_url}/v1/checkout/sessions",
-            params=params,
-            headers={"Authorization": f"Bearer {STRIPE_KEY}"},
-            timeout=60,
-        )
-        resp.raise_for_status()
-        page = resp.json()
-        sessions.extend(page["data"])
-        if not page["has_more"] or not page["data"]:
-            return sessions
-        after = page["data"][-1]["id"]
 
 
 def wait_for_outbox(stack: Stack, merchant_ids: list[int], timeout: float) -> int:
@@ -105,7 +84,8 @@ def audit(
             if still_created:
                 problems.append(f"{still_created} payments answered 201 are still CREATED")
 
-        sessions = emulator_sessions(stack, since)
+        query = {"created[gte]": since}
+        sessions = list(emulator.list_all(stack.emu_url, STRIPE_KEY, "checkout/sessions", **query))
         facts["psp_sessions"] = len(sessions)
         per_payment = Counter(s.get("client_reference_id") for s in sessions)
         multi = [p for p, n in per_payment.items() if p and n > 1]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import heapq
-import hmac
 import json
 import random
 import re
@@ -19,7 +17,7 @@ from urllib.parse import urlencode
 import aiohttp
 import requests
 
-from bench import loader, loadgen
+from bench import emulator, loader, loadgen, merchant
 from bench.audit import audit, wait_for_outbox
 from bench.stack import STRIPE_KEY, WEBHOOK_SECRET, Stack, log
 
@@ -153,22 +151,9 @@ def create_factory(ctx: Context, tag: str):
     def make(i: int) -> loadgen.Request:
         ref = f"{tag}-{run}-{i}"
         refs.append(ref)
-        body = {
-            "merchant_reference": ref,
-            "amount": 1000 + i % 5000,
-            "currency": "EUR",
-            "description": f"Bench order {i}",
-            "customer_email": f"shopper{i % 1000}@example.com",
-            "success_url": "https://shop.example/ok",
-            "cancel_url": "https://shop.example/cancel",
-            "metadata": {"bench": tag},
-        }
-        headers = {
-            **ctx.auth,
-            "Content-Type": "application/json",
-            "Idempotency-Key": f"{ref}-{uuid.uuid4().hex[:8]}",
-        }
-        return "POST", "/api/v1/payments", headers, json.dumps(body).encode()
+        key = f"{ref}-{uuid.uuid4().hex[:8]}"
+        headers, body = merchant.create_payment(ctx.merchant["api_key"], ref, i, tag, key)
+        return "POST", "/api/v1/payments", headers, body
 
     return make, refs
 
@@ -461,59 +446,11 @@ def seed_initiated(ctx: Context, count: int, *, stale: bool = False) -> None:
     )
 
 
-def _pay_all(stack: Stack, session_ids: list[str], batch: int = 1000) -> int:
-    """Pay sessions at the emulator a thousand per call (its pay_many control route): one
-    connection each was most of the ~2 ms a session cost (38 s for the webhooks' 17,200)."""
-    failures = 0
-    with requests.Session() as http:
-        for i in range(0, len(session_ids), batch):
-            resp = http.post(
-                f"{stack.emu_url}/_emulator/checkout/sessions/pay",
-                json={"ids": session_ids[i : i + batch], "card": "4242424242424242"},
-                timeout=120,
-            )
-            resp.raise_for_status()
-            failures += sum(1 for r in resp.json()["results"] if not r["completed"])
-    return failures
-
-
 def pay_sessions(stack: Stack, session_ids: list[str]) -> None:
     started = time.monotonic()
-    failures = _pay_all(stack, session_ids)
-    log(
-        f"paid {len(session_ids)} sessions at the emulator in {time.monotonic() - started:.1f}s"
-        f" ({failures} failures)"
-    )
-
-
-def completed_events(stack: Stack, since: int, session_ids: set[str]) -> dict[str, dict]:
-    """The emulator's own checkout.session.completed events for these sessions."""
-    events, after = {}, None
-    while True:
-        params = {"limit": 100, "type": "checkout.session.completed", "created[gte]": since}
-        if after:
-            params["starting_after"] = after
-        resp = requests.get(
-            f"{stack.emu_url}/v1/events",
-            params=params,
-            headers={"Authorization": f"Bearer {STRIPE_KEY}"},
-            timeout=60,
-        )
-        resp.raise_for_status()
-        page = resp.json()
-        for ev in page["data"]:
-            sid = ev["data"]["object"]["id"]
-            if sid in session_ids:
-                events[sid] = ev
-        if not page["has_more"] or not page["data"]:
-            return events
-        after = page["data"][-1]["id"]
-
-
-def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
-    t = int(time.time())
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
+    failures = emulator.pay_sessions(stack.emu_url, session_ids)
+    took = time.monotonic() - started
+    log(f"paid {len(session_ids)} sessions at the emulator in {took:.1f}s ({failures} failures)")
 
 
 def webhooks(ctx: Context) -> None:
@@ -527,7 +464,7 @@ def webhooks(ctx: Context) -> None:
     since = int(time.time()) - 2
     sids = [r[2] for r in rows]
     pay_sessions(stack, sids)
-    events = completed_events(stack, since - 3600, set(sids))
+    events = emulator.completed_events(stack.emu_url, STRIPE_KEY, since - 3600, set(sids))
     log(f"{len(events)} checkout.session.completed events fetched from the emulator")
     bodies = [json.dumps(events[s], indent=2).encode() for s in sids if s in events]
     sustained, burst_unique = bodies[:n_sustained], bodies[n_sustained:]
@@ -535,7 +472,7 @@ def webhooks(ctx: Context) -> None:
     def hook(body: bytes, secret: str = WEBHOOK_SECRET) -> loadgen.Request:
         headers = {
             "Content-Type": "application/json; charset=utf-8",
-            "Stripe-Signature": sign(body, secret),
+            "Stripe-Signature": emulator.stripe_signature(body, secret),
         }
         return "POST", "/webhooks/stripe", headers, body
 
@@ -1172,7 +1109,7 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
                         errors[f"expire {resp.status}"] = errors.get(f"expire {resp.status}", 0) + 1
                 return
             url = f"{stack.emu_url}/_emulator/checkout/sessions/{data['psp_session_id']}/pay"
-            async with http.post(url, json={"card": "4242424242424242"}) as resp:
+            async with http.post(url, json={"card": emulator.CARD}) as resp:
                 await resp.read()
                 if resp.status != 200:
                     errors[f"pay {resp.status}"] = errors.get(f"pay {resp.status}", 0) + 1
