@@ -16,7 +16,7 @@ import time
 from collections import Counter
 
 from bench import emulator
-from bench.stack import STRIPE_KEY, Stack
+from bench.stack import STRIPE_KEY, Stack, in_batches
 
 
 def wait_for_outbox(stack: Stack, merchant_ids: list[int], timeout: float) -> int:
@@ -66,9 +66,7 @@ def audit(
         if created_refs:
             found = 0
             still_created = 0
-            for i in range(0, len(created_refs), 1000):
-                chunk = created_refs[i : i + 1000]
-                marks = ",".join(["%s"] * len(chunk))
+            for chunk, marks in in_batches(created_refs):
                 cur.execute(
                     f"SELECT status, COUNT(*) FROM payments WHERE merchant_id IN ({ids}) "
                     f"AND merchant_reference IN ({marks}) GROUP BY status",
@@ -94,9 +92,7 @@ def audit(
             problems.append(f"{len(multi)} payments have more than one PSP session: {multi[:3]}")
         by_session = {}
         session_ids = [s["id"] for s in sessions]
-        for i in range(0, len(session_ids), 1000):
-            chunk = session_ids[i : i + 1000]
-            marks = ",".join(["%s"] * len(chunk))
+        for chunk, marks in in_batches(session_ids):
             cur.execute(
                 f"SELECT psp_session_id, public_id, status FROM payments "
                 f"WHERE psp_session_id IN ({marks})",

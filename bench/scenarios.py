@@ -19,7 +19,7 @@ import requests
 
 from bench import emulator, loader, loadgen, merchant
 from bench.audit import audit, wait_for_outbox
-from bench.stack import STRIPE_KEY, WEBHOOK_SECRET, Stack, log
+from bench.stack import STRIPE_KEY, WEBHOOK_SECRET, Stack, in_batches, log
 
 
 @dataclass
@@ -192,11 +192,10 @@ def refs_answered(ctx: Context, refs: list[str]) -> list[str]:
     conn = ctx.stack.mysql()
     found = []
     with conn.cursor() as cur:
-        for i in range(0, len(refs), 1000):
-            chunk = refs[i : i + 1000]
+        for chunk, marks in in_batches(refs):
             cur.execute(
                 f"SELECT merchant_reference FROM payments WHERE merchant_id=%s AND "
-                f"merchant_reference IN ({','.join(['%s'] * len(chunk))})",
+                f"merchant_reference IN ({marks})",
                 [ctx.merchant["merchant_id"], *chunk],
             )
             found.extend(r[0] for r in cur.fetchall())
@@ -547,9 +546,7 @@ def webhooks(ctx: Context) -> None:
     with conn.cursor() as cur:
         ids = list(burst_ids)
         stored = applied = 0
-        for i in range(0, len(ids), 1000):
-            chunk = ids[i : i + 1000]
-            marks = ",".join(["%s"] * len(chunk))
+        for chunk, marks in in_batches(ids):
             cur.execute(f"SELECT COUNT(*) FROM psp_events WHERE event_id IN ({marks})", chunk)
             stored += cur.fetchone()[0]
             cur.execute(
@@ -718,9 +715,7 @@ def _abandon_backlog(stack: Stack, min_id: int) -> None:
             (min_id,),
         )
         ids = [r[0] for r in cur.fetchall()]
-        for i in range(0, len(ids), 5000):
-            chunk = ids[i : i + 5000]
-            marks = ",".join(["%s"] * len(chunk))
+        for chunk, marks in in_batches(ids, 5000):
             cur.execute(
                 f"DELETE FROM notification_attempts WHERE notification_id IN "
                 f"(SELECT id FROM notifications WHERE payment_id IN ({marks}))",
@@ -754,11 +749,10 @@ def reconciliation(ctx: Context) -> None:
     pay_sessions(stack, paid)  # PayBridge never hears of these: no webhook endpoint yet
     conn = stack.mysql()
     with conn.cursor() as cur:
-        for i in range(0, len(ids), 1000):
-            chunk = ids[i : i + 1000]
+        for chunk, marks in in_batches(ids):
             cur.execute(
                 f"UPDATE payments SET updated_at = updated_at - INTERVAL 1 HOUR "
-                f"WHERE id IN ({','.join(['%s'] * len(chunk))})",
+                f"WHERE id IN ({marks})",
                 chunk,
             )
     conn.close()
@@ -1118,11 +1112,7 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
         memory_by_window: list[dict] = []  # RSS each window: a slope, not just two points
         window = max(10.0, seconds / 10)
         start = time.perf_counter()
-        for i in range(count):
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for i, due in loadgen.due_times(start, count, rate):
             if due - start >= len(memory_by_window) * window:
                 memory_by_window.append({"at_s": round(due - start), **stack.memory()})
             tasks.append(asyncio.create_task(one(i, due)))
