@@ -613,12 +613,12 @@ def notifications(ctx: Context) -> None:
             stack.stop_workers()
             stack.start_workers(workers)
         stack.receiver("POST", "/_control", {"delay_ms": delay})
-        conn = stack.mysql(local_infile=True)
+        conn = stack.mysql()
         with conn.cursor() as cur:
             cur.execute("SELECT COALESCE(MAX(id),0)+1 FROM notifications")
             min_id = cur.fetchone()[0]
-        info = loader.load(
-            conn,
+        conn.close()
+        batch = loader.Batch(
             merchant_id=ctx.backlog_merchant["merchant_id"],
             count=count,
             prefix=f"backlog{delay}w{workers}",
@@ -627,7 +627,7 @@ def notifications(ctx: Context) -> None:
             notifications=True,
             seed=delay + workers + 11,
         )
-        conn.close()
+        info = loader.load(stack.mysql, batch)
         log(f"backlog of {count} final payments loaded in {info['total_s']}s")
         before = stack.receiver("GET", "/_stats")["unique_payment_events"]
         mem0 = stack.memory()
@@ -821,15 +821,15 @@ def reads(ctx: Context) -> None:
     p = ctx.profile
     stack = ctx.stack
     vol = ctx.volume_merchant
-    conn = stack.mysql(local_infile=True)
-    info = loader.load(
-        conn,
+    volume = loader.Batch(
         merchant_id=vol["merchant_id"],
         count=p.reads_payments,
         prefix="vol",
         span=timedelta(hours=24),
         status_weights={"SUCCESS": 0.7, "FAILED": 0.2, "INITIATED": 0.08, "PENDING": 0.02},
     )
+    info = loader.load(stack.mysql, volume)
+    conn = stack.mysql()
     with conn.cursor() as cur:
         cur.execute(
             "SELECT public_id, psp_session_id, customer_email, merchant_reference "
