@@ -17,6 +17,7 @@ import time
 import traceback
 from pathlib import Path
 
+from bench.report import FIGURES, audit_mark, cell
 from bench.scenarios import FULL, QUICK, SCENARIOS, Context
 from bench.stack import ROOT, Stack, log, procfile_web_args
 
@@ -57,27 +58,13 @@ def machine() -> dict:
     }
 
 
-def fmt(v, unit=""):
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.1f}{unit}"
-    return f"{v}{unit}"
-
-
 def table(results: list[dict]) -> str:
-    cols = ("thru/s", "p50 ms", "p95 ms", "p99 ms")
-    head = f"{'scenario':46} " + " ".join(f"{c:>8}" for c in cols)
-    head += f" {'errors':>7} {'xHz p99':>7}  audit"
+    cols = ("thru/s", "p50 ms", "p95 ms", "p99 ms", "errors", "xHz p99")
+    head = f"{'scenario':46} " + " ".join(f"{c:>8}" for c in cols) + "  audit"
     lines = [head, "-" * len(head)]
     for r in results:
-        audit = r.get("audit")
-        mark = "" if audit is None else ("ok" if audit["ok"] else "FAIL")
-        lines.append(
-            f"{r['scenario'][:46]:46} {fmt(r.get('throughput')):>8} {fmt(r.get('p50_ms')):>8} "
-            f"{fmt(r.get('p95_ms')):>8} {fmt(r.get('p99_ms')):>8} {fmt(r.get('errors')):>7} "
-            f"{fmt(r.get('x_healthz_p99')):>7}  {mark}"
-        )
+        figures = " ".join(f"{cell(r.get(key)):>8}" for key in FIGURES)
+        lines.append(f"{r['scenario'][:46]:46} {figures}  {audit_mark(r)}")
         extra = {
             k: r[k]
             for k in (
@@ -101,8 +88,8 @@ def table(results: list[dict]) -> str:
         }
         if extra and not r["scenario"].startswith(("read ", "healthz")):
             lines.append(f"{'':4}{json.dumps(extra)[:200]}")
-        if audit and not audit["ok"]:
-            lines.append(f"{'':4}audit: {'; '.join(audit['problems'])[:300]}")
+        if audit_mark(r) == "FAIL":
+            lines.append(f"{'':4}audit: {'; '.join(r['audit']['problems'])[:300]}")
     return "\n".join(lines)
 
 

@@ -15,29 +15,8 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-import requests
-
-from bench.stack import STRIPE_KEY, Stack
-
-
-def emulator_sessions(stack: Stack, since: int) -> list[dict]:
-    sessions, after = [], None
-    while True:
-        params = {"limit": 100, "created[gte]": since}
-        if after:
-            params["starting_after"] = after
-        resp = requests.get(
-            f"{stack.emu_url}/v1/checkout/sessions",
-            params=params,
-            headers={"Authorization": f"Bearer {STRIPE_KEY}"},
-            timeout=60,
-        )
-        resp.raise_for_status()
-        page = resp.json()
-        sessions.extend(page["data"])
-        if not page["has_more"] or not page["data"]:
-            return sessions
-        after = page["data"][-1]["id"]
+from bench import emulator
+from bench.stack import STRIPE_KEY, Stack, in_batches
 
 
 def wait_for_outbox(stack: Stack, merchant_ids: list[int], timeout: float) -> int:
@@ -87,9 +66,7 @@ def audit(
         if created_refs:
             found = 0
             still_created = 0
-            for i in range(0, len(created_refs), 1000):
-                chunk = created_refs[i : i + 1000]
-                marks = ",".join(["%s"] * len(chunk))
+            for chunk, marks in in_batches(created_refs):
                 cur.execute(
                     f"SELECT status, COUNT(*) FROM payments WHERE merchant_id IN ({ids}) "
                     f"AND merchant_reference IN ({marks}) GROUP BY status",
@@ -105,7 +82,8 @@ def audit(
             if still_created:
                 problems.append(f"{still_created} payments answered 201 are still CREATED")
 
-        sessions = emulator_sessions(stack, since)
+        query = {"created[gte]": since}
+        sessions = list(emulator.list_all(stack.emu_url, STRIPE_KEY, "checkout/sessions", **query))
         facts["psp_sessions"] = len(sessions)
         per_payment = Counter(s.get("client_reference_id") for s in sessions)
         multi = [p for p, n in per_payment.items() if p and n > 1]
@@ -114,9 +92,7 @@ def audit(
             problems.append(f"{len(multi)} payments have more than one PSP session: {multi[:3]}")
         by_session = {}
         session_ids = [s["id"] for s in sessions]
-        for i in range(0, len(session_ids), 1000):
-            chunk = session_ids[i : i + 1000]
-            marks = ",".join(["%s"] * len(chunk))
+        for chunk, marks in in_batches(session_ids):
             cur.execute(
                 f"SELECT psp_session_id, public_id, status FROM payments "
                 f"WHERE psp_session_id IN ({marks})",

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -27,14 +25,13 @@ import time
 import uuid
 
 import pymysql
-import requests
 from redis import Redis
 
+from bench import emulator, merchant
 from bench.stack import MYSQL, REDIS_BASE, ROOT
 from stripe_emulator.testing import run_emulator
 
 WEBHOOK_SECRET = "whsec_paybridge_cpu_probe"
-CARD = "4242424242424242"
 FIGURES = ("create", "webhook_new", "webhook_duplicate")
 
 
@@ -85,40 +82,23 @@ def make_app(emu, database: str, redis_url: str):
 
 def create_requests(api_key: str, tag: str, n: int) -> list[tuple[bytes, dict]]:
     """Bodies and headers built ahead, so the measured loop holds little but the app's work."""
-    reqs = []
-    for i in range(n):
-        ref = f"{tag}-{i}"
-        body = {
-            "merchant_reference": ref,
-            "amount": 1000 + i,
-            "currency": "EUR",
-            "description": f"Probe order {i}",
-            "customer_email": f"shopper{i}@example.com",
-            "success_url": "https://shop.example/ok",
-            "cancel_url": "https://shop.example/cancel",
-            "metadata": {"probe": tag},
-        }
-        headers = {
-            "Authorization": f"Bearer {api_key}",
-            "Content-Type": "application/json",
-            "Idempotency-Key": ref,
-        }
-        reqs.append((json.dumps(body).encode(), headers))
-    return reqs
+    reqs = [merchant.create_payment(api_key, f"{tag}-{i}", i, tag) for i in range(n)]
+    return [(body, headers) for headers, body in reqs]
 
 
 def webhook_requests(bodies: list[bytes]) -> list[tuple[bytes, dict]]:
-    """Each body signed as Stripe signs it: t=<ts>,v1=HMAC-SHA256(secret, "<ts>.<body>")."""
+    """Each body signed as Stripe signs it."""
     t = int(time.time())
-    reqs = []
-    for body in bodies:
-        mac = hmac.new(WEBHOOK_SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256)
-        headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            "Stripe-Signature": f"t={t},v1={mac.hexdigest()}",
-        }
-        reqs.append((body, headers))
-    return reqs
+    return [
+        (
+            body,
+            {
+                "Content-Type": "application/json; charset=utf-8",
+                "Stripe-Signature": emulator.stripe_signature(body, WEBHOOK_SECRET, t),
+            },
+        )
+        for body in bodies
+    ]
 
 
 def post_all(client, path: str, reqs: list, ok: int) -> tuple[list, dict]:
@@ -137,32 +117,6 @@ def post_all(client, path: str, reqs: list, ok: int) -> tuple[list, dict]:
     return responses, {"cpu_ms": 1000 * cpu / n, "wall_ms": 1000 * wall / n, "n": n}
 
 
-def completed_events(emu, session_ids: list[str], since: int) -> list[bytes]:
-    """The emulator's checkout.session.completed events of these sessions, as it sends them."""
-    by_session, after = {}, None
-    while True:
-        params = {"limit": 100, "type": "checkout.session.completed", "created[gte]": since}
-        if after:
-            params["starting_after"] = after
-        resp = requests.get(
-            f"{emu.url}/v1/events",
-            params=params,
-            headers={"Authorization": f"Bearer {emu.api_key}"},
-            timeout=60,
-        )
-        resp.raise_for_status()
-        page = resp.json()
-        for ev in page["data"]:
-            by_session[ev["data"]["object"]["id"]] = ev
-        if not page["has_more"] or not page["data"]:
-            break
-        after = page["data"][-1]["id"]
-    missing = [s for s in session_ids if s not in by_session]
-    if missing:
-        raise SystemExit(f"{len(missing)} sessions have no checkout.session.completed event")
-    return [json.dumps(by_session[s], indent=2).encode() for s in session_ids]
-
-
 def one_round(client, emu, api_key: str, args, tag: str) -> dict:
     create = "/api/v1/payments"
     post_all(client, create, create_requests(api_key, f"{tag}-warm", args.warmup), 201)
@@ -178,13 +132,12 @@ def one_round(client, emu, api_key: str, args, tag: str) -> dict:
     sids = [r.get_json()["psp_session_id"] for r in made][: args.webhooks + args.warmup]
 
     since = int(time.time()) - 2
-    for i in range(0, len(sids), 1000):
-        paid = emu.control(
-            "POST", "checkout/sessions/pay", {"ids": sids[i : i + 1000], "card": CARD}
-        )
-        if not all(r["completed"] for r in paid["results"]):
-            raise SystemExit("the emulator did not complete every session")
-    bodies = completed_events(emu, sids, since)
+    if emulator.pay_sessions(emu.url, sids):
+        raise SystemExit("the emulator did not complete every session")
+    events = emulator.completed_events(emu.url, emu.api_key, since, set(sids))
+    if len(events) < len(sids):
+        raise SystemExit(f"{len(sids) - len(events)} sessions have no checkout.session.completed")
+    bodies = [json.dumps(events[s], indent=2).encode() for s in sids]
     warm, events = bodies[: args.warmup], bodies[args.warmup :]
 
     hook = "/webhooks/stripe"

@@ -13,7 +13,9 @@ import random
 import string
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pymysql
@@ -82,52 +84,49 @@ TARGETS = {
 }
 
 
-def load(
-    conn: pymysql.Connection,
-    *,
-    merchant_id: int,
-    count: int,
-    prefix: str,
-    span: timedelta,
-    status_weights: dict[str, float],
-    notifications: bool = False,
-    seed: int = 7,
-) -> dict:
-    """Insert `count` payments created over the `span` before now; returns ids and timings.
+@dataclass(frozen=True)
+class Batch:
+    """What to load: `count` payments of a merchant created over the `span` before now, their
+    statuses drawn with `status_weights`, and with `notifications` each final one's outbox row."""
+
+    merchant_id: int
+    count: int
+    prefix: str  # of the merchant references: <prefix>-00000001
+    span: timedelta
+    status_weights: dict[str, float]
+    notifications: bool = False
+    seed: int = 7
+
+
+def load(connect: Callable[..., pymysql.Connection], batch: Batch) -> dict:
+    """Insert the batch's payments; returns ids and timings. `connect(**kw)` opens a connection
+    to the database (the loader adds local_infile=True).
 
     A forked child generates the rows into named pipes while one LOAD DATA per table reads
     them, each on its own connection: generating (~15 s for 1M payments) overlaps loading
     instead of preceding it, and the tables load side by side on the server's cores.
     """
     now = datetime.now(UTC).replace(tzinfo=None)
+    conn = connect()
     with conn.cursor() as cur:
         cur.execute("SELECT COALESCE(MAX(id), 0) FROM payments")
         first_id = cur.fetchone()[0] + 1
-    tables = {k: v for k, v in TARGETS.items() if notifications or k != "notif"}
+    tables = {k: v for k, v in TARGETS.items() if batch.notifications or k != "notif"}
     tmp = tempfile.mkdtemp(prefix="pb_bench_load_")
     paths = {name: os.path.join(tmp, f"{name}.tsv") for name in tables}
     for path in paths.values():
         os.mkfifo(path)
-    spec = dict(
-        first_id=first_id,
-        merchant_id=merchant_id,
-        count=count,
-        prefix=prefix,
-        span=span,
-        status_weights=status_weights,
-        notifications=notifications,
-        seed=seed,
-        now=now,
-    )
     fork = multiprocessing.get_context("fork")
     results = fork.SimpleQueue()
-    child = fork.Process(target=_generate_into, args=(paths, spec, results), daemon=True)
+    child = fork.Process(
+        target=_generate_into, args=(paths, batch, first_id, now, results), daemon=True
+    )
     t0 = time.perf_counter()
     child.start()
     try:
         with ThreadPoolExecutor(len(tables)) as pool:
             futures = {
-                name: pool.submit(_load_separately, conn, table, columns, paths[name])
+                name: pool.submit(_load_separately, connect, table, columns, paths[name])
                 for name, (table, columns) in tables.items()
             }
             done, _ = wait(futures.values(), return_when=FIRST_EXCEPTION)
@@ -146,19 +145,20 @@ def load(
     with conn.cursor() as cur:
         cur.execute("ANALYZE TABLE payments, payment_status_history")
         cur.fetchall()
+    conn.close()
     total = time.perf_counter() - t0
     return {
-        "payments": count,
+        "payments": batch.count,
         "history_rows": history_rows,
         "first_id": first_id,
-        "last_id": first_id + count - 1,
+        "last_id": first_id + batch.count - 1,
         "generate_s": round(generated, 1),
         "load_payments_s": round(seconds["payments"], 1),
         "load_history_s": round(seconds["history"], 1),
-        "load_notifications_s": round(seconds["notif"], 1) if notifications else None,
+        "load_notifications_s": round(seconds["notif"], 1) if batch.notifications else None,
         "total_s": round(total, 1),
-        "rows_per_s": round((count + history_rows) / total),
-        "created_from": _ts(now - span),
+        "rows_per_s": round((batch.count + history_rows) / total),
+        "created_from": _ts(now - batch.span),
         "created_to": _ts(now),
     }
 
@@ -180,7 +180,9 @@ def _abandon(child, pipes) -> None:
         os.close(writer)
 
 
-def _generate_into(paths: dict[str, str], spec: dict, results) -> None:
+def _generate_into(
+    paths: dict[str, str], batch: Batch, first_id: int, now: datetime, results
+) -> None:
     """The child: write every row to its table's pipe; report (seconds, history rows)."""
     started = time.perf_counter()
     with (
@@ -190,31 +192,18 @@ def _generate_into(paths: dict[str, str], spec: dict, results) -> None:
     ):
         for pipe in (pf, hf, nf) if "notif" in paths else (pf, hf):
             fcntl.fcntl(pipe.fileno(), F_SETPIPE_SZ, PIPE_BYTES)
-        history_rows = _generate(pf, hf, nf, **spec)
+        history_rows = _generate(pf, hf, nf, batch, first_id, now)
     results.put((time.perf_counter() - started, history_rows))
 
 
-def _generate(
-    pf,
-    hf,
-    nf,
-    *,
-    first_id: int,
-    merchant_id: int,
-    count: int,
-    prefix: str,
-    span: timedelta,
-    status_weights: dict[str, float],
-    notifications: bool,
-    seed: int,
-    now: datetime,
-) -> int:
-    rng = random.Random(seed)
-    statuses = list(status_weights)
-    weights = list(status_weights.values())
-    start = now - span
+def _generate(pf, hf, nf, batch: Batch, first_id: int, now: datetime) -> int:
+    merchant_id, count, prefix = batch.merchant_id, batch.count, batch.prefix
+    rng = random.Random(batch.seed)
+    statuses = list(batch.status_weights)
+    weights = list(batch.status_weights.values())
+    start = now - batch.span
     history_rows = 0
-    step = span.total_seconds() / max(count, 1)
+    step = batch.span.total_seconds() / max(count, 1)
     for i in range(count):
         pid = first_id + i
         created = start + timedelta(seconds=i * step + rng.random() * step)
@@ -273,7 +262,7 @@ def _generate(
             hf.write(_tsv((pid, prev, to, version, source, None, event, _ts(at))))
             prev = to
             history_rows += 1
-        if notifications and status in FINAL:
+        if batch.notifications and status in FINAL:
             msg = "msg_" + _rid(rng)
             kind = "payment.succeeded" if status == "SUCCESS" else "payment.failed"
             data = {
@@ -318,25 +307,10 @@ def _load_data(conn: pymysql.Connection, table: str, columns, path: str) -> floa
     return time.perf_counter() - started
 
 
-def _load_separately(conn: pymysql.Connection, table: str, columns, path: str) -> float:
-    """`_load_data` on a connection of its own (to `conn`'s database), closed afterwards."""
-    own = _reconnect(conn)
+def _load_separately(connect, table: str, columns, path: str) -> float:
+    """`_load_data` on a connection of its own, allowed LOAD DATA LOCAL, closed afterwards."""
+    own = connect(local_infile=True)
     try:
         return _load_data(own, table, columns, path)
     finally:
         own.close()
-
-
-def _reconnect(conn: pymysql.Connection) -> pymysql.Connection:
-    """Another connection to the same database, with LOAD DATA LOCAL allowed."""
-    db = conn.db.decode() if isinstance(conn.db, bytes) else conn.db
-    return pymysql.connect(
-        host=conn.host,
-        port=conn.port,
-        user=conn.user,
-        password=conn.password,
-        database=db,
-        local_infile=True,
-        autocommit=True,
-        charset="utf8mb4",
-    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -68,6 +68,17 @@ def _r(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+async def due_times(start: float, count: int, rate: float) -> AsyncIterator[tuple[int, float]]:
+    """Open model: request i is due at start + i/rate, however the ones before it are doing;
+    yields (i, due) as each falls due (late, if the loop itself fell behind)."""
+    for i in range(count):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        yield i, due
+
+
 async def _run(
     base_url: str,
     name: str,
@@ -116,11 +127,7 @@ async def _run(
 
         tasks = []
         start = time.perf_counter()
-        for i in range(count):
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for i, due in due_times(start, count, rate):
             tasks.append(asyncio.create_task(one(i, due)))
             result.sent += 1
         await asyncio.gather(*tasks)

@@ -13,12 +13,23 @@ import json
 import sys
 
 
-def _v(value, digits: int = 1) -> str:
+def cell(value, digits: int = 1) -> str:
+    """A figure as the tables show it: one decimal (or `digits`), a dash for none."""
     if value is None:
         return "–"
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+# A scenario's figures, in the order both its tables show them (the run's own on stdout, and
+# the Markdown report's).
+FIGURES = ("throughput", "p50_ms", "p95_ms", "p99_ms", "errors", "x_healthz_p99")
+
+
+def audit_mark(result: dict, fail: str = "FAIL") -> str:
+    audit = result.get("audit")
+    return "" if audit is None else ("ok" if audit["ok"] else fail)
 
 
 def scenario_table(results: list[dict]) -> list[str]:
@@ -27,13 +38,8 @@ def scenario_table(results: list[dict]) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in results:
-        audit = r.get("audit")
-        mark = "" if audit is None else ("ok" if audit["ok"] else "**FAIL**")
-        out.append(
-            f"| {r['scenario']} | {_v(r.get('throughput'))} | {_v(r.get('p50_ms'))} | "
-            f"{_v(r.get('p95_ms'))} | {_v(r.get('p99_ms'))} | {_v(r.get('errors'))} | "
-            f"{_v(r.get('x_healthz_p99'))} | {mark} |"
-        )
+        figures = [cell(r.get(key)) for key in FIGURES]
+        out.append("| " + " | ".join([r["scenario"], *figures, audit_mark(r, "**FAIL**")]) + " |")
     return out
 
 
@@ -330,9 +336,9 @@ def costs_section(report: dict) -> list[str]:
 
     def put(name: str, unit: str, per: dict) -> None:
         lines.append(
-            f"| {name} | {unit} | {_v(per.get('web'), 2)} | {_v(per.get('worker'), 2)} | "
-            f"{_v(per.get('mariadbd (shared)'), 2)} | {_v(per.get('emulator'), 2)} | "
-            f"{_v(per.get('receiver'), 2)} | {_v(per.get('bench (load generator)'), 2)} |"
+            f"| {name} | {unit} | {cell(per.get('web'), 2)} | {cell(per.get('worker'), 2)} | "
+            f"{cell(per.get('mariadbd (shared)'), 2)} | {cell(per.get('emulator'), 2)} | "
+            f"{cell(per.get('receiver'), 2)} | {cell(per.get('bench (load generator)'), 2)} |"
         )
 
     for r in report["results"]:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import heapq
-import hmac
 import json
 import random
 import re
@@ -19,9 +17,9 @@ from urllib.parse import urlencode
 import aiohttp
 import requests
 
-from bench import loader, loadgen
+from bench import emulator, loader, loadgen, merchant
 from bench.audit import audit, wait_for_outbox
-from bench.stack import STRIPE_KEY, WEBHOOK_SECRET, Stack, log
+from bench.stack import STRIPE_KEY, WEBHOOK_SECRET, Stack, in_batches, log
 
 
 @dataclass
@@ -52,65 +50,43 @@ class Profile:
     drain_timeout: float = 60.0
 
 
-QUICK = Profile(
-    name="quick",
-    healthz_rate=300,
-    healthz_seconds=2,
-    create_rate=100,
-    create_seconds=4,
-    pace_rate=50,
-    pace_seconds=4,
-    webhook_rate=100,
-    webhook_seconds=3,
-    burst_total=1000,
-    invalid_rate=500,
-    invalid_seconds=2,
-    notify_fast=500,
-    notify_fast_cap_s=30,
-    notify_slow=300,
-    notify_slow_cap_s=15,
-    notify_scaled_workers=4,
-    recon_stale=200,
-    recon_max_run_s=30,
-    reads_payments=20_000,
-    reads_per_url=20,
-    soak_rate=15,
-    soak_seconds=20,
-    drain_timeout=30,
-)
-# Issue 7's sizes, trimmed only where a size does not change what is measured, so the whole run
-# stays under 20 minutes on this machine: both notification backlogs are the issue's 50,000,
-# drained for real (capped at 150 s at 0 ms, i.e. below ~330/s, and at the 5-min target at
-# 200 ms; the workers' pumps drain them at ~1,000/s), the soak is the issue's 10 minutes,
-# create offers 2,000 at 500/s and the unique webhooks 1,600 at 800/s (at ~100-250/s served
-# every queued request plays out after the offer ends: 12 s of create offer took ~58 s and
-# measured the same rate as 6 s; 4 s of webhooks took ~50 s).
-FULL = Profile(
-    name="full",
-    healthz_rate=1500,
-    healthz_seconds=5,
-    create_rate=500,
-    create_seconds=4,
-    pace_rate=100,
-    pace_seconds=120,
-    webhook_rate=800,
-    webhook_seconds=2,
-    burst_total=20_000,
-    invalid_rate=3000,
-    invalid_seconds=3,
-    notify_fast=50_000,
-    notify_fast_cap_s=150,
-    notify_slow=50_000,
-    notify_slow_cap_s=300,
-    notify_scaled_workers=0,
-    recon_stale=10_000,
-    recon_max_run_s=120,
-    reads_payments=1_000_000,
-    reads_per_url=40,
-    soak_rate=15,
-    soak_seconds=600,
-    drain_timeout=150,
-)
+# Each size of the two runs, quick beside full. The full run has issue 7's sizes, trimmed only
+# where a size does not change what is measured, so the whole run stays under 20 minutes on this
+# machine: both notification backlogs are the issue's 50,000, drained for real (capped at 150 s
+# at 0 ms, i.e. below ~330/s, and at the 5-min target at 200 ms; the workers' pumps drain them at
+# ~1,000/s), the soak is the issue's 10 minutes, create offers 2,000 at 500/s and the unique
+# webhooks 1,600 at 800/s (at ~100-250/s served every queued request plays out after the offer
+# ends: 12 s of create offer took ~58 s and measured the same rate as 6 s; 4 s of webhooks took
+# ~50 s).
+# fmt: off
+SIZES = {                    # quick    full
+    "healthz_rate":          (300,      1500),
+    "healthz_seconds":       (2,        5),
+    "create_rate":           (100,      500),
+    "create_seconds":        (4,        4),
+    "pace_rate":             (50,       100),
+    "pace_seconds":          (4,        120),
+    "webhook_rate":          (100,      800),
+    "webhook_seconds":       (3,        2),
+    "burst_total":           (1000,     20_000),
+    "invalid_rate":          (500,      3000),
+    "invalid_seconds":       (2,        3),
+    "notify_fast":           (500,      50_000),
+    "notify_fast_cap_s":     (30,       150),
+    "notify_slow":           (300,      50_000),
+    "notify_slow_cap_s":     (15,       300),
+    "notify_scaled_workers": (4,        0),
+    "recon_stale":           (200,      10_000),
+    "recon_max_run_s":       (30,       120),
+    "reads_payments":        (20_000,   1_000_000),
+    "reads_per_url":         (20,       40),
+    "soak_rate":             (15,       15),
+    "soak_seconds":          (20,       600),
+    "drain_timeout":         (30,       150),
+}
+# fmt: on
+QUICK = Profile("quick", **{name: quick for name, (quick, _) in SIZES.items()})
+FULL = Profile("full", **{name: full for name, (_, full) in SIZES.items()})
 
 
 @dataclass
@@ -153,22 +129,9 @@ def create_factory(ctx: Context, tag: str):
     def make(i: int) -> loadgen.Request:
         ref = f"{tag}-{run}-{i}"
         refs.append(ref)
-        body = {
-            "merchant_reference": ref,
-            "amount": 1000 + i % 5000,
-            "currency": "EUR",
-            "description": f"Bench order {i}",
-            "customer_email": f"shopper{i % 1000}@example.com",
-            "success_url": "https://shop.example/ok",
-            "cancel_url": "https://shop.example/cancel",
-            "metadata": {"bench": tag},
-        }
-        headers = {
-            **ctx.auth,
-            "Content-Type": "application/json",
-            "Idempotency-Key": f"{ref}-{uuid.uuid4().hex[:8]}",
-        }
-        return "POST", "/api/v1/payments", headers, json.dumps(body).encode()
+        key = f"{ref}-{uuid.uuid4().hex[:8]}"
+        headers, body = merchant.create_payment(ctx.merchant["api_key"], ref, i, tag, key)
+        return "POST", "/api/v1/payments", headers, body
 
     return make, refs
 
@@ -207,11 +170,10 @@ def refs_answered(ctx: Context, refs: list[str]) -> list[str]:
     conn = ctx.stack.mysql()
     found = []
     with conn.cursor() as cur:
-        for i in range(0, len(refs), 1000):
-            chunk = refs[i : i + 1000]
+        for chunk, marks in in_batches(refs):
             cur.execute(
                 f"SELECT merchant_reference FROM payments WHERE merchant_id=%s AND "
-                f"merchant_reference IN ({','.join(['%s'] * len(chunk))})",
+                f"merchant_reference IN ({marks})",
                 [ctx.merchant["merchant_id"], *chunk],
             )
             found.extend(r[0] for r in cur.fetchall())
@@ -461,59 +423,11 @@ def seed_initiated(ctx: Context, count: int, *, stale: bool = False) -> None:
     )
 
 
-def _pay_all(stack: Stack, session_ids: list[str], batch: int = 1000) -> int:
-    """Pay sessions at the emulator a thousand per call (its pay_many control route): one
-    connection each was most of the ~2 ms a session cost (38 s for the webhooks' 17,200)."""
-    failures = 0
-    with requests.Session() as http:
-        for i in range(0, len(session_ids), batch):
-            resp = http.post(
-                f"{stack.emu_url}/_emulator/checkout/sessions/pay",
-                json={"ids": session_ids[i : i + batch], "card": "4242424242424242"},
-                timeout=120,
-            )
-            resp.raise_for_status()
-            failures += sum(1 for r in resp.json()["results"] if not r["completed"])
-    return failures
-
-
 def pay_sessions(stack: Stack, session_ids: list[str]) -> None:
     started = time.monotonic()
-    failures = _pay_all(stack, session_ids)
-    log(
-        f"paid {len(session_ids)} sessions at the emulator in {time.monotonic() - started:.1f}s"
-        f" ({failures} failures)"
-    )
-
-
-def completed_events(stack: Stack, since: int, session_ids: set[str]) -> dict[str, dict]:
-    """The emulator's own checkout.session.completed events for these sessions."""
-    events, after = {}, None
-    while True:
-        params = {"limit": 100, "type": "checkout.session.completed", "created[gte]": since}
-        if after:
-            params["starting_after"] = after
-        resp = requests.get(
-            f"{stack.emu_url}/v1/events",
-            params=params,
-            headers={"Authorization": f"Bearer {STRIPE_KEY}"},
-            timeout=60,
-        )
-        resp.raise_for_status()
-        page = resp.json()
-        for ev in page["data"]:
-            sid = ev["data"]["object"]["id"]
-            if sid in session_ids:
-                events[sid] = ev
-        if not page["has_more"] or not page["data"]:
-            return events
-        after = page["data"][-1]["id"]
-
-
-def sign(body: bytes, secret: str = WEBHOOK_SECRET) -> str:
-    t = int(time.time())
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
+    failures = emulator.pay_sessions(stack.emu_url, session_ids)
+    took = time.monotonic() - started
+    log(f"paid {len(session_ids)} sessions at the emulator in {took:.1f}s ({failures} failures)")
 
 
 def webhooks(ctx: Context) -> None:
@@ -527,7 +441,7 @@ def webhooks(ctx: Context) -> None:
     since = int(time.time()) - 2
     sids = [r[2] for r in rows]
     pay_sessions(stack, sids)
-    events = completed_events(stack, since - 3600, set(sids))
+    events = emulator.completed_events(stack.emu_url, STRIPE_KEY, since - 3600, set(sids))
     log(f"{len(events)} checkout.session.completed events fetched from the emulator")
     bodies = [json.dumps(events[s], indent=2).encode() for s in sids if s in events]
     sustained, burst_unique = bodies[:n_sustained], bodies[n_sustained:]
@@ -535,7 +449,7 @@ def webhooks(ctx: Context) -> None:
     def hook(body: bytes, secret: str = WEBHOOK_SECRET) -> loadgen.Request:
         headers = {
             "Content-Type": "application/json; charset=utf-8",
-            "Stripe-Signature": sign(body, secret),
+            "Stripe-Signature": emulator.stripe_signature(body, secret),
         }
         return "POST", "/webhooks/stripe", headers, body
 
@@ -610,9 +524,7 @@ def webhooks(ctx: Context) -> None:
     with conn.cursor() as cur:
         ids = list(burst_ids)
         stored = applied = 0
-        for i in range(0, len(ids), 1000):
-            chunk = ids[i : i + 1000]
-            marks = ",".join(["%s"] * len(chunk))
+        for chunk, marks in in_batches(ids):
             cur.execute(f"SELECT COUNT(*) FROM psp_events WHERE event_id IN ({marks})", chunk)
             stored += cur.fetchone()[0]
             cur.execute(
@@ -701,12 +613,12 @@ def notifications(ctx: Context) -> None:
             stack.stop_workers()
             stack.start_workers(workers)
         stack.receiver("POST", "/_control", {"delay_ms": delay})
-        conn = stack.mysql(local_infile=True)
+        conn = stack.mysql()
         with conn.cursor() as cur:
             cur.execute("SELECT COALESCE(MAX(id),0)+1 FROM notifications")
             min_id = cur.fetchone()[0]
-        info = loader.load(
-            conn,
+        conn.close()
+        batch = loader.Batch(
             merchant_id=ctx.backlog_merchant["merchant_id"],
             count=count,
             prefix=f"backlog{delay}w{workers}",
@@ -715,7 +627,7 @@ def notifications(ctx: Context) -> None:
             notifications=True,
             seed=delay + workers + 11,
         )
-        conn.close()
+        info = loader.load(stack.mysql, batch)
         log(f"backlog of {count} final payments loaded in {info['total_s']}s")
         before = stack.receiver("GET", "/_stats")["unique_payment_events"]
         mem0 = stack.memory()
@@ -781,9 +693,7 @@ def _abandon_backlog(stack: Stack, min_id: int) -> None:
             (min_id,),
         )
         ids = [r[0] for r in cur.fetchall()]
-        for i in range(0, len(ids), 5000):
-            chunk = ids[i : i + 5000]
-            marks = ",".join(["%s"] * len(chunk))
+        for chunk, marks in in_batches(ids, 5000):
             cur.execute(
                 f"DELETE FROM notification_attempts WHERE notification_id IN "
                 f"(SELECT id FROM notifications WHERE payment_id IN ({marks}))",
@@ -817,11 +727,10 @@ def reconciliation(ctx: Context) -> None:
     pay_sessions(stack, paid)  # PayBridge never hears of these: no webhook endpoint yet
     conn = stack.mysql()
     with conn.cursor() as cur:
-        for i in range(0, len(ids), 1000):
-            chunk = ids[i : i + 1000]
+        for chunk, marks in in_batches(ids):
             cur.execute(
                 f"UPDATE payments SET updated_at = updated_at - INTERVAL 1 HOUR "
-                f"WHERE id IN ({','.join(['%s'] * len(chunk))})",
+                f"WHERE id IN ({marks})",
                 chunk,
             )
     conn.close()
@@ -912,15 +821,15 @@ def reads(ctx: Context) -> None:
     p = ctx.profile
     stack = ctx.stack
     vol = ctx.volume_merchant
-    conn = stack.mysql(local_infile=True)
-    info = loader.load(
-        conn,
+    volume = loader.Batch(
         merchant_id=vol["merchant_id"],
         count=p.reads_payments,
         prefix="vol",
         span=timedelta(hours=24),
         status_weights={"SUCCESS": 0.7, "FAILED": 0.2, "INITIATED": 0.08, "PENDING": 0.02},
     )
+    info = loader.load(stack.mysql, volume)
+    conn = stack.mysql()
     with conn.cursor() as cur:
         cur.execute(
             "SELECT public_id, psp_session_id, customer_email, merchant_reference "
@@ -1172,7 +1081,7 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
                         errors[f"expire {resp.status}"] = errors.get(f"expire {resp.status}", 0) + 1
                 return
             url = f"{stack.emu_url}/_emulator/checkout/sessions/{data['psp_session_id']}/pay"
-            async with http.post(url, json={"card": "4242424242424242"}) as resp:
+            async with http.post(url, json={"card": emulator.CARD}) as resp:
                 await resp.read()
                 if resp.status != 200:
                     errors[f"pay {resp.status}"] = errors.get(f"pay {resp.status}", 0) + 1
@@ -1181,11 +1090,7 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
         memory_by_window: list[dict] = []  # RSS each window: a slope, not just two points
         window = max(10.0, seconds / 10)
         start = time.perf_counter()
-        for i in range(count):
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async for i, due in loadgen.due_times(start, count, rate):
             if due - start >= len(memory_by_window) * window:
                 memory_by_window.append({"at_s": round(due - start), **stack.memory()})
             tasks.append(asyncio.create_task(one(i, due)))

@@ -37,6 +37,13 @@ WEBHOOK_SECRET = "whsec_paybridge_bench_secret"
 STRIPE_KEY = "sk_test_paybridge_bench"
 
 
+def in_batches(values: list, size: int = 1000) -> Iterator[tuple[list, str]]:
+    """`values` a slice at a time for SQL's `IN (…)`: each slice and its "%s,%s,…" markers."""
+    for i in range(0, len(values), size):
+        chunk = values[i : i + size]
+        yield chunk, ",".join(["%s"] * len(chunk))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
