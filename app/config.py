@@ -117,7 +117,8 @@ class Config:
         # redoes at most one chunk.
         self.RECON_WIDE_CHUNK_SESSIONS = _env_int("RECON_WIDE_CHUNK_SESSIONS", 2000)
 
-        # Without Redis the demo runs background jobs in the web process instead of failing.
+        # RQ's queue names (paybridge-recon, paybridge-default): several PayBridges can share
+        # one Redis.
         self.RQ_QUEUE_PREFIX = _env("RQ_QUEUE_PREFIX", "paybridge")
 
         self.RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", self.REDIS_URL)
@@ -135,10 +136,6 @@ class Config:
         self.REMEMBER_COOKIE_SAMESITE = "Lax"
         self.MAX_CONTENT_LENGTH = 1024 * 1024
 
-        # Demo storefront: it is a client app of PayBridge like any other.
-        self.SHOP_API_KEY = _env("SHOP_API_KEY")
-        self.SHOP_SIGNING_SECRET = _env("SHOP_SIGNING_SECRET")
-
         # flask-smorest (OpenAPI document generated from the request schemas).
         self.API_TITLE = "PayBridge API"
         self.API_VERSION = "v1"
@@ -153,7 +150,7 @@ class Config:
     @staticmethod
     def engine_options(url: str) -> dict:
         if url.startswith("sqlite"):
-            # Web threads, the in-process job fallback and CLI share one file.
+            # Web threads, the worker and the CLI share one file.
             return {"connect_args": {"timeout": 30}}
         return {
             "pool_pre_ping": True,

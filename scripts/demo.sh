@@ -46,7 +46,7 @@ for port in "$WEB_PORT" "$SHOP_PORT" "$EMULATOR_PORT"; do
   fi
 done
 
-say "1/4 Setting up (virtualenv, packages, Chromium for the tests)…"
+say "1/4 Setting up (virtualenv, packages)…"
 SKIP_CHROMIUM=${SKIP_CHROMIUM:-1} scripts/setup.sh
 PY="$ROOT/.venv/bin/python"
 FLASK="$ROOT/.venv/bin/flask --app wsgi"
