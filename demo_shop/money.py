@@ -19,6 +19,7 @@ def format_money(amount: int, currency: str) -> str:
     """2900, "EUR" → "€29.00"; 500, "JPY" → "500 JPY"."""
     code = (currency or "").upper()
     digits = decimals(code)
-    value = f"{amount / 10**digits:,.{digits}f}" if digits else f"{amount:,}"
+    major, minor = divmod(amount, 10**digits)  # integers only: 0.1 + 0.2 is not money
+    value = f"{major:,}.{minor:0{digits}d}" if digits else f"{amount:,}"
     symbol = SYMBOLS.get(code)
     return f"{symbol}{value}" if symbol else f"{value} {code}"

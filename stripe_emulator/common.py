@@ -194,3 +194,22 @@ def _first_kept(recs: list[dict], indexes: range, keep, count: int) -> list[dict
             if len(found) == count:
                 break
     return found
+
+
+# Stripe's zero-decimal and three-decimal currencies; every other has two minor digits.
+ZERO_DECIMAL = frozenset("bif clp djf gnf jpy kmf krw mga pyg rwf ugx vnd vuv xaf xof xpf".split())
+THREE_DECIMAL = frozenset("bhd jod kwd omr tnd".split())
+SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
+
+
+def money(amount: int | None, currency: str | None) -> str:
+    """Minor units as Stripe's pages show them: 2599, "eur" -> "€25.99"; integers only."""
+    if amount is None:
+        return ""
+    cur = (currency or "usd").lower()
+    digits = 0 if cur in ZERO_DECIMAL else 3 if cur in THREE_DECIMAL else 2
+    sign = "-" if amount < 0 else ""
+    major, minor = divmod(abs(amount), 10**digits)
+    value = f"{sign}{major:,}.{minor:0{digits}d}" if digits else f"{sign}{major:,}"
+    symbol = SYMBOLS.get(cur)
+    return f"{symbol}{value}" if symbol else f"{value} {cur.upper()}"

@@ -8,13 +8,11 @@ import logging
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
 
+from .common import money
 from .errors import StripeErrorResponse
 
 log = logging.getLogger("stripe_emulator.hosted")
 
-ZERO_DECIMAL = {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx",
-                "vnd", "vuv", "xaf", "xof", "xpf"}  # fmt: skip
-SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£", "jpy": "¥"}
 PLACEHOLDER = "{CHECKOUT_SESSION_ID}"
 
 CSS = """
@@ -43,18 +41,6 @@ JS = """
 r.forEach(function(x){var s=document.getElementById('section-'+x.value);
 if(s){s.hidden=!x.checked;}});}r.forEach(function(x){x.addEventListener('change',u);});u();})();
 """
-
-
-def money(amount: int | None, currency: str | None) -> str:
-    if amount is None:
-        return ""
-    cur = (currency or "usd").lower()
-    if cur in ZERO_DECIMAL:
-        value = f"{amount:,}"
-    else:
-        value = f"{amount / 100:,.2f}"
-    symbol = SYMBOLS.get(cur)
-    return f"{symbol}{value}" if symbol else f"{value} {cur.upper()}"
 
 
 def success_redirect(session: dict) -> str | None:

@@ -12,6 +12,7 @@ from .common import (
     fetch,
     filter_created,
     integer,
+    money,
     new_metadata,
     paginate,
     update_metadata,
@@ -26,13 +27,6 @@ REFUND_PARAMS = {
 }  # fmt: skip
 REFUND_LIST_PARAMS = LIST_PARAMS | {"charge", "payment_intent"}
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
-SYMBOLS = {"usd": "$", "eur": "€", "gbp": "£"}
-
-
-def money(amount: int, currency: str) -> str:
-    symbol = SYMBOLS.get(currency)
-    value = f"{amount / 100:.2f}"
-    return f"{symbol}{value}" if symbol else f"{value} {currency.upper()}"
 
 
 class RefundsMixin:

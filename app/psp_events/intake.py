@@ -15,17 +15,22 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 from sqlalchemy import bindparam, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from app.common.locks import retry_lock_conflicts, rollback_quietly
+from app.errors import PayBridgeError
 from app.extensions import db
 from app.metrics import WEBHOOK_EVENTS
 from app.models import PspEvent, StatusSource, utcnow
-from app.psp.base import PspEventData
+from app.psp.base import PspEventData, WebhookPayloadError, WebhookVerificationError
+from app.psp.factory import get_provider
 
 log = logging.getLogger(__name__)
 
 _EXTENSION = "paybridge.psp_event_handlers"
+# The database cannot answer: the PSP must deliver again later rather than be told "received".
+_DATABASE_DOWN = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 # Metrics only: a delivery of an event already stored.
 OUTCOME_DUPLICATE = "duplicate"
 
@@ -56,6 +61,37 @@ def _handlers() -> dict[str, EventHandler]:
 def handled_event_types() -> list[str]:
     """Every event type PayBridge acts on (what reconciliation asks the PSP for)."""
     return sorted(_handlers())
+
+
+def receive_webhook(psp: str, payload: bytes, signature: str | None) -> PspEvent:
+    """A webhook delivery: the event if the PSP signed it, stored once and handled.
+
+    WEBHOOK_SIGNATURE_INVALID / WEBHOOK_PAYLOAD_INVALID when the PSP did not sign it (nothing
+    stored); SERVICE_UNAVAILABLE while the database is down, so the PSP delivers it again.
+    """
+    try:
+        # Verification touches neither the database nor Redis: forged floods stay cheap.
+        event = get_provider(psp).verify_webhook(payload, signature)
+    except WebhookVerificationError as exc:
+        code = (
+            "WEBHOOK_PAYLOAD_INVALID"
+            if isinstance(exc, WebhookPayloadError)
+            else ("WEBHOOK_SIGNATURE_INVALID")
+        )
+        WEBHOOK_EVENTS.labels("unverified", "rejected").inc()
+        # The reason only: never the body, the header or a secret.
+        log.warning("%s webhook rejected (%s, %d bytes): %s", psp, code, len(payload), exc)
+        raise PayBridgeError(code) from None
+    try:
+        return process_event(event, received_via="webhook", psp=psp)
+    except _DATABASE_DOWN as exc:
+        log.error("%s webhook %s %s not stored, database unavailable: %s", psp, event.id,
+                  event.type, type(exc).__name__)  # fmt: skip
+        raise PayBridgeError(
+            "SERVICE_UNAVAILABLE",
+            "The event could not be stored; retry later.",
+            headers={"Retry-After": "30"},
+        ) from None
 
 
 def process_event(

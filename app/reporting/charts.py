@@ -173,8 +173,10 @@ def amount_chart(days, currency: str) -> Markup:
     )
 
     def fmt(v: float) -> str:
-        major = v / scale
-        return f"{major:,.0f}" if major == int(major) else f"{major:,.2f}"
+        # An axis tick in major units: whole ticks bare, others with the currency's decimals.
+        minor_units = round(v)
+        text = format_minor(minor_units, currency, grouped=True)
+        return text.split(".")[0] if minor_units % scale == 0 else text
 
     body = _axis(top_minor, fmt) + _bars(series, labels, top_minor)
     return _frame(

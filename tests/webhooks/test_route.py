@@ -89,7 +89,7 @@ def test_unverified_deliveries_are_rejected_and_nothing_stored(
 ):
     payment = make_payment()
     body = stripe_event_body(COMPLETED, payment)
-    route_log = logging.getLogger("app.blueprints.webhooks.routes")
+    route_log = logging.getLogger("app.psp_events.intake")
     caplog.clear()  # only what the rejected delivery logs
     with caplog.at_level(logging.WARNING, logger=route_log.name):
         response = client.post(URL, data=body, headers=make_headers(body))
