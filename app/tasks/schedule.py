@@ -1,7 +1,5 @@
 """The periodic jobs the worker's cron scheduler enqueues (RQ's own `rq.cron`).
 
-Jobs are named by dotted path and imported only when they run, so the worker starts even if
-one of them is not there yet; that job then fails visibly in RQ's failed registry instead.
 Every periodic job must be safe to run twice at once (several workers, a slow run):
 reconciliation takes its own lock, the purge deletes what is expired, the subscription upkeep
 learns what is still unknown.
@@ -9,10 +7,10 @@ learns what is still unknown.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from flask import Flask
@@ -20,46 +18,46 @@ from redis import Redis
 from rq.cron import CronScheduler
 
 from app.tasks import queue_name
+from app.tasks.maintenance import purge_idempotency_records
+from app.tasks.recon import run_scheduled_reconciliation
+from app.tasks.subscriptions import learn_renewal_payment_intents
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PeriodicJob:
-    path: str  # "package.module.function"
+    func: Callable[[], object]  # a job of app/tasks/, run in the app context RQ's workers give
     queue: str  # one of app.tasks.QUEUE_NAMES
     interval_setting: str  # config key holding the interval in seconds
     timeout: int  # seconds before RQ kills a run
 
+    @property
+    def path(self) -> str:
+        """The job's dotted name: how RQ finds it when it runs, and its name in the cron."""
+        return f"{self.func.__module__}.{self.func.__qualname__}"
+
 
 PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
     PeriodicJob(
-        "app.tasks.recon.run_scheduled_reconciliation",
+        run_scheduled_reconciliation,
         "recon",
         "RECON_INTERVAL_SECONDS",
         timeout=1800,
     ),
     PeriodicJob(
-        "app.tasks.subscriptions.learn_renewal_payment_intents",
+        learn_renewal_payment_intents,
         "default",
         "SUBSCRIPTION_UPKEEP_INTERVAL_SECONDS",
         timeout=600,
     ),
     PeriodicJob(
-        "app.tasks.maintenance.purge_idempotency_records",
+        purge_idempotency_records,
         "default",
         "IDEMPOTENCY_PURGE_INTERVAL_SECONDS",
         timeout=600,
     ),
 )
-
-
-def run_periodic(path: str):
-    """The job RQ runs for a periodic entry: import `path` now and call it (in the app context
-    the worker's RQ workers give every job)."""
-    module_name, _, func_name = path.rpartition(".")
-    func = getattr(importlib.import_module(module_name), func_name)
-    return func()
 
 
 def build_cron(app: Flask, connection: Redis) -> CronScheduler:
@@ -71,9 +69,8 @@ def build_cron(app: Flask, connection: Redis) -> CronScheduler:
             log.info("periodic job %s is off (%s=%s)", job.path, job.interval_setting, interval)
             continue
         cron.register(
-            run_periodic,
+            job.func,
             queue_name(job.queue, app),
-            args=(job.path,),
             interval=interval,
             job_timeout=job.timeout,
             name=job.path,
