@@ -93,10 +93,5 @@ class Refund(db.Model):
     def status_enum(self) -> RefundStatus:
         return RefundStatus(self.status)
 
-    @property
-    def is_final(self) -> bool:
-        """Decided by the PSP (succeeded can still turn failed, but is no longer pending)."""
-        return self.status != RefundStatus.PENDING
-
     def __repr__(self) -> str:
         return f"<Refund {self.public_id} {self.amount} {self.status}>"

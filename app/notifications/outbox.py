@@ -12,6 +12,7 @@ from app.models import (
     PaymentStatus,
     PaymentStatusChange,
     Refund,
+    RefundStatus,
     iso,
     utcnow,
 )
@@ -23,7 +24,10 @@ PAYMENT_EVENT_TYPES = {
     PaymentStatus.SUCCESS: "payment.succeeded",
     PaymentStatus.FAILED: "payment.failed",
 }
-REFUND_EVENT_TYPES = {"succeeded": "refund.succeeded", "failed": "refund.failed"}
+REFUND_EVENT_TYPES = {
+    RefundStatus.SUCCEEDED: "refund.succeeded",
+    RefundStatus.FAILED: "refund.failed",
+}
 
 
 def notify_payment(payment: Payment, change: PaymentStatusChange) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Payment, Refund, Subscription, iso
+from app.models import Payment, PaymentStatus, Refund, Subscription, iso
 from app.models.subscription import committed_since_snapshot
 from app.serializers.refund import refund_to_dict
 
@@ -30,7 +30,9 @@ def payment_to_dict(
         "metadata": payment.metadata_ or {},
         "status": payment.status,
         "status_version": payment.status_version,
-        "checkout_url": payment.checkout_url if payment.status == "INITIATED" else None,
+        "checkout_url": (
+            payment.checkout_url if payment.status == PaymentStatus.INITIATED else None
+        ),
         "psp": payment.psp,
         "psp_session_id": payment.psp_session_id,
         "expires_at": iso(payment.psp_expires_at),
@@ -140,7 +142,7 @@ def refunds_of(payment: Payment, *, under_lock: bool = False) -> list[dict]:
 
     `under_lock`: the caller holds the payment locked and freezes the list (a notification); a
     locking read then sees refunds another transaction finished after this one's snapshot."""
-    if payment.status != "SUCCESS" or payment.id is None:
+    if payment.status != PaymentStatus.SUCCESS or payment.id is None:
         return []
     query = select(Refund).where(Refund.payment_id == payment.id).order_by(Refund.id)
     if under_lock:  # every refund writer locks the payment first: this waits on no one

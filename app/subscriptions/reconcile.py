@@ -16,7 +16,14 @@ from flask import current_app
 from sqlalchemy import or_, select
 
 from app.extensions import db
-from app.models import StatusSource, Subscription, SubscriptionCharge, SubscriptionStatus, utcnow
+from app.models import (
+    PaymentStatus,
+    StatusSource,
+    Subscription,
+    SubscriptionCharge,
+    SubscriptionStatus,
+    utcnow,
+)
 from app.psp.base import PspInvoice
 from app.subscriptions import service
 
@@ -126,7 +133,7 @@ def _check_invoice(reconciler, invoice: PspInvoice, first_public: str) -> dict |
         db.session.commit()
         if known is not None or invoice.billing_reason == service.BILLING_REASON_CREATE:
             return None
-        to = "SUCCESS" if paid else "FAILED"
+        to = PaymentStatus.SUCCESS if paid else PaymentStatus.FAILED
         return _entry(first_public, None, to, "would_record_renewal", f"invoice {invoice.id}")
     outcome, detail, payment = service.apply_invoice(invoice, paid=paid, source=StatusSource.RECON)
     db.session.commit()

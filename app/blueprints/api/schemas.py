@@ -6,7 +6,7 @@ from datetime import UTC
 
 from marshmallow import Schema, fields, validate
 
-from app.models import PaymentStatus, StatusSource
+from app.models import PaymentStatus, RefundStatus, StatusSource, SubscriptionStatus
 from app.payments.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.payments.validation import PaymentCreateSchema
 
@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 STATUSES = [s.value for s in PaymentStatus]
-REFUND_STATUSES = ["pending", "succeeded", "failed"]
+REFUND_STATUSES = [s.value for s in RefundStatus]
 REFUND_REASONS = ["duplicate", "fraudulent", "requested_by_customer"]
 
 
@@ -169,9 +169,7 @@ class SubscriptionSchema(Schema):
 
     id = fields.String(metadata={"example": "subs_8Gq2Lm0cTqV1uV8yJ3nL5aBc"})
     object = fields.Constant("subscription")
-    status = fields.String(
-        validate=validate.OneOf(["incomplete", "active", "past_due", "cancelled"])
-    )
+    status = fields.String(validate=validate.OneOf([s.value for s in SubscriptionStatus]))
     amount = fields.Integer(metadata={"description": "Minor units, per period."})
     currency = fields.String()
     interval = fields.String()

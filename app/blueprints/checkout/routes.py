@@ -9,7 +9,7 @@ from flask import redirect, render_template, request
 from app.blueprints.checkout import bp
 from app.common.money import format_money
 from app.errors import PayBridgeError
-from app.models import Payment
+from app.models import Payment, PaymentStatus
 from app.payments.returns import check_on_return, find_payment, with_payment_id
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ def checkout_status(payment_id: str):
         amount=format_money(payment.amount, payment.currency, grouped=True),
         refresh=refresh,
         merchant_url=with_payment_id(
-            payment.success_url if payment.status == "SUCCESS" else payment.cancel_url,
+            payment.success_url if payment.status == PaymentStatus.SUCCESS else payment.cancel_url,
             payment.public_id,
         ),
     )

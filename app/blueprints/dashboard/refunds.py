@@ -10,7 +10,7 @@ from app.blueprints.dashboard.actions import Done, decline, form_page, perform
 from app.blueprints.dashboard.forms import RefundForm
 from app.blueprints.dashboard.shared import payment_or_404, payment_url
 from app.common.money import format_money
-from app.models import Refund, StatusSource
+from app.models import PaymentStatus, Refund, RefundStatus, StatusSource
 from app.refunds.service import create_refund, remaining_amount
 
 
@@ -20,8 +20,9 @@ def refund(public_id: str):
     """Refund all or part of a SUCCESS payment: amount and reason, confirm, then the PSP."""
     payment = payment_or_404(public_id)
     remaining = remaining_amount(payment)
-    if payment.status != "SUCCESS" or remaining <= 0:
-        why = "it is not paid" if payment.status != "SUCCESS" else "nothing remains to refund"
+    if remaining <= 0:  # remaining_amount is 0 for a payment that is not SUCCESS
+        paid = payment.status == PaymentStatus.SUCCESS
+        why = "nothing remains to refund" if paid else "it is not paid"
         return decline(f"This payment cannot be refunded: {why}.", payment_url(public_id))
     form = RefundForm(currency=payment.currency, remaining=remaining)
     if request.method == "GET":
@@ -59,7 +60,7 @@ def _refund(merchant_id: int, public_id: str, amount: int, reason: str, token: s
 def _said(made: Refund) -> tuple[str, str]:
     """What the person is told about the refund just made, and how (flash category)."""
     money = format_money(made.amount, made.currency)
-    if made.status == "succeeded":
+    if made.status == RefundStatus.SUCCEEDED:
         return f"Refund {made.public_id} of {money} succeeded.", "success"
     if made.psp_refund_id is None:
         return (
@@ -67,7 +68,7 @@ def _said(made: Refund) -> tuple[str, str]:
             "reached; reconciliation submits it (the same refund, never a second one).",
             "warning",
         )
-    if made.status == "pending":
+    if made.status == RefundStatus.PENDING:
         return (
             f"Refund {made.public_id} of {money} is pending at the PSP; "
             "this page shows the outcome once it is confirmed.",
