@@ -16,7 +16,16 @@ import secrets
 
 from flask import Flask
 
+from demo_shop import models
+from demo_shop.blueprints import register_all
+from demo_shop.cli import register as register_cli
 from demo_shop.config import load_settings
+from demo_shop.errors import register_error_handlers as register_error_pages
+from demo_shop.extensions import csrf, db, limiter, tune_sqlite
+from demo_shop.money import format_money
+from demo_shop.paybridge import PayBridgeClient
+
+assert models  # every table known to create_all
 
 
 def create_app(config: dict | None = None, *, instance_path: str | None = None) -> Flask:
@@ -51,9 +60,6 @@ def configure_secret_key(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
-    from demo_shop import models  # noqa: F401  (every table known to create_all)
-    from demo_shop.extensions import csrf, db, limiter, tune_sqlite
-
     db.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
@@ -68,8 +74,6 @@ def register_extensions(app: Flask) -> None:
 
 def register_paybridge_client(app: Flask) -> None:
     """One API client per process (it pools its connections); none until the shop has a key."""
-    from demo_shop.paybridge import PayBridgeClient
-
     if app.config["PAYBRIDGE_API_KEY"]:
         app.extensions["paybridge"] = PayBridgeClient(
             app.config["PAYBRIDGE_URL"], app.config["PAYBRIDGE_API_KEY"]
@@ -77,24 +81,16 @@ def register_paybridge_client(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from demo_shop.blueprints import register_all
-
     register_all(app)
 
 
 def register_error_handlers(app: Flask) -> None:
-    from demo_shop.errors import register_error_handlers as register
-
-    register(app)
+    register_error_pages(app)
 
 
 def register_template_filters(app: Flask) -> None:
-    from demo_shop.money import format_money
-
     app.add_template_filter(format_money, "money")
 
 
 def register_commands(app: Flask) -> None:
-    from demo_shop.cli import register
-
-    register(app)
+    register_cli(app)

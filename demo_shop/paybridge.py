@@ -12,6 +12,7 @@ Idempotency-Key and it is still one payment. The API itself is documented in doc
 
 from __future__ import annotations
 
+import threading
 import time
 
 import requests
@@ -55,7 +56,8 @@ class PayBridgeError(Exception):
 
 
 class PayBridgeClient:
-    """One merchant's API key against one PayBridge; safe to share between threads."""
+    """One merchant's API key against one PayBridge; safe to share between threads (each
+    thread gets its own HTTP session, which keeps its connections to PayBridge open)."""
 
     def __init__(
         self,
@@ -68,8 +70,17 @@ class PayBridgeClient:
         # (connect, read): creating a payment waits for the PSP, and for a parallel request
         # with the same Idempotency-Key (up to ~5 s), so reads get more room than connects.
         self.timeout = timeout
-        self.http = requests.Session()
-        self.http.headers["Authorization"] = f"Bearer {api_key}"
+        self._auth = {"Authorization": f"Bearer {api_key}"}
+        self._per_thread = threading.local()
+
+    @property
+    def http(self) -> requests.Session:
+        # requests promises no thread safety for one Session: one per thread.
+        session = getattr(self._per_thread, "session", None)
+        if session is None:
+            session = self._per_thread.session = requests.Session()
+            session.headers.update(self._auth)
+        return session
 
     # --- payments ---------------------------------------------------------------------------
 

@@ -2,10 +2,9 @@
 
 from flask import Flask
 
+from demo_shop.blueprints import notify, shop
+
 
 def register_all(app: Flask) -> None:
-    from demo_shop.blueprints.notify import bp as notify_bp
-    from demo_shop.blueprints.shop import bp as shop_bp
-
-    app.register_blueprint(shop_bp)
-    app.register_blueprint(notify_bp)
+    app.register_blueprint(shop.bp)
+    app.register_blueprint(notify.bp)

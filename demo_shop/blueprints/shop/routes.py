@@ -240,6 +240,12 @@ def _pay(order: Order):
 # --- orders -------------------------------------------------------------------------------------
 
 
+def require_button_post() -> None:
+    """A button's POST (pay, cancel, reorder…): its CSRF token must verify, 400 otherwise."""
+    if not ActionForm().validate_on_submit():
+        abort(400, "The form is incomplete.")
+
+
 @bp.get("/orders")
 @login_required
 def order_list():
@@ -250,13 +256,12 @@ def order_list():
 @bp.get("/orders/<int:order_id>")
 @login_required
 def order(order_id: int):
-    """One order: items, payment, refunds, the subscription and its charges."""
+    """One order: items, payment, refunds, the subscription and its charges, as the shop last
+    heard of them (PayBridge's notifications, and the shopper's return)."""
     item = owned_order(order_id)
-    reachable = payments.refresh_payment(item)
-    db.session.commit()
     subscription = subscriptions.subscription_state(item) if item.plan else None
     return render_template(
-        "shop/order.html", order=item, reachable=reachable, subscription=subscription,
+        "shop/order.html", order=item, reachable=True, subscription=subscription,
         charges=subscriptions.subscription_charges(item) if item.plan else [],
     )  # fmt: skip
 
@@ -293,8 +298,7 @@ def _return_page(order: Order, kind: str):
 @login_required
 def order_pay(order_id: int):
     """Pay again: the same order, the same payment, the same checkout page."""
-    if not ActionForm().validate_on_submit():
-        abort(400, "The form is incomplete.")
+    require_button_post()
     return _pay(owned_order(order_id))
 
 
@@ -302,8 +306,7 @@ def order_pay(order_id: int):
 @login_required
 def order_cancel(order_id: int):
     """Give up on an unpaid order: PayBridge stops its payment."""
-    if not ActionForm().validate_on_submit():
-        abort(400, "The form is incomplete.")
+    require_button_post()
     try:
         payments.cancel_order(owned_order(order_id))
         flash("The payment was stopped and your order is cancelled. Nothing was charged.", "info")
@@ -317,8 +320,7 @@ def order_cancel(order_id: int):
 @login_required
 def order_reorder(order_id: int):
     """Put a past order's prints back in the cart (a failed payment cannot be paid again)."""
-    if not ActionForm().validate_on_submit():
-        abort(400, "The form is incomplete.")
+    require_button_post()
     cart, skipped = session_cart(), 0
     for product_id, quantity in orders.reorder_items(owned_order(order_id)):
         try:
@@ -337,8 +339,7 @@ def order_reorder(order_id: int):
 @login_required
 def cancel_subscription(order_id: int):
     """Stop the order's subscription at the end of the period already paid for."""
-    if not ActionForm().validate_on_submit():
-        abort(400, "The form is incomplete.")
+    require_button_post()
     try:
         subscriptions.cancel_subscription(owned_order(order_id))
         flash("Your subscription ends at the end of the period you paid for.", "success")
