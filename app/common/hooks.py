@@ -17,19 +17,24 @@ _EXTENSION = "paybridge.hooks"
 
 
 class Hook:
-    """One point to react to; its arguments are documented where it is declared."""
+    """One point to react to; its arguments are documented where it is declared.
 
-    def __init__(self, name: str) -> None:
+    A `required` hook is one whose reactions keep a promise (a client is told of every final
+    status): sending it with nothing connected is a wiring mistake, and fails loudly rather
+    than losing the reaction without a trace."""
+
+    def __init__(self, name: str, *, required: bool = False) -> None:
         self.name = name
+        self.required = required
 
     def connect(self, app: Flask, receiver: Callable[..., None]) -> None:
         app.extensions.setdefault(_EXTENSION, {}).setdefault(self.name, []).append(receiver)
 
-    def receivers(self, app: Flask) -> list[Callable[..., None]]:
-        return list(app.extensions.get(_EXTENSION, {}).get(self.name, ()))
-
     def send(self, *args) -> None:
-        for receiver in current_app.extensions.get(_EXTENSION, {}).get(self.name, ()):
+        receivers = current_app.extensions.get(_EXTENSION, {}).get(self.name, ())
+        if not receivers and self.required:
+            raise RuntimeError(f"nothing reacts to {self.name}: create_app connects app/wiring.py")
+        for receiver in receivers:
             receiver(*args)
 
     def __repr__(self) -> str:

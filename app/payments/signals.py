@@ -7,7 +7,7 @@ reaction's writes (a subscription row, an outbox notification) commit with it or
 from app.common.hooks import Hook
 
 # (payment, change): the payment moved to change.to_status; its history row is flushed.
-status_changed = Hook("payment.status_changed")
+status_changed = Hook("payment.status_changed", required=True)
 
 # (payment): a subscription's first RECC payment learned its PSP subscription id.
-subscription_learned = Hook("payment.subscription_learned")
+subscription_learned = Hook("payment.subscription_learned", required=True)

@@ -3,4 +3,4 @@
 from app.common.hooks import Hook
 
 # (payment, refund): the locked refund reached succeeded or failed, inside its transaction.
-finished = Hook("refund.finished")
+finished = Hook("refund.finished", required=True)

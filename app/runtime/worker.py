@@ -83,7 +83,7 @@ class AppWorker(SimpleWorker):
     """A SimpleWorker that runs each job in its own app context (and so its own DB session)."""
 
     flask_app: Flask
-    log_result_lifespan = False  # no job's result is kept or read (delivery jobs keep none)
+    log_result_lifespan = False  # no job's result is kept or read
     _last_idle_heartbeat = 0.0
 
     def execute_job(self, job, queue):
@@ -144,7 +144,7 @@ def build_worker(
 
 
 class HelperThreads:
-    """The helper workers of one process: started after RQ's scheduler fork, stopped warmly."""
+    """The helper workers of one process: started once Redis answers, stopped warmly."""
 
     def __init__(self, app: Flask, main: AppWorker, count: int, queue_names, burst: bool):
         self.burst = burst
