@@ -1,6 +1,6 @@
 """List cursors: one opaque encoding of a row's position (created_at, id) for every keyset-paged
-list (the API's `starting_after`, the dashboard's older/newer links), and the WHERE clauses that
-page from it, newest first."""
+list (the API's `starting_after`, the dashboard's older/newer links), the WHERE clauses that
+page from it, newest first, and how a page fetched with one row more splits off its next one."""
 
 from __future__ import annotations
 
@@ -41,3 +41,10 @@ def newer_than(created_col, id_col, position: tuple[datetime, int]) -> ColumnEle
     """Rows before `position` in newest-first order."""
     created, row_id = position
     return (created_col > created) | ((created_col == created) & (id_col > row_id))
+
+
+def older_page(rows: list, size: int, key=lambda row: row.id) -> tuple[list, object | None]:
+    """A newest-first page fetched with one row more than `size`: its rows, and the position
+    (`key` of its last row) the next older page starts after, or None on the last page."""
+    rows, more = rows[:size], len(rows) > size
+    return rows, key(rows[-1]) if more and rows else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
+from app.common.cursors import older_page
 from app.common.tenancy import scoped
 from app.extensions import db
 from app.models import Subscription
@@ -37,8 +38,5 @@ def list_subscriptions(
         stmt = stmt.where(Subscription.status == status)
     if before:
         stmt = stmt.where(Subscription.id < before)
-    rows = list(
-        db.session.execute(stmt.order_by(Subscription.id.desc()).limit(PAGE_SIZE + 1)).scalars()
-    )
-    older = rows[PAGE_SIZE - 1].id if len(rows) > PAGE_SIZE else None
-    return rows[:PAGE_SIZE], older
+    rows = db.session.execute(stmt.order_by(Subscription.id.desc()).limit(PAGE_SIZE + 1))
+    return older_page(list(rows.scalars()), PAGE_SIZE)

@@ -7,9 +7,14 @@ Create Date: 2026-12-07 02:00:00
 The demo shop used to live inside PayBridge and keep its products, shoppers and orders in
 PayBridge's database (0002). It is now a separate client app (`demo_shop/`) that talks to
 PayBridge only through the public API and notifications, and keeps its data in a store of its
-own; PayBridge's database holds none of it. The shop was never part of a production
-deployment, so nothing of value is dropped.
+own; PayBridge's database holds none of it.
+
+The demo's own SQLite database loses its demo orders, as meant. On MySQL/MariaDB (a
+deployment, where the shop was served too) tables that still hold rows are not dropped unless
+PAYBRIDGE_DROP_SHOP_TABLES=1 says so, after whatever is worth keeping was exported: the
+migration stops and says which.
 """
+import os
 import importlib.util
 from pathlib import Path
 
@@ -33,6 +38,19 @@ SHOP_TABLES = (  # children before parents: foreign keys
 
 
 def upgrade():
+    bind = op.get_bind()
+    if bind.dialect.name != 'sqlite' and os.environ.get('PAYBRIDGE_DROP_SHOP_TABLES') != '1':
+        holding = [
+            table
+            for table in SHOP_TABLES
+            if bind.execute(sa.text(f'SELECT 1 FROM {table} LIMIT 1')).first() is not None
+        ]
+        if holding:
+            raise RuntimeError(
+                f"the old in-app demo shop's tables still hold rows ({', '.join(holding)}): "
+                'export what is worth keeping, then run the migration again with '
+                'PAYBRIDGE_DROP_SHOP_TABLES=1'
+            )
     for table in SHOP_TABLES:
         op.drop_table(table)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from tests.conftest import TEST_DATABASE, drop_database, mysql_url, recreate_database
@@ -152,3 +153,37 @@ def test_models_and_migrations_agree(app):
         context = MigrationContext.configure(conn, opts={"compare_type": False})
         diff = compare_metadata(context, db.metadata)
     assert diff == []
+
+
+def test_the_shop_tables_are_not_dropped_on_mysql_while_they_hold_rows(
+    app, monkeypatch, restore_api, caplog
+):
+    """0008 drops the old in-app shop's tables; a deployment's rows in them stop it until the
+    operator says they were exported."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+
+    url = mysql_url(MIGRATION_DB)
+    recreate_database(MIGRATION_DB)
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("PAYBRIDGE_DROP_SHOP_TABLES", raising=False)
+    try:
+        fresh = create_app("testing")
+        with fresh.app_context():
+            upgrade(revision="0007_drop_enqueued_at")
+            with db.engine.begin() as conn:
+                conn.execute(text("INSERT INTO shop_settings (`key`, value) VALUES ('k', 'v')"))
+            with pytest.raises(SystemExit):  # Flask-Migrate logs the error and exits 1
+                upgrade()
+            assert "still hold rows (shop_settings)" in caplog.text
+            assert "PAYBRIDGE_DROP_SHOP_TABLES=1" in caplog.text
+            assert "shop_settings" in _tables(url)  # nothing dropped
+
+            monkeypatch.setenv("PAYBRIDGE_DROP_SHOP_TABLES", "1")
+            upgrade()
+            assert not {t for t in _tables(url) if t.startswith("shop_")}
+            db.engine.dispose()
+    finally:
+        drop_database(MIGRATION_DB)

@@ -8,7 +8,8 @@ from flask_login import login_required
 from app.accounts import audit
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.forms import one_of
-from app.blueprints.dashboard.shared import merchant_filter_choices, older_page, scope_merchant_id
+from app.blueprints.dashboard.shared import merchant_filter_choices, scope_merchant_id
+from app.common.cursors import older_page
 
 
 @bp.route("/audit")

@@ -9,11 +9,11 @@ from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.forms import EventFilterForm
 from app.blueprints.dashboard.shared import (
     merchant_filter_choices,
-    older_page,
     own_merchant_id,
     query_args,
     scope_merchant_id,
 )
+from app.common.cursors import older_page
 from app.reporting import queries
 
 

@@ -11,13 +11,13 @@ from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, form_page, perform
 from app.blueprints.dashboard.forms import ConfirmForm
 from app.blueprints.dashboard.shared import (
-    older_page,
     operator_required,
     own_merchant_id,
     payment_or_404,
     payment_url,
     scope_merchant_id,
 )
+from app.common.cursors import older_page
 from app.reconciliation.service import reconcile_payment, run_reconciliation
 from app.reporting import queries
 

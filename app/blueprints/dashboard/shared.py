@@ -138,13 +138,6 @@ def query_args(*cursors: str) -> dict[str, str]:
     return {k: v for k, v in request.args.items() if k not in cursors and v}
 
 
-def older_page(rows: list, size: int, key=lambda row: row.id) -> tuple[list, int | None]:
-    """A page of a list fetched with one row more than `size`: its rows, and the `before`
-    cursor of the next older page (None on the last)."""
-    rows, more = rows[:size], len(rows) > size
-    return rows, key(rows[-1]) if more and rows else None
-
-
 # --- every response ---------------------------------------------------------------------------
 
 
