@@ -10,17 +10,26 @@ used: `create_app`, the models `Merchant`/`ApiKey`, the HTTP routes, the emulato
   create       POST /api/v1/payments, new reference and Idempotency-Key each
   webhook new  POST /webhooks/stripe, a signed checkout.session.completed of an INITIATED payment
   webhook dup  the same events again (already stored)
+
+`--instructions` counts the CPU instructions each request executes instead (valgrind's
+callgrind, instrumenting only the measured loops): a figure that other load on the machine does
+not move, for before/after comparisons on a busy machine. About 50 times slower: use it with
+fewer requests (`--instructions --creates 100 --webhooks 100 --warmup 10 --repeat 1`).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import glob
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 
@@ -101,12 +110,39 @@ def webhook_requests(bodies: list[bytes]) -> list[tuple[bytes, dict]]:
     ]
 
 
+# Set (to callgrind's output folder) when this process runs under valgrind for --instructions.
+CALLGRIND_DIR = os.environ.get("PAYBRIDGE_PROBE_CALLGRIND")
+
+
+def _callgrind(*command: str) -> None:
+    subprocess.run(
+        ["callgrind_control", *command, str(os.getpid())], check=True, stdout=subprocess.DEVNULL
+    )
+
+
+def _instructions_dumped() -> int:
+    """The instruction total of callgrind's newest dump of this process."""
+    dumps = glob.glob(os.path.join(CALLGRIND_DIR, f"probe.{os.getpid()}.out.*"))
+    newest = max(dumps, key=lambda path: int(path.rsplit(".", 1)[1]))
+    with open(newest) as dump:
+        return next(int(line.split()[1]) for line in dump if line.startswith("totals:"))
+
+
 def post_all(client, path: str, reqs: list, ok: int) -> tuple[list, dict]:
-    """POST each request; return the responses and the CPU and wall ms per request."""
+    """POST each request; return the responses and the CPU and wall ms (and, under callgrind,
+    the instructions) per request."""
     gc.collect()  # garbage of the set-up is not the requests'
+    if CALLGRIND_DIR:
+        _callgrind("--zero")
+        _callgrind("--instr=on")
     cpu0, wall0 = time.process_time(), time.perf_counter()
     responses = [client.post(path, data=body, headers=headers) for body, headers in reqs]
     cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+    instructions = None
+    if CALLGRIND_DIR:
+        _callgrind("--instr=off")
+        _callgrind("--dump")
+        instructions = _instructions_dumped()
     bad = [r for r in responses if r.status_code != ok]
     if bad:
         raise SystemExit(
@@ -114,7 +150,10 @@ def post_all(client, path: str, reqs: list, ok: int) -> tuple[list, dict]:
             f"{bad[0].status_code} {bad[0].get_data(as_text=True)[:300]}"
         )
     n = max(len(reqs), 1)
-    return responses, {"cpu_ms": 1000 * cpu / n, "wall_ms": 1000 * wall / n, "n": n}
+    figures = {"cpu_ms": 1000 * cpu / n, "wall_ms": 1000 * wall / n, "n": n}
+    if instructions is not None:
+        figures["instructions"] = instructions / n
+    return responses, figures
 
 
 def one_round(client, emu, api_key: str, args, tag: str) -> dict:
@@ -153,8 +192,9 @@ def one_round(client, emu, api_key: str, args, tag: str) -> dict:
 
 def summary(rounds: list[dict]) -> dict:
     out = {}
+    units = ("cpu_ms", "wall_ms", "instructions") if CALLGRIND_DIR else ("cpu_ms", "wall_ms")
     for name in FIGURES:
-        for unit in ("cpu_ms", "wall_ms"):
+        for unit in units:
             values = [r[name][unit] for r in rounds]
             out.setdefault(name, {})[unit] = {
                 "median": round(statistics.median(values), 3),
@@ -166,12 +206,43 @@ def summary(rounds: list[dict]) -> dict:
 
 
 def print_table(result: dict) -> None:
+    if CALLGRIND_DIR:
+        print(f"\n{'path':<18} {'instructions/request':>22}  per run")
+        for name in FIGURES:
+            counted = result[name]["instructions"]
+            runs = " ".join(f"{v:,.0f}" for v in counted["runs"])
+            print(f"{name:<18} {counted['median']:>22,.0f}  {runs}")
+        return
     print(f"\n{'path':<18} {'ms CPU/request':>15} {'min-max':>14} {'wall ms':>8}  per run (CPU)")
     for name in FIGURES:
         cpu, wall = result[name]["cpu_ms"], result[name]["wall_ms"]
         runs = " ".join(f"{v:.2f}" for v in cpu["runs"])
         spread = f"{cpu['min']:.2f}-{cpu['max']:.2f}"
         print(f"{name:<18} {cpu['median']:>15.2f} {spread:>14} {wall['median']:>8.2f}  {runs}")
+
+
+def rerun_under_callgrind(argv: list[str]) -> None:
+    """This same command again, in valgrind's callgrind with instrumentation off until a
+    measured loop turns it on; its dumps go to a temporary folder, removed afterwards."""
+    folder = tempfile.mkdtemp(prefix="paybridge-probe-callgrind-")
+    command = [
+        "valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=no",
+        f"--callgrind-out-file={folder}/probe.%p.out",
+        sys.executable, "-m", "bench.cpu_probe", *argv,
+    ]  # fmt: skip
+    try:
+        status = subprocess.run(
+            command, env={**os.environ, "PAYBRIDGE_PROBE_CALLGRIND": folder}, cwd=ROOT
+        ).returncode
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    raise SystemExit(status)
+
+
+def _said(name: str, figures: dict) -> str:
+    if "instructions" in figures:
+        return f"{name} {figures['instructions']:,.0f} instructions"
+    return f"{name} {figures['cpu_ms']:.2f} ms CPU"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -187,7 +258,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--database", default="pb_cpu_probe", help="MariaDB database, dropped after")
     p.add_argument("--redis-db", type=int, default=9, help="flushed before and after")
+    p.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per request under valgrind's callgrind (slow; steady under load)",
+    )
     args = p.parse_args(argv)
+    if args.instructions and not CALLGRIND_DIR:
+        rerun_under_callgrind(sys.argv[1:] if argv is None else argv)
 
     started, load_before = time.perf_counter(), os.getloadavg()[0]
     redis_url = f"{REDIS_BASE}/{args.redis_db}"
@@ -204,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
                 rounds.append(one_round(client, emu, api_key, args, f"probe-{run}-{i}"))
                 print(
                     f"run {i + 1}/{args.repeat}: "
-                    + ", ".join(f"{k} {v['cpu_ms']:.2f} ms CPU" for k, v in rounds[-1].items()),
+                    + ", ".join(_said(k, v) for k, v in rounds[-1].items()),
                     flush=True,
                 )
             with app.app_context():
