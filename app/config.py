@@ -1,222 +1,414 @@
-"""Configuration classes, read from the environment once (DESIGN.md, "Configuration")."""
+"""PayBridge's settings: every environment variable it reads, typed and bounded, read and
+checked once when the app is built (DESIGN.md, "Configuration"; the README's table).
+
+One class per role: `DevelopmentConfig` (the demo: SQLite, the emulator, generated secrets),
+`TestingConfig` (the suite) and `ProductionConfig` (real money: required secrets, refuses
+unsafe values). Each is a pydantic-settings model with one line per setting: its type and
+bounds, then its default; a role redeclares only what differs. Every value that does not fit
+is refused at once, each line naming the variable and what it accepts (ConfigError), and
+production's own refusals join the same list. `create_app` copies every upper-case attribute
+into `app.config` (Flask's `from_object`) under the names the code reads.
+
+To add a setting: a line in `Config` (or in the role whose default differs), and a row in the
+README's configuration table (tests/security/test_settings.py holds them to each other).
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, get_args, get_origin
+from urllib.parse import urlsplit
 
-# Values that match the local Stripe emulator; only ever used outside production.
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationError, field_validator
+from pydantic import model_validator as after_all
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+# Values that match the local Stripe emulator and the demo; never accepted in production.
 EMULATOR_API_BASE = "http://127.0.0.1:12111"
 EMULATOR_SECRET_KEY = "sk_test_emulator"
 EMULATOR_WEBHOOK_SECRET = "whsec_paybridge_demo_secret"
+DEMO_PASSWORDS = frozenset({"demo-password", "operator-password"})  # scripts/demo.sh's logins
 STRIPE_API_BASE = "https://api.stripe.com"
 
 INSTANCE_DIR = Path(__file__).resolve().parent.parent / "instance"
 
-
-class ConfigError(RuntimeError):
-    """The environment lacks something this configuration needs to start safely."""
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return value if value not in (None, "") else default
-
-
-def _env_int(name: str, default: int) -> int:
-    return int(_env(name, str(default)))
-
-
-def _env_float(name: str, default: float) -> float:
-    return float(_env(name, str(default)))
-
-
-def _env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in (_env(name, default) or "").split(",") if item.strip()]
-
-
-def _env_schedule(name: str, default: str) -> list[int]:
-    return [int(float(s)) for s in _env_list(name, default)]
-
-
-# Stripe's bounds on a Checkout Session's lifetime (30 min .. 24 h), plus a minute's margin.
+# Stripe's bounds on a Checkout Session's lifetime (30 min .. 24 h), plus a minute's margin for
+# the round trip: outside them Stripe would refuse every payment.
 CHECKOUT_SESSION_TTL_RANGE = (31 * 60, 24 * 3600)
 
+# A secret key or bearer token: at least this long, and not a word, a pattern or a placeholder.
+STRONG_SECRET_LENGTH = 32
+PLACEHOLDERS = ("change", "example", "placeholder", "not-for-production", "secret", "password")
+GENERATE_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
-class Config:
-    """Settings shared by every environment; subclasses change what differs."""
 
-    ENV_NAME = "base"
-    TESTING = False
-    DEBUG = False
+class ConfigError(RuntimeError):
+    """The environment holds settings PayBridge cannot start safely with; `problems` maps each
+    refused variable to why, and the message lists them all."""
 
-    def __init__(self) -> None:
-        self.SECRET_KEY = _env("SECRET_KEY")
-        self.SQLALCHEMY_DATABASE_URI = _env("DATABASE_URL", self.default_database_url())
-        self.SQLALCHEMY_ENGINE_OPTIONS = self.engine_options(self.SQLALCHEMY_DATABASE_URI)
-        self.REDIS_URL = _env("REDIS_URL", "redis://127.0.0.1:6379/0")
-        self.PUBLIC_BASE_URL = (_env("PUBLIC_BASE_URL", "http://127.0.0.1:5000") or "").rstrip("/")
+    def __init__(self, problems: dict[str, str], env_name: str | None = None) -> None:
+        self.problems = problems
+        where = f" (PAYBRIDGE_ENV={env_name})" if env_name else ""
+        lines = "\n".join(f"  {name}: {why}" for name, why in problems.items())
+        count = f"{len(problems)} setting{'s' if len(problems) != 1 else ''}"
+        super().__init__(f"PayBridge cannot start{where}: {count} refused\n{lines}")
 
-        self.PSP_NAME = _env("PSP_NAME", "stripe")
-        self.STRIPE_SECRET_KEY = _env("STRIPE_SECRET_KEY")
-        # Several endpoint secrets, comma-separated, while a webhook secret is being rotated.
-        self.STRIPE_WEBHOOK_SECRETS = _env_list("STRIPE_WEBHOOK_SECRET")
-        self.STRIPE_API_BASE = _env("STRIPE_API_BASE", STRIPE_API_BASE)
-        self.STRIPE_TIMEOUT_SECONDS = _env_float("STRIPE_TIMEOUT_SECONDS", 10.0)
-        self.STRIPE_MAX_NETWORK_RETRIES = _env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
-        self.STRIPE_WEBHOOK_TOLERANCE_SECONDS = _env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
-        # Checkout sessions live this long before Stripe expires them (31 min .. 24 h, validate).
-        self.CHECKOUT_SESSION_TTL_SECONDS = _env_int("CHECKOUT_SESSION_TTL_SECONDS", 3600)
-        # How long a request waits for a concurrent one with the same Idempotency-Key to answer.
-        self.IDEMPOTENCY_WAIT_SECONDS = _env_float("IDEMPOTENCY_WAIT_SECONDS", 5.0)
-        # Completed Idempotency-Keys are honoured this long (Stripe: at least 24 h).
-        self.IDEMPOTENCY_RETENTION_HOURS = _env_int("IDEMPOTENCY_RETENTION_HOURS", 48)
-        self.IDEMPOTENCY_PURGE_INTERVAL_SECONDS = _env_int(
-            "IDEMPOTENCY_PURGE_INTERVAL_SECONDS", 3600
-        )
-        # How often the worker learns the payment intents of paid renewals (refunds need them).
-        self.SUBSCRIPTION_UPKEEP_INTERVAL_SECONDS = _env_int(
-            "SUBSCRIPTION_UPKEEP_INTERVAL_SECONDS", 60
-        )
-        # Circuit breaker towards the PSP: after N consecutive failures, fail fast for T seconds.
-        self.PSP_BREAKER_FAIL_MAX = _env_int("PSP_BREAKER_FAIL_MAX", 5)
-        self.PSP_BREAKER_RESET_SECONDS = _env_int("PSP_BREAKER_RESET_SECONDS", 30)
 
-        # Notifications to client apps: delays between attempts, then failed.
-        self.NOTIFY_RETRY_SCHEDULE = _env_schedule(
-            "NOTIFY_RETRY_SCHEDULE", "10,60,300,1800,7200,21600"
-        )
-        self.NOTIFY_TIMEOUT_SECONDS = _env_float("NOTIFY_TIMEOUT_SECONDS", 5.0)
-        # Notifications POSTed at once by each worker process's pump (threads that wait on
-        # client apps, not on the CPU), and how often an idle pump looks for due ones.
-        self.NOTIFY_CONCURRENCY = _env_int("NOTIFY_CONCURRENCY", 64)
-        self.NOTIFY_POLL_SECONDS = _env_float("NOTIFY_POLL_SECONDS", 0.5)
-        # RQ jobs (reconciliation, subscription upkeep) one worker process runs at once, in
-        # threads (worker.py). Keep it plus one (the pump) under DB_POOL_SIZE + DB_MAX_OVERFLOW.
-        self.WORKER_CONCURRENCY = _env_int("WORKER_CONCURRENCY", 4)
-        # Whether notify URLs may point at loopback/private addresses (the demo's and tests'
-        # client apps live on 127.0.0.1); production refuses them unless told otherwise.
-        self.NOTIFY_ALLOW_PRIVATE_TARGETS = _env("NOTIFY_ALLOW_PRIVATE_TARGETS", "1") == "1"
+# --- the kinds of value, each saying what it accepts ---------------------------------------------
 
-        # Reconciliation.
-        self.RECON_INTERVAL_SECONDS = _env_int("RECON_INTERVAL_SECONDS", 300)
-        self.RECON_STALE_AFTER_SECONDS = _env_int("RECON_STALE_AFTER_SECONDS", 600)
-        self.RECON_LOOKBACK_HOURS = _env_int("RECON_LOOKBACK_HOURS", 48)
-        self.RECON_RATE_LIMIT_PER_SECOND = _env_float("RECON_RATE_LIMIT_PER_SECOND", 20.0)
-        # A PSP answering 429: wait this long (doubling, at most 30 s) and retry up to N times.
-        self.RECON_RATE_LIMIT_BACKOFF_SECONDS = _env_float("RECON_RATE_LIMIT_BACKOFF_SECONDS", 1.0)
-        self.RECON_RATE_LIMIT_MAX_RETRIES = _env_int("RECON_RATE_LIMIT_MAX_RETRIES", 6)
-        # The run lock expires this long after its last renewal (a crashed run frees it).
-        self.RECON_LOCK_TTL_SECONDS = _env_int("RECON_LOCK_TTL_SECONDS", 120)
-        # A run stops starting new work after this long (under RQ's job timeout); the next
-        # run picks up what is left.
-        self.RECON_MAX_RUN_SECONDS = _env_int("RECON_MAX_RUN_SECONDS", 240)
-        # The wide pass compares the PSP's sessions in chunks of creation time holding about
-        # this many payments (20 list calls), saving its progress after each: a run cut short
-        # redoes at most one chunk.
-        self.RECON_WIDE_CHUNK_SESSIONS = _env_int("RECON_WIDE_CHUNK_SESSIONS", 2000)
 
-        # RQ's queue names (paybridge-recon, paybridge-default): several PayBridges can share
-        # one Redis.
-        self.RQ_QUEUE_PREFIX = _env("RQ_QUEUE_PREFIX", "paybridge")
+@dataclass(frozen=True)
+class Accepts:
+    """What a setting accepts, in words, where its type and bounds do not say it."""
 
-        self.RATELIMIT_STORAGE_URI = _env("RATELIMIT_STORAGE_URI", self.REDIS_URL)
-        self.RATELIMIT_HEADERS_ENABLED = True
-        # A Redis outage must not turn rate-limited pages into 500s: count in memory meanwhile.
-        self.RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
-        self.RATELIMIT_SWALLOW_ERRORS = True
-        self.LOG_LEVEL = _env("LOG_LEVEL", "INFO")
-        # Proxies in front of the app (load balancer): trust this many X-Forwarded-* hops, so
-        # audit IPs and generated URLs are the client's, not the proxy's.
-        self.PROXY_FIX_HOPS = _env_int("PROXY_FIX_HOPS", 0)
-        self.SESSION_COOKIE_HTTPONLY = True
-        self.SESSION_COOKIE_SAMESITE = "Lax"
-        self.REMEMBER_COOKIE_HTTPONLY = True
-        self.REMEMBER_COOKIE_SAMESITE = "Lax"
-        self.MAX_CONTENT_LENGTH = 1024 * 1024
+    text: str
 
-        # flask-smorest (OpenAPI document generated from the request schemas).
-        self.API_TITLE = "PayBridge API"
-        self.API_VERSION = "v1"
-        self.OPENAPI_VERSION = "3.0.3"
-        self.OPENAPI_URL_PREFIX = "/api/v1"
-        self.OPENAPI_JSON_PATH = "openapi.json"
 
-    @staticmethod
-    def default_database_url() -> str:
-        return f"sqlite:///{INSTANCE_DIR / 'paybridge.sqlite3'}"
+@dataclass(frozen=True)
+class Secret:
+    """Marks a setting whose value never appears in a refusal (or anywhere else)."""
 
-    @staticmethod
-    def engine_options(url: str) -> dict:
-        if url.startswith("sqlite"):
+
+SECRET = Secret()
+
+
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("is not an http:// or https:// URL with a host")
+    return value.rstrip("/")
+
+
+def _uri(schemes: tuple[str, ...] | None):
+    def check(value: str) -> str:
+        scheme, separator, _ = value.partition("://")
+        if not separator or (schemes and scheme not in schemes):
+            raise ValueError("is not a URL of a kind this setting takes")
+        return value
+
+    return check
+
+
+def _database_url(value: str) -> str:
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError("is not a database URL") from None
+    backend, _, driver = url.drivername.partition("+")
+    if backend not in ("sqlite", "mysql", "mariadb"):
+        raise ValueError(f"names {backend}, a database PayBridge does not run on")
+    if backend != "sqlite" and driver != "pymysql":
+        raise ValueError(f"names the driver {driver or '(none)'}, not pymysql, the one installed")
+    return value
+
+
+Count = Annotated[int, Field(ge=1)]  # things of which there must be at least one
+Count0 = Annotated[int, Field(ge=0)]  # 0 is meaningful (no retries, no proxies, no overflow)
+Interval = Annotated[int, Field(ge=0), Accepts("whole seconds ≥ 0 (0 turns the job off)")]
+Seconds = Annotated[float, Field(gt=0)]
+Retries = Annotated[int, Field(ge=0, le=10)]
+Flag = bool
+HttpUrl = Annotated[str, AfterValidator(_http_url), Accepts("an http:// or https:// URL")]
+PublicUrl = Annotated[
+    str,
+    AfterValidator(_http_url),
+    Accepts("the https:// URL shoppers and Stripe reach PayBridge at (http:// outside production)"),
+]
+SecretKey = Annotated[
+    str,
+    SECRET,
+    Accepts(f"a random value; in production {STRONG_SECRET_LENGTH}+ characters ({GENERATE_HINT})"),
+]
+StripeKey = Annotated[
+    str, SECRET, Accepts("a Stripe secret or restricted key: sk_live_…, sk_test_…, rk_live_…")
+]
+Password = Annotated[str, SECRET, Accepts("a password that is not one of the demo's")]
+RedisUrl = Annotated[
+    str,
+    AfterValidator(_uri(("redis", "rediss", "unix"))),
+    SECRET,
+    Accepts("redis://[:password@]host:port/db, rediss://… or unix://…"),
+]
+StorageUri = Annotated[
+    str,
+    AfterValidator(_uri(None)),
+    SECRET,
+    Accepts("a storage URI of the limits library: redis://…, rediss://…, memory://"),
+]
+DatabaseUrl = Annotated[
+    str,
+    AfterValidator(_database_url),
+    Field(validation_alias="DATABASE_URL"),
+    SECRET,
+    Accepts(
+        "mysql+pymysql://user:password@host/database?charset=utf8mb4 (MySQL/MariaDB), "
+        "or sqlite:///path outside production"
+    ),
+]
+WebhookSecrets = Annotated[
+    list[str],
+    NoDecode,
+    BeforeValidator(_comma_list),
+    Field(min_length=1, validation_alias="STRIPE_WEBHOOK_SECRET"),
+    SECRET,
+    Accepts("whsec_… endpoint secrets, comma-separated while rotating"),
+]
+Schedule = Annotated[
+    list[Annotated[int, Field(ge=1)]],
+    NoDecode,
+    BeforeValidator(_comma_list),
+    Field(min_length=1),
+    Accepts("whole numbers of seconds ≥ 1, comma-separated (10,60,300)"),
+]
+QueuePrefix = Annotated[
+    str,
+    Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64),
+    Accepts("up to 64 letters, digits, '_', '.' or '-'"),
+]
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+    BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value),
+]
+CheckoutLifetime = Annotated[
+    int, Field(ge=CHECKOUT_SESSION_TTL_RANGE[0], le=CHECKOUT_SESSION_TTL_RANGE[1])
+]
+
+
+def default_database_url() -> str:
+    return f"sqlite:///{INSTANCE_DIR / 'paybridge.sqlite3'}"
+
+
+# --- the roles -----------------------------------------------------------------------------------
+
+
+class Config(BaseSettings):
+    """Every setting, with the defaults shared by all roles; subclasses change what differs."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, env_ignore_empty=True, extra="ignore")
+
+    ENV_NAME: ClassVar[str] = "base"
+    TESTING: ClassVar[bool] = False
+    DEBUG: ClassVar[bool] = False
+
+    # Where PayBridge is, what it stores in, who may read its metrics.
+    SECRET_KEY: SecretKey | None = None
+    SQLALCHEMY_DATABASE_URI: DatabaseUrl = Field(default_factory=default_database_url)
+    DB_POOL_SIZE: Count = 10
+    DB_MAX_OVERFLOW: Count0 = 20
+    REDIS_URL: RedisUrl = "redis://127.0.0.1:6379/0"
+    PUBLIC_BASE_URL: PublicUrl = "http://127.0.0.1:5000"
+    # Proxies in front of the app (load balancer): trust this many X-Forwarded-* hops, so
+    # audit IPs and generated URLs are the client's, not the proxy's.
+    PROXY_FIX_HOPS: Annotated[int, Field(ge=0, le=5)] = 0
+    LOG_LEVEL: LogLevel = "INFO"
+    # Bearer token a Prometheus scrape of /metrics sends; unset: /metrics answers anyone.
+    METRICS_TOKEN: SecretKey | None = None
+
+    # The PSP.
+    PSP_NAME: Literal["stripe"] = "stripe"
+    STRIPE_SECRET_KEY: StripeKey | None = None
+    # Several endpoint secrets, comma-separated, while a webhook secret is being rotated.
+    STRIPE_WEBHOOK_SECRETS: WebhookSecrets = []
+    STRIPE_API_BASE: HttpUrl = STRIPE_API_BASE
+    STRIPE_TIMEOUT_SECONDS: Seconds = 10.0
+    STRIPE_MAX_NETWORK_RETRIES: Retries = 2
+    STRIPE_WEBHOOK_TOLERANCE_SECONDS: Count = 300
+    CHECKOUT_SESSION_TTL_SECONDS: CheckoutLifetime = 3600
+    # Circuit breaker towards the PSP: after N consecutive failures, fail fast for T seconds.
+    PSP_BREAKER_FAIL_MAX: Count = 5
+    PSP_BREAKER_RESET_SECONDS: Count = 30
+
+    # Idempotency: how long a request waits for a concurrent one with the same key, how long
+    # completed keys are honoured (Stripe: at least 24 h), how often old ones are purged.
+    IDEMPOTENCY_WAIT_SECONDS: Seconds = 5.0
+    IDEMPOTENCY_RETENTION_HOURS: Annotated[int, Field(ge=24)] = 48
+    IDEMPOTENCY_PURGE_INTERVAL_SECONDS: Interval = 3600
+    # How often the worker learns the payment intents of paid renewals (refunds need them).
+    SUBSCRIPTION_UPKEEP_INTERVAL_SECONDS: Interval = 60
+
+    # Notifications to client apps: delays between attempts (then failed), each POST's time;
+    # POSTs at once per worker process (threads that wait on client apps, not on the CPU), how
+    # often an idle pump looks for due ones; RQ jobs one worker process runs at once (keep it
+    # plus one, the pump, under DB_POOL_SIZE + DB_MAX_OVERFLOW).
+    NOTIFY_RETRY_SCHEDULE: Schedule = [10, 60, 300, 1800, 7200, 21600]
+    NOTIFY_TIMEOUT_SECONDS: Seconds = 5.0
+    NOTIFY_CONCURRENCY: Count = 64
+    NOTIFY_POLL_SECONDS: Seconds = 0.5
+    WORKER_CONCURRENCY: Count = 4
+    # Whether notify URLs may point at loopback/private addresses (the demo's and tests'
+    # client apps live on 127.0.0.1); production refuses them unless told otherwise.
+    NOTIFY_ALLOW_PRIVATE_TARGETS: Flag = True
+
+    # Reconciliation: how often, what counts as stale, how far back, the PSP call rate; after
+    # a PSP 429 wait this long (doubling, at most 30 s) and retry up to N times; the run lock
+    # expires this long after its last renewal; a run stops starting work after its budget;
+    # the wide pass compares the PSP's sessions in chunks of about this many payments.
+    RECON_INTERVAL_SECONDS: Interval = 300
+    RECON_STALE_AFTER_SECONDS: Count = 600
+    RECON_LOOKBACK_HOURS: Count = 48
+    RECON_RATE_LIMIT_PER_SECOND: Seconds = 20.0
+    RECON_RATE_LIMIT_BACKOFF_SECONDS: Seconds = 1.0
+    RECON_RATE_LIMIT_MAX_RETRIES: Retries = 6
+    RECON_LOCK_TTL_SECONDS: Count = 120
+    RECON_MAX_RUN_SECONDS: Annotated[int, Field(ge=1, le=1500)] = 240  # job timeout: 1800
+    RECON_WIDE_CHUNK_SESSIONS: Count = 2000
+
+    # RQ's queue names (paybridge-recon, paybridge-default): several PayBridges share a Redis.
+    RQ_QUEUE_PREFIX: QueuePrefix = "paybridge"
+
+    # Flask-Limiter: where it counts (default REDIS_URL), and whether it limits at all.
+    RATELIMIT_STORAGE_URI: StorageUri | None = None
+    RATELIMIT_ENABLED: Flag = True
+
+    # Not read from the environment.
+    RATELIMIT_HEADERS_ENABLED: ClassVar[bool] = True
+    # A Redis outage must not turn rate-limited pages into 500s: count in memory meanwhile.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED: ClassVar[bool] = True
+    RATELIMIT_SWALLOW_ERRORS: ClassVar[bool] = True
+    SESSION_COOKIE_HTTPONLY: ClassVar[bool] = True
+    SESSION_COOKIE_SAMESITE: ClassVar[str] = "Lax"
+    REMEMBER_COOKIE_HTTPONLY: ClassVar[bool] = True
+    REMEMBER_COOKIE_SAMESITE: ClassVar[str] = "Lax"
+    MAX_CONTENT_LENGTH: ClassVar[int] = 1024 * 1024
+    # The Strict-Transport-Security header every answer carries (app/security_headers.py).
+    HSTS: ClassVar[str | None] = None
+    # flask-smorest (OpenAPI document generated from the request schemas).
+    API_TITLE: ClassVar[str] = "PayBridge API"
+    API_VERSION: ClassVar[str] = "v1"
+    OPENAPI_VERSION: ClassVar[str] = "3.0.3"
+    OPENAPI_URL_PREFIX: ClassVar[str] = "/api/v1"
+    OPENAPI_JSON_PATH: ClassVar[str] = "openapi.json"
+
+    def __init__(self, **values: Any) -> None:
+        """Read the environment (`values` take precedence); ConfigError lists every refusal."""
+        try:
+            super().__init__(**values)
+        except ValidationError as error:
+            raise ConfigError(refusals(type(self), error), self.ENV_NAME) from None
+
+    @after_all(mode="after")
+    def _storage_follows_redis(self) -> Config:
+        if self.RATELIMIT_STORAGE_URI is None:
+            self.RATELIMIT_STORAGE_URI = self.REDIS_URL
+        return self
+
+    @property
+    def SQLALCHEMY_ENGINE_OPTIONS(self) -> dict:  # noqa: N802 (a Flask-SQLAlchemy key)
+        if self.SQLALCHEMY_DATABASE_URI.startswith("sqlite"):
             # Web threads, the worker and the CLI share one file.
             return {"connect_args": {"timeout": 30}}
         return {
             "pool_pre_ping": True,
             "pool_recycle": 1800,
-            "pool_size": _env_int("DB_POOL_SIZE", 10),
-            "max_overflow": _env_int("DB_MAX_OVERFLOW", 20),
+            "pool_size": self.DB_POOL_SIZE,
+            "max_overflow": self.DB_MAX_OVERFLOW,
         }
-
-    def validate(self) -> None:
-        """Raise ConfigError when something this environment cannot run without is missing."""
-        low, high = CHECKOUT_SESSION_TTL_RANGE
-        if not low <= self.CHECKOUT_SESSION_TTL_SECONDS <= high:
-            # Stripe refuses expires_at under 30 minutes away or over 24 hours: every payment
-            # would be rejected. The extra minute leaves room for the round trip.
-            raise ConfigError(
-                f"CHECKOUT_SESSION_TTL_SECONDS must be between {low} and {high} seconds, "
-                f"not {self.CHECKOUT_SESSION_TTL_SECONDS}"
-            )
 
 
 class DevelopmentConfig(Config):
     """The one-command demo: SQLite, the local emulator, generated secrets."""
 
-    ENV_NAME = "development"
-    DEBUG = False
+    ENV_NAME: ClassVar[str] = "development"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.SECRET_KEY = self.SECRET_KEY or secrets.token_hex(32)
-        self.STRIPE_SECRET_KEY = self.STRIPE_SECRET_KEY or EMULATOR_SECRET_KEY
-        self.STRIPE_WEBHOOK_SECRETS = self.STRIPE_WEBHOOK_SECRETS or [EMULATOR_WEBHOOK_SECRET]
-        self.STRIPE_API_BASE = _env("STRIPE_API_BASE", EMULATOR_API_BASE)
+    SECRET_KEY: SecretKey = Field(default_factory=lambda: secrets.token_hex(32))
+    STRIPE_SECRET_KEY: StripeKey = EMULATOR_SECRET_KEY
+    STRIPE_WEBHOOK_SECRETS: WebhookSecrets = [EMULATOR_WEBHOOK_SECRET]
+    STRIPE_API_BASE: HttpUrl = EMULATOR_API_BASE
 
 
 class TestingConfig(DevelopmentConfig):
     """The test suite: MariaDB, Redis and the emulator, addresses given by tests/conftest.py."""
 
-    ENV_NAME = "testing"
-    TESTING = True
+    ENV_NAME: ClassVar[str] = "testing"
+    TESTING: ClassVar[bool] = True
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.NOTIFY_RETRY_SCHEDULE = _env_schedule("NOTIFY_RETRY_SCHEDULE", "1,1,1")
-        self.NOTIFY_TIMEOUT_SECONDS = _env_float("NOTIFY_TIMEOUT_SECONDS", 2.0)
-        self.STRIPE_MAX_NETWORK_RETRIES = _env_int("STRIPE_MAX_NETWORK_RETRIES", 0)
-        self.STRIPE_TIMEOUT_SECONDS = _env_float("STRIPE_TIMEOUT_SECONDS", 5.0)
-        self.RATELIMIT_ENABLED = _env("RATELIMIT_ENABLED", "1") == "1"
+    NOTIFY_RETRY_SCHEDULE: Schedule = [1, 1, 1]
+    NOTIFY_TIMEOUT_SECONDS: Seconds = 2.0
+    STRIPE_MAX_NETWORK_RETRIES: Retries = 0
+    STRIPE_TIMEOUT_SECONDS: Seconds = 5.0
 
 
 class ProductionConfig(Config):
-    """Real money: refuses to start without its secrets."""
+    """Real money: its secrets are required, and unsafe or demo values are refused. Test-mode
+    Stripe keys and another STRIPE_API_BASE stay allowed: staging runs on them."""
 
-    ENV_NAME = "production"
-    REQUIRED = ("SECRET_KEY", "DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET")
+    ENV_NAME: ClassVar[str] = "production"
+    SESSION_COOKIE_SECURE: ClassVar[bool] = True
+    REMEMBER_COOKIE_SECURE: ClassVar[bool] = True
+    HSTS: ClassVar[str | None] = "max-age=31536000"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.SESSION_COOKIE_SECURE = True
-        self.REMEMBER_COOKIE_SECURE = True
-        self.NOTIFY_ALLOW_PRIVATE_TARGETS = _env("NOTIFY_ALLOW_PRIVATE_TARGETS", "0") == "1"
+    SECRET_KEY: SecretKey
+    SQLALCHEMY_DATABASE_URI: DatabaseUrl
+    PUBLIC_BASE_URL: PublicUrl
+    METRICS_TOKEN: SecretKey
+    STRIPE_SECRET_KEY: StripeKey
+    STRIPE_WEBHOOK_SECRETS: WebhookSecrets
+    NOTIFY_ALLOW_PRIVATE_TARGETS: Flag = False
+    # Not a setting: the password `flask users create` takes from the environment, checked
+    # here so that the demo's logins never reach production.
+    user_password: Password | None = Field(None, validation_alias="PAYBRIDGE_USER_PASSWORD")
 
-    def validate(self) -> None:
-        super().validate()
-        missing = [name for name in self.REQUIRED if not _env(name)]
-        if missing:
-            raise ConfigError(f"production needs these environment variables: {', '.join(missing)}")
+    @field_validator("SECRET_KEY", "METRICS_TOKEN")
+    @classmethod
+    def _strong(cls, value: str) -> str:
+        weakness = secret_weakness(value)
+        if weakness:
+            raise ValueError(weakness)
+        return value
+
+    @field_validator("SQLALCHEMY_DATABASE_URI")
+    @classmethod
+    def _mysql(cls, value: str) -> str:
+        if make_url(value).get_backend_name() == "sqlite":
+            raise ValueError("is SQLite: production runs on MySQL/MariaDB")
+        return value
+
+    @field_validator("PUBLIC_BASE_URL")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if urlsplit(value).scheme != "https":
+            raise ValueError("is not https://: shoppers and Stripe reach production over TLS")
+        return value
+
+    @field_validator("STRIPE_SECRET_KEY")
+    @classmethod
+    def _stripe_key(cls, value: str) -> str:
+        if value == EMULATOR_SECRET_KEY:
+            raise ValueError("is the emulator's demo key")
+        if not value.startswith(("sk_live_", "sk_test_", "rk_live_", "rk_test_")):
+            raise ValueError("is not a Stripe secret or restricted key (sk_live_…, rk_live_…)")
+        return value
+
+    @field_validator("STRIPE_WEBHOOK_SECRETS")
+    @classmethod
+    def _whsec(cls, value: list[str]) -> list[str]:
+        for number, secret in enumerate(value, 1):
+            if secret == EMULATOR_WEBHOOK_SECRET:
+                raise ValueError(f"secret {number} is the demo's")
+            if not secret.startswith("whsec_") or len(secret) <= len("whsec_"):
+                raise ValueError(f"secret {number} is not a whsec_… endpoint secret")
+        return value
+
+    @field_validator("user_password")
+    @classmethod
+    def _no_demo_password(cls, value: str | None) -> None:
+        if value in DEMO_PASSWORDS:
+            raise ValueError("is one of the demo's passwords")
+        return None  # checked, not kept
 
 
 CONFIGS: dict[str, type[Config]] = {
@@ -228,9 +420,98 @@ CONFIGS: dict[str, type[Config]] = {
 
 def load_config(name: str | None = None) -> Config:
     """Build the configuration named by PAYBRIDGE_ENV (development by default)."""
-    name = name or _env("PAYBRIDGE_ENV", "development")
+    name = name or os.environ.get("PAYBRIDGE_ENV") or "development"
     if name not in CONFIGS:
-        raise ConfigError(f"PAYBRIDGE_ENV must be one of {', '.join(CONFIGS)}, not {name!r}")
-    config = CONFIGS[name]()
-    config.validate()
-    return config
+        raise ConfigError({"PAYBRIDGE_ENV": f"{name!r} is none of {', '.join(CONFIGS)}"})
+    return CONFIGS[name]()
+
+
+def environment_variables() -> set[str]:
+    """Every environment variable a role reads (the README's configuration table has each)."""
+    return {"PAYBRIDGE_ENV"} | {
+        _variable(name, field)
+        for role in CONFIGS.values()
+        for name, field in role.model_fields.items()
+    }
+
+
+# --- checks and words ----------------------------------------------------------------------------
+
+
+def secret_weakness(value: str) -> str | None:
+    """Why `value` would be a weak secret key or token, or None: too short, a repeated pattern,
+    too few different characters, or a placeholder's word."""
+    if len(value) < STRONG_SECRET_LENGTH:
+        return f"is shorter than {STRONG_SECRET_LENGTH} characters"
+    if any(word in value.lower() for word in PLACEHOLDERS):
+        return "looks like a placeholder, not a random value"
+    if any(value == value[:period] * (len(value) // period) + value[: len(value) % period]
+           for period in range(1, len(value) // 2 + 1)):  # fmt: skip
+        return "repeats a shorter pattern"
+    counts = Counter(value)
+    bits = -sum(n / len(value) * math.log2(n / len(value)) for n in counts.values())
+    if len(counts) < 8 or bits < 2.5:
+        return "has too little variety to be random"
+    return None
+
+
+def refusals(config: type[Config], error: ValidationError) -> dict[str, str]:
+    """One line per refused variable: what is wrong with it (its value, unless secret), then
+    what it accepts."""
+    fields = {_variable(name, field): field for name, field in config.model_fields.items()}
+    problems: dict[str, list[str]] = {}
+    for detail in error.errors():
+        variable = str(detail["loc"][0])
+        if detail["type"] == "missing":
+            why = f"required in {config.ENV_NAME}, not set"
+        else:
+            why = detail["msg"].removeprefix("Value error, ")
+            why = why.replace("Input should be", "should be").replace("String should", "should")
+            if SECRET not in _markers(fields[variable]):
+                why = f"{detail['input']!r} {why}"
+            if len(detail["loc"]) > 1:  # one item of a list
+                why = f"item {int(detail['loc'][1]) + 1}, {why}"
+        problems.setdefault(variable, []).append(why)
+    return {
+        variable: f"{'; '.join(whys)}. Accepts {accepts(fields[variable])}."
+        for variable, whys in problems.items()
+    }
+
+
+def _variable(name: str, field: FieldInfo) -> str:
+    """The environment variable a field is read from (its alias, else its name)."""
+    return field.validation_alias if isinstance(field.validation_alias, str) else name
+
+
+def _markers(field: FieldInfo) -> list:
+    """A field's Annotated metadata, also where it is optional (`SecretKey | None`)."""
+    found = list(field.metadata)
+    for option in get_args(field.annotation):
+        found.extend(getattr(option, "__metadata__", ()))
+    return found
+
+
+def accepts(field: FieldInfo) -> str:
+    """What a setting accepts, in words: its Accepts text, or said from its type and bounds."""
+    for item in _markers(field):
+        if isinstance(item, Accepts):
+            return item.text
+    kind = field.annotation
+    if get_origin(kind) is Literal:
+        return "one of " + ", ".join(get_args(kind))
+    if kind is bool:
+        return "1 or 0 (also true/false, yes/no, on/off)"
+    noun = {int: "a whole number", float: "a number"}.get(kind, "text")
+    bounds = {
+        name: getattr(item, name)
+        for item in field.metadata
+        for name in ("ge", "gt", "le")
+        if getattr(item, name, None) is not None
+    }
+    if "gt" in bounds:
+        return f"{noun} above {bounds['gt']}"
+    if "ge" in bounds and "le" in bounds:
+        return f"{noun} from {bounds['ge']} to {bounds['le']}"
+    if "ge" in bounds:
+        return f"{noun} ≥ {bounds['ge']}"
+    return noun

@@ -6,10 +6,10 @@ import pytest
 
 from app import create_app
 from app.config import ConfigError, load_config
+from tests.support.production import clear_settings, safe_production_settings
 
 PRODUCTION_SECRETS = {
-    "SECRET_KEY": "s" * 64,
-    "DATABASE_URL": "mysql+pymysql://pb:pw@db.internal/paybridge",
+    **safe_production_settings("mysql+pymysql://pb:pw@db.internal/paybridge"),
     "STRIPE_SECRET_KEY": "sk_live_x",
     "STRIPE_WEBHOOK_SECRET": "whsec_old,whsec_new",
 }
@@ -17,9 +17,7 @@ PRODUCTION_SECRETS = {
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for name in (*PRODUCTION_SECRETS, "STRIPE_API_BASE", "NOTIFY_ALLOW_PRIVATE_TARGETS"):
-        monkeypatch.delenv(name, raising=False)
-    return monkeypatch
+    return clear_settings(monkeypatch)
 
 
 def test_production_refuses_to_start_without_its_secrets_and_names_them(clean_env):

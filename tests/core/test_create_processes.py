@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -15,59 +11,18 @@ import requests
 from app.models import Payment
 from tests.support.api import auth_headers, create_body
 from tests.support.concurrency import at_once
+from tests.support.gunicorn import free_port, running_gunicorn
 from tests.support.psp import checkout_sessions
 from tests.support.rows import count_rows
-from tests.support.waiting import wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def gunicorn(app, emulator):
-    """`gunicorn wsgi:app` with three sync workers on the test database and emulator."""
-    port = _free_port()
+    """`gunicorn wsgi:app` with three workers on the test database and emulator."""
+    port = free_port()
     env = dict(os.environ, PAYBRIDGE_ENV="testing", PUBLIC_BASE_URL=f"http://127.0.0.1:{port}")
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("gunicorn")),
-            "--workers",
-            "3",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--log-level",
-            "warning",
-            "--timeout",
-            "60",
-            "wsgi:app",
-        ],  # fmt: skip
-        cwd=ROOT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def answering() -> bool:
-        assert proc.poll() is None, "gunicorn exited"
-        try:
-            return requests.get(f"{url}/healthz", timeout=3).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_until(answering, what="gunicorn answering /healthz", timeout=30, interval=0.1)
+    with running_gunicorn(env, port=port, workers=3) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.slow

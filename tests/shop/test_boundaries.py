@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import demo_shop
+from tests.support.production import safe_production_settings
 
 SHOP_PACKAGE = Path(demo_shop.__file__).parent
 
@@ -52,10 +53,8 @@ def production_app(app, monkeypatch):
     from app import create_app
     from app.extensions import db, limiter
 
-    monkeypatch.setenv("SECRET_KEY", "p" * 64)
-    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_staging")
-    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", "whsec_staging")
-    monkeypatch.setenv("DATABASE_URL", app.config["SQLALCHEMY_DATABASE_URI"])
+    for name, value in safe_production_settings(app.config["SQLALCHEMY_DATABASE_URI"]).items():
+        monkeypatch.setenv(name, value)
     production = create_app("production")
     assert production.config["PAYBRIDGE_ENV"] == "production"
     yield production

@@ -1,0 +1,63 @@
+"""`gunicorn wsgi:app` as production runs it, on a free port, from the repository root (so
+gunicorn.conf.py applies), for tests that need real processes."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from tests.support.waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gunicorn_command(port: int, workers: int = 1) -> list[str]:
+    return [
+        GUNICORN,
+        "--workers", str(workers),
+        "--bind", f"127.0.0.1:{port}",
+        "--log-level", "warning",
+        "--timeout", "60",
+        "wsgi:app",
+    ]  # fmt: skip
+
+
+@contextmanager
+def running_gunicorn(
+    env: dict[str, str], *, port: int | None = None, workers: int = 1
+) -> Iterator[str]:
+    """Start it with `env`, wait until /healthz answers, yield its URL; stop it afterwards."""
+    port = port or free_port()
+    proc = subprocess.Popen(gunicorn_command(port, workers), cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+
+    def answering() -> bool:
+        assert proc.poll() is None, "gunicorn exited"
+        try:
+            return requests.get(f"{url}/healthz", timeout=3).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(answering, what="gunicorn answering /healthz", timeout=30, interval=0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
