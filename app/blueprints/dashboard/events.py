@@ -36,6 +36,7 @@ def events():
         next_before=next_before,
         query_args=query_args("before"),
         merchants=merchant_filter_choices(),
+        merchant_id=merchant_id,
     )
     return page, 200 if valid else 400
 
