@@ -21,6 +21,7 @@ from app.extensions import (
 )
 from app.logging_setup import configure_logging
 from app.metrics import HTTP_LATENCY, HTTP_REQUESTS
+from app.security_headers import register_security_headers
 
 assert models  # every table known to Alembic and the ORM before the first query
 
@@ -44,6 +45,7 @@ def create_app(config: Config | str | None = None) -> Flask:
     errors.register_error_handlers(app)
     cli.register_all(app)
     register_request_metrics(app)
+    register_security_headers(app)
     return app
 
 

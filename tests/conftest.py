@@ -162,6 +162,19 @@ def receiver():
     r.stop()
 
 
+@pytest.fixture
+def shop(app, live_server, emulator, tmp_path):
+    """A fresh demo shop (store, catalogue, server), connected to PayBridge as a new merchant
+    whose notify URL is the shop's /notify; Stripe's webhooks reach the live PayBridge, and
+    PayBridge's notifications reach the shop (tests/shop/support.py)."""
+    from tests.shop.support import running_shop
+    from tests.support.payflow import ensure_stripe_webhook_endpoint
+
+    ensure_stripe_webhook_endpoint(emulator, live_server)
+    with running_shop(app, tmp_path) as running:
+        yield running
+
+
 # -- the emulator, reset, and delivering its webhooks ---------------------------------------------
 
 
@@ -312,6 +325,24 @@ def client_b(app, tenants):
 def client_op(app, tenants):
     """The operator, logged in to the dashboard."""
     return logged_in(app, tenants.op_email)
+
+
+@pytest.fixture
+def production_app(app, monkeypatch):
+    """PayBridge built with PAYBRIDGE_ENV=production's configuration: safe settings
+    (tests/support/production.py) on this run's database and Redis."""
+    from app import create_app
+    from app.extensions import db, limiter
+    from tests.support.production import safe_production_settings
+
+    for name, value in safe_production_settings(app.config["SQLALCHEMY_DATABASE_URI"]).items():
+        monkeypatch.setenv(name, value)
+    production = create_app("production")
+    assert production.config["PAYBRIDGE_ENV"] == "production"
+    yield production
+    with production.app_context():
+        db.engine.dispose()
+    limiter.init_app(app)  # the shared limiter back on the suite's app (see dead_db_app)
 
 
 @pytest.fixture

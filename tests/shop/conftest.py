@@ -1,20 +1,11 @@
-"""Shop fixtures: the demo shop as its own app and server, a client of the live PayBridge."""
+"""Shop fixtures around `shop` (tests/conftest.py): the demo shop as its own app and server, a
+client of the live PayBridge."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.shop.support import Shopper, running_shop
-from tests.support.payflow import ensure_stripe_webhook_endpoint
-
-
-@pytest.fixture
-def shop(app, live_server, emulator, tmp_path):
-    """A fresh shop (store, catalogue, server), connected to PayBridge as a new merchant whose
-    notify URL is the shop's /notify; Stripe's webhooks reach the live PayBridge."""
-    ensure_stripe_webhook_endpoint(emulator, live_server)
-    with running_shop(app, tmp_path) as running:
-        yield running
+from tests.shop.support import Shopper
 
 
 @pytest.fixture

@@ -6,10 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 import demo_shop
-from tests.support.production import safe_production_settings
 
 SHOP_PACKAGE = Path(demo_shop.__file__).parent
 
@@ -45,22 +42,6 @@ def test_the_shop_has_its_own_templates_and_static_files():
     assert not (app_dir / "shop").exists()
     assert not (app_dir / "templates" / "shop").exists()
     assert not (app_dir / "static" / "shop").exists()
-
-
-@pytest.fixture
-def production_app(app, monkeypatch):
-    """PayBridge built with PAYBRIDGE_ENV=production's configuration (its required secrets set)."""
-    from app import create_app
-    from app.extensions import db, limiter
-
-    for name, value in safe_production_settings(app.config["SQLALCHEMY_DATABASE_URI"]).items():
-        monkeypatch.setenv(name, value)
-    production = create_app("production")
-    assert production.config["PAYBRIDGE_ENV"] == "production"
-    yield production
-    with production.app_context():
-        db.engine.dispose()
-    limiter.init_app(app)  # the shared limiter back on the suite's app (see dead_db_app)
 
 
 def test_paybridge_in_production_serves_no_shop_page_and_sends_visitors_to_the_dashboard(

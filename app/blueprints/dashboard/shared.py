@@ -1,5 +1,5 @@
 """What every dashboard page shares: whose data a request may see, the audit call, the redirect
-after log-in, the template helpers and the private response headers.
+after log-in, the template helpers and the no-store header.
 
 Tenancy: a merchant user's scope is its own merchant_id, always taken from the logged-in user;
 an operator's scope is every merchant, narrowed by an optional `merchant_id` filter. Anything
@@ -155,13 +155,7 @@ def dashboard_context() -> dict:
 
 @bp.after_request
 def private_headers(response: Response) -> Response:
-    # Payment data and secrets: never cached, never framed.
+    # Payment data and secrets: never cached. (Framing, sniffing and the content policy are
+    # every page's: app/security_headers.py.)
     response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "frame-ancestors 'none'; form-action 'self'; base-uri 'self'"
-    )
     return response
