@@ -1,13 +1,17 @@
-"""Operator endpoints: liveness, readiness, Prometheus metrics; and `/`, which is the dashboard."""
+"""Operator endpoints: liveness, readiness, Prometheus metrics (behind METRICS_TOKEN when it is
+set, as production requires); and `/`, which is the dashboard."""
 
 from __future__ import annotations
 
+import hmac
 import logging
 
-from flask import Response, current_app, jsonify, redirect, url_for
+from flask import Response, current_app, jsonify, redirect, request, url_for
 from sqlalchemy import text
 
+from app.blueprints.api.auth import raw_key_from_header
 from app.blueprints.health import bp
+from app.errors import PayBridgeError
 from app.extensions import csrf, db, get_redis, limiter
 from app.metrics import NOTIFICATIONS_DUE, QUEUE_DEPTH, render_latest
 from app.notifications.delivery import count_due
@@ -43,6 +47,7 @@ def readyz():
 @limiter.exempt
 def metrics():
     """Prometheus text format; queue depths and the outbox's backlog are read at scrape time."""
+    _require_metrics_token()
     try:
         for name in QUEUE_NAMES:
             QUEUE_DEPTH.labels(name).set(len(get_queue(name)))
@@ -55,6 +60,20 @@ def metrics():
         log.warning("notification backlog unavailable: database unreachable")
     payload, content_type = render_latest()
     return Response(payload, content_type=content_type)
+
+
+def _require_metrics_token() -> None:
+    """A scrape sends METRICS_TOKEN as `Authorization: Bearer` (or the Basic user name)."""
+    token = current_app.config["METRICS_TOKEN"]
+    if not token:
+        return  # the demo and the suite: production refuses to start without a token
+    sent = raw_key_from_header(request.headers.get("Authorization")) or ""
+    if not hmac.compare_digest(sent.encode(), token.encode()):
+        raise PayBridgeError(
+            "AUTHENTICATION_REQUIRED",
+            "Send the metrics token: Authorization: Bearer <METRICS_TOKEN>.",
+            headers={"WWW-Authenticate": 'Bearer realm="PayBridge metrics"'},
+        )
 
 
 def _check_database() -> bool:
