@@ -244,6 +244,12 @@ def violations(page) -> list[str]:
     return page.evaluate("window.__violations")
 
 
+def open_page(page, url: str) -> None:
+    """Go to `url`, whose answer must carry a content policy the browser then enforces."""
+    response = page.goto(url)
+    assert "frame-ancestors 'none'" in response.headers.get("content-security-policy", ""), url
+
+
 @pytest.mark.e2e
 def test_dashboard_docs_and_checkout_pages_render_in_chromium_with_nothing_blocked(
     page, app, live_server, tenants
@@ -255,7 +261,7 @@ def test_dashboard_docs_and_checkout_pages_render_in_chromium_with_nothing_block
     page.context.add_init_script(RECORD_VIOLATIONS)
     base = live_server.url
 
-    page.goto(base + "/dashboard/login")
+    open_page(page, base + "/dashboard/login")
     page.get_by_label("Email").fill(tenants.op_email)
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
@@ -264,17 +270,17 @@ def test_dashboard_docs_and_checkout_pages_render_in_chromium_with_nothing_block
     assert header.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(13, 27, 42)"
     assert violations(page) == []
 
-    page.goto(f"{base}/dashboard/payments/{public_id}")
+    open_page(page, f"{base}/dashboard/payments/{public_id}")
     expect(page.get_by_role("heading", name=f"Payment {public_id}")).to_be_visible()
     assert violations(page) == []
 
-    page.goto(base + "/api/v1/docs")
+    open_page(page, base + "/api/v1/docs")
     expect(page.get_by_role("heading", name="Error codes")).to_be_visible()
     cell = page.locator(".api-docs td").first
     assert cell.evaluate("e => getComputedStyle(e).borderTopStyle") == "solid"
     assert violations(page) == []
 
-    page.goto(f"{base}/checkout/status/{public_id}")
+    open_page(page, f"{base}/checkout/status/{public_id}")
     expect(page.get_by_role("heading", name="Payment received")).to_be_visible()
     skip_link = page.locator(".skip-link")
     assert skip_link.evaluate("e => getComputedStyle(e).left") == "-999px"  # app.css applies
@@ -287,8 +293,10 @@ def test_the_shops_confirmation_still_asks_under_its_policy(page, app, shop, emu
     sign_up(page, shop.url, "csp@example.com")
     add_to_cart(page, shop.url, "Desert Dunes")
     check_out(page, emulator)  # the shop's form answers with a redirect to the PSP's page
-    page.locator("#back").click()
+    with page.expect_response(lambda answer: answer.url.startswith(shop.url)) as back:
+        page.locator("#back").click()
     expect(page.get_by_role("heading", name="You left the checkout")).to_be_visible()
+    assert "script-src 'self'" in back.value.headers.get("content-security-policy", "")
     asked = []
 
     def answer(dialog) -> None:
