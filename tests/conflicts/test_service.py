@@ -191,7 +191,7 @@ def test_two_refunds_at_once_make_one_refund(app, merchant, paid_after_failed, e
     wait_until(
         lambda: get_row(app, PaymentConflict, c.conflict_id).resolution is not None,
         what="the first refund at the PSP",
-        timeout=5,
+        timeout=15,
         interval=0.02,
     )
     second.start()

@@ -10,6 +10,7 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
+import stripe
 
 from app.models import utcnow
 from app.psp import stripe_adapter
@@ -187,19 +188,27 @@ def test_wrong_secret_key_is_unavailable_not_a_rejection(emulator):
     assert caught.value.http_status == 401
 
 
-def test_circuit_opens_after_repeated_outages_and_fails_fast(emulator):
+def test_circuit_opens_after_repeated_outages_and_fails_fast(emulator, monkeypatch):
     provider = make_provider(
         emulator, api_base="http://127.0.0.1:1", breaker_fail_max=3, timeout_seconds=1
     )
+    attempts = []  # each HTTP request the SDK sends (a stopwatch would fail on a busy machine)
+    send = stripe.RequestsClient.request
+
+    def counted(self, *args, **kwargs):
+        attempts.append(args[:2])
+        return send(self, *args, **kwargs)
+
+    monkeypatch.setattr(stripe.RequestsClient, "request", counted)
     for _ in range(3):
         with pytest.raises(PspUnavailable) as caught:
             provider.retrieve_checkout_session("cs_test_x")
+    assert len(attempts) == 3
     assert provider.breaker.current_state == "open"
-    started = time.perf_counter()
     with pytest.raises(PspUnavailable) as caught:
         provider.retrieve_checkout_session("cs_test_x")
     assert caught.value.code == "circuit_open"
-    assert time.perf_counter() - started < 0.05
+    assert len(attempts) == 3  # refused without trying the network: failing fast
 
 
 def test_circuit_half_opens_after_the_reset_time_and_closes_on_success(emulator):

@@ -42,12 +42,16 @@ def test_latency_sample_has_requested_mean():
 
 
 def test_sessions_expire_on_their_own(emu, client, receiver):
+    # A minute above Stripe's 30-minute minimum: the clock may tick before the creation.
+    expires_at = emu.control("GET", "clock")["now"] + 30 * 60 + 60
+    s = client.v1.checkout.sessions.create(params=session_params(expires_at=expires_at))
+    # The clock to two seconds before expires_at, from wherever it has got to by now (so
+    # that the advance itself, which expires what is due, is still short of it).
     now = emu.control("GET", "clock")["now"]
-    s = client.v1.checkout.sessions.create(params=session_params(expires_at=now + 1800))
-    emu.control("POST", "clock/advance", {"seconds": 1799})
+    emu.control("POST", "clock/advance", {"seconds": expires_at - now - 2})
     # No API call touches the session: the emulator's own timer must expire it.
     req = receiver.wait_for(
-        lambda r: json.loads(r["body"])["type"] == "checkout.session.expired", timeout=5
+        lambda r: json.loads(r["body"])["type"] == "checkout.session.expired", timeout=10
     )[0]
     assert json.loads(req["body"])["data"]["object"]["id"] == s.id
 

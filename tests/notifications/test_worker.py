@@ -149,7 +149,12 @@ def test_two_worker_processes_send_each_notification_once(
     app, make_merchant, receiver, finish_payment
 ):
     receiver.delay = 1.0  # both pumps look for due rows while the first POST is in flight
-    workers = [WorkerProcess("--no-cron", NOTIFY_POLL_SECONDS="0.05") for _ in range(2)]
+    # The POST's timeout far above the receiver's delay (the testing default, 2 s, is not on a
+    # busy machine): a timed-out attempt would be retried, a second POST of the same one.
+    workers = [
+        WorkerProcess("--no-cron", NOTIFY_POLL_SECONDS="0.05", NOTIFY_TIMEOUT_SECONDS="10")
+        for _ in range(2)
+    ]
     try:
         for w in workers:
             wait_for_output(w, "notification pump started")
@@ -189,10 +194,10 @@ def test_written_while_redis_was_down_it_is_delivered_and_sigterm_finishes_the_p
         app.config["REDIS_URL"] = saved
         app.extensions.pop("paybridge_redis", None)
 
-    worker = WorkerProcess(RECON_INTERVAL_SECONDS="0")
+    worker = WorkerProcess(RECON_INTERVAL_SECONDS="0", NOTIFY_TIMEOUT_SECONDS="10")
     try:
         wait_delivered(app, worker, written, "the pump's delivery")
-        receiver.delay = 1.0  # under the 2 s timeout: the request succeeds
+        receiver.delay = 1.0  # well under the 10 s timeout: the request succeeds
         _, in_flight = finish_payment(merchant.id)
         hits = receiver.hits
         wait_until(
@@ -215,7 +220,9 @@ def test_one_process_delivers_concurrently_and_finishes_every_delivery_on_sigter
     app, make_merchant, receiver, finish_payment
 ):
     receiver.delay = 1.5  # a slow client app: one POST at a time would send one every 1.5 s
-    worker = WorkerProcess("--no-cron", NOTIFY_CONCURRENCY="4")
+    # The POST's timeout far above the receiver's delay (the testing default, 2 s, leaves half a
+    # second, not enough on a busy machine): each of the four must succeed.
+    worker = WorkerProcess("--no-cron", NOTIFY_CONCURRENCY="4", NOTIFY_TIMEOUT_SECONDS="10")
     try:
         wait_for_output(worker, "notification pump started: 4 deliveries at once")
         merchant, _ = make_merchant(notify_url=receiver.url)

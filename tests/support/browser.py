@@ -25,6 +25,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(os.environ.get("E2E_ARTIFACTS", "test-artifacts"))
+# How long an action, and an expect() assertion, waits for the page to get there. Playwright's
+# expect() has its own default of 5 s, which a page that waits for a webhook or a redirect
+# chain can take on a busy machine: both wait as long.
 DEFAULT_TIMEOUT_MS = 15_000
 
 
@@ -38,8 +41,9 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(scope="session")
 def playwright_instance():
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=DEFAULT_TIMEOUT_MS)
     with sync_playwright() as pw:
         yield pw
 
