@@ -10,6 +10,8 @@ import logging
 from dataclasses import dataclass
 
 from flask import Flask, jsonify, make_response, render_template, request
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 from app.extensions import db
@@ -113,6 +115,23 @@ class PayBridgeError(Exception):
         return {"error": body}
 
 
+# The database cannot answer: down, unreachable, its connections used up, or a lock wait that
+# outlasted the retries. Whatever the request was, the answer is SERVICE_UNAVAILABLE with a
+# Retry-After, never a 500: the client (or Stripe) tries again and nothing was half-done, since
+# the failed transaction rolls back. The API and the webhook endpoint share this rule.
+DATABASE_DOWN = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+DATABASE_RETRY_AFTER_SECONDS = 30
+
+
+def database_unavailable(message: str | None = None) -> PayBridgeError:
+    """The SERVICE_UNAVAILABLE error a request answers while the database does not."""
+    return PayBridgeError(
+        "SERVICE_UNAVAILABLE",
+        message or "The database cannot be reached; retry later.",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+
+
 class NotFoundError(PayBridgeError):
     def __init__(self, code: str = "NOT_FOUND", message: str | None = None) -> None:
         super().__init__(code, message)
@@ -161,13 +180,20 @@ def _as_response(rv):
     return make_response(rv)
 
 
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except Exception:  # the connection the rollback needs may be the one that failed
+        log.warning("rollback after an error failed too", exc_info=True)
+
+
 def register_error_handlers(app: Flask) -> None:
     """Render PayBridge errors, HTTP errors and crashes in the one format each client expects."""
 
     @app.errorhandler(PayBridgeError)
     def handle_paybridge_error(error: PayBridgeError):
         if error.status >= 500:
-            db.session.rollback()
+            _rollback()
             log.warning("request failed: %s", error)
         return render_error(error)
 
@@ -184,6 +210,11 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def handle_unexpected(error: Exception):
-        db.session.rollback()
+        _rollback()
+        if isinstance(error, DATABASE_DOWN):
+            # An outage, not a bug: one line, no traceback for every request it turns away.
+            log.error("%s %s: database unavailable (%s)", request.method, request.path,
+                      type(error).__name__)  # fmt: skip
+            return render_error(database_unavailable())
         log.exception("unhandled error")
         return render_error(PayBridgeError("INTERNAL_ERROR"))

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 from flask import Flask, current_app
 from sqlalchemy import bindparam, select
-from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import IntegrityError
 
 from app.common.locks import retry_lock_conflicts, rollback_quietly
-from app.errors import PayBridgeError
+from app.errors import DATABASE_DOWN, PayBridgeError, database_unavailable
 from app.extensions import db
 from app.metrics import WEBHOOK_EVENTS
 from app.models import PspEvent, StatusSource, utcnow
@@ -29,8 +28,6 @@ from app.psp.factory import get_provider
 log = logging.getLogger(__name__)
 
 _EXTENSION = "paybridge.psp_event_handlers"
-# The database cannot answer: the PSP must deliver again later rather than be told "received".
-_DATABASE_DOWN = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
 # Metrics only: a delivery of an event already stored.
 OUTCOME_DUPLICATE = "duplicate"
 
@@ -84,14 +81,11 @@ def receive_webhook(psp: str, payload: bytes, signature: str | None) -> PspEvent
         raise PayBridgeError(code) from None
     try:
         return process_event(event, received_via="webhook", psp=psp)
-    except _DATABASE_DOWN as exc:
+    except DATABASE_DOWN as exc:
+        # The PSP must deliver it again later rather than be told "received".
         log.error("%s webhook %s %s not stored, database unavailable: %s", psp, event.id,
                   event.type, type(exc).__name__)  # fmt: skip
-        raise PayBridgeError(
-            "SERVICE_UNAVAILABLE",
-            "The event could not be stored; retry later.",
-            headers={"Retry-After": "30"},
-        ) from None
+        raise database_unavailable("The event could not be stored; retry later.") from None
 
 
 def process_event(
