@@ -11,7 +11,10 @@ Two things run in this process:
   app/tasks/schedule.py: reconciliation, housekeeping) in a thread.
 
 Delivering notifications needs only the database: the pump starts first, and while Redis does
-not answer the worker says so and keeps delivering; RQ's part starts once Redis answers.
+not answer the worker says so and keeps delivering; RQ's part starts once Redis answers. An
+outage is logged once when it begins, then once a minute while it lasts, and once when Redis
+answers again (RedisOutageLog): RQ's workers, their pubsub threads and the cron thread each
+notice it several times a second, and an operator needs one line, not a flood.
 
 Why threads for RQ (`--concurrency`, `WORKER_CONCURRENCY`): a reconciliation run and a
 housekeeping job may run at once. The main worker runs beside N-1 helper workers, each a full RQ
@@ -79,16 +82,94 @@ def quiet_routine_job_lines(record: logging.LogRecord) -> bool:
     return not (record.levelno == logging.INFO and record.msg in _ROUTINE_JOB_LINES)
 
 
+# While Redis stays unreachable, how often the worker says so again.
+REDIS_OUTAGE_LOG_SECONDS = 60.0
+# RQ's own line for a failed Redis call in its dequeue loop and its pubsub thread (RQ 3.0): each
+# worker thread logs it every 1-2 s for as long as the outage lasts; and the one (with a
+# traceback) when a failed call elsewhere ends its loop.
+_RQ_REDIS_DOWN_LINE = "Worker %s: could not connect to Redis instance: %s retrying in %d seconds..."
+_RQ_GIVES_UP_LINE = "Worker %s: found an unhandled exception, quitting..."
+
+
+class RedisOutageLog:
+    """The worker's one voice about a Redis outage, however many of its threads notice it:
+    a warning when it begins, a reminder every `interval` seconds while it lasts, a line when
+    Redis answers again. Also a logging filter for `rq.worker` that takes RQ's own per-retry
+    lines over."""
+
+    def __init__(self, interval: float = REDIS_OUTAGE_LOG_SECONDS, clock=time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self.down_since: float | None = None
+        self._last_said = 0.0
+        self._lock = threading.Lock()
+
+    def down(self, error: object) -> None:
+        """A Redis call failed with `error`."""
+        with self._lock:
+            now = self.clock()
+            if self.down_since is None:
+                self.down_since = self._last_said = now
+                first = True
+            elif now - self._last_said >= self.interval:
+                self._last_said = now
+                first = False
+            else:
+                return
+            lasted = now - self.down_since
+        if first:
+            log.warning(
+                "Redis unreachable (%s): notifications are delivered meanwhile; "
+                "the periodic jobs start once it answers",
+                error,
+            )
+        else:
+            log.warning(
+                "Redis still unreachable after %d s (%s); notifications are still delivered",
+                lasted,
+                error,
+            )
+
+    def up(self) -> None:
+        """A Redis call succeeded."""
+        if self.down_since is None:  # the usual case: no lock taken
+            return
+        with self._lock:
+            if self.down_since is None:
+                return
+            lasted = self.clock() - self.down_since
+            self.down_since = None
+        log.info("Redis answers again after %d s: the periodic jobs resume", lasted)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """For the `rq.worker` logger: RQ's retry lines become `down()`, the rest pass."""
+        if record.msg == _RQ_REDIS_DOWN_LINE and len(record.args or ()) == 3:
+            self.down(record.args[1])
+            return False
+        error = record.exc_info[1] if record.exc_info else None
+        if record.msg == _RQ_GIVES_UP_LINE and isinstance(error, RedisError):
+            self.down(error)  # that worker is started again once Redis answers
+            return False
+        return True
+
+
 class AppWorker(SimpleWorker):
     """A SimpleWorker that runs each job in its own app context (and so its own DB session)."""
 
     flask_app: Flask
+    redis_outage: RedisOutageLog | None = None
     log_result_lifespan = False  # no job's result is kept or read
     _last_idle_heartbeat = 0.0
+
+    stop_asked = False
 
     def execute_job(self, job, queue):
         with self.flask_app.app_context():
             return super().execute_job(job, queue)
+
+    def request_stop(self, signum, frame):
+        self.stop_asked = True  # RQ's own flag is set only when a job is in hand
+        return super().request_stop(signum, frame)
 
     def heartbeat(self, timeout=None, pipeline=None):
         # Only RQ's plain between-jobs heartbeats are thinned out; one with its own timeout or
@@ -98,7 +179,10 @@ class AppWorker(SimpleWorker):
             if at - self._last_idle_heartbeat < HEARTBEAT_MIN_INTERVAL_SECONDS:
                 return
             self._last_idle_heartbeat = at
-        return super().heartbeat(timeout, pipeline)
+        result = super().heartbeat(timeout, pipeline)
+        if pipeline is None and self.redis_outage is not None:
+            self.redis_outage.up()  # it got through: any outage is over
+        return result
 
 
 class HelperWorker(AppWorker):
@@ -135,45 +219,70 @@ def build_worker(
     app: Flask,
     queue_names: list[str] | None = None,
     worker_class: type[AppWorker] = AppWorker,
+    redis_outage: RedisOutageLog | None = None,
     **kwargs,
 ) -> AppWorker:
     with app.app_context():
         queues = [get_queue(name) for name in (queue_names or QUEUE_NAMES)]
-    bound = type(f"PayBridge{worker_class.__name__}", (worker_class,), {"flask_app": app})
+    attributes = {"flask_app": app, "redis_outage": redis_outage}
+    bound = type(f"PayBridge{worker_class.__name__}", (worker_class,), attributes)
     return bound(queues, connection=queues[0].connection, **kwargs)
 
 
 class HelperThreads:
-    """The helper workers of one process: started once Redis answers, stopped warmly."""
+    """The helper workers of one process: started once Redis answers, stopped warmly.
+
+    RQ's loop retries a Redis call that fails while it waits for a job, but gives up (the
+    thread's `work()` ends) on one that fails elsewhere: registering, between jobs, recording a
+    job's end. Such a helper is replaced by a fresh one (a new name: the old one's key may still
+    say it is alive) once Redis answers again."""
 
     def __init__(self, app: Flask, main: AppWorker, count: int, queue_names, burst: bool):
+        self.app = app
+        self.main = main
+        self.queue_names = queue_names
         self.burst = burst
         self.logging_level = str(app.config.get("LOG_LEVEL", "INFO")).upper()
-        self.workers = [
-            build_worker(
-                app,
-                queue_names,
-                HelperWorker,
-                name=f"{main.name}.{i}",
-                worker_ttl=HELPER_WORKER_TTL,
-            )
-            for i in range(1, count)
-        ]
+        self.workers: dict[int, HelperWorker] = {}
         self.threads: list[threading.Thread] = []
+        self._count = count
+        self._stopping = threading.Event()
+
+    def _make(self, index: int, attempt: int) -> HelperWorker:
+        name = f"{self.main.name}.{index}" + (f"-{attempt}" if attempt else "")
+        worker = build_worker(
+            self.app,
+            self.queue_names,
+            HelperWorker,
+            self.main.redis_outage,
+            name=name,
+            worker_ttl=HELPER_WORKER_TTL,
+        )
+        self.workers[index] = worker
+        return worker
 
     def start(self) -> None:
-        for worker in self.workers:
+        for index in range(1, self._count):
             thread = threading.Thread(
-                target=self._run, args=(worker,), name=worker.name, daemon=True
+                target=self._run, args=(index,), name=f"{self.main.name}.{index}", daemon=True
             )
             thread.start()
             self.threads.append(thread)
 
-    def _run(self, worker: HelperWorker) -> None:
-        try:
-            worker.work(burst=self.burst, logging_level=self.logging_level)
-        except Exception:
-            log.exception("helper worker %s stopped on an error", worker.name)
+    def _run(self, index: int) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                worker = self._make(index, attempt)
+                worker.work(burst=self.burst, logging_level=self.logging_level)
+            except RedisError as exc:
+                if self.main.redis_outage is not None:
+                    self.main.redis_outage.down(exc)
+            except Exception:
+                log.exception("helper worker %s stopped on an error", self.main.name)
+            if self.burst or self._stopping.wait(REDIS_RETRY_SECONDS):
+                return
+            attempt += 1
 
     def stop(self, timeout: float) -> None:
         """Let every helper finish the job in hand, then end (daemon threads past `timeout`).
@@ -184,7 +293,8 @@ class HelperThreads:
             for thread in self.threads:
                 thread.join()
             return
-        for worker in self.workers:
+        self._stopping.set()
+        for worker in list(self.workers.values()):
             worker.stop()
         deadline = time.monotonic() + timeout
         for thread in self.threads:
@@ -198,8 +308,9 @@ class CronThread(threading.Thread):
     elects the leader, so a dead leader is replaced within CRON_LEADER_TTL_SECONDS.
     """
 
-    def __init__(self, app: Flask) -> None:
+    def __init__(self, app: Flask, redis_outage: RedisOutageLog) -> None:
         super().__init__(name="cron", daemon=True)
+        self.redis_outage = redis_outage
         self.connection = get_redis(app)
         self.cron = build_cron(app, self.connection)
         self.leader_key = f"{app.config['RQ_QUEUE_PREFIX']}:cron-leader"
@@ -231,8 +342,9 @@ class CronThread(threading.Thread):
                         self.cron.save()
                     sleep = min(self.cron.calculate_sleep_interval(), CRON_MAX_SLEEP_SECONDS)
                 self.cron.heartbeat()
+                self.redis_outage.up()
             except RedisError as exc:
-                log.warning("cron scheduler: Redis unreachable (%s); retrying", exc)
+                self.redis_outage.down(exc)
             except Exception:
                 log.exception("cron scheduler: unexpected error; retrying")
             self._stop_event.wait(max(sleep, 0.5))
@@ -246,34 +358,68 @@ class CronThread(threading.Thread):
             pass
 
 
-def wait_for_redis(app: Flask, *, burst: bool) -> bool:
-    """Until Redis answers (True), or a signal asks to stop, or, in burst mode, at once (False).
+def wait_for_redis(
+    app: Flask, outage: RedisOutageLog, stop: threading.Event, *, burst: bool
+) -> bool:
+    """Until Redis answers (True), or `stop` is set, or, in burst mode, at once (False).
 
     Meanwhile the pump keeps delivering: only the periodic jobs wait for Redis."""
-    stop = threading.Event()
-    handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in STOP_SIGNALS}
-    try:
-        warned = False
-        while True:
-            try:
-                get_redis(app).ping()
-                return not stop.is_set()
-            except RedisError as exc:
-                if burst:
-                    log.warning("Redis unreachable (%s): no queued jobs run in this burst", exc)
-                    return False
-                if not warned:
-                    log.warning(
-                        "Redis unreachable (%s): notifications are delivered meanwhile; "
-                        "the periodic jobs start once it answers",
-                        exc,
-                    )
-                    warned = True
-            if stop.wait(REDIS_RETRY_SECONDS):
+    while not stop.is_set():
+        try:
+            get_redis(app).ping()
+            outage.up()
+            return not stop.is_set()
+        except RedisError as exc:
+            if burst:
+                log.warning("Redis unreachable (%s): no queued jobs run in this burst", exc)
                 return False
-    finally:
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
+            outage.down(exc)
+        stop.wait(REDIS_RETRY_SECONDS)
+    return False
+
+
+def run_rq(app: Flask, args, queue_names, concurrency: int, outage: RedisOutageLog) -> None:
+    """RQ's side of the worker: its workers and the cron thread, once Redis answers.
+
+    Started again when a Redis outage ends the main RQ worker's loop (RQ gives up on a failed
+    Redis call outside its wait for jobs), so an outage never ends the process: the pump, in
+    its own threads, delivers throughout. Returns on a stop signal, or when a burst is done."""
+    stop = threading.Event()
+
+    def listen() -> None:  # RQ's work() puts its own handlers in place while it runs
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, lambda *_: stop.set())
+
+    listen()
+    attempt = 0
+    while wait_for_redis(app, outage, stop, burst=args.burst):
+        name = args.name and (f"{args.name}-{attempt}" if attempt else args.name)
+        worker = build_worker(app, queue_names, redis_outage=outage, name=name)
+        helpers = HelperThreads(app, worker, concurrency, queue_names, args.burst)
+        cron = None
+        try:
+            helpers.start()
+            if not args.burst and not args.no_cron:
+                cron = CronThread(app, outage)
+                cron.start()
+            worker.work(
+                burst=args.burst,
+                with_scheduler=False,
+                logging_level=str(app.config.get("LOG_LEVEL", "INFO")).upper(),
+            )
+        except RedisError as exc:  # registering or saying goodbye could not reach Redis
+            outage.down(exc)
+        finally:
+            listen()
+            helpers.stop(timeout=_warm_stop_timeout(app))
+            if cron and cron.is_alive():
+                cron.stop()
+                cron.join(timeout=5)
+        if args.burst or worker.stop_asked or stop.is_set():
+            return
+        attempt += 1
+        if stop.wait(REDIS_RETRY_SECONDS):  # whatever ended it, not again at once
+            return
 
 
 def _warm_stop_timeout(app: Flask) -> float:
@@ -301,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
 
     limit_malloc_arenas()  # before any thread starts (the pump's delivery threads)
     app = create_app()
+    redis_outage = RedisOutageLog()
     logging.getLogger("rq.worker").addFilter(quiet_routine_job_lines)
+    logging.getLogger("rq.worker").addFilter(redis_outage.filter)
     pump = None
     if not args.no_notifications:
         pump = NotificationPump(app, concurrency=app.config["NOTIFY_CONCURRENCY"], burst=args.burst)
@@ -309,31 +457,13 @@ def main(argv: list[str] | None = None) -> int:
     if concurrency < 1:
         parser.error("--concurrency must be at least 1")
     queue_names = [q.strip() for q in args.queues.split(",")] if args.queues else None
-    helpers = None
-    cron = None
     if pump is not None:
         pump.start()
     try:
-        if wait_for_redis(app, burst=args.burst):  # RQ's workers talk to Redis from the start
-            worker = build_worker(app, queue_names, name=args.name)
-            helpers = HelperThreads(app, worker, concurrency, queue_names, args.burst)
-            helpers.start()
-            if not args.burst and not args.no_cron:
-                cron = CronThread(app)
-                cron.start()
-            worker.work(
-                burst=args.burst,
-                with_scheduler=False,
-                logging_level=str(app.config.get("LOG_LEVEL", "INFO")).upper(),
-            )
+        run_rq(app, args, queue_names, concurrency, redis_outage)
     finally:
         if pump is not None:
             if args.burst:
                 pump.join()  # a burst pump ends by itself once nothing is due
             pump.stop(timeout=_warm_stop_timeout(app))
-        if helpers is not None:
-            helpers.stop(timeout=_warm_stop_timeout(app))
-        if cron and cron.is_alive():
-            cron.stop()
-            cron.join(timeout=5)
     return 0

@@ -3,13 +3,8 @@ shutdown."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 from app.extensions import db, get_redis
 from app.models import Notification, NotificationAttempt
@@ -18,50 +13,7 @@ from app.tasks.maintenance import purge_idempotency_records
 from app.tasks.schedule import PERIODIC_JOBS, build_cron
 from tests.support.rows import get_row, get_rows
 from tests.support.waiting import wait_until
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class WorkerProcess:
-    """`python worker.py …` with the test environment; its output collected for assertions."""
-
-    def __init__(self, *args: str, **env: str) -> None:
-        environment = {**os.environ, "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1", **env}
-        self.proc = subprocess.Popen(
-            [sys.executable, "worker.py", *args],
-            cwd=ROOT,
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # its own process group: kill() reaches RQ's scheduler child
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            self._reader.join(2)
-
-    def kill(self) -> None:
-        """SIGKILL the worker and what it forked (RQ's scheduler would outlive it otherwise)."""
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        if self.proc.poll() is None:
-            self.proc.wait(5)
+from tests.support.worker_process import WorkerProcess
 
 
 def wait_delivered(app, worker: WorkerProcess, notification_id: int, what: str) -> None:

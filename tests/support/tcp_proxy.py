@@ -24,6 +24,7 @@ class TcpProxy:
         self.port = self._listener.getsockname()[1]
         self._cut = False
         self._stopped = False
+        self.refused = 0  # connections turned away while cut: how often clients tried
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
@@ -64,6 +65,7 @@ class TcpProxy:
             with self._lock:
                 cut = self._cut
             if cut:
+                self.refused += 1
                 _reset(client)
                 continue
             try:
