@@ -1,8 +1,8 @@
 """Settings every `gunicorn wsgi:app` started from the repository root reads (gunicorn loads
-./gunicorn.conf.py by itself): Prometheus counters summed over all worker processes, and
-glibc's malloc arenas capped for the threaded workers, and each worker's templates and request
-validators compiled and its database connections opened before its first request
-(app/runtime/process_tuning.py). The app is imported only inside the hooks, once
+./gunicorn.conf.py by itself): request size and time limits, Prometheus counters summed over
+all worker processes, and glibc's malloc arenas capped for the threaded workers, and each
+worker's templates and request validators compiled and its database connections opened before
+its first request (app/runtime/process_tuning.py). The app is imported only inside the hooks, once
 PROMETHEUS_MULTIPROC_DIR is set: its metrics are created when it is imported.
 
 Each worker process counts in memory of its own, so without this a scrape of /metrics shows the
@@ -15,6 +15,15 @@ emptying it is the operator's job), each master gets a fresh one of its own.
 import os
 import shutil
 import tempfile
+
+# Request limits, the same as nginx's in deploy/nginx/paybridge.conf (which refuses first in
+# production): a request line or header of up to 8 KiB, 100 headers; the body's 1 MiB is the
+# app's MAX_CONTENT_LENGTH. A worker silent this long is restarted (a gthread worker's main
+# loop, not one slow request: a create waiting for Stripe keeps its thread, not the loop).
+limit_request_line = 8190
+limit_request_fields = 100
+limit_request_field_size = 8190
+timeout = 60
 
 _made_here = None
 

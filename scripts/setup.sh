@@ -27,3 +27,16 @@ if [ "${SKIP_CHROMIUM:-0}" != "1" ] && [ ! -x /usr/bin/chromium ]; then
     exit 1
   fi
 fi
+
+# The slow-client test runs the production recipe: gunicorn behind Debian's nginx
+# (deploy/nginx/paybridge.conf), started by the test itself on a free port.
+if [ "${SKIP_NGINX:-0}" != "1" ] && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = "0" ]; then
+    echo "setup: installing Debian's nginx for the production-stack tests" >&2
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+  else
+    echo "setup: /usr/sbin/nginx missing; run as root or: sudo apt-get install -y nginx" >&2
+    exit 1
+  fi
+fi

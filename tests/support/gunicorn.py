@@ -24,24 +24,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def gunicorn_command(port: int, workers: int = 1) -> list[str]:
+def gunicorn_command(port: int, workers: int = 1, extra: tuple[str, ...] = ()) -> list[str]:
     return [
         GUNICORN,
         "--workers", str(workers),
         "--bind", f"127.0.0.1:{port}",
         "--log-level", "warning",
         "--timeout", "60",
+        *extra,
         "wsgi:app",
     ]  # fmt: skip
 
 
 @contextmanager
 def running_gunicorn(
-    env: dict[str, str], *, port: int | None = None, workers: int = 1
+    env: dict[str, str],
+    *,
+    port: int | None = None,
+    workers: int = 1,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[str]:
-    """Start it with `env`, wait until /healthz answers, yield its URL; stop it afterwards."""
+    """Start it with `env` (and `extra` arguments: a worker class, threads), wait until /healthz
+    answers, yield its URL; stop it afterwards."""
     port = port or free_port()
-    proc = subprocess.Popen(gunicorn_command(port, workers), cwd=ROOT, env=env)
+    proc = subprocess.Popen(gunicorn_command(port, workers, extra), cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
 
     def answering() -> bool:

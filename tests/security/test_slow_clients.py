@@ -1,0 +1,208 @@
+"""Slow clients do not starve the web tier. The production stack — gunicorn with
+gunicorn.conf.py and PAYBRIDGE_ENV=production, the Procfile's gthread model (one process of four
+threads here), behind Debian's nginx configured by the repository's deploy/nginx/paybridge.conf —
+answers /healthz and an authenticated API call while 160 clients each declare a large body and
+send it a byte every two seconds and 40 more drip their headers; once they stall, nginx cuts them
+off. Straight against gunicorn, four such clients would hold all four threads."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import select
+import socket
+import ssl
+import threading
+
+import pytest
+import requests
+
+from app.config import Config, environment_variables
+from tests.support.factories import make_merchant
+from tests.support.gunicorn import ROOT, running_gunicorn
+from tests.support.nginx import (
+    DEBIAN_MAIN_CONFIG,
+    NGINX,
+    TEMPLATE,
+    RunningNginx,
+    check_inside_debians_config,
+    render_site,
+    running_nginx,
+    self_signed_certificate,
+    site_values,
+)
+from tests.support.production import safe_production_settings
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.skipif(
+    not os.access(NGINX, os.X_OK), reason="Debian's nginx is missing: run scripts/setup.sh"
+)
+
+SLOW_BODIES = 160
+SLOW_HEADERS = 40
+DRIP_SECONDS = 2.0  # well under the template's client_body_timeout (10 s)
+DECLARED_BODY = 500_000  # bytes: under client_max_body_size, never sent
+PROBE_TIMEOUT = 15  # seconds: generous; starved, these requests would wait for as long as
+# the slow clients last
+
+
+@pytest.fixture(scope="module")
+def production_stack(app):
+    """gunicorn in production behind nginx: (nginx, gunicorn's own URL)."""
+    environment = {
+        **{k: v for k, v in os.environ.items() if k not in environment_variables()},
+        **safe_production_settings(app.config["SQLALCHEMY_DATABASE_URI"]),
+        "PAYBRIDGE_ENV": "production",
+        "REDIS_URL": app.config["REDIS_URL"],
+        "RATELIMIT_STORAGE_URI": app.config["REDIS_URL"],
+        "PROXY_FIX_HOPS": "1",  # nginx is the one proxy in front
+    }
+    gthread = ("--worker-class", "gthread", "--threads", "4")
+    with running_gunicorn(environment, workers=1, extra=gthread) as gunicorn_url:
+        with running_nginx(gunicorn_url.removeprefix("http://")) as nginx:
+            yield nginx, gunicorn_url
+
+
+class SlowClient:
+    """One TLS connection to nginx that sends its request a little at a time."""
+
+    def __init__(self, nginx: RunningNginx, context: ssl.SSLContext, head: str) -> None:
+        raw = socket.create_connection(("127.0.0.1", nginx.port), timeout=10)
+        self.sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+        self.sock.sendall(head.encode())
+        self.ended: str | None = None  # how nginx ended it: "closed" or its answer's status line
+
+    def drip(self, data: bytes) -> None:
+        if self.ended is None:
+            try:
+                self.sock.sendall(data)
+            except OSError:
+                self.ended = "closed"
+
+    def check_ended(self) -> bool:
+        """Whether nginx has answered or closed this connection (without waiting for it)."""
+        if self.ended is None and select.select([self.sock], [], [], 0)[0]:
+            self.sock.settimeout(0)  # readable may mean TLS housekeeping (session tickets) only
+            try:
+                data = self.sock.recv(4096)
+            except ssl.SSLWantReadError:
+                return False  # no answer yet
+            except OSError:
+                data = b""
+            finally:
+                self.sock.settimeout(10)
+            self.ended = data.split(b"\r\n", 1)[0].decode(errors="replace") if data else "closed"
+        return self.ended is not None
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Dripper(threading.Thread):
+    """Every DRIP_SECONDS, one more byte of each slow body and one more header of each slow
+    head, until stopped."""
+
+    def __init__(self, bodies: list[SlowClient], heads: list[SlowClient]) -> None:
+        super().__init__(daemon=True)
+        self.bodies, self.heads = bodies, heads
+        self.rounds = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(DRIP_SECONDS):
+            for client in self.bodies:
+                client.drip(b" ")
+            for number, client in enumerate(self.heads):
+                client.drip(f"X-Slow-{self.rounds}-{number}: still coming\r\n".encode())
+            self.rounds += 1
+
+
+def test_slow_clients_neither_starve_health_checks_nor_the_api(production_stack, app):
+    nginx, _ = production_stack
+    _, api_key = make_merchant(app, "Shop", "http://127.0.0.1:9/notify")
+    auth = {"Authorization": f"Bearer {api_key}"}
+    context = ssl.create_default_context(cafile=str(nginx.ca))
+
+    body_head = (
+        "POST /api/v1/payments HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {api_key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {DECLARED_BODY}\r\n\r\n{{"
+    )
+    header_head = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    bodies = [SlowClient(nginx, context, body_head) for _ in range(SLOW_BODIES)]
+    heads = [SlowClient(nginx, context, header_head) for _ in range(SLOW_HEADERS)]
+    dripper = Dripper(bodies, heads)
+    dripper.start()
+    try:
+        wait_until(lambda: dripper.rounds >= 2, what="two rounds of drips", timeout=30)
+
+        for _ in range(5):
+            health = requests.get(f"{nginx.url}/healthz", verify=str(nginx.ca), timeout=15)
+            listed = requests.get(
+                f"{nginx.url}/api/v1/payments", headers=auth, verify=str(nginx.ca), timeout=15
+            )
+            assert health.status_code == 200, health.text
+            assert listed.status_code == 200, listed.text
+            assert listed.json()["data"] == []
+        # ...while every slow body was still connected, kept alive by its drip.
+        still_open = [client for client in bodies if not client.check_ended()]
+        assert len(still_open) == SLOW_BODIES, [c.ended for c in bodies if c.ended][:5]
+
+        # A stalled client is cut off once its timeout passes: a head after
+        # client_header_timeout however it drips, a body client_body_timeout after its last byte.
+        dripper.halt.set()
+        dripper.join(10)
+        wait_until(
+            lambda: all(client.check_ended() for client in bodies + heads),
+            what="nginx to cut off every stalled client",
+            timeout=45,
+            interval=0.5,
+            details=lambda: f"{sum(c.ended is None for c in bodies + heads)} still open",
+        )
+    finally:
+        dripper.halt.set()
+        for client in bodies + heads:
+            client.close()
+    endings = {client.ended for client in bodies + heads}
+    assert endings <= {"closed", "HTTP/1.1 408 Request Time-out"}, endings
+    # None of them reached PayBridge: nothing was created, and it still answers.
+    listed = requests.get(f"{nginx.url}/api/v1/payments", headers=auth, verify=str(nginx.ca))
+    assert listed.status_code == 200 and listed.json()["data"] == []
+
+
+def test_nginx_refuses_a_body_over_the_apps_limit_in_the_api_error_shape(production_stack):
+    nginx, _ = production_stack
+    response = requests.post(
+        f"{nginx.url}/api/v1/payments",
+        data=b"{" + b" " * Config.MAX_CONTENT_LENGTH + b"}",
+        headers={"Content-Type": "application/json"},
+        verify=str(nginx.ca),
+        timeout=30,
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def test_the_recipes_limits_agree_with_the_apps():
+    site = TEMPLATE.read_text()
+    assert "client_max_body_size 1m;" in site and Config.MAX_CONTENT_LENGTH == 1024 * 1024
+    assert "proxy_request_buffering on;" in site
+    assert "Strict-Transport-Security" not in site.replace("# Strict-Transport-Security", ""), (
+        "HSTS comes from the app (app/security_headers.py): setting it here too sends it twice"
+    )
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    # nginx's large_client_header_buffers 4 8k: 8 KiB per line, so gunicorn accepts what passes.
+    assert conf["limit_request_line"] == conf["limit_request_field_size"] == 8190
+    assert conf["limit_request_fields"] == 100
+    assert conf["timeout"] == 60
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not DEBIAN_MAIN_CONFIG.exists(),
+    reason="nginx -t of Debian's own nginx.conf reads root's files",
+)
+def test_the_site_fits_inside_debians_nginx_conf(tmp_path):
+    cert, key = self_signed_certificate(tmp_path)
+    site = render_site(site_values("127.0.0.1:8000", cert, key))
+    checked = check_inside_debians_config(site, tmp_path)
+    assert checked.returncode == 0, checked.stderr
