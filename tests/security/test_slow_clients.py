@@ -7,18 +7,23 @@ off. Straight against gunicorn, four such clients would hold all four threads.""
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import runpy
 import select
 import socket
 import ssl
 import threading
+from urllib.parse import urlencode
 
 import pytest
 import requests
 
 from app.config import Config, environment_variables
-from tests.support.factories import make_merchant
+from app.extensions import db
+from app.models import AuditLog
+from tests.support.factories import make_merchant, make_user
 from tests.support.gunicorn import ROOT, running_gunicorn
 from tests.support.nginx import (
     DEBIAN_MAIN_CONFIG,
@@ -206,3 +211,47 @@ def test_the_site_fits_inside_debians_nginx_conf(tmp_path):
     site = render_site(site_values("127.0.0.1:8000", cert, key))
     checked = check_inside_debians_config(site, tmp_path)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_paybridge_sees_the_client_nginx_saw_not_the_one_it_claims(production_stack, app):
+    """PROXY_FIX_HOPS=1 trusts the one address nginx appends to X-Forwarded-For: a client at
+    127.0.0.2 that claims to be 203.0.113.66 is audited as 127.0.0.2 (without the proxy fix it
+    would be nginx's own 127.0.0.1). The dashboard's HTTPS form post also passes its CSRF check
+    through nginx (the Referer matches the forwarded host and port)."""
+    nginx, _ = production_stack
+    merchant, _ = make_merchant(app, "Shop", "http://127.0.0.1:9/notify")
+    make_user(app, merchant.id, "ops@shop.example")
+    context = ssl.create_default_context(cafile=str(nginx.ca))
+
+    def call(method: str, path: str, body: str | None = None, **headers: str):
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", nginx.port, context=context, source_address=("127.0.0.2", 0), timeout=15
+        )
+        try:
+            connection.request(method, path, body=body, headers=headers)
+            response = connection.getresponse()
+            return response, response.read().decode()
+        finally:
+            connection.close()
+
+    page, html = call("GET", "/dashboard/login")
+    assert page.status == 200, html[:300]
+    cookie = page.getheader("Set-Cookie").split(";", 1)[0]
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
+    form = urlencode({"csrf_token": token, "email": "ops@shop.example", "password": "wrong!"})
+    answer, text = call(
+        "POST",
+        "/dashboard/login",
+        form,
+        **{
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": cookie,
+            "Referer": f"{nginx.url}/dashboard/login",
+            "X-Forwarded-For": "203.0.113.66",
+        },
+    )
+    # Refused for the password, not for CSRF: the form again, saying so.
+    assert answer.status == 401 and "the password is wrong" in text, text[:500]
+    with app.app_context():
+        entries = db.session.scalars(db.select(AuditLog).where(AuditLog.action == "login_failed"))
+        assert [entry.ip for entry in entries] == ["127.0.0.2"]
