@@ -173,7 +173,9 @@ def test_error_pages_carry_the_headers(app, client, client_a, dead_db_app):
         "403": client_a.get("/dashboard/reconciliation/run", headers=html),
         "400 (no CSRF token)": client.post("/dashboard/login", data={}, headers=html),
         "405": client.post("/checkout/status/pay_x", headers=html),
-        "500": dead_db_app.test_client().get("/checkout/status/pay_x", headers=html),
+        "503 (database down)": dead_db_app.test_client().get(
+            "/checkout/status/pay_x", headers=html
+        ),
         "404 JSON": client.get("/api/v1/no-such-thing"),
     }
     for what, response in answers.items():
