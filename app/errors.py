@@ -27,6 +27,9 @@ class ErrorSpec:
 ERROR_CODES: dict[str, ErrorSpec] = {
     "VALIDATION_ERROR": ErrorSpec(400, "The request has invalid or missing fields."),
     "INVALID_JSON": ErrorSpec(400, "The request body is not a JSON object."),
+    "INVALID_CURSOR": ErrorSpec(
+        400, "The cursor is not one this list gave out; start again from the first page."
+    ),
     "AUTHENTICATION_REQUIRED": ErrorSpec(401, "Send an API key: Authorization: Bearer <key>."),
     "INVALID_API_KEY": ErrorSpec(401, "The API key is unknown or revoked."),
     "FORBIDDEN": ErrorSpec(403, "You are not allowed to do this."),
