@@ -11,7 +11,7 @@ of a StripeObject tree. Building that tree cost ~0.5 ms of CPU per object, ~55 m
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,6 +22,7 @@ from urllib.parse import quote_plus
 import pybreaker
 import stripe
 
+from app.common import strict_json
 from app.metrics import PSP_CALL_SECONDS, PSP_ERRORS
 from app.psp.base import (
     CheckoutRequest,
@@ -89,7 +90,9 @@ def _id_of(value: Any) -> str | None:
     """An expandable field's id, whether Stripe sent the id or the expanded object."""
     if value is None or isinstance(value, str):
         return value
-    return _field(value, "id")
+    if isinstance(value, Mapping):
+        return _field(value, "id")
+    raise TypeError(f"an id is a {type(value).__name__}, neither a string nor an object")
 
 
 def session_from_stripe(obj: Any) -> CheckoutSession:
@@ -227,6 +230,51 @@ def event_from_stripe(event: dict) -> PspEventData:
         subscription=subscription_from_stripe(data_object) if kind == "subscription" else None,
         refunds=_event_refunds(data_object, kind),
     )
+
+
+# What a signed event may hold. Stripe's own API caps strings at 5,000 characters (a few at
+# 40,000) and its ids at 255; an event beyond these is refused (400, nothing stored) rather
+# than failing on the way into the database.
+WEBHOOK_LIMITS = strict_json.Limits(max_depth=32, max_string=40_000)
+MAX_PSP_ID_LENGTH = 255
+# Words the PSP uses (statuses, codes, reasons): PayBridge stores them in short columns.
+MAX_PSP_WORD_LENGTH = 100
+_ID_FIELDS = frozenset(
+    {"id", "payment_intent_id", "subscription_id", "latest_invoice_id", "charge_id",
+     "client_reference_id"}
+)  # fmt: skip
+_WORD_FIELDS = frozenset(
+    {"status", "payment_status", "payment_intent_status", "failure_code", "billing_reason",
+     "failure_reason", "currency"}
+)  # fmt: skip
+
+
+def _check_fields(obj: object) -> None:
+    """Every id and word of a parsed PSP object is a string of a size PayBridge can store."""
+    for item in dataclasses.fields(obj):
+        value = getattr(obj, item.name)
+        if item.name in _ID_FIELDS:
+            limit = MAX_PSP_ID_LENGTH
+        elif item.name in _WORD_FIELDS:
+            limit = MAX_PSP_WORD_LENGTH
+        else:
+            continue
+        if value is None and item.name != "id":
+            continue
+        if not isinstance(value, str) or not value or len(value) > limit:
+            raise ValueError(f"{type(obj).__name__}.{item.name} is not a string of 1-{limit}")
+
+
+def check_event(event: PspEventData) -> PspEventData:
+    """The event, if its id, type and the ids of what it is about fit what PayBridge stores;
+    ValueError otherwise."""
+    for name, value, limit in (("id", event.id, MAX_PSP_ID_LENGTH), ("type", event.type, 100)):
+        if not isinstance(value, str) or not value or len(value) > limit:
+            raise ValueError(f"event {name} is not a string of 1-{limit}")
+    for part in (event.session, event.invoice, event.subscription, *event.refunds):
+        if part is not None:
+            _check_fields(part)
+    return event
 
 
 def _id(object_id: str) -> str:
@@ -554,9 +602,12 @@ class StripeProvider(PaymentProvider):
         else:
             raise WebhookVerificationError(f"signature verification failed: {last_error}")
         try:
-            raw = json.loads(text)
+            raw = strict_json.loads(payload, WEBHOOK_LIMITS)
             if not isinstance(raw, dict) or raw.get("object") == "v2.core.event":
                 raise ValueError("not a v1 event object")
-            return event_from_stripe(raw)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise WebhookPayloadError(f"payload is not a valid event: {exc}") from exc
+            if not isinstance(_field(raw.get("data"), "object"), dict):
+                raise ValueError("data.object is not an object")
+            return check_event(event_from_stripe(raw))
+        # OverflowError, OSError: a timestamp no datetime can hold.
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
+            raise WebhookPayloadError(f"payload is not a valid event: {exc}") from None
