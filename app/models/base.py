@@ -23,7 +23,7 @@ def exact_collation(dialect: Dialect) -> str | None:
     """The collation that compares identifiers byte for byte on this MySQL/MariaDB server: no
     case folding and no PAD SPACE (`utf8mb4_bin` itself still ignores trailing spaces); None on
     other databases, which compare exactly already (SQLite)."""
-    if dialect.name != "mysql":
+    if dialect.name not in ("mysql", "mariadb"):  # mariadb: a `mariadb+pymysql://` URL
         return None
     if dialect.is_mariadb:
         return "utf8mb4_nopad_bin"

@@ -72,14 +72,14 @@ def _retype(collation):
 
 def upgrade():
     bind = op.get_bind()
-    if bind.dialect.name != 'mysql':
+    if bind.dialect.name not in ('mysql', 'mariadb'):
         return
     _retype(_exact_collation(bind))
 
 
 def downgrade():
     bind = op.get_bind()
-    if bind.dialect.name != 'mysql':
+    if bind.dialect.name not in ('mysql', 'mariadb'):
         return
     # Back to the table's default collation (as 0001-0005 created them).
     for table, column, length, nullable in COLUMNS:

@@ -67,17 +67,32 @@ def test_the_migrated_identifier_columns_compare_bytes_without_padding(app):
     assert collations[("payments", "customer_email")] == "utf8mb4_unicode_ci"
 
 
-def test_a_schema_made_by_create_all_has_the_same_collations(app, monkeypatch, restore_api):
+@pytest.mark.parametrize(
+    "scheme, build",
+    [
+        ("mysql+pymysql", "create_all"),
+        ("mariadb+pymysql", "create_all"),
+        ("mariadb+pymysql", "migrations"),  # the README allows either URL
+    ],
+)
+def test_every_way_to_build_the_schema_gives_the_same_collations(
+    app, monkeypatch, restore_api, scheme, build
+):
+    from flask_migrate import upgrade
+
     from app import create_app
     from app.extensions import limiter
 
-    url = mysql_url(FRESH_DB)
+    url = mysql_url(FRESH_DB).replace("mysql+pymysql", scheme)
     recreate_database(FRESH_DB)
     monkeypatch.setenv("DATABASE_URL", url)
     try:
         fresh = create_app("testing")
         with fresh.app_context():
-            db.create_all()
+            if build == "create_all":
+                db.create_all()
+            else:
+                upgrade()
             db.engine.dispose()
         collations = _collations(url, FRESH_DB)
         assert {col: collations[col] for col in IDENTIFIER_COLUMNS} == {

@@ -181,7 +181,7 @@ class TransactionFilterForm(FlaskForm):
         "Search",
         validators=[Optional(), Length(max=200)],
         description="Payment id (pay_…), your reference, PSP session id (cs_…) or customer "
-        "email — exact or the beginning of it.",
+        "email — exact or the beginning of it (case matters, but in emails).",
     )
     status = SelectField(
         "Status",
