@@ -261,8 +261,9 @@ def _check_fields(obj: object) -> None:
             continue
         if value is None and item.name != "id":
             continue
-        if not isinstance(value, str) or not value or len(value) > limit:
-            raise ValueError(f"{type(obj).__name__}.{item.name} is not a string of 1-{limit}")
+        # Only an object's own id must be non-empty; an empty optional field is harmless.
+        if not isinstance(value, str) or len(value) > limit or (item.name == "id" and not value):
+            raise ValueError(f"{type(obj).__name__}.{item.name} is not a string of 0-{limit}")
 
 
 def check_event(event: PspEventData) -> PspEventData:

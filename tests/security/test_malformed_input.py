@@ -203,7 +203,9 @@ def test_a_signed_event_of_5_mb_is_refused_and_not_stored(app, client):
 
 def test_a_signed_event_within_the_limits_is_stored(app, client):
     """The limits leave room for real events: long strings, Unicode, deep enough objects."""
-    body = _signed_event(metadata={"note": "ü" * 30_000, "emoji": "😀"})
+    body = _signed_event(
+        metadata={"note": "ü" * 30_000, "emoji": "😀"}, client_reference_id="", id="cs_" + "x" * 252
+    )
     body = _edit(body, lambda e: e.update(id=new_event_id(), type="checkout.session.completed"))
     answer = client.post("/webhooks/stripe", data=body, headers=stripe_headers(body))
     assert answer.status_code == 200, answer.get_json()
