@@ -139,7 +139,8 @@ end
 if wait > max_wait then return -wait - 1 end
 for i = 1, 2 do
   local new_tat = tats[i] + tonumber(ARGV[i])
-  redis.call('SET', KEYS[i], tostring(new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+  local ttl = math.ceil((new_tat - now) / 1000) + 1000
+  redis.call('SET', KEYS[i], string.format('%.0f', new_tat), 'PX', ttl)
 end
 return wait
 """
@@ -152,22 +153,22 @@ class FairCap:
 
     LIMIT = "psp_create"
 
-    def __init__(self, redis: Redis, *, key: str, rate: float, share: float) -> None:
+    def __init__(self, redis: Redis, *, key: str) -> None:
         self.redis = redis
         self.key = key
-        self.rate = rate
-        self.share = share
         self.outage = Outage(self.LIMIT)
         self._script = redis.register_script(_FAIR_RESERVE)
 
-    def reserve(self, merchant_id: int, max_wait: float) -> tuple[bool, float]:
+    def reserve(
+        self, merchant_id: int, *, rate: float, share: float, max_wait: float
+    ) -> tuple[bool, float]:
         """Reserve a slot for one call of the merchant: (True, seconds to wait for it, at most
         max_wait), or (False, seconds until one would be free) with nothing reserved."""
         if self.outage.skip():
             self.outage.passed_unchecked()
             return True, 0.0
-        account = (1.0 / self.rate, self.rate)
-        merchant_rate = self.rate * self.share
+        account = (1.0 / rate, rate)
+        merchant_rate = rate * share
         mine = (1.0 / merchant_rate, merchant_rate)
         try:
             wait_us = int(

@@ -335,20 +335,21 @@ def create_cap(psp_name: str) -> FairCap:
     if psp_name not in caps:
         config = current_app.config
         account = hashlib.sha256((config["STRIPE_SECRET_KEY"] or "").encode()).hexdigest()[:16]
-        caps[psp_name] = FairCap(
-            get_redis(),
-            key=f"paybridge:psp-create-cap:{psp_name}:{account}",
-            rate=config["PSP_CREATE_RATE_PER_SECOND"],
-            share=config["PSP_CREATE_MERCHANT_SHARE"],
-        )
+        key = f"paybridge:psp-create-cap:{psp_name}:{account}"
+        caps[psp_name] = FairCap(get_redis(), key=key)
     return caps[psp_name]
 
 
 def _pass_create_cap(psp_name: str, merchant_id: int, public_id: str, record_id: int | None):
     """Wait for this merchant's slot in the PSP's create cap (briefly), or answer 503
     PSP_RATE_LIMITED: the payment stays CREATED and its Idempotency-Key can be retried."""
-    max_wait = current_app.config["PSP_CREATE_MAX_QUEUE_SECONDS"]
-    allowed, wait = create_cap(psp_name).reserve(merchant_id, max_wait)
+    config = current_app.config
+    allowed, wait = create_cap(psp_name).reserve(
+        merchant_id,
+        rate=config["PSP_CREATE_RATE_PER_SECOND"],
+        share=config["PSP_CREATE_MERCHANT_SHARE"],
+        max_wait=config["PSP_CREATE_MAX_QUEUE_SECONDS"],
+    )
     if allowed:
         if wait > 0:
             time.sleep(wait)  # a short queue: the slot is reserved for this call

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from tests.support.api import auth_headers
+from tests.support.api import auth_headers, create_body
 from tests.support.gunicorn import free_port, running_gunicorn
 from tests.support.waiting import wait_until
 
@@ -223,31 +223,44 @@ def test_two_processes_count_one_keys_requests_together(two_servers, make_mercha
 
 @pytest.mark.slow
 def test_with_redis_unreachable_the_limits_let_requests_through_logged_once(
-    app, emulator, make_merchant, runner, tmp_path
+    app, emu, make_merchant, runner, tmp_path
 ):
     merchant, key = make_merchant("Shop")
     set_limits(runner, merchant.id, "--read", "2")
     port = free_port()
-    env = _testing_env(port, RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0")
+    closed = "redis://127.0.0.1:1/0"
+    env = _testing_env(port, RATELIMIT_STORAGE_URI=closed, REDIS_URL=closed)
     log_path = tmp_path / "gunicorn.log"
     with log_path.open("w") as log, running_gunicorn(env, port=port, stderr=log) as url:
         answers = [
             requests.get(f"{url}/api/v1/payments", headers=auth_headers(key), timeout=30)
             for _ in range(20)
         ]
+        created = requests.post(
+            f"{url}/api/v1/payments",
+            json=create_body(),
+            headers=auth_headers(key, "no-redis-1"),
+            timeout=30,
+        )
         metrics = requests.get(f"{url}/metrics", timeout=30).text
 
     assert [r.status_code for r in answers] == [200] * 20
     assert not any("X-RateLimit-Limit" in r.headers for r in answers)
-    unchecked = [
-        line
-        for line in metrics.splitlines()
-        if line.startswith('paybridge_rate_limit_unchecked_total{limit="api"}')
-    ]
-    assert unchecked and float(unchecked[0].rsplit(" ", 1)[1]) == 20.0
-    outage_lines = [
-        line
+    # The create passed the API's limit and the PSP's create cap unchecked.
+    assert created.status_code == 201, created.text
+    assert unchecked(metrics, "api") == 21.0
+    assert unchecked(metrics, "psp_create") == 1.0
+    outages = [
+        line.split("rate limit ", 1)[1].split(":")[0]
         for line in log_path.read_text().splitlines()
-        if "rate limit api: storage unreachable" in line
+        if "storage unreachable (" in line
     ]
-    assert len(outage_lines) == 1, outage_lines
+    assert sorted(outages) == ["api", "psp_create"], outages
+
+
+def unchecked(metrics: str, limit: str) -> float:
+    prefix = f'paybridge_rate_limit_unchecked_total{{limit="{limit}"}} '
+    lines = metrics.splitlines()
+    values = [float(line[len(prefix) :]) for line in lines if line.startswith(prefix)]
+    assert values, f"no {prefix.strip()} in /metrics"
+    return values[0]
