@@ -264,3 +264,15 @@ def unchecked(metrics: str, limit: str) -> float:
     values = [float(line[len(prefix) :]) for line in lines if line.startswith(prefix)]
     assert values, f"no {prefix.strip()} in /metrics"
     return values[0]
+
+
+def test_the_dashboard_shows_a_merchant_its_keys_limits(client_a, client_b, tenants, runner):
+    set_limits(runner, tenants.a_id, "--read", "7", "--write", "4")
+
+    own = client_a.get("/dashboard/api-keys").get_data(as_text=True)
+    default = client_b.get("/dashboard/api-keys").get_data(as_text=True)
+
+    assert "<strong>7</strong> reads and <strong>4</strong> writes per second" in own
+    assert "this merchant's own limits" in own
+    assert "<strong>100</strong> reads and <strong>100</strong> writes per second" in default
+    assert "PayBridge's defaults" in default
