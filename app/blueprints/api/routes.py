@@ -81,13 +81,36 @@ def require_api_key() -> None:
 bp.after_request(limits.add_headers)
 
 
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": {
+        "description": "Requests allowed per second",
+        "schema": {"type": "integer"},
+    },
+    "X-RateLimit-Remaining": {
+        "description": "Requests left in this one-second window",
+        "schema": {"type": "integer"},
+    },
+    "X-RateLimit-Reset": {
+        "description": "When the window ends (Unix seconds)",
+        "schema": {"type": "integer"},
+    },
+    "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}},
+}
+
+
 def _errors(*statuses: int):
-    """Document error answers (all in PayBridgeErrorSchema's shape)."""
+    """Document error answers (all in PayBridgeErrorSchema's shape); every route may answer
+    429 RATE_LIMITED."""
 
     def decorate(func):
         for status in statuses:
             func = bp.alt_response(status, schema=PayBridgeErrorSchema, description="Error")(func)
-        return func
+        return bp.alt_response(
+            429,
+            schema=PayBridgeErrorSchema,
+            description="RATE_LIMITED: over the API key's rate limit (docs/api.md)",
+            headers=RATE_LIMIT_HEADERS,
+        )(func)
 
     return decorate
 
