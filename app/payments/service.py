@@ -361,7 +361,9 @@ def _pass_create_cap(psp_name: str, merchant_id: int, public_id: str, record_id:
         public_id,
         merchant_id,
     )
-    raise _psp_rate_limited(public_id, wait)
+    # A rate limit as callers that retry PSP calls see one (reconciliation backs off).
+    cause = PspRateLimited("over the merchant's share of the create cap", code="rate_limit")
+    raise _psp_rate_limited(public_id, wait) from cause
 
 
 def _psp_rate_limited(public_id: str, retry_after: float) -> PayBridgeError:

@@ -127,3 +127,17 @@ def test_one_merchants_burst_gets_503_while_another_merchant_goes_on(
     assert retried.get_json()["status"] == "INITIATED"
     assert status_of(app, refused_id) == "INITIATED"
     assert len(checkout_sessions(emu, refused_id)) == 1
+
+
+def test_a_create_just_over_the_share_queues_briefly_instead_of_failing(
+    app, client, make_merchant, emu, small_psp_cap
+):
+    """With a queue time, the creates past the merchant's burst wait for their slot (2/s here:
+    about half a second each) and are registered, rather than refused."""
+    app.config["PSP_CREATE_MAX_QUEUE_SECONDS"] = 5.0
+    _, key = make_merchant("Steady shop")
+
+    answers = [create(client, key, f"queued-{n}") for n in range(5)]
+
+    assert [r.status_code for r in answers] == [201] * 5, [r.get_json() for r in answers]
+    assert all(r.get_json()["status"] == "INITIATED" for r in answers)
