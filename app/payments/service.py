@@ -334,7 +334,8 @@ def create_cap(psp_name: str) -> FairCap:
     caps = current_app.extensions.setdefault("paybridge_psp_create_cap", {})
     if psp_name not in caps:
         config = current_app.config
-        account = hashlib.sha256((config["STRIPE_SECRET_KEY"] or "").encode()).hexdigest()[:16]
+        secret = config.get(f"{psp_name.upper()}_SECRET_KEY") or ""  # one account, one cap
+        account = hashlib.sha256(secret.encode()).hexdigest()[:16]
         key = f"paybridge:psp-create-cap:{psp_name}:{account}"
         caps[psp_name] = FairCap(get_redis(), key=key)
     return caps[psp_name]
