@@ -75,6 +75,12 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "PSP_UNAVAILABLE": ErrorSpec(
         503, "The payment service provider cannot be reached; retry later.", True
     ),
+    "PSP_RATE_LIMITED": ErrorSpec(
+        503,
+        "Too many payments are being registered with the payment service provider right now; "
+        "the payment stays CREATED: retry with the same Idempotency-Key after Retry-After.",
+        True,
+    ),
     "SERVICE_UNAVAILABLE": ErrorSpec(503, "A service PayBridge depends on is down.", True),
     "WEBHOOK_SIGNATURE_INVALID": ErrorSpec(400, "The webhook signature is invalid."),
     "WEBHOOK_PAYLOAD_INVALID": ErrorSpec(400, "The webhook payload is not a valid event."),

@@ -40,6 +40,10 @@ class Merchant(db.Model):
     previous_signing_secret: Mapped[str | None] = mapped_column(String(100))
     secret_rotated_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # Its own /api/v1 rate limits, requests per second per API key; None: the global default
+    # (API_RATE_LIMIT_READ_PER_SECOND, API_RATE_LIMIT_WRITE_PER_SECOND).
+    api_read_limit: Mapped[int | None] = mapped_column()
+    api_write_limit: Mapped[int | None] = mapped_column()
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant")
 

@@ -33,6 +33,7 @@ from app.psp.base import (
     PspInvalidState,
     PspInvoice,
     PspNotFound,
+    PspRateLimited,
     PspRefund,
     PspRejected,
     PspSubscription,
@@ -297,11 +298,12 @@ def map_stripe_error(error: stripe.StripeError, *, creating: bool = False) -> Ps
         if status == 400 and ("can be expired" in lowered or "can only expire" in lowered):
             return PspInvalidState(message, code=code or "invalid_state", http_status=status)
         return PspRejected(message, code=code or "invalid_request_error", http_status=status)
+    if isinstance(error, stripe.RateLimitError) or status == 429:
+        return PspRateLimited(message, code=code or "rate_limit", http_status=status or 429)
     if isinstance(
         error,
         stripe.AuthenticationError
         | stripe.PermissionError
-        | stripe.RateLimitError
         | stripe.APIConnectionError
         | stripe.APIError,
     ):
@@ -343,8 +345,12 @@ class StripeProvider(PaymentProvider):
             fail_max=breaker_fail_max,
             reset_timeout=breaker_reset_seconds,
             # Only an unreachable PSP trips the circuit: a rejected or unknown object is an
-            # answer, and resets the failure count like any success.
-            exclude=[lambda exc: not isinstance(exc, PspUnavailable)],
+            # answer, and resets the failure count like any success. So is a 429: Stripe is
+            # up and limits this account's rate; opening the breaker on it would turn one
+            # merchant's burst into every merchant's 503s (PayBridge's own cap paces creates).
+            exclude=[
+                lambda exc: not isinstance(exc, PspUnavailable) or isinstance(exc, PspRateLimited)
+            ],
             name="stripe",
         )
 

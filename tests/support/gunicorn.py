@@ -37,11 +37,12 @@ def gunicorn_command(port: int, workers: int = 1) -> list[str]:
 
 @contextmanager
 def running_gunicorn(
-    env: dict[str, str], *, port: int | None = None, workers: int = 1
+    env: dict[str, str], *, port: int | None = None, workers: int = 1, stderr=None
 ) -> Iterator[str]:
-    """Start it with `env`, wait until /healthz answers, yield its URL; stop it afterwards."""
+    """Start it with `env`, wait until /healthz answers, yield its URL; stop it afterwards.
+    `stderr`: a file its log goes to (default: the test run's)."""
     port = port or free_port()
-    proc = subprocess.Popen(gunicorn_command(port, workers), cwd=ROOT, env=env)
+    proc = subprocess.Popen(gunicorn_command(port, workers), cwd=ROOT, env=env, stderr=stderr)
     url = f"http://127.0.0.1:{port}"
 
     def answering() -> bool:
