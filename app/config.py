@@ -274,11 +274,29 @@ class Config(BaseSettings):
     RATELIMIT_STORAGE_URI: StorageUri | None = None
     RATELIMIT_ENABLED: Flag = True
 
+    # Rate limits (issue 25): /api/v1 requests per second per API key, reads (GET, HEAD) and
+    # writes counted apart (Stripe's live limits: 100 each); a merchant's own limits override
+    # them (`flask merchants limits`). Requests without a valid key: per client IP.
+    API_RATE_LIMIT_READ_PER_SECOND: Count = 100
+    API_RATE_LIMIT_WRITE_PER_SECOND: Count = 100
+    API_RATE_LIMIT_ANONYMOUS_PER_SECOND: Count = 10
+    # Creates towards the PSP share one cap for the Stripe account (all processes, in Redis);
+    # one merchant may take at most this share of it, so its burst leaves room for the others.
+    # A create that would wait longer than the queue time answers 503 PSP_RATE_LIMITED.
+    PSP_CREATE_RATE_PER_SECOND: Annotated[float, Field(gt=0)] = 50.0
+    PSP_CREATE_MERCHANT_SHARE: Annotated[float, Field(gt=0, le=1)] = 0.5
+    PSP_CREATE_MAX_QUEUE_SECONDS: Annotated[float, Field(ge=0, le=10)] = 0.5
+
     # Not read from the environment.
     RATELIMIT_HEADERS_ENABLED: ClassVar[bool] = True
     # A Redis outage must not turn rate-limited pages into 500s: count in memory meanwhile.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED: ClassVar[bool] = True
     RATELIMIT_SWALLOW_ERRORS: ClassVar[bool] = True
+    # A Redis that does not answer must not hold up requests: the limits give up quickly.
+    RATELIMIT_STORAGE_OPTIONS: ClassVar[dict] = {
+        "socket_connect_timeout": 0.5,
+        "socket_timeout": 0.5,
+    }
     SESSION_COOKIE_HTTPONLY: ClassVar[bool] = True
     SESSION_COOKIE_SAMESITE: ClassVar[str] = "Lax"
     REMEMBER_COOKIE_HTTPONLY: ClassVar[bool] = True

@@ -29,6 +29,9 @@ class ErrorSpec:
 ERROR_CODES: dict[str, ErrorSpec] = {
     "VALIDATION_ERROR": ErrorSpec(400, "The request has invalid or missing fields."),
     "INVALID_JSON": ErrorSpec(400, "The request body is not a JSON object."),
+    "INVALID_CURSOR": ErrorSpec(
+        400, "The cursor is not one this list gave out; start again from the first page."
+    ),
     "AUTHENTICATION_REQUIRED": ErrorSpec(401, "Send an API key: Authorization: Bearer <key>."),
     "INVALID_API_KEY": ErrorSpec(401, "The API key is unknown or revoked."),
     "FORBIDDEN": ErrorSpec(403, "You are not allowed to do this."),
@@ -73,6 +76,12 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "PSP_ERROR": ErrorSpec(502, "The payment service provider answered with an error.", True),
     "PSP_UNAVAILABLE": ErrorSpec(
         503, "The payment service provider cannot be reached; retry later.", True
+    ),
+    "PSP_RATE_LIMITED": ErrorSpec(
+        503,
+        "Too many payments are being registered with the payment service provider right now; "
+        "the payment stays CREATED: retry with the same Idempotency-Key after Retry-After.",
+        True,
     ),
     "SERVICE_UNAVAILABLE": ErrorSpec(503, "A service PayBridge depends on is down.", True),
     "WEBHOOK_SIGNATURE_INVALID": ErrorSpec(400, "The webhook signature is invalid."),

@@ -69,3 +69,16 @@ def render_latest() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+RATE_LIMITED = Counter(
+    "paybridge_rate_limited_total",
+    "Requests refused by a rate limit (api: a key's or an IP's /api/v1 limit; psp_create: the "
+    "fair share of the PSP's create cap)",
+    ["limit"],
+)
+RATE_LIMIT_UNCHECKED = Counter(
+    "paybridge_rate_limit_unchecked_total",
+    "Requests let through unchecked because the rate-limit storage (Redis) was unreachable",
+    ["limit"],
+)

@@ -37,7 +37,7 @@ import pymysql
 from redis import Redis
 
 from bench import emulator, merchant
-from bench.stack import MYSQL, REDIS_BASE, ROOT
+from bench.stack import BENCH_RATE_LIMITS, MYSQL, REDIS_BASE, ROOT
 from stripe_emulator.testing import run_emulator
 
 WEBHOOK_SECRET = "whsec_paybridge_cpu_probe"
@@ -67,6 +67,7 @@ def make_app(emu, database: str, redis_url: str):
             "STRIPE_SECRET_KEY": emu.api_key,
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "LOG_LEVEL": "INFO",
+            **BENCH_RATE_LIMITS,  # on, and out of the way (bench/README)
         }
     )
     from flask_migrate import upgrade

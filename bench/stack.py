@@ -33,6 +33,17 @@ GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
 
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 REDIS_BASE = "redis://127.0.0.1:6379"
+# The load is the benchmark's, one client with one API key at hundreds of requests a second:
+# PayBridge's per-key API limits (100/s) and its cap on creates towards the PSP would measure
+# themselves, not the app. They stay on (their checks cost what they cost in production), with
+# limits no scenario reaches.
+BENCH_RATE_LIMITS = {
+    "API_RATE_LIMIT_READ_PER_SECOND": "1000000",
+    "API_RATE_LIMIT_WRITE_PER_SECOND": "1000000",
+    "API_RATE_LIMIT_ANONYMOUS_PER_SECOND": "1000000",
+    "PSP_CREATE_RATE_PER_SECOND": "1000000",
+    "PSP_CREATE_MERCHANT_SHARE": "1",
+}
 WEBHOOK_SECRET = "whsec_paybridge_bench_secret"
 STRIPE_KEY = "sk_test_paybridge_bench"
 
@@ -183,6 +194,7 @@ class Stack:
                 "SECRET_KEY": "bench-secret-key-not-for-production",
                 "LOG_LEVEL": "INFO",
                 "PYTHONUNBUFFERED": "1",
+                **BENCH_RATE_LIMITS,
             }
         )
         env.update(self.extra_env)

@@ -25,6 +25,7 @@ RETRYABLE_CODES = frozenset(
         "INTERNAL_ERROR",
         "PSP_ERROR",
         "PSP_UNAVAILABLE",
+        "PSP_RATE_LIMITED",
         "SERVICE_UNAVAILABLE",
         "UNREACHABLE",
     }

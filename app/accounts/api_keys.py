@@ -4,6 +4,7 @@ once a minute per key."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import bindparam, or_, select, update
@@ -15,14 +16,30 @@ from app.models.merchant import hash_api_key
 
 MAX_KEY_NAME = 100
 LAST_USED_RESOLUTION = timedelta(seconds=60)
-# Built once: every API request runs it.
-_KEY_BY_HASH = select(ApiKey).where(ApiKey.key_hash == bindparam("key_hash"))
 
 
-def find_active_key(raw: str) -> ApiKey | None:
-    """The key a client sent, unless it is unknown or revoked."""
-    key = db.session.execute(_KEY_BY_HASH, {"key_hash": hash_api_key(raw)}).scalar_one_or_none()
-    return key if key is not None and key.active else None
+@dataclass(frozen=True, slots=True)
+class KeyLimits:
+    """A key's own API rate limits per second (its merchant's); None: the global default."""
+
+    read: int | None = None
+    write: int | None = None
+
+
+# Built once: every API request runs it. The merchant's rate limits come in the same read.
+_KEY_BY_HASH = (
+    select(ApiKey, Merchant.api_read_limit, Merchant.api_write_limit)
+    .join(Merchant, Merchant.id == ApiKey.merchant_id)
+    .where(ApiKey.key_hash == bindparam("key_hash"))
+)
+
+
+def find_active_key(raw: str) -> tuple[ApiKey, KeyLimits] | None:
+    """The key a client sent and its rate limits, unless it is unknown or revoked."""
+    row = db.session.execute(_KEY_BY_HASH, {"key_hash": hash_api_key(raw)}).one_or_none()
+    if row is None or not row[0].active:
+        return None
+    return row[0], KeyLimits(row[1], row[2])
 
 
 def record_use(key: ApiKey) -> None:

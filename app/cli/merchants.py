@@ -6,7 +6,7 @@ import json
 from urllib.parse import urlparse
 
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import or_, select
 
@@ -130,6 +130,37 @@ def revoke_key(key: str) -> None:
     api_key.revoked_at = utcnow()
     db.session.commit()
     click.echo(f"API key {api_key.id} ({api_key.prefix}…) revoked.")
+
+
+def _limit(ctx, param, value: str | None) -> int | None | str:
+    if value is None:
+        return None
+    if value.lower() == "default":
+        return "default"
+    if not value.isdigit() or not 1 <= int(value) <= 1_000_000:
+        raise click.BadParameter("must be a whole number of requests per second ≥ 1, or 'default'")
+    return int(value)
+
+
+@merchants.command("limits")
+@click.argument("merchant_id", type=int)
+@click.option("--read", callback=_limit, help="GET requests per second per API key, or 'default'.")
+@click.option("--write", callback=_limit, help="Other requests per second per key, or 'default'.")
+def set_limits(merchant_id: int, read, write) -> None:
+    """Show a merchant's /api/v1 rate limits, or set its own (--read/--write N, or 'default')."""
+    merchant = _merchant(merchant_id)
+    if read is not None:
+        merchant.api_read_limit = None if read == "default" else read
+    if write is not None:
+        merchant.api_write_limit = None if write == "default" else write
+    db.session.commit()
+    config = current_app.config
+    for what, own, default in (
+        ("reads ", merchant.api_read_limit, config["API_RATE_LIMIT_READ_PER_SECOND"]),
+        ("writes", merchant.api_write_limit, config["API_RATE_LIMIT_WRITE_PER_SECOND"]),
+    ):
+        origin = "merchant's own" if own is not None else "default"
+        click.echo(f"Merchant {merchant.id} {what}: {own or default}/s per API key ({origin})")
 
 
 def register(app: Flask) -> None:

@@ -6,8 +6,10 @@ import secrets
 import string
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, DateTime, Integer
+from sqlalchemy import BigInteger, DateTime, Integer, String
 from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 # Microsecond timestamps on MySQL/MariaDB (its DATETIME keeps whole seconds by default),
 # stored naive in UTC everywhere.
@@ -15,6 +17,38 @@ Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 # 64-bit ids on MySQL/MariaDB; SQLite's rowid (an INTEGER PRIMARY KEY) on the demo's SQLite.
 BigId = BigInteger().with_variant(Integer, "sqlite")
+
+
+def exact_collation(dialect: Dialect) -> str | None:
+    """The collation that compares identifiers byte for byte on this MySQL/MariaDB server: no
+    case folding and no PAD SPACE (`utf8mb4_bin` itself still ignores trailing spaces); None on
+    other databases, which compare exactly already (SQLite)."""
+    if dialect.name not in ("mysql", "mariadb"):  # mariadb: a `mariadb+pymysql://` URL
+        return None
+    if dialect.is_mariadb:
+        return "utf8mb4_nopad_bin"
+    if (dialect.server_version_info or (0,)) >= (8, 0, 17):
+        return "utf8mb4_0900_bin"
+    return "utf8mb4_bin"  # older MySQL has no NO PAD binary collation
+
+
+class ExactString(TypeDecorator):
+    """A VARCHAR for identifiers looked up by equality (public ids, merchant references,
+    Idempotency-Keys, PSP ids): `a-1` and `A-1 ` are two values, as they are to the client.
+
+    MySQL/MariaDB's default collation folds case and ignores trailing spaces; a TypeDecorator
+    rather than `with_variant`, because on a `mysql://` URL a MariaDB server still has the
+    dialect name "mysql" (migration 0009 gives existing columns the same collation)."""
+
+    impl = String
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine:
+        collation = exact_collation(dialect)
+        if collation is None:
+            return dialect.type_descriptor(String(self.impl.length))
+        return dialect.type_descriptor(mysql.VARCHAR(self.impl.length, collation=collation))
+
 
 _ALPHABET = string.ascii_letters + string.digits
 

@@ -8,7 +8,7 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import BigId, Timestamp, public_id, utcnow
+from app.models.base import BigId, ExactString, Timestamp, public_id, utcnow
 from app.models.merchant import Merchant
 from app.models.payment import Payment
 
@@ -34,9 +34,9 @@ class PspEvent(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     psp: Mapped[str] = mapped_column(String(20), default="stripe")
-    event_id: Mapped[str] = mapped_column(String(255))
+    event_id: Mapped[str] = mapped_column(ExactString(255))
     event_type: Mapped[str] = mapped_column(String(100))
-    psp_session_id: Mapped[str | None] = mapped_column(String(255))
+    psp_session_id: Mapped[str | None] = mapped_column(ExactString(255))
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
     payload: Mapped[dict] = mapped_column(db.JSON)
     psp_created_at: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -69,7 +69,7 @@ class Notification(db.Model):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # The Standard Webhooks `webhook-id`: stays the same across retries so clients dedupe.
     public_id: Mapped[str] = mapped_column(
-        String(40), unique=True, default=lambda: public_id("msg_")
+        ExactString(40), unique=True, default=lambda: public_id("msg_")
     )
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db
-from app.models.base import Timestamp, utcnow
+from app.models.base import ExactString, Timestamp, utcnow
 
 API_KEY_PREFIX = "pbk_"
 API_KEY_SHOWN_CHARS = 12
@@ -40,6 +40,10 @@ class Merchant(db.Model):
     previous_signing_secret: Mapped[str | None] = mapped_column(String(100))
     secret_rotated_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    # Its own /api/v1 rate limits, requests per second per API key; None: the global default
+    # (API_RATE_LIMIT_READ_PER_SECOND, API_RATE_LIMIT_WRITE_PER_SECOND).
+    api_read_limit: Mapped[int | None] = mapped_column()
+    api_write_limit: Mapped[int | None] = mapped_column()
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant")
 
@@ -64,7 +68,7 @@ class ApiKey(db.Model):
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
     name: Mapped[str] = mapped_column(String(100), default="default")
     prefix: Mapped[str] = mapped_column(String(API_KEY_SHOWN_CHARS))
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    key_hash: Mapped[str] = mapped_column(ExactString(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(Timestamp)
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)

@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import BigId, Timestamp, Transitions, public_id, utcnow
+from app.models.base import BigId, ExactString, Timestamp, Transitions, public_id, utcnow
 from app.models.merchant import Merchant
 
 
@@ -98,9 +98,9 @@ class Payment(db.Model):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_payment_id)
+    public_id: Mapped[str] = mapped_column(ExactString(32), unique=True, default=new_payment_id)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
-    merchant_reference: Mapped[str] = mapped_column(String(200))
+    merchant_reference: Mapped[str] = mapped_column(ExactString(200))
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     payment_type: Mapped[str] = mapped_column(String(4), default=PaymentType.SALE.value)
@@ -119,9 +119,9 @@ class Payment(db.Model):
     status_version: Mapped[int] = mapped_column(Integer, default=1)
 
     psp: Mapped[str] = mapped_column(String(20), default="stripe")
-    psp_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
-    psp_payment_intent_id: Mapped[str | None] = mapped_column(String(255))
-    psp_subscription_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    psp_session_id: Mapped[str | None] = mapped_column(ExactString(255), unique=True)
+    psp_payment_intent_id: Mapped[str | None] = mapped_column(ExactString(255))
+    psp_subscription_id: Mapped[str | None] = mapped_column(ExactString(255), index=True)
     checkout_url: Mapped[str | None] = mapped_column(String(2000))
     psp_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
     failure_code: Mapped[str | None] = mapped_column(String(100))
@@ -168,7 +168,7 @@ class PaymentStatusChange(db.Model):
     status_version: Mapped[int] = mapped_column(Integer)
     source: Mapped[str] = mapped_column(String(10))
     reason: Mapped[str | None] = mapped_column(String(500))
-    psp_event_id: Mapped[str | None] = mapped_column(String(255))
+    psp_event_id: Mapped[str | None] = mapped_column(ExactString(255))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 
     payment: Mapped[Payment] = relationship(back_populates="history")
@@ -185,7 +185,7 @@ class IdempotencyRecord(db.Model):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
-    idempotency_key: Mapped[str] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(ExactString(255))
     method: Mapped[str] = mapped_column(String(10))
     path: Mapped[str] = mapped_column(String(255))
     request_fingerprint: Mapped[str] = mapped_column(String(64))
@@ -212,8 +212,8 @@ class PaymentConflict(db.Model):
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
     merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"))
     kind: Mapped[str] = mapped_column(String(30))
-    psp_event_id: Mapped[str | None] = mapped_column(String(255))
-    psp_session_id: Mapped[str | None] = mapped_column(String(255))
+    psp_event_id: Mapped[str | None] = mapped_column(ExactString(255))
+    psp_session_id: Mapped[str | None] = mapped_column(ExactString(255))
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(Timestamp)

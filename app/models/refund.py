@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, 
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import BigId, Timestamp, Transitions, public_id, utcnow
+from app.models.base import BigId, ExactString, Timestamp, Transitions, public_id, utcnow
 from app.models.payment import Payment
 
 
@@ -59,7 +59,7 @@ class Refund(db.Model):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_refund_id)
+    public_id: Mapped[str] = mapped_column(ExactString(32), unique=True, default=new_refund_id)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"))
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     amount: Mapped[int] = mapped_column(BigInteger)
@@ -69,7 +69,7 @@ class Refund(db.Model):
     # api | dashboard: who asked for it.
     source: Mapped[str] = mapped_column(String(10), default="api")
     psp: Mapped[str] = mapped_column(String(20), default="stripe")
-    psp_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    psp_refund_id: Mapped[str | None] = mapped_column(ExactString(255), unique=True)
     failure_reason: Mapped[str | None] = mapped_column(String(100))
     # The Idempotency-Key record of the request that created it (None without a key).
     idempotency_record_id: Mapped[int | None] = mapped_column(

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import BigId, Timestamp, Transitions, public_id, utcnow
+from app.models.base import BigId, ExactString, Timestamp, Transitions, public_id, utcnow
 from app.models.merchant import Merchant
 from app.models.payment import Payment
 
@@ -69,11 +69,13 @@ class Subscription(db.Model):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_subscription_id)
+    public_id: Mapped[str] = mapped_column(
+        ExactString(32), unique=True, default=new_subscription_id
+    )
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     first_payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), unique=True)
     psp: Mapped[str] = mapped_column(String(20), default="stripe")
-    psp_subscription_id: Mapped[str] = mapped_column(String(255), unique=True)
+    psp_subscription_id: Mapped[str] = mapped_column(ExactString(255), unique=True)
     status: Mapped[str] = mapped_column(String(12), default=SubscriptionStatus.INCOMPLETE.value)
     interval: Mapped[str] = mapped_column(String(5))
     interval_count: Mapped[int] = mapped_column(Integer, default=1)
@@ -120,12 +122,12 @@ class SubscriptionCharge(db.Model):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"), index=True)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), index=True)
-    psp_invoice_id: Mapped[str] = mapped_column(String(255))
-    attempt: Mapped[str] = mapped_column(String(20))
+    psp_invoice_id: Mapped[str] = mapped_column(ExactString(255))
+    attempt: Mapped[str] = mapped_column(ExactString(20))
     billing_reason: Mapped[str | None] = mapped_column(String(40))
     period_start: Mapped[datetime | None] = mapped_column(Timestamp)
     period_end: Mapped[datetime | None] = mapped_column(Timestamp)
-    psp_event_id: Mapped[str | None] = mapped_column(String(255))
+    psp_event_id: Mapped[str | None] = mapped_column(ExactString(255))
     source: Mapped[str] = mapped_column(String(10))
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
 

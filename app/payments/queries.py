@@ -62,17 +62,17 @@ def list_payments(
         stmt = stmt.where(Payment.created_at <= _naive_utc(created_lte))
     if merchant_reference:
         stmt = stmt.where(Payment.merchant_reference == merchant_reference)
+    scope = f"api.payments:{merchant_id}"
     if starting_after:
         try:
-            position = cursors.decode(starting_after)
+            position = cursors.decode(starting_after, scope)
         except cursors.InvalidCursor:
-            raise PayBridgeError(
-                "VALIDATION_ERROR", "starting_after is not a valid cursor.", param="starting_after"
-            ) from None
+            raise PayBridgeError("INVALID_CURSOR", param="starting_after") from None
         stmt = stmt.where(cursors.older_than(Payment.created_at, Payment.id, position))
     stmt = stmt.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit + 1)
     rows = list(db.session.execute(stmt).scalars())
     has_more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = cursors.encode(rows[-1].created_at, rows[-1].id) if has_more and rows else None
+    last = rows[-1] if has_more and rows else None
+    next_cursor = cursors.encode(last.created_at, last.id, scope) if last else None
     return PaymentPage(rows, has_more, next_cursor)

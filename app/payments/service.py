@@ -13,7 +13,10 @@ open transaction); everything else flushes and leaves the commit to its caller.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -23,8 +26,10 @@ from sqlalchemy.exc import IntegrityError
 
 from app.common import idempotency
 from app.common.idempotency import CommandResult, IdempotentCommand, IdempotentRequest
+from app.common.ratelimits import FairCap
 from app.errors import PayBridgeError
-from app.extensions import db
+from app.extensions import db, get_redis
+from app.metrics import RATE_LIMITED
 from app.models import IdempotencyRecord, Payment, PaymentStatus, StatusSource, utcnow
 from app.payments.psp_facts import apply_own_session
 from app.payments.state import lock_payment, record_creation, transition
@@ -35,6 +40,7 @@ from app.psp import (
     PspError,
     PspInvalidState,
     PspNotFound,
+    PspRateLimited,
     PspRejected,
     PspUnavailable,
     get_provider,
@@ -86,6 +92,7 @@ class _Inserted:
     record_id: int | None
     checkout: CheckoutRequest
     psp: str
+    merchant_id: int
 
 
 class _CreatePayment(IdempotentCommand[Payment, _Inserted]):
@@ -103,7 +110,11 @@ class _CreatePayment(IdempotentCommand[Payment, _Inserted]):
         # object and reading them then costs a SELECT each (this path runs on every create).
         db.session.flush()
         inserted = _Inserted(
-            payment.id, record.id if record else None, checkout_request(payment), payment.psp
+            payment.id,
+            record.id if record else None,
+            checkout_request(payment),
+            payment.psp,
+            request.merchant_id,
         )
         public_id = payment.public_id
         db.session.commit()
@@ -115,7 +126,7 @@ class _CreatePayment(IdempotentCommand[Payment, _Inserted]):
             started.payment_id,
             source=StatusSource.API,
             record_id=started.record_id,
-            created=(started.checkout, started.psp),
+            created=(started.checkout, started.psp, started.merchant_id),
         )
 
     def subject_of(self, record: IdempotencyRecord) -> Payment | None:
@@ -227,12 +238,13 @@ def _register(
     *,
     source: StatusSource,
     record_id: int | None = None,
-    created: tuple[CheckoutRequest, str] | None = None,
+    created: tuple[CheckoutRequest, str, int] | None = None,
 ) -> tuple[Payment, idempotency.StoredResponse]:
     """Register one payment; complete the idempotency record with the answer in the same commit.
 
-    `created`: (checkout request, PSP name) of a payment this request has just committed as
-    CREATED, so there is nothing to read back (a SELECT and a COMMIT on every create).
+    `created`: (checkout request, PSP name, merchant id) of a payment this request has just
+    committed as CREATED, so there is nothing to read back (a SELECT and a COMMIT on every
+    create).
     """
     if created is None:
         payment = db.session.get(Payment, payment_id, populate_existing=True)
@@ -245,10 +257,10 @@ def _register(
                 db.session.commit()
             return payment, response
         request = checkout_request(payment)
-        psp_name = payment.psp
+        psp_name, merchant_id = payment.psp, payment.merchant_id
         db.session.commit()  # no transaction stays open while the PSP is called
     else:
-        request, psp_name = created
+        request, psp_name, merchant_id = created
 
     provider = get_provider(psp_name)
     public_id = request.payment_id
@@ -266,10 +278,15 @@ def _register(
         db.session.commit()
         return payment, response
 
+    _pass_create_cap(psp_name, merchant_id, public_id, record_id)
     try:
         session = provider.create_checkout_session(request)
     except PspRejected as exc:
         return _record_rejection(payment_id, exc, source=source, record_id=record_id)
+    except PspRateLimited as exc:
+        _release(record_id)
+        log.warning("payment %s stays CREATED: PSP rate limit (%s)", public_id, exc.code)
+        raise _psp_rate_limited(public_id, 1) from exc
     except PspUnavailable as exc:
         _release(record_id)
         log.warning("payment %s stays CREATED: PSP unavailable (%s)", public_id, exc.code)
@@ -309,6 +326,53 @@ def _register(
     if orphan:
         _expire_quietly(provider, orphan, public_id)
     return payment, response
+
+
+def create_cap(psp_name: str) -> FairCap:
+    """The app's fair cap on creates towards the PSP account (all processes share it in Redis:
+    its key names the PSP and a digest of the account's secret key)."""
+    caps = current_app.extensions.setdefault("paybridge_psp_create_cap", {})
+    if psp_name not in caps:
+        config = current_app.config
+        secret = config.get(f"{psp_name.upper()}_SECRET_KEY") or ""  # one account, one cap
+        account = hashlib.sha256(secret.encode()).hexdigest()[:16]
+        key = f"paybridge:psp-create-cap:{psp_name}:{account}"
+        caps[psp_name] = FairCap(get_redis(), key=key)
+    return caps[psp_name]
+
+
+def _pass_create_cap(psp_name: str, merchant_id: int, public_id: str, record_id: int | None):
+    """Wait for this merchant's slot in the PSP's create cap (briefly), or answer 503
+    PSP_RATE_LIMITED: the payment stays CREATED and its Idempotency-Key can be retried."""
+    config = current_app.config
+    allowed, wait = create_cap(psp_name).reserve(
+        merchant_id,
+        rate=config["PSP_CREATE_RATE_PER_SECOND"],
+        share=config["PSP_CREATE_MERCHANT_SHARE"],
+        max_wait=config["PSP_CREATE_MAX_QUEUE_SECONDS"],
+    )
+    if allowed:
+        if wait > 0:
+            time.sleep(wait)  # a short queue: the slot is reserved for this call
+        return
+    _release(record_id)
+    RATE_LIMITED.labels("psp_create").inc()
+    log.warning(
+        "payment %s stays CREATED: merchant %s over its share of the PSP's create rate",
+        public_id,
+        merchant_id,
+    )
+    # A rate limit as callers that retry PSP calls see one (reconciliation backs off).
+    cause = PspRateLimited("over the merchant's share of the create cap", code="rate_limit")
+    raise _psp_rate_limited(public_id, wait) from cause
+
+
+def _psp_rate_limited(public_id: str, retry_after: float) -> PayBridgeError:
+    return PayBridgeError(
+        "PSP_RATE_LIMITED",
+        details={"payment_id": public_id, "status": PaymentStatus.CREATED.value},
+        headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
+    )
 
 
 def _created_response(payment: Payment) -> idempotency.StoredResponse:

@@ -163,6 +163,11 @@ class PspUnavailable(PspError):
     retryable = True
 
 
+class PspRateLimited(PspUnavailable):
+    """The PSP answered 429: PayBridge (this PSP account) sends too much. The PSP is up; the
+    same call succeeds a little later. Not a failure of the PSP: it never opens the breaker."""
+
+
 class PspInvalidState(PspError):
     """The object exists but cannot do this now (e.g. expiring a completed session)."""
 

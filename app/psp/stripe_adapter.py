@@ -11,7 +11,7 @@ of a StripeObject tree. Building that tree cost ~0.5 ms of CPU per object, ~55 m
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -22,6 +22,7 @@ from urllib.parse import quote_plus
 import pybreaker
 import stripe
 
+from app.common import strict_json
 from app.metrics import PSP_CALL_SECONDS, PSP_ERRORS
 from app.psp.base import (
     CheckoutRequest,
@@ -32,6 +33,7 @@ from app.psp.base import (
     PspInvalidState,
     PspInvoice,
     PspNotFound,
+    PspRateLimited,
     PspRefund,
     PspRejected,
     PspSubscription,
@@ -89,7 +91,9 @@ def _id_of(value: Any) -> str | None:
     """An expandable field's id, whether Stripe sent the id or the expanded object."""
     if value is None or isinstance(value, str):
         return value
-    return _field(value, "id")
+    if isinstance(value, Mapping):
+        return _field(value, "id")
+    raise TypeError(f"an id is a {type(value).__name__}, neither a string nor an object")
 
 
 def session_from_stripe(obj: Any) -> CheckoutSession:
@@ -229,6 +233,52 @@ def event_from_stripe(event: dict) -> PspEventData:
     )
 
 
+# What a signed event may hold. Stripe's own API caps strings at 5,000 characters (a few at
+# 40,000) and its ids at 255; an event beyond these is refused (400, nothing stored) rather
+# than failing on the way into the database.
+WEBHOOK_LIMITS = strict_json.Limits(max_depth=32, max_string=40_000)
+MAX_PSP_ID_LENGTH = 255
+# Words the PSP uses (statuses, codes, reasons): PayBridge stores them in short columns.
+MAX_PSP_WORD_LENGTH = 100
+_ID_FIELDS = frozenset(
+    {"id", "payment_intent_id", "subscription_id", "latest_invoice_id", "charge_id",
+     "client_reference_id"}
+)  # fmt: skip
+_WORD_FIELDS = frozenset(
+    {"status", "payment_status", "payment_intent_status", "failure_code", "billing_reason",
+     "failure_reason", "currency"}
+)  # fmt: skip
+
+
+def _check_fields(obj: object) -> None:
+    """Every id and word of a parsed PSP object is a string of a size PayBridge can store."""
+    for item in dataclasses.fields(obj):
+        value = getattr(obj, item.name)
+        if item.name in _ID_FIELDS:
+            limit = MAX_PSP_ID_LENGTH
+        elif item.name in _WORD_FIELDS:
+            limit = MAX_PSP_WORD_LENGTH
+        else:
+            continue
+        if value is None and item.name != "id":
+            continue
+        # Only an object's own id must be non-empty; an empty optional field is harmless.
+        if not isinstance(value, str) or len(value) > limit or (item.name == "id" and not value):
+            raise ValueError(f"{type(obj).__name__}.{item.name} is not a string of 0-{limit}")
+
+
+def check_event(event: PspEventData) -> PspEventData:
+    """The event, if its id, type and the ids of what it is about fit what PayBridge stores;
+    ValueError otherwise."""
+    for name, value, limit in (("id", event.id, MAX_PSP_ID_LENGTH), ("type", event.type, 100)):
+        if not isinstance(value, str) or not value or len(value) > limit:
+            raise ValueError(f"event {name} is not a string of 1-{limit}")
+    for part in (event.session, event.invoice, event.subscription, *event.refunds):
+        if part is not None:
+            _check_fields(part)
+    return event
+
+
 def _id(object_id: str) -> str:
     """An object id as one path segment, as the SDK's resource methods quote it."""
     return quote_plus(object_id)
@@ -248,11 +298,12 @@ def map_stripe_error(error: stripe.StripeError, *, creating: bool = False) -> Ps
         if status == 400 and ("can be expired" in lowered or "can only expire" in lowered):
             return PspInvalidState(message, code=code or "invalid_state", http_status=status)
         return PspRejected(message, code=code or "invalid_request_error", http_status=status)
+    if isinstance(error, stripe.RateLimitError) or status == 429:
+        return PspRateLimited(message, code=code or "rate_limit", http_status=status or 429)
     if isinstance(
         error,
         stripe.AuthenticationError
         | stripe.PermissionError
-        | stripe.RateLimitError
         | stripe.APIConnectionError
         | stripe.APIError,
     ):
@@ -294,8 +345,12 @@ class StripeProvider(PaymentProvider):
             fail_max=breaker_fail_max,
             reset_timeout=breaker_reset_seconds,
             # Only an unreachable PSP trips the circuit: a rejected or unknown object is an
-            # answer, and resets the failure count like any success.
-            exclude=[lambda exc: not isinstance(exc, PspUnavailable)],
+            # answer, and resets the failure count like any success. So is a 429: Stripe is
+            # up and limits this account's rate; opening the breaker on it would turn one
+            # merchant's burst into every merchant's 503s (PayBridge's own cap paces creates).
+            exclude=[
+                lambda exc: not isinstance(exc, PspUnavailable) or isinstance(exc, PspRateLimited)
+            ],
             name="stripe",
         )
 
@@ -554,9 +609,12 @@ class StripeProvider(PaymentProvider):
         else:
             raise WebhookVerificationError(f"signature verification failed: {last_error}")
         try:
-            raw = json.loads(text)
+            raw = strict_json.loads(payload, WEBHOOK_LIMITS)
             if not isinstance(raw, dict) or raw.get("object") == "v2.core.event":
                 raise ValueError("not a v1 event object")
-            return event_from_stripe(raw)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise WebhookPayloadError(f"payload is not a valid event: {exc}") from exc
+            if not isinstance(_field(raw.get("data"), "object"), dict):
+                raise ValueError("data.object is not an object")
+            return check_event(event_from_stripe(raw))
+        # OverflowError, OSError: a timestamp no datetime can hold.
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
+            raise WebhookPayloadError(f"payload is not a valid event: {exc}") from None

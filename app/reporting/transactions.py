@@ -114,13 +114,18 @@ def filtered(f: TransactionFilter) -> Select:
     return stmt
 
 
+# One list for every dashboard user: the filters and the tenancy scope are applied again on
+# every page, so a cursor carries only a position.
+CURSOR_SCOPE = "dashboard.payments"
+
+
 def _cursor(payment: Payment) -> str:
-    return cursors.encode(payment.created_at, payment.id)
+    return cursors.encode(payment.created_at, payment.id, CURSOR_SCOPE)
 
 
 def _position(token: str) -> tuple[datetime, int]:
     try:
-        return cursors.decode(token)
+        return cursors.decode(token, CURSOR_SCOPE)
     except cursors.InvalidCursor as exc:
         raise BadCursor(
             "This page link is not valid any more; showing the newest payments."

@@ -43,11 +43,15 @@ def running_gunicorn(
     port: int | None = None,
     workers: int = 1,
     extra: tuple[str, ...] = (),
+    stderr=None,
 ) -> Iterator[str]:
     """Start it with `env` (and `extra` arguments: a worker class, threads), wait until /healthz
-    answers, yield its URL; stop it afterwards."""
+    answers, yield its URL; stop it afterwards. `stderr`: a file its log goes to (default: the
+    test run's)."""
     port = port or free_port()
-    proc = subprocess.Popen(gunicorn_command(port, workers, extra), cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        gunicorn_command(port, workers, extra), cwd=ROOT, env=env, stderr=stderr
+    )
     url = f"http://127.0.0.1:{port}"
 
     def answering() -> bool:

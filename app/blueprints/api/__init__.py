@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Flask, Request
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs.flaskparser import FlaskParser
 
+from app.common import strict_json
 from app.errors import PayBridgeError
 from app.extensions import api, csrf
 from app.payments.validation import validation_error
+
+# What a request body may hold (docs/api.md): far beyond any valid body, far below harm.
+BODY_LIMITS = strict_json.Limits(max_depth=8, max_string=10_000)
 
 
 class ApiArgumentsParser(FlaskParser):
@@ -29,10 +31,10 @@ class ApiArgumentsParser(FlaskParser):
         if not body.strip():
             raise PayBridgeError("INVALID_JSON", "The request body is empty; send a JSON object.")
         try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            message = f"The request body is not valid JSON: {exc}."
-            raise PayBridgeError("INVALID_JSON", message) from exc
+            data = strict_json.loads(body, BODY_LIMITS)
+        except strict_json.StrictJsonError as exc:
+            message = f"The request body is not acceptable JSON: {exc}."
+            raise PayBridgeError("INVALID_JSON", message) from None
         if not isinstance(data, dict):
             raise PayBridgeError("INVALID_JSON")
         return data

@@ -8,7 +8,7 @@ import binascii
 
 from flask import g, request
 
-from app.accounts.api_keys import find_active_key, record_use
+from app.accounts.api_keys import KeyLimits, find_active_key, record_use
 from app.errors import PayBridgeError
 from app.models import ApiKey
 
@@ -35,8 +35,9 @@ def raw_key_from_header(header: str | None) -> str | None:
     return None
 
 
-def authenticate() -> ApiKey:
-    """Identify the calling merchant from the request's API key, or raise a 401."""
+def authenticate() -> tuple[ApiKey, KeyLimits]:
+    """Identify the calling merchant from the request's API key (with its rate limits), or
+    raise a 401."""
     header = request.headers.get("Authorization")
     if not header:
         raise PayBridgeError("AUTHENTICATION_REQUIRED", headers={"WWW-Authenticate": CHALLENGE})
@@ -47,15 +48,16 @@ def authenticate() -> ApiKey:
             "Send the API key as 'Authorization: Bearer <key>' or as the HTTP Basic user name.",
             headers={"WWW-Authenticate": CHALLENGE},
         )
-    key = find_active_key(raw)
-    if key is None:
+    found = find_active_key(raw)
+    if found is None:
         raise PayBridgeError(
             "INVALID_API_KEY", headers={"WWW-Authenticate": CHALLENGE + ', error="invalid_token"'}
         )
+    key, limits = found
     record_use(key)
     g.api_key_id = key.id
     g.merchant_id = key.merchant_id
-    return key
+    return key, limits
 
 
 def current_merchant_id() -> int:

@@ -6,7 +6,7 @@ from flask import Blueprint, jsonify, render_template, request
 from flask.views import MethodView
 from marshmallow import RAISE
 
-from app.blueprints.api import bp
+from app.blueprints.api import bp, limits
 from app.blueprints.api.auth import authenticate, current_merchant_id
 from app.blueprints.api.docs import docs_context
 from app.blueprints.api.schemas import (
@@ -22,6 +22,7 @@ from app.blueprints.api.schemas import (
     SubscriptionSchema,
 )
 from app.common.idempotency import REPLAYED_HEADER, CommandResult
+from app.errors import PayBridgeError
 from app.models import StatusSource
 from app.payments import queries as payments
 from app.payments.service import expire_payment, submit_payment
@@ -63,18 +64,53 @@ def document_security(api) -> None:
 
 @bp.before_request
 def require_api_key() -> None:
-    """Every API route but the docs page needs a merchant's API key."""
-    if request.endpoint not in PUBLIC_ENDPOINTS:
-        authenticate()
+    """Every API route but the docs page needs a merchant's API key; each request counts
+    against its key's rate limit, or its client address's without a valid key."""
+    if request.endpoint in PUBLIC_ENDPOINTS:
+        limits.check_anonymous()
+        return
+    try:
+        key, key_limits = authenticate()
+    except PayBridgeError as error:
+        if error.status == 401:
+            limits.check_anonymous()  # a 429 instead once the address is over its limit
+        raise
+    limits.check_key(key.merchant_id, key.id, key_limits)
+
+
+bp.after_request(limits.add_headers)
+
+
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Limit": {
+        "description": "Requests allowed per second",
+        "schema": {"type": "integer"},
+    },
+    "X-RateLimit-Remaining": {
+        "description": "Requests left in this one-second window",
+        "schema": {"type": "integer"},
+    },
+    "X-RateLimit-Reset": {
+        "description": "When the window ends (Unix seconds)",
+        "schema": {"type": "integer"},
+    },
+    "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}},
+}
 
 
 def _errors(*statuses: int):
-    """Document error answers (all in PayBridgeErrorSchema's shape)."""
+    """Document error answers (all in PayBridgeErrorSchema's shape); every route may answer
+    429 RATE_LIMITED."""
 
     def decorate(func):
         for status in statuses:
             func = bp.alt_response(status, schema=PayBridgeErrorSchema, description="Error")(func)
-        return func
+        return bp.alt_response(
+            429,
+            schema=PayBridgeErrorSchema,
+            description="RATE_LIMITED: over the API key's rate limit (docs/api.md)",
+            headers=RATE_LIMIT_HEADERS,
+        )(func)
 
     return decorate
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 
 from marshmallow import Schema, fields, validate
 
@@ -120,18 +120,39 @@ class PaymentDetailSchema(PaymentSchema):
     status_history = fields.List(fields.Nested(StatusChangeSchema))
 
 
+EARLIEST_FILTER_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_FILTER_TIME = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 time (read as UTC without an offset) that the database can compare: from
+    1970 to 9999, so `9999-12-31T23:00:00-05:00` is a 400, not an overflow."""
+
+    default_error_messages = {"range": "Must be a time from 1970-01-01 to 9999-12-30 (UTC)."}
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("metadata", {}).setdefault(
+            "description", "ISO 8601, 1970 to 9999; without an offset it is read as UTC."
+        )
+        super().__init__(default_timezone=UTC, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs) -> datetime:
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            moment = moment.astimezone(UTC)
+        except (OverflowError, ValueError):
+            raise self.make_error("range") from None
+        if not EARLIEST_FILTER_TIME <= moment <= LATEST_FILTER_TIME:
+            raise self.make_error("range")
+        return moment
+
+
 class PaymentListQuerySchema(Schema):
     """Filters and paging of GET /api/v1/payments."""
 
     status = fields.String(validate=validate.OneOf(STATUSES))
-    created_gte = fields.AwareDateTime(
-        default_timezone=UTC,
-        metadata={"description": "ISO 8601; without an offset it is read as UTC."},
-    )
-    created_lte = fields.AwareDateTime(
-        default_timezone=UTC,
-        metadata={"description": "ISO 8601; without an offset it is read as UTC."},
-    )
+    created_gte = UtcDateTime()
+    created_lte = UtcDateTime()
     merchant_reference = fields.String(validate=validate.Length(min=1, max=200))
     limit = fields.Integer(
         load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)

@@ -8,6 +8,8 @@ from flask_login import login_required
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.forms import EventFilterForm
 from app.blueprints.dashboard.shared import (
+    before_id,
+    before_link,
     merchant_filter_choices,
     own_merchant_id,
     query_args,
@@ -26,14 +28,14 @@ def events():
         formdata=request.args, outcomes=queries.EVENT_OUTCOMES, event_types=queries.event_types()
     )
     valid = form.validate()
-    before = request.args.get("before", type=int)
+    before = before_id("dashboard.events")
     rows = queries.events(merchant_id=merchant_id, before_id=before, **form.filters())
-    rows, next_before = older_page(rows, queries.LIST_PAGE_SIZE)
+    rows, last_id = older_page(rows, queries.LIST_PAGE_SIZE)
     page = render_template(
         "dashboard/events.html",
         form=form,
         rows=rows,
-        next_before=next_before,
+        next_before=before_link(last_id, "dashboard.events"),
         query_args=query_args("before"),
         merchants=merchant_filter_choices(),
         merchant_id=merchant_id,

@@ -7,6 +7,7 @@ read), so they have none.
 from __future__ import annotations
 
 import secrets
+from datetime import date
 from decimal import Decimal
 
 from flask_wtf import FlaskForm
@@ -22,7 +23,14 @@ from wtforms import (
     StringField,
     SubmitField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
 
 from app.accounts.service import validate_notify_url
 from app.common.money import format_minor, format_money, parse_amount, parse_major
@@ -151,6 +159,18 @@ def _amount(form, field) -> None:
         raise ValidationError(str(exc)) from None
 
 
+# The days a filter may name: any the database can compare, with a day to spare at the end
+# (the "to" day runs until the next midnight).
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(9999, 12, 30)
+# Row ids are signed 64-bit.
+MAX_ROW_ID = 2**63 - 1
+
+
+def _day_in_range(form, field) -> None:
+    if field.data and not EARLIEST_DAY <= field.data <= LATEST_DAY:
+        raise ValidationError("Choose a day from 1970-01-01 to 9999-12-30.")
+
+
 class TransactionFilterForm(FlaskForm):
     """Filters of the transactions table, read from the query string."""
 
@@ -161,7 +181,7 @@ class TransactionFilterForm(FlaskForm):
         "Search",
         validators=[Optional(), Length(max=200)],
         description="Payment id (pay_…), your reference, PSP session id (cs_…) or customer "
-        "email — exact or the beginning of it.",
+        "email — exact or the beginning of it (case matters, but in emails).",
     )
     status = SelectField(
         "Status",
@@ -181,15 +201,21 @@ class TransactionFilterForm(FlaskForm):
         ],
         validators=[Optional()],
     )
-    date_from = DateField("Created from", validators=[Optional()], description="A UTC day.")
-    date_to = DateField("Created to (inclusive)", validators=[Optional()], description="A UTC day.")
+    date_from = DateField(
+        "Created from", validators=[Optional(), _day_in_range], description="A UTC day."
+    )
+    date_to = DateField(
+        "Created to (inclusive)", validators=[Optional(), _day_in_range], description="A UTC day."
+    )
     amount_min = StringField(
         "Amount from", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}
     )
     amount_max = StringField(
         "Amount to", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}
     )
-    merchant_id = IntegerField("Merchant", validators=[Optional()])
+    merchant_id = IntegerField(
+        "Merchant", validators=[Optional(), NumberRange(min=1, max=MAX_ROW_ID)]
+    )
 
     def validate_currency(self, field) -> None:
         if field.data:

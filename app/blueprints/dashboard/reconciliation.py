@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 
-from flask import abort, render_template, request, url_for
+from flask import abort, render_template, url_for
 from flask_login import login_required
 
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, form_page, perform
 from app.blueprints.dashboard.forms import ConfirmForm
 from app.blueprints.dashboard.shared import (
+    before_id,
+    before_link,
     operator_required,
     own_merchant_id,
     payment_or_404,
@@ -27,10 +29,13 @@ from app.reporting import queries
 def recon_runs():
     """Reconciliation runs, newest first."""
     scope_merchant_id()  # a user linked to no merchant sees nothing here either (403)
-    runs = queries.recon_runs(before_id=request.args.get("before", type=int))
-    runs, next_before = older_page(runs, queries.LIST_PAGE_SIZE)
+    runs = queries.recon_runs(before_id=before_id("dashboard.recon_runs"))
+    runs, last_id = older_page(runs, queries.LIST_PAGE_SIZE)
     return render_template(
-        "dashboard/recon_runs.html", runs=runs, next_before=next_before, form=ConfirmForm()
+        "dashboard/recon_runs.html",
+        runs=runs,
+        next_before=before_link(last_id, "dashboard.recon_runs"),
+        form=ConfirmForm(),
     )
 
 

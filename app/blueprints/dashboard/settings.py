@@ -5,7 +5,7 @@ An operator picks the merchant first (?merchant_id=…); a merchant user always 
 
 from __future__ import annotations
 
-from flask import abort, render_template
+from flask import abort, current_app, render_template
 from flask_login import login_required
 
 from app.accounts import api_keys as keys
@@ -49,7 +49,18 @@ def _keys_page(merchant: Merchant, form: ApiKeyForm, raw_key: str | None = None)
         form=form,
         raw_key=raw_key,
         confirm=ConfirmForm(),
+        rate_limits=_rate_limits(merchant),
     )
+
+
+def _rate_limits(merchant: Merchant) -> dict:
+    """The API rate limits every key of the merchant has (its own, or the defaults)."""
+    config = current_app.config
+    return {
+        "read": merchant.api_read_limit or config["API_RATE_LIMIT_READ_PER_SECOND"],
+        "write": merchant.api_write_limit or config["API_RATE_LIMIT_WRITE_PER_SECOND"],
+        "own": merchant.api_read_limit is not None or merchant.api_write_limit is not None,
+    }
 
 
 def _create(merchant: Merchant, name: str) -> Done:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-from flask import Response, abort, render_template, request, url_for
+from flask import Response, abort, flash, render_template, request, url_for
 from flask_login import current_user
 
 from app.accounts import audit
 from app.blueprints.dashboard import bp
+from app.common import cursors
 from app.common.money import format_minor, format_money
 from app.models import Merchant, Payment, User, iso
 from app.reporting import queries
@@ -133,9 +134,28 @@ def safe_next(target: str | None) -> str:
     return url_for("dashboard.overview")
 
 
-def query_args(*cursors: str) -> dict[str, str]:
+def query_args(*names: str) -> dict[str, str]:
     """The query string without its page cursors: what the next page's links carry on."""
-    return {k: v for k, v in request.args.items() if k not in cursors and v}
+    return {k: v for k, v in request.args.items() if k not in names and v}
+
+
+def before_id(scope: str) -> int | None:
+    """The row id the `before` link of a list paged by id stands for (None: the first page).
+    A link that is not one this list made (altered, or from before a SECRET_KEY change) shows
+    the first page with a warning."""
+    token = request.args.get("before")
+    if not token:
+        return None
+    try:
+        return cursors.decode_id(token, scope)
+    except cursors.InvalidCursor:
+        flash("This page link is not valid any more; showing the newest entries.", "warning")
+        return None
+
+
+def before_link(row_id: int | None, scope: str) -> str | None:
+    """The opaque `before` value of the next older page, None on the last page."""
+    return None if row_id is None else cursors.encode_id(row_id, scope)
 
 
 # --- every response ---------------------------------------------------------------------------

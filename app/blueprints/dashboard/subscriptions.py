@@ -8,7 +8,12 @@ from flask_login import login_required
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, decline, form_page, perform
 from app.blueprints.dashboard.forms import CancelSubscriptionForm, one_of
-from app.blueprints.dashboard.shared import own_merchant_id, scope_merchant_id
+from app.blueprints.dashboard.shared import (
+    before_id,
+    before_link,
+    own_merchant_id,
+    scope_merchant_id,
+)
 from app.extensions import db
 from app.models import Subscription, SubscriptionStatus
 from app.models.subscription import payments_of
@@ -22,13 +27,13 @@ from app.subscriptions import service
 def subscriptions():
     """Subscriptions, newest first, with their status and next billing date."""
     status = one_of(request.args.get("status"), SubscriptionStatus)
-    rows, older = list_subscriptions(
-        scope_merchant_id(), status=status, before=request.args.get("before", type=int)
+    rows, last_id = list_subscriptions(
+        scope_merchant_id(), status=status, before=before_id("dashboard.subscriptions")
     )
     return render_template(
         "dashboard/subscriptions.html",
         rows=rows,
-        older=older,
+        older=before_link(last_id, "dashboard.subscriptions"),
         status=status,
         statuses=tuple(SubscriptionStatus),
     )

@@ -1,0 +1,198 @@
+"""Rate limits counted in Redis, shared by every process: the per-second windows of the API's
+limits, the fair cap on creates towards the PSP, and what both do while Redis is down.
+
+Both fail open. A limit protects PayBridge's capacity and the PSP account's budget; neither
+decides correctness (the database does), so an unreachable Redis must not refuse payments. While
+it is down, requests pass unchecked and are counted (`paybridge_rate_limit_unchecked_total`),
+Redis is asked again only every few seconds (no connect timeout paid per request), and the
+outage is logged when it starts, once a minute while it lasts, and when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+from redis import Redis
+
+from app.metrics import RATE_LIMIT_UNCHECKED
+
+log = logging.getLogger(__name__)
+
+RETRY_STORAGE_SECONDS = 5.0
+LOG_EVERY_SECONDS = 60.0
+
+
+class Outage:
+    """One limit's view of its storage: up, or down since when (per process)."""
+
+    def __init__(self, limit: str) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._down_since: float | None = None
+        self._retry_at = 0.0
+        self._logged_at = 0.0
+        self._unchecked = 0
+
+    def skip(self) -> bool:
+        """True while the storage is known down and not yet due for another try: the caller
+        lets the request through unchecked (and says so with `passed_unchecked`)."""
+        return self._down_since is not None and time.monotonic() < self._retry_at
+
+    def failed(self, error: BaseException) -> None:
+        now = time.monotonic()
+        with self._lock:
+            first = self._down_since is None
+            if first:
+                self._down_since = now
+            self._retry_at = now + RETRY_STORAGE_SECONDS
+        if first:
+            self._logged_at = now
+            log.warning(
+                "rate limit %s: storage unreachable (%s): requests pass unchecked until it "
+                "answers again",
+                self.limit,
+                type(error).__name__,
+            )
+
+    def passed_unchecked(self) -> None:
+        RATE_LIMIT_UNCHECKED.labels(self.limit).inc()
+        now = time.monotonic()
+        with self._lock:
+            self._unchecked += 1
+            due = now - self._logged_at >= LOG_EVERY_SECONDS
+            if due:
+                self._logged_at, unchecked, self._unchecked = now, self._unchecked, 0
+        if due:
+            log.warning(
+                "rate limit %s: storage still unreachable; %d requests passed unchecked in the "
+                "last minute",
+                self.limit,
+                unchecked,
+            )
+
+    def answered(self) -> None:
+        if self._down_since is None:
+            return
+        with self._lock:
+            down_since, self._down_since = self._down_since, None
+            unchecked, self._unchecked = self._unchecked, 0
+        if down_since is not None:
+            log.warning(
+                "rate limit %s: storage answers again after %.0f s (%d requests unchecked)",
+                self.limit,
+                time.monotonic() - down_since,
+                unchecked,
+            )
+
+
+# -- per-second windows (the API's limits) --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Where a caller stands in the current window: what the rate-limit headers say."""
+
+    limit: int
+    remaining: int
+    reset: int  # unix seconds: when the window ends
+    exceeded: bool
+
+    def retry_after(self, now: float | None = None) -> int:
+        return max(1, math.ceil(self.reset - (time.time() if now is None else now)))
+
+
+def count_in_window(storage, identity: str, limit: int) -> Quota:
+    """Count one request of `identity` in the current one-second window (fixed, aligned to the
+    clock, so that every process counts in the same key) with one INCR on the storage of
+    Flask-Limiter (`limits`' Redis storage: an atomic increment that sets the key's expiry)."""
+    now = time.time()
+    window = int(now)
+    count = storage.incr(f"api:{identity}:{window}", 2)
+    return Quota(limit, max(0, limit - count), window + 1, count > limit)
+
+
+# -- the fair cap on creates towards the PSP -----------------------------------------------------
+
+# Two GCRA token buckets reserved together, atomically, on Redis' own clock: the PSP account's
+# (KEYS[1]) and the merchant's share of it (KEYS[2]). ARGV: each bucket's interval and burst
+# tolerance in microseconds, then the longest wait the caller accepts. A call conforms from
+# tat - tolerance on (tat: when the bucket is full again). Returns the wait in microseconds,
+# reserved; or -(the wait needed) - 1, with nothing reserved, when it is longer than the caller
+# accepts.
+_FAIR_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local max_wait = tonumber(ARGV[5])
+local tats = {}
+local wait = 0
+for i = 1, 2 do
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  tats[i] = tat
+  local w = tat - tonumber(ARGV[i + 2]) - now
+  if w > wait then wait = w end
+end
+if wait > max_wait then return -wait - 1 end
+for i = 1, 2 do
+  local new_tat = tats[i] + tonumber(ARGV[i])
+  local ttl = math.ceil((new_tat - now) / 1000) + 1000
+  redis.call('SET', KEYS[i], string.format('%.0f', new_tat), 'PX', ttl)
+end
+return wait
+"""
+
+
+class FairCap:
+    """A cap on calls towards one PSP account, `rate` per second with a second's burst, of
+    which each merchant may take at most `share`: one merchant's burst waits or is refused while
+    the others' calls still find room."""
+
+    LIMIT = "psp_create"
+
+    def __init__(self, redis: Redis, *, key: str) -> None:
+        self.redis = redis
+        self.key = key
+        self.outage = Outage(self.LIMIT)
+        self._script = redis.register_script(_FAIR_RESERVE)
+
+    def reserve(
+        self, merchant_id: int, *, rate: float, share: float, max_wait: float
+    ) -> tuple[bool, float]:
+        """Reserve a slot for one call of the merchant: (True, seconds to wait for it, at most
+        max_wait), or (False, seconds until one would be free) with nothing reserved."""
+        if self.outage.skip():
+            self.outage.passed_unchecked()
+            return True, 0.0
+        account = (1.0 / rate, rate)
+        merchant_rate = rate * share
+        mine = (1.0 / merchant_rate, merchant_rate)
+        try:
+            wait_us = int(
+                self._script(
+                    keys=[self.key, f"{self.key}:m:{merchant_id}"],
+                    args=[
+                        int(account[0] * 1e6),
+                        int(mine[0] * 1e6),
+                        _tolerance_us(*account),
+                        _tolerance_us(*mine),
+                        int(max_wait * 1e6),
+                    ],
+                )
+            )
+        except Exception as error:  # Redis down or refusing: the PSP's own 429s still protect
+            self.outage.failed(error)
+            self.outage.passed_unchecked()
+            return True, 0.0
+        self.outage.answered()
+        if wait_us < 0:
+            return False, (-wait_us - 1) / 1e6
+        return True, wait_us / 1e6
+
+
+def _tolerance_us(interval: float, burst: float) -> int:
+    """A bucket's burst tolerance: a second's worth of calls, at least one."""
+    return int(interval * (max(1, math.floor(burst)) - 1) * 1e6)

@@ -1,0 +1,242 @@
+"""Property-based fuzzing (Hypothesis) of what the OpenAPI document does not describe: the
+webhook endpoint with correctly signed Stripe events whose fields hold anything JSON can
+carry, and the list filters of the API and the dashboard with arbitrary query strings (raw
+bytes too, invalid UTF-8 included). Any 5xx fails; a refused event stores nothing.
+
+Bounded by the "paybridge" Hypothesis profile (tests/security/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import quote_from_bytes
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.models import PspEvent
+from tests.support.api import auth_headers
+from tests.support.rows import count_rows
+from tests.webhooks.helpers import stripe_headers
+
+# -- values ---------------------------------------------------------------------------------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=50)
+    | st.sampled_from(["", "x" * 300, "x" * 50_000, "cs_test_1", "pi_1", "sub_1", "in_1"])
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+stripe_ids = st.one_of(
+    st.text(min_size=1, max_size=30), st.sampled_from(["x" * 256, "x" * 10_000]), json_values
+)
+timestamps = st.one_of(
+    st.integers(min_value=-(2**65), max_value=2**65), st.just(int(time.time())), json_values
+)
+
+OBJECT_KINDS = ["checkout.session", "invoice", "subscription", "refund", "charge", "other"]
+EVENT_TYPES = [
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "charge.refunded",
+    "refund.updated",
+]
+
+
+@st.composite
+def stripe_events(draw) -> dict:
+    """An event shaped like Stripe's, each field anything JSON can carry."""
+    obj = draw(
+        st.fixed_dictionaries(
+            {"object": st.sampled_from(OBJECT_KINDS) | json_values, "id": stripe_ids},
+            optional={
+                name: json_values
+                for name in (
+                    "status",
+                    "payment_status",
+                    "amount_total",
+                    "amount_due",
+                    "amount_paid",
+                    "amount",
+                    "currency",
+                    "client_reference_id",
+                    "metadata",
+                    "payment_intent",
+                    "subscription",
+                    "latest_invoice",
+                    "charge",
+                    "refunds",
+                    "lines",
+                    "items",
+                    "parent",
+                    "payments",
+                    "billing_reason",
+                    "failure_reason",
+                    "url",
+                    "cancel_at_period_end",
+                    "attempt_count",
+                )
+            }  # fmt: skip
+            | {name: timestamps for name in ("created", "expires_at", "canceled_at")},
+        )
+    )
+    return draw(
+        st.fixed_dictionaries(
+            {
+                "id": stripe_ids,
+                "object": st.just("event"),
+                "type": st.sampled_from(EVENT_TYPES) | json_values,
+                "data": st.fixed_dictionaries({"object": st.just(obj)}) | st.one_of(json_values),
+            },
+            optional={"created": timestamps, "livemode": json_values},
+        )
+    )
+
+
+def test_signed_events_with_any_contents_never_get_a_server_error(app, client):
+    @settings(max_examples=settings.default.max_examples * 2)
+    @given(event=stripe_events())
+    def post(event: dict) -> None:
+        before = count_rows(app, PspEvent)
+        body = json.dumps(event).encode()
+        answer = client.post("/webhooks/stripe", data=body, headers=stripe_headers(body))
+        assert answer.status_code < 500, (answer.status_code, answer.get_data(as_text=True))
+        assert answer.get_json() is not None
+        if answer.status_code == 400:
+            assert answer.get_json()["error"]["code"] == "WEBHOOK_PAYLOAD_INVALID"
+            assert count_rows(app, PspEvent) == before  # refused: nothing stored
+
+    post()
+
+
+# -- list filters ---------------------------------------------------------------------------------
+
+# Times and days anywhere in what Python can hold, with and without an offset: the ends of
+# that range are where conversions overflow, so they are drawn on purpose too.
+times = st.builds(
+    lambda moment, offset: moment.isoformat() + offset,
+    st.datetimes(),
+    st.sampled_from(["", "Z", "-05:00", "+14:00"]),
+)
+EDGE_TIMES = (
+    ["9999-12-31", "9999-12-31T23:59:59-05:00", "9999-12-31T23:00:00Z", "0001-01-01",
+     "0001-01-01T00:00:00+01:00", "10000-01-01", "0000-00-00T00:00:00Z", "2026-02-30",
+     "1969-12-31", "-2026-01-01"]
+)  # fmt: skip
+EDGE_NUMBERS = (
+    ["1e400", "-1e400", "NaN", "inf", "-0", "0", "9" * 40, "-" + "9" * 40, "1e-400", "0x10",
+     "1_000", "９"]
+)  # fmt: skip
+edge_times, edge_numbers = st.sampled_from(EDGE_TIMES), st.sampled_from(EDGE_NUMBERS)
+raw_values = st.one_of(
+    st.text(max_size=40),
+    st.binary(max_size=20),  # sent as percent-escaped bytes: invalid UTF-8 too
+    st.integers().map(str),
+    st.floats().map(str),
+)
+TIME_PARAMS = {"created_gte", "created_lte", "date_from", "date_to"}
+NUMBER_PARAMS = {"limit", "amount_min", "amount_max", "merchant_id"}
+
+
+def _value(name: str):
+    if name in TIME_PARAMS:
+        return st.one_of(edge_times, times, st.dates().map(str), raw_values)
+    if name in NUMBER_PARAMS:
+        return st.one_of(edge_numbers, st.integers().map(str), raw_values)
+    return raw_values
+
+
+def _query(params: dict[str, object]) -> str:
+    def escape(value) -> str:
+        raw = value if isinstance(value, bytes) else str(value).encode("utf-8", "surrogatepass")
+        return quote_from_bytes(raw, safe="")
+
+    return "&".join(f"{escape(k)}={escape(v)}" for k, v in params.items())
+
+
+def _edges(names: list[str]) -> list[dict[str, str]]:
+    """Each parameter alone at each of its edges: swept in full before the random examples."""
+    sweep = []
+    for name in names:
+        values = EDGE_TIMES if name in TIME_PARAMS else EDGE_NUMBERS
+        sweep += [{name: value} for value in values if name in TIME_PARAMS | NUMBER_PARAMS]
+    return sweep
+
+
+def _edge(name: str):
+    if name in TIME_PARAMS:
+        return edge_times
+    return edge_numbers if name in NUMBER_PARAMS else raw_values
+
+
+def _params(names: list[str]):
+    """Any mix of the parameters, or one alone at an edge (the common way to meet a bug)."""
+    return st.one_of(
+        st.fixed_dictionaries({}, optional={name: _value(name) for name in names}),
+        st.sampled_from(names).flatmap(lambda name: st.fixed_dictionaries({name: _edge(name)})),
+    )
+
+
+API_FILTERS = ["status", "created_gte", "created_lte", "merchant_reference", "limit",
+               "starting_after", "other"]  # fmt: skip
+DASHBOARD_LISTS = {
+    "/dashboard/payments": ["q", "status", "currency", "payment_type", "date_from", "date_to",
+                            "amount_min", "amount_max", "merchant_id", "after", "before"],
+    "/dashboard/payments/export.csv": ["q", "status", "date_from", "date_to", "amount_min",
+                                       "amount_max", "merchant_id"],
+    "/dashboard/events": ["outcome", "event_type", "merchant_id", "before"],
+    "/dashboard/audit": ["action", "merchant_id", "before"],
+    "/dashboard/subscriptions": ["status", "merchant_id", "before"],
+    "/dashboard/reconciliation": ["before"],
+}  # fmt: skip
+
+
+# A request costs a few milliseconds here: four times the profile's examples.
+FILTER_FUZZ = settings(max_examples=settings.default.max_examples * 4)
+
+
+def test_api_list_filters_never_get_a_server_error(client, make_merchant, make_payment):
+    merchant, key = make_merchant("Filtered")
+    make_payment(merchant_id=merchant.id)
+
+    def check(params) -> None:
+        answer = client.get(f"/api/v1/payments?{_query(params)}", headers=auth_headers(key))
+        assert answer.status_code in (200, 400), (params, answer.get_data(as_text=True))
+        if answer.status_code == 400:
+            assert answer.get_json()["error"]["code"] in ("VALIDATION_ERROR", "INVALID_CURSOR")
+
+    for params in _edges(API_FILTERS):
+        check(params)
+    FILTER_FUZZ(given(params=_params(API_FILTERS))(check))()
+
+
+@pytest.mark.parametrize("path", sorted(DASHBOARD_LISTS))
+def test_dashboard_list_filters_never_get_a_server_error(client_op, make_payment, tenants, path):
+    make_payment(merchant_id=tenants.a_id)
+
+    def check(params) -> None:
+        answer = client_op.get(f"{path}?{_query(params)}")
+        if path.endswith(".csv") and answer.status_code == 200:
+            answer.get_data()  # the stream runs its queries as it is read
+        assert answer.status_code in (200, 400), (params, answer.status_code)
+
+    for params in _edges(DASHBOARD_LISTS[path]):
+        check(params)
+    fuzz = settings(max_examples=settings.default.max_examples * 2)
+    fuzz(given(params=_params(DASHBOARD_LISTS[path]))(check))()
