@@ -3,8 +3,11 @@ profile of their property-based tests."""
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
+from app.extensions import db
+from app.models import Merchant
 from tests.core.conftest import restore_api  # noqa: F401  (a second app rebinds extensions)
 
 # The property-based tests (test_fuzz_*.py) run in the suite under "paybridge": a modest number
@@ -29,3 +32,19 @@ settings.register_profile(
     derandomize=False,
 )  # fmt: skip
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "paybridge"))
+
+
+@pytest.fixture
+def make_unthrottled_merchant(app, make_merchant):
+    """`make_merchant` with its own API limits far above what a fuzzer sends: the fuzzers look
+    for server errors in the handlers, not at the rate limiter (tested in test_rate_limits.py)."""
+
+    def make(name: str) -> tuple[Merchant, str]:
+        merchant, key = make_merchant(name)
+        with app.app_context():
+            row = db.session.get(Merchant, merchant.id)
+            row.api_read_limit = row.api_write_limit = 1_000_000
+            db.session.commit()
+        return merchant, key
+
+    return make
