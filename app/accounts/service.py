@@ -6,6 +6,7 @@ change and its audit row land in one transaction.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
@@ -14,10 +15,18 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.errors import ValidationError
 from app.extensions import db
 from app.models import Merchant, User, utcnow
+from app.notifications.targets import TargetRefused, check_target, parse_networks
+
+ALLOWLIST_HINT = (
+    "If it is an on-premises client app on a private network, the operator can allow that "
+    "network (NOTIFY_ALLOWED_NETWORKS)."
+)
 
 
-def validate_notify_url(url: str) -> str:
-    """An absolute http(s) URL with a host, or ValidationError saying what is wrong."""
+def validate_notify_url(url: str, *, allowed_networks: Iterable[str]) -> str:
+    """An absolute http(s) URL whose host resolves, now, only to public addresses or to
+    `allowed_networks` (CIDRs); else ValidationError saying what is wrong. Delivery checks
+    again at every attempt: a name may resolve elsewhere later."""
     url = (url or "").strip()
     if not url:
         raise ValidationError("Enter the URL PayBridge should notify.", param="notify_url")
@@ -34,12 +43,20 @@ def validate_notify_url(url: str) -> str:
         parts.port  # noqa: B018  (raises on a malformed port)
     except ValueError:
         raise ValidationError("The URL has an invalid port.", param="notify_url") from None
+    try:
+        check_target(url, allowed_networks=parse_networks(allowed_networks))
+    except TargetRefused as refused:
+        reason = refused.reason.removesuffix("; refused")
+        message = f"The URL is refused: {reason}. {ALLOWLIST_HINT}"
+        raise ValidationError(message, param="notify_url") from None
     return url
 
 
-def set_notify_url(merchant: Merchant, url: str) -> tuple[str | None, str]:
-    """Change where notifications go; returns (old, new)."""
-    new = validate_notify_url(url)
+def set_notify_url(
+    merchant: Merchant, url: str, *, allowed_networks: Iterable[str]
+) -> tuple[str | None, str]:
+    """Change where notifications go (checked as `validate_notify_url` does); (old, new)."""
+    new = validate_notify_url(url, allowed_networks=allowed_networks)
     old = merchant.notify_url
     merchant.notify_url = new
     db.session.flush()

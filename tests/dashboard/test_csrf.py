@@ -76,7 +76,7 @@ POSTS = [
     Post("dashboard.revoke_api_key", "merchant", "api_key_revoke",
          url_args=lambda w: {"key_id": w.api_key_id}),
     Post("dashboard.set_notify_url", "merchant", "notify_url_change",
-         form=lambda w: {"notify_url": "https://new.example/hook"}),
+         form=lambda w: {"notify_url": "https://127.0.0.1:8443/hook"}),
     Post("dashboard.reveal_secret", "merchant", "secret_reveal"),
     Post("dashboard.rotate_secret", "merchant", "secret_rotate"),
     Post("dashboard.cancel_subscription", "merchant", "subscription_cancel",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from decimal import Decimal
 
+from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
@@ -136,7 +137,9 @@ class NotifyUrlForm(FlaskForm):
         if field.errors:
             return
         try:
-            validate_notify_url(field.data)
+            validate_notify_url(
+                field.data, allowed_networks=current_app.config["NOTIFY_ALLOWED_NETWORKS"]
+            )
         except PayBridgeError as exc:
             raise ValidationError(exc.message) from None
 

@@ -5,7 +5,7 @@ An operator picks the merchant first (?merchant_id=…); a merchant user always 
 
 from __future__ import annotations
 
-from flask import abort, render_template
+from flask import abort, current_app, render_template
 from flask_login import login_required
 
 from app.accounts import api_keys as keys
@@ -122,7 +122,9 @@ def set_notify_url():
 
 
 def _save_notify_url(merchant: Merchant, url: str) -> Done:
-    old, new = accounts.set_notify_url(merchant, url)
+    old, new = accounts.set_notify_url(
+        merchant, url, allowed_networks=current_app.config["NOTIFY_ALLOWED_NETWORKS"]
+    )
     return Done("The notify URL is saved.", {"from": old, "to": new})
 
 
