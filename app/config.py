@@ -270,6 +270,12 @@ class Config(BaseSettings):
     # is saved and at each delivery (app/notifications/targets.py).
     NOTIFY_ALLOWED_NETWORKS: Networks = []
 
+    # --- dashboard sessions ---
+    # A dashboard session ends after this long without a request, and this long after its
+    # log-in whatever happens (app/accounts/sessions.py); log-out and password changes end it.
+    DASHBOARD_SESSION_IDLE_MINUTES: Annotated[int, Field(ge=1, le=1440)] = 30
+    DASHBOARD_SESSION_MAX_HOURS: Annotated[int, Field(ge=1, le=720)] = 12
+
     # Reconciliation: how often, what counts as stale, how far back, the PSP call rate; after
     # a PSP 429 wait this long (doubling, at most 30 s) and retry up to N times; the run lock
     # expires this long after its last renewal; a run stops starting work after its budget;

@@ -1,11 +1,24 @@
-"""Log-in and log-out, and how Flask-Login finds the logged-in user."""
+"""Log-in and log-out, and how Flask-Login finds the logged-in user: through the server-side
+session the cookie names (app/accounts/sessions.py), so that a log-out, a password change or a
+timeout ends every copy of the cookie."""
 
 from __future__ import annotations
 
-from flask import Response, abort, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user, login_required, login_user, logout_user
 
 from app.accounts import service as accounts
+from app.accounts import sessions
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import audited, form_page
 from app.blueprints.dashboard.forms import ConfirmForm, LoginForm
@@ -13,13 +26,23 @@ from app.blueprints.dashboard.shared import audit_action, safe_next
 from app.extensions import db, limiter, login_manager
 from app.models import User
 
+# Where the cookie keeps the server-side session's token.
+SESSION_TOKEN = "dashboard_session"
+
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
+    """The user whose open, unexpired server-side session this cookie names, else nobody."""
     try:
-        return db.session.get(User, int(user_id))
+        wanted = int(user_id)
     except (TypeError, ValueError):
         return None
+    lifetimes = sessions.Lifetimes.from_config(current_app.config)
+    user = sessions.resume_session(session.get(SESSION_TOKEN), wanted, lifetimes)
+    db.session.commit()  # the session's last use, or its end (nothing else is pending yet)
+    if user is None:
+        session.pop(SESSION_TOKEN, None)
+    return user
 
 
 def _login_rate_key() -> str:
@@ -48,6 +71,7 @@ def login():
     if not password_ok:
         return _refuse(form, user)
     session.clear()  # a fresh session on log-in: nothing carried over from before
+    session[SESSION_TOKEN] = sessions.start_session(user)
     login_user(user)
     accounts.record_login(user)
     audited("login", merchant_id=user.merchant_id, target=("user", user.id))
@@ -70,6 +94,7 @@ def logout():
     """Log out (POST with CSRF, so no other site can log a user out)."""
     if not ConfirmForm().validate_on_submit():
         abort(400, "The form expired; please try again.")
+    sessions.end_session(session.get(SESSION_TOKEN), "logout")
     audited("logout", merchant_id=current_user.merchant_id, target=("user", current_user.id))
     logout_user()
     session.clear()
