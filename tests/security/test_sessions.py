@@ -102,6 +102,35 @@ def test_a_password_change_ends_every_session_of_the_user(app, runner, tenants):
     assert login(fresh, tenants.a_email, "a brand new passphrase").status_code == 302
 
 
+def test_changing_ones_password_in_the_dashboard_ends_every_other_copy(app, tenants):
+    client = logged_in(app, tenants.a_email)
+    other_browser = logged_in(app, tenants.a_email)
+    thief = _copy(client, app)
+    token = csrf_from(client.get("/dashboard/account/password").get_data(as_text=True))
+
+    wrong = client.post(
+        "/dashboard/account/password",
+        data={"csrf_token": token, "current": "not it", "new": "x" * 12, "repeat": "x" * 12},
+    )
+    assert wrong.status_code == 400
+    assert "That is not your current password." in wrong.get_data(as_text=True)
+    assert thief.get(DASHBOARD).status_code == 200  # nothing changed yet
+
+    new = "a brand new passphrase"
+    changed = client.post(
+        "/dashboard/account/password",
+        data={"csrf_token": token, "current": PASSWORD, "new": new, "repeat": new},
+    )
+    assert changed.status_code == 302
+
+    assert client.get(DASHBOARD).status_code == 200  # the changer goes on, in a new session
+    assert _is_logged_out(thief.get(DASHBOARD))
+    assert _is_logged_out(other_browser.get(DASHBOARD))
+    reasons = sorted(str(s.ended_reason) for s in _sessions(app, tenants.a_email))
+    assert reasons == ["None", "password_change", "password_change"]
+    assert login(app.test_client(), tenants.a_email, new).status_code == 302
+
+
 def test_set_password_refuses_a_short_password_and_an_unknown_user(runner, tenants):
     short = runner.invoke(args=["users", "set-password", tenants.a_email, "--password", "short"])
     assert short.exit_code == 1 and "at least 10 characters" in short.output

@@ -21,7 +21,7 @@ from app.accounts import service as accounts
 from app.accounts import sessions
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import audited, form_page
-from app.blueprints.dashboard.forms import ConfirmForm, LoginForm
+from app.blueprints.dashboard.forms import ConfirmForm, LoginForm, PasswordChangeForm
 from app.blueprints.dashboard.shared import audit_action, safe_next
 from app.extensions import db, limiter, login_manager
 from app.models import User
@@ -86,6 +86,39 @@ def _refuse(form: LoginForm, user: User | None) -> tuple[str, int]:
     db.session.commit()
     form.password.errors.append("The email or the password is wrong.")
     return render_template("dashboard/login.html", form=form), 401
+
+
+def _password_key() -> str:
+    return f"dashboard-password:{current_user.get_id()}"
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@login_required
+@limiter.limit("5/minute", key_func=_password_key, methods=["POST"], deduct_when=_login_failed)
+def change_password():
+    """Change one's own password: every session of the user ends, this browser gets a new one."""
+    form = PasswordChangeForm()
+    if not form.validate_on_submit():
+        return form_page("dashboard/password.html", form=form)
+    user = current_user._get_current_object()
+    if not user.check_password(form.current.data):
+        audit_action("password_change", user=user, merchant_id=user.merchant_id,
+                     detail={"result": "error", "code": "WRONG_PASSWORD"})  # fmt: skip
+        db.session.commit()
+        form.current.errors.append("That is not your current password.")
+        return render_template("dashboard/password.html", form=form), 400
+    ended = accounts.set_password(user, form.new.data)
+    session.clear()
+    session[SESSION_TOKEN] = sessions.start_session(user)
+    login_user(user)
+    audited(
+        "password_change",
+        merchant_id=user.merchant_id,
+        target=("user", user.id),
+        detail={"result": "ok", "sessions_ended": ended},
+    )
+    flash("Your password is changed; every other session of yours is logged out.", "success")
+    return redirect(url_for("dashboard.overview"))
 
 
 @bp.route("/logout", methods=["POST"])

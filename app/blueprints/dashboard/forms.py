@@ -23,7 +23,14 @@ from wtforms import (
     StringField,
     SubmitField,
 )
-from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
+from wtforms.validators import (
+    DataRequired,
+    EqualTo,
+    InputRequired,
+    Length,
+    Optional,
+    ValidationError,
+)
 
 from app.accounts.service import validate_notify_url
 from app.common.money import format_minor, format_money, parse_amount, parse_major
@@ -37,6 +44,22 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
     next = HiddenField()
     submit = SubmitField("Log in")
+
+
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=200)])
+    new = PasswordField(
+        "New password",
+        validators=[
+            DataRequired(),
+            Length(min=10, max=200, message="Passwords have at least 10 characters."),
+        ],
+    )
+    repeat = PasswordField(
+        "Repeat the new password",
+        validators=[DataRequired(), EqualTo("new", message="The new passwords differ.")],
+    )
+    submit = SubmitField("Change password")
 
 
 class ConfirmForm(FlaskForm):
