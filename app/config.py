@@ -15,6 +15,7 @@ README's configuration table (tests/security/test_settings.py holds them to each
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import secrets
@@ -116,6 +117,13 @@ def _database_url(value: str) -> str:
     return value
 
 
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError("is not a network in CIDR notation") from None
+
+
 Count = Annotated[int, Field(ge=1)]  # things of which there must be at least one
 Count0 = Annotated[int, Field(ge=0)]  # 0 is meaningful (no retries, no proxies, no overflow)
 Interval = Annotated[int, Field(ge=0), Accepts("whole seconds ≥ 0 (0 turns the job off)")]
@@ -183,6 +191,12 @@ LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
     BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value),
 ]
+Networks = Annotated[
+    list[Annotated[str, AfterValidator(_network)]],
+    NoDecode,
+    BeforeValidator(_comma_list),
+    Accepts("networks in CIDR notation, comma-separated (10.20.0.0/16,fd00::/8); empty: none"),
+]
 CheckoutLifetime = Annotated[
     int, Field(ge=CHECKOUT_SESSION_TTL_RANGE[0], le=CHECKOUT_SESSION_TTL_RANGE[1])
 ]
@@ -249,9 +263,18 @@ class Config(BaseSettings):
     NOTIFY_CONCURRENCY: Count = 64
     NOTIFY_POLL_SECONDS: Seconds = 0.5
     WORKER_CONCURRENCY: Count = 4
-    # Whether notify URLs may point at loopback/private addresses (the demo's and tests'
-    # client apps live on 127.0.0.1); production refuses them unless told otherwise.
-    NOTIFY_ALLOW_PRIVATE_TARGETS: Flag = True
+
+    # --- notify-URL guard ---
+    # Non-public networks notify URLs may reach anyway (on-premises client apps): every other
+    # loopback, private, link-local, multicast or unresolvable target is refused, when a URL
+    # is saved and at each delivery (app/notifications/targets.py).
+    NOTIFY_ALLOWED_NETWORKS: Networks = []
+
+    # --- dashboard sessions ---
+    # A dashboard session ends after this long without a request, and this long after its
+    # log-in whatever happens (app/accounts/sessions.py); log-out and password changes end it.
+    DASHBOARD_SESSION_IDLE_MINUTES: Annotated[int, Field(ge=1, le=1440)] = 30
+    DASHBOARD_SESSION_MAX_HOURS: Annotated[int, Field(ge=1, le=720)] = 12
 
     # Reconciliation: how often, what counts as stale, how far back, the PSP call rate; after
     # a PSP 429 wait this long (doubling, at most 30 s) and retry up to N times; the run lock
@@ -346,6 +369,8 @@ class DevelopmentConfig(Config):
     STRIPE_SECRET_KEY: StripeKey = EMULATOR_SECRET_KEY
     STRIPE_WEBHOOK_SECRETS: WebhookSecrets = [EMULATOR_WEBHOOK_SECRET]
     STRIPE_API_BASE: HttpUrl = EMULATOR_API_BASE
+    # The demo shop, and the suite's notification receivers, listen on this machine.
+    NOTIFY_ALLOWED_NETWORKS: Networks = ["127.0.0.0/8", "::1/128"]
 
 
 class TestingConfig(DevelopmentConfig):
@@ -375,7 +400,6 @@ class ProductionConfig(Config):
     METRICS_TOKEN: SecretKey
     STRIPE_SECRET_KEY: StripeKey
     STRIPE_WEBHOOK_SECRETS: WebhookSecrets
-    NOTIFY_ALLOW_PRIVATE_TARGETS: Flag = False
     # Not a setting: the password `flask users create` takes from the environment, checked
     # here so that the demo's logins never reach production.
     user_password: Password | None = Field(None, validation_alias="PAYBRIDGE_USER_PASSWORD")

@@ -271,7 +271,7 @@ def paid_after_failed(app, emu):
 @pytest.fixture
 def notify_config(app):
     """Short delivery schedules; whatever a test changes here is put back afterwards."""
-    keys = ("NOTIFY_RETRY_SCHEDULE", "NOTIFY_TIMEOUT_SECONDS", "NOTIFY_ALLOW_PRIVATE_TARGETS")
+    keys = ("NOTIFY_RETRY_SCHEDULE", "NOTIFY_TIMEOUT_SECONDS", "NOTIFY_ALLOWED_NETWORKS")
     saved = {key: app.config[key] for key in keys}
     app.config.update(NOTIFY_RETRY_SCHEDULE=[1, 1, 1], NOTIFY_TIMEOUT_SECONDS=2.0)
     yield app.config

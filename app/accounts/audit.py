@@ -19,6 +19,7 @@ ACTIONS = (
     "login",
     "login_failed",
     "logout",
+    "password_change",
     "payment_expire",
     "payment_refund",
     "subscription_cancel",

@@ -6,18 +6,29 @@ change and its audit row land in one transaction.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
+from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.accounts.sessions import end_user_sessions
 from app.errors import ValidationError
 from app.extensions import db
 from app.models import Merchant, User, utcnow
+from app.notifications.targets import TargetRefused, check_target, parse_networks
+
+ALLOWLIST_HINT = (
+    "If it is an on-premises client app on a private network, the operator can allow that "
+    "network (NOTIFY_ALLOWED_NETWORKS)."
+)
 
 
-def validate_notify_url(url: str) -> str:
-    """An absolute http(s) URL with a host, or ValidationError saying what is wrong."""
+def validate_notify_url(url: str, *, allowed_networks: Iterable[str]) -> str:
+    """An absolute http(s) URL whose host resolves, now, only to public addresses or to
+    `allowed_networks` (CIDRs); else ValidationError saying what is wrong. Delivery checks
+    again at every attempt: a name may resolve elsewhere later."""
     url = (url or "").strip()
     if not url:
         raise ValidationError("Enter the URL PayBridge should notify.", param="notify_url")
@@ -34,12 +45,20 @@ def validate_notify_url(url: str) -> str:
         parts.port  # noqa: B018  (raises on a malformed port)
     except ValueError:
         raise ValidationError("The URL has an invalid port.", param="notify_url") from None
+    try:
+        check_target(url, allowed_networks=parse_networks(allowed_networks))
+    except TargetRefused as refused:
+        reason = refused.reason.removesuffix("; refused")
+        message = f"The URL is refused: {reason}. {ALLOWLIST_HINT}"
+        raise ValidationError(message, param="notify_url") from None
     return url
 
 
-def set_notify_url(merchant: Merchant, url: str) -> tuple[str | None, str]:
-    """Change where notifications go; returns (old, new)."""
-    new = validate_notify_url(url)
+def set_notify_url(
+    merchant: Merchant, url: str, *, allowed_networks: Iterable[str]
+) -> tuple[str | None, str]:
+    """Change where notifications go (checked as `validate_notify_url` does); (old, new)."""
+    new = validate_notify_url(url, allowed_networks=allowed_networks)
     old = merchant.notify_url
     merchant.notify_url = new
     db.session.flush()
@@ -53,10 +72,24 @@ def rotate_signing_secret(merchant: Merchant) -> str:
     return secret
 
 
+def normalize_email(email: str) -> str:
+    """A dashboard user's email as stored: valid by email-validator's rules (as the
+    dashboard's forms check it; no quoted local parts, no markup), lower case; else
+    ValidationError saying what is wrong."""
+    try:
+        checked = validate_email((email or "").strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        message = f"{email!r} is not a valid email address: {exc}"
+        raise ValidationError(message, param="email") from None
+    normalized = checked.normalized.lower()
+    if len(normalized) > 254:
+        raise ValidationError("The email address is longer than 254 characters.", param="email")
+    return normalized
+
+
 def create_user(email: str, password: str, *, merchant_id: int | None, operator: bool) -> User:
-    email = (email or "").strip().lower()
-    if "@" not in email or len(email) > 254:
-        raise ValidationError("Give a valid email address.", param="email")
+    """A dashboard user; the caller commits."""
+    email = normalize_email(email)
     if len(password or "") < 10:
         raise ValidationError("Passwords have at least 10 characters.", param="password")
     if not operator:
@@ -77,6 +110,16 @@ def create_user(email: str, password: str, *, merchant_id: int | None, operator:
     db.session.add(user)
     db.session.flush()
     return user
+
+
+def set_password(user: User, password: str) -> int:
+    """Give a user a new password and end every session they have open (whoever may hold a
+    copy of one); how many sessions that ended."""
+    if len(password or "") < 10:
+        raise ValidationError("Passwords have at least 10 characters.", param="password")
+    user.set_password(password)
+    db.session.flush()
+    return end_user_sessions(user.id, "password_change")
 
 
 def find_user_by_email(email: str) -> User | None:

@@ -10,6 +10,8 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import or_, select
 
+from app.accounts.service import validate_notify_url
+from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import ApiKey, Merchant, iso, utcnow
 
@@ -44,6 +46,13 @@ def create_merchant(name: str, notify_url: str | None, key_name: str, as_json: b
     name = name.strip()
     if not name or len(name) > 200:
         raise click.BadParameter("must be 1 to 200 characters", param_hint="NAME")
+    if notify_url is not None:
+        try:
+            notify_url = validate_notify_url(
+                notify_url, allowed_networks=current_app.config["NOTIFY_ALLOWED_NETWORKS"]
+            )
+        except PayBridgeError as exc:
+            raise click.BadParameter(exc.message, param_hint="--notify-url") from None
     merchant = Merchant(name=name, notify_url=notify_url)
     api_key, raw = ApiKey.generate(merchant, name=key_name)
     db.session.add_all([merchant, api_key])

@@ -6,7 +6,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup
 
-from app.accounts.service import create_user
+from app.accounts.service import create_user, find_user_by_email, set_password
 from app.errors import PayBridgeError
 from app.extensions import db
 
@@ -32,6 +32,27 @@ def create_user_command(email: str, merchant_id: int | None, operator: bool, pas
         raise click.ClickException(exc.message) from None
     role = "operator" if user.is_operator else f"merchant {user.merchant_id}"
     click.echo(f"Created dashboard user {user.email} ({role}), id {user.id}.")
+
+
+@users_cli.command("set-password")
+@click.argument("email")
+@click.password_option(
+    "--password",
+    envvar="PAYBRIDGE_USER_PASSWORD",
+    help="Prompted for when not given (or set PAYBRIDGE_USER_PASSWORD).",
+)
+def set_password_command(email: str, password: str) -> None:
+    """Give a dashboard user a new password; every session they have open ends."""
+    user = find_user_by_email(email)
+    if user is None:
+        raise click.ClickException(f"no dashboard user {email.strip().lower()!r}")
+    try:
+        ended = set_password(user, password)
+        db.session.commit()
+    except PayBridgeError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from None
+    click.echo(f"New password set for {user.email}; {ended} open session(s) ended.")
 
 
 def register(app: Flask) -> None:

@@ -2,7 +2,7 @@
 
 from app.models.base import iso, utcnow
 from app.models.events import Notification, NotificationAttempt, PspEvent, ReconciliationRun
-from app.models.merchant import ApiKey, AuditLog, Merchant, User
+from app.models.merchant import ApiKey, AuditLog, DashboardSession, Merchant, User
 from app.models.payment import (
     FINAL_STATUSES,
     IdempotencyRecord,
@@ -26,6 +26,7 @@ __all__ = [
     "iso",
     "ApiKey",
     "AuditLog",
+    "DashboardSession",
     "IdempotencyRecord",
     "Merchant",
     "Notification",

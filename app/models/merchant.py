@@ -122,6 +122,32 @@ class User(UserMixin, db.Model):
         return check_password_hash(self.password_hash, password)
 
 
+class DashboardSession(db.Model):
+    """One log-in to the dashboard, kept server-side: the session cookie carries only its
+    token, and the session counts only while this row says it is open, recently used and not
+    too old. Ending the row (log-out, password change, idle or absolute timeout) ends every
+    copy of the cookie at once."""
+
+    __tablename__ = "dashboard_sessions"
+    __table_args__ = (Index("ix_dashboard_sessions_user_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # SHA-256 of the cookie's random token: a read of the table logs nobody in.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # logout | password_change | idle | expired
+    ended_reason: Mapped[str | None] = mapped_column(String(20))
+
+    user: Mapped[User] = relationship()
+
+    @staticmethod
+    def hash_token(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+
 class AuditLog(db.Model):
     """Append-only record of what dashboard users did (who, what, when, from where)."""
 

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.cookiejar import DefaultCookiePolicy
 
@@ -39,7 +39,17 @@ from app.errors import PayBridgeError
 from app.extensions import db
 from app.metrics import NOTIFICATION_DELIVERIES
 from app.models import Merchant, Notification, NotificationAttempt, utcnow
-from app.notifications.targets import forbidden_target
+from app.notifications.targets import (
+    IPNetwork,
+    PinnedAdapter,
+    Resolver,
+    Target,
+    TargetRefused,
+    check_target,
+    parse_networks,
+    pin,
+    system_resolver,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +96,9 @@ class DeliveryOptions:
     """The settings a POST needs, read once from the config so sender threads need no app."""
 
     timeout: float
-    allow_private: bool
+    # Non-public networks notify URLs may reach (NOTIFY_ALLOWED_NETWORKS).
+    allowed_networks: tuple[IPNetwork, ...] = ()
+    resolver: Resolver = field(default=system_resolver, compare=False)
 
     @property
     def lease(self) -> timedelta:
@@ -97,7 +109,7 @@ class DeliveryOptions:
     def from_config(cls, config) -> DeliveryOptions:
         return cls(
             timeout=float(config["NOTIFY_TIMEOUT_SECONDS"]),
-            allow_private=bool(config["NOTIFY_ALLOW_PRIVATE_TARGETS"]),
+            allowed_networks=parse_networks(config["NOTIFY_ALLOWED_NETWORKS"]),
         )
 
 
@@ -219,15 +231,22 @@ def _claiming_connection() -> Connection:
 
 
 def attempt(claim: Claim, options: DeliveryOptions) -> AttemptResult:
-    """Make one claimed attempt: check the target, POST. Never raises (runs on a pool thread)."""
+    """Make one claimed attempt: check the target (resolving its host once), POST to the
+    address that was checked. Never raises (runs on a pool thread).
+
+    A refused target is a failed attempt with the reason, retried on the schedule like any
+    other (the merchant may fix the URL or its DNS meanwhile); nothing is sent to it."""
     if not claim.url:
         return AttemptResult(False, None, NO_NOTIFY_URL, 0, sent=False)
     try:
-        refused = forbidden_target(claim.url, allow_private=options.allow_private)
-        if refused:
-            return AttemptResult(False, None, refused, 0)
+        try:
+            target = check_target(
+                claim.url, allowed_networks=options.allowed_networks, resolver=options.resolver
+            )
+        except TargetRefused as refused:
+            return AttemptResult(False, None, refused.reason, 0)
         return send(
-            claim.url, claim.msg_id, claim.payload, list(claim.secrets), timeout=options.timeout
+            target, claim.msg_id, claim.payload, list(claim.secrets), timeout=options.timeout
         )
     except Exception as exc:  # a bug here must cost one attempt, not the pump
         log.exception("notification %s: the attempt failed unexpectedly", claim.msg_id)
@@ -345,9 +364,10 @@ def _log_outcome(o: _Outcome, changed: bool) -> None:
 
 
 def send(
-    url: str, msg_id: str, payload: dict, secrets: list[str], *, timeout: float
+    target: Target, msg_id: str, payload: dict, secrets: list[str], *, timeout: float
 ) -> AttemptResult:
-    """POST the payload, signed with every secret, and say what happened. Never raises."""
+    """POST the payload, signed with every secret, to the checked target's address, and say
+    what happened. Never raises."""
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
     started = time.perf_counter()
     try:
@@ -356,13 +376,11 @@ def send(
         return AttemptResult(False, None, f"cannot sign: {type(exc).__name__}", 0)
     status_code = None
     try:
-        with _http_session().post(
-            url,
-            data=body.encode(),
-            headers=headers,
-            timeout=timeout,
-            allow_redirects=False,
-            stream=True,
+        session = _http_session()
+        request = requests.Request("POST", target.url, data=body.encode(), headers=headers)
+        prepared = pin(session.prepare_request(request), target)
+        with session.send(
+            prepared, timeout=timeout, allow_redirects=False, stream=True
         ) as response:
             status_code = response.status_code
             if 200 <= status_code < 300:
@@ -390,12 +408,17 @@ def _http_session() -> requests.Session:
 
     A new connection per notification costs a TCP and, for a real client app, a TLS handshake:
     more CPU than the rest of a delivery. The session keeps no cookies, so nothing one client
-    app sets is ever sent to another.
+    app sets is ever sent to another. Its transport connects only to checked addresses
+    (`PinnedAdapter`), never to a name resolved again.
     """
     session = getattr(_thread_http, "session", None)
     if session is None:
         session = requests.Session()
+        session.trust_env = False  # no proxy from the environment: it would resolve the name
         session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+        adapter = PinnedAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
         _thread_http.session = session
     return session
 

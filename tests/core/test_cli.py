@@ -13,7 +13,7 @@ from tests.support.api import auth_headers
 
 def test_create_with_json_prints_one_object_with_a_working_key(app, runner, client):
     result = runner.invoke(
-        args=["merchants", "create", "Acme", "--notify-url", "https://acme.example/hook", "--json"]
+        args=["merchants", "create", "Acme", "--notify-url", "https://127.0.0.1:8443/h", "--json"]
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
@@ -22,13 +22,15 @@ def test_create_with_json_prints_one_object_with_a_working_key(app, runner, clie
     assert client.get("/api/v1/payments", headers=auth_headers(data["api_key"])).status_code == 200
     with app.app_context():
         merchant = db.session.get(Merchant, data["merchant_id"])
-        assert merchant.notify_url == "https://acme.example/hook"
+        assert merchant.notify_url == "https://127.0.0.1:8443/h"
         stored = db.session.execute(select(ApiKey)).scalar_one()
         assert data["api_key"] not in (stored.key_hash, stored.prefix)
 
 
 def test_create_prints_key_and_secret_for_people(runner):
-    result = runner.invoke(args=["merchants", "create", "Shop", "--notify-url", "http://s.local/n"])
+    result = runner.invoke(
+        args=["merchants", "create", "Shop", "--notify-url", "http://127.0.0.1:8000/n"]
+    )
     assert result.exit_code == 0
     assert "API key:        pbk_" in result.output
     assert "Signing secret: whsec_" in result.output

@@ -38,7 +38,7 @@ def test_production_starts_with_its_secrets_and_secure_cookies(clean_env):
     assert config.SESSION_COOKIE_HTTPONLY is True and config.SESSION_COOKIE_SAMESITE == "Lax"
     assert config.STRIPE_WEBHOOK_SECRETS == ["whsec_old", "whsec_new"]  # rotation
     assert config.STRIPE_API_BASE == "https://api.stripe.com"
-    assert config.NOTIFY_ALLOW_PRIVATE_TARGETS is False
+    assert config.NOTIFY_ALLOWED_NETWORKS == []
 
 
 def test_the_demo_needs_no_secrets_and_points_at_the_emulator(clean_env):

@@ -110,7 +110,7 @@ def test_notify_url_is_validated_saved_and_audited(app, client_a, tenants):
         assert message in response.get_data(as_text=True)
     assert (
         client_a.post(
-            "/dashboard/settings/notify-url", data={"notify_url": "https://new.example/hook"}
+            "/dashboard/settings/notify-url", data={"notify_url": "https://127.0.0.1:8443/hook"}
         ).status_code
         == 400
     )
@@ -119,13 +119,13 @@ def test_notify_url_is_validated_saved_and_audited(app, client_a, tenants):
 
     ok = client_a.post(
         "/dashboard/settings/notify-url",
-        data={"notify_url": "https://new.example/hook", "csrf_token": token},
+        data={"notify_url": "https://127.0.0.1:8443/hook", "csrf_token": token},
     )
     assert ok.status_code == 302
     with app.app_context():
-        assert db.session.get(Merchant, tenants.a_id).notify_url == "https://new.example/hook"
+        assert db.session.get(Merchant, tenants.a_id).notify_url == "https://127.0.0.1:8443/hook"
     (row,) = get_rows(app, AuditLog, action="notify_url_change")
-    assert row.detail == {"from": "https://a.example/notify", "to": "https://new.example/hook"}
+    assert row.detail == {"from": "https://a.example/notify", "to": "https://127.0.0.1:8443/hook"}
 
 
 def test_signing_secret_is_revealed_by_post_only_and_rotation_keeps_the_old_one(

@@ -19,7 +19,11 @@ def sign_up(page: Page, shop_url: str, email: str) -> None:
     page.get_by_label("Password", exact=True).fill("analytical-engine")
     page.get_by_label("Repeat the password").fill("analytical-engine")
     page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_text("Welcome, Ada Lovelace!")).to_be_visible()
+    expect(page.get_by_text("its account is ready: log in")).to_be_visible()
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password", exact=True).fill("analytical-engine")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_text("Welcome back, Ada Lovelace.")).to_be_visible()
 
 
 def add_to_cart(page: Page, shop_url: str, name: str) -> None:

@@ -106,7 +106,7 @@ def test_every_refusal_is_reported_at_once(env):
         "PUBLIC_BASE_URL": "pay.example.com",
         "DATABASE_URL": "postgresql://pb@db/paybridge",
         "LOG_LEVEL": "loud",
-        "NOTIFY_ALLOW_PRIVATE_TARGETS": "maybe",
+        "NOTIFY_ALLOWED_NETWORKS": "10.0.0.0/8,intranet",
     }
     for name, value in bad.items():
         env.setenv(name, value)
@@ -120,16 +120,19 @@ def test_every_refusal_is_reported_at_once(env):
         assert re.search(rf"^  {name}: .*\. Accepts .+\.$", message, re.M), name
     assert "item 2, '0' should be greater than or equal to 1" in message
     assert "item 3, 'x' should be a valid integer" in message
+    assert "item 2, 'intranet' is not a network in CIDR notation" in message
 
 
 def test_lists_are_comma_separated_and_their_items_typed(env):
     env.setenv("STRIPE_WEBHOOK_SECRET", " whsec_old , whsec_new ,")
     env.setenv("NOTIFY_RETRY_SCHEDULE", "5, 30,600")
+    env.setenv("NOTIFY_ALLOWED_NETWORKS", "10.20.0.0/16, fd00::1/8")
 
     config = load_config("development")
 
     assert config.STRIPE_WEBHOOK_SECRETS == ["whsec_old", "whsec_new"]
     assert config.NOTIFY_RETRY_SCHEDULE == [5, 30, 600]
+    assert config.NOTIFY_ALLOWED_NETWORKS == ["10.20.0.0/16", "fd00::/8"]
 
 
 @pytest.mark.parametrize(
@@ -249,7 +252,7 @@ def test_production_starts_with_safe_values_and_staging_may_use_test_mode_and_an
     assert app.config["STRIPE_API_BASE"] == "http://stripe-mock.staging.internal:12111"
     assert app.config["STRIPE_WEBHOOK_SECRETS"] == ["whsec_staging_old", "whsec_staging_new"]
     assert app.config["PUBLIC_BASE_URL"] == "https://pay.example.com"
-    assert app.config["NOTIFY_ALLOW_PRIVATE_TARGETS"] is False
+    assert app.config["NOTIFY_ALLOWED_NETWORKS"] == []
     assert app.config["HSTS"].startswith("max-age=")
 
 

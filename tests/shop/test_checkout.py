@@ -96,6 +96,15 @@ def test_a_parallel_double_submit_makes_one_order_and_one_payment(app, shop, pro
             "confirm": "long-enough-1",
         },
     )
+    login_page = browser.get(shop.url + "/account/login").text
+    browser.post(
+        shop.url + "/account/login",
+        data={
+            "csrf_token": csrf_token(login_page),
+            "email": "grace@example.com",
+            "password": "long-enough-1",
+        },
+    )
     home = browser.get(shop.url + "/").text
     browser.post(
         shop.url + "/cart/add",

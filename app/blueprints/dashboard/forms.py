@@ -10,6 +10,7 @@ import secrets
 from datetime import date
 from decimal import Decimal
 
+from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
@@ -25,6 +26,7 @@ from wtforms import (
 )
 from wtforms.validators import (
     DataRequired,
+    EqualTo,
     InputRequired,
     Length,
     NumberRange,
@@ -44,6 +46,22 @@ class LoginForm(FlaskForm):
     password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
     next = HiddenField()
     submit = SubmitField("Log in")
+
+
+class PasswordChangeForm(FlaskForm):
+    current = PasswordField("Current password", validators=[DataRequired(), Length(max=200)])
+    new = PasswordField(
+        "New password",
+        validators=[
+            DataRequired(),
+            Length(min=10, max=200, message="Passwords have at least 10 characters."),
+        ],
+    )
+    repeat = PasswordField(
+        "Repeat the new password",
+        validators=[DataRequired(), EqualTo("new", message="The new passwords differ.")],
+    )
+    submit = SubmitField("Change password")
 
 
 class ConfirmForm(FlaskForm):
@@ -144,7 +162,9 @@ class NotifyUrlForm(FlaskForm):
         if field.errors:
             return
         try:
-            validate_notify_url(field.data)
+            validate_notify_url(
+                field.data, allowed_networks=current_app.config["NOTIFY_ALLOWED_NETWORKS"]
+            )
         except PayBridgeError as exc:
             raise ValidationError(exc.message) from None
 

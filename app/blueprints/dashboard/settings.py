@@ -133,7 +133,9 @@ def set_notify_url():
 
 
 def _save_notify_url(merchant: Merchant, url: str) -> Done:
-    old, new = accounts.set_notify_url(merchant, url)
+    old, new = accounts.set_notify_url(
+        merchant, url, allowed_networks=current_app.config["NOTIFY_ALLOWED_NETWORKS"]
+    )
     return Done("The notify URL is saved.", {"from": old, "to": new})
 
 

@@ -123,28 +123,58 @@ def _first_error(form) -> str | None:
 # --- accounts -----------------------------------------------------------------------------------
 
 
+# Rate limits on sign-up and log-in: per address (a burst from one place) and per account (a
+# guesser spreading over addresses). Only failed log-ins use up the per-account allowance.
+SIGNUP_LIMIT_PER_IP = "20 per minute"
+SIGNUP_LIMIT_PER_ACCOUNT = "5 per hour"
+LOGIN_LIMIT_PER_IP = "20 per minute"
+LOGIN_LIMIT_PER_ACCOUNT = "5 per minute"
+SIGNED_UP = (
+    "Thanks! If {email} is new to the shop, its account is ready: log in with the password you "
+    "just chose. If it already had an account, log in with that account's password."
+)
+
+
+def _per_account(action: str):
+    def key() -> str:
+        email = accounts.normalise_email(request.form.get("email") or "")[:254]
+        return f"shop-{action}:{email}"
+
+    return key
+
+
+def _login_failed(response) -> bool:
+    return response.status_code != 303
+
+
 @bp.route("/account/signup", methods=["GET", "POST"])
-@limiter.limit("20 per minute", methods=["POST"])
+@limiter.limit(SIGNUP_LIMIT_PER_IP, methods=["POST"])
+@limiter.limit(SIGNUP_LIMIT_PER_ACCOUNT, key_func=_per_account("signup"), methods=["POST"])
 def signup():
-    """Create a shopper account and log it in."""
+    """Create a shopper account; the answer is the same whether the address had one already."""
     form = SignupForm()
     if form.validate_on_submit():
         try:
-            customer = accounts.register(form.email.data, form.name.data, form.password.data)
+            accounts.register(form.email.data, form.name.data, form.password.data)
         except accounts.AccountError as error:
-            form.email.errors.append(str(error))
+            form.password.errors.append(str(error))
         else:
             db.session.commit()
-            log_in(customer)
-            flash(f"Welcome, {customer.name}! Your account is ready.", "success")
-            return redirect(safe_next(request.args.get("next")) or url_for("shop.home"), 303)
+            flash(SIGNED_UP.format(email=accounts.normalise_email(form.email.data)), "success")
+            return redirect(url_for("shop.login", next=safe_next(request.args.get("next"))), 303)
     return render_template("shop/signup.html", form=form), 422 if form.errors else 200
 
 
 @bp.route("/account/login", methods=["GET", "POST"])
-@limiter.limit("20 per minute", methods=["POST"])
+@limiter.limit(LOGIN_LIMIT_PER_IP, methods=["POST"], deduct_when=_login_failed)
+@limiter.limit(
+    LOGIN_LIMIT_PER_ACCOUNT,
+    key_func=_per_account("login"),
+    methods=["POST"],
+    deduct_when=_login_failed,
+)
 def login():
-    """Log a shopper in (rate limited)."""
+    """Log a shopper in (rate limited); a wrong email and a wrong password look the same."""
     form = LoginForm(next=request.args.get("next"))
     if form.validate_on_submit():
         customer = accounts.authenticate(form.email.data, form.password.data)
