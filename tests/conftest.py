@@ -109,7 +109,16 @@ def app(emulator, redis_url):
 
 @pytest.fixture(autouse=True)
 def _clean_state(request):
-    """Empty every table and the test Redis database after each test that used the app."""
+    """Every test that uses the app starts with the shared rate limiter on it, and leaves every
+    table and the test Redis database empty."""
+    if "app" in request.fixturenames:
+        from app.extensions import limiter
+
+        # Flask-Limiter keeps one storage per Limiter, not per app: a second app built by a
+        # test (production_app, dead_db_app, a fresh create_app) rebinds the shared limiter to
+        # its storage, and later tests would count there (or in the in-memory fallback of an
+        # unreachable Redis, which no cleanup empties). Every test starts on this run's Redis.
+        limiter.init_app(request.getfixturevalue("app"))
     yield
     if "app" not in request.fixturenames:
         return
@@ -332,7 +341,7 @@ def production_app(app, monkeypatch):
     """PayBridge built with PAYBRIDGE_ENV=production's configuration: safe settings
     (tests/support/production.py) on this run's database and Redis."""
     from app import create_app
-    from app.extensions import db, limiter
+    from app.extensions import db
     from tests.support.production import safe_production_settings
 
     for name, value in safe_production_settings(app.config["SQLALCHEMY_DATABASE_URI"]).items():
@@ -342,7 +351,6 @@ def production_app(app, monkeypatch):
     yield production
     with production.app_context():
         db.engine.dispose()
-    limiter.init_app(app)  # the shared limiter back on the suite's app (see dead_db_app)
 
 
 @pytest.fixture
@@ -366,11 +374,7 @@ def dead_db_app(app):
             else:
                 os.environ[name] = value
     yield dead
-    from app.extensions import db, limiter
+    from app.extensions import db
 
     with dead.app_context():
         db.engine.dispose()
-    # Flask-Limiter keeps one storage per Limiter, not per app: the dead app's init_app pointed
-    # the shared limiter at its unreachable Redis, so every later test counted its limits in
-    # the in-memory fallback, which no test's cleanup empties. Back to this run's Redis.
-    limiter.init_app(app)
