@@ -7,13 +7,13 @@ change and its audit row land in one transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.accounts.sessions import end_user_sessions
+from app.common.urls import split_url
 from app.errors import ValidationError
 from app.extensions import db
 from app.models import Merchant, User, utcnow
@@ -36,15 +36,11 @@ def validate_notify_url(url: str, *, allowed_networks: Iterable[str]) -> str:
         raise ValidationError("The URL is longer than 2000 characters.", param="notify_url")
     if any(ch.isspace() for ch in url):
         raise ValidationError("The URL must not contain spaces.", param="notify_url")
-    parts = urlsplit(url)
+    parts = split_url(url, param="notify_url")
     if parts.scheme not in ("http", "https"):
         raise ValidationError("The URL must start with https:// or http://.", param="notify_url")
     if not parts.hostname:
         raise ValidationError("The URL needs a host name.", param="notify_url")
-    try:
-        parts.port  # noqa: B018  (raises on a malformed port)
-    except ValueError:
-        raise ValidationError("The URL has an invalid port.", param="notify_url") from None
     try:
         check_target(url, allowed_networks=parse_networks(allowed_networks))
     except TargetRefused as refused:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import urlparse
 
 import click
 from flask import Flask, current_app
@@ -11,6 +10,7 @@ from flask.cli import AppGroup
 from sqlalchemy import or_, select
 
 from app.accounts.service import validate_notify_url
+from app.common.urls import split_url
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import ApiKey, Merchant, iso, utcnow
@@ -23,7 +23,10 @@ merchants.add_command(keys)
 def _http_url(ctx, param, value: str | None) -> str | None:
     if value is None:
         return None
-    parsed = urlparse(value)
+    try:
+        parsed = split_url(value)
+    except PayBridgeError as exc:
+        raise click.BadParameter(exc.message) from None
     if parsed.scheme not in ("http", "https") or not parsed.netloc or len(value) > 2000:
         raise click.BadParameter("must be an http(s) URL of at most 2000 characters")
     return value

@@ -24,6 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from requests.adapters import HTTPAdapter
 
+from app.common.urls import split_url
+from app.errors import ValidationError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # (host, port) → the addresses it resolves to; socket.getaddrinfo's answers, reduced.
@@ -105,13 +108,13 @@ def check_target(
     resolver: Resolver = system_resolver,
 ) -> Target:
     """The `Target` to connect to for `url`, or TargetRefused saying why it may not be called."""
-    parts = urlsplit((url or "").strip())
+    try:
+        parts = split_url((url or "").strip())
+    except ValidationError:
+        raise TargetRefused("notify_url cannot be read as a URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise TargetRefused("notify_url must be an absolute http(s) URL")
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise TargetRefused("notify_url has an invalid port") from None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
     hostname = parts.hostname.lower().rstrip(".")
     if not hostname:
         raise TargetRefused("notify_url needs a host name")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlunsplit
 
 from limits import parse
 
+from app.common.urls import split_url
+from app.errors import ValidationError
 from app.extensions import db, limiter
 from app.models import Payment, PaymentStatus, StatusSource
 from app.payments.psp_facts import apply_session
@@ -88,9 +90,14 @@ def _may_ask_psp(public_id: str) -> bool:
         return True
 
 
-def with_payment_id(url: str, public_id: str) -> str:
-    """The merchant's URL with `payment_id=<id>` added, its other query parameters kept."""
-    parts = urlsplit(url)
+def with_payment_id(url: str, public_id: str) -> str | None:
+    """The merchant's URL with `payment_id=<id>` added, its other query parameters kept; None
+    when the stored URL cannot be read (rows created before the API checked that it can)."""
+    try:
+        parts = split_url(url)
+    except ValidationError:
+        log.warning("payment %s has a return URL that cannot be read: %.100r", public_id, url)
+        return None
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "payment_id"]
     query.append(("payment_id", public_id))
     return urlunsplit(parts._replace(query=urlencode(query)))

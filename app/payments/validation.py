@@ -13,6 +13,7 @@ import json
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.common.money import CURRENCIES, THREE_DECIMAL
+from app.common.urls import split_url
 from app.errors import PayBridgeError
 from app.models import PaymentType
 
@@ -48,12 +49,21 @@ def _metadata_key(key: str) -> None:
         raise ValidationError(f"{key!r} is PayBridge's own metadata key: choose another name.")
 
 
+def _readable_url(url: str) -> None:
+    # marshmallow's Url takes some hosts Python's urlsplit cannot read (`http://[1:2]/`): the
+    # return pages add `payment_id` to the URL with urlsplit, so it must read it.
+    try:
+        split_url(url)
+    except PayBridgeError as exc:
+        raise ValidationError(exc.message) from None
+
+
 def _http_url() -> fields.Url:
     return fields.Url(
         required=True,
         schemes={"http", "https"},
         require_tld=False,
-        validate=validate.Length(max=MAX_URL_LENGTH),
+        validate=[validate.Length(max=MAX_URL_LENGTH), _readable_url],
         metadata={"description": "http(s) URL, at most 2000 characters"},
     )
 

@@ -1,7 +1,9 @@
 """Property-based fuzzing (Hypothesis) of what the OpenAPI document does not describe: the
 webhook endpoint with correctly signed Stripe events whose fields hold anything JSON can
-carry, and the list filters of the API and the dashboard with arbitrary query strings (raw
-bytes too, invalid UTF-8 included). Any 5xx fails; a refused event stores nothing.
+carry, the list filters of the API and the dashboard with arbitrary query strings (raw
+bytes too, invalid UTF-8 included), and the URLs PayBridge takes from outside: the dashboard
+log-in's `next`, the dashboard's notify-URL form and a create's return URLs (then the public
+checkout pages that redirect to them). Any 5xx fails; a refused event stores nothing.
 
 Bounded by the "paybridge" Hypothesis profile (tests/security/conftest.py)."""
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from urllib.parse import quote_from_bytes
 
 import pytest
@@ -16,7 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.models import PspEvent
-from tests.support.api import auth_headers
+from tests.support.api import auth_headers, create_body
+from tests.support.factories import PASSWORD
+from tests.support.pages import csrf_from, token_for
 from tests.support.rows import count_rows
 from tests.webhooks.helpers import stripe_headers
 
@@ -240,3 +245,93 @@ def test_dashboard_list_filters_never_get_a_server_error(client_op, make_payment
         check(params)
     fuzz = settings(max_examples=settings.default.max_examples * 2)
     fuzz(given(params=_params(DASHBOARD_LISTS[path]))(check))()
+
+
+# -- URLs from outside ----------------------------------------------------------------------------
+
+# Built from the pieces urllib chokes on (brackets, ports out of range or not numbers), mixed
+# with anything at all: what matters is what urlsplit and `.port` make of them.
+url_hosts = st.one_of(
+    st.sampled_from(["[", "]", "[1:2]", "[zz]", "[::1]", "[::1", "::1]", "[v1.x]", "127.0.0.1",
+                     "shop.example", "", "u:p@shop.example", "%5B", "[::ffff:127.0.0.1]"]),
+    st.text(max_size=12),
+)  # fmt: skip
+url_ports = st.one_of(
+    st.none(),
+    st.sampled_from(["", "0", "65535", "65536", "99999", "-1", "x", "\u0663", " 80"]),
+    st.integers(min_value=-10, max_value=10**6).map(str),
+)
+
+
+def _url(scheme: str, host: str, port: str | None, path: str) -> str:
+    return f"{scheme}{host}{'' if port is None else ':' + port}{path}"
+
+
+urls = st.one_of(
+    st.builds(
+        _url,
+        st.sampled_from(["http://", "https://", "//", "", "HTTP://", "http:/", "javascript:"]),
+        url_hosts,
+        url_ports,
+        st.one_of(st.just(""), st.just("/dashboard/payments"), st.text(max_size=12)),
+    ),
+    st.text(max_size=40),
+)
+URL_FUZZ = settings(max_examples=settings.default.max_examples * 2)
+
+
+def test_the_login_next_value_never_gets_a_server_error_nor_leaves_the_dashboard(app, tenants):
+    @URL_FUZZ
+    @given(nxt=urls)
+    def check(nxt: str) -> None:
+        client = app.test_client()  # logged out: a logged-in client skips `next`
+        token = csrf_from(client.get("/dashboard/login").get_data(as_text=True))
+        answer = client.post(
+            "/dashboard/login",
+            data={"email": tenants.a_email, "password": PASSWORD, "next": nxt,
+                  "csrf_token": token},
+        )  # fmt: skip
+        assert answer.status_code == 302, (nxt, answer.status_code)
+        location = answer.headers["Location"]
+        assert location.startswith("/dashboard") and not location.startswith("//"), (nxt, location)
+
+    check()
+
+
+def test_the_dashboard_notify_url_form_never_gets_a_server_error(client_a):
+    token = token_for(client_a, "/dashboard/settings")
+
+    @URL_FUZZ
+    @given(url=urls)
+    def check(url: str) -> None:
+        answer = client_a.post(
+            "/dashboard/settings/notify-url", data={"notify_url": url, "csrf_token": token}
+        )
+        assert answer.status_code in (302, 400), (url, answer.status_code)
+
+    check()
+
+
+def test_return_urls_never_get_a_server_error_at_create_nor_on_the_checkout_pages(
+    app, client, make_unthrottled_merchant, emu, monkeypatch
+):
+    # The fuzzer's creates come faster than a shop's: the PSP create cap (tested in
+    # test_psp_rate_limits.py) is not what this test is about.
+    monkeypatch.setitem(app.config, "PSP_CREATE_RATE_PER_SECOND", 10_000.0)
+    _merchant, key = make_unthrottled_merchant("Returned to")
+
+    @URL_FUZZ
+    @given(field=st.sampled_from(["success_url", "cancel_url"]), url=urls)
+    def check(field: str, url: str) -> None:
+        body = create_body(merchant_reference=f"fuzz-{uuid.uuid4().hex}", **{field: url})
+        answer = client.post("/api/v1/payments", json=body, headers=auth_headers(key))
+        assert answer.status_code in (201, 400), (url, answer.get_data(as_text=True))
+        if answer.status_code == 400:
+            assert answer.get_json()["error"]["code"] == "VALIDATION_ERROR"
+            return
+        public_id = answer.get_json()["id"]
+        for page in ("return", "cancel", "status"):
+            shown = client.get(f"/checkout/{page}/{public_id}?refresh=0")
+            assert shown.status_code < 500, (url, page, shown.status_code)
+
+    check()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import redirect, render_template, request
+from flask import redirect, render_template, request, url_for
 
 from app.blueprints.checkout import bp
 from app.common.money import format_money
@@ -22,6 +22,12 @@ def _payment_or_404(payment_id: str) -> Payment:
     return payment
 
 
+def _status_page(payment: Payment) -> str:
+    """Where the shopper goes when the merchant's own page cannot be reached: PayBridge's
+    status page, which says how the payment stands (no link back to the merchant)."""
+    return url_for("checkout.checkout_status", payment_id=payment.public_id)
+
+
 @bp.get("/checkout/return/<payment_id>")
 def checkout_return(payment_id: str):
     """The shopper finished checkout: learn the outcome from the PSP, then the merchant's page."""
@@ -29,7 +35,7 @@ def checkout_return(payment_id: str):
     target = with_payment_id(payment.success_url, payment.public_id)
     outcome = check_on_return(payment, request.args.get("session_id"))
     log.info("shopper returned for %s (check: %s)", payment_id, outcome or "not asked")
-    return redirect(target, 303)
+    return redirect(target or _status_page(payment), 303)
 
 
 @bp.get("/checkout/cancel/<payment_id>")
@@ -37,7 +43,8 @@ def checkout_cancel(payment_id: str):
     """The shopper left checkout: the payment stays open until its session expires."""
     payment = _payment_or_404(payment_id)
     log.info("shopper left checkout for %s (%s)", payment_id, payment.status)
-    return redirect(with_payment_id(payment.cancel_url, payment.public_id), 303)
+    target = with_payment_id(payment.cancel_url, payment.public_id)
+    return redirect(target or _status_page(payment), 303)
 
 
 @bp.get("/checkout/status/<payment_id>")

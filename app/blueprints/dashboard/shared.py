@@ -9,7 +9,6 @@ outside the scope answers 404, exactly as if it did not exist.
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 from flask import Response, abort, flash, render_template, request, url_for
 from flask_login import current_user
@@ -18,6 +17,8 @@ from app.accounts import audit
 from app.blueprints.dashboard import bp
 from app.common import cursors
 from app.common.money import format_minor, format_money
+from app.common.urls import split_url
+from app.errors import ValidationError
 from app.models import Merchant, Payment, User, iso
 from app.reporting import queries
 from app.reporting.subscriptions import payment_subscription
@@ -122,7 +123,10 @@ def audit_action(
 def safe_next(target: str | None) -> str:
     """Only ever redirect after log-in to a page of this dashboard (no open redirect)."""
     if target:
-        parts = urlsplit(target)
+        try:
+            parts = split_url(target)
+        except ValidationError:  # not even a URL: certainly not one of our pages
+            return url_for("dashboard.overview")
         if (
             not parts.scheme
             and not parts.netloc
