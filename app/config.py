@@ -327,6 +327,9 @@ class Config(BaseSettings):
     MAX_CONTENT_LENGTH: ClassVar[int] = 1024 * 1024
     # The Strict-Transport-Security header every answer carries (app/security_headers.py).
     HSTS: ClassVar[str | None] = None
+    # scripts/demo.sh's dashboard logins (DEMO_PASSWORDS) may be set as passwords: only in the
+    # demo and the suite (app/accounts/passwords.py).
+    DEMO_PASSWORDS_ALLOWED: ClassVar[bool] = False
     # flask-smorest (OpenAPI document generated from the request schemas).
     API_TITLE: ClassVar[str] = "PayBridge API"
     API_VERSION: ClassVar[str] = "v1"
@@ -364,6 +367,7 @@ class DevelopmentConfig(Config):
     """The one-command demo: SQLite, the local emulator, generated secrets."""
 
     ENV_NAME: ClassVar[str] = "development"
+    DEMO_PASSWORDS_ALLOWED: ClassVar[bool] = True
 
     SECRET_KEY: SecretKey = Field(default_factory=lambda: secrets.token_hex(32))
     STRIPE_SECRET_KEY: StripeKey = EMULATOR_SECRET_KEY

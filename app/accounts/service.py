@@ -12,6 +12,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from app.accounts.passwords import check_password
 from app.accounts.sessions import end_user_sessions
 from app.common.urls import split_url
 from app.errors import ValidationError
@@ -86,8 +87,7 @@ def normalize_email(email: str) -> str:
 def create_user(email: str, password: str, *, merchant_id: int | None, operator: bool) -> User:
     """A dashboard user; the caller commits."""
     email = normalize_email(email)
-    if len(password or "") < 10:
-        raise ValidationError("Passwords have at least 10 characters.", param="password")
+    check_password(password, email=email)
     if not operator:
         if merchant_id is None or db.session.get(Merchant, merchant_id) is None:
             raise ValidationError(
@@ -111,8 +111,7 @@ def create_user(email: str, password: str, *, merchant_id: int | None, operator:
 def set_password(user: User, password: str) -> int:
     """Give a user a new password and end every session they have open (whoever may hold a
     copy of one); how many sessions that ended."""
-    if len(password or "") < 10:
-        raise ValidationError("Passwords have at least 10 characters.", param="password")
+    check_password(password, email=user.email)
     user.set_password(password)
     db.session.flush()
     return end_user_sessions(user.id, "password_change")

@@ -23,6 +23,7 @@ from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import audited, form_page
 from app.blueprints.dashboard.forms import ConfirmForm, LoginForm, PasswordChangeForm
 from app.blueprints.dashboard.shared import audit_action, safe_next
+from app.errors import PayBridgeError
 from app.extensions import db, limiter, login_manager
 from app.models import User
 
@@ -107,7 +108,15 @@ def change_password():
         db.session.commit()
         form.current.errors.append("That is not your current password.")
         return render_template("dashboard/password.html", form=form), 400
-    ended = accounts.set_password(user, form.new.data)
+    try:
+        ended = accounts.set_password(user, form.new.data)
+    except PayBridgeError as exc:  # a password the policy refuses (app/accounts/passwords.py)
+        db.session.rollback()
+        audit_action("password_change", user=user, merchant_id=user.merchant_id,
+                     detail={"result": "error", "code": exc.code})  # fmt: skip
+        db.session.commit()
+        form.new.errors.append(exc.message)
+        return render_template("dashboard/password.html", form=form), 400
     session.clear()
     session[SESSION_TOKEN] = sessions.start_session(user)
     login_user(user)
