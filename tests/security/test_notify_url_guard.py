@@ -1,7 +1,11 @@
 """The notify-URL guard: no merchant can point PayBridge's notifications at PayBridge's own
-network — not when the URL is saved (CLI, dashboard), not at delivery, not by a name that fails
-to resolve, nor one that resolves elsewhere between the check and the connection (rebinding).
-Private networks of on-premises client apps are allowed only by NOTIFY_ALLOWED_NETWORKS.
+network — not when the URL is saved, not at delivery, not by a name that fails to resolve, nor
+one that resolves elsewhere between the check and the connection (rebinding). Private networks
+of on-premises client apps are allowed only by NOTIFY_ALLOWED_NETWORKS.
+
+A notify URL is saved through the CLI (`flask merchants create --notify-url`) and the
+dashboard's settings page only — there is no API endpoint that saves one — and both check it:
+the tests below cover both, and delivery.
 """
 
 from __future__ import annotations
@@ -328,3 +332,22 @@ def test_address_rules(address, allowed, refused):
             check_target(url, allowed_networks=networks)
     else:
         assert check_target(url, allowed_networks=networks).address == ipaddress.ip_address(address)
+
+
+def test_no_api_operation_takes_a_notify_url(client):
+    """What the docstring and docs/notifications.md say: the CLI and the dashboard are the only
+    ways to save a notify URL, so no API request body has one for the guard to miss."""
+    document = client.get("/api/v1/openapi.json").get_json()
+    schemas = document["components"]["schemas"]
+    bodies = []
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            content = operation.get("requestBody", {}).get("content", {}) if isinstance(
+                operation, dict) else {}  # fmt: skip
+            bodies += [media.get("schema", {}) for media in content.values()]
+    seen: set[str] = set()
+    for schema in bodies:
+        name = schema.get("$ref", "").rpartition("/")[2]
+        seen |= set(schemas.get(name, schema).get("properties", {}))
+    assert "merchant_reference" in seen, "the request bodies were not read"
+    assert "notify_url" not in seen
