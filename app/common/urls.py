@@ -17,7 +17,10 @@ def split_url(url: str, *, param: str | None = None) -> SplitResult:
     """`urlsplit(url)`, its port read as well; ValidationError when Python cannot parse it."""
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018  (raises on a malformed or out-of-range port)
     except ValueError as exc:
         raise ValidationError(f"The URL cannot be read: {exc}.", param=param) from None
+    try:
+        parts.port  # noqa: B018  (raises on a malformed or out-of-range port)
+    except ValueError as exc:
+        raise ValidationError(f"The URL has an invalid port: {exc}.", param=param) from None
     return parts
