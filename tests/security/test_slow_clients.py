@@ -186,6 +186,31 @@ def test_nginx_refuses_a_body_over_the_apps_limit_in_the_api_error_shape(product
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert_protected(response)
+
+
+def test_nginx_refuses_oversized_headers_in_the_api_error_shape(production_stack):
+    nginx, _ = production_stack
+    response = requests.get(
+        f"{nginx.url}/healthz", headers={"X-Big": "x" * 10_000}, verify=str(nginx.ca), timeout=30
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "BAD_REQUEST"
+    assert_protected(response)
+
+
+def assert_protected(response: requests.Response) -> None:
+    """An answer nginx wrote itself carries the protections PayBridge puts on its own."""
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_gunicorn_listens_to_this_machine_only_unless_told():
+    """nginx in front is the way in: a gunicorn port open to others would let anyone skip its
+    slow-client cut-offs and forge the X-Forwarded-* headers PROXY_FIX_HOPS trusts."""
+    web = next(ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith("web:"))
+    assert "--bind ${WEB_BIND:-127.0.0.1}:${PORT:-5000}" in web
 
 
 def test_the_recipes_limits_agree_with_the_apps():
