@@ -3,7 +3,8 @@ gunicorn.conf.py and PAYBRIDGE_ENV=production, the Procfile's gthread model (one
 threads here), behind Debian's nginx configured by the repository's deploy/nginx/paybridge.conf —
 answers /healthz and an authenticated API call while 160 clients each declare a large body and
 send it a byte every two seconds and 40 more drip their headers; once they stall, nginx cuts them
-off. Straight against gunicorn, four such clients would hold all four threads."""
+off. Straight against gunicorn, as many such clients as it has threads hold them all (shown
+here with two)."""
 
 from __future__ import annotations
 
@@ -51,10 +52,8 @@ PROBE_TIMEOUT = 15  # seconds: generous; starved, these requests would wait for 
 # the slow clients last
 
 
-@pytest.fixture(scope="module")
-def production_stack(app):
-    """gunicorn in production behind nginx: (nginx, gunicorn's own URL)."""
-    environment = {
+def production_environment(app) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if k not in environment_variables()},
         **safe_production_settings(app.config["SQLALCHEMY_DATABASE_URI"]),
         "PAYBRIDGE_ENV": "production",
@@ -62,8 +61,13 @@ def production_stack(app):
         "RATELIMIT_STORAGE_URI": app.config["REDIS_URL"],
         "PROXY_FIX_HOPS": "1",  # nginx is the one proxy in front
     }
+
+
+@pytest.fixture(scope="module")
+def production_stack(app):
+    """gunicorn in production behind nginx: (nginx, gunicorn's own URL)."""
     gthread = ("--worker-class", "gthread", "--threads", "4")
-    with running_gunicorn(environment, workers=1, extra=gthread) as gunicorn_url:
+    with running_gunicorn(production_environment(app), workers=1, extra=gthread) as gunicorn_url:
         with running_nginx(gunicorn_url.removeprefix("http://")) as nginx:
             yield nginx, gunicorn_url
 
@@ -173,6 +177,28 @@ def test_slow_clients_neither_starve_health_checks_nor_the_api(production_stack,
     # None of them reached PayBridge: nothing was created, and it still answers.
     listed = requests.get(f"{nginx.url}/api/v1/payments", headers=auth, verify=str(nginx.ca))
     assert listed.status_code == 200 and listed.json()["data"] == []
+
+
+def test_without_nginx_a_few_slow_clients_starve_gunicorn(app):
+    """Why nginx is there, and proof the attack above bites: straight against gunicorn (one
+    process of two threads), two clients that send half their headers and wait hold both
+    threads, and /healthz gets no answer until they leave."""
+    gthread = ("--worker-class", "gthread", "--threads", "2")
+    with running_gunicorn(production_environment(app), workers=1, extra=gthread) as url:
+        port = int(url.rsplit(":", 1)[1])
+        slow = []
+        for _ in range(2):
+            client = socket.create_connection(("127.0.0.1", port), timeout=10)
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            slow.append(client)
+        try:
+            with pytest.raises(requests.exceptions.Timeout):
+                requests.get(f"{url}/healthz", timeout=5)
+        finally:
+            for client in slow:
+                client.close()
+        # Gone, they free the threads: gunicorn itself was never broken.
+        wait_until(lambda: requests.get(f"{url}/healthz", timeout=5).ok, what="gunicorn answers")
 
 
 def test_nginx_refuses_a_body_over_the_apps_limit_in_the_api_error_shape(production_stack):
