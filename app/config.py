@@ -155,7 +155,9 @@ StorageUri = Annotated[
     str,
     AfterValidator(_uri(None)),
     SECRET,
-    Accepts("a storage URI of the limits library: redis://…, rediss://…, memory://"),
+    Accepts(
+        "a storage URI of the limits library: redis://…, rediss://… (memory:// outside production)"
+    ),
 ]
 DatabaseUrl = Annotated[
     str,
@@ -385,6 +387,10 @@ class TestingConfig(DevelopmentConfig):
     STRIPE_TIMEOUT_SECONDS: Seconds = 5.0
 
 
+# Storages of the limits library that every process shares (production accepts only these).
+SHARED_LIMIT_STORAGES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+
+
 class ProductionConfig(Config):
     """Real money: its secrets are required, and unsafe or demo values are refused. Test-mode
     Stripe keys and another STRIPE_API_BASE stay allowed: staging runs on them."""
@@ -417,6 +423,18 @@ class ProductionConfig(Config):
     def _mysql(cls, value: str) -> str:
         if make_url(value).get_backend_name() == "sqlite":
             raise ValueError("is SQLite: production runs on MySQL/MariaDB")
+        return value
+
+    @field_validator("RATELIMIT_STORAGE_URI")
+    @classmethod
+    def _shared_storage(cls, value: str | None) -> str | None:
+        # memory:// (or any per-process storage) counts each process apart: N workers would
+        # allow N times every limit, silently.
+        if value is not None and urlsplit(value).scheme not in SHARED_LIMIT_STORAGES:
+            raise ValueError(
+                "is not a Redis storage (redis://, rediss://): production counts the rate "
+                "limits across all processes"
+            )
         return value
 
     @field_validator("PUBLIC_BASE_URL")
