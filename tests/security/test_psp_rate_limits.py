@@ -7,7 +7,6 @@ stays CREATED, its Idempotency-Key finishes it later, exactly once) while others
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -21,6 +20,7 @@ from app.extensions import db
 from app.models import Payment
 from app.payments.service import create_cap
 from tests.support.api import auth_headers, create_body
+from tests.support.apps import app_with_env
 from tests.support.psp import checkout_sessions
 from tests.support.waiting import wait_until
 
@@ -261,28 +261,6 @@ def hanging_tcp_server():
         for connection in held:
             connection.close()
         server.close()
-
-
-@contextmanager
-def app_with_env(**overrides: str):
-    """A second app (`create_app("testing")`) built with these environment variables."""
-    from app import create_app
-
-    saved = {name: os.environ.get(name) for name in overrides}
-    os.environ.update(overrides)
-    try:
-        other = create_app("testing")
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    try:
-        yield other
-    finally:
-        with other.app_context():
-            db.engine.dispose()
 
 
 def test_with_redis_hanging_creates_still_answer_promptly_and_pass_unchecked(

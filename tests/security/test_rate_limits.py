@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.support.api import auth_headers, create_body
+from tests.support.apps import app_with_env
 from tests.support.gunicorn import free_port, running_gunicorn
 from tests.support.waiting import wait_until
 
@@ -171,6 +172,31 @@ def test_requests_without_a_valid_key_are_limited_per_address(
     assert_rate_headers(limited, anonymous_limit)
     # A valid key from the same address counts on its own.
     assert client.get("/api/v1/payments", headers=auth_headers(key)).status_code == 200
+
+
+def test_the_global_limits_are_the_settings_of_the_environment(app, make_merchant):
+    """API_RATE_LIMIT_READ/WRITE_PER_SECOND set in the environment are every key's limits
+    (a merchant without limits of its own), reads and writes apart."""
+    _, key = make_merchant("Shop with the default limits")
+    with app_with_env(
+        API_RATE_LIMIT_READ_PER_SECOND="3", API_RATE_LIMIT_WRITE_PER_SECOND="2"
+    ) as other:
+        client = other.test_client()
+        read_limited, reads = until_limited(
+            lambda: client.get("/api/v1/payments", headers=auth_headers(key))
+        )
+        write_limited, writes = until_limited(
+            lambda: client.post("/api/v1/payments", json={}, headers=auth_headers(key, "w"))
+        )
+
+    assert {r.status_code for r in reads} == {200} and len(reads) >= 3
+    assert_rate_headers(reads[0], 3)
+    assert "3 per second per API key" in read_limited.json["error"]["message"]
+    assert_rate_headers(read_limited, 3)
+    assert {r.status_code for r in writes} == {400} and len(writes) >= 2  # counted, errors too
+    assert_rate_headers(writes[0], 2)
+    assert "2 per second per API key" in write_limited.json["error"]["message"]
+    assert_rate_headers(write_limited, 2)
 
 
 # -- real processes ------------------------------------------------------------------------------
