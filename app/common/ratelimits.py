@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis import Redis
@@ -29,8 +30,9 @@ LOG_EVERY_SECONDS = 60.0
 class Outage:
     """One limit's view of its storage: up, or down since when (per process)."""
 
-    def __init__(self, limit: str) -> None:
+    def __init__(self, limit: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
+        self._clock = clock
         self._lock = threading.Lock()
         self._down_since: float | None = None
         self._retry_at = 0.0
@@ -45,7 +47,7 @@ class Outage:
         one request its timeout, not every request arriving while it is probed."""
         if self._down_since is None:
             return False
-        now = time.monotonic()
+        now = self._clock()
         if now < self._retry_at:
             return True
         with self._lock:
@@ -55,7 +57,7 @@ class Outage:
         return False
 
     def failed(self, error: BaseException) -> None:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             first = self._down_since is None
             if first:
@@ -72,7 +74,7 @@ class Outage:
 
     def passed_unchecked(self) -> None:
         RATE_LIMIT_UNCHECKED.labels(self.limit).inc()
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             self._unchecked += 1
             due = now - self._logged_at >= LOG_EVERY_SECONDS
@@ -96,7 +98,7 @@ class Outage:
             log.warning(
                 "rate limit %s: storage answers again after %.0f s (%d requests unchecked)",
                 self.limit,
-                time.monotonic() - down_since,
+                self._clock() - down_since,
                 unchecked,
             )
 

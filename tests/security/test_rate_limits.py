@@ -316,12 +316,8 @@ class FakeClock:
 
 
 @pytest.fixture
-def clock(monkeypatch):
-    from app.common import ratelimits
-
-    fake = FakeClock()
-    monkeypatch.setattr(ratelimits.time, "monotonic", fake)
-    return fake
+def clock():
+    return FakeClock()
 
 
 def outage_lines(caplog) -> list[str]:
@@ -332,7 +328,7 @@ def test_an_outage_is_logged_when_it_starts_once_a_minute_and_when_it_ends(clock
     from app.common.ratelimits import Outage
 
     caplog.set_level("WARNING", logger="app.common.ratelimits")
-    outage = Outage("api")
+    outage = Outage("api", clock)
 
     outage.failed(ConnectionError("refused"))
     outage.passed_unchecked()
@@ -367,7 +363,7 @@ def test_while_the_storage_is_down_one_request_at_a_time_probes_it(clock):
     arrive meanwhile skip it rather than each wait the timeout too."""
     from app.common.ratelimits import RETRY_STORAGE_SECONDS, Outage
 
-    outage = Outage("psp_create")
+    outage = Outage("psp_create", clock)
     assert outage.skip() is False  # up: every request asks the storage
     outage.failed(TimeoutError())
     assert outage.skip() is True
