@@ -20,10 +20,14 @@ import tempfile
 # production): a request line or header of up to 8 KiB, 100 headers; the body's 1 MiB is the
 # app's MAX_CONTENT_LENGTH. A worker silent this long is restarted (a gthread worker's main
 # loop, not one slow request: a create waiting for Stripe keeps its thread, not the loop).
+# An idle keep-alive connection is closed after `keepalive` seconds. gunicorn has no limit on
+# how long a client may take to send its headers or body: that is nginx's job in front
+# (client_header_timeout, client_body_timeout), which is why production needs it.
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
 timeout = 60
+keepalive = 5
 
 _made_here = None
 

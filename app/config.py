@@ -155,7 +155,9 @@ StorageUri = Annotated[
     str,
     AfterValidator(_uri(None)),
     SECRET,
-    Accepts("a storage URI of the limits library: redis://…, rediss://…, memory://"),
+    Accepts(
+        "a storage URI of the limits library: redis://…, rediss://… (memory:// outside production)"
+    ),
 ]
 DatabaseUrl = Annotated[
     str,
@@ -303,9 +305,11 @@ class Config(BaseSettings):
     API_RATE_LIMIT_READ_PER_SECOND: Count = 100
     API_RATE_LIMIT_WRITE_PER_SECOND: Count = 100
     API_RATE_LIMIT_ANONYMOUS_PER_SECOND: Count = 10
-    # Creates towards the PSP share one cap for the Stripe account (all processes, in Redis);
-    # one merchant may take at most this share of it, so its burst leaves room for the others.
-    # A create that would wait longer than the queue time answers 503 PSP_RATE_LIMITED.
+    # Creates towards the PSP share one cap for the Stripe account (all processes, in Redis).
+    # With N merchants creating in the last 10 s each may take at most 1/(N + 1) of it, and
+    # never more than PSP_CREATE_MERCHANT_SHARE (what a merchant alone may take), so bursting
+    # merchants leave room for one more. A create that would wait longer than the queue time
+    # answers 503 PSP_RATE_LIMITED.
     PSP_CREATE_RATE_PER_SECOND: Annotated[float, Field(gt=0)] = 50.0
     PSP_CREATE_MERCHANT_SHARE: Annotated[float, Field(gt=0, le=1)] = 0.5
     PSP_CREATE_MAX_QUEUE_SECONDS: Annotated[float, Field(ge=0, le=10)] = 0.5
@@ -389,6 +393,10 @@ class TestingConfig(DevelopmentConfig):
     STRIPE_TIMEOUT_SECONDS: Seconds = 5.0
 
 
+# Storages of the limits library that every process shares (production accepts only these).
+SHARED_LIMIT_STORAGES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")
+
+
 class ProductionConfig(Config):
     """Real money: its secrets are required, and unsafe or demo values are refused. Test-mode
     Stripe keys and another STRIPE_API_BASE stay allowed: staging runs on them."""
@@ -421,6 +429,18 @@ class ProductionConfig(Config):
     def _mysql(cls, value: str) -> str:
         if make_url(value).get_backend_name() == "sqlite":
             raise ValueError("is SQLite: production runs on MySQL/MariaDB")
+        return value
+
+    @field_validator("RATELIMIT_STORAGE_URI")
+    @classmethod
+    def _shared_storage(cls, value: str | None) -> str | None:
+        # memory:// (or any per-process storage) counts each process apart: N workers would
+        # allow N times every limit, silently.
+        if value is not None and urlsplit(value).scheme not in SHARED_LIMIT_STORAGES:
+            raise ValueError(
+                "is not a Redis storage (redis://, rediss://): production counts the rate "
+                "limits across all processes"
+            )
         return value
 
     @field_validator("PUBLIC_BASE_URL")

@@ -44,6 +44,18 @@ def get_redis(app: Flask | None = None) -> Redis:
     return app.extensions["paybridge_redis"]
 
 
+def get_limits_redis(app: Flask | None = None) -> Redis:
+    """A Redis client of the rate limits' own (the PSP's create cap): on REDIS_URL, with the
+    API limits' short timeouts (RATELIMIT_STORAGE_OPTIONS) rather than the shared client's
+    seconds, so that a Redis that hangs holds up the request probing it briefly, not for 5 s."""
+    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+    if "paybridge_limits_redis" not in app.extensions:
+        app.extensions["paybridge_limits_redis"] = Redis.from_url(
+            app.config["REDIS_URL"], **app.config["RATELIMIT_STORAGE_OPTIONS"]
+        )
+    return app.extensions["paybridge_limits_redis"]
+
+
 def serialise_sqlite_transactions(engine: Engine) -> None:
     """Make SQLite honour `lock_payment`'s row lock: every transaction begins IMMEDIATE.
 

@@ -14,6 +14,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from redis import Redis
@@ -29,8 +30,9 @@ LOG_EVERY_SECONDS = 60.0
 class Outage:
     """One limit's view of its storage: up, or down since when (per process)."""
 
-    def __init__(self, limit: str) -> None:
+    def __init__(self, limit: str, clock: Callable[[], float] = time.monotonic) -> None:
         self.limit = limit
+        self._clock = clock
         self._lock = threading.Lock()
         self._down_since: float | None = None
         self._retry_at = 0.0
@@ -38,12 +40,24 @@ class Outage:
         self._unchecked = 0
 
     def skip(self) -> bool:
-        """True while the storage is known down and not yet due for another try: the caller
-        lets the request through unchecked (and says so with `passed_unchecked`)."""
-        return self._down_since is not None and time.monotonic() < self._retry_at
+        """True while the storage is known down: the caller lets the request through unchecked
+        (and says so with `passed_unchecked`). Once a retry is due, exactly one caller of the
+        process gets False and asks the storage (its answer or timeout then calls `answered`
+        or `failed`); every other caller meanwhile still skips, so a storage that hangs costs
+        one request its timeout, not every request arriving while it is probed."""
+        if self._down_since is None:
+            return False
+        now = self._clock()
+        if now < self._retry_at:
+            return True
+        with self._lock:
+            if self._down_since is None or now < self._retry_at:
+                return self._down_since is not None
+            self._retry_at = now + RETRY_STORAGE_SECONDS  # this caller probes, the rest skip
+        return False
 
     def failed(self, error: BaseException) -> None:
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             first = self._down_since is None
             if first:
@@ -60,7 +74,7 @@ class Outage:
 
     def passed_unchecked(self) -> None:
         RATE_LIMIT_UNCHECKED.labels(self.limit).inc()
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             self._unchecked += 1
             due = now - self._logged_at >= LOG_EVERY_SECONDS
@@ -84,7 +98,7 @@ class Outage:
             log.warning(
                 "rate limit %s: storage answers again after %.0f s (%d requests unchecked)",
                 self.limit,
-                time.monotonic() - down_since,
+                self._clock() - down_since,
                 unchecked,
             )
 
@@ -118,38 +132,62 @@ def count_in_window(storage, identity: str, limit: int) -> Quota:
 # -- the fair cap on creates towards the PSP -----------------------------------------------------
 
 # Two GCRA token buckets reserved together, atomically, on Redis' own clock: the PSP account's
-# (KEYS[1]) and the merchant's share of it (KEYS[2]). ARGV: each bucket's interval and burst
-# tolerance in microseconds, then the longest wait the caller accepts. A call conforms from
+# (KEYS[1]) and the merchant's share of it (KEYS[2]). The share follows the merchants that
+# created in the last ACTIVE_WINDOW seconds (KEYS[3], a sorted set: merchant -> last call, the
+# caller included): with N of them each may take at most 1/(N + 1) of the account's rate (and
+# at most the configured share), so N bursting merchants take at most N/(N + 1) of it and one
+# more merchant always finds room; never less than FLOOR_RATE calls a second.
+# ARGV: the account's interval and burst tolerance in microseconds, the account's rate per
+# second, the configured share, the longest wait the caller accepts (microseconds), the
+# merchant, the window (microseconds) and the floor rate. A call conforms from
 # tat - tolerance on (tat: when the bucket is full again). Returns the wait in microseconds,
 # reserved; or -(the wait needed) - 1, with nothing reserved, when it is longer than the caller
 # accepts.
 _FAIR_RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local rate = tonumber(ARGV[3])
 local max_wait = tonumber(ARGV[5])
+local window = tonumber(ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+redis.call('ZADD', KEYS[3], now, ARGV[6])
+redis.call('PEXPIRE', KEYS[3], math.ceil(window / 1000))
+local active = redis.call('ZCARD', KEYS[3])
+local share = math.min(tonumber(ARGV[4]), 1 / (active + 1))
+local mine = math.min(rate, math.max(rate * share, tonumber(ARGV[8])))
+local intervals = {tonumber(ARGV[1]), math.floor(1000000 / mine)}
+local burst = math.max(1, math.floor(mine))
+local tolerances = {tonumber(ARGV[2]), intervals[2] * (burst - 1)}
 local tats = {}
 local wait = 0
 for i = 1, 2 do
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
   if tat < now then tat = now end
   tats[i] = tat
-  local w = tat - tonumber(ARGV[i + 2]) - now
+  local w = tat - tolerances[i] - now
   if w > wait then wait = w end
 end
 if wait > max_wait then return -wait - 1 end
 for i = 1, 2 do
-  local new_tat = tats[i] + tonumber(ARGV[i])
+  local new_tat = tats[i] + intervals[i]
   local ttl = math.ceil((new_tat - now) / 1000) + 1000
   redis.call('SET', KEYS[i], string.format('%.0f', new_tat), 'PX', ttl)
 end
 return wait
 """
 
+# How recently a merchant must have asked for a create to count as active (and take a share).
+ACTIVE_WINDOW_SECONDS = 10.0
+# The least a merchant's share allows, whatever the number of active merchants (the account's
+# cap still holds: with very many merchants bursting, some of them wait for the account).
+FLOOR_RATE_PER_SECOND = 1.0
+
 
 class FairCap:
-    """A cap on calls towards one PSP account, `rate` per second with a second's burst, of
-    which each merchant may take at most `share`: one merchant's burst waits or is refused while
-    the others' calls still find room."""
+    """A cap on calls towards one PSP account, `rate` per second with a second's burst, shared
+    fairly: with N merchants calling in the last ACTIVE_WINDOW_SECONDS each may take at most
+    1/(N + 1) of it (and at most `share`), so bursting merchants wait or are refused while a
+    calm one still finds room."""
 
     LIMIT = "psp_create"
 
@@ -167,19 +205,20 @@ class FairCap:
         if self.outage.skip():
             self.outage.passed_unchecked()
             return True, 0.0
-        account = (1.0 / rate, rate)
-        merchant_rate = rate * share
-        mine = (1.0 / merchant_rate, merchant_rate)
+        interval = 1.0 / rate
         try:
             wait_us = int(
                 self._script(
-                    keys=[self.key, f"{self.key}:m:{merchant_id}"],
+                    keys=[self.key, f"{self.key}:m:{merchant_id}", f"{self.key}:active"],
                     args=[
-                        int(account[0] * 1e6),
-                        int(mine[0] * 1e6),
-                        _tolerance_us(*account),
-                        _tolerance_us(*mine),
+                        int(interval * 1e6),
+                        _tolerance_us(interval, rate),
+                        repr(float(rate)),
+                        repr(float(share)),
                         int(max_wait * 1e6),
+                        merchant_id,
+                        int(ACTIVE_WINDOW_SECONDS * 1e6),
+                        repr(FLOOR_RATE_PER_SECOND),
                     ],
                 )
             )

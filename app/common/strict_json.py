@@ -10,12 +10,18 @@ ValueError) naming the problem, so callers answer 400 rather than fail later wit
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 # A signed 64-bit integer: the widest column or PSP amount anything here is compared with.
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _INFINITIES = (float("inf"), float("-inf"))
+# What the full walk looks for can only come from these in the text: an escaped surrogate, an
+# integer of 19+ digits (beyond 64 bits, or a float's mantissa towards infinity), an exponent
+# of 3+ digits. Text without them (a string holding such characters is only a false alarm)
+# needs the depth checked, nothing else.
+_MAYBE_UNSAFE = re.compile(r"\\u[dD][89a-fA-F]|\d{19}|[eE][+-]?\d{3}")
 
 
 class StrictJsonError(ValueError):
@@ -69,9 +75,22 @@ def _check(document: Any, limits: Limits) -> None:
                 stack.extend((item, depth + 1) for item in value)
 
 
+def _check_depth(document: Any, limits: Limits) -> None:
+    """The walk of `_check` for containers only (most of a document is scalars)."""
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise StrictJsonError(f"nested deeper than {limits.max_depth} levels")
+        for item in value.values() if isinstance(value, dict) else value:
+            if isinstance(item, dict | list):
+                stack.append((item, depth + 1))
+
+
 def loads(body: bytes | str, limits: Limits) -> Any:
     """The parsed document, or StrictJsonError: not UTF-8, not JSON, or beyond `limits`."""
-    if isinstance(body, bytes):
+    decoded = isinstance(body, bytes)  # valid UTF-8 holds no raw surrogate
+    if decoded:
         try:
             body = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -85,5 +104,11 @@ def loads(body: bytes | str, limits: Limits) -> Any:
         raise
     except ValueError as exc:
         raise StrictJsonError(f"not valid JSON: {exc}") from None
-    _check(document, limits)
+    # The common case, most webhooks and API bodies: no string can be too long, and nothing in
+    # the text could make a surrogate or an out-of-range number: only the depth is left.
+    if decoded and len(body) <= limits.max_string and not _MAYBE_UNSAFE.search(body):
+        if isinstance(document, dict | list):
+            _check_depth(document, limits)
+    else:
+        _check(document, limits)
     return document

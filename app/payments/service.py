@@ -28,7 +28,7 @@ from app.common import idempotency
 from app.common.idempotency import CommandResult, IdempotentCommand, IdempotentRequest
 from app.common.ratelimits import FairCap
 from app.errors import PayBridgeError
-from app.extensions import db, get_redis
+from app.extensions import db, get_limits_redis
 from app.metrics import RATE_LIMITED
 from app.models import IdempotencyRecord, Payment, PaymentStatus, StatusSource, utcnow
 from app.payments.psp_facts import apply_own_session
@@ -337,7 +337,7 @@ def create_cap(psp_name: str) -> FairCap:
         secret = config.get(f"{psp_name.upper()}_SECRET_KEY") or ""  # one account, one cap
         account = hashlib.sha256(secret.encode()).hexdigest()[:16]
         key = f"paybridge:psp-create-cap:{psp_name}:{account}"
-        caps[psp_name] = FairCap(get_redis(), key=key)
+        caps[psp_name] = FairCap(get_limits_redis(), key=key)
     return caps[psp_name]
 
 

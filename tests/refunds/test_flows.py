@@ -420,7 +420,9 @@ def test_a_refund_made_outside_paybridge_is_stored_as_unknown_and_changes_nothin
     assert event.outcome == "unknown_refund" and made["id"] in event.detail
     assert get_row(app, Payment, public_id=pay_id).refunded_amount == 0
     with app.app_context():
-        assert db.session.scalar(db.select(db.func.count(Refund.id))) == 0
+        payment_id = db.session.scalar(db.select(Payment.id).where(Payment.public_id == pay_id))
+        refunds = db.select(db.func.count(Refund.id)).where(Refund.payment_id == payment_id)
+        assert db.session.scalar(refunds) == 0
 
 
 def test_refund_metrics_count_requests_and_outcomes(client, make_merchant, paid_payment):

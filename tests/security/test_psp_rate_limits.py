@@ -7,12 +7,20 @@ stays CREATED, its Idempotency-Key finishes it later, exactly once) while others
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections import Counter
+from contextlib import contextmanager
+
 import pytest
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Payment
+from app.payments.service import create_cap
 from tests.support.api import auth_headers, create_body
+from tests.support.apps import app_with_env
 from tests.support.psp import checkout_sessions
 from tests.support.waiting import wait_until
 
@@ -141,3 +149,136 @@ def test_a_create_just_over_the_share_queues_briefly_instead_of_failing(
 
     assert [r.status_code for r in answers] == [201] * 5, [r.get_json() for r in answers]
     assert all(r.get_json()["status"] == "INITIATED" for r in answers)
+
+
+@pytest.fixture
+def fair_cap(app):
+    """The account's create cap at 30/s, a lone merchant's share the default half, no queueing:
+    the app's own cap object (Redis keys, script) and the settings its creates pass it."""
+    names = (
+        "PSP_CREATE_RATE_PER_SECOND",
+        "PSP_CREATE_MERCHANT_SHARE",
+        "PSP_CREATE_MAX_QUEUE_SECONDS",
+    )
+    saved = {name: app.config[name] for name in names}
+    app.config.update(
+        PSP_CREATE_RATE_PER_SECOND=30.0,
+        PSP_CREATE_MERCHANT_SHARE=0.5,
+        PSP_CREATE_MAX_QUEUE_SECONDS=0.0,
+    )
+    with app.app_context():
+        cap = create_cap(app.config["PSP_NAME"])
+    yield cap
+    app.config.update(saved)
+
+
+@contextmanager
+def bursting(cap, merchant_ids: list[int], *, rate: float, share: float):
+    """Each merchant takes every slot of the cap it can, as fast as it can (as a client sending
+    creates without pause would): yields (taken, refused) counters by merchant."""
+    taken: Counter = Counter()
+    refused: Counter = Counter()
+    stop = threading.Event()
+
+    def burst() -> None:
+        while not stop.is_set():
+            for merchant_id in merchant_ids:
+                allowed, _ = cap.reserve(merchant_id, rate=rate, share=share, max_wait=0.0)
+                (taken if allowed else refused)[merchant_id] += 1
+            stop.wait(0.002)
+
+    thread = threading.Thread(target=burst, daemon=True)
+    thread.start()
+    try:
+        yield taken, refused
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+def test_two_bursting_merchants_leave_room_for_a_calm_one(
+    app, client, make_merchant, emu, fair_cap
+):
+    """Before: each merchant could take the static share (half), so two bursting merchants took
+    the whole account and a third merchant's create was refused. Now each of N active merchants
+    takes at most 1/(N + 1): the bursts are held to their shares and the calm one gets through."""
+    a, _ = make_merchant("Bursting shop A")
+    b, _ = make_merchant("Bursting shop B")
+    _, key_c = make_merchant("Calm shop")
+    config = app.config
+
+    with bursting(
+        fair_cap,
+        [a.id, b.id],
+        rate=config["PSP_CREATE_RATE_PER_SECOND"],
+        share=config["PSP_CREATE_MERCHANT_SHARE"],
+    ) as (taken, refused):
+        wait_until(
+            lambda: refused[a.id] >= 5 and refused[b.id] >= 5,
+            what="both bursting merchants to be over their shares",
+            timeout=20,
+            interval=0.05,
+        )
+        calm = [create(client, key_c, f"calm-{n}") for n in range(3)]
+        still = dict(refused)
+
+    assert [r.status_code for r in calm] == [201] * 3, [r.get_json() for r in calm]
+    assert all(r.get_json()["status"] == "INITIATED" for r in calm)
+    # Both were still bursting, and refused, while the calm merchant's creates went through.
+    assert still[a.id] >= 5 and still[b.id] >= 5
+    assert taken[a.id] > 0 and taken[b.id] > 0
+
+
+# -- a Redis that hangs ---------------------------------------------------------------------------
+
+
+@contextmanager
+def hanging_tcp_server():
+    """A TCP endpoint that accepts every connection and never answers (a hung Redis): yields
+    its redis:// URL."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(128)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                continue
+            held.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for connection in held:
+            connection.close()
+        server.close()
+
+
+def test_with_redis_hanging_creates_still_answer_promptly_and_pass_unchecked(
+    app, make_merchant, emu
+):
+    """Before: the create cap used the app's shared Redis client (5 s read timeout): every probe
+    of a Redis that accepts and never answers held a create for 5 s. Now the cap has a client of
+    its own with the limits' short timeouts, and only one request of the process probes."""
+    _, key = make_merchant("Shop")
+    with hanging_tcp_server() as hung:
+        with app_with_env(REDIS_URL=hung, RATELIMIT_STORAGE_URI=hung) as other:
+            client = other.test_client()
+            answered = []
+            for n in range(3):
+                started = time.monotonic()
+                response = create(client, key, f"hung-{n}")
+                answered.append((response.status_code, time.monotonic() - started))
+
+    assert [status for status, _ in answered] == [201] * 3, answered
+    # A generous deadline: each create takes well under a second here; 5 s before.
+    assert all(seconds < 4.0 for _, seconds in answered), answered

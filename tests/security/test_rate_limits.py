@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.support.api import auth_headers, create_body
+from tests.support.apps import app_with_env
 from tests.support.gunicorn import free_port, running_gunicorn
 from tests.support.waiting import wait_until
 
@@ -173,6 +174,31 @@ def test_requests_without_a_valid_key_are_limited_per_address(
     assert client.get("/api/v1/payments", headers=auth_headers(key)).status_code == 200
 
 
+def test_the_global_limits_are_the_settings_of_the_environment(app, make_merchant):
+    """API_RATE_LIMIT_READ/WRITE_PER_SECOND set in the environment are every key's limits
+    (a merchant without limits of its own), reads and writes apart."""
+    _, key = make_merchant("Shop with the default limits")
+    with app_with_env(
+        API_RATE_LIMIT_READ_PER_SECOND="3", API_RATE_LIMIT_WRITE_PER_SECOND="2"
+    ) as other:
+        client = other.test_client()
+        read_limited, reads = until_limited(
+            lambda: client.get("/api/v1/payments", headers=auth_headers(key))
+        )
+        write_limited, writes = until_limited(
+            lambda: client.post("/api/v1/payments", json={}, headers=auth_headers(key, "w"))
+        )
+
+    assert {r.status_code for r in reads} == {200} and len(reads) >= 3
+    assert_rate_headers(reads[0], 3)
+    assert "3 per second per API key" in read_limited.json["error"]["message"]
+    assert_rate_headers(read_limited, 3)
+    assert {r.status_code for r in writes} == {400} and len(writes) >= 2  # counted, errors too
+    assert_rate_headers(writes[0], 2)
+    assert "2 per second per API key" in write_limited.json["error"]["message"]
+    assert_rate_headers(write_limited, 2)
+
+
 # -- real processes ------------------------------------------------------------------------------
 
 
@@ -276,3 +302,80 @@ def test_the_dashboard_shows_a_merchant_its_keys_limits(client_a, client_b, tena
     assert "this merchant's own limits" in own
     assert "<strong>100</strong> reads and <strong>100</strong> writes per second" in default
     assert "PayBridge's defaults" in default
+
+
+# -- the outage's log and probe, on a fake clock -------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def outage_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "app.common.ratelimits"]
+
+
+def test_an_outage_is_logged_when_it_starts_once_a_minute_and_when_it_ends(clock, caplog):
+    from app.common.ratelimits import Outage
+
+    caplog.set_level("WARNING", logger="app.common.ratelimits")
+    outage = Outage("api", clock)
+
+    outage.failed(ConnectionError("refused"))
+    outage.passed_unchecked()
+    for _ in range(59):  # a request a second for the rest of the first minute: no reminder
+        clock.now += 1
+        outage.passed_unchecked()
+    assert len(outage_lines(caplog)) == 1
+    assert "storage unreachable (ConnectionError)" in outage_lines(caplog)[0]
+
+    clock.now += 1  # a minute after the first line
+    outage.passed_unchecked()
+    clock.now += 30
+    outage.passed_unchecked()
+    lines = outage_lines(caplog)
+    assert len(lines) == 2
+    assert "still unreachable; 61 requests passed unchecked in the last minute" in lines[1]
+
+    clock.now += 30  # a minute after the reminder: the next one counts only its own minute
+    outage.passed_unchecked()
+    assert "still unreachable; 2 requests passed unchecked" in outage_lines(caplog)[2]
+
+    clock.now += 5
+    outage.answered()
+    outage.answered()  # up again: said once
+    lines = outage_lines(caplog)
+    assert len(lines) == 4
+    assert "answers again after 125 s (0 requests unchecked)" in lines[3]
+
+
+def test_while_the_storage_is_down_one_request_at_a_time_probes_it(clock):
+    """A storage that hangs costs its timeout to the request that probes it: the requests that
+    arrive meanwhile skip it rather than each wait the timeout too."""
+    from app.common.ratelimits import RETRY_STORAGE_SECONDS, Outage
+
+    outage = Outage("psp_create", clock)
+    assert outage.skip() is False  # up: every request asks the storage
+    outage.failed(TimeoutError())
+    assert outage.skip() is True
+
+    clock.now += RETRY_STORAGE_SECONDS  # due: the first caller probes, the others skip
+    assert outage.skip() is False
+    assert [outage.skip() for _ in range(5)] == [True] * 5
+
+    outage.failed(TimeoutError())  # the probe timed out: skip again until the next retry
+    clock.now += RETRY_STORAGE_SECONDS / 2
+    assert outage.skip() is True
+    clock.now += RETRY_STORAGE_SECONDS / 2
+    assert outage.skip() is False
+    outage.answered()  # the probe answered: everyone asks again
+    assert [outage.skip() for _ in range(3)] == [False] * 3

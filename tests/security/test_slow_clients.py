@@ -3,7 +3,8 @@ gunicorn.conf.py and PAYBRIDGE_ENV=production, the Procfile's gthread model (one
 threads here), behind Debian's nginx configured by the repository's deploy/nginx/paybridge.conf —
 answers /healthz and an authenticated API call while 160 clients each declare a large body and
 send it a byte every two seconds and 40 more drip their headers; once they stall, nginx cuts them
-off. Straight against gunicorn, four such clients would hold all four threads."""
+off. Straight against gunicorn, as many such clients as it has threads hold them all (shown
+here with two)."""
 
 from __future__ import annotations
 
@@ -51,10 +52,8 @@ PROBE_TIMEOUT = 15  # seconds: generous; starved, these requests would wait for 
 # the slow clients last
 
 
-@pytest.fixture(scope="module")
-def production_stack(app):
-    """gunicorn in production behind nginx: (nginx, gunicorn's own URL)."""
-    environment = {
+def production_environment(app) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if k not in environment_variables()},
         **safe_production_settings(app.config["SQLALCHEMY_DATABASE_URI"]),
         "PAYBRIDGE_ENV": "production",
@@ -62,8 +61,13 @@ def production_stack(app):
         "RATELIMIT_STORAGE_URI": app.config["REDIS_URL"],
         "PROXY_FIX_HOPS": "1",  # nginx is the one proxy in front
     }
+
+
+@pytest.fixture(scope="module")
+def production_stack(app):
+    """gunicorn in production behind nginx: (nginx, gunicorn's own URL)."""
     gthread = ("--worker-class", "gthread", "--threads", "4")
-    with running_gunicorn(environment, workers=1, extra=gthread) as gunicorn_url:
+    with running_gunicorn(production_environment(app), workers=1, extra=gthread) as gunicorn_url:
         with running_nginx(gunicorn_url.removeprefix("http://")) as nginx:
             yield nginx, gunicorn_url
 
@@ -175,6 +179,28 @@ def test_slow_clients_neither_starve_health_checks_nor_the_api(production_stack,
     assert listed.status_code == 200 and listed.json()["data"] == []
 
 
+def test_without_nginx_a_few_slow_clients_starve_gunicorn(app):
+    """Why nginx is there, and proof the attack above bites: straight against gunicorn (one
+    process of two threads), two clients that send half their headers and wait hold both
+    threads, and /healthz gets no answer until they leave."""
+    gthread = ("--worker-class", "gthread", "--threads", "2")
+    with running_gunicorn(production_environment(app), workers=1, extra=gthread) as url:
+        port = int(url.rsplit(":", 1)[1])
+        slow = []
+        for _ in range(2):
+            client = socket.create_connection(("127.0.0.1", port), timeout=10)
+            client.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+            slow.append(client)
+        try:
+            with pytest.raises(requests.exceptions.Timeout):
+                requests.get(f"{url}/healthz", timeout=5)
+        finally:
+            for client in slow:
+                client.close()
+        # Gone, they free the threads: gunicorn itself was never broken.
+        wait_until(lambda: requests.get(f"{url}/healthz", timeout=5).ok, what="gunicorn answers")
+
+
 def test_nginx_refuses_a_body_over_the_apps_limit_in_the_api_error_shape(production_stack):
     nginx, _ = production_stack
     response = requests.post(
@@ -186,6 +212,31 @@ def test_nginx_refuses_a_body_over_the_apps_limit_in_the_api_error_shape(product
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert_protected(response)
+
+
+def test_nginx_refuses_oversized_headers_in_the_api_error_shape(production_stack):
+    nginx, _ = production_stack
+    response = requests.get(
+        f"{nginx.url}/healthz", headers={"X-Big": "x" * 10_000}, verify=str(nginx.ca), timeout=30
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "BAD_REQUEST"
+    assert_protected(response)
+
+
+def assert_protected(response: requests.Response) -> None:
+    """An answer nginx wrote itself carries the protections PayBridge puts on its own."""
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_gunicorn_listens_to_this_machine_only_unless_told():
+    """nginx in front is the way in: a gunicorn port open to others would let anyone skip its
+    slow-client cut-offs and forge the X-Forwarded-* headers PROXY_FIX_HOPS trusts."""
+    web = next(ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith("web:"))
+    assert "--bind ${WEB_BIND:-127.0.0.1}:${PORT:-5000}" in web
 
 
 def test_the_recipes_limits_agree_with_the_apps():

@@ -21,7 +21,16 @@ from app.extensions import limiter
 from app.metrics import RATE_LIMITED
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-outage = Outage("api")
+OUTAGE_KEY = "paybridge_api_limit_outage"
+
+
+def _outage() -> Outage:
+    """The app's view of its limits' storage (one per app: each app counts on its own)."""
+    extensions = current_app.extensions
+    outage = extensions.get(OUTAGE_KEY)
+    if outage is None:
+        outage = extensions.setdefault(OUTAGE_KEY, Outage("api"))
+    return outage
 
 
 def check_key(merchant_id: int, key_id: int, limits: KeyLimits) -> None:
@@ -41,6 +50,7 @@ def check_anonymous() -> None:
 
 
 def _check(identity: str, limit: int, scope: str) -> None:
+    outage = _outage()
     if not limiter.enabled or outage.skip():
         if limiter.enabled:
             outage.passed_unchecked()
