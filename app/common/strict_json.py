@@ -10,18 +10,12 @@ ValueError) naming the problem, so callers answer 400 rather than fail later wit
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 # A signed 64-bit integer: the widest column or PSP amount anything here is compared with.
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _INFINITIES = (float("inf"), float("-inf"))
-# What the full walk looks for can only come from these in the text: an escaped surrogate, an
-# integer of 19+ digits (beyond 64 bits, or a float's mantissa towards infinity), an exponent
-# of 3+ digits. Text without them (a string holding such characters is only a false alarm)
-# needs the depth checked, nothing else.
-_MAYBE_UNSAFE = re.compile(r"\\u[dD][89a-fA-F]|\d{19}|[eE][+-]?\d{3}")
 
 
 class StrictJsonError(ValueError):
@@ -75,16 +69,22 @@ def _check(document: Any, limits: Limits) -> None:
                 stack.extend((item, depth + 1) for item in value)
 
 
-def _check_depth(document: Any, limits: Limits) -> None:
-    """The walk of `_check` for containers only (most of a document is scalars)."""
+def _check_containers_and_numbers(document: Any, limits: Limits) -> None:
+    """`_check` without looking at strings, for text that cannot hold a bad one."""
     stack: list[tuple[Any, int]] = [(document, 1)]
     while stack:
         value, depth = stack.pop()
         if depth > limits.max_depth:
             raise StrictJsonError(f"nested deeper than {limits.max_depth} levels")
-        for item in value.values() if isinstance(value, dict) else value:
-            if isinstance(item, dict | list):
+        for item in value.values() if type(value) is dict else value:
+            kind = type(item)
+            if kind is dict or kind is list:
                 stack.append((item, depth + 1))
+            elif kind is int:
+                if not INT_MIN <= item <= INT_MAX:
+                    raise StrictJsonError("a number is out of range")
+            elif kind is float and item in _INFINITIES:
+                raise StrictJsonError("a number is out of range")
 
 
 def loads(body: bytes | str, limits: Limits) -> Any:
@@ -104,11 +104,12 @@ def loads(body: bytes | str, limits: Limits) -> Any:
         raise
     except ValueError as exc:
         raise StrictJsonError(f"not valid JSON: {exc}") from None
-    # The common case, most webhooks and API bodies: no string can be too long, and nothing in
-    # the text could make a surrogate or an out-of-range number: only the depth is left.
-    if decoded and len(body) <= limits.max_string and not _MAYBE_UNSAFE.search(body):
-        if isinstance(document, dict | list):
-            _check_depth(document, limits)
+    # The common case, most webhooks and API bodies: text no longer than a string may be and
+    # without \u escapes (a surrogate can only come from one) holds no bad string, so only
+    # containers and numbers are left to check (strings are most of a document).
+    quick = decoded and len(body) <= limits.max_string and "\\u" not in body
+    if quick and type(document) in (dict, list):
+        _check_containers_and_numbers(document, limits)
     else:
         _check(document, limits)
     return document
