@@ -367,25 +367,11 @@ def production_app(app, monkeypatch):
 @pytest.fixture
 def dead_db_app(app):
     """A second app whose database (and Redis) cannot be reached."""
-    from app import create_app
+    from tests.support.apps import app_with_env
 
-    overrides = {
-        "DATABASE_URL": "mysql+pymysql://root@127.0.0.1:1/paybridge?charset=utf8mb4",
-        "REDIS_URL": "redis://127.0.0.1:1/0",
-        "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:1/0",
-    }
-    saved = {name: os.environ.get(name) for name in overrides}
-    os.environ.update(overrides)
-    try:
-        dead = create_app("testing")
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    yield dead
-    from app.extensions import db
-
-    with dead.app_context():
-        db.engine.dispose()
+    with app_with_env(
+        DATABASE_URL="mysql+pymysql://root@127.0.0.1:1/paybridge?charset=utf8mb4",
+        REDIS_URL="redis://127.0.0.1:1/0",
+        RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0",
+    ) as dead:
+        yield dead

@@ -15,3 +15,20 @@ def restore_api(app):
 
     api._app = app
     api.config = PrefixedMappingProxy(app.config, api.config_prefix)
+
+
+@pytest.fixture
+def sqlite_app(app, tmp_path, monkeypatch, restore_api):
+    """The demo's embedded database: a second app on SQLite, schema from the migrations."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'demo.sqlite3'}")
+    demo = create_app("testing")
+    with demo.app_context():
+        upgrade()
+    yield demo
+    with demo.app_context():
+        db.engine.dispose()

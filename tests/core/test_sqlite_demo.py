@@ -5,26 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from app.models import PaymentStatus, StatusSource
 from tests.support.factories import add_merchant, record_payment
-
-
-@pytest.fixture
-def sqlite_app(app, tmp_path, monkeypatch, restore_api):
-    from flask_migrate import upgrade
-
-    from app import create_app
-    from app.extensions import db
-
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'demo.sqlite3'}")
-    demo = create_app("testing")
-    with demo.app_context():
-        upgrade()
-    yield demo
-    with demo.app_context():
-        db.engine.dispose()
 
 
 def initiated_payment(app, reference: str, notify_url: str | None = None) -> int:

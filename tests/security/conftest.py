@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, settings
 
 from app.extensions import db
 from app.models import Merchant
-from tests.core.conftest import restore_api  # noqa: F401  (a second app rebinds extensions)
+from tests.core.conftest import restore_api, sqlite_app  # noqa: F401  (second apps)
 
 # The property-based tests (test_fuzz_*.py) run in the suite under "paybridge": a modest number
 # of examples, derandomized (the same examples every run: a failure is never luck), no deadline

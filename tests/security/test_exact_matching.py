@@ -103,24 +103,6 @@ def test_every_way_to_build_the_schema_gives_the_same_collations(
         limiter.init_app(app)
 
 
-@pytest.fixture
-def sqlite_app(app, tmp_path, monkeypatch, restore_api):
-    """The demo's embedded database: SQLite, schema from the migrations."""
-    from flask_migrate import upgrade
-
-    from app import create_app
-    from app.extensions import limiter
-
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'exact.sqlite3'}")
-    demo = create_app("testing")
-    with demo.app_context():
-        upgrade()
-    yield demo
-    with demo.app_context():
-        db.engine.dispose()
-    limiter.init_app(app)
-
-
 def _stores_and_finds_exactly(application) -> None:
     """References, Idempotency-Keys, public and PSP ids that differ only in case or trailing
     spaces are different rows, and each finds only itself."""
