@@ -82,22 +82,10 @@ def test_psp_429s_of_one_merchant_do_not_open_the_breaker_for_the_others(
 
 
 @pytest.fixture
-def small_psp_cap(app):
+def small_psp_cap(app, monkeypatch):
     """The account's create cap at 10/s, one merchant's share 2/s, no queueing: a merchant's
     creates beyond its share are refused at once."""
-    names = (
-        "PSP_CREATE_RATE_PER_SECOND",
-        "PSP_CREATE_MERCHANT_SHARE",
-        "PSP_CREATE_MAX_QUEUE_SECONDS",
-    )
-    saved = {name: app.config[name] for name in names}
-    app.config.update(
-        PSP_CREATE_RATE_PER_SECOND=10.0,
-        PSP_CREATE_MERCHANT_SHARE=0.2,
-        PSP_CREATE_MAX_QUEUE_SECONDS=0.0,
-    )
-    yield
-    app.config.update(saved)
+    set_psp_cap(app, monkeypatch, rate=10.0, share=0.2)
 
 
 def test_one_merchants_burst_gets_503_while_another_merchant_goes_on(
@@ -152,24 +140,19 @@ def test_a_create_just_over_the_share_queues_briefly_instead_of_failing(
 
 
 @pytest.fixture
-def fair_cap(app):
+def fair_cap(app, monkeypatch):
     """The account's create cap at 30/s, a lone merchant's share the default half, no queueing:
     the app's own cap object (Redis keys, script) and the settings its creates pass it."""
-    names = (
-        "PSP_CREATE_RATE_PER_SECOND",
-        "PSP_CREATE_MERCHANT_SHARE",
-        "PSP_CREATE_MAX_QUEUE_SECONDS",
-    )
-    saved = {name: app.config[name] for name in names}
-    app.config.update(
-        PSP_CREATE_RATE_PER_SECOND=30.0,
-        PSP_CREATE_MERCHANT_SHARE=0.5,
-        PSP_CREATE_MAX_QUEUE_SECONDS=0.0,
-    )
+    set_psp_cap(app, monkeypatch, rate=30.0, share=0.5)
     with app.app_context():
-        cap = create_cap(app.config["PSP_NAME"])
-    yield cap
-    app.config.update(saved)
+        return create_cap(app.config["PSP_NAME"])
+
+
+def set_psp_cap(app, monkeypatch, *, rate: float, share: float) -> None:
+    """The create cap's settings for one test, without queueing (refused at once)."""
+    monkeypatch.setitem(app.config, "PSP_CREATE_RATE_PER_SECOND", rate)
+    monkeypatch.setitem(app.config, "PSP_CREATE_MERCHANT_SHARE", share)
+    monkeypatch.setitem(app.config, "PSP_CREATE_MAX_QUEUE_SECONDS", 0.0)
 
 
 @contextmanager
