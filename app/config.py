@@ -306,10 +306,10 @@ class Config(BaseSettings):
     API_RATE_LIMIT_WRITE_PER_SECOND: Count = 100
     API_RATE_LIMIT_ANONYMOUS_PER_SECOND: Count = 10
     # Creates towards the PSP share one cap for the Stripe account (all processes, in Redis).
-    # With N merchants creating in the last 10 s each may take at most 1/(N + 1) of it, and
-    # never more than PSP_CREATE_MERCHANT_SHARE (what a merchant alone may take), so bursting
-    # merchants leave room for one more. A create that would wait longer than the queue time
-    # answers 503 PSP_RATE_LIMITED.
+    # While the account is at least half busy, each of the N merchants creating in the last
+    # 10 s may take at most 1/(N + 1) of it, and never more than PSP_CREATE_MERCHANT_SHARE
+    # (what a merchant alone may take), so bursting merchants leave room for one more. A create
+    # that would wait longer than the queue time answers 503 PSP_RATE_LIMITED.
     PSP_CREATE_RATE_PER_SECOND: Annotated[float, Field(gt=0)] = 50.0
     PSP_CREATE_MERCHANT_SHARE: Annotated[float, Field(gt=0, le=1)] = 0.5
     PSP_CREATE_MAX_QUEUE_SECONDS: Annotated[float, Field(ge=0, le=10)] = 0.5

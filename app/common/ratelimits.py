@@ -136,7 +136,9 @@ def count_in_window(storage, identity: str, limit: int) -> Quota:
 # created in the last ACTIVE_WINDOW seconds (KEYS[3], a sorted set: merchant -> last call, the
 # caller included): with N of them each may take at most 1/(N + 1) of the account's rate (and
 # at most the configured share), so N bursting merchants take at most N/(N + 1) of it and one
-# more merchant always finds room; never less than FLOOR_RATE calls a second.
+# more merchant always finds room; never less than FLOOR_RATE calls a second. Shares hold only
+# while the account's bucket is at least half used: many calm merchants do not hold a busy one
+# to a small share while the account has room.
 # ARGV: the account's interval and burst tolerance in microseconds, the account's rate per
 # second, the configured share, the longest wait the caller accepts (microseconds), the
 # merchant, the window (microseconds) and the floor rate. A call conforms from
@@ -159,19 +161,24 @@ local intervals = {tonumber(ARGV[1]), math.floor(1000000 / mine)}
 local burst = math.max(1, math.floor(mine))
 local tolerances = {tonumber(ARGV[2]), intervals[2] * (burst - 1)}
 local tats = {}
-local wait = 0
 for i = 1, 2 do
   local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
   if tat < now then tat = now end
   tats[i] = tat
-  local w = tat - tolerances[i] - now
-  if w > wait then wait = w end
 end
+-- Shares hold only while the account is at least half busy: with room to spare, one merchant
+-- may use it (the account's own bucket still holds).
+local shared = tats[1] - now >= tolerances[1] / 2
+local wait = math.max(0, tats[1] - tolerances[1] - now)
+if shared then wait = math.max(wait, tats[2] - tolerances[2] - now) end
 if wait > max_wait then return -wait - 1 end
+-- The merchant's bucket counts its calls either way, but never beyond full: a merchant that
+-- used spare room is held to its share once the account is busy, not punished for the past.
+local full = now + tolerances[2] + intervals[2]
+local new_tats = {tats[1] + intervals[1], math.min(tats[2] + intervals[2], full)}
 for i = 1, 2 do
-  local new_tat = tats[i] + intervals[i]
-  local ttl = math.ceil((new_tat - now) / 1000) + 1000
-  redis.call('SET', KEYS[i], string.format('%.0f', new_tat), 'PX', ttl)
+  local ttl = math.ceil((new_tats[i] - now) / 1000) + 1000
+  redis.call('SET', KEYS[i], string.format('%.0f', new_tats[i]), 'PX', ttl)
 end
 return wait
 """
@@ -185,9 +192,9 @@ FLOOR_RATE_PER_SECOND = 1.0
 
 class FairCap:
     """A cap on calls towards one PSP account, `rate` per second with a second's burst, shared
-    fairly: with N merchants calling in the last ACTIVE_WINDOW_SECONDS each may take at most
-    1/(N + 1) of it (and at most `share`), so bursting merchants wait or are refused while a
-    calm one still finds room."""
+    fairly: while the account is at least half busy, each of the N merchants calling in the last
+    ACTIVE_WINDOW_SECONDS may take at most 1/(N + 1) of it (and at most `share`), so bursting
+    merchants wait or are refused while a calm one still finds room."""
 
     LIMIT = "psp_create"
 

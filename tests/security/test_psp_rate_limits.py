@@ -212,6 +212,23 @@ def test_two_bursting_merchants_leave_room_for_a_calm_one(
     assert taken[a.id] > 0 and taken[b.id] > 0
 
 
+def test_many_calm_merchants_do_not_hold_a_busy_one_while_the_account_has_room(
+    app, make_merchant, fair_cap
+):
+    """Before: each of N merchants active in the last 10 s could take only 1/(N + 1) of the
+    account whatever the account's load, so five merchants' single creates held a sixth to
+    30/7 ≈ 4 a second while the account (30/s) sat mostly idle. Shares hold only once the
+    account is half busy."""
+    config = app.config
+    rate, share = config["PSP_CREATE_RATE_PER_SECOND"], config["PSP_CREATE_MERCHANT_SHARE"]
+    calm = [make_merchant(f"Calm shop {n}")[0] for n in range(5)]
+    busy, _ = make_merchant("Busy shop")
+    for merchant in calm:
+        assert fair_cap.reserve(merchant.id, rate=rate, share=share, max_wait=0.0)[0]
+    answers = [fair_cap.reserve(busy.id, rate=rate, share=share, max_wait=0.0) for _ in range(6)]
+    assert [allowed for allowed, _ in answers] == [True] * 6, answers
+
+
 # -- a Redis that hangs ---------------------------------------------------------------------------
 
 
