@@ -28,7 +28,21 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
-csrf = CSRFProtect()
+
+
+class ReferrerSafeCSRFProtect(CSRFProtect):
+    """Flask-WTF's CSRF check of an HTTPS form post compares the Referer's port with urllib,
+    which raises a bare ValueError on `https://[` or a port out of range (a 500): such a
+    header is the CSRF failure it is, a 400."""
+
+    def protect(self, *args, **kwargs):
+        try:
+            return super().protect(*args, **kwargs)
+        except ValueError:
+            self._error_response("The referrer header is malformed.")
+
+
+csrf = ReferrerSafeCSRFProtect()
 login_manager = LoginManager()
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 api = Api()

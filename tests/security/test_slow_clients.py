@@ -215,11 +215,15 @@ def test_nginx_refuses_a_body_over_the_apps_limit_in_the_api_error_shape(product
     assert_protected(response)
 
 
-def test_nginx_refuses_oversized_headers_in_the_api_error_shape(production_stack):
+@pytest.mark.parametrize(
+    ("scheme", "headers"),
+    [("https", {"X-Big": "x" * 10_000}), ("http", {})],
+    ids=["header over 8 KiB", "plain HTTP to the HTTPS port"],
+)
+def test_nginx_refuses_malformed_requests_in_the_api_error_shape(production_stack, scheme, headers):
     nginx, _ = production_stack
-    response = requests.get(
-        f"{nginx.url}/healthz", headers={"X-Big": "x" * 10_000}, verify=str(nginx.ca), timeout=30
-    )
+    url = f"{scheme}://{nginx.url.split('://', 1)[1]}/healthz"
+    response = requests.get(url, headers=headers, verify=str(nginx.ca), timeout=30)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "BAD_REQUEST"
     assert_protected(response)

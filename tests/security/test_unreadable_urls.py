@@ -43,6 +43,23 @@ def test_logging_in_with_an_unreadable_next_goes_to_the_overview(app, tenants, n
     assert answer.headers["Location"] == "/dashboard/"
 
 
+@pytest.mark.parametrize("referrer", ["https://[", "https://localhost:99999/", "https://[zz]/"])
+def test_an_https_form_post_with_an_unreadable_referrer_is_a_csrf_failure(app, tenants, referrer):
+    """Over HTTPS (always, in production) the CSRF check reads the Referer's port: a header
+    urllib cannot read is refused as a CSRF failure, not a 500."""
+    client = app.test_client()
+    page = client.get("/dashboard/login", base_url="https://localhost")
+    answer = client.post(
+        "/dashboard/login",
+        base_url="https://localhost",
+        headers={"Referer": referrer},
+        data={"email": tenants.a_email, "password": "correct horse battery",
+              "csrf_token": csrf_from(page.get_data(as_text=True))},
+    )  # fmt: skip
+    assert answer.status_code == 400
+    assert "referrer" in answer.get_data(as_text=True).lower()
+
+
 @pytest.mark.parametrize(
     ("url", "why"),
     [("http://[zz]/", "cannot be read"), ("http://[", "cannot be read"),
