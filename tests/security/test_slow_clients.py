@@ -34,8 +34,8 @@ from tests.support.nginx import (
     check_inside_debians_config,
     render_site,
     running_nginx,
-    self_signed_certificate,
     site_values,
+    tls_certificate,
 )
 from tests.support.production import safe_production_settings
 from tests.support.waiting import wait_until
@@ -262,7 +262,7 @@ def test_the_recipes_limits_agree_with_the_apps():
     reason="nginx -t of Debian's own nginx.conf reads root's files",
 )
 def test_the_site_fits_inside_debians_nginx_conf(tmp_path):
-    cert, key = self_signed_certificate(tmp_path)
+    cert, key, _ca = tls_certificate(tmp_path)
     site = render_site(site_values("127.0.0.1:8000", cert, key))
     checked = check_inside_debians_config(site, tmp_path)
     assert checked.returncode == 0, checked.stderr

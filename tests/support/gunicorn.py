@@ -12,6 +12,7 @@ from pathlib import Path
 
 import requests
 
+from tests.support.processes import stop_process
 from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,9 +66,4 @@ def running_gunicorn(
         wait_until(answering, what="gunicorn answering /healthz", timeout=30, interval=0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

@@ -5,9 +5,7 @@ nothing of the machine's nginx is used or touched."""
 
 from __future__ import annotations
 
-import datetime
 import getpass
-import ipaddress
 import os
 import re
 import shutil
@@ -19,12 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+import trustme
 
 from tests.support.gunicorn import ROOT, free_port
+from tests.support.processes import stop_process
 from tests.support.waiting import wait_until
 
 NGINX = "/usr/sbin/nginx"  # Debian's package; scripts/setup.sh installs it
@@ -42,39 +38,18 @@ def render_site(values: dict[str, str]) -> str:
     return text
 
 
-def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (and localhost), and its key; the certificate is also the
-    CA a client verifies it with."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+def tls_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """nginx's certificate for 127.0.0.1 and localhost, its key, and the throwaway CA (trustme)
+    a client verifies it with."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
     cert_path, key_path = directory / "tls.crt", directory / "tls.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+    ca_path = directory / "ca.crt"
+    for number, pem in enumerate(issued.cert_chain_pems):
+        pem.write_to_path(str(cert_path), append=number > 0)
+    issued.private_key_pem.write_to_path(str(key_path))
+    ca.cert_pem.write_to_path(str(ca_path))
+    return cert_path, key_path, ca_path
 
 
 def site_values(upstream: str, cert: Path, key: Path) -> dict[str, str]:
@@ -129,7 +104,7 @@ def running_nginx(upstream: str) -> Iterator[RunningNginx]:
     once https /healthz answers through it."""
     workdir = Path(tempfile.mkdtemp(prefix="paybridge-nginx-"))
     try:
-        cert, key = self_signed_certificate(workdir)
+        cert, key, ca = tls_certificate(workdir)
         values = site_values(upstream, cert, key)
         site = workdir / "paybridge.conf"
         site.write_text(render_site(values))
@@ -138,12 +113,12 @@ def running_nginx(upstream: str) -> Iterator[RunningNginx]:
         command = [NGINX, "-p", str(workdir), "-c", str(config), "-e", str(workdir / "error.log")]
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         port = int(values["PAYBRIDGE_HTTPS_PORT"].rsplit(":", 1)[1])
-        running = RunningNginx(f"https://127.0.0.1:{port}", port, cert, workdir)
+        running = RunningNginx(f"https://127.0.0.1:{port}", port, ca, workdir)
 
         def answering() -> bool:
             assert proc.poll() is None, f"nginx exited:\n{running.error_log()}"
             try:
-                return requests.get(f"{running.url}/healthz", verify=str(cert), timeout=3).ok
+                return requests.get(f"{running.url}/healthz", verify=str(ca), timeout=3).ok
             except requests.RequestException:
                 return False
 
@@ -151,12 +126,7 @@ def running_nginx(upstream: str) -> Iterator[RunningNginx]:
             wait_until(answering, what="nginx answering /healthz", timeout=30, interval=0.1)
             yield running
         finally:
-            proc.terminate()  # nginx's fast shutdown
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
