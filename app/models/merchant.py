@@ -8,7 +8,7 @@ import secrets
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import Boolean, ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -72,6 +72,8 @@ class ApiKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(Timestamp)
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Stripe's mode: a live key (pbk_live_…) makes live payments, a test key test ones.
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     merchant: Mapped[Merchant] = relationship(back_populates="api_keys")
 
