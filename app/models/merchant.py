@@ -16,7 +16,9 @@ from app.extensions import db
 from app.models.base import ExactString, Timestamp, utcnow
 
 API_KEY_PREFIX = "pbk_"
-API_KEY_SHOWN_CHARS = 12
+# Keys say their mode, as Stripe's do: pbk_live_… makes live payments, pbk_test_… test ones.
+API_KEY_MODE_PREFIXES = {False: "pbk_test_", True: "pbk_live_"}
+API_KEY_SHOWN_CHARS = 16
 
 
 def new_signing_secret() -> str:
@@ -82,14 +84,17 @@ class ApiKey(db.Model):
         return self.revoked_at is None
 
     @staticmethod
-    def generate(merchant: Merchant, name: str = "default") -> tuple[ApiKey, str]:
-        """Make a key; the raw key is returned once and never stored."""
-        raw = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    def generate(
+        merchant: Merchant, name: str = "default", *, livemode: bool = False
+    ) -> tuple[ApiKey, str]:
+        """Make a key of one mode; the raw key is returned once and never stored."""
+        raw = API_KEY_MODE_PREFIXES[livemode] + secrets.token_urlsafe(32)
         key = ApiKey(
             merchant=merchant,
             name=name,
             prefix=raw[:API_KEY_SHOWN_CHARS],
             key_hash=hash_api_key(raw),
+            livemode=livemode,
         )
         return key, raw
 

@@ -7,7 +7,8 @@ Create Date: 2026-12-07 09:30:00
 A payment's mode follows the API key that created it and decides which Stripe keys and webhook
 endpoint serve it; an event's livemode must match its payment's. Rows from before this migration
 are test mode (false). A deployment that ran on a live Stripe key until now marks its existing
-rows live once: `flask modes adopt-live` (see docs/deploy.md).
+rows live once: `flask modes adopt-live` (see docs/deploy.md). New API keys say their mode
+(pbk_test_…, pbk_live_…), so the part of a key shown to tell keys apart grows to 16 characters.
 """
 import sqlalchemy as sa
 from alembic import op
@@ -27,9 +28,17 @@ def upgrade():
             batch.add_column(
                 sa.Column('livemode', sa.Boolean(), nullable=False, server_default=sa.false())
             )
+    with op.batch_alter_table('api_keys') as batch:
+        batch.alter_column(
+            'prefix', existing_type=sa.String(12), type_=sa.String(16), existing_nullable=False
+        )
 
 
 def downgrade():
+    with op.batch_alter_table('api_keys') as batch:
+        batch.alter_column(
+            'prefix', existing_type=sa.String(16), type_=sa.String(12), existing_nullable=False
+        )
     for table in TABLES:
         with op.batch_alter_table(table) as batch:
             batch.drop_column('livemode')
