@@ -23,7 +23,7 @@ import pybreaker
 import stripe
 
 from app.common import strict_json
-from app.metrics import PSP_CALL_SECONDS, PSP_ERRORS
+from app.metrics import PSP_CALL_SECONDS, PSP_CIRCUIT_OPEN, PSP_CIRCUIT_OPENED, PSP_ERRORS
 from app.psp.base import (
     CheckoutRequest,
     CheckoutSession,
@@ -75,6 +75,19 @@ class _Breaker(pybreaker.CircuitBreaker):
         with self._lock:
             state = self.state
         return state.call(func, *args, **kwargs)
+
+
+class _BreakerMetrics(pybreaker.CircuitBreakerListener):
+    """Says in the metrics when the breaker opens and closes (the alert rules read them)."""
+
+    def state_change(self, cb, old_state, new_state) -> None:
+        is_open = new_state.name != pybreaker.STATE_CLOSED
+        PSP_CIRCUIT_OPEN.labels(cb.name).set(1 if is_open else 0)
+        if new_state.name == pybreaker.STATE_OPEN:
+            PSP_CIRCUIT_OPENED.labels(cb.name).inc()
+            log.error("%s circuit breaker opened: calls fail for %s s", cb.name, cb.reset_timeout)
+        elif new_state.name == pybreaker.STATE_CLOSED:
+            log.warning("%s circuit breaker closed: calls go through again", cb.name)
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -354,7 +367,9 @@ class StripeProvider(PaymentProvider):
                 lambda exc: not isinstance(exc, PspUnavailable) or isinstance(exc, PspRateLimited)
             ],
             name="stripe",
+            listeners=[_BreakerMetrics()],
         )
+        PSP_CIRCUIT_OPEN.labels(self.breaker.name).set(0)  # exported before any call
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, livemode: bool = False) -> StripeProvider:
