@@ -82,6 +82,14 @@ def build_formatter(log_format: str) -> logging.Formatter:
     return JsonLineFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
 
 
+def format_server_lines(logger: logging.Logger, log_format: str) -> None:
+    """gunicorn's own lines (its start, workers booting, exiting, timing out) as JSON objects
+    too when LOG_FORMAT is json, so a log collector reads one shape; as text, gunicorn's own."""
+    if log_format == "json":
+        for handler in logger.handlers:
+            handler.setFormatter(JsonLineFormatter())
+
+
 def configure_logging(app: Flask) -> None:
     level = getattr(logging, str(app.config.get("LOG_LEVEL", "INFO")).upper(), logging.INFO)
     _install_context_factory()
