@@ -49,15 +49,15 @@ WEBHOOK_REJECTED = Counter(
 )
 PSP_CIRCUIT_OPEN = Gauge(
     "paybridge_psp_circuit_open",
-    "1 while the circuit breaker towards the PSP is open or half-open in a process (as of its "
-    "last call), else 0",
-    ["psp"],
+    "1 while the circuit breaker towards the PSP (one per mode: live, test) is open or "
+    "half-open in a process (as of its last call), else 0",
+    ["psp", "mode"],
     multiprocess_mode="livemax",
 )
 PSP_CIRCUIT_OPENED = Counter(
     "paybridge_psp_circuit_opened_total",
     "Times the circuit breaker towards the PSP opened (each failed trial call opens it again)",
-    ["psp"],
+    ["psp", "mode"],
 )
 PAYMENT_CONFLICTS = Counter(
     "paybridge_payment_conflicts_total", "PSP facts that could not be applied", ["kind"]

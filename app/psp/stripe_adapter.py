@@ -78,16 +78,22 @@ class _Breaker(pybreaker.CircuitBreaker):
 
 
 class _BreakerMetrics(pybreaker.CircuitBreakerListener):
-    """Says in the metrics when the breaker opens and closes (the alert rules read them)."""
+    """Says in the metrics when one mode's breaker opens and closes (the alert rules read them)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode  # "live" or "test": each mode has its own adapter and breaker
 
     def state_change(self, cb, old_state, new_state) -> None:
         is_open = new_state.name != pybreaker.STATE_CLOSED
-        PSP_CIRCUIT_OPEN.labels(cb.name).set(1 if is_open else 0)
+        PSP_CIRCUIT_OPEN.labels(cb.name, self.mode).set(1 if is_open else 0)
         if new_state.name == pybreaker.STATE_OPEN:
-            PSP_CIRCUIT_OPENED.labels(cb.name).inc()
-            log.error("%s circuit breaker opened: calls fail for %s s", cb.name, cb.reset_timeout)
+            PSP_CIRCUIT_OPENED.labels(cb.name, self.mode).inc()
+            log.error(
+                "%s %s-mode circuit breaker opened: calls fail for %s s",
+                cb.name, self.mode, cb.reset_timeout,
+            )  # fmt: skip
         elif new_state.name == pybreaker.STATE_CLOSED:
-            log.warning("%s circuit breaker closed: calls go through again", cb.name)
+            log.warning("%s %s-mode circuit breaker closed: calls go through", cb.name, self.mode)
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -367,9 +373,10 @@ class StripeProvider(PaymentProvider):
                 lambda exc: not isinstance(exc, PspUnavailable) or isinstance(exc, PspRateLimited)
             ],
             name="stripe",
-            listeners=[_BreakerMetrics()],
+            listeners=[_BreakerMetrics("live" if livemode else "test")],
         )
-        PSP_CIRCUIT_OPEN.labels(self.breaker.name).set(0)  # exported before any call
+        # Exported before any call, so a dashboard shows the mode's breaker closed.
+        PSP_CIRCUIT_OPEN.labels(self.breaker.name, "live" if livemode else "test").set(0)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, livemode: bool = False) -> StripeProvider:

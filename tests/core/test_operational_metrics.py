@@ -54,23 +54,33 @@ def test_overdue_payments_are_the_unfinished_ones_expired_longer_ago_than_recon_
 
 
 def test_the_breaker_gauge_and_counter_follow_it_opening_reopening_and_closing(app):
-    provider = StripeProvider(
-        "sk_test_breaker",
-        api_base="http://127.0.0.1:1",  # nothing listens: every call fails to connect
-        webhook_secrets=["whsec_breaker"],
-        timeout_seconds=1,
-        max_network_retries=0,
-        breaker_fail_max=2,
-        breaker_reset_seconds=0.2,
-    )
-    opened_before = sample("paybridge_psp_circuit_opened_total", psp="stripe")
-    assert sample("paybridge_psp_circuit_open", psp="stripe") == 0
+    def unreachable(livemode: bool) -> StripeProvider:
+        return StripeProvider(
+            "sk_live_breaker" if livemode else "sk_test_breaker",
+            livemode=livemode,
+            api_base="http://127.0.0.1:1",  # nothing listens: every call fails to connect
+            webhook_secrets=["whsec_breaker"],
+            timeout_seconds=1,
+            max_network_retries=0,
+            breaker_fail_max=2,
+            breaker_reset_seconds=0.2,
+        )
+
+    def is_open(mode: str) -> float:
+        return sample("paybridge_psp_circuit_open", psp="stripe", mode=mode)
+
+    def openings(mode: str) -> float:
+        return sample("paybridge_psp_circuit_opened_total", psp="stripe", mode=mode)
+
+    provider, live = unreachable(livemode=False), unreachable(livemode=True)
+    before = {mode: openings(mode) for mode in ("test", "live")}
+    assert is_open("test") == is_open("live") == 0
 
     for _ in range(2):
         with pytest.raises(PspUnavailable):
             provider.retrieve_checkout_session("cs_test_breaker")
-    assert sample("paybridge_psp_circuit_open", psp="stripe") == 1
-    assert sample("paybridge_psp_circuit_opened_total", psp="stripe") == opened_before + 1
+    assert (is_open("test"), openings("test")) == (1, before["test"] + 1)
+    assert (is_open("live"), openings("live")) == (0, before["live"])  # each mode its own
 
     with pytest.raises(PspUnavailable, match="circuit open"):
         provider.retrieve_checkout_session("cs_test_breaker")  # refused without a call
@@ -78,10 +88,11 @@ def test_the_breaker_gauge_and_counter_follow_it_opening_reopening_and_closing(a
     wait_until(lambda: time.monotonic() - started > 0.25, what="the reset timeout", interval=0.05)
     with pytest.raises(PspUnavailable):
         provider.retrieve_checkout_session("cs_test_breaker")  # the trial call fails: open again
-    assert sample("paybridge_psp_circuit_opened_total", psp="stripe") == opened_before + 2
+    assert openings("test") == before["test"] + 2
 
     provider.breaker.close()
-    assert sample("paybridge_psp_circuit_open", psp="stripe") == 0
+    assert is_open("test") == 0
+    assert live.breaker.current_state == "closed"
 
 
 def test_a_webhook_with_a_bad_signature_is_counted_apart_from_an_unreadable_one(client):
