@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 from flask import Flask
@@ -26,7 +27,9 @@ def register(app: Flask) -> None:
 )
 def purge_command(dry_run: bool, max_seconds: float | None) -> None:
     """Purge old idempotency records, delivered notifications, PSP events and recon runs."""
+    started = time.monotonic()
     report = purge(dry_run=dry_run, max_seconds=max_seconds)
+    seconds = time.monotonic() - started
     if report.skipped:
         click.echo("Another purge is running (it holds the retention lock); nothing done.")
         sys.exit(1)
@@ -38,5 +41,7 @@ def purge_command(dry_run: bool, max_seconds: float | None) -> None:
             rows = report.rows.get(table)
             shown = "-" if rows is None else f"{rows:,}"
             click.echo(f"{table:<24} {kept:<10} {shown:>12}")
+    total = sum(report.rows.values())
+    click.echo(f"{'Would purge' if dry_run else 'Purged'} {total:,} rows in {seconds:.1f} s.")
     if not report.finished:
         click.echo("Stopped at --max-seconds; run it again to continue.")

@@ -200,6 +200,7 @@ def test_the_cli_shows_what_it_would_purge_and_then_purges_it(app_ctx, runner):
     assert ["notifications", "90", "days", "1"] in lines
     assert ["notification_attempts", "(with", "it)", "2"] in lines
     assert ["psp_events", "90", "days", "0"] in lines
+    assert "Would purge 4 rows in " in dry.output
     assert count_rows(app_ctx, Notification) == 1
 
     done = runner.invoke(args=["retention", "purge"])
