@@ -1222,15 +1222,18 @@ class _LockWaitWatch:
     """Counts the transactions of the bench's database InnoDB shows waiting on a lock, polled
     every 10 ms on a thread of its own (a wait shorter than that can slip between polls)."""
 
-    QUERY = (
-        "SELECT t.trx_id FROM information_schema.INNODB_TRX t "
+    QUERY = (  # the waiting transaction, its statement, and what the one it waits for runs
+        "SELECT t.trx_id, t.trx_query, b.trx_query FROM information_schema.INNODB_TRX t "
         "JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+        "LEFT JOIN information_schema.INNODB_LOCK_WAITS w ON w.requesting_trx_id = t.trx_id "
+        "LEFT JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id "
         "WHERE t.trx_state = 'LOCK WAIT' AND p.DB = %s"
     )
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.waiting: set = set()
+        self.samples: list = []  # (waiting statement, blocking statement), the first few
         self.polls = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -1241,7 +1244,10 @@ class _LockWaitWatch:
         with conn.cursor() as cur:
             while not self.stop.is_set():
                 cur.execute(self.QUERY, (self.stack.database,))
-                self.waiting.update(r[0] for r in cur.fetchall())
+                for trx_id, waiting, blocking in cur.fetchall():
+                    if trx_id not in self.waiting and len(self.samples) < 5:
+                        self.samples.append([(waiting or "")[:300], (blocking or "")[:300]])
+                    self.waiting.add(trx_id)
                 self.polls += 1
                 self.stop.wait(0.01)
         conn.close()
@@ -1249,7 +1255,7 @@ class _LockWaitWatch:
     def finish(self) -> dict:
         self.stop.set()
         self.thread.join(10)
-        return {"lock_waits_seen": len(self.waiting), "polls": self.polls}
+        return {"lock_waits_seen": len(self.waiting), "polls": self.polls, "samples": self.samples}
 
 
 def _live_traffic(ctx: Context, bodies: list[bytes], tag: str, keep_going) -> tuple:

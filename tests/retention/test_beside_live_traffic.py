@@ -21,6 +21,7 @@ from app.models import (
     PspEvent,
     utcnow,
 )
+from app.notifications.delivery import deliver_due
 from app.retention.service import purge
 from tests.conftest import MYSQL_HOST, MYSQL_PORT, MYSQL_USER, TEST_DATABASE
 from tests.support.api import auth_headers, create_body
@@ -52,9 +53,11 @@ def short_lock_waits(app):
 class LockWaitWatch:
     """Polls InnoDB for transactions of this database waiting on a lock, on its own thread."""
 
-    QUERY = (
-        "SELECT t.trx_id, t.trx_query FROM information_schema.INNODB_TRX t "
+    QUERY = (  # the waiting statement, and what the transaction it waits for is running
+        "SELECT t.trx_query, b.trx_query FROM information_schema.INNODB_TRX t "
         "JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+        "LEFT JOIN information_schema.INNODB_LOCK_WAITS w ON w.requesting_trx_id = t.trx_id "
+        "LEFT JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id "
         "WHERE t.trx_state = 'LOCK WAIT' AND p.DB = %s"
     )
 
@@ -156,15 +159,16 @@ def create_and_pay(app, client, key: str, n: int) -> None:
     assert get_row(app, Payment, payment.id).status == "SUCCESS"
 
 
-def test_a_big_purge_beside_creates_and_webhooks_makes_no_one_wait(
-    app, client, make_merchant, short_lock_waits, monkeypatch
+def test_a_big_purge_beside_creates_webhooks_and_deliveries_makes_no_one_wait(
+    app, client, make_merchant, receiver, short_lock_waits, monkeypatch
 ):
-    merchant, key = make_merchant()
+    merchant, key = make_merchant(notify_url=receiver.url)
     with app.app_context():
         seed_old_rows(merchant.id)
     monkeypatch.setitem(app.config, "RETENTION_BATCH_SIZE", 500)
     monkeypatch.setitem(app.config, "RETENTION_BATCH_PAUSE_SECONDS", 0.01)
-    reports, failures = [], []
+    reports, failures, delivered = [], [], []
+    purging_done = threading.Event()
 
     def purging() -> None:
         try:
@@ -172,11 +176,25 @@ def test_a_big_purge_beside_creates_and_webhooks_makes_no_one_wait(
                 reports.append(purge())
         except BaseException as exc:  # reported in the test's thread below
             failures.append(exc)
+        finally:
+            purging_done.set()
+
+    def delivering() -> None:
+        """The worker's pump beside it: claims, POSTs, records attempts of live notifications."""
+        try:
+            with app.app_context():
+                while not purging_done.is_set():
+                    delivered.append(deliver_due())
+                    purging_done.wait(0.05)
+        except BaseException as exc:
+            failures.append(exc)
 
     watch = LockWaitWatch()
     watch.thread.start()
     purge_thread = threading.Thread(target=purging)
+    pump_thread = threading.Thread(target=delivering)
     purge_thread.start()
+    pump_thread.start()
     live_during_purge = 0
     started = time.monotonic()
     try:
@@ -185,6 +203,7 @@ def test_a_big_purge_beside_creates_and_webhooks_makes_no_one_wait(
             live_during_purge += 1
     finally:
         purge_thread.join(300)
+        pump_thread.join(60)
         watch.stop.set()
         watch.thread.join(10)
 
@@ -192,6 +211,7 @@ def test_a_big_purge_beside_creates_and_webhooks_makes_no_one_wait(
     assert live_during_purge >= 5, "the purge ended before the live path got going"
     assert watch.polls > 10
     assert watch.waits == []
+    assert sum(delivered) > 0, "no notification was delivered while the purge ran"
     (report,) = reports
     assert report.rows["psp_events"] == OLD_EVENTS
     assert report.rows["notifications"] == OLD_NOTIFICATIONS
