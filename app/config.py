@@ -139,6 +139,17 @@ def _ip_address(value: str) -> str:
         raise ValueError("is not an IP address") from None
 
 
+def _days_or_forever(minimum: int):
+    """0 (keep forever) or at least `minimum` days."""
+
+    def check(value: int) -> int:
+        if 0 < value < minimum:
+            raise ValueError(f"is under {minimum} days")
+        return value
+
+    return check
+
+
 def _network(value: str) -> str:
     try:
         return str(ipaddress.ip_network(value, strict=False))
@@ -247,6 +258,16 @@ Networks = Annotated[
     BeforeValidator(_comma_list),
     Accepts("networks in CIDR notation, comma-separated (10.20.0.0/16,fd00::/8); empty: none"),
 ]
+# How many days a kind of record is kept: 0 keeps it forever. PSP events at least 30: Stripe
+# resends an event for up to 3 days and lists it for 30, and an event purged sooner could come
+# back and be stored and applied again.
+RetentionDays = Annotated[int, Field(ge=0), Accepts("whole days ≥ 0 (0: keep forever)")]
+PspEventDays = Annotated[
+    int,
+    Field(ge=0),
+    AfterValidator(_days_or_forever(30)),
+    Accepts("whole days: 0 (keep forever) or ≥ 30 (Stripe lists events for 30 days)"),
+]
 CheckoutLifetime = Annotated[
     int, Field(ge=CHECKOUT_SESSION_TTL_RANGE[0], le=CHECKOUT_SESSION_TTL_RANGE[1])
 ]
@@ -260,6 +281,7 @@ def default_database_url() -> str:
 RENAMED_SETTINGS = {
     "STRIPE_SECRET_KEY": "STRIPE_LIVE_SECRET_KEY or STRIPE_TEST_SECRET_KEY (by the key's mode)",
     "STRIPE_WEBHOOK_SECRET": "STRIPE_LIVE_WEBHOOK_SECRET or STRIPE_TEST_WEBHOOK_SECRET",
+    "IDEMPOTENCY_PURGE_INTERVAL_SECONDS": "RETENTION_INTERVAL_SECONDS (one purge for all kinds)",
 }
 
 
@@ -321,10 +343,9 @@ class Config(BaseSettings):
     PSP_BREAKER_RESET_SECONDS: Count = 30
 
     # Idempotency: how long a request waits for a concurrent one with the same key, how long
-    # completed keys are honoured (Stripe: at least 24 h), how often old ones are purged.
+    # completed keys are honoured (Stripe: at least 24 h; then retention purges them).
     IDEMPOTENCY_WAIT_SECONDS: Seconds = 5.0
     IDEMPOTENCY_RETENTION_HOURS: Annotated[int, Field(ge=24)] = 48
-    IDEMPOTENCY_PURGE_INTERVAL_SECONDS: Interval = 3600
     # How often the worker learns the payment intents of paid renewals (refunds need them).
     SUBSCRIPTION_UPKEEP_INTERVAL_SECONDS: Interval = 60
 
@@ -369,6 +390,16 @@ class Config(BaseSettings):
     RECON_LOCK_TTL_SECONDS: Count = 120
     RECON_MAX_RUN_SECONDS: Annotated[int, Field(ge=1, le=1500)] = 240  # job timeout: 1800
     RECON_WIDE_CHUNK_SESSIONS: Count = 2000
+
+    # Retention (app/retention/): how often the worker purges, how old each kind of record gets
+    # first (payments and their history are kept), and the batches it deletes in (each its own
+    # short transaction, with a pause between them for replicas or a busy database).
+    RETENTION_INTERVAL_SECONDS: Interval = 3600
+    RETENTION_NOTIFICATIONS_DAYS: RetentionDays = 90
+    RETENTION_PSP_EVENTS_DAYS: PspEventDays = 90
+    RETENTION_RECON_RUNS_DAYS: RetentionDays = 90
+    RETENTION_BATCH_SIZE: Annotated[int, Field(ge=1, le=10000)] = 1000
+    RETENTION_BATCH_PAUSE_SECONDS: Annotated[float, Field(ge=0, le=60)] = 0.0
 
     # RQ's queue names (paybridge-recon, paybridge-default): several PayBridges share a Redis.
     RQ_QUEUE_PREFIX: QueuePrefix = "paybridge"

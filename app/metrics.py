@@ -107,3 +107,8 @@ RATE_LIMIT_UNCHECKED = Counter(
     "Requests let through unchecked because the rate-limit storage (Redis) was unreachable",
     ["limit"],
 )
+RETENTION_PURGED = Counter(
+    "paybridge_retention_purged_total",
+    "Rows deleted by retention (app/retention/), by table",
+    ["table"],
+)

@@ -82,12 +82,15 @@ def table(results: list[dict]) -> str:
                 "db_queries_during",
                 "redis_commands_during",
                 "memory_growth",
+                "chunk_p50_ms",
+                "lock",
+                "purge",
                 "note",
             )
             if k in r
         }
         if extra and not r["scenario"].startswith(("read ", "healthz")):
-            lines.append(f"{'':4}{json.dumps(extra)[:200]}")
+            lines.append(f"{'':4}{json.dumps(extra)[:400]}")
         if audit_mark(r) == "FAIL":
             lines.append(f"{'':4}audit: {'; '.join(r['audit']['problems'])[:300]}")
     return "\n".join(lines)

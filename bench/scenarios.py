@@ -7,9 +7,11 @@ import heapq
 import json
 import random
 import re
+import subprocess
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -19,7 +21,7 @@ import requests
 
 from bench import emulator, loader, loadgen, merchant
 from bench.audit import audit, wait_for_outbox
-from bench.stack import STRIPE_KEY, WEBHOOK_SECRET, Stack, in_batches, log
+from bench.stack import FLASK, ROOT, STRIPE_KEY, WEBHOOK_SECRET, Stack, in_batches, log
 
 
 @dataclass
@@ -47,6 +49,9 @@ class Profile:
     reads_per_url: int
     soak_rate: int
     soak_seconds: float
+    retention_rows: int
+    retention_live_rate: int
+    retention_baseline_s: float
     drain_timeout: float = 60.0
 
 
@@ -82,6 +87,9 @@ SIZES = {                    # quick    full
     "reads_per_url":         (20,       40),
     "soak_rate":             (15,       15),
     "soak_seconds":          (20,       600),
+    "retention_rows":        (20_000,   1_000_000),
+    "retention_live_rate":   (10,       20),
+    "retention_baseline_s":  (10,       60),
     "drain_timeout":         (30,       150),
 }
 # fmt: on
@@ -1133,6 +1141,303 @@ async def _soak(ctx: Context, rate: int, seconds: float) -> dict:
     }
 
 
+# -- retention -----------------------------------------------------------------------------
+
+# The old rows' shares of `retention_rows`: PSP events the most (every webhook stores one),
+# then Idempotency-Keys (every create), delivered notifications and one attempt each.
+RETENTION_SHARES = {"psp_events": 0.5, "idempotency_keys": 0.2, "notifications": 0.15}
+RETENTION_CHUNK_S = 5.0  # live traffic is offered in chunks this long while the purge runs
+
+
+def _retention_max_purge_s(profile: Profile) -> float:
+    """How long live traffic is prepared for beside the purge: its rows at 2,000/s, plus a
+    minute (a slower purge outlasts the traffic; the table says so)."""
+    return profile.retention_rows / 2000 + 60
+
+
+def _seed_retention_backlog(stack: Stack, merchant_id: int, total: int) -> dict[str, int]:
+    """`total` rows 200 days old for retention to purge, written by MariaDB itself from its
+    sequence tables (INSERT … SELECT, 100,000 rows a statement): payloads of ~350 bytes, ids and
+    timestamps rising together as live rows' do."""
+    counts = {table: int(total * share) for table, share in RETENTION_SHARES.items()}
+    counts["notification_attempts"] = counts["notifications"]
+    old = "UTC_TIMESTAMP(6) - INTERVAL 200 DAY + INTERVAL seq MICROSECOND"
+    pad = "REPEAT('x', 300)"
+    statements = {
+        "psp_events": (
+            "INSERT INTO psp_events (psp, event_id, event_type, payload, received_at, "
+            "received_via, outcome) SELECT 'stripe', CONCAT('evt_retention_', seq), "
+            f'\'checkout.session.completed\', CONCAT(\'{{"id": "evt_\', seq, \'", "pad": "\', '
+            f"{pad}, '\"}}'), {old}, 'webhook', 'applied' FROM seq_{{a}}_to_{{b}}"
+        ),
+        "idempotency_keys": (
+            "INSERT INTO idempotency_keys (merchant_id, idempotency_key, method, path, "
+            "request_fingerprint, state, response_status, response_body, created_at, "
+            f"updated_at) SELECT {int(merchant_id)}, CONCAT('retention-', seq), 'POST', "
+            "'/api/v1/payments', REPEAT('f', 64), 'completed', 201, CONCAT('{\"pad\": \"', "
+            f"{pad}, '\"}}'), {old}, {old} FROM seq_{{a}}_to_{{b}}"
+        ),
+        "notifications": (
+            "INSERT INTO notifications (public_id, merchant_id, event_type, payload, status, "
+            "attempt_count, delivered_at, next_attempt_at, created_at, updated_at) SELECT "
+            f"CONCAT('msg_retention_', seq), {int(merchant_id)}, 'payment.succeeded', "
+            f"CONCAT('{{\"pad\": \"', {pad}, '\"}}'), 'delivered', 1, {old}, NULL, {old}, {old} "
+            "FROM seq_{a}_to_{b}"
+        ),
+    }
+    started = time.monotonic()
+    conn = stack.mysql()
+    with conn.cursor() as cur:
+        for table, sql in statements.items():
+            for a in range(1, counts[table] + 1, 100_000):
+                b = min(a + 99_999, counts[table])
+                cur.execute(sql.replace("{a}", str(a)).replace("{b}", str(b)))
+        cur.execute(
+            "INSERT INTO notification_attempts (notification_id, attempted_at, status_code, "
+            "duration_ms) SELECT id, created_at, 200, 12 FROM notifications "
+            "WHERE public_id LIKE 'msg\\_retention\\_%'"
+        )
+    conn.close()
+    log(f"seeded {sum(counts.values()):,} old rows in {time.monotonic() - started:.1f}s: {counts}")
+    return counts
+
+
+def _merged(name: str, parts: list) -> loadgen.Result:
+    """One Result of several runs of the same request kind."""
+    out = loadgen.Result(name=name, offered_rate=parts[0].offered_rate if parts else 0)
+    for part in parts:
+        out.sent += part.sent
+        out.ok += part.ok
+        out.errors += part.errors
+        out.latencies_ms.extend(part.latencies_ms)
+        out.elapsed_s += part.elapsed_s
+        out.late_starts += part.late_starts
+        out.error_samples.extend(part.error_samples)
+        for status, n in part.statuses.items():
+            out.statuses[status] = out.statuses.get(status, 0) + n
+    return out
+
+
+class _LockWaitWatch:
+    """Counts the transactions of the bench's database InnoDB shows waiting on a lock, polled
+    every 10 ms on a thread of its own (a wait shorter than that can slip between polls)."""
+
+    QUERY = (  # the waiting transaction, its statement, and what the one it waits for runs
+        "SELECT t.trx_id, t.trx_query, b.trx_query FROM information_schema.INNODB_TRX t "
+        "JOIN information_schema.PROCESSLIST p ON p.ID = t.trx_mysql_thread_id "
+        "LEFT JOIN information_schema.INNODB_LOCK_WAITS w ON w.requesting_trx_id = t.trx_id "
+        "LEFT JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id "
+        "WHERE t.trx_state = 'LOCK WAIT' AND p.DB = %s"
+    )
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.waiting: set = set()
+        self.samples: list = []  # (waiting statement, blocking statement), the first few
+        self.polls = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        conn = self.stack.mysql()
+        with conn.cursor() as cur:
+            while not self.stop.is_set():
+                cur.execute(self.QUERY, (self.stack.database,))
+                for trx_id, waiting, blocking in cur.fetchall():
+                    if trx_id not in self.waiting and len(self.samples) < 5:
+                        self.samples.append([(waiting or "")[:300], (blocking or "")[:300]])
+                    self.waiting.add(trx_id)
+                self.polls += 1
+                self.stop.wait(0.01)
+        conn.close()
+
+    def finish(self) -> dict:
+        self.stop.set()
+        self.thread.join(10)
+        return {"lock_waits_seen": len(self.waiting), "polls": self.polls, "samples": self.samples}
+
+
+def _live_traffic(ctx: Context, bodies: list[bytes], tag: str, keep_going) -> tuple:
+    """Creates and signed webhooks, each at `retention_live_rate`/s (open model), offered in
+    chunks until `keep_going()` says stop; returns their merged Results, the references of the
+    creates, and how many webhook bodies were used."""
+    rate = ctx.profile.retention_live_rate
+    n = int(rate * RETENTION_CHUNK_S)
+    creates, hooks, refs, used = [], [], [], 0
+    while keep_going() and used + n <= len(bodies):
+        make, chunk_refs = create_factory(ctx, tag)
+        chunk = bodies[used : used + n]
+        used += n
+
+        def hook(i: int, chunk=chunk) -> loadgen.Request:
+            headers = {
+                "Content-Type": "application/json; charset=utf-8",
+                "Stripe-Signature": emulator.stripe_signature(chunk[i], WEBHOOK_SECRET),
+            }
+            return "POST", "/webhooks/stripe", headers, chunk[i]
+
+        with ThreadPoolExecutor(2) as pool:  # both kinds at once, each its own event loop
+            create_run = pool.submit(
+                loadgen.run,
+                ctx.stack.web_url,
+                "create",
+                rate=rate,
+                count=n,
+                make=make,
+                ok_statuses={201},
+            )
+            hook_run = pool.submit(
+                loadgen.run, ctx.stack.web_url, "webhook", rate=rate, count=n, make=hook
+            )
+            creates.append(create_run.result())
+            hooks.append(hook_run.result())
+        refs.extend(chunk_refs)
+    merged_c, merged_w = _merged("create", creates), _merged("webhook", hooks)
+    for merged, parts in ((merged_c, creates), (merged_w, hooks)):
+        merged.chunk_p50_ms = [round(part.percentile(50) or 0) for part in parts]
+    return merged_c, merged_w, refs, used
+
+
+def retention(ctx: Context) -> None:
+    """A first purge of `retention_rows` old rows (`flask retention purge`, as an operator
+    would run it) beside live creates and webhooks: the purge's rows/s, and the live path's
+    latency without the purge (first) and while it runs."""
+    p, stack = ctx.profile, ctx.stack
+    stack.set_psp_latency(0, 0)
+    seeded = _seed_retention_backlog(stack, ctx.volume_merchant["merchant_id"], p.retention_rows)
+    rate = p.retention_live_rate
+    max_purge_s = _retention_max_purge_s(p)
+    needed = int(rate * (2 * p.retention_baseline_s + max_purge_s + 4 * RETENTION_CHUNK_S))
+    top_up_initiated(ctx, needed)
+    rows = _initiated_sessions(ctx, needed)
+    since = int(time.time()) - 2
+    sids = [r[2] for r in rows]
+    pay_sessions(stack, sids)
+    events = emulator.completed_events(stack.emu_url, STRIPE_KEY, since - 3600, set(sids))
+    bodies = [json.dumps(events[s], indent=2).encode() for s in sids if s in events]
+    log(f"{len(bodies)} webhook bodies ready; baseline {p.retention_baseline_s:.0f}s")
+
+    # Warm-up (not measured): every web thread's connections, the SDK's lazy imports.
+    t_end = time.monotonic() + RETENTION_CHUNK_S
+    _, _, warm_refs, used = _live_traffic(ctx, bodies, "ret-warm", lambda: time.monotonic() < t_end)
+
+    # Without the purge.
+    watch = _LockWaitWatch(stack)
+    t_end = time.monotonic() + p.retention_baseline_s
+    base_c, base_w, base_refs, n = _live_traffic(
+        ctx, bodies[used:], "ret-base", lambda: time.monotonic() < t_end
+    )
+    used += n
+    base_waits = watch.finish()
+
+    # With it.
+    purge_log = stack.logs / "retention-purge.log"
+    watch = _LockWaitWatch(stack)
+    started = time.monotonic()
+    with purge_log.open("w") as out:
+        proc = subprocess.Popen(
+            [FLASK, "--app", "wsgi", "retention", "purge"],
+            cwd=ROOT,
+            env=stack.env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        ended: list[float] = []  # the purge's own end; the live chunk then running goes on
+
+        def note_end() -> None:
+            proc.wait()
+            ended.append(time.monotonic())
+
+        threading.Thread(target=note_end, daemon=True).start()
+        during_c, during_w, during_refs, n = _live_traffic(
+            ctx,
+            bodies[used:],
+            "ret-purge",
+            lambda: proc.poll() is None and time.monotonic() - started < max_purge_s,
+        )
+        rc = proc.wait(timeout=3600)
+    used += n
+    wall_s = (ended[0] if ended else time.monotonic()) - started  # the command's start-up too
+    during_waits = watch.finish()
+
+    # Without it again: what the order of the phases did (a warmer or a busier machine).
+    watch = _LockWaitWatch(stack)
+    t_end = time.monotonic() + p.retention_baseline_s
+    after_c, after_w, after_refs, n = _live_traffic(
+        ctx, bodies[used:], "ret-after", lambda: time.monotonic() < t_end
+    )
+    used += n
+    after_waits = watch.finish()
+    # The sessions paid for traffic that was not needed: their events delivered now, as Stripe
+    # would (unmeasured), so the audit holds every paid session to its payment.
+    loadgen.run(
+        stack.web_url,
+        "leftover webhooks",
+        rate=200,
+        count=len(bodies) - used,
+        make=lambda i: (
+            "POST",
+            "/webhooks/stripe",
+            {
+                "Content-Type": "application/json; charset=utf-8",
+                "Stripe-Signature": emulator.stripe_signature(bodies[used + i], WEBHOOK_SECRET),
+            },
+            bodies[used + i],
+        ),
+        max_in_flight=32,
+    )
+    output = purge_log.read_text()
+    said = re.search(r"^Purged ([\d,]+) rows in ([\d.]+) s\.$", output, re.M)
+    purge_s = float(said.group(2)) if said else wall_s
+    purged = {
+        m.group(1): int(m.group(2).replace(",", ""))
+        for m in re.finditer(r"^([a-z_]+)\s+.*?\s([\d,]+)$", output, re.M)
+    }
+    conn = stack.mysql()
+    with conn.cursor() as cur:
+        left = {}
+        for table, column in (
+            ("psp_events", "event_id LIKE 'evt\\_retention\\_%'"),
+            ("idempotency_keys", "idempotency_key LIKE 'retention-%'"),
+            ("notifications", "public_id LIKE 'msg\\_retention\\_%'"),
+        ):
+            cur.execute(f"SELECT COUNT(*) FROM {table} WHERE {column}")
+            left[table] = cur.fetchone()[0]
+    conn.close()
+    total = sum(purged.values())
+    log(f"purge: rc {rc}, {total:,} rows in {purge_s:.1f}s ({total / purge_s:,.0f} rows/s)")
+    refs = warm_refs + base_refs + during_refs + after_refs
+    report = do_audit(ctx, since, refs_answered(ctx, refs))
+    purge_facts = {
+        "rows_seeded": sum(seeded.values()),
+        "rows_purged": total,
+        "purge_s": round(purge_s, 1),
+        "command_wall_s": round(wall_s, 1),
+        "rows_per_s": round(total / purge_s) if purge_s else None,
+        "exit_code": rc,
+        "by_table": purged,
+        "old_rows_left": left,
+    }
+    phases = (
+        ("before the purge", base_c, base_w, base_waits),
+        ("during the purge", during_c, during_w, during_waits),
+        ("after the purge", after_c, after_w, after_waits),
+    )
+    for phase, creates, hooks, waits in phases:
+        for kind, result in (("create", creates), ("webhook", hooks)):
+            ctx.results.append(
+                row(
+                    f"retention: {kind}, {phase}",
+                    result,
+                    ctx,
+                    chunk_p50_ms=result.chunk_p50_ms,
+                    **({"lock": waits} if kind == "create" else {}),
+                )
+            )
+    ctx.results[-1].update(purge=purge_facts, audit=report)
+
+
 SCENARIOS = {
     "healthz": healthz,
     "create": create,
@@ -1145,5 +1450,7 @@ SCENARIOS = {
     # volume's non-final payments for stale ones.
     "soak": soak,
     "recon": reconciliation,
+    # Before reads: its purge then walks tables of the size the earlier scenarios left.
+    "retention": retention,
     "reads": reads,
 }

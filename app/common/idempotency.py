@@ -181,16 +181,6 @@ def lease_expired(record: IdempotencyRecord, *, lease_seconds: float, now: datet
     return record.updated_at < now - timedelta(seconds=lease_seconds)
 
 
-def purge_older_than(cutoff: datetime) -> int:
-    """Delete completed records older than `cutoff` (keys are honoured for a limited time)."""
-    result = db.session.execute(
-        IdempotencyRecord.__table__.delete()
-        .where(IdempotencyRecord.created_at < cutoff)
-        .where(IdempotencyRecord.state == STATE_COMPLETED)
-    )
-    return result.rowcount
-
-
 # -- the idempotent command ------------------------------------------------------------------
 
 REPLAYED_HEADER = "Idempotent-Replayed"

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Connection, Select, bindparam, select
 from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
@@ -49,6 +49,16 @@ def locking_read(model: type, column: str = "id") -> Select:
 def lock_row(model: type[T], key, *, column: str = "id") -> T | None:
     """The row (None when there is none) with a lock held until the caller commits."""
     return db.session.execute(locking_read(model, column), {"key": key}).scalar_one_or_none()
+
+
+def row_locks_only_connection() -> Connection:
+    """A connection of its own whose writes lock only the rows they touch: on MySQL/MariaDB in
+    READ COMMITTED, so no gap locks hold up the live paths inserting beside them (the outbox's
+    claim, retention's deletes). SQLite has one writer at a time anyway."""
+    engine = db.engine
+    if engine.dialect.name in ("mysql", "mariadb"):
+        return engine.connect().execution_options(isolation_level="READ COMMITTED")
+    return engine.connect()
 
 
 def is_lock_conflict(exc: OperationalError) -> bool:

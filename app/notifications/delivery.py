@@ -30,11 +30,10 @@ from http.cookiejar import DefaultCookiePolicy
 import requests
 from flask import current_app
 from sqlalchemy import bindparam, exists, func, insert, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
-from app.common.locks import lock_row, retry_lock_conflicts
+from app.common.locks import lock_row, retry_lock_conflicts, row_locks_only_connection
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.metrics import NOTIFICATION_DELIVERIES
@@ -197,7 +196,9 @@ def claim_due(limit: int) -> list[Claim]:
     lease_until = claimed_at + DeliveryOptions.from_config(current_app.config).lease
 
     def take() -> list:
-        with _claiming_connection() as conn, conn.begin():
+        # Row locks only: the locking read takes no gap locks that would hold up the webhooks
+        # inserting new notifications meanwhile.
+        with row_locks_only_connection() as conn, conn.begin():
             ids = conn.execute(_due_ids(limit), {"now": claimed_at}).scalars().all()
             if not ids:
                 return []
@@ -218,16 +219,6 @@ def claim_due(limit: int) -> list[Claim]:
         )
         for row in rows
     ]
-
-
-def _claiming_connection() -> Connection:
-    """A connection for the claim. On MySQL/MariaDB in READ COMMITTED: the locking read then
-    locks only the rows it takes, with no gap locks that would hold up the webhooks inserting
-    new notifications meanwhile."""
-    engine = db.engine
-    if engine.dialect.name in ("mysql", "mariadb"):
-        return engine.connect().execution_options(isolation_level="READ COMMITTED")
-    return engine.connect()
 
 
 def attempt(claim: Claim, options: DeliveryOptions) -> AttemptResult:

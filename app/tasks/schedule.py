@@ -1,8 +1,8 @@
 """The periodic jobs the worker's cron scheduler enqueues (RQ's own `rq.cron`).
 
 Every periodic job must be safe to run twice at once (several workers, a slow run):
-reconciliation takes its own lock, the purge deletes what is expired, the subscription upkeep
-learns what is still unknown.
+reconciliation takes its own lock, the retention purge its own (and deletes only what is
+expired), the subscription upkeep learns what is still unknown.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from redis import Redis
 from rq.cron import CronScheduler
 
 from app.tasks import queue_name
-from app.tasks.maintenance import purge_idempotency_records
+from app.tasks.maintenance import PURGE_BUDGET_SECONDS, purge_old_records
 from app.tasks.recon import run_scheduled_reconciliation
 from app.tasks.subscriptions import learn_renewal_payment_intents
 
@@ -52,10 +52,10 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
         timeout=600,
     ),
     PeriodicJob(
-        purge_idempotency_records,
+        purge_old_records,
         "default",
-        "IDEMPOTENCY_PURGE_INTERVAL_SECONDS",
-        timeout=600,
+        "RETENTION_INTERVAL_SECONDS",
+        timeout=PURGE_BUDGET_SECONDS + 300,
     ),
 )
 

@@ -17,7 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 # The parts, by dotted name under app/, from the top down.
 TOP = ("app.blueprints", "app.cli", "app.tasks", "app.runtime", "app.wiring")
 FEATURES = ("app.refunds", "app.subscriptions", "app.conflicts")
-SERVICES = ("app.notifications", "app.reconciliation", "app.reporting", "app.accounts")
+SERVICES = (
+    "app.notifications",
+    "app.reconciliation",
+    "app.reporting",
+    "app.accounts",
+    "app.retention",
+)
 CORE = "app.payments"
 LOWER = ("app.serializers", "app.psp_events", "app.common", "app.models", "app.psp")
 DOMAIN = (CORE, *FEATURES, *SERVICES, *LOWER)
@@ -37,6 +43,8 @@ NEVER = {
     "app.refunds": ["app.reconciliation", "app.notifications"],
     "app.subscriptions": ["app.refunds", "app.reconciliation", "app.notifications"],
     "app.reporting": [CORE, *FEATURES],
+    # Retention deletes old rows by the tables' own columns: it drives no domain.
+    "app.retention": [CORE, *FEATURES, "app.notifications", "app.reporting", "app.accounts"],
 }
 # Imports inside a function, each with its reason; anything else belongs at the top.
 LAZY_IMPORTS = {

@@ -437,19 +437,6 @@ def test_payment_expired_while_its_registration_is_in_flight_leaves_no_open_sess
     assert session["status"] == "expired"
 
 
-def test_purge_drops_only_completed_records_past_the_retention(app, client, api_merchant, provider):
-    from app.common import idempotency
-
-    _, key = api_merchant
-    client.post("/api/v1/payments", json=create_body(), headers=auth_headers(key, "old-1"))
-    with app.app_context():
-        assert idempotency.purge_older_than(utcnow() - timedelta(hours=24)) == 0
-        assert idempotency.purge_older_than(utcnow() + timedelta(seconds=1)) == 1
-        db.session.commit()
-    assert count_rows(app, IdempotencyRecord) == 0
-    assert count_rows(app, Payment) == 1
-
-
 def test_psp_calls_and_failures_show_in_metrics(app, client, api_merchant, emulator, provider):
     _, key = api_merchant
     emulator.control("POST", "faults", {"kind": "http_500", "count": 1})

@@ -103,11 +103,11 @@ def test_metrics_still_answer_when_redis_is_down(dead_db_app):
 
 def test_metrics_report_each_queues_depth(app, client):
     from app.tasks import get_queue
-    from app.tasks.maintenance import purge_idempotency_records
+    from app.tasks.maintenance import purge_old_records
 
     with app.app_context():  # no worker runs in this test: the jobs wait
         for _ in range(3):
-            get_queue("default").enqueue(purge_idempotency_records)
+            get_queue("default").enqueue(purge_old_records)
     text = client.get("/metrics").get_data(as_text=True)
     assert 'paybridge_queue_depth{queue="default"} 3.0' in text
     assert 'paybridge_queue_depth{queue="recon"} 0.0' in text

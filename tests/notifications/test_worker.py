@@ -9,7 +9,7 @@ import time
 from app.extensions import db, get_redis
 from app.models import Notification, NotificationAttempt
 from app.tasks import get_queue
-from app.tasks.maintenance import purge_idempotency_records
+from app.tasks.maintenance import purge_old_records
 from app.tasks.schedule import PERIODIC_JOBS, build_cron
 from tests.support.rows import get_row, get_rows
 from tests.support.waiting import wait_until
@@ -33,8 +33,8 @@ def test_cron_registers_reconciliation_and_the_purge(app):
         cron = build_cron(app, get_redis())
     jobs = {job.name: job for job in cron.get_jobs()}
     assert set(jobs) == {job.path for job in PERIODIC_JOBS}
-    purge = jobs["app.tasks.maintenance.purge_idempotency_records"]
-    assert purge.interval == app.config["IDEMPOTENCY_PURGE_INTERVAL_SECONDS"]
+    purge = jobs["app.tasks.maintenance.purge_old_records"]
+    assert purge.interval == app.config["RETENTION_INTERVAL_SECONDS"]
     assert purge.queue_name.endswith("-default")
     recon = jobs["app.tasks.recon.run_scheduled_reconciliation"]
     assert recon.interval == app.config["RECON_INTERVAL_SECONDS"]
@@ -58,7 +58,7 @@ def test_burst_worker_runs_what_is_due_and_queued_and_exits(
     merchant, _ = make_merchant(notify_url=receiver.url)
     _, notification_id = finish_payment(merchant.id)
     with app.app_context():
-        get_queue().enqueue(purge_idempotency_records)  # an RQ job beside the notification
+        get_queue().enqueue(purge_old_records)  # an RQ job beside the notification
     worker = WorkerProcess("--burst")
     try:
         assert worker.wait(60) == 0, worker.output

@@ -86,7 +86,7 @@ def test_zero_is_refused_where_zero_makes_no_sense(env, name):
     ("name", "value"),
     [
         ("RECON_INTERVAL_SECONDS", 0),  # 0 turns a periodic job off
-        ("IDEMPOTENCY_PURGE_INTERVAL_SECONDS", 0),
+        ("RETENTION_INTERVAL_SECONDS", 0),
         ("STRIPE_MAX_NETWORK_RETRIES", 0),
         ("PROXY_FIX_HOPS", 0),
         ("DB_MAX_OVERFLOW", 0),
