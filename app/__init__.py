@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from flask import Flask, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -54,7 +55,8 @@ def register_extensions(app: Flask) -> None:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():
             serialise_sqlite_transactions(db.engine)
-    migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"))
+    # Inside the package, so an installed PayBridge finds them wherever `flask db upgrade` runs.
+    migrate.init_app(app, db, directory=str(Path(app.root_path) / "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)
