@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install everything PayBridge needs on a fresh machine: a virtualenv with the locked Python
-# packages (requirements-dev.txt, hashes checked) and PayBridge and its emulator themselves, and Debian's Chromium for the browser tests. Safe to run again: it skips what is done.
+# packages (requirements-dev.txt, hashes checked) and PayBridge and its emulator themselves, and
+# Debian's Chromium and nginx for the browser and production-stack tests. Safe to run again: it
+# skips what is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
