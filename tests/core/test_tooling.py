@@ -1,11 +1,18 @@
-"""The type check's baseline (scripts/typecheck.py): errors the baseline does not hold fail CI,
-errors gone let it pass with the command that shrinks the baseline."""
+"""The tooling CI relies on: the type check's baseline (scripts/typecheck.py), where errors the
+baseline does not hold fail and errors gone pass with the command that shrinks it; and the
+locks, which pin every declared dependency within its range, with hashes, the same in both."""
 
 from __future__ import annotations
 
+import re
+import tomllib
 from collections import Counter
+from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from scripts import typecheck
 
@@ -55,3 +62,64 @@ def test_the_check_fails_on_an_error_the_baseline_does_not_hold(tmp_path, monkey
     typecheck.write_baseline(committed + Counter({"app/x.py: [misc] gone since": 1}), smaller)
     assert typecheck.main([]) == 0
     assert "1 fewer than the baseline" in capsys.readouterr().out
+
+
+# --- the locks ---------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+PIN = re.compile(r"^([A-Za-z0-9_.\-]+)==(\S+)")
+
+
+def _locked(name: str) -> dict[str, tuple[Version, int]]:
+    """Each package the lock pins: its version and how many hashes it carries."""
+    pins: dict[str, tuple[Version, int]] = {}
+    current = None
+    for line in (ROOT / name).read_text().splitlines():
+        match = PIN.match(line)
+        if match:
+            current = canonicalize_name(match[1])
+            pins[current] = (Version(match[2].rstrip(" \\")), 0)
+        elif current and "--hash=sha256:" in line:
+            version, hashes = pins[current]
+            pins[current] = (version, hashes + 1)
+    return pins
+
+
+def _declared(path: str, extra: str | None = None) -> list[Requirement]:
+    project = tomllib.loads((ROOT / path).read_text())["project"]
+    listed = project["optional-dependencies"][extra] if extra else project["dependencies"]
+    return [Requirement(line) for line in listed]
+
+
+@pytest.mark.parametrize(
+    ("lock", "declared"),
+    [
+        ("requirements.txt", [("pyproject.toml", None)]),
+        (
+            "requirements-dev.txt",
+            [
+                ("pyproject.toml", None),
+                ("pyproject.toml", "dev"),
+                ("stripe_emulator/pyproject.toml", None),
+            ],
+        ),
+    ],
+)
+def test_each_lock_pins_every_declared_dependency_within_its_range_with_hashes(lock, declared):
+    """Someone who edits pyproject.toml and forgets to recompile the lock, or edits the lock by
+    hand, is told here: the lock names each dependency at a version its range accepts."""
+    pins = _locked(lock)
+    for path, extra in declared:
+        for requirement in _declared(path, extra):
+            name = canonicalize_name(requirement.name)
+            assert name in pins, f"{lock} does not pin {requirement} ({path}): recompile it"
+            version, _ = pins[name]
+            assert version in requirement.specifier, f"{lock} pins {name}=={version}: {requirement}"
+    unhashed = [name for name, (_, hashes) in pins.items() if hashes == 0]
+    assert unhashed == []
+
+
+def test_the_dev_lock_installs_what_production_runs():
+    production, dev = _locked("requirements.txt"), _locked("requirements-dev.txt")
+    differ = {name: (pin[0], dev.get(name, (None,))[0]) for name, pin in production.items()}
+    assert {name: pair for name, pair in differ.items() if pair[0] != pair[1]} == {}
