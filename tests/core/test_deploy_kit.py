@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import tomllib
@@ -88,6 +89,23 @@ def test_a_unit_for_each_procfile_process_runs_its_line_through_procfile_run():
     for process in ("web", "worker"):
         assert unit(UNITS[process])["Restart"] == ["always"]
         assert unit(UNITS[process])["WantedBy"] == ["paybridge.target"]
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
+def test_systemd_accepts_the_units(tmp_path):
+    """systemd's own checker, on the units pointed at this source tree (the commands exist)."""
+    for path in (DEPLOY / "systemd").iterdir():
+        text = path.read_text().replace(SOURCE_TREE, str(ROOT))
+        (tmp_path / path.name).write_text(text)
+    names = [*UNITS.values(), "paybridge.target"]
+    names[names.index("paybridge-worker@.service")] = "paybridge-worker@01.service"
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *(f"{tmp_path}/{name}" for name in names)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
 def test_the_web_unit_serves_gunicorn_on_loopback_where_the_nginx_recipe_looks():
