@@ -36,6 +36,9 @@ from sqlalchemy.exc import ArgumentError
 EMULATOR_API_BASE = "http://127.0.0.1:12111"
 EMULATOR_SECRET_KEY = "sk_test_emulator"
 EMULATOR_WEBHOOK_SECRET = "whsec_paybridge_demo_secret"
+# The suite runs live mode against the emulator too (its objects say livemode: true for these).
+EMULATOR_LIVE_SECRET_KEY = "sk_live_emulator"
+EMULATOR_LIVE_WEBHOOK_SECRET = "whsec_paybridge_live_test_secret"
 DEMO_PASSWORDS = frozenset({"demo-password", "operator-password"})  # scripts/demo.sh's logins
 STRIPE_API_BASE = "https://api.stripe.com"
 
@@ -85,6 +88,18 @@ def _comma_list(value: Any) -> Any:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
     return value
+
+
+def _stripe_key(mode: str):
+    """A secret (sk_) or restricted (rk_) key of one mode: a live key set as the test key
+    would send test payments to real cards."""
+
+    def check(value: str) -> str:
+        if not value.startswith((f"sk_{mode}_", f"rk_{mode}_")) or len(value) <= 8:
+            raise ValueError(f"is not a {mode}-mode Stripe key (sk_{mode}_…, rk_{mode}_…)")
+        return value
+
+    return check
 
 
 def _http_url(value: str) -> str:
@@ -141,8 +156,17 @@ SecretKey = Annotated[
     SECRET,
     Accepts(f"a random value; in production {STRONG_SECRET_LENGTH}+ characters ({GENERATE_HINT})"),
 ]
-StripeKey = Annotated[
-    str, SECRET, Accepts("a Stripe secret or restricted key: sk_live_…, sk_test_…, rk_live_…")
+StripeTestKey = Annotated[
+    str,
+    AfterValidator(_stripe_key("test")),
+    SECRET,
+    Accepts("a test-mode Stripe secret or restricted key: sk_test_… or rk_test_…"),
+]
+StripeLiveKey = Annotated[
+    str,
+    AfterValidator(_stripe_key("live")),
+    SECRET,
+    Accepts("a live-mode Stripe secret or restricted key: sk_live_… or rk_live_…"),
 ]
 Password = Annotated[str, SECRET, Accepts("a password that is not one of the demo's")]
 RedisUrl = Annotated[
@@ -173,10 +197,17 @@ WebhookSecrets = Annotated[
     list[str],
     NoDecode,
     BeforeValidator(_comma_list),
-    Field(min_length=1, validation_alias="STRIPE_WEBHOOK_SECRET"),
+    Field(min_length=1),
     SECRET,
     Accepts("whsec_… endpoint secrets, comma-separated while rotating"),
 ]
+
+
+def webhook_secrets(mode: str, default: list[str] | None = None) -> Any:
+    """A mode's endpoint secrets, read from STRIPE_<MODE>_WEBHOOK_SECRET (one or several)."""
+    return Field(default, validation_alias=f"STRIPE_{mode}_WEBHOOK_SECRET")
+
+
 Schedule = Annotated[
     list[Annotated[int, Field(ge=1)]],
     NoDecode,
@@ -208,6 +239,23 @@ def default_database_url() -> str:
     return f"sqlite:///{INSTANCE_DIR / 'paybridge.sqlite3'}"
 
 
+# Settings that were replaced, refused with the name to set instead.
+RENAMED_SETTINGS = {
+    "STRIPE_SECRET_KEY": "STRIPE_LIVE_SECRET_KEY or STRIPE_TEST_SECRET_KEY (by the key's mode)",
+    "STRIPE_WEBHOOK_SECRET": "STRIPE_LIVE_WEBHOOK_SECRET or STRIPE_TEST_WEBHOOK_SECRET",
+}
+
+
+def renamed_settings_set() -> dict[str, str]:
+    """A refusal for each replaced setting still in the environment: silently ignoring one
+    would leave a deployment without the Stripe mode it had."""
+    return {
+        old: f"was replaced: set {new}"
+        for old, new in RENAMED_SETTINGS.items()
+        if os.environ.get(old)
+    }
+
+
 # --- the roles -----------------------------------------------------------------------------------
 
 
@@ -234,11 +282,14 @@ class Config(BaseSettings):
     # Bearer token a Prometheus scrape of /metrics sends; unset: /metrics answers anyone.
     METRICS_TOKEN: SecretKey | None = None
 
-    # The PSP.
+    # The PSP. Stripe keeps test and live data apart, each mode with its own keys and webhook
+    # endpoint; a mode is configured when its key is set, and a payment's mode follows the API
+    # key that created it. Each mode's endpoint secrets: several, comma-separated, while rotating.
     PSP_NAME: Literal["stripe"] = "stripe"
-    STRIPE_SECRET_KEY: StripeKey | None = None
-    # Several endpoint secrets, comma-separated, while a webhook secret is being rotated.
-    STRIPE_WEBHOOK_SECRETS: WebhookSecrets = []
+    STRIPE_TEST_SECRET_KEY: StripeTestKey | None = None
+    STRIPE_LIVE_SECRET_KEY: StripeLiveKey | None = None
+    STRIPE_TEST_WEBHOOK_SECRETS: WebhookSecrets | None = webhook_secrets("TEST")
+    STRIPE_LIVE_WEBHOOK_SECRETS: WebhookSecrets | None = webhook_secrets("LIVE")
     STRIPE_API_BASE: HttpUrl = STRIPE_API_BASE
     STRIPE_TIMEOUT_SECONDS: Seconds = 10.0
     STRIPE_MAX_NETWORK_RETRIES: Retries = 2
@@ -357,7 +408,35 @@ class Config(BaseSettings):
         try:
             super().__init__(**values)
         except ValidationError as error:
-            raise ConfigError(refusals(type(self), error), self.ENV_NAME) from None
+            problems = refusals(type(self), error) | renamed_settings_set()
+            raise ConfigError(problems, self.ENV_NAME) from None
+        problems = renamed_settings_set() | self._stripe_mode_problems()
+        if problems:
+            raise ConfigError(problems, self.ENV_NAME)
+
+    def _stripe_mode_problems(self) -> dict[str, str]:
+        """Settings that only make sense together: a mode's key needs its endpoint secret, and
+        at least one mode must be configured."""
+        problems = {}
+        for mode in ("TEST", "LIVE"):
+            key = getattr(self, f"STRIPE_{mode}_SECRET_KEY")
+            if key and not getattr(self, f"STRIPE_{mode}_WEBHOOK_SECRETS"):
+                problems[f"STRIPE_{mode}_WEBHOOK_SECRET"] = (
+                    f"required while STRIPE_{mode}_SECRET_KEY is set: the {mode.lower()} mode's "
+                    "webhook endpoint secret (whsec_…; `flask stripe setup` prints it)"
+                )
+        if not (self.STRIPE_TEST_SECRET_KEY or self.STRIPE_LIVE_SECRET_KEY):
+            problems["STRIPE_LIVE_SECRET_KEY"] = (
+                "not set, nor STRIPE_TEST_SECRET_KEY: PayBridge needs at least one Stripe mode"
+            )
+        return problems
+
+    def stripe_modes(self) -> list[bool]:
+        """The configured modes, as Stripe's `livemode` values (test first)."""
+        return [live for live in (False, True) if self.stripe_secret_key(live)]
+
+    def stripe_secret_key(self, livemode: bool) -> str | None:
+        return self.STRIPE_LIVE_SECRET_KEY if livemode else self.STRIPE_TEST_SECRET_KEY
 
     @after_all(mode="after")
     def _storage_follows_redis(self) -> Config:
@@ -385,8 +464,10 @@ class DevelopmentConfig(Config):
     DEMO_PASSWORDS_ALLOWED: ClassVar[bool] = True
 
     SECRET_KEY: SecretKey = Field(default_factory=lambda: secrets.token_hex(32))
-    STRIPE_SECRET_KEY: StripeKey = EMULATOR_SECRET_KEY
-    STRIPE_WEBHOOK_SECRETS: WebhookSecrets = [EMULATOR_WEBHOOK_SECRET]
+    STRIPE_TEST_SECRET_KEY: StripeTestKey | None = EMULATOR_SECRET_KEY
+    STRIPE_TEST_WEBHOOK_SECRETS: WebhookSecrets | None = webhook_secrets(
+        "TEST", [EMULATOR_WEBHOOK_SECRET]
+    )
     STRIPE_API_BASE: HttpUrl = EMULATOR_API_BASE
     # The demo shop, and the suite's notification receivers, listen on this machine.
     NOTIFY_ALLOWED_NETWORKS: Networks = ["127.0.0.0/8", "::1/128"]
@@ -402,6 +483,11 @@ class TestingConfig(DevelopmentConfig):
     NOTIFY_TIMEOUT_SECONDS: Seconds = 2.0
     STRIPE_MAX_NETWORK_RETRIES: Retries = 0
     STRIPE_TIMEOUT_SECONDS: Seconds = 5.0
+    # The suite proves both modes against the emulator.
+    STRIPE_LIVE_SECRET_KEY: StripeLiveKey | None = EMULATOR_LIVE_SECRET_KEY
+    STRIPE_LIVE_WEBHOOK_SECRETS: WebhookSecrets | None = webhook_secrets(
+        "LIVE", [EMULATOR_LIVE_WEBHOOK_SECRET]
+    )
 
 
 # Storages of the limits library that every process shares (production accepts only these).
@@ -421,8 +507,6 @@ class ProductionConfig(Config):
     SQLALCHEMY_DATABASE_URI: DatabaseUrl
     PUBLIC_BASE_URL: PublicUrl
     METRICS_TOKEN: SecretKey
-    STRIPE_SECRET_KEY: StripeKey
-    STRIPE_WEBHOOK_SECRETS: WebhookSecrets
     # Not a setting: the password `flask users create` takes from the environment, checked
     # here so that the demo's logins never reach production.
     user_password: Password | None = Field(None, validation_alias="PAYBRIDGE_USER_PASSWORD")
@@ -461,20 +545,18 @@ class ProductionConfig(Config):
             raise ValueError("is not https://: shoppers and Stripe reach production over TLS")
         return value
 
-    @field_validator("STRIPE_SECRET_KEY")
+    @field_validator("STRIPE_TEST_SECRET_KEY", "STRIPE_LIVE_SECRET_KEY")
     @classmethod
-    def _stripe_key(cls, value: str) -> str:
-        if value == EMULATOR_SECRET_KEY:
-            raise ValueError("is the emulator's demo key")
-        if not value.startswith(("sk_live_", "sk_test_", "rk_live_", "rk_test_")):
-            raise ValueError("is not a Stripe secret or restricted key (sk_live_…, rk_live_…)")
+    def _real_stripe_key(cls, value: str | None) -> str | None:
+        if value in (EMULATOR_SECRET_KEY, EMULATOR_LIVE_SECRET_KEY):
+            raise ValueError("is the emulator's key")
         return value
 
-    @field_validator("STRIPE_WEBHOOK_SECRETS")
+    @field_validator("STRIPE_TEST_WEBHOOK_SECRETS", "STRIPE_LIVE_WEBHOOK_SECRETS")
     @classmethod
-    def _whsec(cls, value: list[str]) -> list[str]:
-        for number, secret in enumerate(value, 1):
-            if secret == EMULATOR_WEBHOOK_SECRET:
+    def _whsec(cls, value: list[str] | None) -> list[str] | None:
+        for number, secret in enumerate(value or (), 1):
+            if secret in (EMULATOR_WEBHOOK_SECRET, EMULATOR_LIVE_WEBHOOK_SECRET):
                 raise ValueError(f"secret {number} is the demo's")
             if not secret.startswith("whsec_") or len(secret) <= len("whsec_"):
                 raise ValueError(f"secret {number} is not a whsec_… endpoint secret")

@@ -64,8 +64,8 @@ def make_app(emu, database: str, redis_url: str):
             "REDIS_URL": redis_url,
             "RATELIMIT_STORAGE_URI": redis_url,
             "STRIPE_API_BASE": emu.url,
-            "STRIPE_SECRET_KEY": emu.api_key,
-            "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "STRIPE_TEST_SECRET_KEY": emu.api_key,
+            "STRIPE_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "LOG_LEVEL": "INFO",
             **BENCH_RATE_LIMITS,  # on, and out of the way (bench/README)
         }

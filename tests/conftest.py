@@ -86,8 +86,8 @@ def app(emulator, redis_url):
             "DATABASE_URL": mysql_url(TEST_DATABASE),
             "REDIS_URL": redis_url,
             "STRIPE_API_BASE": emulator.url,
-            "STRIPE_SECRET_KEY": emulator.api_key,
-            "STRIPE_WEBHOOK_SECRET": "whsec_test_paybridge",
+            "STRIPE_TEST_SECRET_KEY": emulator.api_key,
+            "STRIPE_TEST_WEBHOOK_SECRET": "whsec_test_paybridge",
             "RATELIMIT_STORAGE_URI": redis_url,
         }
     )
@@ -215,7 +215,7 @@ def stripe_delivers(app, emu, live_server):
         "webhook_endpoints",
         {
             "url": live_server.url + "/webhooks/stripe",
-            "secret": app.config["STRIPE_WEBHOOK_SECRETS"][0],
+            "secret": app.config["STRIPE_TEST_WEBHOOK_SECRETS"][0],
         },
     )
     return emu

@@ -67,12 +67,13 @@ def of_merchant(merchant_id: int) -> list[ApiKey]:
     return list(db.session.scalars(stmt))
 
 
-def create_api_key(merchant: Merchant, name: str) -> tuple[ApiKey, str]:
-    """A new key for the merchant; the raw key is returned once and never stored."""
+def create_api_key(merchant: Merchant, name: str, *, livemode: bool = False) -> tuple[ApiKey, str]:
+    """A new key for the merchant in one mode (pbk_test_… or pbk_live_…); the raw key is
+    returned once and never stored."""
     name = (name or "").strip() or "default"
     if len(name) > MAX_KEY_NAME:
         raise ValidationError(f"Key names are at most {MAX_KEY_NAME} characters.", param="name")
-    key, raw = ApiKey.generate(merchant, name=name)
+    key, raw = ApiKey.generate(merchant, name=name, livemode=livemode)
     db.session.add(key)
     db.session.flush()
     return key, raw

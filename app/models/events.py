@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -36,6 +36,9 @@ class PspEvent(db.Model):
     psp: Mapped[str] = mapped_column(String(20), default="stripe")
     event_id: Mapped[str] = mapped_column(ExactString(255))
     event_type: Mapped[str] = mapped_column(String(100))
+    # The mode the PSP says the event belongs to; one that does not match its payment's is
+    # stored and never applied.
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     psp_session_id: Mapped[str | None] = mapped_column(ExactString(255))
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
     payload: Mapped[dict] = mapped_column(db.JSON)

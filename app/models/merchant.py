@@ -8,7 +8,7 @@ import secrets
 from datetime import datetime
 
 from flask_login import UserMixin
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import Boolean, ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -16,7 +16,9 @@ from app.extensions import db
 from app.models.base import ExactString, Timestamp, utcnow
 
 API_KEY_PREFIX = "pbk_"
-API_KEY_SHOWN_CHARS = 12
+# Keys say their mode, as Stripe's do: pbk_live_… makes live payments, pbk_test_… test ones.
+API_KEY_MODE_PREFIXES = {False: "pbk_test_", True: "pbk_live_"}
+API_KEY_SHOWN_CHARS = 16
 
 
 def new_signing_secret() -> str:
@@ -72,6 +74,8 @@ class ApiKey(db.Model):
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(Timestamp)
     revoked_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Stripe's mode: a live key (pbk_live_…) makes live payments, a test key test ones.
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     merchant: Mapped[Merchant] = relationship(back_populates="api_keys")
 
@@ -80,14 +84,17 @@ class ApiKey(db.Model):
         return self.revoked_at is None
 
     @staticmethod
-    def generate(merchant: Merchant, name: str = "default") -> tuple[ApiKey, str]:
-        """Make a key; the raw key is returned once and never stored."""
-        raw = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    def generate(
+        merchant: Merchant, name: str = "default", *, livemode: bool = False
+    ) -> tuple[ApiKey, str]:
+        """Make a key of one mode; the raw key is returned once and never stored."""
+        raw = API_KEY_MODE_PREFIXES[livemode] + secrets.token_urlsafe(32)
         key = ApiKey(
             merchant=merchant,
             name=name,
             prefix=raw[:API_KEY_SHOWN_CHARS],
             key_hash=hash_api_key(raw),
+            livemode=livemode,
         )
         return key, raw
 

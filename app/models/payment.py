@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -119,6 +121,8 @@ class Payment(db.Model):
     status_version: Mapped[int] = mapped_column(Integer, default=1)
 
     psp: Mapped[str] = mapped_column(String(20), default="stripe")
+    # Stripe's mode, from the API key that created it: which Stripe keys and events serve it.
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     psp_session_id: Mapped[str | None] = mapped_column(ExactString(255), unique=True)
     psp_payment_intent_id: Mapped[str | None] = mapped_column(ExactString(255))
     psp_subscription_id: Mapped[str | None] = mapped_column(ExactString(255), index=True)

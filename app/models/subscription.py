@@ -15,6 +15,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    false,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -75,6 +76,7 @@ class Subscription(db.Model):
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     first_payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"), unique=True)
     psp: Mapped[str] = mapped_column(String(20), default="stripe")
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     psp_subscription_id: Mapped[str] = mapped_column(ExactString(255), unique=True)
     status: Mapped[str] = mapped_column(String(12), default=SubscriptionStatus.INCOMPLETE.value)
     interval: Mapped[str] = mapped_column(String(5))

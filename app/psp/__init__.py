@@ -7,6 +7,7 @@ from app.psp.base import (
     PspError,
     PspEventData,
     PspInvalidState,
+    PspModeNotConfigured,
     PspNotFound,
     PspRateLimited,
     PspRejected,
@@ -14,7 +15,7 @@ from app.psp.base import (
     WebhookPayloadError,
     WebhookVerificationError,
 )
-from app.psp.factory import get_provider
+from app.psp.factory import configured_modes, get_provider
 
 __all__ = [
     "CheckoutRequest",
@@ -23,11 +24,13 @@ __all__ = [
     "PspError",
     "PspEventData",
     "PspInvalidState",
+    "PspModeNotConfigured",
     "PspNotFound",
     "PspRateLimited",
     "PspRejected",
     "PspUnavailable",
     "WebhookPayloadError",
     "WebhookVerificationError",
+    "configured_modes",
     "get_provider",
 ]

@@ -172,6 +172,15 @@ class PspInvalidState(PspError):
     """The object exists but cannot do this now (e.g. expiring a completed session)."""
 
 
+class PspModeNotConfigured(PspError):
+    """The PSP mode asked for (test or live) has no key in this deployment."""
+
+    def __init__(self, livemode: bool):
+        mode = "live" if livemode else "test"
+        super().__init__(f"{mode} mode is not configured (STRIPE_{mode.upper()}_SECRET_KEY)")
+        self.livemode = livemode
+
+
 class WebhookVerificationError(Exception):
     """The webhook's signature, timestamp or payload is not acceptable."""
 
@@ -184,6 +193,8 @@ class PaymentProvider(ABC):
     """One PSP. Implementations must be safe to share between threads."""
 
     name: str
+    # Stripe's mode: live (real money) or test; each mode has its own keys, objects and events.
+    livemode: bool = False
     # The shortest time a new checkout session may have left before its expires_at: a
     # registration attempted later than that is refused by the PSP (Stripe: 30 minutes).
     min_checkout_window: timedelta = timedelta(0)

@@ -323,6 +323,7 @@ class StripeProvider(PaymentProvider):
         self,
         secret_key: str,
         *,
+        livemode: bool = False,
         api_base: str,
         webhook_secrets: list[str],
         webhook_tolerance: int = 300,
@@ -332,7 +333,8 @@ class StripeProvider(PaymentProvider):
         breaker_reset_seconds: float = 30,
     ) -> None:
         if not secret_key:
-            raise ValueError("StripeProvider needs a secret key (STRIPE_SECRET_KEY)")
+            raise ValueError("StripeProvider needs a secret key (STRIPE_TEST/LIVE_SECRET_KEY)")
+        self.livemode = livemode
         self.client = stripe.StripeClient(
             secret_key,
             base_addresses={"api": api_base},
@@ -355,12 +357,15 @@ class StripeProvider(PaymentProvider):
         )
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> StripeProvider:
-        """Build from the app's configuration (app.config or a Config object's dict)."""
+    def from_config(cls, config: Mapping[str, Any], *, livemode: bool = False) -> StripeProvider:
+        """Build one mode's adapter from the app's configuration (app.config or a Config
+        object's dict)."""
+        mode = "LIVE" if livemode else "TEST"
         return cls(
-            config["STRIPE_SECRET_KEY"],
+            config[f"STRIPE_{mode}_SECRET_KEY"],
+            livemode=livemode,
             api_base=config["STRIPE_API_BASE"],
-            webhook_secrets=config["STRIPE_WEBHOOK_SECRETS"],
+            webhook_secrets=config[f"STRIPE_{mode}_WEBHOOK_SECRETS"] or [],
             webhook_tolerance=config["STRIPE_WEBHOOK_TOLERANCE_SECONDS"],
             timeout_seconds=config["STRIPE_TIMEOUT_SECONDS"],
             max_network_retries=config["STRIPE_MAX_NETWORK_RETRIES"],

@@ -10,8 +10,8 @@ from tests.support.production import clear_settings, safe_production_settings
 
 PRODUCTION_SECRETS = {
     **safe_production_settings("mysql+pymysql://pb:pw@db.internal/paybridge"),
-    "STRIPE_SECRET_KEY": "sk_live_x",
-    "STRIPE_WEBHOOK_SECRET": "whsec_old,whsec_new",
+    "STRIPE_LIVE_SECRET_KEY": "sk_live_x1",
+    "STRIPE_LIVE_WEBHOOK_SECRET": "whsec_old,whsec_new",
 }
 
 
@@ -21,13 +21,13 @@ def clean_env(monkeypatch):
 
 
 def test_production_refuses_to_start_without_its_secrets_and_names_them(clean_env):
-    clean_env.setenv("STRIPE_SECRET_KEY", "sk_live_x")
+    clean_env.setenv("STRIPE_LIVE_SECRET_KEY", "sk_live_x1")
     with pytest.raises(ConfigError) as refused:
         create_app("production")
     message = str(refused.value)
-    for missing in ("SECRET_KEY", "DATABASE_URL", "STRIPE_WEBHOOK_SECRET"):
+    for missing in ("SECRET_KEY", "DATABASE_URL", "PUBLIC_BASE_URL"):
         assert missing in message
-    assert "STRIPE_SECRET_KEY" not in message
+    assert "STRIPE_LIVE_SECRET_KEY" not in message
 
 
 def test_production_starts_with_its_secrets_and_secure_cookies(clean_env):
@@ -36,14 +36,16 @@ def test_production_starts_with_its_secrets_and_secure_cookies(clean_env):
     config = load_config("production")
     assert config.SESSION_COOKIE_SECURE is True
     assert config.SESSION_COOKIE_HTTPONLY is True and config.SESSION_COOKIE_SAMESITE == "Lax"
-    assert config.STRIPE_WEBHOOK_SECRETS == ["whsec_old", "whsec_new"]  # rotation
+    assert config.STRIPE_LIVE_WEBHOOK_SECRETS == ["whsec_old", "whsec_new"]  # rotation
+    assert config.stripe_modes() == [False, True]  # staging's test key, and live
     assert config.STRIPE_API_BASE == "https://api.stripe.com"
     assert config.NOTIFY_ALLOWED_NETWORKS == []
 
 
 def test_the_demo_needs_no_secrets_and_points_at_the_emulator(clean_env):
     config = load_config("development")
-    assert config.SECRET_KEY and config.STRIPE_SECRET_KEY.startswith("sk_test_")
+    assert config.SECRET_KEY and config.STRIPE_TEST_SECRET_KEY.startswith("sk_test_")
+    assert config.stripe_modes() == [False]  # the demo runs in test mode
     assert config.STRIPE_API_BASE == "http://127.0.0.1:12111"
     assert config.SQLALCHEMY_DATABASE_URI.startswith("sqlite:///")
 
@@ -89,4 +91,4 @@ def test_logs_carry_the_request_id_and_never_the_api_key(app, client, make_merch
     assert all(getattr(r, "context", None) == "req_logcheck_0001" for r in lines)
     text = caplog.text
     assert raw_key not in text and raw_key[12:] not in text
-    assert app.config["STRIPE_SECRET_KEY"] not in text
+    assert app.config["STRIPE_TEST_SECRET_KEY"] not in text

@@ -124,13 +124,13 @@ def test_every_refusal_is_reported_at_once(env):
 
 
 def test_lists_are_comma_separated_and_their_items_typed(env):
-    env.setenv("STRIPE_WEBHOOK_SECRET", " whsec_old , whsec_new ,")
+    env.setenv("STRIPE_TEST_WEBHOOK_SECRET", " whsec_old , whsec_new ,")
     env.setenv("NOTIFY_RETRY_SCHEDULE", "5, 30,600")
     env.setenv("NOTIFY_ALLOWED_NETWORKS", "10.20.0.0/16, fd00::1/8")
 
     config = load_config("development")
 
-    assert config.STRIPE_WEBHOOK_SECRETS == ["whsec_old", "whsec_new"]
+    assert config.STRIPE_TEST_WEBHOOK_SECRETS == ["whsec_old", "whsec_new"]
     assert config.NOTIFY_RETRY_SCHEDULE == [5, 30, 600]
     assert config.NOTIFY_ALLOWED_NETWORKS == ["10.20.0.0/16", "fd00::/8"]
 
@@ -145,7 +145,7 @@ def test_lists_are_comma_separated_and_their_items_typed(env):
         ("DATABASE_URL", "not a url"),
         ("RQ_QUEUE_PREFIX", "pay bridge"),
         ("PSP_NAME", "adyen"),
-        ("STRIPE_WEBHOOK_SECRET", " , "),
+        ("STRIPE_TEST_WEBHOOK_SECRET", " , "),
     ],
 )
 def test_addresses_and_names_of_the_wrong_kind_are_refused(env, name, value):
@@ -164,7 +164,7 @@ def test_an_empty_variable_counts_as_unset(env):
 def test_a_refusal_never_shows_a_secret_value(env):
     env.setenv("DATABASE_URL", "postgresql://pb:hunter2-db-password@db/paybridge")
     env.setenv("REDIS_URL", "http://:hunter3-redis-password@cache:6379/0")
-    env.setenv("STRIPE_WEBHOOK_SECRET", ",")
+    env.setenv("STRIPE_TEST_WEBHOOK_SECRET", ",")
 
     message = str(refused())
 
@@ -180,17 +180,18 @@ UNSAFE_IN_PRODUCTION = [
     ("SECRET_KEY", "change-me-change-me-change-me-change-me"),
     ("SECRET_KEY", "abababababababababababababababababab"),
     ("SECRET_KEY", None),
-    ("STRIPE_WEBHOOK_SECRET", "not-a-whsec-secret"),
-    ("STRIPE_WEBHOOK_SECRET", "whsec_live_one,we_forgot_the_prefix"),
-    ("STRIPE_WEBHOOK_SECRET", "whsec_paybridge_demo_secret"),
-    ("STRIPE_WEBHOOK_SECRET", None),
+    ("STRIPE_TEST_WEBHOOK_SECRET", "not-a-whsec-secret"),
+    ("STRIPE_TEST_WEBHOOK_SECRET", "whsec_live_one,we_forgot_the_prefix"),
+    ("STRIPE_TEST_WEBHOOK_SECRET", "whsec_paybridge_demo_secret"),
     ("DATABASE_URL", "sqlite:////var/lib/paybridge.sqlite3"),
     ("DATABASE_URL", None),
     ("PUBLIC_BASE_URL", "http://pay.example.com"),
     ("PUBLIC_BASE_URL", None),
-    ("STRIPE_SECRET_KEY", "sk_test_emulator"),
-    ("STRIPE_SECRET_KEY", "pk_live_a_publishable_key"),
-    ("STRIPE_SECRET_KEY", None),
+    ("STRIPE_TEST_SECRET_KEY", "sk_test_emulator"),
+    ("STRIPE_TEST_SECRET_KEY", "pk_test_a_publishable_key"),
+    ("STRIPE_TEST_SECRET_KEY", "sk_live_a_live_key_as_the_test_one"),
+    ("STRIPE_LIVE_SECRET_KEY", "sk_live_emulator"),
+    ("STRIPE_LIVE_SECRET_KEY", "rk_test_a_test_key_as_the_live_one"),
     ("METRICS_TOKEN", None),
     ("RATELIMIT_STORAGE_URI", "memory://"),
     ("RATELIMIT_STORAGE_URI", "memcached://cache.internal:11211"),
@@ -221,9 +222,9 @@ def test_production_refuses_an_unsafe_value_naming_the_variable(production_env, 
 def test_production_lists_every_unsafe_value_at_once(production_env):
     for name, value in {
         "SECRET_KEY": "short",
-        "STRIPE_WEBHOOK_SECRET": "plain-secret",
+        "STRIPE_TEST_WEBHOOK_SECRET": "plain-secret",
         "DATABASE_URL": "sqlite:///paybridge.sqlite3",
-        "STRIPE_SECRET_KEY": "sk_test_emulator",
+        "STRIPE_TEST_SECRET_KEY": "sk_test_emulator",
         "NOTIFY_CONCURRENCY": "0",
     }.items():
         production_env.setenv(name, value)
@@ -234,9 +235,9 @@ def test_production_lists_every_unsafe_value_at_once(production_env):
 
     assert set(error.problems) == {
         "SECRET_KEY",
-        "STRIPE_WEBHOOK_SECRET",
+        "STRIPE_TEST_WEBHOOK_SECRET",
         "DATABASE_URL",
-        "STRIPE_SECRET_KEY",
+        "STRIPE_TEST_SECRET_KEY",
         "NOTIFY_CONCURRENCY",
         "PUBLIC_BASE_URL",
         "METRICS_TOKEN",
@@ -246,17 +247,45 @@ def test_production_lists_every_unsafe_value_at_once(production_env):
 def test_production_starts_with_safe_values_and_staging_may_use_test_mode_and_another_api(
     production_env,
 ):
-    production_env.setenv("STRIPE_SECRET_KEY", "rk_test_staging_restricted")
+    production_env.setenv("STRIPE_TEST_SECRET_KEY", "rk_test_staging_restricted")
     production_env.setenv("STRIPE_API_BASE", "http://stripe-mock.staging.internal:12111")
 
     app = create_app("production")
 
     assert app.config["PAYBRIDGE_ENV"] == "production"
     assert app.config["STRIPE_API_BASE"] == "http://stripe-mock.staging.internal:12111"
-    assert app.config["STRIPE_WEBHOOK_SECRETS"] == ["whsec_staging_old", "whsec_staging_new"]
+    assert app.config["STRIPE_TEST_WEBHOOK_SECRETS"] == ["whsec_staging_old", "whsec_staging_new"]
     assert app.config["PUBLIC_BASE_URL"] == "https://pay.example.com"
     assert app.config["NOTIFY_ALLOWED_NETWORKS"] == []
     assert app.config["HSTS"].startswith("max-age=")
+
+
+def test_each_stripe_mode_needs_its_webhook_secret_and_one_mode_is_needed(production_env):
+    production_env.setenv("STRIPE_LIVE_SECRET_KEY", "sk_live_real_enough")
+    error = refused("production")
+    assert set(error.problems) == {"STRIPE_LIVE_WEBHOOK_SECRET"}
+    assert "required while STRIPE_LIVE_SECRET_KEY is set" in str(error)
+
+    production_env.delenv("STRIPE_LIVE_SECRET_KEY")
+    production_env.delenv("STRIPE_TEST_SECRET_KEY")
+    error = refused("production")
+    assert set(error.problems) == {"STRIPE_LIVE_SECRET_KEY"}
+    assert "at least one Stripe mode" in str(error)
+
+
+def test_both_modes_configured_and_the_replaced_settings_named(production_env):
+    production_env.setenv("STRIPE_LIVE_SECRET_KEY", "rk_live_real_enough")
+    production_env.setenv("STRIPE_LIVE_WEBHOOK_SECRET", "whsec_live_one")
+    config = load_config("production")
+    assert config.stripe_modes() == [False, True]
+    assert config.STRIPE_LIVE_WEBHOOK_SECRETS == ["whsec_live_one"]
+
+    production_env.setenv("STRIPE_SECRET_KEY", "sk_live_from_before_modes")
+    production_env.setenv("STRIPE_WEBHOOK_SECRET", "whsec_from_before_modes")
+    error = refused("production")
+    assert set(error.problems) == {"STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"}
+    assert "set STRIPE_LIVE_SECRET_KEY or STRIPE_TEST_SECRET_KEY" in str(error)
+    assert "sk_live_from_before_modes" not in str(error)
 
 
 def test_gunicorn_in_production_with_unsafe_settings_refuses_to_boot_and_says_why(env):
@@ -265,8 +294,8 @@ def test_gunicorn_in_production_with_unsafe_settings_refuses_to_boot_and_says_wh
         "PAYBRIDGE_ENV": "production",
         "SECRET_KEY": "x",
         "DATABASE_URL": "sqlite:////tmp/paybridge-production.sqlite3",
-        "STRIPE_SECRET_KEY": "sk_live_real_enough",
-        "STRIPE_WEBHOOK_SECRET": "whsec_real_enough",
+        "STRIPE_LIVE_SECRET_KEY": "sk_live_real_enough",
+        "STRIPE_LIVE_WEBHOOK_SECRET": "whsec_real_enough",
     }
 
     done = subprocess.run(

@@ -7,7 +7,7 @@ import secrets
 
 import pytest
 
-from app.config import environment_variables
+from app.config import RENAMED_SETTINGS, environment_variables
 
 
 def safe_production_settings(database_url: str) -> dict[str, str]:
@@ -17,13 +17,13 @@ def safe_production_settings(database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "PUBLIC_BASE_URL": "https://pay.example.com",
         "METRICS_TOKEN": secrets.token_urlsafe(32),
-        "STRIPE_SECRET_KEY": "sk_test_staging",
-        "STRIPE_WEBHOOK_SECRET": "whsec_staging_old,whsec_staging_new",
+        "STRIPE_TEST_SECRET_KEY": "sk_test_staging",
+        "STRIPE_TEST_WEBHOOK_SECRET": "whsec_staging_old,whsec_staging_new",
     }
 
 
 def clear_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No setting left from the suite's own environment (tests/conftest.py sets some)."""
-    for name in environment_variables():
+    for name in environment_variables() | set(RENAMED_SETTINGS):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch

@@ -28,13 +28,13 @@ COMPLETED = "checkout.session.completed"
 @contextmanager
 def webhook_secrets(app, secrets: list[str]):
     """Configure the endpoint secrets (a rotation) for the block; rebuild the adapter."""
-    saved = app.config["STRIPE_WEBHOOK_SECRETS"]
-    app.config["STRIPE_WEBHOOK_SECRETS"] = secrets
+    saved = app.config["STRIPE_TEST_WEBHOOK_SECRETS"]
+    app.config["STRIPE_TEST_WEBHOOK_SECRETS"] = secrets
     app.extensions.pop("paybridge_psp", None)
     try:
         yield
     finally:
-        app.config["STRIPE_WEBHOOK_SECRETS"] = saved
+        app.config["STRIPE_TEST_WEBHOOK_SECRETS"] = saved
         app.extensions.pop("paybridge_psp", None)
 
 

@@ -90,8 +90,7 @@ def _psp_links(payment: Payment) -> list[tuple[str, str]]:
     base = (current_app.config.get("STRIPE_API_BASE") or "").rstrip("/")
     links = []
     if base.startswith("https://api.stripe.com"):
-        key = current_app.config.get("STRIPE_SECRET_KEY") or ""
-        stripe = "https://dashboard.stripe.com/" + ("test/" if "_test_" in key else "")
+        stripe = "https://dashboard.stripe.com/" + ("" if payment.livemode else "test/")
         if payment.psp_payment_intent_id:
             url = f"{stripe}payments/{payment.psp_payment_intent_id}"
             links.append(("Payment in the Stripe dashboard", url))
