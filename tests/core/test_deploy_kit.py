@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -24,13 +25,13 @@ import requests
 import yaml
 from sqlalchemy import create_engine, inspect
 
-from app.config import Config
+from app.config import Config, ConfigError, environment_variables, load_config
 from app.runtime.database_server import SKIP_LOCKED_SINCE, parse_server_version
 from tests.conftest import TEST_DATABASE, drop_database, mysql_url, recreate_database
 from tests.support.gunicorn import ROOT, free_port
 from tests.support.nginx import TEMPLATE
 from tests.support.processes import stop_process
-from tests.support.production import safe_production_settings
+from tests.support.production import clear_settings, safe_production_settings
 from tests.support.waiting import wait_until
 
 DEPLOY = ROOT / "deploy"
@@ -178,6 +179,41 @@ def test_every_variable_compose_requires_is_in_its_example():
     required = set(re.findall(r"\$\{(\w+):\?", (DEPLOY / "compose.yaml").read_text()))
     example = (DEPLOY / "compose.env.example").read_text()
     assert required and required <= set(re.findall(r"^(\w+)=", example, re.MULTILINE))
+
+
+def _example_settings() -> dict[str, str]:
+    lines = (DEPLOY / "paybridge.env.example").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_the_settings_example_names_only_settings_paybridge_reads():
+    assert set(_example_settings()) <= environment_variables()
+
+
+def test_the_settings_example_with_its_blanks_filled_in_starts_production(monkeypatch):
+    """An operator who fills in the blanks has a configuration production accepts, and one who
+    forgets one is told its name."""
+    example = _example_settings()
+    clear_settings(monkeypatch)
+    for name, value in example.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as refused:
+        load_config("production")
+    assert {"SECRET_KEY", "METRICS_TOKEN"} <= set(refused.value.problems)
+
+    filled = {
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "METRICS_TOKEN": secrets.token_urlsafe(48),
+        "STRIPE_LIVE_SECRET_KEY": "sk_live_" + secrets.token_hex(12),
+        "STRIPE_LIVE_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(12),
+        "STRIPE_TEST_SECRET_KEY": "sk_test_" + secrets.token_hex(12),
+        "STRIPE_TEST_WEBHOOK_SECRET": "whsec_" + secrets.token_hex(12),
+    }
+    assert {name for name, value in example.items() if not value} == set(filled)
+    for name, value in filled.items():
+        monkeypatch.setenv(name, value)
+    config = load_config("production")
+    assert config.ENV_NAME == "production" and config.PROXY_FIX_HOPS == 1
 
 
 def test_the_procfiles_process_model_defaults_are_the_settings_defaults():
