@@ -23,6 +23,10 @@ import tempfile
 # An idle keep-alive connection is closed after `keepalive` seconds. gunicorn has no limit on
 # how long a client may take to send its headers or body: that is nginx's job in front
 # (client_header_timeout, client_body_timeout), which is why production needs it.
+# No access log of gunicorn's own (its default, kept): the app writes one line per request that
+# knows the route, the request id and the merchant, in LOG_FORMAT's shape (app/logging_setup.py);
+# gunicorn's would be a second line per request, in another shape, knowing none of them.
+accesslog = None
 limit_request_line = 8190
 limit_request_fields = 100
 limit_request_field_size = 8190
@@ -40,6 +44,12 @@ def on_starting(server):
     from app.runtime.process_tuning import limit_malloc_arenas  # imports the app: after the above
 
     limit_malloc_arenas()  # in the master, so every forked worker inherits it
+    from app.config import load_config
+    from app.logging_setup import format_server_lines
+
+    # From here on (gunicorn's "Starting gunicorn" line comes before this hook); its workers
+    # inherit it.
+    format_server_lines(server.log.error_log, load_config().LOG_FORMAT)
 
 
 def post_worker_init(worker):

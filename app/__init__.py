@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from flask import Flask, g, request
+from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app import blueprints, cli, errors, models, wiring
@@ -20,7 +19,7 @@ from app.extensions import (
     migrate,
     serialise_sqlite_transactions,
 )
-from app.logging_setup import configure_logging
+from app.logging_setup import configure_logging, request_route, request_seconds
 from app.metrics import HTTP_LATENCY, HTTP_REQUESTS
 from app.security_headers import register_security_headers
 
@@ -65,15 +64,11 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_request_metrics(app: Flask) -> None:
-    @app.before_request
-    def start_timer() -> None:
-        g.request_started = time.perf_counter()
-
     @app.after_request
     def count_request(response):
-        route = request.url_rule.rule if request.url_rule else "unmatched"
+        route = request_route()
         HTTP_REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-        started = getattr(g, "request_started", None)
-        if started is not None:
-            HTTP_LATENCY.labels(route).observe(time.perf_counter() - started)
+        seconds = request_seconds()
+        if seconds is not None:
+            HTTP_LATENCY.labels(route).observe(seconds)
         return response

@@ -132,6 +132,13 @@ def _database_url(value: str) -> str:
     return value
 
 
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("is not an IP address") from None
+
+
 def _network(value: str) -> str:
     try:
         return str(ipaddress.ip_network(value, strict=False))
@@ -224,6 +231,16 @@ LogLevel = Annotated[
     Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
     BeforeValidator(lambda value: value.upper() if isinstance(value, str) else value),
 ]
+LogFormat = Annotated[
+    Literal["text", "json"],
+    BeforeValidator(lambda value: value.lower() if isinstance(value, str) else value),
+]
+Port = Annotated[int, Field(ge=0, le=65535), Accepts("a port from 1 to 65535, or 0 for none")]
+ListenAddress = Annotated[
+    str,
+    AfterValidator(_ip_address),
+    Accepts("an IP address to listen on: 127.0.0.1 (this host only), 0.0.0.0, a private address"),
+]
 Networks = Annotated[
     list[Annotated[str, AfterValidator(_network)]],
     NoDecode,
@@ -279,6 +296,10 @@ class Config(BaseSettings):
     # audit IPs and generated URLs are the client's, not the proxy's.
     PROXY_FIX_HOPS: Annotated[int, Field(ge=0, le=5)] = 0
     LOG_LEVEL: LogLevel = "INFO"
+    # Lines as text (a person at a terminal) or one JSON object each (a log collector), and one
+    # access line per web request (app/logging_setup.py).
+    LOG_FORMAT: LogFormat = "text"
+    ACCESS_LOG: Flag = True
     # Bearer token a Prometheus scrape of /metrics sends; unset: /metrics answers anyone.
     METRICS_TOKEN: SecretKey | None = None
 
@@ -316,6 +337,12 @@ class Config(BaseSettings):
     NOTIFY_CONCURRENCY: Count = 64
     NOTIFY_POLL_SECONDS: Seconds = 0.5
     WORKER_CONCURRENCY: Count = 4
+    # Each worker process serves its own /metrics (app/runtime/metrics_server.py), so a worker
+    # on another host than gunicorn is scraped too: its port (0: none; several workers on one
+    # host each take `--metrics-port`) and address, this host only unless set; METRICS_TOKEN
+    # guards it as it guards web's.
+    WORKER_METRICS_PORT: Port = 9101
+    WORKER_METRICS_HOST: ListenAddress = "127.0.0.1"
 
     # --- the deployment's shape ---
     # Processes per host and hosts sharing the database, for the connection budget `flask
@@ -481,6 +508,8 @@ class TestingConfig(DevelopmentConfig):
 
     NOTIFY_RETRY_SCHEDULE: Schedule = [1, 1, 1]
     NOTIFY_TIMEOUT_SECONDS: Seconds = 2.0
+    # Worker processes of the suite serve metrics only where a test gives them a free port.
+    WORKER_METRICS_PORT: Port = 0
     STRIPE_MAX_NETWORK_RETRIES: Retries = 0
     STRIPE_TIMEOUT_SECONDS: Seconds = 5.0
     # The suite proves both modes against the emulator.
@@ -503,6 +532,7 @@ class ProductionConfig(Config):
     REMEMBER_COOKIE_SECURE: ClassVar[bool] = True
     HSTS: ClassVar[str | None] = "max-age=31536000"
 
+    LOG_FORMAT: LogFormat = "json"  # for the log collector
     SECRET_KEY: SecretKey
     SQLALCHEMY_DATABASE_URI: DatabaseUrl
     PUBLIC_BASE_URL: PublicUrl

@@ -41,6 +41,24 @@ PSP_ERRORS = Counter(
 WEBHOOK_EVENTS = Counter(
     "paybridge_webhook_events_total", "PSP webhook events by type and outcome", ["type", "outcome"]
 )
+WEBHOOK_REJECTED = Counter(
+    "paybridge_webhook_rejected_total",
+    "Webhook deliveries refused before anything was stored (reason: signature, a missing or "
+    "wrong signature or a stale timestamp; payload, signed but not an event)",
+    ["psp", "reason"],
+)
+PSP_CIRCUIT_OPEN = Gauge(
+    "paybridge_psp_circuit_open",
+    "1 while the circuit breaker towards the PSP (one per mode: live, test) is open or "
+    "half-open in a process (as of its last call), else 0",
+    ["psp", "mode"],
+    multiprocess_mode="livemax",
+)
+PSP_CIRCUIT_OPENED = Counter(
+    "paybridge_psp_circuit_opened_total",
+    "Times the circuit breaker towards the PSP opened (each failed trial call opens it again)",
+    ["psp", "mode"],
+)
 PAYMENT_CONFLICTS = Counter(
     "paybridge_payment_conflicts_total", "PSP facts that could not be applied", ["kind"]
 )
@@ -59,6 +77,13 @@ NOTIFICATIONS_DUE = Gauge(
     "paybridge_notifications_due",
     "Pending notifications whose attempt is due (the outbox's backlog)",
     multiprocess_mode="max",
+)
+PAYMENTS_OVERDUE = Gauge(
+    "paybridge_payments_overdue",
+    "Unfinished payments (CREATED, INITIATED) whose checkout expired longer ago than "
+    "reconciliation needs to finish them (read from the database at each scrape)",
+    ["status"],
+    multiprocess_mode="mostrecent",
 )
 
 

@@ -11,6 +11,9 @@ used: `create_app`, the models `Merchant`/`ApiKey`, the HTTP routes, the emulato
   webhook new  POST /webhooks/stripe, a signed checkout.session.completed of an INITIATED payment
   webhook dup  the same events again (already stored)
 
+`--log-format json --access-log on` measures with JSON lines and the access line per request
+(the defaults: text, on); the lines are formatted as in production, then dropped.
+
 `--instructions` counts the CPU instructions each request executes instead (valgrind's
 callgrind, instrumenting only the measured loops): a figure that other load on the machine does
 not move, for before/after comparisons on a busy machine. About 50 times slower: use it with
@@ -55,10 +58,13 @@ def recreate_database(name: str, create: bool = True) -> None:
     conn.close()
 
 
-def make_app(emu, database: str, redis_url: str):
-    """The app as the tests build it, on a fresh database migrated by Alembic, and a merchant."""
+def make_app(emu, database: str, redis_url: str, log_format: str = "text", access_log: str = "on"):
+    """The app as the tests build it, on a fresh database migrated by Alembic, and a merchant;
+    its lines in `log_format`, with or without the access line per request."""
     os.environ.update(
         {
+            "LOG_FORMAT": log_format,
+            "ACCESS_LOG": "1" if access_log == "on" else "0",
             "DATABASE_URL": f"mysql+pymysql://{MYSQL['user']}@{MYSQL['host']}:{MYSQL['port']}/"
             f"{database}?charset=utf8mb4",
             "REDIS_URL": redis_url,
@@ -260,6 +266,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--database", default="pb_cpu_probe", help="MariaDB database, dropped after")
     p.add_argument("--redis-db", type=int, default=9, help="flushed before and after")
     p.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="LOG_FORMAT of the measured app (lines are formatted, then dropped)",
+    )
+    p.add_argument(
+        "--access-log",
+        choices=("on", "off"),
+        default="on",
+        help="ACCESS_LOG of the measured app: one line per request",
+    )
+    p.add_argument(
         "--instructions",
         action="store_true",
         help="count instructions per request under valgrind's callgrind (slow; steady under load)",
@@ -275,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with run_emulator() as emu:  # a subprocess: its CPU is not this process's
             emu.control("POST", "deliveries/pause")  # only the probe's posts reach the app
-            app, api_key = make_app(emu, args.database, redis_url)
+            app, api_key = make_app(emu, args.database, redis_url, args.log_format, args.access_log)
             client = app.test_client()
             run = uuid.uuid4().hex[:6]
             rounds = []
@@ -297,7 +315,10 @@ def main(argv: list[str] | None = None) -> None:
     ).stdout.strip()
     result = {
         "commit": commit,
-        "config": {k: getattr(args, k) for k in ("creates", "webhooks", "warmup", "repeat")},
+        "config": {
+            k: getattr(args, k)
+            for k in ("creates", "webhooks", "warmup", "repeat", "log_format", "access_log")
+        },
         "seconds": round(time.perf_counter() - started, 1),
         # CPU times are inflated when other processes share the cores: compare like with like.
         "loadavg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],

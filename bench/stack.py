@@ -340,7 +340,9 @@ class Stack:
 
     def start_workers(self, count: int = 1) -> None:
         for i in range(count):
-            self.spawn(f"worker{i}", [PY, "worker.py", "--no-cron", "--name", f"bench-{i}"])
+            # No metrics port: several workers on this host, and the bench reads none of them.
+            command = [PY, "worker.py", "--no-cron", "--name", f"bench-{i}", "--metrics-port", "0"]
+            self.spawn(f"worker{i}", command)
         time.sleep(1.5)
 
     def stop_workers(self) -> None:

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 
 from app.common import cursors
 from app.errors import PayBridgeError
 from app.extensions import db
-from app.models import Payment
+from app.models import Payment, PaymentStatus
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
+# No checkout session lives shorter than Stripe's minimum: what expired before `t` was made
+# before `t` less this, which keeps the count below on the (status, created_at) index.
+SHORTEST_CHECKOUT = timedelta(minutes=30)
 
 
 def get_payment(merchant_id: int, public_id: str) -> Payment:
@@ -26,6 +29,28 @@ def get_payment(merchant_id: int, public_id: str) -> Payment:
     if payment is None:
         raise PayBridgeError("PAYMENT_NOT_FOUND", param="id")
     return payment
+
+
+def count_overdue(now: datetime, grace: timedelta, lifetime: timedelta) -> dict[str, int]:
+    """Unfinished payments whose checkout expired more than `grace` ago, by status: nothing
+    finished them (reconciliation expires them after expiry). A payment never registered
+    (CREATED, no session) counts from its creation plus `lifetime`, the checkout lifetime.
+    PENDING ones are not counted: their shopper paid, and a delayed method takes days."""
+    expired_before = now - grace
+    overdue = or_(
+        Payment.psp_expires_at < expired_before,
+        and_(Payment.psp_expires_at.is_(None), Payment.created_at < expired_before - lifetime),
+    )
+    statuses = (PaymentStatus.CREATED, PaymentStatus.INITIATED)
+    rows = db.session.execute(
+        select(Payment.status, func.count())
+        .where(Payment.status.in_(statuses))
+        .where(Payment.created_at < expired_before - SHORTEST_CHECKOUT)
+        .where(overdue)
+        .group_by(Payment.status)
+    ).all()
+    counted = {str(status): count for status, count in rows}
+    return {str(status): counted.get(str(status), 0) for status in statuses}
 
 
 @dataclass(frozen=True)

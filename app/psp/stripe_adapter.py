@@ -23,7 +23,7 @@ import pybreaker
 import stripe
 
 from app.common import strict_json
-from app.metrics import PSP_CALL_SECONDS, PSP_ERRORS
+from app.metrics import PSP_CALL_SECONDS, PSP_CIRCUIT_OPEN, PSP_CIRCUIT_OPENED, PSP_ERRORS
 from app.psp.base import (
     CheckoutRequest,
     CheckoutSession,
@@ -75,6 +75,25 @@ class _Breaker(pybreaker.CircuitBreaker):
         with self._lock:
             state = self.state
         return state.call(func, *args, **kwargs)
+
+
+class _BreakerMetrics(pybreaker.CircuitBreakerListener):
+    """Says in the metrics when one mode's breaker opens and closes (the alert rules read them)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode  # "live" or "test": each mode has its own adapter and breaker
+
+    def state_change(self, cb, old_state, new_state) -> None:
+        is_open = new_state.name != pybreaker.STATE_CLOSED
+        PSP_CIRCUIT_OPEN.labels(cb.name, self.mode).set(1 if is_open else 0)
+        if new_state.name == pybreaker.STATE_OPEN:
+            PSP_CIRCUIT_OPENED.labels(cb.name, self.mode).inc()
+            log.error(
+                "%s %s-mode circuit breaker opened: calls fail for %s s",
+                cb.name, self.mode, cb.reset_timeout,
+            )  # fmt: skip
+        elif new_state.name == pybreaker.STATE_CLOSED:
+            log.warning("%s %s-mode circuit breaker closed: calls go through", cb.name, self.mode)
 
 
 def _field(obj: Any, name: str) -> Any:
@@ -354,7 +373,10 @@ class StripeProvider(PaymentProvider):
                 lambda exc: not isinstance(exc, PspUnavailable) or isinstance(exc, PspRateLimited)
             ],
             name="stripe",
+            listeners=[_BreakerMetrics("live" if livemode else "test")],
         )
+        # Exported before any call, so a dashboard shows the mode's breaker closed.
+        PSP_CIRCUIT_OPEN.labels(self.breaker.name, "live" if livemode else "test").set(0)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, livemode: bool = False) -> StripeProvider:

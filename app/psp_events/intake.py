@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from app.common.locks import retry_lock_conflicts, rollback_quietly
 from app.errors import DATABASE_DOWN, PayBridgeError, database_unavailable
 from app.extensions import db
-from app.metrics import WEBHOOK_EVENTS
+from app.metrics import WEBHOOK_EVENTS, WEBHOOK_REJECTED
 from app.models import PspEvent, StatusSource, utcnow
 from app.psp.base import PspEventData, WebhookPayloadError, WebhookVerificationError
 from app.psp.factory import get_provider
@@ -70,12 +70,9 @@ def receive_webhook(psp: str, payload: bytes, signature: str | None) -> PspEvent
         # Verification touches neither the database nor Redis: forged floods stay cheap.
         event = get_provider(psp).verify_webhook(payload, signature)
     except WebhookVerificationError as exc:
-        code = (
-            "WEBHOOK_PAYLOAD_INVALID"
-            if isinstance(exc, WebhookPayloadError)
-            else ("WEBHOOK_SIGNATURE_INVALID")
-        )
-        WEBHOOK_EVENTS.labels("unverified", "rejected").inc()
+        unreadable = isinstance(exc, WebhookPayloadError)
+        code = "WEBHOOK_PAYLOAD_INVALID" if unreadable else "WEBHOOK_SIGNATURE_INVALID"
+        WEBHOOK_REJECTED.labels(psp, "payload" if unreadable else "signature").inc()
         # The reason only: never the body, the header or a secret.
         log.warning("%s webhook rejected (%s, %d bytes): %s", psp, code, len(payload), exc)
         raise PayBridgeError(code) from None

@@ -82,6 +82,11 @@ from app.subscriptions.reconcile import reconcile_subscriptions
 log = logging.getLogger(__name__)
 
 RECON_RUNS = Counter("paybridge_recon_runs_total", "Reconciliation runs by status", ["status"])
+RECON_ERRORS = Counter(
+    "paybridge_recon_errors_total",
+    "Errors a reconciliation run recorded (a payment, refund or subscription it could not check, "
+    "a phase that failed); the run's details say which",
+)
 # A real run's error_text while it runs under the database lease (Redis unreachable).
 DB_LEASE_NOTE = "running under the database lease: Redis was unreachable"
 # A crashed dry run (no lock) is declared dead after this long.
@@ -457,6 +462,7 @@ def _finish_run(
     run.error_text = error_text
     db.session.commit()
     RECON_RUNS.labels(status).inc()
+    RECON_ERRORS.inc(tally.errors)
     log.info(
         "recon run %s %s: checked=%d corrected=%d still_open=%d errors=%d psp_calls=%d",
         run_id, status, run.checked, run.corrected, run.still_open, run.errors,

@@ -9,7 +9,7 @@ from sqlalchemy.pool import QueuePool
 
 from app.extensions import db
 from app.payments.validation import PaymentCreateSchema
-from app.psp.factory import get_provider
+from app.psp.factory import configured_modes, get_provider
 
 # glibc's <malloc.h>: mallopt's parameter for the most arenas malloc may create.
 _M_ARENA_MAX = -8
@@ -65,12 +65,14 @@ def warm_request_handling(app) -> None:
       of every Unicode letter: ~60 ms of CPU) on first use in a process. After a start, the
       first requests of 8 threads in each of 8 web workers all missed it together and each
       compiled it: py-spy put a tenth of the web's CPU in the bench's create scenario there;
-    - the PSP adapter, built on first use, and the Stripe SDK modules it imports lazily (4% of
-      the same profile: imports under the first requests' contention).
+    - the PSP adapters (one per configured mode), built on first use, and the Stripe SDK
+      modules they import lazily (4% of the same profile: imports under the first requests'
+      contention).
     """
     PaymentCreateSchema().load(_WARM_UP_PAYMENT)
     with app.app_context():
-        get_provider()
+        for livemode in configured_modes(app):
+            get_provider(livemode=livemode)
 
 
 def open_db_connections(app, count: int) -> int:

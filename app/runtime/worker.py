@@ -1,5 +1,6 @@
 """The worker process (`python worker.py [--burst] [--no-cron] [--no-notifications]
-[--queues a,b] [--concurrency N]`): everything PayBridge does in the background.
+[--queues a,b] [--concurrency N] [--metrics-port N]`): everything PayBridge does in the
+background, and its own /metrics (app/runtime/metrics_server.py).
 
 Two things run in this process:
 - the notification pump (app/notifications/pump.py): delivers the outbox's due notifications,
@@ -53,6 +54,7 @@ from rq.worker import WorkerStatus
 from app import create_app
 from app.extensions import get_redis
 from app.notifications.pump import NotificationPump
+from app.runtime.metrics_server import MetricsServer
 from app.runtime.process_tuning import limit_malloc_arenas
 from app.tasks import QUEUE_NAMES, get_queue
 from app.tasks.schedule import build_cron
@@ -439,6 +441,12 @@ def main(argv: list[str] | None = None) -> int:
         help="jobs run at once, in threads (default: WORKER_CONCURRENCY)",
     )
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="port of this process's /metrics (default: WORKER_METRICS_PORT; 0: none); each "
+        "worker on one host needs its own",
+    )
+    parser.add_argument(
         "--no-notifications",
         action="store_true",
         help="do not run the notification pump (RQ jobs only)",
@@ -457,11 +465,20 @@ def main(argv: list[str] | None = None) -> int:
     if concurrency < 1:
         parser.error("--concurrency must be at least 1")
     queue_names = [q.strip() for q in args.queues.split(",")] if args.queues else None
+    metrics_port = args.metrics_port
+    if metrics_port is None:
+        metrics_port = app.config["WORKER_METRICS_PORT"]
+    if not 0 <= metrics_port <= 65535:
+        parser.error("--metrics-port must be a port from 1 to 65535, or 0 for none")
+    metrics = MetricsServer(app, app.config["WORKER_METRICS_HOST"], metrics_port)
+    if metrics_port:
+        metrics.start()
     if pump is not None:
         pump.start()
     try:
         run_rq(app, args, queue_names, concurrency, redis_outage)
     finally:
+        metrics.stop()
         if pump is not None:
             if args.burst:
                 pump.join()  # a burst pump ends by itself once nothing is due

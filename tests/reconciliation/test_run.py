@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from prometheus_client import REGISTRY
+
 from app.extensions import db
 from app.models import (
     Notification,
@@ -99,6 +101,7 @@ def test_session_retrieve_applies_card_success_and_async_failure_when_events_are
     emulator.control("POST", f"checkout/sessions/{sepa.psp_session_id}/settle", {})
     # The Events API answers 500 this time: the pass fails, the per-payment pass still runs.
     emulator.control("POST", "faults", {"kind": "http_500", "path": "/v1/events", "count": 1})
+    errors_before = REGISTRY.get_sample_value("paybridge_recon_errors_total") or 0
 
     run = run_reconciliation(trigger="cli")
 
@@ -112,6 +115,7 @@ def test_session_retrieve_applies_card_success_and_async_failure_when_events_are
     assert run.status == "failed"  # a whole pass failed: the next run lists events again
     assert "events" in run.error_text
     assert run.corrected == 2 and run.errors == 1
+    assert REGISTRY.get_sample_value("paybridge_recon_errors_total") == errors_before + 1
     assert entry_for(run, sepa.public_id)["why"].endswith("payment intent requires_payment_method")
 
 

@@ -325,3 +325,38 @@ def test_the_readme_configuration_table_has_a_row_for_every_setting_and_no_other
     }
 
     assert documented == environment_variables()
+
+
+# --- logs and the worker's metrics ---------------------------------------------------------------
+
+
+def test_logs_are_text_for_the_demo_and_json_in_production_unless_set(production_env):
+    assert load_config("production").LOG_FORMAT == "json"
+    production_env.setenv("LOG_FORMAT", "TEXT")  # any case, as LOG_LEVEL
+    assert load_config("production").LOG_FORMAT == "text"
+    production_env.delenv("LOG_FORMAT")
+    development = load_config("development")
+    assert (development.LOG_FORMAT, development.ACCESS_LOG) == ("text", True)
+
+
+def test_log_and_worker_metrics_settings_that_do_not_fit_are_refused_saying_what_fits(env):
+    env.setenv("LOG_FORMAT", "xml")
+    env.setenv("ACCESS_LOG", "sometimes")
+    env.setenv("WORKER_METRICS_PORT", "70000")
+    env.setenv("WORKER_METRICS_HOST", "metrics.internal")
+
+    problems = refused().problems
+
+    assert "Accepts one of text, json." in problems["LOG_FORMAT"]
+    assert "Accepts 1 or 0" in problems["ACCESS_LOG"]
+    assert "Accepts a port from 1 to 65535, or 0 for none." in problems["WORKER_METRICS_PORT"]
+    assert "'metrics.internal' is not an IP address" in problems["WORKER_METRICS_HOST"]
+
+
+def test_the_worker_metrics_listen_on_this_host_only_unless_told(env):
+    config = load_config("development")
+    assert (config.WORKER_METRICS_HOST, config.WORKER_METRICS_PORT) == ("127.0.0.1", 9101)
+    env.setenv("WORKER_METRICS_HOST", "0.0.0.0")
+    env.setenv("WORKER_METRICS_PORT", "0")
+    config = load_config("development")
+    assert (config.WORKER_METRICS_HOST, config.WORKER_METRICS_PORT) == ("0.0.0.0", 0)

@@ -10,6 +10,7 @@ from flask import g, request
 
 from app.accounts.api_keys import KeyLimits, find_active_key, record_use
 from app.errors import PayBridgeError
+from app.logging_setup import note_merchant
 from app.models import ApiKey
 
 CHALLENGE = 'Bearer realm="PayBridge API", Basic realm="PayBridge API"'
@@ -57,6 +58,7 @@ def authenticate() -> tuple[ApiKey, KeyLimits]:
     record_use(key)
     g.api_key_id = key.id
     g.merchant_id = key.merchant_id
+    note_merchant(key.merchant_id)
     return key, limits
 
 

@@ -25,6 +25,7 @@ from app.blueprints.dashboard.forms import ConfirmForm, LoginForm, PasswordChang
 from app.blueprints.dashboard.shared import audit_action, safe_next
 from app.errors import PayBridgeError
 from app.extensions import db, limiter, login_manager
+from app.logging_setup import note_merchant
 from app.models import User
 
 # Where the cookie keeps the server-side session's token.
@@ -40,6 +41,8 @@ def load_user(user_id: str) -> User | None:
         return None
     lifetimes = sessions.Lifetimes.from_config(current_app.config)
     user = sessions.resume_session(session.get(SESSION_TOKEN), wanted, lifetimes)
+    if user is not None:
+        note_merchant(user.merchant_id)  # before the commit expires it (an operator: None)
     db.session.commit()  # the session's last use, or its end (nothing else is pending yet)
     if user is None:
         session.pop(SESSION_TOKEN, None)

@@ -1,23 +1,16 @@
-"""Operator endpoints: liveness, readiness, Prometheus metrics (behind METRICS_TOKEN when it is
-set, as production requires); and `/`, which is the dashboard."""
+"""Operator endpoints: liveness, readiness (app/blueprints/health/readiness.py), Prometheus
+metrics (behind METRICS_TOKEN when it is set, as production requires); and `/`, which is the
+dashboard."""
 
 from __future__ import annotations
 
-import hmac
-import logging
-
 from flask import Response, current_app, jsonify, redirect, request, url_for
-from sqlalchemy import text
 
-from app.blueprints.api.auth import raw_key_from_header
 from app.blueprints.health import bp
+from app.blueprints.health.readiness import readiness
 from app.errors import PayBridgeError
-from app.extensions import csrf, db, get_redis, limiter
-from app.metrics import NOTIFICATIONS_DUE, QUEUE_DEPTH, render_latest
-from app.notifications.delivery import count_due
-from app.tasks import QUEUE_NAMES, get_queue
-
-log = logging.getLogger(__name__)
+from app.extensions import csrf, limiter
+from app.runtime.scrape import scrape, token_accepted
 
 
 @bp.get("/")
@@ -36,62 +29,26 @@ def healthz():
 @bp.get("/readyz")
 @limiter.exempt
 def readyz():
-    """Database and Redis reachable; 503 naming what is down."""
-    checks = {"database": _check_database(), "redis": _check_redis()}
-    down = [name for name, ok in checks.items() if not ok]
-    body = {"status": "ok" if not down else "unavailable", "checks": checks, "down": down}
-    return jsonify(body), (503 if down else 200)
+    """Each dependency, whether it answers, and what its loss degrades; 503 only when a
+    critical one (the database) is down."""
+    body, status = readiness()
+    return jsonify(body), status
 
 
 @bp.get("/metrics")
 @limiter.exempt
 def metrics():
-    """Prometheus text format; queue depths and the outbox's backlog are read at scrape time."""
-    _require_metrics_token()
-    try:
-        for name in QUEUE_NAMES:
-            QUEUE_DEPTH.labels(name).set(len(get_queue(name)))
-    except Exception:  # a scrape must still answer when Redis is down
-        log.warning("queue depths unavailable: Redis unreachable")
-    try:
-        NOTIFICATIONS_DUE.set(count_due())
-    except Exception:
-        db.session.rollback()
-        log.warning("notification backlog unavailable: database unreachable")
-    payload, content_type = render_latest()
-    return Response(payload, content_type=content_type)
-
-
-def _require_metrics_token() -> None:
-    """A scrape sends METRICS_TOKEN as `Authorization: Bearer` (or the Basic user name)."""
+    """Prometheus text format; queue depths, the outbox's backlog and the overdue payments are
+    read at scrape time (app/runtime/scrape.py)."""
     token = current_app.config["METRICS_TOKEN"]
-    if not token:
-        return  # the demo and the suite: production refuses to start without a token
-    sent = raw_key_from_header(request.headers.get("Authorization")) or ""
-    if not hmac.compare_digest(sent.encode(), token.encode()):
+    if not token_accepted(token, request.headers.get("Authorization")):
         raise PayBridgeError(
             "AUTHENTICATION_REQUIRED",
             "Send the metrics token: Authorization: Bearer <METRICS_TOKEN>.",
             headers={"WWW-Authenticate": 'Bearer realm="PayBridge metrics"'},
         )
-
-
-def _check_database() -> bool:
-    try:
-        db.session.execute(text("SELECT 1"))
-        return True
-    except Exception:
-        log.warning("readiness: database unreachable")
-        db.session.rollback()
-        return False
-
-
-def _check_redis() -> bool:
-    try:
-        return bool(get_redis(current_app).ping())
-    except Exception:
-        log.warning("readiness: Redis unreachable")
-        return False
+    payload, content_type = scrape(current_app)
+    return Response(payload, content_type=content_type)
 
 
 csrf.exempt(bp)
