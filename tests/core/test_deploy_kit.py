@@ -9,6 +9,7 @@ fresh MariaDB database, and the web as the very process a process manager signal
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -287,7 +288,8 @@ def test_the_web_is_gunicorn_itself_and_stops_cleanly_on_sigterm(fresh_database,
     env = _production_env(
         fresh_database, redis_url, PORT=str(port), WEB_PROCESSES="1", WEB_THREADS="2"
     )
-    proc = subprocess.Popen([PROCFILE_RUN, "web"], cwd="/", env=env)
+    # A session of its own: whatever it starts ends with it, even if it did not exec gunicorn.
+    proc = subprocess.Popen([PROCFILE_RUN, "web"], cwd="/", env=env, start_new_session=True)
     try:
 
         def answering() -> bool:
@@ -307,3 +309,5 @@ def test_the_web_is_gunicorn_itself_and_stops_cleanly_on_sigterm(fresh_database,
     finally:
         if proc.poll() is None:
             stop_process(proc)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # anything of its session left behind
