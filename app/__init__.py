@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -52,7 +54,8 @@ def register_extensions(app: Flask) -> None:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():
             serialise_sqlite_transactions(db.engine)
-    migrate.init_app(app, db, directory=str(app.root_path + "/../migrations"))
+    # Inside the package, so an installed PayBridge finds them wherever `flask db upgrade` runs.
+    migrate.init_app(app, db, directory=str(Path(app.root_path) / "migrations"))
     csrf.init_app(app)
     login_manager.init_app(app)
     limiter.init_app(app)

@@ -365,6 +365,17 @@ class Config(BaseSettings):
     WORKER_METRICS_PORT: Port = 9101
     WORKER_METRICS_HOST: ListenAddress = "127.0.0.1"
 
+    # --- the deployment's shape ---
+    # Processes per host and hosts sharing the database, for the connection budget `flask
+    # doctor` holds against the server's max_connections (app/runtime/database_server.py).
+    # The Procfile's web runs WEB_PROCESSES gunicorn workers of WEB_THREADS threads; run
+    # WORKER_PROCESSES `python worker.py` per host (tests/core/test_deploy_kit.py holds the
+    # Procfile's defaults and the deploy kit's to these).
+    WEB_PROCESSES: Count = 8
+    WEB_THREADS: Count = 8
+    WORKER_PROCESSES: Count = 1
+    DEPLOY_HOSTS: Count = 1
+
     # --- notify-URL guard ---
     # Non-public networks notify URLs may reach anyway (on-premises client apps): every other
     # loopback, private, link-local, multicast or unresolvable target is refused, when a URL

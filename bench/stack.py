@@ -80,6 +80,7 @@ def procfile_web_args(port: int) -> list[str]:
     line = next(ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith("web:"))
     command = line.split(":", 1)[1].strip()
     command = re.sub(r"\$\{PORT:-\d+\}|\$PORT", str(port), command)
+    command = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", command)  # the defaults it is written with
     args = shlex.split(command)
     if "--bind" in args:
         args[args.index("--bind") + 1] = f"127.0.0.1:{port}"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install everything PayBridge needs on a fresh machine: a virtualenv with the pinned Python
-# packages, and Debian's Chromium for the browser tests. Safe to run again: it skips what is done.
+# Install everything PayBridge needs on a fresh machine: a virtualenv with the locked Python
+# packages (requirements-dev.txt, hashes checked) and PayBridge and its emulator themselves, and
+# Debian's Chromium and nginx for the browser and production-stack tests. Safe to run again: it
+# skips what is done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,11 +10,18 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
+# Again only when the lock or a package's declaration changed.
 stamp=.venv/.requirements.sha256
-want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+want=$(cat requirements-dev.txt pyproject.toml stripe_emulator/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  .venv/bin/pip install --quiet --disable-pip-version-check --upgrade pip
-  .venv/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  # Exactly the locked versions, every one checked against its hashes (the lock lists every
+  # package beneath the ones pyproject.toml names, setuptools included).
+  .venv/bin/pip install --quiet --disable-pip-version-check --require-hashes --no-deps \
+    -r requirements-dev.txt
+  # Then PayBridge and the Stripe emulator themselves, editable (the source tree is what runs),
+  # built by the locked setuptools rather than one fetched unchecked.
+  .venv/bin/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+    -e . -e ./stripe_emulator
   echo "$want" > "$stamp"
 fi
 

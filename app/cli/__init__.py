@@ -2,9 +2,9 @@
 
 from flask import Flask
 
-from app.cli import merchants, notifications, recon, retention, users
+from app.cli import doctor, merchants, notifications, recon, retention, users
 
 
 def register_all(app: Flask) -> None:
-    for module in (merchants, users, notifications, recon, retention):
+    for module in (merchants, users, notifications, recon, retention, doctor):
         module.register(app)
