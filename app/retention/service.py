@@ -34,11 +34,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import Column, ColumnElement, Connection, and_, delete, func, select
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.common.locks import is_lock_conflict, row_locks_only_connection
 from app.extensions import get_redis
@@ -112,12 +114,12 @@ def _runs_no_run_starts_from(conn: Connection, cutoff: datetime) -> ColumnElemen
 class Kind:
     """One kind of record retention purges."""
 
-    model: type
-    age: Column  # stamped when the row is inserted: follows the primary key
+    model: Any  # a mapped class
+    age: InstrumentedAttribute  # stamped when the row is inserted: follows the primary key
     setting: str  # the config key of how long it is kept (0: forever)
     unit: timedelta  # one unit of that setting
     purgeable: Callable[[Connection, datetime], ColumnElement[bool]]  # which rows, by cutoff
-    children: tuple[Column, ...] = ()  # foreign keys of the rows that go with it
+    children: tuple[InstrumentedAttribute, ...] = ()  # foreign keys of rows that go with it
 
     @property
     def table(self) -> str:
@@ -309,12 +311,12 @@ def _purge_batch(
     try:
         if report.dry_run:
             for fk in kind.children:
-                counts[fk.table.name] = conn.scalar(select(func.count()).where(fk.in_(ids)))
+                counts[fk.table.name] = conn.scalar(select(func.count()).where(fk.in_(ids))) or 0
             counts[table.name] = len(ids)
         elif kind.children:
             # Lock the parents first (by primary key, and only those still purgeable), so no
             # child is deleted under a row that stays.
-            ids = conn.scalars(select(pk).where(pk.in_(ids), purgeable).with_for_update()).all()
+            ids = list(conn.scalars(select(pk).where(pk.in_(ids), purgeable).with_for_update()))
             if ids:
                 for fk in kind.children:
                     deleted = conn.execute(delete(fk.table).where(fk.in_(ids)))
