@@ -57,6 +57,7 @@ def authenticate() -> tuple[ApiKey, KeyLimits]:
     record_use(key)
     g.api_key_id = key.id
     g.merchant_id = key.merchant_id
+    g.livemode = key.livemode
     return key, limits
 
 
@@ -66,3 +67,11 @@ def current_merchant_id() -> int:
     if merchant_id is None:
         raise PayBridgeError("AUTHENTICATION_REQUIRED", headers={"WWW-Authenticate": CHALLENGE})
     return merchant_id
+
+
+def current_livemode() -> bool:
+    """The mode of this request's API key: every object it makes or reads is of this mode."""
+    livemode = g.get("livemode")
+    if livemode is None:
+        raise PayBridgeError("AUTHENTICATION_REQUIRED", headers={"WWW-Authenticate": CHALLENGE})
+    return livemode
