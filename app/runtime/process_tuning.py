@@ -9,7 +9,7 @@ from sqlalchemy.pool import QueuePool
 
 from app.extensions import db
 from app.payments.validation import PaymentCreateSchema
-from app.psp.factory import get_provider
+from app.psp.factory import configured_modes, get_provider
 
 # glibc's <malloc.h>: mallopt's parameter for the most arenas malloc may create.
 _M_ARENA_MAX = -8
@@ -70,7 +70,8 @@ def warm_request_handling(app) -> None:
     """
     PaymentCreateSchema().load(_WARM_UP_PAYMENT)
     with app.app_context():
-        get_provider()
+        for livemode in configured_modes():  # a live-only deployment has no test adapter
+            get_provider(livemode=livemode)
 
 
 def open_db_connections(app, count: int) -> int:
