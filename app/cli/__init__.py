@@ -2,9 +2,9 @@
 
 from flask import Flask
 
-from app.cli import merchants, notifications, recon, users
+from app.cli import merchants, modes, notifications, recon, users
 
 
 def register_all(app: Flask) -> None:
-    for module in (merchants, users, notifications, recon):
+    for module in (merchants, users, notifications, recon, modes):
         module.register(app)
