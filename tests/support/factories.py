@@ -106,6 +106,16 @@ def make_merchant(
         return merchant, raw
 
 
+def make_api_key(app, merchant_id: int, *, livemode: bool = False) -> str:
+    """Another API key of the merchant, of one mode (pbk_test_…, pbk_live_…), committed: the
+    raw key."""
+    with app.app_context():
+        key, raw = ApiKey.generate(db.session.get(Merchant, merchant_id), livemode=livemode)
+        db.session.add(key)
+        db.session.commit()
+        return raw
+
+
 @functools.cache
 def _password_hash() -> str:
     # Hashing is deliberately slow; every test user shares one hash of PASSWORD.
