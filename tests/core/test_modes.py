@@ -27,30 +27,6 @@ def keys(app, make_merchant):
     return SimpleNamespace(merchant=merchant, test=test_key, live=live_key)
 
 
-@pytest.fixture
-def live_emulator(app, emu):
-    """The emulator as a live-mode Stripe: only once it serves sk_live_ keys (the emulator's
-    modes change); until then these tests say why they cannot run."""
-    from app.psp import PspUnavailable, get_provider
-
-    try:
-        with app.app_context():
-            list(get_provider(livemode=True).list_checkout_sessions(_an_hour_ago()))
-    except PspUnavailable as exc:
-        if exc.http_status == 401:
-            pytest.skip("this emulator refuses live keys (sk_live_…): its mode support is not in")
-        raise
-    return emu
-
-
-def _an_hour_ago():
-    from datetime import timedelta
-
-    from app.models import utcnow
-
-    return utcnow() - timedelta(hours=1)
-
-
 def live_payment(app, merchant_id: int, status=PaymentStatus.INITIATED, **fields):
     """A live payment row moved through the state machine (no PSP): its public id."""
     with app.app_context():

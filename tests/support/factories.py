@@ -333,10 +333,12 @@ def add_notification(payment: Payment, *, status: str, attempts: list[int | None
 # -- payments through the payment core and the emulator -------------------------------------------
 
 
-def register_payment(merchant_id: int, *, idempotency_key: str | None = None, **params) -> Payment:
-    """A payment created through the payment core, so registered at the PSP (INITIATED);
-    `params` are the API's create parameters (defaults: 25.00 EUR, shop.example URLs). The
-    payment core commits it."""
+def register_payment(
+    merchant_id: int, *, idempotency_key: str | None = None, livemode: bool = False, **params
+) -> Payment:
+    """A payment created through the payment core, so registered at the PSP (INITIATED) in
+    the mode given (test by default); `params` are the API's create parameters (defaults:
+    25.00 EUR, shop.example URLs). The payment core commits it."""
     params = {
         "merchant_reference": new_reference(),
         "amount": 2500,
@@ -345,7 +347,7 @@ def register_payment(merchant_id: int, *, idempotency_key: str | None = None, **
         "cancel_url": CANCEL_URL,
         **params,
     }
-    return create_payment(merchant_id, params, idempotency_key=idempotency_key)
+    return create_payment(merchant_id, params, idempotency_key=idempotency_key, livemode=livemode)
 
 
 def registered_payment(
