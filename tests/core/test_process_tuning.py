@@ -58,7 +58,8 @@ def test_validation_and_the_psp_adapter_are_ready_before_the_first_request(app):
     process_tuning.warm_request_handling(app)  # the create schema accepts its sample body
     # What the first requests would otherwise each compile at once (the schema's Url fields).
     assert (False, True, False) in URL._regex._memoized
-    assert "stripe" in app.extensions["paybridge_psp"]  # built once, here
+    # Built once, here: an adapter for each Stripe mode the app runs (the suite: both).
+    assert set(app.extensions["paybridge_psp"]) == {("stripe", False), ("stripe", True)}
 
 
 def test_a_workers_database_connections_are_opened_before_its_first_request(app):
