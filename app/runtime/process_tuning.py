@@ -65,12 +65,13 @@ def warm_request_handling(app) -> None:
       of every Unicode letter: ~60 ms of CPU) on first use in a process. After a start, the
       first requests of 8 threads in each of 8 web workers all missed it together and each
       compiled it: py-spy put a tenth of the web's CPU in the bench's create scenario there;
-    - the PSP adapter, built on first use, and the Stripe SDK modules it imports lazily (4% of
-      the same profile: imports under the first requests' contention).
+    - the PSP adapters (one per configured mode), built on first use, and the Stripe SDK
+      modules they import lazily (4% of the same profile: imports under the first requests'
+      contention).
     """
     PaymentCreateSchema().load(_WARM_UP_PAYMENT)
     with app.app_context():
-        for livemode in configured_modes():  # a live-only deployment has no test adapter
+        for livemode in configured_modes(app):
             get_provider(livemode=livemode)
 
 

@@ -58,7 +58,7 @@ def test_validation_and_the_psp_adapter_are_ready_before_the_first_request(app):
     process_tuning.warm_request_handling(app)  # the create schema accepts its sample body
     # What the first requests would otherwise each compile at once (the schema's Url fields).
     assert (False, True, False) in URL._regex._memoized
-    # Built once, here: an adapter for each Stripe mode the app runs (the suite: both).
+    # Built once, here: each configured mode's (the suite runs both).
     assert set(app.extensions["paybridge_psp"]) == {("stripe", False), ("stripe", True)}
 
 

@@ -55,9 +55,9 @@ def authenticate() -> tuple[ApiKey, KeyLimits]:
         )
     key, limits = found
     record_use(key)
+    g.livemode = key.livemode  # the mode every object it makes or reads is of
     g.api_key_id = key.id
     g.merchant_id = key.merchant_id
-    g.livemode = key.livemode
     return key, limits
 
 
