@@ -35,6 +35,9 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "AUTHENTICATION_REQUIRED": ErrorSpec(401, "Send an API key: Authorization: Bearer <key>."),
     "INVALID_API_KEY": ErrorSpec(401, "The API key is unknown or revoked."),
     "FORBIDDEN": ErrorSpec(403, "You are not allowed to do this."),
+    "MODE_NOT_CONFIGURED": ErrorSpec(
+        403, "This PayBridge does not run the API key's mode (test or live) with Stripe."
+    ),
     "NOT_FOUND": ErrorSpec(404, "There is nothing at this address."),
     "PAYMENT_NOT_FOUND": ErrorSpec(404, "No such payment."),
     "NOTIFICATION_NOT_FOUND": ErrorSpec(404, "No such notification."),

@@ -1,4 +1,7 @@
-"""`flask merchants …`: create merchants and manage their API keys (keys are shown once)."""
+"""`flask merchants …`: create merchants and manage their API keys (keys are shown once).
+
+A key is of one Stripe mode, test (the default, as Stripe's dashboard starts in test mode) or
+live (`--live`): the payments it makes are of that mode, and it sees only those."""
 
 from __future__ import annotations
 
@@ -32,6 +35,14 @@ def _http_url(ctx, param, value: str | None) -> str | None:
     return value
 
 
+mode_option = click.option(
+    "--live/--test",
+    "livemode",
+    default=False,
+    help="The key's mode: --live makes real payments (pbk_live_…); default --test (pbk_test_…).",
+)
+
+
 def _merchant(merchant_id: int) -> Merchant:
     merchant = db.session.get(Merchant, merchant_id)
     if merchant is None:
@@ -43,9 +54,13 @@ def _merchant(merchant_id: int) -> Merchant:
 @click.argument("name")
 @click.option("--notify-url", callback=_http_url, help="Where PayBridge POSTs notifications.")
 @click.option("--key-name", default="default", show_default=True, help="Name of the first key.")
+@mode_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
-def create_merchant(name: str, notify_url: str | None, key_name: str, as_json: bool) -> None:
-    """Create a merchant with an API key; prints the key and signing secret once."""
+def create_merchant(
+    name: str, notify_url: str | None, key_name: str, livemode: bool, as_json: bool
+) -> None:
+    """Create a merchant with an API key (test mode unless --live); prints the key and
+    signing secret once."""
     name = name.strip()
     if not name or len(name) > 200:
         raise click.BadParameter("must be 1 to 200 characters", param_hint="NAME")
@@ -57,7 +72,7 @@ def create_merchant(name: str, notify_url: str | None, key_name: str, as_json: b
         except PayBridgeError as exc:
             raise click.BadParameter(exc.message, param_hint="--notify-url") from None
     merchant = Merchant(name=name, notify_url=notify_url)
-    api_key, raw = ApiKey.generate(merchant, name=key_name)
+    api_key, raw = ApiKey.generate(merchant, name=key_name, livemode=livemode)
     db.session.add_all([merchant, api_key])
     db.session.commit()
     if as_json:
@@ -69,6 +84,7 @@ def create_merchant(name: str, notify_url: str | None, key_name: str, as_json: b
                     "notify_url": merchant.notify_url,
                     "api_key": raw,
                     "api_key_prefix": api_key.prefix,
+                    "livemode": api_key.livemode,
                     "signing_secret": merchant.signing_secret,
                 }
             )
@@ -76,7 +92,7 @@ def create_merchant(name: str, notify_url: str | None, key_name: str, as_json: b
         return
     click.echo(f"Merchant {merchant.id} created: {merchant.name}")
     click.echo(f"Notify URL:     {merchant.notify_url or '(none)'}")
-    click.echo(f"API key:        {raw}")
+    click.echo(f"API key:        {raw} ({_mode(api_key.livemode)})")
     click.echo(f"Signing secret: {merchant.signing_secret}")
     click.echo("Store both now: they are not shown again.")
 
@@ -99,26 +115,34 @@ def list_merchants() -> None:
 @keys.command("list")
 @click.argument("merchant_id", type=int)
 def list_keys(merchant_id: int) -> None:
-    """A merchant's keys: id, prefix, name, created, last used, revoked."""
+    """A merchant's keys: id, mode, prefix, name, created, last used, revoked."""
     merchant = _merchant(merchant_id)
-    click.echo(f"{'ID':>5}  {'PREFIX':<13} {'NAME':<20} {'CREATED':<28} {'LAST USED':<28} REVOKED")
+    click.echo(
+        f"{'ID':>5}  {'MODE':<4}  {'PREFIX':<17} {'NAME':<20} {'CREATED':<28} {'LAST USED':<28} "
+        "REVOKED"
+    )
     for key in sorted(merchant.api_keys, key=lambda k: k.id):
         click.echo(
-            f"{key.id:>5}  {key.prefix:<13} {key.name[:20]:<20} {iso(key.created_at):<28} "
-            f"{iso(key.last_used_at) or '-':<28} {iso(key.revoked_at) or '-'}"
+            f"{key.id:>5}  {_mode(key.livemode):<4}  {key.prefix:<17} {key.name[:20]:<20} "
+            f"{iso(key.created_at):<28} {iso(key.last_used_at) or '-':<28} "
+            f"{iso(key.revoked_at) or '-'}"
         )
 
 
 @keys.command("create")
 @click.argument("merchant_id", type=int)
 @click.option("--name", default="default", show_default=True, help="A label for the key.")
-def create_key(merchant_id: int, name: str) -> None:
-    """Add an API key to a merchant; prints it once."""
+@mode_option
+def create_key(merchant_id: int, name: str, livemode: bool) -> None:
+    """Add an API key to a merchant (test mode unless --live); prints it once."""
     merchant = _merchant(merchant_id)
-    api_key, raw = ApiKey.generate(merchant, name=name[:100])
+    api_key, raw = ApiKey.generate(merchant, name=name[:100], livemode=livemode)
     db.session.add(api_key)
     db.session.commit()
-    click.echo(f"API key {api_key.id} ({api_key.prefix}…) for merchant {merchant.id}: {raw}")
+    click.echo(
+        f"{_mode(livemode).capitalize()} API key {api_key.id} ({api_key.prefix}…) "
+        f"for merchant {merchant.id}: {raw}"
+    )
     click.echo("Store it now: it is not shown again.")
 
 
@@ -142,6 +166,10 @@ def revoke_key(key: str) -> None:
     api_key.revoked_at = utcnow()
     db.session.commit()
     click.echo(f"API key {api_key.id} ({api_key.prefix}…) revoked.")
+
+
+def _mode(livemode: bool) -> str:
+    return "live" if livemode else "test"
 
 
 def _limit(ctx, param, value: str | None) -> int | None | str:

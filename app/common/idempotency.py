@@ -67,6 +67,7 @@ def check_key(key: str | None) -> str | None:
 _FIND = (
     select(IdempotencyRecord)
     .where(IdempotencyRecord.merchant_id == bindparam("merchant_id"))
+    .where(IdempotencyRecord.livemode == bindparam("livemode"))
     .where(IdempotencyRecord.idempotency_key == bindparam("key"))
     .execution_options(populate_existing=True)
 )
@@ -82,18 +83,27 @@ _COMPLETE = (
 )
 
 
-def find(merchant_id: int, key: str) -> IdempotencyRecord | None:
-    """The record of a merchant's key, read fresh from the database."""
-    return db.session.execute(_FIND, {"merchant_id": merchant_id, "key": key}).scalar_one_or_none()
+def find(merchant_id: int, key: str, *, livemode: bool = False) -> IdempotencyRecord | None:
+    """The record of a merchant's key in one mode, read fresh from the database."""
+    return db.session.execute(
+        _FIND, {"merchant_id": merchant_id, "livemode": livemode, "key": key}
+    ).scalar_one_or_none()
 
 
 def new_record(
-    merchant_id: int, key: str, *, method: str, path: str, request_fingerprint: str
+    merchant_id: int,
+    key: str,
+    *,
+    method: str,
+    path: str,
+    request_fingerprint: str,
+    livemode: bool = False,
 ) -> IdempotencyRecord:
     """A record owned by the current request (added to the session, not flushed)."""
     now = utcnow()
     record = IdempotencyRecord(
         merchant_id=merchant_id,
+        livemode=livemode,
         idempotency_key=key,
         method=method,
         path=path,
@@ -193,16 +203,18 @@ S = TypeVar("S")  # what `start` hands to `finish`
 
 @dataclass(frozen=True)
 class IdempotentRequest:
-    """A client's request as its key's record remembers it."""
+    """A client's request as its key's record remembers it. Keys are per merchant and mode
+    (the API key's): test and live requests never share one."""
 
     merchant_id: int
     key: str | None
     method: str
     path: str
     fingerprint: str
+    livemode: bool = False
 
     def find_record(self) -> IdempotencyRecord | None:
-        return find(self.merchant_id, self.key) if self.key else None
+        return find(self.merchant_id, self.key, livemode=self.livemode) if self.key else None
 
     def new_record(self) -> IdempotencyRecord | None:
         """A record owned by this request (added to the session), or None without a key."""
@@ -214,6 +226,7 @@ class IdempotentRequest:
             method=self.method,
             path=self.path,
             request_fingerprint=self.fingerprint,
+            livemode=self.livemode,
         )
 
     def matches(self, record: IdempotencyRecord) -> bool:
@@ -345,7 +358,7 @@ class IdempotentCommand(ABC, Generic[T, S]):
                 )
             db.session.rollback()  # end the snapshot so the next read sees the owner's commit
             time.sleep(POLL_INTERVAL_SECONDS)
-            record = find(record.merchant_id, record.idempotency_key)
+            record = find(record.merchant_id, record.idempotency_key, livemode=record.livemode)
 
     @staticmethod
     def answer(subject: T, response: StoredResponse, *, replayed: bool = False) -> CommandResult[T]:

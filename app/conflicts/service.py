@@ -53,6 +53,7 @@ class _Plan:
     conflict_id: int
     kind: str
     psp: str
+    livemode: bool
     session_id: str
     payment_public_id: str
     amount: int
@@ -153,6 +154,7 @@ def _request(conflict_id: int, actor: str) -> _Plan:
         conflict_id=conflict.id,
         kind=conflict.kind,
         psp=payment.psp,
+        livemode=payment.livemode,
         session_id=session_id,
         payment_public_id=payment.public_id,
         amount=payment.amount,
@@ -175,7 +177,7 @@ def _request(conflict_id: int, actor: str) -> _Plan:
 
 def _refund_at_psp(plan: _Plan) -> tuple[PspRefund, str]:
     """Step 2, no transaction open: the session's payment intent, then its full refund."""
-    provider = get_provider(plan.psp)
+    provider = get_provider(plan.psp, livemode=plan.livemode)
     try:
         session = provider.retrieve_checkout_session(plan.session_id)
         if session.payment_status != "paid" or not session.payment_intent_id:

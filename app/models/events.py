@@ -31,6 +31,8 @@ class PspEvent(db.Model):
     OUTCOME_MISMATCH = "mismatch"
     OUTCOME_CONFLICT = "conflict"
     OUTCOME_UNHANDLED = "unhandled_type"
+    # Of the other mode than the payment (refund, subscription) it names: never applied.
+    OUTCOME_MODE_MISMATCH = "mode_mismatch"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     psp: Mapped[str] = mapped_column(String(20), default="stripe")

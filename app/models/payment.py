@@ -80,10 +80,13 @@ def new_payment_id() -> str:
 class Payment(db.Model):
     __tablename__ = "payments"
     __table_args__ = (
-        UniqueConstraint("merchant_id", "merchant_reference"),
+        # A merchant's test and live payments are apart: each mode has its own references.
+        UniqueConstraint("merchant_id", "livemode", "merchant_reference"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("refunded_amount >= 0", name="refunded_amount_not_negative"),
         Index("ix_payments_merchant_created", "merchant_id", "created_at", "id"),
+        # The API's list: a key sees its mode's payments only (migration 0013).
+        Index("ix_payments_merchant_mode_created", "merchant_id", "livemode", "created_at", "id"),
         Index("ix_payments_merchant_status_created", "merchant_id", "status", "created_at"),
         Index("ix_payments_status_updated", "status", "updated_at"),
         Index("ix_payments_merchant_email", "merchant_id", "customer_email"),
@@ -182,7 +185,8 @@ class IdempotencyRecord(db.Model):
     """The first answer to an Idempotency-Key, replayed for every retry with the same body."""
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("merchant_id", "idempotency_key"),)
+    # Per mode, as on Stripe: a test request never replays a live request's answer.
+    __table_args__ = (UniqueConstraint("merchant_id", "livemode", "idempotency_key"),)
 
     STATE_IN_PROGRESS = "in_progress"
     STATE_COMPLETED = "completed"
@@ -190,6 +194,7 @@ class IdempotencyRecord(db.Model):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     idempotency_key: Mapped[str] = mapped_column(ExactString(255))
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     method: Mapped[str] = mapped_column(String(10))
     path: Mapped[str] = mapped_column(String(255))
     request_fingerprint: Mapped[str] = mapped_column(String(64))

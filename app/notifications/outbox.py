@@ -51,7 +51,7 @@ def notify_refund(payment: Payment, refund: Refund) -> None:
     event_type = REFUND_EVENT_TYPES.get(refund.status)
     if event_type is None:
         return
-    data = refund_to_dict(refund, payment_public_id=payment.public_id)
+    data = refund_to_dict(refund, payment_public_id=payment.public_id, livemode=payment.livemode)
     data["payment"] = payment_to_dict(
         payment, recc=RecurringLookup.load([payment], under_lock=True)
     )
@@ -68,7 +68,15 @@ def _add(payment: Payment, event_type: str, data: dict) -> Notification:
         payment_id=payment.id,
         event_type=event_type,
         status_version=payment.status_version,
-        payload={"id": message_id, "type": event_type, "timestamp": iso(now), "data": data},
+        # `livemode` as on Stripe's events: a client app tells test traffic from real money
+        # before it reads `data` (which says it too).
+        payload={
+            "id": message_id,
+            "type": event_type,
+            "livemode": payment.livemode,
+            "timestamp": iso(now),
+            "data": data,
+        },
         next_attempt_at=now,
         created_at=now,
     )

@@ -25,7 +25,7 @@ from app.models.payment import PAYMENT_TRANSITIONS
 from app.payments.outcomes import failure_reason, is_backwards, target_for_event, target_for_session
 from app.payments.state import learn_psp_ids, lock_payment, lock_payment_by_public_id, transition
 from app.psp.base import CheckoutSession, PspEventData
-from app.psp_events.intake import Handled
+from app.psp_events.intake import Handled, mode_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,9 @@ def handle_checkout_event(event: PspEventData, source: StatusSource) -> Handled:
             f"no payment has session {session.id} "
             f"(client_reference_id={session.client_reference_id!r})",
         )
+    wrong_mode = mode_mismatch(event, payment.livemode, f"payment {payment.public_id}")
+    if wrong_mode:
+        return Handled(PspEvent.OUTCOME_MODE_MISMATCH, wrong_mode, payment.id)
     applied = _apply(
         payment,
         session,

@@ -19,13 +19,18 @@ MAX_PAGE_SIZE = 100
 SHORTEST_CHECKOUT = timedelta(minutes=30)
 
 
-def get_payment(merchant_id: int, public_id: str) -> Payment:
-    """One of the merchant's payments; someone else's is PAYMENT_NOT_FOUND like a missing one."""
-    payment = db.session.execute(
+def get_payment(merchant_id: int, public_id: str, *, livemode: bool | None = None) -> Payment:
+    """One of the merchant's payments; someone else's is PAYMENT_NOT_FOUND like a missing one,
+    and so is one of the other mode when `livemode` is given (as on Stripe: a test key never
+    sees a live payment)."""
+    stmt = (
         select(Payment)
         .where(Payment.public_id == public_id)
         .where(Payment.merchant_id == merchant_id)
-    ).scalar_one_or_none()
+    )
+    if livemode is not None:
+        stmt = stmt.where(Payment.livemode == livemode)
+    payment = db.session.execute(stmt).scalar_one_or_none()
     if payment is None:
         raise PayBridgeError("PAYMENT_NOT_FOUND", param="id")
     return payment
@@ -69,6 +74,7 @@ def _naive_utc(value: datetime) -> datetime:
 def list_payments(
     merchant_id: int,
     *,
+    livemode: bool = False,
     status: str | None = None,
     created_gte: datetime | None = None,
     created_lte: datetime | None = None,
@@ -76,9 +82,11 @@ def list_payments(
     limit: int = DEFAULT_PAGE_SIZE,
     starting_after: str | None = None,
 ) -> PaymentPage:
-    """The merchant's payments, newest first, filtered, one page after the cursor."""
+    """The merchant's payments of one mode, newest first, filtered, one page after the
+    cursor."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
     stmt = select(Payment).where(Payment.merchant_id == merchant_id)
+    stmt = stmt.where(Payment.livemode == livemode)
     if status:
         stmt = stmt.where(Payment.status == status)
     if created_gte:
@@ -87,7 +95,8 @@ def list_payments(
         stmt = stmt.where(Payment.created_at <= _naive_utc(created_lte))
     if merchant_reference:
         stmt = stmt.where(Payment.merchant_reference == merchant_reference)
-    scope = f"api.payments:{merchant_id}"
+    # A cursor is only good in the mode that gave it out.
+    scope = f"api.payments:{merchant_id}:{'live' if livemode else 'test'}"
     if starting_after:
         try:
             position = cursors.decode(starting_after, scope)

@@ -62,7 +62,8 @@ def check_on_return(payment: Payment, session_id_hint: str | None) -> str | None
         log.info("return for %s: PSP asked often enough lately; not asking again", public_id)
         return None
     try:
-        session = get_provider(payment.psp).retrieve_checkout_session(session_id)
+        provider = get_provider(payment.psp, livemode=payment.livemode)
+        session = provider.retrieve_checkout_session(session_id)
     except PspError as exc:
         log.warning(
             "return for %s: could not ask the PSP about %s (%s: %s); redirecting anyway",

@@ -37,12 +37,15 @@ from app.payments.validation import fingerprint, normalise, validate_create_para
 from app.psp import (
     CheckoutRequest,
     CheckoutSession,
+    PaymentProvider,
     PspError,
     PspInvalidState,
+    PspModeNotConfigured,
     PspNotFound,
     PspRateLimited,
     PspRejected,
     PspUnavailable,
+    configured_modes,
     get_provider,
 )
 from app.serializers.payment import payment_to_dict
@@ -60,18 +63,29 @@ CreateResult = CommandResult[Payment]
 # -- create ----------------------------------------------------------------------------------
 
 
-def create_payment(merchant_id: int, params: dict, *, idempotency_key: str | None) -> Payment:
+def create_payment(
+    merchant_id: int, params: dict, *, idempotency_key: str | None, livemode: bool = False
+) -> Payment:
     """Create a payment exactly once and register it at the PSP; returns it INITIATED."""
-    return submit_payment(merchant_id, params, idempotency_key=idempotency_key).subject
+    return submit_payment(
+        merchant_id, params, idempotency_key=idempotency_key, livemode=livemode
+    ).subject
 
 
 def submit_payment(
-    merchant_id: int, params: dict, *, idempotency_key: str | None, schema_loaded: bool = False
+    merchant_id: int,
+    params: dict,
+    *,
+    idempotency_key: str | None,
+    livemode: bool = False,
+    schema_loaded: bool = False,
 ) -> CreateResult:
     """create_payment for the API: also returns the (possibly replayed) status and body.
+    `livemode`: the API key's mode, which the payment takes for good.
 
     `schema_loaded`: the API route's flask-smorest arguments already loaded `params` with
     PaymentCreateSchema; a second load costs ~0.15 ms (~1.5% of a create's web CPU)."""
+    require_mode(livemode)
     data = normalise(params) if schema_loaded else validate_create_params(params)
     request = IdempotentRequest(
         merchant_id,
@@ -79,8 +93,21 @@ def submit_payment(
         CREATE_METHOD,
         CREATE_PATH,
         fingerprint(data),
+        livemode,
     )
     return _CreatePayment(data).run(request)
+
+
+def require_mode(livemode: bool) -> None:
+    """Refuse, before anything is stored, a payment in a mode this deployment has no Stripe key
+    for: it could never be registered, so accepting it would only leave it to fail later."""
+    if livemode not in configured_modes():
+        mode = "live" if livemode else "test"
+        raise PayBridgeError(
+            "MODE_NOT_CONFIGURED",
+            f"This PayBridge runs no {mode} mode: payments cannot be made with a "
+            f"pbk_{mode}_ key here. Its operator sets STRIPE_{mode.upper()}_SECRET_KEY.",
+        )
 
 
 @dataclass(frozen=True)
@@ -92,6 +119,7 @@ class _Inserted:
     record_id: int | None
     checkout: CheckoutRequest
     psp: str
+    livemode: bool
     merchant_id: int
 
 
@@ -102,7 +130,7 @@ class _CreatePayment(IdempotentCommand[Payment, _Inserted]):
         self.data = data
 
     def start(self, request: IdempotentRequest) -> _Inserted:
-        payment = new_payment(request.merchant_id, self.data)
+        payment = new_payment(request.merchant_id, self.data, livemode=request.livemode)
         record = request.new_record()
         if record is not None:
             record.payment = payment
@@ -114,6 +142,7 @@ class _CreatePayment(IdempotentCommand[Payment, _Inserted]):
             record.id if record else None,
             checkout_request(payment),
             payment.psp,
+            payment.livemode,
             request.merchant_id,
         )
         public_id = payment.public_id
@@ -126,7 +155,7 @@ class _CreatePayment(IdempotentCommand[Payment, _Inserted]):
             started.payment_id,
             source=StatusSource.API,
             record_id=started.record_id,
-            created=(started.checkout, started.psp, started.merchant_id),
+            created=(started.checkout, started.psp, started.livemode, started.merchant_id),
         )
 
     def subject_of(self, record: IdempotencyRecord) -> Payment | None:
@@ -150,6 +179,7 @@ class _CreatePayment(IdempotentCommand[Payment, _Inserted]):
         existing = db.session.execute(
             select(Payment)
             .where(Payment.merchant_id == request.merchant_id)
+            .where(Payment.livemode == request.livemode)
             .where(Payment.merchant_reference == reference)
         ).scalar_one_or_none()
         if existing is None:
@@ -166,10 +196,11 @@ class _CreatePayment(IdempotentCommand[Payment, _Inserted]):
         return {"payment_id": payment.public_id}
 
 
-def new_payment(merchant_id: int, data: dict) -> Payment:
+def new_payment(merchant_id: int, data: dict, *, livemode: bool = False) -> Payment:
     """A CREATED payment with its first history row, added to the session."""
     payment = Payment(
         merchant_id=merchant_id,
+        livemode=livemode,
         merchant_reference=data["merchant_reference"],
         amount=data["amount"],
         currency=data["currency"],
@@ -238,13 +269,13 @@ def _register(
     *,
     source: StatusSource,
     record_id: int | None = None,
-    created: tuple[CheckoutRequest, str, int] | None = None,
+    created: tuple[CheckoutRequest, str, bool, int] | None = None,
 ) -> tuple[Payment, idempotency.StoredResponse]:
     """Register one payment; complete the idempotency record with the answer in the same commit.
 
-    `created`: (checkout request, PSP name, merchant id) of a payment this request has just
-    committed as CREATED, so there is nothing to read back (a SELECT and a COMMIT on every
-    create).
+    `created`: (checkout request, PSP name, livemode, merchant id) of a payment this request
+    has just committed as CREATED, so there is nothing to read back (a SELECT and a COMMIT on
+    every create).
     """
     if created is None:
         payment = db.session.get(Payment, payment_id, populate_existing=True)
@@ -257,12 +288,20 @@ def _register(
                 db.session.commit()
             return payment, response
         request = checkout_request(payment)
-        psp_name, merchant_id = payment.psp, payment.merchant_id
+        psp_name, livemode, merchant_id = payment.psp, payment.livemode, payment.merchant_id
         db.session.commit()  # no transaction stays open while the PSP is called
     else:
-        request, psp_name, merchant_id = created
+        request, psp_name, livemode, merchant_id = created
 
-    provider = get_provider(psp_name)
+    try:
+        provider = get_provider(psp_name, livemode=livemode)
+    except PspModeNotConfigured as exc:  # its mode's key was removed since it was created
+        _release(record_id)
+        log.error("payment %s stays CREATED: %s", request.payment_id, exc)
+        raise PayBridgeError(
+            "PSP_UNAVAILABLE",
+            details={"payment_id": request.payment_id, "status": PaymentStatus.CREATED.value},
+        ) from exc
     public_id = request.payment_id
     if utcnow() + provider.min_checkout_window + REGISTRATION_MARGIN >= request.expires_at:
         # Its checkout window closed, or too little of it is left for the PSP to accept, before
@@ -278,7 +317,7 @@ def _register(
         db.session.commit()
         return payment, response
 
-    _pass_create_cap(psp_name, merchant_id, public_id, record_id)
+    _pass_create_cap(provider, merchant_id, public_id, record_id)
     try:
         session = provider.create_checkout_session(request)
     except PspRejected as exc:
@@ -328,24 +367,29 @@ def _register(
     return payment, response
 
 
-def create_cap(psp_name: str) -> FairCap:
-    """The app's fair cap on creates towards the PSP account (all processes share it in Redis:
-    its key names the PSP and a digest of the account's secret key)."""
+def create_cap(psp_name: str, livemode: bool = False) -> FairCap:
+    """The app's fair cap on creates towards one mode of the PSP account (all processes share it
+    in Redis: its key names the PSP and a digest of that mode's secret key). Stripe counts test
+    and live requests apart, so each mode has a cap of its own."""
     caps = current_app.extensions.setdefault("paybridge_psp_create_cap", {})
-    if psp_name not in caps:
-        config = current_app.config
-        secret = config.get(f"{psp_name.upper()}_SECRET_KEY") or ""  # one account, one cap
-        account = hashlib.sha256(secret.encode()).hexdigest()[:16]
+    cap = caps.get((psp_name, livemode))
+    if cap is None:
+        mode = "LIVE" if livemode else "TEST"
+        secret = current_app.config.get(f"{psp_name.upper()}_{mode}_SECRET_KEY") or ""
+        account = hashlib.sha256(secret.encode()).hexdigest()[:16]  # one account and mode
         key = f"paybridge:psp-create-cap:{psp_name}:{account}"
-        caps[psp_name] = FairCap(get_limits_redis(), key=key)
-    return caps[psp_name]
+        cap = caps[(psp_name, livemode)] = FairCap(get_limits_redis(), key=key)
+    return cap
 
 
-def _pass_create_cap(psp_name: str, merchant_id: int, public_id: str, record_id: int | None):
-    """Wait for this merchant's slot in the PSP's create cap (briefly), or answer 503
-    PSP_RATE_LIMITED: the payment stays CREATED and its Idempotency-Key can be retried."""
+def _pass_create_cap(
+    provider: PaymentProvider, merchant_id: int, public_id: str, record_id: int | None
+):
+    """Wait for this merchant's slot in the create cap of the provider's account and mode
+    (briefly), or answer 503 PSP_RATE_LIMITED: the payment stays CREATED and its
+    Idempotency-Key can be retried."""
     config = current_app.config
-    allowed, wait = create_cap(psp_name).reserve(
+    allowed, wait = create_cap(provider.name, provider.livemode).reserve(
         merchant_id,
         rate=config["PSP_CREATE_RATE_PER_SECOND"],
         share=config["PSP_CREATE_MERCHANT_SHARE"],
@@ -438,12 +482,12 @@ def expire_payment(payment_id: int, *, source: StatusSource, reason: str) -> Pay
             details={"payment_id": payment.public_id, "status": payment.status},
         )
     session_id, psp, public_id = payment.psp_session_id, payment.psp, payment.public_id
-    status_before = payment.status
+    livemode, status_before = payment.livemode, payment.status
     db.session.commit()
 
     truth: CheckoutSession | None = None
     if session_id:
-        provider = get_provider(psp)
+        provider = get_provider(psp, livemode=livemode)
         try:
             try:
                 truth = provider.expire_checkout_session(session_id)

@@ -135,6 +135,9 @@ class PspEventData:
     # Set when the event is about an invoice or a subscription (RECC renewals, cancellation).
     invoice: PspInvoice | None = None
     subscription: PspSubscription | None = None
+    # Stripe's mode of the event (and of what it is about): it must be the mode of the payment
+    # it names, or it is stored and never applied.
+    livemode: bool = False
 
 
 class PspError(Exception):

@@ -249,7 +249,17 @@ def event_from_stripe(event: dict) -> PspEventData:
         invoice=invoice_from_stripe(data_object) if kind == "invoice" else None,
         subscription=subscription_from_stripe(data_object) if kind == "subscription" else None,
         refunds=_event_refunds(data_object, kind),
+        livemode=_livemode(event),
     )
+
+
+def _livemode(event: dict) -> bool:
+    """The event's mode; Stripe always says it, as a JSON boolean (anything else is refused:
+    the mode decides which payments an event may move)."""
+    value = event.get("livemode", False)
+    if not isinstance(value, bool):
+        raise ValueError("event livemode is not true or false")
+    return value
 
 
 # What a signed event may hold. Stripe's own API caps strings at 5,000 characters (a few at

@@ -5,6 +5,11 @@ delivery wait for the first one's commit and then fail, so however many copies a
 one is handled. The handler (registered per event type in `app/wiring.py`: checkout sessions by
 the payment core, refunds, subscriptions) locks what it changes and flushes; the event row, the
 changes and their outbox notifications commit together.
+
+Test and live events arrive at the same URL: the mode whose endpoint secret verifies an event is
+its mode, and the event must say so itself. A handler that finds the event names a payment (a
+refund, a subscription) of the other mode stores it with the outcome `mode_mismatch` and
+applies nothing: a live event never moves a test payment.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from app.extensions import db
 from app.metrics import WEBHOOK_EVENTS, WEBHOOK_REJECTED
 from app.models import PspEvent, StatusSource, utcnow
 from app.psp.base import PspEventData, WebhookPayloadError, WebhookVerificationError
-from app.psp.factory import get_provider
+from app.psp.factory import configured_modes, get_provider
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +73,7 @@ def receive_webhook(psp: str, payload: bytes, signature: str | None) -> PspEvent
     """
     try:
         # Verification touches neither the database nor Redis: forged floods stay cheap.
-        event = get_provider(psp).verify_webhook(payload, signature)
+        event = verify_in_its_mode(psp, payload, signature)
     except WebhookVerificationError as exc:
         unreadable = isinstance(exc, WebhookPayloadError)
         code = "WEBHOOK_PAYLOAD_INVALID" if unreadable else "WEBHOOK_SIGNATURE_INVALID"
@@ -83,6 +88,41 @@ def receive_webhook(psp: str, payload: bytes, signature: str | None) -> PspEvent
         log.error("%s webhook %s %s not stored, database unavailable: %s", psp, event.id,
                   event.type, type(exc).__name__)  # fmt: skip
         raise database_unavailable("The event could not be stored; retry later.") from None
+
+
+def verify_in_its_mode(psp: str, payload: bytes, signature: str | None) -> PspEventData:
+    """The event, verified with the endpoint secrets of each configured mode in turn (test
+    first: the demo's and the suite's traffic). The mode whose secret verifies it must be the
+    one the event states, or it is refused as a payload PayBridge cannot trust: a test
+    endpoint's secret must not be able to vouch for a live event."""
+    failure: WebhookVerificationError | None = None
+    for livemode in configured_modes():
+        try:
+            event = get_provider(psp, livemode=livemode).verify_webhook(payload, signature)
+        except WebhookPayloadError:
+            raise  # signed by this mode's secret, but not an event PayBridge can store
+        except WebhookVerificationError as exc:
+            failure = exc
+            continue
+        if event.livemode != livemode:
+            raise WebhookPayloadError(
+                f"signed with the {mode_name(livemode)} endpoint's secret but says "
+                f"livemode {str(event.livemode).lower()}"
+            )
+        return event
+    raise failure or WebhookVerificationError("no webhook secret configured")
+
+
+def mode_name(livemode: bool) -> str:
+    return "live" if livemode else "test"
+
+
+def mode_mismatch(event: PspEventData, livemode: bool, what: str) -> str | None:
+    """Why the event must not touch `what` (of mode `livemode`), or None when their modes agree:
+    the detail of a `mode_mismatch` outcome."""
+    if event.livemode == livemode:
+        return None
+    return f"a {mode_name(event.livemode)} event about {mode_name(livemode)} {what}: not applied"
 
 
 def process_event(
@@ -126,6 +166,7 @@ def _process_once(
         psp=psp_name,
         event_id=event.id,
         event_type=event.type[:100],
+        livemode=event.livemode,
         psp_session_id=session.id if session else None,
         payload=event.raw,
         psp_created_at=event.created_at,

@@ -1,6 +1,8 @@
 """The rules of reconciliation for one payment, one missed event and one PSP session.
 
 `Reconciler` holds a run's PSP gate and tally; service.py runs its passes and records the run.
+One Reconciler serves one Stripe mode (its provider's): its listings use that mode's key and it
+touches only payments of that mode; a run has one per configured mode, sharing gate and tally.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class Tally:
 
 
 class Reconciler:
-    """The rules of one run (or of one payment's check), over one PSP and one rate gate."""
+    """The rules of one run (or of one payment's check), over one PSP mode and one rate gate."""
 
     def __init__(
         self,
@@ -101,13 +103,15 @@ class Reconciler:
         dry_run: bool,
         keep_alive: Callable[[], None] = lambda: None,
         deadline: float | None = None,
+        tally: Tally | None = None,
     ) -> None:
         self.provider = provider
+        self.livemode = provider.livemode
         self.gate = gate
         self.dry_run = dry_run
         self.keep_alive = keep_alive
         self.deadline = deadline
-        self.tally = Tally()
+        self.tally = tally if tally is not None else Tally()
         # Dry run: payments a missed event would already change (not reported twice).
         self.planned: dict[int, str] = {}
         # Stale payments the stale pass settled from a listed session (no retrieve of their own).
@@ -159,6 +163,7 @@ class Reconciler:
     # -- pass 1: events the webhooks never delivered ---------------------------------------
 
     def catch_up_events(self, since: datetime) -> None:
+        self.tally.events_complete = False  # until this mode's listing too went to its end
         missing: list[PspEventData] = []
         page: list[PspEventData] = []
         listing = self.gate.iterate(
@@ -169,6 +174,8 @@ class Reconciler:
             key=lambda e: e.id,
         )
         for event in listing:
+            if event.livemode != self.livemode:
+                continue  # the other mode's pass lists it with its own key
             self.tally.events_listed += 1
             page.append(event)
             if len(page) >= COMPARE_BATCH:
@@ -272,6 +279,7 @@ class Reconciler:
                 db.session.execute(
                     select(Payment.id)
                     .where(self._stale(utcnow(), stale_after), Payment.id > last_id)
+                    .where(Payment.livemode == self.livemode)
                     .order_by(Payment.id)
                     .limit(BATCH_SIZE)
                 ).scalars()
@@ -298,6 +306,7 @@ class Reconciler:
                 Payment.status.in_(LISTABLE),
                 Payment.psp_session_id.is_not(None),
                 Payment.created_at >= since + CLOCK_MARGIN,
+                Payment.livemode == self.livemode,
             )
         ).one()
         db.session.commit()
@@ -559,7 +568,7 @@ class Reconciler:
         chunk_start = start
         while True:
             self.tick()  # an empty chunk compares nothing, so ticks nowhere else
-            chunk_end = _chunk_end(chunk_start, until, chunk_sessions)
+            chunk_end = _chunk_end(chunk_start, until, chunk_sessions, self.livemode)
             self._compare_listing(self._sessions_created(chunk_start, chunk_end))
             compared_until(chunk_end or until)
             if chunk_end is None:
@@ -604,6 +613,7 @@ class Reconciler:
             Payment.updated_at,
             Payment.psp_expires_at,
             Payment.created_at,
+            Payment.livemode,
         )
         by_session = {
             p.psp_session_id: p
@@ -628,6 +638,8 @@ class Reconciler:
             if row is None:
                 self._unknown_session(session)
                 continue
+            if row.livemode != self.livemode:
+                continue  # listed with this mode's key, but the other mode's: never crossed
             if stale_after is not None and self._is_stale(row, now, stale_after):
                 own = row.psp_session_id == session.id
                 if own and row.status in LISTABLE and row.id not in self.covered:
@@ -755,7 +767,7 @@ class Reconciler:
 _QUIET_ACTIONS = frozenset({"unchanged", "open", "missing"})
 
 
-def _chunk_end(start: datetime, until: datetime, sessions: int) -> datetime | None:
+def _chunk_end(start: datetime, until: datetime, sessions: int, livemode: bool) -> datetime | None:
     """Where the wide pass's chunk from `start` ends: at the creation time of the payment
     `sessions` rows on, whole seconds (the PSP's precision), at least MIN_CHUNK on. A session
     is made just after its payment's row, so a chunk holds about that many sessions whatever
@@ -763,7 +775,7 @@ def _chunk_end(start: datetime, until: datetime, sessions: int) -> datetime | No
     `until`: the last chunk, open-ended."""
     nth = db.session.execute(
         select(Payment.created_at)
-        .where(Payment.created_at >= start)
+        .where(Payment.created_at >= start, Payment.livemode == livemode)
         .order_by(Payment.created_at)
         .offset(sessions)
         .limit(1)

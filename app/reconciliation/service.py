@@ -45,6 +45,10 @@ A run has three passes, cheapest first:
    a session left behind below W is never listed again. A session both list is compared twice,
    which changes nothing the second time.
 
+Passes 1 to 3 run once per Stripe mode in use (configured, and with an API key of that mode, as
+every payment of a mode was made with one: test, then live), each with that mode's key and over
+that mode's payments only; the wide pass's watermark moves to where every mode got.
+
 4. **Subscriptions.** Each subscription's latest invoices and state at the PSP: a renewal
    whose invoice webhook was lost becomes its payment, a lost cancellation is taken over
    (app/subscriptions/reconcile.py).
@@ -70,12 +74,18 @@ from sqlalchemy import or_, select, update
 
 from app.errors import PayBridgeError
 from app.extensions import db, get_redis
-from app.models import Payment, ReconciliationRun, utcnow
-from app.psp.factory import get_provider
+from app.models import ApiKey, Payment, ReconciliationRun, utcnow
+from app.psp.factory import configured_modes, get_provider
 from app.reconciliation.gate import PspGate
 from app.reconciliation.lock import LockLost, RunLock
 from app.reconciliation.ratelimit import RateCap
-from app.reconciliation.reconciler import CLOCK_MARGIN, OutOfTime, Reconciler, describe_error
+from app.reconciliation.reconciler import (
+    CLOCK_MARGIN,
+    OutOfTime,
+    Reconciler,
+    Tally,
+    describe_error,
+)
 from app.refunds.reconcile import check_payment_refunds, check_refunds
 from app.subscriptions.reconcile import reconcile_subscriptions
 
@@ -172,9 +182,12 @@ def _save_watermark(run_id: int, until: datetime) -> None:
     db.session.commit()
 
 
-def _compare_sessions(config, reconciler: Reconciler, run_id: int, started: datetime) -> None:
-    """Pass 3 from where the previous runs left it; a dry run reads the watermark, never
-    moves it."""
+def _compare_sessions(
+    config, reconcilers: list[Reconciler], run_id: int, started: datetime
+) -> None:
+    """Pass 3 from where the previous runs left it, for each mode in turn; the watermark moves
+    only as far as every mode has compared (a dry run reads it, never moves it)."""
+    reconciler = reconcilers[0]
     watermark = sessions_compared_until(started)
     start, skipped = wide_pass_start(
         watermark, started, timedelta(hours=config["RECON_LOOKBACK_HOURS"])
@@ -190,16 +203,20 @@ def _compare_sessions(config, reconciler: Reconciler, run_id: int, started: date
             {"payment": None, "from": None, "to": None, "action": "sessions_skipped", "why": why}
         )
 
-    def compared_until(until: datetime) -> None:
-        if not reconciler.dry_run:
-            _save_watermark(run_id, until)
+    reached = {mode.livemode: start for mode in reconcilers}
 
-    reconciler.compare_sessions(
-        start,
-        started - CLOCK_MARGIN,
-        chunk_sessions=config["RECON_WIDE_CHUNK_SESSIONS"],
-        compared_until=compared_until,
-    )
+    def compared_until(livemode: bool, until: datetime) -> None:
+        reached[livemode] = until
+        if not reconciler.dry_run and min(reached.values()) > start:
+            _save_watermark(run_id, min(reached.values()))
+
+    for mode in reconcilers:
+        mode.compare_sessions(
+            start,
+            started - CLOCK_MARGIN,
+            chunk_sessions=config["RECON_WIDE_CHUNK_SESSIONS"],
+            compared_until=lambda until, live=mode.livemode: compared_until(live, until),
+        )
 
 
 def _record_finished(
@@ -377,14 +394,21 @@ def _execute(config, run: ReconciliationRun, lock: RunLock | None) -> Reconcilia
             lock.renew()
             last_renewal = time.monotonic()
 
-    gate = build_gate(config)
-    reconciler = Reconciler(
-        provider=get_provider(),
-        gate=gate,
-        dry_run=dry_run,
-        keep_alive=keep_alive,
-        deadline=time.monotonic() + config["RECON_MAX_RUN_SECONDS"],
-    )
+    gate, tally = build_gate(config), Tally()
+    deadline = time.monotonic() + config["RECON_MAX_RUN_SECONDS"]
+    # One per Stripe mode, sharing the gate (one PSP account's rate) and the run's tally.
+    reconcilers = [
+        Reconciler(
+            provider=get_provider(livemode=livemode),
+            gate=gate,
+            dry_run=dry_run,
+            keep_alive=keep_alive,
+            deadline=deadline,
+            tally=tally,
+        )
+        for livemode in modes_in_use()
+    ]
+    reconciler = reconcilers[0]
     lookback = timedelta(hours=config["RECON_LOOKBACK_HOURS"])
     stale_after = timedelta(seconds=config["RECON_STALE_AFTER_SECONDS"])
     status = ReconciliationRun.STATUS_SUCCEEDED
@@ -393,14 +417,16 @@ def _execute(config, run: ReconciliationRun, lock: RunLock | None) -> Reconcilia
     try:
         since = events_since(started, lookback)
         db.session.commit()
-        _phase(reconciler, "events", lambda: reconciler.catch_up_events(since))
+        for mode in reconcilers:
+            _phase(mode, "events", lambda mode=mode: mode.catch_up_events(since))
+        for mode in reconcilers:
+            _phase(
+                mode,
+                "payments",
+                lambda mode=mode: mode.check_stale_payments(stale_after, since=started - lookback),
+            )
         _phase(
-            reconciler,
-            "payments",
-            lambda: reconciler.check_stale_payments(stale_after, since=started - lookback),
-        )
-        _phase(
-            reconciler, "sessions", lambda: _compare_sessions(config, reconciler, run_id, started)
+            reconciler, "sessions", lambda: _compare_sessions(config, reconcilers, run_id, started)
         )
         _phase(reconciler, "refunds", lambda: check_refunds(reconciler, stale_after))
         _phase(reconciler, "subscriptions", lambda: reconcile_subscriptions(reconciler))
@@ -423,6 +449,16 @@ def _execute(config, run: ReconciliationRun, lock: RunLock | None) -> Reconcilia
             filter(None, [error_text, "time budget spent: the next run continues"])
         )
     return _finish_run(run_id, reconciler, status, error_text)
+
+
+def modes_in_use() -> list[bool]:
+    """The configured Stripe modes that can have payments: those with an API key of their mode
+    (revoked ones too: their payments stay). A mode without one has nothing of PayBridge's to
+    reconcile; listing it would only spend PSP calls. At least one mode, for the run's record."""
+    configured = configured_modes()
+    used = set(db.session.scalars(select(ApiKey.livemode).distinct()))
+    db.session.commit()
+    return [mode for mode in configured if mode in used] or configured[:1]
 
 
 def _finish_run(
@@ -481,7 +517,9 @@ def reconcile_payment(payment_id: int, *, trigger: str, dry_run: bool = False) -
     if payment is None:
         raise PayBridgeError("PAYMENT_NOT_FOUND")
     reconciler = Reconciler(
-        provider=get_provider(payment.psp), gate=build_gate(current_app.config), dry_run=dry_run
+        provider=get_provider(payment.psp, livemode=payment.livemode),
+        gate=build_gate(current_app.config),
+        dry_run=dry_run,
     )
     log.info("recon: payment %s checked on demand (trigger=%s)", payment.public_id, trigger)
     entry = reconciler.check_payment(payment_id)

@@ -17,7 +17,7 @@ from app.extensions import db
 from app.models import PspEvent, Refund, StatusSource
 from app.payments.state import lock_payment
 from app.psp.base import PspEventData, PspRefund
-from app.psp_events.intake import Handled
+from app.psp_events.intake import Handled, mode_mismatch
 from app.refunds.service import apply_psp_refund, lock_refund, refund_mismatch
 
 log = logging.getLogger(__name__)
@@ -41,12 +41,15 @@ def handle_refund_event(event: PspEventData, source: StatusSource) -> Handled:
     details: list[str] = []
     first_payment_id = None
     for psp_refund in event.refunds:
-        outcome, detail, payment_id = apply_reported_refund(psp_refund, via=source.value)
+        outcome, detail, payment_id = apply_reported_refund(
+            psp_refund, via=source.value, event=event
+        )
         outcomes.append(outcome)
         if detail:
             details.append(detail)
         first_payment_id = first_payment_id or payment_id
     for outcome in (
+        PspEvent.OUTCOME_MODE_MISMATCH,
         PspEvent.OUTCOME_MISMATCH,
         PspEvent.OUTCOME_APPLIED,
         PspEvent.OUTCOME_IGNORED,
@@ -68,8 +71,11 @@ def _find_refund_id(psp_refund: PspRefund) -> int | None:
     return None
 
 
-def apply_reported_refund(psp_refund: PspRefund, *, via: str) -> tuple[str, str | None, int | None]:
-    """Apply one PSP refund to its record (locks, flushes, never commits).
+def apply_reported_refund(
+    psp_refund: PspRefund, *, via: str, event: PspEventData | None = None
+) -> tuple[str, str | None, int | None]:
+    """Apply one PSP refund to its record (locks, flushes, never commits); `event`: the event
+    that reported it, which must be of the refund's payment's mode.
 
     Returns (outcome, detail, payment_id).
     """
@@ -79,6 +85,9 @@ def apply_reported_refund(psp_refund: PspRefund, *, via: str) -> tuple[str, str 
     payment_id = db.session.scalar(select(Refund.payment_id).where(Refund.id == refund_id))
     payment = lock_payment(payment_id)
     refund = lock_refund(refund_id)
+    wrong_mode = event and mode_mismatch(event, payment.livemode, f"refund {refund.public_id}")
+    if wrong_mode:
+        return PspEvent.OUTCOME_MODE_MISMATCH, wrong_mode, payment.id
     problem = refund_mismatch(refund, psp_refund)
     if problem:
         log.warning(

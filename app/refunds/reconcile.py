@@ -97,6 +97,7 @@ def _check_refund(refund_id: int, *, gate=None, dry_run: bool) -> dict:
         return entry
     call = gate.call if gate is not None else (lambda _operation, func: func())
     psp_refund_id, psp = refund.psp_refund_id, refund.psp
+    livemode = db.session.scalar(select(Payment.livemode).where(Payment.id == refund.payment_id))
     db.session.commit()
     try:
         if psp_refund_id is None:
@@ -119,7 +120,7 @@ def _check_refund(refund_id: int, *, gate=None, dry_run: bool) -> dict:
                     why=f"submitted again with its PSP key: {refund.psp_refund_id} {refund.status}",
                 )
             return entry
-        provider = get_provider(psp)
+        provider = get_provider(psp, livemode=livemode)
         psp_refund = call("retrieve_refund", lambda: provider.retrieve_refund(psp_refund_id))
     except PspError as exc:
         db.session.rollback()

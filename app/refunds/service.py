@@ -138,11 +138,17 @@ def create_refund(
     params: dict | None,
     *,
     idempotency_key: str | None,
+    livemode: bool | None = None,
     source: StatusSource = StatusSource.API,
 ) -> Refund:
     """Refund (part of) one of the merchant's SUCCESS payments; returns the refund."""
     return submit_refund(
-        merchant_id, payment_public_id, params, idempotency_key=idempotency_key, source=source
+        merchant_id,
+        payment_public_id,
+        params,
+        idempotency_key=idempotency_key,
+        livemode=livemode,
+        source=source,
     ).subject
 
 
@@ -152,9 +158,12 @@ def submit_refund(
     params: dict | None,
     *,
     idempotency_key: str | None,
+    livemode: bool | None = None,
     source: StatusSource = StatusSource.API,
 ) -> RefundResult:
     """create_refund for the API: also the (possibly replayed) HTTP status and body.
+    `livemode`: the API key's mode; a payment of the other mode is PAYMENT_NOT_FOUND (None, the
+    dashboard: the payment's own mode). The Idempotency-Key is the payment's mode's.
 
     201: submitted to the PSP (status pending or succeeded); 202: accepted and its amount
     reserved, but the PSP could not be reached — a retry with the same key or reconciliation
@@ -162,11 +171,11 @@ def submit_refund(
     """
     data = validate_refund_params(params)
     key = idempotency.check_key(idempotency_key)
-    payment = get_payment(merchant_id, payment_public_id)
-    payment_id, public_id = payment.id, payment.public_id
+    payment = get_payment(merchant_id, payment_public_id, livemode=livemode)
+    payment_id, public_id, mode = payment.id, payment.public_id, payment.livemode
     db.session.commit()  # end the read: the decision is taken on the locked row only
     request = IdempotentRequest(
-        merchant_id, key, CREATE_METHOD, refund_path(public_id), fingerprint(public_id, data)
+        merchant_id, key, CREATE_METHOD, refund_path(public_id), fingerprint(public_id, data), mode
     )
     return _CreateRefund(payment_id, public_id, data, source).run(request)
 
@@ -325,11 +334,12 @@ def _submit(
         reason=refund.reason,
     )
     session_id, psp, tried_before = payment.psp_session_id, refund.psp, refund.psp_attempts > 0
+    livemode = payment.livemode
     subscription_id = payment.psp_subscription_id
     renewal_id = payment.id if payment.parent_payment_id is not None else None
     db.session.commit()  # no transaction stays open while the PSP is called
 
-    provider = get_provider(psp)
+    provider = get_provider(psp, livemode=livemode)
     try:
         if not request.payment_intent_id and renewal_id is not None:
             # A renewal's own charge: invoice events do not carry its intent, so ask the PSP

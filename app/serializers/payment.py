@@ -17,6 +17,7 @@ def payment_to_dict(
     data = {
         "id": payment.public_id,
         "object": "payment",
+        "livemode": payment.livemode,
         "merchant_reference": payment.merchant_reference,
         "amount": payment.amount,
         "currency": payment.currency,
@@ -148,4 +149,7 @@ def refunds_of(payment: Payment, *, under_lock: bool = False) -> list[dict]:
     if under_lock:  # every refund writer locks the payment first: this waits on no one
         query = query.with_for_update(read=True).execution_options(populate_existing=True)
     rows = db.session.scalars(query)
-    return [refund_to_dict(r, payment_public_id=payment.public_id) for r in rows]
+    return [
+        refund_to_dict(r, payment_public_id=payment.public_id, livemode=payment.livemode)
+        for r in rows
+    ]

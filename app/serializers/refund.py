@@ -5,10 +5,15 @@ from __future__ import annotations
 from app.models import Refund, iso
 
 
-def refund_to_dict(refund: Refund, *, payment_public_id: str | None = None) -> dict:
+def refund_to_dict(
+    refund: Refund, *, payment_public_id: str | None = None, livemode: bool | None = None
+) -> dict:
+    """`payment_public_id`, `livemode`: the refund's payment's, when the caller has them (a
+    refund is of its payment's mode)."""
     return {
         "id": refund.public_id,
         "object": "refund",
+        "livemode": refund.payment.livemode if livemode is None else livemode,
         "payment_id": payment_public_id or refund.payment.public_id,
         "amount": refund.amount,
         "currency": refund.currency,

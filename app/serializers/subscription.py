@@ -13,6 +13,7 @@ def subscription_to_dict(subscription: Subscription, *, with_payments: bool = Fa
     data = {
         "id": subscription.public_id,
         "object": "subscription",
+        "livemode": subscription.livemode,
         "status": subscription.status,
         "amount": subscription.amount,
         "currency": subscription.currency,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from app.models import PspEvent, StatusSource
 from app.psp.base import PspEventData
-from app.psp_events.intake import Handled
+from app.psp_events.intake import Handled, mode_mismatch
 from app.subscriptions import service
 
 INVOICE_PAID = "invoice.paid"
@@ -29,6 +29,9 @@ def handle_invoice(event: PspEventData, source: StatusSource) -> Handled:
         return Handled(PspEvent.OUTCOME_UNHANDLED, "the event carries no invoice")
     if not invoice.subscription_id:
         return Handled(PspEvent.OUTCOME_IGNORED, f"invoice {invoice.id} belongs to no subscription")
+    wrong_mode = _wrong_mode(event, invoice.subscription_id, invoice.metadata)
+    if wrong_mode is not None:
+        return wrong_mode
     outcome, detail, payment = service.apply_invoice(
         invoice, paid=event.type == INVOICE_PAID, source=source, psp_event_id=event.id
     )
@@ -40,8 +43,21 @@ def handle_subscription(event: PspEventData, source: StatusSource) -> Handled:
     state = event.subscription
     if state is None:
         return Handled(PspEvent.OUTCOME_UNHANDLED, "the event carries no subscription")
+    wrong_mode = _wrong_mode(event, state.id, state.metadata)
+    if wrong_mode is not None:
+        return wrong_mode
     outcome, detail, subscription = service.apply_psp_subscription(
         state, observed_at=event.created_at, ended=event.type == SUBSCRIPTION_DELETED
     )
     first_payment_id = subscription.first_payment_id if subscription is not None else None
     return Handled(outcome, detail, first_payment_id)
+
+
+def _wrong_mode(event: PspEventData, psp_subscription_id: str, metadata: dict) -> Handled | None:
+    """A `mode_mismatch` outcome when the subscription the event is about is of the other mode."""
+    owner = service.owner_mode(psp_subscription_id, metadata)
+    if owner is None:
+        return None
+    livemode, first_payment_id = owner
+    detail = mode_mismatch(event, livemode, f"subscription {psp_subscription_id}")
+    return Handled(PspEvent.OUTCOME_MODE_MISMATCH, detail, first_payment_id) if detail else None

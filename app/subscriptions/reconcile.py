@@ -24,6 +24,7 @@ from app.models import (
     SubscriptionStatus,
     utcnow,
 )
+from app.psp import get_provider
 from app.psp.base import PspInvoice
 from app.subscriptions import service
 
@@ -66,9 +67,10 @@ def check_subscription(reconciler, subscription_id: int) -> list[dict]:
     subscription = db.session.get(Subscription, subscription_id, populate_existing=True)
     psp_id, first_public = subscription.psp_subscription_id, subscription.first_payment.public_id
     status_before = subscription.status
+    psp, livemode = subscription.psp, subscription.livemode
     reconciler.tally.checked.add(subscription.first_payment_id)
     db.session.commit()
-    provider = reconciler.provider
+    provider = get_provider(psp, livemode=livemode)  # the subscription's own mode
     entries: list[dict] = []
     try:
         invoices = reconciler.gate.call(

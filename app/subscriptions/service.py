@@ -77,6 +77,7 @@ REFERENCE_MAX = 200
 # What a renewal takes over from its subscription's first payment as it is.
 RENEWAL_INHERITS = (
     "merchant_id",
+    "livemode",  # a subscription's charges are all of its mode
     "payment_type",
     "description",
     "customer_email",
@@ -129,6 +130,7 @@ def ensure_for_first_payment(payment: Payment) -> Subscription | None:
             merchant_id=payment.merchant_id,
             first_payment=payment,
             psp=payment.psp,
+            livemode=payment.livemode,
             psp_subscription_id=payment.psp_subscription_id,
             status=_status_for_first_payment(payment.status, SubscriptionStatus.INCOMPLETE).value,
             interval=payment.interval or "month",
@@ -219,6 +221,28 @@ def _lock_by_psp_id(psp_subscription_id: str) -> Subscription | None:
         select(Subscription.id).where(Subscription.psp_subscription_id == psp_subscription_id)
     ).scalar_one_or_none()
     return lock_subscription(found) if found is not None else None
+
+
+def owner_mode(
+    psp_subscription_id: str | None, metadata: dict[str, str]
+) -> tuple[bool, int] | None:
+    """(livemode, first payment id) of the subscription `locate` would find, by plain reads
+    that lock and change nothing: an event of the other mode must not even teach a payment its
+    PSP subscription id."""
+    if not psp_subscription_id:
+        return None
+    found = db.session.execute(
+        select(Subscription.livemode, Subscription.first_payment_id).where(
+            Subscription.psp_subscription_id == psp_subscription_id
+        )
+    ).first()
+    if found is None and metadata.get("paybridge_payment_id"):
+        found = db.session.execute(
+            select(Payment.livemode, Payment.id).where(
+                Payment.public_id == metadata["paybridge_payment_id"]
+            )
+        ).first()
+    return (found[0], found[1]) if found is not None else None
 
 
 def locate(psp_subscription_id: str | None, metadata: dict[str, str]) -> Subscription | None:
@@ -456,6 +480,7 @@ def _renewal_reference(first: Payment, number: int, invoice_id: str) -> str:
             select(Payment.id)
             .where(
                 Payment.merchant_id == first.merchant_id,
+                Payment.livemode == first.livemode,
                 Payment.merchant_reference == reference,
             )
             .with_for_update()
@@ -540,11 +565,11 @@ def learn_payment_intent(payment_id: int) -> str | None:
     invoice_id = db.session.execute(
         select(SubscriptionCharge.psp_invoice_id).where(SubscriptionCharge.payment_id == payment_id)
     ).scalar_one_or_none()
-    psp = payment.psp
+    psp, livemode = payment.psp, payment.livemode
     db.session.commit()
     if invoice_id is None:
         return None
-    invoice = get_provider(psp).retrieve_invoice(invoice_id)
+    invoice = get_provider(psp, livemode=livemode).retrieve_invoice(invoice_id)
     if invoice.payment_intent_id:
         record_payment_intent(payment_id, invoice.payment_intent_id)
         db.session.commit()
@@ -628,13 +653,17 @@ def _sync(subscription: Subscription, state: PspSubscription, *, ended: bool) ->
 # -- API: read and cancel ---------------------------------------------------------------------
 
 
-def get_subscription(merchant_id: int, public_id: str) -> Subscription:
-    """One of the merchant's subscriptions; someone else's answers SUBSCRIPTION_NOT_FOUND."""
-    subscription = db.session.execute(
-        select(Subscription).where(
-            Subscription.public_id == public_id, Subscription.merchant_id == merchant_id
-        )
-    ).scalar_one_or_none()
+def get_subscription(
+    merchant_id: int, public_id: str, *, livemode: bool | None = None
+) -> Subscription:
+    """One of the merchant's subscriptions; someone else's answers SUBSCRIPTION_NOT_FOUND, and
+    so does one of the other mode when `livemode` is given."""
+    stmt = select(Subscription).where(
+        Subscription.public_id == public_id, Subscription.merchant_id == merchant_id
+    )
+    if livemode is not None:
+        stmt = stmt.where(Subscription.livemode == livemode)
+    subscription = db.session.execute(stmt).scalar_one_or_none()
     if subscription is None:
         raise PayBridgeError("SUBSCRIPTION_NOT_FOUND", param="id")
     return subscription
@@ -654,9 +683,10 @@ def cancel_subscription(subscription_id: int, *, at_period_end: bool) -> Subscri
         subscription.psp,
         subscription.public_id,
     )
+    livemode = subscription.livemode
     db.session.commit()  # no transaction stays open while the PSP is called
 
-    provider = get_provider(psp)
+    provider = get_provider(psp, livemode=livemode)
     try:
         try:
             state = provider.cancel_subscription(psp_id, at_period_end=at_period_end)

@@ -106,6 +106,16 @@ def make_merchant(
         return merchant, raw
 
 
+def make_api_key(app, merchant_id: int, *, livemode: bool = False) -> str:
+    """Another API key of the merchant, of one mode (pbk_test_…, pbk_live_…), committed: the
+    raw key."""
+    with app.app_context():
+        key, raw = ApiKey.generate(db.session.get(Merchant, merchant_id), livemode=livemode)
+        db.session.add(key)
+        db.session.commit()
+        return raw
+
+
 @functools.cache
 def _password_hash() -> str:
     # Hashing is deliberately slow; every test user shares one hash of PASSWORD.
@@ -323,10 +333,12 @@ def add_notification(payment: Payment, *, status: str, attempts: list[int | None
 # -- payments through the payment core and the emulator -------------------------------------------
 
 
-def register_payment(merchant_id: int, *, idempotency_key: str | None = None, **params) -> Payment:
-    """A payment created through the payment core, so registered at the PSP (INITIATED);
-    `params` are the API's create parameters (defaults: 25.00 EUR, shop.example URLs). The
-    payment core commits it."""
+def register_payment(
+    merchant_id: int, *, idempotency_key: str | None = None, livemode: bool = False, **params
+) -> Payment:
+    """A payment created through the payment core, so registered at the PSP (INITIATED) in
+    the mode given (test by default); `params` are the API's create parameters (defaults:
+    25.00 EUR, shop.example URLs). The payment core commits it."""
     params = {
         "merchant_reference": new_reference(),
         "amount": 2500,
@@ -335,7 +347,7 @@ def register_payment(merchant_id: int, *, idempotency_key: str | None = None, **
         "cancel_url": CANCEL_URL,
         **params,
     }
-    return create_payment(merchant_id, params, idempotency_key=idempotency_key)
+    return create_payment(merchant_id, params, idempotency_key=idempotency_key, livemode=livemode)
 
 
 def registered_payment(

@@ -56,6 +56,7 @@ def authenticate() -> tuple[ApiKey, KeyLimits]:
         )
     key, limits = found
     record_use(key)
+    g.livemode = key.livemode  # the mode every object it makes or reads is of
     g.api_key_id = key.id
     g.merchant_id = key.merchant_id
     note_merchant(key.merchant_id)
@@ -68,3 +69,11 @@ def current_merchant_id() -> int:
     if merchant_id is None:
         raise PayBridgeError("AUTHENTICATION_REQUIRED", headers={"WWW-Authenticate": CHALLENGE})
     return merchant_id
+
+
+def current_livemode() -> bool:
+    """The mode of this request's API key: every object it makes or reads is of this mode."""
+    livemode = g.get("livemode")
+    if livemode is None:
+        raise PayBridgeError("AUTHENTICATION_REQUIRED", headers={"WWW-Authenticate": CHALLENGE})
+    return livemode

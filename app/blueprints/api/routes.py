@@ -7,7 +7,7 @@ from flask.views import MethodView
 from marshmallow import RAISE
 
 from app.blueprints.api import bp, limits
-from app.blueprints.api.auth import authenticate, current_merchant_id
+from app.blueprints.api.auth import authenticate, current_livemode, current_merchant_id
 from app.blueprints.api.docs import docs_context
 from app.blueprints.api.schemas import (
     PayBridgeErrorSchema,
@@ -127,6 +127,7 @@ class Payments(MethodView):
             current_merchant_id(),
             data,
             idempotency_key=request.headers.get("Idempotency-Key"),
+            livemode=current_livemode(),
             schema_loaded=True,
         )
         return _command_response(result)
@@ -138,7 +139,7 @@ class Payments(MethodView):
     @_errors(401)
     def get(self, query: dict):
         """List payments, newest first, with filters and cursor pagination."""
-        page = payments.list_payments(current_merchant_id(), **query)
+        page = payments.list_payments(current_merchant_id(), livemode=current_livemode(), **query)
         return jsonify(
             object="list",
             data=payments_to_dicts(page.payments),
@@ -154,7 +155,7 @@ class PaymentById(MethodView):
     @_errors(401, 404)
     def get(self, payment_id: str):
         """One payment with its status history."""
-        payment = payments.get_payment(current_merchant_id(), payment_id)
+        payment = _own_payment(payment_id)
         return jsonify(payment_to_dict(payment, with_history=True))
 
 
@@ -165,7 +166,7 @@ class ExpirePayment(MethodView):
     @_errors(401, 404, 409, 503)
     def post(self, payment_id: str):
         """Stop a payment that is not final: expire its PSP session; the payment becomes FAILED."""
-        payment = payments.get_payment(current_merchant_id(), payment_id)
+        payment = _own_payment(payment_id)
         payment = expire_payment(
             payment.id, source=StatusSource.API, reason="expired by the merchant (API)"
         )
@@ -179,7 +180,7 @@ class SubscriptionById(MethodView):
     @_errors(401, 404)
     def get(self, subscription_id: str):
         """One subscription with its payments (the first and every renewal)."""
-        subscription = subscriptions.get_subscription(current_merchant_id(), subscription_id)
+        subscription = _own_subscription(subscription_id)
         return jsonify(subscription_to_dict(subscription, with_payments=True))
 
 
@@ -191,7 +192,7 @@ class CancelSubscription(MethodView):
     @_errors(401, 404, 415, 422, 502, 503)
     def post(self, data: dict, subscription_id: str):
         """Cancel a subscription at the PSP: now, or at the end of the paid period."""
-        subscription = subscriptions.get_subscription(current_merchant_id(), subscription_id)
+        subscription = _own_subscription(subscription_id)
         subscription = subscriptions.cancel_subscription(
             subscription.id, at_period_end=data["at_period_end"]
         )
@@ -223,8 +224,21 @@ class PaymentRefunds(MethodView):
             payment_id,
             _optional_json_object(),
             idempotency_key=request.headers.get("Idempotency-Key"),
+            livemode=current_livemode(),
         )
         return _command_response(result)
+
+
+def _own_payment(public_id: str):
+    """The caller's payment of its key's mode (another mode's is 404, as on Stripe)."""
+    return payments.get_payment(current_merchant_id(), public_id, livemode=current_livemode())
+
+
+def _own_subscription(public_id: str):
+    """The caller's subscription of its key's mode (another mode's is 404)."""
+    return subscriptions.get_subscription(
+        current_merchant_id(), public_id, livemode=current_livemode()
+    )
 
 
 def _command_response(result: CommandResult):

@@ -45,6 +45,12 @@ class RefundSchema(Schema):
 
     id = fields.String(metadata={"example": "re_9Kd2Lx0QpZr7Vb3nM1tYc8Hq"})
     object = fields.Constant("refund")
+    livemode = fields.Boolean(
+        metadata={
+            "description": "true: a live refund (real money); false: test mode. It "
+            "follows the API key that made it, and only keys of its mode see it."
+        }
+    )
     payment_id = fields.String()
     amount = fields.Integer(metadata={"description": "Minor units."})
     currency = fields.String()
@@ -66,6 +72,12 @@ class PaymentSchema(Schema):
 
     id = fields.String(metadata={"example": "pay_4Xq0Gm2cTqV1uV8yJ3nL5aBc"})
     object = fields.Constant("payment")
+    livemode = fields.Boolean(
+        metadata={
+            "description": "true: a live payment (real money); false: test mode. It "
+            "follows the API key that made it, and only keys of its mode see it."
+        }
+    )
     merchant_reference = fields.String()
     amount = fields.Integer(metadata={"description": "Minor units."})
     currency = fields.String()
@@ -190,6 +202,12 @@ class SubscriptionSchema(Schema):
 
     id = fields.String(metadata={"example": "subs_8Gq2Lm0cTqV1uV8yJ3nL5aBc"})
     object = fields.Constant("subscription")
+    livemode = fields.Boolean(
+        metadata={
+            "description": "true: a live subscription (real money); false: test mode. It "
+            "follows the API key that made it, and only keys of its mode see it."
+        }
+    )
     status = fields.String(validate=validate.OneOf([s.value for s in SubscriptionStatus]))
     amount = fields.Integer(metadata={"description": "Minor units, per period."})
     currency = fields.String()
