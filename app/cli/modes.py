@@ -11,11 +11,12 @@ again changes nothing.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 
 from app.extensions import db
 from app.models import ApiKey, IdempotencyRecord, Payment, PspEvent, Subscription
@@ -87,7 +88,7 @@ def adopt_live(yes: bool) -> None:
             .values(livemode=True, **_keeping_updated_at(model))
             .execution_options(synchronize_session=False)
         )
-        counts[what] = result.rowcount
+        counts[what] = cast(CursorResult, result).rowcount
     db.session.commit()
     click.echo("Marked live: " + ", ".join(f"{count} {what}" for what, count in counts.items()))
 

@@ -150,6 +150,7 @@ def _request(conflict_id: int, actor: str) -> _Plan:
             f"Conflict {conflict.id} cannot be refunded: {why}.",
             details={"conflict_id": conflict.id, "kind": conflict.kind},
         )
+    assert payment is not None  # refused above otherwise
     plan = _Plan(
         conflict_id=conflict.id,
         kind=conflict.kind,

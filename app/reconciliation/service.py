@@ -66,6 +66,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
+from functools import partial
 
 from flask import current_app
 from prometheus_client import Counter
@@ -215,7 +216,7 @@ def _compare_sessions(
             start,
             started - CLOCK_MARGIN,
             chunk_sessions=config["RECON_WIDE_CHUNK_SESSIONS"],
-            compared_until=lambda until, live=mode.livemode: compared_until(live, until),
+            compared_until=partial(compared_until, mode.livemode),
         )
 
 
@@ -418,12 +419,12 @@ def _execute(config, run: ReconciliationRun, lock: RunLock | None) -> Reconcilia
         since = events_since(started, lookback)
         db.session.commit()
         for mode in reconcilers:
-            _phase(mode, "events", lambda mode=mode: mode.catch_up_events(since))
+            _phase(mode, "events", partial(mode.catch_up_events, since))
         for mode in reconcilers:
             _phase(
                 mode,
                 "payments",
-                lambda mode=mode: mode.check_stale_payments(stale_after, since=started - lookback),
+                partial(mode.check_stale_payments, stale_after, since=started - lookback),
             )
         _phase(
             reconciler, "sessions", lambda: _compare_sessions(config, reconcilers, run_id, started)

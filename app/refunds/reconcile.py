@@ -81,6 +81,7 @@ def check_refund(refund_id: int, *, gate=None, dry_run: bool = False) -> dict:
 
 def _check_refund(refund_id: int, *, gate=None, dry_run: bool) -> dict:
     refund = db.session.get(Refund, refund_id, populate_existing=True)
+    assert refund is not None  # refunds are never deleted
     payment_public_id = db.session.scalar(
         select(Payment.public_id).where(Payment.id == refund.payment_id)
     )
@@ -97,7 +98,9 @@ def _check_refund(refund_id: int, *, gate=None, dry_run: bool) -> dict:
         return entry
     call = gate.call if gate is not None else (lambda _operation, func: func())
     psp_refund_id, psp = refund.psp_refund_id, refund.psp
-    livemode = db.session.scalar(select(Payment.livemode).where(Payment.id == refund.payment_id))
+    livemode = bool(
+        db.session.scalar(select(Payment.livemode).where(Payment.id == refund.payment_id))
+    )
     db.session.commit()
     try:
         if psp_refund_id is None:

@@ -65,6 +65,7 @@ def reconcile_subscriptions(reconciler) -> None:
 def check_subscription(reconciler, subscription_id: int) -> list[dict]:
     """Ask the PSP for one subscription's latest invoices and state; record what is missing."""
     subscription = db.session.get(Subscription, subscription_id, populate_existing=True)
+    assert subscription is not None  # subscriptions are never deleted
     psp_id, first_public = subscription.psp_subscription_id, subscription.first_payment.public_id
     status_before = subscription.status
     psp, livemode = subscription.psp, subscription.livemode
