@@ -20,7 +20,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 
-from flask import current_app
+from flask import Flask, current_app
 
 from app.psp.base import PspError, PspWebhookEndpoint
 from app.psp.factory import configured_modes, get_provider
@@ -353,3 +353,32 @@ def _create(provider, report: ModeReport) -> ModeReport:
         "%s mode: created webhook endpoint %s at %s", mode_name(livemode), created.id, created.url
     )
     return report
+
+
+# -- production's start --------------------------------------------------------------------------
+
+_STARTUP_RESULT = "paybridge.stripe_startup_check"
+
+
+def startup_check(app: Flask) -> tuple[bool, str]:
+    """Check Stripe for this process, log one loud ERROR line per problem, and keep the result
+    for /readyz. Never raises: whatever Stripe says, the process keeps serving."""
+    with app.app_context():
+        try:
+            report = check()
+            result = readiness(report)
+            for problem in report.problems:
+                log.error("STRIPE IS NOT SET UP AS PAYBRIDGE NEEDS IT: %s", problem)
+        except Exception as exc:  # a check that cannot run must say so, not end the process
+            log.exception("STRIPE COULD NOT BE CHECKED: %s", type(exc).__name__)
+            result = (False, f"the check itself failed ({type(exc).__name__}: {exc})")
+    if result[0]:
+        log.info("Stripe checked: %s", result[1])
+    app.extensions[_STARTUP_RESULT] = result
+    return result
+
+
+def startup_readiness(app: Flask) -> tuple[bool, str] | None:
+    """/readyz's entry: the start-up check's (ok, detail); None until this process checked
+    (outside production it never does: `flask stripe check`)."""
+    return app.extensions.get(_STARTUP_RESULT)
