@@ -75,9 +75,10 @@ def check_command(mode: str | None) -> None:
     report = stripe_setup.check(_modes(mode))
     _require_modes(report)
     for mode_report in report.modes:
-        if not mode_report.problems:
+        endpoint = mode_report.endpoint
+        if not mode_report.problems and endpoint is not None:
             name = stripe_setup.mode_name(mode_report.livemode)
-            click.echo(f"{name} mode: ok (endpoint {mode_report.endpoint.id})")
+            click.echo(f"{name} mode: ok (endpoint {endpoint.id})")
     _print_problems(report)
 
 

@@ -75,8 +75,15 @@ DEPENDENCIES: tuple[Dependency, ...] = (
 )
 
 
-# Not probed per request (that would be several calls to Stripe per probe): what this process
-# found when it checked Stripe at its start (production's web processes; app/runtime).
+def stripe_setup_as_found() -> Probe:
+    """Not probed per request (that would be several calls to Stripe per probe): what this
+    process found when it checked Stripe at its start (production's web processes)."""
+    found = startup_readiness(current_app)
+    if found is None:  # not listed until there is a result (`dependencies`)
+        return Probe(True, "not checked yet")
+    return Probe(*found)
+
+
 STRIPE_SETUP = Dependency(
     "stripe",
     critical=False,
@@ -84,7 +91,7 @@ STRIPE_SETUP = Dependency(
     "without that mode's webhook endpoint, its events or its secret, Stripe's events are not "
     "heard and payments finish only through the shopper's return and reconciliation, minutes "
     "later",
-    probe=lambda: Probe(*startup_readiness(current_app)),  # listed only once it has a result
+    probe=stripe_setup_as_found,
 )
 
 
