@@ -2,7 +2,8 @@
 ./gunicorn.conf.py by itself): request size and time limits, Prometheus counters summed over
 all worker processes, and glibc's malloc arenas capped for the threaded workers, and each
 worker's templates and request validators compiled and its database connections opened before
-its first request (app/runtime/process_tuning.py). The app is imported only inside the hooks, once
+its first request (app/runtime/process_tuning.py), and in production Stripe's setup checked
+(app/runtime/stripe_check.py). The app is imported only inside the hooks, once
 PROMETHEUS_MULTIPROC_DIR is set: its metrics are created when it is imported.
 
 Each worker process counts in memory of its own, so without this a scrape of /metrics shows the
@@ -58,11 +59,14 @@ def post_worker_init(worker):
         open_db_connections,
         warm_request_handling,
     )
+    from app.runtime.stripe_check import check_stripe_in_background
 
     # Before this worker's first requests, not during them.
     compile_templates(worker.wsgi)
     warm_request_handling(worker.wsgi)
     open_db_connections(worker.wsgi, worker.cfg.threads)
+    # Production: is Stripe set up as PayBridge needs it? (/readyz's "stripe", ERROR lines)
+    check_stripe_in_background(worker.wsgi)
 
 
 def child_exit(server, worker):

@@ -123,6 +123,7 @@ trap stop_all EXIT
 trap 'exit 130' INT TERM
 
 say "4/4 Starting the Stripe emulator, PayBridge (web app, worker) and the shop…"
+# --webhook-url is test mode's endpoint: the demo runs in test mode (sk_test_emulator).
 "$PY" -m stripe_emulator --host 127.0.0.1 --port "$EMULATOR_PORT" \
   --db instance/emulator.sqlite3 \
   --webhook-url "$PUBLIC_BASE_URL/webhooks/stripe" --webhook-secret "$WEBHOOK_SECRET" \

@@ -21,8 +21,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--port", type=int, default=12111, help="0 picks a free port")
     p.add_argument("--public-url", help="base URL of the hosted page (default http://HOST:PORT)")
     p.add_argument("--db", dest="db_path", help="SQLite file; a restart keeps the state")
-    p.add_argument("--webhook-url", action="append", default=[])
+    p.add_argument("--webhook-url", action="append", default=[], help="test mode's events")
     p.add_argument("--webhook-secret", action="append", default=[])
+    p.add_argument("--live-webhook-url", action="append", default=[], help="live mode's events")
+    p.add_argument("--live-webhook-secret", action="append", default=[])
     p.add_argument(
         "--webhook-retry-schedule",
         default="60,300,1800",
@@ -46,11 +48,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--expiry-check-interval", type=float, default=1.0)
     p.add_argument("--log-level", default="INFO")
     a = p.parse_args(argv)
-    if len(a.webhook_url) != len(a.webhook_secret):
-        p.error("--webhook-url and --webhook-secret must be given in pairs")
-    for secret in a.webhook_secret:
-        if not secret.startswith("whsec_"):
-            p.error("--webhook-secret must start with whsec_")
+    for flag, urls, secrets in (
+        ("--webhook", a.webhook_url, a.webhook_secret),
+        ("--live-webhook", a.live_webhook_url, a.live_webhook_secret),
+    ):
+        if len(urls) != len(secrets):
+            p.error(f"{flag}-url and {flag}-secret must be given in pairs")
+        if not all(secret.startswith("whsec_") for secret in secrets):
+            p.error(f"{flag}-secret must start with whsec_")
     try:
         schedule = [float(s) for s in a.webhook_retry_schedule.split(",") if s.strip()]
     except ValueError:
@@ -66,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         public_url=a.public_url.rstrip("/") if a.public_url else None,
         db_path=a.db_path,
         webhooks=list(zip(a.webhook_url, a.webhook_secret, strict=True)),
+        live_webhooks=list(zip(a.live_webhook_url, a.live_webhook_secret, strict=True)),
         retry_schedule=schedule,
         async_delay=a.async_delay,
         latency_mean_ms=a.latency_ms,

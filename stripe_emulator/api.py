@@ -16,11 +16,12 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from . import API_VERSION, forms
-from .common import Ctx, check_params
+from . import API_VERSION, forms, objects
+from .common import Ctx, check_params, request_livemode
 from .emulator import Emulator
 from .errors import StripeErrorResponse, invalid, missing, no_such, not_found_route
 from .hosted import handle
+from .validation import json_boolean as _boolean
 from .validation import json_kind as kind
 from .validation import json_number as _number
 from .validation import json_string as _string
@@ -58,6 +59,7 @@ API_RULES = Map(
         Rule("/v1/webhook_endpoints/<wid>", methods=["GET"], endpoint="get_endpoint"),
         Rule("/v1/webhook_endpoints/<wid>", methods=["POST"], endpoint="update_endpoint"),
         Rule("/v1/webhook_endpoints/<wid>", methods=["DELETE"], endpoint="delete_endpoint"),
+        Rule("/v1/balance", methods=["GET"], endpoint="get_balance"),
     ]
 )
 
@@ -81,6 +83,7 @@ CONTROL_RULES = Map(
         Rule("/_emulator/clock/advance", methods=["POST"], endpoint="advance"),
         Rule("/_emulator/webhook_endpoints", methods=["POST"], endpoint="add_endpoint"),
         Rule("/_emulator/deliveries", methods=["GET"], endpoint="deliveries"),
+        Rule("/_emulator/requests", methods=["GET"], endpoint="requests"),
         Rule("/_emulator/deliveries/pause", methods=["POST"], endpoint="pause"),
         Rule("/_emulator/deliveries/resume", methods=["POST"], endpoint="resume"),
         Rule("/_emulator/events/<eid>/redeliver", methods=["POST"], endpoint="redeliver"),
@@ -111,7 +114,7 @@ PARAMS_ROUTES = {
     "list_invoices": (Emulator.list_invoices, None, False),
     "invoice_lines": (Emulator.list_invoice_lines, "iid", False),
     "list_events": (Emulator.list_events, None, False),
-    "create_endpoint": (Emulator.create_webhook_endpoint, None, False),
+    "create_endpoint": (Emulator.create_webhook_endpoint, None, True),
     "list_endpoints": (Emulator.list_webhook_endpoints, None, False),
     "update_endpoint": (Emulator.update_webhook_endpoint, "wid", False),
 }
@@ -126,6 +129,11 @@ RETRIEVE_ROUTES = {
     "get_event": (Emulator.get_event, "eid", False),
     "get_endpoint": (Emulator.get_webhook_endpoint, "wid", False),
 }
+
+# Keys as Stripe issues them: secret or restricted, of test or live mode (the rest of a key is
+# not checked: any such key is the emulator's one account).
+TEST_KEY_PREFIXES = ("sk_test_", "rk_test_")
+LIVE_KEY_PREFIXES = ("sk_live_", "rk_live_")
 
 NO_KEY = (
     "You did not provide an API key. You need to provide your API key in the Authorization "
@@ -303,6 +311,26 @@ class EmulatorApp:
 
     # -- /v1 ------------------------------------------------------------------------------
     def api(self, request: Request) -> Response:
+        """A /v1 request, served in its key's mode and recorded as the emulator saw it."""
+        token = request_livemode.set(None)
+        try:
+            resp = self._api(request)
+        finally:
+            livemode = request_livemode.get()
+            request_livemode.reset(token)
+        self.emu.requests.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "livemode": livemode,  # None: no valid key
+                "stripe_version": request.headers.get("Stripe-Version"),
+                "idempotency_key": request.headers.get("Idempotency-Key"),
+                "status": resp.status_code,
+            }
+        )
+        return resp
+
+    def _api(self, request: Request) -> Response:
         rid = request_id()
         headers = {"Request-Id": rid, "Stripe-Version": request.headers.get(
             "Stripe-Version", API_VERSION)}  # fmt: skip
@@ -312,6 +340,8 @@ class EmulatorApp:
             time.sleep(delay)
         try:
             api_key = self._authenticate(request)
+            livemode = api_key.startswith(LIVE_KEY_PREFIXES)
+            request_livemode.set(livemode)
             adapter = API_RULES.bind_to_environ(request.environ)
             try:
                 endpoint, args = adapter.match()
@@ -346,7 +376,7 @@ class EmulatorApp:
                     type="idempotency_error",
                     save_idempotent=False,
                 )
-            ctx = Ctx(rid, key, request.headers.get("Stripe-Version"))
+            ctx = Ctx(rid, key, request.headers.get("Stripe-Version"), livemode=livemode)
             if fault and fault["kind"] == "hang":
                 ctx.hang = fault["seconds"]
             lose = bool(fault and fault["kind"] == "lose_response")
@@ -392,16 +422,17 @@ class EmulatorApp:
             key = request.authorization.username
         if not key:
             raise StripeErrorResponse(401, NO_KEY)
-        if not (key.startswith("sk_test_") or key.startswith("rk_test_")) or len(key) <= 8:
+        if not key.startswith(TEST_KEY_PREFIXES + LIVE_KEY_PREFIXES) or len(key) <= 8:
             shown = key[:8] + "*" * max(len(key) - 12, 4) + key[-4:] if len(key) > 12 else key
             raise StripeErrorResponse(401, f"Invalid API Key provided: {shown}")
         return key
 
-    def _create_one(self, raw: str) -> dict:
+    def _create_one(self, raw: str, livemode: bool) -> dict:
         """One body of a create_many call, taken as POST /v1/checkout/sessions takes it (no
         Idempotency-Key): the session it made, or the error that body got."""
+        ctx = Ctx(request_id(), livemode=livemode)
         try:
-            _, session = self._run("create_session", {}, forms.decode(raw), Ctx(request_id()))
+            _, session = self._run("create_session", {}, forms.decode(raw), ctx)
         except StripeErrorResponse as err:
             return {"error": err.body()["error"]}
         return {"session": session}
@@ -432,6 +463,9 @@ class EmulatorApp:
             return 200, emu.get_payment_intent(args["pid"], expand)
         if endpoint == "delete_endpoint":
             return 200, emu.delete_webhook_endpoint(args["wid"])
+        if endpoint == "get_balance":
+            check_params(params, {"expand"})
+            return 200, objects.balance(ctx.livemode)
         raise AssertionError(endpoint)
 
     # -- /_emulator -----------------------------------------------------------------------
@@ -476,7 +510,8 @@ class EmulatorApp:
                 )
             if len(forms_) > MAX_BATCH:
                 raise invalid("sessions", f"sessions may hold at most {MAX_BATCH} bodies.")
-            return {"results": [self._create_one(raw) for raw in forms_]}
+            livemode = _boolean(body, "livemode")
+            return {"results": [self._create_one(raw, livemode) for raw in forms_]}
         if endpoint == "settle":
             return {"session": emu.settle(args["sid"], _string(body, "outcome"))}
         if endpoint == "refund_succeed":
@@ -504,7 +539,8 @@ class EmulatorApp:
             if not isinstance(events, list) or not all(isinstance(e, str) and e for e in events):
                 raise invalid("enabled_events", "enabled_events must be a list of event types.")
             return emu.create_webhook_endpoint(
-                {"url": url, "secret": _string(body, "secret"), "enabled_events": events}
+                {"url": url, "secret": _string(body, "secret"), "enabled_events": events},
+                Ctx(livemode=_boolean(body, "livemode")),
             )
         if endpoint == "deliveries":
             return {
@@ -512,6 +548,8 @@ class EmulatorApp:
                     request.args.get("event_id") or None, request.args.get("type") or None
                 )
             }
+        if endpoint == "requests":
+            return {"data": list(emu.requests)[::-1]}  # newest first
         if endpoint == "pause":
             emu.dispatcher.pause()
             return {"paused": True}

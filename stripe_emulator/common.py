@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from . import validation
-from .errors import invalid, no_such, unknown
+from .errors import in_other_mode, invalid, no_such, unknown
 from .store import Store
 
 
@@ -24,9 +25,31 @@ class Ctx:
     idempotency_key: str | None = None
     stripe_version: str | None = None
     hang: float = 0.0
+    livemode: bool = False  # the API key's mode: what a create makes
 
 
 NO_REQUEST = Ctx()
+
+# The mode of the /v1 request being served (True: a live key), as Stripe keeps test and live
+# data apart: every lookup by id (``fetch``/``visible``) and every list (``paginate``) reads it,
+# so no route can forget it. Unset (None) outside a /v1 request: the control routes, the hosted
+# page and the clock act on both modes' objects.
+request_livemode: ContextVar[bool | None] = ContextVar("request_livemode", default=None)
+
+
+def mode_of(rec: dict) -> bool | None:
+    """A stored object's mode: its ``livemode``, or the private one of an object Stripe shows
+    none on (a refund); None for a part of another object (a line item), which is its parent's."""
+    return rec.get("livemode", rec.get("_livemode"))
+
+
+def visible(rec: dict, kind: str, oid: str, param: str = "id", status: int = 404) -> dict:
+    """``rec`` if the request's key may see it; else Stripe's 404 naming the other mode."""
+    mode = request_livemode.get()
+    if mode is None or mode_of(rec) in (None, mode):
+        return rec
+    raise in_other_mode(kind, oid, exists_in_live=not mode, param=param, status=status)
+
 
 # What every list accepts: a page (limit and cursors) and ``expand``; LIST_PARAMS adds ``created``.
 PAGE_PARAMS = {"limit", "starting_after", "ending_before", "expand"}
@@ -38,7 +61,7 @@ def fetch(store: Store, kind: str, oid: str, param: str = "id") -> dict:
     rec = store.get(kind, oid)
     if rec is None:
         raise no_such(kind, oid, param=param)
-    return rec
+    return visible(rec, kind, oid, param)
 
 
 # -- parameters --------------------------------------------------------------------------
@@ -165,7 +188,7 @@ def paginate(
             "starting_after", "You may only specify one of these parameters: ending_before, "
             "starting_after.",
         )  # fmt: skip
-    keep = keep or (lambda r: True)
+    keep = all_of(keep, _in_request_mode()) or (lambda r: True)
     if before:
         at = _cursor(recs, before, kind, "ending_before", keep, position)
         found = _first_kept(recs, range(at - 1, -1, -1), keep, limit + 1)
@@ -173,6 +196,14 @@ def paginate(
     start = _cursor(recs, after, kind, "starting_after", keep, position) + 1 if after else 0
     found = _first_kept(recs, range(start, len(recs)), keep, limit + 1)
     return found[:limit], len(found) > limit
+
+
+def _in_request_mode() -> Callable[[dict], bool] | None:
+    """The request's mode as a test of a listed record."""
+    mode = request_livemode.get()
+    if mode is None:
+        return None
+    return lambda r: mode_of(r) in (None, mode)
 
 
 def _cursor(recs: list[dict], oid: str, kind: str, param: str, keep, position) -> int:

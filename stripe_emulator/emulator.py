@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ from .common import (
     new_metadata,
     paginate,
     update_metadata,
+    visible,
 )
 from .errors import StripeErrorResponse, invalid, missing, no_such, unknown
 from .faults import Faults
@@ -40,6 +42,7 @@ MIN_EXPIRY = 30 * 60
 MAX_EXPIRY = 24 * 60 * 60
 DEFAULT_METHODS = ["card", "sepa_debit"]
 PMT_REMOVED_IN = "2026-09-30"
+REQUESTS_KEPT = 1000
 
 CREATE_PARAMS = {
     "adaptive_pricing", "after_expiration", "allow_promotion_codes",
@@ -80,7 +83,8 @@ class Config:
     port: int = 12111
     public_url: str | None = None
     db_path: str | None = None
-    webhooks: list[tuple[str, str]] = field(default_factory=list)
+    webhooks: list[tuple[str, str]] = field(default_factory=list)  # test mode's (url, secret)
+    live_webhooks: list[tuple[str, str]] = field(default_factory=list)
     retry_schedule: list[float] = field(default_factory=lambda: [60.0, 300.0, 1800.0])
     async_delay: float = 5.0
     latency_mean_ms: float = 0.0
@@ -108,6 +112,9 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         self.public_url = config.public_url or f"http://{config.host}:{config.port}"
         self.faults = Faults()
         self.dispatcher = Dispatcher(self)
+        # The latest /v1 requests as the emulator saw them (method, path, mode, Stripe-Version),
+        # for tests of what a client sends: GET /_emulator/requests.
+        self.requests: deque[dict] = deque(maxlen=REQUESTS_KEPT)
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._cli_latency = (config.latency_mean_ms, config.latency_p99_ms)
@@ -136,12 +143,14 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
             for rec in self.store.newest_first("webhook_endpoint"):
                 if rec.get("_cli"):
                     self.store.delete("webhook_endpoint", rec["id"])
-            for url, secret in self.config.webhooks:
+            cli = [(url, secret, False) for url, secret in self.config.webhooks]
+            cli += [(url, secret, True) for url, secret in self.config.live_webhooks]
+            for url, secret, livemode in cli:
                 rec = objects.webhook_endpoint(
                     created=self.clock.now(), url=url, enabled_events=["*"], secret=secret
                 )
                 rec["_cli"] = True
-                self.store.save("webhook_endpoint", rec)
+                self.store.save("webhook_endpoint", objects.in_mode(rec, livemode))
 
     def reset(self) -> None:
         """Forget everything created at runtime; keep the CLI's webhook endpoints."""
@@ -154,6 +163,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
             self.store.clear(keep)
             self.faults.clear()
             self.dispatcher.reset()
+            self.requests.clear()
             self.clock.reset()
             self.config.latency_mean_ms, self.config.latency_p99_ms = self._cli_latency
 
@@ -218,7 +228,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         methods = _method_types(params, "allowed_payment_method_types")
         excluded = _method_types(params, "excluded_payment_method_types")
         methods = [m for m in (methods or DEFAULT_METHODS) if m not in excluded] or ["card"]
-        sid = objects.session_id()
+        sid = objects.session_id(ctx.livemode)
         rec = objects.checkout_session(
             sid=sid,
             created=now,
@@ -234,6 +244,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         rec["_pi_metadata"] = (pid or {}).get("metadata") or {} if isinstance(pid, dict) else {}
         rec["_pi_description"] = (pid or {}).get("description") if isinstance(pid, dict) else None
         rec["_settlement"] = None
+        objects.in_mode(rec, ctx.livemode)
         sdata = params.get("subscription_data")
         if isinstance(sdata, dict) and mode == "subscription":
             rec["_sub_metadata"] = {
@@ -362,6 +373,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         rec = self.store.get("session", sid)
         if rec is None:
             raise no_such("checkout.session", sid, param=param)
+        visible(rec, "checkout.session", sid, param)
         self._expire_if_due(rec)
         return rec
 
@@ -564,6 +576,8 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
             created=pi["created"], pi=pi, status=charge_status, method=method, email=email,
             name=name,
         )  # fmt: skip
+        objects.in_mode(pi, rec["livemode"])
+        objects.in_mode(charge, rec["livemode"])
         self.store.save("charge", charge)
         self.store.save("payment_intent", pi)
         # Subscription-mode sessions carry the subscription; the invoice owns the intent.
@@ -723,8 +737,16 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
 
     # -- events ---------------------------------------------------------------------------
     def emit(
-        self, type: str, obj: dict, ctx: Ctx, *, previous_attributes: dict | None = None
+        self,
+        type: str,
+        obj: dict,
+        ctx: Ctx,
+        *,
+        previous_attributes: dict | None = None,
+        livemode: bool | None = None,
     ) -> dict:
+        """Store and deliver an event about ``obj``, of its mode (``livemode`` for an object
+        that shows none, a refund)."""
         evt = objects.event(
             created=self.clock.now(),
             type=type,
@@ -733,6 +755,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
             idempotency_key=ctx.idempotency_key,
             previous_attributes=previous_attributes,
         )
+        evt["livemode"] = obj["livemode"] if livemode is None else livemode
         with self.lock:
             self.store.save("event", evt)
             self.dispatcher.enqueue(evt)
@@ -770,7 +793,8 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
         return objects.list_object("/v1/events", data, has_more)
 
     # -- webhook endpoints ----------------------------------------------------------------
-    def create_webhook_endpoint(self, params: dict) -> dict:
+    def create_webhook_endpoint(self, params: dict, ctx: Ctx = NO_REQUEST) -> dict:
+        """An endpoint of the key's mode: it receives that mode's events only."""
         params = blank_to_none(params)
         check_params(params, {"url", "enabled_events", "description", "metadata",
                               "api_version", "connect", "expand", "secret"})  # fmt: skip
@@ -790,6 +814,7 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
             metadata=params.get("metadata") if isinstance(params.get("metadata"), dict) else {},
             api_version=params.get("api_version"),
         )
+        objects.in_mode(rec, ctx.livemode)
         with self.lock:
             self.store.save("webhook_endpoint", rec)
         return public(rec)  # only creation reveals the secret, as on Stripe
@@ -839,10 +864,13 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
             data = [self.render_endpoint(r) for r in page]
         return objects.list_object("/v1/webhook_endpoints", data, has_more)
 
-    def endpoints(self) -> list[dict]:
+    def endpoints(self, livemode: bool) -> list[dict]:
+        """The enabled webhook endpoints of a mode."""
         with self.lock:
             return [
-                r for r in self.store.newest_first("webhook_endpoint") if r["status"] == "enabled"
+                r
+                for r in self.store.newest_first("webhook_endpoint")
+                if r["status"] == "enabled" and r["livemode"] == livemode
             ]
 
 

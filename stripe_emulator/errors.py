@@ -62,6 +62,20 @@ def no_such(kind: str, obj_id: str, param: str = "id", status: int = 404) -> Str
     )
 
 
+def in_other_mode(
+    kind: str, obj_id: str, *, exists_in_live: bool, param: str = "id", status: int = 404
+) -> StripeErrorResponse:
+    """Stripe's 404 when the id names an object of the other mode than the request's key."""
+    there, used = ("live", "test") if exists_in_live else ("test", "live")
+    return StripeErrorResponse(
+        status,
+        f"No such {kind}: '{obj_id}'; a similar object exists in {there} mode, but a {used} "
+        "mode key was used to make this request.",
+        code="resource_missing",
+        param=param,
+    )
+
+
 def not_found_route(method: str, path: str) -> StripeErrorResponse:
     return StripeErrorResponse(
         404,

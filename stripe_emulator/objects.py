@@ -14,8 +14,44 @@ def new_id(prefix: str, length: int = 24) -> str:
     return prefix + "".join(secrets.choice(_ALNUM) for _ in range(length))
 
 
-def session_id() -> str:
-    return new_id("cs_test_a1", 56)
+def session_id(livemode: bool = False) -> str:
+    return new_id("cs_live_a1" if livemode else "cs_test_a1", 56)
+
+
+def in_mode(obj, livemode: bool):
+    """``obj`` marked as made in its mode: the builders make test-mode objects, so a live one
+    gets ``livemode: true`` on itself and on everything it embeds (prices, plans, lines). An
+    object Stripe shows no mode on (a refund) keeps it privately."""
+    if "livemode" not in obj:
+        obj["_livemode"] = livemode
+    if livemode:
+        _mark_live(obj)
+    return obj
+
+
+def _mark_live(value) -> None:
+    if isinstance(value, dict):
+        if "livemode" in value:
+            value["livemode"] = True
+        for key, item in value.items():
+            if key != "metadata":  # the integration's own keys, whatever they are called
+                _mark_live(item)
+    elif isinstance(value, list):
+        for item in value:
+            _mark_live(item)
+
+
+def balance(livemode: bool) -> dict:
+    """The account's balance: the emulator moves no money, so always zero (keys of
+    fixtures3.json → balance); its ``livemode`` tells a key's mode."""
+    zero = {"amount": 0, "currency": "usd"}
+    return {
+        "object": "balance",
+        "available": [{**zero, "source_types": {"card": 0}}],
+        "connect_reserved": [dict(zero)],
+        "livemode": livemode,
+        "pending": [{**zero, "source_types": {"card": 0}}],
+    }
 
 
 def price(
@@ -797,7 +833,7 @@ def invoice_payment(*, created: int, inv: dict, pi_id: str) -> dict:
         "currency": inv["currency"],
         "invoice": inv["id"],
         "is_default": True,
-        "livemode": False,
+        "livemode": inv["livemode"],
         "payment": {"payment_intent": pi_id, "type": "payment_intent"},
         "status": "paid" if paid else "open",
         "status_transitions": {

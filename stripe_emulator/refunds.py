@@ -12,6 +12,7 @@ from .common import (
     fetch,
     filter_created,
     integer,
+    mode_of,
     money,
     new_metadata,
     paginate,
@@ -101,6 +102,7 @@ class RefundsMixin:
                 metadata=metadata,
                 status=status,
             )
+            objects.in_mode(ref, charge["livemode"])
             if fault and fault["kind"] == "refund_pending":
                 ref["_plan"] = {"outcome": "succeeded", "due": None}
             elif fault:  # refund_fail: fails once due (at once without a refund delay)
@@ -121,7 +123,7 @@ class RefundsMixin:
             charge.setdefault("_refunds", []).append(ref["id"])
             self.store.save("charge", charge)
             self.emit("charge.refunded", self.render_charge(charge), ctx)
-            self.emit("refund.created", public(ref), ctx)
+            self.emit("refund.created", public(ref), ctx, livemode=ref["_livemode"])
             return self.render_refund(ref, expand)
 
     def _refundable_charge(self, charge_id: str | None, pi_id: str | None) -> dict:
@@ -248,7 +250,8 @@ class RefundsMixin:
                 card["reference"] = objects.new_id("", 23).upper()
             self.store.save("refund", rec)
             for type in ("refund.updated", "charge.refund.updated"):
-                self.emit(type, public(rec), NO_REQUEST, previous_attributes=previous)
+                self.emit(type, public(rec), NO_REQUEST, previous_attributes=previous,
+                          livemode=bool(mode_of(rec)))  # fmt: skip
             return
         rec["status"] = "failed"
         rec["failure_reason"] = failure_reason or "unknown"
@@ -262,6 +265,9 @@ class RefundsMixin:
             charge["amount_refunded"] = max(charge["amount_refunded"] - rec["amount"], 0)
             charge["refunded"] = charge["amount_refunded"] >= charge["amount_captured"]
             self.store.save("charge", charge)
-        self.emit("refund.updated", public(rec), NO_REQUEST, previous_attributes=previous)
-        self.emit("refund.failed", public(rec), NO_REQUEST)
-        self.emit("charge.refund.updated", public(rec), NO_REQUEST, previous_attributes=previous)
+        livemode = bool(mode_of(rec))  # a refund of an older --db file has none: test
+        self.emit("refund.updated", public(rec), NO_REQUEST, previous_attributes=previous,
+                  livemode=livemode)  # fmt: skip
+        self.emit("refund.failed", public(rec), NO_REQUEST, livemode=livemode)
+        self.emit("charge.refund.updated", public(rec), NO_REQUEST,
+                  previous_attributes=previous, livemode=livemode)  # fmt: skip

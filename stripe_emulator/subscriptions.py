@@ -116,6 +116,7 @@ class SubscriptionsMixin:
         sub["_session"] = rec["id"]
         sub["_invoice_prefix"] = rec["customer"][-8:].upper()
         sub["_invoice_seq"] = 0
+        objects.in_mode(sub, rec["livemode"])
         rec["subscription"] = sub_id
         self.store.save("subscription", sub)
         self.emit("customer.subscription.created", self.render_subscription(sub, []), NO_REQUEST)
@@ -160,6 +161,7 @@ class SubscriptionsMixin:
             customer_email=sub["_email"], customer_name=sub["_name"],
         )  # fmt: skip
         inv["_pi"] = None
+        objects.in_mode(inv, sub["livemode"])
         sub["latest_invoice"] = inv_id
         self.store.save("invoice", inv)
         draft = self.render_invoice(inv, [])
@@ -187,6 +189,8 @@ class SubscriptionsMixin:
         pi["_invoice"] = inv["id"]
         charge = self._invoice_charge(pi, outcome, decline, sub)
         pi["latest_charge"] = charge["id"]
+        objects.in_mode(pi, sub["livemode"])
+        objects.in_mode(charge, sub["livemode"])
         if outcome == "failed":
             pi["last_payment_error"] = self._payment_error(pi, charge, decline)
         inv["_pi"] = pi["id"]

@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 READY_PREFIX = "stripe-emulator listening on "
+# Any sk_test_/sk_live_ key is accepted; these are the ones tests use for each mode.
+TEST_API_KEY = "sk_test_emulator"
+LIVE_API_KEY = "sk_live_emulator"
 
 
 class EmulatorError(RuntimeError):
@@ -28,7 +31,8 @@ class EmulatorError(RuntimeError):
 class RunningEmulator:
     def __init__(self, url: str, process: subprocess.Popen) -> None:
         self.url = url
-        self.api_key = "sk_test_emulator"
+        self.api_key = TEST_API_KEY
+        self.live_api_key = LIVE_API_KEY
         self.process = process
 
     def control(self, method: str, path: str, json: dict | None = None) -> dict:
@@ -67,12 +71,15 @@ def run_emulator(
     port: int = 0,
     db_path: str | None = None,
     webhooks: list[tuple[str, str]] = (),
+    live_webhooks: list[tuple[str, str]] = (),
     retry_schedule: str = "0.2,0.5,1",
     async_delay: float = 0,
     refund_delay: float = 0,
     extra_args: list[str] = (),
 ) -> Iterator[RunningEmulator]:
-    """Start ``python -m stripe_emulator`` on a free port; wait until it answers; stop on exit."""
+    """Start ``python -m stripe_emulator`` on a free port; wait until it answers; stop on exit.
+
+    ``webhooks`` and ``live_webhooks``: (url, secret) endpoints of test and live mode."""
     cmd = [
         sys.executable, "-m", "stripe_emulator", "--host", "127.0.0.1", "--port", str(port),
         "--webhook-retry-schedule", retry_schedule, "--async-delay", str(async_delay),
@@ -82,6 +89,8 @@ def run_emulator(
         cmd += ["--db", db_path]
     for url, secret in webhooks:
         cmd += ["--webhook-url", url, "--webhook-secret", secret]
+    for url, secret in live_webhooks:
+        cmd += ["--live-webhook-url", url, "--live-webhook-secret", secret]
     cmd += list(extra_args)
     env = dict(os.environ)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

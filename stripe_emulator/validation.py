@@ -167,6 +167,16 @@ def json_string(body: dict, key: str) -> str | None:
     return value
 
 
+def json_boolean(body: dict, key: str, default: bool = False) -> bool:
+    """``body[key]``: a JSON boolean (or "true"/"false", as forms send); a 400 otherwise."""
+    value = body.get(key, default)
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise invalid(key, f"{key} must be a boolean, not {json_kind(value)}.")
+
+
 def json_number(body: dict, key: str, default, *, integer: bool = False, minimum=None):
     """A finite JSON number (or a numeric string, as forms send) in ``body[key]``."""
     value = body.get(key, default)

@@ -66,7 +66,9 @@ class Dispatcher:
 
     # -- queueing -------------------------------------------------------------------------
     def enqueue(self, event: dict, *, redelivery: bool = False) -> list[dict]:
-        endpoints = [e for e in self.emu.endpoints() if endpoint_wants(e, event["type"])]
+        endpoints = [
+            e for e in self.emu.endpoints(event["livemode"]) if endpoint_wants(e, event["type"])
+        ]
         if not endpoints:
             return []
         faults = self.emu.faults

@@ -230,15 +230,19 @@ def live_emulator(app, emu):
 
 @pytest.fixture
 def stripe_delivers(app, emu, live_server):
-    """The reset emulator delivering every event to PayBridge's webhook endpoint over HTTP."""
-    emu.control(
-        "POST",
-        "webhook_endpoints",
-        {
-            "url": live_server.url + "/webhooks/stripe",
-            "secret": app.config["STRIPE_TEST_WEBHOOK_SECRETS"][0],
-        },
-    )
+    """The reset emulator delivering every event to PayBridge's webhook endpoint over HTTP: one
+    endpoint per mode, as on Stripe, each signing with that mode's secret."""
+    for livemode in (False, True):
+        mode = "LIVE" if livemode else "TEST"
+        emu.control(
+            "POST",
+            "webhook_endpoints",
+            {
+                "url": live_server.url + "/webhooks/stripe",
+                "secret": app.config[f"STRIPE_{mode}_WEBHOOK_SECRETS"][0],
+                "livemode": livemode,
+            },
+        )
     return emu
 
 

@@ -2,9 +2,9 @@
 
 from flask import Flask
 
-from app.cli import doctor, merchants, modes, notifications, recon, retention, users
+from app.cli import doctor, merchants, modes, notifications, recon, retention, stripe, users
 
 
 def register_all(app: Flask) -> None:
-    for module in (merchants, users, notifications, recon, retention, modes, doctor):
+    for module in (merchants, users, notifications, recon, retention, modes, stripe, doctor):
         module.register(app)

@@ -140,6 +140,21 @@ class PspEventData:
     livemode: bool = False
 
 
+@dataclass(frozen=True)
+class PspWebhookEndpoint:
+    """A webhook endpoint registered at the PSP: where it sends which events."""
+
+    id: str
+    url: str
+    enabled_events: tuple[str, ...]
+    enabled: bool
+    api_version: str | None  # the version events are rendered in (None: the account's)
+    metadata: dict[str, str]
+    livemode: bool
+    created_at: datetime | None  # naive UTC
+    secret: str | None = None  # the signing secret: shown by the PSP only when it creates one
+
+
 class PspError(Exception):
     """A PSP call failed. `retryable` says whether the same call may succeed later."""
 
@@ -264,3 +279,37 @@ class PaymentProvider(ABC):
     def retrieve_invoice(self, invoice_id: str) -> PspInvoice:
         """One invoice, with the payment intent that paid it when there is one."""
         raise PspRejected(f"{self.name} does not support subscriptions", code="unsupported")
+
+    # -- the account's own setup (`flask stripe setup` / `check`); an adapter without it answers
+    # PspRejected ------------------------------------------------------------------------------
+
+    # The API version every call and every webhook endpoint uses (None: the PSP has none).
+    api_version: str | None = None
+
+    def key_livemode(self) -> bool:
+        """The mode the PSP says this adapter's key is of (a refused key: PspError, 401)."""
+        raise PspRejected(f"{self.name} cannot check its key", code="unsupported")
+
+    def list_webhook_endpoints(self) -> list[PspWebhookEndpoint]:
+        """Every webhook endpoint of this mode, newest first."""
+        raise PspRejected(f"{self.name} has no webhook endpoints to set up", code="unsupported")
+
+    def create_webhook_endpoint(
+        self, url: str, events: list[str], *, description: str
+    ) -> PspWebhookEndpoint:
+        """A new endpoint at the adapter's API version; the answer carries its secret."""
+        raise PspRejected(f"{self.name} has no webhook endpoints to set up", code="unsupported")
+
+    def update_webhook_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        events: list[str] | None = None,
+        enabled: bool | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> PspWebhookEndpoint:
+        """Change what the endpoint listens to, whether it is enabled, or add metadata."""
+        raise PspRejected(f"{self.name} has no webhook endpoints to set up", code="unsupported")
+
+    def delete_webhook_endpoint(self, endpoint_id: str) -> None:
+        raise PspRejected(f"{self.name} has no webhook endpoints to set up", code="unsupported")

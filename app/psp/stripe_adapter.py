@@ -38,6 +38,7 @@ from app.psp.base import (
     PspRejected,
     PspSubscription,
     PspUnavailable,
+    PspWebhookEndpoint,
     RefundRequest,
     WebhookPayloadError,
     WebhookVerificationError,
@@ -47,6 +48,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# The Stripe API version PayBridge is written against, sent on every call and set on the webhook
+# endpoints `flask stripe setup` makes: an SDK upgrade (whose default version moves with it)
+# never changes the shape of what Stripe answers or sends without a change here.
+STRIPE_API_VERSION = "2026-10-28.endive"
 # Stripe keeps at most 50 metadata keys; PayBridge's own two always go first.
 STRIPE_METADATA_MAX_KEYS = 50
 PAGE_SIZE = 100
@@ -224,6 +229,21 @@ def refund_from_stripe(obj: Any) -> PspRefund:
     )
 
 
+def webhook_endpoint_from_stripe(obj: Any) -> PspWebhookEndpoint:
+    """Normalise a Stripe webhook_endpoint (its secret is there only when it was created)."""
+    return PspWebhookEndpoint(
+        id=obj["id"],
+        url=_field(obj, "url") or "",
+        enabled_events=tuple(_field(obj, "enabled_events") or ()),
+        enabled=_field(obj, "status") == "enabled",
+        api_version=_field(obj, "api_version"),
+        metadata=_plain_metadata(_field(obj, "metadata")),
+        livemode=bool(_field(obj, "livemode")),
+        created_at=from_unix(_field(obj, "created")),
+        secret=_field(obj, "secret"),
+    )
+
+
 def _event_refunds(data_object: Any, kind: str | None) -> tuple[PspRefund, ...]:
     """The refunds an event reports: its refund object, or the refund list of its charge."""
     if kind == "refund":
@@ -347,6 +367,7 @@ class StripeProvider(PaymentProvider):
 
     name = "stripe"
     min_checkout_window = timedelta(minutes=30)
+    api_version = STRIPE_API_VERSION
 
     def __init__(
         self,
@@ -366,6 +387,7 @@ class StripeProvider(PaymentProvider):
         self.livemode = livemode
         self.client = stripe.StripeClient(
             secret_key,
+            stripe_version=STRIPE_API_VERSION,
             base_addresses={"api": api_base},
             max_network_retries=max_network_retries,
             http_client=stripe.RequestsClient(timeout=timeout_seconds),
@@ -621,6 +643,62 @@ class StripeProvider(PaymentProvider):
         """Every refund of the payment intent, newest first, page by page."""
         params = {"payment_intent": payment_intent_id, "limit": PAGE_SIZE}
         yield from self._list("list_refunds", "/v1/refunds", params, refund_from_stripe)
+
+    # -- the account's own setup -------------------------------------------------------------
+
+    def key_livemode(self) -> bool:
+        """Stripe's word on the key's mode: the balance says `livemode` (any key may read it)."""
+        return bool(self._request("retrieve_balance", "get", "/v1/balance").get("livemode"))
+
+    def list_webhook_endpoints(self) -> list[PspWebhookEndpoint]:
+        """Every webhook endpoint of the key's mode, newest first."""
+        return list(
+            self._list(
+                "list_webhook_endpoints",
+                "/v1/webhook_endpoints",
+                {"limit": PAGE_SIZE},
+                webhook_endpoint_from_stripe,
+            )
+        )
+
+    def create_webhook_endpoint(
+        self, url: str, events: list[str], *, description: str
+    ) -> PspWebhookEndpoint:
+        """A new endpoint on the pinned API version (Stripe sets it at creation only)."""
+        params = {
+            "url": url,
+            "enabled_events": list(events),
+            "api_version": STRIPE_API_VERSION,
+            "description": description,
+        }
+        endpoint = self._request("create_webhook_endpoint", "post", "/v1/webhook_endpoints", params)
+        return webhook_endpoint_from_stripe(endpoint)
+
+    def update_webhook_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        events: list[str] | None = None,
+        enabled: bool | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> PspWebhookEndpoint:
+        """Change the listened events, the enabled state or metadata (merged, as Stripe does)."""
+        params: dict[str, Any] = {}
+        if events is not None:
+            params["enabled_events"] = list(events)
+        if enabled is not None:
+            params["disabled"] = not enabled
+        if metadata is not None:
+            params["metadata"] = dict(metadata)
+        endpoint = self._request(
+            "update_webhook_endpoint", "post", f"/v1/webhook_endpoints/{_id(endpoint_id)}", params
+        )
+        return webhook_endpoint_from_stripe(endpoint)
+
+    def delete_webhook_endpoint(self, endpoint_id: str) -> None:
+        self._request(
+            "delete_webhook_endpoint", "delete", f"/v1/webhook_endpoints/{_id(endpoint_id)}"
+        )
 
     def verify_webhook(self, payload: bytes, signature_header: str | None) -> PspEventData:
         """Check Stripe-Signature against each configured secret (rotation), then parse.

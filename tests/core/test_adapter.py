@@ -11,6 +11,7 @@ from datetime import timedelta
 
 import pytest
 import stripe
+from stripe._api_version import _ApiVersion
 
 from app.models import utcnow
 from app.psp import stripe_adapter
@@ -357,3 +358,20 @@ def test_sdk_retries_with_the_same_key_make_exactly_one_session(emulator, fault)
     assert emulator.control("GET", "faults") == {"data": []}  # the fault was really met
     again = provider.create_checkout_session(request)  # a later PayBridge retry: same session
     assert again.id == session.id
+
+
+def test_every_call_sends_the_pinned_api_version_whatever_the_sdk_defaults_to(emu, monkeypatch):
+    # An SDK upgrade moves its default version (what StripeClient sends unless told); the
+    # adapter's own pin must win.
+    monkeypatch.setattr(_ApiVersion, "CURRENT", "2099-01-01.future")
+    monkeypatch.setattr(stripe, "api_version", "2099-01-01.future")
+    provider = make_provider(emu)
+    session = provider.create_checkout_session(checkout_request(91))
+    provider.retrieve_checkout_session(session.id)
+    list(provider.list_checkout_sessions(utcnow() - timedelta(minutes=5)))
+    provider.key_livemode()
+
+    seen = emu.control("GET", "requests")["data"]
+    assert {r["path"] for r in seen} >= {"/v1/checkout/sessions", "/v1/balance"}
+    assert {r["stripe_version"] for r in seen} == {stripe_adapter.STRIPE_API_VERSION}
+    assert stripe_adapter.STRIPE_API_VERSION == "2026-10-28.endive"

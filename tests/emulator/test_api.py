@@ -131,7 +131,7 @@ def test_pagination_over_250_sessions_and_created_filters(client, emu):
 
 
 def test_error_classes(client, emu):
-    bad = stripe.StripeClient("sk_live_nope", base_addresses={"api": emu.url})
+    bad = stripe.StripeClient("sk_prod_nope", base_addresses={"api": emu.url})
     with pytest.raises(stripe.AuthenticationError) as exc:
         bad.v1.checkout.sessions.list()
     assert exc.value.http_status == 401 and exc.value.request_id.startswith("req_")

@@ -145,14 +145,15 @@ def test_db_keeps_sessions_events_and_idempotency_across_restart(tmp_path):
         assert sdk(emu).v1.checkout.sessions.list().data == []
 
 
-def test_cli_rejects_unpaired_webhook_flags():
+@pytest.mark.parametrize("flag", ["--webhook-url", "--live-webhook-url"])
+def test_cli_rejects_unpaired_webhook_flags(flag):
     proc = subprocess.run(
-        [sys.executable, "-m", "stripe_emulator", "--webhook-url", "http://x/"],
+        [sys.executable, "-m", "stripe_emulator", flag, "http://x/"],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert proc.returncode == 2 and "pairs" in proc.stderr
+    assert proc.returncode == 2 and f"{flag} and" in proc.stderr and "pairs" in proc.stderr
 
 
 def test_freeze_survivors_spares_young_cycles_and_takes_the_rest_from_full_collections():

@@ -61,6 +61,8 @@ def test_gunicorn_in_production_keeps_metrics_to_the_token_holder(app):
         **settings,
         "PAYBRIDGE_ENV": "production",
         "REDIS_URL": app.config["REDIS_URL"],
+        # Production checks Stripe as it starts: the suite's Stripe is the emulator.
+        "STRIPE_API_BASE": app.config["STRIPE_API_BASE"],
     }
 
     with running_gunicorn(environment) as url:

@@ -60,6 +60,8 @@ def production_environment(app) -> dict[str, str]:
         "REDIS_URL": app.config["REDIS_URL"],
         "RATELIMIT_STORAGE_URI": app.config["REDIS_URL"],
         "PROXY_FIX_HOPS": "1",  # nginx is the one proxy in front
+        # Production checks Stripe as it starts: the suite's Stripe is the emulator.
+        "STRIPE_API_BASE": app.config["STRIPE_API_BASE"],
     }
 
 

@@ -18,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from flask import Flask, current_app
 from sqlalchemy import text
 
 from app.extensions import db, get_limits_redis
+from app.psp_events.setup import startup_readiness
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,31 @@ DEPENDENCIES: tuple[Dependency, ...] = (
         probe=redis_answers,
     ),
 )
+
+
+def stripe_setup_as_found() -> Probe:
+    """Not probed per request (that would be several calls to Stripe per probe): what this
+    process found when it checked Stripe at its start (production's web processes)."""
+    found = startup_readiness(current_app)
+    if found is None:  # not listed until there is a result (`dependencies`)
+        return Probe(True, "not checked yet")
+    return Probe(*found)
+
+
+STRIPE_SETUP = Dependency(
+    "stripe",
+    critical=False,
+    degrades="what the detail names: a mode whose key Stripe refuses creates no payment; "
+    "without that mode's webhook endpoint, its events or its secret, Stripe's events are not "
+    "heard and payments finish only through the shopper's return and reconciliation, minutes "
+    "later",
+    probe=stripe_setup_as_found,
+)
+
+
+def dependencies(app: Flask) -> tuple[Dependency, ...]:
+    """What this process's /readyz reports: Stripe's setup too once it was checked here."""
+    return (*DEPENDENCIES, STRIPE_SETUP) if startup_readiness(app) else DEPENDENCIES
 
 
 def check(dependency: Dependency) -> Probe:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Response, current_app, jsonify, redirect, request, url_for
 
 from app.blueprints.health import bp
-from app.blueprints.health.readiness import readiness
+from app.blueprints.health.readiness import dependencies, readiness
 from app.errors import PayBridgeError
 from app.extensions import csrf, limiter
 from app.runtime.scrape import scrape, token_accepted
@@ -31,7 +31,7 @@ def healthz():
 def readyz():
     """Each dependency, whether it answers, and what its loss degrades; 503 only when a
     critical one (the database) is down."""
-    body, status = readiness()
+    body, status = readiness(dependencies(current_app))
     return jsonify(body), status
 
 
