@@ -269,6 +269,15 @@ def _secret_problems(endpoint: PspWebhookEndpoint, livemode: bool) -> list[Probl
                 f"secret it prints as {setting}",
             )
         ]
+    if not _secrets(livemode):
+        return [
+            Problem(
+                livemode,
+                f"{setting} is not set: every {mode_name(livemode)}-mode event is refused",
+                f"set {setting} to the secret `flask stripe setup` printed when it created "
+                f"endpoint {endpoint.id}, or run {rotate} for a new one",
+            )
+        ]
     if recorded not in {fingerprint(s) for s in _secrets(livemode)}:
         return [
             Problem(

@@ -111,6 +111,21 @@ def test_a_configured_secret_that_is_not_the_endpoints_fails_the_check(app, runn
     assert runner.invoke(args=["stripe", "check"]).exit_code == 0
 
 
+def test_a_mode_whose_secret_is_not_set_yet_fails_the_check_saying_what_to_set(app, runner, set_up):
+    # A first deployment: the key is set, setup made the endpoint, its secret not set yet.
+    app.config["STRIPE_LIVE_WEBHOOK_SECRETS"] = None
+    app.extensions.pop("paybridge_psp", None)
+    result = runner.invoke(args=["stripe", "check"])
+    assert result.exit_code == 1
+    assert "test mode: ok" in result.output
+    assert "live mode: STRIPE_LIVE_WEBHOOK_SECRET is not set: every live-mode event is refused" in (
+        result.output
+    )
+    assert "set STRIPE_LIVE_WEBHOOK_SECRET to the secret `flask stripe setup` printed" in (
+        result.output
+    )
+
+
 @pytest.mark.parametrize(
     ("key", "message"),
     [
