@@ -42,13 +42,12 @@ from app.psp.base import (
     WebhookPayloadError,
     WebhookVerificationError,
 )
+from app.psp.limits import METADATA_MAX_KEYS, PAYBRIDGE_METADATA_KEYS
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Stripe keeps at most 50 metadata keys; PayBridge's own two always go first.
-STRIPE_METADATA_MAX_KEYS = 50
 PAGE_SIZE = 100
 
 
@@ -428,13 +427,12 @@ class StripeProvider(PaymentProvider):
                 "interval": request.interval,
                 "interval_count": request.interval_count or 1,
             }
-        ours = {
-            "paybridge_payment_id": request.payment_id,
-            "merchant_reference": request.merchant_reference,
-        }
+        own_values = (request.payment_id, request.merchant_reference)
+        ours = dict(zip(PAYBRIDGE_METADATA_KEYS, own_values, strict=True))
+        # The API refuses more keys than fit (app/psp/limits.py); PayBridge's own go first.
         theirs = [(k, v) for k, v in request.metadata.items() if k not in ours]
         metadata = dict(ours)
-        metadata.update(theirs[: STRIPE_METADATA_MAX_KEYS - len(ours)])
+        metadata.update(theirs[: METADATA_MAX_KEYS - len(ours)])
         params: dict[str, Any] = {
             "mode": "subscription" if subscription else "payment",
             "line_items": [{"price_data": price_data, "quantity": 1}],
