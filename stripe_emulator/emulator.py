@@ -704,9 +704,9 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                 obj["latest_charge"] = self.render_charge(charge)
         return obj
 
-    def get_charge(self, cid: str) -> dict:
+    def get_charge(self, cid: str, expand: list | None = None) -> dict:
         with self.lock:
-            return self.render_charge(fetch(self.store, "charge", cid))
+            return self.render_charge(fetch(self.store, "charge", cid), expand)
 
     def list_charges(self, params: dict) -> dict:
         check_params(params, LIST_PARAMS | {"payment_intent", "customer"})
