@@ -23,6 +23,7 @@ from .common import (
     fetch,
     integer,
     list_expand,
+    money,
     new_metadata,
     paginate,
     update_metadata,
@@ -349,6 +350,16 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                 f"The total amount ({total}) is greater than the maximum amount allowed "
                 f"({validation.MAX_AMOUNT}).",
                 "amount_too_large",
+            )
+        minimum = validation.MIN_CHARGE_AMOUNTS.get(currency or "")
+        if mode == "payment" and minimum and 0 < total < minimum:
+            # A subscription's invoice under the minimum is not refused: Stripe carries it
+            # to the customer's balance instead of charging it.
+            raise invalid(
+                "line_items",
+                "The Checkout Session's total amount due must add up to at least "
+                f"{money(minimum, currency)} {currency}",
+                "amount_too_small",
             )
         if mode == "subscription" and not recurring_seen:
             raise invalid(
