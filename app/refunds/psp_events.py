@@ -201,7 +201,7 @@ def _check_charge_total(charge: PspChargeRefunds, source: StatusSource) -> Handl
     if payment_id is None:
         detail = f"no payment has charge {charge.charge_id}'s intent {charge.payment_intent_id}"
         return Handled(OUTCOME_UNKNOWN_REFUND, detail)
-    payment = lock_payment(payment_id)
+    payment = db.session.get(Payment, payment_id)  # read only: nothing of it changes here
     known = db.session.scalar(
         select(func.coalesce(func.sum(Refund.amount), 0)).where(
             Refund.payment_id == payment_id, Refund.status.in_(RESERVING_STATUSES)
