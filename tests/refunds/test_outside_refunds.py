@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from app.extensions import db
-from app.models import Payment, PspEvent, Refund, utcnow
+from app.models import Notification, Payment, PspEvent, Refund, utcnow
 from app.psp import get_provider
 from app.psp_events.intake import process_event
 from tests.support.api import auth_headers, post_refund
@@ -74,10 +74,12 @@ def test_a_refund_made_in_the_psps_dashboard_is_recorded_once_and_its_client_tol
     )
     assert len(refunds_of(app, pay_id)) == 1
     assert get_row(app, Payment, public_id=pay_id).refunded_amount == 700
-    notes = client.get(f"/api/v1/payments/{pay_id}", headers=auth_headers(key)).get_json()
-    assert [(r["psp_refund_id"], r["source"], r["status"]) for r in notes["refunds"]] == [
+    seen = client.get(f"/api/v1/payments/{pay_id}", headers=auth_headers(key)).get_json()
+    assert [(r["psp_refund_id"], r["source"], r["status"]) for r in seen["refunds"]] == [
         (made["id"], "psp", "succeeded")
     ]
+    told = get_rows(app, Notification, Notification.payment.has(public_id=pay_id))
+    assert [n.event_type for n in told] == ["payment.succeeded", "refund.succeeded"]
     # What remains refundable through PayBridge counts it.
     rest = post_refund(client, key, pay_id)
     assert rest.status_code == 201 and rest.get_json()["amount"] == 4300
