@@ -122,7 +122,7 @@ PARAMS_ROUTES = {
 # whether the method takes the expand list; the others accept it and leave it unused).
 RETRIEVE_ROUTES = {
     "get_session": (Emulator.get_session, "sid", True),
-    "get_charge": (Emulator.get_charge, "cid", False),
+    "get_charge": (Emulator.get_charge, "cid", True),
     "get_refund": (Emulator.get_refund, "rid", True),
     "get_subscription": (Emulator.get_subscription, "sid", True),
     "get_invoice": (Emulator.get_invoice, "iid", True),

@@ -24,6 +24,7 @@ from .common import (
     fetch,
     integer,
     list_expand,
+    money,
     new_metadata,
     paginate,
     update_metadata,
@@ -360,6 +361,16 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                 f"The total amount ({total}) is greater than the maximum amount allowed "
                 f"({validation.MAX_AMOUNT}).",
                 "amount_too_large",
+            )
+        minimum = validation.MIN_CHARGE_AMOUNTS.get(currency or "")
+        if mode == "payment" and minimum and 0 < total < minimum:
+            # A subscription's invoice under the minimum is not refused: Stripe carries it
+            # to the customer's balance instead of charging it.
+            raise invalid(
+                "line_items",
+                "The Checkout Session's total amount due must add up to at least "
+                f"{money(minimum, currency)} {currency}",
+                "amount_too_small",
             )
         if mode == "subscription" and not recurring_seen:
             raise invalid(
@@ -718,9 +729,9 @@ class Emulator(RefundsMixin, SubscriptionsMixin):
                 obj["latest_charge"] = self.render_charge(charge)
         return obj
 
-    def get_charge(self, cid: str) -> dict:
+    def get_charge(self, cid: str, expand: list | None = None) -> dict:
         with self.lock:
-            return self.render_charge(fetch(self.store, "charge", cid))
+            return self.render_charge(fetch(self.store, "charge", cid), expand)
 
     def list_charges(self, params: dict) -> dict:
         check_params(params, LIST_PARAMS | {"payment_intent", "customer"})

@@ -454,12 +454,8 @@ def charge(
         "receipt_number": None,
         "receipt_url": None,
         "refunded": False,
-        "refunds": {
-            "object": "list",
-            "data": [],
-            "has_more": False,
-            "url": f"/v1/charges/{cid}/refunds",
-        },
+        # No `refunds`: since API 2022-11-15 a charge lists its refunds only when asked
+        # (`expand[]=refunds`); events and plain retrieves carry `amount_refunded` alone.
         "review": None,
         "shipping": None,
         "source": None,

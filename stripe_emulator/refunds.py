@@ -34,11 +34,15 @@ class RefundsMixin:
     """Needs ``self.store``, ``self.lock``, ``self.clock``, ``self.config``, ``self.faults``
     and ``self.emit`` of Emulator."""
 
-    # -- charges render their refunds ------------------------------------------------------
-    def render_charge(self, rec: dict) -> dict:
+    # -- charges list their refunds only when expanded (API 2022-11-15 and later) -------------
+    def render_charge(self, rec: dict, expand: list | None = None) -> dict:
         obj = public(rec)
-        refunds = [self.store.get("refund", rid) for rid in rec.get("_refunds", [])]
-        obj["refunds"]["data"] = [public(r) for r in reversed(refunds) if r]
+        for path in expand or []:
+            if path != "refunds":
+                raise invalid("expand", f"This property cannot be expanded ({path}).")
+            refunds = [self.store.get("refund", rid) for rid in rec.get("_refunds", [])]
+            data = [public(r) for r in reversed(refunds) if r]
+            obj["refunds"] = objects.list_object(f"/v1/charges/{rec['id']}/refunds", data, False)
         return obj
 
     # -- create ------------------------------------------------------------------------------

@@ -18,6 +18,15 @@ from .errors import invalid
 
 # Stripe's largest amount in minor units (8 digits: 999,999.99 in a two-decimal currency).
 MAX_AMOUNT = 99_999_999
+# Stripe's smallest charge per currency in minor units ("Minimum and maximum charge amounts",
+# docs.stripe.com/currencies); other currencies' minimum is 0.50 USD at the day's rate, which
+# the emulator does not judge.
+MIN_CHARGE_AMOUNTS = {
+    "usd": 50, "aed": 200, "aud": 50, "bgn": 100, "brl": 50, "cad": 50, "chf": 50, "czk": 1500,
+    "dkk": 250, "eur": 50, "gbp": 30, "hkd": 400, "huf": 17500, "inr": 50, "jpy": 50,
+    "mxn": 1000, "myr": 200, "nok": 300, "nzd": 50, "pln": 200, "ron": 200, "sek": 300,
+    "sgd": 50, "thb": 1000,
+}  # fmt: skip
 # Stripe's integers are 64-bit; anything longer is not an integer to it.
 MAX_INT64 = 2**63 - 1
 

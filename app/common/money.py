@@ -28,6 +28,39 @@ ZERO_DECIMAL = frozenset("BIF CLP DJF GNF JPY KMF KRW MGA PYG RWF UGX VND VUV XA
 # Three minor digits: 1000 is 1 KWD, and Stripe wants the last digit to be 0.
 THREE_DECIMAL = frozenset("BHD JOD KWD OMR TND".split())
 
+# Stripe's largest charge: eight digits of minor units, in every currency.
+MAX_CHARGE_AMOUNT = 99_999_999
+# Stripe's smallest charge per presentment currency, in minor units, from its table "Minimum
+# and maximum charge amounts" (docs.stripe.com/currencies). Stripe refuses less at once
+# (`amount_too_small`); for a currency not listed its minimum is the equivalent of 0.50 USD at
+# the day's rate in the account's settlement currency, which only Stripe can judge.
+MIN_CHARGE_AMOUNTS = {
+    "USD": 50,
+    "AED": 200,
+    "AUD": 50,
+    "BGN": 100,
+    "BRL": 50,
+    "CAD": 50,
+    "CHF": 50,
+    "CZK": 1500,
+    "DKK": 250,
+    "EUR": 50,
+    "GBP": 30,
+    "HKD": 400,
+    "HUF": 17500,
+    "INR": 50,
+    "JPY": 50,
+    "MXN": 1000,
+    "MYR": 200,
+    "NOK": 300,
+    "NZD": 50,
+    "PLN": 200,
+    "RON": 200,
+    "SEK": 300,
+    "SGD": 50,
+    "THB": 1000,
+}
+
 
 def exponent(currency: str | None) -> int:
     """Minor digits of a currency: 0 (JPY), 3 (KWD) or 2 (everything else)."""
@@ -37,6 +70,36 @@ def exponent(currency: str | None) -> int:
     if code in THREE_DECIMAL:
         return 3
     return 2
+
+
+def charge_amount_problem(amount: int, currency: str) -> str | None:
+    """Why Stripe would refuse to charge `amount` minor units of `currency`, or None: under the
+    currency's minimum, over eight digits, or (three-decimal currencies) not whole hundredths.
+    The message names the limit in the currency's own units and in minor units."""
+    code = (currency or "").upper()
+    minimum = MIN_CHARGE_AMOUNTS.get(code, 1)
+    if amount < minimum:
+        return (
+            f"The smallest {code} amount the PSP charges is {format_money(minimum, code)} "
+            f"(amount {minimum}); got {amount}."
+        )
+    if amount > MAX_CHARGE_AMOUNT:
+        return (
+            f"The largest amount the PSP charges is {MAX_CHARGE_AMOUNT} in minor units "
+            f"({format_money(MAX_CHARGE_AMOUNT, code)}); got {amount}."
+        )
+    return hundredths_problem(amount, code)
+
+
+def hundredths_problem(amount: int, currency: str) -> str | None:
+    """Stripe charges and refunds three-decimal currencies in whole hundredths only."""
+    code = (currency or "").upper()
+    if code in THREE_DECIMAL and amount % 10:
+        return (
+            f"{code} amounts are in thousandths and must end in 0 "
+            "(the PSP charges and refunds whole hundredths)."
+        )
+    return None
 
 
 def format_minor(amount: int | None, currency: str, *, grouped: bool = False) -> str:

@@ -100,6 +100,8 @@ class Payment(db.Model):
         Index("ix_payments_currency_created", "currency", "created_at"),
         Index("ix_payments_merchant_reference", "merchant_reference"),
         Index("ix_payments_customer_email", "customer_email"),
+        # A refund event names the payment intent: it finds its payment (0012).
+        Index("ix_payments_psp_payment_intent", "psp_payment_intent_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -131,6 +133,19 @@ class Payment(db.Model):
     psp_subscription_id: Mapped[str | None] = mapped_column(ExactString(255), index=True)
     checkout_url: Mapped[str | None] = mapped_column(String(2000))
     psp_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # What the PSP create request carries that settings could change between a lost answer and
+    # its retry, frozen when the payment is stored so every retry sends the identical request
+    # under its idempotency key (None on payments from before 0012: computed as then). Read
+    # only by a retried registration: deferred, so the webhook and read paths never load them.
+    checkout_expires_at: Mapped[datetime | None] = mapped_column(
+        Timestamp, deferred=True, deferred_group="checkout_request"
+    )
+    checkout_success_url: Mapped[str | None] = mapped_column(
+        String(2000), deferred=True, deferred_group="checkout_request"
+    )
+    checkout_cancel_url: Mapped[str | None] = mapped_column(
+        String(2000), deferred=True, deferred_group="checkout_request"
+    )
     failure_code: Mapped[str | None] = mapped_column(String(100))
     failure_message: Mapped[str | None] = mapped_column(String(500))
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -66,7 +66,7 @@ class Refund(db.Model):
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(10), default=RefundStatus.PENDING.value)
     reason: Mapped[str | None] = mapped_column(String(30))
-    # api | dashboard: who asked for it.
+    # api | dashboard | psp (made at the PSP directly, e.g. its dashboard): who asked for it.
     source: Mapped[str] = mapped_column(String(10), default="api")
     psp: Mapped[str] = mapped_column(String(20), default="stripe")
     psp_refund_id: Mapped[str | None] = mapped_column(ExactString(255), unique=True)

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import select
@@ -31,6 +31,7 @@ from app.errors import PayBridgeError
 from app.extensions import db, get_limits_redis
 from app.metrics import RATE_LIMITED
 from app.models import IdempotencyRecord, Payment, PaymentStatus, StatusSource, utcnow
+from app.models.payment import new_payment_id
 from app.payments.psp_facts import apply_own_session
 from app.payments.state import lock_payment, record_creation, transition
 from app.payments.validation import fingerprint, normalise, validate_create_params
@@ -197,8 +198,13 @@ class _CreatePayment(IdempotentCommand[Payment, _Inserted]):
 
 
 def new_payment(merchant_id: int, data: dict, *, livemode: bool = False) -> Payment:
-    """A CREATED payment with its first history row, added to the session."""
+    """A CREATED payment with its first history row, added to the session; what its PSP
+    create request takes from the settings is frozen on it now (see checkout_request)."""
+    created_at = utcnow()
+    public_id = new_payment_id()
+    success_url, cancel_url = checkout_return_urls(public_id)
     payment = Payment(
+        public_id=public_id,
         merchant_id=merchant_id,
         livemode=livemode,
         merchant_reference=data["merchant_reference"],
@@ -213,7 +219,10 @@ def new_payment(merchant_id: int, data: dict, *, livemode: bool = False) -> Paym
         cancel_url=data["cancel_url"],
         metadata_=data.get("metadata") or {},
         psp=current_app.config["PSP_NAME"],
-        created_at=utcnow(),
+        created_at=created_at,
+        checkout_expires_at=checkout_expiry(created_at),
+        checkout_success_url=success_url,
+        checkout_cancel_url=cancel_url,
     )
     db.session.add(payment)
     record_creation(payment, source=StatusSource.API)
@@ -223,19 +232,34 @@ def new_payment(merchant_id: int, data: dict, *, livemode: bool = False) -> Paym
 # -- registration at the PSP -------------------------------------------------------------------
 
 
-def checkout_return_urls(payment: Payment) -> tuple[str, str]:
-    """PayBridge's own return URLs for the PSP: (success_url, cancel_url)."""
+def checkout_return_urls(public_id: str) -> tuple[str, str]:
+    """PayBridge's own return URLs for the PSP under today's PUBLIC_BASE_URL:
+    (success_url, cancel_url)."""
     base = current_app.config["PUBLIC_BASE_URL"].rstrip("/")
     return (
-        f"{base}/checkout/return/{payment.public_id}?session_id={{CHECKOUT_SESSION_ID}}",
-        f"{base}/checkout/cancel/{payment.public_id}",
+        f"{base}/checkout/return/{public_id}?session_id={{CHECKOUT_SESSION_ID}}",
+        f"{base}/checkout/cancel/{public_id}",
     )
 
 
-def checkout_request(payment: Payment) -> CheckoutRequest:
-    """What the PSP gets for this payment; the same for every retry, so its key replays."""
-    success_url, cancel_url = checkout_return_urls(payment)
+def checkout_expiry(created_at: datetime) -> datetime:
+    """When a checkout of a payment created then expires under today's TTL (whole seconds:
+    the PSP takes unix seconds)."""
     ttl = timedelta(seconds=current_app.config["CHECKOUT_SESSION_TTL_SECONDS"])
+    return (created_at + ttl).replace(microsecond=0)
+
+
+def checkout_request(payment: Payment) -> CheckoutRequest:
+    """What the PSP gets for this payment; the same for every retry, so its key replays.
+
+    The return URLs and expiry are the ones frozen when the payment was stored: a change of
+    PUBLIC_BASE_URL or CHECKOUT_SESSION_TTL_SECONDS between a lost answer and its retry must
+    not change the request (the PSP would refuse the key). Payments stored before they were
+    frozen (migration 0012) compute them as then."""
+    success_url, cancel_url = payment.checkout_success_url, payment.checkout_cancel_url
+    if success_url is None or cancel_url is None:
+        success_url, cancel_url = checkout_return_urls(payment.public_id)
+    expires_at = payment.checkout_expires_at or checkout_expiry(payment.created_at)
     return CheckoutRequest(
         payment_id=payment.public_id,
         merchant_reference=payment.merchant_reference,
@@ -246,7 +270,7 @@ def checkout_request(payment: Payment) -> CheckoutRequest:
         customer_email=payment.customer_email,
         success_url=success_url,
         cancel_url=cancel_url,
-        expires_at=(payment.created_at + ttl).replace(microsecond=0),
+        expires_at=expires_at,
         metadata=dict(payment.metadata_ or {}),
         interval=payment.interval,
         interval_count=payment.interval_count,

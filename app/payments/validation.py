@@ -12,20 +12,13 @@ import json
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from app.common.money import CURRENCIES, THREE_DECIMAL
+from app.common.money import CURRENCIES, MAX_CHARGE_AMOUNT, charge_amount_problem
 from app.common.urls import split_url
 from app.errors import PayBridgeError
 from app.models import PaymentType
+from app.psp import limits
 
-# Stripe's limit for a charge amount (8 digits in minor units).
-MAX_AMOUNT = 99_999_999
 MAX_URL_LENGTH = 2000
-# Stripe keeps 50 metadata keys and PayBridge sends its own two with every session, so a
-# merchant has 48; PayBridge's own keys are refused rather than silently replaced.
-METADATA_MAX_KEYS = 48
-RESERVED_METADATA_KEYS = ("paybridge_payment_id", "merchant_reference")
-METADATA_MAX_KEY_LENGTH = 40
-METADATA_MAX_VALUE_LENGTH = 500
 INTERVALS = ("day", "week", "month", "year")
 MAX_INTERVAL_COUNT = 12
 
@@ -43,9 +36,10 @@ class CurrencyField(fields.String):
 
 
 def _metadata_key(key: str) -> None:
-    if "[" in key or "]" in key:
+    if any(char in key for char in limits.METADATA_KEY_FORBIDDEN):
         raise ValidationError("Metadata keys cannot contain square brackets.")
-    if key in RESERVED_METADATA_KEYS:
+    # Refused rather than silently replaced by PayBridge's own.
+    if key in limits.PAYBRIDGE_METADATA_KEYS:
         raise ValidationError(f"{key!r} is PayBridge's own metadata key: choose another name.")
 
 
@@ -74,7 +68,7 @@ class PaymentCreateSchema(Schema):
     merchant_reference = fields.String(
         required=True,
         validate=[
-            validate.Length(min=1, max=200),
+            validate.Length(min=1, max=limits.MERCHANT_REFERENCE_MAX_LENGTH),
             validate.Regexp(r"\S", error="Must not be blank."),
         ],
         metadata={"description": "Your order id; unique per merchant.", "example": "order-1001"},
@@ -82,8 +76,12 @@ class PaymentCreateSchema(Schema):
     amount = fields.Integer(
         required=True,
         strict=True,
-        validate=validate.Range(min=1, max=MAX_AMOUNT),
-        metadata={"description": "Minor units (cents); 1..99999999.", "example": 1999},
+        validate=validate.Range(min=1, max=MAX_CHARGE_AMOUNT),
+        metadata={
+            "description": "Minor units (cents), at most 99999999, and at least the PSP's "
+            "minimum charge in the currency (e.g. 50 USD/EUR, 30 GBP, 50 JPY; see docs/api.md).",
+            "example": 1999,
+        },
     )
     currency = CurrencyField(
         required=True, metadata={"description": "ISO 4217 code.", "example": "EUR"}
@@ -109,35 +107,38 @@ class PaymentCreateSchema(Schema):
     description = fields.String(
         load_default=None,
         allow_none=True,
-        validate=validate.Length(max=500),
+        validate=validate.Length(max=limits.DESCRIPTION_MAX_LENGTH),
         metadata={"description": "Shown to the shopper on the checkout page."},
     )
     customer_email = fields.Email(
-        load_default=None, allow_none=True, validate=validate.Length(max=254)
+        load_default=None, allow_none=True, validate=validate.Length(max=limits.EMAIL_MAX_LENGTH)
     )
     success_url = _http_url()
     cancel_url = _http_url()
     metadata = fields.Dict(
         keys=fields.String(
-            validate=[validate.Length(min=1, max=METADATA_MAX_KEY_LENGTH), _metadata_key]
+            validate=[validate.Length(min=1, max=limits.METADATA_MAX_KEY_LENGTH), _metadata_key]
         ),
-        values=fields.String(validate=validate.Length(max=METADATA_MAX_VALUE_LENGTH)),
+        values=fields.String(validate=validate.Length(max=limits.METADATA_MAX_VALUE_LENGTH)),
         load_default=dict,
-        validate=validate.Length(max=METADATA_MAX_KEYS, error=f"At most {METADATA_MAX_KEYS} keys."),
+        validate=validate.Length(
+            max=limits.MERCHANT_METADATA_MAX_KEYS,
+            error=f"At most {limits.MERCHANT_METADATA_MAX_KEYS} keys.",
+        ),
         metadata={
-            "description": "Up to 48 string pairs (key ≤40, value ≤500 characters); "
-            "paybridge_payment_id and merchant_reference are PayBridge's own."
+            "description": f"Up to {limits.MERCHANT_METADATA_MAX_KEYS} string pairs (key "
+            f"≤{limits.METADATA_MAX_KEY_LENGTH} characters without [ ], value "
+            f"≤{limits.METADATA_MAX_VALUE_LENGTH}); paybridge_payment_id and "
+            "merchant_reference are PayBridge's own."
         },
     )
 
     @validates_schema
-    def _amount_fits_the_currency(self, data: dict, **kwargs) -> None:
-        if data.get("currency") in THREE_DECIMAL and data.get("amount", 0) % 10:
-            raise ValidationError(
-                f"{data['currency']} amounts are in thousandths and must end in 0 "
-                "(the PSP charges whole hundredths).",
-                "amount",
-            )
+    def _amount_the_psp_charges(self, data: dict, **kwargs) -> None:
+        if "amount" in data and "currency" in data:
+            problem = charge_amount_problem(data["amount"], data["currency"])
+            if problem:
+                raise ValidationError(problem, "amount")
 
     @validates_schema
     def _recurring_needs_an_interval(self, data: dict, **kwargs) -> None:

@@ -119,6 +119,19 @@ class PspRefund:
     failure_reason: str | None
     metadata: dict[str, str]
     created_at: datetime | None  # naive UTC
+    reason: str | None = None  # duplicate | fraudulent | requested_by_customer | …
+
+
+@dataclass(frozen=True)
+class PspChargeRefunds:
+    """What a charge event says of the charge's refunds: their running total. Stripe's API
+    lists the refunds themselves in the charge no more (since 2022-11-15); each comes in its
+    own refund event, or from `list_refunds`."""
+
+    charge_id: str
+    payment_intent_id: str | None
+    amount_refunded: int  # pending and succeeded refunds (a failed one gives its amount back)
+    currency: str | None  # upper-case ISO 4217
 
 
 @dataclass(frozen=True)
@@ -130,8 +143,11 @@ class PspEventData:
     created_at: datetime  # naive UTC
     session: CheckoutSession | None  # None when the event is not about a checkout session
     raw: dict  # the whole event as JSON, to store
-    # The refunds the event reports (a refund object, or a charge's refund list).
+    # The refunds the event reports (a refund object, or the refund list of a charge that
+    # carries one: API versions before 2022-11-15, or expanded).
     refunds: tuple[PspRefund, ...] = ()
+    # Set when the event is about a charge (charge.refunded): its refund total.
+    charge: PspChargeRefunds | None = None
     # Set when the event is about an invoice or a subscription (RECC renewals, cancellation).
     invoice: PspInvoice | None = None
     subscription: PspSubscription | None = None

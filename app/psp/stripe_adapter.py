@@ -28,6 +28,7 @@ from app.psp.base import (
     CheckoutRequest,
     CheckoutSession,
     PaymentProvider,
+    PspChargeRefunds,
     PspError,
     PspEventData,
     PspInvalidState,
@@ -43,6 +44,7 @@ from app.psp.base import (
     WebhookPayloadError,
     WebhookVerificationError,
 )
+from app.psp.limits import METADATA_MAX_KEYS, PAYBRIDGE_METADATA_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,6 @@ T = TypeVar("T")
 # endpoints `flask stripe setup` makes: an SDK upgrade (whose default version moves with it)
 # never changes the shape of what Stripe answers or sends without a change here.
 STRIPE_API_VERSION = "2026-10-28.endive"
-# Stripe keeps at most 50 metadata keys; PayBridge's own two always go first.
-STRIPE_METADATA_MAX_KEYS = 50
 PAGE_SIZE = 100
 
 
@@ -226,6 +226,24 @@ def refund_from_stripe(obj: Any) -> PspRefund:
         failure_reason=_field(obj, "failure_reason"),
         metadata=_plain_metadata(_field(obj, "metadata")),
         created_at=from_unix(_field(obj, "created")),
+        reason=_field(obj, "reason"),
+    )
+
+
+def charge_refunds_from_stripe(obj: Any) -> PspChargeRefunds | None:
+    """A Stripe charge's refund total (what `charge.refunded` tells on current API versions),
+    or None when the charge does not say."""
+    currency = _field(obj, "currency")
+    refunded = _field(obj, "amount_refunded")
+    if refunded is None:
+        return None
+    if isinstance(refunded, bool) or not isinstance(refunded, int) or refunded < 0:
+        raise ValueError("charge.amount_refunded is not a whole number ≥ 0")
+    return PspChargeRefunds(
+        charge_id=obj["id"],
+        payment_intent_id=_id_of(_field(obj, "payment_intent")),
+        amount_refunded=refunded,
+        currency=currency.upper() if currency else None,
     )
 
 
@@ -245,7 +263,8 @@ def webhook_endpoint_from_stripe(obj: Any) -> PspWebhookEndpoint:
 
 
 def _event_refunds(data_object: Any, kind: str | None) -> tuple[PspRefund, ...]:
-    """The refunds an event reports: its refund object, or the refund list of its charge."""
+    """The refunds an event reports: its refund object, or the refund list of a charge that
+    carries one (before API 2022-11-15, or expanded; current versions send none)."""
     if kind == "refund":
         return (refund_from_stripe(data_object),)
     if kind == "charge":
@@ -270,6 +289,7 @@ def event_from_stripe(event: dict) -> PspEventData:
         subscription=subscription_from_stripe(data_object) if kind == "subscription" else None,
         refunds=_event_refunds(data_object, kind),
         livemode=_livemode(event),
+        charge=charge_refunds_from_stripe(data_object) if kind == "charge" else None,
     )
 
 
@@ -295,12 +315,13 @@ _ID_FIELDS = frozenset(
 )  # fmt: skip
 _WORD_FIELDS = frozenset(
     {"status", "payment_status", "payment_intent_status", "failure_code", "billing_reason",
-     "failure_reason", "currency"}
+     "failure_reason", "currency", "reason"}
 )  # fmt: skip
 
 
-def _check_fields(obj: object) -> None:
-    """Every id and word of a parsed PSP object is a string of a size PayBridge can store."""
+def _check_fields(obj: object, own_id: str = "id") -> None:
+    """Every id and word of a parsed PSP object is a string of a size PayBridge can store; its
+    own id (`own_id`) is not empty either."""
     for item in dataclasses.fields(obj):
         value = getattr(obj, item.name)
         if item.name in _ID_FIELDS:
@@ -309,10 +330,11 @@ def _check_fields(obj: object) -> None:
             limit = MAX_PSP_WORD_LENGTH
         else:
             continue
-        if value is None and item.name != "id":
+        required = item.name == own_id
+        if value is None and not required:
             continue
         # Only an object's own id must be non-empty; an empty optional field is harmless.
-        if not isinstance(value, str) or len(value) > limit or (item.name == "id" and not value):
+        if not isinstance(value, str) or len(value) > limit or (required and not value):
             raise ValueError(f"{type(obj).__name__}.{item.name} is not a string of 0-{limit}")
 
 
@@ -325,6 +347,8 @@ def check_event(event: PspEventData) -> PspEventData:
     for part in (event.session, event.invoice, event.subscription, *event.refunds):
         if part is not None:
             _check_fields(part)
+    if event.charge is not None:
+        _check_fields(event.charge, own_id="charge_id")
     return event
 
 
@@ -487,13 +511,12 @@ class StripeProvider(PaymentProvider):
                 "interval": request.interval,
                 "interval_count": request.interval_count or 1,
             }
-        ours = {
-            "paybridge_payment_id": request.payment_id,
-            "merchant_reference": request.merchant_reference,
-        }
+        own_values = (request.payment_id, request.merchant_reference)
+        ours = dict(zip(PAYBRIDGE_METADATA_KEYS, own_values, strict=True))
+        # The API refuses more keys than fit (app/psp/limits.py); PayBridge's own go first.
         theirs = [(k, v) for k, v in request.metadata.items() if k not in ours]
         metadata = dict(ours)
-        metadata.update(theirs[: STRIPE_METADATA_MAX_KEYS - len(ours)])
+        metadata.update(theirs[: METADATA_MAX_KEYS - len(ours)])
         params: dict[str, Any] = {
             "mode": "subscription" if subscription else "payment",
             "line_items": [{"price_data": price_data, "quantity": 1}],

@@ -28,6 +28,7 @@ from sqlalchemy import select
 from app.common import idempotency
 from app.common.idempotency import CommandResult, IdempotentCommand, IdempotentRequest
 from app.common.locks import lock_row
+from app.common.money import MAX_CHARGE_AMOUNT, hundredths_problem
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import (
@@ -64,7 +65,6 @@ CREATE_METHOD = "POST"
 # The reasons Stripe accepts; anything else would be refused by the PSP.
 REASONS = ("duplicate", "fraudulent", "requested_by_customer")
 ALLOWED_PARAMS = frozenset({"amount", "reason"})
-MAX_AMOUNT = 99_999_999
 # What a PSP refund status means for ours (pending / requires_action: not decided yet).
 _PSP_TARGETS = {
     "succeeded": RefundStatus.SUCCEEDED,
@@ -109,9 +109,13 @@ def validate_refund_params(params: dict | None) -> dict:
                 f"amount must be at least 1 (minor units); got {amount}.",
                 param="amount",
             )
-        if amount > MAX_AMOUNT:
+        # Stripe refunds any amount from 1 minor unit (no per-currency minimum, unlike a
+        # charge) up to what remains of the charge, itself at most MAX_CHARGE_AMOUNT.
+        if amount > MAX_CHARGE_AMOUNT:
             raise PayBridgeError(
-                "INVALID_REFUND_AMOUNT", f"amount must be at most {MAX_AMOUNT}.", param="amount"
+                "INVALID_REFUND_AMOUNT",
+                f"amount must be at most {MAX_CHARGE_AMOUNT}.",
+                param="amount",
             )
     reason = params.get("reason")
     if reason is not None and reason not in REASONS:
@@ -261,6 +265,12 @@ def _check_refundable(payment: Payment, requested: int | None) -> int:
             "REFUND_NOT_ALLOWED",
             f"Only a SUCCESS payment can be refunded; {payment.public_id} is {payment.status}.",
             details={"payment_id": payment.public_id, "status": payment.status},
+        )
+    if requested is not None and hundredths_problem(requested, payment.currency):
+        raise PayBridgeError(
+            "INVALID_REFUND_AMOUNT",
+            hundredths_problem(requested, payment.currency),
+            param="amount",
         )
     remaining = payment.amount - reserved_amount(payment.id)
     amount = remaining if requested is None else requested

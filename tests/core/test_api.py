@@ -203,6 +203,54 @@ def test_amounts_must_fit_the_currencys_minor_unit(client, make_merchant, emulat
     assert taken.status_code == 201, taken.get_json()
 
 
+@pytest.mark.parametrize(
+    "currency, minimum, shown",
+    [
+        ("USD", 50, "0.50 USD"),
+        ("eur", 50, "0.50 EUR"),
+        ("GBP", 30, "0.30 GBP"),
+        ("JPY", 50, "50 JPY"),  # zero-decimal: the minimum is ¥50, not ¥5000
+        ("HUF", 17500, "175.00 HUF"),
+        ("MXN", 1000, "10.00 MXN"),
+    ],
+)
+def test_an_amount_under_the_psps_minimum_is_refused_before_the_psp_is_asked(
+    client, make_merchant, emulator, currency, minimum, shown
+):
+    _, key = make_merchant()
+    sessions_before = len(checkout_sessions(emulator))
+    under = client.post(
+        "/api/v1/payments",
+        json=create_body(currency=currency, amount=minimum - 1, merchant_reference="under"),
+        headers=auth_headers(key, "under"),
+    )
+    assert under.status_code == 400, under.get_json()
+    error = under.get_json()["error"]
+    assert (error["code"], error["param"]) == ("VALIDATION_ERROR", "amount")
+    assert f"is {shown} (amount {minimum})" in error["message"]
+    assert len(checkout_sessions(emulator)) == sessions_before  # Stripe was never called
+
+    at = create(client, key, currency=currency, amount=minimum, merchant_reference=f"at-{currency}")
+    assert at["amount"] == minimum and at["status"] == "INITIATED"
+
+
+def test_a_recurring_amount_under_the_minimum_is_refused_too(client, make_merchant):
+    _, key = make_merchant()
+    r = client.post(
+        "/api/v1/payments",
+        json=create_body(amount=29, currency="GBP", payment_type="RECC", interval="month"),
+        headers=auth_headers(key),
+    )
+    assert r.status_code == 400 and r.get_json()["error"]["param"] == "amount"
+    assert "0.30 GBP" in r.get_json()["error"]["message"]
+
+
+def test_a_currency_without_a_published_minimum_takes_any_positive_amount(client, make_merchant):
+    # Stripe judges these against 0.50 USD at the day's rate: only it can refuse them.
+    _, key = make_merchant()
+    assert create(client, key, currency="XOF", amount=1)["amount"] == 1
+
+
 def test_a_merchant_gets_48_metadata_keys_and_the_psp_gets_every_one(
     client, make_merchant, emulator
 ):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import urllib.request
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 import requests
@@ -222,6 +222,82 @@ def test_psp_outage_leaves_created_and_a_retry_finishes_without_a_second_session
     assert retry.get_json()["status"] == "INITIATED"
     assert len(checkout_sessions(emulator)) == 1
     assert count_rows(app, Payment) == 1
+
+
+def test_a_retry_after_a_lost_answer_sends_the_identical_request_though_settings_changed(
+    app, client, api_merchant, emulator, provider, monkeypatch
+):
+    """The PSP made the session but its answer was lost; PUBLIC_BASE_URL and the checkout TTL
+    change before the retry. The retry sends the request the first attempt sent (the emulator,
+    like Stripe, refuses another body under the same key), and gets that session."""
+    from dataclasses import replace
+
+    from app.payments.service import checkout_request
+    from app.psp import PspError
+
+    _, key = api_merchant
+    base = app.config["PUBLIC_BASE_URL"].rstrip("/")
+    emulator.control(
+        "POST", "faults", {"kind": "lose_response", "count": 1, "path": "/v1/checkout/sessions"}
+    )
+    first = client.post("/api/v1/payments", json=create_body(), headers=auth_headers(key, "f-1"))
+    assert first.status_code == 503, first.get_json()
+    [made] = checkout_sessions(emulator)  # the PSP did make it
+    with app.app_context():
+        payment = db.session.execute(select(Payment)).scalar_one()
+        assert payment.status == "CREATED"
+        frozen = checkout_request(payment)
+
+    monkeypatch.setitem(app.config, "PUBLIC_BASE_URL", "https://moved.example.com")
+    ttl = app.config["CHECKOUT_SESSION_TTL_SECONDS"]
+    monkeypatch.setitem(app.config, "CHECKOUT_SESSION_TTL_SECONDS", ttl + 600)
+    # What rebuilding the request from today's settings would send: the PSP refuses the key.
+    with pytest.raises(PspError) as refused:
+        provider.create_checkout_session(
+            replace(frozen, success_url="https://moved.example.com/checkout/return/x")
+        )
+    assert refused.value.code == "IdempotencyError"
+
+    retry = client.post("/api/v1/payments", json=create_body(), headers=auth_headers(key, "f-1"))
+
+    assert retry.status_code == 201, retry.get_json()
+    body = retry.get_json()
+    assert (body["status"], body["psp_session_id"]) == ("INITIATED", made["id"])
+    assert [s["id"] for s in checkout_sessions(emulator)] == [made["id"]]
+    assert made["success_url"] == (
+        f"{base}/checkout/return/{body['id']}?session_id={{CHECKOUT_SESSION_ID}}"
+    )
+    assert made["cancel_url"] == f"{base}/checkout/cancel/{body['id']}"
+    with app.app_context():
+        stored = db.session.execute(select(Payment)).scalar_one()
+        assert made["expires_at"] == int(stored.checkout_expires_at.replace(tzinfo=UTC).timestamp())
+        assert stored.checkout_expires_at == (stored.created_at + timedelta(seconds=ttl)).replace(
+            microsecond=0
+        )
+
+
+def test_a_payment_stored_before_requests_were_frozen_is_registered_from_todays_settings(
+    app, api_merchant, emulator, provider
+):
+    """Rows from before migration 0012 have no frozen values: their registration computes them
+    as it always did (created_at + TTL, the current PUBLIC_BASE_URL)."""
+    from app.models import StatusSource
+    from app.payments.service import register_with_psp
+
+    merchant, _ = api_merchant
+    with app.app_context():
+        payment = new_payment(merchant.id, validate_create_params(create_body()))
+        payment.checkout_expires_at = None
+        payment.checkout_success_url = payment.checkout_cancel_url = None
+        db.session.commit()
+        registered = register_with_psp(payment.id, source=StatusSource.RECON)
+        assert registered.status == "INITIATED"
+        base = app.config["PUBLIC_BASE_URL"].rstrip("/")
+        [session] = checkout_sessions(emulator)
+        assert session["cancel_url"] == f"{base}/checkout/cancel/{registered.public_id}"
+        ttl = timedelta(seconds=app.config["CHECKOUT_SESSION_TTL_SECONDS"])
+        expected = (registered.created_at + ttl).replace(microsecond=0, tzinfo=UTC)
+        assert session["expires_at"] == int(expected.timestamp())
 
 
 def test_dead_psp_address_is_retryable_and_the_circuit_then_fails_fast(
@@ -461,13 +537,14 @@ def test_a_payment_left_created_past_its_checkout_window_fails_as_expired(
     app, api_merchant, emulator, provider, age
 ):
     from app.models import StatusSource
-    from app.payments.service import new_payment, register_with_psp
+    from app.payments.service import checkout_expiry, new_payment, register_with_psp
     from app.payments.validation import validate_create_params
 
     merchant_row, _ = api_merchant
     with app.app_context():
         payment = new_payment(merchant_row.id, validate_create_params(create_body()))
         payment.created_at = utcnow() - age
+        payment.checkout_expires_at = checkout_expiry(payment.created_at)  # as frozen then
         db.session.commit()
         result = register_with_psp(payment.id, source=StatusSource.RECON)
         assert result.status == "FAILED"

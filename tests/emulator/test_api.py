@@ -51,7 +51,8 @@ def test_every_fixture_key_is_present(client, emu, stripe_fixtures):
     emu.control("POST", f"checkout/sessions/{s.id}/pay", {"card": "4242424242424242"})
     s = client.v1.checkout.sessions.retrieve(s.id)
     pi = client.v1.payment_intents.retrieve(s.payment_intent)
-    charge = client.v1.charges.retrieve(pi.latest_charge)
+    # The sample shows `refunds` expanded; since API 2022-11-15 a charge lists them only then.
+    charge = client.v1.charges.retrieve(pi.latest_charge, {"expand": ["refunds"]})
     item = client.v1.checkout.sessions.line_items.list(s.id).data[0]
     event = client.v1.events.list().data[0]
     endpoint = client.v1.webhook_endpoints.create(

@@ -50,7 +50,10 @@ def test_partial_then_full_refund_updates_the_charge_and_emits_events(client, em
     assert (rest.amount, rest.status, rest.reason) == (2998, "succeeded", None)
     charge = client.v1.charges.retrieve(charge_id)
     assert (charge.amount_refunded, charge.refunded) == (3998, True)
-    assert [r.id for r in charge.refunds.data] == [rest.id, part.id]
+    assert "refunds" not in charge  # API 2022-11-15 on: listed only when expanded
+    expanded = client.v1.charges.retrieve(charge_id, {"expand": ["refunds"]})
+    assert [r.id for r in expanded.refunds.data] == [rest.id, part.id]
+    assert expanded.refunds.url == f"/v1/charges/{charge_id}/refunds"
 
     with pytest.raises(stripe.InvalidRequestError) as exc:
         client.v1.refunds.create({"payment_intent": pi_id, "amount": 1})
@@ -72,6 +75,9 @@ def test_partial_then_full_refund_updates_the_charge_and_emits_events(client, em
     refunded = [e for e in events_of(client, "charge.refunded") if e.data.object.id == charge_id]
     assert [e.data.object.amount_refunded for e in refunded] == [3998, 1000]
     assert isinstance(refunded[0].data.object, stripe.Charge)
+    # The event's charge names its payment intent and the total refunded, not the refunds.
+    assert all("refunds" not in e.data.object for e in refunded)
+    assert refunded[0].data.object.payment_intent == pi_id
     created = [e.data.object.id for e in events_of(client, "refund.created")]
     assert {part.id, rest.id} <= set(created)
     assert events_of(client, "refund.created")[0].request.id is not None  # an API call caused it
@@ -262,7 +268,11 @@ def test_refund_webhooks_are_signed_and_delivered(client, emu, receiver):
         )
         assert isinstance(event.data.object, cls)
         obj = event.data.object
-        assert (obj.id if type == "refund.created" else obj.refunds.data[0].id) == r.id
+        if type == "refund.created":
+            assert obj.id == r.id
+        else:  # the charge: its total refunded and intent, no refund list (API 2022-11-15 on)
+            assert (obj.amount_refunded, obj.payment_intent) == (100, pi_id)
+            assert "refunds" not in obj
     raw = requests.get(
         f"{emu.url}/v1/refunds/{r.id}", headers={"Authorization": f"Bearer {emu.api_key}"}
     )

@@ -362,7 +362,7 @@ def test_every_fixture_key_is_present_on_refunds_subscriptions_and_invoices(
         ("invoice", inv),
         ("line_item", inv.lines.data[0]),
         ("invoice_payment", pi),
-        ("charge", client.v1.charges.retrieve(refund.charge)),
+        ("charge", client.v1.charges.retrieve(refund.charge, {"expand": ["refunds"]})),
     ]:
         missing = set(stripe_fixtures[name]) - set(obj.to_dict())
         assert not missing, f"{name} lacks {sorted(missing)}"

@@ -175,3 +175,19 @@ def test_webhook_endpoint_url_must_be_a_url(client):
     with pytest.raises(stripe.InvalidRequestError) as exc:
         client.v1.webhook_endpoints.create({"url": "notaurl", "enabled_events": ["*"]})
     assert (exc.value.param, exc.value.code) == ("url", "url_invalid")
+
+
+def test_a_payment_under_stripes_minimum_charge_is_refused(client):
+    """As Stripe does: 0.49 EUR is refused with amount_too_small; 0.50 EUR and a free checkout
+    are not (PayBridge refuses such amounts before it calls; this keeps the emulator honest)."""
+    with pytest.raises(stripe.InvalidRequestError) as exc:
+        client.v1.checkout.sessions.create(
+            params=session_params(line_items=[item(currency="eur", unit_amount=49)])
+        )
+    assert (exc.value.code, exc.value.param) == ("amount_too_small", "line_items")
+    assert "at least €0.50 eur" in exc.value.user_message
+    for amount in (50, 0):
+        session = client.v1.checkout.sessions.create(
+            params=session_params(line_items=[item(currency="eur", unit_amount=amount)])
+        )
+        assert session.amount_total == amount

@@ -174,3 +174,24 @@ def test_a_subscriptions_first_payment_is_refunded_through_its_invoice(
     with app.app_context():
         at_psp = get_provider().retrieve_refund(r.get_json()["psp_refund_id"])
     assert at_psp.payment_intent_id == payment.psp_payment_intent_id
+
+
+def test_a_three_decimal_refund_in_thousandths_is_refused_before_the_psp_is_asked(
+    client, make_merchant, paid_payment, app
+):
+    """Stripe refunds KWD in whole hundredths only; a smaller one (any amount ≥ 1 in other
+    currencies: refunds have no per-currency minimum) is refused with the reason, nothing kept."""
+    merchant, key = make_merchant()
+    pay_id = paid_payment(merchant.id, amount=5000, currency="KWD").public_id
+
+    refused = post_refund(client, key, pay_id, {"amount": 1005})
+
+    assert refused.status_code == 400
+    error = refused.get_json()["error"]
+    assert (error["code"], error["param"]) == ("INVALID_REFUND_AMOUNT", "amount")
+    assert "must end in 0" in error["message"]
+    with app.app_context():
+        payment = get_row(app, Payment, public_id=pay_id)
+        assert Refund.query.filter_by(payment_id=payment.id).count() == 0
+    taken = post_refund(client, key, pay_id, {"amount": 1010})
+    assert taken.status_code == 201 and taken.get_json()["amount"] == 1010

@@ -182,3 +182,29 @@ def test_adapter_reads_refunds_from_refund_and_charge_events():
         assert parsed.failure_reason == "expired_or_canceled_card"
         assert parsed.metadata == {"paybridge_refund_id": "re_ours"}
         assert (parsed.payment_intent_id, parsed.charge_id) == ("pi_1", "ch_1")
+
+
+def test_adapter_reads_the_current_charge_refunded_shape_as_a_total():
+    """Since API 2022-11-15 the charge lists no refunds: the event carries its total and
+    payment intent; a total that is not a whole number ≥ 0 is refused like any bad payload."""
+    from app.psp.stripe_adapter import check_event, event_from_stripe
+
+    charge = {
+        "id": "ch_1",
+        "object": "charge",
+        "amount": 5000,
+        "amount_refunded": 700,
+        "currency": "eur",
+        "payment_intent": "pi_1",
+        "refunded": False,
+    }
+    raw = {"id": "evt_1", "object": "event", "type": "charge.refunded", "created": 1}
+    raw["data"] = {"object": charge}
+    event = check_event(event_from_stripe(raw))
+    assert event.refunds == ()
+    assert (event.charge.charge_id, event.charge.payment_intent_id) == ("ch_1", "pi_1")
+    assert (event.charge.amount_refunded, event.charge.currency) == (700, "EUR")
+    for bad in (-1, "700", True, 7.5):
+        raw["data"] = {"object": {**charge, "amount_refunded": bad}}
+        with pytest.raises(ValueError):
+            event_from_stripe(raw)

@@ -35,7 +35,13 @@ from wtforms.validators import (
 )
 
 from app.accounts.service import validate_notify_url
-from app.common.money import format_minor, format_money, parse_amount, parse_major
+from app.common.money import (
+    format_minor,
+    format_money,
+    hundredths_problem,
+    parse_amount,
+    parse_major,
+)
 from app.errors import PayBridgeError
 from app.models import PaymentStatus, PaymentType
 from app.reporting.transactions import TransactionFilter
@@ -129,6 +135,9 @@ class RefundForm(FlaskForm):
             amount = parse_amount(field.data, self.currency)
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+        problem = hundredths_problem(amount, self.currency)
+        if problem:
+            raise ValidationError(problem)
         if amount > self.remaining:
             remains = format_money(self.remaining, self.currency)
             raise ValidationError(f"At most {remains} remains to refund.")
