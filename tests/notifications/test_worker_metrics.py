@@ -12,7 +12,7 @@ import requests
 
 from app.models import PaymentStatus
 from app.tasks import get_queue
-from app.tasks.maintenance import purge_idempotency_records
+from app.tasks.maintenance import purge_old_records
 from tests.support import factories
 from tests.support.gunicorn import free_port
 from tests.support.waiting import wait_until
@@ -101,7 +101,7 @@ def test_a_metrics_port_already_taken_costs_the_metrics_not_the_deliveries(
 
 def test_with_json_logs_every_worker_line_is_a_json_object_and_job_lines_carry_the_job_id(app):
     with app.app_context():
-        job = get_queue("default").enqueue(purge_idempotency_records)
+        job = get_queue("default").enqueue(purge_old_records)
     worker = WorkerProcess("--burst", "--no-notifications", "--no-cron", LOG_FORMAT="json")
     assert worker.wait(60) == 0, worker.output
 
@@ -109,7 +109,7 @@ def test_with_json_logs_every_worker_line_is_a_json_object_and_job_lines_carry_t
     assert lines, worker.output
     for line in lines:
         assert {"time", "level", "logger", "message"} <= line.keys(), line
-    purged = [line for line in lines if line["message"].startswith("purged ")]
+    purged = [line for line in lines if line["message"].startswith("retention: purged ")]
     assert len(purged) == 1, worker.output
     assert purged[0]["job_id"] == job.id
-    assert purged[0]["logger"] == "app.tasks.maintenance"
+    assert purged[0]["logger"] == "app.retention.service"
