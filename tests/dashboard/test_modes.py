@@ -331,6 +331,8 @@ def test_a_subscription_and_an_event_show_their_mode(app, client_a, world):
         as_text=True
     )
     assert '<span class="badge badge-live">Live</span>' in page
+    assert "This is a live subscription; you are viewing test data" in htmllib.unescape(page)
+    assert "Cancel subscription…" not in page
     cancel = f"/dashboard/subscriptions/{world.live.subscription}/cancel"
     assert client_a.get(cancel).headers["Location"].endswith(world.live.subscription)
     with app.app_context():
