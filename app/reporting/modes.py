@@ -20,7 +20,11 @@ def in_mode(stmt: Select, model, livemode: bool) -> Select:
 
 
 def has_live_data(merchant_id: int | None) -> bool:
-    """Whether a merchant (None: any) has live data to show: a live API key, revoked or not, is
-    the only way a live payment comes to be."""
-    stmt = scoped(select(ApiKey.id).where(ApiKey.livemode.is_(True)), ApiKey, merchant_id)
-    return bool(db.session.scalar(select(exists(stmt))))
+    """Whether a merchant (None: any) has live data to show: a live API key (revoked or not),
+    or a live payment (rows marked live when a deployment adopts live mode; read from an index
+    that leads with the merchant and the mode, or the mode)."""
+    for model in (ApiKey, Payment):
+        stmt = scoped(select(model.id).where(model.livemode.is_(True)), model, merchant_id)
+        if db.session.scalar(select(exists(stmt))):
+            return True
+    return False

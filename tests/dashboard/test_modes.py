@@ -185,6 +185,15 @@ def test_a_merchant_with_a_live_key_starts_in_live_mode(app, tenants):
     assert in_test_mode(logged_in(app, tenants.b_email))
 
 
+def test_a_merchant_with_live_payments_starts_in_live_mode(app, tenants):
+    """Rows marked live when a deployment adopted live mode count, whatever its keys."""
+    with app.app_context():
+        add_payment(tenants.a_id, livemode=True)
+        db.session.commit()
+    assert not in_test_mode(logged_in(app, tenants.a_email))
+    assert in_test_mode(logged_in(app, tenants.b_email))
+
+
 def test_the_switch_is_a_post_with_csrf_kept_for_the_session_and_audited(app, client_a, tenants):
     assert in_test_mode(client_a)
     listing = "/dashboard/payments?status=SUCCESS"
@@ -256,18 +265,20 @@ def test_every_list_and_figure_shows_only_the_mode_in_view(app, client_a, world)
 
 
 def test_the_operator_sees_every_merchants_payments_of_one_mode(app, client_op, world):
-    # Merchant A has a live payment but no live key here: the operator starts in test mode.
-    assert in_test_mode(client_op)
-    listed = _shown(client_op, "/dashboard/payments")
-    assert {world.test.paid, world.b_test} <= listed and world.live.paid not in listed
-    assert cards(client_op)["Payments"] == "5"  # A's four and B's one
-    assert switch(client_op, "live").status_code == 302
+    # Merchant A has live payments (no live key: rows a deployment marked live), so the
+    # operator's session starts on live data.
+    assert not in_test_mode(client_op)
     listed = _shown(client_op, "/dashboard/payments")
     assert world.live.paid in listed and not {world.test.paid, world.b_test} & listed
     assert cards(client_op)["Payments"] == "4"
+    assert switch(client_op, "test").status_code == 302
+    listed = _shown(client_op, "/dashboard/payments")
+    assert {world.test.paid, world.b_test} <= listed and world.live.paid not in listed
+    assert cards(client_op)["Payments"] == "5"  # A's four and B's one
 
 
 def test_the_csv_export_carries_livemode_and_only_the_mode_in_view(client_a, world):
+    switch(client_a, "test")  # A has live payments: its session started on live data
     response = client_a.get("/dashboard/payments/export.csv")
     assert 'filename="payments-test-' in response.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
@@ -291,6 +302,7 @@ def test_the_csv_export_carries_livemode_and_only_the_mode_in_view(client_a, wor
 
 
 def test_a_payment_of_the_other_mode_says_so_and_is_not_acted_on(app, client_a, world):
+    switch(client_a, "test")
     live = world.live.paid
     response = client_a.get(f"/dashboard/payments/{live}")
     assert response.status_code == 200  # a link someone shared still opens
@@ -327,6 +339,7 @@ def test_a_payment_of_the_other_mode_says_so_and_is_not_acted_on(app, client_a, 
 
 
 def test_a_subscription_and_an_event_show_their_mode(app, client_a, world):
+    switch(client_a, "test")
     page = client_a.get(f"/dashboard/subscriptions/{world.live.subscription}").get_data(
         as_text=True
     )
