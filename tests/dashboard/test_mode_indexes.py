@@ -66,34 +66,39 @@ def list_plans(app, client, path: str) -> list[dict]:
         raw.close()
 
 
-# What each list may read: an index that leads with the equalities it has (merchant, mode,
-# status), or, when half the rows match a status anyway, the mode's (created_at, id) order.
+# What each list may read, and how many bytes of the index's leading columns the read must use
+# (EXPLAIN's key_len): merchant_id (INT, 4 bytes) and livemode (BOOLEAN, 1), or livemode
+# alone. Where a merchant's rows are a good share of its mode's, the planner may as well walk
+# the mode's own index in (created_at, id) order; either way no row of the other mode is read.
+# The indexes before migration 0013 fail this: read by merchant alone (4 bytes), they filter
+# the other mode row by row, and the operator's list had no index leading with the mode.
 BY_MERCHANT = "ix_payments_merchant_created"
 BY_MERCHANT_STATUS = "ix_payments_merchant_status_created"
 BY_MODE = "ix_payments_livemode_created"
 BY_MODE_STATUS = "ix_payments_status_created"
-# The bytes of the index's leading columns the read uses (EXPLAIN's key_len) reach past the
-# mode: merchant_id (INT, 4 bytes) and livemode (BOOLEAN, 1), or livemode alone. An index
-# without livemode would be read by merchant alone (4) and filter the other mode row by row.
 MERCHANT_AND_MODE = 5
 MODE = 1
 
 
 @pytest.mark.parametrize(
-    ("who", "path", "indexes", "prefix"),
+    ("who", "path", "allowed"),
     [
-        ("merchant", "/dashboard/payments", {BY_MERCHANT}, MERCHANT_AND_MODE),
-        ("merchant", "/dashboard/payments?status=FAILED", {BY_MERCHANT_STATUS}, MERCHANT_AND_MODE),
-        ("operator", "/dashboard/payments", {BY_MODE}, MODE),
-        ("operator", "/dashboard/payments?status=FAILED", {BY_MODE_STATUS, BY_MODE}, MODE),
+        ("merchant", "/dashboard/payments", {BY_MERCHANT: MERCHANT_AND_MODE, BY_MODE: MODE}),
+        (
+            "merchant",
+            "/dashboard/payments?status=FAILED",
+            {BY_MERCHANT_STATUS: MERCHANT_AND_MODE, BY_MODE_STATUS: MODE},
+        ),
+        ("operator", "/dashboard/payments", {BY_MODE: MODE}),
+        ("operator", "/dashboard/payments?status=FAILED", {BY_MODE_STATUS: MODE, BY_MODE: MODE}),
     ],
 )
 def test_the_list_of_one_mode_reads_its_index_without_sorting(
-    app, tenants, many_payments, who, path, indexes, prefix
+    app, tenants, many_payments, who, path, allowed
 ):
     client = logged_in(app, tenants.a_email if who == "merchant" else tenants.op_email)
     [plan] = list_plans(app, client, path)
-    assert plan["key"] in indexes, plan
+    assert plan["key"] in allowed, plan
+    assert int(plan["key_len"]) >= allowed[plan["key"]], plan  # the mode is read from the index
     assert plan["type"] in ("ref", "range"), plan  # never a scan of the whole table or index
-    assert int(plan["key_len"]) >= prefix, plan
     assert "filesort" not in (plan["Extra"] or ""), plan
