@@ -14,6 +14,7 @@ is live data in the user's scope, else in test mode.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from flask import Response, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
@@ -215,9 +216,11 @@ def before_link(row_id: int | None, scope: str) -> str | None:
 def mode_return_url() -> str:
     """Where switching modes goes back to: this page without its page cursors (a position in
     one mode's list means nothing in the other's); the overview after a form that only posts."""
-    if request.url_rule is None or "GET" not in (request.url_rule.methods or ()):
+    rule, endpoint = request.url_rule, request.endpoint
+    if rule is None or endpoint is None or "GET" not in (rule.methods or ()):
         return url_for("dashboard.overview")
-    return url_for(request.endpoint, **(request.view_args or {}), **query_args("after", "before"))
+    values: dict[str, Any] = {**(request.view_args or {}), **query_args("after", "before")}
+    return url_for(endpoint, **values)
 
 
 @bp.context_processor
