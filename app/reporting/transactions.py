@@ -2,9 +2,10 @@
 
 Every query here starts from the caller's tenancy scope (one merchant, or all for an operator)
 and one of Stripe's modes (test or live data, never both), and is shaped so MySQL answers it
-from an index (migrations 0003_dashboard_indexes, 0013_mode_indexes): equality on merchant_id,
-livemode and then status / currency / payment_type, then a range on created_at, ordered by
-(created_at, id) — the primary key rides along at the end of every InnoDB secondary index.
+from an index (migrations 0003_dashboard_indexes, 0013_mode_scoped_keys, 0015_mode_indexes):
+equality on merchant_id, livemode and then status / currency / payment_type, then a range on
+created_at, ordered by (created_at, id) — the primary key rides along at the end of every
+InnoDB secondary index.
 Search is exact-or-prefix only (`LIKE 'abc%'`), never a leading wildcard.
 """
 

@@ -1,7 +1,8 @@
 """The transactions list of one mode is still read from an index on MariaDB: the statement the
 page really runs, EXPLAINed against thousands of payments of two merchants in both modes, uses
-the index that leads with merchant and mode (migration 0013_mode_indexes) and no filesort, so
-LIMIT 51 stops after one page of rows whatever the other mode holds."""
+the index that leads with merchant and mode (migrations 0013_mode_scoped_keys,
+0015_mode_indexes) and no filesort, so LIMIT 51 stops after one page of rows whatever the other
+mode holds."""
 
 from __future__ import annotations
 
@@ -70,9 +71,9 @@ def list_plans(app, client, path: str) -> list[dict]:
 # (EXPLAIN's key_len): merchant_id (INT, 4 bytes) and livemode (BOOLEAN, 1), or livemode
 # alone. Where a merchant's rows are a good share of its mode's, the planner may as well walk
 # the mode's own index in (created_at, id) order; either way no row of the other mode is read.
-# The indexes before migration 0013 fail this: read by merchant alone (4 bytes), they filter
-# the other mode row by row, and the operator's list had no index leading with the mode.
-BY_MERCHANT = "ix_payments_merchant_created"
+# The indexes before migrations 0013 and 0015 fail this: read by merchant alone (4 bytes), they
+# filter the other mode row by row, and the operator's list had no index leading with the mode.
+BY_MERCHANT = "ix_payments_merchant_mode_created"
 BY_MERCHANT_STATUS = "ix_payments_merchant_status_created"
 BY_MODE = "ix_payments_livemode_created"
 BY_MODE_STATUS = "ix_payments_status_created"
