@@ -36,7 +36,10 @@ def init_command(paybridge_credentials) -> None:
             PAYBRIDGE_API_KEY=merchant["api_key"],
             PAYBRIDGE_SIGNING_SECRET=merchant["signing_secret"],
         )
-        click.echo(f"connected to PayBridge as merchant {merchant['merchant_id']}")
+        click.echo(
+            f"connected to PayBridge as merchant {merchant['merchant_id']} "
+            f"{_key_mode(merchant['api_key'])}"
+        )
     added = add_missing_prints()
     db.session.commit()
     click.echo(f"store ready ({app.config['SQLALCHEMY_DATABASE_URI']}); {added} prints added")
@@ -60,6 +63,14 @@ def _read_credentials(text: str) -> dict:
         raise click.ClickException(
             "--paybridge-credentials needs the JSON of `flask merchants create … --json`"
         ) from None
+
+
+def _key_mode(api_key: str) -> str:
+    """What the key's mode means for the shop's payments (PayBridge's keys say it, as Stripe's
+    do: pbk_test_…, pbk_live_…)."""
+    if api_key.startswith("pbk_live_"):
+        return "with a live key: its payments take real money"
+    return "with a test key: test payments, no real money moves"
 
 
 def _stored_secret_key(app: Flask) -> bool:

@@ -101,6 +101,7 @@ if [ -n "$merchant_id" ] && $FLASK merchants keys list "$merchant_id" >/dev/null
   echo "The shop is PayBridge merchant $merchant_id already."
   $SHOP init
 else
+  # A test key (pbk_test_…): the demo runs in test mode, on the emulator's test keys only.
   $FLASK merchants create "PayBridge Demo Shop" --notify-url "$SHOP_URL/notify" --json \
     | $SHOP init --paybridge-credentials -
   merchant_id=$($SHOP merchant-id)

@@ -20,6 +20,7 @@ ACTIONS = (
     "login_failed",
     "logout",
     "password_change",
+    "mode_switch",
     "payment_expire",
     "payment_refund",
     "subscription_cancel",

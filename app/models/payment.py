@@ -84,20 +84,37 @@ class Payment(db.Model):
         UniqueConstraint("merchant_id", "livemode", "merchant_reference"),
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("refunded_amount >= 0", name="refunded_amount_not_negative"),
-        Index("ix_payments_merchant_created", "merchant_id", "created_at", "id"),
-        # The API's list: a key sees its mode's payments only (migration 0013).
+        # Lists show one mode (test or live data): merchant and mode lead their indexes
+        # (migrations 0003_dashboard, 0013_mode_scoped_keys, 0015_mode_indexes); the API's and
+        # the dashboard's list of a merchant's payments share the first.
         Index("ix_payments_merchant_mode_created", "merchant_id", "livemode", "created_at", "id"),
-        Index("ix_payments_merchant_status_created", "merchant_id", "status", "created_at"),
+        Index(
+            "ix_payments_merchant_status_created", "merchant_id", "livemode", "status", "created_at"
+        ),
         Index("ix_payments_status_updated", "status", "updated_at"),
-        Index("ix_payments_merchant_email", "merchant_id", "customer_email"),
+        Index("ix_payments_merchant_email", "merchant_id", "livemode", "customer_email"),
         Index("ix_payments_created", "created_at", "id"),
-        # Dashboard filters (migration 0003_dashboard).
-        Index("ix_payments_merchant_currency_created", "merchant_id", "currency", "created_at"),
-        Index("ix_payments_merchant_type_created", "merchant_id", "payment_type", "created_at"),
-        Index("ix_payments_merchant_amount", "merchant_id", "amount"),
-        Index("ix_payments_merchant_status_updated", "merchant_id", "status", "updated_at"),
-        Index("ix_payments_status_created", "status", "created_at"),
-        Index("ix_payments_currency_created", "currency", "created_at"),
+        Index("ix_payments_livemode_created", "livemode", "created_at", "id"),
+        Index(
+            "ix_payments_merchant_currency_created",
+            "merchant_id",
+            "livemode",
+            "currency",
+            "created_at",
+        ),
+        Index(
+            "ix_payments_merchant_type_created",
+            "merchant_id",
+            "livemode",
+            "payment_type",
+            "created_at",
+        ),
+        Index("ix_payments_merchant_amount", "merchant_id", "livemode", "amount"),
+        Index(
+            "ix_payments_merchant_status_updated", "merchant_id", "livemode", "status", "updated_at"
+        ),
+        Index("ix_payments_status_created", "livemode", "status", "created_at"),
+        Index("ix_payments_currency_created", "livemode", "currency", "created_at"),
         Index("ix_payments_merchant_reference", "merchant_reference"),
         Index("ix_payments_customer_email", "customer_email"),
         # A refund event names the payment intent: it finds its payment (0012).

@@ -65,7 +65,9 @@ class Subscription(db.Model):
     __table_args__ = (
         CheckConstraint("amount > 0", name="amount_positive"),
         CheckConstraint("interval_count > 0", name="interval_count_positive"),
-        Index("ix_subscriptions_merchant_created", "merchant_id", "created_at", "id"),
+        Index(
+            "ix_subscriptions_merchant_mode_created", "merchant_id", "livemode", "created_at", "id"
+        ),
         Index("ix_subscriptions_status_updated", "status", "updated_at"),
     )
 

@@ -2,7 +2,8 @@
 
 `merchant_id=None` means "every merchant" and is only ever passed for operators: the views
 decide the scope from the logged-in user (app.blueprints.dashboard.shared), never from input a
-merchant user controls.
+merchant user controls. Lists and figures show one of Stripe's modes (`livemode`, see
+app/reporting/modes.py); one object opened by its id is found in either, and says its mode.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from app.models import (
     Refund,
     utcnow,
 )
+from app.reporting.modes import in_mode
 
 LIST_PAGE_SIZE = 50
 STUCK_AFTER = timedelta(hours=1)
@@ -157,8 +159,15 @@ def _as_date(value) -> date:
     return date.fromisoformat(str(value))
 
 
-def overview(*, merchant_id: int | None, days: int = 14, now: datetime | None = None) -> Overview:
-    """Per-day volumes and amounts (UTC days), success rate and what needs attention."""
+def overview(
+    *, merchant_id: int | None, livemode: bool, days: int = 14, now: datetime | None = None
+) -> Overview:
+    """Per-day volumes and amounts (UTC days), success rate and what needs attention, of one
+    mode."""
+
+    def in_view(stmt, model):
+        return in_mode(scoped(stmt, model, merchant_id), model, livemode)
+
     now = now or utcnow()
     first_day = now.date() - timedelta(days=days - 1)
     start = datetime.combine(first_day, datetime.min.time())
@@ -174,7 +183,7 @@ def overview(*, merchant_id: int | None, days: int = 14, now: datetime | None = 
         .where(Payment.created_at >= start)
         .group_by(day_col, Payment.currency, Payment.status)
     )
-    stmt = scoped(stmt, Payment, merchant_id)
+    stmt = in_view(stmt, Payment)
     by_day = {
         first_day + timedelta(days=i): DayStats(first_day + timedelta(days=i)) for i in range(days)
     }
@@ -197,9 +206,9 @@ def overview(*, merchant_id: int | None, days: int = 14, now: datetime | None = 
     )
     failed_q = select(Notification).where(Notification.status == Notification.STATUS_FAILED)
     conflicts_q = select(PaymentConflict).where(PaymentConflict.resolved_at.is_(None))
-    stuck_q = scoped(stuck_q, Payment, merchant_id)
-    failed_q = scoped(failed_q, Notification, merchant_id)
-    conflicts_q = scoped(conflicts_q, PaymentConflict, merchant_id)
+    stuck_q = in_view(stuck_q, Payment)
+    failed_q = in_view(failed_q, Notification)
+    conflicts_q = in_view(conflicts_q, PaymentConflict)
 
     return Overview(
         days=ordered_days,
@@ -208,7 +217,7 @@ def overview(*, merchant_id: int | None, days: int = 14, now: datetime | None = 
         succeeded=sum(d.succeeded for d in ordered_days),
         failed=sum(d.failed for d in ordered_days),
         stuck_count=_count(stuck_q, Payment.id),
-        stuck=_oldest_stuck(merchant_id, now - STUCK_AFTER),
+        stuck=_oldest_stuck(lambda stmt: in_view(stmt, Payment), now - STUCK_AFTER),
         failed_notifications_count=_count(failed_q, Notification.id),
         failed_notifications=list(
             db.session.scalars(
@@ -228,13 +237,13 @@ def overview(*, merchant_id: int | None, days: int = 14, now: datetime | None = 
     )
 
 
-def _oldest_stuck(merchant_id: int | None, cutoff: datetime, limit: int = 10) -> list[Payment]:
-    """The longest-stuck payments: one index-ordered LIMIT per status, merged here, instead of
-    one query that must sort every stuck payment of every status."""
+def _oldest_stuck(in_view, cutoff: datetime, limit: int = 10) -> list[Payment]:
+    """The longest-stuck payments in view: one index-ordered LIMIT per status, merged here,
+    instead of one query that must sort every stuck payment of every status."""
     found: list[Payment] = []
     for status in NON_FINAL:
         stmt = select(Payment).where(Payment.status == status, Payment.updated_at < cutoff)
-        stmt = scoped(stmt, Payment, merchant_id)
+        stmt = in_view(stmt)
         found.extend(db.session.scalars(stmt.order_by(Payment.updated_at).limit(limit)))
     return sorted(found, key=lambda p: p.updated_at)[:limit]
 
@@ -266,15 +275,17 @@ EVENT_OUTCOMES = [
 def events(
     *,
     merchant_id: int | None,
+    livemode: bool,
     outcome: str | None = None,
     event_type: str | None = None,
     before_id: int | None = None,
 ) -> list[PspEvent]:
-    """PSP events newest first. A merchant sees the events tied to its own payments only;
-    events that matched no payment are an operator's business."""
+    """PSP events of one mode (the one the PSP says each is in), newest first. A merchant sees
+    the events tied to its own payments only; events that matched no payment are an operator's
+    business."""
+    stmt = in_mode(select(PspEvent), PspEvent, livemode)
     stmt = (
-        select(PspEvent)
-        .options(selectinload(PspEvent.payment))
+        stmt.options(selectinload(PspEvent.payment))
         .order_by(PspEvent.id.desc())
         .limit(LIST_PAGE_SIZE + 1)
     )
@@ -316,22 +327,23 @@ def recon_run(run_id: int) -> ReconciliationRun | None:
     return db.session.get(ReconciliationRun, run_id)
 
 
-def recon_details_for(run: ReconciliationRun, *, merchant_id: int | None) -> list[dict]:
-    """The run's per-payment lines; a merchant user only sees lines about its own payments."""
+def recon_details_for(
+    run: ReconciliationRun, *, merchant_id: int | None, livemode: bool
+) -> list[dict]:
+    """The run's lines about payments of one mode; a merchant user only sees lines about its
+    own payments, an operator also the lines about no payment (the run's own)."""
     details = [d for d in (run.details or []) if isinstance(d, dict)]
-    if merchant_id is None:
-        return details
     ids = {d.get("payment") for d in details if d.get("payment")}
-    if not ids:
-        return []
-    own = set(
-        db.session.scalars(
-            select(Payment.public_id).where(
-                Payment.public_id.in_(ids), Payment.merchant_id == merchant_id
-            )
-        )
-    )
-    return [d for d in details if d.get("payment") in own]
+    shown: set = set()
+    if ids:
+        stmt = select(Payment.public_id).where(Payment.public_id.in_(ids))
+        stmt = in_mode(scoped(stmt, Payment, merchant_id), Payment, livemode)
+        shown = set(db.session.scalars(stmt))
+    return [
+        d
+        for d in details
+        if d.get("payment") in shown or (merchant_id is None and not d.get("payment"))
+    ]
 
 
 def refund_timeline(refunds: list[Refund]) -> list[dict]:

@@ -8,6 +8,7 @@ from app.common.cursors import older_page
 from app.common.tenancy import scoped
 from app.extensions import db
 from app.models import Subscription
+from app.reporting.modes import in_mode
 
 PAGE_SIZE = 50
 
@@ -29,11 +30,10 @@ def subscription_in_scope(public_id: str, *, merchant_id: int | None) -> Subscri
 
 
 def list_subscriptions(
-    merchant_id: int | None, *, status: str | None, before: int | None
+    merchant_id: int | None, *, livemode: bool, status: str | None, before: int | None
 ) -> tuple[list[Subscription], int | None]:
-    """One page, newest first: (rows, the cursor of the next older page or None)."""
-    stmt = select(Subscription)
-    stmt = scoped(stmt, Subscription, merchant_id)
+    """One page of one mode, newest first: (rows, the cursor of the next older page or None)."""
+    stmt = in_mode(scoped(select(Subscription), Subscription, merchant_id), Subscription, livemode)
     if status:
         stmt = stmt.where(Subscription.status == status)
     if before:

@@ -1,9 +1,11 @@
 """The transactions table: filters, search, keyset pagination and the streamed CSV export.
 
 Every query here starts from the caller's tenancy scope (one merchant, or all for an operator)
-and is shaped so MySQL answers it from an index (see migration 0003_dashboard_indexes):
-equality on merchant_id / status / currency / payment_type, then a range on created_at, ordered
-by (created_at, id) — the primary key rides along at the end of every InnoDB secondary index.
+and one of Stripe's modes (test or live data, never both), and is shaped so MySQL answers it
+from an index (migrations 0003_dashboard_indexes, 0013_mode_scoped_keys, 0015_mode_indexes):
+equality on merchant_id, livemode and then status / currency / payment_type, then a range on
+created_at, ordered by (created_at, id) — the primary key rides along at the end of every
+InnoDB secondary index.
 Search is exact-or-prefix only (`LIKE 'abc%'`), never a leading wildcard.
 """
 
@@ -22,6 +24,7 @@ from app.common import cursors
 from app.common.money import THREE_DECIMAL, ZERO_DECIMAL, format_minor, to_minor
 from app.extensions import db
 from app.models import Payment
+from app.reporting.modes import in_mode
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 1000
@@ -36,6 +39,7 @@ class TransactionFilter:
     """What the person asked for; None means "any"."""
 
     merchant_id: int | None = None  # the tenancy scope: always set for a merchant user
+    livemode: bool = False  # the mode the dashboard shows: test and live data never mix
     status: str | None = None
     date_from: date | None = None
     date_to: date | None = None  # inclusive: the whole day
@@ -88,7 +92,7 @@ def _search_clause(q: str):
 
 def filtered(f: TransactionFilter) -> Select:
     """SELECT payments matching the filter (no order, no limit)."""
-    stmt = select(Payment)
+    stmt = in_mode(select(Payment), Payment, f.livemode)
     if f.merchant_id is not None:
         stmt = stmt.where(Payment.merchant_id == f.merchant_id)
     if f.status:
@@ -183,6 +187,7 @@ CSV_COLUMNS = [
     "refunded_amount_minor",
     "finalized_at",
     "failure_code",
+    "livemode",
 ]
 
 # A cell starting with one of these is run as a formula by spreadsheet programs.
@@ -215,6 +220,7 @@ EXPORT_COLUMNS = (
     Payment.refunded_amount,
     Payment.finalized_at,
     Payment.failure_code,
+    Payment.livemode,
 )
 
 
@@ -235,6 +241,7 @@ def csv_row(row) -> list[str]:
         str(row.refunded_amount or 0),
         _cell(row.finalized_at),
         _cell(row.failure_code),
+        "true" if row.livemode else "false",  # as the API and notifications write it
     ]
 
 

@@ -88,3 +88,52 @@ def test_the_notification_pump_delivers_on_the_demo_database(sqlite_app, receive
         [notification] = db.session.scalars(db.select(Notification)).all()
         assert (notification.status, notification.attempt_count) == ("delivered", 1)
         assert request.headers["webhook-id"] == notification.public_id
+
+
+def test_the_demo_runs_in_test_mode(app, tmp_path, monkeypatch, restore_api):
+    """scripts/demo.sh's steps on the demo's own settings (development: Stripe's test mode
+    only): the shop's merchant gets a test key, its dashboard opens on test data with the
+    banner, and a live key is refused, saying why."""
+    import json
+
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+    from tests.support.pages import csrf_from, login, token_for
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'demo.sqlite3'}")
+    demo = create_app("development")
+    try:
+        assert demo.config["STRIPE_LIVE_SECRET_KEY"] is None
+        with demo.app_context():
+            upgrade()
+        cli = demo.test_cli_runner()
+        created = cli.invoke(args=["merchants", "create", "PayBridge Demo Shop", "--json"])
+        merchant = json.loads(created.output)
+        assert merchant["api_key"].startswith("pbk_test_")
+        monkeypatch.setenv("PAYBRIDGE_USER_PASSWORD", "demo-password")
+        made = cli.invoke(
+            args=[
+                "users",
+                "create",
+                "merchant@example.com",
+                "--merchant-id",
+                merchant["merchant_id"],
+            ]
+        )
+        assert made.exit_code == 0, made.output
+
+        browser = demo.test_client()
+        assert login(browser, "merchant@example.com", "demo-password").status_code == 302
+        assert "Viewing test data." in browser.get("/dashboard/").get_data(as_text=True)
+        token = token_for(browser, "/dashboard/api-keys")
+        refused = browser.post(
+            "/dashboard/api-keys", data={"name": "live", "mode": "live", "csrf_token": token}
+        )
+        assert refused.status_code == 400
+        assert "does not run live mode" in refused.get_data(as_text=True)
+        assert csrf_from(refused.get_data(as_text=True))  # the form is shown again
+    finally:
+        with demo.app_context():
+            db.engine.dispose()

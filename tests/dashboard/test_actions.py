@@ -73,14 +73,17 @@ def test_api_key_create_shows_the_raw_key_once_and_revoke_confirms(app, client_a
     token = token_for(client_a, "/dashboard/api-keys")
     assert client_a.post("/dashboard/api-keys", data={"name": "no token"}).status_code == 400
 
-    created = client_a.post("/dashboard/api-keys", data={"name": "web shop", "csrf_token": token})
+    created = client_a.post(
+        "/dashboard/api-keys", data={"name": "web shop", "mode": "test", "csrf_token": token}
+    )
     assert created.status_code == 200
     page = created.get_data(as_text=True)
     raw = page.split('id="new-api-key">')[1].split("<")[0]
-    assert raw.startswith("pbk_")
+    assert raw.startswith("pbk_test_")
     with app.app_context():
         key = db.session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(raw)))
         assert key.merchant_id == tenants.a_id and key.name == "web shop"
+        assert key.livemode is False
         key_id, prefix = key.id, key.prefix
     listing = client_a.get("/dashboard/api-keys").get_data(as_text=True)
     assert raw not in listing

@@ -196,7 +196,7 @@ def test_init_fills_the_catalogue_once_and_keeps_the_paybridge_credentials(
 
     assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
     assert "8 prints added" in first.output and "0 prints added" in again.output
-    assert "connected to PayBridge as merchant 7" in first.output
+    assert "connected to PayBridge as merchant 7 with a test key" in first.output
     assert "pbk_test_abc" not in first.output  # a secret is stored, never printed
     stored = json.loads((tmp_path / "demo_shop.json").read_text())
     assert stored["PAYBRIDGE_API_KEY"] == "pbk_test_abc"

@@ -235,6 +235,7 @@ def add_payment(
     created_at: datetime | None = None,
     session_id: str | None = None,
     updated_at: datetime | None = None,
+    livemode: bool = False,
 ) -> Payment:
     """A payment row with a history consistent with its status, at any time (the real path is
     covered by the payment core's and webhooks' tests; pages and lists only read these rows)."""
@@ -253,6 +254,7 @@ def add_payment(
         status=status,
         status_version=len(PATHS[status]),
         psp_session_id=session_id,
+        livemode=livemode,
         created_at=created_at,
         updated_at=updated_at or created_at,
         finalized_at=created_at + timedelta(minutes=3) if status in ("SUCCESS", "FAILED") else None,
@@ -278,15 +280,21 @@ def add_payment(
 
 
 def add_many_payments(
-    merchant_id: int, count: int, *, start: datetime, status: str = "FAILED"
+    merchant_id: int,
+    count: int,
+    *,
+    start: datetime,
+    status: str = "FAILED",
+    livemode: bool = False,
+    prefix: str = "many",
 ) -> None:
-    """Many bare payment rows in one INSERT, one second apart back from `start` (for size
-    tests; no history)."""
+    """Many bare payment rows of one mode in one INSERT, one second apart back from `start`
+    (for size tests; no history)."""
     rows = [
         {
             "public_id": new_payment_id(),
             "merchant_id": merchant_id,
-            "merchant_reference": f"many-{i:05d}",
+            "merchant_reference": f"{prefix}-{i:05d}",
             "amount": 100 + i,
             "currency": "EUR",
             "payment_type": "SALE",
@@ -295,6 +303,7 @@ def add_many_payments(
             "metadata_": {},
             "status": status,
             "status_version": 3,
+            "livemode": livemode,
             "created_at": start - timedelta(seconds=i),
             "updated_at": start - timedelta(seconds=i),
         }

@@ -9,7 +9,7 @@ from flask_login import current_user, login_required
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, decline, form_page, perform
 from app.blueprints.dashboard.forms import ConfirmForm, ResolveConflictForm
-from app.blueprints.dashboard.shared import payment_or_404, payment_url
+from app.blueprints.dashboard.shared import payment_to_act_on, payment_url
 from app.conflicts.service import refund_conflict as refund_at_psp
 from app.conflicts.service import resolve_conflict as mark_resolved
 from app.models import Payment, PaymentConflict
@@ -63,8 +63,8 @@ def resolve_conflict(public_id: str, conflict_id: int):
 
 
 def _conflict_or_404(public_id: str, conflict_id: int) -> tuple[Payment, PaymentConflict]:
-    """The payment in the user's scope, and one of its conflicts."""
-    payment = payment_or_404(public_id)
+    """The payment in the user's scope and mode in view, and one of its conflicts."""
+    payment = payment_to_act_on(public_id)
     conflict = queries.payment_conflict(payment, conflict_id)
     if conflict is None:
         abort(404, "No such conflict.")

@@ -14,6 +14,7 @@ from app.blueprints.dashboard.shared import (
     own_merchant_id,
     query_args,
     scope_merchant_id,
+    view_livemode,
 )
 from app.common.cursors import older_page
 from app.reporting import queries
@@ -29,7 +30,9 @@ def events():
     )
     valid = form.validate()
     before = before_id("dashboard.events")
-    rows = queries.events(merchant_id=merchant_id, before_id=before, **form.filters())
+    rows = queries.events(
+        merchant_id=merchant_id, livemode=view_livemode(), before_id=before, **form.filters()
+    )
     rows, last_id = older_page(rows, queries.LIST_PAGE_SIZE)
     page = render_template(
         "dashboard/events.html",

@@ -44,6 +44,7 @@ from app.common.money import (
 )
 from app.errors import PayBridgeError
 from app.models import PaymentStatus, PaymentType
+from app.psp import configured_modes
 from app.reporting.transactions import TransactionFilter
 
 
@@ -156,9 +157,51 @@ class CancelSubscriptionForm(FlaskForm):
     )
 
 
+# Stripe's two modes as the dashboard's forms send them.
+MODES = {"test": False, "live": True}
+
+
+def mode_name(livemode: bool) -> str:
+    return "live" if livemode else "test"
+
+
+class ModeForm(FlaskForm):
+    """The test-data switch: which mode the dashboard shows, and the page to go back to."""
+
+    mode = SelectField(
+        "Mode",
+        choices=[SelectChoice("test", "Test data"), SelectChoice("live", "Live data")],
+        validators=[InputRequired()],
+    )
+    next = HiddenField()
+
+    @property
+    def livemode(self) -> bool:
+        return MODES[self.mode.data]
+
+
 class ApiKeyForm(FlaskForm):
     name = StringField("Key name", validators=[Optional(), Length(max=100)])
+    mode = RadioField(
+        "Mode",
+        choices=[
+            SelectChoice("test", "Test key (pbk_test_…): test payments, no real money"),
+            SelectChoice("live", "Live key (pbk_live_…): real payments"),
+        ],
+        validators=[InputRequired(message="Choose test or live.")],
+    )
     submit = SubmitField("Create key")
+
+    def validate_mode(self, field) -> None:
+        if MODES.get(field.data) not in configured_modes():
+            raise ValidationError(
+                f"This PayBridge does not run {field.data} mode (STRIPE_{field.data.upper()}"
+                "_SECRET_KEY is not set): a key of that mode could make no payment."
+            )
+
+    @property
+    def livemode(self) -> bool:
+        return MODES[self.mode.data]
 
 
 class NotifyUrlForm(FlaskForm):
@@ -256,10 +299,12 @@ class TransactionFilterForm(FlaskForm):
         if field.data and self.date_from.data and field.data < self.date_from.data:
             raise ValidationError("The end date is before the start date.")
 
-    def to_filter(self, merchant_id: int | None) -> TransactionFilter:
-        """The validated filters, inside the tenancy scope `merchant_id` (None: every merchant)."""
+    def to_filter(self, merchant_id: int | None, livemode: bool) -> TransactionFilter:
+        """The validated filters, inside the tenancy scope `merchant_id` (None: every merchant)
+        and one mode."""
         return TransactionFilter(
             merchant_id=merchant_id,
+            livemode=livemode,
             status=self.status.data or None,
             date_from=self.date_from.data,
             date_to=self.date_to.data,

@@ -8,7 +8,7 @@ from flask_login import login_required
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, form_page, perform
 from app.blueprints.dashboard.forms import ConfirmForm
-from app.blueprints.dashboard.shared import own_merchant_id, payment_url
+from app.blueprints.dashboard.shared import act_in_view, own_merchant_id, payment_url
 from app.notifications.delivery import resend
 from app.reporting import queries
 
@@ -22,6 +22,8 @@ def resend_notification(notification_id: int):
         abort(404, "No such notification.")
     payment = notification.payment
     back = payment_url(payment.public_id) if payment else url_for("dashboard.overview")
+    if payment is not None:
+        act_in_view(payment.livemode, "notification's payment", back)
     form = ConfirmForm()
     if not form.validate_on_submit():
         return form_page(

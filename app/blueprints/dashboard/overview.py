@@ -6,7 +6,11 @@ from flask import render_template
 from flask_login import login_required
 
 from app.blueprints.dashboard import bp
-from app.blueprints.dashboard.shared import merchant_filter_choices, scope_merchant_id
+from app.blueprints.dashboard.shared import (
+    merchant_filter_choices,
+    scope_merchant_id,
+    view_livemode,
+)
 from app.reporting import charts, queries
 
 
@@ -15,7 +19,7 @@ from app.reporting import charts, queries
 def overview():
     """Volumes, amounts, success rate and what needs attention."""
     merchant_id = scope_merchant_id()
-    data = queries.overview(merchant_id=merchant_id)
+    data = queries.overview(merchant_id=merchant_id, livemode=view_livemode())
     return render_template(
         "dashboard/overview.html",
         data=data,

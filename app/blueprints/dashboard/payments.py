@@ -7,13 +7,20 @@ from flask_login import login_required
 
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, decline, form_page, perform
-from app.blueprints.dashboard.forms import ConfirmForm, ExpireForm, TransactionFilterForm
+from app.blueprints.dashboard.forms import (
+    ConfirmForm,
+    ExpireForm,
+    TransactionFilterForm,
+    mode_name,
+)
 from app.blueprints.dashboard.shared import (
     merchant_filter_choices,
     payment_or_404,
+    payment_to_act_on,
     payment_url,
     query_args,
     scope_merchant_id,
+    view_livemode,
 )
 from app.models import Payment, StatusSource, utcnow
 from app.payments.service import expire_payment
@@ -29,7 +36,7 @@ def payments():
     form = TransactionFilterForm(formdata=request.args)
     valid = form.validate()
     if valid:
-        result = _page(form.to_filter(scope_merchant_id()))
+        result = _page(form.to_filter(scope_merchant_id(), view_livemode()))
     else:
         # Never show an unfiltered list that could be read as the filtered one.
         result = transactions.Page(rows=[], older=None, newer=None)
@@ -57,27 +64,32 @@ def _page(txf: transactions.TransactionFilter) -> transactions.Page:
 @bp.route("/payments/export.csv")
 @login_required
 def export_payments():
-    """The filtered set as CSV, streamed row batch by row batch."""
+    """The filtered set of the mode in view as CSV, streamed row batch by row batch."""
     form = TransactionFilterForm(formdata=request.args)
     if not form.validate():
         abort(400, "The filters are not valid; fix them on the transactions page first.")
+    livemode = view_livemode()
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
+    # The mode in the file's name too: a test export is never mistaken for the books.
+    name = f"payments-{mode_name(livemode)}-{stamp}.csv"
     return Response(
-        stream_with_context(transactions.export_csv(form.to_filter(scope_merchant_id()))),
+        stream_with_context(transactions.export_csv(form.to_filter(scope_merchant_id(), livemode))),
         mimetype="text/csv",
-        headers={"Content-Disposition": f'attachment; filename="payments-{stamp}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
 @bp.route("/payments/<public_id>")
 @login_required
 def payment_detail(public_id: str):
-    """One payment's whole story."""
+    """One payment's whole story, in whichever mode it is: a link to a live payment opened while
+    viewing test data (or the reverse) says so and offers the switch."""
     payment = payment_or_404(public_id)
     story = queries.payment_story(payment)
     return render_template(
         "dashboard/payment.html",
         story=story,
+        other_mode=payment.livemode != view_livemode(),
         psp_links=_psp_links(payment),
         confirm=ConfirmForm(),
         refund_events=refund_timeline(story.refunds),
@@ -107,7 +119,7 @@ def _psp_links(payment: Payment) -> list[tuple[str, str]]:
 @login_required
 def expire(public_id: str):
     """Confirm, then expire a payment that is not final (PSP session expired, FAILED)."""
-    payment = payment_or_404(public_id)
+    payment = payment_to_act_on(public_id)
     if payment.is_final:
         message = f"This payment is already {payment.status}; nothing to expire."
         return decline(message, payment_url(public_id))

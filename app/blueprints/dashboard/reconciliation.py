@@ -15,9 +15,10 @@ from app.blueprints.dashboard.shared import (
     before_link,
     operator_required,
     own_merchant_id,
-    payment_or_404,
+    payment_to_act_on,
     payment_url,
     scope_merchant_id,
+    view_livemode,
 )
 from app.common.cursors import older_page
 from app.reconciliation.service import reconcile_payment, run_reconciliation
@@ -42,11 +43,14 @@ def recon_runs():
 @bp.route("/reconciliation/<int:run_id>")
 @login_required
 def recon_run(run_id: int):
-    """One run and the payments it looked at (a merchant sees only its own)."""
+    """One run and the payments of the mode in view it looked at (a merchant sees only its
+    own)."""
     run = queries.recon_run(run_id)
     if run is None:
         abort(404, "No such reconciliation run.")
-    details = queries.recon_details_for(run, merchant_id=own_merchant_id())
+    details = queries.recon_details_for(
+        run, merchant_id=own_merchant_id(), livemode=view_livemode()
+    )
     return render_template("dashboard/recon_run.html", run=run, details=details)
 
 
@@ -82,7 +86,7 @@ def _run_now() -> Done:
 @login_required
 def reconcile(public_id: str):
     """Confirm, then ask the PSP for this payment's truth and apply it."""
-    payment = payment_or_404(public_id)
+    payment = payment_to_act_on(public_id)
     form = ConfirmForm()
     if not form.validate_on_submit():
         return form_page("dashboard/confirm_reconcile.html", payment=payment, form=form)

@@ -8,7 +8,7 @@ from flask_login import login_required
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, decline, form_page, perform
 from app.blueprints.dashboard.forms import RefundForm
-from app.blueprints.dashboard.shared import payment_or_404, payment_url
+from app.blueprints.dashboard.shared import payment_to_act_on, payment_url
 from app.common.money import format_money
 from app.models import PaymentStatus, Refund, RefundStatus, StatusSource
 from app.refunds.service import create_refund, remaining_amount
@@ -18,7 +18,7 @@ from app.refunds.service import create_refund, remaining_amount
 @login_required
 def refund(public_id: str):
     """Refund all or part of a SUCCESS payment: amount and reason, confirm, then the PSP."""
-    payment = payment_or_404(public_id)
+    payment = payment_to_act_on(public_id)
     remaining = remaining_amount(payment)
     if remaining <= 0:  # remaining_amount is 0 for a payment that is not SUCCESS
         paid = payment.status == PaymentStatus.SUCCESS

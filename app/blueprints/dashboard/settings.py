@@ -5,19 +5,20 @@ An operator picks the merchant first (?merchant_id=…); a merchant user always 
 
 from __future__ import annotations
 
-from flask import abort, current_app, render_template
+from flask import abort, current_app, render_template, request
 from flask_login import login_required
 
 from app.accounts import api_keys as keys
 from app.accounts import service as accounts
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, audited, form_page, form_status, perform
-from app.blueprints.dashboard.forms import ApiKeyForm, ConfirmForm, NotifyUrlForm
+from app.blueprints.dashboard.forms import ApiKeyForm, ConfirmForm, NotifyUrlForm, mode_name
 from app.blueprints.dashboard.shared import (
     chosen_merchant,
     merchant_url,
     pick_merchant,
     settings_merchant,
+    view_livemode,
 )
 from app.models import ApiKey, Merchant
 
@@ -31,14 +32,19 @@ def api_keys():
     merchant = settings_merchant()
     if merchant is None:
         return pick_merchant("dashboard.api_keys", "API keys")
-    form = ApiKeyForm()
+    form = ApiKeyForm() if request.method == "POST" else _new_key_form()
     if not form.validate_on_submit():
         return _keys_page(merchant, form), form_status()
-    name = form.name.data
+    name, livemode = form.name.data, form.livemode
     created = audited(
-        "api_key_create", merchant_id=merchant.id, act=lambda: _create(merchant, name)
+        "api_key_create", merchant_id=merchant.id, act=lambda: _create(merchant, name, livemode)
     )
-    return _keys_page(merchant, ApiKeyForm(formdata=None), raw_key=created.value)
+    return _keys_page(merchant, _new_key_form(), raw_key=created.value)
+
+
+def _new_key_form() -> ApiKeyForm:
+    """An empty form for a key of the mode in view (as Stripe's keys page offers)."""
+    return ApiKeyForm(formdata=None, mode=mode_name(view_livemode()))
 
 
 def _keys_page(merchant: Merchant, form: ApiKeyForm, raw_key: str | None = None) -> str:
@@ -63,9 +69,10 @@ def _rate_limits(merchant: Merchant) -> dict:
     }
 
 
-def _create(merchant: Merchant, name: str) -> Done:
-    key, raw_key = keys.create_api_key(merchant, name)
-    return Done(detail={"name": key.name}, target=("api_key", key.prefix), value=raw_key)
+def _create(merchant: Merchant, name: str, livemode: bool) -> Done:
+    key, raw_key = keys.create_api_key(merchant, name, livemode=livemode)
+    detail = {"name": key.name, "livemode": key.livemode}
+    return Done(detail=detail, target=("api_key", key.prefix), value=raw_key)
 
 
 @bp.route("/api-keys/<int:key_id>/revoke", methods=["GET", "POST"])

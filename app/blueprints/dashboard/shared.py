@@ -1,16 +1,22 @@
-"""What every dashboard page shares: whose data a request may see, the audit call, the redirect
-after log-in, the template helpers and the no-store header.
+"""What every dashboard page shares: whose data a request may see, in which mode, the audit
+call, the redirect after log-in, the template helpers and the no-store header.
 
 Tenancy: a merchant user's scope is its own merchant_id, always taken from the logged-in user;
 an operator's scope is every merchant, narrowed by an optional `merchant_id` filter. Anything
 outside the scope answers 404, exactly as if it did not exist.
+
+Mode: like Stripe's dashboard, every list and figure shows test or live data, never both
+(`view_livemode`). The choice is kept in the session cookie for the session (it only chooses
+what to show: tenancy decides what may be seen); a new session starts in live mode when there
+is live data in the user's scope, else in test mode.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from flask import Response, abort, flash, render_template, request, url_for
+from flask import Response, abort, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
 from app.accounts import audit
@@ -21,6 +27,7 @@ from app.common.urls import split_url
 from app.errors import ValidationError
 from app.models import Merchant, Payment, User, iso
 from app.reporting import queries
+from app.reporting.modes import has_live_data
 from app.reporting.subscriptions import payment_subscription
 
 # --- tenancy ----------------------------------------------------------------------------------
@@ -90,10 +97,51 @@ def pick_merchant(endpoint: str, title: str) -> str:
     )
 
 
+# --- mode -------------------------------------------------------------------------------------
+
+# Where the session cookie keeps the mode chosen (True: live data, False: test data).
+MODE_KEY = "dashboard_livemode"
+
+
+def view_livemode() -> bool:
+    """Which of Stripe's modes the dashboard shows this user: the one chosen in this session,
+    else live when the user's scope has live data (a live API key), else test."""
+    chosen = session.get(MODE_KEY)
+    if not isinstance(chosen, bool):
+        if not is_operator() and current_user.merchant_id is None:
+            return False  # nothing to see in either mode (the page answers 403)
+        chosen = session[MODE_KEY] = has_live_data(own_merchant_id())
+    return chosen
+
+
+def choose_livemode(livemode: bool) -> None:
+    session[MODE_KEY] = livemode
+
+
 def payment_or_404(public_id: str) -> Payment:
     payment = queries.payment_by_public_id(public_id, merchant_id=own_merchant_id())
     if payment is None:
         abort(404, "No such payment.")
+    return payment
+
+
+def act_in_view(livemode: bool, what: str, back: str) -> None:
+    """Actions touch only the mode in view, so nobody refunds real money believing it a test:
+    an action on the other mode's object says so and goes `back`, doing nothing."""
+    if livemode != view_livemode():
+        mode, shown = ("live", "test") if livemode else ("test", "live")
+        flash(
+            f"Nothing was done: this {what} is in {mode} mode and you are viewing {shown} "
+            f"data. Switch to {mode} data to act on it.",
+            "warning",
+        )
+        abort(redirect(back))
+
+
+def payment_to_act_on(public_id: str) -> Payment:
+    """The payment an action is about: in the scope (else 404) and in the mode in view."""
+    payment = payment_or_404(public_id)
+    act_in_view(payment.livemode, "payment", payment_url(public_id))
     return payment
 
 
@@ -165,9 +213,22 @@ def before_link(row_id: int | None, scope: str) -> str | None:
 # --- every response ---------------------------------------------------------------------------
 
 
+def mode_return_url() -> str:
+    """Where switching modes goes back to: this page without its page cursors (a position in
+    one mode's list means nothing in the other's); the overview after a form that only posts."""
+    rule, endpoint = request.url_rule, request.endpoint
+    if rule is None or endpoint is None or "GET" not in (rule.methods or ()):
+        return url_for("dashboard.overview")
+    values: dict[str, Any] = {**(request.view_args or {}), **query_args("after", "before")}
+    return url_for(endpoint, **values)
+
+
 @bp.context_processor
 def dashboard_context() -> dict:
+    shows_mode = current_user.is_authenticated and request.endpoint is not None
     return {
+        "livemode": view_livemode() if shows_mode else None,
+        "mode_return_url": mode_return_url if shows_mode else None,
         "money": format_money,
         "minor": format_minor,
         "iso": iso,

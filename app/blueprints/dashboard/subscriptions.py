@@ -9,10 +9,12 @@ from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, decline, form_page, perform
 from app.blueprints.dashboard.forms import CancelSubscriptionForm, one_of
 from app.blueprints.dashboard.shared import (
+    act_in_view,
     before_id,
     before_link,
     own_merchant_id,
     scope_merchant_id,
+    view_livemode,
 )
 from app.extensions import db
 from app.models import Subscription, SubscriptionStatus
@@ -28,7 +30,10 @@ def subscriptions():
     """Subscriptions, newest first, with their status and next billing date."""
     status = one_of(request.args.get("status"), SubscriptionStatus)
     rows, last_id = list_subscriptions(
-        scope_merchant_id(), status=status, before=before_id("dashboard.subscriptions")
+        scope_merchant_id(),
+        livemode=view_livemode(),
+        status=status,
+        before=before_id("dashboard.subscriptions"),
     )
     return render_template(
         "dashboard/subscriptions.html",
@@ -66,6 +71,7 @@ def cancel_subscription(public_id: str):
     """Confirm, then cancel at the PSP (now, or at the end of the paid period)."""
     subscription = _subscription_or_404(public_id)
     back = url_for("dashboard.subscription_detail", public_id=public_id)
+    act_in_view(subscription.livemode, "subscription", back)
     if subscription.status == SubscriptionStatus.CANCELLED:
         return decline("This subscription is already cancelled.", back)
     form = CancelSubscriptionForm()
