@@ -102,14 +102,16 @@ def verify_in_its_mode(psp: str, payload: bytes, signature: str | None) -> PspEv
         except WebhookPayloadError:
             raise  # signed by this mode's secret, but not an event PayBridge can store
         except WebhookVerificationError as exc:
-            failure = exc
+            failure = failure if isinstance(failure, WebhookPayloadError) else exc
             continue
-        if event.livemode != livemode:
-            raise WebhookPayloadError(
-                f"signed with the {mode_name(livemode)} endpoint's secret but says "
-                f"livemode {str(event.livemode).lower()}"
-            )
-        return event
+        if event.livemode == livemode:
+            return event
+        # The other mode's secret may be the one that vouches for it (e.g. the same secret
+        # set for both modes by mistake): try it before refusing.
+        failure = WebhookPayloadError(
+            f"signed with the {mode_name(livemode)} endpoint's secret but says "
+            f"livemode {str(event.livemode).lower()}"
+        )
     raise failure or WebhookVerificationError("no webhook secret configured")
 
 

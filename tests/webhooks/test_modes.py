@@ -125,6 +125,26 @@ def test_an_event_signed_with_one_modes_secret_that_says_the_other_mode_is_refus
     assert count_rows(app, PspEvent) == 0
 
 
+def test_one_secret_set_for_both_modes_still_lets_each_mode_vouch_for_its_events(
+    app, client, merchant, monkeypatch
+):
+    """The test secret verifies a live event first (test is tried first) but may not vouch for
+    it; the live mode's (same) secret then does: no mode's events are lost to the mistake."""
+    shared = app.config["STRIPE_TEST_WEBHOOK_SECRETS"]
+    monkeypatch.setitem(app.config, "STRIPE_LIVE_WEBHOOK_SECRETS", shared)
+    app.extensions.pop("paybridge_psp", None)
+    try:
+        payment = payment_of_mode(app, merchant.id, True)
+        body = checkout_event(payment, livemode=True)
+
+        response = post_signed(client, body, livemode=True)
+
+        assert response.status_code == 200, response.get_json()
+        assert load_payment(app, payment.id).status == "SUCCESS"
+    finally:
+        app.extensions.pop("paybridge_psp", None)
+
+
 def test_an_event_whose_livemode_is_not_a_boolean_is_refused(app, client, merchant):
     payment = payment_of_mode(app, merchant.id, False)
     event = json.loads(checkout_event(payment, livemode=False))
