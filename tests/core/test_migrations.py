@@ -187,3 +187,69 @@ def test_the_shop_tables_are_not_dropped_on_mysql_while_they_hold_rows(
             db.engine.dispose()
     finally:
         drop_database(MIGRATION_DB)
+
+
+def _pre_modes_database(tmp_path, monkeypatch):
+    """A SQLite database at 0011 (before modes) holding a merchant's API key."""
+    from flask_migrate import upgrade
+
+    from app.extensions import db
+
+    url, fresh = _sqlite_app(tmp_path, monkeypatch)
+    with fresh.app_context():
+        upgrade(revision="0011_dashboard_sessions")
+        with db.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO merchants (id, name, signing_secret, created_at)"
+                    " VALUES (1, 'Old shop', 'whsec_x', '2026-12-01 10:00:00')"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO api_keys (merchant_id, name, prefix, key_hash, created_at)"
+                    " VALUES (1, 'default', 'pbk_abcdefgh', :hash, '2026-12-01 10:00:00')"
+                ),
+                {"hash": "a" * 64},
+            )
+    return url, fresh
+
+
+def _key_modes(fresh) -> list:
+    from app.extensions import db
+
+    with db.engine.connect() as conn:
+        return [row[0] for row in conn.execute(text("SELECT livemode FROM api_keys"))]
+
+
+def test_rows_from_before_modes_take_the_one_mode_configured(
+    app, tmp_path, monkeypatch, restore_api
+):
+    """A deployment that ran on sk_live_… and renamed its key to STRIPE_LIVE_SECRET_KEY: its
+    old API keys (and payments, events) are live, not silently test."""
+    from flask_migrate import upgrade
+
+    monkeypatch.delenv("PAYBRIDGE_PRE_MODES_LIVEMODE", raising=False)
+    url, fresh = _pre_modes_database(tmp_path, monkeypatch)
+    fresh.config["STRIPE_TEST_SECRET_KEY"] = None  # only live mode, as the old key was
+    with fresh.app_context():
+        upgrade()
+        assert _key_modes(fresh) == [1]
+
+
+def test_with_both_modes_configured_the_migration_asks_which_mode_old_rows_are(
+    app, tmp_path, monkeypatch, restore_api, caplog
+):
+    from flask_migrate import upgrade
+
+    monkeypatch.delenv("PAYBRIDGE_PRE_MODES_LIVEMODE", raising=False)
+    url, fresh = _pre_modes_database(tmp_path, monkeypatch)  # the suite configures both
+    with fresh.app_context():
+        with pytest.raises(SystemExit):  # Flask-Migrate logs the error and exits 1
+            upgrade()
+        assert "PAYBRIDGE_PRE_MODES_LIVEMODE=live" in caplog.text
+        assert "livemode" not in _columns(url, "api_keys")  # nothing half done
+
+        monkeypatch.setenv("PAYBRIDGE_PRE_MODES_LIVEMODE", "test")
+        upgrade()
+        assert _key_modes(fresh) == [0]

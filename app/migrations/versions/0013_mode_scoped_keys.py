@@ -40,6 +40,12 @@ def upgrade():
         batch.add_column(
             sa.Column('livemode', sa.Boolean(), nullable=False, server_default=sa.false())
         )
+    # Keys from before modes were used by the API keys 0012 marked: a retry after the upgrade
+    # must still replay its answer, in the mode its key now has.
+    op.execute(
+        'UPDATE idempotency_keys SET livemode = TRUE WHERE merchant_id IN '
+        '(SELECT merchant_id FROM api_keys WHERE livemode = TRUE)'
+    )
     for table, (column, old, new) in KEYS.items():
         with op.batch_alter_table(table) as batch:
             batch.create_unique_constraint(new, ['merchant_id', 'livemode', column])
