@@ -81,8 +81,8 @@ NOTIFICATIONS_DUE = Gauge(
 PAYMENTS_OVERDUE = Gauge(
     "paybridge_payments_overdue",
     "Unfinished payments (CREATED, INITIATED) whose checkout expired longer ago than "
-    "reconciliation needs to finish them (read from the database at each scrape)",
-    ["status"],
+    "reconciliation needs to finish them, by Stripe mode (read from the database at each scrape)",
+    ["status", "mode"],
     multiprocess_mode="mostrecent",
 )
 

@@ -36,8 +36,11 @@ def get_payment(merchant_id: int, public_id: str, *, livemode: bool | None = Non
     return payment
 
 
-def count_overdue(now: datetime, grace: timedelta, lifetime: timedelta) -> dict[str, int]:
-    """Unfinished payments whose checkout expired more than `grace` ago, by status: nothing
+def count_overdue(
+    now: datetime, grace: timedelta, lifetime: timedelta
+) -> dict[tuple[str, bool], int]:
+    """Unfinished payments whose checkout expired more than `grace` ago, by status and mode
+    (livemode: a stuck live payment is real money, a stuck test one is not): nothing
     finished them (reconciliation expires them after expiry). A payment never registered
     (CREATED, no session) counts from its creation plus `lifetime`, the checkout lifetime.
     PENDING ones are not counted: their shopper paid, and a delayed method takes days."""
@@ -48,14 +51,18 @@ def count_overdue(now: datetime, grace: timedelta, lifetime: timedelta) -> dict[
     )
     statuses = (PaymentStatus.CREATED, PaymentStatus.INITIATED)
     rows = db.session.execute(
-        select(Payment.status, func.count())
+        select(Payment.status, Payment.livemode, func.count())
         .where(Payment.status.in_(statuses))
         .where(Payment.created_at < expired_before - SHORTEST_CHECKOUT)
         .where(overdue)
-        .group_by(Payment.status)
+        .group_by(Payment.status, Payment.livemode)
     ).all()
-    counted = {str(status): count for status, count in rows}
-    return {str(status): counted.get(str(status), 0) for status in statuses}
+    counted = {(str(status), bool(livemode)): count for status, livemode, count in rows}
+    return {
+        (str(status), livemode): counted.get((str(status), livemode), 0)
+        for status in statuses
+        for livemode in (False, True)
+    }
 
 
 @dataclass(frozen=True)

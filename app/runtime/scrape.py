@@ -45,8 +45,8 @@ def refresh_gauges(app: Flask) -> None:
         NOTIFICATIONS_DUE.set(count_due())
         lifetime = timedelta(seconds=app.config["CHECKOUT_SESSION_TTL_SECONDS"])
         overdue = count_overdue(utcnow(), overdue_grace(app.config), lifetime)
-        for status, count in overdue.items():
-            PAYMENTS_OVERDUE.labels(status).set(count)
+        for (status, livemode), count in overdue.items():
+            PAYMENTS_OVERDUE.labels(status, "live" if livemode else "test").set(count)
     except Exception:
         db.session.rollback()
         log.warning("notification backlog and overdue payments unavailable: database unreachable")

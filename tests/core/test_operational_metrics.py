@@ -31,9 +31,15 @@ def test_overdue_payments_are_the_unfinished_ones_expired_longer_ago_than_recon_
     lifetime = timedelta(seconds=app.config["CHECKOUT_SESSION_TTL_SECONDS"])
     now = utcnow()
 
-    def payment(status: PaymentStatus, *, age: timedelta, expired_ago: timedelta | None) -> None:
+    def payment(
+        status: PaymentStatus,
+        *,
+        age: timedelta,
+        expired_ago: timedelta | None,
+        livemode: bool = False,
+    ) -> None:
         with app.app_context():
-            row = factories.record_payment(merchant.id, status)
+            row = factories.record_payment(merchant.id, status, livemode=livemode)
             row.created_at = now - age
             row.psp_expires_at = None if expired_ago is None else now - expired_ago
             db.session.commit()
@@ -45,12 +51,17 @@ def test_overdue_payments_are_the_unfinished_ones_expired_longer_ago_than_recon_
     payment(PaymentStatus.SUCCESS, age=3 * lifetime, expired_ago=grace + minute)  # final
     payment(PaymentStatus.CREATED, age=lifetime + grace + minute, expired_ago=None)  # overdue
     payment(PaymentStatus.CREATED, age=lifetime, expired_ago=None)  # recon may still register
+    for _ in range(2):  # real money: counted apart
+        live_overdue = {"age": 3 * lifetime, "expired_ago": grace + minute, "livemode": True}
+        payment(PaymentStatus.INITIATED, **live_overdue)
 
     text = client.get("/metrics").get_data(as_text=True)
-    assert 'paybridge_payments_overdue{status="INITIATED"} 1.0' in text
-    assert 'paybridge_payments_overdue{status="CREATED"} 1.0' in text
+    assert 'paybridge_payments_overdue{mode="test",status="INITIATED"} 1.0' in text
+    assert 'paybridge_payments_overdue{mode="test",status="CREATED"} 1.0' in text
+    assert 'paybridge_payments_overdue{mode="live",status="INITIATED"} 2.0' in text
+    assert 'paybridge_payments_overdue{mode="live",status="CREATED"} 0.0' in text
     with app.app_context():
-        assert db.session.query(Payment).count() == 6
+        assert db.session.query(Payment).count() == 8
 
 
 def test_the_breaker_gauge_and_counter_follow_it_opening_reopening_and_closing(app):

@@ -68,7 +68,7 @@ def test_the_worker_serves_its_own_metrics_behind_the_token_counting_its_deliver
 
         text = wait_until(delivered_counted, what="the worker counting its delivery")
         assert "paybridge_notifications_due 0.0" in text  # read from the database at the scrape
-        assert 'paybridge_payments_overdue{status="INITIATED"} 0.0' in text
+        assert 'paybridge_payments_overdue{mode="live",status="INITIATED"} 0.0' in text
         other = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
         assert other.status_code == 404
     finally:
