@@ -123,3 +123,47 @@ def test_the_dev_lock_installs_what_production_runs():
     production, dev = _locked("requirements.txt"), _locked("requirements-dev.txt")
     differ = {name: (pin[0], dev.get(name, (None,))[0]) for name, pin in production.items()}
     assert {name: pair for name, pair in differ.items() if pair[0] != pair[1]} == {}
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("project", "must_hold"),
+    [
+        (
+            ".",
+            {
+                "app/__init__.py",
+                "app/templates/dashboard/layout.html",
+                "app/static/css/app.css",
+                "app/migrations/alembic.ini",
+                "app/migrations/env.py",
+                "app/migrations/versions/0012_modes.py",
+            },
+        ),
+        ("stripe_emulator", {"stripe_emulator/__init__.py", "stripe_emulator/api.py"}),
+    ],
+    ids=["paybridge", "emulator"],
+)
+def test_pip_wheel_builds_each_package_with_its_data_and_nothing_of_the_tests(
+    tmp_path, project, must_hold
+):
+    """`pip wheel .` works, and an installed PayBridge finds its templates, static files and
+    migrations (`flask db upgrade` outside the source tree); tests, bench and the demo shop are
+    not part of it."""
+    import subprocess
+    import sys
+    import zipfile
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--disable-pip-version-check", "-w", str(tmp_path), str(ROOT / project)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert must_hold <= names, must_hold - names
+    assert not {n for n in names if n.split("/")[0] in ("tests", "bench", "demo_shop")}
