@@ -277,6 +277,10 @@ def test_the_operator_sees_every_merchants_payments_of_one_mode(app, client_op, 
     listed = _shown(client_op, "/dashboard/payments")
     assert {world.test.paid, world.b_test} <= listed and world.live.paid not in listed
     assert cards(client_op)["Payments"] == "5"  # A's four and B's one
+    # A run's counts are of both modes, and say so; its lines are the mode in view's.
+    run = client_op.get(f"/dashboard/reconciliation/{world.run_id}").get_data(as_text=True)
+    assert "of both modes (a run checks each mode in use)" in run
+    assert "the payment lines below are the test mode" in run
 
 
 def test_the_csv_export_carries_livemode_and_only_the_mode_in_view(client_a, world):
