@@ -33,6 +33,10 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 timeout = 60
 keepalive = 5
+# gunicorn 25.1+ opens a control socket for `gunicornc` by default, in $XDG_RUNTIME_DIR or
+# $HOME/.gunicorn/ (it creates that directory): PayBridge does not use it, and under the systemd
+# units (ProtectSystem=strict, ProtectHome=yes) it could only fail with a warning at each start.
+control_socket_disable = True
 
 _made_here = None
 

@@ -367,6 +367,14 @@ def _create(provider, report: ModeReport) -> ModeReport:
 # -- production's start --------------------------------------------------------------------------
 
 _STARTUP_RESULT = "paybridge.stripe_startup_check"
+# /readyz's entry while the check runs: not a failure (Stripe may simply be slow to answer), so
+# a rollout's readiness gate does not wait on it; the detail says the verdict is still to come.
+STARTUP_PENDING = (True, "pending: the start-up check of Stripe has not finished yet")
+
+
+def startup_check_started(app: Flask) -> None:
+    """The check is under way in this process: /readyz lists Stripe as pending until it ends."""
+    app.extensions.setdefault(_STARTUP_RESULT, STARTUP_PENDING)
 
 
 def startup_check(app: Flask) -> tuple[bool, str]:
@@ -388,6 +396,6 @@ def startup_check(app: Flask) -> tuple[bool, str]:
 
 
 def startup_readiness(app: Flask) -> tuple[bool, str] | None:
-    """/readyz's entry: the start-up check's (ok, detail); None until this process checked
-    (outside production it never does: `flask stripe check`)."""
+    """/readyz's entry: the start-up check's (ok, detail), STARTUP_PENDING while it runs; None
+    when this process does not check (outside production: `flask stripe check`)."""
     return app.extensions.get(_STARTUP_RESULT)

@@ -152,6 +152,8 @@ def test_compose_runs_the_procfiles_processes_from_that_image():
     # The workers compose starts are the ones the release's connection budget counts.
     worker = services["worker"]
     assert worker["deploy"]["replicas"] == worker["environment"]["WORKER_PROCESSES"]
+    # Each worker's metrics are reachable from compose's network (Prometheus), not only inside.
+    assert worker["environment"]["WORKER_METRICS_HOST"] == "0.0.0.0"
 
 
 def test_compose_reaches_gunicorn_only_through_nginx_and_the_repositorys_site():

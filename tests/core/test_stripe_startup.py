@@ -37,11 +37,12 @@ def production_environment(app, **overrides: str) -> dict[str, str]:
 
 
 def checked_readiness(url: str) -> dict:
-    """/readyz once the process's start-up check of Stripe has a result."""
+    """/readyz once the process's start-up check of Stripe has a result (not pending)."""
 
     def checked():
         body = requests.get(f"{url}/readyz", timeout=10).json()
-        return body if "stripe" in body["checks"] else None
+        stripe = body["checks"].get("stripe")
+        return body if stripe and not stripe["detail"].startswith("pending") else None
 
     return wait_until(checked, what="the start-up check of Stripe on /readyz", timeout=20)
 
@@ -106,6 +107,34 @@ def test_an_unreachable_stripe_is_a_failed_check_not_a_failed_start(
     assert answer.get_json()["checks"]["stripe"]["detail"] == detail
 
 
-def test_readyz_has_no_stripe_entry_until_the_process_checked_stripe(client):
+def test_readyz_lists_stripe_as_pending_not_failing_while_the_start_up_check_runs(
+    production_app, monkeypatch
+):
+    import threading
+
+    from app.runtime import stripe_check
+
+    release = threading.Event()
+
+    def slow_check(app):
+        release.wait(10)
+        return startup_check(app)
+
+    monkeypatch.setattr(stripe_check, "startup_check", slow_check)
+    thread = stripe_check.check_stripe_in_background(production_app)
+    try:
+        answer = production_app.test_client().get("/readyz")
+        body = answer.get_json()
+        assert answer.status_code == 200 and body["down"] == []
+        assert body["checks"]["stripe"]["ok"] is True
+        assert body["checks"]["stripe"]["detail"].startswith("pending:")
+    finally:
+        release.set()
+        thread.join(20)
+    detail = production_app.test_client().get("/readyz").get_json()["checks"]["stripe"]["detail"]
+    assert not detail.startswith("pending")  # the verdict replaced it
+
+
+def test_readyz_has_no_stripe_entry_where_the_process_does_not_check_stripe(client):
     body = client.get("/readyz").get_json()
     assert "stripe" not in body["checks"]  # outside production: `flask stripe check`

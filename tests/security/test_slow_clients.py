@@ -231,6 +231,15 @@ def test_nginx_refuses_malformed_requests_in_the_api_error_shape(production_stac
     assert_protected(response)
 
 
+def test_plain_http_is_sent_to_the_https_port_nginx_listens_on(production_stack):
+    nginx, _ = production_stack
+    url = f"http://127.0.0.1:{nginx.http_port}/dashboard/login?next=%2Fdashboard"
+    response = requests.get(url, allow_redirects=False, timeout=30)
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"{nginx.url}/dashboard/login?next=%2Fdashboard"
+    assert_protected(response)
+
+
 def assert_protected(response: requests.Response) -> None:
     """An answer nginx wrote itself carries the protections PayBridge puts on its own."""
     assert response.headers["X-Content-Type-Options"] == "nosniff"

@@ -91,6 +91,7 @@ http {{
 class RunningNginx:
     url: str  # https://127.0.0.1:port
     port: int
+    http_port: int  # the plain-HTTP server's (a redirect to HTTPS)
     ca: Path  # verify TLS with this (requests' verify=)
     workdir: Path
 
@@ -113,7 +114,8 @@ def running_nginx(upstream: str) -> Iterator[RunningNginx]:
         command = [NGINX, "-p", str(workdir), "-c", str(config), "-e", str(workdir / "error.log")]
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         port = int(values["PAYBRIDGE_HTTPS_PORT"].rsplit(":", 1)[1])
-        running = RunningNginx(f"https://127.0.0.1:{port}", port, ca, workdir)
+        http_port = int(values["PAYBRIDGE_HTTP_PORT"].rsplit(":", 1)[1])
+        running = RunningNginx(f"https://127.0.0.1:{port}", port, http_port, ca, workdir)
 
         def answering() -> bool:
             assert proc.poll() is None, f"nginx exited:\n{running.error_log()}"

@@ -77,10 +77,11 @@ DEPENDENCIES: tuple[Dependency, ...] = (
 
 def stripe_setup_as_found() -> Probe:
     """Not probed per request (that would be several calls to Stripe per probe): what this
-    process found when it checked Stripe at its start (production's web processes)."""
+    process found when it checked Stripe at its start (production's web processes), pending
+    while that check runs."""
     found = startup_readiness(current_app)
-    if found is None:  # not listed until there is a result (`dependencies`)
-        return Probe(True, "not checked yet")
+    if found is None:  # not listed in a process that does not check (`dependencies`)
+        return Probe(True, "not checked in this process")
     return Probe(*found)
 
 
@@ -96,7 +97,8 @@ STRIPE_SETUP = Dependency(
 
 
 def dependencies(app: Flask) -> tuple[Dependency, ...]:
-    """What this process's /readyz reports: Stripe's setup too once it was checked here."""
+    """What this process's /readyz reports: Stripe's setup too where this process checks it
+    (pending until the check ends)."""
     return (*DEPENDENCIES, STRIPE_SETUP) if startup_readiness(app) else DEPENDENCIES
 
 
