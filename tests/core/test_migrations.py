@@ -212,14 +212,27 @@ def _pre_modes_database(tmp_path, monkeypatch):
                 ),
                 {"hash": "a" * 64},
             )
+            conn.execute(
+                text(
+                    "INSERT INTO idempotency_keys (merchant_id, idempotency_key, method, path,"
+                    " request_fingerprint, state, created_at, updated_at) VALUES (1, 'order-1',"
+                    " 'POST', '/api/v1/payments', :fp, 'completed', '2026-12-01 10:00:00',"
+                    " '2026-12-01 10:00:00')"
+                ),
+                {"fp": "b" * 64},
+            )
     return url, fresh
 
 
 def _key_modes(fresh) -> list:
+    """The modes of the API key and of the Idempotency-Key from before modes."""
     from app.extensions import db
 
     with db.engine.connect() as conn:
-        return [row[0] for row in conn.execute(text("SELECT livemode FROM api_keys"))]
+        return [
+            conn.execute(text(f"SELECT livemode FROM {table}")).scalar_one()
+            for table in ("api_keys", "idempotency_keys")
+        ]
 
 
 def test_rows_from_before_modes_take_the_one_mode_configured(
@@ -234,7 +247,7 @@ def test_rows_from_before_modes_take_the_one_mode_configured(
     fresh.config["STRIPE_TEST_SECRET_KEY"] = None  # only live mode, as the old key was
     with fresh.app_context():
         upgrade()
-        assert _key_modes(fresh) == [1]
+        assert _key_modes(fresh) == [1, 1]  # a retry after the upgrade still replays
 
 
 def test_with_both_modes_configured_the_migration_asks_which_mode_old_rows_are(
@@ -252,4 +265,4 @@ def test_with_both_modes_configured_the_migration_asks_which_mode_old_rows_are(
 
         monkeypatch.setenv("PAYBRIDGE_PRE_MODES_LIVEMODE", "test")
         upgrade()
-        assert _key_modes(fresh) == [0]
+        assert _key_modes(fresh) == [0, 0]

@@ -153,17 +153,23 @@ def test_pip_wheel_builds_each_package_with_its_data_and_nothing_of_the_tests(
     """`pip wheel .` works, and an installed PayBridge finds its templates, static files and
     migrations (`flask db upgrade` outside the source tree); tests, bench and the demo shop are
     not part of it."""
+    import shutil
     import subprocess
     import sys
     import zipfile
 
+    # From a copy without earlier builds: setuptools would reuse files a build/ left behind.
+    source = tmp_path / "source"
+    leftovers = ("build", "*.egg-info", ".venv", ".git", "__pycache__", "test-artifacts")
+    shutil.copytree(ROOT / project, source, ignore=shutil.ignore_patterns(*leftovers))
+    wheels = tmp_path / "wheels"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "-w", str(tmp_path), str(ROOT / project)],
+         "--disable-pip-version-check", "-w", str(wheels), str(source)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    (wheel,) = tmp_path.glob("*.whl")
+    (wheel,) = wheels.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert must_hold <= names, must_hold - names
     assert not {n for n in names if n.split("/")[0] in ("tests", "bench", "demo_shop")}

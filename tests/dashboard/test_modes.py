@@ -281,6 +281,8 @@ def test_the_operator_sees_every_merchants_payments_of_one_mode(app, client_op, 
     run = client_op.get(f"/dashboard/reconciliation/{world.run_id}").get_data(as_text=True)
     assert "of both modes (a run checks each mode in use)" in run
     assert "the payment lines below are the test mode" in run
+    runs = client_op.get("/dashboard/reconciliation").get_data(as_text=True)
+    assert '<p class="muted">A run checks each mode in use: its counts are of both modes.' in runs
 
 
 def test_the_csv_export_carries_livemode_and_only_the_mode_in_view(client_a, world):
