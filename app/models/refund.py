@@ -56,6 +56,9 @@ class Refund(db.Model):
         Index("ix_refunds_payment", "payment_id", "id"),
         Index("ix_refunds_status_updated", "status", "updated_at"),
         Index("ix_refunds_merchant_created", "merchant_id", "created_at"),
+        # The refunds lists, newest first: by status for a merchant, all for an operator (0017).
+        Index("ix_refunds_merchant_status_created", "merchant_id", "status", "created_at", "id"),
+        Index("ix_refunds_created", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -7,32 +7,14 @@ from datetime import datetime, timedelta
 from app.extensions import db
 from app.models import Refund
 from tests.support.api import auth_headers, post_refund
-from tests.support.factories import add_payment_row, make_api_key
+from tests.support.factories import add_refund_rows, make_api_key
 
 T0 = datetime(2026, 11, 2, 9, 0, 0)
 
 
-def add_refunds(merchant_id: int, *, livemode: bool = False, n: int = 1, **fields) -> list[str]:
-    """`n` refunds of one SUCCESS payment of the mode, a minute apart (oldest first): their ids."""
-    payment = add_payment_row(
-        merchant_id, status="SUCCESS", amount=100_000, livemode=livemode, refunded_amount=0
-    )
-    db.session.flush()
-    made = []
-    for i in range(n):
-        refund = Refund(
-            payment_id=payment.id,
-            merchant_id=merchant_id,
-            amount=100 + i,
-            currency=payment.currency,
-            status=fields.get("status", "succeeded"),
-            psp_refund_id=f"re_psp_{payment.public_id}_{i}",
-            created_at=fields.get("created_at", T0) + timedelta(minutes=i),
-        )
-        db.session.add(refund)
-        made.append(refund)
-    db.session.flush()
-    return [r.public_id for r in made]
+def add_refunds(merchant_id: int, **options) -> list[str]:
+    options.setdefault("start", T0)
+    return [r.public_id for r in add_refund_rows(merchant_id, **options)]
 
 
 def listed(client, key: str, query: str = "") -> tuple[int, dict]:
@@ -85,7 +67,7 @@ def test_filters_by_status_payment_and_created_range(app, client, make_merchant)
     merchant, key = make_merchant()
     with app.app_context():
         early = add_refunds(merchant.id, n=2)  # T0, T0+1min
-        late_failed = add_refunds(merchant.id, status="failed", created_at=T0 + timedelta(days=1))
+        late_failed = add_refunds(merchant.id, status="failed", start=T0 + timedelta(days=1))
         late_payment = (
             db.session.scalars(db.select(Refund).where(Refund.public_id == late_failed[0]))
             .one()
