@@ -1,7 +1,7 @@
 """Reading refunds for a merchant's API key: one by its public id, or a page of a filtered list.
 
-A refund has the mode of its payment, so every read joins the payment and keeps the key's mode
-(a test key never sees a live refund, as on Stripe)."""
+Every read keeps the key's mode (a refund carries its payment's): a test key never sees a live
+refund, as on Stripe."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _of_key(merchant_id: int, livemode: bool) -> Select:
         .join(Payment, Payment.id == Refund.payment_id)
         .options(contains_eager(Refund.payment))
         .where(Refund.merchant_id == merchant_id)
-        .where(Payment.livemode == livemode)
+        .where(Refund.livemode == livemode)
     )
 
 

@@ -203,6 +203,7 @@ class _CreateRefund(IdempotentCommand[Refund, tuple[int, int | None]]):
             refund = Refund(
                 payment_id=payment.id,
                 merchant_id=payment.merchant_id,
+                livemode=payment.livemode,
                 amount=amount,
                 currency=payment.currency,
                 status=RefundStatus.PENDING.value,

@@ -1,9 +1,9 @@
 """The refunds list: filters, keyset pages and the streamed CSV export, one mode at a time.
 
-A refund has the mode of its payment (`modes.in_mode` joins it), and the payment comes along
-with each row for its link and reference. A merchant's list is read from
-ix_refunds_merchant_created or, by status, ix_refunds_merchant_status_created; an operator's
-across merchants from ix_refunds_created (0017_refund_indexes), newest first by (created_at, id).
+A refund carries its payment's mode, and the payment comes along with each row for its link
+and reference. A merchant's list is read from ix_refunds_merchant_mode_created or, by status,
+ix_refunds_merchant_status_created; an operator's across merchants from
+ix_refunds_livemode_created (0017_refund_indexes), newest first by (created_at, id).
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ class RefundFilter:
 
 def filtered(f: RefundFilter) -> Select:
     """SELECT refunds matching the filter, joined to their payments (no order, no limit)."""
-    stmt = in_mode(select(Refund), Refund, f.livemode)
+    stmt = in_mode(select(Refund), Refund, f.livemode).join(
+        Payment, Payment.id == Refund.payment_id
+    )
     if f.merchant_id is not None:
         stmt = stmt.where(Refund.merchant_id == f.merchant_id)
     if f.status:

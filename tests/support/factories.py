@@ -334,6 +334,7 @@ def add_refund_rows(
         Refund(
             payment_id=payment.id,
             merchant_id=merchant_id,
+            livemode=livemode,
             amount=amount + i,
             currency=payment.currency,
             status=status,
