@@ -42,6 +42,7 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "PAYMENT_NOT_FOUND": ErrorSpec(404, "No such payment."),
     "NOTIFICATION_NOT_FOUND": ErrorSpec(404, "No such notification."),
     "SUBSCRIPTION_NOT_FOUND": ErrorSpec(404, "No such subscription."),
+    "REFUND_NOT_FOUND": ErrorSpec(404, "No such refund."),
     "METHOD_NOT_ALLOWED": ErrorSpec(405, "This method is not allowed here."),
     "DUPLICATE_MERCHANT_REFERENCE": ErrorSpec(
         409, "A payment with this merchant_reference already exists."

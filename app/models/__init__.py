@@ -11,6 +11,7 @@ from app.models.payment import (
     PaymentStatus,
     PaymentStatusChange,
     PaymentType,
+    RefundState,
     StatusSource,
 )
 from app.models.refund import Refund, RefundStatus
@@ -20,6 +21,7 @@ __all__ = [
     "FINAL_STATUSES",
     "PaymentStatus",
     "PaymentType",
+    "RefundState",
     "RefundStatus",
     "StatusSource",
     "SubscriptionStatus",

@@ -57,6 +57,22 @@ class StatusSource(StrEnum):
 
 FINAL_STATUSES = frozenset({PaymentStatus.SUCCESS, PaymentStatus.FAILED})
 
+
+class RefundState(StrEnum):
+    """How much of a SUCCESS payment its succeeded refunds gave back (None: nothing). Stored
+    beside `refunded_amount` so the lists filter on it with an equality an index serves
+    (`refunded_amount = amount` compares two columns: no index can)."""
+
+    PARTIAL = "partial"
+    FULL = "full"
+
+    @classmethod
+    def of(cls, refunded: int, amount: int) -> RefundState | None:
+        if refunded <= 0:
+            return None
+        return cls.FULL if refunded >= amount else cls.PARTIAL
+
+
 PAYMENT_TRANSITIONS = Transitions(
     {
         PaymentStatus.CREATED: frozenset({PaymentStatus.INITIATED, PaymentStatus.FAILED}),
@@ -117,6 +133,16 @@ class Payment(db.Model):
         Index("ix_payments_currency_created", "livemode", "currency", "created_at"),
         Index("ix_payments_merchant_reference", "merchant_reference"),
         Index("ix_payments_customer_email", "customer_email"),
+        # Refunded and partially refunded payments of one mode, newest first (0017).
+        Index(
+            "ix_payments_merchant_refund_created",
+            "merchant_id",
+            "livemode",
+            "refund_state",
+            "created_at",
+            "id",
+        ),
+        Index("ix_payments_refund_created", "livemode", "refund_state", "created_at", "id"),
         # A refund event names the payment intent: it finds its payment (0012).
         Index("ix_payments_psp_payment_intent", "psp_payment_intent_id"),
     )
@@ -166,6 +192,8 @@ class Payment(db.Model):
     failure_code: Mapped[str | None] = mapped_column(String(100))
     failure_message: Mapped[str | None] = mapped_column(String(500))
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    # RefundState of refunded_amount against amount; moved with it by `count_refunded` only.
+    refund_state: Mapped[str | None] = mapped_column(String(7))
     # RECC renewals point at the subscription's first payment.
     parent_payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
 
@@ -185,6 +213,12 @@ class Payment(db.Model):
     @property
     def is_final(self) -> bool:
         return self.status_enum.is_final
+
+    def count_refunded(self, delta: int) -> None:
+        """A refund succeeded (delta > 0) or a succeeded one failed after all (delta < 0)."""
+        self.refunded_amount += delta
+        state = RefundState.of(self.refunded_amount, self.amount)
+        self.refund_state = state.value if state else None
 
     @property
     def psp_idempotency_key(self) -> str:

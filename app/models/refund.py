@@ -6,7 +6,16 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -56,12 +65,27 @@ class Refund(db.Model):
         Index("ix_refunds_payment", "payment_id", "id"),
         Index("ix_refunds_status_updated", "status", "updated_at"),
         Index("ix_refunds_merchant_created", "merchant_id", "created_at"),
+        # The refunds lists of one mode, newest first: a merchant's, by status or not, and an
+        # operator's across merchants (0017).
+        Index("ix_refunds_merchant_mode_created", "merchant_id", "livemode", "created_at", "id"),
+        Index(
+            "ix_refunds_merchant_status_created",
+            "merchant_id",
+            "livemode",
+            "status",
+            "created_at",
+            "id",
+        ),
+        Index("ix_refunds_livemode_created", "livemode", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     public_id: Mapped[str] = mapped_column(ExactString(32), unique=True, default=new_refund_id)
     payment_id: Mapped[int] = mapped_column(ForeignKey("payments.id"))
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    # Its payment's mode, copied when it is made (a payment never changes mode): the refunds
+    # lists filter it in their own indexes, which a join to the payment cannot do.
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(10), default=RefundStatus.PENDING.value)

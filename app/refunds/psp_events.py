@@ -179,6 +179,7 @@ def _record_outside_refund(
     refund = Refund(
         payment_id=payment.id,
         merchant_id=payment.merchant_id,
+        livemode=payment.livemode,
         amount=psp_refund.amount,
         currency=payment.currency,
         status=RefundStatus.PENDING.value,

@@ -203,6 +203,7 @@ class _CreateRefund(IdempotentCommand[Refund, tuple[int, int | None]]):
             refund = Refund(
                 payment_id=payment.id,
                 merchant_id=payment.merchant_id,
+                livemode=payment.livemode,
                 amount=amount,
                 currency=payment.currency,
                 status=RefundStatus.PENDING.value,
@@ -504,10 +505,10 @@ def _finish(
         raise ValueError(f"refund {refund.public_id} cannot go from {before} to {target}")
     now = utcnow()
     if target == RefundStatus.SUCCEEDED:
-        payment.refunded_amount += refund.amount
+        payment.count_refunded(refund.amount)
         REFUNDED_MINOR_UNITS.labels(refund.currency).inc(refund.amount)
     elif before == RefundStatus.SUCCEEDED:
-        payment.refunded_amount -= refund.amount
+        payment.count_refunded(-refund.amount)
     if target == RefundStatus.FAILED:
         refund.failure_reason = (failure_reason or "unknown")[:100]
     refund.status = target.value

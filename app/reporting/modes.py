@@ -1,6 +1,6 @@
 """Test and live data apart, as Stripe's dashboard keeps them: every dashboard read shows one
-mode (Stripe's `livemode`). Payments, subscriptions and PSP events carry their own mode;
-notifications, conflicts and refunds have the mode of their payment."""
+mode (Stripe's `livemode`). Payments, subscriptions and PSP events carry their own mode, and
+refunds a copy of their payment's; notifications and conflicts have the mode of their payment."""
 
 from __future__ import annotations
 

@@ -3,9 +3,9 @@
 Every query here starts from the caller's tenancy scope (one merchant, or all for an operator)
 and one of Stripe's modes (test or live data, never both), and is shaped so MySQL answers it
 from an index (migrations 0003_dashboard_indexes, 0013_mode_scoped_keys, 0015_mode_indexes):
-equality on merchant_id, livemode and then status / currency / payment_type, then a range on
-created_at, ordered by (created_at, id) — the primary key rides along at the end of every
-InnoDB secondary index.
+equality on merchant_id, livemode and then status / currency / payment_type / refund_state
+(0017_refund_indexes), then a range on created_at, ordered by (created_at, id) — the primary
+key rides along at the end of every InnoDB secondary index.
 Search is exact-or-prefix only (`LIKE 'abc%'`), never a leading wildcard.
 """
 
@@ -34,6 +34,9 @@ class BadCursor(ValueError):
     """A pagination cursor that was not produced by this page."""
 
 
+STALE_LINK = "This page link is not valid any more; showing the first page."
+
+
 @dataclass
 class TransactionFilter:
     """What the person asked for; None means "any"."""
@@ -47,30 +50,33 @@ class TransactionFilter:
     amount_max: Decimal | None = None
     currency: str | None = None
     payment_type: str | None = None
+    refund_state: str | None = None  # RefundState: refunded in part, or in full
     q: str | None = None
     extra: dict = field(default_factory=dict)
 
 
-def _amount_clause(f: TransactionFilter):
-    """Major-unit bounds → minor-unit ranges; per exponent group when no currency is chosen."""
-    if f.amount_min is None and f.amount_max is None:
+def amount_clause(amount_min: Decimal | None, amount_max: Decimal | None, currency, columns):
+    """Major-unit bounds → minor-unit ranges on `columns` (amount, currency); per exponent group
+    when no currency is chosen."""
+    if amount_min is None and amount_max is None:
         return None
+    amount_col, currency_col = columns
 
     def bounded(cur: str):
         parts = []
-        if f.amount_min is not None:
-            parts.append(Payment.amount >= to_minor(f.amount_min, cur, round_up=True))
-        if f.amount_max is not None:
-            parts.append(Payment.amount <= to_minor(f.amount_max, cur))
+        if amount_min is not None:
+            parts.append(amount_col >= to_minor(amount_min, cur, round_up=True))
+        if amount_max is not None:
+            parts.append(amount_col <= to_minor(amount_max, cur))
         return and_(*parts)
 
-    if f.currency:
-        return bounded(f.currency)
+    if currency:
+        return bounded(currency)
     special = sorted(ZERO_DECIMAL | THREE_DECIMAL)
     return or_(
-        and_(Payment.currency.in_(sorted(ZERO_DECIMAL)), bounded("JPY")),
-        and_(Payment.currency.in_(sorted(THREE_DECIMAL)), bounded("KWD")),
-        and_(Payment.currency.not_in(special), bounded("EUR")),
+        and_(currency_col.in_(sorted(ZERO_DECIMAL)), bounded("JPY")),
+        and_(currency_col.in_(sorted(THREE_DECIMAL)), bounded("KWD")),
+        and_(currency_col.not_in(special), bounded("EUR")),
     )
 
 
@@ -101,6 +107,8 @@ def filtered(f: TransactionFilter) -> Select:
         stmt = stmt.where(Payment.currency == f.currency.upper())
     if f.payment_type:
         stmt = stmt.where(Payment.payment_type == f.payment_type)
+    if f.refund_state:
+        stmt = stmt.where(Payment.refund_state == f.refund_state)
     if f.date_from:
         stmt = stmt.where(Payment.created_at >= datetime.combine(f.date_from, datetime.min.time()))
     if f.date_to:
@@ -108,7 +116,9 @@ def filtered(f: TransactionFilter) -> Select:
         stmt = stmt.where(Payment.created_at < end)
     if f.date_from and f.date_to and f.date_to < f.date_from:
         stmt = stmt.where(false())
-    amount = _amount_clause(f)
+    amount = amount_clause(
+        f.amount_min, f.amount_max, f.currency, (Payment.amount, Payment.currency)
+    )
     if amount is not None:
         stmt = stmt.where(amount)
     if f.q:
@@ -123,52 +133,56 @@ def filtered(f: TransactionFilter) -> Select:
 CURSOR_SCOPE = "dashboard.payments"
 
 
-def _cursor(payment: Payment) -> str:
-    return cursors.encode(payment.created_at, payment.id, CURSOR_SCOPE)
-
-
-def _position(token: str) -> tuple[datetime, int]:
-    try:
-        return cursors.decode(token, CURSOR_SCOPE)
-    except cursors.InvalidCursor as exc:
-        raise BadCursor(
-            "This page link is not valid any more; showing the newest payments."
-        ) from exc
-
-
 @dataclass
 class Page:
-    rows: list[Payment]
+    rows: list
     older: str | None  # cursor for the next (older) page
     newer: str | None  # cursor for the previous (newer) page
 
 
-def page(f: TransactionFilter, *, after: str | None = None, before: str | None = None) -> Page:
-    """One page, newest first, by keyset on (created_at, id): no OFFSET, so page 1000 is as
-    cheap as page 1. `after` walks to older rows, `before` back to newer ones."""
-    stmt = filtered(f)
+def keyset_page(
+    stmt: Select, model, scope: str, *, after: str | None = None, before: str | None = None
+) -> Page:
+    """One page of `model`'s rows, newest first, by keyset on (created_at, id): no OFFSET, so
+    page 1000 is as cheap as page 1. `after` walks to older rows, `before` back to newer ones;
+    a cursor of another list (`scope`) is BadCursor."""
+
+    def cursor(row) -> str:
+        return cursors.encode(row.created_at, row.id, scope)
+
+    def position(token: str) -> tuple[datetime, int]:
+        try:
+            return cursors.decode(token, scope)
+        except cursors.InvalidCursor as exc:
+            raise BadCursor(STALE_LINK) from exc
+
     if before:
-        newer = cursors.newer_than(Payment.created_at, Payment.id, _position(before))
-        stmt = stmt.where(newer).order_by(Payment.created_at.asc(), Payment.id.asc())
+        newer = cursors.newer_than(model.created_at, model.id, position(before))
+        stmt = stmt.where(newer).order_by(model.created_at.asc(), model.id.asc())
         rows = list(db.session.scalars(stmt.limit(PAGE_SIZE + 1)))
         has_newer = len(rows) > PAGE_SIZE
         rows = list(reversed(rows[:PAGE_SIZE]))
         return Page(
             rows=rows,
-            older=_cursor(rows[-1]) if rows else None,
-            newer=_cursor(rows[0]) if rows and has_newer else None,
+            older=cursor(rows[-1]) if rows else None,
+            newer=cursor(rows[0]) if rows and has_newer else None,
         )
     if after:
-        stmt = stmt.where(cursors.older_than(Payment.created_at, Payment.id, _position(after)))
-    stmt = stmt.order_by(Payment.created_at.desc(), Payment.id.desc())
+        stmt = stmt.where(cursors.older_than(model.created_at, model.id, position(after)))
+    stmt = stmt.order_by(model.created_at.desc(), model.id.desc())
     rows = list(db.session.scalars(stmt.limit(PAGE_SIZE + 1)))
     has_older = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     return Page(
         rows=rows,
-        older=_cursor(rows[-1]) if rows and has_older else None,
-        newer=_cursor(rows[0]) if rows and after else None,
+        older=cursor(rows[-1]) if rows and has_older else None,
+        newer=cursor(rows[0]) if rows and after else None,
     )
+
+
+def page(f: TransactionFilter, *, after: str | None = None, before: str | None = None) -> Page:
+    """One page of the filtered payments, newest first."""
+    return keyset_page(filtered(f), Payment, CURSOR_SCOPE, after=after, before=before)
 
 
 CSV_COLUMNS = [
@@ -188,13 +202,15 @@ CSV_COLUMNS = [
     "finalized_at",
     "failure_code",
     "livemode",
+    "refunded_amount",
+    "refund_state",
 ]
 
 # A cell starting with one of these is run as a formula by spreadsheet programs.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(value) -> str:
+def csv_cell(value) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -221,51 +237,58 @@ EXPORT_COLUMNS = (
     Payment.finalized_at,
     Payment.failure_code,
     Payment.livemode,
+    Payment.refund_state,
 )
 
 
 def csv_row(row) -> list[str]:
     return [
         row.public_id,
-        _cell(row.created_at),
+        csv_cell(row.created_at),
         str(row.merchant_id),
-        _cell(row.merchant_reference),
+        csv_cell(row.merchant_reference),
         row.status,
         format_minor(row.amount, row.currency),
         str(row.amount),
         row.currency,
         row.payment_type,
-        _cell(row.customer_email),
-        _cell(row.description),
-        _cell(row.psp_session_id),
+        csv_cell(row.customer_email),
+        csv_cell(row.description),
+        csv_cell(row.psp_session_id),
         str(row.refunded_amount or 0),
-        _cell(row.finalized_at),
-        _cell(row.failure_code),
+        csv_cell(row.finalized_at),
+        csv_cell(row.failure_code),
         "true" if row.livemode else "false",  # as the API and notifications write it
+        format_minor(row.refunded_amount or 0, row.currency),
+        row.refund_state or "",
     ]
 
 
 def export_csv(f: TransactionFilter) -> Iterator[str]:
-    """The whole filtered set as CSV text chunks, newest first.
+    """The whole filtered set of payments as CSV text chunks, newest first."""
+    # Plain column rows, not ORM objects: nothing lands in the session's identity map.
+    stmt = (
+        filtered(f)
+        .with_only_columns(*EXPORT_COLUMNS)
+        .order_by(Payment.created_at.desc(), Payment.id.desc())
+    )
+    return stream_csv(CSV_COLUMNS, stmt, csv_row)
+
+
+def stream_csv(header: list[str], stmt: Select, to_cells) -> Iterator[str]:
+    """`stmt`'s rows as CSV text chunks, `to_cells` making each row's cells.
 
     Rows come through a server-side cursor in batches (yield_per → stream_results), and each
     batch is written out and dropped, so memory stays flat for 100k rows or a million.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
-    # Plain column rows, not ORM objects: nothing lands in the session's identity map.
-    stmt = (
-        filtered(f)
-        .with_only_columns(*EXPORT_COLUMNS)
-        .order_by(Payment.created_at.desc(), Payment.id.desc())
-        .execution_options(yield_per=EXPORT_BATCH)
-    )
-    result = db.session.execute(stmt)
+    writer.writerow(header)
+    result = db.session.execute(stmt.execution_options(yield_per=EXPORT_BATCH))
     try:
         for partition in result.partitions():
             for row in partition:
-                writer.writerow(csv_row(row))
+                writer.writerow(to_cells(row))
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

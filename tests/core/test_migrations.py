@@ -266,3 +266,55 @@ def test_with_both_modes_configured_the_migration_asks_which_mode_old_rows_are(
         monkeypatch.setenv("PAYBRIDGE_PRE_MODES_LIVEMODE", "test")
         upgrade()
         assert _key_modes(fresh) == [0, 0]
+
+
+def test_the_refund_indexes_migration_gives_existing_rows_their_refund_state_and_mode(
+    app, tmp_path, monkeypatch, restore_api
+):
+    """0017 derives each payment's refund state from its refunded_amount and copies each
+    refund's payment's mode onto it, so the rows from before are listed and filtered too."""
+    from flask_migrate import downgrade, upgrade
+
+    from app.extensions import db
+
+    url, fresh = _sqlite_app(tmp_path, monkeypatch)
+    with fresh.app_context():
+        upgrade(revision="0015_mode_indexes")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            for pid, refunded, livemode in ((1, 0, 0), (2, 500, 1), (3, 2000, 0)):
+                conn.execute(
+                    text(
+                        "INSERT INTO payments (id, public_id, merchant_id, merchant_reference,"
+                        " amount, currency, payment_type, success_url, cancel_url, metadata,"
+                        " status, status_version, psp, refunded_amount, livemode, created_at,"
+                        " updated_at) VALUES (:id, :public_id, 1, :public_id, 2000, 'EUR',"
+                        " 'SALE', 'https://s.example/ok', 'https://s.example/no', '{}',"
+                        " 'SUCCESS', 3, 'stripe', :refunded, :livemode, '2026-12-01 10:00:00',"
+                        " '2026-12-01 10:00:00')"
+                    ),
+                    {
+                        "id": pid,
+                        "public_id": f"pay_{pid}",
+                        "refunded": refunded,
+                        "livemode": livemode,
+                    },
+                )
+            conn.execute(
+                text(
+                    "INSERT INTO refunds (public_id, payment_id, merchant_id, amount, currency,"
+                    " status, source, psp, psp_attempts, created_at, updated_at) VALUES"
+                    " ('re_1', 2, 1, 500, 'EUR', 'succeeded', 'api', 'stripe', 1,"
+                    " '2026-12-01 10:00:00', '2026-12-01 10:00:00')"
+                )
+            )
+        upgrade()
+        with db.engine.connect() as conn:
+            states = dict(conn.execute(text("SELECT public_id, refund_state FROM payments")).all())
+            modes = conn.execute(text("SELECT public_id, livemode FROM refunds")).all()
+        assert states == {"pay_1": None, "pay_2": "partial", "pay_3": "full"}
+        assert [tuple(m) for m in modes] == [("re_1", 1)]
+        downgrade(revision="0015_mode_indexes")
+        assert "refund_state" not in _columns(url, "payments")
+        assert "livemode" not in _columns(url, "refunds")
+        db.engine.dispose()

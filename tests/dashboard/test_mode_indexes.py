@@ -30,6 +30,17 @@ def many_payments(app, tenants):
                     livemode=livemode,
                     prefix=f"{mode}-{status}",
                 )
+            # A few paid in part back: the refund filter's rows (0017_refund_indexes).
+            add_many_payments(
+                tenants.a_id,
+                300,
+                start=start,
+                status="SUCCESS",
+                livemode=livemode,
+                prefix=f"{mode}-refunded",
+                refunded_amount=50,
+                refund_state="partial",
+            )
         for status in ("SUCCESS", "FAILED"):  # the busier merchant, test mode only
             add_many_payments(tenants.b_id, 4000, start=start, status=status, prefix=status)
         db.session.commit()
@@ -77,6 +88,8 @@ BY_MERCHANT = "ix_payments_merchant_mode_created"
 BY_MERCHANT_STATUS = "ix_payments_merchant_status_created"
 BY_MODE = "ix_payments_livemode_created"
 BY_MODE_STATUS = "ix_payments_status_created"
+BY_MERCHANT_REFUND = "ix_payments_merchant_refund_created"
+BY_MODE_REFUND = "ix_payments_refund_created"
 MERCHANT_AND_MODE = 5
 MODE = 1
 
@@ -90,6 +103,12 @@ MODE = 1
             "/dashboard/payments?status=FAILED",
             {BY_MERCHANT_STATUS: MERCHANT_AND_MODE, BY_MODE_STATUS: MODE},
         ),
+        (
+            "merchant",
+            "/dashboard/payments?refund_state=partial",
+            {BY_MERCHANT_REFUND: MERCHANT_AND_MODE, BY_MODE_REFUND: MODE},
+        ),
+        ("operator", "/dashboard/payments?refund_state=partial", {BY_MODE_REFUND: MODE}),
         ("operator", "/dashboard/payments", {BY_MODE: MODE}),
         ("operator", "/dashboard/payments?status=FAILED", {BY_MODE_STATUS: MODE, BY_MODE: MODE}),
     ],

@@ -110,6 +110,7 @@ PAGES = {
     "dashboard.payments",
     "dashboard.payment_detail",
     "dashboard.refund",
+    "dashboard.refunds",
     "dashboard.subscriptions",
     "dashboard.subscription_detail",
     "dashboard.events",
@@ -138,6 +139,7 @@ def test_every_get_route_answers_with_the_headers_and_every_page_with_a_content_
         "payment_id": world.paid,
         "public_id": world.paid,
         "subscription_id": world.subscription,
+        "refund_id": "re_none",  # the API answers 401 without a key, before looking
         "conflict_id": world.conflict_id,
         "notification_id": world.notification_id,
         "event_id": world.event_id,

@@ -38,6 +38,7 @@ from app.models import (
     PaymentConflict,
     PaymentStatus,
     PaymentStatusChange,
+    Refund,
     StatusSource,
     User,
     utcnow,
@@ -287,9 +288,10 @@ def add_many_payments(
     status: str = "FAILED",
     livemode: bool = False,
     prefix: str = "many",
+    **fields,
 ) -> None:
     """Many bare payment rows of one mode in one INSERT, one second apart back from `start`
-    (for size tests; no history)."""
+    (for size tests; no history); `fields` set any other column of every row."""
     rows = [
         {
             "public_id": new_payment_id(),
@@ -306,10 +308,44 @@ def add_many_payments(
             "livemode": livemode,
             "created_at": start - timedelta(seconds=i),
             "updated_at": start - timedelta(seconds=i),
+            **fields,
         }
         for i in range(count)
     ]
     db.session.execute(insert(Payment), rows)
+
+
+def add_refund_rows(
+    merchant_id: int,
+    *,
+    livemode: bool = False,
+    n: int = 1,
+    start: datetime = datetime(2026, 11, 2, 9, 0, 0),
+    status: str = "succeeded",
+    amount: int = 100,
+    **payment_fields,
+) -> list[Refund]:
+    """`n` refund rows of one SUCCESS payment of the mode, a minute apart from `start` (oldest
+    first), amounts `amount`, `amount` + 1, …; no PSP and no refunded_amount bookkeeping."""
+    values = {"status": "SUCCESS", "amount": 100_000, "livemode": livemode, **payment_fields}
+    payment = add_payment_row(merchant_id, **values)
+    db.session.flush()
+    refunds = [
+        Refund(
+            payment_id=payment.id,
+            merchant_id=merchant_id,
+            livemode=livemode,
+            amount=amount + i,
+            currency=payment.currency,
+            status=status,
+            psp_refund_id=f"re_psp_{uuid4().hex}",
+            created_at=start + timedelta(minutes=i),
+        )
+        for i in range(n)
+    ]
+    db.session.add_all(refunds)
+    db.session.flush()
+    return refunds
 
 
 def add_notification(payment: Payment, *, status: str, attempts: list[int | None]) -> Notification:

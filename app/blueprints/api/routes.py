@@ -17,6 +17,8 @@ from app.blueprints.api.schemas import (
     PaymentListSchema,
     PaymentSchema,
     RefundCreateSchema,
+    RefundListQuerySchema,
+    RefundListSchema,
     RefundSchema,
     SubscriptionCancelSchema,
     SubscriptionSchema,
@@ -26,8 +28,10 @@ from app.errors import PayBridgeError
 from app.models import StatusSource
 from app.payments import queries as payments
 from app.payments.service import expire_payment, submit_payment
+from app.refunds import queries as refunds
 from app.refunds.service import submit_refund
 from app.serializers.payment import payment_to_dict, payments_to_dicts
+from app.serializers.refund import refund_to_dict
 from app.serializers.subscription import subscription_to_dict
 from app.subscriptions import service as subscriptions
 
@@ -227,6 +231,34 @@ class PaymentRefunds(MethodView):
             livemode=current_livemode(),
         )
         return _command_response(result)
+
+
+@bp.route("/refunds")
+class Refunds(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.arguments(RefundListQuerySchema, location="query", error_status_code=400, unknown=RAISE)
+    @bp.response(200, RefundListSchema)
+    @_errors(401)
+    def get(self, query: dict):
+        """List refunds of the key's mode, newest first, with filters and cursor pagination."""
+        page = refunds.list_refunds(current_merchant_id(), livemode=current_livemode(), **query)
+        return jsonify(
+            object="list",
+            data=[refund_to_dict(refund) for refund in page.refunds],
+            has_more=page.has_more,
+            next_cursor=page.next_cursor,
+        )
+
+
+@bp.route("/refunds/<string:refund_id>")
+class RefundById(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.response(200, RefundSchema)
+    @_errors(401, 404)
+    def get(self, refund_id: str):
+        """One refund (the shape of the payment's `refunds` and of refund notifications)."""
+        refund = refunds.get_refund(current_merchant_id(), refund_id, livemode=current_livemode())
+        return jsonify(refund_to_dict(refund))
 
 
 def _own_payment(public_id: str):

@@ -18,6 +18,8 @@ __all__ = [
     "PaymentListSchema",
     "PaymentSchema",
     "RefundCreateSchema",
+    "RefundListQuerySchema",
+    "RefundListSchema",
     "RefundSchema",
     "SubscriptionCancelSchema",
     "SubscriptionSchema",
@@ -178,6 +180,34 @@ class PaymentListQuerySchema(Schema):
 class PaymentListSchema(Schema):
     object = fields.Constant("list")
     data = fields.List(fields.Nested(PaymentSchema))
+    has_more = fields.Boolean()
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "Pass as starting_after for the next page."}
+    )
+
+
+class RefundListQuerySchema(Schema):
+    """Filters and paging of GET /api/v1/refunds."""
+
+    status = fields.String(validate=validate.OneOf(REFUND_STATUSES))
+    payment_id = fields.String(
+        validate=validate.Length(min=1, max=32),
+        metadata={"description": "One payment's refunds (its `pay_…` id)."},
+    )
+    created_gte = UtcDateTime()
+    created_lte = UtcDateTime()
+    limit = fields.Integer(
+        load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
+    )
+    starting_after = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "The `next_cursor` of the previous page."},
+    )
+
+
+class RefundListSchema(Schema):
+    object = fields.Constant("list")
+    data = fields.List(fields.Nested(RefundSchema))
     has_more = fields.Boolean()
     next_cursor = fields.String(
         allow_none=True, metadata={"description": "Pass as starting_after for the next page."}

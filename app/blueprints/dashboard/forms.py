@@ -43,8 +43,9 @@ from app.common.money import (
     parse_major,
 )
 from app.errors import PayBridgeError
-from app.models import PaymentStatus, PaymentType
+from app.models import PaymentStatus, PaymentType, RefundState, RefundStatus
 from app.psp import configured_modes
+from app.reporting.refunds import RefundFilter
 from app.reporting.transactions import TransactionFilter
 
 
@@ -273,6 +274,15 @@ class TransactionFilterForm(FlaskForm):
         ],
         validators=[Optional()],
     )
+    refund_state = SelectField(
+        "Refunds",
+        choices=[
+            SelectChoice("", "Refunded or not"),
+            SelectChoice(RefundState.PARTIAL.value, "Partially refunded"),
+            SelectChoice(RefundState.FULL.value, "Refunded"),
+        ],
+        validators=[Optional()],
+    )
     date_from = DateField(
         "Created from", validators=[Optional(), _day_in_range], description="A UTC day."
     )
@@ -312,7 +322,53 @@ class TransactionFilterForm(FlaskForm):
             amount_max=_decimal_or_none(self.amount_max.data),
             currency=self.currency.data or None,
             payment_type=self.payment_type.data or None,
+            refund_state=self.refund_state.data or None,
             q=self.q.data or None,
+        )
+
+
+class RefundFilterForm(FlaskForm):
+    """Filters of the refunds list, read from the query string."""
+
+    class Meta:
+        csrf = False
+
+    status = SelectField(
+        "Status",
+        choices=[SelectChoice("", "Any status")]
+        + [SelectChoice(s.value, s.value.title()) for s in RefundStatus],
+        validators=[Optional()],
+    )
+    date_from = DateField(
+        "Refunded from", validators=[Optional(), _day_in_range], description="A UTC day."
+    )
+    date_to = DateField(
+        "Refunded to (inclusive)", validators=[Optional(), _day_in_range], description="A UTC day."
+    )
+    amount_min = StringField(
+        "Amount from", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}
+    )
+    amount_max = StringField(
+        "Amount to", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}
+    )
+    merchant_id = IntegerField(
+        "Merchant", validators=[Optional(), NumberRange(min=1, max=MAX_ROW_ID)]
+    )
+
+    def validate_date_to(self, field) -> None:
+        if field.data and self.date_from.data and field.data < self.date_from.data:
+            raise ValidationError("The end date is before the start date.")
+
+    def to_filter(self, merchant_id: int | None, livemode: bool) -> RefundFilter:
+        """The validated filters, inside the tenancy scope and one mode."""
+        return RefundFilter(
+            merchant_id=merchant_id,
+            livemode=livemode,
+            status=self.status.data or None,
+            date_from=self.date_from.data,
+            date_to=self.date_to.data,
+            amount_min=_decimal_or_none(self.amount_min.data),
+            amount_max=_decimal_or_none(self.amount_max.data),
         )
 
 

@@ -1,17 +1,77 @@
-"""Refunding a payment from the dashboard: amount and reason, a confirmation, then the PSP."""
+"""Refunds in the dashboard: the list of one mode and its CSV, and refunding a payment
+(amount and reason, a confirmation, then the PSP)."""
 
 from __future__ import annotations
 
-from flask import render_template, request
+from flask import (
+    Response,
+    abort,
+    flash,
+    render_template,
+    request,
+    stream_with_context,
+)
 from flask_login import login_required
 
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, decline, form_page, perform
-from app.blueprints.dashboard.forms import RefundForm
-from app.blueprints.dashboard.shared import payment_to_act_on, payment_url
+from app.blueprints.dashboard.forms import RefundFilterForm, RefundForm, mode_name
+from app.blueprints.dashboard.shared import (
+    merchant_filter_choices,
+    payment_to_act_on,
+    payment_url,
+    query_args,
+    scope_merchant_id,
+    view_livemode,
+)
 from app.common.money import format_money
-from app.models import PaymentStatus, Refund, RefundStatus, StatusSource
+from app.models import PaymentStatus, Refund, RefundStatus, StatusSource, utcnow
 from app.refunds.service import create_refund, remaining_amount
+from app.reporting import refunds as refund_list
+from app.reporting.transactions import BadCursor, Page
+
+
+@bp.route("/refunds")
+@login_required
+def refunds():
+    """Every refund of the mode in view, newest first, filtered, in keyset pages."""
+    form = RefundFilterForm(formdata=request.args)
+    valid = form.validate()
+    result = Page(rows=[], older=None, newer=None)  # never an unfiltered list for a filtered one
+    if valid:
+        rf = form.to_filter(scope_merchant_id(), view_livemode())
+        try:
+            result = refund_list.page(
+                rf, after=request.args.get("after"), before=request.args.get("before")
+            )
+        except BadCursor as exc:
+            flash(str(exc), "warning")
+            result = refund_list.page(rf)
+    page = render_template(
+        "dashboard/refunds.html",
+        form=form,
+        page=result,
+        query_args=query_args("after", "before"),
+        merchants=merchant_filter_choices(),
+    )
+    return page, 200 if valid else 400
+
+
+@bp.route("/refunds/export.csv")
+@login_required
+def export_refunds():
+    """The filtered refunds of the mode in view as CSV, streamed row batch by row batch."""
+    form = RefundFilterForm(formdata=request.args)
+    if not form.validate():
+        abort(400, "The filters are not valid; fix them on the refunds page first.")
+    livemode = view_livemode()
+    name = f"refunds-{mode_name(livemode)}-{utcnow().strftime('%Y%m%dT%H%M%SZ')}.csv"
+    rows = refund_list.export_csv(form.to_filter(scope_merchant_id(), livemode))
+    return Response(
+        stream_with_context(rows),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @bp.route("/payments/<public_id>/refund", methods=["GET", "POST"])

@@ -1,0 +1,116 @@
+"""The refunds lists are read from an index on MariaDB: the statements the refunds page and
+GET /api/v1/refunds really run, EXPLAINed against thousands of refunds of two merchants in both
+modes, walk a refunds index in (created_at, id) order (0017_refund_indexes) with no filesort, so
+LIMIT stops after one page of rows."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, insert, select, text
+
+from app.extensions import db
+from app.models import Payment, Refund, utcnow
+from tests.dashboard.test_modes import switch
+from tests.support.api import auth_headers
+from tests.support.factories import add_many_payments
+from tests.support.pages import logged_in
+
+
+@pytest.fixture
+def many_refunds(app, tenants):
+    start = utcnow()
+    with app.app_context():
+        for merchant_id, count in ((tenants.a_id, 1500), (tenants.b_id, 3000)):
+            for livemode in (False, True):
+                add_many_payments(
+                    merchant_id,
+                    count,
+                    start=start,
+                    status="SUCCESS",
+                    livemode=livemode,
+                    prefix=f"{merchant_id}-{livemode}",
+                )
+        payments = db.session.execute(
+            select(Payment.id, Payment.merchant_id, Payment.livemode, Payment.created_at)
+        )
+        rows = [
+            {
+                "public_id": f"re_many{pid:024d}",
+                "payment_id": pid,
+                "merchant_id": merchant_id,
+                "livemode": livemode,
+                "amount": 50,
+                "currency": "EUR",
+                "status": "failed" if pid % 10 == 0 else "succeeded",
+                "created_at": created_at,
+                "updated_at": created_at,
+            }
+            for pid, merchant_id, livemode, created_at in payments
+        ]
+        db.session.execute(insert(Refund), rows)
+        db.session.commit()
+        db.session.execute(text("ANALYZE TABLE refunds, payments"))
+        db.session.remove()
+
+
+def refund_list_plans(app, call) -> list[dict]:
+    """EXPLAIN of each refunds list query (newest first) that `call` runs."""
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "FROM refunds" in statement and "ORDER BY refunds.created_at DESC" in statement:
+            captured.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        assert call().status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert captured, "no refunds list query ran"
+    raw = engine.raw_connection()
+    try:
+        plans = []
+        for statement, parameters in captured:
+            cursor = raw.cursor()
+            cursor.execute("EXPLAIN " + statement, parameters)
+            columns = [d[0] for d in cursor.description]
+            plans += [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+            cursor.close()
+        return plans
+    finally:
+        raw.close()
+
+
+BY_MERCHANT = {"ix_refunds_merchant_mode_created", "ix_refunds_merchant_status_created"}
+
+
+@pytest.mark.parametrize(
+    ("who", "query", "allowed"),
+    [
+        ("merchant", "", BY_MERCHANT),
+        ("merchant", "?status=failed", {"ix_refunds_merchant_status_created"}),
+        ("operator", "", {"ix_refunds_livemode_created"}),
+        ("api", "", BY_MERCHANT),
+        ("api", "?status=failed", {"ix_refunds_merchant_status_created"}),
+    ],
+)
+def test_the_refunds_lists_read_an_index_in_order(app, tenants, many_refunds, who, query, allowed):
+    if who == "api":
+        client = app.test_client()
+        path = "/api/v1/refunds" + query
+        plans = refund_list_plans(
+            app, lambda: client.get(path, headers=auth_headers(tenants.a_key))
+        )
+    else:
+        client = logged_in(app, tenants.a_email if who == "merchant" else tenants.op_email)
+        switch(client, "test")
+        plans = refund_list_plans(app, lambda: client.get("/dashboard/refunds" + query))
+
+    [refunds_plan] = [p for p in plans if p["table"] == "refunds"]
+    [payments_plan] = [p for p in plans if p["table"] == "payments"]
+    assert refunds_plan["key"] in allowed, plans
+    assert "filesort" not in (refunds_plan["Extra"] or ""), plans
+    assert plans[0]["table"] == "refunds", plans  # refunds drive, in order; LIMIT stops early
+    assert payments_plan["type"] == "eq_ref", plans  # each refund's payment by its primary key
