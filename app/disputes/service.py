@@ -225,14 +225,6 @@ def disputes_needing_response(merchant_id: int, *, livemode: bool, limit: int) -
     )
 
 
-def disputes_of_payment(payment_id: int) -> list[Dispute]:
-    return list(
-        db.session.scalars(
-            select(Dispute).where(Dispute.payment_id == payment_id).order_by(Dispute.id)
-        )
-    )
-
-
 # -- the merchant's answers ------------------------------------------------------------------
 
 
