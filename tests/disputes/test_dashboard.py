@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from app.models import AuditLog, Dispute
+from app.models import AuditLog, Dispute, Payment
 from tests.disputes.support import open_dispute, recorded_dispute
 from tests.support.pages import confirmed_post, csrf_from
 from tests.support.rows import get_row, get_rows
@@ -29,6 +29,9 @@ def test_the_page_lists_what_is_due_soonest_first_and_the_banner_shows_on_every_
     due_section = page.split("Every dispute")[0]
     assert due_section.index(sooner.public_id) < due_section.index(later.public_id)
     assert "42.00" in page and "Needs response" in page
+    paid = get_row(app, Payment, id=sooner.payment_id)
+    payment_page = client_a.get(f"/dashboard/payments/{paid.public_id}")
+    assert f"/dashboard/disputes/{sooner.public_id}" in payment_page.get_data(as_text=True)
     for path in ("/dashboard/", "/dashboard/payments", "/dashboard/subscriptions"):
         html = client_a.get(path).get_data(as_text=True)
         assert BANNER in html and "2 disputes need your response." in html, path
