@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from standardwebhooks import Webhook
 
+from app.disputes.psp_events import DISPUTE_EVENT_TYPES
 from app.models import Dispute, Notification, PspEvent
 from app.psp import get_provider
 from app.psp.stripe_adapter import event_from_stripe
-from app.psp_events.intake import process_event
+from app.psp_events.intake import handled_event_types, process_event
 from tests.disputes.support import open_dispute, recorded_dispute
 from tests.support.api import auth_headers
 from tests.support.factories import make_api_key
@@ -210,3 +211,8 @@ def test_list_pages_with_a_cursor_and_refuses_a_forged_one(
     assert bad.status_code == 400 and bad.get_json()["error"]["code"] == "INVALID_CURSOR"
     typo = client.get("/api/v1/disputes?statuss=won", headers=auth_headers(key))
     assert typo.status_code == 400
+
+
+def test_stripe_setup_subscribes_every_dispute_event(app):
+    with app.app_context():
+        assert set(DISPUTE_EVENT_TYPES) <= set(handled_event_types())
