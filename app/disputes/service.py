@@ -204,9 +204,11 @@ def list_disputes(
             raise PayBridgeError("INVALID_CURSOR", param="starting_after") from None
         stmt = stmt.where(cursors.older_than(Dispute.created_at, Dispute.id, position))
     stmt = stmt.order_by(Dispute.created_at.desc(), Dispute.id.desc()).limit(limit + 1)
-    rows, last = cursors.older_page(list(db.session.scalars(stmt)), limit, key=lambda d: d)
+    rows = list(db.session.scalars(stmt))
+    has_more, rows = len(rows) > limit, rows[:limit]
+    last = rows[-1] if has_more and rows else None
     next_cursor = cursors.encode(last.created_at, last.id, scope) if last else None
-    return DisputePage(rows, last is not None, next_cursor)
+    return DisputePage(rows, has_more, next_cursor)
 
 
 def disputes_needing_response(merchant_id: int, *, livemode: bool, limit: int) -> list[Dispute]:
@@ -340,6 +342,7 @@ def _ask_psp(dispute: Dispute, call, retrieve) -> PspDispute:
 def _record_answer(dispute_id: int, reported: PspDispute, *, evidence_text: str | None = None):
     """Record what the PSP answered under the payment's and the dispute's locks; commits."""
     payment_id = db.session.scalar(select(Dispute.payment_id).where(Dispute.id == dispute_id))
+    assert payment_id is not None  # disputes are never deleted
     payment = lock_payment(payment_id)
     dispute = lock_row(Dispute, dispute_id)
     assert dispute is not None  # disputes are never deleted
