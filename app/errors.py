@@ -67,6 +67,14 @@ ERROR_CODES: dict[str, ErrorSpec] = {
         422, "The refund amount is more than what remains refundable on the payment."
     ),
     "REFUND_REJECTED": ErrorSpec(422, "The payment service provider rejected the refund."),
+    "DISPUTE_NOT_FOUND": ErrorSpec(404, "No such dispute."),
+    "DISPUTE_CLOSED": ErrorSpec(409, "The dispute is closed: it takes no evidence or acceptance."),
+    "DISPUTE_EVIDENCE_SUBMITTED": ErrorSpec(
+        409, "The dispute's evidence is submitted and under review: it takes no other answer."
+    ),
+    "DISPUTE_PAST_DUE": ErrorSpec(
+        409, "The dispute's evidence was due earlier: the PSP takes no evidence any more."
+    ),
     "CONFLICT_NOT_FOUND": ErrorSpec(404, "No such payment conflict."),
     "CONFLICT_ALREADY_RESOLVED": ErrorSpec(409, "The payment conflict is already resolved."),
     "CONFLICT_NOT_REFUNDABLE": ErrorSpec(

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from flask import Flask
 
+from app.disputes import psp_events as dispute_events
+from app.disputes import signals as dispute_signals
 from app.notifications import outbox
 from app.payments import psp_facts
 from app.payments import signals as payment_signals
@@ -31,12 +33,18 @@ def register_hooks(app: Flask) -> None:
     # A refund succeeded or failed: its client is told.
     refund_signals.finished.connect(app, outbox.notify_refund)
 
+    # A dispute was recorded, changed or closed: its client is told.
+    dispute_signals.changed.connect(app, outbox.notify_dispute)
+
     # What each PSP event type means, and who handles it (others are stored, unhandled).
     register_handlers(
         app,
         {
             **dict.fromkeys(psp_facts.CHECKOUT_EVENT_TYPES, psp_facts.handle_checkout_event),
             **dict.fromkeys(refund_events.REFUND_EVENT_TYPES, refund_events.handle_refund_event),
+            **dict.fromkeys(
+                dispute_events.DISPUTE_EVENT_TYPES, dispute_events.handle_dispute_event
+            ),
             **dict.fromkeys(
                 subscription_events.INVOICE_EVENT_TYPES, subscription_events.handle_invoice
             ),

@@ -45,6 +45,10 @@ API_RULES = Map(
         Rule("/v1/refunds", methods=["GET"], endpoint="list_refunds"),
         Rule("/v1/refunds/<rid>", methods=["GET"], endpoint="get_refund"),
         Rule("/v1/refunds/<rid>", methods=["POST"], endpoint="update_refund"),
+        Rule("/v1/disputes", methods=["GET"], endpoint="list_disputes"),
+        Rule("/v1/disputes/<did>", methods=["GET"], endpoint="get_dispute"),
+        Rule("/v1/disputes/<did>", methods=["POST"], endpoint="update_dispute"),
+        Rule("/v1/disputes/<did>/close", methods=["POST"], endpoint="close_dispute"),
         Rule("/v1/subscriptions", methods=["GET"], endpoint="list_subscriptions"),
         Rule("/v1/subscriptions/<sid>", methods=["GET"], endpoint="get_subscription"),
         Rule("/v1/subscriptions/<sid>", methods=["POST"], endpoint="update_subscription"),
@@ -72,6 +76,9 @@ CONTROL_RULES = Map(
         Rule("/_emulator/checkout/sessions/<sid>/settle", methods=["POST"], endpoint="settle"),
         Rule("/_emulator/refunds/<rid>/succeed", methods=["POST"], endpoint="refund_succeed"),
         Rule("/_emulator/refunds/<rid>/fail", methods=["POST"], endpoint="refund_fail"),
+        Rule("/_emulator/disputes", methods=["POST"], endpoint="dispute_open"),
+        Rule("/_emulator/disputes/<did>/update", methods=["POST"], endpoint="dispute_update"),
+        Rule("/_emulator/disputes/<did>/close", methods=["POST"], endpoint="dispute_close"),
         Rule(
             "/_emulator/subscriptions/<sid>/fail_next_renewal",
             methods=["POST"],
@@ -108,6 +115,9 @@ PARAMS_ROUTES = {
     "create_refund": (Emulator.create_refund, None, True),
     "list_refunds": (Emulator.list_refunds, None, False),
     "update_refund": (Emulator.update_refund, "rid", False),
+    "list_disputes": (Emulator.list_disputes, None, False),
+    "update_dispute": (Emulator.update_dispute, "did", True),
+    "close_dispute": (Emulator.close_dispute, "did", True),
     "list_subscriptions": (Emulator.list_subscriptions, None, False),
     "update_subscription": (Emulator.update_subscription, "sid", True),
     "cancel_subscription": (Emulator.cancel_subscription, "sid", True),
@@ -124,6 +134,7 @@ RETRIEVE_ROUTES = {
     "get_session": (Emulator.get_session, "sid", True),
     "get_charge": (Emulator.get_charge, "cid", True),
     "get_refund": (Emulator.get_refund, "rid", True),
+    "get_dispute": (Emulator.get_dispute, "did", True),
     "get_subscription": (Emulator.get_subscription, "sid", True),
     "get_invoice": (Emulator.get_invoice, "iid", True),
     "get_event": (Emulator.get_event, "eid", False),
@@ -518,6 +529,12 @@ class EmulatorApp:
             return {"refund": emu.succeed_refund(args["rid"])}
         if endpoint == "refund_fail":
             return {"refund": emu.fail_refund(args["rid"], _string(body, "failure_reason"))}
+        if endpoint == "dispute_open":
+            return {"dispute": emu.open_dispute(body)}
+        if endpoint == "dispute_update":
+            return {"dispute": emu.move_dispute(args["did"], _string(body, "status"))}
+        if endpoint == "dispute_close":
+            return {"dispute": emu.decide_dispute(args["did"], _string(body, "outcome"))}
         if endpoint == "fail_next_renewal":
             count = _number(body, "count", 1, integer=True, minimum=1)
             return emu.fail_next_renewal(args["sid"], count, _string(body, "decline_code"))

@@ -30,6 +30,7 @@ from .common import (
     update_metadata,
     visible,
 )
+from .disputes import DisputesMixin
 from .errors import StripeErrorResponse, invalid, missing, no_such, unknown
 from .faults import Faults
 from .refunds import RefundsMixin
@@ -103,7 +104,7 @@ def _check_keys(given, allowed: set[str], prefix: str) -> None:
             raise unknown(f"{prefix}[{key}]" if prefix else key)
 
 
-class Emulator(RefundsMixin, SubscriptionsMixin):
+class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
     def __init__(self, config: Config) -> None:
         self.config = config
         self.clock = Clock()

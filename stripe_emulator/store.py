@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable
 
 KINDS = (
-    "session", "payment_intent", "charge", "refund", "subscription", "invoice", "event",
-    "webhook_endpoint", "idempotency", "meta",
+    "session", "payment_intent", "charge", "refund", "dispute", "subscription", "invoice",
+    "event", "webhook_endpoint", "idempotency", "meta",
 )  # fmt: skip
 
 

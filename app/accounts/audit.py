@@ -24,6 +24,8 @@ ACTIONS = (
     "payment_expire",
     "payment_refund",
     "subscription_cancel",
+    "dispute_evidence",
+    "dispute_accept",
     "notification_resend",
     "payment_reconcile",
     "conflict_refund",

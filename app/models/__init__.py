@@ -1,6 +1,7 @@
 """All models, imported here so Alembic and the app see every table."""
 
 from app.models.base import iso, utcnow
+from app.models.dispute import Dispute
 from app.models.events import Notification, NotificationAttempt, PspEvent, ReconciliationRun
 from app.models.merchant import ApiKey, AuditLog, DashboardSession, Merchant, User
 from app.models.payment import (
@@ -29,6 +30,7 @@ __all__ = [
     "ApiKey",
     "AuditLog",
     "DashboardSession",
+    "Dispute",
     "IdempotencyRecord",
     "Merchant",
     "Notification",

@@ -1,4 +1,4 @@
-"""Writing outbox rows: reactions to a payment's and a refund's changes (connected in
+"""Writing outbox rows: reactions to a payment's, a refund's and a dispute's changes (connected in
 `app/wiring.py`), inside the transaction that made the change, never on their own.
 
 The body is frozen now, as the payment is now: a retry sends exactly the same bytes."""
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from app.extensions import db
 from app.models import (
+    Dispute,
     Notification,
     Payment,
     PaymentStatus,
@@ -17,6 +18,7 @@ from app.models import (
     utcnow,
 )
 from app.models.base import public_id
+from app.serializers.dispute import dispute_to_dict
 from app.serializers.payment import RecurringLookup, payment_to_dict, refunds_of
 from app.serializers.refund import refund_to_dict
 
@@ -56,6 +58,16 @@ def notify_refund(payment: Payment, refund: Refund) -> None:
         payment, recc=RecurringLookup.load([payment], under_lock=True)
     )
     data["payment"]["refunds"] = refunds_of(payment, under_lock=True)
+    _add(payment, event_type, data)
+
+
+def notify_dispute(payment: Payment, dispute: Dispute, event_type: str) -> None:
+    """`disputes.signals.changed`: queue dispute.created / .updated / .closed, in its
+    payment's order. `data` is the dispute, with its payment embedded."""
+    data = dispute_to_dict(dispute, payment_public_id=payment.public_id)
+    data["payment"] = payment_to_dict(
+        payment, recc=RecurringLookup.load([payment], under_lock=True)
+    )
     _add(payment, event_type, data)
 
 

@@ -135,6 +135,25 @@ class PspChargeRefunds:
 
 
 @dataclass(frozen=True)
+class PspDispute:
+    """The PSP's view of a dispute, normalised."""
+
+    id: str
+    status: str  # needs_response | under_review | won | lost | warning_* | prevented
+    amount: int
+    currency: str | None  # upper-case ISO 4217
+    reason: str | None
+    charge_id: str | None
+    payment_intent_id: str | None
+    evidence_due_by: datetime | None  # naive UTC
+    has_evidence: bool
+    past_due: bool
+    submission_count: int
+    livemode: bool
+    created_at: datetime | None  # naive UTC
+
+
+@dataclass(frozen=True)
 class PspEventData:
     """A verified PSP event: its id, type, creation time, and the session it is about."""
 
@@ -151,6 +170,8 @@ class PspEventData:
     # Set when the event is about an invoice or a subscription (RECC renewals, cancellation).
     invoice: PspInvoice | None = None
     subscription: PspSubscription | None = None
+    # Set when the event is about a dispute (charge.dispute.*).
+    dispute: PspDispute | None = None
     # Stripe's mode of the event (and of what it is about): it must be the mode of the payment
     # it names, or it is stored and never applied.
     livemode: bool = False
@@ -295,6 +316,22 @@ class PaymentProvider(ABC):
     def retrieve_invoice(self, invoice_id: str) -> PspInvoice:
         """One invoice, with the payment intent that paid it when there is one."""
         raise PspRejected(f"{self.name} does not support subscriptions", code="unsupported")
+
+    # -- disputes; an adapter without them answers PspRejected ----------------------------------
+
+    def update_dispute(
+        self, dispute_id: str, *, evidence: dict[str, str], submit: bool
+    ) -> PspDispute:
+        """Give the dispute evidence, and submit it to the card network (`submit`)."""
+        raise PspRejected(f"{self.name} does not support disputes", code="unsupported")
+
+    def retrieve_dispute(self, dispute_id: str) -> PspDispute:
+        """The dispute's current state."""
+        raise PspRejected(f"{self.name} does not support disputes", code="unsupported")
+
+    def close_dispute(self, dispute_id: str) -> PspDispute:
+        """Accept the dispute: the merchant does not contest it (it is lost)."""
+        raise PspRejected(f"{self.name} does not support disputes", code="unsupported")
 
     # -- the account's own setup (`flask stripe setup` / `check`); an adapter without it answers
     # PspRejected ------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from app.psp.base import (
     CheckoutSession,
     PaymentProvider,
     PspChargeRefunds,
+    PspDispute,
     PspError,
     PspEventData,
     PspInvalidState,
@@ -247,6 +248,30 @@ def charge_refunds_from_stripe(obj: Any) -> PspChargeRefunds | None:
     )
 
 
+def dispute_from_stripe(obj: Any) -> PspDispute:
+    """Normalise a Stripe dispute (its answer to the evidence, or an event's object)."""
+    currency = _field(obj, "currency")
+    details = _field(obj, "evidence_details")
+    amount = _field(obj, "amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise ValueError("dispute.amount is not a whole number > 0")
+    return PspDispute(
+        id=obj["id"],
+        status=_field(obj, "status") or "needs_response",
+        amount=amount,
+        currency=currency.upper() if currency else None,
+        reason=_field(obj, "reason"),
+        charge_id=_id_of(_field(obj, "charge")),
+        payment_intent_id=_id_of(_field(obj, "payment_intent")),
+        evidence_due_by=from_unix(_field(details, "due_by")),
+        has_evidence=bool(_field(details, "has_evidence")),
+        past_due=bool(_field(details, "past_due")),
+        submission_count=int(_field(details, "submission_count") or 0),
+        livemode=bool(_field(obj, "livemode")),
+        created_at=from_unix(_field(obj, "created")),
+    )
+
+
 def webhook_endpoint_from_stripe(obj: Any) -> PspWebhookEndpoint:
     """Normalise a Stripe webhook_endpoint (its secret is there only when it was created)."""
     return PspWebhookEndpoint(
@@ -290,6 +315,7 @@ def event_from_stripe(event: dict) -> PspEventData:
         refunds=_event_refunds(data_object, kind),
         livemode=_livemode(event),
         charge=charge_refunds_from_stripe(data_object) if kind == "charge" else None,
+        dispute=dispute_from_stripe(data_object) if kind == "dispute" else None,
     )
 
 
@@ -344,7 +370,7 @@ def check_event(event: PspEventData) -> PspEventData:
     for name, value, limit in (("id", event.id, MAX_PSP_ID_LENGTH), ("type", event.type, 100)):
         if not isinstance(value, str) or not value or len(value) > limit:
             raise ValueError(f"event {name} is not a string of 1-{limit}")
-    for part in (event.session, event.invoice, event.subscription, *event.refunds):
+    for part in (event.session, event.invoice, event.subscription, event.dispute, *event.refunds):
         if part is not None:
             _check_fields(part)
     if event.charge is not None:
@@ -666,6 +692,27 @@ class StripeProvider(PaymentProvider):
         """Every refund of the payment intent, newest first, page by page."""
         params = {"payment_intent": payment_intent_id, "limit": PAGE_SIZE}
         yield from self._list("list_refunds", "/v1/refunds", params, refund_from_stripe)
+
+    # -- disputes ----------------------------------------------------------------------------
+
+    def update_dispute(
+        self, dispute_id: str, *, evidence: dict[str, str], submit: bool
+    ) -> PspDispute:
+        """Stripe's `disputes.update`: the evidence (merged into what it holds) and, with
+        `submit`, sent to the network; submitting the same evidence again is refused by Stripe,
+        so the caller checks what it already submitted first."""
+        params = {"evidence": dict(evidence), "submit": submit}
+        dispute = self._request("update_dispute", "post", f"/v1/disputes/{_id(dispute_id)}", params)
+        return dispute_from_stripe(dispute)
+
+    def retrieve_dispute(self, dispute_id: str) -> PspDispute:
+        dispute = self._request("retrieve_dispute", "get", f"/v1/disputes/{_id(dispute_id)}")
+        return dispute_from_stripe(dispute)
+
+    def close_dispute(self, dispute_id: str) -> PspDispute:
+        """Stripe's `disputes.close`: accept it (lost); closing a lost one again changes nothing."""
+        dispute = self._request("close_dispute", "post", f"/v1/disputes/{_id(dispute_id)}/close")
+        return dispute_from_stripe(dispute)
 
     # -- the account's own setup -------------------------------------------------------------
 

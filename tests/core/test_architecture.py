@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # The parts, by dotted name under app/, from the top down.
 TOP = ("app.blueprints", "app.cli", "app.tasks", "app.runtime", "app.wiring")
-FEATURES = ("app.refunds", "app.subscriptions", "app.conflicts")
+FEATURES = ("app.refunds", "app.subscriptions", "app.conflicts", "app.disputes")
 SERVICES = (
     "app.notifications",
     "app.reconciliation",
@@ -39,9 +39,10 @@ NEVER = {
     # Notifications hear of payments and refunds through hooks; reconciliation drives the
     # features, never the reverse. (Refunds may ask subscriptions for a renewal's charge:
     # subscriptions never import refunds.)
-    "app.notifications": ["app.refunds", "app.subscriptions", "app.reconciliation"],
+    "app.notifications": ["app.refunds", "app.subscriptions", "app.reconciliation", "app.disputes"],
     "app.refunds": ["app.reconciliation", "app.notifications"],
     "app.subscriptions": ["app.refunds", "app.reconciliation", "app.notifications"],
+    "app.disputes": ["app.refunds", "app.subscriptions", "app.reconciliation", "app.notifications"],
     "app.reporting": [CORE, *FEATURES],
     # Retention deletes old rows by the tables' own columns: it drives no domain.
     "app.retention": [CORE, *FEATURES, "app.notifications", "app.reporting", "app.accounts"],

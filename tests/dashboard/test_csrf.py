@@ -23,6 +23,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import ApiKey, AuditLog, Merchant, Subscription, SubscriptionStatus
+from tests.disputes.support import dispute_applied
 from tests.support.factories import PASSWORD, add_notification, add_payment
 from tests.support.pages import logged_in, token_for
 from tests.support.psp import stripe_get
@@ -39,6 +40,8 @@ class World:
     notification_id: int  # a failed notification (resend)
     api_key_id: int
     subscription: str  # an active subscription (cancel)
+    dispute_to_answer: str  # a dispute needing a response (evidence)
+    dispute_to_accept: str  # another (accept)
     signing_secret: str
 
 
@@ -86,6 +89,11 @@ POSTS = [
     Post("dashboard.rotate_secret", "merchant", "secret_rotate"),
     Post("dashboard.cancel_subscription", "merchant", "subscription_cancel",
          url_args=lambda w: {"public_id": w.subscription}, form=lambda w: {"when": "now"}),
+    Post("dashboard.dispute_evidence", "merchant", "dispute_evidence",
+         url_args=lambda w: {"public_id": w.dispute_to_answer},
+         form=lambda w: {"text": "Delivered and signed for.", "confirmed": "yes"}),
+    Post("dashboard.accept_dispute", "merchant", "dispute_accept",
+         url_args=lambda w: {"public_id": w.dispute_to_accept}),
 ]  # fmt: skip
 
 
@@ -108,7 +116,7 @@ def test_every_dashboard_post_route_is_covered(app):
 
 
 @pytest.fixture
-def world(app, tenants, registered_payment, paid_payment, paid_after_failed) -> World:
+def world(app, tenants, emulator, registered_payment, paid_payment, paid_after_failed) -> World:
     """Real objects, at the emulator too, so each action would really do something. The
     emulator is reset (no webhook endpoint: nothing reaches PayBridge behind the test's back)."""
     initiated = registered_payment(tenants.a_id).public_id
@@ -117,6 +125,8 @@ def world(app, tenants, registered_payment, paid_payment, paid_after_failed) -> 
         tenants.a_id, payment_type="RECC", interval="month", interval_count=1
     ).id
     conflict = paid_after_failed(tenants.a_id)
+    to_answer = dispute_applied(app, emulator, paid_payment(tenants.a_id).public_id)
+    to_accept = dispute_applied(app, emulator, paid_payment(tenants.a_id).public_id)
     with app.app_context():
         notification = add_notification(
             add_payment(tenants.a_id, status="FAILED"), status="failed", attempts=[500, 500, 500]
@@ -137,6 +147,8 @@ def world(app, tenants, registered_payment, paid_payment, paid_after_failed) -> 
             notification_id=notification.id,
             api_key_id=key_id,
             subscription=subscription.public_id,
+            dispute_to_answer=to_answer,
+            dispute_to_accept=to_accept,
             signing_secret=db.session.get(Merchant, tenants.a_id).signing_secret,
         )
         db.session.remove()

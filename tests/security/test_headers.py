@@ -16,6 +16,7 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import ApiKey, PspEvent, ReconciliationRun, Subscription
 from demo_shop.catalogue import products_on_sale
+from tests.disputes.support import dispute_applied
 from tests.e2e.shop_flow import add_to_cart, check_out, sign_up
 from tests.shop.support import Shopper
 from tests.support.factories import PASSWORD, add_notification, add_payment
@@ -63,14 +64,16 @@ class World:
     event_id: int
     run_id: int
     key_id: int
+    dispute: str
 
 
 @pytest.fixture
-def world(app, tenants, paid_payment, paid_after_failed) -> World:
+def world(app, tenants, emulator, paid_payment, paid_after_failed) -> World:
     """One of each object a dashboard or checkout page shows, merchant A's."""
     paid = paid_payment(tenants.a_id).public_id
     recurring = paid_payment(tenants.a_id, payment_type="RECC", interval="month", interval_count=1)
     conflict = paid_after_failed(tenants.a_id)
+    dispute = dispute_applied(app, emulator, paid_payment(tenants.a_id).public_id)
     with app.app_context():
         notification = add_notification(
             add_payment(tenants.a_id, status="FAILED"), status="failed", attempts=[500]
@@ -97,6 +100,7 @@ def world(app, tenants, paid_payment, paid_after_failed) -> World:
             event_id=event.id,
             run_id=run.id,
             key_id=key_id.first(),
+            dispute=dispute,
         )
         db.session.remove()
     return found
@@ -128,6 +132,9 @@ PAGES = {
     "dashboard.rotate_secret",
     "dashboard.recon_run_now",
     "dashboard.cancel_subscription",
+    "dashboard.disputes",
+    "dashboard.dispute_detail",
+    "dashboard.accept_dispute",
 }
 
 
@@ -145,6 +152,7 @@ def test_every_get_route_answers_with_the_headers_and_every_page_with_a_content_
         "event_id": world.event_id,
         "run_id": world.run_id,
         "key_id": world.key_id,
+        "dispute_id": world.dispute,
         "filename": "css/app.css",
     }
     overrides = {
@@ -152,6 +160,8 @@ def test_every_get_route_answers_with_the_headers_and_every_page_with_a_content_
         ("dashboard.cancel_subscription", "public_id"): world.subscription,
         ("dashboard.refund_conflict", "public_id"): world.conflicted,
         ("dashboard.resolve_conflict", "public_id"): world.conflicted,
+        ("dashboard.dispute_detail", "public_id"): world.dispute,
+        ("dashboard.accept_dispute", "public_id"): world.dispute,
     }
     rendered = set()
 

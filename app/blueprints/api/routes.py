@@ -10,6 +10,10 @@ from app.blueprints.api import bp, limits
 from app.blueprints.api.auth import authenticate, current_livemode, current_merchant_id
 from app.blueprints.api.docs import docs_context
 from app.blueprints.api.schemas import (
+    DisputeEvidenceSchema,
+    DisputeListQuerySchema,
+    DisputeListSchema,
+    DisputeSchema,
     PayBridgeErrorSchema,
     PaymentCreateSchema,
     PaymentDetailSchema,
@@ -24,12 +28,14 @@ from app.blueprints.api.schemas import (
     SubscriptionSchema,
 )
 from app.common.idempotency import REPLAYED_HEADER, CommandResult
+from app.disputes import service as disputes
 from app.errors import PayBridgeError
 from app.models import StatusSource
 from app.payments import queries as payments
 from app.payments.service import expire_payment, submit_payment
 from app.refunds import queries as refunds
 from app.refunds.service import submit_refund
+from app.serializers.dispute import dispute_to_dict
 from app.serializers.payment import payment_to_dict, payments_to_dicts
 from app.serializers.refund import refund_to_dict
 from app.serializers.subscription import subscription_to_dict
@@ -259,6 +265,61 @@ class RefundById(MethodView):
         """One refund (the shape of the payment's `refunds` and of refund notifications)."""
         refund = refunds.get_refund(current_merchant_id(), refund_id, livemode=current_livemode())
         return jsonify(refund_to_dict(refund))
+
+
+@bp.route("/disputes")
+class Disputes(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.arguments(DisputeListQuerySchema, location="query", error_status_code=400, unknown=RAISE)
+    @bp.response(200, DisputeListSchema)
+    @_errors(401)
+    def get(self, query: dict):
+        """List disputes of the key's mode, newest first, with cursor pagination."""
+        page = disputes.list_disputes(current_merchant_id(), livemode=current_livemode(), **query)
+        return jsonify(
+            object="list",
+            data=[dispute_to_dict(d) for d in page.disputes],
+            has_more=page.has_more,
+            next_cursor=page.next_cursor,
+        )
+
+
+@bp.route("/disputes/<string:dispute_id>")
+class DisputeById(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.response(200, DisputeSchema)
+    @_errors(401, 404)
+    def get(self, dispute_id: str):
+        """One dispute."""
+        return jsonify(dispute_to_dict(_own_dispute(dispute_id)))
+
+
+@bp.route("/disputes/<string:dispute_id>/evidence")
+class DisputeEvidence(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.arguments(DisputeEvidenceSchema, error_status_code=400)
+    @bp.response(200, DisputeSchema, description="Submitted: the dispute as the PSP now has it")
+    @_errors(401, 404, 409, 415, 422, 502, 503)
+    def post(self, data: dict, dispute_id: str):
+        """Submit text evidence to the PSP (the same text again answers the dispute as it is)."""
+        dispute = disputes.submit_evidence(_own_dispute(dispute_id).id, data["text"])
+        return jsonify(dispute_to_dict(dispute))
+
+
+@bp.route("/disputes/<string:dispute_id>/close")
+class CloseDispute(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.response(200, DisputeSchema, description="Accepted: the dispute is lost")
+    @_errors(401, 404, 409, 422, 502, 503)
+    def post(self, dispute_id: str):
+        """Accept the dispute at the PSP: not contested, the disputed amount is lost."""
+        dispute = disputes.accept_dispute(_own_dispute(dispute_id).id)
+        return jsonify(dispute_to_dict(dispute))
+
+
+def _own_dispute(public_id: str):
+    """The caller's dispute of its key's mode (another mode's is 404)."""
+    return disputes.get_dispute(current_merchant_id(), public_id, livemode=current_livemode())
 
 
 def _own_payment(public_id: str):

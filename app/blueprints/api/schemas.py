@@ -6,11 +6,17 @@ from datetime import UTC, datetime
 
 from marshmallow import Schema, fields, validate
 
+from app.disputes.service import MAX_EVIDENCE_TEXT
+from app.disputes.service import STATUSES as DISPUTE_STATUSES
 from app.models import PaymentStatus, RefundStatus, StatusSource, SubscriptionStatus
 from app.payments.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.payments.validation import PaymentCreateSchema
 
 __all__ = [
+    "DisputeEvidenceSchema",
+    "DisputeListQuerySchema",
+    "DisputeListSchema",
+    "DisputeSchema",
     "PayBridgeErrorSchema",
     "PaymentCreateSchema",
     "PaymentDetailSchema",
@@ -280,4 +286,70 @@ class SubscriptionCancelSchema(Schema):
             "description": "true: it ends when the paid period ends (no more charges); "
             "false: it ends now."
         },
+    )
+
+
+class DisputeSchema(Schema):
+    """A dispute as client apps see it (also the `data` of dispute notifications)."""
+
+    id = fields.String(metadata={"example": "dsp_4Lq9Zx2Vb7Nc1Mk8Tr3Yw6Hp"})
+    object = fields.Constant("dispute")
+    livemode = fields.Boolean(metadata={"description": "The mode of its payment."})
+    payment_id = fields.String()
+    amount = fields.Integer(metadata={"description": "Minor units disputed."})
+    currency = fields.String()
+    reason = fields.String(
+        allow_none=True, metadata={"description": "The PSP's reason, e.g. fraudulent."}
+    )
+    status = fields.String(
+        validate=validate.OneOf(DISPUTE_STATUSES),
+        metadata={"description": "The PSP's status (Stripe's words; warning_*: an inquiry)."},
+    )
+    needs_response = fields.Boolean(
+        metadata={"description": "true while the dispute waits for evidence or acceptance."}
+    )
+    evidence_due_by = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
+    has_evidence = fields.Boolean()
+    submission_count = fields.Integer()
+    evidence_text = fields.String(
+        allow_none=True, metadata={"description": "The text evidence submitted through PayBridge."}
+    )
+    psp = fields.String()
+    psp_dispute_id = fields.String()
+    funds_withdrawn_at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
+    funds_reinstated_at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
+    created_at = fields.String(metadata={"description": "ISO 8601, UTC."})
+    updated_at = fields.String(metadata={"description": "ISO 8601, UTC."})
+    closed_at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
+
+
+class DisputeListQuerySchema(Schema):
+    """Filters and paging of GET /api/v1/disputes."""
+
+    status = fields.String(validate=validate.OneOf(DISPUTE_STATUSES))
+    limit = fields.Integer(
+        load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
+    )
+    starting_after = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "The `next_cursor` of the previous page."},
+    )
+
+
+class DisputeListSchema(Schema):
+    object = fields.Constant("list")
+    data = fields.List(fields.Nested(DisputeSchema))
+    has_more = fields.Boolean()
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "Pass as starting_after for the next page."}
+    )
+
+
+class DisputeEvidenceSchema(Schema):
+    """Body of POST /disputes/{id}/evidence: text evidence, submitted to the PSP at once."""
+
+    text = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=MAX_EVIDENCE_TEXT),
+        metadata={"description": "What the merchant says (Stripe's `uncategorized_text`)."},
     )

@@ -1,6 +1,6 @@
 """The merchant dashboard: server-rendered pages behind Flask-Login, under /dashboard.
 
-One module per area (auth, modes, overview, payments, refunds, conflicts, notifications,
+One module per area (auth, modes, overview, payments, refunds, disputes, conflicts, notifications,
 reconciliation, events, subscriptions, settings, audit_log). `shared` holds what every page
 shares (tenancy scope, the audit call, headers), `actions` the one confirm → act → audit →
 commit → redirect helper every action goes through, and `forms` the parsing of requests.
@@ -25,6 +25,7 @@ from app.blueprints.dashboard import (  # noqa: E402,F401
     audit_log,
     auth,
     conflicts,
+    disputes,
     events,
     modes,
     notifications,

@@ -23,6 +23,7 @@ from wtforms import (
     SelectField,
     StringField,
     SubmitField,
+    TextAreaField,
 )
 from wtforms.validators import (
     DataRequired,
@@ -42,6 +43,7 @@ from app.common.money import (
     parse_amount,
     parse_major,
 )
+from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.errors import PayBridgeError
 from app.models import PaymentStatus, PaymentType, RefundState, RefundStatus
 from app.psp import configured_modes
@@ -156,6 +158,16 @@ class CancelSubscriptionForm(FlaskForm):
         default="period_end",
         validators=[InputRequired()],
     )
+
+
+class DisputeEvidenceForm(FlaskForm):
+    """Text evidence for a dispute: step one writes it, step two (`confirmed`) submits it."""
+
+    text = TextAreaField(
+        "Your evidence (sent to the cardholder's bank as written)",
+        validators=[DataRequired(), Length(max=MAX_EVIDENCE_TEXT)],
+    )
+    confirmed = HiddenField()
 
 
 # Stripe's two modes as the dashboard's forms send them.

@@ -26,6 +26,7 @@ from app.models import Payment, StatusSource, utcnow
 from app.payments.service import expire_payment
 from app.refunds.service import remaining_amount
 from app.reporting import queries, transactions
+from app.reporting.disputes import disputes_of_payment
 from app.reporting.queries import refund_timeline
 
 
@@ -94,6 +95,7 @@ def payment_detail(public_id: str):
         confirm=ConfirmForm(),
         refund_events=refund_timeline(story.refunds),
         refundable=remaining_amount(payment),
+        disputes=disputes_of_payment(payment.id),
     )
 
 

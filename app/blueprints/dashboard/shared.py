@@ -27,6 +27,7 @@ from app.common.urls import split_url
 from app.errors import ValidationError
 from app.models import Merchant, Payment, User, iso
 from app.reporting import queries
+from app.reporting.disputes import due_summary
 from app.reporting.modes import has_live_data
 from app.reporting.subscriptions import payment_subscription
 
@@ -223,11 +224,20 @@ def mode_return_url() -> str:
     return url_for(endpoint, **values)
 
 
+def disputes_in_view():
+    """How many disputes of the scope, in the mode in view, need a response (the banner)."""
+    if not is_operator() and current_user.merchant_id is None:
+        return None
+    return due_summary(scope_merchant_id(), livemode=view_livemode())
+
+
 @bp.context_processor
 def dashboard_context() -> dict:
     shows_mode = current_user.is_authenticated and request.endpoint is not None
     return {
         "livemode": view_livemode() if shows_mode else None,
+        # The banner of every page while a dispute waits for an answer (one indexed query).
+        "disputes_due": disputes_in_view if shows_mode else None,
         "mode_return_url": mode_return_url if shows_mode else None,
         "money": format_money,
         "minor": format_minor,

@@ -1,7 +1,7 @@
 """refund indexes: refunded payments and refunds are listed and filtered through an index
 
 Revision ID: 0017_refund_indexes
-Revises: 0015_mode_indexes
+Revises: 0016_disputes
 Create Date: 2026-12-07 11:00:00
 
 The transactions list marks and filters refunded and partially refunded payments. "Fully
@@ -22,7 +22,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0017_refund_indexes'
-down_revision = '0015_mode_indexes'
+down_revision = '0016_disputes'
 branch_labels = None
 depends_on = None
 

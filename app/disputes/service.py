@@ -1,0 +1,353 @@
+"""Disputes: recording what the PSP reports, the lists, and the merchant's two answers.
+
+`apply_psp_dispute` is the only code that writes a dispute's state; it runs under the payment's
+row lock (taken first, as every change of a payment's records does) and the dispute's. The
+answers (`submit_evidence`, `accept_dispute`) call the PSP with no transaction open, then record
+what it answered; the PSP's own event of the same change then finds nothing new.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+
+from app.common import cursors
+from app.common.locks import lock_row
+from app.disputes import signals
+from app.errors import PayBridgeError
+from app.extensions import db
+from app.models import Dispute, Payment, utcnow
+from app.models.dispute import CLOSED_STATUSES, NEEDS_RESPONSE_STATUSES
+from app.payments.state import lock_payment
+from app.psp import PspError, get_provider
+from app.psp.base import PspDispute, PspNotFound, PspUnavailable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+# Stripe's limit of a text evidence field (`uncategorized_text`).
+MAX_EVIDENCE_TEXT = 20_000
+# Dispute statuses a client may filter by (Stripe's words).
+STATUSES = (
+    "needs_response", "under_review", "won", "lost", "warning_needs_response",
+    "warning_under_review", "warning_closed", "prevented",
+)  # fmt: skip
+# The PSP's event types that mean the money left or came back (kept on the record).
+FUNDS_WITHDRAWN = "charge.dispute.funds_withdrawn"
+FUNDS_REINSTATED = "charge.dispute.funds_reinstated"
+
+
+# -- recording what the PSP says -------------------------------------------------------------
+
+
+def dispute_of_psp_id(psp_dispute_id: str, *, locking: bool = False) -> Dispute | None:
+    """`locking`: read fresh under a row lock (another transaction may have changed it since
+    this session last read it)."""
+    stmt = select(Dispute).where(Dispute.psp_dispute_id == psp_dispute_id)
+    if locking:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return db.session.scalar(stmt)
+
+
+def payment_of_intent(payment_intent_id: str | None) -> int | None:
+    if not payment_intent_id:
+        return None
+    return db.session.scalar(
+        select(Payment.id)
+        .where(Payment.psp_payment_intent_id == payment_intent_id)
+        .order_by(Payment.id)
+        .limit(1)
+    )
+
+
+def apply_psp_dispute(
+    payment: Payment,
+    dispute: Dispute | None,
+    reported: PspDispute,
+    *,
+    at: datetime | None,
+    funds: str | None = None,
+) -> tuple[Dispute, str | None]:
+    """Record the PSP's dispute on the locked payment (new, or the locked `dispute`); flushes.
+
+    `at`: the PSP's time of this state (an event's), None for an answer just received; a state
+    older than one applied already changes nothing but the funds. `funds`: the event type when
+    it says the money left or came back. Returns the dispute and the notification it caused
+    (dispute.created / .updated / .closed), or None when nothing a client sees changed.
+    """
+    now = utcnow()
+    if dispute is None:
+        dispute = Dispute(
+            payment_id=payment.id,
+            merchant_id=payment.merchant_id,
+            livemode=payment.livemode,
+            psp=payment.psp,
+            psp_dispute_id=reported.id,
+            has_evidence=False,
+            submission_count=0,
+            created_at=reported.created_at or now,
+            updated_at=now,
+        )
+        _copy_state(dispute, reported)
+        dispute.psp_updated_at = at
+        _note_funds(dispute, funds, at or now)
+        if dispute.is_closed:
+            dispute.closed_at = now
+        db.session.add(dispute)
+        db.session.flush()
+        _announce(payment, dispute, "dispute.created")
+        return dispute, "dispute.created"
+
+    before = _visible_state(dispute)
+    older = at is not None and dispute.psp_updated_at is not None and at < dispute.psp_updated_at
+    # A decided dispute stays decided: a late event of its open days changes nothing.
+    if not older and not (dispute.is_closed and reported.status not in CLOSED_STATUSES):
+        _copy_state(dispute, reported)
+        if at is not None:
+            dispute.psp_updated_at = at
+    _note_funds(dispute, funds, at or now)
+    if _visible_state(dispute) == before:
+        return dispute, None
+    dispute.updated_at = now
+    kind = "dispute.updated"
+    if dispute.is_closed and before[0] not in CLOSED_STATUSES:
+        dispute.closed_at = now
+        kind = "dispute.closed"
+    db.session.flush()
+    _announce(payment, dispute, kind)
+    return dispute, kind
+
+
+def _copy_state(dispute: Dispute, reported: PspDispute) -> None:
+    dispute.psp_charge_id = reported.charge_id or dispute.psp_charge_id
+    dispute.amount = reported.amount
+    dispute.currency = (reported.currency or dispute.currency or "").upper()
+    dispute.reason = reported.reason
+    dispute.status = reported.status
+    dispute.evidence_due_by = reported.evidence_due_by
+    dispute.has_evidence = reported.has_evidence
+    dispute.submission_count = reported.submission_count
+
+
+def _note_funds(dispute: Dispute, funds: str | None, at: datetime) -> None:
+    if funds == FUNDS_WITHDRAWN and dispute.funds_withdrawn_at is None:
+        dispute.funds_withdrawn_at = at
+    elif funds == FUNDS_REINSTATED and dispute.funds_reinstated_at is None:
+        dispute.funds_reinstated_at = at
+
+
+def _visible_state(dispute: Dispute) -> tuple:
+    return (
+        dispute.status,
+        dispute.amount,
+        dispute.reason,
+        dispute.evidence_due_by,
+        dispute.has_evidence,
+        dispute.submission_count,
+        dispute.funds_withdrawn_at is not None,
+        dispute.funds_reinstated_at is not None,
+    )
+
+
+def _announce(payment: Payment, dispute: Dispute, kind: str) -> None:
+    log.info("dispute %s of payment %s: %s (%s)", dispute.public_id, payment.public_id, kind,
+             dispute.status)  # fmt: skip
+    signals.changed.send(payment, dispute, kind)
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DisputePage:
+    disputes: list[Dispute]
+    has_more: bool
+    next_cursor: str | None
+
+
+def get_dispute(merchant_id: int, public_id: str, *, livemode: bool) -> Dispute:
+    """The merchant's dispute of this mode (another mode's is not found, as on Stripe)."""
+    dispute = db.session.scalar(
+        select(Dispute).where(
+            Dispute.public_id == public_id,
+            Dispute.merchant_id == merchant_id,
+            Dispute.livemode == livemode,
+        )
+    )
+    if dispute is None:
+        raise PayBridgeError("DISPUTE_NOT_FOUND", param="id")
+    return dispute
+
+
+def list_disputes(
+    merchant_id: int,
+    *,
+    livemode: bool,
+    status: str | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    starting_after: str | None = None,
+) -> DisputePage:
+    """The merchant's disputes of one mode, newest first, one page after the cursor."""
+    limit = max(1, min(limit, MAX_PAGE_SIZE))
+    stmt = select(Dispute).where(Dispute.merchant_id == merchant_id, Dispute.livemode == livemode)
+    if status:
+        stmt = stmt.where(Dispute.status == status)
+    scope = f"api.disputes:{merchant_id}:{'live' if livemode else 'test'}"
+    if starting_after:
+        try:
+            position = cursors.decode(starting_after, scope)
+        except cursors.InvalidCursor:
+            raise PayBridgeError("INVALID_CURSOR", param="starting_after") from None
+        stmt = stmt.where(cursors.older_than(Dispute.created_at, Dispute.id, position))
+    stmt = stmt.order_by(Dispute.created_at.desc(), Dispute.id.desc()).limit(limit + 1)
+    rows = list(db.session.scalars(stmt))
+    has_more, rows = len(rows) > limit, rows[:limit]
+    last = rows[-1] if has_more and rows else None
+    next_cursor = cursors.encode(last.created_at, last.id, scope) if last else None
+    return DisputePage(rows, has_more, next_cursor)
+
+
+def disputes_needing_response(merchant_id: int, *, livemode: bool, limit: int) -> list[Dispute]:
+    """What waits for the merchant's answer, due soonest first."""
+    return list(
+        db.session.scalars(
+            select(Dispute)
+            .where(
+                Dispute.merchant_id == merchant_id,
+                Dispute.livemode == livemode,
+                Dispute.status.in_(NEEDS_RESPONSE_STATUSES),
+            )
+            .order_by(Dispute.evidence_due_by, Dispute.id)
+            .limit(limit)
+        )
+    )
+
+
+# -- the merchant's answers ------------------------------------------------------------------
+
+
+def submit_evidence(dispute_id: int, text: str) -> Dispute:
+    """Send text evidence to the PSP and submit it (Stripe's `disputes.update`); commits.
+
+    Submitting the evidence already submitted answers the dispute as it is (a retried request
+    or a double click); other evidence after a submission, a decided dispute or one past its
+    due date are refused."""
+    text = text.strip() if isinstance(text, str) else ""
+    if not text or len(text) > MAX_EVIDENCE_TEXT:
+        raise PayBridgeError(
+            "VALIDATION_ERROR",
+            f"evidence text must be 1 to {MAX_EVIDENCE_TEXT} characters",
+            param="text",
+        )
+    dispute = _fresh(dispute_id)
+    if dispute.evidence_text == text and dispute.submission_count > 0:
+        db.session.commit()
+        return dispute
+    _check_answerable(dispute)
+    psp_id, psp, livemode = dispute.psp_dispute_id, dispute.psp, dispute.livemode
+    db.session.commit()  # no transaction stays open while the PSP is called
+    provider = get_provider(psp, livemode=livemode)
+    reported = _ask_psp(
+        dispute,
+        lambda: provider.update_dispute(psp_id, evidence={"uncategorized_text": text}, submit=True),
+        lambda: provider.retrieve_dispute(psp_id),
+    )
+    return _record_answer(dispute_id, reported, evidence_text=text)
+
+
+def accept_dispute(dispute_id: int) -> Dispute:
+    """Accept the dispute at the PSP (Stripe's `disputes.close`: it is lost); commits.
+    Accepting an accepted dispute answers it as it is."""
+    dispute = _fresh(dispute_id)
+    if dispute.status in ("lost", "warning_closed"):
+        db.session.commit()
+        return dispute
+    if dispute.is_closed:
+        raise _closed(dispute)
+    psp_id, psp, livemode = dispute.psp_dispute_id, dispute.psp, dispute.livemode
+    db.session.commit()
+    provider = get_provider(psp, livemode=livemode)
+    reported = _ask_psp(
+        dispute, lambda: provider.close_dispute(psp_id), lambda: provider.retrieve_dispute(psp_id)
+    )
+    return _record_answer(dispute_id, reported)
+
+
+def _fresh(dispute_id: int) -> Dispute:
+    dispute = db.session.get(Dispute, dispute_id, populate_existing=True)
+    if dispute is None:
+        raise PayBridgeError("DISPUTE_NOT_FOUND", param="id")
+    return dispute
+
+
+def _closed(dispute: Dispute) -> PayBridgeError:
+    return PayBridgeError(
+        "DISPUTE_CLOSED",
+        f"The dispute is closed ({dispute.status_label.lower()}): it takes no answer.",
+        details={"dispute_id": dispute.public_id, "status": dispute.status},
+    )
+
+
+def _check_answerable(dispute: Dispute, *, past_due: bool = False) -> None:
+    if dispute.is_closed:
+        raise _closed(dispute)
+    if not dispute.needs_response:
+        raise PayBridgeError(
+            "DISPUTE_EVIDENCE_SUBMITTED",
+            details={"dispute_id": dispute.public_id, "status": dispute.status},
+        )
+    due = dispute.evidence_due_by
+    if past_due or (due is not None and utcnow() > due):
+        raise PayBridgeError(
+            "DISPUTE_PAST_DUE",
+            details={"dispute_id": dispute.public_id, "evidence_due_by": due and due.isoformat()},
+        )
+
+
+def _ask_psp(dispute: Dispute, call, retrieve) -> PspDispute:
+    """The PSP's answer to `call`; when it refuses, its dispute as it is now says why (closed,
+    submitted, past due) in PayBridge's words, recorded first."""
+    details = {"dispute_id": dispute.public_id}
+    try:
+        try:
+            return call()
+        except (PspUnavailable, PspNotFound):
+            raise
+        except PspError as refused:
+            log.warning("dispute %s: the PSP refused the answer: %s", dispute.public_id, refused)
+            current = retrieve()
+            recorded = _record_answer(dispute.id, current)
+            _check_answerable(recorded, past_due=current.past_due)
+            raise PayBridgeError(
+                "PSP_REJECTED",
+                f"The payment service provider refused the answer: {refused.message}"[:1000],
+                details={**details, "psp_code": refused.code},
+            ) from refused
+    except PspUnavailable as exc:
+        raise PayBridgeError(
+            "PSP_UNAVAILABLE", details=details, headers={"Retry-After": "2"}
+        ) from exc
+    except PspNotFound as exc:
+        raise PayBridgeError(
+            "PSP_ERROR", "The payment service provider does not know this dispute.", details=details
+        ) from exc
+    except PspError as exc:
+        raise PayBridgeError("PSP_ERROR", details=details) from exc
+
+
+def _record_answer(dispute_id: int, reported: PspDispute, *, evidence_text: str | None = None):
+    """Record what the PSP answered under the payment's and the dispute's locks; commits."""
+    payment_id = db.session.scalar(select(Dispute.payment_id).where(Dispute.id == dispute_id))
+    assert payment_id is not None  # disputes are never deleted
+    payment = lock_payment(payment_id)
+    dispute = lock_row(Dispute, dispute_id)
+    assert dispute is not None  # disputes are never deleted
+    if evidence_text is not None:
+        dispute.evidence_text = evidence_text
+    apply_psp_dispute(payment, dispute, reported, at=None)
+    db.session.commit()
+    return dispute

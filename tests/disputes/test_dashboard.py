@@ -1,0 +1,98 @@
+"""The dashboard's disputes: the page (due soonest first), the banner on every page while one
+needs a response, and answering one (evidence, or accepting it) with CSRF and a confirmation;
+one merchant, one mode at a time."""
+
+from __future__ import annotations
+
+import re
+
+from app.models import AuditLog, Dispute, Payment
+from tests.disputes.support import open_dispute, recorded_dispute
+from tests.support.pages import confirmed_post, csrf_from
+from tests.support.rows import get_row, get_rows
+
+BANNER = 'id="dispute-banner"'
+
+
+def _disputed(app, emulator, merchant_id, paid_payment, **options) -> Dispute:
+    pay_id = paid_payment(merchant_id, amount=4200).public_id
+    return recorded_dispute(app, open_dispute(app, emulator, pay_id, **options)["id"])
+
+
+def test_the_page_lists_what_is_due_soonest_first_and_the_banner_shows_on_every_page(
+    app, tenants, client_a, client_b, paid_payment, stripe_delivers
+):
+    later = _disputed(app, stripe_delivers, tenants.a_id, paid_payment, respond_in_seconds=9000)
+    sooner = _disputed(app, stripe_delivers, tenants.a_id, paid_payment, respond_in_seconds=3600)
+
+    page = client_a.get("/dashboard/disputes").get_data(as_text=True)
+    due_section = page.split("Every dispute")[0]
+    assert due_section.index(sooner.public_id) < due_section.index(later.public_id)
+    assert "42.00" in page and "Needs response" in page
+    paid = get_row(app, Payment, id=sooner.payment_id)
+    payment_page = client_a.get(f"/dashboard/payments/{paid.public_id}")
+    assert f"/dashboard/disputes/{sooner.public_id}" in payment_page.get_data(as_text=True)
+    for path in ("/dashboard/", "/dashboard/payments", "/dashboard/subscriptions"):
+        html = client_a.get(path).get_data(as_text=True)
+        assert BANNER in html and "2 disputes need your response." in html, path
+    # Another merchant sees neither the banner nor the dispute.
+    assert BANNER not in client_b.get("/dashboard/").get_data(as_text=True)
+    assert sooner.public_id not in client_b.get("/dashboard/disputes").get_data(as_text=True)
+    assert client_b.get(f"/dashboard/disputes/{sooner.public_id}").status_code == 404
+
+    # Live data in view: the test disputes are not shown, nor their banner.
+    token = csrf_from(client_a.get("/dashboard/").get_data(as_text=True))
+    switch = {"mode": "live", "next": "/dashboard/", "csrf_token": token}
+    assert client_a.post("/dashboard/mode", data=switch).status_code == 302
+    live = client_a.get("/dashboard/disputes").get_data(as_text=True)
+    assert BANNER not in live and sooner.public_id not in live
+
+
+def test_evidence_is_reviewed_then_submitted_and_the_banner_goes(
+    app, tenants, client_a, paid_payment, stripe_delivers
+):
+    dispute = _disputed(app, stripe_delivers, tenants.a_id, paid_payment)
+    url = f"/dashboard/disputes/{dispute.public_id}"
+    html = client_a.get(url).get_data(as_text=True)
+    assert "Answer this dispute" in html
+    text = "Shipped with tracking 1Z999, delivered & signed."
+
+    review = client_a.post(
+        f"{url}/evidence", data={"text": text, "csrf_token": csrf_from(html)}
+    )  # step one: only shown back
+    assert review.status_code == 200
+    shown = review.get_data(as_text=True)
+    assert "Yes, submit the evidence" in shown and "delivered &amp; signed" in shown
+    assert get_row(app, Dispute, id=dispute.id).status == "needs_response"
+    no_csrf = client_a.post(f"{url}/evidence", data={"text": text, "confirmed": "yes"})
+    assert no_csrf.status_code == 400
+
+    done = client_a.post(
+        f"{url}/evidence",
+        data={"text": text, "confirmed": "yes", "csrf_token": csrf_from(shown)},
+    )
+
+    assert done.status_code == 302
+    stored = get_row(app, Dispute, id=dispute.id)
+    assert (stored.status, stored.evidence_text) == ("under_review", text)
+    after = client_a.get(url).get_data(as_text=True)
+    assert "Evidence submitted for dispute" in after and "Answer this dispute" not in after
+    assert BANNER not in after
+    [audit] = get_rows(app, AuditLog, AuditLog.action == "dispute_evidence")
+    assert audit.detail["result"] == "ok" and audit.target_id == dispute.public_id
+
+
+def test_accepting_asks_first_then_loses_the_dispute_and_a_closed_one_takes_no_answer(
+    app, tenants, client_a, paid_payment, stripe_delivers
+):
+    dispute = _disputed(app, stripe_delivers, tenants.a_id, paid_payment)
+    url = f"/dashboard/disputes/{dispute.public_id}/accept"
+
+    done = confirmed_post(client_a, url, button="Yes, accept the dispute")
+
+    assert done.status_code == 302
+    assert get_row(app, Dispute, id=dispute.id).status == "lost"
+    again = client_a.get(url, follow_redirects=True).get_data(as_text=True)
+    assert "This dispute is closed (lost)." in again
+    detail = client_a.get(f"/dashboard/disputes/{dispute.public_id}").get_data(as_text=True)
+    assert re.search(r"badge-lost\">Lost<", detail) and "Answer this dispute" not in detail
