@@ -95,17 +95,27 @@ def apply_psp_dispute(
         _copy_state(dispute, reported)
         dispute.psp_updated_at = at
         _note_funds(dispute, funds, at or now)
-        if dispute.is_closed:
-            dispute.closed_at = now
         db.session.add(dispute)
         db.session.flush()
         _announce(payment, dispute, "dispute.created")
+        if dispute.is_closed:  # first heard of once decided (events come in any order)
+            dispute.closed_at = now
+            _announce(payment, dispute, "dispute.closed")
         return dispute, "dispute.created"
 
     before = _visible_state(dispute)
     older = at is not None and dispute.psp_updated_at is not None and at < dispute.psp_updated_at
+    # Stripe stamps events in whole seconds: one of the same second that would take the dispute
+    # back a stage (under review → needs response, after the merchant's answer) is a retried
+    # earlier event, not news.
+    back = (
+        at is not None
+        and dispute.psp_updated_at is not None
+        and at <= dispute.psp_updated_at
+        and _stage(reported.status) < _stage(dispute.status)
+    )
     # A decided dispute stays decided: a late event of its open days changes nothing.
-    if not older and not (dispute.is_closed and reported.status not in CLOSED_STATUSES):
+    if not (older or back) and not (dispute.is_closed and reported.status not in CLOSED_STATUSES):
         _copy_state(dispute, reported)
         if at is not None:
             dispute.psp_updated_at = at
@@ -138,6 +148,13 @@ def _note_funds(dispute: Dispute, funds: str | None, at: datetime) -> None:
         dispute.funds_withdrawn_at = at
     elif funds == FUNDS_REINSTATED and dispute.funds_reinstated_at is None:
         dispute.funds_reinstated_at = at
+
+
+def _stage(status: str) -> int:
+    """How far a dispute is: needs a response (0), under review (1), decided (2)."""
+    if status in CLOSED_STATUSES:
+        return 2
+    return 0 if status in NEEDS_RESPONSE_STATUSES else 1
 
 
 def _visible_state(dispute: Dispute) -> tuple:
