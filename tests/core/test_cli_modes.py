@@ -173,4 +173,4 @@ def test_adopt_live_refuses_without_a_live_stripe_key(app, runner, before_modes,
 
     assert result.exit_code != 0
     assert "STRIPE_LIVE_SECRET_KEY is not set" in result.output
-    assert True not in modes_of(app, Payment)
+    assert modes_of(app, Payment) == [False, False, False]
