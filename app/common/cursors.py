@@ -22,7 +22,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
-from sqlalchemy import ColumnElement
+from sqlalchemy import ColumnElement, Select
+from sqlalchemy.orm import Session, scoped_session
+
+from app.errors import PayBridgeError
 
 _EPOCH = datetime(1970, 1, 1)
 _POSITION = struct.Struct(">qq")  # microseconds since the epoch (naive UTC), row id
@@ -106,3 +109,29 @@ def older_page(rows: list, size: int, key=lambda row: row.id) -> tuple[list, obj
     (`key` of its last row) the next older page starts after, or None on the last page."""
     rows, more = rows[:size], len(rows) > size
     return rows, key(rows[-1]) if more and rows else None
+
+
+def newest_first_page(
+    session: Session | scoped_session,
+    stmt: Select,
+    created_col,
+    id_col,
+    *,
+    scope: str,
+    starting_after: str | None,
+    limit: int,
+) -> tuple[list, bool, str | None]:
+    """One page of an API list, newest first, after the `starting_after` cursor: its rows,
+    whether more follow, and the next page's cursor (good only in `scope`, e.g. one merchant's
+    list in one mode: another list's cursor is a 400 INVALID_CURSOR)."""
+    if starting_after:
+        try:
+            position = decode(starting_after, scope)
+        except InvalidCursor:
+            raise PayBridgeError("INVALID_CURSOR", param="starting_after") from None
+        stmt = stmt.where(older_than(created_col, id_col, position))
+    stmt = stmt.order_by(created_col.desc(), id_col.desc()).limit(limit + 1)
+    rows = list(session.scalars(stmt))
+    has_more, rows = len(rows) > limit, rows[:limit]
+    last = rows[-1] if has_more and rows else None
+    return rows, has_more, (encode(last.created_at, last.id, scope) if last else None)

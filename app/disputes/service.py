@@ -214,18 +214,17 @@ def list_disputes(
     if status:
         stmt = stmt.where(Dispute.status == status)
     scope = f"api.disputes:{merchant_id}:{'live' if livemode else 'test'}"
-    if starting_after:
-        try:
-            position = cursors.decode(starting_after, scope)
-        except cursors.InvalidCursor:
-            raise PayBridgeError("INVALID_CURSOR", param="starting_after") from None
-        stmt = stmt.where(cursors.older_than(Dispute.created_at, Dispute.id, position))
-    stmt = stmt.order_by(Dispute.created_at.desc(), Dispute.id.desc()).limit(limit + 1)
-    rows = list(db.session.scalars(stmt))
-    has_more, rows = len(rows) > limit, rows[:limit]
-    last = rows[-1] if has_more and rows else None
-    next_cursor = cursors.encode(last.created_at, last.id, scope) if last else None
-    return DisputePage(rows, has_more, next_cursor)
+    return DisputePage(
+        *cursors.newest_first_page(
+            db.session,
+            stmt,
+            Dispute.created_at,
+            Dispute.id,
+            scope=scope,
+            starting_after=starting_after,
+            limit=limit,
+        )  # fmt: skip
+    )
 
 
 def disputes_needing_response(merchant_id: int, *, livemode: bool, limit: int) -> list[Dispute]:

@@ -58,6 +58,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def naive_utc(value: datetime) -> datetime:
+    """A time given with its zone (an API filter) in the form every timestamp column stores."""
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
 def iso(value: datetime | None) -> str | None:
     """How a stored timestamp leaves PayBridge: ISO 8601 in UTC with a `Z`."""
     if value is None:

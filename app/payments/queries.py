@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
 
@@ -11,6 +11,7 @@ from app.common import cursors
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Payment, PaymentStatus
+from app.models.base import naive_utc
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -72,12 +73,6 @@ class PaymentPage:
     next_cursor: str | None
 
 
-def _naive_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
-
-
 def list_payments(
     merchant_id: int,
     *,
@@ -97,23 +92,21 @@ def list_payments(
     if status:
         stmt = stmt.where(Payment.status == status)
     if created_gte:
-        stmt = stmt.where(Payment.created_at >= _naive_utc(created_gte))
+        stmt = stmt.where(Payment.created_at >= naive_utc(created_gte))
     if created_lte:
-        stmt = stmt.where(Payment.created_at <= _naive_utc(created_lte))
+        stmt = stmt.where(Payment.created_at <= naive_utc(created_lte))
     if merchant_reference:
         stmt = stmt.where(Payment.merchant_reference == merchant_reference)
     # A cursor is only good in the mode that gave it out.
     scope = f"api.payments:{merchant_id}:{'live' if livemode else 'test'}"
-    if starting_after:
-        try:
-            position = cursors.decode(starting_after, scope)
-        except cursors.InvalidCursor:
-            raise PayBridgeError("INVALID_CURSOR", param="starting_after") from None
-        stmt = stmt.where(cursors.older_than(Payment.created_at, Payment.id, position))
-    stmt = stmt.order_by(Payment.created_at.desc(), Payment.id.desc()).limit(limit + 1)
-    rows = list(db.session.execute(stmt).scalars())
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    last = rows[-1] if has_more and rows else None
-    next_cursor = cursors.encode(last.created_at, last.id, scope) if last else None
-    return PaymentPage(rows, has_more, next_cursor)
+    return PaymentPage(
+        *cursors.newest_first_page(
+            db.session,
+            stmt,
+            Payment.created_at,
+            Payment.id,
+            scope=scope,
+            starting_after=starting_after,
+            limit=limit,
+        )  # fmt: skip
+    )

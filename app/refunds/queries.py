@@ -6,7 +6,7 @@ refund, as on Stripe."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import contains_eager
@@ -15,6 +15,7 @@ from app.common import cursors
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Payment, Refund
+from app.models.base import naive_utc
 from app.payments.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 
@@ -47,10 +48,6 @@ def get_refund(merchant_id: int, public_id: str, *, livemode: bool) -> Refund:
     return refund
 
 
-def _naive_utc(value: datetime) -> datetime:
-    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
-
-
 def list_refunds(
     merchant_id: int,
     *,
@@ -71,21 +68,19 @@ def list_refunds(
     if payment_id:
         stmt = stmt.where(Payment.public_id == payment_id)
     if created_gte:
-        stmt = stmt.where(Refund.created_at >= _naive_utc(created_gte))
+        stmt = stmt.where(Refund.created_at >= naive_utc(created_gte))
     if created_lte:
-        stmt = stmt.where(Refund.created_at <= _naive_utc(created_lte))
+        stmt = stmt.where(Refund.created_at <= naive_utc(created_lte))
     # A cursor is only good in the list (merchant and mode) that gave it out.
     scope = f"api.refunds:{merchant_id}:{'live' if livemode else 'test'}"
-    if starting_after:
-        try:
-            position = cursors.decode(starting_after, scope)
-        except cursors.InvalidCursor:
-            raise PayBridgeError("INVALID_CURSOR", param="starting_after") from None
-        stmt = stmt.where(cursors.older_than(Refund.created_at, Refund.id, position))
-    stmt = stmt.order_by(Refund.created_at.desc(), Refund.id.desc()).limit(limit + 1)
-    rows = list(db.session.execute(stmt).scalars())
-    has_more = len(rows) > limit
-    rows = rows[:limit]
-    last = rows[-1] if has_more and rows else None
-    next_cursor = cursors.encode(last.created_at, last.id, scope) if last else None
-    return RefundPage(rows, has_more, next_cursor)
+    return RefundPage(
+        *cursors.newest_first_page(
+            db.session,
+            stmt,
+            Refund.created_at,
+            Refund.id,
+            scope=scope,
+            starting_after=starting_after,
+            limit=limit,
+        )  # fmt: skip
+    )
