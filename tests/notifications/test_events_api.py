@@ -62,6 +62,8 @@ def test_a_paid_payments_event_is_the_notification_body_as_delivered(
 
     assert status == 200 and page["object"] == "list" and page["has_more"] is False
     assert one.status_code == 200 and page["data"] == [one.get_json()]
+    # Counted as a read, as the other lists are.
+    assert one.headers["X-RateLimit-Limit"] == str(app.config["API_RATE_LIMIT_READ_PER_SECOND"])
     event = one.get_json()
     assert event["object"] == "event" and event["created"].endswith("Z")
     # Exactly what the endpoint receives: every field of the frozen body, unchanged.

@@ -21,8 +21,10 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from app.extensions import db
 from app.models import Notification, utcnow
 from paybridge_listen import EventFeed, Forwarder, Listener, load_or_create_secret
+from tests.notifications.test_client_sample import load_sample
 from tests.support.api import auth_headers, create_body
 from tests.support.factories import new_reference
+from tests.support.live_server import LiveServer
 from tests.support.processes import stop_process
 from tests.support.psp import pay_session
 from tests.support.tcp_proxy import tcp_proxy
@@ -359,3 +361,28 @@ def test_the_machines_secret_is_made_once_private_and_kept(tmp_path):
     path.write_text("nonsense\n")
     with pytest.raises(ValueError, match="delete it"):
         load_or_create_secret(path)
+
+
+def test_the_documented_client_app_takes_what_listen_forwards(
+    app, live_server, make_merchant, paid_payment, tmp_path, monkeypatch
+):
+    """docs/notifications.md: the sample client app, configured with listen's secret, served
+    on a real port, stores the payment listen forwarded to it."""
+    merchant, key = make_merchant()
+    secret = load_or_create_secret(tmp_path / "listen-secret")
+    sample = load_sample(secret, monkeypatch, tmp_path)
+    server = LiveServer(sample.app).start()
+    payment = paid_payment(merchant.id)
+    hook = f"{server.url}/paybridge/notifications"
+    listener, thread, output = _listener(live_server, key, hook, secret)
+    thread.start()
+    try:
+        wait_until(lambda: listener.forwarded == 1, what="a forward", details=lambda: output.lines)
+    finally:
+        listener.stop.set()
+        thread.join(10)
+        server.stop()
+
+    assert output.has("<-- [204]")
+    stored = sample.db.execute("SELECT id, status FROM payments").fetchall()
+    assert stored == [(payment.public_id, "SUCCESS")]
