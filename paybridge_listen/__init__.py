@@ -170,7 +170,7 @@ class EventFeed:
         if self.types:
             params["type"] = self.types
         while True:
-            page = self._get(params).json()
+            page = _events_page(self._get(params), self.events_url)
             yield from page["data"]
             if not page.get("has_more"):
                 return
@@ -207,6 +207,22 @@ class EventFeed:
         )
 
 
+def _events_page(response: requests.Response, url: str) -> dict:
+    """The answer as a page of events, or a fatal ApiError: --api-base is not a PayBridge."""
+    try:
+        page = response.json()
+    except ValueError:
+        page = None
+    events = page.get("data") if isinstance(page, dict) else None
+    if isinstance(events, list) and all(
+        isinstance(e, dict) and {"id", "type", "created"} <= e.keys() for e in events
+    ):
+        return page
+    raise ApiError(
+        f"{url} answered something else than PayBridge's events: check --api-base", fatal=True
+    )
+
+
 def _error_of(response: requests.Response) -> tuple[str, str]:
     try:
         error = response.json()["error"]
@@ -214,7 +230,7 @@ def _error_of(response: requests.Response) -> tuple[str, str]:
         message = error["message"] + (f" {json.dumps(details)}" if details else "")
         return error["code"], message
     except (ValueError, KeyError, TypeError, AttributeError):
-        return "HTTP", response.text[:200] or response.reason
+        return "HTTP", f"{response.reason} (not PayBridge's JSON: check --api-base)"
 
 
 @dataclass

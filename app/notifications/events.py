@@ -98,7 +98,7 @@ def list_events(
     merchant_id: int,
     *,
     livemode: bool,
-    type: str | None = None,  # noqa: A002 (the query parameter's name)
+    type: str | None = None,  # the query parameter's name
     created_gte: datetime | None = None,
     created_lte: datetime | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
