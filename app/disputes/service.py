@@ -141,6 +141,8 @@ def _copy_state(dispute: Dispute, reported: PspDispute) -> None:
     dispute.evidence_due_by = reported.evidence_due_by
     dispute.has_evidence = reported.has_evidence
     dispute.submission_count = reported.submission_count
+    # The PSP's text evidence is the truth (a lost answer's text, or one given at the PSP).
+    dispute.evidence_text = reported.evidence_text or dispute.evidence_text
 
 
 def _note_funds(dispute: Dispute, funds: str | None, at: datetime) -> None:
@@ -165,6 +167,7 @@ def _visible_state(dispute: Dispute) -> tuple:
         dispute.evidence_due_by,
         dispute.has_evidence,
         dispute.submission_count,
+        dispute.evidence_text,
         dispute.funds_withdrawn_at is not None,
         dispute.funds_reinstated_at is not None,
     )
@@ -249,9 +252,10 @@ def disputes_needing_response(merchant_id: int, *, livemode: bool, limit: int) -
 def submit_evidence(dispute_id: int, text: str) -> Dispute:
     """Send text evidence to the PSP and submit it (Stripe's `disputes.update`); commits.
 
-    Submitting the evidence already submitted answers the dispute as it is (a retried request
-    or a double click); other evidence after a submission, a decided dispute or one past its
-    due date are refused."""
+    Submitting the evidence already submitted answers the dispute as it is (a retried request,
+    a double click, or a retry after the PSP's answer was lost: its dispute then holds this
+    text); other evidence after a submission, a decided dispute or one past its due date are
+    refused. No transaction (nor row lock) stays open while the PSP is called."""
     text = text.strip() if isinstance(text, str) else ""
     if not text or len(text) > MAX_EVIDENCE_TEXT:
         raise PayBridgeError(
@@ -260,7 +264,11 @@ def submit_evidence(dispute_id: int, text: str) -> Dispute:
             param="text",
         )
     dispute = _fresh(dispute_id)
-    if dispute.evidence_text == text and dispute.submission_count > 0:
+
+    def submitted(state: Dispute | PspDispute) -> bool:
+        return state.evidence_text == text and state.submission_count > 0
+
+    if submitted(dispute):
         db.session.commit()
         return dispute
     _check_answerable(dispute)
@@ -271,6 +279,7 @@ def submit_evidence(dispute_id: int, text: str) -> Dispute:
         dispute,
         lambda: provider.update_dispute(psp_id, evidence={"uncategorized_text": text}, submit=True),
         lambda: provider.retrieve_dispute(psp_id),
+        done=submitted,
     )
     return _record_answer(dispute_id, reported, evidence_text=text)
 
@@ -288,7 +297,10 @@ def accept_dispute(dispute_id: int) -> Dispute:
     db.session.commit()
     provider = get_provider(psp, livemode=livemode)
     reported = _ask_psp(
-        dispute, lambda: provider.close_dispute(psp_id), lambda: provider.retrieve_dispute(psp_id)
+        dispute,
+        lambda: provider.close_dispute(psp_id),
+        lambda: provider.retrieve_dispute(psp_id),
+        done=lambda current: current.status in ("lost", "warning_closed"),
     )
     return _record_answer(dispute_id, reported)
 
@@ -324,9 +336,10 @@ def _check_answerable(dispute: Dispute, *, past_due: bool = False) -> None:
         )
 
 
-def _ask_psp(dispute: Dispute, call, retrieve) -> PspDispute:
-    """The PSP's answer to `call`; when it refuses, its dispute as it is now says why (closed,
-    submitted, past due) in PayBridge's words, recorded first."""
+def _ask_psp(dispute: Dispute, call, retrieve, *, done) -> PspDispute:
+    """The PSP's answer to `call`; when it refuses, its dispute as it is now: the answer when
+    it shows `call` already `done` (an earlier attempt whose reply was lost), else why it was
+    refused (closed, submitted, past due) in PayBridge's words, recorded first."""
     details = {"dispute_id": dispute.public_id}
     try:
         try:
@@ -334,8 +347,11 @@ def _ask_psp(dispute: Dispute, call, retrieve) -> PspDispute:
         except (PspUnavailable, PspNotFound):
             raise
         except PspError as refused:
-            log.warning("dispute %s: the PSP refused the answer: %s", dispute.public_id, refused)
             current = retrieve()
+            if done(current):
+                log.info("dispute %s: the PSP already has this answer", dispute.public_id)
+                return current
+            log.warning("dispute %s: the PSP refused the answer: %s", dispute.public_id, refused)
             recorded = _record_answer(dispute.id, current)
             _check_answerable(recorded, past_due=current.past_due)
             raise PayBridgeError(

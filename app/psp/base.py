@@ -151,6 +151,9 @@ class PspDispute:
     submission_count: int
     livemode: bool
     created_at: datetime | None  # naive UTC
+    # The text evidence the PSP holds (Stripe's `evidence.uncategorized_text`): how a retried
+    # answer whose first reply was lost knows its text is already there.
+    evidence_text: str | None = None
 
 
 @dataclass(frozen=True)

@@ -269,7 +269,14 @@ def dispute_from_stripe(obj: Any) -> PspDispute:
         submission_count=int(_field(details, "submission_count") or 0),
         livemode=bool(_field(obj, "livemode")),
         created_at=from_unix(_field(obj, "created")),
+        evidence_text=_evidence_text(_field(obj, "evidence")),
     )
+
+
+def _evidence_text(evidence: Any) -> str | None:
+    """The dispute's text evidence, or None (no evidence object, or no text in it)."""
+    text = _field(evidence, "uncategorized_text")
+    return text if isinstance(text, str) and text else None
 
 
 def webhook_endpoint_from_stripe(obj: Any) -> PspWebhookEndpoint:
