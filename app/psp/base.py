@@ -336,6 +336,10 @@ class PaymentProvider(ABC):
         """Accept the dispute: the merchant does not contest it (it is lost)."""
         raise PspRejected(f"{self.name} does not support disputes", code="unsupported")
 
+    def charge_payment_intent(self, charge_id: str) -> str | None:
+        """The payment intent of a charge (a dispute that names only its charge)."""
+        raise PspRejected(f"{self.name} does not support disputes", code="unsupported")
+
     # -- the account's own setup (`flask stripe setup` / `check`); an adapter without it answers
     # PspRejected ------------------------------------------------------------------------------
 

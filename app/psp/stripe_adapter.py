@@ -716,6 +716,11 @@ class StripeProvider(PaymentProvider):
         dispute = self._request("retrieve_dispute", "get", f"/v1/disputes/{_id(dispute_id)}")
         return dispute_from_stripe(dispute)
 
+    def charge_payment_intent(self, charge_id: str) -> str | None:
+        """The payment intent a charge belongs to (None: a charge made without one)."""
+        charge = self._request("retrieve_charge", "get", f"/v1/charges/{_id(charge_id)}")
+        return _id_of(_field(charge, "payment_intent"))
+
     def close_dispute(self, dispute_id: str) -> PspDispute:
         """Stripe's `disputes.close`: accept it (lost); closing a lost one again changes nothing."""
         dispute = self._request("close_dispute", "post", f"/v1/disputes/{_id(dispute_id)}/close")
