@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from app.common import cursors
 from app.common.locks import lock_row
@@ -213,7 +214,12 @@ def list_disputes(
 ) -> DisputePage:
     """The merchant's disputes of one mode, newest first, one page after the cursor."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
-    stmt = select(Dispute).where(Dispute.merchant_id == merchant_id, Dispute.livemode == livemode)
+    # Each dispute's payment (the serializer names it) in one more query, not one per row.
+    stmt = (
+        select(Dispute)
+        .options(selectinload(Dispute.payment))
+        .where(Dispute.merchant_id == merchant_id, Dispute.livemode == livemode)
+    )
     if status:
         stmt = stmt.where(Dispute.status == status)
     scope = f"api.disputes:{merchant_id}:{'live' if livemode else 'test'}"
@@ -227,22 +233,6 @@ def list_disputes(
             starting_after=starting_after,
             limit=limit,
         )  # fmt: skip
-    )
-
-
-def disputes_needing_response(merchant_id: int, *, livemode: bool, limit: int) -> list[Dispute]:
-    """What waits for the merchant's answer, due soonest first."""
-    return list(
-        db.session.scalars(
-            select(Dispute)
-            .where(
-                Dispute.merchant_id == merchant_id,
-                Dispute.livemode == livemode,
-                Dispute.status.in_(NEEDS_RESPONSE_STATUSES),
-            )
-            .order_by(Dispute.evidence_due_by, Dispute.id)
-            .limit(limit)
-        )
     )
 
 
@@ -329,7 +319,7 @@ def _check_answerable(dispute: Dispute, *, past_due: bool = False) -> None:
             details={"dispute_id": dispute.public_id, "status": dispute.status},
         )
     due = dispute.evidence_due_by
-    if past_due or (due is not None and utcnow() > due):
+    if past_due or not dispute.answerable(utcnow()):
         raise PayBridgeError(
             "DISPUTE_PAST_DUE",
             details={"dispute_id": dispute.public_id, "evidence_due_by": due and due.isoformat()},
