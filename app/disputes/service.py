@@ -24,7 +24,7 @@ from app.models import Dispute, Payment, utcnow
 from app.models.dispute import CLOSED_STATUSES, NEEDS_RESPONSE_STATUSES
 from app.payments.state import lock_payment
 from app.psp import PspError, get_provider
-from app.psp.base import PspDispute, PspNotFound, PspUnavailable
+from app.psp.base import PaymentProvider, PspDispute, PspNotFound, PspUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -262,11 +262,10 @@ def submit_evidence(dispute_id: int, text: str) -> Dispute:
         db.session.commit()
         return dispute
     _check_answerable(dispute)
-    psp_id, psp, livemode = dispute.psp_dispute_id, dispute.psp, dispute.livemode
-    db.session.commit()  # no transaction stays open while the PSP is called
-    provider = get_provider(psp, livemode=livemode)
+    public_id, psp_id, provider = _at_psp(dispute)
     reported = _ask_psp(
-        dispute,
+        dispute_id,
+        public_id,
         lambda: provider.update_dispute(psp_id, evidence={"uncategorized_text": text}, submit=True),
         lambda: provider.retrieve_dispute(psp_id),
         done=submitted,
@@ -283,16 +282,25 @@ def accept_dispute(dispute_id: int) -> Dispute:
         return dispute
     if dispute.is_closed:
         raise _closed(dispute)
-    psp_id, psp, livemode = dispute.psp_dispute_id, dispute.psp, dispute.livemode
-    db.session.commit()
-    provider = get_provider(psp, livemode=livemode)
+    public_id, psp_id, provider = _at_psp(dispute)
     reported = _ask_psp(
-        dispute,
+        dispute_id,
+        public_id,
         lambda: provider.close_dispute(psp_id),
         lambda: provider.retrieve_dispute(psp_id),
         done=lambda current: current.status in ("lost", "warning_closed"),
     )
     return _record_answer(dispute_id, reported)
+
+
+def _at_psp(dispute: Dispute) -> tuple[str, str, PaymentProvider]:
+    """What the call needs of the dispute, read before the commit that ends the transaction: no
+    transaction (not even a read, which an expired attribute would start) stays open while the
+    PSP is called."""
+    public_id, psp_id = dispute.public_id, dispute.psp_dispute_id
+    provider = get_provider(dispute.psp, livemode=dispute.livemode)
+    db.session.commit()
+    return public_id, psp_id, provider
 
 
 def _fresh(dispute_id: int) -> Dispute:
@@ -326,11 +334,11 @@ def _check_answerable(dispute: Dispute, *, past_due: bool = False) -> None:
         )
 
 
-def _ask_psp(dispute: Dispute, call, retrieve, *, done) -> PspDispute:
+def _ask_psp(dispute_id: int, public_id: str, call, retrieve, *, done) -> PspDispute:
     """The PSP's answer to `call`; when it refuses, its dispute as it is now: the answer when
     it shows `call` already `done` (an earlier attempt whose reply was lost), else why it was
     refused (closed, submitted, past due) in PayBridge's words, recorded first."""
-    details = {"dispute_id": dispute.public_id}
+    details = {"dispute_id": public_id}
     try:
         try:
             return call()
@@ -339,10 +347,10 @@ def _ask_psp(dispute: Dispute, call, retrieve, *, done) -> PspDispute:
         except PspError as refused:
             current = retrieve()
             if done(current):
-                log.info("dispute %s: the PSP already has this answer", dispute.public_id)
+                log.info("dispute %s: the PSP already has this answer", public_id)
                 return current
-            log.warning("dispute %s: the PSP refused the answer: %s", dispute.public_id, refused)
-            recorded = _record_answer(dispute.id, current)
+            log.warning("dispute %s: the PSP refused the answer: %s", public_id, refused)
+            recorded = _record_answer(dispute_id, current)
             _check_answerable(recorded, past_due=current.past_due)
             raise PayBridgeError(
                 "PSP_REJECTED",

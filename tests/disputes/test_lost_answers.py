@@ -5,8 +5,10 @@ and the emulator over HTTP (its `lose_response` fault: the work is done, the rep
 
 from __future__ import annotations
 
+from app.extensions import db
 from app.models import Dispute
 from app.psp import get_provider
+from app.psp.stripe_adapter import StripeProvider
 from tests.disputes.support import dispute_applied, open_dispute, recorded_dispute
 from tests.support.api import auth_headers
 from tests.support.rows import get_row
@@ -76,3 +78,29 @@ def test_a_retry_after_a_lost_answer_succeeds_once_the_psps_event_recorded_the_s
     assert (retried.get_json()["status"], retried.get_json()["submission_count"]) == (
         "under_review", 1,
     )  # fmt: skip
+
+
+def test_no_transaction_is_open_while_the_psp_is_asked(
+    app, client, make_merchant, paid_payment, emu, monkeypatch
+):
+    """Not even a read: a transaction open across a slow PSP call holds its snapshot (and any
+    lock taken in it) for as long as the PSP takes."""
+    merchant, key = make_merchant()
+    dispute_id = dispute_applied(app, emu, paid_payment(merchant.id).public_id)
+    open_at_call = []
+    for name in ("update_dispute", "close_dispute", "retrieve_dispute"):
+        real = getattr(StripeProvider, name)
+
+        def spy(self, *args, _real=real, **kwargs):
+            open_at_call.append(db.session().in_transaction())
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(StripeProvider, name, spy)
+    lose_the_next_answer(emu, get_row(app, Dispute, public_id=dispute_id).psp_dispute_id)
+
+    assert evidence(client, key, dispute_id).status_code == 503
+    assert evidence(client, key, dispute_id).status_code == 200  # refused, then retrieved
+    accepted = client.post(f"/api/v1/disputes/{dispute_id}/close", headers=auth_headers(key))
+
+    assert accepted.status_code == 200 and accepted.get_json()["status"] == "lost"
+    assert len(open_at_call) >= 4 and not any(open_at_call), open_at_call
