@@ -864,6 +864,7 @@ def reads(ctx: Context) -> None:
         f"loaded {info['payments']} payments + {info['history_rows']} history rows in "
         f"{info['total_s']}s"
     )
+    _seed_refunds_and_disputes(stack, vol["merchant_id"])
     pub, sid, email, ref = samples[0]
     today = datetime.now(UTC).date().isoformat()
     export_currency = min(per_currency, key=lambda c: abs(per_currency[c] - 100_000))
@@ -888,6 +889,14 @@ def reads(ctx: Context) -> None:
         ("api: status=FAILED", "/api/v1/payments?status=FAILED&limit=100"),
         ("api: created range", f"/api/v1/payments?created_gte={today}T00:00:00Z&limit=100"),
         ("api: merchant_reference", f"/api/v1/payments?merchant_reference={ref}"),
+        # Refunds and disputes (issue 27): the lists, by status, and what is due soonest.
+        ("dashboard: refunds", "/dashboard/refunds"),
+        ("dashboard: refunds status=failed", "/dashboard/refunds?status=failed"),
+        ("api: refunds", "/api/v1/refunds?limit=100"),
+        ("api: refunds status=failed", "/api/v1/refunds?status=failed&limit=100"),
+        ("dashboard: disputes (due soonest, every)", "/dashboard/disputes"),
+        ("api: disputes", "/api/v1/disputes?limit=100"),
+        ("api: disputes status=needs_response", "/api/v1/disputes?status=needs_response&limit=100"),
     ]
     # Page 2 of the API list via its cursor, and of the dashboard via its "older" link.
     first = requests.get(
@@ -938,6 +947,57 @@ def reads(ctx: Context) -> None:
         ctx.results.append(row(name, result, ctx, target_p95_ms=50))
     ctx.results.append(_export(stack, cookie, export_currency, per_currency[export_currency]))
     _warn_unindexed(explains)
+
+
+# Of the volume merchant's paid payments: one in REFUND_EVERY refunded in part (a tenth of those
+# failed), one in DISPUTE_EVERY disputed, most decided, a few waiting for an answer (due around
+# now: some past due) — shares of the order of a real shop's.
+REFUND_EVERY = 50
+DISPUTE_EVERY = 500
+DISPUTE_STATUSES = ("won", "lost", "lost", "under_review", "won", "needs_response", "lost",
+                    "warning_needs_response", "warning_closed", "won")  # fmt: skip
+
+
+def _seed_refunds_and_disputes(stack: Stack, merchant_id: int) -> None:
+    """Refund and dispute rows for the reads' lists, made from the loaded payments in SQL."""
+    started = time.monotonic()
+    statuses = ",".join(f"'{status}'" for status in DISPUTE_STATUSES)
+    conn = stack.mysql()
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO refunds (public_id, payment_id, merchant_id, livemode, amount, currency, "
+            "status, source, psp, psp_refund_id, psp_attempts, created_at, updated_at, "
+            "completed_at) "
+            "SELECT CONCAT('re_bench', LPAD(id, 24, '0')), id, merchant_id, livemode, "
+            "GREATEST(amount DIV 2, 1), currency, "
+            "IF((id DIV %s) %% 10 = 0, 'failed', 'succeeded'), "
+            "'api', psp, CONCAT('re_psp_bench', id), 1, created_at, created_at, created_at "
+            "FROM payments WHERE merchant_id = %s AND status = 'SUCCESS' AND id %% %s = 0",
+            (REFUND_EVERY, merchant_id, REFUND_EVERY),
+        )
+        refunds = cur.rowcount
+        cur.execute(
+            "UPDATE payments JOIN refunds ON refunds.payment_id = payments.id "
+            "SET payments.refunded_amount = refunds.amount, payments.refund_state = 'partial' "
+            "WHERE refunds.public_id LIKE 're_bench%' AND refunds.status = 'succeeded'"
+        )
+        cur.execute(
+            "INSERT INTO disputes (public_id, payment_id, merchant_id, livemode, psp, "
+            "psp_dispute_id, psp_charge_id, amount, currency, reason, status, evidence_due_by, "
+            "has_evidence, submission_count, created_at, updated_at) "
+            "SELECT CONCAT('dsp_bench', LPAD(id, 23, '0')), id, merchant_id, livemode, psp, "
+            "CONCAT('dp_bench', id), CONCAT('ch_bench', id), amount, currency, 'fraudulent', "
+            f"ELT(1 + (id DIV %s) %% {len(DISPUTE_STATUSES)}, {statuses}), "
+            "UTC_TIMESTAMP(6) + INTERVAL ((id DIV %s) %% 240 - 48) HOUR, 0, 0, created_at, "
+            "created_at FROM payments "
+            "WHERE merchant_id = %s AND status = 'SUCCESS' AND id %% %s = 1",
+            (DISPUTE_EVERY, DISPUTE_EVERY, merchant_id, DISPUTE_EVERY),
+        )
+        disputes = cur.rowcount
+        cur.execute("ANALYZE TABLE refunds, disputes")
+        cur.fetchall()
+    conn.close()
+    log(f"seeded {refunds} refunds, {disputes} disputes in {time.monotonic() - started:.1f}s")
 
 
 def _export(stack: Stack, cookie: str, currency: str, expected: int) -> dict:

@@ -2,8 +2,8 @@
 
 An order remembers the newest state of its PayBridge payment that the shop has seen
 (`payment_status`, guarded by `payment_status_version`), so pages never need PayBridge to show
-it. Refunds and the renewal charges of a subscription arrive as notifications and are kept here
-too: the shop shows them from its own store.
+it. Refunds, disputes and the renewal charges of a subscription arrive as notifications and are
+kept here too: the shop shows them from its own store.
 """
 
 from __future__ import annotations
@@ -97,6 +97,7 @@ class Order(db.Model):
         back_populates="order", order_by="OrderItem.id", cascade="all, delete-orphan"
     )
     refunds: Mapped[list[Refund]] = relationship(order_by="Refund.id")
+    disputes: Mapped[list[Dispute]] = relationship(order_by="Dispute.id")
     renewals: Mapped[list[RenewalCharge]] = relationship(
         order_by="[RenewalCharge.charged_at, RenewalCharge.id]"
     )
@@ -156,6 +157,44 @@ class Refund(db.Model):
     status: Mapped[str] = mapped_column(String(20))  # succeeded | failed
     failure_reason: Mapped[str | None] = mapped_column(String(500))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Dispute(db.Model):
+    """A cardholder's challenge of one of the order's payments, as its latest `dispute.*`
+    notification says (PayBridge sends a dispute's notifications in order)."""
+
+    __tablename__ = "disputes"
+
+    # What the shop shows for each of PayBridge's (Stripe's) dispute statuses.
+    LABELS = {
+        "needs_response": "Disputed: needs a response",
+        "warning_needs_response": "Inquiry: needs a response",
+        "under_review": "Disputed: under review",
+        "warning_under_review": "Inquiry under review",
+        "won": "Dispute won",
+        "lost": "Dispute lost",
+        "warning_closed": "Inquiry closed",
+        "prevented": "Dispute prevented",
+    }
+    CLOSED = ("won", "lost", "warning_closed", "prevented")
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dispute_id: Mapped[str] = mapped_column(String(40), unique=True)  # PayBridge's dsp_…
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    payment_id: Mapped[str] = mapped_column(String(40))
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(30))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @property
+    def label(self) -> str:
+        return self.LABELS.get(self.status, self.status.replace("_", " "))
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status in self.CLOSED
 
 
 class RenewalCharge(db.Model):

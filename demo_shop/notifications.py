@@ -2,7 +2,8 @@
 
 PayBridge POSTs a notification to the merchant's notify URL whenever a payment becomes final
 (`payment.succeeded`, `payment.failed`; a subscription's renewal is a payment of its own with
-`parent_payment_id`) and when a refund settles (`refund.succeeded`, `refund.failed`). Shapes and
+`parent_payment_id`), when a refund settles (`refund.succeeded`, `refund.failed`) and when a
+cardholder disputes a payment (`dispute.created`, `dispute.updated`, `dispute.closed`). Shapes and
 retries: docs/notifications.md. What a client app does with one:
 
 1. Trust nothing before the Standard Webhooks signature verifies, over the raw body, with the
@@ -86,7 +87,11 @@ def handle(webhook_id: str, message: dict) -> str:
         log.info("notification %s (%s): %s", webhook_id, message["type"], DUPLICATE)
         return DUPLICATE
     kind = message["type"].split(".")[0]
-    handler = {"payment": _payment_notification, "refund": _refund_notification}.get(kind)
+    handler = {
+        "payment": _payment_notification,
+        "refund": _refund_notification,
+        "dispute": _dispute_notification,
+    }.get(kind)
     order, outcome = handler(message["data"]) if handler else (None, IGNORED)
     received.order_id = order.id if order else None
     received.payment_id = message["data"].get("payment_id") or message["data"].get("id")
@@ -148,6 +153,14 @@ def _refund_notification(refund: dict) -> tuple[Order | None, str]:
     if order is None:
         return None, UNKNOWN_ORDER
     payments.record_refund(order, refund)
+    return order, APPLIED
+
+
+def _dispute_notification(dispute: dict) -> tuple[Order | None, str]:
+    order = orders.order_for_payment(dispute["payment_id"])
+    if order is None:
+        return None, UNKNOWN_ORDER
+    payments.record_dispute(order, dispute)
     return order, APPLIED
 
 

@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 
 from demo_shop.catalogue import PLANS
 from demo_shop.extensions import db
-from demo_shop.models import Order, OrderStatus, Refund, RenewalCharge, utcnow
+from demo_shop.models import Dispute, Order, OrderStatus, Refund, RenewalCharge, utcnow
 from demo_shop.orders import ShopError
 from demo_shop.paybridge import PayBridgeClient, PayBridgeError
 
@@ -274,6 +274,20 @@ def record_refund(order: Order, refund: dict) -> None:
     row.currency = refund["currency"]
     row.status = refund["status"]
     row.failure_reason = refund["failure_reason"]
+    db.session.flush()
+
+
+def record_dispute(order: Order, dispute: dict) -> None:
+    """A dispute of one of the order's payments, as PayBridge now reports it (its notifications
+    come in order per payment, so the latest of a dispute is its state)."""
+    row = db.session.scalar(select(Dispute).where(Dispute.dispute_id == dispute["id"]))
+    if row is None:
+        row = Dispute(dispute_id=dispute["id"], order_id=order.id, payment_id=dispute["payment_id"])
+        db.session.add(row)
+    row.amount = dispute["amount"]
+    row.currency = dispute["currency"]
+    row.reason = dispute.get("reason")
+    row.status = dispute["status"]
     db.session.flush()
 
 

@@ -37,6 +37,8 @@ OPEN_STATUSES = ("needs_response", "under_review", "warning_needs_response", "wa
 DEFAULT_RESPONSE_SECONDS = 7 * 86400
 DISPUTE_LIST_PARAMS = {"limit", "starting_after", "ending_before", "expand", "created",
                        "charge", "payment_intent"}  # fmt: skip
+# What Stripe charges for a chargeback, in the charge's currency's minor units (kept when won).
+DISPUTE_FEE = 1500
 
 
 def dispute(*, created: int, charge_obj: dict, amount: int, reason: str, inquiry: bool,
@@ -79,6 +81,37 @@ def dispute(*, created: int, charge_obj: dict, amount: int, reason: str, inquiry
     }
 
 
+def balance_transaction(rec: dict, *, created: int, reinstated: bool) -> dict:
+    """The balance transaction of a chargeback's money: withdrawn (the amount and Stripe's
+    dispute fee) when it opens, given back (the amount) when it is won. Stripe lists them,
+    whole, in the dispute's ``balance_transactions``."""
+    amount = rec["amount"] if reinstated else -rec["amount"]
+    fee = 0 if reinstated else DISPUTE_FEE
+    fee_details = [] if reinstated else [{
+        "amount": DISPUTE_FEE, "application": None, "currency": rec["currency"],
+        "description": "Dispute fee", "type": "stripe_fee",
+    }]  # fmt: skip
+    word = "reversal" if reinstated else "withdrawal"
+    return {
+        "id": objects.new_id("txn_1"),
+        "object": "balance_transaction",
+        "amount": amount,
+        "available_on": created,
+        "balance_type": "payments",
+        "created": created,
+        "currency": rec["currency"],
+        "description": f"Chargeback {word} for {rec['charge']}",
+        "exchange_rate": None,
+        "fee": fee,
+        "fee_details": fee_details,
+        "net": amount - fee,
+        "reporting_category": "dispute_reversal" if reinstated else "dispute",
+        "source": rec["id"],
+        "status": "available",
+        "type": "adjustment",
+    }
+
+
 class DisputesMixin:
     """Needs ``self.store``, ``self.lock``, ``self.clock`` and ``self.emit`` of Emulator."""
 
@@ -117,8 +150,8 @@ class DisputesMixin:
             charge["disputed"] = True
             self.store.save("charge", charge)
             self.emit("charge.dispute.created", public(rec), NO_REQUEST)
-            if not inquiry:
-                self.emit("charge.dispute.funds_withdrawn", public(rec), NO_REQUEST)
+            if not inquiry:  # an inquiry moves no money
+                self._move_funds(rec, "charge.dispute.funds_withdrawn", reinstated=False)
             return public(rec)
 
     def move_dispute(self, did: str, status: str | None) -> dict:
@@ -143,7 +176,7 @@ class DisputesMixin:
             inquiry = rec["status"].startswith("warning_")
             self._close(rec, "warning_closed" if inquiry else outcome, NO_REQUEST)
             if outcome == "won" and not inquiry:
-                self.emit("charge.dispute.funds_reinstated", public(rec), NO_REQUEST)
+                self._move_funds(rec, "charge.dispute.funds_reinstated", reinstated=True)
             return public(rec)
 
     # -- the integration's side (/v1) ----------------------------------------------------------
@@ -237,6 +270,13 @@ class DisputesMixin:
         details = rec["evidence_details"]
         if details["due_by"] is not None and self.clock.now() > details["due_by"]:
             details["past_due"] = True
+
+    def _move_funds(self, rec: dict, event_type: str, *, reinstated: bool) -> None:
+        """The money leaves (or comes back): a balance transaction on the dispute, and its event."""
+        txn = balance_transaction(rec, created=self.clock.now(), reinstated=reinstated)
+        rec["balance_transactions"].append(txn)
+        self.store.save("dispute", rec)
+        self.emit(event_type, public(rec), NO_REQUEST)
 
     def _close(self, rec: dict, status: str, ctx: Ctx) -> None:
         previous = {"status": rec["status"]}

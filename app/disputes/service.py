@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from app.common import cursors
 from app.common.locks import lock_row
@@ -23,7 +24,7 @@ from app.models import Dispute, Payment, utcnow
 from app.models.dispute import CLOSED_STATUSES, NEEDS_RESPONSE_STATUSES
 from app.payments.state import lock_payment
 from app.psp import PspError, get_provider
-from app.psp.base import PspDispute, PspNotFound, PspUnavailable
+from app.psp.base import PaymentProvider, PspDispute, PspNotFound, PspUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,8 @@ def _copy_state(dispute: Dispute, reported: PspDispute) -> None:
     dispute.evidence_due_by = reported.evidence_due_by
     dispute.has_evidence = reported.has_evidence
     dispute.submission_count = reported.submission_count
+    # The PSP's text evidence is the truth (a lost answer's text, or one given at the PSP).
+    dispute.evidence_text = reported.evidence_text or dispute.evidence_text
 
 
 def _note_funds(dispute: Dispute, funds: str | None, at: datetime) -> None:
@@ -165,6 +168,7 @@ def _visible_state(dispute: Dispute) -> tuple:
         dispute.evidence_due_by,
         dispute.has_evidence,
         dispute.submission_count,
+        dispute.evidence_text,
         dispute.funds_withdrawn_at is not None,
         dispute.funds_reinstated_at is not None,
     )
@@ -210,7 +214,12 @@ def list_disputes(
 ) -> DisputePage:
     """The merchant's disputes of one mode, newest first, one page after the cursor."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
-    stmt = select(Dispute).where(Dispute.merchant_id == merchant_id, Dispute.livemode == livemode)
+    # Each dispute's payment (the serializer names it) in one more query, not one per row.
+    stmt = (
+        select(Dispute)
+        .options(selectinload(Dispute.payment))
+        .where(Dispute.merchant_id == merchant_id, Dispute.livemode == livemode)
+    )
     if status:
         stmt = stmt.where(Dispute.status == status)
     scope = f"api.disputes:{merchant_id}:{'live' if livemode else 'test'}"
@@ -227,31 +236,16 @@ def list_disputes(
     )
 
 
-def disputes_needing_response(merchant_id: int, *, livemode: bool, limit: int) -> list[Dispute]:
-    """What waits for the merchant's answer, due soonest first."""
-    return list(
-        db.session.scalars(
-            select(Dispute)
-            .where(
-                Dispute.merchant_id == merchant_id,
-                Dispute.livemode == livemode,
-                Dispute.status.in_(NEEDS_RESPONSE_STATUSES),
-            )
-            .order_by(Dispute.evidence_due_by, Dispute.id)
-            .limit(limit)
-        )
-    )
-
-
 # -- the merchant's answers ------------------------------------------------------------------
 
 
 def submit_evidence(dispute_id: int, text: str) -> Dispute:
     """Send text evidence to the PSP and submit it (Stripe's `disputes.update`); commits.
 
-    Submitting the evidence already submitted answers the dispute as it is (a retried request
-    or a double click); other evidence after a submission, a decided dispute or one past its
-    due date are refused."""
+    Submitting the evidence already submitted answers the dispute as it is (a retried request,
+    a double click, or a retry after the PSP's answer was lost: its dispute then holds this
+    text); other evidence after a submission, a decided dispute or one past its due date are
+    refused. No transaction (nor row lock) stays open while the PSP is called."""
     text = text.strip() if isinstance(text, str) else ""
     if not text or len(text) > MAX_EVIDENCE_TEXT:
         raise PayBridgeError(
@@ -260,17 +254,21 @@ def submit_evidence(dispute_id: int, text: str) -> Dispute:
             param="text",
         )
     dispute = _fresh(dispute_id)
-    if dispute.evidence_text == text and dispute.submission_count > 0:
+
+    def submitted(state: Dispute | PspDispute) -> bool:
+        return state.evidence_text == text and state.submission_count > 0
+
+    if submitted(dispute):
         db.session.commit()
         return dispute
     _check_answerable(dispute)
-    psp_id, psp, livemode = dispute.psp_dispute_id, dispute.psp, dispute.livemode
-    db.session.commit()  # no transaction stays open while the PSP is called
-    provider = get_provider(psp, livemode=livemode)
+    public_id, psp_id, provider = _at_psp(dispute)
     reported = _ask_psp(
-        dispute,
+        dispute_id,
+        public_id,
         lambda: provider.update_dispute(psp_id, evidence={"uncategorized_text": text}, submit=True),
         lambda: provider.retrieve_dispute(psp_id),
+        done=submitted,
     )
     return _record_answer(dispute_id, reported, evidence_text=text)
 
@@ -284,13 +282,25 @@ def accept_dispute(dispute_id: int) -> Dispute:
         return dispute
     if dispute.is_closed:
         raise _closed(dispute)
-    psp_id, psp, livemode = dispute.psp_dispute_id, dispute.psp, dispute.livemode
-    db.session.commit()
-    provider = get_provider(psp, livemode=livemode)
+    public_id, psp_id, provider = _at_psp(dispute)
     reported = _ask_psp(
-        dispute, lambda: provider.close_dispute(psp_id), lambda: provider.retrieve_dispute(psp_id)
+        dispute_id,
+        public_id,
+        lambda: provider.close_dispute(psp_id),
+        lambda: provider.retrieve_dispute(psp_id),
+        done=lambda current: current.status in ("lost", "warning_closed"),
     )
     return _record_answer(dispute_id, reported)
+
+
+def _at_psp(dispute: Dispute) -> tuple[str, str, PaymentProvider]:
+    """What the call needs of the dispute, read before the commit that ends the transaction: no
+    transaction (not even a read, which an expired attribute would start) stays open while the
+    PSP is called."""
+    public_id, psp_id = dispute.public_id, dispute.psp_dispute_id
+    provider = get_provider(dispute.psp, livemode=dispute.livemode)
+    db.session.commit()
+    return public_id, psp_id, provider
 
 
 def _fresh(dispute_id: int) -> Dispute:
@@ -317,26 +327,30 @@ def _check_answerable(dispute: Dispute, *, past_due: bool = False) -> None:
             details={"dispute_id": dispute.public_id, "status": dispute.status},
         )
     due = dispute.evidence_due_by
-    if past_due or (due is not None and utcnow() > due):
+    if past_due or not dispute.answerable(utcnow()):
         raise PayBridgeError(
             "DISPUTE_PAST_DUE",
             details={"dispute_id": dispute.public_id, "evidence_due_by": due and due.isoformat()},
         )
 
 
-def _ask_psp(dispute: Dispute, call, retrieve) -> PspDispute:
-    """The PSP's answer to `call`; when it refuses, its dispute as it is now says why (closed,
-    submitted, past due) in PayBridge's words, recorded first."""
-    details = {"dispute_id": dispute.public_id}
+def _ask_psp(dispute_id: int, public_id: str, call, retrieve, *, done) -> PspDispute:
+    """The PSP's answer to `call`; when it refuses, its dispute as it is now: the answer when
+    it shows `call` already `done` (an earlier attempt whose reply was lost), else why it was
+    refused (closed, submitted, past due) in PayBridge's words, recorded first."""
+    details = {"dispute_id": public_id}
     try:
         try:
             return call()
         except (PspUnavailable, PspNotFound):
             raise
         except PspError as refused:
-            log.warning("dispute %s: the PSP refused the answer: %s", dispute.public_id, refused)
             current = retrieve()
-            recorded = _record_answer(dispute.id, current)
+            if done(current):
+                log.info("dispute %s: the PSP already has this answer", public_id)
+                return current
+            log.warning("dispute %s: the PSP refused the answer: %s", public_id, refused)
+            recorded = _record_answer(dispute_id, current)
             _check_answerable(recorded, past_due=current.past_due)
             raise PayBridgeError(
                 "PSP_REJECTED",

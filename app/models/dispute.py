@@ -55,7 +55,9 @@ class Dispute(db.Model):
         CheckConstraint("amount > 0", name="dispute_amount_positive"),
         # The API's and the dashboard's list (newest first), one mode at a time.
         Index("ix_disputes_merchant_mode_created", "merchant_id", "livemode", "created_at", "id"),
-        # What needs a response, due soonest first (the disputes page and the banner).
+        # What needs a response, due soonest first (the disputes page and the banner): read
+        # one status at a time, each in (evidence_due_by, id) order (the primary key ends every
+        # InnoDB index).
         Index(
             "ix_disputes_merchant_mode_status_due",
             "merchant_id",
@@ -64,6 +66,17 @@ class Dispute(db.Model):
             "evidence_due_by",
         ),
         Index("ix_disputes_payment", "payment_id", "id"),
+        # The API's list by status, newest first (0020_dispute_indexes).
+        Index(
+            "ix_disputes_merchant_mode_status_created",
+            "merchant_id",
+            "livemode",
+            "status",
+            "created_at",
+            "id",
+        ),
+        # The dashboard's every dispute, newest (highest id) first (0020_dispute_indexes).
+        Index("ix_disputes_merchant_mode_id", "merchant_id", "livemode", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -96,6 +109,16 @@ class Dispute(db.Model):
     @property
     def needs_response(self) -> bool:
         return self.status in NEEDS_RESPONSE_STATUSES
+
+    def answerable(self, now: datetime) -> bool:
+        """Waiting for the merchant's answer and still in time for it. Past its due date (or
+        with none: Stripe gives none, or 0, when the bank takes no answer) the bank decides
+        without one: such a dispute needs no response it could still get."""
+        due = self.evidence_due_by
+        return self.needs_response and due is not None and now < due
+
+    def past_due(self, now: datetime) -> bool:
+        return self.needs_response and not self.answerable(now)
 
     @property
     def is_closed(self) -> bool:

@@ -33,6 +33,8 @@ class PspEvent(db.Model):
     OUTCOME_UNHANDLED = "unhandled_type"
     # Of the other mode than the payment (refund, subscription) it names: never applied.
     OUTCOME_MODE_MISMATCH = "mode_mismatch"
+    # A dispute of no payment PayBridge knows (neither by its payment intent nor its charge).
+    OUTCOME_UNKNOWN_DISPUTE = "unknown_dispute"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     psp: Mapped[str] = mapped_column(String(20), default="stripe")

@@ -151,6 +151,9 @@ class PspDispute:
     submission_count: int
     livemode: bool
     created_at: datetime | None  # naive UTC
+    # The text evidence the PSP holds (Stripe's `evidence.uncategorized_text`): how a retried
+    # answer whose first reply was lost knows its text is already there.
+    evidence_text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -331,6 +334,10 @@ class PaymentProvider(ABC):
 
     def close_dispute(self, dispute_id: str) -> PspDispute:
         """Accept the dispute: the merchant does not contest it (it is lost)."""
+        raise PspRejected(f"{self.name} does not support disputes", code="unsupported")
+
+    def charge_payment_intent(self, charge_id: str) -> str | None:
+        """The payment intent of a charge (a dispute that names only its charge)."""
         raise PspRejected(f"{self.name} does not support disputes", code="unsupported")
 
     # -- the account's own setup (`flask stripe setup` / `check`); an adapter without it answers

@@ -269,7 +269,14 @@ def dispute_from_stripe(obj: Any) -> PspDispute:
         submission_count=int(_field(details, "submission_count") or 0),
         livemode=bool(_field(obj, "livemode")),
         created_at=from_unix(_field(obj, "created")),
+        evidence_text=_evidence_text(_field(obj, "evidence")),
     )
+
+
+def _evidence_text(evidence: Any) -> str | None:
+    """The dispute's text evidence, or None (no evidence object, or no text in it)."""
+    text = _field(evidence, "uncategorized_text")
+    return text if isinstance(text, str) and text else None
 
 
 def webhook_endpoint_from_stripe(obj: Any) -> PspWebhookEndpoint:
@@ -708,6 +715,11 @@ class StripeProvider(PaymentProvider):
     def retrieve_dispute(self, dispute_id: str) -> PspDispute:
         dispute = self._request("retrieve_dispute", "get", f"/v1/disputes/{_id(dispute_id)}")
         return dispute_from_stripe(dispute)
+
+    def charge_payment_intent(self, charge_id: str) -> str | None:
+        """The payment intent a charge belongs to (None: a charge made without one)."""
+        charge = self._request("retrieve_charge", "get", f"/v1/charges/{_id(charge_id)}")
+        return _id_of(_field(charge, "payment_intent"))
 
     def close_dispute(self, dispute_id: str) -> PspDispute:
         """Stripe's `disputes.close`: accept it (lost); closing a lost one again changes nothing."""

@@ -1,12 +1,19 @@
-"""The dashboard's dispute lists: what needs a response (due soonest first, also the banner's
-count) and every dispute, newest first; one mode at a time, inside the tenancy scope."""
+"""The dashboard's dispute lists: what needs a response and can still get one (due soonest
+first, also the banner's count), those whose due date passed unanswered, and every dispute,
+newest first; one mode at a time, inside the tenancy scope.
+
+A merchant's lists read ix_disputes_merchant_mode_status_due one status at a time (an IN over
+the two statuses that need a response would sort every row it reads) and
+ix_disputes_merchant_mode_id (0016_disputes, 0020_dispute_indexes)."""
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload
 
 from app.common.cursors import older_page
@@ -44,19 +51,39 @@ def dispute_in_scope(public_id: str, *, merchant_id: int | None) -> Dispute | No
     return db.session.execute(stmt).scalar_one_or_none()
 
 
-def disputes_due(merchant_id: int | None, *, livemode: bool) -> list[Dispute]:
-    """Those waiting for the merchant's answer, due soonest first."""
-    stmt = _rows(merchant_id, livemode).where(Dispute.status.in_(NEEDS_RESPONSE_STATUSES))
-    return list(
-        db.session.scalars(stmt.order_by(Dispute.evidence_due_by, Dispute.id).limit(DUE_LIMIT))
+def disputes_due(merchant_id: int | None, *, livemode: bool, now: datetime) -> list[Dispute]:
+    """Those waiting for the merchant's answer and still in time for it, due soonest first:
+    each status read in its index's order, merged."""
+    reads = [
+        db.session.scalars(
+            _rows(merchant_id, livemode)
+            .where(Dispute.status == status, Dispute.evidence_due_by > now)
+            .order_by(Dispute.evidence_due_by, Dispute.id)
+            .limit(DUE_LIMIT)
+        )
+        for status in NEEDS_RESPONSE_STATUSES
+    ]
+    merged = heapq.merge(*reads, key=lambda d: (d.evidence_due_by, d.id))
+    return list(islice(merged, DUE_LIMIT))
+
+
+def disputes_past_due(merchant_id: int | None, *, livemode: bool, now: datetime) -> list[Dispute]:
+    """Those that waited for an answer past their due date (or take none): the bank decides
+    without one. Most recently due first."""
+    stmt = _rows(merchant_id, livemode).where(
+        Dispute.status.in_(NEEDS_RESPONSE_STATUSES),
+        or_(Dispute.evidence_due_by.is_(None), Dispute.evidence_due_by <= now),
     )
+    stmt = stmt.order_by(Dispute.evidence_due_by.desc(), Dispute.id.desc()).limit(DUE_LIMIT)
+    return list(db.session.scalars(stmt))
 
 
-def due_summary(merchant_id: int | None, *, livemode: bool) -> DueDisputes:
-    """The banner's one query (on the status-and-due index)."""
+def due_summary(merchant_id: int | None, *, livemode: bool, now: datetime) -> DueDisputes:
+    """The banner's one query (ranges of the status-and-due index): only the disputes an
+    answer can still reach count."""
     stmt = _in_view(
         select(func.count(), func.min(Dispute.evidence_due_by)), merchant_id, livemode
-    ).where(Dispute.status.in_(NEEDS_RESPONSE_STATUSES))
+    ).where(Dispute.status.in_(NEEDS_RESPONSE_STATUSES), Dispute.evidence_due_by > now)
     count, soonest = db.session.execute(stmt).one()
     return DueDisputes(count or 0, soonest)
 

@@ -5,8 +5,10 @@ one merchant, one mode at a time."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
-from app.models import AuditLog, Dispute, Payment
+from app.extensions import db
+from app.models import AuditLog, Dispute, Payment, utcnow
 from tests.disputes.support import open_dispute, recorded_dispute
 from tests.support.pages import confirmed_post, csrf_from
 from tests.support.rows import get_row, get_rows
@@ -96,3 +98,30 @@ def test_accepting_asks_first_then_loses_the_dispute_and_a_closed_one_takes_no_a
     assert "This dispute is closed (lost)." in again
     detail = client_a.get(f"/dashboard/disputes/{dispute.public_id}").get_data(as_text=True)
     assert re.search(r"badge-lost\">Lost<", detail) and "Answer this dispute" not in detail
+
+
+def test_a_past_due_dispute_is_not_counted_as_needing_a_response_but_shown_as_past_due(
+    app, tenants, client_a, paid_payment, stripe_delivers
+):
+    open_one = _disputed(app, stripe_delivers, tenants.a_id, paid_payment)
+    late = _disputed(app, stripe_delivers, tenants.a_id, paid_payment)
+    with app.app_context():  # its due date passed without an answer
+        db.session.get(Dispute, late.id).evidence_due_by = utcnow() - timedelta(hours=1)
+        db.session.commit()
+
+    overview = client_a.get("/dashboard/").get_data(as_text=True)
+    assert BANNER in overview and "1 dispute needs your response." in overview
+    page = client_a.get("/dashboard/disputes").get_data(as_text=True)
+    due_section, rest = page.split("Past due: the bank decides without your answer")
+    due_section = due_section.split("Needing your response")[1]
+    assert open_one.public_id in due_section and late.public_id not in due_section
+    past_due_section = rest.split("Every dispute")[0]
+    assert late.public_id in past_due_section and "Past due" in past_due_section
+    detail = client_a.get(f"/dashboard/disputes/{late.public_id}").get_data(as_text=True)
+    assert "the bank decides without it now" in detail and "Answer this dispute" not in detail
+
+    # Only the past-due one left waiting: no banner at all.
+    with app.app_context():
+        db.session.get(Dispute, open_one.id).status = "under_review"
+        db.session.commit()
+    assert BANNER not in client_a.get("/dashboard/").get_data(as_text=True)

@@ -1,18 +1,25 @@
 """A chargeback in Chromium, on a desktop and a phone: the banner on the page the merchant
 opens, the disputes page, the dispute, text evidence reviewed and submitted, and the banner
-gone. Screenshots of each page at both widths are kept under test-artifacts/."""
+gone; then a demo shop order disputed, answered and decided (won, lost) through the emulator, up
+to the shopper's order. Screenshots of each page at both widths are kept under test-artifacts/."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+import requests
 from playwright.sync_api import Page, expect
 
+from app.models import Payment
 from tests.disputes.support import open_dispute, recorded_dispute
+from tests.e2e.shop_flow import buy
 from tests.e2e.test_dashboard_modes import log_in
 from tests.support.browser import ARTIFACTS
+from tests.support.delivery import deliver_due_notifications
 from tests.support.factories import make_user
+from tests.support.rows import get_row
+from tests.support.waiting import wait_until
 
 
 def shot(page: Page, name: str, width: int) -> None:
@@ -59,3 +66,103 @@ def test_a_merchant_sees_a_dispute_everywhere_and_answers_it_with_evidence(
     expect(page.locator(".badge-under_review").first).to_have_text("Under review")
     expect(page.get_by_role("alert").filter(has_text="need")).to_have_count(0)
     shot(page, "submitted", width)
+
+
+WIDTHS = (1280, 390)
+
+
+def shoot(page: Page, name: str) -> None:
+    """The page at both widths, each checked for nothing wider than the screen."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), (
+            name,
+            width,
+        )
+        page.screenshot(path=str(ARTIFACTS / f"disputes-{name}-{width}.png"), full_page=True)
+    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+
+
+@pytest.mark.parametrize(("outcome", "label", "shop_label"), [
+    ("won", "Won", "Dispute won"),
+    ("lost", "Lost", "Dispute lost"),
+])  # fmt: skip
+def test_a_shop_order_disputed_answered_and_decided_through_the_emulator(
+    page, make_context, app, live_server, shop, emulator, outcome, label, shop_label
+):
+    """A shopper pays in the demo shop; the cardholder's bank disputes it (the emulator's
+    control route); the merchant sees it (banner, disputes page, API), submits evidence; the
+    bank decides; the dashboard shows it decided and the shop's order shows it from PayBridge's
+    dispute.created / dispute.closed notifications."""
+    shopper = page
+    order_id = buy(
+        shopper, app, shop.url, emulator, f"{outcome}@disputes.example", ["Alpine Sunrise"]
+    )
+    pay_id = get_row(app, Payment, merchant_reference=f"order-{order_id}").public_id
+    owner = f"owner-{outcome}@disputes.example"
+    make_user(app, shop.merchant_id, owner)
+
+    opened = open_dispute(app, emulator, pay_id, reason="product_not_received")
+    dispute = recorded_dispute(app, opened["id"])
+
+    # The banner on the first page, the disputes page, the dispute.
+    dashboard = make_context().new_page()
+    log_in(dashboard, live_server.url, owner)
+    banner = dashboard.get_by_role("alert").filter(has_text="1 dispute needs your response.")
+    expect(banner).to_be_visible()
+    banner.get_by_role("link", name="Respond to disputes").click()
+    due = dashboard.locator("table").filter(has_text="Needing your response")
+    expect(due).to_contain_text(dispute.public_id)
+    expect(due).to_contain_text("29.00")
+    shoot(dashboard, f"{outcome}-page-open")
+    due.get_by_role("link", name=dispute.public_id).click()
+    expect(dashboard.get_by_role("heading", name=re.compile("Dispute dsp_"))).to_be_visible()
+    shoot(dashboard, f"{outcome}-dispute-open")
+
+    # Evidence, reviewed then submitted.
+    dashboard.get_by_label(re.compile("Your evidence")).fill("Delivered on 3 December, signed.")
+    dashboard.get_by_role("button", name="Review evidence…").click()
+    dashboard.get_by_role("button", name="Yes, submit the evidence").click()
+    expect(
+        dashboard.get_by_text(re.compile(r"Evidence submitted for dispute dsp_"))
+    ).to_be_visible()
+    expect(dashboard.locator(".page-head .badge-under_review")).to_have_text("Under review")
+
+    # The bank decides (the emulator's control route); PayBridge hears it by webhook.
+    emulator.control("POST", f"disputes/{opened['id']}/close", {"outcome": outcome})
+    recorded_dispute(app, opened["id"], until=lambda d: d.status == outcome, what=outcome)
+    dashboard.reload()
+    expect(dashboard.locator(f".page-head .badge-{outcome}")).to_have_text(label)
+    expect(dashboard.get_by_text("Answer this dispute")).to_have_count(0)
+    shoot(dashboard, f"{outcome}-dispute-closed")
+    dashboard.get_by_role("link", name="Disputes", exact=True).first.click()
+    every = dashboard.locator("table").filter(has_text="Every dispute")
+    expect(every.locator("tbody tr").filter(has_text=dispute.public_id)).to_contain_text(label)
+    expect(dashboard.get_by_role("alert").filter(has_text="need")).to_have_count(0)
+    shoot(dashboard, f"{outcome}-page-closed")
+
+    # The API, with the shop's own key, over HTTP.
+    answer = requests.get(
+        f"{live_server.url}/api/v1/disputes/{dispute.public_id}",
+        headers={"Authorization": f"Bearer {shop.api_key}"},
+        timeout=10,
+    ).json()
+    assert (answer["status"], answer["payment_id"], answer["evidence_text"]) == (
+        outcome, pay_id, "Delivered on 3 December, signed.",
+    )  # fmt: skip
+
+    # The shop hears of it from PayBridge's signed notifications, and shows it on the order.
+    def order_shows_the_decision() -> bool:
+        deliver_due_notifications(app)
+        shopper.goto(f"{shop.url}/orders/{order_id}")  # the order page does not refresh itself
+        status = shopper.get_by_test_id("dispute-status")
+        return status.count() > 0 and status.get_attribute("data-status") == outcome
+
+    wait_until(order_shows_the_decision, timeout=30, interval=0.5, what="the decision on the order")
+    expect(shopper.get_by_test_id("dispute-status")).to_have_text(shop_label)
+    expect(shopper.get_by_test_id("dispute-row")).to_contain_text(dispute.public_id)
+    expect(shopper.get_by_test_id("dispute-row")).to_contain_text("29.00")
+    received = [kind for kind, result in shop.received() if result == "applied"]
+    assert received.count("dispute.created") == 1 and received.count("dispute.closed") == 1
+    shoot(shopper, f"{outcome}-shop-order")

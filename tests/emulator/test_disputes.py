@@ -116,3 +116,44 @@ def test_opening_a_dispute_checks_what_it_is_given(client, emu):
     emu.control("POST", "disputes", {"payment_intent": pi_id})
     with pytest.raises(EmulatorError):
         emu.control("POST", "disputes", {"payment_intent": pi_id})  # already disputed
+
+
+def test_the_money_a_chargeback_moves_is_in_its_balance_transactions_as_stripe_lists_them(
+    client, emu, receiver, stripe_fixtures
+):
+    """Withdrawn (the amount and the dispute fee) when it opens, given back when it is won;
+    an inquiry moves none, a lost chargeback gets nothing back."""
+    won = emu.control("POST", "disputes", {"payment_intent": paid_intent(client, emu)})["dispute"]
+    [withdrawn_event] = receiver.wait_for(
+        lambda r: (
+            event_type(r) == "charge.dispute.funds_withdrawn"
+            and json.loads(r["body"])["data"]["object"]["id"] == won["id"]
+        )
+    )
+    [withdrawn] = json.loads(withdrawn_event["body"])["data"]["object"]["balance_transactions"]
+    assert set(stripe_fixtures["balance_transaction"]) <= set(withdrawn)  # Stripe's whole shape
+    assert (withdrawn["object"], withdrawn["type"], withdrawn["reporting_category"]) == (
+        "balance_transaction", "adjustment", "dispute",
+    )  # fmt: skip
+    assert (withdrawn["amount"], withdrawn["fee"], withdrawn["net"]) == (-3998, 1500, -5498)
+    assert (withdrawn["source"], withdrawn["currency"]) == (won["id"], "usd")
+    assert withdrawn["fee_details"][0]["type"] == "stripe_fee"
+
+    emu.control("POST", f"disputes/{won['id']}/close", {"outcome": "won"})
+    listed = client.v1.disputes.retrieve(won["id"]).to_dict()["balance_transactions"]
+    assert [t["id"] for t in listed][:1] == [withdrawn["id"]]
+    back = listed[1]
+    assert (back["amount"], back["fee"], back["net"], back["reporting_category"]) == (
+        3998, 0, 3998, "dispute_reversal",
+    )  # fmt: skip
+
+    lost = emu.control("POST", "disputes", {"payment_intent": paid_intent(client, emu)})["dispute"]
+    emu.control("POST", f"disputes/{lost['id']}/close", {"outcome": "lost"})
+    assert [t["amount"] for t in client.v1.disputes.retrieve(lost["id"]).balance_transactions] == [
+        -3998
+    ]
+    inquiry = emu.control(
+        "POST", "disputes", {"payment_intent": paid_intent(client, emu), "inquiry": True}
+    )["dispute"]
+    emu.control("POST", f"disputes/{inquiry['id']}/close", {"outcome": "won"})
+    assert client.v1.disputes.retrieve(inquiry["id"]).balance_transactions == []

@@ -215,6 +215,38 @@ def test_a_refund_that_fails_after_it_succeeded_shows_as_failed_and_gives_the_am
     assert "expired_or_canceled_card" in page
 
 
+def test_a_dispute_shows_on_the_order_as_its_latest_notification_says(app, shop, shopper, order):
+    paid = notification(app, shop, order)
+    post(shop, *sign(shop.signing_secret, "msg_paid", paid))
+    dispute = {
+        "id": "dsp_test000000000000000001",
+        "object": "dispute",
+        "payment_id": order.payment_id,
+        "amount": 2500,
+        "currency": "EUR",
+        "reason": "product_not_received",
+        "status": "needs_response",
+        "payment": paid["data"],
+    }
+    opened = {"id": "msg_d1", "type": "dispute.created", "data": dispute}
+    assert post(shop, *sign(shop.signing_secret, "msg_d1", opened)).json()["outcome"] == "applied"
+    page = shopper.page(f"/orders/{order.id}")
+    assert "Disputed: needs a response" in page and "dsp_test000000000000000001" in page
+    assert "product not received" in page
+
+    closed = {"id": "msg_d2", "type": "dispute.closed", "data": {**dispute, "status": "lost"}}
+    assert post(shop, *sign(shop.signing_secret, "msg_d2", closed)).json()["outcome"] == "applied"
+
+    page = shopper.page(f"/orders/{order.id}")
+    assert "Dispute lost" in page and "Disputed: needs a response" not in page
+    assert "Dispute lost" in shopper.page("/orders")
+    unknown = {**dispute, "id": "dsp_other", "payment_id": "pay_not_this_shops"}
+    event = {"id": "msg_d3", "type": "dispute.created", "data": unknown}
+    assert post(shop, *sign(shop.signing_secret, "msg_d3", event)).json()["outcome"] == (
+        "unknown_order"
+    )
+
+
 # --- delivered by PayBridge itself ----------------------------------------------------------
 
 

@@ -26,17 +26,19 @@ from app.reporting import disputes as queries
 @bp.route("/disputes")
 @login_required
 def disputes():
-    """Disputes needing a response, due soonest first, then every dispute, newest first."""
-    merchant_id, livemode = scope_merchant_id(), view_livemode()
+    """Disputes needing a response they can still get, due soonest first; those past due;
+    then every dispute, newest first."""
+    merchant_id, livemode, now = scope_merchant_id(), view_livemode(), utcnow()
     rows, last_id = queries.list_disputes(
         merchant_id, livemode=livemode, before=before_id("dashboard.disputes")
     )
     return render_template(
         "dashboard/disputes.html",
-        due=queries.disputes_due(merchant_id, livemode=livemode),
+        due=queries.disputes_due(merchant_id, livemode=livemode, now=now),
+        past_due=queries.disputes_past_due(merchant_id, livemode=livemode, now=now),
         rows=rows,
         older=before_link(last_id, "dashboard.disputes"),
-        now=utcnow(),
+        now=now,
     )
 
 
@@ -66,7 +68,7 @@ def dispute_detail(public_id: str):
 
 
 def _past_due(dispute: Dispute) -> bool:
-    return dispute.evidence_due_by is not None and utcnow() > dispute.evidence_due_by
+    return dispute.past_due(utcnow())
 
 
 def _answerable(dispute: Dispute) -> Dispute:

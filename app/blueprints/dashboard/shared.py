@@ -25,7 +25,7 @@ from app.common import cursors
 from app.common.money import format_minor, format_money
 from app.common.urls import split_url
 from app.errors import ValidationError
-from app.models import Merchant, Payment, User, iso
+from app.models import Merchant, Payment, User, iso, utcnow
 from app.reporting import queries
 from app.reporting.disputes import due_summary
 from app.reporting.modes import has_live_data
@@ -225,10 +225,11 @@ def mode_return_url() -> str:
 
 
 def disputes_in_view():
-    """How many disputes of the scope, in the mode in view, need a response (the banner)."""
+    """How many disputes of the scope, in the mode in view, need a response they can still
+    get (the banner)."""
     if not is_operator() and current_user.merchant_id is None:
         return None
-    return due_summary(scope_merchant_id(), livemode=view_livemode())
+    return due_summary(scope_merchant_id(), livemode=view_livemode(), now=utcnow())
 
 
 @bp.context_processor
