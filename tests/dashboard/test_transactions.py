@@ -117,6 +117,12 @@ ALL_A = ["eur-ok", "eur-fail", "usd-pend", "jpy-ok", "kwd-ok", "recc-init", "ord
         ("q=cs_test_aaa111", ["eur-ok"]),
         ("q=ann@", ["eur-ok", "usd-pend"]),
         ("q=ann@example.com", ["eur-ok"]),
+        # the beginning of an email, before its @ too, in any case (emails are kept in lower)
+        ("q=ann", ["eur-ok", "usd-pend"]),
+        ("q=ANN@Exam", ["eur-ok"]),
+        ("q=be", ["eur-fail"]),
+        ("q=ann ", ["eur-ok", "usd-pend"]),  # as pasted, with a space after
+        ("refund_state=any", []),
         ("q=order_%", ["order_%1"]),  # % and _ are literal, not wildcards
         ("q=%25ok", []),  # no leading wildcard
         ("q=ok", []),  # no infix match
