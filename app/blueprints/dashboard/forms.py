@@ -328,11 +328,11 @@ class TransactionFilterForm(ListFilterForm):
         ],
         validators=[Optional()],
     )
-    date_from = DateField(
-        "Created from", validators=[Optional(), _day_in_range], description="A UTC day."
-    )
+    date_from = DateField("Created from", validators=[Optional(), _day_in_range])
     date_to = DateField(
-        "Created to (inclusive)", validators=[Optional(), _day_in_range], description="A UTC day."
+        "Created to",
+        validators=[Optional(), _day_in_range],
+        description="Both days included, in UTC.",
     )
     amount_min = StringField(
         "Amount from", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}
