@@ -260,3 +260,45 @@ def test_csv_cells_cannot_become_spreadsheet_formulas(app, client_a, tenants):
 
 def test_invalid_filters_refuse_the_export(client_a, dataset):
     assert client_a.get("/dashboard/payments/export.csv?amount_min=abc").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("query", "spec_of"),
+    [
+        # The reference branch and the email branch of one search, interleaved in time.
+        ("q=ann", lambda i: {"reference": f"ann-{i:03d}"} if i % 2 else {"email": f"ann{i}@x.org"}),
+        # The partial and the full branch of "any refund", one timestamp shared by 40 of them.
+        ("refund_state=any", lambda i: {"refund": "partial" if i % 3 else "full"}),
+    ],
+)
+def test_pages_of_a_merged_search_cover_every_row_once_both_ways(
+    app, client_a, tenants, query, spec_of
+):
+    with app.app_context():
+        expected = []
+        for i in range(120):
+            spec = spec_of(i)
+            refund = spec.pop("refund", None)
+            created = NOW - timedelta(hours=1) if i < 40 else NOW - timedelta(minutes=i)
+            payment = add_payment(tenants.a_id, amount=3000, created_at=created, **spec)
+            if refund:
+                db.session.flush()
+                payment.count_refunded(1000 if refund == "partial" else 3000)
+            expected.append(payment)
+        add_payment(tenants.a_id, reference="other", email="bob@x.org")  # matches neither
+        db.session.commit()
+        newest_first = [
+            p.public_id for p in sorted(expected, key=lambda p: (p.created_at, p.id), reverse=True)
+        ]
+    pages, url = [], f"/dashboard/payments?{query}"
+    while url:
+        response = client_a.get(url)
+        pages.append((url, ids_on_page(response)))
+        match = re.search(r'href="([^"]+)" rel="next"', response.get_data(as_text=True))
+        url = match.group(1).replace("&amp;", "&") if match else None
+    assert [len(ids) for _, ids in pages] == [50, 50, 20]
+    assert [pid for _, ids in pages for pid in ids] == newest_first
+    # "Newer" from the last page leads back to the middle one, exactly.
+    last = client_a.get(pages[2][0]).get_data(as_text=True)
+    back = re.search(r'href="([^"]+)" rel="prev"', last).group(1).replace("&amp;", "&")
+    assert ids_on_page(client_a.get(back)) == pages[1][1]
