@@ -302,3 +302,28 @@ def test_pages_of_a_merged_search_cover_every_row_once_both_ways(
     last = client_a.get(pages[2][0]).get_data(as_text=True)
     back = re.search(r'href="([^"]+)" rel="prev"', last).group(1).replace("&amp;", "&")
     assert ids_on_page(client_a.get(back)) == pages[1][1]
+
+
+def test_the_filter_panel_folds_away_until_a_filter_is_in_use(client_a, dataset):
+    plain = client_a.get("/dashboard/payments").get_data(as_text=True)
+    assert '<details class="filter-panel" id="filter-panel">' in plain  # folded
+    assert 'aria-label="Active filters"' not in plain
+    searched = client_a.get("/dashboard/payments?q=ann").get_data(as_text=True)
+    assert '<details class="filter-panel" id="filter-panel">' in searched  # the box is outside
+    filtered = client_a.get("/dashboard/payments?q=ann&status=SUCCESS&currency=eur")
+    html = filtered.get_data(as_text=True)
+    assert '<details class="filter-panel" id="filter-panel" open>' in html
+    chips = dict(
+        re.findall(
+            r'<a href="([^"]+)" aria-label="Remove filter ([^"]+)"', html.replace("&amp;", "&")
+        )
+    )
+    # Each chip's link is the list without that one filter, the others as they were typed.
+    assert {label: link for link, label in chips.items()} == {
+        "Search: ann": "/dashboard/payments?status=SUCCESS&currency=eur",
+        "Status: Success": "/dashboard/payments?q=ann&currency=eur",
+        "Currency: EUR": "/dashboard/payments?q=ann&status=SUCCESS",
+    }
+    # A wrong filter opens the panel where its message is.
+    wrong = client_a.get("/dashboard/payments?currency=E1R").get_data(as_text=True)
+    assert '<details class="filter-panel" id="filter-panel" open>' in wrong

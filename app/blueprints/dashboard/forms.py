@@ -335,7 +335,10 @@ class TransactionFilterForm(ListFilterForm):
         description="Both days included, in UTC.",
     )
     amount_min = StringField(
-        "Amount from", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}
+        "Amount from",
+        validators=[Optional(), _amount],
+        render_kw={"inputmode": "decimal"},
+        description="In the payment's currency, e.g. 12.50",
     )
     amount_max = StringField(
         "Amount to", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}
@@ -382,11 +385,8 @@ class CustomerSearchForm(ListFilterForm):
     )
 
 
-class RefundFilterForm(FlaskForm):
+class RefundFilterForm(ListFilterForm):
     """Filters of the refunds list, read from the query string."""
-
-    class Meta:
-        csrf = False
 
     status = SelectField(
         "Status",
@@ -401,7 +401,10 @@ class RefundFilterForm(FlaskForm):
         "Refunded to (inclusive)", validators=[Optional(), _day_in_range], description="A UTC day."
     )
     amount_min = StringField(
-        "Amount from", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}
+        "Amount from",
+        validators=[Optional(), _amount],
+        render_kw={"inputmode": "decimal"},
+        description="In the refund's currency, e.g. 12.50",
     )
     amount_max = StringField(
         "Amount to", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}
