@@ -60,8 +60,12 @@ PAYMENT_COLUMNS = (
     "id public_id merchant_id merchant_reference amount currency payment_type `interval` "
     "interval_count description customer_email success_url cancel_url metadata status "
     "status_version psp psp_session_id psp_payment_intent_id checkout_url psp_expires_at "
-    "failure_code failure_message refunded_amount created_at updated_at finalized_at"
+    "failure_code failure_message refunded_amount created_at updated_at finalized_at "
+    "refund_state"
 ).split()
+# Of the SUCCESS payments, these shares are refunded in part and in full (refunded_amount and
+# refund_state only: the lists and filters read them; no refund rows).
+REFUNDED_PARTIAL, REFUNDED_FULL = 0.03, 0.01
 HISTORY_COLUMNS = (
     "payment_id from_status to_status status_version source reason psp_event_id created_at"
 ).split()
@@ -199,6 +203,8 @@ def _generate_into(
 def _generate(pf, hf, nf, batch: Batch, first_id: int, now: datetime) -> int:
     merchant_id, count, prefix = batch.merchant_id, batch.count, batch.prefix
     rng = random.Random(batch.seed)
+    # Its own stream: the rows drawn from `rng` stay what they were before refunds were loaded.
+    refund_rng = random.Random(batch.seed + 1)
     statuses = list(batch.status_weights)
     weights = list(batch.status_weights.values())
     start = now - batch.span
@@ -225,6 +231,13 @@ def _generate(pf, hf, nf, batch: Batch, first_id: int, now: datetime) -> int:
             ("card_declined", "Your card was declined.") if status == "FAILED" else (None, None)
         )
         pi = ("pi_" + _rid(rng)) if status in ("SUCCESS", "PENDING") else None
+        refunded, refund_state = 0, None
+        if status == "SUCCESS":
+            draw = refund_rng.random()
+            if draw < REFUNDED_FULL:
+                refunded, refund_state = amount, "full"
+            elif draw < REFUNDED_FULL + REFUNDED_PARTIAL:
+                refunded, refund_state = max(1, amount // 3), "partial"
         row = [
             pid,
             public,
@@ -249,10 +262,11 @@ def _generate(pf, hf, nf, batch: Batch, first_id: int, now: datetime) -> int:
             _ts(created + timedelta(hours=1)),
             failure[0],
             failure[1],
-            0,
+            refunded,
             _ts(created),
             _ts(times[-1]),
             _ts(final_at) if final_at else None,
+            refund_state,
         ]
         pf.write(_tsv(row))
         prev = None

@@ -885,6 +885,16 @@ def reads(ctx: Context) -> None:
         ("dashboard: search email", f"{dash}?q={email}"),
         ("dashboard: search pay_", f"{dash}?q={pub}"),
         ("dashboard: search cs_", f"{dash}?q={sid}"),
+        # Issue 27: the beginning of an email (before its @, in another case), a short one
+        # (customer19…: about 5% of the rows), refunded in part or in full, and customers.
+        ("dashboard: search email prefix", f"{dash}?q={email.split('@')[0].upper()}"),
+        ("dashboard: search short email prefix", f"{dash}?q=customer19"),
+        ("dashboard: refund any", f"{dash}?refund_state=any"),
+        ("dashboard: refund partial", f"{dash}?refund_state=partial"),
+        ("dashboard: status+refund any", f"{dash}?status=SUCCESS&refund_state=any"),
+        ("dashboard: customer page", f"/dashboard/customers/{email}"),
+        ("dashboard: customers list", "/dashboard/customers"),
+        ("dashboard: customers prefix", f"/dashboard/customers?q={email[:10]}"),
         ("api: list", "/api/v1/payments?limit=100"),
         ("api: status=FAILED", "/api/v1/payments?status=FAILED&limit=100"),
         ("api: created range", f"/api/v1/payments?created_gte={today}T00:00:00Z&limit=100"),

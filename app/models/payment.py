@@ -21,7 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.extensions import db
 from app.models.base import BigId, ExactString, Timestamp, Transitions, public_id, utcnow
@@ -93,6 +93,14 @@ def new_payment_id() -> str:
     return public_id(PAYMENT_ID_PREFIX)
 
 
+def normalize_email(email: str | None) -> str | None:
+    """An email as PayBridge keeps and compares it: a customer is one address whatever its case,
+    so every one is stored, and looked up, in lower case (migration 0019_list_search)."""
+    if email is None:
+        return None
+    return email.strip().lower()
+
+
 class Payment(db.Model):
     __tablename__ = "payments"
     __table_args__ = (
@@ -108,7 +116,15 @@ class Payment(db.Model):
             "ix_payments_merchant_status_created", "merchant_id", "livemode", "status", "created_at"
         ),
         Index("ix_payments_status_updated", "status", "updated_at"),
-        Index("ix_payments_merchant_email", "merchant_id", "livemode", "customer_email"),
+        # One customer's payments newest first; the customers list in email order (0019).
+        Index(
+            "ix_payments_merchant_email",
+            "merchant_id",
+            "livemode",
+            "customer_email",
+            "created_at",
+            "id",
+        ),
         Index("ix_payments_created", "created_at", "id"),
         Index("ix_payments_livemode_created", "livemode", "created_at", "id"),
         Index(
@@ -205,6 +221,10 @@ class Payment(db.Model):
     history: Mapped[list[PaymentStatusChange]] = relationship(
         back_populates="payment", order_by="PaymentStatusChange.id"
     )
+
+    @validates("customer_email")
+    def _lower_email(self, _key: str, email: str | None) -> str | None:
+        return normalize_email(email)
 
     @property
     def status_enum(self) -> PaymentStatus:

@@ -6,7 +6,8 @@ from an index (migrations 0003_dashboard_indexes, 0013_mode_scoped_keys, 0015_mo
 equality on merchant_id, livemode and then status / currency / payment_type / refund_state
 (0017_refund_indexes), then a range on created_at, ordered by (created_at, id) — the primary
 key rides along at the end of every InnoDB secondary index.
-Search is exact-or-prefix only (`LIKE 'abc%'`), never a leading wildcard.
+Search is exact-or-prefix only (`LIKE 'abc%'`), never a leading wildcard; emails are kept in lower
+case and searched by their start through (merchant_id, livemode, customer_email) (0019_list_search).
 """
 
 from __future__ import annotations
@@ -17,13 +18,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from itertools import product
 
 from sqlalchemy import Select, and_, false, or_, select
 
 from app.common import cursors
 from app.common.money import THREE_DECIMAL, ZERO_DECIMAL, format_minor, to_minor
 from app.extensions import db
-from app.models import Payment
+from app.models import Payment, RefundState
+from app.models.payment import normalize_email
 from app.reporting.modes import in_mode
 
 PAGE_SIZE = 50
@@ -50,7 +53,7 @@ class TransactionFilter:
     amount_max: Decimal | None = None
     currency: str | None = None
     payment_type: str | None = None
-    refund_state: str | None = None  # RefundState: refunded in part, or in full
+    refund_state: str | None = None  # RefundState (in part, in full) or ANY_REFUND (either)
     q: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -80,24 +83,43 @@ def amount_clause(amount_min: Decimal | None, amount_max: Decimal | None, curren
     )
 
 
-def _search_clause(q: str):
-    """Exact or prefix match on the identifiers a person pastes; each one is indexed."""
-    q = q.strip()
+# The refund filter's value for "refunded in part or in full".
+ANY_REFUND = "any"
+
+
+def refund_clauses(refund_state: str | None) -> list:
+    """One clause per stored refund state the filter asks for (none: any payment)."""
+    if not refund_state:
+        return []
+    states = [s.value for s in RefundState] if refund_state == ANY_REFUND else [refund_state]
+    return [Payment.refund_state == state for state in states]
+
+
+def search_clauses(q: str | None) -> list:
+    """Exact or prefix matches on the identifiers a person pastes, one clause per identifier
+    it could be the start of; each is served by its own index."""
+    q = (q or "").strip()
     if not q:
-        return None
+        return []
     clauses = [Payment.merchant_reference.startswith(q, autoescape=True)]
     lowered = q.lower()
     if lowered.startswith("pay_"):
         clauses.append(Payment.public_id.startswith(q, autoescape=True))
     if lowered.startswith("cs_"):
         clauses.append(Payment.psp_session_id.startswith(q, autoescape=True))
-    if "@" in q:
-        clauses.append(Payment.customer_email.startswith(q, autoescape=True))
-    return or_(*clauses)
+    if could_start_email(q):
+        # Stored in lower case (0019_list_search): "Ann" finds ann@example.com.
+        clauses.append(Payment.customer_email.startswith(normalize_email(q), autoescape=True))
+    return clauses
 
 
-def filtered(f: TransactionFilter) -> Select:
-    """SELECT payments matching the filter (no order, no limit)."""
+def could_start_email(q: str) -> bool:
+    """Whether `q` can be the beginning of an email address: "ann", "ann@", "ann@exa"."""
+    return " " not in q and q.count("@") <= 1
+
+
+def _base(f: TransactionFilter) -> Select:
+    """SELECT payments matching every filter but the search and the refund state."""
     stmt = in_mode(select(Payment), Payment, f.livemode)
     if f.merchant_id is not None:
         stmt = stmt.where(Payment.merchant_id == f.merchant_id)
@@ -107,8 +129,6 @@ def filtered(f: TransactionFilter) -> Select:
         stmt = stmt.where(Payment.currency == f.currency.upper())
     if f.payment_type:
         stmt = stmt.where(Payment.payment_type == f.payment_type)
-    if f.refund_state:
-        stmt = stmt.where(Payment.refund_state == f.refund_state)
     if f.date_from:
         stmt = stmt.where(Payment.created_at >= datetime.combine(f.date_from, datetime.min.time()))
     if f.date_to:
@@ -121,11 +141,28 @@ def filtered(f: TransactionFilter) -> Select:
     )
     if amount is not None:
         stmt = stmt.where(amount)
-    if f.q:
-        search = _search_clause(f.q)
-        if search is not None:
-            stmt = stmt.where(search)
     return stmt
+
+
+def filtered(f: TransactionFilter) -> Select:
+    """SELECT payments matching the filter (no order, no limit): one statement, as the export
+    reads it."""
+    stmt = _base(f)
+    for clauses in (refund_clauses(f.refund_state), search_clauses(f.q)):
+        if clauses:
+            stmt = stmt.where(or_(*clauses))
+    return stmt
+
+
+def branches(f: TransactionFilter) -> list[Select]:
+    """The same set as `filtered`, as statements whose union it is, each an equality or one
+    prefix on one index: "refunded in part or in full" or "a reference or an email starting
+    with" is an OR an index cannot walk in (created_at, id) order, each branch can (and LIMIT
+    stops it early); `keyset_page` merges their pages."""
+    base = _base(f)
+    refund = refund_clauses(f.refund_state) or [None]
+    search = search_clauses(f.q) or [None]
+    return [base.where(*[c for c in (r, s) if c is not None]) for r, s in product(refund, search)]
 
 
 # One list for every dashboard user: the filters and the tenancy scope are applied again on
@@ -141,11 +178,18 @@ class Page:
 
 
 def keyset_page(
-    stmt: Select, model, scope: str, *, after: str | None = None, before: str | None = None
+    stmt: Select | list[Select],
+    model,
+    scope: str,
+    *,
+    after: str | None = None,
+    before: str | None = None,
 ) -> Page:
     """One page of `model`'s rows, newest first, by keyset on (created_at, id): no OFFSET, so
     page 1000 is as cheap as page 1. `after` walks to older rows, `before` back to newer ones;
-    a cursor of another list (`scope`) is BadCursor."""
+    a cursor of another list (`scope`) is BadCursor. A list of statements is their union: each
+    is read as far as one page, and the pages merged (a row in several counts once)."""
+    statements = stmt if isinstance(stmt, list) else [stmt]
 
     def cursor(row) -> str:
         return cursors.encode(row.created_at, row.id, scope)
@@ -156,10 +200,28 @@ def keyset_page(
         except cursors.InvalidCursor as exc:
             raise BadCursor(STALE_LINK) from exc
 
+    def first_rows(where, *, newest_first: bool) -> list:
+        """The first PAGE_SIZE + 1 rows of the union in the given order."""
+        key = (
+            (model.created_at.desc(), model.id.desc())
+            if newest_first
+            else (
+                model.created_at.asc(),
+                model.id.asc(),
+            )
+        )
+        found = {}
+        for one in statements:
+            if where is not None:
+                one = one.where(where)
+            for row in db.session.scalars(one.order_by(*key).limit(PAGE_SIZE + 1)):
+                found[row.id] = row
+        ordered = sorted(found.values(), key=lambda r: (r.created_at, r.id), reverse=newest_first)
+        return ordered[: PAGE_SIZE + 1]
+
     if before:
         newer = cursors.newer_than(model.created_at, model.id, position(before))
-        stmt = stmt.where(newer).order_by(model.created_at.asc(), model.id.asc())
-        rows = list(db.session.scalars(stmt.limit(PAGE_SIZE + 1)))
+        rows = first_rows(newer, newest_first=False)
         has_newer = len(rows) > PAGE_SIZE
         rows = list(reversed(rows[:PAGE_SIZE]))
         return Page(
@@ -167,10 +229,8 @@ def keyset_page(
             older=cursor(rows[-1]) if rows else None,
             newer=cursor(rows[0]) if rows and has_newer else None,
         )
-    if after:
-        stmt = stmt.where(cursors.older_than(model.created_at, model.id, position(after)))
-    stmt = stmt.order_by(model.created_at.desc(), model.id.desc())
-    rows = list(db.session.scalars(stmt.limit(PAGE_SIZE + 1)))
+    older = cursors.older_than(model.created_at, model.id, position(after)) if after else None
+    rows = first_rows(older, newest_first=True)
     has_older = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     return Page(
@@ -182,7 +242,7 @@ def keyset_page(
 
 def page(f: TransactionFilter, *, after: str | None = None, before: str | None = None) -> Page:
     """One page of the filtered payments, newest first."""
-    return keyset_page(filtered(f), Payment, CURSOR_SCOPE, after=after, before=before)
+    return keyset_page(branches(f), Payment, CURSOR_SCOPE, after=after, before=before)
 
 
 CSV_COLUMNS = [

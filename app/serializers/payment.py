@@ -40,6 +40,7 @@ def payment_to_dict(
         "failure_code": payment.failure_code,
         "failure_message": payment.failure_message,
         "refunded_amount": payment.refunded_amount,
+        "refund_state": payment.refund_state,  # null, "partial" or "full"
         # RECC: the PayBridge subscription, its PSP id, and (renewals) the first payment.
         **(recc or RecurringLookup.load([payment])).fields(payment),
         "created_at": iso(payment.created_at),

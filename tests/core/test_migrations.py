@@ -375,3 +375,53 @@ def test_the_notification_events_migration_gives_each_notification_its_mode(
         downgrade(revision="0017_refund_indexes")
         assert "livemode" not in _columns(url, "notifications")
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["mariadb", "sqlite"])
+def test_the_list_search_migration_keeps_every_email_in_lower_case(
+    app, tmp_path, monkeypatch, restore_api, database
+):
+    """0019 lowers the emails stored before it (on MariaDB too, whose collation calls 'Ann' and
+    'ann' equal), so a customer is one address and a prefix search finds every payment."""
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from app.extensions import db
+
+    if database == "mariadb":
+        recreate_database(MIGRATION_DB)
+        url = mysql_url(MIGRATION_DB)
+        monkeypatch.setenv("DATABASE_URL", url)
+        fresh = create_app("testing")
+    else:
+        url, fresh = _sqlite_app(tmp_path, monkeypatch)
+    emails = {1: "Ann.Lee@Example.COM", 2: "ann.lee@example.com", 3: None}
+    try:
+        with fresh.app_context():
+            upgrade(revision="0017_refund_indexes")
+            with db.engine.begin() as conn:
+                if database == "mariadb":
+                    conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")
+                else:
+                    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                for pid, email in emails.items():
+                    conn.execute(
+                        text(
+                            "INSERT INTO payments (id, public_id, merchant_id, merchant_reference,"
+                            " amount, currency, payment_type, success_url, cancel_url, metadata,"
+                            " status, status_version, psp, refunded_amount, livemode,"
+                            " customer_email, created_at, updated_at) VALUES (:id, :public_id,"
+                            " 1, :public_id, 2000, 'EUR', 'SALE', 'https://s.example/ok',"
+                            " 'https://s.example/no', '{}', 'SUCCESS', 3, 'stripe', 0, 0, :email,"
+                            " '2026-12-01 10:00:00', '2026-12-01 10:00:00')"
+                        ),
+                        {"id": pid, "public_id": f"pay_{pid}", "email": email},
+                    )
+            upgrade()
+            with db.engine.connect() as conn:
+                stored = dict(conn.execute(text("SELECT id, customer_email FROM payments")).all())
+            assert stored == {1: "ann.lee@example.com", 2: "ann.lee@example.com", 3: None}
+            db.engine.dispose()
+    finally:
+        if database == "mariadb":
+            drop_database(MIGRATION_DB)

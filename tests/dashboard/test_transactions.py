@@ -117,6 +117,12 @@ ALL_A = ["eur-ok", "eur-fail", "usd-pend", "jpy-ok", "kwd-ok", "recc-init", "ord
         ("q=cs_test_aaa111", ["eur-ok"]),
         ("q=ann@", ["eur-ok", "usd-pend"]),
         ("q=ann@example.com", ["eur-ok"]),
+        # the beginning of an email, before its @ too, in any case (emails are kept in lower)
+        ("q=ann", ["eur-ok", "usd-pend"]),
+        ("q=ANN@Exam", ["eur-ok"]),
+        ("q=be", ["eur-fail"]),
+        ("q=ann ", ["eur-ok", "usd-pend"]),  # as pasted, with a space after
+        ("refund_state=any", []),
         ("q=order_%", ["order_%1"]),  # % and _ are literal, not wildcards
         ("q=%25ok", []),  # no leading wildcard
         ("q=ok", []),  # no infix match
@@ -254,3 +260,70 @@ def test_csv_cells_cannot_become_spreadsheet_formulas(app, client_a, tenants):
 
 def test_invalid_filters_refuse_the_export(client_a, dataset):
     assert client_a.get("/dashboard/payments/export.csv?amount_min=abc").status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("query", "spec_of"),
+    [
+        # The reference branch and the email branch of one search, interleaved in time.
+        ("q=ann", lambda i: {"reference": f"ann-{i:03d}"} if i % 2 else {"email": f"ann{i}@x.org"}),
+        # The partial and the full branch of "any refund", one timestamp shared by 40 of them.
+        ("refund_state=any", lambda i: {"refund": "partial" if i % 3 else "full"}),
+    ],
+)
+def test_pages_of_a_merged_search_cover_every_row_once_both_ways(
+    app, client_a, tenants, query, spec_of
+):
+    with app.app_context():
+        expected = []
+        for i in range(120):
+            spec = spec_of(i)
+            refund = spec.pop("refund", None)
+            created = NOW - timedelta(hours=1) if i < 40 else NOW - timedelta(minutes=i)
+            payment = add_payment(tenants.a_id, amount=3000, created_at=created, **spec)
+            if refund:
+                db.session.flush()
+                payment.count_refunded(1000 if refund == "partial" else 3000)
+            expected.append(payment)
+        add_payment(tenants.a_id, reference="other", email="bob@x.org")  # matches neither
+        db.session.commit()
+        newest_first = [
+            p.public_id for p in sorted(expected, key=lambda p: (p.created_at, p.id), reverse=True)
+        ]
+    pages, url = [], f"/dashboard/payments?{query}"
+    while url:
+        response = client_a.get(url)
+        pages.append((url, ids_on_page(response)))
+        match = re.search(r'href="([^"]+)" rel="next"', response.get_data(as_text=True))
+        url = match.group(1).replace("&amp;", "&") if match else None
+    assert [len(ids) for _, ids in pages] == [50, 50, 20]
+    assert [pid for _, ids in pages for pid in ids] == newest_first
+    # "Newer" from the last page leads back to the middle one, exactly.
+    last = client_a.get(pages[2][0]).get_data(as_text=True)
+    back = re.search(r'href="([^"]+)" rel="prev"', last).group(1).replace("&amp;", "&")
+    assert ids_on_page(client_a.get(back)) == pages[1][1]
+
+
+def test_the_filter_panel_folds_away_until_a_filter_is_in_use(client_a, dataset):
+    plain = client_a.get("/dashboard/payments").get_data(as_text=True)
+    assert '<details class="filter-panel" id="filter-panel">' in plain  # folded
+    assert 'aria-label="Active filters"' not in plain
+    searched = client_a.get("/dashboard/payments?q=ann").get_data(as_text=True)
+    assert '<details class="filter-panel" id="filter-panel">' in searched  # the box is outside
+    filtered = client_a.get("/dashboard/payments?q=ann&status=SUCCESS&currency=eur")
+    html = filtered.get_data(as_text=True)
+    assert '<details class="filter-panel" id="filter-panel" open>' in html
+    chips = dict(
+        re.findall(
+            r'<a href="([^"]+)" aria-label="Remove filter ([^"]+)"', html.replace("&amp;", "&")
+        )
+    )
+    # Each chip's link is the list without that one filter, the others as they were typed.
+    assert {label: link for link, label in chips.items()} == {
+        "Search: ann": "/dashboard/payments?status=SUCCESS&currency=eur",
+        "Status: Success": "/dashboard/payments?q=ann&currency=eur",
+        "Currency: EUR": "/dashboard/payments?q=ann&status=SUCCESS",
+    }
+    # A wrong filter opens the panel where its message is.
+    wrong = client_a.get("/dashboard/payments?currency=E1R").get_data(as_text=True)
+    assert '<details class="filter-panel" id="filter-panel" open>' in wrong

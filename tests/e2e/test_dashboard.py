@@ -45,7 +45,7 @@ def test_merchant_finds_a_paid_shop_order_and_sees_timeline_and_delivered_notifi
     log_in(page, live_server.url, "owner@demo-shop.example")
     page.get_by_role("link", name="Transactions").click()
     page.get_by_label("Search").fill(reference)
-    page.get_by_role("button", name="Apply filters").click()
+    page.get_by_role("button", name="Search", exact=True).click()
     rows = page.locator("table tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text(reference)
@@ -124,6 +124,7 @@ def test_filters_and_csv_export_give_exactly_the_matching_rows(
     make_user(app, m.id, "filter@shop.example")
     log_in(page, live_server.url, "filter@shop.example")
     page.get_by_role("link", name="Transactions").click()
+    page.locator("summary", has_text="Filters").click()  # the panel is folded away
     page.get_by_label("Status").select_option("SUCCESS")
     page.get_by_label("Currency").fill("usd")
     page.get_by_label("Amount from").fill("19.99")

@@ -72,6 +72,7 @@ def test_a_partial_refund_shows_in_the_list_the_refunds_page_the_api_the_csv_and
     expect(row).to_contain_text("Partially refunded")
     expect(row).to_contain_text("9.50 EUR refunded")
     shoot(dashboard, "transactions")
+    dashboard.locator("summary", has_text="Filters").click()  # the panel is folded away
     dashboard.get_by_label("Refunds").select_option("Partially refunded")
     dashboard.get_by_role("button", name="Apply filters").click()
     expect(dashboard.locator("table tbody tr th a")).to_have_text([pay_id])

@@ -8,7 +8,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.disputes.service import STATUSES as DISPUTE_STATUSES
-from app.models import PaymentStatus, RefundStatus, StatusSource, SubscriptionStatus
+from app.models import PaymentStatus, RefundState, RefundStatus, StatusSource, SubscriptionStatus
 from app.notifications.events import EVENT_FAMILIES, EVENT_TYPES, MAX_TYPES, parse_types
 from app.payments.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.payments.validation import PaymentCreateSchema
@@ -116,6 +116,14 @@ class PaymentSchema(Schema):
     failure_message = fields.String(allow_none=True)
     refunded_amount = fields.Integer(
         metadata={"description": "Sum of the succeeded refunds; the payment stays SUCCESS."}
+    )
+    refund_state = fields.String(
+        allow_none=True,
+        validate=validate.OneOf([s.value for s in RefundState]),
+        metadata={
+            "description": "null: nothing refunded; partial: refunded in part; full: "
+            "refunded_amount is the whole amount."
+        },
     )
     subscription_id = fields.String(
         allow_none=True, metadata={"description": "RECC: the subscription this payment is of."}

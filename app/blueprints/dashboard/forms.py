@@ -48,7 +48,7 @@ from app.errors import PayBridgeError
 from app.models import PaymentStatus, PaymentType, RefundState, RefundStatus
 from app.psp import configured_modes
 from app.reporting.refunds import RefundFilter
-from app.reporting.transactions import TransactionFilter
+from app.reporting.transactions import ANY_REFUND, TransactionFilter
 
 
 class LoginForm(FlaskForm):
@@ -256,17 +256,49 @@ def _day_in_range(form, field) -> None:
         raise ValidationError("Choose a day from 1970-01-01 to 9999-12-30.")
 
 
-class TransactionFilterForm(FlaskForm):
-    """Filters of the transactions table, read from the query string."""
+class ListFilterForm(FlaskForm):
+    """A list's filters read from the query string: the search box (`q`, always in view), the
+    fold-away panel of every other field, and the active ones as removable chips. A new filter
+    is one more field: the panel and the chips show it."""
 
     class Meta:
         csrf = False
 
+    # Not in the panel: the search box has its own place, the operator's merchant filter is
+    # drawn with the merchants' names.
+    OUTSIDE_PANEL = ("q", "merchant_id")
+
+    def panel_fields(self) -> list:
+        return [f for f in self if f.name not in self.OUTSIDE_PANEL]
+
+    def active(self) -> list[tuple[str, str, str]]:
+        """The filters in use: (field name, label, value as shown), in the form's order."""
+        shown = []
+        for f in self:
+            if f.data in (None, "") or f.errors:
+                continue
+            value = f.data
+            if isinstance(f, SelectField):
+                labels = {str(choice[0]): choice[1] for choice in f.iter_choices()}
+                value = labels.get(str(f.data), f.data)
+            elif f.name == "merchant_id":
+                value = f"#{f.data}"
+            shown.append((f.name, f.label.text, str(value)))
+        return shown
+
+    def panel_in_use(self) -> bool:
+        """Open the panel when one of its fields is set or wrong."""
+        return any(f.errors or f.data not in (None, "") for f in self.panel_fields())
+
+
+class TransactionFilterForm(ListFilterForm):
+    """Filters of the transactions table, read from the query string."""
+
     q = StringField(
         "Search",
         validators=[Optional(), Length(max=200)],
-        description="Payment id (pay_…), your reference, PSP session id (cs_…) or customer "
-        "email — exact or the beginning of it (case matters, but in emails).",
+        description="Payment id (pay_…), your reference, PSP session id (cs_…) or the "
+        "customer's email: the whole or its beginning (emails in any case).",
     )
     status = SelectField(
         "Status",
@@ -290,19 +322,23 @@ class TransactionFilterForm(FlaskForm):
         "Refunds",
         choices=[
             SelectChoice("", "Refunded or not"),
+            SelectChoice(ANY_REFUND, "Any refund"),
             SelectChoice(RefundState.PARTIAL.value, "Partially refunded"),
             SelectChoice(RefundState.FULL.value, "Refunded"),
         ],
         validators=[Optional()],
     )
-    date_from = DateField(
-        "Created from", validators=[Optional(), _day_in_range], description="A UTC day."
-    )
+    date_from = DateField("Created from", validators=[Optional(), _day_in_range])
     date_to = DateField(
-        "Created to (inclusive)", validators=[Optional(), _day_in_range], description="A UTC day."
+        "Created to",
+        validators=[Optional(), _day_in_range],
+        description="Both days included, in UTC.",
     )
     amount_min = StringField(
-        "Amount from", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}
+        "Amount from",
+        validators=[Optional(), _amount],
+        render_kw={"inputmode": "decimal"},
+        description="In the payment's currency, e.g. 12.50",
     )
     amount_max = StringField(
         "Amount to", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}
@@ -339,11 +375,18 @@ class TransactionFilterForm(FlaskForm):
         )
 
 
-class RefundFilterForm(FlaskForm):
-    """Filters of the refunds list, read from the query string."""
+class CustomerSearchForm(ListFilterForm):
+    """The customers list's search: the beginning of an email, in any case."""
 
-    class Meta:
-        csrf = False
+    q = StringField(
+        "Search customers",
+        validators=[Optional(), Length(max=254)],
+        description="The customer's email, or its beginning (any case).",
+    )
+
+
+class RefundFilterForm(ListFilterForm):
+    """Filters of the refunds list, read from the query string."""
 
     status = SelectField(
         "Status",
@@ -358,7 +401,10 @@ class RefundFilterForm(FlaskForm):
         "Refunded to (inclusive)", validators=[Optional(), _day_in_range], description="A UTC day."
     )
     amount_min = StringField(
-        "Amount from", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}
+        "Amount from",
+        validators=[Optional(), _amount],
+        render_kw={"inputmode": "decimal"},
+        description="In the refund's currency, e.g. 12.50",
     )
     amount_max = StringField(
         "Amount to", validators=[Optional(), _amount], render_kw={"inputmode": "decimal"}

@@ -14,6 +14,7 @@ from app.blueprints.dashboard.forms import (
     mode_name,
 )
 from app.blueprints.dashboard.shared import (
+    filter_chips,
     merchant_filter_choices,
     payment_or_404,
     payment_to_act_on,
@@ -46,6 +47,7 @@ def payments():
         form=form,
         page=result,
         query_args=query_args("after", "before"),
+        chips=filter_chips(form, "dashboard.payments"),
         merchants=merchant_filter_choices(),
     )
     return page, 200 if valid else 400

@@ -17,6 +17,7 @@ from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, decline, form_page, perform
 from app.blueprints.dashboard.forms import RefundFilterForm, RefundForm, mode_name
 from app.blueprints.dashboard.shared import (
+    filter_chips,
     merchant_filter_choices,
     payment_to_act_on,
     payment_url,
@@ -52,6 +53,7 @@ def refunds():
         form=form,
         page=result,
         query_args=query_args("after", "before"),
+        chips=filter_chips(form, "dashboard.refunds"),
         merchants=merchant_filter_choices(),
     )
     return page, 200 if valid else 400

@@ -14,6 +14,7 @@ is live data in the user's scope, else in test mode.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, abort, flash, redirect, render_template, request, session, url_for
@@ -88,13 +89,15 @@ def merchant_filter_choices() -> list[Merchant]:
     return queries.merchants() if is_operator() else []
 
 
-def pick_merchant(endpoint: str, title: str) -> str:
-    """The page that asks an operator which merchant's settings to open."""
+def pick_merchant(endpoint: str, title: str, why: str | None = None) -> str:
+    """The page that asks an operator which merchant's settings (or other pages of one
+    merchant: `why` says so) to open."""
     return render_template(
         "dashboard/pick_merchant.html",
         merchants=queries.merchants(),
         endpoint=endpoint,
         title=title,
+        why=why,
     )
 
 
@@ -190,6 +193,30 @@ def safe_next(target: str | None) -> str:
 def query_args(*names: str) -> dict[str, str]:
     """The query string without its page cursors: what the next page's links carry on."""
     return {k: v for k, v in request.args.items() if k not in names and v}
+
+
+@dataclass(frozen=True)
+class FilterChip:
+    """An active filter as the list shows it, with the link to the list without it."""
+
+    name: str
+    label: str
+    value: str
+    remove_url: str
+
+
+def filter_chips(form, endpoint: str) -> list[FilterChip]:
+    """The chips of a ListFilterForm's active filters (a removed filter starts from page one)."""
+    args: dict[str, Any] = query_args("after", "before")
+    return [
+        FilterChip(
+            name,
+            label,
+            value,
+            url_for(endpoint, **{k: v for k, v in args.items() if k != name}),
+        )
+        for name, label, value in form.active()
+    ]
 
 
 def before_id(scope: str) -> int | None:

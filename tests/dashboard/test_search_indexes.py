@@ -1,0 +1,168 @@
+"""The searches and pages of issue 27 are read from an index on MariaDB: the statements the pages
+really run, EXPLAINed against thousands of payments of many customers, two merchants and both
+modes. An email prefix, one customer's payments and the customers list read
+ix_payments_merchant_email (merchant_id, livemode, customer_email, created_at, id;
+0019_list_search); "any refund" reads the refund-state index once per state, in order."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import event, insert, text
+
+from app.extensions import db
+from app.models import Payment, utcnow
+from app.models.payment import new_payment_id
+from tests.support.pages import logged_in
+
+BY_EMAIL = "ix_payments_merchant_email"
+# A reference prefix: the merchant's own references, or all (0003) when that is narrower.
+BY_REFERENCE = {
+    "uq_payments_merchant_id_livemode_merchant_reference",
+    "ix_payments_merchant_reference",
+}
+# Where a merchant's rows are a good share of its mode's, the mode's own index serves as well
+# (as tests/dashboard/test_mode_indexes.py allows): key_len says the mode is read from it.
+BY_REFUND = {"ix_payments_merchant_refund_created": 5 + 8, "ix_payments_refund_created": 1 + 8}
+MERCHANT_AND_MODE = 5  # key_len of merchant_id (4 bytes) and livemode (1)
+CUSTOMERS = 600
+
+
+def _rows(merchant_id: int, count: int, *, livemode: bool, tag: str) -> list[dict]:
+    """`count` payments one second apart, newest first, of 600 customers (5 each for 3000),
+    a tenth refunded in part and a tenth in full."""
+    start = utcnow()
+    rows = []
+    for i in range(count):
+        state = ("partial", "full", None, None, None, None, None, None, None, None)[i % 10]
+        rows.append(
+            {
+                "public_id": new_payment_id(),
+                "merchant_id": merchant_id,
+                "merchant_reference": f"{tag}-{i:05d}",
+                "amount": 1000 + i,
+                "currency": ("EUR", "USD")[i % 2],
+                "payment_type": "SALE",
+                "customer_email": f"shopper{i % CUSTOMERS:04d}@example.com",
+                "success_url": "https://shop.example/ok",
+                "cancel_url": "https://shop.example/cancel",
+                "metadata_": {},
+                "status": "SUCCESS" if i % 4 else "FAILED",
+                "status_version": 3,
+                "livemode": livemode,
+                "refunded_amount": {"partial": 100, "full": 1000 + i, None: 0}[state],
+                "refund_state": state,
+                "created_at": start - timedelta(seconds=i),
+                "updated_at": start - timedelta(seconds=i),
+            }
+        )
+    return rows
+
+
+@pytest.fixture
+def many_customers(app, tenants):
+    with app.app_context():
+        for merchant_id, livemode, count in (
+            (tenants.a_id, False, 3000),
+            (tenants.a_id, True, 3000),
+            (tenants.b_id, False, 6000),
+        ):
+            rows = _rows(merchant_id, count, livemode=livemode, tag=f"o{int(livemode)}")
+            db.session.execute(insert(Payment), rows)
+        db.session.commit()
+        db.session.execute(text("ANALYZE TABLE payments"))
+        db.session.remove()
+
+
+def plans(app, client, path: str, wanted: Callable[[str], bool]) -> list[dict]:
+    """EXPLAIN of each statement the page at `path` runs that `wanted` picks."""
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if wanted(statement):
+            captured.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        response = client.get(path)
+        assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert captured, f"{path} ran no such query"
+    raw = engine.raw_connection()
+    try:
+        found = []
+        for statement, parameters in captured:
+            cursor = raw.cursor()
+            cursor.execute("EXPLAIN " + statement, parameters)
+            columns = [d[0] for d in cursor.description]
+            found += [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+            cursor.close()
+        return found
+    finally:
+        raw.close()
+
+
+def payments_list(statement: str) -> bool:
+    return "FROM payments" in statement and "ORDER BY payments.created_at DESC" in statement
+
+
+def grouped_by_email(statement: str) -> bool:
+    return "GROUP BY payments.customer_email" in statement
+
+
+def merchant_and_mode_read(plan: dict, key: str) -> None:
+    assert plan["key"] == key, plan
+    assert int(plan["key_len"]) >= MERCHANT_AND_MODE, plan
+    assert plan["type"] in ("ref", "range"), plan
+
+
+def test_an_email_prefix_is_searched_through_the_email_index(app, tenants, many_customers):
+    client = logged_in(app, tenants.a_email)
+    found = plans(app, client, "/dashboard/payments?q=Shopper012", payments_list)
+    reference, email = found  # one branch each, in this order (no OR for the planner to scan)
+    merchant_and_mode_read(email, BY_EMAIL)
+    assert int(email["key_len"]) > MERCHANT_AND_MODE, email  # the prefix is read from it
+    # The prefix narrows the read to its customers' rows (10 customers × 5 payments), not the
+    # merchant's 3000.
+    assert int(email["rows"]) < 200, email
+    assert reference["key"] in BY_REFERENCE and reference["type"] == "range", reference
+
+
+def test_any_refund_reads_the_refund_index_in_order_once_per_state(app, tenants, many_customers):
+    client = logged_in(app, tenants.a_email)
+    found = plans(app, client, "/dashboard/payments?refund_state=any", payments_list)
+    assert len(found) == 2, found  # partial, then full
+    for plan in found:
+        assert plan["key"] in BY_REFUND, plan
+        # merchant (or not), mode and the state from the index: an equality, walked in order
+        assert int(plan["key_len"]) >= BY_REFUND[plan["key"]], plan
+        assert plan["type"] in ("ref", "range"), plan
+        assert "filesort" not in (plan["Extra"] or ""), plan  # LIMIT 51 stops the walk
+
+
+def test_a_customers_payments_come_newest_first_from_the_email_index(app, tenants, many_customers):
+    client = logged_in(app, tenants.a_email)
+    path = "/dashboard/customers/shopper0042@example.com"
+    [listing] = plans(app, client, path, payments_list)
+    merchant_and_mode_read(listing, BY_EMAIL)
+    assert int(listing["key_len"]) > MERCHANT_AND_MODE, listing  # the email too
+    assert "filesort" not in (listing["Extra"] or ""), listing
+    [totals] = plans(app, client, path, lambda s: "GROUP BY payments.currency" in s)
+    merchant_and_mode_read(totals, BY_EMAIL)
+
+
+@pytest.mark.parametrize("query", ["", "?q=shopper03"])
+def test_the_customers_list_walks_the_email_index_in_order(app, tenants, many_customers, query):
+    client = logged_in(app, tenants.a_email)
+    found = plans(app, client, f"/dashboard/customers{query}", grouped_by_email)
+    listing, per_currency = found  # the page of emails, then their totals
+    for plan in found:
+        merchant_and_mode_read(plan, BY_EMAIL)
+    # Grouped as the index is read, covered by it: no temporary table, no sort, LIMIT stops it.
+    extra = listing["Extra"] or ""
+    assert "Using index" in extra and "temporary" not in extra and "filesort" not in extra, listing
