@@ -43,6 +43,7 @@ from app.common.money import (
     parse_amount,
     parse_major,
 )
+from app.common.timezones import checked_zone_name
 from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.errors import PayBridgeError
 from app.models import PaymentStatus, PaymentType, RefundState, RefundStatus
@@ -232,6 +233,23 @@ class NotifyUrlForm(FlaskForm):
             )
         except PayBridgeError as exc:
             raise ValidationError(exc.message) from None
+
+
+class TimeZoneForm(FlaskForm):
+    time_zone = StringField(
+        "Time zone",
+        validators=[DataRequired(message="Choose a time zone."), Length(max=64)],
+        render_kw={"list": "time-zones", "autocomplete": "off", "spellcheck": "false"},
+    )
+    submit = SubmitField("Save time zone")
+
+    def validate_time_zone(self, field) -> None:
+        if field.errors:
+            return
+        try:
+            field.data = checked_zone_name(field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
 
 def _amount(form, field) -> None:
