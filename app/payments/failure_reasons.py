@@ -37,3 +37,8 @@ def for_expiry(*, attempted: bool) -> str:
     """A checkout that closed without a payment: after a declined attempt the shopper was
     declined (and gave up); with no attempt at all it simply expired."""
     return DECLINED if attempted else EXPIRED
+
+
+def default_for(failure_code: str | None) -> str:
+    """The code of a failure whose cause the caller did not name, from the PSP's code."""
+    return EXPIRED if failure_code == "expired" else REJECTED_BY_PSP
