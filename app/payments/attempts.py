@@ -17,6 +17,7 @@ from app.common.locks import retry_lock_conflicts, rollback_quietly
 from app.extensions import db
 from app.models import Payment, PaymentAttempt, PaymentStatus, PspEvent, StatusSource
 from app.models.attempt import OUTCOME_FAILED, OUTCOME_SUCCEEDED
+from app.payments import failure_reasons
 from app.payments.state import learn_psp_ids, lock_payment, lock_payment_by_public_id
 from app.psp.base import PspAttempt, PspError, PspEventData, PspMethod
 from app.psp.factory import get_provider
@@ -128,6 +129,10 @@ def handle_payment_intent_event(event: PspEventData, source: StatusSource) -> Ha
         return Handled(PspEvent.OUTCOME_MODE_MISMATCH, wrong_mode, payment.id)
     learn_psp_ids(payment, payment_intent_id=intent.id)
     added = record_attempt(payment, intent.last_error, psp_event_id=event.id)
+    if added is not None and payment.failure_reason == failure_reasons.EXPIRED:
+        # The session's expiry was applied before this (earlier) decline arrived: the shopper
+        # had tried, so the payment was declined.
+        payment.failure_reason = failure_reasons.DECLINED
     if added is None:
         return Handled(PspEvent.OUTCOME_IGNORED, "attempt already recorded", payment.id)
     return Handled(PspEvent.OUTCOME_APPLIED, f"declined attempt: {added.decline_code}", payment.id)
