@@ -22,6 +22,8 @@ from app.extensions import db
 from app.metrics import PAYMENT_CONFLICTS
 from app.models import Payment, PaymentConflict, PaymentStatus, PspEvent, StatusSource
 from app.models.payment import PAYMENT_TRANSITIONS
+from app.payments import failure_reasons
+from app.payments.attempts import has_declined_attempt, learn_paid_attempt, record_attempt
 from app.payments.outcomes import failure_reason, is_backwards, target_for_event, target_for_session
 from app.payments.state import learn_psp_ids, lock_payment, lock_payment_by_public_id, transition
 from app.psp.base import CheckoutSession, PspEventData
@@ -45,6 +47,9 @@ class _Applied:
     outcome: str
     detail: str | None = None
     conflict_kind: str | None = None  # a PaymentConflict row was added
+    # Moved to PENDING or SUCCESS without the charge in hand: its intent is asked once
+    # committed (how the shopper paid, the attempt that paid).
+    needs_charge: bool = False
 
 
 def handle_checkout_event(event: PspEventData, source: StatusSource) -> Handled:
@@ -70,10 +75,16 @@ def handle_checkout_event(event: PspEventData, source: StatusSource) -> Handled:
         psp_event_id=event.id,
         event_type=event.type,
     )
-    count_conflict = None
-    if applied.conflict_kind:  # counted once committed: a retried transaction counts once
-        count_conflict = PAYMENT_CONFLICTS.labels(applied.conflict_kind).inc
-    return Handled(applied.outcome, applied.detail, payment.id, after_commit=count_conflict)
+    payment_pk, conflict_kind = payment.id, applied.conflict_kind
+
+    def after_commit() -> None:
+        if conflict_kind:  # counted once committed: a retried transaction counts once
+            PAYMENT_CONFLICTS.labels(conflict_kind).inc()
+        if applied.needs_charge:
+            learn_paid_attempt(payment_pk)
+
+    hook = after_commit if conflict_kind or applied.needs_charge else None
+    return Handled(applied.outcome, applied.detail, payment.id, after_commit=hook)
 
 
 def apply_session(
@@ -112,6 +123,8 @@ def apply_session(
         raise
     if applied.conflict_kind:
         PAYMENT_CONFLICTS.labels(applied.conflict_kind).inc()
+    if applied.needs_charge:  # a listed session (reconciliation) carries no charge
+        learn_paid_attempt(payment_id)
     log.info(
         "session %s applied to payment %s (source=%s): %s%s",
         session.id,
@@ -139,11 +152,30 @@ def apply_own_session(
         return target
     if is_backwards(current, target) or not PAYMENT_TRANSITIONS.allows(current, target):
         return target
-    code, why = (None, reason)
+    code, why, reason_code = None, reason, None
     if target == PaymentStatus.FAILED:
         code, why = failure_reason(None, session)
-    transition(payment, target, source=source, reason=why, failure_code=code, failure_message=why)
+        reason_code = _failure_reason(payment, None, session)
+    transition(
+        payment,
+        target,
+        source=source,
+        reason=why,
+        failure_code=code,
+        failure_message=why,
+        failure_reason=reason_code,
+    )
+    if session.latest_charge is not None:
+        record_attempt(payment, session.latest_charge)
     return target
+
+
+def _failure_reason(payment: Payment, event_type: str | None, session: CheckoutSession) -> str:
+    """The failure_reason code of a payment the PSP's session fails: a checkout that expired
+    (declined if the shopper had tried), else the PSP's rejection of the payment."""
+    if session.status == "expired" or event_type == "checkout.session.expired":
+        return failure_reasons.for_expiry(attempted=has_declined_attempt(payment.id))
+    return failure_reasons.REJECTED_BY_PSP
 
 
 # Built once: every event runs it.
@@ -217,9 +249,10 @@ def _apply(
 
     if current == PaymentStatus.CREATED:
         _record_registration(payment, session, source=source, psp_event_id=psp_event_id)
-    failure_code = failure_message = None
+    failure_code = failure_message = reason_code = None
     if target == PaymentStatus.FAILED:
         failure_code, failure_message = failure_reason(event_type, session)
+        reason_code = _failure_reason(payment, event_type, session)
     if event_type:
         reason = f"{event_type} (payment_status={session.payment_status})"
     else:
@@ -232,8 +265,13 @@ def _apply(
         psp_event_id=psp_event_id,
         failure_code=failure_code,
         failure_message=failure_message,
+        failure_reason=reason_code,
     )
-    return _Applied(PspEvent.OUTCOME_APPLIED, f"{current} -> {target}")
+    paying = target in (PaymentStatus.PENDING, PaymentStatus.SUCCESS)
+    if paying and session.latest_charge is not None:
+        record_attempt(payment, session.latest_charge)
+    needs_charge = paying and session.latest_charge is None
+    return _Applied(PspEvent.OUTCOME_APPLIED, f"{current} -> {target}", needs_charge=needs_charge)
 
 
 def _mismatch(payment: Payment, session: CheckoutSession) -> str | None:
