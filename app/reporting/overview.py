@@ -18,12 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, func, literal_column, select
+from sqlalchemy import case, exists, func, literal_column, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.common.tenancy import scoped
 from app.extensions import db
-from app.models import Dispute, Payment, PaymentStatus, Refund
+from app.models import Dispute, Payment, PaymentAttempt, PaymentStatus, Refund
 from app.models.refund import RefundStatus
 from app.reporting.modes import in_mode
 from app.reporting.periods import Period
@@ -64,11 +64,74 @@ class Counts:
     started: int = 0
     paid: int = 0
     failed: int = 0
+    # Paid, or tried at least once on the hosted page (a row in payment_attempts): a shopper
+    # who left without trying is not a decline.
+    attempted: int = 0
 
     @property
     def conversion(self) -> float | None:
         """Paid ÷ started: how many shoppers sent to pay did."""
         return rate(self.paid, self.started)
+
+    @property
+    def authorization(self) -> float | None:
+        """Paid ÷ attempted: how many tries to pay were accepted (Stripe's authorization rate)."""
+        return rate(self.paid, self.attempted)
+
+
+@dataclass
+class Reason:
+    """How many payments failed for one reason (None: failed before reasons were recorded)."""
+
+    code: str | None
+    count: int = 0
+    previous: int = 0
+
+
+@dataclass
+class Method:
+    """How shoppers paid the period's paid payments: a method type, and the brand of a card."""
+
+    method_type: str | None
+    card_brand: str | None
+    count: int = 0
+    amounts: dict[str, int] = field(default_factory=dict)  # per currency, never added
+
+    @property
+    def label(self) -> str:
+        if self.method_type is None:
+            return "Not recorded"
+        if self.method_type == "card" and self.card_brand:
+            return BRAND_WORDS.get(self.card_brand, self.card_brand.replace("_", " ").title())
+        return METHOD_WORDS.get(self.method_type, self.method_type.replace("_", " ").title())
+
+
+# How Stripe's payment method types and card brands read (others: their code, capitalised).
+METHOD_WORDS = {
+    "card": "Card",
+    "sepa_debit": "SEPA Direct Debit",
+    "ideal": "iDEAL",
+    "bancontact": "Bancontact",
+    "sofort": "Sofort",
+    "giropay": "giropay",
+    "eps": "EPS",
+    "p24": "Przelewy24",
+    "klarna": "Klarna",
+    "paypal": "PayPal",
+    "link": "Link",
+    "us_bank_account": "US bank account",
+    "bacs_debit": "Bacs Direct Debit",
+}
+BRAND_WORDS = {
+    "visa": "Visa",
+    "mastercard": "Mastercard",
+    "amex": "American Express",
+    "discover": "Discover",
+    "diners": "Diners Club",
+    "jcb": "JCB",
+    "unionpay": "UnionPay",
+    "cartes_bancaires": "Cartes Bancaires",
+}
 
 
 @dataclass
@@ -80,6 +143,8 @@ class Figures:
     days: list[DayStats]
     counts: Counts
     previous_counts: Counts
+    failure_reasons: list[Reason]
+    methods: list[Method]
 
 
 def rate(part: int, whole: int) -> float | None:
@@ -159,11 +224,18 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
         figures_ = per_currency.setdefault(currency, CurrencyFigures(currency))
         return figures_.current if current else figures_.previous
 
-    for bucket, currency, status, count, amount in grouped(
+    paid = Payment.status == PaymentStatus.SUCCESS.value
+    tried = exists().where(PaymentAttempt.payment_id == Payment.id)
+    for bucket, currency, status, count, amount, attempted in grouped(
         Payment,
         Payment.created_at,
         (Payment.currency, Payment.status),
-        (func.count(Payment.id), func.coalesce(func.sum(Payment.amount), 0)),
+        (
+            func.count(Payment.id),
+            func.coalesce(func.sum(Payment.amount), 0),
+            # Paid needs no look at the attempts; the others one index probe each.
+            func.sum(case((paid, 1), (tried, 1), else_=0)),
+        ),
     ):
         where = _day_of(bucket)
         if where is None:
@@ -171,6 +243,7 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
         current, day = where
         tally = counts if current else previous_counts
         tally.started += count
+        tally.attempted += int(attempted or 0)
         if status == PaymentStatus.SUCCESS.value:
             tally.paid += count
             m = money(currency, current)
@@ -212,6 +285,37 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
             m.disputed += int(amount)
             m.dispute_count += count
 
+    reasons: dict[str | None, Reason] = {}
+    for bucket, code, count in grouped(
+        Payment,
+        Payment.created_at,
+        (Payment.failure_reason,),
+        (func.count(Payment.id),),
+        where=(Payment.status == PaymentStatus.FAILED.value,),
+    ):
+        where = _day_of(bucket)
+        if where is not None:
+            reason = reasons.setdefault(code, Reason(code))
+            if where[0]:
+                reason.count += count
+            else:
+                reason.previous += count
+
+    methods: dict[tuple, Method] = {}
+    for bucket, method_type, brand, currency, count, amount in grouped(
+        Payment,
+        Payment.created_at,
+        (Payment.method_type, Payment.card_brand, Payment.currency),
+        (func.count(Payment.id), func.coalesce(func.sum(Payment.amount), 0)),
+        where=(paid,),
+    ):
+        where = _day_of(bucket)
+        if where is not None and where[0]:
+            brand = brand if method_type == "card" else None
+            method = methods.setdefault((method_type, brand), Method(method_type, brand))
+            method.count += count
+            method.amounts[currency] = method.amounts.get(currency, 0) + int(amount)
+
     ordered = sorted(
         per_currency.values(), key=lambda f: (-f.current.gross, -f.previous.gross, f.currency)
     )
@@ -223,4 +327,9 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
         days=days,
         counts=counts,
         previous_counts=previous_counts,
+        failure_reasons=sorted(
+            (r for r in reasons.values() if r.count or r.previous),
+            key=lambda r: (-r.count, r.code or "~"),
+        ),
+        methods=sorted(methods.values(), key=lambda m: (-m.count, m.label.casefold())),
     )

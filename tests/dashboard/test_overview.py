@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import AuditLog, Dispute, Merchant, utcnow
+from app.models import AuditLog, Dispute, Merchant, PaymentAttempt, utcnow
 from tests.dashboard.test_modes import switch
 from tests.support.factories import add_payment, add_refund_rows
 from tests.support.pages import token_for
@@ -241,3 +241,78 @@ def test_time_zone_setting_is_checked_saved_audited_and_shown(app, client_a, ten
     assert '<time datetime="2026-12-01T15:30:00Z">2026-12-01 10:30:00 EST</time>' in page
     settings = client_a.get("/dashboard/settings").get_data(as_text=True)
     assert 'value="America/New_York"' in settings
+
+
+def attempt(payment, outcome: str, **fields) -> None:
+    db.session.add(
+        PaymentAttempt(
+            payment_id=payment.id,
+            outcome=outcome,
+            attempted_at=payment.created_at,
+            psp_event_id=f"evt_{uuid4().hex}",
+            **fields,
+        )
+    )
+
+
+def test_rates_failure_reasons_and_payment_methods(client_a, app, tenants):
+    """Conversion (paid ÷ started) and authorization (paid ÷ attempted) apart: a shopper who
+    left without trying lowers the first only; failures by reason and paid payments by method
+    (the card's brand for cards), each chart with its table."""
+    with app.app_context():
+        a = tenants.a_id
+
+        def pay(method_type, brand=None, amount=1000, currency="EUR"):
+            p = add_payment(a, amount=amount, currency=currency, created_at=paris(3, 12))
+            p.method_type, p.card_brand = method_type, brand
+            attempt(p, "succeeded", method_type=method_type, card_brand=brand)
+            return p
+
+        pay("card", "visa"), pay("card", "visa", 2000), pay("card", "mastercard", 500, "USD")
+        pay("sepa_debit"), pay("ideal")
+        declined = add_payment(a, status="FAILED", created_at=paris(4, 12))
+        declined.failure_reason = "declined"
+        attempt(declined, "failed", decline_code="insufficient_funds")
+        retried = pay("card", "visa", 3000)  # declined first, then paid: still one attempted
+        attempt(retried, "failed", decline_code="card_declined")
+        for reason in ("canceled_by_shopper", "canceled_by_shopper", "expired"):
+            add_payment(a, status="FAILED", created_at=paris(5, 12)).failure_reason = reason
+        add_payment(a, status="FAILED", created_at=paris(6, 12))  # from before reasons: NULL
+        add_payment(a, status="INITIATED", created_at=paris(6, 13))  # never tried
+        old = add_payment(a, status="FAILED", created_at=paris(28, 12, 10))
+        old.failure_reason = "declined"
+        attempt(old, "failed")
+        db.session.commit()
+    page = client_a.get("/dashboard/?range=custom&from=2026-11-01&to=2026-11-07")
+    html = page.get_data(as_text=True)
+    counts = payment_figures(html)
+    assert counts["Payments started"] == "12" and counts["Paid"] == "6"
+    assert counts["Conversion rate"] == "50.0 %"  # 6 of 12
+    assert counts["Authorization rate"] == "85.7 %"  # 6 of 7 tried (6 paid + 1 declined)
+
+    reasons = _table(html, "Failed payments by reason")
+    assert reasons == [
+        ["Canceled by the shopper", "2", "40 %", "0"],
+        ["Declined", "1", "20 %", "1"],
+        ["Expired", "1", "20 %", "0"],
+        ["Not recorded", "1", "20 %", "0"],
+    ]
+    methods = _table(html, "Paid payments by payment method")
+    assert methods == [
+        ["Visa", "3", "60.00 EUR"],
+        ["iDEAL", "1", "10.00 EUR"],
+        ["Mastercard", "1", "5.00 USD"],
+        ["SEPA Direct Debit", "1", "10.00 EUR"],
+    ]
+    svg = _text(html.split('id="reasons-heading"')[1].split("</svg>")[0])
+    assert "5 failed payments: Canceled by the shopper 2 (40%); Declined 1 (20%)" in svg
+    assert 'role="img"' in html.split('id="methods-heading"')[1]
+
+
+def _table(page: str, caption: str) -> list[list[str]]:
+    body = page.split(f"<caption>{caption}</caption>")[1].split("</tbody>")[0]
+    body = body.split("<tbody>")[1]
+    return [
+        [_text(cell) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    ]

@@ -27,14 +27,23 @@ def shot(page: Page, name: str, width: int) -> None:
 def a_month_of_sales(app, merchant_id: int) -> None:
     """November 2026 in Paris: EUR and USD sales most days, a few failures, a refund and a
     dispute; less in October, the period before."""
+    methods = [("card", "visa"), ("card", "mastercard"), ("card", "visa"), ("sepa_debit", None)]
+    reasons = ["declined", "canceled_by_shopper", "declined", "expired"]
     with app.app_context():
         for day in range(1, 15):
             for n in range(1 + day % 3):
-                add_payment(merchant_id, amount=2500 + 700 * n, created_at=paris(day, 9 + n))
+                p = add_payment(merchant_id, amount=2500 + 700 * n, created_at=paris(day, 9 + n))
+                p.method_type, p.card_brand = methods[(day + n) % len(methods)]
             if day % 4 == 0:
-                add_payment(merchant_id, status="FAILED", amount=4000, created_at=paris(day, 15))
+                p = add_payment(
+                    merchant_id, status="FAILED", amount=4000, created_at=paris(day, 15)
+                )
+                p.failure_reason = reasons[day % 3]
             if day % 5 == 0:
-                add_payment(merchant_id, amount=12000, currency="USD", created_at=paris(day, 18))
+                p = add_payment(
+                    merchant_id, amount=12000, currency="USD", created_at=paris(day, 18)
+                )
+                p.method_type = "ideal"
         for day in range(18, 32):
             add_payment(merchant_id, amount=2500, created_at=paris(day, 10, month=10))
         add_payment(merchant_id, status="INITIATED", amount=1500, created_at=paris(9, 20))
@@ -89,6 +98,15 @@ def test_a_merchant_reads_its_overview_over_a_custom_range(
     expect(page.get_by_text(previous)).to_be_visible()
     chart = page.get_by_role("img", name="Payments per day")
     expect(chart).to_be_visible()
+    # Rates apart, and what failed and how shoppers paid: each chart with its table.
+    expect(page.locator(".figure").filter(has_text="Authorization rate")).to_contain_text("%")
+    expect(page.get_by_role("img", name="Failed payments by reason")).to_be_visible()
+    reasons = page.get_by_role("table", name="Failed payments by reason")
+    expect(reasons.locator("tbody tr").first).to_contain_text("Declined")
+    methods = page.get_by_role("table", name="Paid payments by payment method")
+    expect(methods).to_contain_text("Visa")
+    expect(methods).to_contain_text("SEPA Direct Debit")
+    expect(methods).to_contain_text("240.00 USD")
     shot(page, "custom-range", width)
 
     page.get_by_text("Show the numbers as a table").click()

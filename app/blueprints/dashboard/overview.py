@@ -16,6 +16,7 @@ from app.blueprints.dashboard.shared import (
     viewer_zone,
 )
 from app.models import utcnow
+from app.payments import failure_reasons
 from app.reporting import charts, queries
 from app.reporting import overview as reporting
 from app.reporting.periods import PRESETS, Period, PeriodError, parse_period
@@ -32,12 +33,26 @@ def overview():
     period, error = _requested_period(now)
     figures = reporting.figures(merchant_id=merchant_id, livemode=livemode, period=period, now=now)
     charted = [f.currency for f in figures.currencies if f.current.gross][:CHARTED_CURRENCIES]
+    reasons = [(_reason_words(r.code), r) for r in figures.failure_reasons]
     page = render_template(
         "dashboard/overview.html",
         figures=figures,
         attention=queries.attention(merchant_id=merchant_id, livemode=livemode, now=now),
         volume_chart=charts.volume_chart(figures.days),
         amount_charts=[(cur, charts.amount_chart(figures.days, cur)) for cur in charted],
+        reasons=reasons,
+        reasons_chart=charts.breakdown_chart(
+            "Failed payments by reason",
+            [(words, r.count) for words, r in reasons if r.count],
+            unit="failed payments",
+            colour=charts.FAILED,
+        ),
+        methods_chart=charts.breakdown_chart(
+            "Paid payments by payment method",
+            [(m.label, m.count) for m in figures.methods],
+            unit="paid payments",
+            colour=charts.SUCCESS,
+        ),
         presets=PRESETS,
         error=error,
         asked=request.args,
@@ -48,6 +63,10 @@ def overview():
         change=reporting.change,
     )
     return page, 400 if error else 200
+
+
+def _reason_words(code: str | None) -> str:
+    return failure_reasons.words(code) or "Not recorded"
 
 
 def _requested_period(now: datetime) -> tuple[Period, PeriodError | None]:
