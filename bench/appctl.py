@@ -155,9 +155,9 @@ def explain(args) -> None:
             entries = []
             seen = set()
             for statement, params in captured:
-                if (
-                    "FROM payments" not in statement
-                    and "FROM payment_status_history" not in statement
+                if not any(
+                    f"FROM {table}" in statement
+                    for table in ("payments", "payment_status_history", "refunds", "disputes")
                 ):
                     continue
                 key = (statement, repr(params))

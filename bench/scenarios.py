@@ -866,6 +866,7 @@ def reads(ctx: Context) -> None:
     )
     pub, sid, email, ref = samples[0]
     today = datetime.now(UTC).date().isoformat()
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     export_currency = min(per_currency, key=lambda c: abs(per_currency[c] - 100_000))
     dash = "/dashboard/payments"
     urls = [
@@ -884,6 +885,12 @@ def reads(ctx: Context) -> None:
         ("dashboard: search email", f"{dash}?q={email}"),
         ("dashboard: search pay_", f"{dash}?q={pub}"),
         ("dashboard: search cs_", f"{dash}?q={sid}"),
+        # The overview: every figure group over the period and the one before, one query each.
+        ("dashboard: overview 30 days", "/dashboard/?range=last_30_days"),
+        (
+            "dashboard: overview custom range",
+            f"/dashboard/?range=custom&from={yesterday}&to={today}",
+        ),
         ("api: list", "/api/v1/payments?limit=100"),
         ("api: status=FAILED", "/api/v1/payments?status=FAILED&limit=100"),
         ("api: created range", f"/api/v1/payments?created_gte={today}T00:00:00Z&limit=100"),
