@@ -394,6 +394,8 @@ class Config(BaseSettings):
     # the wide pass compares the PSP's sessions in chunks of about this many payments.
     RECON_INTERVAL_SECONDS: Interval = 300
     RECON_STALE_AFTER_SECONDS: Count = 600
+    # A PENDING payment of a delayed method (SEPA, …) is stale only after this (it settles in days).
+    RECON_DELAYED_STALE_AFTER_SECONDS: Count = 86400
     RECON_LOOKBACK_HOURS: Count = 48
     RECON_RATE_LIMIT_PER_SECOND: Seconds = 20.0
     RECON_RATE_LIMIT_BACKOFF_SECONDS: Seconds = 1.0
