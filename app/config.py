@@ -348,6 +348,8 @@ class Config(BaseSettings):
     IDEMPOTENCY_RETENTION_HOURS: Annotated[int, Field(ge=24)] = 48
     # How often the worker learns the payment intents of paid renewals (refunds need them).
     SUBSCRIPTION_UPKEEP_INTERVAL_SECONDS: Interval = 60
+    # How often the worker learns how webhook-moved payments were paid (their charge).
+    PAYMENT_METHOD_LOOKUP_INTERVAL_SECONDS: Interval = 10
 
     # Notifications to client apps: delays between attempts (then failed), each POST's time;
     # POSTs at once per worker process (threads that wait on client apps, not on the CPU), how

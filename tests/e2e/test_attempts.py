@@ -45,8 +45,8 @@ def test_a_decline_then_a_success_and_a_cancellation_on_the_payment_pages(
     make_context,
     app,
     live_server,
-    stripe_delivers,
-    make_merchant,  # noqa: F811
+    stripe_delivers,  # noqa: F811 (the fixture imported above)
+    make_merchant,
 ):
     merchant, raw_key = make_merchant("Attempts Shop", notify_url="http://127.0.0.1:9/notify")
     api = Api(live_server.url, raw_key)
