@@ -11,6 +11,7 @@ that reported a decline with no charge. Rows are written under the payment's row
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from flask import current_app
 from redis.exceptions import RedisError
@@ -177,7 +178,7 @@ def learn_queued_methods(limit: int = 500) -> int:
     its method and paid attempt recorded; one the PSP could not answer is queued again for the
     next run. Idempotent (known ones cost no PSP call). Returns how many were recorded."""
     redis = get_redis()
-    ids = redis.spop(_lookup_key(), limit) or []
+    ids = cast(list[bytes], redis.spop(_lookup_key(), limit) or [])  # SPOP with a count
     recorded = 0
     for raw in ids:
         outcome = learn_paid_attempt(int(raw))
