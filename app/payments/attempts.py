@@ -2,7 +2,8 @@
 
 A declined try comes in `payment_intent.payment_failed` (its `last_payment_error`); the try that
 paid is the intent's latest charge, read from a retrieved session (return page, reconciliation)
-or, after a webhook moved the payment, with one retrieve of the intent. However often and in
+or, after a webhook moved the payment, with one retrieve of the intent by the worker (queued
+in Redis: the webhook path asks the PSP nothing). However often and in
 whatever order the PSP tells an attempt, it is one row: known by its charge id, or by the event
 that reported a decline with no charge. Rows are written under the payment's row lock.
 """
@@ -10,11 +11,14 @@ that reported a decline with no charge. Rows are written under the payment's row
 from __future__ import annotations
 
 import logging
+from typing import cast
 
+from flask import current_app
+from redis.exceptions import RedisError
 from sqlalchemy import bindparam, exists, select
 
 from app.common.locks import retry_lock_conflicts, rollback_quietly
-from app.extensions import db
+from app.extensions import db, get_redis
 from app.models import Payment, PaymentAttempt, PaymentStatus, PspEvent, StatusSource
 from app.models.attempt import OUTCOME_FAILED, OUTCOME_SUCCEEDED
 from app.payments import failure_reasons
@@ -154,11 +158,40 @@ def _lock_payment_for_intent(intent_id: str, metadata: dict[str, str]) -> Paymen
     return lock_payment(payment_id) if payment_id is not None else None
 
 
+def _lookup_key() -> str:
+    return f"{current_app.config['RQ_QUEUE_PREFIX']}:payment-method-lookups"
+
+
+def queue_method_lookup(payment_id: int) -> None:
+    """After a webhook moved a payment to PENDING or SUCCESS without its charge: the worker's
+    `learn_queued_methods` asks the PSP (one Redis command here; the webhook answers without
+    waiting for a PSP call, as Stripe asks). Without Redis, asked at once instead."""
+    try:
+        get_redis().sadd(_lookup_key(), payment_id)
+    except RedisError as exc:
+        log.warning("payment %s: method lookup not queued (%s); asking now", payment_id, exc)
+        learn_paid_attempt(payment_id)
+
+
+def learn_queued_methods(limit: int = 500) -> int:
+    """The worker's part of `queue_method_lookup`: each queued payment's intent retrieved and
+    its method and paid attempt recorded; one the PSP could not answer is queued again for the
+    next run. Idempotent (known ones cost no PSP call). Returns how many were recorded."""
+    redis = get_redis()
+    ids = cast(list[bytes], redis.spop(_lookup_key(), limit) or [])  # SPOP with a count
+    recorded = 0
+    for raw in ids:
+        outcome = learn_paid_attempt(int(raw))
+        if outcome in ("psp error", "error"):
+            redis.sadd(_lookup_key(), raw)
+        recorded += outcome == "recorded"
+    return recorded
+
+
 def learn_paid_attempt(payment_id: int) -> str:
-    """After a webhook moved a payment to PENDING or SUCCESS: one retrieve of its intent with
-    the latest charge, recorded (method, succeeded attempt) in a transaction of its own; no
-    PSP call for a payment whose method and paid attempt are known. Never raises: the next
-    retrieved session (return page, reconciliation) brings what a PSP outage kept back."""
+    """One retrieve of a PENDING or SUCCESS payment's intent with the latest charge, recorded
+    (method, succeeded attempt) in a transaction of its own; no PSP call for a payment whose
+    method and paid attempt are known. Never raises: a PSP error is answered "psp error"."""
     payment = db.session.get(Payment, payment_id)
     if payment is None or not payment.psp_payment_intent_id:
         return "no intent"

@@ -23,7 +23,12 @@ from app.metrics import PAYMENT_CONFLICTS
 from app.models import Payment, PaymentConflict, PaymentStatus, PspEvent, StatusSource
 from app.models.payment import PAYMENT_TRANSITIONS
 from app.payments import failure_reasons
-from app.payments.attempts import has_declined_attempt, learn_paid_attempt, record_attempt
+from app.payments.attempts import (
+    has_declined_attempt,
+    learn_paid_attempt,
+    queue_method_lookup,
+    record_attempt,
+)
 from app.payments.outcomes import failure_reason, is_backwards, target_for_event, target_for_session
 from app.payments.state import learn_psp_ids, lock_payment, lock_payment_by_public_id, transition
 from app.psp.base import CheckoutSession, PspEventData
@@ -81,7 +86,7 @@ def handle_checkout_event(event: PspEventData, source: StatusSource) -> Handled:
         if conflict_kind:  # counted once committed: a retried transaction counts once
             PAYMENT_CONFLICTS.labels(conflict_kind).inc()
         if applied.needs_charge:
-            learn_paid_attempt(payment_pk)
+            queue_method_lookup(payment_pk)
 
     hook = after_commit if conflict_kind or applied.needs_charge else None
     return Handled(applied.outcome, applied.detail, payment.id, after_commit=hook)

@@ -4,7 +4,8 @@ Every query here starts from the caller's tenancy scope (one merchant, or all fo
 and one of Stripe's modes (test or live data, never both), and is shaped so MySQL answers it
 from an index (migrations 0003_dashboard_indexes, 0013_mode_scoped_keys, 0015_mode_indexes):
 equality on merchant_id, livemode and then status / currency / payment_type / refund_state
-(0017_refund_indexes), then a range on created_at, ordered by (created_at, id) — the primary
+(0017_refund_indexes) / method_type / failure_reason / card_brand / card_last4
+(0018_attempts_methods), then a range on created_at, ordered by (created_at, id) — the primary
 key rides along at the end of every InnoDB secondary index.
 Search is exact-or-prefix only (`LIKE 'abc%'`), never a leading wildcard.
 """
@@ -25,6 +26,22 @@ from app.common.money import THREE_DECIMAL, ZERO_DECIMAL, format_minor, to_minor
 from app.extensions import db
 from app.models import Payment
 from app.reporting.modes import in_mode
+
+# Stripe's payment method types and card brands a person searches and filters by (the list's
+# words for each type).
+METHOD_TYPES = {
+    "card": "Card",
+    "sepa_debit": "SEPA Direct Debit",
+    "ideal": "iDEAL",
+    "bancontact": "Bancontact",
+    "sofort": "Sofort",
+    "link": "Link",
+    "paypal": "PayPal",
+    "us_bank_account": "ACH Direct Debit",
+}
+CARD_BRANDS = frozenset(
+    {"visa", "mastercard", "amex", "discover", "diners", "jcb", "unionpay", "cartes_bancaires"}
+)
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 1000
@@ -51,6 +68,8 @@ class TransactionFilter:
     currency: str | None = None
     payment_type: str | None = None
     refund_state: str | None = None  # RefundState: refunded in part, or in full
+    method_type: str | None = None  # card, sepa_debit, … (the PSP's payment method type)
+    failure_reason: str | None = None  # app/payments/failure_reasons.py's codes
     q: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -93,6 +112,13 @@ def _search_clause(q: str):
         clauses.append(Payment.psp_session_id.startswith(q, autoescape=True))
     if "@" in q:
         clauses.append(Payment.customer_email.startswith(q, autoescape=True))
+    # How it was paid (0018's indexes): a card's or an IBAN's last 4, a card brand, a type.
+    if len(q) == 4 and q.isalnum():
+        clauses.append(Payment.card_last4 == q)
+    if lowered in CARD_BRANDS:
+        clauses.append(Payment.card_brand == lowered)
+    if lowered in METHOD_TYPES:
+        clauses.append(Payment.method_type == lowered)
     return or_(*clauses)
 
 
@@ -109,6 +135,10 @@ def filtered(f: TransactionFilter) -> Select:
         stmt = stmt.where(Payment.payment_type == f.payment_type)
     if f.refund_state:
         stmt = stmt.where(Payment.refund_state == f.refund_state)
+    if f.method_type:
+        stmt = stmt.where(Payment.method_type == f.method_type)
+    if f.failure_reason:
+        stmt = stmt.where(Payment.failure_reason == f.failure_reason)
     if f.date_from:
         stmt = stmt.where(Payment.created_at >= datetime.combine(f.date_from, datetime.min.time()))
     if f.date_to:
@@ -204,6 +234,10 @@ CSV_COLUMNS = [
     "livemode",
     "refunded_amount",
     "refund_state",
+    "failure_reason",
+    "method_type",
+    "card_brand",
+    "card_last4",
 ]
 
 # A cell starting with one of these is run as a formula by spreadsheet programs.
@@ -238,6 +272,10 @@ EXPORT_COLUMNS = (
     Payment.failure_code,
     Payment.livemode,
     Payment.refund_state,
+    Payment.failure_reason,
+    Payment.method_type,
+    Payment.card_brand,
+    Payment.card_last4,
 )
 
 
@@ -261,6 +299,10 @@ def csv_row(row) -> list[str]:
         "true" if row.livemode else "false",  # as the API and notifications write it
         format_minor(row.refunded_amount or 0, row.currency),
         row.refund_state or "",
+        row.failure_reason or "",
+        csv_cell(row.method_type),
+        csv_cell(row.card_brand),
+        csv_cell(row.card_last4),
     ]
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import PaymentAttempt
+from app.tasks.payments import learn_payment_methods
 from tests.support.factories import make_merchant, registered_payment
 from tests.support.psp import pay_session, stripe_client, wait_for_deliveries
 from tests.support.waiting import wait_for_payment_status, wait_until
@@ -53,14 +54,16 @@ def test_a_decline_then_a_success_records_both_attempts_and_the_method(
     assert load_payment(app, payment.id).status == "INITIATED"
 
     pay_session(stripe_delivers, payment.session_id, card="5555555555554444")
-    stored = wait_for_payment_status(app, payment.id, "SUCCESS")
-    first, paid = wait_for_attempts(app, payment.id, 2)
+    wait_for_payment_status(app, payment.id, "SUCCESS")
+    # The webhook asked the PSP nothing: the worker's job learns how it was paid.
+    assert load_payment(app, payment.id).payment_method is None
+    with app.app_context():
+        assert learn_payment_methods() == 1
+        assert learn_payment_methods() == 0  # learned once
+    first, paid = attempts(app, payment.id)
     assert first.id == failed.id
     assert (paid.outcome, paid.card_brand, paid.card_last4) == ("succeeded", "mastercard", "4444")
-    stored = wait_until(
-        lambda: (p := load_payment(app, payment.id)).payment_method and p,
-        what="the payment's method",
-    )
+    stored = load_payment(app, payment.id)
     assert (stored.method_type, stored.card_brand, stored.card_last4) == (
         "card",
         "mastercard",
@@ -86,6 +89,8 @@ def test_replayed_and_late_payment_failed_events_add_no_attempt(app, stripe_deli
     wait_for_attempts(app, payment.id, 1)
     pay_session(stripe_delivers, payment.session_id, card="4242424242424242")
     wait_for_payment_status(app, payment.id, "SUCCESS")
+    with app.app_context():
+        learn_payment_methods()
     wait_for_attempts(app, payment.id, 2)
     [failed_event] = [
         e
@@ -138,10 +143,14 @@ def test_a_failed_sepa_debit_is_rejected_by_the_psp_with_its_mandate(app, stripe
     merchant, _ = make_merchant(app, "Sepa Shop", "http://127.0.0.1:9/notify")
     payment = registered_payment(app, merchant.id, amount=900)
     pay_session(stripe_delivers, payment.session_id, iban="DE62370400440532013001")
-    pending = wait_until(
-        lambda: (p := load_payment(app, payment.id)).payment_method and p,
-        what="the SEPA payment's method",
-    )
+    wait_for_payment_status(app, payment.id, "PENDING")
+
+    def learned():
+        with app.app_context():
+            learn_payment_methods()
+        return (p := load_payment(app, payment.id)).payment_method and p
+
+    pending = wait_until(learned, what="the SEPA payment's method")
     assert pending.method_type == "sepa_debit" and pending.card_last4 == "3001"
     assert pending.payment_method["mandate"].startswith("mandate_")
     stripe_delivers.control("POST", f"checkout/sessions/{payment.session_id}/settle", {})
@@ -149,3 +158,20 @@ def test_a_failed_sepa_debit_is_rejected_by_the_psp_with_its_mandate(app, stripe
     assert stored.failure_reason == "rejected_by_psp"
     [declined] = wait_for_attempts(app, payment.id, 1)
     assert declined.outcome == "failed" and declined.decline_code == "generic_decline"
+
+
+def test_a_psp_outage_keeps_the_method_lookup_queued(app, stripe_delivers):
+    merchant, _ = make_merchant(app, "Outage Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=700)
+    pay_session(stripe_delivers, payment.session_id, card="4242424242424242")
+    wait_for_payment_status(app, payment.id, "SUCCESS")
+    # Every retry of the SDK answered 500: nothing learned, the payment stays queued.
+    fault = {"kind": "http_500", "path": "/v1/payment_intents", "count": 10}
+    stripe_delivers.control("POST", "faults", fault)
+    with app.app_context():
+        assert learn_payment_methods() == 0
+    assert load_payment(app, payment.id).payment_method is None
+    stripe_delivers.control("DELETE", "faults")
+    with app.app_context():
+        assert learn_payment_methods() == 1
+    assert load_payment(app, payment.id).card_last4 == "4242"

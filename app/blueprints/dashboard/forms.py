@@ -47,9 +47,10 @@ from app.common.timezones import checked_zone_name
 from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.errors import PayBridgeError
 from app.models import PaymentStatus, PaymentType, RefundState, RefundStatus
+from app.payments.failure_reasons import FAILURE_REASONS
 from app.psp import configured_modes
 from app.reporting.refunds import RefundFilter
-from app.reporting.transactions import TransactionFilter
+from app.reporting.transactions import METHOD_TYPES, TransactionFilter
 
 
 class LoginForm(FlaskForm):
@@ -284,7 +285,8 @@ class TransactionFilterForm(FlaskForm):
         "Search",
         validators=[Optional(), Length(max=200)],
         description="Payment id (pay_…), your reference, PSP session id (cs_…) or customer "
-        "email — exact or the beginning of it (case matters, but in emails).",
+        "email — exact or the beginning of it (case matters, but in emails); a card's or "
+        "IBAN's last 4, a card brand (visa) or a method (sepa_debit).",
     )
     status = SelectField(
         "Status",
@@ -311,6 +313,18 @@ class TransactionFilterForm(FlaskForm):
             SelectChoice(RefundState.PARTIAL.value, "Partially refunded"),
             SelectChoice(RefundState.FULL.value, "Refunded"),
         ],
+        validators=[Optional()],
+    )
+    method_type = SelectField(
+        "Payment method",
+        choices=[SelectChoice("", "Any method")]
+        + [SelectChoice(code, words) for code, words in METHOD_TYPES.items()],
+        validators=[Optional()],
+    )
+    failure_reason = SelectField(
+        "Failure reason",
+        choices=[SelectChoice("", "Any reason")]
+        + [SelectChoice(code, words) for code, words in FAILURE_REASONS.items()],
         validators=[Optional()],
     )
     date_from = DateField(
@@ -353,6 +367,8 @@ class TransactionFilterForm(FlaskForm):
             currency=self.currency.data or None,
             payment_type=self.payment_type.data or None,
             refund_state=self.refund_state.data or None,
+            method_type=self.method_type.data or None,
+            failure_reason=self.failure_reason.data or None,
             q=self.q.data or None,
         )
 

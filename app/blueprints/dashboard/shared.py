@@ -39,6 +39,7 @@ from app.common.timezones import to_local, zone_of
 from app.common.urls import split_url
 from app.errors import ValidationError
 from app.models import Merchant, Payment, User, iso
+from app.payments import failure_reasons
 from app.reporting import queries
 from app.reporting.disputes import due_summary
 from app.reporting.modes import has_live_data
@@ -285,6 +286,8 @@ def dashboard_context() -> dict:
         "is_operator": is_operator(),
         "pretty_json": lambda value: json.dumps(value, indent=2, sort_keys=True, default=str),
         "payment_subscription": payment_subscription,
+        "failure_words": failure_reasons.words,
+        "canceled_reasons": failure_reasons.CANCELED_REASONS,
     }
 
 
