@@ -316,3 +316,33 @@ def _table(page: str, caption: str) -> list[list[str]]:
         [_text(cell) for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
         for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)
     ]
+
+
+def test_a_25_hour_day_keeps_its_payments_and_a_year_fits(app, client_a, tenants):
+    """Paris's 25 October 2026 runs from 22:00 UTC on the 24th to 23:00 UTC on the 25th."""
+    set_zone(app, tenants.a_id, "Europe/Paris")
+    with app.app_context():
+        for at in (
+            datetime(2026, 10, 24, 21, 59),  # 23:59 CEST on the 24th
+            datetime(2026, 10, 24, 22, 0),  # 00:00 CEST on the 25th
+            datetime(2026, 10, 25, 0, 30),  # 02:30 CEST
+            datetime(2026, 10, 25, 1, 30),  # 02:30 CET, the hour repeated
+            datetime(2026, 10, 25, 22, 59),  # 23:59 CET
+            datetime(2026, 10, 25, 23, 0),  # 00:00 CET on the 26th
+        ):
+            add_payment(tenants.a_id, created_at=at)
+        db.session.commit()
+    page = client_a.get("/dashboard/?range=custom&from=2026-10-24&to=2026-10-26")
+    rows = dict(
+        re.findall(
+            r'<tr><th scope="row">(\d{4}-\d\d-\d\d)</th><td class="num">(\d+)</td>',
+            page.get_data(as_text=True),
+        )
+    )
+    assert rows == {"2026-10-24": "1", "2026-10-25": "4", "2026-10-26": "1"}
+
+    year = client_a.get("/dashboard/?range=custom&from=2025-12-01&to=2026-11-30")
+    assert year.status_code == 200
+    html = year.get_data(as_text=True)
+    assert len(re.findall(r'<tr><th scope="row">\d{4}-\d\d-\d\d</th>', html)) == 365
+    assert payment_figures(html)["Payments started"] == "6"
