@@ -3,15 +3,23 @@ and stored times (naive UTC) shown in one. UTC when a merchant has set none."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ZONE = "UTC"
 
 
 def zone_of(name: str | None) -> ZoneInfo:
-    """The zone named (an IANA name such as Europe/Paris); UTC when none is set."""
-    return ZoneInfo(name or DEFAULT_ZONE)
+    """The zone named (an IANA name such as Europe/Paris); UTC when none is set, or when a
+    saved name is no longer in this server's zone database (pages still open, in UTC)."""
+    try:
+        return ZoneInfo(name or DEFAULT_ZONE)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("time zone %r is unknown here; showing UTC", name)
+        return ZoneInfo(DEFAULT_ZONE)
 
 
 def checked_zone_name(name: str | None) -> str:

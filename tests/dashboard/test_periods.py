@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.common.timezones import checked_zone_name, local_midnight_utc
+from app.common.timezones import checked_zone_name, local_midnight_utc, zone_of
 from app.reporting.overview import NOT_COUNTED, _buckets, change
 from app.reporting.periods import MAX_DAYS, Period, PeriodError, parse_period, preset_period
 
@@ -146,3 +146,8 @@ def test_other_zone_names_are_refused_with_a_message(name):
     with pytest.raises(ValueError) as info:
         checked_zone_name(name)
     assert "time zone" in str(info.value)
+
+
+def test_a_saved_zone_this_server_does_not_know_reads_as_utc():
+    assert zone_of("Atlantis/Capital") == UTC
+    assert zone_of(None) == UTC and zone_of("Europe/Paris") == PARIS
