@@ -908,8 +908,8 @@ def reads(ctx: Context) -> None:
     older = re.search(r'href="([^"]*after=[^"]+)"', html)
     if older:
         urls.append(("dashboard: page 2 (cursor)", older.group(1).replace("&amp;", "&")))
-    # The overview: five aggregates (payments by day, failure reasons, methods, refunds,
-    # disputes), each over every payment of the period and the one before: here the whole
+    # The overview: three aggregates (payments: volumes, rates, reasons, methods; refunds;
+    # disputes), each over every row of the period and the one before: here the whole
     # loaded volume. Not a list: no 100 ms target, fewer and slower requests.
     overview_urls = [
         ("dashboard: overview 30 days", "/dashboard/?range=last_30_days"),

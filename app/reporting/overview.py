@@ -9,8 +9,10 @@ Per currency, never added across currencies:
   PSP, not here);
 - net: gross − refunded − disputed.
 
-Each figure group is one aggregate query over both periods, grouped into day buckets (see
-`_bucket`), read through the index that leads with merchant and mode and then the time.
+Each table is read once, in one aggregate query over both periods grouped into day buckets (see
+`_bucket`), through the index that leads with merchant and mode and then the time: the
+payments' (volumes, counts, rates, failure reasons and methods), the refunds' and the
+disputes'.
 """
 
 from __future__ import annotations
@@ -227,12 +229,22 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
         figures_ = per_currency.setdefault(currency, CurrencyFigures(currency))
         return figures_.current if current else figures_.previous
 
+    reasons: dict[str | None, Reason] = {}
+    methods: dict[tuple, Method] = {}
     paid = Payment.status == PaymentStatus.SUCCESS.value
     tried = exists().where(PaymentAttempt.payment_id == Payment.id)
-    for bucket, currency, status, count, amount, attempted in grouped(
+    # One read of the period's payments for every payment figure: the failure reason is set on
+    # FAILED ones only and the method on paid ones, so the groups stay few.
+    for bucket, currency, status, code, method_type, brand, count, amount, attempted in grouped(
         Payment,
         Payment.created_at,
-        (Payment.currency, Payment.status),
+        (
+            Payment.currency,
+            Payment.status,
+            Payment.failure_reason,
+            Payment.method_type,
+            Payment.card_brand,
+        ),
         (
             func.count(Payment.id),
             func.coalesce(func.sum(Payment.amount), 0),
@@ -244,22 +256,34 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
         if where is None:
             continue
         current, day = where
+        amount = int(amount)
         tally = counts if current else previous_counts
         tally.started += count
         tally.attempted += int(attempted or 0)
         if status == PaymentStatus.SUCCESS.value:
             tally.paid += count
             m = money(currency, current)
-            m.gross += int(amount)
+            m.gross += amount
             m.paid_count += count
+            if current:
+                card_brand = brand if method_type == "card" else None
+                key = (method_type, card_brand)
+                method = methods.setdefault(key, Method(method_type, card_brand))
+                method.count += count
+                method.amounts[currency] = method.amounts.get(currency, 0) + amount
         elif status == PaymentStatus.FAILED.value:
             tally.failed += count
+            reason = reasons.setdefault(code, Reason(code))
+            if current:
+                reason.count += count
+            else:
+                reason.previous += count
         if current:
             stats = days[day]
             stats.total += count
             if status == PaymentStatus.SUCCESS.value:
                 stats.succeeded += count
-                stats.amounts[currency] = stats.amounts.get(currency, 0) + int(amount)
+                stats.amounts[currency] = stats.amounts.get(currency, 0) + amount
             elif status == PaymentStatus.FAILED.value:
                 stats.failed += count
 
@@ -287,37 +311,6 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
             m = money(currency, where[0])
             m.disputed += int(amount)
             m.dispute_count += count
-
-    reasons: dict[str | None, Reason] = {}
-    for bucket, code, count in grouped(
-        Payment,
-        Payment.created_at,
-        (Payment.failure_reason,),
-        (func.count(Payment.id),),
-        where=(Payment.status == PaymentStatus.FAILED.value,),
-    ):
-        where = _day_of(bucket)
-        if where is not None:
-            reason = reasons.setdefault(code, Reason(code))
-            if where[0]:
-                reason.count += count
-            else:
-                reason.previous += count
-
-    methods: dict[tuple, Method] = {}
-    for bucket, method_type, brand, currency, count, amount in grouped(
-        Payment,
-        Payment.created_at,
-        (Payment.method_type, Payment.card_brand, Payment.currency),
-        (func.count(Payment.id), func.coalesce(func.sum(Payment.amount), 0)),
-        where=(paid,),
-    ):
-        where = _day_of(bucket)
-        if where is not None and where[0]:
-            brand = brand if method_type == "card" else None
-            method = methods.setdefault((method_type, brand), Method(method_type, brand))
-            method.count += count
-            method.amounts[currency] = method.amounts.get(currency, 0) + int(amount)
 
     ordered = sorted(
         per_currency.values(), key=lambda f: (-f.current.gross, -f.previous.gross, f.currency)
