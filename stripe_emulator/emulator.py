@@ -497,6 +497,7 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
         three_d_secure: str | None = "approve",
         settle_outcome: str | None = None,
         wallet: str | None = None,
+        expiry: tuple[int, int] | None = None,
     ) -> dict:
         """Pay an open session; returns ``{"session", "declined", "decline_code", ...}``.
 
@@ -542,6 +543,8 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
                     raise invalid("wallet", f"wallet must be one of {', '.join(objects.WALLETS)}.")
                 result = cards.card_outcome(card)
                 method = {"type": "card", "number": cards.normalize(card), "wallet": wallet}
+                if expiry is not None:
+                    method["exp_month"], method["exp_year"] = expiry
                 if result is cards.INCORRECT_NUMBER:  # the page's own check: no attempt
                     return self._declined(rec, result)
                 if isinstance(result, cards.Decline):

@@ -25,7 +25,6 @@ from app.models.payment import PAYMENT_TRANSITIONS
 from app.payments import failure_reasons
 from app.payments.attempts import (
     has_declined_attempt,
-    learn_paid_attempt,
     queue_method_lookup,
     record_attempt,
 )
@@ -129,7 +128,7 @@ def apply_session(
     if applied.conflict_kind:
         PAYMENT_CONFLICTS.labels(applied.conflict_kind).inc()
     if applied.needs_charge:  # a listed session (reconciliation) carries no charge
-        learn_paid_attempt(payment_id)
+        queue_method_lookup(payment_id)
     log.info(
         "session %s applied to payment %s (source=%s): %s%s",
         session.id,

@@ -158,3 +158,19 @@ def test_charges_carry_payment_method_details_as_stripe_fills_them(client, emu):
             "POST", f"checkout/sessions/{wrong.id}/pay", {"card": "4242424242424242", "wallet": "x"}
         )
     assert refused.value.status == 400 and refused.value.body["error"]["param"] == "wallet"
+
+
+def test_the_hosted_page_pays_through_a_wallet_with_3ds_and_the_typed_expiry(client, emu):
+    s = client.v1.checkout.sessions.create(params=session_params())
+    form = {"method": "card", "email": "ada@example.com", "card_number": "4000002500003155",
+            "exp": "04 / 31", "wallet": "google_pay"}  # fmt: skip
+    asked = requests.post(s.url, data=form, allow_redirects=False, timeout=10)
+    assert asked.status_code == 200 and 'name="wallet" value="google_pay"' in asked.text
+    done = requests.post(
+        s.url, data={**form, "three_d_secure": "approve"}, allow_redirects=False, timeout=10
+    )
+    assert done.status_code == 303
+    paid = client.v1.checkout.sessions.retrieve(s.id, {"expand": ["payment_intent.latest_charge"]})
+    card = paid.payment_intent.latest_charge.payment_method_details.card
+    assert (card.exp_month, card.exp_year, card.country) == (4, 2031, "FR")
+    assert (card.wallet.type, card.three_d_secure.result) == ("google_pay", "authenticated")
