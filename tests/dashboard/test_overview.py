@@ -208,6 +208,10 @@ def test_operator_sees_one_merchants_figures_in_its_zone(client_op, shop_in_pari
     page = client_op.get(CUSTOM + f"&merchant_id={shop_in_paris.a_id}").get_data(as_text=True)
     assert figures(page, "EUR")["Gross volume"][0] == "150.00 EUR"
     assert "times in Europe/Paris" in _text(page)
+    # One form: another merchant keeps the range.
+    form = page.split('aria-label="Date range"')[1].split("</form>")[0]
+    assert f'<option value="{shop_in_paris.a_id}" selected>' in form
+    assert 'name="from" type="date" value="2026-11-01"' in form
     everyone = client_op.get(CUSTOM).get_data(as_text=True)
     assert "times in UTC" in _text(everyone)
     assert "999.00 EUR" in _text(everyone)  # B's payment too, in UTC days
