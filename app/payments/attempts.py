@@ -15,7 +15,7 @@ from typing import cast
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, exists, func, select
 
 from app.common.locks import retry_lock_conflicts, rollback_quietly
 from app.extensions import db, get_redis
@@ -55,9 +55,23 @@ def _has_attempt(payment_id: int, outcome: str) -> bool:
     )
 
 
-def has_declined_attempt(payment_id: int) -> bool:
-    """Whether the shopper tried and was declined (an expiry then reads as `declined`)."""
-    return _has_attempt(payment_id, OUTCOME_FAILED)
+def expiry_reason(payment: Payment) -> str:
+    """Why a checkout that closed unpaid failed: the shopper's last act on the hosted page
+    (left by its back link, or declined), else plain expiry (`failure_reasons.for_expiry`)."""
+    last_decline = db.session.scalar(
+        select(func.max(PaymentAttempt.attempted_at)).where(
+            PaymentAttempt.payment_id == payment.id, PaymentAttempt.outcome == OUTCOME_FAILED
+        )
+    )
+    return failure_reasons.for_expiry(
+        last_decline=last_decline, shopper_canceled_at=payment.shopper_canceled_at
+    )
+
+
+# The reasons a closed checkout's payment may have, which a late-told attempt may correct.
+_EXPIRY_REASONS = frozenset(
+    {failure_reasons.EXPIRED, failure_reasons.DECLINED, failure_reasons.CANCELED_BY_SHOPPER}
+)
 
 
 def record_attempt(
@@ -133,10 +147,14 @@ def handle_payment_intent_event(event: PspEventData, source: StatusSource) -> Ha
         return Handled(PspEvent.OUTCOME_MODE_MISMATCH, wrong_mode, payment.id)
     learn_psp_ids(payment, payment_intent_id=intent.id)
     added = record_attempt(payment, intent.last_error, psp_event_id=event.id)
-    if added is not None and payment.failure_reason == failure_reasons.EXPIRED:
-        # The session's expiry was applied before this (earlier) decline arrived: the shopper
-        # had tried, so the payment was declined.
-        payment.failure_reason = failure_reasons.DECLINED
+    if (
+        added is not None
+        and payment.failure_code == "expired"
+        and payment.failure_reason in _EXPIRY_REASONS
+    ):
+        # The checkout's expiry was applied before this (earlier) decline arrived: the reason
+        # follows what the shopper did last.
+        payment.failure_reason = expiry_reason(payment)
     if added is None:
         return Handled(PspEvent.OUTCOME_IGNORED, "attempt already recorded", payment.id)
     return Handled(PspEvent.OUTCOME_APPLIED, f"declined attempt: {added.decline_code}", payment.id)

@@ -24,7 +24,7 @@ from app.models import Payment, PaymentConflict, PaymentStatus, PspEvent, Status
 from app.models.payment import PAYMENT_TRANSITIONS
 from app.payments import failure_reasons
 from app.payments.attempts import (
-    has_declined_attempt,
+    expiry_reason,
     queue_method_lookup,
     record_attempt,
 )
@@ -176,9 +176,9 @@ def apply_own_session(
 
 def _failure_reason(payment: Payment, event_type: str | None, session: CheckoutSession) -> str:
     """The failure_reason code of a payment the PSP's session fails: a checkout that expired
-    (declined if the shopper had tried), else the PSP's rejection of the payment."""
+    (canceled by the shopper or declined, by what they did last), else the PSP's rejection."""
     if session.status == "expired" or event_type == "checkout.session.expired":
-        return failure_reasons.for_expiry(attempted=has_declined_attempt(payment.id))
+        return expiry_reason(payment)
     return failure_reasons.REJECTED_BY_PSP
 
 
