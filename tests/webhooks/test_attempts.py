@@ -160,12 +160,12 @@ def test_a_failed_sepa_debit_is_rejected_by_the_psp_with_its_mandate(app, stripe
     assert declined.outcome == "failed" and declined.decline_code == "generic_decline"
 
 
-def test_a_psp_outage_keeps_the_method_lookup_queued(app, stripe_delivers):
+def test_a_psp_outage_leaves_the_method_for_the_next_run(app, stripe_delivers):
     merchant, _ = make_merchant(app, "Outage Shop", "http://127.0.0.1:9/notify")
     payment = registered_payment(app, merchant.id, amount=700)
     pay_session(stripe_delivers, payment.session_id, card="4242424242424242")
     wait_for_payment_status(app, payment.id, "SUCCESS")
-    # Every retry of the SDK answered 500: nothing learned, the payment stays queued.
+    # Every retry of the SDK answered 500: nothing learned; the next run asks again.
     fault = {"kind": "http_500", "path": "/v1/payment_intents", "count": 10}
     stripe_delivers.control("POST", "faults", fault)
     with app.app_context():
