@@ -239,6 +239,10 @@ class Payment(db.Model):
     card_brand: Mapped[str | None] = mapped_column(String(20))
     card_last4: Mapped[str | None] = mapped_column(String(4))
     payment_method: Mapped[dict | None] = mapped_column(db.JSON)
+    # When the shopper left the hosted page by its back link (the cancel return). The checkout
+    # stays open, as on Stripe (the shopper may come back and pay); if it closes unpaid, the
+    # payment FAILED as canceled_by_shopper rather than expired.
+    shopper_canceled_at: Mapped[datetime | None] = mapped_column(Timestamp)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     # RefundState of refunded_amount against amount; moved with it by `count_refunded` only.
     refund_state: Mapped[str | None] = mapped_column(String(7))

@@ -2,24 +2,23 @@
 
 A declined try comes in `payment_intent.payment_failed` (its `last_payment_error`); the try that
 paid is the intent's latest charge, read from a retrieved session (return page, reconciliation)
-or, after a webhook moved the payment, with one retrieve of the intent by the worker (queued
-in Redis: the webhook path asks the PSP nothing). However often and in
-whatever order the PSP tells an attempt, it is one row: known by its charge id, or by the event
-that reported a decline with no charge. Rows are written under the payment's row lock.
+or, after a webhook moved the payment, with one retrieve of the intent by the worker's periodic
+job (`learn_missing_charges`): the webhook path asks the PSP nothing and writes nothing more.
+However often and in whatever order the PSP tells an attempt, it is one row: known by its
+charge id, or by the event that reported a decline with no charge. Rows are written under the
+payment's row lock.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import cast
+from datetime import timedelta
 
-from flask import current_app
-from redis.exceptions import RedisError
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import and_, bindparam, exists, func, or_, select
 
 from app.common.locks import retry_lock_conflicts, rollback_quietly
-from app.extensions import db, get_redis
-from app.models import Payment, PaymentAttempt, PaymentStatus, PspEvent, StatusSource
+from app.extensions import db
+from app.models import Payment, PaymentAttempt, PaymentStatus, PspEvent, StatusSource, utcnow
 from app.models.attempt import OUTCOME_FAILED, OUTCOME_SUCCEEDED
 from app.payments import failure_reasons
 from app.payments.state import learn_psp_ids, lock_payment, lock_payment_by_public_id
@@ -55,9 +54,23 @@ def _has_attempt(payment_id: int, outcome: str) -> bool:
     )
 
 
-def has_declined_attempt(payment_id: int) -> bool:
-    """Whether the shopper tried and was declined (an expiry then reads as `declined`)."""
-    return _has_attempt(payment_id, OUTCOME_FAILED)
+def expiry_reason(payment: Payment) -> str:
+    """Why a checkout that closed unpaid failed: the shopper's last act on the hosted page
+    (left by its back link, or declined), else plain expiry (`failure_reasons.for_expiry`)."""
+    last_decline = db.session.scalar(
+        select(func.max(PaymentAttempt.attempted_at)).where(
+            PaymentAttempt.payment_id == payment.id, PaymentAttempt.outcome == OUTCOME_FAILED
+        )
+    )
+    return failure_reasons.for_expiry(
+        last_decline=last_decline, shopper_canceled_at=payment.shopper_canceled_at
+    )
+
+
+# The reasons a closed checkout's payment may have, which a late-told attempt may correct.
+_EXPIRY_REASONS = frozenset(
+    {failure_reasons.EXPIRED, failure_reasons.DECLINED, failure_reasons.CANCELED_BY_SHOPPER}
+)
 
 
 def record_attempt(
@@ -133,10 +146,14 @@ def handle_payment_intent_event(event: PspEventData, source: StatusSource) -> Ha
         return Handled(PspEvent.OUTCOME_MODE_MISMATCH, wrong_mode, payment.id)
     learn_psp_ids(payment, payment_intent_id=intent.id)
     added = record_attempt(payment, intent.last_error, psp_event_id=event.id)
-    if added is not None and payment.failure_reason == failure_reasons.EXPIRED:
-        # The session's expiry was applied before this (earlier) decline arrived: the shopper
-        # had tried, so the payment was declined.
-        payment.failure_reason = failure_reasons.DECLINED
+    if (
+        added is not None
+        and payment.failure_code == "expired"
+        and payment.failure_reason in _EXPIRY_REASONS
+    ):
+        # The checkout's expiry was applied before this (earlier) decline arrived: the reason
+        # follows what the shopper did last.
+        payment.failure_reason = expiry_reason(payment)
     if added is None:
         return Handled(PspEvent.OUTCOME_IGNORED, "attempt already recorded", payment.id)
     return Handled(PspEvent.OUTCOME_APPLIED, f"declined attempt: {added.decline_code}", payment.id)
@@ -158,33 +175,44 @@ def _lock_payment_for_intent(intent_id: str, metadata: dict[str, str]) -> Paymen
     return lock_payment(payment_id) if payment_id is not None else None
 
 
-def _lookup_key() -> str:
-    return f"{current_app.config['RQ_QUEUE_PREFIX']}:payment-method-lookups"
+# How far back the worker looks for paid payments whose charge it has not read yet: a webhook
+# moved them (its event carries no charge) since a few of its runs; a PSP error is retried on
+# every run inside the window.
+METHOD_LOOKBACK = timedelta(minutes=15)
 
 
-def queue_method_lookup(payment_id: int) -> None:
-    """After a webhook moved a payment to PENDING or SUCCESS without its charge: the worker's
-    `learn_queued_methods` asks the PSP (one Redis command here; the webhook answers without
-    waiting for a PSP call, as Stripe asks). Without Redis, asked at once instead."""
-    try:
-        get_redis().sadd(_lookup_key(), payment_id)
-    except RedisError as exc:
-        log.warning("payment %s: method lookup not queued (%s); asking now", payment_id, exc)
-        learn_paid_attempt(payment_id)
+def payments_missing_their_charge(limit: int = 500) -> list[int]:
+    """Ids of payments moved to PENDING or SUCCESS within METHOD_LOOKBACK whose charge is not
+    recorded yet: no method, or SUCCESS with no succeeded attempt (a SEPA debit's method came
+    with its processing charge). ix_payments_status_updated serves the window."""
+    succeeded = exists().where(
+        PaymentAttempt.payment_id == Payment.id, PaymentAttempt.outcome == OUTCOME_SUCCEEDED
+    )
+    ids = db.session.scalars(
+        select(Payment.id)
+        .where(
+            Payment.status.in_((PaymentStatus.SUCCESS.value, PaymentStatus.PENDING.value)),
+            Payment.updated_at >= utcnow() - METHOD_LOOKBACK,
+            Payment.psp_payment_intent_id.is_not(None),
+            or_(
+                Payment.payment_method.is_(None),
+                and_(Payment.status == PaymentStatus.SUCCESS.value, ~succeeded),
+            ),
+        )
+        .order_by(Payment.updated_at)
+        .limit(limit)
+    ).all()
+    db.session.commit()
+    return list(ids)
 
 
-def learn_queued_methods(limit: int = 500) -> int:
-    """The worker's part of `queue_method_lookup`: each queued payment's intent retrieved and
-    its method and paid attempt recorded; one the PSP could not answer is queued again for the
-    next run. Idempotent (known ones cost no PSP call). Returns how many were recorded."""
-    redis = get_redis()
-    ids = cast(list[bytes], redis.spop(_lookup_key(), limit) or [])  # SPOP with a count
+def learn_missing_charges(limit: int = 500) -> int:
+    """The worker's part: each such payment's intent retrieved (one PSP call) and its method
+    and paid attempt recorded. Idempotent; the webhook path itself asks the PSP nothing.
+    Returns how many were recorded."""
     recorded = 0
-    for raw in ids:
-        outcome = learn_paid_attempt(int(raw))
-        if outcome in ("psp error", "error"):
-            redis.sadd(_lookup_key(), raw)
-        recorded += outcome == "recorded"
+    for payment_id in payments_missing_their_charge(limit):
+        recorded += learn_paid_attempt(payment_id) == "recorded"
     return recorded
 
 

@@ -7,6 +7,8 @@ which code a way of failing gets and what it reads as.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 DECLINED = "declined"
 EXPIRED = "expired"
 CANCELED_BY_SHOPPER = "canceled_by_shopper"
@@ -33,10 +35,18 @@ def words(code: str | None) -> str | None:
     return FAILURE_REASONS.get(code, code)
 
 
-def for_expiry(*, attempted: bool) -> str:
-    """A checkout that closed without a payment: after a declined attempt the shopper was
-    declined (and gave up); with no attempt at all it simply expired."""
-    return DECLINED if attempted else EXPIRED
+def for_expiry(
+    *, last_decline: datetime | None = None, shopper_canceled_at: datetime | None = None
+) -> str:
+    """A checkout that closed without a payment: canceled by the shopper if their last act was
+    leaving by the hosted page's back link; declined if it was a declined attempt (and then
+    they gave up); with neither it simply expired. The PSP dates a decline in whole seconds:
+    a leave within the decline's second counts as after it."""
+    if shopper_canceled_at is not None and (
+        last_decline is None or shopper_canceled_at >= last_decline
+    ):
+        return CANCELED_BY_SHOPPER
+    return DECLINED if last_decline is not None else EXPIRED
 
 
 def default_for(failure_code: str | None) -> str:

@@ -24,8 +24,7 @@ from app.models import Payment, PaymentConflict, PaymentStatus, PspEvent, Status
 from app.models.payment import PAYMENT_TRANSITIONS
 from app.payments import failure_reasons
 from app.payments.attempts import (
-    has_declined_attempt,
-    queue_method_lookup,
+    expiry_reason,
     record_attempt,
 )
 from app.payments.outcomes import failure_reason, is_backwards, target_for_event, target_for_session
@@ -51,9 +50,6 @@ class _Applied:
     outcome: str
     detail: str | None = None
     conflict_kind: str | None = None  # a PaymentConflict row was added
-    # Moved to PENDING or SUCCESS without the charge in hand: its intent is asked once
-    # committed (how the shopper paid, the attempt that paid).
-    needs_charge: bool = False
 
 
 def handle_checkout_event(event: PspEventData, source: StatusSource) -> Handled:
@@ -79,16 +75,10 @@ def handle_checkout_event(event: PspEventData, source: StatusSource) -> Handled:
         psp_event_id=event.id,
         event_type=event.type,
     )
-    payment_pk, conflict_kind = payment.id, applied.conflict_kind
-
-    def after_commit() -> None:
-        if conflict_kind:  # counted once committed: a retried transaction counts once
-            PAYMENT_CONFLICTS.labels(conflict_kind).inc()
-        if applied.needs_charge:
-            queue_method_lookup(payment_pk)
-
-    hook = after_commit if conflict_kind or applied.needs_charge else None
-    return Handled(applied.outcome, applied.detail, payment.id, after_commit=hook)
+    count_conflict = None
+    if applied.conflict_kind:  # counted once committed: a retried transaction counts once
+        count_conflict = PAYMENT_CONFLICTS.labels(applied.conflict_kind).inc
+    return Handled(applied.outcome, applied.detail, payment.id, after_commit=count_conflict)
 
 
 def apply_session(
@@ -127,8 +117,6 @@ def apply_session(
         raise
     if applied.conflict_kind:
         PAYMENT_CONFLICTS.labels(applied.conflict_kind).inc()
-    if applied.needs_charge:  # a listed session (reconciliation) carries no charge
-        queue_method_lookup(payment_id)
     log.info(
         "session %s applied to payment %s (source=%s): %s%s",
         session.id,
@@ -176,9 +164,9 @@ def apply_own_session(
 
 def _failure_reason(payment: Payment, event_type: str | None, session: CheckoutSession) -> str:
     """The failure_reason code of a payment the PSP's session fails: a checkout that expired
-    (declined if the shopper had tried), else the PSP's rejection of the payment."""
+    (canceled by the shopper or declined, by what they did last), else the PSP's rejection."""
     if session.status == "expired" or event_type == "checkout.session.expired":
-        return failure_reasons.for_expiry(attempted=has_declined_attempt(payment.id))
+        return expiry_reason(payment)
     return failure_reasons.REJECTED_BY_PSP
 
 
@@ -271,11 +259,14 @@ def _apply(
         failure_message=failure_message,
         failure_reason=reason_code,
     )
-    paying = target in (PaymentStatus.PENDING, PaymentStatus.SUCCESS)
-    if paying and session.latest_charge is not None:
+    # A retrieved session carries the charge (how the shopper paid); an event's does not: the
+    # worker's learn_missing_charges reads it then.
+    if session.latest_charge is not None and target in (
+        PaymentStatus.PENDING,
+        PaymentStatus.SUCCESS,
+    ):
         record_attempt(payment, session.latest_charge)
-    needs_charge = paying and session.latest_charge is None
-    return _Applied(PspEvent.OUTCOME_APPLIED, f"{current} -> {target}", needs_charge=needs_charge)
+    return _Applied(PspEvent.OUTCOME_APPLIED, f"{current} -> {target}")
 
 
 def _mismatch(payment: Payment, session: CheckoutSession) -> str | None:

@@ -9,11 +9,11 @@ from urllib.parse import parse_qsl, urlencode, urlunsplit
 from limits import parse
 
 from app.common.urls import split_url
-from app.errors import PayBridgeError, ValidationError
+from app.errors import ValidationError
 from app.extensions import db, limiter
-from app.models import Payment, PaymentStatus, StatusSource
+from app.models import Payment, PaymentStatus, StatusSource, utcnow
 from app.payments.psp_facts import apply_session
-from app.payments.service import expire_payment
+from app.payments.state import lock_payment
 from app.psp.base import PspError
 from app.psp.factory import get_provider
 
@@ -83,33 +83,29 @@ def check_on_return(payment: Payment, session_id_hint: str | None) -> str | None
         return None
 
 
-SHOPPER_CANCELED = "the shopper canceled on the hosted checkout page"
-
-
-def cancel_on_return(payment: Payment) -> str | None:
-    """The shopper left the hosted page by its back link: the checkout is closed at the PSP and
-    the payment FAILED as canceled_by_shopper (expire_payment applies the PSP's truth instead
-    when the shopper paid meanwhile, e.g. in another tab). Only a payment still waiting for
-    the shopper (INITIATED); within the same per-payment budget of PSP calls as the return.
-    Returns the payment's status after, or None when nothing was done; never raises: the
-    shopper is redirected either way, and an open session still expires on its own."""
+def record_shopper_left(payment: Payment) -> bool:
+    """The shopper left the hosted page by its back link (the cancel return). As on Stripe the
+    checkout stays open (they may come back and pay until it expires); the time is kept so
+    that a checkout closing unpaid reads canceled_by_shopper, not expired. Only while the
+    payment waits for the shopper (INITIATED); at most the return checks' budget per payment
+    (anyone holding the URL can reload it). Returns whether it was recorded; never raises:
+    the shopper is redirected either way."""
     if payment.status != PaymentStatus.INITIATED:
-        return None
+        return False
     payment_pk, public_id = payment.id, payment.public_id
     if not _may_ask_psp(public_id):
-        log.info("cancel for %s: PSP asked often enough lately; not asking again", public_id)
-        return None
+        return False
     try:
-        canceled = expire_payment(payment_pk, source=StatusSource.RETURN, reason=SHOPPER_CANCELED)
-    except PayBridgeError as exc:  # paid or processing meanwhile, or the PSP is unreachable
-        db.session.rollback()
-        log.info("cancel for %s not applied: %s", public_id, exc.code)
-        return None
+        locked = lock_payment(payment_pk)
+        recorded = locked.status == PaymentStatus.INITIATED
+        if recorded:
+            locked.shopper_canceled_at = utcnow()
+        db.session.commit()
     except Exception:
         db.session.rollback()
-        log.exception("cancel for %s: could not expire the checkout", public_id)
-        return None
-    return canceled.status
+        log.exception("cancel for %s: the shopper's leaving was not recorded", public_id)
+        return False
+    return recorded
 
 
 def _may_ask_psp(public_id: str) -> bool:

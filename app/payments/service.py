@@ -33,7 +33,7 @@ from app.metrics import RATE_LIMITED
 from app.models import IdempotencyRecord, Payment, PaymentStatus, StatusSource, utcnow
 from app.models.payment import new_payment_id
 from app.payments import failure_reasons
-from app.payments.attempts import has_declined_attempt
+from app.payments.attempts import expiry_reason
 from app.payments.failure_reasons import CANCELED_REASONS
 from app.payments.psp_facts import apply_own_session
 from app.payments.state import lock_payment, record_creation, transition
@@ -577,13 +577,11 @@ def expire_payment(payment_id: int, *, source: StatusSource, reason: str) -> Pay
 
 
 def _expiry_reason(payment: Payment, source: StatusSource) -> str:
-    """Who stopped the payment: the merchant (API, dashboard), the shopper (leaving the hosted
-    page), or its checkout window (reconciliation: declined if the shopper had tried)."""
+    """Who stopped the payment: the merchant (API, dashboard), or its checkout window closing
+    (reconciliation: by what the shopper did last, `attempts.expiry_reason`)."""
     if source in (StatusSource.API, StatusSource.DASHBOARD):
         return failure_reasons.CANCELED_BY_MERCHANT
-    if source == StatusSource.RETURN:
-        return failure_reasons.CANCELED_BY_SHOPPER
-    return failure_reasons.for_expiry(attempted=has_declined_attempt(payment.id))
+    return expiry_reason(payment)
 
 
 def _fail_as_expired(

@@ -3,6 +3,8 @@ adapter reads from a PaymentIntent's last_payment_error and a charge's payment_m
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import pytest
 
 from app.payments import failure_reasons
@@ -38,11 +40,30 @@ DECLINED_INTENT = {
 }  # fmt: skip
 
 
+T0 = datetime(2026, 12, 1, 10, 0, 0)
+LATER = T0 + timedelta(minutes=2)
+
+
 @pytest.mark.parametrize(
-    ("attempted", "code"), [(False, "expired"), (True, "declined")], ids=["no-try", "declined"]
+    ("last_decline", "shopper_canceled_at", "code"),
+    [
+        (None, None, "expired"),
+        (T0, None, "declined"),
+        (None, T0, "canceled_by_shopper"),
+        (T0, LATER, "canceled_by_shopper"),  # declined, then left by the back link
+        (LATER, T0, "declined"),  # left, came back, declined, gave up
+    ],
+    ids=["no-try", "declined", "left", "declined-then-left", "left-then-declined"],
 )
-def test_an_expiry_reads_declined_only_after_an_attempt(attempted, code):
-    assert failure_reasons.for_expiry(attempted=attempted) == code
+def test_a_closed_checkout_reads_as_what_the_shopper_did_last(
+    last_decline, shopper_canceled_at, code
+):
+    assert (
+        failure_reasons.for_expiry(
+            last_decline=last_decline, shopper_canceled_at=shopper_canceled_at
+        )
+        == code
+    )
 
 
 def test_every_code_has_words_and_unknown_codes_read_as_themselves():

@@ -160,12 +160,12 @@ def test_a_failed_sepa_debit_is_rejected_by_the_psp_with_its_mandate(app, stripe
     assert declined.outcome == "failed" and declined.decline_code == "generic_decline"
 
 
-def test_a_psp_outage_keeps_the_method_lookup_queued(app, stripe_delivers):
+def test_a_psp_outage_leaves_the_method_for_the_next_run(app, stripe_delivers):
     merchant, _ = make_merchant(app, "Outage Shop", "http://127.0.0.1:9/notify")
     payment = registered_payment(app, merchant.id, amount=700)
     pay_session(stripe_delivers, payment.session_id, card="4242424242424242")
     wait_for_payment_status(app, payment.id, "SUCCESS")
-    # Every retry of the SDK answered 500: nothing learned, the payment stays queued.
+    # Every retry of the SDK answered 500: nothing learned; the next run asks again.
     fault = {"kind": "http_500", "path": "/v1/payment_intents", "count": 10}
     stripe_delivers.control("POST", "faults", fault)
     with app.app_context():
@@ -175,3 +175,36 @@ def test_a_psp_outage_keeps_the_method_lookup_queued(app, stripe_delivers):
     with app.app_context():
         assert learn_payment_methods() == 1
     assert load_payment(app, payment.id).card_last4 == "4242"
+
+
+def test_leaving_after_a_decline_is_canceled_by_the_shopper(app, stripe_delivers, client):
+    merchant, _ = make_merchant(app, "Left Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=900)
+    pay_session(stripe_delivers, payment.session_id, card="4000000000000002")
+    wait_for_attempts(app, payment.id, 1)
+    assert client.get(f"/checkout/cancel/{payment.public_id}").status_code == 303
+    stripe_client(stripe_delivers).v1.checkout.sessions.expire(payment.session_id)
+    stored = wait_for_payment_status(app, payment.id, "FAILED")
+    assert stored.failure_reason == "canceled_by_shopper"
+
+
+def test_coming_back_and_being_declined_after_leaving_is_declined(app, stripe_delivers, client):
+    merchant, _ = make_merchant(app, "Back Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=900)
+    assert client.get(f"/checkout/cancel/{payment.public_id}").status_code == 303
+    # Stripe dates the decline in whole seconds: the shopper comes back a little later.
+    stripe_delivers.control("POST", "clock/advance", {"seconds": 5})
+    pay_session(stripe_delivers, payment.session_id, card="4000000000000002")
+    wait_for_attempts(app, payment.id, 1)
+    stripe_client(stripe_delivers).v1.checkout.sessions.expire(payment.session_id)
+    stored = wait_for_payment_status(app, payment.id, "FAILED")
+    assert stored.failure_reason == "declined"
+
+
+def test_a_shopper_who_left_and_came_back_to_pay_is_paid(app, stripe_delivers, client):
+    merchant, _ = make_merchant(app, "Return Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=900)
+    assert client.get(f"/checkout/cancel/{payment.public_id}").status_code == 303
+    pay_session(stripe_delivers, payment.session_id, card="4242424242424242")
+    stored = wait_for_payment_status(app, payment.id, "SUCCESS")
+    assert stored.failure_reason is None

@@ -8,8 +8,9 @@ payment_attempts keeps one row per try on the hosted page (declined or succeeded
 the PSP's charge id, or by the event that reported a decline with no charge, so a redelivered
 or late event never adds a second row. Payments gain the method the shopper paid with (type,
 card brand and last 4 as columns the transactions list filters and searches through indexes
-that lead with merchant and mode as 0015's and 0017's do; the full details as JSON) and
-`failure_reason`, a code the lists filter on.
+that lead with merchant and mode as 0015's and 0017's do; the full details as JSON),
+`failure_reason`, a code the lists filter on, and `shopper_canceled_at`, when the shopper left
+the hosted page by its back link (the checkout stays open; closed unpaid, that is the reason).
 
 Existing FAILED payments get their reason from what they recorded: `expired` by the merchant
 (the API or the dashboard moved them) is canceled_by_merchant, other expiries are expired, a
@@ -53,6 +54,7 @@ PAYMENT_COLUMNS = (
     ('card_brand', sa.String(length=20)),
     ('card_last4', sa.String(length=4)),
     ('payment_method', sa.JSON()),
+    ('shopper_canceled_at', TIMESTAMP),
 )
 PAYMENT_INDEXES = {
     'ix_payments_merchant_method_created': [
