@@ -348,6 +348,8 @@ class Config(BaseSettings):
     IDEMPOTENCY_RETENTION_HOURS: Annotated[int, Field(ge=24)] = 48
     # How often the worker learns the payment intents of paid renewals (refunds need them).
     SUBSCRIPTION_UPKEEP_INTERVAL_SECONDS: Interval = 60
+    # How often the worker learns how webhook-moved payments were paid (their charge).
+    PAYMENT_METHOD_LOOKUP_INTERVAL_SECONDS: Interval = 10
 
     # Notifications to client apps: delays between attempts (then failed), each POST's time;
     # POSTs at once per worker process (threads that wait on client apps, not on the CPU), how
@@ -394,6 +396,8 @@ class Config(BaseSettings):
     # the wide pass compares the PSP's sessions in chunks of about this many payments.
     RECON_INTERVAL_SECONDS: Interval = 300
     RECON_STALE_AFTER_SECONDS: Count = 600
+    # A PENDING payment of a delayed method (SEPA, …) is stale only after this (it settles in days).
+    RECON_DELAYED_STALE_AFTER_SECONDS: Count = 86400
     RECON_LOOKBACK_HOURS: Count = 48
     RECON_RATE_LIMIT_PER_SECOND: Seconds = 20.0
     RECON_RATE_LIMIT_BACKOFF_SECONDS: Seconds = 1.0

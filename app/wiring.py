@@ -13,7 +13,7 @@ from flask import Flask
 from app.disputes import psp_events as dispute_events
 from app.disputes import signals as dispute_signals
 from app.notifications import outbox
-from app.payments import psp_facts
+from app.payments import attempts, psp_facts
 from app.payments import signals as payment_signals
 from app.psp_events.intake import register_handlers
 from app.refunds import psp_events as refund_events
@@ -41,6 +41,10 @@ def register_hooks(app: Flask) -> None:
         app,
         {
             **dict.fromkeys(psp_facts.CHECKOUT_EVENT_TYPES, psp_facts.handle_checkout_event),
+            # Each declined attempt on the hosted page (its decline code, the card tried).
+            **dict.fromkeys(
+                attempts.PAYMENT_INTENT_EVENT_TYPES, attempts.handle_payment_intent_event
+            ),
             **dict.fromkeys(refund_events.REFUND_EVENT_TYPES, refund_events.handle_refund_event),
             **dict.fromkeys(
                 dispute_events.DISPUTE_EVENT_TYPES, dispute_events.handle_dispute_event

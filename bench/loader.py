@@ -61,11 +61,17 @@ PAYMENT_COLUMNS = (
     "interval_count description customer_email success_url cancel_url metadata status "
     "status_version psp psp_session_id psp_payment_intent_id checkout_url psp_expires_at "
     "failure_code failure_message refunded_amount created_at updated_at finalized_at "
-    "refund_state"
+    "refund_state failure_reason method_type card_brand card_last4"
 ).split()
 # Of the SUCCESS payments, these shares are refunded in part and in full (refunded_amount and
 # refund_state only: the lists and filters read them; no refund rows).
 REFUNDED_PARTIAL, REFUNDED_FULL = 0.03, 0.01
+# How the paid ones were paid, and why the failed ones failed (0018): drawn from a random
+# stream of their own, so the rows' other values stay those of earlier runs.
+METHODS = (("card", 0.85), ("sepa_debit", 0.1), ("ideal", 0.05))
+BRANDS = ("visa", "mastercard", "amex")
+FAILURE_REASONS = ("declined", "expired", "canceled_by_shopper", "canceled_by_merchant",
+                   "rejected_by_psp")  # fmt: skip
 HISTORY_COLUMNS = (
     "payment_id from_status to_status status_version source reason psp_event_id created_at"
 ).split()
@@ -184,6 +190,19 @@ def _abandon(child, pipes) -> None:
         os.close(writer)
 
 
+def _method_and_reason(rng: random.Random, status: str) -> list:
+    """(failure_reason, method_type, card_brand, card_last4) of one generated payment."""
+    if status == "FAILED":
+        return [rng.choice(FAILURE_REASONS), None, None, None]
+    if status not in ("SUCCESS", "PENDING"):
+        return [None, None, None, None]
+    kinds, weights = zip(*METHODS, strict=True)
+    kind = rng.choices(kinds, weights)[0]
+    brand = rng.choice(BRANDS) if kind == "card" else None
+    last4 = f"{rng.randint(0, 9999):04d}" if kind in ("card", "sepa_debit") else None
+    return [None, kind, brand, last4]
+
+
 def _generate_into(
     paths: dict[str, str], batch: Batch, first_id: int, now: datetime, results
 ) -> None:
@@ -203,8 +222,10 @@ def _generate_into(
 def _generate(pf, hf, nf, batch: Batch, first_id: int, now: datetime) -> int:
     merchant_id, count, prefix = batch.merchant_id, batch.count, batch.prefix
     rng = random.Random(batch.seed)
-    # Its own stream: the rows drawn from `rng` stay what they were before refunds were loaded.
+    # Their own streams: the rows drawn from `rng` stay what they were before refunds and
+    # methods were loaded.
     refund_rng = random.Random(batch.seed + 1)
+    method_rng = random.Random(batch.seed + 2)
     statuses = list(batch.status_weights)
     weights = list(batch.status_weights.values())
     start = now - batch.span
@@ -267,6 +288,7 @@ def _generate(pf, hf, nf, batch: Batch, first_id: int, now: datetime) -> int:
             _ts(times[-1]),
             _ts(final_at) if final_at else None,
             refund_state,
+            *_method_and_reason(method_rng, status),
         ]
         pf.write(_tsv(row))
         prev = None

@@ -867,6 +867,7 @@ def reads(ctx: Context) -> None:
     _seed_refunds_and_disputes(stack, vol["merchant_id"])
     pub, sid, email, ref = samples[0]
     today = datetime.now(UTC).date().isoformat()
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     export_currency = min(per_currency, key=lambda c: abs(per_currency[c] - 100_000))
     dash = "/dashboard/payments"
     urls = [
@@ -895,6 +896,10 @@ def reads(ctx: Context) -> None:
         ("dashboard: customer page", f"/dashboard/customers/{email}"),
         ("dashboard: customers list", "/dashboard/customers"),
         ("dashboard: customers prefix", f"/dashboard/customers?q={email[:10]}"),
+        ("dashboard: method=sepa_debit", f"{dash}?method_type=sepa_debit"),
+        ("dashboard: failure_reason=declined", f"{dash}?failure_reason=declined"),
+        ("dashboard: search last 4", f"{dash}?q=4242"),
+        ("dashboard: search brand", f"{dash}?q=amex"),
         ("api: list", "/api/v1/payments?limit=100"),
         ("api: status=FAILED", "/api/v1/payments?status=FAILED&limit=100"),
         ("api: created range", f"/api/v1/payments?created_gte={today}T00:00:00Z&limit=100"),
@@ -926,8 +931,20 @@ def reads(ctx: Context) -> None:
     older = re.search(r'href="([^"]*after=[^"]+)"', html)
     if older:
         urls.append(("dashboard: page 2 (cursor)", older.group(1).replace("&amp;", "&")))
+    # The overview: three aggregates (payments: volumes, rates, reasons, methods; refunds;
+    # disputes), each over every row of the period and the one before: here the whole
+    # loaded volume. Not a list: no 100 ms target, fewer and slower requests.
+    overview_urls = [
+        ("dashboard: overview 30 days", "/dashboard/?range=last_30_days"),
+        (
+            "dashboard: overview custom range",
+            f"/dashboard/?range=custom&from={yesterday}&to={today}",
+        ),
+    ]
     api_headers = {"Authorization": f"Bearer {vol['api_key']}"}
-    explain_input = [[n, u, api_headers if u.startswith("/api") else None] for n, u in urls]
+    explain_input = [
+        [n, u, api_headers if u.startswith("/api") else None] for n, u in urls + overview_urls
+    ]
     explain_input.append(["dashboard: payment page", f"/dashboard/payments/{pub}", None])
     explain_input.append(["api: payment", f"/api/v1/payments/{pub}", api_headers])
     explains = stack.appctl("explain", "--email", vol["email"], "--urls", json.dumps(explain_input))
@@ -942,6 +959,16 @@ def reads(ctx: Context) -> None:
             make=lambda i, u=url, h=headers: ("GET", u, h, None),
         )
         ctx.results.append(row(f"read {name}", result, ctx, target_p95_ms=100))
+    for name, url in overview_urls:
+        result = loadgen.run(
+            stack.web_url,
+            name,
+            rate=2,
+            count=min(p.reads_per_url, 10),
+            make=lambda i, u=url: ("GET", u, {"Cookie": cookie}, None),
+            timeout_s=120,
+        )
+        ctx.results.append(row(f"read {name}", result, ctx, rows_aggregated=p.reads_payments))
     pubs = [s[0] for s in samples]
     for name, tmpl, headers in (
         ("read dashboard payment page", "/dashboard/payments/{}", {"Cookie": cookie}),

@@ -207,7 +207,7 @@ MAX_BATCH = 1000
 
 def _pay_options(body: dict) -> dict:
     """The pay route's options (card, iban, outcome, ...), checked."""
-    for key in ("card", "iban", "outcome", "email", "name", "settle_outcome"):
+    for key in ("card", "iban", "outcome", "email", "name", "settle_outcome", "wallet"):
         _string(body, key)
     three_ds = body.get("three_d_secure", "approve")
     if three_ds is not None and three_ds not in ("approve", "deny"):
@@ -220,6 +220,7 @@ def _pay_options(body: dict) -> dict:
         "name": body.get("name"),
         "three_d_secure": three_ds,
         "settle_outcome": body.get("settle_outcome"),
+        "wallet": body.get("wallet"),
     }
 
 

@@ -496,8 +496,14 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
         name: str | None = None,
         three_d_secure: str | None = "approve",
         settle_outcome: str | None = None,
+        wallet: str | None = None,
+        expiry: tuple[int, int] | None = None,
     ) -> dict:
-        """Pay an open session; returns ``{"session", "declined", "decline_code", ...}``."""
+        """Pay an open session; returns ``{"session", "declined", "decline_code", ...}``.
+
+        A declined attempt keeps the session open, as on Stripe: the session's PaymentIntent
+        (made by the first attempt) gets `last_payment_error` and a failed charge, and
+        `payment_intent.payment_failed` is sent; the next attempt reuses that intent."""
         with self.lock:
             rec = self._session(sid, param="id")
             if rec["status"] != "open":
@@ -516,13 +522,16 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
                         rec, method, email, name, settle_outcome or "succeeded"
                     )
                 if outcome == "declined":
-                    return self._declined(rec, cards.CARD_DECLINES["4000000000000002"])
+                    declined = {"type": "card", "number": "4000000000000002"}
+                    return self._declined(
+                        rec, cards.CARD_DECLINES["4000000000000002"], declined, email
+                    )
                 raise invalid("outcome", "outcome must be one of paid, unpaid, declined.")
             if iban is not None:
                 if "sepa_debit" not in rec["payment_method_types"]:
                     raise invalid("iban", "sepa_debit is not allowed for this Checkout Session.")
                 result = cards.iban_outcome(iban)
-                if result is None:
+                if result is None:  # refused by the page's own check: no attempt at Stripe
                     return self._declined(rec, cards.INVALID_IBAN)
                 chosen = settle_outcome or ("succeeded" if result else "failed")
                 method = {"type": "sepa_debit", "iban": cards.normalize(iban)}
@@ -530,15 +539,23 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
             if card is not None:
                 if "card" not in rec["payment_method_types"]:
                     raise invalid("card", "card is not allowed for this Checkout Session.")
+                if wallet is not None and wallet not in objects.WALLETS:
+                    raise invalid("wallet", f"wallet must be one of {', '.join(objects.WALLETS)}.")
                 result = cards.card_outcome(card)
-                if isinstance(result, cards.Decline):
+                method = {"type": "card", "number": cards.normalize(card), "wallet": wallet}
+                if expiry is not None:
+                    method["exp_month"], method["exp_year"] = expiry
+                if result is cards.INCORRECT_NUMBER:  # the page's own check: no attempt
                     return self._declined(rec, result)
+                if isinstance(result, cards.Decline):
+                    return self._declined(rec, result, method, email)
                 if result == "3ds":
                     if three_d_secure == "deny":
-                        return self._declined(rec, cards.AUTH_FAILED)
+                        method["three_d_secure"] = "failed"
+                        return self._declined(rec, cards.AUTH_FAILED, method, email)
                     if three_d_secure != "approve":
                         return self._not_declined(rec, requires_action=True)
-                method = {"type": "card", "number": cards.normalize(card)}
+                    method["three_d_secure"] = "authenticated"
                 return self._complete(rec, method, email, name)
             if rec["payment_status"] == "no_payment_required":
                 return self._complete(rec, {"type": "card"}, email, name)
@@ -553,7 +570,18 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
             "requires_action": requires_action,
         }
 
-    def _declined(self, rec: dict, decline: cards.Decline) -> dict:
+    def _declined(
+        self,
+        rec: dict,
+        decline: cards.Decline,
+        method: dict | None = None,
+        email: str | None = None,
+    ) -> dict:
+        """A declined attempt. With `method` it reached Stripe (a payment-mode session): it is
+        recorded on the session's PaymentIntent and announced; without, the page refused the
+        input itself (a malformed card number or IBAN) and Stripe saw nothing."""
+        if method is not None and rec["mode"] == "payment":
+            self._record_decline(rec, decline, method, email)
         return {
             "session": self.render_session(rec, []),
             "declined": True,
@@ -572,20 +600,74 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
             # first invoice come from _start_subscription (subscriptions.py).
             rec["customer"] = rec["customer"] or objects.new_id("cus_", 14)
 
+    def _record_decline(
+        self, rec: dict, decline: cards.Decline, method: dict, email: str | None
+    ) -> None:
+        """Stripe's trace of a declined attempt: the intent back to requires_payment_method with
+        `last_payment_error` (the payment method in full), a failed charge unless 3-D Secure
+        failed before any charge, and `payment_intent.payment_failed`."""
+        pi = self._attempt_pi(rec, method, "requires_payment_method")
+        error: dict = {
+            "type": "card_error",
+            "code": decline.code,
+            "decline_code": decline.decline_code,
+            "doc_url": f"https://stripe.com/docs/error-codes/{decline.code.replace('_', '-')}",
+            "message": decline.message,
+            "payment_method": objects.payment_method(
+                pm_id=pi["payment_method"], created=pi["created"], method=method, email=email
+            ),
+        }
+        if decline is cards.AUTH_FAILED:
+            error["type"] = "invalid_request_error"
+            pi["latest_charge"] = None
+        else:
+            charge = objects.charge(
+                created=self.clock.now(), pi=pi, status="failed", method=method, email=email,
+                name=None, failure=decline,
+            )  # fmt: skip
+            charge["captured"] = False
+            objects.in_mode(charge, rec["livemode"])
+            self.store.save("charge", charge)
+            error["charge"] = charge["id"]
+        pi["last_payment_error"] = error
+        self.store.save("payment_intent", pi)
+        self.store.save("session", rec)
+        self.emit("payment_intent.payment_failed", public(pi), NO_REQUEST)
+
+    def _attempt_pi(self, rec: dict, method: dict, status: str) -> dict:
+        """The session's PaymentIntent for a new attempt: made by the first attempt, reused by
+        every later one (a new charge id and payment method each time)."""
+        pi = self.store.get("payment_intent", rec.get("_pi") or "")
+        if pi is None:
+            pi = objects.payment_intent(
+                created=self.clock.now(),
+                amount=rec["amount_total"] or 0,
+                currency=rec["currency"] or "usd",
+                method_type=method["type"],
+                status=status,
+                metadata=rec.get("_pi_metadata") or {},
+                description=rec.get("_pi_description"),
+                receipt_email=None,
+            )
+            objects.in_mode(pi, rec["livemode"])
+            if rec["mode"] == "payment":
+                rec["payment_intent"] = pi["id"]
+            rec["_pi"] = pi["id"]
+        else:
+            pi["latest_charge"] = objects.new_id("ch_3")
+            pi["payment_method"] = objects.new_id("pm_1")
+            pi["status"] = status
+            if method["type"] not in pi["payment_method_types"]:
+                pi["payment_method_types"].append(method["type"])
+        return pi
+
     def _new_pi(self, rec: dict, method: dict, status: str, email, name) -> dict:
-        pi = objects.payment_intent(
-            created=self.clock.now(),
-            amount=rec["amount_total"] or 0,
-            currency=rec["currency"] or "usd",
-            method_type=method["type"],
-            status=status,
-            metadata=rec.get("_pi_metadata") or {},
-            description=rec.get("_pi_description"),
-            receipt_email=None,
-        )
+        pi = self._attempt_pi(rec, method, status)
+        pi["last_payment_error"] = None
+        pi["amount_received"] = pi["amount"] if status == "succeeded" else 0
         charge_status = {"succeeded": "succeeded", "processing": "pending"}[status]
         charge = objects.charge(
-            created=pi["created"], pi=pi, status=charge_status, method=method, email=email,
+            created=self.clock.now(), pi=pi, status=charge_status, method=method, email=email,
             name=name,
         )  # fmt: skip
         objects.in_mode(pi, rec["livemode"])
@@ -678,6 +760,7 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
                 "decline_code": "generic_decline",
                 "message": "The payment was declined by the bank.",
                 "payment_method": {"id": pi["payment_method"], "type": "sepa_debit"},
+                "charge": pi["latest_charge"],
             }
             if charge:
                 charge.update(

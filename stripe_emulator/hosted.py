@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 
 from werkzeug.utils import redirect
 from werkzeug.wrappers import Request, Response
@@ -162,6 +163,9 @@ def checkout_form(rec: dict, *, error: str | None = None, values=None, status: i
             '<label for="cardholder">Name on card</label>'
             '<input type="text" id="cardholder" name="name" autocomplete="cc-name" '
             f'value="{esc(values.get("name", ""))}">'
+            '<label for="wallet">Wallet (test)</label>'
+            f'<select id="wallet" name="wallet">{_wallet_options(values.get("wallet", ""))}'
+            "</select>"
             "</fieldset>"
         )
     if "sepa_debit" in methods:
@@ -199,11 +203,31 @@ def checkout_form(rec: dict, *, error: str | None = None, values=None, status: i
     return page("Checkout", body, status)
 
 
+WALLET_LABELS = {"": "None (card typed in)", "apple_pay": "Apple Pay", "google_pay": "Google Pay",
+                 "link": "Link"}  # fmt: skip
+
+
+def _wallet_options(chosen: str) -> str:
+    return "".join(
+        f'<option value="{v}"{" selected" if v == chosen else ""}>{t}</option>'
+        for v, t in WALLET_LABELS.items()
+    )
+
+
+def _expiry(text: str) -> tuple[int, int] | None:
+    """ "MM / YY" (or MM/YYYY) as typed, or None when it cannot be read (any expiry is taken)."""
+    match = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{2}|\d{4})\s*", text or "")
+    if not match or not 1 <= int(match[1]) <= 12:
+        return None
+    year = int(match[2])
+    return int(match[1]), year + 2000 if year < 100 else year
+
+
 def three_d_secure(rec: dict, form) -> Response:
     esc = html.escape
     hidden = "".join(
         f'<input type="hidden" name="{k}" value="{esc(form.get(k, ""))}">'
-        for k in ("email", "method", "card_number", "exp", "name")
+        for k in ("email", "method", "card_number", "exp", "name", "wallet")
     )
     body = (
         "<h1>Authenticate your payment</h1>"
@@ -236,7 +260,12 @@ def pay(emu, rec: dict, form) -> Response:
     else:
         if not form.get("card_number", "").strip():
             return checkout_form(rec, error="Enter your card number.", values=values, status=400)
-        kwargs.update(card=form["card_number"], three_d_secure=form.get("three_d_secure"))
+        kwargs.update(
+            card=form["card_number"],
+            three_d_secure=form.get("three_d_secure"),
+            wallet=form.get("wallet") or None,
+            expiry=_expiry(form.get("exp", "")),
+        )
     try:
         result = emu.pay(rec["id"], **kwargs)
     except StripeErrorResponse as err:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import string
+from typing import Any
 
 from . import API_VERSION
 
@@ -352,58 +353,165 @@ def card_brand(number: str) -> str:
     return "unknown"
 
 
-def charge(
-    *, created: int, pi: dict, status: str, method: dict, email: str | None, name: str | None
-) -> dict:
-    """The charge behind a PaymentIntent (refunds will hang off it, issue 6)."""
-    cid = pi["latest_charge"]
+# Test cards whose charge details differ from the defaults (a credit card issued in the US):
+# Stripe's funding and country test numbers (https://docs.stripe.com/testing).
+CARD_FACTS = {
+    "4000056655665556": {"funding": "debit"},
+    "5200828282828210": {"funding": "debit"},
+    "5105105105105100": {"funding": "prepaid"},
+    "4000000760000002": {"country": "BR"},
+    "4000001240000000": {"country": "CA"},
+    "4000004840008001": {"country": "MX"},
+    "4000000400000008": {"country": "AT"},
+    "4000002500003155": {"country": "FR"},
+    "4000002760003184": {"country": "DE"},
+}
+# The wallets the hosted page offers for a card (the card behind the wallet pays).
+WALLETS = ("apple_pay", "google_pay", "link")
+
+
+def card_details(method: dict, amount: int) -> dict:
+    """A charge's `payment_method_details.card` for a test card number, as Stripe fills it:
+    brand, last 4, expiry, funding, country, wallet and the 3-D Secure result if one ran."""
+    number = method.get("number", "4242424242424242")
+    brand = card_brand(number)
+    facts = CARD_FACTS.get(number, {})
+    wallet = method.get("wallet")
+    three_ds = None
+    if method.get("three_d_secure"):
+        three_ds = {
+            "authentication_flow": "challenge",
+            "electronic_commerce_indicator": "05",
+            "exemption_indicator": None,
+            "result": method["three_d_secure"],
+            "result_reason": None if method["three_d_secure"] == "authenticated" else "rejected",
+            "transaction_id": new_id("", 36),
+            "version": "2.2.0",
+        }
+    return {
+        "amount_authorized": amount,
+        "authorization_code": None,
+        "brand": brand,
+        "checks": {
+            "address_line1_check": None,
+            "address_postal_code_check": None,
+            "cvc_check": "pass",
+        },
+        "country": facts.get("country", "US"),
+        "exp_month": method.get("exp_month", 12),
+        "exp_year": method.get("exp_year", 2034),
+        "extended_authorization": {"status": "disabled"},
+        "fingerprint": new_id("", 16),
+        "funding": facts.get("funding", "credit"),
+        "incremental_authorization": {"status": "unavailable"},
+        "installments": None,
+        "last4": number[-4:],
+        "mandate": None,
+        "multicapture": {"status": "unavailable"},
+        "network": brand,
+        "network_token": {"used": False},
+        "network_transaction_id": None,
+        "overcapture": {"maximum_amount_capturable": amount, "status": "unavailable"},
+        "regulated_status": None,
+        "three_d_secure": three_ds,
+        "transaction_link_id": None,
+        "wallet": {"dynamic_last4": None, "type": wallet, wallet: {}} if wallet else None,
+    }
+
+
+def method_details(method: dict, amount: int) -> dict:
+    """A charge's `payment_method_details` for what the shopper paid with."""
     if method.get("type") == "sepa_debit":
-        details = {
+        iban = method.get("iban", "")
+        return {
             "type": "sepa_debit",
             "sepa_debit": {
-                "bank_code": method.get("iban", "")[4:12] or None,
+                "bank_code": iban[4:12] or None,
                 "branch_code": None,
-                "country": method.get("iban", "")[:2] or None,
+                "country": iban[:2] or None,
                 "fingerprint": new_id("", 16),
-                "last4": method.get("iban", "")[-4:] or None,
+                "last4": iban[-4:] or None,
                 "mandate": new_id("mandate_1"),
             },
         }
-    else:
-        number = method.get("number", "4242424242424242")
-        brand = card_brand(number)
-        details = {
-            "type": "card",
-            "card": {
-                "amount_authorized": pi["amount"],
-                "authorization_code": None,
-                "brand": brand,
-                "checks": {
-                    "address_line1_check": None,
-                    "address_postal_code_check": None,
-                    "cvc_check": "pass",
-                },
-                "country": "US",
-                "exp_month": 12,
-                "exp_year": 2034,
-                "extended_authorization": {"status": "disabled"},
-                "fingerprint": new_id("", 16),
-                "funding": "credit",
-                "incremental_authorization": {"status": "unavailable"},
-                "installments": None,
-                "last4": number[-4:],
-                "mandate": None,
-                "multicapture": {"status": "unavailable"},
-                "network": brand,
-                "network_token": {"used": False},
-                "network_transaction_id": None,
-                "overcapture": {"maximum_amount_capturable": pi["amount"], "status": "unavailable"},
-                "regulated_status": None,
-                "three_d_secure": None,
-                "transaction_link_id": None,
-                "wallet": None,
-            },
+    return {"type": "card", "card": card_details(method, amount)}
+
+
+def payment_method(*, pm_id: str, created: int, method: dict, email: str | None) -> dict:
+    """The PaymentMethod object Stripe puts in a PaymentIntent's `last_payment_error`."""
+    obj = {
+        "id": pm_id,
+        "object": "payment_method",
+        "allow_redisplay": "unspecified",
+        "billing_details": {"address": _no_address(), "email": email, "name": None,
+                            "phone": None, "tax_id": None},
+        "created": created,
+        "customer": None,
+        "livemode": False,
+        "metadata": {},
+        "type": method.get("type", "card"),
+    }  # fmt: skip
+    if obj["type"] == "sepa_debit":
+        details = method_details(method, 0)["sepa_debit"]
+        obj["sepa_debit"] = {k: details[k] for k in ("bank_code", "branch_code", "country",
+                                                     "fingerprint", "last4")}  # fmt: skip
+        return obj
+    card = card_details(method, 0)
+    obj["card"] = {
+        "brand": card["brand"],
+        "checks": card["checks"],
+        "country": card["country"],
+        "display_brand": card["brand"],
+        "exp_month": card["exp_month"],
+        "exp_year": card["exp_year"],
+        "fingerprint": card["fingerprint"],
+        "funding": card["funding"],
+        "last4": card["last4"],
+        "networks": {"available": [card["brand"]], "preferred": None},
+        "three_d_secure_usage": {"supported": True},
+        "wallet": card["wallet"],
+    }
+    return obj
+
+
+def _outcome(failure: Any) -> dict:
+    if failure is None:
+        return {
+            "advice_code": None,
+            "network_advice_code": None,
+            "network_decline_code": None,
+            "network_status": "approved_by_network",
+            "reason": None,
+            "risk_level": "normal",
+            "seller_message": "Payment complete.",
+            "type": "authorized",
         }
+    return {
+        "advice_code": "try_again_later",
+        "network_advice_code": None,
+        "network_decline_code": None,
+        "network_status": "declined_by_network",
+        "reason": failure.decline_code or failure.code,
+        "risk_level": "normal",
+        "seller_message": "The bank did not return any further details with this decline.",
+        "type": "issuer_declined",
+    }
+
+
+def charge(
+    *,
+    created: int,
+    pi: dict,
+    status: str,
+    method: dict,
+    email: str | None,
+    name: str | None,
+    failure: Any = None,
+) -> dict:
+    """The charge behind a PaymentIntent (refunds hang off it): one per attempt, a failed one
+    carrying the decline (`failure`: cards.Decline)."""
+    cid = pi["latest_charge"]
+    details = method_details(method, pi["amount"])
     paid = status == "succeeded"
     return {
         "id": cid,
@@ -430,22 +538,13 @@ def charge(
         "description": pi["description"],
         "disputed": False,
         "failure_balance_transaction": None,
-        "failure_code": None,
-        "failure_message": None,
+        "failure_code": failure.decline_code or failure.code if failure else None,
+        "failure_message": failure.message if failure else None,
         "fraud_details": {},
         "livemode": False,
         "metadata": dict(pi["metadata"]),
         "on_behalf_of": None,
-        "outcome": {
-            "advice_code": None,
-            "network_advice_code": None,
-            "network_decline_code": None,
-            "network_status": "approved_by_network",
-            "reason": None,
-            "risk_level": "normal",
-            "seller_message": "Payment complete.",
-            "type": "authorized",
-        },
+        "outcome": _outcome(failure),
         "paid": paid,
         "payment_intent": pi["id"],
         "payment_method": pi["payment_method"],

@@ -36,6 +36,7 @@ ACTIONS = (
     "secret_reveal",
     "secret_rotate",
     "notify_url_change",
+    "time_zone_change",
 )
 
 AUDIT_PAGE_SIZE = 100

@@ -14,6 +14,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.accounts.passwords import check_password
 from app.accounts.sessions import end_user_sessions
+from app.common.timezones import checked_zone_name
 from app.common.urls import split_url
 from app.errors import ValidationError
 from app.extensions import db
@@ -58,6 +59,18 @@ def set_notify_url(
     new = validate_notify_url(url, allowed_networks=allowed_networks)
     old = merchant.notify_url
     merchant.notify_url = new
+    db.session.flush()
+    return old, new
+
+
+def set_time_zone(merchant: Merchant, name: str) -> tuple[str, str]:
+    """Change the zone the merchant's dashboard days and times are in; (old, new)."""
+    try:
+        new = checked_zone_name(name)
+    except ValueError as exc:
+        raise ValidationError(str(exc), param="time_zone") from None
+    old = merchant.time_zone
+    merchant.time_zone = new
     db.session.flush()
     return old, new
 

@@ -1,5 +1,6 @@
 """All models, imported here so Alembic and the app see every table."""
 
+from app.models.attempt import PaymentAttempt
 from app.models.base import iso, utcnow
 from app.models.dispute import Dispute
 from app.models.events import Notification, NotificationAttempt, PspEvent, ReconciliationRun
@@ -36,6 +37,7 @@ __all__ = [
     "Notification",
     "NotificationAttempt",
     "Payment",
+    "PaymentAttempt",
     "PaymentConflict",
     "PaymentStatusChange",
     "PspEvent",

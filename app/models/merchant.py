@@ -46,6 +46,8 @@ class Merchant(db.Model):
     # (API_RATE_LIMIT_READ_PER_SECOND, API_RATE_LIMIT_WRITE_PER_SECOND).
     api_read_limit: Mapped[int | None] = mapped_column()
     api_write_limit: Mapped[int | None] = mapped_column()
+    # The IANA zone its dashboard's days and times are in (app/common/timezones.py).
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant")
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.extensions import db
+from app.models.attempt import PaymentAttempt
 from app.models.base import BigId, ExactString, Timestamp, Transitions, public_id, utcnow
 from app.models.merchant import Merchant
 
@@ -159,6 +160,43 @@ class Payment(db.Model):
             "id",
         ),
         Index("ix_payments_refund_created", "livemode", "refund_state", "created_at", "id"),
+        # Searched and filtered by payment method and failure reason, one mode, newest first
+        # (0018): a merchant's list and an operator's across merchants.
+        Index(
+            "ix_payments_merchant_method_created",
+            "merchant_id",
+            "livemode",
+            "method_type",
+            "created_at",
+            "id",
+        ),
+        Index("ix_payments_method_created", "livemode", "method_type", "created_at", "id"),
+        Index(
+            "ix_payments_merchant_brand_created",
+            "merchant_id",
+            "livemode",
+            "card_brand",
+            "created_at",
+            "id",
+        ),
+        Index(
+            "ix_payments_merchant_last4_created",
+            "merchant_id",
+            "livemode",
+            "card_last4",
+            "created_at",
+            "id",
+        ),
+        Index("ix_payments_last4_created", "livemode", "card_last4", "created_at", "id"),
+        Index(
+            "ix_payments_merchant_failure_created",
+            "merchant_id",
+            "livemode",
+            "failure_reason",
+            "created_at",
+            "id",
+        ),
+        Index("ix_payments_failure_created", "livemode", "failure_reason", "created_at", "id"),
         # A refund event names the payment intent: it finds its payment (0012).
         Index("ix_payments_psp_payment_intent", "psp_payment_intent_id"),
     )
@@ -207,6 +245,20 @@ class Payment(db.Model):
     )
     failure_code: Mapped[str | None] = mapped_column(String(100))
     failure_message: Mapped[str | None] = mapped_column(String(500))
+    # Why it FAILED, as one of app/payments/failure_reasons.py's codes (NULL unless FAILED);
+    # failure_code/failure_message above keep the PSP's own words.
+    failure_reason: Mapped[str | None] = mapped_column(String(24))
+    # How the shopper paid, from the PSP's charge (payment_method_details): its type, card
+    # brand and last 4 as columns the lists filter and search on, the rest (expiry, funding,
+    # country, wallet, 3-D Secure, SEPA mandate) in `payment_method`.
+    method_type: Mapped[str | None] = mapped_column(String(32))
+    card_brand: Mapped[str | None] = mapped_column(String(20))
+    card_last4: Mapped[str | None] = mapped_column(String(4))
+    payment_method: Mapped[dict | None] = mapped_column(db.JSON)
+    # When the shopper left the hosted page by its back link (the cancel return). The checkout
+    # stays open, as on Stripe (the shopper may come back and pay); if it closes unpaid, the
+    # payment FAILED as canceled_by_shopper rather than expired.
+    shopper_canceled_at: Mapped[datetime | None] = mapped_column(Timestamp)
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     # RefundState of refunded_amount against amount; moved with it by `count_refunded` only.
     refund_state: Mapped[str | None] = mapped_column(String(7))
@@ -220,6 +272,10 @@ class Payment(db.Model):
     merchant: Mapped[Merchant] = relationship()
     history: Mapped[list[PaymentStatusChange]] = relationship(
         back_populates="payment", order_by="PaymentStatusChange.id"
+    )
+    # Every try to pay on the hosted page, in the order they happened.
+    attempts: Mapped[list[PaymentAttempt]] = relationship(
+        order_by=(PaymentAttempt.attempted_at, PaymentAttempt.id), viewonly=True
     )
 
     @validates("customer_email")

@@ -23,6 +23,29 @@ PROGRESS_RANK = {
 # Payment intent statuses that mean a completed-but-unpaid checkout's payment failed.
 FAILED_INTENT_STATUSES = frozenset({"requires_payment_method", "canceled"})
 
+# Payment methods whose charge settles days after checkout (bank debits, vouchers): a PENDING
+# payment paid with one is not late after minutes as a card's would be (reconciliation).
+DELAYED_METHOD_TYPES = frozenset(
+    {
+        "sepa_debit",
+        "bacs_debit",
+        "au_becs_debit",
+        "acss_debit",
+        "us_bank_account",
+        "sofort",
+        "boleto",
+        "oxxo",
+        "konbini",
+        "customer_balance",
+    }
+)
+
+
+def settles_late(status: str, method_type: str | None) -> bool:
+    """A payment still processing a delayed method's debit: it waits days, not minutes."""
+    return status == PaymentStatus.PENDING and method_type in DELAYED_METHOD_TYPES
+
+
 EVENT_TARGETS = {
     "checkout.session.async_payment_succeeded": PaymentStatus.SUCCESS,
     "checkout.session.async_payment_failed": PaymentStatus.FAILED,

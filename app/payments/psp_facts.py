@@ -22,6 +22,11 @@ from app.extensions import db
 from app.metrics import PAYMENT_CONFLICTS
 from app.models import Payment, PaymentConflict, PaymentStatus, PspEvent, StatusSource
 from app.models.payment import PAYMENT_TRANSITIONS
+from app.payments import failure_reasons
+from app.payments.attempts import (
+    expiry_reason,
+    record_attempt,
+)
 from app.payments.outcomes import failure_reason, is_backwards, target_for_event, target_for_session
 from app.payments.state import learn_psp_ids, lock_payment, lock_payment_by_public_id, transition
 from app.psp.base import CheckoutSession, PspEventData
@@ -139,11 +144,30 @@ def apply_own_session(
         return target
     if is_backwards(current, target) or not PAYMENT_TRANSITIONS.allows(current, target):
         return target
-    code, why = (None, reason)
+    code, why, reason_code = None, reason, None
     if target == PaymentStatus.FAILED:
         code, why = failure_reason(None, session)
-    transition(payment, target, source=source, reason=why, failure_code=code, failure_message=why)
+        reason_code = _failure_reason(payment, None, session)
+    transition(
+        payment,
+        target,
+        source=source,
+        reason=why,
+        failure_code=code,
+        failure_message=why,
+        failure_reason=reason_code,
+    )
+    if session.latest_charge is not None:
+        record_attempt(payment, session.latest_charge)
     return target
+
+
+def _failure_reason(payment: Payment, event_type: str | None, session: CheckoutSession) -> str:
+    """The failure_reason code of a payment the PSP's session fails: a checkout that expired
+    (canceled by the shopper or declined, by what they did last), else the PSP's rejection."""
+    if session.status == "expired" or event_type == "checkout.session.expired":
+        return expiry_reason(payment)
+    return failure_reasons.REJECTED_BY_PSP
 
 
 # Built once: every event runs it.
@@ -217,9 +241,10 @@ def _apply(
 
     if current == PaymentStatus.CREATED:
         _record_registration(payment, session, source=source, psp_event_id=psp_event_id)
-    failure_code = failure_message = None
+    failure_code = failure_message = reason_code = None
     if target == PaymentStatus.FAILED:
         failure_code, failure_message = failure_reason(event_type, session)
+        reason_code = _failure_reason(payment, event_type, session)
     if event_type:
         reason = f"{event_type} (payment_status={session.payment_status})"
     else:
@@ -232,7 +257,15 @@ def _apply(
         psp_event_id=psp_event_id,
         failure_code=failure_code,
         failure_message=failure_message,
+        failure_reason=reason_code,
     )
+    # A retrieved session carries the charge (how the shopper paid); an event's does not: the
+    # worker's learn_missing_charges reads it then.
+    if session.latest_charge is not None and target in (
+        PaymentStatus.PENDING,
+        PaymentStatus.SUCCESS,
+    ):
+        record_attempt(payment, session.latest_charge)
     return _Applied(PspEvent.OUTCOME_APPLIED, f"{current} -> {target}")
 
 

@@ -11,8 +11,9 @@ from limits import parse
 from app.common.urls import split_url
 from app.errors import ValidationError
 from app.extensions import db, limiter
-from app.models import Payment, PaymentStatus, StatusSource
+from app.models import Payment, PaymentStatus, StatusSource, utcnow
 from app.payments.psp_facts import apply_session
+from app.payments.state import lock_payment
 from app.psp.base import PspError
 from app.psp.factory import get_provider
 
@@ -80,6 +81,31 @@ def check_on_return(payment: Payment, session_id_hint: str | None) -> str | None
         db.session.rollback()
         log.exception("return for %s: could not apply session %s", public_id, session_id)
         return None
+
+
+def record_shopper_left(payment: Payment) -> bool:
+    """The shopper left the hosted page by its back link (the cancel return). As on Stripe the
+    checkout stays open (they may come back and pay until it expires); the time is kept so
+    that a checkout closing unpaid reads canceled_by_shopper, not expired. Only while the
+    payment waits for the shopper (INITIATED); at most the return checks' budget per payment
+    (anyone holding the URL can reload it). Returns whether it was recorded; never raises:
+    the shopper is redirected either way."""
+    if payment.status != PaymentStatus.INITIATED:
+        return False
+    payment_pk, public_id = payment.id, payment.public_id
+    if not _may_ask_psp(public_id):
+        return False
+    try:
+        locked = lock_payment(payment_pk)
+        recorded = locked.status == PaymentStatus.INITIATED
+        if recorded:
+            locked.shopper_canceled_at = utcnow()
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        log.exception("cancel for %s: the shopper's leaving was not recorded", public_id)
+        return False
+    return recorded
 
 
 def _may_ask_psp(public_id: str) -> bool:

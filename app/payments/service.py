@@ -32,6 +32,9 @@ from app.extensions import db, get_limits_redis
 from app.metrics import RATE_LIMITED
 from app.models import IdempotencyRecord, Payment, PaymentStatus, StatusSource, utcnow
 from app.models.payment import new_payment_id
+from app.payments import failure_reasons
+from app.payments.attempts import expiry_reason
+from app.payments.failure_reasons import CANCELED_REASONS
 from app.payments.psp_facts import apply_own_session
 from app.payments.state import lock_payment, record_creation, transition
 from app.payments.validation import fingerprint, normalise, validate_create_params
@@ -466,6 +469,7 @@ def _record_rejection(
             reason=f"rejected by the PSP: {exc.code}",
             failure_code=(exc.code or "psp_rejected")[:100],
             failure_message=exc.message[:500],
+            failure_reason=failure_reasons.REJECTED_BY_PSP,
         )
     code = payment.failure_code or exc.code
     error = PayBridgeError(
@@ -510,11 +514,13 @@ def expire_payment(payment_id: int, *, source: StatusSource, reason: str) -> Pay
     db.session.commit()
 
     truth: CheckoutSession | None = None
+    expired_here = False  # this call expired the session (not the PSP's clock, not before)
     if session_id:
         provider = get_provider(psp, livemode=livemode)
         try:
             try:
                 truth = provider.expire_checkout_session(session_id)
+                expired_here = True
             except PspInvalidState:
                 truth = provider.retrieve_checkout_session(session_id)
         except PspNotFound:
@@ -559,13 +565,28 @@ def expire_payment(payment_id: int, *, source: StatusSource, reason: str) -> Pay
             "PAYMENT_ALREADY_FINAL",
             details={"payment_id": public_id, "status": payment.status},
         )
+    why = _expiry_reason(payment, source)
     if not payment.is_final:
-        _fail_as_expired(payment, source, reason)
+        _fail_as_expired(payment, source, reason, why)
+    elif expired_here and payment.failure_code == "expired" and why in CANCELED_REASONS:
+        # The session's expired event, caused by this very call, was applied first: the
+        # payment was canceled all the same, by whoever asked.
+        payment.failure_reason = why
     db.session.commit()
     return payment
 
 
-def _fail_as_expired(payment: Payment, source: StatusSource, reason: str) -> None:
+def _expiry_reason(payment: Payment, source: StatusSource) -> str:
+    """Who stopped the payment: the merchant (API, dashboard), or its checkout window closing
+    (reconciliation: by what the shopper did last, `attempts.expiry_reason`)."""
+    if source in (StatusSource.API, StatusSource.DASHBOARD):
+        return failure_reasons.CANCELED_BY_MERCHANT
+    return expiry_reason(payment)
+
+
+def _fail_as_expired(
+    payment: Payment, source: StatusSource, reason: str, why: str = failure_reasons.EXPIRED
+) -> None:
     transition(
         payment,
         PaymentStatus.FAILED,
@@ -573,4 +594,5 @@ def _fail_as_expired(payment: Payment, source: StatusSource, reason: str) -> Non
         reason=reason,
         failure_code="expired",
         failure_message=reason,
+        failure_reason=why,
     )

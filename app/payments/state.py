@@ -24,7 +24,7 @@ from app.models import (
     utcnow,
 )
 from app.models.payment import PAYMENT_TRANSITIONS
-from app.payments import signals
+from app.payments import failure_reasons, signals
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +78,12 @@ def transition(
     psp_event_id: str | None = None,
     failure_code: str | None = None,
     failure_message: str | None = None,
+    failure_reason: str | None = None,
 ) -> PaymentStatusChange:
-    """Move `payment` to `target`, or raise IllegalTransition. The caller holds the row lock."""
+    """Move `payment` to `target`, or raise IllegalTransition. The caller holds the row lock.
+
+    A move to FAILED records why as a `failure_reasons` code; a caller that names none gets
+    `expired` for an expiry and `rejected_by_psp` otherwise."""
     current = payment.status_enum
     if not PAYMENT_TRANSITIONS.allows(current, target):
         raise IllegalTransition(current, target)
@@ -90,6 +94,7 @@ def transition(
     if target == PaymentStatus.FAILED:
         payment.failure_code = failure_code or payment.failure_code
         payment.failure_message = failure_message or payment.failure_message
+        payment.failure_reason = failure_reason or failure_reasons.default_for(payment.failure_code)
     if target.is_final:
         payment.finalized_at = now
     change = PaymentStatusChange(

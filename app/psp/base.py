@@ -5,6 +5,7 @@ The payment core sees only these types; only an adapter module imports its PSP's
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -35,6 +36,52 @@ class CheckoutRequest:
 
 
 @dataclass(frozen=True)
+class PspMethod:
+    """How the shopper paid (or tried to), normalised from the PSP's payment method details:
+    `type` (card, sepa_debit, ideal, …) and the fields PayBridge keeps, None when not given."""
+
+    type: str | None
+    brand: str | None = None  # card brand: visa, mastercard, amex, …
+    last4: str | None = None  # card or IBAN
+    exp_month: int | None = None
+    exp_year: int | None = None
+    funding: str | None = None  # credit | debit | prepaid | unknown
+    country: str | None = None  # the card's or the bank account's
+    wallet: str | None = None  # apple_pay | google_pay | link | …
+    three_d_secure: str | None = None  # the authentication's result: authenticated, failed, …
+    mandate: str | None = None  # SEPA Direct Debit: the mandate reference
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PspAttempt:
+    """One try to pay a payment intent: a charge, or a decline the PSP reported."""
+
+    outcome: str  # failed | succeeded | pending (a delayed method still processing)
+    charge_id: str | None
+    method: PspMethod | None
+    attempted_at: datetime | None  # naive UTC
+    decline_code: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True)
+class PspPaymentIntent:
+    """The PSP's payment intent, normalised: what it says of its attempts."""
+
+    id: str
+    status: str
+    metadata: dict[str, str]
+    # Its latest charge, when expanded (retrieve with latest_charge).
+    latest_charge: PspAttempt | None = None
+    # Its last decline (`last_payment_error`), when it has one.
+    last_error: PspAttempt | None = None
+
+
+@dataclass(frozen=True)
 class CheckoutSession:
     """The PSP's view of a checkout, normalised."""
 
@@ -55,6 +102,8 @@ class CheckoutSession:
     payment_intent_status: str | None = None
     # The PSP's decline or failure code, when it gave one.
     failure_code: str | None = None
+    # The payment intent's latest charge, when expanded that far (retrieves do).
+    latest_charge: PspAttempt | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +224,8 @@ class PspEventData:
     subscription: PspSubscription | None = None
     # Set when the event is about a dispute (charge.dispute.*).
     dispute: PspDispute | None = None
+    # Set when the event is about a payment intent (payment_intent.payment_failed).
+    payment_intent: PspPaymentIntent | None = None
     # Stripe's mode of the event (and of what it is about): it must be the mode of the payment
     # it names, or it is stored and never applied.
     livemode: bool = False
@@ -265,6 +316,10 @@ class PaymentProvider(ABC):
 
     @abstractmethod
     def expire_checkout_session(self, session_id: str) -> CheckoutSession: ...
+
+    def retrieve_payment_intent(self, payment_intent_id: str) -> PspPaymentIntent:
+        """The payment intent with its latest charge (how the shopper paid)."""
+        raise PspRejected(f"{self.name} cannot retrieve payment intents", code="unsupported")
 
     @abstractmethod
     def list_checkout_sessions(

@@ -28,13 +28,16 @@ from app.psp.base import (
     CheckoutRequest,
     CheckoutSession,
     PaymentProvider,
+    PspAttempt,
     PspChargeRefunds,
     PspDispute,
     PspError,
     PspEventData,
     PspInvalidState,
     PspInvoice,
+    PspMethod,
     PspNotFound,
+    PspPaymentIntent,
     PspRateLimited,
     PspRefund,
     PspRejected,
@@ -126,11 +129,13 @@ def session_from_stripe(obj: Any) -> CheckoutSession:
     intent = _field(obj, "payment_intent")
     intent_status = None
     failure_code = None
+    latest_charge = None
     if intent is not None and not isinstance(intent, str):
         intent_status = _field(intent, "status")
         last_error = _field(intent, "last_payment_error")
         if last_error is not None:
             failure_code = _field(last_error, "decline_code") or _field(last_error, "code")
+        latest_charge = attempt_from_charge(_field(intent, "latest_charge"))
     metadata = _field(obj, "metadata")
     currency = _field(obj, "currency")
     return CheckoutSession(
@@ -148,6 +153,94 @@ def session_from_stripe(obj: Any) -> CheckoutSession:
         created_at=from_unix(_field(obj, "created")),
         payment_intent_status=intent_status,
         failure_code=failure_code,
+        latest_charge=latest_charge,
+    )
+
+
+def _word(value: Any, limit: int = 32) -> str | None:
+    """A short PSP word kept on a payment (brand, funding, …): a string cut to its column, or
+    None for anything else."""
+    return value[:limit] if isinstance(value, str) and value else None
+
+
+def _whole(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _last4(value: Any) -> str | None:
+    return value if isinstance(value, str) and len(value) == 4 and value.isalnum() else None
+
+
+def method_from_stripe(details: Any) -> PspMethod | None:
+    """A charge's `payment_method_details`, or a PaymentMethod object (in `last_payment_error`),
+    normalised; None when there is none. Only short, well-typed values are kept: a payload
+    PayBridge cannot store whole is read for what fits."""
+    kind = _word(_field(details, "type"))
+    if kind is None:
+        return None
+    own = _field(details, kind)
+    wallet = _field(own, "wallet")
+    secure = _field(own, "three_d_secure")
+    return PspMethod(
+        type=kind,
+        brand=_word(_field(own, "brand"), 20),
+        last4=_last4(_field(own, "last4")),
+        exp_month=_whole(_field(own, "exp_month")),
+        exp_year=_whole(_field(own, "exp_year")),
+        funding=_word(_field(own, "funding")),
+        country=_word(_field(own, "country"), 2),
+        wallet=_word(_field(wallet, "type")),
+        three_d_secure=_word(_field(secure, "result")),
+        mandate=_word(_field(own, "mandate"), 100),
+    )
+
+
+# A charge's status as an attempt's outcome.
+_CHARGE_OUTCOMES = {"succeeded": "succeeded", "failed": "failed", "pending": "pending"}
+
+
+def attempt_from_charge(charge: Any) -> PspAttempt | None:
+    """An expanded charge as an attempt; None when it is not expanded (an id) or absent."""
+    if charge is None or isinstance(charge, str) or _field(charge, "id") is None:
+        return None
+    failure = _field(charge, "failure_code")
+    return PspAttempt(
+        outcome=_CHARGE_OUTCOMES.get(_field(charge, "status"), "pending"),
+        charge_id=_word(charge["id"], MAX_PSP_ID_LENGTH),
+        method=method_from_stripe(_field(charge, "payment_method_details")),
+        attempted_at=from_unix(_field(charge, "created")),
+        decline_code=_word(_field(_field(charge, "outcome"), "reason"), 100) if failure else None,
+        failure_code=_word(failure, 100),
+        failure_message=_word(_field(charge, "failure_message"), 500),
+    )
+
+
+def attempt_from_error(error: Any, at: datetime | None) -> PspAttempt | None:
+    """A PaymentIntent's `last_payment_error` as the failed attempt it reports."""
+    if error is None:
+        return None
+    return PspAttempt(
+        outcome="failed",
+        charge_id=_word(_id_of(_field(error, "charge")), MAX_PSP_ID_LENGTH),
+        method=method_from_stripe(_field(error, "payment_method")),
+        attempted_at=at,
+        decline_code=_word(_field(error, "decline_code"), 100),
+        failure_code=_word(_field(error, "code"), 100),
+        failure_message=_word(_field(error, "message"), 500),
+    )
+
+
+def payment_intent_from_stripe(obj: Any, at: datetime | None = None) -> PspPaymentIntent:
+    """Normalise a Stripe payment_intent (an event's, or retrieved with its latest charge);
+    `at`: when its last error happened (the event's time; else the intent's own)."""
+    return PspPaymentIntent(
+        id=obj["id"],
+        status=_field(obj, "status") or "requires_payment_method",
+        metadata=_plain_metadata(_field(obj, "metadata")),
+        latest_charge=attempt_from_charge(_field(obj, "latest_charge")),
+        last_error=attempt_from_error(
+            _field(obj, "last_payment_error"), at or from_unix(_field(obj, "created"))
+        ),
     )
 
 
@@ -323,6 +416,11 @@ def event_from_stripe(event: dict) -> PspEventData:
         livemode=_livemode(event),
         charge=charge_refunds_from_stripe(data_object) if kind == "charge" else None,
         dispute=dispute_from_stripe(data_object) if kind == "dispute" else None,
+        payment_intent=(
+            payment_intent_from_stripe(data_object, from_unix(_field(event, "created")))
+            if kind == "payment_intent"
+            else None
+        ),
     )
 
 
@@ -377,7 +475,8 @@ def check_event(event: PspEventData) -> PspEventData:
     for name, value, limit in (("id", event.id, MAX_PSP_ID_LENGTH), ("type", event.type, 100)):
         if not isinstance(value, str) or not value or len(value) > limit:
             raise ValueError(f"event {name} is not a string of 1-{limit}")
-    for part in (event.session, event.invoice, event.subscription, event.dispute, *event.refunds):
+    parts = (event.session, event.invoice, event.subscription, event.dispute, event.payment_intent)
+    for part in (*parts, *event.refunds):
         if part is not None:
             _check_fields(part)
     if event.charge is not None:
@@ -576,9 +675,20 @@ class StripeProvider(PaymentProvider):
             "retrieve_session",
             "get",
             f"/v1/checkout/sessions/{_id(session_id)}",
-            {"expand": ["payment_intent"]},
+            # The intent's latest charge too: how the shopper paid, in the same call.
+            {"expand": ["payment_intent.latest_charge"]},
         )
         return session_from_stripe(session)
+
+    def retrieve_payment_intent(self, payment_intent_id: str) -> PspPaymentIntent:
+        """The payment intent with its latest charge expanded (the payment method details)."""
+        intent = self._request(
+            "retrieve_payment_intent",
+            "get",
+            f"/v1/payment_intents/{_id(payment_intent_id)}",
+            {"expand": ["latest_charge"]},
+        )
+        return payment_intent_from_stripe(intent)
 
     def expire_checkout_session(self, session_id: str) -> CheckoutSession:
         """Expire an open session; PspInvalidState when it is already complete or expired."""

@@ -22,7 +22,13 @@ from sqlalchemy import and_, func, or_, select
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Payment, PaymentStatus, PspEvent, StatusSource, utcnow
-from app.payments.outcomes import is_backwards, target_for_event, target_for_session
+from app.payments.outcomes import (
+    DELAYED_METHOD_TYPES,
+    is_backwards,
+    settles_late,
+    target_for_event,
+    target_for_session,
+)
 from app.payments.psp_facts import apply_session
 from app.payments.service import expire_payment, register_with_psp
 from app.psp.base import CheckoutSession, PaymentProvider, PspError, PspEventData
@@ -53,6 +59,8 @@ MIN_CHUNK = timedelta(minutes=1)
 # Threads checking stale payments one PSP call each (every call still waits for the shared
 # rate cap): at 150 ms a call, 4 threads reach ~26 calls/s, enough to fill the default 20/s.
 CHECK_THREADS = 4
+# RECON_DELAYED_STALE_AFTER_SECONDS's default: a SEPA debit settles within days.
+DELAYED_STALE_AFTER = timedelta(days=1)
 
 
 class OutOfTime(Exception):
@@ -104,8 +112,11 @@ class Reconciler:
         keep_alive: Callable[[], None] = lambda: None,
         deadline: float | None = None,
         tally: Tally | None = None,
+        delayed_stale_after: timedelta = DELAYED_STALE_AFTER,
     ) -> None:
         self.provider = provider
+        # When a PENDING payment of a delayed method (SEPA, …) is stale: days, not minutes.
+        self.delayed_stale_after = delayed_stale_after
         self.livemode = provider.livemode
         self.gate = gate
         self.dry_run = dry_run
@@ -254,20 +265,35 @@ class Reconciler:
 
     # -- pass 2: every stale non-final payment ---------------------------------------------
 
-    @staticmethod
-    def _stale(now: datetime, stale_after: timedelta):
-        """The stale pass's rule: not final, untouched for `stale_after` or past its expiry."""
+    def _stale(self, now: datetime, stale_after: timedelta):
+        """The stale pass's rule: not final, untouched for `stale_after` or past its expiry;
+        but a PENDING payment of a delayed method (its checkout complete, its debit settling
+        for days) only once untouched for `delayed_stale_after`, whatever its session's
+        expiry (`outcomes.settles_late`)."""
+        settling = and_(
+            Payment.status == PaymentStatus.PENDING.value,
+            Payment.method_type.is_not(None),
+            Payment.method_type.in_(sorted(DELAYED_METHOD_TYPES)),
+        )
         return and_(
             Payment.status.in_(NON_FINAL),
-            or_(Payment.updated_at <= now - stale_after, Payment.psp_expires_at <= now),
+            or_(
+                and_(
+                    ~settling,
+                    or_(Payment.updated_at <= now - stale_after, Payment.psp_expires_at <= now),
+                ),
+                and_(settling, Payment.updated_at <= now - self.delayed_stale_after),
+            ),
         )
 
-    @staticmethod
-    def _is_stale(row, now: datetime, stale_after: timedelta) -> bool:
+    def _is_stale(self, row, now: datetime, stale_after: timedelta) -> bool:
         """The same rule in Python, for a payment row already loaded."""
-        return row.status in NON_FINAL and (
-            row.updated_at <= now - stale_after
-            or (row.psp_expires_at is not None and row.psp_expires_at <= now)
+        if row.status not in NON_FINAL:
+            return False
+        if settles_late(row.status, row.method_type):
+            return row.updated_at <= now - self.delayed_stale_after
+        return row.updated_at <= now - stale_after or (
+            row.psp_expires_at is not None and row.psp_expires_at <= now
         )
 
     def stale_payment_ids(self, stale_after: timedelta) -> Iterator[int]:
@@ -614,6 +640,7 @@ class Reconciler:
             Payment.psp_expires_at,
             Payment.created_at,
             Payment.livemode,
+            Payment.method_type,
         )
         by_session = {
             p.psp_session_id: p

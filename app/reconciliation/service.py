@@ -6,7 +6,11 @@ A run has three passes, cheapest first:
    a page) that PayBridge never stored go through `process_event(received_via="recon")`, exactly
    as if their webhook had come, so their history rows carry the event ids.
 2. **Stale payments.** Every non-final payment not touched for RECON_STALE_AFTER_SECONDS (or
-   past its session's expiry): CREATED ones are registered again with their own PSP idempotency
+   past its session's expiry) — but a PENDING one paid by a delayed method (SEPA Direct Debit
+   and the other bank debits and vouchers of `outcomes.DELAYED_METHOD_TYPES`, its method_type
+   learned from the charge) only once untouched for RECON_DELAYED_STALE_AFTER_SECONDS (a day):
+   a card settles in minutes, a debit in days, and asking every run for days meanwhile is a PSP
+   call each time for nothing: CREATED ones are registered again with their own PSP idempotency
    key (the PSP answers with the session it already made, never a second one); the sessions of
    INITIATED/PENDING ones are applied (`apply_session`, source recon); an open session past its
    expiry is expired at the PSP and the payment FAILED. The sessions come from the PSP's list
@@ -406,6 +410,7 @@ def _execute(config, run: ReconciliationRun, lock: RunLock | None) -> Reconcilia
             keep_alive=keep_alive,
             deadline=deadline,
             tally=tally,
+            delayed_stale_after=timedelta(seconds=config["RECON_DELAYED_STALE_AFTER_SECONDS"]),
         )
         for livemode in modes_in_use()
     ]

@@ -92,7 +92,9 @@ def _bars(
     plot_w = WIDTH - LEFT - RIGHT
     plot_h = HEIGHT - TOP - BOTTOM
     slot = plot_w / max(len(series), 1)
-    bar_w = max(slot * 0.62, 2)
+    bar_w = max(slot * 0.62, 1)
+    # At most ~31 labels fit under the axis: a long range labels every few days.
+    every = math.ceil(len(series) / 31) if series else 1
     out = []
     for i, (segments, label) in enumerate(zip(series, labels, strict=True)):
         x = LEFT + slot * i + (slot - bar_w) / 2
@@ -108,10 +110,11 @@ def _bars(
                 f'<rect x="{x:.1f}" y="{base:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
                 f'fill="{colour}"><title>{escape(tip)}</title></rect>'
             )
-        out.append(
-            f'<text x="{x + bar_w / 2:.1f}" y="{TOP + plot_h + 16}" text-anchor="middle" '
-            f'fill="{AXIS}">{escape(label)}</text>'
-        )
+        if i % every == 0:
+            out.append(
+                f'<text x="{x + bar_w / 2:.1f}" y="{TOP + plot_h + 16}" text-anchor="middle" '
+                f'fill="{AXIS}">{escape(label)}</text>'
+            )
     return out
 
 
@@ -181,4 +184,49 @@ def amount_chart(days, currency: str) -> Markup:
     body = _axis(top_minor, fmt) + _bars(series, labels, top_minor)
     return _frame(
         f"Amount received per day ({currency})", desc, body, [(SUCCESS, f"Paid, {currency}")]
+    )
+
+
+BAR_ROW = 28  # height of one row of a breakdown chart
+
+
+def breakdown_chart(title: str, rows: list[tuple[str, int]], *, unit: str, colour: str) -> Markup:
+    """Horizontal bars, one per (label, count), largest first as given: what a period's
+    payments split into (why they failed, how they were paid)."""
+    width, label_w = 480, 170  # drawn beside its table: narrower than the day charts
+    height = 8 + BAR_ROW * max(len(rows), 1)
+    top = _axis_top(max((v for _, v in rows), default=0))
+    plot_w = width - label_w - RIGHT - 64
+    total = sum(v for _, v in rows)
+    body = []
+    for i, (label, value) in enumerate(rows):
+        y = 4 + BAR_ROW * i
+        w = plot_w * value / top if top else 0
+        share = f"{value / total:.0%}" if total else "0%"
+        shown = label if len(label) <= 24 else label[:23] + "…"
+        body.append(
+            f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end" fill="{AXIS}">'
+            f"{escape(shown)}</text>"
+        )
+        body.append(
+            f'<rect x="{label_w}" y="{y + 5}" width="{max(w, 1):.1f}" height="{BAR_ROW - 10}" '
+            f'fill="{colour}"><title>{escape(f"{label}: {value} {unit} ({share})")}</title></rect>'
+        )
+        body.append(
+            f'<text x="{label_w + w + 6:.1f}" y="{y + 17}" fill="{AXIS}">{value} · {share}</text>'
+        )
+    if rows:
+        desc = f"{total} {unit}: " + "; ".join(
+            f"{label} {value} ({value / total:.0%})" for label, value in rows
+        )
+    else:
+        desc = f"No {unit} in this period."
+    tid, did = _uid("chart-title"), _uid("chart-desc")
+    return Markup(
+        f'<svg class="chart breakdown" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-labelledby="{tid} {did}" xmlns="http://www.w3.org/2000/svg" '
+        f'font-family="system-ui, sans-serif" font-size="13">'
+        f'<title id="{tid}">{escape(title)}</title><desc id="{did}">{escape(desc)}</desc>'
+        + "".join(body)
+        + "</svg>"
     )

@@ -8,7 +8,6 @@ app/reporting/modes.py); one object opened by its id is found in either, and say
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -124,6 +123,8 @@ def notification_in_scope(notification_id: int, *, merchant_id: int | None) -> N
 
 @dataclass
 class DayStats:
+    """One day of the overview (a local day of the merchant's zone)."""
+
     day: date
     total: int = 0
     succeeded: int = 0
@@ -132,12 +133,9 @@ class DayStats:
 
 
 @dataclass
-class Overview:
-    days: list[DayStats]
-    currencies: list[str]
-    total: int
-    succeeded: int
-    failed: int
+class Attention:
+    """What needs someone's attention now, whatever the overview's period."""
+
     stuck_count: int
     stuck: list[Payment]
     failed_notifications_count: int
@@ -145,62 +143,15 @@ class Overview:
     open_conflicts_count: int
     open_conflicts: list[PaymentConflict]
 
-    @property
-    def success_rate(self) -> float | None:
-        decided = self.succeeded + self.failed
-        return None if decided == 0 else self.succeeded / decided
 
-
-def _as_date(value) -> date:
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    return date.fromisoformat(str(value))
-
-
-def overview(
-    *, merchant_id: int | None, livemode: bool, days: int = 14, now: datetime | None = None
-) -> Overview:
-    """Per-day volumes and amounts (UTC days), success rate and what needs attention, of one
-    mode."""
+def attention(*, merchant_id: int | None, livemode: bool, now: datetime | None = None) -> Attention:
+    """Stuck payments, failed notifications and open conflicts of one mode: how many (capped)
+    and the first few."""
 
     def in_view(stmt, model):
         return in_mode(scoped(stmt, model, merchant_id), model, livemode)
 
     now = now or utcnow()
-    first_day = now.date() - timedelta(days=days - 1)
-    start = datetime.combine(first_day, datetime.min.time())
-    day_col = func.date(Payment.created_at)
-    stmt = (
-        select(
-            day_col,
-            Payment.currency,
-            Payment.status,
-            func.count(Payment.id),
-            func.coalesce(func.sum(Payment.amount), 0),
-        )
-        .where(Payment.created_at >= start)
-        .group_by(day_col, Payment.currency, Payment.status)
-    )
-    stmt = in_view(stmt, Payment)
-    by_day = {
-        first_day + timedelta(days=i): DayStats(first_day + timedelta(days=i)) for i in range(days)
-    }
-    currency_totals: dict[str, int] = defaultdict(int)
-    for raw_day, currency, status, count, amount in db.session.execute(stmt):
-        stats = by_day.get(_as_date(raw_day))
-        if stats is None:
-            continue
-        stats.total += count
-        if status == PaymentStatus.SUCCESS.value:
-            stats.succeeded += count
-            stats.amounts[currency] = stats.amounts.get(currency, 0) + int(amount)
-            currency_totals[currency] += int(amount)
-        elif status == PaymentStatus.FAILED.value:
-            stats.failed += count
-    ordered_days = [by_day[d] for d in sorted(by_day)]
-
     stuck_q = select(Payment).where(
         Payment.status.in_(NON_FINAL), Payment.updated_at < now - STUCK_AFTER
     )
@@ -210,12 +161,7 @@ def overview(
     failed_q = in_view(failed_q, Notification)
     conflicts_q = in_view(conflicts_q, PaymentConflict)
 
-    return Overview(
-        days=ordered_days,
-        currencies=sorted(currency_totals, key=lambda c: -currency_totals[c]),
-        total=sum(d.total for d in ordered_days),
-        succeeded=sum(d.succeeded for d in ordered_days),
-        failed=sum(d.failed for d in ordered_days),
+    return Attention(
         stuck_count=_count(stuck_q, Payment.id),
         stuck=_oldest_stuck(lambda stmt: in_view(stmt, Payment), now - STUCK_AFTER),
         failed_notifications_count=_count(failed_q, Notification.id),

@@ -4,7 +4,8 @@ Every query here starts from the caller's tenancy scope (one merchant, or all fo
 and one of Stripe's modes (test or live data, never both), and is shaped so MySQL answers it
 from an index (migrations 0003_dashboard_indexes, 0013_mode_scoped_keys, 0015_mode_indexes):
 equality on merchant_id, livemode and then status / currency / payment_type / refund_state
-(0017_refund_indexes), then a range on created_at, ordered by (created_at, id) — the primary
+(0017_refund_indexes) / method_type / failure_reason / card_brand / card_last4
+(0018_attempts_methods), then a range on created_at, ordered by (created_at, id) — the primary
 key rides along at the end of every InnoDB secondary index.
 Search is exact-or-prefix only (`LIKE 'abc%'`), never a leading wildcard; emails are kept in lower
 case and searched by their start through (merchant_id, livemode, customer_email) (0019_list_search).
@@ -28,6 +29,22 @@ from app.extensions import db
 from app.models import Payment, RefundState
 from app.models.payment import normalize_email
 from app.reporting.modes import in_mode
+
+# Stripe's payment method types and card brands a person searches and filters by (the list's
+# words for each type).
+METHOD_TYPES = {
+    "card": "Card",
+    "sepa_debit": "SEPA Direct Debit",
+    "ideal": "iDEAL",
+    "bancontact": "Bancontact",
+    "sofort": "Sofort",
+    "link": "Link",
+    "paypal": "PayPal",
+    "us_bank_account": "ACH Direct Debit",
+}
+CARD_BRANDS = frozenset(
+    {"visa", "mastercard", "amex", "discover", "diners", "jcb", "unionpay", "cartes_bancaires"}
+)
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 1000
@@ -54,6 +71,8 @@ class TransactionFilter:
     currency: str | None = None
     payment_type: str | None = None
     refund_state: str | None = None  # RefundState (in part, in full) or ANY_REFUND (either)
+    method_type: str | None = None  # card, sepa_debit, … (the PSP's payment method type)
+    failure_reason: str | None = None  # app/payments/failure_reasons.py's codes
     q: str | None = None
     extra: dict = field(default_factory=dict)
 
@@ -97,12 +116,18 @@ def refund_clauses(refund_state: str | None) -> list:
 
 def search_clauses(q: str | None) -> list:
     """Exact or prefix matches on the identifiers a person pastes, one clause per identifier
-    it could be the start of; each is served by its own index."""
+    it could be the start of; each is served by its own index. A card brand or payment method
+    type word searches by it alone: it matches a large share of the payments, and its own index
+    (merchant, mode, brand or type, created_at) returns them newest first."""
     q = (q or "").strip()
     if not q:
         return []
-    clauses = [Payment.merchant_reference.startswith(q, autoescape=True)]
     lowered = q.lower()
+    if lowered in CARD_BRANDS:
+        return [Payment.card_brand == lowered]
+    if lowered in METHOD_TYPES:
+        return [Payment.method_type == lowered]
+    clauses = [Payment.merchant_reference.startswith(q, autoescape=True)]
     if lowered.startswith("pay_"):
         clauses.append(Payment.public_id.startswith(q, autoescape=True))
     if lowered.startswith("cs_"):
@@ -110,6 +135,9 @@ def search_clauses(q: str | None) -> list:
     if could_start_email(q):
         # Stored in lower case (0019_list_search): "Ann" finds ann@example.com.
         clauses.append(Payment.customer_email.startswith(normalize_email(q), autoescape=True))
+    # A card's or an IBAN's last 4 (0018's indexes).
+    if len(q) == 4 and q.isalnum():
+        clauses.append(Payment.card_last4 == q)
     return clauses
 
 
@@ -129,6 +157,10 @@ def _base(f: TransactionFilter) -> Select:
         stmt = stmt.where(Payment.currency == f.currency.upper())
     if f.payment_type:
         stmt = stmt.where(Payment.payment_type == f.payment_type)
+    if f.method_type:
+        stmt = stmt.where(Payment.method_type == f.method_type)
+    if f.failure_reason:
+        stmt = stmt.where(Payment.failure_reason == f.failure_reason)
     if f.date_from:
         stmt = stmt.where(Payment.created_at >= datetime.combine(f.date_from, datetime.min.time()))
     if f.date_to:
@@ -264,6 +296,10 @@ CSV_COLUMNS = [
     "livemode",
     "refunded_amount",
     "refund_state",
+    "failure_reason",
+    "method_type",
+    "card_brand",
+    "card_last4",
 ]
 
 # A cell starting with one of these is run as a formula by spreadsheet programs.
@@ -298,6 +334,10 @@ EXPORT_COLUMNS = (
     Payment.failure_code,
     Payment.livemode,
     Payment.refund_state,
+    Payment.failure_reason,
+    Payment.method_type,
+    Payment.card_brand,
+    Payment.card_last4,
 )
 
 
@@ -321,6 +361,10 @@ def csv_row(row) -> list[str]:
         "true" if row.livemode else "false",  # as the API and notifications write it
         format_minor(row.refunded_amount or 0, row.currency),
         row.refund_state or "",
+        row.failure_reason or "",
+        csv_cell(row.method_type),
+        csv_cell(row.card_brand),
+        csv_cell(row.card_last4),
     ]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Payment, PaymentStatus, Refund, Subscription, iso
+from app.models import Payment, PaymentAttempt, PaymentStatus, Refund, Subscription, iso
 from app.models.subscription import committed_since_snapshot
 from app.serializers.refund import refund_to_dict
 
@@ -39,6 +39,8 @@ def payment_to_dict(
         "expires_at": iso(payment.psp_expires_at),
         "failure_code": payment.failure_code,
         "failure_message": payment.failure_message,
+        "failure_reason": payment.failure_reason,
+        "payment_method": payment_method_to_dict(payment),
         "refunded_amount": payment.refunded_amount,
         "refund_state": payment.refund_state,  # null, "partial" or "full"
         # RECC: the PayBridge subscription, its PSP id, and (renewals) the first payment.
@@ -47,6 +49,7 @@ def payment_to_dict(
         "updated_at": iso(payment.updated_at),
     }
     if with_history:
+        data["attempts"] = [attempt_to_dict(a) for a in payment.attempts]
         data["refunds"] = refunds_of(payment)
         data["status_history"] = [
             {
@@ -61,6 +64,44 @@ def payment_to_dict(
             for change in payment.history
         ]
     return data
+
+
+# The payment method object's fields (app/psp/base.py PspMethod), in the API's order.
+PAYMENT_METHOD_FIELDS = (
+    "type",
+    "brand",
+    "last4",
+    "exp_month",
+    "exp_year",
+    "funding",
+    "country",
+    "wallet",
+    "three_d_secure",
+    "mandate",
+)
+
+
+def payment_method_to_dict(payment: Payment) -> dict | None:
+    """How the shopper paid, once the PSP said (None before)."""
+    kept = payment.payment_method
+    if not isinstance(kept, dict):
+        return None
+    return {"object": "payment_method", **{name: kept.get(name) for name in PAYMENT_METHOD_FIELDS}}
+
+
+def attempt_to_dict(attempt: PaymentAttempt) -> dict:
+    return {
+        "object": "payment_attempt",
+        "attempted_at": iso(attempt.attempted_at),
+        "outcome": attempt.outcome,
+        "method_type": attempt.method_type,
+        "card_brand": attempt.card_brand,
+        "card_last4": attempt.card_last4,
+        "decline_code": attempt.decline_code,
+        "failure_code": attempt.failure_code,
+        "failure_message": attempt.failure_message,
+        "psp_charge_id": attempt.psp_charge_id,
+    }
 
 
 def payments_to_dicts(payments: list[Payment]) -> list[dict]:

@@ -48,6 +48,7 @@ from app.models.subscription import (
     committed_since_snapshot,
     new_subscription_id,
 )
+from app.payments import failure_reasons
 from app.payments.state import learn_psp_ids, lock_payment, record_creation, transition
 from app.psp import get_provider
 from app.psp.base import (
@@ -374,6 +375,7 @@ def apply_invoice(
             psp_event_id=psp_event_id,
             failure_code="renewal_payment_failed",
             failure_message=message,
+            failure_reason=failure_reasons.DECLINED,  # the saved card did not pay
         )
     _add_charge(subscription, payment, invoice, attempt, source, psp_event_id)
     _after_charge(subscription, invoice, paid)

@@ -19,6 +19,7 @@ from rq.cron import CronScheduler
 
 from app.tasks import queue_name
 from app.tasks.maintenance import PURGE_BUDGET_SECONDS, purge_old_records
+from app.tasks.payments import learn_payment_methods
 from app.tasks.recon import run_scheduled_reconciliation
 from app.tasks.subscriptions import learn_renewal_payment_intents
 
@@ -49,6 +50,12 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
         learn_renewal_payment_intents,
         "default",
         "SUBSCRIPTION_UPKEEP_INTERVAL_SECONDS",
+        timeout=600,
+    ),
+    PeriodicJob(
+        learn_payment_methods,
+        "default",
+        "PAYMENT_METHOD_LOOKUP_INTERVAL_SECONDS",
         timeout=600,
     ),
     PeriodicJob(

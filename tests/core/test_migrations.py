@@ -425,3 +425,67 @@ def test_the_list_search_migration_keeps_every_email_in_lower_case(
     finally:
         if database == "mariadb":
             drop_database(MIGRATION_DB)
+
+
+def test_the_attempts_migration_gives_failed_payments_their_reason(
+    app, tmp_path, monkeypatch, restore_api
+):
+    """0018 backfills failure_reason from what each FAILED payment recorded: an expiry the
+    merchant caused (API, dashboard) is canceled_by_merchant, any other expired, a failed
+    renewal declined, every other PSP code rejected_by_psp; payments not FAILED keep none."""
+    from flask_migrate import downgrade, upgrade
+
+    from app.extensions import db
+
+    url, fresh = _sqlite_app(tmp_path, monkeypatch)
+    rows = {
+        # reference: (status, failure_code, source of the move to FAILED)
+        "by-api": ("FAILED", "expired", "api"),
+        "by-dashboard": ("FAILED", "expired", "dashboard"),
+        "by-recon": ("FAILED", "expired", "recon"),
+        "by-webhook": ("FAILED", "expired", "webhook"),
+        "renewal": ("FAILED", "renewal_payment_failed", "webhook"),
+        "async": ("FAILED", "generic_decline", "webhook"),
+        "paid": ("SUCCESS", None, "webhook"),
+    }
+    with fresh.app_context():
+        upgrade(revision="0017_refund_indexes")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            for n, (reference, (status, code, source)) in enumerate(rows.items(), start=1):
+                conn.execute(
+                    text(
+                        "INSERT INTO payments (id, public_id, merchant_id, merchant_reference,"
+                        " amount, currency, payment_type, success_url, cancel_url, metadata,"
+                        " status, status_version, psp, livemode, failure_code, refunded_amount,"
+                        " created_at, updated_at) VALUES (:id, :pid, 1, :ref, 100, 'EUR', 'SALE',"
+                        " 'https://s', 'https://c', '{}', :status, 3, 'stripe', 0, :code, 0,"
+                        " '2026-12-01 10:00:00', '2026-12-01 10:00:00')"
+                    ),
+                    {"id": n, "pid": f"pay_{n}", "ref": reference, "status": status, "code": code},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO payment_status_history (payment_id, from_status, to_status,"
+                        " status_version, source, created_at) VALUES (:id, 'INITIATED', :status,"
+                        " 3, :source, '2026-12-01 10:00:00')"
+                    ),
+                    {"id": n, "status": status, "source": source},
+                )
+        upgrade()
+        with db.engine.connect() as conn:
+            reasons = dict(
+                conn.execute(text("SELECT merchant_reference, failure_reason FROM payments")).all()
+            )
+        assert reasons == {
+            "by-api": "canceled_by_merchant",
+            "by-dashboard": "canceled_by_merchant",
+            "by-recon": "expired",
+            "by-webhook": "expired",
+            "renewal": "declined",
+            "async": "rejected_by_psp",
+            "paid": None,
+        }
+        downgrade(revision="0017_refund_indexes")
+        assert "failure_reason" not in _columns(url, "payments")
+        db.engine.dispose()

@@ -80,3 +80,21 @@ def test_every_documented_error_has_our_shape(client):
     schemas = spec["components"]["schemas"]
     assert schemas["Error"] == {"$ref": "#/components/schemas/PayBridgeError"}
     assert set(schemas["PayBridgeError"]["properties"]) == {"error"}
+
+
+def test_every_field_of_a_payment_answer_is_documented(client):
+    """The payment object's fields (attempts, payment_method, failure_reason among them) are
+    the schema's, and the failure reasons are exactly the codes PayBridge stores."""
+    from app.payments.failure_reasons import FAILURE_REASONS
+    from app.serializers.payment import PAYMENT_METHOD_FIELDS
+
+    schemas = _spec(client)["components"]["schemas"]
+    detail = schemas["PaymentDetail"]
+    fields = set(detail["properties"]) | set(schemas["Payment"]["properties"])
+    assert {"attempts", "payment_method", "failure_reason"} <= fields
+    reasons = schemas["Payment"]["properties"]["failure_reason"]["enum"]
+    assert reasons == [*FAILURE_REASONS, None]  # null while not FAILED
+    method = schemas["PaymentMethod"]["properties"]
+    assert set(method) == {"object", *PAYMENT_METHOD_FIELDS}
+    attempt = schemas["PaymentAttempt"]["properties"]
+    assert {"outcome", "decline_code", "card_brand", "card_last4"} <= set(attempt)

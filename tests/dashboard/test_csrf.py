@@ -85,6 +85,8 @@ POSTS = [
          url_args=lambda w: {"key_id": w.api_key_id}),
     Post("dashboard.set_notify_url", "merchant", "notify_url_change",
          form=lambda w: {"notify_url": "https://127.0.0.1:8443/hook"}),
+    Post("dashboard.set_time_zone", "merchant", "time_zone_change",
+         form=lambda w: {"time_zone": "Europe/Paris"}),
     Post("dashboard.reveal_secret", "merchant", "secret_reveal"),
     Post("dashboard.rotate_secret", "merchant", "secret_rotate"),
     Post("dashboard.cancel_subscription", "merchant", "subscription_cancel",

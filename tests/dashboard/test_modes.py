@@ -249,12 +249,12 @@ def test_every_list_and_figure_shows_only_the_mode_in_view(app, client_a, world)
         assert _shown(client_a, f"/dashboard/payments?q={other.paid}") == set()
         # overview: figures, charts, attention lists
         figures = cards(client_a)
-        assert figures["Payments"] == "4"  # paid, failed, stuck, recurring
+        assert figures["Payments started"] == "4"  # paid, failed, stuck, recurring
         assert figures["Stuck > 1 h, not final"] == "1"
         assert figures["Failed notifications"] == "1"
         assert figures["Open conflicts"] == "1"
         overview = client_a.get("/dashboard/").get_data(as_text=True)
-        assert "4 payments over 14 days" in overview
+        assert "4 payments over 30 days" in overview
         assert mine.stuck in overview and other.stuck not in overview
         assert mine.failed in overview and other.failed not in overview
         # PSP events, subscriptions, a reconciliation run's lines
@@ -272,11 +272,11 @@ def test_the_operator_sees_every_merchants_payments_of_one_mode(app, client_op, 
     assert not in_test_mode(client_op)
     listed = _shown(client_op, "/dashboard/payments")
     assert world.live.paid in listed and not {world.test.paid, world.b_test} & listed
-    assert cards(client_op)["Payments"] == "4"
+    assert cards(client_op)["Payments started"] == "4"
     assert switch(client_op, "test").status_code == 302
     listed = _shown(client_op, "/dashboard/payments")
     assert {world.test.paid, world.b_test} <= listed and world.live.paid not in listed
-    assert cards(client_op)["Payments"] == "5"  # A's four and B's one
+    assert cards(client_op)["Payments started"] == "5"  # A's four and B's one
     # A run's counts are of both modes, and say so; its lines are the mode in view's.
     run = client_op.get(f"/dashboard/reconciliation/{world.run_id}").get_data(as_text=True)
     assert "of both modes (a run checks each mode in use)" in run

@@ -7,7 +7,7 @@ from datetime import date, timedelta
 import pytest
 
 from app.common.money import format_minor, format_money, parse_major, to_minor
-from app.reporting.charts import _axis_top, amount_chart, volume_chart
+from app.reporting.charts import _axis_top, amount_chart, breakdown_chart, volume_chart
 from app.reporting.queries import DayStats
 
 
@@ -78,3 +78,20 @@ def test_chart_text_is_escaped():
     days = [DayStats(date(2026, 11, 1))]
     svg = str(amount_chart(days, "<b>"))
     assert "<b>" not in svg
+
+
+def test_breakdown_chart_says_each_share_and_escapes_labels():
+    svg = str(
+        breakdown_chart(
+            "Failed payments by reason",
+            [("Declined", 3), ("<script>", 1)],
+            unit="failed payments",
+            colour="#c62828",
+        )
+    )
+    assert svg.startswith('<svg class="chart breakdown"') and 'role="img"' in svg
+    assert "4 failed payments: Declined 3 (75%); &lt;script&gt; 1 (25%)" in svg
+    assert "<script>" not in svg
+    assert svg.count("<rect") == 2
+    empty = str(breakdown_chart("Paid by method", [], unit="paid payments", colour="#1a7f37"))
+    assert "No paid payments in this period." in empty

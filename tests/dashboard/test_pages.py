@@ -37,7 +37,7 @@ def test_overview_counts_rates_and_attention_lists(app, client_a, tenants):
             created_at=now - timedelta(hours=3),
         )
         add_payment(tenants.a_id, status="INITIATED", created_at=now - timedelta(minutes=10))
-        add_payment(tenants.a_id, status="SUCCESS", created_at=now - timedelta(days=20))  # too old
+        add_payment(tenants.a_id, status="SUCCESS", created_at=now - timedelta(days=40))  # too old
         add_payment(tenants.b_id, status="FAILED", created_at=now)  # someone else's
         add_notification(failed, status="failed", attempts=[500, 500])
         db.session.add(
@@ -56,8 +56,8 @@ def test_overview_counts_rates_and_attention_lists(app, client_a, tenants):
             page,
         )
     )
-    assert cards["Payments"] == "7"
-    assert cards["Success rate (final payments)"].replace("\xa0", " ") == "80.0 %"  # 4 of 5
+    assert cards["Payments started"] == "7"
+    assert cards["Conversion rate"].replace("\xa0", " ") == "57.1 %"  # 4 paid of 7 started
     assert cards["Stuck > 1 h, not final"] == "1"
     assert cards["Failed notifications"] == "1"
     assert cards["Open conflicts"] == "1"
@@ -65,16 +65,17 @@ def test_overview_counts_rates_and_attention_lists(app, client_a, tenants):
     # charts: inline SVG with a title and a text summary, plus the numbers as a table
     assert page.count('<svg class="chart"') == 3  # volume + EUR + USD
     assert "<title" in page and "Payments per day" in page
-    assert "7 payments over 14 days" in page
-    assert "Amount received per day (EUR)" in page
+    assert "7 payments over 30 days" in page
+    assert "Gross volume per day (EUR)" in page
     assert "total 75.00 EUR" in page
     assert '<th scope="row">' + now.date().isoformat() + "</th>" in page
 
 
 def test_overview_without_payments_is_calm(client_a):
     page = htmllib.unescape(client_a.get("/dashboard/").get_data(as_text=True))
-    assert "0 payments over 14 days" in page
-    assert "Success rate" in page and "—" in page
+    assert "0 payments over 30 days" in page
+    assert "Conversion rate" in page and "—" in page
+    assert "No payments, refunds or disputes in this period or the one before." in page
 
 
 def test_reconciliation_pages_and_run_now(app, client_a, client_op, tenants, emulator):
@@ -152,7 +153,7 @@ def test_crash_shows_a_human_500_page(app, client_a, monkeypatch):
     def boom(**kwargs):
         raise RuntimeError("database exploded")
 
-    monkeypatch.setattr(queries, "overview", boom)
+    monkeypatch.setattr(queries, "attention", boom)
     response = client_a.get("/dashboard/")
     assert response.status_code == 500
     page = htmllib.unescape(response.get_data(as_text=True))

@@ -347,7 +347,12 @@ def test_pay_control_creates_payment_intent_and_events(client, emu):
         client.v1.checkout.sessions.list({"payment_intent": s.payment_intent.id}).data[0].id == s.id
     )
     types = [e.type for e in client.v1.events.list().data]
-    assert sorted(types) == ["checkout.session.completed", "payment_intent.succeeded"]
+    # The decline is announced on the session's intent, which the paid attempt then reuses.
+    assert sorted(types) == [
+        "checkout.session.completed",
+        "payment_intent.payment_failed",
+        "payment_intent.succeeded",
+    ]
     completed = client.v1.events.list({"type": "checkout.session.completed"}).data[0]
     assert completed.api_version == "2026-10-28.endive"
     assert completed.data.object.payment_status == "paid"

@@ -253,13 +253,20 @@ def test_unknown_payment_return_is_a_404_page(app, client):
 def test_cancel_redirects_to_the_merchant_and_leaves_the_payment_open(
     app, stripe_delivers, client, merchant
 ):
+    """The hosted page's back link: the shopper lands on the merchant's page, the checkout stays
+    open (they may come back, as on Stripe), and once it closes unpaid the payment FAILED as
+    canceled_by_shopper, not expired."""
     payment = create(app, merchant)
     response = client.get(f"/checkout/cancel/{payment.public_id}")
     assert response.status_code == 303
     assert response.headers["Location"] == (
         f"http://merchant.example/cart?payment_id={payment.public_id}"
     )
-    assert load_payment(app, payment.id).status == "INITIATED"
+    left = load_payment(app, payment.id)
+    assert left.status == "INITIATED" and left.shopper_canceled_at is not None
+    stripe_client(stripe_delivers).v1.checkout.sessions.expire(payment.session_id)
+    closed = wait_for_payment_status(app, payment.id, "FAILED")
+    assert (closed.failure_reason, closed.failure_code) == ("canceled_by_shopper", "expired")
 
 
 def test_status_page_refreshes_until_final(app, stripe_delivers, client, merchant):

@@ -10,6 +10,7 @@ from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.disputes.service import STATUSES as DISPUTE_STATUSES
 from app.models import PaymentStatus, RefundState, RefundStatus, StatusSource, SubscriptionStatus
 from app.notifications.events import EVENT_FAMILIES, EVENT_TYPES, MAX_TYPES, parse_types
+from app.payments.failure_reasons import FAILURE_REASONS
 from app.payments.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.payments.validation import PaymentCreateSchema
 
@@ -79,6 +80,51 @@ class RefundSchema(Schema):
     completed_at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
 
 
+class PaymentMethodSchema(Schema):
+    """How the shopper paid, from the PSP's charge (`payment_method_details`)."""
+
+    object = fields.Constant("payment_method")
+    type = fields.String(
+        allow_none=True,
+        metadata={"description": "Stripe's payment method type: card, sepa_debit, ideal, …"},
+    )
+    brand = fields.String(allow_none=True, metadata={"description": "Card brand: visa, …"})
+    last4 = fields.String(allow_none=True, metadata={"description": "Of the card or IBAN."})
+    exp_month = fields.Integer(allow_none=True)
+    exp_year = fields.Integer(allow_none=True)
+    funding = fields.String(allow_none=True, metadata={"description": "credit, debit, prepaid."})
+    country = fields.String(allow_none=True, metadata={"description": "ISO 3166-1 alpha-2."})
+    wallet = fields.String(
+        allow_none=True, metadata={"description": "apple_pay, google_pay, link, …"}
+    )
+    three_d_secure = fields.String(
+        allow_none=True,
+        metadata={"description": "The 3-D Secure result when one ran: authenticated, …"},
+    )
+    mandate = fields.String(
+        allow_none=True, metadata={"description": "SEPA Direct Debit: the mandate reference."}
+    )
+
+
+class PaymentAttemptSchema(Schema):
+    """One try to pay on the hosted page, declined or succeeded."""
+
+    object = fields.Constant("payment_attempt")
+    attempted_at = fields.String(metadata={"description": "ISO 8601, UTC."})
+    outcome = fields.String(validate=validate.OneOf(["failed", "succeeded"]))
+    method_type = fields.String(allow_none=True)
+    card_brand = fields.String(allow_none=True)
+    card_last4 = fields.String(allow_none=True)
+    decline_code = fields.String(
+        allow_none=True, metadata={"description": "The issuer's reason, e.g. insufficient_funds."}
+    )
+    failure_code = fields.String(
+        allow_none=True, metadata={"description": "Stripe's error code, e.g. card_declined."}
+    )
+    failure_message = fields.String(allow_none=True)
+    psp_charge_id = fields.String(allow_none=True)
+
+
 class PaymentSchema(Schema):
     """A payment as client apps see it (also the `data` of notifications)."""
 
@@ -112,8 +158,20 @@ class PaymentSchema(Schema):
     psp = fields.String()
     psp_session_id = fields.String(allow_none=True)
     expires_at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
-    failure_code = fields.String(allow_none=True)
+    failure_code = fields.String(
+        allow_none=True, metadata={"description": "The PSP's own code of the failure."}
+    )
     failure_message = fields.String(allow_none=True)
+    failure_reason = fields.String(
+        allow_none=True,
+        validate=validate.OneOf(list(FAILURE_REASONS)),
+        metadata={"description": "Why a FAILED payment failed (null otherwise)."},
+    )
+    payment_method = fields.Nested(
+        PaymentMethodSchema,
+        allow_none=True,
+        metadata={"description": "How the shopper paid; null until the PSP says."},
+    )
     refunded_amount = fields.Integer(
         metadata={"description": "Sum of the succeeded refunds; the payment stays SUCCESS."}
     )
@@ -148,6 +206,10 @@ class StatusChangeSchema(Schema):
 
 
 class PaymentDetailSchema(PaymentSchema):
+    attempts = fields.List(
+        fields.Nested(PaymentAttemptSchema),
+        metadata={"description": "Every try to pay on the hosted page, oldest first."},
+    )
     refunds = fields.List(fields.Nested(RefundSchema), metadata={"description": "Oldest first."})
     status_history = fields.List(fields.Nested(StatusChangeSchema))
 

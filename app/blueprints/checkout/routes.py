@@ -10,7 +10,12 @@ from app.blueprints.checkout import bp
 from app.common.money import format_money
 from app.errors import PayBridgeError
 from app.models import Payment, PaymentStatus
-from app.payments.returns import check_on_return, find_payment, with_payment_id
+from app.payments.returns import (
+    check_on_return,
+    find_payment,
+    record_shopper_left,
+    with_payment_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +45,14 @@ def checkout_return(payment_id: str):
 
 @bp.get("/checkout/cancel/<payment_id>")
 def checkout_cancel(payment_id: str):
-    """The shopper left checkout: the payment stays open until its session expires."""
+    """The shopper left checkout: the payment stays open until its session expires (the shopper
+    may come back); closed unpaid, it reads as canceled by the shopper."""
     payment = _payment_or_404(payment_id)
-    log.info("shopper left checkout for %s (%s)", payment_id, payment.status)
     target = with_payment_id(payment.cancel_url, payment.public_id)
+    recorded = record_shopper_left(payment)
+    log.info(
+        "shopper left checkout for %s (%s, recorded: %s)", payment_id, payment.status, recorded
+    )
     return redirect(target or _status_page(payment), 303)
 
 

@@ -43,12 +43,14 @@ from app.common.money import (
     parse_amount,
     parse_major,
 )
+from app.common.timezones import checked_zone_name
 from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.errors import PayBridgeError
 from app.models import PaymentStatus, PaymentType, RefundState, RefundStatus
+from app.payments.failure_reasons import FAILURE_REASONS
 from app.psp import configured_modes
 from app.reporting.refunds import RefundFilter
-from app.reporting.transactions import ANY_REFUND, TransactionFilter
+from app.reporting.transactions import ANY_REFUND, METHOD_TYPES, TransactionFilter
 
 
 class LoginForm(FlaskForm):
@@ -234,6 +236,23 @@ class NotifyUrlForm(FlaskForm):
             raise ValidationError(exc.message) from None
 
 
+class TimeZoneForm(FlaskForm):
+    time_zone = StringField(
+        "Time zone",
+        validators=[DataRequired(message="Choose a time zone."), Length(max=64)],
+        render_kw={"list": "time-zones", "autocomplete": "off", "spellcheck": "false"},
+    )
+    submit = SubmitField("Save time zone")
+
+    def validate_time_zone(self, field) -> None:
+        if field.errors:
+            return
+        try:
+            field.data = checked_zone_name(field.data)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+
 def _amount(form, field) -> None:
     if field.data in (None, ""):
         field.data = None
@@ -298,7 +317,8 @@ class TransactionFilterForm(ListFilterForm):
         "Search",
         validators=[Optional(), Length(max=200)],
         description="Payment id (pay_…), your reference, PSP session id (cs_…) or the "
-        "customer's email: the whole or its beginning (emails in any case).",
+        "customer's email: the whole or its beginning (emails in any case); a card's or "
+        "IBAN's last 4, a card brand (visa) or a method (sepa_debit).",
     )
     status = SelectField(
         "Status",
@@ -326,6 +346,18 @@ class TransactionFilterForm(ListFilterForm):
             SelectChoice(RefundState.PARTIAL.value, "Partially refunded"),
             SelectChoice(RefundState.FULL.value, "Refunded"),
         ],
+        validators=[Optional()],
+    )
+    method_type = SelectField(
+        "Payment method",
+        choices=[SelectChoice("", "Any method")]
+        + [SelectChoice(code, words) for code, words in METHOD_TYPES.items()],
+        validators=[Optional()],
+    )
+    failure_reason = SelectField(
+        "Failure reason",
+        choices=[SelectChoice("", "Any reason")]
+        + [SelectChoice(code, words) for code, words in FAILURE_REASONS.items()],
         validators=[Optional()],
     )
     date_from = DateField("Created from", validators=[Optional(), _day_in_range])
@@ -371,6 +403,8 @@ class TransactionFilterForm(ListFilterForm):
             currency=self.currency.data or None,
             payment_type=self.payment_type.data or None,
             refund_state=self.refund_state.data or None,
+            method_type=self.method_type.data or None,
+            failure_reason=self.failure_reason.data or None,
             q=self.q.data or None,
         )
 

@@ -12,7 +12,13 @@ from app.accounts import api_keys as keys
 from app.accounts import service as accounts
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, audited, form_page, form_status, perform
-from app.blueprints.dashboard.forms import ApiKeyForm, ConfirmForm, NotifyUrlForm, mode_name
+from app.blueprints.dashboard.forms import (
+    ApiKeyForm,
+    ConfirmForm,
+    NotifyUrlForm,
+    TimeZoneForm,
+    mode_name,
+)
 from app.blueprints.dashboard.shared import (
     chosen_merchant,
     merchant_url,
@@ -20,6 +26,7 @@ from app.blueprints.dashboard.shared import (
     settings_merchant,
     view_livemode,
 )
+from app.common.timezones import zone_names
 from app.models import ApiKey, Merchant
 
 # --- API keys ---------------------------------------------------------------------------------
@@ -146,6 +153,28 @@ def _save_notify_url(merchant: Merchant, url: str) -> Done:
     return Done("The notify URL is saved.", {"from": old, "to": new})
 
 
+@bp.route("/settings/time-zone", methods=["POST"])
+@login_required
+def set_time_zone():
+    """Change the time zone the dashboard's days and times are in."""
+    merchant = chosen_merchant()
+    form = TimeZoneForm()
+    if not form.validate_on_submit():
+        return _settings_page(merchant, zone_form=form), 400
+    return perform(
+        "time_zone_change",
+        merchant_id=merchant.id,
+        target=("merchant", merchant.id),
+        act=lambda: _save_time_zone(merchant, form.time_zone.data),
+        back=merchant_url("dashboard.settings", merchant.id),
+    )
+
+
+def _save_time_zone(merchant: Merchant, name: str) -> Done:
+    old, new = accounts.set_time_zone(merchant, name)
+    return Done(f"Times are shown in {new} from now on.", {"from": old, "to": new})
+
+
 @bp.route("/settings/secret/reveal", methods=["POST"])
 @login_required
 def reveal_secret():
@@ -183,14 +212,20 @@ def _rotate(merchant: Merchant) -> Done:
 
 
 def _settings_page(
-    merchant: Merchant, form: NotifyUrlForm | None = None, secret: str | None = None
+    merchant: Merchant,
+    form: NotifyUrlForm | None = None,
+    secret: str | None = None,
+    zone_form: TimeZoneForm | None = None,
 ) -> str:
-    """The settings page; the notify URL form shows the saved URL unless one was just sent."""
+    """The settings page; each form shows the saved value unless one was just sent."""
     form = form or NotifyUrlForm(formdata=None, notify_url=merchant.notify_url or "")
+    zone_form = zone_form or TimeZoneForm(formdata=None, time_zone=merchant.time_zone)
     return render_template(
         "dashboard/settings.html",
         merchant=merchant,
         form=form,
+        zone_form=zone_form,
+        zone_names=zone_names(),
         confirm=ConfirmForm(),
         secret=secret,
     )

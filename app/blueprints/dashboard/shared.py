@@ -15,18 +15,32 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from flask import Response, abort, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Response,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 
 from app.accounts import audit
 from app.blueprints.dashboard import bp
 from app.common import cursors
 from app.common.money import format_minor, format_money
+from app.common.timezones import to_local, zone_of
 from app.common.urls import split_url
 from app.errors import ValidationError
 from app.models import Merchant, Payment, User, iso, utcnow
+from app.payments import failure_reasons
 from app.reporting import queries
 from app.reporting.disputes import due_summary
 from app.reporting.modes import has_live_data
@@ -99,6 +113,32 @@ def pick_merchant(endpoint: str, title: str, why: str | None = None) -> str:
         title=title,
         why=why,
     )
+
+
+# --- time zone ------------------------------------------------------------------------------
+
+
+def viewer_zone() -> ZoneInfo:
+    """The zone this request's days and times are shown in: the merchant in scope's (a
+    merchant user's own, the one an operator picked), UTC for an operator's all-merchant view."""
+    if "viewer_zone" not in g:
+        merchant = None
+        if current_user.is_authenticated:
+            merchant_id = (
+                request.values.get("merchant_id", type=int)
+                if is_operator()
+                else current_user.merchant_id
+            )
+            merchant = queries.get_merchant(merchant_id) if merchant_id else None
+        g.viewer_zone = zone_of(merchant.time_zone if merchant else None)
+    return g.viewer_zone
+
+
+def local_time(value: datetime) -> str:
+    """A stored time as the dashboard shows it: in the viewer's zone, with the zone's
+    abbreviation (2026-12-07 13:05:00 CET; UTC until a merchant sets its zone)."""
+    local = to_local(value, viewer_zone())
+    return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname()}"
 
 
 # --- mode -------------------------------------------------------------------------------------
@@ -270,9 +310,12 @@ def dashboard_context() -> dict:
         "money": format_money,
         "minor": format_minor,
         "iso": iso,
+        "local_time": local_time,
         "is_operator": is_operator(),
         "pretty_json": lambda value: json.dumps(value, indent=2, sort_keys=True, default=str),
         "payment_subscription": payment_subscription,
+        "failure_words": failure_reasons.words,
+        "canceled_reasons": failure_reasons.CANCELED_REASONS,
     }
 
 

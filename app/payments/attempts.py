@@ -1,0 +1,254 @@
+"""Attempts to pay, and how the shopper paid: recorded on the payment from what the PSP says.
+
+A declined try comes in `payment_intent.payment_failed` (its `last_payment_error`); the try that
+paid is the intent's latest charge, read from a retrieved session (return page, reconciliation)
+or, after a webhook moved the payment, with one retrieve of the intent by the worker's periodic
+job (`learn_missing_charges`): the webhook path asks the PSP nothing and writes nothing more.
+However often and in whatever order the PSP tells an attempt, it is one row: known by its
+charge id, or by the event that reported a decline with no charge. Rows are written under the
+payment's row lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import and_, bindparam, exists, func, or_, select
+
+from app.common.locks import retry_lock_conflicts, rollback_quietly
+from app.extensions import db
+from app.models import Payment, PaymentAttempt, PaymentStatus, PspEvent, StatusSource, utcnow
+from app.models.attempt import OUTCOME_FAILED, OUTCOME_SUCCEEDED
+from app.payments import failure_reasons
+from app.payments.state import learn_psp_ids, lock_payment, lock_payment_by_public_id
+from app.psp.base import PspAttempt, PspError, PspEventData, PspMethod
+from app.psp.factory import get_provider
+from app.psp_events.intake import Handled, mode_mismatch
+
+log = logging.getLogger(__name__)
+
+# The payment intent events the payment core handles (`app/wiring.py` registers them).
+PAYMENT_INTENT_EVENT_TYPES = ("payment_intent.payment_failed",)
+
+_ATTEMPT_BY_CHARGE = select(PaymentAttempt.id).where(
+    PaymentAttempt.psp_charge_id == bindparam("charge_id")
+)
+_ATTEMPT_BY_EVENT = select(PaymentAttempt.id).where(
+    PaymentAttempt.psp_event_id == bindparam("event_id")
+)
+_PAYMENT_BY_INTENT = select(Payment.id).where(
+    Payment.psp_payment_intent_id == bindparam("intent_id")
+)
+
+
+def _has_attempt(payment_id: int, outcome: str) -> bool:
+    return bool(
+        db.session.scalar(
+            select(
+                exists().where(
+                    PaymentAttempt.payment_id == payment_id, PaymentAttempt.outcome == outcome
+                )
+            )
+        )
+    )
+
+
+def expiry_reason(payment: Payment) -> str:
+    """Why a checkout that closed unpaid failed: the shopper's last act on the hosted page
+    (left by its back link, or declined), else plain expiry (`failure_reasons.for_expiry`)."""
+    last_decline = db.session.scalar(
+        select(func.max(PaymentAttempt.attempted_at)).where(
+            PaymentAttempt.payment_id == payment.id, PaymentAttempt.outcome == OUTCOME_FAILED
+        )
+    )
+    return failure_reasons.for_expiry(
+        last_decline=last_decline, shopper_canceled_at=payment.shopper_canceled_at
+    )
+
+
+# The reasons a closed checkout's payment may have, which a late-told attempt may correct.
+_EXPIRY_REASONS = frozenset(
+    {failure_reasons.EXPIRED, failure_reasons.DECLINED, failure_reasons.CANCELED_BY_SHOPPER}
+)
+
+
+def record_attempt(
+    payment: Payment, attempt: PspAttempt, *, psp_event_id: str | None = None
+) -> PaymentAttempt | None:
+    """Add the attempt to the locked payment unless it is known already (by its charge, or by
+    the event that reported it); the caller commits. A pending one (a delayed method still
+    processing) is no attempt yet: only its method is learned. Returns the new row, or None."""
+    if attempt.outcome == OUTCOME_SUCCEEDED or attempt.outcome == "pending":
+        learn_method(payment, attempt.method)
+    if attempt.outcome not in (OUTCOME_FAILED, OUTCOME_SUCCEEDED):
+        return None
+    connection = db.session.connection()
+    if attempt.charge_id:
+        known = connection.execute(_ATTEMPT_BY_CHARGE, {"charge_id": attempt.charge_id})
+        psp_event_id = None  # the charge names it: a later event for it is no other attempt
+    elif psp_event_id:
+        known = connection.execute(_ATTEMPT_BY_EVENT, {"event_id": psp_event_id})
+    else:
+        return None  # nothing to know it by again: the event that reports it will bring it
+    if known.first() is not None:
+        return None
+    method = attempt.method or PspMethod(type=None)
+    row = PaymentAttempt(
+        payment_id=payment.id,
+        attempted_at=attempt.attempted_at or payment.updated_at,
+        outcome=attempt.outcome,
+        method_type=method.type,
+        card_brand=method.brand,
+        card_last4=method.last4,
+        decline_code=attempt.decline_code,
+        failure_code=attempt.failure_code,
+        failure_message=attempt.failure_message,
+        psp_charge_id=attempt.charge_id,
+        psp_event_id=psp_event_id,
+    )
+    db.session.add(row)
+    db.session.flush()
+    log.info(
+        "payment %s: attempt %s (%s %s %s, %s)",
+        payment.public_id,
+        attempt.outcome,
+        method.type,
+        method.brand,
+        method.last4,
+        attempt.decline_code or attempt.failure_code or "-",
+    )
+    return row
+
+
+def learn_method(payment: Payment, method: PspMethod | None) -> None:
+    """How the locked payment was paid (its successful or processing charge's method); kept
+    once: a later report of the same charge changes nothing."""
+    if method is None or payment.payment_method is not None:
+        return
+    payment.method_type = method.type
+    payment.card_brand = method.brand
+    payment.card_last4 = method.last4
+    payment.payment_method = method.as_dict()
+
+
+def handle_payment_intent_event(event: PspEventData, source: StatusSource) -> Handled:
+    """payment_intent.payment_failed, inside the event intake's transaction: the declined
+    attempt, on whatever status its payment has (a decline before the paid try is history)."""
+    intent = event.payment_intent
+    if intent is None or intent.last_error is None:
+        return Handled(PspEvent.OUTCOME_UNHANDLED, "the event carries no payment error")
+    payment = _lock_payment_for_intent(intent.id, intent.metadata)
+    if payment is None:
+        return Handled(PspEvent.OUTCOME_UNKNOWN_SESSION, f"no payment has intent {intent.id}")
+    wrong_mode = mode_mismatch(event, payment.livemode, f"payment {payment.public_id}")
+    if wrong_mode:
+        return Handled(PspEvent.OUTCOME_MODE_MISMATCH, wrong_mode, payment.id)
+    learn_psp_ids(payment, payment_intent_id=intent.id)
+    added = record_attempt(payment, intent.last_error, psp_event_id=event.id)
+    if (
+        added is not None
+        and payment.failure_code == "expired"
+        and payment.failure_reason in _EXPIRY_REASONS
+    ):
+        # The checkout's expiry was applied before this (earlier) decline arrived: the reason
+        # follows what the shopper did last.
+        payment.failure_reason = expiry_reason(payment)
+    if added is None:
+        return Handled(PspEvent.OUTCOME_IGNORED, "attempt already recorded", payment.id)
+    return Handled(PspEvent.OUTCOME_APPLIED, f"declined attempt: {added.decline_code}", payment.id)
+
+
+def _lock_payment_for_intent(intent_id: str, metadata: dict[str, str]) -> Payment | None:
+    """The payment the intent belongs to, row-locked: by PayBridge's id in the intent's
+    metadata (a declined first try comes before PayBridge learns the intent), else by the
+    intent id it learned."""
+    claimed = metadata.get("paybridge_payment_id")
+    if claimed:
+        payment = lock_payment_by_public_id(claimed)
+        if payment is not None:
+            if payment.psp_payment_intent_id in (None, intent_id):
+                return payment
+            return None  # another intent's: not this payment's attempt
+    found = db.session.connection().execute(_PAYMENT_BY_INTENT, {"intent_id": intent_id})
+    payment_id = found.scalar_one_or_none()
+    return lock_payment(payment_id) if payment_id is not None else None
+
+
+# How far back the worker looks for paid payments whose charge it has not read yet: a webhook
+# moved them (its event carries no charge) since a few of its runs; a PSP error is retried on
+# every run inside the window.
+METHOD_LOOKBACK = timedelta(minutes=15)
+
+
+def payments_missing_their_charge(limit: int = 500) -> list[int]:
+    """Ids of payments moved to PENDING or SUCCESS within METHOD_LOOKBACK whose charge is not
+    recorded yet: no method, or SUCCESS with no succeeded attempt (a SEPA debit's method came
+    with its processing charge). ix_payments_status_updated serves the window."""
+    succeeded = exists().where(
+        PaymentAttempt.payment_id == Payment.id, PaymentAttempt.outcome == OUTCOME_SUCCEEDED
+    )
+    ids = db.session.scalars(
+        select(Payment.id)
+        .where(
+            Payment.status.in_((PaymentStatus.SUCCESS.value, PaymentStatus.PENDING.value)),
+            Payment.updated_at >= utcnow() - METHOD_LOOKBACK,
+            Payment.psp_payment_intent_id.is_not(None),
+            or_(
+                Payment.payment_method.is_(None),
+                and_(Payment.status == PaymentStatus.SUCCESS.value, ~succeeded),
+            ),
+        )
+        .order_by(Payment.updated_at)
+        .limit(limit)
+    ).all()
+    db.session.commit()
+    return list(ids)
+
+
+def learn_missing_charges(limit: int = 500) -> int:
+    """The worker's part: each such payment's intent retrieved (one PSP call) and its method
+    and paid attempt recorded. Idempotent; the webhook path itself asks the PSP nothing.
+    Returns how many were recorded."""
+    recorded = 0
+    for payment_id in payments_missing_their_charge(limit):
+        recorded += learn_paid_attempt(payment_id) == "recorded"
+    return recorded
+
+
+def learn_paid_attempt(payment_id: int) -> str:
+    """One retrieve of a PENDING or SUCCESS payment's intent with the latest charge, recorded
+    (method, succeeded attempt) in a transaction of its own; no PSP call for a payment whose
+    method and paid attempt are known. Never raises: a PSP error is answered "psp error"."""
+    payment = db.session.get(Payment, payment_id)
+    if payment is None or not payment.psp_payment_intent_id:
+        return "no intent"
+    if payment.payment_method is not None and (
+        payment.status != PaymentStatus.SUCCESS or _has_attempt(payment_id, OUTCOME_SUCCEEDED)
+    ):
+        db.session.commit()
+        return "known"
+    psp, livemode, intent_id = payment.psp, payment.livemode, payment.psp_payment_intent_id
+    public_id = payment.public_id
+    db.session.commit()
+    try:
+        intent = get_provider(psp, livemode=livemode).retrieve_payment_intent(intent_id)
+    except PspError as exc:
+        log.warning("payment %s: how it was paid not learned (%s)", public_id, exc)
+        return "psp error"
+    charge = intent.latest_charge
+    if charge is None:
+        return "no charge"
+
+    def record() -> str:
+        locked = lock_payment(payment_id)
+        added = record_attempt(locked, charge)
+        db.session.commit()
+        return "recorded" if added else "known"
+
+    try:
+        return retry_lock_conflicts(record, what=f"attempt of {public_id}")
+    except Exception:
+        rollback_quietly()
+        log.exception("payment %s: its paid attempt could not be recorded", public_id)
+        return "error"

@@ -1,0 +1,331 @@
+"""The overview's money and rates over a period of the merchant's days, beside the previous
+period of the same length.
+
+Per currency, never added across currencies:
+- gross: payments created in the period that were paid (SUCCESS), at their full amount;
+- refunded: refunds that succeeded, counted when they were made (created) in the period;
+- disputed: disputes opened in the period, at their full amount whatever their outcome (the
+  money is held from the day a dispute opens; a won dispute shows as a reinstatement at the
+  PSP, not here);
+- net: gross − refunded − disputed.
+
+Each table is read once, in one aggregate query over both periods grouped into day buckets (see
+`_bucket`), through the index that leads with merchant and mode and then the time: the
+payments' (volumes, counts, rates, failure reasons and methods), the refunds' and the
+disputes'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import case, exists, func, literal_column, select, text
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.common.tenancy import scoped
+from app.extensions import db
+from app.models import Dispute, Payment, PaymentAttempt, PaymentStatus, Refund
+from app.models.refund import RefundStatus
+from app.reporting.modes import in_mode
+from app.reporting.periods import Period
+from app.reporting.queries import DayStats
+
+# Rows of the previous period after the time it is compared until fall in this bucket: read
+# (they are inside the one index range) but not counted.
+NOT_COUNTED = -1
+
+
+@dataclass
+class Money:
+    """One currency's figures of one period, in minor units."""
+
+    gross: int = 0
+    refunded: int = 0
+    disputed: int = 0
+    paid_count: int = 0
+    refund_count: int = 0
+    dispute_count: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.gross - self.refunded - self.disputed
+
+
+@dataclass
+class CurrencyFigures:
+    currency: str
+    current: Money = field(default_factory=Money)
+    previous: Money = field(default_factory=Money)
+
+
+@dataclass
+class Counts:
+    """How many payments of a period were started (created), paid and failed."""
+
+    started: int = 0
+    paid: int = 0
+    failed: int = 0
+    # Paid, or tried at least once on the hosted page (a row in payment_attempts): a shopper
+    # who left without trying is not a decline.
+    attempted: int = 0
+
+    @property
+    def conversion(self) -> float | None:
+        """Paid ÷ started: how many shoppers sent to pay did."""
+        return rate(self.paid, self.started)
+
+    @property
+    def authorization(self) -> float | None:
+        """Paid ÷ attempted: how many tries to pay were accepted (Stripe's authorization rate)."""
+        return rate(self.paid, self.attempted)
+
+
+@dataclass
+class Reason:
+    """How many payments failed for one reason (None: failed before reasons were recorded)."""
+
+    code: str | None
+    count: int = 0
+    previous: int = 0
+
+
+@dataclass
+class Method:
+    """How shoppers paid the period's paid payments: a method type, and the brand of a card."""
+
+    method_type: str | None
+    card_brand: str | None
+    count: int = 0
+    amounts: dict[str, int] = field(default_factory=dict)  # per currency, never added
+
+    @property
+    def label(self) -> str:
+        if self.method_type is None:
+            return "Not recorded"
+        if self.method_type == "card" and self.card_brand:
+            return BRAND_WORDS.get(self.card_brand, self.card_brand.replace("_", " ").title())
+        return METHOD_WORDS.get(self.method_type, self.method_type.replace("_", " ").title())
+
+
+# How Stripe's payment method types and card brands read (others: their code, capitalised).
+METHOD_WORDS = {
+    "card": "Card",
+    "sepa_debit": "SEPA Direct Debit",
+    "ideal": "iDEAL",
+    "bancontact": "Bancontact",
+    "sofort": "Sofort",
+    "giropay": "giropay",
+    "eps": "EPS",
+    "p24": "Przelewy24",
+    "klarna": "Klarna",
+    "paypal": "PayPal",
+    "link": "Link",
+    "us_bank_account": "US bank account",
+    "bacs_debit": "Bacs Direct Debit",
+}
+BRAND_WORDS = {
+    "visa": "Visa",
+    "mastercard": "Mastercard",
+    "amex": "American Express",
+    "discover": "Discover",
+    "diners": "Diners Club",
+    "jcb": "JCB",
+    "unionpay": "UnionPay",
+    "cartes_bancaires": "Cartes Bancaires",
+}
+
+
+@dataclass
+class Figures:
+    period: Period
+    previous: Period
+    compared_until: datetime  # naive UTC: where the previous period's figures stop
+    currencies: list[CurrencyFigures]
+    days: list[DayStats]
+    counts: Counts
+    previous_counts: Counts
+    failure_reasons: list[Reason]
+    methods: list[Method]
+
+
+def rate(part: int, whole: int) -> float | None:
+    return None if whole == 0 else part / whole
+
+
+def change(current: float | None, previous: float | None) -> float | None:
+    """The change from `previous` to `current` as a fraction (0.25: +25 %); None when there is
+    nothing to compare with (no previous figure, or a previous zero)."""
+    if current is None or previous is None or previous == 0:
+        return None
+    return (current - previous) / abs(previous)
+
+
+def _buckets(period: Period, until: datetime) -> tuple[list[datetime], list[int]]:
+    """Sorted boundaries from the previous period's start to this period's end, and the
+    bucket number of each interval between two: day i of this period is i, day i of the
+    previous one is -(i + 2), and its rows after `until` are NOT_COUNTED."""
+    bounds: list[datetime] = []
+    numbers: list[int] = []
+    for i, start in enumerate(period.previous().day_starts()[:-1]):
+        if start >= until:
+            break
+        bounds.append(start)
+        numbers.append(-(i + 2))
+    bounds.append(min(until, period.start))
+    numbers.append(NOT_COUNTED)
+    for i, start in enumerate(period.day_starts()[:-1]):
+        bounds.append(start)
+        numbers.append(i)
+    bounds.append(period.end)
+    return bounds, numbers
+
+
+def _bucket(column, bounds: list[datetime], numbers: list[int]) -> ColumnElement:
+    """A CASE that gives each row (bounds[0] <= column < bounds[-1]) its bucket number, as a
+    balanced tree of comparisons: log2(buckets) of them per row, not one per day."""
+
+    def tree(lo: int, hi: int) -> ColumnElement:  # buckets lo..hi-1
+        if hi - lo == 1:
+            return literal_column(str(numbers[lo]))
+        mid = (lo + hi) // 2
+        return case((column < bounds[mid], tree(lo, mid)), else_=tree(mid, hi))
+
+    return tree(0, len(numbers))
+
+
+def _day_of(bucket) -> tuple[bool, int] | None:
+    """(in this period, day number) of a bucket; None for rows not counted."""
+    bucket = int(bucket)
+    if bucket == NOT_COUNTED:
+        return None
+    return (True, bucket) if bucket >= 0 else (False, -bucket - 2)
+
+
+def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: datetime) -> Figures:
+    """Gross, refunded, disputed and net per currency, and payment counts per day, of a
+    period and of the previous one (until the same time while this one runs)."""
+    until = period.compared_until(now)
+    bounds, numbers = _buckets(period, until)
+
+    def grouped(model, time_col, keys, totals, where=()):
+        """One aggregate over both periods: (bucket, *keys, *totals) rows."""
+        bucket = _bucket(time_col, bounds, numbers).label("bucket")
+        stmt = (
+            select(bucket, *keys, *totals)
+            .where(time_col >= bounds[0], time_col < bounds[-1], *where)
+            .group_by(literal_column("bucket"), *keys)
+            # The buckets come back in any order (they are summed here): MariaDB would sort a
+            # GROUP BY's rows otherwise.
+            .order_by(text("NULL"))
+        )
+        return db.session.execute(in_mode(scoped(stmt, model, merchant_id), model, livemode))
+
+    days = [DayStats(d) for d in period.days]
+    per_currency: dict[str, CurrencyFigures] = {}
+    counts, previous_counts = Counts(), Counts()
+
+    def money(currency: str, current: bool) -> Money:
+        figures_ = per_currency.setdefault(currency, CurrencyFigures(currency))
+        return figures_.current if current else figures_.previous
+
+    reasons: dict[str | None, Reason] = {}
+    methods: dict[tuple, Method] = {}
+    paid = Payment.status == PaymentStatus.SUCCESS.value
+    tried = exists().where(PaymentAttempt.payment_id == Payment.id)
+    # One read of the period's payments for every payment figure: the failure reason is set on
+    # FAILED ones only and the method on paid ones, so the groups stay few.
+    for bucket, currency, status, code, method_type, brand, count, amount, attempted in grouped(
+        Payment,
+        Payment.created_at,
+        (
+            Payment.currency,
+            Payment.status,
+            Payment.failure_reason,
+            Payment.method_type,
+            Payment.card_brand,
+        ),
+        (
+            func.count(Payment.id),
+            func.coalesce(func.sum(Payment.amount), 0),
+            # Paid needs no look at the attempts; the others one index probe each.
+            func.sum(case((paid, 1), (tried, 1), else_=0)),
+        ),
+    ):
+        where = _day_of(bucket)
+        if where is None:
+            continue
+        current, day = where
+        amount = int(amount)
+        tally = counts if current else previous_counts
+        tally.started += count
+        tally.attempted += int(attempted or 0)
+        if status == PaymentStatus.SUCCESS.value:
+            tally.paid += count
+            m = money(currency, current)
+            m.gross += amount
+            m.paid_count += count
+            if current:
+                card_brand = brand if method_type == "card" else None
+                key = (method_type, card_brand)
+                method = methods.setdefault(key, Method(method_type, card_brand))
+                method.count += count
+                method.amounts[currency] = method.amounts.get(currency, 0) + amount
+        elif status == PaymentStatus.FAILED.value:
+            tally.failed += count
+            reason = reasons.setdefault(code, Reason(code))
+            if current:
+                reason.count += count
+            else:
+                reason.previous += count
+        if current:
+            stats = days[day]
+            stats.total += count
+            if status == PaymentStatus.SUCCESS.value:
+                stats.succeeded += count
+                stats.amounts[currency] = stats.amounts.get(currency, 0) + amount
+            elif status == PaymentStatus.FAILED.value:
+                stats.failed += count
+
+    for bucket, currency, count, amount in grouped(
+        Refund,
+        Refund.created_at,
+        (Refund.currency,),
+        (func.count(Refund.id), func.coalesce(func.sum(Refund.amount), 0)),
+        where=(Refund.status == RefundStatus.SUCCEEDED.value,),
+    ):
+        where = _day_of(bucket)
+        if where is not None:
+            m = money(currency, where[0])
+            m.refunded += int(amount)
+            m.refund_count += count
+
+    for bucket, currency, count, amount in grouped(
+        Dispute,
+        Dispute.created_at,
+        (Dispute.currency,),
+        (func.count(Dispute.id), func.coalesce(func.sum(Dispute.amount), 0)),
+    ):
+        where = _day_of(bucket)
+        if where is not None:
+            m = money(currency, where[0])
+            m.disputed += int(amount)
+            m.dispute_count += count
+
+    ordered = sorted(
+        per_currency.values(), key=lambda f: (-f.current.gross, -f.previous.gross, f.currency)
+    )
+    return Figures(
+        period=period,
+        previous=period.previous(),
+        compared_until=until,
+        currencies=ordered,
+        days=days,
+        counts=counts,
+        previous_counts=previous_counts,
+        failure_reasons=sorted(
+            (r for r in reasons.values() if r.count or r.previous),
+            key=lambda r: (-r.count, r.code or "~"),
+        ),
+        methods=sorted(methods.values(), key=lambda m: (-m.count, m.label.casefold())),
+    )

@@ -1,0 +1,210 @@
+"""Attempts, payment methods and failure reasons, end to end: payments registered at the
+emulator, paid (or declined) there, learned through its real webhooks over HTTP."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from app.extensions import db
+from app.models import PaymentAttempt
+from app.tasks.payments import learn_payment_methods
+from tests.support.factories import make_merchant, registered_payment
+from tests.support.psp import pay_session, stripe_client, wait_for_deliveries
+from tests.support.waiting import wait_for_payment_status, wait_until
+from tests.webhooks.helpers import load_payment, stripe_headers
+
+INSUFFICIENT_FUNDS = "4000000000009995"
+
+
+def attempts(app, payment_id: int) -> list[PaymentAttempt]:
+    with app.app_context():
+        rows = db.session.scalars(
+            select(PaymentAttempt)
+            .where(PaymentAttempt.payment_id == payment_id)
+            .order_by(PaymentAttempt.attempted_at, PaymentAttempt.id)
+        ).all()
+        db.session.expunge_all()
+        return list(rows)
+
+
+def wait_for_attempts(app, payment_id: int, count: int) -> list[PaymentAttempt]:
+    return wait_until(
+        lambda: (rows := attempts(app, payment_id)) and len(rows) >= count and rows,
+        what=f"{count} attempts of payment {payment_id}",
+    )
+
+
+def test_a_decline_then_a_success_records_both_attempts_and_the_method(
+    app, stripe_delivers, client
+):
+    merchant, key = make_merchant(app, "Attempt Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=2500)
+    declined = pay_session(stripe_delivers, payment.session_id, card=INSUFFICIENT_FUNDS)
+    assert declined["declined"] is True
+    [failed] = wait_for_attempts(app, payment.id, 1)
+    assert (failed.outcome, failed.decline_code, failed.failure_code) == (
+        "failed",
+        "insufficient_funds",
+        "card_declined",
+    )
+    assert (failed.method_type, failed.card_brand, failed.card_last4) == ("card", "visa", "9995")
+    assert failed.psp_charge_id.startswith("ch_")
+    assert load_payment(app, payment.id).status == "INITIATED"
+
+    pay_session(stripe_delivers, payment.session_id, card="5555555555554444")
+    wait_for_payment_status(app, payment.id, "SUCCESS")
+    # The webhook asked the PSP nothing: the worker's job learns how it was paid.
+    assert load_payment(app, payment.id).payment_method is None
+    with app.app_context():
+        assert learn_payment_methods() == 1
+        assert learn_payment_methods() == 0  # learned once
+    first, paid = attempts(app, payment.id)
+    assert first.id == failed.id
+    assert (paid.outcome, paid.card_brand, paid.card_last4) == ("succeeded", "mastercard", "4444")
+    stored = load_payment(app, payment.id)
+    assert (stored.method_type, stored.card_brand, stored.card_last4) == (
+        "card",
+        "mastercard",
+        "4444",
+    )
+    assert stored.payment_method["funding"] == "credit"
+    assert stored.failure_reason is None
+
+    body = client.get(
+        f"/api/v1/payments/{payment.public_id}", headers={"Authorization": f"Bearer {key}"}
+    ).get_json()
+    assert [a["outcome"] for a in body["attempts"]] == ["failed", "succeeded"]
+    assert body["attempts"][0]["decline_code"] == "insufficient_funds"
+    assert body["payment_method"]["brand"] == "mastercard"
+    assert body["payment_method"]["last4"] == "4444"
+    assert body["failure_reason"] is None
+
+
+def test_replayed_and_late_payment_failed_events_add_no_attempt(app, stripe_delivers, client):
+    merchant, _ = make_merchant(app, "Replay Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=1200)
+    pay_session(stripe_delivers, payment.session_id, card="4000000000000002")
+    wait_for_attempts(app, payment.id, 1)
+    pay_session(stripe_delivers, payment.session_id, card="4242424242424242")
+    wait_for_payment_status(app, payment.id, "SUCCESS")
+    with app.app_context():
+        learn_payment_methods()
+    wait_for_attempts(app, payment.id, 2)
+    [failed_event] = [
+        e
+        for e in stripe_client(stripe_delivers).v1.events.list(
+            {"type": "payment_intent.payment_failed"}
+        )
+    ]
+    # Stripe delivers it again, and (the same attempt) under a new event id after the payment
+    # is already paid: neither adds a row.
+    stripe_delivers.control("POST", f"events/{failed_event.id}/redeliver")
+    wait_for_deliveries(stripe_delivers, event_type="payment_intent.payment_failed", count=2)
+    raw = failed_event.to_dict()
+    raw["id"] = failed_event.id + "late"
+    late = json.dumps(raw).encode()
+    answer = client.post("/webhooks/stripe", data=late, headers=stripe_headers(late))
+    assert answer.status_code == 200
+    rows = attempts(app, payment.id)
+    assert [a.outcome for a in rows] == ["failed", "succeeded"]
+
+
+def test_an_expiry_after_a_decline_fails_as_declined(app, stripe_delivers):
+    merchant, _ = make_merchant(app, "Expiry Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=900)
+    pay_session(stripe_delivers, payment.session_id, card="4000000000000002")
+    wait_for_attempts(app, payment.id, 1)
+    stripe_client(stripe_delivers).v1.checkout.sessions.expire(payment.session_id)
+    stored = wait_for_payment_status(app, payment.id, "FAILED")
+    assert (stored.failure_reason, stored.failure_code) == ("declined", "expired")
+
+
+def test_an_expiry_with_no_attempt_fails_as_expired(app, stripe_delivers):
+    merchant, _ = make_merchant(app, "Quiet Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=900)
+    stripe_client(stripe_delivers).v1.checkout.sessions.expire(payment.session_id)
+    stored = wait_for_payment_status(app, payment.id, "FAILED")
+    assert stored.failure_reason == "expired"
+
+
+def test_the_merchant_expiring_a_payment_cancels_it(app, stripe_delivers, client):
+    merchant, key = make_merchant(app, "Cancel Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=900)
+    answer = client.post(
+        f"/api/v1/payments/{payment.public_id}/expire", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["failure_reason"] == "canceled_by_merchant"
+
+
+def test_a_failed_sepa_debit_is_rejected_by_the_psp_with_its_mandate(app, stripe_delivers):
+    merchant, _ = make_merchant(app, "Sepa Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=900)
+    pay_session(stripe_delivers, payment.session_id, iban="DE62370400440532013001")
+    wait_for_payment_status(app, payment.id, "PENDING")
+
+    def learned():
+        with app.app_context():
+            learn_payment_methods()
+        return (p := load_payment(app, payment.id)).payment_method and p
+
+    pending = wait_until(learned, what="the SEPA payment's method")
+    assert pending.method_type == "sepa_debit" and pending.card_last4 == "3001"
+    assert pending.payment_method["mandate"].startswith("mandate_")
+    stripe_delivers.control("POST", f"checkout/sessions/{payment.session_id}/settle", {})
+    stored = wait_for_payment_status(app, payment.id, "FAILED")
+    assert stored.failure_reason == "rejected_by_psp"
+    [declined] = wait_for_attempts(app, payment.id, 1)
+    assert declined.outcome == "failed" and declined.decline_code == "generic_decline"
+
+
+def test_a_psp_outage_leaves_the_method_for_the_next_run(app, stripe_delivers):
+    merchant, _ = make_merchant(app, "Outage Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=700)
+    pay_session(stripe_delivers, payment.session_id, card="4242424242424242")
+    wait_for_payment_status(app, payment.id, "SUCCESS")
+    # Every retry of the SDK answered 500: nothing learned; the next run asks again.
+    fault = {"kind": "http_500", "path": "/v1/payment_intents", "count": 10}
+    stripe_delivers.control("POST", "faults", fault)
+    with app.app_context():
+        assert learn_payment_methods() == 0
+    assert load_payment(app, payment.id).payment_method is None
+    stripe_delivers.control("DELETE", "faults")
+    with app.app_context():
+        assert learn_payment_methods() == 1
+    assert load_payment(app, payment.id).card_last4 == "4242"
+
+
+def test_leaving_after_a_decline_is_canceled_by_the_shopper(app, stripe_delivers, client):
+    merchant, _ = make_merchant(app, "Left Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=900)
+    pay_session(stripe_delivers, payment.session_id, card="4000000000000002")
+    wait_for_attempts(app, payment.id, 1)
+    assert client.get(f"/checkout/cancel/{payment.public_id}").status_code == 303
+    stripe_client(stripe_delivers).v1.checkout.sessions.expire(payment.session_id)
+    stored = wait_for_payment_status(app, payment.id, "FAILED")
+    assert stored.failure_reason == "canceled_by_shopper"
+
+
+def test_coming_back_and_being_declined_after_leaving_is_declined(app, stripe_delivers, client):
+    merchant, _ = make_merchant(app, "Back Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=900)
+    assert client.get(f"/checkout/cancel/{payment.public_id}").status_code == 303
+    # Stripe dates the decline in whole seconds: the shopper comes back a little later.
+    stripe_delivers.control("POST", "clock/advance", {"seconds": 5})
+    pay_session(stripe_delivers, payment.session_id, card="4000000000000002")
+    wait_for_attempts(app, payment.id, 1)
+    stripe_client(stripe_delivers).v1.checkout.sessions.expire(payment.session_id)
+    stored = wait_for_payment_status(app, payment.id, "FAILED")
+    assert stored.failure_reason == "declined"
+
+
+def test_a_shopper_who_left_and_came_back_to_pay_is_paid(app, stripe_delivers, client):
+    merchant, _ = make_merchant(app, "Return Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=900)
+    assert client.get(f"/checkout/cancel/{payment.public_id}").status_code == 303
+    pay_session(stripe_delivers, payment.session_id, card="4242424242424242")
+    stored = wait_for_payment_status(app, payment.id, "SUCCESS")
+    assert stored.failure_reason is None
