@@ -331,7 +331,7 @@ def test_the_notification_events_migration_gives_each_notification_its_mode(
 
     url, fresh = _sqlite_app(tmp_path, monkeypatch)
     with fresh.app_context():
-        upgrade(revision="0017_refund_indexes")
+        upgrade(revision="0020_dispute_indexes")
         with db.engine.begin() as conn:
             conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
             for pid, livemode in ((1, 1), (2, 0)):
@@ -372,7 +372,7 @@ def test_the_notification_events_migration_gives_each_notification_its_mode(
             "msg_orphan_live": 1,
             "msg_orphan_unknown": 0,
         }
-        downgrade(revision="0017_refund_indexes")
+        downgrade(revision="0020_dispute_indexes")
         assert "livemode" not in _columns(url, "notifications")
         db.engine.dispose()
 
@@ -398,7 +398,7 @@ def test_the_list_search_migration_keeps_every_email_in_lower_case(
     emails = {1: "Ann.Lee@Example.COM", 2: "ann.lee@example.com", 3: None}
     try:
         with fresh.app_context():
-            upgrade(revision="0017_refund_indexes")
+            upgrade(revision="0018_attempts_methods")
             with db.engine.begin() as conn:
                 if database == "mariadb":
                     conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS=0")

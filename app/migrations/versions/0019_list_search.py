@@ -1,7 +1,7 @@
 """list search: emails are kept in lower case and searched by prefix through an index
 
 Revision ID: 0019_list_search
-Revises: 0017_refund_indexes
+Revises: 0018_attempts_methods
 Create Date: 2026-12-07 12:30:00
 
 A customer is an email per merchant and mode (the customer page, the customers list, the
@@ -17,7 +17,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0019_list_search'
-down_revision = '0017_refund_indexes'
+down_revision = '0018_attempts_methods'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """dispute indexes: the API's list by status and the dashboard's every dispute read an index in order
 
 Revision ID: 0020_dispute_indexes
-Revises: 0017_refund_indexes
+Revises: 0019_list_search
 Create Date: 2026-12-07 12:40:00
 
 `GET /api/v1/disputes?status=…` is newest first by (created_at, id) within one status: it gets
@@ -15,7 +15,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0020_dispute_indexes'
-down_revision = '0017_refund_indexes'
+down_revision = '0019_list_search'
 branch_labels = None
 depends_on = None
 

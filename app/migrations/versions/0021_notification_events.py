@@ -1,7 +1,7 @@
 """notification events: a notification keeps its mode, and the Events API lists them by index
 
 Revision ID: 0021_notification_events
-Revises: 0017_refund_indexes
+Revises: 0020_dispute_indexes
 Create Date: 2026-12-07 12:20:00
 
 Every notification is an event a client app can pull through `GET /api/v1/events`, with the
@@ -25,7 +25,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0021_notification_events'
-down_revision = '0017_refund_indexes'
+down_revision = '0020_dispute_indexes'
 branch_labels = None
 depends_on = None
 

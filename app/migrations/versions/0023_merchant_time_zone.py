@@ -1,7 +1,7 @@
 """merchant time zone: the overview's days and the dashboard's times in the merchant's zone
 
 Revision ID: 0023_merchant_time_zone
-Revises: 0018_attempts_methods
+Revises: 0021_notification_events
 Create Date: 2026-12-07 12:30:00
 
 An IANA name (Europe/Paris), checked against zoneinfo when set; every merchant starts in UTC,
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0023_merchant_time_zone'
-down_revision = '0018_attempts_methods'
+down_revision = '0021_notification_events'
 branch_labels = None
 depends_on = None
 
