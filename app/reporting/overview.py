@@ -23,6 +23,7 @@ from datetime import datetime
 from sqlalchemy import case, exists, func, literal_column, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.common import payment_methods as methods
 from app.common.tenancy import scoped
 from app.extensions import db
 from app.models import Dispute, Payment, PaymentAttempt, PaymentStatus, Refund
@@ -101,39 +102,7 @@ class Method:
 
     @property
     def label(self) -> str:
-        if self.method_type is None:
-            return "Not recorded"
-        if self.method_type == "card" and self.card_brand:
-            return BRAND_WORDS.get(self.card_brand, self.card_brand.replace("_", " ").title())
-        return METHOD_WORDS.get(self.method_type, self.method_type.replace("_", " ").title())
-
-
-# How Stripe's payment method types and card brands read (others: their code, capitalised).
-METHOD_WORDS = {
-    "card": "Card",
-    "sepa_debit": "SEPA Direct Debit",
-    "ideal": "iDEAL",
-    "bancontact": "Bancontact",
-    "sofort": "Sofort",
-    "giropay": "giropay",
-    "eps": "EPS",
-    "p24": "Przelewy24",
-    "klarna": "Klarna",
-    "paypal": "PayPal",
-    "link": "Link",
-    "us_bank_account": "US bank account",
-    "bacs_debit": "Bacs Direct Debit",
-}
-BRAND_WORDS = {
-    "visa": "Visa",
-    "mastercard": "Mastercard",
-    "amex": "American Express",
-    "discover": "Discover",
-    "diners": "Diners Club",
-    "jcb": "JCB",
-    "unionpay": "UnionPay",
-    "cartes_bancaires": "Cartes Bancaires",
-}
+        return methods.name(self.method_type, self.card_brand) or "Not recorded"
 
 
 @dataclass

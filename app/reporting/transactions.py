@@ -25,26 +25,11 @@ from sqlalchemy import Select, and_, false, or_, select
 
 from app.common import cursors
 from app.common.money import THREE_DECIMAL, ZERO_DECIMAL, format_minor, to_minor
+from app.common.payment_methods import CARD_BRANDS, METHOD_TYPES
 from app.extensions import db
 from app.models import Payment, RefundState
 from app.models.payment import normalize_email
 from app.reporting.modes import in_mode
-
-# Stripe's payment method types and card brands a person searches and filters by (the list's
-# words for each type).
-METHOD_TYPES = {
-    "card": "Card",
-    "sepa_debit": "SEPA Direct Debit",
-    "ideal": "iDEAL",
-    "bancontact": "Bancontact",
-    "sofort": "Sofort",
-    "link": "Link",
-    "paypal": "PayPal",
-    "us_bank_account": "ACH Direct Debit",
-}
-CARD_BRANDS = frozenset(
-    {"visa", "mastercard", "amex", "discover", "diners", "jcb", "unionpay", "cartes_bancaires"}
-)
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 1000

@@ -43,6 +43,7 @@ from app.common.money import (
     parse_amount,
     parse_major,
 )
+from app.common.payment_methods import METHOD_TYPES
 from app.common.timezones import checked_zone_name
 from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.errors import PayBridgeError
@@ -50,7 +51,7 @@ from app.models import PaymentStatus, PaymentType, RefundState, RefundStatus
 from app.payments.failure_reasons import FAILURE_REASONS
 from app.psp import configured_modes
 from app.reporting.refunds import RefundFilter
-from app.reporting.transactions import ANY_REFUND, METHOD_TYPES, TransactionFilter
+from app.reporting.transactions import ANY_REFUND, TransactionFilter
 
 
 class LoginForm(FlaskForm):

@@ -34,7 +34,7 @@ from flask_login import current_user
 
 from app.accounts import audit
 from app.blueprints.dashboard import bp
-from app.common import cursors
+from app.common import cursors, payment_methods
 from app.common.money import format_minor, format_money
 from app.common.timezones import to_local, zone_of
 from app.common.urls import split_url
@@ -316,6 +316,7 @@ def dashboard_context() -> dict:
         "payment_subscription": payment_subscription,
         "failure_words": failure_reasons.words,
         "canceled_reasons": failure_reasons.CANCELED_REASONS,
+        "method_words": payment_methods.label,
     }
 
 
