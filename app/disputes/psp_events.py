@@ -3,8 +3,9 @@
 Each event carries the whole dispute: the record is created by the first event PayBridge sees
 of it (whichever type that is) and brought to the newest state after. The dispute names its
 payment intent, which names the payment; one that names only its charge is matched by the
-charge's payment intent, asked of the PSP once the event is stored (no transaction stays open
-across a PSP call). An event of the other mode than the payment's is stored as `mode_mismatch`
+attempt recorded with that charge (payment_attempts.psp_charge_id), and when no attempt has it,
+by the charge's payment intent, asked of the PSP once the event is stored (no transaction stays
+open across a PSP call). An event of the other mode than the payment's is stored as `mode_mismatch`
 and changes nothing; one of no known payment as `unknown_dispute`.
 """
 
@@ -16,7 +17,12 @@ from flask import current_app
 from sqlalchemy import select
 
 from app.common.locks import retry_lock_conflicts
-from app.disputes.service import apply_psp_dispute, dispute_of_psp_id, payment_of_intent
+from app.disputes.service import (
+    apply_psp_dispute,
+    dispute_of_psp_id,
+    payment_of_charge,
+    payment_of_intent,
+)
 from app.extensions import db
 from app.models import PspEvent, StatusSource
 from app.payments.state import lock_payment
@@ -43,6 +49,8 @@ def handle_dispute_event(event: PspEventData, source: StatusSource) -> Handled:
     # Plain reads (no gap locks); the row locks are taken payment first, then dispute.
     known = dispute_of_psp_id(reported.id)
     payment_id = known.payment_id if known else payment_of_intent(reported.payment_intent_id)
+    if payment_id is None and reported.payment_intent_id is None:
+        payment_id = payment_of_charge(reported.charge_id)
     if payment_id is not None:
         return _record(event, reported, payment_id)
     if reported.payment_intent_id is None and reported.charge_id:

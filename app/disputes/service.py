@@ -20,7 +20,7 @@ from app.common.locks import lock_row
 from app.disputes import signals
 from app.errors import PayBridgeError
 from app.extensions import db
-from app.models import Dispute, Payment, utcnow
+from app.models import Dispute, Payment, PaymentAttempt, utcnow
 from app.models.dispute import CLOSED_STATUSES, NEEDS_RESPONSE_STATUSES
 from app.payments.state import lock_payment
 from app.psp import PspError, get_provider
@@ -62,6 +62,16 @@ def payment_of_intent(payment_intent_id: str | None) -> int | None:
         .where(Payment.psp_payment_intent_id == payment_intent_id)
         .order_by(Payment.id)
         .limit(1)
+    )
+
+
+def payment_of_charge(charge_id: str | None) -> int | None:
+    """The payment one of whose attempts is this PSP charge (uq_payment_attempts_psp_charge_id:
+    one indexed read), None when no attempt of it was recorded."""
+    if not charge_id:
+        return None
+    return db.session.scalar(
+        select(PaymentAttempt.payment_id).where(PaymentAttempt.psp_charge_id == charge_id)
     )
 
 

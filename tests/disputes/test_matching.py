@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from app.models import Dispute, Payment, PspEvent, utcnow
+from app.extensions import db
+from app.models import Dispute, Payment, PaymentAttempt, PspEvent, utcnow
 from app.psp import get_provider
 from app.psp.stripe_adapter import event_from_stripe
 from app.psp_events.intake import process_event
@@ -53,6 +54,34 @@ def test_a_dispute_naming_only_its_charge_is_recorded_on_the_charges_payment(
     )  # fmt: skip
     row = stored(app, raw["id"])
     assert (row.outcome, row.payment_id) == ("applied", dispute.payment_id)
+
+
+def test_a_dispute_naming_only_a_charge_an_attempt_recorded_is_matched_without_asking_the_psp(
+    app, make_merchant, paid_payment, emu
+):
+    """payment_attempts.psp_charge_id names the charge's payment in one indexed read: the event
+    is applied as it is processed. The charge here is one the PSP does not know, so had it been
+    asked the event would have stayed unknown."""
+    merchant, _ = make_merchant()
+    payment = paid_payment(merchant.id, amount=2700)
+    opened = open_dispute(app, emu, payment.public_id)
+    raw = created_event_without_intent(app, opened, charge="ch_only_in_attempts")
+    payment_id = get_row(app, Payment, public_id=payment.public_id).id
+    with app.app_context():
+        db.session.add(
+            PaymentAttempt(
+                payment_id=payment_id, outcome="succeeded", psp_charge_id="ch_only_in_attempts"
+            )
+        )
+        db.session.commit()
+
+        handled = process_event(event_from_stripe(raw))
+
+    assert handled.outcome == "applied"
+    [dispute] = get_rows(app, Dispute, Dispute.psp_dispute_id == opened["id"])
+    assert (dispute.payment_id, dispute.psp_charge_id) == (payment_id, "ch_only_in_attempts")
+    row = stored(app, raw["id"])
+    assert (row.outcome, row.payment_id) == ("applied", payment_id)
 
 
 def test_a_dispute_of_no_known_payment_is_stored_unknown_and_the_events_page_filters_it(
