@@ -153,6 +153,7 @@ def test_every_get_route_answers_with_the_headers_and_every_page_with_a_content_
         "run_id": world.run_id,
         "key_id": world.key_id,
         "dispute_id": world.dispute,
+        "email": "shopper@example.com",  # a customer page (the operator's answer is a 404 page)
         "filename": "css/app.css",
     }
     overrides = {
