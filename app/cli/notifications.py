@@ -14,7 +14,12 @@ from app.notifications.delivery import deliver_due, resend
 
 notifications_cli = AppGroup("notifications", help="Notifications to client apps (the outbox).")
 
-STATUSES = (Notification.STATUS_PENDING, Notification.STATUS_DELIVERED, Notification.STATUS_FAILED)
+STATUSES = (
+    Notification.STATUS_PENDING,
+    Notification.STATUS_DELIVERED,
+    Notification.STATUS_FAILED,
+    Notification.STATUS_UNROUTED,
+)
 
 
 def register(app: Flask) -> None:

@@ -2,6 +2,7 @@
 
 from app.models.base import iso, utcnow
 from app.models.dispute import Dispute
+from app.models.endpoint import NotificationDelivery, NotificationEndpoint
 from app.models.events import Notification, NotificationAttempt, PspEvent, ReconciliationRun
 from app.models.merchant import ApiKey, AuditLog, DashboardSession, Merchant, User
 from app.models.payment import (
@@ -35,6 +36,8 @@ __all__ = [
     "Merchant",
     "Notification",
     "NotificationAttempt",
+    "NotificationDelivery",
+    "NotificationEndpoint",
     "Payment",
     "PaymentConflict",
     "PaymentStatusChange",

@@ -14,6 +14,7 @@ from app.models import (
 )
 from app.reconciliation.service import reconcile_payment, run_reconciliation, summarize
 from tests.reconciliation.conftest import reload, set_expired
+from tests.support.factories import FINAL_NEWS
 from tests.support.psp import checkout_sessions, pay_session
 from tests.support.waiting import wait_until
 
@@ -30,7 +31,7 @@ def history(payment_id: int) -> list[tuple]:
 def notifications(payment_id: int) -> list[Notification]:
     return list(
         db.session.execute(
-            db.select(Notification).where(Notification.payment_id == payment_id)
+            db.select(Notification).where(Notification.payment_id == payment_id, FINAL_NEWS)
         ).scalars()
     )
 

@@ -32,7 +32,7 @@ from app.notifications.targets import (
     pin,
 )
 from app.payments.state import lock_payment, transition
-from tests.support.factories import make_payment
+from tests.support.factories import FINAL_NEWS, make_payment
 from tests.support.pages import token_for
 from tests.support.rows import get_rows
 
@@ -95,7 +95,7 @@ def _finish_payment(app, merchant_id: int) -> int:
         transition(lock_payment(payment_id), PaymentStatus.SUCCESS, source=StatusSource.WEBHOOK)
         db.session.commit()
         return db.session.scalar(
-            select(Notification.id).where(Notification.payment_id == payment_id)
+            select(Notification.id).where(Notification.payment_id == payment_id, FINAL_NEWS)
         )
 
 
