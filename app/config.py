@@ -407,6 +407,9 @@ class Config(BaseSettings):
     # short transaction, with a pause between them for replicas or a busy database).
     RETENTION_INTERVAL_SECONDS: Interval = 3600
     RETENTION_NOTIFICATIONS_DAYS: RetentionDays = 90
+    # How long the Events API serves a notification as an event (older ones are neither listed
+    # nor read); retention keeps delivered notifications at least this long.
+    EVENTS_RETENTION_DAYS: Annotated[int, Field(ge=1, le=3650)] = 30
     RETENTION_PSP_EVENTS_DAYS: PspEventDays = 90
     RETENTION_RECON_RUNS_DAYS: RetentionDays = 90
     RETENTION_BATCH_SIZE: Annotated[int, Field(ge=1, le=10000)] = 1000

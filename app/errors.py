@@ -44,6 +44,7 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "NOTIFICATION_ENDPOINT_NOT_FOUND": ErrorSpec(404, "No such notification endpoint."),
     "SUBSCRIPTION_NOT_FOUND": ErrorSpec(404, "No such subscription."),
     "REFUND_NOT_FOUND": ErrorSpec(404, "No such refund."),
+    "EVENT_NOT_FOUND": ErrorSpec(404, "No such event, or it is past its retention."),
     "METHOD_NOT_ALLOWED": ErrorSpec(405, "This method is not allowed here."),
     "DUPLICATE_MERCHANT_REFERENCE": ErrorSpec(
         409, "A payment with this merchant_reference already exists."

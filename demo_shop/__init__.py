@@ -5,7 +5,7 @@ service: its public JSON API (paybridge.py), the signed notifications PayBridge 
 POST /notify (notifications.py), and the shopper coming back to the success and cancel URLs.
 
     python -m demo_shop init --paybridge-credentials merchant.json   # store and catalogue
-    python -m demo_shop run --port 5001
+    python -m demo_shop run --port 5001   # catches up with the events missed while stopped
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from flask import Flask, Response
 
 from demo_shop import models
 from demo_shop.blueprints import register_all
+from demo_shop.catch_up import start_catching_up
 from demo_shop.cli import register as register_cli
 from demo_shop.config import load_settings
 from demo_shop.errors import register_error_handlers as register_error_pages
@@ -36,6 +37,7 @@ def create_app(config: dict | None = None, *, instance_path: str | None = None) 
     configure_secret_key(app)
     register_extensions(app)
     register_paybridge_client(app)
+    register_catch_up(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_template_filters(app)
@@ -79,6 +81,12 @@ def register_paybridge_client(app: Flask) -> None:
         app.extensions["paybridge"] = PayBridgeClient(
             app.config["PAYBRIDGE_URL"], app.config["PAYBRIDGE_API_KEY"]
         )
+
+
+def register_catch_up(app: Flask) -> None:
+    """Pull what PayBridge notified while the shop was stopped (demo_shop/catch_up.py)."""
+    if app.config["CATCH_UP_ON_START"] not in (False, "", "0") and "paybridge" in app.extensions:
+        start_catching_up(app)
 
 
 def register_blueprints(app: Flask) -> None:

@@ -10,8 +10,10 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from demo_shop.catalogue import add_missing_prints
+from demo_shop.catch_up import catch_up
 from demo_shop.config import read_instance_settings, save_instance_settings
 from demo_shop.extensions import db
+from demo_shop.paybridge import PayBridgeError
 
 
 @click.command("init")
@@ -55,6 +57,21 @@ def merchant_id_command() -> None:
     click.echo(merchant_id)
 
 
+@click.command("catch-up")
+@with_appcontext
+def catch_up_command() -> None:
+    """Pull and apply the PayBridge events missed since the newest one applied (what `run`
+    does on start)."""
+    client = current_app.extensions.get("paybridge")
+    if client is None:
+        raise click.ClickException("not connected to PayBridge yet (python -m demo_shop init)")
+    try:
+        report = catch_up(client)
+    except PayBridgeError as error:
+        raise click.ClickException(f"PayBridge could not tell: {error}") from None
+    click.echo(f"caught up: {report.summary()}")
+
+
 def _read_credentials(text: str) -> dict:
     try:
         merchant = json.loads(text)
@@ -86,3 +103,4 @@ def _save(app: Flask, **values) -> None:
 def register(app: Flask) -> None:
     app.cli.add_command(init_command)
     app.cli.add_command(merchant_id_command)
+    app.cli.add_command(catch_up_command)

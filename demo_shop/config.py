@@ -9,6 +9,8 @@
                                    http://127.0.0.1:5001)
     SHOP_SECRET_KEY                signs the shop's session cookies
     SHOP_DATABASE_URL              the shop's store (default sqlite:///instance/demo_shop.sqlite3)
+    SHOP_CATCH_UP_ON_START         1: pull the events missed while stopped when the app starts
+                                   (`python -m demo_shop run` sets it; demo_shop/catch_up.py)
 
 Everything is prefixed SHOP_ so the shop's settings never mix with PayBridge's own (the demo
 runs both from one shell). The instance file (`instance/demo_shop.json`) is where
@@ -31,6 +33,7 @@ ENVIRONMENT = {
     "SHOP_PUBLIC_URL": "PUBLIC_URL",
     "SHOP_SECRET_KEY": "SECRET_KEY",
     "SHOP_DATABASE_URL": "SQLALCHEMY_DATABASE_URI",
+    "SHOP_CATCH_UP_ON_START": "CATCH_UP_ON_START",
 }
 
 DEFAULTS = {
@@ -39,6 +42,7 @@ DEFAULTS = {
     "PAYBRIDGE_SIGNING_SECRET": None,
     "PUBLIC_URL": "http://127.0.0.1:5001",
     "SECRET_KEY": None,
+    "CATCH_UP_ON_START": False,
     # Login and sign-up limits are counted in this process (the shop runs as one).
     "RATELIMIT_STORAGE_URI": "memory://",
     "SESSION_COOKIE_HTTPONLY": True,

@@ -186,3 +186,15 @@ class ReceivedNotification(db.Model):
     payment_id: Mapped[str | None] = mapped_column(String(40))
     outcome: Mapped[str] = mapped_column(String(20))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EventPosition(db.Model):
+    """The newest PayBridge event the shop has applied (one row), pushed to /notify or pulled
+    through the Events API: where the next catch-up starts (demo_shop/catch_up.py)."""
+
+    __tablename__ = "event_position"
+
+    id: Mapped[int] = mapped_column(primary_key=True)  # always 1
+    event_id: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime]  # naive UTC: that event's time, or the first start's
+    caught_up_at: Mapped[datetime | None]  # the last catch-up that finished

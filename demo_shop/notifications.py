@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import IntegrityError
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from demo_shop import orders, payments
 from demo_shop.extensions import db
-from demo_shop.models import Order, ReceivedNotification
+from demo_shop.models import EventPosition, Order, ReceivedNotification
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,33 @@ def handle(webhook_id: str, message: dict) -> str:
     received.order_id = order.id if order else None
     received.payment_id = message["data"].get("payment_id") or message["data"].get("id")
     received.outcome = outcome
+    remember(webhook_id, message)
     db.session.flush()
     log.info("notification %s (%s): %s", webhook_id, message["type"], outcome)
     return outcome
+
+
+def remember(event_id: str, message: dict) -> None:
+    """Keep the newest event applied (by when it happened): a catch-up after a restart asks
+    PayBridge's Events API for what came after it (demo_shop/catch_up.py)."""
+    at = _naive_utc(message.get("created") or message.get("timestamp"))
+    if at is None:
+        return
+    position = db.session.get(EventPosition, 1)
+    if position is None:
+        db.session.add(EventPosition(id=1, event_id=event_id[:40], created_at=at))
+    elif at > position.created_at:
+        position.event_id, position.created_at = event_id[:40], at
+
+
+def _naive_utc(value) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _payment_notification(payment: dict) -> tuple[Order | None, str]:

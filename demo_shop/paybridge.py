@@ -127,14 +127,32 @@ class PayBridgeClient:
             json={"at_period_end": at_period_end},
         )
 
+    # --- events -----------------------------------------------------------------------------
+
+    def list_events(self, **params) -> dict:
+        """One page of the merchant's events, newest first (`type`, `created_gte`,
+        `created_lte`, `limit`, `starting_after`): every notification, for 30 days."""
+        return self._call("GET", "/events", params=params)
+
     # --- the one place that talks HTTP ------------------------------------------------------
 
     def _call(
-        self, method: str, path: str, *, json: dict | None = None, headers: dict | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict | None = None,
+        headers: dict | None = None,
+        params: dict | None = None,
     ) -> dict:
         try:
             response = self.http.request(
-                method, self.api_url + path, json=json, headers=headers, timeout=self.timeout
+                method,
+                self.api_url + path,
+                json=json,
+                headers=headers,
+                params=params,
+                timeout=self.timeout,
             )
         except requests.RequestException as exc:
             # Refused, timed out, reset: nothing is known about the outcome, so a create must be

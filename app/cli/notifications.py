@@ -1,9 +1,12 @@
-"""`flask notifications list|resend|deliver`: see and act on the outbox."""
+"""`flask notifications list|resend|deliver|listen`: see and act on the outbox; forward a
+merchant's events to a developer's machine."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
-from flask import Flask
+from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import select
 
@@ -11,6 +14,7 @@ from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Notification, Payment
 from app.notifications.delivery import deliver_due, resend
+from paybridge_listen import default_secret_path, listen, parse_since, signing_secret
 
 notifications_cli = AppGroup("notifications", help="Notifications to client apps (the outbox).")
 
@@ -107,3 +111,63 @@ def _resolve(value: str) -> int:
     if found is None:
         raise click.ClickException(f"No notification {value}.")
     return found
+
+
+@notifications_cli.command("listen")
+@click.option(
+    "--api-key",
+    envvar="PAYBRIDGE_API_KEY",
+    required=True,
+    help="The merchant's API key (pbk_test_… or pbk_live_…); default $PAYBRIDGE_API_KEY.",
+)
+@click.option("--forward-to", required=True, help="The local URL to POST each event to.")
+@click.option("--api-base", help="Where PayBridge's API is; default PUBLIC_BASE_URL.")
+@click.option(
+    "--types", help="Only these event types: payment.succeeded, payment.*, or comma-separated."
+)
+@click.option(
+    "--since", help="Also forward the events since then: ISO 8601, or back from now (15m, 2h)."
+)
+@click.option("--secret", help="Sign with this whsec_… secret instead of this machine's own.")
+@click.option(
+    "--secret-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=default_secret_path,
+    show_default="~/.config/paybridge/listen-secret",
+    help="Where this machine's secret is kept (made on the first run).",
+)
+@click.option("--retries", type=click.IntRange(0, 10), default=3, show_default=True)
+@click.option("--interval", type=click.FloatRange(0.1, 60), default=2.0, show_default=True)
+def listen_command(
+    api_key: str,
+    forward_to: str,
+    api_base: str | None,
+    types: str | None,
+    since: str | None,
+    secret: str | None,
+    secret_file: Path,
+    retries: int,
+    interval: float,
+) -> None:
+    """Forward a merchant's events to a local URL, signed, like `stripe listen` (through the
+    Events API: PayBridge needs no way to reach this machine). Same as `python -m
+    paybridge_listen`; docs/notifications.md."""
+    try:
+        signing = signing_secret(secret, secret_file)
+        start = parse_since(since) if since else None
+    except (ValueError, OSError) as error:
+        raise click.UsageError(str(error)) from None
+    code = listen(
+        api_key=api_key,
+        forward_to=forward_to,
+        api_base=api_base or current_app.config["PUBLIC_BASE_URL"],
+        types=types,
+        since=start,
+        secret=signing,
+        secret_origin="--secret" if secret else str(secret_file),
+        retries=retries,
+        interval=interval,
+        say=lambda line: click.echo(line),
+    )
+    if code:
+        raise SystemExit(code)

@@ -68,6 +68,18 @@ class Notification(db.Model):
         Index("ix_notifications_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_notifications_payment", "payment_id", "id"),
         Index("ix_notifications_merchant_created", "merchant_id", "created_at"),
+        # The Events API: one merchant's mode newest first, by type or not.
+        Index(
+            "ix_notifications_merchant_mode_created", "merchant_id", "livemode", "created_at", "id"
+        ),
+        Index(
+            "ix_notifications_merchant_mode_type_created",
+            "merchant_id",
+            "livemode",
+            "event_type",
+            "created_at",
+            "id",
+        ),
     )
 
     STATUS_PENDING = "pending"
@@ -82,6 +94,8 @@ class Notification(db.Model):
     )
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    # Its payment's mode: the Events API shows an API key its own mode's events only.
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     event_type: Mapped[str] = mapped_column(String(50))
     status_version: Mapped[int | None] = mapped_column(Integer)
     # The body is frozen when the status changes, so a retry sends exactly the same bytes.

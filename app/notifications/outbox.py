@@ -109,6 +109,7 @@ def _add(payment: Payment, event_type: str, data: dict) -> Notification:
         public_id=message_id,
         merchant_id=payment.merchant_id,
         payment_id=payment.id,
+        livemode=payment.livemode,
         event_type=event_type,
         status_version=payment.status_version,
         # `livemode` as on Stripe's events: a client app tells test traffic from real money

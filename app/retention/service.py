@@ -3,7 +3,8 @@
 What goes, and when (KINDS; ages are settings, 0 keeps a kind forever):
 - idempotency_keys: completed keys older than IDEMPOTENCY_RETENTION_HOURS (≥ 24 h, as Stripe
   honours a key). A key still in progress or retryable stays: its payment is unfinished.
-- notifications, with their attempts: delivered ones older than RETENTION_NOTIFICATIONS_DAYS.
+- notifications, with their attempts: delivered ones older than RETENTION_NOTIFICATIONS_DAYS,
+  and never before EVENTS_RETENTION_DAYS (each is an event the Events API serves that long).
   A pending (retrying) or failed one stays whatever its age, until it is delivered.
 - psp_events: older than RETENTION_PSP_EVENTS_DAYS (≥ 30: Stripe resends an event for 3 days
   and lists it for 30), except those an open conflict names, which its operator settles from.
@@ -120,19 +121,27 @@ class Kind:
     unit: timedelta  # one unit of that setting
     purgeable: Callable[[Connection, datetime], ColumnElement[bool]]  # which rows, by cutoff
     children: tuple[InstrumentedAttribute, ...] = ()  # foreign keys of rows that go with it
+    # A setting (same unit) that keeps the rows at least as long, whatever `setting` says.
+    at_least: str | None = None
 
     @property
     def table(self) -> str:
         return self.model.__tablename__
 
-    def kept_for(self, config) -> str:
+    def _amount(self, config) -> int:
         amount = config[self.setting]
+        if amount == 0 or self.at_least is None:
+            return amount
+        return max(amount, config[self.at_least])
+
+    def kept_for(self, config) -> str:
+        amount = self._amount(config)
         if amount == 0:
             return "forever"
         return f"{amount} h" if self.unit == timedelta(hours=1) else f"{amount} days"
 
     def cutoff(self, config, now: datetime) -> datetime | None:
-        amount = config[self.setting]
+        amount = self._amount(config)
         return None if amount == 0 else now - amount * self.unit
 
 
@@ -151,6 +160,8 @@ KINDS: tuple[Kind, ...] = (
         timedelta(days=1),
         _delivered_notifications,
         children=(NotificationAttempt.notification_id,),
+        # A notification is an event a client may still pull through the Events API.
+        at_least="EVENTS_RETENTION_DAYS",
     ),
     Kind(
         PspEvent,

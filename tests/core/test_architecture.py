@@ -8,6 +8,7 @@ reason; every route lives in app/blueprints/.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
@@ -191,3 +192,22 @@ def test_the_procfile_runs_release_web_and_worker_and_no_emulator():
     lines = [line for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()]
     assert [line.split(":", 1)[0] for line in lines] == ["release", "web", "worker"]
     assert "stripe_emulator" not in (ROOT / "Procfile").read_text()
+
+
+def test_paybridge_listen_stands_alone_on_the_standard_library_and_requests():
+    """A client developer copies paybridge_listen/ beside their app: it may need nothing of
+    PayBridge's (app/, its settings, its database) and no package beyond requests."""
+    allowed = set(sys.stdlib_module_names) | {"requests", "paybridge_listen"}
+    imported = {
+        name.split(".")[0]
+        for path in sorted((ROOT / "paybridge_listen").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        for name in (
+            [alias.name for alias in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+            if isinstance(node, ast.ImportFrom) and not node.level
+            else []
+        )
+    }
+    assert imported and imported <= allowed, imported - allowed

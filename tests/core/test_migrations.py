@@ -318,3 +318,60 @@ def test_the_refund_indexes_migration_gives_existing_rows_their_refund_state_and
         assert "refund_state" not in _columns(url, "payments")
         assert "livemode" not in _columns(url, "refunds")
         db.engine.dispose()
+
+
+def test_the_notification_events_migration_gives_each_notification_its_mode(
+    app, tmp_path, monkeypatch, restore_api
+):
+    """0021 copies each notification's payment's mode onto it; one without a payment takes its
+    payload's `livemode`, and with neither it is test (never read by a live key as real money)."""
+    from flask_migrate import downgrade, upgrade
+
+    from app.extensions import db
+
+    url, fresh = _sqlite_app(tmp_path, monkeypatch)
+    with fresh.app_context():
+        upgrade(revision="0017_refund_indexes")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            for pid, livemode in ((1, 1), (2, 0)):
+                conn.execute(
+                    text(
+                        "INSERT INTO payments (id, public_id, merchant_id, merchant_reference,"
+                        " amount, currency, payment_type, success_url, cancel_url, metadata,"
+                        " status, status_version, psp, refunded_amount, livemode, created_at,"
+                        " updated_at) VALUES (:id, :public_id, 1, :public_id, 2000, 'EUR',"
+                        " 'SALE', 'https://s.example/ok', 'https://s.example/no', '{}',"
+                        " 'SUCCESS', 3, 'stripe', 0, :livemode, '2026-12-01 10:00:00',"
+                        " '2026-12-01 10:00:00')"
+                    ),
+                    {"id": pid, "public_id": f"pay_{pid}", "livemode": livemode},
+                )
+            # The payload says test for msg_live: the payment (its mode's source of truth) wins.
+            for public_id, payment_id, payload in (
+                ("msg_live", 1, '{"livemode": false}'),
+                ("msg_test", 2, "{}"),
+                ("msg_orphan_live", None, '{"livemode": true}'),
+                ("msg_orphan_unknown", None, '{"type": "payment.succeeded"}'),
+            ):
+                conn.execute(
+                    text(
+                        "INSERT INTO notifications (public_id, merchant_id, payment_id,"
+                        " event_type, payload, status, attempt_count, created_at, updated_at)"
+                        " VALUES (:public_id, 1, :payment_id, 'payment.succeeded', :payload,"
+                        " 'delivered', 1, '2026-12-01 10:00:00', '2026-12-01 10:00:00')"
+                    ),
+                    {"public_id": public_id, "payment_id": payment_id, "payload": payload},
+                )
+        upgrade()
+        with db.engine.connect() as conn:
+            modes = dict(conn.execute(text("SELECT public_id, livemode FROM notifications")).all())
+        assert modes == {
+            "msg_live": 1,
+            "msg_test": 0,
+            "msg_orphan_live": 1,
+            "msg_orphan_unknown": 0,
+        }
+        downgrade(revision="0017_refund_indexes")
+        assert "livemode" not in _columns(url, "notifications")
+        db.engine.dispose()

@@ -43,6 +43,7 @@ def notification(payment: Payment, *, days: float, status: str, attempts: int = 
     note = Notification(
         merchant_id=payment.merchant_id,
         payment_id=payment.id,
+        livemode=payment.livemode,
         event_type="payment.succeeded",
         status_version=payment.status_version,
         payload={"type": "payment.succeeded", "data": {"id": payment.public_id}},

@@ -231,6 +231,41 @@ def test_api_list_filters_never_get_a_server_error(client, make_unthrottled_merc
     FILTER_FUZZ(given(params=_params(API_FILTERS))(check))()
 
 
+EVENT_FILTERS = ["type", "created_gte", "created_lte", "limit", "starting_after", "other"]
+# Real types and families, mangled and joined by commas as a client might.
+event_types = st.one_of(
+    st.lists(
+        st.sampled_from(["payment.succeeded", "payment.*", "refund.*", "dispute.closed", "*",
+                         "payment.", ".*", "payment.**", "%", "_", " payment.failed "])
+        | st.text(max_size=20),
+        min_size=1,
+        max_size=25,
+    ).map(",".join),
+    raw_values,
+)  # fmt: skip
+
+
+def test_events_list_filters_never_get_a_server_error(
+    app, client, make_unthrottled_merchant, make_payment
+):
+    merchant, key = make_unthrottled_merchant("Events filtered")
+    make_payment(merchant_id=merchant.id)
+
+    def check(params) -> None:
+        answer = client.get(f"/api/v1/events?{_query(params)}", headers=auth_headers(key))
+        assert answer.status_code in (200, 400), (params, answer.get_data(as_text=True))
+        if answer.status_code == 400:
+            assert answer.get_json()["error"]["code"] in ("VALIDATION_ERROR", "INVALID_CURSOR")
+
+    for params in _edges(EVENT_FILTERS):
+        check(params)
+    params = st.fixed_dictionaries(
+        {},
+        optional={name: event_types if name == "type" else _value(name) for name in EVENT_FILTERS},
+    )
+    FILTER_FUZZ(given(params=params)(check))()
+
+
 @pytest.mark.parametrize("path", sorted(DASHBOARD_LISTS))
 def test_dashboard_list_filters_never_get_a_server_error(client_op, make_payment, tenants, path):
     make_payment(merchant_id=tenants.a_id)

@@ -401,6 +401,7 @@ def add_notification(payment: Payment, *, status: str, attempts: list[int | None
     note = Notification(
         merchant_id=payment.merchant_id,
         payment_id=payment.id,
+        livemode=payment.livemode,
         event_type="payment.succeeded" if payment.status == "SUCCESS" else "payment.failed",
         status_version=payment.status_version,
         payload={"type": "payment.succeeded", "data": {"id": payment.public_id}},

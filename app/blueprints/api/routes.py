@@ -14,6 +14,9 @@ from app.blueprints.api.schemas import (
     DisputeListQuerySchema,
     DisputeListSchema,
     DisputeSchema,
+    EventListQuerySchema,
+    EventListSchema,
+    EventSchema,
     PayBridgeErrorSchema,
     PaymentCreateSchema,
     PaymentDetailSchema,
@@ -31,11 +34,13 @@ from app.common.idempotency import REPLAYED_HEADER, CommandResult
 from app.disputes import service as disputes
 from app.errors import PayBridgeError
 from app.models import StatusSource
+from app.notifications import events
 from app.payments import queries as payments
 from app.payments.service import expire_payment, submit_payment
 from app.refunds import queries as refunds
 from app.refunds.service import submit_refund
 from app.serializers.dispute import dispute_to_dict
+from app.serializers.event import event_to_dict
 from app.serializers.payment import payment_to_dict, payments_to_dicts
 from app.serializers.refund import refund_to_dict
 from app.serializers.subscription import subscription_to_dict
@@ -315,6 +320,35 @@ class CloseDispute(MethodView):
         """Accept the dispute at the PSP: not contested, the disputed amount is lost."""
         dispute = disputes.accept_dispute(_own_dispute(dispute_id).id)
         return jsonify(dispute_to_dict(dispute))
+
+
+@bp.route("/events")
+class Events(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.arguments(EventListQuerySchema, location="query", error_status_code=400, unknown=RAISE)
+    @bp.response(200, EventListSchema)
+    @_errors(401)
+    def get(self, query: dict):
+        """List the notifications of the key's mode as events, newest first, for
+        EVENTS_RETENTION_DAYS (30 days by default): what a client that was down missed."""
+        page = events.list_events(current_merchant_id(), livemode=current_livemode(), **query)
+        return jsonify(
+            object="list",
+            data=[event_to_dict(event) for event in page.events],
+            has_more=page.has_more,
+            next_cursor=page.next_cursor,
+        )
+
+
+@bp.route("/events/<string:event_id>")
+class EventById(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.response(200, EventSchema)
+    @_errors(401, 404)
+    def get(self, event_id: str):
+        """One event (a `msg_…` id, the notification's `webhook-id`) within its retention."""
+        event = events.get_event(current_merchant_id(), event_id, livemode=current_livemode())
+        return jsonify(event_to_dict(event))
 
 
 def _own_dispute(public_id: str):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.disputes.service import STATUSES as DISPUTE_STATUSES
 from app.models import PaymentStatus, RefundStatus, StatusSource, SubscriptionStatus
+from app.notifications.events import EVENT_FAMILIES, EVENT_TYPES, MAX_TYPES, parse_types
 from app.payments.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.payments.validation import PaymentCreateSchema
 
@@ -17,6 +18,9 @@ __all__ = [
     "DisputeListQuerySchema",
     "DisputeListSchema",
     "DisputeSchema",
+    "EventListQuerySchema",
+    "EventListSchema",
+    "EventSchema",
     "PayBridgeErrorSchema",
     "PaymentCreateSchema",
     "PaymentDetailSchema",
@@ -352,4 +356,69 @@ class DisputeEvidenceSchema(Schema):
         required=True,
         validate=validate.Length(min=1, max=MAX_EVIDENCE_TEXT),
         metadata={"description": "What the merchant says (Stripe's `uncategorized_text`)."},
+    )
+
+
+class EventSchema(Schema):
+    """An event: the body of the notification it is, exactly as endpoints receive it (the
+    Standard Webhooks payload), with `object` and `created`."""
+
+    id = fields.String(
+        metadata={
+            "description": "The message id: the notification's `webhook-id` (drop repeats by it).",
+            "example": "msg_2ZrB4h0WJx7k1yq9Lb3mNc8D",
+        }
+    )
+    object = fields.Constant("event")
+    type = fields.String(validate=validate.OneOf(EVENT_TYPES))
+    livemode = fields.Boolean(metadata={"description": "The mode of the API key that sees it."})
+    created = fields.String(metadata={"description": "ISO 8601, UTC: when it was written."})
+    timestamp = fields.String(
+        metadata={"description": "ISO 8601, UTC: when it happened (the body's own field)."}
+    )
+    data = fields.Dict(
+        metadata={
+            "description": "payment.*: the payment; refund.*: the refund with its `payment`; "
+            "dispute.*: the dispute with its `payment` (docs/notifications.md)."
+        }
+    )
+
+
+def _event_types(value: str) -> None:
+    """`payment.succeeded`, `payment.*`, or several comma-separated (parse_types says why not)."""
+    try:
+        parse_types(value)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+
+
+class EventListQuerySchema(Schema):
+    """Filters and paging of GET /api/v1/events."""
+
+    type = fields.String(
+        validate=[validate.Length(min=1, max=1000), _event_types],
+        metadata={
+            "description": f"One event type, a family with a wildcard "
+            f"({', '.join(f + '.*' for f in EVENT_FAMILIES)}), or up to {MAX_TYPES} of them "
+            "comma-separated.",
+            "example": "payment.*,refund.failed",
+        },
+    )
+    created_gte = UtcDateTime()
+    created_lte = UtcDateTime()
+    limit = fields.Integer(
+        load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
+    )
+    starting_after = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "The `next_cursor` of the previous page."},
+    )
+
+
+class EventListSchema(Schema):
+    object = fields.Constant("list")
+    data = fields.List(fields.Nested(EventSchema))
+    has_more = fields.Boolean()
+    next_cursor = fields.String(
+        allow_none=True, metadata={"description": "Pass as starting_after for the next page."}
     )
