@@ -593,7 +593,7 @@ def resend(notification_id: int) -> Notification:
             "NOTIFICATION_PENDING",
             f"Notification {notification.public_id} is still being delivered.",
         )
-    livemode = bool(notification.payload.get("livemode"))
+    livemode = notification.livemode
     endpoint_ids = receiving_endpoints(notification.merchant_id, livemode, notification.event_type)
     if not endpoint_ids:
         raise PayBridgeError(

@@ -20,6 +20,7 @@ from app.models import (
     PaymentStatusChange,
     Refund,
     RefundStatus,
+    Subscription,
     iso,
     utcnow,
 )
@@ -28,6 +29,7 @@ from app.models.endpoint import ALL_EVENT_TYPES
 from app.serializers.dispute import dispute_to_dict
 from app.serializers.payment import RecurringLookup, payment_to_dict, refunds_of
 from app.serializers.refund import refund_to_dict
+from app.serializers.subscription import subscription_to_dict
 
 PAYMENT_EVENT_TYPES = {
     PaymentStatus.INITIATED: "payment.initiated",
@@ -99,6 +101,12 @@ def receiving_endpoints(merchant_id: int, livemode: bool, event_type: str) -> li
         for row in rows
         if ALL_EVENT_TYPES in row.event_types or event_type in row.event_types
     ]
+
+
+def notify_subscription(subscription: Subscription, payment: Payment, event_type: str) -> None:
+    """`subscriptions.signals.changed`: queue subscription.created / .renewed / .past_due /
+    .canceled, in `payment`'s order. `data` is the subscription (as the API shows it)."""
+    _add(payment, event_type, subscription_to_dict(subscription))
 
 
 def _add(payment: Payment, event_type: str, data: dict) -> Notification:

@@ -2,7 +2,7 @@
 one delivery per notification and endpoint (issue 28)
 
 Revision ID: 0022_notification_endpoints
-Revises: 0017_refund_indexes
+Revises: 0021_notification_events
 Create Date: 2026-12-07 12:40:00
 
 A notification stays the event (its `public_id` is the `webhook-id` clients de-duplicate on);
@@ -15,7 +15,7 @@ in live mode, both with that URL, secret and rotation, receiving exactly the typ
 received (payment.succeeded/failed, refund.*, dispute.*). Both modes, because the notify_url
 received both modes' notifications, including those of a mode the merchant starts using later;
 an endpoint of a mode never used costs nothing and can be deleted. Every notification of such a
-merchant gets its delivery to the endpoint of its payment's mode, with its status, schedule and
+merchant gets its delivery to the endpoint of its mode (0021's notifications.livemode), with its status, schedule and
 attempts, so pending ones are delivered on and delivered or failed ones keep their history. A
 merchant without a notify_url gets no endpoint; its pending notifications (which had nowhere to
 go) are failed, as the next attempt would have failed them. Then the merchant-level columns go.
@@ -34,7 +34,7 @@ from sqlalchemy.dialects import mysql
 
 # revision identifiers, used by Alembic.
 revision = '0022_notification_endpoints'
-down_revision = '0017_refund_indexes'
+down_revision = '0021_notification_events'
 branch_labels = None
 depends_on = None
 
@@ -182,9 +182,9 @@ def _notify_urls_become_endpoints():
         ' created_at, updated_at)'
         ' SELECT n.id, e.id, n.payment_id, n.status, n.attempt_count, n.next_attempt_at,'
         ' n.last_attempt_at, n.last_error, n.delivered_at, n.created_at, n.updated_at'
-        ' FROM notifications n JOIN payments p ON p.id = n.payment_id'
+        ' FROM notifications n'
         ' JOIN notification_endpoints e ON e.merchant_id = n.merchant_id'
-        ' AND e.livemode = p.livemode'
+        ' AND e.livemode = n.livemode'
         ' ORDER BY n.id'
     ))
     conn.execute(sa.text(
