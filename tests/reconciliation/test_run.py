@@ -188,7 +188,8 @@ def test_dry_run_reports_everything_and_changes_nothing(
     }
     assert sessions_after == sessions_before  # nothing expired, nothing created
     assert db.session.scalar(db.select(db.func.count()).select_from(PspEvent)) == 0
-    assert db.session.scalar(db.select(db.func.count()).select_from(Notification)) == 0
+    finals = db.select(db.func.count()).select_from(Notification).where(FINAL_NEWS)
+    assert db.session.scalar(finals) == 0
     planned = {d["payment"]: (d["to"], d["action"]) for d in run.details if d.get("payment")}
     assert planned[paid.public_id] == ("SUCCESS", "would_apply_event")
     assert planned[stale.public_id] == ("FAILED", "would_expire")
