@@ -41,6 +41,7 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "NOT_FOUND": ErrorSpec(404, "There is nothing at this address."),
     "PAYMENT_NOT_FOUND": ErrorSpec(404, "No such payment."),
     "NOTIFICATION_NOT_FOUND": ErrorSpec(404, "No such notification."),
+    "NOTIFICATION_ENDPOINT_NOT_FOUND": ErrorSpec(404, "No such notification endpoint."),
     "SUBSCRIPTION_NOT_FOUND": ErrorSpec(404, "No such subscription."),
     "REFUND_NOT_FOUND": ErrorSpec(404, "No such refund."),
     "EVENT_NOT_FOUND": ErrorSpec(404, "No such event, or it is past its retention."),
@@ -52,6 +53,9 @@ ERROR_CODES: dict[str, ErrorSpec] = {
         409, "A request with this Idempotency-Key is still being processed; retry shortly.", True
     ),
     "PAYMENT_ALREADY_FINAL": ErrorSpec(409, "The payment is already final."),
+    "NO_NOTIFICATION_ENDPOINT": ErrorSpec(
+        409, "No enabled notification endpoint receives this notification's type."
+    ),
     "NOTIFICATION_PENDING": ErrorSpec(
         409, "The notification is still being delivered; resend it once delivered or failed."
     ),

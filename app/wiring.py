@@ -20,6 +20,7 @@ from app.refunds import psp_events as refund_events
 from app.refunds import signals as refund_signals
 from app.subscriptions import psp_events as subscription_events
 from app.subscriptions import reactions as subscriptions
+from app.subscriptions import signals as subscription_signals
 
 
 def register_hooks(app: Flask) -> None:
@@ -35,6 +36,9 @@ def register_hooks(app: Flask) -> None:
 
     # A dispute was recorded, changed or closed: its client is told.
     dispute_signals.changed.connect(app, outbox.notify_dispute)
+
+    # A subscription started, renewed, fell behind or ended: its client is told.
+    subscription_signals.changed.connect(app, outbox.notify_subscription)
 
     # What each PSP event type means, and who handles it (others are stored, unhandled).
     register_handlers(

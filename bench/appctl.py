@@ -30,14 +30,21 @@ def setup(args) -> None:
     """Merchants, each with an API key, a notify URL and a dashboard user: one app start for
     all of them (each start of this command costs ~2 s of imports)."""
     from app.accounts.service import create_user
-    from app.models import ApiKey, Merchant
+    from app.models import ApiKey, Merchant, NotificationEndpoint
+    from app.notifications.event_types import LEGACY_EVENT_TYPES
 
     made = []
     for name, notify_url in json.loads(args.merchants):
-        merchant = Merchant(name=name, notify_url=notify_url or None)
+        merchant = Merchant(name=name)
         key, raw = ApiKey.generate(merchant)
         db.session.add_all([merchant, key])
         db.session.flush()
+        if notify_url:
+            db.session.add(
+                NotificationEndpoint(
+                    merchant_id=merchant.id, url=notify_url, event_types=list(LEGACY_EVENT_TYPES)
+                )
+            )
         email = f"{name.lower().replace(' ', '-')}-{secrets.token_hex(3)}@bench.example"
         create_user(email, PASSWORD, merchant_id=merchant.id, operator=False)
         made.append(
@@ -50,13 +57,13 @@ def setup(args) -> None:
 def release_notifications(args) -> None:
     """Make a loaded backlog (pending rows with id >= min_id, held by the loader) due at once,
     as when a client app's outage ends: one UPDATE, and the workers' pumps take it from there."""
-    from app.models import Notification, utcnow
+    from app.models import NotificationDelivery, utcnow
 
     started = time.time()
     released = db.session.execute(
-        update(Notification)
-        .where(Notification.id >= args.min_id)
-        .where(Notification.status == Notification.STATUS_PENDING)
+        update(NotificationDelivery)
+        .where(NotificationDelivery.notification_id >= args.min_id)
+        .where(NotificationDelivery.status == NotificationDelivery.STATUS_PENDING)
         .values(next_attempt_at=utcnow())
         .execution_options(synchronize_session=False)
     ).rowcount

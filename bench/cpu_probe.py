@@ -79,7 +79,8 @@ def make_app(emu, database: str, redis_url: str, log_format: str = "text", acces
     from flask_migrate import upgrade
 
     from app import create_app
-    from app.models import ApiKey, Merchant
+    from app.models import ApiKey, Merchant, NotificationEndpoint
+    from app.notifications.event_types import LEGACY_EVENT_TYPES
 
     app = create_app("testing")
     # Log lines are formatted as in production (part of the cost) but not shown.
@@ -89,9 +90,18 @@ def make_app(emu, database: str, redis_url: str, log_format: str = "text", acces
     db = app.extensions["sqlalchemy"]
     with app.app_context():
         upgrade()
-        merchant = Merchant(name="CPU probe", notify_url="http://127.0.0.1:9/notify")
+        merchant = Merchant(name="CPU probe")
         key, raw = ApiKey.generate(merchant)
         db.session.add_all([merchant, key])
+        db.session.flush()
+        # As migration 0022 makes a notify_url: one endpoint receiving today's types.
+        db.session.add(
+            NotificationEndpoint(
+                merchant_id=merchant.id,
+                url="http://127.0.0.1:9/notify",
+                event_types=list(LEGACY_EVENT_TYPES),
+            )
+        )
         db.session.commit()
     return app, raw
 

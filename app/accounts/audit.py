@@ -35,8 +35,13 @@ ACTIONS = (
     "api_key_revoke",
     "secret_reveal",
     "secret_rotate",
-    "notify_url_change",
+    "notify_url_change",  # before notification endpoints (0022); kept for the old rows
     "time_zone_change",
+    "endpoint_create",
+    "endpoint_update",
+    "endpoint_disable",
+    "endpoint_enable",
+    "endpoint_delete",
 )
 
 AUDIT_PAGE_SIZE = 100

@@ -6,8 +6,6 @@ change and its audit row land in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -15,52 +13,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from app.accounts.passwords import check_password
 from app.accounts.sessions import end_user_sessions
 from app.common.timezones import checked_zone_name
-from app.common.urls import split_url
 from app.errors import ValidationError
 from app.extensions import db
 from app.models import Merchant, User, utcnow
-from app.notifications.targets import TargetRefused, check_target, parse_networks
-
-ALLOWLIST_HINT = (
-    "If it is an on-premises client app on a private network, the operator can allow that "
-    "network (NOTIFY_ALLOWED_NETWORKS)."
-)
-
-
-def validate_notify_url(url: str, *, allowed_networks: Iterable[str]) -> str:
-    """An absolute http(s) URL whose host resolves, now, only to public addresses or to
-    `allowed_networks` (CIDRs); else ValidationError saying what is wrong. Delivery checks
-    again at every attempt: a name may resolve elsewhere later."""
-    url = (url or "").strip()
-    if not url:
-        raise ValidationError("Enter the URL PayBridge should notify.", param="notify_url")
-    if len(url) > 2000:
-        raise ValidationError("The URL is longer than 2000 characters.", param="notify_url")
-    if any(ch.isspace() for ch in url):
-        raise ValidationError("The URL must not contain spaces.", param="notify_url")
-    parts = split_url(url, param="notify_url")
-    if parts.scheme not in ("http", "https"):
-        raise ValidationError("The URL must start with https:// or http://.", param="notify_url")
-    if not parts.hostname:
-        raise ValidationError("The URL needs a host name.", param="notify_url")
-    try:
-        check_target(url, allowed_networks=parse_networks(allowed_networks))
-    except TargetRefused as refused:
-        reason = refused.reason.removesuffix("; refused")
-        message = f"The URL is refused: {reason}. {ALLOWLIST_HINT}"
-        raise ValidationError(message, param="notify_url") from None
-    return url
-
-
-def set_notify_url(
-    merchant: Merchant, url: str, *, allowed_networks: Iterable[str]
-) -> tuple[str | None, str]:
-    """Change where notifications go (checked as `validate_notify_url` does); (old, new)."""
-    new = validate_notify_url(url, allowed_networks=allowed_networks)
-    old = merchant.notify_url
-    merchant.notify_url = new
-    db.session.flush()
-    return old, new
 
 
 def set_time_zone(merchant: Merchant, name: str) -> tuple[str, str]:
@@ -73,13 +28,6 @@ def set_time_zone(merchant: Merchant, name: str) -> tuple[str, str]:
     merchant.time_zone = new
     db.session.flush()
     return old, new
-
-
-def rotate_signing_secret(merchant: Merchant) -> str:
-    """Start a rotation: the new secret signs from now on, the previous one keeps signing too."""
-    secret = merchant.rotate_signing_secret()
-    db.session.flush()
-    return secret
 
 
 def normalize_email(email: str) -> str:

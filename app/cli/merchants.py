@@ -12,11 +12,12 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 from sqlalchemy import or_, select
 
-from app.accounts.service import validate_notify_url
 from app.common.urls import split_url
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import ApiKey, Merchant, iso, utcnow
+from app.notifications import endpoints
+from app.notifications.event_types import LEGACY_EVENT_TYPES
 
 merchants = AppGroup("merchants", help="Merchants (client apps) and their API keys.")
 keys = AppGroup("keys", help="A merchant's API keys.")
@@ -52,28 +53,40 @@ def _merchant(merchant_id: int) -> Merchant:
 
 @merchants.command("create")
 @click.argument("name")
-@click.option("--notify-url", callback=_http_url, help="Where PayBridge POSTs notifications.")
+@click.option(
+    "--notify-url",
+    callback=_http_url,
+    help="Its first notification endpoint (in the key's mode), receiving payment.succeeded/"
+    "failed, refund.* and dispute.*; add others in the dashboard or the API.",
+)
 @click.option("--key-name", default="default", show_default=True, help="Name of the first key.")
 @mode_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for scripts).")
 def create_merchant(
     name: str, notify_url: str | None, key_name: str, livemode: bool, as_json: bool
 ) -> None:
-    """Create a merchant with an API key (test mode unless --live); prints the key and
-    signing secret once."""
+    """Create a merchant with an API key (test mode unless --live) and, with --notify-url, its
+    first notification endpoint; prints the key and the endpoint's signing secret once."""
     name = name.strip()
     if not name or len(name) > 200:
         raise click.BadParameter("must be 1 to 200 characters", param_hint="NAME")
-    if notify_url is not None:
-        try:
-            notify_url = validate_notify_url(
-                notify_url, allowed_networks=current_app.config["NOTIFY_ALLOWED_NETWORKS"]
-            )
-        except PayBridgeError as exc:
-            raise click.BadParameter(exc.message, param_hint="--notify-url") from None
-    merchant = Merchant(name=name, notify_url=notify_url)
+    merchant = Merchant(name=name)
     api_key, raw = ApiKey.generate(merchant, name=key_name, livemode=livemode)
     db.session.add_all([merchant, api_key])
+    db.session.flush()
+    endpoint = None
+    if notify_url is not None:
+        try:
+            endpoint = endpoints.create_endpoint(
+                merchant.id,
+                livemode,
+                url=notify_url,
+                event_types=LEGACY_EVENT_TYPES,
+                allowed_networks=current_app.config["NOTIFY_ALLOWED_NETWORKS"],
+            )
+        except PayBridgeError as exc:
+            db.session.rollback()
+            raise click.BadParameter(exc.message, param_hint="--notify-url") from None
     db.session.commit()
     if as_json:
         click.echo(
@@ -81,20 +94,24 @@ def create_merchant(
                 {
                     "merchant_id": merchant.id,
                     "name": merchant.name,
-                    "notify_url": merchant.notify_url,
+                    "notify_url": endpoint.url if endpoint else None,
+                    "notification_endpoint_id": endpoint.public_id if endpoint else None,
                     "api_key": raw,
                     "api_key_prefix": api_key.prefix,
                     "livemode": api_key.livemode,
-                    "signing_secret": merchant.signing_secret,
+                    "signing_secret": endpoint.signing_secret if endpoint else None,
                 }
             )
         )
         return
     click.echo(f"Merchant {merchant.id} created: {merchant.name}")
-    click.echo(f"Notify URL:     {merchant.notify_url or '(none)'}")
+    click.echo(f"Notify URL:     {endpoint.url if endpoint else '(none)'}")
     click.echo(f"API key:        {raw} ({_mode(api_key.livemode)})")
-    click.echo(f"Signing secret: {merchant.signing_secret}")
-    click.echo("Store both now: they are not shown again.")
+    if endpoint is not None:
+        click.echo(f"Signing secret: {endpoint.signing_secret} (endpoint {endpoint.public_id})")
+        click.echo("Store both now: the key is not shown again.")
+    else:
+        click.echo("Store the key now: it is not shown again.")
 
 
 @merchants.command("list")
@@ -104,11 +121,12 @@ def list_merchants() -> None:
     if not rows:
         click.echo("No merchants yet: flask merchants create NAME --notify-url URL")
         return
-    click.echo(f"{'ID':>5}  {'NAME':<30} {'KEYS':>4}  NOTIFY URL")
+    click.echo(f"{'ID':>5}  {'NAME':<30} {'KEYS':>4}  ENDPOINTS (test, live)")
     for merchant in rows:
         active = sum(1 for k in merchant.api_keys if k.active)
+        counts = [len(endpoints.of_merchant(merchant.id, livemode)) for livemode in (False, True)]
         click.echo(
-            f"{merchant.id:>5}  {merchant.name[:30]:<30} {active:>4}  {merchant.notify_url or '-'}"
+            f"{merchant.id:>5}  {merchant.name[:30]:<30} {active:>4}  {counts[0]}, {counts[1]}"
         )
 
 

@@ -18,7 +18,12 @@ from paybridge_listen import default_secret_path, listen, parse_since, signing_s
 
 notifications_cli = AppGroup("notifications", help="Notifications to client apps (the outbox).")
 
-STATUSES = (Notification.STATUS_PENDING, Notification.STATUS_DELIVERED, Notification.STATUS_FAILED)
+STATUSES = (
+    Notification.STATUS_PENDING,
+    Notification.STATUS_DELIVERED,
+    Notification.STATUS_FAILED,
+    Notification.STATUS_UNROUTED,
+)
 
 
 def register(app: Flask) -> None:

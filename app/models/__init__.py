@@ -3,6 +3,7 @@
 from app.models.attempt import PaymentAttempt
 from app.models.base import iso, utcnow
 from app.models.dispute import Dispute
+from app.models.endpoint import NotificationDelivery, NotificationEndpoint
 from app.models.events import Notification, NotificationAttempt, PspEvent, ReconciliationRun
 from app.models.merchant import ApiKey, AuditLog, DashboardSession, Merchant, User
 from app.models.payment import (
@@ -36,6 +37,8 @@ __all__ = [
     "Merchant",
     "Notification",
     "NotificationAttempt",
+    "NotificationDelivery",
+    "NotificationEndpoint",
     "Payment",
     "PaymentAttempt",
     "PaymentConflict",

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
 from app.models.base import BigId, ExactString, Timestamp, public_id, utcnow
+from app.models.endpoint import NotificationDelivery
 from app.models.merchant import Merchant
 from app.models.payment import Payment
 
@@ -57,10 +59,11 @@ class PspEvent(db.Model):
 
 
 class Notification(db.Model):
-    """Outbox row: written with the status change, delivered by the worker's pump.
+    """The event: one per happening per merchant, written with the status change (the outbox).
 
-    `next_attempt_at` is when it is due, or, while an attempt is in flight, the end of the
-    claim's lease (`last_attempt_at` names the claim)."""
+    Each endpoint that receives its type gets a `NotificationDelivery`, which the worker's pump
+    delivers; the status and attempt columns here sum its deliveries up (pending while one is;
+    failed when one failed; delivered when all were; unrouted when no endpoint received it)."""
 
     __tablename__ = "notifications"
     __table_args__ = (
@@ -84,6 +87,7 @@ class Notification(db.Model):
     STATUS_PENDING = "pending"
     STATUS_DELIVERED = "delivered"
     STATUS_FAILED = "failed"
+    STATUS_UNROUTED = "unrouted"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     # The Standard Webhooks `webhook-id`: stays the same across retries so clients dedupe.
@@ -100,7 +104,8 @@ class Notification(db.Model):
     payload: Mapped[dict] = mapped_column(db.JSON)
     status: Mapped[str] = mapped_column(String(10), default=STATUS_PENDING)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, default=utcnow)
+    # The earliest of its pending deliveries' (None when none is pending).
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
     last_error: Mapped[str | None] = mapped_column(String(500))
     delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
@@ -112,17 +117,35 @@ class Notification(db.Model):
     attempts: Mapped[list[NotificationAttempt]] = relationship(
         back_populates="notification", order_by="NotificationAttempt.id"
     )
+    deliveries: Mapped[list[NotificationDelivery]] = relationship(
+        order_by="NotificationDelivery.id"
+    )
+
+
+# Long enough for any notification body PayBridge sends (MySQL's TEXT holds 64 KiB bytes).
+LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
 
 
 class NotificationAttempt(db.Model):
+    """One POST of a delivery: what was sent and what came back (bounded), for the delivery log."""
+
     __tablename__ = "notification_attempts"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), index=True)
+    # NULL only on attempts made before endpoints (migration 0022 links those it can).
+    delivery_id: Mapped[int | None] = mapped_column(
+        ForeignKey("notification_deliveries.id"), index=True
+    )
     attempted_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     status_code: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(String(500))
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    url: Mapped[str | None] = mapped_column(String(2000))
+    request_headers: Mapped[dict | None] = mapped_column(db.JSON)
+    request_body: Mapped[str | None] = mapped_column(LongText)
+    response_headers: Mapped[dict | None] = mapped_column(db.JSON)
+    response_body: Mapped[str | None] = mapped_column(Text)
 
     notification: Mapped[Notification] = relationship(back_populates="attempts")
 

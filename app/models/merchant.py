@@ -36,11 +36,8 @@ class Merchant(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    notify_url: Mapped[str | None] = mapped_column(String(2000))
-    signing_secret: Mapped[str] = mapped_column(String(100), default=new_signing_secret)
-    # While a merchant rotates its secret, notifications are signed with both.
-    previous_signing_secret: Mapped[str | None] = mapped_column(String(100))
-    secret_rotated_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # Where its notifications go, and their secrets: its NotificationEndpoints (one per URL and
+    # mode; migration 0022 made each merchant's notify_url and secret its first ones).
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     # Its own /api/v1 rate limits, requests per second per API key; None: the global default
     # (API_RATE_LIMIT_READ_PER_SECOND, API_RATE_LIMIT_WRITE_PER_SECOND).
@@ -50,16 +47,6 @@ class Merchant(db.Model):
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="merchant")
-
-    def signing_secrets(self) -> list[str]:
-        return [s for s in (self.signing_secret, self.previous_signing_secret) if s]
-
-    def rotate_signing_secret(self) -> str:
-        """Start a rotation: the new secret signs from now on, the old one keeps signing too."""
-        self.previous_signing_secret = self.signing_secret
-        self.signing_secret = new_signing_secret()
-        self.secret_rotated_at = utcnow()
-        return self.signing_secret
 
     def __repr__(self) -> str:
         return f"<Merchant {self.id} {self.name!r}>"

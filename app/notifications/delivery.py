@@ -1,14 +1,18 @@
-"""Delivering outbox notifications to merchants' notify_urls, signed per Standard Webhooks.
+"""Delivering outbox notifications to merchants' notification endpoints, signed per Standard
+Webhooks with each endpoint's secret(s).
 
-The outbox table is the queue: no job or Redis entry carries a notification. Delivery runs in
-cycles, which the worker's pump (`pump.py`) keeps going and `deliver_due` runs once:
+The outbox is the queue: each notification has one delivery row per endpoint that receives it
+(`outbox.py`); no job or Redis entry carries one. Delivery runs in cycles, which the worker's
+pump (`pump.py`) keeps going and `deliver_due` runs once:
 
-1. `claim_due`: one short transaction takes up to N due pending rows, each the oldest pending
-   one of its payment (so a payment's notifications go out in order), with FOR UPDATE SKIP
-   LOCKED (other processes take other rows), and pushes their `next_attempt_at` out by a lease.
+1. `claim_due`: one short transaction takes up to N due pending deliveries, each the oldest
+   pending one of its (endpoint, payment) (so each endpoint gets a payment's notifications in
+   order, and a slow endpoint holds up no other), with FOR UPDATE SKIP LOCKED (other processes
+   take other rows), and pushes their `next_attempt_at` out by a lease.
 2. `attempt`: the signed POST, on a thread of its own, with no transaction open.
-3. `record_outcomes`: one transaction stores the attempts and moves each row on, every UPDATE
-   guarded by its claim, so an outcome that arrives after its lease ran out changes nothing.
+3. `record_outcomes`: one transaction stores the attempts (request and response, bounded),
+   moves each delivery on, every UPDATE guarded by its claim, so an outcome that arrives after
+   its lease ran out changes nothing, and sums each notification's deliveries up on it.
 
 A process that dies mid-attempt leaves rows whose lease runs out; a later cycle claims them
 again. Delivery is therefore at least once; `webhook-id` lets clients drop repeats. A Redis
@@ -22,6 +26,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,7 +34,7 @@ from http.cookiejar import DefaultCookiePolicy
 
 import requests
 from flask import current_app
-from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy import bindparam, exists, func, insert, select, text, update
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
@@ -37,7 +42,14 @@ from app.common.locks import lock_row, retry_lock_conflicts, row_locks_only_conn
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.metrics import NOTIFICATION_DELIVERIES
-from app.models import Merchant, Notification, NotificationAttempt, utcnow
+from app.models import (
+    Notification,
+    NotificationAttempt,
+    NotificationDelivery,
+    NotificationEndpoint,
+    utcnow,
+)
+from app.notifications.outbox import receiving_endpoints
 from app.notifications.targets import (
     IPNetwork,
     PinnedAdapter,
@@ -58,24 +70,30 @@ USER_AGENT = "PayBridge-Notifications/1"
 # A 2xx answer up to this size is read, so its keep-alive connection can be reused.
 DRAIN_LIMIT = 64 * 1024
 DRAIN_CHUNK = 8192
-NO_NOTIFY_URL = "the merchant has no notify_url; set one, then resend"
+# What an attempt keeps of the answer, for the delivery log.
+RESPONSE_BODY_LIMIT = 4096
+RESPONSE_HEADERS_LIMIT = 50
+REQUEST_BODY_LIMIT = 256 * 1024
 
 _thread_http = threading.local()
 
-PENDING = Notification.STATUS_PENDING
-DELIVERED = Notification.STATUS_DELIVERED
-FAILED = Notification.STATUS_FAILED
+PENDING = NotificationDelivery.STATUS_PENDING
+DELIVERED = NotificationDelivery.STATUS_DELIVERED
+FAILED = NotificationDelivery.STATUS_FAILED
+Delivery = NotificationDelivery
 
 
 @dataclass(frozen=True)
 class Claim:
     """One claimed delivery attempt: everything the POST and its outcome need, no ORM object."""
 
+    delivery_id: int
     notification_id: int
+    endpoint_id: int
     attempt: int  # attempts made before this one
     msg_id: str
     payload: dict
-    url: str | None
+    url: str
     secrets: tuple[str, ...]
     claimed_at: datetime
 
@@ -86,8 +104,13 @@ class AttemptResult:
     status_code: int | None
     error: str | None
     duration_ms: int
-    # False: nothing was sent because nothing can be (no notify_url): fail now, no attempt row.
+    # False: nothing was sent because nothing can be: fail now, no attempt row.
     sent: bool = True
+    # What was sent and what came back (bounded), for the delivery log.
+    request_headers: dict | None = None
+    request_body: str | None = None
+    response_headers: dict | None = None
+    response_body: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,24 +153,25 @@ def deliver_due(limit: int | None = None) -> int:
 
 
 # The one rule of what is due: pending, and its time (or its lease) has come.
-_IS_DUE = (Notification.status == PENDING, Notification.next_attempt_at <= bindparam("now"))
+_IS_DUE = (Delivery.status == PENDING, Delivery.next_attempt_at <= bindparam("now"))
 
 
 def _due_ids_statement(limit: int):
-    older = aliased(Notification)
+    older = aliased(Delivery)
     behind_an_older_one = (
         exists()
         .where(
-            older.payment_id == Notification.payment_id,
-            older.id < Notification.id,
+            older.endpoint_id == Delivery.endpoint_id,
+            older.payment_id == Delivery.payment_id,
+            older.id < Delivery.id,
             older.status == PENDING,
         )
-        .correlate(Notification)
+        .correlate(Delivery)
     )
     return (
-        select(Notification.id)
+        select(Delivery.id)
         .where(*_IS_DUE, ~behind_an_older_one)
-        .order_by(Notification.next_attempt_at, Notification.id)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -155,37 +179,72 @@ def _due_ids_statement(limit: int):
 
 # Built once: constructing statements per cycle costs more CPU than running them.
 _due_ids = functools.cache(_due_ids_statement)
-_ANY_DUE = select(Notification.id).where(*_IS_DUE).limit(1)
-_COUNT_DUE = select(func.count()).select_from(Notification).where(*_IS_DUE)
+_ANY_DUE = select(Delivery.id).where(*_IS_DUE).limit(1)
+_COUNT_DUE = select(func.count()).select_from(Delivery).where(*_IS_DUE)
 _DETAILS = (
     select(
-        Notification.id,
-        Notification.attempt_count,
+        Delivery.id,
+        Delivery.notification_id,
+        Delivery.endpoint_id,
+        Delivery.attempt_count,
         Notification.public_id,
         Notification.payload,
-        Merchant.notify_url,
-        Merchant.signing_secret,
-        Merchant.previous_signing_secret,
+        NotificationEndpoint.url,
+        NotificationEndpoint.signing_secret,
+        NotificationEndpoint.previous_signing_secret,
     )
-    .outerjoin(Merchant, Merchant.id == Notification.merchant_id)
-    .where(Notification.id.in_(bindparam("ids", expanding=True)))
-    .order_by(Notification.id)
+    .join(Notification, Notification.id == Delivery.notification_id)
+    .join(NotificationEndpoint, NotificationEndpoint.id == Delivery.endpoint_id)
+    .where(Delivery.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Delivery.id)
 )
 _LEASE = (
-    update(Notification)
-    .where(Notification.id.in_(bindparam("ids", expanding=True)), Notification.status == PENDING)
+    update(Delivery)
+    .where(Delivery.id.in_(bindparam("ids", expanding=True)), Delivery.status == PENDING)
     .values(next_attempt_at=bindparam("lease_until"), last_attempt_at=bindparam("claimed_at"))
 )
 _ADD_ATTEMPT = insert(NotificationAttempt)
+_LOCK_NOTIFICATIONS = (
+    select(Notification.id)
+    .where(Notification.id.in_(bindparam("ids", expanding=True)))
+    .order_by(Notification.id)
+    .with_for_update()
+)
+# A notification sums its deliveries up: pending while one is, failed when one failed (and none
+# is pending), else delivered. Run with the notification locked, after its deliveries moved on.
+_SUMMARY = """
+      status = CASE
+        WHEN EXISTS (SELECT 1 FROM notification_deliveries d
+                     WHERE d.notification_id = notifications.id AND d.status = 'pending')
+          THEN 'pending'
+        WHEN EXISTS (SELECT 1 FROM notification_deliveries d
+                     WHERE d.notification_id = notifications.id AND d.status = 'failed')
+          THEN 'failed'
+        ELSE 'delivered' END,
+      next_attempt_at = (SELECT MIN(d.next_attempt_at) FROM notification_deliveries d
+                         WHERE d.notification_id = notifications.id AND d.status = 'pending'),
+      delivered_at = CASE
+        WHEN EXISTS (SELECT 1 FROM notification_deliveries d
+                     WHERE d.notification_id = notifications.id AND d.status <> 'delivered')
+          THEN NULL
+        ELSE COALESCE(delivered_at, :now) END,
+      updated_at = :now
+    WHERE id = :notification_id
+"""
+_SUMMARISE = text(
+    "UPDATE notifications SET attempt_count = attempt_count + :attempts,"
+    " last_attempt_at = :attempted_at, last_error = :last_error," + _SUMMARY
+)
+_RESUMMARISE = text("UPDATE notifications SET" + _SUMMARY)
 
 
 def count_due(now: datetime | None = None) -> int:
-    """How many pending notifications are due now (the backlog /metrics shows)."""
+    """How many pending deliveries are due now (the backlog /metrics shows)."""
     return db.session.scalar(_COUNT_DUE, {"now": now or utcnow()})
 
 
 def any_due(now: datetime | None = None) -> bool:
-    """Whether a pending notification is due: the pump's cheap, lock-free check when idle."""
+    """Whether a pending delivery is due: the pump's cheap, lock-free check when idle."""
     with db.engine.connect() as conn:
         return conn.execute(_ANY_DUE, {"now": now or utcnow()}).first() is not None
 
@@ -209,11 +268,13 @@ def claim_due(limit: int) -> list[Claim]:
     rows = retry_lock_conflicts(take, what="notification claim")
     return [
         Claim(
-            notification_id=row.id,
+            delivery_id=row.id,
+            notification_id=row.notification_id,
+            endpoint_id=row.endpoint_id,
             attempt=row.attempt_count,
             msg_id=row.public_id,
             payload=row.payload,
-            url=row.notify_url,
+            url=row.url,
             secrets=tuple(s for s in (row.signing_secret, row.previous_signing_secret) if s),
             claimed_at=claimed_at,
         )
@@ -227,8 +288,6 @@ def attempt(claim: Claim, options: DeliveryOptions) -> AttemptResult:
 
     A refused target is a failed attempt with the reason, retried on the schedule like any
     other (the merchant may fix the URL or its DNS meanwhile); nothing is sent to it."""
-    if not claim.url:
-        return AttemptResult(False, None, NO_NOTIFY_URL, 0, sent=False)
     try:
         try:
             target = check_target(
@@ -247,14 +306,14 @@ def attempt(claim: Claim, options: DeliveryOptions) -> AttemptResult:
 @functools.cache
 def _outcome_statement(columns: tuple[str, ...]):
     """The guarded UPDATE of an attempt's outcome that sets `columns` (one per kind of outcome):
-    the row, still pending, at that attempt, and still claimed by this cycle."""
+    the delivery, still pending, at that attempt, and still claimed by this cycle."""
     return (
-        update(Notification)
+        update(Delivery)
         .where(
-            Notification.id == bindparam("notification_id"),
-            Notification.status == PENDING,
-            Notification.attempt_count == bindparam("attempt"),
-            Notification.last_attempt_at == bindparam("claimed_at"),
+            Delivery.id == bindparam("delivery_id"),
+            Delivery.status == PENDING,
+            Delivery.attempt_count == bindparam("attempt"),
+            Delivery.last_attempt_at == bindparam("claimed_at"),
         )
         .values({column: bindparam(f"new_{column}") for column in columns})
     )
@@ -270,7 +329,7 @@ class _Outcome:
 
 
 def _outcome(claim: Claim, result: AttemptResult, now: datetime, schedule: list) -> _Outcome:
-    """What an attempt's result makes of its row: delivered, retried later, or failed."""
+    """What an attempt's result makes of its delivery: delivered, retried later, or failed."""
     if not result.sent:  # nothing can be sent: failed at once, no attempt counted
         values = {"status": FAILED, "next_attempt_at": None, "last_error": result.error}
         return _Outcome(claim, result, "failed", None, values)
@@ -287,37 +346,47 @@ def _outcome(claim: Claim, result: AttemptResult, now: datetime, schedule: list)
 
 
 def record_outcomes(finished: list[tuple[Claim, AttemptResult]]) -> None:
-    """Store a batch of attempts and move each row on, in one transaction (retried after a
-    lock conflict: the POSTs already happened, and losing their outcomes would repeat them)."""
+    """Store a batch of attempts, move each delivery on and sum each notification up, in one
+    transaction (retried after a lock conflict: the POSTs already happened, and losing their
+    outcomes would repeat them). Notifications are locked first, in id order, as every writer
+    of both does: their summaries then read their deliveries as committed."""
     if not finished:
         return
     now = utcnow()
     schedule = list(current_app.config["NOTIFY_RETRY_SCHEDULE"])
     outcomes = sorted(
         (_outcome(claim, result, now, schedule) for claim, result in finished),
-        key=lambda o: o.claim.notification_id,  # one lock order for every writer
+        key=lambda o: o.claim.delivery_id,  # one lock order for every writer
     )
     attempt_rows = [
         {
             "notification_id": o.claim.notification_id,
+            "delivery_id": o.claim.delivery_id,
             "attempted_at": o.claim.claimed_at,
             "status_code": o.result.status_code,
             "error": o.result.error,
             "duration_ms": o.result.duration_ms,
+            "url": o.claim.url,
+            "request_headers": o.result.request_headers,
+            "request_body": o.result.request_body,
+            "response_headers": o.result.response_headers,
+            "response_body": o.result.response_body,
         }
         for o in outcomes
         if o.result.sent
     ]
+    notification_ids = sorted({o.claim.notification_id for o in outcomes})
 
     def store() -> list[int]:
-        with db.engine.begin() as conn:
+        with row_locks_only_connection() as conn, conn.begin():
+            conn.execute(_LOCK_NOTIFICATIONS, {"ids": notification_ids})
             if attempt_rows:
                 conn.execute(_ADD_ATTEMPT, attempt_rows)
-            return [
+            changed = [
                 conn.execute(
                     _outcome_statement(tuple(sorted(o.values))),
                     {
-                        "notification_id": o.claim.notification_id,
+                        "delivery_id": o.claim.delivery_id,
                         "attempt": o.claim.attempt,
                         "claimed_at": o.claim.claimed_at,
                         **{f"new_{column}": value for column, value in o.values.items()},
@@ -325,11 +394,33 @@ def record_outcomes(finished: list[tuple[Claim, AttemptResult]]) -> None:
                 ).rowcount
                 for o in outcomes
             ]
+            _summarise(conn, [o for o, n in zip(outcomes, changed, strict=True) if n], now)
+            return changed
 
     changed = retry_lock_conflicts(store, what=f"{len(outcomes)} notification outcome(s)")
     for o, rowcount in zip(outcomes, changed, strict=True):
         NOTIFICATION_DELIVERIES.labels(o.kind).inc()
         _log_outcome(o, bool(rowcount))
+
+
+def _summarise(conn, moved: list[_Outcome], now: datetime) -> None:
+    """Sum up the notifications of the deliveries that moved on (in notification id order)."""
+    by_notification: dict[int, list[_Outcome]] = {}
+    for o in moved:
+        by_notification.setdefault(o.claim.notification_id, []).append(o)
+    for notification_id in sorted(by_notification):
+        mine = by_notification[notification_id]
+        last = mine[-1]
+        conn.execute(
+            _SUMMARISE,
+            {
+                "notification_id": notification_id,
+                "attempts": sum(1 for o in mine if o.result.sent),
+                "attempted_at": last.claim.claimed_at,
+                "last_error": next((o.result.error for o in mine if o.result.error), None),
+                "now": now,
+            },
+        )
 
 
 def _log_outcome(o: _Outcome, changed: bool) -> None:
@@ -366,6 +457,8 @@ def send(
     except Exception as exc:  # a corrupt secret must not crash the worker loop
         return AttemptResult(False, None, f"cannot sign: {type(exc).__name__}", 0)
     status_code = None
+    response_headers: dict | None = None
+    response_body: str | None = None
     try:
         session = _http_session()
         request = requests.Request("POST", target.url, data=body.encode(), headers=headers)
@@ -374,14 +467,16 @@ def send(
             prepared, timeout=timeout, allow_redirects=False, stream=True
         ) as response:
             status_code = response.status_code
+            response_headers = _bounded_headers(response.headers)
             if 200 <= status_code < 300:
                 error = None
-                _drain(response)
+                response_body = _drain(response)
             elif 300 <= status_code < 400:
                 error = f"HTTP {status_code}: redirects are not followed"
             else:
                 error = f"HTTP {status_code}"
-                snippet = _read_snippet(response)
+                response_body = _read_body(response)
+                snippet = " ".join(response_body.split())[:200]
                 if snippet:
                     error += f": {snippet}"
     except requests.Timeout:
@@ -391,7 +486,26 @@ def send(
     except requests.RequestException as exc:
         error = f"request failed: {type(exc).__name__}: {exc}"
     duration_ms = int((time.perf_counter() - started) * 1000)
-    return AttemptResult(error is None, status_code, error[:500] if error else None, duration_ms)
+    return AttemptResult(
+        error is None,
+        status_code,
+        error[:500] if error else None,
+        duration_ms,
+        request_headers=headers,
+        request_body=body[:REQUEST_BODY_LIMIT],
+        response_headers=response_headers,
+        response_body=response_body,
+    )
+
+
+def _bounded_headers(headers) -> dict[str, str]:
+    """The answer's headers as the delivery log keeps them: the first few, each value cut short."""
+    kept: dict[str, str] = {}
+    for name, value in headers.items():
+        if len(kept) >= RESPONSE_HEADERS_LIMIT:
+            break
+        kept[name[:100]] = value[:500]
+    return kept
 
 
 def _http_session() -> requests.Session:
@@ -414,19 +528,24 @@ def _http_session() -> requests.Session:
     return session
 
 
-def _drain(response: requests.Response) -> None:
-    """Read a short answer to its end, so its connection can carry the next attempt.
+def _drain(response: requests.Response) -> str:
+    """Read a short answer to its end, so its connection can carry the next attempt; its start
+    (RESPONSE_BODY_LIMIT) for the delivery log.
 
     Never raises: the 2xx already counts as delivered, whatever happens to the rest of the body.
     """
     read = 0
+    kept = b""
     try:
         for chunk in response.iter_content(DRAIN_CHUNK):
+            if len(kept) < RESPONSE_BODY_LIMIT:
+                kept += chunk[: RESPONSE_BODY_LIMIT - len(kept)]
             read += len(chunk)
             if read > DRAIN_LIMIT:
-                return  # a long answer: closing the connection is cheaper than reading it
+                break  # a long answer: closing the connection is cheaper than reading it
     except Exception:
-        return  # the connection is closed with the response
+        pass  # the connection is closed with the response
+    return kept.decode("utf-8", "replace")
 
 
 def signed_headers(msg_id: str, body: str, secrets: list[str], at: datetime) -> dict[str, str]:
@@ -441,8 +560,27 @@ def signed_headers(msg_id: str, body: str, secrets: list[str], at: datetime) -> 
     }
 
 
+def lock_notifications(notification_ids: Iterable[int]) -> list[int]:
+    """Lock these notifications in id order (before any of their deliveries); their ids."""
+    ids = sorted(set(notification_ids))
+    if ids:
+        db.session.execute(_LOCK_NOTIFICATIONS, {"ids": ids})
+    return ids
+
+
+def resummarise(notification_ids: Iterable[int]) -> None:
+    """Sum these notifications up again after their deliveries were moved on outside a delivery
+    cycle (an endpoint disabled or deleted); in the caller's transaction."""
+    ids = lock_notifications(notification_ids)
+    now = utcnow()
+    for notification_id in ids:
+        db.session.execute(_RESUMMARISE, {"notification_id": notification_id, "now": now})
+
+
 def resend(notification_id: int) -> Notification:
-    """Put a delivered or failed notification back to pending with a fresh retry schedule.
+    """Send a delivered, failed or unrouted notification again, with a fresh retry schedule, to
+    every enabled endpoint of its merchant and mode that receives its type now (an endpoint
+    added or subscribed since gets its first delivery).
 
     The body and `webhook-id` stay the same, so a client that already has it drops the copy.
     The caller commits; the next delivery cycle after that commit sends it.
@@ -450,14 +588,36 @@ def resend(notification_id: int) -> Notification:
     notification = lock_row(Notification, notification_id)
     if notification is None:
         raise PayBridgeError("NOTIFICATION_NOT_FOUND", f"No notification {notification_id}.")
-    if notification.status == PENDING:
+    if notification.status == Notification.STATUS_PENDING:
         raise PayBridgeError(
             "NOTIFICATION_PENDING",
             f"Notification {notification.public_id} is still being delivered.",
         )
-    notification.status = PENDING
+    livemode = notification.livemode
+    endpoint_ids = receiving_endpoints(notification.merchant_id, livemode, notification.event_type)
+    if not endpoint_ids:
+        raise PayBridgeError(
+            "NO_NOTIFICATION_ENDPOINT",
+            f"No enabled notification endpoint receives {notification.event_type} "
+            f"({'live' if livemode else 'test'} mode): add or enable one, then resend.",
+        )
+    now = utcnow()
+    existing = {d.endpoint_id: d for d in notification.deliveries}
+    for endpoint_id in endpoint_ids:
+        delivery = existing.get(endpoint_id)
+        if delivery is None:
+            delivery = NotificationDelivery(
+                endpoint_id=endpoint_id, payment_id=notification.payment_id, created_at=now
+            )
+            notification.deliveries.append(delivery)
+        delivery.status = PENDING
+        delivery.attempt_count = 0
+        delivery.next_attempt_at = now
+        delivery.last_error = None
+        delivery.delivered_at = None
+    notification.status = Notification.STATUS_PENDING
     notification.attempt_count = 0
-    notification.next_attempt_at = utcnow()
+    notification.next_attempt_at = now
     notification.last_error = None
     notification.delivered_at = None
     db.session.flush()
@@ -465,12 +625,13 @@ def resend(notification_id: int) -> Notification:
     return notification
 
 
-def _read_snippet(response: requests.Response) -> str:
+def _read_body(response: requests.Response) -> str:
+    """The start of an error answer (RESPONSE_BODY_LIMIT); never raises."""
     try:
-        raw = response.raw.read(200, decode_content=True) or b""
+        raw = response.raw.read(RESPONSE_BODY_LIMIT, decode_content=True) or b""
     except Exception:
         return ""
-    return " ".join(raw.decode("utf-8", "replace").split())[:200]
+    return raw.decode("utf-8", "replace")
 
 
 def _connection_error(exc: requests.ConnectionError) -> str:

@@ -20,18 +20,12 @@ from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Notification, utcnow
 from app.models.base import naive_utc
-from app.notifications.outbox import PAYMENT_EVENT_TYPES, REFUND_EVENT_TYPES
+from app.notifications import event_types
 from app.payments.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
-# Every type a notification (an event) can have; the `type` filter accepts these or a family
-# with a wildcard (`payment.*`).
-EVENT_TYPES = (
-    *PAYMENT_EVENT_TYPES.values(),
-    *REFUND_EVENT_TYPES.values(),
-    "dispute.created",
-    "dispute.updated",
-    "dispute.closed",
-)
+# Every type a notification (an event) can have (the one list: event_types.py); the `type`
+# filter accepts these or a family with a wildcard (`payment.*`).
+EVENT_TYPES = tuple(event_types.EVENT_TYPES)
 EVENT_FAMILIES = tuple(sorted({event_type.split(".")[0] for event_type in EVENT_TYPES}))
 MAX_TYPES = 20  # as Stripe's `types[]`
 _WILDCARD = re.compile(r"^([a-z_]+)\.\*$")

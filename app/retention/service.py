@@ -3,7 +3,8 @@
 What goes, and when (KINDS; ages are settings, 0 keeps a kind forever):
 - idempotency_keys: completed keys older than IDEMPOTENCY_RETENTION_HOURS (≥ 24 h, as Stripe
   honours a key). A key still in progress or retryable stays: its payment is unfinished.
-- notifications, with their attempts: delivered ones older than RETENTION_NOTIFICATIONS_DAYS,
+- notifications, with their deliveries and attempts: delivered (or unrouted: sent to no
+  endpoint) ones older than RETENTION_NOTIFICATIONS_DAYS,
   and never before EVENTS_RETENTION_DAYS (each is an event the Events API serves that long).
   A pending (retrying) or failed one stays whatever its age, until it is delivered.
 - psp_events: older than RETENTION_PSP_EVENTS_DAYS (≥ 30: Stripe resends an event for 3 days
@@ -39,7 +40,7 @@ from typing import Any
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import ColumnElement, Connection, and_, delete, func, select
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -50,6 +51,7 @@ from app.models import (
     IdempotencyRecord,
     Notification,
     NotificationAttempt,
+    NotificationDelivery,
     PaymentConflict,
     PspEvent,
     ReconciliationRun,
@@ -73,10 +75,16 @@ def _completed_keys(_conn: Connection, cutoff: datetime) -> ColumnElement[bool]:
 
 
 def _delivered_notifications(_conn: Connection, cutoff: datetime) -> ColumnElement[bool]:
+    """Delivered to every endpoint before the cutoff, or sent to none (unrouted)."""
     return and_(
         Notification.created_at < cutoff,
-        Notification.status == Notification.STATUS_DELIVERED,
-        Notification.delivered_at < cutoff,
+        or_(
+            and_(
+                Notification.status == Notification.STATUS_DELIVERED,
+                Notification.delivered_at < cutoff,
+            ),
+            Notification.status == Notification.STATUS_UNROUTED,
+        ),
     )
 
 
@@ -159,7 +167,8 @@ KINDS: tuple[Kind, ...] = (
         "RETENTION_NOTIFICATIONS_DAYS",
         timedelta(days=1),
         _delivered_notifications,
-        children=(NotificationAttempt.notification_id,),
+        # Attempts name their delivery: they go first.
+        children=(NotificationAttempt.notification_id, NotificationDelivery.notification_id),
         # A notification is an event a client may still pull through the Events API.
         at_least="EVENTS_RETENTION_DAYS",
     ),

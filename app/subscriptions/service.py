@@ -58,6 +58,7 @@ from app.psp.base import (
     PspSubscription,
     PspUnavailable,
 )
+from app.subscriptions import signals
 
 log = logging.getLogger(__name__)
 
@@ -187,12 +188,25 @@ def first_payment_status_changed(payment: Payment) -> None:
         subscription.cancelled_at = subscription.cancelled_at or utcnow()
 
 
+# What a move announces to client apps (one started; one fell behind; one ended).
+_ANNOUNCED = {
+    (SubscriptionStatus.INCOMPLETE, SubscriptionStatus.ACTIVE): "subscription.created",
+    (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE): "subscription.past_due",
+}
+
+
 def _move_to(subscription: Subscription, target: SubscriptionStatus) -> bool:
     """The one way a subscription's status changes: along the table, or not at all."""
-    if not SUBSCRIPTION_TRANSITIONS.allows(subscription.status_enum, target):
+    before = subscription.status_enum
+    if not SUBSCRIPTION_TRANSITIONS.allows(before, target):
         return False
     subscription.status = target.value
     subscription.updated_at = utcnow()
+    news = _ANNOUNCED.get((before, target))
+    if target == SubscriptionStatus.CANCELLED and before != target:
+        news = "subscription.canceled"
+    if news is not None:
+        signals.changed.send(subscription, subscription.first_payment, news)
     return True
 
 
@@ -379,6 +393,8 @@ def apply_invoice(
         )
     _add_charge(subscription, payment, invoice, attempt, source, psp_event_id)
     _after_charge(subscription, invoice, paid)
+    if paid:
+        signals.changed.send(subscription, payment, "subscription.renewed")
     db.session.flush()
     SUBSCRIPTION_CHARGES.labels("renewal", "paid" if paid else "failed", source.value).inc()
     log.info(

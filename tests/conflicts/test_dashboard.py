@@ -96,7 +96,7 @@ def test_another_merchant_gets_404_and_an_operator_may_act(
 ):
     c = paid_after_failed(tenants.a_id)
     base = f"/dashboard/payments/{c.public_id}/conflicts/{c.conflict_id}"
-    token_b = csrf_from(client_b.get("/dashboard/settings").get_data(as_text=True))
+    token_b = csrf_from(client_b.get("/dashboard/api-keys").get_data(as_text=True))
     for action in ("refund", "resolve"):
         assert client_b.get(f"{base}/{action}").status_code == 404
         refused = client_b.post(f"{base}/{action}", data={"csrf_token": token_b, "note": "mine"})

@@ -7,7 +7,8 @@ import json
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import ApiKey, Merchant
+from app.models import ApiKey, Merchant, NotificationEndpoint
+from app.notifications.event_types import LEGACY_EVENT_TYPES
 from tests.support.api import auth_headers
 
 
@@ -21,8 +22,16 @@ def test_create_with_json_prints_one_object_with_a_working_key(app, runner, clie
     assert data["signing_secret"].startswith("whsec_")
     assert client.get("/api/v1/payments", headers=auth_headers(data["api_key"])).status_code == 200
     with app.app_context():
-        merchant = db.session.get(Merchant, data["merchant_id"])
-        assert merchant.notify_url == "https://127.0.0.1:8443/h"
+        # Its first endpoint, in the key's mode, receiving what a notify_url received.
+        [endpoint] = db.session.scalars(
+            select(NotificationEndpoint).where(
+                NotificationEndpoint.merchant_id == data["merchant_id"]
+            )
+        ).all()
+        assert (endpoint.url, endpoint.livemode) == ("https://127.0.0.1:8443/h", False)
+        assert endpoint.public_id == data["notification_endpoint_id"]
+        assert endpoint.signing_secret == data["signing_secret"]
+        assert endpoint.event_types == list(LEGACY_EVENT_TYPES)
         stored = db.session.execute(select(ApiKey)).scalar_one()
         assert data["api_key"] not in (stored.key_hash, stored.prefix)
 

@@ -117,17 +117,23 @@ def test_metrics_report_the_notifications_due(app, client, make_merchant):
     from datetime import timedelta
 
     from app.extensions import db
-    from app.models import Notification, utcnow
+    from app.models import Notification, NotificationDelivery, utcnow
+    from tests.support.factories import endpoints_of
 
-    merchant, _ = make_merchant(notify_url=None)
+    merchant, _ = make_merchant(notify_url="https://a.example/notify")
     with app.app_context():
-        for due_in in (-5, -1, 3600):  # two due, one retrying later
+        [endpoint] = endpoints_of(merchant.id, livemode=False)
+        for due_in in (-5, -1, 3600):  # two deliveries due, one retrying later
+            due_at = utcnow() + timedelta(seconds=due_in)
             db.session.add(
                 Notification(
                     merchant_id=merchant.id,
                     event_type="payment.succeeded",
                     payload={},
-                    next_attempt_at=utcnow() + timedelta(seconds=due_in),
+                    next_attempt_at=due_at,
+                    deliveries=[
+                        NotificationDelivery(endpoint_id=endpoint.id, next_attempt_at=due_at)
+                    ],
                 )
             )
         db.session.commit()

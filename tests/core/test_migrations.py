@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
@@ -128,7 +130,7 @@ def test_the_notification_pump_migration_leaves_no_pending_row_behind(
                     ),
                     {"public_id": public_id, "status": status},
                 )
-        upgrade()
+        upgrade(revision="0007_drop_enqueued_at")  # 0022 fails what no endpoint receives
         assert "enqueued_at" not in _columns(url, "notifications")
         with db.engine.connect() as conn:
             rows = dict(
@@ -488,4 +490,109 @@ def test_the_attempts_migration_gives_failed_payments_their_reason(
         }
         downgrade(revision="0017_refund_indexes")
         assert "failure_reason" not in _columns(url, "payments")
+
+
+def test_the_endpoints_migration_makes_each_notify_url_an_endpoint_per_mode_and_back(
+    app, tmp_path, monkeypatch, restore_api
+):
+    """0022: a merchant's notify_url and secrets become a test and a live endpoint receiving
+    exactly the types a notify_url received; each notification gets its delivery to the
+    endpoint of its mode with its state, and its attempts follow; a merchant without a URL gets
+    no endpoint and its pending notifications fail. Down again, the URL and secrets return."""
+    from flask_migrate import downgrade, upgrade
+
+    from app.extensions import db
+    from app.notifications.event_types import LEGACY_EVENT_TYPES
+
+    at = "'2026-12-01 10:00:00'"
+    url, fresh = _sqlite_app(tmp_path, monkeypatch)
+    with fresh.app_context():
+        upgrade(revision="0021_notification_events")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.execute(
+                text(
+                    "INSERT INTO merchants (id, name, notify_url, signing_secret,"
+                    " previous_signing_secret, secret_rotated_at, created_at) VALUES"
+                    f" (1, 'With URL', 'https://a.example/hook', 'whsec_new', 'whsec_old', {at},"
+                    f" {at}), (2, 'Without', NULL, 'whsec_unused', NULL, NULL, {at})"
+                )
+            )
+            rows = [  # id, merchant, livemode, status, attempts
+                (1, 1, 0, "delivered", 1),
+                (2, 1, 1, "pending", 2),
+                (3, 1, 0, "failed", 0),
+                (4, 2, 0, "pending", 0),
+            ]
+            for nid, merchant_id, livemode, status, attempts in rows:
+                conn.execute(
+                    text(
+                        "INSERT INTO notifications (id, public_id, merchant_id, payment_id,"
+                        " livemode, event_type, payload, status, attempt_count,"
+                        f" next_attempt_at, created_at, updated_at) VALUES (:id, :pid, :m, :id,"
+                        f" :live, 'payment.succeeded', '{{}}', :status, :attempts, {at}, {at},"
+                        f" {at})"
+                    ),
+                    {"id": nid, "pid": f"msg_{nid}", "m": merchant_id, "live": livemode,
+                     "status": status, "attempts": attempts},
+                )  # fmt: skip
+                for _ in range(attempts):
+                    conn.execute(
+                        text(
+                            "INSERT INTO notification_attempts (notification_id, attempted_at,"
+                            f" status_code, duration_ms) VALUES (:id, {at}, 500, 5)"
+                        ),
+                        {"id": nid},
+                    )
+        upgrade()
+        assert not {"notify_url", "signing_secret"} & _columns(url, "merchants")
+        with db.engine.connect() as conn:
+            endpoints = conn.execute(
+                text(
+                    "SELECT id, merchant_id, livemode, url, event_types, signing_secret,"
+                    " previous_signing_secret, enabled FROM notification_endpoints ORDER BY id"
+                )
+            ).all()
+            deliveries = conn.execute(
+                text(
+                    "SELECT d.notification_id, e.livemode, d.status, d.attempt_count"
+                    " FROM notification_deliveries d JOIN notification_endpoints e"
+                    " ON e.id = d.endpoint_id ORDER BY d.notification_id"
+                )
+            ).all()
+            attempts = conn.execute(
+                text(
+                    "SELECT a.notification_id, d.notification_id FROM notification_attempts a"
+                    " JOIN notification_deliveries d ON d.id = a.delivery_id"
+                )
+            ).all()
+            orphan = conn.execute(text("SELECT status FROM notifications WHERE id = 4")).scalar()
+        assert [(e.merchant_id, e.livemode, e.url) for e in endpoints] == [
+            (1, 0, "https://a.example/hook"),
+            (1, 1, "https://a.example/hook"),
+        ]
+        for e in endpoints:
+            assert json.loads(e.event_types) == list(LEGACY_EVENT_TYPES)
+            assert (e.signing_secret, e.previous_signing_secret, e.enabled) == (
+                "whsec_new", "whsec_old", 1,
+            )  # fmt: skip
+        assert [tuple(d) for d in deliveries] == [
+            (1, 0, "delivered", 1),
+            (2, 1, "pending", 2),
+            (3, 0, "failed", 0),
+        ]
+        assert len(attempts) == 3 and all(a == d for a, d in attempts)
+        assert orphan == "failed"
+
+        downgrade(revision="0021_notification_events")
+        with db.engine.connect() as conn:
+            merchants = conn.execute(
+                text(
+                    "SELECT id, notify_url, signing_secret, previous_signing_secret"
+                    " FROM merchants ORDER BY id"
+                )
+            ).all()
+        assert tuple(merchants[0]) == (1, "https://a.example/hook", "whsec_new", "whsec_old")
+        assert merchants[1].notify_url is None and merchants[1].signing_secret.startswith("whsec_")
+        assert "notification_endpoints" not in _tables(url)
         db.engine.dispose()

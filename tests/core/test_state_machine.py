@@ -57,7 +57,12 @@ def test_every_pair_of_statuses(app_ctx, current, target):
         assert locked.status_version == 2
         assert (change.from_status, change.to_status, change.source) == (current, target, "api")
         notifications = db.session.query(Notification).filter_by(payment_id=payment.id).all()
-        assert len(notifications) == (1 if target in ("SUCCESS", "FAILED") else 0)
+        # Every status but CREATED is an event: payment.initiated/pending/succeeded/failed.
+        expected = {"INITIATED": "payment.initiated", "PENDING": "payment.pending",
+                    "SUCCESS": "payment.succeeded", "FAILED": "payment.failed"}  # fmt: skip
+        assert [n.event_type for n in notifications] == (
+            [expected[target]] if target in expected else []
+        )
     else:
         with pytest.raises(IllegalTransition) as raised:
             transition(locked, PaymentStatus(target), source=StatusSource.API)

@@ -7,9 +7,9 @@ import html as htmllib
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import ApiKey, AuditLog, Merchant, Notification, Payment
+from app.models import ApiKey, AuditLog, Notification, NotificationEndpoint, Payment
 from app.models.merchant import hash_api_key
-from tests.support.factories import add_notification, add_payment
+from tests.support.factories import add_notification, add_payment, endpoints_of
 from tests.support.pages import confirmed_post, csrf_from, token_for
 from tests.support.psp import pay_session, stripe_get
 from tests.support.rows import get_rows
@@ -98,63 +98,117 @@ def test_api_key_create_shows_the_raw_key_once_and_revoke_confirms(app, client_a
     assert [r.target_id for r in get_rows(app, AuditLog, action="api_key_revoke")] == [prefix]
 
 
-def test_notify_url_is_validated_saved_and_audited(app, client_a, tenants):
-    token = token_for(client_a, "/dashboard/settings")
-    for bad, message in [
-        ("ftp://a.example/x", "must start with https://"),
-        ("https://", "needs a host name"),
-        ("https://a.example/has space", "must not contain spaces"),
-        ("https://a.example:99999/", "invalid port"),
-    ]:
-        response = client_a.post(
-            "/dashboard/settings/notify-url", data={"notify_url": bad, "csrf_token": token}
-        )
-        assert response.status_code == 400, bad
-        assert message in response.get_data(as_text=True)
-    assert (
-        client_a.post(
-            "/dashboard/settings/notify-url", data={"notify_url": "https://127.0.0.1:8443/hook"}
-        ).status_code
-        == 400
-    )
+def _a_endpoint(app, tenants, livemode: bool = False) -> NotificationEndpoint:
+    """Shop A's endpoint of a mode, made of its notify_url (as migration 0022 makes it)."""
     with app.app_context():
-        assert db.session.get(Merchant, tenants.a_id).notify_url == "https://a.example/notify"
+        [endpoint] = endpoints_of(tenants.a_id, livemode=livemode)
+        db.session.expunge(endpoint)
+        return endpoint
 
-    ok = client_a.post(
-        "/dashboard/settings/notify-url",
-        data={"notify_url": "https://127.0.0.1:8443/hook", "csrf_token": token},
+
+def test_settings_lead_to_the_endpoints_page_which_lists_the_modes_endpoints(
+    app, client_a, tenants
+):
+    endpoint = _a_endpoint(app, tenants)
+    moved = client_a.get("/dashboard/settings")
+    assert moved.status_code == 302 and moved.headers["Location"].endswith(
+        "/dashboard/notification-endpoints"
     )
-    assert ok.status_code == 302
-    with app.app_context():
-        assert db.session.get(Merchant, tenants.a_id).notify_url == "https://127.0.0.1:8443/hook"
-    (row,) = get_rows(app, AuditLog, action="notify_url_change")
-    assert row.detail == {"from": "https://a.example/notify", "to": "https://127.0.0.1:8443/hook"}
+    page = client_a.get("/dashboard/notification-endpoints").get_data(as_text=True)
+    assert "https://a.example/notify" in page and endpoint.public_id in page
+    assert endpoint.signing_secret not in page
+    assert "b.example" not in page  # another merchant's endpoints are never shown
+
+
+def test_an_endpoint_is_added_validated_edited_disabled_and_deleted_each_audited(
+    app, client_a, tenants
+):
+    token = token_for(client_a, "/dashboard/notification-endpoints")
+    add = "/dashboard/notification-endpoints"
+    for data, message in [
+        ({"url": "ftp://a.example/x", "events": ["payment.succeeded"]}, "must start with https://"),
+        ({"url": "https://a.example/has space", "all_events": "y"}, "must not contain spaces"),
+        ({"url": "https://127.0.0.1:8443/hook"}, "Choose at least one event type"),
+        (
+            {"url": "https://a.example/x", "events": ["payment.exploded"]},
+            "'payment.exploded' is not a valid choice",
+        ),
+    ]:
+        response = client_a.post(add, data={**data, "csrf_token": token})
+        assert response.status_code == 400, data
+        assert message in htmllib.unescape(response.get_data(as_text=True))
+    no_csrf = client_a.post(add, data={"url": "https://127.0.0.1:8443/h", "all_events": "y"})
+    assert no_csrf.status_code == 400
+    assert len(get_rows(app, NotificationEndpoint, merchant_id=tenants.a_id)) == 2
+
+    created = client_a.post(
+        add,
+        data={
+            "url": "https://127.0.0.1:8443/refunds",
+            "description": "refunds service",
+            "events": ["refund.succeeded", "refund.failed"],
+            "csrf_token": token,
+        },
+    )
+    assert created.status_code == 200
+    page = created.get_data(as_text=True)
+    [new] = [
+        e
+        for e in get_rows(app, NotificationEndpoint, merchant_id=tenants.a_id)
+        if e.url.endswith("/refunds")
+    ]
+    assert new.signing_secret in page  # shown on the answer that made it
+    assert created.headers["Cache-Control"] == "no-store"
+    assert (new.livemode, new.event_types) == (False, ["refund.succeeded", "refund.failed"])
+    assert new.signing_secret not in client_a.get(f"{add}/{new.public_id}").get_data(as_text=True)
+
+    edited = client_a.post(
+        f"{add}/{new.public_id}",
+        data={"url": new.url, "description": "money back", "all_events": "y", "csrf_token": token},
+    )
+    assert edited.status_code == 302
+    disabled = client_a.post(f"{add}/{new.public_id}/disable", data={"csrf_token": token})
+    assert disabled.status_code == 302
+    assert client_a.post(f"{add}/{new.public_id}/enable").status_code == 400  # no CSRF token
+    stored = get_rows(app, NotificationEndpoint, public_id=new.public_id)[0]
+    assert (stored.description, stored.event_types, stored.enabled) == ("money back", ["*"], False)
+
+    done = confirmed_post(client_a, f"{add}/{new.public_id}/delete", button="Yes, delete it")
+    assert done.status_code == 302
+    assert get_rows(app, NotificationEndpoint, public_id=new.public_id)[0].deleted_at is not None
+    assert client_a.get(f"{add}/{new.public_id}").status_code == 404
+    actions = [r.action for r in get_rows(app, AuditLog, merchant_id=tenants.a_id)]
+    for action in ("endpoint_create", "endpoint_update", "endpoint_disable", "endpoint_delete"):
+        assert action in actions
+    (update,) = get_rows(app, AuditLog, action="endpoint_update")
+    assert update.detail["event_types"] == [["refund.succeeded", "refund.failed"], ["*"]]
+    for row in get_rows(app, AuditLog, merchant_id=tenants.a_id):
+        assert new.signing_secret not in str(row.detail)
 
 
 def test_signing_secret_is_revealed_by_post_only_and_rotation_keeps_the_old_one(
-    app, client_a, tenants
+    app, client_a, client_b, tenants
 ):
-    with app.app_context():
-        original = db.session.get(Merchant, tenants.a_id).signing_secret
-    settings = client_a.get("/dashboard/settings").get_data(as_text=True)
-    assert original not in settings
-    token = csrf_from(settings)
-    assert client_a.post("/dashboard/settings/secret/reveal").status_code == 400
-    revealed = client_a.post("/dashboard/settings/secret/reveal", data={"csrf_token": token})
+    endpoint = _a_endpoint(app, tenants)
+    original = endpoint.signing_secret
+    url = f"/dashboard/notification-endpoints/{endpoint.public_id}"
+    page = client_a.get(url).get_data(as_text=True)
+    assert original not in page
+    token = csrf_from(page)
+    assert client_a.post(f"{url}/secret/reveal").status_code == 400
+    revealed = client_a.post(f"{url}/secret/reveal", data={"csrf_token": token})
     assert revealed.status_code == 200
     assert original in revealed.get_data(as_text=True)
     assert revealed.headers["Cache-Control"] == "no-store"
     assert len(get_rows(app, AuditLog, action="secret_reveal")) == 1
+    assert client_b.get(url).status_code == 404  # another merchant's endpoint
 
-    done = confirmed_post(
-        client_a, "/dashboard/settings/secret/rotate", button="Yes, rotate the secret"
-    )
-    assert done.status_code == 302
-    with app.app_context():
-        merchant = db.session.get(Merchant, tenants.a_id)
-        assert merchant.signing_secret != original
-        assert merchant.signing_secret.startswith("whsec_")
-        assert merchant.previous_signing_secret == original
+    done = confirmed_post(client_a, f"{url}/secret/rotate", button="Yes, rotate the secret")
+    assert done.status_code == 200
+    rotated = get_rows(app, NotificationEndpoint, public_id=endpoint.public_id)[0]
+    assert rotated.signing_secret != original and rotated.signing_secret.startswith("whsec_")
+    assert rotated.previous_signing_secret == original
+    assert rotated.signing_secret in done.get_data(as_text=True)
     assert len(get_rows(app, AuditLog, action="secret_rotate")) == 1
     # the secret itself never lands in the audit log
     with app.app_context():
@@ -163,8 +217,9 @@ def test_signing_secret_is_revealed_by_post_only_and_rotation_keeps_the_old_one(
 
 
 def test_audit_page_lists_actions_and_has_no_way_to_change_them(app, client_a, client_b, tenants):
-    token = token_for(client_a, "/dashboard/settings")
-    client_a.post("/dashboard/settings/secret/reveal", data={"csrf_token": token})
+    endpoint = _a_endpoint(app, tenants)
+    url = f"/dashboard/notification-endpoints/{endpoint.public_id}"
+    client_a.post(f"{url}/secret/reveal", data={"csrf_token": token_for(client_a, url)})
     page = client_a.get("/dashboard/audit").get_data(as_text=True)
     assert "<td>secret reveal</td>" in page and "<td>login</td>" in page
     assert tenants.a_email in page
@@ -201,8 +256,8 @@ def test_resend_a_failed_notification_delivers_it_again(app, client_a, tenants, 
     from app.notifications.delivery import deliver_due
 
     with app.app_context():
-        merchant = db.session.get(Merchant, tenants.a_id)
-        merchant.notify_url = receiver.url
+        for endpoint in endpoints_of(tenants.a_id):
+            endpoint.url = receiver.url
         payment = add_payment(tenants.a_id, status="SUCCESS", reference="dash-resend-1")
         note = add_notification(payment, status="failed", attempts=[500, 500, 500])
         db.session.commit()

@@ -22,9 +22,9 @@ from flask import url_for
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import ApiKey, AuditLog, Merchant, Subscription, SubscriptionStatus
+from app.models import ApiKey, AuditLog, Subscription, SubscriptionStatus
 from tests.disputes.support import dispute_applied
-from tests.support.factories import PASSWORD, add_notification, add_payment
+from tests.support.factories import PASSWORD, add_notification, add_payment, endpoints_of
 from tests.support.pages import logged_in, token_for
 from tests.support.psp import stripe_get
 
@@ -42,7 +42,8 @@ class World:
     subscription: str  # an active subscription (cancel)
     dispute_to_answer: str  # a dispute needing a response (evidence)
     dispute_to_accept: str  # another (accept)
-    signing_secret: str
+    endpoint: str  # merchant A's test-mode notification endpoint
+    signing_secret: str  # its secret
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,23 @@ POSTS = [
          form=lambda w: {"name": "csrf", "mode": "test"}),
     Post("dashboard.revoke_api_key", "merchant", "api_key_revoke",
          url_args=lambda w: {"key_id": w.api_key_id}),
-    Post("dashboard.set_notify_url", "merchant", "notify_url_change",
-         form=lambda w: {"notify_url": "https://127.0.0.1:8443/hook"}),
     Post("dashboard.set_time_zone", "merchant", "time_zone_change",
          form=lambda w: {"time_zone": "Europe/Paris"}),
-    Post("dashboard.reveal_secret", "merchant", "secret_reveal"),
-    Post("dashboard.rotate_secret", "merchant", "secret_rotate"),
+    Post("dashboard.endpoints", "merchant", "endpoint_create",
+         form=lambda w: {"url": "https://127.0.0.1:8443/hook", "all_events": "y"}),
+    Post("dashboard.endpoint_detail", "merchant", "endpoint_update",
+         url_args=lambda w: {"public_id": w.endpoint},
+         form=lambda w: {"url": "https://127.0.0.1:8443/hook", "all_events": "y"}),
+    Post("dashboard.disable_endpoint", "merchant", "endpoint_disable",
+         url_args=lambda w: {"public_id": w.endpoint}),
+    Post("dashboard.enable_endpoint", "merchant", "endpoint_enable",
+         url_args=lambda w: {"public_id": w.endpoint}),
+    Post("dashboard.reveal_endpoint_secret", "merchant", "secret_reveal",
+         url_args=lambda w: {"public_id": w.endpoint}),
+    Post("dashboard.rotate_endpoint_secret", "merchant", "secret_rotate",
+         url_args=lambda w: {"public_id": w.endpoint}),
+    Post("dashboard.delete_endpoint", "merchant", "endpoint_delete",
+         url_args=lambda w: {"public_id": w.endpoint}),
     Post("dashboard.cancel_subscription", "merchant", "subscription_cancel",
          url_args=lambda w: {"public_id": w.subscription}, form=lambda w: {"when": "now"}),
     Post("dashboard.dispute_evidence", "merchant", "dispute_evidence",
@@ -141,6 +153,7 @@ def world(app, tenants, emulator, registered_payment, paid_payment, paid_after_f
         [key_id] = db.session.scalars(
             select(ApiKey.id).where(ApiKey.merchant_id == tenants.a_id)
         ).all()
+        [endpoint] = endpoints_of(tenants.a_id, livemode=False)
         world = World(
             initiated=initiated,
             paid=paid,
@@ -151,7 +164,8 @@ def world(app, tenants, emulator, registered_payment, paid_payment, paid_after_f
             subscription=subscription.public_id,
             dispute_to_answer=to_answer,
             dispute_to_accept=to_accept,
-            signing_secret=db.session.get(Merchant, tenants.a_id).signing_secret,
+            endpoint=endpoint.public_id,
+            signing_secret=endpoint.signing_secret,
         )
         db.session.remove()
     return world

@@ -103,9 +103,12 @@ def test_run_reconciliation_now_is_for_operators_only(client_a):
 
 
 def test_operator_picks_a_merchant_for_keys_and_settings(client_op, tenants):
-    page = client_op.get("/dashboard/settings").get_data(as_text=True)
+    page = client_op.get("/dashboard/notification-endpoints").get_data(as_text=True)
     assert "Choose which one" in page
-    page = client_op.get(f"/dashboard/settings?merchant_id={tenants.b_id}")
+    page = client_op.get(f"/dashboard/notification-endpoints?merchant_id={tenants.b_id}")
     assert page.status_code == 200
-    assert "Settings of Shop B" in page.get_data(as_text=True)
-    assert client_op.get("/dashboard/settings?merchant_id=999999").status_code == 404
+    text = page.get_data(as_text=True)
+    assert "Notification endpoints of Shop B" in text and "https://b.example/notify" in text
+    assert "a.example" not in text
+    missing = client_op.get("/dashboard/notification-endpoints?merchant_id=999999")
+    assert missing.status_code == 404

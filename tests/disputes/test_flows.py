@@ -17,7 +17,7 @@ from app.psp_events.intake import process_event
 from tests.core.test_stripe_cli import endpoints
 from tests.disputes.support import open_dispute, recorded_dispute
 from tests.support.api import auth_headers
-from tests.support.factories import make_api_key
+from tests.support.factories import FINAL_NEWS, make_api_key
 from tests.support.rows import get_row, get_rows
 
 
@@ -82,7 +82,7 @@ def test_a_dispute_is_recorded_answered_decided_and_its_client_told_each_step(
         what="dispute.closed delivered",
     )
     worker.run_until(
-        lambda: len(receiver.requests) == len(get_rows(app, Notification)),
+        lambda: len(receiver.requests) == len(get_rows(app, Notification, FINAL_NEWS)),
         what="every notification delivered",
     )
     bodies = [b for b in notified(receiver, merchant) if b["type"].startswith("dispute.")]

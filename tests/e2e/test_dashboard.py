@@ -60,7 +60,12 @@ def test_merchant_finds_a_paid_shop_order_and_sees_timeline_and_delivered_notifi
     expect(timeline.nth(2)).to_contain_text("SUCCESS")
     expect(timeline.nth(2)).to_contain_text(re.compile(r"source: (webhook|return|recon)"))
 
-    notification = page.get_by_role("article", name=re.compile(r"Notification msg_"))
+    notifications = page.get_by_role("article", name=re.compile(r"Notification msg_"))
+    # Its payment.initiated (no endpoint of this shop receives it), then its payment.succeeded.
+    expect(notifications).to_have_count(2)
+    expect(notifications.first).to_contain_text("payment.initiated")
+    expect(notifications.first.locator(".badge-unrouted")).to_be_visible()
+    notification = notifications.last
     expect(notification).to_contain_text("payment.succeeded")
     expect(notification.locator(".badge-delivered")).to_be_visible()
     expect(notification.locator("tbody tr").last).to_contain_text("200")

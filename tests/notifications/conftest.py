@@ -8,7 +8,7 @@ import pytest
 from app.extensions import db
 from app.models import Notification, PaymentStatus, StatusSource
 from app.payments.state import lock_payment, transition
-from tests.support.factories import make_payment
+from tests.support.factories import FINAL_NEWS, make_payment
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def finish_payment(app, notify_config):
             db.session.commit()
             notification_id = db.session.scalar(
                 db.select(Notification.id)
-                .where(Notification.payment_id == payment.id)
+                .where(Notification.payment_id == payment.id, FINAL_NEWS)
                 .order_by(Notification.id.desc())
             )
             return payment.id, notification_id

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.extensions import db
-from app.models import Merchant, Notification, PaymentStatus
+from app.models import Notification, PaymentStatus
 from app.notifications.delivery import signed_headers
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "notifications.md"
@@ -43,7 +43,7 @@ def merchant_and_payload(app, make_merchant, finish_payment):
     _, notification_id = finish_payment(merchant.id, PaymentStatus.SUCCESS)
     with app.app_context():
         payload = db.session.get(Notification, notification_id).payload
-        secret = db.session.get(Merchant, merchant.id).signing_secrets()[0]
+        secret = merchant.signing_secret
     return secret, payload
 
 

@@ -8,9 +8,10 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.extensions import db
-from app.models import Merchant, Notification, NotificationAttempt, PaymentStatus, utcnow
+from app.models import Notification, NotificationAttempt, PaymentStatus, utcnow
 from app.models.merchant import new_signing_secret
 from tests.notifications.conftest import attempted, status_is
+from tests.support.factories import add_endpoint, endpoints_of
 from tests.support.rows import get_row, get_rows
 
 
@@ -65,8 +66,8 @@ def test_while_rotating_both_old_and_new_secret_verify(
     merchant, _ = make_merchant(notify_url=receiver.url)
     old_secret = merchant.signing_secret
     with app.app_context():
-        m = db.session.get(Merchant, merchant.id)
-        new_secret = m.rotate_signing_secret()
+        [endpoint] = endpoints_of(merchant.id, livemode=False)
+        new_secret = endpoint.rotate_signing_secret()
         db.session.commit()
     _, notification_id = finish_payment(merchant.id)
     worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
@@ -128,7 +129,8 @@ def test_receiver_never_up_fails_after_the_schedule_then_resend_delivers(
     assert "connection refused" in listed.output
 
     with app.app_context():
-        db.session.get(Merchant, merchant.id).notify_url = receiver.url
+        for endpoint in endpoints_of(merchant.id):
+            endpoint.url = receiver.url
         db.session.commit()
     result = runner.invoke(args=["notifications", "resend", n.public_id])
     assert result.exit_code == 0, result.output
@@ -149,18 +151,19 @@ def test_resend_all_failed_and_refusals(
 ):
     merchant, _ = make_merchant(notify_url=None)
     ids = [finish_payment(merchant.id)[1] for _ in range(2)]
-    worker.run_until(lambda: all(status_is(app, i, "failed")() for i in ids), what="failures")
+    # No endpoint receives them: unrouted at once, never attempted.
+    assert all(get_row(app, Notification, i).status == "unrouted" for i in ids)
     n = get_row(app, Notification, ids[0])
-    assert n.last_error == "the merchant has no notify_url; set one, then resend"
     assert n.attempt_count == 0 and get_rows(app, NotificationAttempt, notification_id=ids[0]) == []
-    assert receiver.hits == 0
+    refused = runner.invoke(args=["notifications", "resend", str(ids[0])])
+    assert refused.exit_code == 1 and "No enabled notification endpoint" in refused.output
 
     with app.app_context():
-        db.session.get(Merchant, merchant.id).notify_url = receiver.url
+        add_endpoint(merchant.id, receiver.url, ["payment.succeeded"])
         db.session.commit()
-    result = runner.invoke(args=["notifications", "resend", "--all-failed"])
-    assert result.exit_code == 0, result.output
-    assert "2 failed notification(s) queued again." in result.output
+    for notification_id in ids:
+        result = runner.invoke(args=["notifications", "resend", str(notification_id)])
+        assert result.exit_code == 0, result.output
     # Pending now: resending it again is refused with a clear message.
     again = runner.invoke(args=["notifications", "resend", str(ids[0])])
     assert again.exit_code == 1 and "still being delivered" in again.output

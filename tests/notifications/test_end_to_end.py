@@ -8,6 +8,7 @@ from standardwebhooks import Webhook
 from app.extensions import db
 from app.models import Notification, Payment
 from tests.notifications.conftest import status_is
+from tests.support.factories import FINAL_NEWS
 from tests.support.psp import pay_session
 from tests.support.rows import get_row
 from tests.support.waiting import wait_until
@@ -53,7 +54,7 @@ def test_payment_outcome_reaches_the_client_once_signed(
     payment_status(app, payment_id, final)
     with app.app_context():
         [notification_id] = db.session.scalars(
-            db.select(Notification.id).where(Notification.payment_id == payment_id)
+            db.select(Notification.id).where(Notification.payment_id == payment_id, FINAL_NEWS)
         ).all()
 
     worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
@@ -81,4 +82,4 @@ def test_payment_outcome_reaches_the_client_once_signed(
     assert body["type"] == event_type
     assert body["data"]["id"] and body["data"]["status"] == final
     with app.app_context():
-        assert db.session.scalar(db.select(db.func.count(Notification.id))) == 1
+        assert db.session.scalar(db.select(db.func.count(Notification.id)).where(FINAL_NEWS)) == 1

@@ -133,12 +133,13 @@ def test_listen_forwards_a_real_payments_events_signed_once_each_and_nothing_fro
     app, live_server, stripe_delivers, make_merchant, paid_payment, local_hook, tmp_path
 ):
     merchant, key = make_merchant()
-    earlier = paid_payment(merchant.id)  # its payment.succeeded was written before the start
+    earlier = paid_payment(merchant.id)  # its events were written before the start
     with app.app_context():
-        note = db.session.scalars(
+        notes = db.session.scalars(
             db.select(Notification).where(Notification.payment_id == earlier.id)
-        ).one()
-        note.created_at = utcnow() - timedelta(minutes=5)
+        ).all()
+        for note in notes:
+            note.created_at = utcnow() - timedelta(minutes=5)
         db.session.commit()
 
     listener = subprocess.Popen(
@@ -177,8 +178,8 @@ def test_listen_forwards_a_real_payments_events_signed_once_each_and_nothing_fro
         )
         payment = pay_through_the_api(live_server, stripe_delivers, key)
         wait_until(
-            lambda: len(local_hook.ids()) >= 1,
-            what="payment.succeeded forwarded",
+            lambda: len(local_hook.ids()) >= 2,
+            what="payment.initiated and .succeeded forwarded",
             timeout=20,
             details=lambda: output.lines,
         )
@@ -190,7 +191,7 @@ def test_listen_forwards_a_real_payments_events_signed_once_each_and_nothing_fro
         )
         assert refund.status_code == 201, refund.text
         wait_until(
-            lambda: len(local_hook.ids()) >= 2,
+            lambda: len(local_hook.ids()) >= 3,
             what="refund.succeeded forwarded",
             timeout=20,
             details=lambda: output.lines,
@@ -204,10 +205,11 @@ def test_listen_forwards_a_real_payments_events_signed_once_each_and_nothing_fro
     # Each event once, oldest first, verified; the one from before the start never.
     types = [(m["type"], m["data"]["id"]) for m in local_hook.verified]
     assert types == [
+        ("payment.initiated", payment["id"]),
         ("payment.succeeded", payment["id"]),
         ("refund.succeeded", refund.json()["id"]),
     ]
-    assert len(set(local_hook.ids())) == 2
+    assert len(set(local_hook.ids())) == 3
     assert all(status == 204 for _, status in local_hook.answers)
     # The bodies are exactly the events' (the notification as PayBridge delivers it).
     for message in local_hook.verified:
@@ -217,7 +219,7 @@ def test_listen_forwards_a_real_payments_events_signed_once_each_and_nothing_fro
             timeout=10,
         ).json()
         assert message == {k: v for k, v in event.items() if k not in ("object", "created")}
-    assert output.has(f"--> payment.succeeded [{local_hook.ids()[0]}]  <-- [204]")
+    assert output.has(f"--> payment.succeeded [{local_hook.ids()[1]}]  <-- [204]")
 
 
 def _listener(live_server, key: str, hook_url: str, secret: str, *, api_base=None, **options):
@@ -240,7 +242,9 @@ def test_a_failed_forward_is_retried_and_a_bad_signature_is_refused_by_the_recei
     merchant, key = make_merchant()
     local_hook.fail_first = [500, 503]  # two failures, then the third attempt is taken
     paid_payment(merchant.id)
-    listener, thread, output = _listener(live_server, key, local_hook.url, local_hook.secret)
+    listener, thread, output = _listener(
+        live_server, key, local_hook.url, local_hook.secret, types="payment.succeeded"
+    )
     thread.start()
     try:
         wait_until(
@@ -261,7 +265,9 @@ def test_a_failed_forward_is_retried_and_a_bad_signature_is_refused_by_the_recei
 
     # Signed with another secret, the receiver refuses it: the signature is real.
     stranger = load_or_create_secret(tmp_path / "another-machine")
-    wrong, thread, output = _listener(live_server, key, local_hook.url, stranger)
+    wrong, thread, output = _listener(
+        live_server, key, local_hook.url, stranger, types="payment.succeeded"
+    )
     thread.start()
     try:
         wait_until(
@@ -287,6 +293,7 @@ def test_while_the_api_is_down_it_says_so_backs_off_and_catches_up_after(
             local_hook.url,
             local_hook.secret,
             api_base=proxy.url("http://127.0.0.1:{port}"),
+            types="payment.succeeded",
         )
         thread.start()
         try:
@@ -374,7 +381,7 @@ def test_the_documented_client_app_takes_what_listen_forwards(
     server = LiveServer(sample.app).start()
     payment = paid_payment(merchant.id)
     hook = f"{server.url}/paybridge/notifications"
-    listener, thread, output = _listener(live_server, key, hook, secret)
+    listener, thread, output = _listener(live_server, key, hook, secret, types="payment.succeeded")
     thread.start()
     try:
         wait_until(lambda: listener.forwarded == 1, what="a forward", details=lambda: output.lines)

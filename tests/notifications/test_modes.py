@@ -13,7 +13,7 @@ from standardwebhooks import Webhook
 from app.extensions import db
 from app.models import Notification, PaymentStatus, Refund
 from tests.notifications.conftest import status_is
-from tests.support.factories import PaymentRef, record_payment
+from tests.support.factories import FINAL_NEWS, PaymentRef, record_payment
 from tests.webhooks.helpers import new_event_id, stripe_event_body, stripe_headers
 
 
@@ -47,7 +47,7 @@ def test_a_payments_notification_says_its_mode(
     signed_post(client, event, livemode=livemode)
     with app.app_context():
         notification_id = db.session.scalar(
-            db.select(Notification.id).where(Notification.payment_id == ref.id)
+            db.select(Notification.id).where(Notification.payment_id == ref.id, FINAL_NEWS)
         )
     worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
 
@@ -93,6 +93,7 @@ def test_a_live_refunds_notification_says_live_in_the_refund_and_its_payment(
         notification_id = db.session.scalar(
             db.select(Notification.id).where(
                 Notification.payment_id == payment_pk,
+                FINAL_NEWS,
                 Notification.event_type == "refund.succeeded",
             )
         )

@@ -11,6 +11,7 @@ from app.extensions import db
 from app.models import (
     Notification,
     NotificationAttempt,
+    NotificationDelivery,
     Payment,
     PaymentStatus,
     StatusSource,
@@ -19,8 +20,7 @@ from app.models import (
 from app.notifications.delivery import AttemptResult, claim_due, deliver_due, record_outcomes
 from app.notifications.pump import NotificationPump
 from app.payments.state import lock_payment, transition
-from tests.notifications.conftest import status_is
-from tests.support.factories import record_payment
+from tests.support.factories import FINAL_NEWS, record_payment
 from tests.support.rows import get_row, get_rows
 from tests.support.waiting import wait_until
 
@@ -57,7 +57,7 @@ def test_nothing_is_sent_before_the_commit_nor_after_a_rollback(
         payment = lock_payment(payment_id)
         transition(payment, PaymentStatus.SUCCESS, source=StatusSource.WEBHOOK)
         db.session.flush()
-        assert db.session.scalar(db.select(db.func.count(Notification.id))) == 1
+        assert db.session.scalar(db.select(db.func.count(Notification.id)).where(FINAL_NEWS)) == 1
         assert deliver_due() == 0  # flushed, not committed: no other connection sees it
         db.session.rollback()
         assert deliver_due() == 0
@@ -65,7 +65,7 @@ def test_nothing_is_sent_before_the_commit_nor_after_a_rollback(
         payment = lock_payment(payment_id)
         transition(payment, PaymentStatus.SUCCESS, source=StatusSource.WEBHOOK)
         db.session.commit()
-        notification_id = db.session.scalar(db.select(Notification.id))
+        notification_id = db.session.scalar(db.select(Notification.id).where(FINAL_NEWS))
     assert cycle_in_another_session(app) == 1
     assert get_row(app, Notification, notification_id).status == "delivered"
     assert receiver.hits == 1
@@ -99,14 +99,15 @@ def test_a_claim_is_leased_and_a_dead_pumps_claim_is_taken_again(
         [lost] = claim_due(10)  # a pump claims it, then dies before it POSTs
         assert claim_due(10) == []  # leased: no other cycle takes it meanwhile
         assert deliver_due() == 0
-        claimed = db.session.get(Notification, notification_id)
+        claimed = db.session.get(NotificationDelivery, lost.delivery_id)
+        assert claimed.notification_id == notification_id
         # Leased from the claim for the POST's timeout and a margin (both read from the row: a
         # comparison with the clock now would shrink by however long the lines above took).
         lease = timedelta(seconds=app.config["NOTIFY_TIMEOUT_SECONDS"] + 30)
         assert claimed.next_attempt_at - claimed.last_attempt_at == lease
         db.session.execute(
-            db.update(Notification)
-            .where(Notification.id == notification_id)
+            db.update(NotificationDelivery)
+            .where(NotificationDelivery.id == lost.delivery_id)
             .values(next_attempt_at=utcnow() - timedelta(seconds=1))  # the lease ran out
         )
         db.session.commit()
@@ -121,13 +122,14 @@ def test_a_claim_is_leased_and_a_dead_pumps_claim_is_taken_again(
     assert len(receiver.requests) == 1
 
 
-def test_no_notify_url_fails_at_once_without_an_attempt(app, make_merchant, finish_payment, worker):
+def test_without_an_endpoint_a_notification_is_unrouted_and_never_attempted(
+    app, make_merchant, finish_payment, worker
+):
     merchant, _ = make_merchant(notify_url=None)
     _, notification_id = finish_payment(merchant.id)
-    worker.run_until(status_is(app, notification_id, "failed"), what="failure")
     n = get_row(app, Notification, notification_id)
-    assert (n.attempt_count, n.next_attempt_at) == (0, None)
-    assert "no notify_url" in n.last_error
+    assert (n.status, n.attempt_count, n.next_attempt_at) == ("unrouted", 0, None)
+    assert worker.run_once() == 0
     assert get_rows(app, NotificationAttempt, notification_id=notification_id) == []
 
 

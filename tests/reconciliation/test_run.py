@@ -14,6 +14,7 @@ from app.models import (
 )
 from app.reconciliation.service import reconcile_payment, run_reconciliation, summarize
 from tests.reconciliation.conftest import reload, set_expired
+from tests.support.factories import FINAL_NEWS
 from tests.support.psp import checkout_sessions, pay_session
 from tests.support.waiting import wait_until
 
@@ -30,7 +31,7 @@ def history(payment_id: int) -> list[tuple]:
 def notifications(payment_id: int) -> list[Notification]:
     return list(
         db.session.execute(
-            db.select(Notification).where(Notification.payment_id == payment_id)
+            db.select(Notification).where(Notification.payment_id == payment_id, FINAL_NEWS)
         ).scalars()
     )
 
@@ -187,7 +188,8 @@ def test_dry_run_reports_everything_and_changes_nothing(
     }
     assert sessions_after == sessions_before  # nothing expired, nothing created
     assert db.session.scalar(db.select(db.func.count()).select_from(PspEvent)) == 0
-    assert db.session.scalar(db.select(db.func.count()).select_from(Notification)) == 0
+    finals = db.select(db.func.count()).select_from(Notification).where(FINAL_NEWS)
+    assert db.session.scalar(finals) == 0
     planned = {d["payment"]: (d["to"], d["action"]) for d in run.details if d.get("payment")}
     assert planned[paid.public_id] == ("SUCCESS", "would_apply_event")
     assert planned[stale.public_id] == ("FAILED", "would_expire")

@@ -10,6 +10,7 @@ from app.models import Notification, Payment, Refund
 from app.reconciliation.service import run_reconciliation
 from tests.support.api import auth_headers, post_refund
 from tests.support.concurrency import at_once
+from tests.support.factories import FINAL_NEWS
 from tests.support.psp import stripe_get, stripe_post
 from tests.support.rows import get_row, get_rows
 from tests.support.waiting import wait_until
@@ -30,8 +31,11 @@ def refund_status_is(app, public_id: str, status: str):
 
 
 def notification_types(app, payment_public_id: str) -> list[str]:
-    """The event types of the payment's notifications, oldest first."""
-    notes = get_rows(app, Notification, Notification.payment.has(public_id=payment_public_id))
+    """The event types of the payment's notifications (of the types a notify_url received),
+    oldest first."""
+    notes = get_rows(
+        app, Notification, Notification.payment.has(public_id=payment_public_id), FINAL_NEWS
+    )
     return [n.event_type for n in notes]
 
 

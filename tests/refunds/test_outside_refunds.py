@@ -12,6 +12,7 @@ from app.psp import get_provider
 from app.psp_events.intake import process_event
 from tests.support.api import auth_headers, post_refund
 from tests.support.concurrency import at_once
+from tests.support.factories import FINAL_NEWS
 from tests.support.psp import stripe_post
 from tests.support.rows import get_row, get_rows
 from tests.support.waiting import wait_until
@@ -78,7 +79,7 @@ def test_a_refund_made_in_the_psps_dashboard_is_recorded_once_and_its_client_tol
     assert [(r["psp_refund_id"], r["source"], r["status"]) for r in seen["refunds"]] == [
         (made["id"], "psp", "succeeded")
     ]
-    told = get_rows(app, Notification, Notification.payment.has(public_id=pay_id))
+    told = get_rows(app, Notification, Notification.payment.has(public_id=pay_id), FINAL_NEWS)
     assert [n.event_type for n in told] == ["payment.succeeded", "refund.succeeded"]
     # What remains refundable through PayBridge counts it.
     rest = post_refund(client, key, pay_id)

@@ -10,7 +10,7 @@ from app.payments.state import lock_payment
 from app.psp.base import PspRefund
 from app.refunds.service import apply_psp_refund, lock_refund, validate_refund_params
 from tests.snapshot import behind_an_older_snapshot
-from tests.support.factories import record_payment
+from tests.support.factories import FINAL_NEWS, record_payment
 
 OURS = ["pending", "succeeded", "failed"]
 THEIRS = ["pending", "requires_action", "succeeded", "failed", "canceled"]
@@ -127,7 +127,7 @@ def test_a_refund_notification_lists_the_refunds_finished_since_its_snapshot(app
     with app.app_context():
         notification = db.session.scalars(
             db.select(Notification)
-            .where(Notification.payment_id == payment_id)
+            .where(Notification.payment_id == payment_id, FINAL_NEWS)
             .order_by(Notification.id.desc())
             .limit(1)
         ).one()

@@ -99,6 +99,7 @@ def test_old_records_go_and_young_live_and_needed_ones_stay(app_ctx, small_batch
         "idempotency_keys": 1,
         "notifications": 1,
         "notification_attempts": 2,
+        "notification_deliveries": 0,
         "psp_events": 4,
         "reconciliation_runs": 2,
     }

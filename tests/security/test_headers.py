@@ -19,7 +19,7 @@ from demo_shop.catalogue import products_on_sale
 from tests.disputes.support import dispute_applied
 from tests.e2e.shop_flow import add_to_cart, check_out, sign_up
 from tests.shop.support import Shopper
-from tests.support.factories import PASSWORD, add_notification, add_payment
+from tests.support.factories import PASSWORD, add_notification, add_payment, endpoints_of
 from tests.support.pages import logged_in
 
 
@@ -65,6 +65,7 @@ class World:
     run_id: int
     key_id: int
     dispute: str
+    endpoint: str  # merchant A's test-mode notification endpoint
 
 
 @pytest.fixture
@@ -101,6 +102,7 @@ def world(app, tenants, emulator, paid_payment, paid_after_failed) -> World:
             run_id=run.id,
             key_id=key_id.first(),
             dispute=dispute,
+            endpoint=endpoints_of(tenants.a_id, livemode=False)[0].public_id,
         )
         db.session.remove()
     return found
@@ -122,14 +124,16 @@ PAGES = {
     "dashboard.recon_runs",
     "dashboard.recon_run",
     "dashboard.audit_log",
-    "dashboard.settings",
+    "dashboard.endpoints",
+    "dashboard.endpoint_detail",
+    "dashboard.rotate_endpoint_secret",
+    "dashboard.delete_endpoint",
     "dashboard.api_keys",
     "dashboard.resolve_conflict",
     "dashboard.refund_conflict",
     "dashboard.reconcile",
     "dashboard.resend_notification",
     "dashboard.revoke_api_key",
-    "dashboard.rotate_secret",
     "dashboard.recon_run_now",
     "dashboard.cancel_subscription",
     "dashboard.disputes",
@@ -154,6 +158,7 @@ def test_every_get_route_answers_with_the_headers_and_every_page_with_a_content_
         "key_id": world.key_id,
         "dispute_id": world.dispute,
         "email": "shopper@example.com",  # a customer page (the operator's answer is a 404 page)
+        "endpoint_id": world.endpoint,
         "filename": "css/app.css",
     }
     overrides = {
@@ -163,6 +168,10 @@ def test_every_get_route_answers_with_the_headers_and_every_page_with_a_content_
         ("dashboard.resolve_conflict", "public_id"): world.conflicted,
         ("dashboard.dispute_detail", "public_id"): world.dispute,
         ("dashboard.accept_dispute", "public_id"): world.dispute,
+        **{
+            (f"dashboard.{view}", "public_id"): world.endpoint
+            for view in ("endpoint_detail", "rotate_endpoint_secret", "delete_endpoint")
+        },
     }
     rendered = set()
 

@@ -3,9 +3,10 @@ network — not when the URL is saved, not at delivery, not by a name that fails
 one that resolves elsewhere between the check and the connection (rebinding). Private networks
 of on-premises client apps are allowed only by NOTIFY_ALLOWED_NETWORKS.
 
-A notify URL is saved through the CLI (`flask merchants create --notify-url`) and the
-dashboard's settings page only — there is no API endpoint that saves one — and both check it:
-the tests below cover both, and delivery.
+A notification endpoint's URL is saved through the CLI (`flask merchants create --notify-url`),
+the dashboard's endpoints page and the API (`/api/v1/notification_endpoints`), and all three
+check it (one function: app/notifications/endpoints.py): the tests below cover each, and
+delivery.
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ import trustme
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Merchant, Notification, NotificationAttempt, PaymentStatus, StatusSource
-from app.notifications.delivery import AttemptResult, Claim, DeliveryOptions, attempt
+from app.models import (
+    Merchant,
+    Notification,
+    NotificationAttempt,
+    NotificationEndpoint,
+    PaymentStatus,
+    StatusSource,
+)
+from app.notifications.delivery import Claim, DeliveryOptions, attempt
 from app.notifications.targets import (
     PinnedAdapter,
     TargetRefused,
@@ -32,7 +40,8 @@ from app.notifications.targets import (
     pin,
 )
 from app.payments.state import lock_payment, transition
-from tests.support.factories import make_payment
+from tests.support.api import auth_headers
+from tests.support.factories import FINAL_NEWS, make_payment
 from tests.support.pages import token_for
 from tests.support.rows import get_rows
 
@@ -95,7 +104,7 @@ def _finish_payment(app, merchant_id: int) -> int:
         transition(lock_payment(payment_id), PaymentStatus.SUCCESS, source=StatusSource.WEBHOOK)
         db.session.commit()
         return db.session.scalar(
-            select(Notification.id).where(Notification.payment_id == payment_id)
+            select(Notification.id).where(Notification.payment_id == payment_id, FINAL_NEWS)
         )
 
 
@@ -105,18 +114,22 @@ def _finish_payment(app, merchant_id: int) -> int:
 def test_the_dashboard_refuses_to_save_each_bypass(
     app, client_a, tenants, receiver, allowed_networks
 ):
-    token = token_for(client_a, "/dashboard/settings")
+    token = token_for(client_a, "/dashboard/notification-endpoints")
     for template, why in BYPASSES:
         url = template.format(port=_port(receiver))
         response = client_a.post(
-            "/dashboard/settings/notify-url", data={"notify_url": url, "csrf_token": token}
+            "/dashboard/notification-endpoints",
+            data={"url": url, "all_events": "y", "csrf_token": token},
         )
         page = response.get_data(as_text=True)
         assert response.status_code == 400, url
         assert "The URL is refused" in page and why.replace("'", "&#39;") in page, url
         assert "NOTIFY_ALLOWED_NETWORKS" in page
     with app.app_context():
-        assert db.session.get(Merchant, tenants.a_id).notify_url == "https://a.example/notify"
+        urls = db.session.scalars(
+            select(NotificationEndpoint.url).where(NotificationEndpoint.merchant_id == tenants.a_id)
+        ).all()
+    assert urls == ["https://a.example/notify"] * 2
 
 
 def test_the_cli_refuses_to_create_a_merchant_with_each_bypass(app, runner, allowed_networks):
@@ -226,7 +239,7 @@ def test_a_resolver_error_refuses_the_url():
 
 def _claim(url: str) -> Claim:
     return Claim(
-        1, 0, "msg_pinning_test", {"type": "test"}, url, ("whsec_dGVzdA==",), datetime.now()
+        1, 1, 1, 0, "msg_pinning_test", {"type": "test"}, url, ("whsec_dGVzdA==",), datetime.now()
     )
 
 
@@ -238,7 +251,7 @@ def test_a_delivery_connects_to_the_checked_address_without_resolving_again(rece
 
     result = attempt(_claim(url), options)
 
-    assert result == AttemptResult(True, 200, None, result.duration_ms)
+    assert (result.ok, result.status_code, result.error) == (True, 200, None)
     assert resolver.calls == 1
     [received] = receiver.requests
     assert received.headers["Host"] == f"rebind.paybridge.test:{_port(receiver)}"
@@ -334,20 +347,24 @@ def test_address_rules(address, allowed, refused):
         assert check_target(url, allowed_networks=networks).address == ipaddress.ip_address(address)
 
 
-def test_no_api_operation_takes_a_notify_url(client):
-    """What the docstring and docs/notifications.md say: the CLI and the dashboard are the only
-    ways to save a notify URL, so no API request body has one for the guard to miss."""
-    document = client.get("/api/v1/openapi.json").get_json()
-    schemas = document["components"]["schemas"]
-    bodies = []
-    for operations in document["paths"].values():
-        for operation in operations.values():
-            content = operation.get("requestBody", {}).get("content", {}) if isinstance(
-                operation, dict) else {}  # fmt: skip
-            bodies += [media.get("schema", {}) for media in content.values()]
-    seen: set[str] = set()
-    for schema in bodies:
-        name = schema.get("$ref", "").rpartition("/")[2]
-        seen |= set(schemas.get(name, schema).get("properties", {}))
-    assert "merchant_reference" in seen, "the request bodies were not read"
-    assert "notify_url" not in seen
+def test_the_api_refuses_to_save_each_bypass(
+    app, client, make_merchant, receiver, allowed_networks
+):
+    """The API's endpoint URLs go through the same check: each bypass is a 400 that says why,
+    and nothing is stored."""
+    merchant, key = make_merchant(notify_url=None)
+    for template, why in BYPASSES:
+        url = template.format(port=_port(receiver))
+        response = client.post(
+            "/api/v1/notification_endpoints",
+            json={"url": url, "enabled_events": ["*"]},
+            headers=auth_headers(key),
+        )
+        assert response.status_code == 400, url
+        error = response.get_json()["error"]
+        assert error["code"] == "VALIDATION_ERROR" and why in str(error), (url, error)
+    with app.app_context():
+        stored = db.session.scalars(
+            select(NotificationEndpoint).where(NotificationEndpoint.merchant_id == merchant.id)
+        ).all()
+    assert stored == []

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from app.common.urls import split_url
 from app.errors import ValidationError
 from app.extensions import db
-from app.models import Merchant, Payment, PaymentStatus
+from app.models import Merchant, NotificationEndpoint, Payment, PaymentStatus
 from app.payments.returns import with_payment_id
 from tests.support.api import auth_headers, create_body
 from tests.support.pages import csrf_from, token_for
@@ -66,14 +66,18 @@ def test_an_https_form_post_with_an_unreadable_referrer_is_a_csrf_failure(app, t
      ("http://a.example:99999/", "invalid port")],
 )  # fmt: skip
 def test_the_dashboard_refuses_an_unreadable_notify_url(app, client_a, tenants, url, why):
-    token = token_for(client_a, "/dashboard/settings")
+    token = token_for(client_a, "/dashboard/notification-endpoints")
     answer = client_a.post(
-        "/dashboard/settings/notify-url", data={"notify_url": url, "csrf_token": token}
+        "/dashboard/notification-endpoints",
+        data={"url": url, "all_events": "y", "csrf_token": token},
     )
     assert answer.status_code == 400
     assert why in answer.get_data(as_text=True)
     with app.app_context():
-        assert db.session.get(Merchant, tenants.a_id).notify_url == "https://a.example/notify"
+        urls = db.session.scalars(
+            select(NotificationEndpoint.url).where(NotificationEndpoint.merchant_id == tenants.a_id)
+        ).all()
+    assert urls == ["https://a.example/notify"] * 2
 
 
 @pytest.mark.parametrize(

@@ -12,11 +12,11 @@ import pytest
 import requests
 
 from app.extensions import db
-from app.models import Merchant
 from demo_shop.models import ReceivedNotification, Refund
 from tests.shop.support import deliver_until_order_final, sign
 from tests.support.api import auth_headers
 from tests.support.delivery import deliver_due_notifications
+from tests.support.factories import endpoints_of
 from tests.support.payflow import SUCCESS_CARD
 from tests.support.waiting import wait_until
 
@@ -335,7 +335,8 @@ def test_while_paybridge_rotates_the_secret_the_shops_old_one_still_verifies(
     app, shop, emulator, order
 ):
     with app.app_context():
-        db.session.get(Merchant, shop.merchant_id).rotate_signing_secret()
+        for endpoint in endpoints_of(shop.merchant_id):
+            endpoint.rotate_signing_secret()
         db.session.commit()
 
     pay(app, shop, emulator, order)  # signed with both secrets; the shop holds the old one

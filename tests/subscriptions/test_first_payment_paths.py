@@ -23,7 +23,7 @@ from tests.subscriptions.conftest import (
     wait_for_payments,
 )
 from tests.support.concurrency import at_once
-from tests.support.factories import new_reference, registered_payment
+from tests.support.factories import FINAL_NEWS, new_reference, registered_payment
 from tests.support.psp import pay_session, stripe_get, wait_for_deliveries
 from tests.support.waiting import wait_until
 
@@ -154,7 +154,7 @@ def test_a_checkout_completed_behind_an_older_snapshot_names_the_subscription_co
     assert (sub["psp_subscription_id"], sub["status"]) == (psp_subscription_id, "active")
     with app.app_context():
         [notification] = db.session.execute(
-            select(Notification).where(Notification.payment_id == payment_id)
+            select(Notification).where(Notification.payment_id == payment_id, FINAL_NEWS)
         ).scalars()
         data = notification.payload["data"]
         db.session.remove()
@@ -228,7 +228,7 @@ def test_a_renewal_behind_an_older_snapshot_names_the_subscription_committed_sin
     assert [r["status"] for r in rows] == ["SUCCESS", "SUCCESS"]
     with app.app_context():
         [notification] = db.session.execute(
-            select(Notification).where(Notification.payment_id == rows[1]["id"])
+            select(Notification).where(Notification.payment_id == rows[1]["id"], FINAL_NEWS)
         ).scalars()
         data = notification.payload["data"]
         db.session.remove()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from standardwebhooks import Webhook
 
+from app.extensions import db
 from app.models import iso
 from app.tasks.subscriptions import learn_renewal_payment_intents
 from tests.subscriptions.conftest import (
@@ -18,6 +19,7 @@ from tests.subscriptions.conftest import (
 )
 from tests.support.api import auth_headers
 from tests.support.delivery import Deliveries, deliver_due_notifications
+from tests.support.factories import add_endpoint
 from tests.support.psp import stripe_get, wait_for_deliveries
 from tests.support.waiting import wait_until
 
@@ -215,3 +217,68 @@ def test_cancel_at_period_end_keeps_it_until_then_and_the_psp_ends_it(
     assert ended["ended_at"] is not None
     wait_for_deliveries(stripe_delivers, timeout=TIMEOUT)
     assert len(payments_of(app, first_id)) == 1
+
+
+def test_an_endpoint_subscribed_to_subscription_events_hears_its_whole_life(
+    app, client, make_merchant, receiver, stripe_delivers, buy_subscription
+):
+    """subscription.created when it starts, .past_due when a renewal fails, .renewed when one
+    is paid, .canceled when it ends: to the endpoint that asked, signed with its secret."""
+    merchant, key = make_merchant()
+    with app.app_context():
+        endpoint = add_endpoint(
+            merchant.id,
+            receiver.url,
+            [
+                "subscription.created",
+                "subscription.renewed",
+                "subscription.past_due",
+                "subscription.canceled",
+            ],
+        )
+        db.session.commit()
+        secret = endpoint.signing_secret
+    first_id, sub = buy_subscription(merchant.id, reference="plan-eve")
+    stripe_delivers.control(
+        "POST",
+        f"subscriptions/{sub['psp_subscription_id']}/fail_next_renewal",
+        {"decline_code": "insufficient_funds"},
+    )
+    bill_next_period(stripe_delivers, sub)
+    wait_until(
+        lambda: subscription_row(app, first_id)["status"] == "past_due",
+        what="past_due",
+        timeout=TIMEOUT,
+    )
+    [failed] = [
+        i
+        for i in stripe_delivers.control("GET", "deliveries")["data"]
+        if i["event_type"] == "invoice.payment_failed"
+    ]
+    event = stripe_get(stripe_delivers, f"/v1/events/{failed['event_id']}")
+    stripe_delivers.control(
+        "POST", f"invoices/{event['data']['object']['id']}/pay", {"outcome": "succeeded"}
+    )
+    wait_until(
+        lambda: subscription_row(app, first_id)["status"] == "active",
+        what="active after retry",
+        timeout=TIMEOUT,
+    )
+    assert cancel(client, key, sub, at_period_end=False).status_code == 200
+
+    bodies = [Webhook(secret).verify(r.body, r.headers) for r in notified(app, receiver, 4)]
+    by_type = {b["type"]: b for b in bodies}
+    assert sorted(by_type) == [
+        "subscription.canceled",
+        "subscription.created",
+        "subscription.past_due",
+        "subscription.renewed",
+    ]
+    assert len(bodies) == 4  # no payment.* event: the endpoint did not ask for them
+    assert {b["data"]["id"] for b in bodies} == {sub["public_id"]}
+    assert by_type["subscription.created"]["data"]["status"] == "active"
+    assert by_type["subscription.past_due"]["data"]["status"] == "past_due"
+    assert by_type["subscription.canceled"]["data"]["status"] == "cancelled"
+    # Order per payment: the first payment's news (created, past_due, canceled) in order.
+    first_news = [b["type"] for b in bodies if b["type"] != "subscription.renewed"]
+    assert first_news == ["subscription.created", "subscription.past_due", "subscription.canceled"]

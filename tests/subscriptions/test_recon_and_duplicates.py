@@ -20,6 +20,7 @@ from tests.subscriptions.conftest import (
     subscription_row,
     wait_for_payments,
 )
+from tests.support.factories import FINAL_NEWS
 from tests.support.psp import stripe_client, wait_for_deliveries
 from tests.support.rows import count_rows, read
 from tests.support.waiting import wait_until
@@ -57,7 +58,7 @@ def test_the_same_invoice_twice_records_one_renewal(
 
     invoice_id = event["data"]["object"]["id"]
     assert count_rows(app, SubscriptionCharge, psp_invoice_id=invoice_id) == 1
-    assert count_rows(app, Notification, payment_id=rows[1]["id"]) == 1
+    assert count_rows(app, Notification, FINAL_NEWS, payment_id=rows[1]["id"]) == 1
     assert count_rows(app, PspEvent, event_id=event["id"]) == 1
 
 
@@ -100,7 +101,7 @@ def test_reconciliation_records_a_renewal_whose_webhook_was_lost(
         ).all(),
     )  # fmt: skip
     assert [tuple(r) for r in stored] == [("recon", PspEvent.OUTCOME_APPLIED, renewal["id"])]
-    assert count_rows(app, Notification, payment_id=renewal["id"]) == 1
+    assert count_rows(app, Notification, FINAL_NEWS, payment_id=renewal["id"]) == 1
     assert subscription_row(app, first_id)["current_period_end"] > sub["current_period_end"]
 
     # The webhooks arrive late: the invoice.paid is the event already stored, no second renewal.

@@ -10,7 +10,7 @@ from app.extensions import db
 from app.models import Notification, SubscriptionCharge
 from app.reconciliation.service import reconcile_payment, run_reconciliation
 from tests.subscriptions.conftest import payments_of, subscription_row
-from tests.support.factories import new_reference
+from tests.support.factories import FINAL_NEWS, new_reference
 from tests.support.psp import pay_session
 from tests.support.rows import read
 
@@ -47,7 +47,7 @@ def test_first_payment_learned_by_reconciliation_records_its_subscription(
     payload = read(
         app,
         lambda: db.session.execute(
-            select(Notification.payload).where(Notification.payment_id == payment_id)
+            select(Notification.payload).where(Notification.payment_id == payment_id, FINAL_NEWS)
         ).scalar_one(),
     )
     assert payload["data"]["subscription_id"] == sub["public_id"]

@@ -34,6 +34,7 @@ from app.models import (
     Merchant,
     Notification,
     NotificationAttempt,
+    NotificationEndpoint,
     Payment,
     PaymentConflict,
     PaymentStatus,
@@ -43,7 +44,9 @@ from app.models import (
     User,
     utcnow,
 )
+from app.models.merchant import new_signing_secret
 from app.models.payment import new_payment_id
+from app.notifications.event_types import LEGACY_EVENT_TYPES
 from app.payments.psp_facts import apply_session
 from app.payments.service import create_payment
 from app.payments.state import lock_payment, record_creation, transition
@@ -54,6 +57,11 @@ from tests.support.psp import pay_session
 SUCCESS_URL = "https://shop.example/ok"
 CANCEL_URL = "https://shop.example/cancel"
 PASSWORD = "correct horse battery"  # every test user's
+
+
+# The notifications of the types a notify_url received (final statuses, refunds, disputes): not
+# payment.initiated / .pending nor subscription.*, which its endpoint (0022) does not receive.
+FINAL_NEWS = Notification.event_type.in_(LEGACY_EVENT_TYPES)
 
 
 def new_reference(prefix: str = "order") -> str:
@@ -87,12 +95,49 @@ class PaymentRef:
 
 
 def add_merchant(name: str = "Test Shop", notify_url: str | None = None) -> tuple[Merchant, str]:
-    """A merchant with one API key: (merchant, raw API key)."""
-    merchant = Merchant(name=name, notify_url=notify_url)
+    """A merchant with one API key: (merchant, raw API key). With `notify_url`, the endpoints
+    migration 0022 makes of one: that URL in test and in live mode, one secret, today's types.
+    The secret is also on the merchant object as `signing_secret` (not a column: for the
+    tests that verify what their receiver got)."""
+    merchant = Merchant(name=name)
     key, raw = ApiKey.generate(merchant)
     db.session.add_all([merchant, key])
     db.session.flush()
+    if notify_url is not None:
+        secret = new_signing_secret()
+        for livemode in (False, True):
+            db.session.add(
+                NotificationEndpoint(
+                    merchant_id=merchant.id,
+                    livemode=livemode,
+                    url=notify_url,
+                    event_types=list(LEGACY_EVENT_TYPES),
+                    signing_secret=secret,
+                )
+            )
+        db.session.flush()
+        merchant.signing_secret = secret
     return merchant, raw
+
+
+def add_endpoint(
+    merchant_id: int, url: str, event_types: list[str], *, livemode: bool = False
+) -> NotificationEndpoint:
+    """One more endpoint of the merchant (flushed), with its own secret."""
+    endpoint = NotificationEndpoint(
+        merchant_id=merchant_id, livemode=livemode, url=url, event_types=event_types
+    )
+    db.session.add(endpoint)
+    db.session.flush()
+    return endpoint
+
+
+def endpoints_of(merchant_id: int, livemode: bool | None = None) -> list[NotificationEndpoint]:
+    """The merchant's endpoints (of one mode), oldest first."""
+    stmt = select(NotificationEndpoint).where(NotificationEndpoint.merchant_id == merchant_id)
+    if livemode is not None:
+        stmt = stmt.where(NotificationEndpoint.livemode == livemode)
+    return list(db.session.scalars(stmt.order_by(NotificationEndpoint.id)))
 
 
 def make_merchant(
@@ -102,8 +147,10 @@ def make_merchant(
     with app.app_context():
         merchant, raw = add_merchant(name, notify_url)
         db.session.commit()
+        secret = getattr(merchant, "signing_secret", None)
         db.session.refresh(merchant)
         db.session.expunge(merchant)
+        merchant.signing_secret = secret
         return merchant, raw
 
 

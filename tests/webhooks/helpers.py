@@ -11,7 +11,7 @@ import stripe
 
 from app.models import Notification, Payment, PaymentConflict, PspEvent, utcnow
 from app.psp.base import CheckoutSession, PspEventData
-from tests.support.factories import PaymentRef
+from tests.support.factories import FINAL_NEWS, PaymentRef
 from tests.support.rows import count_rows, get_row
 
 WEBHOOK_SECRET = "whsec_test_paybridge"  # what tests/conftest.py configures
@@ -110,10 +110,12 @@ def load_payment(app, payment_id: int) -> Payment:
 
 
 def counts(app, payment_id: int | None = None) -> dict:
-    """How many events, notifications and conflicts are stored (for one payment, if given)."""
+    """How many events, notifications and conflicts are stored (for one payment, if given).
+    Notifications: those of the types a notify_url received (a final status, a refund, a
+    dispute), not the payment.initiated / .pending every payment has too."""
     by = {} if payment_id is None else {"payment_id": payment_id}
     return {
         "events": count_rows(app, PspEvent, **by),
-        "notifications": count_rows(app, Notification, **by),
+        "notifications": count_rows(app, Notification, FINAL_NEWS, **by),
         "conflicts": count_rows(app, PaymentConflict, **by),
     }

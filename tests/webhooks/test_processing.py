@@ -12,7 +12,7 @@ from app.models import Notification, PaymentConflict, PaymentStatus, PspEvent, S
 from app.payments.psp_facts import apply_session
 from app.psp_events.intake import process_event
 from tests.support.concurrency import at_once
-from tests.support.factories import PaymentRef, new_session_id
+from tests.support.factories import FINAL_NEWS, PaymentRef, new_session_id
 from tests.webhooks.helpers import counts, event_for, load_payment, session_for
 
 COMPLETED = "checkout.session.completed"
@@ -325,7 +325,7 @@ def test_notification_is_written_with_the_final_status(app, make_payment):
     payment = make_payment()
     process(app, event_for(COMPLETED, session_for(payment)))
     with app.app_context():
-        note = db.session.execute(db.select(Notification)).scalar_one()
+        note = db.session.execute(db.select(Notification).where(FINAL_NEWS)).scalar_one()
         assert note.event_type == "payment.succeeded"
         assert note.status_version == 3
         assert note.payload["data"]["status"] == "SUCCESS"

@@ -61,6 +61,7 @@ def register(app: Flask) -> None:
     csrf.exempt(bp)
     api.register_blueprint(bp)
     routes.document_security(api)
+    endpoints.document_event_types(api)
 
 
-from app.blueprints.api import routes  # noqa: E402  (the routes attach to `bp`)
+from app.blueprints.api import endpoints, routes  # noqa: E402  (the routes attach to `bp`)

@@ -27,6 +27,7 @@ from app.blueprints.dashboard import (  # noqa: E402,F401
     conflicts,
     customers,
     disputes,
+    endpoints,
     events,
     modes,
     notifications,

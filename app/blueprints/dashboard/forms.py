@@ -13,6 +13,7 @@ from decimal import Decimal
 from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     DateField,
     EmailField,
     HiddenField,
@@ -21,6 +22,7 @@ from wtforms import (
     RadioField,
     SelectChoice,
     SelectField,
+    SelectMultipleField,
     StringField,
     SubmitField,
     TextAreaField,
@@ -34,8 +36,8 @@ from wtforms.validators import (
     Optional,
     ValidationError,
 )
+from wtforms.widgets import CheckboxInput, ListWidget
 
-from app.accounts.service import validate_notify_url
 from app.common.money import (
     format_minor,
     format_money,
@@ -48,6 +50,9 @@ from app.common.timezones import checked_zone_name
 from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.errors import PayBridgeError
 from app.models import PaymentStatus, PaymentType, RefundState, RefundStatus
+from app.models.endpoint import ALL_EVENT_TYPES
+from app.notifications.endpoints import DESCRIPTION_MAX, URL_MAX, validate_url
+from app.notifications.event_types import EVENT_TYPES
 from app.payments.failure_reasons import FAILURE_REASONS
 from app.psp import configured_modes
 from app.reporting.refunds import RefundFilter
@@ -220,21 +225,51 @@ class ApiKeyForm(FlaskForm):
         return MODES[self.mode.data]
 
 
-class NotifyUrlForm(FlaskForm):
-    notify_url = StringField(
-        "Notify URL", validators=[DataRequired(), Length(max=2000)], render_kw={"inputmode": "url"}
-    )
-    submit = SubmitField("Save notify URL")
+class EndpointForm(FlaskForm):
+    """A notification endpoint's URL, description and the event types it receives."""
 
-    def validate_notify_url(self, field) -> None:
+    url = StringField(
+        "URL", validators=[DataRequired(), Length(max=URL_MAX)], render_kw={"inputmode": "url"}
+    )
+    description = StringField("Description", validators=[Optional(), Length(max=DESCRIPTION_MAX)])
+    all_events = BooleanField("Every event type (also those added later)")
+    events = SelectMultipleField(
+        "Event types",
+        choices=[(t.name, f"{t.name} — {t.description}") for t in EVENT_TYPES.values()],
+        option_widget=CheckboxInput(),
+        widget=ListWidget(prefix_label=False),
+        validate_choice=True,
+    )
+    submit = SubmitField("Save endpoint")
+
+    def validate_url(self, field) -> None:
         if field.errors:
             return
         try:
-            validate_notify_url(
+            field.data = validate_url(
                 field.data, allowed_networks=current_app.config["NOTIFY_ALLOWED_NETWORKS"]
             )
         except PayBridgeError as exc:
             raise ValidationError(exc.message) from None
+
+    def validate_events(self, field) -> None:
+        if not self.all_events.data and not field.data:
+            raise ValidationError("Choose at least one event type, or every event type.")
+
+    @property
+    def event_types(self) -> list[str]:
+        return [ALL_EVENT_TYPES] if self.all_events.data else list(self.events.data)
+
+    @classmethod
+    def of(cls, endpoint) -> EndpointForm:
+        everything = ALL_EVENT_TYPES in endpoint.event_types
+        return cls(
+            formdata=None,
+            url=endpoint.url,
+            description=endpoint.description or "",
+            all_events=everything,
+            events=[] if everything else list(endpoint.event_types),
+        )
 
 
 class TimeZoneForm(FlaskForm):

@@ -1,4 +1,4 @@
-"""A merchant's settings: API keys, the notify URL and the signing secret of notifications.
+"""A merchant's settings: API keys (notification endpoints: `endpoints.py`).
 
 An operator picks the merchant first (?merchant_id=…); a merchant user always gets its own.
 """
@@ -12,13 +12,7 @@ from app.accounts import api_keys as keys
 from app.accounts import service as accounts
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, audited, form_page, form_status, perform
-from app.blueprints.dashboard.forms import (
-    ApiKeyForm,
-    ConfirmForm,
-    NotifyUrlForm,
-    TimeZoneForm,
-    mode_name,
-)
+from app.blueprints.dashboard.forms import ApiKeyForm, ConfirmForm, TimeZoneForm, mode_name
 from app.blueprints.dashboard.shared import (
     chosen_merchant,
     merchant_url,
@@ -116,41 +110,18 @@ def _revoke(merchant_id: int, key_id: int, prefix: str) -> Done:
     return Done(f"API key {prefix}… is revoked.")
 
 
-# --- notify URL and signing secret ------------------------------------------------------------
+# --- settings: the time zone ----------------------------------------------------------------
 
 
 @bp.route("/settings", methods=["GET"])
 @login_required
 def settings():
-    """Notify URL and signing secret (hidden until revealed)."""
+    """The merchant's time zone; notification endpoints (each with its URL and secret) have
+    their own page."""
     merchant = settings_merchant()
     if merchant is None:
         return pick_merchant("dashboard.settings", "Settings")
     return _settings_page(merchant)
-
-
-@bp.route("/settings/notify-url", methods=["POST"])
-@login_required
-def set_notify_url():
-    """Change where PayBridge sends this merchant's notifications."""
-    merchant = chosen_merchant()
-    form = NotifyUrlForm()
-    if not form.validate_on_submit():
-        return _settings_page(merchant, form), 400
-    return perform(
-        "notify_url_change",
-        merchant_id=merchant.id,
-        target=("merchant", merchant.id),
-        act=lambda: _save_notify_url(merchant, form.notify_url.data),
-        back=merchant_url("dashboard.settings", merchant.id),
-    )
-
-
-def _save_notify_url(merchant: Merchant, url: str) -> Done:
-    old, new = accounts.set_notify_url(
-        merchant, url, allowed_networks=current_app.config["NOTIFY_ALLOWED_NETWORKS"]
-    )
-    return Done("The notify URL is saved.", {"from": old, "to": new})
 
 
 @bp.route("/settings/time-zone", methods=["POST"])
@@ -175,57 +146,12 @@ def _save_time_zone(merchant: Merchant, name: str) -> Done:
     return Done(f"Times are shown in {new} from now on.", {"from": old, "to": new})
 
 
-@bp.route("/settings/secret/reveal", methods=["POST"])
-@login_required
-def reveal_secret():
-    """Show the signing secret on this one response (POST, audited, never cached)."""
-    merchant = chosen_merchant()
-    if not ConfirmForm().validate_on_submit():
-        abort(400, "The form expired; please try again.")
-    audited("secret_reveal", merchant_id=merchant.id, target=("merchant", merchant.id))
-    return _settings_page(merchant, secret=merchant.signing_secret)
-
-
-@bp.route("/settings/secret/rotate", methods=["GET", "POST"])
-@login_required
-def rotate_secret():
-    """Confirm, then rotate the signing secret (the previous one keeps signing for a while)."""
-    merchant = chosen_merchant()
-    form = ConfirmForm()
-    if not form.validate_on_submit():
-        return form_page("dashboard/confirm_rotate.html", merchant=merchant, form=form)
-    return perform(
-        "secret_rotate",
-        merchant_id=merchant.id,
-        target=("merchant", merchant.id),
-        act=lambda: _rotate(merchant),
-        back=merchant_url("dashboard.settings", merchant.id),
-    )
-
-
-def _rotate(merchant: Merchant) -> Done:
-    accounts.rotate_signing_secret(merchant)
-    return Done(
-        "A new signing secret is active. Both the new and the previous secret sign "
-        "notifications until your app verifies with the new one.",
-    )
-
-
-def _settings_page(
-    merchant: Merchant,
-    form: NotifyUrlForm | None = None,
-    secret: str | None = None,
-    zone_form: TimeZoneForm | None = None,
-) -> str:
-    """The settings page; each form shows the saved value unless one was just sent."""
-    form = form or NotifyUrlForm(formdata=None, notify_url=merchant.notify_url or "")
+def _settings_page(merchant: Merchant, zone_form: TimeZoneForm | None = None) -> str:
+    """The settings page; the form shows the saved value unless one was just sent."""
     zone_form = zone_form or TimeZoneForm(formdata=None, time_zone=merchant.time_zone)
     return render_template(
         "dashboard/settings.html",
         merchant=merchant,
-        form=form,
         zone_form=zone_form,
         zone_names=zone_names(),
-        confirm=ConfirmForm(),
-        secret=secret,
     )

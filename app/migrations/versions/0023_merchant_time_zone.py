@@ -1,7 +1,7 @@
 """merchant time zone: the overview's days and the dashboard's times in the merchant's zone
 
 Revision ID: 0023_merchant_time_zone
-Revises: 0021_notification_events
+Revises: 0022_notification_endpoints
 Create Date: 2026-12-07 12:30:00
 
 An IANA name (Europe/Paris), checked against zoneinfo when set; every merchant starts in UTC,
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0023_merchant_time_zone'
-down_revision = '0021_notification_events'
+down_revision = '0022_notification_endpoints'
 branch_labels = None
 depends_on = None
 

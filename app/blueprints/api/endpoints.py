@@ -1,0 +1,204 @@
+"""API v1: the merchant's notification endpoints (of the key's mode), and the documented shape
+of every event type they can receive."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify
+from flask.views import MethodView
+from marshmallow import Schema, fields, validate
+
+from app.blueprints.api import bp
+from app.blueprints.api.auth import current_livemode, current_merchant_id
+from app.blueprints.api.routes import SECURITY, _errors
+from app.blueprints.api.schemas import StrictBoolean
+from app.extensions import db
+from app.notifications import endpoints
+from app.notifications.endpoints import DESCRIPTION_MAX, URL_MAX
+from app.notifications.event_types import EVENT_TYPES, SUBSCRIBABLE
+from app.serializers.endpoint import endpoint_to_dict
+
+EVENTS_DESCRIPTION = (
+    'Event types it receives (see the *Event components), or ["*"] for every type, '
+    "including types added later."
+)
+
+
+class NotificationEndpointSchema(Schema):
+    """A notification endpoint: where PayBridge POSTs the events it subscribes to."""
+
+    id = fields.String(metadata={"example": "we_4fK2Lx0QpZr7Vb3nM1tYc8Hq"})
+    object = fields.Constant("notification_endpoint")
+    livemode = fields.Boolean(metadata={"description": "The mode of the key that made it."})
+    url = fields.String()
+    description = fields.String(allow_none=True)
+    enabled_events = fields.List(fields.String(), metadata={"description": EVENTS_DESCRIPTION})
+    status = fields.String(validate=validate.OneOf(["enabled", "disabled"]))
+    disabled_reason = fields.String(allow_none=True)
+    disabled_at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
+    secret_rotated_at = fields.String(
+        allow_none=True,
+        metadata={"description": "When its secret last rotated: both secrets sign since then."},
+    )
+    created_at = fields.String(metadata={"description": "ISO 8601, UTC."})
+    updated_at = fields.String(metadata={"description": "ISO 8601, UTC."})
+    secret = fields.String(
+        metadata={
+            "description": "The signing secret (whsec_…): only in the answer that created the "
+            "endpoint or rotated its secret, never again."
+        }
+    )
+
+
+class NotificationEndpointListSchema(Schema):
+    object = fields.Constant("list")
+    data = fields.List(fields.Nested(NotificationEndpointSchema))
+    has_more = fields.Boolean()
+
+
+_URL = fields.String(validate=validate.Length(min=1, max=URL_MAX))
+_EVENTS = fields.List(
+    fields.String(validate=validate.OneOf(SUBSCRIBABLE)),
+    validate=validate.Length(min=1),
+    metadata={"description": EVENTS_DESCRIPTION},
+)
+_DESCRIPTION = fields.String(allow_none=True, validate=validate.Length(max=DESCRIPTION_MAX))
+
+
+class NotificationEndpointCreateSchema(Schema):
+    """POST /api/v1/notification_endpoints."""
+
+    url = fields.String(required=True, validate=validate.Length(min=1, max=URL_MAX))
+    enabled_events = fields.List(
+        fields.String(validate=validate.OneOf(SUBSCRIBABLE)),
+        required=True,
+        validate=validate.Length(min=1),
+        metadata={"description": EVENTS_DESCRIPTION},
+    )
+    description = _DESCRIPTION
+
+
+class NotificationEndpointUpdateSchema(Schema):
+    """PATCH /api/v1/notification_endpoints/{id}: only the fields sent change."""
+
+    url = _URL
+    enabled_events = _EVENTS
+    description = _DESCRIPTION
+    disabled = StrictBoolean(
+        metadata={"description": "true: send it nothing (pending deliveries fail); false: again."}
+    )
+
+
+def _allowed_networks():
+    return current_app.config["NOTIFY_ALLOWED_NETWORKS"]
+
+
+def _own(endpoint_id: str):
+    return endpoints.get_endpoint(current_merchant_id(), endpoint_id, current_livemode())
+
+
+@bp.route("/notification_endpoints")
+class NotificationEndpoints(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.response(200, NotificationEndpointListSchema)
+    @_errors(401)
+    def get(self):
+        """The key's mode's notification endpoints, oldest first (a merchant has a few)."""
+        found = endpoints.of_merchant(current_merchant_id(), current_livemode())
+        return jsonify(object="list", data=[endpoint_to_dict(e) for e in found], has_more=False)
+
+    @bp.doc(security=SECURITY)
+    @bp.arguments(NotificationEndpointCreateSchema, error_status_code=400)
+    @bp.response(201, NotificationEndpointSchema, description="Created; `secret` shown once")
+    @_errors(400, 401, 415)
+    def post(self, data: dict):
+        """Add an endpoint (its URL is checked as every delivery checks it: public addresses
+        only, unless the operator allowed a network)."""
+        endpoint = endpoints.create_endpoint(
+            current_merchant_id(),
+            current_livemode(),
+            url=data["url"],
+            event_types=data["enabled_events"],
+            description=data.get("description"),
+            allowed_networks=_allowed_networks(),
+        )
+        db.session.commit()
+        response = jsonify(endpoint_to_dict(endpoint, secret=endpoint.signing_secret))
+        response.status_code = 201
+        return response
+
+
+@bp.route("/notification_endpoints/<string:endpoint_id>")
+class NotificationEndpointById(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.response(200, NotificationEndpointSchema)
+    @_errors(401, 404)
+    def get(self, endpoint_id: str):
+        """One endpoint (without its secret)."""
+        return jsonify(endpoint_to_dict(_own(endpoint_id)))
+
+    @bp.doc(security=SECURITY)
+    @bp.arguments(NotificationEndpointUpdateSchema, error_status_code=400)
+    @bp.response(200, NotificationEndpointSchema)
+    @_errors(400, 401, 404, 415)
+    def patch(self, data: dict, endpoint_id: str):
+        """Change its URL, description, event types, or disable / enable it."""
+        endpoint = _own(endpoint_id)
+        endpoints.update_endpoint(endpoint, data, allowed_networks=_allowed_networks())
+        db.session.commit()
+        return jsonify(endpoint_to_dict(endpoint))
+
+    @bp.doc(security=SECURITY)
+    @bp.response(200, NotificationEndpointSchema, description="Deleted: it receives nothing more")
+    @_errors(401, 404)
+    def delete(self, endpoint_id: str):
+        """Delete it: nothing more is sent to it; pending deliveries to it fail."""
+        endpoint = _own(endpoint_id)
+        endpoints.delete_endpoint(endpoint)
+        db.session.commit()
+        return jsonify({**endpoint_to_dict(endpoint), "deleted": True})
+
+
+@bp.route("/notification_endpoints/<string:endpoint_id>/rotate_secret")
+class RotateEndpointSecret(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.response(200, NotificationEndpointSchema, description="The new `secret`, shown once")
+    @_errors(401, 404)
+    def post(self, endpoint_id: str):
+        """A new signing secret; the previous one keeps signing too, so nothing fails while
+        the client app switches."""
+        endpoint = _own(endpoint_id)
+        secret = endpoints.rotate_secret(endpoint)
+        db.session.commit()
+        return jsonify(endpoint_to_dict(endpoint, secret=secret))
+
+
+def _event_name(event_type: str) -> str:
+    """payment.succeeded → PaymentSucceededEvent (an OpenAPI component name)."""
+    words = event_type.replace(".", "_").split("_")
+    return "".join(word.capitalize() for word in words) + "Event"
+
+
+def document_event_types(api) -> None:
+    """One component per event type: the body POSTed to endpoints (and what the Events API
+    answers), its `data` the named object."""
+    schemas = api.spec.components.schemas
+    for event in EVENT_TYPES.values():
+        name = _event_name(event.name)
+        if name in schemas:
+            continue
+        api.spec.components.schema(
+            name,
+            {
+                "type": "object",
+                "description": f"`{event.name}`: {event.description} Signed per Standard "
+                "Webhooks; `id` is the `webhook-id` header (de-duplicate on it).",
+                "required": ["id", "type", "livemode", "timestamp", "data"],
+                "properties": {
+                    "id": {"type": "string", "example": "msg_2Hc9Lq0ZrX4Vb7nM1tYd8KpA"},
+                    "type": {"type": "string", "enum": [event.name]},
+                    "livemode": {"type": "boolean"},
+                    "timestamp": {"type": "string", "description": "ISO 8601, UTC."},
+                    "data": {"$ref": f"#/components/schemas/{event.data}"},
+                },
+            },
+        )

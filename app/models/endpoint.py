@@ -1,0 +1,101 @@
+"""Where a merchant's notifications go: its notification endpoints, and one delivery of a
+notification (the event) to each endpoint that subscribes to its type."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, false, true
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.extensions import db
+from app.models.base import BigId, ExactString, Timestamp, public_id, utcnow
+from app.models.merchant import Merchant, new_signing_secret
+
+# An endpoint subscribed to this receives every event type, today's and those added later.
+ALL_EVENT_TYPES = "*"
+
+
+class NotificationEndpoint(db.Model):  # type: ignore[name-defined]  # flask-sqlalchemy: dynamic
+    """One URL of a merchant, in one mode, with the event types it receives and its own secret.
+
+    A deleted endpoint keeps its row (its deliveries and attempts stay readable), marked
+    `deleted_at`, and is never shown or delivered to again."""
+
+    __tablename__ = "notification_endpoints"
+    __table_args__ = (
+        Index("ix_notification_endpoints_merchant_mode", "merchant_id", "livemode", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(
+        ExactString(40), unique=True, default=lambda: public_id("we_")
+    )
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str | None] = mapped_column(String(500))
+    # The event types it receives (app/notifications/event_types.py), or ["*"] for all.
+    event_types: Mapped[list] = mapped_column(db.JSON)
+    signing_secret: Mapped[str] = mapped_column(String(100), default=new_signing_secret)
+    # While its secret rotates, notifications are signed with both.
+    previous_signing_secret: Mapped[str | None] = mapped_column(String(100))
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    disabled_reason: Mapped[str | None] = mapped_column(String(200))
+    disabled_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+    merchant: Mapped[Merchant] = relationship()
+
+    def signing_secrets(self) -> list[str]:
+        return [s for s in (self.signing_secret, self.previous_signing_secret) if s]
+
+    def receives(self, event_type: str) -> bool:
+        return ALL_EVENT_TYPES in self.event_types or event_type in self.event_types
+
+    def rotate_signing_secret(self) -> str:
+        """Start a rotation: the new secret signs from now on, the old one keeps signing too."""
+        self.previous_signing_secret = self.signing_secret
+        self.signing_secret = new_signing_secret()
+        self.secret_rotated_at = utcnow()
+        return self.signing_secret
+
+    def __repr__(self) -> str:
+        return f"<NotificationEndpoint {self.public_id} {self.url!r}>"
+
+
+class NotificationDelivery(db.Model):  # type: ignore[name-defined]  # as above
+    """One notification on its way to one endpoint: the queue the worker's pump works on.
+
+    `next_attempt_at` is when it is due, or, while an attempt is in flight, the end of the
+    claim's lease (`last_attempt_at` names the claim). `payment_id` is the notification's, kept
+    here so a payment's deliveries to one endpoint go out in order without a join."""
+
+    __tablename__ = "notification_deliveries"
+    __table_args__ = (
+        Index("ix_notification_deliveries_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_notification_deliveries_endpoint_payment", "endpoint_id", "payment_id", "id"),
+        Index("ix_notification_deliveries_notification", "notification_id"),
+    )
+
+    STATUS_PENDING = "pending"
+    STATUS_DELIVERED = "delivered"
+    STATUS_FAILED = "failed"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("notification_endpoints.id"))
+    payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"))
+    status: Mapped[str] = mapped_column(String(10), default=STATUS_PENDING)
+    attempt_count: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp, default=utcnow)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    delivered_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
+
+    endpoint: Mapped[NotificationEndpoint] = relationship()
