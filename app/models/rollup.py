@@ -6,51 +6,38 @@ time zone's midnight (Asia/Kolkata +05:30, Asia/Kathmandu +05:45, DST days of 23
 falls on a quarter hour in UTC: a merchant's day is a whole number of buckets in any zone.
 
 Kept by the worker (app/reporting/rollup.py), never by the create and webhook paths. Grouping
-columns hold '' for "none" so that the unique key (which MariaDB does not enforce over NULLs)
-makes a second copy of a row impossible.
+columns hold '' for "none": they are part of the primary key (which allows no NULL), so a
+second copy of a row is impossible.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Boolean, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.extensions import db
-from app.models.base import BigId, Timestamp
+from app.models.base import Timestamp
 
 
 class PaymentRollup(db.Model):  # type: ignore[name-defined]  # Flask-SQLAlchemy's dynamic base
     __tablename__ = "payment_rollup"
-    __table_args__ = (
-        # The overview's read (merchant, mode, a range of buckets) and the worker's replace of
-        # a bucket both follow this key.
-        UniqueConstraint(
-            "merchant_id",
-            "livemode",
-            "bucket_start",
-            "currency",
-            "status",
-            "failure_reason",
-            "method_type",
-            "card_brand",
-            "attempted",
-            name="uq_payment_rollup_key",
-        ),
-    )
+    # The primary key is the rollup's key, so InnoDB keeps the rows in its order: the overview's
+    # read of (merchant, mode, a range of buckets) and the worker's replace of a bucket are one
+    # contiguous, covering range of the table itself.
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    merchant_id: Mapped[int] = mapped_column(BigInteger)
-    livemode: Mapped[bool] = mapped_column(Boolean)
-    bucket_start: Mapped[datetime] = mapped_column(Timestamp)  # naive UTC, on a quarter hour
-    currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(10))
-    failure_reason: Mapped[str] = mapped_column(String(24), default="")
-    method_type: Mapped[str] = mapped_column(String(32), default="")
-    card_brand: Mapped[str] = mapped_column(String(20), default="")
+    merchant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    livemode: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    # Naive UTC, on a quarter hour.
+    bucket_start: Mapped[datetime] = mapped_column(Timestamp, primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    status: Mapped[str] = mapped_column(String(10), primary_key=True)
+    failure_reason: Mapped[str] = mapped_column(String(24), primary_key=True, default="")
+    method_type: Mapped[str] = mapped_column(String(32), primary_key=True, default="")
+    card_brand: Mapped[str] = mapped_column(String(20), primary_key=True, default="")
     # Paid, or tried at least once on the hosted page (a payment_attempts row).
-    attempted: Mapped[bool] = mapped_column(Boolean)
+    attempted: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     payments: Mapped[int] = mapped_column(Integer)
     amount: Mapped[int] = mapped_column(BigInteger)
 

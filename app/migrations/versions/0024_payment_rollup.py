@@ -20,13 +20,11 @@ branch_labels = None
 depends_on = None
 
 Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
-BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
 
 
 def upgrade():
     op.create_table(
         'payment_rollup',
-        sa.Column('id', BigId, primary_key=True, autoincrement=True),
         sa.Column('merchant_id', sa.BigInteger(), nullable=False),
         sa.Column('livemode', sa.Boolean(), nullable=False),
         sa.Column('bucket_start', Timestamp, nullable=False),
@@ -38,7 +36,8 @@ def upgrade():
         sa.Column('attempted', sa.Boolean(), nullable=False),
         sa.Column('payments', sa.Integer(), nullable=False),
         sa.Column('amount', sa.BigInteger(), nullable=False),
-        sa.UniqueConstraint(
+        # The key, clustered: the overview reads a contiguous range of it (merchant, mode, buckets).
+        sa.PrimaryKeyConstraint(
             'merchant_id',
             'livemode',
             'bucket_start',
@@ -48,7 +47,6 @@ def upgrade():
             'method_type',
             'card_brand',
             'attempted',
-            name='uq_payment_rollup_key',
         ),
     )
     op.create_table(
