@@ -316,3 +316,15 @@ def test_the_page_reads_the_rollup_through_its_key(app, varied):
     assert row["key"] == "PRIMARY" and row["type"] == "range", row
     assert int(row["key_len"]) > 9, row  # merchant, mode and the buckets
     assert "filesort" not in (row["Extra"] or ""), row
+
+
+def test_the_worker_runs_it_periodically(app, varied):
+    from app.tasks.reporting import refresh_payment_rollup
+    from app.tasks.schedule import PERIODIC_JOBS
+
+    job = next(j for j in PERIODIC_JOBS if j.func is refresh_payment_rollup)
+    assert job.interval_setting == "ROLLUP_INTERVAL_SECONDS" and job.queue == "default"
+    with app.app_context():
+        done = refresh_payment_rollup()
+        assert done["skipped"] is False and done["rows"] > 0
+        assert rollup.watermark() is not None
