@@ -184,15 +184,8 @@ def _buckets(period: Period, until: datetime) -> tuple[list[datetime], list[int]
 
 def _bucket(column, bounds: list[datetime], numbers: list[int]) -> ColumnElement:
     """A CASE that gives each row (bounds[0] <= column < bounds[-1]) its bucket number, as a
-    balanced tree of comparisons: log2(buckets) of them per row, not one per day."""
-
-    def tree(lo: int, hi: int) -> ColumnElement:  # buckets lo..hi-1
-        if hi - lo == 1:
-            return literal_column(str(numbers[lo]))
-        mid = (lo + hi) // 2
-        return case((column < bounds[mid], tree(lo, mid)), else_=tree(mid, hi))
-
-    return tree(0, len(numbers))
+    balanced tree of comparisons (one rule with the rollup's buckets)."""
+    return rollup.bucket_number(column, bounds, numbers)
 
 
 def _day_of(bucket) -> tuple[bool, int] | None:
