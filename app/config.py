@@ -350,6 +350,11 @@ class Config(BaseSettings):
     SUBSCRIPTION_UPKEEP_INTERVAL_SECONDS: Interval = 60
     # How often the worker learns how webhook-moved payments were paid (their charge).
     PAYMENT_METHOD_LOOKUP_INTERVAL_SECONDS: Interval = 10
+    # The overview's payment rollup (app/reporting/rollup.py): how often the worker folds the
+    # changed payments in, and how long a transaction may take from stamping updated_at to its
+    # commit (each run re-reads that much before its watermark, so a late commit is not missed).
+    ROLLUP_INTERVAL_SECONDS: Interval = 60
+    ROLLUP_COMMIT_LAG_SECONDS: Annotated[int, Field(ge=0, le=3600)] = 300
 
     # Notifications to client apps: delays between attempts (then failed), each POST's time;
     # POSTs at once per worker process (threads that wait on client apps, not on the CPU), how

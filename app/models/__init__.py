@@ -18,6 +18,7 @@ from app.models.payment import (
     StatusSource,
 )
 from app.models.refund import Refund, RefundStatus
+from app.models.rollup import PaymentRollup, RollupWatermark
 from app.models.subscription import Subscription, SubscriptionCharge, SubscriptionStatus
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "PaymentType",
     "RefundState",
     "RefundStatus",
+    "PaymentRollup",
+    "RollupWatermark",
     "StatusSource",
     "SubscriptionStatus",
     "iso",

@@ -20,14 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, exists, func, literal_column, select, text
+from sqlalchemy import case, func, literal_column, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.common import payment_methods as methods
 from app.common.tenancy import scoped
 from app.extensions import db
-from app.models import Dispute, Payment, PaymentAttempt, PaymentStatus, Refund
+from app.models import Dispute, Payment, PaymentRollup, PaymentStatus, Refund
 from app.models.refund import RefundStatus
+from app.reporting import rollup
 from app.reporting.modes import in_mode
 from app.reporting.periods import Period
 from app.reporting.queries import DayStats
@@ -152,15 +153,8 @@ def _buckets(period: Period, until: datetime) -> tuple[list[datetime], list[int]
 
 def _bucket(column, bounds: list[datetime], numbers: list[int]) -> ColumnElement:
     """A CASE that gives each row (bounds[0] <= column < bounds[-1]) its bucket number, as a
-    balanced tree of comparisons: log2(buckets) of them per row, not one per day."""
-
-    def tree(lo: int, hi: int) -> ColumnElement:  # buckets lo..hi-1
-        if hi - lo == 1:
-            return literal_column(str(numbers[lo]))
-        mid = (lo + hi) // 2
-        return case((column < bounds[mid], tree(lo, mid)), else_=tree(mid, hi))
-
-    return tree(0, len(numbers))
+    balanced tree of comparisons (one rule with the rollup's buckets)."""
+    return rollup.bucket_number(column, bounds, numbers)
 
 
 def _day_of(bucket) -> tuple[bool, int] | None:
@@ -200,32 +194,24 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
 
     reasons: dict[str | None, Reason] = {}
     methods: dict[tuple, Method] = {}
-    paid = Payment.status == PaymentStatus.SUCCESS.value
-    tried = exists().where(PaymentAttempt.payment_id == Payment.id)
     # One read of the period's payments for every payment figure: the failure reason is set on
     # FAILED ones only and the method on paid ones, so the groups stay few.
-    for bucket, currency, status, code, method_type, brand, count, amount, attempted in grouped(
-        Payment,
-        Payment.created_at,
-        (
-            Payment.currency,
-            Payment.status,
-            Payment.failure_reason,
-            Payment.method_type,
-            Payment.card_brand,
-        ),
-        (
-            func.count(Payment.id),
-            func.coalesce(func.sum(Payment.amount), 0),
-            # Paid needs no look at the attempts; the others one index probe each.
-            func.sum(case((paid, 1), (tried, 1), else_=0)),
-        ),
-    ):
+    for (
+        bucket,
+        currency,
+        status,
+        code,
+        method_type,
+        brand,
+        count,
+        amount,
+        attempted,
+    ) in _payment_groups(grouped, merchant_id, livemode, bounds):
         where = _day_of(bucket)
         if where is None:
             continue
         current, day = where
-        amount = int(amount)
+        count, amount = int(count), int(amount)
         tally = counts if current else previous_counts
         tally.started += count
         tally.attempted += int(attempted or 0)
@@ -298,3 +284,68 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
         ),
         methods=sorted(methods.values(), key=lambda m: (-m.count, m.label.casefold())),
     )
+
+
+def _payment_groups(grouped, merchant_id: int | None, livemode: bool, bounds: list[datetime]):
+    """(bucket, currency, status, failure reason, method type, card brand, count, amount,
+    attempted) groups of the range's payments: from the rollup, except the 15-minute buckets
+    it may not have right yet (payments changed since its watermark, the bucket the comparison
+    cut falls in), read from the payments themselves; all of it live until a first rebuild."""
+    keys = (
+        Payment.currency,
+        Payment.status,
+        Payment.failure_reason,
+        Payment.method_type,
+        Payment.card_brand,
+    )
+    totals = (
+        func.count(Payment.id),
+        func.coalesce(func.sum(Payment.amount), 0),
+        # Paid needs no look at the attempts; the others one index probe each.
+        func.sum(rollup.attempted_flag()),
+    )
+    live = rollup.live_buckets(
+        merchant_id=merchant_id, livemode=livemode, start=bounds[0], end=bounds[-1]
+    )
+    if live is None:
+        yield from grouped(Payment, Payment.created_at, keys, totals)
+        return
+    live |= {rollup.bucket_of(b) for b in bounds if not rollup.is_aligned(b)}
+    ranges = rollup.bucket_ranges(live)
+    rolled = PaymentRollup
+    not_live = (~rollup.in_ranges(rolled.bucket_start, ranges),) if ranges else ()
+    for row in grouped(
+        rolled,
+        rolled.bucket_start,
+        (
+            rolled.currency,
+            rolled.status,
+            rolled.failure_reason,
+            rolled.method_type,
+            rolled.card_brand,
+        ),
+        (
+            func.sum(rolled.payments),
+            func.sum(rolled.amount),
+            func.sum(case((rolled.attempted.is_(True), rolled.payments), else_=0)),
+        ),
+        where=not_live,
+    ):
+        bucket, currency, status, code, method_type, brand, *figures_ = row
+        yield (
+            bucket,
+            currency,
+            status,
+            code or None,
+            method_type or None,
+            brand or None,
+            *figures_,
+        )
+    if ranges:
+        yield from grouped(
+            Payment,
+            Payment.created_at,
+            keys,
+            totals,
+            where=(rollup.in_ranges(Payment.created_at, ranges),),
+        )

@@ -2,7 +2,8 @@
 
 Every periodic job must be safe to run twice at once (several workers, a slow run):
 reconciliation takes its own lock, the retention purge its own (and deletes only what is
-expired), the subscription upkeep learns what is still unknown.
+expired), the subscription upkeep learns what is still unknown, the payment rollup takes its own and
+replaces whole buckets.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from app.tasks import queue_name
 from app.tasks.maintenance import PURGE_BUDGET_SECONDS, purge_old_records
 from app.tasks.payments import learn_payment_methods
 from app.tasks.recon import run_scheduled_reconciliation
+from app.tasks.reporting import ROLLUP_TIMEOUT_SECONDS, refresh_payment_rollup
 from app.tasks.subscriptions import learn_renewal_payment_intents
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,12 @@ PERIODIC_JOBS: tuple[PeriodicJob, ...] = (
         "default",
         "PAYMENT_METHOD_LOOKUP_INTERVAL_SECONDS",
         timeout=600,
+    ),
+    PeriodicJob(
+        refresh_payment_rollup,
+        "default",
+        "ROLLUP_INTERVAL_SECONDS",
+        timeout=ROLLUP_TIMEOUT_SECONDS,
     ),
     PeriodicJob(
         purge_old_records,

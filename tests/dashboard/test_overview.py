@@ -18,6 +18,9 @@ from tests.dashboard.test_modes import switch
 from tests.support.factories import add_payment, add_refund_rows
 from tests.support.pages import token_for
 
+# Every page read from the payments and from the rollup (tests/dashboard/conftest.py).
+pytestmark = pytest.mark.usefixtures("overview_source")
+
 # A fixed period of the past: 1–7 November 2026 in Paris (CET, UTC+1); before it, 25–31 Oct
 # (the 25th is 25 hours long: the clocks went back).
 CUSTOM = "/dashboard/?range=custom&from=2026-11-01&to=2026-11-07"
