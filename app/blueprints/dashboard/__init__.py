@@ -25,6 +25,7 @@ from app.blueprints.dashboard import (  # noqa: E402,F401
     audit_log,
     auth,
     conflicts,
+    deliveries,
     disputes,
     endpoints,
     events,
