@@ -213,3 +213,36 @@ def test_redeliver_an_event_to_one_endpoint_or_every_one(app, client, failed_wor
     refused = _post(client, w["key"], path, {"endpoint": unsubscribed_id})
     assert refused.status_code == 409
     assert refused.get_json()["error"]["code"] == "NO_NOTIFICATION_ENDPOINT"
+
+
+def test_the_cli_resends_through_the_same_rule_and_names_what_it_skips(
+    app, failed_world, runner, worker
+):
+    w = failed_world
+    a_id, b_id = w["a"][0], w["b"][0]
+    with app.app_context():
+        db.session.execute(
+            update(NotificationEndpoint)
+            .where(NotificationEndpoint.id.in_([a_id, b_id]))
+            .values(enabled=False, disabled_reason="test")
+        )
+        db.session.commit()
+    refused = runner.invoke(args=["notifications", "resend", "--all-failed"])
+    assert refused.exit_code == 1
+    assert refused.output.count("No enabled notification endpoint receives") == 4
+    assert "0 failed notification(s) queued again, 4 skipped." in refused.output
+    with app.app_context():
+        db.session.execute(
+            update(NotificationEndpoint)
+            .where(NotificationEndpoint.id.in_([a_id, b_id]))
+            .values(enabled=True, disabled_reason=None)
+        )
+        db.session.commit()
+    done = runner.invoke(args=["notifications", "resend", "--all-failed"])
+    assert done.exit_code == 0, done.output
+    assert "4 failed notification(s) queued again." in done.output
+    # Pending at both endpoints now: the same refusal as the API's and the dashboard's.
+    again = runner.invoke(args=["notifications", "resend", w["msg_ids"][0]])
+    assert again.exit_code == 1 and "still being delivered" in again.output
+    worker.run_until(_settled(app, (a_id, b_id), w["notes"]), what="every resend")
+    assert sorted(r.headers["webhook-id"] for r in w["failing"].wait_for(4)) == sorted(w["msg_ids"])
