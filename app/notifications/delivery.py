@@ -233,7 +233,11 @@ _SUMMARISE = text(
     "UPDATE notifications SET attempt_count = attempt_count + :attempts,"
     " last_attempt_at = :attempted_at, last_error = :last_error," + _SUMMARY
 )
-_RESUMMARISE = text("UPDATE notifications SET" + _SUMMARY)
+# The same for many notifications in one statement (a bulk redelivery's batch).
+_RESUMMARISE = text(
+    "UPDATE notifications SET"
+    + _SUMMARY.replace("WHERE id = :notification_id", "WHERE id IN :notification_ids")
+).bindparams(bindparam("notification_ids", expanding=True))
 
 
 def count_due(now: datetime | None = None) -> int:
@@ -568,11 +572,11 @@ def lock_notifications(notification_ids: Iterable[int]) -> list[int]:
 
 def resummarise(notification_ids: Iterable[int]) -> None:
     """Sum these notifications up again after their deliveries were moved on outside a delivery
-    cycle (an endpoint disabled or deleted); in the caller's transaction."""
+    cycle (an endpoint disabled or deleted, a redelivery), in one statement; in the caller's
+    transaction."""
     ids = lock_notifications(notification_ids)
-    now = utcnow()
-    for notification_id in ids:
-        db.session.execute(_RESUMMARISE, {"notification_id": notification_id, "now": now})
+    if ids:
+        db.session.execute(_RESUMMARISE, {"notification_ids": ids, "now": utcnow()})
 
 
 def _read_body(response: requests.Response) -> str:
