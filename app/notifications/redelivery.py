@@ -53,7 +53,9 @@ def redeliver(notification_id: int, endpoint: NotificationEndpoint | None = None
     db.session.refresh(notification)
     endpoint_ids = _targets(notification, endpoint)
     existing = {d.endpoint_id: d for d in notification.deliveries}
-    if any(existing[e].status == PENDING for e in endpoint_ids if e in existing):
+    # Pending with no delivery yet: the pump has still to fan it out to its endpoints.
+    not_fanned_out = notification.status == Notification.STATUS_PENDING and not existing
+    if not_fanned_out or any(existing[e].status == PENDING for e in endpoint_ids if e in existing):
         raise PayBridgeError(
             "NOTIFICATION_PENDING",
             f"Notification {notification.public_id} is still being delivered"

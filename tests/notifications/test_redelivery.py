@@ -246,3 +246,30 @@ def test_the_cli_resends_through_the_same_rule_and_names_what_it_skips(
     assert again.exit_code == 1 and "still being delivered" in again.output
     worker.run_until(_settled(app, (a_id, b_id), w["notes"]), what="every resend")
     assert sorted(r.headers["webhook-id"] for r in w["failing"].wait_for(4)) == sorted(w["msg_ids"])
+
+
+def test_an_event_not_yet_fanned_out_is_still_being_delivered(app, client, make_merchant, receiver):
+    merchant, key = make_merchant(notify_url=None)
+    with app.app_context():
+        add_endpoint(merchant.id, receiver.url, SUCCEEDED)
+        note = Notification(
+            merchant_id=merchant.id,
+            livemode=False,
+            event_type="payment.succeeded",
+            payload={"type": "payment.succeeded", "data": {}},
+            status="pending",
+        )
+        db.session.add(note)
+        db.session.commit()
+        msg_id, note_id = note.public_id, note.id
+    answer = _post(client, key, f"/api/v1/events/{msg_id}/redeliver")
+    assert answer.status_code == 409, answer.get_json()
+    assert answer.get_json()["error"]["code"] == "NOTIFICATION_PENDING"
+    with app.app_context():
+        assert _deliveries_of(note_id) == []  # none made beside the pump's own
+
+
+def _deliveries_of(notification_id: int) -> list:
+    return db.session.scalars(
+        select(NotificationDelivery).where(NotificationDelivery.notification_id == notification_id)
+    ).all()
