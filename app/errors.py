@@ -59,6 +59,9 @@ ERROR_CODES: dict[str, ErrorSpec] = {
     "NOTIFICATION_PENDING": ErrorSpec(
         409, "The notification is still being delivered; resend it once delivered or failed."
     ),
+    "NOTIFICATION_ENDPOINT_DISABLED": ErrorSpec(
+        409, "The notification endpoint is disabled; enable it, then redeliver."
+    ),
     "ILLEGAL_TRANSITION": ErrorSpec(409, "This status change is not allowed."),
     "PAYLOAD_TOO_LARGE": ErrorSpec(413, "The request body is too large."),
     "UNSUPPORTED_MEDIA_TYPE": ErrorSpec(415, "Send the body as application/json."),

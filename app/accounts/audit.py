@@ -27,6 +27,8 @@ ACTIONS = (
     "dispute_evidence",
     "dispute_accept",
     "notification_resend",
+    "delivery_redeliver",
+    "endpoint_redeliver_failed",
     "payment_reconcile",
     "conflict_refund",
     "conflict_resolve",

@@ -13,7 +13,8 @@ from sqlalchemy import select
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Notification, Payment
-from app.notifications.delivery import deliver_due, resend
+from app.notifications.delivery import deliver_due
+from app.notifications.redelivery import redeliver
 from paybridge_listen import default_secret_path, listen, parse_since, signing_secret
 
 notifications_cli = AppGroup("notifications", help="Notifications to client apps (the outbox).")
@@ -70,25 +71,46 @@ def resend_command(notification: str | None, all_failed: bool) -> None:
     """Send a delivered or failed notification again (same webhook-id), by id or msg_… id."""
     if bool(notification) == all_failed:
         raise click.UsageError("Give a notification id or --all-failed (one of them).")
-    if all_failed:
-        ids = db.session.scalars(
-            select(Notification.id)
-            .where(Notification.status == Notification.STATUS_FAILED)
-            .order_by(Notification.id)
-        ).all()
-    else:
-        ids = [_resolve(notification)]
-    for notification_id in ids:
+    if not all_failed:
         try:
-            n = resend(notification_id)
-            public_id = n.public_id
+            public_id = redeliver(_resolve(notification)).public_id
             db.session.commit()  # due from this commit on: the next delivery cycle sends it
         except PayBridgeError as exc:
             db.session.rollback()
             raise click.ClickException(exc.message) from exc
         click.echo(f"Queued {public_id} for delivery.")
-    if all_failed:
-        click.echo(f"{len(ids)} failed notification(s) queued again.")
+        return
+    queued = refused = 0
+    for notification_id in _failed_ids():
+        try:
+            public_id = redeliver(notification_id).public_id
+            db.session.commit()
+        except PayBridgeError as exc:
+            db.session.rollback()
+            refused += 1
+            click.echo(f"Skipped notification {notification_id}: {exc.message}", err=True)
+            continue
+        queued += 1
+        click.echo(f"Queued {public_id} for delivery.")
+    click.echo(
+        f"{queued} failed notification(s) queued again"
+        + (f", {refused} skipped." if refused else ".")
+    )
+    if refused:
+        raise SystemExit(1)
+
+
+def _failed_ids(batch: int = 500):
+    """Every failed notification's id, read a batch at a time (never all at once)."""
+    after = 0
+    while ids := db.session.scalars(
+        select(Notification.id)
+        .where(Notification.status == Notification.STATUS_FAILED, Notification.id > after)
+        .order_by(Notification.id)
+        .limit(batch)
+    ).all():
+        yield from ids
+        after = ids[-1]
 
 
 @notifications_cli.command("deliver")

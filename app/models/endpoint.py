@@ -79,6 +79,8 @@ class NotificationDelivery(db.Model):  # type: ignore[name-defined]  # as above
         Index("ix_notification_deliveries_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_notification_deliveries_endpoint_payment", "endpoint_id", "payment_id", "id"),
         Index("ix_notification_deliveries_notification", "notification_id"),
+        # An endpoint's failed deliveries in id order: bulk redelivery counts and walks them.
+        Index("ix_notification_deliveries_endpoint_status", "endpoint_id", "status", "id"),
     )
 
     STATUS_PENDING = "pending"
@@ -99,3 +101,7 @@ class NotificationDelivery(db.Model):  # type: ignore[name-defined]  # as above
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
 
     endpoint: Mapped[NotificationEndpoint] = relationship()
+    # Notification lives in events.py, which imports this module: named, not imported.
+    notification: Mapped[Notification] = relationship(  # type: ignore[name-defined]  # noqa: F821
+        back_populates="deliveries"
+    )

@@ -74,6 +74,8 @@ class Notification(db.Model):
         Index(
             "ix_notifications_merchant_mode_created", "merchant_id", "livemode", "created_at", "id"
         ),
+        # An operator's delivery log across merchants (0025).
+        Index("ix_notifications_livemode_created", "livemode", "created_at", "id"),
         Index(
             "ix_notifications_merchant_mode_type_created",
             "merchant_id",
@@ -118,7 +120,7 @@ class Notification(db.Model):
         back_populates="notification", order_by="NotificationAttempt.id"
     )
     deliveries: Mapped[list[NotificationDelivery]] = relationship(
-        order_by="NotificationDelivery.id"
+        order_by="NotificationDelivery.id", back_populates="notification"
     )
 
 

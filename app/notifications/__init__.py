@@ -3,6 +3,6 @@
 - `outbox`: reactions to a payment's status change and a refund's outcome (connected in
   `app/wiring.py`) that write the row inside the change's transaction;
 - `pump.NotificationPump` (run by the worker) claims due rows in batches and delivers them;
-  `delivery.deliver_due` is one such cycle, `delivery.resend` the operator's (and dashboard's)
-  way to send one again; `targets` decides where a notification may be sent.
+  `delivery.deliver_due` is one such cycle; `redelivery` sends events again (CLI, dashboard
+  and API alike); `targets` decides where a notification may be sent.
 """

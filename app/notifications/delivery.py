@@ -38,8 +38,7 @@ from sqlalchemy import bindparam, exists, func, insert, select, text, update
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
-from app.common.locks import lock_row, retry_lock_conflicts, row_locks_only_connection
-from app.errors import PayBridgeError
+from app.common.locks import retry_lock_conflicts, row_locks_only_connection
 from app.extensions import db
 from app.metrics import NOTIFICATION_DELIVERIES
 from app.models import (
@@ -49,7 +48,6 @@ from app.models import (
     NotificationEndpoint,
     utcnow,
 )
-from app.notifications.outbox import receiving_endpoints
 from app.notifications.targets import (
     IPNetwork,
     PinnedAdapter,
@@ -235,7 +233,11 @@ _SUMMARISE = text(
     "UPDATE notifications SET attempt_count = attempt_count + :attempts,"
     " last_attempt_at = :attempted_at, last_error = :last_error," + _SUMMARY
 )
-_RESUMMARISE = text("UPDATE notifications SET" + _SUMMARY)
+# The same for many notifications in one statement (a bulk redelivery's batch).
+_RESUMMARISE = text(
+    "UPDATE notifications SET"
+    + _SUMMARY.replace("WHERE id = :notification_id", "WHERE id IN :notification_ids")
+).bindparams(bindparam("notification_ids", expanding=True))
 
 
 def count_due(now: datetime | None = None) -> int:
@@ -570,59 +572,11 @@ def lock_notifications(notification_ids: Iterable[int]) -> list[int]:
 
 def resummarise(notification_ids: Iterable[int]) -> None:
     """Sum these notifications up again after their deliveries were moved on outside a delivery
-    cycle (an endpoint disabled or deleted); in the caller's transaction."""
+    cycle (an endpoint disabled or deleted, a redelivery), in one statement; in the caller's
+    transaction."""
     ids = lock_notifications(notification_ids)
-    now = utcnow()
-    for notification_id in ids:
-        db.session.execute(_RESUMMARISE, {"notification_id": notification_id, "now": now})
-
-
-def resend(notification_id: int) -> Notification:
-    """Send a delivered, failed or unrouted notification again, with a fresh retry schedule, to
-    every enabled endpoint of its merchant and mode that receives its type now (an endpoint
-    added or subscribed since gets its first delivery).
-
-    The body and `webhook-id` stay the same, so a client that already has it drops the copy.
-    The caller commits; the next delivery cycle after that commit sends it.
-    """
-    notification = lock_row(Notification, notification_id)
-    if notification is None:
-        raise PayBridgeError("NOTIFICATION_NOT_FOUND", f"No notification {notification_id}.")
-    if notification.status == Notification.STATUS_PENDING:
-        raise PayBridgeError(
-            "NOTIFICATION_PENDING",
-            f"Notification {notification.public_id} is still being delivered.",
-        )
-    livemode = notification.livemode
-    endpoint_ids = receiving_endpoints(notification.merchant_id, livemode, notification.event_type)
-    if not endpoint_ids:
-        raise PayBridgeError(
-            "NO_NOTIFICATION_ENDPOINT",
-            f"No enabled notification endpoint receives {notification.event_type} "
-            f"({'live' if livemode else 'test'} mode): add or enable one, then resend.",
-        )
-    now = utcnow()
-    existing = {d.endpoint_id: d for d in notification.deliveries}
-    for endpoint_id in endpoint_ids:
-        delivery = existing.get(endpoint_id)
-        if delivery is None:
-            delivery = NotificationDelivery(
-                endpoint_id=endpoint_id, payment_id=notification.payment_id, created_at=now
-            )
-            notification.deliveries.append(delivery)
-        delivery.status = PENDING
-        delivery.attempt_count = 0
-        delivery.next_attempt_at = now
-        delivery.last_error = None
-        delivery.delivered_at = None
-    notification.status = Notification.STATUS_PENDING
-    notification.attempt_count = 0
-    notification.next_attempt_at = now
-    notification.last_error = None
-    notification.delivered_at = None
-    db.session.flush()
-    log.info("notification %s queued for resending", notification.public_id)
-    return notification
+    if ids:
+        db.session.execute(_RESUMMARISE, {"notification_ids": ids, "now": utcnow()})
 
 
 def _read_body(response: requests.Response) -> str:

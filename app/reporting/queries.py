@@ -21,6 +21,7 @@ from app.models import (
     FINAL_STATUSES,
     Merchant,
     Notification,
+    NotificationDelivery,
     Payment,
     PaymentConflict,
     PaymentStatus,
@@ -29,6 +30,7 @@ from app.models import (
     Refund,
     utcnow,
 )
+from app.reporting.deliveries import FAILING_NOW
 from app.reporting.modes import in_mode
 
 LIST_PAGE_SIZE = 50
@@ -155,7 +157,10 @@ def attention(*, merchant_id: int | None, livemode: bool, now: datetime | None =
     stuck_q = select(Payment).where(
         Payment.status.in_(NON_FINAL), Payment.updated_at < now - STUCK_AFTER
     )
-    failed_q = select(Notification).where(Notification.status == Notification.STATUS_FAILED)
+    # Failing now: a delivery retrying after a failed attempt, or one that gave up; not only
+    # those that gave up (a merchant whose every delivery is being retried must see it today).
+    failing_deliveries = select(NotificationDelivery.notification_id).where(FAILING_NOW)
+    failed_q = select(Notification).where(Notification.id.in_(failing_deliveries))
     conflicts_q = select(PaymentConflict).where(PaymentConflict.resolved_at.is_(None))
     stuck_q = in_view(stuck_q, Payment)
     failed_q = in_view(failed_q, Notification)

@@ -38,6 +38,7 @@ class World:
     conflicted: str  # a FAILED payment with an open paid-after-failed conflict
     conflict_id: int
     notification_id: int  # a failed notification (resend)
+    delivery_id: int  # its failed delivery to `endpoint` (redeliver, one or in bulk)
     api_key_id: int
     subscription: str  # an active subscription (cancel)
     dispute_to_answer: str  # a dispute needing a response (evidence)
@@ -78,6 +79,10 @@ POSTS = [
          url_args=lambda w: {"public_id": w.initiated}),
     Post("dashboard.resend_notification", "merchant", "notification_resend",
          url_args=lambda w: {"notification_id": w.notification_id}),
+    Post("dashboard.redeliver_delivery", "merchant", "delivery_redeliver",
+         url_args=lambda w: {"delivery_id": w.delivery_id}),
+    Post("dashboard.redeliver_failed", "merchant", "endpoint_redeliver_failed",
+         url_args=lambda w: {"public_id": w.endpoint}, form=lambda w: {"upto": w.delivery_id}),
     Post("dashboard.recon_run_now", "operator", "reconciliation_run"),
     Post("dashboard.switch_mode", "merchant", "mode_switch", form=lambda w: {"mode": "live"}),
     Post("dashboard.api_keys", "merchant", "api_key_create",
@@ -160,6 +165,7 @@ def world(app, tenants, emulator, registered_payment, paid_payment, paid_after_f
             conflicted=conflict.public_id,
             conflict_id=conflict.conflict_id,
             notification_id=notification.id,
+            delivery_id=notification.deliveries[0].id,
             api_key_id=key_id,
             subscription=subscription.public_id,
             dispute_to_answer=to_answer,

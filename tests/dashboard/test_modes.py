@@ -251,7 +251,7 @@ def test_every_list_and_figure_shows_only_the_mode_in_view(app, client_a, world)
         figures = cards(client_a)
         assert figures["Payments started"] == "4"  # paid, failed, stuck, recurring
         assert figures["Stuck > 1 h, not final"] == "1"
-        assert figures["Failed notifications"] == "1"
+        assert figures["Notifications failing now"] == "1"
         assert figures["Open conflicts"] == "1"
         overview = client_a.get("/dashboard/").get_data(as_text=True)
         assert "4 payments over 30 days" in overview

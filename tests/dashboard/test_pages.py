@@ -59,7 +59,7 @@ def test_overview_counts_rates_and_attention_lists(app, client_a, tenants):
     assert cards["Payments started"] == "7"
     assert cards["Conversion rate"].replace("\xa0", " ") == "57.1 %"  # 4 paid of 7 started
     assert cards["Stuck > 1 h, not final"] == "1"
-    assert cards["Failed notifications"] == "1"
+    assert cards["Notifications failing now"] == "1"
     assert cards["Open conflicts"] == "1"
     assert stuck_id in page
     # charts: inline SVG with a title and a text summary, plus the numbers as a table

@@ -34,6 +34,7 @@ from app.models import (
     Merchant,
     Notification,
     NotificationAttempt,
+    NotificationDelivery,
     NotificationEndpoint,
     Payment,
     PaymentConflict,
@@ -410,10 +411,25 @@ def add_notification(payment: Payment, *, status: str, attempts: list[int | None
         last_error="HTTP 500" if status == "failed" else None,
     )
     db.session.add(note)
+    delivery = None
+    if status != Notification.STATUS_UNROUTED:  # its one delivery, in the same state
+        delivery = NotificationDelivery(
+            notification=note,
+            endpoint_id=_an_endpoint(payment.merchant_id, payment.livemode).id,
+            payment_id=payment.id,
+            status=status,
+            attempt_count=len(attempts),
+            next_attempt_at=utcnow() if status == "pending" else None,
+            delivered_at=note.delivered_at,
+            last_error=note.last_error,
+        )
+        db.session.add(delivery)
+        db.session.flush()
     for code in attempts:
         db.session.add(
             NotificationAttempt(
                 notification=note,
+                delivery_id=delivery.id if delivery else None,
                 status_code=code,
                 error=None if code and code < 300 else f"HTTP {code}",
                 duration_ms=12,
@@ -421,6 +437,29 @@ def add_notification(payment: Payment, *, status: str, attempts: list[int | None
         )
     db.session.flush()
     return note
+
+
+def _an_endpoint(merchant_id: int, livemode: bool) -> NotificationEndpoint:
+    """The merchant's first endpoint of that mode, made when it has none."""
+    endpoint = db.session.scalar(
+        select(NotificationEndpoint)
+        .where(
+            NotificationEndpoint.merchant_id == merchant_id,
+            NotificationEndpoint.livemode == livemode,
+        )
+        .order_by(NotificationEndpoint.id)
+        .limit(1)
+    )
+    if endpoint is None:
+        endpoint = NotificationEndpoint(
+            merchant_id=merchant_id,
+            livemode=livemode,
+            url="https://shop.example/hooks",
+            event_types=["*"],
+        )
+        db.session.add(endpoint)
+        db.session.flush()
+    return endpoint
 
 
 # -- payments through the payment core and the emulator -------------------------------------------

@@ -23,6 +23,8 @@ class ApiArgumentsParser(FlaskParser):
     def load_json(self, req: Request, schema):
         """The body as a JSON object: 415 for another media type, 400 for anything not an object."""
         body = req.get_data(cache=True)
+        if not body.strip() and getattr(schema, "BODY_OPTIONAL", False):
+            return {}  # an action whose every field is optional may be POSTed with no body
         if not req.is_json:
             raise PayBridgeError(
                 "UNSUPPORTED_MEDIA_TYPE",
@@ -64,4 +66,4 @@ def register(app: Flask) -> None:
     endpoints.document_event_types(api)
 
 
-from app.blueprints.api import endpoints, routes  # noqa: E402  (the routes attach to `bp`)
+from app.blueprints.api import endpoints, redelivery, routes  # noqa: E402,F401  (routes attach to `bp`)

@@ -26,6 +26,7 @@ from app.blueprints.dashboard import (  # noqa: E402,F401
     auth,
     conflicts,
     customers,
+    deliveries,
     disputes,
     endpoints,
     events,

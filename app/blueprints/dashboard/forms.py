@@ -15,6 +15,7 @@ from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
+    DateTimeLocalField,
     EmailField,
     HiddenField,
     IntegerField,
@@ -55,6 +56,8 @@ from app.notifications.endpoints import DESCRIPTION_MAX, URL_MAX, validate_url
 from app.notifications.event_types import EVENT_TYPES
 from app.payments.failure_reasons import FAILURE_REASONS
 from app.psp import configured_modes
+from app.reporting.deliveries import STATUSES as DELIVERY_STATUSES
+from app.reporting.deliveries import DeliveryFilter
 from app.reporting.refunds import RefundFilter
 from app.reporting.transactions import ANY_REFUND, TransactionFilter
 
@@ -529,6 +532,105 @@ class EventFilterForm(FlaskForm):
             "outcome": self.outcome.data if valid and self.outcome.data else None,
             "event_type": self.event_type.data if valid and self.event_type.data else None,
         }
+
+
+# A moment in a form: minutes, read as UTC (the dashboard shows every time in UTC).
+MINUTE_FORMAT = "%Y-%m-%dT%H:%M"
+
+
+def _moment(label: str) -> DateTimeLocalField:
+    return DateTimeLocalField(
+        label, format=MINUTE_FORMAT, validators=[Optional()], description="UTC, to the minute."
+    )
+
+
+def _moments_in_order(form, field) -> None:
+    if field.data and form.created_gte.data and field.data < form.created_gte.data:
+        raise ValidationError("The end is before the start.")
+
+
+class DeliveryFilterForm(FlaskForm):
+    """Filters of the delivery log, read from the query string; the endpoints are the view's."""
+
+    class Meta:
+        csrf = False
+
+    # Not `endpoint`: url_for() takes that name for itself.
+    endpoint_id = SelectField("Endpoint", validators=[Optional()])
+    event_type = SelectField(
+        "Event type",
+        choices=[SelectChoice("", "Any type")] + [SelectChoice(t) for t in EVENT_TYPES],
+        validators=[Optional()],
+    )
+    status = SelectField(
+        "Status",
+        choices=[SelectChoice("", "Any status")]
+        + [SelectChoice(s, s.title()) for s in DELIVERY_STATUSES],
+        validators=[Optional()],
+    )
+    event = StringField(
+        "Event id", validators=[Optional(), Length(max=40)], render_kw={"placeholder": "msg_…"}
+    )
+    created_gte = _moment("Event created from")
+    created_lte = DateTimeLocalField(
+        "Event created to (inclusive)",
+        format=MINUTE_FORMAT,
+        validators=[Optional(), _moments_in_order],
+        description="UTC, to the minute.",
+    )
+    merchant_id = IntegerField(
+        "Merchant", validators=[Optional(), NumberRange(min=1, max=MAX_ROW_ID)]
+    )
+
+    def __init__(self, *args, endpoints: list, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._endpoints = {e.public_id: e for e in endpoints}
+        self.endpoint_id.choices = [SelectChoice("", "Any endpoint")] + [
+            SelectChoice(e.public_id, e.url + (" (deleted)" if e.deleted_at else ""))
+            for e in endpoints
+        ]
+
+    def to_filter(self, merchant_id: int | None, livemode: bool) -> DeliveryFilter:
+        """The validated filters, inside the tenancy scope and one mode."""
+        endpoint = self._endpoints.get(self.endpoint_id.data or "")
+        lte = self.created_lte.data
+        return DeliveryFilter(
+            merchant_id=merchant_id,
+            livemode=livemode,
+            endpoint_id=endpoint.id if endpoint else None,
+            event_type=self.event_type.data or None,
+            status=self.status.data or None,
+            event_public_id=(self.event.data or "").strip() or None,
+            created_gte=self.created_gte.data,
+            # "to 14:05" means up to the end of that minute.
+            created_lte=lte.replace(second=59, microsecond=999999) if lte else None,
+        )
+
+
+class RedeliverWindowForm(FlaskForm):
+    """Bulk redelivery: the time window, then (confirmed) `upto`, the newest delivery the
+    confirmation counted, so exactly what it counted is sent."""
+
+    created_gte = _moment("Events created from")
+    created_lte = DateTimeLocalField(
+        "Events created to (inclusive)",
+        format=MINUTE_FORMAT,
+        validators=[Optional(), _moments_in_order],
+        description="UTC, to the minute.",
+    )
+    upto = HiddenField(validators=[Optional()])
+
+    def window(self, endpoint_id: int):
+        lte = self.created_lte.data
+        return dict(
+            endpoint_id=endpoint_id,
+            created_gte=self.created_gte.data,
+            created_lte=lte.replace(second=59, microsecond=999999) if lte else None,
+        )
+
+    def upto_id(self) -> int | None:
+        value = (self.upto.data or "").strip()
+        return int(value) if value.isdigit() and int(value) <= MAX_ROW_ID else None
 
 
 def one_of(value: str | None, allowed) -> str | None:

@@ -9,7 +9,7 @@ from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, form_page, perform
 from app.blueprints.dashboard.forms import ConfirmForm
 from app.blueprints.dashboard.shared import act_in_view, own_merchant_id, payment_url
-from app.notifications.delivery import resend
+from app.notifications.redelivery import redeliver
 from app.reporting import queries
 
 
@@ -41,5 +41,5 @@ def resend_notification(notification_id: int):
 
 
 def _resend(notification_id: int, msg_id: str) -> Done:
-    resent = resend(notification_id)
+    resent = redeliver(notification_id)
     return Done(f"Notification {msg_id} is queued to be sent again.", {"status": resent.status})

@@ -1,0 +1,207 @@
+"""Sending notifications again: one event (to every endpoint that receives it, or to one), one
+delivery, or every failed delivery of an endpoint in a time window. The one place for the rule
+that the dashboard, the API and `flask notifications resend` share.
+
+A redelivery moves deliveries back to pending with a fresh retry schedule; the pump sends them
+with the event's body and `webhook-id` unchanged (a client that already has it drops the copy),
+and in order per (endpoint, payment), since it takes a payment's oldest pending delivery first.
+Deliveries are only ever moved from delivered or failed (never one still pending), guarded in the
+UPDATE itself, so a second click or a concurrent one queues nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+
+from app.errors import PayBridgeError
+from app.extensions import db
+from app.models import Notification, NotificationDelivery, NotificationEndpoint, utcnow
+from app.notifications.delivery import lock_notifications, resummarise
+from app.notifications.outbox import receiving_endpoints
+
+log = logging.getLogger(__name__)
+
+Delivery = NotificationDelivery
+PENDING = Delivery.STATUS_PENDING
+FAILED = Delivery.STATUS_FAILED
+# Bulk redelivery moves this many deliveries per transaction: short locks, bounded memory.
+BATCH_SIZE = 500
+
+_REQUEUE = {
+    "status": PENDING,
+    "attempt_count": 0,
+    "last_error": None,
+    "delivered_at": None,
+}
+
+
+def redeliver(notification_id: int, endpoint: NotificationEndpoint | None = None) -> Notification:
+    """Send a notification again to `endpoint`, or to every enabled endpoint of its merchant and
+    mode that receives its type now (one added or subscribed since gets its first delivery).
+
+    Refused while a delivery it would redo is still pending, and for a disabled endpoint. The
+    caller commits; the pump sends it from then on."""
+    notification = db.session.get(Notification, notification_id)
+    if notification is None:
+        raise PayBridgeError("NOTIFICATION_NOT_FOUND", f"No notification {notification_id}.")
+    lock_notifications([notification_id])
+    db.session.refresh(notification)
+    endpoint_ids = _targets(notification, endpoint)
+    existing = {d.endpoint_id: d for d in notification.deliveries}
+    # Pending with no delivery yet: the pump has still to fan it out to its endpoints.
+    not_fanned_out = notification.status == Notification.STATUS_PENDING and not existing
+    if not_fanned_out or any(existing[e].status == PENDING for e in endpoint_ids if e in existing):
+        raise PayBridgeError(
+            "NOTIFICATION_PENDING",
+            f"Notification {notification.public_id} is still being delivered"
+            + (f" to {endpoint.url}." if endpoint else "."),
+        )
+    now = utcnow()
+    for endpoint_id in endpoint_ids:
+        delivery = existing.get(endpoint_id)
+        if delivery is None:
+            delivery = Delivery(
+                endpoint_id=endpoint_id, payment_id=notification.payment_id, created_at=now
+            )
+            notification.deliveries.append(delivery)
+        for column, value in _REQUEUE.items():
+            setattr(delivery, column, value)
+        delivery.next_attempt_at = now
+    db.session.flush()
+    resummarise([notification_id])
+    db.session.refresh(notification)
+    log.info("notification %s queued for redelivery", notification.public_id)
+    return notification
+
+
+def _targets(notification: Notification, endpoint: NotificationEndpoint | None) -> list[int]:
+    mode = "live" if notification.livemode else "test"
+    if endpoint is None:
+        ids = receiving_endpoints(
+            notification.merchant_id, notification.livemode, notification.event_type
+        )
+        if not ids:
+            raise PayBridgeError(
+                "NO_NOTIFICATION_ENDPOINT",
+                f"No enabled notification endpoint receives {notification.event_type} "
+                f"({mode} mode): add or enable one, then redeliver.",
+            )
+        return ids
+    if (endpoint.merchant_id, endpoint.livemode) != (
+        notification.merchant_id,
+        notification.livemode,
+    ) or endpoint.deleted_at is not None:
+        raise PayBridgeError("NOTIFICATION_ENDPOINT_NOT_FOUND", param="endpoint")
+    _check_enabled(endpoint)
+    received = any(d.endpoint_id == endpoint.id for d in notification.deliveries)
+    if not received and not endpoint.receives(notification.event_type):
+        raise PayBridgeError(
+            "NO_NOTIFICATION_ENDPOINT",
+            f"{endpoint.url} does not receive {notification.event_type}: subscribe it first.",
+            param="endpoint",
+        )
+    return [endpoint.id]
+
+
+def _check_enabled(endpoint: NotificationEndpoint) -> None:
+    if not endpoint.enabled:
+        raise PayBridgeError(
+            "NOTIFICATION_ENDPOINT_DISABLED",
+            f"{endpoint.url} is disabled: enable it, then redeliver.",
+        )
+
+
+def redeliver_delivery(delivery_id: int) -> Delivery:
+    """Send one delivery (delivered or failed) again to its endpoint; the caller commits."""
+    delivery = db.session.get(Delivery, delivery_id)
+    if delivery is None:
+        raise PayBridgeError("NOTIFICATION_NOT_FOUND", f"No delivery {delivery_id}.")
+    redeliver(delivery.notification_id, delivery.endpoint)
+    db.session.refresh(delivery)
+    return delivery
+
+
+# --- every failed delivery of an endpoint in a time window --------------------------------------
+
+
+@dataclass(frozen=True)
+class FailedWindow:
+    """An endpoint's failed deliveries of the events created in [created_gte, created_lte]
+    (either end open), up to delivery `upto_id`: what a confirmation counted, so what fails
+    after it was shown is not sent unasked."""
+
+    endpoint_id: int
+    created_gte: datetime | None = None
+    created_lte: datetime | None = None
+    upto_id: int | None = None
+
+
+def _failed_in(window: FailedWindow, *columns):
+    stmt = (
+        select(*columns)
+        .join(Notification, Notification.id == Delivery.notification_id)
+        .where(Delivery.endpoint_id == window.endpoint_id, Delivery.status == FAILED)
+    )
+    if window.created_gte is not None:
+        stmt = stmt.where(Notification.created_at >= window.created_gte)
+    if window.created_lte is not None:
+        stmt = stmt.where(Notification.created_at <= window.created_lte)
+    if window.upto_id is not None:
+        stmt = stmt.where(Delivery.id <= window.upto_id)
+    return stmt
+
+
+def count_failed(window: FailedWindow) -> tuple[int, int | None]:
+    """How many deliveries the window holds now, and the newest one's id (the `upto_id` that
+    makes a later redelivery send exactly those); read from the (endpoint, status, id) index."""
+    count, newest = db.session.execute(
+        _failed_in(window, func.count(Delivery.id), func.max(Delivery.id))
+    ).one()
+    return int(count or 0), newest
+
+
+def redeliver_failed(endpoint: NotificationEndpoint, window: FailedWindow) -> int:
+    """Queue every failed delivery of the window again, BATCH_SIZE per committed transaction
+    (so a large window never sits in memory or holds locks long); how many were queued. A
+    delivery queued by an earlier (or concurrent) call is no longer failed and is skipped."""
+    _check_enabled(endpoint)
+    queued = 0
+    for batch in _failed_batches(window):
+        queued += _requeue(batch)
+        db.session.commit()
+    log.info("%d failed deliveries to endpoint %s queued again", queued, endpoint.public_id)
+    return queued
+
+
+def _failed_batches(window: FailedWindow) -> Iterator[list[tuple[int, int]]]:
+    after = 0
+    while True:
+        stmt = _failed_in(window, Delivery.id, Delivery.notification_id).where(Delivery.id > after)
+        rows = db.session.execute(stmt.order_by(Delivery.id).limit(BATCH_SIZE)).all()
+        if not rows:
+            return
+        after = rows[-1][0]
+        yield [(row[0], row[1]) for row in rows]
+
+
+def _requeue(batch: list[tuple[int, int]]) -> int:
+    """Move these deliveries from failed to pending (notifications locked first, as every writer
+    of both does) and sum their notifications up again; how many moved."""
+    notification_ids = lock_notifications(n for _, n in batch)
+    now = utcnow()
+    moved = (
+        db.session.connection()
+        .execute(
+            update(Delivery)
+            .where(Delivery.id.in_([d for d, _ in batch]), Delivery.status == FAILED)
+            .values(**_REQUEUE, next_attempt_at=now, updated_at=now)
+        )
+        .rowcount
+    )
+    resummarise(notification_ids)
+    return moved
