@@ -61,6 +61,7 @@ class World:
     conflict_id: int
     subscription: str
     notification_id: int
+    delivery_id: int  # that notification's one delivery
     event_id: int
     run_id: int
     key_id: int
@@ -98,6 +99,7 @@ def world(app, tenants, emulator, paid_payment, paid_after_failed) -> World:
             conflict_id=conflict.conflict_id,
             subscription=subscription,
             notification_id=notification.id,
+            delivery_id=notification.deliveries[0].id,
             event_id=event.id,
             run_id=run.id,
             key_id=key_id.first(),
@@ -125,6 +127,8 @@ PAGES = {
     "dashboard.recon_run",
     "dashboard.audit_log",
     "dashboard.endpoints",
+    "dashboard.deliveries",
+    "dashboard.delivery_detail",
     "dashboard.endpoint_detail",
     "dashboard.rotate_endpoint_secret",
     "dashboard.delete_endpoint",
@@ -153,6 +157,7 @@ def test_every_get_route_answers_with_the_headers_and_every_page_with_a_content_
         "refund_id": "re_none",  # the API answers 401 without a key, before looking
         "conflict_id": world.conflict_id,
         "notification_id": world.notification_id,
+        "delivery_id": world.delivery_id,
         "event_id": world.event_id,
         "run_id": world.run_id,
         "key_id": world.key_id,
