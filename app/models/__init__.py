@@ -2,7 +2,7 @@
 
 from app.models.base import iso, utcnow
 from app.models.dispute import Dispute
-from app.models.endpoint import NotificationDelivery, NotificationEndpoint
+from app.models.endpoint import EndpointTestEvent, NotificationDelivery, NotificationEndpoint
 from app.models.events import Notification, NotificationAttempt, PspEvent, ReconciliationRun
 from app.models.merchant import ApiKey, AuditLog, DashboardSession, Merchant, User
 from app.models.payment import (
@@ -32,6 +32,7 @@ __all__ = [
     "AuditLog",
     "DashboardSession",
     "Dispute",
+    "EndpointTestEvent",
     "IdempotencyRecord",
     "Merchant",
     "Notification",

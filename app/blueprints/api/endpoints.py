@@ -11,8 +11,9 @@ from app.blueprints.api import bp
 from app.blueprints.api.auth import current_livemode, current_merchant_id
 from app.blueprints.api.routes import SECURITY, _errors
 from app.blueprints.api.schemas import StrictBoolean
+from app.errors import ValidationError
 from app.extensions import db
-from app.notifications import endpoints
+from app.notifications import endpoints, health
 from app.notifications.endpoints import DESCRIPTION_MAX, URL_MAX
 from app.notifications.event_types import EVENT_TYPES, SUBSCRIBABLE
 from app.serializers.endpoint import endpoint_to_dict
@@ -35,6 +36,20 @@ class NotificationEndpointSchema(Schema):
     status = fields.String(validate=validate.OneOf(["enabled", "disabled"]))
     disabled_reason = fields.String(allow_none=True)
     disabled_at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
+    failing_since = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "ISO 8601, UTC: since when every attempt to it failed (null: its last "
+            "attempt succeeded). Failing for NOTIFY_ENDPOINT_DISABLE_AFTER_SECONDS (3 days by "
+            'default) disables it, `disabled_reason` "failing".'
+        },
+    )
+    redelivered = fields.Integer(
+        metadata={
+            "description": "Only on a PATCH with `redeliver_missed`: how many missed "
+            "notifications were queued again to it."
+        }
+    )
     secret_rotated_at = fields.String(
         allow_none=True,
         metadata={"description": "When its secret last rotated: both secrets sign since then."},
@@ -85,6 +100,13 @@ class NotificationEndpointUpdateSchema(Schema):
     description = _DESCRIPTION
     disabled = StrictBoolean(
         metadata={"description": "true: send it nothing (pending deliveries fail); false: again."}
+    )
+    redeliver_missed = StrictBoolean(
+        metadata={
+            "description": "With `disabled: false` on a disabled endpoint: also queue again, to "
+            "it only and oldest first, every notification it missed since it began failing (or "
+            "was disabled): those whose delivery failed and those sent while it was disabled."
+        }
     )
 
 
@@ -141,11 +163,23 @@ class NotificationEndpointById(MethodView):
     @bp.response(200, NotificationEndpointSchema)
     @_errors(400, 401, 404, 415)
     def patch(self, data: dict, endpoint_id: str):
-        """Change its URL, description, event types, or disable / enable it."""
+        """Change its URL, description, event types, or disable / enable it (and redeliver
+        what it missed)."""
         endpoint = _own(endpoint_id)
+        redeliver = data.pop("redeliver_missed", False)
+        if redeliver and data.get("disabled") is not False:
+            raise ValidationError(
+                "redeliver_missed goes with disabled: false (enabling the endpoint).",
+                param="redeliver_missed",
+            )
+        since = health.missed_since(endpoint)
         endpoints.update_endpoint(endpoint, data, allowed_networks=_allowed_networks())
+        redelivered = health.redeliver_missed(endpoint, since) if redeliver else None
         db.session.commit()
-        return jsonify(endpoint_to_dict(endpoint))
+        answer = endpoint_to_dict(endpoint)
+        if redelivered is not None:
+            answer["redelivered"] = redelivered
+        return jsonify(answer)
 
     @bp.doc(security=SECURITY)
     @bp.response(200, NotificationEndpointSchema, description="Deleted: it receives nothing more")

@@ -23,6 +23,7 @@ from app.blueprints.dashboard.shared import (
 from app.errors import PayBridgeError
 from app.models import Merchant, NotificationEndpoint
 from app.notifications import endpoints as service
+from app.notifications import health
 from app.notifications.event_types import EVENT_TYPES
 
 
@@ -133,10 +134,46 @@ def disable_endpoint(public_id: str):
     return _switch(public_id, disabled=True)
 
 
-@bp.route("/notification-endpoints/<string:public_id>/enable", methods=["POST"])
+@bp.route("/notification-endpoints/<string:public_id>/enable", methods=["GET", "POST"])
 @login_required
 def enable_endpoint(public_id: str):
-    return _switch(public_id, disabled=False)
+    """Confirm (saying how many notifications it missed while disabled), then enable it and,
+    if asked (`redeliver`), queue those again to it."""
+    merchant = chosen_merchant()
+    endpoint = _endpoint_or_404(merchant, public_id)
+    form = ConfirmForm()
+    if request.method == "GET" or not form.validate_on_submit():
+        if request.method == "POST":
+            abort(400, "The form expired; please try again.")
+        return form_page(
+            "dashboard/confirm_endpoint.html",
+            merchant=merchant,
+            endpoint=endpoint,
+            form=form,
+            action="enable",
+            missed=health.count_missed(endpoint),
+            missed_since=health.missed_since(endpoint),
+        )
+    redeliver = request.form.get("redeliver") == "y"
+    return perform(
+        "endpoint_enable",
+        merchant_id=merchant.id,
+        target=("notification_endpoint", public_id),
+        act=lambda: _enable(endpoint, redeliver=redeliver),
+        back=merchant_url("dashboard.endpoint_detail", merchant.id, public_id=public_id),
+    )
+
+
+def _enable(endpoint: NotificationEndpoint, *, redeliver: bool) -> Done:
+    since = health.missed_since(endpoint)
+    service.update_endpoint(endpoint, {"disabled": False}, allowed_networks=_networks())
+    if not redeliver:
+        return Done("The endpoint is enabled: new notifications go to it again.")
+    count = health.redeliver_missed(endpoint, since)
+    return Done(
+        f"The endpoint is enabled; {count} notification(s) it missed are on their way to it.",
+        {"redelivered": count},
+    )
 
 
 def _switch(public_id: str, *, disabled: bool):
