@@ -7,12 +7,14 @@ An operator picks the merchant first (?merchant_id=…); a merchant user always 
 
 from __future__ import annotations
 
-from flask import abort, current_app, render_template, request
+import json
+
+from flask import abort, current_app, flash, render_template, request
 from flask_login import login_required
 
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, audited, form_page, form_status, perform
-from app.blueprints.dashboard.forms import ConfirmForm, EndpointForm
+from app.blueprints.dashboard.forms import ConfirmForm, EndpointForm, TestEventForm
 from app.blueprints.dashboard.shared import (
     chosen_merchant,
     merchant_url,
@@ -23,7 +25,7 @@ from app.blueprints.dashboard.shared import (
 from app.errors import PayBridgeError
 from app.models import Merchant, NotificationEndpoint
 from app.notifications import endpoints as service
-from app.notifications import health
+from app.notifications import health, test_events
 from app.notifications.event_types import EVENT_TYPES
 
 
@@ -86,7 +88,12 @@ def _list_page(merchant: Merchant, form: EndpointForm) -> str:
 
 
 def _endpoint_page(
-    merchant: Merchant, endpoint: NotificationEndpoint, form: EndpointForm, secret=None
+    merchant: Merchant,
+    endpoint: NotificationEndpoint,
+    form: EndpointForm,
+    secret=None,
+    test_form: TestEventForm | None = None,
+    test=None,
 ) -> str:
     return render_template(
         "dashboard/endpoint.html",
@@ -95,7 +102,18 @@ def _endpoint_page(
         form=form,
         confirm=ConfirmForm(),
         secret=secret,
+        test_form=test_form or TestEventForm(formdata=None),
+        test=test,
+        test_body=_json_or_none(test.request_body) if test is not None else None,
     )
+
+
+def _json_or_none(text: str | None):
+    """The test event's body, parsed to be shown indented (it is always our own JSON)."""
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 @bp.route("/notification-endpoints/<string:public_id>", methods=["GET", "POST"])
@@ -265,3 +283,36 @@ def delete_endpoint(public_id: str):
 def _delete(endpoint: NotificationEndpoint) -> Done:
     service.delete_endpoint(endpoint)
     return Done(f"The endpoint {endpoint.url} is deleted.")
+
+
+@bp.route("/notification-endpoints/<string:public_id>/test", methods=["POST"])
+@login_required
+def send_test_event(public_id: str):
+    """Send a made-up event of the chosen type to the endpoint now; the page shows the request
+    and the answer (or why it was not sent). Audited; rate limited per merchant."""
+    merchant = chosen_merchant()
+    endpoint = _endpoint_or_404(merchant, public_id)
+    form = TestEventForm()
+    if not form.validate_on_submit():
+        page = _endpoint_page(merchant, endpoint, EndpointForm.of(endpoint), test_form=form)
+        return page, 400
+    event_type = form.type.data
+    done = audited(
+        "endpoint_test",
+        merchant_id=merchant.id,
+        target=("notification_endpoint", public_id),
+        act=lambda: _send_test(endpoint, event_type),
+        failure="The test event was not sent",
+        detail={"type": event_type},
+    )
+    if done.message:
+        flash(done.message, done.category)
+    return _endpoint_page(
+        merchant, endpoint, EndpointForm.of(endpoint), test_form=form, test=done.value
+    )
+
+
+def _send_test(endpoint: NotificationEndpoint, event_type: str) -> Done:
+    test = test_events.send_test_event(endpoint, event_type)
+    outcome = {"id": test.public_id, "status_code": test.status_code, "error": test.error}
+    return Done(detail=outcome, value=test)
