@@ -227,7 +227,7 @@ class TestEventForm(FlaskForm):
     """The event type of a test event to send to an endpoint now."""
 
     type = SelectField(
-        "Event type",
+        "Type of test event",
         choices=[SelectChoice(name, name) for name in EVENT_TYPES],
         default=DEFAULT_TEST_TYPE,
         validate_choice=True,
