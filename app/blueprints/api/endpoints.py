@@ -216,12 +216,15 @@ class EndpointTestRequestSchema(Schema):
     )
 
 
-class EndpointTestHttpSchema(Schema):
+class EndpointTestSentSchema(Schema):
+    headers = fields.Dict(keys=fields.String(), values=fields.String())
+    body = fields.String(allow_none=True, metadata={"description": "The JSON body, as sent."})
+
+
+class EndpointTestAnswerSchema(Schema):
     status = fields.Integer(metadata={"description": "The answer's HTTP status."})
     headers = fields.Dict(keys=fields.String(), values=fields.String())
-    body = fields.String(
-        allow_none=True, metadata={"description": "The request body; the answer's first 4 KiB."}
-    )
+    body = fields.String(allow_none=True, metadata={"description": "Its first 4 KiB."})
 
 
 class EndpointTestSchema(Schema):
@@ -244,12 +247,12 @@ class EndpointTestSchema(Schema):
     error = fields.String(allow_none=True)
     duration_ms = fields.Integer()
     request = fields.Nested(
-        EndpointTestHttpSchema(only=("headers", "body")),
+        EndpointTestSentSchema,
         allow_none=True,
         metadata={"description": "What was POSTed (null when refused)."},
     )
     response = fields.Nested(
-        EndpointTestHttpSchema,
+        EndpointTestAnswerSchema,
         allow_none=True,
         metadata={"description": "What came back (null when no answer came)."},
     )
