@@ -364,6 +364,9 @@ class Config(BaseSettings):
     NOTIFY_TIMEOUT_SECONDS: Seconds = 5.0
     NOTIFY_CONCURRENCY: Count = 64
     NOTIFY_POLL_SECONDS: Seconds = 0.5
+    # An endpoint whose every attempt failed for this long is disabled (as Stripe: 3 days);
+    # 0: never.
+    NOTIFY_ENDPOINT_DISABLE_AFTER_SECONDS: Interval = 3 * 24 * 3600
     WORKER_CONCURRENCY: Count = 4
     # Each worker process serves its own /metrics (app/runtime/metrics_server.py), so a worker
     # on another host than gunicorn is scraped too: its port (0: none; several workers on one

@@ -70,6 +70,12 @@ PAYMENT_CONFLICTS_RESOLVED = Counter(
 NOTIFICATION_DELIVERIES = Counter(
     "paybridge_notification_deliveries_total", "Notification delivery attempts", ["result"]
 )
+NOTIFICATION_ENDPOINTS_DISABLED = Counter(
+    "paybridge_notification_endpoints_disabled_total",
+    "Notification endpoints the worker disabled (reason failing: every attempt failed for "
+    "NOTIFY_ENDPOINT_DISABLE_AFTER_SECONDS)",
+    ["reason"],
+)
 QUEUE_DEPTH = Gauge(
     "paybridge_queue_depth", "Jobs waiting in each RQ queue", ["queue"], multiprocess_mode="max"
 )

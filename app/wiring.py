@@ -12,7 +12,9 @@ from flask import Flask
 
 from app.disputes import psp_events as dispute_events
 from app.disputes import signals as dispute_signals
+from app.notifications import health as endpoint_health
 from app.notifications import outbox
+from app.notifications import signals as notification_signals
 from app.payments import attempts, psp_facts
 from app.payments import signals as payment_signals
 from app.psp_events.intake import register_handlers
@@ -39,6 +41,9 @@ def register_hooks(app: Flask) -> None:
 
     # A subscription started, renewed, fell behind or ended: its client is told.
     subscription_signals.changed.connect(app, outbox.notify_subscription)
+
+    # A delivery cycle's attempts were recorded: each endpoint's health clock moves on.
+    notification_signals.attempted.connect(app, endpoint_health.note_outcomes)
 
     # What each PSP event type means, and who handles it (others are stored, unhandled).
     register_handlers(

@@ -9,11 +9,12 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+from demo_shop import endpoints
 from demo_shop.catalogue import add_missing_prints
 from demo_shop.catch_up import catch_up
 from demo_shop.config import read_instance_settings, save_instance_settings
 from demo_shop.extensions import db
-from demo_shop.paybridge import PayBridgeError
+from demo_shop.paybridge import PayBridgeClient, PayBridgeError
 
 
 @click.command("init")
@@ -21,7 +22,8 @@ from demo_shop.paybridge import PayBridgeError
     "--paybridge-credentials",
     type=click.File("r"),
     help="What `flask merchants create … --json` printed at PayBridge (`-`: read it from stdin); "
-    "the shop keeps the API key and signing secret in its instance folder.",
+    "the shop keeps the API key in its instance folder, then creates its two notification "
+    "endpoints (orders, refunds) through PayBridge's API and keeps their secrets there too.",
 )
 @with_appcontext
 def init_command(paybridge_credentials) -> None:
@@ -32,12 +34,13 @@ def init_command(paybridge_credentials) -> None:
         _save(app, SECRET_KEY=secrets.token_hex(32))
     if paybridge_credentials is not None:
         merchant = _read_credentials(paybridge_credentials.read())
-        _save(
-            app,
-            PAYBRIDGE_MERCHANT_ID=merchant["merchant_id"],
-            PAYBRIDGE_API_KEY=merchant["api_key"],
-            PAYBRIDGE_SIGNING_SECRET=merchant["signing_secret"],
-        )
+        credentials = {
+            "PAYBRIDGE_MERCHANT_ID": merchant["merchant_id"],
+            "PAYBRIDGE_API_KEY": merchant["api_key"],
+        }
+        if merchant["signing_secret"]:  # made with a notify URL: its POST /notify keeps working
+            credentials["PAYBRIDGE_SIGNING_SECRET"] = merchant["signing_secret"]
+        _save(app, **credentials)
         click.echo(
             f"connected to PayBridge as merchant {merchant['merchant_id']} "
             f"{_key_mode(merchant['api_key'])}"
@@ -45,6 +48,31 @@ def init_command(paybridge_credentials) -> None:
     added = add_missing_prints()
     db.session.commit()
     click.echo(f"store ready ({app.config['SQLALCHEMY_DATABASE_URI']}); {added} prints added")
+    if app.config.get("PAYBRIDGE_API_KEY"):
+        _ensure_endpoints(app)
+
+
+def _ensure_endpoints(app: Flask) -> None:
+    """The shop's notification endpoints (demo_shop/endpoints.py), created at PayBridge through
+    its API unless the instance file has them already."""
+    client = PayBridgeClient(app.config["PAYBRIDGE_URL"], app.config["PAYBRIDGE_API_KEY"])
+    settings = {**app.config, **read_instance_settings(app.instance_path)}
+    try:
+        created = endpoints.create_missing(client, app.config["PUBLIC_URL"], settings)
+    except PayBridgeError as error:
+        raise click.ClickException(
+            f"could not create the shop's notification endpoints at PayBridge "
+            f"({app.config['PAYBRIDGE_URL']}): {error}; run init again once it answers"
+        ) from None
+    if created:
+        _save(app, **created)
+    stored = {**settings, **created}
+    base = app.config["PUBLIC_URL"].rstrip("/")
+    for endpoint in endpoints.ENDPOINTS.values():
+        click.echo(
+            f"notification endpoint {endpoint.name}: {stored[endpoint.id_setting]} at "
+            f"{base}{endpoint.path} ({', '.join(endpoint.event_types)})"
+        )
 
 
 @click.command("merchant-id")
@@ -75,7 +103,8 @@ def catch_up_command() -> None:
 def _read_credentials(text: str) -> dict:
     try:
         merchant = json.loads(text)
-        return {key: merchant[key] for key in ("merchant_id", "api_key", "signing_secret")}
+        found = {key: merchant[key] for key in ("merchant_id", "api_key")}
+        return {**found, "signing_secret": merchant.get("signing_secret")}
     except (ValueError, KeyError, TypeError):
         raise click.ClickException(
             "--paybridge-credentials needs the JSON of `flask merchants create … --json`"

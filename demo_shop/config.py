@@ -2,8 +2,12 @@
 
     SHOP_PAYBRIDGE_URL             where PayBridge is (default http://127.0.0.1:5000)
     SHOP_PAYBRIDGE_API_KEY         the merchant's API key (pbk_…)
-    SHOP_PAYBRIDGE_SIGNING_SECRET  the merchant's notification secret (whsec_…; while PayBridge
-                                   rotates it, both, comma-separated)
+    SHOP_PAYBRIDGE_ORDERS_SIGNING_SECRET, SHOP_PAYBRIDGE_REFUNDS_SIGNING_SECRET
+                                   the secrets of the shop's two notification endpoints
+                                   (demo_shop/endpoints.py; whsec_…; while PayBridge rotates
+                                   one, both, comma-separated); `init` creates the endpoints
+                                   and stores their secrets
+    SHOP_PAYBRIDGE_SIGNING_SECRET  a shop connected before endpoints: its notify URL's secret
     SHOP_PUBLIC_URL                where shoppers and PayBridge reach the shop: success, cancel
                                    and notify URLs are built from it (default
                                    http://127.0.0.1:5001)
@@ -30,6 +34,8 @@ ENVIRONMENT = {
     "SHOP_PAYBRIDGE_URL": "PAYBRIDGE_URL",
     "SHOP_PAYBRIDGE_API_KEY": "PAYBRIDGE_API_KEY",
     "SHOP_PAYBRIDGE_SIGNING_SECRET": "PAYBRIDGE_SIGNING_SECRET",
+    "SHOP_PAYBRIDGE_ORDERS_SIGNING_SECRET": "PAYBRIDGE_ORDERS_SIGNING_SECRET",
+    "SHOP_PAYBRIDGE_REFUNDS_SIGNING_SECRET": "PAYBRIDGE_REFUNDS_SIGNING_SECRET",
     "SHOP_PUBLIC_URL": "PUBLIC_URL",
     "SHOP_SECRET_KEY": "SECRET_KEY",
     "SHOP_DATABASE_URL": "SQLALCHEMY_DATABASE_URI",
@@ -40,6 +46,8 @@ DEFAULTS = {
     "PAYBRIDGE_URL": "http://127.0.0.1:5000",
     "PAYBRIDGE_API_KEY": None,
     "PAYBRIDGE_SIGNING_SECRET": None,
+    "PAYBRIDGE_ORDERS_SIGNING_SECRET": None,
+    "PAYBRIDGE_REFUNDS_SIGNING_SECRET": None,
     "PUBLIC_URL": "http://127.0.0.1:5001",
     "SECRET_KEY": None,
     "CATCH_UP_ON_START": False,

@@ -127,6 +127,16 @@ class PayBridgeClient:
             json={"at_period_end": at_period_end},
         )
 
+    # --- notification endpoints -------------------------------------------------------------
+
+    def create_notification_endpoint(
+        self, *, url: str, enabled_events: list[str], description: str | None = None
+    ) -> dict:
+        """A new endpoint receiving `enabled_events` at `url`; the answer's `secret` (whsec_…)
+        is shown this once: store it."""
+        body = {"url": url, "enabled_events": enabled_events, "description": description}
+        return self._call("POST", "/notification_endpoints", json=body)
+
     # --- events -----------------------------------------------------------------------------
 
     def list_events(self, **params) -> dict:

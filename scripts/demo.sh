@@ -8,7 +8,8 @@
 # Ports: WEB_PORT (5000), SHOP_PORT (5001) and EMULATOR_PORT (12111). Everything else comes from
 # app/config.py's development defaults; PayBridge's database is instance/paybridge.sqlite3. The
 # shop (demo_shop/) keeps its own store and settings: instance/demo_shop.sqlite3 and
-# instance/demo_shop.json (its API key and signing secret, written once by its `init`).
+# instance/demo_shop.json (its API key and its two notification endpoints' secrets, written
+# once by its `init`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -80,35 +81,6 @@ unset DATABASE_URL
 $FLASK db upgrade 2>&1 | grep -v "Context impl\|Will assume" || true
 $FLASK db current 2>/dev/null | grep -q "(head)" || { echo "demo: the migration did not reach head" >&2; exit 1; }
 
-say "3/4 Connecting the demo shop to PayBridge…"
-# The shop is a merchant of PayBridge like any other, set up with PayBridge's operator CLI. Its
-# API key and signing secret are shown once, so they go straight into the shop's own `init`;
-# the next run finds the shop connected and creates nothing at PayBridge.
-demo_login() { # EMAIL PASSWORD [users create options]: a dashboard login, kept if it exists
-  local email=$1 password=$2 out
-  shift 2
-  if out=$(PAYBRIDGE_USER_PASSWORD=$password $FLASK users create "$email" "$@" 2>&1); then
-    echo "$out"
-  elif grep -q "exists already" <<<"$out"; then
-    echo "Dashboard user $email exists already (password unchanged)."
-  else
-    echo "$out" >&2
-    return 1
-  fi
-}
-merchant_id=$($SHOP merchant-id 2>/dev/null || true)
-if [ -n "$merchant_id" ] && $FLASK merchants keys list "$merchant_id" >/dev/null 2>&1; then
-  echo "The shop is PayBridge merchant $merchant_id already."
-  $SHOP init
-else
-  # A test key (pbk_test_…): the demo runs in test mode, on the emulator's test keys only.
-  $FLASK merchants create "PayBridge Demo Shop" --notify-url "$SHOP_URL/notify" --json \
-    | $SHOP init --paybridge-credentials -
-  merchant_id=$($SHOP merchant-id)
-  demo_login merchant@example.com demo-password --merchant-id "$merchant_id"
-  demo_login operator@example.com operator-password --operator
-fi
-
 PIDS=()
 stop_all() {
   trap - INT TERM EXIT
@@ -123,7 +95,7 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
-say "4/4 Starting the Stripe emulator, PayBridge (web app, worker) and the shop…"
+say "3/4 Starting the Stripe emulator and PayBridge (web app, worker)…"
 # --webhook-url is test mode's endpoint: the demo runs in test mode (sk_test_emulator).
 "$PY" -m stripe_emulator --host 127.0.0.1 --port "$EMULATOR_PORT" \
   --db instance/emulator.sqlite3 \
@@ -145,6 +117,37 @@ if [ "$HAVE_REDIS" = 1 ]; then
   WORKER_NOTE="worker running: notifications, and the periodic jobs on RQ ($REDIS_URL)"
 else
   WORKER_NOTE="Redis is not answering on $REDIS_URL: the worker delivers notifications; the periodic jobs (reconciliation) wait for Redis (flask recon run works meanwhile)"
+fi
+
+say "4/4 Connecting the demo shop to PayBridge, and starting it…"
+# The shop is a merchant of PayBridge like any other, set up with PayBridge's operator CLI. Its
+# API key is shown once, so it goes straight into the shop's own `init`, which then creates the
+# shop's two notification endpoints through PayBridge's API (hence after the web app is up)
+# and keeps their secrets; the next run finds the shop connected and creates nothing.
+demo_login() { # EMAIL PASSWORD [users create options]: a dashboard login, kept if it exists
+  local email=$1 password=$2 out
+  shift 2
+  if out=$(PAYBRIDGE_USER_PASSWORD=$password $FLASK users create "$email" "$@" 2>&1); then
+    echo "$out"
+  elif grep -q "exists already" <<<"$out"; then
+    echo "Dashboard user $email exists already (password unchanged)."
+  else
+    echo "$out" >&2
+    return 1
+  fi
+}
+merchant_id=$($SHOP merchant-id 2>/dev/null || true)
+if [ -n "$merchant_id" ] && $FLASK merchants keys list "$merchant_id" >/dev/null 2>&1; then
+  echo "The shop is PayBridge merchant $merchant_id already."
+  SHOP_PAYBRIDGE_URL="$PUBLIC_BASE_URL" SHOP_PUBLIC_URL="$SHOP_URL" $SHOP init
+else
+  # A test key (pbk_test_…): the demo runs in test mode, on the emulator's test keys only.
+  # init creates the shop's two notification endpoints (orders, refunds) through the API.
+  $FLASK merchants create "PayBridge Demo Shop" --json \
+    | SHOP_PAYBRIDGE_URL="$PUBLIC_BASE_URL" SHOP_PUBLIC_URL="$SHOP_URL" $SHOP init --paybridge-credentials -
+  merchant_id=$($SHOP merchant-id)
+  demo_login merchant@example.com demo-password --merchant-id "$merchant_id"
+  demo_login operator@example.com operator-password --operator
 fi
 
 # The shop: its own process, one of it (its login limits and SQLite store are per process).

@@ -44,6 +44,8 @@ ACTIONS = (
     "endpoint_disable",
     "endpoint_enable",
     "endpoint_delete",
+    "endpoint_auto_disable",  # by the worker (no user): every attempt failed for too long
+    "endpoint_test",
 )
 
 AUDIT_PAGE_SIZE = 100

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, false, true
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
@@ -44,6 +44,10 @@ class NotificationEndpoint(db.Model):  # type: ignore[name-defined]  # flask-sql
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
     disabled_at: Mapped[datetime | None] = mapped_column(Timestamp)
+    # When its current run of failed attempts began (None: its last attempt succeeded). An
+    # endpoint failing this long (NOTIFY_ENDPOINT_DISABLE_AFTER_SECONDS) is disabled; the run's
+    # start is kept while disabled, as the start of what it missed, and cleared on enabling.
+    failing_since: Mapped[datetime | None] = mapped_column(Timestamp)
     deleted_at: Mapped[datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow, onupdate=utcnow)
@@ -105,3 +109,35 @@ class NotificationDelivery(db.Model):  # type: ignore[name-defined]  # as above
     notification: Mapped[Notification] = relationship(  # type: ignore[name-defined]  # noqa: F821
         back_populates="deliveries"
     )
+
+
+class EndpointTestEvent(db.Model):  # type: ignore[name-defined]  # as above
+    """One test event a merchant sent to an endpoint (dashboard or API): what was sent and what
+    came back (bounded). Never a notification: the Events API and the delivery queue never see
+    it. Also what the rate limit on test events counts."""
+
+    __tablename__ = "notification_endpoint_tests"
+    __table_args__ = (
+        Index("ix_notification_endpoint_tests_merchant_sent", "merchant_id", "sent_at"),
+        Index("ix_notification_endpoint_tests_endpoint_sent", "endpoint_id", "sent_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    public_id: Mapped[str] = mapped_column(
+        ExactString(40), unique=True, default=lambda: public_id("msg_test_")
+    )
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("notification_endpoints.id"))
+    event_type: Mapped[str] = mapped_column(String(50))
+    sent_at: Mapped[datetime] = mapped_column(Timestamp, default=utcnow)
+    url: Mapped[str] = mapped_column(String(2000))
+    ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(500))
+    duration_ms: Mapped[int] = mapped_column(Integer, default=0)
+    request_headers: Mapped[dict | None] = mapped_column(db.JSON)
+    request_body: Mapped[str | None] = mapped_column(Text)
+    response_headers: Mapped[dict | None] = mapped_column(db.JSON)
+    response_body: Mapped[str | None] = mapped_column(Text)
+
+    endpoint: Mapped[NotificationEndpoint] = relationship()

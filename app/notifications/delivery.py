@@ -48,6 +48,7 @@ from app.models import (
     NotificationEndpoint,
     utcnow,
 )
+from app.notifications import signals
 from app.notifications.targets import (
     IPNetwork,
     PinnedAdapter,
@@ -403,6 +404,9 @@ def record_outcomes(finished: list[tuple[Claim, AttemptResult]]) -> None:
     for o, rowcount in zip(outcomes, changed, strict=True):
         NOTIFICATION_DELIVERIES.labels(o.kind).inc()
         _log_outcome(o, bool(rowcount))
+    signals.attempted.send(
+        [signals.Attempted(o.claim.endpoint_id, o.claim.claimed_at, o.result.ok) for o in outcomes]
+    )
 
 
 def _summarise(conn, moved: list[_Outcome], now: datetime) -> None:

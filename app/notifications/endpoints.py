@@ -25,6 +25,9 @@ ALLOWLIST_HINT = (
 )
 URL_MAX = 2000
 DESCRIPTION_MAX = 500
+# The reason of an endpoint the worker disabled because every attempt failed for too long
+# (app/notifications/health.py).
+FAILING = "failing"
 # Sent to no endpoint any more: what its pending deliveries say when it is disabled or deleted.
 STOPPED = {"disabled": "the endpoint was disabled", "deleted": "the endpoint was deleted"}
 
@@ -159,6 +162,7 @@ def update_endpoint(
             endpoint.enabled = True
             endpoint.disabled_reason = None
             endpoint.disabled_at = None
+            endpoint.failing_since = None  # a fresh start: its next failure starts the clock
     db.session.flush()
     return done
 
@@ -175,6 +179,12 @@ def delete_endpoint(endpoint: NotificationEndpoint) -> None:
     endpoint.enabled = False
     endpoint.deleted_at = utcnow()
     _stop_pending(endpoint, STOPPED["deleted"])
+    db.session.flush()
+
+
+def disable(endpoint: NotificationEndpoint, reason: str) -> None:
+    """Send it nothing more until enabled; its pending deliveries fail (resendable)."""
+    _disable(endpoint, reason)
     db.session.flush()
 
 

@@ -17,6 +17,7 @@ def endpoint_to_dict(endpoint: NotificationEndpoint, *, secret: str | None = Non
         "status": "enabled" if endpoint.enabled else "disabled",
         "disabled_reason": endpoint.disabled_reason,
         "disabled_at": iso(endpoint.disabled_at),
+        "failing_since": iso(endpoint.failing_since),
         "secret_rotated_at": iso(endpoint.secret_rotated_at),
         "created_at": iso(endpoint.created_at),
         "updated_at": iso(endpoint.updated_at),

@@ -102,6 +102,8 @@ POSTS = [
          url_args=lambda w: {"public_id": w.endpoint}),
     Post("dashboard.reveal_endpoint_secret", "merchant", "secret_reveal",
          url_args=lambda w: {"public_id": w.endpoint}),
+    Post("dashboard.send_test_event", "merchant", "endpoint_test",
+         url_args=lambda w: {"public_id": w.endpoint}, form=lambda w: {"type": "refund.failed"}),
     Post("dashboard.rotate_endpoint_secret", "merchant", "secret_rotate",
          url_args=lambda w: {"public_id": w.endpoint}),
     Post("dashboard.delete_endpoint", "merchant", "endpoint_delete",

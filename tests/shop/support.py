@@ -23,17 +23,24 @@ from tests.support.waiting import wait_until
 
 @dataclass
 class RunningShop:
-    """The shop's app on its own port; its notify URL is registered at PayBridge."""
+    """The shop's app on its own port; its two notification endpoints (orders: payment.*,
+    refunds: refund.* and dispute.*) registered at PayBridge by its `init`."""
 
     app: object  # the demo_shop Flask app
     url: str
     merchant_id: int
     api_key: str
-    signing_secret: str
+    signing_secret: str  # the orders endpoint's
+    refunds_signing_secret: str
 
     @property
     def notify_url(self) -> str:
-        return f"{self.url}/notify"
+        """The orders endpoint's URL (payments)."""
+        return f"{self.url}/notify/orders"
+
+    @property
+    def refunds_url(self) -> str:
+        return f"{self.url}/notify/refunds"
 
     def order(self, order_id: int) -> Order:
         """The order as the shop's store has it now (detached, items, refunds and renewals
@@ -72,13 +79,13 @@ class RunningShop:
 @contextmanager
 def running_shop(paybridge_app, instance_path: Path, **settings):
     """A fresh shop store and server, connected to PayBridge as a new merchant via the
-    operator CLI (`flask merchants create --json` into `python -m demo_shop init`)."""
+    operator CLI (`flask merchants create --json` into `python -m demo_shop init`, which creates
+    the shop's two notification endpoints through the API)."""
     serving = {}
     server = LiveServer(lambda environ, start: serving["app"](environ, start)).start()
     shop_url = server.url
     created = paybridge_app.test_cli_runner().invoke(
-        args=["merchants", "create", "PayBridge Demo Shop", "--notify-url",
-              f"{shop_url}/notify", "--json"],
+        args=["merchants", "create", "PayBridge Demo Shop", "--json"],
     )  # fmt: skip
     assert created.exit_code == 0, created.output
     merchant = json.loads(created.output)
@@ -93,6 +100,7 @@ def running_shop(paybridge_app, instance_path: Path, **settings):
         args=["init", "--paybridge-credentials", "-"], input=created.output
     )
     assert init.exit_code == 0, init.output
+    stored = json.loads((instance_path / "demo_shop.json").read_text())
     _dispose(setup)
     shop_app = create_app(config, instance_path=str(instance_path))
     serving["app"] = shop_app
@@ -102,7 +110,8 @@ def running_shop(paybridge_app, instance_path: Path, **settings):
             url=shop_url,
             merchant_id=merchant["merchant_id"],
             api_key=merchant["api_key"],
-            signing_secret=merchant["signing_secret"],
+            signing_secret=stored["PAYBRIDGE_ORDERS_SIGNING_SECRET"],
+            refunds_signing_secret=stored["PAYBRIDGE_REFUNDS_SIGNING_SECRET"],
         )
     finally:
         server.stop()

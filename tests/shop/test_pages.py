@@ -187,14 +187,19 @@ def test_init_fills_the_catalogue_once_and_keeps_the_paybridge_credentials(
         "api_key": "pbk_test_abc",
         "signing_secret": "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY",
     }
-    setup = create_app(instance_path=str(tmp_path))
+    # No PayBridge answers there: the store and credentials are kept, and init says that the
+    # shop's notification endpoints (tests/shop/test_endpoints.py) are still to be created.
+    nobody = "http://127.0.0.1:9"
+    setup = create_app({"PAYBRIDGE_URL": nobody}, instance_path=str(tmp_path))
 
     first = setup.test_cli_runner().invoke(
         args=["init", "--paybridge-credentials", "-"], input=json.dumps(credentials)
     )
     again = setup.test_cli_runner().invoke(args=["init"])
 
-    assert first.exit_code == 0 and again.exit_code == 0, first.output + again.output
+    assert first.exit_code == 1 and again.exit_code == 1, first.output + again.output
+    assert "could not create the shop's notification endpoints at PayBridge" in first.output
+    assert f"({nobody}): UNREACHABLE" in again.output and "run init again" in again.output
     assert "8 prints added" in first.output and "0 prints added" in again.output
     assert "connected to PayBridge as merchant 7 with a test key" in first.output
     assert "pbk_test_abc" not in first.output  # a secret is stored, never printed

@@ -11,11 +11,13 @@ from app.blueprints.api import bp
 from app.blueprints.api.auth import current_livemode, current_merchant_id
 from app.blueprints.api.routes import SECURITY, _errors
 from app.blueprints.api.schemas import StrictBoolean
+from app.errors import ValidationError
 from app.extensions import db
-from app.notifications import endpoints
+from app.notifications import endpoints, health, test_events
 from app.notifications.endpoints import DESCRIPTION_MAX, URL_MAX
 from app.notifications.event_types import EVENT_TYPES, SUBSCRIBABLE
 from app.serializers.endpoint import endpoint_to_dict
+from app.serializers.endpoint_test import endpoint_test_to_dict
 
 EVENTS_DESCRIPTION = (
     'Event types it receives (see the *Event components), or ["*"] for every type, '
@@ -35,6 +37,20 @@ class NotificationEndpointSchema(Schema):
     status = fields.String(validate=validate.OneOf(["enabled", "disabled"]))
     disabled_reason = fields.String(allow_none=True)
     disabled_at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
+    failing_since = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "ISO 8601, UTC: since when every attempt to it failed (null: its last "
+            "attempt succeeded). Failing for NOTIFY_ENDPOINT_DISABLE_AFTER_SECONDS (3 days by "
+            'default) disables it, `disabled_reason` "failing".'
+        },
+    )
+    redelivered = fields.Integer(
+        metadata={
+            "description": "Only on a PATCH with `redeliver_missed`: how many missed "
+            "notifications were queued again to it."
+        }
+    )
     secret_rotated_at = fields.String(
         allow_none=True,
         metadata={"description": "When its secret last rotated: both secrets sign since then."},
@@ -85,6 +101,13 @@ class NotificationEndpointUpdateSchema(Schema):
     description = _DESCRIPTION
     disabled = StrictBoolean(
         metadata={"description": "true: send it nothing (pending deliveries fail); false: again."}
+    )
+    redeliver_missed = StrictBoolean(
+        metadata={
+            "description": "With `disabled: false` on a disabled endpoint: also queue again, to "
+            "it only and oldest first, every notification it missed since it began failing (or "
+            "was disabled): those whose delivery failed and those sent while it was disabled."
+        }
     )
 
 
@@ -141,11 +164,23 @@ class NotificationEndpointById(MethodView):
     @bp.response(200, NotificationEndpointSchema)
     @_errors(400, 401, 404, 415)
     def patch(self, data: dict, endpoint_id: str):
-        """Change its URL, description, event types, or disable / enable it."""
+        """Change its URL, description, event types, or disable / enable it (and redeliver
+        what it missed)."""
         endpoint = _own(endpoint_id)
+        redeliver = data.pop("redeliver_missed", False)
+        if redeliver and data.get("disabled") is not False:
+            raise ValidationError(
+                "redeliver_missed goes with disabled: false (enabling the endpoint).",
+                param="redeliver_missed",
+            )
+        since = health.missed_since(endpoint)
         endpoints.update_endpoint(endpoint, data, allowed_networks=_allowed_networks())
+        redelivered = health.redeliver_missed(endpoint, since) if redeliver else None
         db.session.commit()
-        return jsonify(endpoint_to_dict(endpoint))
+        answer = endpoint_to_dict(endpoint)
+        if redelivered is not None:
+            answer["redelivered"] = redelivered
+        return jsonify(answer)
 
     @bp.doc(security=SECURITY)
     @bp.response(200, NotificationEndpointSchema, description="Deleted: it receives nothing more")
@@ -170,6 +205,72 @@ class RotateEndpointSecret(MethodView):
         secret = endpoints.rotate_secret(endpoint)
         db.session.commit()
         return jsonify(endpoint_to_dict(endpoint, secret=secret))
+
+
+class EndpointTestRequestSchema(Schema):
+    """POST /api/v1/notification_endpoints/{id}/test."""
+
+    type = fields.String(
+        validate=validate.OneOf(list(EVENT_TYPES)),
+        metadata={"description": f"The event type to send (default `{test_events.DEFAULT_TYPE}`)."},
+    )
+
+
+class EndpointTestSentSchema(Schema):
+    headers = fields.Dict(keys=fields.String(), values=fields.String())
+    body = fields.String(allow_none=True, metadata={"description": "The JSON body, as sent."})
+
+
+class EndpointTestAnswerSchema(Schema):
+    status = fields.Integer(metadata={"description": "The answer's HTTP status."})
+    headers = fields.Dict(keys=fields.String(), values=fields.String())
+    body = fields.String(allow_none=True, metadata={"description": "Its first 4 KiB."})
+
+
+class EndpointTestSchema(Schema):
+    """A test event sent now to an endpoint: made up (`"test": true` in its body, ids
+    `…_test_…`), signed with the endpoint's secret(s); never an event of the Events API."""
+
+    id = fields.String(metadata={"example": "msg_test_4fK2Lx0QpZr7Vb3nM1tYc8Hq"})
+    object = fields.Constant("notification_endpoint_test")
+    endpoint_id = fields.String()
+    type = fields.String()
+    sent_at = fields.String(metadata={"description": "ISO 8601, UTC."})
+    url = fields.String()
+    status = fields.String(
+        validate=validate.OneOf(["delivered", "failed", "refused"]),
+        metadata={
+            "description": "delivered: a 2xx within the timeout; failed: another answer, a "
+            "timeout or no connection; refused: not sent, the URL may not be called now."
+        },
+    )
+    error = fields.String(allow_none=True)
+    duration_ms = fields.Integer()
+    request = fields.Nested(
+        EndpointTestSentSchema,
+        allow_none=True,
+        metadata={"description": "What was POSTed (null when refused)."},
+    )
+    response = fields.Nested(
+        EndpointTestAnswerSchema,
+        allow_none=True,
+        metadata={"description": "What came back (null when no answer came)."},
+    )
+
+
+@bp.route("/notification_endpoints/<string:endpoint_id>/test")
+class SendEndpointTest(MethodView):
+    @bp.doc(security=SECURITY)
+    @bp.arguments(EndpointTestRequestSchema, error_status_code=400)
+    @bp.response(200, EndpointTestSchema, description="Sent (or refused); see `status`")
+    @_errors(400, 401, 404, 415)
+    def post(self, data: dict, endpoint_id: str):
+        """Send a made-up event to the endpoint now and answer what was sent and what came
+        back. The URL is checked as deliveries check it; at most 10 test events a minute per
+        merchant (then 429)."""
+        endpoint = _own(endpoint_id)
+        test = test_events.send_test_event(endpoint, data.get("type"))
+        return jsonify(endpoint_test_to_dict(test, endpoint_id))
 
 
 def _event_name(event_type: str) -> str:

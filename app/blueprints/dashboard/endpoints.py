@@ -7,12 +7,14 @@ An operator picks the merchant first (?merchant_id=…); a merchant user always 
 
 from __future__ import annotations
 
-from flask import abort, current_app, render_template, request
+import json
+
+from flask import abort, current_app, flash, render_template, request
 from flask_login import login_required
 
 from app.blueprints.dashboard import bp
 from app.blueprints.dashboard.actions import Done, audited, form_page, form_status, perform
-from app.blueprints.dashboard.forms import ConfirmForm, EndpointForm
+from app.blueprints.dashboard.forms import ConfirmForm, EndpointForm, TestEventForm
 from app.blueprints.dashboard.shared import (
     chosen_merchant,
     merchant_url,
@@ -23,6 +25,7 @@ from app.blueprints.dashboard.shared import (
 from app.errors import PayBridgeError
 from app.models import Merchant, NotificationEndpoint
 from app.notifications import endpoints as service
+from app.notifications import health, test_events
 from app.notifications.event_types import EVENT_TYPES
 
 
@@ -85,7 +88,12 @@ def _list_page(merchant: Merchant, form: EndpointForm) -> str:
 
 
 def _endpoint_page(
-    merchant: Merchant, endpoint: NotificationEndpoint, form: EndpointForm, secret=None
+    merchant: Merchant,
+    endpoint: NotificationEndpoint,
+    form: EndpointForm,
+    secret=None,
+    test_form: TestEventForm | None = None,
+    test=None,
 ) -> str:
     return render_template(
         "dashboard/endpoint.html",
@@ -94,7 +102,18 @@ def _endpoint_page(
         form=form,
         confirm=ConfirmForm(),
         secret=secret,
+        test_form=test_form or TestEventForm(formdata=None),
+        test=test,
+        test_body=_json_or_none(test.request_body) if test is not None else None,
     )
+
+
+def _json_or_none(text: str | None):
+    """The test event's body, parsed to be shown indented (it is always our own JSON)."""
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 @bp.route("/notification-endpoints/<string:public_id>", methods=["GET", "POST"])
@@ -133,10 +152,46 @@ def disable_endpoint(public_id: str):
     return _switch(public_id, disabled=True)
 
 
-@bp.route("/notification-endpoints/<string:public_id>/enable", methods=["POST"])
+@bp.route("/notification-endpoints/<string:public_id>/enable", methods=["GET", "POST"])
 @login_required
 def enable_endpoint(public_id: str):
-    return _switch(public_id, disabled=False)
+    """Confirm (saying how many notifications it missed while disabled), then enable it and,
+    if asked (`redeliver`), queue those again to it."""
+    merchant = chosen_merchant()
+    endpoint = _endpoint_or_404(merchant, public_id)
+    form = ConfirmForm()
+    if request.method == "GET" or not form.validate_on_submit():
+        if request.method == "POST":
+            abort(400, "The form expired; please try again.")
+        return form_page(
+            "dashboard/confirm_endpoint.html",
+            merchant=merchant,
+            endpoint=endpoint,
+            form=form,
+            action="enable",
+            missed=health.count_missed(endpoint),
+            missed_since=health.missed_since(endpoint),
+        )
+    redeliver = request.form.get("redeliver") == "y"
+    return perform(
+        "endpoint_enable",
+        merchant_id=merchant.id,
+        target=("notification_endpoint", public_id),
+        act=lambda: _enable(endpoint, redeliver=redeliver),
+        back=merchant_url("dashboard.endpoint_detail", merchant.id, public_id=public_id),
+    )
+
+
+def _enable(endpoint: NotificationEndpoint, *, redeliver: bool) -> Done:
+    since = health.missed_since(endpoint)
+    service.update_endpoint(endpoint, {"disabled": False}, allowed_networks=_networks())
+    if not redeliver:
+        return Done("The endpoint is enabled: new notifications go to it again.")
+    count = health.redeliver_missed(endpoint, since)
+    return Done(
+        f"The endpoint is enabled; {count} notification(s) it missed are on their way to it.",
+        {"redelivered": count},
+    )
 
 
 def _switch(public_id: str, *, disabled: bool):
@@ -228,3 +283,36 @@ def delete_endpoint(public_id: str):
 def _delete(endpoint: NotificationEndpoint) -> Done:
     service.delete_endpoint(endpoint)
     return Done(f"The endpoint {endpoint.url} is deleted.")
+
+
+@bp.route("/notification-endpoints/<string:public_id>/test", methods=["POST"])
+@login_required
+def send_test_event(public_id: str):
+    """Send a made-up event of the chosen type to the endpoint now; the page shows the request
+    and the answer (or why it was not sent). Audited; rate limited per merchant."""
+    merchant = chosen_merchant()
+    endpoint = _endpoint_or_404(merchant, public_id)
+    form = TestEventForm()
+    if not form.validate_on_submit():
+        page = _endpoint_page(merchant, endpoint, EndpointForm.of(endpoint), test_form=form)
+        return page, 400
+    event_type = form.type.data
+    done = audited(
+        "endpoint_test",
+        merchant_id=merchant.id,
+        target=("notification_endpoint", public_id),
+        act=lambda: _send_test(endpoint, event_type),
+        failure="The test event was not sent",
+        detail={"type": event_type},
+    )
+    if done.message:
+        flash(done.message, done.category)
+    return _endpoint_page(
+        merchant, endpoint, EndpointForm.of(endpoint), test_form=form, test=done.value
+    )
+
+
+def _send_test(endpoint: NotificationEndpoint, event_type: str) -> Done:
+    test = test_events.send_test_event(endpoint, event_type)
+    outcome = {"id": test.public_id, "status_code": test.status_code, "error": test.error}
+    return Done(detail=outcome, value=test)

@@ -54,6 +54,7 @@ from app.models import PaymentStatus, PaymentType, RefundState, RefundStatus
 from app.models.endpoint import ALL_EVENT_TYPES
 from app.notifications.endpoints import DESCRIPTION_MAX, URL_MAX, validate_url
 from app.notifications.event_types import EVENT_TYPES
+from app.notifications.test_events import DEFAULT_TYPE as DEFAULT_TEST_TYPE
 from app.payments.failure_reasons import FAILURE_REASONS
 from app.psp import configured_modes
 from app.reporting.deliveries import STATUSES as DELIVERY_STATUSES
@@ -226,6 +227,18 @@ class ApiKeyForm(FlaskForm):
     @property
     def livemode(self) -> bool:
         return MODES[self.mode.data]
+
+
+class TestEventForm(FlaskForm):
+    """The event type of a test event to send to an endpoint now."""
+
+    type = SelectField(
+        "Type of test event",
+        choices=[SelectChoice(name, name) for name in EVENT_TYPES],
+        default=DEFAULT_TEST_TYPE,
+        validate_choice=True,
+    )
+    submit = SubmitField("Send test event")
 
 
 class EndpointForm(FlaskForm):

@@ -40,6 +40,7 @@ from app.common.timezones import to_local, zone_of
 from app.common.urls import split_url
 from app.errors import ValidationError
 from app.models import Merchant, Payment, User, iso, utcnow
+from app.notifications import health as endpoint_health
 from app.payments import failure_reasons
 from app.reporting import queries
 from app.reporting.disputes import due_summary
@@ -299,6 +300,13 @@ def disputes_in_view():
     return due_summary(scope_merchant_id(), livemode=view_livemode(), now=utcnow())
 
 
+def failing_endpoints_in_view():
+    """The scope's endpoints, in the mode in view, disabled for failing (the banner)."""
+    if not is_operator() and current_user.merchant_id is None:
+        return None
+    return endpoint_health.disabled_for_failing(scope_merchant_id(), view_livemode())
+
+
 @bp.context_processor
 def dashboard_context() -> dict:
     shows_mode = current_user.is_authenticated and request.endpoint is not None
@@ -306,6 +314,8 @@ def dashboard_context() -> dict:
         "livemode": view_livemode() if shows_mode else None,
         # The banner of every page while a dispute waits for an answer (one indexed query).
         "disputes_due": disputes_in_view if shows_mode else None,
+        # ... and while an endpoint is disabled because every attempt failed for too long.
+        "failing_endpoints": failing_endpoints_in_view if shows_mode else None,
         "mode_return_url": mode_return_url if shows_mode else None,
         "money": format_money,
         "minor": format_minor,
