@@ -5,6 +5,7 @@ The outbox is the queue: each notification has one delivery row per endpoint tha
 (`outbox.py`); no job or Redis entry carries one. Delivery runs in cycles, which the worker's
 pump (`pump.py`) keeps going and `deliver_due` runs once:
 
+0. `fan_out` (`fanout.py`): new notifications get their delivery rows, in id order.
 1. `claim_due`: one short transaction takes up to N due pending deliveries, each the oldest
    pending one of its (endpoint, payment) (so each endpoint gets a payment's notifications in
    order, and a slow endpoint holds up no other), with FOR UPDATE SKIP LOCKED (other processes
@@ -49,6 +50,7 @@ from app.models import (
     NotificationEndpoint,
     utcnow,
 )
+from app.notifications.fanout import ANY_NEW, fan_out_all
 from app.notifications.outbox import receiving_endpoints
 from app.notifications.targets import (
     IPNetwork,
@@ -142,6 +144,7 @@ def deliver_due(limit: int | None = None) -> int:
     Returns how many attempts it made.
     """
     limit = limit or int(current_app.config["NOTIFY_CONCURRENCY"])
+    fan_out_all()
     claims = claim_due(limit)
     if not claims:
         return 0
@@ -238,15 +241,24 @@ _SUMMARISE = text(
 _RESUMMARISE = text("UPDATE notifications SET" + _SUMMARY)
 
 
+_COUNT_NEW = select(func.count()).select_from(ANY_NEW.limit(None).subquery())
+
+
 def count_due(now: datetime | None = None) -> int:
-    """How many pending deliveries are due now (the backlog /metrics shows)."""
-    return db.session.scalar(_COUNT_DUE, {"now": now or utcnow()})
+    """How many pending deliveries are due now, and notifications not fanned out yet (each
+    one delivery or more to come): the backlog /metrics shows."""
+    due = db.session.execute(_COUNT_DUE, {"now": now or utcnow()}).scalar_one()
+    return due + db.session.execute(_COUNT_NEW).scalar_one()
 
 
 def any_due(now: datetime | None = None) -> bool:
-    """Whether a pending delivery is due: the pump's cheap, lock-free check when idle."""
+    """Whether a pending delivery is due or a notification waits to be fanned out: the pump's
+    cheap, lock-free check when idle."""
     with db.engine.connect() as conn:
-        return conn.execute(_ANY_DUE, {"now": now or utcnow()}).first() is not None
+        return (
+            conn.execute(_ANY_DUE, {"now": now or utcnow()}).first() is not None
+            or conn.execute(ANY_NEW).first() is not None
+        )
 
 
 def claim_due(limit: int) -> list[Claim]:

@@ -1,11 +1,12 @@
 """The worker's notification pump: keeps up to N deliveries in flight from the outbox.
 
-One thread claims due notifications in batches (`claim_due`) and records their outcomes in
-batches (`record_outcomes`); a pool of N threads only POSTs. So the database sees a few
-statements per batch instead of a dozen per notification, and no per-notification job, queue
-entry or registry exists to pay for: the outbox row is the only record. Several pumps (worker
-processes) share the outbox safely: each claim takes other rows (SKIP LOCKED), and a row
-claimed by a pump that died is claimed again once its lease runs out.
+One thread fans new notifications out to their endpoints (`fan_out`), claims due deliveries
+in batches (`claim_due`) and records their outcomes in batches (`record_outcomes`); a pool of
+N threads only POSTs. So the database sees a few statements per batch instead of a dozen per
+notification, and no per-notification job, queue entry or registry exists to pay for: the
+outbox rows are the only record. Several pumps (worker processes) share the outbox safely:
+each claim takes other rows (SKIP LOCKED), and a row claimed by a pump that died is claimed
+again once its lease runs out.
 
 Stopping is warm: no new claims, every POST in flight finishes and its outcome is recorded.
 """
@@ -29,6 +30,7 @@ from app.notifications.delivery import (
     claim_due,
     record_outcomes,
 )
+from app.notifications.fanout import fan_out
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ class NotificationPump:
             # sees more, do not open claiming transactions (one per finished POST otherwise).
             if self._all_taken and not any_due():
                 return 0
+            fan_out()
             claims = claim_due(free)
         except Exception:
             log.exception("notification pump: claiming failed; trying again shortly")
