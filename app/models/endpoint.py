@@ -79,6 +79,10 @@ class NotificationDelivery(db.Model):  # type: ignore[name-defined]  # as above
         Index("ix_notification_deliveries_status_next_attempt", "status", "next_attempt_at"),
         Index("ix_notification_deliveries_endpoint_payment", "endpoint_id", "payment_id", "id"),
         Index("ix_notification_deliveries_notification", "notification_id"),
+        # Fair delivery: which endpoints have due deliveries, and each one's oldest.
+        Index(
+            "ix_notification_deliveries_endpoint_due", "endpoint_id", "status", "next_attempt_at"
+        ),
     )
 
     STATUS_PENDING = "pending"
