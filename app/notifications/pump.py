@@ -27,7 +27,6 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import timedelta
 
 from flask import Flask
 
@@ -71,6 +70,9 @@ class NotificationPump:
         self._fast: dict[int, bool] = {}  # by endpoint: its last POST came back fast
         self._due_endpoints: set[int] = set()  # those with due deliveries, as last looked up
         self._due_endpoints_at = 0.0  # monotonic time of that look-up
+        # When each POST in flight really started (by delivery id; written by the sender
+        # threads): a loaded machine's wait for a thread must not make an endpoint look slow.
+        self._started: dict[int, float] = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notification-pump", daemon=True)
         self._in_flight: dict[Future, Claim] = {}
@@ -138,8 +140,12 @@ class NotificationPump:
             return 0
         self._all_taken = len(claims) < free
         for claim in claims:
-            self._in_flight[pool.submit(attempt, claim, self.options)] = claim
+            self._in_flight[pool.submit(self._attempt, claim)] = claim
         return len(claims)
+
+    def _attempt(self, claim: Claim) -> AttemptResult:
+        self._started[claim.delivery_id] = time.monotonic()
+        return attempt(claim, self.options)
 
     def in_flight(self) -> Counter[int]:
         """POSTs in flight by endpoint id: a snapshot, safe to take from another thread."""
@@ -149,10 +155,11 @@ class NotificationPump:
         """How many more POSTs endpoints may start now: one that answers fast, every free slot
         (not limited here); one with POSTs in flight that does not, what is left of its share.
         Any other (not heard from yet, or slow with nothing in flight) gets its share."""
-        slow_since = utcnow() - timedelta(seconds=self.fast_seconds)
+        slow_since = time.monotonic() - self.fast_seconds
         in_flight = self.in_flight()
         for claim in self._in_flight.values():
-            if claim.claimed_at < slow_since:  # not back yet: no longer fast
+            started = self._started.get(claim.delivery_id)
+            if started is not None and started < slow_since:  # not back yet: no longer fast
                 self._fast[claim.endpoint_id] = False
         room = {endpoint: self.concurrency for endpoint, fast in self._fast.items() if fast}
         for endpoint, n in in_flight.items():
@@ -186,6 +193,7 @@ class NotificationPump:
             done |= more
         for future in done:
             claim = self._in_flight.pop(future)
+            self._started.pop(claim.delivery_id, None)
             result = future.result()
             # Fast: answered, and soon. A refused or reset connection says nothing of how
             # long the next POST will hang.
