@@ -363,6 +363,9 @@ class Config(BaseSettings):
     NOTIFY_RETRY_SCHEDULE: Schedule = [10, 60, 300, 1800, 7200, 21600]
     NOTIFY_TIMEOUT_SECONDS: Seconds = 5.0
     NOTIFY_CONCURRENCY: Count = 64
+    # Of those, what one endpoint may hold while it is slow or not yet heard from (fair
+    # delivery: a hanging endpoint cannot take the pump); one that answers fast borrows any.
+    NOTIFY_ENDPOINT_CONCURRENCY: Count = 4
     NOTIFY_POLL_SECONDS: Seconds = 0.5
     # An endpoint whose every attempt failed for this long is disabled (as Stripe: 3 days);
     # 0: never.

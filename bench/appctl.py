@@ -55,16 +55,17 @@ def setup(args) -> None:
 
 
 def release_notifications(args) -> None:
-    """Make a loaded backlog (pending rows with id >= min_id, held by the loader) due at once,
-    as when a client app's outage ends: one UPDATE, and the workers' pumps take it from there."""
-    from app.models import NotificationDelivery, utcnow
+    """Make a loaded backlog (notifications with id >= min_id, held by the loader) new at once,
+    as when a burst of status changes lands: one UPDATE, and the workers' pumps take it from
+    there (fan-out to the merchant's endpoint, then delivery)."""
+    from app.models import Notification
 
     started = time.time()
     released = db.session.execute(
-        update(NotificationDelivery)
-        .where(NotificationDelivery.notification_id >= args.min_id)
-        .where(NotificationDelivery.status == NotificationDelivery.STATUS_PENDING)
-        .values(next_attempt_at=utcnow())
+        update(Notification)
+        .where(Notification.id >= args.min_id)
+        .where(Notification.status == Notification.STATUS_PENDING)
+        .values(status=Notification.STATUS_NEW, next_attempt_at=None)
         .execution_options(synchronize_session=False)
     ).rowcount
     db.session.commit()

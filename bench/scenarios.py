@@ -22,7 +22,18 @@ import requests
 from bench import emulator, loader, loadgen, merchant
 from bench import stack as stack_mod
 from bench.audit import audit, wait_for_outbox
-from bench.stack import FLASK, ROOT, STRIPE_KEY, WEBHOOK_SECRET, Stack, in_batches, log
+from bench.stack import (
+    FLASK,
+    PY,
+    ROOT,
+    STRIPE_KEY,
+    WEBHOOK_SECRET,
+    Stack,
+    free_port,
+    in_batches,
+    log,
+    wait_http,
+)
 
 
 @dataclass
@@ -687,6 +698,87 @@ def notifications(ctx: Context) -> None:
         stack.start_workers(base_workers)
 
 
+def hanging(ctx: Context) -> None:
+    """Fair delivery: the healthy merchant's backlog (receiver at 0 ms) drained alone, then the
+    same again beside another merchant's backlog whose endpoint never answers (each POST held
+    for the whole NOTIFY_TIMEOUT_SECONDS): the healthy one's deliveries/s both times."""
+    p = ctx.profile
+    stack = ctx.stack
+    count = max(1, p.notify_fast // 2)
+    port = free_port()
+    proc = stack.spawn(
+        "receiver-hanging",
+        [PY, "-m", "bench.receiver", "--port", str(port), "--delay-ms", "600000"],
+    )
+    wait_http(f"http://127.0.0.1:{port}/_stats", proc=proc.popen)
+    [hanging_merchant] = stack.appctl(
+        "setup", "--merchants", json.dumps([["Hanging Shop", f"http://127.0.0.1:{port}/notify"]])
+    )
+    stack.receiver("POST", "/_control", {"delay_ms": 0})
+    rates = {}
+    for with_hanging in (False, True):
+        conn = stack.mysql()
+        with conn.cursor() as cur:
+            cur.execute("SELECT COALESCE(MAX(id),0)+1 FROM notifications")
+            min_id = cur.fetchone()[0]
+        conn.close()
+        merchants = [(ctx.backlog_merchant["merchant_id"], count)]
+        if with_hanging:
+            merchants.append((hanging_merchant["merchant_id"], count))
+        for i, (merchant_id, n) in enumerate(merchants):
+            loader.load(
+                stack.mysql,
+                loader.Batch(
+                    merchant_id=merchant_id,
+                    count=n,
+                    prefix=f"hang{int(with_hanging)}m{i}",
+                    span=timedelta(hours=1),
+                    status_weights={"SUCCESS": 0.8, "FAILED": 0.2},
+                    notifications=True,
+                    seed=31 + i + 2 * with_hanging,
+                ),
+            )
+        before = stack.receiver("GET", "/_stats")["unique_payment_events"]
+        released = stack.appctl("release-notifications", "--min-id", str(min_id))
+        started = released["started"]
+        deadline = time.time() + p.notify_fast_cap_s
+        while time.time() < deadline:
+            if stack.receiver("GET", "/_stats")["unique_payment_events"] - before >= count:
+                break
+            time.sleep(0.5)
+        elapsed = time.time() - started
+        delivered = stack.receiver("GET", "/_stats")["unique_payment_events"] - before
+        # The hanging receiver counts a POST only once answered (never): its attempts as
+        # the outbox recorded them (timed out) so far.
+        conn = stack.mysql()
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT COUNT(*) FROM notification_attempts a JOIN notification_deliveries d"
+                " ON d.id = a.delivery_id JOIN notification_endpoints e ON e.id = d.endpoint_id"
+                " WHERE e.merchant_id = %s",
+                (hanging_merchant["merchant_id"],),
+            )
+            hits = cur.fetchone()[0]
+        conn.close()
+        rates[with_hanging] = delivered / elapsed if elapsed else 0.0
+        label = "beside a hanging endpoint" if with_hanging else "alone"
+        ctx.results.append(
+            {
+                "scenario": f"notifications, healthy endpoint at 0 ms, {label}",
+                "backlog": count,
+                "delivered": delivered,
+                "elapsed_s": round(elapsed, 1),
+                "throughput": round(rates[with_hanging], 1),
+                "hanging_endpoint_attempts": hits if with_hanging else None,
+            }
+        )
+        log(f"healthy {label}: {delivered}/{count} in {elapsed:.1f}s = {rates[with_hanging]:.1f}/s")
+        _abandon_backlog(stack, min_id)
+    ratio = rates[True] / rates[False] if rates[False] else None
+    ctx.results[-1]["healthy_ratio"] = round(ratio, 3) if ratio else None
+    proc.popen.terminate()
+
+
 def _abandon_backlog(stack: Stack, min_id: int) -> None:
     """Stop the rest of a capped backlog: drop the undelivered rows.
 
@@ -703,11 +795,12 @@ def _abandon_backlog(stack: Stack, min_id: int) -> None:
         )
         ids = [r[0] for r in cur.fetchall()]
         for chunk, marks in in_batches(ids, 5000):
-            cur.execute(
-                f"DELETE FROM notification_attempts WHERE notification_id IN "
-                f"(SELECT id FROM notifications WHERE payment_id IN ({marks}))",
-                chunk,
-            )
+            for table in ("notification_attempts", "notification_deliveries"):
+                cur.execute(
+                    f"DELETE FROM {table} WHERE notification_id IN "
+                    f"(SELECT id FROM notifications WHERE payment_id IN ({marks}))",
+                    chunk,
+                )
             cur.execute(f"DELETE FROM notifications WHERE payment_id IN ({marks})", chunk)
             cur.execute(f"DELETE FROM payment_status_history WHERE payment_id IN ({marks})", chunk)
             cur.execute(f"DELETE FROM payments WHERE id IN ({marks})", chunk)
@@ -1559,6 +1652,7 @@ SCENARIOS = {
     "pace": create_at_pace,
     "webhooks": webhooks,
     "notifications": notifications,
+    "hanging": hanging,
     # The soak before reconciliation: the timed recon run then re-reads (its overlap windows:
     # 5 min of events, 10 min of sessions) the seed's steady 15/s, as a periodic run would,
     # rather than the webhook scenario's burst. Reads last: recon would take the loaded

@@ -85,6 +85,10 @@ class NotificationDelivery(db.Model):  # type: ignore[name-defined]  # as above
         Index("ix_notification_deliveries_notification", "notification_id"),
         # An endpoint's failed deliveries in id order: bulk redelivery counts and walks them.
         Index("ix_notification_deliveries_endpoint_status", "endpoint_id", "status", "id"),
+        # Fair delivery: which endpoints have due deliveries, and each one's oldest.
+        Index(
+            "ix_notification_deliveries_endpoint_due", "endpoint_id", "status", "next_attempt_at"
+        ),
     )
 
     STATUS_PENDING = "pending"

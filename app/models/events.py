@@ -61,9 +61,11 @@ class PspEvent(db.Model):
 class Notification(db.Model):
     """The event: one per happening per merchant, written with the status change (the outbox).
 
-    Each endpoint that receives its type gets a `NotificationDelivery`, which the worker's pump
-    delivers; the status and attempt columns here sum its deliveries up (pending while one is;
-    failed when one failed; delivered when all were; unrouted when no endpoint received it)."""
+    It is written `new` (one INSERT in the request's transaction); the worker's pump fans it
+    out (`notifications/fanout.py`): each endpoint that receives its type then gets a
+    `NotificationDelivery`, which the pump delivers; the status and attempt columns here sum its
+    deliveries up (pending while one is; failed when one failed; delivered when all were;
+    unrouted when no endpoint received it)."""
 
     __tablename__ = "notifications"
     __table_args__ = (
@@ -86,6 +88,7 @@ class Notification(db.Model):
         ),
     )
 
+    STATUS_NEW = "new"  # not fanned out to endpoints yet (next_attempt_at NULL)
     STATUS_PENDING = "pending"
     STATUS_DELIVERED = "delivered"
     STATUS_FAILED = "failed"

@@ -5,6 +5,7 @@ The outbox is the queue: each notification has one delivery row per endpoint tha
 (`outbox.py`); no job or Redis entry carries one. Delivery runs in cycles, which the worker's
 pump (`pump.py`) keeps going and `deliver_due` runs once:
 
+0. `fan_out` (`fanout.py`): new notifications get their delivery rows, in id order.
 1. `claim_due`: one short transaction takes up to N due pending deliveries, each the oldest
    pending one of its (endpoint, payment) (so each endpoint gets a payment's notifications in
    order, and a slow endpoint holds up no other), with FOR UPDATE SKIP LOCKED (other processes
@@ -49,6 +50,7 @@ from app.models import (
     utcnow,
 )
 from app.notifications import signals
+from app.notifications.fanout import ANY_NEW, fan_out_all
 from app.notifications.targets import (
     IPNetwork,
     PinnedAdapter,
@@ -141,6 +143,7 @@ def deliver_due(limit: int | None = None) -> int:
     Returns how many attempts it made.
     """
     limit = limit or int(current_app.config["NOTIFY_CONCURRENCY"])
+    fan_out_all()
     claims = claim_due(limit)
     if not claims:
         return 0
@@ -155,7 +158,7 @@ def deliver_due(limit: int | None = None) -> int:
 _IS_DUE = (Delivery.status == PENDING, Delivery.next_attempt_at <= bindparam("now"))
 
 
-def _due_ids_statement(limit: int):
+def _due_ids_statement(limit: int, excluding: bool):
     older = aliased(Delivery)
     behind_an_older_one = (
         exists()
@@ -167,10 +170,19 @@ def _due_ids_statement(limit: int):
         )
         .correlate(Delivery)
     )
+    statement = select(Delivery.id, Delivery.endpoint_id).where(*_IS_DUE, ~behind_an_older_one)
+    if excluding:  # endpoints that have all the deliveries in flight they may have
+        statement = statement.where(
+            Delivery.endpoint_id.not_in(bindparam("full_endpoints", expanding=True))
+        )
+        # Oldest due first, read in the due index's order: with the endpoint excluded the
+        # optimizer would otherwise take the endpoint index and sort every due row.
+        for dialect in ("mysql", "mariadb"):
+            statement = statement.with_hint(
+                Delivery, "FORCE INDEX (ix_notification_deliveries_status_next_attempt)", dialect
+            )
     return (
-        select(Delivery.id)
-        .where(*_IS_DUE, ~behind_an_older_one)
-        .order_by(Delivery.next_attempt_at, Delivery.id)
+        statement.order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -178,6 +190,27 @@ def _due_ids_statement(limit: int):
 
 # Built once: constructing statements per cycle costs more CPU than running them.
 _due_ids = functools.cache(_due_ids_statement)
+
+
+@functools.cache
+def _due_ids_of_endpoint(limit: int):
+    """The oldest due deliveries of one endpoint (its index range), as the claim takes them."""
+    return _due_ids_statement(limit, False).where(Delivery.endpoint_id == bindparam("endpoint_id"))
+
+
+# Which endpoints have due deliveries: one index dive per endpoint (the table is short).
+_ENDPOINTS_WITH_DUE = select(NotificationEndpoint.id).where(
+    NotificationEndpoint.deleted_at.is_(None),
+    exists().where(Delivery.endpoint_id == NotificationEndpoint.id, *_IS_DUE),
+)
+
+
+def endpoints_with_due(now: datetime | None = None) -> set[int]:
+    """The endpoints that have due deliveries (the pump's fair shares go to each of them)."""
+    with db.engine.connect() as conn:
+        return set(conn.execute(_ENDPOINTS_WITH_DUE, {"now": now or utcnow()}).scalars())
+
+
 _ANY_DUE = select(Delivery.id).where(*_IS_DUE).limit(1)
 _COUNT_DUE = select(func.count()).select_from(Delivery).where(*_IS_DUE)
 _DETAILS = (
@@ -241,27 +274,68 @@ _RESUMMARISE = text(
 ).bindparams(bindparam("notification_ids", expanding=True))
 
 
+_COUNT_NEW = select(func.count()).select_from(ANY_NEW.limit(None).subquery())
+
+
 def count_due(now: datetime | None = None) -> int:
-    """How many pending deliveries are due now (the backlog /metrics shows)."""
-    return db.session.scalar(_COUNT_DUE, {"now": now or utcnow()})
+    """How many pending deliveries are due now, and notifications not fanned out yet (each
+    one delivery or more to come): the backlog /metrics shows."""
+    due = db.session.execute(_COUNT_DUE, {"now": now or utcnow()}).scalar_one()
+    return due + db.session.execute(_COUNT_NEW).scalar_one()
 
 
 def any_due(now: datetime | None = None) -> bool:
-    """Whether a pending delivery is due: the pump's cheap, lock-free check when idle."""
+    """Whether a pending delivery is due or a notification waits to be fanned out: the pump's
+    cheap, lock-free check when idle."""
     with db.engine.connect() as conn:
-        return conn.execute(_ANY_DUE, {"now": now or utcnow()}).first() is not None
+        return (
+            conn.execute(_ANY_DUE, {"now": now or utcnow()}).first() is not None
+            or conn.execute(ANY_NEW).first() is not None
+        )
 
 
-def claim_due(limit: int) -> list[Claim]:
-    """Take up to `limit` due attempts for this process, each with a lease; commits."""
+def claim_due(
+    limit: int,
+    room: dict[int, int] | None = None,
+    others: int | None = None,
+    first: dict[int, int] | None = None,
+) -> list[Claim]:
+    """Take up to `limit` due attempts for this process, each with a lease; commits.
+
+    `room`: how many more attempts some endpoints may have in flight now (the pump's fair
+    shares), `others` that of any endpoint not named (None: no limit); those with no room
+    left are not even read. `first`: endpoints served before the oldest-first rest, each up to
+    that many (their shares: so an endpoint whose deliveries are not the oldest due still gets
+    its turns)."""
     claimed_at = utcnow()
     lease_until = claimed_at + DeliveryOptions.from_config(current_app.config).lease
+    room = room or {}
+    full = sorted(endpoint for endpoint, n in room.items() if n <= 0)
 
     def take() -> list:
         # Row locks only: the locking read takes no gap locks that would hold up the webhooks
         # inserting new notifications meanwhile.
         with row_locks_only_connection() as conn, conn.begin():
-            ids = conn.execute(_due_ids(limit), {"now": claimed_at}).scalars().all()
+            due: list = []
+            for endpoint_id, n in sorted((first or {}).items()):
+                if n > 0 and len(due) < limit:
+                    due += conn.execute(
+                        _due_ids_of_endpoint(min(n, limit - len(due))),
+                        {"now": claimed_at, "endpoint_id": endpoint_id},
+                    ).all()
+            if len(due) < limit:
+                rest = _due_ids(limit - len(due), bool(full))
+                due += conn.execute(rest, {"now": claimed_at, "full_endpoints": full}).all()
+            ids, left, seen = [], dict(room), set()
+            for delivery_id, endpoint_id in due:  # oldest first, each endpoint up to its room
+                if delivery_id in seen:  # read twice (first, then with the rest)
+                    continue
+                seen.add(delivery_id)
+                if endpoint_id not in left:
+                    left[endpoint_id] = limit if others is None else others
+                if left[endpoint_id] > 0:
+                    ids.append(delivery_id)
+                    left[endpoint_id] -= 1
             if not ids:
                 return []
             rows = conn.execute(_DETAILS, {"ids": ids}).all()

@@ -1,11 +1,21 @@
 """The worker's notification pump: keeps up to N deliveries in flight from the outbox.
 
-One thread claims due notifications in batches (`claim_due`) and records their outcomes in
-batches (`record_outcomes`); a pool of N threads only POSTs. So the database sees a few
-statements per batch instead of a dozen per notification, and no per-notification job, queue
-entry or registry exists to pay for: the outbox row is the only record. Several pumps (worker
-processes) share the outbox safely: each claim takes other rows (SKIP LOCKED), and a row
-claimed by a pump that died is claimed again once its lease runs out.
+One thread fans new notifications out to their endpoints (`fan_out`), claims due deliveries
+in batches (`claim_due`) and records their outcomes in batches (`record_outcomes`); a pool of
+N threads only POSTs. So the database sees a few statements per batch instead of a dozen per
+notification, and no per-notification job, queue entry or registry exists to pay for: the
+outbox rows are the only record. Several pumps (worker processes) share the outbox safely:
+each claim takes other rows (SKIP LOCKED), and a row claimed by a pump that died is claimed
+again once its lease runs out.
+
+Fair delivery: an endpoint that answers slowly (or has not answered yet) holds at most
+NOTIFY_ENDPOINT_CONCURRENCY of this pump's slots; one that answers fast may borrow every free
+slot, since it gives them back at once. So one busy endpoint that answers fast uses the whole
+pump, several share it as their POSTs finish, and a hanging one holds only its share, each
+POST for the timeout, while the others go on at full speed. The shares are per process: each
+process's slots are its own threads, which is what a hanging endpoint would take; a global
+(Redis) count would add a round trip per claim and a failure mode to the pump for nothing the
+processes' own counts do not already bound (N processes: at most N shares).
 
 Stopping is warm: no new claims, every POST in flight finishes and its outcome is recorded.
 """
@@ -15,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from flask import Flask
@@ -27,8 +38,10 @@ from app.notifications.delivery import (
     any_due,
     attempt,
     claim_due,
+    endpoints_with_due,
     record_outcomes,
 )
+from app.notifications.fanout import fan_out
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +64,15 @@ class NotificationPump:
         self.burst = burst
         self.poll_seconds = float(app.config["NOTIFY_POLL_SECONDS"])
         self.options = DeliveryOptions.from_config(app.config)
+        self.endpoint_share = int(app.config["NOTIFY_ENDPOINT_CONCURRENCY"])
+        # An endpoint answers fast when its POSTs take less than this.
+        self.fast_seconds = self.options.timeout / 4
+        self._fast: dict[int, bool] = {}  # by endpoint: its last POST came back fast
+        self._due_endpoints: set[int] = set()  # those with due deliveries, as last looked up
+        self._due_endpoints_at = 0.0  # monotonic time of that look-up
+        # When each POST in flight really started (by delivery id; written by the sender
+        # threads): a loaded machine's wait for a thread must not make an endpoint look slow.
+        self._started: dict[int, float] = {}
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="notification-pump", daemon=True)
         self._in_flight: dict[Future, Claim] = {}
@@ -107,15 +129,62 @@ class NotificationPump:
             # sees more, do not open claiming transactions (one per finished POST otherwise).
             if self._all_taken and not any_due():
                 return 0
-            claims = claim_due(free)
+            fan_out()
+            room = self._room()
+            claims = claim_due(
+                free, room, others=self.endpoint_share, first=self._shares_first(room)
+            )
         except Exception:
             log.exception("notification pump: claiming failed; trying again shortly")
             self._stopping.wait(self.poll_seconds)
             return 0
         self._all_taken = len(claims) < free
         for claim in claims:
-            self._in_flight[pool.submit(attempt, claim, self.options)] = claim
+            self._in_flight[pool.submit(self._attempt, claim)] = claim
         return len(claims)
+
+    def _attempt(self, claim: Claim) -> AttemptResult:
+        self._started[claim.delivery_id] = time.monotonic()
+        return attempt(claim, self.options)
+
+    def in_flight(self) -> Counter[int]:
+        """POSTs in flight by endpoint id: a snapshot, safe to take from another thread."""
+        return Counter(claim.endpoint_id for claim in dict(self._in_flight).values())
+
+    def _room(self) -> dict[int, int]:
+        """How many more POSTs endpoints may start now: one that answers fast, every free slot
+        (not limited here); one with POSTs in flight that does not, what is left of its share.
+        Any other (not heard from yet, or slow with nothing in flight) gets its share."""
+        slow_since = time.monotonic() - self.fast_seconds
+        in_flight = self.in_flight()
+        for claim in self._in_flight.values():
+            started = self._started.get(claim.delivery_id)
+            if started is not None and started < slow_since:  # not back yet: no longer fast
+                self._fast[claim.endpoint_id] = False
+        room = {endpoint: self.concurrency for endpoint, fast in self._fast.items() if fast}
+        for endpoint, n in in_flight.items():
+            if endpoint not in room:
+                room[endpoint] = self.endpoint_share - n
+        return room
+
+    def _shares_first(self, room: dict[int, int]) -> dict[int, int]:
+        """Each endpoint with due deliveries, and what is left of its share: served before the
+        oldest-first rest (which lends what is free), so each gets its share even when
+        another's backlog is older. The endpoints are looked up at most once a poll."""
+        now = time.monotonic()
+        if now - self._due_endpoints_at >= self.poll_seconds:
+            self._due_endpoints = endpoints_with_due()
+            self._due_endpoints_at = now
+        in_flight = self.in_flight()
+        first = {}
+        for endpoint in self._due_endpoints:
+            if self._fast.get(endpoint, False) or endpoint not in room:
+                left = self.endpoint_share - in_flight[endpoint]
+            else:  # slow, with POSTs in flight: what is left of its share
+                left = room[endpoint]
+            if left > 0:
+                first[endpoint] = left
+        return first
 
     def _collect_finished(self) -> None:
         done, pending = wait(self._in_flight, self.poll_seconds, return_when=FIRST_COMPLETED)
@@ -124,7 +193,14 @@ class NotificationPump:
             done |= more
         for future in done:
             claim = self._in_flight.pop(future)
-            self._unrecorded.append((claim, future.result()))
+            self._started.pop(claim.delivery_id, None)
+            result = future.result()
+            # Fast: answered, and soon. A refused or reset connection says nothing of how
+            # long the next POST will hang.
+            self._fast[claim.endpoint_id] = (
+                result.status_code is not None and result.duration_ms < self.fast_seconds * 1000
+            )
+            self._unrecorded.append((claim, result))
 
     def _record(self) -> bool:
         """Write the finished attempts; True when nothing is left unrecorded."""

@@ -26,8 +26,11 @@ def test_final_status_is_delivered_signed_with_the_frozen_payload(
     delivered_before = deliveries_counted("delivered")
     merchant, _ = make_merchant(notify_url=receiver.url)
     payment_id, notification_id = finish_payment(merchant.id)
+    # Written new (the request path's one INSERT); fanned out by the pump, due at once.
+    assert get_row(app, Notification, notification_id).status == "new"
+    assert worker.fan_out() >= 1
     stored = get_row(app, Notification, notification_id)
-    assert stored.status == "pending" and stored.next_attempt_at <= utcnow()  # due at once
+    assert stored.status == "pending" and stored.next_attempt_at <= utcnow()
 
     worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
 
@@ -151,7 +154,8 @@ def test_resend_all_failed_and_refusals(
 ):
     merchant, _ = make_merchant(notify_url=None)
     ids = [finish_payment(merchant.id)[1] for _ in range(2)]
-    # No endpoint receives them: unrouted at once, never attempted.
+    # No endpoint receives them: unrouted once fanned out, never attempted.
+    worker.fan_out()
     assert all(get_row(app, Notification, i).status == "unrouted" for i in ids)
     n = get_row(app, Notification, ids[0])
     assert n.attempt_count == 0 and get_rows(app, NotificationAttempt, notification_id=ids[0]) == []

@@ -152,7 +152,8 @@ def test_a_disabled_endpoint_gets_nothing_and_its_pending_deliveries_fail(
     disabled_id, _ = _endpoint(app, merchant.id, receiver.url, ["*"])
     _endpoint(app, merchant.id, second_receiver.url, ["*"])
     payment_id = make_payment(app, merchant.id, PaymentStatus.CREATED).id
-    _move(app, payment_id, PaymentStatus.INITIATED)  # pending for both, not yet sent
+    _move(app, payment_id, PaymentStatus.INITIATED)
+    worker.fan_out()  # pending for both, not yet sent
     with app.app_context():
         endpoint = db.session.get(endpoints.NotificationEndpoint, disabled_id)
         endpoints.update_endpoint(endpoint, {"disabled": True}, allowed_networks=[])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.notifications.delivery import deliver_due
+from app.notifications.fanout import fan_out_all
 from tests.support.waiting import wait_until
 
 
@@ -20,6 +21,12 @@ class Deliveries:
 
     def __init__(self, app) -> None:
         self.app = app
+
+    def fan_out(self) -> int:
+        """Fan the new notifications out to their endpoints (the pump's first step), and
+        nothing more; how many."""
+        with self.app.app_context():
+            return fan_out_all()
 
     def run_once(self) -> int:
         """Deliver until nothing is due; how many attempts that made."""
