@@ -4,10 +4,10 @@ period of the same length.
 Per currency, never added across currencies:
 - gross: payments created in the period that were paid (SUCCESS), at their full amount;
 - refunded: refunds that succeeded, counted when they were made (created) in the period;
-- disputed: disputes opened in the period, at their full amount whatever their outcome (the
-  money is held from the day a dispute opens; a won dispute shows as a reinstatement at the
-  PSP, not here);
-- net: gross − refunded − disputed.
+- disputed: chargebacks whose funds the PSP withdrew in the period, on the day it did (an
+  inquiry moves no money and counts nowhere);
+- reinstated: funds of won disputes the PSP gave back in the period, on the day it did;
+- net: gross − refunded − disputed + reinstated.
 
 Each table is read once, in one aggregate query over both periods grouped into day buckets (see
 `_bucket`), through the index that leads with merchant and mode and then the time: the
@@ -45,13 +45,15 @@ class Money:
     gross: int = 0
     refunded: int = 0
     disputed: int = 0
+    reinstated: int = 0
     paid_count: int = 0
     refund_count: int = 0
     dispute_count: int = 0
+    reinstated_count: int = 0
 
     @property
     def net(self) -> int:
-        return self.gross - self.refunded - self.disputed
+        return self.gross - self.refunded - self.disputed + self.reinstated
 
 
 @dataclass
@@ -255,17 +257,28 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
             m.refunded += int(amount)
             m.refund_count += count
 
-    for bucket, currency, count, amount in grouped(
-        Dispute,
-        Dispute.created_at,
-        (Dispute.currency,),
-        (func.count(Dispute.id), func.coalesce(func.sum(Dispute.amount), 0)),
+    # Money moves when the PSP withdraws a chargeback's funds and when it reinstates a won
+    # one's: each counted on its own day (inquiries never have either).
+    for moved_at, withdrawn in (
+        (Dispute.funds_withdrawn_at, True),
+        (Dispute.funds_reinstated_at, False),
     ):
-        where = _day_of(bucket)
-        if where is not None:
+        for bucket, currency, count, amount in grouped(
+            Dispute,
+            moved_at,
+            (Dispute.currency,),
+            (func.count(Dispute.id), func.coalesce(func.sum(Dispute.amount), 0)),
+        ):
+            where = _day_of(bucket)
+            if where is None:
+                continue
             m = money(currency, where[0])
-            m.disputed += int(amount)
-            m.dispute_count += count
+            if withdrawn:
+                m.disputed += int(amount)
+                m.dispute_count += count
+            else:
+                m.reinstated += int(amount)
+                m.reinstated_count += count
 
     ordered = sorted(
         per_currency.values(), key=lambda f: (-f.current.gross, -f.previous.gross, f.currency)
