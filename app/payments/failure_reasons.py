@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from app.models.payment import CANCELED_FAILURE_REASONS
+
 DECLINED = "declined"
 EXPIRED = "expired"
 CANCELED_BY_SHOPPER = "canceled_by_shopper"
@@ -25,7 +27,8 @@ FAILURE_REASONS: dict[str, str] = {
 
 # Reasons that are a decision of the shopper or merchant, not a failure to pay: shown neutral
 # ("Canceled"), never as a red "Payment failed".
-CANCELED_REASONS = frozenset({CANCELED_BY_SHOPPER, CANCELED_BY_MERCHANT})
+CANCELED_REASONS = CANCELED_FAILURE_REASONS
+assert frozenset({CANCELED_BY_SHOPPER, CANCELED_BY_MERCHANT}) == CANCELED_REASONS
 
 
 def words(code: str | None) -> str | None:

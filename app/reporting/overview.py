@@ -27,6 +27,7 @@ from app.common import payment_methods as methods
 from app.common.tenancy import scoped
 from app.extensions import db
 from app.models import Dispute, Payment, PaymentRollup, PaymentStatus, Refund
+from app.models.payment import CANCELED_FAILURE_REASONS
 from app.models.refund import RefundStatus
 from app.reporting import rollup
 from app.reporting.modes import in_mode
@@ -65,11 +66,13 @@ class CurrencyFigures:
 
 @dataclass
 class Counts:
-    """How many payments of a period were started (created), paid and failed."""
+    """How many payments of a period were started (created), paid, failed (declined, expired,
+    rejected) and canceled (by the shopper or merchant: not a failure)."""
 
     started: int = 0
     paid: int = 0
     failed: int = 0
+    canceled: int = 0
     # Paid, or tried at least once on the hosted page (a row in payment_attempts): a shopper
     # who left without trying is not a decline.
     attempted: int = 0
@@ -228,6 +231,8 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
                 method = methods.setdefault(key, Method(method_type, card_brand))
                 method.count += count
                 method.amounts[currency] = method.amounts.get(currency, 0) + amount
+        elif status == PaymentStatus.FAILED.value and code in CANCELED_FAILURE_REASONS:
+            tally.canceled += count
         elif status == PaymentStatus.FAILED.value:
             tally.failed += count
             reason = reasons.setdefault(code, Reason(code))
@@ -241,6 +246,8 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
             if status == PaymentStatus.SUCCESS.value:
                 stats.succeeded += count
                 stats.amounts[currency] = stats.amounts.get(currency, 0) + amount
+            elif status == PaymentStatus.FAILED.value and code in CANCELED_FAILURE_REASONS:
+                stats.canceled += count
             elif status == PaymentStatus.FAILED.value:
                 stats.failed += count
 

@@ -319,14 +319,17 @@ def test_rates_failure_reasons_and_payment_methods(client_a, app, tenants):
     assert counts["Payments started"] == "12" and counts["Paid"] == "6"
     assert counts["Conversion rate"] == "50.0 %"  # 6 of 12
     assert counts["Authorization rate"] == "85.7 %"  # 6 of 7 tried (6 paid + 1 declined)
+    # A shopper's cancel is their decision, not a failure: counted apart, neutral.
+    assert counts["Failed"] == "3" and counts["Canceled"] == "2"
 
     reasons = _table(html, "Failed payments by reason")
     assert reasons == [
-        ["Canceled by the shopper", "2", "40 %", "0"],
-        ["Declined", "1", "20 %", "1"],
-        ["Expired", "1", "20 %", "0"],
-        ["Not recorded", "1", "20 %", "0"],
+        ["Declined", "1", "33 %", "1"],
+        ["Expired", "1", "33 %", "0"],
+        ["Not recorded", "1", "33 %", "0"],
     ]
+    per_day = {row[0]: row[1:5] for row in _table(html, "Payments per day (UTC)")}
+    assert per_day["2026-11-05"] == ["3", "0", "1", "2"]  # started, paid, failed, canceled
     methods = _table(html, "Paid payments by payment method")
     assert methods == [
         ["Visa", "3", "60.00 EUR"],
@@ -335,7 +338,9 @@ def test_rates_failure_reasons_and_payment_methods(client_a, app, tenants):
         ["SEPA Direct Debit", "1", "10.00 EUR"],
     ]
     svg = _text(html.split('id="reasons-heading"')[1].split("</svg>")[0])
-    assert "5 failed payments: Canceled by the shopper 2 (40%); Declined 1 (20%)" in svg
+    assert "3 failed payments: Declined 1 (33%); Expired 1 (33%)" in svg
+    volume = _text(html.split('id="per-day-heading"')[1].split("</svg>")[0])
+    assert "3 failed, 2 canceled" in volume
     assert 'role="img"' in html.split('id="methods-heading"')[1]
 
 
