@@ -52,6 +52,19 @@ def for_expiry(
     return DECLINED if last_decline is not None else EXPIRED
 
 
+# Stripe's codes for a refusal by the PSP itself, not by the shopper's bank: Radar's block
+# (its risk levels, a rule, the merchant's block list; `fraudulent` is Stripe's suspicion).
+PSP_REFUSAL_CODES = frozenset(
+    {"fraudulent", "highest_risk_level", "elevated_risk_level", "rule", "merchant_blacklist"}
+)
+
+
 def default_for(failure_code: str | None) -> str:
-    """The code of a failure whose cause the caller did not name, from the PSP's code."""
-    return EXPIRED if failure_code == "expired" else REJECTED_BY_PSP
+    """The code of a failure whose cause the caller did not name, from the PSP's code (a
+    decline code before a failure code): a bank's or issuer's decline is `declined`; only the
+    PSP's own refusal, or a failure it gave no code for, is `rejected_by_psp`."""
+    if failure_code == "expired":
+        return EXPIRED
+    if failure_code is None or failure_code in PSP_REFUSAL_CODES:
+        return REJECTED_BY_PSP
+    return DECLINED
