@@ -125,3 +125,34 @@ def test_a_past_due_dispute_is_not_counted_as_needing_a_response_but_shown_as_pa
         db.session.get(Dispute, open_one.id).status = "under_review"
         db.session.commit()
     assert BANNER not in client_a.get("/dashboard/").get_data(as_text=True)
+
+
+def test_a_live_dispute_due_shows_in_the_banner_while_test_data_is_in_view(app, tenants, client_a):
+    """Real money waits on a live dispute whatever mode is in view: the banner says "live"
+    in test mode; a polite status, not an alert interrupting every page."""
+    from tests.dashboard.test_modes import switch
+    from tests.support.factories import add_payment
+
+    with app.app_context():
+        live = add_payment(tenants.a_id, livemode=True)
+        db.session.add(
+            Dispute(
+                payment_id=live.id,
+                merchant_id=tenants.a_id,
+                livemode=True,
+                psp_dispute_id="dp_live_banner",
+                amount=1000,
+                currency="EUR",
+                status="needs_response",
+                evidence_due_by=utcnow() + timedelta(days=3),
+            )
+        )
+        db.session.commit()
+    assert switch(client_a, "test").status_code == 302
+    html = client_a.get("/dashboard/payments").get_data(as_text=True)
+    banner = html.split(BANNER)[1].split("</div>\n</div>")[0]
+    assert "1 live dispute needs your response." in banner
+    assert 'id="dispute-banner" role="status"' in html and 'role="alert"' not in banner
+    assert switch(client_a, "live").status_code == 302
+    html = client_a.get("/dashboard/payments").get_data(as_text=True)
+    assert "1 dispute needs your response." in html and "live dispute" not in html
