@@ -102,17 +102,18 @@ def refund_clauses(refund_state: str | None) -> list:
 def search_clauses(q: str | None) -> list:
     """Exact or prefix matches on the identifiers a person pastes, one clause per identifier
     it could be the start of; each is served by its own index. A card brand or payment method
-    type word searches by it alone: it matches a large share of the payments, and its own index
-    (merchant, mode, brand or type, created_at) returns them newest first."""
+    type word is one more branch (its own index: merchant, mode, brand or type, created_at):
+    a reference or an email starting with "visa" or "card" is still found."""
     q = (q or "").strip()
     if not q:
         return []
     lowered = q.lower()
+    clauses = []
     if lowered in CARD_BRANDS:
-        return [Payment.card_brand == lowered]
+        clauses.append(Payment.card_brand == lowered)
     if lowered in METHOD_TYPES:
-        return [Payment.method_type == lowered]
-    clauses = [Payment.merchant_reference.startswith(q, autoescape=True)]
+        clauses.append(Payment.method_type == lowered)
+    clauses.append(Payment.merchant_reference.startswith(q, autoescape=True))
     if lowered.startswith("pay_"):
         clauses.append(Payment.public_id.startswith(q, autoescape=True))
     if lowered.startswith("cs_"):

@@ -40,6 +40,7 @@ def dataset(app, tenants):
                 ("declined", "FAILED", None, "declined"),
                 ("canceled", "FAILED", None, "canceled_by_shopper"),
                 ("merchant", "FAILED", None, "canceled_by_merchant"),
+                ("card-refill", "INITIATED", None, None),  # a reference starting "card"
             ]
         ):
             payment = add_payment(
@@ -87,6 +88,8 @@ def dataset(app, tenants):
         ("q=visa", ["visa-paid"]),
         ("q=VISA", ["visa-paid"]),
         ("q=sepa_debit", ["sepa-paid"]),
+        # A method word is one more branch: references starting with it are found too.
+        ("q=card", ["visa-paid", "card-refill"]),
         ("q=424", []),  # last 4 is exact
     ],
 )
