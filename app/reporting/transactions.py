@@ -286,7 +286,26 @@ CSV_COLUMNS = [
     "method_type",
     "card_brand",
     "card_last4",
+    # From the stored payment method (Stripe's words), empty where it has none.
+    "card_exp_month",
+    "card_exp_year",
+    "card_funding",
+    "method_country",
+    "wallet",
+    "three_d_secure",
+    "sepa_mandate",
 ]
+
+# The payment_method JSON's keys behind the detail columns, in CSV_COLUMNS' order.
+METHOD_DETAIL_KEYS = (
+    "exp_month",
+    "exp_year",
+    "funding",
+    "country",
+    "wallet",
+    "three_d_secure",
+    "mandate",
+)
 
 # A cell starting with one of these is run as a formula by spreadsheet programs.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -324,6 +343,7 @@ EXPORT_COLUMNS = (
     Payment.method_type,
     Payment.card_brand,
     Payment.card_last4,
+    Payment.payment_method,
 )
 
 
@@ -351,7 +371,14 @@ def csv_row(row) -> list[str]:
         csv_cell(row.method_type),
         csv_cell(row.card_brand),
         csv_cell(row.card_last4),
+        *_method_details(row.payment_method),
     ]
+
+
+def _method_details(method) -> list[str]:
+    """The detail cells of a stored payment method (a dict; anything else reads as none)."""
+    method = method if isinstance(method, dict) else {}
+    return [csv_cell(method.get(key)) for key in METHOD_DETAIL_KEYS]
 
 
 def export_csv(f: TransactionFilter) -> Iterator[str]:

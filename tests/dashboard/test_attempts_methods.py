@@ -118,6 +118,12 @@ def test_the_csv_carries_reason_and_method(client_a, dataset):
     assert (rows["visa-paid"]["card_brand"], rows["visa-paid"]["card_last4"]) == ("visa", "4242")
     assert rows["canceled"]["failure_reason"] == "canceled_by_shopper"
     assert rows["sepa-paid"]["failure_reason"] == ""
+    details = ("card_exp_month", "card_exp_year", "card_funding", "method_country", "wallet",
+               "three_d_secure", "sepa_mandate")  # fmt: skip
+    visa, sepa = ([rows[ref][c] for c in details] for ref in ("visa-paid", "sepa-paid"))
+    assert visa == ["12", "2034", "credit", "US", "apple_pay", "authenticated", ""]
+    assert sepa == ["", "", "", "DE", "", "", "mandate_1Abc"]
+    assert [rows["declined"][c] for c in details] == [""] * 7  # no method recorded
 
 
 def test_the_payment_page_shows_attempts_and_method(client_a, dataset):
