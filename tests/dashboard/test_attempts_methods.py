@@ -139,3 +139,17 @@ def test_the_payment_page_shows_attempts_and_method(client_a, dataset):
     assert "No attempt to pay yet." in canceled
     sepa = client_a.get(f"/dashboard/payments/{dataset['sepa-paid']}").get_data(as_text=True)
     assert "mandate <code>mandate_1Abc</code>" in sepa
+
+
+def test_the_attempts_heading_says_no_zone_its_times_do_not_show(app, client_a, dataset, tenants):
+    """The attempts' times are in the merchant's zone, each with its abbreviation: the
+    heading claims no other zone."""
+    from app.models import Merchant
+
+    with app.app_context():
+        db.session.get(Merchant, tenants.a_id).time_zone = "Europe/Paris"
+        db.session.commit()
+    html = client_a.get(f"/dashboard/payments/{dataset['visa-paid']}").get_data(as_text=True)
+    attempts = html[html.index('id="attempts-heading"') :].split("</table>")[0]
+    assert "(UTC)" not in attempts and "When</th>" in attempts
+    assert re.search(r"\d\d:\d\d:\d\d CET</time>", attempts)
