@@ -77,6 +77,13 @@ class Dispute(db.Model):
         ),
         # The dashboard's every dispute, newest (highest id) first (0020_dispute_indexes).
         Index("ix_disputes_merchant_mode_id", "merchant_id", "livemode", "id"),
+        # The overview's money moved by day: withdrawn, reinstated (0026_dispute_funds_indexes).
+        Index(
+            "ix_disputes_merchant_mode_withdrawn", "merchant_id", "livemode", "funds_withdrawn_at"
+        ),
+        Index(
+            "ix_disputes_merchant_mode_reinstated", "merchant_id", "livemode", "funds_reinstated_at"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -111,11 +118,11 @@ class Dispute(db.Model):
         return self.status in NEEDS_RESPONSE_STATUSES
 
     def answerable(self, now: datetime) -> bool:
-        """Waiting for the merchant's answer and still in time for it. Past its due date (or
-        with none: Stripe gives none, or 0, when the bank takes no answer) the bank decides
-        without one: such a dispute needs no response it could still get."""
+        """Waiting for the merchant's answer and still in time for it. Past its due date the
+        bank decides without one. With no due date given it is treated as answerable (the PSP
+        refuses an answer it cannot take; hiding it could lose a dispute unanswered)."""
         due = self.evidence_due_by
-        return self.needs_response and due is not None and now < due
+        return self.needs_response and (due is None or now < due)
 
     def past_due(self, now: datetime) -> bool:
         return self.needs_response and not self.answerable(now)

@@ -41,6 +41,11 @@ class PaymentStatus(StrEnum):
         return self in FINAL_STATUSES
 
 
+# Failure reasons that are the shopper's or merchant's decision, not a failure to pay (the
+# codes of app/payments/failure_reasons.py; here for the layers below it, e.g. reporting).
+CANCELED_FAILURE_REASONS = frozenset({"canceled_by_shopper", "canceled_by_merchant"})
+
+
 class PaymentType(StrEnum):
     SALE = "SALE"
     RECC = "RECC"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from app.models.payment import CANCELED_FAILURE_REASONS
+
 DECLINED = "declined"
 EXPIRED = "expired"
 CANCELED_BY_SHOPPER = "canceled_by_shopper"
@@ -25,7 +27,8 @@ FAILURE_REASONS: dict[str, str] = {
 
 # Reasons that are a decision of the shopper or merchant, not a failure to pay: shown neutral
 # ("Canceled"), never as a red "Payment failed".
-CANCELED_REASONS = frozenset({CANCELED_BY_SHOPPER, CANCELED_BY_MERCHANT})
+CANCELED_REASONS = CANCELED_FAILURE_REASONS
+assert frozenset({CANCELED_BY_SHOPPER, CANCELED_BY_MERCHANT}) == CANCELED_REASONS
 
 
 def words(code: str | None) -> str | None:
@@ -49,6 +52,19 @@ def for_expiry(
     return DECLINED if last_decline is not None else EXPIRED
 
 
+# Stripe's codes for a refusal by the PSP itself, not by the shopper's bank: Radar's block
+# (its risk levels, a rule, the merchant's block list; `fraudulent` is Stripe's suspicion).
+PSP_REFUSAL_CODES = frozenset(
+    {"fraudulent", "highest_risk_level", "elevated_risk_level", "rule", "merchant_blacklist"}
+)
+
+
 def default_for(failure_code: str | None) -> str:
-    """The code of a failure whose cause the caller did not name, from the PSP's code."""
-    return EXPIRED if failure_code == "expired" else REJECTED_BY_PSP
+    """The code of a failure whose cause the caller did not name, from the PSP's code (a
+    decline code before a failure code): a bank's or issuer's decline is `declined`; only the
+    PSP's own refusal, or a failure it gave no code for, is `rejected_by_psp`."""
+    if failure_code == "expired":
+        return EXPIRED
+    if failure_code is None or failure_code in PSP_REFUSAL_CODES:
+        return REJECTED_BY_PSP
+    return DECLINED

@@ -164,10 +164,17 @@ def apply_own_session(
 
 def _failure_reason(payment: Payment, event_type: str | None, session: CheckoutSession) -> str:
     """The failure_reason code of a payment the PSP's session fails: a checkout that expired
-    (canceled by the shopper or declined, by what they did last), else the PSP's rejection."""
+    (canceled by the shopper or declined, by what they did last); else a delayed payment that
+    failed: declined by the bank, unless the PSP itself refused it (by its charge's codes)."""
     if session.status == "expired" or event_type == "checkout.session.expired":
         return expiry_reason(payment)
-    return failure_reasons.REJECTED_BY_PSP
+    charge = session.latest_charge
+    codes = [session.failure_code, *((charge.decline_code, charge.failure_code) if charge else ())]
+    if any(code in failure_reasons.PSP_REFUSAL_CODES for code in codes):
+        return failure_reasons.REJECTED_BY_PSP
+    # A delayed payment failing after it was processed is the bank's refusal (the event's
+    # session names no code; Stripe's own refusals come with theirs).
+    return failure_reasons.DECLINED
 
 
 # Built once: every event runs it.

@@ -24,6 +24,7 @@ BOTTOM = 44
 SUCCESS = "#1a7f37"
 FAILED = "#c62828"
 OTHER = "#5b6472"
+CANCELED = "#0969da"  # neutral: a decision, not a failure
 AXIS = "#1f2328"
 GRID = "#d0d7de"
 
@@ -123,16 +124,17 @@ def _day_label(day) -> str:
 
 
 def volume_chart(days) -> Markup:
-    """Payments created per day, stacked: succeeded, failed, still open."""
+    """Payments created per day, stacked: succeeded, failed, canceled, still open."""
     top = _axis_top(max((d.total for d in days), default=0))
     series, labels = [], []
     for d in days:
-        other = d.total - d.succeeded - d.failed
+        other = d.total - d.succeeded - d.failed - d.canceled
         day = _day_label(d.day)
         series.append(
             [
                 (d.succeeded, SUCCESS, f"{day}: {d.succeeded} succeeded"),
                 (d.failed, FAILED, f"{day}: {d.failed} failed"),
+                (d.canceled, CANCELED, f"{day}: {d.canceled} canceled"),
                 (other, OTHER, f"{day}: {other} not final"),
             ]
         )
@@ -140,10 +142,11 @@ def volume_chart(days) -> Markup:
     total = sum(d.total for d in days)
     succeeded = sum(d.succeeded for d in days)
     failed = sum(d.failed for d in days)
+    canceled = sum(d.canceled for d in days)
     desc = (
         f"{total} payments over {len(days)} days from {_day_label(days[0].day)} to "
         f"{_day_label(days[-1].day)}: {succeeded} succeeded, {failed} failed, "
-        f"{total - succeeded - failed} not final. Busiest day: "
+        f"{canceled} canceled, {total - succeeded - failed - canceled} not final. Busiest day: "
         + (
             f"{_day_label(max(days, key=lambda d: d.total).day)} with {max(d.total for d in days)}."
             if total
@@ -155,7 +158,7 @@ def volume_chart(days) -> Markup:
         "Payments per day",
         desc,
         body,
-        [(SUCCESS, "Succeeded"), (FAILED, "Failed"), (OTHER, "Not final")],
+        [(SUCCESS, "Succeeded"), (FAILED, "Failed"), (CANCELED, "Canceled"), (OTHER, "Not final")],
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import islice
+from itertools import chain, islice
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload
@@ -64,15 +64,21 @@ def disputes_due(merchant_id: int | None, *, livemode: bool, now: datetime) -> l
         for status in NEEDS_RESPONSE_STATUSES
     ]
     merged = heapq.merge(*reads, key=lambda d: (d.evidence_due_by, d.id))
-    return list(islice(merged, DUE_LIMIT))
+    # With no due date given, still answerable (the PSP says no when it is not): last.
+    undated = db.session.scalars(
+        _rows(merchant_id, livemode)
+        .where(Dispute.status.in_(NEEDS_RESPONSE_STATUSES), Dispute.evidence_due_by.is_(None))
+        .order_by(Dispute.id)
+        .limit(DUE_LIMIT)
+    )
+    return list(islice(chain(merged, undated), DUE_LIMIT))
 
 
 def disputes_past_due(merchant_id: int | None, *, livemode: bool, now: datetime) -> list[Dispute]:
-    """Those that waited for an answer past their due date (or take none): the bank decides
-    without one. Most recently due first."""
+    """Those that waited for an answer past their due date: the bank decides without one.
+    Most recently due first."""
     stmt = _rows(merchant_id, livemode).where(
-        Dispute.status.in_(NEEDS_RESPONSE_STATUSES),
-        or_(Dispute.evidence_due_by.is_(None), Dispute.evidence_due_by <= now),
+        Dispute.status.in_(NEEDS_RESPONSE_STATUSES), Dispute.evidence_due_by <= now
     )
     stmt = stmt.order_by(Dispute.evidence_due_by.desc(), Dispute.id.desc()).limit(DUE_LIMIT)
     return list(db.session.scalars(stmt))
@@ -80,10 +86,13 @@ def disputes_past_due(merchant_id: int | None, *, livemode: bool, now: datetime)
 
 def due_summary(merchant_id: int | None, *, livemode: bool, now: datetime) -> DueDisputes:
     """The banner's one query (ranges of the status-and-due index): only the disputes an
-    answer can still reach count."""
+    answer can still reach count (one with no due date given among them)."""
     stmt = _in_view(
         select(func.count(), func.min(Dispute.evidence_due_by)), merchant_id, livemode
-    ).where(Dispute.status.in_(NEEDS_RESPONSE_STATUSES), Dispute.evidence_due_by > now)
+    ).where(
+        Dispute.status.in_(NEEDS_RESPONSE_STATUSES),
+        or_(Dispute.evidence_due_by > now, Dispute.evidence_due_by.is_(None)),
+    )
     count, soonest = db.session.execute(stmt).one()
     return DueDisputes(count or 0, soonest)
 

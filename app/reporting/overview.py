@@ -4,10 +4,10 @@ period of the same length.
 Per currency, never added across currencies:
 - gross: payments created in the period that were paid (SUCCESS), at their full amount;
 - refunded: refunds that succeeded, counted when they were made (created) in the period;
-- disputed: disputes opened in the period, at their full amount whatever their outcome (the
-  money is held from the day a dispute opens; a won dispute shows as a reinstatement at the
-  PSP, not here);
-- net: gross − refunded − disputed.
+- disputed: chargebacks whose funds the PSP withdrew in the period, on the day it did (an
+  inquiry moves no money and counts nowhere);
+- reinstated: funds of won disputes the PSP gave back in the period, on the day it did;
+- net: gross − refunded − disputed + reinstated.
 
 Each table is read once, in one aggregate query over both periods grouped into day buckets (see
 `_bucket`), through the index that leads with merchant and mode and then the time: the
@@ -27,6 +27,8 @@ from app.common import payment_methods as methods
 from app.common.tenancy import scoped
 from app.extensions import db
 from app.models import Dispute, Payment, PaymentRollup, PaymentStatus, Refund
+from app.models.attempt import OUTCOME_SUCCEEDED, PaymentAttempt
+from app.models.payment import CANCELED_FAILURE_REASONS
 from app.models.refund import RefundStatus
 from app.reporting import rollup
 from app.reporting.modes import in_mode
@@ -45,13 +47,15 @@ class Money:
     gross: int = 0
     refunded: int = 0
     disputed: int = 0
+    reinstated: int = 0
     paid_count: int = 0
     refund_count: int = 0
     dispute_count: int = 0
+    reinstated_count: int = 0
 
     @property
     def net(self) -> int:
-        return self.gross - self.refunded - self.disputed
+        return self.gross - self.refunded - self.disputed + self.reinstated
 
 
 @dataclass
@@ -63,14 +67,19 @@ class CurrencyFigures:
 
 @dataclass
 class Counts:
-    """How many payments of a period were started (created), paid and failed."""
+    """How many payments of a period were started (created), paid, failed (declined, expired,
+    rejected) and canceled (by the shopper or merchant: not a failure)."""
 
     started: int = 0
     paid: int = 0
     failed: int = 0
+    canceled: int = 0
     # Paid, or tried at least once on the hosted page (a row in payment_attempts): a shopper
     # who left without trying is not a decline.
     attempted: int = 0
+    # Tries to pay (rows of payment_attempts) on the period's payments, and those accepted.
+    attempts: int = 0
+    attempts_succeeded: int = 0
 
     @property
     def conversion(self) -> float | None:
@@ -79,8 +88,10 @@ class Counts:
 
     @property
     def authorization(self) -> float | None:
-        """Paid ÷ attempted: how many tries to pay were accepted (Stripe's authorization rate)."""
-        return rate(self.paid, self.attempted)
+        """Accepted attempts ÷ all attempts: how many tries to pay were authorized, as Stripe
+        defines its authorization rate (a shopper's second try after a decline is a second
+        attempt; a shopper who never tried makes none)."""
+        return rate(self.attempts_succeeded, self.attempts)
 
 
 @dataclass
@@ -171,12 +182,17 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
     until = period.compared_until(now)
     bounds, numbers = _buckets(period, until)
 
-    def grouped(model, time_col, keys, totals, where=()):
+    def grouped(model, time_col, keys, totals, where=(), join=None, join_index=None):
         """One aggregate over both periods: (bucket, *keys, *totals) rows."""
         bucket = _bucket(time_col, bounds, numbers).label("bucket")
+        stmt = select(bucket, *keys, *totals).select_from(model)
+        if join is not None:
+            # From the model's rows in range into the joined table by its index: never a scan
+            # of the joined table, however small the optimizer thinks the range is.
+            stmt = stmt.join(*join).prefix_with("STRAIGHT_JOIN")
+            stmt = stmt.with_hint(join[0], f"FORCE INDEX ({join_index})")
         stmt = (
-            select(bucket, *keys, *totals)
-            .where(time_col >= bounds[0], time_col < bounds[-1], *where)
+            stmt.where(time_col >= bounds[0], time_col < bounds[-1], *where)
             .group_by(literal_column("bucket"), *keys)
             # The buckets come back in any order (they are summed here): MariaDB would sort a
             # GROUP BY's rows otherwise.
@@ -226,6 +242,8 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
                 method = methods.setdefault(key, Method(method_type, card_brand))
                 method.count += count
                 method.amounts[currency] = method.amounts.get(currency, 0) + amount
+        elif status == PaymentStatus.FAILED.value and code in CANCELED_FAILURE_REASONS:
+            tally.canceled += count
         elif status == PaymentStatus.FAILED.value:
             tally.failed += count
             reason = reasons.setdefault(code, Reason(code))
@@ -239,6 +257,8 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
             if status == PaymentStatus.SUCCESS.value:
                 stats.succeeded += count
                 stats.amounts[currency] = stats.amounts.get(currency, 0) + amount
+            elif status == PaymentStatus.FAILED.value and code in CANCELED_FAILURE_REASONS:
+                stats.canceled += count
             elif status == PaymentStatus.FAILED.value:
                 stats.failed += count
 
@@ -255,17 +275,49 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
             m.refunded += int(amount)
             m.refund_count += count
 
-    for bucket, currency, count, amount in grouped(
-        Dispute,
-        Dispute.created_at,
-        (Dispute.currency,),
-        (func.count(Dispute.id), func.coalesce(func.sum(Dispute.amount), 0)),
+    # Attempts on the period's payments: from the payments' (merchant, mode, created) index
+    # into each one's attempts (ix_payment_attempts_payment), in the same one read per table.
+    for bucket, tries, accepted in grouped(
+        Payment,
+        Payment.created_at,
+        (),
+        (
+            func.count(PaymentAttempt.id),
+            func.coalesce(
+                func.sum(case((PaymentAttempt.outcome == OUTCOME_SUCCEEDED, 1), else_=0)), 0
+            ),
+        ),
+        join=(PaymentAttempt, PaymentAttempt.payment_id == Payment.id),
+        join_index="ix_payment_attempts_payment",
     ):
         where = _day_of(bucket)
         if where is not None:
+            tally = counts if where[0] else previous_counts
+            tally.attempts += int(tries)
+            tally.attempts_succeeded += int(accepted)
+
+    # Money moves when the PSP withdraws a chargeback's funds and when it reinstates a won
+    # one's: each counted on its own day (inquiries never have either).
+    for moved_at, withdrawn in (
+        (Dispute.funds_withdrawn_at, True),
+        (Dispute.funds_reinstated_at, False),
+    ):
+        for bucket, currency, count, amount in grouped(
+            Dispute,
+            moved_at,
+            (Dispute.currency,),
+            (func.count(Dispute.id), func.coalesce(func.sum(Dispute.amount), 0)),
+        ):
+            where = _day_of(bucket)
+            if where is None:
+                continue
             m = money(currency, where[0])
-            m.disputed += int(amount)
-            m.dispute_count += count
+            if withdrawn:
+                m.disputed += int(amount)
+                m.dispute_count += count
+            else:
+                m.reinstated += int(amount)
+                m.reinstated_count += count
 
     ordered = sorted(
         per_currency.values(), key=lambda f: (-f.current.gross, -f.previous.gross, f.currency)

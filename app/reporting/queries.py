@@ -130,7 +130,8 @@ class DayStats:
     day: date
     total: int = 0
     succeeded: int = 0
-    failed: int = 0
+    failed: int = 0  # declined, expired or rejected: not canceled
+    canceled: int = 0  # by the shopper or the merchant: a decision, not a failure
     amounts: dict[str, int] = field(default_factory=dict)  # successful amount per currency
 
 

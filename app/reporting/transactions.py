@@ -102,17 +102,18 @@ def refund_clauses(refund_state: str | None) -> list:
 def search_clauses(q: str | None) -> list:
     """Exact or prefix matches on the identifiers a person pastes, one clause per identifier
     it could be the start of; each is served by its own index. A card brand or payment method
-    type word searches by it alone: it matches a large share of the payments, and its own index
-    (merchant, mode, brand or type, created_at) returns them newest first."""
+    type word is one more branch (its own index: merchant, mode, brand or type, created_at):
+    a reference or an email starting with "visa" or "card" is still found."""
     q = (q or "").strip()
     if not q:
         return []
     lowered = q.lower()
+    clauses = []
     if lowered in CARD_BRANDS:
-        return [Payment.card_brand == lowered]
+        clauses.append(Payment.card_brand == lowered)
     if lowered in METHOD_TYPES:
-        return [Payment.method_type == lowered]
-    clauses = [Payment.merchant_reference.startswith(q, autoescape=True)]
+        clauses.append(Payment.method_type == lowered)
+    clauses.append(Payment.merchant_reference.startswith(q, autoescape=True))
     if lowered.startswith("pay_"):
         clauses.append(Payment.public_id.startswith(q, autoescape=True))
     if lowered.startswith("cs_"):
@@ -285,7 +286,26 @@ CSV_COLUMNS = [
     "method_type",
     "card_brand",
     "card_last4",
+    # From the stored payment method (Stripe's words), empty where it has none.
+    "card_exp_month",
+    "card_exp_year",
+    "card_funding",
+    "method_country",
+    "wallet",
+    "three_d_secure",
+    "sepa_mandate",
 ]
+
+# The payment_method JSON's keys behind the detail columns, in CSV_COLUMNS' order.
+METHOD_DETAIL_KEYS = (
+    "exp_month",
+    "exp_year",
+    "funding",
+    "country",
+    "wallet",
+    "three_d_secure",
+    "mandate",
+)
 
 # A cell starting with one of these is run as a formula by spreadsheet programs.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -323,6 +343,7 @@ EXPORT_COLUMNS = (
     Payment.method_type,
     Payment.card_brand,
     Payment.card_last4,
+    Payment.payment_method,
 )
 
 
@@ -350,7 +371,14 @@ def csv_row(row) -> list[str]:
         csv_cell(row.method_type),
         csv_cell(row.card_brand),
         csv_cell(row.card_last4),
+        *_method_details(row.payment_method),
     ]
+
+
+def _method_details(method) -> list[str]:
+    """The detail cells of a stored payment method (a dict; anything else reads as none)."""
+    method = method if isinstance(method, dict) else {}
+    return [csv_cell(method.get(key)) for key in METHOD_DETAIL_KEYS]
 
 
 def export_csv(f: TransactionFilter) -> Iterator[str]:

@@ -83,7 +83,14 @@ def test_every_code_has_words_and_unknown_codes_read_as_themselves():
 
 @pytest.mark.parametrize(
     ("failure_code", "reason"),
-    [("expired", "expired"), ("card_declined", "rejected_by_psp"), (None, "rejected_by_psp")],
+    [
+        ("expired", "expired"),
+        ("card_declined", "declined"),  # the issuer's decline
+        ("insufficient_funds", "declined"),
+        ("fraudulent", "rejected_by_psp"),  # blocked by Stripe (Radar)
+        ("highest_risk_level", "rejected_by_psp"),
+        (None, "rejected_by_psp"),
+    ],
 )
 def test_a_failure_nobody_named_gets_a_reason_from_the_psp_code(failure_code, reason):
     assert failure_reasons.default_for(failure_code) == reason

@@ -40,6 +40,7 @@ def dataset(app, tenants):
                 ("declined", "FAILED", None, "declined"),
                 ("canceled", "FAILED", None, "canceled_by_shopper"),
                 ("merchant", "FAILED", None, "canceled_by_merchant"),
+                ("card-refill", "INITIATED", None, None),  # a reference starting "card"
             ]
         ):
             payment = add_payment(
@@ -87,6 +88,8 @@ def dataset(app, tenants):
         ("q=visa", ["visa-paid"]),
         ("q=VISA", ["visa-paid"]),
         ("q=sepa_debit", ["sepa-paid"]),
+        # A method word is one more branch: references starting with it are found too.
+        ("q=card", ["visa-paid", "card-refill"]),
         ("q=424", []),  # last 4 is exact
     ],
 )
@@ -115,6 +118,12 @@ def test_the_csv_carries_reason_and_method(client_a, dataset):
     assert (rows["visa-paid"]["card_brand"], rows["visa-paid"]["card_last4"]) == ("visa", "4242")
     assert rows["canceled"]["failure_reason"] == "canceled_by_shopper"
     assert rows["sepa-paid"]["failure_reason"] == ""
+    details = ("card_exp_month", "card_exp_year", "card_funding", "method_country", "wallet",
+               "three_d_secure", "sepa_mandate")  # fmt: skip
+    visa, sepa = ([rows[ref][c] for c in details] for ref in ("visa-paid", "sepa-paid"))
+    assert visa == ["12", "2034", "credit", "US", "apple_pay", "authenticated", ""]
+    assert sepa == ["", "", "", "DE", "", "", "mandate_1Abc"]
+    assert [rows["declined"][c] for c in details] == [""] * 7  # no method recorded
 
 
 def test_the_payment_page_shows_attempts_and_method(client_a, dataset):
@@ -130,3 +139,17 @@ def test_the_payment_page_shows_attempts_and_method(client_a, dataset):
     assert "No attempt to pay yet." in canceled
     sepa = client_a.get(f"/dashboard/payments/{dataset['sepa-paid']}").get_data(as_text=True)
     assert "mandate <code>mandate_1Abc</code>" in sepa
+
+
+def test_the_attempts_heading_says_no_zone_its_times_do_not_show(app, client_a, dataset, tenants):
+    """The attempts' times are in the merchant's zone, each with its abbreviation: the
+    heading claims no other zone."""
+    from app.models import Merchant
+
+    with app.app_context():
+        db.session.get(Merchant, tenants.a_id).time_zone = "Europe/Paris"
+        db.session.commit()
+    html = client_a.get(f"/dashboard/payments/{dataset['visa-paid']}").get_data(as_text=True)
+    attempts = html[html.index('id="attempts-heading"') :].split("</table>")[0]
+    assert "(UTC)" not in attempts and "When</th>" in attempts
+    assert re.search(r"\d\d:\d\d:\d\d CET</time>", attempts)

@@ -66,9 +66,11 @@ def test_charts_are_labelled_svg_with_a_text_summary():
     days[3].amounts = {"EUR": 4200}
     svg = str(volume_chart(days))
     assert svg.startswith('<svg class="chart"') and 'role="img"' in svg
-    assert "5 payments over 14 days" in svg and "3 succeeded, 1 failed, 1 not final" in svg
+    assert (
+        "5 payments over 14 days" in svg and "3 succeeded, 1 failed, 0 canceled, 1 not final" in svg
+    )
     assert "Busiest day: 04 Nov with 5." in svg
-    assert svg.count("<rect") == 3 + 3  # legend + three stacked segments
+    assert svg.count("<rect") == 4 + 3  # legend (four series) + three stacked segments
     money = str(amount_chart(days, "EUR"))
     assert "total 42.00 EUR" in money
     assert "04 Nov: 42.00 EUR" in money

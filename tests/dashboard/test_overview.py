@@ -31,7 +31,15 @@ def paris(day: int, hour: int, month: int = 11) -> datetime:
     return datetime(2026, month, day, hour) - timedelta(hours=1)
 
 
-def add_dispute(payment, *, amount: int, created_at: datetime, status: str = "needs_response"):
+def add_dispute(
+    payment,
+    *,
+    amount: int,
+    created_at: datetime,
+    status: str = "needs_response",
+    withdrawn_at: datetime | None = None,
+    reinstated_at: datetime | None = None,
+):
     db.session.add(
         Dispute(
             payment_id=payment.id,
@@ -43,6 +51,8 @@ def add_dispute(payment, *, amount: int, created_at: datetime, status: str = "ne
             reason="fraudulent",
             status=status,
             created_at=created_at,
+            funds_withdrawn_at=withdrawn_at,
+            funds_reinstated_at=reinstated_at,
         )
     )
 
@@ -112,9 +122,21 @@ def shop_in_paris(app, tenants):
         add_refund_rows(a, amount=2500, start=paris(2, 9), currency="EUR")
         add_refund_rows(a, amount=1000, start=paris(2, 10), status="failed", currency="EUR")
         add_refund_rows(a, amount=500, start=paris(27, 9, 10))
-        # Disputes opened in the period: 40 EUR (lost later: still counted), JPY 1000.
-        add_dispute(eur_paid, amount=4000, created_at=paris(5, 8), status="lost")
-        add_dispute(jpy, amount=1000, created_at=paris(6, 18))
+        # Chargebacks withdrawn in the period: 40 EUR (lost later: still counted), JPY 1000.
+        at = paris(5, 8)
+        add_dispute(eur_paid, amount=4000, created_at=at, status="lost", withdrawn_at=at)
+        add_dispute(jpy, amount=1000, created_at=paris(6, 18), withdrawn_at=paris(6, 18))
+        # An inquiry moves no money: not disputed.
+        add_dispute(eur_paid, amount=9900, created_at=paris(4, 8), status="warning_needs_response")
+        # Withdrawn before the period, won in it: 6 EUR back to the net.
+        add_dispute(
+            eur_paid,
+            amount=600,
+            created_at=paris(26, 8, 10),
+            status="won",
+            withdrawn_at=paris(26, 8, 10),
+            reinstated_at=paris(3, 8),
+        )
         # Not A's test data: B's, and A's live payment.
         add_payment(tenants.b_id, amount=99900, created_at=paris(3, 12))
         add_payment(a, amount=88800, livemode=True, created_at=paris(3, 12))
@@ -131,8 +153,9 @@ def test_volume_per_currency_beside_the_previous_period(client_a, shop_in_paris)
     eur = figures(page, "EUR")
     assert eur["Gross volume"] == ("150.00 EUR", "no change vs 150.00")  # 80 + 70 before
     assert eur["Refunded"] == ("25.00 EUR", "▲ +400.0 % vs 5.00")
-    assert eur["Disputed"] == ("40.00 EUR", "new vs 0.00")
-    assert eur["Net volume"] == ("85.00 EUR", "▼ −41.4 % vs 145.00")
+    assert eur["Disputed"] == ("40.00 EUR", "▲ +566.7 % vs 6.00")
+    assert eur["Reinstated"] == ("6.00 EUR", "new vs 0.00")
+    assert eur["Net volume"] == ("91.00 EUR", "▼ −34.5 % vs 139.00")
     usd = figures(page, "USD")
     assert usd["Gross volume"] == ("20.00 USD", "new vs 0.00")
     assert usd["Net volume"][0] == "20.00 USD"
@@ -263,9 +286,9 @@ def attempt(payment, outcome: str, **fields) -> None:
 
 
 def test_rates_failure_reasons_and_payment_methods(client_a, app, tenants):
-    """Conversion (paid ÷ started) and authorization (paid ÷ attempted) apart: a shopper who
-    left without trying lowers the first only; failures by reason and paid payments by method
-    (the card's brand for cards), each chart with its table."""
+    """Conversion (paid ÷ started) and authorization (accepted attempts ÷ attempts) apart: a
+    shopper who left without trying lowers the first only; failures by reason and paid
+    payments by method (the card's brand for cards), each chart with its table."""
     with app.app_context():
         a = tenants.a_id
 
@@ -295,15 +318,21 @@ def test_rates_failure_reasons_and_payment_methods(client_a, app, tenants):
     counts = payment_figures(html)
     assert counts["Payments started"] == "12" and counts["Paid"] == "6"
     assert counts["Conversion rate"] == "50.0 %"  # 6 of 12
-    assert counts["Authorization rate"] == "85.7 %"  # 6 of 7 tried (6 paid + 1 declined)
+    # Per attempt, as Stripe counts it: 6 accepted of 8 tries (the retried payment's decline
+    # and the declined one's are tries too).
+    assert counts["Authorization rate"] == "75.0 %"
+    assert "before: 0.0&nbsp;%" in html.split("Authorization rate")[2]  # the old one: 0 of 1
+    # A shopper's cancel is their decision, not a failure: counted apart, neutral.
+    assert counts["Failed"] == "3" and counts["Canceled"] == "2"
 
     reasons = _table(html, "Failed payments by reason")
     assert reasons == [
-        ["Canceled by the shopper", "2", "40 %", "0"],
-        ["Declined", "1", "20 %", "1"],
-        ["Expired", "1", "20 %", "0"],
-        ["Not recorded", "1", "20 %", "0"],
+        ["Declined", "1", "33 %", "1"],
+        ["Expired", "1", "33 %", "0"],
+        ["Not recorded", "1", "33 %", "0"],
     ]
+    per_day = {row[0]: row[1:5] for row in _table(html, "Payments per day (UTC)")}
+    assert per_day["2026-11-05"] == ["3", "0", "1", "2"]  # started, paid, failed, canceled
     methods = _table(html, "Paid payments by payment method")
     assert methods == [
         ["Visa", "3", "60.00 EUR"],
@@ -312,7 +341,9 @@ def test_rates_failure_reasons_and_payment_methods(client_a, app, tenants):
         ["SEPA Direct Debit", "1", "10.00 EUR"],
     ]
     svg = _text(html.split('id="reasons-heading"')[1].split("</svg>")[0])
-    assert "5 failed payments: Canceled by the shopper 2 (40%); Declined 1 (20%)" in svg
+    assert "3 failed payments: Declined 1 (33%); Expired 1 (33%)" in svg
+    volume = _text(html.split('id="per-day-heading"')[1].split("</svg>")[0])
+    assert "3 failed, 2 canceled" in volume
     assert 'role="img"' in html.split('id="methods-heading"')[1]
 
 

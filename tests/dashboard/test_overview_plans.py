@@ -104,9 +104,9 @@ def test_each_table_is_read_once_through_an_index_range(
 ):
     client = logged_in(app, tenants.a_email)
     plans = overview_plans(app, client, path)
-    # payments (volumes, rates, reasons, methods), refunds, disputes: three, however
-    # many days the range has.
-    assert len(plans) == 3, [s[:80] for s, _ in plans]
+    # payments (volumes, rates, reasons, methods), their attempts (authorization rate),
+    # refunds, disputes' funds withdrawn and reinstated: five, however many days the range has.
+    assert len(plans) == 5, [s[:80] for s, _ in plans]
     read = set()
     for _statement, rows in plans:
         for row in rows:

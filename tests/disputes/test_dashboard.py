@@ -125,3 +125,67 @@ def test_a_past_due_dispute_is_not_counted_as_needing_a_response_but_shown_as_pa
         db.session.get(Dispute, open_one.id).status = "under_review"
         db.session.commit()
     assert BANNER not in client_a.get("/dashboard/").get_data(as_text=True)
+
+
+def test_a_live_dispute_due_shows_in_the_banner_while_test_data_is_in_view(app, tenants, client_a):
+    """Real money waits on a live dispute whatever mode is in view: the banner says "live"
+    in test mode; a polite status, not an alert interrupting every page."""
+    from tests.dashboard.test_modes import switch
+    from tests.support.factories import add_payment
+
+    with app.app_context():
+        live = add_payment(tenants.a_id, livemode=True)
+        db.session.add(
+            Dispute(
+                payment_id=live.id,
+                merchant_id=tenants.a_id,
+                livemode=True,
+                psp_dispute_id="dp_live_banner",
+                amount=1000,
+                currency="EUR",
+                status="needs_response",
+                evidence_due_by=utcnow() + timedelta(days=3),
+            )
+        )
+        db.session.commit()
+    assert switch(client_a, "test").status_code == 302
+    html = client_a.get("/dashboard/payments").get_data(as_text=True)
+    banner = html.split(BANNER)[1].split("</div>\n</div>")[0]
+    assert "1 live dispute needs your response." in banner
+    assert 'id="dispute-banner" role="status"' in html and 'role="alert"' not in banner
+    assert switch(client_a, "live").status_code == 302
+    html = client_a.get("/dashboard/payments").get_data(as_text=True)
+    assert "1 dispute needs your response." in html and "live dispute" not in html
+
+
+def test_a_dispute_with_no_due_date_is_still_due_and_listed_last(app, tenants, client_a):
+    """A needs_response dispute the PSP gave no due date: shown (banner, due list, last),
+    not hidden as past due: an answer may still reach it."""
+    from tests.dashboard.test_modes import switch
+    from tests.support.factories import add_payment
+
+    with app.app_context():
+        paid = add_payment(tenants.a_id)
+        for psp_id, due in (("dp_undated", None), ("dp_dated", utcnow() + timedelta(days=2))):
+            db.session.add(
+                Dispute(
+                    payment_id=paid.id,
+                    merchant_id=tenants.a_id,
+                    livemode=False,
+                    psp_dispute_id=psp_id,
+                    amount=1000,
+                    currency="EUR",
+                    status="needs_response",
+                    evidence_due_by=due,
+                )
+            )
+        db.session.commit()
+        undated = db.session.query(Dispute).filter_by(psp_dispute_id="dp_undated").one()
+        dated = db.session.query(Dispute).filter_by(psp_dispute_id="dp_dated").one()
+        assert undated.answerable(utcnow()) and not undated.past_due(utcnow())
+    assert switch(client_a, "test").status_code == 302
+    page = client_a.get("/dashboard/disputes").get_data(as_text=True)
+    assert "2 disputes need your response." in page
+    due_section = page.split("Needing your response")[1].split("Every dispute")[0]
+    assert "Past due: the bank decides" not in due_section
+    assert due_section.index(dated.public_id) < due_section.index(undated.public_id)

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from app.extensions import db
-from tests.dashboard.test_overview import add_dispute, paris
+from tests.dashboard.test_overview import add_dispute, attempt, paris
 from tests.e2e.test_dashboard_modes import log_in
 from tests.support.browser import ARTIFACTS
 from tests.support.factories import add_payment, add_refund_rows, make_user
@@ -49,7 +49,9 @@ def a_month_of_sales(app, merchant_id: int) -> None:
         add_payment(merchant_id, status="INITIATED", amount=1500, created_at=paris(9, 20))
         paid = add_payment(merchant_id, amount=8900, created_at=paris(3, 11))
         add_refund_rows(merchant_id, amount=1500, start=paris(6, 14))
-        add_dispute(paid, amount=8900, created_at=paris(10, 16))
+        add_dispute(paid, amount=8900, created_at=paris(10, 16), withdrawn_at=paris(10, 16))
+        db.session.flush()
+        attempt(paid, "succeeded")  # the authorization rate counts attempts
         db.session.commit()
 
 
@@ -88,7 +90,9 @@ def test_a_merchant_reads_its_overview_over_a_custom_range(
     expect(eur.locator(".figure").filter(has_text="Disputed").locator(".value")).to_have_text(
         "89.00 EUR"
     )
-    expect(eur.locator(".figure").filter(has_text="Disputed")).to_contain_text("1 dispute opened")
+    expect(eur.locator(".figure").filter(has_text="Disputed")).to_contain_text(
+        "1 chargeback withdrawn"
+    )
     usd = page.get_by_role("group", name="USD")
     expect(usd.locator(".figure").filter(has_text="Gross volume").locator(".value")).to_have_text(
         "240.00 USD"

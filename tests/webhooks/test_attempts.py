@@ -139,7 +139,7 @@ def test_the_merchant_expiring_a_payment_cancels_it(app, stripe_delivers, client
     assert answer.get_json()["failure_reason"] == "canceled_by_merchant"
 
 
-def test_a_failed_sepa_debit_is_rejected_by_the_psp_with_its_mandate(app, stripe_delivers):
+def test_a_failed_sepa_debit_is_declined_by_the_bank_with_its_mandate(app, stripe_delivers):
     merchant, _ = make_merchant(app, "Sepa Shop", "http://127.0.0.1:9/notify")
     payment = registered_payment(app, merchant.id, amount=900)
     pay_session(stripe_delivers, payment.session_id, iban="DE62370400440532013001")
@@ -155,7 +155,7 @@ def test_a_failed_sepa_debit_is_rejected_by_the_psp_with_its_mandate(app, stripe
     assert pending.payment_method["mandate"].startswith("mandate_")
     stripe_delivers.control("POST", f"checkout/sessions/{payment.session_id}/settle", {})
     stored = wait_for_payment_status(app, payment.id, "FAILED")
-    assert stored.failure_reason == "rejected_by_psp"
+    assert stored.failure_reason == "declined"  # the bank's refusal, not Stripe's
     [declined] = wait_for_attempts(app, payment.id, 1)
     assert declined.outcome == "failed" and declined.decline_code == "generic_decline"
 

@@ -293,11 +293,14 @@ def mode_return_url() -> str:
 
 
 def disputes_in_view():
-    """How many disputes of the scope, in the mode in view, need a response they can still
-    get (the banner)."""
+    """(live, summary) of the scope's disputes that need a response they can still get (the
+    banner): the mode in view's, and the live ones too while test data is in view: real money
+    waits on those whatever the merchant is looking at."""
     if not is_operator() and current_user.merchant_id is None:
-        return None
-    return due_summary(scope_merchant_id(), livemode=view_livemode(), now=utcnow())
+        return []
+    merchant_id, now = scope_merchant_id(), utcnow()
+    modes = (True,) if view_livemode() else (False, True)
+    return [(live, due_summary(merchant_id, livemode=live, now=now)) for live in modes]
 
 
 def failing_endpoints_in_view():
