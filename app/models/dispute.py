@@ -77,7 +77,7 @@ class Dispute(db.Model):
         ),
         # The dashboard's every dispute, newest (highest id) first (0020_dispute_indexes).
         Index("ix_disputes_merchant_mode_id", "merchant_id", "livemode", "id"),
-        # The overview's money moved by day: withdrawn, reinstated (0026_dispute_funds_indexes).
+        # The overview's money moved by day: withdrawn, reinstated (0028_dispute_funds_indexes).
         Index(
             "ix_disputes_merchant_mode_withdrawn", "merchant_id", "livemode", "funds_withdrawn_at"
         ),

@@ -110,10 +110,10 @@ def test_settings_lead_to_the_endpoints_page_which_lists_the_modes_endpoints(
     app, client_a, tenants
 ):
     endpoint = _a_endpoint(app, tenants)
-    moved = client_a.get("/dashboard/settings")
-    assert moved.status_code == 302 and moved.headers["Location"].endswith(
-        "/dashboard/notification-endpoints"
-    )
+    settings = client_a.get("/dashboard/settings")
+    assert settings.status_code == 200
+    # Settings keeps the time zone; the notify URL and its secret became endpoints (0022).
+    assert 'href="/dashboard/notification-endpoints"' in settings.get_data(as_text=True)
     page = client_a.get("/dashboard/notification-endpoints").get_data(as_text=True)
     assert "https://a.example/notify" in page and endpoint.public_id in page
     assert endpoint.signing_secret not in page

@@ -1,7 +1,7 @@
 """dispute funds indexes: the overview's disputed and reinstated money by the day it moved
 
-Revision ID: 0026_dispute_funds_indexes
-Revises: 0024_payment_rollup
+Revision ID: 0028_dispute_funds_indexes
+Revises: 0027_delivery_endpoint_due
 Create Date: 2026-12-07 14:25:00
 
 The overview counts a chargeback when its funds are withdrawn and a won one when they are
@@ -11,8 +11,8 @@ reinstated (issue 27): each read through (merchant, mode, that time), not a scan
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = '0026_dispute_funds_indexes'
-down_revision = '0024_payment_rollup'
+revision = '0028_dispute_funds_indexes'
+down_revision = '0027_delivery_endpoint_due'
 branch_labels = None
 depends_on = None
 
