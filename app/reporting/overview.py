@@ -189,8 +189,9 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
         if join is not None:
             # From the model's rows in range into the joined table by its index: never a scan
             # of the joined table, however small the optimizer thinks the range is.
-            stmt = stmt.join(*join).prefix_with("STRAIGHT_JOIN")
-            stmt = stmt.with_hint(join[0], f"FORCE INDEX ({join_index})")
+            # (MySQL/MariaDB hints; the SQLite demo has no such optimizer and needs none.)
+            stmt = stmt.join(*join).prefix_with("STRAIGHT_JOIN", dialect="mysql")
+            stmt = stmt.with_hint(join[0], f"FORCE INDEX ({join_index})", dialect_name="mysql")
         stmt = (
             stmt.where(time_col >= bounds[0], time_col < bounds[-1], *where)
             .group_by(literal_column("bucket"), *keys)
