@@ -41,7 +41,7 @@ def test_a_merchant_sees_a_dispute_everywhere_and_answers_it_with_evidence(
     page = make_context(viewport={"width": width, "height": 900}).new_page()
 
     log_in(page, live_server.url, f"owner{width}@shop.example")
-    banner = page.get_by_role("alert").filter(has_text="1 dispute needs your response.")
+    banner = page.get_by_role("status").filter(has_text="1 dispute needs your response.")
     expect(banner).to_be_visible()
     shot(page, "banner-overview", width)
 
@@ -64,7 +64,7 @@ def test_a_merchant_sees_a_dispute_everywhere_and_answers_it_with_evidence(
 
     expect(page.get_by_text(re.compile(r"Evidence submitted for dispute dsp_"))).to_be_visible()
     expect(page.locator(".badge-under_review").first).to_have_text("Under review")
-    expect(page.get_by_role("alert").filter(has_text="need")).to_have_count(0)
+    expect(page.get_by_role("status").filter(has_text="need")).to_have_count(0)
     shot(page, "submitted", width)
 
 
@@ -109,7 +109,7 @@ def test_a_shop_order_disputed_answered_and_decided_through_the_emulator(
     # The banner on the first page, the disputes page, the dispute.
     dashboard = make_context().new_page()
     log_in(dashboard, live_server.url, owner)
-    banner = dashboard.get_by_role("alert").filter(has_text="1 dispute needs your response.")
+    banner = dashboard.get_by_role("status").filter(has_text="1 dispute needs your response.")
     expect(banner).to_be_visible()
     banner.get_by_role("link", name="Respond to disputes").click()
     due = dashboard.locator("table").filter(has_text="Needing your response")
@@ -139,7 +139,7 @@ def test_a_shop_order_disputed_answered_and_decided_through_the_emulator(
     dashboard.get_by_role("link", name="Disputes", exact=True).first.click()
     every = dashboard.locator("table").filter(has_text="Every dispute")
     expect(every.locator("tbody tr").filter(has_text=dispute.public_id)).to_contain_text(label)
-    expect(dashboard.get_by_role("alert").filter(has_text="need")).to_have_count(0)
+    expect(dashboard.get_by_role("status").filter(has_text="need")).to_have_count(0)
     shoot(dashboard, f"{outcome}-page-closed")
 
     # The API, with the shop's own key, over HTTP.
