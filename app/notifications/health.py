@@ -201,7 +201,14 @@ def _missed_query(endpoint: NotificationEndpoint, missed: Missed):
         Notification.livemode == endpoint.livemode,
         or_(
             Notification.id.in_(failed),
-            and_(Notification.created_at >= missed.disabled_at, ~exists(mine)),
+            # Fanned out already while it was disabled (one still new goes to it through the
+            # pump's fan-out once it is enabled: making its delivery here would make the pump
+            # take it for fanned out and skip every other endpoint).
+            and_(
+                Notification.created_at >= missed.disabled_at,
+                Notification.status != Notification.STATUS_NEW,
+                ~exists(mine),
+            ),
         ),
     )
     if ALL_EVENT_TYPES not in endpoint.event_types:
@@ -248,9 +255,9 @@ def redeliver_missed(endpoint: NotificationEndpoint, since: Missed | None) -> in
     )
     have = set(
         db.session.scalars(
-            select(Delivery.notification_id).where(
-                Delivery.endpoint_id == endpoint.id, Delivery.notification_id.in_(ids)
-            )
+            select(Delivery.notification_id)
+            .where(Delivery.endpoint_id == endpoint.id, Delivery.notification_id.in_(ids))
+            .with_for_update()  # as committed now, not as this transaction first saw them
         )
     )
     payments = dict(

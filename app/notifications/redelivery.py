@@ -16,8 +16,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
+from app.common.locks import lock_row
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Notification, NotificationDelivery, NotificationEndpoint, utcnow
@@ -31,6 +32,14 @@ PENDING = Delivery.STATUS_PENDING
 FAILED = Delivery.STATUS_FAILED
 # Bulk redelivery moves this many deliveries per transaction: short locks, bounded memory.
 BATCH_SIZE = 500
+
+# A notification's deliveries as committed now (locked): what the pump's fan-out made counts.
+_DELIVERIES_OF = (
+    select(Delivery)
+    .where(Delivery.notification_id == bindparam("id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 
 _REQUEUE = {
     "status": PENDING,
@@ -46,15 +55,17 @@ def redeliver(notification_id: int, endpoint: NotificationEndpoint | None = None
 
     Refused while a delivery it would redo is still pending, and for a disabled endpoint. The
     caller commits; the pump sends it from then on."""
-    notification = db.session.get(Notification, notification_id)
+    # Locking reads, not the transaction's snapshot: the pump may have fanned it out since this
+    # request first read the database, and a delivery it made must not be made twice.
+    notification = lock_row(Notification, notification_id)
     if notification is None:
         raise PayBridgeError("NOTIFICATION_NOT_FOUND", f"No notification {notification_id}.")
-    lock_notifications([notification_id])
-    db.session.refresh(notification)
     endpoint_ids = _targets(notification, endpoint)
-    existing = {d.endpoint_id: d for d in notification.deliveries}
-    # Pending with no delivery yet: the pump has still to fan it out to its endpoints.
-    not_fanned_out = notification.status == Notification.STATUS_PENDING and not existing
+    existing = {
+        d.endpoint_id: d for d in db.session.scalars(_DELIVERIES_OF, {"id": notification_id})
+    }
+    # Not fanned out yet: the pump will send it to every endpoint that receives it.
+    not_fanned_out = notification.status == Notification.STATUS_NEW
     if not_fanned_out or any(existing[e].status == PENDING for e in endpoint_ids if e in existing):
         raise PayBridgeError(
             "NOTIFICATION_PENDING",
@@ -66,9 +77,12 @@ def redeliver(notification_id: int, endpoint: NotificationEndpoint | None = None
         delivery = existing.get(endpoint_id)
         if delivery is None:
             delivery = Delivery(
-                endpoint_id=endpoint_id, payment_id=notification.payment_id, created_at=now
+                notification_id=notification.id,
+                endpoint_id=endpoint_id,
+                payment_id=notification.payment_id,
+                created_at=now,
             )
-            notification.deliveries.append(delivery)
+            db.session.add(delivery)
         for column, value in _REQUEUE.items():
             setattr(delivery, column, value)
         delivery.next_attempt_at = now

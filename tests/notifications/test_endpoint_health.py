@@ -253,3 +253,27 @@ def test_enabling_through_the_api_redelivers_what_it_missed_when_asked(
     plain = client.patch(path, json={"description": "orders"}, headers=auth_headers(key))
     assert "redelivered" not in plain.get_json()
     assert plain.get_json()["failing_since"] is None
+
+
+def test_an_event_not_fanned_out_when_enabled_reaches_every_endpoint_through_the_pump(
+    client, app, make_merchant, receiver, second_receiver, health_config, worker
+):
+    """Enabling with redeliver_missed leaves an event the pump has not fanned out yet to the
+    pump: a delivery made for it here would pass for its fan-out, and the merchant's other
+    endpoint would never get it."""
+    merchant, key = make_merchant(notify_url=None)
+    _, public, _ = _endpoint(app, merchant.id, receiver.url)
+    _endpoint(app, merchant.id, second_receiver.url)
+    path = f"/api/v1/notification_endpoints/{public}"
+    assert client.patch(path, json={"disabled": True}, headers=auth_headers(key)).status_code == 200
+
+    payment_id = make_payment(app, merchant.id, PaymentStatus.CREATED).id
+    _move(app, payment_id, PaymentStatus.INITIATED)  # its event waits, new, for the pump
+    on = client.patch(
+        path, json={"disabled": False, "redeliver_missed": True}, headers=auth_headers(key)
+    )
+    assert (on.get_json()["status"], on.get_json()["redelivered"]) == ("enabled", 0)
+    worker.run_until(
+        lambda: len(receiver.requests) == 1 and len(second_receiver.requests) == 1,
+        what="the event at both endpoints",
+    )

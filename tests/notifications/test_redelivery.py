@@ -248,25 +248,36 @@ def test_the_cli_resends_through_the_same_rule_and_names_what_it_skips(
     assert sorted(r.headers["webhook-id"] for r in w["failing"].wait_for(4)) == sorted(w["msg_ids"])
 
 
-def test_an_event_not_yet_fanned_out_is_still_being_delivered(app, client, make_merchant, receiver):
+@pytest.mark.parametrize("to_one", [False, True], ids=["every-endpoint", "one-endpoint"])
+def test_an_event_not_yet_fanned_out_is_still_being_delivered(
+    app, client, make_merchant, receiver, worker, to_one
+):
+    """Redelivering an event the pump has not fanned out yet is refused, and makes no delivery:
+    one made here would pass for the fan-out and the other endpoint would never get it."""
     merchant, key = make_merchant(notify_url=None)
     with app.app_context():
+        first = add_endpoint(merchant.id, receiver.url, SUCCEEDED)
         add_endpoint(merchant.id, receiver.url, SUCCEEDED)
         note = Notification(
             merchant_id=merchant.id,
             livemode=False,
             event_type="payment.succeeded",
             payload={"type": "payment.succeeded", "data": {}},
-            status="pending",
+            status=Notification.STATUS_NEW,
+            next_attempt_at=None,
         )
         db.session.add(note)
         db.session.commit()
-        msg_id, note_id = note.public_id, note.id
-    answer = _post(client, key, f"/api/v1/events/{msg_id}/redeliver")
+        msg_id, note_id, first_id = note.public_id, note.id, first.public_id
+    body = {"endpoint": first_id} if to_one else None
+    answer = _post(client, key, f"/api/v1/events/{msg_id}/redeliver", body)
     assert answer.status_code == 409, answer.get_json()
     assert answer.get_json()["error"]["code"] == "NOTIFICATION_PENDING"
     with app.app_context():
         assert _deliveries_of(note_id) == []  # none made beside the pump's own
+    worker.fan_out()
+    with app.app_context():
+        assert len(_deliveries_of(note_id)) == 2  # the pump sends it to both endpoints
 
 
 def _deliveries_of(notification_id: int) -> list:
