@@ -3,6 +3,7 @@ and stored times (naive UTC) shown in one. UTC when a merchant has set none."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -38,9 +39,10 @@ def checked_zone_name(name: str | None) -> str:
     return name
 
 
-def zone_names() -> list[str]:
+@functools.cache  # available_timezones() walks the tz database on every call
+def zone_names() -> tuple[str, ...]:
     """Every zone name a merchant can pick, sorted (for the settings page's suggestions)."""
-    return sorted(n for n in available_timezones() if "/" in n or n == DEFAULT_ZONE)
+    return tuple(sorted(n for n in available_timezones() if "/" in n or n == DEFAULT_ZONE))
 
 
 def local_midnight_utc(day: date, zone: ZoneInfo) -> datetime:

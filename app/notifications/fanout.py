@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from app.common.locks import retry_lock_conflicts, row_locks_only_connection
 from app.models import Notification, NotificationDelivery, NotificationEndpoint, utcnow
@@ -70,52 +70,59 @@ def fan_out(limit: int = FANOUT_BATCH) -> int:
     """Fan out up to `limit` new notifications, oldest first, in one transaction; how many."""
 
     def run() -> int:
-        with row_locks_only_connection() as conn, conn.begin():
-            new = conn.execute(_new_statement(limit)).all()
-            if not new:
+        with row_locks_only_connection() as conn:
+            # A lock-free look first: the pump asks before every claim and mostly finds nothing
+            # new, which must not queue it behind another pump's fan-out lock.
+            if conn.execute(ANY_NEW).first() is None:
                 return 0
-            now = utcnow()
-            endpoints: dict[tuple[int, bool], list] = {}
-            for e in conn.execute(
-                _ENDPOINTS_OF, {"merchant_ids": sorted({n.merchant_id for n in new})}
-            ):
-                endpoints.setdefault((e.merchant_id, bool(e.livemode)), []).append(e)
-            deliveries: list[dict] = []
-            routed: list[int] = []
-            unrouted: list[int] = []
-            for n in new:  # in id order: the deliveries' ids keep it
-                receiving = [
-                    e.id
-                    for e in endpoints.get((n.merchant_id, bool(n.livemode)), ())
-                    if ALL_EVENT_TYPES in e.event_types or n.event_type in e.event_types
-                ]
-                (routed if receiving else unrouted).append(n.id)
-                deliveries += [
-                    {
-                        "notification_id": n.id,
-                        "endpoint_id": endpoint_id,
-                        "payment_id": n.payment_id,
-                        "status": NotificationDelivery.STATUS_PENDING,
-                        "attempt_count": 0,
-                        "next_attempt_at": now,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for endpoint_id in sorted(receiving)
-                ]
-            if deliveries:
-                conn.execute(_ADD_DELIVERIES, deliveries)
-            for ids, status, due in (
-                (routed, Notification.STATUS_PENDING, now),
-                (unrouted, Notification.STATUS_UNROUTED, None),
-            ):
-                if ids:
-                    conn.execute(
-                        _MOVE_ON, {"ids": ids, "new_status": status, "due": due, "now": now}
-                    )
-            return len(new)
+            conn.rollback()
+            with conn.begin():
+                return _fan_out(conn, limit)
 
     return retry_lock_conflicts(run, what="notification fan-out")
+
+
+def _fan_out(conn: Connection, limit: int) -> int:
+    """One fan-out transaction's work, on `conn` (the caller begins and commits)."""
+    new = conn.execute(_new_statement(limit)).all()
+    if not new:
+        return 0
+    now = utcnow()
+    endpoints: dict[tuple[int, bool], list] = {}
+    for e in conn.execute(_ENDPOINTS_OF, {"merchant_ids": sorted({n.merchant_id for n in new})}):
+        endpoints.setdefault((e.merchant_id, bool(e.livemode)), []).append(e)
+    deliveries: list[dict] = []
+    routed: list[int] = []
+    unrouted: list[int] = []
+    for n in new:  # in id order: the deliveries' ids keep it
+        receiving = [
+            e.id
+            for e in endpoints.get((n.merchant_id, bool(n.livemode)), ())
+            if ALL_EVENT_TYPES in e.event_types or n.event_type in e.event_types
+        ]
+        (routed if receiving else unrouted).append(n.id)
+        deliveries += [
+            {
+                "notification_id": n.id,
+                "endpoint_id": endpoint_id,
+                "payment_id": n.payment_id,
+                "status": NotificationDelivery.STATUS_PENDING,
+                "attempt_count": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for endpoint_id in sorted(receiving)
+        ]
+    if deliveries:
+        conn.execute(_ADD_DELIVERIES, deliveries)
+    for ids, status, due in (
+        (routed, Notification.STATUS_PENDING, now),
+        (unrouted, Notification.STATUS_UNROUTED, None),
+    ):
+        if ids:
+            conn.execute(_MOVE_ON, {"ids": ids, "new_status": status, "due": due, "now": now})
+    return len(new)
 
 
 def fan_out_all() -> int:
