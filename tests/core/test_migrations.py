@@ -434,7 +434,8 @@ def test_the_attempts_migration_gives_failed_payments_their_reason(
 ):
     """0018 backfills failure_reason from what each FAILED payment recorded: an expiry the
     merchant caused (API, dashboard) is canceled_by_merchant, any other expired, a failed
-    renewal declined, every other PSP code rejected_by_psp; payments not FAILED keep none."""
+    renewal or a bank's decline declined, Stripe's own refusal or no code rejected_by_psp (as
+    failure_reasons.default_for decides for new ones); payments not FAILED keep none."""
     from flask_migrate import downgrade, upgrade
 
     from app.extensions import db
@@ -448,6 +449,8 @@ def test_the_attempts_migration_gives_failed_payments_their_reason(
         "by-webhook": ("FAILED", "expired", "webhook"),
         "renewal": ("FAILED", "renewal_payment_failed", "webhook"),
         "async": ("FAILED", "generic_decline", "webhook"),
+        "radar": ("FAILED", "fraudulent", "webhook"),
+        "no-code": ("FAILED", None, "webhook"),
         "paid": ("SUCCESS", None, "webhook"),
     }
     with fresh.app_context():
@@ -485,7 +488,9 @@ def test_the_attempts_migration_gives_failed_payments_their_reason(
             "by-recon": "expired",
             "by-webhook": "expired",
             "renewal": "declined",
-            "async": "rejected_by_psp",
+            "async": "declined",
+            "radar": "rejected_by_psp",
+            "no-code": "rejected_by_psp",
             "paid": None,
         }
         downgrade(revision="0017_refund_indexes")

@@ -83,7 +83,11 @@ UPDATE payments SET failure_reason = CASE
     ) THEN 'canceled_by_merchant'
     WHEN failure_code = 'expired' THEN 'expired'
     WHEN failure_code = 'renewal_payment_failed' THEN 'declined'
-    ELSE 'rejected_by_psp'
+    -- Stripe's own refusals (Radar), or no code: as failure_reasons.default_for decides.
+    WHEN failure_code IS NULL OR failure_code IN (
+        'fraudulent', 'highest_risk_level', 'elevated_risk_level', 'rule', 'merchant_blacklist'
+    ) THEN 'rejected_by_psp'
+    ELSE 'declined'
 END
 WHERE status = 'FAILED'
 """
