@@ -61,6 +61,16 @@ def row_locks_only_connection() -> Connection:
     return engine.connect()
 
 
+def read_committed(statement, params: dict | None = None) -> list:
+    """The rows of `statement` as committed now, not as the session's transaction first saw
+    them (a REPEATABLE READ snapshot), on a connection of its own; SQLite has one writer at a
+    time, so the session's own read is the same there."""
+    if db.engine.dialect.name == "sqlite":
+        return list(db.session.execute(statement, params or {}).all())
+    with row_locks_only_connection() as conn:
+        return list(conn.execute(statement, params or {}).all())
+
+
 def is_lock_conflict(exc: OperationalError) -> bool:
     """A deadlock or lock wait timeout: the transaction was rolled back, nothing was written."""
     args = getattr(exc.orig, "args", ())

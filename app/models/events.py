@@ -107,7 +107,8 @@ class Notification(db.Model):
     status_version: Mapped[int | None] = mapped_column(Integer)
     # The body is frozen when the status changes, so a retry sends exactly the same bytes.
     payload: Mapped[dict] = mapped_column(db.JSON)
-    status: Mapped[str] = mapped_column(String(10), default=STATUS_PENDING)
+    # New until the pump fans it out (`fanout.py`), as the request path writes it.
+    status: Mapped[str] = mapped_column(String(10), default=STATUS_NEW)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     # The earliest of its pending deliveries' (None when none is pending).
     next_attempt_at: Mapped[datetime | None] = mapped_column(Timestamp)

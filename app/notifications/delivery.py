@@ -97,6 +97,8 @@ class Claim:
     url: str
     secrets: tuple[str, ...]
     claimed_at: datetime
+    # False: the endpoint was disabled after this delivery was queued; it is failed, not sent.
+    endpoint_enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,7 @@ _DETAILS = (
         NotificationEndpoint.url,
         NotificationEndpoint.signing_secret,
         NotificationEndpoint.previous_signing_secret,
+        NotificationEndpoint.enabled,
     )
     .join(Notification, Notification.id == Delivery.notification_id)
     .join(NotificationEndpoint, NotificationEndpoint.id == Delivery.endpoint_id)
@@ -354,6 +357,7 @@ def claim_due(
             url=row.url,
             secrets=tuple(s for s in (row.signing_secret, row.previous_signing_secret) if s),
             claimed_at=claimed_at,
+            endpoint_enabled=bool(row.enabled),
         )
         for row in rows
     ]
@@ -364,14 +368,19 @@ def attempt(claim: Claim, options: DeliveryOptions) -> AttemptResult:
     address that was checked. Never raises (runs on a pool thread).
 
     A refused target is a failed attempt with the reason, retried on the schedule like any
-    other (the merchant may fix the URL or its DNS meanwhile); nothing is sent to it."""
+    other (the merchant may fix the URL or its DNS meanwhile); nothing is sent to it.
+
+    A delivery of an endpoint disabled since it was queued (a redelivery racing the merchant's
+    disable) fails unsent: disabling fails what is pending, and this is what slipped past."""
+    if not claim.endpoint_enabled:
+        return AttemptResult(False, None, "not sent: the endpoint is disabled", 0, sent=False)
     try:
         try:
             target = check_target(
                 claim.url, allowed_networks=options.allowed_networks, resolver=options.resolver
             )
         except TargetRefused as refused:
-            return AttemptResult(False, None, refused.reason, 0)
+            return AttemptResult(False, None, f"URL refused: {refused.reason}", 0)
         return send(
             target, claim.msg_id, claim.payload, list(claim.secrets), timeout=options.timeout
         )
@@ -478,8 +487,12 @@ def record_outcomes(finished: list[tuple[Claim, AttemptResult]]) -> None:
     for o, rowcount in zip(outcomes, changed, strict=True):
         NOTIFICATION_DELIVERIES.labels(o.kind).inc()
         _log_outcome(o, bool(rowcount))
-    signals.attempted.send(
-        [signals.Attempted(o.claim.endpoint_id, o.claim.claimed_at, o.result.ok) for o in outcomes]
+    signals.attempted.send(  # what was sent only: an unsent delivery says nothing of health
+        [
+            signals.Attempted(o.claim.endpoint_id, o.claim.claimed_at, o.result.ok)
+            for o in outcomes
+            if o.result.sent
+        ]
     )
 
 

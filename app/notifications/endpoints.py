@@ -10,6 +10,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import select, update
 
+from app.common.locks import read_committed
 from app.common.urls import split_url
 from app.errors import NotFoundError, ValidationError
 from app.extensions import db
@@ -51,8 +52,7 @@ def validate_url(url: str | None, *, allowed_networks: Iterable[str], param: str
     try:
         check_target(url, allowed_networks=parse_networks(allowed_networks))
     except TargetRefused as refused:
-        reason = refused.reason.removesuffix("; refused")
-        message = f"The URL is refused: {reason}. {ALLOWLIST_HINT}"
+        message = f"The URL is refused: {refused.reason}. {ALLOWLIST_HINT}"
         raise ValidationError(message, param=param) from None
     return url
 
@@ -204,9 +204,11 @@ def _stop_pending(endpoint: NotificationEndpoint, why: str) -> None:
         NotificationDelivery.endpoint_id == endpoint.id,
         NotificationDelivery.status == NotificationDelivery.STATUS_PENDING,
     )
-    notification_ids = db.session.scalars(
-        select(NotificationDelivery.notification_id).where(*pending)
-    ).all()
+    # The endpoint's row first: a fan-out under way (which reads endpoints in share mode)
+    # commits before this goes on, and none starts after; then every delivery it made is read.
+    db.session.flush()
+    rows = read_committed(select(NotificationDelivery.notification_id).where(*pending))
+    notification_ids = [row[0] for row in rows]
     if not notification_ids:
         return
     delivery.lock_notifications(notification_ids)

@@ -49,10 +49,17 @@ def _new_statement(limit: int):
 
 
 _E = NotificationEndpoint.__table__
-_ENDPOINTS_OF = select(_E.c.id, _E.c.merchant_id, _E.c.livemode, _E.c.event_types).where(
-    _E.c.merchant_id.in_(bindparam("merchant_ids", expanding=True)),
-    _E.c.enabled.is_(True),
-    _E.c.deleted_at.is_(None),
+# Read in share mode: a merchant disabling an endpoint (whose pending deliveries then fail)
+# waits for a fan-out under way to commit, and a later fan-out sees it disabled; so no delivery
+# is made to an endpoint after it was disabled.
+_ENDPOINTS_OF = (
+    select(_E.c.id, _E.c.merchant_id, _E.c.livemode, _E.c.event_types)
+    .where(
+        _E.c.merchant_id.in_(bindparam("merchant_ids", expanding=True)),
+        _E.c.enabled.is_(True),
+        _E.c.deleted_at.is_(None),
+    )
+    .with_for_update(read=True)
 )
 _ADD_DELIVERIES = insert(NotificationDelivery.__table__)
 _MOVE_ON = (

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 
 from app.accounts import audit
 from app.extensions import db
@@ -36,6 +36,7 @@ from app.models import (
 from app.models.endpoint import ALL_EVENT_TYPES
 from app.notifications import delivery
 from app.notifications.endpoints import FAILING, disable
+from app.notifications.redelivery import BATCH_SIZE, queue_again
 from app.notifications.signals import Attempted
 
 log = logging.getLogger(__name__)
@@ -236,52 +237,8 @@ def redeliver_missed(endpoint: NotificationEndpoint, since: Missed | None) -> in
     ids = db.session.scalars(_missed_query(endpoint, since).order_by(Notification.id)).all()
     if not ids:
         return 0
-    delivery.lock_notifications(ids)
-    now = utcnow()
-    db.session.execute(
-        update(Delivery)
-        .where(
-            Delivery.endpoint_id == endpoint.id,
-            Delivery.notification_id.in_(ids),
-            Delivery.status == delivery.FAILED,
-        )
-        .values(
-            status=delivery.PENDING,
-            attempt_count=0,
-            next_attempt_at=now,
-            last_error=None,
-            delivered_at=None,
-        )
-    )
-    have = set(
-        db.session.scalars(
-            select(Delivery.notification_id)
-            .where(Delivery.endpoint_id == endpoint.id, Delivery.notification_id.in_(ids))
-            .with_for_update()  # as committed now, not as this transaction first saw them
-        )
-    )
-    payments = dict(
-        db.session.execute(
-            select(Notification.id, Notification.payment_id).where(Notification.id.in_(ids))
-        ).all()
-    )
-    new = [
-        {
-            "notification_id": i,
-            "endpoint_id": endpoint.id,
-            "payment_id": payments[i],
-            "status": delivery.PENDING,
-            "attempt_count": 0,
-            "next_attempt_at": now,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for i in ids
-        if i not in have
-    ]
-    if new:
-        db.session.execute(insert(Delivery), new)
-    delivery.resummarise(ids)
+    for start in range(0, len(ids), BATCH_SIZE):  # short IN lists, one transaction
+        queue_again(endpoint.id, ids[start : start + BATCH_SIZE], moving=(delivery.FAILED,))
     log.info(
         "notification endpoint %s: %d missed notification(s) queued again",
         endpoint.public_id,

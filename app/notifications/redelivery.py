@@ -12,11 +12,11 @@ UPDATE itself, so a second click or a concurrent one queues nothing twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 
 from app.common.locks import lock_row
 from app.errors import PayBridgeError
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 Delivery = NotificationDelivery
 PENDING = Delivery.STATUS_PENDING
+DELIVERED = Delivery.STATUS_DELIVERED
 FAILED = Delivery.STATUS_FAILED
 # Bulk redelivery moves this many deliveries per transaction: short locks, bounded memory.
 BATCH_SIZE = 500
@@ -41,12 +42,66 @@ _DELIVERIES_OF = (
     .execution_options(populate_existing=True)
 )
 
-_REQUEUE = {
-    "status": PENDING,
-    "attempt_count": 0,
-    "last_error": None,
-    "delivered_at": None,
-}
+
+def queue_again(
+    endpoint_id: int,
+    notification_ids: Iterable[int],
+    *,
+    moving: tuple[str, ...] = (DELIVERED, FAILED),
+) -> int:
+    """Queue these notifications to this endpoint again, due now with a fresh schedule: the
+    one rule every redelivery uses. A delivery whose status is in `moving` goes back to
+    pending (the UPDATE guards it: one pending, or moved by a concurrent call, is left alone);
+    a notification the endpoint never had gets its delivery. Notifications are locked first,
+    as every writer of both does; the caller commits. How many were queued."""
+    ids = lock_notifications(notification_ids)
+    if not ids:
+        return 0
+    now = utcnow()
+    mine = (Delivery.endpoint_id == endpoint_id, Delivery.notification_id.in_(ids))
+    moved = (
+        db.session.connection()
+        .execute(
+            update(Delivery)
+            .where(*mine, Delivery.status.in_(moving))
+            .values(
+                status=PENDING,
+                attempt_count=0,
+                last_error=None,
+                delivered_at=None,
+                next_attempt_at=now,
+                updated_at=now,
+            )
+        )
+        .rowcount
+    )
+    # As committed now (locking read), not as this transaction first saw them.
+    have = set(db.session.scalars(select(Delivery.notification_id).where(*mine).with_for_update()))
+    missing = [i for i in ids if i not in have]
+    if missing:
+        payments = dict(
+            db.session.execute(
+                select(Notification.id, Notification.payment_id).where(Notification.id.in_(missing))
+            ).all()
+        )
+        db.session.execute(
+            insert(Delivery),
+            [
+                {
+                    "notification_id": i,
+                    "endpoint_id": endpoint_id,
+                    "payment_id": payments[i],
+                    "status": PENDING,
+                    "attempt_count": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in missing
+            ],
+        )
+    resummarise(ids)
+    return moved + len(missing)
 
 
 def redeliver(notification_id: int, endpoint: NotificationEndpoint | None = None) -> Notification:
@@ -72,22 +127,10 @@ def redeliver(notification_id: int, endpoint: NotificationEndpoint | None = None
             f"Notification {notification.public_id} is still being delivered"
             + (f" to {endpoint.url}." if endpoint else "."),
         )
-    now = utcnow()
     for endpoint_id in endpoint_ids:
-        delivery = existing.get(endpoint_id)
-        if delivery is None:
-            delivery = Delivery(
-                notification_id=notification.id,
-                endpoint_id=endpoint_id,
-                payment_id=notification.payment_id,
-                created_at=now,
-            )
-            db.session.add(delivery)
-        for column, value in _REQUEUE.items():
-            setattr(delivery, column, value)
-        delivery.next_attempt_at = now
-    db.session.flush()
-    resummarise([notification_id])
+        queue_again(endpoint_id, [notification_id])
+    for stale in existing.values():  # moved by a Core UPDATE: read again when next used
+        db.session.expire(stale)
     db.session.refresh(notification)
     log.info("notification %s queued for redelivery", notification.public_id)
     return notification
@@ -186,7 +229,7 @@ def redeliver_failed(endpoint: NotificationEndpoint, window: FailedWindow) -> in
     _check_enabled(endpoint)
     queued = 0
     for batch in _failed_batches(window):
-        queued += _requeue(batch)
+        queued += queue_again(window.endpoint_id, [n for _, n in batch], moving=(FAILED,))
         db.session.commit()
     log.info("%d failed deliveries to endpoint %s queued again", queued, endpoint.public_id)
     return queued
@@ -201,21 +244,3 @@ def _failed_batches(window: FailedWindow) -> Iterator[list[tuple[int, int]]]:
             return
         after = rows[-1][0]
         yield [(row[0], row[1]) for row in rows]
-
-
-def _requeue(batch: list[tuple[int, int]]) -> int:
-    """Move these deliveries from failed to pending (notifications locked first, as every writer
-    of both does) and sum their notifications up again; how many moved."""
-    notification_ids = lock_notifications(n for _, n in batch)
-    now = utcnow()
-    moved = (
-        db.session.connection()
-        .execute(
-            update(Delivery)
-            .where(Delivery.id.in_([d for d, _ in batch]), Delivery.status == FAILED)
-            .values(**_REQUEUE, next_attempt_at=now, updated_at=now)
-        )
-        .rowcount
-    )
-    resummarise(notification_ids)
-    return moved

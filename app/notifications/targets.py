@@ -1,4 +1,4 @@
-"""Where notifications may be sent: a merchant's notify_url must not reach PayBridge's own
+"""Where notifications may be sent: a notification endpoint's URL must not reach PayBridge's own
 network (SSRF).
 
 `check_target` decides, once per save and once per delivery attempt: it resolves the host
@@ -111,31 +111,31 @@ def check_target(
     try:
         parts = split_url((url or "").strip())
     except ValidationError:
-        raise TargetRefused("notify_url cannot be read as a URL") from None
+        raise TargetRefused("it cannot be read as a URL") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TargetRefused("notify_url must be an absolute http(s) URL")
+        raise TargetRefused("it must be an absolute http(s) URL")
     port = parts.port or (443 if parts.scheme == "https" else 80)
     hostname = parts.hostname.lower().rstrip(".")
     if not hostname:
-        raise TargetRefused("notify_url needs a host name")
+        raise TargetRefused("it needs a host name")
     allowed = tuple(allowed_networks)
     if hostname == "localhost" or hostname.endswith(".localhost"):
         names = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
         addresses = tuple(a for a in names if _allowed(a, allowed))
         if not addresses:
-            raise TargetRefused(f"notify_url names {hostname!r}: this machine; refused")
+            raise TargetRefused(f"it names {hostname!r}: this machine")
         return Target(url, hostname, port, addresses)
     try:
         found = resolver(hostname, port)
     except (OSError, UnicodeError, ValueError):
         found = []
     if not found:
-        raise TargetRefused(f"notify_url's host {hostname!r} does not resolve; refused")
+        raise TargetRefused(f"its host {hostname!r} does not resolve")
     addresses = tuple(dict.fromkeys(ipaddress.ip_address(a) for a in found))
     for address in addresses:
         why = forbidden_address(address, allowed)
         if why:
-            raise TargetRefused(f"notify_url resolves to {why} ({address}); refused")
+            raise TargetRefused(f"it resolves to {why} ({address})")
     return Target(url, hostname, port, addresses)
 
 

@@ -119,7 +119,8 @@ def _post(
     try:
         target = check_target(url, allowed_networks=options.allowed_networks)
     except TargetRefused as refused:
-        return AttemptResult(False, None, f"not sent: {refused.reason}"[:500], 0, sent=False)
+        error = f"not sent, URL refused: {refused.reason}"[:500]
+        return AttemptResult(False, None, error, 0, sent=False)
     timeout = min(options.timeout, TIMEOUT_CAP_SECONDS)
     return send(target, msg_id, payload, secrets, timeout=timeout)
 

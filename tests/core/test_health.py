@@ -130,6 +130,7 @@ def test_metrics_report_the_notifications_due(app, client, make_merchant):
                     merchant_id=merchant.id,
                     event_type="payment.succeeded",
                     payload={},
+                    status=Notification.STATUS_PENDING,
                     next_attempt_at=due_at,
                     deliveries=[
                         NotificationDelivery(endpoint_id=endpoint.id, next_attempt_at=due_at)

@@ -225,5 +225,5 @@ def test_private_notify_url_is_refused_where_no_network_is_allowed(
         what="first attempt",
     )
     [attempt] = get_rows(app, NotificationAttempt, notification_id=notification_id)[:1]
-    assert attempt.error == "notify_url resolves to a loopback address (127.0.0.1); refused"
+    assert attempt.error == "URL refused: it resolves to a loopback address (127.0.0.1)"
     assert receiver.hits == 0
