@@ -12,7 +12,11 @@ Fair delivery: an endpoint that answers slowly (or has not answered yet) holds a
 NOTIFY_ENDPOINT_CONCURRENCY of this pump's slots; one that answers fast may borrow every free
 slot, since it gives them back at once. So one busy endpoint that answers fast uses the whole
 pump, several share it as their POSTs finish, and a hanging one holds only its share, each
-POST for the timeout, while the others go on at full speed. The shares are per process: each
+POST for the timeout, while the others go on at full speed. An endpoint that answered fast and
+then hangs holds what it borrowed only until it is seen slow (a POST out longer than a quarter
+of the timeout): from then on its POSTs beyond its share hold no slot, only a thread of the
+pool's spare half, so the others get the slots back long before those POSTs time out. The
+shares are per process: each
 process's slots are its own threads, which is what a hanging endpoint would take; a global
 (Redis) count would add a round trip per claim and a failure mode to the pump for nothing the
 processes' own counts do not already bound (N processes: at most N shares).
@@ -61,6 +65,8 @@ class NotificationPump:
             raise ValueError("concurrency must be at least 1")
         self.app = app
         self.concurrency = concurrency
+        # Threads: a slot each, and as many spare for POSTs that outlive their slot (`_held`).
+        self.threads = 2 * concurrency
         self.burst = burst
         self.poll_seconds = float(app.config["NOTIFY_POLL_SECONDS"])
         self.options = DeliveryOptions.from_config(app.config)
@@ -98,7 +104,7 @@ class NotificationPump:
         log.info("notification pump started: %d deliveries at once", self.concurrency)
         with (
             self.app.app_context(),
-            ThreadPoolExecutor(self.concurrency, thread_name_prefix="notify") as pool,
+            ThreadPoolExecutor(self.threads, thread_name_prefix="notify") as pool,
         ):
             last_tries = FINAL_RECORD_TRIES
             while True:
@@ -120,7 +126,8 @@ class NotificationPump:
         log.info("notification pump stopped")
 
     def _claim_into(self, pool: ThreadPoolExecutor) -> int:
-        free = self.concurrency - len(self._in_flight)
+        room = self._room()  # first: it marks endpoints slow whose POSTs are out too long
+        free = min(self.concurrency - self._held(), self.threads - len(self._in_flight))
         # With POSTs in flight, wait until a quarter of the slots are free: fewer, larger claims.
         if free < (max(1, self.concurrency // 4) if self._in_flight else 1):
             return 0
@@ -130,7 +137,6 @@ class NotificationPump:
             if self._all_taken and not any_due():
                 return 0
             fan_out()
-            room = self._room()
             claims = claim_due(
                 free, room, others=self.endpoint_share, first=self._shares_first(room)
             )
@@ -150,6 +156,14 @@ class NotificationPump:
     def in_flight(self) -> Counter[int]:
         """POSTs in flight by endpoint id: a snapshot, safe to take from another thread."""
         return Counter(claim.endpoint_id for claim in dict(self._in_flight).values())
+
+    def _held(self) -> int:
+        """The slots the POSTs in flight hold: all of a fast endpoint's, at most its share of
+        any other's (the rest wait on spare threads, holding up no other endpoint)."""
+        return sum(
+            n if self._fast.get(endpoint, False) else min(n, self.endpoint_share)
+            for endpoint, n in self.in_flight().items()
+        )
 
     def _room(self) -> dict[int, int]:
         """How many more POSTs endpoints may start now: one that answers fast, every free slot

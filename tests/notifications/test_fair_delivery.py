@@ -1,5 +1,6 @@
 """Fair delivery against real receivers: a hanging endpoint holds only its share of the pump
-and does not slow another endpoint's deliveries; one that answers fast borrows the whole pump."""
+and does not slow another endpoint's deliveries; one that answers fast borrows the whole pump,
+and gives it back soon after it starts hanging."""
 
 from __future__ import annotations
 
@@ -131,6 +132,49 @@ def test_a_hanging_endpoint_does_not_slow_another_and_still_gets_its_turns(
         what="the hanging endpoint's notifications failed after their retries",
         app=app,
     )
+
+
+def test_a_hanging_endpoint_with_a_backlog_holds_only_its_share(
+    app, make_merchant, hanging, fair_config, pump
+):
+    hanging_id = _backlog(app, make_merchant, hanging.url, 8 * SHARE)
+    running = pump()
+    wait_until(lambda: hanging.in_flight == SHARE, what="its share of POSTs at the receiver")
+    most = 0
+    until = time.monotonic() + TIMEOUT  # the first POSTs' whole timeout
+    while time.monotonic() < until:
+        most = max(most, running.in_flight()[hanging_id], hanging.in_flight)
+        time.sleep(0.02)  # the sampling period, not a wait for a result
+    assert most == SHARE
+    assert hanging.max_in_flight == SHARE
+
+
+def test_an_endpoint_that_was_fast_and_then_hangs_gives_the_slots_back(
+    app, make_merchant, healthy, fair_config, pump
+):
+    """It borrowed the pump while fast; once it hangs, its POSTs beyond its share stop holding
+    slots as soon as it is seen slow (a quarter of the timeout), not when they time out."""
+    timeout = 4.0
+    fair_config.update(NOTIFY_TIMEOUT_SECONDS=timeout)
+    flaky = Receiver().start()
+    try:
+        flaky_id = _backlog(app, make_merchant, flaky.url, 20 * CONCURRENCY)
+        running = pump()
+        wait_until(lambda: len(flaky.requests) >= 2 * CONCURRENCY, what="it borrowing the pump")
+        flaky.delay = timeout + 0.5  # from now on it hangs
+        wait_until(
+            lambda: flaky.in_flight > CONCURRENCY // 2, what="its borrowed slots held hanging"
+        )
+        started = time.monotonic()
+        _backlog(app, make_merchant, healthy.url, CONCURRENCY)
+        wait_until(lambda: len(healthy.requests) == CONCURRENCY, what="the other endpoint served")
+        waited = time.monotonic() - started
+        print(f"the other endpoint was served in {waited:.2f}s (timeout {timeout:g}s)")
+        assert waited < timeout / 2, waited  # the hanging POSTs were still out
+        assert running.in_flight()[flaky_id] > SHARE  # its hanging POSTs, on spare threads
+    finally:
+        flaky.delay = 0
+        flaky.stop()
 
 
 def test_an_endpoint_that_answers_fast_borrows_the_whole_pump(
