@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, true, update
 
 from app.common.locks import retry_lock_conflicts, row_locks_only_connection
 from app.models import Notification, NotificationDelivery, NotificationEndpoint, utcnow
@@ -56,7 +56,7 @@ _ENDPOINTS_OF = (
     select(_E.c.id, _E.c.merchant_id, _E.c.livemode, _E.c.event_types)
     .where(
         _E.c.merchant_id.in_(bindparam("merchant_ids", expanding=True)),
-        _E.c.enabled.is_(True),
+        _E.c.enabled == true(),
         _E.c.deleted_at.is_(None),
     )
     .with_for_update(read=True)

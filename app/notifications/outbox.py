@@ -8,7 +8,7 @@ retry sends exactly the same bytes."""
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, true
 
 from app.extensions import db
 from app.models import (
@@ -95,7 +95,7 @@ _ENDPOINTS = NotificationEndpoint.__table__
 _RECEIVING_ENDPOINTS = select(_ENDPOINTS.c.id, _ENDPOINTS.c.event_types).where(
     _ENDPOINTS.c.merchant_id == bindparam("merchant_id"),
     _ENDPOINTS.c.livemode == bindparam("livemode"),
-    _ENDPOINTS.c.enabled.is_(True),
+    _ENDPOINTS.c.enabled == true(),
     _ENDPOINTS.c.deleted_at.is_(None),
 )
 

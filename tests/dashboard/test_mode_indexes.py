@@ -122,3 +122,34 @@ def test_the_list_of_one_mode_reads_its_index_without_sorting(
     assert int(plan["key_len"]) >= allowed[plan["key"]], plan  # the mode is read from the index
     assert plan["type"] in ("ref", "range"), plan  # never a scan of the whole table or index
     assert "filesort" not in (plan["Extra"] or ""), plan
+
+
+def test_which_mode_a_merchant_sees_first_is_read_from_an_index(app, tenants, many_payments):
+    """The first page after a log-in asks whether the merchant has live data (a live payment):
+    an index dive on (merchant, mode), not a walk through a test-only merchant's payments."""
+    captured = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        if "EXISTS" in statement and "FROM payments" in statement:
+            captured.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    client = logged_in(app, tenants.b_email)  # test data only
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        assert client.get("/dashboard/payments").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    [(statement, parameters)] = captured
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("EXPLAIN " + statement, parameters)
+        columns = [d[0] for d in cursor.description]
+        plans = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        raw.close()
+    [plan] = [p for p in plans if p["table"] == "payments"]
+    assert int(plan["key_len"]) >= MERCHANT_AND_MODE, plan  # merchant and mode, both
+    assert int(plan["rows"]) <= 10, plan
