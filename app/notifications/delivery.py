@@ -264,17 +264,16 @@ _SUMMARY = """
           THEN NULL
         ELSE COALESCE(delivered_at, :now) END,
       updated_at = :now
-    WHERE id = :notification_id
+    WHERE id IN :notification_ids
 """
 _SUMMARISE = text(
     "UPDATE notifications SET attempt_count = attempt_count + :attempts,"
     " last_attempt_at = :attempted_at, last_error = :last_error," + _SUMMARY
-)
-# The same for many notifications in one statement (a bulk redelivery's batch).
-_RESUMMARISE = text(
-    "UPDATE notifications SET"
-    + _SUMMARY.replace("WHERE id = :notification_id", "WHERE id IN :notification_ids")
 ).bindparams(bindparam("notification_ids", expanding=True))
+# The summary alone, after deliveries moved on outside a cycle (a redelivery, a disable).
+_RESUMMARISE = text("UPDATE notifications SET" + _SUMMARY).bindparams(
+    bindparam("notification_ids", expanding=True)
+)
 
 
 _COUNT_NEW = select(func.count()).select_from(ANY_NEW.limit(None).subquery())
@@ -468,18 +467,7 @@ def record_outcomes(finished: list[tuple[Claim, AttemptResult]]) -> None:
             conn.execute(_LOCK_NOTIFICATIONS, {"ids": notification_ids})
             if attempt_rows:
                 conn.execute(_ADD_ATTEMPT, attempt_rows)
-            changed = [
-                conn.execute(
-                    _outcome_statement(tuple(sorted(o.values))),
-                    {
-                        "delivery_id": o.claim.delivery_id,
-                        "attempt": o.claim.attempt,
-                        "claimed_at": o.claim.claimed_at,
-                        **{f"new_{column}": value for column, value in o.values.items()},
-                    },
-                ).rowcount
-                for o in outcomes
-            ]
+            changed = _move_on(conn, outcomes, now)
             _summarise(conn, [o for o, n in zip(outcomes, changed, strict=True) if n], now)
             return changed
 
@@ -496,21 +484,85 @@ def record_outcomes(finished: list[tuple[Claim, AttemptResult]]) -> None:
     )
 
 
+# Deliveries of one claim that were delivered, moved on in one statement (the common outcome;
+# per row, `_outcome_statement` would cost a round trip each). The guard is the per-row one's:
+# still pending and still this claim's (`last_attempt_at`); the attempt is counted in SQL.
+_DELIVERED = (
+    update(Delivery)
+    .where(
+        Delivery.id.in_(bindparam("ids", expanding=True)),
+        Delivery.status == PENDING,
+        Delivery.last_attempt_at == bindparam("claimed_at"),
+    )
+    .values(
+        status=DELIVERED,
+        delivered_at=bindparam("now"),
+        next_attempt_at=None,
+        last_error=None,
+        attempt_count=Delivery.attempt_count + 1,
+    )
+)
+# Which of them that statement moved (when not all: another cycle's claim took some over).
+_DELIVERED_NOW = select(Delivery.id).where(
+    Delivery.id.in_(bindparam("ids", expanding=True)),
+    Delivery.status == DELIVERED,
+    Delivery.delivered_at == bindparam("now"),
+    Delivery.last_attempt_at == bindparam("claimed_at"),
+)
+
+
+def _move_on(conn, outcomes: list[_Outcome], now: datetime) -> list[int]:
+    """Apply each outcome to its delivery, guarded by its claim; per outcome, 1 when it moved
+    the delivery on, 0 when the claim had lost it (its lease ran out and another took it)."""
+    changed: dict[int, int] = {}
+    delivered: dict[datetime, list[int]] = {}
+    for o in outcomes:
+        if o.kind == "delivered":
+            delivered.setdefault(o.claim.claimed_at, []).append(o.claim.delivery_id)
+            continue
+        changed[o.claim.delivery_id] = conn.execute(
+            _outcome_statement(tuple(sorted(o.values))),
+            {
+                "delivery_id": o.claim.delivery_id,
+                "attempt": o.claim.attempt,
+                "claimed_at": o.claim.claimed_at,
+                **{f"new_{column}": value for column, value in o.values.items()},
+            },
+        ).rowcount
+    for claimed_at, ids in delivered.items():
+        params = {"ids": ids, "claimed_at": claimed_at, "now": now}
+        moved = conn.execute(_DELIVERED, params).rowcount
+        if moved == len(ids):
+            changed.update(dict.fromkeys(ids, 1))
+        else:
+            done = set(conn.execute(_DELIVERED_NOW, params).scalars()) if moved else set()
+            changed.update({i: int(i in done) for i in ids})
+    return [changed[o.claim.delivery_id] for o in outcomes]
+
+
 def _summarise(conn, moved: list[_Outcome], now: datetime) -> None:
-    """Sum up the notifications of the deliveries that moved on (in notification id order)."""
+    """Sum up the notifications of the deliveries that moved on: one statement per set of
+    notifications with the same figures to add (usually one for a whole batch)."""
     by_notification: dict[int, list[_Outcome]] = {}
     for o in moved:
         by_notification.setdefault(o.claim.notification_id, []).append(o)
+    alike: dict[tuple, list[int]] = {}
     for notification_id in sorted(by_notification):
         mine = by_notification[notification_id]
-        last = mine[-1]
+        figures = (
+            sum(1 for o in mine if o.result.sent),
+            mine[-1].claim.claimed_at,
+            next((o.result.error for o in mine if o.result.error), None),
+        )
+        alike.setdefault(figures, []).append(notification_id)
+    for (attempts, attempted_at, last_error), ids in alike.items():
         conn.execute(
             _SUMMARISE,
             {
-                "notification_id": notification_id,
-                "attempts": sum(1 for o in mine if o.result.sent),
-                "attempted_at": last.claim.claimed_at,
-                "last_error": next((o.result.error for o in mine if o.result.error), None),
+                "notification_ids": ids,
+                "attempts": attempts,
+                "attempted_at": attempted_at,
+                "last_error": last_error,
                 "now": now,
             },
         )

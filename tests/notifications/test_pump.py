@@ -123,6 +123,37 @@ def test_a_claim_is_leased_and_a_dead_pumps_claim_is_taken_again(
     assert len(receiver.requests) == 1
 
 
+def test_delivered_outcomes_of_one_claim_move_on_together_but_only_those_it_still_holds(
+    app, make_merchant, receiver, finish_payment, worker
+):
+    """Delivered outcomes are stored in one statement per claim; a delivery the claim lost
+    meanwhile (its lease ran out and another cycle took it) is left to the new claim."""
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    _, kept_id = finish_payment(merchant.id)
+    _, lost_id = finish_payment(merchant.id)
+    worker.fan_out()
+    with app.app_context():
+        claims = {c.notification_id: c for c in claim_due(10)}
+        assert set(claims) == {kept_id, lost_id}  # one claim, one claimed_at
+        db.session.execute(
+            db.update(NotificationDelivery)
+            .where(NotificationDelivery.id == claims[lost_id].delivery_id)
+            .values(next_attempt_at=utcnow() - timedelta(seconds=1))  # its lease ran out
+        )
+        db.session.commit()
+        [retaken] = claim_due(10)  # another cycle takes it over
+        assert retaken.notification_id == lost_id
+        ok = AttemptResult(True, 200, None, 3)
+        record_outcomes([(claims[kept_id], ok), (claims[lost_id], ok)])
+    kept, lost = get_row(app, Notification, kept_id), get_row(app, Notification, lost_id)
+    assert (kept.status, kept.attempt_count) == ("delivered", 1)
+    assert (lost.status, lost.attempt_count) == ("pending", 0)  # the new claim's to record
+    with app.app_context():
+        record_outcomes([(retaken, ok)])
+    lost = get_row(app, Notification, lost_id)
+    assert (lost.status, lost.attempt_count) == ("delivered", 1)
+
+
 def test_without_an_endpoint_a_notification_is_unrouted_and_never_attempted(
     app, make_merchant, finish_payment, worker
 ):
