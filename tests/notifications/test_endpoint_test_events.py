@@ -13,6 +13,7 @@ from app.extensions import db
 from app.models import AuditLog, EndpointTestEvent, Notification
 from app.notifications.test_events import TEST_EVENTS_PER_MINUTE
 from tests.support.api import auth_headers
+from tests.support.concurrency import at_once
 from tests.support.factories import add_endpoint
 from tests.support.pages import csrf_from, logged_in
 from tests.support.receiver import Receiver
@@ -132,6 +133,23 @@ def test_test_events_are_rate_limited_per_merchant(
     other, other_key = make_merchant(name="Other", notify_url=None)
     theirs, _ = _endpoint(app, other.id, receiver.url)
     assert _test(client, other_key, theirs).status_code == 200
+
+
+def test_concurrent_test_events_never_pass_the_rate_limit(
+    app, make_merchant, receiver, notify_config
+):
+    merchant, key = make_merchant(notify_url=None)
+    public_id, _ = _endpoint(app, merchant.id, receiver.url)
+    # Each request on a client (and so a session and connection) of its own, all at once: a
+    # check that counted before another's insert was committed would let more through.
+    calls = [
+        lambda: _test(app.test_client(), key, public_id).status_code
+        for _ in range(TEST_EVENTS_PER_MINUTE + 6)
+    ]
+    statuses = at_once(calls)
+    assert sorted(statuses) == [200] * TEST_EVENTS_PER_MINUTE + [429] * 6
+    assert receiver.hits == TEST_EVENTS_PER_MINUTE
+    assert len(get_rows(app, EndpointTestEvent, merchant_id=merchant.id)) == TEST_EVENTS_PER_MINUTE
 
 
 @pytest.fixture
