@@ -370,6 +370,8 @@ class Config(BaseSettings):
     # An endpoint whose every attempt failed for this long is disabled (as Stripe: 3 days);
     # 0: never.
     NOTIFY_ENDPOINT_DISABLE_AFTER_SECONDS: Interval = 3 * 24 * 3600
+    # After a rotation the previous signing secret keeps signing this long (as Stripe: ≤ 24 h).
+    NOTIFY_SECRET_ROTATION_GRACE_SECONDS: Annotated[int, Field(ge=0, le=86400)] = 24 * 3600
     WORKER_CONCURRENCY: Count = 4
     # Each worker process serves its own /metrics (app/runtime/metrics_server.py), so a worker
     # on another host than gunicorn is scraped too: its port (0: none; several workers on one

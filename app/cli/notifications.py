@@ -3,6 +3,8 @@ merchant's events to a developer's machine."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -12,9 +14,9 @@ from sqlalchemy import select
 
 from app.errors import PayBridgeError
 from app.extensions import db
-from app.models import Notification, Payment
+from app.models import Notification, NotificationDelivery, NotificationEndpoint, Payment
 from app.notifications.delivery import deliver_due
-from app.notifications.redelivery import redeliver
+from app.notifications.redelivery import FailedWindow, count_failed, redeliver, redeliver_failed
 from paybridge_listen import default_secret_path, listen, parse_since, signing_secret
 
 notifications_cli = AppGroup("notifications", help="Notifications to client apps (the outbox).")
@@ -66,12 +68,33 @@ def list_command(status: str | None, merchant_id: int | None, limit: int) -> Non
 
 @notifications_cli.command("resend")
 @click.argument("notification", required=False)
-@click.option("--all-failed", is_flag=True, help="Resend every failed notification.")
-def resend_command(notification: str | None, all_failed: bool) -> None:
-    """Send a delivered or failed notification again (same webhook-id), by id or msg_… id."""
+@click.option(
+    "--all-failed",
+    is_flag=True,
+    help="Resend every failed delivery, each to its own endpoint only.",
+)
+@click.option("--endpoint", help="With --all-failed: only this endpoint's (we_…).")
+@click.option(
+    "--since", help="With --all-failed: events created since then (ISO 8601, or 15m, 2h, 3d back)."
+)
+@click.option(
+    "--until", help="With --all-failed: events created until then (ISO 8601, or 15m, 2h, 3d back)."
+)
+def resend_command(
+    notification: str | None,
+    all_failed: bool,
+    endpoint: str | None,
+    since: str | None,
+    until: str | None,
+) -> None:
+    """Send a delivered or failed notification again (same webhook-id), by id or msg_… id, to
+    every endpoint that receives it; or, with --all-failed, every failed delivery again to its
+    endpoint only (an endpoint that got the notification gets no copy)."""
     if bool(notification) == all_failed:
         raise click.UsageError("Give a notification id or --all-failed (one of them).")
     if not all_failed:
+        if endpoint or since or until:
+            raise click.UsageError("--endpoint, --since and --until go with --all-failed.")
         try:
             public_id = redeliver(_resolve(notification)).public_id
             db.session.commit()  # due from this commit on: the next delivery cycle sends it
@@ -80,37 +103,70 @@ def resend_command(notification: str | None, all_failed: bool) -> None:
             raise click.ClickException(exc.message) from exc
         click.echo(f"Queued {public_id} for delivery.")
         return
-    queued = refused = 0
-    for notification_id in _failed_ids():
-        try:
-            public_id = redeliver(notification_id).public_id
-            db.session.commit()
-        except PayBridgeError as exc:
-            db.session.rollback()
-            refused += 1
-            click.echo(f"Skipped notification {notification_id}: {exc.message}", err=True)
+    try:
+        created_gte = _moment(since, "--since")
+        created_lte = _moment(until, "--until")
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    queued = skipped = 0
+    for target in _endpoints_with_failed(endpoint):
+        # Counted first, and only those sent: what fails while this runs waits for the next.
+        window = FailedWindow(target.id, created_gte, created_lte)
+        count, newest = count_failed(window)
+        if not count:
             continue
-        queued += 1
-        click.echo(f"Queued {public_id} for delivery.")
+        reason = _not_sendable(target)
+        if reason:
+            skipped += count
+            click.echo(f"Skipped {count} failed deliveries to {target.public_id} ({reason}).")
+            continue
+        try:
+            sent = redeliver_failed(target, replace(window, upto_id=newest))
+        except PayBridgeError as exc:  # disabled since it was read
+            db.session.rollback()
+            skipped += count
+            click.echo(f"Skipped {count} failed deliveries to {target.public_id}: {exc.message}")
+            continue
+        queued += sent
+        click.echo(f"Queued {sent} failed deliveries to {target.public_id} ({target.url}).")
     click.echo(
-        f"{queued} failed notification(s) queued again"
-        + (f", {refused} skipped." if refused else ".")
+        f"{queued} failed deliveries queued again"
+        + (f"; {skipped} skipped (their endpoint is disabled or deleted)." if skipped else ".")
     )
-    if refused:
-        raise SystemExit(1)
 
 
-def _failed_ids(batch: int = 500):
-    """Every failed notification's id, read a batch at a time (never all at once)."""
-    after = 0
-    while ids := db.session.scalars(
-        select(Notification.id)
-        .where(Notification.status == Notification.STATUS_FAILED, Notification.id > after)
-        .order_by(Notification.id)
-        .limit(batch)
-    ).all():
-        yield from ids
-        after = ids[-1]
+def _moment(value: str | None, option: str) -> datetime | None:
+    """An option's time as the database keeps it (naive UTC), or None."""
+    if not value:
+        return None
+    try:
+        moment = parse_since(value)
+    except ValueError as error:  # its message names --since
+        raise ValueError(str(error).replace("--since", option, 1)) from None
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _endpoints_with_failed(public_id: str | None) -> list[NotificationEndpoint]:
+    """The endpoints (or the one named) with failed deliveries, deleted and disabled ones too
+    (so their deliveries are reported, not silently left)."""
+    stmt = select(NotificationEndpoint).order_by(NotificationEndpoint.id)
+    if public_id:
+        found = db.session.scalars(stmt.where(NotificationEndpoint.public_id == public_id)).all()
+        if not found:
+            raise click.ClickException(f"No notification endpoint {public_id}.")
+        return list(found)
+    failed = select(NotificationDelivery.endpoint_id).where(
+        NotificationDelivery.status == NotificationDelivery.STATUS_FAILED
+    )
+    return list(db.session.scalars(stmt.where(NotificationEndpoint.id.in_(failed))))
+
+
+def _not_sendable(endpoint: NotificationEndpoint) -> str | None:
+    if endpoint.deleted_at is not None:
+        return "deleted"
+    if not endpoint.enabled:
+        return f"disabled: {endpoint.disabled_reason}" if endpoint.disabled_reason else "disabled"
+    return None
 
 
 @notifications_cli.command("deliver")

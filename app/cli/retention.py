@@ -26,21 +26,22 @@ def register(app: Flask) -> None:
     help="Start no batch after this long (default: until everything past its age is gone).",
 )
 def purge_command(dry_run: bool, max_seconds: float | None) -> None:
-    """Purge old idempotency records, delivered notifications, PSP events and recon runs."""
+    """Purge old idempotency records, delivered notifications, test events, PSP events and
+    recon runs."""
     started = time.monotonic()
     report = purge(dry_run=dry_run, max_seconds=max_seconds)
     seconds = time.monotonic() - started
     if report.skipped:
         click.echo("Another purge is running (it holds the retention lock); nothing done.")
         sys.exit(1)
-    click.echo(f"{'TABLE':<24} {'KEPT FOR':<10} {'WOULD PURGE' if dry_run else 'PURGED':>12}")
+    click.echo(f"{'TABLE':<28} {'KEPT FOR':<10} {'WOULD PURGE' if dry_run else 'PURGED':>12}")
     for kind in KINDS:
         kept_for = report.kept_for.get(kind.table, "-")
         lines = [(kind.table, kept_for)] + [(fk.table.name, "(with it)") for fk in kind.children]
         for table, kept in lines:
             rows = report.rows.get(table)
             shown = "-" if rows is None else f"{rows:,}"
-            click.echo(f"{table:<24} {kept:<10} {shown:>12}")
+            click.echo(f"{table:<28} {kept:<10} {shown:>12}")
     total = sum(report.rows.values())
     click.echo(f"{'Would purge' if dry_run else 'Purged'} {total:,} rows in {seconds:.1f} s.")
     if not report.finished:

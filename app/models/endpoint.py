@@ -3,7 +3,7 @@ notification (the event) to each endpoint that subscribes to its type."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, false, true
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -38,8 +38,10 @@ class NotificationEndpoint(db.Model):  # type: ignore[name-defined]  # flask-sql
     # The event types it receives (app/notifications/event_types.py), or ["*"] for all.
     event_types: Mapped[list] = mapped_column(db.JSON)
     signing_secret: Mapped[str] = mapped_column(String(100), default=new_signing_secret)
-    # While its secret rotates, notifications are signed with both.
+    # While its secret rotates, notifications are signed with both, until the previous one
+    # expires (NOTIFY_SECRET_ROTATION_GRACE_SECONDS after the rotation, or sooner if asked).
     previous_signing_secret: Mapped[str | None] = mapped_column(String(100))
+    previous_signing_secret_expires_at: Mapped[datetime | None] = mapped_column(Timestamp)
     secret_rotated_at: Mapped[datetime | None] = mapped_column(Timestamp)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     disabled_reason: Mapped[str | None] = mapped_column(String(200))
@@ -54,21 +56,47 @@ class NotificationEndpoint(db.Model):  # type: ignore[name-defined]  # flask-sql
 
     merchant: Mapped[Merchant] = relationship()
 
-    def signing_secrets(self) -> list[str]:
-        return [s for s in (self.signing_secret, self.previous_signing_secret) if s]
+    def signing_secrets(self, now: datetime | None = None) -> list[str]:
+        """The secrets that sign now: the current one, and the previous one until it expires."""
+        return signing_secrets(
+            self.signing_secret,
+            self.previous_signing_secret,
+            self.previous_signing_secret_expires_at,
+            now or utcnow(),
+        )
+
+    def previous_secret_signs_until(self, now: datetime | None = None) -> datetime | None:
+        """When the previous secret stops signing; None when it does not sign (any more)."""
+        if len(self.signing_secrets(now)) < 2:
+            return None
+        return self.previous_signing_secret_expires_at
 
     def receives(self, event_type: str) -> bool:
         return ALL_EVENT_TYPES in self.event_types or event_type in self.event_types
 
-    def rotate_signing_secret(self) -> str:
-        """Start a rotation: the new secret signs from now on, the old one keeps signing too."""
+    def rotate_signing_secret(self, grace: timedelta) -> str:
+        """Start a rotation: the new secret signs from now on, the old one keeps signing too
+        for `grace` (none: it stops now)."""
+        now = utcnow()
         self.previous_signing_secret = self.signing_secret
+        self.previous_signing_secret_expires_at = now + grace
         self.signing_secret = new_signing_secret()
-        self.secret_rotated_at = utcnow()
+        self.secret_rotated_at = now
         return self.signing_secret
 
     def __repr__(self) -> str:
         return f"<NotificationEndpoint {self.public_id} {self.url!r}>"
+
+
+def signing_secrets(
+    current: str, previous: str | None, previous_expires_at: datetime | None, now: datetime
+) -> list[str]:
+    """The one rule of which secrets sign at `now` (for an endpoint object or the delivery
+    claim's plain row): the previous secret only before it expires; one with no expiry never
+    signs, so no secret signs forever."""
+    if previous and previous_expires_at is not None and now < previous_expires_at:
+        return [current, previous]
+    return [current]
 
 
 class NotificationDelivery(db.Model):  # type: ignore[name-defined]  # as above

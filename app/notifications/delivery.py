@@ -49,6 +49,7 @@ from app.models import (
     NotificationEndpoint,
     utcnow,
 )
+from app.models.endpoint import signing_secrets
 from app.notifications import signals
 from app.notifications.fanout import ANY_NEW, fan_out_all
 from app.notifications.targets import (
@@ -226,6 +227,7 @@ _DETAILS = (
         NotificationEndpoint.url,
         NotificationEndpoint.signing_secret,
         NotificationEndpoint.previous_signing_secret,
+        NotificationEndpoint.previous_signing_secret_expires_at,
         NotificationEndpoint.enabled,
     )
     .join(Notification, Notification.id == Delivery.notification_id)
@@ -354,7 +356,14 @@ def claim_due(
             msg_id=row.public_id,
             payload=row.payload,
             url=row.url,
-            secrets=tuple(s for s in (row.signing_secret, row.previous_signing_secret) if s),
+            secrets=tuple(
+                signing_secrets(
+                    row.signing_secret,
+                    row.previous_signing_secret,
+                    row.previous_signing_secret_expires_at,
+                    claimed_at,
+                )
+            ),
             claimed_at=claimed_at,
             endpoint_enabled=bool(row.enabled),
         )

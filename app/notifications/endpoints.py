@@ -7,6 +7,7 @@ change and its audit row land in one transaction."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
 
 from sqlalchemy import select, update
 
@@ -25,6 +26,8 @@ ALLOWLIST_HINT = (
     "network (NOTIFY_ALLOWED_NETWORKS)."
 )
 URL_MAX = 2000
+# The longest the previous secret may keep signing after a rotation (as Stripe: 24 hours).
+ROTATION_GRACE_MAX = 24 * 3600
 DESCRIPTION_MAX = 500
 # The reason of an endpoint the worker disabled because every attempt failed for too long
 # (app/notifications/health.py).
@@ -167,9 +170,14 @@ def update_endpoint(
     return done
 
 
-def rotate_secret(endpoint: NotificationEndpoint) -> str:
-    """Start a rotation: the new secret signs from now on, the previous one keeps signing too."""
-    secret = endpoint.rotate_signing_secret()
+def rotate_secret(endpoint: NotificationEndpoint, expires_in: int) -> str:
+    """Start a rotation: the new secret signs from now on, the previous one keeps signing too
+    for `expires_in` seconds (0: it stops now), as Stripe's `expires_at`."""
+    if not 0 <= expires_in <= ROTATION_GRACE_MAX:
+        raise ValidationError(
+            f"expires_in is 0 to {ROTATION_GRACE_MAX} seconds (24 hours).", param="expires_in"
+        )
+    secret = endpoint.rotate_signing_secret(timedelta(seconds=expires_in))
     db.session.flush()
     return secret
 

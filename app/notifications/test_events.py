@@ -7,7 +7,8 @@ but it is never a notification: no event of the Events API, no delivery, no retr
 obviously fake (ids `…_test_…`, `"test": true` in the body). Each is kept as an
 EndpointTestEvent row, which also serves as the rate limit: a merchant cannot use PayBridge to
 hammer a third party's URL (TEST_EVENTS_PER_MINUTE per merchant, counted in the database so
-every process counts the same).
+every process counts the same, under the merchant's row lock so concurrent requests count each
+other).
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import func, select
 
+from app.common.locks import lock_row, read_committed
 from app.errors import PayBridgeError, ValidationError
 from app.extensions import db
-from app.models import EndpointTestEvent, NotificationEndpoint, iso, utcnow
+from app.models import EndpointTestEvent, Merchant, NotificationEndpoint, iso, utcnow
 from app.models.base import public_id
 from app.notifications.delivery import AttemptResult, DeliveryOptions, send
 from app.notifications.event_types import EVENT_TYPES
@@ -74,8 +76,9 @@ def send_test_event(
         "data": fake_data(event_type, endpoint.livemode),
     }
     url, secrets, endpoint_public_id = endpoint.url, endpoint.signing_secrets(), endpoint.public_id
-    # Recorded before it is sent, so concurrent tests count against the limit; and committed,
-    # so no transaction (nor connection) is held while the client app answers.
+    # Recorded before it is sent, in the transaction that counted under the merchant's lock, so
+    # concurrent tests count against the limit; and committed, so no transaction (nor
+    # connection) is held while the client app answers.
     db.session.add(test)
     db.session.commit()
     result = _post(url, secrets, msg_id, payload, options)
@@ -99,11 +102,17 @@ def send_test_event(
 
 
 def _check_rate(merchant_id: int) -> None:
+    """Refuse past the allowance. Takes the merchant's row lock, held until the caller commits
+    its test row: a concurrent request counts only after that commit, so check and insert are
+    one step and at most TEST_EVENTS_PER_MINUTE pass."""
+    lock_row(Merchant, merchant_id)
     since = utcnow() - timedelta(minutes=1)
-    recent = db.session.scalar(
-        select(func.count())
-        .select_from(EndpointTestEvent)
-        .where(EndpointTestEvent.merchant_id == merchant_id, EndpointTestEvent.sent_at > since)
+    # As committed now, not as this transaction's snapshot (REPEATABLE READ) saw them before
+    # the lock was granted; the lock already orders the writers, so this read takes none.
+    [(recent,)] = read_committed(
+        select(func.count(EndpointTestEvent.id)).where(
+            EndpointTestEvent.merchant_id == merchant_id, EndpointTestEvent.sent_at > since
+        )
     )
     if (recent or 0) >= TEST_EVENTS_PER_MINUTE:
         raise PayBridgeError(

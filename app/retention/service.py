@@ -7,6 +7,9 @@ What goes, and when (KINDS; ages are settings, 0 keeps a kind forever):
   endpoint) ones older than RETENTION_NOTIFICATIONS_DAYS,
   and never before EVENTS_RETENTION_DAYS (each is an event the Events API serves that long).
   A pending (retrying) or failed one stays whatever its age, until it is delivered.
+- notification_endpoint_tests (test events, with the request and response bodies they hold):
+  older than RETENTION_NOTIFICATIONS_DAYS, as a delivered notification's attempts; with no
+  EVENTS_RETENTION_DAYS floor, since a test event is never an event of the Events API.
 - psp_events: older than RETENTION_PSP_EVENTS_DAYS (≥ 30: Stripe resends an event for 3 days
   and lists it for 30), except those an open conflict names, which its operator settles from.
   No row points at an event by foreign key: status history rows and conflicts keep the event's
@@ -48,6 +51,7 @@ from app.common.locks import is_lock_conflict, row_locks_only_connection
 from app.extensions import get_redis
 from app.metrics import RETENTION_PURGED
 from app.models import (
+    EndpointTestEvent,
     IdempotencyRecord,
     Notification,
     NotificationAttempt,
@@ -86,6 +90,10 @@ def _delivered_notifications(_conn: Connection, cutoff: datetime) -> ColumnEleme
             Notification.status == Notification.STATUS_UNROUTED,
         ),
     )
+
+
+def _sent_test_events(_conn: Connection, cutoff: datetime) -> ColumnElement[bool]:
+    return EndpointTestEvent.sent_at < cutoff
 
 
 def _events_no_open_conflict_names(_conn: Connection, cutoff: datetime) -> ColumnElement[bool]:
@@ -171,6 +179,13 @@ KINDS: tuple[Kind, ...] = (
         children=(NotificationAttempt.notification_id, NotificationDelivery.notification_id),
         # A notification is an event a client may still pull through the Events API.
         at_least="EVENTS_RETENTION_DAYS",
+    ),
+    Kind(
+        EndpointTestEvent,
+        EndpointTestEvent.sent_at,
+        "RETENTION_NOTIFICATIONS_DAYS",
+        timedelta(days=1),
+        _sent_test_events,
     ),
     Kind(
         PspEvent,

@@ -19,6 +19,7 @@ def endpoint_to_dict(endpoint: NotificationEndpoint, *, secret: str | None = Non
         "disabled_at": iso(endpoint.disabled_at),
         "failing_since": iso(endpoint.failing_since),
         "secret_rotated_at": iso(endpoint.secret_rotated_at),
+        "previous_secret_expires_at": iso(endpoint.previous_secret_signs_until()),
         "created_at": iso(endpoint.created_at),
         "updated_at": iso(endpoint.updated_at),
     }

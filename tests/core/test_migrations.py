@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
@@ -601,3 +602,54 @@ def test_the_endpoints_migration_makes_each_notify_url_an_endpoint_per_mode_and_
         assert merchants[1].notify_url is None and merchants[1].signing_secret.startswith("whsec_")
         assert "notification_endpoints" not in _tables(url)
         db.engine.dispose()
+
+
+def test_the_rotation_expiry_migration_gives_every_previous_secret_an_end(
+    app, tmp_path, monkeypatch, restore_api
+):
+    """0029: a previous secret from before it (which signed forever) signs for the grace from
+    the upgrade on, then stops; an endpoint that never rotated has no expiry. Down again, the
+    column goes and the secrets stay."""
+    from flask_migrate import downgrade, upgrade
+
+    from app.extensions import db
+
+    url, fresh = _sqlite_app(tmp_path, monkeypatch)
+    fresh.config["NOTIFY_SECRET_ROTATION_GRACE_SECONDS"] = 3600
+    with fresh.app_context():
+        upgrade(revision="0028_dispute_funds_indexes")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            for eid, previous in ((1, "whsec_old"), (2, None)):
+                conn.execute(
+                    text(
+                        "INSERT INTO notification_endpoints (id, public_id, merchant_id,"
+                        " livemode, url, event_types, signing_secret, previous_signing_secret,"
+                        " enabled, created_at, updated_at) VALUES (:id, :pid, 1, 0,"
+                        " 'https://a.example/hook', '[\"*\"]', 'whsec_new', :previous, 1,"
+                        " '2026-12-01 10:00:00', '2026-12-01 10:00:00')"
+                    ),
+                    {"id": eid, "pid": f"we_{eid}", "previous": previous},
+                )
+        before = datetime.now(UTC).replace(tzinfo=None)
+        upgrade(revision="0029_secret_rotation_expiry")
+        with db.engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT id, previous_signing_secret, previous_signing_secret_expires_at"
+                    " FROM notification_endpoints ORDER BY id"
+                )
+            ).all()
+        rotated, never = rows
+        expires = datetime.fromisoformat(str(rotated[2]))
+        assert rotated[1] == "whsec_old"
+        assert before + timedelta(seconds=3600) <= expires <= before + timedelta(seconds=3660)
+        assert never[2] is None
+
+        downgrade(revision="0028_dispute_funds_indexes")
+        assert "previous_signing_secret_expires_at" not in _columns(url, "notification_endpoints")
+        with db.engine.connect() as conn:
+            kept = conn.execute(
+                text("SELECT previous_signing_secret FROM notification_endpoints WHERE id = 1")
+            ).scalar()
+        assert kept == "whsec_old"

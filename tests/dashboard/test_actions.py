@@ -209,6 +209,9 @@ def test_signing_secret_is_revealed_by_post_only_and_rotation_keeps_the_old_one(
     assert rotated.signing_secret != original and rotated.signing_secret.startswith("whsec_")
     assert rotated.previous_signing_secret == original
     assert rotated.signing_secret in done.get_data(as_text=True)
+    # The page says until when the previous secret signs too (24 hours by default).
+    assert rotated.previous_secret_signs_until() == rotated.previous_signing_secret_expires_at
+    assert "the previous secret signs until" in done.get_data(as_text=True)
     assert len(get_rows(app, AuditLog, action="secret_rotate")) == 1
     # the secret itself never lands in the audit log
     with app.app_context():

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import update
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.extensions import db
-from app.models import Notification, NotificationAttempt, PaymentStatus, utcnow
+from app.models import (
+    Notification,
+    NotificationAttempt,
+    NotificationEndpoint,
+    PaymentStatus,
+    utcnow,
+)
 from app.models.merchant import new_signing_secret
 from tests.notifications.conftest import attempted, status_is
 from tests.support.factories import add_endpoint, endpoints_of
@@ -63,14 +72,15 @@ def test_failed_payment_is_notified_as_payment_failed(
     assert body["type"] == "payment.failed" and body["data"]["status"] == "FAILED"
 
 
-def test_while_rotating_both_old_and_new_secret_verify(
+def test_while_rotating_both_secrets_verify_until_the_previous_one_expires(
     app, make_merchant, receiver, finish_payment, worker
 ):
     merchant, _ = make_merchant(notify_url=receiver.url)
     old_secret = merchant.signing_secret
     with app.app_context():
         [endpoint] = endpoints_of(merchant.id, livemode=False)
-        new_secret = endpoint.rotate_signing_secret()
+        new_secret = endpoint.rotate_signing_secret(timedelta(hours=24))
+        endpoint_id = endpoint.id
         db.session.commit()
     _, notification_id = finish_payment(merchant.id)
     worker.run_until(status_is(app, notification_id, "delivered"), what="delivery")
@@ -84,6 +94,22 @@ def test_while_rotating_both_old_and_new_secret_verify(
     tampered = request.body.replace(b"SUCCESS", b"FAILED!")
     with pytest.raises(WebhookVerificationError):
         Webhook(new_secret).verify(tampered, request.headers)
+
+    # Past its expiry the previous secret signs no more: only the new one verifies.
+    with app.app_context():
+        db.session.execute(
+            update(NotificationEndpoint)
+            .where(NotificationEndpoint.id == endpoint_id)
+            .values(previous_signing_secret_expires_at=utcnow() - timedelta(seconds=1))
+        )
+        db.session.commit()
+    _, later_id = finish_payment(merchant.id)
+    worker.run_until(status_is(app, later_id, "delivered"), what="delivery after expiry")
+    later = receiver.requests[-1]
+    assert len(later.headers["webhook-signature"].split(" ")) == 1
+    assert Webhook(new_secret).verify(later.body, later.headers)["id"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(old_secret).verify(later.body, later.headers)
 
 
 def test_receiver_down_then_up_is_delivered_after_retries(

@@ -5,14 +5,17 @@ type each answer clearly; never an event of the Events API; rate limited per mer
 from __future__ import annotations
 
 import html as htmllib
+from datetime import timedelta
 
 import pytest
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from app.extensions import db
-from app.models import AuditLog, EndpointTestEvent, Notification
+from app.models import AuditLog, EndpointTestEvent, Notification, NotificationEndpoint, utcnow
 from app.notifications.test_events import TEST_EVENTS_PER_MINUTE
 from tests.support.api import auth_headers
+from tests.support.concurrency import at_once
 from tests.support.factories import add_endpoint
 from tests.support.pages import csrf_from, logged_in
 from tests.support.receiver import Receiver
@@ -132,6 +135,68 @@ def test_test_events_are_rate_limited_per_merchant(
     other, other_key = make_merchant(name="Other", notify_url=None)
     theirs, _ = _endpoint(app, other.id, receiver.url)
     assert _test(client, other_key, theirs).status_code == 200
+
+
+def test_concurrent_test_events_never_pass_the_rate_limit(
+    app, make_merchant, receiver, notify_config
+):
+    merchant, key = make_merchant(notify_url=None)
+    public_id, _ = _endpoint(app, merchant.id, receiver.url)
+    # Each request on a client (and so a session and connection) of its own, all at once: a
+    # check that counted before another's insert was committed would let more through.
+    calls = [
+        lambda: _test(app.test_client(), key, public_id).status_code
+        for _ in range(TEST_EVENTS_PER_MINUTE + 6)
+    ]
+    statuses = at_once(calls)
+    assert sorted(statuses) == [200] * TEST_EVENTS_PER_MINUTE + [429] * 6
+    assert receiver.hits == TEST_EVENTS_PER_MINUTE
+    assert len(get_rows(app, EndpointTestEvent, merchant_id=merchant.id)) == TEST_EVENTS_PER_MINUTE
+
+
+def test_test_events_sign_with_the_previous_secret_only_until_it_expires(
+    client, app, make_merchant, receiver, notify_config
+):
+    merchant, key = make_merchant(notify_url=None)
+    public_id, first = _endpoint(app, merchant.id, receiver.url)
+    rotate = f"{BASE}/{public_id}/rotate_secret"
+    # A grace of an hour: both secrets sign, and the endpoint says until when.
+    rotated = client.post(rotate, json={"expires_in": 3600}, headers=auth_headers(key))
+    assert rotated.status_code == 200, rotated.get_json()
+    second = rotated.get_json()["secret"]
+    until = rotated.get_json()["previous_secret_expires_at"]
+    shown = client.get(f"{BASE}/{public_id}", headers=auth_headers(key)).get_json()
+    assert shown["previous_secret_expires_at"] == until
+    stored = get_rows(app, NotificationEndpoint, public_id=public_id)[0]
+    assert (
+        timedelta(minutes=59)
+        < stored.previous_signing_secret_expires_at - utcnow()
+        <= (timedelta(hours=1))
+    )
+    assert _test(client, key, public_id).status_code == 200
+    [both] = receiver.requests
+    for secret in (first, second):
+        assert Webhook(secret).verify(both.body, both.headers)["test"] is True
+
+    # expires_in 0: the previous secret stops now; only the new one verifies.
+    again = client.post(rotate, json={"expires_in": 0}, headers=auth_headers(key)).get_json()
+    third = again["secret"]
+    assert again["previous_secret_expires_at"] is None
+    assert _test(client, key, public_id).status_code == 200
+    only = receiver.requests[-1]
+    assert Webhook(third).verify(only.body, only.headers)["test"] is True
+    for stopped in (first, second):
+        with pytest.raises(WebhookVerificationError):
+            Webhook(stopped).verify(only.body, only.headers)
+
+    # By default it signs NOTIFY_SECRET_ROTATION_GRACE_SECONDS (24 h); at most 24 h can be asked.
+    default = client.post(rotate, headers=auth_headers(key)).get_json()
+    stored = get_rows(app, NotificationEndpoint, public_id=public_id)[0]
+    assert stored.previous_signing_secret == third and default["previous_secret_expires_at"]
+    assert timedelta(hours=23, minutes=59) < stored.previous_signing_secret_expires_at - utcnow()
+    for bad in (86401, -1, "soon"):
+        refused = client.post(rotate, json={"expires_in": bad}, headers=auth_headers(key))
+        assert refused.status_code == 400 and refused.get_json()["error"]["param"] == "expires_in"
 
 
 @pytest.fixture

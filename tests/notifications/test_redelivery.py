@@ -215,37 +215,81 @@ def test_redeliver_an_event_to_one_endpoint_or_every_one(app, client, failed_wor
     assert refused.get_json()["error"]["code"] == "NO_NOTIFICATION_ENDPOINT"
 
 
-def test_the_cli_resends_through_the_same_rule_and_names_what_it_skips(
+def _set_endpoint(app, endpoint_id: int, **values) -> None:
+    with app.app_context():
+        db.session.execute(
+            update(NotificationEndpoint)
+            .where(NotificationEndpoint.id == endpoint_id)
+            .values(**values)
+        )
+        db.session.commit()
+
+
+def test_the_cli_resends_each_failed_delivery_to_its_endpoint_only(
     app, failed_world, runner, worker
 ):
     w = failed_world
-    a_id, b_id = w["a"][0], w["b"][0]
+    (a_id, a_public), b_id = w["a"], w["b"][0]
+    delivered_to_b = len(w["healthy"].requests)
+    # A disabled endpoint's failed deliveries are named and skipped, not sent anywhere else.
+    _set_endpoint(app, a_id, enabled=False, disabled_reason="disabled by the merchant")
+    skipped = runner.invoke(args=["notifications", "resend", "--all-failed"])
+    assert skipped.exit_code == 0, skipped.output
+    assert (
+        f"Skipped 4 failed deliveries to {a_public} (disabled: disabled by the merchant)."
+        in skipped.output
+    )
+    assert "0 failed deliveries queued again; 4 skipped" in skipped.output
     with app.app_context():
-        db.session.execute(
-            update(NotificationEndpoint)
-            .where(NotificationEndpoint.id.in_([a_id, b_id]))
-            .values(enabled=False, disabled_reason="test")
-        )
-        db.session.commit()
-    refused = runner.invoke(args=["notifications", "resend", "--all-failed"])
-    assert refused.exit_code == 1
-    assert refused.output.count("No enabled notification endpoint receives") == 4
-    assert "0 failed notification(s) queued again, 4 skipped." in refused.output
+        assert set(_deliveries(a_id).values()) == {"failed"}
+        assert set(_deliveries(b_id).values()) == {"delivered"}  # no copy queued for B
+
+    # Enabled again: one endpoint's, in a window (the two events of the last 2.5 hours) ...
+    _set_endpoint(app, a_id, enabled=True, disabled_reason=None)
+    since = (w["now"] - timedelta(minutes=150)).isoformat()
+    window = runner.invoke(
+        args=["notifications", "resend", "--all-failed", "--endpoint", a_public, "--since", since]
+    )
+    assert window.exit_code == 0, window.output
+    assert f"Queued 2 failed deliveries to {a_public}" in window.output
     with app.app_context():
-        db.session.execute(
-            update(NotificationEndpoint)
-            .where(NotificationEndpoint.id.in_([a_id, b_id]))
-            .values(enabled=True, disabled_reason=None)
-        )
-        db.session.commit()
-    done = runner.invoke(args=["notifications", "resend", "--all-failed"])
-    assert done.exit_code == 0, done.output
-    assert "4 failed notification(s) queued again." in done.output
-    # Pending at both endpoints now: the same refusal as the API's and the dashboard's.
-    again = runner.invoke(args=["notifications", "resend", w["msg_ids"][0]])
-    assert again.exit_code == 1 and "still being delivered" in again.output
+        states = _deliveries(a_id)
+    assert [states[n] for n in w["notes"]] == ["failed", "failed", "pending", "pending"]
+    # ... then the rest, up to a time; what is queued already is not queued twice.
+    until = (w["now"] - timedelta(minutes=150)).isoformat()
+    rest = runner.invoke(args=["notifications", "resend", "--all-failed", "--until", until])
+    assert rest.exit_code == 0, rest.output
+    assert "2 failed deliveries queued again." in rest.output
     worker.run_until(_settled(app, (a_id, b_id), w["notes"]), what="every resend")
     assert sorted(r.headers["webhook-id"] for r in w["failing"].wait_for(4)) == sorted(w["msg_ids"])
+    with app.app_context():
+        assert set(_deliveries(a_id).values()) == {"delivered"}
+    assert len(w["healthy"].requests) == delivered_to_b  # B got nothing twice
+    nothing = runner.invoke(args=["notifications", "resend", "--all-failed"])
+    assert nothing.exit_code == 0 and "0 failed deliveries queued again." in nothing.output
+
+    # A deleted endpoint's failure is reported as such, every run, and never sent.
+    with app.app_context():
+        db.session.execute(
+            update(NotificationDelivery)
+            .where(NotificationDelivery.endpoint_id == a_id)
+            .where(NotificationDelivery.notification_id == w["notes"][0])
+            .values(status="failed")
+        )
+        db.session.commit()
+    _set_endpoint(app, a_id, enabled=False, deleted_at=utcnow())
+    for _ in range(2):
+        gone = runner.invoke(args=["notifications", "resend", "--all-failed"])
+        assert f"Skipped 1 failed deliveries to {a_public} (deleted)." in gone.output
+        assert "0 failed deliveries queued again; 1 skipped" in gone.output
+
+    # The options go with --all-failed, and a time must be one.
+    alone = runner.invoke(args=["notifications", "resend", w["msg_ids"][0], "--endpoint", a_public])
+    assert alone.exit_code == 2 and "go with --all-failed" in alone.output
+    bad = runner.invoke(args=["notifications", "resend", "--all-failed", "--until", "soon"])
+    assert bad.exit_code == 2 and "--until 'soon'" in bad.output
+    unknown = runner.invoke(args=["notifications", "resend", "--all-failed", "--endpoint", "we_x"])
+    assert unknown.exit_code == 1 and "No notification endpoint we_x" in unknown.output
 
 
 @pytest.mark.parametrize("to_one", [False, True], ids=["every-endpoint", "one-endpoint"])

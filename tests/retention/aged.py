@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from app.extensions import db
 from app.models import (
+    EndpointTestEvent,
     IdempotencyRecord,
     Notification,
     NotificationAttempt,
@@ -92,6 +93,23 @@ def recon_run(*, days: float, status: str = "succeeded", watermark_days: float |
         trigger="schedule",
         details=[{"payment": "pay_x", "from": "INITIATED", "to": "SUCCESS", "why": "paid"}],
         sessions_compared_until=None if watermark_days is None else ago(days=watermark_days),
+    )
+    db.session.add(row)
+    return row
+
+
+def test_event(endpoint, *, days: float):
+    """A test event sent to `endpoint` `days` ago, with its request and response kept."""
+    row = EndpointTestEvent(
+        merchant_id=endpoint.merchant_id,
+        endpoint_id=endpoint.id,
+        event_type="payment.succeeded",
+        url=endpoint.url,
+        sent_at=ago(days=days),
+        ok=True,
+        status_code=200,
+        request_body='{"test": true}',
+        response_body="ok",
     )
     db.session.add(row)
     return row

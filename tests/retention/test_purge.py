@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 from app.extensions import db, get_redis
 from app.models import (
+    EndpointTestEvent,
     IdempotencyRecord,
     Notification,
     NotificationAttempt,
@@ -27,7 +28,7 @@ from app.tasks.maintenance import purge_old_records
 from app.tasks.schedule import PERIODIC_JOBS
 from tests.retention import aged
 from tests.support.api import auth_headers
-from tests.support.factories import add_merchant, add_payment
+from tests.support.factories import add_endpoint, add_merchant, add_payment
 from tests.support.rows import count_rows, get_rows
 
 COMPLETED = IdempotencyRecord.STATE_COMPLETED
@@ -57,6 +58,11 @@ def test_old_records_go_and_young_live_and_needed_ones_stay(app_ctx, small_batch
     young_delivered = aged.notification(payment, days=10, status="delivered")
     retrying = aged.notification(payment, days=100, status="pending", attempts=3)
     failed = aged.notification(payment, days=100, status="failed", attempts=7)
+    # Test events (with their request and response bodies): past 90 days, as attempts, go.
+    endpoint = add_endpoint(merchant.id, "https://shop.example/hook", ["*"])
+    db.session.flush()
+    old_tests = [aged.test_event(endpoint, days=100) for _ in range(3)]
+    young_test = aged.test_event(endpoint, days=10)
     # PSP events past 90 days go, but not one an open conflict names.
     old_events = [aged.psp_event(payment, days=100) for _ in range(3)]
     young_event = aged.psp_event(payment, days=10)
@@ -100,6 +106,7 @@ def test_old_records_go_and_young_live_and_needed_ones_stay(app_ctx, small_batch
         "notifications": 1,
         "notification_attempts": 2,
         "notification_deliveries": 0,
+        "notification_endpoint_tests": 3,
         "psp_events": 4,
         "reconciliation_runs": 2,
     }
@@ -108,6 +115,8 @@ def test_old_records_go_and_young_live_and_needed_ones_stay(app_ctx, small_batch
     notes = {n.id for n in get_rows(app_ctx, Notification)}
     assert notes == kept_notes and gone_note not in notes
     assert count_rows(app_ctx, NotificationAttempt) == 1 + 3 + 7
+    tests_left = {t.id for t in get_rows(app_ctx, EndpointTestEvent)}
+    assert tests_left == {young_test.id} and not tests_left & {t.id for t in old_tests}
     events = {e.event_id for e in get_rows(app_ctx, PspEvent)}
     assert events == kept_events and not events & gone_events
     runs = {r.id for r in get_rows(app_ctx, ReconciliationRun)}
@@ -200,6 +209,7 @@ def test_the_cli_shows_what_it_would_purge_and_then_purges_it(app_ctx, runner):
     assert ["idempotency_keys", "48", "h", "1"] in lines
     assert ["notifications", "90", "days", "1"] in lines
     assert ["notification_attempts", "(with", "it)", "2"] in lines
+    assert ["notification_endpoint_tests", "90", "days", "0"] in lines
     assert ["psp_events", "90", "days", "0"] in lines
     assert "Would purge 4 rows in " in dry.output
     assert count_rows(app_ctx, Notification) == 1

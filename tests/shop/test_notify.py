@@ -336,7 +336,7 @@ def test_while_paybridge_rotates_the_secret_the_shops_old_one_still_verifies(
 ):
     with app.app_context():
         for endpoint in endpoints_of(shop.merchant_id):
-            endpoint.rotate_signing_secret()
+            endpoint.rotate_signing_secret(timedelta(hours=24))
         db.session.commit()
 
     pay(app, shop, emulator, order)  # signed with both secrets; the shop holds the old one

@@ -53,7 +53,18 @@ class NotificationEndpointSchema(Schema):
     )
     secret_rotated_at = fields.String(
         allow_none=True,
-        metadata={"description": "When its secret last rotated: both secrets sign since then."},
+        metadata={
+            "description": "When its secret last rotated: both secrets sign since then, until "
+            "`previous_secret_expires_at`."
+        },
+    )
+    previous_secret_expires_at = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "ISO 8601, UTC: until when the previous secret signs too (each "
+            "notification then carries both signatures); null when it signs no more, or there "
+            "is none."
+        },
     )
     created_at = fields.String(metadata={"description": "ISO 8601, UTC."})
     updated_at = fields.String(metadata={"description": "ISO 8601, UTC."})
@@ -193,16 +204,33 @@ class NotificationEndpointById(MethodView):
         return jsonify({**endpoint_to_dict(endpoint), "deleted": True})
 
 
+class RotateSecretSchema(Schema):
+    """POST /api/v1/notification_endpoints/{id}/rotate_secret (body optional)."""
+
+    BODY_OPTIONAL = True
+
+    expires_in = fields.Integer(
+        validate=validate.Range(min=0, max=endpoints.ROTATION_GRACE_MAX),
+        metadata={
+            "description": "Seconds the previous secret keeps signing, 0 to 86400 (0: it stops "
+            "now); default NOTIFY_SECRET_ROTATION_GRACE_SECONDS (24 hours). As Stripe's "
+            "`expires_at`."
+        },
+    )
+
+
 @bp.route("/notification_endpoints/<string:endpoint_id>/rotate_secret")
 class RotateEndpointSecret(MethodView):
     @bp.doc(security=SECURITY)
+    @bp.arguments(RotateSecretSchema, error_status_code=400)
     @bp.response(200, NotificationEndpointSchema, description="The new `secret`, shown once")
-    @_errors(401, 404)
-    def post(self, endpoint_id: str):
-        """A new signing secret; the previous one keeps signing too, so nothing fails while
-        the client app switches."""
+    @_errors(400, 401, 404, 415)
+    def post(self, data: dict, endpoint_id: str):
+        """A new signing secret; the previous one keeps signing too for `expires_in` seconds
+        (24 hours by default), so nothing fails while the client app switches."""
         endpoint = _own(endpoint_id)
-        secret = endpoints.rotate_secret(endpoint)
+        grace = current_app.config["NOTIFY_SECRET_ROTATION_GRACE_SECONDS"]
+        secret = endpoints.rotate_secret(endpoint, data.get("expires_in", grace))
         db.session.commit()
         return jsonify(endpoint_to_dict(endpoint, secret=secret))
 

@@ -244,14 +244,30 @@ def rotate_endpoint_secret(public_id: str):
             endpoint=endpoint,
             form=form,
             action="rotate",
+            grace=_span(current_app.config["NOTIFY_SECRET_ROTATION_GRACE_SECONDS"]) or None,
         )
     done = audited(
         "secret_rotate",
         merchant_id=merchant.id,
         target=("notification_endpoint", public_id),
-        act=lambda: Done(value=service.rotate_secret(endpoint)),
+        act=lambda: Done(
+            value=service.rotate_secret(
+                endpoint, current_app.config["NOTIFY_SECRET_ROTATION_GRACE_SECONDS"]
+            )
+        ),
     )
     return _endpoint_page(merchant, endpoint, EndpointForm.of(endpoint), secret=done.value)
+
+
+def _span(seconds: int) -> str:
+    """A grace period as people say it: "24 hours", "90 minutes", "45 seconds" ("": none)."""
+    if not seconds:
+        return ""
+    for unit, size in (("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 @bp.route("/notification-endpoints/<string:public_id>/delete", methods=["GET", "POST"])
