@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
@@ -56,6 +57,13 @@ class PspEvent(db.Model):
     detail: Mapped[str | None] = mapped_column(String(500))
 
     payment: Mapped[Payment | None] = relationship()
+
+
+def notification_body(payload: dict) -> str:
+    """The exact body every attempt of a notification POSTs (and signs): its frozen payload,
+    compact. The delivery log shows an attempt's request body from here rather than keeping a
+    copy per attempt."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
 
 
 class Notification(db.Model):
@@ -149,11 +157,20 @@ class NotificationAttempt(db.Model):
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)
     url: Mapped[str | None] = mapped_column(String(2000))
     request_headers: Mapped[dict | None] = mapped_column(db.JSON)
+    # Only attempts recorded by earlier releases keep it: the body is the notification's
+    # (`sent_body`), the same bytes every attempt, not worth a copy per attempt.
     request_body: Mapped[str | None] = mapped_column(LongText)
     response_headers: Mapped[dict | None] = mapped_column(db.JSON)
     response_body: Mapped[str | None] = mapped_column(Text)
 
     notification: Mapped[Notification] = relationship(back_populates="attempts")
+
+    @property
+    def sent_body(self) -> str | None:
+        """The request body this attempt POSTed (None when nothing was sent)."""
+        if self.request_body is not None or self.request_headers is None:
+            return self.request_body
+        return notification_body(self.notification.payload)
 
 
 class ReconciliationRun(db.Model):

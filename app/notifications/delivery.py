@@ -23,7 +23,6 @@ outage neither delays nor loses a notification: nothing about delivery lives the
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import threading
 import time
@@ -50,6 +49,7 @@ from app.models import (
     utcnow,
 )
 from app.models.endpoint import signing_secrets
+from app.models.events import notification_body
 from app.notifications import signals
 from app.notifications.fanout import ANY_NEW, fan_out_all
 from app.notifications.targets import (
@@ -461,8 +461,7 @@ def record_outcomes(finished: list[tuple[Claim, AttemptResult]]) -> None:
             "error": o.result.error,
             "duration_ms": o.result.duration_ms,
             "url": o.claim.url,
-            "request_headers": o.result.request_headers,
-            "request_body": o.result.request_body,
+            "request_headers": o.result.request_headers,  # the body: the notification's
             "response_headers": o.result.response_headers,
             "response_body": o.result.response_body,
         }
@@ -604,7 +603,7 @@ def send(
 ) -> AttemptResult:
     """POST the payload, signed with every secret, to the checked target's address, and say
     what happened. Never raises."""
-    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    body = notification_body(payload)
     started = time.perf_counter()
     try:
         headers = signed_headers(msg_id, body, secrets, datetime.now(UTC))
