@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.disputes.service import STATUSES as DISPUTE_STATUSES
@@ -241,6 +241,20 @@ class UtcDateTime(fields.AwareDateTime):
         return moment
 
 
+class CreatedWindowSchema(Schema):
+    """`created_gte` and `created_lte`, either open; an empty window (lte before gte) is a
+    mistake, refused rather than answered with nothing."""
+
+    created_gte = UtcDateTime()
+    created_lte = UtcDateTime()
+
+    @validates_schema
+    def _in_order(self, data: dict, **kwargs) -> None:
+        gte, lte = data.get("created_gte"), data.get("created_lte")
+        if gte and lte and lte < gte:
+            raise ValidationError("Must not be before created_gte.", "created_lte")
+
+
 class PaymentListQuerySchema(Schema):
     """Filters and paging of GET /api/v1/payments."""
 
@@ -462,7 +476,7 @@ def _event_types(value: str) -> None:
         raise ValidationError(str(error)) from None
 
 
-class EventListQuerySchema(Schema):
+class EventListQuerySchema(CreatedWindowSchema):
     """Filters and paging of GET /api/v1/events."""
 
     type = fields.String(
@@ -474,8 +488,6 @@ class EventListQuerySchema(Schema):
             "example": "payment.*,refund.failed",
         },
     )
-    created_gte = UtcDateTime()
-    created_lte = UtcDateTime()
     limit = fields.Integer(
         load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
     )
