@@ -462,8 +462,11 @@ class EventSchema(Schema):
     )
     data = fields.Dict(
         metadata={
-            "description": "payment.*: the payment; refund.*: the refund with its `payment`; "
-            "dispute.*: the dispute with its `payment` (docs/notifications.md)."
+            "description": "payment.*: the payment (payment.attempt_failed: with the declined "
+            "`attempt`); refund.*: the refund with its `payment`; dispute.*: the dispute with "
+            "its `payment`; subscription.*: the subscription. The OpenAPI document's Event is "
+            "a oneOf of the event types' components, told apart by `type` "
+            "(docs/notifications.md)."
         }
     )
 
