@@ -33,6 +33,9 @@ def register_hooks(app: Flask) -> None:
     payment_signals.status_changed.connect(app, subscriptions.follow_first_payment)
     payment_signals.status_changed.connect(app, outbox.notify_payment)
 
+    # A declined attempt was recorded (the payment stays open): its client is told.
+    payment_signals.attempt_failed.connect(app, outbox.notify_attempt_failed)
+
     # A refund succeeded or failed: its client is told.
     refund_signals.finished.connect(app, outbox.notify_refund)
 

@@ -1,5 +1,6 @@
-"""Writing outbox rows: reactions to a payment's, a refund's and a dispute's changes (connected in
-`app/wiring.py`), inside the transaction that made the change, never on their own.
+"""Writing outbox rows: reactions to a payment's, a declined attempt's, a refund's and a
+dispute's changes (connected in `app/wiring.py`), inside the transaction that made the change,
+never on their own.
 
 One notification (the event) per change, and nothing else: the request path pays one INSERT.
 The worker's pump fans each new notification out (`fanout.py`) to the endpoints that receive
@@ -16,6 +17,7 @@ from app.models import (
     Notification,
     NotificationEndpoint,
     Payment,
+    PaymentAttempt,
     PaymentStatus,
     PaymentStatusChange,
     Refund,
@@ -27,7 +29,12 @@ from app.models import (
 from app.models.base import public_id
 from app.models.endpoint import ALL_EVENT_TYPES
 from app.serializers.dispute import dispute_to_dict
-from app.serializers.payment import RecurringLookup, payment_to_dict, refunds_of
+from app.serializers.payment import (
+    RecurringLookup,
+    attempt_to_dict,
+    payment_to_dict,
+    refunds_of,
+)
 from app.serializers.refund import refund_to_dict
 from app.serializers.subscription import subscription_to_dict
 
@@ -61,6 +68,14 @@ def _add_payment_notification(payment: Payment) -> int | None:
         return None
     data = payment_to_dict(payment, recc=RecurringLookup.load([payment], under_lock=True))
     return _add(payment, event_type, data)
+
+
+def notify_attempt_failed(payment: Payment, attempt: PaymentAttempt) -> None:
+    """`payments.signals.attempt_failed`: queue payment.attempt_failed, in the payment's order.
+    `data` is the payment (still open, as now) with the declined `attempt` embedded."""
+    data = payment_to_dict(payment, recc=RecurringLookup.load([payment], under_lock=True))
+    data["attempt"] = attempt_to_dict(attempt)
+    _add(payment, "payment.attempt_failed", data)
 
 
 def notify_refund(payment: Payment, refund: Refund) -> None:

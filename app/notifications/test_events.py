@@ -24,6 +24,7 @@ from app.errors import PayBridgeError, ValidationError
 from app.extensions import db
 from app.models import EndpointTestEvent, Merchant, NotificationEndpoint, iso, utcnow
 from app.models.base import public_id
+from app.notifications import event_types
 from app.notifications.delivery import AttemptResult, DeliveryOptions, send
 from app.notifications.event_types import EVENT_TYPES
 from app.notifications.targets import TargetRefused, check_target
@@ -139,7 +140,7 @@ def fake_data(event_type: str, livemode: bool) -> dict:
     now = iso(utcnow())
     kind = EVENT_TYPES[event_type].data
     common = {"livemode": livemode, "created_at": now, "updated_at": now, "psp": "stripe"}
-    if kind == "Refund":
+    if kind == event_types.REFUND_DATA:
         return {
             "id": "re_test_00000000000000000000",
             "object": "refund",
@@ -150,7 +151,7 @@ def fake_data(event_type: str, livemode: bool) -> dict:
             "reason": FAKE.format("refund"),
             **common,
         }
-    if kind == "Dispute":
+    if kind == event_types.DISPUTE_DATA:
         return {
             "id": "dp_test_00000000000000000000",
             "object": "dispute",
@@ -162,7 +163,7 @@ def fake_data(event_type: str, livemode: bool) -> dict:
             "evidence_text": FAKE.format("dispute"),
             **common,
         }
-    if kind == "Subscription":
+    if kind == event_types.SUBSCRIPTION_DATA:
         return {
             "id": "sub_test_00000000000000000000",
             "object": "subscription",
@@ -176,10 +177,11 @@ def fake_data(event_type: str, livemode: bool) -> dict:
         }
     status = {
         "payment.initiated": "INITIATED",
+        "payment.attempt_failed": "INITIATED",
         "payment.pending": "PENDING",
         "payment.failed": "FAILED",
     }.get(event_type, "SUCCESS")
-    return {
+    payment: dict = {
         "id": "pay_test_00000000000000000000",
         "object": "payment",
         "merchant_reference": "test-event",
@@ -192,3 +194,14 @@ def fake_data(event_type: str, livemode: bool) -> dict:
         "refunded_amount": 0,
         **common,
     }
+    if kind == event_types.ATTEMPT_DATA:
+        payment["attempt"] = {
+            "object": "payment_attempt",
+            "attempted_at": now,
+            "outcome": "failed",
+            "method_type": "card",
+            "decline_code": "insufficient_funds",
+            "failure_code": "card_declined",
+            "failure_message": FAKE.format("attempt"),
+        }
+    return payment

@@ -20,7 +20,7 @@ from app.common.locks import retry_lock_conflicts, rollback_quietly
 from app.extensions import db
 from app.models import Payment, PaymentAttempt, PaymentStatus, PspEvent, StatusSource, utcnow
 from app.models.attempt import OUTCOME_FAILED, OUTCOME_SUCCEEDED
-from app.payments import failure_reasons
+from app.payments import failure_reasons, signals
 from app.payments.state import learn_psp_ids, lock_payment, lock_payment_by_public_id
 from app.psp.base import PspAttempt, PspError, PspEventData, PspMethod
 from app.psp.factory import get_provider
@@ -77,8 +77,9 @@ def record_attempt(
     payment: Payment, attempt: PspAttempt, *, psp_event_id: str | None = None
 ) -> PaymentAttempt | None:
     """Add the attempt to the locked payment unless it is known already (by its charge, or by
-    the event that reported it); the caller commits. A pending one (a delayed method still
-    processing) is no attempt yet: only its method is learned. Returns the new row, or None."""
+        the event that reported it); the caller commits. A new declined one is announced
+    (`signals.attempt_failed`), in this transaction. A pending one (a delayed method still
+        processing) is no attempt yet: only its method is learned. Returns the new row, or None."""
     if attempt.outcome == OUTCOME_SUCCEEDED or attempt.outcome == "pending":
         learn_method(payment, attempt.method)
     if attempt.outcome not in (OUTCOME_FAILED, OUTCOME_SUCCEEDED):
@@ -118,6 +119,8 @@ def record_attempt(
         method.last4,
         attempt.decline_code or attempt.failure_code or "-",
     )
+    if row.outcome == OUTCOME_FAILED:
+        signals.attempt_failed.send(payment, row)
     return row
 
 

@@ -7,6 +7,7 @@ import re
 from openapi_spec_validator import validate
 
 from app.errors import ERROR_CODES
+from app.notifications.event_types import EVENT_TYPES
 
 
 def _spec(client) -> dict:
@@ -98,3 +99,22 @@ def test_every_field_of_a_payment_answer_is_documented(client):
     assert set(method) == {"object", *PAYMENT_METHOD_FIELDS}
     attempt = schemas["PaymentAttempt"]["properties"]
     assert {"outcome", "decline_code", "card_brand", "card_last4"} <= set(attempt)
+
+
+def test_event_is_a_one_of_every_event_type_told_apart_by_type(client):
+    schemas = _spec(client)["components"]["schemas"]
+    event = schemas["Event"]
+    mapping = event["discriminator"]["mapping"]
+    assert event["discriminator"]["propertyName"] == "type"
+    assert set(mapping) == set(EVENT_TYPES)
+    assert sorted(o["$ref"] for o in event["oneOf"]) == sorted(mapping.values())
+    for event_type, ref in mapping.items():
+        component = schemas[ref.rsplit("/", 1)[-1]]
+        assert component["properties"]["type"]["enum"] == [event_type]
+        data = schemas[component["properties"]["data"]["$ref"].rsplit("/", 1)[-1]]
+        assert data["additionalProperties"] is False
+        assert set(data["required"]) == set(data["properties"])
+    # What the outbox embeds is documented: a refund's and a dispute's payment, the attempt.
+    assert "payment" in schemas["RefundEventData"]["properties"]
+    assert "payment" in schemas["DisputeEventData"]["properties"]
+    assert "attempt" in schemas["PaymentAttemptFailedEventData"]["properties"]

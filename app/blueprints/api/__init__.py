@@ -63,7 +63,7 @@ def register(app: Flask) -> None:
     csrf.exempt(bp)
     api.register_blueprint(bp)
     routes.document_security(api)
-    endpoints.document_event_types(api)
+    event_docs.document_event_types(api)
 
 
-from app.blueprints.api import endpoints, redelivery, routes  # noqa: E402,F401  (routes attach to `bp`)
+from app.blueprints.api import endpoints, event_docs, redelivery, routes  # noqa: E402,F401  (routes attach to `bp`)

@@ -37,6 +37,13 @@ def _type_of(spec: dict, schema: dict) -> str:
 def _fields(spec: dict, schema: dict | None) -> list[dict]:
     """The properties of a schema as rows: name, type, required, description and limits."""
     schema = _resolve(spec, schema)
+    told_by: tuple[str, list] | None = None
+    if "oneOf" in schema and "properties" not in schema:
+        # The event types: the same fields, told apart by `type` (their `data` differs).
+        discriminator = schema.get("discriminator") or {}
+        if discriminator:
+            told_by = (discriminator["propertyName"], list(discriminator.get("mapping", {})))
+        schema = _resolve(spec, schema["oneOf"][0])
     required = set(schema.get("required", []))
     rows = []
     for name, prop in (schema.get("properties") or {}).items():
@@ -53,10 +60,13 @@ def _fields(spec: dict, schema: dict | None) -> list[dict]:
                 limits.append(f"{label} {resolved[key]}")
         if "default" in resolved:
             limits.append(f"default {json.dumps(resolved['default'])}")
+        kind = _type_of(spec, prop)
+        if told_by and name == told_by[0]:
+            kind = " | ".join(told_by[1])
         rows.append(
             {
                 "name": name,
-                "type": _type_of(spec, prop),
+                "type": kind,
                 "required": name in required,
                 "description": resolved.get("description", ""),
                 "limits": ", ".join(limits),

@@ -1,5 +1,5 @@
-"""API v1: the merchant's notification endpoints (of the key's mode), and the documented shape
-of every event type they can receive."""
+"""API v1: the merchant's notification endpoints (of the key's mode); the shape of every event
+type they can receive is documented by event_docs.py."""
 
 from __future__ import annotations
 
@@ -299,35 +299,3 @@ class SendEndpointTest(MethodView):
         endpoint = _own(endpoint_id)
         test = test_events.send_test_event(endpoint, data.get("type"))
         return jsonify(endpoint_test_to_dict(test, endpoint_id))
-
-
-def _event_name(event_type: str) -> str:
-    """payment.succeeded → PaymentSucceededEvent (an OpenAPI component name)."""
-    words = event_type.replace(".", "_").split("_")
-    return "".join(word.capitalize() for word in words) + "Event"
-
-
-def document_event_types(api) -> None:
-    """One component per event type: the body POSTed to endpoints (and what the Events API
-    answers), its `data` the named object."""
-    schemas = api.spec.components.schemas
-    for event in EVENT_TYPES.values():
-        name = _event_name(event.name)
-        if name in schemas:
-            continue
-        api.spec.components.schema(
-            name,
-            {
-                "type": "object",
-                "description": f"`{event.name}`: {event.description} Signed per Standard "
-                "Webhooks; `id` is the `webhook-id` header (de-duplicate on it).",
-                "required": ["id", "type", "livemode", "timestamp", "data"],
-                "properties": {
-                    "id": {"type": "string", "example": "msg_2Hc9Lq0ZrX4Vb7nM1tYd8KpA"},
-                    "type": {"type": "string", "enum": [event.name]},
-                    "livemode": {"type": "boolean"},
-                    "timestamp": {"type": "string", "description": "ISO 8601, UTC."},
-                    "data": {"$ref": f"#/components/schemas/{event.data}"},
-                },
-            },
-        )

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from flask import jsonify
 from flask.views import MethodView
-from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow import Schema, fields
 
 from app.blueprints.api import bp
 from app.blueprints.api.auth import current_livemode, current_merchant_id
 from app.blueprints.api.routes import SECURITY, _errors
-from app.blueprints.api.schemas import UtcDateTime
+from app.blueprints.api.schemas import CreatedWindowSchema, UtcDateTime
 from app.extensions import db
 from app.models import iso
 from app.models.base import naive_utc
@@ -32,7 +32,7 @@ class EventRedeliverSchema(Schema):
     )
 
 
-class EndpointRedeliverSchema(Schema):
+class EndpointRedeliverSchema(CreatedWindowSchema):
     """POST /api/v1/notification_endpoints/{id}/redeliver: the window (either end open)."""
 
     BODY_OPTIONAL = True
@@ -43,12 +43,6 @@ class EndpointRedeliverSchema(Schema):
     created_lte = UtcDateTime(
         metadata={"description": "Events created at or before this (ISO 8601, UTC if no offset)."}
     )
-
-    @validates_schema
-    def _in_order(self, data: dict, **kwargs) -> None:
-        gte, lte = data.get("created_gte"), data.get("created_lte")
-        if gte and lte and lte < gte:
-            raise ValidationError("Must not be before created_gte.", "created_lte")
 
 
 class RedeliverySchema(Schema):

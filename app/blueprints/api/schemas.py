@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from marshmallow import Schema, ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.disputes.service import STATUSES as DISPUTE_STATUSES
@@ -241,6 +241,20 @@ class UtcDateTime(fields.AwareDateTime):
         return moment
 
 
+class CreatedWindowSchema(Schema):
+    """`created_gte` and `created_lte`, either open; an empty window (lte before gte) is a
+    mistake, refused rather than answered with nothing."""
+
+    created_gte = UtcDateTime()
+    created_lte = UtcDateTime()
+
+    @validates_schema
+    def _in_order(self, data: dict, **kwargs) -> None:
+        gte, lte = data.get("created_gte"), data.get("created_lte")
+        if gte and lte and lte < gte:
+            raise ValidationError("Must not be before created_gte.", "created_lte")
+
+
 class PaymentListQuerySchema(Schema):
     """Filters and paging of GET /api/v1/payments."""
 
@@ -448,8 +462,11 @@ class EventSchema(Schema):
     )
     data = fields.Dict(
         metadata={
-            "description": "payment.*: the payment; refund.*: the refund with its `payment`; "
-            "dispute.*: the dispute with its `payment` (docs/notifications.md)."
+            "description": "payment.*: the payment (payment.attempt_failed: with the declined "
+            "`attempt`); refund.*: the refund with its `payment`; dispute.*: the dispute with "
+            "its `payment`; subscription.*: the subscription. The OpenAPI document's Event is "
+            "a oneOf of the event types' components, told apart by `type` "
+            "(docs/notifications.md)."
         }
     )
 
@@ -462,7 +479,7 @@ def _event_types(value: str) -> None:
         raise ValidationError(str(error)) from None
 
 
-class EventListQuerySchema(Schema):
+class EventListQuerySchema(CreatedWindowSchema):
     """Filters and paging of GET /api/v1/events."""
 
     type = fields.String(
@@ -474,8 +491,6 @@ class EventListQuerySchema(Schema):
             "example": "payment.*,refund.failed",
         },
     )
-    created_gte = UtcDateTime()
-    created_lte = UtcDateTime()
     limit = fields.Integer(
         load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
     )
