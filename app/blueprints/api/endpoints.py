@@ -115,8 +115,10 @@ def _allowed_networks():
     return current_app.config["NOTIFY_ALLOWED_NETWORKS"]
 
 
-def _own(endpoint_id: str):
-    return endpoints.get_endpoint(current_merchant_id(), endpoint_id, current_livemode())
+def _own(endpoint_id: str, *, for_update: bool = False):
+    return endpoints.get_endpoint(
+        current_merchant_id(), endpoint_id, current_livemode(), for_update=for_update
+    )
 
 
 @bp.route("/notification_endpoints")
@@ -166,7 +168,7 @@ class NotificationEndpointById(MethodView):
     def patch(self, data: dict, endpoint_id: str):
         """Change its URL, description, event types, or disable / enable it (and redeliver
         what it missed)."""
-        endpoint = _own(endpoint_id)
+        endpoint = _own(endpoint_id, for_update=True)
         redeliver = data.pop("redeliver_missed", False)
         if redeliver and data.get("disabled") is not False:
             raise ValidationError(
@@ -187,7 +189,7 @@ class NotificationEndpointById(MethodView):
     @_errors(401, 404)
     def delete(self, endpoint_id: str):
         """Delete it: nothing more is sent to it; pending deliveries to it fail."""
-        endpoint = _own(endpoint_id)
+        endpoint = _own(endpoint_id, for_update=True)
         endpoints.delete_endpoint(endpoint)
         db.session.commit()
         return jsonify({**endpoint_to_dict(endpoint), "deleted": True})
@@ -201,7 +203,7 @@ class RotateEndpointSecret(MethodView):
     def post(self, endpoint_id: str):
         """A new signing secret; the previous one keeps signing too, so nothing fails while
         the client app switches."""
-        endpoint = _own(endpoint_id)
+        endpoint = _own(endpoint_id, for_update=True)
         secret = endpoints.rotate_secret(endpoint)
         db.session.commit()
         return jsonify(endpoint_to_dict(endpoint, secret=secret))
