@@ -177,6 +177,7 @@ class NotificationEndpointById(MethodView):
             )
         since = health.missed_since(endpoint)
         endpoints.update_endpoint(endpoint, data, allowed_networks=_allowed_networks())
+        # It commits the enable first, then each batch it queues.
         redelivered = health.redeliver_missed(endpoint, since) if redeliver else None
         db.session.commit()
         answer = endpoint_to_dict(endpoint)
