@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
+from app.common.locks import lock_row
 from app.extensions import db
 from app.models import (
     AuditLog,
@@ -31,6 +32,7 @@ from tests.support.factories import add_endpoint, make_payment
 from tests.support.pages import csrf_from, logged_in
 from tests.support.receiver import Receiver
 from tests.support.rows import get_row, get_rows
+from tests.support.waiting import wait_for_locking_read
 
 LIMIT = 2  # seconds of nothing but failures before an endpoint is disabled (3 days in production)
 
@@ -363,3 +365,33 @@ def test_redelivering_what_it_missed_commits_each_batch_and_counts_what_was_queu
     assert sorted(d.notification_id for d in queued) == sorted(notes)
     assert {d.status for d in queued} == {"pending"}
     assert {n.status for n in get_rows(app, Notification, merchant_id=merchant.id)} == {"pending"}
+
+
+def test_the_dashboard_enables_an_endpoint_the_worker_is_disabling_once_it_is_done(
+    app, make_merchant, make_user, receiver
+):
+    """As the API's PATCH (one locking read for both): the merchant's enable waits for the
+    auto-disable under way, then enables what is disabled by then, not what its snapshot saw."""
+    merchant, _ = make_merchant(notify_url=None)
+    make_user(merchant.id, "owner@racing.example")
+    endpoint_id, public, _ = _endpoint(app, merchant.id, receiver.url)
+    owner = logged_in(app, "owner@racing.example")
+    enable = f"/dashboard/notification-endpoints/{public}/enable"
+    token = csrf_from(owner.get(enable).get_data(as_text=True))
+    answer: dict = {}
+    request = threading.Thread(
+        target=lambda: answer.update(post=owner.post(enable, data={"csrf_token": token}))
+    )
+    with app.app_context():  # the worker's auto-disable, under way: locked, not committed yet
+        endpoints.disable(lock_row(NotificationEndpoint, endpoint_id), endpoints.FAILING)
+        request.start()
+        what = "the enable locking the endpoint"
+        wait_for_locking_read(app, "notification_endpoints", what=what, details=lambda: answer)
+        db.session.commit()
+    request.join(timeout=30)
+
+    assert answer["post"].status_code == 302
+    stored = get_row(app, NotificationEndpoint, endpoint_id)
+    assert (stored.enabled, stored.disabled_reason, stored.failing_since) == (True, None, None)
+    [entry] = get_rows(app, AuditLog, action="endpoint_enable")
+    assert entry.target_id == public

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import threading
 
-from sqlalchemy import text
-
 from app.common.locks import lock_row
 from app.extensions import db
 from app.models import NotificationEndpoint
@@ -14,7 +12,7 @@ from app.notifications import endpoints
 from tests.support.api import auth_headers
 from tests.support.factories import add_endpoint, make_api_key
 from tests.support.rows import get_row
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_for_locking_read
 
 BASE = "/api/v1/notification_endpoints"
 
@@ -137,16 +135,6 @@ def test_bad_input_is_refused_clearly_and_nothing_is_stored(
     assert bad_patch.status_code == 400 and "disabled" in str(bad_patch.get_json())
 
 
-# A locking read of an endpoint running in this test database: while the test holds the row
-# locked, it is waiting for it. (INNODB_TRX may not list that wait: the optimizer reads a
-# unique key's row before the transaction shows there.)
-_LOCKING_THE_ENDPOINT = text(
-    "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-    "WHERE DB = DATABASE() AND COMMAND = 'Query' "
-    "AND INFO LIKE '%FROM notification_endpoints%FOR UPDATE'"
-)
-
-
 def test_an_enable_during_an_auto_disable_waits_for_it_and_then_enables(
     client, app, make_merchant, receiver
 ):
@@ -170,11 +158,8 @@ def test_an_enable_during_an_auto_disable_waits_for_it_and_then_enables(
         endpoints.disable(lock_row(NotificationEndpoint, endpoint_id), endpoints.FAILING)
         request.start()
 
-        def waiting() -> bool:
-            with db.engine.connect() as conn:
-                return conn.execute(_LOCKING_THE_ENDPOINT).scalar_one() == 1
-
-        wait_until(waiting, what="the PATCH locking the endpoint", details=lambda: answer)
+        what = "the PATCH locking the endpoint"
+        wait_for_locking_read(app, "notification_endpoints", what=what, details=lambda: answer)
         db.session.commit()
     request.join(timeout=30)
 
