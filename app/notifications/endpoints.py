@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from app.common.locks import read_committed
+from app.common.locks import lock_row, read_committed
 from app.common.urls import split_url
 from app.errors import NotFoundError, ValidationError
 from app.extensions import db
@@ -101,17 +101,25 @@ def of_merchant(merchant_id: int, livemode: bool) -> list[NotificationEndpoint]:
     )
 
 
-def get_endpoint(merchant_id: int, public_id: str, livemode: bool) -> NotificationEndpoint:
-    """The merchant's endpoint of that mode; another merchant's or mode's is not found."""
-    endpoint = db.session.scalar(
-        select(NotificationEndpoint).where(
-            NotificationEndpoint.public_id == public_id,
-            NotificationEndpoint.merchant_id == merchant_id,
-            NotificationEndpoint.livemode == livemode,
-            NotificationEndpoint.deleted_at.is_(None),
+def get_endpoint(
+    merchant_id: int, public_id: str, livemode: bool, *, for_update: bool = False
+) -> NotificationEndpoint:
+    """The merchant's endpoint of that mode; another merchant's or mode's is not found.
+
+    `for_update` (every change, API and dashboard): the row as committed now, locked until the
+    caller commits, so a change is decided on the current row (an auto-disable committed
+    meanwhile is seen, and one that comes after waits) and not on the request's snapshot."""
+    if for_update:
+        endpoint = lock_row(NotificationEndpoint, public_id, column="public_id")
+    else:
+        endpoint = db.session.scalar(
+            select(NotificationEndpoint).where(NotificationEndpoint.public_id == public_id)
         )
-    )
-    if endpoint is None:
+    if (
+        endpoint is None
+        or (endpoint.merchant_id, endpoint.livemode) != (merchant_id, livemode)
+        or endpoint.deleted_at is not None
+    ):
         raise NotFoundError("NOTIFICATION_ENDPOINT_NOT_FOUND")
     return endpoint
 

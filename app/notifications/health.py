@@ -25,6 +25,7 @@ from flask import current_app
 from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 
 from app.accounts import audit
+from app.common.locks import read_committed
 from app.extensions import db
 from app.metrics import NOTIFICATION_ENDPOINTS_DISABLED
 from app.models import (
@@ -228,20 +229,31 @@ def count_missed(endpoint: NotificationEndpoint) -> int:
 
 def redeliver_missed(endpoint: NotificationEndpoint, since: Missed | None) -> int:
     """Queue again, to this endpoint only, every notification it missed since `since` (from
-    `missed_since` before enabling it), in order; the caller commits. Returns how many.
+    `missed_since` before enabling it), in order; how many were queued.
+
+    Commits the enable first, then each batch of BATCH_SIZE (short locks, as redeliver_failed).
+    The missed set is read as committed after the enable, not from the caller's snapshot: the
+    fan-out reads endpoints in share mode, so every fan-out that ran while it was disabled had
+    committed when the enable was flushed (what one fanned out after the request's snapshot
+    began looks new in that snapshot, and would never reach this endpoint), and every later
+    one sees it enabled and makes its delivery to it itself.
 
     A failed delivery starts over (fresh schedule, same `webhook-id`); a notification it never
     got (sent while it was disabled) gets its delivery now. Other endpoints are not touched."""
     if since is None or not endpoint.enabled:
         return 0
-    ids = db.session.scalars(_missed_query(endpoint, since).order_by(Notification.id)).all()
-    if not ids:
-        return 0
-    for start in range(0, len(ids), BATCH_SIZE):  # short IN lists, one transaction
-        queue_again(endpoint.id, ids[start : start + BATCH_SIZE], moving=(delivery.FAILED,))
+    db.session.commit()
+    rows = read_committed(_missed_query(endpoint, since).order_by(Notification.id))
+    ids = [row[0] for row in rows]
+    queued = 0
+    for start in range(0, len(ids), BATCH_SIZE):
+        queued += queue_again(
+            endpoint.id, ids[start : start + BATCH_SIZE], moving=(delivery.FAILED,)
+        )
+        db.session.commit()
     log.info(
         "notification endpoint %s: %d missed notification(s) queued again",
         endpoint.public_id,
-        len(ids),
+        queued,
     )
-    return len(ids)
+    return queued

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, exists, select
+from sqlalchemy import ColumnElement, Select, and_, exists, or_, select
 from sqlalchemy.orm import selectinload
 
 from app.common.tenancy import scoped
@@ -45,8 +45,21 @@ def status_clause(status: str) -> ColumnElement[bool]:
     return Delivery.status == status
 
 
-# Failing now: retrying after a failed attempt, or given up (the overview's figure).
-FAILING_NOW = (status_clause("retrying") | status_clause("failed")).self_group()
+def failing_now(failed_since: datetime) -> ColumnElement[bool]:
+    """The deliveries failing now (the overview's figure): retrying after a failed attempt, or
+    given up since `failed_since` to an endpoint not deleted. Older failures and a deleted
+    endpoint's (which cannot be redelivered) stay in the log, but would keep the figure up for
+    ever once the client app is fixed."""
+    endpoint_kept = (
+        exists()
+        .where(
+            NotificationEndpoint.id == Delivery.endpoint_id,
+            NotificationEndpoint.deleted_at.is_(None),
+        )
+        .correlate(Delivery)
+    )
+    gave_up_lately = and_(status_clause("failed"), Delivery.updated_at >= failed_since)
+    return or_(status_clause("retrying"), and_(gave_up_lately, endpoint_kept)).self_group()
 
 
 @dataclass

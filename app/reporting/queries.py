@@ -30,7 +30,7 @@ from app.models import (
     Refund,
     utcnow,
 )
-from app.reporting.deliveries import FAILING_NOW
+from app.reporting.deliveries import failing_now
 from app.reporting.modes import in_mode
 
 LIST_PAGE_SIZE = 50
@@ -143,13 +143,20 @@ class Attention:
     stuck: list[Payment]
     failed_notifications_count: int
     failed_notifications: list[Notification]
+    failed_within_days: int  # a delivery that gave up counts this long (then: the log)
     open_conflicts_count: int
     open_conflicts: list[PaymentConflict]
 
 
-def attention(*, merchant_id: int | None, livemode: bool, now: datetime | None = None) -> Attention:
-    """Stuck payments, failed notifications and open conflicts of one mode: how many (capped)
-    and the first few."""
+def attention(
+    *,
+    merchant_id: int | None,
+    livemode: bool,
+    failed_within_days: int,
+    now: datetime | None = None,
+) -> Attention:
+    """Stuck payments, notifications failing now (a delivery that gave up counts for
+    `failed_within_days`) and open conflicts of one mode: how many (capped) and the first few."""
 
     def in_view(stmt, model):
         return in_mode(scoped(stmt, model, merchant_id), model, livemode)
@@ -158,9 +165,13 @@ def attention(*, merchant_id: int | None, livemode: bool, now: datetime | None =
     stuck_q = select(Payment).where(
         Payment.status.in_(NON_FINAL), Payment.updated_at < now - STUCK_AFTER
     )
-    # Failing now: a delivery retrying after a failed attempt, or one that gave up; not only
-    # those that gave up (a merchant whose every delivery is being retried must see it today).
-    failing_deliveries = select(NotificationDelivery.notification_id).where(FAILING_NOW)
+    # Failing now: a delivery retrying after a failed attempt, or one that gave up lately (to an
+    # endpoint not deleted); not only those that gave up (a merchant whose every delivery is
+    # being retried must see it today), nor every failure ever (the figure must clear).
+    failed_since = now - timedelta(days=failed_within_days)
+    failing_deliveries = select(NotificationDelivery.notification_id).where(
+        failing_now(failed_since)
+    )
     failed_q = select(Notification).where(Notification.id.in_(failing_deliveries))
     conflicts_q = select(PaymentConflict).where(PaymentConflict.resolved_at.is_(None))
     stuck_q = in_view(stuck_q, Payment)
@@ -171,6 +182,7 @@ def attention(*, merchant_id: int | None, livemode: bool, now: datetime | None =
         stuck_count=_count(stuck_q, Payment.id),
         stuck=_oldest_stuck(lambda stmt: in_view(stmt, Payment), now - STUCK_AFTER),
         failed_notifications_count=_count(failed_q, Notification.id),
+        failed_within_days=failed_within_days,
         failed_notifications=list(
             db.session.scalars(
                 failed_q.options(selectinload(Notification.payment))

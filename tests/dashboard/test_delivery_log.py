@@ -9,9 +9,11 @@ import re
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import AuditLog, NotificationDelivery
+from app.models import AuditLog, NotificationDelivery, NotificationEndpoint, utcnow
+from app.notifications.endpoints import delete_endpoint
 from app.reporting import transactions
 from tests.dashboard.test_modes import cards
 from tests.support.delivery_log import build_log_world
@@ -117,6 +119,35 @@ def test_a_delivery_shows_each_attempts_request_and_response(app, client_a, worl
 def test_the_overview_counts_notifications_failing_now_retrying_ones_too(client_a, world):
     # Three gave up, one is being retried after a failed attempt: all four are failing now.
     assert cards(client_a)["Notifications failing now"] == "4"
+
+
+def test_failing_now_leaves_out_old_failures_and_deleted_endpoints(app, client_a, world):
+    """The figure clears once nothing can be done: a delivery that gave up longer ago than
+    EVENTS_RETENTION_DAYS, or to an endpoint deleted since, is in the log but not failing now."""
+    days = app.config["EVENTS_RETENTION_DAYS"]
+    page = _text(client_a.get("/dashboard/"))
+    assert f"or gave up in the last {days} days" in page
+    assert "to an endpoint that is not deleted" in page
+    with app.app_context():
+        old = world.delivery_id(world.notes[0], world.failing_endpoint)
+        db.session.execute(
+            update(NotificationDelivery)
+            .where(NotificationDelivery.id == old)
+            .values(updated_at=utcnow() - timedelta(days=days, hours=1))
+        )
+        db.session.commit()
+    assert cards(client_a)["Notifications failing now"] == "3"  # two gave up lately, one retrying
+
+    with app.app_context():
+        endpoint = db.session.scalar(
+            select(NotificationEndpoint).where(
+                NotificationEndpoint.public_id == world.failing_endpoint
+            )
+        )
+        delete_endpoint(endpoint)  # the one retrying fails too: nothing is left to send
+        db.session.commit()
+    assert cards(client_a)["Notifications failing now"] == "0"
+    assert _rows(client_a, "?status=failed")  # still in the log
 
 
 def test_redeliver_one_delivery(app, client_a, world, worker):

@@ -6,12 +6,15 @@ and in order, what it missed (dashboard and API)."""
 from __future__ import annotations
 
 import html as htmllib
+import threading
 from datetime import timedelta
 
 import pytest
 from prometheus_client import REGISTRY
+from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
+from app.common.locks import lock_row
 from app.extensions import db
 from app.models import (
     AuditLog,
@@ -22,12 +25,14 @@ from app.models import (
     PaymentStatus,
     StatusSource,
 )
+from app.notifications import endpoints, health
 from app.payments.state import lock_payment, transition
 from tests.support.api import auth_headers
 from tests.support.factories import add_endpoint, make_payment
 from tests.support.pages import csrf_from, logged_in
 from tests.support.receiver import Receiver
 from tests.support.rows import get_row, get_rows
+from tests.support.waiting import wait_for_locking_read
 
 LIMIT = 2  # seconds of nothing but failures before an endpoint is disabled (3 days in production)
 
@@ -277,3 +282,116 @@ def test_an_event_not_fanned_out_when_enabled_reaches_every_endpoint_through_the
         lambda: len(receiver.requests) == 1 and len(second_receiver.requests) == 1,
         what="the event at both endpoints",
     )
+
+
+def test_enabling_redelivers_what_was_fanned_out_after_the_request_began(
+    app, make_merchant, receiver, second_receiver, health_config, finish_payment, worker
+):
+    """An event fanned out while the endpoint was disabled, but after the enabling request's
+    snapshot began, looks new there: the missed set is read as committed, so it is queued."""
+    merchant, _ = make_merchant(notify_url=None)
+    endpoint_id, public, secret = _endpoint(app, merchant.id, receiver.url)
+    _endpoint(app, merchant.id, second_receiver.url)
+    with app.app_context():
+        endpoint = db.session.get(NotificationEndpoint, endpoint_id)
+        endpoints.update_endpoint(endpoint, {"disabled": True}, allowed_networks=[])
+        db.session.commit()
+
+    with app.app_context():  # the merchant's enabling request
+        assert db.session.scalar(select(func.count()).select_from(Notification)) == 0
+        # Meanwhile, on other connections: a payment's events (initiated, succeeded), fanned
+        # out to the other endpoint only.
+        payment_id, _ = finish_payment(merchant.id)
+        assert worker.fan_out() == 2
+        endpoint = endpoints.get_endpoint(merchant.id, public, False, for_update=True)
+        since = health.missed_since(endpoint)
+        endpoints.update_endpoint(endpoint, {"disabled": False}, allowed_networks=[])
+        assert health.redeliver_missed(endpoint, since) == 2
+        db.session.rollback()  # the enable and what it queued were committed already
+
+    notes = get_rows(app, Notification, payment_id=payment_id)
+    queued = get_rows(app, NotificationDelivery, endpoint_id=endpoint_id)
+    assert [(d.notification_id, d.status) for d in queued] == [(n.id, "pending") for n in notes]
+    assert get_row(app, NotificationEndpoint, endpoint_id).enabled
+    worker.run_until(lambda: len(receiver.requests) == 2, what="the missed events")
+    received = [Webhook(secret).verify(r.body, r.headers) for r in receiver.requests]
+    assert [m["id"] for m in received] == [n.public_id for n in notes]  # in order
+    assert len(second_receiver.requests) == 2  # the other endpoint got each once
+
+
+def test_redelivering_what_it_missed_commits_each_batch_and_counts_what_was_queued(
+    app, make_merchant, receiver, health_config, finish_payment, worker, monkeypatch
+):
+    """Batches of BATCH_SIZE, each committed (short locks, as every bulk redelivery); the
+    count is what was queued: a second enable racing the first queues nothing twice, and
+    says so."""
+    monkeypatch.setattr(health, "BATCH_SIZE", 3)
+    merchant, _ = make_merchant(notify_url=None)
+    endpoint_id, public, _ = _endpoint(app, merchant.id, receiver.url)
+    with app.app_context():
+        endpoint = db.session.get(NotificationEndpoint, endpoint_id)
+        endpoints.update_endpoint(endpoint, {"disabled": True}, allowed_networks=[])
+        db.session.commit()
+    for _ in range(4):
+        finish_payment(merchant.id)
+    assert worker.fan_out() == 8  # unrouted: no endpoint of the merchant is enabled
+    notes = [n.id for n in get_rows(app, Notification, merchant_id=merchant.id)]
+
+    # A second enabling request, whose snapshot began before the first enabled it.
+    began, first_done, second = threading.Event(), threading.Event(), {}
+
+    def second_request() -> None:
+        with app.app_context():
+            since = health.missed_since(endpoints.get_endpoint(merchant.id, public, False))
+            began.set()
+            first_done.wait(10)
+            endpoint = endpoints.get_endpoint(merchant.id, public, False, for_update=True)
+            second["queued"] = health.redeliver_missed(endpoint, since)
+
+    request = threading.Thread(target=second_request)
+    request.start()
+    assert began.wait(10)
+    with app.app_context():
+        endpoint = endpoints.get_endpoint(merchant.id, public, False, for_update=True)
+        since = health.missed_since(endpoint)
+        endpoints.update_endpoint(endpoint, {"disabled": False}, allowed_networks=[])
+        assert health.redeliver_missed(endpoint, since) == 8  # in batches of 3
+        db.session.rollback()  # each batch was committed already
+    first_done.set()
+    request.join(10)
+    assert second == {"queued": 0}  # all 8 are on their way already: none queued twice
+
+    queued = get_rows(app, NotificationDelivery, endpoint_id=endpoint_id)
+    assert sorted(d.notification_id for d in queued) == sorted(notes)
+    assert {d.status for d in queued} == {"pending"}
+    assert {n.status for n in get_rows(app, Notification, merchant_id=merchant.id)} == {"pending"}
+
+
+def test_the_dashboard_enables_an_endpoint_the_worker_is_disabling_once_it_is_done(
+    app, make_merchant, make_user, receiver
+):
+    """As the API's PATCH (one locking read for both): the merchant's enable waits for the
+    auto-disable under way, then enables what is disabled by then, not what its snapshot saw."""
+    merchant, _ = make_merchant(notify_url=None)
+    make_user(merchant.id, "owner@racing.example")
+    endpoint_id, public, _ = _endpoint(app, merchant.id, receiver.url)
+    owner = logged_in(app, "owner@racing.example")
+    enable = f"/dashboard/notification-endpoints/{public}/enable"
+    token = csrf_from(owner.get(enable).get_data(as_text=True))
+    answer: dict = {}
+    request = threading.Thread(
+        target=lambda: answer.update(post=owner.post(enable, data={"csrf_token": token}))
+    )
+    with app.app_context():  # the worker's auto-disable, under way: locked, not committed yet
+        endpoints.disable(lock_row(NotificationEndpoint, endpoint_id), endpoints.FAILING)
+        request.start()
+        what = "the enable locking the endpoint"
+        wait_for_locking_read(app, "notification_endpoints", what=what, details=lambda: answer)
+        db.session.commit()
+    request.join(timeout=30)
+
+    assert answer["post"].status_code == 302
+    stored = get_row(app, NotificationEndpoint, endpoint_id)
+    assert (stored.enabled, stored.disabled_reason, stored.failing_since) == (True, None, None)
+    [entry] = get_rows(app, AuditLog, action="endpoint_enable")
+    assert entry.target_id == public

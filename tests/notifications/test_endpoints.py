@@ -16,6 +16,7 @@ from app.models import (
     StatusSource,
 )
 from app.notifications import endpoints
+from app.notifications.delivery import deliver_due
 from app.payments.state import lock_payment, transition
 from tests.support.factories import add_endpoint, make_payment
 from tests.support.receiver import Receiver
@@ -182,3 +183,67 @@ def test_a_disabled_endpoint_gets_nothing_and_its_pending_deliveries_fail(
         )
         first = db.session.get(Notification, stopped.notification_id)
         assert first.status == "failed"  # one of its deliveries failed (resendable)
+
+
+def test_a_delivery_of_an_endpoint_disabled_after_it_was_queued_fails_unsent_at_the_claim(
+    app, make_merchant, receiver, notify_config, worker
+):
+    """What slipped past the disable (a redelivery racing it) is failed by the claim: never
+    POSTed, no attempt row, and the endpoint's clock does not start (nothing was tried)."""
+    merchant, _ = make_merchant(notify_url=None)
+    endpoint_id, _ = _endpoint(app, merchant.id, receiver.url, ["*"])
+    payment_id = make_payment(app, merchant.id, PaymentStatus.CREATED).id
+    _move(app, payment_id, PaymentStatus.INITIATED)
+    worker.fan_out()  # its delivery is pending, due now
+    with app.app_context():  # disabled behind the service's back: the delivery stays pending
+        db.session.execute(
+            db.update(endpoints.NotificationEndpoint)
+            .where(endpoints.NotificationEndpoint.id == endpoint_id)
+            .values(enabled=False, disabled_reason="disabled by the merchant")
+        )
+        db.session.commit()
+        [queued] = get_rows(app, NotificationDelivery, endpoint_id=endpoint_id)
+        assert queued.status == "pending"
+
+    with app.app_context():
+        assert deliver_due() == 1  # one delivery cycle: it was claimed
+
+    [failed] = get_rows(app, NotificationDelivery, endpoint_id=endpoint_id)
+    assert (failed.status, failed.last_error) == ("failed", "not sent: the endpoint is disabled")
+    assert get_rows(app, NotificationAttempt, delivery_id=failed.id) == []
+    assert receiver.hits == 0
+    assert get_row(app, endpoints.NotificationEndpoint, endpoint_id).failing_since is None
+    assert get_row(app, Notification, failed.notification_id).status == "failed"
+
+
+def test_disabling_fails_deliveries_made_after_the_request_began_and_resummarises(
+    app, make_merchant, receiver, notify_config, worker
+):
+    """A fan-out that commits after the merchant's request took its snapshot made deliveries
+    that snapshot does not see; disabling fails them all the same, and their notifications
+    say failed, not pending."""
+    merchant, _ = make_merchant(notify_url=None)
+    endpoint_id, _ = _endpoint(app, merchant.id, receiver.url, ["*"])
+    public_id = get_row(app, endpoints.NotificationEndpoint, endpoint_id).public_id
+    payment_id = make_payment(app, merchant.id, PaymentStatus.CREATED).id
+    with app.app_context():  # the merchant's request
+        assert (
+            db.session.scalars(
+                db.select(NotificationDelivery).where(
+                    NotificationDelivery.endpoint_id == endpoint_id
+                )
+            ).all()
+            == []
+        )  # its snapshot begins: nothing pending yet
+        # Meanwhile, on other connections: an event, fanned out to the endpoint.
+        _move(app, payment_id, PaymentStatus.INITIATED)
+        assert worker.fan_out() == 1
+        endpoint = endpoints.get_endpoint(merchant.id, public_id, False, for_update=True)
+        endpoints.update_endpoint(endpoint, {"disabled": True}, allowed_networks=[])
+        db.session.commit()
+
+    [stopped] = get_rows(app, NotificationDelivery, endpoint_id=endpoint_id)
+    assert (stopped.status, stopped.last_error) == ("failed", "the endpoint was disabled")
+    assert get_row(app, Notification, stopped.notification_id).status == "failed"
+    worker.run_once()
+    assert receiver.hits == 0

@@ -3,11 +3,16 @@ once, URLs checked as deliveries check them, clear errors for bad input."""
 
 from __future__ import annotations
 
+import threading
+
+from app.common.locks import lock_row
 from app.extensions import db
 from app.models import NotificationEndpoint
+from app.notifications import endpoints
 from tests.support.api import auth_headers
-from tests.support.factories import make_api_key
+from tests.support.factories import add_endpoint, make_api_key
 from tests.support.rows import get_row
+from tests.support.waiting import wait_for_locking_read
 
 BASE = "/api/v1/notification_endpoints"
 
@@ -128,3 +133,37 @@ def test_bad_input_is_refused_clearly_and_nothing_is_stored(
         f"{BASE}/{endpoint['id']}", json={"disabled": "yes"}, headers=auth_headers(key)
     )
     assert bad_patch.status_code == 400 and "disabled" in str(bad_patch.get_json())
+
+
+def test_an_enable_during_an_auto_disable_waits_for_it_and_then_enables(
+    client, app, make_merchant, receiver
+):
+    """The PATCH decides on the endpoint as committed, locked: an auto-disable under way when
+    the merchant enables is seen (not the request's snapshot, where it is still enabled and
+    the enable would do nothing while answering "enabled")."""
+    merchant, key = make_merchant(notify_url=None)
+    with app.app_context():
+        endpoint = add_endpoint(merchant.id, receiver.url, ["*"])
+        db.session.commit()
+        endpoint_id, public_id = endpoint.id, endpoint.public_id
+    answer: dict = {}
+
+    def enable() -> None:
+        answer["patch"] = client.patch(
+            f"{BASE}/{public_id}", json={"disabled": False}, headers=auth_headers(key)
+        )
+
+    request = threading.Thread(target=enable)
+    with app.app_context():  # the worker's auto-disable, under way: locked, not committed yet
+        endpoints.disable(lock_row(NotificationEndpoint, endpoint_id), endpoints.FAILING)
+        request.start()
+
+        what = "the PATCH locking the endpoint"
+        wait_for_locking_read(app, "notification_endpoints", what=what, details=lambda: answer)
+        db.session.commit()
+    request.join(timeout=30)
+
+    assert answer["patch"].status_code == 200, answer["patch"].get_json()
+    assert answer["patch"].get_json()["status"] == "enabled"
+    stored = get_row(app, NotificationEndpoint, endpoint_id)
+    assert (stored.enabled, stored.disabled_reason, stored.disabled_at) == (True, None, None)

@@ -6,6 +6,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from sqlalchemy import text
+
+from app.extensions import db
 from app.models import Payment
 from tests.support.rows import get_row
 
@@ -59,3 +62,23 @@ def wait_for_payment_status(app, payment_id: int, status: str, *, timeout: float
         timeout=timeout,
         details=lambda: f"it is {get_row(app, Payment, payment_id).status}",
     )
+
+
+# A locking read of a table running in this test database. While a test holds the row it reads
+# locked, it is waiting for it. (INNODB_TRX may not list that wait yet: the optimizer reads a
+# unique key's row before the transaction shows there.)
+_LOCKING_READ = text(
+    "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+    "WHERE DB = DATABASE() AND COMMAND = 'Query' AND INFO LIKE :pattern"
+)
+
+
+def wait_for_locking_read(app, table: str, *, what: str, details=None) -> None:
+    """Until another connection runs SELECT … FROM `table` … FOR UPDATE (MariaDB)."""
+
+    def running() -> bool:
+        with db.engine.connect() as conn:
+            pattern = f"%FROM {table}%FOR UPDATE"
+            return conn.execute(_LOCKING_READ, {"pattern": pattern}).scalar_one() > 0
+
+    wait_until(running, what=what, app=app, details=details)

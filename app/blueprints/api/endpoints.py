@@ -126,8 +126,10 @@ def _allowed_networks():
     return current_app.config["NOTIFY_ALLOWED_NETWORKS"]
 
 
-def _own(endpoint_id: str):
-    return endpoints.get_endpoint(current_merchant_id(), endpoint_id, current_livemode())
+def _own(endpoint_id: str, *, for_update: bool = False):
+    return endpoints.get_endpoint(
+        current_merchant_id(), endpoint_id, current_livemode(), for_update=for_update
+    )
 
 
 @bp.route("/notification_endpoints")
@@ -177,7 +179,7 @@ class NotificationEndpointById(MethodView):
     def patch(self, data: dict, endpoint_id: str):
         """Change its URL, description, event types, or disable / enable it (and redeliver
         what it missed)."""
-        endpoint = _own(endpoint_id)
+        endpoint = _own(endpoint_id, for_update=True)
         redeliver = data.pop("redeliver_missed", False)
         if redeliver and data.get("disabled") is not False:
             raise ValidationError(
@@ -186,6 +188,7 @@ class NotificationEndpointById(MethodView):
             )
         since = health.missed_since(endpoint)
         endpoints.update_endpoint(endpoint, data, allowed_networks=_allowed_networks())
+        # It commits the enable first, then each batch it queues.
         redelivered = health.redeliver_missed(endpoint, since) if redeliver else None
         db.session.commit()
         answer = endpoint_to_dict(endpoint)
@@ -198,7 +201,7 @@ class NotificationEndpointById(MethodView):
     @_errors(401, 404)
     def delete(self, endpoint_id: str):
         """Delete it: nothing more is sent to it; pending deliveries to it fail."""
-        endpoint = _own(endpoint_id)
+        endpoint = _own(endpoint_id, for_update=True)
         endpoints.delete_endpoint(endpoint)
         db.session.commit()
         return jsonify({**endpoint_to_dict(endpoint), "deleted": True})
@@ -228,7 +231,7 @@ class RotateEndpointSecret(MethodView):
     def post(self, data: dict, endpoint_id: str):
         """A new signing secret; the previous one keeps signing too for `expires_in` seconds
         (24 hours by default), so nothing fails while the client app switches."""
-        endpoint = _own(endpoint_id)
+        endpoint = _own(endpoint_id, for_update=True)
         grace = current_app.config["NOTIFY_SECRET_ROTATION_GRACE_SECONDS"]
         secret = endpoints.rotate_secret(endpoint, data.get("expires_in", grace))
         db.session.commit()

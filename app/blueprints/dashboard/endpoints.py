@@ -33,9 +33,12 @@ def _networks():
     return current_app.config["NOTIFY_ALLOWED_NETWORKS"]
 
 
-def _endpoint_or_404(merchant: Merchant, public_id: str) -> NotificationEndpoint:
+def _endpoint_or_404(
+    merchant: Merchant, public_id: str, *, for_update: bool = False
+) -> NotificationEndpoint:
+    """The endpoint; `for_update` on a change (locked, as committed now: see get_endpoint)."""
     try:
-        return service.get_endpoint(merchant.id, public_id, view_livemode())
+        return service.get_endpoint(merchant.id, public_id, view_livemode(), for_update=for_update)
     except PayBridgeError:
         abort(404, "No such notification endpoint (in the mode in view).")
 
@@ -123,7 +126,7 @@ def endpoint_detail(public_id: str):
     merchant = settings_merchant() if request.method == "GET" else chosen_merchant()
     if merchant is None:
         return pick_merchant("dashboard.endpoints", "Notification endpoints")
-    endpoint = _endpoint_or_404(merchant, public_id)
+    endpoint = _endpoint_or_404(merchant, public_id, for_update=request.method == "POST")
     form = EndpointForm() if request.method == "POST" else EndpointForm.of(endpoint)
     if not form.validate_on_submit():
         return _endpoint_page(merchant, endpoint, form), form_status()
@@ -158,7 +161,7 @@ def enable_endpoint(public_id: str):
     """Confirm (saying how many notifications it missed while disabled), then enable it and,
     if asked (`redeliver`), queue those again to it."""
     merchant = chosen_merchant()
-    endpoint = _endpoint_or_404(merchant, public_id)
+    endpoint = _endpoint_or_404(merchant, public_id, for_update=request.method == "POST")
     form = ConfirmForm()
     if request.method == "GET" or not form.validate_on_submit():
         if request.method == "POST":
@@ -197,7 +200,7 @@ def _enable(endpoint: NotificationEndpoint, *, redeliver: bool) -> Done:
 def _switch(public_id: str, *, disabled: bool):
     """Disable (its pending deliveries fail, resendable) or enable an endpoint."""
     merchant = chosen_merchant()
-    endpoint = _endpoint_or_404(merchant, public_id)
+    endpoint = _endpoint_or_404(merchant, public_id, for_update=True)
     if not ConfirmForm().validate_on_submit():
         abort(400, "The form expired; please try again.")
     return perform(
@@ -235,7 +238,7 @@ def reveal_endpoint_secret(public_id: str):
 def rotate_endpoint_secret(public_id: str):
     """Confirm, then rotate the secret (the previous one keeps signing); shows the new one."""
     merchant = chosen_merchant()
-    endpoint = _endpoint_or_404(merchant, public_id)
+    endpoint = _endpoint_or_404(merchant, public_id, for_update=request.method == "POST")
     form = ConfirmForm()
     if not form.validate_on_submit():
         return form_page(
@@ -275,7 +278,7 @@ def _span(seconds: int) -> str:
 def delete_endpoint(public_id: str):
     """Confirm, then delete: nothing more is sent to it."""
     merchant = chosen_merchant()
-    endpoint = _endpoint_or_404(merchant, public_id)
+    endpoint = _endpoint_or_404(merchant, public_id, for_update=request.method == "POST")
     form = ConfirmForm()
     if not form.validate_on_submit():
         return form_page(

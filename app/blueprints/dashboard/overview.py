@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from flask import render_template, request
+from flask import current_app, render_template, request
 from flask_login import login_required
 
 from app.blueprints.dashboard import bp
@@ -37,7 +37,12 @@ def overview():
     page = render_template(
         "dashboard/overview.html",
         figures=figures,
-        attention=queries.attention(merchant_id=merchant_id, livemode=livemode, now=now),
+        attention=queries.attention(
+            merchant_id=merchant_id,
+            livemode=livemode,
+            failed_within_days=current_app.config["EVENTS_RETENTION_DAYS"],
+            now=now,
+        ),
         volume_chart=charts.volume_chart(figures.days),
         amount_charts=[(cur, charts.amount_chart(figures.days, cur)) for cur in charted],
         reasons=reasons,
