@@ -43,7 +43,8 @@ class PaymentRollup(db.Model):  # type: ignore[name-defined]  # Flask-SQLAlchemy
 
 
 class RollupWatermark(db.Model):  # type: ignore[name-defined]
-    """How far the rollup is known to be complete (one row, name 'payments')."""
+    """How far a worker's incremental pass is known to be complete, by name: the rollup's
+    ('payments'), the payment-method lookup's ('payment_methods', `updated_before` only)."""
 
     __tablename__ = "rollup_watermarks"
 

@@ -12,13 +12,21 @@ payment's row lock.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, bindparam, exists, func, or_, select
 
 from app.common.locks import retry_lock_conflicts, rollback_quietly
 from app.extensions import db
-from app.models import Payment, PaymentAttempt, PaymentStatus, PspEvent, StatusSource, utcnow
+from app.models import (
+    Payment,
+    PaymentAttempt,
+    PaymentStatus,
+    PspEvent,
+    RollupWatermark,
+    StatusSource,
+    utcnow,
+)
 from app.models.attempt import OUTCOME_FAILED, OUTCOME_SUCCEEDED
 from app.payments import failure_reasons, signals
 from app.payments.state import learn_psp_ids, lock_payment, lock_payment_by_public_id
@@ -178,24 +186,30 @@ def _lock_payment_for_intent(intent_id: str, metadata: dict[str, str]) -> Paymen
     return lock_payment(payment_id) if payment_id is not None else None
 
 
-# How far back the worker looks for paid payments whose charge it has not read yet: a webhook
-# moved them (its event carries no charge) since a few of its runs; a PSP error is retried on
-# every run inside the window.
-METHOD_LOOKBACK = timedelta(minutes=15)
+# The worker's pass over paid payments whose charge it has not read yet (a webhook moved them;
+# its event carries no charge) is incremental: it starts where the last pass completed (a
+# watermark on `updated_at`, kept in `rollup_watermarks` under this name) less an overlap for
+# transactions that committed late. So a worker that was down for hours catches up instead of
+# losing how those payments were paid; ix_payments_status_updated serves the window.
+METHOD_WATERMARK = "payment_methods"
+METHOD_OVERLAP = timedelta(minutes=15)
+# A payment whose lookup failed at the PSP holds the watermark back (it is looked up again on
+# every pass) for this long at most: a lookup that keeps failing must not pin it for ever.
+METHOD_RETRY_FOR = timedelta(days=2)
 
 
-def payments_missing_their_charge(limit: int = 500) -> list[int]:
-    """Ids of payments moved to PENDING or SUCCESS within METHOD_LOOKBACK whose charge is not
-    recorded yet: no method, or SUCCESS with no succeeded attempt (a SEPA debit's method came
-    with its processing charge). ix_payments_status_updated serves the window."""
+def payments_missing_their_charge(since: datetime, limit: int = 500) -> list[tuple[int, datetime]]:
+    """(id, updated_at) of payments moved to PENDING or SUCCESS since `since` whose charge is
+    not recorded yet (no method, or SUCCESS with no succeeded attempt: a SEPA debit's method
+    came with its processing charge), oldest move first."""
     succeeded = exists().where(
         PaymentAttempt.payment_id == Payment.id, PaymentAttempt.outcome == OUTCOME_SUCCEEDED
     )
-    ids = db.session.scalars(
-        select(Payment.id)
+    rows = db.session.execute(
+        select(Payment.id, Payment.updated_at)
         .where(
             Payment.status.in_((PaymentStatus.SUCCESS.value, PaymentStatus.PENDING.value)),
-            Payment.updated_at >= utcnow() - METHOD_LOOKBACK,
+            Payment.updated_at >= since,
             Payment.psp_payment_intent_id.is_not(None),
             or_(
                 Payment.payment_method.is_(None),
@@ -206,17 +220,38 @@ def payments_missing_their_charge(limit: int = 500) -> list[int]:
         .limit(limit)
     ).all()
     db.session.commit()
-    return list(ids)
+    return [(row.id, row.updated_at) for row in rows]
 
 
 def learn_missing_charges(limit: int = 500) -> int:
     """The worker's part: each such payment's intent retrieved (one PSP call) and its method
-    and paid attempt recorded. Idempotent; the webhook path itself asks the PSP nothing.
+    and paid attempt recorded, from the watermark on; then the watermark moves to where this
+    pass completed (not past a payment the PSP failed to answer for, unless that failure is
+    older than METHOD_RETRY_FOR). Idempotent; the webhook path itself asks the PSP nothing.
     Returns how many were recorded."""
+    now = utcnow()
+    mark = db.session.get(RollupWatermark, METHOD_WATERMARK)
+    since = (mark.updated_before if mark is not None else now) - METHOD_OVERLAP
+    found = payments_missing_their_charge(since, limit)
     recorded = 0
-    for payment_id in payments_missing_their_charge(limit):
-        recorded += learn_paid_attempt(payment_id) == "recorded"
+    held_at: datetime | None = None  # the oldest move whose lookup must be tried again
+    for payment_id, updated_at in found:
+        outcome = learn_paid_attempt(payment_id)
+        recorded += outcome == "recorded"
+        if outcome in ("psp error", "error") and updated_at > now - METHOD_RETRY_FOR:
+            held_at = updated_at if held_at is None else min(held_at, updated_at)
+    done_to = found[-1][1] if len(found) == limit else now  # a full batch: on from its last
+    _save_method_watermark(min(done_to, held_at) if held_at is not None else done_to)
     return recorded
+
+
+def _save_method_watermark(updated_before: datetime) -> None:
+    row = db.session.get(RollupWatermark, METHOD_WATERMARK)
+    if row is None:
+        db.session.add(RollupWatermark(name=METHOD_WATERMARK, updated_before=updated_before))
+    else:
+        row.updated_before = updated_before
+    db.session.commit()
 
 
 def learn_paid_attempt(payment_id: int) -> str:

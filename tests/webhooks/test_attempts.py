@@ -4,11 +4,13 @@ emulator, paid (or declined) there, learned through its real webhooks over HTTP.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import PaymentAttempt
+from app.models import Payment, PaymentAttempt, RollupWatermark
+from app.payments.attempts import METHOD_WATERMARK
 from app.tasks.payments import learn_payment_methods
 from tests.support.factories import make_merchant, registered_payment
 from tests.support.psp import pay_session, stripe_client, wait_for_deliveries
@@ -175,6 +177,51 @@ def test_a_psp_outage_leaves_the_method_for_the_next_run(app, stripe_delivers):
     with app.app_context():
         assert learn_payment_methods() == 1
     assert load_payment(app, payment.id).card_last4 == "4242"
+
+
+def _move_back(app, payment_id: int, hours: float) -> None:
+    """As if the payment moved, and the lookup's last pass ran, `hours` earlier."""
+    with app.app_context():
+        back = timedelta(hours=hours)
+        payment = db.session.get(Payment, payment_id)
+        payment.updated_at -= back
+        mark = db.session.get(RollupWatermark, METHOD_WATERMARK)
+        if mark is not None:
+            mark.updated_before -= back
+        db.session.commit()
+
+
+def test_a_worker_down_for_hours_still_learns_the_methods_after(app, stripe_delivers):
+    merchant, _ = make_merchant(app, "Down Shop", "http://127.0.0.1:9/notify")
+    with app.app_context():
+        assert learn_payment_methods() == 0  # its last pass before it went down
+    payment = registered_payment(app, merchant.id, amount=900)
+    pay_session(stripe_delivers, payment.session_id, card="4242424242424242")
+    wait_for_payment_status(app, payment.id, "SUCCESS")
+    _move_back(app, payment.id, hours=3)  # paid three hours ago; no pass since
+    with app.app_context():
+        assert learn_payment_methods() == 1
+    assert load_payment(app, payment.id).card_last4 == "4242"
+
+
+def test_a_long_psp_outage_holds_the_lookup_back_until_it_ends(app, stripe_delivers):
+    merchant, _ = make_merchant(app, "Long Outage Shop", "http://127.0.0.1:9/notify")
+    payment = registered_payment(app, merchant.id, amount=800)
+    pay_session(stripe_delivers, payment.session_id, card="4242424242424242")
+    wait_for_payment_status(app, payment.id, "SUCCESS")
+    stripe_delivers.control(
+        "POST", "faults", {"kind": "http_500", "path": "/v1/payment_intents", "count": 10}
+    )
+    with app.app_context():
+        assert learn_payment_methods() == 0
+        mark = db.session.get(RollupWatermark, METHOD_WATERMARK)
+        moved_at = db.session.get(Payment, payment.id).updated_at
+        assert mark.updated_before == moved_at  # held where the failed lookup is
+    stripe_delivers.control("DELETE", "faults")
+    _move_back(app, payment.id, hours=2)  # the outage lasted two hours
+    with app.app_context():
+        assert learn_payment_methods() == 1
+        assert db.session.get(RollupWatermark, METHOD_WATERMARK).updated_before > moved_at
 
 
 def test_leaving_after_a_decline_is_canceled_by_the_shopper(app, stripe_delivers, client):
