@@ -34,7 +34,7 @@ from http.cookiejar import DefaultCookiePolicy
 
 import requests
 from flask import current_app
-from sqlalchemy import bindparam, exists, func, insert, select, text, update
+from sqlalchemy import Integer, bindparam, exists, func, insert, select, text, update
 from sqlalchemy.orm import aliased
 from standardwebhooks import Webhook
 
@@ -494,12 +494,13 @@ def record_outcomes(finished: list[tuple[Claim, AttemptResult]]) -> None:
 
 # Deliveries of one claim that were delivered, moved on in one statement (the common outcome;
 # per row, `_outcome_statement` would cost a round trip each). The guard is the per-row one's:
-# still pending and still this claim's (`last_attempt_at`); the attempt is counted in SQL.
+# still pending, at that attempt, and still this claim's (`last_attempt_at`).
 _DELIVERED = (
     update(Delivery)
     .where(
         Delivery.id.in_(bindparam("ids", expanding=True)),
         Delivery.status == PENDING,
+        Delivery.attempt_count == bindparam("attempt"),
         Delivery.last_attempt_at == bindparam("claimed_at"),
     )
     .values(
@@ -507,7 +508,7 @@ _DELIVERED = (
         delivered_at=bindparam("now"),
         next_attempt_at=None,
         last_error=None,
-        attempt_count=Delivery.attempt_count + 1,
+        attempt_count=bindparam("attempt", type_=Integer) + 1,
     )
 )
 # Which of them that statement moved (when not all: another cycle's claim took some over).
@@ -523,10 +524,11 @@ def _move_on(conn, outcomes: list[_Outcome], now: datetime) -> list[int]:
     """Apply each outcome to its delivery, guarded by its claim; per outcome, 1 when it moved
     the delivery on, 0 when the claim had lost it (its lease ran out and another took it)."""
     changed: dict[int, int] = {}
-    delivered: dict[datetime, list[int]] = {}
+    delivered: dict[tuple[datetime, int], list[int]] = {}
     for o in outcomes:
         if o.kind == "delivered":
-            delivered.setdefault(o.claim.claimed_at, []).append(o.claim.delivery_id)
+            key = (o.claim.claimed_at, o.claim.attempt)
+            delivered.setdefault(key, []).append(o.claim.delivery_id)
             continue
         changed[o.claim.delivery_id] = conn.execute(
             _outcome_statement(tuple(sorted(o.values))),
@@ -537,8 +539,8 @@ def _move_on(conn, outcomes: list[_Outcome], now: datetime) -> list[int]:
                 **{f"new_{column}": value for column, value in o.values.items()},
             },
         ).rowcount
-    for claimed_at, ids in delivered.items():
-        params = {"ids": ids, "claimed_at": claimed_at, "now": now}
+    for (claimed_at, attempt), ids in delivered.items():
+        params = {"ids": ids, "claimed_at": claimed_at, "attempt": attempt, "now": now}
         moved = conn.execute(_DELIVERED, params).rowcount
         if moved == len(ids):
             changed.update(dict.fromkeys(ids, 1))
@@ -559,7 +561,7 @@ def _summarise(conn, moved: list[_Outcome], now: datetime) -> None:
         mine = by_notification[notification_id]
         figures = (
             sum(1 for o in mine if o.result.sent),
-            mine[-1].claim.claimed_at,
+            max(o.claim.claimed_at for o in mine),
             next((o.result.error for o in mine if o.result.error), None),
         )
         alike.setdefault(figures, []).append(notification_id)

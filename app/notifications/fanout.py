@@ -51,7 +51,7 @@ def _new_statement(limit: int):
 _E = NotificationEndpoint.__table__
 # Read in share mode: a merchant disabling an endpoint (whose pending deliveries then fail)
 # waits for a fan-out under way to commit, and a later fan-out sees it disabled; so no delivery
-# is made to an endpoint after it was disabled.
+# is made to an endpoint after it was disabled (a POST already claimed still finishes).
 _ENDPOINTS_OF = (
     select(_E.c.id, _E.c.merchant_id, _E.c.livemode, _E.c.event_types)
     .where(

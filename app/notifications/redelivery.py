@@ -70,6 +70,9 @@ def queue_again(
                 last_error=None,
                 delivered_at=None,
                 next_attempt_at=now,
+                # No claim of before holds it any more: an outcome still to come from one
+                # (a POST out when its endpoint was disabled) must not move it on.
+                last_attempt_at=None,
                 updated_at=now,
             )
         )

@@ -85,9 +85,9 @@ def record_attempt(
     payment: Payment, attempt: PspAttempt, *, psp_event_id: str | None = None
 ) -> PaymentAttempt | None:
     """Add the attempt to the locked payment unless it is known already (by its charge, or by
-        the event that reported it); the caller commits. A new declined one is announced
+    the event that reported it); the caller commits. A new declined one is announced
     (`signals.attempt_failed`), in this transaction. A pending one (a delayed method still
-        processing) is no attempt yet: only its method is learned. Returns the new row, or None."""
+    processing) is no attempt yet: only its method is learned. Returns the new row, or None."""
     if attempt.outcome == OUTCOME_SUCCEEDED or attempt.outcome == "pending":
         learn_method(payment, attempt.method)
     if attempt.outcome not in (OUTCOME_FAILED, OUTCOME_SUCCEEDED):

@@ -165,7 +165,7 @@ def test_an_endpoint_failing_for_the_configured_time_is_disabled_shown_and_redel
     notifications = get_rows(app, Notification, payment_id=payment_id)
     assert {n.status for n in notifications} == {"delivered"}
     [enabled] = get_rows(app, AuditLog, action="endpoint_enable")
-    assert enabled.detail["redelivered"] == 3
+    assert (enabled.detail["redeliver_missed"], enabled.detail["missed"]) == (True, 3)
     page = owner.get("/dashboard/").get_data(as_text=True)
     assert 'id="endpoint-banner"' not in page
 

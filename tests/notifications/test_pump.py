@@ -12,13 +12,16 @@ from app.models import (
     Notification,
     NotificationAttempt,
     NotificationDelivery,
+    NotificationEndpoint,
     Payment,
     PaymentStatus,
     StatusSource,
     utcnow,
 )
 from app.notifications.delivery import AttemptResult, claim_due, deliver_due, record_outcomes
+from app.notifications.endpoints import disable, update_endpoint
 from app.notifications.pump import NotificationPump
+from app.notifications.redelivery import queue_again
 from app.payments.state import lock_payment, transition
 from tests.support.factories import FINAL_NEWS, record_payment
 from tests.support.rows import get_row, get_rows
@@ -152,6 +155,30 @@ def test_delivered_outcomes_of_one_claim_move_on_together_but_only_those_it_stil
         record_outcomes([(retaken, ok)])
     lost = get_row(app, Notification, lost_id)
     assert (lost.status, lost.attempt_count) == ("delivered", 1)
+
+
+def test_an_outcome_from_before_a_redelivery_does_not_move_the_redelivery_on(
+    app, make_merchant, receiver, finish_payment, worker
+):
+    """A POST out when its endpoint was disabled, then enabled and the delivery redelivered:
+    its late outcome must not count as the redelivery's."""
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    _, notification_id = finish_payment(merchant.id)
+    worker.fan_out()
+    with app.app_context():
+        [stale] = claim_due(10)
+        endpoint = db.session.get(NotificationEndpoint, stale.endpoint_id)
+        disable(endpoint, "merchant")  # its pending delivery fails, the POST still out
+        db.session.commit()
+        update_endpoint(endpoint, {"disabled": False}, allowed_networks=["127.0.0.0/8"])
+        queue_again(endpoint.id, [notification_id])
+        db.session.commit()
+        record_outcomes([(stale, AttemptResult(True, 200, None, 3))])
+        delivery = db.session.get(NotificationDelivery, stale.delivery_id)
+        assert (delivery.status, delivery.attempt_count) == ("pending", 0)  # still to send
+    assert worker.run_once() == 1
+    assert get_row(app, Notification, notification_id).status == "delivered"
+    assert len(receiver.requests) == 1
 
 
 def test_without_an_endpoint_a_notification_is_unrouted_and_never_attempted(

@@ -106,7 +106,9 @@ class RedeliverFailed(MethodView):
     def post(self, data: dict, endpoint_id: str):
         """Send every failed delivery to this endpoint of the events created in the window
         again, in batches; how many. A repeated request queues nothing twice."""
-        endpoint = endpoints.get_endpoint(current_merchant_id(), endpoint_id, current_livemode())
+        endpoint = endpoints.get_endpoint(
+            current_merchant_id(), endpoint_id, current_livemode(), for_update=True
+        )  # locked: enabled as committed, and no disable meanwhile
         window = redelivery.FailedWindow(
             endpoint.id,
             created_gte=_naive(data.get("created_gte")),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from flask import abort, current_app, flash, render_template, request
+from flask import abort, current_app, flash, redirect, render_template, request
 from flask_login import login_required
 
 from app.blueprints.dashboard import bp
@@ -176,25 +176,31 @@ def enable_endpoint(public_id: str):
             missed_since=health.missed_since(endpoint),
         )
     redeliver = request.form.get("redeliver") == "y"
-    return perform(
+    since = health.missed_since(endpoint)
+    detail: dict[str, bool | int] = {"redeliver_missed": redeliver}
+    if redeliver:
+        detail["missed"] = health.count_missed(endpoint)
+    # The enable and its audit entry commit together first; the redelivery then commits
+    # batch by batch (health.redeliver_missed), so a long one cannot lose the audit entry.
+    done = audited(
         "endpoint_enable",
         merchant_id=merchant.id,
         target=("notification_endpoint", public_id),
-        act=lambda: _enable(endpoint, redeliver=redeliver),
-        back=merchant_url("dashboard.endpoint_detail", merchant.id, public_id=public_id),
+        act=lambda: _enable(endpoint),
+        detail=detail,
     )
+    if redeliver:
+        count = health.redeliver_missed(endpoint, since)
+        done = Done(
+            f"The endpoint is enabled; {count} notification(s) it missed are on their way to it."
+        )
+    flash(done.message, done.category)
+    return redirect(merchant_url("dashboard.endpoint_detail", merchant.id, public_id=public_id))
 
 
-def _enable(endpoint: NotificationEndpoint, *, redeliver: bool) -> Done:
-    since = health.missed_since(endpoint)
+def _enable(endpoint: NotificationEndpoint) -> Done:
     service.update_endpoint(endpoint, {"disabled": False}, allowed_networks=_networks())
-    if not redeliver:
-        return Done("The endpoint is enabled: new notifications go to it again.")
-    count = health.redeliver_missed(endpoint, since)
-    return Done(
-        f"The endpoint is enabled; {count} notification(s) it missed are on their way to it.",
-        {"redelivered": count},
-    )
+    return Done("The endpoint is enabled: new notifications go to it again.")
 
 
 def _switch(public_id: str, *, disabled: bool):
