@@ -375,3 +375,19 @@ def test_every_call_sends_the_pinned_api_version_whatever_the_sdk_defaults_to(em
     assert {r["path"] for r in seen} >= {"/v1/checkout/sessions", "/v1/balance"}
     assert {r["stripe_version"] for r in seen} == {stripe_adapter.STRIPE_API_VERSION}
     assert stripe_adapter.STRIPE_API_VERSION == "2026-10-28.endive"
+
+
+def test_the_sdk_reads_the_proxy_settings_once_for_the_api_address(monkeypatch):
+    """The environment's proxy for Stripe's address (HTTPS_PROXY, unless NO_PROXY names it) is
+    fixed on the SDK's session, which then never reads the environment again per call."""
+    from app.psp.stripe_adapter import _http_client
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://egress.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = _http_client("https://api.stripe.com", 10)._session
+    assert session.trust_env is False
+    assert session.proxies.get("https") == "http://egress.internal:3128"
+
+    monkeypatch.setenv("NO_PROXY", "api.stripe.com")
+    assert _http_client("https://api.stripe.com", 10)._session.proxies == {}
