@@ -94,7 +94,7 @@ def test_a_hanging_endpoint_does_not_slow_another_and_still_gets_its_turns(
     while the hanging one's POSTs are in flight, against those while none is (its retries
     leave gaps: in flight 2 s, then 3 s waiting, three times)."""
     fair_config["NOTIFY_RETRY_SCHEDULE"] = [3, 3]
-    total = 4000  # more than the healthy endpoint gets through while the hanging one lasts
+    total = 12000  # more than the healthy endpoint gets through while the hanging one lasts
     _backlog(app, make_merchant, healthy.url, total)
     hanging_notifications = SHARE  # its share at once, three times
     hanging_id = _backlog(app, make_merchant, hanging.url, hanging_notifications)
