@@ -121,3 +121,18 @@ def test_a_decline_then_a_success_and_a_cancellation_on_the_payment_pages(
     expect(dashboard.locator("tbody tr")).to_have_count(1)
     expect(dashboard.locator("tbody tr")).to_contain_text("Mastercard •••• 4444")
     shoot(dashboard, "list-by-last4")
+
+    # On the overview the cancellation counts as canceled, not as a decline: no failed payment,
+    # and the authorization rate is the two card attempts' (one accepted), not the left one's.
+    dashboard.goto(f"{live_server.url}/dashboard/?range=today")
+
+    def figure(label: str):
+        title = dashboard.locator(".label", has_text=re.compile(f"^{label}$"))
+        return dashboard.locator(".figure", has=title).locator(".value")
+
+    expect(figure("Payments started")).to_have_text("2")
+    expect(figure("Failed")).to_have_text("0")
+    expect(figure("Canceled")).to_have_text("1")
+    expect(figure("Authorization rate")).to_have_text(re.compile(r"^50\.0\s%$"))
+    expect(figure("Conversion rate")).to_have_text(re.compile(r"^50\.0\s%$"))
+    shoot(dashboard, "overview-after-cancel")
