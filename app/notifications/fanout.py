@@ -1,12 +1,15 @@
 """Fanning new notifications out to the endpoints that receive them: the worker's side of the
 outbox, kept out of the request path (which writes only the notification, `outbox.py`).
 
-`fan_out` takes the oldest new notifications in id order, locked (FOR UPDATE, not SKIP
-LOCKED: a second pump waits the few milliseconds and then finds them done, so fan-outs run
-one after another and each (endpoint, payment)'s deliveries get ids in its notifications'
-order, which is the order the claim keeps). In the same transaction it writes one delivery
-per enabled endpoint of the merchant and mode that receives the type, as the endpoints are
-now, and moves each notification on: pending, or unrouted when no endpoint receives it. A
+`fan_out` takes the oldest committed new notifications in id order and locks them by primary
+key (FOR UPDATE, not SKIP LOCKED: a second pump waits the few milliseconds and then finds them
+done, so fan-outs run one after another and each (endpoint, payment)'s deliveries get ids in
+its notifications' order, which is the order the claim keeps). One still being written is not
+waited for: its request's transaction holds its payment locked, so no later notification of
+that payment can be committed before it, and it comes in a later fan-out. In the same
+transaction it writes one delivery per enabled endpoint of the merchant and mode that receives
+the type, as the endpoints are now, and moves each notification on: pending, or unrouted when
+no endpoint receives it. A
 worker that dies mid-fan-out rolls it all back; the notifications stay new and the next
 fan-out takes them: none is lost, none fanned out twice.
 """
@@ -32,20 +35,26 @@ ANY_NEW = select(Notification.id).where(*_IS_NEW).limit(1)
 
 
 @functools.cache
-def _new_statement(limit: int):
-    return (
-        select(
-            Notification.id,
-            Notification.merchant_id,
-            Notification.livemode,
-            Notification.event_type,
-            Notification.payment_id,
-        )
-        .where(*_IS_NEW)
-        .order_by(Notification.id)
-        .limit(limit)
-        .with_for_update()
+def _new_ids(limit: int):
+    """The oldest new notifications as committed now (a plain read: one still being written,
+    locked by its request's transaction, is not waited for; it comes in a later fan-out)."""
+    return select(Notification.id).where(*_IS_NEW).order_by(Notification.id).limit(limit)
+
+
+# Those of them still new, locked by primary key (FOR UPDATE, not SKIP LOCKED: another pump's
+# fan-out of them is waited for, then they are no longer new).
+_LOCK_NEW = (
+    select(
+        Notification.id,
+        Notification.merchant_id,
+        Notification.livemode,
+        Notification.event_type,
+        Notification.payment_id,
     )
+    .where(Notification.id.in_(bindparam("ids", expanding=True)), *_IS_NEW)
+    .order_by(Notification.id)
+    .with_for_update()
+)
 
 
 _E = NotificationEndpoint.__table__
@@ -91,7 +100,10 @@ def fan_out(limit: int = FANOUT_BATCH) -> int:
 
 def _fan_out(conn: Connection, limit: int) -> int:
     """One fan-out transaction's work, on `conn` (the caller begins and commits)."""
-    new = conn.execute(_new_statement(limit)).all()
+    ids = conn.execute(_new_ids(limit)).scalars().all()
+    if not ids:
+        return 0
+    new = conn.execute(_LOCK_NEW, {"ids": ids}).all()
     if not new:
         return 0
     now = utcnow()
