@@ -70,9 +70,22 @@ def iso(value: datetime | None) -> str | None:
     return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
 
 
+# Random bytes map onto the alphabet without bias when below this multiple of its size.
+_UNBIASED_BELOW = 256 - 256 % len(_ALPHABET)
+
+
 def public_id(prefix: str, length: int = 24) -> str:
-    """An unguessable id with a type prefix, like Stripe's (`pay_…`, `msg_…`)."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    """An unguessable id with a type prefix, like Stripe's (`pay_…`, `msg_…`): each character
+    uniform over the alphabet, from one read of the system's randomness (secrets.choice per
+    character read it once per character, a measurable part of a create's CPU)."""
+    chars: list[str] = []
+    while len(chars) < length:
+        chars += [
+            _ALPHABET[b % len(_ALPHABET)]
+            for b in secrets.token_bytes(2 * length)
+            if b < _UNBIASED_BELOW
+        ]
+    return prefix + "".join(chars[:length])
 
 
 class Transitions(dict):
