@@ -192,9 +192,9 @@ def verdicts(report: dict) -> list[tuple[str, str, bool | None]]:
         )
     for r in _find(res, "notifications, receiver 0 ms"):
         add(
-            "notifications ≥ 400 deliveries/s at 0 ms",
+            "notifications ≥ 1,000 deliveries/s at 0 ms, 4 worker processes (issue 28)",
             f"{r['throughput']}/s",
-            r["throughput"] >= 400,
+            r["throughput"] >= 1000,
         )
     for r in _find(res, "notifications, receiver 200 ms"):
         measured = r.get("drained") and r.get("backlog", 0) >= 50_000
@@ -205,6 +205,18 @@ def verdicts(report: dict) -> list[tuple[str, str, bool | None]]:
             if measured
             else f"{r['throughput']}/s ⇒ 50,000 in {drain_s} s (projected)",
             (drain_s or 1e9) <= 300,
+        )
+    for alone, beside in zip(
+        _find(res, "notifications, healthy endpoint at 0 ms, alone"),
+        _find(res, "notifications, healthy endpoint at 0 ms, beside"),
+        strict=False,
+    ):
+        slower = alone["throughput"] / max(beside["throughput"], 1e-9)
+        add(
+            "a hanging endpoint slows another's deliveries by ≤ 10% (issue 28)",
+            f"{alone['throughput']}/s alone, {beside['throughput']}/s beside it "
+            f"({(slower - 1) * 100:.1f}% slower)",
+            slower <= 1.10,
         )
     for r in _find(res, "reconciliation"):
         settled = r.get("stale_settled_after_s")
