@@ -292,6 +292,11 @@ def accept_dispute(dispute_id: int) -> Dispute:
         return dispute
     if dispute.is_closed:
         raise _closed(dispute)
+    if not dispute.needs_response:  # under review: the evidence given is the answer
+        raise PayBridgeError(
+            "DISPUTE_EVIDENCE_SUBMITTED",
+            details={"dispute_id": dispute.public_id, "status": dispute.status},
+        )
     public_id, psp_id, provider = _at_psp(dispute)
     reported = _ask_psp(
         dispute_id,

@@ -24,8 +24,10 @@ from app.models.dispute import NEEDS_RESPONSE_STATUSES
 from app.reporting.modes import in_mode
 
 PAGE_SIZE = 50
-# The page lists this many of those needing a response; the banner counts them all.
-DUE_LIMIT = 100
+# The page lists this many of those needing a response (the soonest due) and of those past
+# due (the latest), and says how many need one in all: a merchant answers the next few first,
+# and each row is a dispute and its payment loaded (at 100 the page took ~190 ms).
+DUE_LIMIT = 20
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,11 @@ def list_disputes(
     stmt = _rows(merchant_id, livemode)
     if before:
         stmt = stmt.where(Dispute.id < before)
+    if merchant_id is not None:
+        # The merchant's (mode, id) range: with LIMIT the optimizer may prefer walking the
+        # primary key backwards, which reads every other merchant's newer disputes on the way.
+        for dialect in ("mysql", "mariadb"):
+            stmt = stmt.with_hint(Dispute, "FORCE INDEX (ix_disputes_merchant_mode_id)", dialect)
     rows = db.session.scalars(stmt.order_by(Dispute.id.desc()).limit(PAGE_SIZE + 1))
     page, last_id = older_page(list(rows), PAGE_SIZE)
     return page, last_id if isinstance(last_id, int) else None

@@ -68,6 +68,12 @@ def test_a_dispute_is_recorded_answered_decided_and_its_client_told_each_step(
     )
     assert other.status_code == 409
     assert other.get_json()["error"]["code"] == "DISPUTE_EVIDENCE_SUBMITTED"
+    # Under review, accepting is refused too: the evidence given is the answer (nothing asked).
+    early = client.post(f"/api/v1/disputes/{dispute.public_id}/close", headers=auth_headers(key))
+    assert early.status_code == 409
+    assert early.get_json()["error"]["code"] == "DISPUTE_EVIDENCE_SUBMITTED"
+    still = client.get(f"/api/v1/disputes/{dispute.public_id}", headers=auth_headers(key))
+    assert still.get_json()["status"] == "under_review"  # not closed at the PSP
 
     stripe_delivers.control("POST", f"disputes/{opened['id']}/close", {"outcome": "won"})
     closed = recorded_dispute(

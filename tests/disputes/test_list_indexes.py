@@ -6,6 +6,7 @@ mode in the list's order (0016_disputes, 0020_dispute_indexes), with no filesort
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy import event, insert, select, text
 
 from app.extensions import db
 from app.models import Dispute, Payment, utcnow
+from app.reporting.disputes import DUE_LIMIT
 from tests.core.test_api_list_queries import count_queries
 from tests.dashboard.test_modes import switch
 from tests.support.api import auth_headers
@@ -162,3 +164,14 @@ def test_the_api_list_loads_its_payments_in_one_query_whatever_the_page_size(app
     assert len(small.get_json()["data"]) == 2 and len(large.get_json()["data"]) == 25
     assert all(d["payment_id"].startswith("pay_") for d in large.get_json()["data"])
     assert large_queries == small_queries
+
+
+def test_the_page_lists_the_next_due_and_says_how_many_need_a_response(app, tenants, many_disputes):
+    client = logged_in(app, tenants.a_email)
+    switch(client, "test")
+    page = client.get("/dashboard/disputes").get_data(as_text=True)
+    shown = re.search(r"\(the (\d+) due soonest of (\d+)\)", page)
+    assert shown, "the due list says it shows only the soonest"
+    assert int(shown.group(1)) == DUE_LIMIT < int(shown.group(2))
+    due_table = page.split("Every dispute")[0].split("Past due")[0]
+    assert due_table.count("/dashboard/disputes/dsp_") == DUE_LIMIT

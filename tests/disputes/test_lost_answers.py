@@ -87,6 +87,7 @@ def test_no_transaction_is_open_while_the_psp_is_asked(
     lock taken in it) for as long as the PSP takes."""
     merchant, key = make_merchant()
     dispute_id = dispute_applied(app, emu, paid_payment(merchant.id).public_id)
+    to_accept = dispute_applied(app, emu, paid_payment(merchant.id).public_id)
     open_at_call = []
     for name in ("update_dispute", "close_dispute", "retrieve_dispute"):
         real = getattr(StripeProvider, name)
@@ -100,7 +101,7 @@ def test_no_transaction_is_open_while_the_psp_is_asked(
 
     assert evidence(client, key, dispute_id).status_code == 503
     assert evidence(client, key, dispute_id).status_code == 200  # refused, then retrieved
-    accepted = client.post(f"/api/v1/disputes/{dispute_id}/close", headers=auth_headers(key))
+    accepted = client.post(f"/api/v1/disputes/{to_accept}/close", headers=auth_headers(key))
 
     assert accepted.status_code == 200 and accepted.get_json()["status"] == "lost"
     assert len(open_at_call) >= 4 and not any(open_at_call), open_at_call

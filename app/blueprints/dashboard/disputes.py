@@ -35,10 +35,12 @@ def disputes():
     return render_template(
         "dashboard/disputes.html",
         due=queries.disputes_due(merchant_id, livemode=livemode, now=now),
+        due_total=queries.due_summary(merchant_id, livemode=livemode, now=now).count,
         past_due=queries.disputes_past_due(merchant_id, livemode=livemode, now=now),
         rows=rows,
         older=before_link(last_id, "dashboard.disputes"),
         now=now,
+        due_limit=queries.DUE_LIMIT,
     )
 
 
