@@ -219,10 +219,12 @@ def list_disputes(
     *,
     livemode: bool,
     status: str | None = None,
+    payment_id: str | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
     starting_after: str | None = None,
 ) -> DisputePage:
-    """The merchant's disputes of one mode, newest first, one page after the cursor."""
+    """The merchant's disputes of one mode, newest first, one page after the cursor.
+    `payment_id` is a payment's public id: one the key cannot see simply has no disputes."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
     # Each dispute's payment (the serializer names it) in one more query, not one per row.
     stmt = (
@@ -232,6 +234,11 @@ def list_disputes(
     )
     if status:
         stmt = stmt.where(Dispute.status == status)
+    if payment_id:
+        the_payment = select(Payment.id).where(
+            Payment.public_id == payment_id, Payment.merchant_id == merchant_id
+        )
+        stmt = stmt.where(Dispute.payment_id == the_payment.scalar_subquery())
     scope = f"api.disputes:{merchant_id}:{'live' if livemode else 'test'}"
     return DisputePage(
         *cursors.newest_first_page(

@@ -6,7 +6,9 @@ key (FOR UPDATE, not SKIP LOCKED: a second pump waits the few milliseconds and t
 done, so fan-outs run one after another and each (endpoint, payment)'s deliveries get ids in
 its notifications' order, which is the order the claim keeps). One still being written is not
 waited for: its request's transaction holds its payment locked, so no later notification of
-that payment can be committed before it, and it comes in a later fan-out. In the same
+that payment can be committed before it, and it comes in a later fan-out. (Subscription events
+are written under the subscription's lock, with its first payment's id: two of them written
+concurrently are delivered in commit order.) In the same
 transaction it writes one delivery per enabled endpoint of the merchant and mode that receives
 the type, as the endpoints are now, and moves each notification on: pending, or unrouted when
 no endpoint receives it. A
@@ -54,6 +56,10 @@ _LOCK_NEW = (
     .where(Notification.id.in_(bindparam("ids", expanding=True)), *_IS_NEW)
     .order_by(Notification.id)
     .with_for_update()
+    # By key only: read through the status index, the locking read could meet (and wait on)
+    # a notification still being written.
+    .with_hint(Notification, "FORCE INDEX (PRIMARY)", "mysql")
+    .with_hint(Notification, "FORCE INDEX (PRIMARY)", "mariadb")
 )
 
 

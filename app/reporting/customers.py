@@ -10,7 +10,7 @@ walks it in email order, covered, grouping as it goes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import Select, case, func, select
@@ -36,10 +36,13 @@ class CurrencyTotals:
     paid_count: int
     paid: int  # minor units
     refunded: int
+    # Chargebacks withdrawn and not reinstated (a dispute lost or still open), as the
+    # overview's net counts them.
+    withdrawn: int = 0
 
     @property
     def net(self) -> int:
-        return self.paid - self.refunded
+        return self.paid - self.refunded - self.withdrawn
 
 
 @dataclass
@@ -94,7 +97,30 @@ def totals(merchant_id: int, livemode: bool, email: str) -> list[CurrencyTotals]
         .group_by(Payment.currency)
         .order_by(Payment.currency)
     )
-    return [CurrencyTotals(*map_row(row)) for row in db.session.execute(stmt)]
+    found = [CurrencyTotals(*map_row(row)) for row in db.session.execute(stmt)]
+    withdrawn = _withdrawn(merchant_id, livemode, [normalize_email(email)])
+    return [
+        replace(t, withdrawn=withdrawn.get((normalize_email(email), t.currency), 0)) for t in found
+    ]
+
+
+def _withdrawn(merchant_id: int, livemode: bool, emails: list[str]) -> dict[tuple[str, str], int]:
+    """Chargebacks withdrawn and not reinstated, by (email, currency), of these customers'
+    payments: each payment's disputes read through ix_disputes_payment."""
+    email = Payment.customer_email
+    stmt = (
+        _of_merchant(
+            select(email, Dispute.currency, func.sum(Dispute.amount)), merchant_id, livemode
+        )
+        .join(Dispute, Dispute.payment_id == Payment.id)
+        .where(
+            email.in_(emails),
+            Dispute.funds_withdrawn_at.is_not(None),
+            Dispute.funds_reinstated_at.is_(None),
+        )
+        .group_by(email, Dispute.currency)
+    )
+    return {(e, currency): int(n) for e, currency, n in db.session.execute(stmt)}
 
 
 def map_row(row) -> tuple:
@@ -160,6 +186,10 @@ def customers_page(
             .group_by(email, Payment.currency)
             .order_by(email, Payment.currency)
         )
+        withdrawn = _withdrawn(merchant_id, livemode, list(by_email))
         for row in db.session.execute(per_currency):
-            by_email[row[0]].totals.append(CurrencyTotals(*map_row(row[1:])))
+            t = CurrencyTotals(*map_row(row[1:]))
+            by_email[row[0]].totals.append(
+                replace(t, withdrawn=withdrawn.get((row[0], t.currency), 0))
+            )
     return CustomerPage(rows, rows[-1].email if more else None)

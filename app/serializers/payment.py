@@ -6,8 +6,17 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from app.extensions import db
-from app.models import Payment, PaymentAttempt, PaymentStatus, Refund, Subscription, iso
+from app.models import (
+    Dispute,
+    Payment,
+    PaymentAttempt,
+    PaymentStatus,
+    Refund,
+    Subscription,
+    iso,
+)
 from app.models.subscription import committed_since_snapshot
+from app.serializers.dispute import dispute_to_dict
 from app.serializers.refund import refund_to_dict
 
 
@@ -51,6 +60,7 @@ def payment_to_dict(
     if with_history:
         data["attempts"] = [attempt_to_dict(a) for a in payment.attempts]
         data["refunds"] = refunds_of(payment)
+        data["disputes"] = disputes_of(payment)
         data["status_history"] = [
             {
                 "from": change.from_status,
@@ -178,6 +188,17 @@ class RecurringLookup:
         if payment.parent_payment_id:
             fields["parent_payment_id"] = self.parents.get(payment.parent_payment_id)
         return fields
+
+
+def disputes_of(payment: Payment) -> list[dict]:
+    """The payment's disputes, oldest first (ix_disputes_payment); only a paid payment can
+    have any (no query else)."""
+    if payment.status != PaymentStatus.SUCCESS or payment.id is None:
+        return []
+    rows = db.session.scalars(
+        select(Dispute).where(Dispute.payment_id == payment.id).order_by(Dispute.id)
+    )
+    return [dispute_to_dict(d, payment_public_id=payment.public_id) for d in rows]
 
 
 def refunds_of(payment: Payment, *, under_lock: bool = False) -> list[dict]:

@@ -416,6 +416,35 @@ def test_list_filters(app, client, make_merchant):
     assert ids("merchant_reference=bulk-FAILED-1") == [failed[1]]
 
 
+def test_list_filters_by_refund_failure_reason_and_method(app, client, make_merchant):
+    """What the dashboard filters by, the API too: a cancellation apart from a decline."""
+    merchant, key = make_merchant()
+    with app.app_context():
+        rows = {
+            name: add_payment_row(merchant.id, status=status, **columns)
+            for name, status, columns in (
+                ("declined", "FAILED", {"failure_reason": "declined"}),
+                ("left", "FAILED", {"failure_reason": "canceled_by_shopper"}),
+                ("part", "SUCCESS", {"refund_state": "partial", "method_type": "card"}),
+                ("all", "SUCCESS", {"refund_state": "full", "method_type": "sepa_debit"}),
+            )
+        }
+        db.session.commit()
+        public = {name: p.public_id for name, p in rows.items()}
+
+    def ids(query: str) -> list[str]:
+        r = client.get(f"/api/v1/payments?{query}", headers=auth_headers(key))
+        assert r.status_code == 200, r.get_json()
+        return [p["id"] for p in r.get_json()["data"]]
+
+    assert ids("failure_reason=declined") == [public["declined"]]
+    assert ids("status=FAILED&failure_reason=canceled_by_shopper") == [public["left"]]
+    assert ids("refund_state=partial") == [public["part"]]
+    assert ids("refund_state=full") == [public["all"]]
+    assert ids("method_type=sepa_debit") == [public["all"]]
+    assert ids("method_type=ideal") == []
+
+
 @pytest.mark.parametrize(
     "query, param",
     [
@@ -425,6 +454,9 @@ def test_list_filters(app, client, make_merchant):
         ("limit=x", "limit"),
         ("created_gte=yesterday", "created_gte"),
         ("statuss=SUCCESS", "statuss"),  # a misspelt filter must not list everything
+        ("refund_state=some", "refund_state"),
+        ("failure_reason=bank_said_no", "failure_reason"),
+        ("method_type=Card%20!", "method_type"),
     ],
 )
 def test_bad_list_parameters_are_named(client, make_merchant, query, param):

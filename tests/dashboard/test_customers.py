@@ -178,3 +178,31 @@ def test_the_customers_list_pages_in_email_order(app, tenants, client_a, monkeyp
         more = re.search(r'href="([^"]*after=[^"]+)" rel="next"', page)
         path = more.group(1).replace("&amp;", "&") if more else None
     assert seen == [f"{n}@example.com" for n in "abcde"]
+
+
+def test_a_chargeback_withdrawn_counts_against_the_customers_net_until_reinstated(
+    app, client_a, ann
+):
+    """As on the overview: the page's and the list's net leave out money a dispute took back."""
+
+    def usd_net() -> tuple[str, str]:
+        page = html(client_a.get(f"/dashboard/customers/{ANN}"))
+        card = page.split('data-currency="USD"', 1)[1].split("</dl>", 1)[0]
+        listed = html(client_a.get("/dashboard/customers"))
+        row = listed.split(f"/customers/{ANN}", 1)[1].split("</tr>", 1)[0]
+        return card, row
+
+    def set_funds(**moments) -> None:
+        with app.app_context():
+            dispute = db.session.query(Dispute).filter_by(public_id=ann["dispute"]).one()
+            for name, value in moments.items():
+                setattr(dispute, name, value)
+            db.session.commit()
+
+    set_funds(funds_withdrawn_at=NOW)
+    card, row = usd_net()
+    assert re.search(r"0\.00\s*USD.*net", card, re.S) and "Chargebacks" in card
+    assert re.search(r"(?<![\d.])0\.00 USD", row)  # the list's net, as the page's
+    set_funds(funds_reinstated_at=NOW + timedelta(days=30))  # won: the money came back
+    card, row = usd_net()
+    assert re.search(r"12\.00\s*USD.*net", card, re.S) and "Chargebacks" not in card

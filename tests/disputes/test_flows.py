@@ -42,6 +42,14 @@ def test_a_dispute_is_recorded_answered_decided_and_its_client_told_each_step(
     listed = client.get("/api/v1/disputes", headers=auth_headers(key)).get_json()
     assert [d["id"] for d in listed["data"]] == [dispute.public_id]
     assert listed["data"][0]["payment_id"] == pay_id and listed["data"][0]["needs_response"]
+    other_pay_id = paid_payment(merchant.id, amount=700).public_id
+    for payment, expected in ((pay_id, [dispute.public_id]), (other_pay_id, []), ("pay_x", [])):
+        of_payment = client.get(f"/api/v1/disputes?payment_id={payment}", headers=auth_headers(key))
+        assert [d["id"] for d in of_payment.get_json()["data"]] == expected, payment
+    detail = client.get(f"/api/v1/payments/{pay_id}", headers=auth_headers(key)).get_json()
+    assert [(d["id"], d["status"]) for d in detail["disputes"]] == [
+        (dispute.public_id, "needs_response")
+    ]
 
     text = "Delivered on 3 December, signed for by the cardholder."
     answered = client.post(

@@ -108,7 +108,8 @@ class RedeliverFailed(MethodView):
         again, in batches; how many. A repeated request queues nothing twice."""
         endpoint = endpoints.get_endpoint(
             current_merchant_id(), endpoint_id, current_livemode(), for_update=True
-        )  # locked: enabled as committed, and no disable meanwhile
+        )  # locked until the first batch commits: enabled as committed (the claim fails any
+        # later batch's deliveries unsent should it be disabled meanwhile)
         window = redelivery.FailedWindow(
             endpoint.id,
             created_gte=_naive(data.get("created_gte")),

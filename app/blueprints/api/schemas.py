@@ -211,6 +211,10 @@ class PaymentDetailSchema(PaymentSchema):
         metadata={"description": "Every try to pay on the hosted page, oldest first."},
     )
     refunds = fields.List(fields.Nested(RefundSchema), metadata={"description": "Oldest first."})
+    disputes = fields.List(
+        fields.Nested("DisputeSchema"),
+        metadata={"description": "Chargebacks and inquiries of a paid payment, oldest first."},
+    )
     status_history = fields.List(fields.Nested(StatusChangeSchema))
 
 
@@ -262,6 +266,21 @@ class PaymentListQuerySchema(Schema):
     created_gte = UtcDateTime()
     created_lte = UtcDateTime()
     merchant_reference = fields.String(validate=validate.Length(min=1, max=200))
+    refund_state = fields.String(
+        validate=validate.OneOf([s.value for s in RefundState]),
+        metadata={"description": "Paid back in part (`partial`) or in full (`full`)."},
+    )
+    failure_reason = fields.String(
+        validate=validate.OneOf(list(FAILURE_REASONS)),
+        metadata={
+            "description": "Why a FAILED payment failed: declined, expired, canceled_by_shopper, "
+            "canceled_by_merchant or rejected_by_psp (a cancellation is not a decline)."
+        },
+    )
+    method_type = fields.String(
+        validate=[validate.Length(min=1, max=32), validate.Regexp(r"^[a-z0-9_]+$")],
+        metadata={"description": "How it was paid, as the PSP names it: `card`, `sepa_debit`, …"},
+    )
     limit = fields.Integer(
         load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
     )
@@ -415,6 +434,10 @@ class DisputeListQuerySchema(Schema):
     """Filters and paging of GET /api/v1/disputes."""
 
     status = fields.String(validate=validate.OneOf(DISPUTE_STATUSES))
+    payment_id = fields.String(
+        validate=validate.Length(min=1, max=32),
+        metadata={"description": "One payment's disputes (its `pay_…` id)."},
+    )
     limit = fields.Integer(
         load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
     )
