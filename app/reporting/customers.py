@@ -98,10 +98,9 @@ def totals(merchant_id: int, livemode: bool, email: str) -> list[CurrencyTotals]
         .order_by(Payment.currency)
     )
     found = [CurrencyTotals(*map_row(row)) for row in db.session.execute(stmt)]
-    withdrawn = _withdrawn(merchant_id, livemode, [normalize_email(email)])
-    return [
-        replace(t, withdrawn=withdrawn.get((normalize_email(email), t.currency), 0)) for t in found
-    ]
+    stored = normalize_email(email) or ""
+    withdrawn = _withdrawn(merchant_id, livemode, [stored])
+    return [replace(t, withdrawn=withdrawn.get((stored, t.currency), 0)) for t in found]
 
 
 def _withdrawn(merchant_id: int, livemode: bool, emails: list[str]) -> dict[tuple[str, str], int]:
