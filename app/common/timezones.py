@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,18 @@ def zone_names() -> tuple[str, ...]:
 def local_midnight_utc(day: date, zone: ZoneInfo) -> datetime:
     """The naive UTC instant a local day starts (where midnight is skipped, when it starts)."""
     return datetime.combine(day, time(), tzinfo=zone).astimezone(UTC).replace(tzinfo=None)
+
+
+def day_range(
+    first: date | None, last: date | None, zone: ZoneInfo | None
+) -> tuple[datetime | None, datetime | None]:
+    """A filter's local days [first, last] (both included, either open) as naive UTC bounds:
+    from the first day's midnight up to, not including, the midnight after the last, in
+    `zone` (None: UTC). The lists filter with this, the overview counts its days the same way."""
+    zone = zone or ZoneInfo("UTC")
+    start = local_midnight_utc(first, zone) if first else None
+    end = local_midnight_utc(last + timedelta(days=1), zone) if last else None
+    return start, end
 
 
 def to_local(value: datetime, zone: ZoneInfo) -> datetime:

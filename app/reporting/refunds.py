@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, false, select
 from sqlalchemy.orm import contains_eager
 
 from app.common.money import format_minor
+from app.common.timezones import day_range
 from app.models import Payment, Refund
 from app.reporting.modes import in_mode
 from app.reporting.transactions import Page, amount_clause, csv_cell, keyset_page, stream_csv
@@ -33,6 +35,7 @@ class RefundFilter:
     status: str | None = None
     date_from: date | None = None
     date_to: date | None = None  # inclusive: the whole day
+    zone: ZoneInfo | None = None  # whose days date_from and date_to are (None: UTC)
     amount_min: Decimal | None = None  # major units, in the refund's own currency
     amount_max: Decimal | None = None
 
@@ -46,10 +49,10 @@ def filtered(f: RefundFilter) -> Select:
         stmt = stmt.where(Refund.merchant_id == f.merchant_id)
     if f.status:
         stmt = stmt.where(Refund.status == f.status)
-    if f.date_from:
-        stmt = stmt.where(Refund.created_at >= datetime.combine(f.date_from, datetime.min.time()))
-    if f.date_to:
-        end = datetime.combine(f.date_to + timedelta(days=1), datetime.min.time())
+    start, end = day_range(f.date_from, f.date_to, f.zone)
+    if start:
+        stmt = stmt.where(Refund.created_at >= start)
+    if end:
         stmt = stmt.where(Refund.created_at < end)
     if f.date_from and f.date_to and f.date_to < f.date_from:
         stmt = stmt.where(false())

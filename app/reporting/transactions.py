@@ -17,15 +17,17 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from itertools import product
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, false, or_, select
 
 from app.common import cursors
 from app.common.money import THREE_DECIMAL, ZERO_DECIMAL, format_minor, to_minor
 from app.common.payment_methods import CARD_BRANDS, METHOD_TYPES
+from app.common.timezones import day_range
 from app.extensions import db
 from app.models import Payment, RefundState
 from app.models.payment import normalize_email
@@ -51,6 +53,7 @@ class TransactionFilter:
     status: str | None = None
     date_from: date | None = None
     date_to: date | None = None  # inclusive: the whole day
+    zone: ZoneInfo | None = None  # whose days date_from and date_to are (None: UTC)
     amount_min: Decimal | None = None  # major units, in the payment's own currency
     amount_max: Decimal | None = None
     currency: str | None = None
@@ -147,10 +150,10 @@ def _base(f: TransactionFilter) -> Select:
         stmt = stmt.where(Payment.method_type == f.method_type)
     if f.failure_reason:
         stmt = stmt.where(Payment.failure_reason == f.failure_reason)
-    if f.date_from:
-        stmt = stmt.where(Payment.created_at >= datetime.combine(f.date_from, datetime.min.time()))
-    if f.date_to:
-        end = datetime.combine(f.date_to + timedelta(days=1), datetime.min.time())
+    start, end = day_range(f.date_from, f.date_to, f.zone)
+    if start:
+        stmt = stmt.where(Payment.created_at >= start)
+    if end:
         stmt = stmt.where(Payment.created_at < end)
     if f.date_from and f.date_to and f.date_to < f.date_from:
         stmt = stmt.where(false())

@@ -327,3 +327,23 @@ def test_the_filter_panel_folds_away_until_a_filter_is_in_use(client_a, dataset)
     # A wrong filter opens the panel where its message is.
     wrong = client_a.get("/dashboard/payments?currency=E1R").get_data(as_text=True)
     assert '<details class="filter-panel" id="filter-panel" open>' in wrong
+
+
+def test_days_and_times_are_the_merchants_once_it_sets_its_time_zone(
+    app, tenants, client_a, dataset
+):
+    """eur-ok was created 2026-11-19 12:00 UTC: 20 Nov, 02:00 at UTC+14. The filter's days and
+    the list's times are the merchant's, as the overview's are."""
+    from app.models import Merchant
+
+    with app.app_context():
+        db.session.get(Merchant, tenants.a_id).time_zone = "Pacific/Kiritimati"
+        db.session.commit()
+    assert ids_on_page(client_a.get("/dashboard/payments?date_from=2026-11-20")) == [
+        dataset["eur-ok"]
+    ]
+    assert dataset["eur-ok"] not in ids_on_page(
+        client_a.get("/dashboard/payments?date_to=2026-11-19")
+    )
+    page = client_a.get("/dashboard/payments?q=eur-ok").get_data(as_text=True)
+    assert "Created (Pacific/Kiritimati)" in page and "2026-11-20 02:00" in page

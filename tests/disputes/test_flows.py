@@ -128,7 +128,11 @@ def test_accepting_a_dispute_loses_it_once_and_evidence_is_refused_after(
     second = client.post(f"/api/v1/disputes/{dispute.public_id}/close", headers=auth_headers(key))
 
     assert first.status_code == 200 and first.get_json()["status"] == "lost"
-    assert second.status_code == 200 and second.get_json() == first.get_json()
+
+    def answer(response) -> dict:  # the PSP's closed event may land in between and touch it
+        return {k: v for k, v in response.get_json().items() if k != "updated_at"}
+
+    assert second.status_code == 200 and answer(second) == answer(first)
     late = client.post(
         f"/api/v1/disputes/{dispute.public_id}/evidence",
         json={"text": "Too late"},

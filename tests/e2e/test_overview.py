@@ -103,7 +103,16 @@ def test_a_merchant_reads_its_overview_over_a_custom_range(
     chart = page.get_by_role("img", name="Payments per day")
     expect(chart).to_be_visible()
     # Rates apart, and what failed and how shoppers paid: each chart with its table.
-    expect(page.locator(".figure").filter(has_text="Authorization rate")).to_contain_text("%")
+    # 36 payments started 1–14 Nov (Paris), 32 paid (the 3 failed and the 1 still open not);
+    # one try to pay recorded, accepted.
+    rates = {"Payments started": "36", "Paid": "32"}
+    for label, value in rates.items():
+        title = page.locator(".label", has_text=re.compile(f"^{label}$"))
+        expect(page.locator(".figure").filter(has=title).locator(".value")).to_have_text(value)
+    conversion = page.locator(".figure").filter(has_text="Conversion rate").locator(".value")
+    expect(conversion).to_have_text(re.compile(r"^88\.9\s%$"))
+    authorization = page.locator(".figure").filter(has_text="Authorization rate")
+    expect(authorization.locator(".value")).to_have_text(re.compile(r"^100\.0\s%$"))
     expect(page.get_by_role("img", name="Failed payments by reason")).to_be_visible()
     reasons = page.get_by_role("table", name="Failed payments by reason")
     expect(reasons.locator("tbody tr").first).to_contain_text("Declined")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from datetime import date
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from flask import current_app
 from flask_wtf import FlaskForm
@@ -416,7 +417,7 @@ class TransactionFilterForm(ListFilterForm):
     date_to = DateField(
         "Created to",
         validators=[Optional(), _day_in_range],
-        description="Both days included, in UTC.",
+        description="Both days included, in the time zone times are shown in.",
     )
     amount_min = StringField(
         "Amount from",
@@ -441,12 +442,15 @@ class TransactionFilterForm(ListFilterForm):
         if field.data and self.date_from.data and field.data < self.date_from.data:
             raise ValidationError("The end date is before the start date.")
 
-    def to_filter(self, merchant_id: int | None, livemode: bool) -> TransactionFilter:
+    def to_filter(
+        self, merchant_id: int | None, livemode: bool, zone: ZoneInfo | None = None
+    ) -> TransactionFilter:
         """The validated filters, inside the tenancy scope `merchant_id` (None: every merchant)
-        and one mode."""
+        and one mode; the days are `zone`'s (the viewer's)."""
         return TransactionFilter(
             merchant_id=merchant_id,
             livemode=livemode,
+            zone=zone,
             status=self.status.data or None,
             date_from=self.date_from.data,
             date_to=self.date_to.data,
@@ -481,10 +485,12 @@ class RefundFilterForm(ListFilterForm):
         validators=[Optional()],
     )
     date_from = DateField(
-        "Refunded from", validators=[Optional(), _day_in_range], description="A UTC day."
+        "Refunded from", validators=[Optional(), _day_in_range], description="A local day."
     )
     date_to = DateField(
-        "Refunded to (inclusive)", validators=[Optional(), _day_in_range], description="A UTC day."
+        "Refunded to (inclusive)",
+        validators=[Optional(), _day_in_range],
+        description="A local day.",
     )
     amount_min = StringField(
         "Amount from",
@@ -503,11 +509,14 @@ class RefundFilterForm(ListFilterForm):
         if field.data and self.date_from.data and field.data < self.date_from.data:
             raise ValidationError("The end date is before the start date.")
 
-    def to_filter(self, merchant_id: int | None, livemode: bool) -> RefundFilter:
-        """The validated filters, inside the tenancy scope and one mode."""
+    def to_filter(
+        self, merchant_id: int | None, livemode: bool, zone: ZoneInfo | None = None
+    ) -> RefundFilter:
+        """The validated filters, inside the tenancy scope and one mode; the days are `zone`'s."""
         return RefundFilter(
             merchant_id=merchant_id,
             livemode=livemode,
+            zone=zone,
             status=self.status.data or None,
             date_from=self.date_from.data,
             date_to=self.date_to.data,

@@ -22,6 +22,7 @@ from app.blueprints.dashboard.shared import (
     query_args,
     scope_merchant_id,
     view_livemode,
+    viewer_zone,
 )
 from app.models import Payment, StatusSource, utcnow
 from app.payments.service import expire_payment
@@ -38,7 +39,7 @@ def payments():
     form = TransactionFilterForm(formdata=request.args)
     valid = form.validate()
     if valid:
-        result = _page(form.to_filter(scope_merchant_id(), view_livemode()))
+        result = _page(form.to_filter(scope_merchant_id(), view_livemode(), viewer_zone()))
     else:
         # Never show an unfiltered list that could be read as the filtered one.
         result = transactions.Page(rows=[], older=None, newer=None)
@@ -76,7 +77,9 @@ def export_payments():
     # The mode in the file's name too: a test export is never mistaken for the books.
     name = f"payments-{mode_name(livemode)}-{stamp}.csv"
     return Response(
-        stream_with_context(transactions.export_csv(form.to_filter(scope_merchant_id(), livemode))),
+        stream_with_context(
+            transactions.export_csv(form.to_filter(scope_merchant_id(), livemode, viewer_zone()))
+        ),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

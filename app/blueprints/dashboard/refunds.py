@@ -24,6 +24,7 @@ from app.blueprints.dashboard.shared import (
     query_args,
     scope_merchant_id,
     view_livemode,
+    viewer_zone,
 )
 from app.common.money import format_money
 from app.models import PaymentStatus, Refund, RefundStatus, StatusSource, utcnow
@@ -40,7 +41,7 @@ def refunds():
     valid = form.validate()
     result = Page(rows=[], older=None, newer=None)  # never an unfiltered list for a filtered one
     if valid:
-        rf = form.to_filter(scope_merchant_id(), view_livemode())
+        rf = form.to_filter(scope_merchant_id(), view_livemode(), viewer_zone())
         try:
             result = refund_list.page(
                 rf, after=request.args.get("after"), before=request.args.get("before")
@@ -68,7 +69,7 @@ def export_refunds():
         abort(400, "The filters are not valid; fix them on the refunds page first.")
     livemode = view_livemode()
     name = f"refunds-{mode_name(livemode)}-{utcnow().strftime('%Y%m%dT%H%M%SZ')}.csv"
-    rows = refund_list.export_csv(form.to_filter(scope_merchant_id(), livemode))
+    rows = refund_list.export_csv(form.to_filter(scope_merchant_id(), livemode, viewer_zone()))
     return Response(
         stream_with_context(rows),
         mimetype="text/csv",

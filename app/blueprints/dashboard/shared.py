@@ -135,6 +135,17 @@ def viewer_zone() -> ZoneInfo:
     return g.viewer_zone
 
 
+def local_minute(value: datetime) -> str:
+    """A stored time to the minute in the viewer's zone, as the lists show it (their column
+    heads name the zone: `zone_label`)."""
+    return f"{to_local(value, viewer_zone()):%Y-%m-%d %H:%M}"
+
+
+def zone_label() -> str:
+    """The viewer's zone as the lists' column heads name it (UTC until a merchant sets one)."""
+    return viewer_zone().key
+
+
 def local_time(value: datetime) -> str:
     """A stored time as the dashboard shows it: in the viewer's zone, with the zone's
     abbreviation (2026-12-07 13:05:00 CET; UTC until a merchant sets its zone)."""
@@ -324,6 +335,8 @@ def dashboard_context() -> dict:
         "minor": format_minor,
         "iso": iso,
         "local_time": local_time,
+        "local_minute": local_minute,
+        "zone_label": zone_label,
         "is_operator": is_operator(),
         "pretty_json": lambda value: json.dumps(value, indent=2, sort_keys=True, default=str),
         "payment_subscription": payment_subscription,
