@@ -309,8 +309,8 @@ def claim_due(
     `room`: how many more attempts some endpoints may have in flight now (the pump's fair
     shares), `others` that of any endpoint not named (None: no limit); those with no room
     left are not even read. `first`: endpoints served before the oldest-first rest, each up to
-    that many (their shares: so an endpoint whose deliveries are not the oldest due still gets
-    its turns)."""
+    that many, in the order given (their shares: so an endpoint whose deliveries are not the
+    oldest due still gets its turns; the pump lists the longest waiting first)."""
     claimed_at = utcnow()
     lease_until = claimed_at + DeliveryOptions.from_config(current_app.config).lease
     room = room or {}
@@ -321,7 +321,7 @@ def claim_due(
         # inserting new notifications meanwhile.
         with row_locks_only_connection() as conn, conn.begin():
             due: list = []
-            for endpoint_id, n in sorted((first or {}).items()):
+            for endpoint_id, n in (first or {}).items():  # in the order given
                 if n > 0 and len(due) < limit:
                     due += conn.execute(
                         _due_ids_of_endpoint(min(n, limit - len(due))),

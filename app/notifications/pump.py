@@ -75,6 +75,8 @@ class NotificationPump:
         self.fast_seconds = self.options.timeout / 4
         self._fast: dict[int, bool] = {}  # by endpoint: its last POST came back fast
         self._due_endpoints: set[int] = set()  # those with due deliveries, as last looked up
+        # When each endpoint was last given a claim (monotonic): shares go longest-waiting first.
+        self._served_at: dict[int, float] = {}
         self._due_endpoints_at = 0.0  # monotonic time of that look-up
         # When each POST in flight really started (by delivery id; written by the sender
         # threads): a loaded machine's wait for a thread must not make an endpoint look slow.
@@ -145,7 +147,9 @@ class NotificationPump:
             self._stopping.wait(self.poll_seconds)
             return 0
         self._all_taken = len(claims) < free
+        served = time.monotonic()
         for claim in claims:
+            self._served_at[claim.endpoint_id] = served
             self._in_flight[pool.submit(self._attempt, claim)] = claim
         return len(claims)
 
@@ -191,7 +195,10 @@ class NotificationPump:
             self._due_endpoints_at = now
         in_flight = self.in_flight()
         first = {}
-        for endpoint in self._due_endpoints:
+        # Longest waiting first: a claim may fill up before every endpoint's share is read, and
+        # whoever comes first in a fixed order would always be served.
+        waiting = sorted(self._due_endpoints, key=lambda e: (self._served_at.get(e, 0.0), e))
+        for endpoint in waiting:
             if self._fast.get(endpoint, False) or endpoint not in room:
                 left = self.endpoint_share - in_flight[endpoint]
             else:  # slow, with POSTs in flight: what is left of its share

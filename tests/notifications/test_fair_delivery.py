@@ -187,3 +187,36 @@ def test_an_endpoint_that_answers_fast_borrows_the_whole_pump(
     # Its share while not heard from, then the free slots once its first POSTs came back fast
     # (not all of them need overlap at the receiver on a loaded machine: half of them do).
     assert healthy.max_in_flight >= CONCURRENCY // 2 > SHARE
+
+
+def test_every_endpoint_with_work_gets_its_turn_not_only_the_first_few(
+    app, make_merchant, fair_config, monkeypatch
+):
+    """More endpoints with due work than one claim's room: shares go to the longest waiting
+    first, so the last endpoint is served early, not after the others' backlogs ran out."""
+    fair_config.update(NOTIFY_TIMEOUT_SECONDS=2.0)  # fast: under 0.5 s; these answer in 0.6 s
+    receivers = [Receiver(delay=0.6).start() for _ in range(6)]
+    try:
+        for r in receivers:
+            _backlog(app, make_merchant, r.url, 10)
+        started = time.monotonic()
+        first_seen: dict[int, float] = {}
+        p = NotificationPump(app, concurrency=4)  # two endpoints' shares at a time
+        p.start()
+        try:
+            while len(first_seen) < len(receivers):
+                assert time.monotonic() - started < 20, "an endpoint never got a turn"
+                for i, r in enumerate(receivers):
+                    if r.hits and i not in first_seen:
+                        first_seen[i] = time.monotonic() - started
+                time.sleep(0.02)  # the sampling period, not a wait for a result
+        finally:
+            p.stop(timeout=10)
+        # Served in arrival order, each endpoint's 10 would take ~3 s (0.6 s a wave of two):
+        # the last one would wait ~6 s behind the first four. Rotating, all start in ~2 waves.
+        print(f"first POST per endpoint after (s): {sorted(first_seen.values())}")
+        assert max(first_seen.values()) < 3.5, first_seen
+    finally:
+        for r in receivers:
+            r.delay = 0
+            r.stop()
