@@ -189,3 +189,36 @@ def test_a_dispute_with_no_due_date_is_still_due_and_listed_last(app, tenants, c
     due_section = page.split("Needing your response")[1].split("Every dispute")[0]
     assert "Past due: the bank decides" not in due_section
     assert due_section.index(dated.public_id) < due_section.index(undated.public_id)
+
+
+def test_evidence_the_psp_cannot_take_is_said_so_and_changes_nothing(
+    app, tenants, client_a, paid_payment, stripe_delivers
+):
+    """Unreachable PSP, then a due date passed at the PSP: the dashboard says why, the
+    dispute stays as it was, and the audit log records the error."""
+    dispute = _disputed(app, stripe_delivers, tenants.a_id, paid_payment, respond_in_seconds=60)
+    url = f"/dashboard/disputes/{dispute.public_id}/evidence"
+
+    def submit(text: str) -> str:
+        html = client_a.get(f"/dashboard/disputes/{dispute.public_id}").get_data(as_text=True)
+        done = client_a.post(
+            url, data={"text": text, "confirmed": "yes", "csrf_token": csrf_from(html)}
+        )
+        assert done.status_code == 302
+        return client_a.get(done.headers["Location"]).get_data(as_text=True)
+
+    stripe_delivers.control(
+        "POST", "faults", {"kind": "http_500", "path": "/v1/disputes", "count": 10}
+    )
+    down = submit("Delivered, signed.")
+    assert "The evidence was not submitted" in down and "cannot be reached" in down
+    stripe_delivers.control("DELETE", "faults")
+    assert get_row(app, Dispute, id=dispute.id).status == "needs_response"
+
+    stripe_delivers.control("POST", "clock/advance", {"seconds": 120})  # due at the PSP now
+    late = submit("Delivered, signed.")
+    assert "The evidence was not submitted" in late and "was due earlier" in late
+    assert get_row(app, Dispute, id=dispute.id).status == "needs_response"
+    audits = get_rows(app, AuditLog, AuditLog.action == "dispute_evidence")
+    assert [a.detail["result"] for a in audits] == ["error", "error"]
+    assert [a.detail["code"] for a in audits] == ["PSP_UNAVAILABLE", "DISPUTE_PAST_DUE"]
