@@ -32,6 +32,7 @@ from app.extensions import db
 from app.models import Payment, RefundState
 from app.models.payment import normalize_email
 from app.reporting.modes import in_mode
+from app.serializers.payment import PAYMENT_METHOD_FIELDS
 
 PAGE_SIZE = 50
 EXPORT_BATCH = 1000
@@ -299,16 +300,9 @@ CSV_COLUMNS = [
     "sepa_mandate",
 ]
 
-# The payment_method JSON's keys behind the detail columns, in CSV_COLUMNS' order.
-METHOD_DETAIL_KEYS = (
-    "exp_month",
-    "exp_year",
-    "funding",
-    "country",
-    "wallet",
-    "three_d_secure",
-    "mandate",
-)
+# The payment_method JSON's keys behind the detail columns, in CSV_COLUMNS' order: the API's
+# payment_method object's fields after type, brand and last 4 (which have columns of their own).
+METHOD_DETAIL_KEYS = PAYMENT_METHOD_FIELDS[3:]
 
 # A cell starting with one of these is run as a formula by spreadsheet programs.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
