@@ -20,7 +20,7 @@ from app.common.locks import lock_row
 from app.disputes import signals
 from app.errors import PayBridgeError
 from app.extensions import db
-from app.models import Dispute, Payment, PaymentAttempt, utcnow
+from app.models import Dispute, DisputeState, Payment, PaymentAttempt, utcnow
 from app.models.dispute import CLOSED_STATUSES, NEEDS_RESPONSE_STATUSES
 from app.payments.state import lock_payment
 from app.psp import PspError, get_provider
@@ -108,6 +108,7 @@ def apply_psp_dispute(
         _note_funds(dispute, funds, at or now)
         db.session.add(dispute)
         db.session.flush()
+        _mark_payment(payment)
         _announce(payment, dispute, "dispute.created")
         if dispute.is_closed:  # first heard of once decided (events come in any order)
             dispute.closed_at = now
@@ -139,8 +140,17 @@ def apply_psp_dispute(
         dispute.closed_at = now
         kind = "dispute.closed"
     db.session.flush()
+    _mark_payment(payment)
     _announce(payment, dispute, kind)
     return dispute, kind
+
+
+def _mark_payment(payment: Payment) -> None:
+    """Keep the locked payment's dispute state (the list's badge and filter) in step with its
+    disputes, flushed."""
+    statuses = db.session.scalars(select(Dispute.status).where(Dispute.payment_id == payment.id))
+    state = DisputeState.of(list(statuses))
+    payment.dispute_state = state.value if state else None
 
 
 def _copy_state(dispute: Dispute, reported: PspDispute) -> None:

@@ -2,7 +2,7 @@
 
 from app.models.attempt import PaymentAttempt
 from app.models.base import iso, utcnow
-from app.models.dispute import Dispute
+from app.models.dispute import Dispute, DisputeState
 from app.models.endpoint import EndpointTestEvent, NotificationDelivery, NotificationEndpoint
 from app.models.events import Notification, NotificationAttempt, PspEvent, ReconciliationRun
 from app.models.merchant import ApiKey, AuditLog, DashboardSession, Merchant, User
@@ -36,6 +36,7 @@ __all__ = [
     "AuditLog",
     "DashboardSession",
     "Dispute",
+    "DisputeState",
     "EndpointTestEvent",
     "IdempotencyRecord",
     "Merchant",

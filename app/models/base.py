@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import string
 from datetime import UTC, datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, DateTime, Integer, String
 from sqlalchemy.dialects import mysql
@@ -86,6 +87,15 @@ def public_id(prefix: str, length: int = 24) -> str:
             if b < _UNBIASED_BELOW
         ]
     return prefix + "".join(chars[:length])
+
+
+# A list filter's value for "in any of the states" (refunded in part or in full; disputed).
+ANY_STATE = "any"
+
+
+def states_matching(states: type[StrEnum], wanted: str) -> list[str]:
+    """The stored values a state filter (`wanted`: one state, or ANY_STATE) asks for."""
+    return [state.value for state in states] if wanted == ANY_STATE else [wanted]
 
 
 class Transitions(dict):

@@ -8,6 +8,7 @@ to show what is due when.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -41,6 +42,31 @@ STATUS_LABELS = {
 }
 
 DISPUTE_ID_PREFIX = "dsp_"
+
+
+class DisputeState(StrEnum):
+    """Where a payment's disputes stand, stored on the payment (`Payment.dispute_state`) so the
+    transactions list marks and filters disputed payments through an index, as it does refunds.
+    """
+
+    OPEN = "open"  # waiting for the merchant's answer or the bank's decision
+    LOST = "lost"  # the bank decided for the cardholder: the money is gone
+    WON = "won"  # decided for the merchant, or closed without a chargeback (inquiry, prevented)
+
+    @property
+    def label(self) -> str:
+        """What a merchant reads on the payment's badge and in the list's filter."""
+        return {"open": "Disputed", "lost": "Dispute lost", "won": "Dispute won"}[self.value]
+
+    @classmethod
+    def of(cls, statuses: list[str]) -> DisputeState | None:
+        """The state of a payment with disputes of these statuses (none: not disputed). What
+        still needs attention counts first, then what was lost."""
+        if not statuses:
+            return None
+        if any(status not in CLOSED_STATUSES for status in statuses):
+            return cls.OPEN
+        return cls.LOST if "lost" in statuses else cls.WON
 
 
 def new_dispute_id() -> str:

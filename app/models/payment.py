@@ -165,6 +165,16 @@ class Payment(db.Model):
             "id",
         ),
         Index("ix_payments_refund_created", "livemode", "refund_state", "created_at", "id"),
+        # Disputed payments (open, lost, won) of one mode, newest first (0030).
+        Index(
+            "ix_payments_merchant_dispute_created",
+            "merchant_id",
+            "livemode",
+            "dispute_state",
+            "created_at",
+            "id",
+        ),
+        Index("ix_payments_dispute_created", "livemode", "dispute_state", "created_at", "id"),
         # Searched and filtered by payment method and failure reason, one mode, newest first
         # (0018): a merchant's list and an operator's across merchants.
         Index(
@@ -267,6 +277,8 @@ class Payment(db.Model):
     refunded_amount: Mapped[int] = mapped_column(BigInteger, default=0)
     # RefundState of refunded_amount against amount; moved with it by `count_refunded` only.
     refund_state: Mapped[str | None] = mapped_column(String(7))
+    # DisputeState of the payment's disputes; moved by app/disputes/service.py only.
+    dispute_state: Mapped[str | None] = mapped_column(String(4))
     # RECC renewals point at the subscription's first payment.
     parent_payment_id: Mapped[int | None] = mapped_column(ForeignKey("payments.id"), index=True)
 

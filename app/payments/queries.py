@@ -10,8 +10,8 @@ from sqlalchemy import and_, func, or_, select
 from app.common import cursors
 from app.errors import PayBridgeError
 from app.extensions import db
-from app.models import Payment, PaymentStatus
-from app.models.base import naive_utc
+from app.models import DisputeState, Payment, PaymentStatus
+from app.models.base import naive_utc, states_matching
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -82,6 +82,7 @@ def list_payments(
     created_lte: datetime | None = None,
     merchant_reference: str | None = None,
     refund_state: str | None = None,
+    dispute_state: str | None = None,
     failure_reason: str | None = None,
     method_type: str | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
@@ -103,6 +104,10 @@ def list_payments(
         stmt = stmt.where(Payment.merchant_reference == merchant_reference)
     if refund_state:
         stmt = stmt.where(Payment.refund_state == refund_state)
+    if dispute_state:
+        # "any": every state, read through the (merchant, mode, dispute_state) index and sorted
+        # (disputed payments are few).
+        stmt = stmt.where(Payment.dispute_state.in_(states_matching(DisputeState, dispute_state)))
     if failure_reason:
         stmt = stmt.where(Payment.failure_reason == failure_reason)
     if method_type:

@@ -4,9 +4,10 @@ Every query here starts from the caller's tenancy scope (one merchant, or all fo
 and one of Stripe's modes (test or live data, never both), and is shaped so MySQL answers it
 from an index (migrations 0003_dashboard_indexes, 0013_mode_scoped_keys, 0015_mode_indexes):
 equality on merchant_id, livemode and then status / currency / payment_type / refund_state
-(0017_refund_indexes) / method_type / failure_reason / card_brand / card_last4
-(0018_attempts_methods), then a range on created_at, ordered by (created_at, id) — the primary
-key rides along at the end of every InnoDB secondary index.
+(0017_refund_indexes) / dispute_state (0030_payment_dispute_state) / method_type /
+failure_reason / card_brand / card_last4 (0018_attempts_methods), then a range on created_at,
+ordered by (created_at, id) — the primary key rides along at the end of every InnoDB secondary
+index.
 Search is exact-or-prefix only (`LIKE 'abc%'`), never a leading wildcard; emails are kept in lower
 case and searched by their start through (merchant_id, livemode, customer_email) (0019_list_search).
 """
@@ -29,7 +30,8 @@ from app.common.money import THREE_DECIMAL, ZERO_DECIMAL, format_minor, to_minor
 from app.common.payment_methods import CARD_BRANDS, METHOD_TYPES
 from app.common.timezones import day_range
 from app.extensions import db
-from app.models import Payment, RefundState
+from app.models import DisputeState, Payment, RefundState
+from app.models.base import ANY_STATE, states_matching
 from app.models.payment import normalize_email
 from app.reporting.modes import in_mode
 from app.serializers.payment import PAYMENT_METHOD_FIELDS
@@ -60,6 +62,7 @@ class TransactionFilter:
     currency: str | None = None
     payment_type: str | None = None
     refund_state: str | None = None  # RefundState (in part, in full) or ANY_REFUND (either)
+    dispute_state: str | None = None  # DisputeState (open, lost, won) or ANY_DISPUTE (any)
     method_type: str | None = None  # card, sepa_debit, … (the PSP's payment method type)
     failure_reason: str | None = None  # app/payments/failure_reasons.py's codes
     q: str | None = None
@@ -91,16 +94,27 @@ def amount_clause(amount_min: Decimal | None, amount_max: Decimal | None, curren
     )
 
 
-# The refund filter's value for "refunded in part or in full".
-ANY_REFUND = "any"
+# The refund filter's value for "refunded in part or in full", the dispute filter's for
+# "disputed, however it stands".
+ANY_REFUND = ANY_DISPUTE = ANY_STATE
 
 
 def refund_clauses(refund_state: str | None) -> list:
     """One clause per stored refund state the filter asks for (none: any payment)."""
-    if not refund_state:
+    return _state_clauses(Payment.refund_state, refund_state, RefundState)
+
+
+def dispute_clauses(dispute_state: str | None) -> list:
+    """One clause per stored dispute state the filter asks for (none: any payment)."""
+    return _state_clauses(Payment.dispute_state, dispute_state, DisputeState)
+
+
+def _state_clauses(column, wanted: str | None, states) -> list:
+    """Equalities an index serves: "any" is one branch per state, not `IS NOT NULL` (a range
+    the index cannot walk in (created_at, id) order)."""
+    if not wanted:
         return []
-    states = [s.value for s in RefundState] if refund_state == ANY_REFUND else [refund_state]
-    return [Payment.refund_state == state for state in states]
+    return [column == value for value in states_matching(states, wanted)]
 
 
 def search_clauses(q: str | None) -> list:
@@ -170,7 +184,11 @@ def filtered(f: TransactionFilter) -> Select:
     """SELECT payments matching the filter (no order, no limit): one statement, as the export
     reads it."""
     stmt = _base(f)
-    for clauses in (refund_clauses(f.refund_state), search_clauses(f.q)):
+    for clauses in (
+        refund_clauses(f.refund_state),
+        dispute_clauses(f.dispute_state),
+        search_clauses(f.q),
+    ):
         if clauses:
             stmt = stmt.where(or_(*clauses))
     return stmt
@@ -182,9 +200,12 @@ def branches(f: TransactionFilter) -> list[Select]:
     with" is an OR an index cannot walk in (created_at, id) order, each branch can (and LIMIT
     stops it early); `keyset_page` merges their pages."""
     base = _base(f)
-    refund = refund_clauses(f.refund_state) or [None]
-    search = search_clauses(f.q) or [None]
-    return [base.where(*[c for c in (r, s) if c is not None]) for r, s in product(refund, search)]
+    ors = [
+        refund_clauses(f.refund_state) or [None],
+        dispute_clauses(f.dispute_state) or [None],
+        search_clauses(f.q) or [None],
+    ]
+    return [base.where(*[c for c in one if c is not None]) for one in product(*ors)]
 
 
 # One list for every dashboard user: the filters and the tenancy scope are applied again on
@@ -298,6 +319,7 @@ CSV_COLUMNS = [
     "wallet",
     "three_d_secure",
     "sepa_mandate",
+    "dispute_state",
 ]
 
 # The payment_method JSON's keys behind the detail columns, in CSV_COLUMNS' order: the API's
@@ -341,6 +363,7 @@ EXPORT_COLUMNS = (
     Payment.card_brand,
     Payment.card_last4,
     Payment.payment_method,
+    Payment.dispute_state,
 )
 
 
@@ -369,6 +392,7 @@ def csv_row(row) -> list[str]:
         csv_cell(row.card_brand),
         csv_cell(row.card_last4),
         *_method_details(row.payment_method),
+        row.dispute_state or "",
     ]
 
 

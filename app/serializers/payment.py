@@ -52,6 +52,7 @@ def payment_to_dict(
         "payment_method": payment_method_to_dict(payment),
         "refunded_amount": payment.refunded_amount,
         "refund_state": payment.refund_state,  # null, "partial" or "full"
+        "dispute_state": payment.dispute_state,  # null, "open", "lost" or "won"
         # RECC: the PayBridge subscription, its PSP id, and (renewals) the first payment.
         **(recc or RecurringLookup.load([payment])).fields(payment),
         "created_at": iso(payment.created_at),

@@ -653,3 +653,55 @@ def test_the_rotation_expiry_migration_gives_every_previous_secret_an_end(
                 text("SELECT previous_signing_secret FROM notification_endpoints WHERE id = 1")
             ).scalar()
         assert kept == "whsec_old"
+
+
+def test_the_dispute_state_migration_marks_every_disputed_payment(
+    app, tmp_path, monkeypatch, restore_api
+):
+    """0030 gives each payment where its disputes stand: open while any is open, else lost if
+    one was lost, else won (an inquiry closed counts as won); never disputed stays NULL."""
+    from flask_migrate import downgrade, upgrade
+
+    from app.extensions import db
+
+    url, fresh = _sqlite_app(tmp_path, monkeypatch)
+    disputes = {2: ["needs_response"], 3: ["lost", "under_review"], 4: ["won", "lost"],
+                5: ["warning_closed"]}  # fmt: skip
+    with fresh.app_context():
+        upgrade(revision="0029_secret_rotation_expiry")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            for pid in range(1, 6):
+                conn.execute(
+                    text(
+                        "INSERT INTO payments (id, public_id, merchant_id, merchant_reference,"
+                        " amount, currency, payment_type, success_url, cancel_url, metadata,"
+                        " status, status_version, psp, refunded_amount, livemode, created_at,"
+                        " updated_at) VALUES (:id, :public_id, 1, :public_id, 2000, 'EUR',"
+                        " 'SALE', 'https://s.example/ok', 'https://s.example/no', '{}',"
+                        " 'SUCCESS', 3, 'stripe', 0, 0, '2026-12-01 10:00:00',"
+                        " '2026-12-01 10:00:00')"
+                    ),
+                    {"id": pid, "public_id": f"pay_{pid}"},
+                )
+            for pid, statuses in disputes.items():
+                for n, status in enumerate(statuses):
+                    conn.execute(
+                        text(
+                            "INSERT INTO disputes (public_id, payment_id, merchant_id, livemode,"
+                            " psp, psp_dispute_id, amount, currency, status, has_evidence,"
+                            " submission_count, created_at, updated_at) VALUES (:dsp, :pid, 1,"
+                            " 0, 'stripe', :dsp, 2000, 'EUR', :status, 0, 0,"
+                            " '2026-12-02 10:00:00', '2026-12-02 10:00:00')"
+                        ),
+                        {"dsp": f"dsp_{pid}_{n}", "pid": pid, "status": status},
+                    )
+        upgrade(revision="0030_payment_dispute_state")
+        with db.engine.connect() as conn:
+            states = dict(conn.execute(text("SELECT public_id, dispute_state FROM payments")).all())
+        assert states == {
+            "pay_1": None, "pay_2": "open", "pay_3": "open", "pay_4": "lost", "pay_5": "won",
+        }  # fmt: skip
+        downgrade(revision="0029_secret_rotation_expiry")
+        assert "dispute_state" not in _columns(url, "payments")
+        db.engine.dispose()

@@ -26,6 +26,7 @@ BY_REFERENCE = {
 # Where a merchant's rows are a good share of its mode's, the mode's own index serves as well
 # (as tests/dashboard/test_mode_indexes.py allows): key_len says the mode is read from it.
 BY_REFUND = {"ix_payments_merchant_refund_created": 5 + 8, "ix_payments_refund_created": 1 + 8}
+BY_DISPUTE = {"ix_payments_merchant_dispute_created": 5 + 7, "ix_payments_dispute_created": 1 + 7}
 MERCHANT_AND_MODE = 5  # key_len of merchant_id (4 bytes) and livemode (1)
 CUSTOMERS = 600
 
@@ -54,6 +55,7 @@ def _rows(merchant_id: int, count: int, *, livemode: bool, tag: str) -> list[dic
                 "livemode": livemode,
                 "refunded_amount": {"partial": 100, "full": 1000 + i, None: 0}[state],
                 "refund_state": state,
+                "dispute_state": ("open", "lost", "won")[i % 3] if i % 40 == 7 else None,
                 "created_at": start - timedelta(seconds=i),
                 "updated_at": start - timedelta(seconds=i),
             }
@@ -147,6 +149,17 @@ def test_any_refund_reads_the_refund_index_in_order_once_per_state(app, tenants,
         assert int(plan["key_len"]) >= BY_REFUND[plan["key"]], plan
         assert plan["type"] in ("ref", "range"), plan
         assert "filesort" not in (plan["Extra"] or ""), plan  # LIMIT 51 stops the walk
+
+
+def test_any_dispute_reads_the_dispute_index_in_order_once_per_state(app, tenants, many_customers):
+    client = logged_in(app, tenants.a_email)
+    found = plans(app, client, "/dashboard/payments?dispute_state=any", payments_list)
+    assert len(found) == 3, found  # open, lost, won
+    for plan in found:
+        assert plan["key"] in BY_DISPUTE, plan
+        assert int(plan["key_len"]) >= BY_DISPUTE[plan["key"]], plan  # the state is read too
+        assert plan["type"] in ("ref", "range"), plan
+        assert "filesort" not in (plan["Extra"] or ""), plan
 
 
 def test_a_customers_payments_come_newest_first_from_the_email_index(app, tenants, many_customers):

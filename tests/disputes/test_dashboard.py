@@ -4,6 +4,8 @@ one merchant, one mode at a time."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import timedelta
 
@@ -34,6 +36,20 @@ def test_the_page_lists_what_is_due_soonest_first_and_the_banner_shows_on_every_
     paid = get_row(app, Payment, id=sooner.payment_id)
     payment_page = client_a.get(f"/dashboard/payments/{paid.public_id}")
     assert f"/dashboard/disputes/{sooner.public_id}" in payment_page.get_data(as_text=True)
+    # The transactions list marks them and filters by it; a payment never disputed is not there.
+    undisputed = paid_payment(tenants.a_id, amount=100).public_id
+    listed = client_a.get("/dashboard/payments").get_data(as_text=True)
+    row = listed.split(paid.public_id)[0].rsplit('<tr class="tx-row">', 1)[1]
+    assert 'badge-dispute-open">Disputed<' in row
+    assert undisputed in listed and listed.count('badge-dispute-open">Disputed<') == 2
+    only = client_a.get("/dashboard/payments?dispute_state=open").get_data(as_text=True)
+    assert paid.public_id in only and undisputed not in only
+    assert paid.public_id not in client_a.get("/dashboard/payments?dispute_state=lost").get_data(
+        as_text=True
+    )
+    exported = client_a.get("/dashboard/payments/export.csv").get_data(as_text=True)
+    states = {r["payment_id"]: r["dispute_state"] for r in csv.DictReader(io.StringIO(exported))}
+    assert (states[paid.public_id], states[undisputed]) == ("open", "")
     for path in ("/dashboard/", "/dashboard/payments", "/dashboard/subscriptions"):
         html = client_a.get(path).get_data(as_text=True)
         assert BANNER in html and "2 disputes need your response." in html, path

@@ -25,6 +25,13 @@ def notified(receiver, merchant) -> list[dict]:
     return [Webhook(merchant.signing_secret).verify(r.body, r.headers) for r in receiver.requests]
 
 
+def disputed_ids(client, key, state: str) -> list[str]:
+    """The ids GET /api/v1/payments lists with dispute_state=`state`."""
+    found = client.get(f"/api/v1/payments?dispute_state={state}", headers=auth_headers(key))
+    assert found.status_code == 200, found.get_json()
+    return [p["id"] for p in found.get_json()["data"]]
+
+
 def test_a_dispute_is_recorded_answered_decided_and_its_client_told_each_step(
     app, client, make_merchant, paid_payment, stripe_delivers, receiver, worker
 ):
@@ -50,6 +57,9 @@ def test_a_dispute_is_recorded_answered_decided_and_its_client_told_each_step(
     assert [(d["id"], d["status"]) for d in detail["disputes"]] == [
         (dispute.public_id, "needs_response")
     ]
+    assert detail["dispute_state"] == "open"
+    assert disputed_ids(client, key, "open") == disputed_ids(client, key, "any") == [pay_id]
+    assert disputed_ids(client, key, "won") == []
 
     text = "Delivered on 3 December, signed for by the cardholder."
     answered = client.post(
@@ -88,6 +98,7 @@ def test_a_dispute_is_recorded_answered_decided_and_its_client_told_each_step(
         app, opened["id"], until=lambda d: d.funds_reinstated_at is not None, what="won"
     )
     assert closed.status == "won" and closed.closed_at is not None
+    assert disputed_ids(client, key, "won") == [pay_id] and disputed_ids(client, key, "open") == []
     accept = client.post(f"/api/v1/disputes/{dispute.public_id}/close", headers=auth_headers(key))
     assert accept.status_code == 409 and accept.get_json()["error"]["code"] == "DISPUTE_CLOSED"
 

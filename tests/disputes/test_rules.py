@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from app.disputes.service import apply_psp_dispute
 from app.extensions import db
-from app.models import Notification, PaymentStatus, utcnow
+from app.models import DisputeState, Notification, PaymentStatus, utcnow
 from app.payments.state import lock_payment
 from app.psp.base import PspDispute
 from tests.support import factories
@@ -78,3 +78,11 @@ def test_a_dispute_first_heard_of_once_decided_is_announced_created_and_closed(a
 
         assert dispute.closed_at is not None
         assert notifications(payment.id) == ["dispute.created", "dispute.closed"]
+
+
+def test_a_payments_dispute_state_puts_what_needs_attention_first():
+    assert DisputeState.of([]) is None
+    assert DisputeState.of(["won", "needs_response"]) is DisputeState.OPEN
+    assert DisputeState.of(["warning_under_review"]) is DisputeState.OPEN
+    assert DisputeState.of(["won", "lost"]) is DisputeState.LOST
+    assert DisputeState.of(["won", "warning_closed", "prevented"]) is DisputeState.WON

@@ -8,7 +8,15 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.disputes.service import STATUSES as DISPUTE_STATUSES
-from app.models import PaymentStatus, RefundState, RefundStatus, StatusSource, SubscriptionStatus
+from app.models import (
+    DisputeState,
+    PaymentStatus,
+    RefundState,
+    RefundStatus,
+    StatusSource,
+    SubscriptionStatus,
+)
+from app.models.base import ANY_STATE
 from app.notifications.events import EVENT_FAMILIES, EVENT_TYPES, MAX_TYPES, parse_types
 from app.payments.failure_reasons import FAILURE_REASONS
 from app.payments.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -183,6 +191,15 @@ class PaymentSchema(Schema):
             "refunded_amount is the whole amount."
         },
     )
+    dispute_state = fields.String(
+        allow_none=True,
+        validate=validate.OneOf([s.value for s in DisputeState]),
+        metadata={
+            "description": "null: never disputed; open: a dispute waits for the merchant's "
+            "answer or the bank's decision; lost: the bank decided for the cardholder; won: "
+            "decided for the merchant or closed without a chargeback. The payment stays SUCCESS."
+        },
+    )
     subscription_id = fields.String(
         allow_none=True, metadata={"description": "RECC: the subscription this payment is of."}
     )
@@ -269,6 +286,10 @@ class PaymentListQuerySchema(Schema):
     refund_state = fields.String(
         validate=validate.OneOf([s.value for s in RefundState]),
         metadata={"description": "Paid back in part (`partial`) or in full (`full`)."},
+    )
+    dispute_state = fields.String(
+        validate=validate.OneOf([ANY_STATE, *(s.value for s in DisputeState)]),
+        metadata={"description": "Disputed: `open`, `lost`, `won`, or `any` of them."},
     )
     failure_reason = fields.String(
         validate=validate.OneOf(list(FAILURE_REASONS)),

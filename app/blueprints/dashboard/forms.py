@@ -51,7 +51,7 @@ from app.common.payment_methods import METHOD_TYPES
 from app.common.timezones import checked_zone_name
 from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.errors import PayBridgeError
-from app.models import PaymentStatus, PaymentType, RefundState, RefundStatus
+from app.models import DisputeState, PaymentStatus, PaymentType, RefundState, RefundStatus
 from app.models.endpoint import ALL_EVENT_TYPES
 from app.notifications.endpoints import DESCRIPTION_MAX, URL_MAX, validate_url
 from app.notifications.event_types import EVENT_TYPES
@@ -61,7 +61,7 @@ from app.psp import configured_modes
 from app.reporting.deliveries import STATUSES as DELIVERY_STATUSES
 from app.reporting.deliveries import DeliveryFilter
 from app.reporting.refunds import RefundFilter
-from app.reporting.transactions import ANY_REFUND, TransactionFilter
+from app.reporting.transactions import ANY_DISPUTE, ANY_REFUND, TransactionFilter
 
 
 class LoginForm(FlaskForm):
@@ -401,6 +401,12 @@ class TransactionFilterForm(ListFilterForm):
         ],
         validators=[Optional()],
     )
+    dispute_state = SelectField(
+        "Disputes",
+        choices=[SelectChoice("", "Disputed or not"), SelectChoice(ANY_DISPUTE, "Any dispute")]
+        + [SelectChoice(state.value, state.label) for state in DisputeState],
+        validators=[Optional()],
+    )
     method_type = SelectField(
         "Payment method",
         choices=[SelectChoice("", "Any method")]
@@ -459,6 +465,7 @@ class TransactionFilterForm(ListFilterForm):
             currency=self.currency.data or None,
             payment_type=self.payment_type.data or None,
             refund_state=self.refund_state.data or None,
+            dispute_state=self.dispute_state.data or None,
             method_type=self.method_type.data or None,
             failure_reason=self.failure_reason.data or None,
             q=self.q.data or None,

@@ -39,7 +39,7 @@ from app.common.money import format_minor, format_money
 from app.common.timezones import to_local, zone_of
 from app.common.urls import split_url
 from app.errors import ValidationError
-from app.models import Merchant, Payment, User, iso, utcnow
+from app.models import DisputeState, Merchant, Payment, User, iso, utcnow
 from app.notifications import health as endpoint_health
 from app.payments import failure_reasons
 from app.reporting import queries
@@ -343,6 +343,7 @@ def dashboard_context() -> dict:
         "failure_words": failure_reasons.words,
         "canceled_reasons": failure_reasons.CANCELED_REASONS,
         "method_words": payment_methods.label,
+        "dispute_state_label": lambda state: DisputeState(state).label,
     }
 
 
