@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from app.tasks.payments import learn_payment_methods
 from tests.e2e.test_dashboard import log_in
@@ -23,24 +23,9 @@ from tests.e2e.test_hosted_outcomes import (  # noqa: F401 (stripe_delivers: a f
     pay_with_card,
     stripe_delivers,
 )
-from tests.support.browser import ARTIFACTS
+from tests.support.browser import shoot
 from tests.support.factories import make_user
 from tests.support.waiting import wait_until
-
-WIDTHS = (1280, 390)
-
-
-def shoot(page: Page, name: str) -> None:
-    """The page at both widths, each checked for nothing wider than the screen."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 900})
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), (
-            name,
-            width,
-        )
-        page.screenshot(path=str(ARTIFACTS / f"attempts-{name}-{width}.png"), full_page=True)
-    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
 
 
 def test_a_decline_then_a_success_and_a_cancellation_on_the_payment_pages(
@@ -104,13 +89,13 @@ def test_a_decline_then_a_success_and_a_cancellation_on_the_payment_pages(
     expect(rows.nth(1)).to_contain_text("Succeeded")
     expect(rows.nth(1)).to_contain_text("Mastercard •••• 4444")
     expect(dashboard.locator("dd[data-method=card]")).to_contain_text("Mastercard •••• 4444")
-    shoot(dashboard, "declined-then-paid")
+    shoot(dashboard, "attempts-declined-then-paid")
 
     dashboard.goto(f"{live_server.url}/dashboard/payments/{left['id']}")
     expect(dashboard.locator(".page-head .badge").first).to_have_text("Canceled")
     expect(dashboard.locator(".page-head .badge-FAILED")).to_have_count(0)
     expect(dashboard.locator("[data-failure-reason]")).to_have_text("Canceled by the shopper")
-    shoot(dashboard, "canceled")
+    shoot(dashboard, "attempts-canceled")
 
     dashboard.goto(f"{live_server.url}/dashboard/payments?q={left['id']}")
     expect(dashboard.locator("tbody tr")).to_have_count(1)
@@ -120,7 +105,7 @@ def test_a_decline_then_a_success_and_a_cancellation_on_the_payment_pages(
     dashboard.goto(f"{live_server.url}/dashboard/payments?q=4444")
     expect(dashboard.locator("tbody tr")).to_have_count(1)
     expect(dashboard.locator("tbody tr")).to_contain_text("Mastercard •••• 4444")
-    shoot(dashboard, "list-by-last4")
+    shoot(dashboard, "attempts-list-by-last4")
 
     # On the overview the cancellation counts as canceled, not as a decline: no failed payment,
     # and the authorization rate is the two card attempts' (one accepted), not the left one's.
@@ -135,4 +120,4 @@ def test_a_decline_then_a_success_and_a_cancellation_on_the_payment_pages(
     expect(figure("Canceled")).to_have_text("1")
     expect(figure("Authorization rate")).to_have_text(re.compile(r"^50\.0\s%$"))
     expect(figure("Conversion rate")).to_have_text(re.compile(r"^50\.0\s%$"))
-    shoot(dashboard, "overview-after-cancel")
+    shoot(dashboard, "attempts-overview-after-cancel")

@@ -9,24 +9,17 @@ import re
 
 import pytest
 import requests
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from app.models import Payment
 from tests.disputes.support import open_dispute, recorded_dispute
 from tests.e2e.shop_flow import buy
 from tests.e2e.test_dashboard_modes import log_in
-from tests.support.browser import ARTIFACTS
+from tests.support.browser import shoot, shot
 from tests.support.delivery import deliver_due_notifications
 from tests.support.factories import make_user
 from tests.support.rows import get_row
 from tests.support.waiting import wait_until
-
-
-def shot(page: Page, name: str, width: int) -> None:
-    # Nothing wider than the screen: the banner and the tables fit or scroll in their box.
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), name
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"disputes-{name}-{width}.png"), full_page=True)
 
 
 @pytest.mark.parametrize("width", [1280, 390])
@@ -43,7 +36,7 @@ def test_a_merchant_sees_a_dispute_everywhere_and_answers_it_with_evidence(
     log_in(page, live_server.url, f"owner{width}@shop.example")
     banner = page.get_by_role("status").filter(has_text="1 dispute needs your response.")
     expect(banner).to_be_visible()
-    shot(page, "banner-overview", width)
+    shot(page, "disputes-banner-overview", width)
 
     banner.get_by_role("link", name="Respond to disputes").click()
     expect(page.get_by_role("heading", name="Disputes", level=1)).to_be_visible()
@@ -51,37 +44,21 @@ def test_a_merchant_sees_a_dispute_everywhere_and_answers_it_with_evidence(
     expect(due).to_contain_text(dispute.public_id)
     expect(due).to_contain_text("89.00")
     expect(due).to_contain_text("product not received")
-    shot(page, "list", width)
+    shot(page, "disputes-list", width)
 
     due.get_by_role("link", name=dispute.public_id).click()
     expect(page.get_by_role("heading", name=re.compile("Dispute dsp_"))).to_be_visible()
     page.get_by_label(re.compile("Your evidence")).fill("Delivered on 3 December, signed.")
-    shot(page, "detail", width)
+    shot(page, "disputes-detail", width)
     page.get_by_role("button", name="Review evidence…").click()
     expect(page.get_by_role("heading", name=re.compile("Submit this evidence"))).to_be_visible()
-    shot(page, "confirm", width)
+    shot(page, "disputes-confirm", width)
     page.get_by_role("button", name="Yes, submit the evidence").click()
 
     expect(page.get_by_text(re.compile(r"Evidence submitted for dispute dsp_"))).to_be_visible()
     expect(page.locator(".badge-under_review").first).to_have_text("Under review")
     expect(page.get_by_role("status").filter(has_text="need")).to_have_count(0)
-    shot(page, "submitted", width)
-
-
-WIDTHS = (1280, 390)
-
-
-def shoot(page: Page, name: str) -> None:
-    """The page at both widths, each checked for nothing wider than the screen."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 900})
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), (
-            name,
-            width,
-        )
-        page.screenshot(path=str(ARTIFACTS / f"disputes-{name}-{width}.png"), full_page=True)
-    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+    shot(page, "disputes-submitted", width)
 
 
 @pytest.mark.parametrize(("outcome", "label", "shop_label"), [
@@ -115,10 +92,10 @@ def test_a_shop_order_disputed_answered_and_decided_through_the_emulator(
     due = dashboard.locator("table").filter(has_text="Needing your response")
     expect(due).to_contain_text(dispute.public_id)
     expect(due).to_contain_text("29.00")
-    shoot(dashboard, f"{outcome}-page-open")
+    shoot(dashboard, f"disputes-{outcome}-page-open")
     due.get_by_role("link", name=dispute.public_id).click()
     expect(dashboard.get_by_role("heading", name=re.compile("Dispute dsp_"))).to_be_visible()
-    shoot(dashboard, f"{outcome}-dispute-open")
+    shoot(dashboard, f"disputes-{outcome}-dispute-open")
 
     # Evidence, reviewed then submitted.
     dashboard.get_by_label(re.compile("Your evidence")).fill("Delivered on 3 December, signed.")
@@ -135,12 +112,18 @@ def test_a_shop_order_disputed_answered_and_decided_through_the_emulator(
     dashboard.reload()
     expect(dashboard.locator(f".page-head .badge-{outcome}")).to_have_text(label)
     expect(dashboard.get_by_text("Answer this dispute")).to_have_count(0)
-    shoot(dashboard, f"{outcome}-dispute-closed")
+    shoot(dashboard, f"disputes-{outcome}-dispute-closed")
     dashboard.get_by_role("link", name="Disputes", exact=True).first.click()
     every = dashboard.locator("table").filter(has_text="Every dispute")
     expect(every.locator("tbody tr").filter(has_text=dispute.public_id)).to_contain_text(label)
     expect(dashboard.get_by_role("status").filter(has_text="need")).to_have_count(0)
-    shoot(dashboard, f"{outcome}-page-closed")
+    shoot(dashboard, f"disputes-{outcome}-page-closed")
+    # The transactions list marks the payment with the outcome and its filter finds it.
+    dashboard.goto(f"{live_server.url}/dashboard/payments?dispute_state={outcome}")
+    row = dashboard.locator("tr.tx-row").filter(has_text=pay_id)
+    expect(row.locator(f".badge-dispute-{outcome}")).to_have_text(shop_label)
+    expect(dashboard.locator("tr.tx-row")).to_have_count(1)
+    shoot(dashboard, f"disputes-{outcome}-transactions")
 
     # The API, with the shop's own key, over HTTP.
     answer = requests.get(
@@ -165,4 +148,4 @@ def test_a_shop_order_disputed_answered_and_decided_through_the_emulator(
     expect(shopper.get_by_test_id("dispute-row")).to_contain_text("29.00")
     received = [kind for kind, result in shop.received() if result == "applied"]
     assert received.count("dispute.created") == 1 and received.count("dispute.closed") == 1
-    shoot(shopper, f"{outcome}-shop-order")
+    shoot(shopper, f"disputes-{outcome}-shop-order")

@@ -8,20 +8,13 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
 from app.extensions import db
 from tests.dashboard.test_overview import add_dispute, attempt, paris
 from tests.e2e.test_dashboard_modes import log_in
-from tests.support.browser import ARTIFACTS
+from tests.support.browser import shot
 from tests.support.factories import add_payment, add_refund_rows, make_user
-
-
-def shot(page: Page, name: str, width: int) -> None:
-    # Nothing wider than the screen: figures wrap, charts scroll inside their box.
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), name
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"overview-{name}-{width}.png"), full_page=True)
 
 
 def a_month_of_sales(app, merchant_id: int) -> None:
@@ -120,7 +113,7 @@ def test_a_merchant_reads_its_overview_over_a_custom_range(
     expect(methods).to_contain_text("Visa")
     expect(methods).to_contain_text("SEPA Direct Debit")
     expect(methods).to_contain_text("240.00 USD")
-    shot(page, "custom-range", width)
+    shot(page, "overview-custom-range", width)
 
     page.get_by_text("Show the numbers as a table").click()
     table = page.get_by_role("table", name="Payments per day (Europe/Paris)")
@@ -139,4 +132,4 @@ def test_a_merchant_reads_its_overview_over_a_custom_range(
     expect(page.get_by_role("form", name="Date range").get_by_label("From")).to_have_attribute(
         "aria-invalid", "true"
     )
-    shot(page, "range-error", width)
+    shot(page, "overview-range-error", width)

@@ -16,25 +16,10 @@ from app.extensions import db
 from app.models import Payment
 from tests.e2e.shop_flow import buy
 from tests.e2e.test_dashboard import log_in
-from tests.support.browser import ARTIFACTS
+from tests.support.browser import shoot
 from tests.support.delivery import deliver_due_notifications
 from tests.support.factories import make_user
 from tests.support.waiting import wait_until
-
-WIDTHS = (1280, 390)
-
-
-def shoot(page: Page, name: str) -> None:
-    """The page at both widths, each checked for nothing wider than the screen."""
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    for width in WIDTHS:
-        page.set_viewport_size({"width": width, "height": 900})
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), (
-            name,
-            width,
-        )
-        page.screenshot(path=str(ARTIFACTS / f"refunds-{name}-{width}.png"), full_page=True)
-    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
 
 
 def download_csv(page: Page) -> list[dict]:
@@ -71,7 +56,7 @@ def test_a_partial_refund_shows_in_the_list_the_refunds_page_the_api_the_csv_and
     row = dashboard.locator("table tbody tr").filter(has_text=pay_id)
     expect(row).to_contain_text("Partially refunded")
     expect(row).to_contain_text("9.50 EUR refunded")
-    shoot(dashboard, "transactions")
+    shoot(dashboard, "refunds-transactions")
     dashboard.locator("summary", has_text="Filters").click()  # the panel is folded away
     dashboard.get_by_label("Refunds").select_option("Partially refunded")
     dashboard.get_by_role("button", name="Apply filters").click()
@@ -86,7 +71,7 @@ def test_a_partial_refund_shows_in_the_list_the_refunds_page_the_api_the_csv_and
     refund_row = dashboard.locator("table tbody tr").filter(has_text=refund_id)
     expect(refund_row).to_contain_text("9.50 EUR")
     expect(refund_row).to_contain_text("succeeded")
-    shoot(dashboard, "page")
+    shoot(dashboard, "refunds-page")
     [refund_csv] = download_csv(dashboard)
     assert (refund_csv["refund_id"], refund_csv["payment_id"], refund_csv["amount"]) == (
         refund_id,
@@ -123,4 +108,4 @@ def test_a_partial_refund_shows_in_the_list_the_refunds_page_the_api_the_csv_and
     expect(shopper.get_by_test_id("refund-status")).to_have_text("Partially refunded")
     expect(shopper.get_by_test_id("refunded-amount")).to_contain_text("9.50")
     expect(shopper.get_by_test_id("refund-row")).to_contain_text(refund_id)
-    shoot(shopper, "shop-order")
+    shoot(shopper, "refunds-shop-order")

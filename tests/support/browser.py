@@ -4,7 +4,9 @@ Loaded as a plugin by tests/conftest.py, so the whole run shares ONE Playwright 
 second sync_playwright() in the same process fails ("Sync API inside the asyncio loop").
 `browser` (session) launches /usr/bin/chromium once; `context` and `page` are fresh per test
 (own cookies). When a test fails, a screenshot of each of its open pages is saved under
-`test-artifacts/` (set E2E_ARTIFACTS to change the folder).
+`test-artifacts/` (set E2E_ARTIFACTS to change the folder), beside the screenshots the page
+tests take of what they build (`shot`, `shoot`: at a laptop's and a phone's width). At the end
+of the run `test-artifacts/index.html` shows them all on one page, and the summary says where.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ ARTIFACTS = Path(os.environ.get("E2E_ARTIFACTS", "test-artifacts"))
 # expect() has its own default of 5 s, which a page that waits for a webhook or a redirect
 # chain can take on a busy machine: both wait as long.
 DEFAULT_TIMEOUT_MS = 15_000
+# The widths every page is looked at: a laptop, a phone (an iPhone 14).
+WIDTHS = (1280, 390)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -107,3 +111,41 @@ def save_screenshots(ctx, nodeid: str) -> None:
             (ARTIFACTS / f"{name}{suffix}.url.txt").write_text(open_page.url + "\n")
         except Exception as exc:  # a crashed page must not hide the test's own failure
             (ARTIFACTS / f"{name}{suffix}.error.txt").write_text(f"{exc!r}\n")
+
+
+def shot(page, name: str, width: int) -> None:
+    """The page as it is now (viewport `width`), whole, kept as `{name}-{width}.png`; nothing
+    may be wider than the screen (tables fit or scroll in their own box)."""
+    fits = page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    assert fits, f"{name} at {width} px is wider than the screen"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+
+
+def shoot(page, name: str) -> None:
+    """`shot` of the page at each of WIDTHS, then back to the first."""
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        shot(page, name, width)
+    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Index the screenshots of this run (and of failures) on one page, and say where."""
+    pictures = sorted(ARTIFACTS.glob("*.png")) if ARTIFACTS.is_dir() else []
+    if not pictures:
+        return
+    figures = "\n".join(
+        f'<figure><a href="{p.name}"><img src="{p.name}" loading="lazy" alt="{p.stem}"></a>'
+        f"<figcaption>{p.stem}</figcaption></figure>"
+        for p in pictures
+    )
+    (ARTIFACTS / "index.html").write_text(
+        "<!doctype html><meta charset=utf-8><title>PayBridge test screenshots</title>"
+        "<style>body{font-family:sans-serif}figure{display:inline-block;vertical-align:top;"
+        "margin:.5rem;width:320px}img{max-width:100%;border:1px solid #ccc}</style>\n"
+        f"{figures}\n"
+    )
+    terminalreporter.write_line(
+        f"{len(pictures)} screenshots kept in {ARTIFACTS.resolve()} (index.html shows them all)"
+    )
