@@ -40,6 +40,10 @@ class PaymentRollup(db.Model):  # type: ignore[name-defined]  # Flask-SQLAlchemy
     attempted: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     payments: Mapped[int] = mapped_column(Integer)
     amount: Mapped[int] = mapped_column(BigInteger)
+    # The hosted page's tries to pay these payments, and those the PSP accepted (the
+    # overview's authorization rate) (0031).
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts_succeeded: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class RollupWatermark(db.Model):  # type: ignore[name-defined]

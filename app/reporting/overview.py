@@ -27,7 +27,6 @@ from app.common import payment_methods as methods
 from app.common.tenancy import scoped
 from app.extensions import db
 from app.models import Dispute, Payment, PaymentRollup, PaymentStatus, Refund
-from app.models.attempt import OUTCOME_SUCCEEDED, PaymentAttempt
 from app.models.payment import CANCELED_FAILURE_REASONS
 from app.models.refund import RefundStatus
 from app.reporting import rollup
@@ -182,18 +181,13 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
     until = period.compared_until(now)
     bounds, numbers = _buckets(period, until)
 
-    def grouped(model, time_col, keys, totals, where=(), join=None, join_index=None):
+    def grouped(model, time_col, keys, totals, where=()):
         """One aggregate over both periods: (bucket, *keys, *totals) rows."""
         bucket = _bucket(time_col, bounds, numbers).label("bucket")
-        stmt = select(bucket, *keys, *totals).select_from(model)
-        if join is not None:
-            # From the model's rows in range into the joined table by its index: never a scan
-            # of the joined table, however small the optimizer thinks the range is.
-            # (MySQL/MariaDB hints; the SQLite demo has no such optimizer and needs none.)
-            stmt = stmt.join(*join).prefix_with("STRAIGHT_JOIN", dialect="mysql")
-            stmt = stmt.with_hint(join[0], f"FORCE INDEX ({join_index})", dialect_name="mysql")
         stmt = (
-            stmt.where(time_col >= bounds[0], time_col < bounds[-1], *where)
+            select(bucket, *keys, *totals)
+            .select_from(model)
+            .where(time_col >= bounds[0], time_col < bounds[-1], *where)
             .group_by(literal_column("bucket"), *keys)
             # The buckets come back in any order (they are summed here): MariaDB would sort a
             # GROUP BY's rows otherwise.
@@ -223,6 +217,8 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
         count,
         amount,
         attempted,
+        tries,
+        accepted,
     ) in _payment_groups(grouped, merchant_id, livemode, bounds):
         where = _day_of(bucket)
         if where is None:
@@ -232,6 +228,8 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
         tally = counts if current else previous_counts
         tally.started += count
         tally.attempted += int(attempted or 0)
+        tally.attempts += int(tries or 0)
+        tally.attempts_succeeded += int(accepted or 0)
         if status == PaymentStatus.SUCCESS.value:
             tally.paid += count
             m = money(currency, current)
@@ -275,27 +273,6 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
             m = money(currency, where[0])
             m.refunded += int(amount)
             m.refund_count += count
-
-    # Attempts on the period's payments: from the payments' (merchant, mode, created) index
-    # into each one's attempts (ix_payment_attempts_payment), in the same one read per table.
-    for bucket, tries, accepted in grouped(
-        Payment,
-        Payment.created_at,
-        (),
-        (
-            func.count(PaymentAttempt.id),
-            func.coalesce(
-                func.sum(case((PaymentAttempt.outcome == OUTCOME_SUCCEEDED, 1), else_=0)), 0
-            ),
-        ),
-        join=(PaymentAttempt, PaymentAttempt.payment_id == Payment.id),
-        join_index="ix_payment_attempts_payment",
-    ):
-        where = _day_of(bucket)
-        if where is not None:
-            tally = counts if where[0] else previous_counts
-            tally.attempts += int(tries)
-            tally.attempts_succeeded += int(accepted)
 
     # Money moves when the PSP withdraws a chargeback's funds and when it reinstates a won
     # one's: each counted on its own day (inquiries never have either).
@@ -341,7 +318,8 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
 
 def _payment_groups(grouped, merchant_id: int | None, livemode: bool, bounds: list[datetime]):
     """(bucket, currency, status, failure reason, method type, card brand, count, amount,
-    attempted) groups of the range's payments: from the rollup, except the 15-minute buckets
+    attempted, attempts, attempts succeeded) groups of the range's payments: from the rollup,
+    except the 15-minute buckets
     it may not have right yet (payments changed since its watermark, the bucket the comparison
     cut falls in), read from the payments themselves; all of it live until a first rebuild."""
     keys = (
@@ -356,6 +334,7 @@ def _payment_groups(grouped, merchant_id: int | None, livemode: bool, bounds: li
         func.coalesce(func.sum(Payment.amount), 0),
         # Paid needs no look at the attempts; the others one index probe each.
         func.sum(rollup.attempted_flag()),
+        *rollup.attempt_totals(),
     )
     live = rollup.live_buckets(
         merchant_id=merchant_id, livemode=livemode, start=bounds[0], end=bounds[-1]
@@ -381,6 +360,8 @@ def _payment_groups(grouped, merchant_id: int | None, livemode: bool, bounds: li
             func.sum(rolled.payments),
             func.sum(rolled.amount),
             func.sum(case((rolled.attempted.is_(True), rolled.payments), else_=0)),
+            func.sum(rolled.attempts),
+            func.sum(rolled.attempts_succeeded),
         ),
         where=not_live,
     ):

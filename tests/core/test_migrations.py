@@ -655,11 +655,10 @@ def test_the_rotation_expiry_migration_gives_every_previous_secret_an_end(
         assert kept == "whsec_old"
 
 
-def test_the_dispute_state_migration_marks_every_disputed_payment(
-    app, tmp_path, monkeypatch, restore_api
-):
+def test_the_dispute_state_and_rollup_attempts_migrations(app, tmp_path, monkeypatch, restore_api):
     """0030 gives each payment where its disputes stand: open while any is open, else lost if
-    one was lost, else won (an inquiry closed counts as won); never disputed stays NULL."""
+    one was lost, else won (an inquiry closed counts as won); never disputed stays NULL. 0031
+    drops the rollup made without attempts, for the worker to rebuild."""
     from flask_migrate import downgrade, upgrade
 
     from app.extensions import db
@@ -696,12 +695,33 @@ def test_the_dispute_state_migration_marks_every_disputed_payment(
                         ),
                         {"dsp": f"dsp_{pid}_{n}", "pid": pid, "status": status},
                     )
-        upgrade(revision="0030_payment_dispute_state")
+            # A rollup of before 0031, which counted no attempts.
+            conn.execute(
+                text(
+                    "INSERT INTO rollup_watermarks (name, updated_before, attempts_through)"
+                    " VALUES ('payments', '2026-12-01 10:00:00', 0),"
+                    " ('payment_methods', '2026-12-01 10:00:00', 0)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO payment_rollup (merchant_id, livemode, bucket_start, currency,"
+                    " status, failure_reason, method_type, card_brand, attempted, payments,"
+                    " amount) VALUES (1, 0, '2026-12-01 10:00:00', 'EUR', 'SUCCESS', '', '',"
+                    " '', 1, 5, 10000)"
+                )
+            )
+        upgrade(revision="0031_rollup_attempts")
         with db.engine.connect() as conn:
             states = dict(conn.execute(text("SELECT public_id, dispute_state FROM payments")).all())
+            marks = conn.execute(text("SELECT name FROM rollup_watermarks")).scalars().all()
+            rolled = conn.execute(text("SELECT COUNT(*) FROM payment_rollup")).scalar()
         assert states == {
             "pay_1": None, "pay_2": "open", "pay_3": "open", "pay_4": "lost", "pay_5": "won",
         }  # fmt: skip
+        # 0031: the rollup is rebuilt with its attempts by the worker's next run (no watermark);
+        # the payment-method lookup's watermark stays.
+        assert (marks, rolled) == (["payment_methods"], 0)
         downgrade(revision="0029_secret_rotation_expiry")
         assert "dispute_state" not in _columns(url, "payments")
         db.engine.dispose()

@@ -77,6 +77,23 @@ def varied(app, tenants):
                 for pid in rng.sample(not_paid, len(not_paid) // 3)
             ],
         )
+        # Paid ones: accepted at once, or declined first (two attempts, one accepted).
+        paid = db.session.scalars(select(Payment.id).where(Payment.status == "SUCCESS")).all()
+        tried = rng.sample(paid, len(paid) // 2)
+        db.session.execute(
+            insert(PaymentAttempt),
+            [
+                {
+                    "payment_id": pid,
+                    "outcome": outcome,
+                    "psp_event_id": f"{outcome}_{pid}",
+                    # Settled long ago: the rollup's first run folds them all in.
+                    "created_at": utcnow() - timedelta(hours=1),
+                }
+                for n, pid in enumerate(tried)
+                for outcome in (("failed", "succeeded") if n % 4 == 0 else ("succeeded",))
+            ],
+        )
         db.session.commit()
     app.config["ROLLUP_COMMIT_LAG_SECONDS"] = 60
     yield tenants
@@ -130,6 +147,8 @@ def _rollup_rows():
                 PaymentRollup.attempted,
                 PaymentRollup.payments,
                 PaymentRollup.amount,
+                PaymentRollup.attempts,
+                PaymentRollup.attempts_succeeded,
             )
         )
     )
@@ -160,6 +179,8 @@ def test_the_rollup_gives_the_live_figures_in_every_zone(app, varied):
             assert live == set(), scope
             assert _figures(*scope) == figures, scope
             assert figures.counts.started > 0 and figures.currencies, scope
+            counts = figures.counts
+            assert counts.attempts > counts.attempts_succeeded > 0, scope
         # A one-day range over Europe's and America's 25-hour days, Kathmandu's quarter hours.
         for zone, day in (
             ("Europe/Paris", date(2026, 10, 25)),
