@@ -195,9 +195,15 @@ def test_an_operator_sees_every_merchants_refunds_and_narrows_to_one(app, tenant
     with app.app_context():
         a = add_refund_rows(tenants.a_id, start=T0)[0].public_id
         b = add_refund_rows(tenants.b_id, start=T0 + timedelta(minutes=5))[0].public_id
+        db.session.get(Merchant, tenants.a_id).time_zone = "Europe/Berlin"
         db.session.commit()
     operator = logged_in(app, tenants.op_email)
 
     assert refund_ids(operator.get("/dashboard/refunds").get_data(as_text=True)) == [b, a]
     narrowed = operator.get(f"/dashboard/refunds?merchant_id={tenants.a_id}")
     assert refund_ids(narrowed.get_data(as_text=True)) == [a]
+    # Across merchants the export is in UTC, and says so; narrowed to one, in its zone.
+    every = {r["refund_id"]: r for r in read_csv(operator.get("/dashboard/refunds/export.csv"))}
+    assert every[a]["created_at"] == "2026-11-02 09:00:00+00:00"
+    (one,) = read_csv(operator.get(f"/dashboard/refunds/export.csv?merchant_id={tenants.a_id}"))
+    assert one["created_at"] == "2026-11-02 10:00:00+01:00"
