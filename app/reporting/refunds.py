@@ -104,10 +104,11 @@ EXPORT_COLUMNS = (
 )
 
 
-def csv_row(row) -> list[str]:
+def csv_row(row, zone: ZoneInfo | None = None) -> list[str]:
+    """A refund's cells; its times in `zone` (None: UTC), each with its offset."""
     return [
         row.public_id,
-        csv_cell(row.created_at),
+        csv_cell(row.created_at, zone),
         str(row.merchant_id),
         row.payment_public_id,
         csv_cell(row.merchant_reference),
@@ -119,16 +120,17 @@ def csv_row(row) -> list[str]:
         row.source,
         csv_cell(row.psp_refund_id),
         csv_cell(row.failure_reason),
-        csv_cell(row.completed_at),
+        csv_cell(row.completed_at, zone),
         "true" if row.livemode else "false",
     ]
 
 
 def export_csv(f: RefundFilter) -> Iterator[str]:
-    """Every filtered refund as CSV text chunks, newest first, streamed in batches."""
+    """Every filtered refund as CSV text chunks, newest first, streamed in batches; times in
+    the filter's zone, with their offsets."""
     stmt = (
         filtered(f)
         .with_only_columns(*EXPORT_COLUMNS)
         .order_by(Refund.created_at.desc(), Refund.id.desc())
     )
-    return stream_csv(CSV_COLUMNS, stmt, csv_row)
+    return stream_csv(CSV_COLUMNS, stmt, lambda row: csv_row(row, f.zone))

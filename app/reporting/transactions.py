@@ -28,7 +28,7 @@ from sqlalchemy import Select, and_, false, or_, select
 from app.common import cursors
 from app.common.money import THREE_DECIMAL, ZERO_DECIMAL, format_minor, to_minor
 from app.common.payment_methods import CARD_BRANDS, METHOD_TYPES
-from app.common.timezones import day_range
+from app.common.timezones import day_range, to_local
 from app.extensions import db
 from app.models import DisputeState, Payment, RefundState
 from app.models.base import ANY_STATE, states_matching
@@ -43,6 +43,8 @@ EXPORT_BATCH = 1000
 class BadCursor(ValueError):
     """A pagination cursor that was not produced by this page."""
 
+
+UTC_ZONE = ZoneInfo("UTC")
 
 STALE_LINK = "This page link is not valid any more; showing the first page."
 
@@ -330,11 +332,14 @@ METHOD_DETAIL_KEYS = PAYMENT_METHOD_FIELDS[3:]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def csv_cell(value) -> str:
+def csv_cell(value, zone: ZoneInfo | None = None) -> str:
+    """One cell: text that no spreadsheet runs as a formula; a stored time in `zone` (the
+    list's, None: UTC) with its offset, to the second: 2026-12-07 13:00:00+01:00."""
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return value.isoformat(sep=" ")
+        # Truncated, not rounded: a time never moves into the next second (or day).
+        return to_local(value, zone or UTC_ZONE).isoformat(sep=" ", timespec="seconds")
     text = str(value)
     if text.startswith(_FORMULA_START):
         return "'" + text
@@ -367,10 +372,11 @@ EXPORT_COLUMNS = (
 )
 
 
-def csv_row(row) -> list[str]:
+def csv_row(row, zone: ZoneInfo | None = None) -> list[str]:
+    """A payment's cells; its times in `zone` (None: UTC), each with its offset."""
     return [
         row.public_id,
-        csv_cell(row.created_at),
+        csv_cell(row.created_at, zone),
         str(row.merchant_id),
         csv_cell(row.merchant_reference),
         row.status,
@@ -382,7 +388,7 @@ def csv_row(row) -> list[str]:
         csv_cell(row.description),
         csv_cell(row.psp_session_id),
         str(row.refunded_amount or 0),
-        csv_cell(row.finalized_at),
+        csv_cell(row.finalized_at, zone),
         csv_cell(row.failure_code),
         "true" if row.livemode else "false",  # as the API and notifications write it
         format_minor(row.refunded_amount or 0, row.currency),
@@ -403,14 +409,15 @@ def _method_details(method) -> list[str]:
 
 
 def export_csv(f: TransactionFilter) -> Iterator[str]:
-    """The whole filtered set of payments as CSV text chunks, newest first."""
+    """The whole filtered set of payments as CSV text chunks, newest first; times in the
+    filter's zone (the list's: its days are that zone's too), with their offsets."""
     # Plain column rows, not ORM objects: nothing lands in the session's identity map.
     stmt = (
         filtered(f)
         .with_only_columns(*EXPORT_COLUMNS)
         .order_by(Payment.created_at.desc(), Payment.id.desc())
     )
-    return stream_csv(CSV_COLUMNS, stmt, csv_row)
+    return stream_csv(CSV_COLUMNS, stmt, lambda row: csv_row(row, f.zone))
 
 
 def stream_csv(header: list[str], stmt: Select, to_cells) -> Iterator[str]:

@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import html as htmllib
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select, update
 
 from app.extensions import db
-from app.models import AuditLog, NotificationDelivery, NotificationEndpoint, utcnow
+from app.models import (
+    AuditLog,
+    Merchant,
+    Notification,
+    NotificationDelivery,
+    NotificationEndpoint,
+    utcnow,
+)
 from app.notifications.endpoints import delete_endpoint
 from app.reporting import transactions
 from tests.dashboard.test_modes import cards
@@ -183,24 +190,47 @@ def test_redeliver_one_delivery(app, client_a, world, worker):
 
 
 def test_bulk_redelivery_of_a_window_confirms_the_count_and_sends_it_once(
-    app, client_a, world, worker
+    app, tenants, client_a, world, worker
 ):
+    """The window is typed in the merchant's time (New York, UTC-5 in November) and holds
+    exactly the events created in it: n2 on its first second; n1 a second before it and n3 a
+    second after its last minute stay failed. The log shows the same local times."""
     world.failing.status = 200
     n1, n2, n3, n4 = world.notes
-    gte = (world.now - timedelta(hours=2, minutes=30)).strftime(MINUTE)
-    lte = (world.now - timedelta(minutes=30)).strftime(MINUTE)
+    noon = datetime(2026, 11, 20, 17, 0, 0)  # 12:00 in New York
+    with app.app_context():
+        db.session.get(Merchant, tenants.a_id).time_zone = "America/New_York"
+        for note, at in (
+            (n1, noon - timedelta(seconds=1)),
+            (n2, noon),
+            (n3, noon + timedelta(hours=1, minutes=1)),  # 13:01:00, just after "to 13:00"
+        ):
+            db.session.execute(
+                update(Notification).where(Notification.id == note).values(created_at=at)
+            )
+        db.session.commit()
+        in_window = world.delivery_id(n2, world.failing_endpoint)
+        its_twin = world.delivery_id(n2, world.healthy_endpoint)
+    gte, lte = "2026-11-20T12:00", "2026-11-20T13:00"
+    log = _text(client_a.get(f"/dashboard/deliveries?created_gte={gte}&created_lte={lte}"))
+    assert "Event created (America/New_York)" in log and "2026-11-20 12:00:00" in log
+    assert [int(i) for i in _ROW.findall(log)] == sorted((in_window, its_twin))
+    # 9999-12-31 23:59 in New York is past the last datetime in UTC: refused, not a 500.
+    assert client_a.get("/dashboard/deliveries?created_lte=9999-12-31T23:59").status_code == 400
     url = f"/dashboard/notification-endpoints/{world.failing_endpoint}/redeliver"
-    chooser = client_a.get(url)
-    assert chooser.status_code == 200 and "Count failed deliveries" in _text(chooser)
+    chooser = _text(client_a.get(url))
+    assert (
+        "Count failed deliveries" in chooser and "Events created from (America/New_York)" in chooser
+    )
     counted = client_a.get(f"{url}?count=1&created_gte={gte}&created_lte={lte}")
     page = _text(counted)
     question = re.search(
-        r"Redeliver ([\d,]+) failed deliveries to (\S+)\s+between (.+?) and (.+?)\?",
+        r"Redeliver ([\d,]+) failed deliver(?:y|ies) to (\S+)\s+between (.+?) and (.+?)\?",
         re.sub(r"<[^>]+>", "", page),
     )
     assert question, page
-    assert question.group(1) == "2" and question.group(2) == world.failing.url
-    assert question.group(3) == gte.replace("T", " ") + " UTC"
+    assert question.group(1) == "1" and question.group(2) == world.failing.url
+    assert question.group(3) == "2026-11-20 12:00 America/New_York"
     form = dict(
         re.findall(
             r'<input type="hidden" name="(\w+)" value="([^"]*)"', counted.get_data(as_text=True)
@@ -212,36 +242,37 @@ def test_bulk_redelivery_of_a_window_confirms_the_count_and_sends_it_once(
     )
     done = client_a.post(url, data=form)
     assert done.status_code == 302
-    assert "Queued 2 failed deliveries" in _text(client_a.get(done.headers["Location"]))
+    assert "Queued 1 failed delivery " in _text(client_a.get(done.headers["Location"]))
     twice = client_a.post(url, data=form)  # the same confirmation, clicked again
     assert "Nothing to send" in _text(client_a.get(twice.headers["Location"]))
 
     def settled():
         db.session.expire_all()
-        return all(
-            db.session.get(
-                NotificationDelivery, world.delivery_id(n, world.failing_endpoint)
-            ).status
-            != "pending"
-            for n in (n2, n3)
-        )
+        return db.session.get(NotificationDelivery, in_window).status != "pending"
 
-    worker.run_until(settled, what="the window's redeliveries")
-    received = world.failing.wait_for(2)
-    assert sorted(r.headers["webhook-id"] for r in received) == sorted(world.msg_ids[1:3])
+    worker.run_until(settled, what="the window's redelivery")
+    [received] = world.failing.wait_for(1)
+    assert received.headers["webhook-id"] == world.msg_ids[1]
     with app.app_context():
         states = {
             n: db.session.get(NotificationDelivery, world.delivery_id(n, world.failing_endpoint))
             for n in world.notes
         }
-        assert states[n1].status == "failed"  # outside the window
+        assert states[n2].status == "delivered"
+        assert states[n1].status == states[n3].status == "failed"  # just outside each edge
         assert (states[n4].status, states[n4].attempt_count) == ("pending", 1)  # left retrying
         healthy = [world.delivery_id(n, world.healthy_endpoint) for n in world.notes]
         assert {db.session.get(NotificationDelivery, d).status for d in healthy} == {"delivered"}
     assert len(world.healthy.requests) == 4  # the other endpoint got nothing more
     first, second = get_rows(app, AuditLog, action="endpoint_redeliver_failed")
-    assert first.detail["queued"] == 2 and second.detail["queued"] == 0
+    assert first.detail["queued"] == 1 and second.detail["queued"] == 0
     assert first.target_id == world.failing_endpoint
+    # The audit keeps the window as read: UTC instants, marked so, and the zone it was typed in.
+    assert (first.detail["created_gte"], first.detail["created_lte"]) == (
+        "2026-11-20T17:00:00Z",
+        "2026-11-20T18:00:59.999999Z",
+    )
+    assert first.detail["typed_in_zone"] == "America/New_York"
 
     none_left = _text(client_a.get(f"{url}?count=1&created_gte={gte}&created_lte={lte}"))
     assert "No failed deliveries to" in none_left and "Yes, redeliver" not in none_left

@@ -1,5 +1,6 @@
 """Unit tests of the overview's periods: presets, custom ranges and their errors, local days in
-a merchant's zone (23 and 25 hours when the clocks change), and the previous period."""
+a merchant's zone (23 and 25 hours when the clocks change), and the previous period; local
+minutes of a time input read in a merchant's zone across clock changes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.common.timezones import checked_zone_name, local_midnight_utc, zone_of
+from app.common.timezones import checked_zone_name, local_midnight_utc, minute_range, zone_of
 from app.reporting.overview import NOT_COUNTED, _buckets, change
 from app.reporting.periods import MAX_DAYS, Period, PeriodError, parse_period, preset_period
 
@@ -93,6 +94,33 @@ def test_a_skipped_midnight_starts_the_day_when_it_starts():
     assert local_midnight_utc(date(2026, 9, 6), ZoneInfo("America/Santiago")) == datetime(
         2026, 9, 6, 4, 0
     )
+
+
+NEW_YORK = ZoneInfo("America/New_York")
+END = timedelta(seconds=59, microseconds=999999)  # "to 01:30" means to the end of that minute
+
+
+@pytest.mark.parametrize(
+    "first, last, start, end",
+    [
+        # An ordinary window: EST is UTC-5.
+        ("2026-11-20 12:00", "2026-11-20 13:00", "2026-11-20 17:00", "2026-11-20 18:00"),
+        # 01:30 happens twice on 1 November (EDT, then EST): first as a start, second as an end.
+        ("2026-11-01 01:30", "2026-11-01 01:30", "2026-11-01 05:30", "2026-11-01 06:30"),
+        # 02:00-02:59 never happens on 8 March: the window starts when the clocks jump (07:00
+        # UTC) and one ending in the gap ends just before it.
+        ("2026-03-08 02:30", "2026-03-08 03:00", "2026-03-08 07:00", "2026-03-08 07:00"),
+        ("2026-03-08 01:00", "2026-03-08 02:30", "2026-03-08 06:00", None),
+    ],
+)
+def test_a_local_minute_window_holds_every_moment_the_wall_clock_reads_in_it(
+    first, last, start, end
+):
+    parse = datetime.fromisoformat
+    got = minute_range(parse(first), parse(last), NEW_YORK)
+    jump = datetime(2026, 3, 8, 7, 0)
+    assert got == (parse(start), parse(end) + END if end else jump - timedelta(microseconds=1))
+    assert minute_range(None, None, NEW_YORK) == (None, None)
 
 
 def test_previous_period_has_the_same_number_of_days_just_before():

@@ -218,6 +218,8 @@ def test_csv_export_has_exactly_the_filtered_rows(client_a, dataset):
     assert row["customer_email"] == "ann@example.com"
     assert row["psp_session_id"] == "cs_test_aaa111"
     assert row["status"] == "SUCCESS"
+    # No zone set: UTC, and the cell says so (to the second, as spreadsheets read it).
+    assert row["created_at"] == "2026-11-19 12:00:00+00:00"
 
 
 def test_csv_export_of_everything_matches_the_table(client_a, dataset):
@@ -347,3 +349,8 @@ def test_days_and_times_are_the_merchants_once_it_sets_its_time_zone(
     )
     page = client_a.get("/dashboard/payments?q=eur-ok").get_data(as_text=True)
     assert "Created (Pacific/Kiritimati)" in page and "2026-11-20 02:00" in page
+    # The export of the same local day: the same row, its time as the list shows it, with
+    # the offset that makes it one instant.
+    (row,) = read_csv(client_a.get("/dashboard/payments/export.csv?date_from=2026-11-20"))
+    assert row["payment_id"] == dataset["eur-ok"]
+    assert row["created_at"] == "2026-11-20 02:00:00+14:00"

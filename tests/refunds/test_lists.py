@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from app.common import cursors
 from app.extensions import db
-from app.models import Payment
+from app.models import Merchant, Payment
 from tests.dashboard.test_modes import switch
 from tests.support.api import post_refund
 from tests.support.factories import add_refund_rows
@@ -169,6 +169,7 @@ def test_the_refunds_csv_has_every_filtered_refund_of_the_mode_and_merchant(
         add_refund_rows(tenants.b_id, start=T0)
         add_refund_rows(tenants.a_id, livemode=True, start=T0)
         failed_id = failed[0].public_id
+        db.session.get(Merchant, tenants.a_id).time_zone = "Europe/Berlin"
         db.session.commit()
     switch(client_a, "test")
 
@@ -183,6 +184,8 @@ def test_the_refunds_csv_has_every_filtered_refund_of_the_mode_and_merchant(
     assert (mine["status"], mine["reason"], mine["source"]) == ("succeeded", "duplicate", "api")
     assert mine["psp_refund_id"] == made["psp_refund_id"] and mine["livemode"] == "false"
     assert rows[1]["merchant_reference"] == "'=1+2"  # never a spreadsheet formula
+    # T0 (09:00 UTC) in the merchant's zone, with the offset: CET is UTC+1 in November.
+    assert rows[1]["created_at"] == "2026-11-02 10:00:00+01:00"
     only_failed = read_csv(client_a.get("/dashboard/refunds/export.csv?status=failed"))
     assert [r["refund_id"] for r in only_failed] == [failed_id]
     assert client_a.get("/dashboard/refunds/export.csv?amount_min=abc").status_code == 400
@@ -192,9 +195,15 @@ def test_an_operator_sees_every_merchants_refunds_and_narrows_to_one(app, tenant
     with app.app_context():
         a = add_refund_rows(tenants.a_id, start=T0)[0].public_id
         b = add_refund_rows(tenants.b_id, start=T0 + timedelta(minutes=5))[0].public_id
+        db.session.get(Merchant, tenants.a_id).time_zone = "Europe/Berlin"
         db.session.commit()
     operator = logged_in(app, tenants.op_email)
 
     assert refund_ids(operator.get("/dashboard/refunds").get_data(as_text=True)) == [b, a]
     narrowed = operator.get(f"/dashboard/refunds?merchant_id={tenants.a_id}")
     assert refund_ids(narrowed.get_data(as_text=True)) == [a]
+    # Across merchants the export is in UTC, and says so; narrowed to one, in its zone.
+    every = {r["refund_id"]: r for r in read_csv(operator.get("/dashboard/refunds/export.csv"))}
+    assert every[a]["created_at"] == "2026-11-02 09:00:00+00:00"
+    (one,) = read_csv(operator.get(f"/dashboard/refunds/export.csv?merchant_id={tenants.a_id}"))
+    assert one["created_at"] == "2026-11-02 10:00:00+01:00"

@@ -19,9 +19,10 @@ from app.blueprints.dashboard.shared import (
     query_args,
     scope_merchant_id,
     view_livemode,
+    viewer_zone,
 )
 from app.errors import PayBridgeError
-from app.models import NotificationEndpoint
+from app.models import NotificationEndpoint, iso
 from app.notifications import endpoints as endpoint_service
 from app.notifications import redelivery
 from app.reporting import deliveries as log
@@ -35,7 +36,9 @@ def deliveries():
     merchant_id = scope_merchant_id()
     livemode = view_livemode()
     form = DeliveryFilterForm(
-        formdata=request.args, endpoints=log.endpoints_in_view(merchant_id, livemode)
+        formdata=request.args,
+        endpoints=log.endpoints_in_view(merchant_id, livemode),
+        zone=viewer_zone(),
     )
     valid = form.validate()
     result = log.DeliveryPage(rows=[], older=None, newer=None)  # never unfiltered for filtered
@@ -126,7 +129,7 @@ def redeliver_failed(public_id: str):
         abort(404, "No such notification endpoint (in the mode in view).")
     back = merchant_url("dashboard.endpoint_detail", merchant.id, public_id=public_id)
     if request.method == "GET":
-        form = RedeliverWindowForm(formdata=request.args, meta={"csrf": False})
+        form = RedeliverWindowForm(formdata=request.args, meta={"csrf": False}, zone=viewer_zone())
         count = newest = None
         if "count" in request.args and form.validate():
             window = redelivery.FailedWindow(**form.window(endpoint.id))
@@ -142,7 +145,7 @@ def redeliver_failed(public_id: str):
             back=back,
         )
         return page, 400 if form.errors else 200
-    form = RedeliverWindowForm()
+    form = RedeliverWindowForm(zone=viewer_zone())
     if not form.validate_on_submit():
         abort(400, "The form expired or its window is not valid; count the deliveries again.")
     window = redelivery.FailedWindow(**form.window(endpoint.id), upto_id=form.upto_id() or 0)
@@ -152,9 +155,12 @@ def redeliver_failed(public_id: str):
         target=("notification_endpoint", public_id),
         act=lambda: _redeliver_window(endpoint, window),
         failure="Nothing was queued",
+        # The window as it was read: UTC instants saying so (iso: "…Z"), and the zone whose
+        # wall-clock minutes were typed.
         detail={
-            "created_gte": window.created_gte and window.created_gte.isoformat(),
-            "created_lte": window.created_lte and window.created_lte.isoformat(),
+            "created_gte": iso(window.created_gte),
+            "created_lte": iso(window.created_lte),
+            "typed_in_zone": form.zone.key,
         },
         back=back,
     )

@@ -7,7 +7,7 @@ read), so they have none.
 from __future__ import annotations
 
 import secrets
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -48,7 +48,7 @@ from app.common.money import (
     parse_major,
 )
 from app.common.payment_methods import METHOD_TYPES
-from app.common.timezones import checked_zone_name
+from app.common.timezones import checked_zone_name, minute_range
 from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.errors import PayBridgeError
 from app.models import DisputeState, PaymentStatus, PaymentType, RefundState, RefundStatus
@@ -563,13 +563,20 @@ class EventFilterForm(FlaskForm):
         }
 
 
-# A moment in a form: minutes, read as UTC (the dashboard shows every time in UTC).
+# A moment in a form: minutes on the wall clock of the zone the dashboard shows times in (the
+# merchant's, UTC until it sets one), turned into UTC by timezones.minute_range.
 MINUTE_FORMAT = "%Y-%m-%dT%H:%M"
 
 
-def _moment(label: str) -> DateTimeLocalField:
+def _minute_in_range(form, field) -> None:
+    # The days the lists take, so that any zone's offset keeps the UTC instant a datetime.
+    if field.data and not EARLIEST_DAY <= field.data.date() <= LATEST_DAY:
+        raise ValidationError("Choose a time from 1970-01-01 to 9999-12-30.")
+
+
+def _moment(label: str, *validators) -> DateTimeLocalField:
     return DateTimeLocalField(
-        label, format=MINUTE_FORMAT, validators=[Optional()], description="UTC, to the minute."
+        label, format=MINUTE_FORMAT, validators=[Optional(), _minute_in_range, *validators]
     )
 
 
@@ -578,7 +585,26 @@ def _moments_in_order(form, field) -> None:
         raise ValidationError("The end is before the start.")
 
 
-class DeliveryFilterForm(FlaskForm):
+class LocalWindowForm(FlaskForm):
+    """A window of events' creation times, `created_gte` to `created_lte` (to the end of its
+    minute), typed in `zone`: the fields say which, the window reads them in it."""
+
+    created_gte = _moment("Event created from")
+    created_lte = _moment("Event created to (inclusive)", _moments_in_order)
+
+    def __init__(self, *args, zone: ZoneInfo, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.zone = zone
+        for moment in (self.created_gte, self.created_lte):
+            moment.label.text = f"{moment.label.text} ({zone.key})"
+            moment.description = "To the minute, on that zone's clocks."
+
+    def utc_window(self) -> tuple[datetime | None, datetime | None]:
+        """The window as naive UTC bounds, both included."""
+        return minute_range(self.created_gte.data, self.created_lte.data, self.zone)
+
+
+class DeliveryFilterForm(LocalWindowForm):
     """Filters of the delivery log, read from the query string; the endpoints are the view's."""
 
     class Meta:
@@ -600,13 +626,6 @@ class DeliveryFilterForm(FlaskForm):
     event = StringField(
         "Event id", validators=[Optional(), Length(max=40)], render_kw={"placeholder": "msg_…"}
     )
-    created_gte = _moment("Event created from")
-    created_lte = DateTimeLocalField(
-        "Event created to (inclusive)",
-        format=MINUTE_FORMAT,
-        validators=[Optional(), _moments_in_order],
-        description="UTC, to the minute.",
-    )
     merchant_id = IntegerField(
         "Merchant", validators=[Optional(), NumberRange(min=1, max=MAX_ROW_ID)]
     )
@@ -622,7 +641,7 @@ class DeliveryFilterForm(FlaskForm):
     def to_filter(self, merchant_id: int | None, livemode: bool) -> DeliveryFilter:
         """The validated filters, inside the tenancy scope and one mode."""
         endpoint = self._endpoints.get(self.endpoint_id.data or "")
-        lte = self.created_lte.data
+        created_gte, created_lte = self.utc_window()
         return DeliveryFilter(
             merchant_id=merchant_id,
             livemode=livemode,
@@ -630,32 +649,22 @@ class DeliveryFilterForm(FlaskForm):
             event_type=self.event_type.data or None,
             status=self.status.data or None,
             event_public_id=(self.event.data or "").strip() or None,
-            created_gte=self.created_gte.data,
-            # "to 14:05" means up to the end of that minute.
-            created_lte=lte.replace(second=59, microsecond=999999) if lte else None,
+            created_gte=created_gte,
+            created_lte=created_lte,
         )
 
 
-class RedeliverWindowForm(FlaskForm):
+class RedeliverWindowForm(LocalWindowForm):
     """Bulk redelivery: the time window, then (confirmed) `upto`, the newest delivery the
     confirmation counted, so exactly what it counted is sent."""
 
     created_gte = _moment("Events created from")
-    created_lte = DateTimeLocalField(
-        "Events created to (inclusive)",
-        format=MINUTE_FORMAT,
-        validators=[Optional(), _moments_in_order],
-        description="UTC, to the minute.",
-    )
+    created_lte = _moment("Events created to (inclusive)", _moments_in_order)
     upto = HiddenField(validators=[Optional()])
 
     def window(self, endpoint_id: int):
-        lte = self.created_lte.data
-        return dict(
-            endpoint_id=endpoint_id,
-            created_gte=self.created_gte.data,
-            created_lte=lte.replace(second=59, microsecond=999999) if lte else None,
-        )
+        created_gte, created_lte = self.utc_window()
+        return dict(endpoint_id=endpoint_id, created_gte=created_gte, created_lte=created_lte)
 
     def upto_id(self) -> int | None:
         value = (self.upto.data or "").strip()

@@ -138,7 +138,13 @@ def viewer_zone() -> ZoneInfo:
 def local_minute(value: datetime) -> str:
     """A stored time to the minute in the viewer's zone, as the lists show it (their column
     heads name the zone: `zone_label`)."""
-    return f"{to_local(value, viewer_zone()):%Y-%m-%d %H:%M}"
+    return local_strftime(value, "%Y-%m-%d %H:%M")
+
+
+def local_strftime(value: datetime, fmt: str) -> str:
+    """A stored time in the viewer's zone, formatted (`fmt` as strftime's); the page names the
+    zone (`zone_label`)."""
+    return to_local(value, viewer_zone()).strftime(fmt)
 
 
 def zone_label() -> str:
@@ -336,6 +342,7 @@ def dashboard_context() -> dict:
         "iso": iso,
         "local_time": local_time,
         "local_minute": local_minute,
+        "local_strftime": local_strftime,
         "zone_label": zone_label,
         "is_operator": is_operator(),
         "pretty_json": lambda value: json.dumps(value, indent=2, sort_keys=True, default=str),
