@@ -210,8 +210,8 @@ def test_a_dispute_with_no_due_date_is_still_due_and_listed_last(app, tenants, c
 def test_evidence_the_psp_cannot_take_is_said_so_and_changes_nothing(
     app, tenants, client_a, paid_payment, stripe_delivers
 ):
-    """Unreachable PSP, then a due date passed at the PSP: the dashboard says why, the
-    dispute stays as it was, and the audit log records the error."""
+    """Unreachable PSP, a refusal of the PSP's own, then a due date passed at the PSP: the
+    dashboard says why, the dispute stays as it was, and the audit log records the error."""
     dispute = _disputed(app, stripe_delivers, tenants.a_id, paid_payment, respond_in_seconds=60)
     url = f"/dashboard/disputes/{dispute.public_id}/evidence"
 
@@ -231,6 +231,23 @@ def test_evidence_the_psp_cannot_take_is_said_so_and_changes_nothing(
     stripe_delivers.control("DELETE", "faults")
     assert get_row(app, Dispute, id=dispute.id).status == "needs_response"
 
+    # The PSP refuses the acceptance outright (a 400 of its own): said so, nothing changes.
+    stripe_delivers.control(
+        "POST",
+        "faults",
+        {"kind": "http_400", "path": f"/v1/disputes/{dispute.psp_dispute_id}/close"},
+    )
+    page = client_a.get(f"/dashboard/disputes/{dispute.public_id}/accept").get_data(as_text=True)
+    refused = client_a.post(
+        f"/dashboard/disputes/{dispute.public_id}/accept", data={"csrf_token": csrf_from(page)}
+    )
+    assert refused.status_code == 302
+    said = client_a.get(refused.headers["Location"]).get_data(as_text=True)
+    assert "The dispute was not accepted" in said
+    assert "refused the answer: This request was refused (injected fault)" in said  # its words
+    stripe_delivers.control("DELETE", "faults")
+    assert get_row(app, Dispute, id=dispute.id).status == "needs_response"
+
     stripe_delivers.control("POST", "clock/advance", {"seconds": 120})  # due at the PSP now
     late = submit("Delivered, signed.")
     assert "The evidence was not submitted" in late and "was due earlier" in late
@@ -238,3 +255,5 @@ def test_evidence_the_psp_cannot_take_is_said_so_and_changes_nothing(
     audits = get_rows(app, AuditLog, AuditLog.action == "dispute_evidence")
     assert [a.detail["result"] for a in audits] == ["error", "error"]
     assert [a.detail["code"] for a in audits] == ["PSP_UNAVAILABLE", "DISPUTE_PAST_DUE"]
+    [accept] = get_rows(app, AuditLog, AuditLog.action == "dispute_accept")
+    assert (accept.detail["result"], accept.detail["code"]) == ("error", "PSP_REJECTED")
