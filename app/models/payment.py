@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    ColumnElement,
     ForeignKey,
     Index,
     Integer,
@@ -320,6 +321,19 @@ class Payment(db.Model):
 
     def __repr__(self) -> str:
         return f"<Payment {self.public_id} {self.status}>"
+
+
+def could_start_email(text: str) -> bool:
+    """Whether `text` can be the beginning of an email address: "ann", "ann@", "ann@exa"."""
+    return bool(text) and " " not in text and text.count("@") <= 1
+
+
+def email_starts_with(prefix: str) -> ColumnElement[bool]:
+    """Payments whose customer's email begins with `prefix`, in any case: emails are kept in
+    lower case (0019_list_search), so "Ann" finds ann@example.com; `%` and `_` match
+    themselves, and (merchant_id, livemode, customer_email, …) serves it as a range. The one
+    rule of the dashboard's search, its customers list and the API's filter."""
+    return Payment.customer_email.startswith(normalize_email(prefix) or "", autoescape=True)
 
 
 class PaymentStatusChange(db.Model):

@@ -18,7 +18,7 @@ from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import Dispute, Payment, PaymentStatus, Refund
-from app.models.payment import normalize_email
+from app.models.payment import email_starts_with, normalize_email
 from app.reporting.transactions import Page, keyset_page
 
 CURSOR_SCOPE = "dashboard.customer"
@@ -170,7 +170,7 @@ def customers_page(
         select(email, func.count(), func.max(Payment.created_at)), merchant_id, livemode
     ).where(email.is_not(None))
     if prefix:
-        stmt = stmt.where(email.startswith(normalize_email(prefix), autoescape=True))
+        stmt = stmt.where(email_starts_with(prefix))
     if after:
         stmt = stmt.where(email > normalize_email(after))
     stmt = stmt.group_by(email).order_by(email).limit(PAGE_SIZE + 1)

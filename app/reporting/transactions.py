@@ -32,7 +32,7 @@ from app.common.timezones import day_range, to_local
 from app.extensions import db
 from app.models import DisputeState, Payment, RefundState
 from app.models.base import ANY_STATE, states_matching
-from app.models.payment import normalize_email
+from app.models.payment import could_start_email, email_starts_with
 from app.reporting.modes import in_mode
 from app.serializers.payment import PAYMENT_METHOD_FIELDS
 
@@ -139,17 +139,11 @@ def search_clauses(q: str | None) -> list:
     if lowered.startswith("cs_"):
         clauses.append(Payment.psp_session_id.startswith(q, autoescape=True))
     if could_start_email(q):
-        # Stored in lower case (0019_list_search): "Ann" finds ann@example.com.
-        clauses.append(Payment.customer_email.startswith(normalize_email(q), autoescape=True))
+        clauses.append(email_starts_with(q))
     # A card's or an IBAN's last 4 (0018's indexes).
     if len(q) == 4 and q.isalnum():
         clauses.append(Payment.card_last4 == q)
     return clauses
-
-
-def could_start_email(q: str) -> bool:
-    """Whether `q` can be the beginning of an email address: "ann", "ann@", "ann@exa"."""
-    return " " not in q and q.count("@") <= 1
 
 
 def _base(f: TransactionFilter) -> Select:

@@ -2,7 +2,8 @@
 really run, EXPLAINed against thousands of payments of many customers, two merchants and both
 modes. An email prefix, one customer's payments and the customers list read
 ix_payments_merchant_email (merchant_id, livemode, customer_email, created_at, id;
-0019_list_search); "any refund" reads the refund-state index once per state, in order."""
+0019_list_search); "any refund" reads the refund-state index once per state, in order; the
+API's email, last-4 and brand filters read the merchant's email, last-4 and brand indexes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from sqlalchemy import event, insert, text
 from app.extensions import db
 from app.models import Payment, utcnow
 from app.models.payment import new_payment_id
+from tests.support.api import auth_headers
 from tests.support.pages import logged_in
 
 BY_EMAIL = "ix_payments_merchant_email"
@@ -56,6 +58,10 @@ def _rows(merchant_id: int, count: int, *, livemode: bool, tag: str) -> list[dic
                 "refunded_amount": {"partial": 100, "full": 1000 + i, None: 0}[state],
                 "refund_state": state,
                 "dispute_state": ("open", "lost", "won")[i % 3] if i % 40 == 7 else None,
+                # Paid by card; one in 50 an amex, last 4 spread over 1000 values.
+                "method_type": "card",
+                "card_brand": "amex" if i % 50 == 0 else "visa",
+                "card_last4": f"{i % 1000:04d}",
                 "created_at": start - timedelta(seconds=i),
                 "updated_at": start - timedelta(seconds=i),
             }
@@ -78,7 +84,9 @@ def many_customers(app, tenants):
         db.session.remove()
 
 
-def plans(app, client, path: str, wanted: Callable[[str], bool]) -> list[dict]:
+def plans(
+    app, client, path: str, wanted: Callable[[str], bool], headers: dict | None = None
+) -> list[dict]:
     """EXPLAIN of each statement the page at `path` runs that `wanted` picks."""
     captured = []
 
@@ -90,7 +98,7 @@ def plans(app, client, path: str, wanted: Callable[[str], bool]) -> list[dict]:
         engine = db.engine
     event.listen(engine, "before_cursor_execute", capture)
     try:
-        response = client.get(path)
+        response = client.get(path, headers=headers or {})
         assert response.status_code == 200, response.get_data(as_text=True)[:300]
     finally:
         event.remove(engine, "before_cursor_execute", capture)
@@ -198,3 +206,22 @@ def test_the_customers_chargebacks_are_read_from_the_page_emails_index_ranges(
         assert payments["type"] == "eq_ref", payments
     else:
         merchant_and_mode_read(payments, BY_EMAIL)
+
+
+def test_the_apis_email_last4_and_brand_filters_read_the_merchants_indexes(
+    app, tenants, many_customers
+):
+    """GET /api/v1/payments?customer_email=…|card_last4=…|card_brand=… (issue 27): each reads
+    its own index of the merchant and mode, the value read from it too (0018, 0019)."""
+    client = app.test_client()
+    for query, index in (
+        ("customer_email=Shopper012", BY_EMAIL),
+        ("customer_email=shopper0120@example.com", BY_EMAIL),
+        ("card_last4=0042", "ix_payments_merchant_last4_created"),
+        ("card_brand=amex", "ix_payments_merchant_brand_created"),
+    ):
+        path = f"/api/v1/payments?{query}&limit=100"
+        [plan] = plans(app, client, path, payments_list, auth_headers(tenants.a_key))
+        merchant_and_mode_read(plan, index)
+        assert int(plan["key_len"]) > MERCHANT_AND_MODE, (query, plan)
+        assert int(plan["rows"]) < 200, (query, plan)  # of the merchant's 3000 in this mode
