@@ -12,7 +12,7 @@ from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import DisputeState, Payment, PaymentStatus
 from app.models.base import naive_utc, states_matching
-from app.models.payment import email_starts_with
+from app.models.payment import email_starts_with, within_one_merchant
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -129,7 +129,7 @@ def list_payments(
     return PaymentPage(
         *cursors.newest_first_page(
             db.session,
-            stmt,
+            within_one_merchant(stmt),
             Payment.created_at,
             Payment.id,
             scope=scope,

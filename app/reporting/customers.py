@@ -18,7 +18,7 @@ from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import Dispute, Payment, PaymentStatus, Refund
-from app.models.payment import email_starts_with, normalize_email
+from app.models.payment import email_starts_with, normalize_email, within_one_merchant
 from app.reporting.transactions import Page, keyset_page
 
 CURSOR_SCOPE = "dashboard.customer"
@@ -56,7 +56,8 @@ class CustomerRow:
 
 
 def _of_merchant(stmt: Select, merchant_id: int, livemode: bool) -> Select:
-    return stmt.where(Payment.merchant_id == merchant_id, Payment.livemode == livemode)
+    stmt = stmt.where(Payment.merchant_id == merchant_id, Payment.livemode == livemode)
+    return within_one_merchant(stmt)
 
 
 def _payments_of(merchant_id: int, livemode: bool, email: str) -> Select:

@@ -32,7 +32,7 @@ from app.common.timezones import day_range, to_local
 from app.extensions import db
 from app.models import DisputeState, Payment, RefundState
 from app.models.base import ANY_STATE, states_matching
-from app.models.payment import could_start_email, email_starts_with
+from app.models.payment import could_start_email, email_starts_with, within_one_merchant
 from app.reporting.modes import in_mode
 from app.serializers.payment import PAYMENT_METHOD_FIELDS
 
@@ -194,8 +194,11 @@ def branches(f: TransactionFilter) -> list[Select]:
     """The same set as `filtered`, as statements whose union it is, each an equality or one
     prefix on one index: "refunded in part or in full" or "a reference or an email starting
     with" is an OR an index cannot walk in (created_at, id) order, each branch can (and LIMIT
-    stops it early); `keyset_page` merges their pages."""
+    stops it early); `keyset_page` merges their pages. A merchant's branches read only the
+    indexes leading with the merchant."""
     base = _base(f)
+    if f.merchant_id is not None:
+        base = within_one_merchant(base)
     ors = [
         refund_clauses(f.refund_state) or [None],
         dispute_clauses(f.dispute_state) or [None],
