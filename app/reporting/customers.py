@@ -120,6 +120,13 @@ def _withdrawn(merchant_id: int, livemode: bool, emails: list[str]) -> dict[tupl
         )
         .group_by(email, Dispute.currency)
     )
+    # Payments first, as joined (STRAIGHT_JOIN), then each one's disputes by the payment: with
+    # few disputes MariaDB scanned them all, every merchant's, and looked up each one's payment;
+    # the page's customers' payments, read through the merchant's email index, are what the
+    # list's totals read anyway.
+    for dialect in ("mysql", "mariadb"):
+        stmt = stmt.prefix_with("STRAIGHT_JOIN", dialect=dialect)
+        stmt = stmt.with_hint(Dispute, "FORCE INDEX (ix_disputes_payment)", dialect)
     return {(e, currency): int(n) for e, currency, n in db.session.execute(stmt)}
 
 

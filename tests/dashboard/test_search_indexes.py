@@ -197,16 +197,15 @@ def test_the_customers_list_walks_the_email_index_in_order(app, tenants, many_cu
 def test_the_customers_chargebacks_are_read_from_the_page_emails_index_ranges(
     app, tenants, many_customers
 ):
-    """The list's net subtracts chargebacks: one more query, which never scans payments: it
-    reads the page's emails through the email index, or (disputes being few) each dispute's
-    payment by its key."""
+    """The list's net subtracts chargebacks: one more query, which scans neither payments nor
+    disputes (every merchant's): it reads the page's emails through the merchant's email
+    index, then each payment's disputes by the payment."""
     client = logged_in(app, tenants.a_email)
     found = plans(app, client, "/dashboard/customers", chargebacks_by_email)
     [payments] = [plan for plan in found if plan["table"] == "payments"]
-    if payments["key"] == "PRIMARY":
-        assert payments["type"] == "eq_ref", payments
-    else:
-        merchant_and_mode_read(payments, BY_EMAIL)
+    [disputes] = [plan for plan in found if plan["table"] == "disputes"]
+    merchant_and_mode_read(payments, BY_EMAIL)
+    assert disputes["key"] == "ix_disputes_payment" and disputes["type"] == "ref", disputes
 
 
 def test_the_apis_email_last4_and_brand_filters_read_the_merchants_indexes(
