@@ -222,10 +222,18 @@ def main(argv=None) -> int:
         log(f"starting the stack (logs in {run_dir}/logs)")
         stack.start(workers=args.workers)
         notify = f"{stack.recv_url}/notify"
-        shops = [["Bench Shop", notify], ["Backlog Shop", notify], ["Volume Shop", ""]]
-        ctx.merchant, ctx.backlog_merchant, ctx.volume_merchant = stack.appctl(
-            "setup", "--merchants", json.dumps(shops)
-        )
+        shops = [
+            ["Bench Shop", notify],
+            ["Backlog Shop", notify],
+            ["Volume Shop", ""],
+            ["Other Volume Shop", ""],
+        ]
+        (
+            ctx.merchant,
+            ctx.backlog_merchant,
+            ctx.volume_merchant,
+            ctx.other_volume_merchant,
+        ) = stack.appctl("setup", "--merchants", json.dumps(shops))
         report["memory_at_start_mb"] = stack.memory()
         for name in names:
             log(f"scenario {name}")
@@ -264,6 +272,7 @@ def main(argv=None) -> int:
         stack.set_buffer_pool(pool_before)  # the machine's server, as it was
     report["results"] = ctx.results
     report["explain"] = ctx.explains
+    report["explain_warnings"] = ctx.explain_warnings
     report["traces"] = ctx.traces
     report["total_s"] = round(time.monotonic() - t0)
     out = run_dir / "results.json"

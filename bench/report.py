@@ -111,6 +111,17 @@ def explain_table(explains: list[dict]) -> list[str]:
     return out
 
 
+def explain_warnings(report: dict) -> list[str]:
+    """The reads' requests not answered 200 and plans that scan, sort or read across
+    merchants (`_warn_unindexed`), or that there were none."""
+    found = report.get("explain_warnings") or []
+    if not found:
+        return ["No read request's plan scans a table, sorts, or reads across merchants."]
+    return ["Plans to look at (scan, sort, index without the merchant, or not 200):", ""] + [
+        f"- {w}" for w in found
+    ]
+
+
 def traces(items: list[dict]) -> list[str]:
     out = []
     for t in items:
@@ -135,8 +146,9 @@ def render(report: dict) -> str:
         "",
     ]
     if report.get("explain"):
-        lines += ["EXPLAIN of every read request's payments queries:", ""]
+        lines += ["EXPLAIN of the read requests' payments, history, refunds, disputes queries:", ""]
         lines += explain_table(report["explain"]) + [""]
+        lines += explain_warnings(report) + [""]
     return "\n".join(lines)
 
 
@@ -390,11 +402,12 @@ def fill_docs(report: dict, path: str) -> None:
     if report.get("explain"):
         body += [
             "",
-            "EXPLAIN of the `payments` queries each read request runs "
-            "(`bench.appctl explain`, captured from the real request):",
+            "EXPLAIN of the `payments`, history, refunds and disputes queries each read "
+            "request runs (`bench.appctl explain`, captured from the real request):",
             "",
         ]
         body += explain_table(report["explain"])
+        body += [""] + explain_warnings(report)
     text = _replace_block(text, "table", body)
     text = _replace_block(text, "costs", costs_section(report))
     text = _replace_block(text, "verdicts", verdict_table(report))

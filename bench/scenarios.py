@@ -116,9 +116,13 @@ class Context:
     merchant: dict = field(default_factory=dict)
     backlog_merchant: dict = field(default_factory=dict)
     volume_merchant: dict = field(default_factory=dict)
+    # As many payments as the volume merchant's, never read by the reads' requests: a query
+    # plan that walks an index across merchants reads its rows too (as in production).
+    other_volume_merchant: dict = field(default_factory=dict)
     healthz: dict = field(default_factory=dict)
     results: list = field(default_factory=list)
     explains: list = field(default_factory=list)
+    explain_warnings: list = field(default_factory=list)
     traces: list = field(default_factory=list)
 
     @property
@@ -923,14 +927,24 @@ def reads(ctx: Context) -> None:
     p = ctx.profile
     stack = ctx.stack
     vol = ctx.volume_merchant
-    volume = loader.Batch(
-        merchant_id=vol["merchant_id"],
-        count=p.reads_payments,
-        prefix="vol",
-        span=timedelta(hours=24),
-        status_weights={"SUCCESS": 0.7, "FAILED": 0.2, "INITIATED": 0.08, "PENDING": 0.02},
-    )
-    info = loader.load(stack.mysql, volume)
+    # Two merchants of the same size over the same day: the requests read the first's; the
+    # second's rows lie between them in every index that does not lead with the merchant, so
+    # a plan walking one of those reads both (one merchant alone hid such plans: page 2 of the
+    # API's list walked ix_payments_livemode_created). Their own seed: other ids.
+    loaded = []
+    for shop, prefix, seed in (
+        (vol, "vol", 7),
+        (ctx.other_volume_merchant, "oth", 8),
+    ):
+        batch = loader.Batch(
+            merchant_id=shop["merchant_id"],
+            count=p.reads_payments,
+            prefix=prefix,
+            span=timedelta(hours=24),
+            status_weights={"SUCCESS": 0.7, "FAILED": 0.2, "INITIATED": 0.08, "PENDING": 0.02},
+            seed=seed,
+        )
+        loaded.append(loader.load(stack.mysql, batch))
     conn = stack.mysql()
     with conn.cursor() as cur:
         cur.execute(
@@ -946,19 +960,31 @@ def reads(ctx: Context) -> None:
         )
         per_currency = dict(cur.fetchall())
     conn.close()
-    ctx.results.append(
-        {
-            "scenario": f"loader: {p.reads_payments} payments + history",
-            "throughput": info["rows_per_s"],
-            "elapsed_s": info["total_s"],
-            "detail": info,
-        }
-    )
-    log(
-        f"loaded {info['payments']} payments + {info['history_rows']} history rows in "
-        f"{info['total_s']}s"
-    )
-    _seed_refunds_and_disputes(stack, vol["merchant_id"])
+    for whose, info in zip(("read", "other"), loaded, strict=True):
+        ctx.results.append(
+            {
+                "scenario": f"loader: {p.reads_payments} payments + history ({whose} merchant)",
+                "throughput": info["rows_per_s"],
+                "elapsed_s": info["total_s"],
+                "detail": info,
+            }
+        )
+        log(
+            f"loaded {info['payments']} payments + {info['history_rows']} history rows in "
+            f"{info['total_s']}s ({whose} merchant)"
+        )
+    for shop in (vol, ctx.other_volume_merchant):
+        _seed_refunds_and_disputes(stack, shop["merchant_id"])
+    conn = stack.mysql()
+    with conn.cursor() as cur:
+        # A payment with a refund, for the refunds list of one payment.
+        cur.execute(
+            "SELECT payments.public_id FROM refunds JOIN payments ON payments.id = "
+            "refunds.payment_id WHERE refunds.merchant_id=%s ORDER BY refunds.id DESC LIMIT 1",
+            (vol["merchant_id"],),
+        )
+        refunded_pub = cur.fetchone()[0]
+    conn.close()
     # The overview reads its payment figures from the rollup: fill it as the first deploy does
     # (`flask reporting rebuild`); without it the overview would read the payments live.
     started = time.monotonic()
@@ -1014,11 +1040,31 @@ def reads(ctx: Context) -> None:
         ("api: status=FAILED", "/api/v1/payments?status=FAILED&limit=100"),
         ("api: created range", f"/api/v1/payments?created_gte={today}T00:00:00Z&limit=100"),
         ("api: merchant_reference", f"/api/v1/payments?merchant_reference={ref}"),
+        # Issue 27: the API finds payments as the dashboard's search does.
+        (
+            "api: customer_email prefix",
+            f"/api/v1/payments?customer_email={email.split('@')[0].upper()}&limit=100",
+        ),
+        (
+            "api: customer_email short prefix",
+            "/api/v1/payments?customer_email=customer19&limit=100",
+        ),
+        ("api: card_last4", "/api/v1/payments?card_last4=4242&limit=100"),
+        ("api: card_brand=amex", "/api/v1/payments?card_brand=amex&limit=100"),
+        ("dashboard: refund full", f"{dash}?refund_state=full"),
+        ("api: refund_state=full", "/api/v1/payments?refund_state=full&limit=100"),
         # Refunds and disputes (issue 27): the lists, by status, and what is due soonest.
         ("dashboard: refunds", "/dashboard/refunds"),
         ("dashboard: refunds status=failed", "/dashboard/refunds?status=failed"),
+        ("dashboard: refunds date today", f"/dashboard/refunds?date_from={today}&date_to={today}"),
+        ("dashboard: refunds amount 10-11", "/dashboard/refunds?amount_min=10&amount_max=11"),
         ("api: refunds", "/api/v1/refunds?limit=100"),
         ("api: refunds status=failed", "/api/v1/refunds?status=failed&limit=100"),
+        ("api: refunds payment_id", f"/api/v1/refunds?payment_id={refunded_pub}"),
+        (
+            "api: refunds created range",
+            f"/api/v1/refunds?created_gte={today}T00:00:00Z&limit=100",
+        ),
         ("dashboard: disputes (due soonest, every)", "/dashboard/disputes"),
         ("api: disputes", "/api/v1/disputes?limit=100"),
         ("api: disputes status=needs_response", "/api/v1/disputes?status=needs_response&limit=100"),
@@ -1036,11 +1082,32 @@ def reads(ctx: Context) -> None:
                 f"/api/v1/payments?limit=100&starting_after={first['next_cursor']}",
             )
         )
+    refunds_first = requests.get(
+        f"{stack.web_url}/api/v1/refunds?limit=100",
+        headers={"Authorization": f"Bearer {vol['api_key']}"},
+        timeout=60,
+    ).json()
+    if refunds_first.get("next_cursor"):
+        urls.append(
+            (
+                "api: refunds page 2 (cursor)",
+                f"/api/v1/refunds?limit=100&starting_after={refunds_first['next_cursor']}",
+            )
+        )
     cookie = _login(stack, vol["email"], vol["password"])
-    html = requests.get(f"{stack.web_url}{dash}", headers={"Cookie": cookie}, timeout=60).text
-    older = re.search(r'href="([^"]*after=[^"]+)"', html)
-    if older:
-        urls.append(("dashboard: page 2 (cursor)", older.group(1).replace("&amp;", "&")))
+    # Page 2 of each dashboard list through its "Older" link (the pager's rel="next").
+    for name, path in (
+        ("dashboard: page 2 (cursor)", dash),
+        ("dashboard: refunds page 2 (cursor)", "/dashboard/refunds"),
+        ("dashboard: disputes page 2 (cursor)", "/dashboard/disputes"),
+        ("dashboard: customers page 2 (cursor)", "/dashboard/customers"),
+    ):
+        html = requests.get(f"{stack.web_url}{path}", headers={"Cookie": cookie}, timeout=60).text
+        older = re.search(r'href="([^"]+)" rel="next"', html)
+        if older:
+            urls.append((name, older.group(1).replace("&amp;", "&")))
+        else:
+            log(f"{name}: {path} has one page only at this size")
     # The overview: the payments' figures from the rollup (its 15-minute rows, plus the buckets
     # changed since the worker's watermark read live), refunds and disputes direct. Not a
     # list: no 100 ms target yet (at 1M, 30 days: ~36k rollup rows grouped per day), fewer
@@ -1094,12 +1161,13 @@ def reads(ctx: Context) -> None:
         )
         ctx.results.append(row(name, result, ctx, target_p95_ms=50))
     ctx.results.append(_export(stack, cookie, export_currency, per_currency[export_currency]))
-    _warn_unindexed(explains)
+    ctx.explain_warnings = _warn_unindexed(stack, explains)
 
 
-# Of the volume merchant's paid payments: one in REFUND_EVERY refunded in part (a tenth of those
-# failed), one in DISPUTE_EVERY disputed, most decided, a few waiting for an answer (due around
-# now: some past due) — shares of the order of a real shop's.
+# Of the volume merchant's paid payments: one in REFUND_EVERY refunded (a tenth of those
+# failed, a tenth refunded in full, the rest in part), one in DISPUTE_EVERY disputed, most
+# decided, a few waiting for an answer (due around now: some past due) — shares of the order of
+# a real shop's.
 REFUND_EVERY = 50
 DISPUTE_EVERY = 500
 DISPUTE_STATUSES = ("won", "lost", "lost", "under_review", "won", "needs_response", "lost",
@@ -1117,17 +1185,20 @@ def _seed_refunds_and_disputes(stack: Stack, merchant_id: int) -> None:
             "status, source, psp, psp_refund_id, psp_attempts, created_at, updated_at, "
             "completed_at) "
             "SELECT CONCAT('re_bench', LPAD(id, 24, '0')), id, merchant_id, livemode, "
-            "GREATEST(amount DIV 2, 1), currency, "
+            "IF((id DIV %s) %% 10 = 5, amount, GREATEST(amount DIV 2, 1)), currency, "
             "IF((id DIV %s) %% 10 = 0, 'failed', 'succeeded'), "
             "'api', psp, CONCAT('re_psp_bench', id), 1, created_at, created_at, created_at "
             "FROM payments WHERE merchant_id = %s AND status = 'SUCCESS' AND id %% %s = 0",
-            (REFUND_EVERY, merchant_id, REFUND_EVERY),
+            (REFUND_EVERY, REFUND_EVERY, merchant_id, REFUND_EVERY),
         )
         refunds = cur.rowcount
         cur.execute(
             "UPDATE payments JOIN refunds ON refunds.payment_id = payments.id "
-            "SET payments.refunded_amount = refunds.amount, payments.refund_state = 'partial' "
-            "WHERE refunds.public_id LIKE 're_bench%' AND refunds.status = 'succeeded'"
+            "SET payments.refunded_amount = refunds.amount, payments.refund_state = "
+            "IF(refunds.amount = payments.amount, 'full', 'partial') "
+            "WHERE refunds.merchant_id = %s AND refunds.public_id LIKE 're_bench%%' "
+            "AND refunds.status = 'succeeded'",
+            (merchant_id,),
         )
         cur.execute(
             "INSERT INTO disputes (public_id, payment_id, merchant_id, livemode, psp, "
@@ -1197,15 +1268,50 @@ def _export(stack: Stack, cookie: str, currency: str, expected: int) -> dict:
     }
 
 
-def _warn_unindexed(explains: list) -> None:
+def _index_columns(stack: Stack) -> dict[tuple[str, str], list[str]]:
+    """(table, index) → its columns in order, of the bench database's non-unique indexes (a
+    unique id, e.g. a pasted pay_ or cs_ id, finds its one row whoever's it is)."""
+    conn = stack.mysql()
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_NAME, INDEX_NAME, COLUMN_NAME FROM information_schema.STATISTICS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND NON_UNIQUE = 1 "
+            "ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX"
+        )
+        rows = cur.fetchall()
+    conn.close()
+    columns: dict[tuple[str, str], list[str]] = {}
+    for table, index, column in rows:
+        columns.setdefault((table, index), []).append(column)
+    return columns
+
+
+def _warn_unindexed(stack: Stack, explains: list) -> list[str]:
+    """Log (and return) every request that did not answer 200 and every plan that scans a
+    whole table, sorts its rows, or reads a merchant's rows through an index without the
+    merchant (the other volume merchant's rows are read on the way)."""
+    columns = _index_columns(stack)
+    warnings = []
     for entry in explains:
+        if entry["status"] != 200:
+            warnings.append(f"{entry['name']}: HTTP {entry['status']} ({entry['url']})")
         for st in entry["statements"]:
             for plan in st["explain"]:
-                if plan.get("type") == "ALL" or "filesort" in (plan.get("Extra") or ""):
-                    log(
-                        f"EXPLAIN {entry['name']}: {plan.get('table')} type={plan.get('type')} "
-                        f"key={plan.get('key')} rows={plan.get('rows')} {plan.get('Extra')}"
+                table, key, kind = plan.get("table"), plan.get("key"), plan.get("type")
+                extra = plan.get("Extra") or ""
+                across = (
+                    f"{table}.merchant_id = " in st["sql"]
+                    and (table, key) in columns
+                    and "merchant_id" not in columns[(table, key)]
+                )
+                if kind == "ALL" or "filesort" in extra or across:
+                    warnings.append(
+                        f"{entry['name']}: {table} type={kind} key={key} rows={plan.get('rows')}"
+                        f"{' (index without the merchant)' if across else ''} {extra}"
                     )
+    for warning in warnings:
+        log(f"EXPLAIN {warning}")
+    return warnings
 
 
 def soak(ctx: Context) -> None:

@@ -12,6 +12,7 @@ from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import DisputeState, Payment, PaymentStatus
 from app.models.base import naive_utc, states_matching
+from app.models.payment import email_starts_with, within_one_merchant
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -85,12 +86,16 @@ def list_payments(
     dispute_state: str | None = None,
     failure_reason: str | None = None,
     method_type: str | None = None,
+    customer_email: str | None = None,
+    card_last4: str | None = None,
+    card_brand: str | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
     starting_after: str | None = None,
 ) -> PaymentPage:
     """The merchant's payments of one mode, newest first, filtered, one page after the
     cursor. Each filter is an equality that an index leading with (merchant, mode) and it
-    serves, in (created_at, id) order, as the dashboard's list does."""
+    serves, in (created_at, id) order, as the dashboard's list does; `customer_email` is the
+    beginning of an email in any case, a range on (merchant, mode, customer_email)."""
     limit = max(1, min(limit, MAX_PAGE_SIZE))
     stmt = select(Payment).where(Payment.merchant_id == merchant_id)
     stmt = stmt.where(Payment.livemode == livemode)
@@ -112,12 +117,19 @@ def list_payments(
         stmt = stmt.where(Payment.failure_reason == failure_reason)
     if method_type:
         stmt = stmt.where(Payment.method_type == method_type)
+    if customer_email:
+        # A prefix: a range on (merchant, mode, customer_email), as the dashboard's search.
+        stmt = stmt.where(email_starts_with(customer_email))
+    if card_last4:
+        stmt = stmt.where(Payment.card_last4 == card_last4)
+    if card_brand:
+        stmt = stmt.where(Payment.card_brand == card_brand)
     # A cursor is only good in the mode that gave it out.
     scope = f"api.payments:{merchant_id}:{'live' if livemode else 'test'}"
     return PaymentPage(
         *cursors.newest_first_page(
             db.session,
-            stmt,
+            within_one_merchant(stmt),
             Payment.created_at,
             Payment.id,
             scope=scope,

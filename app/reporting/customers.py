@@ -18,7 +18,7 @@ from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import Dispute, Payment, PaymentStatus, Refund
-from app.models.payment import normalize_email
+from app.models.payment import email_starts_with, normalize_email, within_one_merchant
 from app.reporting.transactions import Page, keyset_page
 
 CURSOR_SCOPE = "dashboard.customer"
@@ -56,7 +56,8 @@ class CustomerRow:
 
 
 def _of_merchant(stmt: Select, merchant_id: int, livemode: bool) -> Select:
-    return stmt.where(Payment.merchant_id == merchant_id, Payment.livemode == livemode)
+    stmt = stmt.where(Payment.merchant_id == merchant_id, Payment.livemode == livemode)
+    return within_one_merchant(stmt)
 
 
 def _payments_of(merchant_id: int, livemode: bool, email: str) -> Select:
@@ -119,6 +120,13 @@ def _withdrawn(merchant_id: int, livemode: bool, emails: list[str]) -> dict[tupl
         )
         .group_by(email, Dispute.currency)
     )
+    # Payments first, as joined (STRAIGHT_JOIN), then each one's disputes by the payment: with
+    # few disputes MariaDB scanned them all, every merchant's, and looked up each one's payment;
+    # the page's customers' payments, read through the merchant's email index, are what the
+    # list's totals read anyway.
+    for dialect in ("mysql", "mariadb"):
+        stmt = stmt.prefix_with("STRAIGHT_JOIN", dialect=dialect)
+        stmt = stmt.with_hint(Dispute, "FORCE INDEX (ix_disputes_payment)", dialect)
     return {(e, currency): int(n) for e, currency, n in db.session.execute(stmt)}
 
 
@@ -170,7 +178,7 @@ def customers_page(
         select(email, func.count(), func.max(Payment.created_at)), merchant_id, livemode
     ).where(email.is_not(None))
     if prefix:
-        stmt = stmt.where(email.startswith(normalize_email(prefix), autoescape=True))
+        stmt = stmt.where(email_starts_with(prefix))
     if after:
         stmt = stmt.where(email > normalize_email(after))
     stmt = stmt.group_by(email).order_by(email).limit(PAGE_SIZE + 1)

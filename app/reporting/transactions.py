@@ -32,7 +32,7 @@ from app.common.timezones import day_range, to_local
 from app.extensions import db
 from app.models import DisputeState, Payment, RefundState
 from app.models.base import ANY_STATE, states_matching
-from app.models.payment import normalize_email
+from app.models.payment import could_start_email, email_starts_with, within_one_merchant
 from app.reporting.modes import in_mode
 from app.serializers.payment import PAYMENT_METHOD_FIELDS
 
@@ -139,17 +139,11 @@ def search_clauses(q: str | None) -> list:
     if lowered.startswith("cs_"):
         clauses.append(Payment.psp_session_id.startswith(q, autoescape=True))
     if could_start_email(q):
-        # Stored in lower case (0019_list_search): "Ann" finds ann@example.com.
-        clauses.append(Payment.customer_email.startswith(normalize_email(q), autoescape=True))
+        clauses.append(email_starts_with(q))
     # A card's or an IBAN's last 4 (0018's indexes).
     if len(q) == 4 and q.isalnum():
         clauses.append(Payment.card_last4 == q)
     return clauses
-
-
-def could_start_email(q: str) -> bool:
-    """Whether `q` can be the beginning of an email address: "ann", "ann@", "ann@exa"."""
-    return " " not in q and q.count("@") <= 1
 
 
 def _base(f: TransactionFilter) -> Select:
@@ -200,8 +194,11 @@ def branches(f: TransactionFilter) -> list[Select]:
     """The same set as `filtered`, as statements whose union it is, each an equality or one
     prefix on one index: "refunded in part or in full" or "a reference or an email starting
     with" is an OR an index cannot walk in (created_at, id) order, each branch can (and LIMIT
-    stops it early); `keyset_page` merges their pages."""
+    stops it early); `keyset_page` merges their pages. A merchant's branches read only the
+    indexes leading with the merchant."""
     base = _base(f)
+    if f.merchant_id is not None:
+        base = within_one_merchant(base)
     ors = [
         refund_clauses(f.refund_state) or [None],
         dispute_clauses(f.dispute_state) or [None],

@@ -417,16 +417,22 @@ def test_list_filters(app, client, make_merchant):
 
 
 def test_list_filters_by_refund_failure_reason_and_method(app, client, make_merchant):
-    """What the dashboard filters by, the API too: a cancellation apart from a decline."""
+    """What the dashboard filters and searches by, the API too: a cancellation apart from a
+    decline, the beginning of an email in any case, a card's or IBAN's last 4, a card brand."""
     merchant, key = make_merchant()
     with app.app_context():
+        card = {"method_type": "card", "card_brand": "amex", "card_last4": "0005"}
+        iban = {"method_type": "sepa_debit", "card_last4": "3000"}
         rows = {
             name: add_payment_row(merchant.id, status=status, **columns)
             for name, status, columns in (
                 ("declined", "FAILED", {"failure_reason": "declined"}),
                 ("left", "FAILED", {"failure_reason": "canceled_by_shopper"}),
-                ("part", "SUCCESS", {"refund_state": "partial", "method_type": "card"}),
-                ("all", "SUCCESS", {"refund_state": "full", "method_type": "sepa_debit"}),
+                ("part", "SUCCESS", {"refund_state": "partial", **card}),
+                ("all", "SUCCESS", {"refund_state": "full", **iban}),
+                ("ann", "SUCCESS", {"customer_email": "Ann.Lee@Example.com"}),
+                ("wild", "SUCCESS", {"customer_email": "a_b%c@example.com"}),
+                ("plain", "SUCCESS", {"customer_email": "axbyc@example.com"}),
             )
         }
         db.session.commit()
@@ -443,6 +449,17 @@ def test_list_filters_by_refund_failure_reason_and_method(app, client, make_merc
     assert ids("refund_state=full") == [public["all"]]
     assert ids("method_type=sepa_debit") == [public["all"]]
     assert ids("method_type=ideal") == []
+    assert ids("customer_email=aNN.l") == [public["ann"]]  # stored and matched in lower case
+    assert ids("customer_email=ann.lee@example.com") == [public["ann"]]
+    assert ids("customer_email=%20ANN%20") == [public["ann"]]
+    assert ids("customer_email=a_b%25") == [public["wild"]]  # not "a, any, b, anything"
+    assert ids("customer_email=a%25") == []
+    assert ids("customer_email=bob") == []
+    assert ids("card_last4=0005") == [public["part"]]
+    assert ids("card_last4=3000") == [public["all"]]  # an IBAN's
+    assert ids("card_brand=amex") == [public["part"]]
+    assert ids("card_brand=visa") == []
+    assert ids("card_brand=amex&card_last4=3000") == []
 
 
 @pytest.mark.parametrize(
@@ -457,6 +474,9 @@ def test_list_filters_by_refund_failure_reason_and_method(app, client, make_merc
         ("refund_state=some", "refund_state"),
         ("failure_reason=bank_said_no", "failure_reason"),
         ("method_type=Card%20!", "method_type"),
+        ("customer_email=ann%20lee", "customer_email"),
+        ("card_last4=4%2542", "card_last4"),  # 4 characters, not 4 letters or digits
+        ("card_brand=Visa%20Gold", "card_brand"),
     ],
 )
 def test_bad_list_parameters_are_named(client, make_merchant, query, param):

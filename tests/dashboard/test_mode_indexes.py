@@ -80,8 +80,8 @@ def list_plans(app, client, path: str) -> list[dict]:
 
 # What each list may read, and how many bytes of the index's leading columns the read must use
 # (EXPLAIN's key_len): merchant_id (INT, 4 bytes) and livemode (BOOLEAN, 1), or livemode
-# alone. Where a merchant's rows are a good share of its mode's, the planner may as well walk
-# the mode's own index in (created_at, id) order; either way no row of the other mode is read.
+# alone. A merchant's list never walks the mode's own index (told so: it would read every
+# other merchant's rows of the mode on the way); either way no row of the other mode is read.
 # The indexes before migrations 0013 and 0015 fail this: read by merchant alone (4 bytes), they
 # filter the other mode row by row, and the operator's list had no index leading with the mode.
 BY_MERCHANT = "ix_payments_merchant_mode_created"
@@ -97,16 +97,16 @@ MODE = 1
 @pytest.mark.parametrize(
     ("who", "path", "allowed"),
     [
-        ("merchant", "/dashboard/payments", {BY_MERCHANT: MERCHANT_AND_MODE, BY_MODE: MODE}),
+        ("merchant", "/dashboard/payments", {BY_MERCHANT: MERCHANT_AND_MODE}),
         (
             "merchant",
             "/dashboard/payments?status=FAILED",
-            {BY_MERCHANT_STATUS: MERCHANT_AND_MODE, BY_MODE_STATUS: MODE},
+            {BY_MERCHANT_STATUS: MERCHANT_AND_MODE},
         ),
         (
             "merchant",
             "/dashboard/payments?refund_state=partial",
-            {BY_MERCHANT_REFUND: MERCHANT_AND_MODE, BY_MODE_REFUND: MODE},
+            {BY_MERCHANT_REFUND: MERCHANT_AND_MODE},
         ),
         ("operator", "/dashboard/payments?refund_state=partial", {BY_MODE_REFUND: MODE}),
         ("operator", "/dashboard/payments", {BY_MODE: MODE}),

@@ -2,10 +2,12 @@
 really run, EXPLAINed against thousands of payments of many customers, two merchants and both
 modes. An email prefix, one customer's payments and the customers list read
 ix_payments_merchant_email (merchant_id, livemode, customer_email, created_at, id;
-0019_list_search); "any refund" reads the refund-state index once per state, in order."""
+0019_list_search); "any refund" reads the refund-state index once per state, in order; the
+API's email, last-4 and brand filters read the merchant's email, last-4 and brand indexes."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -14,7 +16,8 @@ from sqlalchemy import event, insert, text
 
 from app.extensions import db
 from app.models import Payment, utcnow
-from app.models.payment import new_payment_id
+from app.models.payment import ACROSS_MERCHANTS, new_payment_id
+from tests.support.api import auth_headers
 from tests.support.pages import logged_in
 
 BY_EMAIL = "ix_payments_merchant_email"
@@ -56,6 +59,10 @@ def _rows(merchant_id: int, count: int, *, livemode: bool, tag: str) -> list[dic
                 "refunded_amount": {"partial": 100, "full": 1000 + i, None: 0}[state],
                 "refund_state": state,
                 "dispute_state": ("open", "lost", "won")[i % 3] if i % 40 == 7 else None,
+                # Paid by card; one in 50 an amex, last 4 spread over 1000 values.
+                "method_type": "card",
+                "card_brand": "amex" if i % 50 == 0 else "visa",
+                "card_last4": f"{i % 1000:04d}",
                 "created_at": start - timedelta(seconds=i),
                 "updated_at": start - timedelta(seconds=i),
             }
@@ -78,7 +85,9 @@ def many_customers(app, tenants):
         db.session.remove()
 
 
-def plans(app, client, path: str, wanted: Callable[[str], bool]) -> list[dict]:
+def plans(
+    app, client, path: str, wanted: Callable[[str], bool], headers: dict | None = None
+) -> list[dict]:
     """EXPLAIN of each statement the page at `path` runs that `wanted` picks."""
     captured = []
 
@@ -90,7 +99,7 @@ def plans(app, client, path: str, wanted: Callable[[str], bool]) -> list[dict]:
         engine = db.engine
     event.listen(engine, "before_cursor_execute", capture)
     try:
-        response = client.get(path)
+        response = client.get(path, headers=headers or {})
         assert response.status_code == 200, response.get_data(as_text=True)[:300]
     finally:
         event.remove(engine, "before_cursor_execute", capture)
@@ -188,13 +197,55 @@ def test_the_customers_list_walks_the_email_index_in_order(app, tenants, many_cu
 def test_the_customers_chargebacks_are_read_from_the_page_emails_index_ranges(
     app, tenants, many_customers
 ):
-    """The list's net subtracts chargebacks: one more query, which never scans payments: it
-    reads the page's emails through the email index, or (disputes being few) each dispute's
-    payment by its key."""
+    """The list's net subtracts chargebacks: one more query, which scans neither payments nor
+    disputes (every merchant's): it reads the page's emails through the merchant's email
+    index, then each payment's disputes by the payment."""
     client = logged_in(app, tenants.a_email)
     found = plans(app, client, "/dashboard/customers", chargebacks_by_email)
     [payments] = [plan for plan in found if plan["table"] == "payments"]
-    if payments["key"] == "PRIMARY":
-        assert payments["type"] == "eq_ref", payments
-    else:
-        merchant_and_mode_read(payments, BY_EMAIL)
+    [disputes] = [plan for plan in found if plan["table"] == "disputes"]
+    merchant_and_mode_read(payments, BY_EMAIL)
+    assert disputes["key"] == "ix_disputes_payment" and disputes["type"] == "ref", disputes
+
+
+def test_the_apis_email_last4_and_brand_filters_read_the_merchants_indexes(
+    app, tenants, many_customers
+):
+    """GET /api/v1/payments?customer_email=…|card_last4=…|card_brand=… (issue 27): each reads
+    its own index of the merchant and mode, the value read from it too (0018, 0019)."""
+    client = app.test_client()
+    for query, index in (
+        ("customer_email=Shopper012", BY_EMAIL),
+        ("customer_email=shopper0120@example.com", BY_EMAIL),
+        ("card_last4=0042", "ix_payments_merchant_last4_created"),
+        ("card_brand=amex", "ix_payments_merchant_brand_created"),
+    ):
+        path = f"/api/v1/payments?{query}&limit=100"
+        [plan] = plans(app, client, path, payments_list, auth_headers(tenants.a_key))
+        merchant_and_mode_read(plan, index)
+        assert int(plan["key_len"]) > MERCHANT_AND_MODE, (query, plan)
+        assert int(plan["rows"]) < 200, (query, plan)  # of the merchant's 3000 in this mode
+
+
+def test_a_merchants_pages_never_walk_an_index_of_every_merchant(app, tenants, many_customers):
+    """Page 2 after a cursor, a time range and a short email prefix of one merchant, beside a
+    busier merchant whose payments lie between its own: read through an index leading with
+    the merchant and mode, never (livemode, created_at) or the bare email index, which walk the
+    other merchant's rows too (MariaDB chose them for these once merchants were of a size)."""
+    api = app.test_client()
+    headers = auth_headers(tenants.a_key)
+    first = api.get("/api/v1/payments?limit=100", headers=headers).get_json()
+    since = (utcnow() - timedelta(minutes=20)).isoformat() + "Z"
+    dashboard = logged_in(app, tenants.a_email)
+    html = dashboard.get("/dashboard/payments").get_data(as_text=True)
+    older = re.search(r'href="([^"]+)" rel="next"', html).group(1).replace("&amp;", "&")
+    for client, path, auth in (
+        (api, f"/api/v1/payments?limit=100&starting_after={first['next_cursor']}", headers),
+        (api, f"/api/v1/payments?created_gte={since}&limit=100", headers),
+        (api, "/api/v1/payments?customer_email=shopper0&limit=100", headers),
+        (dashboard, older, None),
+        (dashboard, f"/dashboard/payments?q=shopper0&date_from={utcnow().date()}", None),
+    ):
+        for plan in plans(app, client, path, payments_list, auth):
+            assert plan["key"] not in ACROSS_MERCHANTS, (path, plan)
+            assert int(plan["key_len"]) >= MERCHANT_AND_MODE, (path, plan)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from app.common.payment_methods import CARD_BRANDS
 from app.disputes.service import MAX_EVIDENCE_TEXT
 from app.disputes.service import STATUSES as DISPUTE_STATUSES
 from app.models import (
@@ -17,6 +18,7 @@ from app.models import (
     SubscriptionStatus,
 )
 from app.models.base import ANY_STATE
+from app.models.payment import could_start_email
 from app.notifications.events import EVENT_FAMILIES, EVENT_TYPES, MAX_TYPES, parse_types
 from app.payments.failure_reasons import FAILURE_REASONS
 from app.payments.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
@@ -276,6 +278,11 @@ class CreatedWindowSchema(Schema):
             raise ValidationError("Must not be before created_gte.", "created_lte")
 
 
+def _email_beginning(value: str) -> None:
+    if not could_start_email(value.strip()):
+        raise ValidationError("An email address or its beginning: no spaces, at most one @.")
+
+
 class PaymentListQuerySchema(Schema):
     """Filters and paging of GET /api/v1/payments."""
 
@@ -301,6 +308,24 @@ class PaymentListQuerySchema(Schema):
     method_type = fields.String(
         validate=[validate.Length(min=1, max=32), validate.Regexp(r"^[a-z0-9_]+$")],
         metadata={"description": "How it was paid, as the PSP names it: `card`, `sepa_debit`, …"},
+    )
+    customer_email = fields.String(
+        validate=[validate.Length(min=1, max=254), _email_beginning],
+        metadata={
+            "description": "The customer's email or its beginning, in any case: `ann` and "
+            "`Ann@Exa` both find ann@example.com (`%` and `_` are plain characters).",
+            "example": "ann@",
+        },
+    )
+    card_last4 = fields.String(
+        validate=validate.Regexp(
+            r"^[A-Za-z0-9]{4}$", error="Exactly 4 letters or digits: a card's or IBAN's last 4."
+        ),
+        metadata={"description": "The last 4 characters of the card or IBAN.", "example": "4242"},
+    )
+    card_brand = fields.String(
+        validate=validate.OneOf(list(CARD_BRANDS)),
+        metadata={"description": "The card's brand, as the PSP names it: `visa`, `amex`, …"},
     )
     limit = fields.Integer(
         load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
