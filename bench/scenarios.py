@@ -1053,6 +1053,11 @@ def reads(ctx: Context) -> None:
         ("api: card_brand=amex", "/api/v1/payments?card_brand=amex&limit=100"),
         ("dashboard: refund full", f"{dash}?refund_state=full"),
         ("api: refund_state=full", "/api/v1/payments?refund_state=full&limit=100"),
+        # Disputed payments (0030): any state, one, and in the API.
+        ("dashboard: dispute any", f"{dash}?dispute_state=any"),
+        ("dashboard: dispute open", f"{dash}?dispute_state=open"),
+        ("api: dispute_state=lost", "/api/v1/payments?dispute_state=lost&limit=100"),
+        ("api: dispute_state=any", "/api/v1/payments?dispute_state=any&limit=100"),
         # Refunds and disputes (issue 27): the lists, by status, and what is due soonest.
         ("dashboard: refunds", "/dashboard/refunds"),
         ("dashboard: refunds status=failed", "/dashboard/refunds?status=failed"),
@@ -1213,6 +1218,15 @@ def _seed_refunds_and_disputes(stack: Stack, merchant_id: int) -> None:
             (DISPUTE_EVERY, DISPUTE_EVERY, merchant_id, DISPUTE_EVERY),
         )
         disputes = cur.rowcount
+        # Where each disputed payment's dispute stands, as app/disputes/service.py keeps it.
+        cur.execute(
+            "UPDATE payments JOIN disputes ON disputes.payment_id = payments.id "
+            "SET payments.dispute_state = CASE "
+            "WHEN disputes.status NOT IN ('won', 'lost', 'warning_closed', 'prevented') "
+            "THEN 'open' WHEN disputes.status = 'lost' THEN 'lost' ELSE 'won' END "
+            "WHERE disputes.merchant_id = %s AND disputes.public_id LIKE 'dsp_bench%%'",
+            (merchant_id,),
+        )
         cur.execute("ANALYZE TABLE refunds, disputes")
         cur.fetchall()
     conn.close()
