@@ -64,7 +64,6 @@ class Refund(db.Model):
         CheckConstraint("amount > 0", name="refund_amount_positive"),
         Index("ix_refunds_payment", "payment_id", "id"),
         Index("ix_refunds_status_updated", "status", "updated_at"),
-        Index("ix_refunds_merchant_created", "merchant_id", "created_at"),
         # The refunds lists of one mode, newest first: a merchant's, by status or not, and an
         # operator's across merchants (0017).
         Index("ix_refunds_merchant_mode_created", "merchant_id", "livemode", "created_at", "id"),
