@@ -1,9 +1,10 @@
 """The payments' rollup: the overview's payment figures pre-aggregated per 15 minutes.
 
 One row per (merchant, mode, 15-minute UTC bucket of `created_at`) and per combination of what
-the overview groups by, with the count and amount of those payments. 15 minutes because every
-time zone's midnight (Asia/Kolkata +05:30, Asia/Kathmandu +05:45, DST days of 23 or 25 hours)
-falls on a quarter hour in UTC: a merchant's day is a whole number of buckets in any zone.
+the overview groups by, with the count and amount of those payments and their attempts. 15
+minutes because every time zone's midnight (Asia/Kolkata +05:30, Asia/Kathmandu +05:45, DST days
+of 23 or 25 hours) falls on a quarter hour in UTC: a merchant's day is a whole number of buckets
+in any zone.
 
 Kept by the worker (app/reporting/rollup.py), never by the create and webhook paths. Grouping
 columns hold '' for "none": they are part of the primary key (which allows no NULL), so a
@@ -36,14 +37,12 @@ class PaymentRollup(db.Model):  # type: ignore[name-defined]  # Flask-SQLAlchemy
     failure_reason: Mapped[str] = mapped_column(String(24), primary_key=True, default="")
     method_type: Mapped[str] = mapped_column(String(32), primary_key=True, default="")
     card_brand: Mapped[str] = mapped_column(String(20), primary_key=True, default="")
-    # Paid, or tried at least once on the hosted page (a payment_attempts row).
-    attempted: Mapped[bool] = mapped_column(Boolean, primary_key=True)
     payments: Mapped[int] = mapped_column(Integer)
     amount: Mapped[int] = mapped_column(BigInteger)
     # The hosted page's tries to pay these payments, and those the PSP accepted (the
     # overview's authorization rate) (0031).
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    attempts_succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer)
+    attempts_succeeded: Mapped[int] = mapped_column(Integer)
 
 
 class RollupWatermark(db.Model):  # type: ignore[name-defined]

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import case, func, literal_column, select, text
+from sqlalchemy import func, literal_column, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.common import payment_methods as methods
@@ -73,9 +73,6 @@ class Counts:
     paid: int = 0
     failed: int = 0
     canceled: int = 0
-    # Paid, or tried at least once on the hosted page (a row in payment_attempts): a shopper
-    # who left without trying is not a decline.
-    attempted: int = 0
     # Tries to pay (rows of payment_attempts) on the period's payments, and those accepted.
     attempts: int = 0
     attempts_succeeded: int = 0
@@ -216,7 +213,6 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
         brand,
         count,
         amount,
-        attempted,
         tries,
         accepted,
     ) in _payment_groups(grouped, merchant_id, livemode, bounds):
@@ -227,7 +223,6 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
         count, amount = int(count), int(amount)
         tally = counts if current else previous_counts
         tally.started += count
-        tally.attempted += int(attempted or 0)
         tally.attempts += int(tries or 0)
         tally.attempts_succeeded += int(accepted or 0)
         if status == PaymentStatus.SUCCESS.value:
@@ -318,7 +313,7 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
 
 def _payment_groups(grouped, merchant_id: int | None, livemode: bool, bounds: list[datetime]):
     """(bucket, currency, status, failure reason, method type, card brand, count, amount,
-    attempted, attempts, attempts succeeded) groups of the range's payments: from the rollup,
+    attempts, attempts succeeded) groups of the range's payments: from the rollup,
     except the 15-minute buckets
     it may not have right yet (payments changed since its watermark, the bucket the comparison
     cut falls in), read from the payments themselves; all of it live until a first rebuild."""
@@ -332,8 +327,6 @@ def _payment_groups(grouped, merchant_id: int | None, livemode: bool, bounds: li
     totals = (
         func.count(Payment.id),
         func.coalesce(func.sum(Payment.amount), 0),
-        # Paid needs no look at the attempts; the others one index probe each.
-        func.sum(rollup.attempted_flag()),
         *rollup.attempt_totals(),
     )
     live = rollup.live_buckets(
@@ -359,7 +352,6 @@ def _payment_groups(grouped, merchant_id: int | None, livemode: bool, bounds: li
         (
             func.sum(rolled.payments),
             func.sum(rolled.amount),
-            func.sum(case((rolled.attempted.is_(True), rolled.payments), else_=0)),
             func.sum(rolled.attempts),
             func.sum(rolled.attempts_succeeded),
         ),

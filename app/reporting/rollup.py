@@ -10,9 +10,9 @@ What changes a bucket's figures:
 - a payment created or updated (status, failure reason, method): `updated_at` is stamped on
   every update (ORM onupdate, and the state machine), read through ix_payments_status_updated
   (status, updated_at): one index range per status, no index added to the write paths;
-- an attempt on the hosted page (`attempted`, `attempts`, `attempts_succeeded`): a
-  payment_attempts row, which does not always touch its payment; read by primary key after the
-  last attempt folded in.
+- an attempt on the hosted page (`attempts`, `attempts_succeeded`): a payment_attempts row,
+  which does not always touch its payment; read by primary key after the last attempt folded
+  in.
 
 Late commits. `updated_at` is stamped when a transaction writes, not when it commits: a run
 that reads "updated since W" at time T can miss a row stamped before T whose transaction
@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from redis.exceptions import RedisError
-from sqlalchemy import and_, case, delete, exists, func, insert, literal_column, or_, select, text
+from sqlalchemy import and_, case, delete, func, insert, literal_column, or_, select, text
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.extensions import db, get_redis
@@ -121,12 +121,6 @@ def attempt_totals() -> tuple[ColumnElement, ColumnElement]:
     return count(), count(PaymentAttempt.outcome == OUTCOME_SUCCEEDED)
 
 
-def attempted_flag() -> ColumnElement:
-    """1 when a payment is paid or was tried on the hosted page (the overview's "attempted")."""
-    tried = exists().where(PaymentAttempt.payment_id == Payment.id)
-    return case((Payment.status == PaymentStatus.SUCCESS.value, 1), (tried, 1), else_=0)
-
-
 # -- the watermark -------------------------------------------------------------------------------
 
 
@@ -203,12 +197,10 @@ def recompute(merchant_id: int, livemode: bool, buckets: Iterable[datetime]) -> 
         Payment.method_type,
         Payment.card_brand,
     )
-    attempted = attempted_flag().label("attempted")
     rows = db.session.execute(
         select(
             number,
             *keys,
-            attempted,
             func.count(Payment.id),
             func.coalesce(func.sum(Payment.amount), 0),
             *attempt_totals(),
@@ -218,7 +210,7 @@ def recompute(merchant_id: int, livemode: bool, buckets: Iterable[datetime]) -> 
             Payment.livemode == livemode,
             in_ranges(Payment.created_at, ranges),
         )
-        .group_by(literal_column("bucket"), *keys, literal_column("attempted"))
+        .group_by(literal_column("bucket"), *keys)
         .order_by(text("NULL"))
     ).all()
     values = [
@@ -231,7 +223,6 @@ def recompute(merchant_id: int, livemode: bool, buckets: Iterable[datetime]) -> 
             "failure_reason": reason or "",
             "method_type": method_type or "",
             "card_brand": brand or "",
-            "attempted": bool(int(tried)),
             "payments": count,
             "amount": int(amount),
             "attempts": int(tries),
@@ -244,12 +235,11 @@ def recompute(merchant_id: int, livemode: bool, buckets: Iterable[datetime]) -> 
             reason,
             method_type,
             brand,
-            tried,
             count,
             amount,
             tries,
             accepted,
-        ) in rows  # fmt: skip
+        ) in rows
         if int(bucket) != _GAP
     ]
     db.session.execute(

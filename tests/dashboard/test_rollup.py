@@ -144,7 +144,6 @@ def _rollup_rows():
                 PaymentRollup.failure_reason,
                 PaymentRollup.method_type,
                 PaymentRollup.card_brand,
-                PaymentRollup.attempted,
                 PaymentRollup.payments,
                 PaymentRollup.amount,
                 PaymentRollup.attempts,
