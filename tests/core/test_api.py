@@ -477,6 +477,8 @@ def test_list_filters_by_refund_failure_reason_and_method(app, client, make_merc
         ("customer_email=ann%20lee", "customer_email"),
         ("card_last4=4%2542", "card_last4"),  # 4 characters, not 4 letters or digits
         ("card_brand=Visa%20Gold", "card_brand"),
+        # An empty window is a mistake, not an empty list.
+        ("created_gte=2026-12-02T00:00:00Z&created_lte=2026-12-01T23:59:59Z", "created_lte"),
     ],
 )
 def test_bad_list_parameters_are_named(client, make_merchant, query, param):

@@ -154,6 +154,9 @@ def test_invalid_filters_say_what_is_wrong(client_a, dataset):
     assert "three-letter ISO code" in html
     assert "The end date is before the start date." in html
     assert "Not a valid choice" in html
+    reversed_amounts = client_a.get("/dashboard/payments?amount_min=10&amount_max=5")
+    assert reversed_amounts.status_code == 400
+    assert "The upper amount is below the lower one." in reversed_amounts.get_data(as_text=True)
     assert ROW_ID.findall(html) == []  # no unfiltered list posing as the filtered one
     assert "Fix the filters above" in html
 

@@ -103,6 +103,7 @@ def test_a_bad_filter_or_cursor_is_a_400_naming_it(app, client, make_merchant):
         ("?limit=0", "limit"),
         ("?statuss=failed", "statuss"),
         ("?created_gte=yesterday", "created_gte"),
+        ("?created_gte=2026-12-02T00:00:00Z&created_lte=2026-12-01T00:00:00Z", "created_lte"),
     ):
         status, body = listed(client, key, query)
         assert status == 400, query

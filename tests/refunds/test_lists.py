@@ -131,6 +131,9 @@ def test_the_refunds_page_filters_by_status_day_and_amount(app, tenants, client_
     bad = client_a.get("/dashboard/refunds?date_from=2026-11-03&date_to=2026-11-02")
     assert bad.status_code == 400 and refund_ids(bad.get_data(as_text=True)) == []
     assert client_a.get("/dashboard/refunds?status=done").status_code == 400
+    amounts = client_a.get("/dashboard/refunds?amount_min=10&amount_max=5")
+    assert amounts.status_code == 400
+    assert "The upper amount is below the lower one." in amounts.get_data(as_text=True)
 
 
 def test_the_refunds_page_walks_keyset_pages_both_ways_and_refuses_a_foreign_cursor(

@@ -283,12 +283,10 @@ def _email_beginning(value: str) -> None:
         raise ValidationError("An email address or its beginning: no spaces, at most one @.")
 
 
-class PaymentListQuerySchema(Schema):
+class PaymentListQuerySchema(CreatedWindowSchema):
     """Filters and paging of GET /api/v1/payments."""
 
     status = fields.String(validate=validate.OneOf(STATUSES))
-    created_gte = UtcDateTime()
-    created_lte = UtcDateTime()
     merchant_reference = fields.String(validate=validate.Length(min=1, max=200))
     refund_state = fields.String(
         validate=validate.OneOf([s.value for s in RefundState]),
@@ -345,7 +343,7 @@ class PaymentListSchema(Schema):
     )
 
 
-class RefundListQuerySchema(Schema):
+class RefundListQuerySchema(CreatedWindowSchema):
     """Filters and paging of GET /api/v1/refunds."""
 
     status = fields.String(validate=validate.OneOf(REFUND_STATUSES))
@@ -353,8 +351,6 @@ class RefundListQuerySchema(Schema):
         validate=validate.Length(min=1, max=32),
         metadata={"description": "One payment's refunds (its `pay_…` id)."},
     )
-    created_gte = UtcDateTime()
-    created_lte = UtcDateTime()
     limit = fields.Integer(
         load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
     )

@@ -445,8 +445,11 @@ class TransactionFilterForm(ListFilterForm):
             field.data = field.data.strip().upper()
 
     def validate_date_to(self, field) -> None:
-        if field.data and self.date_from.data and field.data < self.date_from.data:
-            raise ValidationError("The end date is before the start date.")
+        _not_before(self.date_from.data, field.data, "The end date is before the start date.")
+
+    def validate_amount_max(self, field) -> None:
+        lower = _decimal_or_none(self.amount_min.data)
+        _not_before(lower, _decimal_or_none(field.data), "The upper amount is below the lower one.")
 
     def to_filter(
         self, merchant_id: int | None, livemode: bool, zone: ZoneInfo | None = None
@@ -513,8 +516,11 @@ class RefundFilterForm(ListFilterForm):
     )
 
     def validate_date_to(self, field) -> None:
-        if field.data and self.date_from.data and field.data < self.date_from.data:
-            raise ValidationError("The end date is before the start date.")
+        _not_before(self.date_from.data, field.data, "The end date is before the start date.")
+
+    def validate_amount_max(self, field) -> None:
+        lower = _decimal_or_none(self.amount_min.data)
+        _not_before(lower, _decimal_or_none(field.data), "The upper amount is below the lower one.")
 
     def to_filter(
         self, merchant_id: int | None, livemode: bool, zone: ZoneInfo | None = None
@@ -534,6 +540,13 @@ class RefundFilterForm(ListFilterForm):
 
 def _decimal_or_none(value) -> Decimal | None:
     return value if isinstance(value, Decimal) else None
+
+
+def _not_before(lower, upper, message: str) -> None:
+    """A range's two ends, either open, in order: an empty range is a mistake, said so rather
+    than answered with nothing."""
+    if lower is not None and upper is not None and upper < lower:
+        raise ValidationError(message)
 
 
 class EventFilterForm(FlaskForm):
