@@ -38,6 +38,22 @@ CARD_BRANDS: dict[str, str] = {
 }
 
 
+def named(words: str) -> tuple[list[str], list[str]]:
+    """The method types and card brands a search for `words` means: a code ("sepa_debit"),
+    the name ("SEPA Direct Debit", "American Express") or its first word ("sepa", "ach"), in
+    any case."""
+    wanted = " ".join(words.lower().split())
+
+    def means(code: str, name: str) -> bool:
+        name = name.lower()
+        return wanted in (code, name) or (len(wanted) >= 3 and name.split()[0] == wanted)
+
+    return (
+        [code for code, name in METHOD_TYPES.items() if means(code, name)],
+        [code for code, name in CARD_BRANDS.items() if means(code, name)],
+    )
+
+
 def _as_words(code: str) -> str:
     return code.replace("_", " ").title()
 

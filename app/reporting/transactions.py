@@ -25,9 +25,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, false, or_, select
 
-from app.common import cursors
+from app.common import cursors, payment_methods
 from app.common.money import THREE_DECIMAL, ZERO_DECIMAL, format_minor, to_minor
-from app.common.payment_methods import CARD_BRANDS, METHOD_TYPES
 from app.common.timezones import day_range, to_local
 from app.extensions import db
 from app.models import DisputeState, Payment, RefundState
@@ -122,17 +121,16 @@ def _state_clauses(column, wanted: str | None, states) -> list:
 def search_clauses(q: str | None) -> list:
     """Exact or prefix matches on the identifiers a person pastes, one clause per identifier
     it could be the start of; each is served by its own index. A card brand or payment method
-    type word is one more branch (its own index: merchant, mode, brand or type, created_at):
-    a reference or an email starting with "visa" or "card" is still found."""
+    type (its code, its name or the name's first word: "amex", "SEPA", "American Express") is
+    one more branch (its own index: merchant, mode, brand or type, created_at): a reference or
+    an email starting with "visa" or "card" is still found."""
     q = (q or "").strip()
     if not q:
         return []
     lowered = q.lower()
-    clauses = []
-    if lowered in CARD_BRANDS:
-        clauses.append(Payment.card_brand == lowered)
-    if lowered in METHOD_TYPES:
-        clauses.append(Payment.method_type == lowered)
+    types, brands = payment_methods.named(q)
+    clauses = [Payment.card_brand == brand for brand in brands]
+    clauses += [Payment.method_type == method_type for method_type in types]
     clauses.append(Payment.merchant_reference.startswith(q, autoescape=True))
     if lowered.startswith("pay_"):
         clauses.append(Payment.public_id.startswith(q, autoescape=True))

@@ -21,3 +21,13 @@ def test_a_code_stripe_adds_later_still_reads_and_nothing_recorded_is_empty():
     assert methods.name("card", "new_brand") == "New Brand"
     assert methods.name(None) is None
     assert methods.label(None, None, None) == ""
+
+
+def test_a_search_word_means_a_type_or_brand_by_its_code_its_name_or_the_names_first_word():
+    assert methods.named("sepa") == (["sepa_debit"], [])
+    assert methods.named("SEPA  direct debit") == (["sepa_debit"], [])
+    assert methods.named("American Express") == ([], ["amex"])
+    assert methods.named("amex") == ([], ["amex"])
+    assert methods.named("card") == (["card"], [])
+    assert methods.named("ac") == ([], [])  # too short to be a first word
+    assert methods.named("direct") == ([], [])  # a later word names nothing

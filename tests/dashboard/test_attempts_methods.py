@@ -88,6 +88,8 @@ def dataset(app, tenants):
         ("q=visa", ["visa-paid"]),
         ("q=VISA", ["visa-paid"]),
         ("q=sepa_debit", ["sepa-paid"]),
+        ("q=SEPA", ["sepa-paid"]),  # the name's first word, in any case
+        ("q=SEPA%20Direct%20Debit", ["sepa-paid"]),
         # A method word is one more branch: references starting with it are found too.
         ("q=card", ["visa-paid", "card-refill"]),
         ("q=424", []),  # last 4 is exact
