@@ -128,7 +128,14 @@ def _max_calls_per_second(times: list[float]) -> int:
 
 
 # The tables whose reads the bench's lists must serve from an index.
-EXPLAINED_TABLES = ("payments", "payment_status_history", "refunds", "disputes")
+EXPLAINED_TABLES = (
+    "payments",
+    "payment_status_history",
+    "payment_attempts",
+    "payment_rollup",
+    "refunds",
+    "disputes",
+)
 
 
 def explain(args) -> None:

@@ -974,7 +974,7 @@ def reads(ctx: Context) -> None:
             f"{info['total_s']}s ({whose} merchant)"
         )
     for shop in (vol, ctx.other_volume_merchant):
-        _seed_refunds_and_disputes(stack, shop["merchant_id"])
+        _seed_attempts_refunds_disputes(stack, shop["merchant_id"])
     conn = stack.mysql()
     with conn.cursor() as cur:
         # A payment with a refund, for the refunds list of one payment.
@@ -1058,6 +1058,11 @@ def reads(ctx: Context) -> None:
         ("dashboard: dispute open", f"{dash}?dispute_state=open"),
         ("api: dispute_state=lost", "/api/v1/payments?dispute_state=lost&limit=100"),
         ("api: dispute_state=any", "/api/v1/payments?dispute_state=any&limit=100"),
+        # Filters that share few rows (failed payments have no method) and the API's own.
+        ("dashboard: status=FAILED+method=card", f"{dash}?status=FAILED&method_type=card"),
+        ("api: failure_reason=declined", "/api/v1/payments?failure_reason=declined&limit=100"),
+        ("api: method_type=sepa_debit", "/api/v1/payments?method_type=sepa_debit&limit=100"),
+        ("dashboard: search SEPA", f"{dash}?q=SEPA"),
         # Refunds and disputes (issue 27): the lists, by status, and what is due soonest.
         ("dashboard: refunds", "/dashboard/refunds"),
         ("dashboard: refunds status=failed", "/dashboard/refunds?status=failed"),
@@ -1174,17 +1179,38 @@ def reads(ctx: Context) -> None:
 # decided, a few waiting for an answer (due around now: some past due) — shares of the order of
 # a real shop's.
 REFUND_EVERY = 50
+ATTEMPT_RETRY_EVERY = 10
 DISPUTE_EVERY = 500
 DISPUTE_STATUSES = ("won", "lost", "lost", "under_review", "won", "needs_response", "lost",
                     "warning_needs_response", "warning_closed", "won")  # fmt: skip
 
 
-def _seed_refunds_and_disputes(stack: Stack, merchant_id: int) -> None:
-    """Refund and dispute rows for the reads' lists, made from the loaded payments in SQL."""
+def _seed_attempts_refunds_disputes(stack: Stack, merchant_id: int) -> None:
+    """Attempt, refund and dispute rows for the reads' pages, made from the loaded payments in
+    SQL: every paid payment tried once and accepted, every failed one declined once, one in
+    ATTEMPT_RETRY_EVERY paid ones declined first (the payment page's attempts, the overview's
+    authorization rate)."""
     started = time.monotonic()
     statuses = ",".join(f"'{status}'" for status in DISPUTE_STATUSES)
     conn = stack.mysql()
     with conn.cursor() as cur:
+        retried = f"status = 'SUCCESS' AND id %% {ATTEMPT_RETRY_EVERY} = 3"
+        declined = "'generic_decline', 'card_declined', 'Your card was declined.'"
+        for outcome, where, words, later in (
+            ("failed", f"status = 'FAILED' OR ({retried})", declined, 0),
+            ("succeeded", "status = 'SUCCESS'", "NULL, NULL, NULL", 30),
+        ):
+            cur.execute(
+                "INSERT INTO payment_attempts (payment_id, attempted_at, outcome, method_type, "
+                "card_brand, card_last4, decline_code, failure_code, failure_message, "
+                "psp_event_id, created_at) "
+                f"SELECT id, created_at + INTERVAL {later} SECOND, '{outcome}', "
+                "IFNULL(method_type, 'card'), IF(IFNULL(method_type, 'card') = 'card', "
+                "IFNULL(card_brand, 'visa'), NULL), IFNULL(card_last4, '0002'), "
+                f"{words}, CONCAT('evt_bench_{outcome}_', id), created_at FROM payments "
+                f"WHERE merchant_id = %s AND ({where})",
+                (merchant_id,),
+            )
         cur.execute(
             "INSERT INTO refunds (public_id, payment_id, merchant_id, livemode, amount, currency, "
             "status, source, psp, psp_refund_id, psp_attempts, created_at, updated_at, "
@@ -1227,7 +1253,7 @@ def _seed_refunds_and_disputes(stack: Stack, merchant_id: int) -> None:
             "WHERE disputes.merchant_id = %s AND disputes.public_id LIKE 'dsp_bench%%'",
             (merchant_id,),
         )
-        cur.execute("ANALYZE TABLE refunds, disputes")
+        cur.execute("ANALYZE TABLE refunds, disputes, payment_attempts")
         cur.fetchall()
     conn.close()
     log(f"seeded {refunds} refunds, {disputes} disputes in {time.monotonic() - started:.1f}s")
