@@ -89,6 +89,32 @@ def public_id(prefix: str, length: int = 24) -> str:
     return prefix + "".join(chars[:length])
 
 
+def indexes_across_merchants(model, *, keep: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """`model`'s indexes that do not lead with (hold) the merchant, but those in `keep`."""
+    return tuple(
+        sorted(
+            ix.name
+            for ix in model.__table__.indexes
+            if "merchant_id" not in ix.columns.keys() and ix.name not in keep
+        )
+    )
+
+
+def merchant_indexes_only(stmt, model, *, keep: tuple[str, ...] = ()):
+    """`stmt`, whose WHERE holds one merchant's id, told not to read `model`'s table through an
+    index that does not lead with the merchant (an operator's lists across merchants, a PSP id's
+    lookup) but those in `keep`: walking one, a merchant's list reads every other merchant's
+    rows on the way. MariaDB chose them for a merchant's page once two merchants were of a size
+    (bench reads); the indexes leading with (merchant_id, livemode) serve every merchant list."""
+    across = indexes_across_merchants(model, keep=keep)
+    if not across:
+        return stmt
+    hint = f"IGNORE INDEX ({', '.join(across)})"
+    for dialect in ("mysql", "mariadb"):
+        stmt = stmt.with_hint(model, hint, dialect)
+    return stmt
+
+
 # A list filter's value for "in any of the states" (refunded in part or in full; disputed).
 ANY_STATE = "any"
 

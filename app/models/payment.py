@@ -27,7 +27,16 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship, validates
 
 from app.extensions import db
 from app.models.attempt import PaymentAttempt
-from app.models.base import BigId, ExactString, Timestamp, Transitions, public_id, utcnow
+from app.models.base import (
+    BigId,
+    ExactString,
+    Timestamp,
+    Transitions,
+    indexes_across_merchants,
+    merchant_indexes_only,
+    public_id,
+    utcnow,
+)
 from app.models.merchant import Merchant
 
 
@@ -324,23 +333,14 @@ class Payment(db.Model):
         return f"<Payment {self.public_id} {self.status}>"
 
 
-# The payments indexes that do not lead with the merchant: an operator's lists across
-# merchants, a PSP id's lookup. A merchant's statement walking one of them reads every other
-# merchant's rows on the way; MariaDB chose (livemode, created_at) for a merchant's page after a
-# cursor, a day's range and a short email prefix once two merchants were of a size (bench reads).
-ACROSS_MERCHANTS = tuple(
-    sorted(ix.name for ix in Payment.__table__.indexes if "merchant_id" not in ix.columns.keys())
-)
+# The payments indexes a merchant's statement never reads (an operator's, a PSP id's lookup).
+ACROSS_MERCHANTS = indexes_across_merchants(Payment)
 
 
 def within_one_merchant(stmt: Select) -> Select:
-    """`stmt`, whose WHERE holds one merchant's id, told not to read payments through an index
-    that does not lead with the merchant (the indexes leading with (merchant_id, livemode)
-    serve every filter, search and order of a merchant's lists)."""
-    hint = f"IGNORE INDEX ({', '.join(ACROSS_MERCHANTS)})"
-    for dialect in ("mysql", "mariadb"):
-        stmt = stmt.with_hint(Payment, hint, dialect)
-    return stmt
+    """`stmt`, whose WHERE holds one merchant's id, reading payments only through indexes that
+    lead with the merchant (they serve every filter, search and order of a merchant's lists)."""
+    return merchant_indexes_only(stmt, Payment)
 
 
 def could_start_email(text: str) -> bool:

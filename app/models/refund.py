@@ -19,7 +19,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.extensions import db
-from app.models.base import BigId, ExactString, Timestamp, Transitions, public_id, utcnow
+from app.models.base import (
+    BigId,
+    ExactString,
+    Timestamp,
+    Transitions,
+    merchant_indexes_only,
+    public_id,
+    utcnow,
+)
 from app.models.payment import Payment
 
 
@@ -118,3 +126,9 @@ class Refund(db.Model):
 
     def __repr__(self) -> str:
         return f"<Refund {self.public_id} {self.amount} {self.status}>"
+
+
+def within_one_merchant(stmt):
+    """`stmt`, whose WHERE holds one merchant's id, reading refunds only through indexes that
+    lead with the merchant, or by their payment (one payment's refunds)."""
+    return merchant_indexes_only(stmt, Refund, keep=("ix_refunds_payment",))

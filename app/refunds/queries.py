@@ -16,6 +16,7 @@ from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Payment, Refund
 from app.models.base import naive_utc
+from app.models.refund import within_one_merchant
 from app.payments.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 
@@ -29,13 +30,14 @@ class RefundPage:
 def _of_key(merchant_id: int, livemode: bool) -> Select:
     """The merchant's refunds of one mode, each with its payment loaded (the serializer names
     the payment: no query per row)."""
-    return (
+    stmt = (
         select(Refund)
         .join(Payment, Payment.id == Refund.payment_id)
         .options(contains_eager(Refund.payment))
         .where(Refund.merchant_id == merchant_id)
         .where(Refund.livemode == livemode)
     )
+    return within_one_merchant(stmt)
 
 
 def get_refund(merchant_id: int, public_id: str, *, livemode: bool) -> Refund:

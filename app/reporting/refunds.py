@@ -20,6 +20,7 @@ from sqlalchemy.orm import contains_eager
 from app.common.money import format_minor
 from app.common.timezones import day_range
 from app.models import Payment, Refund
+from app.models.refund import within_one_merchant
 from app.reporting.modes import in_mode
 from app.reporting.transactions import Page, amount_clause, csv_cell, keyset_page, stream_csv
 
@@ -46,7 +47,7 @@ def filtered(f: RefundFilter) -> Select:
         Payment, Payment.id == Refund.payment_id
     )
     if f.merchant_id is not None:
-        stmt = stmt.where(Refund.merchant_id == f.merchant_id)
+        stmt = within_one_merchant(stmt.where(Refund.merchant_id == f.merchant_id))
     if f.status:
         stmt = stmt.where(Refund.status == f.status)
     start, end = day_range(f.date_from, f.date_to, f.zone)
