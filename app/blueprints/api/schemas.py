@@ -304,7 +304,14 @@ class PaymentListQuerySchema(CreatedWindowSchema):
         },
     )
     method_type = fields.String(
-        validate=[validate.Length(min=1, max=32), validate.Regexp(r"^[a-z0-9_]+$")],
+        validate=[
+            validate.Length(min=1, max=32),
+            validate.Regexp(
+                r"^[a-z0-9_]+$",
+                error="A payment method type as the PSP names it: lower case, digits and _, "
+                "like card or sepa_debit.",
+            ),
+        ],
         metadata={"description": "How it was paid, as the PSP names it: `card`, `sepa_debit`, …"},
     )
     customer_email = fields.String(
