@@ -23,7 +23,8 @@ from decimal import Decimal
 from itertools import product
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, false, or_, select
+from flask import current_app
+from sqlalchemy import Select, and_, false, or_, select, text
 
 from app.common import cursors, payment_methods
 from app.common.money import THREE_DECIMAL, ZERO_DECIMAL, format_minor, to_minor
@@ -215,6 +216,26 @@ class Page:
     rows: list
     older: str | None  # cursor for the next (older) page
     newer: str | None  # cursor for the previous (newer) page
+    # Set when a query stopped after reading this many index entries: older matches may exist.
+    stopped_after: int | None = None
+
+
+# MariaDB's warning that a query stopped at its LIMIT ROWS EXAMINED.
+_ROWS_EXAMINED_EXCEEDED = 1931
+
+
+def _bounded(stmt: Select, examine_at_most: int | None) -> Select:
+    """`stmt` stopping after reading `examine_at_most` rows (MariaDB's LIMIT … ROWS EXAMINED;
+    MySQL and SQLite have none, and read on)."""
+    if examine_at_most is None or not getattr(db.engine.dialect, "is_mariadb", False):
+        return stmt
+    return stmt.suffix_with(f"ROWS EXAMINED {int(examine_at_most)}")
+
+
+def _stopped_short() -> bool:
+    """Whether the last statement stopped at its ROWS EXAMINED bound."""
+    warnings = db.session.execute(text("SHOW WARNINGS")).all()
+    return any(int(w[1]) == _ROWS_EXAMINED_EXCEEDED for w in warnings)
 
 
 def keyset_page(
@@ -224,12 +245,16 @@ def keyset_page(
     *,
     after: str | None = None,
     before: str | None = None,
+    examine_at_most: int | None = None,
 ) -> Page:
     """One page of `model`'s rows, newest first, by keyset on (created_at, id): no OFFSET, so
     page 1000 is as cheap as page 1. `after` walks to older rows, `before` back to newer ones;
     a cursor of another list (`scope`) is BadCursor. A list of statements is their union: each
-    is read as far as one page, and the pages merged (a row in several counts once)."""
+    is read as far as one page, and the pages merged (a row in several counts once). With
+    `examine_at_most`, each statement stops after reading that many rows, and the page says so
+    (`stopped_after`) when one did before filling it."""
     statements = stmt if isinstance(stmt, list) else [stmt]
+    stopped = False
 
     def cursor(row) -> str:
         return cursors.encode(row.created_at, row.id, scope)
@@ -250,11 +275,16 @@ def keyset_page(
                 model.id.asc(),
             )
         )
+        nonlocal stopped
         found = {}
         for one in statements:
             if where is not None:
                 one = one.where(where)
-            for row in db.session.scalars(one.order_by(*key).limit(PAGE_SIZE + 1)):
+            one = _bounded(one.order_by(*key).limit(PAGE_SIZE + 1), examine_at_most)
+            rows = db.session.scalars(one).all()
+            if examine_at_most is not None and len(rows) <= PAGE_SIZE and _stopped_short():
+                stopped = True
+            for row in rows:
                 found[row.id] = row
         ordered = sorted(found.values(), key=lambda r: (r.created_at, r.id), reverse=newest_first)
         return ordered[: PAGE_SIZE + 1]
@@ -268,6 +298,7 @@ def keyset_page(
             rows=rows,
             older=cursor(rows[-1]) if rows else None,
             newer=cursor(rows[0]) if rows and has_newer else None,
+            stopped_after=examine_at_most if stopped else None,
         )
     older = cursors.older_than(model.created_at, model.id, position(after)) if after else None
     rows = first_rows(older, newest_first=True)
@@ -277,12 +308,20 @@ def keyset_page(
         rows=rows,
         older=cursor(rows[-1]) if rows and has_older else None,
         newer=cursor(rows[0]) if rows and after else None,
+        stopped_after=examine_at_most if stopped else None,
     )
 
 
 def page(f: TransactionFilter, *, after: str | None = None, before: str | None = None) -> Page:
     """One page of the filtered payments, newest first."""
-    return keyset_page(branches(f), Payment, CURSOR_SCOPE, after=after, before=before)
+    return keyset_page(
+        branches(f),
+        Payment,
+        CURSOR_SCOPE,
+        after=after,
+        before=before,
+        examine_at_most=current_app.config["LIST_ROWS_EXAMINED_MAX"],
+    )
 
 
 CSV_COLUMNS = [

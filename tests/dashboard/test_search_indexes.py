@@ -17,6 +17,7 @@ from sqlalchemy import event, insert, text
 from app.extensions import db
 from app.models import Payment, utcnow
 from app.models.payment import ACROSS_MERCHANTS, new_payment_id
+from tests.dashboard.test_transactions import ROW_ID
 from tests.support.api import auth_headers
 from tests.support.pages import logged_in
 
@@ -249,3 +250,35 @@ def test_a_merchants_pages_never_walk_an_index_of_every_merchant(app, tenants, m
         for plan in plans(app, client, path, payments_list, auth):
             assert plan["key"] not in ACROSS_MERCHANTS, (path, plan)
             assert int(plan["key_len"]) >= MERCHANT_AND_MODE, (path, plan)
+
+
+@pytest.fixture
+def apart(app, tenants):
+    """3000 payments of one merchant: 2250 paid in EUR, 750 failed in USD (two filters that
+    never meet)."""
+    with app.app_context():
+        rows = _rows(tenants.a_id, 3000, livemode=False, tag="apart")
+        for row in rows:
+            row["currency"] = "USD" if row["status"] == "FAILED" else "EUR"
+        db.session.execute(insert(Payment), rows)
+        db.session.commit()
+        db.session.execute(text("ANALYZE TABLE payments"))
+        db.session.remove()
+
+
+def test_filters_that_never_meet_stop_after_the_bound_and_say_so(app, tenants, apart):
+    client = logged_in(app, tenants.a_email)
+    never = "/dashboard/payments?status=FAILED&currency=EUR"
+    app.config["LIST_ROWS_EXAMINED_MAX"] = 500  # below either filter's rows
+    try:
+        html = client.get(never).get_data(as_text=True)
+        assert 'id="search-stopped"' in html and "after reading 500 payments" in html
+        assert "None found before the search stopped." in html
+        # A filter whose rows are there fills its page without a word.
+        full = client.get("/dashboard/payments?status=FAILED").get_data(as_text=True)
+        assert 'id="search-stopped"' not in full and len(ROW_ID.findall(full)) == 50
+    finally:
+        app.config["LIST_ROWS_EXAMINED_MAX"] = 50_000
+    # Within the bound the same filters read to the end: nothing matches, and it says that.
+    html = client.get(never).get_data(as_text=True)
+    assert 'id="search-stopped"' not in html and "No payments match these filters" in html
