@@ -41,6 +41,7 @@ API_RULES = Map(
         Rule("/v1/payment_intents/<pid>", methods=["GET"], endpoint="get_payment_intent"),
         Rule("/v1/charges", methods=["GET"], endpoint="list_charges"),
         Rule("/v1/charges/<cid>", methods=["GET"], endpoint="get_charge"),
+        Rule("/v1/mandates/<mid>", methods=["GET"], endpoint="get_mandate"),
         Rule("/v1/refunds", methods=["POST"], endpoint="create_refund"),
         Rule("/v1/refunds", methods=["GET"], endpoint="list_refunds"),
         Rule("/v1/refunds/<rid>", methods=["GET"], endpoint="get_refund"),
@@ -138,6 +139,7 @@ RETRIEVE_ROUTES = {
     "get_subscription": (Emulator.get_subscription, "sid", True),
     "get_invoice": (Emulator.get_invoice, "iid", True),
     "get_event": (Emulator.get_event, "eid", False),
+    "get_mandate": (Emulator.get_mandate, "mid", False),
     "get_endpoint": (Emulator.get_webhook_endpoint, "wid", False),
 }
 

@@ -628,6 +628,7 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
             charge["captured"] = False
             objects.in_mode(charge, rec["livemode"])
             self.store.save("charge", charge)
+            self.keep_mandate(charge, rec["livemode"])
             error["charge"] = charge["id"]
         pi["last_payment_error"] = error
         self.store.save("payment_intent", pi)
@@ -673,6 +674,7 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
         objects.in_mode(pi, rec["livemode"])
         objects.in_mode(charge, rec["livemode"])
         self.store.save("charge", charge)
+        self.keep_mandate(charge, rec["livemode"])
         self.store.save("payment_intent", pi)
         # Subscription-mode sessions carry the subscription; the invoice owns the intent.
         if rec["mode"] == "payment":
@@ -816,6 +818,23 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
     def get_charge(self, cid: str, expand: list | None = None) -> dict:
         with self.lock:
             return self.render_charge(fetch(self.store, "charge", cid), expand)
+
+    # -- mandates --------------------------------------------------------------------------
+    def keep_mandate(self, charge: dict, livemode: bool) -> None:
+        """Store the Mandate a SEPA Direct Debit charge names, so GET /v1/mandates/{id} finds
+        it (Stripe makes it as the shopper accepts the debit on the hosted page)."""
+        sepa = charge["payment_method_details"].get("sepa_debit") or {}
+        mandate_id = sepa.get("mandate")
+        if not mandate_id or self.store.get("mandate", mandate_id) is not None:
+            return
+        rec = objects.mandate(
+            mandate_id=mandate_id, accepted_at=charge["created"], pm_id=charge["payment_method"]
+        )
+        self.store.save("mandate", objects.in_mode(rec, livemode))
+
+    def get_mandate(self, mid: str) -> dict:
+        with self.lock:
+            return public(fetch(self.store, "mandate", mid, param="mandate"))
 
     def list_charges(self, params: dict) -> dict:
         check_params(params, LIST_PARAMS | {"payment_intent", "customer"})

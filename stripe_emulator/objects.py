@@ -437,6 +437,36 @@ def method_details(method: dict, amount: int) -> dict:
     return {"type": "card", "card": card_details(method, amount)}
 
 
+_REFERENCE_CHARS = string.ascii_uppercase + string.digits
+
+
+def mandate(*, mandate_id: str, accepted_at: int, pm_id: str | None) -> dict:
+    """The Mandate a SEPA Direct Debit charge names (`payment_method_details.sepa_debit.mandate`):
+    the shopper accepted it online on the hosted page; its `reference` (16 upper-case letters
+    and digits, as Stripe's are) is what the bank statement and the pre-notification show."""
+    return {
+        "id": mandate_id,
+        "object": "mandate",
+        "customer_acceptance": {
+            "accepted_at": accepted_at,
+            "online": {"ip_address": "127.0.0.1", "user_agent": "Mozilla/5.0 (emulator)"},
+            "type": "online",
+        },
+        "livemode": False,
+        "multi_use": {},
+        "payment_method": pm_id,
+        "payment_method_details": {
+            "sepa_debit": {
+                "reference": "".join(secrets.choice(_REFERENCE_CHARS) for _ in range(16)),
+                "url": "",  # Stripe's page of the mandate: the emulator has none
+            },
+            "type": "sepa_debit",
+        },
+        "status": "active",
+        "type": "multi_use",
+    }
+
+
 def payment_method(*, pm_id: str, created: int, method: dict, email: str | None) -> dict:
     """The PaymentMethod object Stripe puts in a PaymentIntent's `last_payment_error`."""
     obj = {

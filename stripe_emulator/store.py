@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 KINDS = (
     "session", "payment_intent", "charge", "refund", "dispute", "subscription", "invoice",
-    "event", "webhook_endpoint", "idempotency", "meta",
+    "event", "webhook_endpoint", "idempotency", "meta", "mandate",
 )  # fmt: skip
 
 

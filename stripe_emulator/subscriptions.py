@@ -71,7 +71,7 @@ def _bool(value, param: str) -> bool:
 
 
 class SubscriptionsMixin:
-    """Needs Emulator's store, lock, clock and emit."""
+    """Needs Emulator's store, lock, clock, emit and keep_mandate."""
 
     # -- periods ---------------------------------------------------------------------------
     def _period(self, sub: dict, k: int) -> tuple[int, int]:
@@ -208,6 +208,7 @@ class SubscriptionsMixin:
             email=sub["_email"], name=sub["_name"],
         )  # fmt: skip
         charge["customer"] = sub["customer"]
+        self.keep_mandate(charge, sub["livemode"])
         if outcome == "failed":
             code = decline or "insufficient_funds"
             charge.update(

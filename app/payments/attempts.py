@@ -4,6 +4,9 @@ A declined try comes in `payment_intent.payment_failed` (its `last_payment_error
 paid is the intent's latest charge, read from a retrieved session (return page, reconciliation)
 or, after a webhook moved the payment, with one retrieve of the intent by the worker's periodic
 job (`learn_missing_charges`): the webhook path asks the PSP nothing and writes nothing more.
+A SEPA Direct Debit's charge names its mandate by id only: the same job retrieves the mandate's
+reference (one more PSP call, with no lock held) once the method is known, whichever path
+learned it.
 However often and in whatever order the PSP tells an attempt, it is one row: known by its
 charge id, or by the event that reported a decline with no charge. Rows are written under the
 payment's row lock.
@@ -30,7 +33,7 @@ from app.models import (
 from app.models.attempt import OUTCOME_FAILED, OUTCOME_SUCCEEDED
 from app.payments import failure_reasons, signals
 from app.payments.state import learn_psp_ids, lock_payment, lock_payment_by_public_id
-from app.psp.base import PspAttempt, PspError, PspEventData, PspMethod
+from app.psp.base import PaymentProvider, PspAttempt, PspError, PspEventData, PspMethod
 from app.psp.factory import get_provider
 from app.psp_events.intake import Handled, mode_mismatch
 
@@ -143,6 +146,29 @@ def learn_method(payment: Payment, method: PspMethod | None) -> None:
     payment.payment_method = method.as_dict()
 
 
+# The method types whose charge names a mandate whose reference PayBridge learns.
+MANDATE_METHOD_TYPES = ("sepa_debit",)
+
+
+def mandate_to_look_up(method: dict | None) -> str | None:
+    """The mandate id of a stored payment method whose mandate reference is not known yet."""
+    if not isinstance(method, dict) or method.get("type") not in MANDATE_METHOD_TYPES:
+        return None
+    if method.get("mandate_reference"):
+        return None
+    return method.get("mandate") or None
+
+
+def learn_mandate_reference(payment: Payment, mandate_id: str, reference: str) -> bool:
+    """The reference of the locked payment's mandate, kept beside its id once (the id must
+    still be the stored method's); the caller commits. Returns whether it was recorded."""
+    method = payment.payment_method
+    if not isinstance(method, dict) or mandate_to_look_up(method) != mandate_id:
+        return False
+    payment.payment_method = {**method, "mandate_reference": reference}  # a new dict: a change
+    return True
+
+
 def handle_payment_intent_event(event: PspEventData, source: StatusSource) -> Handled:
     """payment_intent.payment_failed, inside the event intake's transaction: the declined
     attempt, on whatever status its payment has (a decline before the paid try is history)."""
@@ -201,9 +227,16 @@ METHOD_RETRY_FOR = timedelta(days=2)
 def payments_missing_their_charge(since: datetime, limit: int = 500) -> list[tuple[int, datetime]]:
     """(id, updated_at) of payments moved to PENDING or SUCCESS since `since` whose charge is
     not recorded yet (no method, or SUCCESS with no succeeded attempt: a SEPA debit's method
-    came with its processing charge), oldest move first."""
+    came with its processing charge), or whose debit's mandate reference is not (a recorded
+    method names the mandate by id only), oldest move first."""
     succeeded = exists().where(
         PaymentAttempt.payment_id == Payment.id, PaymentAttempt.outcome == OUTCOME_SUCCEEDED
+    )
+    # A JSON null reads as NULL here, on MySQL as on SQLite (SQLAlchemy's as_string).
+    no_reference = and_(
+        Payment.method_type.in_(MANDATE_METHOD_TYPES),
+        Payment.payment_method["mandate"].as_string().is_not(None),
+        Payment.payment_method["mandate_reference"].as_string().is_(None),
     )
     rows = db.session.execute(
         select(Payment.id, Payment.updated_at)
@@ -214,6 +247,7 @@ def payments_missing_their_charge(since: datetime, limit: int = 500) -> list[tup
             or_(
                 Payment.payment_method.is_(None),
                 and_(Payment.status == PaymentStatus.SUCCESS.value, ~succeeded),
+                no_reference,
             ),
         )
         .order_by(Payment.updated_at)
@@ -225,10 +259,10 @@ def payments_missing_their_charge(since: datetime, limit: int = 500) -> list[tup
 
 def learn_missing_charges(limit: int = 500) -> int:
     """The worker's part: each such payment's intent retrieved (one PSP call) and its method
-    and paid attempt recorded, from the watermark on; then the watermark moves to where this
-    pass completed (not past a payment the PSP failed to answer for, unless that failure is
-    older than METHOD_RETRY_FOR). Idempotent; the webhook path itself asks the PSP nothing.
-    Returns how many were recorded."""
+    and paid attempt recorded, and a debit's mandate reference (one more), from the watermark
+    on; then the watermark moves to where this pass completed (not past a payment the PSP
+    failed to answer for, unless that failure is older than METHOD_RETRY_FOR). Idempotent;
+    the webhook path itself asks the PSP nothing. Returns how many were recorded."""
     now = utcnow()
     mark = db.session.get(RollupWatermark, METHOD_WATERMARK)
     since = (mark.updated_before if mark is not None else now) - METHOD_OVERLAP
@@ -256,37 +290,96 @@ def _save_method_watermark(updated_before: datetime) -> None:
 
 def learn_paid_attempt(payment_id: int) -> str:
     """One retrieve of a PENDING or SUCCESS payment's intent with the latest charge, recorded
-    (method, succeeded attempt) in a transaction of its own; no PSP call for a payment whose
-    method and paid attempt are known. Never raises: a PSP error is answered "psp error"."""
+    (method, succeeded attempt) in a transaction of its own, then, for a debit whose mandate
+    reference is not known, one retrieve of the mandate, recorded likewise; no PSP call for a
+    payment whose method, paid attempt and reference are known. Never raises: a PSP error is
+    answered "psp error"."""
     payment = db.session.get(Payment, payment_id)
     if payment is None or not payment.psp_payment_intent_id:
         return "no intent"
-    if payment.payment_method is not None and (
+    charge_known = payment.payment_method is not None and (
         payment.status != PaymentStatus.SUCCESS or _has_attempt(payment_id, OUTCOME_SUCCEEDED)
-    ):
+    )
+    mandate_id = mandate_to_look_up(payment.payment_method)
+    if charge_known and mandate_id is None:
         db.session.commit()
         return "known"
     psp, livemode, intent_id = payment.psp, payment.livemode, payment.psp_payment_intent_id
     public_id = payment.public_id
     db.session.commit()
     try:
-        intent = get_provider(psp, livemode=livemode).retrieve_payment_intent(intent_id)
-    except PspError as exc:
+        provider = get_provider(psp, livemode=livemode)
+    except PspError as exc:  # its mode has no key in this deployment
         log.warning("payment %s: how it was paid not learned (%s)", public_id, exc)
         return "psp error"
+    outcome = "known"
+    if not charge_known:
+        outcome, named = _learn_charge(provider, payment_id, public_id, intent_id)
+        if outcome in ("psp error", "error"):
+            return outcome
+        if outcome != "no charge":
+            mandate_id = named  # as the method stands now, whoever recorded it
+    if mandate_id is None:
+        return outcome
+    learned = _learn_mandate(provider, payment_id, public_id, mandate_id)
+    if learned in ("psp error", "error"):
+        return learned  # the watermark waits for it, as for a charge
+    return "recorded" if "recorded" in (outcome, learned) else learned
+
+
+def _learn_charge(
+    provider: PaymentProvider, payment_id: int, public_id: str, intent_id: str
+) -> tuple[str, str | None]:
+    """The intent's latest charge recorded; with the mandate whose reference is still to
+    learn, if the method recorded names one."""
+    try:
+        intent = provider.retrieve_payment_intent(intent_id)
+    except PspError as exc:
+        log.warning("payment %s: how it was paid not learned (%s)", public_id, exc)
+        return "psp error", None
     charge = intent.latest_charge
     if charge is None:
-        return "no charge"
+        return "no charge", None
 
-    def record() -> str:
+    def record() -> tuple[str, str | None]:
         locked = lock_payment(payment_id)
         added = record_attempt(locked, charge)
+        mandate_id = mandate_to_look_up(locked.payment_method)
         db.session.commit()
-        return "recorded" if added else "known"
+        return "recorded" if added else "known", mandate_id
 
     try:
         return retry_lock_conflicts(record, what=f"attempt of {public_id}")
     except Exception:
         rollback_quietly()
         log.exception("payment %s: its paid attempt could not be recorded", public_id)
+        return "error", None
+
+
+def _learn_mandate(
+    provider: PaymentProvider, payment_id: int, public_id: str, mandate_id: str
+) -> str:
+    """The mandate's reference retrieved (no lock held) and recorded under the payment's lock."""
+    try:
+        reference = provider.retrieve_mandate_reference(mandate_id)
+    except PspError as exc:
+        log.warning(
+            "payment %s: mandate %s's reference not learned (%s)", public_id, mandate_id, exc
+        )
+        return "psp error"
+    if reference is None:
+        log.warning("payment %s: mandate %s has no reference at the PSP", public_id, mandate_id)
+        return "no reference"
+
+    def record() -> str:
+        locked = lock_payment(payment_id)
+        added = learn_mandate_reference(locked, mandate_id, reference)
+        db.session.commit()
+        return "recorded" if added else "known"
+
+    try:
+        return retry_lock_conflicts(record, what=f"mandate reference of {public_id}")
+    except Exception:
+        rollback_quietly()
+        log.exception("payment %s: its mandate reference could not be recorded", public_id)
         return "error"

@@ -49,7 +49,10 @@ class PspMethod:
     country: str | None = None  # the card's or the bank account's
     wallet: str | None = None  # apple_pay | google_pay | link | …
     three_d_secure: str | None = None  # the authentication's result: authenticated, failed, …
-    mandate: str | None = None  # SEPA Direct Debit: the mandate reference
+    mandate: str | None = None  # SEPA Direct Debit: the mandate's id at the PSP (mandate_1…)
+    # The mandate's reference, as the shopper's bank statement and pre-notification show it: not
+    # in the charge; learned with one more call (`PaymentProvider.retrieve_mandate_reference`).
+    mandate_reference: str | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -320,6 +323,11 @@ class PaymentProvider(ABC):
     def retrieve_payment_intent(self, payment_intent_id: str) -> PspPaymentIntent:
         """The payment intent with its latest charge (how the shopper paid)."""
         raise PspRejected(f"{self.name} cannot retrieve payment intents", code="unsupported")
+
+    def retrieve_mandate_reference(self, mandate_id: str) -> str | None:
+        """The reference of a debit's mandate (`PspMethod.mandate` names it), or None when the
+        PSP gives none."""
+        raise PspRejected(f"{self.name} cannot retrieve mandates", code="unsupported")
 
     @abstractmethod
     def list_checkout_sessions(

@@ -196,6 +196,16 @@ def method_from_stripe(details: Any) -> PspMethod | None:
     )
 
 
+def mandate_reference_from_stripe(obj: Any) -> str | None:
+    """A Stripe mandate's reference (`payment_method_details.<type>.reference`: a SEPA
+    debit's is 16 upper-case letters and digits), or None when it has none."""
+    details = _field(obj, "payment_method_details")
+    kind = _word(_field(details, "type"))
+    if kind is None:
+        return None
+    return _word(_field(_field(details, kind), "reference"), 100)
+
+
 # A charge's status as an attempt's outcome.
 _CHARGE_OUTCOMES = {"succeeded": "succeeded", "failed": "failed", "pending": "pending"}
 
@@ -701,6 +711,12 @@ class StripeProvider(PaymentProvider):
             {"expand": ["latest_charge"]},
         )
         return payment_intent_from_stripe(intent)
+
+    def retrieve_mandate_reference(self, mandate_id: str) -> str | None:
+        """The mandate's reference: the charge names the mandate by id only, and Stripe does not
+        expand it there."""
+        mandate = self._request("retrieve_mandate", "get", f"/v1/mandates/{_id(mandate_id)}")
+        return mandate_reference_from_stripe(mandate)
 
     def expire_checkout_session(self, session_id: str) -> CheckoutSession:
         """Expire an open session; PspInvalidState when it is already complete or expired."""

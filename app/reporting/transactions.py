@@ -356,11 +356,16 @@ CSV_COLUMNS = [
     "three_d_secure",
     "sepa_mandate",
     "dispute_state",
+    # Appended after the existing columns so readers by position keep working.
+    "sepa_mandate_reference",
 ]
 
 # The payment_method JSON's keys behind the detail columns, in CSV_COLUMNS' order: the API's
-# payment_method object's fields after type, brand and last 4 (which have columns of their own).
-METHOD_DETAIL_KEYS = PAYMENT_METHOD_FIELDS[3:]
+# payment_method object's fields after type, brand and last 4 (which have columns of their own)
+# up to `mandate`, then those added later (LATER_METHOD_KEYS), after dispute_state.
+_FIRST_LATER = PAYMENT_METHOD_FIELDS.index("mandate") + 1
+METHOD_DETAIL_KEYS = PAYMENT_METHOD_FIELDS[3:_FIRST_LATER]
+LATER_METHOD_KEYS = PAYMENT_METHOD_FIELDS[_FIRST_LATER:]
 
 # A cell starting with one of these is run as a formula by spreadsheet programs.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -431,15 +436,16 @@ def csv_row(row, zone: ZoneInfo | None = None) -> list[str]:
         csv_cell(row.method_type),
         csv_cell(row.card_brand),
         csv_cell(row.card_last4),
-        *_method_details(row.payment_method),
+        *_method_details(row.payment_method, METHOD_DETAIL_KEYS),
         row.dispute_state or "",
+        *_method_details(row.payment_method, LATER_METHOD_KEYS),
     ]
 
 
-def _method_details(method) -> list[str]:
+def _method_details(method, keys: tuple[str, ...]) -> list[str]:
     """The detail cells of a stored payment method (a dict; anything else reads as none)."""
     method = method if isinstance(method, dict) else {}
-    return [csv_cell(method.get(key)) for key in METHOD_DETAIL_KEYS]
+    return [csv_cell(method.get(key)) for key in keys]
 
 
 def export_csv(f: TransactionFilter) -> Iterator[str]:

@@ -89,6 +89,7 @@ PAYMENT_METHOD_FIELDS = (
     "wallet",
     "three_d_secure",
     "mandate",
+    "mandate_reference",
 )
 
 

@@ -165,6 +165,7 @@ def test_charge_details_keep_what_fits_and_drop_what_does_not():
         "wallet": "apple_pay",
         "three_d_secure": "authenticated",
         "mandate": None,
+        "mandate_reference": None,  # the charge never carries it: the mandate does
     }
     assert attempt_from_charge("ch_3NotExpanded") is None
     odd = method_from_stripe(

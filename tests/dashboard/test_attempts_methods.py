@@ -18,10 +18,11 @@ NOW = datetime(2026, 11, 20, 12, 0, 0)
 ROW_ID = re.compile(r'href="/dashboard/payments/(pay_[A-Za-z0-9]+)"')
 VISA = {"type": "card", "brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2034,
         "funding": "credit", "country": "US", "wallet": "apple_pay",
-        "three_d_secure": "authenticated", "mandate": None}  # fmt: skip
+        "three_d_secure": "authenticated", "mandate": None, "mandate_reference": None}  # fmt: skip
 SEPA = {"type": "sepa_debit", "brand": None, "last4": "3000", "exp_month": None,
         "exp_year": None, "funding": None, "country": "DE", "wallet": None,
-        "three_d_secure": None, "mandate": "mandate_1Abc"}  # fmt: skip
+        "three_d_secure": None, "mandate": "mandate_1Abc",
+        "mandate_reference": "P8LZ5Q0ZKXQ2NJHS"}  # fmt: skip
 
 
 def ids_on_page(response) -> list[str]:
@@ -126,6 +127,10 @@ def test_the_csv_carries_reason_and_method(client_a, dataset):
     assert visa == ["12", "2034", "credit", "US", "apple_pay", "authenticated", ""]
     assert sepa == ["", "", "", "DE", "", "", "mandate_1Abc"]
     assert [rows["declined"][c] for c in details] == [""] * 7  # no method recorded
+    # Added after the others: the last column, so readers by position keep working.
+    assert list(rows["sepa-paid"])[-2:] == ["dispute_state", "sepa_mandate_reference"]
+    assert rows["sepa-paid"]["sepa_mandate_reference"] == "P8LZ5Q0ZKXQ2NJHS"
+    assert rows["visa-paid"]["sepa_mandate_reference"] == ""
 
 
 def test_the_payment_page_shows_attempts_and_method(client_a, dataset):
@@ -140,7 +145,7 @@ def test_the_payment_page_shows_attempts_and_method(client_a, dataset):
     assert 'badge-canceled">Canceled<' in canceled and "Canceled by the shopper" in canceled
     assert "No attempt to pay yet." in canceled
     sepa = client_a.get(f"/dashboard/payments/{dataset['sepa-paid']}").get_data(as_text=True)
-    assert "mandate <code>mandate_1Abc</code>" in sepa
+    assert "mandate reference <code>P8LZ5Q0ZKXQ2NJHS</code> (id <code>mandate_1Abc</code>)" in sepa
 
 
 def test_the_attempts_heading_says_no_zone_its_times_do_not_show(app, client_a, dataset, tenants):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -192,6 +193,7 @@ def test_error_classes(client, emu):
         ("/v1/refunds/re_missing", "refund", "id"),
         ("/v1/subscriptions/sub_missing", "subscription", "id"),
         ("/v1/invoices/in_missing", "invoice", "invoice"),
+        ("/v1/mandates/mandate_missing", "mandate", "mandate"),
     ],
 )
 def test_an_unknown_id_is_stripes_404_naming_the_object(emu, path, kind, param):
@@ -362,7 +364,7 @@ def test_pay_control_creates_payment_intent_and_events(client, emu):
     assert exc.value.status == 400
 
 
-def test_delayed_payment_settles_by_clock_and_control(client, emu):
+def test_delayed_payment_settles_by_clock_and_control(client, emu, stripe_fixtures):
     a = client.v1.checkout.sessions.create(params=session_params())
     b = client.v1.checkout.sessions.create(params=session_params())
     emu.control("POST", f"checkout/sessions/{a.id}/pay", {"iban": "DE89370400440532013000"})
@@ -384,6 +386,14 @@ def test_delayed_payment_settles_by_clock_and_control(client, emu):
     assert (charge.status, charge.paid, charge.payment_method_details.type) == (
         "succeeded", True, "sepa_debit",
     )  # fmt: skip
+    # The charge names its mandate by id; the mandate holds the reference.
+    mandate = client.v1.mandates.retrieve(charge.payment_method_details.sepa_debit.mandate)
+    assert not set(stripe_fixtures["mandate"]) - set(mandate.to_dict())
+    assert (mandate.object, mandate.status, mandate.payment_method) == (
+        "mandate", "active", charge.payment_method,
+    )  # fmt: skip
+    assert mandate.payment_method_details.type == "sepa_debit"
+    assert re.fullmatch(r"[A-Z0-9]{16}", mandate.payment_method_details.sepa_debit.reference)
     types = {e.type for e in client.v1.events.list({"limit": 100}).data}
     assert {
         "checkout.session.async_payment_succeeded",

@@ -3,6 +3,8 @@ emulator, paid (or declined) there, learned through its real webhooks over HTTP.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from datetime import timedelta
 
@@ -13,7 +15,7 @@ from app.models import Payment, PaymentAttempt, RollupWatermark
 from app.payments.attempts import METHOD_WATERMARK
 from app.tasks.payments import learn_payment_methods
 from tests.support.factories import make_merchant, registered_payment
-from tests.support.psp import pay_session, stripe_client, wait_for_deliveries
+from tests.support.psp import pay_session, stripe_client, stripe_get, wait_for_deliveries
 from tests.support.waiting import wait_for_payment_status, wait_until
 from tests.webhooks.helpers import load_payment, stripe_headers
 
@@ -160,6 +162,63 @@ def test_a_failed_sepa_debit_is_declined_by_the_bank_with_its_mandate(app, strip
     assert stored.failure_reason == "declined"  # the bank's refusal, not Stripe's
     [declined] = wait_for_attempts(app, payment.id, 1)
     assert declined.outcome == "failed" and declined.decline_code == "generic_decline"
+
+
+def _mandate_lookups(emulator) -> list[int]:
+    """The statuses of the emulator's answers to mandate retrieves, oldest first."""
+    seen = emulator.control("GET", "requests")["data"]
+    return [r["status"] for r in reversed(seen) if r["path"].startswith("/v1/mandates/")]
+
+
+def test_a_paid_sepa_debit_learns_its_mandate_reference_once_the_psp_answers(
+    app, stripe_delivers, tenants, client, client_a
+):
+    with app.app_context():
+        learn_payment_methods()  # the worker's pass before this payment
+    payment = registered_payment(app, tenants.a_id, amount=900)
+    pay_session(stripe_delivers, payment.session_id, iban="DE89370400440532013000")
+    wait_for_payment_status(app, payment.id, "PENDING")
+    _move_back(app, payment.id, hours=1)  # so only a held watermark finds it again
+    moved_at = load_payment(app, payment.id).updated_at
+    # The mandate's retrieve fails: the method is recorded, its reference is not, and the
+    # watermark waits where the payment moved.
+    fault = {"kind": "http_500", "path": "/v1/mandates", "count": 10}
+    stripe_delivers.control("POST", "faults", fault)
+    with app.app_context():
+        learn_payment_methods()
+        assert db.session.get(RollupWatermark, METHOD_WATERMARK).updated_before == moved_at
+    method = load_payment(app, payment.id).payment_method
+    assert method["mandate"].startswith("mandate_") and method["mandate_reference"] is None
+    assert _mandate_lookups(stripe_delivers) == [500]
+    stripe_delivers.control("DELETE", "faults")
+
+    with app.app_context():
+        assert learn_payment_methods() == 1  # the next pass asks again
+    reference = load_payment(app, payment.id).payment_method["mandate_reference"]
+    # Paid: the paid attempt is learned; the known reference is not asked for again.
+    stripe_delivers.control("POST", f"checkout/sessions/{payment.session_id}/settle", {})
+    wait_for_payment_status(app, payment.id, "SUCCESS")
+    with app.app_context():
+        assert learn_payment_methods() == 1
+    assert [a.outcome for a in attempts(app, payment.id)] == ["succeeded"]
+    assert _mandate_lookups(stripe_delivers) == [500, 200]
+    mandate = stripe_get(stripe_delivers, f"/v1/mandates/{method['mandate']}")
+    assert reference == mandate["payment_method_details"]["sepa_debit"]["reference"]
+
+    api = client.get(
+        f"/api/v1/payments/{payment.public_id}",
+        headers={"Authorization": f"Bearer {tenants.a_key}"},
+    ).get_json()["payment_method"]
+    assert (api["mandate"], api["mandate_reference"]) == (method["mandate"], reference)
+    page = client_a.get(f"/dashboard/payments/{payment.public_id}").get_data(as_text=True)
+    assert (
+        f"mandate reference <code>{reference}</code> (id <code>{method['mandate']}</code>)" in page
+    )
+    exported = client_a.get("/dashboard/payments/export.csv").get_data(as_text=True)
+    [row] = [
+        r for r in csv.DictReader(io.StringIO(exported)) if r["payment_id"] == payment.public_id
+    ]
+    assert (row["sepa_mandate"], row["sepa_mandate_reference"]) == (method["mandate"], reference)
 
 
 def test_a_psp_outage_leaves_the_method_for_the_next_run(app, stripe_delivers):

@@ -112,7 +112,16 @@ class PaymentMethodSchema(Schema):
         metadata={"description": "The 3-D Secure result when one ran: authenticated, …"},
     )
     mandate = fields.String(
-        allow_none=True, metadata={"description": "SEPA Direct Debit: the mandate reference."}
+        allow_none=True,
+        metadata={"description": "SEPA Direct Debit: the mandate's id at the PSP (mandate_1…)."},
+    )
+    mandate_reference = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "SEPA Direct Debit: the mandate's reference, as the shopper's bank "
+            "statement shows it; null until PayBridge has asked the PSP (shortly after the "
+            "method is known)."
+        },
     )
 
 
