@@ -359,7 +359,7 @@ class Config(BaseSettings):
     # before it stops and says so (filters whose rows barely overlap would otherwise walk every
     # row of one of them: status FAILED with method card read 440k entries, 650 ms, at 1M).
     # The CSV export reads on.
-    LIST_ROWS_EXAMINED_MAX: Annotated[int, Field(ge=1000)] = 20_000
+    LIST_ROWS_EXAMINED_MAX: Annotated[int, Field(ge=1000)] = 10_000
 
     # Notifications to client apps: delays between attempts (then failed), each POST's time;
     # POSTs at once per worker process (threads that wait on client apps, not on the CPU), how
