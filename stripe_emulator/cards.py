@@ -11,6 +11,8 @@ class Decline:
     code: str
     decline_code: str | None
     message: str
+    # Stripe's own refusal (Radar blocked it as too risky): never sent to the card network.
+    blocked: bool = False
 
 
 DECLINED = "Your card was declined."
@@ -36,6 +38,8 @@ CARD_DECLINES = {
     ),
     # Attaches fine but the charge fails.
     "4000000000000341": Decline("card_declined", "generic_decline", DECLINED),
+    # Radar's highest risk level: always blocked, the shopper told only that it was declined.
+    "4100000000000019": Decline("card_declined", "fraudulent", DECLINED, blocked=True),
 }
 
 THREE_D_SECURE = {"4000002500003155", "4000000000003220", "4000002760003184", "4000000000003063"}

@@ -516,6 +516,17 @@ def _outcome(failure: Any) -> dict:
             "seller_message": "Payment complete.",
             "type": "authorized",
         }
+    if getattr(failure, "blocked", False):
+        return {
+            "advice_code": "do_not_try_again",
+            "network_advice_code": None,
+            "network_decline_code": None,
+            "network_status": "not_sent_to_network",
+            "reason": "highest_risk_level",
+            "risk_level": "highest",
+            "seller_message": "Stripe blocked this payment as too risky.",
+            "type": "blocked",
+        }
     return {
         "advice_code": "try_again_later",
         "network_advice_code": None,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select
+from sqlalchemy import and_, bindparam, exists, or_, select
 
 from app.common.locks import retry_lock_conflicts, rollback_quietly
 from app.extensions import db
@@ -68,13 +68,18 @@ def _has_attempt(payment_id: int, outcome: str) -> bool:
 def expiry_reason(payment: Payment) -> str:
     """Why a checkout that closed unpaid failed: the shopper's last act on the hosted page
     (left by its back link, or declined), else plain expiry (`failure_reasons.for_expiry`)."""
-    last_decline = db.session.scalar(
-        select(func.max(PaymentAttempt.attempted_at)).where(
-            PaymentAttempt.payment_id == payment.id, PaymentAttempt.outcome == OUTCOME_FAILED
+    last = db.session.execute(
+        select(
+            PaymentAttempt.attempted_at, PaymentAttempt.decline_code, PaymentAttempt.failure_code
         )
-    )
+        .where(PaymentAttempt.payment_id == payment.id, PaymentAttempt.outcome == OUTCOME_FAILED)
+        .order_by(PaymentAttempt.attempted_at.desc(), PaymentAttempt.id.desc())
+        .limit(1)
+    ).first()
     return failure_reasons.for_expiry(
-        last_decline=last_decline, shopper_canceled_at=payment.shopper_canceled_at
+        last_decline=last.attempted_at if last else None,
+        shopper_canceled_at=payment.shopper_canceled_at,
+        last_decline_code=(last.decline_code or last.failure_code) if last else None,
     )
 
 

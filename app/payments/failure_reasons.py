@@ -39,17 +39,24 @@ def words(code: str | None) -> str | None:
 
 
 def for_expiry(
-    *, last_decline: datetime | None = None, shopper_canceled_at: datetime | None = None
+    *,
+    last_decline: datetime | None = None,
+    shopper_canceled_at: datetime | None = None,
+    last_decline_code: str | None = None,
 ) -> str:
     """A checkout that closed without a payment: canceled by the shopper if their last act was
     leaving by the hosted page's back link; declined if it was a declined attempt (and then
-    they gave up); with neither it simply expired. The PSP dates a decline in whole seconds:
-    a leave within the decline's second counts as after it."""
+    they gave up), or rejected by the PSP when the PSP itself refused that attempt (Radar's
+    block: `last_decline_code`, its decline code or else its failure code); with neither it
+    simply expired. The PSP dates a decline in whole seconds: a leave within the decline's
+    second counts as after it."""
     if shopper_canceled_at is not None and (
         last_decline is None or shopper_canceled_at >= last_decline
     ):
         return CANCELED_BY_SHOPPER
-    return DECLINED if last_decline is not None else EXPIRED
+    if last_decline is None:
+        return EXPIRED
+    return REJECTED_BY_PSP if last_decline_code in PSP_REFUSAL_CODES else DECLINED
 
 
 # Stripe's codes for a refusal by the PSP itself, not by the shopper's bank: Radar's block

@@ -39,6 +39,8 @@ DECLINES = {
     "4242424242424241": ("incorrect_number", "incorrect_number", "Your card number is incorrect."),
     # Attaches fine, then the charge is declined.
     "4000000000000341": ("card_declined", "generic_decline", "Your card was declined."),
+    # Radar blocks it (highest risk): to the shopper a decline like any other.
+    "4100000000000019": ("card_declined", "fraudulent", "Your card was declined."),
 }
 
 

@@ -8,6 +8,7 @@ import io
 import json
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from app.extensions import db
@@ -115,14 +116,23 @@ def test_replayed_and_late_payment_failed_events_add_no_attempt(app, stripe_deli
     assert [a.outcome for a in rows] == ["failed", "succeeded"]
 
 
-def test_an_expiry_after_a_decline_fails_as_declined(app, stripe_delivers):
+@pytest.mark.parametrize(
+    ("card", "reason"),
+    [
+        ("4000000000000002", "declined"),  # the bank's no
+        ("4100000000000019", "rejected_by_psp"),  # Stripe's own: Radar blocked it as too risky
+    ],
+)
+def test_an_expiry_after_a_decline_fails_as_declined_or_rejected(
+    app, stripe_delivers, card, reason
+):
     merchant, _ = make_merchant(app, "Expiry Shop", "http://127.0.0.1:9/notify")
     payment = registered_payment(app, merchant.id, amount=900)
-    pay_session(stripe_delivers, payment.session_id, card="4000000000000002")
+    pay_session(stripe_delivers, payment.session_id, card=card)
     wait_for_attempts(app, payment.id, 1)
     stripe_client(stripe_delivers).v1.checkout.sessions.expire(payment.session_id)
     stored = wait_for_payment_status(app, payment.id, "FAILED")
-    assert (stored.failure_reason, stored.failure_code) == ("declined", "expired")
+    assert (stored.failure_reason, stored.failure_code) == (reason, "expired")
 
 
 def test_an_expiry_with_no_attempt_fails_as_expired(app, stripe_delivers):
