@@ -66,7 +66,7 @@ def varied(app, tenants):
     rng = random.Random(27)
     with app.app_context():
         for merchant_id in (tenants.a_id, tenants.b_id):
-            db.session.execute(insert(Payment), _rows(merchant_id, rng, 1500))
+            db.session.execute(insert(Payment), _rows(merchant_id, rng, 1000))
         not_paid = db.session.scalars(
             select(Payment.id).where(Payment.status.in_(("FAILED", "INITIATED")))
         ).all()

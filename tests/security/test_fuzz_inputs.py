@@ -212,8 +212,8 @@ DASHBOARD_LISTS = {
 }  # fmt: skip
 
 
-# A request costs a few milliseconds here: four times the profile's examples.
-FILTER_FUZZ = settings(max_examples=settings.default.max_examples * 4)
+# A request costs a few milliseconds here: three times the profile's examples.
+FILTER_FUZZ = settings(max_examples=settings.default.max_examples * 3)
 
 
 def test_api_list_filters_never_get_a_server_error(client, make_unthrottled_merchant, make_payment):
