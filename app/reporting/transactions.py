@@ -224,16 +224,14 @@ class Page:
 _ROWS_EXAMINED_EXCEEDED = 1931
 
 
-def _bounded(stmt: Select, examine_at_most: int | None) -> Select:
-    """`stmt` stopping after reading `examine_at_most` rows (MariaDB's LIMIT … ROWS EXAMINED;
-    MySQL and SQLite have none, and read on)."""
-    if examine_at_most is None or not getattr(db.engine.dialect, "is_mariadb", False):
-        return stmt
-    return stmt.suffix_with(f"ROWS EXAMINED {int(examine_at_most)}")
+def _read_bound(examine_at_most: int | None) -> int | None:
+    """The bound this database can keep: MariaDB's LIMIT … ROWS EXAMINED; MySQL and SQLite
+    have none, and read on."""
+    return examine_at_most if getattr(db.engine.dialect, "is_mariadb", False) else None
 
 
 def _stopped_short() -> bool:
-    """Whether the last statement stopped at its ROWS EXAMINED bound."""
+    """Whether the last statement (on MariaDB) stopped at its ROWS EXAMINED bound."""
     warnings = db.session.execute(text("SHOW WARNINGS")).all()
     return any(int(w[1]) == _ROWS_EXAMINED_EXCEEDED for w in warnings)
 
@@ -251,9 +249,10 @@ def keyset_page(
     page 1000 is as cheap as page 1. `after` walks to older rows, `before` back to newer ones;
     a cursor of another list (`scope`) is BadCursor. A list of statements is their union: each
     is read as far as one page, and the pages merged (a row in several counts once). With
-    `examine_at_most`, each statement stops after reading that many rows, and the page says so
-    (`stopped_after`) when one did before filling it."""
+    `examine_at_most`, each statement stops after reading that many rows on MariaDB, and the
+    page says so (`stopped_after`) when one did before filling it."""
     statements = stmt if isinstance(stmt, list) else [stmt]
+    bound = _read_bound(examine_at_most)
     stopped = False
 
     def cursor(row) -> str:
@@ -280,9 +279,11 @@ def keyset_page(
         for one in statements:
             if where is not None:
                 one = one.where(where)
-            one = _bounded(one.order_by(*key).limit(PAGE_SIZE + 1), examine_at_most)
+            one = one.order_by(*key).limit(PAGE_SIZE + 1)
+            if bound is not None:
+                one = one.suffix_with(f"ROWS EXAMINED {int(bound)}")
             rows = db.session.scalars(one).all()
-            if examine_at_most is not None and len(rows) <= PAGE_SIZE and _stopped_short():
+            if bound is not None and len(rows) <= PAGE_SIZE and _stopped_short():
                 stopped = True
             for row in rows:
                 found[row.id] = row
@@ -298,7 +299,7 @@ def keyset_page(
             rows=rows,
             older=cursor(rows[-1]) if rows else None,
             newer=cursor(rows[0]) if rows and has_newer else None,
-            stopped_after=examine_at_most if stopped else None,
+            stopped_after=bound if stopped else None,
         )
     older = cursors.older_than(model.created_at, model.id, position(after)) if after else None
     rows = first_rows(older, newest_first=True)
@@ -308,7 +309,7 @@ def keyset_page(
         rows=rows,
         older=cursor(rows[-1]) if rows and has_older else None,
         newer=cursor(rows[0]) if rows and after else None,
-        stopped_after=examine_at_most if stopped else None,
+        stopped_after=bound if stopped else None,
     )
 
 
