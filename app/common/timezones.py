@@ -56,7 +56,7 @@ def day_range(
     """A filter's local days [first, last] (both included, either open) as naive UTC bounds:
     from the first day's midnight up to, not including, the midnight after the last, in
     `zone` (None: UTC). The lists filter with this, the overview counts its days the same way."""
-    zone = zone or ZoneInfo("UTC")
+    zone = zone or zone_of(None)
     start = local_midnight_utc(first, zone) if first else None
     end = local_midnight_utc(last + timedelta(days=1), zone) if last else None
     return start, end
@@ -76,7 +76,7 @@ def minute_range(
     (clocks going forward: 02:30 in New York on the March change) reads as the moment the
     clocks jump, the start from it and the end just before it, as a skipped midnight starts the
     day when it starts (`local_midnight_utc`)."""
-    zone = zone or ZoneInfo("UTC")
+    zone = zone or zone_of(None)
     start = _wall_to_utc(first.replace(second=0, microsecond=0), zone) if first else None
     end = None
     if last:

@@ -12,6 +12,10 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+# SQLAlchemy's names of the MySQL family's dialects (mysql+pymysql is "mysql", mariadb+pymysql
+# is "mariadb").
+MYSQL_FAMILY = ("mysql", "mariadb")
+
 # Microsecond timestamps on MySQL/MariaDB (its DATETIME keeps whole seconds by default),
 # stored naive in UTC everywhere.
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
@@ -24,7 +28,7 @@ def exact_collation(dialect: Dialect) -> str | None:
     """The collation that compares identifiers byte for byte on this MySQL/MariaDB server: no
     case folding and no PAD SPACE (`utf8mb4_bin` itself still ignores trailing spaces); None on
     other databases, which compare exactly already (SQLite)."""
-    if dialect.name not in ("mysql", "mariadb"):  # mariadb: a `mariadb+pymysql://` URL
+    if dialect.name not in MYSQL_FAMILY:
         return None
     if dialect.is_mariadb:
         return "utf8mb4_nopad_bin"
@@ -89,6 +93,14 @@ def public_id(prefix: str, length: int = 24) -> str:
     return prefix + "".join(chars[:length])
 
 
+def index_hint(stmt, model, hint: str):
+    """`stmt` with a MySQL/MariaDB index hint on `model`'s table ("FORCE INDEX (…)", "IGNORE
+    INDEX (…)"); SQLite, which plans alone, reads it as before."""
+    for dialect in MYSQL_FAMILY:
+        stmt = stmt.with_hint(model, hint, dialect)
+    return stmt
+
+
 def indexes_across_merchants(model, *, keep: tuple[str, ...] = ()) -> tuple[str, ...]:
     """`model`'s indexes that do not lead with (hold) the merchant, but those in `keep`."""
     return tuple(
@@ -109,10 +121,7 @@ def merchant_indexes_only(stmt, model, *, keep: tuple[str, ...] = ()):
     across = indexes_across_merchants(model, keep=keep)
     if not across:
         return stmt
-    hint = f"IGNORE INDEX ({', '.join(across)})"
-    for dialect in ("mysql", "mariadb"):
-        stmt = stmt.with_hint(model, hint, dialect)
-    return stmt
+    return index_hint(stmt, model, f"IGNORE INDEX ({', '.join(across)})")
 
 
 # A list filter's value for "in any of the states" (refunded in part or in full; disputed).

@@ -48,6 +48,7 @@ from app.models import (
     NotificationEndpoint,
     utcnow,
 )
+from app.models.base import index_hint
 from app.models.endpoint import signing_secrets
 from app.models.events import notification_body
 from app.notifications import signals
@@ -180,10 +181,9 @@ def _due_ids_statement(limit: int, excluding: bool):
         )
         # Oldest due first, read in the due index's order: with the endpoint excluded the
         # optimizer would otherwise take the endpoint index and sort every due row.
-        for dialect in ("mysql", "mariadb"):
-            statement = statement.with_hint(
-                Delivery, "FORCE INDEX (ix_notification_deliveries_status_next_attempt)", dialect
-            )
+        statement = index_hint(
+            statement, Delivery, "FORCE INDEX (ix_notification_deliveries_status_next_attempt)"
+        )
     return (
         statement.order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)

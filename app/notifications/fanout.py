@@ -24,6 +24,7 @@ from sqlalchemy import Connection, bindparam, insert, select, true, update
 
 from app.common.locks import retry_lock_conflicts, row_locks_only_connection
 from app.models import Notification, NotificationDelivery, NotificationEndpoint, utcnow
+from app.models.base import index_hint
 from app.models.endpoint import ALL_EVENT_TYPES
 
 # How many notifications one fan-out transaction takes.
@@ -56,11 +57,10 @@ _LOCK_NEW = (
     .where(Notification.id.in_(bindparam("ids", expanding=True)), *_IS_NEW)
     .order_by(Notification.id)
     .with_for_update()
-    # By key only: read through the status index, the locking read could meet (and wait on)
-    # a notification still being written.
-    .with_hint(Notification, "FORCE INDEX (PRIMARY)", "mysql")
-    .with_hint(Notification, "FORCE INDEX (PRIMARY)", "mariadb")
 )
+# By key only: read through the status index, the locking read could meet (and wait on) a
+# notification still being written.
+_LOCK_NEW = index_hint(_LOCK_NEW, Notification, "FORCE INDEX (PRIMARY)")
 
 
 _E = NotificationEndpoint.__table__

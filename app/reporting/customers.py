@@ -18,6 +18,7 @@ from sqlalchemy.orm import joinedload
 
 from app.extensions import db
 from app.models import Dispute, Payment, PaymentStatus, Refund
+from app.models.base import MYSQL_FAMILY, index_hint
 from app.models.payment import email_starts_with, normalize_email, within_one_merchant
 from app.reporting.transactions import Page, keyset_page
 
@@ -124,9 +125,9 @@ def _withdrawn(merchant_id: int, livemode: bool, emails: list[str]) -> dict[tupl
     # few disputes MariaDB scanned them all, every merchant's, and looked up each one's payment;
     # the page's customers' payments, read through the merchant's email index, are what the
     # list's totals read anyway.
-    for dialect in ("mysql", "mariadb"):
+    for dialect in MYSQL_FAMILY:
         stmt = stmt.prefix_with("STRAIGHT_JOIN", dialect=dialect)
-        stmt = stmt.with_hint(Dispute, "FORCE INDEX (ix_disputes_payment)", dialect)
+    stmt = index_hint(stmt, Dispute, "FORCE INDEX (ix_disputes_payment)")
     return {(e, currency): int(n) for e, currency, n in db.session.execute(stmt)}
 
 

@@ -20,6 +20,7 @@ from app.common.cursors import older_page
 from app.common.tenancy import scoped
 from app.extensions import db
 from app.models import Dispute
+from app.models.base import index_hint
 from app.models.dispute import NEEDS_RESPONSE_STATUSES
 from app.reporting.modes import in_mode
 
@@ -109,8 +110,7 @@ def list_disputes(
     if merchant_id is not None:
         # The merchant's (mode, id) range: with LIMIT the optimizer may prefer walking the
         # primary key backwards, which reads every other merchant's newer disputes on the way.
-        for dialect in ("mysql", "mariadb"):
-            stmt = stmt.with_hint(Dispute, "FORCE INDEX (ix_disputes_merchant_mode_id)", dialect)
+        stmt = index_hint(stmt, Dispute, "FORCE INDEX (ix_disputes_merchant_mode_id)")
     rows = db.session.scalars(stmt.order_by(Dispute.id.desc()).limit(PAGE_SIZE + 1))
     page, last_id = older_page(list(rows), PAGE_SIZE)
     return page, last_id if isinstance(last_id, int) else None

@@ -49,6 +49,7 @@ from app.models import (
     utcnow,
 )
 from app.models.attempt import OUTCOME_SUCCEEDED
+from app.models.base import index_hint
 from app.reconciliation.lock import LockLost, RunLock
 
 log = logging.getLogger(__name__)
@@ -109,13 +110,11 @@ def attempt_totals() -> tuple[ColumnElement, ColumnElement]:
     probes of ix_payment_attempts_payment per payment, never a join that repeats its rows."""
 
     def count(*where) -> ColumnElement:
-        tries = (
-            select(func.count(PaymentAttempt.id))
-            .where(PaymentAttempt.payment_id == Payment.id, *where)
-            # By payment, however few attempts the optimizer thinks there are (MariaDB's hint;
-            # the SQLite demo needs none).
-            .with_hint(PaymentAttempt, "FORCE INDEX (ix_payment_attempts_payment)", "mysql")
+        tries = select(func.count(PaymentAttempt.id)).where(
+            PaymentAttempt.payment_id == Payment.id, *where
         )
+        # By payment, however few attempts the optimizer thinks there are.
+        tries = index_hint(tries, PaymentAttempt, "FORCE INDEX (ix_payment_attempts_payment)")
         return func.coalesce(func.sum(tries.scalar_subquery()), 0)
 
     return count(), count(PaymentAttempt.outcome == OUTCOME_SUCCEEDED)

@@ -28,7 +28,7 @@ from sqlalchemy import Select, and_, false, or_, select, text
 
 from app.common import cursors, payment_methods
 from app.common.money import THREE_DECIMAL, ZERO_DECIMAL, format_minor, to_minor
-from app.common.timezones import day_range, to_local
+from app.common.timezones import day_range, to_local, zone_of
 from app.extensions import db
 from app.models import DisputeState, Payment, RefundState
 from app.models.base import ANY_STATE, states_matching
@@ -43,8 +43,6 @@ EXPORT_BATCH = 1000
 class BadCursor(ValueError):
     """A pagination cursor that was not produced by this page."""
 
-
-UTC_ZONE = ZoneInfo("UTC")
 
 STALE_LINK = "This page link is not valid any more; showing the first page."
 
@@ -379,7 +377,7 @@ def csv_cell(value, zone: ZoneInfo | None = None) -> str:
         return ""
     if isinstance(value, datetime):
         # Truncated, not rounded: a time never moves into the next second (or day).
-        return to_local(value, zone or UTC_ZONE).isoformat(sep=" ", timespec="seconds")
+        return to_local(value, zone or zone_of(None)).isoformat(sep=" ", timespec="seconds")
     text = str(value)
     if text.startswith(_FORMULA_START):
         return "'" + text

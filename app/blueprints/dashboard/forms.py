@@ -363,7 +363,27 @@ class ListFilterForm(FlaskForm):
         return any(f.errors or f.data not in (None, "") for f in self.panel_fields())
 
 
-class TransactionFilterForm(ListFilterForm):
+class RangesInOrder:
+    """The created-from/to days and the amount-from/to of a list's filters, each pair in
+    order: an empty range is a mistake, said so rather than answered with nothing."""
+
+    date_from: DateField
+    amount_min: StringField
+
+    def validate_date_to(self, field) -> None:
+        _not_before(self.date_from.data, field.data, "The end date is before the start date.")
+
+    def validate_amount_max(self, field) -> None:
+        lower = _decimal_or_none(self.amount_min.data)
+        _not_before(lower, _decimal_or_none(field.data), "The upper amount is below the lower one.")
+
+
+def _not_before(lower, upper, message: str) -> None:
+    if lower is not None and upper is not None and upper < lower:
+        raise ValidationError(message)
+
+
+class TransactionFilterForm(RangesInOrder, ListFilterForm):
     """Filters of the transactions table, read from the query string."""
 
     q = StringField(
@@ -444,13 +464,6 @@ class TransactionFilterForm(ListFilterForm):
                 raise ValidationError("Use a three-letter ISO code like EUR.")
             field.data = field.data.strip().upper()
 
-    def validate_date_to(self, field) -> None:
-        _not_before(self.date_from.data, field.data, "The end date is before the start date.")
-
-    def validate_amount_max(self, field) -> None:
-        lower = _decimal_or_none(self.amount_min.data)
-        _not_before(lower, _decimal_or_none(field.data), "The upper amount is below the lower one.")
-
     def to_filter(
         self, merchant_id: int | None, livemode: bool, zone: ZoneInfo | None = None
     ) -> TransactionFilter:
@@ -485,7 +498,7 @@ class CustomerSearchForm(ListFilterForm):
     )
 
 
-class RefundFilterForm(ListFilterForm):
+class RefundFilterForm(RangesInOrder, ListFilterForm):
     """Filters of the refunds list, read from the query string."""
 
     status = SelectField(
@@ -515,13 +528,6 @@ class RefundFilterForm(ListFilterForm):
         "Merchant", validators=[Optional(), NumberRange(min=1, max=MAX_ROW_ID)]
     )
 
-    def validate_date_to(self, field) -> None:
-        _not_before(self.date_from.data, field.data, "The end date is before the start date.")
-
-    def validate_amount_max(self, field) -> None:
-        lower = _decimal_or_none(self.amount_min.data)
-        _not_before(lower, _decimal_or_none(field.data), "The upper amount is below the lower one.")
-
     def to_filter(
         self, merchant_id: int | None, livemode: bool, zone: ZoneInfo | None = None
     ) -> RefundFilter:
@@ -540,13 +546,6 @@ class RefundFilterForm(ListFilterForm):
 
 def _decimal_or_none(value) -> Decimal | None:
     return value if isinstance(value, Decimal) else None
-
-
-def _not_before(lower, upper, message: str) -> None:
-    """A range's two ends, either open, in order: an empty range is a mistake, said so rather
-    than answered with nothing."""
-    if lower is not None and upper is not None and upper < lower:
-        raise ValidationError(message)
 
 
 class EventFilterForm(FlaskForm):
