@@ -158,7 +158,16 @@ class Payment(db.Model):
             "payment_type",
             "created_at",
         ),
-        Index("ix_payments_merchant_amount", "merchant_id", "livemode", "amount"),
+        # An amount range's matches sorted by (created_at, id) from the index alone (0033).
+        Index(
+            "ix_payments_merchant_amount",
+            "merchant_id",
+            "livemode",
+            "amount",
+            "currency",
+            "created_at",
+            "id",
+        ),
         Index(
             "ix_payments_merchant_status_updated", "merchant_id", "livemode", "status", "updated_at"
         ),
@@ -213,6 +222,7 @@ class Payment(db.Model):
             "created_at",
             "id",
         ),
+        Index("ix_payments_brand_created", "livemode", "card_brand", "created_at", "id"),
         Index("ix_payments_last4_created", "livemode", "card_last4", "created_at", "id"),
         Index(
             "ix_payments_merchant_failure_created",

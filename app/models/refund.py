@@ -84,6 +84,16 @@ class Refund(db.Model):
             "id",
         ),
         Index("ix_refunds_livemode_created", "livemode", "created_at", "id"),
+        # Amount ranges, sorted by (created_at, id) from the index alone (0033).
+        Index(
+            "ix_refunds_merchant_amount",
+            "merchant_id",
+            "livemode",
+            "amount",
+            "currency",
+            "created_at",
+            "id",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

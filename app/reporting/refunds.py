@@ -3,7 +3,8 @@
 A refund carries its payment's mode, and the payment comes along with each row for its link
 and reference. A merchant's list is read from ix_refunds_merchant_mode_created or, by status,
 ix_refunds_merchant_status_created; an operator's across merchants from
-ix_refunds_livemode_created (0017_refund_indexes), newest first by (created_at, id).
+ix_refunds_livemode_created (0017_refund_indexes), newest first by (created_at, id); an amount
+range from ix_refunds_merchant_amount, sorted there (0033).
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from app.common.timezones import day_range
 from app.models import Payment, Refund
 from app.models.refund import within_one_merchant
 from app.reporting.modes import in_mode
-from app.reporting.transactions import Page, amount_clause, csv_cell, keyset_page, stream_csv
+from app.reporting.transactions import (
+    Page,
+    amount_clause,
+    csv_cell,
+    has_amount_range,
+    keyset_page,
+    stream_csv,
+)
 
 CURSOR_SCOPE = "dashboard.refunds"
 
@@ -42,8 +50,10 @@ class RefundFilter:
 
 
 def filtered(f: RefundFilter) -> Select:
-    """SELECT refunds matching the filter, joined to their payments (no order, no limit)."""
-    stmt = in_mode(select(Refund), Refund, f.livemode).join(
+    """SELECT refunds matching the filter, joined to their payments (no order, no limit). An
+    outer join, though every refund has its payment: a statement that reads no payment column
+    (a page's ids, `keyset_page`'s `narrow_first`) then skips the payments table."""
+    stmt = in_mode(select(Refund), Refund, f.livemode).outerjoin(
         Payment, Payment.id == Refund.payment_id
     )
     if f.merchant_id is not None:
@@ -66,7 +76,9 @@ def filtered(f: RefundFilter) -> Select:
 def page(f: RefundFilter, *, after: str | None = None, before: str | None = None) -> Page:
     """One page of refunds, newest first (keyset: page 1000 costs what page 1 does)."""
     stmt = filtered(f).options(contains_eager(Refund.payment))
-    return keyset_page(stmt, Refund, CURSOR_SCOPE, after=after, before=before)
+    return keyset_page(
+        stmt, Refund, CURSOR_SCOPE, after=after, before=before, narrow_first=has_amount_range(f)
+    )
 
 
 CSV_COLUMNS = [

@@ -8,6 +8,8 @@ equality on merchant_id, livemode and then status / currency / payment_type / re
 failure_reason / card_brand / card_last4 (0018_attempts_methods), then a range on created_at,
 ordered by (created_at, id) — the primary key rides along at the end of every InnoDB secondary
 index.
+An amount range is read in amount order from (merchant_id, livemode, amount, currency, created_at,
+id) (0033): the page's keys are sorted from that index alone, then its rows read by id.
 Search is exact-or-prefix only (`LIKE 'abc%'`), never a leading wildcard; emails are kept in lower
 case and searched by their start through (merchant_id, livemode, customer_email) (0019_list_search).
 """
@@ -242,13 +244,16 @@ def keyset_page(
     after: str | None = None,
     before: str | None = None,
     examine_at_most: int | None = None,
+    narrow_first: bool = False,
 ) -> Page:
     """One page of `model`'s rows, newest first, by keyset on (created_at, id): no OFFSET, so
     page 1000 is as cheap as page 1. `after` walks to older rows, `before` back to newer ones;
     a cursor of another list (`scope`) is BadCursor. A list of statements is their union: each
     is read as far as one page, and the pages merged (a row in several counts once). With
     `examine_at_most`, each statement stops after reading that many rows on MariaDB, and the
-    page says so (`stopped_after`) when one did before filling it."""
+    page says so (`stopped_after`) when one did before filling it. `narrow_first` picks the
+    page's ids first, then joins their rows: for a filter whose index is read out of the list's
+    order (an amount range), the sort is then over index entries, not whole rows."""
     statements = stmt if isinstance(stmt, list) else [stmt]
     bound = _read_bound(examine_at_most)
     stopped = False
@@ -277,6 +282,10 @@ def keyset_page(
         for one in statements:
             if where is not None:
                 one = one.where(where)
+            if narrow_first:
+                ids = one.with_only_columns(model.id).order_by(*key).limit(PAGE_SIZE + 1)
+                picked = ids.subquery()
+                one = one.join(picked, model.id == picked.c.id)
             one = one.order_by(*key).limit(PAGE_SIZE + 1)
             if bound is not None:
                 one = one.suffix_with(f"ROWS EXAMINED {int(bound)}")
@@ -320,7 +329,14 @@ def page(f: TransactionFilter, *, after: str | None = None, before: str | None =
         after=after,
         before=before,
         examine_at_most=current_app.config["LIST_ROWS_EXAMINED_MAX"],
+        narrow_first=has_amount_range(f),
     )
+
+
+def has_amount_range(f) -> bool:
+    """Whether a list's filter bounds the amount: its matches come in amount order, and the
+    page is sorted from the amount index's entries (`keyset_page`'s `narrow_first`, 0033)."""
+    return f.amount_min is not None or f.amount_max is not None
 
 
 CSV_COLUMNS = [
