@@ -54,6 +54,16 @@ def setup(args) -> None:
     _out(made)
 
 
+def operator(args) -> None:
+    """A dashboard operator (every merchant's data), for the reads across merchants."""
+    from app.accounts.service import create_user
+
+    email = f"operator-{secrets.token_hex(3)}@bench.example"
+    create_user(email, PASSWORD, merchant_id=None, operator=True)
+    db.session.commit()
+    _out({"email": email, "password": PASSWORD})
+
+
 def release_notifications(args) -> None:
     """Make a loaded backlog (notifications with id >= min_id, held by the loader) new at once,
     as when a burst of status changes lands: one UPDATE, and the workers' pumps take it from
@@ -256,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("setup")
     p.add_argument("--merchants", required=True, help="JSON list of [name, notify_url]")
+    sub.add_parser("operator")
     p = sub.add_parser("release-notifications")
     p.add_argument("--min-id", type=int, default=0)
     sub.add_parser("recon")
@@ -272,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     with app.app_context():
         {
             "setup": setup,
+            "operator": operator,
             "release-notifications": release_notifications,
             "recon": recon,
             "explain": explain,

@@ -1129,6 +1129,15 @@ def reads(ctx: Context) -> None:
             f"/dashboard/?range=custom&from={yesterday}&to={today}",
         ),
     ]
+    # An operator's lists span both merchants: through the indexes that lead with the mode.
+    op = stack.appctl("operator")
+    op_cookie = _login(stack, op["email"], op["password"])
+    operator_urls = [
+        ("operator: list", dash),
+        ("operator: status=FAILED", f"{dash}?status=FAILED"),
+        ("operator: search brand", f"{dash}?q=amex"),
+        ("operator: refunds", "/dashboard/refunds"),
+    ]
     api_headers = {"Authorization": f"Bearer {vol['api_key']}"}
     explain_input = [
         [n, u, api_headers if u.startswith("/api") else None] for n, u in urls + overview_urls
@@ -1136,9 +1145,17 @@ def reads(ctx: Context) -> None:
     explain_input.append(["dashboard: payment page", f"/dashboard/payments/{pub}", None])
     explain_input.append(["api: payment", f"/api/v1/payments/{pub}", api_headers])
     explains = stack.appctl("explain", "--email", vol["email"], "--urls", json.dumps(explain_input))
+    explains += stack.appctl(
+        "explain",
+        "--email",
+        op["email"],
+        "--urls",
+        json.dumps([[n, u, None] for n, u in operator_urls]),
+    )
     ctx.explains = explains
-    for name, url in urls:
-        headers = api_headers if url.startswith("/api") else {"Cookie": cookie}
+    for name, url in urls + operator_urls:
+        cookie_of = op_cookie if name.startswith("operator:") else cookie
+        headers = api_headers if url.startswith("/api") else {"Cookie": cookie_of}
         result = loadgen.run(
             stack.web_url,
             name,
