@@ -15,9 +15,12 @@ from datetime import timedelta
 from playwright.sync_api import Page, expect
 
 from app.extensions import db
-from app.models import utcnow
+from app.models import Dispute, utcnow
 from tests.dashboard.support import PASSWORD, add_payment, make_user
+from tests.dashboard.test_overview import add_dispute, attempt
 from tests.e2e.shop_flow import buy
+from tests.support.browser import shot
+from tests.support.factories import add_notification, add_refund_rows
 
 
 def log_in(page: Page, base_url: str, email: str) -> None:
@@ -148,17 +151,39 @@ def test_filters_and_csv_export_give_exactly_the_matching_rows(
     assert [r["amount"] for r in rows] == ["50.00", "19.99"]
 
 
-def test_dashboard_works_on_a_phone_and_by_keyboard(make_context, app, live_server, make_merchant):
-    m, _ = make_merchant("Phone Shop")
+def a_shop_with_one_of_everything(app, merchant_id: int) -> tuple[str, str]:
+    """A paid payment tried twice (declined first, with the PSP's words), refunded in part and
+    disputed, its notification failing at an endpoint; (payment id, dispute id)."""
     with app.app_context():
-        for i in range(3):
-            add_payment(
-                m.id, reference=f"phone-{i}", email=f"someone{i}@a-rather-long-domain.example"
-            )
+        paid = add_payment(
+            merchant_id, reference="phone-order", email="someone@a-rather-long-domain.example"
+        )
+        for i in range(2):
+            add_payment(merchant_id, reference=f"phone-{i}", email=f"someone{i}@shop.example")
+        attempt(
+            paid, "failed", method_type="card", card_brand="visa", card_last4="0002",
+            decline_code="insufficient_funds",
+            failure_message="Your card has insufficient funds to complete this purchase.",
+        )  # fmt: skip
+        attempt(paid, "succeeded", method_type="card", card_brand="mastercard", card_last4="4444")
+        add_refund_rows(merchant_id, amount=950)
+        add_dispute(paid, amount=1000, created_at=utcnow())
+        add_notification(paid, status="failed", attempts=[500])
         db.session.commit()
+        dispute = db.session.query(Dispute).filter_by(payment_id=paid.id).one()
+        return paid.public_id, dispute.public_id
+
+
+def test_every_page_fits_a_phone_and_the_menu_works_by_keyboard(
+    make_context, app, live_server, make_merchant
+):
+    """At 390 px nothing scrolls sideways: the navigation folds into a menu, a payment's
+    attempts read as cards with the decline message in view."""
+    m, _ = make_merchant("Phone Shop")
+    pay_id, dispute_id = a_shop_with_one_of_everything(app, m.id)
     make_user(app, m.id, "phone@shop.example")
     # make_context (tests/support/browser.py) closes it and screenshots its pages on failure.
-    page = make_context(viewport={"width": 375, "height": 740}, is_mobile=True).new_page()
+    page = make_context(viewport={"width": 390, "height": 844}, is_mobile=True).new_page()
     page.goto(live_server.url + "/dashboard/login")
     # keyboard: the first Tab lands on the skip link, which is then visible
     page.keyboard.press("Tab")
@@ -169,12 +194,56 @@ def test_dashboard_works_on_a_phone_and_by_keyboard(make_context, app, live_serv
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Overview", level=1)).to_be_visible()
-    for path in (
-        "/dashboard/",
-        "/dashboard/payments",
-        "/dashboard/settings",
-        "/dashboard/api-keys",
-    ):
+
+    # The menu: folded, it names the page you are on; opened by keyboard, every link in view.
+    menu = page.locator("summary", has_text="Menu")
+    expect(menu).to_have_text("Menu: Overview")
+    nav = page.get_by_role("navigation", name="Dashboard")
+    expect(nav).to_be_hidden()
+    menu.focus()
+    page.keyboard.press("Enter")
+    links = nav.get_by_role("link")
+    expect(links.first).to_be_visible()
+    expect(nav.locator("[aria-current=page]")).to_have_text("Overview")
+    for box in (link.bounding_box() for link in links.all()):
+        assert 0 <= box["x"] and box["x"] + box["width"] <= 390, box
+    page.keyboard.press("Tab")
+    expect(links.first).to_be_focused()
+    shot(page, "dashboard-phone-menu-open", 390)
+    pages = [link.get_attribute("href") for link in links.all()]
+    assert len(pages) == 13 and "/dashboard/settings" in pages, pages
+    nav.get_by_role("link", name="Disputes").click()
+    expect(page.get_by_role("heading", name="Disputes", level=1)).to_be_visible()
+    expect(page.locator("summary", has_text="Menu")).to_have_text("Menu: Disputes")
+    expect(nav).to_be_hidden()
+
+    pages += [f"/dashboard/payments/{pay_id}", f"/dashboard/disputes/{dispute_id}"]
+    for path in pages:
         page.goto(live_server.url + path)
-        # nothing wider than the screen: wide tables scroll inside their own box
-        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
+        expect(page.get_by_role("heading", level=1)).to_be_visible()
+        # nothing wider than the screen: lists read as cards, wide tables scroll in their box
+        fits = "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        assert page.evaluate(fits), path
+
+    # The payment's attempts: each one's time, outcome, method, code and message in view.
+    page.goto(f"{live_server.url}/dashboard/payments/{pay_id}")
+    attempts = page.locator("section", has=page.locator("#attempts-heading"))
+    declined = attempts.locator("tbody tr").first
+    for text in ("Declined", "Visa •••• 0002", "insufficient_funds", "insufficient funds"):
+        cell = declined.locator("td", has_text=text)
+        expect(cell).to_be_visible()
+        box = cell.bounding_box()
+        assert 0 <= box["x"] and box["x"] + box["width"] <= 390, (text, box)
+    expect(declined.locator("time")).to_be_visible()
+    attempts.scroll_into_view_if_needed()
+    shot(page, "dashboard-phone-payment", 390)
+
+    # Wider, the links show unfolded (no menu button) and are next after the brand by keyboard.
+    page.set_viewport_size({"width": 1280, "height": 800})
+    expect(page.locator("summary", has_text="Menu")).to_be_hidden()
+    expect(nav.get_by_role("link", name="Transactions")).to_have_attribute("aria-current", "page")
+    page.get_by_role("link", name="PayBridge").focus()
+    page.keyboard.press("Tab")
+    expect(links.first).to_be_focused()
+    expect(declined.locator("td").last).to_be_visible()  # the attempts as a table again
+    shot(page, "dashboard-payment", 1280)

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 from app.accounts.api_keys import create_api_key
 from app.extensions import db
 from app.models import Merchant
-from tests.support.browser import ARTIFACTS
+from tests.support.browser import ARTIFACTS, nav_link
 from tests.support.factories import PASSWORD, add_payment, make_user
 
 
@@ -59,7 +59,7 @@ def flip_to_test_data_and_back(page: Page, base_url: str, refs: dict[str, str], 
     page.screenshot(path=str(ARTIFACTS / f"dashboard-test-data-{width}.png"), full_page=True)
 
     # Every page carries the banner while test data is shown.
-    page.get_by_role("link", name="Overview").click()
+    nav_link(page, "Overview").click()
     expect(banner).to_be_visible()
     expect(page.locator("body")).to_have_class("test-data")
 

@@ -12,7 +12,7 @@ from app.extensions import db
 from app.models import NotificationDelivery
 from tests.dashboard.support import make_user
 from tests.e2e.test_dashboard import log_in
-from tests.support.browser import ARTIFACTS
+from tests.support.browser import ARTIFACTS, nav_link
 from tests.support.delivery_log import build_log_world
 
 
@@ -33,7 +33,7 @@ def test_a_merchant_reads_the_log_and_redelivers(
             page = make_context(viewport={"width": width, "height": 900}).new_page()
             log_in(page, live_server.url, "log@shop.example")
             expect(page.get_by_role("link", name="Notifications failing now")).to_be_visible()
-            page.get_by_role("link", name="Delivery log").first.click()
+            nav_link(page, "Delivery log").click()
             expect(page.get_by_role("heading", name="Delivery log", level=1)).to_be_visible()
             expect(page.locator("tbody tr")).to_have_count(8)
             expect(page.get_by_label("Status")).to_be_hidden()  # folded away until asked for

@@ -61,6 +61,46 @@ def test_a_merchant_sees_a_dispute_everywhere_and_answers_it_with_evidence(
     shot(page, "disputes-submitted", width)
 
 
+def test_a_merchant_accepts_a_dispute_and_sees_it_lost_everywhere(
+    app, make_context, live_server, make_merchant, paid_payment, stripe_delivers
+):
+    """The other answer: accept (not contest) it, after a confirmation that says what it costs;
+    the dispute is closed as lost on its page, in the disputes list, on the payment's page and
+    in the transactions list."""
+    merchant, _key = make_merchant("Accepting Shop")
+    make_user(app, merchant.id, "owner@accepting.example")
+    payment = paid_payment(merchant.id, amount=4500, merchant_reference="order-accept")
+    opened = open_dispute(app, stripe_delivers, payment.public_id, reason="fraudulent")
+    dispute = recorded_dispute(app, opened["id"])
+    page = make_context().new_page()
+    log_in(page, live_server.url, "owner@accepting.example")
+
+    page.goto(f"{live_server.url}/dashboard/disputes/{dispute.public_id}")
+    page.get_by_role("link", name="Accept the dispute…").click()
+    confirm = page.get_by_role("heading", name=f"Accept dispute {dispute.public_id}?")
+    expect(confirm).to_be_visible()
+    expect(page.get_by_text("This cannot be undone.")).to_be_visible()
+    shoot(page, "disputes-accept-confirm")
+    page.get_by_role("button", name="Yes, accept the dispute").click()
+
+    expect(page.get_by_text(f"Dispute {dispute.public_id} accepted: Lost.")).to_be_visible()
+    expect(page.locator(".page-head .badge-lost")).to_have_text("Lost")
+    expect(page.get_by_text("Answer this dispute")).to_have_count(0)
+    assert recorded_dispute(app, opened["id"]).status == "lost"
+    page.get_by_role("link", name="Disputes", exact=True).first.click()
+    every = page.locator("table").filter(has_text="Every dispute")
+    row = every.locator("tbody tr").filter(has_text=dispute.public_id)
+    expect(row.locator(".badge-lost")).to_have_text("Lost")
+    expect(page.get_by_role("status").filter(has_text="need")).to_have_count(0)
+    shoot(page, "disputes-accepted-list")
+    row.get_by_role("link", name=dispute.public_id).click()
+    page.get_by_role("link", name="order-accept").click()
+    disputes = page.get_by_role("region", name="Disputes", exact=True)
+    expect(disputes.locator(".badge-lost")).to_have_text("Lost")
+    page.goto(f"{live_server.url}/dashboard/payments?q={payment.public_id}")
+    expect(page.locator("tr.tx-row .badge-dispute-lost")).to_have_text("Dispute lost")
+
+
 @pytest.mark.parametrize(("outcome", "label", "shop_label"), [
     ("won", "Won", "Dispute won"),
     ("lost", "Lost", "Dispute lost"),

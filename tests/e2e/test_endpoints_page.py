@@ -11,7 +11,7 @@ from app.extensions import db
 from app.models import NotificationEndpoint
 from tests.dashboard.support import make_user
 from tests.e2e.test_dashboard import log_in
-from tests.support.browser import ARTIFACTS
+from tests.support.browser import ARTIFACTS, nav_link
 
 
 def test_a_merchant_adds_edits_disables_and_deletes_an_endpoint(
@@ -23,7 +23,7 @@ def test_a_merchant_adds_edits_disables_and_deletes_an_endpoint(
     for width in (1280, 390):
         page = make_context(viewport={"width": width, "height": 900}).new_page()
         log_in(page, live_server.url, "hooks@shop.example")
-        page.get_by_role("link", name="Notification endpoints").first.click()
+        nav_link(page, "Notification endpoints").click()
         expect(page.get_by_role("heading", name="Notification endpoints", level=1)).to_be_visible()
         expect(page.get_by_role("link", name="https://orders.example/paybridge")).to_be_visible()
         page.screenshot(path=str(ARTIFACTS / f"endpoints-list-{width}.png"), full_page=True)

@@ -24,6 +24,7 @@ import requests
 from playwright.sync_api import Page, expect
 from standardwebhooks import Webhook
 
+from tests.support.browser import shoot
 from tests.support.delivery import deliver_due_notifications
 from tests.support.payflow import DECLINED_CARD, SUCCESS_CARD, ensure_stripe_webhook_endpoint
 from tests.support.waiting import wait_until
@@ -202,6 +203,7 @@ def test_hosted_page_outcome_ends_in_its_final_status_with_one_signed_notificati
         pay_with_card(page, case.number)
         expect(page.get_by_role("alert")).to_have_text("Your card was declined.")
         expect(page).to_have_url(created["checkout_url"])
+        shoot(page, "hosted-checkout-declined")
         # A decline is not an outcome: the session stays open and so does the payment.
         assert session_at_stripe(emulator, session_id)["status"] == "open"
         assert api.payment(payment_id)["status"] == "INITIATED"

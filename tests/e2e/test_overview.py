@@ -63,6 +63,8 @@ def test_a_merchant_reads_its_overview_over_a_custom_range(
     page.get_by_role("combobox", name="Time zone").fill("Europe/Paris")
     page.get_by_role("button", name="Save time zone").click()
     expect(page.get_by_text("Times are shown in Europe/Paris from now on.")).to_be_visible()
+    expect(page.get_by_role("combobox", name="Time zone")).to_have_value("Europe/Paris")
+    shot(page, "settings-time-zone", width)
 
     page.goto(live_server.url + "/dashboard/")
     picker = page.get_by_role("form", name="Date range")

@@ -44,6 +44,14 @@ def test_a_partial_refund_shows_in_the_list_the_refunds_page_the_api_the_csv_and
     log_in(dashboard, live_server.url, "owner@refunds.example")
     dashboard.goto(f"{live_server.url}/dashboard/payments/{pay_id}")
     dashboard.get_by_role("link", name="Refund…").click()
+    expect(dashboard.get_by_label("Amount to refund")).to_have_value("29.00")  # all that remains
+    shoot(dashboard, "refunds-form")
+    # More than was paid: refused, said why beside the field, nothing refunded.
+    dashboard.get_by_label("Amount to refund").fill("30.00")
+    dashboard.get_by_role("button", name="Review refund").click()
+    expect(dashboard.get_by_text("At most 29.00 EUR remains to refund.")).to_be_visible()
+    expect(dashboard.get_by_label("Amount to refund")).to_have_attribute("aria-invalid", "true")
+    shoot(dashboard, "refunds-form-error")
     dashboard.get_by_label("Amount to refund").fill("9.50")
     dashboard.get_by_role("button", name="Review refund").click()
     dashboard.get_by_role("button", name="Yes, refund 9.50 EUR").click()

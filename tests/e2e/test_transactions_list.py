@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 from app.extensions import db
 from app.models import utcnow
 from tests.e2e.test_dashboard_modes import log_in
-from tests.support.browser import ARTIFACTS, shot
+from tests.support.browser import ARTIFACTS, nav_link, shot
 from tests.support.factories import add_payment, make_user
 
 SIZES = {1280: 800, 390: 844}  # a laptop, an iPhone 14
@@ -76,7 +76,7 @@ def test_the_list_fits_the_screen_rows_open_filters_fold_and_email_prefix_finds(
 ):
     page.set_viewport_size({"width": width, "height": SIZES[width]})
     log_in(page, live_server.url, "owner@alpine.example")
-    page.get_by_role("link", name="Transactions", exact=True).click()
+    nav_link(page, "Transactions").click()
     rows = page.locator("table.tx-table tbody tr")
     expect(rows).to_have_count(40)
 

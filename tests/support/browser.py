@@ -130,6 +130,17 @@ def shoot(page, name: str) -> None:
     page.set_viewport_size({"width": WIDTHS[0], "height": 900})
 
 
+def nav_link(page, name: str):
+    """The dashboard navigation's link `name`; on a phone, where the links fold into a menu,
+    the menu is opened first, as a person would."""
+    page.wait_for_load_state()  # its stylesheet decides whether the menu is folded
+    menu = page.locator("details.dash-menu")
+    if menu.locator("summary").is_visible() and menu.get_attribute("open") is None:
+        menu.locator("summary").click()
+    nav = page.get_by_role("navigation", name="Dashboard")
+    return nav.get_by_role("link", name=name, exact=True)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     """Index the screenshots of this run (and of failures) on one page, and say where."""
     pictures = sorted(ARTIFACTS.glob("*.png")) if ARTIFACTS.is_dir() else []
