@@ -21,7 +21,7 @@ from redis import Redis  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from app.models import PaymentStatus  # noqa: E402
-from tests.support import factories  # noqa: E402
+from tests.support import factories, openapi_contract  # noqa: E402
 from tests.support.delivery import Deliveries  # noqa: E402
 from tests.support.live_server import LiveServer  # noqa: E402
 from tests.support.pages import logged_in  # noqa: E402
@@ -97,6 +97,7 @@ def app(emulator, redis_url):
 
     application = create_app("testing")
     application.config["WTF_CSRF_ENABLED"] = True
+    openapi_contract.install(application)
     with application.app_context():
         upgrade()
     yield application
@@ -105,6 +106,20 @@ def app(emulator, redis_url):
     with application.app_context():
         db.engine.dispose()
     drop_database(TEST_DATABASE)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    openapi_contract.breaches.take()  # a late answer to the previous test is not this one's
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A test that got an API answer the OpenAPI document does not describe fails
+    (tests/support/openapi_contract.py); one that failed already is reported as it failed."""
+    result = yield
+    openapi_contract.raise_breaches()
+    return result
 
 
 @pytest.fixture(autouse=True)

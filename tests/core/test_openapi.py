@@ -92,6 +92,10 @@ def test_every_field_of_a_payment_answer_is_documented(client):
     schemas = _spec(client)["components"]["schemas"]
     detail = schemas["PaymentDetail"]
     fields = set(detail["properties"]) | set(schemas["Payment"]["properties"])
+    # Exact both ways, as the API answers it: every field present, no other.
+    for schema in (detail, schemas["Payment"]):
+        assert set(schema["required"]) == set(schema["properties"])
+        assert schema["additionalProperties"] is False
     assert {"attempts", "payment_method", "failure_reason"} <= fields
     reasons = schemas["Payment"]["properties"]["failure_reason"]["enum"]
     assert reasons == [*FAILURE_REASONS, None]  # null while not FAILED
@@ -118,3 +122,42 @@ def test_event_is_a_one_of_every_event_type_told_apart_by_type(client):
     assert "payment" in schemas["RefundEventData"]["properties"]
     assert "payment" in schemas["DisputeEventData"]["properties"]
     assert "attempt" in schemas["PaymentAttemptFailedEventData"]["properties"]
+
+
+def test_the_contract_check_refuses_an_answer_the_document_does_not_describe(client):
+    """The hook every API test runs through (tests/support/openapi_contract.py) passes a
+    documented answer and names what is wrong with a drifted one."""
+    import json
+
+    from tests.support.openapi_contract import Answer, Contract
+
+    contract = Contract(_spec(client))
+    error = {"error": {"code": "REFUND_NOT_FOUND", "message": "No such refund."}}
+
+    def problems(status=404, body=error, mimetype="application/json") -> list[str]:
+        answer = Answer(
+            method="GET",
+            path="/api/v1/refunds/re_x",
+            rule="/api/v1/refunds/<string:refund_id>",
+            endpoint="api.RefundById",
+            status=status,
+            mimetype=mimetype,
+            body=json.dumps(body).encode(),
+        )
+        return contract.problems(answer)
+
+    assert problems() == []
+    assert problems(body={"error": {**error["error"], "hint": "x"}}) == [
+        "error: Additional properties are not allowed ('hint' was unexpected)"
+    ]
+    assert problems(body={"error": {"code": "REFUND_NOT_FOUND"}}) == [
+        "error: 'message' is a required property"
+    ]
+    assert problems(status=409) == ["status 409 is not documented (only 200, 401, 404, 429)"]
+    assert problems(mimetype="text/html") == [
+        "content type 'text/html', documented ['application/json']"
+    ]
+    refund = {"object": "refund", "id": "re_x", "amount": "10"}
+    found = problems(status=200, body=refund)
+    assert "amount: '10' is not of type 'integer'" in found
+    assert "(body): 'payment_id' is a required property" in found

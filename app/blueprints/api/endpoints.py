@@ -10,7 +10,7 @@ from marshmallow import Schema, fields, validate
 from app.blueprints.api import bp
 from app.blueprints.api.auth import current_livemode, current_merchant_id
 from app.blueprints.api.routes import SECURITY, _errors
-from app.blueprints.api.schemas import StrictBoolean
+from app.blueprints.api.schemas import Always, AnswerSchema, StrictBoolean
 from app.errors import ValidationError
 from app.extensions import db
 from app.notifications import endpoints, health, test_events
@@ -25,11 +25,13 @@ EVENTS_DESCRIPTION = (
 )
 
 
-class NotificationEndpointSchema(Schema):
+class NotificationEndpointSchema(AnswerSchema):
     """A notification endpoint: where PayBridge POSTs the events it subscribes to."""
 
+    OPTIONAL = ("redelivered", "secret", "deleted")
+
     id = fields.String(metadata={"example": "we_4fK2Lx0QpZr7Vb3nM1tYc8Hq"})
-    object = fields.Constant("notification_endpoint")
+    object = Always("notification_endpoint")
     livemode = fields.Boolean(metadata={"description": "The mode of the key that made it."})
     url = fields.String()
     description = fields.String(allow_none=True)
@@ -74,10 +76,14 @@ class NotificationEndpointSchema(Schema):
             "endpoint or rotated its secret, never again."
         }
     )
+    deleted = fields.Boolean(
+        validate=validate.Equal(True),
+        metadata={"description": "Only in the answer that deleted it: true."},
+    )
 
 
-class NotificationEndpointListSchema(Schema):
-    object = fields.Constant("list")
+class NotificationEndpointListSchema(AnswerSchema):
+    object = Always("list")
     data = fields.List(fields.Nested(NotificationEndpointSchema))
     has_more = fields.Boolean()
 
@@ -247,23 +253,23 @@ class EndpointTestRequestSchema(Schema):
     )
 
 
-class EndpointTestSentSchema(Schema):
+class EndpointTestSentSchema(AnswerSchema):
     headers = fields.Dict(keys=fields.String(), values=fields.String())
     body = fields.String(allow_none=True, metadata={"description": "The JSON body, as sent."})
 
 
-class EndpointTestAnswerSchema(Schema):
+class EndpointTestAnswerSchema(AnswerSchema):
     status = fields.Integer(metadata={"description": "The answer's HTTP status."})
     headers = fields.Dict(keys=fields.String(), values=fields.String())
     body = fields.String(allow_none=True, metadata={"description": "Its first 4 KiB."})
 
 
-class EndpointTestSchema(Schema):
+class EndpointTestSchema(AnswerSchema):
     """A test event sent now to an endpoint: made up (`"test": true` in its body, ids
     `…_test_…`), signed with the endpoint's secret(s); never an event of the Events API."""
 
     id = fields.String(metadata={"example": "msg_test_4fK2Lx0QpZr7Vb3nM1tYc8Hq"})
-    object = fields.Constant("notification_endpoint_test")
+    object = Always("notification_endpoint_test")
     endpoint_id = fields.String()
     type = fields.String()
     sent_at = fields.String(metadata={"description": "ISO 8601, UTC."})

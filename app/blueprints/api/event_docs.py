@@ -35,7 +35,7 @@ def event_component_name(event_type: str) -> str:
 
 
 def _exact_property(prop: dict) -> dict:
-    # A marshmallow Constant is documented by its default only: the value it always has.
+    # A marshmallow Constant (schemas.Always) is documented without a type: give it one.
     if "default" in prop and not {"type", "$ref", "anyOf", "allOf", "oneOf"} & set(prop):
         return {**prop, "type": "string", "enum": [prop["default"]]}
     return prop

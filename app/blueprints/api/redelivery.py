@@ -11,7 +11,7 @@ from marshmallow import Schema, fields
 from app.blueprints.api import bp
 from app.blueprints.api.auth import current_livemode, current_merchant_id
 from app.blueprints.api.routes import SECURITY, _errors
-from app.blueprints.api.schemas import CreatedWindowSchema, UtcDateTime
+from app.blueprints.api.schemas import Always, AnswerSchema, CreatedWindowSchema, UtcDateTime
 from app.extensions import db
 from app.models import iso
 from app.models.base import naive_utc
@@ -45,10 +45,10 @@ class EndpointRedeliverSchema(CreatedWindowSchema):
     )
 
 
-class RedeliverySchema(Schema):
+class RedeliverySchema(AnswerSchema):
     """What was queued: the pump sends each with its event's body and webhook-id."""
 
-    object = fields.Constant("redelivery")
+    object = Always("redelivery")
     event = fields.String(allow_none=True, metadata={"description": "The event (msg_…)."})
     endpoint = fields.String(allow_none=True, metadata={"description": "The endpoint (we_…)."})
     endpoints = fields.List(fields.String(), metadata={"description": "Endpoints it goes to."})

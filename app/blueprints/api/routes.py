@@ -135,7 +135,7 @@ class Payments(MethodView):
     @bp.doc(security=SECURITY, parameters=[IDEMPOTENCY_HEADER])
     @bp.arguments(PaymentCreateSchema, error_status_code=400)
     @bp.response(201, PaymentSchema, description="Created and registered at the PSP")
-    @_errors(401, 409, 415, 422, 503)
+    @_errors(401, 403, 409, 415, 422, 503)
     def post(self, data: dict):
         """Create a payment and get its checkout URL (exactly once per Idempotency-Key)."""
         result = submit_payment(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import ClassVar
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow.schema import SchemaMeta
 
 from app.common.payment_methods import CARD_BRANDS
 from app.disputes.service import MAX_EVIDENCE_TEXT
@@ -25,6 +27,8 @@ from app.payments.queries import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from app.payments.validation import PaymentCreateSchema
 
 __all__ = [
+    "Always",
+    "AnswerSchema",
     "DisputeEvidenceSchema",
     "DisputeListQuerySchema",
     "DisputeListSchema",
@@ -51,6 +55,36 @@ REFUND_STATUSES = [s.value for s in RefundStatus]
 REFUND_REASONS = ["duplicate", "fraudulent", "requested_by_customer"]
 
 
+class _AnswerSchemaMeta(SchemaMeta):
+    """Marks the declared fields required (marshmallow's hook for adding to them), which is
+    what apispec documents as `required`."""
+
+    @classmethod
+    def get_declared_fields(mcs, klass, cls_fields, inherited_fields, dict_cls=dict):  # noqa: N804
+        declared = super().get_declared_fields(klass, cls_fields, inherited_fields, dict_cls)
+        for name, field in declared.items():
+            field.required = name not in klass.OPTIONAL
+        return declared
+
+
+class AnswerSchema(Schema, metaclass=_AnswerSchemaMeta):
+    """An object the API answers with (documentation only: views build their JSON with the
+    serializers). Documented closed, as every schema here (marshmallow's unknown=RAISE:
+    additionalProperties false), and with every field required but those in OPTIONAL, so a
+    field the serializer adds or drops is a mismatch the suite's contract check catches
+    (tests/support/openapi_contract.py)."""
+
+    OPTIONAL: ClassVar[tuple[str, ...]] = ()
+
+
+class Always(fields.Constant):
+    """A field that always holds `constant` (an object's `object`), documented as that one
+    value (an enum), so an answer with another is a mismatch."""
+
+    def __init__(self, constant, **kwargs) -> None:
+        super().__init__(constant, validate=validate.Equal(constant), **kwargs)
+
+
 class RefundCreateSchema(Schema):
     """Body of POST /payments/{id}/refunds; it may be empty (a full refund of what remains)."""
 
@@ -63,11 +97,11 @@ class RefundCreateSchema(Schema):
     reason = fields.String(validate=validate.OneOf(REFUND_REASONS))
 
 
-class RefundSchema(Schema):
+class RefundSchema(AnswerSchema):
     """A refund as client apps see it (also the `data` of refund notifications)."""
 
     id = fields.String(metadata={"example": "re_9Kd2Lx0QpZr7Vb3nM1tYc8Hq"})
-    object = fields.Constant("refund")
+    object = Always("refund")
     livemode = fields.Boolean(
         metadata={
             "description": "true: a live refund (real money); false: test mode. It "
@@ -90,10 +124,10 @@ class RefundSchema(Schema):
     completed_at = fields.String(allow_none=True, metadata={"description": "ISO 8601, UTC."})
 
 
-class PaymentMethodSchema(Schema):
+class PaymentMethodSchema(AnswerSchema):
     """How the shopper paid, from the PSP's charge (`payment_method_details`)."""
 
-    object = fields.Constant("payment_method")
+    object = Always("payment_method")
     type = fields.String(
         allow_none=True,
         metadata={"description": "Stripe's payment method type: card, sepa_debit, ideal, …"},
@@ -125,10 +159,10 @@ class PaymentMethodSchema(Schema):
     )
 
 
-class PaymentAttemptSchema(Schema):
+class PaymentAttemptSchema(AnswerSchema):
     """One try to pay on the hosted page, declined or succeeded."""
 
-    object = fields.Constant("payment_attempt")
+    object = Always("payment_attempt")
     attempted_at = fields.String(metadata={"description": "ISO 8601, UTC."})
     outcome = fields.String(validate=validate.OneOf(["failed", "succeeded"]))
     method_type = fields.String(allow_none=True)
@@ -144,11 +178,11 @@ class PaymentAttemptSchema(Schema):
     psp_charge_id = fields.String(allow_none=True)
 
 
-class PaymentSchema(Schema):
+class PaymentSchema(AnswerSchema):
     """A payment as client apps see it (also the `data` of notifications)."""
 
     id = fields.String(metadata={"example": "pay_4Xq0Gm2cTqV1uV8yJ3nL5aBc"})
-    object = fields.Constant("payment")
+    object = Always("payment")
     livemode = fields.Boolean(
         metadata={
             "description": "true: a live payment (real money); false: test mode. It "
@@ -223,7 +257,7 @@ class PaymentSchema(Schema):
     updated_at = fields.String(metadata={"description": "ISO 8601, UTC."})
 
 
-class StatusChangeSchema(Schema):
+class StatusChangeSchema(AnswerSchema):
     from_ = fields.String(data_key="from", allow_none=True)
     to = fields.String(validate=validate.OneOf(STATUSES))
     status_version = fields.Integer()
@@ -350,8 +384,8 @@ class PaymentListQuerySchema(CreatedWindowSchema):
     )
 
 
-class PaymentListSchema(Schema):
-    object = fields.Constant("list")
+class PaymentListSchema(AnswerSchema):
+    object = Always("list")
     data = fields.List(fields.Nested(PaymentSchema))
     has_more = fields.Boolean()
     next_cursor = fields.String(
@@ -376,8 +410,8 @@ class RefundListQuerySchema(CreatedWindowSchema):
     )
 
 
-class RefundListSchema(Schema):
-    object = fields.Constant("list")
+class RefundListSchema(AnswerSchema):
+    object = Always("list")
     data = fields.List(fields.Nested(RefundSchema))
     has_more = fields.Boolean()
     next_cursor = fields.String(
@@ -385,24 +419,26 @@ class RefundListSchema(Schema):
     )
 
 
-class ErrorBodySchema(Schema):
+class ErrorBodySchema(AnswerSchema):
+    OPTIONAL = ("param", "details")
+
     code = fields.String(metadata={"description": "One of the documented error codes."})
     message = fields.String()
     param = fields.String(metadata={"description": "The field or header at fault, if any."})
     details = fields.Raw(metadata={"description": "Per-field messages, or the ids involved."})
 
 
-class PayBridgeErrorSchema(Schema):
+class PayBridgeErrorSchema(AnswerSchema):
     """Every error answer: {"error": {"code", "message", "param"?, "details"?}}."""
 
     error = fields.Nested(ErrorBodySchema)
 
 
-class SubscriptionSchema(Schema):
+class SubscriptionSchema(AnswerSchema):
     """A subscription (RECC): its terms, its state, and every payment it made."""
 
     id = fields.String(metadata={"example": "subs_8Gq2Lm0cTqV1uV8yJ3nL5aBc"})
-    object = fields.Constant("subscription")
+    object = Always("subscription")
     livemode = fields.Boolean(
         metadata={
             "description": "true: a live subscription (real money); false: test mode. It "
@@ -454,11 +490,11 @@ class SubscriptionCancelSchema(Schema):
     )
 
 
-class DisputeSchema(Schema):
+class DisputeSchema(AnswerSchema):
     """A dispute as client apps see it (also the `data` of dispute notifications)."""
 
     id = fields.String(metadata={"example": "dsp_4Lq9Zx2Vb7Nc1Mk8Tr3Yw6Hp"})
-    object = fields.Constant("dispute")
+    object = Always("dispute")
     livemode = fields.Boolean(metadata={"description": "The mode of its payment."})
     payment_id = fields.String()
     amount = fields.Integer(metadata={"description": "Minor units disputed."})
@@ -505,8 +541,8 @@ class DisputeListQuerySchema(Schema):
     )
 
 
-class DisputeListSchema(Schema):
-    object = fields.Constant("list")
+class DisputeListSchema(AnswerSchema):
+    object = Always("list")
     data = fields.List(fields.Nested(DisputeSchema))
     has_more = fields.Boolean()
     next_cursor = fields.String(
@@ -524,7 +560,7 @@ class DisputeEvidenceSchema(Schema):
     )
 
 
-class EventSchema(Schema):
+class EventSchema(AnswerSchema):
     """An event: the body of the notification it is, exactly as endpoints receive it (the
     Standard Webhooks payload), with `object` and `created`."""
 
@@ -534,7 +570,7 @@ class EventSchema(Schema):
             "example": "msg_2ZrB4h0WJx7k1yq9Lb3mNc8D",
         }
     )
-    object = fields.Constant("event")
+    object = Always("event")
     type = fields.String(validate=validate.OneOf(EVENT_TYPES))
     livemode = fields.Boolean(metadata={"description": "The mode of the API key that sees it."})
     created = fields.String(metadata={"description": "ISO 8601, UTC: when it was written."})
@@ -581,8 +617,8 @@ class EventListQuerySchema(CreatedWindowSchema):
     )
 
 
-class EventListSchema(Schema):
-    object = fields.Constant("list")
+class EventListSchema(AnswerSchema):
+    object = Always("list")
     data = fields.List(fields.Nested(EventSchema))
     has_more = fields.Boolean()
     next_cursor = fields.String(
