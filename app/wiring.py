@@ -57,6 +57,9 @@ def register_hooks(app: Flask) -> None:
             **dict.fromkeys(
                 attempts.PAYMENT_INTENT_EVENT_TYPES, attempts.handle_payment_intent_event
             ),
+            # Each charge as it is made or settles: how the payment was paid (before its
+            # checkout event moves it, as Stripe usually sends them), or a declined try.
+            **dict.fromkeys(attempts.CHARGE_EVENT_TYPES, attempts.handle_charge_event),
             **dict.fromkeys(refund_events.REFUND_EVENT_TYPES, refund_events.handle_refund_event),
             **dict.fromkeys(
                 dispute_events.DISPUTE_EVENT_TYPES, dispute_events.handle_dispute_event

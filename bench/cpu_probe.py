@@ -10,6 +10,10 @@ used: `create_app`, the models `Merchant`/`ApiKey`, the HTTP routes, the emulato
   create       POST /api/v1/payments, new reference and Idempotency-Key each
   webhook new  POST /webhooks/stripe, a signed checkout.session.completed of an INITIATED payment
   webhook dup  the same events again (already stored)
+  charge new   (--charges) a signed charge.succeeded of each of those payments, after its
+               session's event (so the figures above stay comparable): the method learned and
+               the paid attempt recorded
+  charge dup   (--charges) the same charge events again
 
 `--log-format json --access-log on` measures with JSON lines and the access line per request
 (the defaults: text, on); the lines are formatted as in production, then dropped.
@@ -44,7 +48,7 @@ from bench.stack import BENCH_RATE_LIMITS, MYSQL, REDIS_BASE, ROOT
 from stripe_emulator.testing import run_emulator
 
 WEBHOOK_SECRET = "whsec_paybridge_cpu_probe"
-FIGURES = ("create", "webhook_new", "webhook_duplicate")
+FIGURES = ("create", "webhook_new", "webhook_duplicate", "charge_new", "charge_duplicate")
 
 
 def recreate_database(name: str, create: bool = True) -> None:
@@ -194,6 +198,7 @@ def one_round(client, emu, api_key: str, args, tag: str) -> dict:
     if len(events) < len(sids):
         raise SystemExit(f"{len(sids) - len(events)} sessions have no checkout.session.completed")
     bodies = [json.dumps(events[s], indent=2).encode() for s in sids]
+    intents = [events[s]["data"]["object"]["payment_intent"] for s in sids]
     warm, events = bodies[: args.warmup], bodies[args.warmup :]
 
     hook = "/webhooks/stripe"
@@ -204,13 +209,26 @@ def one_round(client, emu, api_key: str, args, tag: str) -> dict:
     if outcomes != {"applied"}:
         raise SystemExit(f"new events were not all applied: {outcomes}")
     _, figures["webhook_duplicate"] = post_all(client, hook, webhook_requests(events), 200)
+    if args.charges:
+        charges = emulator.charge_events(emu.url, emu.api_key, since, set(intents))
+        if len(charges) < len(intents):
+            raise SystemExit(f"{len(intents) - len(charges)} intents have no charge.succeeded")
+        bodies = [json.dumps(charges[i], indent=2).encode() for i in intents]
+        warm, events = bodies[: args.warmup], bodies[args.warmup :]
+        post_all(client, hook, webhook_requests(warm), 200)
+        post_all(client, hook, webhook_requests(warm), 200)
+        responses, figures["charge_new"] = post_all(client, hook, webhook_requests(events), 200)
+        outcomes = {r.get_json()["outcome"] for r in responses}
+        if outcomes != {"applied"}:
+            raise SystemExit(f"new charge events were not all applied: {outcomes}")
+        _, figures["charge_duplicate"] = post_all(client, hook, webhook_requests(events), 200)
     return figures
 
 
 def summary(rounds: list[dict]) -> dict:
     out = {}
     units = ("cpu_ms", "wall_ms", "instructions") if CALLGRIND_DIR else ("cpu_ms", "wall_ms")
-    for name in FIGURES:
+    for name in (f for f in FIGURES if f in rounds[0]):
         for unit in units:
             values = [r[name][unit] for r in rounds]
             out.setdefault(name, {})[unit] = {
@@ -225,13 +243,13 @@ def summary(rounds: list[dict]) -> dict:
 def print_table(result: dict) -> None:
     if CALLGRIND_DIR:
         print(f"\n{'path':<18} {'instructions/request':>22}  per run")
-        for name in FIGURES:
+        for name in (f for f in FIGURES if f in result):
             counted = result[name]["instructions"]
             runs = " ".join(f"{v:,.0f}" for v in counted["runs"])
             print(f"{name:<18} {counted['median']:>22,.0f}  {runs}")
         return
     print(f"\n{'path':<18} {'ms CPU/request':>15} {'min-max':>14} {'wall ms':>8}  per run (CPU)")
-    for name in FIGURES:
+    for name in (f for f in FIGURES if f in result):
         cpu, wall = result[name]["cpu_ms"], result[name]["wall_ms"]
         runs = " ".join(f"{v:.2f}" for v in cpu["runs"])
         spread = f"{cpu['min']:.2f}-{cpu['max']:.2f}"
@@ -288,6 +306,11 @@ def main(argv: list[str] | None = None) -> None:
         help="ACCESS_LOG of the measured app: one line per request",
     )
     p.add_argument(
+        "--charges",
+        action="store_true",
+        help="also measure charge.succeeded events (new and duplicate), after the sessions'",
+    )
+    p.add_argument(
         "--instructions",
         action="store_true",
         help="count instructions per request under valgrind's callgrind (slow; steady under load)",
@@ -327,7 +350,15 @@ def main(argv: list[str] | None = None) -> None:
         "commit": commit,
         "config": {
             k: getattr(args, k)
-            for k in ("creates", "webhooks", "warmup", "repeat", "log_format", "access_log")
+            for k in (
+                "creates",
+                "webhooks",
+                "warmup",
+                "repeat",
+                "log_format",
+                "access_log",
+                "charges",
+            )
         },
         "seconds": round(time.perf_counter() - started, 1),
         # CPU times are inflated when other processes share the cores: compare like with like.

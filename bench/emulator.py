@@ -49,6 +49,19 @@ def completed_events(
     }
 
 
+def charge_events(base_url: str, api_key: str, since: int, intent_ids: set[str]) -> dict[str, dict]:
+    """The charge.succeeded events of these payment intents (created since `since`), by intent
+    id, as the emulator sends them."""
+    events = list_all(
+        base_url, api_key, "events", type="charge.succeeded", **{"created[gte]": since}
+    )
+    return {
+        ev["data"]["object"]["payment_intent"]: ev
+        for ev in events
+        if ev["data"]["object"]["payment_intent"] in intent_ids
+    }
+
+
 def pay_sessions(base_url: str, session_ids: list[str], batch: int = 1000) -> int:
     """Pay checkout sessions with the test card, a thousand per call (the emulator's pay-many
     control route: one connection per session was most of the ~2 ms a session cost, 38 s for

@@ -6,7 +6,8 @@ import logging
 import secrets
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from . import cards, objects, validation
@@ -120,6 +121,8 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._cli_latency = (config.latency_mean_ms, config.latency_p99_ms)
+        # The ids of the events emitted so far by the act under way (see `one_act`), else None.
+        self._act: list[str] | None = None
         self._install_cli_endpoints()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -504,7 +507,7 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
         A declined attempt keeps the session open, as on Stripe: the session's PaymentIntent
         (made by the first attempt) gets `last_payment_error` and a failed charge, and
         `payment_intent.payment_failed` is sent; the next attempt reuses that intent."""
-        with self.lock:
+        with self.lock, self.one_act():
             rec = self._session(sid, param="id")
             if rec["status"] != "open":
                 raise StripeErrorResponse(
@@ -630,6 +633,7 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
             self.store.save("charge", charge)
             self.keep_mandate(charge, rec["livemode"])
             error["charge"] = charge["id"]
+            self.emit_charge(charge)
         pi["last_payment_error"] = error
         self.store.save("payment_intent", pi)
         self.store.save("session", rec)
@@ -676,6 +680,7 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
         self.store.save("charge", charge)
         self.keep_mandate(charge, rec["livemode"])
         self.store.save("payment_intent", pi)
+        self.emit_charge(charge)
         # Subscription-mode sessions carry the subscription; the invoice owns the intent.
         if rec["mode"] == "payment":
             rec["payment_intent"] = pi["id"]
@@ -736,6 +741,10 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
     def _settle(self, rec: dict, outcome: str) -> None:
         if outcome not in ("succeeded", "failed"):
             raise invalid("outcome", "outcome must be succeeded or failed.")
+        with self.lock, self.one_act():
+            self._settle_act(rec, outcome)
+
+    def _settle_act(self, rec: dict, outcome: str) -> None:
         rec["_settlement"] = None
         pi = self.store.get("payment_intent", rec["_pi"])
         charge = self.store.get("charge", pi["latest_charge"])
@@ -749,6 +758,7 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
                     balance_transaction=objects.new_id("txn_3"),
                 )  # fmt: skip
                 self.store.save("charge", charge)
+                self.emit_charge(charge)
             self.store.save("payment_intent", pi)
             self.store.save("session", rec)
             self.emit("payment_intent.succeeded", public(pi), NO_REQUEST)
@@ -774,6 +784,7 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
                     reason="generic_decline", seller_message="The bank returned the decline.",
                 )  # fmt: skip
                 self.store.save("charge", charge)
+                self.emit_charge(charge)
             self.store.save("payment_intent", pi)
             self.store.save("session", rec)
             self.emit("payment_intent.payment_failed", public(pi), NO_REQUEST)
@@ -836,6 +847,12 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
         with self.lock:
             return public(fetch(self.store, "mandate", mid, param="mandate"))
 
+    def emit_charge(self, charge: dict) -> None:
+        """`charge.pending`, `charge.succeeded` or `charge.failed` with the whole charge, as
+        Stripe sends them: when the charge is made or settles, before the events of its
+        PaymentIntent and checkout session about the same act."""
+        self.emit(CHARGE_EVENTS[charge["status"]], self.render_charge(charge), NO_REQUEST)
+
     def list_charges(self, params: dict) -> dict:
         check_params(params, LIST_PARAMS | {"payment_intent", "customer"})
         intent = params.get("payment_intent")
@@ -872,8 +889,25 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
         evt["livemode"] = obj["livemode"] if livemode is None else livemode
         with self.lock:
             self.store.save("event", evt)
-            self.dispatcher.enqueue(evt)
+            self.dispatcher.enqueue(evt, after=self._act)
+            if self._act is not None:
+                self._act.append(evt["id"])
         return evt
+
+    @contextmanager
+    def one_act(self) -> Iterator[None]:
+        """The events emitted inside (the caller holds `lock`) are one act's: a charge's, then
+        its intent's, then its checkout session's. Each endpoint gets them in that order, as
+        Stripe usually sends them: a delivery starts once the act's previous one to the same
+        endpoint was tried. Other acts' deliveries are not held up; faults still reorder."""
+        if self._act is not None:  # inside an act already: part of it
+            yield
+            return
+        self._act = []
+        try:
+            yield
+        finally:
+            self._act = None
 
     def render_event(self, rec: dict) -> dict:
         obj = public(rec)
@@ -986,6 +1020,14 @@ class Emulator(RefundsMixin, DisputesMixin, SubscriptionsMixin):
                 for r in self.store.newest_first("webhook_endpoint")
                 if r["status"] == "enabled" and r["livemode"] == livemode
             ]
+
+
+# The event a charge's status announces (a SEPA debit's charge is pending until it settles).
+CHARGE_EVENTS = {
+    "pending": "charge.pending",
+    "succeeded": "charge.succeeded",
+    "failed": "charge.failed",
+}
 
 
 def _method_types(params: dict, param: str) -> list[str]:

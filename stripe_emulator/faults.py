@@ -32,7 +32,7 @@ class Faults:
             raise invalid("kind", f"Unknown fault kind: {kind!r} (one of {kinds})")
         count = json_number(spec, "count", 1, integer=True, minimum=1)
         seconds = json_number(spec, "seconds", 30, minimum=0)
-        for key in ("path", "method", "code", "message"):
+        for key in ("path", "method", "code", "message", "event_type"):
             json_string(spec, key)
         reason = json_string(spec, "failure_reason") or "expired_or_canceled_card"
         if reason not in REFUND_FAILURE_REASONS:
@@ -45,6 +45,8 @@ class Faults:
             "remaining": count,
             "path": spec.get("path"),
             "method": (spec.get("method") or "").upper() or None,
+            # Webhook kinds: only events of this type (None: the next of any type).
+            "event_type": spec.get("event_type") or None,
             "seconds": seconds,
             "failure_reason": reason,
             # http_400: the refusal Stripe gives a request it will not serve for this account.
@@ -85,5 +87,8 @@ class Faults:
     def take_refund(self) -> dict | None:
         return self._take(lambda f: f["kind"] in REFUND_KINDS)
 
-    def take_webhook(self, kind: str) -> bool:
-        return self._take(lambda f: f["kind"] == kind) is not None
+    def take_webhook(self, kind: str, event_type: str | None = None) -> bool:
+        return (
+            self._take(lambda f: f["kind"] == kind and f["event_type"] in (None, event_type))
+            is not None
+        )

@@ -579,7 +579,7 @@ def charge(
         "description": pi["description"],
         "disputed": False,
         "failure_balance_transaction": None,
-        "failure_code": failure.decline_code or failure.code if failure else None,
+        "failure_code": failure.code if failure else None,
         "failure_message": failure.message if failure else None,
         "fraud_details": {},
         "livemode": False,

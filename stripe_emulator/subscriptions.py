@@ -190,7 +190,6 @@ class SubscriptionsMixin:
         charge = self._invoice_charge(pi, outcome, decline, sub)
         pi["latest_charge"] = charge["id"]
         objects.in_mode(pi, sub["livemode"])
-        objects.in_mode(charge, sub["livemode"])
         if outcome == "failed":
             pi["last_payment_error"] = self._payment_error(pi, charge, decline)
         inv["_pi"] = pi["id"]
@@ -208,6 +207,7 @@ class SubscriptionsMixin:
             email=sub["_email"], name=sub["_name"],
         )  # fmt: skip
         charge["customer"] = sub["customer"]
+        objects.in_mode(charge, sub["livemode"])
         self.keep_mandate(charge, sub["livemode"])
         if outcome == "failed":
             code = decline or "insufficient_funds"
@@ -220,6 +220,7 @@ class SubscriptionsMixin:
                 seller_message="The bank did not return any further details with this decline.",
             )  # fmt: skip
         self.store.save("charge", charge)
+        self.emit_charge(charge)  # before the intent's and the invoice's events
         return charge
 
     @staticmethod
@@ -287,7 +288,8 @@ class SubscriptionsMixin:
                     steps += 1
                     if steps > MAX_CATCH_UP:
                         break
-                    self._next_period(sub, NO_REQUEST)
+                    with self.one_act():  # its invoice's charge, intent and invoice events
+                        self._next_period(sub, NO_REQUEST)
 
     def _next_period(self, sub: dict, ctx) -> dict | None:
         """Bill the next period, or end the subscription if it cancels at period end."""
@@ -545,7 +547,7 @@ class SubscriptionsMixin:
     def renew_now(self, sid: str) -> dict:
         """Bill the next period at once (period start = the current period end), as the clock
         would when it reaches it; a subscription cancelling at period end ends instead."""
-        with self.lock:
+        with self.lock, self.one_act():
             sub = self._subscription(sid)
             if sub["status"] not in ALIVE:
                 raise StripeErrorResponse(
@@ -566,7 +568,7 @@ class SubscriptionsMixin:
             raise invalid("outcome", "outcome must be succeeded or failed.")
         if decline_code is not None and decline_code not in DECLINES:
             raise invalid("decline_code", f"decline_code must be one of {', '.join(DECLINES)}.")
-        with self.lock:
+        with self.lock, self.one_act():
             inv = self._invoice(iid)
             pi = self.store.get("payment_intent", inv.get("_pi") or "")
             if inv["status"] != "open" or pi is None or pi["status"] != "requires_payment_method":

@@ -65,20 +65,26 @@ class Dispatcher:
             self.cond.notify_all()
 
     # -- queueing -------------------------------------------------------------------------
-    def enqueue(self, event: dict, *, redelivery: bool = False) -> list[dict]:
+    def enqueue(
+        self, event: dict, *, redelivery: bool = False, after: list[str] | None = None
+    ) -> list[dict]:
+        """Queue the event for each endpoint that wants it; `after`: the ids of the events its
+        act emitted before it, each endpoint's delivery waiting for that endpoint's latest."""
         endpoints = [
             e for e in self.emu.endpoints(event["livemode"]) if endpoint_wants(e, event["type"])
         ]
         if not endpoints:
             return []
         faults = self.emu.faults
-        if not redelivery and faults.take_webhook("webhook_drop"):
+        if not redelivery and faults.take_webhook("webhook_drop", event["type"]):
             with self.cond:
                 self.dropped[event["id"]] = len(endpoints)
             log.info("dropping %s (fault)", event["id"])
             return []
-        copies = 2 if not redelivery and faults.take_webhook("webhook_duplicate") else 1
-        hold = not redelivery and faults.take_webhook("webhook_out_of_order")
+        copies = (
+            2 if not redelivery and faults.take_webhook("webhook_duplicate", event["type"]) else 1
+        )
+        hold = not redelivery and faults.take_webhook("webhook_out_of_order", event["type"])
         # Only the public event goes on the wire (the store's bookkeeping fields stay home).
         payload = {k: v for k, v in event.items() if not k.startswith("_")}
         payload["pending_webhooks"] = len(endpoints)
@@ -95,6 +101,7 @@ class Dispatcher:
                     for d in self.pending.values()
                     if d["_held"] and d["_endpoint_id"] == ep["id"] and d["_kind"] == kind
                 ]
+                previous = self._act_previous(after or [], ep["id"])
                 for _ in range(copies):
                     d = {
                         "id": f"whdel_{next(self._ids)}",
@@ -109,6 +116,7 @@ class Dispatcher:
                         "_body": body,
                         "_held": hold,
                         "_kind": kind,
+                        "_after": previous,
                         "_next_at": now + (OUT_OF_ORDER_HOLD if hold else 0),
                         "_busy": False,
                     }
@@ -123,6 +131,15 @@ class Dispatcher:
                     h["_next_at"] = now
             self.cond.notify_all()
         return created
+
+    def _act_previous(self, event_ids: list[str], endpoint_id: str) -> str | None:
+        """The delivery to this endpoint of the latest of these events it gets (caller holds
+        `cond`)."""
+        for event_id in reversed(event_ids):
+            ours = [d for d in self.by_event.get(event_id, []) if d["_endpoint_id"] == endpoint_id]
+            if ours:
+                return ours[-1]["id"]
+        return None
 
     def redeliver(self, event: dict) -> list[dict]:
         return [self._public(d) for d in self.enqueue(event, redelivery=True)]
@@ -204,7 +221,7 @@ class Dispatcher:
 
     def _send(self, d: dict) -> dict:
         secret = d["_secret"]
-        if self.emu.faults.take_webhook("webhook_bad_signature"):
+        if self.emu.faults.take_webhook("webhook_bad_signature", d["event_type"]):
             secret = "whsec_not_the_right_secret"
         body = d["_body"]
         header = sign(body, secret, int(time.time()))

@@ -1,9 +1,13 @@
 """Attempts to pay, and how the shopper paid: recorded on the payment from what the PSP says.
 
-A declined try comes in `payment_intent.payment_failed` (its `last_payment_error`); the try that
-paid is the intent's latest charge, read from a retrieved session (return page, reconciliation)
-or, after a webhook moved the payment, with one retrieve of the intent by the worker's periodic
-job (`learn_missing_charges`): the webhook path asks the PSP nothing and writes nothing more.
+Each charge comes in its own event as it is made or settles (`charge.succeeded`, `.pending`,
+`.failed`, with the whole charge): Stripe usually sends it before the checkout event that moves
+the payment, so the payment's `payment.succeeded` notification names how it was paid. A
+declined try also comes in `payment_intent.payment_failed` (its `last_payment_error` names the
+same charge). The try that paid is also the intent's latest charge, read from a retrieved
+session (return page, reconciliation) or, when no charge event came before a webhook moved the
+payment, with one retrieve of the intent by the worker's periodic job (`learn_missing_charges`):
+the webhook path itself asks the PSP nothing.
 A SEPA Direct Debit's charge names its mandate by id only: the same job retrieves the mandate's
 reference (one more PSP call, with no lock held) once the method is known, whichever path
 learned it.
@@ -39,8 +43,10 @@ from app.psp_events.intake import Handled, mode_mismatch
 
 log = logging.getLogger(__name__)
 
-# The payment intent events the payment core handles (`app/wiring.py` registers them).
+# The payment intent and charge events the payment core handles (`app/wiring.py` registers
+# them; `flask stripe setup` subscribes the endpoint to them).
 PAYMENT_INTENT_EVENT_TYPES = ("payment_intent.payment_failed",)
+CHARGE_EVENT_TYPES = ("charge.pending", "charge.succeeded", "charge.failed")
 
 _ATTEMPT_BY_CHARGE = select(PaymentAttempt.id).where(
     PaymentAttempt.psp_charge_id == bindparam("charge_id")
@@ -180,25 +186,51 @@ def handle_payment_intent_event(event: PspEventData, source: StatusSource) -> Ha
     intent = event.payment_intent
     if intent is None or intent.last_error is None:
         return Handled(PspEvent.OUTCOME_UNHANDLED, "the event carries no payment error")
-    payment = _lock_payment_for_intent(intent.id, intent.metadata)
+    return _record_for_intent(event, intent.id, intent.metadata, intent.last_error)
+
+
+def handle_charge_event(event: PspEventData, source: StatusSource) -> Handled:
+    """charge.succeeded / charge.pending / charge.failed, inside the event intake's
+    transaction: how the payment was paid (its paid attempt, or a debit's method while it
+    processes), or its declined attempt. The charge id keeps it one row with what the intent's
+    events and the worker's lookup tell of the same charge, in whatever order they come."""
+    charge = event.charge_attempt
+    if charge is None or charge.payment_intent_id is None:
+        return Handled(PspEvent.OUTCOME_UNHANDLED, "the event carries no charge of an intent")
+    return _record_for_intent(event, charge.payment_intent_id, charge.metadata, charge.attempt)
+
+
+def _record_for_intent(
+    event: PspEventData, intent_id: str, metadata: dict[str, str], attempt: PspAttempt
+) -> Handled:
+    """An attempt an event tells of an intent, recorded on the intent's payment (locked)."""
+    payment = _lock_payment_for_intent(intent_id, metadata)
     if payment is None:
-        return Handled(PspEvent.OUTCOME_UNKNOWN_SESSION, f"no payment has intent {intent.id}")
+        return Handled(PspEvent.OUTCOME_UNKNOWN_SESSION, f"no payment has intent {intent_id}")
     wrong_mode = mode_mismatch(event, payment.livemode, f"payment {payment.public_id}")
     if wrong_mode:
         return Handled(PspEvent.OUTCOME_MODE_MISMATCH, wrong_mode, payment.id)
-    learn_psp_ids(payment, payment_intent_id=intent.id)
-    added = record_attempt(payment, intent.last_error, psp_event_id=event.id)
+    learn_psp_ids(payment, payment_intent_id=intent_id)
+    method_known = payment.payment_method is not None
+    added = record_attempt(payment, attempt, psp_event_id=event.id)
     if (
         added is not None
+        and added.outcome == OUTCOME_FAILED
         and payment.failure_code == "expired"
         and payment.failure_reason in _EXPIRY_REASONS
     ):
         # The checkout's expiry was applied before this (earlier) decline arrived: the reason
         # follows what the shopper did last.
         payment.failure_reason = expiry_reason(payment)
-    if added is None:
-        return Handled(PspEvent.OUTCOME_IGNORED, "attempt already recorded", payment.id)
-    return Handled(PspEvent.OUTCOME_APPLIED, f"declined attempt: {added.decline_code}", payment.id)
+    if added is not None:
+        if added.outcome == OUTCOME_FAILED:
+            detail = f"declined attempt: {added.decline_code or added.failure_code}"
+        else:
+            detail = f"paid attempt: {added.method_type} {added.card_brand} {added.card_last4}"
+        return Handled(PspEvent.OUTCOME_APPLIED, detail, payment.id)
+    if not method_known and payment.payment_method is not None:
+        return Handled(PspEvent.OUTCOME_APPLIED, f"method: {payment.method_type}", payment.id)
+    return Handled(PspEvent.OUTCOME_IGNORED, "attempt already recorded", payment.id)
 
 
 def _lock_payment_for_intent(intent_id: str, metadata: dict[str, str]) -> Payment | None:

@@ -72,6 +72,16 @@ class PspAttempt:
 
 
 @dataclass(frozen=True)
+class PspCharge:
+    """A charge as its own event tells it (charge.pending / succeeded / failed): the attempt it
+    is, and the payment intent it belongs to with that intent's metadata (the charge's copy)."""
+
+    payment_intent_id: str | None  # None: a charge made without an intent
+    metadata: dict[str, str]
+    attempt: PspAttempt
+
+
+@dataclass(frozen=True)
 class PspPaymentIntent:
     """The PSP's payment intent, normalised: what it says of its attempts."""
 
@@ -229,6 +239,8 @@ class PspEventData:
     dispute: PspDispute | None = None
     # Set when the event is about a payment intent (payment_intent.payment_failed).
     payment_intent: PspPaymentIntent | None = None
+    # Set when the event is about a charge (charge.succeeded, …): the attempt it is.
+    charge_attempt: PspCharge | None = None
     # Stripe's mode of the event (and of what it is about): it must be the mode of the payment
     # it names, or it is stored and never applied.
     livemode: bool = False

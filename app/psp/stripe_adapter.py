@@ -30,6 +30,7 @@ from app.psp.base import (
     CheckoutSession,
     PaymentProvider,
     PspAttempt,
+    PspCharge,
     PspChargeRefunds,
     PspDispute,
     PspError,
@@ -223,6 +224,19 @@ def attempt_from_charge(charge: Any) -> PspAttempt | None:
         decline_code=_word(_field(_field(charge, "outcome"), "reason"), 100) if failure else None,
         failure_code=_word(failure, 100),
         failure_message=_word(_field(charge, "failure_message"), 500),
+    )
+
+
+def charge_from_stripe(obj: Any) -> PspCharge | None:
+    """A charge event's charge as the attempt it is, with its payment intent; None when it
+    is no charge PayBridge can know again (no id)."""
+    attempt = attempt_from_charge(obj)
+    if attempt is None:
+        return None
+    return PspCharge(
+        payment_intent_id=_id_of(_field(obj, "payment_intent")),
+        metadata=_plain_metadata(_field(obj, "metadata")),
+        attempt=attempt,
     )
 
 
@@ -426,6 +440,7 @@ def event_from_stripe(event: dict) -> PspEventData:
         refunds=_event_refunds(data_object, kind),
         livemode=_livemode(event),
         charge=charge_refunds_from_stripe(data_object) if kind == "charge" else None,
+        charge_attempt=charge_from_stripe(data_object) if kind == "charge" else None,
         dispute=dispute_from_stripe(data_object) if kind == "dispute" else None,
         payment_intent=(
             payment_intent_from_stripe(data_object, from_unix(_field(event, "created")))
@@ -486,7 +501,8 @@ def check_event(event: PspEventData) -> PspEventData:
     for name, value, limit in (("id", event.id, MAX_PSP_ID_LENGTH), ("type", event.type, 100)):
         if not isinstance(value, str) or not value or len(value) > limit:
             raise ValueError(f"event {name} is not a string of 1-{limit}")
-    parts = (event.session, event.invoice, event.subscription, event.dispute, event.payment_intent)
+    parts = (event.session, event.invoice, event.subscription, event.dispute, event.payment_intent,
+             event.charge_attempt)  # fmt: skip
     for part in (*parts, *event.refunds):
         if part is not None:
             _check_fields(part)

@@ -194,7 +194,10 @@ class Reconciler:
                 page = []
                 self.tick()
         missing.extend(self._not_stored(page))
-        # Oldest first, as the webhooks would have come.
+        # Oldest first, as the webhooks would have come: the PSP lists newest first, so
+        # reversed, events of the same second keep the order they were made in (a charge's
+        # event before its checkout event).
+        missing.reverse()
         missing.sort(key=lambda e: e.created_at)
         for event in missing:
             self.tick()
@@ -216,7 +219,7 @@ class Reconciler:
         return [e for e in events if e.id not in stored]
 
     def _catch_up(self, event: PspEventData) -> None:
-        payment = self._payment_for_session(event.session) if event.session else None
+        payment = self._payment_named_by(event)
         entry: dict = {
             "payment": payment.public_id if payment else None,
             "from": payment.status if payment else None,
@@ -251,6 +254,29 @@ class Reconciler:
         else:
             payment = self.load(payment.id) if payment else None
         self._finish_entry(entry, payment)
+
+    def _payment_named_by(self, event: PspEventData) -> Payment | None:
+        """The payment an event is about, as it is before the event is handled (so its entry
+        says where it was): by its session, or by the intent a charge or intent event names
+        (PayBridge's id in the intent's metadata first: a payment may not know its intent yet).
+        None for other events: their handler finds it."""
+        if event.session is not None:
+            return self._payment_for_session(event.session)
+        if event.charge_attempt is not None:
+            intent_id = event.charge_attempt.payment_intent_id
+            metadata = event.charge_attempt.metadata
+        elif event.payment_intent is not None:
+            intent_id, metadata = event.payment_intent.id, event.payment_intent.metadata
+        else:
+            return None
+        claimed = metadata.get("paybridge_payment_id")
+        if claimed:
+            found = select(Payment).where(Payment.public_id == claimed)
+        elif intent_id:
+            found = select(Payment).where(Payment.psp_payment_intent_id == intent_id)
+        else:
+            return None
+        return db.session.execute(found).scalar_one_or_none()
 
     def _payment_for_session(self, session: CheckoutSession) -> Payment | None:
         payment = db.session.execute(

@@ -121,6 +121,40 @@ def test_the_declined_attempt_of_a_payment_failed_event():
     assert intent.latest_charge is None  # not expanded in an event
 
 
+def test_a_failed_charge_event_is_the_same_attempt_as_the_intents_error():
+    """charge.failed names the charge the intent's last_payment_error names: one attempt."""
+    charge = {
+        "id": "ch_3Fail",
+        "object": "charge",
+        "status": "failed",
+        "created": 1_790_000_050,
+        "payment_intent": "pi_3Decl",
+        "metadata": {"paybridge_payment_id": "pay_abc"},
+        "failure_code": "card_declined",
+        "failure_message": "Your card has insufficient funds.",
+        "outcome": {"type": "issuer_declined", "reason": "insufficient_funds"},
+        "payment_method_details": {"type": "card", "card": {"brand": "visa", "last4": "9995"}},
+    }
+    raw = {"id": "evt_2", "type": "charge.failed", "created": 1_790_000_100, "livemode": False}
+    event = event_from_stripe({**raw, "data": {"object": charge}})
+    told = event.charge_attempt
+    assert (told.payment_intent_id, told.metadata) == (
+        "pi_3Decl",
+        {"paybridge_payment_id": "pay_abc"},
+    )
+    error = payment_intent_from_stripe(DECLINED_INTENT).last_error
+    attempt = told.attempt
+    assert (attempt.outcome, attempt.charge_id) == ("failed", error.charge_id)
+    assert (attempt.decline_code, attempt.failure_code, attempt.failure_message) == (
+        error.decline_code, error.failure_code, error.failure_message,
+    )  # fmt: skip
+    assert attempt.attempted_at == datetime(2026, 9, 21, 14, 14, 10)  # the charge's own time
+    paid = {**charge, "status": "succeeded", "failure_code": None, "failure_message": None}
+    succeeded = event_from_stripe({**raw, "type": "charge.succeeded", "data": {"object": paid}})
+    assert succeeded.charge_attempt.attempt.outcome == "succeeded"
+    assert succeeded.charge_attempt.attempt.decline_code is None
+
+
 def test_a_charge_without_a_charge_id_in_the_error_is_still_an_attempt():
     """3-D Secure failed before any charge: the error names none (the event keys it)."""
     intent = dict(DECLINED_INTENT)

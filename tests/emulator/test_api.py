@@ -348,12 +348,15 @@ def test_pay_control_creates_payment_intent_and_events(client, emu):
     assert (
         client.v1.checkout.sessions.list({"payment_intent": s.payment_intent.id}).data[0].id == s.id
     )
-    types = [e.type for e in client.v1.events.list().data]
-    # The decline is announced on the session's intent, which the paid attempt then reuses.
-    assert sorted(types) == [
-        "checkout.session.completed",
+    types = [e.type for e in reversed(client.v1.events.list().data)]
+    # The decline is announced on the session's intent, which the paid attempt then reuses;
+    # each charge's event comes first, as on Stripe.
+    assert types == [
+        "charge.failed",
         "payment_intent.payment_failed",
+        "charge.succeeded",
         "payment_intent.succeeded",
+        "checkout.session.completed",
     ]
     completed = client.v1.events.list({"type": "checkout.session.completed"}).data[0]
     assert completed.api_version == "2026-10-28.endive"

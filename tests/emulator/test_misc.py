@@ -135,6 +135,7 @@ def test_db_keeps_sessions_events_and_idempotency_across_restart(tmp_path):
         )
         assert replay.id == s.id
         assert {e.type for e in client.v1.events.list().data} == {
+            "charge.succeeded",
             "checkout.session.completed",
             "payment_intent.succeeded",
         }

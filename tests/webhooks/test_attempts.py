@@ -41,11 +41,20 @@ def wait_for_attempts(app, payment_id: int, count: int) -> list[PaymentAttempt]:
     )
 
 
+def lose_charge_events(emulator) -> None:
+    """Stripe's charge.succeeded / charge.pending events get lost: how the payment was paid
+    is left to the worker's lookup (its fallback)."""
+    for event_type in ("charge.succeeded", "charge.pending"):
+        drop = {"kind": "webhook_drop", "event_type": event_type, "count": 10}
+        emulator.control("POST", "faults", drop)
+
+
 def test_a_decline_then_a_success_records_both_attempts_and_the_method(
     app, stripe_delivers, client
 ):
     merchant, key = make_merchant(app, "Attempt Shop", "http://127.0.0.1:9/notify")
     payment = registered_payment(app, merchant.id, amount=2500)
+    lose_charge_events(stripe_delivers)
     declined = pay_session(stripe_delivers, payment.session_id, card=INSUFFICIENT_FUNDS)
     assert declined["declined"] is True
     [failed] = wait_for_attempts(app, payment.id, 1)
@@ -60,7 +69,8 @@ def test_a_decline_then_a_success_records_both_attempts_and_the_method(
 
     pay_session(stripe_delivers, payment.session_id, card="5555555555554444")
     wait_for_payment_status(app, payment.id, "SUCCESS")
-    # The webhook asked the PSP nothing: the worker's job learns how it was paid.
+    # Without its charge event the webhook asked the PSP nothing: the worker's job learns how
+    # it was paid.
     assert load_payment(app, payment.id).payment_method is None
     with app.app_context():
         assert learn_payment_methods() == 1
@@ -186,6 +196,7 @@ def test_a_paid_sepa_debit_learns_its_mandate_reference_once_the_psp_answers(
     with app.app_context():
         learn_payment_methods()  # the worker's pass before this payment
     payment = registered_payment(app, tenants.a_id, amount=900)
+    lose_charge_events(stripe_delivers)
     pay_session(stripe_delivers, payment.session_id, iban="DE89370400440532013000")
     wait_for_payment_status(app, payment.id, "PENDING")
     _move_back(app, payment.id, hours=1)  # so only a held watermark finds it again
@@ -201,6 +212,7 @@ def test_a_paid_sepa_debit_learns_its_mandate_reference_once_the_psp_answers(
     assert method["mandate"].startswith("mandate_") and method["mandate_reference"] is None
     assert _mandate_lookups(stripe_delivers) == [500]
     stripe_delivers.control("DELETE", "faults")
+    lose_charge_events(stripe_delivers)  # still
 
     with app.app_context():
         assert learn_payment_methods() == 1  # the next pass asks again
@@ -234,6 +246,7 @@ def test_a_paid_sepa_debit_learns_its_mandate_reference_once_the_psp_answers(
 def test_a_psp_outage_leaves_the_method_for_the_next_run(app, stripe_delivers):
     merchant, _ = make_merchant(app, "Outage Shop", "http://127.0.0.1:9/notify")
     payment = registered_payment(app, merchant.id, amount=700)
+    lose_charge_events(stripe_delivers)
     pay_session(stripe_delivers, payment.session_id, card="4242424242424242")
     wait_for_payment_status(app, payment.id, "SUCCESS")
     # Every retry of the SDK answered 500: nothing learned; the next run asks again.
@@ -265,6 +278,7 @@ def test_a_worker_down_for_hours_still_learns_the_methods_after(app, stripe_deli
     with app.app_context():
         assert learn_payment_methods() == 0  # its last pass before it went down
     payment = registered_payment(app, merchant.id, amount=900)
+    lose_charge_events(stripe_delivers)
     pay_session(stripe_delivers, payment.session_id, card="4242424242424242")
     wait_for_payment_status(app, payment.id, "SUCCESS")
     _move_back(app, payment.id, hours=3)  # paid three hours ago; no pass since
@@ -276,6 +290,7 @@ def test_a_worker_down_for_hours_still_learns_the_methods_after(app, stripe_deli
 def test_a_long_psp_outage_holds_the_lookup_back_until_it_ends(app, stripe_delivers):
     merchant, _ = make_merchant(app, "Long Outage Shop", "http://127.0.0.1:9/notify")
     payment = registered_payment(app, merchant.id, amount=800)
+    lose_charge_events(stripe_delivers)
     pay_session(stripe_delivers, payment.session_id, card="4242424242424242")
     wait_for_payment_status(app, payment.id, "SUCCESS")
     stripe_delivers.control(

@@ -34,9 +34,16 @@ def create(app, merchant, amount: int = 2500) -> PaymentRef:
 
 
 def events(app, payment_id: int) -> list[tuple[str, str]]:
+    """The payment's checkout session events (its charge events are tests/webhooks/
+    test_charge_events.py's) and their outcomes, as stored."""
     with app.app_context():
         rows = db.session.execute(
-            db.select(PspEvent).where(PspEvent.payment_id == payment_id).order_by(PspEvent.id)
+            db.select(PspEvent)
+            .where(
+                PspEvent.payment_id == payment_id,
+                PspEvent.event_type.like("checkout.session.%"),
+            )
+            .order_by(PspEvent.id)
         ).scalars()
         return [(row.event_type, row.outcome) for row in rows]
 
@@ -80,8 +87,10 @@ def test_delayed_method_goes_pending_then_final(app, stripe_delivers, merchant, 
 
 def test_out_of_order_delivery_still_ends_success(app, stripe_delivers, merchant):
     payment = create(app, merchant)
-    # The next event (completed/unpaid) is held back until the one after it was sent.
-    stripe_delivers.control("POST", "faults", {"kind": "webhook_out_of_order"})
+    # The next checkout.session.completed (unpaid) is held back until the session's next event
+    # was sent.
+    fault = {"kind": "webhook_out_of_order", "event_type": "checkout.session.completed"}
+    stripe_delivers.control("POST", "faults", fault)
     pay_session(stripe_delivers, payment.session_id, iban="DE89370400440532013000")
     stripe_delivers.control("POST", f"checkout/sessions/{payment.session_id}/settle", {})
 
@@ -113,7 +122,8 @@ def test_redelivered_event_changes_nothing(app, stripe_delivers, merchant):
     assert [d["status"] for d in deliveries] == ["succeeded"] * 3
     stored = load_payment(app, payment.id)
     assert len(stored.history) == 3
-    assert counts(app, payment.id) == {"events": 1, "notifications": 1, "conflicts": 0}
+    # Its events: the charge's and the session's (stored once each).
+    assert counts(app, payment.id) == {"events": 2, "notifications": 1, "conflicts": 0}
 
 
 def test_badly_signed_attempt_is_refused_then_the_retry_applies(app, stripe_delivers, merchant):
@@ -122,12 +132,12 @@ def test_badly_signed_attempt_is_refused_then_the_retry_applies(app, stripe_deli
     pay_session(stripe_delivers, payment.session_id)
     wait_for_payment_status(app, payment.id, "SUCCESS")
     wait_for_deliveries(stripe_delivers, event_type="checkout.session.completed", count=1)
-    # The fault hits the first event sent (payment_intent.succeeded comes before the session's).
-    [retried] = wait_for_deliveries(stripe_delivers, event_type="payment_intent.succeeded", count=1)
+    # The fault hits the first event sent (charge.succeeded, then the intent's, the session's).
+    [retried] = wait_for_deliveries(stripe_delivers, event_type="charge.succeeded", count=1)
     forged = [[a["status_code"] for a in retried["attempts"]]]
     assert forged == [[400, 200]]
     with app.app_context():
-        assert db.session.scalar(db.select(db.func.count()).select_from(PspEvent)) == 2
+        assert db.session.scalar(db.select(db.func.count()).select_from(PspEvent)) == 3
 
 
 def test_expiry_fails_the_payment(app, stripe_delivers, merchant):

@@ -70,7 +70,11 @@ def _exact(
 
 def _payment(schemas: dict, **add: dict) -> dict:
     method = _exact(schemas, "PaymentMethod", nullable=True)
-    method["description"] = "How the shopper paid; null until the PSP says."
+    method["description"] = (
+        "How the shopper paid; null until the PSP says. In payment.succeeded, null when the "
+        "PSP's charge event came after the payment moved: no notification follows when it is "
+        "learned; GET the payment for it."
+    )
     return _exact(schemas, "Payment", add={"payment_method": method, **add})
 
 

@@ -223,7 +223,10 @@ class PaymentSchema(AnswerSchema):
     payment_method = fields.Nested(
         PaymentMethodSchema,
         allow_none=True,
-        metadata={"description": "How the shopper paid; null until the PSP says."},
+        metadata={
+            "description": "How the shopper paid; null until the PSP says (its charge event, "
+            "usually before the payment moves; else learned within seconds after)."
+        },
     )
     refunded_amount = fields.Integer(
         metadata={"description": "Sum of the succeeded refunds; the payment stays SUCCESS."}
