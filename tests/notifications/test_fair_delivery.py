@@ -153,9 +153,9 @@ def test_a_hanging_endpoint_does_not_slow_another_and_still_gets_its_turns(
 
     windows = _windows([(t, n, out(t)) for t, n, _ in samples if n >= 20])
     ratios = []
-    for i, (out, seconds, n) in enumerate(windows):
+    for i, (hanging_out, seconds, n) in enumerate(windows):
         beside = [w for w in windows[max(i - 1, 0) : i + 2] if not w[0]]
-        if not out or seconds < TIMEOUT / 2 or not beside:
+        if not hanging_out or seconds < TIMEOUT / 2 or not beside:
             continue  # a gap, or the first window cut short by the warm-up
         rate_beside = sum(w[2] for w in beside) / sum(w[1] for w in beside)
         ratios.append(n / seconds / rate_beside)
