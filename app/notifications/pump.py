@@ -112,10 +112,12 @@ class NotificationPump:
             while True:
                 stopping = self._stopping.is_set()
                 claimed = 0 if stopping else self._claim_into(pool)
-                if self._in_flight:
-                    self._collect_finished()  # waits up to a poll for a POST to finish
+                # Waits up to a poll for a POST to finish. What finished frees slots: claim
+                # again at once, even when it was all in flight (the claim above may have found
+                # too few slots free only because those POSTs were not collected yet).
+                collected = self._collect_finished() if self._in_flight else 0
                 recorded = self._record()
-                idle = not claimed and not self._in_flight
+                idle = not claimed and not collected and not self._in_flight
                 if not idle:
                     continue
                 if stopping or self.burst:
@@ -175,9 +177,11 @@ class NotificationPump:
         Any other (not heard from yet, or slow with nothing in flight) gets its share."""
         slow_since = time.monotonic() - self.fast_seconds
         in_flight = self.in_flight()
-        for claim in self._in_flight.values():
+        for future, claim in self._in_flight.items():
             started = self._started.get(claim.delivery_id)
-            if started is not None and started < slow_since:  # not back yet: no longer fast
+            # Not back yet: no longer fast. One that is back but not collected yet (this thread
+            # was busy with the database) is judged by its own duration when collected.
+            if started is not None and started < slow_since and not future.done():
                 self._fast[claim.endpoint_id] = False
         room = {endpoint: self.concurrency for endpoint, fast in self._fast.items() if fast}
         for endpoint, n in in_flight.items():
@@ -207,7 +211,8 @@ class NotificationPump:
                 first[endpoint] = left
         return first
 
-    def _collect_finished(self) -> None:
+    def _collect_finished(self) -> int:
+        """Wait up to a poll for POSTs to finish and take their outcomes; how many finished."""
         done, pending = wait(self._in_flight, self.poll_seconds, return_when=FIRST_COMPLETED)
         if done and pending:
             more, _ = wait(pending, RECORD_LINGER_SECONDS, return_when="ALL_COMPLETED")
@@ -222,6 +227,7 @@ class NotificationPump:
                 result.status_code is not None and result.duration_ms < self.fast_seconds * 1000
             )
             self._unrecorded.append((claim, result))
+        return len(done)
 
     def _record(self) -> bool:
         """Write the finished attempts; True when nothing is left unrecorded."""

@@ -3,6 +3,8 @@ Redis; claims are leased, so a pump that dies loses nothing; stopping is warm.""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import Future
 from datetime import timedelta
 
 import pytest
@@ -18,7 +20,13 @@ from app.models import (
     StatusSource,
     utcnow,
 )
-from app.notifications.delivery import AttemptResult, claim_due, deliver_due, record_outcomes
+from app.notifications.delivery import (
+    AttemptResult,
+    Claim,
+    claim_due,
+    deliver_due,
+    record_outcomes,
+)
 from app.notifications.endpoints import disable, update_endpoint
 from app.notifications.pump import NotificationPump
 from app.notifications.redelivery import queue_again
@@ -212,6 +220,50 @@ def test_the_pump_delivers_concurrently_in_one_claim(
     # One claim took all six: they share the claim's time.
     attempts = [get_rows(app, NotificationAttempt, notification_id=i) for i in ids]
     assert len({first.attempted_at for first, *_ in attempts}) == 1
+
+
+def test_the_pump_claims_the_next_delivery_when_a_post_comes_back_not_a_poll_later(
+    app, make_merchant, receiver, finish_payment, pump, monkeypatch
+):
+    """A POST that outlasts the poll: the claim after that poll finds every slot taken, then
+    the POST comes back. The freed slot is claimed at once; the pump does not sleep a poll
+    with a delivery due (it used to: nothing claimed and nothing left in flight looked idle)."""
+    poll = 1.5
+    monkeypatch.setitem(app.config, "NOTIFY_POLL_SECONDS", poll)
+    receiver.delay = poll + 0.3
+    merchant, _ = make_merchant(notify_url=receiver.url)
+    for _ in range(2):
+        finish_payment(merchant.id)
+    pump(concurrency=1)
+    wait_until(lambda: receiver.hits == 2, what="the second POST", timeout=15)
+    # Between the first POST's answer and the second POST: a claim and a record, not a poll.
+    gap = receiver.arrived_at[1] - receiver.arrived_at[0] - receiver.delay
+    assert gap < poll / 2, gap
+
+
+def test_a_post_that_came_back_but_is_not_collected_yet_does_not_make_its_endpoint_slow(
+    app, notify_config
+):
+    """A fast endpoint is seen slow by a POST still out after a quarter of the timeout, not by
+    one that finished while the pump's thread was busy (a loaded database): that one is judged
+    by its own duration once collected. Otherwise a lagging pump cut every fast endpoint down
+    to its share."""
+    p = NotificationPump(app, concurrency=8)  # not started: `_room` is called by hand
+    long_ago = time.monotonic() - 2 * p.fast_seconds
+    fast_endpoint, hanging_endpoint = 7, 8
+    p._fast.update({fast_endpoint: True, hanging_endpoint: True})
+    for delivery_id, endpoint_id in ((1, fast_endpoint), (2, hanging_endpoint)):
+        future: Future = Future()
+        if endpoint_id == fast_endpoint:
+            future.set_result(AttemptResult(True, 200, None, 5))  # back, not collected yet
+        claim = Claim(
+            delivery_id, delivery_id, endpoint_id, 0, "msg_x", {}, "http://x", (), utcnow()
+        )
+        p._in_flight[future] = claim
+        p._started[delivery_id] = long_ago
+    room = p._room()
+    assert room[fast_endpoint] == p.concurrency  # still fast: may borrow every free slot
+    assert room[hanging_endpoint] == p.endpoint_share - 1  # out too long: its share only
 
 
 def test_the_pump_reuses_the_connection_and_sends_back_no_cookies(

@@ -33,6 +33,7 @@ class Receiver:
     hits: int = 0  # every POST, whatever it was answered
     in_flight: int = 0
     max_in_flight: int = 0  # the most POSTs it held at once (senders' concurrency)
+    arrived_at: list[float] = field(default_factory=list)  # each POST's arrival (monotonic)
     _server: ThreadingHTTPServer | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -52,6 +53,7 @@ class Receiver:
                 body = self.rfile.read(length)
                 with receiver._lock:
                     receiver.hits += 1
+                    receiver.arrived_at.append(time.monotonic())
                     receiver.in_flight += 1
                     receiver.max_in_flight = max(receiver.max_in_flight, receiver.in_flight)
                 if receiver.delay:
