@@ -118,7 +118,8 @@ def pytest_runtest_call(item):
     """A test that got an API answer the OpenAPI document does not describe fails
     (tests/support/openapi_contract.py); one that failed already is reported as it failed."""
     result = yield
-    openapi_contract.raise_breaches()
+    if item.get_closest_marker("synthetic_rows") is None:
+        openapi_contract.raise_breaches()
     return result
 
 
