@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import Select, and_, false, or_, select, text
+from sqlalchemy.exc import DBAPIError
 
 from app.common import cursors, payment_methods
 from app.common.money import THREE_DECIMAL, ZERO_DECIMAL, format_minor, to_minor
@@ -220,8 +221,14 @@ class Page:
     stopped_after: int | None = None
 
 
-# MariaDB's warning that a query stopped at its LIMIT ROWS EXAMINED.
+# MariaDB's warning that a query stopped at its LIMIT ROWS EXAMINED, and its error when the
+# bound was reached while sorting (the matches of a range read out of the list's order).
 _ROWS_EXAMINED_EXCEEDED = 1931
+_SORT_ABORTED = 1028
+
+
+def _sort_aborted(exc: DBAPIError) -> bool:
+    return bool(exc.orig and exc.orig.args and exc.orig.args[0] == _SORT_ABORTED)
 
 
 def _read_bound(examine_at_most: int | None) -> int | None:
@@ -251,11 +258,12 @@ def keyset_page(
     a cursor of another list (`scope`) is BadCursor. A list of statements is their union: each
     is read as far as one page, and the pages merged (a row in several counts once). With
     `examine_at_most`, each statement stops after reading that many rows on MariaDB, and the
-    page says so (`stopped_after`) when one did before filling it. `narrow_first` picks the
-    page's ids first, then joins their rows: for a filter whose index is read out of the list's
-    order (an amount range), the sort is then over index entries, not whole rows."""
+    page says so (`stopped_after`) when one did before filling it, or stopped while sorting.
+    `narrow_first` picks the page's ids first, then joins their rows: for a filter whose index
+    is read out of the list's order (an amount range), the sort is then over index entries, not
+    whole rows, and reads them all (no bound: it would stop every wide range)."""
     statements = stmt if isinstance(stmt, list) else [stmt]
-    bound = _read_bound(examine_at_most)
+    bound = None if narrow_first else _read_bound(examine_at_most)
     stopped = False
 
     def cursor(row) -> str:
@@ -289,9 +297,15 @@ def keyset_page(
             one = one.order_by(*key).limit(PAGE_SIZE + 1)
             if bound is not None:
                 one = one.suffix_with(f"ROWS EXAMINED {int(bound)}")
-            rows = db.session.scalars(one).all()
-            if bound is not None and len(rows) <= PAGE_SIZE and _stopped_short():
-                stopped = True
+            try:
+                rows = db.session.scalars(one).all()
+            except DBAPIError as exc:
+                if bound is None or not _sort_aborted(exc):
+                    raise
+                rows, stopped = [], True  # more matches than the bound, to be sorted
+            else:
+                if bound is not None and len(rows) <= PAGE_SIZE and _stopped_short():
+                    stopped = True
             for row in rows:
                 found[row.id] = row
         ordered = sorted(found.values(), key=lambda r: (r.created_at, r.id), reverse=newest_first)

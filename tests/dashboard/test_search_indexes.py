@@ -312,3 +312,26 @@ def test_an_operators_brand_search_across_merchants_reads_the_brand_index(
     [brand] = [p for p in found if p["key"] == "ix_payments_brand_created"]
     assert brand["type"] in ("ref", "range") and int(brand["key_len"]) > 1, found
     assert "filesort" not in (brand["Extra"] or ""), found
+
+
+def test_a_search_with_more_matches_to_sort_than_the_bound_says_it_stopped(
+    app, tenants, many_customers
+):
+    """A prefix's matches are sorted into the list's order; more of them than the bound stop
+    MariaDB mid-sort (error 1028): that is the search stopping, said on the page, not the
+    database being down. An amount range sorts its index entries unbounded: a wide one fills
+    its page."""
+    client = logged_in(app, tenants.a_email)
+    bound = app.config["LIST_ROWS_EXAMINED_MAX"]
+    app.config["LIST_ROWS_EXAMINED_MAX"] = 100  # below the 500 rows of shopper02…'s customers
+    try:
+        answer = client.get("/dashboard/payments?q=shopper02")
+        html = answer.get_data(as_text=True)
+        assert answer.status_code == 200, html[:300]
+        assert 'id="search-stopped"' in html and "after reading 100 payments" in html
+        wide = client.get("/dashboard/payments?amount_min=10&amount_max=21")  # 1100 of them
+        html = wide.get_data(as_text=True)
+        assert wide.status_code == 200 and 'id="search-stopped"' not in html
+        assert len(ROW_ID.findall(html)) == 50
+    finally:
+        app.config["LIST_ROWS_EXAMINED_MAX"] = bound
