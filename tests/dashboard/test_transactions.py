@@ -309,7 +309,7 @@ def test_pages_of_a_merged_search_cover_every_row_once_both_ways(
     assert ids_on_page(client_a.get(back)) == pages[1][1]
 
 
-def test_the_filter_panel_folds_away_until_a_filter_is_in_use(client_a, dataset):
+def test_the_filter_panel_stays_folded_and_the_filters_in_use_show_as_chips(client_a, dataset):
     plain = client_a.get("/dashboard/payments").get_data(as_text=True)
     assert '<details class="filter-panel" id="filter-panel">' in plain  # folded
     assert 'aria-label="Active filters"' not in plain
@@ -317,7 +317,8 @@ def test_the_filter_panel_folds_away_until_a_filter_is_in_use(client_a, dataset)
     assert '<details class="filter-panel" id="filter-panel">' in searched  # the box is outside
     filtered = client_a.get("/dashboard/payments?q=ann&status=SUCCESS&currency=eur")
     html = filtered.get_data(as_text=True)
-    assert '<details class="filter-panel" id="filter-panel" open>' in html
+    assert '<details class="filter-panel" id="filter-panel">' in html  # the rows stay on top
+    assert '<span class="count" aria-label="2 in use">2</span>' in html
     chips = dict(
         re.findall(
             r'<a href="([^"]+)" aria-label="Remove filter ([^"]+)"', html.replace("&amp;", "&")

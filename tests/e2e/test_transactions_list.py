@@ -105,6 +105,10 @@ def test_the_list_fits_the_screen_rows_open_filters_fold_and_email_prefix_finds(
     expect(chips).to_contain_text("Status: Success")
     expect(chips).to_contain_text("Refunds: Any refund")
     shoot(page, "filtered", width)
+    # The panel folds away again once applied: the filtered rows are where the eye is.
+    expect(page.get_by_label("Status", exact=True)).to_be_hidden()
+    box = rows.first.bounding_box()
+    assert box is not None and 0 <= box["y"] and box["y"] + box["height"] <= height, box
     page.get_by_role("link", name="Remove filter Refunds: Any refund").click()
     expect(chips).not_to_contain_text("Refunds")
     expect(chips).to_contain_text("Status: Success")

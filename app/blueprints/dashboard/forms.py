@@ -358,9 +358,10 @@ class ListFilterForm(FlaskForm):
             shown.append((f.name, f.label.text, str(value)))
         return shown
 
-    def panel_in_use(self) -> bool:
-        """Open the panel when one of its fields is set or wrong."""
-        return any(f.errors or f.data not in (None, "") for f in self.panel_fields())
+    def panel_needs_attention(self) -> bool:
+        """Open the panel only where a field is wrong: the filters in use show as chips (and a
+        count on the panel), so the rows stay at the top of the screen."""
+        return any(f.errors for f in self.panel_fields())
 
 
 class RangesInOrder:
