@@ -286,7 +286,8 @@ class Payment(db.Model):
     failure_reason: Mapped[str | None] = mapped_column(String(24))
     # How the shopper paid, from the PSP's charge (payment_method_details): its type, card
     # brand and last 4 as columns the lists filter and search on, the rest (expiry, funding,
-    # country, wallet, 3-D Secure, SEPA mandate id and reference) in `payment_method`.
+    # country, wallet, 3-D Secure, SEPA mandate id and reference) in `payment_method`. Until
+    # paid, the columns name the last declined try's method (searched by it; 0034 backfills).
     method_type: Mapped[str | None] = mapped_column(String(32))
     card_brand: Mapped[str | None] = mapped_column(String(20))
     card_last4: Mapped[str | None] = mapped_column(String(4))

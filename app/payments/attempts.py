@@ -142,8 +142,21 @@ def record_attempt(
         attempt.decline_code or attempt.failure_code or "-",
     )
     if row.outcome == OUTCOME_FAILED:
+        show_tried_method(payment, method)
         signals.attempt_failed.send(payment, row)
     return row
+
+
+def show_tried_method(payment: Payment, method: PspMethod) -> None:
+    """A payment not paid is found by the card (or method) it was declined with: its search
+    columns (type, brand, last 4) name the declined try's, as Stripe shows a failed payment's
+    card. `payment_method` stays the paid charge's only, and the paid one replaces these
+    (`learn_method`)."""
+    if payment.payment_method is not None or method.type is None:
+        return
+    payment.method_type = method.type
+    payment.card_brand = method.brand
+    payment.card_last4 = method.last4
 
 
 def learn_method(payment: Payment, method: PspMethod | None) -> None:

@@ -207,7 +207,8 @@ def figures(*, merchant_id: int | None, livemode: bool, period: Period, now: dat
     reasons: dict[str | None, Reason] = {}
     methods: dict[tuple, Method] = {}
     # One read of the period's payments for every payment figure: the failure reason is set on
-    # FAILED ones only and the method on paid ones, so the groups stay few.
+    # FAILED ones only; the methods chart reads paid ones' (an unpaid one names the card it was
+    # declined with, which counts nowhere here).
     for (
         bucket,
         currency,

@@ -725,3 +725,81 @@ def test_the_dispute_state_and_rollup_attempts_migrations(app, tmp_path, monkeyp
         downgrade(revision="0029_secret_rotation_expiry")
         assert "dispute_state" not in _columns(url, "payments")
         db.engine.dispose()
+
+
+def test_the_declined_method_migration_names_each_unpaid_payments_last_declined_card(
+    app, tmp_path, monkeypatch, restore_api
+):
+    """0034 fills a payment's search columns from its latest declined attempt while it has no
+    paid method; a paid payment, or one never tried with a known method, is left alone."""
+    from flask_migrate import downgrade, upgrade
+
+    from app.extensions import db
+
+    url, fresh = _sqlite_app(tmp_path, monkeypatch)
+    # payment id: (status, paid method as stored, [(attempted at, outcome, brand, last 4)])
+    declined, paid = ("failed", "visa", "9995"), ("succeeded", "mastercard", "4444")
+    payments = {
+        1: ("FAILED", None, [("10:00", "failed", "visa", "0002"),
+                             ("10:05", "failed", "amex", "8431")]),
+        2: ("SUCCESS", ("card", "mastercard", "4444"), [("10:00", *declined), ("10:01", *paid)]),
+        3: ("FAILED", None, []),
+        4: ("INITIATED", None, [("10:00", *declined)]),
+    }  # fmt: skip
+    with fresh.app_context():
+        upgrade(revision="0033_amount_brand_indexes")
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            for pid, (status, paid, tries) in payments.items():
+                conn.execute(
+                    text(
+                        "INSERT INTO payments (id, public_id, merchant_id, merchant_reference,"
+                        " amount, currency, payment_type, success_url, cancel_url, metadata,"
+                        " status, status_version, psp, refunded_amount, livemode, method_type,"
+                        " card_brand, card_last4, payment_method, created_at, updated_at)"
+                        " VALUES (:id, :public_id, 1, :public_id, 2000, 'EUR', 'SALE',"
+                        " 'https://s.example/ok', 'https://s.example/no', '{}', :status, 3,"
+                        " 'stripe', 0, 0, :type, :brand, :last4, :method,"
+                        " '2026-12-01 10:00:00', '2026-12-01 10:00:00')"
+                    ),
+                    {
+                        "id": pid,
+                        "public_id": f"pay_{pid}",
+                        "status": status,
+                        "type": paid and paid[0],
+                        "brand": paid and paid[1],
+                        "last4": paid and paid[2],
+                        "method": paid and '{"type": "card"}',
+                    },
+                )
+                for at, outcome, brand, last4 in tries:
+                    conn.execute(
+                        text(
+                            "INSERT INTO payment_attempts (payment_id, attempted_at, outcome,"
+                            " method_type, card_brand, card_last4, created_at) VALUES (:pid,"
+                            " :at, :outcome, 'card', :brand, :last4, :at)"
+                        ),
+                        {
+                            "pid": pid,
+                            "at": f"2026-12-01 {at}:00",
+                            "outcome": outcome,
+                            "brand": brand,
+                            "last4": last4,
+                        },
+                    )
+        upgrade(revision="0034_declined_method_search")
+        with db.engine.connect() as conn:
+            found = {
+                row[0]: tuple(row[1:])
+                for row in conn.execute(
+                    text("SELECT id, method_type, card_brand, card_last4 FROM payments")
+                )
+            }
+        assert found == {
+            1: ("card", "amex", "8431"),  # the latest declined try
+            2: ("card", "mastercard", "4444"),  # paid: its paid card, untouched
+            3: (None, None, None),
+            4: ("card", "visa", "9995"),
+        }
+        downgrade(revision="0033_amount_brand_indexes")
+        db.engine.dispose()

@@ -65,7 +65,15 @@ def test_a_decline_then_a_success_records_both_attempts_and_the_method(
     )
     assert (failed.method_type, failed.card_brand, failed.card_last4) == ("card", "visa", "9995")
     assert failed.psp_charge_id.startswith("ch_")
-    assert load_payment(app, payment.id).status == "INITIATED"
+    tried = load_payment(app, payment.id)
+    assert tried.status == "INITIATED"
+    # Not paid yet, it is found by the card it was declined with; no paid method is claimed.
+    assert (tried.method_type, tried.card_brand, tried.card_last4) == ("card", "visa", "9995")
+    assert tried.payment_method is None
+    headers = {"Authorization": f"Bearer {key}"}
+    found = client.get("/api/v1/payments?card_last4=9995", headers=headers).get_json()["data"]
+    assert [p["id"] for p in found] == [payment.public_id]
+    assert found[0]["payment_method"] is None
 
     pay_session(stripe_delivers, payment.session_id, card="5555555555554444")
     wait_for_payment_status(app, payment.id, "SUCCESS")
