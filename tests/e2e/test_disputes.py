@@ -15,7 +15,7 @@ from app.models import Payment
 from tests.disputes.support import open_dispute, recorded_dispute
 from tests.e2e.shop_flow import buy
 from tests.e2e.test_dashboard_modes import log_in
-from tests.support.browser import shoot, shot
+from tests.support.browser import shoot, shot, within_screen
 from tests.support.delivery import deliver_due_notifications
 from tests.support.factories import make_user
 from tests.support.rows import get_row
@@ -44,6 +44,11 @@ def test_a_merchant_sees_a_dispute_everywhere_and_answers_it_with_evidence(
     expect(due).to_contain_text(dispute.public_id)
     expect(due).to_contain_text("89.00")
     expect(due).to_contain_text("product not received")
+    # Each table's first row shows its amount and status on the screen (a card on a phone).
+    every = page.locator("table").filter(has_text="Every dispute")
+    for table in (due, every):
+        row = table.locator("tbody tr").first
+        within_screen(page, row.locator("td.num"), row.locator("td[data-label=Status]"))
     shot(page, "disputes-list", width)
 
     due.get_by_role("link", name=dispute.public_id).click()
@@ -158,6 +163,15 @@ def test_a_shop_order_disputed_answered_and_decided_through_the_emulator(
     expect(every.locator("tbody tr").filter(has_text=dispute.public_id)).to_contain_text(label)
     expect(dashboard.get_by_role("status").filter(has_text="need")).to_have_count(0)
     shoot(dashboard, f"disputes-{outcome}-page-closed")
+    # The shopper's customer page lists it, a card on a phone.
+    dashboard.goto(f"{live_server.url}/dashboard/customers/{outcome}@disputes.example")
+    disputes = dashboard.get_by_role("region", name="Disputes", exact=True)
+    disputed = disputes.locator("tbody tr").filter(has_text=dispute.public_id)
+    expect(disputed).to_contain_text(label)
+    expect(disputed).to_contain_text("29.00")
+    dashboard.set_viewport_size({"width": 390, "height": 900})
+    within_screen(dashboard, disputed.locator("td.num"), disputed.locator("td[data-label=Status]"))
+    shoot(dashboard, f"disputes-{outcome}-customer")
     # The transactions list marks the payment with the outcome and its filter finds it.
     dashboard.goto(f"{live_server.url}/dashboard/payments?dispute_state={outcome}")
     row = dashboard.locator("tr.tx-row").filter(has_text=pay_id)

@@ -16,7 +16,7 @@ from app.extensions import db
 from app.models import Payment
 from tests.e2e.shop_flow import buy
 from tests.e2e.test_dashboard import log_in
-from tests.support.browser import shoot
+from tests.support.browser import shoot, within_screen
 from tests.support.delivery import deliver_due_notifications
 from tests.support.factories import make_user
 from tests.support.waiting import wait_until
@@ -27,6 +27,13 @@ def download_csv(page: Page) -> list[dict]:
         page.get_by_role("link", name="Export these as CSV").click()
     with open(info.value.path(), newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def on_a_phone(page: Page, row) -> None:
+    """At 390 px the refund's row reads as a card: its amount and status within the screen."""
+    page.set_viewport_size({"width": 390, "height": 900})
+    within_screen(page, row.locator("td[data-label=Amount]"), row.locator("td[data-label=Status]"))
+    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def test_a_partial_refund_shows_in_the_list_the_refunds_page_the_api_the_csv_and_the_shop(
@@ -80,6 +87,7 @@ def test_a_partial_refund_shows_in_the_list_the_refunds_page_the_api_the_csv_and
     expect(refund_row).to_contain_text("9.50 EUR")
     expect(refund_row).to_contain_text("succeeded")
     shoot(dashboard, "refunds-page")
+    on_a_phone(dashboard, refund_row)
     [refund_csv] = download_csv(dashboard)
     assert (refund_csv["refund_id"], refund_csv["payment_id"], refund_csv["amount"]) == (
         refund_id,
@@ -88,6 +96,21 @@ def test_a_partial_refund_shows_in_the_list_the_refunds_page_the_api_the_csv_and
     )
     refund_row.get_by_role("link", name=pay_id).click()
     expect(dashboard.get_by_role("heading", name=f"Payment {pay_id}")).to_be_visible()
+
+    # The shopper's customer page lists the refund; the customers list, the shopper.
+    dashboard.goto(f"{live_server.url}/dashboard/customers/refund@example.com")
+    refunds = dashboard.get_by_role("region", name="Refunds", exact=True)
+    customer_refund = refunds.locator("tbody tr").filter(has_text=refund_id)
+    expect(customer_refund).to_contain_text("9.50 EUR")
+    on_a_phone(dashboard, customer_refund)
+    shoot(dashboard, "refunds-customer")
+    dashboard.goto(f"{live_server.url}/dashboard/customers")
+    customer_row = dashboard.locator("table tbody tr").filter(has_text="refund@example.com")
+    expect(customer_row).to_contain_text("19.50 EUR")  # net: 29.00 paid, 9.50 refunded
+    dashboard.set_viewport_size({"width": 390, "height": 900})
+    within_screen(dashboard, customer_row.locator("td[data-label=Paid]"))
+    within_screen(dashboard, customer_row.locator("td[data-label=Net]"))
+    shoot(dashboard, "refunds-customers")
 
     # The API, with the shop's own key, over HTTP.
     listed = requests.get(

@@ -130,6 +130,19 @@ def shoot(page, name: str) -> None:
     page.set_viewport_size({"width": WIDTHS[0], "height": 900})
 
 
+def within_screen(page, *locators) -> None:
+    """Each of `locators` (its first match) ends inside the screen's width: read without
+    scrolling sideways, in the page or in a table's own box."""
+    width = page.viewport_size["width"]
+    for locator in locators:
+        locator = locator.first
+        locator.scroll_into_view_if_needed()
+        box = locator.bounding_box()
+        assert box is not None, f"{locator} is not shown"
+        right = box["x"] + box["width"]
+        assert right <= width, f"{locator} ends at {right:.0f} px, past the screen's {width} px"
+
+
 def nav_link(page, name: str):
     """The dashboard navigation's link `name`; on a phone, where the links fold into a menu,
     the menu is opened first, as a person would."""
