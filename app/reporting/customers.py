@@ -136,30 +136,46 @@ def map_row(row) -> tuple:
     return currency, int(payments), int(paid_count), int(paid), int(refunded)
 
 
-def refunds(merchant_id: int, livemode: bool, email: str) -> list[Refund]:
+@dataclass(frozen=True)
+class Latest:
+    """A customer's latest refunds or disputes (at most RELATED_LIMIT), and how many there are in
+    all: the page says when it shows only some."""
+
+    rows: list
+    total: int
+
+    @property
+    def cut(self) -> bool:
+        return self.total > len(self.rows)
+
+
+def _latest(model, merchant_id: int, livemode: bool, email: str) -> Latest:
+    """The customer's latest rows of `model` (Refund or Dispute), each with its payment; counted
+    only when there are more than the page shows."""
+    ids = _payments_of(merchant_id, livemode, email).with_only_columns(Payment.id)
+    mine = model.payment_id.in_(ids)
+    stmt = (
+        select(model)
+        .options(joinedload(model.payment))
+        .where(mine)
+        .order_by(model.created_at.desc(), model.id.desc())
+        .limit(RELATED_LIMIT + 1)
+    )
+    rows = list(db.session.scalars(stmt))
+    if len(rows) <= RELATED_LIMIT:
+        return Latest(rows, len(rows))
+    total = db.session.scalar(select(func.count()).select_from(model).where(mine)) or 0
+    return Latest(rows[:RELATED_LIMIT], int(total))
+
+
+def refunds(merchant_id: int, livemode: bool, email: str) -> Latest:
     """The customer's latest refunds, each with its payment."""
-    ids = _payments_of(merchant_id, livemode, email).with_only_columns(Payment.id)
-    stmt = (
-        select(Refund)
-        .options(joinedload(Refund.payment))
-        .where(Refund.payment_id.in_(ids))
-        .order_by(Refund.created_at.desc(), Refund.id.desc())
-        .limit(RELATED_LIMIT)
-    )
-    return list(db.session.scalars(stmt))
+    return _latest(Refund, merchant_id, livemode, email)
 
 
-def disputes(merchant_id: int, livemode: bool, email: str) -> list[Dispute]:
+def disputes(merchant_id: int, livemode: bool, email: str) -> Latest:
     """The customer's latest disputes, each with its payment."""
-    ids = _payments_of(merchant_id, livemode, email).with_only_columns(Payment.id)
-    stmt = (
-        select(Dispute)
-        .options(joinedload(Dispute.payment))
-        .where(Dispute.payment_id.in_(ids))
-        .order_by(Dispute.created_at.desc(), Dispute.id.desc())
-        .limit(RELATED_LIMIT)
-    )
-    return list(db.session.scalars(stmt))
+    return _latest(Dispute, merchant_id, livemode, email)
 
 
 @dataclass

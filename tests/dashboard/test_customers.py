@@ -105,6 +105,42 @@ def test_the_customer_page_shows_totals_per_currency_payments_refunds_and_disput
     assert ann["dispute"] in page and "fraudulent" in page
 
 
+def test_a_cut_refunds_or_disputes_section_says_so_and_links_the_whole_list(
+    app, tenants, client_a, ann, monkeypatch
+):
+    """Past RELATED_LIMIT the page shows the latest and says how many there are; at the limit
+    it says nothing. Neither list filters by customer: the link is to the whole list."""
+    monkeypatch.setattr(customer_reads, "RELATED_LIMIT", 1)
+    page = html(client_a.get(f"/dashboard/customers/{ANN}"))
+    assert "Showing the latest" not in page  # one refund, one dispute: all shown
+    with app.app_context():
+        paid = db.session.query(Payment).filter_by(public_id=ann["paid"]).one()
+        for minutes in (1, 2):
+            db.session.add(
+                Refund(
+                    payment_id=paid.id,
+                    merchant_id=tenants.a_id,
+                    livemode=False,
+                    amount=100,
+                    currency="EUR",
+                    status="succeeded",
+                    source="dashboard",
+                    created_at=NOW - timedelta(minutes=minutes),
+                )
+            )
+        db.session.commit()
+    page = html(client_a.get(f"/dashboard/customers/{ANN}"))
+    refunds = page.split('id="refunds-heading"', 1)[1].split("</section>", 1)[0]
+    assert ann["refund"] in refunds  # the newest
+    assert refunds.count("<tr>") == 2  # the heading row and the one refund shown
+    note = re.search(r'<p class="muted cut-note">(.*?)</p>', refunds, re.S)
+    assert note, refunds
+    assert "Showing the latest 1 of 3 refunds." in note.group(1)
+    assert 'href="/dashboard/refunds"' in note.group(1)
+    disputes = page.split('id="disputes-heading"', 1)[1].split("</section>", 1)[0]
+    assert "cut-note" not in disputes
+
+
 def test_the_customer_page_pages_newest_first_with_cursors(app, tenants, client_a):
     with app.app_context():
         for i in range(55):
