@@ -166,6 +166,44 @@ def test_accepting_a_dispute_loses_it_once_and_evidence_is_refused_after(
     assert types.count("dispute.closed") == 1 and types.count("dispute.created") == 1
 
 
+def test_the_networks_review_of_an_open_dispute_is_recorded_and_its_client_told(
+    app, client, make_merchant, paid_payment, stripe_delivers, receiver, worker
+):
+    """The emulator's control route moves the open dispute to under review (the network's
+    side, no evidence from the merchant): PayBridge records it from charge.dispute.updated and
+    tells the merchant's endpoint with dispute.updated."""
+    merchant, key = make_merchant(notify_url=receiver.url)
+    pay_id = paid_payment(merchant.id, amount=3100).public_id
+    opened = open_dispute(app, stripe_delivers, pay_id)
+    dispute = recorded_dispute(app, opened["id"])
+    assert dispute.status == "needs_response"
+
+    moved = stripe_delivers.control(
+        "POST", f"disputes/{opened['id']}/update", {"status": "under_review"}
+    )["dispute"]
+    assert moved["status"] == "under_review"
+
+    reviewed = recorded_dispute(
+        app, opened["id"], until=lambda d: d.status == "under_review", what="under review"
+    )
+    assert reviewed.public_id == dispute.public_id and reviewed.closed_at is None
+    [updated] = get_rows(app, PspEvent, PspEvent.event_type == "charge.dispute.updated")
+    assert updated.outcome == "applied"
+    shown = client.get(f"/api/v1/disputes/{dispute.public_id}", headers=auth_headers(key))
+    assert shown.get_json()["status"] == "under_review"
+
+    def reviews() -> list[dict]:  # the review's, not any other dispute.updated
+        return [
+            b
+            for b in notified(receiver, merchant)
+            if b["type"] == "dispute.updated" and b["data"]["status"] == "under_review"
+        ]
+
+    worker.run_until(reviews, what="dispute.updated (under review) delivered")
+    [told] = reviews()
+    assert told["data"]["id"] == dispute.public_id
+
+
 def test_evidence_after_its_due_date_is_refused_with_the_psps_reason(
     app, client, make_merchant, paid_payment, stripe_delivers
 ):

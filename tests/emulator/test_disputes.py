@@ -89,6 +89,45 @@ def test_accepting_a_dispute_loses_it_once_and_a_late_answer_is_refused(client, 
         emu.control("POST", f"disputes/{dispute_id}/update", {"status": "under_review"})
 
 
+def test_the_network_moves_an_open_dispute_and_says_so_with_charge_dispute_updated(
+    client, emu, receiver
+):
+    """The control route moves an open dispute to another open status (a network's review),
+    answers the object, and sends charge.dispute.updated with the status it had; it refuses a
+    closed status and a closed dispute."""
+    opened = emu.control("POST", "disputes", {"payment_intent": paid_intent(client, emu)})[
+        "dispute"
+    ]
+    assert opened["status"] == "needs_response"
+
+    moved = emu.control("POST", f"disputes/{opened['id']}/update", {"status": "under_review"})
+    assert moved["dispute"]["id"] == opened["id"]
+    assert moved["dispute"]["status"] == "under_review"
+    retrieved = client.v1.disputes.retrieve(opened["id"])
+    assert (retrieved.status, retrieved.amount, retrieved.charge) == (
+        "under_review", opened["amount"], opened["charge"],
+    )  # fmt: skip
+    [update] = receiver.wait_for(
+        lambda r: (
+            event_type(r) == "charge.dispute.updated"
+            and json.loads(r["body"])["data"]["object"]["id"] == opened["id"]
+        )
+    )
+    data = json.loads(update["body"])["data"]
+    assert data["object"]["status"] == "under_review" and data["object"]["object"] == "dispute"
+    assert data["previous_attributes"] == {"status": "needs_response"}
+
+    back = emu.control("POST", f"disputes/{opened['id']}/update", {"status": "needs_response"})
+    assert back["dispute"]["status"] == "needs_response"
+    with pytest.raises(EmulatorError):  # a decision is the close route's
+        emu.control("POST", f"disputes/{opened['id']}/update", {"status": "won"})
+    assert client.v1.disputes.retrieve(opened["id"]).status == "needs_response"
+    emu.control("POST", f"disputes/{opened['id']}/close", {"outcome": "lost"})
+    with pytest.raises(EmulatorError):
+        emu.control("POST", f"disputes/{opened['id']}/update", {"status": "under_review"})
+    assert client.v1.disputes.retrieve(opened["id"]).status == "lost"
+
+
 def test_a_dispute_is_seen_only_with_a_key_of_its_mode(client, emu):
     dispute_id = emu.control("POST", "disputes", {"payment_intent": paid_intent(client, emu)})[
         "dispute"
