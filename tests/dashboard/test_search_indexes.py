@@ -287,8 +287,10 @@ def test_filters_that_never_meet_stop_after_the_bound_and_say_so(app, tenants, a
 
 def test_an_amount_range_sorts_index_entries_then_reads_only_its_page(app, tenants, many_customers):
     """Amounts match in amount order: the page's (created_at, id) come from the amount index
-    alone (covering: currency and time in it, 0033) and are sorted there; only the page's rows
-    are then read, by primary key. Sorting whole rows cost 133 / 304 ms p50 / p95 at 1M."""
+    alone (covering: currency and time in it, 0033) and are sorted there — or, where MariaDB
+    expects the matches to be common, from the merchant's payments walked in order — and only
+    the page's rows are then read, by primary key. Sorting whole rows cost 133 / 304 ms p50 /
+    p95 at 1M."""
     client = logged_in(app, tenants.a_email)
     path = "/dashboard/payments?amount_min=10&amount_max=10.50"
     html = client.get(path).get_data(as_text=True)
@@ -296,9 +298,13 @@ def test_an_amount_range_sorts_index_entries_then_reads_only_its_page(app, tenan
     found = plans(app, client, path, payments_list)
     [inner] = [p for p in found if p["select_type"] == "DERIVED"]
     [rows] = [p for p in found if p["table"] == "payments" and p["select_type"] == "PRIMARY"]
-    merchant_and_mode_read(inner, "ix_payments_merchant_amount")
-    assert int(inner["key_len"]) > MERCHANT_AND_MODE, inner  # the amount is read from it
-    assert "Using index" in (inner["Extra"] or ""), inner  # no row is read to sort
+    if inner["key"] == "ix_payments_merchant_amount":
+        merchant_and_mode_read(inner, "ix_payments_merchant_amount")
+        assert int(inner["key_len"]) > MERCHANT_AND_MODE, inner  # the amount is read from it
+        assert "Using index" in (inner["Extra"] or ""), inner  # no row is read to sort
+    else:  # matches expected common: the merchant's payments walked in order to a page
+        merchant_and_mode_read(inner, "ix_payments_merchant_mode_created")
+        assert "filesort" not in (inner["Extra"] or ""), inner
     assert rows["key"] == "PRIMARY" and rows["type"] == "eq_ref", found
 
 

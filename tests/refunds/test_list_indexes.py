@@ -131,16 +131,21 @@ def test_an_amount_range_sorts_the_amount_index_entries_then_reads_only_its_page
     app, tenants, many_refunds
 ):
     """Refund amounts match in amount order: the page's (created_at, id) are sorted from the
-    merchant's amount index alone (currency and time in it, 0033), then only the page's refunds
-    and their payments are read by primary key."""
+    merchant's amount index alone (currency and time in it, 0033) — or, where MariaDB expects
+    the range's matches to be common, the merchant's refunds walked in order until a page is
+    found — then only the page's refunds and their payments are read by primary key. Never a
+    sort of whole rows."""
     client = logged_in(app, tenants.a_email)
     switch(client, "test")
     plans = refund_list_plans(
         app, lambda: client.get("/dashboard/refunds?amount_min=10&amount_max=11")
     )
     [inner] = [p for p in plans if p["select_type"] == "DERIVED"]
-    assert inner["key"] == "ix_refunds_merchant_amount" and inner["type"] == "range", plans
-    assert "Using index" in (inner["Extra"] or ""), plans  # no refund row is read to sort
+    extra = inner["Extra"] or ""
+    if inner["key"] == "ix_refunds_merchant_amount":
+        assert inner["type"] == "range" and "Using index" in extra, plans  # no row read to sort
+    else:
+        assert inner["key"] in BY_MERCHANT and "filesort" not in extra, plans  # in order
     for table in ("refunds", "payments"):
         [outer] = [p for p in plans if p["table"] == table and p["select_type"] == "PRIMARY"]
         assert outer["key"] == "PRIMARY" and outer["type"] == "eq_ref", plans
