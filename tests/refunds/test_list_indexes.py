@@ -34,7 +34,9 @@ def many_refunds(app, tenants):
                     prefix=f"{merchant_id}-{livemode}",
                 )
         payments = db.session.execute(
-            select(Payment.id, Payment.merchant_id, Payment.livemode, Payment.created_at)
+            select(Payment.id, Payment.merchant_id, Payment.livemode, Payment.created_at).order_by(
+                Payment.id
+            )
         )
         rows = [
             {
@@ -42,13 +44,15 @@ def many_refunds(app, tenants):
                 "payment_id": pid,
                 "merchant_id": merchant_id,
                 "livemode": livemode,
-                "amount": 50 + pid % 2000,
+                # 0.50 to 15.49 EUR by the payment's place in the table (ids start anywhere):
+                # each merchant and mode has about a hundred in 10.00–11.00.
+                "amount": 50 + n % 1500,
                 "currency": "EUR",
                 "status": "failed" if pid % 10 == 0 else "succeeded",
                 "created_at": created_at,
                 "updated_at": created_at,
             }
-            for pid, merchant_id, livemode, created_at in payments
+            for n, (pid, merchant_id, livemode, created_at) in enumerate(payments)
         ]
         db.session.execute(insert(Refund), rows)
         db.session.commit()
