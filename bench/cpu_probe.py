@@ -201,27 +201,24 @@ def one_round(client, emu, api_key: str, args, tag: str) -> dict:
     intents = [events[s]["data"]["object"]["payment_intent"] for s in sids]
     warm, events = bodies[: args.warmup], bodies[args.warmup :]
 
-    hook = "/webhooks/stripe"
-    post_all(client, hook, webhook_requests(warm), 200)
-    post_all(client, hook, webhook_requests(warm), 200)
-    responses, figures["webhook_new"] = post_all(client, hook, webhook_requests(events), 200)
-    outcomes = {r.get_json()["outcome"] for r in responses}
-    if outcomes != {"applied"}:
-        raise SystemExit(f"new events were not all applied: {outcomes}")
-    _, figures["webhook_duplicate"] = post_all(client, hook, webhook_requests(events), 200)
+    def measure(name: str, warm: list[bytes], events: list[bytes]) -> None:
+        """`name`_new and `name`_duplicate: each event once (all applied), then again."""
+        hook = "/webhooks/stripe"
+        post_all(client, hook, webhook_requests(warm), 200)
+        post_all(client, hook, webhook_requests(warm), 200)
+        responses, figures[f"{name}_new"] = post_all(client, hook, webhook_requests(events), 200)
+        outcomes = {r.get_json()["outcome"] for r in responses}
+        if outcomes != {"applied"}:
+            raise SystemExit(f"new {name} events were not all applied: {outcomes}")
+        _, figures[f"{name}_duplicate"] = post_all(client, hook, webhook_requests(events), 200)
+
+    measure("webhook", warm, events)
     if args.charges:
         charges = emulator.charge_events(emu.url, emu.api_key, since, set(intents))
         if len(charges) < len(intents):
             raise SystemExit(f"{len(intents) - len(charges)} intents have no charge.succeeded")
         bodies = [json.dumps(charges[i], indent=2).encode() for i in intents]
-        warm, events = bodies[: args.warmup], bodies[args.warmup :]
-        post_all(client, hook, webhook_requests(warm), 200)
-        post_all(client, hook, webhook_requests(warm), 200)
-        responses, figures["charge_new"] = post_all(client, hook, webhook_requests(events), 200)
-        outcomes = {r.get_json()["outcome"] for r in responses}
-        if outcomes != {"applied"}:
-            raise SystemExit(f"new charge events were not all applied: {outcomes}")
-        _, figures["charge_duplicate"] = post_all(client, hook, webhook_requests(events), 200)
+        measure("charge", bodies[: args.warmup], bodies[args.warmup :])
     return figures
 
 

@@ -217,7 +217,7 @@ def _record_for_intent(
     event: PspEventData, intent_id: str, metadata: dict[str, str], attempt: PspAttempt
 ) -> Handled:
     """An attempt an event tells of an intent, recorded on the intent's payment (locked)."""
-    payment = _lock_payment_for_intent(intent_id, metadata)
+    payment = payment_for_intent(intent_id, metadata, lock=True)
     if payment is None:
         return Handled(PspEvent.OUTCOME_UNKNOWN_SESSION, f"no payment has intent {intent_id}")
     wrong_mode = mode_mismatch(event, payment.livemode, f"payment {payment.public_id}")
@@ -246,20 +246,26 @@ def _record_for_intent(
     return Handled(PspEvent.OUTCOME_IGNORED, "attempt already recorded", payment.id)
 
 
-def _lock_payment_for_intent(intent_id: str, metadata: dict[str, str]) -> Payment | None:
-    """The payment the intent belongs to, row-locked: by PayBridge's id in the intent's
-    metadata (a declined first try comes before PayBridge learns the intent), else by the
-    intent id it learned."""
+def payment_for_intent(intent_id: str, metadata: dict[str, str], *, lock: bool) -> Payment | None:
+    """The payment the intent belongs to (row-locked with `lock`): by PayBridge's id in the
+    intent's metadata (a declined first try comes before PayBridge learns the intent), else by
+    the intent id it learned."""
     claimed = metadata.get("paybridge_payment_id")
     if claimed:
-        payment = lock_payment_by_public_id(claimed)
+        payment = (
+            lock_payment_by_public_id(claimed)
+            if lock
+            else db.session.scalar(select(Payment).where(Payment.public_id == claimed))
+        )
         if payment is not None:
             if payment.psp_payment_intent_id in (None, intent_id):
                 return payment
             return None  # another intent's: not this payment's attempt
     found = db.session.connection().execute(_PAYMENT_BY_INTENT, {"intent_id": intent_id})
     payment_id = found.scalar_one_or_none()
-    return lock_payment(payment_id) if payment_id is not None else None
+    if payment_id is None:
+        return None
+    return lock_payment(payment_id) if lock else db.session.get(Payment, payment_id)
 
 
 # The worker's pass over paid payments whose charge it has not read yet (a webhook moved them;

@@ -22,6 +22,7 @@ from sqlalchemy import and_, func, or_, select
 from app.errors import PayBridgeError
 from app.extensions import db
 from app.models import Payment, PaymentStatus, PspEvent, StatusSource, utcnow
+from app.payments.attempts import payment_for_intent
 from app.payments.outcomes import (
     DELAYED_METHOD_TYPES,
     is_backwards,
@@ -258,7 +259,7 @@ class Reconciler:
     def _payment_named_by(self, event: PspEventData) -> Payment | None:
         """The payment an event is about, as it is before the event is handled (so its entry
         says where it was): by its session, or by the intent a charge or intent event names
-        (PayBridge's id in the intent's metadata first: a payment may not know its intent yet).
+        (`attempts.payment_for_intent`, the handler's own rule, without its lock).
         None for other events: their handler finds it."""
         if event.session is not None:
             return self._payment_for_session(event.session)
@@ -269,14 +270,9 @@ class Reconciler:
             intent_id, metadata = event.payment_intent.id, event.payment_intent.metadata
         else:
             return None
-        claimed = metadata.get("paybridge_payment_id")
-        if claimed:
-            found = select(Payment).where(Payment.public_id == claimed)
-        elif intent_id:
-            found = select(Payment).where(Payment.psp_payment_intent_id == intent_id)
-        else:
-            return None
-        return db.session.execute(found).scalar_one_or_none()
+        if not intent_id:
+            return None  # a charge of no intent: its handler leaves it alone too
+        return payment_for_intent(intent_id, metadata, lock=False)
 
     def _payment_for_session(self, session: CheckoutSession) -> Payment | None:
         payment = db.session.execute(
